@@ -1,0 +1,34 @@
+#include "libs/server/blocking_pool.h"
+
+#include <atomic>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+
+namespace switchboard::server {
+namespace {
+
+TEST(BlockingPoolTest, RunsEveryQueuedTaskBeforeStopReturns) {
+  std::atomic<int> ran{0};
+  BlockingPool pool(4);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(pool.Run([&] { ran.fetch_add(1); }));
+  }
+  pool.Stop();
+  EXPECT_EQ(ran.load(), 1000);
+  EXPECT_FALSE(pool.Run([&] { ran.fetch_add(1); }));
+  EXPECT_EQ(ran.load(), 1000);
+}
+
+TEST(BlockingPoolTest, BlockedTasksDoNotStopOthersFromRunning) {
+  BlockingPool pool(2);
+  absl::Notification release;
+  absl::Notification second_ran;
+  pool.Run([&] { release.WaitForNotification(); });
+  pool.Run([&] { second_ran.Notify(); });
+  EXPECT_TRUE(second_ran.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  release.Notify();
+}
+
+}  // namespace
+}  // namespace switchboard::server

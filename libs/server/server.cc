@@ -1,0 +1,148 @@
+#include "libs/server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include "absl/strings/str_cat.h"
+#include "libs/log/log.h"
+#include "libs/metrics/grpc_metrics.h"
+
+namespace switchboard::server {
+
+void AddServerFlags(config::FlagSet& flags, ServerOptions* options) {
+  flags.Add("port", &options->port, "gRPC port");
+  flags.Add("metrics_port", &options->metrics_port,
+            "Prometheus /metrics port");
+  flags.Add("bind_address", &options->bind_address,
+            "address the gRPC and metrics listeners bind to");
+  flags.Add("reflection", &options->reflection,
+            "serve gRPC server reflection (for grpcurl)");
+  flags.Add("max_receive_bytes", &options->max_receive_bytes,
+            "largest request message accepted, in bytes");
+  flags.Add("keepalive_time", &options->keepalive_time,
+            "ping idle client connections this often");
+  flags.Add("keepalive_timeout", &options->keepalive_timeout,
+            "drop a connection whose ping is unanswered this long");
+  flags.Add("drain_deadline", &options->drain_deadline,
+            "on shutdown, in-flight calls get this long to finish");
+  flags.Add("worker_threads", &options->worker_threads,
+            "threads running handlers' blocking work");
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(
+    const ServerOptions& options, const std::vector<grpc::Service*>& services,
+    std::shared_ptr<prometheus::Registry> registry) {
+  if (options.port < 0 || options.port > 65535 || options.metrics_port < 0 ||
+      options.metrics_port > 65535) {
+    return absl::InvalidArgumentError("ports must be within 0..65535");
+  }
+  if (options.worker_threads < 1 || options.max_receive_bytes < 1024) {
+    return absl::InvalidArgumentError(
+        "worker_threads must be at least 1 and max_receive_bytes at least 1024");
+  }
+  auto exposer = metrics::MetricsExposer::Start(options.bind_address,
+                                                options.metrics_port, registry);
+  if (!exposer.ok()) return exposer.status();
+
+  grpc::EnableDefaultHealthCheckService(true);
+  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.port),
+                           grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             absl::ToInt64Milliseconds(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             absl::ToInt64Milliseconds(options.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      absl::ToInt64Milliseconds(options.min_client_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(metrics::MakeGrpcServerMetricsInterceptorFactory(*registry));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  for (grpc::Service* service : services) builder.RegisterService(service);
+
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.bind_address, ":", options.port,
+        " (port in use or address not available)"));
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  log::Info("server_started", {{"service", options.service_name},
+                               {"grpc_port", port},
+                               {"metrics_port", (*exposer)->port()},
+                               {"reflection", options.reflection}});
+  return std::unique_ptr<Server>(
+      new Server(options, std::move(server), port, std::move(*exposer)));
+}
+
+Server::Server(ServerOptions options, std::unique_ptr<grpc::Server> server,
+               int port, std::unique_ptr<metrics::MetricsExposer> exposer)
+    : options_(std::move(options)),
+      server_(std::move(server)),
+      port_(port),
+      exposer_(std::move(exposer)) {}
+
+Server::~Server() { Shutdown(); }
+
+std::shared_ptr<grpc::Channel> Server::InProcessChannel() const {
+  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_),
+                             grpc::InsecureChannelCredentials());
+}
+
+void Server::OnDrain(std::function<void()> hook) {
+  absl::MutexLock lock(&mu_);
+  drain_hooks_.push_back(std::move(hook));
+}
+
+void Server::Shutdown() {
+  std::vector<std::function<void()>> hooks;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    hooks.swap(drain_hooks_);
+  }
+  log::Info("server_draining",
+            {{"service", options_.service_name},
+             {"drain_deadline_seconds",
+              absl::ToDoubleSeconds(options_.drain_deadline)}});
+  // Health turns NOT_SERVING (and Watch subscribers are told) before anything
+  // is refused, so load balancers move traffic away first.
+  server_->GetHealthCheckService()->Shutdown();
+  for (auto& hook : hooks) hook();
+  const absl::Time start = absl::Now();
+  server_->Shutdown(absl::ToChronoTime(start + options_.drain_deadline));
+  server_->Wait();
+  log::Info("server_stopped",
+            {{"service", options_.service_name},
+             {"drain_seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+std::string WaitForTerminationSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int signal = 0;
+  while (sigwait(&set, &signal) != 0) {
+  }
+  return signal == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+}  // namespace switchboard::server

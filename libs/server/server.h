@@ -1,0 +1,103 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "libs/config/flags.h"
+#include "libs/metrics/exposer.h"
+#include "prometheus/registry.h"
+
+namespace switchboard::server {
+
+// What every Switchboard server shares: ports, limits, keepalive, draining.
+struct ServerOptions {
+  // Short service name ("presence"): used in logs and env variable names.
+  std::string service_name;
+  // Address the gRPC and metrics listeners bind to.
+  std::string bind_address = "0.0.0.0";
+  // gRPC port; 0 picks a free port (tests).
+  int port = 0;
+  // Prometheus /metrics port; 0 picks a free port (tests).
+  int metrics_port = 0;
+  // gRPC server reflection, for grpcurl and other tools.
+  bool reflection = true;
+  // Largest request message accepted; larger ones get RESOURCE_EXHAUSTED.
+  int max_receive_bytes = 4 * 1024 * 1024;
+  // Server pings an idle connection this often, and drops it when a ping is
+  // not answered within keepalive_timeout (dead clients, broken NATs).
+  absl::Duration keepalive_time = absl::Seconds(60);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  // Clients may ping this often at most (grpc-go's default is 5 min; mobile
+  // clients holding streams ping more often).
+  absl::Duration min_client_ping_interval = absl::Seconds(10);
+  // On shutdown, in-flight calls get this long to finish before they are
+  // cancelled.
+  absl::Duration drain_deadline = absl::Seconds(10);
+  // Threads of the BlockingPool that runs handlers' blocking work.
+  int worker_threads = 32;
+};
+
+// Registers the shared flags (port, metrics_port, bind_address, reflection,
+// max_receive_bytes, keepalive_time, keepalive_timeout, drain_deadline,
+// worker_threads) with `options`' current values as defaults.
+void AddServerFlags(config::FlagSet& flags, ServerOptions* options);
+
+// A running gRPC server with the shared behaviour of every service:
+// grpc.health.v1 (Check and Watch; every registered service SERVING),
+// reflection (unless disabled), per-RPC Prometheus metrics under the standard
+// names on /metrics, receive-size limits, keepalive, and graceful shutdown.
+//
+// Thread-safe.
+class Server {
+ public:
+  // Builds and starts a server for `services` (not owned; they must outlive
+  // the server), recording metrics in `registry`. Fails if a port is taken.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      const ServerOptions& options, const std::vector<grpc::Service*>& services,
+      std::shared_ptr<prometheus::Registry> registry);
+
+  ~Server();
+
+  int port() const { return port_; }
+  int metrics_port() const { return exposer_->port(); }
+  // An insecure channel to this server, for tests and local tools.
+  std::shared_ptr<grpc::Channel> InProcessChannel() const;
+
+  // Runs `hook` when draining starts, before gRPC's own shutdown: services
+  // end their open streams there with a clear status.
+  void OnDrain(std::function<void()> hook);
+
+  // Drains and stops: health turns NOT_SERVING, drain hooks run, new calls
+  // are refused, in-flight calls get `drain_deadline` to finish and are then
+  // cancelled. Idempotent; returns once the server has stopped.
+  void Shutdown();
+
+ private:
+  Server(ServerOptions options, std::unique_ptr<grpc::Server> server, int port,
+         std::unique_ptr<metrics::MetricsExposer> exposer);
+
+  const ServerOptions options_;
+  std::unique_ptr<grpc::Server> server_;
+  const int port_;
+  std::unique_ptr<metrics::MetricsExposer> exposer_;
+  absl::Mutex mu_;
+  std::vector<std::function<void()>> drain_hooks_ ABSL_GUARDED_BY(mu_);
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts
+// later. Call it first in main(), before any thread exists.
+void BlockTerminationSignals();
+
+// Waits until SIGTERM or SIGINT arrives (see BlockTerminationSignals) and
+// returns the signal's name.
+std::string WaitForTerminationSignal();
+
+}  // namespace switchboard::server

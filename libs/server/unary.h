@@ -1,0 +1,52 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "libs/server/blocking_pool.h"
+#include "libs/server/status.h"
+
+namespace switchboard::server {
+
+// Finishes a unary callback-API call by running `work` on `pool` (see the
+// threading model in blocking_pool.h). `work` returns an absl::Status and
+// fills the response it captured; the client gets ToGrpcStatus of it. A call
+// whose client already gave up (deadline or cancel) is not run. When the pool
+// is stopping the call ends with UNAVAILABLE.
+//
+//   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+//                                 const GetRequest* request,
+//                                 GetResponse* response) override {
+//     return RunUnary(context, pool_, [=] { return impl_->Get(...); });
+//   }
+template <typename Work>
+grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
+                                   BlockingPool& pool, Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const bool queued = pool.Run([context, reactor, work = std::move(work)]() mutable {
+    if (context->IsCancelled()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                                   "call cancelled or past its deadline"));
+      return;
+    }
+    reactor->Finish(ToGrpcStatus(work()));
+  });
+  if (!queued) {
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+  }
+  return reactor;
+}
+
+// Finishes a unary call at once with `status` (for input rejected on the
+// callback thread, before any blocking work).
+inline grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                           const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace switchboard::server
