@@ -1,0 +1,128 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace switchboard::auth {
+
+// Who may call what. See DESIGN.md "Auth": a customer sees only their own
+// data, an agent what is assigned to them, a supervisor everything, and
+// services call each other with kService.
+enum class Role { kCustomer, kAgent, kSupervisor, kService };
+
+// "customer", "agent", "supervisor" or "service": the form used in tokens,
+// flags and error messages.
+absl::string_view RoleName(Role role);
+
+// The inverse of RoleName; nullopt for anything else (matching is exact and
+// case-sensitive).
+std::optional<Role> ParseRole(absl::string_view name);
+
+// An authenticated caller, as an access token names it.
+struct Principal {
+  std::string subject;
+  Role role;
+  absl::Time expires_at;
+};
+
+// Minimum length of an HMAC-SHA256 key: as long as the hash output (RFC 2104).
+inline constexpr size_t kMinKeyBytes = 32;
+
+// Loads the token signing key from `path`: hex text (surrounding whitespace,
+// such as a trailing newline, is ignored) of at least kMinKeyBytes bytes once
+// decoded.
+//
+// If the file does not exist and `create_if_missing`, writes a new random
+// 32-byte key (OpenSSL RAND_bytes) there with mode 0600 and returns it. The
+// parent folder must exist; nothing but the file is created. Creation is
+// atomic and never replaces an existing file, so processes starting together
+// on one data folder all end up with the same key.
+//
+// Errors (they name the path, never the key): NotFound if the file is missing
+// and not to be created; InvalidArgument if it is not hex or too short;
+// the errno-derived code for I/O failures.
+absl::StatusOr<std::string> LoadOrCreateKey(const std::string& path,
+                                            bool create_if_missing);
+
+// Signs and verifies JWTs (HS256 only) with one key, using libjwt.
+//
+// Every token carries iss "switchboard", aud, sub, iat and exp, plus any
+// caller-chosen string and integer claims. Verification:
+//   - rejects any algorithm but HS256 (including "none") before checking the
+//     signature, so a token cannot choose how it is checked;
+//   - rejects tokens whose exp is at or before `now`;
+//   - rejects tokens whose iat is more than kMaxClockSkew after `now`: a
+//     token "from the future" comes from a badly set clock or a forged
+//     issuer, and accepting it would stretch its lifetime unnoticed;
+//   - rejects tokens longer than kMaxTokenBytes without parsing them.
+//
+// Thread-safe: all methods are const and share no mutable state.
+class TokenCodec {
+ public:
+  static constexpr size_t kMaxTokenBytes = 8 * 1024;
+  static constexpr absl::Duration kMaxClockSkew = absl::Minutes(5);
+
+  // `key` should come from LoadOrCreateKey (at least kMinKeyBytes bytes);
+  // with a shorter key Sign and Verify fail with FailedPrecondition.
+  explicit TokenCodec(std::string key);
+
+  // A token's claims. `strings` and `ints` hold the claims other than the
+  // registered ones (iss, aud, sub, iat, exp), e.g. identity's "method",
+  // "level" or "session". Times have whole-second precision in tokens.
+  struct Claims {
+    std::string audience;
+    std::string subject;
+    absl::Time issued_at;
+    absl::Time expires_at;
+    absl::flat_hash_map<std::string, std::string> strings;
+    absl::flat_hash_map<std::string, int64_t> ints;
+  };
+
+  // Returns the signed token (three base64url parts joined by dots).
+  // InvalidArgument if audience or subject is empty, expires_at is not after
+  // issued_at, a claim name is empty, registered or used twice, or a string
+  // is not valid UTF-8 or contains a NUL byte.
+  absl::StatusOr<std::string> Sign(const Claims& claims) const;
+
+  // Checks `token` and returns its claims. Unauthenticated with a short reason
+  // ("malformed token", "unsupported algorithm", "bad signature", "wrong
+  // issuer", "wrong audience", "token expired", "token not yet valid") for
+  // anything wrong; never the token itself in the message. String and integer
+  // claims land in `strings` and `ints`; claims of other JSON types are
+  // ignored. `now` should come from a Clock.
+  absl::StatusOr<Claims> Verify(absl::string_view token,
+                                absl::string_view audience,
+                                absl::Time now) const;
+
+ private:
+  std::string key_;
+};
+
+// The audience of access tokens, which callers present to every service.
+inline constexpr absl::string_view kAccessAudience = "switchboard-api";
+
+// The longest subject an access token may name, in bytes.
+inline constexpr size_t kMaxSubjectBytes = 128;
+
+// Mints an access token for `principal`: aud "switchboard-api", sub, role,
+// iat `now`, exp principal.expires_at. InvalidArgument if the subject is empty
+// or longer than kMaxSubjectBytes, or expires_at is not after `now`.
+absl::StatusOr<std::string> MintAccessToken(const TokenCodec& codec,
+                                            const Principal& principal,
+                                            absl::Time now);
+
+// Verifies an access token (see TokenCodec::Verify) and returns its
+// principal. Unauthenticated on anything wrong, including a missing or unknown
+// role, an empty subject or one longer than kMaxSubjectBytes.
+absl::StatusOr<Principal> VerifyAccessToken(const TokenCodec& codec,
+                                            absl::string_view token,
+                                            absl::Time now);
+
+}  // namespace switchboard::auth
