@@ -1,0 +1,100 @@
+#include "libs/auth/grpc_auth.h"
+
+#include <string>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace switchboard::auth {
+namespace {
+
+absl::string_view StripSpacesAndTabs(absl::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+std::string RoleList(std::initializer_list<Role> roles) {
+  return absl::StrJoin(roles, ", ", [](std::string* out, Role role) {
+    absl::StrAppend(out, RoleName(role));
+  });
+}
+
+absl::Status CheckRole(const Principal& principal,
+                       std::initializer_list<Role> allowed,
+                       absl::string_view what) {
+  for (Role role : allowed) {
+    if (role == principal.role) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("role ", RoleName(principal.role), " may not ", what,
+                   " (allowed: ", RoleList(allowed), ")"));
+}
+
+}  // namespace
+
+absl::StatusOr<absl::string_view> BearerToken(
+    absl::string_view authorization_header) {
+  absl::string_view value = StripSpacesAndTabs(authorization_header);
+  constexpr absl::string_view kScheme = "bearer";
+  if (value.size() <= kScheme.size() ||
+      !absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme) ||
+      (value[kScheme.size()] != ' ' && value[kScheme.size()] != '\t')) {
+    return absl::UnauthenticatedError(
+        "authorization is not \"Bearer <token>\"");
+  }
+  absl::string_view token = StripSpacesAndTabs(value.substr(kScheme.size()));
+  if (token.empty()) {
+    return absl::UnauthenticatedError("authorization has an empty token");
+  }
+  for (char c : token) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      return absl::UnauthenticatedError(
+          "authorization is not \"Bearer <token>\"");
+    }
+  }
+  return token;
+}
+
+absl::StatusOr<Principal> AuthenticateCall(
+    const grpc::ServerContextBase& context, const TokenCodec& codec,
+    absl::Time now) {
+  const auto& metadata = context.client_metadata();
+  auto [first, last] = metadata.equal_range(
+      grpc::string_ref(kAuthorizationKey.data(), kAuthorizationKey.size()));
+  if (first == last) {
+    return absl::UnauthenticatedError("missing authorization metadata");
+  }
+  if (std::next(first) != last) {
+    return absl::UnauthenticatedError(
+        "authorization metadata given more than once");
+  }
+  absl::StatusOr<absl::string_view> token = BearerToken(
+      absl::string_view(first->second.data(), first->second.size()));
+  if (!token.ok()) return token.status();
+  return VerifyAccessToken(codec, *token, now);
+}
+
+absl::Status Authorize(const Principal& principal,
+                       std::initializer_list<Role> allowed) {
+  return CheckRole(principal, allowed, "make this call");
+}
+
+absl::Status Authorize(const Principal& principal,
+                       std::initializer_list<Role> allowed,
+                       absl::string_view method) {
+  return CheckRole(principal, allowed, absl::StrCat("call ", method));
+}
+
+void AttachToken(grpc::ClientContext& context, absl::string_view token) {
+  context.AddMetadata(std::string(kAuthorizationKey),
+                      absl::StrCat("Bearer ", token));
+}
+
+}  // namespace switchboard::auth

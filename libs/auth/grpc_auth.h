@@ -1,0 +1,51 @@
+#pragma once
+
+#include <initializer_list>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/server_context.h"
+#include "libs/auth/token.h"
+
+// The gRPC side of authentication: where tokens travel in call metadata.
+// Everything here returns absl::Status; the service adapters convert it.
+
+namespace switchboard::auth {
+
+// The metadata key of the token (gRPC keys are lowercase).
+inline constexpr absl::string_view kAuthorizationKey = "authorization";
+
+// Extracts the token from an `authorization` header value of the form
+// "Bearer <token>" (scheme case-insensitive, as RFC 7235 says; surrounding
+// spaces and tabs ignored). Unauthenticated if the scheme is not Bearer or the
+// token is empty or contains whitespace. The result points into the argument.
+absl::StatusOr<absl::string_view> BearerToken(
+    absl::string_view authorization_header);
+
+// Reads `authorization: Bearer <token>` from the call's metadata and verifies
+// it as an access token (VerifyAccessToken). Unauthenticated if the header is
+// missing, given more than once, not Bearer, or the token is invalid; the
+// message gives the reason and never the token. Thread-safe.
+absl::StatusOr<Principal> AuthenticateCall(
+    const grpc::ServerContextBase& context, const TokenCodec& codec,
+    absl::Time now);
+
+// OK if principal.role is in `allowed`; otherwise PermissionDenied naming the
+// caller's role and the allowed ones.
+absl::Status Authorize(const Principal& principal,
+                       std::initializer_list<Role> allowed);
+
+// As above, and the message names `method` (e.g. "CloseSession"), so that a
+// caller sees which call they may not make.
+absl::Status Authorize(const Principal& principal,
+                       std::initializer_list<Role> allowed,
+                       absl::string_view method);
+
+// Client side: attaches `authorization: Bearer <token>` to `context`. Call it
+// once per ClientContext, before the call starts.
+void AttachToken(grpc::ClientContext& context, absl::string_view token);
+
+}  // namespace switchboard::auth
