@@ -1,0 +1,130 @@
+#include "libs/storage/group_commit.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+
+namespace switchboard::storage {
+
+GroupCommitter::GroupCommitter(Database* db, Options options)
+    : db_(db), options_(options) {
+  writer_ = std::thread([this] { Run(); });
+}
+
+GroupCommitter::~GroupCommitter() { Stop(); }
+
+void GroupCommitter::Submit(Write write, Done done) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      queue_.push_back(Pending{std::move(write), std::move(done)});
+      return;
+    }
+  }
+  done(absl::UnavailableError("the storage writer has stopped"));
+}
+
+absl::Status GroupCommitter::Commit(Write write) {
+  absl::Notification finished;
+  absl::Status result;
+  Submit(std::move(write), [&](absl::Status status) {
+    result = std::move(status);
+    finished.Notify();
+  });
+  finished.WaitForNotification();
+  return result;
+}
+
+void GroupCommitter::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  absl::MutexLock lock(&stop_mu_);
+  if (writer_.joinable()) writer_.join();
+}
+
+GroupCommitter::Stats GroupCommitter::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+void GroupCommitter::Run() {
+  const size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
+  while (true) {
+    std::vector<Pending> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](GroupCommitter* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->stopping_ || !self->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // Stopping, and everything has run.
+      const size_t n = std::min(max_batch, queue_.size());
+      batch.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    std::vector<absl::Status> results = RunBatch(batch);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i].done(std::move(results[i]));
+    }
+  }
+}
+
+std::vector<absl::Status> GroupCommitter::RunBatch(
+    std::vector<Pending>& batch) {
+  std::vector<absl::Status> results(batch.size());
+  int64_t commits = 0;
+  // Writes [first_in_transaction, i) share the open transaction; they are
+  // the ones a lost transaction or a failed COMMIT takes down with it.
+  size_t first_in_transaction = 0;
+  auto fail_open_writes = [&](size_t end, const absl::Status& cause) {
+    for (size_t j = first_in_transaction; j < end; ++j) {
+      if (results[j].ok()) {
+        results[j] = absl::Status(
+            cause.code(),
+            absl::StrCat("rolled back with its batch: ", cause.message()));
+      }
+    }
+  };
+
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!db_->InTransactionNow()) {
+      absl::Status begun = db_->Execute("BEGIN IMMEDIATE");
+      if (!begun.ok()) {
+        results[i] = std::move(begun);
+        continue;
+      }
+      first_in_transaction = i;
+    }
+    Database& db = *db_;
+    Write& write = batch[i].write;
+    results[i] = db_->InTransaction([&] { return write(db); });
+    if (!db_->InTransactionNow()) {
+      fail_open_writes(i, results[i]);
+      first_in_transaction = i + 1;
+    }
+  }
+  if (db_->InTransactionNow()) {
+    absl::Status committed = db_->Execute("COMMIT");
+    if (committed.ok()) {
+      ++commits;
+    } else {
+      if (db_->InTransactionNow()) db_->Execute("ROLLBACK").IgnoreError();
+      fail_open_writes(batch.size(), committed);
+    }
+  }
+
+  absl::MutexLock lock(&mu_);
+  stats_.commits += commits;
+  stats_.writes += static_cast<int64_t>(batch.size());
+  return results;
+}
+
+}  // namespace switchboard::storage

@@ -1,0 +1,115 @@
+#pragma once
+
+// Group commit: batches the writes of many callers into one transaction and
+// one fsync, so that a service acknowledges each write only once it is on
+// disk (synchronous=FULL) without paying an fsync per write.
+//
+// How services run blocking storage work (the decision DESIGN.md asks libs/
+// to make once): every write of a service goes through its one
+// GroupCommitter, which owns the writing connection and runs writes on its
+// own writer thread. A gRPC callback handler never blocks on SQLite: it
+// Submits a write with a `done` that finishes the RPC (e.g. calls
+// reactor->Finish). Code on plain worker threads may use the blocking
+// Commit instead. Reads use other connections (WAL lets them run while the
+// writer commits).
+//
+// Example (a callback handler):
+//   committer->Submit(
+//       [=](Database& db) { return store.SetStatus(db, agent, status); },
+//       [reactor](absl::Status s) { reactor->Finish(ToGrpcStatus(s)); });
+//
+// Threading: Submit, Commit, Stop and stats are thread-safe. Writes and
+// `done` callbacks run on the writer thread, one at a time, so a write may
+// use the Database freely but must not call Commit or Stop (deadlock), and
+// `done` must not block (it delays every later caller). Submit from a `done`
+// is allowed (it runs in a later batch).
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "libs/storage/database.h"
+
+namespace switchboard::storage {
+
+class GroupCommitter {
+ public:
+  // Changes the database through the given connection. Runs inside a
+  // transaction and a SAVEPOINT of its own: returning an error (or failing
+  // a statement) rolls back this write only. Must not BEGIN/COMMIT itself.
+  using Write = std::function<absl::Status(Database&)>;
+  // Receives the outcome of a write once its transaction has committed (or
+  // failed). Runs on the writer thread.
+  using Done = std::function<void(absl::Status)>;
+
+  struct Options {
+    // At most this many writes share a transaction; bounds the latency a
+    // batch adds to its first write.
+    int max_batch = 256;
+  };
+
+  // Counters for metrics. writes / commits is the mean batch size.
+  struct Stats {
+    // Transactions committed successfully.
+    int64_t commits = 0;
+    // Writes run (whatever their outcome).
+    int64_t writes = 0;
+  };
+
+  // Starts the writer thread. `db` must outlive this object and must not be
+  // used by anyone else while it runs.
+  GroupCommitter(Database* db, Options options);
+  explicit GroupCommitter(Database* db) : GroupCommitter(db, Options()) {}
+  GroupCommitter(const GroupCommitter&) = delete;
+  GroupCommitter& operator=(const GroupCommitter&) = delete;
+  // Stop().
+  ~GroupCommitter();
+
+  // Queues `write`. On the writer thread, consecutive queued writes (up to
+  // max_batch) run in submission order inside one transaction, each in its
+  // own SAVEPOINT; then one COMMIT; then each `done` runs, in submission
+  // order, with OK, or the write's own error, or the commit's error (which
+  // then also applies to the writes that had succeeded). If a write's error
+  // made SQLite roll back the whole transaction (disk full, I/O error), the
+  // writes before it in the batch get that error too. After Stop, `done`
+  // runs at once, on the calling thread, with UNAVAILABLE.
+  void Submit(Write write, Done done);
+
+  // Submit, then wait for the outcome. For threads that may block (never
+  // the writer thread or a gRPC callback thread).
+  absl::Status Commit(Write write);
+
+  // Runs everything already submitted, then stops the writer thread.
+  // Idempotent; later Submits fail with UNAVAILABLE.
+  void Stop();
+
+  Stats stats() const;
+
+ private:
+  struct Pending {
+    Write write;
+    Done done;
+  };
+
+  void Run();
+  // Runs one batch in one transaction; returns each write's outcome.
+  std::vector<absl::Status> RunBatch(std::vector<Pending>& batch);
+
+  Database* const db_;
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+
+  std::thread writer_;
+  // Serializes Stop's joins (Stop may be called from several threads).
+  absl::Mutex stop_mu_;
+};
+
+}  // namespace switchboard::storage

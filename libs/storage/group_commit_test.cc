@@ -1,0 +1,261 @@
+#include "libs/storage/group_commit.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "libs/storage/database.h"
+#include "libs/storage/test_dir.h"
+
+namespace switchboard::storage {
+namespace {
+
+using ::testing::ElementsAre;
+
+class GroupCommitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = MakeTempDir() + "/a.db";
+    Database::Options options;
+    options.path = path_;
+    absl::StatusOr<std::unique_ptr<Database>> db = Database::Open(options);
+    ASSERT_TRUE(db.ok()) << db.status();
+    db_ = std::move(*db);
+    ASSERT_TRUE(db_->Migrate({"CREATE TABLE t(name TEXT PRIMARY KEY)"}).ok());
+  }
+
+  // A write inserting `name`.
+  static GroupCommitter::Write Insert(std::string name) {
+    return [name](Database& db) {
+      absl::StatusOr<Statement> stmt = db.Prepare("INSERT INTO t VALUES (?)");
+      if (!stmt.ok()) return stmt.status();
+      return stmt->Bind(1, name).Run();
+    };
+  }
+
+  // The names in t, in order, read through a second connection (so only
+  // committed rows count).
+  std::vector<std::string> Names() {
+    Database::Options options;
+    options.path = path_;
+    std::unique_ptr<Database> reader = *Database::Open(options);
+    absl::StatusOr<Statement> stmt =
+        reader->Prepare("SELECT name FROM t ORDER BY name");
+    std::vector<std::string> names;
+    while (*stmt->Step()) names.push_back(stmt->ColumnText(0));
+    return names;
+  }
+
+  // Submits a write that holds the writer thread until `release` is
+  // notified, and returns once it runs: what is submitted next queues up
+  // and forms one batch.
+  void BlockWriter(GroupCommitter& committer, absl::Notification& release) {
+    absl::Notification started;
+    committer.Submit(
+        [&](Database&) {
+          started.Notify();
+          release.WaitForNotification();
+          return absl::OkStatus();
+        },
+        [](absl::Status) {});
+    started.WaitForNotification();
+  }
+
+  std::string path_;
+  std::unique_ptr<Database> db_;
+};
+
+TEST_F(GroupCommitTest, ConcurrentCommitsAllLandInFewerTransactions) {
+  GroupCommitter committer(db_.get());
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 40;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        if (!committer.Commit(Insert(absl::StrCat(t, "-", i))).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(Names().size(), kThreads * kPerThread);
+  GroupCommitter::Stats stats = committer.stats();
+  EXPECT_EQ(stats.writes, kThreads * kPerThread);
+  EXPECT_LT(stats.commits, stats.writes);
+  EXPECT_GT(stats.commits, 0);
+}
+
+TEST_F(GroupCommitTest, QueuedWritesShareOneCommit) {
+  GroupCommitter committer(db_.get());
+  absl::Notification release;
+  BlockWriter(committer, release);
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 10; ++i) {
+    committer.Submit(Insert(absl::StrCat("n", i)),
+                     [&](absl::Status s) { ok += s.ok(); });
+  }
+  release.Notify();
+  committer.Stop();
+  EXPECT_EQ(ok.load(), 10);
+  GroupCommitter::Stats stats = committer.stats();
+  EXPECT_EQ(stats.writes, 11);
+  EXPECT_EQ(stats.commits, 2);  // The blocker's, then all ten together.
+}
+
+TEST_F(GroupCommitTest, MaxBatchSplitsTransactions) {
+  GroupCommitter::Options options;
+  options.max_batch = 4;
+  GroupCommitter committer(db_.get(), options);
+  absl::Notification release;
+  BlockWriter(committer, release);
+  for (int i = 0; i < 10; ++i) {
+    committer.Submit(Insert(absl::StrCat("n", i)), [](absl::Status) {});
+  }
+  release.Notify();
+  committer.Stop();
+  EXPECT_EQ(committer.stats().commits, 1 + 3);  // 4 + 4 + 2
+  EXPECT_EQ(Names().size(), 10);
+}
+
+TEST_F(GroupCommitTest, FailingWriteIsRolledBackAloneInItsBatch) {
+  GroupCommitter committer(db_.get());
+  absl::Notification release;
+  BlockWriter(committer, release);
+
+  std::vector<absl::Status> results(4);
+  auto record = [&](int i) {
+    return [&results, i](absl::Status s) { results[i] = std::move(s); };
+  };
+  committer.Submit(Insert("a"), record(0));
+  // Inserts, then fails: its insert must not survive.
+  committer.Submit(
+      [](Database& db) -> absl::Status {
+        absl::Status inserted = Insert("b")(db);
+        if (!inserted.ok()) return inserted;
+        return absl::FailedPreconditionError("agent is offline");
+      },
+      record(1));
+  committer.Submit(Insert("a"), record(2));  // Duplicate key.
+  committer.Submit(Insert("c"), record(3));
+  release.Notify();
+  committer.Stop();
+
+  EXPECT_TRUE(results[0].ok()) << results[0];
+  EXPECT_EQ(results[1], absl::FailedPreconditionError("agent is offline"));
+  EXPECT_EQ(results[2].code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(results[3].ok()) << results[3];
+  EXPECT_THAT(Names(), ElementsAre("a", "c"));
+  EXPECT_EQ(committer.stats().commits, 2);
+}
+
+TEST_F(GroupCommitTest, CommitErrorReachesEveryWriteOfTheBatch) {
+  // A deferred foreign key is checked at COMMIT, so one bad write makes the
+  // whole batch's commit fail.
+  ASSERT_TRUE(db_->Execute(
+                     "CREATE TABLE child(parent TEXT REFERENCES t(name) "
+                     "DEFERRABLE INITIALLY DEFERRED)")
+                  .ok());
+  GroupCommitter committer(db_.get());
+  absl::Notification release;
+  BlockWriter(committer, release);
+  std::vector<absl::Status> results(2);
+  committer.Submit(Insert("a"), [&](absl::Status s) { results[0] = s; });
+  committer.Submit(
+      [](Database& db) {
+        return db.Execute("INSERT INTO child VALUES ('nobody')");
+      },
+      [&](absl::Status s) { results[1] = s; });
+  release.Notify();
+  committer.Stop();
+  EXPECT_EQ(results[0].code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(results[1].code(), absl::StatusCode::kInternal);
+  EXPECT_TRUE(Names().empty());
+  // The writer recovered: the connection is not left in a transaction.
+  EXPECT_FALSE(db_->InTransactionNow());
+}
+
+TEST_F(GroupCommitTest, DoneRunsOnWriterThreadInSubmissionOrder) {
+  GroupCommitter::Options options;
+  options.max_batch = 7;
+  GroupCommitter committer(db_.get(), options);
+  absl::Mutex mu;
+  std::vector<int> order;
+  std::atomic<bool> on_caller_thread{false};
+  const std::thread::id caller = std::this_thread::get_id();
+  constexpr int kWrites = 100;
+  for (int i = 0; i < kWrites; ++i) {
+    committer.Submit(Insert(absl::StrCat("n", i)), [&, i](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      if (std::this_thread::get_id() == caller) on_caller_thread = true;
+      absl::MutexLock lock(&mu);
+      order.push_back(i);
+    });
+  }
+  committer.Stop();
+  EXPECT_FALSE(on_caller_thread.load());
+  ASSERT_EQ(order.size(), kWrites);
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(order[i], i);
+}
+
+TEST_F(GroupCommitTest, StopRunsWhatWasSubmittedThenRefuses) {
+  GroupCommitter committer(db_.get());
+  absl::Notification release;
+  BlockWriter(committer, release);
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 5; ++i) {
+    committer.Submit(Insert(absl::StrCat("n", i)),
+                     [&](absl::Status s) { ok += s.ok(); });
+  }
+  std::thread stopper([&] { committer.Stop(); });
+  release.Notify();
+  stopper.join();
+  EXPECT_EQ(ok.load(), 5);
+  EXPECT_EQ(Names().size(), 5);
+
+  bool called = false;
+  committer.Submit(Insert("late"), [&](absl::Status s) {
+    called = true;
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  });
+  EXPECT_TRUE(called);  // At once, on this thread.
+  EXPECT_EQ(committer.Commit(Insert("late")).code(),
+            absl::StatusCode::kUnavailable);
+  committer.Stop();  // Idempotent.
+  EXPECT_EQ(Names().size(), 5);
+}
+
+TEST_F(GroupCommitTest, DestructorRunsPendingWrites) {
+  {
+    GroupCommitter committer(db_.get());
+    for (int i = 0; i < 20; ++i) {
+      committer.Submit(Insert(absl::StrCat("n", i)), [](absl::Status) {});
+    }
+  }
+  EXPECT_EQ(Names().size(), 20);
+}
+
+TEST_F(GroupCommitTest, SubmitFromDoneRunsInALaterBatch) {
+  GroupCommitter committer(db_.get());
+  absl::Notification second_done;
+  committer.Submit(Insert("first"), [&](absl::Status s) {
+    EXPECT_TRUE(s.ok());
+    committer.Submit(Insert("second"), [&](absl::Status s2) {
+      EXPECT_TRUE(s2.ok());
+      second_done.Notify();
+    });
+  });
+  second_done.WaitForNotification();
+  EXPECT_THAT(Names(), ElementsAre("first", "second"));
+}
+
+}  // namespace
+}  // namespace switchboard::storage
