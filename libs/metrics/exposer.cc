@@ -18,10 +18,11 @@ absl::StatusOr<std::unique_ptr<MetricsExposer>> MetricsExposer::Start(
         absl::StrCat("metrics port ", port, " is not in 0..65535"));
   }
   // CivetWeb's listening-port syntax brackets IPv6 addresses.
+  const bool bare_ipv6 = absl::StrContains(bind_address, ":") &&
+                         !absl::StartsWith(bind_address, "[");
   const std::string listen =
-      absl::StrContains(bind_address, ":") && !absl::StartsWith(bind_address, "[")
-          ? absl::StrCat("[", bind_address, "]:", port)
-          : absl::StrCat(bind_address, ":", port);
+      bare_ipv6 ? absl::StrCat("[", bind_address, "]:", port)
+                : absl::StrCat(bind_address, ":", port);
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
     exposer = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);

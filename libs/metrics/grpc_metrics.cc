@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/descriptor.h"
+#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/interceptor.h"
 #include "prometheus/counter.h"
@@ -47,10 +48,9 @@ constexpr std::array<const char*, kNumCodes> kCodeNames = {
     "Unauthenticated",
 };
 
-// Bounds the label values that clients can create by calling unimplemented
-// methods; far above the methods of any real server.
-constexpr size_t kMaxMethods = 512;
-constexpr absl::string_view kOverflowPath = "unknown";
+// The path under which calls to unimplemented methods count. Sync servers
+// name them so already (it splits into service and method "unknown").
+constexpr absl::string_view kUnknownPath = "unknown";
 
 const char* TypeName(ServerRpcInfo::Type type) {
   switch (type) {
@@ -196,9 +196,6 @@ class ServerMetrics {
       }
     }
     absl::MutexLock lock(&mu_);
-    if (methods_.size() >= kMaxMethods && !methods_.contains(path)) {
-      path = kOverflowPath;
-    }
     auto [it, inserted] = methods_.try_emplace(path);
     if (inserted) {
       it->second = std::make_unique<MethodMetrics>(families_,
@@ -219,18 +216,22 @@ constexpr int kNoStatus = -1;
 // Records one call. gRPC creates it when the call starts and deletes it after
 // the call ends; hooks may run on different threads, concurrently.
 //
-// The hooks used, which fire on every server API:
+// The hooks used, which fire on callback and sync servers alike:
 //   POST_RECV_MESSAGE  each read; a read that found the end of the stream
 //                      has no message.
 //   POST_SEND_MESSAGE  each write, with whether it succeeded.
 //   PRE_SEND_STATUS    the status, if the server sends one.
 //   POST_RECV_CLOSE    once, when the call is over, whether it ended by the
 //                      server's status or by a cancellation (client, deadline,
-//                      TryCancel): the one place to count it handled. gRPC
-//                      reports a call closed uncancelled only after its status
-//                      went out, so a status seen before then is the call's.
-//                      A status the server sends later, after a cancellation,
-//                      never reaches the client and is ignored.
+//                      TryCancel): the one place to count it handled.
+// gRPC reports a call closed uncancelled only after its status went out, so
+// a status seen before the close is the call's, unless the call was
+// cancelled. On callback servers the close is reported as soon as it
+// happens, with whether it was a cancellation (IsCancelled() is final by
+// then), while OnCancel() may be running and finishing the call on another
+// thread: there a cancellation decides. Sync servers report the close only
+// after the handler returned its status, as go-grpc-prometheus records the
+// handler's status: there the status decides.
 class MetricsInterceptor : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(std::shared_ptr<ServerMetrics> server,
@@ -238,11 +239,14 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
       : server_(std::move(server)),
         method_(method),
         context_(context),
+        callback_api_(dynamic_cast<grpc::CallbackServerContext*>(context) !=
+                      nullptr),
         start_(std::chrono::steady_clock::now()) {
     method_.started().Increment();
   }
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::POST_RECV_MESSAGE) &&
         methods->GetRecvMessage() != nullptr) {
@@ -271,7 +275,7 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
   void RecordHandled() {
     // No status can be set from here on: a later one comes too late.
     int code = sent_code_.exchange(kNoStatus - 1, std::memory_order_acq_rel);
-    if (code == kNoStatus) {
+    if (code == kNoStatus || (callback_api_ && context_->IsCancelled())) {
       code = context_->deadline() <= std::chrono::system_clock::now()
                  ? grpc::StatusCode::DEADLINE_EXCEEDED
                  : grpc::StatusCode::CANCELLED;
@@ -286,6 +290,7 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
   const std::shared_ptr<ServerMetrics> server_;
   MethodMetrics& method_;
   grpc::ServerContextBase* const context_;
+  const bool callback_api_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<int> sent_code_{kNoStatus};
 };
@@ -299,8 +304,15 @@ class MetricsInterceptorFactory
   grpc::experimental::Interceptor* CreateServerInterceptor(
       ServerRpcInfo* info) override {
     const char* path = info->method();
-    absl::string_view method =
-        path == nullptr ? kOverflowPath : absl::string_view(path);
+    // A generic context means no registered method matched: the path is
+    // whatever the client sent, and must not become a label value.
+    const bool unknown =
+        path == nullptr ||
+        dynamic_cast<grpc::GenericCallbackServerContext*>(
+            info->server_context()) != nullptr ||
+        dynamic_cast<grpc::GenericServerContext*>(info->server_context()) !=
+            nullptr;
+    absl::string_view method = unknown ? kUnknownPath : absl::string_view(path);
     return new MetricsInterceptor(server_,
                                   server_->ForMethod(method, info->type()),
                                   info->server_context());

@@ -23,7 +23,8 @@ namespace switchboard::metrics {
 //
 // Labels:
 //   grpc_type     unary, client_stream, server_stream or bidi_stream.
-//   grpc_service  the full service name, "switchboard.presence.v1.PresenceService".
+//   grpc_service  the full service name,
+//                 "switchboard.presence.v1.PresenceService".
 //   grpc_method   the method name, "SetStatus".
 //   grpc_code     the status code as grpc-go spells it (codes.Code.String(),
 //                 what go-grpc-prometheus emits): OK, Canceled, Unknown,
@@ -32,12 +33,20 @@ namespace switchboard::metrics {
 //                 Aborted, OutOfRange, Unimplemented, Internal, Unavailable,
 //                 DataLoss, Unauthenticated.
 //
-// What counts, for every call of any type on any API (callback, sync, async):
+// What counts, for every call of any type on callback and sync servers (the
+// async API is untested):
 //   started   once, when the server accepts the call.
 //   handled   once, when the call is over: with the status the server sent;
-//             or, when the call ended before the server sent one (the client
-//             cancelled, the deadline passed, the server called TryCancel),
-//             with DeadlineExceeded if the deadline had passed, else Canceled.
+//             or, when the call ended without it (the client cancelled, the
+//             deadline passed, the server called TryCancel), with
+//             DeadlineExceeded if the deadline had passed, else Canceled. On
+//             callback servers a status that was sent but overtaken by a
+//             cancellation, or sent after it from OnCancel(), never reached
+//             the client and counts as that cancellation; on sync servers
+//             the handler's returned status counts, as in go-grpc-prometheus.
+//             A client's own deadline can reach the server as the client's
+//             cancellation just before the server's copy of the deadline
+//             expires; it then counts as Canceled.
 //   handling_seconds  once per handled call, from start to that end.
 //   msg_received  each request message received (a unary call's request too).
 //   msg_sent      each response message sent successfully (a unary call's
@@ -46,10 +55,10 @@ namespace switchboard::metrics {
 // count: the server counts it when gRPC reports the call closed.
 //
 // Calls to methods the server does not implement count too (they end with
-// Unimplemented), under the path the client sent. Clients choose those
-// paths, so to keep label cardinality bounded, once 512 distinct method paths
-// have been seen every further new path counts as service "unknown", method
-// "unknown".
+// Unimplemented) under service "unknown", method "unknown", type
+// bidi_stream: their paths are whatever clients send, so as label values
+// they would let any client grow the series without bound. For the same
+// reason a generic service's calls count there too.
 
 // Returns a factory to hand to grpc::ServerBuilder's
 // experimental().SetInterceptorCreators(). Metric families are registered in
