@@ -1,0 +1,235 @@
+#include "libs/events/relay.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "libs/log/log.h"
+
+namespace switchboard::events {
+namespace {
+
+prometheus::Gauge& MakeGauge(prometheus::Registry& registry,
+                             const std::string& name,
+                             const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add(
+      {});
+}
+
+prometheus::Counter& MakeCounter(prometheus::Registry& registry,
+                                 const std::string& name,
+                                 const std::string& help) {
+  return prometheus::BuildCounter()
+      .Name(name)
+      .Help(help)
+      .Register(registry)
+      .Add({});
+}
+
+}  // namespace
+
+Relay::Relay(std::unique_ptr<storage::Database> reader,
+             storage::GroupCommitter* committer, Sink* sink,
+             prometheus::Registry& registry, Options options)
+    : reader_(std::move(reader)),
+      committer_(committer),
+      sink_(sink),
+      options_(std::move(options)),
+      depth_(MakeGauge(
+          registry, "switchboard_outbox_depth",
+          "Events committed to this service's outbox and not yet confirmed "
+          "by the event sink (Kafka or the JSON-lines file), as of the "
+          "relay's last pass.")),
+      oldest_age_seconds_(MakeGauge(
+          registry, "switchboard_outbox_oldest_age_seconds",
+          "Seconds between now and the occurred_at time of the oldest event "
+          "still waiting in the outbox, as of the relay's last pass; 0 when "
+          "the outbox is empty. Grows while the sink is down.")),
+      published_(MakeCounter(
+          registry, "switchboard_outbox_published_total",
+          "Events the sink confirmed as durably published (Kafka delivery "
+          "report, or JSON line written and fsynced); each is then deleted "
+          "from the outbox. A retry after a lost delete counts again.")),
+      publish_failures_(MakeCounter(
+          registry, "switchboard_outbox_publish_failures_total",
+          "Publish attempts of an event that the sink reported failed or "
+          "did not confirm; the event stays in the outbox and is retried "
+          "with backoff, so one event may count several times.")) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+Relay::~Relay() { Stop(absl::ZeroDuration()); }
+
+void Relay::Notify() {
+  absl::MutexLock lock(&mu_);
+  notified_ = true;
+  wake_.Signal();
+}
+
+void Relay::Stop(absl::Duration flush_deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      stopping_ = true;
+      stop_deadline_ = absl::Now() + flush_deadline;
+    }
+    wake_.Signal();
+  }
+  absl::MutexLock lock(&stop_mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+void Relay::Run() {
+  absl::Duration backoff = absl::ZeroDuration();
+  // The first pass publishes what an earlier run left behind.
+  bool pass_now = true;
+  // Whether the last pass knew of a Stop; one that came during the pass
+  // wakes the relay at once.
+  bool stopping = false;
+  while (true) {
+    absl::Time deadline;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!pass_now) {
+        const bool backing_off = backoff > absl::ZeroDuration();
+        absl::Time wake_at =
+            absl::Now() + (backing_off ? backoff : options_.poll_interval);
+        if (stopping_) wake_at = std::min(wake_at, stop_deadline_);
+        while (stopping_ == stopping && !(notified_ && !backing_off)) {
+          if (wake_.WaitWithDeadline(&mu_, wake_at)) break;  // Timed out.
+        }
+      }
+      notified_ = false;
+      stopping = stopping_;
+      deadline = stop_deadline_;
+    }
+    if (stopping && absl::Now() >= deadline) break;
+
+    const Pass pass = RunPass();
+    if (pass.failed) {
+      backoff = backoff == absl::ZeroDuration()
+                    ? options_.initial_backoff
+                    : std::min(backoff * 2, options_.max_backoff);
+      pass_now = false;
+    } else {
+      backoff = absl::ZeroDuration();
+      if (stopping && pass.read == 0) break;  // Drained.
+      // A full batch suggests more rows; when stopping, check until empty.
+      pass_now = stopping || pass.read >= options_.batch_size;
+    }
+  }
+  UpdateGauges();
+}
+
+Relay::Pass Relay::RunPass() {
+  Pass pass;
+  std::vector<OutboxRecord> records;
+  absl::Status read = ReadBatch(records);
+  if (!read.ok()) {
+    log::Error("outbox_read_failed", {{"error", read.message()}});
+    pass.failed = true;
+    UpdateGauges();
+    return pass;
+  }
+  pass.read = static_cast<int64_t>(records.size());
+  if (records.empty()) {
+    UpdateGauges();
+    return pass;
+  }
+
+  std::vector<absl::Status> results = sink_->Publish(records);
+  if (results.size() != records.size()) {
+    log::Error("outbox_sink_result_count_mismatch",
+               {{"records", records.size()}, {"results", results.size()}});
+    // Unanswered records count as failed.
+    results.resize(records.size(),
+                   absl::InternalError("the sink returned no status"));
+  }
+  std::vector<int64_t> confirmed;
+  const absl::Status* first_failure = nullptr;
+  int64_t failures = 0;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (results[i].ok()) {
+      confirmed.push_back(records[i].outbox_id);
+    } else {
+      ++failures;
+      if (first_failure == nullptr) first_failure = &results[i];
+    }
+  }
+  published_.Increment(static_cast<double>(confirmed.size()));
+  if (failures > 0) {
+    publish_failures_.Increment(static_cast<double>(failures));
+    log::Warning("outbox_publish_failed",
+                 {{"failed", failures},
+                  {"records", records.size()},
+                  {"error", first_failure->message()}});
+    pass.failed = true;
+  }
+  if (!confirmed.empty()) {
+    absl::Status deleted = DeleteRows(confirmed);
+    if (!deleted.ok()) {
+      // The rows will be published again: a duplicate, never a loss.
+      log::Error("outbox_delete_failed",
+                 {{"rows", confirmed.size()}, {"error", deleted.message()}});
+      pass.failed = true;
+    }
+  }
+  UpdateGauges();
+  return pass;
+}
+
+absl::Status Relay::ReadBatch(std::vector<OutboxRecord>& records) {
+  absl::StatusOr<storage::Statement> select = reader_->Prepare(
+      "SELECT id, topic, key, event_id, type, value FROM outbox "
+      "ORDER BY id LIMIT ?");
+  if (!select.ok()) return select.status();
+  select->Bind(1, static_cast<int64_t>(std::max(1, options_.batch_size)));
+  while (true) {
+    absl::StatusOr<bool> row = select->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::OkStatus();
+    OutboxRecord record;
+    record.outbox_id = select->ColumnInt(0);
+    record.topic = select->ColumnText(1);
+    record.key = select->ColumnText(2);
+    record.event_id = select->ColumnText(3);
+    record.type = select->ColumnText(4);
+    record.value = select->ColumnBlob(5);
+    records.push_back(std::move(record));
+  }
+}
+
+absl::Status Relay::DeleteRows(const std::vector<int64_t>& ids) {
+  return committer_->Commit([&ids](storage::Database& db) -> absl::Status {
+    absl::StatusOr<storage::Statement> remove =
+        db.Prepare("DELETE FROM outbox WHERE id = ?");
+    if (!remove.ok()) return remove.status();
+    for (int64_t id : ids) {
+      absl::Status status = remove->Bind(1, id).Run();
+      if (!status.ok()) return status;
+      remove->Reset();
+    }
+    return absl::OkStatus();
+  });
+}
+
+void Relay::UpdateGauges() {
+  absl::StatusOr<storage::Statement> stats = reader_->Prepare(
+      "SELECT COUNT(*), MIN(created_at_micros) FROM outbox");
+  if (!stats.ok()) return;
+  absl::StatusOr<bool> row = stats->Step();
+  if (!row.ok() || !*row) return;
+  const int64_t depth = stats->ColumnInt(0);
+  double age_seconds = 0;
+  if (depth > 0 && !stats->ColumnIsNull(1)) {
+    const absl::Time oldest = absl::FromUnixMicros(stats->ColumnInt(1));
+    age_seconds = std::max(
+        0.0, absl::ToDoubleSeconds(options_.clock->Now() - oldest));
+  }
+  stats->Reset();
+  depth_.Set(static_cast<double>(depth));
+  oldest_age_seconds_.Set(age_seconds);
+}
+
+}  // namespace switchboard::events
