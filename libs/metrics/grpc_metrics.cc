@@ -211,7 +211,9 @@ class ServerMetrics {
       ABSL_GUARDED_BY(mu_);
 };
 
+// sent_code_ before a status and after the close, when none may be set.
 constexpr int kNoStatus = -1;
+constexpr int kClosed = -2;
 
 // Records one call. gRPC creates it when the call starts and deletes it after
 // the call ends; hooks may run on different threads, concurrently.
@@ -273,8 +275,8 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
 
  private:
   void RecordHandled() {
-    // No status can be set from here on: a later one comes too late.
-    int code = sent_code_.exchange(kNoStatus - 1, std::memory_order_acq_rel);
+    // A status sent after the close came too late for the client.
+    int code = sent_code_.exchange(kClosed, std::memory_order_acq_rel);
     if (code == kNoStatus || (callback_api_ && context_->IsCancelled())) {
       code = context_->deadline() <= std::chrono::system_clock::now()
                  ? grpc::StatusCode::DEADLINE_EXCEEDED
