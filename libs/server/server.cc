@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/log/log.h"
 #include "libs/metrics/grpc_metrics.h"
+#include "libs/server/parse_failure_interceptor.h"
 
 namespace switchboard::server {
 
@@ -64,6 +65,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
+  interceptors.push_back(MakeParseFailureInterceptorFactory());
   interceptors.push_back(metrics::MakeGrpcServerMetricsInterceptorFactory(*registry));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   for (grpc::Service* service : services) builder.RegisterService(service);

@@ -1,0 +1,67 @@
+#include "libs/testing/service_fixture.h"
+
+#include <openssl/rand.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "libs/auth/grpc_auth.h"
+#include "libs/metrics/scrape.h"
+
+namespace switchboard::testing {
+namespace {
+
+std::string RandomKey() {
+  std::string key(32, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), key.size()) != 1) {
+    std::fprintf(stderr, "RAND_bytes failed\n");
+    std::abort();
+  }
+  return key;
+}
+
+}  // namespace
+
+TestTokens::TestTokens() : codec_(RandomKey()) {}
+
+std::string TestTokens::For(auth::Role role, const std::string& subject) const {
+  auth::Principal principal;
+  principal.subject = subject;
+  principal.role = role;
+  principal.expires_at = absl::Now() + absl::Hours(1);
+  return *auth::MintAccessToken(codec_, principal, absl::Now());
+}
+
+TestServer::TestServer(const std::vector<grpc::Service*>& services,
+                       absl::Duration drain_deadline)
+    : registry_(std::make_shared<prometheus::Registry>()) {
+  server::ServerOptions options;
+  options.service_name = "test";
+  options.bind_address = "127.0.0.1";
+  options.drain_deadline = drain_deadline;
+  absl::StatusOr<std::unique_ptr<server::Server>> started =
+      server::Server::Start(options, services, registry_);
+  if (!started.ok()) {
+    std::fprintf(stderr, "test server failed to start: %s\n",
+                 started.status().ToString().c_str());
+    std::abort();
+  }
+  server_ = std::move(*started);
+  channel_ = server_->InProcessChannel();
+}
+
+std::string TestServer::Metrics() const {
+  absl::StatusOr<std::string> text =
+      metrics::ScrapeMetrics("127.0.0.1", server_->metrics_port());
+  return text.ok() ? *text : text.status().ToString();
+}
+
+std::unique_ptr<grpc::ClientContext> ContextWithToken(const std::string& token,
+                                                      absl::Duration deadline) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  if (!token.empty()) auth::AttachToken(*context, token);
+  context->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  return context;
+}
+
+}  // namespace switchboard::testing

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "libs/auth/token.h"
+#include "libs/server/server.h"
+#include "prometheus/registry.h"
+
+namespace switchboard::testing {
+
+// Tokens for tests, signed with a fresh random key.
+class TestTokens {
+ public:
+  TestTokens();
+  const auth::TokenCodec& codec() const { return codec_; }
+  // A valid access token for `subject` in `role`, expiring in an hour of
+  // real time.
+  std::string For(auth::Role role, const std::string& subject) const;
+
+ private:
+  auth::TokenCodec codec_;
+};
+
+// A real gRPC server on 127.0.0.1 with a free port, metrics on another free
+// port, reflection and health on, as the services' main() would start it.
+class TestServer {
+ public:
+  // Aborts the test binary if the server cannot start.
+  explicit TestServer(const std::vector<grpc::Service*>& services,
+                      absl::Duration drain_deadline = absl::Seconds(2));
+
+  server::Server& server() { return *server_; }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
+  prometheus::Registry& registry() { return *registry_; }
+  // The current /metrics text.
+  std::string Metrics() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<server::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// A ClientContext with `token` (if not empty) and a deadline.
+std::unique_ptr<grpc::ClientContext> ContextWithToken(
+    const std::string& token, absl::Duration deadline = absl::Seconds(10));
+
+}  // namespace switchboard::testing

@@ -1,0 +1,135 @@
+// The presence server: flags -> wiring -> serve until SIGTERM/SIGINT -> drain.
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "libs/auth/token.h"
+#include "libs/config/flags.h"
+#include "libs/events/envelope.h"
+#include "libs/events/json_lines_sink.h"
+#include "libs/events/relay.h"
+#include "libs/log/log.h"
+#include "libs/server/server.h"
+#include "services/presence/presence.h"
+#include "services/presence/presence_service.h"
+#include "services/presence/sqlite_store.h"
+
+namespace switchboard::presence {
+namespace {
+
+struct Config {
+  server::ServerOptions server;
+  std::string data_dir = "data";
+  std::string token_key_file;
+  std::string events_file;
+  std::string topic_prefix = "switchboard.";
+  PresenceOptions presence;
+  absl::Duration sweep_interval = absl::Seconds(1);
+  absl::Duration relay_flush_deadline = absl::Seconds(5);
+};
+
+int Fail(absl::string_view what, const absl::Status& status) {
+  log::Error("startup_failed", {{"service", "presence"},
+                                {"step", what},
+                                {"error", status.ToString()}});
+  return 1;
+}
+
+int Run(int argc, char** argv) {
+  server::BlockTerminationSignals();
+  Config config;
+  config.server.service_name = "presence";
+  config.server.port = 7104;
+  config.server.metrics_port = 9104;
+  config::FlagSet flags("presence");
+  server::AddServerFlags(flags, &config.server);
+  flags.Add("data_dir", &config.data_dir,
+            "folder of presence.db, the events file and the development token key");
+  flags.Add("token_key_file", &config.token_key_file,
+            "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
+  flags.Add("events_file", &config.events_file,
+            "JSON-lines event sink; default DATA_DIR/events/presence.jsonl");
+  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  flags.Add("lease", &config.presence.lease,
+            "an agent goes OFFLINE when no device renews presence this long");
+  flags.Add("reservation_hold", &config.presence.default_hold,
+            "hold time of a capacity reservation whose request gives none");
+  flags.Add("sweep_interval", &config.sweep_interval,
+            "how often lapsed leases and reservations are expired");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) return 0;
+    std::fprintf(stderr, "presence: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (config.presence.lease < absl::Seconds(1) || config.sweep_interval <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "presence: --lease must be at least 1s and --sweep_interval above 0\n");
+    return 2;
+  }
+
+  std::error_code error;
+  std::filesystem::create_directories(config.data_dir + "/events", error);
+  if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
+  const bool default_key = config.token_key_file.empty();
+  if (default_key) config.token_key_file = config.data_dir + "/token.key";
+  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/presence.jsonl";
+
+  absl::StatusOr<std::string> key =
+      auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
+  if (!key.ok()) return Fail("token_key", key.status());
+  auth::TokenCodec tokens(*key);
+
+  const std::string db_path = config.data_dir + "/presence.db";
+  auto db = storage::Database::Open({db_path});
+  if (!db.ok()) return Fail("open_database", db.status());
+  if (absl::Status s = (*db)->Migrate(PresenceMigrations()); !s.ok()) {
+    return Fail("migrate", s);
+  }
+  auto reader = storage::Database::Open({db_path});
+  if (!reader.ok()) return Fail("open_database", reader.status());
+  auto sink = events::JsonLinesSink::Open(config.events_file);
+  if (!sink.ok()) return Fail("events_file", sink.status());
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  storage::GroupCommitter committer(db->get());
+  events::Relay relay(std::move(*reader), &committer, sink->get(), *registry, {});
+  SqlitePresenceStore store(&committer, events::TopicFor(config.topic_prefix, "presence"),
+                            [&relay] { relay.Notify(); });
+  PresenceMetrics metrics(*registry);
+  Presence presence(&store, RealClock(), &metrics, config.presence);
+  if (absl::Status s = presence.Load(); !s.ok()) return Fail("load", s);
+
+  server::BlockingPool pool(config.server.worker_threads);
+  PresenceService service(&presence, &tokens, RealClock(), &pool);
+  auto server = server::Server::Start(config.server, {&service}, registry);
+  if (!server.ok()) return Fail("listen", server.status());
+  (*server)->OnDrain([&service] { service.EndStreams(); });
+
+  absl::Notification stop_sweeping;
+  std::thread sweeper([&] {
+    while (!stop_sweeping.WaitForNotificationWithTimeout(config.sweep_interval)) {
+      if (absl::StatusOr<int> lapsed = presence.ExpireDue(); !lapsed.ok()) {
+        log::Error("expire_failed", {{"error", lapsed.status().ToString()}});
+      }
+    }
+  });
+
+  const std::string signal = server::WaitForTerminationSignal();
+  log::Info("shutdown_requested", {{"service", "presence"}, {"signal", signal}});
+  (*server)->Shutdown();
+  stop_sweeping.Notify();
+  sweeper.join();
+  pool.Stop();
+  relay.Stop(config.relay_flush_deadline);
+  committer.Stop();
+  log::Info("shutdown_complete", {{"service", "presence"}});
+  return 0;
+}
+
+}  // namespace
+}  // namespace switchboard::presence
+
+int main(int argc, char** argv) { return switchboard::presence::Run(argc, argv); }

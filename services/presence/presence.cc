@@ -1,0 +1,640 @@
+#include "services/presence/presence.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "libs/events/envelope.h"
+#include "libs/log/log.h"
+#include "libs/validation/validation.h"
+
+namespace switchboard::presence {
+namespace {
+
+constexpr char kProducer[] = "presence";
+constexpr int kMaxSkills = 16;
+constexpr int kMaxCapacity = 100;
+constexpr size_t kMaxDisplayName = 128;
+constexpr absl::Duration kMinHold = absl::Seconds(1);
+constexpr absl::Duration kMaxHold = absl::Minutes(10);
+
+bool IsLanguageTag(absl::string_view tag) {
+  if (tag.size() < 2 || tag.size() > 35) return false;
+  for (char c : tag) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+  }
+  return absl::ascii_isalpha(static_cast<unsigned char>(tag[0]));
+}
+
+bool Matches(const AgentRecord& agent, const Presence::ListFilter& filter) {
+  if (filter.status != v1::AGENT_STATUS_UNSPECIFIED && agent.status != filter.status) {
+    return false;
+  }
+  const v1::Skills& skills = agent.profile.skills();
+  if (filter.category != common::v1::CATEGORY_UNSPECIFIED &&
+      std::find(skills.categories().begin(), skills.categories().end(),
+                filter.category) == skills.categories().end()) {
+    return false;
+  }
+  if (!filter.language.empty() &&
+      std::none_of(skills.languages().begin(), skills.languages().end(),
+                   [&](const std::string& l) {
+                     return PrimaryLanguage(l) == filter.language;
+                   })) {
+    return false;
+  }
+  if (filter.channel != common::v1::CHANNEL_UNSPECIFIED &&
+      std::none_of(agent.profile.capacities().begin(),
+                   agent.profile.capacities().end(),
+                   [&](const v1::ChannelCapacity& c) {
+                     return c.channel() == filter.channel && c.capacity() > 0;
+                   })) {
+    return false;
+  }
+  return true;
+}
+
+int TotalLoad(const AgentRecord& agent) {
+  int total = 0;
+  for (const auto& c : agent.profile.capacities()) total += c.load();
+  return total;
+}
+
+}  // namespace
+
+std::string PrimaryLanguage(absl::string_view tag) {
+  return absl::AsciiStrToLower(tag.substr(0, tag.find('-')));
+}
+
+absl::StatusOr<v1::AgentProfile> NormalizeProfile(absl::string_view field,
+                                                  const v1::AgentProfile& profile) {
+  v1::AgentProfile out;
+  if (absl::Status s = validation::ValidateText(
+          absl::StrCat(field, ".display_name"), profile.display_name(),
+          kMaxDisplayName);
+      !s.ok()) {
+    return s;
+  }
+  out.set_display_name(profile.display_name());
+
+  const v1::Skills& skills = profile.skills();
+  if (skills.categories_size() > kMaxSkills || skills.languages_size() > kMaxSkills) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".skills: at most ", kMaxSkills, " categories and ", kMaxSkills,
+        " languages"));
+  }
+  std::set<int> categories;
+  for (int category : skills.categories()) {
+    if (category == common::v1::CATEGORY_UNSPECIFIED ||
+        !common::v1::Category_IsValid(category)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".skills.categories: unknown category ", category));
+    }
+    if (!categories.insert(category).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".skills.categories: duplicate ",
+          common::v1::Category_Name(category)));
+    }
+    out.mutable_skills()->add_categories(
+        static_cast<common::v1::Category>(category));
+  }
+  std::set<std::string> languages;
+  for (const std::string& language : skills.languages()) {
+    if (!IsLanguageTag(language)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".skills.languages: \"", validation::IsValidUtf8(language) ? language : "?",
+          "\" is not a BCP 47 tag such as en or zh-CN"));
+    }
+    std::string lower = absl::AsciiStrToLower(language);
+    if (!languages.insert(lower).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ".skills.languages: duplicate ", lower));
+    }
+    out.mutable_skills()->add_languages(lower);
+  }
+  std::set<int> channels;
+  for (const v1::ChannelCapacity& capacity : profile.capacities()) {
+    const int channel = capacity.channel();
+    if (channel == common::v1::CHANNEL_UNSPECIFIED ||
+        !common::v1::Channel_IsValid(channel)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".capacities.channel: unknown channel ", channel));
+    }
+    if (!channels.insert(channel).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".capacities: duplicate channel ",
+          common::v1::Channel_Name(channel)));
+    }
+    if (capacity.capacity() < 0 || capacity.capacity() > kMaxCapacity) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ".capacities.capacity: must be 0 to ", kMaxCapacity, ", got ",
+          capacity.capacity()));
+    }
+    v1::ChannelCapacity* c = out.add_capacities();
+    c->set_channel(capacity.channel());
+    c->set_capacity(capacity.capacity());
+  }
+  return out;
+}
+
+struct Presence::Pending {
+  absl::Notification done;
+  absl::Status status;
+};
+
+Presence::Presence(PresenceStore* store, Clock* clock, PresenceMetrics* metrics,
+                   PresenceOptions options)
+    : store_(store), clock_(clock), metrics_(metrics), options_(options) {}
+
+absl::Status Presence::Load() {
+  absl::StatusOr<PresenceStore::Contents> contents = store_->Load();
+  if (!contents.ok()) return contents.status();
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  for (AgentRecord& agent : contents->agents) {
+    revision_ = std::max(revision_, agent.revision);
+    if (agent.status != v1::AGENT_STATUS_OFFLINE) {
+      agent.lease_expires_at = now + options_.lease;
+    }
+    for (auto& c : *agent.profile.mutable_capacities()) c.set_load(0);
+    CountStatus(v1::AGENT_STATUS_UNSPECIFIED, agent.status);
+    agents_[agent.agent_id] = std::move(agent);
+  }
+  for (ReservationRecord& reservation : contents->reservations) {
+    auto it = agents_.find(reservation.agent_id);
+    if (it == agents_.end()) continue;
+    if (v1::ChannelCapacity* c = CapacityOn(it->second, reservation.channel)) {
+      c->set_load(c->load() + 1);
+    }
+    reservations_[reservation.session_id] = std::move(reservation);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Presence::CheckWritable() const {
+  if (store_failed_) {
+    return absl::UnavailableError(
+        "presence storage failed; the service must be restarted");
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<Presence::Pending> Presence::Commit(
+    PresenceWrite write, std::vector<AgentChange> changes) {
+  auto pending = std::make_shared<Pending>();
+  store_->Apply(std::move(write), [this, pending, changes = std::move(changes)](
+                                      absl::Status status) {
+    if (status.ok()) {
+      Publish(changes);
+    } else {
+      log::Error("presence_commit_failed", {{"detail", status.message()}});
+      store_failed_ = true;
+    }
+    pending->status = status;
+    pending->done.Notify();
+  });
+  return pending;
+}
+
+absl::Status Presence::Wait(const std::shared_ptr<Pending>& pending) {
+  pending->done.WaitForNotification();
+  return pending->status;
+}
+
+void Presence::Publish(const std::vector<AgentChange>& changes) {
+  absl::MutexLock lock(&listeners_mu_);
+  for (const AgentChange& change : changes) {
+    for (const auto& [listener, snapshot_revision] : listeners_) {
+      if (change.agent.revision > snapshot_revision) listener->OnChange(change);
+    }
+  }
+}
+
+void Presence::CountStatus(v1::AgentStatus from, v1::AgentStatus to) {
+  if (metrics_ == nullptr) return;
+  if (from != v1::AGENT_STATUS_UNSPECIFIED) metrics_->agents(from).Decrement();
+  metrics_->agents(to).Increment();
+}
+
+void Presence::SetStatusOf(AgentRecord& agent, v1::AgentStatus status,
+                           absl::Time now) {
+  if (agent.status == status) return;
+  CountStatus(agent.status, status);
+  if (agent.status == v1::AGENT_STATUS_OFFLINE) agent.idle_since = now;
+  agent.status = status;
+  agent.status_changed_at = now;
+}
+
+v1::ChannelCapacity* Presence::CapacityOn(AgentRecord& agent,
+                                          common::v1::Channel channel) {
+  for (auto& c : *agent.profile.mutable_capacities()) {
+    if (c.channel() == channel) return &c;
+  }
+  return nullptr;
+}
+
+void Presence::AddLoad(AgentRecord& agent, common::v1::Channel channel,
+                       int delta, absl::Time now) {
+  v1::ChannelCapacity* c = CapacityOn(agent, channel);
+  if (c == nullptr) {
+    // The profile dropped the channel while a session still held capacity on
+    // it: keep counting it so the release balances.
+    c = agent.profile.add_capacities();
+    c->set_channel(channel);
+  }
+  c->set_load(std::max(0, c->load() + delta));
+  if (TotalLoad(agent) == 0) agent.idle_since = now;
+}
+
+events::v1::Event Presence::StatusEvent(const AgentRecord& agent,
+                                        v1::AgentStatus previous,
+                                        v1::ChangeReason reason, absl::Time now) {
+  events::v1::Event event;
+  events::v1::AgentStatusChanged* payload = event.mutable_agent_status_changed();
+  payload->set_agent_id(agent.agent_id);
+  payload->set_previous_status(previous);
+  payload->set_status(agent.status);
+  payload->set_reason(reason);
+  *payload->mutable_skills() = agent.profile.skills();
+  *payload->mutable_capacities() = agent.profile.capacities();
+  events::Seal(event, kProducer, agent.agent_id, now).IgnoreError();
+  return event;
+}
+
+events::v1::Event Presence::LoadEvent(const AgentRecord& agent,
+                                      const ReservationRecord& reservation,
+                                      events::v1::AgentLoadChanged::Change change,
+                                      absl::Time now) {
+  events::v1::Event event;
+  events::v1::AgentLoadChanged* payload = event.mutable_agent_load_changed();
+  payload->set_agent_id(agent.agent_id);
+  payload->set_session_id(reservation.session_id);
+  payload->set_channel(reservation.channel);
+  payload->set_change(change);
+  for (const auto& c : agent.profile.capacities()) {
+    if (c.channel() == reservation.channel) {
+      payload->set_load(c.load());
+      payload->set_capacity(c.capacity());
+    }
+  }
+  events::Seal(event, kProducer, agent.agent_id, now).IgnoreError();
+  return event;
+}
+
+absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command) {
+  if (absl::Status s = validation::ValidateId("agent_id", command.agent_id); !s.ok()) {
+    return s;
+  }
+  if (command.status == v1::AGENT_STATUS_UNSPECIFIED ||
+      !v1::AgentStatus_IsValid(command.status)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("status: must be ONLINE, AWAY, BUSY or OFFLINE, got ",
+                     static_cast<int>(command.status)));
+  }
+  if (absl::Status s = validation::ValidateText("device_id", command.device_id, 128);
+      !s.ok()) {
+    return s;
+  }
+  std::optional<v1::AgentProfile> profile;
+  if (command.profile.has_value()) {
+    absl::StatusOr<v1::AgentProfile> normalized =
+        NormalizeProfile("profile", *command.profile);
+    if (!normalized.ok()) return normalized.status();
+    profile = std::move(*normalized);
+  }
+
+  std::shared_ptr<Pending> pending;
+  AgentRecord result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    const absl::Time now = clock_->Now();
+    auto [it, inserted] = agents_.try_emplace(command.agent_id);
+    AgentRecord& agent = it->second;
+    if (inserted) {
+      agent.agent_id = command.agent_id;
+      agent.status_changed_at = now;
+      agent.idle_since = now;
+      CountStatus(v1::AGENT_STATUS_UNSPECIFIED, agent.status);
+    }
+    const AgentRecord before = agent;
+    if (profile.has_value()) {
+      // Loads belong to presence, not to the client: carry them over.
+      v1::AgentProfile next = std::move(*profile);
+      for (const auto& old : before.profile.capacities()) {
+        if (old.load() == 0) continue;
+        bool found = false;
+        for (auto& c : *next.mutable_capacities()) {
+          if (c.channel() == old.channel()) {
+            c.set_load(old.load());
+            found = true;
+          }
+        }
+        if (!found) *next.add_capacities() = old;
+      }
+      agent.profile = std::move(next);
+    }
+    SetStatusOf(agent, command.status, now);
+    agent.lease_expires_at = command.status == v1::AGENT_STATUS_OFFLINE
+                                 ? absl::InfinitePast()
+                                 : now + options_.lease;
+    const bool changed =
+        inserted || before.status != agent.status ||
+        before.profile.SerializeAsString() != agent.profile.SerializeAsString();
+    if (changed) {
+      agent.revision = ++revision_;
+      PresenceWrite write;
+      write.agents.push_back(agent);
+      write.events.push_back(
+          StatusEvent(agent, before.status, v1::CHANGE_REASON_STATUS_SET, now));
+      pending = Commit(std::move(write),
+                       {AgentChange{agent, before.status, v1::CHANGE_REASON_STATUS_SET}});
+      log::Info("agent_status_set",
+                {{"agent_id", agent.agent_id},
+                 {"status", v1::AgentStatus_Name(agent.status)},
+                 {"previous_status", v1::AgentStatus_Name(before.status)},
+                 {"device_id", command.device_id}});
+    }
+    result = agent;
+  }
+  if (pending != nullptr) {
+    if (absl::Status s = Wait(pending); !s.ok()) return s;
+  }
+  return result;
+}
+
+absl::StatusOr<AgentRecord> Presence::Heartbeat(const std::string& agent_id,
+                                                const std::string& device_id) {
+  if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
+  if (absl::Status s = validation::ValidateText("device_id", device_id, 128); !s.ok()) {
+    return s;
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("agent ", agent_id, " has no presence; call SetStatus first"));
+  }
+  AgentRecord& agent = it->second;
+  if (agent.status == v1::AGENT_STATUS_OFFLINE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "agent ", agent_id, " is OFFLINE; call SetStatus to go online again"));
+  }
+  agent.lease_expires_at = clock_->Now() + options_.lease;
+  return agent;
+}
+
+absl::StatusOr<AgentRecord> Presence::GetAgent(const std::string& agent_id) const {
+  if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) {
+    return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+  }
+  return it->second;
+}
+
+Presence::ListPage Presence::ListAgents(const ListFilter& filter, int page_size,
+                                        const std::string& after_agent_id) const {
+  ListPage page;
+  absl::ReaderMutexLock lock(&mu_);
+  for (auto it = agents_.upper_bound(after_agent_id); it != agents_.end(); ++it) {
+    if (!Matches(it->second, filter)) continue;
+    if (static_cast<int>(page.agents.size()) == page_size) {
+      page.last_agent_id = page.agents.back().agent_id;
+      break;
+    }
+    page.agents.push_back(it->second);
+  }
+  return page;
+}
+
+absl::StatusOr<Presence::Reservation> Presence::Reserve(
+    const std::string& agent_id, const std::string& session_id,
+    common::v1::Channel channel, std::optional<absl::Duration> hold) {
+  if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
+  if (absl::Status s = validation::ValidateId("session_id", session_id); !s.ok()) {
+    return s;
+  }
+  if (channel == common::v1::CHANNEL_UNSPECIFIED || !common::v1::Channel_IsValid(channel)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("channel: unknown channel ", static_cast<int>(channel)));
+  }
+  const absl::Duration hold_time = hold.value_or(options_.default_hold);
+  if (hold_time < kMinHold || hold_time > kMaxHold) {
+    return absl::InvalidArgumentError("hold: must be between 1s and 10m");
+  }
+
+  std::shared_ptr<Pending> pending;
+  Reservation result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    const absl::Time now = clock_->Now();
+    auto agent_it = agents_.find(agent_id);
+    if (agent_it == agents_.end()) {
+      return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+    }
+    AgentRecord& agent = agent_it->second;
+    if (auto it = reservations_.find(session_id); it != reservations_.end()) {
+      const ReservationRecord& existing = it->second;
+      if (existing.agent_id != agent_id) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "session ", session_id, " already holds capacity at agent ",
+            existing.agent_id, "; release it first"));
+      }
+      if (existing.assigned || existing.expires_at > now) {
+        return Reservation{existing, agent};
+      }
+    }
+    if (agent.status != v1::AGENT_STATUS_ONLINE || agent.lease_expires_at <= now) {
+      if (metrics_) metrics_->rejected_not_online->Increment();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "agent ", agent_id, " is not online (",
+          v1::AgentStatus_Name(agent.status), ")"));
+    }
+    v1::ChannelCapacity* capacity = CapacityOn(agent, channel);
+    if (capacity == nullptr || capacity->capacity() == 0) {
+      if (metrics_) metrics_->rejected_no_channel->Increment();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "agent ", agent_id, " takes no ", common::v1::Channel_Name(channel),
+          " sessions"));
+    }
+    if (capacity->load() >= capacity->capacity()) {
+      if (metrics_) metrics_->rejected_at_capacity->Increment();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "agent ", agent_id, " is at capacity on ",
+          common::v1::Channel_Name(channel), " (", capacity->load(), "/",
+          capacity->capacity(), ")"));
+    }
+    PresenceWrite write;
+    if (auto it = reservations_.find(session_id); it != reservations_.end()) {
+      // A lapsed reservation of the same session at the same agent that the
+      // sweeper has not removed yet: it is replaced, its load reused.
+      write.deleted_reservations.push_back(it->second);
+      AddLoad(agent, channel, -1, now);
+    }
+    ReservationRecord reservation{agent_id, session_id, channel, false, now,
+                                  now + hold_time};
+    AddLoad(agent, channel, +1, now);
+    agent.revision = ++revision_;
+    reservations_[session_id] = reservation;
+    write.agents.push_back(agent);
+    write.upserted_reservations.push_back(reservation);
+    write.events.push_back(
+        LoadEvent(agent, reservation, events::v1::AgentLoadChanged::CHANGE_RESERVED, now));
+    pending = Commit(std::move(write),
+                     {AgentChange{agent, agent.status, v1::CHANGE_REASON_LOAD_CHANGED}});
+    if (metrics_) metrics_->reservations_granted->Increment();
+    result = Reservation{reservation, agent};
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<ReservationRecord> Presence::Confirm(const std::string& agent_id,
+                                                    const std::string& session_id) {
+  if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
+  if (absl::Status s = validation::ValidateId("session_id", session_id); !s.ok()) {
+    return s;
+  }
+  std::shared_ptr<Pending> pending;
+  ReservationRecord result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    const absl::Time now = clock_->Now();
+    auto it = reservations_.find(session_id);
+    if (it == reservations_.end() || it->second.agent_id != agent_id ||
+        (!it->second.assigned && it->second.expires_at <= now)) {
+      return absl::NotFoundError(absl::StrCat("no reservation of session ", session_id,
+                                              " at agent ", agent_id,
+                                              " (never made, released or expired)"));
+    }
+    ReservationRecord& reservation = it->second;
+    if (reservation.assigned) return reservation;
+    reservation.assigned = true;
+    reservation.expires_at = absl::InfiniteFuture();
+    PresenceWrite write;
+    write.upserted_reservations.push_back(reservation);
+    write.events.push_back(LoadEvent(agents_.at(agent_id), reservation,
+                                     events::v1::AgentLoadChanged::CHANGE_CONFIRMED, now));
+    pending = Commit(std::move(write), {});
+    result = reservation;
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<Presence::Release> Presence::ReleaseCapacity(
+    const std::string& agent_id, const std::string& session_id) {
+  if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
+  if (absl::Status s = validation::ValidateId("session_id", session_id); !s.ok()) {
+    return s;
+  }
+  std::shared_ptr<Pending> pending;
+  Release result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    const absl::Time now = clock_->Now();
+    auto agent_it = agents_.find(agent_id);
+    if (agent_it == agents_.end()) {
+      return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
+    }
+    AgentRecord& agent = agent_it->second;
+    auto it = reservations_.find(session_id);
+    if (it == reservations_.end() || it->second.agent_id != agent_id) {
+      return Release{false, agent};
+    }
+    const ReservationRecord reservation = it->second;
+    reservations_.erase(it);
+    AddLoad(agent, reservation.channel, -1, now);
+    agent.revision = ++revision_;
+    PresenceWrite write;
+    write.agents.push_back(agent);
+    write.deleted_reservations.push_back(reservation);
+    write.events.push_back(
+        LoadEvent(agent, reservation, events::v1::AgentLoadChanged::CHANGE_RELEASED, now));
+    pending = Commit(std::move(write),
+                     {AgentChange{agent, agent.status, v1::CHANGE_REASON_LOAD_CHANGED}});
+    result = Release{true, agent};
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<int> Presence::ExpireDue() {
+  std::shared_ptr<Pending> pending;
+  int lapsed = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    const absl::Time now = clock_->Now();
+    PresenceWrite write;
+    std::vector<AgentChange> changes;
+    std::set<std::string> touched;
+    for (auto it = reservations_.begin(); it != reservations_.end();) {
+      const ReservationRecord& reservation = it->second;
+      if (reservation.assigned || reservation.expires_at > now) {
+        ++it;
+        continue;
+      }
+      AgentRecord& agent = agents_.at(reservation.agent_id);
+      AddLoad(agent, reservation.channel, -1, now);
+      write.deleted_reservations.push_back(reservation);
+      write.events.push_back(LoadEvent(
+          agent, reservation, events::v1::AgentLoadChanged::CHANGE_EXPIRED, now));
+      touched.insert(agent.agent_id);
+      if (metrics_) metrics_->reservations_expired->Increment();
+      reservations_.erase(it++);
+    }
+    for (auto& [id, agent] : agents_) {
+      const bool lease_lapsed =
+          agent.status != v1::AGENT_STATUS_OFFLINE && agent.lease_expires_at <= now;
+      if (!lease_lapsed && !touched.count(id)) continue;
+      const v1::AgentStatus previous = agent.status;
+      v1::ChangeReason reason = v1::CHANGE_REASON_LOAD_CHANGED;
+      if (lease_lapsed) {
+        SetStatusOf(agent, v1::AGENT_STATUS_OFFLINE, now);
+        agent.lease_expires_at = absl::InfinitePast();
+        reason = v1::CHANGE_REASON_LEASE_EXPIRED;
+        write.events.push_back(StatusEvent(agent, previous, reason, now));
+        if (metrics_) metrics_->leases_expired->Increment();
+        log::Info("agent_lease_expired", {{"agent_id", id},
+                                          {"previous_status", v1::AgentStatus_Name(previous)}});
+        ++lapsed;
+      }
+      agent.revision = ++revision_;
+      write.agents.push_back(agent);
+      changes.push_back(AgentChange{agent, previous, reason});
+    }
+    if (write.empty()) return 0;
+    pending = Commit(std::move(write), std::move(changes));
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return lapsed;
+}
+
+Presence::Snapshot Presence::Subscribe(PresenceListener* listener) {
+  Snapshot snapshot;
+  absl::ReaderMutexLock lock(&mu_);
+  for (const auto& [id, agent] : agents_) {
+    if (agent.status != v1::AGENT_STATUS_OFFLINE) snapshot.agents.push_back(agent);
+  }
+  snapshot.revision = revision_;
+  // Registered while mu_ is held: every change with a higher revision is
+  // decided after this point, so it reaches the listener.
+  absl::MutexLock listeners_lock(&listeners_mu_);
+  listeners_[listener] = snapshot.revision;
+  return snapshot;
+}
+
+void Presence::Unsubscribe(PresenceListener* listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.erase(listener);
+}
+
+}  // namespace switchboard::presence

@@ -1,0 +1,182 @@
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <optional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "libs/clock/clock.h"
+#include "services/presence/metrics.h"
+#include "services/presence/model.h"
+#include "services/presence/store.h"
+
+namespace switchboard::presence {
+
+struct PresenceOptions {
+  // How long a lease lasts without a renewal.
+  absl::Duration lease = absl::Seconds(30);
+  // Hold time of a reservation whose request gives none.
+  absl::Duration default_hold = absl::Seconds(60);
+};
+
+// Receives committed changes. Called on the store's commit thread, in commit
+// order; must not block.
+class PresenceListener {
+ public:
+  virtual ~PresenceListener() = default;
+  virtual void OnChange(const AgentChange& change) = 0;
+};
+
+// The presence logic: agents' status, skills, capacity, load and leases.
+//
+// State lives in memory and in the store: every change is decided under one
+// lock (so capacity checks and reservations are atomic), queued to the store
+// in that order, and answered only after it is committed. If a commit fails
+// the memory may be ahead of the disk, so the service refuses further writes
+// with UNAVAILABLE until it restarts and reloads the store (fail-stop rather
+// than serve state that was never saved).
+//
+// Heartbeats only extend leases in memory: a renewal is not worth an fsync.
+// After a restart every agent that was not OFFLINE gets a fresh lease, so
+// their devices have one lease period to renew it.
+//
+// Thread-safe. Blocking (waits for commits): call from worker threads.
+class Presence {
+ public:
+  Presence(PresenceStore* store, Clock* clock, PresenceMetrics* metrics,
+           PresenceOptions options);
+
+  // Reads the store. Call once, before anything else.
+  absl::Status Load();
+
+  struct SetStatusCommand {
+    std::string agent_id;
+    v1::AgentStatus status = v1::AGENT_STATUS_UNSPECIFIED;
+    // Replaces the profile when set (loads in it are ignored).
+    std::optional<v1::AgentProfile> profile;
+    std::string device_id;
+  };
+  // Errors: InvalidArgument naming the field.
+  absl::StatusOr<AgentRecord> SetStatus(const SetStatusCommand& command);
+
+  // Renews the lease. Errors: NotFound, FailedPrecondition (OFFLINE).
+  absl::StatusOr<AgentRecord> Heartbeat(const std::string& agent_id,
+                                        const std::string& device_id);
+
+  // Errors: NotFound.
+  absl::StatusOr<AgentRecord> GetAgent(const std::string& agent_id) const;
+
+  struct ListFilter {
+    v1::AgentStatus status = v1::AGENT_STATUS_UNSPECIFIED;
+    common::v1::Category category = common::v1::CATEGORY_UNSPECIFIED;
+    std::string language;  // normalized primary subtag, empty for any
+    common::v1::Channel channel = common::v1::CHANNEL_UNSPECIFIED;
+  };
+  struct ListPage {
+    std::vector<AgentRecord> agents;
+    std::string last_agent_id;  // empty on the last page
+  };
+  // Agents after `after_agent_id` (exclusive) in id order matching `filter`.
+  ListPage ListAgents(const ListFilter& filter, int page_size,
+                      const std::string& after_agent_id) const;
+
+  struct Reservation {
+    ReservationRecord reservation;
+    AgentRecord agent;
+  };
+  // Errors: see ReserveCapacity in presence_service.proto.
+  absl::StatusOr<Reservation> Reserve(const std::string& agent_id,
+                                      const std::string& session_id,
+                                      common::v1::Channel channel,
+                                      std::optional<absl::Duration> hold);
+  absl::StatusOr<ReservationRecord> Confirm(const std::string& agent_id,
+                                            const std::string& session_id);
+  struct Release {
+    bool released = false;
+    AgentRecord agent;
+  };
+  absl::StatusOr<Release> ReleaseCapacity(const std::string& agent_id,
+                                          const std::string& session_id);
+
+  // Sets OFFLINE every agent whose lease lapsed and drops every unconfirmed
+  // reservation past its hold, as of the clock's Now. Returns how many
+  // leases lapsed. Called periodically by the service.
+  absl::StatusOr<int> ExpireDue();
+
+  // Registers `listener` for every change committed after the returned
+  // snapshot (agents not OFFLINE, by id) and its revision. Changes with a
+  // revision at or below the snapshot's are not delivered.
+  struct Snapshot {
+    std::vector<AgentRecord> agents;
+    int64_t revision = 0;
+  };
+  Snapshot Subscribe(PresenceListener* listener);
+  void Unsubscribe(PresenceListener* listener);
+
+  // How often devices should renew: a third of the lease, so that one lost
+  // heartbeat does not lapse it.
+  absl::Duration heartbeat_interval() const { return options_.lease / 3; }
+
+ private:
+  struct Pending;
+
+  absl::Status CheckWritable() const;
+  // Queues `write` to the store; watchers get `changes` once it commits.
+  std::shared_ptr<Pending> Commit(PresenceWrite write,
+                                  std::vector<AgentChange> changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Wait(const std::shared_ptr<Pending>& pending);
+  void Publish(const std::vector<AgentChange>& changes);
+
+  void SetStatusOf(AgentRecord& agent, v1::AgentStatus status, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::ChannelCapacity* CapacityOn(AgentRecord& agent,
+                                  common::v1::Channel channel);
+  void AddLoad(AgentRecord& agent, common::v1::Channel channel, int delta,
+               absl::Time now);
+  events::v1::Event StatusEvent(const AgentRecord& agent,
+                                v1::AgentStatus previous,
+                                v1::ChangeReason reason, absl::Time now);
+  events::v1::Event LoadEvent(const AgentRecord& agent,
+                              const ReservationRecord& reservation,
+                              events::v1::AgentLoadChanged::Change change,
+                              absl::Time now);
+  void CountStatus(v1::AgentStatus from, v1::AgentStatus to);
+
+  PresenceStore* const store_;
+  Clock* const clock_;
+  PresenceMetrics* const metrics_;
+  const PresenceOptions options_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, AgentRecord> agents_ ABSL_GUARDED_BY(mu_);
+  // By session id: a session holds capacity at one agent at most.
+  absl::flat_hash_map<std::string, ReservationRecord> reservations_
+      ABSL_GUARDED_BY(mu_);
+  int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+  // Set from commit callbacks, which may run while mu_ is held.
+  std::atomic<bool> store_failed_{false};
+
+  // Separate from mu_: commit callbacks publish while other calls decide.
+  absl::Mutex listeners_mu_;
+  absl::flat_hash_map<PresenceListener*, int64_t> listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
+};
+
+// Normalizes and checks a profile from a client: display name, categories,
+// languages (lower-cased BCP 47 tags), capacities (0 to 100, one per
+// channel). Errors name the field, prefixed with `field`.
+absl::StatusOr<v1::AgentProfile> NormalizeProfile(absl::string_view field,
+                                                  const v1::AgentProfile& profile);
+
+// "zh-CN" -> "zh": the part of a language tag routing matches on.
+std::string PrimaryLanguage(absl::string_view tag);
+
+}  // namespace switchboard::presence

@@ -1,0 +1,359 @@
+#include "services/presence/presence_service.h"
+
+#include <deque>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "libs/auth/grpc_auth.h"
+#include "libs/protoutil/time.h"
+#include "libs/server/status.h"
+#include "libs/server/unary.h"
+
+namespace switchboard::presence {
+namespace {
+
+using auth::Role;
+using server::FinishNow;
+using server::RunUnary;
+
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 500;
+constexpr char kPageTokenPrefix[] = "agents:";
+
+std::string EncodePageToken(const std::string& last_agent_id) {
+  if (last_agent_id.empty()) return "";
+  return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, last_agent_id));
+}
+
+absl::StatusOr<std::string> DecodePageToken(const std::string& token) {
+  if (token.empty()) return std::string();
+  std::string decoded;
+  if (!absl::WebSafeBase64Unescape(token, &decoded) ||
+      !absl::StartsWith(decoded, kPageTokenPrefix)) {
+    return absl::InvalidArgumentError(
+        "page_token: not a token from a previous ListAgents response");
+  }
+  return decoded.substr(sizeof(kPageTokenPrefix) - 1);
+}
+
+void ToProto(const ReservationRecord& r, v1::Reservation* out) {
+  out->set_agent_id(r.agent_id);
+  out->set_session_id(r.session_id);
+  out->set_channel(r.channel);
+  out->set_state(r.assigned ? v1::RESERVATION_STATE_ASSIGNED
+                            : v1::RESERVATION_STATE_RESERVED);
+  protoutil::ToTimestamp(r.created_at, out->mutable_created_at());
+  if (!r.assigned) protoutil::ToTimestamp(r.expires_at, out->mutable_expires_at());
+}
+
+}  // namespace
+
+void ToProto(const AgentRecord& agent, v1::Agent* out) {
+  out->set_agent_id(agent.agent_id);
+  out->set_status(agent.status);
+  *out->mutable_profile() = agent.profile;
+  if (agent.status != v1::AGENT_STATUS_OFFLINE) {
+    protoutil::ToTimestamp(agent.lease_expires_at, out->mutable_lease_expires_at());
+  }
+  protoutil::ToTimestamp(agent.status_changed_at, out->mutable_status_changed_at());
+  protoutil::ToTimestamp(agent.idle_since, out->mutable_idle_since());
+  int total = 0;
+  for (const auto& c : agent.profile.capacities()) total += c.load();
+  out->set_total_load(total);
+  out->set_revision(agent.revision);
+}
+
+// One WatchPresence stream: a snapshot, then committed changes, written one
+// at a time from a bounded queue. Deletes itself when done.
+class PresenceService::WatchReactor
+    : public grpc::ServerWriteReactor<v1::WatchPresenceResponse>,
+      public PresenceListener {
+ public:
+  WatchReactor(PresenceService* service, size_t max_backlog)
+      : service_(service), max_backlog_(max_backlog) {}
+
+  void Begin() {
+    Presence::Snapshot snapshot = service_->presence_->Subscribe(this);
+    absl::MutexLock lock(&mu_);
+    for (const AgentRecord& agent : snapshot.agents) {
+      ToProto(agent, queue_.emplace_back().mutable_snapshot_agent());
+    }
+    v1::SnapshotComplete* complete = queue_.emplace_back().mutable_snapshot_complete();
+    complete->set_agent_count(static_cast<int32_t>(snapshot.agents.size()));
+    complete->set_revision(snapshot.revision);
+    WriteNextLocked();
+  }
+
+  void OnChange(const AgentChange& change) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    if (queue_.size() >= max_backlog_) {
+      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                "watcher fell too far behind; subscribe again"));
+      return;
+    }
+    v1::AgentChange* out = queue_.emplace_back().mutable_change();
+    ToProto(change.agent, out->mutable_agent());
+    out->set_previous_status(change.previous_status);
+    out->set_reason(change.reason);
+    WriteNextLocked();
+  }
+
+  void End(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    queue_.pop_front();
+    WriteNextLocked();
+  }
+
+  void OnCancel() override { End(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    service_->Forget(this);
+    service_->presence_->Unsubscribe(this);
+    delete this;
+  }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_ || queue_.empty()) return;
+    writing_ = true;
+    StartWrite(&queue_.front());
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  PresenceService* const service_;
+  const size_t max_backlog_;
+  absl::Mutex mu_;
+  // The front is being written while writing_.
+  std::deque<v1::WatchPresenceResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+PresenceService::PresenceService(Presence* presence, const auth::TokenCodec* tokens,
+                                 Clock* clock, server::BlockingPool* pool,
+                                 Options options)
+    : presence_(presence),
+      tokens_(tokens),
+      clock_(clock),
+      pool_(pool),
+      options_(options) {}
+
+absl::StatusOr<auth::Principal> PresenceService::Authenticate(
+    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
+    absl::string_view method) {
+  absl::StatusOr<auth::Principal> principal =
+      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
+  if (!principal.ok()) return principal.status();
+  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
+  return principal;
+}
+
+absl::StatusOr<std::string> PresenceService::TargetAgent(
+    grpc::CallbackServerContext* context, const std::string& requested,
+    std::initializer_list<Role> others, absl::string_view method) {
+  absl::StatusOr<auth::Principal> principal =
+      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
+  if (!principal.ok()) return principal.status();
+  if (principal->role == Role::kAgent) {
+    if (!requested.empty() && requested != principal->subject) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(method, ": an agent may act on their own presence only"));
+    }
+    return principal->subject;
+  }
+  if (absl::Status s = auth::Authorize(*principal, others, method); !s.ok()) return s;
+  if (requested.empty()) {
+    return absl::InvalidArgumentError("agent_id: must not be empty");
+  }
+  return requested;
+}
+
+grpc::ServerUnaryReactor* PresenceService::SetStatus(
+    grpc::CallbackServerContext* context, const v1::SetStatusRequest* request,
+    v1::SetStatusResponse* response) {
+  absl::StatusOr<std::string> agent_id =
+      TargetAgent(context, request->agent_id(), {Role::kSupervisor}, "SetStatus");
+  if (!agent_id.ok()) return FinishNow(context, agent_id.status());
+  return RunUnary(context, *pool_, [this, request, response, agent_id = *agent_id] {
+    Presence::SetStatusCommand command{agent_id, request->status(), std::nullopt,
+                                       request->device_id()};
+    if (request->has_profile()) command.profile = request->profile();
+    absl::StatusOr<AgentRecord> agent = presence_->SetStatus(command);
+    if (!agent.ok()) return agent.status();
+    ToProto(*agent, response->mutable_agent());
+    protoutil::ToDuration(presence_->heartbeat_interval(),
+                          response->mutable_heartbeat_interval());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PresenceService::Heartbeat(
+    grpc::CallbackServerContext* context, const v1::HeartbeatRequest* request,
+    v1::HeartbeatResponse* response) {
+  absl::StatusOr<std::string> agent_id =
+      TargetAgent(context, request->agent_id(), {}, "Heartbeat");
+  if (!agent_id.ok()) return FinishNow(context, agent_id.status());
+  // A heartbeat only touches memory: answer on the callback thread.
+  absl::StatusOr<AgentRecord> agent =
+      presence_->Heartbeat(*agent_id, request->device_id());
+  if (agent.ok()) {
+    protoutil::ToTimestamp(agent->lease_expires_at, response->mutable_lease_expires_at());
+    response->set_status(agent->status);
+    protoutil::ToDuration(presence_->heartbeat_interval(),
+                          response->mutable_heartbeat_interval());
+  }
+  return FinishNow(context, agent.status());
+}
+
+grpc::ServerUnaryReactor* PresenceService::GetAgent(
+    grpc::CallbackServerContext* context, const v1::GetAgentRequest* request,
+    v1::GetAgentResponse* response) {
+  absl::StatusOr<std::string> agent_id = TargetAgent(
+      context, request->agent_id(), {Role::kSupervisor, Role::kService}, "GetAgent");
+  if (!agent_id.ok()) return FinishNow(context, agent_id.status());
+  absl::StatusOr<AgentRecord> agent = presence_->GetAgent(*agent_id);
+  if (agent.ok()) ToProto(*agent, response->mutable_agent());
+  return FinishNow(context, agent.status());
+}
+
+grpc::ServerUnaryReactor* PresenceService::ListAgents(
+    grpc::CallbackServerContext* context, const v1::ListAgentsRequest* request,
+    v1::ListAgentsResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kSupervisor, Role::kService}, "ListAgents");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (!v1::AgentStatus_IsValid(request->status())) {
+    return FinishNow(context, absl::InvalidArgumentError("status: unknown status"));
+  }
+  if (!common::v1::Category_IsValid(request->category())) {
+    return FinishNow(context, absl::InvalidArgumentError("category: unknown category"));
+  }
+  if (!common::v1::Channel_IsValid(request->channel())) {
+    return FinishNow(context, absl::InvalidArgumentError("channel: unknown channel"));
+  }
+  if (request->language().size() > 35) {
+    return FinishNow(context, absl::InvalidArgumentError("language: too long"));
+  }
+  if (request->page_size() < 0 || request->page_size() > kMaxPageSize) {
+    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
+                                  "page_size: must be 0 to ", kMaxPageSize)));
+  }
+  absl::StatusOr<std::string> after = DecodePageToken(request->page_token());
+  if (!after.ok()) return FinishNow(context, after.status());
+
+  Presence::ListFilter filter;
+  filter.status = request->status();
+  filter.category = request->category();
+  filter.language = PrimaryLanguage(request->language());
+  filter.channel = request->channel();
+  const int page_size = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
+  Presence::ListPage page = presence_->ListAgents(filter, page_size, *after);
+  for (const AgentRecord& agent : page.agents) ToProto(agent, response->add_agents());
+  response->set_next_page_token(EncodePageToken(page.last_agent_id));
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::WatchPresenceResponse>* PresenceService::WatchPresence(
+    grpc::CallbackServerContext* context, const v1::WatchPresenceRequest* request) {
+  auto* reactor = new WatchReactor(this, options_.max_watch_backlog);
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kSupervisor, Role::kService}, "WatchPresence");
+  if (!principal.ok()) {
+    reactor->End(server::ToGrpcStatus(principal.status()));
+    return reactor;
+  }
+  {
+    absl::MutexLock lock(&watchers_mu_);
+    if (draining_) {
+      reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+      return reactor;
+    }
+    watchers_.insert(reactor);
+    // Under watchers_mu_: a concurrent EndStreams may finish the stream, and
+    // its OnDone (which takes watchers_mu_) must not delete it mid-Begin.
+    reactor->Begin();
+  }
+  return reactor;
+}
+
+void PresenceService::EndStreams() {
+  absl::MutexLock lock(&watchers_mu_);
+  draining_ = true;
+  for (WatchReactor* reactor : watchers_) {
+    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "server shutting down; reconnect to another instance"));
+  }
+}
+
+void PresenceService::Forget(WatchReactor* reactor) {
+  absl::MutexLock lock(&watchers_mu_);
+  watchers_.erase(reactor);
+}
+
+grpc::ServerUnaryReactor* PresenceService::ReserveCapacity(
+    grpc::CallbackServerContext* context, const v1::ReserveCapacityRequest* request,
+    v1::ReserveCapacityResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService}, "ReserveCapacity");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response] {
+    std::optional<absl::Duration> hold;
+    if (request->has_hold()) hold = protoutil::FromDuration(request->hold());
+    absl::StatusOr<Presence::Reservation> reserved = presence_->Reserve(
+        request->agent_id(), request->session_id(), request->channel(), hold);
+    if (!reserved.ok()) return reserved.status();
+    ToProto(reserved->reservation, response->mutable_reservation());
+    ToProto(reserved->agent, response->mutable_agent());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PresenceService::ConfirmReservation(
+    grpc::CallbackServerContext* context, const v1::ConfirmReservationRequest* request,
+    v1::ConfirmReservationResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService}, "ConfirmReservation");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response] {
+    absl::StatusOr<ReservationRecord> confirmed =
+        presence_->Confirm(request->agent_id(), request->session_id());
+    if (!confirmed.ok()) return confirmed.status();
+    ToProto(*confirmed, response->mutable_reservation());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PresenceService::ReleaseCapacity(
+    grpc::CallbackServerContext* context, const v1::ReleaseCapacityRequest* request,
+    v1::ReleaseCapacityResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService}, "ReleaseCapacity");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response] {
+    absl::StatusOr<Presence::Release> released =
+        presence_->ReleaseCapacity(request->agent_id(), request->session_id());
+    if (!released.ok()) return released.status();
+    response->set_released(released->released);
+    ToProto(released->agent, response->mutable_agent());
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace switchboard::presence

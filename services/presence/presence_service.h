@@ -1,0 +1,92 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "libs/auth/token.h"
+#include "libs/clock/clock.h"
+#include "libs/server/blocking_pool.h"
+#include "services/presence/presence.h"
+#include "switchboard/presence/v1/presence_service.grpc.pb.h"
+
+namespace switchboard::presence {
+
+// The gRPC adapter of presence: authenticates and authorizes each call,
+// converts messages, runs the logic on the blocking pool and maps statuses.
+// Who may call what is stated in presence_service.proto.
+class PresenceService final : public v1::PresenceService::CallbackService {
+ public:
+  struct Options {
+    // Changes a WatchPresence subscriber may lag behind before its stream is
+    // ended with RESOURCE_EXHAUSTED.
+    size_t max_watch_backlog = 10'000;
+  };
+
+  // None owned; all must outlive the service.
+  PresenceService(Presence* presence, const auth::TokenCodec* tokens,
+                  Clock* clock, server::BlockingPool* pool, Options options);
+  PresenceService(Presence* presence, const auth::TokenCodec* tokens,
+                  Clock* clock, server::BlockingPool* pool)
+      : PresenceService(presence, tokens, clock, pool, Options()) {}
+
+  grpc::ServerUnaryReactor* SetStatus(grpc::CallbackServerContext* context,
+                                      const v1::SetStatusRequest* request,
+                                      v1::SetStatusResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* GetAgent(grpc::CallbackServerContext* context,
+                                     const v1::GetAgentRequest* request,
+                                     v1::GetAgentResponse* response) override;
+  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* context,
+                                       const v1::ListAgentsRequest* request,
+                                       v1::ListAgentsResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchPresenceResponse>* WatchPresence(
+      grpc::CallbackServerContext* context,
+      const v1::WatchPresenceRequest* request) override;
+  grpc::ServerUnaryReactor* ReserveCapacity(
+      grpc::CallbackServerContext* context,
+      const v1::ReserveCapacityRequest* request,
+      v1::ReserveCapacityResponse* response) override;
+  grpc::ServerUnaryReactor* ConfirmReservation(
+      grpc::CallbackServerContext* context,
+      const v1::ConfirmReservationRequest* request,
+      v1::ConfirmReservationResponse* response) override;
+  grpc::ServerUnaryReactor* ReleaseCapacity(
+      grpc::CallbackServerContext* context,
+      const v1::ReleaseCapacityRequest* request,
+      v1::ReleaseCapacityResponse* response) override;
+
+  // Ends every open WatchPresence stream with UNAVAILABLE (server draining).
+  void EndStreams();
+
+ private:
+  class WatchReactor;
+
+  // The agent a call acts on: the caller for an agent (who may name only
+  // themselves), the named agent for other allowed roles.
+  absl::StatusOr<std::string> TargetAgent(grpc::CallbackServerContext* context,
+                                          const std::string& requested,
+                                          std::initializer_list<auth::Role> others,
+                                          absl::string_view method);
+  absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
+                                               std::initializer_list<auth::Role> allowed,
+                                               absl::string_view method);
+  void Forget(WatchReactor* reactor);
+
+  Presence* const presence_;
+  const auth::TokenCodec* const tokens_;
+  Clock* const clock_;
+  server::BlockingPool* const pool_;
+  const Options options_;
+
+  absl::Mutex watchers_mu_;
+  absl::flat_hash_set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  bool draining_ ABSL_GUARDED_BY(watchers_mu_) = false;
+};
+
+// Fills the API's Agent from the logic's record.
+void ToProto(const AgentRecord& agent, v1::Agent* out);
+
+}  // namespace switchboard::presence

@@ -1,0 +1,292 @@
+#include "services/presence/presence_service.h"
+
+#include <memory>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "libs/storage/test_dir.h"
+#include "libs/testing/service_fixture.h"
+#include "services/presence/sqlite_store.h"
+
+namespace switchboard::presence {
+namespace {
+
+using auth::Role;
+using testing::ContextWithToken;
+
+// Presence as main() wires it, on a real SQLite file, behind a real server.
+class PresenceServiceTest : public ::testing::Test {
+ protected:
+  PresenceServiceTest()
+      : db_(*storage::Database::Open({storage::MakeTempDir() + "/presence.db"})) {
+    EXPECT_TRUE(db_->Migrate(PresenceMigrations()).ok());
+    committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
+    store_ = std::make_unique<SqlitePresenceStore>(committer_.get(),
+                                                   "switchboard.presence.v1", nullptr);
+    registry_ = std::make_shared<prometheus::Registry>();
+    metrics_ = std::make_unique<PresenceMetrics>(*registry_);
+    presence_ = std::make_unique<Presence>(store_.get(), &clock_, metrics_.get(),
+                                           PresenceOptions());
+    EXPECT_TRUE(presence_->Load().ok());
+    service_ = std::make_unique<PresenceService>(presence_.get(), &tokens_.codec(),
+                                                 RealClock(), &pool_);
+    server_ = std::make_unique<testing::TestServer>(
+        std::vector<grpc::Service*>{service_.get()});
+    server_->server().OnDrain([this] { service_->EndStreams(); });
+    stub_ = v1::PresenceService::NewStub(server_->channel());
+  }
+
+  ~PresenceServiceTest() override {
+    server_.reset();
+    pool_.Stop();
+  }
+
+  std::string Agent(const std::string& id) { return tokens_.For(Role::kAgent, id); }
+  std::string Supervisor() { return tokens_.For(Role::kSupervisor, "sup-1"); }
+  std::string Service() { return tokens_.For(Role::kService, "routing"); }
+
+  grpc::Status SetStatus(const std::string& token, v1::SetStatusRequest request,
+                         v1::SetStatusResponse* response = nullptr) {
+    v1::SetStatusResponse ignored;
+    return stub_->SetStatus(ContextWithToken(token).get(), request,
+                            response ? response : &ignored);
+  }
+
+  static v1::SetStatusRequest Online(int chat_capacity = 2) {
+    v1::SetStatusRequest request;
+    request.set_status(v1::AGENT_STATUS_ONLINE);
+    request.set_device_id("laptop");
+    v1::AgentProfile* profile = request.mutable_profile();
+    profile->set_display_name("Ana");
+    profile->mutable_skills()->add_categories(common::v1::CATEGORY_WITHDRAWAL);
+    profile->mutable_skills()->add_languages("en");
+    v1::ChannelCapacity* chat = profile->add_capacities();
+    chat->set_channel(common::v1::CHANNEL_CHAT);
+    chat->set_capacity(chat_capacity);
+    return request;
+  }
+
+  grpc::StatusCode Reserve(const std::string& token, const std::string& agent,
+                           const std::string& session) {
+    v1::ReserveCapacityRequest request;
+    request.set_agent_id(agent);
+    request.set_session_id(session);
+    request.set_channel(common::v1::CHANNEL_CHAT);
+    v1::ReserveCapacityResponse response;
+    return stub_->ReserveCapacity(ContextWithToken(token).get(), request, &response)
+        .error_code();
+  }
+
+  FakeClock clock_;
+  testing::TestTokens tokens_;
+  server::BlockingPool pool_{4};
+  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::GroupCommitter> committer_;
+  std::unique_ptr<SqlitePresenceStore> store_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<PresenceMetrics> metrics_;
+  std::unique_ptr<Presence> presence_;
+  std::unique_ptr<PresenceService> service_;
+  std::unique_ptr<testing::TestServer> server_;
+  std::unique_ptr<v1::PresenceService::Stub> stub_;
+};
+
+TEST_F(PresenceServiceTest, AgentGoesOnlineAndReadsThemselves) {
+  v1::SetStatusResponse response;
+  ASSERT_TRUE(SetStatus(Agent("ana"), Online(), &response).ok());
+  EXPECT_EQ(response.agent().agent_id(), "ana");
+  EXPECT_EQ(response.agent().status(), v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(response.heartbeat_interval().seconds(), 10);
+  EXPECT_GT(response.agent().lease_expires_at().seconds(), 0);
+
+  v1::HeartbeatRequest beat;
+  beat.set_device_id("phone");
+  v1::HeartbeatResponse beat_response;
+  ASSERT_TRUE(stub_->Heartbeat(ContextWithToken(Agent("ana")).get(), beat, &beat_response).ok());
+  EXPECT_EQ(beat_response.status(), v1::AGENT_STATUS_ONLINE);
+
+  v1::GetAgentResponse got;
+  ASSERT_TRUE(stub_->GetAgent(ContextWithToken(Agent("ana")).get(), {}, &got).ok());
+  EXPECT_EQ(got.agent().profile().display_name(), "Ana");
+}
+
+TEST_F(PresenceServiceTest, EveryAuthFailureIsRefusedAndChangesNothing) {
+  v1::SetStatusRequest other = Online();
+  other.set_agent_id("bob");
+  EXPECT_EQ(SetStatus(Agent("ana"), other).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(SetStatus(tokens_.For(Role::kCustomer, "c-1"), Online()).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(SetStatus("", Online()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(SetStatus("not-a-token", Online()).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  std::string tampered = Agent("ana");
+  tampered[tampered.size() / 2] = tampered[tampered.size() / 2] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(SetStatus(tampered, Online()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  auth::Principal expired{"ana", Role::kAgent, absl::Now() - absl::Minutes(10)};
+  std::string expired_token =
+      *auth::MintAccessToken(tokens_.codec(), expired, absl::Now() - absl::Hours(1));
+  EXPECT_EQ(SetStatus(expired_token, Online()).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  testing::TestTokens other_key;
+  EXPECT_EQ(SetStatus(other_key.For(Role::kAgent, "ana"), Online()).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // A supervisor must name the agent.
+  EXPECT_EQ(SetStatus(Supervisor(), Online()).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::ListAgentsResponse list;
+  EXPECT_EQ(stub_->ListAgents(ContextWithToken(Agent("ana")).get(), {}, &list).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Reserve(Agent("ana"), "ana", "s-1"), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Reserve(Supervisor(), "ana", "s-1"), grpc::StatusCode::PERMISSION_DENIED);
+  v1::GetAgentRequest get_bob;
+  get_bob.set_agent_id("bob");
+  v1::GetAgentResponse got;
+  EXPECT_EQ(stub_->GetAgent(ContextWithToken(Agent("ana")).get(), get_bob, &got).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  ASSERT_TRUE(stub_->ListAgents(ContextWithToken(Supervisor()).get(), {}, &list).ok());
+  EXPECT_EQ(list.agents_size(), 0);
+}
+
+TEST_F(PresenceServiceTest, BadInputGetsInvalidArgumentAndTheServerKeepsServing) {
+  v1::SetStatusRequest unknown_status = Online();
+  unknown_status.set_status(static_cast<v1::AgentStatus>(42));
+  v1::SetStatusRequest negative = Online(-1);
+  v1::SetStatusRequest absurd = Online(1'000'000);
+  v1::SetStatusRequest bad_channel = Online();
+  bad_channel.mutable_profile()->mutable_capacities(0)->set_channel(
+      static_cast<common::v1::Channel>(77));
+  v1::SetStatusRequest long_name = Online();
+  long_name.mutable_profile()->set_display_name(std::string(200, 'x'));
+  v1::SetStatusRequest long_device = Online();
+  long_device.set_device_id(std::string(5000, 'd'));
+  for (const auto& request :
+       {unknown_status, negative, absurd, bad_channel, long_name, long_device}) {
+    grpc::Status status = SetStatus(Agent("ana"), request);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << status.error_message();
+    EXPECT_FALSE(status.error_message().empty());
+  }
+  v1::SetStatusRequest oversized_id = Online();
+  oversized_id.set_agent_id(std::string(129, 'a'));
+  EXPECT_EQ(SetStatus(Supervisor(), oversized_id).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Reserve(Service(), "", "s-1"), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Reserve(Service(), "ana", std::string(500, 's')),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Reserve(Service(), "nobody", "s-1"), grpc::StatusCode::NOT_FOUND);
+
+  v1::ListAgentsRequest bad_page;
+  bad_page.set_page_token("!!!");
+  v1::ListAgentsResponse list;
+  EXPECT_EQ(stub_->ListAgents(ContextWithToken(Supervisor()).get(), bad_page, &list).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  bad_page.set_page_token("");
+  bad_page.set_page_size(100'000);
+  EXPECT_EQ(stub_->ListAgents(ContextWithToken(Supervisor()).get(), bad_page, &list).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  ASSERT_TRUE(SetStatus(Agent("ana"), Online()).ok());
+}
+
+TEST_F(PresenceServiceTest, InvalidUtf8IsRejectedNotInternal) {
+  v1::SetStatusRequest request = Online();
+  request.mutable_profile()->set_display_name("\xff\xfe bad");
+  grpc::Status status = SetStatus(Agent("ana"), request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  ASSERT_TRUE(SetStatus(Agent("ana"), Online()).ok());
+}
+
+TEST_F(PresenceServiceTest, CapacityFlowAndPagination) {
+  for (const char* id : {"a1", "a2", "a3"}) ASSERT_TRUE(SetStatus(Agent(id), Online(1)).ok());
+  EXPECT_EQ(Reserve(Service(), "a1", "s-1"), grpc::StatusCode::OK);
+  EXPECT_EQ(Reserve(Service(), "a1", "s-1"), grpc::StatusCode::OK);
+  EXPECT_EQ(Reserve(Service(), "a1", "s-2"), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Reserve(Service(), "a2", "s-1"), grpc::StatusCode::ALREADY_EXISTS);
+
+  v1::ConfirmReservationRequest confirm;
+  confirm.set_agent_id("a1");
+  confirm.set_session_id("s-1");
+  v1::ConfirmReservationResponse confirmed;
+  ASSERT_TRUE(stub_->ConfirmReservation(ContextWithToken(Service()).get(), confirm, &confirmed)
+                  .ok());
+  EXPECT_EQ(confirmed.reservation().state(), v1::RESERVATION_STATE_ASSIGNED);
+  v1::ReleaseCapacityRequest release;
+  release.set_agent_id("a1");
+  release.set_session_id("s-1");
+  v1::ReleaseCapacityResponse released;
+  ASSERT_TRUE(stub_->ReleaseCapacity(ContextWithToken(Service()).get(), release, &released).ok());
+  EXPECT_TRUE(released.released());
+  EXPECT_EQ(released.agent().total_load(), 0);
+
+  v1::ListAgentsRequest page_request;
+  page_request.set_page_size(2);
+  page_request.set_channel(common::v1::CHANNEL_CHAT);
+  v1::ListAgentsResponse page;
+  ASSERT_TRUE(stub_->ListAgents(ContextWithToken(Service()).get(), page_request, &page).ok());
+  ASSERT_EQ(page.agents_size(), 2);
+  ASSERT_FALSE(page.next_page_token().empty());
+  page_request.set_page_token(page.next_page_token());
+  v1::ListAgentsResponse last;
+  ASSERT_TRUE(stub_->ListAgents(ContextWithToken(Service()).get(), page_request, &last).ok());
+  ASSERT_EQ(last.agents_size(), 1);
+  EXPECT_EQ(last.agents(0).agent_id(), "a3");
+  EXPECT_TRUE(last.next_page_token().empty());
+}
+
+TEST_F(PresenceServiceTest, WatchSendsSnapshotThenChangesAndEndsOnDrain) {
+  ASSERT_TRUE(SetStatus(Agent("ana"), Online()).ok());
+  auto context = ContextWithToken(Service(), absl::Seconds(30));
+  auto reader = stub_->WatchPresence(context.get(), {});
+  v1::WatchPresenceResponse message;
+  ASSERT_TRUE(reader->Read(&message));
+  EXPECT_EQ(message.snapshot_agent().agent_id(), "ana");
+  ASSERT_TRUE(reader->Read(&message));
+  ASSERT_TRUE(message.has_snapshot_complete());
+  EXPECT_EQ(message.snapshot_complete().agent_count(), 1);
+  const int64_t snapshot_revision = message.snapshot_complete().revision();
+
+  v1::SetStatusRequest away;
+  away.set_status(v1::AGENT_STATUS_AWAY);
+  ASSERT_TRUE(SetStatus(Agent("ana"), away).ok());
+  ASSERT_TRUE(reader->Read(&message));
+  ASSERT_TRUE(message.has_change());
+  EXPECT_EQ(message.change().agent().status(), v1::AGENT_STATUS_AWAY);
+  EXPECT_EQ(message.change().previous_status(), v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(message.change().reason(), v1::CHANGE_REASON_STATUS_SET);
+  EXPECT_GT(message.change().agent().revision(), snapshot_revision);
+
+  server_->server().Shutdown();
+  while (reader->Read(&message)) {
+  }
+  grpc::Status ended = reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE) << ended.error_message();
+}
+
+TEST_F(PresenceServiceTest, WatchRefusesCustomersAndAgents) {
+  for (const std::string& token : {tokens_.For(Role::kCustomer, "c"), Agent("ana")}) {
+    auto context = ContextWithToken(token);
+    auto reader = stub_->WatchPresence(context.get(), {});
+    v1::WatchPresenceResponse message;
+    EXPECT_FALSE(reader->Read(&message));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+}
+
+TEST_F(PresenceServiceTest, MetricsCountHandledCallsByCode) {
+  ASSERT_TRUE(SetStatus(Agent("ana"), Online()).ok());
+  EXPECT_EQ(SetStatus("", Online()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  const std::string metrics = server_->Metrics();
+  EXPECT_NE(metrics.find("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"SetStatus\","
+                         "grpc_service=\"switchboard.presence.v1.PresenceService\","
+                         "grpc_type=\"unary\"} 1"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("grpc_code=\"Unauthenticated\",grpc_method=\"SetStatus\""),
+            std::string::npos);
+  EXPECT_NE(metrics.find("grpc_server_handling_seconds_count"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace switchboard::presence

@@ -1,0 +1,363 @@
+#include "services/presence/presence.h"
+
+#include <atomic>
+#include <map>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "libs/clock/clock.h"
+#include "prometheus/registry.h"
+
+namespace switchboard::presence {
+namespace {
+
+using common::v1::CHANNEL_CHAT;
+using common::v1::CHANNEL_EMAIL;
+
+// Keeps what was committed in memory; can be told to fail commits.
+class FakePresenceStore : public PresenceStore {
+ public:
+  absl::StatusOr<Contents> Load() override {
+    absl::MutexLock lock(&mu_);
+    Contents contents;
+    for (const auto& [id, agent] : agents_) contents.agents.push_back(agent);
+    for (const auto& [id, r] : reservations_) contents.reservations.push_back(r);
+    return contents;
+  }
+  void Apply(PresenceWrite write, std::function<void(absl::Status)> done) override {
+    absl::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (fail_) {
+        status = absl::InternalError("disk full");
+      } else {
+        for (const auto& a : write.agents) agents_[a.agent_id] = a;
+        for (const auto& r : write.deleted_reservations) reservations_.erase(r.session_id);
+        for (const auto& r : write.upserted_reservations) reservations_[r.session_id] = r;
+        for (const auto& e : write.events) events_.push_back(e);
+      }
+    }
+    done(status);
+  }
+  std::vector<events::v1::Event> events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+  void set_fail(bool fail) {
+    absl::MutexLock lock(&mu_);
+    fail_ = fail;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, AgentRecord> agents_;
+  std::map<std::string, ReservationRecord> reservations_;
+  std::vector<events::v1::Event> events_;
+  bool fail_ = false;
+};
+
+class RecordingListener : public PresenceListener {
+ public:
+  void OnChange(const AgentChange& change) override {
+    absl::MutexLock lock(&mu_);
+    changes.push_back(change);
+  }
+  absl::Mutex mu_;
+  std::vector<AgentChange> changes;
+};
+
+v1::AgentProfile ChatProfile(int chat_capacity) {
+  v1::AgentProfile profile;
+  profile.set_display_name("Li Wei 李伟");
+  profile.mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
+  profile.mutable_skills()->add_languages("zh-CN");
+  profile.mutable_skills()->add_languages("en");
+  v1::ChannelCapacity* chat = profile.add_capacities();
+  chat->set_channel(CHANNEL_CHAT);
+  chat->set_capacity(chat_capacity);
+  return profile;
+}
+
+class PresenceTest : public ::testing::Test {
+ protected:
+  PresenceTest() : metrics_(registry_) { Restart(); }
+
+  void Restart() {
+    presence_ = std::make_unique<Presence>(&store_, &clock_, &metrics_, options_);
+    ASSERT_TRUE(presence_->Load().ok());
+  }
+
+  AgentRecord GoOnline(const std::string& id, int chat_capacity = 3) {
+    auto agent = presence_->SetStatus(
+        {id, v1::AGENT_STATUS_ONLINE, ChatProfile(chat_capacity), "laptop"});
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    return *agent;
+  }
+
+  int ChatLoad(const std::string& id) {
+    const AgentRecord agent = *presence_->GetAgent(id);
+    for (const auto& c : agent.profile.capacities()) {
+      if (c.channel() == CHANNEL_CHAT) return c.load();
+    }
+    return -1;
+  }
+
+  prometheus::Registry registry_;
+  PresenceMetrics metrics_;
+  FakeClock clock_;
+  FakePresenceStore store_;
+  PresenceOptions options_;
+  std::unique_ptr<Presence> presence_;
+};
+
+TEST_F(PresenceTest, SetStatusStoresProfileAndEmitsOneEvent) {
+  AgentRecord agent = GoOnline("agent-1");
+  EXPECT_EQ(agent.status, v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(agent.lease_expires_at, clock_.Now() + absl::Seconds(30));
+  EXPECT_EQ(agent.profile.skills().languages(0), "zh-cn");
+  ASSERT_EQ(store_.events().size(), 1u);
+  const events::v1::Event event = store_.events()[0];
+  EXPECT_EQ(event.type(), "presence.agent_status_changed");
+  EXPECT_EQ(event.entity_id(), "agent-1");
+  EXPECT_EQ(event.agent_status_changed().status(), v1::AGENT_STATUS_ONLINE);
+
+  // The same status again only renews the lease: no event, no revision.
+  clock_.Advance(absl::Seconds(5));
+  auto again = presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, std::nullopt, ""});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->revision, agent.revision);
+  EXPECT_EQ(again->lease_expires_at, clock_.Now() + absl::Seconds(30));
+  EXPECT_EQ(store_.events().size(), 1u);
+  EXPECT_EQ(metrics_.agents(v1::AGENT_STATUS_ONLINE).Value(), 1);
+}
+
+TEST_F(PresenceTest, LeaseLapsesOnceWhenNoDeviceRenewsIt) {
+  GoOnline("agent-1");
+  clock_.Advance(absl::Seconds(29));
+  EXPECT_EQ(*presence_->ExpireDue(), 0);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(*presence_->ExpireDue(), 1);
+  EXPECT_EQ(presence_->GetAgent("agent-1")->status, v1::AGENT_STATUS_OFFLINE);
+  clock_.Advance(absl::Minutes(5));
+  EXPECT_EQ(*presence_->ExpireDue(), 0);
+
+  int lease_events = 0;
+  for (const auto& e : store_.events()) {
+    if (e.agent_status_changed().reason() == v1::CHANGE_REASON_LEASE_EXPIRED) ++lease_events;
+  }
+  EXPECT_EQ(lease_events, 1);
+  EXPECT_EQ(metrics_.leases_expired->Value(), 1);
+  EXPECT_EQ(presence_->Heartbeat("agent-1", "phone").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(PresenceTest, AnyDeviceKeepsTheLeaseAliveWithoutFlapping) {
+  GoOnline("agent-1");
+  const size_t events_before = store_.events().size();
+  // Two devices renew in turn, each every 20 s: the lease never lapses even
+  // though each device alone would miss it.
+  for (int i = 0; i < 30; ++i) {
+    clock_.Advance(absl::Seconds(10));
+    ASSERT_TRUE(presence_->Heartbeat("agent-1", i % 2 ? "phone" : "laptop").ok());
+    ASSERT_EQ(*presence_->ExpireDue(), 0);
+  }
+  EXPECT_EQ(presence_->GetAgent("agent-1")->status, v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(store_.events().size(), events_before);
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_EQ(*presence_->ExpireDue(), 1);
+}
+
+TEST_F(PresenceTest, HeartbeatOfUnknownAgentIsNotFound) {
+  EXPECT_EQ(presence_->Heartbeat("ghost", "").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PresenceTest, ConcurrentReservationsNeverExceedCapacity) {
+  GoOnline("agent-1", /*chat_capacity=*/3);
+  std::atomic<int> granted{0};
+  std::atomic<int> exhausted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        auto r = presence_->Reserve("agent-1", absl::StrCat("s-", t, "-", i), CHANNEL_CHAT,
+                                    std::nullopt);
+        if (r.ok()) {
+          granted.fetch_add(1);
+        } else if (r.status().code() == absl::StatusCode::kResourceExhausted) {
+          exhausted.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(granted.load(), 3);
+  EXPECT_EQ(exhausted.load(), 16 * 20 - 3);
+  EXPECT_EQ(ChatLoad("agent-1"), 3);
+  EXPECT_EQ(metrics_.rejected_at_capacity->Value(), 16 * 20 - 3);
+}
+
+TEST_F(PresenceTest, ReservationRulesAndIdempotency) {
+  GoOnline("agent-1", 2);
+  GoOnline("agent-2", 2);
+  auto first = presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, absl::Seconds(20));
+  ASSERT_TRUE(first.ok());
+  auto retry = presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, absl::Seconds(20));
+  ASSERT_TRUE(retry.ok());
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+  EXPECT_EQ(presence_->Reserve("agent-2", "s-1", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(presence_->Reserve("agent-1", "s-2", CHANNEL_EMAIL, std::nullopt).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(presence_->Reserve("nobody", "s-3", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(presence_->Reserve("agent-1", "s-3", CHANNEL_CHAT, absl::Hours(1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(presence_->SetStatus({"agent-2", v1::AGENT_STATUS_AWAY, std::nullopt, ""}).ok());
+  EXPECT_EQ(presence_->Reserve("agent-2", "s-4", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(PresenceTest, LapsedLeaseRefusesReservationsBeforeTheSweep) {
+  GoOnline("agent-1");
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_EQ(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(PresenceTest, UnconfirmedReservationsExpireAndConfirmedOnesHold) {
+  GoOnline("agent-1", 3);
+  ASSERT_TRUE(presence_->Reserve("agent-1", "offered", CHANNEL_CHAT, absl::Seconds(10)).ok());
+  ASSERT_TRUE(presence_->Reserve("agent-1", "accepted", CHANNEL_CHAT, absl::Seconds(10)).ok());
+  ASSERT_TRUE(presence_->Confirm("agent-1", "accepted").ok());
+  ASSERT_TRUE(presence_->Heartbeat("agent-1", "").ok());
+  clock_.Advance(absl::Seconds(11));
+  ASSERT_TRUE(presence_->ExpireDue().ok());
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+  EXPECT_EQ(presence_->Confirm("agent-1", "offered").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(metrics_.reservations_expired->Value(), 1);
+
+  auto released = presence_->ReleaseCapacity("agent-1", "accepted");
+  ASSERT_TRUE(released.ok());
+  EXPECT_TRUE(released->released);
+  EXPECT_EQ(ChatLoad("agent-1"), 0);
+  EXPECT_EQ(released->agent.idle_since, clock_.Now());
+  EXPECT_FALSE(presence_->ReleaseCapacity("agent-1", "accepted")->released);
+}
+
+TEST_F(PresenceTest, ProfileUpdateKeepsLoadsOwnedByPresence) {
+  GoOnline("agent-1", 3);
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
+  v1::AgentProfile profile = ChatProfile(5);
+  profile.mutable_capacities(0)->set_load(99);
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, profile, ""}).ok());
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+}
+
+TEST_F(PresenceTest, BadInputIsRejectedWithTheFieldNamed) {
+  auto set = [&](v1::AgentProfile profile) {
+    return presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, profile, ""}).status();
+  };
+  v1::AgentProfile negative = ChatProfile(-1);
+  EXPECT_NE(set(negative).message().find("profile.capacities.capacity"), std::string::npos);
+  EXPECT_EQ(set(ChatProfile(101)).code(), absl::StatusCode::kInvalidArgument);
+  v1::AgentProfile duplicate = ChatProfile(1);
+  *duplicate.add_capacities() = duplicate.capacities(0);
+  EXPECT_EQ(set(duplicate).code(), absl::StatusCode::kInvalidArgument);
+  v1::AgentProfile unknown_category = ChatProfile(1);
+  unknown_category.mutable_skills()->add_categories(static_cast<common::v1::Category>(999));
+  EXPECT_EQ(set(unknown_category).code(), absl::StatusCode::kInvalidArgument);
+  v1::AgentProfile bad_name = ChatProfile(1);
+  bad_name.set_display_name("\xff\xfe");
+  EXPECT_NE(set(bad_name).message().find("display_name"), std::string::npos);
+  v1::AgentProfile bad_language = ChatProfile(1);
+  bad_language.mutable_skills()->add_languages("english please");
+  EXPECT_EQ(set(bad_language).code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(presence_->SetStatus({"", v1::AGENT_STATUS_ONLINE, std::nullopt, ""}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(presence_->SetStatus({"a", static_cast<v1::AgentStatus>(42), std::nullopt, ""})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(presence_->GetAgent("agent-1").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_.events().empty());
+}
+
+TEST_F(PresenceTest, WatchersGetChangesAfterTheirSnapshotOnly) {
+  GoOnline("agent-1");
+  GoOnline("agent-2");
+  ASSERT_TRUE(presence_->SetStatus({"agent-2", v1::AGENT_STATUS_OFFLINE, std::nullopt, ""}).ok());
+  RecordingListener listener;
+  Presence::Snapshot snapshot = presence_->Subscribe(&listener);
+  ASSERT_EQ(snapshot.agents.size(), 1u);
+  EXPECT_EQ(snapshot.agents[0].agent_id, "agent-1");
+
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_BUSY, std::nullopt, ""}).ok());
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok() == false);
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, std::nullopt, ""}).ok());
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
+  presence_->Unsubscribe(&listener);
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, std::nullopt, ""}).ok());
+
+  absl::MutexLock lock(&listener.mu_);
+  ASSERT_EQ(listener.changes.size(), 3u);
+  EXPECT_EQ(listener.changes[0].agent.status, v1::AGENT_STATUS_BUSY);
+  EXPECT_EQ(listener.changes[0].previous_status, v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(listener.changes[2].reason, v1::CHANGE_REASON_LOAD_CHANGED);
+  EXPECT_GT(listener.changes[0].agent.revision, snapshot.revision);
+  EXPECT_LT(listener.changes[0].agent.revision, listener.changes[1].agent.revision);
+}
+
+TEST_F(PresenceTest, FailedCommitStopsWritesInsteadOfServingUnsavedState) {
+  GoOnline("agent-1");
+  store_.set_fail(true);
+  EXPECT_EQ(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, std::nullopt, ""})
+                .status()
+                .code(),
+            absl::StatusCode::kInternal);
+  store_.set_fail(false);
+  EXPECT_EQ(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kUnavailable);
+  // A restart reloads what was saved.
+  Restart();
+  EXPECT_EQ(presence_->GetAgent("agent-1")->status, v1::AGENT_STATUS_ONLINE);
+}
+
+TEST_F(PresenceTest, RestartKeepsStateRecomputesLoadAndGrantsAFreshLease) {
+  GoOnline("agent-1", 3);
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
+  ASSERT_TRUE(presence_->Confirm("agent-1", "s-1").ok());
+  clock_.Advance(absl::Seconds(25));
+  Restart();
+  AgentRecord agent = *presence_->GetAgent("agent-1");
+  EXPECT_EQ(agent.status, v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+  EXPECT_EQ(agent.lease_expires_at, clock_.Now() + absl::Seconds(30));
+  EXPECT_EQ(presence_->Reserve("agent-2", "s-1", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(presence_->Confirm("agent-1", "s-1").ok());
+}
+
+TEST_F(PresenceTest, ListFiltersAndPages) {
+  for (int i = 0; i < 5; ++i) GoOnline(absl::StrCat("agent-", i));
+  ASSERT_TRUE(presence_->SetStatus({"agent-3", v1::AGENT_STATUS_AWAY, std::nullopt, ""}).ok());
+  Presence::ListFilter online;
+  online.status = v1::AGENT_STATUS_ONLINE;
+  online.language = "zh";
+  online.channel = CHANNEL_CHAT;
+  Presence::ListPage first = presence_->ListAgents(online, 2, "");
+  ASSERT_EQ(first.agents.size(), 2u);
+  EXPECT_EQ(first.last_agent_id, "agent-1");
+  Presence::ListPage second = presence_->ListAgents(online, 2, first.last_agent_id);
+  ASSERT_EQ(second.agents.size(), 2u);
+  EXPECT_EQ(second.agents[0].agent_id, "agent-2");
+  EXPECT_EQ(second.agents[1].agent_id, "agent-4");
+  EXPECT_TRUE(second.last_agent_id.empty());
+  online.channel = CHANNEL_EMAIL;
+  EXPECT_TRUE(presence_->ListAgents(online, 10, "").agents.empty());
+}
+
+}  // namespace
+}  // namespace switchboard::presence

@@ -1,0 +1,130 @@
+#include "services/presence/sqlite_store.h"
+
+#include <atomic>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "libs/storage/test_dir.h"
+
+namespace switchboard::presence {
+namespace {
+
+class SqlitePresenceStoreTest : public ::testing::Test {
+ protected:
+  SqlitePresenceStoreTest() : path_(storage::MakeTempDir() + "/presence.db") { Open(); }
+
+  void Open() {
+    store_.reset();
+    committer_.reset();
+    db_.reset();
+    db_ = *storage::Database::Open({path_});
+    ASSERT_TRUE(db_->Migrate(PresenceMigrations()).ok());
+    committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
+    store_ = std::make_unique<SqlitePresenceStore>(
+        committer_.get(), "switchboard.presence.v1", [this] { commits_.fetch_add(1); });
+  }
+
+  absl::Status Apply(PresenceWrite write) {
+    absl::Notification done;
+    absl::Status result;
+    store_->Apply(std::move(write), [&](absl::Status s) {
+      result = s;
+      done.Notify();
+    });
+    done.WaitForNotification();
+    return result;
+  }
+
+  int64_t OutboxRows() {
+    int64_t rows = -1;
+    EXPECT_TRUE(committer_
+                    ->Commit([&](storage::Database& db) {
+                      auto count = db.Prepare("SELECT COUNT(*) FROM outbox");
+                      if (!count.ok()) return count.status();
+                      if (absl::StatusOr<bool> row = count->Step(); !row.ok()) {
+                        return row.status();
+                      }
+                      rows = count->ColumnInt(0);
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return rows;
+  }
+
+  std::string path_;
+  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::GroupCommitter> committer_;
+  std::unique_ptr<SqlitePresenceStore> store_;
+  std::atomic<int> commits_{0};
+};
+
+AgentRecord Agent(const std::string& id, v1::AgentStatus status) {
+  AgentRecord agent;
+  agent.agent_id = id;
+  agent.status = status;
+  agent.profile.set_display_name("名字");
+  v1::ChannelCapacity* chat = agent.profile.add_capacities();
+  chat->set_channel(common::v1::CHANNEL_CHAT);
+  chat->set_capacity(4);
+  agent.status_changed_at = absl::FromUnixSeconds(1000);
+  agent.idle_since = absl::FromUnixSeconds(900);
+  agent.lease_expires_at = absl::InfinitePast();
+  agent.revision = 7;
+  return agent;
+}
+
+TEST_F(SqlitePresenceStoreTest, StateAndEventsSurviveReopening) {
+  PresenceWrite write;
+  write.agents.push_back(Agent("agent-1", v1::AGENT_STATUS_ONLINE));
+  ReservationRecord reservation{"agent-1", "s-1", common::v1::CHANNEL_CHAT, false,
+                                absl::FromUnixSeconds(1000), absl::FromUnixSeconds(1060)};
+  write.upserted_reservations.push_back(reservation);
+  events::v1::Event event;
+  event.set_event_id("e-1");
+  event.set_type("presence.agent_status_changed");
+  event.set_entity_id("agent-1");
+  event.mutable_agent_status_changed()->set_agent_id("agent-1");
+  write.events.push_back(event);
+  ASSERT_TRUE(Apply(write).ok());
+  EXPECT_EQ(commits_.load(), 1);
+  EXPECT_EQ(OutboxRows(), 1);
+
+  Open();
+  auto contents = store_->Load();
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  ASSERT_EQ(contents->agents.size(), 1u);
+  const AgentRecord& agent = contents->agents[0];
+  EXPECT_EQ(agent.status, v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(agent.profile.display_name(), "名字");
+  EXPECT_EQ(agent.lease_expires_at, absl::InfinitePast());
+  EXPECT_EQ(agent.idle_since, absl::FromUnixSeconds(900));
+  EXPECT_EQ(agent.revision, 7);
+  ASSERT_EQ(contents->reservations.size(), 1u);
+  EXPECT_EQ(contents->reservations[0].expires_at, absl::FromUnixSeconds(1060));
+  EXPECT_FALSE(contents->reservations[0].assigned);
+
+  PresenceWrite release;
+  release.deleted_reservations.push_back(reservation);
+  ASSERT_TRUE(Apply(release).ok());
+  EXPECT_TRUE(store_->Load()->reservations.empty());
+}
+
+TEST_F(SqlitePresenceStoreTest, AFailedWriteLeavesNothingBehind) {
+  PresenceWrite orphan;
+  // The reservation's agent does not exist: the foreign key fails the write,
+  // and its event must not reach the outbox.
+  orphan.upserted_reservations.push_back(ReservationRecord{
+      "ghost", "s-1", common::v1::CHANNEL_CHAT, true, absl::UnixEpoch(),
+      absl::InfiniteFuture()});
+  events::v1::Event event;
+  event.set_event_id("e-2");
+  event.mutable_agent_load_changed()->set_agent_id("ghost");
+  orphan.events.push_back(event);
+  EXPECT_FALSE(Apply(orphan).ok());
+  EXPECT_EQ(OutboxRows(), 0);
+  EXPECT_EQ(commits_.load(), 0);
+  EXPECT_TRUE(store_->Load()->reservations.empty());
+}
+
+}  // namespace
+}  // namespace switchboard::presence
