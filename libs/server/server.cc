@@ -76,6 +76,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         "cannot listen on ", options.bind_address, ":", options.port,
         " (port in use or address not available)"));
   }
+  for (const std::string& name : options.grpc_service_names) {
+    if (absl::Status s = metrics::InitializeGrpcServerMetrics(*registry, name); !s.ok()) {
+      return s;
+    }
+    server->GetHealthCheckService()->SetServingStatus(name, true);
+  }
   server->GetHealthCheckService()->SetServingStatus(true);
   log::Info("server_started", {{"service", options.service_name},
                                {"grpc_port", port},

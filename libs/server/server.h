@@ -20,6 +20,10 @@ namespace switchboard::server {
 struct ServerOptions {
   // Short service name ("presence"): used in logs and env variable names.
   std::string service_name;
+  // Full names of the gRPC services served ("switchboard.presence.v1.
+  // PresenceService"): health reports each by name, and their per-RPC
+  // metrics start at zero.
+  std::vector<std::string> grpc_service_names;
   // Address the gRPC and metrics listeners bind to.
   std::string bind_address = "0.0.0.0";
   // gRPC port; 0 picks a free port (tests).

@@ -45,6 +45,7 @@ int Run(int argc, char** argv) {
   config.server.service_name = "presence";
   config.server.port = 7104;
   config.server.metrics_port = 9104;
+  config.server.grpc_service_names = {v1::PresenceService::service_full_name()};
   config::FlagSet flags("presence");
   server::AddServerFlags(flags, &config.server);
   flags.Add("data_dir", &config.data_dir,
