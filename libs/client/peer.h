@@ -1,0 +1,46 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "libs/auth/token.h"
+#include "libs/clock/clock.h"
+
+namespace switchboard::client {
+
+// A service's own access token (role service, subject the service's name),
+// minted from the shared key and re-minted well before it expires, for calls
+// to other services. Thread-safe.
+class ServiceToken {
+ public:
+  ServiceToken(const auth::TokenCodec* codec, std::string service_name,
+               Clock* clock = RealClock());
+  std::string Get();
+
+ private:
+  const auth::TokenCodec* const codec_;
+  const std::string service_name_;
+  Clock* const clock_;
+  absl::Mutex mu_;
+  std::string token_ ABSL_GUARDED_BY(mu_);
+  absl::Time expires_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+};
+
+// A channel to another service at "host:port", with keepalive so that a
+// dead peer is noticed on long-lived streams, and a capped reconnect backoff.
+std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address);
+
+// A ClientContext for one call to another service: carries `token` and a
+// deadline of `timeout` from now, or the incoming call's deadline if that is
+// sooner (deadlines propagate; a call past its caller's deadline is not
+// worth making). `incoming` may be null for calls made on the service's own
+// behalf (background work).
+std::unique_ptr<grpc::ClientContext> PeerContext(
+    const std::string& token, absl::Duration timeout,
+    const grpc::ServerContextBase* incoming = nullptr);
+
+}  // namespace switchboard::client
