@@ -151,9 +151,17 @@ TEST_F(PresenceProcessTest, ServesDrainsOnSigtermAndKeepsStateAcrossRestarts) {
                                 &response)
                     .ok());
 
-    const std::string metrics = *metrics::ScrapeMetrics("127.0.0.1", server.metrics_port());
-    EXPECT_NE(metrics.find("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"SetStatus\""),
-              std::string::npos);
+    // Counted when the server sees the call close: poll briefly.
+    const std::string handled =
+        "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"SetStatus\","
+        "grpc_service=\"switchboard.presence.v1.PresenceService\",grpc_type=\"unary\"} 1";
+    std::string metrics;
+    for (int attempt = 0; attempt < 100 && metrics.find(handled) == std::string::npos;
+         ++attempt) {
+      metrics = metrics::ScrapeMetrics("127.0.0.1", server.metrics_port()).value_or("");
+      usleep(50'000);
+    }
+    EXPECT_NE(metrics.find(handled), std::string::npos) << metrics;
     EXPECT_NE(metrics.find("switchboard_presence_agents{status=\"busy\"} 1"), std::string::npos);
 
     // A watcher open at shutdown is ended with a clear status.

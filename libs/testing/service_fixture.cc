@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "libs/auth/grpc_auth.h"
+#include "absl/time/clock.h"
 #include "libs/metrics/scrape.h"
 
 namespace switchboard::testing {
@@ -33,8 +34,9 @@ std::string TestTokens::For(auth::Role role, const std::string& subject) const {
 }
 
 TestServer::TestServer(const std::vector<grpc::Service*>& services,
+                       std::shared_ptr<prometheus::Registry> registry,
                        absl::Duration drain_deadline)
-    : registry_(std::make_shared<prometheus::Registry>()) {
+    : registry_(registry ? std::move(registry) : std::make_shared<prometheus::Registry>()) {
   server::ServerOptions options;
   options.service_name = "test";
   options.bind_address = "127.0.0.1";
@@ -54,6 +56,18 @@ std::string TestServer::Metrics() const {
   absl::StatusOr<std::string> text =
       metrics::ScrapeMetrics("127.0.0.1", server_->metrics_port());
   return text.ok() ? *text : text.status().ToString();
+}
+
+std::string TestServer::WaitForMetrics(const std::vector<std::string>& lines) const {
+  std::string text;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    text = Metrics();
+    bool all = true;
+    for (const std::string& line : lines) all = all && text.find(line) != std::string::npos;
+    if (all) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return text;
 }
 
 std::unique_ptr<grpc::ClientContext> ContextWithToken(const std::string& token,

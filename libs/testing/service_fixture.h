@@ -30,8 +30,11 @@ class TestTokens {
 // port, reflection and health on, as the services' main() would start it.
 class TestServer {
  public:
-  // Aborts the test binary if the server cannot start.
+  // Aborts the test binary if the server cannot start. Metrics go to
+  // `registry` (a new one if null), so a service's domain metrics created on
+  // the same registry appear on /metrics too.
   explicit TestServer(const std::vector<grpc::Service*>& services,
+                      std::shared_ptr<prometheus::Registry> registry = nullptr,
                       absl::Duration drain_deadline = absl::Seconds(2));
 
   server::Server& server() { return *server_; }
@@ -39,6 +42,10 @@ class TestServer {
   prometheus::Registry& registry() { return *registry_; }
   // The current /metrics text.
   std::string Metrics() const;
+  // Polls /metrics (up to 5 s) until it contains every one of `lines`, and
+  // returns the last text. A call is counted when the server sees it close,
+  // which can be just after the client has its answer.
+  std::string WaitForMetrics(const std::vector<std::string>& lines) const;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;

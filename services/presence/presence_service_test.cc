@@ -31,7 +31,7 @@ class PresenceServiceTest : public ::testing::Test {
     service_ = std::make_unique<PresenceService>(presence_.get(), &tokens_.codec(),
                                                  RealClock(), &pool_);
     server_ = std::make_unique<testing::TestServer>(
-        std::vector<grpc::Service*>{service_.get()});
+        std::vector<grpc::Service*>{service_.get()}, registry_);
     server_->server().OnDrain([this] { service_->EndStreams(); });
     stub_ = v1::PresenceService::NewStub(server_->channel());
   }
@@ -277,15 +277,17 @@ TEST_F(PresenceServiceTest, WatchRefusesCustomersAndAgents) {
 TEST_F(PresenceServiceTest, MetricsCountHandledCallsByCode) {
   ASSERT_TRUE(SetStatus(Agent("ana"), Online()).ok());
   EXPECT_EQ(SetStatus("", Online()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  const std::string metrics = server_->Metrics();
-  EXPECT_NE(metrics.find("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"SetStatus\","
-                         "grpc_service=\"switchboard.presence.v1.PresenceService\","
-                         "grpc_type=\"unary\"} 1"),
-            std::string::npos)
-      << metrics;
-  EXPECT_NE(metrics.find("grpc_code=\"Unauthenticated\",grpc_method=\"SetStatus\""),
-            std::string::npos);
-  EXPECT_NE(metrics.find("grpc_server_handling_seconds_count"), std::string::npos);
+  const std::vector<std::string> expected = {
+      "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"SetStatus\","
+      "grpc_service=\"switchboard.presence.v1.PresenceService\",grpc_type=\"unary\"} 1",
+      "grpc_server_handled_total{grpc_code=\"Unauthenticated\",grpc_method=\"SetStatus\","
+      "grpc_service=\"switchboard.presence.v1.PresenceService\",grpc_type=\"unary\"} 1",
+      "switchboard_presence_agents{status=\"online\"} 1",
+  };
+  const std::string metrics = server_->WaitForMetrics(expected);
+  for (const std::string& line : expected) {
+    EXPECT_NE(metrics.find(line), std::string::npos) << line << "\n" << metrics;
+  }
 }
 
 }  // namespace
