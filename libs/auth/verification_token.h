@@ -1,0 +1,62 @@
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "libs/auth/token.h"
+
+namespace switchboard::auth {
+
+// Verification tokens: what identity issues after a customer completed a
+// challenge, and what other services check offline with the shared key
+// before sensitive help (e.g. sessions for a PHONE callback). The format is
+// stated in proto/switchboard/identity/v1/identity_service.proto: aud
+// "switchboard-verification", sub the customer, iat, exp, and the claims
+// "method", "level", "tid" and (optionally) "session".
+//
+//   absl::StatusOr<VerificationClaims> claims =
+//       VerifyVerificationToken(codec, token, clock->Now());
+//   if (!claims.ok() || claims->customer_id != caller ||
+//       claims->level < kLevelBasic) { ...refuse... }
+
+inline constexpr absl::string_view kVerificationAudience =
+    "switchboard-verification";
+
+// Levels as in switchboard.common.v1.VerificationLevel.
+inline constexpr int kLevelBasic = 1;
+inline constexpr int kLevelStrong = 2;
+
+struct VerificationClaims {
+  // sub: the verified customer.
+  std::string customer_id;
+  // "email_otp", "sms_otp" or "totp".
+  std::string method;
+  // kLevelBasic or kLevelStrong.
+  int level = 0;
+  // tid: the token's id, safe to log.
+  std::string token_id;
+  // The session the token is bound to; empty when none.
+  std::string session_id;
+  absl::Time issued_at;
+  absl::Time expires_at;
+};
+
+// Signs `claims` (all but session_id required). InvalidArgument for an
+// unknown method or level or a missing customer or token id, and as
+// TokenCodec::Sign.
+absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
+                                                  const VerificationClaims& claims);
+
+// Checks `token` as a verification token at `now` (signature, algorithm,
+// audience, expiry: see TokenCodec::Verify) and returns its claims.
+// Unauthenticated with TokenCodec's reason, or "malformed token" when a
+// claim is missing or has an unknown value. An access token fails with
+// "wrong audience", and a verification token is never an access token.
+// The caller still checks that customer_id (and session_id, level) are the
+// ones it needs: a valid token proves nothing about another customer.
+absl::StatusOr<VerificationClaims> VerifyVerificationToken(
+    const TokenCodec& codec, absl::string_view token, absl::Time now);
+
+}  // namespace switchboard::auth
