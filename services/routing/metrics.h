@@ -1,0 +1,65 @@
+#pragma once
+
+#include <array>
+#include <map>
+
+#include "absl/synchronization/mutex.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "services/routing/model.h"
+
+namespace switchboard::routing {
+
+// Every domain metric of the routing service, created once. Per-queue gauges
+// are created the first time a queue is seen and cached; histograms by
+// channel and category are created up front.
+struct RoutingMetrics {
+  explicit RoutingMetrics(prometheus::Registry& registry);
+
+  struct QueueGauges {
+    prometheus::Gauge* depth;
+    prometheus::Gauge* oldest_wait_seconds;
+    prometheus::Gauge* eligible_agents;
+    prometheus::Gauge* available_agents;
+  };
+  // The gauges of `queue` (created on first use). Thread-safe.
+  QueueGauges& ForQueue(const QueueId& queue);
+
+  // switchboard_routing_offer_latency_seconds{channel,category}
+  prometheus::Histogram& offer_latency(common::v1::Channel channel,
+                                       common::v1::Category category) {
+    return *offer_latency_[channel][category];
+  }
+  // switchboard_routing_queue_wait_seconds{channel,category}
+  prometheus::Histogram& queue_wait(common::v1::Channel channel,
+                                    common::v1::Category category) {
+    return *queue_wait_[channel][category];
+  }
+
+  prometheus::Counter* entries_enqueued;
+  prometheus::Counter* entries_cancelled;
+  prometheus::Counter* entries_requeued;
+  prometheus::Counter* offers_made;
+  prometheus::Counter* offers_accepted;
+  prometheus::Counter* offers_auto_accepted;
+  prometheus::Counter* offers_declined;
+  prometheus::Counter* offers_expired;
+  prometheus::Counter* offers_withdrawn;
+  prometheus::Counter* reservations_refused;
+  prometheus::Counter* peer_failures;
+
+ private:
+  prometheus::Family<prometheus::Gauge>* depth_family_;
+  prometheus::Family<prometheus::Gauge>* oldest_family_;
+  prometheus::Family<prometheus::Gauge>* eligible_family_;
+  prometheus::Family<prometheus::Gauge>* available_family_;
+  std::array<std::array<prometheus::Histogram*, 9>, 5> offer_latency_{};
+  std::array<std::array<prometheus::Histogram*, 9>, 5> queue_wait_{};
+  absl::Mutex mu_;
+  std::map<QueueId, QueueGauges> queues_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace switchboard::routing
