@@ -1,0 +1,140 @@
+// The routing server: flags -> wiring -> serve until SIGTERM/SIGINT -> drain.
+#include <filesystem>
+
+#include "libs/auth/token.h"
+#include "libs/client/peer.h"
+#include "libs/config/flags.h"
+#include "libs/events/envelope.h"
+#include "libs/events/json_lines_sink.h"
+#include "libs/events/relay.h"
+#include "libs/log/log.h"
+#include "libs/server/server.h"
+#include "services/routing/grpc_peers.h"
+#include "services/routing/router.h"
+#include "services/routing/routing_service.h"
+#include "services/routing/sqlite_store.h"
+
+namespace switchboard::routing {
+namespace {
+
+struct Config {
+  server::ServerOptions server;
+  std::string data_dir = "data";
+  std::string token_key_file;
+  std::string events_file;
+  std::string topic_prefix = "switchboard.";
+  std::string presence_address = "localhost:7104";
+  std::string sessions_address = "localhost:7101";
+  absl::Duration peer_timeout = absl::Seconds(5);
+  absl::Duration dispatch_interval = absl::Seconds(1);
+  RouterOptions router;
+  absl::Duration relay_flush_deadline = absl::Seconds(5);
+};
+
+int Fail(absl::string_view what, const absl::Status& status) {
+  log::Error("startup_failed",
+             {{"service", "routing"}, {"step", what}, {"error", status.ToString()}});
+  return 1;
+}
+
+int Run(int argc, char** argv) {
+  server::BlockTerminationSignals();
+  Config config;
+  config.server.service_name = "routing";
+  config.server.port = 7102;
+  config.server.metrics_port = 9102;
+  config.server.grpc_service_names = {v1::RoutingService::service_full_name()};
+  config::FlagSet flags("routing");
+  server::AddServerFlags(flags, &config.server);
+  flags.Add("data_dir", &config.data_dir,
+            "folder of routing.db, the events file and the development token key");
+  flags.Add("token_key_file", &config.token_key_file,
+            "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
+  flags.Add("events_file", &config.events_file,
+            "JSON-lines event sink; default DATA_DIR/events/routing.jsonl");
+  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  flags.Add("presence_address", &config.presence_address, "presence service, host:port");
+  flags.Add("sessions_address", &config.sessions_address, "sessions service, host:port");
+  flags.Add("peer_timeout", &config.peer_timeout,
+            "deadline of each call to presence and sessions");
+  flags.Add("offer_timeout", &config.router.offer_timeout,
+            "how long an agent has to accept an offer before the next agent is tried");
+  flags.Add("dispatch_interval", &config.dispatch_interval,
+            "longest pause of the dispatcher when nothing wakes it (gauges refresh at "
+            "least this often)");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) return 0;
+    std::fprintf(stderr, "routing: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (config.router.offer_timeout < absl::Seconds(1) ||
+      config.router.offer_timeout > absl::Minutes(9) ||
+      config.peer_timeout <= absl::ZeroDuration() ||
+      config.dispatch_interval <= absl::ZeroDuration()) {
+    std::fprintf(stderr,
+                 "routing: --offer_timeout must be 1s to 9m (presence holds at most 10m); "
+                 "--peer_timeout and --dispatch_interval above 0\n");
+    return 2;
+  }
+
+  std::error_code error;
+  std::filesystem::create_directories(config.data_dir + "/events", error);
+  if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
+  const bool default_key = config.token_key_file.empty();
+  if (default_key) config.token_key_file = config.data_dir + "/token.key";
+  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/routing.jsonl";
+
+  absl::StatusOr<std::string> key =
+      auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
+  if (!key.ok()) return Fail("token_key", key.status());
+  auth::TokenCodec tokens(*key);
+
+  const std::string db_path = config.data_dir + "/routing.db";
+  auto db = storage::Database::Open({db_path});
+  if (!db.ok()) return Fail("open_database", db.status());
+  if (absl::Status s = (*db)->Migrate(RoutingMigrations()); !s.ok()) return Fail("migrate", s);
+  auto reader = storage::Database::Open({db_path});
+  if (!reader.ok()) return Fail("open_database", reader.status());
+  auto sink = events::JsonLinesSink::Open(config.events_file);
+  if (!sink.ok()) return Fail("events_file", sink.status());
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  storage::GroupCommitter committer(db->get());
+  events::Relay relay(std::move(*reader), &committer, sink->get(), *registry, {});
+  SqliteRoutingStore store(&committer, events::TopicFor(config.topic_prefix, "routing"),
+                           [&relay] { relay.Notify(); });
+  RoutingMetrics metrics(*registry);
+  client::ServiceToken service_token(&tokens, "routing");
+  auto presence_channel = client::PeerChannel(config.presence_address);
+  GrpcPresence presence(presence_channel, &service_token, config.peer_timeout);
+  GrpcSessions sessions(client::PeerChannel(config.sessions_address), &service_token,
+                        config.peer_timeout);
+  Router router(&store, &presence, &sessions, RealClock(), &metrics, config.router);
+  if (absl::Status s = router.Load(); !s.ok()) return Fail("load", s);
+
+  server::BlockingPool pool(config.server.worker_threads);
+  RoutingService service(&router, &tokens, RealClock(), &pool);
+  auto server = server::Server::Start(config.server, {&service}, registry);
+  if (!server.ok()) return Fail("listen", server.status());
+  (*server)->OnDrain([&service] { service.EndStreams(); });
+
+  PresenceWatcher watcher(presence_channel, &service_token, &router);
+  watcher.Start();
+  Dispatcher dispatcher(&router, config.dispatch_interval);
+
+  const std::string signal = server::WaitForTerminationSignal();
+  log::Info("shutdown_requested", {{"service", "routing"}, {"signal", signal}});
+  (*server)->Shutdown();
+  watcher.Stop();
+  dispatcher.Stop();
+  pool.Stop();
+  relay.Stop(config.relay_flush_deadline);
+  committer.Stop();
+  log::Info("shutdown_complete", {{"service", "routing"}});
+  return 0;
+}
+
+}  // namespace
+}  // namespace switchboard::routing
+
+int main(int argc, char** argv) { return switchboard::routing::Run(argc, argv); }

@@ -1,0 +1,450 @@
+#include "services/routing/routing_service.h"
+
+#include <deque>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "libs/auth/grpc_auth.h"
+#include "libs/protoutil/time.h"
+#include "libs/server/status.h"
+#include "libs/server/unary.h"
+#include "libs/validation/validation.h"
+
+namespace switchboard::routing {
+namespace {
+
+using auth::Role;
+using server::FinishNow;
+using server::RunUnary;
+
+constexpr int kDefaultPageSize = 100;
+constexpr int kMaxPageSize = 500;
+constexpr char kPageTokenPrefix[] = "entries:";
+
+std::string EncodePageToken(size_t offset) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, offset));
+}
+
+absl::StatusOr<size_t> DecodePageToken(const std::string& token) {
+  if (token.empty()) return 0;
+  std::string decoded;
+  size_t offset = 0;
+  if (!absl::WebSafeBase64Unescape(token, &decoded) ||
+      !absl::StartsWith(decoded, kPageTokenPrefix) ||
+      !absl::SimpleAtoi(decoded.substr(sizeof(kPageTokenPrefix) - 1), &offset)) {
+    return absl::InvalidArgumentError(
+        "page_token: not a token from a previous ListQueueEntries response");
+  }
+  return offset;
+}
+
+absl::StatusOr<Router::Filter> ToFilter(v1::EntryKind kind, common::v1::Channel channel,
+                                        common::v1::Category category,
+                                        const std::string& language) {
+  if (!v1::EntryKind_IsValid(kind)) {
+    return absl::InvalidArgumentError(absl::StrCat("kind: unknown kind ", kind));
+  }
+  if (!common::v1::Channel_IsValid(channel)) {
+    return absl::InvalidArgumentError(absl::StrCat("channel: unknown channel ", channel));
+  }
+  if (!common::v1::Category_IsValid(category)) {
+    return absl::InvalidArgumentError(absl::StrCat("category: unknown category ", category));
+  }
+  if (language.size() > 35) return absl::InvalidArgumentError("language: too long");
+  return Router::Filter{kind, channel, category, PrimaryLanguage(language)};
+}
+
+}  // namespace
+
+// One WatchOffers stream: the open offers, a caught_up marker, then offers
+// as they are made and closed, written one at a time from a bounded queue.
+// Deletes itself when done.
+class RoutingService::WatchReactor : public grpc::ServerWriteReactor<v1::WatchOffersResponse>,
+                                     public OfferListener {
+ public:
+  WatchReactor(RoutingService* service, size_t max_backlog)
+      : service_(service), max_backlog_(max_backlog) {}
+
+  void Begin(const std::string& agent_id, bool supervisor) {
+    subscribed_ = true;
+    std::vector<v1::Offer> open = service_->router_->SubscribeOffers(agent_id, supervisor, this);
+    absl::MutexLock lock(&mu_);
+    // Offers published between Subscribe and here are already queued; the
+    // snapshot goes first and duplicates are skipped.
+    std::deque<v1::WatchOffersResponse> live = std::move(queue_);
+    queue_.clear();
+    for (const v1::Offer& offer : open) {
+      if (sent_open_.insert(offer.offer_id()).second) {
+        *queue_.emplace_back().mutable_offer() = offer;
+      }
+    }
+    queue_.emplace_back().mutable_caught_up()->set_open_offers(static_cast<int>(open.size()));
+    for (auto& message : live) {
+      if (message.has_offer() && !sent_open_.insert(message.offer().offer_id()).second) continue;
+      queue_.push_back(std::move(message));
+    }
+    began_ = true;
+    WriteNextLocked();
+  }
+
+  void OnOffer(const v1::Offer& offer, bool closed) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    if (queue_.size() >= max_backlog_) {
+      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                "watcher fell too far behind; watch again"));
+      return;
+    }
+    if (!closed && began_ && !sent_open_.insert(offer.offer_id()).second) return;
+    v1::WatchOffersResponse& message = queue_.emplace_back();
+    *(closed ? message.mutable_offer_closed() : message.mutable_offer()) = offer;
+    if (began_) WriteNextLocked();
+  }
+
+  void End(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    queue_.pop_front();
+    WriteNextLocked();
+  }
+
+  void OnCancel() override { End(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    service_->Forget(this);
+    if (subscribed_) service_->router_->UnsubscribeOffers(this);
+    delete this;
+  }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_ || queue_.empty()) return;
+    writing_ = true;
+    StartWrite(&queue_.front());
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  RoutingService* const service_;
+  const size_t max_backlog_;
+  bool subscribed_ = false;
+  absl::Mutex mu_;
+  std::deque<v1::WatchOffersResponse> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> sent_open_ ABSL_GUARDED_BY(mu_);
+  bool began_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+RoutingService::RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
+                               server::BlockingPool* pool, Options options)
+    : router_(router), tokens_(tokens), clock_(clock), pool_(pool), options_(options) {}
+
+absl::StatusOr<auth::Principal> RoutingService::Authenticate(
+    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
+    absl::string_view method) {
+  absl::StatusOr<auth::Principal> principal =
+      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
+  if (!principal.ok()) return principal.status();
+  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
+  return principal;
+}
+
+grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
+    grpc::CallbackServerContext* context, const v1::EnqueueSessionRequest* request,
+    v1::EnqueueSessionResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService}, "EnqueueSession");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response] {
+    Router::EnqueueSessionCommand c;
+    c.session_id = request->session_id();
+    c.customer_id = request->customer_id();
+    c.channel = request->channel();
+    c.category = request->category();
+    c.language = request->language();
+    c.reason = request->reason();
+    c.priority = request->priority();
+    c.at_head = request->at_head();
+    if (request->has_handoff()) c.handoff = request->handoff();
+    c.transfer_note = request->transfer_note();
+    c.target_agent_id = request->target_agent_id();
+    c.preferred_agent_id = request->preferred_agent_id();
+    c.excluded_agent_id = request->excluded_agent_id();
+    if (request->has_first_response_due_at()) {
+      c.first_response_due_at = protoutil::FromTimestamp(request->first_response_due_at());
+    }
+    absl::StatusOr<Router::EnqueueResult> result = router_->EnqueueSession(c);
+    if (!result.ok()) return result.status();
+    *response->mutable_entry() = std::move(result->entry);
+    response->set_replayed(result->replayed);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::CancelSession(
+    grpc::CallbackServerContext* context, const v1::CancelSessionRequest* request,
+    v1::CancelSessionResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService}, "CancelSession");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response] {
+    absl::StatusOr<bool> found =
+        router_->Cancel(v1::ENTRY_KIND_SESSION, request->session_id(), request->reason());
+    if (!found.ok()) return found.status();
+    response->set_found(*found);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::EnqueueComplaint(
+    grpc::CallbackServerContext* context, const v1::EnqueueComplaintRequest* request,
+    v1::EnqueueComplaintResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService}, "EnqueueComplaint");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response] {
+    Router::EnqueueComplaintCommand c{request->complaint_id(), request->customer_id(),
+                                      request->category(), request->session_id(),
+                                      request->priority()};
+    absl::StatusOr<Router::EnqueueResult> result = router_->EnqueueComplaint(c);
+    if (!result.ok()) return result.status();
+    *response->mutable_entry() = std::move(result->entry);
+    response->set_replayed(result->replayed);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::CancelComplaint(
+    grpc::CallbackServerContext* context, const v1::CancelComplaintRequest* request,
+    v1::CancelComplaintResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService}, "CancelComplaint");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response] {
+    absl::StatusOr<bool> found =
+        router_->Cancel(v1::ENTRY_KIND_COMPLAINT, request->complaint_id(), request->reason());
+    if (!found.ok()) return found.status();
+    response->set_found(*found);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::WatchOffersResponse>* RoutingService::WatchOffers(
+    grpc::CallbackServerContext* context, const v1::WatchOffersRequest* request) {
+  auto* reactor = new WatchReactor(this, options_.max_watch_backlog);
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "WatchOffers");
+  if (principal.ok() && !request->agent_id().empty() &&
+      request->agent_id() != principal->subject) {
+    principal = absl::PermissionDeniedError("WatchOffers: you may watch your own offers only");
+  }
+  if (!principal.ok()) {
+    reactor->End(server::ToGrpcStatus(principal.status()));
+    return reactor;
+  }
+  absl::MutexLock lock(&watchers_mu_);
+  if (draining_) {
+    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+    return reactor;
+  }
+  watchers_.insert(reactor);
+  // Under watchers_mu_: a concurrent EndStreams may finish the stream, and
+  // its OnDone (which takes watchers_mu_) must not delete it mid-Begin.
+  reactor->Begin(principal->subject, principal->role == Role::kSupervisor);
+  return reactor;
+}
+
+void RoutingService::EndStreams() {
+  absl::MutexLock lock(&watchers_mu_);
+  draining_ = true;
+  for (WatchReactor* reactor : watchers_) {
+    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "server shutting down; reconnect to another instance"));
+  }
+}
+
+void RoutingService::Forget(WatchReactor* reactor) {
+  absl::MutexLock lock(&watchers_mu_);
+  watchers_.erase(reactor);
+}
+
+grpc::ServerUnaryReactor* RoutingService::AcceptOffer(grpc::CallbackServerContext* context,
+                                                      const v1::AcceptOfferRequest* request,
+                                                      v1::AcceptOfferResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "AcceptOffer");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response, agent = principal->subject] {
+    absl::StatusOr<v1::Assignment> assignment = router_->AcceptOffer(agent, request->offer_id());
+    if (!assignment.ok()) return assignment.status();
+    *response->mutable_assignment() = std::move(*assignment);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::DeclineOffer(grpc::CallbackServerContext* context,
+                                                       const v1::DeclineOfferRequest* request,
+                                                       v1::DeclineOfferResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "DeclineOffer");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response, agent = principal->subject] {
+    absl::StatusOr<v1::Offer> offer =
+        router_->DeclineOffer(agent, request->offer_id(), request->reason());
+    if (!offer.ok()) return offer.status();
+    *response->mutable_offer() = std::move(*offer);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::GetQueueEntry(grpc::CallbackServerContext* context,
+                                                        const v1::GetQueueEntryRequest* request,
+                                                        v1::GetQueueEntryResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(
+      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "GetQueueEntry");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  const bool customer = principal->role == Role::kCustomer;
+  v1::EntryKind kind;
+  std::string id;
+  switch (request->subject_case()) {
+    case v1::GetQueueEntryRequest::kSessionId:
+      kind = v1::ENTRY_KIND_SESSION;
+      id = request->session_id();
+      break;
+    case v1::GetQueueEntryRequest::kComplaintId:
+      if (customer) {
+        return FinishNow(context, absl::PermissionDeniedError(
+                                      "GetQueueEntry: customers may read sessions only"));
+      }
+      kind = v1::ENTRY_KIND_COMPLAINT;
+      id = request->complaint_id();
+      break;
+    default:
+      return FinishNow(context,
+                       absl::InvalidArgumentError("session_id: one of session_id or "
+                                                  "complaint_id is required"));
+  }
+  absl::StatusOr<Router::EntryView> view = router_->GetEntry(kind, id);
+  if (view.ok() && customer && view->entry.customer_id() != principal->subject) {
+    // Another customer's session looks exactly like a missing one.
+    view = absl::NotFoundError(absl::StrCat("session_id ", id, " is not waiting"));
+  }
+  if (!view.ok()) return FinishNow(context, view.status());
+  *response->mutable_entry() = std::move(view->entry);
+  if (customer) {
+    response->mutable_entry()->clear_handoff();
+    response->mutable_entry()->clear_transfer_note();
+    response->mutable_entry()->clear_offered_agent_id();
+    response->mutable_entry()->clear_target_agent_id();
+    response->mutable_entry()->clear_preferred_agent_id();
+  }
+  response->set_queue_depth(view->queue_depth);
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* RoutingService::ListQueueEntries(
+    grpc::CallbackServerContext* context, const v1::ListQueueEntriesRequest* request,
+    v1::ListQueueEntriesResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kSupervisor, Role::kService}, "ListQueueEntries");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  absl::StatusOr<Router::Filter> filter = ToFilter(request->kind(), request->channel(),
+                                                   request->category(), request->language());
+  if (!filter.ok()) return FinishNow(context, filter.status());
+  if (request->page_size() < 0 || request->page_size() > kMaxPageSize) {
+    return FinishNow(context, absl::InvalidArgumentError(
+                                  absl::StrCat("page_size: must be 0 to ", kMaxPageSize)));
+  }
+  absl::StatusOr<size_t> offset = DecodePageToken(request->page_token());
+  if (!offset.ok()) return FinishNow(context, offset.status());
+  const size_t page_size = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
+  bool more = false;
+  for (v1::QueueEntry& entry : router_->ListEntries(*filter, *offset, page_size, &more)) {
+    *response->add_entries() = std::move(entry);
+  }
+  if (more) response->set_next_page_token(EncodePageToken(*offset + page_size));
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* RoutingService::GetQueueStats(grpc::CallbackServerContext* context,
+                                                        const v1::GetQueueStatsRequest* request,
+                                                        v1::GetQueueStatsResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kSupervisor, Role::kService}, "GetQueueStats");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  absl::StatusOr<Router::Filter> filter = ToFilter(request->kind(), request->channel(),
+                                                   request->category(), request->language());
+  if (!filter.ok()) return FinishNow(context, filter.status());
+  for (v1::QueueStats& stats : router_->Stats(*filter)) {
+    *response->add_queues() = std::move(stats);
+  }
+  protoutil::ToTimestamp(clock_->Now(), response->mutable_computed_at());
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* RoutingService::GetAgentSettings(
+    grpc::CallbackServerContext* context, const v1::GetAgentSettingsRequest* request,
+    v1::GetAgentSettingsResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(
+      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "GetAgentSettings");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  std::string agent_id = request->agent_id();
+  if (principal->role == Role::kAgent && !agent_id.empty() && agent_id != principal->subject) {
+    return FinishNow(context, absl::PermissionDeniedError(
+                                  "GetAgentSettings: an agent may read their own settings only"));
+  }
+  if (agent_id.empty()) agent_id = principal->subject;
+  if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) {
+    return FinishNow(context, s);
+  }
+  SettingsRecord record = router_->GetSettings(agent_id);
+  response->set_agent_id(agent_id);
+  *response->mutable_settings() = record.settings;
+  protoutil::ToTimestamp(record.updated_at, response->mutable_updated_at());
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* RoutingService::UpdateAgentSettings(
+    grpc::CallbackServerContext* context, const v1::UpdateAgentSettingsRequest* request,
+    v1::UpdateAgentSettingsResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "UpdateAgentSettings");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  std::string agent_id = request->agent_id();
+  if (principal->role == Role::kAgent && !agent_id.empty() && agent_id != principal->subject) {
+    return FinishNow(context,
+                     absl::PermissionDeniedError(
+                         "UpdateAgentSettings: an agent may change their own settings only"));
+  }
+  if (agent_id.empty()) agent_id = principal->subject;
+  if (!request->has_settings()) {
+    return FinishNow(context, absl::InvalidArgumentError("settings: required"));
+  }
+  return RunUnary(context, *pool_,
+                  [this, request, response, agent_id, actor = principal->subject] {
+                    absl::StatusOr<SettingsRecord> record =
+                        router_->UpdateSettings(agent_id, request->settings(), actor);
+                    if (!record.ok()) return record.status();
+                    *response->mutable_settings() = record->settings;
+                    protoutil::ToTimestamp(record->updated_at, response->mutable_updated_at());
+                    return absl::OkStatus();
+                  });
+}
+
+}  // namespace switchboard::routing

@@ -1,0 +1,92 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "libs/auth/token.h"
+#include "libs/clock/clock.h"
+#include "libs/server/blocking_pool.h"
+#include "services/routing/router.h"
+#include "switchboard/routing/v1/routing_service.grpc.pb.h"
+
+namespace switchboard::routing {
+
+// The gRPC adapter of routing: authenticates and authorizes each call,
+// converts messages, runs the logic on the blocking pool (writes and calls to
+// presence and sessions) and maps statuses. Who may call what is stated in
+// routing_service.proto.
+class RoutingService final : public v1::RoutingService::CallbackService {
+ public:
+  struct Options {
+    // Messages a WatchOffers stream may lag behind before it is ended with
+    // RESOURCE_EXHAUSTED (the client reconnects and gets the open offers).
+    size_t max_watch_backlog = 1'000;
+  };
+
+  // None owned; all must outlive the service.
+  RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
+                 server::BlockingPool* pool, Options options);
+  RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
+                 server::BlockingPool* pool)
+      : RoutingService(router, tokens, clock, pool, Options()) {}
+
+  grpc::ServerUnaryReactor* EnqueueSession(grpc::CallbackServerContext* context,
+                                           const v1::EnqueueSessionRequest* request,
+                                           v1::EnqueueSessionResponse* response) override;
+  grpc::ServerUnaryReactor* CancelSession(grpc::CallbackServerContext* context,
+                                          const v1::CancelSessionRequest* request,
+                                          v1::CancelSessionResponse* response) override;
+  grpc::ServerUnaryReactor* EnqueueComplaint(grpc::CallbackServerContext* context,
+                                             const v1::EnqueueComplaintRequest* request,
+                                             v1::EnqueueComplaintResponse* response) override;
+  grpc::ServerUnaryReactor* CancelComplaint(grpc::CallbackServerContext* context,
+                                            const v1::CancelComplaintRequest* request,
+                                            v1::CancelComplaintResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchOffersResponse>* WatchOffers(
+      grpc::CallbackServerContext* context, const v1::WatchOffersRequest* request) override;
+  grpc::ServerUnaryReactor* AcceptOffer(grpc::CallbackServerContext* context,
+                                        const v1::AcceptOfferRequest* request,
+                                        v1::AcceptOfferResponse* response) override;
+  grpc::ServerUnaryReactor* DeclineOffer(grpc::CallbackServerContext* context,
+                                         const v1::DeclineOfferRequest* request,
+                                         v1::DeclineOfferResponse* response) override;
+  grpc::ServerUnaryReactor* GetQueueEntry(grpc::CallbackServerContext* context,
+                                          const v1::GetQueueEntryRequest* request,
+                                          v1::GetQueueEntryResponse* response) override;
+  grpc::ServerUnaryReactor* ListQueueEntries(grpc::CallbackServerContext* context,
+                                             const v1::ListQueueEntriesRequest* request,
+                                             v1::ListQueueEntriesResponse* response) override;
+  grpc::ServerUnaryReactor* GetQueueStats(grpc::CallbackServerContext* context,
+                                          const v1::GetQueueStatsRequest* request,
+                                          v1::GetQueueStatsResponse* response) override;
+  grpc::ServerUnaryReactor* GetAgentSettings(grpc::CallbackServerContext* context,
+                                             const v1::GetAgentSettingsRequest* request,
+                                             v1::GetAgentSettingsResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateAgentSettings(
+      grpc::CallbackServerContext* context, const v1::UpdateAgentSettingsRequest* request,
+      v1::UpdateAgentSettingsResponse* response) override;
+
+  // Ends every open WatchOffers stream with UNAVAILABLE (server draining).
+  void EndStreams();
+
+ private:
+  class WatchReactor;
+
+  absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
+                                               std::initializer_list<auth::Role> allowed,
+                                               absl::string_view method);
+  void Forget(WatchReactor* reactor);
+
+  Router* const router_;
+  const auth::TokenCodec* const tokens_;
+  Clock* const clock_;
+  server::BlockingPool* const pool_;
+  const Options options_;
+
+  absl::Mutex watchers_mu_;
+  absl::flat_hash_set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
+  bool draining_ ABSL_GUARDED_BY(watchers_mu_) = false;
+};
+
+}  // namespace switchboard::routing
