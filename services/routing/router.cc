@@ -112,6 +112,8 @@ Router::Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessio
       metrics_(metrics),
       options_(options) {}
 
+Router::~Router() = default;
+
 absl::Status Router::Load() {
   absl::StatusOr<RoutingStore::Contents> contents = store_->Load();
   if (!contents.ok()) return contents.status();

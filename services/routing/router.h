@@ -78,6 +78,7 @@ class Router {
   // None owned; all must outlive the router.
   Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessions,
          Clock* clock, RoutingMetrics* metrics, RouterOptions options);
+  ~Router();
 
   // Reads the store. Call once, before anything else.
   absl::Status Load();
