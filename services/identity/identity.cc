@@ -1,0 +1,764 @@
+#include "services/identity/identity.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "libs/events/envelope.h"
+#include "libs/log/log.h"
+#include "libs/protoutil/time.h"
+#include "libs/validation/validation.h"
+#include "services/identity/totp.h"
+
+namespace switchboard::identity {
+namespace {
+
+using common::v1::VerificationMethod;
+using events::v1::VerificationFailure;
+
+constexpr char kProducer[] = "identity";
+constexpr size_t kMaxChallengeId = 64;
+constexpr size_t kMaxEmail = 254;
+constexpr size_t kMaxLabel = 64;
+constexpr size_t kTotpSecretBytes = 20;
+
+bool IsOtp(VerificationMethod method) {
+  return method == common::v1::VERIFICATION_METHOD_EMAIL_OTP ||
+         method == common::v1::VERIFICATION_METHOD_SMS_OTP;
+}
+
+int64_t SecondsUntil(absl::Time then, absl::Time now) {
+  // Whole seconds, rounded up, and at least 1: a client that waits this long
+  // is past the limit.
+  return std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(then - now, absl::Seconds(1))));
+}
+
+absl::Status Exhausted(absl::string_view what, absl::Time until, absl::Time now) {
+  const int64_t seconds = SecondsUntil(until, now);
+  absl::Status status = absl::ResourceExhaustedError(
+      absl::StrCat(what, "; retry after ", seconds, " s"));
+  status.SetPayload(kRetryAfter, absl::Cord(absl::StrCat(seconds)));
+  return status;
+}
+
+absl::Status WrongCode(int remaining) {
+  absl::Status status = absl::PermissionDeniedError(absl::StrCat(
+      "code: wrong code; ", remaining, remaining == 1 ? " attempt" : " attempts",
+      " left on this challenge"));
+  status.SetPayload(kAttemptsRemaining, absl::Cord(absl::StrCat(remaining)));
+  return status;
+}
+
+void Prune(std::vector<absl::Time>& times, absl::Time since) {
+  times.erase(std::remove_if(times.begin(), times.end(),
+                             [since](absl::Time t) { return t <= since; }),
+              times.end());
+}
+
+std::string PercentEncode(absl::string_view text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "%", absl::AsciiStrToUpper(absl::StrFormat("%02x", c)));
+    }
+  }
+  return out;
+}
+
+absl::Status ValidateMethod(VerificationMethod method, bool allow_totp) {
+  if (IsOtp(method) || (allow_totp && method == common::v1::VERIFICATION_METHOD_TOTP)) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      allow_totp ? "method: must be EMAIL_OTP, SMS_OTP or TOTP"
+                 : "method: must be EMAIL_OTP or SMS_OTP");
+}
+
+}  // namespace
+
+common::v1::VerificationMethod MethodFromClaim(absl::string_view method) {
+  if (method == "email_otp") return common::v1::VERIFICATION_METHOD_EMAIL_OTP;
+  if (method == "sms_otp") return common::v1::VERIFICATION_METHOD_SMS_OTP;
+  if (method == "totp") return common::v1::VERIFICATION_METHOD_TOTP;
+  return common::v1::VERIFICATION_METHOD_UNSPECIFIED;
+}
+
+std::string MethodClaim(common::v1::VerificationMethod method) {
+  switch (method) {
+    case common::v1::VERIFICATION_METHOD_EMAIL_OTP:
+      return "email_otp";
+    case common::v1::VERIFICATION_METHOD_SMS_OTP:
+      return "sms_otp";
+    case common::v1::VERIFICATION_METHOD_TOTP:
+      return "totp";
+    default:
+      return "";
+  }
+}
+
+absl::Status ValidateCode(absl::string_view code) {
+  if (code.size() != static_cast<size_t>(kCodeDigits) ||
+      !std::all_of(code.begin(), code.end(),
+                   [](char c) { return c >= '0' && c <= '9'; })) {
+    return absl::InvalidArgumentError("code: must be exactly 6 ASCII digits");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateEmail(absl::string_view address) {
+  const size_t at = address.rfind('@');
+  bool ok = address.size() <= kMaxEmail && at != absl::string_view::npos && at > 0 &&
+            at + 1 < address.size() &&
+            address.substr(at + 1).find('.') != absl::string_view::npos &&
+            address.substr(at + 1).front() != '.' && address.back() != '.';
+  for (unsigned char c : address) {
+    if (c <= ' ' || c >= 0x7f || c == '<' || c == '>' || c == '"' || c == ',' ||
+        c == ';' || c == '\\') {
+      ok = false;
+    }
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        "address: not an email address (name@domain.tld, at most 254 ASCII characters)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePhone(absl::string_view address) {
+  const bool ok = address.size() >= 9 && address.size() <= 16 && address[0] == '+' &&
+                  address[1] != '0' &&
+                  std::all_of(address.begin() + 1, address.end(),
+                              [](char c) { return c >= '0' && c <= '9'; });
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        "address: not an E.164 number ('+' and 8 to 15 digits, e.g. +8613800138000)");
+  }
+  return absl::OkStatus();
+}
+
+TokenCheck CheckVerificationToken(const auth::TokenCodec& codec, absl::string_view token,
+                                  const std::string& customer_id,
+                                  const std::string& session_id,
+                                  common::v1::VerificationLevel min_level, absl::Time now) {
+  TokenCheck check;
+  absl::StatusOr<auth::VerificationClaims> claims =
+      auth::VerifyVerificationToken(codec, token, now);
+  if (!claims.ok()) {
+    const absl::string_view reason = claims.status().message();
+    if (reason == "bad signature" || reason == "unsupported algorithm") {
+      check.reason = v1::INVALID_TOKEN_REASON_BAD_SIGNATURE;
+    } else if (reason == "token expired") {
+      check.reason = v1::INVALID_TOKEN_REASON_EXPIRED;
+    } else if (reason == "wrong audience") {
+      check.reason = v1::INVALID_TOKEN_REASON_WRONG_AUDIENCE;
+    } else {
+      check.reason = v1::INVALID_TOKEN_REASON_MALFORMED;
+    }
+    return check;
+  }
+  check.claims = *claims;
+  if (!customer_id.empty() && claims->customer_id != customer_id) {
+    check.reason = v1::INVALID_TOKEN_REASON_WRONG_CUSTOMER;
+  } else if (!session_id.empty() && !claims->session_id.empty() &&
+             claims->session_id != session_id) {
+    check.reason = v1::INVALID_TOKEN_REASON_WRONG_SESSION;
+  } else if (claims->level < static_cast<int>(min_level)) {
+    check.reason = v1::INVALID_TOKEN_REASON_LEVEL_TOO_LOW;
+  }
+  return check;
+}
+
+struct Identity::Pending {
+  absl::Notification done;
+  absl::Status status;
+};
+
+Identity::Identity(IdentityStore* store, Clock* clock, IdentityMetrics* metrics,
+                   const CodeHasher* hasher, const SecretBox* box,
+                   const auth::TokenCodec* tokens, CodeNotifier* notifier,
+                   IdentityOptions options)
+    : store_(store),
+      clock_(clock),
+      metrics_(metrics),
+      hasher_(hasher),
+      box_(box),
+      tokens_(tokens),
+      notifier_(notifier),
+      options_(options) {}
+
+absl::Status Identity::Load() {
+  absl::StatusOr<IdentityStore::Contents> contents = store_->Load();
+  if (!contents.ok()) return contents.status();
+  absl::MutexLock lock(&mu_);
+  for (CustomerRecord& c : contents->customers) {
+    std::string id = c.customer_id;
+    customers_[id] = std::move(c);
+  }
+  for (ChallengeRecord& c : contents->challenges) {
+    std::string id = c.challenge_id;
+    challenges_[id] = std::move(c);
+  }
+  for (EnrollmentRecord& e : contents->enrollments) {
+    std::string id = e.enrollment_id;
+    enrollments_[id] = std::move(e);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Identity::CheckWritable() const {
+  if (store_failed_) {
+    return absl::UnavailableError("identity storage failed; the service must be restarted");
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<Identity::Pending> Identity::Commit(IdentityWrite write) {
+  auto pending = std::make_shared<Pending>();
+  store_->Apply(std::move(write), [this, pending](absl::Status status) {
+    if (!status.ok()) {
+      log::Error("identity_commit_failed", {{"detail", status.message()}});
+      store_failed_ = true;
+    }
+    pending->status = status;
+    pending->done.Notify();
+  });
+  return pending;
+}
+
+absl::Status Identity::Wait(const std::shared_ptr<Pending>& pending) {
+  pending->done.WaitForNotification();
+  return pending->status;
+}
+
+CustomerRecord& Identity::CustomerLocked(const std::string& customer_id) {
+  CustomerRecord& customer = customers_[customer_id];
+  if (customer.customer_id.empty()) customer.customer_id = customer_id;
+  return customer;
+}
+
+events::v1::Event Identity::Failed(const ChallengeRecord& challenge,
+                                   VerificationFailure failure, absl::Time now) {
+  if (metrics_ != nullptr) {
+    Outcome outcome = Outcome::kWrongCode;
+    switch (failure) {
+      case events::v1::VERIFICATION_FAILURE_EXPIRED:
+        outcome = Outcome::kExpired;
+        break;
+      case events::v1::VERIFICATION_FAILURE_ATTEMPTS_EXHAUSTED:
+        outcome = Outcome::kAttemptsExhausted;
+        break;
+      case events::v1::VERIFICATION_FAILURE_CHALLENGE_USED:
+        outcome = Outcome::kChallengeUsed;
+        break;
+      case events::v1::VERIFICATION_FAILURE_CODE_REUSED:
+        outcome = Outcome::kCodeReused;
+        break;
+      default:
+        break;
+    }
+    metrics_->outcome(challenge.method, outcome).Increment();
+  }
+  events::v1::Event event;
+  events::v1::VerificationFailed* failed = event.mutable_verification_failed();
+  failed->set_customer_id(challenge.customer_id);
+  failed->set_challenge_id(challenge.challenge_id);
+  failed->set_method(challenge.method);
+  failed->set_failure(failure);
+  failed->set_attempts_used(challenge.attempts_used);
+  failed->set_attempts_remaining(
+      std::max(0, challenge.max_attempts - challenge.attempts_used));
+  events::Seal(event, kProducer, challenge.customer_id, now).IgnoreError();
+  return event;
+}
+
+std::optional<events::v1::Event> Identity::CountFailure(CustomerRecord& customer,
+                                                        absl::Time now) {
+  Prune(customer.recent_failures, now - options_.failure_window);
+  customer.recent_failures.push_back(now);
+  if (static_cast<int>(customer.recent_failures.size()) < options_.lockout_failures) {
+    return std::nullopt;
+  }
+  const int failures = static_cast<int>(customer.recent_failures.size());
+  customer.locked_until = now + options_.lockout;
+  // A new lockout needs a full count of new failures.
+  customer.recent_failures.clear();
+  if (metrics_ != nullptr) metrics_->lockouts->Increment();
+  log::Warning("customer_locked_out", {{"customer_id", customer.customer_id},
+                                       {"failed_attempts", failures}});
+  events::v1::Event event;
+  events::v1::CustomerLockedOut* locked = event.mutable_customer_locked_out();
+  locked->set_customer_id(customer.customer_id);
+  protoutil::ToTimestamp(customer.locked_until, locked->mutable_locked_until());
+  locked->set_failed_attempts(failures);
+  events::Seal(event, kProducer, customer.customer_id, now).IgnoreError();
+  return event;
+}
+
+absl::StatusOr<Identity::Started> Identity::StartVerification(
+    const StartCommand& command) {
+  if (absl::Status s = validation::ValidateId("customer_id", command.customer_id); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateMethod(command.method, /*allow_totp=*/true); !s.ok()) {
+    return s;
+  }
+  if (!command.session_id.empty()) {
+    if (absl::Status s = validation::ValidateId("session_id", command.session_id); !s.ok()) {
+      return s;
+    }
+  }
+  if (!command.language.empty() && command.language != "en" &&
+      command.language != "zh-CN") {
+    return absl::InvalidArgumentError("language: must be \"en\", \"zh-CN\" or empty");
+  }
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+
+  Started started;
+  std::optional<v1::CodeDeliveryRequest> delivery;
+  std::shared_ptr<Pending> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    CustomerRecord& customer = CustomerLocked(command.customer_id);
+    if (customer.locked_until > now) {
+      if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
+      return Exhausted("verification is locked after too many failed attempts",
+                       customer.locked_until, now);
+    }
+    Prune(customer.recent_starts, now - absl::Hours(1));
+    if (!customer.recent_starts.empty() &&
+        customer.recent_starts.back() + options_.resend_interval > now) {
+      if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
+      return Exhausted("a verification was started moments ago",
+                       customer.recent_starts.back() + options_.resend_interval, now);
+    }
+    if (static_cast<int>(customer.recent_starts.size()) >= options_.max_starts_per_hour) {
+      if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
+      return Exhausted("too many verifications started in the last hour",
+                       customer.recent_starts.front() + absl::Hours(1), now);
+    }
+    customer.recent_starts.push_back(now);
+
+    IdentityWrite write;
+    ChallengeRecord& challenge = started.challenge;
+    challenge.challenge_id = RandomId("chl_");
+    challenge.customer_id = command.customer_id;
+    challenge.method = command.method;
+    challenge.session_id = command.session_id;
+    challenge.created_at = now;
+    challenge.expires_at = now + std::min(options_.code_ttl, kMaxCodeTtl);
+    challenge.max_attempts = options_.max_attempts;
+    if (IsOtp(command.method)) {
+      std::string code = RandomDigits(kCodeDigits);
+      challenge.code_hash = hasher_->Hash(challenge.challenge_id, code);
+      const std::string& address =
+          command.method == common::v1::VERIFICATION_METHOD_EMAIL_OTP ? customer.email
+                                                                       : customer.phone;
+      // Without a contact the challenge is created alike, and never completes.
+      if (!address.empty()) {
+        delivery.emplace();
+        delivery->set_delivery_id(RandomId("dlv_"));
+        delivery->set_customer_id(command.customer_id);
+        delivery->set_method(command.method);
+        delivery->set_address(address);
+        delivery->set_code(std::move(code));
+        delivery->set_language(command.language.empty() ? "en" : command.language);
+        protoutil::ToTimestamp(challenge.expires_at, delivery->mutable_expires_at());
+        delivery->set_challenge_id(challenge.challenge_id);
+      }
+    }
+
+    std::string replaced;
+    if (auto previous = challenges_.find(customer.current_challenge_id);
+        previous != challenges_.end() && previous->second.state == ChallengeState::kOpen) {
+      previous->second.state = ChallengeState::kReplaced;
+      replaced = previous->first;
+      write.challenges.push_back(previous->second);
+    }
+    customer.current_challenge_id = challenge.challenge_id;
+    challenges_[challenge.challenge_id] = challenge;
+    write.challenges.push_back(challenge);
+    write.customers.push_back(customer);
+
+    events::v1::Event event;
+    events::v1::VerificationStarted* payload = event.mutable_verification_started();
+    payload->set_customer_id(challenge.customer_id);
+    payload->set_challenge_id(challenge.challenge_id);
+    payload->set_method(challenge.method);
+    payload->set_session_id(challenge.session_id);
+    protoutil::ToTimestamp(challenge.expires_at, payload->mutable_expires_at());
+    payload->set_max_attempts(challenge.max_attempts);
+    payload->set_replaced_challenge_id(replaced);
+    if (absl::Status s = events::Seal(event, kProducer, challenge.customer_id, now); !s.ok()) {
+      return s;
+    }
+    write.events.push_back(std::move(event));
+    if (metrics_ != nullptr) metrics_->started(challenge.method).Increment();
+    started.resend_available_at = now + options_.resend_interval;
+    pending = Commit(std::move(write));
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (delivery.has_value()) {
+    absl::Status sent = notifier_->Deliver(*delivery);
+    if (!sent.ok()) {
+      if (metrics_ != nullptr) metrics_->delivery_failures->Increment();
+      log::Error("code_delivery_failed", {{"customer_id", delivery->customer_id()},
+                                          {"challenge_id", delivery->challenge_id()},
+                                          {"detail", sent.message()}});
+      return absl::UnavailableError(
+          "the code could not be sent; start a new verification shortly");
+    }
+  }
+  return started;
+}
+
+absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
+    const std::string& caller_customer, const std::string& challenge_id,
+    const std::string& code) {
+  if (challenge_id.empty()) {
+    return absl::InvalidArgumentError("challenge_id: must not be empty");
+  }
+  if (absl::Status s = validation::ValidateId("challenge_id", challenge_id, kMaxChallengeId);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateCode(code); !s.ok()) return s;
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+
+  absl::Status answer;
+  Completed completed;
+  std::shared_ptr<Pending> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    auto it = challenges_.find(challenge_id);
+    if (it == challenges_.end() ||
+        (!caller_customer.empty() && it->second.customer_id != caller_customer)) {
+      return absl::NotFoundError("challenge_id: no such challenge");
+    }
+    ChallengeRecord& challenge = it->second;
+    CustomerRecord& customer = CustomerLocked(challenge.customer_id);
+    if (customer.locked_until > now) {
+      if (metrics_ != nullptr) metrics_->rate_limited_complete->Increment();
+      return Exhausted("verification is locked after too many failed attempts",
+                       customer.locked_until, now);
+    }
+
+    IdentityWrite write;
+    if (challenge.state != ChallengeState::kOpen) {
+      write.events.push_back(
+          Failed(challenge, events::v1::VERIFICATION_FAILURE_CHALLENGE_USED, now));
+      answer = absl::FailedPreconditionError(
+          challenge.state == ChallengeState::kUsed
+              ? "challenge_id: this challenge was already used; start a new one"
+              : "challenge_id: this challenge was replaced by a newer one; use the "
+                "newest code or start again");
+    } else if (now >= challenge.expires_at) {
+      write.events.push_back(Failed(challenge, events::v1::VERIFICATION_FAILURE_EXPIRED, now));
+      answer = absl::FailedPreconditionError(
+          "challenge_id: the challenge expired; start a new one");
+    } else if (challenge.attempts_used >= challenge.max_attempts) {
+      write.events.push_back(
+          Failed(challenge, events::v1::VERIFICATION_FAILURE_ATTEMPTS_EXHAUSTED, now));
+      answer = absl::FailedPreconditionError(
+          "challenge_id: the challenge has no attempts left; start a new one");
+    } else {
+      bool matched = false;
+      bool reused = false;
+      int64_t step = -1;
+      if (IsOtp(challenge.method)) {
+        matched = hasher_->Matches(challenge.code_hash, challenge.challenge_id, code);
+      } else if (!customer.totp_secret_sealed.empty()) {
+        absl::StatusOr<std::string> secret =
+            box_->Open(customer.totp_secret_sealed, customer.customer_id);
+        if (!secret.ok()) return secret.status();
+        step = MatchTotp(*secret, code, now);
+        matched = step >= 0 && step > customer.last_totp_step;
+        reused = step >= 0 && !matched;
+      }
+      if (!matched) {
+        ++challenge.attempts_used;
+        write.challenges.push_back(challenge);
+        write.events.push_back(
+            Failed(challenge,
+                   reused ? events::v1::VERIFICATION_FAILURE_CODE_REUSED
+                          : events::v1::VERIFICATION_FAILURE_WRONG_CODE,
+                   now));
+        std::optional<events::v1::Event> locked = CountFailure(customer, now);
+        if (locked.has_value()) {
+          write.events.push_back(std::move(*locked));
+          answer = Exhausted("wrong code; verification is now locked after too many "
+                             "failed attempts",
+                             customer.locked_until, now);
+        } else {
+          answer = WrongCode(challenge.max_attempts - challenge.attempts_used);
+        }
+        write.customers.push_back(customer);
+      } else {
+        challenge.state = ChallengeState::kUsed;
+        if (step >= 0) customer.last_totp_step = step;
+        customer.recent_failures.clear();
+        auth::VerificationClaims& claims = completed.claims;
+        claims.customer_id = challenge.customer_id;
+        claims.method = MethodClaim(challenge.method);
+        claims.level = challenge.method == common::v1::VERIFICATION_METHOD_TOTP
+                           ? auth::kLevelStrong
+                           : auth::kLevelBasic;
+        claims.token_id = RandomId("vt_");
+        claims.session_id = challenge.session_id;
+        // Tokens carry whole seconds.
+        claims.issued_at = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
+        claims.expires_at = claims.issued_at + std::min(options_.token_ttl, kMaxTokenTtl);
+        absl::StatusOr<std::string> token = auth::SignVerificationToken(*tokens_, claims);
+        if (!token.ok()) return token.status();
+        completed.token = std::move(*token);
+        completed.verification.set_method(challenge.method);
+        completed.verification.set_level(
+            static_cast<common::v1::VerificationLevel>(claims.level));
+        protoutil::ToTimestamp(claims.issued_at,
+                               completed.verification.mutable_verified_at());
+        protoutil::ToTimestamp(claims.expires_at,
+                               completed.verification.mutable_expires_at());
+
+        write.challenges.push_back(challenge);
+        write.customers.push_back(customer);
+        events::v1::Event event;
+        events::v1::VerificationSucceeded* payload =
+            event.mutable_verification_succeeded();
+        payload->set_customer_id(challenge.customer_id);
+        payload->set_challenge_id(challenge.challenge_id);
+        payload->set_session_id(challenge.session_id);
+        *payload->mutable_verification() = completed.verification;
+        payload->set_token_id(claims.token_id);
+        payload->set_failed_attempts(challenge.attempts_used);
+        if (absl::Status s = events::Seal(event, kProducer, challenge.customer_id, now);
+            !s.ok()) {
+          return s;
+        }
+        write.events.push_back(std::move(event));
+        if (metrics_ != nullptr) {
+          metrics_->outcome(challenge.method, Outcome::kSucceeded).Increment();
+        }
+      }
+    }
+    pending = Commit(std::move(write));
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (!answer.ok()) return answer;
+  return completed;
+}
+
+absl::StatusOr<bool> Identity::RegisterContact(const std::string& customer_id,
+                                               common::v1::VerificationMethod method,
+                                               const std::string& address,
+                                               const std::string& actor_id) {
+  if (absl::Status s = validation::ValidateId("customer_id", customer_id); !s.ok()) return s;
+  if (absl::Status s = ValidateMethod(method, /*allow_totp=*/false); !s.ok()) return s;
+  if (!address.empty()) {
+    absl::Status s = method == common::v1::VERIFICATION_METHOD_EMAIL_OTP
+                         ? ValidateEmail(address)
+                         : ValidatePhone(address);
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  bool replaced = false;
+  std::shared_ptr<Pending> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    CustomerRecord& customer = CustomerLocked(customer_id);
+    std::string& slot = method == common::v1::VERIFICATION_METHOD_EMAIL_OTP
+                            ? customer.email
+                            : customer.phone;
+    replaced = !slot.empty();
+    if (slot == address) return replaced;  // A retry, or no change.
+    slot = address;
+    IdentityWrite write;
+    write.customers.push_back(customer);
+    events::v1::Event event;
+    events::v1::ContactChanged* payload = event.mutable_contact_changed();
+    payload->set_customer_id(customer_id);
+    payload->set_method(method);
+    payload->set_removed(address.empty());
+    payload->set_actor_id(actor_id);
+    if (absl::Status s = events::Seal(event, kProducer, customer_id, now); !s.ok()) return s;
+    write.events.push_back(std::move(event));
+    pending = Commit(std::move(write));
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return replaced;
+}
+
+absl::StatusOr<Identity::EnrollmentStarted> Identity::StartTotpEnrollment(
+    const std::string& customer_id, const std::string& account_label,
+    const std::string& actor_id, std::optional<int> proof_level) {
+  if (absl::Status s = validation::ValidateId("customer_id", customer_id); !s.ok()) return s;
+  if (absl::Status s = validation::ValidateText("account_label", account_label, kMaxLabel);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  EnrollmentStarted started;
+  std::shared_ptr<Pending> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    CustomerRecord& customer = CustomerLocked(customer_id);
+    if (proof_level.has_value()) {
+      const bool has_authenticator = !customer.totp_secret_sealed.empty();
+      const int needed = has_authenticator ? auth::kLevelStrong : auth::kLevelBasic;
+      if (*proof_level < needed) {
+        return absl::PermissionDeniedError(
+            has_authenticator
+                ? "verification_token: replacing an authenticator needs a STRONG (TOTP) "
+                  "verification"
+                : "verification_token: a verification is needed first");
+      }
+    }
+    Prune(customer.recent_enrollments, now - absl::Hours(1));
+    if (static_cast<int>(customer.recent_enrollments.size()) >=
+        options_.max_enrollments_per_hour) {
+      if (metrics_ != nullptr) metrics_->rate_limited_enrollment->Increment();
+      return Exhausted("too many authenticator enrollments started in the last hour",
+                       customer.recent_enrollments.front() + absl::Hours(1), now);
+    }
+    customer.recent_enrollments.push_back(now);
+
+    const std::string secret = RandomBytes(kTotpSecretBytes);
+    EnrollmentRecord& enrollment = started.enrollment;
+    enrollment.enrollment_id = RandomId("enr_");
+    enrollment.customer_id = customer_id;
+    enrollment.secret_sealed = box_->Seal(secret, customer_id);
+    enrollment.actor_id = actor_id;
+    enrollment.created_at = now;
+    enrollment.expires_at = now + kEnrollmentTtl;
+    enrollments_[enrollment.enrollment_id] = enrollment;
+    started.secret_base32 = Base32Encode(secret);
+    const std::string label = account_label.empty() ? customer_id : account_label;
+    started.otpauth_uri = absl::StrCat(
+        "otpauth://totp/Switchboard:", PercentEncode(label), "?secret=",
+        started.secret_base32, "&issuer=Switchboard&algorithm=SHA1&digits=6&period=30");
+
+    IdentityWrite write;
+    write.customers.push_back(customer);
+    write.enrollments.push_back(enrollment);
+    pending = Commit(std::move(write));
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return started;
+}
+
+absl::StatusOr<Identity::EnrollmentConfirmed> Identity::ConfirmTotpEnrollment(
+    const std::string& caller_customer, const std::string& enrollment_id,
+    const std::string& code) {
+  if (enrollment_id.empty()) {
+    return absl::InvalidArgumentError("enrollment_id: must not be empty");
+  }
+  if (absl::Status s =
+          validation::ValidateId("enrollment_id", enrollment_id, kMaxChallengeId);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateCode(code); !s.ok()) return s;
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  absl::Status answer;
+  EnrollmentConfirmed confirmed;
+  std::shared_ptr<Pending> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    auto it = enrollments_.find(enrollment_id);
+    if (it == enrollments_.end() ||
+        (!caller_customer.empty() && it->second.customer_id != caller_customer)) {
+      return absl::NotFoundError("enrollment_id: no such enrollment");
+    }
+    EnrollmentRecord& enrollment = it->second;
+    if (enrollment.used) {
+      return absl::FailedPreconditionError(
+          "enrollment_id: this enrollment was already confirmed");
+    }
+    if (now >= enrollment.expires_at) {
+      return absl::FailedPreconditionError(
+          "enrollment_id: the enrollment expired; start a new one");
+    }
+    if (enrollment.attempts_used >= kEnrollmentAttempts) {
+      return absl::FailedPreconditionError(
+          "enrollment_id: the enrollment has no attempts left; start a new one");
+    }
+    absl::StatusOr<std::string> secret =
+        box_->Open(enrollment.secret_sealed, enrollment.customer_id);
+    if (!secret.ok()) return secret.status();
+    const int64_t step = MatchTotp(*secret, code, now);
+    IdentityWrite write;
+    if (step < 0) {
+      ++enrollment.attempts_used;
+      answer = WrongCode(kEnrollmentAttempts - enrollment.attempts_used);
+      write.enrollments.push_back(enrollment);
+    } else {
+      CustomerRecord& customer = CustomerLocked(enrollment.customer_id);
+      confirmed.replaced = !customer.totp_secret_sealed.empty();
+      confirmed.enrolled_at = now;
+      enrollment.used = true;
+      customer.totp_secret_sealed = enrollment.secret_sealed;
+      customer.totp_enrolled_at = now;
+      // The confirming code must not also verify.
+      customer.last_totp_step = step;
+      write.enrollments.push_back(enrollment);
+      write.customers.push_back(customer);
+      events::v1::Event event;
+      events::v1::TotpEnrolled* payload = event.mutable_totp_enrolled();
+      payload->set_customer_id(enrollment.customer_id);
+      payload->set_enrollment_id(enrollment.enrollment_id);
+      payload->set_replaced(confirmed.replaced);
+      payload->set_actor_id(enrollment.actor_id);
+      if (absl::Status s = events::Seal(event, kProducer, enrollment.customer_id, now);
+          !s.ok()) {
+        return s;
+      }
+      write.events.push_back(std::move(event));
+      if (metrics_ != nullptr) metrics_->totp_enrollments->Increment();
+    }
+    pending = Commit(std::move(write));
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (!answer.ok()) return answer;
+  return confirmed;
+}
+
+absl::StatusOr<int> Identity::Sweep() {
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  int deleted = 0;
+  std::shared_ptr<Pending> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time cutoff = clock_->Now() - options_.retention;
+    IdentityWrite write;
+    for (auto it = challenges_.begin(); it != challenges_.end();) {
+      auto here = it++;
+      if (here->second.expires_at < cutoff) {
+        write.deleted_challenge_ids.push_back(here->first);
+        challenges_.erase(here);
+      }
+    }
+    for (auto it = enrollments_.begin(); it != enrollments_.end();) {
+      auto here = it++;
+      if (here->second.expires_at < cutoff) {
+        write.deleted_enrollment_ids.push_back(here->first);
+        enrollments_.erase(here);
+      }
+    }
+    deleted = static_cast<int>(write.deleted_challenge_ids.size() +
+                               write.deleted_enrollment_ids.size());
+    if (write.empty()) return 0;
+    pending = Commit(std::move(write));
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return deleted;
+}
+
+}  // namespace switchboard::identity

@@ -1,0 +1,224 @@
+#include "services/identity/identity_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/auth/grpc_auth.h"
+#include "libs/auth/verification_token.h"
+#include "libs/protoutil/time.h"
+#include "libs/server/status.h"
+#include "libs/server/unary.h"
+
+namespace switchboard::identity {
+namespace {
+
+using auth::Role;
+using server::FinishNow;
+using server::RunUnary;
+
+// Copies the logic's retry-after / attempts-remaining payloads to trailing
+// metadata, then passes the status on.
+absl::Status WithTrailers(grpc::CallbackServerContext* context, absl::Status status) {
+  for (const char* key : {kRetryAfter, kAttemptsRemaining}) {
+    if (auto value = status.GetPayload(key); value.has_value()) {
+      context->AddTrailingMetadata(key, std::string(*value));
+    }
+  }
+  return status;
+}
+
+}  // namespace
+
+IdentityService::IdentityService(Identity* identity, const auth::TokenCodec* tokens,
+                                 Clock* clock, server::BlockingPool* pool)
+    : identity_(identity), tokens_(tokens), clock_(clock), pool_(pool) {}
+
+absl::StatusOr<auth::Principal> IdentityService::Authenticate(
+    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
+    absl::string_view method) {
+  absl::StatusOr<auth::Principal> principal =
+      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
+  if (!principal.ok()) return principal.status();
+  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
+  return principal;
+}
+
+absl::StatusOr<std::string> IdentityService::TargetCustomer(
+    const auth::Principal& principal, const std::string& requested,
+    absl::string_view method) {
+  if (principal.role == Role::kCustomer) {
+    if (!requested.empty() && requested != principal.subject) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(method, ": a customer may act for themselves only"));
+    }
+    return principal.subject;
+  }
+  if (requested.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("customer_id: required when a ", auth::RoleName(principal.role),
+                     " calls"));
+  }
+  return requested;
+}
+
+grpc::ServerUnaryReactor* IdentityService::StartVerification(
+    grpc::CallbackServerContext* context, const v1::StartVerificationRequest* request,
+    v1::StartVerificationResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kCustomer, Role::kService}, "StartVerification");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  absl::StatusOr<std::string> customer =
+      TargetCustomer(*principal, request->customer_id(), "StartVerification");
+  if (!customer.ok()) return FinishNow(context, customer.status());
+  return RunUnary(context, *pool_, [this, context, request, response,
+                                    customer = *customer] {
+    Identity::StartCommand command{customer, request->method(), request->session_id(),
+                                   request->language()};
+    absl::StatusOr<Identity::Started> started = identity_->StartVerification(command);
+    if (!started.ok()) return WithTrailers(context, started.status());
+    const ChallengeRecord& challenge = started->challenge;
+    response->set_challenge_id(challenge.challenge_id);
+    response->set_method(challenge.method);
+    protoutil::ToTimestamp(challenge.expires_at, response->mutable_expires_at());
+    response->set_max_attempts(challenge.max_attempts);
+    protoutil::ToTimestamp(started->resend_available_at,
+                           response->mutable_resend_available_at());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* IdentityService::CompleteVerification(
+    grpc::CallbackServerContext* context, const v1::CompleteVerificationRequest* request,
+    v1::CompleteVerificationResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kCustomer, Role::kService}, "CompleteVerification");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  const std::string caller =
+      principal->role == Role::kCustomer ? principal->subject : std::string();
+  return RunUnary(context, *pool_, [this, context, request, response, caller] {
+    absl::StatusOr<Identity::Completed> completed = identity_->CompleteVerification(
+        caller, request->challenge_id(), request->code());
+    if (!completed.ok()) return WithTrailers(context, completed.status());
+    response->set_verification_token(completed->token);
+    response->set_token_id(completed->claims.token_id);
+    *response->mutable_verification() = completed->verification;
+    response->set_session_id(completed->claims.session_id);
+    response->set_customer_id(completed->claims.customer_id);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* IdentityService::ValidateToken(
+    grpc::CallbackServerContext* context, const v1::ValidateTokenRequest* request,
+    v1::ValidateTokenResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService, Role::kSupervisor}, "ValidateToken");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (request->verification_token().empty()) {
+    return FinishNow(context,
+                     absl::InvalidArgumentError("verification_token: must not be empty"));
+  }
+  if (request->verification_token().size() > auth::TokenCodec::kMaxTokenBytes) {
+    return FinishNow(context,
+                     absl::InvalidArgumentError("verification_token: longer than 8 KiB"));
+  }
+  if (!common::v1::VerificationLevel_IsValid(request->min_level())) {
+    return FinishNow(context, absl::InvalidArgumentError("min_level: unknown level"));
+  }
+  // Signature checks only: no blocking work, answered on this thread.
+  TokenCheck check = CheckVerificationToken(
+      *tokens_, request->verification_token(), request->customer_id(),
+      request->session_id(), request->min_level(), clock_->Now());
+  response->set_valid(check.reason == v1::INVALID_TOKEN_REASON_UNSPECIFIED);
+  response->set_reason(check.reason);
+  if (check.claims.has_value()) {
+    const auth::VerificationClaims& claims = *check.claims;
+    response->set_customer_id(claims.customer_id);
+    response->set_session_id(claims.session_id);
+    response->set_token_id(claims.token_id);
+    common::v1::VerificationState* state = response->mutable_verification();
+    state->set_method(MethodFromClaim(claims.method));
+    state->set_level(static_cast<common::v1::VerificationLevel>(claims.level));
+    protoutil::ToTimestamp(claims.issued_at, state->mutable_verified_at());
+    protoutil::ToTimestamp(claims.expires_at, state->mutable_expires_at());
+  }
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* IdentityService::RegisterContact(
+    grpc::CallbackServerContext* context, const v1::RegisterContactRequest* request,
+    v1::RegisterContactResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService, Role::kSupervisor}, "RegisterContact");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response, actor = principal->subject] {
+    absl::StatusOr<bool> replaced = identity_->RegisterContact(
+        request->customer_id(), request->method(), request->address(), actor);
+    if (!replaced.ok()) return replaced.status();
+    response->set_replaced(*replaced);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* IdentityService::StartTotpEnrollment(
+    grpc::CallbackServerContext* context, const v1::StartTotpEnrollmentRequest* request,
+    v1::StartTotpEnrollmentResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(
+      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "StartTotpEnrollment");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  absl::StatusOr<std::string> customer =
+      TargetCustomer(*principal, request->customer_id(), "StartTotpEnrollment");
+  if (!customer.ok()) return FinishNow(context, customer.status());
+  std::optional<int> proof_level;
+  if (principal->role == Role::kCustomer) {
+    if (request->verification_token().empty()) {
+      return FinishNow(context, absl::PermissionDeniedError(
+                                    "verification_token: customers need a verification "
+                                    "token to enroll an authenticator"));
+    }
+    absl::StatusOr<auth::VerificationClaims> claims = auth::VerifyVerificationToken(
+        *tokens_, request->verification_token(), clock_->Now());
+    if (!claims.ok()) {
+      return FinishNow(context, absl::PermissionDeniedError(absl::StrCat(
+                                    "verification_token: ", claims.status().message())));
+    }
+    if (claims->customer_id != *customer) {
+      return FinishNow(context, absl::PermissionDeniedError(
+                                    "verification_token: issued to another customer"));
+    }
+    proof_level = claims->level;
+  }
+  return RunUnary(context, *pool_, [this, context, request, response,
+                                    customer = *customer, actor = principal->subject,
+                                    proof_level] {
+    absl::StatusOr<Identity::EnrollmentStarted> started = identity_->StartTotpEnrollment(
+        customer, request->account_label(), actor, proof_level);
+    if (!started.ok()) return WithTrailers(context, started.status());
+    response->set_enrollment_id(started->enrollment.enrollment_id);
+    response->set_secret_base32(started->secret_base32);
+    response->set_otpauth_uri(started->otpauth_uri);
+    response->set_digits(kCodeDigits);
+    protoutil::ToDuration(absl::Seconds(30), response->mutable_period());
+    protoutil::ToTimestamp(started->enrollment.expires_at, response->mutable_expires_at());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* IdentityService::ConfirmTotpEnrollment(
+    grpc::CallbackServerContext* context, const v1::ConfirmTotpEnrollmentRequest* request,
+    v1::ConfirmTotpEnrollmentResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kCustomer, Role::kSupervisor, Role::kService},
+                   "ConfirmTotpEnrollment");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  const std::string caller =
+      principal->role == Role::kCustomer ? principal->subject : std::string();
+  return RunUnary(context, *pool_, [this, context, request, response, caller] {
+    absl::StatusOr<Identity::EnrollmentConfirmed> confirmed =
+        identity_->ConfirmTotpEnrollment(caller, request->enrollment_id(), request->code());
+    if (!confirmed.ok()) return WithTrailers(context, confirmed.status());
+    protoutil::ToTimestamp(confirmed->enrolled_at, response->mutable_enrolled_at());
+    response->set_replaced(confirmed->replaced);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace switchboard::identity

@@ -1,0 +1,174 @@
+// The identity server: flags -> wiring -> serve until SIGTERM/SIGINT -> drain.
+#include <filesystem>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "libs/auth/token.h"
+#include "libs/config/flags.h"
+#include "libs/events/envelope.h"
+#include "libs/events/json_lines_sink.h"
+#include "libs/events/relay.h"
+#include "libs/log/log.h"
+#include "libs/server/server.h"
+#include "services/identity/crypto.h"
+#include "services/identity/identity.h"
+#include "services/identity/identity_service.h"
+#include "services/identity/notifier.h"
+#include "services/identity/sqlite_store.h"
+
+namespace switchboard::identity {
+namespace {
+
+struct Config {
+  server::ServerOptions server;
+  std::string data_dir = "data";
+  std::string token_key_file;
+  std::string identity_key_file;
+  std::string events_file;
+  std::string code_outbox_file;
+  std::string topic_prefix = "switchboard.";
+  IdentityOptions identity;
+  absl::Duration sweep_interval = absl::Minutes(1);
+  absl::Duration relay_flush_deadline = absl::Seconds(5);
+};
+
+int Fail(absl::string_view what, const absl::Status& status) {
+  log::Error("startup_failed", {{"service", "identity"},
+                                {"step", what},
+                                {"error", status.ToString()}});
+  return 1;
+}
+
+int Run(int argc, char** argv) {
+  server::BlockTerminationSignals();
+  Config config;
+  config.server.service_name = "identity";
+  config.server.port = 7105;
+  config.server.metrics_port = 9105;
+  config.server.grpc_service_names = {v1::IdentityService::service_full_name()};
+  config::FlagSet flags("identity");
+  server::AddServerFlags(flags, &config.server);
+  IdentityOptions& o = config.identity;
+  flags.Add("data_dir", &config.data_dir,
+            "folder of identity.db, the events file, the keys and the development code outbox");
+  flags.Add("token_key_file", &config.token_key_file,
+            "HMAC key of access and verification tokens (shared by every service); default "
+            "DATA_DIR/token.key, created if missing");
+  flags.Add("identity_key_file", &config.identity_key_file,
+            "identity's own key (hex, 32+ bytes): keys the hashes of one-time codes and "
+            "encrypts TOTP secrets; default DATA_DIR/identity.key, created if missing. "
+            "Losing it voids every enrolled authenticator");
+  flags.Add("events_file", &config.events_file,
+            "JSON-lines event sink; default DATA_DIR/events/identity.jsonl");
+  flags.Add("code_outbox_file", &config.code_outbox_file,
+            "DEVELOPMENT ONLY: where one-time codes are written in plain text for a local "
+            "run; default DATA_DIR/DEVELOPMENT-ONLY-code-outbox.jsonl");
+  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  flags.Add("code_ttl", &o.code_ttl, "how long a one-time code is accepted (at most 10m)");
+  flags.Add("max_attempts", &o.max_attempts, "attempts per challenge");
+  flags.Add("resend_interval", &o.resend_interval,
+            "least time between two StartVerification calls of a customer");
+  flags.Add("max_starts_per_hour", &o.max_starts_per_hour,
+            "StartVerification calls per customer per rolling hour");
+  flags.Add("lockout_failures", &o.lockout_failures,
+            "failed attempts within --failure_window that lock a customer out");
+  flags.Add("failure_window", &o.failure_window, "window in which failures are counted");
+  flags.Add("lockout", &o.lockout, "how long a lockout lasts");
+  flags.Add("token_ttl", &o.token_ttl, "lifetime of verification tokens (at most 1h)");
+  flags.Add("sweep_interval", &config.sweep_interval,
+            "how often finished challenges and enrollments are deleted");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) return 0;
+    std::fprintf(stderr, "identity: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (o.code_ttl <= absl::ZeroDuration() || o.code_ttl > kMaxCodeTtl ||
+      o.token_ttl <= absl::ZeroDuration() || o.token_ttl > kMaxTokenTtl ||
+      o.max_attempts < 1 || o.max_starts_per_hour < 1 || o.lockout_failures < 1 ||
+      o.resend_interval < absl::ZeroDuration() || o.failure_window <= absl::ZeroDuration() ||
+      o.lockout <= absl::ZeroDuration() || config.sweep_interval <= absl::ZeroDuration()) {
+    std::fprintf(stderr,
+                 "identity: --code_ttl must be in (0, 10m], --token_ttl in (0, 1h], counts "
+                 "at least 1, and durations positive\n");
+    return 2;
+  }
+
+  std::error_code error;
+  std::filesystem::create_directories(config.data_dir + "/events", error);
+  if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
+  const bool default_token_key = config.token_key_file.empty();
+  if (default_token_key) config.token_key_file = config.data_dir + "/token.key";
+  const bool default_identity_key = config.identity_key_file.empty();
+  if (default_identity_key) config.identity_key_file = config.data_dir + "/identity.key";
+  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/identity.jsonl";
+  if (config.code_outbox_file.empty()) {
+    config.code_outbox_file =
+        config.data_dir + "/" + DevelopmentCodeOutbox::kFileName;
+  }
+
+  absl::StatusOr<std::string> token_key =
+      auth::LoadOrCreateKey(config.token_key_file, default_token_key);
+  if (!token_key.ok()) return Fail("token_key", token_key.status());
+  auth::TokenCodec tokens(*token_key);
+  absl::StatusOr<std::string> identity_key =
+      auth::LoadOrCreateKey(config.identity_key_file, default_identity_key);
+  if (!identity_key.ok()) return Fail("identity_key", identity_key.status());
+  const CodeHasher hasher(DeriveKey(*identity_key, "switchboard identity code hash v1"));
+  const SecretBox box(DeriveKey(*identity_key, "switchboard identity totp secret v1"));
+
+  const std::string db_path = config.data_dir + "/identity.db";
+  auto db = storage::Database::Open({db_path});
+  if (!db.ok()) return Fail("open_database", db.status());
+  if (absl::Status s = (*db)->Migrate(IdentityMigrations()); !s.ok()) {
+    return Fail("migrate", s);
+  }
+  auto reader = storage::Database::Open({db_path});
+  if (!reader.ok()) return Fail("open_database", reader.status());
+  auto sink = events::JsonLinesSink::Open(config.events_file);
+  if (!sink.ok()) return Fail("events_file", sink.status());
+  auto notifier = DevelopmentCodeOutbox::Open(config.code_outbox_file);
+  if (!notifier.ok()) return Fail("code_outbox_file", notifier.status());
+  log::Warning("development_code_outbox",
+               {{"path", config.code_outbox_file},
+                {"note", "one-time codes are written there in plain text: development only"}});
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  storage::GroupCommitter committer(db->get());
+  events::Relay relay(std::move(*reader), &committer, sink->get(), *registry, {});
+  SqliteIdentityStore store(&committer, events::TopicFor(config.topic_prefix, "identity"),
+                            [&relay] { relay.Notify(); });
+  IdentityMetrics metrics(*registry);
+  Identity identity(&store, RealClock(), &metrics, &hasher, &box, &tokens, notifier->get(),
+                    config.identity);
+  if (absl::Status s = identity.Load(); !s.ok()) return Fail("load", s);
+
+  server::BlockingPool pool(config.server.worker_threads);
+  IdentityService service(&identity, &tokens, RealClock(), &pool);
+  auto server = server::Server::Start(config.server, {&service}, registry);
+  if (!server.ok()) return Fail("listen", server.status());
+
+  absl::Notification stop_sweeping;
+  std::thread sweeper([&] {
+    while (!stop_sweeping.WaitForNotificationWithTimeout(config.sweep_interval)) {
+      if (absl::StatusOr<int> swept = identity.Sweep(); !swept.ok()) {
+        log::Error("sweep_failed", {{"error", swept.status().ToString()}});
+      }
+    }
+  });
+
+  const std::string signal = server::WaitForTerminationSignal();
+  log::Info("shutdown_requested", {{"service", "identity"}, {"signal", signal}});
+  (*server)->Shutdown();
+  stop_sweeping.Notify();
+  sweeper.join();
+  pool.Stop();
+  relay.Stop(config.relay_flush_deadline);
+  committer.Stop();
+  log::Info("shutdown_complete", {{"service", "identity"}});
+  return 0;
+}
+
+}  // namespace
+}  // namespace switchboard::identity
+
+int main(int argc, char** argv) { return switchboard::identity::Run(argc, argv); }

@@ -1,0 +1,54 @@
+#pragma once
+
+#include <array>
+
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
+#include "switchboard/common/v1/common.pb.h"
+
+namespace switchboard::identity {
+
+// Why a CompleteVerification attempt ended as it did (the `outcome` label).
+enum class Outcome {
+  kSucceeded = 0,
+  kWrongCode,
+  kExpired,
+  kAttemptsExhausted,
+  kChallengeUsed,
+  kCodeReused,
+  kCount,
+};
+
+// Every domain metric of the identity service, created once. No label holds
+// a customer id, a code or a contact.
+struct IdentityMetrics {
+  explicit IdentityMetrics(prometheus::Registry& registry);
+
+  prometheus::Counter& outcome(common::v1::VerificationMethod method, Outcome outcome) {
+    return *outcomes[MethodIndex(method)][static_cast<int>(outcome)];
+  }
+  prometheus::Counter& started(common::v1::VerificationMethod method) {
+    return *challenges_started[MethodIndex(method)];
+  }
+  static int MethodIndex(common::v1::VerificationMethod method);
+
+  // switchboard_identity_verifications_total{method,outcome}: completion
+  // attempts on existing challenges, by method and outcome.
+  std::array<std::array<prometheus::Counter*, static_cast<int>(Outcome::kCount)>, 3>
+      outcomes{};
+  // switchboard_identity_challenges_started_total{method}.
+  std::array<prometheus::Counter*, 3> challenges_started{};
+  // switchboard_identity_lockouts_total.
+  prometheus::Counter* lockouts;
+  // switchboard_identity_rate_limited_total{call}: calls refused by a rate
+  // limit or lockout.
+  prometheus::Counter* rate_limited_start;
+  prometheus::Counter* rate_limited_complete;
+  prometheus::Counter* rate_limited_enrollment;
+  // switchboard_identity_code_delivery_failures_total.
+  prometheus::Counter* delivery_failures;
+  // switchboard_identity_totp_enrollments_total.
+  prometheus::Counter* totp_enrollments;
+};
+
+}  // namespace switchboard::identity

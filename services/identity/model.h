@@ -1,0 +1,83 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "switchboard/common/v1/common.pb.h"
+#include "switchboard/events/v1/event.pb.h"
+
+namespace switchboard::identity {
+
+// What identity keeps per customer: contacts, the authenticator, and the
+// counters behind rate limits and lockouts.
+struct CustomerRecord {
+  std::string customer_id;
+  // Where codes go; empty when none is registered.
+  std::string email;
+  std::string phone;
+  // The TOTP secret sealed with SecretBox (associated data: customer id);
+  // empty when no authenticator is enrolled.
+  std::string totp_secret_sealed;
+  absl::Time totp_enrolled_at = absl::InfinitePast();
+  // The last TOTP step accepted (each code is accepted once); -1 for none.
+  int64_t last_totp_step = -1;
+  // The newest challenge; the only one that can still succeed.
+  std::string current_challenge_id;
+  // Verification is refused until then.
+  absl::Time locked_until = absl::InfinitePast();
+  // Recent StartVerification calls, failed attempts and enrollment starts,
+  // oldest first, pruned to their counting windows.
+  std::vector<absl::Time> recent_starts;
+  std::vector<absl::Time> recent_failures;
+  std::vector<absl::Time> recent_enrollments;
+};
+
+enum class ChallengeState { kOpen = 0, kUsed = 1, kReplaced = 2 };
+
+// A verification challenge. For EMAIL_OTP and SMS_OTP only the keyed hash of
+// the code is kept (CodeHasher); TOTP challenges have none.
+struct ChallengeRecord {
+  std::string challenge_id;
+  std::string customer_id;
+  common::v1::VerificationMethod method = common::v1::VERIFICATION_METHOD_UNSPECIFIED;
+  std::string session_id;
+  std::string code_hash;
+  absl::Time created_at = absl::UnixEpoch();
+  absl::Time expires_at = absl::UnixEpoch();
+  int attempts_used = 0;
+  int max_attempts = 0;
+  ChallengeState state = ChallengeState::kOpen;
+};
+
+// A TOTP enrollment waiting for its confirming code.
+struct EnrollmentRecord {
+  std::string enrollment_id;
+  std::string customer_id;
+  // The new secret, sealed like CustomerRecord::totp_secret_sealed.
+  std::string secret_sealed;
+  std::string actor_id;
+  absl::Time created_at = absl::UnixEpoch();
+  absl::Time expires_at = absl::UnixEpoch();
+  int attempts_used = 0;
+  bool used = false;
+};
+
+// Everything one operation changes, committed atomically with its events.
+struct IdentityWrite {
+  std::vector<CustomerRecord> customers;
+  std::vector<ChallengeRecord> challenges;
+  std::vector<EnrollmentRecord> enrollments;
+  std::vector<std::string> deleted_challenge_ids;
+  std::vector<std::string> deleted_enrollment_ids;
+  std::vector<events::v1::Event> events;
+
+  bool empty() const {
+    return customers.empty() && challenges.empty() && enrollments.empty() &&
+           deleted_challenge_ids.empty() && deleted_enrollment_ids.empty() &&
+           events.empty();
+  }
+};
+
+}  // namespace switchboard::identity
