@@ -1,0 +1,220 @@
+// The sessions server: flags -> wiring -> serve until SIGTERM/SIGINT -> drain.
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "libs/auth/token.h"
+#include "libs/client/peer.h"
+#include "libs/config/flags.h"
+#include "libs/events/envelope.h"
+#include "libs/events/json_lines_sink.h"
+#include "libs/events/relay.h"
+#include "libs/log/log.h"
+#include "libs/server/server.h"
+#include "services/sessions/grpc_peers.h"
+#include "services/sessions/sessions.h"
+#include "services/sessions/sessions_service.h"
+#include "services/sessions/sqlite_store.h"
+
+namespace switchboard::sessions {
+namespace {
+
+struct Config {
+  server::ServerOptions server;
+  std::string data_dir = "data";
+  std::string token_key_file;
+  std::string events_file;
+  std::string topic_prefix = "switchboard.";
+  std::string bot_address = "localhost:7103";
+  std::string routing_address = "localhost:7102";
+  absl::Duration bot_deadline = absl::Seconds(2);
+  absl::Duration routing_timeout = absl::Seconds(2);
+  std::string email_sla_by_category;
+  SessionsOptions sessions;
+  absl::Duration sweep_interval = absl::Seconds(5);
+  absl::Duration routing_retry_interval = absl::Seconds(2);
+  absl::Duration relay_flush_deadline = absl::Seconds(5);
+};
+
+int Fail(absl::string_view what, const absl::Status& status) {
+  log::Error("startup_failed", {{"service", "sessions"},
+                                {"step", what},
+                                {"error", status.ToString()}});
+  return 1;
+}
+
+// "ACCOUNT_SECURITY=4h,DEPOSIT=24h" -> per-category SLA targets.
+absl::Status ParseSlaByCategory(absl::string_view text,
+                                absl::flat_hash_map<int, absl::Duration>* out) {
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    common::v1::Category category;
+    absl::Duration target;
+    const std::string name = absl::StrCat(
+        "CATEGORY_", absl::AsciiStrToUpper(absl::StripAsciiWhitespace(kv.first)));
+    if (!common::v1::Category_Parse(name, &category) ||
+        category == common::v1::CATEGORY_UNSPECIFIED ||
+        !absl::ParseDuration(absl::StripAsciiWhitespace(kv.second), &target) ||
+        target <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--email_sla_by_category: \"", item,
+          "\" is not CATEGORY=DURATION, e.g. ACCOUNT_SECURITY=4h"));
+    }
+    (*out)[category] = target;
+  }
+  return absl::OkStatus();
+}
+
+int Run(int argc, char** argv) {
+  server::BlockTerminationSignals();
+  Config config;
+  config.server.service_name = "sessions";
+  config.server.port = 7101;
+  config.server.metrics_port = 9101;
+  config.server.grpc_service_names = {v1::SessionsService::service_full_name()};
+  config::FlagSet flags("sessions");
+  server::AddServerFlags(flags, &config.server);
+  flags.Add("data_dir", &config.data_dir,
+            "folder of sessions.db, the events file and the development token key");
+  flags.Add("token_key_file", &config.token_key_file,
+            "HMAC key of access and verification tokens; default DATA_DIR/token.key, "
+            "created if missing");
+  flags.Add("events_file", &config.events_file,
+            "JSON-lines event sink; default DATA_DIR/events/sessions.jsonl");
+  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  flags.Add("bot_address", &config.bot_address,
+            "bot service host:port; empty: no bot, chats go straight to a human");
+  flags.Add("routing_address", &config.routing_address,
+            "routing service host:port; empty: sessions wait QUEUED-pending");
+  flags.Add("bot_deadline", &config.bot_deadline,
+            "a bot turn slower than this escalates the session to a human");
+  flags.Add("routing_timeout", &config.routing_timeout,
+            "deadline of calls to routing (failed calls are retried)");
+  flags.Add("email_sla", &config.sessions.email_sla,
+            "first-response target of EMAIL sessions");
+  flags.Add("email_sla_by_category", &config.email_sla_by_category,
+            "per-category EMAIL targets, e.g. ACCOUNT_SECURITY=4h,DEPOSIT=24h");
+  flags.Add("reopen_window", &config.sessions.reopen_window,
+            "how long after resolution a session may be reopened");
+  flags.Add("idle_timeout", &config.sessions.idle_timeout,
+            "BOT and ASSIGNED sessions without a message this long are closed");
+  flags.Add("resolved_idle_timeout", &config.sessions.resolved_idle_timeout,
+            "RESOLVED sessions are closed this long after resolution");
+  flags.Add("sweep_interval", &config.sweep_interval,
+            "how often SLA breaches and idle sessions are checked");
+  flags.Add("routing_retry_interval", &config.routing_retry_interval,
+            "how often calls to routing that failed are retried");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) return 0;
+    std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (absl::Status s = ParseSlaByCategory(config.email_sla_by_category,
+                                          &config.sessions.email_sla_by_category);
+      !s.ok()) {
+    std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (config.sweep_interval <= absl::ZeroDuration() ||
+      config.routing_retry_interval <= absl::ZeroDuration() ||
+      config.bot_deadline <= absl::ZeroDuration() ||
+      config.routing_timeout <= absl::ZeroDuration() ||
+      config.sessions.email_sla <= absl::ZeroDuration()) {
+    std::fprintf(stderr,
+                 "sessions: --sweep_interval, --routing_retry_interval, --bot_deadline, "
+                 "--routing_timeout and --email_sla must be above 0\n");
+    return 2;
+  }
+
+  std::error_code error;
+  std::filesystem::create_directories(config.data_dir + "/events", error);
+  if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
+  const bool default_key = config.token_key_file.empty();
+  if (default_key) config.token_key_file = config.data_dir + "/token.key";
+  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/sessions.jsonl";
+
+  absl::StatusOr<std::string> key =
+      auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
+  if (!key.ok()) return Fail("token_key", key.status());
+  auth::TokenCodec tokens(*key);
+
+  const std::string db_path = config.data_dir + "/sessions.db";
+  auto db = storage::Database::Open({db_path});
+  if (!db.ok()) return Fail("open_database", db.status());
+  if (absl::Status s = (*db)->Migrate(SessionsMigrations()); !s.ok()) {
+    return Fail("migrate", s);
+  }
+  auto relay_reader = storage::Database::Open({db_path});
+  if (!relay_reader.ok()) return Fail("open_database", relay_reader.status());
+  auto store_reader = storage::Database::Open({db_path});
+  if (!store_reader.ok()) return Fail("open_database", store_reader.status());
+  auto sink = events::JsonLinesSink::Open(config.events_file);
+  if (!sink.ok()) return Fail("events_file", sink.status());
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  storage::GroupCommitter committer(db->get());
+  events::Relay relay(std::move(*relay_reader), &committer, sink->get(), *registry, {});
+  SqliteSessionStore store(&committer, std::move(*store_reader),
+                           events::TopicFor(config.topic_prefix, "sessions"),
+                           [&relay] { relay.Notify(); });
+  SessionsMetrics metrics(*registry);
+
+  client::ServiceToken service_token(&tokens, "sessions");
+  std::unique_ptr<GrpcBotClient> bot;
+  if (!config.bot_address.empty()) {
+    bot = std::make_unique<GrpcBotClient>(config.bot_address, &service_token,
+                                          config.bot_deadline);
+  }
+  std::unique_ptr<GrpcRoutingClient> routing;
+  if (!config.routing_address.empty()) {
+    routing = std::make_unique<GrpcRoutingClient>(config.routing_address, &service_token,
+                                                  config.routing_timeout);
+  }
+
+  server::BlockingPool pool(config.server.worker_threads);
+  Sessions sessions(&store, RealClock(), &metrics, &tokens, bot.get(), routing.get(),
+                    [&pool](std::function<void()> task) { pool.Run(std::move(task)); },
+                    config.sessions);
+  if (absl::Status s = sessions.Load(); !s.ok()) return Fail("load", s);
+
+  SessionsService service(&sessions, &tokens, RealClock(), &pool);
+  auto server = server::Server::Start(config.server, {&service}, registry);
+  if (!server.ok()) return Fail("listen", server.status());
+  (*server)->OnDrain([&service] { service.EndStreams(); });
+
+  absl::Notification stop;
+  std::thread sweeper([&] {
+    while (!stop.WaitForNotificationWithTimeout(config.sweep_interval)) {
+      if (absl::StatusOr<int> changed = sessions.Sweep(); !changed.ok()) {
+        log::Error("sweep_failed", {{"error", changed.status().ToString()}});
+      }
+    }
+  });
+  std::thread retrier([&] {
+    // At start too: sessions left pending by the previous run.
+    do {
+      sessions.RetryRouting();
+    } while (!stop.WaitForNotificationWithTimeout(config.routing_retry_interval));
+  });
+
+  const std::string signal = server::WaitForTerminationSignal();
+  log::Info("shutdown_requested", {{"service", "sessions"}, {"signal", signal}});
+  (*server)->Shutdown();
+  stop.Notify();
+  sweeper.join();
+  retrier.join();
+  pool.Stop();
+  relay.Stop(config.relay_flush_deadline);
+  committer.Stop();
+  log::Info("shutdown_complete", {{"service", "sessions"}});
+  return 0;
+}
+
+}  // namespace
+}  // namespace switchboard::sessions
+
+int main(int argc, char** argv) { return switchboard::sessions::Run(argc, argv); }

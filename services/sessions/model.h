@@ -1,0 +1,74 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "switchboard/events/v1/event.pb.h"
+#include "switchboard/routing/v1/routing_service.pb.h"
+#include "switchboard/sessions/v1/sessions_service.pb.h"
+
+namespace switchboard::sessions {
+
+// A session as the sessions logic keeps it: the API's Session (what clients
+// read, with every stage timestamp) plus the bookkeeping clients never see.
+struct SessionRecord {
+  v1::Session session;
+  // The idempotency key CreateSession was called with (empty if none).
+  std::string create_request_id;
+  // Recent request ids of TransferSession, ResolveSession, ReopenSession and
+  // RequestCallback on this session, newest last (at most 16).
+  std::deque<std::string> request_ids;
+  // Routing has not been told about the latest state yet: EnqueueSession
+  // (`enqueue`) when QUEUED, CancelSession (`cancel_reason`) otherwise.
+  // Kept until routing acknowledges, and retried in the background, so that
+  // a session is never lost while routing is down.
+  bool routing_pending = false;
+  // Bumped whenever routing_pending is set, so an acknowledgement of an older
+  // request does not clear a newer one.
+  int64_t routing_version = 0;
+  routing::v1::EnqueueSessionRequest enqueue;
+  routing::v1::CancelReason cancel_reason = routing::v1::CANCEL_REASON_UNSPECIFIED;
+  // The current bot stretch: when it started and its turns.
+  absl::Time bot_since = absl::InfinitePast();
+  int32_t bot_turns = 0;
+  // When the session entered its current state (drives idle timeouts).
+  absl::Time state_since = absl::InfinitePast();
+  // When the session first entered QUEUED; InfinitePast if never.
+  absl::Time first_queued_at = absl::InfinitePast();
+  int32_t customer_messages = 0;
+  int32_t bot_messages = 0;
+  int32_t agent_messages = 0;
+  // Agents assigned so far (AgentAssigned.assignment_number).
+  int32_t assignments = 0;
+  // The agent who last resolved it (offered first on reopen).
+  std::string resolved_by;
+  // The id of the callback pending from this session, if any.
+  std::string pending_callback_id;
+};
+
+// A stored message with what its idempotency check needs.
+struct StoredMessage {
+  v1::Message message;
+  // Serialized NewMessage the client sent: a retry must match it exactly.
+  std::string fingerprint;
+};
+
+// Everything one operation changes, committed atomically: the session, its
+// numbered events (the transcript and state changes clients stream), and
+// the outbox events for Kafka.
+struct SessionWrite {
+  std::vector<SessionRecord> sessions;
+  std::vector<v1::SessionEvent> session_events;
+  // Fingerprints of the messages among session_events, by message_id.
+  std::vector<std::pair<std::string, std::string>> fingerprints;
+  std::vector<events::v1::Event> events;
+
+  bool empty() const {
+    return sessions.empty() && session_events.empty() && events.empty();
+  }
+};
+
+}  // namespace switchboard::sessions

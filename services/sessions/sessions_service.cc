@@ -1,0 +1,570 @@
+#include "services/sessions/sessions_service.h"
+
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "libs/auth/grpc_auth.h"
+#include "libs/protoutil/time.h"
+#include "libs/server/status.h"
+#include "libs/server/unary.h"
+
+namespace switchboard::sessions {
+namespace {
+
+using auth::Role;
+using server::FinishNow;
+using server::RunUnary;
+
+}  // namespace
+
+// One StreamSessionEvents stream. Subscribes, replays the store up to the
+// subscription point one page at a time (each page read on the pool once the
+// previous one is written), then goes live. Deletes itself once gRPC is done
+// with it and no pool task of its own is pending.
+class SessionsService::StreamReactor
+    : public grpc::ServerWriteReactor<v1::StreamSessionEventsResponse>,
+      public SessionListener {
+ public:
+  StreamReactor(SessionsService* service, Caller caller, std::string session_id,
+                int64_t after)
+      : service_(service),
+        caller_(std::move(caller)),
+        session_id_(std::move(session_id)),
+        last_queued_(after) {}
+
+  void Start() { RunTask([this] { Open(); }); }
+
+  void OnEvent(const v1::SessionEvent& event) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || ending_) return;
+    if (!live_) {
+      if (event.sequence() <= subscribed_at_) return;
+      if (buffered_.size() >= service_->options_.max_stream_backlog) {
+        FinishLocked(Behind());
+        return;
+      }
+      buffered_.push_back(event);
+      return;
+    }
+    QueueLiveLocked(event);
+    WriteNextLocked();
+  }
+
+  void OnTyping(const v1::TypingIndication& typing) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || ending_ || !live_ || typing.participant_id() == caller_.id) return;
+    // Typing is ephemeral: under pressure it is dropped, never queued.
+    if (queue_.size() >= service_->options_.max_stream_backlog / 2) return;
+    *queue_.emplace_back().mutable_typing() = typing;
+    WriteNextLocked();
+  }
+
+  void End(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
+      return;
+    }
+    queue_.pop_front();
+    if (queue_.empty() && !live_ && !fetching_ && !finished_ && !ending_ && opened_) {
+      fetching_ = true;
+      RunTaskLocked([this] { FetchPage(); });
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override { End(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    service_->Forget(this);
+    bool subscribed;
+    bool last;
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      subscribed = subscribed_;
+      last = tasks_ == 0;
+    }
+    if (subscribed) service_->sessions_->Unsubscribe(session_id_, this);
+    if (last) delete this;
+  }
+
+ private:
+  static grpc::Status Behind() {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "subscriber fell more than 1000 events behind; reconnect with "
+                        "the last sequence seen");
+  }
+
+  template <typename Task>
+  void RunTask(Task task) {
+    absl::MutexLock lock(&mu_);
+    RunTaskLocked(std::move(task));
+  }
+
+  template <typename Task>
+  void RunTaskLocked(Task task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++tasks_;
+    if (!service_->pool_->Run([this, task = std::move(task)]() mutable {
+          task();
+          Release();
+        })) {
+      --tasks_;
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+    }
+  }
+
+  void Release() {
+    bool last;
+    {
+      absl::MutexLock lock(&mu_);
+      --tasks_;
+      last = done_ && tasks_ == 0;
+    }
+    if (last) delete this;
+  }
+
+  // On the pool: subscribe, then the first replay page.
+  void Open() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+    }
+    absl::StatusOr<int64_t> subscribed =
+        service_->sessions_->Subscribe(caller_, session_id_, last_queued_, this);
+    if (!subscribed.ok()) {
+      End(server::ToGrpcStatus(subscribed.status()));
+      return;
+    }
+    bool already_done;
+    {
+      absl::MutexLock lock(&mu_);
+      subscribed_ = true;
+      subscribed_at_ = *subscribed;
+      already_done = done_;
+    }
+    if (already_done) {
+      service_->sessions_->Unsubscribe(session_id_, this);
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      opened_ = true;
+      fetching_ = true;
+    }
+    FetchPage();
+  }
+
+  // On the pool: reads the next replay page and queues it.
+  void FetchPage() {
+    int64_t after;
+    int64_t up_to;
+    {
+      absl::MutexLock lock(&mu_);
+      after = last_queued_;
+      up_to = subscribed_at_;
+      if (finished_) return;
+    }
+    absl::StatusOr<std::vector<v1::SessionEvent>> events =
+        after >= up_to ? std::vector<v1::SessionEvent>()
+                       : service_->sessions_->ReadEvents(session_id_, after, up_to,
+                                                         service_->options_.replay_page);
+    absl::MutexLock lock(&mu_);
+    fetching_ = false;
+    if (finished_) return;
+    if (!events.ok()) {
+      FinishLocked(server::ToGrpcStatus(events.status()));
+      return;
+    }
+    for (v1::SessionEvent& event : *events) {
+      if (event.sequence() <= last_queued_) continue;
+      last_queued_ = event.sequence();
+      const bool closed = event.has_state_changed() &&
+                          event.state_changed().state() == v1::SESSION_STATE_CLOSED;
+      *queue_.emplace_back().mutable_event() = std::move(event);
+      if (closed) ending_ = true;
+    }
+    if (events->empty() || last_queued_ >= subscribed_at_) {
+      queue_.emplace_back().mutable_caught_up()->set_last_sequence(subscribed_at_);
+      live_ = true;
+      for (const v1::SessionEvent& event : buffered_) QueueLiveLocked(event);
+      buffered_.clear();
+    }
+    WriteNextLocked();
+  }
+
+  void QueueLiveLocked(const v1::SessionEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (ending_ || event.sequence() <= last_queued_) return;
+    if (queue_.size() >= service_->options_.max_stream_backlog) {
+      FinishLocked(Behind());
+      return;
+    }
+    last_queued_ = event.sequence();
+    *queue_.emplace_back().mutable_event() = event;
+    if (!Sessions::StillParticipates(caller_, event)) ending_ = true;
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || finished_) return;
+    if (queue_.empty()) {
+      if (ending_) FinishLocked(grpc::Status::OK);
+      return;
+    }
+    writing_ = true;
+    StartWrite(&queue_.front());
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  SessionsService* const service_;
+  const Caller caller_;
+  const std::string session_id_;
+  absl::Mutex mu_;
+  // The front is being written while writing_.
+  std::deque<v1::StreamSessionEventsResponse> queue_ ABSL_GUARDED_BY(mu_);
+  // Live events that arrived during the replay.
+  std::vector<v1::SessionEvent> buffered_ ABSL_GUARDED_BY(mu_);
+  // The highest sequence queued so far (the request's after_sequence first).
+  int64_t last_queued_ ABSL_GUARDED_BY(mu_);
+  // Events up to this one are replayed from the store; later ones come live.
+  int64_t subscribed_at_ ABSL_GUARDED_BY(mu_) = 0;
+  bool opened_ ABSL_GUARDED_BY(mu_) = false;
+  bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
+  bool fetching_ ABSL_GUARDED_BY(mu_) = false;
+  bool live_ ABSL_GUARDED_BY(mu_) = false;
+  // The last event to send is queued; finish OK once the queue is written.
+  bool ending_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  int tasks_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+SessionsService::SessionsService(Sessions* sessions, const auth::TokenCodec* tokens,
+                                 Clock* clock, server::BlockingPool* pool, Options options)
+    : sessions_(sessions), tokens_(tokens), clock_(clock), pool_(pool), options_(options) {}
+
+absl::StatusOr<Caller> SessionsService::Authenticate(grpc::CallbackServerContext* context,
+                                                     std::initializer_list<Role> allowed,
+                                                     absl::string_view method) {
+  absl::StatusOr<auth::Principal> principal =
+      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
+  if (!principal.ok()) return principal.status();
+  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
+  return Caller{principal->subject, principal->role};
+}
+
+grpc::ServerUnaryReactor* SessionsService::CreateSession(
+    grpc::CallbackServerContext* context, const v1::CreateSessionRequest* request,
+    v1::CreateSessionResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kService, Role::kSupervisor}, "CreateSession");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<Sessions::Created> created = sessions_->Create(caller, *request);
+    if (!created.ok()) return created.status();
+    *response->mutable_session() = std::move(created->session);
+    if (created->first_message) *response->mutable_first_message() = *created->first_message;
+    response->set_replayed(created->replayed);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::GetSession(grpc::CallbackServerContext* context,
+                                                      const v1::GetSessionRequest* request,
+                                                      v1::GetSessionResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
+      "GetSession");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  // Memory only: answered on the callback thread.
+  absl::StatusOr<v1::Session> session = sessions_->Get(*caller, request->session_id());
+  if (session.ok()) *response->mutable_session() = std::move(*session);
+  return FinishNow(context, session.status());
+}
+
+grpc::ServerUnaryReactor* SessionsService::ListSessions(
+    grpc::CallbackServerContext* context, const v1::ListSessionsRequest* request,
+    v1::ListSessionsResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
+      "ListSessions");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  Sessions::ListFilter filter;
+  filter.customer_id = request->customer_id();
+  filter.agent_id = request->agent_id();
+  for (int state : request->states()) {
+    filter.states.push_back(static_cast<v1::SessionState>(state));
+  }
+  filter.category = request->category();
+  filter.channel = request->channel();
+  if (request->has_created_after()) {
+    filter.created_after = protoutil::FromTimestamp(request->created_after());
+  }
+  if (request->has_created_before()) {
+    filter.created_before = protoutil::FromTimestamp(request->created_before());
+  }
+  return RunUnary(context, *pool_, [this, caller = *caller, filter, request, response] {
+    absl::StatusOr<Sessions::SessionPage> page =
+        sessions_->List(caller, filter, request->page_size(), request->page_token());
+    if (!page.ok()) return page.status();
+    for (v1::Session& s : page->sessions) *response->add_sessions() = std::move(s);
+    response->set_next_page_token(page->next_page_token);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::SendMessage(grpc::CallbackServerContext* context,
+                                                       const v1::SendMessageRequest* request,
+                                                       v1::SendMessageResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor}, "SendMessage");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<Sessions::Sent> sent = sessions_->SendMessage(
+        caller, request->session_id(), request->client_message_id(), request->message());
+    if (!sent.ok()) return sent.status();
+    *response->mutable_message() = std::move(sent->message);
+    response->set_replayed(sent->replayed);
+    response->set_session_state(sent->state);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::ListMessages(
+    grpc::CallbackServerContext* context, const v1::ListMessagesRequest* request,
+    v1::ListMessagesResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
+      "ListMessages");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<Sessions::MessagePage> page = sessions_->ListMessages(
+        caller, request->session_id(), request->after_sequence(), request->before_sequence(),
+        request->newest_first(), request->page_size(), request->page_token());
+    if (!page.ok()) return page.status();
+    for (v1::Message& m : page->messages) *response->add_messages() = std::move(m);
+    response->set_next_page_token(page->next_page_token);
+    response->set_last_sequence(page->last_sequence);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::StreamSessionEventsResponse>*
+SessionsService::StreamSessionEvents(grpc::CallbackServerContext* context,
+                                     const v1::StreamSessionEventsRequest* request) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
+      "StreamSessionEvents");
+  auto* reactor = new StreamReactor(this, caller.ok() ? *caller : Caller{},
+                                    request->session_id(), request->after_sequence());
+  if (!caller.ok()) {
+    reactor->End(server::ToGrpcStatus(caller.status()));
+    return reactor;
+  }
+  if (request->after_sequence() < 0) {
+    reactor->End(server::ToGrpcStatus(
+        absl::InvalidArgumentError("after_sequence: must not be negative")));
+    return reactor;
+  }
+  absl::MutexLock lock(&streams_mu_);
+  if (draining_) {
+    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+    return reactor;
+  }
+  streams_.insert(reactor);
+  reactor->Start();
+  return reactor;
+}
+
+void SessionsService::EndStreams() {
+  absl::MutexLock lock(&streams_mu_);
+  draining_ = true;
+  for (StreamReactor* reactor : streams_) {
+    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "server shutting down; reconnect with the last sequence seen"));
+  }
+}
+
+void SessionsService::Forget(StreamReactor* reactor) {
+  absl::MutexLock lock(&streams_mu_);
+  streams_.erase(reactor);
+}
+
+grpc::ServerUnaryReactor* SessionsService::UpdateTyping(grpc::CallbackServerContext* context,
+                                                        const v1::UpdateTypingRequest* request,
+                                                        v1::UpdateTypingResponse* response) {
+  absl::StatusOr<Caller> caller =
+      Authenticate(context, {Role::kCustomer, Role::kAgent}, "UpdateTyping");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  // Memory only (never stored): answered on the callback thread.
+  absl::StatusOr<absl::Time> expires =
+      sessions_->UpdateTyping(*caller, request->session_id(), request->typing());
+  if (expires.ok()) protoutil::ToTimestamp(*expires, response->mutable_expires_at());
+  return FinishNow(context, expires.status());
+}
+
+grpc::ServerUnaryReactor* SessionsService::AttachVerification(
+    grpc::CallbackServerContext* context, const v1::AttachVerificationRequest* request,
+    v1::AttachVerificationResponse* response) {
+  absl::StatusOr<Caller> caller =
+      Authenticate(context, {Role::kCustomer, Role::kService}, "AttachVerification");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<Sessions::Verified> verified = sessions_->AttachVerification(
+        caller, request->session_id(), request->verification_token());
+    if (!verified.ok()) return verified.status();
+    *response->mutable_verification() = verified->verification;
+    response->set_sequence(verified->sequence);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::EscalateSession(
+    grpc::CallbackServerContext* context, const v1::EscalateSessionRequest* request,
+    v1::EscalateSessionResponse* response) {
+  absl::StatusOr<Caller> caller =
+      Authenticate(context, {Role::kCustomer, Role::kService}, "EscalateSession");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session = sessions_->Escalate(caller, request->session_id());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = std::move(*session);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::RecordOffer(grpc::CallbackServerContext* context,
+                                                       const v1::RecordOfferRequest* request,
+                                                       v1::RecordOfferResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kService}, "RecordOffer");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  if (!request->has_expires_at()) {
+    return FinishNow(context, absl::InvalidArgumentError("expires_at: required"));
+  }
+  return RunUnary(context, *pool_, [this, caller = *caller, request] {
+    return sessions_->RecordOffer(caller, request->session_id(), request->agent_id(),
+                                  request->offer_id(),
+                                  protoutil::FromTimestamp(request->expires_at()));
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::AssignAgent(grpc::CallbackServerContext* context,
+                                                       const v1::AssignAgentRequest* request,
+                                                       v1::AssignAgentResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kService}, "AssignAgent");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session =
+        sessions_->AssignAgent(caller, request->session_id(), request->agent_id(),
+                               request->agent_display_name(), request->offer_id());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = std::move(*session);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::TransferSession(
+    grpc::CallbackServerContext* context, const v1::TransferSessionRequest* request,
+    v1::TransferSessionResponse* response) {
+  absl::StatusOr<Caller> caller =
+      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "TransferSession");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session = sessions_->Transfer(caller, *request);
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = std::move(*session);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::RequeueSession(
+    grpc::CallbackServerContext* context, const v1::RequeueSessionRequest* request,
+    v1::RequeueSessionResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kService}, "RequeueSession");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session =
+        sessions_->Requeue(caller, request->session_id(), request->agent_id());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = std::move(*session);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::ResolveSession(
+    grpc::CallbackServerContext* context, const v1::ResolveSessionRequest* request,
+    v1::ResolveSessionResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kAgent, Role::kSupervisor, Role::kCustomer}, "ResolveSession");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session =
+        sessions_->Resolve(caller, request->session_id(), request->resolution_summary(),
+                           request->request_id());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = std::move(*session);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::ReopenSession(
+    grpc::CallbackServerContext* context, const v1::ReopenSessionRequest* request,
+    v1::ReopenSessionResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor}, "ReopenSession");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session = sessions_->Reopen(
+        caller, request->session_id(), request->reason(), request->request_id());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = std::move(*session);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::CloseSession(grpc::CallbackServerContext* context,
+                                                        const v1::CloseSessionRequest* request,
+                                                        v1::CloseSessionResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
+      "CloseSession");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session =
+        sessions_->Close(caller, request->session_id(), request->reason());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = std::move(*session);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::RequestCallback(
+    grpc::CallbackServerContext* context, const v1::RequestCallbackRequest* request,
+    v1::RequestCallbackResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kCustomer}, "RequestCallback");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  if (!request->has_callback()) {
+    return FinishNow(context, absl::InvalidArgumentError("callback: required"));
+  }
+  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+    absl::StatusOr<Sessions::Callback> callback = sessions_->RequestCallback(
+        caller, request->session_id(), request->callback(), request->request_id());
+    if (!callback.ok()) return callback.status();
+    *response->mutable_callback() = std::move(callback->callback);
+    *response->mutable_phone_session() = std::move(callback->phone_session);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace switchboard::sessions

@@ -1,0 +1,116 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "libs/auth/token.h"
+#include "libs/clock/clock.h"
+#include "libs/server/blocking_pool.h"
+#include "services/sessions/sessions.h"
+#include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
+
+namespace switchboard::sessions {
+
+// The gRPC adapter of sessions: authenticates each call, checks the caller's
+// role against the proto's "Callers", converts messages, runs the logic on
+// the blocking pool and maps statuses. Per-session access (a customer's own
+// sessions, an agent's assigned or offered ones) is the logic's.
+//
+// StreamSessionEvents is a ServerWriteReactor per stream (no thread): it
+// subscribes first, then replays committed events from the store up to the
+// subscription point in pages (on the pool), then sends CaughtUp and the
+// live events, dropping any at or below the last one sent, so a resumed
+// stream misses nothing and repeats nothing.
+class SessionsService final : public v1::SessionsService::CallbackService {
+ public:
+  struct Options {
+    // Live events a subscriber may lag behind before its stream is ended
+    // with RESOURCE_EXHAUSTED.
+    size_t max_stream_backlog = 1000;
+    // Events read from the store per replay page.
+    int replay_page = 256;
+  };
+
+  // None owned; all must outlive the service.
+  SessionsService(Sessions* sessions, const auth::TokenCodec* tokens, Clock* clock,
+                  server::BlockingPool* pool, Options options);
+  SessionsService(Sessions* sessions, const auth::TokenCodec* tokens, Clock* clock,
+                  server::BlockingPool* pool)
+      : SessionsService(sessions, tokens, clock, pool, Options()) {}
+
+  grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* context,
+                                          const v1::CreateSessionRequest* request,
+                                          v1::CreateSessionResponse* response) override;
+  grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* context,
+                                       const v1::GetSessionRequest* request,
+                                       v1::GetSessionResponse* response) override;
+  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* context,
+                                         const v1::ListSessionsRequest* request,
+                                         v1::ListSessionsResponse* response) override;
+  grpc::ServerUnaryReactor* SendMessage(grpc::CallbackServerContext* context,
+                                        const v1::SendMessageRequest* request,
+                                        v1::SendMessageResponse* response) override;
+  grpc::ServerUnaryReactor* ListMessages(grpc::CallbackServerContext* context,
+                                         const v1::ListMessagesRequest* request,
+                                         v1::ListMessagesResponse* response) override;
+  grpc::ServerWriteReactor<v1::StreamSessionEventsResponse>* StreamSessionEvents(
+      grpc::CallbackServerContext* context,
+      const v1::StreamSessionEventsRequest* request) override;
+  grpc::ServerUnaryReactor* UpdateTyping(grpc::CallbackServerContext* context,
+                                         const v1::UpdateTypingRequest* request,
+                                         v1::UpdateTypingResponse* response) override;
+  grpc::ServerUnaryReactor* AttachVerification(
+      grpc::CallbackServerContext* context, const v1::AttachVerificationRequest* request,
+      v1::AttachVerificationResponse* response) override;
+  grpc::ServerUnaryReactor* EscalateSession(grpc::CallbackServerContext* context,
+                                            const v1::EscalateSessionRequest* request,
+                                            v1::EscalateSessionResponse* response) override;
+  grpc::ServerUnaryReactor* RecordOffer(grpc::CallbackServerContext* context,
+                                        const v1::RecordOfferRequest* request,
+                                        v1::RecordOfferResponse* response) override;
+  grpc::ServerUnaryReactor* AssignAgent(grpc::CallbackServerContext* context,
+                                        const v1::AssignAgentRequest* request,
+                                        v1::AssignAgentResponse* response) override;
+  grpc::ServerUnaryReactor* TransferSession(grpc::CallbackServerContext* context,
+                                            const v1::TransferSessionRequest* request,
+                                            v1::TransferSessionResponse* response) override;
+  grpc::ServerUnaryReactor* RequeueSession(grpc::CallbackServerContext* context,
+                                           const v1::RequeueSessionRequest* request,
+                                           v1::RequeueSessionResponse* response) override;
+  grpc::ServerUnaryReactor* ResolveSession(grpc::CallbackServerContext* context,
+                                           const v1::ResolveSessionRequest* request,
+                                           v1::ResolveSessionResponse* response) override;
+  grpc::ServerUnaryReactor* ReopenSession(grpc::CallbackServerContext* context,
+                                          const v1::ReopenSessionRequest* request,
+                                          v1::ReopenSessionResponse* response) override;
+  grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext* context,
+                                         const v1::CloseSessionRequest* request,
+                                         v1::CloseSessionResponse* response) override;
+  grpc::ServerUnaryReactor* RequestCallback(grpc::CallbackServerContext* context,
+                                            const v1::RequestCallbackRequest* request,
+                                            v1::RequestCallbackResponse* response) override;
+
+  // Ends every open stream with UNAVAILABLE (server draining).
+  void EndStreams();
+
+ private:
+  class StreamReactor;
+
+  absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* context,
+                                      std::initializer_list<auth::Role> allowed,
+                                      absl::string_view method);
+  void Forget(StreamReactor* reactor);
+
+  Sessions* const sessions_;
+  const auth::TokenCodec* const tokens_;
+  Clock* const clock_;
+  server::BlockingPool* const pool_;
+  const Options options_;
+
+  absl::Mutex streams_mu_;
+  absl::flat_hash_set<StreamReactor*> streams_ ABSL_GUARDED_BY(streams_mu_);
+  bool draining_ ABSL_GUARDED_BY(streams_mu_) = false;
+};
+
+}  // namespace switchboard::sessions
