@@ -1402,21 +1402,29 @@ std::vector<std::string> Router::Candidates(const Entry& entry, absl::Time now) 
 
 bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                       std::vector<std::string>* candidates) {
+  // Priority and age order entries across queues too: an urgent entry in one
+  // queue goes before a normal one in another queue the same agents serve.
+  std::vector<QueueOrder> waiting;
   for (const auto& [queue, order] : queues_) {
     for (const QueueOrder& item : order) {
-      Entry& entry = *entries_.at(std::get<2>(item));
+      const Entry& entry = *entries_.at(std::get<2>(item));
       if (entry.state() != v1::ENTRY_STATE_WAITING || entry.busy ||
           !entry.record.requeued_from.empty() || entry.retry_after > now) {
         continue;
       }
-      std::vector<std::string> found = Candidates(entry, now);
-      if (found.empty()) continue;
-      entry.busy = true;
-      *key = entry.record.key;
-      *wait_id = entry.wait_id;
-      *candidates = std::move(found);
-      return true;
+      waiting.push_back(item);
     }
+  }
+  std::sort(waiting.begin(), waiting.end());
+  for (const QueueOrder& item : waiting) {
+    Entry& entry = *entries_.at(std::get<2>(item));
+    std::vector<std::string> found = Candidates(entry, now);
+    if (found.empty()) continue;
+    entry.busy = true;
+    *key = entry.record.key;
+    *wait_id = entry.wait_id;
+    *candidates = std::move(found);
+    return true;
   }
   return false;
 }
