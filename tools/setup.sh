@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every system package Switchboard's build, run and tests need, on
-# Debian 12, as root. Idempotent: a second run finds everything installed and
+# Debian 12, as root, and the Kafka broker (tools/kafka/install.sh). Idempotent: a second run finds everything installed and
 # returns in about a second without touching apt's package lists.
 set -euo pipefail
 
@@ -14,7 +14,9 @@ PACKAGES=(
   # Tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka
-  sqlite3 curl ca-certificates
+  sqlite3 curl ca-certificates kcat
+  # The Kafka broker for tests and local runs (jars from Maven Central)
+  openjdk-17-jre-headless maven
 )
 
 missing=()
@@ -24,8 +26,13 @@ for package in "${PACKAGES[@]}"; do
   fi
 done
 
+install_kafka() {
+  bash "$(dirname "$0")/kafka/install.sh"
+}
+
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages present"
+  install_kafka
   exit 0
 fi
 
@@ -37,4 +44,5 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_kafka
 echo "setup: done"
