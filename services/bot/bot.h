@@ -1,0 +1,123 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "libs/clock/clock.h"
+#include "services/bot/dialogues.h"
+#include "services/bot/event_log.h"
+#include "services/bot/knowledge_base.h"
+#include "services/bot/metrics.h"
+#include "switchboard/bot/v1/bot_service.pb.h"
+
+namespace switchboard::bot {
+
+struct BotOptions {
+  // NOT_UNDERSTOOD turns in a row that escalate (the last one escalates).
+  int not_understood_limit = 3;
+  // Below this match quality (the calibrated confidence the top intent would
+  // have with no close rival) a turn is NOT_UNDERSTOOD.
+  float min_match = 0.5f;
+  // A rival scoring at least this fraction of the top intent's score makes
+  // the bot ask which one was meant (CLARIFIED).
+  float clarify_ratio = 0.8f;
+  // Score multipliers from context: the previous turn's category, the
+  // previous intent's follow-ups, the session's category.
+  float previous_category_boost = 0.35f;
+  float follow_up_boost = 0.2f;
+  float session_category_boost = 0.1f;
+  // Answers remembered per session for retried turns.
+  int turns_remembered = 16;
+  DialogueStore::Options dialogues;
+};
+
+// The bot's logic: answers customer turns from the knowledge base in
+// service, keeps per-session dialogue context in memory, decides when to
+// clarify and when to escalate, and records each turn's event.
+//
+// Threading: Answer, ListIntents and ResetDialogue never block (in-memory
+// work under short per-shard locks; the turn's event is handed to the
+// EventLog without waiting), so the gRPC adapter runs them on the callback
+// thread. Reload reads a file and waits for its event's commit: call it
+// from a thread that may block. Thread-safe.
+class Bot {
+ public:
+  // None owned; all must outlive the bot. `knowledge_base_path` is read by
+  // Reload.
+  Bot(std::string knowledge_base_path, EventLog* events, Clock* clock, BotMetrics* metrics,
+      BotOptions options);
+
+  struct ReloadResult {
+    std::string version;
+    std::string previous_version;
+    int intent_count = 0;
+    int example_count = 0;
+    absl::Time loaded_at;
+  };
+  // Loads the knowledge base file and puts it in service, recording a
+  // bot.knowledge_base_reload event either way (`actor`: who asked, or
+  // "startup"). Errors: FailedPrecondition (broken file: "path:line:
+  // problem"), Unavailable (unreadable file, or the event could not be
+  // committed); the old base then stays in service.
+  absl::StatusOr<ReloadResult> Reload(absl::string_view actor);
+
+  // Answers one turn into `response`, then calls `done` exactly once: at
+  // once for invalid input (InvalidArgument naming the field) and for a
+  // retried turn (the first answer, `replayed` set); otherwise once the
+  // turn's event is committed (Unavailable if that failed: the turn is then
+  // forgotten so that a retry answers it again). `response` must stay valid
+  // until `done`.
+  void Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
+              std::function<void(absl::Status)> done);
+
+  struct IntentPage {
+    std::vector<v1::Intent> intents;
+    std::string last_intent_id;  // empty on the last page
+    std::string version;
+  };
+  // Intents after `after_id` in id order matching the filters (see
+  // ListIntentsRequest). Errors: InvalidArgument (query, language).
+  absl::StatusOr<IntentPage> ListIntents(common::v1::Category category,
+                                         const std::string& query,
+                                         const std::string& language, int page_size,
+                                         const std::string& after_id) const;
+
+  // Forgets a session's dialogue; true if there was one.
+  bool ResetDialogue(const std::string& session_id);
+
+  // Forgets dialogues idle past their expiry (called periodically).
+  int ExpireDialogues();
+
+  // The base in service (null before the first successful Reload).
+  std::shared_ptr<const KnowledgeBase> knowledge_base() const;
+
+  // Replaces the base in service without reading the file or recording an
+  // event (benchmarks and tests of synthetic bases).
+  void UseKnowledgeBase(std::shared_ptr<const KnowledgeBase> kb);
+
+ private:
+  struct Turn;
+  void Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRequest& request,
+              Turn& turn, v1::AnswerResponse& response) const;
+
+  const std::string path_;
+  EventLog* const events_;
+  Clock* const clock_;
+  BotMetrics* const metrics_;
+  const BotOptions options_;
+  DialogueStore dialogues_;
+
+  mutable absl::Mutex kb_mu_;  // held only to copy or swap the pointer
+  std::shared_ptr<const KnowledgeBase> kb_ ABSL_GUARDED_BY(kb_mu_);
+  absl::Mutex reload_mu_;  // one reload at a time
+};
+
+// True when the text asks for a human ("转人工", "real person", ...).
+bool AsksForHuman(const KnowledgeBase& kb, const Analysis& analysis);
+
+}  // namespace switchboard::bot

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "libs/auth/token.h"
+#include "libs/clock/clock.h"
+#include "libs/server/blocking_pool.h"
+#include "services/bot/bot.h"
+#include "switchboard/bot/v1/bot_service.grpc.pb.h"
+
+namespace switchboard::bot {
+
+// The gRPC adapter of the bot: authenticates and authorizes each call,
+// converts messages and maps statuses. Who may call what is stated in
+// bot_service.proto.
+//
+// Threads: Answer, ListIntents and ResetDialogue run on gRPC's callback
+// thread, because the bot answers from memory in microseconds and takes no
+// lock held across I/O (see Bot); Answer's call finishes when the turn's
+// event is committed, from the group committer's thread, without any thread
+// waiting for it. ReloadKnowledgeBase reads a file and waits for a commit,
+// so it runs on the blocking pool.
+class BotService final : public v1::BotService::CallbackService {
+ public:
+  // None owned; all must outlive the service.
+  BotService(Bot* bot, const auth::TokenCodec* tokens, Clock* clock, server::BlockingPool* pool);
+
+  grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
+                                   const v1::AnswerRequest* request,
+                                   v1::AnswerResponse* response) override;
+  grpc::ServerUnaryReactor* ListIntents(grpc::CallbackServerContext* context,
+                                        const v1::ListIntentsRequest* request,
+                                        v1::ListIntentsResponse* response) override;
+  grpc::ServerUnaryReactor* ReloadKnowledgeBase(
+      grpc::CallbackServerContext* context, const v1::ReloadKnowledgeBaseRequest* request,
+      v1::ReloadKnowledgeBaseResponse* response) override;
+  grpc::ServerUnaryReactor* ResetDialogue(grpc::CallbackServerContext* context,
+                                          const v1::ResetDialogueRequest* request,
+                                          v1::ResetDialogueResponse* response) override;
+
+ private:
+  absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
+                                               std::initializer_list<auth::Role> allowed,
+                                               absl::string_view method);
+
+  Bot* const bot_;
+  const auth::TokenCodec* const tokens_;
+  Clock* const clock_;
+  server::BlockingPool* const pool_;
+};
+
+}  // namespace switchboard::bot

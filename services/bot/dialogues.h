@@ -1,0 +1,74 @@
+#pragma once
+
+#include <array>
+#include <deque>
+#include <list>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "switchboard/bot/v1/bot_service.pb.h"
+#include "switchboard/common/v1/common.pb.h"
+
+namespace switchboard::bot {
+
+// A session's dialogue context: what the previous turns were about, and the
+// last answers (so that a retried turn gets its first answer).
+struct Dialogue {
+  std::string previous_intent;
+  common::v1::Category previous_category = common::v1::CATEGORY_UNSPECIFIED;
+  int not_understood_turns = 0;
+  std::vector<common::v1::CollectedDetail> details;
+  // turn_id -> answer, oldest first.
+  std::deque<std::pair<std::string, v1::AnswerResponse>> turns;
+  absl::Time last_seen;
+};
+
+// Dialogue contexts in memory, bounded in count (least recently used go
+// first) and in idle time. Sharded by session id so that turns of different
+// sessions rarely contend; a shard's lock is held only for the caller's
+// in-memory work (microseconds), never for I/O. Thread-safe.
+class DialogueStore {
+ public:
+  struct Options {
+    // Most sessions remembered; the least recently used are forgotten.
+    int max_dialogues = 100'000;
+    // A dialogue idle this long is forgotten.
+    absl::Duration idle_expiry = absl::Minutes(30);
+  };
+  explicit DialogueStore(Options options);
+
+  // Runs `fn` on the session's dialogue under its shard's lock, creating it
+  // (`existed` false) if missing or expired, and marks it used at `now`.
+  void With(const std::string& session_id, absl::Time now,
+            absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn);
+
+  // Forgets the session's dialogue; true if there was one (not expired).
+  bool Erase(const std::string& session_id, absl::Time now);
+
+  // Forgets dialogues idle past the expiry; returns how many.
+  int ExpireIdle(absl::Time now);
+
+  // Dialogues held (including expired ones not yet swept).
+  int size() const;
+
+ private:
+  static constexpr int kShards = 64;
+  struct Shard {
+    mutable absl::Mutex mu;
+    // Most recently used first.
+    std::list<std::pair<std::string, Dialogue>> lru ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<std::string, std::list<std::pair<std::string, Dialogue>>::iterator>
+        index ABSL_GUARDED_BY(mu);
+  };
+  Shard& ShardOf(const std::string& session_id);
+
+  const Options options_;
+  const size_t per_shard_;
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace switchboard::bot

@@ -1,0 +1,328 @@
+#include "services/bot/knowledge_base.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "libs/validation/validation.h"
+
+namespace switchboard::bot {
+namespace {
+
+using common::v1::Category;
+
+constexpr size_t kMaxFileBytes = 64 << 20;
+constexpr size_t kMaxTitle = 40;
+constexpr size_t kMaxLabel = 40;
+constexpr size_t kMaxAnswer = 3000;
+constexpr size_t kMaxExample = 500;
+constexpr char kIntentPrefix[] = "intent:";
+constexpr char kHumanQuickReply[] = "handoff:human";
+
+// One "key: value" line (with its continuation lines folded in).
+struct Entry {
+  int line = 0;
+  std::string key;
+  std::string value;
+};
+
+class Parser {
+ public:
+  explicit Parser(absl::string_view name) : name_(name) {}
+
+  absl::Status Error(int line, absl::string_view message) const {
+    return absl::FailedPreconditionError(absl::StrCat(name_, ":", line, ": ", message));
+  }
+
+  absl::StatusOr<std::vector<Entry>> Split(absl::string_view content) const {
+    std::vector<Entry> entries;
+    int line_number = 0;
+    for (absl::string_view line : absl::StrSplit(content, '\n')) {
+      ++line_number;
+      if (absl::EndsWith(line, "\r")) line.remove_suffix(1);
+      if (!validation::IsValidUtf8(line)) return Error(line_number, "not valid UTF-8");
+      absl::string_view stripped = absl::StripAsciiWhitespace(line);
+      if (stripped.empty() || absl::StartsWith(stripped, "#")) continue;
+      if (line[0] == ' ' || line[0] == '\t') {
+        if (entries.empty() || entries.back().key != "answer") {
+          return Error(line_number,
+                       "an indented line continues an answer, but no answer precedes it");
+        }
+        absl::StrAppend(&entries.back().value, "\n", stripped);
+        continue;
+      }
+      size_t colon = stripped.find(':');
+      if (colon == absl::string_view::npos) {
+        return Error(line_number, absl::StrCat("expected \"key: value\", got \"",
+                                               stripped.substr(0, 40), "\""));
+      }
+      Entry entry;
+      entry.line = line_number;
+      entry.key = std::string(absl::StripAsciiWhitespace(stripped.substr(0, colon)));
+      entry.value = std::string(absl::StripAsciiWhitespace(stripped.substr(colon + 1)));
+      if (entry.value.empty()) return Error(line_number, absl::StrCat(entry.key, ": empty value"));
+      entries.push_back(std::move(entry));
+    }
+    return entries;
+  }
+
+  // "zh-CN | text" -> language and text.
+  absl::StatusOr<std::pair<Language, std::string>> Localized(const Entry& e) const {
+    size_t bar = e.value.find('|');
+    if (bar == std::string::npos) {
+      return Error(e.line, absl::StrCat(e.key, ": expected \"zh-CN | text\" or \"en | text\""));
+    }
+    std::string tag(absl::StripAsciiWhitespace(absl::string_view(e.value).substr(0, bar)));
+    std::string text(absl::StripAsciiWhitespace(absl::string_view(e.value).substr(bar + 1)));
+    Language language;
+    if (tag == "zh-CN") {
+      language = kZh;
+    } else if (tag == "en") {
+      language = kEn;
+    } else {
+      return Error(e.line, absl::StrCat(e.key, ": unknown language \"", tag,
+                                        "\" (use zh-CN or en)"));
+    }
+    if (text.empty()) return Error(e.line, absl::StrCat(e.key, ": empty text"));
+    return std::make_pair(language, std::move(text));
+  }
+
+ private:
+  std::string name_;
+};
+
+absl::StatusOr<Category> ParseCategory(absl::string_view value) {
+  const std::string name = absl::StrCat("CATEGORY_", absl::AsciiStrToUpper(value));
+  Category category;
+  if (!common::v1::Category_Parse(name, &category) ||
+      category == common::v1::CATEGORY_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown category \"", value,
+        "\" (use account_security, deposit, withdrawal, trading, kyc, technical, "
+        "frozen_funds or general)"));
+  }
+  return category;
+}
+
+bool IsIntentId(absl::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+std::string Fnv1a64(absl::string_view content) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (char c : content) {
+    hash ^= static_cast<uint8_t>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  return absl::StrFormat("%016x", hash);
+}
+
+}  // namespace
+
+const char* LanguageTag(Language language) { return language == kZh ? "zh-CN" : "en"; }
+
+Language LanguageOf(absl::string_view reply_tag) { return reply_tag == "zh-CN" ? kZh : kEn; }
+
+const IntentSpec* KnowledgeBase::Find(absl::string_view id) const {
+  auto it = by_id.find(id);
+  return it == by_id.end() ? nullptr : &intents[it->second];
+}
+
+absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
+    absl::string_view name, absl::string_view content) {
+  Parser parser(name);
+  absl::StatusOr<std::vector<Entry>> entries = parser.Split(content);
+  if (!entries.ok()) return entries.status();
+
+  auto kb = std::make_shared<KnowledgeBase>();
+  kb->version = Fnv1a64(content);
+  std::vector<std::string> human_zh, human_en;
+  // References to check once every intent is known: line, target.
+  std::vector<std::pair<int, std::string>> references;
+  IntentSpec* current = nullptr;
+  absl::flat_hash_map<std::string, int> lines_of;
+
+  auto finish_intent = [&]() -> absl::Status {
+    if (current == nullptr) return absl::OkStatus();
+    const IntentSpec& i = *current;
+    auto fail = [&](absl::string_view what) {
+      return parser.Error(i.line, absl::StrCat("intent '", i.id, "' ", what));
+    };
+    if (i.category == common::v1::CATEGORY_UNSPECIFIED) return fail("has no category");
+    for (Language l : {kZh, kEn}) {
+      if (i.titles[l].empty()) return fail(absl::StrCat("has no ", LanguageTag(l), " title"));
+      if (i.answers[l].empty()) return fail(absl::StrCat("has no ", LanguageTag(l), " answer"));
+      if (std::none_of(i.examples.begin(), i.examples.end(),
+                       [l](const auto& e) { return e.first == l; })) {
+        return fail(absl::StrCat("has no ", LanguageTag(l), " example"));
+      }
+    }
+    return absl::OkStatus();
+  };
+
+  for (const Entry& e : *entries) {
+    if (e.key == "intent") {
+      if (absl::Status s = finish_intent(); !s.ok()) return s;
+      if (!IsIntentId(e.value)) {
+        return parser.Error(e.line, absl::StrCat("intent id \"", e.value,
+                                                 "\" must be 1 to 64 of a-z, 0-9 and _"));
+      }
+      if (auto [it, inserted] = lines_of.try_emplace(e.value, e.line); !inserted) {
+        return parser.Error(e.line, absl::StrCat("intent '", e.value,
+                                                 "' is defined twice (first at line ",
+                                                 it->second, ")"));
+      }
+      current = &kb->intents.emplace_back();
+      current->id = e.value;
+      current->line = e.line;
+      continue;
+    }
+    if (e.key == "human_request" || e.key == "lexicon") {
+      if (current != nullptr) {
+        return parser.Error(e.line, absl::StrCat(e.key, ": settings must come before the first intent"));
+      }
+      if (e.key == "lexicon") {
+        for (absl::string_view word : absl::StrSplit(e.value, ' ', absl::SkipEmpty())) {
+          kb->lexicon.Add(word);
+        }
+      } else {
+        auto localized = parser.Localized(e);
+        if (!localized.ok()) return localized.status();
+        (localized->first == kZh ? human_zh : human_en).push_back(localized->second);
+      }
+      continue;
+    }
+    if (current == nullptr) {
+      return parser.Error(e.line, absl::StrCat("\"", e.key,
+                                               "\" outside an intent (start one with \"intent: <id>\")"));
+    }
+    IntentSpec& intent = *current;
+    if (e.key == "category") {
+      if (intent.category != common::v1::CATEGORY_UNSPECIFIED) {
+        return parser.Error(e.line, absl::StrCat("intent '", intent.id, "' has two categories"));
+      }
+      absl::StatusOr<Category> category = ParseCategory(e.value);
+      if (!category.ok()) return parser.Error(e.line, category.status().message());
+      intent.category = *category;
+    } else if (e.key == "title" || e.key == "answer" || e.key == "example") {
+      auto localized = parser.Localized(e);
+      if (!localized.ok()) return localized.status();
+      auto& [language, text] = *localized;
+      const size_t length = validation::CountCodePoints(text);
+      const size_t limit =
+          e.key == "title" ? kMaxTitle : e.key == "answer" ? kMaxAnswer : kMaxExample;
+      if (length > limit) {
+        return parser.Error(e.line, absl::StrCat(e.key, ": ", length,
+                                                 " characters, at most ", limit));
+      }
+      if (e.key == "example") {
+        intent.examples.emplace_back(language, std::move(text));
+        continue;
+      }
+      std::string& slot = e.key == "title" ? intent.titles[language] : intent.answers[language];
+      if (!slot.empty()) {
+        return parser.Error(e.line, absl::StrCat("intent '", intent.id, "' has a second ",
+                                                 LanguageTag(language), " ", e.key));
+      }
+      slot = std::move(text);
+    } else if (e.key == "keywords") {
+      for (absl::string_view word : absl::StrSplit(e.value, ' ', absl::SkipEmpty())) {
+        intent.keywords.emplace_back(word);
+        kb->lexicon.Add(word);  // Latin words are ignored by the lexicon's use
+      }
+    } else if (e.key == "quick_reply") {
+      std::vector<std::string> parts = absl::StrSplit(e.value, '|');
+      if (parts.size() != 3) {
+        return parser.Error(e.line, "quick_reply: expected \"<id> | <zh-CN label> | <en label>\"");
+      }
+      QuickReplySpec reply;
+      reply.id = std::string(absl::StripAsciiWhitespace(parts[0]));
+      if (!validation::ValidateId("quick_reply", reply.id, 64).ok()) {
+        return parser.Error(e.line, absl::StrCat("quick_reply: id \"", reply.id,
+                                                 "\" must be 1 to 64 of letters, digits and . _ - :"));
+      }
+      if (absl::StartsWith(reply.id, kIntentPrefix)) {
+        references.emplace_back(e.line, reply.id.substr(sizeof(kIntentPrefix) - 1));
+      } else if (reply.id != kHumanQuickReply) {
+        return parser.Error(e.line, absl::StrCat("quick_reply: unknown id \"", reply.id,
+                                                 "\" (use intent:<id> or handoff:human)"));
+      }
+      for (Language l : {kZh, kEn}) {
+        reply.labels[l] = std::string(absl::StripAsciiWhitespace(parts[1 + l]));
+        const size_t length = validation::CountCodePoints(reply.labels[l]);
+        if (length == 0 || length > kMaxLabel) {
+          return parser.Error(e.line, absl::StrCat("quick_reply: ", LanguageTag(l),
+                                                   " label must be 1 to 40 characters"));
+        }
+      }
+      intent.quick_replies.push_back(std::move(reply));
+    } else if (e.key == "follow_up") {
+      intent.follow_ups.push_back(e.value);
+      references.emplace_back(e.line, e.value);
+    } else if (e.key == "sensitive") {
+      if (e.value != "true" && e.value != "false") {
+        return parser.Error(e.line, "sensitive: expected true or false");
+      }
+      intent.sensitive = e.value == "true";
+    } else {
+      return parser.Error(e.line, absl::StrCat("unknown key \"", e.key, "\""));
+    }
+  }
+  if (absl::Status s = finish_intent(); !s.ok()) return s;
+  if (kb->intents.empty()) return parser.Error(1, "no intents");
+  for (const auto& [line, target] : references) {
+    if (!lines_of.contains(target)) {
+      return parser.Error(line, absl::StrCat("refers to unknown intent '", target, "'"));
+    }
+  }
+
+  std::sort(kb->intents.begin(), kb->intents.end(),
+            [](const IntentSpec& a, const IntentSpec& b) { return a.id < b.id; });
+  for (size_t i = 0; i < kb->intents.size(); ++i) {
+    const IntentSpec& intent = kb->intents[i];
+    kb->by_id[intent.id] = static_cast<int>(i);
+    for (const auto& [language, text] : intent.examples) {
+      kb->index.Add(static_cast<int>(i), Analyze(text, &kb->lexicon).terms);
+      ++kb->example_count;
+    }
+    std::string keywords = absl::StrJoin(intent.keywords, " ");
+    absl::StrAppend(&keywords, " ", intent.titles[kZh], " ", intent.titles[kEn]);
+    kb->index.Add(static_cast<int>(i), Analyze(keywords, &kb->lexicon).terms);
+  }
+  kb->index.Finish();
+  for (const std::string& phrase : human_zh) {
+    Analysis a = Analyze(phrase, nullptr);
+    if (!a.cjk.empty()) kb->human_phrases_zh.push_back(a.cjk);
+  }
+  for (const std::string& phrase : human_en) {
+    Analysis a = Analyze(phrase, nullptr);
+    if (!a.words.empty()) kb->human_phrases_en.push_back(a.words);
+  }
+  return std::shared_ptr<const KnowledgeBase>(std::move(kb));
+}
+
+absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(
+    const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::UnavailableError(absl::StrCat(path, ": cannot be read"));
+  std::ostringstream content;
+  content << in.rdbuf();
+  if (in.bad()) return absl::UnavailableError(absl::StrCat(path, ": read failed"));
+  if (content.str().size() > kMaxFileBytes) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": larger than 64 MiB"));
+  }
+  return ParseKnowledgeBase(path, content.str());
+}
+
+}  // namespace switchboard::bot

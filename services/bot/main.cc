@@ -1,0 +1,141 @@
+// The bot server: flags -> wiring -> serve until SIGTERM/SIGINT -> drain.
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "libs/auth/token.h"
+#include "libs/config/flags.h"
+#include "libs/events/envelope.h"
+#include "libs/events/json_lines_sink.h"
+#include "libs/events/relay.h"
+#include "libs/log/log.h"
+#include "libs/server/server.h"
+#include "services/bot/bot.h"
+#include "services/bot/bot_service.h"
+#include "services/bot/sqlite_event_log.h"
+
+namespace switchboard::bot {
+namespace {
+
+struct Config {
+  server::ServerOptions server;
+  std::string data_dir = "data";
+  std::string knowledge_base = "services/bot/kb/intents.kb";
+  std::string token_key_file;
+  std::string events_file;
+  std::string topic_prefix = "switchboard.";
+  BotOptions bot;
+  absl::Duration dialogue_idle_expiry = absl::Minutes(30);
+  int max_dialogues = 100'000;
+  absl::Duration sweep_interval = absl::Seconds(30);
+  absl::Duration relay_flush_deadline = absl::Seconds(5);
+};
+
+int Fail(absl::string_view what, const absl::Status& status) {
+  log::Error("startup_failed",
+             {{"service", "bot"}, {"step", what}, {"error", status.ToString()}});
+  return 1;
+}
+
+int Run(int argc, char** argv) {
+  server::BlockTerminationSignals();
+  Config config;
+  config.server.service_name = "bot";
+  config.server.port = 7103;
+  config.server.metrics_port = 9103;
+  config.server.grpc_service_names = {v1::BotService::service_full_name()};
+  config::FlagSet flags("bot");
+  server::AddServerFlags(flags, &config.server);
+  flags.Add("data_dir", &config.data_dir,
+            "folder of bot.db (the event outbox), the events file and the development token key");
+  flags.Add("knowledge_base", &config.knowledge_base,
+            "the knowledge base file, read at start and by ReloadKnowledgeBase");
+  flags.Add("token_key_file", &config.token_key_file,
+            "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
+  flags.Add("events_file", &config.events_file,
+            "JSON-lines event sink; default DATA_DIR/events/bot.jsonl");
+  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  flags.Add("not_understood_limit", &config.bot.not_understood_limit,
+            "consecutive not-understood turns that escalate to a human");
+  flags.Add("dialogue_idle_expiry", &config.dialogue_idle_expiry,
+            "a session's dialogue context is forgotten after this long without a turn");
+  flags.Add("max_dialogues", &config.max_dialogues,
+            "most session dialogue contexts held in memory (least recently used go first)");
+  if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) return 0;
+    std::fprintf(stderr, "bot: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (config.bot.not_understood_limit < 1 || config.max_dialogues < 1 ||
+      config.dialogue_idle_expiry <= absl::ZeroDuration()) {
+    std::fprintf(stderr,
+                 "bot: --not_understood_limit and --max_dialogues must be at least 1, "
+                 "--dialogue_idle_expiry above 0\n");
+    return 2;
+  }
+  config.bot.dialogues.idle_expiry = config.dialogue_idle_expiry;
+  config.bot.dialogues.max_dialogues = config.max_dialogues;
+
+  std::error_code error;
+  std::filesystem::create_directories(config.data_dir + "/events", error);
+  if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
+  const bool default_key = config.token_key_file.empty();
+  if (default_key) config.token_key_file = config.data_dir + "/token.key";
+  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/bot.jsonl";
+
+  absl::StatusOr<std::string> key =
+      auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
+  if (!key.ok()) return Fail("token_key", key.status());
+  auth::TokenCodec tokens(*key);
+
+  const std::string db_path = config.data_dir + "/bot.db";
+  auto db = storage::Database::Open({db_path});
+  if (!db.ok()) return Fail("open_database", db.status());
+  if (absl::Status s = (*db)->Migrate(BotMigrations()); !s.ok()) return Fail("migrate", s);
+  auto reader = storage::Database::Open({db_path});
+  if (!reader.ok()) return Fail("open_database", reader.status());
+  auto sink = events::JsonLinesSink::Open(config.events_file);
+  if (!sink.ok()) return Fail("events_file", sink.status());
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  storage::GroupCommitter committer(db->get());
+  events::Relay relay(std::move(*reader), &committer, sink->get(), *registry, {});
+  SqliteEventLog event_log(&committer, events::TopicFor(config.topic_prefix, "bot"),
+                           [&relay] { relay.Notify(); });
+  BotMetrics metrics(*registry);
+  Bot bot(config.knowledge_base, &event_log, RealClock(), &metrics, config.bot);
+  if (absl::StatusOr<Bot::ReloadResult> loaded = bot.Reload("startup"); !loaded.ok()) {
+    relay.Stop(config.relay_flush_deadline);
+    committer.Stop();
+    return Fail("knowledge_base", loaded.status());
+  }
+
+  server::BlockingPool pool(config.server.worker_threads);
+  BotService service(&bot, &tokens, RealClock(), &pool);
+  auto server = server::Server::Start(config.server, {&service}, registry);
+  if (!server.ok()) return Fail("listen", server.status());
+
+  absl::Notification stop_sweeping;
+  std::thread sweeper([&] {
+    while (!stop_sweeping.WaitForNotificationWithTimeout(config.sweep_interval)) {
+      bot.ExpireDialogues();
+    }
+  });
+
+  const std::string signal = server::WaitForTerminationSignal();
+  log::Info("shutdown_requested", {{"service", "bot"}, {"signal", signal}});
+  (*server)->Shutdown();
+  stop_sweeping.Notify();
+  sweeper.join();
+  pool.Stop();
+  relay.Stop(config.relay_flush_deadline);
+  committer.Stop();
+  log::Info("shutdown_complete", {{"service", "bot"}});
+  return 0;
+}
+
+}  // namespace
+}  // namespace switchboard::bot
+
+int main(int argc, char** argv) { return switchboard::bot::Run(argc, argv); }

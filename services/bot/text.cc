@@ -1,0 +1,257 @@
+#include "services/bot/text.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+
+namespace switchboard::bot {
+namespace {
+
+constexpr char32_t kInvalid = 0xFFFD;
+
+// Decodes one code point at `pos`, advancing it; kInvalid for a bad byte.
+char32_t Decode(absl::string_view s, size_t& pos) {
+  const auto b0 = static_cast<uint8_t>(s[pos]);
+  int length = 0;
+  char32_t cp = 0;
+  if (b0 < 0x80) {
+    ++pos;
+    return b0;
+  } else if ((b0 & 0xE0) == 0xC0) {
+    length = 2;
+    cp = b0 & 0x1F;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    length = 3;
+    cp = b0 & 0x0F;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    length = 4;
+    cp = b0 & 0x07;
+  } else {
+    ++pos;
+    return kInvalid;
+  }
+  if (pos + length > s.size()) {
+    ++pos;
+    return kInvalid;
+  }
+  for (int i = 1; i < length; ++i) {
+    const auto b = static_cast<uint8_t>(s[pos + i]);
+    if ((b & 0xC0) != 0x80) {
+      ++pos;
+      return kInvalid;
+    }
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  pos += length;
+  return cp;
+}
+
+void Encode(char32_t cp, std::string& out) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+bool IsCjk(char32_t cp) {
+  return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+         (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x20000 && cp <= 0x2A6DF);
+}
+
+// Latin letters including Latin-1 and Latin Extended-A accented ones.
+bool IsLatinLetter(char32_t cp) {
+  return (cp >= 'a' && cp <= 'z') || (cp >= 0xC0 && cp <= 0x17F && cp != 0xD7 && cp != 0xF7);
+}
+
+char32_t Fold(char32_t cp) {
+  if (cp >= 0xFF01 && cp <= 0xFF5E) cp -= 0xFEE0;  // full-width ASCII
+  if (cp == 0x3000) cp = ' ';
+  if (cp >= 'A' && cp <= 'Z') cp += 'a' - 'A';
+  if (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) cp += 0x20;  // Latin-1 upper
+  if (cp == 0x2019 || cp == 0x2018) cp = '\'';             // curly apostrophes
+  return cp;
+}
+
+const absl::flat_hash_set<std::string>& EnglishStopWords() {
+  static const auto* words = new absl::flat_hash_set<std::string>{
+      "a",    "an",    "the",  "i",     "im",   "ive",  "id",     "me",   "my",
+      "mine", "is",    "are",  "was",   "were", "be",   "been",   "am",   "to",
+      "of",   "in",    "on",   "at",    "for",  "it",   "its",    "and",  "or",
+      "do",   "does",  "did",  "so",    "this", "that", "these",  "those", "with",
+      "you",  "your",  "we",   "our",   "us",   "please", "pls",  "plz",   "just",
+      "some", "any",   "there", "here",
+      "would", "could", "should", "will", "shall", "as",  "by",    "from", "about",
+      "u",    "ur",    "yet",  "also",  "very", "really", "then", "than", "if",
+      "what", "whats", "how",  "why",   "when", "where", "which", "who",  "can",
+      "get",  "got",   "want", "need",  "know", "tell",
+  };
+  return *words;
+}
+
+// Function characters too common to be evidence as unigrams (bigrams that
+// contain them still count).
+bool IsStopChar(char32_t cp) {
+  static const std::u32string kStop =
+      U"的了吗呢吧啊呀我你您他她它是在有就也都和与及请问一个这那么么么着过给把被让";
+  return kStop.find(cp) != std::u32string::npos;
+}
+
+bool EndsWith(const std::string& s, absl::string_view suffix) {
+  return absl::EndsWith(s, suffix);
+}
+
+}  // namespace
+
+void Lexicon::Add(absl::string_view word) {
+  size_t pos = 0;
+  int length = 0;
+  while (pos < word.size()) {
+    Decode(word, pos);
+    ++length;
+  }
+  if (length < 2) return;
+  words_.insert(std::string(word));
+  max_length_ = std::max(max_length_, length);
+}
+
+std::string Stem(absl::string_view word) {
+  std::string w(word);
+  if (w.size() > 3 && EndsWith(w, "s") && w[w.size() - 2] == '\'') w.resize(w.size() - 2);
+  if (w.size() > 5 && EndsWith(w, "ing")) {
+    w.resize(w.size() - 3);
+  } else if (w.size() > 4 && (EndsWith(w, "ies") || EndsWith(w, "ied"))) {
+    w.resize(w.size() - 3);
+    w += "y";
+  } else if (w.size() > 4 && (EndsWith(w, "sses") || EndsWith(w, "xes") ||
+                              EndsWith(w, "ches") || EndsWith(w, "shes"))) {
+    w.resize(w.size() - 2);
+  } else if (w.size() > 3 && EndsWith(w, "s") && !EndsWith(w, "ss") &&
+             !EndsWith(w, "us")) {
+    w.resize(w.size() - 1);
+  } else if (w.size() > 4 && EndsWith(w, "ed")) {
+    w.resize(w.size() - 2);
+  }
+  if (w.size() >= 8 && EndsWith(w, "al")) w.resize(w.size() - 2);
+  if (w.size() > 4 && EndsWith(w, "e")) w.resize(w.size() - 1);
+  return w;
+}
+
+Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
+  Analysis out;
+  std::u32string run;  // current CJK run
+  std::string word;    // current Latin/digit word (UTF-8)
+  bool word_has_letter = false;
+
+  auto flush_word = [&] {
+    if (word.empty()) return;
+    if (word_has_letter) ++out.latin_words;
+    std::string stemmed = Stem(word);
+    out.words.push_back(stemmed);
+    if (!EnglishStopWords().contains(word)) {
+      out.terms.push_back({"e:" + stemmed, 1.0f});
+    }
+    word.clear();
+    word_has_letter = false;
+  };
+  auto flush_run = [&] {
+    if (run.empty()) return;
+    out.cjk_chars += static_cast<int>(run.size());
+    for (size_t i = 0; i < run.size(); ++i) {
+      Encode(run[i], out.cjk);
+      if (!IsStopChar(run[i])) {
+        std::string t = "c:";
+        Encode(run[i], t);
+        out.terms.push_back({std::move(t), 0.3f});
+      }
+      if (i + 1 < run.size()) {
+        std::string t = "b:";
+        Encode(run[i], t);
+        Encode(run[i + 1], t);
+        out.terms.push_back({std::move(t), 1.0f});
+      }
+      if (lexicon != nullptr) {
+        std::string candidate;
+        Encode(run[i], candidate);
+        for (size_t j = i + 1; j < run.size() && static_cast<int>(j - i) < lexicon->max_length(); ++j) {
+          Encode(run[j], candidate);
+          if (lexicon->Contains(candidate)) out.terms.push_back({"w:" + candidate, 1.2f});
+        }
+      }
+    }
+    run.clear();
+  };
+
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const char32_t cp = Fold(Decode(text, pos));
+    if (IsCjk(cp)) {
+      flush_word();
+      run.push_back(cp);
+    } else if (IsLatinLetter(cp) || (cp >= '0' && cp <= '9')) {
+      flush_run();
+      Encode(cp, word);
+      if (cp > '9') word_has_letter = true;
+    } else if (cp == '\'' && !word.empty()) {
+      // Inside a word ("hasn't"): dropped, the word goes on.
+    } else {
+      flush_word();
+      flush_run();
+    }
+  }
+  flush_word();
+  flush_run();
+  return out;
+}
+
+std::string DetectLanguage(const Analysis& analysis) {
+  if (analysis.cjk_chars > 0 && analysis.cjk_chars >= analysis.latin_words) return "zh-CN";
+  if (analysis.latin_words > 0) return "en";
+  return "";
+}
+
+std::string ReplyLanguageFor(absl::string_view tag) {
+  std::string lower = absl::AsciiStrToLower(tag);
+  if (lower == "zh" || absl::StartsWith(lower, "zh-") || absl::StartsWith(lower, "zh_")) {
+    return "zh-CN";
+  }
+  return "en";
+}
+
+int EditDistance(absl::string_view a, absl::string_view b, int limit) {
+  const int n = static_cast<int>(a.size());
+  const int m = static_cast<int>(b.size());
+  if (std::abs(n - m) > limit) return limit + 1;
+  std::vector<int> prev2(m + 1), prev(m + 1), cur(m + 1);
+  for (int j = 0; j <= m; ++j) prev[j] = j;
+  for (int i = 1; i <= n; ++i) {
+    cur[0] = i;
+    int row_min = cur[0];
+    for (int j = 1; j <= m; ++j) {
+      const int cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        cur[j] = std::min(cur[j], prev2[j - 2] + 1);
+      }
+      row_min = std::min(row_min, cur[j]);
+    }
+    if (row_min > limit) return limit + 1;
+    prev2.swap(prev);
+    prev.swap(cur);
+  }
+  return std::min(prev[m], limit + 1);
+}
+
+}  // namespace switchboard::bot

@@ -1,0 +1,81 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/string_view.h"
+
+namespace switchboard::bot {
+
+// Text analysis for matching, without an external NLP library.
+//
+// Normalisation: full-width ASCII and the ideographic space become their
+// ASCII forms, Latin letters are lower-cased, apostrophes inside words are
+// dropped ("hasn't" -> "hasnt"); everything that is neither a letter, a digit
+// nor a CJK ideograph (punctuation, emoji, symbols, control characters)
+// separates words.
+//
+// Terms, prefixed by kind so that kinds never collide:
+//   "e:" an English (Latin-script) word, stop words removed, lightly stemmed
+//        ("deposits" -> "deposit", "withdrawing" -> "withdraw");
+//   "c:" a CJK character (unigram), common function characters removed;
+//   "b:" two adjacent CJK characters (bigram): the fallback word segmentation
+//        (ICU's dictionary segmenter is not in the build);
+//   "w:" a word of the domain lexicon found in a CJK run ("防钓鱼码").
+// Unigrams are weak evidence, bigrams and lexicon words strong: see Weight.
+
+// A term with its query weight.
+struct Term {
+  std::string text;
+  float weight = 1.0f;
+};
+
+// What a text says, for matching and for choosing the reply language.
+struct Analysis {
+  // The terms, in text order, repeated as they occur.
+  std::vector<Term> terms;
+  // English words after normalisation and stemming, in order (stop words
+  // kept), for matching phrases such as "real person".
+  std::vector<std::string> words;
+  // The CJK characters of the text, in order, without separators, for
+  // matching Chinese phrases such as "转人工".
+  std::string cjk;
+  // Counts used for language detection.
+  int cjk_chars = 0;
+  int latin_words = 0;
+};
+
+// The domain lexicon: Chinese words (2+ characters) recognised as terms.
+class Lexicon {
+ public:
+  void Add(absl::string_view word);
+  bool Contains(absl::string_view word) const { return words_.contains(word); }
+  // Longest word, in code points.
+  int max_length() const { return max_length_; }
+
+ private:
+  absl::flat_hash_set<std::string> words_;
+  int max_length_ = 0;
+};
+
+// Analyses valid UTF-8 `text` (callers validate first; invalid bytes are
+// treated as separators). `lexicon` may be null.
+Analysis Analyze(absl::string_view text, const Lexicon* lexicon);
+
+// The light English stemmer used for every English word.
+std::string Stem(absl::string_view word);
+
+// "zh-CN" when the text is mostly Chinese, "en" when mostly Latin words,
+// empty when it gives no clue (only digits, emoji or punctuation).
+std::string DetectLanguage(const Analysis& analysis);
+
+// Maps a BCP 47 tag to the reply languages the bot has: "zh-CN" for any
+// Chinese tag, "en" otherwise (and for empty).
+std::string ReplyLanguageFor(absl::string_view tag);
+
+// Damerau-Levenshtein distance (optimal string alignment) of two byte
+// strings, stopping early above `limit` (returns limit + 1 then).
+int EditDistance(absl::string_view a, absl::string_view b, int limit);
+
+}  // namespace switchboard::bot
