@@ -1,0 +1,160 @@
+#include "services/bot/knowledge_base.h"
+
+#include <fstream>
+
+#include "gtest/gtest.h"
+
+namespace switchboard::bot {
+namespace {
+
+constexpr char kPath[] = "services/bot/kb/intents.kb";
+
+constexpr char kValid[] = R"(human_request: zh-CN | 转人工
+human_request: en | real person
+lexicon: 到账
+
+intent: deposit
+category: deposit
+title: zh-CN | 充值未到账
+title: en | Deposit missing
+example: zh-CN | 充值没到账
+example: en | deposit not credited
+answer: zh-CN | 第一步
+  第二步
+answer: en | Step one
+  Step two
+quick_reply: intent:fee | 手续费 | Fee
+follow_up: fee
+
+intent: fee
+category: trading
+title: zh-CN | 手续费
+title: en | Fees
+example: zh-CN | 手续费多少
+example: en | trading fee
+answer: zh-CN | 0.1%
+answer: en | 0.1%
+)";
+
+std::string Error(const std::string& content) {
+  auto kb = ParseKnowledgeBase("kb/test.kb", content);
+  EXPECT_FALSE(kb.ok());
+  if (kb.ok()) return "";
+  EXPECT_EQ(kb.status().code(), absl::StatusCode::kFailedPrecondition);
+  return std::string(kb.status().message());
+}
+
+std::string Replace(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) text.replace(at, from.size(), to);
+  return text;
+}
+
+TEST(KnowledgeBaseTest, ParsesAValidFile) {
+  auto kb = ParseKnowledgeBase("kb/test.kb", kValid);
+  ASSERT_TRUE(kb.ok()) << kb.status();
+  ASSERT_EQ((*kb)->intents.size(), 2u);
+  const IntentSpec* deposit = (*kb)->Find("deposit");
+  ASSERT_NE(deposit, nullptr);
+  EXPECT_EQ(deposit->category, common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(deposit->answers[kZh], "第一步\n第二步");
+  EXPECT_EQ(deposit->answers[kEn], "Step one\nStep two");
+  ASSERT_EQ(deposit->quick_replies.size(), 1u);
+  EXPECT_EQ(deposit->quick_replies[0].labels[kEn], "Fee");
+  EXPECT_EQ((*kb)->example_count, 4);
+  EXPECT_EQ((*kb)->version.size(), 16u);
+  EXPECT_EQ((*ParseKnowledgeBase("other", kValid))->version, (*kb)->version);
+  EXPECT_NE((*ParseKnowledgeBase("x", std::string(kValid) + "\n"))->version, (*kb)->version);
+  EXPECT_EQ((*kb)->human_phrases_zh.size(), 1u);
+  EXPECT_EQ((*kb)->human_phrases_en.size(), 1u);
+}
+
+TEST(KnowledgeBaseTest, TheRealBaseCoversTheDesksTopics) {
+  auto kb = LoadKnowledgeBase(kPath);
+  ASSERT_TRUE(kb.ok()) << kb.status();
+  EXPECT_GE((*kb)->intents.size(), 40u);
+  int sensitive = 0;
+  absl::flat_hash_map<common::v1::Category, int> per_category;
+  for (const IntentSpec& intent : (*kb)->intents) {
+    sensitive += intent.sensitive;
+    ++per_category[intent.category];
+    for (Language l : {kZh, kEn}) {
+      EXPECT_FALSE(intent.answers[l].empty()) << intent.id;
+      EXPECT_FALSE(intent.titles[l].empty()) << intent.id;
+    }
+  }
+  EXPECT_GE(sensitive, 3);
+  for (int c = common::v1::CATEGORY_ACCOUNT_SECURITY; c <= common::v1::CATEGORY_GENERAL; ++c) {
+    EXPECT_GE(per_category[static_cast<common::v1::Category>(c)], 2) << c;
+  }
+  EXPECT_FALSE((*kb)->human_phrases_zh.empty());
+  EXPECT_FALSE((*kb)->human_phrases_en.empty());
+}
+
+TEST(KnowledgeBaseTest, BrokenFilesNameTheLineAndTheProblem) {
+  // Line numbers count from 1, comments and blank lines included.
+  EXPECT_EQ(Error(Replace(kValid, "answer: en | Step one\n  Step two\n", "")),
+            "kb/test.kb:5: intent 'deposit' has no en answer");
+  EXPECT_EQ(Error(Replace(kValid, "category: trading", "category: lunch")),
+            "kb/test.kb:19: unknown category \"lunch\" (use account_security, deposit, "
+            "withdrawal, trading, kyc, technical, frozen_funds or general)");
+  EXPECT_EQ(Error(Replace(kValid, "follow_up: fee", "follow_up: nope")),
+            "kb/test.kb:16: refers to unknown intent 'nope'");
+  EXPECT_EQ(Error(Replace(kValid, "intent: fee", "intent: deposit")),
+            "kb/test.kb:18: intent 'deposit' is defined twice (first at line 5)");
+  EXPECT_EQ(Error(Replace(kValid, "title: en | Fees", "title: fr | Frais")),
+            "kb/test.kb:21: title: unknown language \"fr\" (use zh-CN or en)");
+  EXPECT_EQ(Error(Replace(kValid, "example: en | trading fee", "example trading fee")),
+            "kb/test.kb:23: expected \"key: value\", got \"example trading fee\"");
+  EXPECT_EQ(Error(Replace(kValid, "example: en | trading fee", "colour: blue")),
+            "kb/test.kb:23: unknown key \"colour\"");
+  EXPECT_EQ(Error(Replace(kValid, "example: en | trading fee\n", "")),
+            "kb/test.kb:18: intent 'fee' has no en example");
+  EXPECT_EQ(Error(Replace(kValid, "intent: fee", "intent: Fee-2")),
+            "kb/test.kb:18: intent id \"Fee-2\" must be 1 to 64 of a-z, 0-9 and _");
+  EXPECT_EQ(Error(Replace(kValid, "quick_reply: intent:fee | 手续费 | Fee",
+                          "quick_reply: intent:fee | 手续费")),
+            "kb/test.kb:15: quick_reply: expected \"<id> | <zh-CN label> | <en label>\"");
+  EXPECT_EQ(Error(Replace(kValid, "quick_reply: intent:fee", "quick_reply: url:x")),
+            "kb/test.kb:15: quick_reply: unknown id \"url:x\" (use intent:<id> or handoff:human)");
+  EXPECT_EQ(Error(std::string(kValid) + "sensitive: maybe\n"),
+            "kb/test.kb:26: sensitive: expected true or false");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账\n", "  stray\n")),
+            "kb/test.kb:3: an indented line continues an answer, but no answer precedes it");
+  EXPECT_EQ(Error(std::string(kValid) + "lexicon: 提现\n"),
+            "kb/test.kb:26: lexicon: settings must come before the first intent");
+  EXPECT_EQ(Error(Replace(kValid, "title: en | Fees", "title: en | " + std::string(41, 'x'))),
+            "kb/test.kb:21: title: 41 characters, at most 40");
+  EXPECT_EQ(Error(Replace(kValid, "example: zh-CN | 手续费多少", "example: zh-CN | \xff\xfe")),
+            "kb/test.kb:22: not valid UTF-8");
+  EXPECT_EQ(Error(Replace(kValid, "answer: en | 0.1%", "answer: en |")),
+            "kb/test.kb:25: answer: empty text");
+  EXPECT_EQ(Error("# nothing here\n"), "kb/test.kb:1: no intents");
+  EXPECT_EQ(Error("category: deposit\n"),
+            "kb/test.kb:1: \"category\" outside an intent (start one with \"intent: <id>\")");
+}
+
+TEST(KnowledgeBaseTest, UnreadableFileIsUnavailable) {
+  auto kb = LoadKnowledgeBase("services/bot/kb/no-such-file.kb");
+  EXPECT_EQ(kb.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(kb.status().message().find("no-such-file.kb"), absl::string_view::npos);
+}
+
+TEST(KnowledgeBaseTest, IndexRanksTheRightIntentFirst) {
+  auto kb = ParseKnowledgeBase("kb/test.kb", kValid);
+  ASSERT_TRUE(kb.ok());
+  auto rank = [&](const std::string& text) {
+    std::vector<Candidate> c =
+        (*kb)->index.Rank(Analyze(text, &(*kb)->lexicon).terms, 3, [](int) { return 1.f; });
+    return c.empty() ? std::string() : (*kb)->intents[c[0].intent].id;
+  };
+  EXPECT_EQ(rank("充值了但是没到账"), "deposit");
+  EXPECT_EQ(rank("my deposits are not credited"), "deposit");
+  EXPECT_EQ(rank("depositt not creditted"), "deposit");  // typos
+  EXPECT_EQ(rank("交易手续费"), "fee");
+  EXPECT_EQ(rank("weather"), "");
+}
+
+}  // namespace
+}  // namespace switchboard::bot
