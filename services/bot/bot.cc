@@ -395,9 +395,13 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     guess->set_confidence(confidence[i]);
   }
   const bool understood = !ranked.empty() && quality >= options_.min_match;
+  // A follow-up: the context changed the top intent, or the top intent is
+  // one the previous intent leads to.
   if (understood && dialogue.previous_category != common::v1::CATEGORY_UNSPECIFIED) {
-    turn.follow_up = raw.empty() || raw[0].intent != ranked[0].intent ||
-                     MatchQuality(raw[0].coverage) < options_.min_match;
+    turn.follow_up = raw[0].intent != ranked[0].intent ||
+                     (previous != nullptr &&
+                      std::find(previous->follow_ups.begin(), previous->follow_ups.end(),
+                                kb.intents[ranked[0].intent].id) != previous->follow_ups.end());
   }
 
   // Decide.
@@ -437,7 +441,7 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
   Category category = dialogue.previous_category;
   if (chosen != nullptr) {
     category = chosen->category;
-  } else if (understood && !rivals.empty()) {
+  } else if (understood) {
     category = kb.intents[ranked[0].intent].category;
   }
   if (category == common::v1::CATEGORY_UNSPECIFIED) category = request.category();
@@ -452,7 +456,9 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     *handoff->mutable_intent_guesses() = response.intent_guesses();
     handoff->set_category(category);
     handoff->set_language(detected.empty() ? reply_tag : detected);
-    const IntentSpec* about = chosen != nullptr ? chosen : previous;
+    const IntentSpec* about = chosen != nullptr ? chosen
+                              : understood      ? &kb.intents[ranked[0].intent]
+                                                : previous;
     std::string summary = about != nullptr ? about->titles[kEn] : "Unclear request";
     absl::StrAppend(&summary, " [", CategoryName(category), "]");
     if (reason == common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED) {

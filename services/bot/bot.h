@@ -25,7 +25,7 @@ struct BotOptions {
   float min_match = 0.5f;
   // A rival scoring at least this fraction of the top intent's score makes
   // the bot ask which one was meant (CLARIFIED).
-  float clarify_ratio = 0.8f;
+  float clarify_ratio = 0.85f;
   // Score multipliers from context: the previous turn's category, the
   // previous intent's follow-ups, the session's category.
   float previous_category_boost = 0.35f;

@@ -16,6 +16,10 @@ constexpr float kSecondDocument = 0.3f;
 // Weight of a typo-corrected term relative to the word as written.
 constexpr float kCorrectedWeight = 0.8f;
 constexpr char kEnglishPrefix[] = "e:";
+// Weight of a query term the index has never seen, relative to the rarest
+// known term: unknown words make a query less likely to be about any intent,
+// but names and ids the customer adds should not drown it.
+constexpr float kUnknownWeight = 0.6f;
 
 // Per-thread buffers sized to the largest index seen, so that Rank does not
 // allocate per document.
@@ -125,7 +129,7 @@ std::vector<Candidate> Index::Rank(const std::vector<Term>& query, int limit,
       if (id >= 0) weight *= kCorrectedWeight;
     }
     if (id < 0) {
-      total += term.weight * max_idf_;
+      total += term.weight * kUnknownWeight * max_idf_;
       continue;
     }
     total += weight * idf_[id];

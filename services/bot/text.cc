@@ -160,7 +160,10 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
     if (word_has_letter) ++out.latin_words;
     std::string stemmed = Stem(word);
     out.words.push_back(stemmed);
-    if (!EnglishStopWords().contains(word)) {
+    // Numbers and long tokens (transaction ids, addresses) say nothing about
+    // the intent; they would only dilute the match.
+    const bool identifier = !word_has_letter || word.size() > 24;
+    if (!identifier && !EnglishStopWords().contains(word)) {
       out.terms.push_back({"e:" + stemmed, 1.0f});
     }
     word.clear();

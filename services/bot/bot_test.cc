@@ -1,0 +1,375 @@
+#include "services/bot/bot.h"
+
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "libs/clock/clock.h"
+#include "libs/protoutil/time.h"
+#include "libs/storage/test_dir.h"
+#include "prometheus/registry.h"
+
+namespace switchboard::bot {
+namespace {
+
+constexpr char kPath[] = "services/bot/kb/intents.kb";
+
+// Fails every append, as a full disk would.
+class FailingEventLog : public EventLog {
+ public:
+  void Append(events::v1::Event, std::function<void(absl::Status)> done) override {
+    done(absl::UnavailableError("disk full"));
+  }
+};
+
+class BotTest : public ::testing::Test {
+ protected:
+  explicit BotTest(EventLog* log = nullptr)
+      : metrics_(registry_), bot_(kPath, log ? log : &events_, &clock_, &metrics_, BotOptions()) {
+    // With a failing log the reload cannot be recorded and is refused.
+    EXPECT_EQ(bot_.Reload("startup").ok(), log == nullptr);
+  }
+
+  absl::StatusOr<v1::AnswerResponse> Ask(const std::string& session, const std::string& text,
+                                         v1::AnswerRequest request = {}) {
+    request.set_session_id(session);
+    if (request.turn_id().empty()) request.set_turn_id("t-" + std::to_string(++turn_));
+    request.set_text(text);
+    v1::AnswerResponse response;
+    absl::Status status = absl::InternalError("done not called");
+    bot_.Answer(request, &response, [&](absl::Status s) { status = s; });
+    if (!status.ok()) return status;
+    return response;
+  }
+
+  std::vector<events::v1::Event> TurnEvents() {
+    std::vector<events::v1::Event> out;
+    for (auto& e : events_.events()) {
+      if (e.has_turn_completed()) out.push_back(e);
+    }
+    return out;
+  }
+
+  FakeClock clock_;
+  prometheus::Registry registry_;
+  BotMetrics metrics_;
+  MemoryEventLog events_;
+  Bot bot_;
+  int turn_ = 0;
+};
+
+TEST_F(BotTest, AnswersChineseEnglishMixedAndTypos) {
+  auto zh = Ask("s-1", "我充的USDT还没到账");
+  ASSERT_TRUE(zh.ok()) << zh.status();
+  EXPECT_EQ(zh->outcome(), v1::ANSWER_OUTCOME_ANSWERED);
+  EXPECT_EQ(zh->answered_intent_id(), "deposit_not_credited");
+  EXPECT_EQ(zh->reply_language(), "zh-CN");
+  EXPECT_EQ(zh->detected_language(), "zh-CN");
+  EXPECT_EQ(zh->category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_NE(zh->reply_text().find("TxID"), std::string::npos);
+  EXPECT_FALSE(zh->quick_replies().empty());
+  EXPECT_LE(zh->quick_replies_size(), 6);
+  EXPECT_GT(zh->intent_guesses(0).confidence(), 0.5f);
+  EXPECT_LE(zh->intent_guesses(0).confidence(), 1.f);
+  EXPECT_EQ(zh->knowledge_base_version(), bot_.knowledge_base()->version);
+
+  auto en = Ask("s-2", "How do I reset my pasword?");
+  ASSERT_TRUE(en.ok());
+  EXPECT_EQ(en->answered_intent_id(), "password_reset");
+  EXPECT_EQ(en->reply_language(), "en");
+
+  auto mixed = Ask("s-3", "我的withdrawal一直pending");
+  ASSERT_TRUE(mixed.ok());
+  EXPECT_EQ(mixed->intent_guesses(0).intent_id(), "withdrawal_pending");
+
+  auto typo = Ask("s-4", "what is slipage");
+  ASSERT_TRUE(typo.ok());
+  EXPECT_EQ(typo->answered_intent_id(), "slippage");
+}
+
+TEST_F(BotTest, FollowUpsUseThePreviousIntentAndCategory) {
+  ASSERT_EQ(Ask("s-1", "充值没到账")->answered_intent_id(), "deposit_not_credited");
+  auto still = Ask("s-1", "还是没到账");
+  ASSERT_TRUE(still.ok());
+  EXPECT_EQ(still->answered_intent_id(), "deposit_still_missing");
+  EXPECT_EQ(still->category(), common::v1::CATEGORY_DEPOSIT);
+
+  ASSERT_EQ(Ask("s-2", "my withdrawal is pending")->answered_intent_id(), "withdrawal_pending");
+  auto fee = Ask("s-2", "what about the fee?");
+  ASSERT_TRUE(fee.ok());
+  EXPECT_EQ(fee->answered_intent_id(), "withdrawal_fee");
+  // Without context the same question is about another fee.
+  auto fresh = Ask("s-3", "what about the fee?");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_NE(fresh->answered_intent_id(), "withdrawal_fee");
+
+  std::vector<events::v1::Event> turns = TurnEvents();
+  ASSERT_GE(turns.size(), 4u);
+  EXPECT_TRUE(turns[1].turn_completed().follow_up());
+  EXPECT_TRUE(turns[3].turn_completed().follow_up());
+  EXPECT_FALSE(turns[0].turn_completed().follow_up());
+}
+
+TEST_F(BotTest, ExplicitHumanRequestsAlwaysEscalate) {
+  for (const char* text : {"转人工", "人工客服", "我要真人", "帮我找客服", "human please",
+                           "I want an agent", "let me talk to a real person",
+                           "can I talk to someone", "充值没到账，转人工"}) {
+    auto r = Ask("s-human-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    EXPECT_EQ(r->handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED) << text;
+    EXPECT_FALSE(r->reply_text().empty());
+  }
+  auto with_topic = Ask("s-topic", "my deposit is not credited, real person please");
+  ASSERT_TRUE(with_topic.ok());
+  EXPECT_EQ(with_topic->handoff().category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(with_topic->handoff().intent_guesses(0).intent_id(), "deposit_not_credited");
+  EXPECT_EQ(with_topic->handoff().language(), "en");
+
+  v1::AnswerRequest button;
+  button.set_quick_reply_id("handoff:human");
+  auto tapped = Ask("s-button", "", button);
+  ASSERT_TRUE(tapped.ok()) << tapped.status();
+  EXPECT_EQ(tapped->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+}
+
+TEST_F(BotTest, ConsecutiveNotUnderstoodTurnsEscalate) {
+  auto first = Ask("s-1", "tell me a joke");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->outcome(), v1::ANSWER_OUTCOME_NOT_UNDERSTOOD);
+  EXPECT_EQ(first->not_understood_turns(), 1);
+  EXPECT_EQ(Ask("s-1", "今天天气怎么样")->not_understood_turns(), 2);
+  auto third = Ask("s-1", "sing me a song");
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+  EXPECT_EQ(third->handoff().reason(), common::v1::ESCALATION_REASON_NOT_UNDERSTOOD);
+  EXPECT_EQ(third->handoff().not_understood_turns(), 3);
+  EXPECT_EQ(third->not_understood_turns(), 3);
+  // An understood turn resets the count.
+  EXPECT_EQ(Ask("s-2", "tell me a joke")->not_understood_turns(), 1);
+  EXPECT_EQ(Ask("s-2", "充值没到账")->not_understood_turns(), 0);
+  EXPECT_EQ(Ask("s-2", "tell me a joke")->not_understood_turns(), 1);
+}
+
+TEST_F(BotTest, SensitiveTopicsEscalateAndAskForVerification) {
+  auto stolen = Ask("s-1", "my account was hacked and someone withdrew my USDT on TRC20");
+  ASSERT_TRUE(stolen.ok());
+  EXPECT_EQ(stolen->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+  EXPECT_TRUE(stolen->answered_intent_id().empty());
+  EXPECT_TRUE(stolen->verification_required());
+  EXPECT_EQ(stolen->category(), common::v1::CATEGORY_ACCOUNT_SECURITY);
+  const common::v1::HandoffContext& handoff = stolen->handoff();
+  EXPECT_EQ(handoff.reason(), common::v1::ESCALATION_REASON_SENSITIVE_TOPIC);
+  EXPECT_EQ(handoff.category(), common::v1::CATEGORY_ACCOUNT_SECURITY);
+  EXPECT_TRUE(handoff.verification_required());
+  EXPECT_EQ(handoff.intent_guesses(0).intent_id(), "account_stolen");
+  EXPECT_NE(handoff.summary().find("network=TRC20"), std::string::npos) << handoff.summary();
+  ASSERT_GE(handoff.collected_details_size(), 2);
+  EXPECT_NE(stolen->reply_text().find("Disable account"), std::string::npos);
+
+  v1::AnswerRequest verified;
+  verified.mutable_verification()->set_method(common::v1::VERIFICATION_METHOD_TOTP);
+  verified.mutable_verification()->set_level(common::v1::VERIFICATION_LEVEL_STRONG);
+  protoutil::ToTimestamp(clock_.Now() + absl::Minutes(10),
+                         verified.mutable_verification()->mutable_expires_at());
+  auto frozen = Ask("s-2", "我的资产被冻结了", verified);
+  ASSERT_TRUE(frozen.ok());
+  EXPECT_EQ(frozen->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+  EXPECT_EQ(frozen->category(), common::v1::CATEGORY_FROZEN_FUNDS);
+  EXPECT_FALSE(frozen->verification_required());  // already verified
+  EXPECT_TRUE(frozen->handoff().verification_required());
+  EXPECT_EQ(frozen->reply_language(), "zh-CN");
+
+  // An expired verification does not count.
+  protoutil::ToTimestamp(clock_.Now() - absl::Minutes(1),
+                         verified.mutable_verification()->mutable_expires_at());
+  EXPECT_TRUE(Ask("s-3", "my funds are frozen", verified)->verification_required());
+}
+
+TEST_F(BotTest, CloseIntentsAreOfferedAsChoicesAndATapAnswers) {
+  auto r = Ask("s-1", "fee");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->outcome(), v1::ANSWER_OUTCOME_CLARIFIED);
+  ASSERT_GE(r->quick_replies_size(), 2);
+  ASSERT_LE(r->quick_replies_size(), 3);
+  EXPECT_EQ(r->quick_replies(0).id().rfind("intent:", 0), 0u);
+  EXPECT_TRUE(r->answered_intent_id().empty());
+
+  v1::AnswerRequest tap;
+  tap.set_quick_reply_id(r->quick_replies(1).id());
+  auto chosen = Ask("s-1", r->quick_replies(1).label(), tap);
+  ASSERT_TRUE(chosen.ok());
+  EXPECT_EQ(chosen->outcome(), v1::ANSWER_OUTCOME_ANSWERED);
+  EXPECT_EQ("intent:" + chosen->answered_intent_id(), r->quick_replies(1).id());
+  EXPECT_FLOAT_EQ(chosen->intent_guesses(0).confidence(), 1.f);
+  EXPECT_TRUE(TurnEvents().back().turn_completed().from_quick_reply());
+}
+
+TEST_F(BotTest, RetriedTurnGetsTheFirstAnswerWithoutAnotherEvent) {
+  v1::AnswerRequest request;
+  request.set_turn_id("m-1");
+  auto first = Ask("s-1", "tell me a joke", request);
+  auto retry = Ask("s-1", "tell me a joke", request);
+  ASSERT_TRUE(first.ok() && retry.ok());
+  EXPECT_FALSE(first->replayed());
+  EXPECT_TRUE(retry->replayed());
+  EXPECT_EQ(retry->not_understood_turns(), 1);  // the dialogue did not advance
+  EXPECT_EQ(retry->reply_text(), first->reply_text());
+  EXPECT_EQ(TurnEvents().size(), 1u);
+  EXPECT_EQ(Ask("s-1", "tell me a joke")->not_understood_turns(), 2);
+}
+
+TEST_F(BotTest, BadInputIsAClearErrorOrAClarifyingAnswer) {
+  auto code = [&](const std::string& text, v1::AnswerRequest r = {}) {
+    return Ask("s-bad", text, r).status().code();
+  };
+  auto message = [&](const std::string& text) {
+    return std::string(Ask("s-bad", text).status().message());
+  };
+  EXPECT_EQ(code(""), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(message("").rfind("text:", 0), 0u);
+  EXPECT_EQ(code("   "), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(std::string(4001, 'a')), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Ask("s-long", std::string(1000, 'x') + " 充值没到账").ok());
+  std::string chinese_4000;
+  for (int i = 0; i < 4000; ++i) chinese_4000 += "充";
+  EXPECT_TRUE(Ask("s-4000", chinese_4000).ok());  // the limit counts characters
+  EXPECT_EQ(code(chinese_4000 + "值"), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("bad \xff\xfe utf8"), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(message("bad \xff utf8").rfind("text:", 0), 0u);
+  EXPECT_EQ(code(std::string("nul\0byte", 8)), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code("bell\x07"), absl::StatusCode::kInvalidArgument);
+  v1::AnswerRequest unknown_reply;
+  unknown_reply.set_quick_reply_id("intent:no_such_intent");
+  EXPECT_EQ(code("", unknown_reply), absl::StatusCode::kInvalidArgument);
+  v1::AnswerRequest bad_category;
+  bad_category.set_category(static_cast<common::v1::Category>(99));
+  EXPECT_EQ(code("充值没到账", bad_category), absl::StatusCode::kInvalidArgument);
+
+  for (const char* text : {"😀😀😀", "？？？！！！", "...", "🙏🏻🙏🏻", "12345"}) {
+    auto r = Ask("s-noise-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_NOT_UNDERSTOOD) << text;
+    EXPECT_FALSE(r->reply_text().empty());
+    EXPECT_TRUE(r->detected_language().empty());
+    EXPECT_EQ(r->reply_language(), "en");
+  }
+  v1::AnswerRequest chinese_session;
+  chinese_session.set_language("zh-CN");
+  EXPECT_EQ(Ask("s-emoji-zh", "😀", chinese_session)->reply_language(), "zh-CN");
+  // Tabs and newlines are text, not control characters.
+  EXPECT_EQ(Ask("s-tab", "deposit\tnot\ncredited")->answered_intent_id(),
+            "deposit_not_credited");
+}
+
+TEST_F(BotTest, MissingIdsAreRejected) {
+  v1::AnswerRequest request;
+  request.set_text("hello");
+  v1::AnswerResponse response;
+  absl::Status status;
+  bot_.Answer(request, &response, [&](absl::Status s) { status = s; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(status.message()).rfind("session_id:", 0), 0u);
+  request.set_session_id("s-1");
+  bot_.Answer(request, &response, [&](absl::Status s) { status = s; });
+  EXPECT_EQ(std::string(status.message()).rfind("turn_id:", 0), 0u);
+  request.set_turn_id(std::string(65, 't'));
+  bot_.Answer(request, &response, [&](absl::Status s) { status = s; });
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(BotTest, ResetForgetsTheContext) {
+  ASSERT_TRUE(Ask("s-1", "tell me a joke").ok());
+  EXPECT_TRUE(bot_.ResetDialogue("s-1"));
+  EXPECT_FALSE(bot_.ResetDialogue("s-1"));
+  EXPECT_EQ(Ask("s-1", "tell me a joke")->not_understood_turns(), 1);
+  // Idle dialogues expire too.
+  clock_.Advance(absl::Hours(1));
+  EXPECT_EQ(bot_.ExpireDialogues(), 1);
+  EXPECT_FALSE(bot_.ResetDialogue("s-1"));
+}
+
+TEST_F(BotTest, ReloadKeepsTheOldBaseWhenTheFileIsBroken) {
+  const std::string dir = storage::MakeTempDir();
+  const std::string path = dir + "/intents.kb";
+  std::ifstream real(kPath);
+  std::string content((std::istreambuf_iterator<char>(real)), std::istreambuf_iterator<char>());
+  { std::ofstream(path) << content; }
+  Bot bot(path, &events_, &clock_, &metrics_, BotOptions());
+  auto first = bot.Reload("startup");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_GE(first->intent_count, 40);
+  EXPECT_TRUE(first->previous_version.empty());
+
+  { std::ofstream(path) << content << "\nintent: broken\ncategory: deposit\n"; }
+  auto broken = bot.Reload("sup-1");
+  ASSERT_FALSE(broken.ok());
+  EXPECT_EQ(broken.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(broken.status().message().find("intent 'broken' has no zh-CN title"),
+            std::string::npos)
+      << broken.status();
+  EXPECT_NE(broken.status().message().find(path + ":"), std::string::npos);
+  EXPECT_EQ(bot.knowledge_base()->version, first->version);
+
+  std::remove(path.c_str());
+  EXPECT_EQ(bot.Reload("sup-1").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(bot.knowledge_base()->version, first->version);
+
+  { std::ofstream(path) << content << "\n# edited\n"; }
+  auto again = bot.Reload("sup-1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->version, first->version);
+  EXPECT_EQ(again->previous_version, first->version);
+
+  std::vector<events::v1::KnowledgeBaseReload> reloads;
+  for (auto& e : events_.events()) {
+    if (e.has_knowledge_base_reload()) {
+      EXPECT_EQ(e.entity_id(), "knowledge-base");
+      reloads.push_back(e.knowledge_base_reload());
+    }
+  }
+  ASSERT_EQ(reloads.size(), 5u);  // the fixture's, then these four
+  EXPECT_FALSE(reloads[2].succeeded());
+  EXPECT_EQ(reloads[2].version(), first->version);
+  EXPECT_EQ(reloads[2].actor_id(), "sup-1");
+  EXPECT_FALSE(reloads[2].error().empty());
+  EXPECT_TRUE(reloads[4].succeeded());
+}
+
+TEST_F(BotTest, TurnEventsCarryTheDecisionButNotTheText) {
+  ASSERT_TRUE(Ask("s-1", "my deposit has not arrived, txid "
+                     "0x9f3c5e1a2b4d6f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081")
+                  .ok());
+  auto turns = TurnEvents();
+  ASSERT_EQ(turns.size(), 1u);
+  const events::v1::Event& e = turns[0];
+  EXPECT_EQ(e.type(), "bot.turn_completed");
+  EXPECT_EQ(e.entity_id(), "s-1");
+  EXPECT_EQ(e.turn_completed().outcome(), v1::ANSWER_OUTCOME_ANSWERED);
+  EXPECT_EQ(e.turn_completed().answered_intent_id(), "deposit_not_credited");
+  EXPECT_GT(e.turn_completed().text_length(), 20);
+  EXPECT_EQ(e.DebugString().find("arrived"), std::string::npos);
+}
+
+class FailingLogBotTest : public BotTest {
+ protected:
+  FailingLogBotTest() : BotTest(&failing_) {}
+  static FailingEventLog failing_;
+};
+FailingEventLog FailingLogBotTest::failing_;
+
+TEST_F(FailingLogBotTest, UnrecordedTurnsAreUnavailableAndAnsweredAgainOnRetry) {
+  // The fixture's Reload could not be recorded, so nothing is in service.
+  EXPECT_EQ(bot_.knowledge_base(), nullptr);
+  auto kb = LoadKnowledgeBase(kPath);
+  ASSERT_TRUE(kb.ok());
+  bot_.UseKnowledgeBase(*kb);
+  v1::AnswerRequest request;
+  request.set_turn_id("m-1");
+  auto first = Ask("s-1", "充值没到账", request);
+  EXPECT_EQ(first.status().code(), absl::StatusCode::kUnavailable);
+  auto retry = Ask("s-1", "充值没到账", request);
+  EXPECT_EQ(retry.status().code(), absl::StatusCode::kUnavailable);  // not a replay
+}
+
+}  // namespace
+}  // namespace switchboard::bot
