@@ -1,0 +1,721 @@
+#include "services/sessions/sessions_service.h"
+
+#include <memory>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "libs/auth/grpc_auth.h"
+#include "libs/client/peer.h"
+#include "libs/protoutil/time.h"
+#include "libs/storage/test_dir.h"
+#include "libs/testing/service_fixture.h"
+#include "services/sessions/grpc_peers.h"
+#include "services/sessions/sqlite_store.h"
+#include "switchboard/bot/v1/bot_service.grpc.pb.h"
+#include "switchboard/routing/v1/routing_service.grpc.pb.h"
+
+namespace switchboard::sessions {
+namespace {
+
+using auth::Role;
+using grpc::StatusCode;
+using testing::ContextWithToken;
+
+// A bot stand-in: "human" escalates, "crash" fails, "slow" misses the
+// deadline, anything else is answered.
+class FakeBotService : public bot::v1::BotService::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
+                                   const bot::v1::AnswerRequest* request,
+                                   bot::v1::AnswerResponse* response) override {
+    auto* reactor = context->DefaultReactor();
+    const std::string& text = request->text();
+    if (text == "crash") {
+      reactor->Finish(grpc::Status(StatusCode::INTERNAL, "bot broke"));
+      return reactor;
+    }
+    if (text == "slow") {
+      std::thread([reactor] {
+        absl::SleepFor(absl::Milliseconds(800));
+        reactor->Finish(grpc::Status(StatusCode::UNAVAILABLE, "too late"));
+      }).detach();
+      return reactor;
+    }
+    if (text == "human") {
+      response->set_outcome(bot::v1::ANSWER_OUTCOME_ESCALATED);
+      response->set_reply_text("Connecting you to an agent.");
+      response->mutable_handoff()->set_reason(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
+      response->mutable_handoff()->set_summary("wants a human");
+    } else {
+      response->set_outcome(bot::v1::ANSWER_OUTCOME_ANSWERED);
+      response->set_reply_text("bot: " + text);
+      response->set_answered_intent_id("faq");
+    }
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+
+// A routing stand-in that records what it is told and can be down.
+class FakeRoutingService : public routing::v1::RoutingService::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* EnqueueSession(grpc::CallbackServerContext* context,
+                                           const routing::v1::EnqueueSessionRequest* request,
+                                           routing::v1::EnqueueSessionResponse*) override {
+    auto* reactor = context->DefaultReactor();
+    absl::MutexLock lock(&mu_);
+    if (down_) {
+      reactor->Finish(grpc::Status(StatusCode::UNAVAILABLE, "down"));
+      return reactor;
+    }
+    enqueued_.push_back(*request);
+    authorized_ = authorized_ && context->client_metadata().count("authorization") == 1;
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  grpc::ServerUnaryReactor* CancelSession(grpc::CallbackServerContext* context,
+                                          const routing::v1::CancelSessionRequest* request,
+                                          routing::v1::CancelSessionResponse*) override {
+    auto* reactor = context->DefaultReactor();
+    absl::MutexLock lock(&mu_);
+    cancelled_.push_back(*request);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  void set_down(bool down) {
+    absl::MutexLock lock(&mu_);
+    down_ = down;
+  }
+  // Waits up to 5 s for an enqueue of `session_id`.
+  std::optional<routing::v1::EnqueueSessionRequest> WaitForEnqueue(const std::string& session_id) {
+    for (int i = 0; i < 100; ++i) {
+      {
+        absl::MutexLock lock(&mu_);
+        for (const auto& e : enqueued_) {
+          if (e.session_id() == session_id) return e;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return std::nullopt;
+  }
+  bool WaitForCancel(const std::string& session_id) {
+    for (int i = 0; i < 100; ++i) {
+      {
+        absl::MutexLock lock(&mu_);
+        for (const auto& c : cancelled_) {
+          if (c.session_id() == session_id) return true;
+        }
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
+  bool authorized() {
+    absl::MutexLock lock(&mu_);
+    return authorized_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool down_ = false;
+  bool authorized_ = true;
+  std::vector<routing::v1::EnqueueSessionRequest> enqueued_;
+  std::vector<routing::v1::CancelSessionRequest> cancelled_;
+};
+
+std::unique_ptr<grpc::Server> StartPlain(grpc::Service* service, int* port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
+  builder.RegisterService(service);
+  return builder.BuildAndStart();
+}
+
+// Everything main() wires, once for the whole suite (a server's shutdown
+// costs seconds): real SQLite, real gRPC clients to fake bot and routing
+// servers, the sessions server.
+struct Env {
+  Env() : db(*storage::Database::Open({db_file})) {
+    EXPECT_TRUE(db->Migrate(SessionsMigrations()).ok());
+    bot_server = StartPlain(&bot, &bot_port);
+    routing_server = StartPlain(&routing, &routing_port);
+    committer = std::make_unique<storage::GroupCommitter>(db.get());
+    store = std::make_unique<SqliteSessionStore>(
+        committer.get(), *storage::Database::Open({db_file}), "switchboard.sessions.v1",
+        nullptr);
+    registry = std::make_shared<prometheus::Registry>();
+    metrics = std::make_unique<SessionsMetrics>(*registry);
+    service_token = std::make_unique<client::ServiceToken>(&tokens.codec(), "sessions");
+    bot_client = std::make_unique<GrpcBotClient>(absl::StrCat("127.0.0.1:", bot_port),
+                                                 service_token.get(), absl::Milliseconds(300));
+    routing_client = std::make_unique<GrpcRoutingClient>(
+        absl::StrCat("127.0.0.1:", routing_port), service_token.get(), absl::Seconds(2));
+    sessions = std::make_unique<Sessions>(
+        store.get(), RealClock(), metrics.get(), &tokens.codec(), bot_client.get(),
+        routing_client.get(), [this](std::function<void()> task) { pool.Run(std::move(task)); },
+        SessionsOptions());
+    EXPECT_TRUE(sessions->Load().ok());
+    service = std::make_unique<SessionsService>(sessions.get(), &tokens.codec(), RealClock(),
+                                                &pool);
+    server = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service.get()},
+                                                   registry);
+    server->server().OnDrain([this] { service->EndStreams(); });
+    stub = v1::SessionsService::NewStub(server->channel());
+  }
+  ~Env() {
+    server.reset();
+    pool.Stop();
+    committer->Stop();
+    bot_server->Shutdown();
+    routing_server->Shutdown();
+  }
+  std::string db_file = storage::MakeTempDir() + "/sessions.db";
+  std::unique_ptr<storage::Database> db;
+  FakeBotService bot;
+  FakeRoutingService routing;
+  int bot_port = 0;
+  int routing_port = 0;
+  std::unique_ptr<grpc::Server> bot_server;
+  std::unique_ptr<grpc::Server> routing_server;
+  testing::TestTokens tokens;
+  server::BlockingPool pool{8};
+  std::unique_ptr<storage::GroupCommitter> committer;
+  std::unique_ptr<SqliteSessionStore> store;
+  std::shared_ptr<prometheus::Registry> registry;
+  std::unique_ptr<SessionsMetrics> metrics;
+  std::unique_ptr<client::ServiceToken> service_token;
+  std::unique_ptr<GrpcBotClient> bot_client;
+  std::unique_ptr<GrpcRoutingClient> routing_client;
+  std::unique_ptr<Sessions> sessions;
+  std::unique_ptr<SessionsService> service;
+  std::unique_ptr<testing::TestServer> server;
+  std::unique_ptr<v1::SessionsService::Stub> stub;
+};
+
+class SessionsServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { env_ = new Env(); }
+  static void TearDownTestSuite() {
+    delete env_;
+    env_ = nullptr;
+  }
+
+  v1::SessionsService::Stub& stub() { return *env_->stub; }
+  std::string Customer(const std::string& id = "cust-1") {
+    return env_->tokens.For(Role::kCustomer, id);
+  }
+  std::string Agent(const std::string& id = "agent-1") {
+    return env_->tokens.For(Role::kAgent, id);
+  }
+  std::string Routing() { return env_->tokens.For(Role::kService, "routing"); }
+  std::string Supervisor() { return env_->tokens.For(Role::kSupervisor, "sup-1"); }
+
+  v1::Session CreateChat(const std::string& token, const std::string& first = "") {
+    v1::CreateSessionRequest request;
+    request.set_channel(common::v1::CHANNEL_CHAT);
+    if (!first.empty()) request.mutable_first_message()->set_text(first);
+    v1::CreateSessionResponse response;
+    grpc::Status status = stub().CreateSession(ContextWithToken(token).get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.session();
+  }
+
+  grpc::Status Send(const std::string& token, const std::string& session_id,
+                    const std::string& text, const std::string& key,
+                    v1::SendMessageResponse* response = nullptr) {
+    v1::SendMessageRequest request;
+    request.set_session_id(session_id);
+    request.set_client_message_id(key);
+    request.mutable_message()->set_text(text);
+    v1::SendMessageResponse ignored;
+    return stub().SendMessage(ContextWithToken(token).get(), request,
+                              response ? response : &ignored);
+  }
+
+  v1::Session Get(const std::string& session_id, const std::string& token = "") {
+    v1::GetSessionRequest request;
+    request.set_session_id(session_id);
+    v1::GetSessionResponse response;
+    EXPECT_TRUE(stub()
+                    .GetSession(ContextWithToken(token.empty() ? Supervisor() : token).get(),
+                                request, &response)
+                    .ok());
+    return response.session();
+  }
+
+  // Polls until the session reaches `state` (background work), up to 5 s.
+  bool WaitForState(const std::string& session_id, v1::SessionState state) {
+    for (int i = 0; i < 100; ++i) {
+      if (Get(session_id).state() == state) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
+
+  // Reads a stream until it has seen `last` (or ends); returns the events.
+  struct Streamed {
+    std::vector<v1::SessionEvent> events;
+    int64_t caught_up = -1;
+    grpc::Status status;
+  };
+  Streamed Stream(const std::string& token, const std::string& session_id, int64_t after,
+                  int64_t last) {
+    v1::StreamSessionEventsRequest request;
+    request.set_session_id(session_id);
+    request.set_after_sequence(after);
+    auto context = ContextWithToken(token, absl::Seconds(10));
+    auto reader = stub().StreamSessionEvents(context.get(), request);
+    Streamed out;
+    v1::StreamSessionEventsResponse response;
+    while (reader->Read(&response)) {
+      if (response.has_caught_up()) out.caught_up = response.caught_up().last_sequence();
+      if (response.has_event()) {
+        out.events.push_back(response.event());
+        if (response.event().sequence() >= last) {
+          context->TryCancel();
+          break;
+        }
+      }
+    }
+    out.status = reader->Finish();
+    return out;
+  }
+
+  static Env* env_;
+};
+
+Env* SessionsServiceTest::env_ = nullptr;
+
+TEST_F(SessionsServiceTest, BotReplyArrivesOnTheStream) {
+  v1::Session s = CreateChat(Customer(), "how do I deposit?");
+  EXPECT_EQ(s.state(), v1::SESSION_STATE_BOT);
+  Streamed got = Stream(Customer(), s.session_id(), 0, 3);
+  ASSERT_EQ(got.events.size(), 3u) << got.status.error_message();
+  EXPECT_TRUE(got.events[0].has_state_changed());
+  EXPECT_EQ(got.events[1].message().text(), "how do I deposit?");
+  EXPECT_EQ(got.events[2].message().sender_role(), common::v1::SENDER_ROLE_BOT);
+  EXPECT_EQ(got.events[2].message().text(), "bot: how do I deposit?");
+  EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_BOT);
+}
+
+TEST_F(SessionsServiceTest, BotEscalationAndAHumanJourney) {
+  v1::Session s = CreateChat(Customer());
+  ASSERT_TRUE(Send(Customer(), s.session_id(), "human", "m1").ok());
+  ASSERT_TRUE(WaitForState(s.session_id(), v1::SESSION_STATE_QUEUED));
+  auto enqueued = env_->routing.WaitForEnqueue(s.session_id());
+  ASSERT_TRUE(enqueued.has_value());
+  EXPECT_TRUE(env_->routing.authorized());
+  EXPECT_EQ(enqueued->handoff().summary(), "wants a human");
+  EXPECT_EQ(enqueued->handoff().transcript_excerpt(0).text(), "human");
+  // Customers never see the handoff.
+  EXPECT_FALSE(Get(s.session_id(), Customer()).has_handoff());
+  EXPECT_TRUE(Get(s.session_id()).has_handoff());
+
+  // Routing's contract: RecordOffer, then AssignAgent.
+  v1::RecordOfferRequest offer;
+  offer.set_session_id(s.session_id());
+  offer.set_agent_id("agent-1");
+  offer.set_offer_id("offer-1");
+  protoutil::ToTimestamp(absl::Now() + absl::Seconds(30), offer.mutable_expires_at());
+  v1::RecordOfferResponse offered;
+  ASSERT_TRUE(stub().RecordOffer(ContextWithToken(Routing()).get(), offer, &offered).ok());
+  EXPECT_EQ(Get(s.session_id(), Agent()).offered_agent_id(), "agent-1");
+  v1::AssignAgentRequest assign;
+  assign.set_session_id(s.session_id());
+  assign.set_agent_id("agent-1");
+  assign.set_agent_display_name("Ana");
+  assign.set_offer_id("offer-1");
+  v1::AssignAgentResponse assigned;
+  ASSERT_TRUE(stub().AssignAgent(ContextWithToken(Routing()).get(), assign, &assigned).ok());
+  EXPECT_EQ(assigned.session().state(), v1::SESSION_STATE_ASSIGNED);
+  // An agent cannot assign.
+  EXPECT_EQ(stub().AssignAgent(ContextWithToken(Agent()).get(), assign, &assigned).error_code(),
+            StatusCode::PERMISSION_DENIED);
+
+  ASSERT_TRUE(Send(Agent(), s.session_id(), "Hi, I am Ana", "a1").ok());
+  EXPECT_TRUE(Get(s.session_id()).has_first_human_response_at());
+  EXPECT_EQ(Send(Agent("agent-2"), s.session_id(), "me too", "a2").error_code(),
+            StatusCode::NOT_FOUND);
+
+  v1::ResolveSessionRequest resolve;
+  resolve.set_session_id(s.session_id());
+  v1::ResolveSessionResponse resolved;
+  ASSERT_TRUE(stub().ResolveSession(ContextWithToken(Agent()).get(), resolve, &resolved).ok());
+  EXPECT_EQ(resolved.session().state(), v1::SESSION_STATE_RESOLVED);
+  EXPECT_TRUE(env_->routing.WaitForCancel(s.session_id()));
+  const std::string metrics = env_->server->Metrics();
+  EXPECT_TRUE(absl::StrContains(metrics, "# HELP switchboard_sessions_queue_wait_seconds"));
+  EXPECT_TRUE(absl::StrContains(
+      metrics, "switchboard_sessions_first_human_response_seconds_count{category=\"general\","
+               "channel=\"chat\"}"));
+}
+
+TEST_F(SessionsServiceTest, ExplicitEscalation) {
+  v1::Session s = CreateChat(Customer());
+  v1::EscalateSessionRequest request;
+  request.set_session_id(s.session_id());
+  v1::EscalateSessionResponse response;
+  ASSERT_TRUE(stub().EscalateSession(ContextWithToken(Customer()).get(), request, &response).ok());
+  EXPECT_EQ(response.session().state(), v1::SESSION_STATE_QUEUED);
+  auto enqueued = env_->routing.WaitForEnqueue(s.session_id());
+  ASSERT_TRUE(enqueued.has_value());
+  EXPECT_EQ(enqueued->reason(), routing::v1::ENQUEUE_REASON_ESCALATED);
+  EXPECT_EQ(enqueued->handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
+}
+
+TEST_F(SessionsServiceTest, BotDownOrSlowStillGetsTheCustomerToAHuman) {
+  for (const std::string text : {"crash", "slow"}) {
+    v1::Session s = CreateChat(Customer());
+    v1::SendMessageResponse sent;
+    ASSERT_TRUE(Send(Customer(), s.session_id(), text, "m1", &sent).ok());
+    ASSERT_TRUE(WaitForState(s.session_id(), v1::SESSION_STATE_QUEUED)) << text;
+    v1::Session after = Get(s.session_id());
+    EXPECT_EQ(after.handoff().reason(), common::v1::ESCALATION_REASON_BOT_UNAVAILABLE);
+    ASSERT_TRUE(env_->routing.WaitForEnqueue(s.session_id()).has_value());
+    v1::ListMessagesRequest list;
+    list.set_session_id(s.session_id());
+    v1::ListMessagesResponse messages;
+    ASSERT_TRUE(stub().ListMessages(ContextWithToken(Customer()).get(), list, &messages).ok());
+    ASSERT_EQ(messages.messages_size(), 1);
+    EXPECT_EQ(messages.messages(0).text(), text);
+  }
+}
+
+TEST_F(SessionsServiceTest, RoutingDownKeepsTheSessionQueued) {
+  env_->routing.set_down(true);
+  v1::Session s = CreateChat(Customer("cust-9"));
+  v1::EscalateSessionRequest request;
+  request.set_session_id(s.session_id());
+  v1::EscalateSessionResponse response;
+  ASSERT_TRUE(
+      stub().EscalateSession(ContextWithToken(Customer("cust-9")).get(), request, &response).ok());
+  EXPECT_EQ(response.session().state(), v1::SESSION_STATE_QUEUED);
+  absl::SleepFor(absl::Milliseconds(200));
+  env_->routing.set_down(false);
+  env_->sessions->RetryRouting();
+  EXPECT_TRUE(env_->routing.WaitForEnqueue(s.session_id()).has_value());
+}
+
+TEST_F(SessionsServiceTest, ResumedStreamMissesNothingAndRepeatsNothing) {
+  v1::Session s = CreateChat(Customer());
+  v1::EscalateSessionRequest escalate;
+  escalate.set_session_id(s.session_id());
+  v1::EscalateSessionResponse escalated;
+  ASSERT_TRUE(stub().EscalateSession(ContextWithToken(Customer()).get(), escalate, &escalated).ok());
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(Send(Customer(), s.session_id(), absl::StrCat("before ", i),
+                     absl::StrCat("b", i)).ok());
+  }
+  const int64_t resume_from = 3;
+  const int kLive = 40;
+  const int64_t last = Get(s.session_id()).last_sequence() + kLive;
+  // Messages keep coming while the stream replays and switches to live.
+  std::thread writer([&] {
+    for (int i = 0; i < kLive; ++i) {
+      v1::SendMessageRequest request;
+      request.set_session_id(s.session_id());
+      request.set_client_message_id(absl::StrCat("l", i));
+      request.mutable_message()->set_text(absl::StrCat("live ", i));
+      v1::SendMessageResponse response;
+      grpc::Status status;
+      // Over the per-sender rate limit the writer waits and retries.
+      do {
+        status = stub().SendMessage(ContextWithToken(Customer()).get(), request, &response);
+        if (status.error_code() == StatusCode::RESOURCE_EXHAUSTED) {
+          absl::SleepFor(absl::Milliseconds(100));
+        }
+      } while (status.error_code() == StatusCode::RESOURCE_EXHAUSTED);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+    }
+  });
+  Streamed got = Stream(Customer(), s.session_id(), resume_from, last);
+  writer.join();
+  ASSERT_FALSE(got.events.empty()) << got.status.error_message();
+  EXPECT_GE(got.caught_up, resume_from);
+  for (size_t i = 0; i < got.events.size(); ++i) {
+    ASSERT_EQ(got.events[i].sequence(), resume_from + 1 + static_cast<int64_t>(i));
+  }
+  EXPECT_EQ(got.events.back().sequence(), last);
+  // Resuming at the end gives CaughtUp at once; past the end is OUT_OF_RANGE.
+  v1::StreamSessionEventsRequest beyond;
+  beyond.set_session_id(s.session_id());
+  beyond.set_after_sequence(last + 5);
+  auto context = ContextWithToken(Customer());
+  auto reader = stub().StreamSessionEvents(context.get(), beyond);
+  v1::StreamSessionEventsResponse ignored;
+  EXPECT_FALSE(reader->Read(&ignored));
+  EXPECT_EQ(reader->Finish().error_code(), StatusCode::OUT_OF_RANGE);
+}
+
+TEST_F(SessionsServiceTest, RetriedSendMessageIsNotDuplicated) {
+  v1::Session s = CreateChat(Customer());
+  v1::SendMessageResponse first, retry;
+  ASSERT_TRUE(Send(Customer(), s.session_id(), "once", "same-key", &first).ok());
+  ASSERT_TRUE(Send(Customer(), s.session_id(), "once", "same-key", &retry).ok());
+  EXPECT_FALSE(first.replayed());
+  EXPECT_TRUE(retry.replayed());
+  EXPECT_EQ(first.message().sequence(), retry.message().sequence());
+  EXPECT_EQ(Send(Customer(), s.session_id(), "different", "same-key").error_code(),
+            StatusCode::ALREADY_EXISTS);
+  v1::ListMessagesRequest list;
+  list.set_session_id(s.session_id());
+  v1::ListMessagesResponse messages;
+  ASSERT_TRUE(stub().ListMessages(ContextWithToken(Customer()).get(), list, &messages).ok());
+  int customer_messages = 0;
+  for (const auto& m : messages.messages()) {
+    customer_messages += m.sender_role() == common::v1::SENDER_ROLE_CUSTOMER;
+  }
+  EXPECT_EQ(customer_messages, 1);
+}
+
+TEST_F(SessionsServiceTest, AnotherCustomerGetsTheSameAnswerAsAMissingSession) {
+  v1::Session s = CreateChat(Customer());
+  for (const std::string id : {s.session_id(), std::string("s-does-not-exist")}) {
+    v1::GetSessionRequest get;
+    get.set_session_id(id);
+    v1::GetSessionResponse got;
+    grpc::Status status = stub().GetSession(ContextWithToken(Customer("cust-2")).get(), get, &got);
+    EXPECT_EQ(status.error_code(), StatusCode::NOT_FOUND);
+    EXPECT_EQ(status.error_message(), "session_id: no such session");
+    EXPECT_EQ(Send(Customer("cust-2"), id, "hi", "k").error_code(), StatusCode::NOT_FOUND);
+    Streamed streamed = Stream(Customer("cust-2"), id, 0, 1);
+    EXPECT_EQ(streamed.status.error_code(), StatusCode::NOT_FOUND);
+    v1::ListMessagesRequest list;
+    list.set_session_id(id);
+    v1::ListMessagesResponse messages;
+    EXPECT_EQ(stub().ListMessages(ContextWithToken(Customer("cust-2")).get(), list, &messages)
+                  .error_code(),
+              StatusCode::NOT_FOUND);
+  }
+}
+
+TEST_F(SessionsServiceTest, BadInputsOnEveryRpcAndTheServerKeepsServing) {
+  v1::Session s = CreateChat(Customer());
+  const std::string id = s.session_id();
+  auto code = [](const grpc::Status& status) { return status.error_code(); };
+  auto ctx = [](const std::string& token) { return ContextWithToken(token); };
+  // No token, on every RPC.
+  {
+    v1::CreateSessionResponse r1;
+    EXPECT_EQ(code(stub().CreateSession(ctx("").get(), {}, &r1)), StatusCode::UNAUTHENTICATED);
+    v1::GetSessionResponse r2;
+    EXPECT_EQ(code(stub().GetSession(ctx("").get(), {}, &r2)), StatusCode::UNAUTHENTICATED);
+    v1::ListSessionsResponse r3;
+    EXPECT_EQ(code(stub().ListSessions(ctx("").get(), {}, &r3)), StatusCode::UNAUTHENTICATED);
+    v1::SendMessageResponse r4;
+    EXPECT_EQ(code(stub().SendMessage(ctx("").get(), {}, &r4)), StatusCode::UNAUTHENTICATED);
+    v1::ListMessagesResponse r5;
+    EXPECT_EQ(code(stub().ListMessages(ctx("").get(), {}, &r5)), StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(Stream("", id, 0, 1).status.error_code(), StatusCode::UNAUTHENTICATED);
+    v1::UpdateTypingResponse r6;
+    EXPECT_EQ(code(stub().UpdateTyping(ctx("").get(), {}, &r6)), StatusCode::UNAUTHENTICATED);
+    v1::AttachVerificationResponse r7;
+    EXPECT_EQ(code(stub().AttachVerification(ctx("").get(), {}, &r7)),
+              StatusCode::UNAUTHENTICATED);
+    v1::EscalateSessionResponse r8;
+    EXPECT_EQ(code(stub().EscalateSession(ctx("").get(), {}, &r8)), StatusCode::UNAUTHENTICATED);
+    v1::RecordOfferResponse r9;
+    EXPECT_EQ(code(stub().RecordOffer(ctx("").get(), {}, &r9)), StatusCode::UNAUTHENTICATED);
+    v1::AssignAgentResponse r10;
+    EXPECT_EQ(code(stub().AssignAgent(ctx("").get(), {}, &r10)), StatusCode::UNAUTHENTICATED);
+    v1::TransferSessionResponse r11;
+    EXPECT_EQ(code(stub().TransferSession(ctx("").get(), {}, &r11)), StatusCode::UNAUTHENTICATED);
+    v1::RequeueSessionResponse r12;
+    EXPECT_EQ(code(stub().RequeueSession(ctx("").get(), {}, &r12)), StatusCode::UNAUTHENTICATED);
+    v1::ResolveSessionResponse r13;
+    EXPECT_EQ(code(stub().ResolveSession(ctx("").get(), {}, &r13)), StatusCode::UNAUTHENTICATED);
+    v1::ReopenSessionResponse r14;
+    EXPECT_EQ(code(stub().ReopenSession(ctx("").get(), {}, &r14)), StatusCode::UNAUTHENTICATED);
+    v1::CloseSessionResponse r15;
+    EXPECT_EQ(code(stub().CloseSession(ctx("").get(), {}, &r15)), StatusCode::UNAUTHENTICATED);
+    v1::RequestCallbackResponse r16;
+    EXPECT_EQ(code(stub().RequestCallback(ctx("").get(), {}, &r16)), StatusCode::UNAUTHENTICATED);
+  }
+  // Bad input, unknown ids, wrong roles and wrong states.
+  {
+    v1::CreateSessionRequest create;
+    v1::CreateSessionResponse created;
+    EXPECT_EQ(code(stub().CreateSession(ctx(Customer()).get(), create, &created)),
+              StatusCode::INVALID_ARGUMENT);  // no channel
+    create.set_channel(static_cast<common::v1::Channel>(99));
+    EXPECT_EQ(code(stub().CreateSession(ctx(Customer()).get(), create, &created)),
+              StatusCode::INVALID_ARGUMENT);
+    create.set_channel(common::v1::CHANNEL_EMAIL);
+    create.set_category(common::v1::CATEGORY_DEPOSIT);
+    EXPECT_EQ(code(stub().CreateSession(ctx(Customer()).get(), create, &created)),
+              StatusCode::INVALID_ARGUMENT);  // no subject
+    EXPECT_EQ(code(stub().CreateSession(ctx(Agent()).get(), create, &created)),
+              StatusCode::PERMISSION_DENIED);
+
+    v1::GetSessionRequest get;
+    v1::GetSessionResponse got;
+    EXPECT_EQ(code(stub().GetSession(ctx(Customer()).get(), get, &got)),
+              StatusCode::INVALID_ARGUMENT);
+    get.set_session_id("nope");
+    EXPECT_EQ(code(stub().GetSession(ctx(Customer()).get(), get, &got)), StatusCode::NOT_FOUND);
+
+    v1::ListSessionsRequest list;
+    list.add_states(static_cast<v1::SessionState>(42));
+    v1::ListSessionsResponse listed;
+    EXPECT_EQ(code(stub().ListSessions(ctx(Customer()).get(), list, &listed)),
+              StatusCode::INVALID_ARGUMENT);
+    list.clear_states();
+    list.set_page_size(1000);
+    EXPECT_EQ(code(stub().ListSessions(ctx(Customer()).get(), list, &listed)),
+              StatusCode::INVALID_ARGUMENT);
+
+    EXPECT_EQ(code(Send(Customer(), id, "", "k")), StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(code(Send(Customer(), id, std::string(4001, 'x'), "k")),
+              StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(code(Send(Customer(), id, "bad \xff\xfe", "k")), StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(code(Send(Customer(), id, "ctl \x01", "k")), StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(code(Send(Customer(), id, "ok", "")), StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(code(Send(Agent(), id, "ok", "k")), StatusCode::NOT_FOUND);
+
+    v1::ListMessagesRequest messages;
+    messages.set_session_id(id);
+    messages.set_after_sequence(-1);
+    v1::ListMessagesResponse listed_messages;
+    EXPECT_EQ(code(stub().ListMessages(ctx(Customer()).get(), messages, &listed_messages)),
+              StatusCode::INVALID_ARGUMENT);
+    messages.set_after_sequence(0);
+    messages.set_page_token("garbage");
+    EXPECT_EQ(code(stub().ListMessages(ctx(Customer()).get(), messages, &listed_messages)),
+              StatusCode::INVALID_ARGUMENT);
+
+    EXPECT_EQ(Stream(Customer(), id, -1, 1).status.error_code(), StatusCode::INVALID_ARGUMENT);
+
+    v1::UpdateTypingRequest typing;
+    typing.set_session_id("nope");
+    v1::UpdateTypingResponse typed;
+    EXPECT_EQ(code(stub().UpdateTyping(ctx(Customer()).get(), typing, &typed)),
+              StatusCode::NOT_FOUND);
+    EXPECT_EQ(code(stub().UpdateTyping(ctx(Supervisor()).get(), typing, &typed)),
+              StatusCode::PERMISSION_DENIED);
+
+    v1::AttachVerificationRequest verify;
+    verify.set_session_id(id);
+    v1::AttachVerificationResponse verified;
+    EXPECT_EQ(code(stub().AttachVerification(ctx(Customer()).get(), verify, &verified)),
+              StatusCode::INVALID_ARGUMENT);  // token missing
+    verify.set_verification_token("abc.def.ghi");
+    EXPECT_NE(code(stub().AttachVerification(ctx(Customer()).get(), verify, &verified)),
+              StatusCode::OK);
+    verify.set_verification_token(Customer());  // an access token is not a verification
+    EXPECT_EQ(code(stub().AttachVerification(ctx(Customer()).get(), verify, &verified)),
+              StatusCode::PERMISSION_DENIED);
+
+    v1::RecordOfferRequest offer;
+    offer.set_session_id(id);
+    offer.set_agent_id("agent-1");
+    offer.set_offer_id("o");
+    v1::RecordOfferResponse offered;
+    EXPECT_EQ(code(stub().RecordOffer(ctx(Routing()).get(), offer, &offered)),
+              StatusCode::INVALID_ARGUMENT);  // no expiry
+    protoutil::ToTimestamp(absl::Now() + absl::Seconds(30), offer.mutable_expires_at());
+    EXPECT_EQ(code(stub().RecordOffer(ctx(Routing()).get(), offer, &offered)),
+              StatusCode::FAILED_PRECONDITION);  // BOT, not QUEUED
+    EXPECT_EQ(code(stub().RecordOffer(ctx(Customer()).get(), offer, &offered)),
+              StatusCode::PERMISSION_DENIED);
+
+    v1::AssignAgentRequest assign;
+    assign.set_session_id(id);
+    assign.set_agent_id("agent-1");
+    assign.set_offer_id("o");
+    v1::AssignAgentResponse assigned;
+    EXPECT_EQ(code(stub().AssignAgent(ctx(Routing()).get(), assign, &assigned)),
+              StatusCode::FAILED_PRECONDITION);
+    assign.set_agent_id("");
+    EXPECT_EQ(code(stub().AssignAgent(ctx(Routing()).get(), assign, &assigned)),
+              StatusCode::INVALID_ARGUMENT);
+
+    v1::TransferSessionRequest transfer;
+    transfer.set_session_id(id);
+    v1::TransferSessionResponse transferred;
+    EXPECT_EQ(code(stub().TransferSession(ctx(Supervisor()).get(), transfer, &transferred)),
+              StatusCode::INVALID_ARGUMENT);  // no target
+    transfer.set_to_bot(true);
+    EXPECT_EQ(code(stub().TransferSession(ctx(Supervisor()).get(), transfer, &transferred)),
+              StatusCode::FAILED_PRECONDITION);  // not ASSIGNED
+    EXPECT_EQ(code(stub().TransferSession(ctx(Customer()).get(), transfer, &transferred)),
+              StatusCode::PERMISSION_DENIED);
+
+    v1::RequeueSessionRequest requeue;
+    requeue.set_session_id(id);
+    requeue.set_agent_id("agent-1");
+    v1::RequeueSessionResponse requeued;
+    EXPECT_EQ(code(stub().RequeueSession(ctx(Routing()).get(), requeue, &requeued)),
+              StatusCode::FAILED_PRECONDITION);
+
+    v1::ReopenSessionRequest reopen;
+    reopen.set_session_id(id);
+    v1::ReopenSessionResponse reopened;
+    EXPECT_EQ(code(stub().ReopenSession(ctx(Customer()).get(), reopen, &reopened)),
+              StatusCode::FAILED_PRECONDITION);
+
+    v1::CloseSessionRequest close;
+    close.set_session_id(id);
+    close.set_reason(static_cast<v1::CloseReason>(77));
+    v1::CloseSessionResponse closed;
+    EXPECT_EQ(code(stub().CloseSession(ctx(Customer()).get(), close, &closed)),
+              StatusCode::INVALID_ARGUMENT);
+    close.set_reason(v1::CLOSE_REASON_UNSPECIFIED);
+    EXPECT_EQ(code(stub().CloseSession(ctx(Routing()).get(), close, &closed)),
+              StatusCode::FAILED_PRECONDITION);  // services close RESOLVED only
+
+    v1::RequestCallbackRequest callback;
+    callback.set_session_id(id);
+    v1::RequestCallbackResponse called;
+    EXPECT_EQ(code(stub().RequestCallback(ctx(Customer()).get(), callback, &called)),
+              StatusCode::INVALID_ARGUMENT);
+    callback.mutable_callback()->set_phone_number("+8613800138000");
+    protoutil::ToTimestamp(absl::Now() + absl::Hours(1),
+                           callback.mutable_callback()->mutable_window_end());
+    EXPECT_EQ(code(stub().RequestCallback(ctx(Customer()).get(), callback, &called)),
+              StatusCode::INVALID_ARGUMENT);  // verification token missing
+
+    v1::ResolveSessionRequest resolve;
+    resolve.set_session_id(id);
+    v1::ResolveSessionResponse resolved;
+    EXPECT_EQ(code(stub().ResolveSession(ctx(Supervisor()).get(), resolve, &resolved)),
+              StatusCode::FAILED_PRECONDITION);  // BOT: customers only
+  }
+  // Still serving, and the session is unchanged by all of it.
+  v1::Session after = Get(id);
+  EXPECT_EQ(after.state(), v1::SESSION_STATE_BOT);
+  EXPECT_EQ(after.last_sequence(), s.last_sequence());
+  v1::CloseSessionRequest close;
+  close.set_session_id(id);
+  v1::CloseSessionResponse closed;
+  ASSERT_TRUE(stub().CloseSession(ContextWithToken(Customer()).get(), close, &closed).ok());
+  EXPECT_EQ(closed.session().state(), v1::SESSION_STATE_CLOSED);
+  EXPECT_EQ(closed.session().close_reason(), v1::CLOSE_REASON_CUSTOMER_LEFT);
+  // A stream of a closed session replays and ends with OK.
+  Streamed streamed = Stream(Customer(), id, 0, 1000);
+  EXPECT_TRUE(streamed.status.ok()) << streamed.status.error_message();
+  EXPECT_EQ(streamed.events.back().state_changed().state(), v1::SESSION_STATE_CLOSED);
+}
+
+// Last: it drains the shared server.
+TEST_F(SessionsServiceTest, ZzDrainEndsStreamsWithUnavailable) {
+  v1::Session s = CreateChat(Customer());
+  v1::StreamSessionEventsRequest request;
+  request.set_session_id(s.session_id());
+  auto context = ContextWithToken(Customer());
+  auto reader = stub().StreamSessionEvents(context.get(), request);
+  v1::StreamSessionEventsResponse response;
+  bool caught_up = false;
+  while (!caught_up && reader->Read(&response)) caught_up = response.has_caught_up();
+  ASSERT_TRUE(caught_up);
+  std::thread shutdown([] { env_->server->server().Shutdown(); });
+  while (reader->Read(&response)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), StatusCode::UNAVAILABLE);
+  shutdown.join();
+}
+
+}  // namespace
+}  // namespace switchboard::sessions
