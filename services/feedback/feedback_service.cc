@@ -1,0 +1,138 @@
+#include "services/feedback/feedback_service.h"
+
+#include "libs/auth/grpc_auth.h"
+#include "libs/server/unary.h"
+
+namespace switchboard::feedback {
+namespace {
+
+using auth::Role;
+using server::FinishNow;
+using server::RunUnary;
+
+// Runs `call` (logic returning StatusOr<Response>) on the pool and moves its
+// result into `response`.
+template <typename Response, typename Call>
+grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, server::BlockingPool& pool,
+                              Response* response, Call call) {
+  return RunUnary(context, pool, [response, call = std::move(call)]() -> absl::Status {
+    absl::StatusOr<Response> result = call();
+    if (!result.ok()) return result.status();
+    *response = *std::move(result);
+    return absl::OkStatus();
+  });
+}
+
+absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
+  const auto deadline = context->deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(deadline);
+}
+
+}  // namespace
+
+FeedbackService::FeedbackService(Feedback* feedback, const auth::TokenCodec* tokens,
+                                 Clock* clock, server::BlockingPool* pool)
+    : feedback_(feedback), tokens_(tokens), clock_(clock), pool_(pool) {}
+
+absl::StatusOr<Caller> FeedbackService::Authenticate(grpc::CallbackServerContext* context,
+                                                     std::initializer_list<Role> allowed,
+                                                     absl::string_view method) {
+  absl::StatusOr<auth::Principal> principal =
+      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
+  if (!principal.ok()) return principal.status();
+  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
+  return Caller{principal->role, principal->subject};
+}
+
+grpc::ServerUnaryReactor* FeedbackService::SubmitFeedback(
+    grpc::CallbackServerContext* context, const v1::SubmitFeedbackRequest* request,
+    v1::SubmitFeedbackResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kCustomer}, "SubmitFeedback");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  const absl::Time deadline = DeadlineOf(context);
+  return Run(context, *pool_, response, [this, request, caller = *caller, deadline] {
+    return feedback_->SubmitFeedback(caller, *request, deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* FeedbackService::GetFeedback(grpc::CallbackServerContext* context,
+                                                       const v1::GetFeedbackRequest* request,
+                                                       v1::GetFeedbackResponse* response) {
+  absl::StatusOr<Caller> caller =
+      Authenticate(context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
+                   "GetFeedback");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return Run(context, *pool_, response, [this, request, caller = *caller] {
+    return feedback_->GetFeedback(caller, *request);
+  });
+}
+
+grpc::ServerUnaryReactor* FeedbackService::ListFeedback(grpc::CallbackServerContext* context,
+                                                        const v1::ListFeedbackRequest* request,
+                                                        v1::ListFeedbackResponse* response) {
+  absl::StatusOr<Caller> caller =
+      Authenticate(context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
+                   "ListFeedback");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return Run(context, *pool_, response, [this, request, caller = *caller] {
+    return feedback_->ListFeedback(caller, *request);
+  });
+}
+
+grpc::ServerUnaryReactor* FeedbackService::FileComplaint(grpc::CallbackServerContext* context,
+                                                         const v1::FileComplaintRequest* request,
+                                                         v1::FileComplaintResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "FileComplaint");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  const absl::Time deadline = DeadlineOf(context);
+  return Run(context, *pool_, response, [this, request, caller = *caller, deadline] {
+    return feedback_->FileComplaint(caller, *request, deadline);
+  });
+}
+
+grpc::ServerUnaryReactor* FeedbackService::UpdateComplaint(
+    grpc::CallbackServerContext* context, const v1::UpdateComplaintRequest* request,
+    v1::UpdateComplaintResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kSupervisor}, "UpdateComplaint");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return Run(context, *pool_, response, [this, request, caller = *caller] {
+    return feedback_->UpdateComplaint(caller, *request);
+  });
+}
+
+grpc::ServerUnaryReactor* FeedbackService::GetComplaint(grpc::CallbackServerContext* context,
+                                                        const v1::GetComplaintRequest* request,
+                                                        v1::GetComplaintResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "GetComplaint");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return Run(context, *pool_, response, [this, request, caller = *caller] {
+    return feedback_->GetComplaint(caller, *request);
+  });
+}
+
+grpc::ServerUnaryReactor* FeedbackService::ListComplaints(
+    grpc::CallbackServerContext* context, const v1::ListComplaintsRequest* request,
+    v1::ListComplaintsResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "ListComplaints");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return Run(context, *pool_, response, [this, request, caller = *caller] {
+    return feedback_->ListComplaints(caller, *request);
+  });
+}
+
+grpc::ServerUnaryReactor* FeedbackService::GetSummary(grpc::CallbackServerContext* context,
+                                                      const v1::GetSummaryRequest* request,
+                                                      v1::GetSummaryResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(
+      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "GetSummary");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return Run(context, *pool_, response, [this, request, caller = *caller] {
+    return feedback_->GetSummary(caller, *request);
+  });
+}
+
+}  // namespace switchboard::feedback
