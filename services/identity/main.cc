@@ -7,9 +7,11 @@
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
 #include "libs/events/json_lines_sink.h"
+#include "libs/events/kafka_sink.h"
 #include "libs/events/relay.h"
 #include "libs/log/log.h"
 #include "libs/server/server.h"
+#include "services/identity/code_delivery.h"
 #include "services/identity/crypto.h"
 #include "services/identity/identity.h"
 #include "services/identity/identity_service.h"
@@ -25,7 +27,11 @@ struct Config {
   std::string token_key_file;
   std::string identity_key_file;
   std::string events_file;
+  std::string code_delivery = "development_file";
   std::string code_outbox_file;
+  std::string code_delivery_brokers;
+  std::string code_delivery_kafka_settings;
+  std::string code_delivery_topic;
   std::string topic_prefix = "switchboard.";
   IdentityOptions identity;
   absl::Duration sweep_interval = absl::Minutes(1);
@@ -60,9 +66,21 @@ int Run(int argc, char** argv) {
             "Losing it voids every enrolled authenticator");
   flags.Add("events_file", &config.events_file,
             "JSON-lines event sink; default DATA_DIR/events/identity.jsonl");
+  flags.Add("code_delivery", &config.code_delivery,
+            "where one-time codes go: development_file (plain text in --code_outbox_file, "
+            "for local runs only) or kafka (sealed in the outbox, then published to "
+            "--code_delivery_topic for the email/SMS gateway)");
   flags.Add("code_outbox_file", &config.code_outbox_file,
-            "DEVELOPMENT ONLY: where one-time codes are written in plain text for a local "
-            "run; default DATA_DIR/DEVELOPMENT-ONLY-code-outbox.jsonl");
+            "DEVELOPMENT ONLY: where --code_delivery=development_file writes codes in plain "
+            "text; default DATA_DIR/DEVELOPMENT-ONLY-code-outbox.jsonl");
+  flags.Add("code_delivery_brokers", &config.code_delivery_brokers,
+            "Kafka bootstrap servers of the code delivery topic (--code_delivery=kafka)");
+  flags.Add("code_delivery_kafka_settings", &config.code_delivery_kafka_settings,
+            "more librdkafka settings for code delivery, key=value,key=value (security, "
+            "SASL, TLS)");
+  flags.Add("code_delivery_topic", &config.code_delivery_topic,
+            "topic of code delivery requests; default TOPIC_PREFIX"
+            "identity.code-delivery.v1");
   flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
   flags.Add("code_ttl", &o.code_ttl, "how long a one-time code is accepted (at most 10m)");
   flags.Add("max_attempts", &o.max_attempts, "attempts per challenge");
@@ -92,6 +110,14 @@ int Run(int argc, char** argv) {
                  "at least 1, and durations positive\n");
     return 2;
   }
+  if (config.code_delivery != "development_file" && config.code_delivery != "kafka") {
+    std::fprintf(stderr, "identity: --code_delivery must be development_file or kafka\n");
+    return 2;
+  }
+  if (config.code_delivery == "kafka" && config.code_delivery_brokers.empty()) {
+    std::fprintf(stderr, "identity: --code_delivery=kafka needs --code_delivery_brokers\n");
+    return 2;
+  }
 
   std::error_code error;
   std::filesystem::create_directories(config.data_dir + "/events", error);
@@ -101,6 +127,9 @@ int Run(int argc, char** argv) {
   const bool default_identity_key = config.identity_key_file.empty();
   if (default_identity_key) config.identity_key_file = config.data_dir + "/identity.key";
   if (config.events_file.empty()) config.events_file = config.data_dir + "/events/identity.jsonl";
+  if (config.code_delivery_topic.empty()) {
+    config.code_delivery_topic = CodeDeliveryTopic(config.topic_prefix);
+  }
   if (config.code_outbox_file.empty()) {
     config.code_outbox_file =
         config.data_dir + "/" + DevelopmentCodeOutbox::kFileName;
@@ -115,6 +144,8 @@ int Run(int argc, char** argv) {
   if (!identity_key.ok()) return Fail("identity_key", identity_key.status());
   const CodeHasher hasher(DeriveKey(*identity_key, "switchboard identity code hash v1"));
   const SecretBox box(DeriveKey(*identity_key, "switchboard identity totp secret v1"));
+  const SecretBox delivery_box(
+      DeriveKey(*identity_key, "switchboard identity code delivery v1"));
 
   const std::string db_path = config.data_dir + "/identity.db";
   auto db = storage::Database::Open({db_path});
@@ -126,19 +157,50 @@ int Run(int argc, char** argv) {
   if (!reader.ok()) return Fail("open_database", reader.status());
   auto sink = events::JsonLinesSink::Open(config.events_file);
   if (!sink.ok()) return Fail("events_file", sink.status());
-  auto notifier = DevelopmentCodeOutbox::Open(config.code_outbox_file);
-  if (!notifier.ok()) return Fail("code_outbox_file", notifier.status());
-  log::Warning("development_code_outbox",
-               {{"path", config.code_outbox_file},
-                {"note", "one-time codes are written there in plain text: development only"}});
 
   auto registry = std::make_shared<prometheus::Registry>();
   storage::GroupCommitter committer(db->get());
-  events::Relay relay(std::move(*reader), &committer, sink->get(), *registry, {});
+  // With Kafka delivery, the relay's sink routes the sealed delivery requests
+  // to the gateway's topic and everything else to the event sink.
+  std::unique_ptr<events::KafkaSink> delivery_sink;
+  std::unique_ptr<CodeDeliverySink> routing_sink;
+  events::Sink* relay_sink = sink->get();
+  if (config.code_delivery == "kafka") {
+    events::KafkaSink::Options kafka;
+    kafka.brokers = config.code_delivery_brokers;
+    kafka.client_id = "switchboard-identity-code-delivery";
+    auto settings = events::ParseKafkaSettings(config.code_delivery_kafka_settings);
+    if (!settings.ok()) return Fail("code_delivery_kafka_settings", settings.status());
+    kafka.settings = std::move(*settings);
+    auto created = events::KafkaSink::Create(kafka);
+    if (!created.ok()) return Fail("code_delivery_kafka", created.status());
+    delivery_sink = std::move(*created);
+    routing_sink = std::make_unique<CodeDeliverySink>(
+        sink->get(), delivery_sink.get(), &delivery_box, config.code_delivery_topic, RealClock(),
+        *registry);
+    relay_sink = routing_sink.get();
+  }
+  events::Relay relay(std::move(*reader), &committer, relay_sink, *registry, {});
+
+  std::unique_ptr<CodeNotifier> notifier;
+  if (config.code_delivery == "kafka") {
+    notifier = std::make_unique<OutboxCodeNotifier>(&committer, &delivery_box,
+                                                    config.code_delivery_topic,
+                                                    RealClock(), [&relay] { relay.Notify(); });
+  } else {
+    auto file = DevelopmentCodeOutbox::Open(config.code_outbox_file);
+    if (!file.ok()) return Fail("code_outbox_file", file.status());
+    notifier = std::move(*file);
+    log::Warning("development_code_outbox",
+                 {{"path", config.code_outbox_file},
+                  {"note", "one-time codes are written there in plain text: development "
+                           "only; use --code_delivery=kafka in production"}});
+  }
+
   SqliteIdentityStore store(&committer, events::TopicFor(config.topic_prefix, "identity"),
                             [&relay] { relay.Notify(); });
   IdentityMetrics metrics(*registry);
-  Identity identity(&store, RealClock(), &metrics, &hasher, &box, &tokens, notifier->get(),
+  Identity identity(&store, RealClock(), &metrics, &hasher, &box, &tokens, notifier.get(),
                     config.identity);
   if (absl::Status s = identity.Load(); !s.ok()) return Fail("load", s);
 
