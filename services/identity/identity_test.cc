@@ -68,13 +68,18 @@ class FakeIdentityStore : public IdentityStore {
   bool fail_ = false;
 };
 
-// Remembers every code it was asked to deliver.
+// Remembers every code it was asked to deliver; can be told to fail.
 class FakeNotifier : public CodeNotifier {
  public:
   absl::Status Deliver(const v1::CodeDeliveryRequest& request) override {
     absl::MutexLock lock(&mu_);
+    if (fail_) return absl::UnavailableError("gateway down");
     requests_.push_back(request);
     return absl::OkStatus();
+  }
+  void set_fail(bool fail) {
+    absl::MutexLock lock(&mu_);
+    fail_ = fail;
   }
   std::vector<v1::CodeDeliveryRequest> requests() {
     absl::MutexLock lock(&mu_);
@@ -91,6 +96,7 @@ class FakeNotifier : public CodeNotifier {
  private:
   absl::Mutex mu_;
   std::vector<v1::CodeDeliveryRequest> requests_;
+  bool fail_ = false;
 };
 
 std::string Base32Decode(absl::string_view text) {
@@ -650,6 +656,19 @@ TEST_F(IdentityTest, SweepForgetsOldChallenges) {
   EXPECT_EQ(store_.challenge_count(), 0u);
   EXPECT_TRUE(absl::IsNotFound(
       identity_->CompleteVerification("cust-1", id, "123456").status()));
+}
+
+TEST_F(IdentityTest, AFailedDeliveryIsUnavailableAndCounted) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  notifier_.set_fail(true);
+  absl::Status s = Start("cust-1").status();
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(metrics_.delivery_failures->Value(), 1);
+  notifier_.set_fail(false);
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_TRUE(Start("cust-1").ok());
 }
 
 TEST_F(IdentityTest, AFailedCommitStopsWrites) {
