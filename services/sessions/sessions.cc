@@ -808,6 +808,16 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
       return absl::ResourceExhaustedError(absl::StrCat(
           "the customer has ", open, " open sessions; close one first"));
     }
+    auto& [window, count] = create_rate_[customer_id];
+    if (now - window >= absl::Minutes(1)) {
+      window = now;
+      count = 0;
+    }
+    if (++count > options_.max_creations_per_minute) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "more than ", options_.max_creations_per_minute,
+          " sessions opened in a minute; try again shortly"));
+    }
     session_id = absl::StrCat("s-", events::RandomUuid());
     SessionRecord& r = sessions_[session_id];
     r.create_request_id = request.request_id();
@@ -1564,7 +1574,9 @@ absl::StatusOr<v1::Session> Sessions::Transfer(const Caller& caller,
     SessionRecord& r = **found;
     v1::Session& s = r.session;
     if (SeenRequest(r, request.request_id())) return ViewFor(r, caller);
-    if (s.state() != v1::SESSION_STATE_ASSIGNED) return WrongState(r, "only ASSIGNED sessions can be transferred");
+    if (s.state() != v1::SESSION_STATE_ASSIGNED) {
+      return WrongState(r, "only ASSIGNED sessions can be transferred");
+    }
     const std::string from_agent = s.assigned_agent_id();
     const Category from_category = s.category();
     if (request.has_queue() && request.queue().category() == s.category() &&
@@ -1773,7 +1785,9 @@ absl::StatusOr<v1::Session> Sessions::Reopen(const Caller& caller,
     SessionRecord& r = **found;
     v1::Session& s = r.session;
     if (SeenRequest(r, request_id)) return ViewFor(r, caller);
-    if (s.state() != v1::SESSION_STATE_RESOLVED) return WrongState(r, "only RESOLVED sessions can be reopened");
+    if (s.state() != v1::SESSION_STATE_RESOLVED) {
+      return WrongState(r, "only RESOLVED sessions can be reopened");
+    }
     const absl::Time now = clock_->Now();
     if (now > Ts(s.reopenable_until())) {
       return absl::FailedPreconditionError(
@@ -2051,6 +2065,16 @@ absl::StatusOr<int> Sessions::Sweep() {
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
+    // Rate windows and typing marks that can no longer matter.
+    absl::erase_if(send_rate_, [&](const auto& e) {
+      return now - e.second.first >= absl::Seconds(1);
+    });
+    absl::erase_if(create_rate_, [&](const auto& e) {
+      return now - e.second.first >= absl::Minutes(1);
+    });
+    absl::erase_if(typing_sent_, [&](const auto& e) {
+      return now - e.second >= absl::Seconds(1);
+    });
     SessionWrite write;
     for (auto& [id, r] : sessions_) {
       v1::Session& s = r.session;

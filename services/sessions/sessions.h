@@ -35,6 +35,8 @@ struct SessionsOptions {
   absl::Duration resolved_idle_timeout = absl::Hours(24);
   // Open (not CLOSED) sessions per customer.
   int max_open_sessions = 20;
+  // Sessions a customer may open per minute.
+  int max_creations_per_minute = 10;
   // Messages per session, all senders.
   int max_messages = 10'000;
   // Messages per second per sender and session.
@@ -280,6 +282,9 @@ class Sessions {
       keyed_messages_ ABSL_GUARDED_BY(mu_);
   // (session, sender) -> start of the current one-second window and its count.
   absl::flat_hash_map<std::string, std::pair<absl::Time, int>> send_rate_
+      ABSL_GUARDED_BY(mu_);
+  // customer -> start of the current one-minute window and sessions created.
+  absl::flat_hash_map<std::string, std::pair<absl::Time, int>> create_rate_
       ABSL_GUARDED_BY(mu_);
   // (session, participant) -> when their last typing indication was forwarded.
   absl::flat_hash_map<std::string, absl::Time> typing_sent_ ABSL_GUARDED_BY(mu_);

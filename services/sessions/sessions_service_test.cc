@@ -404,13 +404,14 @@ TEST_F(SessionsServiceTest, ResumedStreamMissesNothingAndRepeatsNothing) {
   v1::EscalateSessionRequest escalate;
   escalate.set_session_id(s.session_id());
   v1::EscalateSessionResponse escalated;
-  ASSERT_TRUE(stub().EscalateSession(ContextWithToken(Customer()).get(), escalate, &escalated).ok());
+  ASSERT_TRUE(
+      stub().EscalateSession(ContextWithToken(Customer()).get(), escalate, &escalated).ok());
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(Send(Customer(), s.session_id(), absl::StrCat("before ", i),
                      absl::StrCat("b", i)).ok());
   }
   const int64_t resume_from = 3;
-  const int kLive = 40;
+  const int kLive = 25;
   const int64_t last = Get(s.session_id()).last_sequence() + kLive;
   // Messages keep coming while the stream replays and switches to live.
   std::thread writer([&] {

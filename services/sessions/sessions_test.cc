@@ -163,7 +163,8 @@ class SessionsTest : public ::testing::Test {
     return *sessions_->Get({"sup", Role::kSupervisor}, id);
   }
 
-  std::string VerificationToken(const std::string& customer, absl::Duration ttl = absl::Minutes(15)) {
+  std::string VerificationToken(const std::string& customer,
+                                absl::Duration ttl = absl::Minutes(15)) {
     auth::TokenCodec::Claims claims;
     claims.audience = "switchboard-verification";
     claims.subject = customer;
@@ -320,7 +321,8 @@ TEST_F(SessionsTest, BadMessagesAreRejected) {
   a->set_file_name("x.exe");
   a->set_content_type("application/x-msdownload");
   a->set_size_bytes(10);
-  absl::Status status = sessions_->SendMessage(kCustomer, s.session_id(), "k2", attachment).status();
+  absl::Status status =
+      sessions_->SendMessage(kCustomer, s.session_id(), "k2", attachment).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StrContains(status.message(), "content_type")) << status;
   EXPECT_EQ(Get(s.session_id()).last_sequence(), 1);
@@ -551,6 +553,20 @@ TEST_F(SessionsTest, CreateIsIdempotentAndCustomersActForThemselves) {
   request.set_channel(static_cast<common::v1::Channel>(42));
   EXPECT_EQ(sessions_->Create(kCustomer, request).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(SessionsTest, CreationsAreLimited) {
+  for (int i = 0; i < 10; ++i) NewChat();
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_CHAT);
+  EXPECT_EQ(sessions_->Create(kCustomer, request).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  clock_.Advance(absl::Minutes(1));
+  for (int i = 0; i < 10; ++i) NewChat();  // 20 open now
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ(sessions_->Create(kCustomer, request).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(sessions_->Create({"cust-2", Role::kCustomer}, request).ok());
 }
 
 TEST_F(SessionsTest, TransferToAnotherQueueAndBackToTheBot) {
