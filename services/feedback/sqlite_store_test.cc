@@ -1,0 +1,239 @@
+#include "services/feedback/sqlite_store.h"
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libs/events/envelope.h"
+#include "libs/protoutil/time.h"
+#include "libs/storage/test_dir.h"
+
+namespace switchboard::feedback {
+namespace {
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
+
+StoredFeedback Rating(const std::string& session, const std::string& agent, int overall,
+                      absl::Time at) {
+  StoredFeedback s;
+  v1::Feedback& f = s.feedback;
+  f.set_feedback_id("fb-" + session);
+  f.set_session_id(session);
+  f.set_customer_id("cust-1");
+  f.set_agent_id(agent);
+  f.set_channel(common::v1::CHANNEL_CHAT);
+  f.set_category(common::v1::CATEGORY_DEPOSIT);
+  f.mutable_ratings()->set_response_speed(overall);
+  f.mutable_ratings()->set_professionalism(overall);
+  f.mutable_ratings()->set_problem_resolution(overall);
+  f.set_overall_satisfaction(overall);
+  protoutil::ToTimestamp(at, f.mutable_submitted_at());
+  protoutil::ToTimestamp(at - absl::Minutes(1), f.mutable_session_resolved_at());
+  s.request_id = "req-" + session;
+  return s;
+}
+
+events::v1::Event Event(const std::string& key) {
+  events::v1::Event e;
+  e.mutable_feedback_submitted()->set_session_id(key);
+  EXPECT_TRUE(events::Seal(e, "feedback", key, kT0).ok());
+  return e;
+}
+
+ComplaintRecord Complaint(const std::string& id, const std::string& customer,
+                          const std::string& request_id, absl::Time at) {
+  ComplaintRecord r;
+  r.request_id = request_id;
+  r.routing = RoutingAction::kEnqueue;
+  v1::Complaint& c = r.complaint;
+  c.set_complaint_id(id);
+  c.set_customer_id(customer);
+  c.set_category(common::v1::CATEGORY_GENERAL);
+  c.set_reason(v1::COMPLAINT_REASON_OTHER);
+  c.set_description("words");
+  c.set_state(v1::COMPLAINT_STATE_OPEN);
+  protoutil::ToTimestamp(at, c.mutable_filed_at());
+  return r;
+}
+
+class SqliteFeedbackStoreTest : public ::testing::Test {
+ protected:
+  SqliteFeedbackStoreTest() : path_(storage::MakeTempDir() + "/feedback.db") { Open(); }
+
+  void Open() {
+    store_.reset();
+    committer_.reset();
+    db_.reset();
+    db_ = *storage::Database::Open({path_});
+    ASSERT_TRUE(db_->Migrate(FeedbackMigrations()).ok());
+    committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
+    store_ = std::make_unique<SqliteFeedbackStore>(committer_.get(), path_,
+                                                   "switchboard.feedback.v1",
+                                                   [this] { commits_.fetch_add(1); });
+  }
+
+  int64_t OutboxRows() {
+    int64_t rows = -1;
+    EXPECT_TRUE(committer_
+                    ->Commit([&](storage::Database& db) {
+                      auto count = db.Prepare("SELECT COUNT(*) FROM outbox");
+                      if (!count.ok()) return count.status();
+                      if (absl::StatusOr<bool> row = count->Step(); !row.ok()) {
+                        return row.status();
+                      }
+                      rows = count->ColumnInt(0);
+                      count->Reset();
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return rows;
+  }
+
+  std::string path_;
+  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::GroupCommitter> committer_;
+  std::unique_ptr<SqliteFeedbackStore> store_;
+  std::atomic<int> commits_{0};
+};
+
+TEST_F(SqliteFeedbackStoreTest, OneRatingPerSessionEvenUnderConcurrentInserts) {
+  std::atomic<int> inserted{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      StoredFeedback f = Rating("s-1", "ana", 1 + i % 5, kT0);
+      f.feedback.set_feedback_id(absl::StrCat("fb-", i));
+      absl::StatusOr<FeedbackStore::Inserted> r = store_->InsertFeedback(f, Event("s-1"));
+      ASSERT_TRUE(r.ok()) << r.status();
+      if (r->inserted) inserted.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(inserted.load(), 1);
+  EXPECT_EQ(OutboxRows(), 1);
+  EXPECT_EQ(commits_.load(), 8);
+
+  auto stored = store_->GetFeedback("s-1");
+  ASSERT_TRUE(stored.ok());
+  ASSERT_TRUE(stored->has_value());
+  EXPECT_EQ((*stored)->request_id, "req-s-1");
+  EXPECT_EQ((*stored)->feedback.session_resolved_at().seconds(),
+            absl::ToUnixSeconds(kT0 - absl::Minutes(1)));
+  EXPECT_FALSE(store_->GetFeedback("s-2")->has_value());
+}
+
+TEST_F(SqliteFeedbackStoreTest, EverythingSurvivesARestart) {
+  ASSERT_TRUE(store_->InsertFeedback(Rating("s-1", "ana", 5, kT0), Event("s-1")).ok());
+  auto filed = store_->InsertComplaint(Complaint("c-1", "cust-1", "r-1", kT0), 10, Event("c-1"));
+  ASSERT_TRUE(filed.ok() && filed->inserted);
+  Open();
+  EXPECT_TRUE(store_->GetFeedback("s-1")->has_value());
+  auto complaint = store_->GetComplaint("c-1");
+  ASSERT_TRUE(complaint.ok() && complaint->has_value());
+  EXPECT_EQ((*complaint)->routing, RoutingAction::kEnqueue);
+  auto pending = store_->PendingRouting(10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 1u);
+  // An update that replaced the action meanwhile is not cleared.
+  ASSERT_TRUE(store_->RoutingDone("c-1", RoutingAction::kCancel).ok());
+  EXPECT_EQ(store_->PendingRouting(10)->size(), 1u);
+  ASSERT_TRUE(store_->RoutingDone("c-1", RoutingAction::kEnqueue).ok());
+  EXPECT_EQ(store_->PendingRouting(10)->size(), 0u);
+  EXPECT_EQ(OutboxRows(), 2);
+}
+
+TEST_F(SqliteFeedbackStoreTest, ComplaintRequestIdsAndTheUnresolvedCap) {
+  ASSERT_TRUE(store_->InsertComplaint(Complaint("c-1", "cust-1", "r-1", kT0), 2, Event("c-1"))
+                  .ok());
+  auto replay =
+      store_->InsertComplaint(Complaint("c-2", "cust-1", "r-1", kT0), 2, Event("c-2"));
+  ASSERT_TRUE(replay.ok());
+  EXPECT_FALSE(replay->inserted);
+  EXPECT_EQ(replay->record.complaint.complaint_id(), "c-1");
+  // Another customer may use the same request id.
+  EXPECT_TRUE(store_->InsertComplaint(Complaint("c-3", "cust-2", "r-1", kT0), 2, Event("c-3"))
+                  ->inserted);
+  EXPECT_TRUE(
+      store_->InsertComplaint(Complaint("c-4", "cust-1", "", kT0), 2, Event("c-4"))->inserted);
+  EXPECT_EQ(store_->InsertComplaint(Complaint("c-5", "cust-1", "", kT0), 2, Event("c-5"))
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  auto found = store_->FindComplaintByRequest("cust-2", "r-1");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->complaint.complaint_id(), "c-3");
+  auto counts = store_->CountComplaintsByState();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ((*counts)[v1::COMPLAINT_STATE_OPEN], 3);
+}
+
+TEST_F(SqliteFeedbackStoreTest, UpdateIsReadModifyWriteAndRemembersRequestIds) {
+  ASSERT_TRUE(store_->InsertComplaint(Complaint("c-1", "cust-1", "", kT0), 10, Event("c-1"))
+                  .ok());
+  int applied = 0;
+  FeedbackStore::Mutation ack = [&](ComplaintRecord& r, bool seen)
+      -> absl::StatusOr<std::optional<events::v1::Event>> {
+    if (seen) return std::nullopt;
+    ++applied;
+    r.complaint.set_state(v1::COMPLAINT_STATE_ACKNOWLEDGED);
+    r.routing = RoutingAction::kCancel;
+    return Event("c-1");
+  };
+  auto first = store_->UpdateComplaint("c-1", "u-1", ack);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->complaint.state(), v1::COMPLAINT_STATE_ACKNOWLEDGED);
+  auto second = store_->UpdateComplaint("c-1", "u-1", ack);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(applied, 1);
+  EXPECT_EQ(OutboxRows(), 2);
+  // A refused mutation writes nothing.
+  auto refused = store_->UpdateComplaint(
+      "c-1", "u-2", [](ComplaintRecord& r, bool) -> absl::StatusOr<std::optional<events::v1::Event>> {
+        r.complaint.set_state(v1::COMPLAINT_STATE_RESOLVED);
+        return absl::AbortedError("stale");
+      });
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ((*store_->GetComplaint("c-1"))->complaint.state(),
+            v1::COMPLAINT_STATE_ACKNOWLEDGED);
+  EXPECT_EQ(store_->UpdateComplaint("nope", "", ack).status().code(),
+            absl::StatusCode::kNotFound);
+
+  ComplaintFilter filter;
+  filter.states = {v1::COMPLAINT_STATE_ACKNOWLEDGED};
+  auto listed = store_->ListComplaints(filter, ListCursor(), 10);
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 1u);
+  filter.states = {v1::COMPLAINT_STATE_OPEN};
+  EXPECT_EQ(store_->ListComplaints(filter, ListCursor(), 10)->size(), 0u);
+}
+
+TEST_F(SqliteFeedbackStoreTest, SummaryUsesTheCoveringIndexesNotTheTable) {
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(store_
+                    ->InsertFeedback(Rating(absl::StrCat("s-", i), i % 2 ? "ana" : "bob",
+                                            1 + i % 5, kT0 + absl::Minutes(i)),
+                                     Event("s"))
+                    .ok());
+  }
+  SummaryQuery query;
+  query.start = kT0;
+  query.end = kT0 + absl::Minutes(10);
+  auto page = store_->Summarize(query);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->total.feedback_count(), 10);
+  EXPECT_DOUBLE_EQ(page->total.overall_satisfaction().mean(), 3.0);
+
+  auto plan = store_->ExplainSummary(query);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_NE(plan->find("USING COVERING INDEX feedback_by_time"), std::string::npos) << *plan;
+  query.agent_id = "ana";
+  plan = store_->ExplainSummary(query);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_NE(plan->find("USING COVERING INDEX feedback_by_"), std::string::npos) << *plan;
+  EXPECT_EQ(plan->find("SCAN feedback\n"), std::string::npos) << *plan;
+  EXPECT_EQ(store_->Summarize(query)->total.feedback_count(), 5);
+}
+
+}  // namespace
+}  // namespace switchboard::feedback
