@@ -694,7 +694,10 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
           "customer_id: a customer may open sessions for themselves only");
     }
     customer_id = caller.id;
-  } else if (absl::Status s = validation::ValidateId("customer_id", customer_id); !s.ok()) {
+  }
+  // Customer ids travel to routing and into events: the id rules apply to
+  // token subjects too.
+  if (absl::Status s = validation::ValidateId("customer_id", customer_id); !s.ok()) {
     return s;
   }
   const Channel channel = request.channel();
