@@ -30,10 +30,17 @@ constexpr char kHumanQuickReply[] = "handoff:human";
 constexpr char kProducer[] = "bot";
 constexpr char kKnowledgeBaseKey[] = "knowledge-base";
 
-// Calibration of match quality: a logistic function of how much of the
-// query's weight the best phrasing covered, fitted by eye on the evaluation
-// set (bot_eval prints the reliability table to check it).
-float MatchQuality(float coverage) { return 1.f / (1.f + std::exp(-10.f * (coverage - 0.32f))); }
+// Calibration: the confidence of a guess is a logistic function of how much
+// of the query's weight the best phrasing covered, shared among close rivals
+// by a softmax over relative scores. The constants were fitted to the
+// evaluation set (bot_eval prints the reliability table that checks them).
+constexpr float kCalibrationSlope = 9.f;
+constexpr float kCalibrationCenter = 0.2f;
+constexpr float kSoftmaxTemperature = 0.15f;  // relative to the top score
+
+float MatchQuality(float coverage) {
+  return 1.f / (1.f + std::exp(-kCalibrationSlope * (coverage - kCalibrationCenter)));
+}
 
 struct Replies {
   const char* not_understood;
@@ -380,7 +387,7 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
   std::vector<float> confidence;
   if (!ranked.empty()) {
     quality = MatchQuality(ranked[0].coverage);
-    const float temperature = std::max(0.25f * ranked[0].score, 1e-6f);
+    const float temperature = std::max(kSoftmaxTemperature * ranked[0].score, 1e-6f);
     float sum = 0;
     for (size_t i = 0; i < ranked.size() && i < kMaxGuesses + 1; ++i) {
       confidence.push_back(std::exp((ranked[i].score - ranked[0].score) / temperature));
@@ -394,7 +401,7 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     guess->set_category(kb.intents[ranked[i].intent].category);
     guess->set_confidence(confidence[i]);
   }
-  const bool understood = !ranked.empty() && quality >= options_.min_match;
+  const bool understood = !ranked.empty() && ranked[0].coverage >= options_.min_coverage;
   // A follow-up: the context changed the top intent, or the top intent is
   // one the previous intent leads to.
   if (understood && dialogue.previous_category != common::v1::CATEGORY_UNSPECIFIED) {

@@ -20,9 +20,9 @@ namespace switchboard::bot {
 struct BotOptions {
   // NOT_UNDERSTOOD turns in a row that escalate (the last one escalates).
   int not_understood_limit = 3;
-  // Below this match quality (the calibrated confidence the top intent would
-  // have with no close rival) a turn is NOT_UNDERSTOOD.
-  float min_match = 0.5f;
+  // A turn is NOT_UNDERSTOOD when the best phrasing covers less than this
+  // fraction of the query's weight (idf-weighted terms).
+  float min_coverage = 0.32f;
   // A rival scoring at least this fraction of the top intent's score makes
   // the bot ask which one was meant (CLARIFIED).
   float clarify_ratio = 0.85f;

@@ -99,13 +99,11 @@ absl::StatusOr<EvalReport> Evaluate(const std::string& kb_path,
         if (right) ++report.off_topic_rejected;
       }
     }
-    if (!c.escalate || !c.intent.empty()) {
+    if (!c.intent.empty() && !response.intent_guesses().empty()) {
       const int bin = std::min(9, static_cast<int>(confidence * 10));
       ++report.bin_cases[bin];
       report.bin_confidence_sum[bin] += confidence;
-      if (!c.intent.empty() ? top == c.intent : top.empty() || confidence < 0.5f) {
-        ++report.bin_correct[bin];
-      }
+      if (top == c.intent) ++report.bin_correct[bin];
     }
     if (c.escalate) ++report.escalations_expected;
     if (escalated) ++report.escalations_predicted;

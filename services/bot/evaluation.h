@@ -43,8 +43,8 @@ struct EvalReport {
   int escalations_expected = 0;
   // Outcomes of intent cases that were not answered outright.
   int clarified = 0;
-  // Reliability table of the top guess's confidence, in tenths: cases and
-  // correct ones per bin.
+  // Reliability table of the top guess's confidence over intent cases with
+  // a guess, in tenths: cases, correct ones and summed confidence per bin.
   std::array<int, 10> bin_cases{};
   std::array<int, 10> bin_correct{};
   std::array<double, 10> bin_confidence_sum{};
