@@ -652,6 +652,13 @@ void Sessions::RememberRequest(SessionRecord& record, const std::string& request
   while (record.request_ids.size() > kMaxRequestIds) record.request_ids.pop_front();
 }
 
+void Sessions::NotifyAccess(const std::string& session_id) {
+  absl::MutexLock lock(&listeners_mu_);
+  auto it = listeners_.find(session_id);
+  if (it == listeners_.end()) return;
+  for (SessionListener* listener : it->second) listener->OnAccessMaybeLost();
+}
+
 void Sessions::ScheduleRouting(const std::string& session_id) {
   background_([this, session_id] { SyncRouting(session_id); });
 }
@@ -1433,19 +1440,23 @@ absl::Status Sessions::RecordOffer(const Caller& caller, const std::string& sess
   }
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   std::shared_ptr<Pending> pending;
+  bool replaced = false;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
     if (!found.ok()) return found.status();
     SessionRecord& r = **found;
     if (r.session.state() != v1::SESSION_STATE_QUEUED) return WrongState(r, "not QUEUED");
+    replaced = !r.session.offered_agent_id().empty() && r.session.offered_agent_id() != agent_id;
     r.session.set_offered_agent_id(agent_id);
     SetTs(expires_at, r.session.mutable_offer_expires_at());
     SessionWrite write;
     write.sessions.push_back(r);
     pending = Commit(std::move(write));
   }
-  return Wait(pending);
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (replaced) NotifyAccess(session_id);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
@@ -2063,6 +2074,7 @@ int Sessions::RetryRouting() {
 absl::StatusOr<int> Sessions::Sweep() {
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   std::vector<std::string> to_cancel;
+  std::vector<std::string> lapsed_offers;
   std::shared_ptr<Pending> pending;
   int changed = 0;
   {
@@ -2083,6 +2095,13 @@ absl::StatusOr<int> Sessions::Sweep() {
       v1::Session& s = r.session;
       if (s.state() == v1::SESSION_STATE_CLOSED) continue;
       bool touched = BreachIfDue(r, now, write);
+      if (!s.offered_agent_id().empty() &&
+          (s.state() != v1::SESSION_STATE_QUEUED || Ts(s.offer_expires_at()) <= now)) {
+        s.clear_offered_agent_id();
+        s.clear_offer_expires_at();
+        lapsed_offers.push_back(id);
+        touched = true;
+      }
       absl::Time last = r.state_since;
       if (s.has_last_message_at()) last = std::max(last, Ts(s.last_message_at()));
       const bool idle =
@@ -2104,6 +2123,7 @@ absl::StatusOr<int> Sessions::Sweep() {
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
   for (const std::string& id : to_cancel) ScheduleRouting(id);
+  for (const std::string& id : lapsed_offers) NotifyAccess(id);
   return changed;
 }
 

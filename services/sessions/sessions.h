@@ -59,6 +59,9 @@ class SessionListener {
   virtual ~SessionListener() = default;
   virtual void OnEvent(const v1::SessionEvent& event) = 0;
   virtual void OnTyping(const v1::TypingIndication& typing) = 0;
+  // Who may see the session changed without an event (an offer lapsed or
+  // went to another agent): a stream should check its caller's access again.
+  virtual void OnAccessMaybeLost() {}
 };
 
 // Runs work in the background (the bot turn after a message, telling
@@ -214,7 +217,8 @@ class Sessions {
   void SyncRouting(const std::string& session_id);
   // SyncRouting for every pending session; returns how many were pending.
   int RetryRouting();
-  // Records SLA breaches and closes idle sessions, as of the clock's Now.
+  // Records SLA breaches, drops lapsed offers and closes idle sessions, as
+  // of the clock's Now.
   // Returns how many sessions changed.
   absl::StatusOr<int> Sweep();
 
@@ -263,6 +267,7 @@ class Sessions {
   static void RememberRequest(SessionRecord& record, const std::string& request_id);
   void CountState(v1::SessionState from, v1::SessionState to);
   void ScheduleRouting(const std::string& session_id);
+  void NotifyAccess(const std::string& session_id);
 
   SessionStore* const store_;
   Clock* const clock_;

@@ -59,6 +59,17 @@ class SessionsService::StreamReactor
     WriteNextLocked();
   }
 
+  void OnAccessMaybeLost() override {
+    absl::MutexLock lock(&mu_);
+    if (caller_.role != auth::Role::kAgent || finished_ || ending_) return;
+    RunTaskLocked([this] {
+      if (service_->sessions_->Get(caller_, session_id_).ok()) return;
+      absl::MutexLock lock(&mu_);
+      ending_ = true;
+      WriteNextLocked();
+    });
+  }
+
   void End(const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
     FinishLocked(status);

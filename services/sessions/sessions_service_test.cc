@@ -156,7 +156,7 @@ struct Env {
     sessions = std::make_unique<Sessions>(
         store.get(), RealClock(), metrics.get(), &tokens.codec(), bot_client.get(),
         routing_client.get(), [this](std::function<void()> task) { pool.Run(std::move(task)); },
-        SessionsOptions());
+        Options());
     EXPECT_TRUE(sessions->Load().ok());
     service = std::make_unique<SessionsService>(sessions.get(), &tokens.codec(), RealClock(),
                                                 &pool);
@@ -164,6 +164,14 @@ struct Env {
                                                    registry);
     server->server().OnDrain([this] { service->EndStreams(); });
     stub = v1::SessionsService::NewStub(server->channel());
+  }
+  // The suite's customers open more sessions than the per-customer limits
+  // allow (the limits have their own unit test).
+  static SessionsOptions Options() {
+    SessionsOptions options;
+    options.max_creations_per_minute = 1000;
+    options.max_open_sessions = 1000;
+    return options;
   }
   ~Env() {
     server.reset();
@@ -698,6 +706,36 @@ TEST_F(SessionsServiceTest, BadInputsOnEveryRpcAndTheServerKeepsServing) {
   Streamed streamed = Stream(Customer(), id, 0, 1000);
   EXPECT_TRUE(streamed.status.ok()) << streamed.status.error_message();
   EXPECT_EQ(streamed.events.back().state_changed().state(), v1::SESSION_STATE_CLOSED);
+}
+
+TEST_F(SessionsServiceTest, AnOfferedAgentsStreamEndsWhenTheOfferLapses) {
+  v1::Session s = CreateChat(Customer());
+  v1::EscalateSessionRequest escalate;
+  escalate.set_session_id(s.session_id());
+  v1::EscalateSessionResponse escalated;
+  ASSERT_TRUE(
+      stub().EscalateSession(ContextWithToken(Customer()).get(), escalate, &escalated).ok());
+  v1::RecordOfferRequest offer;
+  offer.set_session_id(s.session_id());
+  offer.set_agent_id("agent-7");
+  offer.set_offer_id("offer-7");
+  protoutil::ToTimestamp(absl::Now() + absl::Milliseconds(500), offer.mutable_expires_at());
+  v1::RecordOfferResponse offered;
+  ASSERT_TRUE(stub().RecordOffer(ContextWithToken(Routing()).get(), offer, &offered).ok());
+
+  v1::StreamSessionEventsRequest request;
+  request.set_session_id(s.session_id());
+  auto context = ContextWithToken(Agent("agent-7"));
+  auto reader = stub().StreamSessionEvents(context.get(), request);
+  v1::StreamSessionEventsResponse response;
+  bool caught_up = false;
+  while (!caught_up && reader->Read(&response)) caught_up = response.has_caught_up();
+  ASSERT_TRUE(caught_up);
+  absl::SleepFor(absl::Milliseconds(600));
+  ASSERT_TRUE(env_->sessions->Sweep().ok());
+  while (reader->Read(&response)) {
+  }
+  EXPECT_TRUE(reader->Finish().ok());
 }
 
 // Last: it drains the shared server.

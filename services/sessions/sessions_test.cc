@@ -401,6 +401,53 @@ TEST_F(SessionsTest, HumanJourneyWithFirstResponseAndResolution) {
   EXPECT_TRUE(sessions_->Reopen(kCustomer, s.session_id(), "still broken", "re1").ok());
 }
 
+class CountingListener : public SessionListener {
+ public:
+  void OnEvent(const v1::SessionEvent& event) override { sequences.push_back(event.sequence()); }
+  void OnTyping(const v1::TypingIndication&) override { ++typing; }
+  void OnAccessMaybeLost() override { ++access_checks; }
+  std::vector<int64_t> sequences;
+  int typing = 0;
+  int access_checks = 0;
+};
+
+TEST_F(SessionsTest, ListenersSeeCommittedEventsTypingAndLapsedOffers) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());
+  RunBackground();
+  CountingListener listener;
+  auto subscribed = sessions_->Subscribe(kCustomer, s.session_id(), 0, &listener);
+  ASSERT_TRUE(subscribed.ok());
+  EXPECT_EQ(*subscribed, 2);
+  EXPECT_EQ(sessions_->Subscribe(kCustomer, s.session_id(), 3, &listener).status().code(),
+            absl::StatusCode::kOutOfRange);
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "one", "k1").ok());
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "two", "k2").ok());
+  EXPECT_EQ(listener.sequences, (std::vector<int64_t>{3, 4}));
+  ASSERT_TRUE(sessions_->UpdateTyping(kCustomer, s.session_id(), true).ok());
+  ASSERT_TRUE(sessions_->UpdateTyping(kCustomer, s.session_id(), true).ok());  // within 1 s
+  EXPECT_EQ(listener.typing, 1);
+  EXPECT_EQ(sessions_->Get(kCustomer, s.session_id())->last_sequence(), 4);  // not stored
+
+  ASSERT_TRUE(sessions_
+                  ->RecordOffer(kRouting, s.session_id(), "agent-1", "o1",
+                                clock_.Now() + absl::Seconds(30))
+                  .ok());
+  ASSERT_TRUE(sessions_
+                  ->RecordOffer(kRouting, s.session_id(), "agent-2", "o2",
+                                clock_.Now() + absl::Seconds(30))
+                  .ok());
+  EXPECT_EQ(listener.access_checks, 1);  // agent-1's offer went to agent-2
+  clock_.Advance(absl::Seconds(31));
+  ASSERT_TRUE(sessions_->Sweep().ok());
+  EXPECT_EQ(listener.access_checks, 2);
+  EXPECT_EQ(sessions_->Get({"agent-2", Role::kAgent}, s.session_id()).status().code(),
+            absl::StatusCode::kNotFound);
+  sessions_->Unsubscribe(s.session_id(), &listener);
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "three", "k3").ok());
+  EXPECT_EQ(listener.sequences.size(), 2u);
+}
+
 TEST_F(SessionsTest, ReopenWindowPasses) {
   v1::Session s = NewChat();
   ASSERT_TRUE(sessions_->Resolve(kCustomer, s.session_id(), "", "").ok());
