@@ -70,7 +70,8 @@ class Bot {
   // once for invalid input (InvalidArgument naming the field) and for a
   // retried turn (the first answer, `replayed` set); otherwise once the
   // turn's event is committed (Unavailable if that failed: the turn is then
-  // forgotten so that a retry answers it again). `response` must stay valid
+  // forgotten so that a retry answers it again; the dialogue context keeps
+  // what the turn taught it). `response` must stay valid
   // until `done`.
   void Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
               std::function<void(absl::Status)> done);

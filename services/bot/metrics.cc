@@ -66,7 +66,7 @@ BotMetrics::BotMetrics(prometheus::Registry& registry) {
   dialogues = &prometheus::BuildGauge()
                    .Name("switchboard_bot_dialogues")
                    .Help("Session dialogue contexts held in memory (bounded; idle ones "
-                         "expire).")
+                         "expire), as of the last expiry sweep or reset.")
                    .Register(registry)
                    .Add({});
   event_failures = &prometheus::BuildCounter()

@@ -35,7 +35,9 @@ struct BotMetrics {
   prometheus::Counter* reloads_failed;
   // switchboard_bot_knowledge_base_intents: intents in service.
   prometheus::Gauge* intents;
-  // switchboard_bot_dialogues: dialogue contexts held in memory.
+  // switchboard_bot_dialogues: dialogue contexts held in memory, set by each
+  // expiry sweep and reset (counting takes every shard's lock, too much per
+  // turn).
   prometheus::Gauge* dialogues;
   // switchboard_bot_event_failures_total: turns whose event could not be
   // committed to the outbox (the caller got UNAVAILABLE).
