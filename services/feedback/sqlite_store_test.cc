@@ -1,6 +1,7 @@
 #include "services/feedback/sqlite_store.h"
 
 #include <atomic>
+#include <iostream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -226,10 +227,12 @@ TEST_F(SqliteFeedbackStoreTest, SummaryUsesTheCoveringIndexesNotTheTable) {
 
   auto plan = store_->ExplainSummary(query);
   ASSERT_TRUE(plan.ok()) << plan.status();
+  std::cout << "summary plan (window):\n" << *plan;
   EXPECT_NE(plan->find("USING COVERING INDEX feedback_by_time"), std::string::npos) << *plan;
   query.agent_id = "ana";
   plan = store_->ExplainSummary(query);
   ASSERT_TRUE(plan.ok());
+  std::cout << "summary plan (window, agent):\n" << *plan;
   EXPECT_NE(plan->find("USING COVERING INDEX feedback_by_"), std::string::npos) << *plan;
   EXPECT_EQ(plan->find("SCAN feedback\n"), std::string::npos) << *plan;
   EXPECT_EQ(store_->Summarize(query)->total.feedback_count(), 5);
