@@ -180,6 +180,7 @@ int Run(int argc, char** argv) {
                     [&pool](std::function<void()> task) { pool.Run(std::move(task)); },
                     config.sessions);
   if (absl::Status s = sessions.Load(); !s.ok()) return Fail("load", s);
+  pool.Run([&sessions] { sessions.ResumeBotTurns(); });
 
   SessionsService service(&sessions, &tokens, RealClock(), &pool);
   auto server = server::Server::Start(config.server, {&service}, registry);

@@ -45,6 +45,9 @@ struct SessionRecord {
   int32_t assignments = 0;
   // The agent who last resolved it (offered first on reopen).
   std::string resolved_by;
+  // The sequence of the customer message whose bot turn has not finished
+  // (0: none); a restart runs that turn again.
+  int64_t bot_turn_sequence = 0;
   // The id of the callback pending from this session, if any.
   std::string pending_callback_id;
 };

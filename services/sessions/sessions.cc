@@ -357,6 +357,7 @@ absl::Status Sessions::Transition(SessionRecord& record, v1::SessionState to,
   }
   s.set_state(to);
   record.state_since = now;
+  record.bot_turn_sequence = 0;
   if (to != v1::SESSION_STATE_QUEUED) {
     s.clear_offered_agent_id();
     s.clear_offer_expires_at();
@@ -916,6 +917,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
         write.fingerprints.push_back({stored.message_id(), fingerprint});
       }
       bot_turn = has_bot;
+      if (bot_turn) r.bot_turn_sequence = stored.sequence();
     }
     if (!request.request_id().empty()) created_by_request_[request_key] = session_id;
     created.session = ViewFor(r, caller);
@@ -1123,6 +1125,7 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
       write.events.push_back(Sealed(std::move(out), session_id, now));
     }
     bot_turn = caller.role == Role::kCustomer && state == v1::SESSION_STATE_BOT;
+    if (bot_turn) r.bot_turn_sequence = stored.sequence();
     write.sessions.push_back(r);
     pending = Commit(std::move(write));
   }
@@ -1182,6 +1185,7 @@ void Sessions::RunBotTurn(const v1::Message& message) {
     // answer is stale: the bot stays out.
     if (s.state() != v1::SESSION_STATE_BOT || r.bot_since != bot_since) return;
     SessionWrite write;
+    if (r.bot_turn_sequence == message.sequence()) r.bot_turn_sequence = 0;
     common::v1::HandoffContext handoff;
     if (!answer.ok()) {
       if (metrics_) metrics_->bot_unavailable->Increment();
@@ -1238,12 +1242,33 @@ void Sessions::RunBotTurn(const v1::Message& message) {
       escalated = EscalateLocked(r, std::move(handoff), std::move(excerpt), "bot", now, write)
                       .ok();
     }
-    if (write.empty()) return;
     write.sessions.push_back(r);
     pending = Commit(std::move(write));
   }
   if (!Wait(pending).ok()) return;
   if (escalated) SyncRouting(session_id);
+}
+
+void Sessions::ResumeBotTurns() {
+  std::vector<std::pair<std::string, int64_t>> turns;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, r] : sessions_) {
+      if (r.session.state() == v1::SESSION_STATE_BOT && r.bot_turn_sequence > 0) {
+        turns.emplace_back(id, r.bot_turn_sequence);
+      }
+    }
+  }
+  for (const auto& [id, sequence] : turns) {
+    absl::StatusOr<std::vector<v1::SessionEvent>> events =
+        store_->ReadEvents(id, sequence - 1, sequence, 1);
+    if (!events.ok() || events->empty() || !(*events)[0].has_message()) {
+      log::Error("bot_turn_resume_failed", {{"session_id", id}});
+      continue;
+    }
+    log::Info("bot_turn_resumed", {{"session_id", id}});
+    RunBotTurn((*events)[0].message());
+  }
 }
 
 absl::StatusOr<Sessions::MessagePage> Sessions::ListMessages(

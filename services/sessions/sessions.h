@@ -213,6 +213,9 @@ class Sessions {
   //
   // One bot turn for the committed customer message `message` (BOT state).
   void RunBotTurn(const v1::Message& message);
+  // Runs again the bot turns a previous run left unfinished (call once
+  // after Load, from a blocking thread).
+  void ResumeBotTurns();
   // Tells routing the session's latest state if it is pending.
   void SyncRouting(const std::string& session_id);
   // SyncRouting for every pending session; returns how many were pending.

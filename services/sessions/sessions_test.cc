@@ -280,6 +280,20 @@ TEST_F(SessionsTest, NoBotConfiguredEscalates) {
   EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_QUEUED);
 }
 
+TEST_F(SessionsTest, ABotTurnCutShortByARestartRunsAgain) {
+  v1::Session s = NewChat("cust-1", "where is my deposit?");
+  background_.clear();  // the process stopped before the bot answered
+  Make(&bot_);
+  sessions_->ResumeBotTurns();
+  auto events = *sessions_->ReadEvents(s.session_id(), 0, 100, 100);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[2].message().text(), "answer to where is my deposit?");
+  // Done: another restart does not answer twice.
+  Make(&bot_);
+  sessions_->ResumeBotTurns();
+  EXPECT_EQ(Get(s.session_id()).last_sequence(), 3);
+}
+
 TEST_F(SessionsTest, StaleBotAnswerAfterEscalationIsDropped) {
   v1::Session s = NewChat("cust-1", "hi");  // bot turn queued, not run
   ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());

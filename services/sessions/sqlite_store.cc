@@ -26,12 +26,13 @@ constexpr char kSessionColumns[] =
     "session_id, customer_id, session, create_request_id, request_ids, "
     "routing_pending, routing_version, enqueue, cancel_reason, bot_since_micros, "
     "bot_turns, state_since_micros, first_queued_at_micros, customer_messages, "
-    "bot_messages, agent_messages, assignments, resolved_by, pending_callback_id";
+    "bot_messages, agent_messages, assignments, resolved_by, pending_callback_id, "
+    "bot_turn_sequence";
 
 absl::Status SaveSession(storage::Database& db, const SessionRecord& r) {
   auto upsert = db.Prepare(absl::StrCat(
       "INSERT OR REPLACE INTO sessions(", kSessionColumns,
-      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   if (!upsert.ok()) return upsert.status();
   return upsert->Bind(1, r.session.session_id())
       .Bind(2, r.session.customer_id())
@@ -52,6 +53,7 @@ absl::Status SaveSession(storage::Database& db, const SessionRecord& r) {
       .Bind(17, static_cast<int64_t>(r.assignments))
       .Bind(18, r.resolved_by)
       .Bind(19, r.pending_callback_id)
+      .Bind(20, r.bot_turn_sequence)
       .Run();
 }
 
@@ -123,6 +125,8 @@ const std::vector<std::string>& SessionsMigrations() {
       "CREATE INDEX session_messages ON session_events(session_id, is_message, sequence);",
       // 2: the event outbox.
       events::kOutboxMigration,
+      // 3: the customer message whose bot turn a restart must run again.
+      "ALTER TABLE sessions ADD COLUMN bot_turn_sequence INTEGER NOT NULL DEFAULT 0;",
   };
   return *migrations;
 }
@@ -170,6 +174,7 @@ absl::StatusOr<SessionStore::Contents> SqliteSessionStore::Load() {
     r.assignments = static_cast<int32_t>(sessions->ColumnInt(16));
     r.resolved_by = sessions->ColumnText(17);
     r.pending_callback_id = sessions->ColumnText(18);
+    r.bot_turn_sequence = sessions->ColumnInt(19);
     contents.sessions.push_back(std::move(r));
   }
   auto keyed = db.Prepare(

@@ -70,6 +70,7 @@ TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   r.first_queued_at = absl::FromUnixSeconds(200);
   r.agent_messages = 2;
   r.resolved_by = "agent-1";
+  r.bot_turn_sequence = 4;
   SessionWrite write;
   write.sessions.push_back(r);
   v1::SessionEvent created;
@@ -103,6 +104,7 @@ TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   EXPECT_EQ(loaded.state_since, absl::InfinitePast());
   EXPECT_EQ(loaded.agent_messages, 2);
   EXPECT_EQ(loaded.resolved_by, "agent-1");
+  EXPECT_EQ(loaded.bot_turn_sequence, 4);
   ASSERT_EQ(contents->keyed_messages.size(), 2u);
   EXPECT_EQ(contents->keyed_messages[0].second.fingerprint, "fp2");
   EXPECT_EQ(contents->keyed_messages[1].second.message.client_message_id(), "k4");
