@@ -1138,6 +1138,30 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
 }
 
 void Sessions::RunBotTurn(const v1::Message& message) {
+  const std::string session_id = message.session_id();
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, first] = bot_turns_.try_emplace(session_id);
+    if (!first) {
+      it->second.push_back(message);
+      return;
+    }
+  }
+  v1::Message next = message;
+  while (true) {
+    BotTurn(next);
+    absl::MutexLock lock(&mu_);
+    auto it = bot_turns_.find(session_id);
+    if (it->second.empty()) {
+      bot_turns_.erase(it);
+      return;
+    }
+    next = std::move(it->second.front());
+    it->second.pop_front();
+  }
+}
+
+void Sessions::BotTurn(const v1::Message& message) {
   const std::string& session_id = message.session_id();
   bot::v1::AnswerRequest request;
   absl::Time bot_since;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -212,6 +213,7 @@ class Sessions {
   // Background work, public so that tests and the service's loops drive it.
   //
   // One bot turn for the committed customer message `message` (BOT state).
+  // A session's turns run one at a time, in message order.
   void RunBotTurn(const v1::Message& message);
   // Runs again the bot turns a previous run left unfinished (call once
   // after Load, from a blocking thread).
@@ -229,6 +231,7 @@ class Sessions {
   struct Pending;
 
   absl::Status CheckWritable() const;
+  void BotTurn(const v1::Message& message);
   std::shared_ptr<Pending> Commit(SessionWrite write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Wait(const std::shared_ptr<Pending>& pending);
   void Publish(const std::vector<v1::SessionEvent>& events);
@@ -296,6 +299,8 @@ class Sessions {
       ABSL_GUARDED_BY(mu_);
   // (session, participant) -> when their last typing indication was forwarded.
   absl::flat_hash_map<std::string, absl::Time> typing_sent_ ABSL_GUARDED_BY(mu_);
+  // Sessions with a bot turn running, and the messages waiting for theirs.
+  absl::flat_hash_map<std::string, std::deque<v1::Message>> bot_turns_ ABSL_GUARDED_BY(mu_);
   // Sessions with a routing call in flight.
   absl::flat_hash_set<std::string> routing_in_flight_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> store_failed_{false};

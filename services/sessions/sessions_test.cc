@@ -83,6 +83,7 @@ class FakeBot : public BotClient {
  public:
   absl::StatusOr<bot::v1::AnswerResponse> Answer(const bot::v1::AnswerRequest& r) override {
     ++calls;
+    if (hook) hook();
     if (!status.ok()) return status;
     bot::v1::AnswerResponse response;
     if (r.text() == "human") {
@@ -103,6 +104,8 @@ class FakeBot : public BotClient {
   absl::Status ResetDialogue(const std::string&) override { return absl::OkStatus(); }
   absl::Status status;
   int calls = 0;
+  // Runs inside each call (to start other work meanwhile).
+  std::function<void()> hook;
 };
 
 class FakeRouting : public RoutingClient {
@@ -292,6 +295,29 @@ TEST_F(SessionsTest, ABotTurnCutShortByARestartRunsAgain) {
   Make(&bot_);
   sessions_->ResumeBotTurns();
   EXPECT_EQ(Get(s.session_id()).last_sequence(), 3);
+}
+
+TEST_F(SessionsTest, BotTurnsOfASessionRunInOrder) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "first", "k1").ok());
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "second", "k2").ok());
+  ASSERT_EQ(background_.size(), 2u);
+  // The second turn starts while the first is running: it waits for it.
+  auto first = std::move(background_.front());
+  auto second = std::move(background_.back());
+  background_.clear();
+  bool ran_second = false;
+  bot_.hook = [&] {
+    if (!ran_second) {
+      ran_second = true;
+      second();
+    }
+  };
+  first();
+  auto events = *sessions_->ReadEvents(s.session_id(), 0, 100, 100);
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_EQ(events[3].message().text(), "answer to first");
+  EXPECT_EQ(events[4].message().text(), "answer to second");
 }
 
 TEST_F(SessionsTest, StaleBotAnswerAfterEscalationIsDropped) {
