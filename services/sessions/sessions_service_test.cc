@@ -158,8 +158,10 @@ struct Env {
         routing_client.get(), [this](std::function<void()> task) { pool.Run(std::move(task)); },
         Options());
     EXPECT_TRUE(sessions->Load().ok());
+    SessionsService::Options service_options;
+    service_options.replay_page = 4;  // replays span several pages
     service = std::make_unique<SessionsService>(sessions.get(), &tokens.codec(), RealClock(),
-                                                &pool);
+                                                &pool, service_options);
     server = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service.get()},
                                                    registry);
     server->server().OnDrain([this] { service->EndStreams(); });
