@@ -19,6 +19,8 @@ constexpr char kSchema[] = "switchboard.events.v1.Event";
 struct Batch {
   std::vector<absl::Status> statuses;
   size_t pending = 0;
+  // Some record timed out or was purged: rebuild the producer (see header).
+  bool timed_out = false;
 };
 
 // The opaque pointer produce() carries to the delivery report.
@@ -68,6 +70,9 @@ class KafkaSink::DeliveryReports : public RdKafka::DeliveryReportCb,
     } else {
       batch->statuses[slot->index] = absl::UnavailableError(
           absl::StrCat("kafka delivery failed: ", RdKafka::err2str(message.err())));
+      batch->timed_out |= message.err() == RdKafka::ERR__MSG_TIMED_OUT ||
+                          message.err() == RdKafka::ERR__PURGE_INFLIGHT ||
+                          message.err() == RdKafka::ERR__PURGE_QUEUE;
     }
     --batch->pending;
   }
@@ -154,14 +159,19 @@ KafkaSink::~KafkaSink() {
   producer_->flush(1000);
 }
 
-absl::Status KafkaSink::RebuildIfFatal() {
+absl::Status KafkaSink::RebuildIfNeeded() {
   std::string reason;
-  if (producer_->fatal_error(reason) == RdKafka::ERR_NO_ERROR) return absl::OkStatus();
-  log::Error("kafka_producer_fatal", {{"reason", reason}});
+  if (producer_->fatal_error(reason) != RdKafka::ERR_NO_ERROR) {
+    log::Error("kafka_producer_fatal", {{"reason", reason}});
+  } else if (!rebuild_) {
+    return absl::OkStatus();
+  }
+  log::Warning("kafka_producer_rebuilt", {{"brokers", options_.brokers}});
   absl::StatusOr<std::unique_ptr<KafkaSink>> fresh = Create(options_);
   if (!fresh.ok()) return fresh.status();
   std::swap(producer_, (*fresh)->producer_);
   std::swap(reports_, (*fresh)->reports_);
+  rebuild_ = false;
   return absl::OkStatus();
 }
 
@@ -169,7 +179,7 @@ std::vector<absl::Status> KafkaSink::Publish(const std::vector<OutboxRecord>& re
   Batch batch;
   batch.statuses.assign(records.size(),
                         absl::UnavailableError("kafka: no delivery report in time"));
-  if (absl::Status s = RebuildIfFatal(); !s.ok()) {
+  if (absl::Status s = RebuildIfNeeded(); !s.ok()) {
     batch.statuses.assign(records.size(), s);
     return batch.statuses;
   }
@@ -207,6 +217,7 @@ std::vector<absl::Status> KafkaSink::Publish(const std::vector<OutboxRecord>& re
     producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT);
     while (batch.pending > 0) producer_->poll(50);
   }
+  rebuild_ = batch.timed_out;
   // Sink's contract: after a failure, later records of that key fail too.
   absl::flat_hash_set<std::string> failed_keys;
   for (size_t i = 0; i < records.size(); ++i) {

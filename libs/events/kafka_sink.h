@@ -26,7 +26,11 @@ namespace switchboard::events {
 // record is acknowledged by the in-sync replicas or failed (bounded by
 // `delivery_timeout`). A failed record fails every later record of the same
 // key in the call, as Sink requires. After a fatal producer error (possible
-// with idempotence) the producer is rebuilt before the next call.
+// with idempotence), or a call in which records timed out, the producer is
+// rebuilt before the next call: librdkafka 2.0's idempotent producer can stay
+// stuck after in-flight records time out across a broker restart, and a new
+// producer (a new producer id) only risks duplicates, which carry their
+// event ids.
 //
 // Threading: Publish from one thread at a time (the relay's).
 class KafkaSink : public Sink {
@@ -60,11 +64,12 @@ class KafkaSink : public Sink {
   class DeliveryReports;
   KafkaSink(Options options, std::unique_ptr<DeliveryReports> reports,
             std::unique_ptr<RdKafka::Producer> producer);
-  absl::Status RebuildIfFatal();
+  absl::Status RebuildIfNeeded();
 
   const Options options_;
   std::unique_ptr<DeliveryReports> reports_;
   std::unique_ptr<RdKafka::Producer> producer_;
+  bool rebuild_ = false;
 };
 
 // Parses "key=value,key=value" (as given on a command line) into settings.

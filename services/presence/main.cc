@@ -10,7 +10,7 @@
 #include "libs/auth/token.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
-#include "libs/events/json_lines_sink.h"
+#include "libs/events/event_sink.h"
 #include "libs/events/relay.h"
 #include "libs/log/log.h"
 #include "libs/server/server.h"
@@ -25,8 +25,7 @@ struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
   std::string token_key_file;
-  std::string events_file;
-  std::string topic_prefix = "switchboard.";
+  events::EventSinkOptions events;
   PresenceOptions presence;
   absl::Duration sweep_interval = absl::Seconds(1);
   absl::Duration relay_flush_deadline = absl::Seconds(5);
@@ -52,9 +51,7 @@ int Run(int argc, char** argv) {
             "folder of presence.db, the events file and the development token key");
   flags.Add("token_key_file", &config.token_key_file,
             "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
-  flags.Add("events_file", &config.events_file,
-            "JSON-lines event sink; default DATA_DIR/events/presence.jsonl");
-  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  events::AddEventSinkFlags(flags, &config.events);
   flags.Add("lease", &config.presence.lease,
             "an agent goes OFFLINE when no device renews presence this long");
   flags.Add("reservation_hold", &config.presence.default_hold,
@@ -72,11 +69,10 @@ int Run(int argc, char** argv) {
   }
 
   std::error_code error;
-  std::filesystem::create_directories(config.data_dir + "/events", error);
+  std::filesystem::create_directories(config.data_dir, error);
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
   const bool default_key = config.token_key_file.empty();
   if (default_key) config.token_key_file = config.data_dir + "/token.key";
-  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/presence.jsonl";
 
   absl::StatusOr<std::string> key =
       auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
@@ -91,13 +87,13 @@ int Run(int argc, char** argv) {
   }
   auto reader = storage::Database::Open({db_path});
   if (!reader.ok()) return Fail("open_database", reader.status());
-  auto sink = events::JsonLinesSink::Open(config.events_file);
-  if (!sink.ok()) return Fail("events_file", sink.status());
+  auto sink = events::OpenEventSink(config.events, "presence", config.data_dir);
+  if (!sink.ok()) return Fail("event_sink", sink.status());
 
   auto registry = std::make_shared<prometheus::Registry>();
   storage::GroupCommitter committer(db->get());
   events::Relay relay(std::move(*reader), &committer, sink->get(), *registry, {});
-  SqlitePresenceStore store(&committer, events::TopicFor(config.topic_prefix, "presence"),
+  SqlitePresenceStore store(&committer, events::TopicFor(config.events.topic_prefix, "presence"),
                             [&relay] { relay.Notify(); });
   PresenceMetrics metrics(*registry);
   Presence presence(&store, RealClock(), &metrics, config.presence);
