@@ -7,7 +7,7 @@
 #include "libs/auth/token.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
-#include "libs/events/json_lines_sink.h"
+#include "libs/events/event_sink.h"
 #include "libs/events/relay.h"
 #include "libs/log/log.h"
 #include "libs/server/server.h"
@@ -23,8 +23,7 @@ struct Config {
   std::string data_dir = "data";
   std::string knowledge_base = "services/bot/kb/intents.kb";
   std::string token_key_file;
-  std::string events_file;
-  std::string topic_prefix = "switchboard.";
+  events::EventSinkOptions events;
   BotOptions bot;
   absl::Duration dialogue_idle_expiry = absl::Minutes(30);
   int max_dialogues = 100'000;
@@ -53,9 +52,7 @@ int Run(int argc, char** argv) {
             "the knowledge base file, read at start and by ReloadKnowledgeBase");
   flags.Add("token_key_file", &config.token_key_file,
             "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
-  flags.Add("events_file", &config.events_file,
-            "JSON-lines event sink; default DATA_DIR/events/bot.jsonl");
-  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  events::AddEventSinkFlags(flags, &config.events);
   flags.Add("not_understood_limit", &config.bot.not_understood_limit,
             "consecutive not-understood turns that escalate to a human");
   flags.Add("dialogue_idle_expiry", &config.dialogue_idle_expiry,
@@ -82,7 +79,6 @@ int Run(int argc, char** argv) {
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
   const bool default_key = config.token_key_file.empty();
   if (default_key) config.token_key_file = config.data_dir + "/token.key";
-  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/bot.jsonl";
 
   absl::StatusOr<std::string> key =
       auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
@@ -95,13 +91,13 @@ int Run(int argc, char** argv) {
   if (absl::Status s = (*db)->Migrate(BotMigrations()); !s.ok()) return Fail("migrate", s);
   auto reader = storage::Database::Open({db_path});
   if (!reader.ok()) return Fail("open_database", reader.status());
-  auto sink = events::JsonLinesSink::Open(config.events_file);
-  if (!sink.ok()) return Fail("events_file", sink.status());
+  auto sink = events::OpenEventSink(config.events, "bot", config.data_dir);
+  if (!sink.ok()) return Fail("event_sink", sink.status());
 
   auto registry = std::make_shared<prometheus::Registry>();
   storage::GroupCommitter committer(db->get());
   events::Relay relay(std::move(*reader), &committer, sink->get(), *registry, {});
-  SqliteEventLog event_log(&committer, events::TopicFor(config.topic_prefix, "bot"),
+  SqliteEventLog event_log(&committer, events::TopicFor(config.events.topic_prefix, "bot"),
                            [&relay] { relay.Notify(); });
   BotMetrics metrics(*registry);
   Bot bot(config.knowledge_base, &event_log, RealClock(), &metrics, config.bot);

@@ -7,7 +7,7 @@
 #include "libs/client/peer.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
-#include "libs/events/json_lines_sink.h"
+#include "libs/events/event_sink.h"
 #include "libs/events/relay.h"
 #include "libs/log/log.h"
 #include "libs/server/server.h"
@@ -23,8 +23,7 @@ struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
   std::string token_key_file;
-  std::string events_file;
-  std::string topic_prefix = "switchboard.";
+  events::EventSinkOptions events;
   std::string sessions_address = "localhost:7101";
   std::string routing_address = "localhost:7102";
   absl::Duration peer_timeout = absl::Seconds(3);
@@ -80,9 +79,7 @@ int Run(int argc, char** argv) {
             "folder of feedback.db, the events file and the development token key");
   flags.Add("token_key_file", &config.token_key_file,
             "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
-  flags.Add("events_file", &config.events_file,
-            "JSON-lines event sink; default DATA_DIR/events/feedback.jsonl");
-  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  events::AddEventSinkFlags(flags, &config.events);
   flags.Add("sessions_address", &config.sessions_address,
             "host:port of the sessions service (checks sessions before a rating or complaint)");
   flags.Add("routing_address", &config.routing_address,
@@ -112,7 +109,6 @@ int Run(int argc, char** argv) {
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
   const bool default_key = config.token_key_file.empty();
   if (default_key) config.token_key_file = config.data_dir + "/token.key";
-  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/feedback.jsonl";
 
   absl::StatusOr<std::string> key =
       auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
@@ -125,13 +121,13 @@ int Run(int argc, char** argv) {
   if (absl::Status s = (*db)->Migrate(FeedbackMigrations()); !s.ok()) return Fail("migrate", s);
   auto relay_db = storage::Database::Open({db_path});
   if (!relay_db.ok()) return Fail("open_database", relay_db.status());
-  auto sink = events::JsonLinesSink::Open(config.events_file);
-  if (!sink.ok()) return Fail("events_file", sink.status());
+  auto sink = events::OpenEventSink(config.events, "feedback", config.data_dir);
+  if (!sink.ok()) return Fail("event_sink", sink.status());
 
   auto registry = std::make_shared<prometheus::Registry>();
   storage::GroupCommitter committer(db->get());
   events::Relay relay(std::move(*relay_db), &committer, sink->get(), *registry, {});
-  SqliteFeedbackStore store(&committer, db_path, events::TopicFor(config.topic_prefix, "feedback"),
+  SqliteFeedbackStore store(&committer, db_path, events::TopicFor(config.events.topic_prefix, "feedback"),
                             [&relay] { relay.Notify(); });
   FeedbackMetrics metrics(*registry);
   client::ServiceToken service_token(&tokens, "feedback");

@@ -6,7 +6,7 @@
 #include "libs/auth/token.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
-#include "libs/events/json_lines_sink.h"
+#include "libs/events/event_sink.h"
 #include "libs/events/kafka_sink.h"
 #include "libs/events/relay.h"
 #include "libs/log/log.h"
@@ -26,13 +26,12 @@ struct Config {
   std::string data_dir = "data";
   std::string token_key_file;
   std::string identity_key_file;
-  std::string events_file;
+  events::EventSinkOptions events;
   std::string code_delivery = "development_file";
   std::string code_outbox_file;
   std::string code_delivery_brokers;
   std::string code_delivery_kafka_settings;
   std::string code_delivery_topic;
-  std::string topic_prefix = "switchboard.";
   IdentityOptions identity;
   absl::Duration sweep_interval = absl::Minutes(1);
   absl::Duration relay_flush_deadline = absl::Seconds(5);
@@ -64,8 +63,7 @@ int Run(int argc, char** argv) {
             "identity's own key (hex, 32+ bytes): keys the hashes of one-time codes and "
             "encrypts TOTP secrets; default DATA_DIR/identity.key, created if missing. "
             "Losing it voids every enrolled authenticator");
-  flags.Add("events_file", &config.events_file,
-            "JSON-lines event sink; default DATA_DIR/events/identity.jsonl");
+  events::AddEventSinkFlags(flags, &config.events);
   flags.Add("code_delivery", &config.code_delivery,
             "where one-time codes go: development_file (plain text in --code_outbox_file, "
             "for local runs only) or kafka (sealed in the outbox, then published to "
@@ -81,7 +79,6 @@ int Run(int argc, char** argv) {
   flags.Add("code_delivery_topic", &config.code_delivery_topic,
             "topic of code delivery requests; default TOPIC_PREFIX"
             "identity.code-delivery.v1");
-  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
   flags.Add("code_ttl", &o.code_ttl, "how long a one-time code is accepted (at most 10m)");
   flags.Add("max_attempts", &o.max_attempts, "attempts per challenge");
   flags.Add("resend_interval", &o.resend_interval,
@@ -126,9 +123,8 @@ int Run(int argc, char** argv) {
   if (default_token_key) config.token_key_file = config.data_dir + "/token.key";
   const bool default_identity_key = config.identity_key_file.empty();
   if (default_identity_key) config.identity_key_file = config.data_dir + "/identity.key";
-  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/identity.jsonl";
   if (config.code_delivery_topic.empty()) {
-    config.code_delivery_topic = CodeDeliveryTopic(config.topic_prefix);
+    config.code_delivery_topic = CodeDeliveryTopic(config.events.topic_prefix);
   }
   if (config.code_outbox_file.empty()) {
     config.code_outbox_file =
@@ -155,8 +151,8 @@ int Run(int argc, char** argv) {
   }
   auto reader = storage::Database::Open({db_path});
   if (!reader.ok()) return Fail("open_database", reader.status());
-  auto sink = events::JsonLinesSink::Open(config.events_file);
-  if (!sink.ok()) return Fail("events_file", sink.status());
+  auto sink = events::OpenEventSink(config.events, "identity", config.data_dir);
+  if (!sink.ok()) return Fail("event_sink", sink.status());
 
   auto registry = std::make_shared<prometheus::Registry>();
   storage::GroupCommitter committer(db->get());
@@ -197,7 +193,7 @@ int Run(int argc, char** argv) {
                            "only; use --code_delivery=kafka in production"}});
   }
 
-  SqliteIdentityStore store(&committer, events::TopicFor(config.topic_prefix, "identity"),
+  SqliteIdentityStore store(&committer, events::TopicFor(config.events.topic_prefix, "identity"),
                             [&relay] { relay.Notify(); });
   IdentityMetrics metrics(*registry);
   Identity identity(&store, RealClock(), &metrics, &hasher, &box, &tokens, notifier.get(),

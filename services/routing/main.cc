@@ -5,7 +5,7 @@
 #include "libs/client/peer.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
-#include "libs/events/json_lines_sink.h"
+#include "libs/events/event_sink.h"
 #include "libs/events/relay.h"
 #include "libs/log/log.h"
 #include "libs/server/server.h"
@@ -21,8 +21,7 @@ struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
   std::string token_key_file;
-  std::string events_file;
-  std::string topic_prefix = "switchboard.";
+  events::EventSinkOptions events;
   std::string presence_address = "localhost:7104";
   std::string sessions_address = "localhost:7101";
   absl::Duration peer_timeout = absl::Seconds(5);
@@ -50,9 +49,7 @@ int Run(int argc, char** argv) {
             "folder of routing.db, the events file and the development token key");
   flags.Add("token_key_file", &config.token_key_file,
             "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
-  flags.Add("events_file", &config.events_file,
-            "JSON-lines event sink; default DATA_DIR/events/routing.jsonl");
-  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  events::AddEventSinkFlags(flags, &config.events);
   flags.Add("presence_address", &config.presence_address, "presence service, host:port");
   flags.Add("sessions_address", &config.sessions_address, "sessions service, host:port");
   flags.Add("peer_timeout", &config.peer_timeout,
@@ -82,7 +79,6 @@ int Run(int argc, char** argv) {
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
   const bool default_key = config.token_key_file.empty();
   if (default_key) config.token_key_file = config.data_dir + "/token.key";
-  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/routing.jsonl";
 
   absl::StatusOr<std::string> key =
       auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
@@ -95,13 +91,13 @@ int Run(int argc, char** argv) {
   if (absl::Status s = (*db)->Migrate(RoutingMigrations()); !s.ok()) return Fail("migrate", s);
   auto reader = storage::Database::Open({db_path});
   if (!reader.ok()) return Fail("open_database", reader.status());
-  auto sink = events::JsonLinesSink::Open(config.events_file);
-  if (!sink.ok()) return Fail("events_file", sink.status());
+  auto sink = events::OpenEventSink(config.events, "routing", config.data_dir);
+  if (!sink.ok()) return Fail("event_sink", sink.status());
 
   auto registry = std::make_shared<prometheus::Registry>();
   storage::GroupCommitter committer(db->get());
   events::Relay relay(std::move(*reader), &committer, sink->get(), *registry, {});
-  SqliteRoutingStore store(&committer, events::TopicFor(config.topic_prefix, "routing"),
+  SqliteRoutingStore store(&committer, events::TopicFor(config.events.topic_prefix, "routing"),
                            [&relay] { relay.Notify(); });
   RoutingMetrics metrics(*registry);
   client::ServiceToken service_token(&tokens, "routing");

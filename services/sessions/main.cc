@@ -11,7 +11,7 @@
 #include "libs/client/peer.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
-#include "libs/events/json_lines_sink.h"
+#include "libs/events/event_sink.h"
 #include "libs/events/relay.h"
 #include "libs/log/log.h"
 #include "libs/server/server.h"
@@ -27,8 +27,7 @@ struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
   std::string token_key_file;
-  std::string events_file;
-  std::string topic_prefix = "switchboard.";
+  events::EventSinkOptions events;
   std::string bot_address = "localhost:7103";
   std::string routing_address = "localhost:7102";
   absl::Duration bot_deadline = absl::Seconds(2);
@@ -83,9 +82,7 @@ int Run(int argc, char** argv) {
   flags.Add("token_key_file", &config.token_key_file,
             "HMAC key of access and verification tokens; default DATA_DIR/token.key, "
             "created if missing");
-  flags.Add("events_file", &config.events_file,
-            "JSON-lines event sink; default DATA_DIR/events/sessions.jsonl");
-  flags.Add("topic_prefix", &config.topic_prefix, "prefix of event topic names");
+  events::AddEventSinkFlags(flags, &config.events);
   flags.Add("bot_address", &config.bot_address,
             "bot service host:port; empty: no bot, chats go straight to a human");
   flags.Add("routing_address", &config.routing_address,
@@ -135,7 +132,6 @@ int Run(int argc, char** argv) {
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
   const bool default_key = config.token_key_file.empty();
   if (default_key) config.token_key_file = config.data_dir + "/token.key";
-  if (config.events_file.empty()) config.events_file = config.data_dir + "/events/sessions.jsonl";
 
   absl::StatusOr<std::string> key =
       auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
@@ -152,14 +148,14 @@ int Run(int argc, char** argv) {
   if (!relay_reader.ok()) return Fail("open_database", relay_reader.status());
   auto store_reader = storage::Database::Open({db_path});
   if (!store_reader.ok()) return Fail("open_database", store_reader.status());
-  auto sink = events::JsonLinesSink::Open(config.events_file);
-  if (!sink.ok()) return Fail("events_file", sink.status());
+  auto sink = events::OpenEventSink(config.events, "sessions", config.data_dir);
+  if (!sink.ok()) return Fail("event_sink", sink.status());
 
   auto registry = std::make_shared<prometheus::Registry>();
   storage::GroupCommitter committer(db->get());
   events::Relay relay(std::move(*relay_reader), &committer, sink->get(), *registry, {});
   SqliteSessionStore store(&committer, std::move(*store_reader),
-                           events::TopicFor(config.topic_prefix, "sessions"),
+                           events::TopicFor(config.events.topic_prefix, "sessions"),
                            [&relay] { relay.Notify(); });
   SessionsMetrics metrics(*registry);
 
