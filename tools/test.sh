@@ -9,7 +9,7 @@ bash tools/setup.sh || exit 1
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-bazel test //... "$@" 2>&1 | tee "$log"
+bazel test //... --nocache_test_results "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # Count test cases from each target's JUnit XML (gtest writes one per run);
