@@ -7,12 +7,15 @@
 // and repeats nothing, a retried message is not duplicated, another customer
 // is refused, and with the bot down the customer still reaches a human.
 #include <grpcpp/grpcpp.h>
+#include <librdkafka/rdkafkacpp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +24,11 @@
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
 #include "libs/auth/token.h"
+#include "libs/events/kafka_topics.h"
+#include "libs/metrics/scrape.h"
+#include "libs/protoutil/time.h"
+#include "libs/testing/kafka_broker.h"
+#include "switchboard/events/v1/event.pb.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
@@ -107,13 +115,16 @@ std::vector<std::string> Texts(EventStream& stream) {
 
 class JourneyTest : public ::testing::Test {
  protected:
-  JourneyTest()
+  JourneyTest() : JourneyTest({}) {}
+  // `service_flags` go to every service (e.g. --kafka_brokers).
+  explicit JourneyTest(std::vector<std::string> service_flags)
       : dir_(storage::MakeTempDir()),
         key_(*auth::LoadOrCreateKey(dir_ + "/token.key", true)),
         codec_(key_) {
     const int presence_port = FreePort(), routing_port = FreePort(),
               sessions_port = FreePort(), bot_port = FreePort();
     const auto flags = [&](int port, std::vector<std::string> more) {
+      more.insert(more.end(), service_flags.begin(), service_flags.end());
       more.insert(more.end(), {"--data_dir=" + dir_, absl::StrCat("--port=", port),
                                "--metrics_port=0", "--bind_address=127.0.0.1",
                                "--drain_deadline=3s"});
@@ -189,16 +200,27 @@ class JourneyTest : public ::testing::Test {
             .ok());
   }
 
-  // Keeps an agent's presence lease alive until stopped.
-  std::thread KeepAlive(const std::string& agent, std::atomic<bool>& stop) {
-    return std::thread([this, agent, &stop] {
-      while (!stop) {
-        presence::v1::HeartbeatResponse response;
-        presence_stub_->Heartbeat(Context(Token(auth::Role::kAgent, agent)).get(), {}, &response);
-        absl::SleepFor(absl::Milliseconds(500));
-      }
-    });
-  }
+  // Keeps an agent's presence lease alive while it exists, as a device does.
+  class Heartbeats {
+   public:
+    Heartbeats(JourneyTest* test, std::string agent)
+        : thread_([this, test, agent = std::move(agent)] {
+            while (!stop_) {
+              presence::v1::HeartbeatResponse response;
+              test->presence_stub_->Heartbeat(
+                  test->Context(test->Token(auth::Role::kAgent, agent)).get(), {}, &response);
+              absl::SleepFor(absl::Milliseconds(500));
+            }
+          }) {}
+    ~Heartbeats() {
+      stop_ = true;
+      thread_.join();
+    }
+
+   private:
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+  };
 
   std::unique_ptr<OfferStream> WatchOffers(const std::string& agent) {
     return std::make_unique<OfferStream>(Token(auth::Role::kAgent, agent),
@@ -275,6 +297,8 @@ class JourneyTest : public ::testing::Test {
     return response.session().session_id();
   }
 
+  void PlayJourney(const std::function<void()>& after_queued, std::string* session);
+
   std::string dir_;
   std::string key_;
   auth::TokenCodec codec_;
@@ -284,24 +308,26 @@ class JourneyTest : public ::testing::Test {
   std::unique_ptr<presence::v1::PresenceService::Stub> presence_stub_;
 };
 
-TEST_F(JourneyTest, FromBotToAgentThroughALapseToASecondAgentAndResolution) {
+// Plays the whole journey; `*session` gets the session id. `after_queued`
+// runs once the session exists (the Kafka variant stops the broker there).
+void JourneyTest::PlayJourney(const std::function<void()>& after_queued, std::string* session) {
   const std::string customer = Token(auth::Role::kCustomer, "cust-1");
   const std::string ana = Token(auth::Role::kAgent, "ana");
   const std::string ben = Token(auth::Role::kAgent, "ben");
 
-  std::atomic<bool> ana_gone{false};
   auto ana_offers = WatchOffers("ana");
   GoOnline("ana");
-  std::thread ana_heartbeats = KeepAlive("ana", ana_gone);
+  auto ana_heartbeats = std::make_unique<Heartbeats>(this, "ana");
 
   // The customer asks the bot for a human: the session is queued and offered.
-  const std::string session =
-      CreateChat("cust-1", "My USDT deposit has not arrived, I want to talk to a human agent");
-  ASSERT_FALSE(session.empty());
-  auto customer_stream = WatchSession(customer, session);
-  AcceptOfferFor(*ana_offers, "ana", session);
-  ASSERT_TRUE(ReachesState(session, sessions::v1::SESSION_STATE_ASSIGNED)) << sessions_->log();
-  const sessions::v1::Session assigned = GetSession(ana, session);
+  *session = CreateChat("cust-1", "My USDT deposit has not arrived, I want to talk to a human agent");
+  ASSERT_FALSE(session->empty());
+  const std::string& id = *session;
+  after_queued();
+  auto customer_stream = WatchSession(customer, id);
+  AcceptOfferFor(*ana_offers, "ana", id);
+  ASSERT_TRUE(ReachesState(id, sessions::v1::SESSION_STATE_ASSIGNED)) << sessions_->log();
+  const sessions::v1::Session assigned = GetSession(ana, id);
   EXPECT_EQ(assigned.assigned_agent_id(), "ana");
   // The hand-off carries the bot's context: why, what about, in which language.
   EXPECT_EQ(assigned.handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
@@ -310,12 +336,12 @@ TEST_F(JourneyTest, FromBotToAgentThroughALapseToASecondAgentAndResolution) {
   EXPECT_FALSE(assigned.handoff().transcript_excerpt().empty());
 
   // Messages both ways arrive on both streams, in order.
-  auto ana_stream = WatchSession(ana, session);
-  Send(customer, session, "c-1", "I sent 100 USDT on TRC20 an hour ago");
-  Send(ana, session, "a-1", "Checking the transaction now");
-  const auto first = Send(customer, session, "c-2", "Here is the txid: abc123");
+  auto ana_stream = WatchSession(ana, id);
+  Send(customer, id, "c-1", "I sent 100 USDT on TRC20 an hour ago");
+  Send(ana, id, "a-1", "Checking the transaction now");
+  const auto first = Send(customer, id, "c-2", "Here is the txid: abc123");
   // A retry of the same message returns the first result: no duplicate.
-  const auto retried = Send(customer, session, "c-2", "Here is the txid: abc123");
+  const auto retried = Send(customer, id, "c-2", "Here is the txid: abc123");
   EXPECT_TRUE(retried.replayed());
   EXPECT_EQ(retried.message().sequence(), first.message().sequence());
   const std::vector<std::string> conversation = {"I sent 100 USDT on TRC20 an hour ago",
@@ -332,7 +358,7 @@ TEST_F(JourneyTest, FromBotToAgentThroughALapseToASecondAgentAndResolution) {
 
   // Another customer gets the same answer as for a session that does not exist.
   sessions::v1::GetSessionRequest peek;
-  peek.set_session_id(session);
+  peek.set_session_id(id);
   sessions::v1::GetSessionResponse peeked;
   EXPECT_EQ(sessions_stub_
                 ->GetSession(Context(Token(auth::Role::kCustomer, "cust-2")).get(), peek, &peeked)
@@ -340,12 +366,11 @@ TEST_F(JourneyTest, FromBotToAgentThroughALapseToASecondAgentAndResolution) {
             grpc::StatusCode::NOT_FOUND);
 
   // Ana's devices stop renewing her lease: the session goes back to the queue.
-  ana_gone = true;
-  ana_heartbeats.join();
-  ASSERT_TRUE(ReachesState(session, sessions::v1::SESSION_STATE_QUEUED))
+  ana_heartbeats.reset();
+  ASSERT_TRUE(ReachesState(id, sessions::v1::SESSION_STATE_QUEUED))
       << routing_->log() << presence_->log();
   routing::v1::GetQueueEntryRequest entry_request;
-  entry_request.set_session_id(session);
+  entry_request.set_session_id(id);
   routing::v1::GetQueueEntryResponse entry;
   ASSERT_TRUE(routing_stub_
                   ->GetQueueEntry(Context(Token(auth::Role::kSupervisor, "sup")).get(),
@@ -355,14 +380,13 @@ TEST_F(JourneyTest, FromBotToAgentThroughALapseToASecondAgentAndResolution) {
 
   // Ben comes online, is offered the session, and sees the whole transcript.
   auto ben_offers = WatchOffers("ben");
-  std::atomic<bool> ben_gone{false};
   GoOnline("ben");
-  std::thread ben_heartbeats = KeepAlive("ben", ben_gone);
-  AcceptOfferFor(*ben_offers, "ben", session);
-  ASSERT_TRUE(ReachesState(session, sessions::v1::SESSION_STATE_ASSIGNED));
-  EXPECT_EQ(GetSession(ben, session).assigned_agent_id(), "ben");
+  Heartbeats ben_heartbeats(this, "ben");
+  AcceptOfferFor(*ben_offers, "ben", id);
+  ASSERT_TRUE(ReachesState(id, sessions::v1::SESSION_STATE_ASSIGNED));
+  EXPECT_EQ(GetSession(ben, id).assigned_agent_id(), "ben");
   sessions::v1::ListMessagesRequest list;
-  list.set_session_id(session);
+  list.set_session_id(id);
   list.set_page_size(100);
   sessions::v1::ListMessagesResponse transcript;
   ASSERT_TRUE(sessions_stub_->ListMessages(Context(ben).get(), list, &transcript).ok());
@@ -372,18 +396,18 @@ TEST_F(JourneyTest, FromBotToAgentThroughALapseToASecondAgentAndResolution) {
     EXPECT_NE(std::find(texts.begin(), texts.end(), line), texts.end()) << line;
   }
 
-  Send(ben, session, "b-1", "Your deposit is credited now");
+  Send(ben, id, "b-1", "Your deposit is credited now");
   sessions::v1::ResolveSessionRequest resolve;
-  resolve.set_session_id(session);
+  resolve.set_session_id(id);
   resolve.set_resolution_summary("deposit credited after confirmations");
   sessions::v1::ResolveSessionResponse resolved;
   ASSERT_TRUE(sessions_stub_->ResolveSession(Context(ben).get(), resolve, &resolved).ok());
-  ASSERT_TRUE(ReachesState(session, sessions::v1::SESSION_STATE_RESOLVED));
+  ASSERT_TRUE(ReachesState(id, sessions::v1::SESSION_STATE_RESOLVED));
 
   // A stream resumed from the middle misses nothing and repeats nothing.
   const int64_t resume_after = first.message().sequence() - 1;
-  auto resumed = WatchSession(customer, session, resume_after);
-  const int64_t last = GetSession(customer, session).last_sequence();
+  auto resumed = WatchSession(customer, id, resume_after);
+  const int64_t last = GetSession(customer, id).last_sequence();
   ASSERT_TRUE(Eventually([&] {
     int64_t seen = 0;
     for (const auto& response : resumed->received()) {
@@ -398,17 +422,18 @@ TEST_F(JourneyTest, FromBotToAgentThroughALapseToASecondAgentAndResolution) {
     ++expected;
   }
   EXPECT_EQ(expected, last + 1);
+}
 
-  ben_gone = true;
-  ben_heartbeats.join();
+TEST_F(JourneyTest, FromBotToAgentThroughALapseToASecondAgentAndResolution) {
+  std::string session;
+  PlayJourney([] {}, &session);
 }
 
 TEST_F(JourneyTest, WithTheBotDownTheCustomerStillReachesAHuman) {
   ASSERT_EQ(bot_->Terminate(absl::Seconds(10)), 0);
   auto offers = WatchOffers("cara");
-  std::atomic<bool> gone{false};
   GoOnline("cara");
-  std::thread heartbeats = KeepAlive("cara", gone);
+  Heartbeats heartbeats(this, "cara");
   const std::string session = CreateChat("cust-3", "How long do deposits take to arrive?");
   ASSERT_FALSE(session.empty());
   AcceptOfferFor(*offers, "cara", session);
@@ -424,8 +449,6 @@ TEST_F(JourneyTest, WithTheBotDownTheCustomerStillReachesAHuman) {
                   .ok());
   ASSERT_GE(messages.messages_size(), 1);
   EXPECT_EQ(messages.messages(0).text(), "How long do deposits take to arrive?");
-  gone = true;
-  heartbeats.join();
   // Restart the bot so the fixture's clean shutdown check holds.
   bot_ = std::make_unique<testing::ServerProcess>(
       "services/bot/bot_server",
@@ -434,6 +457,142 @@ TEST_F(JourneyTest, WithTheBotDownTheCustomerStillReachesAHuman) {
                                "--knowledge_base=" + std::string(std::getenv("TEST_SRCDIR")) +
                                    "/switchboard/services/bot/kb/intents.kb"},
       dir_ + "/bot2.log");
+}
+
+// The broker is a base class so that it starts before the services.
+struct BrokerFirst {
+  BrokerFirst() {
+    auto specs = events::ParseTopicSpecs(testing::ReadFile(
+        std::string(std::getenv("TEST_SRCDIR")) + "/switchboard/deploy/kafka/topics.conf"));
+    EXPECT_TRUE(specs.ok()) << specs.status();
+    events::OverrideReplication(*specs, 1);
+    auto created = events::CreateTopics(broker.address(), {}, *specs, absl::Seconds(20));
+    EXPECT_TRUE(created.ok()) << created.status();
+  }
+  testing::KafkaBroker broker;
+};
+
+class KafkaJourneyTest : public BrokerFirst, public JourneyTest {
+ protected:
+  KafkaJourneyTest()
+      : JourneyTest({"--kafka_brokers=" + broker.address(), "--kafka_delivery_timeout=5s"}) {}
+};
+
+struct Record {
+  std::string topic;
+  std::string key;
+  events::v1::Event event;
+};
+
+// Reads `topics` from the start until nothing new arrives for `quiet`.
+std::vector<Record> ReadTopics(const std::string& brokers, const std::vector<std::string>& topics,
+                               absl::Duration quiet) {
+  std::string error;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", brokers, error);
+  conf->set("group.id", absl::StrCat("journey-", absl::ToUnixNanos(absl::Now())), error);
+  conf->set("auto.offset.reset", "earliest", error);
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer(
+      RdKafka::KafkaConsumer::create(conf.get(), error));
+  consumer->subscribe(topics);
+  std::vector<Record> records;
+  absl::Time last = absl::Now();
+  const absl::Time give_up = absl::Now() + absl::Seconds(90);
+  while (absl::Now() - last < quiet && absl::Now() < give_up) {
+    std::unique_ptr<RdKafka::Message> message(consumer->consume(200));
+    if (message->err() != RdKafka::ERR_NO_ERROR) continue;
+    Record record{message->topic_name(), message->key() ? *message->key() : ""};
+    EXPECT_TRUE(record.event.ParseFromArray(message->payload(), message->len()));
+    records.push_back(std::move(record));
+    last = absl::Now();
+  }
+  consumer->close();
+  return records;
+}
+
+TEST_F(KafkaJourneyTest, EveryStateChangeReachesKafkaOnceAndInOrderThroughAnOutage) {
+  // The broker goes down once the session exists; the journey goes on (no
+  // RPC may fail because of Kafka) and the broker returns at the end.
+  std::string session;
+  PlayJourney([this] { broker.Stop(); }, &session);
+  broker.Start();
+  for (auto* server : {sessions_.get(), routing_.get(), presence_.get(), bot_.get()}) {
+    EXPECT_TRUE(Eventually(
+        [&] {
+          return metrics::ScrapeMetrics("127.0.0.1", server->metrics_port())
+                         .value_or("")
+                         .find("switchboard_outbox_depth 0\n") != std::string::npos;
+        },
+        absl::Seconds(90)))
+        << server->log();
+  }
+  std::vector<Record> records = ReadTopics(
+      broker.address(),
+      {"switchboard.sessions.v1", "switchboard.routing.v1", "switchboard.presence.v1",
+       "switchboard.bot.v1"},
+      absl::Seconds(5));
+
+  // At least once: drop duplicates by event id (and count them).
+  std::set<std::string> seen;
+  int duplicates = 0;
+  std::map<std::pair<std::string, std::string>, std::vector<events::v1::Event>> by_key;
+  for (const Record& record : records) {
+    EXPECT_EQ(record.key, record.event.entity_id());
+    if (!seen.insert(record.event.event_id()).second) {
+      ++duplicates;
+      continue;
+    }
+    by_key[{record.topic, record.key}].push_back(record.event);
+  }
+  std::printf("kafka journey: %zu records, %d duplicates, %zu keys\n", records.size(),
+              duplicates, by_key.size());
+
+  // Per key, events arrive in the order they were committed.
+  for (const auto& [key, events] : by_key) {
+    for (size_t i = 1; i < events.size(); ++i) {
+      EXPECT_LE(protoutil::FromTimestamp(events[i - 1].occurred_at()),
+                protoutil::FromTimestamp(events[i].occurred_at()))
+          << key.first << " " << key.second << " " << events[i].type();
+    }
+  }
+
+  // Every state change of the session, once, in order.
+  std::vector<std::string> states;
+  int64_t last_sequence = 0;
+  int messages = 0;
+  for (const events::v1::Event& event : by_key[{"switchboard.sessions.v1", session}]) {
+    if (event.has_message_sent()) {
+      EXPECT_GT(event.message_sent().sequence(), last_sequence);
+      last_sequence = event.message_sent().sequence();
+      ++messages;
+    } else if (event.type() != "sessions.first_response_recorded") {
+      states.push_back(event.type());
+    }
+  }
+  EXPECT_EQ(states, (std::vector<std::string>{
+                        "sessions.session_created", "sessions.session_escalated",
+                        "sessions.agent_assigned", "sessions.session_requeued",
+                        "sessions.agent_assigned", "sessions.session_resolved"}));
+  EXPECT_GE(messages, 5);  // The first message, the bot's reply, four from people.
+
+  std::vector<std::string> routing_types;
+  for (const events::v1::Event& event : by_key[{"switchboard.routing.v1", session}]) {
+    routing_types.push_back(event.type());
+  }
+  ASSERT_FALSE(routing_types.empty());
+  EXPECT_EQ(routing_types.front(), "routing.entry_enqueued");
+  EXPECT_EQ(std::count(routing_types.begin(), routing_types.end(), "routing.offer_accepted"), 2);
+  EXPECT_EQ(std::count(routing_types.begin(), routing_types.end(), "routing.entry_requeued"), 1);
+
+  bool ana_lapsed = false;
+  for (const events::v1::Event& event : by_key[{"switchboard.presence.v1", "ana"}]) {
+    ana_lapsed |= event.has_agent_status_changed() &&
+                  event.agent_status_changed().reason() ==
+                      presence::v1::CHANGE_REASON_LEASE_EXPIRED;
+  }
+  EXPECT_TRUE(ana_lapsed);
+  const auto bot_key = std::make_pair(std::string("switchboard.bot.v1"), session);
+  EXPECT_FALSE(by_key[bot_key].empty());
 }
 
 }  // namespace

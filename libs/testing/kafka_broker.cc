@@ -65,7 +65,9 @@ void KafkaBroker::Start() {
 
 void KafkaBroker::Stop() {
   const std::string command = absl::StrCat("bash ", Script(), " stop ", dir_);
-  std::system(command.c_str());
+  if (std::system(command.c_str()) != 0) {
+    std::fprintf(stderr, "stopping the Kafka broker failed (%s)\n", command.c_str());
+  }
   running_ = false;
 }
 
