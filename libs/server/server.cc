@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.pb.h"
 #include "libs/log/log.h"
 #include "libs/metrics/grpc_metrics.h"
 #include "libs/server/parse_failure_interceptor.h"
@@ -47,6 +48,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   if (!exposer.ok()) return exposer.status();
 
   grpc::EnableDefaultHealthCheckService(true);
+  // gRPC's built-in health service does not register its proto with the
+  // descriptor pool, so reflection could name it but not describe it and
+  // grpcurl could not call it. Touching the compiled health.proto links it in.
+  grpc::health::v1::HealthCheckRequest::descriptor();
   if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::ServerBuilder builder;
