@@ -9,6 +9,14 @@
 #   bash tools/run.sh --kafka    # also a local Kafka broker (KRaft) on 9092;
 #                                # events go to its topics
 #   SWITCHBOARD_DATA_DIR=/tmp/sb bash tools/run.sh
+#   SWITCHBOARD_PORT_BASE=30000 bash tools/run.sh
+#                                # gRPC on base+1..base+6, metrics on
+#                                # base+2001..base+2006 (default 7100: 7101.., 9101..)
+#   SWITCHBOARD_BIN_DIR=dir bash tools/run.sh
+#                                # binaries already built under dir (bazel-bin's
+#                                # layout): no setup, no build (tests/e2e_test)
+# On SIGTERM or Ctrl-C it stops every service with SIGTERM, prints each one's
+# exit code, and exits non-zero if any did not exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,42 +28,70 @@ for arg in "$@"; do
   esac
 done
 
-bash tools/setup.sh
+bin=${SWITCHBOARD_BIN_DIR:-}
+[[ -n "$bin" ]] || bash tools/setup.sh
 data_dir=$(realpath -m "${SWITCHBOARD_DATA_DIR:-data}")
+base=${SWITCHBOARD_PORT_BASE:-7100}
 
 # name grpc_port metrics_port, in DESIGN.md's order.
-all_services=("sessions 7101 9101" "routing 7102 9102" "bot 7103 9103"
-              "presence 7104 9104" "identity 7105 9105" "feedback 7106 9106")
+all_services=()
+index=0
+for name in sessions routing bot presence identity feedback; do
+  index=$((index + 1))
+  all_services+=("$name $((base + index)) $((base + 2000 + index))")
+done
+# Peers' addresses (each service's default is localhost:<default port>).
+declare -A peer_flags=(
+  [sessions]="--bot_address=localhost:$((base + 3)) --routing_address=localhost:$((base + 2))"
+  [routing]="--presence_address=localhost:$((base + 4)) --sessions_address=localhost:$((base + 1))"
+  [feedback]="--sessions_address=localhost:$((base + 1)) --routing_address=localhost:$((base + 2))"
+)
 services=()
 targets=(//tools/healthcheck //tools/mint_token //tools/kafka_topics //tools/event_consumer)
 for entry in "${all_services[@]}"; do
   read -r name _ _ <<<"$entry"
-  if [[ -f "services/$name/BUILD" ]] && grep -q "name = \"${name}_server\"" "services/$name/BUILD"; then
+  if [[ -n "$bin" ]]; then
+    [[ -x "$bin/services/$name/${name}_server" ]] && services+=("$entry")
+  elif [[ -f "services/$name/BUILD" ]] && grep -q "name = \"${name}_server\"" "services/$name/BUILD"; then
     services+=("$entry")
     targets+=("//services/$name:${name}_server")
   fi
 done
 
-echo "run: building ${targets[*]}"
-bazel build -c opt "${targets[@]}"
-bin=$(bazel info -c opt bazel-bin 2>/dev/null)
+if [[ -z "$bin" ]]; then
+  echo "run: building ${targets[*]}"
+  bazel build -c opt "${targets[@]}"
+  bin=$(bazel info -c opt bazel-bin 2>/dev/null)
+fi
 mkdir -p "$data_dir/logs"
 
 pids=()
+names=()
+# $1: "signal" (Ctrl-C, SIGTERM: exit 0 if every service exited 0) or "exit".
 stop() {
   trap - INT TERM EXIT
+  local failed=0 code
   if ((${#pids[@]})); then
     echo
     echo "run: stopping (SIGTERM, services drain in-flight calls)"
     kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
+    for i in "${!pids[@]}"; do
+      code=0
+      wait "${pids[$i]}" 2>/dev/null || code=$?
+      echo "run: ${names[$i]} exited $code"
+      ((code == 0)) || failed=1
+    done
   fi
   if $kafka; then
     bash tools/kafka/broker.sh stop "$data_dir/kafka"
   fi
   echo "run: stopped; data kept in $data_dir"
+  if [[ "$1" == signal ]] || ((failed)); then
+    exit "$failed"
+  fi
 }
-trap stop INT TERM EXIT
+trap 'stop signal' INT TERM
+trap 'stop exit' EXIT
 
 service_flags=()
 if $kafka; then
@@ -68,9 +104,12 @@ fi
 
 for entry in "${services[@]}"; do
   read -r name grpc_port metrics_port <<<"$entry"
+  # shellcheck disable=SC2086  # peer_flags hold several words on purpose
   "$bin/services/$name/${name}_server" --data_dir="$data_dir" --port="$grpc_port" \
-    --metrics_port="$metrics_port" "${service_flags[@]}" 2>>"$data_dir/logs/$name.log" &
+    --metrics_port="$metrics_port" ${peer_flags[$name]:-} "${service_flags[@]}" \
+    2>>"$data_dir/logs/$name.log" &
   pids+=($!)
+  names+=("$name")
 done
 
 for entry in "${services[@]}"; do
@@ -99,14 +138,14 @@ cat <<EOF2
 
 $events_line
 Token key:           $data_dir/token.key
-Try it (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.1):
+Try it (grpcurl is installed by tools/setup.sh):
   mint() { $bin/tools/mint_token/mint_token --key_file=$data_dir/token.key --subject=\$1 --role=\$2; }
   grpcurl -plaintext -H "authorization: Bearer \$(mint agent-1 agent)" \\
     -d '{"status":"AGENT_STATUS_ONLINE","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":3}]}}' \\
-    localhost:7104 switchboard.presence.v1.PresenceService/SetStatus
+    localhost:$((base + 4)) switchboard.presence.v1.PresenceService/SetStatus
   grpcurl -plaintext -H "authorization: Bearer \$(mint cust-1 customer)" \\
     -d '{"channel":"CHANNEL_CHAT","category":"CATEGORY_DEPOSIT","language":"en","request_id":"try-1","first_message":{"text":"my deposit has not arrived"}}' \\
-    localhost:7101 switchboard.sessions.v1.SessionsService/CreateSession
+    localhost:$((base + 1)) switchboard.sessions.v1.SessionsService/CreateSession
   More in README.md.
 
 Ctrl-C stops everything.
