@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "libs/events/envelope.h"
+#include "libs/auth/verification_token.h"
 #include "libs/log/log.h"
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
@@ -599,8 +600,8 @@ absl::StatusOr<common::v1::VerificationState> Sessions::CheckVerification(
   if (token.size() > auth::TokenCodec::kMaxTokenBytes) {
     return absl::InvalidArgumentError("verification_token: at most 8 KiB");
   }
-  absl::StatusOr<auth::TokenCodec::Claims> claims =
-      tokens_->Verify(token, "switchboard-verification", now);
+  absl::StatusOr<auth::VerificationClaims> claims =
+      auth::VerifyVerificationToken(*tokens_, token, now);
   if (!claims.ok()) {
     if (absl::StrContains(claims.status().message(), "malformed")) {
       return absl::InvalidArgumentError("verification_token: malformed token");
@@ -608,35 +609,23 @@ absl::StatusOr<common::v1::VerificationState> Sessions::CheckVerification(
     return absl::PermissionDeniedError(
         absl::StrCat("verification_token: ", claims.status().message()));
   }
-  if (claims->subject != customer_id) {
+  if (claims->customer_id != customer_id) {
     return absl::PermissionDeniedError(
         "verification_token: issued to another customer");
   }
-  auto session = claims->strings.find("session");
-  if (session != claims->strings.end() && !session->second.empty() &&
-      session->second != session_id) {
+  if (!claims->session_id.empty() && claims->session_id != session_id) {
     return absl::PermissionDeniedError(
         "verification_token: bound to another session");
   }
   common::v1::VerificationState state;
-  auto method = claims->strings.find("method");
-  auto level = claims->ints.find("level");
-  if (method == claims->strings.end() || level == claims->ints.end()) {
-    return absl::InvalidArgumentError("verification_token: malformed token (claims missing)");
-  }
-  if (method->second == "email_otp") {
+  if (claims->method == "email_otp") {
     state.set_method(common::v1::VERIFICATION_METHOD_EMAIL_OTP);
-  } else if (method->second == "sms_otp") {
+  } else if (claims->method == "sms_otp") {
     state.set_method(common::v1::VERIFICATION_METHOD_SMS_OTP);
-  } else if (method->second == "totp") {
-    state.set_method(common::v1::VERIFICATION_METHOD_TOTP);
   } else {
-    return absl::InvalidArgumentError("verification_token: malformed token (unknown method)");
+    state.set_method(common::v1::VERIFICATION_METHOD_TOTP);
   }
-  if (level->second != 1 && level->second != 2) {
-    return absl::InvalidArgumentError("verification_token: malformed token (unknown level)");
-  }
-  state.set_level(static_cast<common::v1::VerificationLevel>(level->second));
+  state.set_level(static_cast<common::v1::VerificationLevel>(claims->level));
   SetTs(claims->issued_at, state.mutable_verified_at());
   SetTs(claims->expires_at, state.mutable_expires_at());
   return state;

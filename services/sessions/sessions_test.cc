@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/auth/verification_token.h"
 #include "libs/clock/clock.h"
 #include "libs/protoutil/time.h"
 #include "prometheus/registry.h"
@@ -168,14 +169,14 @@ class SessionsTest : public ::testing::Test {
 
   std::string VerificationToken(const std::string& customer,
                                 absl::Duration ttl = absl::Minutes(15)) {
-    auth::TokenCodec::Claims claims;
-    claims.audience = "switchboard-verification";
-    claims.subject = customer;
+    auth::VerificationClaims claims;
+    claims.customer_id = customer;
+    claims.method = "sms_otp";
+    claims.level = auth::kLevelBasic;
+    claims.token_id = "tid-1";
     claims.issued_at = clock_.Now();
     claims.expires_at = clock_.Now() + ttl;
-    claims.strings["method"] = "sms_otp";
-    claims.ints["level"] = 1;
-    return *tokens_.Sign(claims);
+    return *auth::SignVerificationToken(tokens_, claims);
   }
 
   const Caller kCustomer{"cust-1", Role::kCustomer};
