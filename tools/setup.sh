@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every system package Switchboard's build, run and tests need, on
-# Debian 12, as root, and the Kafka broker (tools/kafka/install.sh). Idempotent: a second run finds everything installed and
-# returns in about a second without touching apt's package lists.
+# Debian 12, as root, the Kafka broker (tools/kafka/install.sh) and grpcurl
+# (built with Debian's Go into /usr/local/bin). Idempotent: a second run finds
+# everything installed and returns in about a second without touching apt's
+# package lists.
 set -euo pipefail
 
 PACKAGES=(
@@ -13,8 +15,10 @@ PACKAGES=(
   libsqlite3-dev librdkafka-dev prometheus-cpp-dev libjwt-dev libssl-dev
   # Tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka
-  sqlite3 curl ca-certificates kcat
+  # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka, jq for JSON
+  sqlite3 curl ca-certificates kcat jq
+  # Prometheus and promtool (deploy/ checks, tests/e2e_test); Go builds grpcurl
+  prometheus golang-go
   # The Kafka broker for tests and local runs (jars from Maven Central)
   openjdk-17-jre-headless maven
 )
@@ -30,9 +34,19 @@ install_kafka() {
   bash "$(dirname "$0")/kafka/install.sh"
 }
 
+# grpcurl from the Go module proxy, in a version that builds with Debian 12's
+# Go 1.19 (/usr/bin/go, whatever else is on PATH).
+GRPCURL_VERSION=v1.8.7
+install_grpcurl() {
+  [[ -x /usr/local/bin/grpcurl ]] && return 0
+  echo "setup: building grpcurl $GRPCURL_VERSION into /usr/local/bin"
+  GOBIN=/usr/local/bin /usr/bin/go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+}
+
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages present"
   install_kafka
+  install_grpcurl
   exit 0
 fi
 
@@ -43,6 +57,18 @@ fi
 echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Installing packages must not start services (the prometheus package would
+# start its own server on :9090): policy-rc.d tells invoke-rc.d not to.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e "$policy" ]]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod +x "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+  systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+fi
 install_kafka
+install_grpcurl
 echo "setup: done"
