@@ -7,21 +7,13 @@
 #include "absl/strings/str_join.h"
 #include "libs/events/outbox.h"
 #include "libs/protoutil/time.h"
+#include "libs/storage/time_column.h"
 
 namespace switchboard::feedback {
 namespace {
 
-int64_t ToMicros(absl::Time t) {
-  if (t == absl::InfinitePast()) return INT64_MIN;
-  if (t == absl::InfiniteFuture()) return INT64_MAX;
-  return absl::ToUnixMicros(t);
-}
-
-absl::Time FromMicros(int64_t micros) {
-  if (micros == INT64_MIN) return absl::InfinitePast();
-  if (micros == INT64_MAX) return absl::InfiniteFuture();
-  return absl::FromUnixMicros(micros);
-}
+using storage::FromMicros;
+using storage::ToMicros;
 
 int64_t MicrosOf(const google::protobuf::Timestamp& ts) {
   return ToMicros(protoutil::FromTimestamp(ts));

@@ -4,21 +4,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "libs/events/outbox.h"
+#include "libs/storage/time_column.h"
 
 namespace switchboard::identity {
 namespace {
 
-int64_t ToMicros(absl::Time t) {
-  if (t == absl::InfinitePast()) return INT64_MIN;
-  if (t == absl::InfiniteFuture()) return INT64_MAX;
-  return absl::ToUnixMicros(t);
-}
-
-absl::Time FromMicros(int64_t micros) {
-  if (micros == INT64_MIN) return absl::InfinitePast();
-  if (micros == INT64_MAX) return absl::InfiniteFuture();
-  return absl::FromUnixMicros(micros);
-}
+using storage::FromMicros;
+using storage::ToMicros;
 
 std::string JoinTimes(const std::vector<absl::Time>& times) {
   return absl::StrJoin(times, ",", [](std::string* out, absl::Time t) {

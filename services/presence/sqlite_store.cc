@@ -1,21 +1,13 @@
 #include "services/presence/sqlite_store.h"
 
 #include "libs/events/outbox.h"
+#include "libs/storage/time_column.h"
 
 namespace switchboard::presence {
 namespace {
 
-int64_t ToMicros(absl::Time t) {
-  if (t == absl::InfinitePast()) return INT64_MIN;
-  if (t == absl::InfiniteFuture()) return INT64_MAX;
-  return absl::ToUnixMicros(t);
-}
-
-absl::Time FromMicros(int64_t micros) {
-  if (micros == INT64_MIN) return absl::InfinitePast();
-  if (micros == INT64_MAX) return absl::InfiniteFuture();
-  return absl::FromUnixMicros(micros);
-}
+using storage::FromMicros;
+using storage::ToMicros;
 
 absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
                       const std::string& topic) {

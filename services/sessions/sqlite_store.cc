@@ -6,21 +6,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "libs/events/outbox.h"
+#include "libs/storage/time_column.h"
 
 namespace switchboard::sessions {
 namespace {
 
-int64_t ToMicros(absl::Time t) {
-  if (t == absl::InfinitePast()) return INT64_MIN;
-  if (t == absl::InfiniteFuture()) return INT64_MAX;
-  return absl::ToUnixMicros(t);
-}
-
-absl::Time FromMicros(int64_t micros) {
-  if (micros == INT64_MIN) return absl::InfinitePast();
-  if (micros == INT64_MAX) return absl::InfiniteFuture();
-  return absl::FromUnixMicros(micros);
-}
+using storage::FromMicros;
+using storage::ToMicros;
 
 constexpr char kSessionColumns[] =
     "session_id, customer_id, session, create_request_id, request_ids, "
