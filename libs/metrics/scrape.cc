@@ -40,6 +40,11 @@ absl::Status Unavailable(absl::string_view what, absl::string_view host,
 }  // namespace
 
 absl::StatusOr<std::string> ScrapeMetrics(absl::string_view host, int port) {
+  return HttpGet(host, port, "/metrics");
+}
+
+absl::StatusOr<std::string> HttpGet(absl::string_view host, int port,
+                                    absl::string_view target) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -67,7 +72,7 @@ absl::StatusOr<std::string> ScrapeMetrics(absl::string_view host, int port) {
   // HTTP/1.0: the server closes the connection after the body, which marks
   // its end without parsing chunked encoding.
   const std::string request =
-      absl::StrCat("GET /metrics HTTP/1.0\r\nHost: ", host, ":", port,
+      absl::StrCat("GET ", target, " HTTP/1.0\r\nHost: ", host, ":", port,
                    "\r\nAccept: text/plain\r\n\r\n");
   for (size_t sent = 0; sent < request.size();) {
     ssize_t n = send(conn.fd(), request.data() + sent,

@@ -14,4 +14,10 @@ namespace switchboard::metrics {
 // is not HTTP 200. Thread-safe.
 absl::StatusOr<std::string> ScrapeMetrics(absl::string_view host, int port);
 
+// Fetches http://<host>:<port><target> (`target` is a path with an optional
+// query string, already URL-encoded) and returns the body; errors as for
+// ScrapeMetrics. For tests that talk to an HTTP API such as Prometheus's.
+absl::StatusOr<std::string> HttpGet(absl::string_view host, int port,
+                                    absl::string_view target);
+
 }  // namespace switchboard::metrics
