@@ -1,0 +1,66 @@
+#include "tools/cli/cli.h"
+
+#include "tools/cli/agent.h"
+#include "tools/cli/customer.h"
+#include "tools/cli/demo.h"
+#include "tools/cli/supervisor.h"
+
+namespace switchboard::cli {
+
+std::string HelpText() {
+  return R"(switchboard: the Switchboard desk from a terminal (development tokens from the local key)
+
+customer   (--as=ID, default customer-1)
+  open [--channel=chat] [--category=deposit] [--language=en] [--text=...]   open a session; prints its id
+  chat SESSION                 interactive: lines you type are sent, the session's events stream in
+  say SESSION TEXT             send one message
+  show SESSION                 the session's state
+  verify [--method=email_otp] [--session=S] [--code=C]   verify identity; prints a verification token
+  callback SESSION --phone=+8613800138000 [--verification_token=T]   request a phone callback
+  rate SESSION [--csat=5 --speed=5 --professionalism=5 --resolution=5 --comment=...]
+  complain --text=... [--reason=slow_response] [--session=S]
+agent      (--as=ID, default agent-1)
+  online [--categories=deposit,withdrawal] [--languages=en] [--capacity=chat:3] [--auto_accept]
+                               go online and keep heartbeating until Ctrl-C (then offline)
+  offline                      go offline
+  offers [--accept] [--for=DURATION]   watch offers (and accept each one)
+  accept OFFER | decline OFFER
+  chat SESSION | say SESSION TEXT
+  transfer SESSION (--category=C [--language=L] | --to_agent=ID | --to_bot) [--note=...]
+  resolve SESSION [--summary=...]
+supervisor (--as=ID, default supervisor-1)
+  queues                       queue depth, oldest wait, agents per queue
+  agents [--status=online]     agents, skills and load
+  complaints [--state=open]    complaints
+  summary [--since=24h] [--by=agent|category|channel]   ratings and CSAT
+  contact CUSTOMER --email=ADDRESS | --sms=+NUMBER      where a customer's codes go
+demo [--max_lapse_wait=10s]    play a whole journey: customer, bot, two agents, a drop, re-queue,
+                               resolution, rating; prints the timeline and response-time figures
+help                           this text
+
+Every command takes: --json (one JSON object per line), --deadline=10s (per call),
+--data_dir=data (token.key lives there) or --key_file=PATH, --as=ID, and
+--sessions_address=localhost:7101 --routing_address=localhost:7102 --bot_address=localhost:7103
+--presence_address=localhost:7104 --identity_address=localhost:7105 --feedback_address=localhost:7106;
+each flag also reads SWITCHBOARD_CLI_<FLAG> then SWITCHBOARD_<FLAG> (e.g. SWITCHBOARD_DATA_DIR).
+`switchboard <group> <command> --help` lists a command's flags.
+Errors: "error: <CODE>: <message>" on stderr; exit 1 when a call fails, 2 for bad usage.
+)";
+}
+
+int Run(const std::vector<std::string>& args, Io& io) {
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    (args.empty() ? io.err : io.out) << HelpText();
+    return args.empty() ? kExitUsage : kExitOk;
+  }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "customer") return RunCustomer(rest, io);
+  if (args[0] == "agent") return RunAgent(rest, io);
+  if (args[0] == "supervisor") return RunSupervisor(rest, io);
+  if (args[0] == "demo") return RunDemo(rest, io);
+  io.err << "error: INVALID_ARGUMENT: unknown command \"" << args[0]
+         << "\"; try `switchboard help`\n";
+  return kExitUsage;
+}
+
+}  // namespace switchboard::cli

@@ -1,0 +1,188 @@
+#include "tools/cli/supervisor.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "libs/protoutil/time.h"
+#include "tools/cli/command_line.h"
+
+namespace switchboard::cli {
+namespace {
+
+int Begin(Command& command, const std::vector<std::string>& args, size_t positional,
+          std::string* token) {
+  if (int code = command.Start(args, {}, positional, positional); code >= 0) return code;
+  absl::StatusOr<std::string> minted = command.clients->Token(
+      auth::Role::kSupervisor, command.common.as.empty() ? "supervisor-1" : command.common.as);
+  if (!minted.ok()) return command.BadUsage(minted.status());
+  *token = *std::move(minted);
+  return -1;
+}
+
+int Queues(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard supervisor queues [--category=C] [--channel=C]");
+  std::string category, channel;
+  command.flags.Add("category", &category, "only this category");
+  command.flags.Add("channel", &channel, "only this channel");
+  std::string token;
+  if (int code = Begin(command, args, 0, &token); code >= 0) return code;
+  routing::v1::GetQueueStatsRequest request;
+  if (!category.empty()) {
+    absl::StatusOr<int> parsed = ParseEnum(common::v1::Category_descriptor(), "category", category);
+    if (!parsed.ok()) return command.BadUsage(parsed.status());
+    request.set_category(static_cast<common::v1::Category>(*parsed));
+  }
+  if (!channel.empty()) {
+    absl::StatusOr<int> parsed = ParseEnum(common::v1::Channel_descriptor(), "channel", channel);
+    if (!parsed.ok()) return command.BadUsage(parsed.status());
+    request.set_channel(static_cast<common::v1::Channel>(*parsed));
+  }
+  routing::v1::GetQueueStatsResponse response;
+  absl::Status status = FromGrpc(command.clients->routing->GetQueueStats(
+      command.clients->Context(token).get(), request, &response));
+  if (!status.ok()) return command.printer->Fail(status);
+  for (const auto& queue : response.queues()) command.printer->Print(queue, FormatQueue(queue));
+  if (response.queues_size() == 0) command.printer->Text("no queues yet");
+  return kExitOk;
+}
+
+int Agents(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard supervisor agents [--status=online]");
+  std::string status_name;
+  command.flags.Add("status", &status_name, "only agents with this status");
+  std::string token;
+  if (int code = Begin(command, args, 0, &token); code >= 0) return code;
+  presence::v1::ListAgentsRequest request;
+  if (!status_name.empty()) {
+    absl::StatusOr<int> parsed =
+        ParseEnum(presence::v1::AgentStatus_descriptor(), "status", status_name);
+    if (!parsed.ok()) return command.BadUsage(parsed.status());
+    request.set_status(static_cast<presence::v1::AgentStatus>(*parsed));
+  }
+  request.set_page_size(500);
+  int count = 0;
+  do {
+    presence::v1::ListAgentsResponse response;
+    absl::Status status = FromGrpc(command.clients->presence->ListAgents(
+        command.clients->Context(token).get(), request, &response));
+    if (!status.ok()) return command.printer->Fail(status);
+    for (const auto& agent : response.agents()) {
+      command.printer->Print(agent, FormatAgent(agent));
+      ++count;
+    }
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  if (count == 0) command.printer->Text("no agents");
+  return kExitOk;
+}
+
+int Complaints(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard supervisor complaints [--state=open]");
+  std::string state;
+  command.flags.Add("state", &state, "only complaints in these states, e.g. open,acknowledged");
+  std::string token;
+  if (int code = Begin(command, args, 0, &token); code >= 0) return code;
+  feedback::v1::ListComplaintsRequest request;
+  absl::StatusOr<std::vector<int>> states =
+      ParseEnumList(feedback::v1::ComplaintState_descriptor(), "state", state);
+  if (!states.ok()) return command.BadUsage(states.status());
+  for (int value : *states) request.add_states(static_cast<feedback::v1::ComplaintState>(value));
+  request.set_page_size(200);
+  int count = 0;
+  do {
+    feedback::v1::ListComplaintsResponse response;
+    absl::Status status = FromGrpc(command.clients->feedback->ListComplaints(
+        command.clients->Context(token).get(), request, &response));
+    if (!status.ok()) return command.printer->Fail(status);
+    for (const auto& complaint : response.complaints()) {
+      command.printer->Print(complaint, FormatComplaint(complaint));
+      ++count;
+    }
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  if (count == 0) command.printer->Text("no complaints");
+  return kExitOk;
+}
+
+int Summary(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard supervisor summary [--since=24h] [--by=agent|category|channel]");
+  absl::Duration since = absl::Hours(24);
+  std::string by;
+  command.flags.Add("since", &since, "the window: this long back from now (at most 366 days)");
+  command.flags.Add("by", &by, "group by agent, category or channel");
+  std::string token;
+  if (int code = Begin(command, args, 0, &token); code >= 0) return code;
+  feedback::v1::GetSummaryRequest request;
+  protoutil::ToTimestamp(absl::Now() - since, request.mutable_start_time());
+  if (!by.empty()) {
+    absl::StatusOr<int> parsed = ParseEnum(feedback::v1::SummaryGrouping_descriptor(), "by", by);
+    if (!parsed.ok()) return command.BadUsage(parsed.status());
+    request.set_group_by(static_cast<feedback::v1::SummaryGrouping>(*parsed));
+  }
+  do {
+    feedback::v1::GetSummaryResponse response;
+    absl::Status status = FromGrpc(command.clients->feedback->GetSummary(
+        command.clients->Context(token).get(), request, &response));
+    if (!status.ok()) return command.printer->Fail(status);
+    if (request.page_token().empty()) {
+      command.printer->Print(response,
+                             absl::StrCat("last ", HumanDuration(since), ": ",
+                                          FormatSummary(response.total())));
+    } else {
+      command.printer->Print(response, "");
+    }
+    for (const auto& group : response.groups()) {
+      const std::string key =
+          !group.agent_id().empty() ? absl::StrCat("agent ", group.agent_id())
+          : group.category() != common::v1::CATEGORY_UNSPECIFIED
+              ? EnumLabel(common::v1::Category_descriptor(), group.category())
+          : group.channel() != common::v1::CHANNEL_UNSPECIFIED
+              ? EnumLabel(common::v1::Channel_descriptor(), group.channel())
+              : "(bot only)";
+      command.printer->Text(absl::StrCat("-- ", key, ": ", FormatSummary(group.summary())));
+    }
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  return kExitOk;
+}
+
+int Contact(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard supervisor contact CUSTOMER (--email=ADDRESS | --sms=+NUMBER)");
+  std::string email, sms;
+  command.flags.Add("email", &email, "where the customer's email codes go");
+  command.flags.Add("sms", &sms, "where the customer's SMS codes go (E.164)");
+  std::string token;
+  if (int code = Begin(command, args, 1, &token); code >= 0) return code;
+  if (email.empty() == sms.empty()) {
+    return command.BadUsage(absl::InvalidArgumentError("give exactly one of --email, --sms"));
+  }
+  identity::v1::RegisterContactRequest request;
+  request.set_customer_id(command.positional[0]);
+  request.set_method(email.empty() ? common::v1::VERIFICATION_METHOD_SMS_OTP
+                                   : common::v1::VERIFICATION_METHOD_EMAIL_OTP);
+  request.set_address(email.empty() ? sms : email);
+  identity::v1::RegisterContactResponse response;
+  absl::Status status = FromGrpc(command.clients->identity->RegisterContact(
+      command.clients->Context(token).get(), request, &response));
+  if (!status.ok()) return command.printer->Fail(status);
+  command.printer->Print(response, absl::StrCat("contact of ", command.positional[0],
+                                                response.replaced() ? " replaced" : " registered"));
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunSupervisor(const std::vector<std::string>& args, Io& io) {
+  const std::string name = args.empty() ? "" : args[0];
+  const std::vector<std::string> rest(args.begin() + (args.empty() ? 0 : 1), args.end());
+  if (name == "queues") return Queues(rest, io);
+  if (name == "agents") return Agents(rest, io);
+  if (name == "complaints") return Complaints(rest, io);
+  if (name == "summary") return Summary(rest, io);
+  if (name == "contact") return Contact(rest, io);
+  io.err << "error: INVALID_ARGUMENT: unknown supervisor command \"" << name
+         << "\"\nusage: switchboard supervisor queues|agents|complaints|summary|contact ..."
+            " (see switchboard help)\n";
+  return kExitUsage;
+}
+
+}  // namespace switchboard::cli
