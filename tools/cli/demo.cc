@@ -298,7 +298,7 @@ absl::Status Demo::Play() {
                          ", heartbeat every ", HumanDuration(interval)));
 
   // The customer asks the bot a question.
-  const std::string question = "How long do deposits take to arrive?";
+  const std::string question = "My deposit has not arrived yet";
   sessions::v1::CreateSessionRequest create;
   create.set_channel(common::v1::CHANNEL_CHAT);
   create.set_category(common::v1::CATEGORY_DEPOSIT);
