@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/auth/grpc_auth.h"
 #include "libs/protoutil/time.h"
+#include "libs/server/queued_writer.h"
 #include "libs/server/status.h"
 #include "libs/server/unary.h"
 
@@ -64,86 +65,52 @@ void ToProto(const AgentRecord& agent, v1::Agent* out) {
   out->set_revision(agent.revision);
 }
 
-// One WatchPresence stream: a snapshot, then committed changes, written one
-// at a time from a bounded queue. Deletes itself when done.
+// One WatchPresence stream: a snapshot, then committed changes in commit
+// order. Deletes itself when done.
 class PresenceService::WatchReactor
-    : public grpc::ServerWriteReactor<v1::WatchPresenceResponse>,
+    : public server::QueuedWriter<v1::WatchPresenceResponse>,
       public PresenceListener {
  public:
   WatchReactor(PresenceService* service, size_t max_backlog)
-      : service_(service), max_backlog_(max_backlog) {}
+      : QueuedWriter(max_backlog), service_(service) {}
 
+  // Subscribes, then puts the snapshot in front of any change that arrived
+  // meanwhile (those have higher revisions), then starts writing.
   void Begin() {
+    subscribed_ = true;
     Presence::Snapshot snapshot = service_->presence_->Subscribe(this);
-    absl::MutexLock lock(&mu_);
-    for (const AgentRecord& agent : snapshot.agents) {
-      ToProto(agent, queue_.emplace_back().mutable_snapshot_agent());
-    }
-    v1::SnapshotComplete* complete = queue_.emplace_back().mutable_snapshot_complete();
-    complete->set_agent_count(static_cast<int32_t>(snapshot.agents.size()));
-    complete->set_revision(snapshot.revision);
-    WriteNextLocked();
+    EditQueue([&](std::deque<v1::WatchPresenceResponse>& queue) {
+      std::deque<v1::WatchPresenceResponse> ordered;
+      for (const AgentRecord& agent : snapshot.agents) {
+        ToProto(agent, ordered.emplace_back().mutable_snapshot_agent());
+      }
+      v1::SnapshotComplete* complete = ordered.emplace_back().mutable_snapshot_complete();
+      complete->set_agent_count(static_cast<int32_t>(snapshot.agents.size()));
+      complete->set_revision(snapshot.revision);
+      for (auto& change : queue) ordered.push_back(std::move(change));
+      queue.swap(ordered);
+    });
+    Release();
   }
 
   void OnChange(const AgentChange& change) override {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    if (queue_.size() >= max_backlog_) {
-      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                "watcher fell too far behind; subscribe again"));
-      return;
-    }
-    v1::AgentChange* out = queue_.emplace_back().mutable_change();
+    v1::WatchPresenceResponse message;
+    v1::AgentChange* out = message.mutable_change();
     ToProto(change.agent, out->mutable_agent());
     out->set_previous_status(change.previous_status);
     out->set_reason(change.reason);
-    WriteNextLocked();
-  }
-
-  void End(const grpc::Status& status) {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(status);
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-      return;
-    }
-    queue_.pop_front();
-    WriteNextLocked();
-  }
-
-  void OnCancel() override { End(grpc::Status::CANCELLED); }
-
-  void OnDone() override {
-    service_->Forget(this);
-    service_->presence_->Unsubscribe(this);
-    delete this;
+    Send(std::move(message));
   }
 
  private:
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_ || queue_.empty()) return;
-    writing_ = true;
-    StartWrite(&queue_.front());
-  }
-
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(status);
+  void OnStreamDone() override {
+    service_->Forget(this);
+    if (subscribed_) service_->presence_->Unsubscribe(this);
   }
 
   PresenceService* const service_;
-  const size_t max_backlog_;
-  absl::Mutex mu_;
-  // The front is being written while writing_.
-  std::deque<v1::WatchPresenceResponse> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // Set before any other thread can see the reactor, read in OnStreamDone.
+  bool subscribed_ = false;
 };
 
 PresenceService::PresenceService(Presence* presence, const auth::TokenCodec* tokens,

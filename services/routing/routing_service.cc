@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/auth/grpc_auth.h"
 #include "libs/protoutil/time.h"
+#include "libs/server/queued_writer.h"
 #include "libs/server/status.h"
 #include "libs/server/unary.h"
 #include "libs/validation/validation.h"
@@ -59,13 +60,12 @@ absl::StatusOr<Router::Filter> ToFilter(v1::EntryKind kind, common::v1::Channel 
 }  // namespace
 
 // One WatchOffers stream: the open offers, a caught_up marker, then offers
-// as they are made and closed, written one at a time from a bounded queue.
-// Deletes itself when done.
-class RoutingService::WatchReactor : public grpc::ServerWriteReactor<v1::WatchOffersResponse>,
+// as they are made and closed. Deletes itself when done.
+class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffersResponse>,
                                      public OfferListener {
  public:
   WatchReactor(RoutingService* service, size_t max_backlog)
-      : service_(service), max_backlog_(max_backlog) {}
+      : QueuedWriter(max_backlog), service_(service) {}
 
   void Begin(const std::string& agent_id, bool supervisor) {
     subscribed_ = true;
@@ -73,82 +73,44 @@ class RoutingService::WatchReactor : public grpc::ServerWriteReactor<v1::WatchOf
     absl::MutexLock lock(&mu_);
     // Offers published between Subscribe and here are already queued; the
     // snapshot goes first and duplicates are skipped.
-    std::deque<v1::WatchOffersResponse> live = std::move(queue_);
-    queue_.clear();
-    for (const v1::Offer& offer : open) {
-      if (sent_open_.insert(offer.offer_id()).second) {
-        *queue_.emplace_back().mutable_offer() = offer;
+    EditQueue([&](std::deque<v1::WatchOffersResponse>& queue) {
+      std::deque<v1::WatchOffersResponse> ordered;
+      for (const v1::Offer& offer : open) {
+        if (sent_open_.insert(offer.offer_id()).second) *ordered.emplace_back().mutable_offer() = offer;
       }
-    }
-    queue_.emplace_back().mutable_caught_up()->set_open_offers(static_cast<int>(open.size()));
-    for (auto& message : live) {
-      if (message.has_offer() && !sent_open_.insert(message.offer().offer_id()).second) continue;
-      queue_.push_back(std::move(message));
-    }
+      ordered.emplace_back().mutable_caught_up()->set_open_offers(static_cast<int>(open.size()));
+      for (auto& message : queue) {
+        if (message.has_offer() && !sent_open_.insert(message.offer().offer_id()).second) continue;
+        ordered.push_back(std::move(message));
+      }
+      queue.swap(ordered);
+    });
     began_ = true;
-    WriteNextLocked();
+    Release();
   }
 
   void OnOffer(const v1::Offer& offer, bool closed) override {
     absl::MutexLock lock(&mu_);
-    if (finished_) return;
-    if (queue_.size() >= max_backlog_) {
-      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                "watcher fell too far behind; watch again"));
-      return;
-    }
     if (!closed && began_ && !sent_open_.insert(offer.offer_id()).second) return;
-    v1::WatchOffersResponse& message = queue_.emplace_back();
+    v1::WatchOffersResponse message;
     *(closed ? message.mutable_offer_closed() : message.mutable_offer()) = offer;
-    if (began_) WriteNextLocked();
-  }
-
-  void End(const grpc::Status& status) {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(status);
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"));
-      return;
-    }
-    queue_.pop_front();
-    WriteNextLocked();
-  }
-
-  void OnCancel() override { End(grpc::Status::CANCELLED); }
-
-  void OnDone() override {
-    service_->Forget(this);
-    if (subscribed_) service_->router_->UnsubscribeOffers(this);
-    delete this;
+    Send(std::move(message));
   }
 
  private:
-  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_ || queue_.empty()) return;
-    writing_ = true;
-    StartWrite(&queue_.front());
-  }
-
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(status);
+  void OnStreamDone() override {
+    service_->Forget(this);
+    if (subscribed_) service_->router_->UnsubscribeOffers(this);
   }
 
   RoutingService* const service_;
-  const size_t max_backlog_;
+  // Set before any other thread can see the reactor, read in OnStreamDone.
   bool subscribed_ = false;
+  // Held across EditQueue/Send (taken before the writer's own lock), so that
+  // de-duplication and the snapshot's place in the queue agree.
   absl::Mutex mu_;
-  std::deque<v1::WatchOffersResponse> queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> sent_open_ ABSL_GUARDED_BY(mu_);
   bool began_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 RoutingService::RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
