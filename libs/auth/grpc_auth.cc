@@ -81,6 +81,16 @@ absl::StatusOr<Principal> AuthenticateCall(
   return VerifyAccessToken(codec, *token, now);
 }
 
+absl::StatusOr<Principal> AuthenticateAndAuthorize(
+    const grpc::ServerContextBase& context, const TokenCodec& codec,
+    absl::Time now, std::initializer_list<Role> allowed,
+    absl::string_view method) {
+  absl::StatusOr<Principal> principal = AuthenticateCall(context, codec, now);
+  if (!principal.ok()) return principal.status();
+  if (absl::Status s = Authorize(*principal, allowed, method); !s.ok()) return s;
+  return principal;
+}
+
 absl::Status Authorize(const Principal& principal,
                        std::initializer_list<Role> allowed) {
   return CheckRole(principal, allowed, "make this call");

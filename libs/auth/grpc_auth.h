@@ -33,6 +33,13 @@ absl::StatusOr<Principal> AuthenticateCall(
     const grpc::ServerContextBase& context, const TokenCodec& codec,
     absl::Time now);
 
+// AuthenticateCall, then Authorize(principal, allowed, method): what every
+// adapter does first. The caller, or UNAUTHENTICATED / PERMISSION_DENIED.
+absl::StatusOr<Principal> AuthenticateAndAuthorize(
+    const grpc::ServerContextBase& context, const TokenCodec& codec,
+    absl::Time now, std::initializer_list<Role> allowed,
+    absl::string_view method);
+
 // OK if principal.role is in `allowed`; otherwise PermissionDenied naming the
 // caller's role and the allowed ones.
 absl::Status Authorize(const Principal& principal,

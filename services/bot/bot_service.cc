@@ -45,11 +45,7 @@ BotService::BotService(Bot* bot, const auth::TokenCodec* tokens, Clock* clock,
 absl::StatusOr<auth::Principal> BotService::Authenticate(grpc::CallbackServerContext* context,
                                                          std::initializer_list<Role> allowed,
                                                          absl::string_view method) {
-  absl::StatusOr<auth::Principal> principal =
-      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
-  if (!principal.ok()) return principal.status();
-  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
-  return principal;
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
 }
 
 grpc::ServerUnaryReactor* BotService::Answer(grpc::CallbackServerContext* context,

@@ -39,9 +39,8 @@ absl::StatusOr<Caller> FeedbackService::Authenticate(grpc::CallbackServerContext
                                                      std::initializer_list<Role> allowed,
                                                      absl::string_view method) {
   absl::StatusOr<auth::Principal> principal =
-      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
+      auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
   if (!principal.ok()) return principal.status();
-  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
   return Caller{principal->role, principal->subject};
 }
 

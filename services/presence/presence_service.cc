@@ -125,11 +125,7 @@ PresenceService::PresenceService(Presence* presence, const auth::TokenCodec* tok
 absl::StatusOr<auth::Principal> PresenceService::Authenticate(
     grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
     absl::string_view method) {
-  absl::StatusOr<auth::Principal> principal =
-      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
-  if (!principal.ok()) return principal.status();
-  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
-  return principal;
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
 }
 
 absl::StatusOr<std::string> PresenceService::TargetAgent(

@@ -120,11 +120,7 @@ RoutingService::RoutingService(Router* router, const auth::TokenCodec* tokens, C
 absl::StatusOr<auth::Principal> RoutingService::Authenticate(
     grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
     absl::string_view method) {
-  absl::StatusOr<auth::Principal> principal =
-      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
-  if (!principal.ok()) return principal.status();
-  if (absl::Status s = auth::Authorize(*principal, allowed, method); !s.ok()) return s;
-  return principal;
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
 }
 
 grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
