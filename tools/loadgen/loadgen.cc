@@ -81,6 +81,7 @@ struct Config {
   int server_pid = 0;
   std::string label;
   std::string json_out;
+  std::string window_marker;
 };
 
 // ---- the server's own figures, from /proc ----
@@ -409,6 +410,9 @@ int Run(int argc, char** argv) {
   flags.Add("server_pid", &config.server_pid, "the server's pid, for CPU time and RSS");
   flags.Add("label", &config.label, "a name for this run in the JSON");
   flags.Add("json_out", &config.json_out, "also write the JSON result to this file");
+  flags.Add("window_marker", &config.window_marker,
+            "create this file when the measured window opens (for tools that "
+            "sample the server over the same window, e.g. perf)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "loadgen: %s\n", std::string(s.message()).c_str());
@@ -575,6 +579,7 @@ int Run(int argc, char** argv) {
       [&] {
         window_start = SampleProcess(config.server_pid);
         fan_stats.record_from = NowNanos();
+        if (!config.window_marker.empty()) std::ofstream(config.window_marker) << "open\n";
       },
       [&] { window_end = SampleProcess(config.server_pid); }, &result);
   if (fanout) absl::SleepFor(absl::Milliseconds(500));  // the last deliveries

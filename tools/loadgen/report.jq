@@ -1,0 +1,39 @@
+# Turns suite.sh's report.json into REPORT.md: one row per figure, its target
+# (issue 8) and whether it met it; every throughput also as a ratio to the
+# bare echo measured in the same run.
+def f(x): if x == null then "–" else ((x * 100 | round) / 100 | tostring) end;
+def i(x): if x == null then "–" else (x | round | tostring) end;
+def ms(x): if x == null then "–" else ((x / 10 | round) / 100 | tostring) + " ms" end;
+def pct(x): if x == null then "–" else ((x * 1000 | round) / 10 | tostring) + " %" end;
+def verdict(ok): if ok == null then "–" elif ok then "met" else "**missed**" end;
+def errs(r): if (r.errors | length) == 0 then "" else " (errors: " + (r.errors | tostring) + ")" end;
+
+.runs as $r
+| ($r.echo_bare.qps) as $bare
+| ($r.send_message) as $send
+| (if .send_message_fsyncs > 0 then $send.ok / .send_message_fsyncs else null end) as $per_fsync
+| [
+  "# Benchmark report",
+  "",
+  "Run \(.date)\(if .smoke then " (SMOKE RUN: tiny counts, figures mean nothing)" else "" end) on \(.machine.cpu), \(.machine.nproc) cores, \(.machine.memory_gib) GiB, Linux \(.machine.kernel); " +
+    (if .machine.pinned then "servers pinned to core 0, the load generator to core 1." else "no CPU pinning." end),
+  "Built with `-c opt`. Latency percentiles from the load generator's log-linear histogram (<0.8 % bucket error); open-loop latencies run from each call's scheduled start. Server CPU from /proc/PID/stat over the measured window.",
+  "",
+  "| # | Measure | Figure | Ratio to bare echo | Target | Verdict |",
+  "|---|---|---|---|---|---|",
+  "| 1 | bare echo (callback API, nothing else), closed loop \($r.echo_bare.concurrency) callers | \(i($bare)) QPS, p99 \(ms($r.echo_bare.latency.p99_us)), \(f($r.echo_bare.server.cpu_us_per_request)) µs server CPU/call\(errs($r.echo_bare)) | 1 | – | – |",
+  "| 1 | echo behind the bootstrap (auth, metrics, health) | \(i($r.echo_bootstrap.qps)) QPS, p99 \(ms($r.echo_bootstrap.latency.p99_us)), \(f($r.echo_bootstrap.server.cpu_us_per_request)) µs CPU/call\(errs($r.echo_bootstrap)) | \(pct($r.echo_bootstrap.qps / $bare)) QPS, p99 ×\(f($r.echo_bootstrap.latency.p99_us / $r.echo_bare.latency.p99_us)) | ≥ 90 % QPS | \(verdict($r.echo_bootstrap.qps / $bare >= 0.9)) |",
+  "| 2 | durable SendMessage at saturation (\($send.sessions) sessions, \($send.concurrency) callers) | \(i($send.qps)) QPS, p99 \(ms($send.latency.p99_us)), \(f($send.server.cpu_us_per_request)) µs CPU/call\(errs($send)) | \(pct($send.qps / $bare)) | ≥ 40 % | \(verdict($send.qps / $bare >= 0.4)) |",
+  "| 2 | messages per fsync during that window (\(.send_message_fsyncs) fsync+fdatasync calls, perf tracepoints) | \(f($per_fsync)) | – | ≥ 8 per commit | \(verdict(if $per_fsync == null then null else $per_fsync >= 8 end)) |",
+  "| 3 | fan-out: \($r.fanout.rate)/s offered (50 % of #2), \($r.fanout.sessions) sessions × 4 subscribers, send→receive | p50 \(ms($r.fanout.fanout.delivery.p50_us)), p99 \(ms($r.fanout.fanout.delivery.p99_us)) over \($r.fanout.fanout.delivery.count) of \($r.fanout.fanout.expected_deliveries) deliveries; SendMessage p99 \(ms($r.fanout.latency.p99_us))\(errs($r.fanout)) | – | p99 ≤ 10 ms | \(verdict($r.fanout.fanout.delivery.p99_us <= 10000)) |"
+  ]
++ ([$r | to_entries[] | select(.key | startswith("idle_")) | .value] | sort_by(.hold.streams) | map(
+  "| 4 | \(.hold.streams) idle StreamSessionEvents on \(.hold.sessions) sessions, \(.channels) channels | \(f(.hold.kib_per_stream)) KiB server RSS per stream (\(.hold.rss_kib_before) → \(.hold.rss_kib_held) KiB); SendMessage \(i(.qps)) QPS while held, p99 \(ms(.latency.p99_us))\(errs(.)) | \(pct(.qps / $bare)); \(pct(.qps / $send.qps)) of #2 | ≤ 48 KiB/stream, ≥ 90 % QPS | \(verdict(.hold.kib_per_stream <= 48 and .qps / $send.qps >= 0.9 and .hold.all_caught_up)) |"))
++ [
+  "| 5 | routing decisions/s, 1,000 agents, 10,000 queued | not measured by this suite yet | – | ≥ 50,000/s | – |",
+  "| 7 | full journeys/s across six processes | not measured by this suite yet | – | – | – |",
+  "",
+  "Bot Answer latency (#6) and the relay to Kafka (#6, with `--kafka`) come from their own benchmarks, printed below when run.",
+  "Raw figures: `report.json` (one object per run, as the load generator printed it)."
+  ]
+| .[]

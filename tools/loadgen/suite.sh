@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite against binaries already built and writes
+# OUT/REPORT.md (markdown) and OUT/report.json. tools/loadgen/run_benchmarks.sh
+# builds with -c opt and calls this; the smoke test calls it with --smoke.
+#
+#   suite.sh --bin=BAZEL_BIN --out=DIR [--smoke] [--kafka]
+#
+# --smoke: seconds and tiny counts, only to prove the instrument works.
+# --kafka: also run //libs/events:relay_kafka_benchmark (starts a broker).
+# Each measure gets fresh servers on free ports and a fresh data folder. With
+# two or more cores, servers run on core 0 and the load generator on core 1
+# (taskset), so they do not steal each other's cycles.
+set -euo pipefail
+
+bin=""
+out=""
+smoke=false
+kafka=false
+for arg in "$@"; do
+  case "$arg" in
+    --bin=*) bin="${arg#--bin=}" ;;
+    --out=*) out="${arg#--out=}" ;;
+    --smoke) smoke=true ;;
+    --kafka) kafka=true ;;
+    *) echo "usage: suite.sh --bin=DIR --out=DIR [--smoke] [--kafka]" >&2; exit 2 ;;
+  esac
+done
+[[ -n "$bin" && -n "$out" ]] || { echo "suite.sh: --bin and --out are required" >&2; exit 2; }
+command -v jq >/dev/null || { echo "suite.sh: needs jq (tools/setup.sh installs it)" >&2; exit 2; }
+
+loadgen="$bin/tools/loadgen/loadgen"
+mkdir -p "$out/json" "$out/logs"
+work=$(mktemp -d "${TMPDIR:-/tmp}/switchboard-bench.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 100,000 streams need far fewer descriptors than that (they share a few
+# connections), but sessions' database, WAL and sockets add up.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+if $smoke; then
+  warmup=200ms duration=1s echo_callers=8 send_callers=8 sessions=600
+  fan_sessions=10 idle_small=200 idle_large=1000 idle_sessions=20 channels=2 idle_channels=2
+else
+  warmup=3s duration=15s echo_callers=64 send_callers=128 sessions=3000
+  fan_sessions=500 idle_small=10000 idle_large=100000 idle_sessions=1000 channels=4 idle_channels=16
+fi
+server_cpu=() loadgen_cpu=()
+if (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+  server_cpu=(taskset -c 0)
+  loadgen_cpu=(taskset -c 1)
+fi
+
+"$bin/tools/mint_token/mint_token" --key_file="$work/token.key" --create_key \
+  --subject=bench --role=service >/dev/null
+key="$work/token.key"
+
+# start_server NAME READY_PATTERN CMD...: starts CMD (stderr to the log),
+# waits for READY_PATTERN in its log, sets $server_pid and $server_port.
+start_server() {
+  local name=$1 pattern=$2
+  shift 2
+  local log="$out/logs/$name.log"
+  "${server_cpu[@]}" "$@" 2>"$log" &
+  server_pid=$!
+  pids+=("$server_pid")
+  for _ in $(seq 300); do
+    if grep -q "$pattern" "$log"; then break; fi
+    kill -0 "$server_pid" 2>/dev/null || { echo "suite: $name died; see $log" >&2; tail -5 "$log" >&2; exit 1; }
+    sleep 0.1
+  done
+  local line
+  line=$(grep -m1 "$pattern" "$log") || { echo "suite: $name did not start" >&2; exit 1; }
+  if [[ "$line" == "{"* ]]; then
+    server_port=$(jq -r .grpc_port <<<"$line")
+  else
+    server_port=${line##* }
+  fi
+}
+
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+}
+
+start_sessions() {
+  local name=$1
+  mkdir -p "$work/$name"
+  # No bot and no routing: EMAIL sessions stay QUEUED and every figure is
+  # sessions' own (a message still commits durably with its outbox event).
+  start_server "$name" server_started "$bin/services/sessions/sessions_server" \
+    --data_dir="$work/$name" --port=0 --metrics_port=0 --bot_address= --routing_address= \
+    --token_key_file="$key"
+}
+
+# run NAME LOADGEN_FLAGS...: runs the load generator against the current server.
+run() {
+  local name=$1
+  shift
+  echo "suite: $name" >&2
+  "${loadgen_cpu[@]}" "$loadgen" --label="$name" --target="localhost:$server_port" \
+    --server_pid="$server_pid" --warmup="$warmup" --json_out="$out/json/$name.json" "$@" \
+    2>>"$out/logs/loadgen.log" >&2
+  [[ -s "$out/json/$name.json" ]] || { echo "suite: $name produced no result" >&2; exit 1; }
+}
+
+# count_fsyncs NAME SECONDS: counts fsync/fdatasync of the current server
+# over the measured window (perf tracepoints) in the background, from when
+# the load generator creates $work/NAME.window; result in $work/NAME.fsyncs
+# (-1 when perf cannot count).
+count_fsyncs() {
+  local name=$1 seconds=$2
+  (
+    for _ in $(seq 6000); do [[ -f "$work/$name.window" ]] && break; sleep 0.01; done
+    if command -v perf >/dev/null &&
+      perf stat -x, -e syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync \
+        -p "$server_pid" -- sleep "$seconds" 2>"$work/$name.perf" >/dev/null; then
+      awk -F, '{n += $1} END {print n + 0}' "$work/$name.perf" >"$work/$name.fsyncs"
+    else
+      echo -1 >"$work/$name.fsyncs"
+    fi
+  ) &
+  fsync_counter=$!
+}
+# "200ms" or "3s" -> seconds.
+seconds() { awk -v d="$1" 'BEGIN { if (d ~ /ms$/) print substr(d, 1, length(d) - 2) / 1000; else print substr(d, 1, length(d) - 1) }'; }
+
+# 1. Baselines: bare echo, then the same echo behind the bootstrap.
+start_server bare_echo "listening on port" "$bin/tools/loadgen/bare_echo_server" --port=0
+run echo_bare --scenario=echo --channels="$channels" --concurrency="$echo_callers" --duration="$duration"
+stop_server
+start_server bootstrap_echo server_started "$bin/tools/loadgen/bootstrap_echo_server" \
+  --port=0 --metrics_port=0 --token_key_file="$key"
+run echo_bootstrap --scenario=echo --token_key_file="$key" --channels="$channels" \
+  --concurrency="$echo_callers" --duration="$duration"
+stop_server
+
+# 2. Durable SendMessage at saturation, with the fsyncs it cost.
+start_sessions sessions_send
+count_fsyncs send_message "$(seconds "$duration")"
+run send_message --scenario=send_message --token_key_file="$key" --channels="$channels" \
+  --window_marker="$work/send_message.window" \
+  --sessions="$sessions" --concurrency="$send_callers" --duration="$duration"
+wait "$fsync_counter" || true
+stop_server
+send_qps=$(jq -r '.qps | floor' "$out/json/send_message.json")
+
+# 3. Fan-out at half the saturation rate: 4 subscribers per session.
+fan_rate=$((send_qps / 2))
+((fan_rate >= 1)) || fan_rate=1
+# At most 10 messages per second per sender and session: keep each session
+# at 5/s or less.
+fan_needed=$(((fan_rate + 4) / 5))
+((fan_sessions >= fan_needed)) || fan_sessions=$fan_needed
+start_sessions sessions_fanout
+run fanout --scenario=fanout --token_key_file="$key" --channels="$channels" \
+  --sessions="$fan_sessions" --subscribers=4 --mode=open --rate="$fan_rate" --duration="$duration"
+stop_server
+
+# 4. Idle streams: SendMessage at saturation while N streams are held.
+for n in "$idle_small" "$idle_large"; do
+  start_sessions "sessions_idle_$n"
+  run "idle_$n" --scenario=send_message --token_key_file="$key" --channels="$idle_channels" \
+    --sessions="$sessions" --concurrency="$send_callers" --duration="$duration" \
+    --hold_streams="$n" --hold_sessions="$idle_sessions"
+  stop_server
+done
+
+# 6. The bot's and the relay's own benchmarks (full runs only; they are
+# their own targets and have their own smoke runs).
+if ! $smoke; then
+  if [[ -x "$bin/services/bot/bot_benchmark" ]]; then
+    echo "suite: bot_benchmark" >&2
+    "${server_cpu[@]}" "$bin/services/bot/bot_benchmark" >"$out/logs/bot_benchmark.txt" 2>&1 || true
+  fi
+  if $kafka && [[ -x "$bin/libs/events/relay_kafka_benchmark" ]]; then
+    echo "suite: relay_kafka_benchmark" >&2
+    "$bin/libs/events/relay_kafka_benchmark" >"$out/logs/relay_kafka_benchmark.txt" 2>&1 || true
+  fi
+fi
+
+# ---- the report ----
+fsyncs=$(cat "$work/send_message.fsyncs" 2>/dev/null || echo -1)
+cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+mem_gib=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
+machine=$(jq -n --arg cpu "$cpu_model" --argjson nproc "$(nproc)" --arg mem "$mem_gib" \
+  --arg kernel "$(uname -r)" --argjson pinned "$( ((${#server_cpu[@]})) && echo true || echo false)" \
+  '{cpu: $cpu, nproc: $nproc, memory_gib: ($mem | tonumber), kernel: $kernel,
+    pinned: $pinned}')
+jq -s --argjson machine "$machine" --argjson fsyncs "$fsyncs" --arg smoke "$smoke" \
+  --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  '{date: $date, smoke: ($smoke == "true"), machine: $machine,
+    send_message_fsyncs: $fsyncs, runs: (map({(.label): .}) | add)}' \
+  "$out"/json/*.json >"$out/report.json"
+
+jq -r -f "$(dirname "$0")/report.jq" "$out/report.json" >"$out/REPORT.md"
+if ! $smoke; then
+  for f in bot_benchmark relay_kafka_benchmark; do
+    if [[ -s "$out/logs/$f.txt" ]]; then
+      printf '\n### %s\n\n```\n%s\n```\n' "$f" "$(cat "$out/logs/$f.txt")" >>"$out/REPORT.md"
+    fi
+  done
+fi
+echo "suite: wrote $out/REPORT.md and $out/report.json" >&2
