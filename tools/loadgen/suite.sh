@@ -105,7 +105,7 @@ run() {
   echo "suite: $name" >&2
   "${loadgen_cpu[@]}" "$loadgen" --label="$name" --target="localhost:$server_port" \
     --server_pid="$server_pid" --warmup="$warmup" --json_out="$out/json/$name.json" "$@" \
-    2>>"$out/logs/loadgen.log" >&2
+    >&2 2>>"$out/logs/loadgen.log"
   [[ -s "$out/json/$name.json" ]] || { echo "suite: $name produced no result" >&2; exit 1; }
 }
 
