@@ -30,6 +30,7 @@ def errs(r): if (r.errors | length) == 0 then "" else " (errors: " + (r.errors |
 + ([$r | to_entries[] | select(.key | startswith("idle_")) | .value] | sort_by(.hold.streams) | map(
   "| 4 | \(.hold.streams) idle StreamSessionEvents on \(.hold.sessions) sessions, \(.channels) channels | \(f(.hold.kib_per_stream)) KiB server RSS per stream (\(.hold.rss_kib_before) → \(.hold.rss_kib_held) KiB); SendMessage \(i(.qps)) QPS while held, p99 \(ms(.latency.p99_us))\(errs(.)) | \(pct(.qps / $bare)); \(pct(.qps / $send.qps)) of #2 | ≤ 48 KiB/stream, ≥ 90 % QPS | \(verdict(.hold.kib_per_stream <= 48 and .qps / $send.qps >= 0.9 and .hold.all_caught_up)) |"))
 + [
+  (if $r.bot then "| 6 | bot Answer on the real knowledge base (`//services/bot:bot_benchmark`, in-process) | p50 \($r.bot.p50_us) µs, p99 \($r.bot.p99_us) µs, max \($r.bot.max_us) µs | – | p99 ≤ 200 µs | \(verdict($r.bot.p99_us <= 200)) |" else empty end),
   "| 5 | routing decisions/s, 1,000 agents, 10,000 queued | not measured by this suite yet | – | ≥ 50,000/s | – |",
   "| 7 | full journeys/s across six processes | not measured by this suite yet | – | – | – |",
   "",

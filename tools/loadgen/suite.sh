@@ -177,6 +177,10 @@ if ! $smoke; then
   if [[ -x "$bin/services/bot/bot_benchmark" ]]; then
     echo "suite: bot_benchmark" >&2
     "${server_cpu[@]}" "$bin/services/bot/bot_benchmark" >"$out/logs/bot_benchmark.txt" 2>&1 || true
+    # "real base (49 intents)  turns=20000  p50=6.6us  p99=15.1us  max=122.9us"
+    sed -nE 's/^real base.*p50=([0-9.]+)us +p99=([0-9.]+)us +max=([0-9.]+)us.*/{"label":"bot","p50_us":\1,"p99_us":\2,"max_us":\3}/p' \
+      "$out/logs/bot_benchmark.txt" | head -n 1 >"$out/json/bot.json"
+    [[ -s "$out/json/bot.json" ]] || rm -f "$out/json/bot.json"
   fi
   if $kafka && [[ -x "$bin/libs/events/relay_kafka_benchmark" ]]; then
     echo "suite: relay_kafka_benchmark" >&2
