@@ -7,15 +7,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 #include <memory>
 #include <utility>
 #include <vector>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -242,8 +245,6 @@ absl::StatusOr<std::string> LoadOrCreateKey(const std::string& path,
   return created;
 }
 
-TokenCodec::TokenCodec(std::string key) : key_(std::move(key)) {}
-
 absl::StatusOr<std::string> TokenCodec::Sign(const Claims& claims) const {
   if (key_.size() < kMinKeyBytes) {
     return absl::FailedPreconditionError("token signing key is too short");
@@ -410,9 +411,48 @@ absl::StatusOr<std::string> MintAccessToken(const TokenCodec& codec,
   return codec.Sign(claims);
 }
 
+// Verified access tokens by their text, in shards so that concurrent calls
+// rarely share a lock. A full shard is emptied: simple, bounded, and the
+// tokens in use come back on their next call.
+class AccessTokenCache {
+ public:
+  std::optional<Principal> Find(absl::string_view token, absl::Time now) {
+    Shard& shard = ShardOf(token);
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.principals.find(token);
+    if (it == shard.principals.end() || it->second.expires_at <= now) return std::nullopt;
+    return it->second;
+  }
+
+  void Remember(absl::string_view token, const Principal& principal) {
+    Shard& shard = ShardOf(token);
+    absl::MutexLock lock(&shard.mu);
+    if (shard.principals.size() >= kTokensPerShard) shard.principals.clear();
+    shard.principals.emplace(token, principal);
+  }
+
+ private:
+  static constexpr size_t kShards = 16;
+  static constexpr size_t kTokensPerShard = 4096;
+  struct Shard {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, Principal> principals ABSL_GUARDED_BY(mu);
+  };
+  Shard& ShardOf(absl::string_view token) {
+    return shards_[absl::HashOf(token) % kShards];
+  }
+  std::array<Shard, kShards> shards_;
+};
+
+TokenCodec::TokenCodec(std::string key)
+    : key_(std::move(key)), access_cache_(std::make_shared<AccessTokenCache>()) {}
+
 absl::StatusOr<Principal> VerifyAccessToken(const TokenCodec& codec,
                                             absl::string_view token,
                                             absl::Time now) {
+  if (std::optional<Principal> known = codec.access_cache_->Find(token, now)) {
+    return *std::move(known);
+  }
   absl::StatusOr<TokenCodec::Claims> claims =
       codec.Verify(token, kAccessAudience, now);
   if (!claims.ok()) return claims.status();
@@ -425,7 +465,9 @@ absl::StatusOr<Principal> VerifyAccessToken(const TokenCodec& codec,
   if (claims->subject.size() > kMaxSubjectBytes) {
     return Unauthenticated("subject too long");
   }
-  return Principal{std::move(claims->subject), *role, claims->expires_at};
+  Principal principal{std::move(claims->subject), *role, claims->expires_at};
+  codec.access_cache_->Remember(token, principal);
+  return principal;
 }
 
 }  // namespace switchboard::auth

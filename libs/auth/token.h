@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -63,7 +64,9 @@ absl::StatusOr<std::string> LoadOrCreateKey(const std::string& path,
 //     issuer, and accepting it would stretch its lifetime unnoticed;
 //   - rejects tokens longer than kMaxTokenBytes without parsing them.
 //
-// Thread-safe: all methods are const and share no mutable state.
+// Thread-safe: all methods are const; the only shared state is the cache of
+// verified access tokens (see VerifyAccessToken), which is internally locked.
+class AccessTokenCache;
 class TokenCodec {
  public:
   static constexpr size_t kMaxTokenBytes = 8 * 1024;
@@ -102,7 +105,14 @@ class TokenCodec {
                                 absl::Time now) const;
 
  private:
+  friend absl::StatusOr<Principal> VerifyAccessToken(const TokenCodec& codec,
+                                                     absl::string_view token,
+                                                     absl::Time now);
   std::string key_;
+  // Access tokens already verified with this key: checking a token (a JSON
+  // parse and an HMAC) is the largest cost of a small call, and a client
+  // sends the same token on every call.
+  std::shared_ptr<AccessTokenCache> access_cache_;
 };
 
 // The audience of access tokens, which callers present to every service.
@@ -121,6 +131,9 @@ absl::StatusOr<std::string> MintAccessToken(const TokenCodec& codec,
 // Verifies an access token (see TokenCodec::Verify) and returns its
 // principal. Unauthenticated on anything wrong, including a missing or unknown
 // role, an empty subject or one longer than kMaxSubjectBytes.
+// A token that verified before with the same codec is answered from a
+// bounded cache keyed by the token's exact text (so only a token that passed
+// every check can hit), still refused once it expires.
 absl::StatusOr<Principal> VerifyAccessToken(const TokenCodec& codec,
                                             absl::string_view token,
                                             absl::Time now);

@@ -120,6 +120,26 @@ TEST_F(TokenTest, AccessTokenRoundTrip) {
                                 R"("iss":"switchboard")"));
 }
 
+TEST_F(TokenTest, AVerifiedTokenIsRememberedButStillExpiresAndStaysBoundToItsKey) {
+  const std::string token = MintAlice();
+  ASSERT_TRUE(VerifyAccessToken(codec_, token, clock_.Now()).ok());
+  absl::StatusOr<Principal> again = VerifyAccessToken(codec_, token, clock_.Now());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->subject, "alice");
+  EXPECT_EQ(again->role, Role::kAgent);
+  // Another key's codec has its own memory: the token is refused there.
+  TokenCodec other(std::string(32, 'o'));
+  EXPECT_EQ(VerifyAccessToken(other, token, clock_.Now()).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  // A changed token is a different text: checked in full, refused.
+  std::string tampered = token;
+  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
+  ExpectUnauthenticated(tampered);
+  // Remembered or not, an expired token is refused.
+  clock_.Advance(absl::Hours(1));
+  ExpectUnauthenticated(token);
+}
+
 TEST_F(TokenTest, GenericClaimsRoundTrip) {
   TokenCodec::Claims claims;
   claims.audience = "switchboard-identity";
