@@ -31,7 +31,9 @@ def errs(r): if (r.errors | length) == 0 then "" else " (errors: " + (r.errors |
   "| 4 | \(.hold.streams) idle StreamSessionEvents on \(.hold.sessions) sessions, \(.channels) channels | \(f(.hold.kib_per_stream)) KiB server RSS per stream (\(.hold.rss_kib_before) → \(.hold.rss_kib_held) KiB); SendMessage \(i(.qps)) QPS while held, p99 \(ms(.latency.p99_us))\(errs(.)) | \(pct(.qps / $bare)); \(pct(.qps / $send.qps)) of #2 | ≤ 48 KiB/stream, ≥ 90 % QPS | \(verdict(.hold.kib_per_stream <= 48 and .qps / $send.qps >= 0.9 and .hold.all_caught_up)) |"))
 + [
   (if $r.bot then "| 6 | bot Answer on the real knowledge base (`//services/bot:bot_benchmark`, in-process) | p50 \($r.bot.p50_us) µs, p99 \($r.bot.p99_us) µs, max \($r.bot.max_us) µs | – | p99 ≤ 200 µs | \(verdict($r.bot.p99_us <= 200)) |" else empty end),
-  "| 5 | routing decisions/s, 1,000 agents, 10,000 queued | not measured by this suite yet | – | ≥ 50,000/s | – |",
+  (if $r.routing then
+    "| 5 | routing decisions/s (`routing_benchmark`, in-process Router on its SQLite store; a decision is one offer made: pick the entry, rank agents, reserve, record, commit), \($r.routing.agents) agents, \($r.routing.queued) queued | \(i($r.routing.decisions_per_s)) decisions/s; enqueue→offer with a free agent p50 \(ms($r.routing.enqueue_to_offer.p50_us)), p99 \(ms($r.routing.enqueue_to_offer.p99_us)); queue wait behind \($r.routing.queued) at saturation p99 \(ms($r.routing.queue_wait.p99_us)) | – | ≥ 50,000/s | \(verdict($r.routing.decisions_per_s >= 50000)) |"
+  else "| 5 | routing decisions/s, 1,000 agents, 10,000 queued | not measured in this run | – | ≥ 50,000/s | – |" end),
   "| 7 | full journeys/s across six processes | not measured by this suite yet | – | – | – |",
   "",
   "Bot Answer latency (#6) and the relay to Kafka (#6, with `--kafka`) come from their own benchmarks, printed below when run.",

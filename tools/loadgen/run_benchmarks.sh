@@ -12,7 +12,8 @@ cd "$(dirname "$0")/../.."
 bash tools/setup.sh
 targets=(//tools/loadgen:loadgen //tools/loadgen:bare_echo_server
          //tools/loadgen:bootstrap_echo_server //tools/mint_token
-         //services/sessions:sessions_server //services/bot:bot_benchmark)
+         //services/sessions:sessions_server //services/bot:bot_benchmark
+         //tools/loadgen:routing_benchmark)
 for arg in "$@"; do
   [[ "$arg" == --kafka ]] && targets+=(//libs/events:relay_kafka_benchmark)
 done

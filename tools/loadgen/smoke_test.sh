@@ -25,6 +25,8 @@ jq -e '.runs.fanout.fanout.all_caught_up and .runs.fanout.fanout.delivery.count 
   "$report" >/dev/null || fail "fanout: subscribers saw no message"
 jq -e '[.runs.idle_200, .runs.idle_1000][] | .hold.all_caught_up and .hold.rss_kib_held > 0' \
   "$report" >/dev/null || fail "idle streams did not all catch up"
+jq -e '.runs.routing.decisions > 0 and .runs.routing.enqueue_to_offer.count > 0' "$report" >/dev/null ||
+  fail "routing: no decision or no enqueue-to-offer latency"
 grep -q '^| 4 | 1000 idle StreamSessionEvents' "$out/REPORT.md" || fail "report lacks the idle rows"
 echo "smoke_test: every scenario ran; report:"
 cat "$out/REPORT.md"

@@ -171,6 +171,18 @@ for n in "$idle_small" "$idle_large"; do
   stop_server
 done
 
+# 5. Routing decisions/s and enqueue-to-offer latency: in-process over the
+# routing domain logic and its SQLite store (routing_benchmark's header says
+# what a decision is), on the servers' core.
+if [[ -x "$bin/tools/loadgen/routing_benchmark" ]]; then
+  echo "suite: routing" >&2
+  if $smoke; then routing_counts=(--agents=50 --queued=200); else routing_counts=(--agents=1000 --queued=10000); fi
+  "${server_cpu[@]}" "$bin/tools/loadgen/routing_benchmark" "${routing_counts[@]}" \
+    --warmup="$warmup" --duration="$duration" --json_out="$out/json/routing.json" \
+    >/dev/null 2>"$out/logs/routing_benchmark.log"
+  [[ -s "$out/json/routing.json" ]] || { echo "suite: routing produced no result" >&2; exit 1; }
+fi
+
 # 6. The bot's and the relay's own benchmarks (full runs only; they are
 # their own targets and have their own smoke runs).
 if ! $smoke; then
