@@ -1404,29 +1404,42 @@ bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                       std::vector<std::string>* candidates) {
   // Priority and age order entries across queues too: an urgent entry in one
   // queue goes before a normal one in another queue the same agents serve.
-  std::vector<QueueOrder> waiting;
+  // Each queue is already in that order, so the pick is the smallest of the
+  // queues' first entries that some agent can take: a walk stops at the
+  // first such entry, or as soon as it cannot beat the best found so far,
+  // and a queue no agent could serve right now is not walked at all.
+  const QueueOrder* best = nullptr;
+  std::vector<std::string> best_candidates;
   for (const auto& [queue, order] : queues_) {
+    if (order.empty()) continue;
+    if (best != nullptr && !(*order.begin() < *best)) continue;
+    if (queue.kind != v1::ENTRY_KIND_COMPLAINT &&
+        std::none_of(agents_.begin(), agents_.end(), [&, &queue = queue](const auto& agent) {
+          return Eligible(agent.second, queue) && HasFreeCapacity(agent.second, queue.channel);
+        })) {
+      continue;
+    }
     for (const QueueOrder& item : order) {
+      if (best != nullptr && !(item < *best)) break;
       const Entry& entry = *entries_.at(std::get<2>(item));
       if (entry.state() != v1::ENTRY_STATE_WAITING || entry.busy ||
           !entry.record.requeued_from.empty() || entry.retry_after > now) {
         continue;
       }
-      waiting.push_back(item);
+      std::vector<std::string> found = Candidates(entry, now);
+      if (found.empty()) continue;
+      best = &item;
+      best_candidates = std::move(found);
+      break;
     }
   }
-  std::sort(waiting.begin(), waiting.end());
-  for (const QueueOrder& item : waiting) {
-    Entry& entry = *entries_.at(std::get<2>(item));
-    std::vector<std::string> found = Candidates(entry, now);
-    if (found.empty()) continue;
-    entry.busy = true;
-    *key = entry.record.key;
-    *wait_id = entry.wait_id;
-    *candidates = std::move(found);
-    return true;
-  }
-  return false;
+  if (best == nullptr) return false;
+  Entry& entry = *entries_.at(std::get<2>(*best));
+  entry.busy = true;
+  *key = entry.record.key;
+  *wait_id = entry.wait_id;
+  *candidates = std::move(best_candidates);
+  return true;
 }
 
 bool Router::OfferOne(const std::string& key, uint64_t wait_id,
