@@ -34,7 +34,9 @@ def errs(r): if (r.errors | length) == 0 then "" else " (errors: " + (r.errors |
   (if $r.routing then
     "| 5 | routing decisions/s (`routing_benchmark`, in-process Router on its SQLite store; a decision is one offer made: pick the entry, rank agents, reserve, record, commit), \($r.routing.agents) agents, \($r.routing.queued) queued | \(i($r.routing.decisions_per_s)) decisions/s; enqueue→offer with a free agent p50 \(ms($r.routing.enqueue_to_offer.p50_us)), p99 \(ms($r.routing.enqueue_to_offer.p99_us)); queue wait behind \($r.routing.queued) at saturation p99 \(ms($r.routing.queue_wait.p99_us)) | – | ≥ 50,000/s | \(verdict($r.routing.decisions_per_s >= 50000)) |"
   else "| 5 | routing decisions/s, 1,000 agents, 10,000 queued | not measured in this run | – | ≥ 50,000/s | – |" end),
-  "| 7 | full journeys/s across six processes | not measured by this suite yet | – | – | – |",
+  (if $r.journeys then
+    "| 7 | full journeys/s across the processes (`journey_benchmark`: create → bot escalates → offer, auto-accept → \($r.journeys.journey | capture("(?<n>[0-9]+) messages").n) messages → resolve → rate), \($r.journeys.concurrency) concurrent customers, \($r.journeys.agents) agents | \(f($r.journeys.journeys_per_s)) journeys/s (\($r.journeys.completed) of \($r.journeys.journeys)); journey p50 \($r.journeys.latency_ms.p50) ms, p99 \($r.journeys.latency_ms.p99) ms | – | – | – |"
+  else "| 7 | full journeys/s across the processes | not measured in this run | – | – | – |" end),
   "",
   "Bot Answer latency (#6) and the relay to Kafka (#6, with `--kafka`) come from their own benchmarks, printed below when run.",
   "Raw figures: `report.json` (one object per run, as the load generator printed it)."

@@ -13,7 +13,7 @@ bash tools/setup.sh
 targets=(//tools/loadgen:loadgen //tools/loadgen:bare_echo_server
          //tools/loadgen:bootstrap_echo_server //tools/mint_token
          //services/sessions:sessions_server //services/bot:bot_benchmark
-         //tools/loadgen:routing_benchmark)
+         //tools/loadgen:routing_benchmark //tools/loadgen:journey_benchmark)
 for arg in "$@"; do
   [[ "$arg" == --kafka ]] && targets+=(//libs/events:relay_kafka_benchmark)
 done

@@ -194,6 +194,14 @@ if ! $smoke; then
       "$out/logs/bot_benchmark.txt" | head -n 1 >"$out/json/bot.json"
     [[ -s "$out/json/bot.json" ]] || rm -f "$out/json/bot.json"
   fi
+  # 7. Full journeys per second across the processes (journey_benchmark's
+  # header says what a journey is); it starts its own platform.
+  if [[ -x "$bin/tools/loadgen/journey_benchmark" ]]; then
+    echo "suite: journeys" >&2
+    "$bin/tools/loadgen/journey_benchmark" 2>"$out/logs/journey_benchmark.log" |
+      tail -n 1 >"$out/json/journeys.json" || true
+    [[ -s "$out/json/journeys.json" ]] || rm -f "$out/json/journeys.json"
+  fi
   if $kafka && [[ -x "$bin/libs/events/relay_kafka_benchmark" ]]; then
     echo "suite: relay_kafka_benchmark" >&2
     "$bin/libs/events/relay_kafka_benchmark" >"$out/logs/relay_kafka_benchmark.txt" 2>&1 || true
