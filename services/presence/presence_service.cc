@@ -8,6 +8,7 @@
 #include "libs/auth/grpc_auth.h"
 #include "libs/protoutil/time.h"
 #include "libs/server/queued_writer.h"
+#include "libs/server/open_streams.h"
 #include "libs/server/status.h"
 #include "libs/server/unary.h"
 
@@ -104,7 +105,7 @@ class PresenceService::WatchReactor
 
  private:
   void OnStreamDone() override {
-    service_->Forget(this);
+    service_->watchers_.Remove(this);
     if (subscribed_) service_->presence_->Unsubscribe(this);
   }
 
@@ -242,33 +243,14 @@ grpc::ServerWriteReactor<v1::WatchPresenceResponse>* PresenceService::WatchPrese
     reactor->End(server::ToGrpcStatus(principal.status()));
     return reactor;
   }
-  {
-    absl::MutexLock lock(&watchers_mu_);
-    if (draining_) {
-      reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
-      return reactor;
-    }
-    watchers_.insert(reactor);
-    // Under watchers_mu_: a concurrent EndStreams may finish the stream, and
-    // its OnDone (which takes watchers_mu_) must not delete it mid-Begin.
-    reactor->Begin();
+  if (!watchers_.Add(reactor, [&] { reactor->Begin(); })) {
+    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
   }
   return reactor;
 }
 
-void PresenceService::EndStreams() {
-  absl::MutexLock lock(&watchers_mu_);
-  draining_ = true;
-  for (WatchReactor* reactor : watchers_) {
-    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server shutting down; reconnect to another instance"));
-  }
-}
+void PresenceService::EndStreams() { watchers_.EndAll("reconnect to another instance"); }
 
-void PresenceService::Forget(WatchReactor* reactor) {
-  absl::MutexLock lock(&watchers_mu_);
-  watchers_.erase(reactor);
-}
 
 grpc::ServerUnaryReactor* PresenceService::ReserveCapacity(
     grpc::CallbackServerContext* context, const v1::ReserveCapacityRequest* request,

@@ -7,6 +7,7 @@
 #include "libs/auth/token.h"
 #include "libs/clock/clock.h"
 #include "libs/server/blocking_pool.h"
+#include "libs/server/open_streams.h"
 #include "services/presence/presence.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 
@@ -73,7 +74,6 @@ class PresenceService final : public v1::PresenceService::CallbackService {
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
                                                std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);
-  void Forget(WatchReactor* reactor);
 
   Presence* const presence_;
   const auth::TokenCodec* const tokens_;
@@ -81,9 +81,7 @@ class PresenceService final : public v1::PresenceService::CallbackService {
   server::BlockingPool* const pool_;
   const Options options_;
 
-  absl::Mutex watchers_mu_;
-  absl::flat_hash_set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
-  bool draining_ ABSL_GUARDED_BY(watchers_mu_) = false;
+  server::OpenStreams<WatchReactor> watchers_;
 };
 
 // Fills the API's Agent from the logic's record.

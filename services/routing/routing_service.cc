@@ -9,6 +9,7 @@
 #include "libs/auth/grpc_auth.h"
 #include "libs/protoutil/time.h"
 #include "libs/server/queued_writer.h"
+#include "libs/server/open_streams.h"
 #include "libs/server/status.h"
 #include "libs/server/unary.h"
 #include "libs/validation/validation.h"
@@ -99,7 +100,7 @@ class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffers
 
  private:
   void OnStreamDone() override {
-    service_->Forget(this);
+    service_->watchers_.Remove(this);
     if (subscribed_) service_->router_->UnsubscribeOffers(this);
   }
 
@@ -216,31 +217,15 @@ grpc::ServerWriteReactor<v1::WatchOffersResponse>* RoutingService::WatchOffers(
     reactor->End(server::ToGrpcStatus(principal.status()));
     return reactor;
   }
-  absl::MutexLock lock(&watchers_mu_);
-  if (draining_) {
+  const bool supervisor = principal->role == Role::kSupervisor;
+  if (!watchers_.Add(reactor, [&] { reactor->Begin(principal->subject, supervisor); })) {
     reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
-    return reactor;
   }
-  watchers_.insert(reactor);
-  // Under watchers_mu_: a concurrent EndStreams may finish the stream, and
-  // its OnDone (which takes watchers_mu_) must not delete it mid-Begin.
-  reactor->Begin(principal->subject, principal->role == Role::kSupervisor);
   return reactor;
 }
 
-void RoutingService::EndStreams() {
-  absl::MutexLock lock(&watchers_mu_);
-  draining_ = true;
-  for (WatchReactor* reactor : watchers_) {
-    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server shutting down; reconnect to another instance"));
-  }
-}
+void RoutingService::EndStreams() { watchers_.EndAll("reconnect to another instance"); }
 
-void RoutingService::Forget(WatchReactor* reactor) {
-  absl::MutexLock lock(&watchers_mu_);
-  watchers_.erase(reactor);
-}
 
 grpc::ServerUnaryReactor* RoutingService::AcceptOffer(grpc::CallbackServerContext* context,
                                                       const v1::AcceptOfferRequest* request,

@@ -7,6 +7,7 @@
 #include "libs/auth/token.h"
 #include "libs/clock/clock.h"
 #include "libs/server/blocking_pool.h"
+#include "libs/server/open_streams.h"
 #include "services/routing/router.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
 
@@ -76,7 +77,6 @@ class RoutingService final : public v1::RoutingService::CallbackService {
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
                                                std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);
-  void Forget(WatchReactor* reactor);
 
   Router* const router_;
   const auth::TokenCodec* const tokens_;
@@ -84,9 +84,7 @@ class RoutingService final : public v1::RoutingService::CallbackService {
   server::BlockingPool* const pool_;
   const Options options_;
 
-  absl::Mutex watchers_mu_;
-  absl::flat_hash_set<WatchReactor*> watchers_ ABSL_GUARDED_BY(watchers_mu_);
-  bool draining_ ABSL_GUARDED_BY(watchers_mu_) = false;
+  server::OpenStreams<WatchReactor> watchers_;
 };
 
 }  // namespace switchboard::routing

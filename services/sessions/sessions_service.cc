@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/auth/grpc_auth.h"
 #include "libs/protoutil/time.h"
+#include "libs/server/open_streams.h"
 #include "libs/server/status.h"
 #include "libs/server/unary.h"
 
@@ -93,7 +94,7 @@ class SessionsService::StreamReactor
   void OnCancel() override { End(grpc::Status::CANCELLED); }
 
   void OnDone() override {
-    service_->Forget(this);
+    service_->streams_.Remove(this);
     bool subscribed;
     bool last;
     {
@@ -387,29 +388,14 @@ SessionsService::StreamSessionEvents(grpc::CallbackServerContext* context,
         absl::InvalidArgumentError("after_sequence: must not be negative")));
     return reactor;
   }
-  absl::MutexLock lock(&streams_mu_);
-  if (draining_) {
+  if (!streams_.Add(reactor, [&] { reactor->Start(); })) {
     reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
-    return reactor;
   }
-  streams_.insert(reactor);
-  reactor->Start();
   return reactor;
 }
 
-void SessionsService::EndStreams() {
-  absl::MutexLock lock(&streams_mu_);
-  draining_ = true;
-  for (StreamReactor* reactor : streams_) {
-    reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              "server shutting down; reconnect with the last sequence seen"));
-  }
-}
+void SessionsService::EndStreams() { streams_.EndAll("reconnect with the last sequence seen"); }
 
-void SessionsService::Forget(StreamReactor* reactor) {
-  absl::MutexLock lock(&streams_mu_);
-  streams_.erase(reactor);
-}
 
 grpc::ServerUnaryReactor* SessionsService::UpdateTyping(grpc::CallbackServerContext* context,
                                                         const v1::UpdateTypingRequest* request,

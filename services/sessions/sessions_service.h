@@ -7,6 +7,7 @@
 #include "libs/auth/token.h"
 #include "libs/clock/clock.h"
 #include "libs/server/blocking_pool.h"
+#include "libs/server/open_streams.h"
 #include "services/sessions/sessions.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
 
@@ -100,7 +101,6 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* context,
                                       std::initializer_list<auth::Role> allowed,
                                       absl::string_view method);
-  void Forget(StreamReactor* reactor);
 
   Sessions* const sessions_;
   const auth::TokenCodec* const tokens_;
@@ -108,9 +108,7 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   server::BlockingPool* const pool_;
   const Options options_;
 
-  absl::Mutex streams_mu_;
-  absl::flat_hash_set<StreamReactor*> streams_ ABSL_GUARDED_BY(streams_mu_);
-  bool draining_ ABSL_GUARDED_BY(streams_mu_) = false;
+  server::OpenStreams<StreamReactor> streams_;
 };
 
 }  // namespace switchboard::sessions
