@@ -447,6 +447,15 @@ class AccessTokenCache {
 TokenCodec::TokenCodec(std::string key)
     : key_(std::move(key)), access_cache_(std::make_shared<AccessTokenCache>()) {}
 
+absl::StatusOr<TokenCodec> LoadServiceTokens(const std::string& data_dir,
+                                             const std::string& key_file) {
+  const bool local = key_file.empty();
+  absl::StatusOr<std::string> key =
+      LoadOrCreateKey(local ? data_dir + "/token.key" : key_file, /*create_if_missing=*/local);
+  if (!key.ok()) return key.status();
+  return TokenCodec(*std::move(key));
+}
+
 absl::StatusOr<Principal> VerifyAccessToken(const TokenCodec& codec,
                                             absl::string_view token,
                                             absl::Time now) {

@@ -115,6 +115,13 @@ class TokenCodec {
   std::shared_ptr<AccessTokenCache> access_cache_;
 };
 
+// The signing key a service starts with: `key_file` when given (it must
+// exist: production keys come from configuration), else DATA_DIR/token.key,
+// created on first use so that a local run works with no flags and all its
+// services share one key. Errors name the path, never the key.
+absl::StatusOr<TokenCodec> LoadServiceTokens(const std::string& data_dir,
+                                             const std::string& key_file);
+
 // The audience of access tokens, which callers present to every service.
 inline constexpr absl::string_view kAccessAudience = "switchboard-api";
 

@@ -527,6 +527,21 @@ class KeyFileTest : public ::testing::Test {
   std::string dir_;
 };
 
+TEST_F(KeyFileTest, ServiceTokensShareTheLocalKeyOrNeedTheConfiguredOne) {
+  absl::StatusOr<TokenCodec> first = LoadServiceTokens(dir_, "");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(Files(), std::vector<std::string>{"token.key"});
+  // A second service of the same local run signs with the same key.
+  absl::StatusOr<TokenCodec> second = LoadServiceTokens(dir_, "");
+  ASSERT_TRUE(second.ok());
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  std::string token = *MintAccessToken(
+      *first, Principal{"agent-1", Role::kAgent, now + absl::Hours(1)}, now);
+  EXPECT_TRUE(VerifyAccessToken(*second, token, now).ok());
+  // A configured key file is never created.
+  EXPECT_FALSE(LoadServiceTokens(dir_, dir_ + "/missing.key").ok());
+}
+
 TEST_F(KeyFileTest, CreatesPrivateKeyAndLoadsItBack) {
   std::string path = dir_ + "/token.key";
   absl::StatusOr<std::string> created = LoadOrCreateKey(path, true);

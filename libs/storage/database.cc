@@ -229,6 +229,14 @@ Database::~Database() {
   sqlite3_close_v2(db_);
 }
 
+absl::StatusOr<std::unique_ptr<Database>> Database::OpenMigrated(
+    const Options& options, const std::vector<std::string>& migrations) {
+  absl::StatusOr<std::unique_ptr<Database>> db = Open(options);
+  if (!db.ok()) return db.status();
+  if (absl::Status s = (*db)->Migrate(migrations); !s.ok()) return s;
+  return db;
+}
+
 absl::Status Database::Migrate(const std::vector<std::string>& migrations) {
   const int64_t target = static_cast<int64_t>(migrations.size());
   auto user_version = [this]() -> absl::StatusOr<int64_t> {

@@ -129,6 +129,10 @@ class Database {
   // SQLite's message (e.g. a missing folder).
   static absl::StatusOr<std::unique_ptr<Database>> Open(const Options& options);
 
+  // Open, then Migrate(migrations): how a service opens its own file at start.
+  static absl::StatusOr<std::unique_ptr<Database>> OpenMigrated(
+      const Options& options, const std::vector<std::string>& migrations);
+
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
   ~Database();

@@ -55,6 +55,15 @@ TEST(DatabaseTest, OpensFileWithWalFullSyncAndForeignKeys) {
   EXPECT_EQ(Query(*other, "PRAGMA journal_mode"), "wal");
 }
 
+TEST(DatabaseTest, OpenMigratedAppliesTheMigrations) {
+  Database::Options options;
+  options.path = MakeTempDir() + "/a.db";
+  auto db = Database::OpenMigrated(options, {"CREATE TABLE t(x INTEGER)"});
+  ASSERT_TRUE(db.ok()) << db.status();
+  EXPECT_TRUE((*db)->Execute("INSERT INTO t(x) VALUES (1)").ok());
+  EXPECT_FALSE(Database::OpenMigrated(options, {"CREATE TABLE t(x INTEGER)", "not sql"}).ok());
+}
+
 TEST(DatabaseTest, NormalSynchronousWhenAsked) {
   Database::Options options;
   options.path = MakeTempDir() + "/a.db";

@@ -77,18 +77,14 @@ int Run(int argc, char** argv) {
   std::error_code error;
   std::filesystem::create_directories(config.data_dir + "/events", error);
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
-  const bool default_key = config.token_key_file.empty();
-  if (default_key) config.token_key_file = config.data_dir + "/token.key";
-
-  absl::StatusOr<std::string> key =
-      auth::LoadOrCreateKey(config.token_key_file, /*create_if_missing=*/default_key);
-  if (!key.ok()) return Fail("token_key", key.status());
-  auth::TokenCodec tokens(*key);
+  absl::StatusOr<auth::TokenCodec> service_tokens =
+      auth::LoadServiceTokens(config.data_dir, config.token_key_file);
+  if (!service_tokens.ok()) return Fail("token_key", service_tokens.status());
+  const auth::TokenCodec& tokens = *service_tokens;
 
   const std::string db_path = config.data_dir + "/bot.db";
-  auto db = storage::Database::Open({db_path});
+  auto db = storage::Database::OpenMigrated({db_path}, BotMigrations());
   if (!db.ok()) return Fail("open_database", db.status());
-  if (absl::Status s = (*db)->Migrate(BotMigrations()); !s.ok()) return Fail("migrate", s);
   auto reader = storage::Database::Open({db_path});
   if (!reader.ok()) return Fail("open_database", reader.status());
   auto sink = events::OpenEventSink(config.events, "bot", config.data_dir);

@@ -119,8 +119,6 @@ int Run(int argc, char** argv) {
   std::error_code error;
   std::filesystem::create_directories(config.data_dir + "/events", error);
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
-  const bool default_token_key = config.token_key_file.empty();
-  if (default_token_key) config.token_key_file = config.data_dir + "/token.key";
   const bool default_identity_key = config.identity_key_file.empty();
   if (default_identity_key) config.identity_key_file = config.data_dir + "/identity.key";
   if (config.code_delivery_topic.empty()) {
@@ -131,10 +129,10 @@ int Run(int argc, char** argv) {
         config.data_dir + "/" + DevelopmentCodeOutbox::kFileName;
   }
 
-  absl::StatusOr<std::string> token_key =
-      auth::LoadOrCreateKey(config.token_key_file, default_token_key);
-  if (!token_key.ok()) return Fail("token_key", token_key.status());
-  auth::TokenCodec tokens(*token_key);
+  absl::StatusOr<auth::TokenCodec> service_tokens =
+      auth::LoadServiceTokens(config.data_dir, config.token_key_file);
+  if (!service_tokens.ok()) return Fail("token_key", service_tokens.status());
+  const auth::TokenCodec& tokens = *service_tokens;
   absl::StatusOr<std::string> identity_key =
       auth::LoadOrCreateKey(config.identity_key_file, default_identity_key);
   if (!identity_key.ok()) return Fail("identity_key", identity_key.status());
@@ -144,11 +142,8 @@ int Run(int argc, char** argv) {
       DeriveKey(*identity_key, "switchboard identity code delivery v1"));
 
   const std::string db_path = config.data_dir + "/identity.db";
-  auto db = storage::Database::Open({db_path});
+  auto db = storage::Database::OpenMigrated({db_path}, IdentityMigrations());
   if (!db.ok()) return Fail("open_database", db.status());
-  if (absl::Status s = (*db)->Migrate(IdentityMigrations()); !s.ok()) {
-    return Fail("migrate", s);
-  }
   auto reader = storage::Database::Open({db_path});
   if (!reader.ok()) return Fail("open_database", reader.status());
   auto sink = events::OpenEventSink(config.events, "identity", config.data_dir);
