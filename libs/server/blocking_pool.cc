@@ -2,7 +2,7 @@
 
 namespace switchboard::server {
 
-BlockingPool::BlockingPool(int threads) {
+BlockingPool::BlockingPool(int threads, int max_queued) : max_queued_(max_queued) {
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
 }
 
@@ -13,6 +13,19 @@ bool BlockingPool::Run(std::function<void()> task) {
   if (stopping_) return false;
   tasks_.push_back(std::move(task));
   return true;
+}
+
+bool BlockingPool::TryRun(std::function<void()> task, bool* stopping) {
+  absl::MutexLock lock(&mu_);
+  if (stopping != nullptr) *stopping = stopping_;
+  if (stopping_ || static_cast<int>(tasks_.size()) >= max_queued_) return false;
+  tasks_.push_back(std::move(task));
+  return true;
+}
+
+int BlockingPool::queued() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(tasks_.size());
 }
 
 void BlockingPool::Stop() {

@@ -23,18 +23,34 @@ namespace switchboard::server {
 //   writer thread commits everything queued in one transaction and one fsync,
 //   then wakes each waiting worker. The pool size bounds how many writes can
 //   wait on one commit, so it is configurable (--worker_threads).
+// - Overload is refused at the door, never queued without bound: a call
+//   that finds `max_queued` tasks already waiting is answered
+//   RESOURCE_EXHAUSTED at once with a retry-after (TryRun), so a burst costs
+//   the server a bounded amount of memory and every admitted call a bounded
+//   wait.
 //
 // Thread-safe. Tasks run in FIFO order on `threads` threads. The destructor
 // runs every task already queued, then joins the threads.
 class BlockingPool {
  public:
-  explicit BlockingPool(int threads);
+  // `max_queued` bounds the tasks TryRun admits while waiting for a thread.
+  explicit BlockingPool(int threads, int max_queued = 1024);
   ~BlockingPool();
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
 
-  // Queues `task`. Returns false (and drops the task) once Stop was called.
+  // Queues `task` whatever the backlog: for the service's own background
+  // work, whose amount its callers bound (one task per admitted call or per
+  // timer tick). Returns false (and drops the task) once Stop was called.
   bool Run(std::function<void()> task);
+
+  // Queues `task` only if fewer than `max_queued` tasks wait (the admission
+  // check for client calls). Returns false, dropping the task, when the
+  // backlog is full or Stop was called; `stopping` (if given) tells which.
+  bool TryRun(std::function<void()> task, bool* stopping = nullptr);
+
+  // Tasks waiting for a thread.
+  int queued() const;
 
   // Refuses new tasks, finishes queued ones, joins the threads. Idempotent.
   void Stop();
@@ -42,7 +58,8 @@ class BlockingPool {
  private:
   void Work();
 
-  absl::Mutex mu_;
+  const int max_queued_;
+  mutable absl::Mutex mu_;
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

@@ -30,5 +30,31 @@ TEST(BlockingPoolTest, BlockedTasksDoNotStopOthersFromRunning) {
   release.Notify();
 }
 
+TEST(BlockingPoolTest, TryRunRefusesOnceTheBacklogIsFullButRunStillQueues) {
+  BlockingPool pool(1, /*max_queued=*/2);
+  absl::Notification release;
+  absl::Notification started;
+  pool.Run([&] {
+    started.Notify();
+    release.WaitForNotification();
+  });
+  started.WaitForNotification();
+  std::atomic<int> ran{0};
+  bool stopping = true;
+  EXPECT_TRUE(pool.TryRun([&] { ran.fetch_add(1); }, &stopping));
+  EXPECT_FALSE(stopping);
+  EXPECT_TRUE(pool.TryRun([&] { ran.fetch_add(1); }));
+  EXPECT_EQ(pool.queued(), 2);
+  EXPECT_FALSE(pool.TryRun([&] { ran.fetch_add(1); }, &stopping));
+  EXPECT_FALSE(stopping);
+  // The service's own work is bounded by its callers, not refused here.
+  EXPECT_TRUE(pool.Run([&] { ran.fetch_add(1); }));
+  release.Notify();
+  pool.Stop();
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_FALSE(pool.TryRun([] {}, &stopping));
+  EXPECT_TRUE(stopping);
+}
+
 }  // namespace
 }  // namespace switchboard::server

@@ -2,11 +2,13 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <signal.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "grpc/health/v1/health.pb.h"
+#include "libs/fault/fault_point.h"
 #include "libs/log/log.h"
 #include "libs/metrics/grpc_metrics.h"
 #include "libs/server/parse_failure_interceptor.h"
@@ -31,19 +33,50 @@ void AddServerFlags(config::FlagSet& flags, ServerOptions* options) {
             "on shutdown, in-flight calls get this long to finish");
   flags.Add("worker_threads", &options->worker_threads,
             "threads running handlers' blocking work");
+  flags.Add("max_queued_calls", &options->max_queued_calls,
+            "calls waiting for a worker beyond which new ones get RESOURCE_EXHAUSTED");
+  flags.Add("max_concurrent_streams", &options->max_concurrent_streams,
+            "HTTP/2 streams one client connection may hold open at once");
+  flags.Add("grpc_memory_quota_bytes", &options->grpc_memory_quota_bytes,
+            "memory gRPC's transports may use before refusing new streams");
+  flags.Add("fault_point", &options->fault_point,
+            "crash tests only: die by SIGKILL at this named point (NAME or NAME:N)");
+}
+
+namespace {
+
+absl::Status Validate(const ServerOptions& options) {
+  if (options.port < 0 || options.port > 65535 || options.metrics_port < 0 ||
+      options.metrics_port > 65535) {
+    return absl::InvalidArgumentError("--port and --metrics_port must be within 0..65535");
+  }
+  if (options.worker_threads < 1) {
+    return absl::InvalidArgumentError("--worker_threads must be at least 1");
+  }
+  if (options.max_receive_bytes < 1024) {
+    return absl::InvalidArgumentError("--max_receive_bytes must be at least 1024");
+  }
+  if (options.max_queued_calls < 1 || options.max_concurrent_streams < 1) {
+    return absl::InvalidArgumentError(
+        "--max_queued_calls and --max_concurrent_streams must be at least 1");
+  }
+  if (options.grpc_memory_quota_bytes < (int64_t{1} << 20)) {
+    return absl::InvalidArgumentError("--grpc_memory_quota_bytes must be at least 1 MiB");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ApplyServerOptions(const ServerOptions& options) {
+  if (absl::Status s = Validate(options); !s.ok()) return s;
+  return fault::Arm(options.fault_point);
 }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options, const std::vector<grpc::Service*>& services,
     std::shared_ptr<prometheus::Registry> registry) {
-  if (options.port < 0 || options.port > 65535 || options.metrics_port < 0 ||
-      options.metrics_port > 65535) {
-    return absl::InvalidArgumentError("ports must be within 0..65535");
-  }
-  if (options.worker_threads < 1 || options.max_receive_bytes < 1024) {
-    return absl::InvalidArgumentError(
-        "worker_threads must be at least 1 and max_receive_bytes at least 1024");
-  }
+  if (absl::Status s = Validate(options); !s.ok()) return s;
   auto exposer = metrics::MetricsExposer::Start(options.bind_address,
                                                 options.metrics_port, registry);
   if (!exposer.ok()) return exposer.status();
@@ -65,6 +98,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.port),
                            grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_concurrent_streams);
+  grpc::ResourceQuota quota(absl::StrCat("switchboard-", options.service_name));
+  quota.Resize(static_cast<size_t>(options.grpc_memory_quota_bytes));
+  builder.SetResourceQuota(quota);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
                              absl::ToInt64Milliseconds(options.keepalive_time));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,

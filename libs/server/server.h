@@ -46,12 +46,32 @@ struct ServerOptions {
   absl::Duration drain_deadline = absl::Seconds(10);
   // Threads of the BlockingPool that runs handlers' blocking work.
   int worker_threads = 32;
+  // Calls waiting for a worker beyond which new ones are refused with
+  // RESOURCE_EXHAUSTED and a retry-after (the BlockingPool's max_queued).
+  int max_queued_calls = 1024;
+  // HTTP/2 streams one client connection may have open at once; further
+  // ones wait in the client until one ends.
+  int max_concurrent_streams = 10'000;
+  // Memory gRPC's transports may use for this server (buffers of every
+  // connection and call); under pressure gRPC shrinks buffers and then
+  // refuses new streams instead of growing without bound.
+  int64_t grpc_memory_quota_bytes = int64_t{4} << 30;
+  // Crash tests only: a libs/fault point at which the process kills itself
+  // ("name" or "name:N"). Empty in production.
+  std::string fault_point;
 };
 
 // Registers the shared flags (port, metrics_port, bind_address, reflection,
 // max_receive_bytes, keepalive_time, keepalive_timeout, drain_deadline,
-// worker_threads) with `options`' current values as defaults.
+// worker_threads, max_queued_calls, max_concurrent_streams,
+// grpc_memory_quota_bytes, fault_point) with `options`' current values as
+// defaults.
 void AddServerFlags(config::FlagSet& flags, ServerOptions* options);
+
+// Checks the options a main parsed and arms their fault point: call right
+// after parsing flags, before opening storage (crash tests may aim at start
+// up too). INVALID_ARGUMENT names the flag at fault.
+absl::Status ApplyServerOptions(const ServerOptions& options);
 
 // A running gRPC server with the shared behaviour of every service:
 // grpc.health.v1 (Check and Watch; every registered service SERVING),

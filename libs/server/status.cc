@@ -1,8 +1,10 @@
 #include "libs/server/status.h"
 
 #include <atomic>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "libs/limits/retry_after.h"
 #include "libs/log/log.h"
 
 namespace switchboard::server {
@@ -25,6 +27,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     default:
       return grpc::Status(code, std::string(status.message()));
   }
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status, grpc::ServerContextBase& context) {
+  if (std::optional<int64_t> seconds = limits::RetryAfterSeconds(status)) {
+    context.AddTrailingMetadata(limits::kRetryAfter, absl::StrCat(*seconds));
+  }
+  return ToGrpcStatus(status);
 }
 
 }  // namespace switchboard::server

@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "libs/limits/retry_after.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/status.h"
 
@@ -12,9 +14,11 @@ namespace switchboard::server {
 
 // Finishes a unary callback-API call by running `work` on `pool` (see the
 // threading model in blocking_pool.h). `work` returns an absl::Status and
-// fills the response it captured; the client gets ToGrpcStatus of it. A call
-// whose client already gave up (deadline or cancel) is not run. When the pool
-// is stopping the call ends with UNAVAILABLE.
+// fills the response it captured; the client gets ToGrpcStatus of it, with a
+// `retry-after` trailer when the status carries one. A call whose client
+// already gave up (deadline or cancel) is not run. When the pool's backlog
+// is full the call ends at once with RESOURCE_EXHAUSTED and retry-after 1;
+// when the pool is stopping, with UNAVAILABLE.
 //
 //   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
 //                                 const GetRequest* request,
@@ -25,17 +29,24 @@ template <typename Work>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                    BlockingPool& pool, Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const bool queued = pool.Run([context, reactor, work = std::move(work)]() mutable {
-    if (context->IsCancelled()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                                   "call cancelled or past its deadline"));
-      return;
-    }
-    reactor->Finish(ToGrpcStatus(work()));
-  });
+  bool stopping = false;
+  const bool queued = pool.TryRun(
+      [context, reactor, work = std::move(work)]() mutable {
+        if (context->IsCancelled()) {
+          reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                                       "call cancelled or past its deadline"));
+          return;
+        }
+        reactor->Finish(ToGrpcStatus(work(), *context));
+      },
+      &stopping);
   if (!queued) {
     reactor->Finish(
-        grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+        stopping ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down")
+                 : ToGrpcStatus(limits::Exhausted("server busy: too many calls waiting; "
+                                                  "retry shortly",
+                                                  absl::Seconds(1)),
+                                *context));
   }
   return reactor;
 }
@@ -45,7 +56,7 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
 inline grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
                                            const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
+  reactor->Finish(ToGrpcStatus(status, *context));
   return reactor;
 }
 

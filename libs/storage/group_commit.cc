@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "libs/limits/retry_after.h"
 
 namespace switchboard::storage {
 
@@ -24,6 +25,14 @@ void GroupCommitter::Submit(Write write, Done done) {
     }
   }
   done(absl::UnavailableError("the storage writer has stopped"));
+}
+
+absl::Status GroupCommitter::Admit() const {
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int>(queue_.size()) < options_.max_queue) return absl::OkStatus();
+  return limits::Exhausted(
+      absl::StrCat("storage busy: ", queue_.size(), " writes waiting; retry shortly"),
+      absl::Seconds(1));
 }
 
 absl::Status GroupCommitter::Commit(Write write) {

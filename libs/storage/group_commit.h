@@ -50,6 +50,9 @@ class GroupCommitter {
     // At most this many writes share a transaction; bounds the latency a
     // batch adds to its first write.
     int max_batch = 256;
+    // Writes waiting beyond which Admit refuses new client writes (see
+    // Admit); bounds the memory and the wait a burst can build up.
+    int max_queue = 4096;
   };
 
   // Counters for metrics. writes / commits is the mean batch size.
@@ -78,6 +81,14 @@ class GroupCommitter {
   // writes before it in the batch get that error too. After Stop, `done`
   // runs at once, on the calling thread, with UNAVAILABLE.
   void Submit(Write write, Done done);
+
+  // The admission check for a write a client asked for: OK while fewer than
+  // max_queue writes wait, else RESOURCE_EXHAUSTED with a retry-after. Call
+  // it before deciding the write (before any in-memory change), then Submit.
+  // Submit itself never refuses for backlog: the service's own writes
+  // (timers, retries) must not be lost, and the queue can pass max_queue
+  // only by the writes admitted concurrently, which the worker pool bounds.
+  absl::Status Admit() const;
 
   // Submit, then wait for the outcome. For threads that may block (never
   // the writer thread or a gRPC callback thread).

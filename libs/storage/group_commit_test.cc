@@ -257,5 +257,24 @@ TEST_F(GroupCommitTest, SubmitFromDoneRunsInALaterBatch) {
   EXPECT_THAT(Names(), ElementsAre("first", "second"));
 }
 
+TEST_F(GroupCommitTest, AdmitRefusesClientWritesOnceTheBacklogIsFull) {
+  GroupCommitter::Options options;
+  options.max_queue = 2;
+  GroupCommitter committer(db_.get(), options);
+  absl::Notification release;
+  BlockWriter(committer, release);
+  EXPECT_TRUE(committer.Admit().ok());
+  committer.Submit(Insert("a"), [](absl::Status) {});
+  committer.Submit(Insert("b"), [](absl::Status) {});
+  absl::Status refused = committer.Admit();
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_TRUE(refused.GetPayload("retry-after").has_value());
+  // The service's own writes are still taken, and nothing queued is lost.
+  committer.Submit(Insert("c"), [](absl::Status) {});
+  release.Notify();
+  committer.Stop();
+  EXPECT_THAT(Names(), ElementsAre("a", "b", "c"));
+}
+
 }  // namespace
 }  // namespace switchboard::storage

@@ -64,6 +64,10 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "bot: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
+    std::fprintf(stderr, "bot: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (config.bot.not_understood_limit < 1 || config.max_dialogues < 1 ||
       config.dialogue_idle_expiry <= absl::ZeroDuration()) {
     std::fprintf(stderr,
@@ -103,7 +107,7 @@ int Run(int argc, char** argv) {
     return Fail("knowledge_base", loaded.status());
   }
 
-  server::BlockingPool pool(config.server.worker_threads);
+  server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   BotService service(&bot, &tokens, RealClock(), &pool);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());

@@ -95,6 +95,10 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "feedback: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
+    std::fprintf(stderr, "feedback: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (config.peer_timeout <= absl::ZeroDuration() ||
       config.routing_sync_interval <= absl::ZeroDuration() ||
       config.feedback.max_unresolved_complaints < 1) {
@@ -136,7 +140,7 @@ int Run(int argc, char** argv) {
                     [&waker] { waker.Kick(); });
   if (absl::Status s = feedback.Load(); !s.ok()) return Fail("load", s);
 
-  server::BlockingPool pool(config.server.worker_threads);
+  server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   FeedbackService service(&feedback, &tokens, RealClock(), &pool);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());

@@ -97,6 +97,10 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "identity: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
+    std::fprintf(stderr, "identity: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (o.code_ttl <= absl::ZeroDuration() || o.code_ttl > kMaxCodeTtl ||
       o.token_ttl <= absl::ZeroDuration() || o.token_ttl > kMaxTokenTtl ||
       o.max_attempts < 1 || o.max_starts_per_hour < 1 || o.lockout_failures < 1 ||
@@ -195,7 +199,7 @@ int Run(int argc, char** argv) {
                     config.identity);
   if (absl::Status s = identity.Load(); !s.ok()) return Fail("load", s);
 
-  server::BlockingPool pool(config.server.worker_threads);
+  server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   IdentityService service(&identity, &tokens, RealClock(), &pool);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());

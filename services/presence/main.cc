@@ -63,6 +63,10 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "presence: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
+    std::fprintf(stderr, "presence: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (config.presence.lease < absl::Seconds(1) || config.sweep_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr, "presence: --lease must be at least 1s and --sweep_interval above 0\n");
     return 2;
@@ -93,7 +97,7 @@ int Run(int argc, char** argv) {
   Presence presence(&store, RealClock(), &metrics, config.presence);
   if (absl::Status s = presence.Load(); !s.ok()) return Fail("load", s);
 
-  server::BlockingPool pool(config.server.worker_threads);
+  server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   PresenceService service(&presence, &tokens, RealClock(), &pool);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());

@@ -64,6 +64,10 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "routing: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
+    std::fprintf(stderr, "routing: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (config.router.offer_timeout < absl::Seconds(1) ||
       config.router.offer_timeout > absl::Minutes(9) ||
       config.peer_timeout <= absl::ZeroDuration() ||
@@ -104,7 +108,7 @@ int Run(int argc, char** argv) {
   Router router(&store, &presence, &sessions, RealClock(), &metrics, config.router);
   if (absl::Status s = router.Load(); !s.ok()) return Fail("load", s);
 
-  server::BlockingPool pool(config.server.worker_threads);
+  server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   RoutingService service(&router, &tokens, RealClock(), &pool);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());

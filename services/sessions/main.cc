@@ -110,6 +110,10 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
+    std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (absl::Status s = ParseSlaByCategory(config.email_sla_by_category,
                                           &config.sessions.email_sla_by_category);
       !s.ok()) {
@@ -165,7 +169,7 @@ int Run(int argc, char** argv) {
                                                   config.routing_timeout);
   }
 
-  server::BlockingPool pool(config.server.worker_threads);
+  server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   Sessions sessions(&store, RealClock(), &metrics, &tokens, bot.get(), routing.get(),
                     [&pool](std::function<void()> task) { pool.Run(std::move(task)); },
                     config.sessions);
