@@ -33,7 +33,7 @@ bin=${SWITCHBOARD_BIN_DIR:-}
 data_dir=$(realpath -m "${SWITCHBOARD_DATA_DIR:-data}")
 base=${SWITCHBOARD_PORT_BASE:-7100}
 
-# name grpc_port metrics_port, in DESIGN.md's order.
+# name grpc_port metrics_port, in the README's order.
 all_services=()
 index=0
 for name in sessions routing bot presence identity feedback; do

@@ -13,7 +13,7 @@
 
 namespace switchboard::auth {
 
-// Who may call what. See DESIGN.md "Auth": a customer sees only their own
+// Who may call what: a customer sees only their own
 // data, an agent what is assigned to them, a supervisor everything, and
 // services call each other with kService.
 enum class Role { kCustomer, kAgent, kSupervisor, kService };
