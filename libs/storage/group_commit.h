@@ -4,8 +4,8 @@
 // one fsync, so that a service acknowledges each write only once it is on
 // disk (synchronous=FULL) without paying an fsync per write.
 //
-// How services run blocking storage work (decided once, here in libs/,
-// to make once): every write of a service goes through its one
+// How services run blocking storage work (decided once, here in libs/):
+// every write of a service goes through its one
 // GroupCommitter, which owns the writing connection and runs writes on its
 // own writer thread. A gRPC callback handler never blocks on SQLite: it
 // Submits a write with a `done` that finishes the RPC (e.g. calls
