@@ -160,6 +160,14 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
     if (word_has_letter) ++out.latin_words;
     std::string stemmed = Stem(word);
     out.words.push_back(stemmed);
+    if (!out.tokens.empty()) out.tokens += ' ';
+    if (word.size() > 24) {
+      out.tokens += "<id>";
+    } else if (!word_has_letter && word.size() >= 5) {
+      out.tokens += "<num>";
+    } else {
+      out.tokens += stemmed;
+    }
     // Numbers and long tokens (transaction ids, addresses) say nothing about
     // the intent; they would only dilute the match.
     const bool identifier = !word_has_letter || word.size() > 24;
@@ -174,6 +182,8 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
     out.cjk_chars += static_cast<int>(run.size());
     for (size_t i = 0; i < run.size(); ++i) {
       Encode(run[i], out.cjk);
+      if (!out.tokens.empty()) out.tokens += ' ';
+      Encode(run[i], out.tokens);
       if (!IsStopChar(run[i])) {
         std::string t = "c:";
         Encode(run[i], t);
