@@ -125,7 +125,10 @@ std::vector<std::pair<int, float>> TextClassifier::Predict(const std::string& to
                                                            int k) const {
   std::vector<std::pair<int, float>> out;
   if (tokens.empty() || k <= 0) return out;
-  std::istringstream in(tokens);
+  // The newline ends the line as in training, where fastText adds its
+  // end-of-sentence token to every example: without it short texts, whose
+  // average it weighs most, would be read differently.
+  std::istringstream in(tokens + '\n');
   std::vector<int32_t> words, labels;
   model_->getDictionary()->getLine(in, words, labels);
   fasttext::Predictions predictions;

@@ -40,19 +40,39 @@ Ranking RankIntents(const KnowledgeBase& kb, const Analysis& analysis,
     }
     mixed.push_back({intent, p});
   };
+  // The classifier says whether the text is about any intent (its "no
+  // intent" class is trained on off-topic text) and which; BM25 only which,
+  // with a say that shrinks with how little of the text it matched. So
+  // BM25's low coverage of a long message never makes it "no intent".
+  float intent_mass = 1.f;
+  std::vector<std::pair<int, float>> model;
   if (kb.intent_model != nullptr) {
+    intent_mass = 0;
     for (const auto& [label, p] : kb.intent_model->Predict(analysis.tokens, options.depth)) {
-      if (label < kb.NoIntent()) add(label, options.model_weight * p);
+      if (label >= kb.NoIntent()) continue;
+      model.emplace_back(label, p);
+      intent_mass += p;
     }
   }
+  float model_weight = model.empty() ? 0.f : options.model_weight;
+  float bm25_weight = 0;
   if (!bm25.empty()) {
-    const float weight = kb.intent_model != nullptr ? 1.f - options.model_weight : 1.f;
-    const float quality = MatchQuality(bm25[0].coverage);
-    const float temperature = std::max(kSoftmaxTemperature * bm25[0].score, 1e-6f);
-    float sum = 0;
-    for (const Candidate& c : bm25) sum += std::exp((c.score - bm25[0].score) / temperature);
-    for (const Candidate& c : bm25) {
-      add(c.intent, weight * quality * std::exp((c.score - bm25[0].score) / temperature) / sum);
+    bm25_weight = (1.f - options.model_weight) * MatchQuality(bm25[0].coverage);
+    if (kb.intent_model == nullptr) intent_mass = MatchQuality(bm25[0].coverage);
+  }
+  const float weights = model_weight + bm25_weight;
+  if (weights > 0 && intent_mass > 0) {
+    for (const auto& [label, p] : model) {
+      add(label, intent_mass * (model_weight / weights) * (p / intent_mass));
+    }
+    if (bm25_weight > 0) {
+      const float temperature = std::max(kSoftmaxTemperature * bm25[0].score, 1e-6f);
+      float sum = 0;
+      for (const Candidate& c : bm25) sum += std::exp((c.score - bm25[0].score) / temperature);
+      for (const Candidate& c : bm25) {
+        add(c.intent, intent_mass * (bm25_weight / weights) *
+                          std::exp((c.score - bm25[0].score) / temperature) / sum);
+      }
     }
   }
   float intents_mass = 0;

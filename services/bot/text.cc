@@ -180,10 +180,15 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
   auto flush_run = [&] {
     if (run.empty()) return;
     out.cjk_chars += static_cast<int>(run.size());
-    for (size_t i = 0; i < run.size(); ++i) {
-      Encode(run[i], out.cjk);
+    // Classifier tokens: the run's character bigrams (a lone character
+    // stands for itself), the fallback word segmentation.
+    for (size_t i = 0; i + 1 < run.size() || (i == 0 && run.size() == 1); ++i) {
       if (!out.tokens.empty()) out.tokens += ' ';
       Encode(run[i], out.tokens);
+      if (i + 1 < run.size()) Encode(run[i + 1], out.tokens);
+    }
+    for (size_t i = 0; i < run.size(); ++i) {
+      Encode(run[i], out.cjk);
       if (!IsStopChar(run[i])) {
         std::string t = "c:";
         Encode(run[i], t);
