@@ -1,6 +1,7 @@
 #include "services/bot/bot.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -391,14 +392,17 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     turn.from_text = true;
     turn.top_confidence = top_confidence;
     const SafetyVerdict safety = CheckSafety(kb, analysis, options_.safety);
-    if (safety.sensitive >= 0) {
+    // A cue is explicit and wins; so does an explicit request for a human
+    // over the models' guess at a sensitive topic ("can someone take over
+    // my case" is not an account takeover).
+    if (safety.sensitive >= 0 && (safety.sensitive_by_cue || !safety.human)) {
       chosen = &kb.intents[safety.sensitive];
       chosen_confidence = std::max(confidence_of(chosen), safety.sensitive_probability);
+    } else if (safety.human) {
+      human = true;
     } else if (top != nullptr && top->sensitive && top_confidence >= options_.sensitive_threshold) {
       chosen = top;
       chosen_confidence = top_confidence;
-    } else if (safety.human) {
-      human = true;
     } else if (safety.handoff >= 0) {
       chosen = &kb.intents[safety.handoff];
       chosen_confidence = std::max(confidence_of(chosen), safety.handoff_probability);
@@ -438,10 +442,18 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     category = chosen->category;
   } else if (human_about != nullptr) {
     category = human_about->category;
-  } else if (!rivals.empty() &&
-             std::all_of(rivals.begin(), rivals.end(),
-                         [&](const IntentSpec* r) { return r->category == top->category; })) {
-    category = top->category;
+  } else if (!ranking.intents.empty()) {
+    // Unsure of the intent, the bot may still be sure of the category (the
+    // intents it hesitates between share it): routing needs no more.
+    std::array<float, 9> mass{};
+    for (const RankedIntent& r : ranking.intents) {
+      const Category c = kb.intents[r.intent].category;
+      if (c > 0 && c < static_cast<int>(mass.size())) mass[c] += r.confidence;
+    }
+    const auto best = std::max_element(mass.begin(), mass.end());
+    if (*best >= options_.answer_threshold) {
+      category = static_cast<Category>(best - mass.begin());
+    }
   }
   if (category == common::v1::CATEGORY_UNSPECIFIED) category = request.category();
 

@@ -24,15 +24,15 @@ struct BotOptions {
   int not_understood_limit = 3;
   // The top intent is answered when its confidence reaches this and no
   // rival is close.
-  float answer_threshold = 0.5f;
+  float answer_threshold = 0.4f;
   // A rival whose confidence is at least this fraction of the top's makes
   // the bot ask which one was meant (CLARIFIED), when together they reach
   // answer_threshold.
-  float clarify_ratio = 0.6f;
+  float clarify_ratio = 0.75f;
   // A sensitive top intent escalates from this confidence on, below
   // answer_threshold: a false alarm costs an agent a minute, a miss costs a
   // customer their funds.
-  float sensitive_threshold = 0.3f;
+  float sensitive_threshold = 0.4f;
   // Confidence multipliers from context: the previous turn's category, the
   // previous intent's follow-ups, the session's category.
   float previous_category_boost = 0.35f;

@@ -34,15 +34,19 @@ SafetyVerdict CheckSafety(const KnowledgeBase& kb, const Analysis& analysis,
   verdict.human = verdict.human_probability >= options.human_threshold;
   if (verdict.sensitive_probability < options.sensitive_threshold) verdict.sensitive = -1;
   if (verdict.handoff_probability < options.handoff_threshold) verdict.handoff = -1;
+  bool handoff_cue = false;
   for (const SafetyCue& cue : kb.cues) {
     if (!cue.cue.Matches(analysis)) continue;
     if (cue.intent < 0) {
       verdict.human = true;
     } else if (kb.intents[cue.intent].sensitive) {
-      // The first matching cue names the intent unless the model found one.
-      if (verdict.sensitive < 0) verdict.sensitive = cue.intent;
-    } else if (verdict.handoff < 0) {
+      // A cue is more specific than the model: the first matching one names
+      // the intent.
+      if (!verdict.sensitive_by_cue) verdict.sensitive = cue.intent;
+      verdict.sensitive_by_cue = true;
+    } else if (!handoff_cue) {
       verdict.handoff = cue.intent;
+      handoff_cue = true;
     }
   }
   return verdict;

@@ -7,11 +7,10 @@ namespace switchboard::bot {
 
 struct SafetyOptions {
   // Probability of the safety model above which a text asks for a human.
-  float human_threshold = 0.5f;
+  float human_threshold = 0.4f;
   // Summed probability of the sensitive intents above which a text is about
-  // one of them. Low on purpose: a missed account takeover costs far more
-  // than an agent reading a false alarm.
-  float sensitive_threshold = 0.3f;
+  // one of them. Cues and the intent ranking (BotOptions) back it up.
+  float sensitive_threshold = 0.5f;
   // Probability of a handoff intent (a complaint) above which it is one.
   float handoff_threshold = 0.5f;
 };
@@ -23,6 +22,8 @@ struct SafetyVerdict {
   // A sensitive intent the text is about (account takeover, frozen or
   // missing funds), or -1.
   int sensitive = -1;
+  // Whether a cue (rather than the model alone) found `sensitive`.
+  bool sensitive_by_cue = false;
   // A handoff intent (a complaint), or -1.
   int handoff = -1;
   // The safety model's probabilities: of a human request, of the sensitive
