@@ -128,6 +128,14 @@ void CollectDetails(absl::string_view text, std::vector<common::v1::CollectedDet
   }
 }
 
+float SensitiveMass(const KnowledgeBase& kb, const Ranking& ranking) {
+  float mass = 0;
+  for (const RankedIntent& r : ranking.intents) {
+    if (kb.intents[r.intent].sensitive) mass += r.confidence;
+  }
+  return mass;
+}
+
 std::string CategoryName(Category category) {
   if (category == common::v1::CATEGORY_UNSPECIFIED) return "unknown";
   return absl::AsciiStrToLower(common::v1::Category_Name(category).substr(sizeof("CATEGORY_") - 1));
@@ -400,9 +408,16 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
       chosen_confidence = std::max(confidence_of(chosen), safety.sensitive_probability);
     } else if (safety.human) {
       human = true;
-    } else if (top != nullptr && top->sensitive && top_confidence >= options_.sensitive_threshold) {
-      chosen = top;
-      chosen_confidence = top_confidence;
+    } else if (SensitiveMass(kb, ranking) >= options_.sensitive_threshold) {
+      // The ranking hesitates between sensitive intents (frozen or
+      // missing?): together they are enough to hand over, about the first.
+      for (const RankedIntent& r : ranking.intents) {
+        if (kb.intents[r.intent].sensitive) {
+          chosen = &kb.intents[r.intent];
+          chosen_confidence = r.confidence;
+          break;
+        }
+      }
     } else if (safety.handoff >= 0) {
       chosen = &kb.intents[safety.handoff];
       chosen_confidence = std::max(confidence_of(chosen), safety.handoff_probability);

@@ -29,14 +29,14 @@ struct BotOptions {
   // the bot ask which one was meant (CLARIFIED), when together they reach
   // answer_threshold.
   float clarify_ratio = 0.75f;
-  // A sensitive top intent escalates from this confidence on, below
-  // answer_threshold: a false alarm costs an agent a minute, a miss costs a
-  // customer their funds.
+  // The ranking's sensitive intents escalate when their confidences add up
+  // to this, whatever the top intent: a false alarm costs an agent a
+  // minute, a miss costs a customer their funds.
   float sensitive_threshold = 0.4f;
   // Confidence multipliers from context: the previous turn's category, the
   // previous intent's follow-ups, the session's category.
-  float previous_category_boost = 0.35f;
-  float follow_up_boost = 0.2f;
+  float previous_category_boost = 1.0f;
+  float follow_up_boost = 0.5f;
   float session_category_boost = 0.1f;
   RankOptions rank;
   SafetyOptions safety;
