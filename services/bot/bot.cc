@@ -448,7 +448,8 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
   // An explicit request for a human in a message that also says what it is
   // about ("my deposit is missing, get me an agent").
   const IntentSpec* human_about = nullptr;
-  if (human && top != nullptr && top_confidence >= options_.answer_threshold && !top->small_talk) {
+  if (human && top != nullptr && top_confidence >= options_.human_topic_threshold &&
+      !top->small_talk) {
     human_about = top;
   }
 

@@ -24,11 +24,14 @@ struct BotOptions {
   int not_understood_limit = 3;
   // The top intent is answered when its confidence reaches this and no
   // rival is close.
-  float answer_threshold = 0.4f;
+  float answer_threshold = 0.35f;
   // A rival whose confidence is at least this fraction of the top's makes
   // the bot ask which one was meant (CLARIFIED), when together they reach
   // answer_threshold.
-  float clarify_ratio = 0.75f;
+  float clarify_ratio = 0.85f;
+  // A request for a human is about the top intent from this confidence on:
+  // the request's own words dilute the topic's.
+  float human_topic_threshold = 0.25f;
   // The ranking's sensitive intents escalate when their confidences add up
   // to this, whatever the top intent: a false alarm costs an agent a
   // minute, a miss costs a customer their funds.

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/validation/validation.h"
 
 namespace switchboard::bot {
@@ -129,6 +130,26 @@ std::string Fnv1a64(absl::string_view content) {
   return absl::StrFormat("%016x", hash);
 }
 
+std::string Fingerprint(const TextClassifier::Options& o) {
+  return absl::StrFormat("%d/%d/%d/%g/%d/%d/%d/%d/%d/%d", o.dim, o.epochs, o.min_epochs,
+                         o.learning_rate, o.word_ngrams, o.min_char_ngram, o.max_char_ngram,
+                         o.buckets, o.seed, o.max_softmax_labels);
+}
+
+// The last base built: training is deterministic, so the same content with
+// the same options always builds the same base, and a reload of an
+// unchanged file (or a test's tenth bot over the same file) reuses it.
+struct LastBuilt {
+  absl::Mutex mu;
+  std::string key ABSL_GUARDED_BY(mu);
+  std::shared_ptr<const KnowledgeBase> kb ABSL_GUARDED_BY(mu);
+};
+
+LastBuilt& Cache() {
+  static auto* cache = new LastBuilt;
+  return *cache;
+}
+
 }  // namespace
 
 const char* LanguageTag(Language language) { return language == kZh ? "zh-CN" : "en"; }
@@ -142,6 +163,13 @@ const IntentSpec* KnowledgeBase::Find(absl::string_view id) const {
 
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
     absl::string_view name, absl::string_view content, const ModelOptions& options) {
+  const std::string key = absl::StrCat(Fnv1a64(content), ":", content.size(), ":",
+                                       Fingerprint(options.intent), ":",
+                                       Fingerprint(options.safety));
+  {
+    absl::MutexLock lock(&Cache().mu);
+    if (Cache().kb != nullptr && Cache().key == key) return Cache().kb;
+  }
   Parser parser(name);
   absl::StatusOr<std::vector<Entry>> entries = parser.Split(content);
   if (!entries.ok()) return entries.status();
@@ -330,7 +358,11 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
     kb->cues.push_back({intent, std::move(cue), line});
   }
   if (absl::Status s = BuildModels(*kb, options); !s.ok()) return s;
-  return std::shared_ptr<const KnowledgeBase>(std::move(kb));
+  std::shared_ptr<const KnowledgeBase> built = std::move(kb);
+  absl::MutexLock lock(&Cache().mu);
+  Cache().key = key;
+  Cache().kb = built;
+  return built;
 }
 
 absl::Status BuildModels(KnowledgeBase& kb, const ModelOptions& options) {

@@ -114,7 +114,9 @@ struct ModelOptions {
 };
 
 // Parses and validates knowledge base text, then builds it (BuildModels).
-// `name` prefixes error messages, which name the line and the problem
+// The same content with the same options again returns the base built
+// last time, without training: training is deterministic, so it would be
+// the same. `name` prefixes error messages, which name the line and the problem
 // ("kb/intents.kb:212: intent 'deposit_memo' has no en answer"). Errors:
 // FailedPrecondition (a broken file), Internal or Unavailable (training).
 //

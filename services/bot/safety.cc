@@ -8,7 +8,9 @@ SafetyVerdict CheckSafety(const KnowledgeBase& kb, const Analysis& analysis,
                           const SafetyOptions& options) {
   SafetyVerdict verdict;
   float best_sensitive = 0, best_handoff = 0;
-  if (kb.safety_model != nullptr && !analysis.tokens.empty()) {
+  // Text with no word the model was trained on (gibberish) would get an
+  // arbitrary answer from it; cues still apply.
+  if (kb.safety_model != nullptr && kb.safety_model->KnownTokens(analysis.tokens) > 0) {
     for (const auto& [label, p] :
          kb.safety_model->Predict(analysis.tokens, kb.safety_model->labels())) {
       if (label == KnowledgeBase::kHumanLabel) {
