@@ -101,6 +101,14 @@ const absl::flat_hash_set<std::string>& EnglishStopWords() {
   return *words;
 }
 
+// Stop words that still tell the classifier something: a question from a
+// complaint, a how-to from a problem.
+bool ClassifierKeeps(const std::string& word) {
+  static const auto* words = new absl::flat_hash_set<std::string>{
+      "how", "why", "what", "where", "when", "can", "want", "need", "you", "me", "my", "your"};
+  return words->contains(word);
+}
+
 // Function characters too common to be evidence as unigrams (bigrams that
 // contain them still count).
 bool IsStopChar(char32_t cp) {
@@ -160,17 +168,21 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
     if (word_has_letter) ++out.latin_words;
     std::string stemmed = Stem(word);
     out.words.push_back(stemmed);
-    if (!out.tokens.empty()) out.tokens += ' ';
-    if (word.size() > 24) {
-      out.tokens += "<id>";
-    } else if (!word_has_letter && word.size() >= 5) {
-      out.tokens += "<num>";
-    } else {
-      out.tokens += stemmed;
+    // Function words only blur the average the classifier takes.
+    if (!EnglishStopWords().contains(word) || ClassifierKeeps(word)) {
+      if (!out.tokens.empty()) out.tokens += ' ';
+      if (word.size() > 24) {
+        out.tokens += "<id>";
+      } else if (!word_has_letter && word.size() >= 5) {
+        out.tokens += "<num>";
+      } else {
+        out.tokens += stemmed;
+      }
     }
     // Numbers and long tokens (transaction ids, addresses) say nothing about
-    // the intent; they would only dilute the match.
-    const bool identifier = !word_has_letter || word.size() > 24;
+    // the intent; they would only dilute the match. Three-digit numbers are
+    // kept: status codes (429, 502) name a problem.
+    const bool identifier = (!word_has_letter && word.size() != 3) || word.size() > 24;
     if (!identifier && !EnglishStopWords().contains(word)) {
       out.terms.push_back({"e:" + stemmed, 1.0f});
     }

@@ -42,7 +42,8 @@ struct Analysis {
   // matching Chinese phrases such as "转人工".
   std::string cjk;
   // The classifier's input: space-separated tokens in text order, each an
-  // English word as in `words` or two adjacent CJK characters (a run of one
+  // English word as in `words` (stop words dropped but for question words
+  // and pronouns) or two adjacent CJK characters (a run of one
   // character gives that character); the classifier adds token bigrams and
   // character n-grams itself. Numbers of five or more digits
   // become "<num>" and identifiers longer than 24 characters "<id>": their
