@@ -20,6 +20,7 @@ namespace switchboard::bot {
 namespace {
 
 constexpr char kLabelPrefix[] = "__label__";
+constexpr float kMinProbability = 0.005f;
 // Token updates a training run aims at; sets larger than this over
 // `epochs` get fewer epochs.
 constexpr double kTargetExampleVisits = 120'000;
@@ -132,7 +133,11 @@ std::vector<std::pair<int, float>> TextClassifier::Predict(const std::string& to
   std::vector<int32_t> words, labels;
   model_->getDictionary()->getLine(in, words, labels);
   fasttext::Predictions predictions;
-  model_->predict(std::min<int>(k, static_cast<int>(label_of_id_.size())), words, predictions);
+  // Labels below kMinProbability cannot change a decision; with the
+  // hierarchical softmax of a large base the threshold also prunes the
+  // tree search, bounding its cost.
+  model_->predict(std::min<int>(k, static_cast<int>(label_of_id_.size())), words, predictions,
+                  kMinProbability);
   for (const auto& [log_probability, id] : predictions) {
     if (id < 0 || id >= static_cast<int>(label_of_id_.size()) || label_of_id_[id] < 0) continue;
     out.emplace_back(label_of_id_[id], std::exp(log_probability));

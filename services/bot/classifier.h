@@ -62,8 +62,8 @@ class TextClassifier {
   ~TextClassifier();
 
   // The `k` most probable labels for `tokens` (space separated), most
-  // probable first, as (label, probability). Empty when the text has no
-  // token.
+  // probable first, as (label, probability), leaving out those below 0.005.
+  // Empty when the text has no token.
   std::vector<std::pair<int, float>> Predict(const std::string& tokens, int k) const;
 
   // How many of `tokens` (space separated) the model saw in training.
