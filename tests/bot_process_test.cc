@@ -195,5 +195,33 @@ TEST_F(BotProcessTest, AnswersBothLanguagesEscalatesReloadsAndRestartsOnTheSameB
   EXPECT_EQ(restarted.Terminate(absl::Seconds(8)), 0) << restarted.log();
 }
 
+// Started from a folder without the repository and without
+// --knowledge_base, the bot answers from the base built into it, the same
+// version as the file's.
+TEST_F(BotProcessTest, StartsFromAnyDirectoryWithTheBuiltInBase) {
+  std::string file_version;
+  {
+    testing::ServerProcess server(kBinary, Flags(), data_dir_ + "/file.log");
+    ASSERT_GT(server.grpc_port(), 0) << server.log();
+    auto stub = Connect(server);
+    file_version = Ask(*stub, "s-1", "m-1", "充值没到账").knowledge_base_version();
+    EXPECT_EQ(server.Terminate(absl::Seconds(8)), 0) << server.log();
+  }
+  std::vector<std::string> flags = Flags();
+  flags.pop_back();  // --knowledge_base
+  char previous[4096];
+  ASSERT_NE(getcwd(previous, sizeof(previous)), nullptr);
+  const std::string elsewhere = storage::MakeTempDir();
+  ASSERT_EQ(chdir(elsewhere.c_str()), 0);
+  testing::ServerProcess server(kBinary, flags, data_dir_ + "/built_in.log");
+  ASSERT_EQ(chdir(previous), 0);
+  ASSERT_GT(server.grpc_port(), 0) << server.log();
+  auto stub = Connect(server);
+  bot::v1::AnswerResponse answer = Ask(*stub, "s-2", "m-1", "my withdrawal is pending");
+  EXPECT_EQ(answer.answered_intent_id(), "withdrawal_pending");
+  EXPECT_EQ(answer.knowledge_base_version(), file_version);
+  EXPECT_EQ(server.Terminate(absl::Seconds(8)), 0) << server.log();
+}
+
 }  // namespace
 }  // namespace switchboard

@@ -17,6 +17,7 @@ _LIBS = {
     "gtest": (["gtest", "gmock"], []),
     "gtest_main": (["gtest_main", "gmock"], []),
     "benchmark": (["benchmark"], ["-lbenchmark_main"]),
+    "fasttext": (["fasttext"], []),
 }
 
 def _pkg_config(ctx, args):

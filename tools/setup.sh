@@ -13,6 +13,8 @@ PACKAGES=(
   libgrpc++-dev libabsl-dev
   # Libraries the services link
   libsqlite3-dev librdkafka-dev prometheus-cpp-dev libjwt-dev libssl-dev
+  # The bot's intent classifier (supervised fastText)
+  libfasttext-dev
   # Tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka, jq for JSON

@@ -1,6 +1,7 @@
 #include "services/bot/bot.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -13,6 +14,7 @@
 #include "libs/log/log.h"
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
+#include "services/bot/default_knowledge_base.h"
 
 namespace switchboard::bot {
 namespace {
@@ -22,7 +24,6 @@ using common::v1::EscalationReason;
 
 constexpr size_t kMaxText = 4000;
 constexpr int kMaxGuesses = 3;
-constexpr int kRankDepth = 20;
 constexpr int kMaxQuickReplies = 6;
 constexpr int kMaxDetails = 20;
 constexpr char kIntentPrefix[] = "intent:";
@@ -30,24 +31,13 @@ constexpr char kHumanQuickReply[] = "handoff:human";
 constexpr char kProducer[] = "bot";
 constexpr char kKnowledgeBaseKey[] = "knowledge-base";
 
-// Calibration: the confidence of a guess is a logistic function of how much
-// of the query's weight the best phrasing covered, shared among close rivals
-// by a softmax over relative scores. The constants were fitted to the
-// evaluation set (bot_eval prints the reliability table that checks them).
-constexpr float kCalibrationSlope = 9.f;
-constexpr float kCalibrationCenter = 0.2f;
-constexpr float kSoftmaxTemperature = 0.15f;  // relative to the top score
-
-float MatchQuality(float coverage) {
-  return 1.f / (1.f + std::exp(-kCalibrationSlope * (coverage - kCalibrationCenter)));
-}
-
 struct Replies {
   const char* not_understood;
   const char* clarify;
   const char* human_requested;
   const char* not_understood_escalated;
   const char* sensitive_handoff;
+  const char* complaint_handoff;
   const char* verify;
   const char* human_label;
 };
@@ -60,6 +50,7 @@ const Replies& RepliesIn(Language language) {
       "好的，正在为您转接人工客服，请稍候。客服不会向您索要密码、验证码或私钥，请勿发送。",
       "抱歉，我多次没能理解您的问题，正在为您转接人工客服，请稍候。",
       "此问题需要人工客服处理，正在为您转接，请稍候。",
+      "同时我已为您转接人工客服，客服会先跟进您的问题，请稍候。",
       "为保护您的账户，请先按提示完成身份验证，客服才能为您操作。",
       "人工客服",
   };
@@ -73,6 +64,7 @@ const Replies& RepliesIn(Language language) {
       "Sorry, I could not understand several messages in a row. I am connecting you to a "
       "support agent now.",
       "This needs a support agent; I am connecting you now.",
+      "I am also connecting you to a support agent, who will follow this up with you now.",
       "To protect your account, please complete identity verification when prompted, so "
       "that the agent can act on your account.",
       "Talk to an agent",
@@ -86,12 +78,6 @@ bool IsVerified(const common::v1::VerificationState& v, absl::Time now) {
     return false;
   }
   return !v.has_expires_at() || protoutil::FromTimestamp(v.expires_at()) > now;
-}
-
-bool ContainsSequence(const std::vector<std::string>& words,
-                      const std::vector<std::string>& phrase) {
-  if (phrase.empty() || phrase.size() > words.size()) return false;
-  return std::search(words.begin(), words.end(), phrase.begin(), phrase.end()) != words.end();
 }
 
 // Details an agent needs that customers often write: networks, assets,
@@ -142,6 +128,14 @@ void CollectDetails(absl::string_view text, std::vector<common::v1::CollectedDet
   }
 }
 
+float SensitiveMass(const KnowledgeBase& kb, const Ranking& ranking) {
+  float mass = 0;
+  for (const RankedIntent& r : ranking.intents) {
+    if (kb.intents[r.intent].sensitive) mass += r.confidence;
+  }
+  return mass;
+}
+
 std::string CategoryName(Category category) {
   if (category == common::v1::CATEGORY_UNSPECIFIED) return "unknown";
   return absl::AsciiStrToLower(common::v1::Category_Name(category).substr(sizeof("CATEGORY_") - 1));
@@ -157,16 +151,6 @@ struct Bot::Turn {
   EscalationReason reason = common::v1::ESCALATION_REASON_UNSPECIFIED;
   float top_confidence = 0;
 };
-
-bool AsksForHuman(const KnowledgeBase& kb, const Analysis& analysis) {
-  for (const std::string& phrase : kb.human_phrases_zh) {
-    if (absl::StrContains(analysis.cjk, phrase)) return true;
-  }
-  for (const auto& phrase : kb.human_phrases_en) {
-    if (ContainsSequence(analysis.words, phrase)) return true;
-  }
-  return false;
-}
 
 Bot::Bot(std::string knowledge_base_path, EventLog* events, Clock* clock, BotMetrics* metrics,
          BotOptions options)
@@ -191,7 +175,10 @@ void Bot::UseKnowledgeBase(std::shared_ptr<const KnowledgeBase> kb) {
 absl::StatusOr<Bot::ReloadResult> Bot::Reload(absl::string_view actor) {
   absl::MutexLock reload_lock(&reload_mu_);
   std::shared_ptr<const KnowledgeBase> old = knowledge_base();
-  absl::StatusOr<std::shared_ptr<const KnowledgeBase>> loaded = LoadKnowledgeBase(path_);
+  absl::StatusOr<std::shared_ptr<const KnowledgeBase>> loaded =
+      path_.empty()
+          ? ParseKnowledgeBase(kDefaultKnowledgeBaseName, DefaultKnowledgeBase(), options_.models)
+          : LoadKnowledgeBase(path_, options_.models);
   const absl::Time now = clock_->Now();
 
   events::v1::Event event;
@@ -355,9 +342,11 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
   response.set_knowledge_base_version(kb.version);
   CollectDetails(request.text(), dialogue.details);
 
-  // Rank: raw scores, then context boosts over the top kRankDepth.
-  std::vector<Candidate> raw;
   const IntentSpec* previous = kb.Find(dialogue.previous_intent);
+  auto leads_to = [](const IntentSpec* from, const std::string& id) {
+    return from != nullptr &&
+           std::find(from->follow_ups.begin(), from->follow_ups.end(), id) != from->follow_ups.end();
+  };
   auto boost = [&](int i) {
     const IntentSpec& intent = kb.intents[i];
     float b = 1.f;
@@ -365,54 +354,38 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
         intent.category == dialogue.previous_category) {
       b += options_.previous_category_boost;
     }
-    if (previous != nullptr && std::find(previous->follow_ups.begin(), previous->follow_ups.end(),
-                                         intent.id) != previous->follow_ups.end()) {
-      b += options_.follow_up_boost;
-    }
+    if (leads_to(previous, intent.id)) b += options_.follow_up_boost;
     if (request.category() != common::v1::CATEGORY_UNSPECIFIED &&
         intent.category == request.category()) {
       b += options_.session_category_boost;
     }
     return b;
   };
-  raw = kb.index.Rank(analysis.terms, kRankDepth, [](int) { return 1.f; });
-  std::vector<Candidate> ranked = raw;
-  for (Candidate& c : ranked) c.score *= boost(c.intent);
-  std::stable_sort(ranked.begin(), ranked.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
-
-  // Calibrated confidences: match quality of the top, shared among close
-  // rivals by a softmax over relative scores.
-  float quality = 0;
-  std::vector<float> confidence;
-  if (!ranked.empty()) {
-    quality = MatchQuality(ranked[0].coverage);
-    const float temperature = std::max(kSoftmaxTemperature * ranked[0].score, 1e-6f);
-    float sum = 0;
-    for (size_t i = 0; i < ranked.size() && i < kMaxGuesses + 1; ++i) {
-      confidence.push_back(std::exp((ranked[i].score - ranked[0].score) / temperature));
-      sum += confidence.back();
+  const Ranking ranking = RankIntents(kb, analysis, boost, options_.rank);
+  auto set_guesses = [&](const std::vector<RankedIntent>& ranked) {
+    response.clear_intent_guesses();
+    for (size_t i = 0; i < ranked.size() && i < kMaxGuesses; ++i) {
+      common::v1::IntentGuess* guess = response.add_intent_guesses();
+      guess->set_intent_id(kb.intents[ranked[i].intent].id);
+      guess->set_category(kb.intents[ranked[i].intent].category);
+      guess->set_confidence(ranked[i].confidence);
     }
-    for (float& c : confidence) c = quality * c / sum;
-  }
-  for (size_t i = 0; i < ranked.size() && i < kMaxGuesses; ++i) {
-    common::v1::IntentGuess* guess = response.add_intent_guesses();
-    guess->set_intent_id(kb.intents[ranked[i].intent].id);
-    guess->set_category(kb.intents[ranked[i].intent].category);
-    guess->set_confidence(confidence[i]);
-  }
-  const bool understood = !ranked.empty() && ranked[0].coverage >= options_.min_coverage;
-  // A follow-up: the context changed the top intent, or the top intent is
-  // one the previous intent leads to.
-  if (understood && dialogue.previous_category != common::v1::CATEGORY_UNSPECIFIED) {
-    turn.follow_up = raw[0].intent != ranked[0].intent ||
-                     (previous != nullptr &&
-                      std::find(previous->follow_ups.begin(), previous->follow_ups.end(),
-                                kb.intents[ranked[0].intent].id) != previous->follow_ups.end());
-  }
+  };
+  set_guesses(ranking.intents);
+  const IntentSpec* top = ranking.intents.empty() ? nullptr : &kb.intents[ranking.intents[0].intent];
+  const float top_confidence = ranking.intents.empty() ? 0.f : ranking.intents[0].confidence;
+  auto confidence_of = [&](const IntentSpec* intent) {
+    for (const RankedIntent& r : ranking.intents) {
+      if (&kb.intents[r.intent] == intent) return r.confidence;
+    }
+    return 0.f;
+  };
 
-  // Decide.
+  // Decide. `chosen` is the intent the bot acts on (answers, or escalates
+  // about when it is sensitive or a handoff); `human` an explicit request
+  // for a human, `about` what such an escalation concerns.
   const IntentSpec* chosen = nullptr;
+  float chosen_confidence = 0;
   std::vector<const IntentSpec*> rivals;
   bool human = false;
   if (request.quick_reply_id() == kHumanQuickReply) {
@@ -421,55 +394,112 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
   } else if (absl::StartsWith(request.quick_reply_id(), kIntentPrefix) &&
              kb.Find(absl::string_view(request.quick_reply_id()).substr(sizeof(kIntentPrefix) - 1))) {
     chosen = kb.Find(absl::string_view(request.quick_reply_id()).substr(sizeof(kIntentPrefix) - 1));
+    chosen_confidence = 1.f;
     turn.from_quick_reply = true;
-    response.clear_intent_guesses();
-    common::v1::IntentGuess* guess = response.add_intent_guesses();
-    guess->set_intent_id(chosen->id);
-    guess->set_category(chosen->category);
-    guess->set_confidence(1.f);
   } else {
     turn.from_text = true;
-    turn.top_confidence = confidence.empty() ? 0.f : confidence[0];
-    human = AsksForHuman(kb, analysis);
-    if (!human && understood) {
-      for (size_t i = 1; i < ranked.size() && i < kMaxGuesses; ++i) {
-        if (ranked[i].score >= options_.clarify_ratio * ranked[0].score) {
-          rivals.push_back(&kb.intents[ranked[i].intent]);
+    turn.top_confidence = top_confidence;
+    const SafetyVerdict safety = CheckSafety(kb, analysis, options_.safety);
+    // A cue is explicit and wins; so does an explicit request for a human
+    // over the models' guess at a sensitive topic ("can someone take over
+    // my case" is not an account takeover).
+    if (safety.sensitive >= 0 && (safety.sensitive_by_cue || !safety.human)) {
+      chosen = &kb.intents[safety.sensitive];
+      chosen_confidence = std::max(confidence_of(chosen), safety.sensitive_probability);
+    } else if (safety.human) {
+      human = true;
+    } else if (SensitiveMass(kb, ranking) >= options_.sensitive_threshold) {
+      // The ranking hesitates between sensitive intents (frozen or
+      // missing?): together they are enough to hand over, about the first.
+      for (const RankedIntent& r : ranking.intents) {
+        if (kb.intents[r.intent].sensitive) {
+          chosen = &kb.intents[r.intent];
+          chosen_confidence = r.confidence;
+          break;
         }
       }
-      // A sensitive top intent is not put to a choice: a human looks at it.
-      if (rivals.empty() || kb.intents[ranked[0].intent].sensitive) {
+    } else if (safety.handoff >= 0) {
+      chosen = &kb.intents[safety.handoff];
+      chosen_confidence = std::max(confidence_of(chosen), safety.handoff_probability);
+    } else if (top != nullptr) {
+      float together = top_confidence;
+      for (size_t i = 1; i < ranking.intents.size() && i < kMaxGuesses; ++i) {
+        if (ranking.intents[i].confidence >= options_.clarify_ratio * top_confidence) {
+          rivals.push_back(&kb.intents[ranking.intents[i].intent]);
+          together += ranking.intents[i].confidence;
+        }
+      }
+      if (together < options_.answer_threshold) {
         rivals.clear();
-        chosen = &kb.intents[ranked[0].intent];
+      } else if (rivals.empty() || top->sensitive) {
+        // A sensitive top intent is not put to a choice: a human looks at it.
+        rivals.clear();
+        chosen = top;
+        chosen_confidence = top_confidence;
       }
     }
+  }
+  if (chosen != nullptr && turn.from_text && dialogue.previous_category != common::v1::CATEGORY_UNSPECIFIED) {
+    // A follow-up: the context changed the top intent, or the previous
+    // intent leads to this one.
+    turn.follow_up = (ranking.unboosted_top >= 0 && &kb.intents[ranking.unboosted_top] != chosen) ||
+                     leads_to(previous, chosen->id);
+  }
+  // An explicit request for a human in a message that also says what it is
+  // about ("my deposit is missing, get me an agent").
+  const IntentSpec* human_about = nullptr;
+  if (human && top != nullptr && top_confidence >= options_.human_topic_threshold &&
+      !top->small_talk) {
+    human_about = top;
   }
 
   Category category = dialogue.previous_category;
   if (chosen != nullptr) {
     category = chosen->category;
-  } else if (understood) {
-    category = kb.intents[ranked[0].intent].category;
+  } else if (human_about != nullptr) {
+    category = human_about->category;
+  } else if (!ranking.intents.empty()) {
+    // Unsure of the intent, the bot may still be sure of the category (the
+    // intents it hesitates between share it): routing needs no more.
+    std::array<float, 9> mass{};
+    for (const RankedIntent& r : ranking.intents) {
+      const Category c = kb.intents[r.intent].category;
+      if (c > 0 && c < static_cast<int>(mass.size())) mass[c] += r.confidence;
+    }
+    const auto best = std::max_element(mass.begin(), mass.end());
+    if (*best >= options_.answer_threshold) {
+      category = static_cast<Category>(best - mass.begin());
+    }
   }
   if (category == common::v1::CATEGORY_UNSPECIFIED) category = request.category();
 
-  auto escalate = [&](EscalationReason reason, const std::string& text, bool needs_verification) {
+  // Hands over about `about` (null when unknown): the guesses lead with it,
+  // so that they agree with the summary.
+  auto escalate = [&](EscalationReason reason, const std::string& text, bool needs_verification,
+                      const IntentSpec* about, float about_confidence) {
     turn.reason = reason;
     response.set_outcome(v1::ANSWER_OUTCOME_ESCALATED);
     response.set_reply_text(text);
     response.set_verification_required(needs_verification && !verified);
     common::v1::HandoffContext* handoff = response.mutable_handoff();
     handoff->set_reason(reason);
-    *handoff->mutable_intent_guesses() = response.intent_guesses();
+    if (about != nullptr) {
+      std::vector<RankedIntent> guesses = {{static_cast<int>(about - kb.intents.data()),
+                                            std::min(1.f, about_confidence)}};
+      for (const RankedIntent& r : ranking.intents) {
+        if (&kb.intents[r.intent] != about) guesses.push_back(r);
+      }
+      set_guesses(guesses);
+      *handoff->mutable_intent_guesses() = response.intent_guesses();
+    }
     handoff->set_category(category);
     handoff->set_language(detected.empty() ? reply_tag : detected);
-    const IntentSpec* about = chosen != nullptr ? chosen
-                              : understood      ? &kb.intents[ranked[0].intent]
-                                                : previous;
     std::string summary = about != nullptr ? about->titles[kEn] : "Unclear request";
     absl::StrAppend(&summary, " [", CategoryName(category), "]");
     if (reason == common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED) {
-      absl::StrAppend(&summary, "; customer asked for a human");
+      absl::StrAppend(&summary, about != nullptr && about->handoff
+                                    ? "; customer is dissatisfied"
+                                    : "; customer asked for a human");
     } else if (reason == common::v1::ESCALATION_REASON_NOT_UNDERSTOOD) {
       absl::StrAppend(&summary, "; bot did not understand ", dialogue.not_understood_turns,
                       " turns in a row");
@@ -495,14 +525,22 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
   };
 
   response.set_category(category);
-  if (human) {
-    escalate(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED, replies.human_requested, false);
-  } else if (chosen != nullptr && chosen->sensitive) {
+  if (chosen != nullptr && chosen->sensitive) {
     std::string text = absl::StrCat(chosen->answers[language], "\n\n", replies.sensitive_handoff);
     if (!verified) absl::StrAppend(&text, replies.verify);
-    response.set_answered_intent_id("");
-    escalate(common::v1::ESCALATION_REASON_SENSITIVE_TOPIC, text, true);
+    escalate(common::v1::ESCALATION_REASON_SENSITIVE_TOPIC, text, true, chosen, chosen_confidence);
+  } else if (human) {
+    const IntentSpec* about = human_about != nullptr ? human_about : previous;
+    escalate(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED, replies.human_requested, false,
+             about, human_about != nullptr ? top_confidence : dialogue.previous_confidence);
+  } else if (chosen != nullptr && chosen->handoff) {
+    escalate(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED,
+             absl::StrCat(chosen->answers[language], "\n\n", replies.complaint_handoff), false,
+             chosen, chosen_confidence);
   } else if (chosen != nullptr) {
+    if (turn.from_quick_reply) {
+      set_guesses({{static_cast<int>(chosen - kb.intents.data()), 1.f}});
+    }
     response.set_outcome(v1::ANSWER_OUTCOME_ANSWERED);
     response.set_answered_intent_id(chosen->id);
     response.set_reply_text(chosen->answers[language]);
@@ -527,7 +565,7 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
   } else if (!rivals.empty()) {
     response.set_outcome(v1::ANSWER_OUTCOME_CLARIFIED);
     response.set_reply_text(replies.clarify);
-    rivals.insert(rivals.begin(), &kb.intents[ranked[0].intent]);
+    rivals.insert(rivals.begin(), top);
     for (const IntentSpec* intent : rivals) {
       common::v1::QuickReply* reply = response.add_quick_replies();
       reply->set_id(absl::StrCat(kIntentPrefix, intent->id));
@@ -538,7 +576,7 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     ++dialogue.not_understood_turns;
     if (dialogue.not_understood_turns >= options_.not_understood_limit) {
       escalate(common::v1::ESCALATION_REASON_NOT_UNDERSTOOD, replies.not_understood_escalated,
-               false);
+               false, previous, dialogue.previous_confidence);
     } else {
       response.set_outcome(v1::ANSWER_OUTCOME_NOT_UNDERSTOOD);
       response.set_reply_text(replies.not_understood);
@@ -548,10 +586,11 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
       reply->set_label(replies.human_label);
     }
   }
-  if (chosen != nullptr) {
+  if (chosen != nullptr && !chosen->small_talk) {
     dialogue.previous_intent = chosen->id;
+    dialogue.previous_confidence = chosen_confidence;
     dialogue.previous_category = chosen->category;
-  } else if (category != common::v1::CATEGORY_UNSPECIFIED) {
+  } else if (chosen == nullptr && category != common::v1::CATEGORY_UNSPECIFIED) {
     dialogue.previous_category = category;
   }
 }

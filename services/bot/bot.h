@@ -13,6 +13,8 @@
 #include "services/bot/event_log.h"
 #include "services/bot/knowledge_base.h"
 #include "services/bot/metrics.h"
+#include "services/bot/ranker.h"
+#include "services/bot/safety.h"
 #include "switchboard/bot/v1/bot_service.pb.h"
 
 namespace switchboard::bot {
@@ -20,17 +22,29 @@ namespace switchboard::bot {
 struct BotOptions {
   // NOT_UNDERSTOOD turns in a row that escalate (the last one escalates).
   int not_understood_limit = 3;
-  // A turn is NOT_UNDERSTOOD when the best phrasing covers less than this
-  // fraction of the query's weight (idf-weighted terms).
-  float min_coverage = 0.32f;
-  // A rival scoring at least this fraction of the top intent's score makes
-  // the bot ask which one was meant (CLARIFIED).
+  // The top intent is answered when its confidence reaches this and no
+  // rival is close.
+  float answer_threshold = 0.35f;
+  // A rival whose confidence is at least this fraction of the top's makes
+  // the bot ask which one was meant (CLARIFIED), when together they reach
+  // answer_threshold.
   float clarify_ratio = 0.85f;
-  // Score multipliers from context: the previous turn's category, the
+  // A request for a human is about the top intent from this confidence on:
+  // the request's own words dilute the topic's.
+  float human_topic_threshold = 0.25f;
+  // The ranking's sensitive intents escalate when their confidences add up
+  // to this, whatever the top intent: a false alarm costs an agent a
+  // minute, a miss costs a customer their funds.
+  float sensitive_threshold = 0.4f;
+  // Confidence multipliers from context: the previous turn's category, the
   // previous intent's follow-ups, the session's category.
-  float previous_category_boost = 0.35f;
-  float follow_up_boost = 0.2f;
+  float previous_category_boost = 1.0f;
+  float follow_up_boost = 0.5f;
   float session_category_boost = 0.1f;
+  RankOptions rank;
+  SafetyOptions safety;
+  // How Reload trains the base's models.
+  ModelOptions models;
   // Answers remembered per session for retried turns.
   int turns_remembered = 16;
   DialogueStore::Options dialogues;
@@ -40,6 +54,12 @@ struct BotOptions {
 // service, keeps per-session dialogue context in memory, decides when to
 // clarify and when to escalate, and records each turn's event.
 //
+// A turn from text goes through the safety layer first (CheckSafety: a
+// request for a human, a sensitive topic, a complaint), whatever intent
+// matching makes of it; then through the intent ranking (RankIntents), whose
+// calibrated confidence alone decides between answering, clarifying and
+// not understanding.
+//
 // Threading: Answer, ListIntents and ResetDialogue never block (in-memory
 // work under short per-shard locks; the turn's event is handed to the
 // EventLog without waiting), so the gRPC adapter runs them on the callback
@@ -48,7 +68,8 @@ struct BotOptions {
 class Bot {
  public:
   // None owned; all must outlive the bot. `knowledge_base_path` is read by
-  // Reload.
+  // Reload; empty means the base compiled into the binary
+  // (DefaultKnowledgeBase), so that the bot starts from any directory.
   Bot(std::string knowledge_base_path, EventLog* events, Clock* clock, BotMetrics* metrics,
       BotOptions options);
 
@@ -59,11 +80,14 @@ class Bot {
     int example_count = 0;
     absl::Time loaded_at;
   };
-  // Loads the knowledge base file and puts it in service, recording a
-  // bot.knowledge_base_reload event either way (`actor`: who asked, or
-  // "startup"). Errors: FailedPrecondition (broken file: "path:line:
-  // problem"), Unavailable (unreadable file, or the event could not be
-  // committed); the old base then stays in service.
+  // Loads the knowledge base file, trains its models and puts it in
+  // service, recording a bot.knowledge_base_reload event either way
+  // (`actor`: who asked, or "startup"). Training takes about a second and
+  // holds no lock that Answer takes: turns go on with the old base until
+  // the new one is swapped in. Errors: FailedPrecondition (broken file:
+  // "path:line: problem"), Unavailable (unreadable file, or the event could
+  // not be committed), Internal (training failed); the old base then stays
+  // in service.
   absl::StatusOr<ReloadResult> Reload(absl::string_view actor);
 
   // Answers one turn into `response`, then calls `done` exactly once: at
@@ -117,8 +141,5 @@ class Bot {
   std::shared_ptr<const KnowledgeBase> kb_ ABSL_GUARDED_BY(kb_mu_);
   absl::Mutex reload_mu_;  // one reload at a time
 };
-
-// True when the text asks for a human ("转人工", "real person", ...).
-bool AsksForHuman(const KnowledgeBase& kb, const Analysis& analysis);
 
 }  // namespace switchboard::bot

@@ -1,39 +1,95 @@
-// Prints the bot's quality on the labelled evaluation set: top-1 intent
-// accuracy, category accuracy, escalation precision and recall, and the
-// reliability of its confidence.
+// Prints the bot's quality on the knowledge base's own phrasings (train),
+// on the held-out development set (dev) and by k-fold cross-validation,
+// after checking that no dev utterance copies a training phrasing: top-1
+// intent accuracy, category accuracy and confusion, escalation precision
+// and recall by reason, and the reliability of the confidence. Exits 1
+// when a dev utterance is a near-copy (similarity >= --max_similarity).
 //
-//   bazel run //services/bot:bot_eval [-- --misses] [-- KB_FILE EVAL_FILE]
+//   bazel run //services/bot:bot_eval [-- --misses] [-- --kb=FILE]
+//       [-- --dev=FILE] [-- --folds=5] [-- --max_similarity=0.8]
 #include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "services/bot/evaluation.h"
 
-int main(int argc, char** argv) {
+namespace switchboard::bot {
+namespace {
+
+int Run(int argc, char** argv) {
   bool misses = false;
-  std::string kb = "services/bot/kb/intents.kb";
-  std::string eval = "services/bot/eval/utterances.tsv";
-  int positional = 0;
+  std::string kb_path = "services/bot/kb/intents.kb";
+  std::string dev_path = "services/bot/eval/dev.tsv";
+  int folds = 5;
+  double max_similarity = 0.8;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--misses") == 0) {
+    const std::string arg = argv[i];
+    bool ok = true;
+    if (arg == "--misses") {
       misses = true;
-    } else if (positional == 0) {
-      kb = argv[i];
-      ++positional;
+    } else if (absl::StartsWith(arg, "--kb=")) {
+      kb_path = arg.substr(5);
+    } else if (absl::StartsWith(arg, "--dev=")) {
+      dev_path = arg.substr(6);
+    } else if (absl::StartsWith(arg, "--folds=")) {
+      ok = absl::SimpleAtoi(arg.substr(8), &folds) && (folds == 0 || folds >= 2);
+    } else if (absl::StartsWith(arg, "--max_similarity=")) {
+      ok = absl::SimpleAtod(arg.substr(17), &max_similarity);
     } else {
-      eval = argv[i];
+      ok = false;
+    }
+    if (!ok) {
+      std::fprintf(stderr,
+                   "usage: bot_eval [--misses] [--kb=FILE] [--dev=FILE] [--folds=K (0: none, "
+                   "else at least 2)] [--max_similarity=R]\n");
+      return 2;
     }
   }
-  auto cases = switchboard::bot::ReadEvalCases(eval);
-  if (!cases.ok()) {
-    std::fprintf(stderr, "bot_eval: %s\n", cases.status().ToString().c_str());
+  const BotOptions options;
+  auto kb = LoadKnowledgeBase(kb_path, options.models);
+  if (!kb.ok()) {
+    std::fprintf(stderr, "bot_eval: %s\n", kb.status().ToString().c_str());
     return 1;
   }
-  auto report = switchboard::bot::Evaluate(kb, *cases, switchboard::bot::BotOptions());
-  if (!report.ok()) {
-    std::fprintf(stderr, "bot_eval: %s\n", report.status().ToString().c_str());
+  auto dev = ReadEvalCases(dev_path);
+  if (!dev.ok()) {
+    std::fprintf(stderr, "bot_eval: %s\n", dev.status().ToString().c_str());
     return 1;
   }
-  std::printf("%s", switchboard::bot::FormatReport(*report, misses).c_str());
+  const std::vector<NearCopy> copies = FindNearCopies(**kb, *dev, max_similarity);
+  std::printf("== held-out check: %zu dev utterances against the base's phrasings, "
+              "similarity >= %.2f: %zu near-copies\n",
+              dev->size(), max_similarity, copies.size());
+  for (const NearCopy& c : copies) {
+    std::printf("  %s:%d: %.2f \"%s\" ~ \"%s\"\n", dev_path.c_str(), c.line, c.similarity,
+                c.text.c_str(), c.training.c_str());
+  }
+  if (!copies.empty()) {
+    std::fprintf(stderr, "bot_eval: FAILED: the dev set copies training phrasings\n");
+    return 1;
+  }
+  auto report = [&](const char* title, const absl::StatusOr<EvalReport>& r) {
+    if (!r.ok()) {
+      std::fprintf(stderr, "bot_eval: %s: %s\n", title, r.status().ToString().c_str());
+      std::exit(1);
+    }
+    std::printf("\n== %s\n%s", title, FormatReport(*r, misses).c_str());
+  };
+  report("train (the base's own phrasings, answered by the model trained on them)",
+         Evaluate(*kb, TrainingCases(**kb), options));
+  report("dev (held out, never trained on)", Evaluate(*kb, *dev, options));
+  if (folds > 0) {
+    const std::string title = std::to_string(folds) +
+                              "-fold cross-validation (each phrasing answered by a model "
+                              "trained without it)";
+    report(title.c_str(), CrossValidate(**kb, folds, options));
+  }
   return 0;
 }
+
+}  // namespace
+}  // namespace switchboard::bot
+
+int main(int argc, char** argv) { return switchboard::bot::Run(argc, argv); }

@@ -1,5 +1,6 @@
 #include "services/bot/bot.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "gtest/gtest.h"
@@ -130,6 +131,141 @@ TEST_F(BotTest, ExplicitHumanRequestsAlwaysEscalate) {
   auto tapped = Ask("s-button", "", button);
   ASSERT_TRUE(tapped.ok()) << tapped.status();
   EXPECT_EQ(tapped->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+}
+
+// The failure classes of issue 11, each with phrasings written for this
+// test (not the reporter's, nor the knowledge base's or dev set's).
+TEST_F(BotTest, HumanRequestsWithoutAListedPhraseEscalate) {
+  for (const char* text : {"麻烦让个真人来看看我的问题", "别再自动回复了，叫个客服人员来",
+                           "人工呢？帮我接一下", "could a real human please jump in here",
+                           "i'd rather speak with a support rep than a bot",
+                           "put me through to your staff, this chatbot is not helping"}) {
+    auto r = Ask("s-human-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    EXPECT_EQ(r->handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED) << text;
+    // Never answered with an unrelated article.
+    EXPECT_TRUE(r->answered_intent_id().empty()) << text;
+  }
+}
+
+TEST_F(BotTest, SensitiveReportsInLongSentencesEscalateOnTheFirstTurn) {
+  for (const char* text :
+       {"今天早上醒来发现我的号被别人登录了，绑定的手机也被换掉了，怎么办",
+        "有人趁我睡觉把账户里的币全提走了，我什么都没点过",
+        "hey, my email says a new browser signed into my account from abroad and that wasn't me",
+        "just noticed my usdt balance dropped to almost zero and i made no trades at all",
+        "为什么我的资金全部被冻住了，一分钱都动不了"}) {
+    auto r = Ask("s-sensitive-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    EXPECT_EQ(r->handoff().reason(), common::v1::ESCALATION_REASON_SENSITIVE_TOPIC) << text;
+    EXPECT_TRUE(r->verification_required()) << text;
+    EXPECT_TRUE(r->handoff().verification_required()) << text;
+  }
+}
+
+TEST_F(BotTest, AGreetingBeforeAQuestionDoesNotHideIt) {
+  auto r = Ask("s-1", "嗨嗨，请教一下，前天转进来的ETH一直没有显示在余额里");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ANSWERED);
+  EXPECT_EQ(r->answered_intent_id(), "deposit_not_credited");
+  auto en = Ask("s-2", "hello there! quick one: my withdrawal has been processing since noon");
+  ASSERT_TRUE(en.ok());
+  EXPECT_EQ(en->answered_intent_id(), "withdrawal_pending");
+}
+
+TEST_F(BotTest, TopicsWithoutTheBasesWordsAreUnderstood) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"the candles on the btc chart are all blank today", "market_data_display"},
+      {"行情一直不跳动，好像卡住了", "market_data_display"},
+      {"i never get any alerts on my phone from your app", "push_notifications"},
+      {"打开网站提示502错误", "page_not_loading"},
+      {"my script receives 429 responses all the time", "api_rate_limit"},
+      {"它说我的订单数量太小下不了单", "minimum_order_size"},
+      {"my stop loss did not fire when the price crashed", "stop_order_not_triggered"},
+      {"挂单莫名被系统撤销了", "order_cancelled_automatically"},
+  };
+  int clarified = 0;
+  for (const auto& [text, intent] : cases) {
+    auto r = Ask("s-topic-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text;
+    // Answered, or at worst offered among two or three choices: never "not
+    // understood", never another article.
+    if (r->outcome() == v1::ANSWER_OUTCOME_CLARIFIED) {
+      ++clarified;
+      EXPECT_TRUE(std::any_of(r->quick_replies().begin(), r->quick_replies().end(),
+                              [&](const auto& q) { return q.id() == "intent:" + intent; }))
+          << text;
+      continue;
+    }
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ANSWERED) << text;
+    EXPECT_EQ(r->answered_intent_id(), intent) << text;
+    // The category follows the answered intent.
+    EXPECT_EQ(r->category(), bot_.knowledge_base()->Find(intent)->category) << text;
+  }
+  EXPECT_LE(clarified, 2);
+}
+
+TEST_F(BotTest, OffTopicGibberishAndSymbolsAreNotUnderstood) {
+  for (const char* text : {"do you think ethereum will double by christmas", "下周狗狗币能涨多少",
+                           "what's a good recipe for dumplings", "qpwoeiru zmxncb", "🙏🙏🙏",
+                           "？！。。", "..."}) {
+    auto r = Ask("s-off-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_NOT_UNDERSTOOD) << text;
+    EXPECT_TRUE(r->answered_intent_id().empty()) << text;
+  }
+}
+
+TEST_F(BotTest, SmallTalkGetsItsOwnAnswerAndKeepsTheTopic) {
+  ASSERT_EQ(Ask("s-1", "提现一直在处理中")->answered_intent_id(), "withdrawal_pending");
+  for (const auto& [text, intent] : std::vector<std::pair<std::string, std::string>>{
+           {"好嘞，多谢啦", "thanks"}, {"okay understood", "acknowledgement"}}) {
+    auto r = Ask("s-1", text);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->answered_intent_id(), intent) << text;
+  }
+  EXPECT_EQ(Ask("s-2", "hey, good morning")->answered_intent_id(), "greeting");
+  // The conversation is still about the withdrawal: a hand-off says so.
+  auto human = Ask("s-1", "还是给我转人工吧");
+  ASSERT_TRUE(human.ok());
+  EXPECT_EQ(human->handoff().category(), common::v1::CATEGORY_WITHDRAWAL);
+  EXPECT_EQ(human->handoff().intent_guesses(0).intent_id(), "withdrawal_pending");
+  EXPECT_EQ(human->handoff().summary().rfind("Withdrawal pending [withdrawal]", 0), 0u)
+      << human->handoff().summary();
+}
+
+TEST_F(BotTest, ComplaintsFollowTheComplaintFlowAndHandOff) {
+  for (const char* text : {"你们这效率太离谱了，我要投诉处理我问题的人",
+                           "this is the most useless support i have ever had, i'm done"}) {
+    auto r = Ask("s-c-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text;
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    EXPECT_EQ(r->handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED) << text;
+    EXPECT_EQ(r->handoff().intent_guesses(0).intent_id(), "complaint") << text;
+    // The reply is the complaint article (how to file one) before the hand-off.
+    EXPECT_NE(r->reply_text().find(bot_.knowledge_base()->Find("complaint")->answers[LanguageOf(
+                  r->reply_language())]),
+              std::string::npos);
+  }
+}
+
+TEST_F(BotTest, HandoffGuessesAgreeWithTheSummary) {
+  for (const char* text : {"账号被盗了", "i want an agent", "my deposit is missing, human please"}) {
+    auto r = Ask("s-g-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    const common::v1::HandoffContext& h = r->handoff();
+    if (h.intent_guesses().empty()) {
+      EXPECT_EQ(h.summary().rfind("Unclear request", 0), 0u) << text;
+    } else {
+      const IntentSpec* first = bot_.knowledge_base()->Find(h.intent_guesses(0).intent_id());
+      ASSERT_NE(first, nullptr);
+      EXPECT_EQ(h.summary().rfind(first->titles[kEn], 0), 0u) << h.summary();
+      EXPECT_EQ(r->intent_guesses(0).intent_id(), h.intent_guesses(0).intent_id());
+    }
+  }
 }
 
 TEST_F(BotTest, ConsecutiveNotUnderstoodTurnsEscalate) {

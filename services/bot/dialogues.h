@@ -18,7 +18,10 @@ namespace switchboard::bot {
 // A session's dialogue context: what the previous turns were about, and the
 // last answers (so that a retried turn gets its first answer).
 struct Dialogue {
+  // The last intent answered or escalated about (small talk leaves it), its
+  // confidence then, and its category (or the last category believed).
   std::string previous_intent;
+  float previous_confidence = 0;
   common::v1::Category previous_category = common::v1::CATEGORY_UNSPECIFIED;
   int not_understood_turns = 0;
   std::vector<common::v1::CollectedDetail> details;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -12,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/validation/validation.h"
 
 namespace switchboard::bot {
@@ -128,6 +130,26 @@ std::string Fnv1a64(absl::string_view content) {
   return absl::StrFormat("%016x", hash);
 }
 
+std::string Fingerprint(const TextClassifier::Options& o) {
+  return absl::StrFormat("%d/%d/%d/%g/%d/%d/%d/%d/%d/%d", o.dim, o.epochs, o.min_epochs,
+                         o.learning_rate, o.word_ngrams, o.min_char_ngram, o.max_char_ngram,
+                         o.buckets, o.seed, o.max_softmax_labels);
+}
+
+// The last base built: training is deterministic, so the same content with
+// the same options always builds the same base, and a reload of an
+// unchanged file (or a test's tenth bot over the same file) reuses it.
+struct LastBuilt {
+  absl::Mutex mu;
+  std::string key ABSL_GUARDED_BY(mu);
+  std::shared_ptr<const KnowledgeBase> kb ABSL_GUARDED_BY(mu);
+};
+
+LastBuilt& Cache() {
+  static auto* cache = new LastBuilt;
+  return *cache;
+}
+
 }  // namespace
 
 const char* LanguageTag(Language language) { return language == kZh ? "zh-CN" : "en"; }
@@ -140,14 +162,22 @@ const IntentSpec* KnowledgeBase::Find(absl::string_view id) const {
 }
 
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
-    absl::string_view name, absl::string_view content) {
+    absl::string_view name, absl::string_view content, const ModelOptions& options) {
+  const std::string key = absl::StrCat(Fnv1a64(content), ":", content.size(), ":",
+                                       Fingerprint(options.intent), ":",
+                                       Fingerprint(options.safety));
+  {
+    absl::MutexLock lock(&Cache().mu);
+    if (Cache().kb != nullptr && Cache().key == key) return Cache().kb;
+  }
   Parser parser(name);
   absl::StatusOr<std::vector<Entry>> entries = parser.Split(content);
   if (!entries.ok()) return entries.status();
 
   auto kb = std::make_shared<KnowledgeBase>();
   kb->version = Fnv1a64(content);
-  std::vector<std::string> human_zh, human_en;
+  // Cues to resolve once every intent is known: line, label, cue.
+  std::vector<std::tuple<int, std::string, Cue>> cues;
   // References to check once every intent is known: line, target.
   std::vector<std::pair<int, std::string>> references;
   IntentSpec* current = nullptr;
@@ -188,7 +218,8 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
       current->line = e.line;
       continue;
     }
-    if (e.key == "human_request" || e.key == "lexicon") {
+    if (e.key == "human_request" || e.key == "out_of_scope" || e.key == "lexicon" ||
+        e.key == "cue") {
       if (current != nullptr) {
         return parser.Error(e.line, absl::StrCat(e.key, ": settings must come before the first intent"));
       }
@@ -196,10 +227,25 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
         for (absl::string_view word : absl::StrSplit(e.value, ' ', absl::SkipEmpty())) {
           kb->lexicon.Add(word);
         }
+      } else if (e.key == "cue") {
+        const size_t bar = e.value.find('|');
+        if (bar == std::string::npos) {
+          return parser.Error(e.line, "cue: expected \"<human or intent id> | <pattern>\"");
+        }
+        absl::StatusOr<Cue> cue = Cue::Parse(absl::string_view(e.value).substr(bar + 1));
+        if (!cue.ok()) return parser.Error(e.line, cue.status().message());
+        cues.emplace_back(e.line,
+                          std::string(absl::StripAsciiWhitespace(e.value.substr(0, bar))),
+                          *std::move(cue));
       } else {
         auto localized = parser.Localized(e);
         if (!localized.ok()) return localized.status();
-        (localized->first == kZh ? human_zh : human_en).push_back(localized->second);
+        if (validation::CountCodePoints(localized->second) > kMaxExample) {
+          return parser.Error(e.line, absl::StrCat(e.key, ": at most ", kMaxExample,
+                                                   " characters"));
+        }
+        (e.key == "human_request" ? kb->human_requests : kb->out_of_scope)
+            .push_back({localized->first, std::move(localized->second), e.line});
       }
       continue;
     }
@@ -270,11 +316,14 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
     } else if (e.key == "follow_up") {
       intent.follow_ups.push_back(e.value);
       references.emplace_back(e.line, e.value);
-    } else if (e.key == "sensitive") {
+    } else if (e.key == "sensitive" || e.key == "handoff" || e.key == "small_talk") {
       if (e.value != "true" && e.value != "false") {
-        return parser.Error(e.line, "sensitive: expected true or false");
+        return parser.Error(e.line, absl::StrCat(e.key, ": expected true or false"));
       }
-      intent.sensitive = e.value == "true";
+      bool& flag = e.key == "sensitive" ? intent.sensitive
+                   : e.key == "handoff" ? intent.handoff
+                                        : intent.small_talk;
+      flag = e.value == "true";
     } else {
       return parser.Error(e.line, absl::StrCat("unknown key \"", e.key, "\""));
     }
@@ -290,30 +339,84 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
   std::sort(kb->intents.begin(), kb->intents.end(),
             [](const IntentSpec& a, const IntentSpec& b) { return a.id < b.id; });
   for (size_t i = 0; i < kb->intents.size(); ++i) {
-    const IntentSpec& intent = kb->intents[i];
-    kb->by_id[intent.id] = static_cast<int>(i);
+    kb->by_id[kb->intents[i].id] = static_cast<int>(i);
+  }
+  for (auto& [line, label, cue] : cues) {
+    int intent = -1;
+    if (label != "human") {
+      const IntentSpec* target = kb->Find(label);
+      if (target == nullptr) {
+        return parser.Error(line, absl::StrCat("cue: unknown intent '", label, "'"));
+      }
+      if (!target->sensitive && !target->handoff) {
+        return parser.Error(line, absl::StrCat("cue: intent '", label,
+                                               "' neither sensitive nor handoff; cues only "
+                                               "signal escalations"));
+      }
+      intent = kb->by_id[label];
+    }
+    kb->cues.push_back({intent, std::move(cue), line});
+  }
+  if (absl::Status s = BuildModels(*kb, options); !s.ok()) return s;
+  std::shared_ptr<const KnowledgeBase> built = std::move(kb);
+  absl::MutexLock lock(&Cache().mu);
+  Cache().key = key;
+  Cache().kb = built;
+  return built;
+}
+
+absl::Status BuildModels(KnowledgeBase& kb, const ModelOptions& options) {
+  kb.index = Index();
+  kb.example_count = 0;
+  kb.escalating.clear();
+  std::vector<int> safety_label(kb.intents.size(), KnowledgeBase::kSafeLabel);
+  for (size_t i = 0; i < kb.intents.size(); ++i) {
+    if (kb.intents[i].sensitive || kb.intents[i].handoff) {
+      safety_label[i] = KnowledgeBase::kHumanLabel + 1 + static_cast<int>(kb.escalating.size());
+      kb.escalating.push_back(static_cast<int>(i));
+    }
+  }
+  std::vector<TextClassifier::Example> intent_examples, safety_examples;
+  auto add = [&](int intent_label, int safety, const std::string& text) {
+    Analysis analysis = Analyze(text, &kb.lexicon);
+    if (analysis.tokens.empty()) return;
+    intent_examples.push_back({intent_label, analysis.tokens});
+    safety_examples.push_back({safety, std::move(analysis.tokens)});
+  };
+  for (size_t i = 0; i < kb.intents.size(); ++i) {
+    const IntentSpec& intent = kb.intents[i];
     for (const auto& [language, text] : intent.examples) {
-      kb->index.Add(static_cast<int>(i), Analyze(text, &kb->lexicon).terms);
-      ++kb->example_count;
+      kb.index.Add(static_cast<int>(i), Analyze(text, &kb.lexicon).terms);
+      ++kb.example_count;
+      add(static_cast<int>(i), safety_label[i], text);
     }
     std::string keywords = absl::StrJoin(intent.keywords, " ");
     absl::StrAppend(&keywords, " ", intent.titles[kZh], " ", intent.titles[kEn]);
-    kb->index.Add(static_cast<int>(i), Analyze(keywords, &kb->lexicon).terms);
+    kb.index.Add(static_cast<int>(i), Analyze(keywords, &kb.lexicon).terms);
+    for (const std::string& title : intent.titles) add(static_cast<int>(i), safety_label[i], title);
   }
-  kb->index.Finish();
-  for (const std::string& phrase : human_zh) {
-    Analysis a = Analyze(phrase, nullptr);
-    if (!a.cjk.empty()) kb->human_phrases_zh.push_back(a.cjk);
+  kb.index.Finish();
+  for (const Phrasing& p : kb.out_of_scope) add(kb.NoIntent(), KnowledgeBase::kSafeLabel, p.text);
+  for (const Phrasing& p : kb.human_requests) {
+    add(kb.NoIntent(), KnowledgeBase::kHumanLabel, p.text);
   }
-  for (const std::string& phrase : human_en) {
-    Analysis a = Analyze(phrase, nullptr);
-    if (!a.words.empty()) kb->human_phrases_en.push_back(a.words);
+  auto intent_model =
+      TextClassifier::Train(intent_examples, kb.NoIntent() + 1, options.intent);
+  if (!intent_model.ok()) return intent_model.status();
+  kb.intent_model = *std::move(intent_model);
+  kb.safety_model = nullptr;
+  if (!kb.human_requests.empty() || !kb.escalating.empty()) {
+    auto safety_model = TextClassifier::Train(
+        safety_examples, KnowledgeBase::kHumanLabel + 1 + static_cast<int>(kb.escalating.size()),
+        options.safety);
+    if (!safety_model.ok()) return safety_model.status();
+    kb.safety_model = *std::move(safety_model);
   }
-  return std::shared_ptr<const KnowledgeBase>(std::move(kb));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(
-    const std::string& path) {
+    const std::string& path, const ModelOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::UnavailableError(absl::StrCat(path, ": cannot be read"));
   std::ostringstream content;
@@ -322,7 +425,7 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(
   if (content.str().size() > kMaxFileBytes) {
     return absl::FailedPreconditionError(absl::StrCat(path, ": larger than 64 MiB"));
   }
-  return ParseKnowledgeBase(path, content.str());
+  return ParseKnowledgeBase(path, content.str(), options);
 }
 
 }  // namespace switchboard::bot

@@ -8,6 +8,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "services/bot/classifier.h"
+#include "services/bot/cues.h"
 #include "services/bot/matcher.h"
 #include "services/bot/text.h"
 #include "switchboard/common/v1/common.pb.h"
@@ -39,13 +41,37 @@ struct IntentSpec {
   std::vector<std::string> keywords;
   std::vector<QuickReplySpec> quick_replies;
   std::vector<std::string> follow_ups;
+  // Escalates to a human and asks for identity verification (account
+  // takeover, frozen or missing funds).
   bool sensitive = false;
+  // Answers, then hands the customer to a human (a complaint).
+  bool handoff = false;
+  // Greetings, thanks, acknowledgements: answered, but the dialogue's
+  // context (what the conversation is about) stays as it was.
+  bool small_talk = false;
   // Line of its "intent:" header, for messages.
   int line = 0;
 };
 
-// A parsed, validated, indexed knowledge base. Immutable once built, so one
-// base can answer on many threads while a reload builds the next.
+// A phrasing that is not an intent's: a request for a human, or text the
+// bot must not answer (off-topic, noise).
+struct Phrasing {
+  Language language = kEn;
+  std::string text;
+  int line = 0;
+};
+
+// A cue of the safety layer with what it signals: a request for a human
+// (`intent` -1) or an escalating intent (index into `intents`).
+struct SafetyCue {
+  int intent = -1;
+  Cue cue;
+  int line = 0;
+};
+
+// A parsed, validated, indexed knowledge base with its trained models.
+// Immutable once built, so one base can answer on many threads while a
+// reload builds the next.
 struct KnowledgeBase {
   // A hash of the file's content (16 hex digits): the same file always
   // gives the same version.
@@ -53,32 +79,65 @@ struct KnowledgeBase {
   // Sorted by id.
   std::vector<IntentSpec> intents;
   absl::flat_hash_map<std::string, int> by_id;
-  // Phrases that mean "let me talk to a human": Chinese ones match anywhere
-  // in the text's CJK characters; English ones as a sequence of stemmed
-  // words.
-  std::vector<std::string> human_phrases_zh;
-  std::vector<std::vector<std::string>> human_phrases_en;
+  // Phrasings of asking for a human, in both languages: training data of
+  // the safety model.
+  std::vector<Phrasing> human_requests;
+  // Text the bot must not answer: training data for "no intent".
+  std::vector<Phrasing> out_of_scope;
+  std::vector<SafetyCue> cues;
   Lexicon lexicon;
+
+  // Built from the above by BuildModels.
   Index index;
+  // Labels: intent indexes, then kNoIntent(): the intents' examples and
+  // titles, and (as no intent) the out-of-scope and human-request
+  // phrasings.
+  std::shared_ptr<const TextClassifier> intent_model;
+  // The safety model: labels kSafeLabel (every phrasing that needs no
+  // human), kHumanLabel (human requests), then one per escalating intent
+  // (sensitive or handoff), in `escalating` order. Null when the base has
+  // neither human requests nor escalating intents.
+  std::shared_ptr<const TextClassifier> safety_model;
+  std::vector<int> escalating;
   int example_count = 0;
 
+  static constexpr int kSafeLabel = 0;
+  static constexpr int kHumanLabel = 1;
+  int NoIntent() const { return static_cast<int>(intents.size()); }
   const IntentSpec* Find(absl::string_view id) const;
 };
 
-// Parses and validates knowledge base text. `name` prefixes error messages,
-// which name the line and the problem ("kb/intents.kb:212: intent
-// 'deposit_memo' has no en answer"). Errors: FailedPrecondition.
+// Options of the models trained for a base.
+struct ModelOptions {
+  TextClassifier::Options intent;
+  TextClassifier::Options safety;
+};
+
+// Parses and validates knowledge base text, then builds it (BuildModels).
+// The same content with the same options again returns the base built
+// last time, without training: training is deterministic, so it would be
+// the same. `name` prefixes error messages, which name the line and the problem
+// ("kb/intents.kb:212: intent 'deposit_memo' has no en answer"). Errors:
+// FailedPrecondition (a broken file), Internal or Unavailable (training).
 //
 // The format is line-oriented (see the header of kb/intents.kb): "key: value"
 // lines, "#" comments, blank lines; a line starting with a space or tab
 // continues the previous value on a new line. Settings come first, then one
 // block per intent starting with "intent: <id>".
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
-    absl::string_view name, absl::string_view content);
+    absl::string_view name, absl::string_view content, const ModelOptions& options = {});
+
+// Indexes the phrasings of a parsed base and trains its models, replacing
+// any built before (so a copy with fewer phrasings can be rebuilt, as
+// cross-validation does). Training is deterministic and takes about a
+// second for a few thousand phrasings; it never runs on an answering
+// thread. Errors: Internal (fastText failed), Unavailable (no temporary
+// folder for training).
+absl::Status BuildModels(KnowledgeBase& kb, const ModelOptions& options);
 
 // Reads and parses the file at `path`. Errors: Unavailable (cannot be read),
 // FailedPrecondition (broken, as above).
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(
-    const std::string& path);
+    const std::string& path, const ModelOptions& options = {});
 
 }  // namespace switchboard::bot

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "gtest/gtest.h"
+#include "services/bot/default_knowledge_base.h"
 
 namespace switchboard::bot {
 namespace {
@@ -66,8 +67,38 @@ TEST(KnowledgeBaseTest, ParsesAValidFile) {
   EXPECT_EQ((*kb)->version.size(), 16u);
   EXPECT_EQ((*ParseKnowledgeBase("other", kValid))->version, (*kb)->version);
   EXPECT_NE((*ParseKnowledgeBase("x", std::string(kValid) + "\n"))->version, (*kb)->version);
-  EXPECT_EQ((*kb)->human_phrases_zh.size(), 1u);
-  EXPECT_EQ((*kb)->human_phrases_en.size(), 1u);
+  ASSERT_EQ((*kb)->human_requests.size(), 2u);
+  EXPECT_EQ((*kb)->human_requests[0].language, kZh);
+  EXPECT_EQ((*kb)->human_requests[1].text, "real person");
+  // Trained at load: the classifier knows the base's labels and words.
+  ASSERT_NE((*kb)->intent_model, nullptr);
+  EXPECT_EQ((*kb)->intent_model->labels(), 3);  // two intents and "no intent"
+  EXPECT_GT((*kb)->intent_model->KnownTokens("deposit"), 0);
+  ASSERT_NE((*kb)->safety_model, nullptr);  // it has human requests
+}
+
+TEST(KnowledgeBaseTest, ParsesCuesOutOfScopeTextsAndFlags) {
+  const std::string content = Replace(kValid, "lexicon: 到账\n",
+                                      "lexicon: 到账\n"
+                                      "out_of_scope: en | will bitcoin go up\n"
+                                      "cue: human | 人工 + !审核\n"
+                                      "cue: deposit | 被盗\n") +
+                              "handoff: true\nsmall_talk: false\n";
+  // A cue may only point at an escalating intent.
+  EXPECT_EQ(Error(content),
+            "kb/test.kb:6: cue: intent 'deposit' neither sensitive nor handoff; cues only "
+            "signal escalations");
+  auto kb = ParseKnowledgeBase("kb/test.kb",
+                               Replace(content, "category: deposit", "category: deposit\nsensitive: true"));
+  ASSERT_TRUE(kb.ok()) << kb.status();
+  ASSERT_EQ((*kb)->cues.size(), 2u);
+  EXPECT_EQ((*kb)->cues[0].intent, -1);
+  EXPECT_EQ((*kb)->intents[(*kb)->cues[1].intent].id, "deposit");
+  EXPECT_TRUE((*kb)->cues[0].cue.Matches(Analyze("转人工", nullptr)));
+  EXPECT_EQ((*kb)->out_of_scope.size(), 1u);
+  EXPECT_TRUE((*kb)->Find("fee")->handoff);
+  EXPECT_FALSE((*kb)->Find("fee")->small_talk);
+  EXPECT_EQ((*kb)->escalating.size(), 2u);
 }
 
 TEST(KnowledgeBaseTest, TheRealBaseCoversTheDesksTopics) {
@@ -88,8 +119,27 @@ TEST(KnowledgeBaseTest, TheRealBaseCoversTheDesksTopics) {
   for (int c = common::v1::CATEGORY_ACCOUNT_SECURITY; c <= common::v1::CATEGORY_GENERAL; ++c) {
     EXPECT_GE(per_category[static_cast<common::v1::Category>(c)], 2) << c;
   }
-  EXPECT_FALSE((*kb)->human_phrases_zh.empty());
-  EXPECT_FALSE((*kb)->human_phrases_en.empty());
+  // Enough phrasings to learn from, the way customers write, in both
+  // languages.
+  for (const IntentSpec& intent : (*kb)->intents) {
+    int per_language[kLanguages] = {};
+    for (const auto& example : intent.examples) ++per_language[example.first];
+    EXPECT_GE(per_language[kZh], 20) << intent.id;
+    EXPECT_GE(per_language[kEn], 20) << intent.id;
+  }
+  int human[kLanguages] = {};
+  for (const Phrasing& p : (*kb)->human_requests) ++human[p.language];
+  EXPECT_GE(human[kZh], 40);
+  EXPECT_GE(human[kEn], 40);
+  EXPECT_GE((*kb)->out_of_scope.size(), 60u);
+  EXPECT_FALSE((*kb)->cues.empty());
+}
+
+TEST(KnowledgeBaseTest, TheBuiltInBaseIsTheFile) {
+  std::ifstream in(kPath, std::ios::binary);
+  std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(file.empty());
+  EXPECT_EQ(DefaultKnowledgeBase(), file);
 }
 
 TEST(KnowledgeBaseTest, BrokenFilesNameTheLineAndTheProblem) {
@@ -131,6 +181,14 @@ TEST(KnowledgeBaseTest, BrokenFilesNameTheLineAndTheProblem) {
   EXPECT_EQ(Error(Replace(kValid, "answer: en | 0.1%", "answer: en |")),
             "kb/test.kb:25: answer: empty text");
   EXPECT_EQ(Error("# nothing here\n"), "kb/test.kb:1: no intents");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "cue: human | 人工 +")),
+            "kb/test.kb:3: cue has an empty slot");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "cue: nobody | 人工")),
+            "kb/test.kb:3: cue: unknown intent 'nobody'");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "cue: 人工")),
+            "kb/test.kb:3: cue: expected \"<human or intent id> | <pattern>\"");
+  EXPECT_EQ(Error(std::string(kValid) + "out_of_scope: en | hello\n"),
+            "kb/test.kb:26: out_of_scope: settings must come before the first intent");
   EXPECT_EQ(Error("category: deposit\n"),
             "kb/test.kb:1: \"category\" outside an intent (start one with \"intent: <id>\")");
 }

@@ -21,7 +21,8 @@ namespace {
 struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
-  std::string knowledge_base = "services/bot/kb/intents.kb";
+  // Empty: the base compiled into the binary.
+  std::string knowledge_base;
   std::string token_key_file;
   events::EventSinkOptions events;
   BotOptions bot;
@@ -49,7 +50,9 @@ int Run(int argc, char** argv) {
   flags.Add("data_dir", &config.data_dir,
             "folder of bot.db (the event outbox), the events file and the development token key");
   flags.Add("knowledge_base", &config.knowledge_base,
-            "the knowledge base file, read at start and by ReloadKnowledgeBase");
+            "the knowledge base file, read at start and by ReloadKnowledgeBase; empty (the "
+            "default) uses the base compiled into the binary (services/bot/kb/intents.kb as "
+            "built)");
   flags.Add("token_key_file", &config.token_key_file,
             "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
   events::AddEventSinkFlags(flags, &config.events);

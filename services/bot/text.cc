@@ -101,6 +101,14 @@ const absl::flat_hash_set<std::string>& EnglishStopWords() {
   return *words;
 }
 
+// Stop words that still tell the classifier something: a question from a
+// complaint, a how-to from a problem.
+bool ClassifierKeeps(const std::string& word) {
+  static const auto* words = new absl::flat_hash_set<std::string>{
+      "how", "why", "what", "where", "when", "can", "want", "need", "you", "me", "my", "your"};
+  return words->contains(word);
+}
+
 // Function characters too common to be evidence as unigrams (bigrams that
 // contain them still count).
 bool IsStopChar(char32_t cp) {
@@ -160,9 +168,21 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
     if (word_has_letter) ++out.latin_words;
     std::string stemmed = Stem(word);
     out.words.push_back(stemmed);
+    // Function words only blur the average the classifier takes.
+    if (!EnglishStopWords().contains(word) || ClassifierKeeps(word)) {
+      if (!out.tokens.empty()) out.tokens += ' ';
+      if (word.size() > 24) {
+        out.tokens += "<id>";
+      } else if (!word_has_letter && word.size() >= 5) {
+        out.tokens += "<num>";
+      } else {
+        out.tokens += stemmed;
+      }
+    }
     // Numbers and long tokens (transaction ids, addresses) say nothing about
-    // the intent; they would only dilute the match.
-    const bool identifier = !word_has_letter || word.size() > 24;
+    // the intent; they would only dilute the match. Three-digit numbers are
+    // kept: status codes (429, 502) name a problem.
+    const bool identifier = (!word_has_letter && word.size() != 3) || word.size() > 24;
     if (!identifier && !EnglishStopWords().contains(word)) {
       out.terms.push_back({"e:" + stemmed, 1.0f});
     }
@@ -172,6 +192,13 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
   auto flush_run = [&] {
     if (run.empty()) return;
     out.cjk_chars += static_cast<int>(run.size());
+    // Classifier tokens: the run's character bigrams (a lone character
+    // stands for itself), the fallback word segmentation.
+    for (size_t i = 0; i + 1 < run.size() || (i == 0 && run.size() == 1); ++i) {
+      if (!out.tokens.empty()) out.tokens += ' ';
+      Encode(run[i], out.tokens);
+      if (i + 1 < run.size()) Encode(run[i + 1], out.tokens);
+    }
     for (size_t i = 0; i < run.size(); ++i) {
       Encode(run[i], out.cjk);
       if (!IsStopChar(run[i])) {

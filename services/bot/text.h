@@ -41,6 +41,14 @@ struct Analysis {
   // The CJK characters of the text, in order, without separators, for
   // matching Chinese phrases such as "转人工".
   std::string cjk;
+  // The classifier's input: space-separated tokens in text order, each an
+  // English word as in `words` (stop words dropped but for question words
+  // and pronouns) or two adjacent CJK characters (a run of one
+  // character gives that character); the classifier adds token bigrams and
+  // character n-grams itself. Numbers of five or more digits
+  // become "<num>" and identifiers longer than 24 characters "<id>": their
+  // value says nothing about the intent, but "502" or "2fa" does.
+  std::string tokens;
   // Counts used for language detection.
   int cjk_chars = 0;
   int latin_words = 0;
