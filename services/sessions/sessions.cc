@@ -98,6 +98,11 @@ absl::Status Sessions::CheckWritable() const {
   return absl::OkStatus();
 }
 
+absl::Status Sessions::AdmitWrite() {
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  return store_->Admit();
+}
+
 std::shared_ptr<Sessions::Pending> Sessions::Commit(SessionWrite write, WriteKeys keys,
                                                     std::shared_ptr<Pending> pending) {
   if (pending == nullptr) pending = std::make_shared<Pending>();
@@ -419,7 +424,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
         continue;
       }
     }
-    if (absl::Status s = store_->Admit(); !s.ok()) return s;
+    if (absl::Status s = AdmitWrite(); !s.ok()) return s;
     auto open = open_by_customer_.find(customer_id);
     if (open != open_by_customer_.end() && open->second >= options_.max_open_sessions) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -688,7 +693,7 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
       return absl::ResourceExhaustedError(
           absl::StrCat("the session has ", options_.max_messages, " messages; open a new one"));
     }
-    if (absl::Status st = store_->Admit(); !st.ok()) return st;
+    if (absl::Status st = AdmitWrite(); !st.ok()) return st;
     auto& [window, count] = send_rate_[absl::StrCat(session_id, "\n", caller.id)];
     if (now - window >= absl::Seconds(1)) {
       window = now;
@@ -830,6 +835,7 @@ void Sessions::BotTurn(const v1::Message& message, bool shed) {
     // Once a session left the bot (or came back to it since), this turn's
     // answer is stale: the bot stays out.
     if (s.state() != v1::SESSION_STATE_BOT || r.bot_since != bot_since) return;
+    if (!CheckWritable().ok()) return;
     SessionWrite write;
     if (r.bot_turn_sequence == message.sequence()) r.bot_turn_sequence = 0;
     if (metrics_) {
@@ -1045,7 +1051,7 @@ absl::StatusOr<Sessions::Verified> Sessions::AttachVerification(
       if (r.session.state() == v1::SESSION_STATE_CLOSED) {
         return WrongState(r.session, "read-only");
       }
-      if (absl::Status s = store_->Admit(); !s.ok()) return s;
+      if (absl::Status s = AdmitWrite(); !s.ok()) return s;
       SessionWrite write;
       *r.session.mutable_verification() = *v;
       v1::SessionEvent& event = AddEvent(r, now, write);
@@ -1097,7 +1103,7 @@ absl::StatusOr<v1::Session> Sessions::Escalate(const Caller& caller,
         if (state != v1::SESSION_STATE_BOT) {
           durable = (*live)->last_write;
         } else if (excerpt_read) {
-          if (absl::Status s = store_->Admit(); !s.ok()) return s;
+          if (absl::Status s = AdmitWrite(); !s.ok()) return s;
           SessionWrite write;
           common::v1::HandoffContext handoff;
           handoff.set_reason(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
@@ -1152,7 +1158,7 @@ absl::Status Sessions::RecordOffer(const Caller& caller, const std::string& sess
       if (r.session.state() != v1::SESSION_STATE_QUEUED) {
         return WrongState(r.session, "not QUEUED");
       }
-      if (absl::Status s = store_->Admit(); !s.ok()) return s;
+      if (absl::Status s = AdmitWrite(); !s.ok()) return s;
       replaced =
           !r.session.offered_agent_id().empty() && r.session.offered_agent_id() != agent_id;
       r.session.set_offered_agent_id(agent_id);
@@ -1206,7 +1212,7 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
                                    ? "assigned to another agent"
                                    : "only QUEUED sessions can be assigned");
         }
-        if (absl::Status st = store_->Admit(); !st.ok()) return st;
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
         const absl::Time queued_at = Ts(s.queued_at());
         SessionWrite write;
         s.set_assigned_agent_id(agent_id);
@@ -1278,7 +1284,7 @@ absl::StatusOr<v1::Session> Sessions::Transfer(const Caller& caller,
           return absl::InvalidArgumentError(
               "agent_id: the session is already with that agent");
         }
-        if (absl::Status st = store_->Admit(); !st.ok()) return st;
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
         SessionWrite write;
         LeaveAgent(s, now);
         s.set_transfer_count(s.transfer_count() + 1);
@@ -1361,7 +1367,7 @@ absl::StatusOr<v1::Session> Sessions::Requeue(const Caller& caller,
         if (s.state() != v1::SESSION_STATE_ASSIGNED || s.assigned_agent_id() != agent_id) {
           return WrongState(s, absl::StrCat("not ASSIGNED to ", agent_id));
         }
-        if (absl::Status st = store_->Admit(); !st.ok()) return st;
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
         const absl::Time assigned_at = Ts(s.assigned_at());
         SessionWrite write;
         LeaveAgent(s, now);
@@ -1421,7 +1427,7 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
           return WrongState(s,
                             "only ASSIGNED (or BOT, by the customer) sessions can be resolved");
         }
-        if (absl::Status st = store_->Admit(); !st.ok()) return st;
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
         SessionWrite write;
         const std::string agent = s.assigned_agent_id();
         Transition(r, v1::SESSION_STATE_RESOLVED, v1::STATE_CHANGE_REASON_RESOLVED, caller.id,
@@ -1496,7 +1502,7 @@ absl::StatusOr<v1::Session> Sessions::Reopen(const Caller& caller,
           return absl::FailedPreconditionError(
               "the reopen window has passed: open a new session");
         }
-        if (absl::Status st = store_->Admit(); !st.ok()) return st;
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
         const absl::Time resolved_at = Ts(s.resolved_at());
         SessionWrite write;
         if (!reason.empty()) {
@@ -1569,7 +1575,7 @@ absl::StatusOr<v1::Session> Sessions::Close(const Caller& caller,
             r.session.state() != v1::SESSION_STATE_RESOLVED) {
           return WrongState(r.session, "agents and services close RESOLVED sessions only");
         }
-        if (absl::Status st = store_->Admit(); !st.ok()) return st;
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
         SessionWrite write;
         if (absl::Status st = CloseLocked(r, *reason, caller.id, now, write); !st.ok()) {
           return st;
@@ -1639,7 +1645,7 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
                 "a callback is already pending for this session");
           }
         }
-        if (absl::Status s = store_->Admit(); !s.ok()) return s;
+        if (absl::Status s = AdmitWrite(); !s.ok()) return s;
         phone_id = absl::StrCat("s-", events::RandomUuid());
         SessionRecord& phone = sessions_[phone_id].record;
         v1::Session& p = phone.session;
@@ -1803,6 +1809,7 @@ absl::StatusOr<int> Sessions::Sweep() {
     size_t due_count = 0;
     {
       absl::MutexLock lock(&mu_);
+      if (absl::Status s = CheckWritable(); !s.ok()) return s;
       const absl::Time now = clock_->Now();
       const std::vector<std::string> due = deadlines_.Due(now, kSweepBatch);
       due_count = due.size();

@@ -298,6 +298,10 @@ class Sessions {
   static constexpr size_t kSettleBuckets = 4096;
 
   absl::Status CheckWritable() const;
+  // Under the lock, right before deciding a client's write: refused when
+  // storage failed (memory may be ahead of the disk) or when the writer's
+  // backlog is full (RESOURCE_EXHAUSTED, nothing decided).
+  absl::Status AdmitWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `write` (its keys already in the pending maps with `pending`,
   // if given) and returns the handle of its outcome.
   std::shared_ptr<Pending> Commit(SessionWrite write, WriteKeys keys = {},

@@ -429,9 +429,18 @@ void SqliteSessionStore::Apply(SessionWrite write,
                                std::function<void(absl::Status)> done) {
   committer_->Submit(
       [this, write = std::move(write)](storage::Database& db) {
-        return WriteAll(db, write, topic_);
+        // Writes run one at a time in order on the writer thread: a write
+        // after a failed one (in the same batch or a later one) sees it.
+        if (failed_) {
+          return absl::UnavailableError("an earlier sessions write failed; not writing");
+        }
+        absl::Status status = WriteAll(db, write, topic_);
+        if (!status.ok()) failed_ = true;
+        return status;
       },
       [this, done = std::move(done)](absl::Status status) {
+        // A failed COMMIT fails the writes that had succeeded in its batch.
+        if (!status.ok()) failed_ = true;
         if (status.ok() && after_commit_) after_commit_();
         done(status);
       });

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -78,6 +79,9 @@ class SqliteSessionStore : public SessionStore {
   };
 
   storage::GroupCommitter* const committer_;
+  // Set by the first failed write; every later write then fails (see
+  // SessionStore::Apply). Read and set on the writer thread.
+  std::atomic<bool> failed_{false};
   const std::string topic_;
   const std::function<void()> after_commit_;
   const std::vector<std::unique_ptr<storage::Database>> readers_;

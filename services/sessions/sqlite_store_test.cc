@@ -251,6 +251,13 @@ TEST_F(SqliteSessionStoreTest, ADuplicateSequenceRollsBackTheWholeWrite) {
   second.session_events.push_back(Message("s-1", 1, ""));
   EXPECT_FALSE(Apply(second).ok());
   EXPECT_EQ((*store_->ReadSession("s-1"))->session.subject(), "");
+  // Nothing commits after a failed write: the log has no holes.
+  SessionWrite third;
+  third.session_events.push_back(Message("s-1", 2, ""));
+  EXPECT_EQ(Apply(third).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store_->ReadEvents("s-1", 0, 10, 10)->size(), 1u);
+  Open();  // a restart
+  EXPECT_TRUE(Apply(third).ok());
 }
 
 // A file written by the previous schema (migrations 1 to 3): the upgrade

@@ -60,7 +60,10 @@ class SessionStore {
   // transaction). Writes commit in the order Apply is called; `done` then
   // runs with the outcome, in the same order, on a thread of the store's
   // (or, for a store that is stopping, on the calling thread). `done` must
-  // not block.
+  // not block. The writes form a log without holes: once one fails, every
+  // later one fails too (UNAVAILABLE) until the store is opened again, so
+  // a write never lands on disk without one decided before it (a session's
+  // sequence numbers stay gapless on disk).
   virtual void Apply(SessionWrite write, std::function<void(absl::Status)> done) = 0;
 
   // One session; nullopt if there is none with that id.
