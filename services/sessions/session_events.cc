@@ -306,6 +306,22 @@ void AddCallbackRequested(const std::string& session_id, const v1::CallbackReque
   Append(std::move(out), session_id, now, write);
 }
 
+void AddCategoryChanged(const v1::Session& s, common::v1::Category previous,
+                        events::v1::CategorySource source, const std::string& intent_id,
+                        float confidence, absl::Time now, SessionWrite& write) {
+  events::v1::Event out;
+  events::v1::CategoryChanged* e = out.mutable_category_changed();
+  e->set_session_id(s.session_id());
+  e->set_previous_category(previous);
+  e->set_category(s.category());
+  e->set_source(source);
+  e->set_intent_id(intent_id);
+  e->set_confidence(confidence);
+  e->set_state(s.state());
+  e->set_channel(s.channel());
+  Append(std::move(out), s.session_id(), now, write);
+}
+
 void AddVerificationAttached(const v1::Session& s,
                              const common::v1::VerificationState& verification,
                              absl::Time now, SessionWrite& write) {

@@ -64,6 +64,10 @@ void AddSlaBreached(const v1::Session& session, absl::Time now, SessionWrite& wr
 void AddCallbackRequested(const std::string& session_id, const v1::CallbackRequest& callback,
                           common::v1::VerificationLevel level, absl::Time now,
                           SessionWrite& write);
+// The session's category moved from `previous` to its current one.
+void AddCategoryChanged(const v1::Session& session, common::v1::Category previous,
+                        events::v1::CategorySource source, const std::string& intent_id,
+                        float confidence, absl::Time now, SessionWrite& write);
 void AddVerificationAttached(const v1::Session& session,
                              const common::v1::VerificationState& verification,
                              absl::Time now, SessionWrite& write);

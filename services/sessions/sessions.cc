@@ -857,9 +857,39 @@ void Sessions::BotTurn(const v1::Message& message, bool shed) {
     }
     if (answer.ok()) ++r.bot_turns;
     BotPlan plan = PlanBotTurn(answer, s);
+    const Category previous = s.category();
+    // The intent the change is about: the one answered, else the first guess.
+    std::string intent_id;
+    float confidence = 0;
+    if (answer.ok()) {
+      intent_id = answer->answered_intent_id();
+      if (!answer->intent_guesses().empty()) {
+        if (intent_id.empty()) intent_id = answer->intent_guesses(0).intent_id();
+        confidence = answer->intent_guesses(0).confidence();
+      }
+    }
+    if (plan.category) {
+      // Before the reply and any hand-off: the session is the bot's
+      // category from here on, for queues and reports.
+      s.set_category(*plan.category);
+      AddCategoryChanged(s, previous, events::v1::CATEGORY_SOURCE_BOT_ANSWER, intent_id,
+                         confidence, now, write);
+    }
     if (plan.reply) AddMessage(r, *std::move(plan.reply), now, write);
+    const Category before_escalation = s.category();
+    const size_t events_before_escalation = write.events.size();
     if (plan.escalate &&
-        sessions::Escalate(r, std::move(plan.handoff), std::move(excerpt), "bot", now, write).ok()) {
+        sessions::Escalate(r, std::move(plan.handoff), std::move(excerpt), "bot", now, write)
+            .ok()) {
+      if (s.category() != before_escalation) {
+        // Ahead of SessionEscalated, as for an answer: consumers see the
+        // category the hand-off is made in before the hand-off.
+        SessionWrite change;
+        AddCategoryChanged(s, before_escalation, events::v1::CATEGORY_SOURCE_BOT_ESCALATION,
+                           intent_id, confidence, now, change);
+        write.events.insert(write.events.begin() + events_before_escalation,
+                            std::move(change.events.front()));
+      }
       QueueFor(r, routing::v1::ENQUEUE_REASON_ESCALATED);
       escalated = true;
     }

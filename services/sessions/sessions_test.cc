@@ -1,5 +1,6 @@
 #include "services/sessions/sessions.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <thread>
@@ -164,6 +165,14 @@ class FakeBot : public BotClient {
       auto* guess = response.mutable_handoff()->add_intent_guesses();
       guess->set_intent_id("deposit_not_credited");
       guess->set_confidence(0.8f);
+    } else if (absl::StartsWith(r.text(), "deposit")) {
+      response.set_outcome(bot::v1::ANSWER_OUTCOME_ANSWERED);
+      response.set_reply_text("Deposits are credited after 12 confirmations.");
+      response.set_answered_intent_id("deposit_not_credited");
+      response.set_category(common::v1::CATEGORY_DEPOSIT);
+      auto* guess = response.add_intent_guesses();
+      guess->set_intent_id("deposit_not_credited");
+      guess->set_confidence(0.9f);
     } else {
       response.set_outcome(bot::v1::ANSWER_OUTCOME_ANSWERED);
       response.set_reply_text(absl::StrCat("answer to ", r.text()));
@@ -277,6 +286,14 @@ class SessionsTest : public ::testing::Test {
     RunBackground();
     EXPECT_TRUE(sessions_->AssignAgent(kRouting, s.session_id(), "agent-1", "Ana", "o1").ok());
     return Get(s.session_id());
+  }
+
+  // The outbox, oldest first.
+  std::vector<events::v1::Event> Outbox() {
+    auto select = check_->Prepare("SELECT value FROM outbox ORDER BY id");
+    std::vector<events::v1::Event> out;
+    while (*select->Step()) out.emplace_back().ParseFromString(select->ColumnBlob(0));
+    return out;
   }
 
   // Outbox events of `type` committed so far.
@@ -393,6 +410,56 @@ TEST_F(SessionsTest, BotEscalationHandsContextToRouting) {
   RunBackground();
   EXPECT_EQ(bot_.calls, calls);
   EXPECT_EQ(Count("sessions.session_escalated"), 1);
+  // The escalation moved GENERAL to the bot's DEPOSIT: data teams see it,
+  // ahead of the escalation.
+  std::vector<std::string> types;
+  for (const auto& event : Outbox()) {
+    if (event.has_category_changed()) {
+      EXPECT_EQ(event.category_changed().source(), events::v1::CATEGORY_SOURCE_BOT_ESCALATION);
+      EXPECT_EQ(event.category_changed().previous_category(), common::v1::CATEGORY_GENERAL);
+      EXPECT_EQ(event.category_changed().category(), common::v1::CATEGORY_DEPOSIT);
+    }
+    if (event.has_category_changed() || event.has_session_escalated()) {
+      types.push_back(event.type());
+    }
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"sessions.category_changed",
+                                             "sessions.session_escalated"}));
+}
+
+TEST_F(SessionsTest, TheCategoryFollowsTheBotsAnswer) {
+  v1::Session s = NewChat();
+  EXPECT_EQ(s.category(), common::v1::CATEGORY_GENERAL);
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "deposit missing", "m1").ok());
+  RunBackground();
+  EXPECT_EQ(Get(s.session_id()).category(), common::v1::CATEGORY_DEPOSIT);
+  // Recorded for data teams before the bot's reply.
+  std::vector<events::v1::Event> outbox = Outbox();
+  auto changed = std::find_if(outbox.begin(), outbox.end(),
+                              [](const auto& e) { return e.has_category_changed(); });
+  ASSERT_NE(changed, outbox.end());
+  EXPECT_EQ(changed->category_changed().previous_category(), common::v1::CATEGORY_GENERAL);
+  EXPECT_EQ(changed->category_changed().category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(changed->category_changed().source(), events::v1::CATEGORY_SOURCE_BOT_ANSWER);
+  EXPECT_EQ(changed->category_changed().intent_id(), "deposit_not_credited");
+  EXPECT_FLOAT_EQ(changed->category_changed().confidence(), 0.9f);
+  EXPECT_EQ(changed->category_changed().state(), v1::SESSION_STATE_BOT);
+  ASSERT_NE(changed + 1, outbox.end());
+  EXPECT_EQ((changed + 1)->message_sent().sender_role(), common::v1::SENDER_ROLE_BOT);
+  // A second answer of the same category changes nothing.
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "deposit again", "m2").ok());
+  RunBackground();
+  EXPECT_EQ(Count("sessions.category_changed"), 1);
+  // The hand-off is made in the new category, with the bot's context.
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "human", "m3").ok());
+  RunBackground();
+  ASSERT_EQ(routing_.enqueued.size(), 1u);
+  const auto& e = routing_.enqueued[0];
+  EXPECT_EQ(e.category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(e.handoff().category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(e.handoff().intent_guesses(0).intent_id(), "deposit_not_credited");
+  EXPECT_EQ(e.handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
+  EXPECT_EQ(Count("sessions.category_changed"), 1);
 }
 
 TEST_F(SessionsTest, BotFailureEscalatesAndKeepsTheMessage) {
