@@ -10,6 +10,7 @@
 #include "libs/validation/validation.h"
 #include "services/sessions/handoff.h"
 #include "services/sessions/session_events.h"
+#include "services/sessions/system_messages.h"
 
 namespace switchboard::sessions {
 namespace {
@@ -462,13 +463,13 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
     SessionWrite write;
     WriteKeys keys;
     if (verification) *s.mutable_verification() = *verification;
+    absl::Duration reply_target = absl::ZeroDuration();
     if (fields.channel == common::v1::CHANNEL_EMAIL) {
       auto override_it = options_.email_sla_by_category.find(fields.category);
-      const absl::Duration target = override_it != options_.email_sla_by_category.end()
-                                        ? override_it->second
-                                        : options_.email_sla;
-      protoutil::ToDuration(target, s.mutable_sla()->mutable_target());
-      SetTs(now + target, s.mutable_sla()->mutable_due_at());
+      reply_target = override_it != options_.email_sla_by_category.end() ? override_it->second
+                                                                         : options_.email_sla;
+      protoutil::ToDuration(reply_target, s.mutable_sla()->mutable_target());
+      SetTs(now + reply_target, s.mutable_sla()->mutable_due_at());
     }
     if (fields.channel == common::v1::CHANNEL_PHONE) {
       v1::CallbackRequest* cb = s.mutable_callback();
@@ -521,6 +522,11 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
       }
       bot_turn = has_bot;
       if (bot_turn) r.bot_turn_sequence = stored.sequence();
+    }
+    if (fields.channel == common::v1::CHANNEL_EMAIL) {
+      // The customer learns at once when to expect a human's reply.
+      AddMessage(r, SystemMessage(EmailAcknowledgement(s.language(), reply_target)), now,
+                 write);
     }
     created.session = ViewFor(s, caller, now);
     write.sessions.push_back(r);
@@ -1474,6 +1480,8 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
           routing = true;
         }
         RememberRequest(r, request_id);
+        // The invitation to rate, in the stream and the transcript.
+        AddMessage(r, SystemMessage(RatingInvitation(s.language())), now, write);
         if (metrics_) {
           metrics_->resolution(s.channel(), s.category())
               .Observe(absl::ToDoubleSeconds(now - Ts(s.created_at())));
@@ -1536,11 +1544,7 @@ absl::StatusOr<v1::Session> Sessions::Reopen(const Caller& caller,
         const absl::Time resolved_at = Ts(s.resolved_at());
         SessionWrite write;
         if (!reason.empty()) {
-          v1::Message notice;
-          notice.set_sender_role(common::v1::SENDER_ROLE_SYSTEM);
-          notice.set_sender_id("system");
-          notice.set_text(absl::StrCat("Reopened: ", reason));
-          AddMessage(r, std::move(notice), now, write);
+          AddMessage(r, SystemMessage(absl::StrCat("Reopened: ", reason)), now, write);
         }
         Transition(r, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_REOPENED, caller.id,
                    now, write)

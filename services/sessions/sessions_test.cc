@@ -1116,6 +1116,20 @@ TEST_F(SessionsTest, EmailSlaBreachIsCountedOnce) {
   EXPECT_EQ(protoutil::FromTimestamp(urgent->session.sla().due_at()),
             clock_.Now() + absl::Hours(4));
 
+  // Acknowledged at once, with the reply target, by the system: in the
+  // transcript and the stream, and never a first response.
+  auto transcript =
+      *sessions_->ListMessages(kCustomer, email->session.session_id(), 0, 0, false, 0, "");
+  ASSERT_EQ(transcript.messages.size(), 2u);
+  EXPECT_EQ(transcript.messages[1].sender_role(), common::v1::SENDER_ROLE_SYSTEM);
+  EXPECT_TRUE(absl::StrContains(transcript.messages[1].text(), "within 48 hours"))
+      << transcript.messages[1].text();
+  EXPECT_FALSE(Get(email->session.session_id()).has_first_human_response_at());
+  EXPECT_EQ(Count("sessions.first_response_recorded"), 0);
+  auto urgent_transcript =
+      *sessions_->ListMessages(kCustomer, urgent->session.session_id(), 0, 0, true, 1, "");
+  EXPECT_TRUE(absl::StrContains(urgent_transcript.messages[0].text(), "within 4 hours"));
+
   clock_.Advance(absl::Hours(47));
   ASSERT_TRUE(sessions_->Sweep().ok());
   EXPECT_FALSE(Get(email->session.session_id()).sla().breached());
@@ -1127,6 +1141,58 @@ TEST_F(SessionsTest, EmailSlaBreachIsCountedOnce) {
   EXPECT_EQ(metrics_.sla_breach(common::v1::CHANNEL_EMAIL, common::v1::CATEGORY_WITHDRAWAL)
                 .Value(),
             1);
+}
+
+TEST_F(SessionsTest, ChineseEmailsAreAcknowledgedInChinese) {
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_EMAIL);
+  request.set_category(common::v1::CATEGORY_DEPOSIT);
+  request.set_language("zh-CN");
+  request.set_subject("充值未到账");
+  request.mutable_first_message()->set_text("我的USDT充值还没到账");
+  auto email = sessions_->Create(kCustomer, request);
+  ASSERT_TRUE(email.ok()) << email.status();
+  EXPECT_EQ(email->session.message_count(), 2);
+  auto events = Events(email->session.session_id());
+  ASSERT_EQ(events.size(), 3u);  // created, the email, the acknowledgement
+  EXPECT_EQ(events[2].message().sender_role(), common::v1::SENDER_ROLE_SYSTEM);
+  EXPECT_EQ(events[2].message().sender_id(), "system");
+  EXPECT_EQ(events[2].message().text(), "感谢您的来信。我们已收到您的邮件，将在48小时内回复您。");
+  // In Kafka as a SYSTEM message, without its text.
+  int system_messages = 0;
+  for (const auto& event : Outbox()) {
+    if (event.message_sent().sender_role() == common::v1::SENDER_ROLE_SYSTEM) ++system_messages;
+  }
+  EXPECT_EQ(system_messages, 1);
+}
+
+TEST_F(SessionsTest, ResolvingInvitesTheCustomerToRate) {
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_CHAT);
+  request.set_language("zh-CN");
+  auto chat = sessions_->Create(kCustomer, request);
+  ASSERT_TRUE(chat.ok());
+  const std::string id = chat->session.session_id();
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, id).ok());
+  ASSERT_TRUE(sessions_->AssignAgent(kRouting, id, "agent-1", "Ana", "o1").ok());
+  auto resolved = sessions_->Resolve(kAgent, id, "fixed", "r1");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  auto events = Events(id);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[events.size() - 2].state_changed().state(), v1::SESSION_STATE_RESOLVED);
+  const v1::Message& invitation = events.back().message();
+  EXPECT_EQ(invitation.sender_role(), common::v1::SENDER_ROLE_SYSTEM);
+  EXPECT_TRUE(absl::StrContains(invitation.text(), "响应速度")) << invitation.text();
+  EXPECT_FALSE(Get(id).has_first_human_response_at());
+  // A retried resolve does not invite twice.
+  ASSERT_TRUE(sessions_->Resolve(kSupervisor, id, "fixed", "r1").ok());
+  EXPECT_EQ(Events(id).size(), events.size());
+  // An English chat resolved by its customer from the bot is invited in
+  // English.
+  v1::Session en = NewChat("cust-2");
+  ASSERT_TRUE(sessions_->Resolve({"cust-2", Role::kCustomer}, en.session_id(), "", "").ok());
+  EXPECT_TRUE(absl::StrContains(Events(en.session_id()).back().message().text(),
+                                "professionalism"));
 }
 
 TEST_F(SessionsTest, IdleSessionsClose) {
