@@ -356,6 +356,11 @@ absl::Status CompleteSessionColumns(storage::Database& db) {
   }
 }
 
+absl::Status ApplyDirect(storage::Database& db, const SessionWrite& write,
+                         const std::string& topic) {
+  return WriteAll(db, write, topic);
+}
+
 absl::StatusOr<std::unique_ptr<storage::Database>> OpenSessionsDatabase(
     const storage::Database::Options& options) {
   auto db = storage::Database::OpenMigrated(options, SessionsMigrations());

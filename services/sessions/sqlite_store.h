@@ -24,6 +24,12 @@ const std::vector<std::string>& SessionsMigrations();
 // DATA_LOSS if a row cannot be parsed.
 absl::Status CompleteSessionColumns(storage::Database& db);
 
+// Writes `write` through `db` inside the caller's transaction, exactly as the
+// store's writer does (same statements, same columns): for tools that load
+// many sessions at once, such as the history benchmark's seeding.
+absl::Status ApplyDirect(storage::Database& db, const SessionWrite& write,
+                         const std::string& topic);
+
 // Opens (creating if needed) sessions.db: migrations, then
 // CompleteSessionColumns. How the server opens its writing connection.
 absl::StatusOr<std::unique_ptr<storage::Database>> OpenSessionsDatabase(
