@@ -5,6 +5,8 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "libs/events/envelope.h"
+#include "libs/fault/fault_point.h"
+#include "libs/limits/retry_after.h"
 #include "libs/log/log.h"
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
@@ -437,9 +439,9 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
       count = 0;
     }
     if (++count > options_.max_creations_per_minute) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "more than ", options_.max_creations_per_minute,
-          " sessions opened in a minute; try again shortly"));
+      return limits::Exhausted(absl::StrCat("more than ", options_.max_creations_per_minute,
+                                            " sessions opened in a minute; try again shortly"),
+                               window + absl::Minutes(1) - now);
     }
     session_id = absl::StrCat("s-", events::RandomUuid());
     Live& live = sessions_[session_id];
@@ -546,6 +548,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
     break;
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
+  fault::Point("sessions.create.after_commit");
   if (bot_turn) StartBotTurn(*created.first_message);
   if (routing) ScheduleRouting(session_id);
   return created;
@@ -706,8 +709,9 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
       count = 0;
     }
     if (++count > options_.max_messages_per_second) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "more than ", options_.max_messages_per_second, " messages per second; slow down"));
+      return limits::Exhausted(absl::StrCat("more than ", options_.max_messages_per_second,
+                                            " messages per second; slow down"),
+                               window + absl::Seconds(1) - now);
     }
     SessionWrite write;
     v1::Message m;
@@ -812,10 +816,12 @@ void Sessions::BotTurn(const v1::Message& message, bool shed) {
     request = AnswerRequestFor(it->second.record.session, message);
   }
   const absl::Time started = clock_->Now();
+  fault::Point("sessions.bot_turn.before_answer");
   absl::StatusOr<bot::v1::AnswerResponse> answer =
       shed             ? absl::ResourceExhaustedError("bot turns backlog full")
       : bot_ == nullptr ? absl::UnavailableError("bot not configured")
                         : bot_->Answer(request);
+  fault::Point("sessions.bot_turn.after_answer");
   if (!answer.ok() && !shed) {
     log::Warning("bot_unavailable", {{"session_id", session_id},
                                      {"error", answer.status().ToString()}});
@@ -1774,6 +1780,7 @@ void Sessions::SyncRouting(const std::string& session_id) {
       call = PendingRoutingCall(r);
       routing_in_flight_.insert(session_id);
     }
+    fault::Point("sessions.routing.before_call");
     if (absl::Status status = Tell(routing_, session_id, call); !status.ok()) {
       if (metrics_) metrics_->routing_failures->Increment();
       log::Warning("routing_call_failed",

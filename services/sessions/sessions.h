@@ -113,6 +113,13 @@ using BoundedExecutor = std::function<bool(std::function<void()>)>;
 // set before routing is called, and RetryRouting repeats the call until
 // routing acknowledges it, so a session is never lost while routing is down.
 //
+// Crash tests stop the process (libs/fault) at "sessions.create.after_commit"
+// (a creation durable but not answered), "sessions.bot_turn.before_answer"
+// and "sessions.bot_turn.after_answer" (a committed customer message whose
+// bot turn did not finish: a restart runs it again, ResumeBotTurns), and
+// "sessions.routing.before_call" (an escalation committed, routing not yet
+// told: RetryRouting tells it after a restart).
+//
 // Errors name the field at fault; a session the caller may not see is
 // NOT_FOUND, exactly like a missing one. Thread-safe. Blocking (waits for
 // commits, reads the store) unless a method says otherwise: call from worker

@@ -16,6 +16,7 @@
 #include "libs/storage/test_dir.h"
 #include "prometheus/registry.h"
 #include "services/sessions/sqlite_store.h"
+#include "libs/limits/retry_after.h"
 
 namespace switchboard::sessions {
 namespace {
@@ -903,6 +904,20 @@ TEST_F(SessionsTest, OnlySessionsWithSomethingDueAreIndexed) {
   EXPECT_EQ(Get(bot.session_id()).state(), v1::SESSION_STATE_BOT);
 }
 
+TEST_F(SessionsTest, MessagesPerSecondAreLimitedWithARetryAfter) {
+  v1::Session s = Assigned();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(Send(s.session_id(), kCustomer, "hi", absl::StrCat("c", i)).ok());
+  }
+  absl::Status refused = Send(s.session_id(), kCustomer, "hi", "c10").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(limits::RetryAfterSeconds(refused), 1);
+  // The agent has a budget of their own.
+  EXPECT_TRUE(Send(s.session_id(), kAgent, "hello", "a1").ok());
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_TRUE(Send(s.session_id(), kCustomer, "hi", "c10").ok());
+}
+
 TEST_F(SessionsTest, BadMessagesAreRejected) {
   v1::Session s = NewChat();
   EXPECT_EQ(Send(s.session_id(), kCustomer, "", "k").status().code(),
@@ -1308,8 +1323,10 @@ TEST_F(SessionsTest, CreationsAreLimited) {
   for (int i = 0; i < 10; ++i) NewChat();
   v1::CreateSessionRequest request;
   request.set_channel(common::v1::CHANNEL_CHAT);
-  EXPECT_EQ(sessions_->Create(kCustomer, request).status().code(),
-            absl::StatusCode::kResourceExhausted);
+  clock_.Advance(absl::Seconds(20));
+  absl::Status refused = sessions_->Create(kCustomer, request).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(limits::RetryAfterSeconds(refused), 40);  // when the minute ends
   clock_.Advance(absl::Minutes(1));
   for (int i = 0; i < 10; ++i) NewChat();  // 20 open now
   clock_.Advance(absl::Minutes(1));

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "libs/events/outbox.h"
+#include "libs/fault/fault_point.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/time_column.h"
 
@@ -439,6 +440,7 @@ void SqliteSessionStore::Apply(SessionWrite write,
         if (failed_) {
           return absl::UnavailableError("an earlier sessions write failed; not writing");
         }
+        fault::Point("sessions.commit.write");
         absl::Status status = WriteAll(db, write, topic_);
         if (!status.ok()) failed_ = true;
         return status;
@@ -446,6 +448,7 @@ void SqliteSessionStore::Apply(SessionWrite write,
       [this, done = std::move(done)](absl::Status status) {
         // A failed COMMIT fails the writes that had succeeded in its batch.
         if (!status.ok()) failed_ = true;
+        if (status.ok()) fault::Point("sessions.commit.done");
         if (status.ok() && after_commit_) after_commit_();
         done(status);
       });

@@ -41,6 +41,10 @@ absl::StatusOr<std::unique_ptr<storage::Database>> OpenSessionsDatabase(
 // connections of their own (WAL lets them run while the writer commits),
 // leased one per read from a small pool, so that a slow read (a page of
 // ListSessions) does not hold up a point lookup. Thread-safe.
+//
+// Crash tests stop the process (libs/fault) at "sessions.commit.write" (a
+// write running inside its open transaction) and "sessions.commit.done"
+// (committed, nobody told yet).
 class SqliteSessionStore : public SessionStore {
  public:
   // `committer` writes to a database migrated with SessionsMigrations() and

@@ -607,7 +607,7 @@ int Run(int argc, char** argv) {
   std::error_code ignored;
   std::filesystem::remove_all(work, ignored);
 
-  std::printf(
+  std::printf("%s", absl::StrFormat(
       "{\"closed_sessions\":%d,\"messages\":%d,\"open_sessions\":%d,"
       "\"start_seconds\":%.3f,\"rss_kib\":%d,\"rss_kib_after_start\":%d,"
       "\"get_session_p99_ms\":%.3f,\"send_message_p99_ms\":%.3f,"
@@ -618,7 +618,7 @@ int Run(int argc, char** argv) {
       config.closed_sessions, config.messages, config.open_sessions, start_seconds, rss_peak,
       rss_after_start, Ms(history.get, 0.99), Ms(history.send, 0.99), Ms(empty.get, 0.99),
       Ms(empty.send, 0.99), Ms(reads.flood_get, 0.99), Ms(reads.closed_get, 0.99),
-      Ms(reads.list, 0.99), reads.lists, empty_start, config.samples);
+      Ms(reads.list, 0.99), reads.lists, empty_start, config.samples).c_str());
   std::fflush(stdout);
   return 0;
 }
