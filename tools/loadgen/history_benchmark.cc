@@ -20,7 +20,9 @@
 //                    GetSession and SendMessage (customers, EMAIL sessions
 //                    created for the probe), one call at a time;
 //   empty_get_session_p99_ms, empty_send_message_p99_ms
-//                    the same on an empty database, measured first;
+//                    the same on a second server over an empty database in
+//                    this process, the calls alternating between the two so
+//                    that the machine's other load weighs on both alike;
 //   get_session_p99_ms_under_list_flood
 //                    customer B's GetSession (an open session, one call per
 //                    millisecond) while customer A, who has
@@ -426,48 +428,82 @@ struct Probe {
   Histogram send;
 };
 
-void RunProbe(Server& server, Tokens& tokens, const Config& config, const std::string& label,
-              Probe& out) {
-  struct Target {
-    std::string token;
-    std::string session_id;
-  };
-  std::vector<Target> targets;
-  for (int i = 0; i < config.probe_sessions; ++i) {
-    Target t;
-    t.token = tokens.For(absl::StrCat("probe-", label, "-", i));
-    sv1::CreateSessionRequest create;
-    create.set_channel(cv1::CHANNEL_EMAIL);
-    create.set_category(cv1::CATEGORY_DEPOSIT);
-    create.set_subject("Deposit not credited");
-    create.mutable_first_message()->set_text(kTexts[0]);
-    sv1::CreateSessionResponse created;
-    grpc::Status status = server.stub().CreateSession(Context(t.token).get(), create, &created);
-    if (!status.ok()) Die("CreateSession: " + status.error_message());
-    t.session_id = created.session().session_id();
-    targets.push_back(std::move(t));
+class ProbeTargets {
+ public:
+  ProbeTargets(Server& server, Tokens& tokens, const Config& config, const std::string& label)
+      : server_(server) {
+    for (int i = 0; i < config.probe_sessions; ++i) {
+      Target t;
+      t.token = tokens.For(absl::StrCat("probe-", label, "-", i));
+      sv1::CreateSessionRequest create;
+      create.set_channel(cv1::CHANNEL_EMAIL);
+      create.set_category(cv1::CATEGORY_DEPOSIT);
+      create.set_subject("Deposit not credited");
+      create.mutable_first_message()->set_text(kTexts[0]);
+      sv1::CreateSessionResponse created;
+      grpc::Status status =
+          server.stub().CreateSession(Context(t.token).get(), create, &created);
+      if (!status.ok()) Die("CreateSession: " + status.error_message());
+      t.session_id = created.session().session_id();
+      targets_.push_back(std::move(t));
+    }
   }
-  for (int i = 0; i < config.samples; ++i) {
-    const Target& t = targets[i % targets.size()];
+
+  void Get(int i, Probe& out) {
+    const Target& t = targets_[i % targets_.size()];
     sv1::GetSessionRequest get;
     get.set_session_id(t.session_id);
     sv1::GetSessionResponse got;
     const absl::Time start = absl::Now();
-    grpc::Status status = server.stub().GetSession(Context(t.token).get(), get, &got);
+    grpc::Status status = server_.stub().GetSession(Context(t.token).get(), get, &got);
     out.get.Record(absl::ToInt64Nanoseconds(absl::Now() - start));
     if (!status.ok()) Die("GetSession: " + status.error_message());
   }
-  for (int i = 0; i < config.samples; ++i) {
-    const Target& t = targets[i % targets.size()];
+
+  void Send(int i, Probe& out) {
+    const Target& t = targets_[i % targets_.size()];
     sv1::SendMessageRequest send;
     send.set_session_id(t.session_id);
     send.set_client_message_id(absl::StrCat("k-", i));
     send.mutable_message()->set_text(kTexts[i % 5]);
     sv1::SendMessageResponse sent;
     const absl::Time start = absl::Now();
-    grpc::Status status = server.stub().SendMessage(Context(t.token).get(), send, &sent);
+    grpc::Status status = server_.stub().SendMessage(Context(t.token).get(), send, &sent);
     out.send.Record(absl::ToInt64Nanoseconds(absl::Now() - start));
     if (!status.ok()) Die("SendMessage: " + status.error_message());
+  }
+
+ private:
+  struct Target {
+    std::string token;
+    std::string session_id;
+  };
+  Server& server_;
+  std::vector<Target> targets_;
+};
+
+// The same calls on both servers, alternating (which one goes first
+// alternates too), so that whatever else the machine does weighs on both
+// figures alike.
+void RunProbes(ProbeTargets& empty_targets, Probe& empty, ProbeTargets& history_targets,
+               Probe& history, const Config& config) {
+  for (int i = 0; i < config.samples; ++i) {
+    if (i % 2 == 0) {
+      empty_targets.Get(i, empty);
+      history_targets.Get(i, history);
+    } else {
+      history_targets.Get(i, history);
+      empty_targets.Get(i, empty);
+    }
+  }
+  for (int i = 0; i < config.samples; ++i) {
+    if (i % 2 == 0) {
+      empty_targets.Send(i, empty);
+      history_targets.Send(i, history);
+    } else {
+      history_targets.Send(i, history);
+      empty_targets.Send(i, empty);
+    }
   }
 }
 
@@ -584,23 +620,21 @@ int Run(int argc, char** argv) {
   const std::string work = absl::StrCat(config.cache_dir, "/run-", getpid());
   std::filesystem::create_directories(work);
 
-  // The empty database first: its figures are the baseline.
-  Probe empty;
-  double empty_start = 0;
-  {
-    Server server(work + "/empty.db", &codec, &empty_start);
-    RunProbe(server, tokens, config, "empty", empty);
-  }
-
   std::filesystem::copy_file(seeded, work + "/history.db");
+  double empty_start = 0;
   double start_seconds = 0;
+  Probe empty;
   Probe history;
   HistoryFigures reads;
   int64_t rss_after_start = 0;
   {
+    // The empty database: its figures are the baseline.
+    Server empty_server(work + "/empty.db", &codec, &empty_start);
     Server server(work + "/history.db", &codec, &start_seconds);
     rss_after_start = ReadStatusKib("VmRSS");
-    RunProbe(server, tokens, config, "history", history);
+    ProbeTargets empty_targets(empty_server, tokens, config, "empty");
+    ProbeTargets history_targets(server, tokens, config, "history");
+    RunProbes(empty_targets, empty, history_targets, history, config);
     RunHistoryReads(server, tokens, config, reads);
   }
   const int64_t rss_peak = ReadStatusKib("VmHWM");
