@@ -11,6 +11,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
 #include "services/sessions/handoff.h"
+#include "services/sessions/new_session.h"
 #include "services/sessions/session_events.h"
 #include "services/sessions/system_messages.h"
 
@@ -444,57 +445,20 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
                                window + absl::Minutes(1) - now);
     }
     session_id = absl::StrCat("s-", events::RandomUuid());
-    Live& live = sessions_[session_id];
-    SessionRecord& r = live.record;
-    r.create_request_id = request.request_id();
-    v1::Session& s = r.session;
-    s.set_session_id(session_id);
-    s.set_customer_id(customer_id);
-    s.set_channel(fields.channel);
-    s.set_category(fields.category);
-    s.set_language(fields.language);
-    s.set_subject(request.subject());
-    if (request.has_social()) *s.mutable_social() = request.social();
-    SetTs(now, s.mutable_created_at());
-    v1::Participant* customer = s.add_participants();
-    customer->set_role(common::v1::SENDER_ROLE_CUSTOMER);
-    customer->set_id(customer_id);
-    SetTs(now, customer->mutable_joined_at());
-    const bool has_bot = fields.channel == common::v1::CHANNEL_CHAT ||
-                         fields.channel == common::v1::CHANNEL_SOCIAL;
-    SessionWrite write;
-    WriteKeys keys;
-    if (verification) *s.mutable_verification() = *verification;
     absl::Duration reply_target = absl::ZeroDuration();
     if (fields.channel == common::v1::CHANNEL_EMAIL) {
       auto override_it = options_.email_sla_by_category.find(fields.category);
       reply_target = override_it != options_.email_sla_by_category.end() ? override_it->second
                                                                          : options_.email_sla;
-      protoutil::ToDuration(reply_target, s.mutable_sla()->mutable_target());
-      SetTs(now + reply_target, s.mutable_sla()->mutable_due_at());
     }
-    if (fields.channel == common::v1::CHANNEL_PHONE) {
-      v1::CallbackRequest* cb = s.mutable_callback();
-      cb->set_callback_id(absl::StrCat("cb-", events::RandomUuid()));
-      cb->set_phone_session_id(session_id);
-      cb->set_phone_number(request.callback().phone_number());
-      if (request.callback().has_window_start()) {
-        *cb->mutable_window_start() = request.callback().window_start();
-      }
-      *cb->mutable_window_end() = request.callback().window_end();
-      cb->set_note(request.callback().note());
-      SetTs(now, cb->mutable_requested_at());
-    }
-    if (has_bot) {
-      r.bot_since = now;
-    } else {
-      common::v1::HandoffContext* h = s.mutable_handoff();
-      h->set_reason(common::v1::ESCALATION_REASON_CHANNEL_WITHOUT_BOT);
-      h->set_category(fields.category);
-      h->set_language(fields.language);
-      *h->mutable_verification() = s.verification();
-      SetTs(now, h->mutable_escalated_at());
-    }
+    Live& live = sessions_[session_id];
+    live.record = NewSessionRecord(session_id, absl::StrCat("cb-", events::RandomUuid()), fields,
+                                   request, verification, reply_target, now);
+    SessionRecord& r = live.record;
+    v1::Session& s = r.session;
+    const bool has_bot = StartsWithBot(fields.channel);
+    SessionWrite write;
+    WriteKeys keys;
     // A new session may enter any state.
     Transition(r, has_bot ? v1::SESSION_STATE_BOT : v1::SESSION_STATE_QUEUED,
                v1::STATE_CHANGE_REASON_CREATED, customer_id, now, write)
@@ -1688,35 +1652,10 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
         if (absl::Status s = AdmitWrite(); !s.ok()) return s;
         phone_id = absl::StrCat("s-", events::RandomUuid());
         SessionRecord& phone = sessions_[phone_id].record;
-        v1::Session& p = phone.session;
-        const v1::Session& o = origin.session;
-        p.set_session_id(phone_id);
-        p.set_customer_id(o.customer_id());
-        p.set_channel(common::v1::CHANNEL_PHONE);
-        p.set_category(o.category());
-        p.set_language(o.language());
-        p.set_parent_session_id(session_id);
-        *p.mutable_verification() = *verification;
-        SetTs(now, p.mutable_created_at());
-        v1::Participant* customer = p.add_participants();
-        customer->set_role(common::v1::SENDER_ROLE_CUSTOMER);
-        customer->set_id(o.customer_id());
-        SetTs(now, customer->mutable_joined_at());
-        v1::CallbackRequest* cb = p.mutable_callback();
-        cb->set_callback_id(absl::StrCat("cb-", events::RandomUuid()));
-        cb->set_origin_session_id(session_id);
-        cb->set_phone_session_id(phone_id);
-        cb->set_phone_number(details.phone_number());
-        if (details.has_window_start()) *cb->mutable_window_start() = details.window_start();
-        *cb->mutable_window_end() = details.window_end();
-        cb->set_note(details.note());
-        SetTs(now, cb->mutable_requested_at());
-        common::v1::HandoffContext* h = p.mutable_handoff();
-        h->set_reason(common::v1::ESCALATION_REASON_CHANNEL_WITHOUT_BOT);
-        h->set_category(p.category());
-        h->set_language(p.language());
-        *h->mutable_verification() = *verification;
-        SetTs(now, h->mutable_escalated_at());
+        phone = CallbackSessionRecord(phone_id, absl::StrCat("cb-", events::RandomUuid()),
+                                      origin.session, details, *verification, now);
+        const v1::Session& p = phone.session;
+        const v1::CallbackRequest* cb = &p.callback();
         SessionWrite write;
         Transition(phone, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_CREATED, caller.id,
                    now, write)

@@ -534,7 +534,7 @@ TEST_F(SessionsServiceTest, RetriedSendMessageIsNotDuplicated) {
 
 TEST_F(SessionsServiceTest, AnotherCustomerGetsTheSameAnswerAsAMissingSession) {
   v1::Session s = CreateChat(Customer());
-  for (const std::string id : {s.session_id(), std::string("s-does-not-exist")}) {
+  for (const std::string& id : {s.session_id(), std::string("s-does-not-exist")}) {
     v1::GetSessionRequest get;
     get.set_session_id(id);
     v1::GetSessionResponse got;
