@@ -51,9 +51,10 @@ class SessionsService final : public v1::SessionsService::CallbackService {
     // Events read from the store per replay page.
     int replay_page = 256;
     // Open StreamSessionEvents per customer or agent, and per supervisor
-    // or service.
+    // or service. Staff default to what one server is built to hold (a
+    // gateway may carry its users' streams under one service identity).
     int max_streams_per_user = 32;
-    int max_streams_per_staff = 2048;
+    int max_streams_per_staff = 100'000;
     // Unary calls one principal may have queued or running at once.
     int max_calls_per_user = 16;
     int max_calls_per_staff = 512;
