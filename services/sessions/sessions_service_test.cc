@@ -990,5 +990,72 @@ TEST_F(SessionsServiceTest, ExpensiveReadsAreRateLimitedPerCaller) {
   EXPECT_EQ(Get(s.session_id(), Customer()).session_id(), s.session_id());
 }
 
+TEST_F(SessionsServiceTest, CallsInFlightAreCappedPerCaller) {
+  EnvOptions options;
+  options.service.max_calls_per_user = 2;
+  Rebuild(options);
+  v1::Session s = CreateChat(Customer());
+  v1::Session other = CreateChat(Customer("cust-2"));
+  // Every worker busy: calls wait in the pool's queue, in flight.
+  absl::Notification release;
+  for (int i = 0; i < 8; ++i) {
+    env_->pool.Run([&release] { release.WaitForNotification(); });
+  }
+  for (int tries = 0; env_->pool.queued() > 0 && tries < 1000; ++tries) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  v1::SendMessageRequest send;
+  send.set_session_id(s.session_id());
+  send.mutable_message()->set_text("hello");
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<v1::SendMessageResponse>> responses;
+  std::vector<grpc::Status> statuses(3);
+  std::vector<std::unique_ptr<absl::Notification>> sent;
+  for (int i = 0; i < 3; ++i) {
+    send.set_client_message_id(absl::StrCat("k", i));
+    contexts.push_back(ContextWithToken(Customer()));
+    responses.push_back(std::make_unique<v1::SendMessageResponse>());
+    sent.push_back(std::make_unique<absl::Notification>());
+    auto request = std::make_shared<v1::SendMessageRequest>(send);
+    stub().async()->SendMessage(contexts.back().get(), request.get(), responses.back().get(),
+                                [request, &statuses, i, done = sent.back().get()](
+                                    grpc::Status status) {
+                                  statuses[i] = status;
+                                  done->Notify();
+                                });
+    // The third goes once the first two wait in the pool.
+    for (int tries = 0; i == 1 && env_->pool.queued() < 2 && tries < 1000; ++tries) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+  // The third of this customer's calls is refused at once, while the first
+  // two wait; another customer is not affected.
+  ASSERT_TRUE(sent[2]->WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(statuses[2].error_code(), StatusCode::RESOURCE_EXHAUSTED)
+      << statuses[2].error_message();
+  EXPECT_EQ(contexts[2]->GetServerTrailingMetadata().count("retry-after"), 1u);
+  EXPECT_FALSE(sent[0]->HasBeenNotified());
+  v1::SendMessageRequest theirs;
+  theirs.set_session_id(other.session_id());
+  theirs.set_client_message_id("o1");
+  theirs.mutable_message()->set_text("hi");
+  auto their_context = ContextWithToken(Customer("cust-2"));
+  v1::SendMessageResponse their_response;
+  grpc::Status their_status;
+  absl::Notification theirs_done;
+  stub().async()->SendMessage(their_context.get(), &theirs, &their_response,
+                              [&](grpc::Status status) {
+                                their_status = status;
+                                theirs_done.Notify();
+                              });
+  release.Notify();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(sent[i]->WaitForNotificationWithTimeout(absl::Seconds(10)));
+    EXPECT_TRUE(statuses[i].ok()) << statuses[i].error_message();
+  }
+  ASSERT_TRUE(theirs_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(their_status.ok()) << their_status.error_message();
+}
+
 }  // namespace
 }  // namespace switchboard::sessions
