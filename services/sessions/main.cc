@@ -37,6 +37,18 @@ struct Config {
   absl::Duration sweep_interval = absl::Seconds(5);
   absl::Duration routing_retry_interval = absl::Seconds(2);
   absl::Duration relay_flush_deadline = absl::Seconds(5);
+  // Bot turns: their own pool, so a slow bot never holds the RPC workers.
+  int bot_threads = 8;
+  int bot_queue = 256;
+  int closed_cache_size = 10'000;
+  int reader_connections = 4;
+  int max_queued_writes = 4096;
+  int stream_backlog = 256;
+  SessionsService::Options service;
+  int reads_per_second = 5;
+  int reads_burst = 20;
+  int staff_reads_per_second = 100;
+  int staff_reads_burst = 200;
 };
 
 int Fail(absl::string_view what, const absl::Status& status) {
@@ -105,6 +117,37 @@ int Run(int argc, char** argv) {
             "how often SLA breaches and idle sessions are checked");
   flags.Add("routing_retry_interval", &config.routing_retry_interval,
             "how often calls to routing that failed are retried");
+  flags.Add("bot_threads", &config.bot_threads,
+            "threads running bot turns (apart from the RPC workers)");
+  flags.Add("bot_queue", &config.bot_queue,
+            "bot turns that may wait for a bot thread; beyond it a turn escalates "
+            "to a human at once");
+  flags.Add("closed_cache_size", &config.closed_cache_size,
+            "CLOSED sessions kept in memory after a read; others come from the store");
+  flags.Add("reader_connections", &config.reader_connections,
+            "SQLite connections that serve reads (lists, transcripts, key look-ups)");
+  flags.Add("max_queued_writes", &config.max_queued_writes,
+            "writes waiting for the group commit beyond which client writes are "
+            "refused with RESOURCE_EXHAUSTED and a retry-after");
+  flags.Add("stream_backlog", &config.stream_backlog,
+            "events a StreamSessionEvents stream may hold unsent before it is ended "
+            "with RESOURCE_EXHAUSTED (the client resumes from its last sequence)");
+  flags.Add("max_streams_per_user", &config.service.max_streams_per_user,
+            "open StreamSessionEvents per customer or agent");
+  flags.Add("max_streams_per_staff", &config.service.max_streams_per_staff,
+            "open StreamSessionEvents per supervisor or service");
+  flags.Add("max_calls_per_user", &config.service.max_calls_per_user,
+            "unary calls a customer or agent may have queued or running at once");
+  flags.Add("max_calls_per_staff", &config.service.max_calls_per_staff,
+            "unary calls a supervisor or service may have queued or running at once");
+  flags.Add("reads_per_second", &config.reads_per_second,
+            "ListSessions and ListMessages per second per customer or agent");
+  flags.Add("reads_burst", &config.reads_burst,
+            "ListSessions and ListMessages a customer or agent may make at once");
+  flags.Add("staff_reads_per_second", &config.staff_reads_per_second,
+            "ListSessions and ListMessages per second per supervisor or service");
+  flags.Add("staff_reads_burst", &config.staff_reads_burst,
+            "ListSessions and ListMessages a supervisor or service may make at once");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
@@ -120,6 +163,25 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  if (config.bot_threads < 1 || config.bot_queue < 0 || config.closed_cache_size < 0 ||
+      config.reader_connections < 1 || config.max_queued_writes < 1 ||
+      config.stream_backlog < 1 || config.service.max_streams_per_user < 1 ||
+      config.service.max_streams_per_staff < 1 || config.service.max_calls_per_user < 1 ||
+      config.service.max_calls_per_staff < 1 || config.reads_per_second < 1 ||
+      config.reads_burst < 1 || config.staff_reads_per_second < 1 ||
+      config.staff_reads_burst < 1) {
+    std::fprintf(stderr,
+                 "sessions: --bot_threads, --reader_connections, --max_queued_writes, "
+                 "--stream_backlog and the per-caller limits must be at least 1; "
+                 "--bot_queue and --closed_cache_size at least 0\n");
+    return 2;
+  }
+  config.sessions.closed_cache_size = static_cast<size_t>(config.closed_cache_size);
+  config.service.max_stream_backlog = static_cast<size_t>(config.stream_backlog);
+  config.service.reads_per_second = config.reads_per_second;
+  config.service.reads_burst = config.reads_burst;
+  config.service.staff_reads_per_second = config.staff_reads_per_second;
+  config.service.staff_reads_burst = config.staff_reads_burst;
   if (config.sweep_interval <= absl::ZeroDuration() ||
       config.routing_retry_interval <= absl::ZeroDuration() ||
       config.bot_deadline <= absl::ZeroDuration() ||
@@ -140,19 +202,25 @@ int Run(int argc, char** argv) {
   const auth::TokenCodec& tokens = *service_tokens;
 
   const std::string db_path = config.data_dir + "/sessions.db";
-  auto db = storage::Database::OpenMigrated({db_path}, SessionsMigrations());
+  auto db = OpenSessionsDatabase({db_path});
   if (!db.ok()) return Fail("open_database", db.status());
   auto relay_reader = storage::Database::Open({db_path});
   if (!relay_reader.ok()) return Fail("open_database", relay_reader.status());
-  auto store_reader = storage::Database::Open({db_path});
-  if (!store_reader.ok()) return Fail("open_database", store_reader.status());
+  std::vector<std::unique_ptr<storage::Database>> store_readers;
+  for (int i = 0; i < config.reader_connections; ++i) {
+    auto reader = storage::Database::Open({db_path});
+    if (!reader.ok()) return Fail("open_database", reader.status());
+    store_readers.push_back(*std::move(reader));
+  }
   auto sink = events::OpenEventSink(config.events, "sessions", config.data_dir);
   if (!sink.ok()) return Fail("event_sink", sink.status());
 
   auto registry = std::make_shared<prometheus::Registry>();
-  storage::GroupCommitter committer(db->get());
+  storage::GroupCommitter::Options commit_options;
+  commit_options.max_queue = config.max_queued_writes;
+  storage::GroupCommitter committer(db->get(), commit_options);
   events::Relay relay(std::move(*relay_reader), &committer, sink->get(), *registry, {});
-  SqliteSessionStore store(&committer, std::move(*store_reader),
+  SqliteSessionStore store(&committer, std::move(store_readers),
                            events::TopicFor(config.events.topic_prefix, "sessions"),
                            [&relay] { relay.Notify(); });
   SessionsMetrics metrics(*registry);
@@ -170,13 +238,16 @@ int Run(int argc, char** argv) {
   }
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  Sessions sessions(&store, RealClock(), &metrics, &tokens, bot.get(), routing.get(),
-                    [&pool](std::function<void()> task) { pool.Run(std::move(task)); },
-                    config.sessions);
+  server::BlockingPool bot_pool(config.bot_threads, config.bot_queue);
+  Sessions sessions(
+      &store, RealClock(), &metrics, &tokens, bot.get(), routing.get(),
+      [&pool](std::function<void()> task) { pool.Run(std::move(task)); },
+      [&bot_pool](std::function<void()> task) { return bot_pool.TryRun(std::move(task)); },
+      config.sessions);
   if (absl::Status s = sessions.Load(); !s.ok()) return Fail("load", s);
   pool.Run([&sessions] { sessions.ResumeBotTurns(); });
 
-  SessionsService service(&sessions, &tokens, RealClock(), &pool);
+  SessionsService service(&sessions, &tokens, RealClock(), &pool, config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
   (*server)->OnDrain([&service] { service.EndStreams(); });
@@ -202,6 +273,7 @@ int Run(int argc, char** argv) {
   stop.Notify();
   sweeper.join();
   retrier.join();
+  bot_pool.Stop();
   pool.Stop();
   relay.Stop(config.relay_flush_deadline);
   committer.Stop();

@@ -68,8 +68,8 @@ SessionsMetrics::SessionsMetrics(prometheus::Registry& registry) {
   }
   auto& states = prometheus::BuildGauge()
                      .Name("switchboard_sessions")
-                     .Help("Sessions in each state now (every session this server "
-                           "holds, including CLOSED ones).")
+                     .Help("Sessions in each state now (CLOSED: every closed session "
+                           "in the store, counted at start and as sessions close).")
                      .Register(registry);
   for (int s = 1; s < 6; ++s) {
     sessions_by_state[s] =
@@ -80,13 +80,17 @@ SessionsMetrics::SessionsMetrics(prometheus::Registry& registry) {
                        .Name("switchboard_sessions_bot_outcomes_total")
                        .Help("Bot turns by outcome: answered, clarified, not_understood, "
                              "escalated (the bot handed over), unavailable (the bot was "
-                             "not configured, timed out or failed; escalated to a human).")
+                             "not configured, timed out or failed; escalated to a human), "
+                             "shed (the bot's pool was full, or the customer wrote faster "
+                             "than the bot answered; escalated to a human without asking "
+                             "the bot).")
                        .Register(registry);
   bot_answered = &outcomes.Add({{"outcome", "answered"}});
   bot_clarified = &outcomes.Add({{"outcome", "clarified"}});
   bot_not_understood = &outcomes.Add({{"outcome", "not_understood"}});
   bot_escalated = &outcomes.Add({{"outcome", "escalated"}});
   bot_unavailable = &outcomes.Add({{"outcome", "unavailable"}});
+  bot_shed = &outcomes.Add({{"outcome", "shed"}});
   routing_failures = &prometheus::BuildCounter()
                           .Name("switchboard_sessions_routing_failures_total")
                           .Help("Calls to routing (EnqueueSession, CancelSession) that "

@@ -58,12 +58,13 @@ struct SessionsMetrics {
   // switchboard_sessions{state}: sessions in each state now.
   std::array<prometheus::Gauge*, 6> sessions_by_state{};
   // switchboard_sessions_bot_outcomes_total{outcome}: bot turns by outcome
-  // (answered, clarified, not_understood, escalated, unavailable).
+  // (answered, clarified, not_understood, escalated, unavailable, shed).
   prometheus::Counter* bot_answered;
   prometheus::Counter* bot_clarified;
   prometheus::Counter* bot_not_understood;
   prometheus::Counter* bot_escalated;
   prometheus::Counter* bot_unavailable;
+  prometheus::Counter* bot_shed;
   // switchboard_sessions_routing_failures_total: calls to routing
   // (EnqueueSession, CancelSession) that failed and will be retried.
   prometheus::Counter* routing_failures;

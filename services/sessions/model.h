@@ -48,8 +48,10 @@ struct SessionRecord {
   // The sequence of the customer message whose bot turn has not finished
   // (0: none); a restart runs that turn again.
   int64_t bot_turn_sequence = 0;
-  // The id of the callback pending from this session, if any.
+  // The id of the callback pending from this session, if any, and the PHONE
+  // session serving it.
   std::string pending_callback_id;
+  std::string pending_callback_session_id;
 };
 
 // A stored message with what its idempotency check needs.

@@ -1,210 +1,64 @@
 #include "services/sessions/sessions.h"
 
 #include <algorithm>
-#include <tuple>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/synchronization/notification.h"
 #include "libs/events/envelope.h"
-#include "libs/auth/verification_token.h"
+#include "libs/fault/fault_point.h"
+#include "libs/limits/retry_after.h"
 #include "libs/log/log.h"
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
+#include "services/sessions/handoff.h"
+#include "services/sessions/new_session.h"
+#include "services/sessions/session_events.h"
+#include "services/sessions/system_messages.h"
 
 namespace switchboard::sessions {
 namespace {
 
 using auth::Role;
 using common::v1::Category;
-using common::v1::Channel;
 
-constexpr char kProducer[] = "sessions";
-constexpr size_t kMaxText = 4000;
-constexpr int kMaxAttachments = 5;
-constexpr int64_t kMaxAttachmentBytes = 26'214'400;
-constexpr size_t kMaxSubject = 200;
 constexpr size_t kMaxSummary = 2000;
-constexpr size_t kMaxTransferNote = 1000;
 constexpr size_t kMaxReason = 500;
-constexpr size_t kMaxNote = 500;
 constexpr size_t kMaxDisplayName = 128;
-constexpr int kExcerptLines = 10;
-constexpr size_t kExcerptChars = 500;
 constexpr size_t kMaxRequestIds = 16;
-constexpr char kSessionPageTokenPrefix[] = "sessions:";
-constexpr char kMessagePageTokenPrefix[] = "messages:";
+// Sessions a sweep handles per commit (and per hold of the lock).
+constexpr size_t kSweepBatch = 500;
 
 absl::Time Ts(const google::protobuf::Timestamp& t) { return protoutil::FromTimestamp(t); }
 void SetTs(absl::Time t, google::protobuf::Timestamp* out) { protoutil::ToTimestamp(t, out); }
 
-bool IsLanguageTag(absl::string_view tag) {
-  if (tag.size() < 2 || tag.size() > 35) return false;
-  for (char c : tag) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
-  }
-  return absl::ascii_isalpha(static_cast<unsigned char>(tag[0]));
-}
-
-bool IsLowerHex(absl::string_view s, size_t size) {
-  if (s.size() != size) return false;
-  for (char c : s) {
-    if (!(absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f'))) {
-      return false;
-    }
-  }
-  return true;
-}
-
-bool IsE164(absl::string_view number) {
-  if (number.size() < 9 || number.size() > 16 || number[0] != '+') return false;
-  for (char c : number.substr(1)) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
-  }
-  return number[1] != '0';
-}
-
-absl::Status NotFound() { return absl::NotFoundError("session_id: no such session"); }
-
-bool Open(v1::SessionState state) { return state != v1::SESSION_STATE_CLOSED; }
-
-std::string StateName(v1::SessionState state) {
-  return v1::SessionState_Name(state).substr(sizeof("SESSION_STATE_") - 1);
-}
-
-absl::Status WrongState(const SessionRecord& r, absl::string_view what) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("session is ", StateName(r.session.state()), ": ", what));
-}
-
-common::v1::SenderRole SenderFor(Role role) {
-  return role == Role::kCustomer ? common::v1::SENDER_ROLE_CUSTOMER
-                                 : common::v1::SENDER_ROLE_AGENT;
-}
-
-events::v1::Event Sealed(events::v1::Event event, const std::string& session_id,
-                         absl::Time now) {
-  events::Seal(event, kProducer, session_id, now).IgnoreError();
-  return event;
+bool Open(v1::SessionState state) {
+  return state != v1::SESSION_STATE_CLOSED && state != v1::SESSION_STATE_UNSPECIFIED;
 }
 
 std::string RoleWord(Role role) { return std::string(auth::RoleName(role)); }
 
+absl::Status StorageFailed() {
+  return absl::UnavailableError("sessions storage failed; retry later");
+}
+
+void LeaveAgent(v1::Session& s, absl::Time now) {
+  for (int i = s.participants_size() - 1; i >= 0; --i) {
+    v1::Participant* p = s.mutable_participants(i);
+    if (p->id() == s.assigned_agent_id() && !p->has_left_at()) {
+      SetTs(now, p->mutable_left_at());
+      break;
+    }
+  }
+  s.clear_assigned_agent_id();
+  s.clear_assigned_at();
+}
+
 }  // namespace
-
-bool TransitionAllowed(v1::SessionState from, v1::SessionState to) {
-  using S = v1::SessionState;
-  switch (from) {
-    case S::SESSION_STATE_BOT:
-      return to == S::SESSION_STATE_QUEUED || to == S::SESSION_STATE_RESOLVED ||
-             to == S::SESSION_STATE_CLOSED;
-    case S::SESSION_STATE_QUEUED:
-      return to == S::SESSION_STATE_ASSIGNED || to == S::SESSION_STATE_CLOSED;
-    case S::SESSION_STATE_ASSIGNED:
-      return to == S::SESSION_STATE_QUEUED || to == S::SESSION_STATE_BOT ||
-             to == S::SESSION_STATE_RESOLVED || to == S::SESSION_STATE_CLOSED;
-    case S::SESSION_STATE_RESOLVED:
-      return to == S::SESSION_STATE_QUEUED || to == S::SESSION_STATE_CLOSED;
-    default:
-      return false;
-  }
-}
-
-absl::Status ValidateKey(absl::string_view field, absl::string_view key, bool required) {
-  if (key.empty()) {
-    return required ? absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"))
-                    : absl::OkStatus();
-  }
-  if (key.size() > 64) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": at most 64 characters"));
-  }
-  for (char c : key) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": only letters, digits, '-' and '_' are allowed"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateNewMessage(absl::string_view field, const v1::NewMessage& message) {
-  if (absl::Status s = validation::ValidateText(absl::StrCat(field, ".text"), message.text(),
-                                                kMaxText);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::StrContains(message.text(), '\r')) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".text: control characters other than tab and newline"));
-  }
-  if (message.text().empty() && message.attachments().empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".text: must not be empty without attachments"));
-  }
-  if (message.attachments_size() > kMaxAttachments) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".attachments: at most ", kMaxAttachments));
-  }
-  static const char* const kTypes[] = {"image/png",       "image/jpeg", "image/gif",
-                                       "image/webp",      "application/pdf",
-                                       "text/plain",      "video/mp4"};
-  for (const v1::Attachment& a : message.attachments()) {
-    const std::string f = absl::StrCat(field, ".attachments");
-    if (!a.attachment_id().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(f, ".attachment_id: must be empty"));
-    }
-    if (absl::Status s = validation::ValidateText(absl::StrCat(f, ".file_name"),
-                                                  a.file_name(), 255, /*required=*/true);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::StrContains(a.file_name(), '/') || absl::StrContains(a.file_name(), '\\')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(f, ".file_name: must not contain '/' or '\\'"));
-    }
-    if (std::none_of(std::begin(kTypes), std::end(kTypes),
-                     [&](const char* t) { return a.content_type() == t; })) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          f, ".content_type: must be one of image/png, image/jpeg, image/gif, "
-             "image/webp, application/pdf, text/plain, video/mp4"));
-    }
-    if (a.size_bytes() < 1 || a.size_bytes() > kMaxAttachmentBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(f, ".size_bytes: must be 1 to ", kMaxAttachmentBytes));
-    }
-    if (!IsLowerHex(a.sha256(), 64)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(f, ".sha256: must be 64 lower-case hex characters"));
-    }
-    if (a.storage_uri().size() > 2048 || !validation::IsValidUtf8(a.storage_uri()) ||
-        !(absl::StartsWith(a.storage_uri(), "https://") ||
-          absl::StartsWith(a.storage_uri(), "s3://"))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          f, ".storage_uri: must be an https:// or s3:// URI of at most 2048 characters"));
-    }
-  }
-  if (!message.quick_reply_id().empty()) {
-    if (absl::Status s = validation::ValidateId(absl::StrCat(field, ".quick_reply_id"),
-                                                message.quick_reply_id(), 64);
-        !s.ok()) {
-      return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
-struct Sessions::Pending {
-  absl::Notification done;
-  absl::Status status;
-};
 
 Sessions::Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
                    const auth::TokenCodec* tokens, BotClient* bot, RoutingClient* routing,
-                   Executor background, SessionsOptions options)
+                   Executor background, BoundedExecutor bot_executor,
+                   SessionsOptions options)
     : store_(store),
       clock_(clock),
       metrics_(metrics),
@@ -212,26 +66,31 @@ Sessions::Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
       bot_(bot),
       routing_(routing),
       background_(std::move(background)),
-      options_(std::move(options)) {}
+      bot_executor_(std::move(bot_executor)),
+      options_(std::move(options)),
+      idle_timeouts_{options_.idle_timeout, options_.resolved_idle_timeout},
+      bot_turns_(options_.max_waiting_bot_turns),
+      closed_(options_.closed_cache_size) {}
 
 absl::Status Sessions::Load() {
-  absl::StatusOr<SessionStore::Contents> contents = store_->Load();
-  if (!contents.ok()) return contents.status();
+  absl::StatusOr<std::vector<SessionRecord>> open = store_->LoadOpen();
+  if (!open.ok()) return open.status();
+  absl::StatusOr<int64_t> closed = store_->CountClosed();
+  if (!closed.ok()) return closed.status();
   absl::MutexLock lock(&mu_);
   absl::MutexLock listeners_lock(&listeners_mu_);
-  for (SessionRecord& r : contents->sessions) {
+  int64_t loaded_closed = 0;
+  for (SessionRecord& r : *open) {
     const std::string id = r.session.session_id();
     committed_[id] = r.session.last_sequence();
-    if (!r.create_request_id.empty()) {
-      created_by_request_[absl::StrCat(r.session.customer_id(), "\n", r.create_request_id)] =
-          id;
-    }
-    CountState(v1::SESSION_STATE_UNSPECIFIED, r.session.state());
-    if (r.routing_pending && metrics_) metrics_->routing_pending->Increment();
-    sessions_[id] = std::move(r);
+    loaded_closed += r.session.state() == v1::SESSION_STATE_CLOSED;
+    Live& live = sessions_[id];
+    live.record = std::move(r);
+    Account(id, live);
   }
-  for (auto& [session_id, stored] : contents->keyed_messages) {
-    keyed_messages_[session_id][stored.message.client_message_id()] = std::move(stored);
+  if (metrics_) {
+    metrics_->sessions(v1::SESSION_STATE_CLOSED)
+        .Increment(static_cast<double>(*closed - loaded_closed));
   }
   return absl::OkStatus();
 }
@@ -243,29 +102,69 @@ absl::Status Sessions::CheckWritable() const {
   return absl::OkStatus();
 }
 
-std::shared_ptr<Sessions::Pending> Sessions::Commit(SessionWrite write) {
-  auto pending = std::make_shared<Pending>();
+absl::Status Sessions::AdmitWrite() {
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  return store_->Admit();
+}
+
+std::shared_ptr<Sessions::Pending> Sessions::Commit(SessionWrite write, WriteKeys keys,
+                                                    std::shared_ptr<Pending> pending) {
+  if (pending == nullptr) pending = std::make_shared<Pending>();
+  for (const SessionRecord& written : write.sessions) {
+    const std::string& id = written.session.session_id();
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) continue;
+    it->second.last_write = pending;
+    Account(id, it->second);
+  }
   std::vector<v1::SessionEvent> published = write.session_events;
-  store_->Apply(std::move(write), [this, pending, published = std::move(published)](
-                                      absl::Status status) {
+  store_->Apply(std::move(write), [this, pending, published = std::move(published),
+                                   keys = std::move(keys)](absl::Status status) {
     if (status.ok()) {
       Publish(published);
     } else {
       log::Error("sessions_commit_failed", {{"detail", status.message()}});
       store_failed_ = true;
     }
+    // The keys are in the store now (or their write failed): look-ups go
+    // there from here on.
+    Settle(keys);
     pending->status = status;
     pending->done.Notify();
   });
   return pending;
 }
 
+void Sessions::Account(const std::string& id, Live& live) {
+  const v1::Session& s = live.record.session;
+  if (live.counted_state != s.state()) {
+    CountState(live.counted_state, s.state());
+    const bool was_open = Open(live.counted_state);
+    const bool open = Open(s.state());
+    if (open && !was_open) ++open_by_customer_[s.customer_id()];
+    if (was_open && !open) {
+      auto it = open_by_customer_.find(s.customer_id());
+      if (it != open_by_customer_.end() && --it->second <= 0) open_by_customer_.erase(it);
+    }
+    live.counted_state = s.state();
+  }
+  if (live.record.routing_pending) {
+    if (routing_pending_.insert(id).second && metrics_) metrics_->routing_pending->Increment();
+  } else if (routing_pending_.erase(id) > 0 && metrics_) {
+    metrics_->routing_pending->Decrement();
+  }
+  deadlines_.Set(id, NextDue(live.record, idle_timeouts_));
+}
+
 absl::Status Sessions::Wait(const std::shared_ptr<Pending>& pending) {
   pending->done.WaitForNotification();
-  if (!pending->status.ok()) {
-    return absl::UnavailableError("sessions storage failed; retry later");
-  }
+  if (!pending->status.ok()) return StorageFailed();
   return absl::OkStatus();
+}
+
+absl::Status Sessions::AwaitDurable(const std::shared_ptr<Pending>& write) {
+  if (write == nullptr) return absl::OkStatus();
+  return Wait(write);
 }
 
 void Sessions::Publish(const std::vector<v1::SessionEvent>& events) {
@@ -279,227 +178,106 @@ void Sessions::Publish(const std::vector<v1::SessionEvent>& events) {
   }
 }
 
+void Sessions::Settle(const WriteKeys& keys) {
+  if (keys.messages.empty() && keys.creations.empty()) return;
+  absl::MutexLock lock(&durable_mu_);
+  for (const std::string& key : keys.messages) {
+    pending_messages_.erase(key);
+    ++settled_[absl::Hash<std::string>{}(key) % kSettleBuckets];
+  }
+  for (const std::string& key : keys.creations) {
+    pending_creations_.erase(key);
+    ++settled_[absl::Hash<std::string>{}(key) % kSettleBuckets];
+  }
+}
+
+uint64_t Sessions::SettleStamp(const std::string& key) {
+  return settled_[absl::Hash<std::string>{}(key) % kSettleBuckets];
+}
+
 void Sessions::CountState(v1::SessionState from, v1::SessionState to) {
   if (metrics_ == nullptr) return;
   if (from != v1::SESSION_STATE_UNSPECIFIED) metrics_->sessions(from).Decrement();
   if (to != v1::SESSION_STATE_UNSPECIFIED) metrics_->sessions(to).Increment();
 }
 
-absl::StatusOr<SessionRecord*> Sessions::Find(const Caller& caller,
-                                              const std::string& session_id,
-                                              bool past_agents) {
+absl::StatusOr<Sessions::Live*> Sessions::FindLive(const Caller& caller,
+                                                   const std::string& session_id,
+                                                   bool past_agents) {
   if (session_id.empty()) return absl::InvalidArgumentError("session_id: must not be empty");
   if (session_id.size() > 64 || !validation::IsValidUtf8(session_id)) return NotFound();
   auto it = sessions_.find(session_id);
-  if (it == sessions_.end()) return NotFound();
-  SessionRecord& r = it->second;
-  const v1::Session& s = r.session;
-  switch (caller.role) {
-    case Role::kCustomer:
-      if (s.customer_id() != caller.id) return NotFound();
-      break;
-    case Role::kAgent: {
-      if (s.assigned_agent_id() == caller.id) break;
-      if (s.state() == v1::SESSION_STATE_QUEUED && s.offered_agent_id() == caller.id &&
-          Ts(s.offer_expires_at()) > clock_->Now()) {
-        break;
-      }
-      if (past_agents &&
-          std::any_of(s.participants().begin(), s.participants().end(),
-                      [&](const v1::Participant& p) {
-                        return p.role() == common::v1::SENDER_ROLE_AGENT && p.id() == caller.id;
-                      })) {
-        break;
-      }
-      return NotFound();
-    }
-    case Role::kSupervisor:
-    case Role::kService:
-      break;
+  if (it == sessions_.end()) return nullptr;
+  if (!MaySee(caller, it->second.record.session, clock_->Now(), past_agents)) {
+    return NotFound();
   }
-  return &r;
+  return &it->second;
 }
 
-v1::Session Sessions::ViewFor(const SessionRecord& record, const Caller& caller) const {
-  v1::Session view = record.session;
-  if (caller.role == Role::kCustomer) {
-    view.clear_handoff();
-    view.clear_transfer_note();
-    view.clear_resolution_summary();
+absl::StatusOr<SessionRecord> Sessions::ReadClosed(const Caller& caller,
+                                                   const std::string& session_id,
+                                                   bool past_agents) {
+  std::optional<SessionRecord> record = closed_.Get(session_id);
+  if (!record) {
+    absl::StatusOr<std::optional<SessionRecord>> stored = store_->ReadSession(session_id);
+    if (!stored.ok()) return stored.status();
+    if (!stored->has_value()) return NotFound();
+    record = std::move(**stored);
+    if (record->session.state() == v1::SESSION_STATE_CLOSED) closed_.Put(*record);
   }
-  if (view.state() != v1::SESSION_STATE_QUEUED ||
-      Ts(view.offer_expires_at()) <= clock_->Now()) {
-    view.clear_offered_agent_id();
-    view.clear_offer_expires_at();
-  }
-  return view;
+  if (!MaySee(caller, record->session, clock_->Now(), past_agents)) return NotFound();
+  return *std::move(record);
 }
 
-v1::SessionEvent& Sessions::AddEvent(SessionRecord& record, absl::Time now,
-                                     SessionWrite& write) {
-  v1::Session& s = record.session;
-  s.set_last_sequence(s.last_sequence() + 1);
-  SetTs(now, s.mutable_updated_at());
-  v1::SessionEvent& event = write.session_events.emplace_back();
-  event.set_session_id(s.session_id());
-  event.set_sequence(s.last_sequence());
-  SetTs(now, event.mutable_occurred_at());
-  return event;
+absl::StatusOr<v1::Session> Sessions::ViewNow(const Caller& caller,
+                                              const std::string& session_id) {
+  if (std::optional<absl::StatusOr<v1::Session>> quick = TryGet(caller, session_id)) {
+    return *std::move(quick);
+  }
+  return Get(caller, session_id);
 }
 
-absl::Status Sessions::Transition(SessionRecord& record, v1::SessionState to,
-                                  v1::StateChangeReason reason, const std::string& actor,
-                                  absl::Time now, SessionWrite& write) {
-  v1::Session& s = record.session;
-  const v1::SessionState from = s.state();
-  if (from != v1::SESSION_STATE_UNSPECIFIED && !TransitionAllowed(from, to)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "session is ", StateName(from), ": cannot move to ", StateName(to)));
+void Sessions::MaybeEvict(const std::string& session_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) return;
+  Live& live = it->second;
+  if (live.record.session.state() != v1::SESSION_STATE_CLOSED ||
+      live.record.routing_pending || routing_in_flight_.contains(session_id) ||
+      (live.last_write != nullptr && !live.last_write->done.HasBeenNotified())) {
+    return;
   }
-  s.set_state(to);
-  record.state_since = now;
-  record.bot_turn_sequence = 0;
-  if (to != v1::SESSION_STATE_QUEUED) {
-    s.clear_offered_agent_id();
-    s.clear_offer_expires_at();
-  }
-  if (to == v1::SESSION_STATE_QUEUED) {
-    SetTs(now, s.mutable_queued_at());
-    if (record.first_queued_at == absl::InfinitePast()) record.first_queued_at = now;
-  }
-  CountState(from, to);
-  v1::StateChange* change = AddEvent(record, now, write).mutable_state_changed();
-  change->set_previous_state(from);
-  change->set_state(to);
-  change->set_reason(reason);
-  change->set_actor_id(actor);
-  change->set_category(s.category());
-  if (to == v1::SESSION_STATE_ASSIGNED) {
-    change->set_agent_id(s.assigned_agent_id());
-    for (const v1::Participant& p : s.participants()) {
-      if (p.id() == s.assigned_agent_id()) change->set_agent_display_name(p.display_name());
-    }
-  }
-  if (to == v1::SESSION_STATE_CLOSED) change->set_close_reason(s.close_reason());
-  return absl::OkStatus();
+  // Put first: a reader that misses memory from here on finds the cache.
+  closed_.Put(std::move(live.record));
+  sessions_.erase(it);
+  deadlines_.Remove(session_id);
+  absl::MutexLock listeners_lock(&listeners_mu_);
+  committed_.erase(session_id);
 }
 
-v1::Message& Sessions::AddMessage(SessionRecord& record, v1::Message message,
-                                  absl::Time now, SessionWrite& write) {
-  v1::Session& s = record.session;
-  v1::SessionEvent& event = AddEvent(record, now, write);
-  message.set_session_id(s.session_id());
-  message.set_sequence(event.sequence());
-  message.set_message_id(absl::StrCat("m", event.sequence()));
-  SetTs(now, message.mutable_created_at());
-  for (int i = 0; i < message.attachments_size(); ++i) {
-    message.mutable_attachments(i)->set_attachment_id(
-        absl::StrCat("a", event.sequence(), "-", i + 1));
+Sessions::Footprint Sessions::footprint() const {
+  Footprint f;
+  {
+    absl::MutexLock lock(&mu_);
+    f.live_sessions = sessions_.size();
+    f.deadlines = deadlines_.size();
   }
-  s.set_message_count(s.message_count() + 1);
-  SetTs(now, s.mutable_last_message_at());
-  switch (message.sender_role()) {
-    case common::v1::SENDER_ROLE_CUSTOMER: ++record.customer_messages; break;
-    case common::v1::SENDER_ROLE_BOT: ++record.bot_messages; break;
-    case common::v1::SENDER_ROLE_AGENT: ++record.agent_messages; break;
-    default: break;
+  {
+    absl::MutexLock lock(&durable_mu_);
+    f.pending_keys = pending_messages_.size() + pending_creations_.size();
   }
-  events::v1::Event out;
-  events::v1::MessageSent* sent = out.mutable_message_sent();
-  sent->set_session_id(s.session_id());
-  sent->set_message_id(message.message_id());
-  sent->set_sequence(message.sequence());
-  sent->set_sender_role(message.sender_role());
-  sent->set_sender_id(message.sender_id());
-  sent->set_text_length(static_cast<int32_t>(validation::CountCodePoints(message.text())));
-  sent->set_attachment_count(message.attachments_size());
-  int64_t bytes = 0;
-  for (const v1::Attachment& a : message.attachments()) bytes += a.size_bytes();
-  sent->set_attachment_bytes(bytes);
-  sent->set_quick_reply_id(message.quick_reply_id());
-  sent->set_bot_intent_id(message.bot().intent_id());
-  sent->set_bot_confidence(message.bot().confidence());
-  sent->set_session_state(s.state());
-  write.events.push_back(Sealed(std::move(out), s.session_id(), now));
-  *event.mutable_message() = std::move(message);
-  return *event.mutable_message();
+  f.cached_closed = closed_.size();
+  return f;
 }
 
 void Sessions::SetRoutingPending(SessionRecord& record) {
-  if (!record.routing_pending && metrics_) metrics_->routing_pending->Increment();
   record.routing_pending = true;
   ++record.routing_version;
 }
 
-void Sessions::QueueFor(SessionRecord& record, routing::v1::EnqueueReason reason,
-                        absl::Time now) {
-  const v1::Session& s = record.session;
-  routing::v1::EnqueueSessionRequest& e = record.enqueue;
-  e.Clear();
-  e.set_session_id(s.session_id());
-  e.set_customer_id(s.customer_id());
-  e.set_channel(s.channel());
-  e.set_category(s.category());
-  e.set_language(s.language());
-  e.set_reason(reason);
-  if (s.has_handoff()) *e.mutable_handoff() = s.handoff();
-  if (s.has_sla()) *e.mutable_first_response_due_at() = s.sla().due_at();
+void Sessions::QueueFor(SessionRecord& record, routing::v1::EnqueueReason reason) {
+  record.enqueue = EnqueueRequest(record.session, reason);
   SetRoutingPending(record);
-}
-
-absl::Status Sessions::EscalateLocked(SessionRecord& record,
-                                      common::v1::HandoffContext handoff,
-                                      std::vector<common::v1::TranscriptLine> excerpt,
-                                      const std::string& actor, absl::Time now,
-                                      SessionWrite& write) {
-  v1::Session& s = record.session;
-  if (handoff.category() == common::v1::CATEGORY_UNSPECIFIED ||
-      !common::v1::Category_IsValid(handoff.category())) {
-    handoff.set_category(s.category());
-  }
-  if (handoff.language().empty() || !IsLanguageTag(handoff.language())) {
-    handoff.set_language(s.language());
-  }
-  handoff.clear_transcript_excerpt();
-  const int skip = std::max(0, static_cast<int>(excerpt.size()) - kExcerptLines);
-  for (size_t i = skip; i < excerpt.size(); ++i) {
-    *handoff.add_transcript_excerpt() = std::move(excerpt[i]);
-  }
-  *handoff.mutable_verification() = s.verification();
-  SetTs(now, handoff.mutable_escalated_at());
-  const v1::SessionState from = s.state();
-  const Category previous_category = s.category();
-  s.set_category(handoff.category());
-  *s.mutable_handoff() = handoff;
-  if (absl::Status st = Transition(record, v1::SESSION_STATE_QUEUED,
-                                   v1::STATE_CHANGE_REASON_ESCALATED, actor, now, write);
-      !st.ok()) {
-    s.set_category(previous_category);
-    return st;
-  }
-  QueueFor(record, routing::v1::ENQUEUE_REASON_ESCALATED, now);
-
-  events::v1::Event out;
-  events::v1::SessionEscalated* e = out.mutable_session_escalated();
-  e->set_session_id(s.session_id());
-  e->set_previous_state(from);
-  e->set_state(v1::SESSION_STATE_QUEUED);
-  events::v1::HandoffSummary* h = e->mutable_handoff();
-  h->set_reason(handoff.reason());
-  *h->mutable_intent_guesses() = handoff.intent_guesses();
-  h->set_category(handoff.category());
-  h->set_language(handoff.language());
-  for (const auto& d : handoff.collected_details()) h->add_collected_detail_keys(d.key());
-  h->set_verification_required(handoff.verification_required());
-  h->set_verification_level(s.verification().level());
-  h->set_not_understood_turns(handoff.not_understood_turns());
-  e->set_channel(s.channel());
-  if (record.bot_since != absl::InfinitePast()) {
-    protoutil::ToDuration(now - record.bot_since, e->mutable_bot_duration());
-  }
-  e->set_bot_turns(record.bot_turns);
-  write.events.push_back(Sealed(std::move(out), s.session_id(), now));
-  return absl::OkStatus();
 }
 
 absl::Status Sessions::CloseLocked(SessionRecord& record, v1::CloseReason reason,
@@ -517,6 +295,7 @@ absl::Status Sessions::CloseLocked(SessionRecord& record, v1::CloseReason reason
   SetTs(now, s.mutable_closed_at());
   s.clear_assigned_agent_id();
   record.pending_callback_id.clear();
+  record.pending_callback_session_id.clear();
   if (from == v1::SESSION_STATE_QUEUED || from == v1::SESSION_STATE_ASSIGNED ||
       (from == v1::SESSION_STATE_RESOLVED && record.routing_pending)) {
     record.cancel_reason = reason == v1::CLOSE_REASON_CUSTOMER_LEFT
@@ -524,19 +303,7 @@ absl::Status Sessions::CloseLocked(SessionRecord& record, v1::CloseReason reason
                                : routing::v1::CANCEL_REASON_CLOSED;
     SetRoutingPending(record);
   }
-  events::v1::Event out;
-  events::v1::SessionClosed* e = out.mutable_session_closed();
-  e->set_session_id(s.session_id());
-  e->set_previous_state(from);
-  e->set_state(v1::SESSION_STATE_CLOSED);
-  e->set_reason(reason);
-  e->set_actor_id(actor);
-  e->set_channel(s.channel());
-  e->set_category(s.category());
-  protoutil::ToDuration(now - Ts(s.created_at()), e->mutable_session_duration());
-  e->set_was_resolved(s.has_resolved_at());
-  e->set_had_agent(s.has_first_assigned_at());
-  write.events.push_back(Sealed(std::move(out), s.session_id(), now));
+  AddSessionClosed(s, from, reason, actor, now, write);
   return absl::OkStatus();
 }
 
@@ -548,87 +315,19 @@ bool Sessions::BreachIfDue(SessionRecord& record, absl::Time now, SessionWrite& 
   SetTs(now, s.mutable_sla()->mutable_breached_at());
   SetTs(now, s.mutable_updated_at());
   if (metrics_) metrics_->sla_breach(s.channel(), s.category()).Increment();
-  events::v1::Event out;
-  events::v1::SlaBreached* e = out.mutable_sla_breached();
-  e->set_session_id(s.session_id());
-  e->set_channel(s.channel());
-  e->set_category(s.category());
-  *e->mutable_sla_target() = s.sla().target();
-  *e->mutable_due_at() = s.sla().due_at();
-  e->set_state(s.state());
-  e->set_agent_id(s.assigned_agent_id());
-  write.events.push_back(Sealed(std::move(out), s.session_id(), now));
+  AddSlaBreached(s, now, write);
   return true;
 }
 
 std::vector<common::v1::TranscriptLine> Sessions::Excerpt(const std::string& session_id) {
-  std::vector<common::v1::TranscriptLine> lines;
   absl::StatusOr<std::vector<v1::Message>> messages =
       store_->ReadMessages(session_id, 0, 0, /*newest_first=*/true, kExcerptLines);
   if (!messages.ok()) {
     log::Error("excerpt_failed", {{"session_id", session_id},
                                   {"error", messages.status().ToString()}});
-    return lines;
+    return {};
   }
-  for (auto it = messages->rbegin(); it != messages->rend(); ++it) {
-    common::v1::TranscriptLine& line = lines.emplace_back();
-    line.set_sequence(it->sequence());
-    line.set_sender_role(it->sender_role());
-    *line.mutable_sent_at() = it->created_at();
-    if (validation::CountCodePoints(it->text()) <= kExcerptChars) {
-      line.set_text(it->text());
-    } else {
-      // Cut at a code point boundary.
-      size_t bytes = 0;
-      for (size_t points = 0; points < kExcerptChars - 1 && bytes < it->text().size();
-           ++points) {
-        const unsigned char c = it->text()[bytes];
-        bytes += c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-      }
-      line.set_text(absl::StrCat(it->text().substr(0, bytes), "…"));
-    }
-  }
-  return lines;
-}
-
-absl::StatusOr<common::v1::VerificationState> Sessions::CheckVerification(
-    const std::string& token, const std::string& customer_id,
-    const std::string& session_id, absl::Time now) const {
-  if (token.empty()) {
-    return absl::InvalidArgumentError("verification_token: must not be empty");
-  }
-  if (token.size() > auth::TokenCodec::kMaxTokenBytes) {
-    return absl::InvalidArgumentError("verification_token: at most 8 KiB");
-  }
-  absl::StatusOr<auth::VerificationClaims> claims =
-      auth::VerifyVerificationToken(*tokens_, token, now);
-  if (!claims.ok()) {
-    if (absl::StrContains(claims.status().message(), "malformed")) {
-      return absl::InvalidArgumentError("verification_token: malformed token");
-    }
-    return absl::PermissionDeniedError(
-        absl::StrCat("verification_token: ", claims.status().message()));
-  }
-  if (claims->customer_id != customer_id) {
-    return absl::PermissionDeniedError(
-        "verification_token: issued to another customer");
-  }
-  if (!claims->session_id.empty() && claims->session_id != session_id) {
-    return absl::PermissionDeniedError(
-        "verification_token: bound to another session");
-  }
-  common::v1::VerificationState state;
-  if (claims->method == "email_otp") {
-    state.set_method(common::v1::VERIFICATION_METHOD_EMAIL_OTP);
-  } else if (claims->method == "sms_otp") {
-    state.set_method(common::v1::VERIFICATION_METHOD_SMS_OTP);
-  } else {
-    state.set_method(common::v1::VERIFICATION_METHOD_TOTP);
-  }
-  state.set_level(static_cast<common::v1::VerificationLevel>(claims->level));
-  SetTs(claims->issued_at, state.mutable_verified_at());
-  SetTs(claims->expires_at, state.mutable_expires_at());
-  return state;
+  return TranscriptExcerpt(*messages);
 }
 
 bool Sessions::SeenRequest(const SessionRecord& record, const std::string& request_id) {
@@ -653,124 +352,36 @@ void Sessions::ScheduleRouting(const std::string& session_id) {
   background_([this, session_id] { SyncRouting(session_id); });
 }
 
-namespace {
-
-absl::Status ValidateCallbackDetails(absl::string_view field, const v1::CallbackDetails& d,
-                                     absl::Time now) {
-  if (!IsE164(d.phone_number())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".phone_number: must be E.164, '+' and 8 to 15 digits"));
+absl::StatusOr<Sessions::Created> Sessions::ReplayCreation(
+    const Caller& caller, const std::string& session_id,
+    std::optional<v1::Message> first_message, const std::string& first_client_message_id) {
+  Created created;
+  created.replayed = true;
+  absl::StatusOr<v1::Session> view = ViewNow(caller, session_id);
+  if (!view.ok()) return view.status();
+  created.session = *std::move(view);
+  if (first_client_message_id.empty()) return created;
+  if (!first_message) {
+    absl::StatusOr<std::optional<StoredMessage>> stored =
+        store_->FindMessage(session_id, first_client_message_id);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) first_message = std::move((*stored)->message);
   }
-  if (!d.has_window_end()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".window_end: required"));
-  }
-  const absl::Time start = d.has_window_start() ? Ts(d.window_start()) : now;
-  const absl::Time end = Ts(d.window_end());
-  if (end <= now) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".window_end: in the past"));
-  }
-  if (end > now + absl::Hours(24 * 14)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".window_end: at most 14 days ahead"));
-  }
-  if (end - start < absl::Minutes(15)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".window_end: the window must be at least 15 minutes long"));
-  }
-  return validation::ValidateText(absl::StrCat(field, ".note"), d.note(), kMaxNote);
+  created.first_message = std::move(first_message);
+  return created;
 }
-
-}  // namespace
 
 absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
                                                    const v1::CreateSessionRequest& request) {
-  std::string customer_id = request.customer_id();
-  if (caller.role == Role::kCustomer) {
-    if (!customer_id.empty() && customer_id != caller.id) {
-      return absl::PermissionDeniedError(
-          "customer_id: a customer may open sessions for themselves only");
-    }
-    customer_id = caller.id;
-  }
-  // Customer ids travel to routing and into events: the id rules apply to
-  // token subjects too.
-  if (absl::Status s = validation::ValidateId("customer_id", customer_id); !s.ok()) {
-    return s;
-  }
-  const Channel channel = request.channel();
-  if (channel == common::v1::CHANNEL_UNSPECIFIED || !common::v1::Channel_IsValid(channel)) {
-    return absl::InvalidArgumentError("channel: must be CHAT, EMAIL, PHONE or SOCIAL");
-  }
-  Category category = request.category();
-  if (!common::v1::Category_IsValid(category)) {
-    return absl::InvalidArgumentError("category: unknown category");
-  }
-  if (category == common::v1::CATEGORY_UNSPECIFIED) {
-    if (channel == common::v1::CHANNEL_EMAIL || channel == common::v1::CHANNEL_PHONE) {
-      return absl::InvalidArgumentError("category: required for EMAIL and PHONE sessions");
-    }
-    category = common::v1::CATEGORY_GENERAL;
-  }
-  const std::string language = request.language().empty() ? "en" : request.language();
-  if (!IsLanguageTag(language)) {
-    return absl::InvalidArgumentError(
-        "language: must be a BCP 47 tag such as en or zh-CN");
-  }
-  if (absl::Status s = validation::ValidateText("subject", request.subject(), kMaxSubject,
-                                                channel == common::v1::CHANNEL_EMAIL);
-      !s.ok()) {
-    return s;
-  }
-  const bool has_first = request.has_first_message() && channel != common::v1::CHANNEL_PHONE;
-  if (channel == common::v1::CHANNEL_EMAIL && !has_first) {
-    return absl::InvalidArgumentError("first_message: required for EMAIL sessions");
-  }
-  if (has_first) {
-    if (absl::Status s = ValidateNewMessage("first_message", request.first_message());
-        !s.ok()) {
-      return s;
-    }
-    if (!request.first_message().quick_reply_id().empty()) {
-      return absl::InvalidArgumentError(
-          "first_message.quick_reply_id: no quick reply was offered yet");
-    }
-  }
-  if (channel == common::v1::CHANNEL_SOCIAL) {
-    const int network = request.social().network();
-    if (network == v1::SOCIAL_NETWORK_UNSPECIFIED || !v1::SocialNetwork_IsValid(network)) {
-      return absl::InvalidArgumentError("social.network: required for SOCIAL sessions");
-    }
-    if (absl::Status s = validation::ValidateText(
-            "social.external_thread_id", request.social().external_thread_id(), 256);
-        !s.ok()) {
-      return s;
-    }
-  } else if (request.has_social()) {
-    return absl::InvalidArgumentError("social: only for SOCIAL sessions");
-  }
-  if (channel != common::v1::CHANNEL_PHONE && request.has_callback()) {
-    return absl::InvalidArgumentError("callback: only for PHONE sessions");
-  }
-  if (absl::Status s = ValidateKey("request_id", request.request_id(), false); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s =
-          ValidateKey("first_client_message_id", request.first_client_message_id(), false);
-      !s.ok()) {
-    return s;
-  }
   const absl::Time now = clock_->Now();
+  absl::StatusOr<NewSession> checked = ValidateCreate(caller, request, now);
+  if (!checked.ok()) return checked.status();
+  const NewSession& fields = *checked;
+  const std::string& customer_id = fields.customer_id;
   std::optional<common::v1::VerificationState> verification;
-  if (channel == common::v1::CHANNEL_PHONE) {
-    if (!request.has_callback()) {
-      return absl::InvalidArgumentError("callback: required for PHONE sessions");
-    }
-    if (absl::Status s = ValidateCallbackDetails("callback", request.callback(), now);
-        !s.ok()) {
-      return s;
-    }
-    absl::StatusOr<common::v1::VerificationState> v =
-        CheckVerification(request.callback().verification_token(), customer_id, "", now);
+  if (fields.channel == common::v1::CHANNEL_PHONE) {
+    absl::StatusOr<common::v1::VerificationState> v = CheckVerification(
+        *tokens_, request.callback().verification_token(), customer_id, "", now);
     if (!v.ok()) {
       return absl::Status(v.status().code(), absl::StrCat("callback.", v.status().message()));
     }
@@ -778,35 +389,50 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
   }
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
 
+  const bool keyed = !request.request_id().empty();
+  const std::string request_key = absl::StrCat(customer_id, "\n", request.request_id());
   std::shared_ptr<Pending> pending;
   Created created;
   std::string session_id;
   bool bot_turn = false;
   bool routing = false;
-  {
-    absl::MutexLock lock(&mu_);
-    const std::string request_key = absl::StrCat(customer_id, "\n", request.request_id());
-    if (!request.request_id().empty()) {
-      auto it = created_by_request_.find(request_key);
-      if (it != created_by_request_.end()) {
-        const SessionRecord& r = sessions_.at(it->second);
-        created.session = ViewFor(r, caller);
-        created.replayed = true;
-        auto keyed = keyed_messages_.find(it->second);
-        if (keyed != keyed_messages_.end() && !request.first_client_message_id().empty()) {
-          auto m = keyed->second.find(request.first_client_message_id());
-          if (m != keyed->second.end()) created.first_message = m->second.message;
-        }
-        return created;
+  while (true) {
+    // An earlier creation with this key: pending (wait for it) or in the
+    // store. The stamp catches one that settles while the store is read.
+    std::optional<PendingCreation> hit;
+    uint64_t stamp = 0;
+    if (keyed) {
+      {
+        absl::MutexLock lock(&durable_mu_);
+        auto it = pending_creations_.find(request_key);
+        if (it != pending_creations_.end()) hit = it->second;
+        stamp = SettleStamp(request_key);
+      }
+      if (hit) {
+        if (absl::Status s = Wait(hit->write); !s.ok()) return s;
+        return ReplayCreation(caller, hit->session_id, hit->first_message,
+                              request.first_client_message_id());
+      }
+      absl::StatusOr<std::optional<std::string>> stored =
+          store_->FindCreated(customer_id, request.request_id());
+      if (!stored.ok()) return stored.status();
+      if (stored->has_value()) {
+        return ReplayCreation(caller, **stored, std::nullopt,
+                              request.first_client_message_id());
       }
     }
-    int open = 0;
-    for (const auto& [id, r] : sessions_) {
-      if (r.session.customer_id() == customer_id && Open(r.session.state())) ++open;
+    absl::MutexLock lock(&mu_);
+    if (keyed) {
+      absl::MutexLock durable_lock(&durable_mu_);
+      if (pending_creations_.contains(request_key) || SettleStamp(request_key) != stamp) {
+        continue;
+      }
     }
-    if (open >= options_.max_open_sessions) {
+    if (absl::Status s = AdmitWrite(); !s.ok()) return s;
+    auto open = open_by_customer_.find(customer_id);
+    if (open != open_by_customer_.end() && open->second >= options_.max_open_sessions) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "the customer has ", open, " open sessions; close one first"));
+          "the customer has ", open->second, " open sessions; close one first"));
     }
     auto& [window, count] = create_rate_[customer_id];
     if (now - window >= absl::Minutes(1)) {
@@ -814,84 +440,38 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
       count = 0;
     }
     if (++count > options_.max_creations_per_minute) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "more than ", options_.max_creations_per_minute,
-          " sessions opened in a minute; try again shortly"));
+      return limits::Exhausted(absl::StrCat("more than ", options_.max_creations_per_minute,
+                                            " sessions opened in a minute; try again shortly"),
+                               window + absl::Minutes(1) - now);
     }
     session_id = absl::StrCat("s-", events::RandomUuid());
-    SessionRecord& r = sessions_[session_id];
-    r.create_request_id = request.request_id();
+    absl::Duration reply_target = absl::ZeroDuration();
+    if (fields.channel == common::v1::CHANNEL_EMAIL) {
+      auto override_it = options_.email_sla_by_category.find(fields.category);
+      reply_target = override_it != options_.email_sla_by_category.end() ? override_it->second
+                                                                         : options_.email_sla;
+    }
+    Live& live = sessions_[session_id];
+    live.record = NewSessionRecord(session_id, absl::StrCat("cb-", events::RandomUuid()), fields,
+                                   request, verification, reply_target, now);
+    SessionRecord& r = live.record;
     v1::Session& s = r.session;
-    s.set_session_id(session_id);
-    s.set_customer_id(customer_id);
-    s.set_channel(channel);
-    s.set_category(category);
-    s.set_language(language);
-    s.set_subject(request.subject());
-    if (request.has_social()) *s.mutable_social() = request.social();
-    SetTs(now, s.mutable_created_at());
-    v1::Participant* customer = s.add_participants();
-    customer->set_role(common::v1::SENDER_ROLE_CUSTOMER);
-    customer->set_id(customer_id);
-    SetTs(now, customer->mutable_joined_at());
-    const bool has_bot =
-        channel == common::v1::CHANNEL_CHAT || channel == common::v1::CHANNEL_SOCIAL;
+    const bool has_bot = StartsWithBot(fields.channel);
     SessionWrite write;
-    if (verification) *s.mutable_verification() = *verification;
-    if (channel == common::v1::CHANNEL_EMAIL) {
-      auto override_it = options_.email_sla_by_category.find(category);
-      const absl::Duration target = override_it != options_.email_sla_by_category.end()
-                                        ? override_it->second
-                                        : options_.email_sla;
-      protoutil::ToDuration(target, s.mutable_sla()->mutable_target());
-      SetTs(now + target, s.mutable_sla()->mutable_due_at());
-    }
-    if (channel == common::v1::CHANNEL_PHONE) {
-      v1::CallbackRequest* cb = s.mutable_callback();
-      cb->set_callback_id(absl::StrCat("cb-", events::RandomUuid()));
-      cb->set_phone_session_id(session_id);
-      cb->set_phone_number(request.callback().phone_number());
-      if (request.callback().has_window_start()) {
-        *cb->mutable_window_start() = request.callback().window_start();
-      }
-      *cb->mutable_window_end() = request.callback().window_end();
-      cb->set_note(request.callback().note());
-      SetTs(now, cb->mutable_requested_at());
-    }
-    if (has_bot) {
-      r.bot_since = now;
-    } else {
-      common::v1::HandoffContext* h = s.mutable_handoff();
-      h->set_reason(common::v1::ESCALATION_REASON_CHANNEL_WITHOUT_BOT);
-      h->set_category(category);
-      h->set_language(language);
-      *h->mutable_verification() = s.verification();
-      SetTs(now, h->mutable_escalated_at());
-    }
+    WriteKeys keys;
+    // A new session may enter any state.
     Transition(r, has_bot ? v1::SESSION_STATE_BOT : v1::SESSION_STATE_QUEUED,
                v1::STATE_CHANGE_REASON_CREATED, customer_id, now, write)
         .IgnoreError();
     if (!has_bot) {
-      QueueFor(r, channel == common::v1::CHANNEL_PHONE ? routing::v1::ENQUEUE_REASON_CALLBACK
-                                                       : routing::v1::ENQUEUE_REASON_NEW_SESSION,
-               now);
+      QueueFor(r, fields.channel == common::v1::CHANNEL_PHONE
+                      ? routing::v1::ENQUEUE_REASON_CALLBACK
+                      : routing::v1::ENQUEUE_REASON_NEW_SESSION);
       routing = true;
     }
-    events::v1::Event out;
-    events::v1::SessionCreated* e = out.mutable_session_created();
-    e->set_session_id(session_id);
-    e->set_customer_id(customer_id);
-    e->set_channel(channel);
-    e->set_category(category);
-    e->set_language(language);
-    e->set_social_network(s.social().network());
-    e->set_state(s.state());
-    if (s.has_sla()) {
-      *e->mutable_sla_target() = s.sla().target();
-      *e->mutable_first_response_due_at() = s.sla().due_at();
-    }
-    write.events.push_back(Sealed(std::move(out), session_id, now));
-    if (has_first) {
+    AddSessionCreated(s, now, write);
+    std::optional<PendingMessage> first_key;
+    if (fields.has_first_message) {
       v1::Message message;
       message.set_sender_role(common::v1::SENDER_ROLE_CUSTOMER);
       message.set_sender_id(customer_id);
@@ -902,118 +482,117 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
       created.first_message = stored;
       if (!stored.client_message_id().empty()) {
         const std::string fingerprint = request.first_message().SerializeAsString();
-        keyed_messages_[session_id][stored.client_message_id()] = {stored, fingerprint};
         write.fingerprints.push_back({stored.message_id(), fingerprint});
+        keys.messages.push_back(absl::StrCat(session_id, "\n", stored.client_message_id()));
+        first_key = PendingMessage{nullptr, stored, fingerprint};
       }
       bot_turn = has_bot;
       if (bot_turn) r.bot_turn_sequence = stored.sequence();
     }
-    if (!request.request_id().empty()) created_by_request_[request_key] = session_id;
-    created.session = ViewFor(r, caller);
+    if (fields.channel == common::v1::CHANNEL_EMAIL) {
+      // The customer learns at once when to expect a human's reply.
+      AddMessage(r, SystemMessage(EmailAcknowledgement(s.language(), reply_target)), now,
+                 write);
+    }
+    created.session = ViewFor(s, caller, now);
     write.sessions.push_back(r);
-    pending = Commit(std::move(write));
+    pending = std::make_shared<Pending>();
+    if (first_key || keyed) {
+      absl::MutexLock durable_lock(&durable_mu_);
+      if (first_key) {
+        first_key->write = pending;
+        pending_messages_[keys.messages.front()] = *std::move(first_key);
+      }
+      if (keyed) {
+        keys.creations.push_back(request_key);
+        pending_creations_[request_key] = {pending, session_id, created.first_message};
+      }
+    }
+    Commit(std::move(write), std::move(keys), pending);
+    break;
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
-  if (bot_turn) {
-    v1::Message message = *created.first_message;
-    background_([this, message] { RunBotTurn(message); });
-  }
+  fault::Point("sessions.create.after_commit");
+  if (bot_turn) StartBotTurn(*created.first_message);
   if (routing) ScheduleRouting(session_id);
   return created;
 }
 
+std::optional<absl::StatusOr<v1::Session>> Sessions::TryGet(const Caller& caller,
+                                                            const std::string& session_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    if (*live != nullptr) return ViewFor((*live)->record.session, caller, clock_->Now());
+  }
+  std::optional<SessionRecord> cached = closed_.Get(session_id);
+  if (!cached) return std::nullopt;
+  const absl::Time now = clock_->Now();
+  if (!MaySee(caller, cached->session, now)) return NotFound();
+  return ViewFor(cached->session, caller, now);
+}
+
 absl::StatusOr<v1::Session> Sessions::Get(const Caller& caller,
                                           const std::string& session_id) {
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<SessionRecord*> r = Find(caller, session_id);
-  if (!r.ok()) return r.status();
-  return ViewFor(**r, caller);
+  if (std::optional<absl::StatusOr<v1::Session>> quick = TryGet(caller, session_id)) {
+    return *std::move(quick);
+  }
+  absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+  if (!record.ok()) return record.status();
+  return ViewFor(record->session, caller, clock_->Now());
 }
 
 absl::StatusOr<Sessions::SessionPage> Sessions::List(const Caller& caller,
                                                      ListFilter filter, int page_size,
                                                      const std::string& page_token) {
-  if (caller.role == Role::kCustomer) {
-    if (!filter.customer_id.empty() && filter.customer_id != caller.id) {
-      return absl::PermissionDeniedError("customer_id: customers list their own sessions only");
-    }
-    filter.customer_id = caller.id;
-  }
-  if (caller.role == Role::kAgent) {
-    if (!filter.agent_id.empty() && filter.agent_id != caller.id) {
-      return absl::PermissionDeniedError("agent_id: agents list their own sessions only");
-    }
-    filter.agent_id = caller.id;
-  }
-  if (filter.states.size() > 5) {
-    return absl::InvalidArgumentError("states: at most 5");
-  }
-  for (v1::SessionState state : filter.states) {
-    if (state == v1::SESSION_STATE_UNSPECIFIED || !v1::SessionState_IsValid(state)) {
-      return absl::InvalidArgumentError("states: unknown state");
-    }
-  }
-  if (!common::v1::Category_IsValid(filter.category)) {
-    return absl::InvalidArgumentError("category: unknown category");
-  }
-  if (!common::v1::Channel_IsValid(filter.channel)) {
-    return absl::InvalidArgumentError("channel: unknown channel");
-  }
-  if (page_size < 0 || page_size > 200) {
-    return absl::InvalidArgumentError("page_size: must be 0 to 200");
-  }
+  if (absl::Status s = ScopeListFilter(caller, filter, page_size); !s.ok()) return s;
   if (page_size == 0) page_size = 50;
-  // The cursor: the last session returned, as (created_at, session_id).
-  std::optional<std::pair<int64_t, std::string>> cursor;
+  SessionQuery query;
   if (!page_token.empty()) {
-    std::string decoded;
-    std::vector<std::string> parts;
-    int64_t micros = 0;
-    if (absl::WebSafeBase64Unescape(page_token, &decoded) &&
-        absl::StartsWith(decoded, kSessionPageTokenPrefix)) {
-      parts = absl::StrSplit(decoded.substr(sizeof(kSessionPageTokenPrefix) - 1),
-                             absl::MaxSplits(' ', 1));
-    }
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &micros)) {
-      return absl::InvalidArgumentError(
-          "page_token: not a token from a previous ListSessions response");
-    }
-    cursor = {micros, parts[1]};
+    absl::StatusOr<std::pair<int64_t, std::string>> cursor = ParseSessionPageToken(page_token);
+    if (!cursor.ok()) return cursor.status();
+    query.before = *std::move(cursor);
   }
-  std::vector<std::tuple<int64_t, std::string, const SessionRecord*>> matches;
+  query.customer_id = filter.customer_id;
+  query.agent_id = filter.agent_id;
+  query.states = filter.states;
+  query.category = filter.category;
+  query.channel = filter.channel;
+  query.created_after = filter.created_after;
+  query.created_before = filter.created_before;
+  query.limit = page_size + 1;
+  // The store's committed rows, read without the lock: a list never holds
+  // up the calls that only need memory.
+  absl::StatusOr<std::vector<v1::Session>> sessions = store_->ListSessions(query);
+  if (!sessions.ok()) return sessions.status();
   SessionPage page;
-  absl::MutexLock lock(&mu_);
-  for (const auto& [id, r] : sessions_) {
-    const v1::Session& s = r.session;
-    if (!filter.customer_id.empty() && s.customer_id() != filter.customer_id) continue;
-    if (!filter.agent_id.empty() && s.assigned_agent_id() != filter.agent_id) continue;
-    if (!filter.states.empty() &&
-        std::find(filter.states.begin(), filter.states.end(), s.state()) ==
-            filter.states.end()) {
-      continue;
-    }
-    if (filter.category != common::v1::CATEGORY_UNSPECIFIED && s.category() != filter.category)
-      continue;
-    if (filter.channel != common::v1::CHANNEL_UNSPECIFIED && s.channel() != filter.channel)
-      continue;
-    const absl::Time created = Ts(s.created_at());
-    if (created < filter.created_after || created >= filter.created_before) continue;
-    const int64_t micros = absl::ToUnixMicros(created);
-    if (cursor && std::make_pair(micros, id) >= *cursor) continue;
-    matches.emplace_back(micros, id, &r);
+  const absl::Time now = clock_->Now();
+  for (size_t i = 0; i < sessions->size() && static_cast<int>(i) < page_size; ++i) {
+    page.sessions.push_back(ViewFor((*sessions)[i], caller, now));
   }
-  std::sort(matches.begin(), matches.end(), [](const auto& a, const auto& b) {
-    return std::tie(std::get<0>(a), std::get<1>(a)) > std::tie(std::get<0>(b), std::get<1>(b));
-  });
-  for (size_t i = 0; i < matches.size() && static_cast<int>(i) < page_size; ++i) {
-    page.sessions.push_back(ViewFor(*std::get<2>(matches[i]), caller));
-  }
-  if (static_cast<int>(matches.size()) > page_size) {
-    const auto& last = matches[page_size - 1];
-    page.next_page_token = absl::WebSafeBase64Escape(absl::StrCat(
-        kSessionPageTokenPrefix, std::get<0>(last), " ", std::get<1>(last)));
+  if (static_cast<int>(sessions->size()) > page_size) {
+    const v1::Session& last = (*sessions)[page_size - 1];
+    page.next_page_token =
+        SessionPageToken(absl::ToUnixMicros(Ts(last.created_at())), last.session_id());
   }
   return page;
+}
+
+absl::StatusOr<Sessions::Sent> Sessions::ReplayMessage(const Caller& caller,
+                                                       const std::string& fingerprint,
+                                                       const v1::Message& stored,
+                                                       const std::string& stored_fingerprint,
+                                                       v1::SessionState state) {
+  if (stored_fingerprint != fingerprint || stored.sender_id() != caller.id) {
+    return absl::AlreadyExistsError(
+        "client_message_id: already used in this session for a different message");
+  }
+  Sent sent;
+  sent.message = stored;
+  sent.replayed = true;
+  sent.state = state;
+  return sent;
 }
 
 absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
@@ -1029,53 +608,74 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     return absl::InvalidArgumentError("message.quick_reply_id: customers only");
   }
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
-  const absl::Time now = clock_->Now();
   const std::string fingerprint = message.SerializeAsString();
+  const std::string key = absl::StrCat(session_id, "\n", client_message_id);
   Sent sent;
   std::shared_ptr<Pending> pending;
   bool bot_turn = false;
-  {
+  bool in_memory = true;
+  while (true) {
+    // The first write with this key: pending (wait for it, then answer as
+    // it did), or in the store. The stamp catches one that settles while
+    // the store is read; a write decided meanwhile is pending then.
+    std::optional<PendingMessage> hit;
+    uint64_t stamp = 0;
+    v1::SessionState state = v1::SESSION_STATE_UNSPECIFIED;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<Live*> live = FindLive(caller, session_id);
+      if (!live.ok()) return live.status();
+      if (*live == nullptr) {
+        in_memory = false;
+        break;
+      }
+      state = (*live)->record.session.state();
+      absl::MutexLock durable_lock(&durable_mu_);
+      auto it = pending_messages_.find(key);
+      if (it != pending_messages_.end()) hit = it->second;
+      stamp = SettleStamp(key);
+    }
+    if (hit) {
+      if (absl::Status s = Wait(hit->write); !s.ok()) return s;
+      return ReplayMessage(caller, fingerprint, hit->message, hit->fingerprint, state);
+    }
+    absl::StatusOr<std::optional<StoredMessage>> stored =
+        store_->FindMessage(session_id, client_message_id);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) {
+      return ReplayMessage(caller, fingerprint, (*stored)->message, (*stored)->fingerprint,
+                           state);
+    }
+    const absl::Time now = clock_->Now();
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
+    absl::StatusOr<Live*> found = FindLive(caller, session_id);
     if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
+    if (*found == nullptr) {
+      in_memory = false;
+      break;
+    }
+    {
+      absl::MutexLock durable_lock(&durable_mu_);
+      if (pending_messages_.contains(key) || SettleStamp(key) != stamp) continue;
+    }
+    SessionRecord& r = (*found)->record;
     v1::Session& s = r.session;
-    auto& keyed = keyed_messages_[session_id];
-    if (auto it = keyed.find(client_message_id); it != keyed.end()) {
-      if (it->second.fingerprint != fingerprint ||
-          it->second.message.sender_id() != caller.id) {
-        return absl::AlreadyExistsError(
-            "client_message_id: already used in this session for a different message");
-      }
-      sent.message = it->second.message;
-      sent.replayed = true;
-      sent.state = s.state();
-      return sent;
-    }
-    const v1::SessionState state = s.state();
-    if (caller.role == Role::kCustomer) {
-      if (state != v1::SESSION_STATE_BOT && state != v1::SESSION_STATE_QUEUED &&
-          state != v1::SESSION_STATE_ASSIGNED) {
-        return WrongState(r, state == v1::SESSION_STATE_RESOLVED
-                                 ? "call ReopenSession to write again"
-                                 : "it accepts no messages");
-      }
-    } else if (state != v1::SESSION_STATE_ASSIGNED ||
-               (caller.role == Role::kAgent && s.assigned_agent_id() != caller.id)) {
-      return WrongState(r, "only the assigned agent or a supervisor may write, while ASSIGNED");
-    }
+    const v1::SessionState state_now = s.state();
+    if (absl::Status st = CheckMayWrite(caller, s); !st.ok()) return st;
     if (s.message_count() >= options_.max_messages) {
       return absl::ResourceExhaustedError(
           absl::StrCat("the session has ", options_.max_messages, " messages; open a new one"));
     }
+    if (absl::Status st = AdmitWrite(); !st.ok()) return st;
     auto& [window, count] = send_rate_[absl::StrCat(session_id, "\n", caller.id)];
     if (now - window >= absl::Seconds(1)) {
       window = now;
       count = 0;
     }
     if (++count > options_.max_messages_per_second) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "more than ", options_.max_messages_per_second, " messages per second; slow down"));
+      return limits::Exhausted(absl::StrCat("more than ", options_.max_messages_per_second,
+                                            " messages per second; slow down"),
+                               window + absl::Seconds(1) - now);
     }
     SessionWrite write;
     v1::Message m;
@@ -1085,11 +685,10 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     *m.mutable_attachments() = message.attachments();
     m.set_quick_reply_id(message.quick_reply_id());
     m.set_client_message_id(client_message_id);
-    const v1::Message& stored = AddMessage(r, std::move(m), now, write);
-    sent.message = stored;
+    const v1::Message& stored_message = AddMessage(r, std::move(m), now, write);
+    sent.message = stored_message;
     sent.state = s.state();
-    keyed[client_message_id] = {stored, fingerprint};
-    write.fingerprints.push_back({stored.message_id(), fingerprint});
+    write.fingerprints.push_back({stored_message.message_id(), fingerprint});
     if (caller.role != Role::kCustomer && !s.has_first_human_response_at()) {
       SetTs(now, s.mutable_first_human_response_at());
       const absl::Time created = Ts(s.created_at());
@@ -1099,113 +698,128 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
       }
       const bool within = !s.has_sla() || now <= Ts(s.sla().due_at());
       if (!within) BreachIfDue(r, now, write);
-      events::v1::Event out;
-      events::v1::FirstResponseRecorded* e = out.mutable_first_response_recorded();
-      e->set_session_id(session_id);
-      e->set_agent_id(caller.id);
-      e->set_message_id(stored.message_id());
-      e->set_channel(s.channel());
-      e->set_category(s.category());
-      protoutil::ToDuration(now - created, e->mutable_since_created());
-      if (r.first_queued_at != absl::InfinitePast()) {
-        protoutil::ToDuration(now - r.first_queued_at, e->mutable_since_queued());
-      }
-      e->set_within_sla(within);
-      write.events.push_back(Sealed(std::move(out), session_id, now));
+      AddFirstResponse(r, caller.id, stored_message.message_id(), within, now, write);
     }
-    bot_turn = caller.role == Role::kCustomer && state == v1::SESSION_STATE_BOT;
-    if (bot_turn) r.bot_turn_sequence = stored.sequence();
+    bot_turn = caller.role == Role::kCustomer && state_now == v1::SESSION_STATE_BOT;
+    if (bot_turn) r.bot_turn_sequence = stored_message.sequence();
     write.sessions.push_back(r);
-    pending = Commit(std::move(write));
+    pending = std::make_shared<Pending>();
+    {
+      absl::MutexLock durable_lock(&durable_mu_);
+      pending_messages_[key] = {pending, sent.message, fingerprint};
+    }
+    WriteKeys keys;
+    keys.messages.push_back(key);
+    Commit(std::move(write), std::move(keys), pending);
+    break;
+  }
+  if (!in_memory) {
+    // CLOSED and out of memory: only a retry of a message it holds succeeds.
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
+    absl::StatusOr<std::optional<StoredMessage>> stored =
+        store_->FindMessage(session_id, client_message_id);
+    if (!stored.ok()) return stored.status();
+    if (stored->has_value()) {
+      return ReplayMessage(caller, fingerprint, (*stored)->message, (*stored)->fingerprint,
+                           record->session.state());
+    }
+    if (absl::Status s = CheckMayWrite(caller, record->session); !s.ok()) return s;
+    return WrongState(record->session, "it accepts no messages");
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
-  if (bot_turn) {
-    v1::Message message_copy = sent.message;
-    background_([this, message_copy] { RunBotTurn(message_copy); });
-  }
+  if (bot_turn) StartBotTurn(sent.message);
   return sent;
 }
 
-void Sessions::RunBotTurn(const v1::Message& message) {
-  const std::string session_id = message.session_id();
+void Sessions::StartBotTurn(const v1::Message& message) {
+  BotTurnQueue::Admission admission;
   {
     absl::MutexLock lock(&mu_);
-    auto [it, first] = bot_turns_.try_emplace(session_id);
-    if (!first) {
-      it->second.push_back(message);
-      return;
-    }
+    admission = bot_turns_.Add(message);
   }
-  v1::Message next = message;
-  while (true) {
-    BotTurn(next);
-    absl::MutexLock lock(&mu_);
-    auto it = bot_turns_.find(session_id);
-    if (it->second.empty()) {
-      bot_turns_.erase(it);
+  switch (admission) {
+    case BotTurnQueue::Admission::kQueued:
       return;
-    }
-    next = std::move(it->second.front());
-    it->second.pop_front();
+    case BotTurnQueue::Admission::kFull:
+      // Not queued: this turn alone escalates; the running one, when it
+      // answers, finds the session gone from the bot.
+      background_([this, message] { BotTurn(message, /*shed=*/true); });
+      return;
+    case BotTurnQueue::Admission::kRunNow:
+      if (!bot_executor_([this, message] { RunBotTurns(message, /*shed=*/false); })) {
+        background_([this, message] { RunBotTurns(message, /*shed=*/true); });
+      }
+      return;
   }
 }
 
-void Sessions::BotTurn(const v1::Message& message) {
+void Sessions::RunBotTurns(v1::Message message, bool shed) {
+  const std::string session_id = message.session_id();
+  while (true) {
+    BotTurn(message, shed);
+    absl::MutexLock lock(&mu_);
+    std::optional<v1::Message> next = bot_turns_.Next(session_id);
+    if (!next) return;
+    message = *std::move(next);
+  }
+}
+
+void Sessions::BotTurn(const v1::Message& message, bool shed) {
   const std::string& session_id = message.session_id();
   bot::v1::AnswerRequest request;
   absl::Time bot_since;
   {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(session_id);
-    if (it == sessions_.end() || it->second.session.state() != v1::SESSION_STATE_BOT) return;
-    const v1::Session& s = it->second.session;
-    bot_since = it->second.bot_since;
-    request.set_session_id(session_id);
-    request.set_turn_id(message.message_id());
-    request.set_text(message.text());
-    request.set_quick_reply_id(message.quick_reply_id());
-    request.set_language(s.language());
-    request.set_category(s.category());
-    request.set_channel(s.channel());
-    *request.mutable_verification() = s.verification();
+    if (it == sessions_.end() ||
+        it->second.record.session.state() != v1::SESSION_STATE_BOT) {
+      return;
+    }
+    bot_since = it->second.record.bot_since;
+    request = AnswerRequestFor(it->second.record.session, message);
   }
   const absl::Time started = clock_->Now();
+  fault::Point("sessions.bot_turn.before_answer");
   absl::StatusOr<bot::v1::AnswerResponse> answer =
-      bot_ == nullptr ? absl::UnavailableError("bot not configured") : bot_->Answer(request);
-  if (!answer.ok()) {
+      shed             ? absl::ResourceExhaustedError("bot turns backlog full")
+      : bot_ == nullptr ? absl::UnavailableError("bot not configured")
+                        : bot_->Answer(request);
+  fault::Point("sessions.bot_turn.after_answer");
+  if (!answer.ok() && !shed) {
     log::Warning("bot_unavailable", {{"session_id", session_id},
-                                  {"error", answer.status().ToString()}});
+                                     {"error", answer.status().ToString()}});
   }
-  std::vector<common::v1::TranscriptLine> excerpt;
   const bool escalates =
       !answer.ok() || answer->outcome() == bot::v1::ANSWER_OUTCOME_ESCALATED;
+  std::vector<common::v1::TranscriptLine> excerpt;
   if (escalates) excerpt = Excerpt(session_id);
-  if (CheckWritable().ok() == false) return;
+  if (!CheckWritable().ok()) return;
   std::shared_ptr<Pending> pending;
   bool escalated = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = sessions_.find(session_id);
     if (it == sessions_.end()) return;
-    SessionRecord& r = it->second;
+    SessionRecord& r = it->second.record;
     v1::Session& s = r.session;
     const absl::Time now = clock_->Now();
-    if (metrics_) {
+    if (metrics_ && !shed) {
       metrics_->bot_turn(s.channel(), s.category())
           .Observe(absl::ToDoubleSeconds(now - started));
     }
     // Once a session left the bot (or came back to it since), this turn's
     // answer is stale: the bot stays out.
     if (s.state() != v1::SESSION_STATE_BOT || r.bot_since != bot_since) return;
+    if (!CheckWritable().ok()) return;
     SessionWrite write;
     if (r.bot_turn_sequence == message.sequence()) r.bot_turn_sequence = 0;
-    common::v1::HandoffContext handoff;
-    if (!answer.ok()) {
-      if (metrics_) metrics_->bot_unavailable->Increment();
-      handoff.set_reason(common::v1::ESCALATION_REASON_BOT_UNAVAILABLE);
-    } else {
-      ++r.bot_turns;
-      if (metrics_) {
+    if (metrics_) {
+      if (shed) {
+        metrics_->bot_shed->Increment();
+      } else if (!answer.ok()) {
+        metrics_->bot_unavailable->Increment();
+      } else {
         switch (answer->outcome()) {
           case bot::v1::ANSWER_OUTCOME_ANSWERED: metrics_->bot_answered->Increment(); break;
           case bot::v1::ANSWER_OUTCOME_CLARIFIED: metrics_->bot_clarified->Increment(); break;
@@ -1216,44 +830,44 @@ void Sessions::BotTurn(const v1::Message& message) {
           default: break;
         }
       }
-      if (!answer->reply_text().empty() &&
-          validation::ValidateText("reply_text", answer->reply_text(), kMaxText).ok()) {
-        v1::Message reply;
-        reply.set_sender_role(common::v1::SENDER_ROLE_BOT);
-        reply.set_sender_id("bot");
-        reply.set_text(answer->reply_text());
-        for (int i = 0; i < answer->quick_replies_size() && i < 6; ++i) {
-          *reply.add_quick_replies() = answer->quick_replies(i);
-        }
-        reply.mutable_bot()->set_intent_id(answer->answered_intent_id());
-        if (!answer->intent_guesses().empty()) {
-          reply.mutable_bot()->set_confidence(answer->intent_guesses(0).confidence());
-        }
-        reply.mutable_bot()->set_knowledge_base_version(answer->knowledge_base_version());
-        AddMessage(r, std::move(reply), now, write);
-      }
-      if (escalates) {
-        handoff = answer->handoff();
-        if (handoff.reason() == common::v1::ESCALATION_REASON_UNSPECIFIED) {
-          handoff.set_reason(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
-        }
-        if (handoff.intent_guesses().empty()) {
-          *handoff.mutable_intent_guesses() = answer->intent_guesses();
-        }
-        if (handoff.category() == common::v1::CATEGORY_UNSPECIFIED) {
-          handoff.set_category(answer->category());
-        }
-        if (handoff.language().empty()) handoff.set_language(answer->detected_language());
-        if (handoff.not_understood_turns() == 0) {
-          handoff.set_not_understood_turns(answer->not_understood_turns());
-        }
-        handoff.set_verification_required(handoff.verification_required() ||
-                                          answer->verification_required());
+    }
+    if (answer.ok()) ++r.bot_turns;
+    BotPlan plan = PlanBotTurn(answer, s);
+    const Category previous = s.category();
+    // The intent the change is about: the one answered, else the first guess.
+    std::string intent_id;
+    float confidence = 0;
+    if (answer.ok()) {
+      intent_id = answer->answered_intent_id();
+      if (!answer->intent_guesses().empty()) {
+        if (intent_id.empty()) intent_id = answer->intent_guesses(0).intent_id();
+        confidence = answer->intent_guesses(0).confidence();
       }
     }
-    if (escalates) {
-      escalated = EscalateLocked(r, std::move(handoff), std::move(excerpt), "bot", now, write)
-                      .ok();
+    if (plan.category) {
+      // Before the reply and any hand-off: the session is the bot's
+      // category from here on, for queues and reports.
+      s.set_category(*plan.category);
+      AddCategoryChanged(s, previous, events::v1::CATEGORY_SOURCE_BOT_ANSWER, intent_id,
+                         confidence, now, write);
+    }
+    if (plan.reply) AddMessage(r, *std::move(plan.reply), now, write);
+    const Category before_escalation = s.category();
+    const size_t events_before_escalation = write.events.size();
+    if (plan.escalate &&
+        sessions::Escalate(r, std::move(plan.handoff), std::move(excerpt), "bot", now, write)
+            .ok()) {
+      if (s.category() != before_escalation) {
+        // Ahead of SessionEscalated, as for an answer: consumers see the
+        // category the hand-off is made in before the hand-off.
+        SessionWrite change;
+        AddCategoryChanged(s, before_escalation, events::v1::CATEGORY_SOURCE_BOT_ESCALATION,
+                           intent_id, confidence, now, change);
+        write.events.insert(write.events.begin() + events_before_escalation,
+                            std::move(change.events.front()));
+      }
+      QueueFor(r, routing::v1::ENQUEUE_REASON_ESCALATED);
+      escalated = true;
     }
     write.sessions.push_back(r);
     pending = Commit(std::move(write));
@@ -1266,7 +880,8 @@ void Sessions::ResumeBotTurns() {
   std::vector<std::pair<std::string, int64_t>> turns;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [id, r] : sessions_) {
+    for (const auto& [id, live] : sessions_) {
+      const SessionRecord& r = live.record;
       if (r.session.state() == v1::SESSION_STATE_BOT && r.bot_turn_sequence > 0) {
         turns.emplace_back(id, r.bot_turn_sequence);
       }
@@ -1280,7 +895,16 @@ void Sessions::ResumeBotTurns() {
       continue;
     }
     log::Info("bot_turn_resumed", {{"session_id", id}});
-    RunBotTurn((*events)[0].message());
+    const v1::Message message = (*events)[0].message();
+    {
+      absl::MutexLock lock(&mu_);
+      if (bot_turns_.Add(message) != BotTurnQueue::Admission::kRunNow) continue;
+    }
+    // At start the backlog is the previous run's, not a burst: what the
+    // bot's pool has no room for runs here rather than being shed.
+    if (!bot_executor_([this, message] { RunBotTurns(message, /*shed=*/false); })) {
+      RunBotTurns(message, /*shed=*/false);
+    }
   }
 }
 
@@ -1294,38 +918,38 @@ absl::StatusOr<Sessions::MessagePage> Sessions::ListMessages(
   }
   if (page_size == 0) page_size = 100;
   if (!page_token.empty()) {
-    std::string decoded;
-    int64_t last = 0;
-    if (!absl::WebSafeBase64Unescape(page_token, &decoded) ||
-        !absl::StartsWith(decoded, kMessagePageTokenPrefix) ||
-        !absl::SimpleAtoi(decoded.substr(sizeof(kMessagePageTokenPrefix) - 1), &last) ||
-        last < 0) {
-      return absl::InvalidArgumentError(
-          "page_token: not a token from a previous ListMessages response");
-    }
+    absl::StatusOr<int64_t> last = ParseMessagePageToken(page_token);
+    if (!last.ok()) return last.status();
     if (newest_first) {
-      before = before == 0 ? last : std::min(before, last);
+      before = before == 0 ? *last : std::min(before, *last);
     } else {
-      after = std::max(after, last);
+      after = std::max(after, *last);
     }
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
   }
   MessagePage page;
+  bool in_memory;
   {
-    absl::MutexLock lock(&listeners_mu_);
-    page.last_sequence = committed_[session_id];
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+    if (in_memory) {
+      absl::MutexLock listeners_lock(&listeners_mu_);
+      auto it = committed_.find(session_id);
+      page.last_sequence = it == committed_.end() ? 0 : it->second;
+    }
+  }
+  if (!in_memory) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
+    page.last_sequence = record->session.last_sequence();
   }
   absl::StatusOr<std::vector<v1::Message>> messages =
       store_->ReadMessages(session_id, after, before, newest_first, page_size + 1);
   if (!messages.ok()) return messages.status();
   if (static_cast<int>(messages->size()) > page_size) {
     messages->resize(page_size);
-    page.next_page_token = absl::WebSafeBase64Escape(
-        absl::StrCat(kMessagePageTokenPrefix, messages->back().sequence()));
+    page.next_page_token = MessagePageToken(messages->back().sequence());
   }
   page.messages = std::move(*messages);
   return page;
@@ -1335,16 +959,30 @@ absl::StatusOr<int64_t> Sessions::Subscribe(const Caller& caller,
                                             const std::string& session_id, int64_t after,
                                             SessionListener* listener) {
   if (after < 0) return absl::InvalidArgumentError("after_sequence: must not be negative");
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-  if (!found.ok()) return found.status();
-  absl::MutexLock listeners_lock(&listeners_mu_);
-  const int64_t committed = committed_[session_id];
-  if (after > committed) {
-    return absl::OutOfRangeError(absl::StrCat(
-        "after_sequence: above the session's last sequence ", committed));
+  int64_t committed = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    if (*live != nullptr) {
+      absl::MutexLock listeners_lock(&listeners_mu_);
+      auto it = committed_.find(session_id);
+      committed = it == committed_.end() ? 0 : it->second;
+      if (after > committed) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "after_sequence: above the session's last sequence ", committed));
+      }
+      listeners_[session_id].insert(listener);
+      return committed;
+    }
   }
-  listeners_[session_id].insert(listener);
+  absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+  if (!record.ok()) return record.status();
+  committed = record->session.last_sequence();
+  if (after > committed) {
+    return absl::OutOfRangeError(
+        absl::StrCat("after_sequence: above the session's last sequence ", committed));
+  }
   return committed;
 }
 
@@ -1361,24 +999,17 @@ absl::StatusOr<std::vector<v1::SessionEvent>> Sessions::ReadEvents(
   return store_->ReadEvents(session_id, after, up_to, limit);
 }
 
-bool Sessions::StillParticipates(const Caller& caller, const v1::SessionEvent& event) {
-  if (!event.has_state_changed()) return true;
-  if (event.state_changed().state() == v1::SESSION_STATE_CLOSED) return false;
-  if (caller.role != Role::kAgent) return true;
-  return event.state_changed().agent_id() == caller.id;
-}
-
-absl::StatusOr<absl::Time> Sessions::UpdateTyping(const Caller& caller,
-                                                  const std::string& session_id,
-                                                  bool typing) {
+std::optional<absl::StatusOr<absl::Time>> Sessions::TryUpdateTyping(
+    const Caller& caller, const std::string& session_id, bool typing) {
   const absl::Time now = clock_->Now();
   v1::TypingIndication indication;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    const v1::Session& s = (*found)->session;
-    if (s.state() == v1::SESSION_STATE_CLOSED) return WrongState(**found, "no typing");
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    if (*live == nullptr) return std::nullopt;
+    const v1::Session& s = (*live)->record.session;
+    if (s.state() == v1::SESSION_STATE_CLOSED) return WrongState(s, "no typing");
     if (caller.role == Role::kAgent && s.assigned_agent_id() != caller.id) {
       return absl::FailedPreconditionError("only the assigned agent may type");
     }
@@ -1399,6 +1030,15 @@ absl::StatusOr<absl::Time> Sessions::UpdateTyping(const Caller& caller,
   return now + options_.typing_ttl;
 }
 
+absl::StatusOr<absl::Time> Sessions::UpdateTyping(const Caller& caller,
+                                                  const std::string& session_id,
+                                                  bool typing) {
+  if (auto quick = TryUpdateTyping(caller, session_id, typing)) return *std::move(quick);
+  absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+  if (!record.ok()) return record.status();
+  return WrongState(record->session, "no typing");
+}
+
 absl::StatusOr<Sessions::Verified> Sessions::AttachVerification(
     const Caller& caller, const std::string& session_id, const std::string& token) {
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
@@ -1407,28 +1047,35 @@ absl::StatusOr<Sessions::Verified> Sessions::AttachVerification(
   std::shared_ptr<Pending> pending;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    if (*live != nullptr) {
+      SessionRecord& r = (*live)->record;
+      absl::StatusOr<common::v1::VerificationState> v =
+          CheckVerification(*tokens_, token, r.session.customer_id(), session_id, now);
+      if (!v.ok()) return v.status();
+      if (r.session.state() == v1::SESSION_STATE_CLOSED) {
+        return WrongState(r.session, "read-only");
+      }
+      if (absl::Status s = AdmitWrite(); !s.ok()) return s;
+      SessionWrite write;
+      *r.session.mutable_verification() = *v;
+      v1::SessionEvent& event = AddEvent(r, now, write);
+      *event.mutable_verification_attached() = *v;
+      verified.verification = *v;
+      verified.sequence = event.sequence();
+      AddVerificationAttached(r.session, *v, now, write);
+      write.sessions.push_back(r);
+      pending = Commit(std::move(write));
+    }
+  }
+  if (pending == nullptr) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
     absl::StatusOr<common::v1::VerificationState> v =
-        CheckVerification(token, r.session.customer_id(), session_id, now);
+        CheckVerification(*tokens_, token, record->session.customer_id(), session_id, now);
     if (!v.ok()) return v.status();
-    if (r.session.state() == v1::SESSION_STATE_CLOSED) return WrongState(r, "read-only");
-    SessionWrite write;
-    *r.session.mutable_verification() = *v;
-    v1::SessionEvent& event = AddEvent(r, now, write);
-    *event.mutable_verification_attached() = *v;
-    verified.verification = *v;
-    verified.sequence = event.sequence();
-    events::v1::Event out;
-    events::v1::VerificationAttached* e = out.mutable_verification_attached();
-    e->set_session_id(session_id);
-    e->set_customer_id(r.session.customer_id());
-    *e->mutable_verification() = *v;
-    e->set_session_state(r.session.state());
-    write.events.push_back(Sealed(std::move(out), session_id, now));
-    write.sessions.push_back(r);
-    pending = Commit(std::move(write));
+    return WrongState(record->session, "read-only");
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
   return verified;
@@ -1437,34 +1084,63 @@ absl::StatusOr<Sessions::Verified> Sessions::AttachVerification(
 absl::StatusOr<v1::Session> Sessions::Escalate(const Caller& caller,
                                                const std::string& session_id) {
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
-  std::vector<common::v1::TranscriptLine> excerpt = Excerpt(session_id);
-  v1::Session view;
-  std::shared_ptr<Pending> pending;
-  {
-    absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
-    const v1::SessionState state = r.session.state();
-    if (state == v1::SESSION_STATE_RESOLVED || state == v1::SESSION_STATE_CLOSED) {
-      return WrongState(r, "cannot escalate");
+  // The excerpt is read before the decision, without the lock; only a
+  // session in BOT needs one.
+  std::vector<common::v1::TranscriptLine> excerpt;
+  bool excerpt_read = false;
+  while (true) {
+    v1::Session view;
+    std::shared_ptr<Pending> durable;
+    std::shared_ptr<Pending> pending;
+    bool in_memory = true;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<Live*> live = FindLive(caller, session_id);
+      if (!live.ok()) return live.status();
+      if (*live == nullptr) {
+        in_memory = false;
+      } else {
+        SessionRecord& r = (*live)->record;
+        const v1::SessionState state = r.session.state();
+        if (state == v1::SESSION_STATE_RESOLVED || state == v1::SESSION_STATE_CLOSED) {
+          return WrongState(r.session, "cannot escalate");
+        }
+        view = ViewFor(r.session, caller, clock_->Now());
+        if (state != v1::SESSION_STATE_BOT) {
+          durable = (*live)->last_write;
+        } else if (excerpt_read) {
+          if (absl::Status s = AdmitWrite(); !s.ok()) return s;
+          SessionWrite write;
+          common::v1::HandoffContext handoff;
+          handoff.set_reason(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
+          const absl::Time now = clock_->Now();
+          sessions::Escalate(r, std::move(handoff), std::move(excerpt), caller.id, now, write)
+              .IgnoreError();  // in BOT: always allowed
+          QueueFor(r, routing::v1::ENQUEUE_REASON_ESCALATED);
+          write.sessions.push_back(r);
+          view = ViewFor(r.session, caller, now);
+          pending = Commit(std::move(write));
+        }
+      }
     }
-    if (state != v1::SESSION_STATE_BOT) return ViewFor(r, caller);
-    SessionWrite write;
-    common::v1::HandoffContext handoff;
-    handoff.set_reason(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
-    if (absl::Status s = EscalateLocked(r, std::move(handoff), std::move(excerpt), caller.id,
-                                        clock_->Now(), write);
-        !s.ok()) {
-      return s;
+    if (!in_memory) {
+      absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+      if (!record.ok()) return record.status();
+      return WrongState(record->session, "cannot escalate");
     }
-    write.sessions.push_back(r);
-    view = ViewFor(r, caller);
-    pending = Commit(std::move(write));
+    if (pending != nullptr) {
+      if (absl::Status s = Wait(pending); !s.ok()) return s;
+      ScheduleRouting(session_id);
+      return view;
+    }
+    if (view.state() != v1::SESSION_STATE_BOT) {
+      // Already past BOT: answered once what it shows is durable.
+      if (absl::Status s = AwaitDurable(durable); !s.ok()) return s;
+      return view;
+    }
+    excerpt = Excerpt(session_id);
+    excerpt_read = true;
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
-  ScheduleRouting(session_id);
-  return view;
 }
 
 absl::Status Sessions::RecordOffer(const Caller& caller, const std::string& session_id,
@@ -1481,16 +1157,27 @@ absl::Status Sessions::RecordOffer(const Caller& caller, const std::string& sess
   bool replaced = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
-    if (r.session.state() != v1::SESSION_STATE_QUEUED) return WrongState(r, "not QUEUED");
-    replaced = !r.session.offered_agent_id().empty() && r.session.offered_agent_id() != agent_id;
-    r.session.set_offered_agent_id(agent_id);
-    SetTs(expires_at, r.session.mutable_offer_expires_at());
-    SessionWrite write;
-    write.sessions.push_back(r);
-    pending = Commit(std::move(write));
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    if (*live != nullptr) {
+      SessionRecord& r = (*live)->record;
+      if (r.session.state() != v1::SESSION_STATE_QUEUED) {
+        return WrongState(r.session, "not QUEUED");
+      }
+      if (absl::Status s = AdmitWrite(); !s.ok()) return s;
+      replaced =
+          !r.session.offered_agent_id().empty() && r.session.offered_agent_id() != agent_id;
+      r.session.set_offered_agent_id(agent_id);
+      SetTs(expires_at, r.session.mutable_offer_expires_at());
+      SessionWrite write;
+      write.sessions.push_back(r);
+      pending = Commit(std::move(write));
+    }
+  }
+  if (pending == nullptr) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
+    return WrongState(record->session, "not QUEUED");
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
   if (replaced) NotifyAccess(session_id);
@@ -1512,183 +1199,146 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   v1::Session view;
   std::shared_ptr<Pending> pending;
+  bool in_memory = true;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
-    v1::Session& s = r.session;
-    if (s.state() == v1::SESSION_STATE_ASSIGNED && s.assigned_agent_id() == agent_id) {
-      return ViewFor(r, caller);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+    if (in_memory) {
+      SessionRecord& r = (*live)->record;
+      v1::Session& s = r.session;
+      const absl::Time now = clock_->Now();
+      if (s.state() == v1::SESSION_STATE_ASSIGNED && s.assigned_agent_id() == agent_id) {
+        view = ViewFor(s, caller, now);
+        pending = (*live)->last_write;
+      } else {
+        if (s.state() != v1::SESSION_STATE_QUEUED) {
+          return WrongState(s, s.state() == v1::SESSION_STATE_ASSIGNED
+                                   ? "assigned to another agent"
+                                   : "only QUEUED sessions can be assigned");
+        }
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
+        const absl::Time queued_at = Ts(s.queued_at());
+        SessionWrite write;
+        s.set_assigned_agent_id(agent_id);
+        SetTs(now, s.mutable_assigned_at());
+        if (!s.has_first_assigned_at()) SetTs(now, s.mutable_first_assigned_at());
+        v1::Participant* p = s.add_participants();
+        p->set_role(common::v1::SENDER_ROLE_AGENT);
+        p->set_id(agent_id);
+        p->set_display_name(display_name);
+        SetTs(now, p->mutable_joined_at());
+        Transition(r, v1::SESSION_STATE_ASSIGNED, v1::STATE_CHANGE_REASON_ASSIGNED, caller.id,
+                   now, write)
+            .IgnoreError();  // QUEUED -> ASSIGNED
+        ++r.assignments;
+        if (metrics_) {
+          metrics_->queue_wait(s.channel(), s.category())
+              .Observe(absl::ToDoubleSeconds(now - queued_at));
+        }
+        AddAgentAssigned(r, offer_id, queued_at, now, write);
+        write.sessions.push_back(r);
+        view = ViewFor(s, caller, now);
+        pending = Commit(std::move(write));
+      }
     }
-    if (s.state() != v1::SESSION_STATE_QUEUED) {
-      return WrongState(r, s.state() == v1::SESSION_STATE_ASSIGNED
-                               ? "assigned to another agent"
-                               : "only QUEUED sessions can be assigned");
-    }
-    const absl::Time now = clock_->Now();
-    const absl::Time queued_at = Ts(s.queued_at());
-    SessionWrite write;
-    s.set_assigned_agent_id(agent_id);
-    SetTs(now, s.mutable_assigned_at());
-    if (!s.has_first_assigned_at()) SetTs(now, s.mutable_first_assigned_at());
-    v1::Participant* p = s.add_participants();
-    p->set_role(common::v1::SENDER_ROLE_AGENT);
-    p->set_id(agent_id);
-    p->set_display_name(display_name);
-    SetTs(now, p->mutable_joined_at());
-    Transition(r, v1::SESSION_STATE_ASSIGNED, v1::STATE_CHANGE_REASON_ASSIGNED, caller.id,
-               now, write)
-        .IgnoreError();
-    ++r.assignments;
-    if (metrics_) {
-      metrics_->queue_wait(s.channel(), s.category())
-          .Observe(absl::ToDoubleSeconds(now - queued_at));
-    }
-    events::v1::Event out;
-    events::v1::AgentAssigned* e = out.mutable_agent_assigned();
-    e->set_session_id(session_id);
-    e->set_previous_state(v1::SESSION_STATE_QUEUED);
-    e->set_state(v1::SESSION_STATE_ASSIGNED);
-    e->set_agent_id(agent_id);
-    e->set_offer_id(offer_id);
-    e->set_channel(s.channel());
-    e->set_category(s.category());
-    protoutil::ToDuration(now - queued_at, e->mutable_queue_wait());
-    e->set_assignment_number(r.assignments);
-    write.events.push_back(Sealed(std::move(out), session_id, now));
-    write.sessions.push_back(r);
-    view = ViewFor(r, caller);
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (!in_memory) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
+    return WrongState(record->session, "only QUEUED sessions can be assigned");
+  }
+  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
   return view;
 }
 
-namespace {
-
-void LeaveAgent(v1::Session& s, absl::Time now) {
-  for (int i = s.participants_size() - 1; i >= 0; --i) {
-    v1::Participant* p = s.mutable_participants(i);
-    if (p->id() == s.assigned_agent_id() && !p->has_left_at()) {
-      SetTs(now, p->mutable_left_at());
-      break;
-    }
-  }
-  s.clear_assigned_agent_id();
-  s.clear_assigned_at();
-}
-
-}  // namespace
-
 absl::StatusOr<v1::Session> Sessions::Transfer(const Caller& caller,
                                                const v1::TransferSessionRequest& request) {
-  if (absl::Status s = ValidateKey("request_id", request.request_id(), false); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s =
-          validation::ValidateText("note", request.note(), kMaxTransferNote);
-      !s.ok()) {
-    return s;
-  }
-  switch (request.target_case()) {
-    case v1::TransferSessionRequest::kQueue: {
-      const int category = request.queue().category();
-      if (category == common::v1::CATEGORY_UNSPECIFIED ||
-          !common::v1::Category_IsValid(category)) {
-        return absl::InvalidArgumentError("queue.category: required, a known category");
-      }
-      if (!request.queue().language().empty() && !IsLanguageTag(request.queue().language())) {
-        return absl::InvalidArgumentError("queue.language: must be a BCP 47 tag");
-      }
-      break;
-    }
-    case v1::TransferSessionRequest::kAgentId:
-      if (absl::Status s = validation::ValidateId("agent_id", request.agent_id()); !s.ok()) {
-        return s;
-      }
-      break;
-    case v1::TransferSessionRequest::kToBot:
-      if (!request.to_bot()) return absl::InvalidArgumentError("to_bot: must be true if set");
-      break;
-    default:
-      return absl::InvalidArgumentError("target: one of queue, agent_id or to_bot is required");
-  }
+  if (absl::Status s = ValidateTransfer(request); !s.ok()) return s;
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   const std::string& session_id = request.session_id();
   v1::Session view;
   std::shared_ptr<Pending> pending;
-  bool to_bot = false;
+  bool in_memory = true;
+  bool decided = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
-    v1::Session& s = r.session;
-    if (SeenRequest(r, request.request_id())) return ViewFor(r, caller);
-    if (s.state() != v1::SESSION_STATE_ASSIGNED) {
-      return WrongState(r, "only ASSIGNED sessions can be transferred");
-    }
-    const std::string from_agent = s.assigned_agent_id();
-    const Category from_category = s.category();
-    if (request.has_queue() && request.queue().category() == s.category() &&
-        (request.queue().language().empty() || request.queue().language() == s.language())) {
-      return absl::InvalidArgumentError("queue: the session is already in that queue");
-    }
-    if (request.target_case() == v1::TransferSessionRequest::kAgentId &&
-        request.agent_id() == from_agent) {
-      return absl::InvalidArgumentError("agent_id: the session is already with that agent");
-    }
-    const absl::Time now = clock_->Now();
-    SessionWrite write;
-    LeaveAgent(s, now);
-    s.set_transfer_count(s.transfer_count() + 1);
-    s.set_transfer_note(request.note());
-    events::v1::Event out;
-    events::v1::SessionTransferred* e = out.mutable_session_transferred();
-    if (request.to_bot()) {
-      to_bot = true;
-      Transition(r, v1::SESSION_STATE_BOT, v1::STATE_CHANGE_REASON_HANDED_BACK_TO_BOT,
-                 caller.id, now, write)
-          .IgnoreError();
-      r.bot_since = now;
-      r.bot_turns = 0;
-      r.cancel_reason = routing::v1::CANCEL_REASON_HANDED_BACK_TO_BOT;
-      SetRoutingPending(r);
-      e->set_to_bot(true);
-    } else {
-      if (request.has_queue()) {
-        s.set_category(request.queue().category());
-        if (!request.queue().language().empty()) s.set_language(request.queue().language());
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+    if (in_memory) {
+      SessionRecord& r = (*live)->record;
+      v1::Session& s = r.session;
+      const absl::Time now = clock_->Now();
+      if (SeenRequest(r, request.request_id())) {
+        view = ViewFor(s, caller, now);
+        pending = (*live)->last_write;
+      } else {
+        if (s.state() != v1::SESSION_STATE_ASSIGNED) {
+          return WrongState(s, "only ASSIGNED sessions can be transferred");
+        }
+        const std::string from_agent = s.assigned_agent_id();
+        const Category from_category = s.category();
+        if (request.has_queue() && request.queue().category() == s.category() &&
+            (request.queue().language().empty() ||
+             request.queue().language() == s.language())) {
+          return absl::InvalidArgumentError("queue: the session is already in that queue");
+        }
+        if (request.target_case() == v1::TransferSessionRequest::kAgentId &&
+            request.agent_id() == from_agent) {
+          return absl::InvalidArgumentError(
+              "agent_id: the session is already with that agent");
+        }
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
+        SessionWrite write;
+        LeaveAgent(s, now);
+        s.set_transfer_count(s.transfer_count() + 1);
+        s.set_transfer_note(request.note());
+        if (request.to_bot()) {
+          Transition(r, v1::SESSION_STATE_BOT, v1::STATE_CHANGE_REASON_HANDED_BACK_TO_BOT,
+                     caller.id, now, write)
+              .IgnoreError();  // ASSIGNED -> BOT
+          r.bot_since = now;
+          r.bot_turns = 0;
+          r.cancel_reason = routing::v1::CANCEL_REASON_HANDED_BACK_TO_BOT;
+          SetRoutingPending(r);
+        } else {
+          if (request.has_queue()) {
+            s.set_category(request.queue().category());
+            if (!request.queue().language().empty()) s.set_language(request.queue().language());
+          }
+          Transition(r, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_TRANSFERRED,
+                     caller.id, now, write)
+              .IgnoreError();  // ASSIGNED -> QUEUED
+          QueueFor(r, routing::v1::ENQUEUE_REASON_TRANSFERRED);
+          r.enqueue.set_transfer_note(request.note());
+          r.enqueue.set_at_head(true);
+          if (request.target_case() == v1::TransferSessionRequest::kAgentId) {
+            r.enqueue.set_target_agent_id(request.agent_id());
+          }
+          r.enqueue.set_excluded_agent_id(from_agent);
+        }
+        RememberRequest(r, request.request_id());
+        AddSessionTransferred(s, from_agent, from_category, caller.id, request, now, write);
+        write.sessions.push_back(r);
+        view = ViewFor(s, caller, now);
+        pending = Commit(std::move(write));
+        decided = true;
       }
-      Transition(r, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_TRANSFERRED, caller.id,
-                 now, write)
-          .IgnoreError();
-      QueueFor(r, routing::v1::ENQUEUE_REASON_TRANSFERRED, now);
-      r.enqueue.set_transfer_note(request.note());
-      r.enqueue.set_at_head(true);
-      if (request.target_case() == v1::TransferSessionRequest::kAgentId) {
-        r.enqueue.set_target_agent_id(request.agent_id());
-        e->set_to_agent_id(request.agent_id());
-      }
-      r.enqueue.set_excluded_agent_id(from_agent);
     }
-    RememberRequest(r, request.request_id());
-    e->set_session_id(session_id);
-    e->set_previous_state(v1::SESSION_STATE_ASSIGNED);
-    e->set_state(s.state());
-    e->set_from_agent_id(from_agent);
-    e->set_actor_id(caller.id);
-    e->set_from_category(from_category);
-    e->set_to_category(s.category());
-    e->set_to_language(s.language());
-    write.events.push_back(Sealed(std::move(out), session_id, now));
-    write.sessions.push_back(r);
-    view = ViewFor(r, caller);
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
-  if (to_bot && bot_ != nullptr) {
+  if (!in_memory) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
+    if (SeenRequest(*record, request.request_id())) {
+      return ViewFor(record->session, caller, clock_->Now());
+    }
+    return WrongState(record->session, "only ASSIGNED sessions can be transferred");
+  }
+  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (!decided) return view;
+  if (request.to_bot() && bot_ != nullptr) {
     background_([this, session_id] {
       if (absl::Status s = bot_->ResetDialogue(session_id); !s.ok()) {
         log::Warning("bot_reset_failed", {{"session_id", session_id}, {"error", s.ToString()}});
@@ -1706,38 +1356,45 @@ absl::StatusOr<v1::Session> Sessions::Requeue(const Caller& caller,
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   v1::Session view;
   std::shared_ptr<Pending> pending;
+  bool in_memory = true;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
-    v1::Session& s = r.session;
-    if (s.state() == v1::SESSION_STATE_QUEUED) return ViewFor(r, caller);
-    if (s.state() != v1::SESSION_STATE_ASSIGNED || s.assigned_agent_id() != agent_id) {
-      return WrongState(r, absl::StrCat("not ASSIGNED to ", agent_id));
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+    if (in_memory) {
+      SessionRecord& r = (*live)->record;
+      v1::Session& s = r.session;
+      const absl::Time now = clock_->Now();
+      if (s.state() == v1::SESSION_STATE_QUEUED) {
+        view = ViewFor(s, caller, now);
+        pending = (*live)->last_write;
+      } else {
+        if (s.state() != v1::SESSION_STATE_ASSIGNED || s.assigned_agent_id() != agent_id) {
+          return WrongState(s, absl::StrCat("not ASSIGNED to ", agent_id));
+        }
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
+        const absl::Time assigned_at = Ts(s.assigned_at());
+        SessionWrite write;
+        LeaveAgent(s, now);
+        Transition(r, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_AGENT_UNAVAILABLE,
+                   caller.id, now, write)
+            .IgnoreError();  // ASSIGNED -> QUEUED
+        // Routing queued it itself; the template is for later retries only.
+        r.enqueue.set_reason(routing::v1::ENQUEUE_REASON_TRANSFERRED);
+        AddSessionRequeued(s, agent_id, assigned_at, now, write);
+        write.sessions.push_back(r);
+        view = ViewFor(s, caller, now);
+        pending = Commit(std::move(write));
+      }
     }
-    const absl::Time now = clock_->Now();
-    const absl::Time assigned_at = Ts(s.assigned_at());
-    SessionWrite write;
-    LeaveAgent(s, now);
-    Transition(r, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_AGENT_UNAVAILABLE,
-               caller.id, now, write)
-        .IgnoreError();
-    // Routing queued it itself; the template is for later retries only.
-    r.enqueue.set_reason(routing::v1::ENQUEUE_REASON_TRANSFERRED);
-    events::v1::Event out;
-    events::v1::SessionRequeued* e = out.mutable_session_requeued();
-    e->set_session_id(session_id);
-    e->set_previous_state(v1::SESSION_STATE_ASSIGNED);
-    e->set_state(v1::SESSION_STATE_QUEUED);
-    e->set_agent_id(agent_id);
-    protoutil::ToDuration(now - assigned_at, e->mutable_assigned_duration());
-    write.events.push_back(Sealed(std::move(out), session_id, now));
-    write.sessions.push_back(r);
-    view = ViewFor(r, caller);
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (!in_memory) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
+    return WrongState(record->session, absl::StrCat("not ASSIGNED to ", agent_id));
+  }
+  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
   return view;
 }
 
@@ -1753,68 +1410,69 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   v1::Session view;
   std::shared_ptr<Pending> pending;
+  bool in_memory = true;
   bool routing = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
-    v1::Session& s = r.session;
-    if (s.state() == v1::SESSION_STATE_RESOLVED || SeenRequest(r, request_id)) {
-      return ViewFor(r, caller);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+    if (in_memory) {
+      SessionRecord& r = (*live)->record;
+      v1::Session& s = r.session;
+      const absl::Time now = clock_->Now();
+      const v1::SessionState from = s.state();
+      if (from == v1::SESSION_STATE_RESOLVED || SeenRequest(r, request_id)) {
+        view = ViewFor(s, caller, now);
+        pending = (*live)->last_write;
+      } else {
+        if (from == v1::SESSION_STATE_BOT && caller.role != Role::kCustomer) {
+          return WrongState(s, "only the customer may resolve a session the bot handled");
+        }
+        if (from != v1::SESSION_STATE_BOT && from != v1::SESSION_STATE_ASSIGNED) {
+          return WrongState(s,
+                            "only ASSIGNED (or BOT, by the customer) sessions can be resolved");
+        }
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
+        SessionWrite write;
+        const std::string agent = s.assigned_agent_id();
+        Transition(r, v1::SESSION_STATE_RESOLVED, v1::STATE_CHANGE_REASON_RESOLVED, caller.id,
+                   now, write)
+            .IgnoreError();  // BOT or ASSIGNED -> RESOLVED
+        SetTs(now, s.mutable_resolved_at());
+        SetTs(now + options_.reopen_window, s.mutable_reopenable_until());
+        if (!summary.empty()) s.set_resolution_summary(summary);
+        r.resolved_by = agent;
+        s.clear_assigned_agent_id();
+        if (from == v1::SESSION_STATE_ASSIGNED) {
+          r.cancel_reason = routing::v1::CANCEL_REASON_RESOLVED;
+          SetRoutingPending(r);
+          routing = true;
+        }
+        RememberRequest(r, request_id);
+        // The invitation to rate, in the stream and the transcript.
+        AddMessage(r, SystemMessage(RatingInvitation(s.language())), now, write);
+        if (metrics_) {
+          metrics_->resolution(s.channel(), s.category())
+              .Observe(absl::ToDoubleSeconds(now - Ts(s.created_at())));
+        }
+        AddSessionResolved(r, from, agent, caller.id, RoleWord(caller.role), now, write);
+        write.sessions.push_back(r);
+        view = ViewFor(s, caller, now);
+        pending = Commit(std::move(write));
+      }
     }
-    const v1::SessionState from = s.state();
-    if (from == v1::SESSION_STATE_BOT && caller.role != Role::kCustomer) {
-      return WrongState(r, "only the customer may resolve a session the bot handled");
-    }
-    if (from != v1::SESSION_STATE_BOT && from != v1::SESSION_STATE_ASSIGNED) {
-      return WrongState(r, "only ASSIGNED (or BOT, by the customer) sessions can be resolved");
-    }
-    const absl::Time now = clock_->Now();
-    SessionWrite write;
-    const std::string agent = s.assigned_agent_id();
-    Transition(r, v1::SESSION_STATE_RESOLVED, v1::STATE_CHANGE_REASON_RESOLVED, caller.id, now,
-               write)
-        .IgnoreError();
-    SetTs(now, s.mutable_resolved_at());
-    SetTs(now + options_.reopen_window, s.mutable_reopenable_until());
-    if (!summary.empty()) s.set_resolution_summary(summary);
-    r.resolved_by = agent;
-    s.clear_assigned_agent_id();
-    if (from == v1::SESSION_STATE_ASSIGNED) {
-      r.cancel_reason = routing::v1::CANCEL_REASON_RESOLVED;
-      SetRoutingPending(r);
-      routing = true;
-    }
-    RememberRequest(r, request_id);
-    const absl::Duration resolution = now - Ts(s.created_at());
-    if (metrics_) {
-      metrics_->resolution(s.channel(), s.category())
-          .Observe(absl::ToDoubleSeconds(resolution));
-    }
-    events::v1::Event out;
-    events::v1::SessionResolved* e = out.mutable_session_resolved();
-    e->set_session_id(session_id);
-    e->set_previous_state(from);
-    e->set_state(v1::SESSION_STATE_RESOLVED);
-    e->set_agent_id(agent);
-    e->set_actor_id(caller.id);
-    e->set_actor_role(RoleWord(caller.role));
-    e->set_channel(s.channel());
-    e->set_category(s.category());
-    protoutil::ToDuration(resolution, e->mutable_resolution_time());
-    e->set_customer_messages(r.customer_messages);
-    e->set_bot_messages(r.bot_messages);
-    e->set_agent_messages(r.agent_messages);
-    e->set_transfer_count(s.transfer_count());
-    e->set_reopen_count(s.reopen_count());
-    e->set_resolved_by_bot(!s.has_first_assigned_at());
-    write.events.push_back(Sealed(std::move(out), session_id, now));
-    write.sessions.push_back(r);
-    view = ViewFor(r, caller);
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (!in_memory) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
+    if (SeenRequest(*record, request_id)) {
+      return ViewFor(record->session, caller, clock_->Now());
+    }
+    return WrongState(record->session,
+                      "only ASSIGNED (or BOT, by the customer) sessions can be resolved");
+  }
+  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
   if (routing) ScheduleRouting(session_id);
   return view;
 }
@@ -1830,101 +1488,119 @@ absl::StatusOr<v1::Session> Sessions::Reopen(const Caller& caller,
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   v1::Session view;
   std::shared_ptr<Pending> pending;
+  bool in_memory = true;
+  bool decided = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id, /*past_agents=*/true);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
-    v1::Session& s = r.session;
-    if (SeenRequest(r, request_id)) return ViewFor(r, caller);
-    if (s.state() != v1::SESSION_STATE_RESOLVED) {
-      return WrongState(r, "only RESOLVED sessions can be reopened");
+    absl::StatusOr<Live*> live = FindLive(caller, session_id, /*past_agents=*/true);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+    if (in_memory) {
+      SessionRecord& r = (*live)->record;
+      v1::Session& s = r.session;
+      const absl::Time now = clock_->Now();
+      if (SeenRequest(r, request_id)) {
+        view = ViewFor(s, caller, now);
+        pending = (*live)->last_write;
+      } else {
+        if (s.state() != v1::SESSION_STATE_RESOLVED) {
+          return WrongState(s, "only RESOLVED sessions can be reopened");
+        }
+        if (now > Ts(s.reopenable_until())) {
+          return absl::FailedPreconditionError(
+              "the reopen window has passed: open a new session");
+        }
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
+        const absl::Time resolved_at = Ts(s.resolved_at());
+        SessionWrite write;
+        if (!reason.empty()) {
+          AddMessage(r, SystemMessage(absl::StrCat("Reopened: ", reason)), now, write);
+        }
+        Transition(r, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_REOPENED, caller.id,
+                   now, write)
+            .IgnoreError();  // RESOLVED -> QUEUED
+        s.set_reopen_count(s.reopen_count() + 1);
+        s.clear_reopenable_until();
+        QueueFor(r, routing::v1::ENQUEUE_REASON_REOPENED);
+        r.enqueue.set_at_head(true);
+        r.enqueue.set_priority(routing::v1::PRIORITY_HIGH);
+        if (s.category() == common::v1::CATEGORY_ACCOUNT_SECURITY ||
+            s.category() == common::v1::CATEGORY_FROZEN_FUNDS) {
+          r.enqueue.set_priority(routing::v1::PRIORITY_URGENT);
+        }
+        r.enqueue.set_preferred_agent_id(r.resolved_by);
+        RememberRequest(r, request_id);
+        AddSessionReopened(r, caller.id, resolved_at, now, write);
+        write.sessions.push_back(r);
+        view = ViewFor(s, caller, now);
+        pending = Commit(std::move(write));
+        decided = true;
+      }
     }
-    const absl::Time now = clock_->Now();
-    if (now > Ts(s.reopenable_until())) {
-      return absl::FailedPreconditionError(
-          "the reopen window has passed: open a new session");
-    }
-    const absl::Time resolved_at = Ts(s.resolved_at());
-    SessionWrite write;
-    if (!reason.empty()) {
-      v1::Message notice;
-      notice.set_sender_role(common::v1::SENDER_ROLE_SYSTEM);
-      notice.set_sender_id("system");
-      notice.set_text(absl::StrCat("Reopened: ", reason));
-      AddMessage(r, std::move(notice), now, write);
-    }
-    Transition(r, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_REOPENED, caller.id, now,
-               write)
-        .IgnoreError();
-    s.set_reopen_count(s.reopen_count() + 1);
-    s.clear_reopenable_until();
-    QueueFor(r, routing::v1::ENQUEUE_REASON_REOPENED, now);
-    r.enqueue.set_at_head(true);
-    r.enqueue.set_priority(routing::v1::PRIORITY_HIGH);
-    if (s.category() == common::v1::CATEGORY_ACCOUNT_SECURITY ||
-        s.category() == common::v1::CATEGORY_FROZEN_FUNDS) {
-      r.enqueue.set_priority(routing::v1::PRIORITY_URGENT);
-    }
-    r.enqueue.set_preferred_agent_id(r.resolved_by);
-    RememberRequest(r, request_id);
-    events::v1::Event out;
-    events::v1::SessionReopened* e = out.mutable_session_reopened();
-    e->set_session_id(session_id);
-    e->set_previous_state(v1::SESSION_STATE_RESOLVED);
-    e->set_state(v1::SESSION_STATE_QUEUED);
-    e->set_actor_id(caller.id);
-    e->set_previous_agent_id(r.resolved_by);
-    protoutil::ToDuration(now - resolved_at, e->mutable_since_resolved());
-    write.events.push_back(Sealed(std::move(out), session_id, now));
-    write.sessions.push_back(r);
-    view = ViewFor(r, caller);
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
-  ScheduleRouting(session_id);
+  if (!in_memory) {
+    absl::StatusOr<SessionRecord> record =
+        ReadClosed(caller, session_id, /*past_agents=*/true);
+    if (!record.ok()) return record.status();
+    if (SeenRequest(*record, request_id)) {
+      return ViewFor(record->session, caller, clock_->Now());
+    }
+    return WrongState(record->session, "only RESOLVED sessions can be reopened");
+  }
+  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (decided) ScheduleRouting(session_id);
   return view;
 }
 
 absl::StatusOr<v1::Session> Sessions::Close(const Caller& caller,
                                             const std::string& session_id,
-                                            v1::CloseReason reason) {
-  if (!v1::CloseReason_IsValid(reason)) {
-    return absl::InvalidArgumentError("reason: unknown close reason");
-  }
-  if (reason == v1::CLOSE_REASON_IDLE_TIMEOUT) {
-    return absl::InvalidArgumentError("reason: IDLE_TIMEOUT is set by sessions only");
-  }
-  if (reason == v1::CLOSE_REASON_UNSPECIFIED) {
-    reason = caller.role == Role::kCustomer  ? v1::CLOSE_REASON_CUSTOMER_LEFT
-             : caller.role == Role::kService ? v1::CLOSE_REASON_RATED
-                                             : v1::CLOSE_REASON_STAFF;
-  }
+                                            v1::CloseReason requested) {
+  absl::StatusOr<v1::CloseReason> reason = CloseReasonFor(caller, requested);
+  if (!reason.ok()) return reason.status();
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   v1::Session view;
   std::shared_ptr<Pending> pending;
+  bool in_memory = true;
+  bool decided = false;
   bool routing = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id, /*past_agents=*/true);
-    if (!found.ok()) return found.status();
-    SessionRecord& r = **found;
-    if (r.session.state() == v1::SESSION_STATE_CLOSED) return ViewFor(r, caller);
-    if ((caller.role == Role::kAgent || caller.role == Role::kService) &&
-        r.session.state() != v1::SESSION_STATE_RESOLVED) {
-      return WrongState(r, "agents and services close RESOLVED sessions only");
+    absl::StatusOr<Live*> live = FindLive(caller, session_id, /*past_agents=*/true);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+    if (in_memory) {
+      SessionRecord& r = (*live)->record;
+      const absl::Time now = clock_->Now();
+      if (r.session.state() == v1::SESSION_STATE_CLOSED) {
+        view = ViewFor(r.session, caller, now);
+        pending = (*live)->last_write;
+      } else {
+        if ((caller.role == Role::kAgent || caller.role == Role::kService) &&
+            r.session.state() != v1::SESSION_STATE_RESOLVED) {
+          return WrongState(r.session, "agents and services close RESOLVED sessions only");
+        }
+        if (absl::Status st = AdmitWrite(); !st.ok()) return st;
+        SessionWrite write;
+        if (absl::Status st = CloseLocked(r, *reason, caller.id, now, write); !st.ok()) {
+          return st;
+        }
+        routing = r.routing_pending;
+        write.sessions.push_back(r);
+        view = ViewFor(r.session, caller, now);
+        pending = Commit(std::move(write));
+        decided = true;
+      }
     }
-    SessionWrite write;
-    if (absl::Status s = CloseLocked(r, reason, caller.id, clock_->Now(), write); !s.ok()) {
-      return s;
-    }
-    routing = r.routing_pending;
-    write.sessions.push_back(r);
-    view = ViewFor(r, caller);
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (!in_memory) {
+    absl::StatusOr<SessionRecord> record =
+        ReadClosed(caller, session_id, /*past_agents=*/true);
+    if (!record.ok()) return record.status();
+    return ViewFor(record->session, caller, clock_->Now());
+  }
+  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
   if (routing) ScheduleRouting(session_id);
+  if (decided) MaybeEvict(session_id);
   return view;
 }
 
@@ -1937,162 +1613,142 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
   Callback result;
   std::shared_ptr<Pending> pending;
   std::string phone_id;
+  bool in_memory = true;
+  bool decided = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<SessionRecord*> found = Find(caller, session_id);
-    if (!found.ok()) return found.status();
-    SessionRecord& origin = **found;
-    if (SeenRequest(origin, request_id)) {
-      for (const auto& [id, r] : sessions_) {
-        if (r.session.parent_session_id() == session_id &&
-            r.session.callback().callback_id() == origin.pending_callback_id) {
-          result.callback = r.session.callback();
-          result.phone_session = ViewFor(r, caller);
-          return result;
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+    if (in_memory) {
+      SessionRecord& origin = (*live)->record;
+      // A retry: its PHONE session is remembered until the origin closes.
+      if (SeenRequest(origin, request_id) && !origin.pending_callback_session_id.empty()) {
+        phone_id = origin.pending_callback_session_id;
+        pending = (*live)->last_write;
+      } else {
+        if (absl::Status s = ValidateCallbackDetails("callback", details, now); !s.ok()) {
+          return s;
         }
+        absl::StatusOr<common::v1::VerificationState> verification =
+            CheckVerification(*tokens_, details.verification_token(),
+                              origin.session.customer_id(), session_id, now);
+        if (!verification.ok()) {
+          return absl::Status(verification.status().code(),
+                              absl::StrCat("callback.", verification.status().message()));
+        }
+        if (origin.session.state() == v1::SESSION_STATE_CLOSED) {
+          return WrongState(origin.session, "open a new session");
+        }
+        if (!origin.pending_callback_id.empty()) {
+          // The PHONE session serving it is open work, so it is in memory
+          // if it is still open.
+          auto phone = sessions_.find(origin.pending_callback_session_id);
+          if (phone != sessions_.end() && Open(phone->second.record.session.state())) {
+            return absl::FailedPreconditionError(
+                "a callback is already pending for this session");
+          }
+        }
+        if (absl::Status s = AdmitWrite(); !s.ok()) return s;
+        phone_id = absl::StrCat("s-", events::RandomUuid());
+        SessionRecord& phone = sessions_[phone_id].record;
+        phone = CallbackSessionRecord(phone_id, absl::StrCat("cb-", events::RandomUuid()),
+                                      origin.session, details, *verification, now);
+        const v1::Session& p = phone.session;
+        const v1::CallbackRequest* cb = &p.callback();
+        SessionWrite write;
+        Transition(phone, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_CREATED, caller.id,
+                   now, write)
+            .IgnoreError();  // a new session may enter any state
+        QueueFor(phone, routing::v1::ENQUEUE_REASON_CALLBACK);
+        AddSessionCreated(p, now, write);
+
+        origin.pending_callback_id = cb->callback_id();
+        origin.pending_callback_session_id = phone_id;
+        RememberRequest(origin, request_id);
+        *AddEvent(origin, now, write).mutable_callback_requested() = *cb;
+        AddCallbackRequested(session_id, *cb, verification->level(), now, write);
+        result.callback = *cb;
+        result.phone_session = ViewFor(p, caller, now);
+        write.sessions.push_back(phone);
+        write.sessions.push_back(origin);
+        pending = Commit(std::move(write));
+        decided = true;
       }
     }
+  }
+  if (!in_memory) {
+    // CLOSED: nothing to replay (a closed origin forgets its callback).
+    absl::StatusOr<SessionRecord> origin = ReadClosed(caller, session_id);
+    if (!origin.ok()) return origin.status();
     if (absl::Status s = ValidateCallbackDetails("callback", details, now); !s.ok()) return s;
     absl::StatusOr<common::v1::VerificationState> verification =
-        CheckVerification(details.verification_token(), origin.session.customer_id(),
-                          session_id, now);
+        CheckVerification(*tokens_, details.verification_token(),
+                          origin->session.customer_id(), session_id, now);
     if (!verification.ok()) {
       return absl::Status(verification.status().code(),
                           absl::StrCat("callback.", verification.status().message()));
     }
-    if (origin.session.state() == v1::SESSION_STATE_CLOSED) {
-      return WrongState(origin, "open a new session");
-    }
-    if (!origin.pending_callback_id.empty()) {
-      for (const auto& [id, r] : sessions_) {
-        if (r.session.callback().callback_id() == origin.pending_callback_id &&
-            Open(r.session.state())) {
-          return absl::FailedPreconditionError("a callback is already pending for this session");
-        }
-      }
-    }
-    phone_id = absl::StrCat("s-", events::RandomUuid());
-    SessionRecord& phone = sessions_[phone_id];
-    v1::Session& p = phone.session;
-    const v1::Session& o = origin.session;
-    p.set_session_id(phone_id);
-    p.set_customer_id(o.customer_id());
-    p.set_channel(common::v1::CHANNEL_PHONE);
-    p.set_category(o.category());
-    p.set_language(o.language());
-    p.set_parent_session_id(session_id);
-    *p.mutable_verification() = *verification;
-    SetTs(now, p.mutable_created_at());
-    v1::Participant* customer = p.add_participants();
-    customer->set_role(common::v1::SENDER_ROLE_CUSTOMER);
-    customer->set_id(o.customer_id());
-    SetTs(now, customer->mutable_joined_at());
-    v1::CallbackRequest* cb = p.mutable_callback();
-    cb->set_callback_id(absl::StrCat("cb-", events::RandomUuid()));
-    cb->set_origin_session_id(session_id);
-    cb->set_phone_session_id(phone_id);
-    cb->set_phone_number(details.phone_number());
-    if (details.has_window_start()) *cb->mutable_window_start() = details.window_start();
-    *cb->mutable_window_end() = details.window_end();
-    cb->set_note(details.note());
-    SetTs(now, cb->mutable_requested_at());
-    common::v1::HandoffContext* h = p.mutable_handoff();
-    h->set_reason(common::v1::ESCALATION_REASON_CHANNEL_WITHOUT_BOT);
-    h->set_category(p.category());
-    h->set_language(p.language());
-    *h->mutable_verification() = *verification;
-    SetTs(now, h->mutable_escalated_at());
-    SessionWrite write;
-    Transition(phone, v1::SESSION_STATE_QUEUED, v1::STATE_CHANGE_REASON_CREATED, caller.id, now,
-               write)
-        .IgnoreError();
-    QueueFor(phone, routing::v1::ENQUEUE_REASON_CALLBACK, now);
-    events::v1::Event created;
-    events::v1::SessionCreated* c = created.mutable_session_created();
-    c->set_session_id(phone_id);
-    c->set_customer_id(p.customer_id());
-    c->set_channel(p.channel());
-    c->set_category(p.category());
-    c->set_language(p.language());
-    c->set_state(v1::SESSION_STATE_QUEUED);
-    c->set_parent_session_id(session_id);
-    write.events.push_back(Sealed(std::move(created), phone_id, now));
-
-    origin.pending_callback_id = cb->callback_id();
-    RememberRequest(origin, request_id);
-    *AddEvent(origin, now, write).mutable_callback_requested() = *cb;
-    events::v1::Event requested;
-    events::v1::CallbackRequested* e = requested.mutable_callback_requested();
-    e->set_session_id(session_id);
-    e->set_callback_id(cb->callback_id());
-    e->set_phone_session_id(phone_id);
-    if (details.has_window_start()) *e->mutable_window_start() = details.window_start();
-    *e->mutable_window_end() = details.window_end();
-    e->set_verification_level(verification->level());
-    write.events.push_back(Sealed(std::move(requested), session_id, now));
-    result.callback = *cb;
-    result.phone_session = ViewFor(phone, caller);
-    write.sessions.push_back(phone);
-    write.sessions.push_back(origin);
-    pending = Commit(std::move(write));
+    return WrongState(origin->session, "open a new session");
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
-  ScheduleRouting(phone_id);
+  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (decided) {
+    ScheduleRouting(phone_id);
+    return result;
+  }
+  absl::StatusOr<v1::Session> phone = ViewNow(caller, phone_id);
+  if (!phone.ok()) return phone.status();
+  result.callback = phone->callback();
+  result.phone_session = *std::move(phone);
   return result;
 }
 
 void Sessions::SyncRouting(const std::string& session_id) {
   while (true) {
-    bool call = true;
-    bool enqueue = false;
-    routing::v1::EnqueueSessionRequest request;
-    routing::v1::CancelReason cancel_reason = routing::v1::CANCEL_REASON_UNSPECIFIED;
+    RoutingCall call;
     int64_t version = 0;
     {
       absl::MutexLock lock(&mu_);
       auto it = sessions_.find(session_id);
-      if (it == sessions_.end() || !it->second.routing_pending ||
+      if (it == sessions_.end() || !it->second.record.routing_pending ||
           routing_in_flight_.contains(session_id)) {
         return;
       }
-      const SessionRecord& r = it->second;
+      const SessionRecord& r = it->second.record;
       version = r.routing_version;
-      // Assigned meanwhile: routing acted on an earlier request already.
-      call = r.session.state() != v1::SESSION_STATE_ASSIGNED;
-      enqueue = r.session.state() == v1::SESSION_STATE_QUEUED;
-      request = r.enqueue;
-      cancel_reason = r.cancel_reason;
+      call = PendingRoutingCall(r);
       routing_in_flight_.insert(session_id);
     }
-    if (call) {
-      absl::Status status =
-          routing_ == nullptr ? absl::UnavailableError("routing not configured")
-          : enqueue           ? routing_->Enqueue(request)
-                              : routing_->Cancel(session_id, cancel_reason);
-      if (!status.ok()) {
-        if (metrics_) metrics_->routing_failures->Increment();
-        log::Warning("routing_call_failed",
-                  {{"session_id", session_id},
-                   {"call", enqueue ? "EnqueueSession" : "CancelSession"},
-                   {"error", status.ToString()}});
-        absl::MutexLock lock(&mu_);
-        routing_in_flight_.erase(session_id);
-        return;
-      }
+    fault::Point("sessions.routing.before_call");
+    if (absl::Status status = Tell(routing_, session_id, call); !status.ok()) {
+      if (metrics_) metrics_->routing_failures->Increment();
+      log::Warning("routing_call_failed",
+                   {{"session_id", session_id},
+                    {"call", call.kind == RoutingCall::Kind::kEnqueue ? "EnqueueSession"
+                                                                      : "CancelSession"},
+                    {"error", status.ToString()}});
+      absl::MutexLock lock(&mu_);
+      routing_in_flight_.erase(session_id);
+      return;
     }
-    absl::MutexLock lock(&mu_);
-    routing_in_flight_.erase(session_id);
-    auto it = sessions_.find(session_id);
-    if (it == sessions_.end()) return;
-    SessionRecord& r = it->second;
-    if (r.routing_version != version) continue;  // changed meanwhile: tell routing again
-    r.routing_pending = false;
-    if (metrics_) metrics_->routing_pending->Decrement();
-    if (!CheckWritable().ok()) return;
-    SessionWrite write;
-    write.sessions.push_back(r);
-    // Not waited for: losing this write only repeats an idempotent call.
-    Commit(std::move(write));
+    std::shared_ptr<Pending> pending;
+    {
+      absl::MutexLock lock(&mu_);
+      routing_in_flight_.erase(session_id);
+      auto it = sessions_.find(session_id);
+      if (it == sessions_.end()) return;
+      SessionRecord& r = it->second.record;
+      if (r.routing_version != version) continue;  // changed meanwhile: tell routing again
+      r.routing_pending = false;
+      if (!CheckWritable().ok()) return;
+      SessionWrite write;
+      write.sessions.push_back(r);
+      // Losing this write would only repeat an idempotent call; a CLOSED
+      // session waits for it before it leaves memory.
+      pending = Commit(std::move(write));
+      if (r.session.state() != v1::SESSION_STATE_CLOSED) return;
+    }
+    if (Wait(pending).ok()) MaybeEvict(session_id);
     return;
   }
 }
@@ -2101,9 +1757,7 @@ int Sessions::RetryRouting() {
   std::vector<std::string> pending;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [id, r] : sessions_) {
-      if (r.routing_pending) pending.push_back(id);
-    }
+    pending.assign(routing_pending_.begin(), routing_pending_.end());
   }
   for (const std::string& id : pending) SyncRouting(id);
   return static_cast<int>(pending.size());
@@ -2111,14 +1765,12 @@ int Sessions::RetryRouting() {
 
 absl::StatusOr<int> Sessions::Sweep() {
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
-  std::vector<std::string> to_cancel;
-  std::vector<std::string> lapsed_offers;
-  std::shared_ptr<Pending> pending;
   int changed = 0;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
-    // Rate windows and typing marks that can no longer matter.
+    // Rate windows and typing marks that can no longer matter: bounded by
+    // the principals active within the last minute.
     absl::erase_if(send_rate_, [&](const auto& e) {
       return now - e.second.first >= absl::Seconds(1);
     });
@@ -2128,41 +1780,61 @@ absl::StatusOr<int> Sessions::Sweep() {
     absl::erase_if(typing_sent_, [&](const auto& e) {
       return now - e.second >= absl::Seconds(1);
     });
-    SessionWrite write;
-    for (auto& [id, r] : sessions_) {
-      v1::Session& s = r.session;
-      if (s.state() == v1::SESSION_STATE_CLOSED) continue;
-      bool touched = BreachIfDue(r, now, write);
-      if (!s.offered_agent_id().empty() &&
-          (s.state() != v1::SESSION_STATE_QUEUED || Ts(s.offer_expires_at()) <= now)) {
-        s.clear_offered_agent_id();
-        s.clear_offer_expires_at();
-        lapsed_offers.push_back(id);
-        touched = true;
-      }
-      absl::Time last = r.state_since;
-      if (s.has_last_message_at()) last = std::max(last, Ts(s.last_message_at()));
-      const bool idle =
-          ((s.state() == v1::SESSION_STATE_BOT || s.state() == v1::SESSION_STATE_ASSIGNED) &&
-           now - last >= options_.idle_timeout) ||
-          (s.state() == v1::SESSION_STATE_RESOLVED &&
-           now - r.state_since >= options_.resolved_idle_timeout);
-      if (idle && CloseLocked(r, v1::CLOSE_REASON_IDLE_TIMEOUT, "system", now, write).ok()) {
-        touched = true;
-        if (r.routing_pending) to_cancel.push_back(id);
-      }
-      if (touched) {
-        ++changed;
-        write.sessions.push_back(r);
-      }
-    }
-    if (write.empty()) return 0;
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
-  for (const std::string& id : to_cancel) ScheduleRouting(id);
-  for (const std::string& id : lapsed_offers) NotifyAccess(id);
-  return changed;
+  while (true) {
+    std::vector<std::string> to_cancel;
+    std::vector<std::string> lapsed_offers;
+    std::vector<std::string> closed;
+    std::shared_ptr<Pending> pending;
+    size_t due_count = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (absl::Status s = CheckWritable(); !s.ok()) return s;
+      const absl::Time now = clock_->Now();
+      const std::vector<std::string> due = deadlines_.Due(now, kSweepBatch);
+      due_count = due.size();
+      SessionWrite write;
+      for (const std::string& id : due) {
+        auto it = sessions_.find(id);
+        if (it == sessions_.end()) {
+          deadlines_.Remove(id);
+          continue;
+        }
+        SessionRecord& r = it->second.record;
+        v1::Session& s = r.session;
+        bool touched = BreachIfDue(r, now, write);
+        if (!s.offered_agent_id().empty() &&
+            (s.state() != v1::SESSION_STATE_QUEUED || Ts(s.offer_expires_at()) <= now)) {
+          s.clear_offered_agent_id();
+          s.clear_offer_expires_at();
+          lapsed_offers.push_back(id);
+          touched = true;
+        }
+        if (IdleAt(r, idle_timeouts_, now) &&
+            CloseLocked(r, v1::CLOSE_REASON_IDLE_TIMEOUT, "system", now, write).ok()) {
+          touched = true;
+          closed.push_back(id);
+          if (r.routing_pending) to_cancel.push_back(id);
+        }
+        if (touched) {
+          ++changed;
+          write.sessions.push_back(r);
+        } else {
+          // Due but nothing to do (a due time that moved): index it anew.
+          deadlines_.Set(id, NextDue(r, idle_timeouts_));
+        }
+      }
+      if (!write.empty()) pending = Commit(std::move(write));
+    }
+    if (pending != nullptr) {
+      if (absl::Status s = Wait(pending); !s.ok()) return s;
+    }
+    for (const std::string& id : to_cancel) ScheduleRouting(id);
+    for (const std::string& id : lapsed_offers) NotifyAccess(id);
+    for (const std::string& id : closed) MaybeEvict(id);
+    // A full batch that changed nothing would find the same sessions again.
+    if (due_count < kSweepBatch || pending == nullptr) return changed;
+  }
 }
 
 }  // namespace switchboard::sessions

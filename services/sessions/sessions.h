@@ -1,9 +1,8 @@
 #pragma once
 
+#include <array>
 #include <atomic>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,15 +10,21 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
 #include "libs/clock/clock.h"
+#include "services/sessions/bot_turn.h"
+#include "services/sessions/closed_cache.h"
+#include "services/sessions/deadlines.h"
 #include "services/sessions/metrics.h"
 #include "services/sessions/model.h"
 #include "services/sessions/peers.h"
+#include "services/sessions/rules.h"
 #include "services/sessions/store.h"
 
 namespace switchboard::sessions {
@@ -44,12 +49,12 @@ struct SessionsOptions {
   int max_messages_per_second = 10;
   // An indication lapses this long after it was sent.
   absl::Duration typing_ttl = absl::Seconds(6);
-};
-
-// Who is calling, as the access token names them.
-struct Caller {
-  std::string id;
-  auth::Role role = auth::Role::kCustomer;
+  // CLOSED sessions kept in memory after use; older ones are read from the
+  // store again when asked for.
+  size_t closed_cache_size = 10'000;
+  // Bot turns that may wait per session behind the one running; a message
+  // beyond that escalates the session instead.
+  size_t max_waiting_bot_turns = 8;
 };
 
 // Receives one session's committed events, in sequence order, and its typing
@@ -65,41 +70,69 @@ class SessionListener {
   virtual void OnAccessMaybeLost() {}
 };
 
-// Runs work in the background (the bot turn after a message, telling
-// routing): in the service, the blocking pool.
+// Runs background work (telling routing, resetting the bot's dialogue): in
+// the service, the blocking pool. The amount is bounded by the calls and
+// timer ticks that queue it.
 using Executor = std::function<void(std::function<void()>)>;
+// Runs a task on a pool with a bounded backlog; returns false, dropping the
+// task, when the backlog is full. Bot turns run on one of their own, so a
+// slow bot never holds the RPC pool.
+using BoundedExecutor = std::function<bool(std::function<void()>)>;
 
 // The sessions logic: the state machine (see sessions_service.proto), the
 // ordered per-session events, the bot turn, escalation and the hand-over to
-// routing, SLAs and idle timeouts.
+// routing, SLAs and idle timeouts. The units it is built from each have one
+// job: rules.h (validation, transitions, access), session_events.h (what a
+// change writes), bot_turn.h, handoff.h (routing), deadlines.h (when a
+// session falls due), closed_cache.h. This class keeps the locking.
 //
-// Sessions live in memory and in the store: each operation is decided under
-// one lock (so a session's sequence numbers have no gaps and transitions are
-// atomic), queued to the store in that order, and answered only after it is
-// committed (group commit). Listeners see an event only once it is committed.
-// If a commit fails the memory may be ahead of the disk, so every later write
-// is refused with UNAVAILABLE until a restart reloads the store.
+// Memory holds open work only: sessions that are not CLOSED (and CLOSED ones
+// until routing has acknowledged their cancellation). A CLOSED session
+// leaves memory once its close is durable; reads of it come from a bounded
+// cache or the store. Idempotency keys of messages and creations are looked
+// up in the store by index; only keys whose write is not durable yet are in
+// memory.
+//
+// Writes: each is decided under one lock (so a session's sequence numbers
+// have no gaps and transitions are atomic), admitted by the store first
+// (a full writer backlog refuses it with RESOURCE_EXHAUSTED before anything
+// is decided), queued to the store in that order, and answered only once
+// committed (group commit). Listeners see an event only once it is
+// committed. A retry of a write, or any answer a write RPC gives from
+// memory without writing (a session already RESOLVED, a request id seen),
+// is given only once the writes it reflects are durable: if such a write
+// failed, the retry gets the failure, never a success for something not on
+// disk. If a commit fails the memory may be ahead of the disk, so every
+// later write is refused with UNAVAILABLE until a restart reloads the store.
 //
 // Peers: the bot and routing are called without the lock held, from
-// blocking threads (Executor), never from the RPC that triggered them. A
-// customer message is committed before the bot sees it; a failed or slow bot
-// escalates the session to a human. Every change routing must learn of is
-// committed with `routing_pending` set before routing is called, and
-// RetryRouting repeats the call until routing acknowledges it, so a session is
-// never lost while routing is down.
+// background threads, never from the RPC that triggered them, so they carry
+// their own timeouts. A customer message is committed before the bot sees
+// it; a failed, slow or overloaded bot escalates the session to a human.
+// Every change routing must learn of is committed with `routing_pending`
+// set before routing is called, and RetryRouting repeats the call until
+// routing acknowledges it, so a session is never lost while routing is down.
+//
+// Crash tests stop the process (libs/fault) at "sessions.create.after_commit"
+// (a creation durable but not answered), "sessions.bot_turn.before_answer"
+// and "sessions.bot_turn.after_answer" (a committed customer message whose
+// bot turn did not finish: a restart runs it again, ResumeBotTurns), and
+// "sessions.routing.before_call" (an escalation committed, routing not yet
+// told: RetryRouting tells it after a restart).
 //
 // Errors name the field at fault; a session the caller may not see is
 // NOT_FOUND, exactly like a missing one. Thread-safe. Blocking (waits for
-// commits, reads the store): call from worker threads.
+// commits, reads the store) unless a method says otherwise: call from worker
+// threads.
 class Sessions {
  public:
   // `bot` and `routing` may be null (not configured): then every bot turn
   // escalates, and routing calls stay pending. Nothing owned.
   Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
            const auth::TokenCodec* tokens, BotClient* bot, RoutingClient* routing,
-           Executor background, SessionsOptions options);
+           Executor background, BoundedExecutor bot_executor, SessionsOptions options);
 
-  // Reads the store. Call once, before anything else.
+  // Reads the open work from the store. Call once, before anything else.
   absl::Status Load();
 
   struct Created {
@@ -110,25 +143,23 @@ class Sessions {
   absl::StatusOr<Created> Create(const Caller& caller,
                                  const v1::CreateSessionRequest& request);
 
+  // Non-blocking: the session if it is in memory (open, or a recently used
+  // CLOSED one), an error that needs no store (bad id, not the caller's);
+  // nullopt when the store must be read: then call Get, on a worker thread.
+  std::optional<absl::StatusOr<v1::Session>> TryGet(const Caller& caller,
+                                                    const std::string& session_id);
   absl::StatusOr<v1::Session> Get(const Caller& caller, const std::string& session_id);
 
-  struct ListFilter {
-    std::string customer_id;
-    std::string agent_id;
-    std::vector<v1::SessionState> states;
-    common::v1::Category category = common::v1::CATEGORY_UNSPECIFIED;
-    common::v1::Channel channel = common::v1::CHANNEL_UNSPECIFIED;
-    absl::Time created_after = absl::InfinitePast();
-    absl::Time created_before = absl::InfiniteFuture();
-  };
+  using ListFilter = sessions::ListFilter;
   struct SessionPage {
     std::vector<v1::Session> sessions;
     std::string next_page_token;
   };
-  // Newest first. Customers see only their own sessions, agents only those
-  // assigned to them; naming anyone else is PERMISSION_DENIED.
-  absl::StatusOr<SessionPage> List(const Caller& caller, ListFilter filter,
-                                   int page_size, const std::string& page_token);
+  // Newest first, committed state, paged by the store's indexes (no lock
+  // held while reading). Customers see only their own sessions, agents only
+  // those assigned to them; naming anyone else is PERMISSION_DENIED.
+  absl::StatusOr<SessionPage> List(const Caller& caller, ListFilter filter, int page_size,
+                                   const std::string& page_token);
 
   struct Sent {
     v1::Message message;
@@ -153,8 +184,9 @@ class Sessions {
   // Checks access, then registers `listener` for the session's events with a
   // sequence above the returned one (the last committed at that moment):
   // events up to it are in the store (ReadEvents), later ones reach the
-  // listener. Errors: NOT_FOUND; INVALID_ARGUMENT (negative after);
-  // OUT_OF_RANGE (after above the last sequence).
+  // listener. A CLOSED session has no later events: nothing is registered.
+  // Errors: NOT_FOUND; INVALID_ARGUMENT (negative after); OUT_OF_RANGE
+  // (after above the last sequence).
   absl::StatusOr<int64_t> Subscribe(const Caller& caller, const std::string& session_id,
                                     int64_t after, SessionListener* listener);
   void Unsubscribe(const std::string& session_id, SessionListener* listener);
@@ -162,11 +194,12 @@ class Sessions {
   absl::StatusOr<std::vector<v1::SessionEvent>> ReadEvents(const std::string& session_id,
                                                            int64_t after, int64_t up_to,
                                                            int limit);
-  // Whether `caller` still belongs on a stream of the session after `event`
-  // (an agent transferred away or an offer that went to another agent does
-  // not).
-  static bool StillParticipates(const Caller& caller, const v1::SessionEvent& event);
 
+  // Non-blocking, as TryGet: the indication's lapse time, or nullopt when
+  // the session is not in memory (call UpdateTyping on a worker thread).
+  std::optional<absl::StatusOr<absl::Time>> TryUpdateTyping(const Caller& caller,
+                                                            const std::string& session_id,
+                                                            bool typing);
   // Returns when the indication lapses.
   absl::StatusOr<absl::Time> UpdateTyping(const Caller& caller,
                                           const std::string& session_id, bool typing);
@@ -212,68 +245,129 @@ class Sessions {
 
   // Background work, public so that tests and the service's loops drive it.
   //
-  // One bot turn for the committed customer message `message` (BOT state).
-  // A session's turns run one at a time, in message order.
-  void RunBotTurn(const v1::Message& message);
   // Runs again the bot turns a previous run left unfinished (call once
-  // after Load, from a blocking thread).
+  // after Load, from a blocking thread): each goes to the bot executor,
+  // waiting for room in its backlog.
   void ResumeBotTurns();
   // Tells routing the session's latest state if it is pending.
   void SyncRouting(const std::string& session_id);
   // SyncRouting for every pending session; returns how many were pending.
   int RetryRouting();
-  // Records SLA breaches, drops lapsed offers and closes idle sessions, as
-  // of the clock's Now.
+  // Records SLA breaches, drops lapsed offers and closes idle sessions that
+  // are due as of the clock's Now (only those: the due times are indexed).
   // Returns how many sessions changed.
   absl::StatusOr<int> Sweep();
 
+  // Sessions held in memory (open work), CLOSED ones in the cache, and
+  // idempotency keys whose write is not durable yet: for tests and gauges.
+  struct Footprint {
+    size_t live_sessions = 0;
+    size_t cached_closed = 0;
+    size_t pending_keys = 0;
+    size_t deadlines = 0;
+  };
+  Footprint footprint() const;
+
  private:
-  struct Pending;
+  // The outcome of a write queued to the store.
+  struct Pending {
+    absl::Notification done;
+    absl::Status status;
+  };
+  // A session in memory.
+  struct Live {
+    SessionRecord record;
+    // The latest write that changed it: answers given from memory wait for
+    // it, so they never reflect what is not durable.
+    std::shared_ptr<Pending> last_write;
+    // The state it is counted in (gauges, the customer's open sessions).
+    v1::SessionState counted_state = v1::SESSION_STATE_UNSPECIFIED;
+  };
+  // A message or creation decided but not durable yet, by idempotency key.
+  struct PendingMessage {
+    std::shared_ptr<Pending> write;
+    v1::Message message;
+    std::string fingerprint;
+  };
+  struct PendingCreation {
+    std::shared_ptr<Pending> write;
+    std::string session_id;
+    std::optional<v1::Message> first_message;
+  };
+  // The keys a write carries, settled when it completes.
+  struct WriteKeys {
+    std::vector<std::string> messages;
+    std::vector<std::string> creations;
+  };
+  // Key look-ups compare these counters (one per bucket of key hashes)
+  // before and after reading the store: a key that settled meanwhile bumps
+  // its bucket, and the caller reads again.
+  static constexpr size_t kSettleBuckets = 4096;
 
   absl::Status CheckWritable() const;
-  void BotTurn(const v1::Message& message);
-  std::shared_ptr<Pending> Commit(SessionWrite write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Wait(const std::shared_ptr<Pending>& pending);
-  void Publish(const std::vector<v1::SessionEvent>& events);
-
-  // The session if `caller` may see it, else NOT_FOUND. With `past_agents`,
-  // agents who ever took part also see it.
-  absl::StatusOr<SessionRecord*> Find(const Caller& caller, const std::string& session_id,
-                                      bool past_agents = false)
+  // Under the lock, right before deciding a client's write: refused when
+  // storage failed (memory may be ahead of the disk) or when the writer's
+  // backlog is full (RESOURCE_EXHAUSTED, nothing decided).
+  absl::Status AdmitWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `write` (its keys already in the pending maps with `pending`,
+  // if given) and returns the handle of its outcome.
+  std::shared_ptr<Pending> Commit(SessionWrite write, WriteKeys keys = {},
+                                  std::shared_ptr<Pending> pending = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Session ViewFor(const SessionRecord& record, const Caller& caller) const;
+  // Brings gauges, the customer's open count, the routing-pending set and
+  // the deadline index up to date with the live session.
+  void Account(const std::string& session_id, Live& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Wait(const std::shared_ptr<Pending>& pending);
+  // OK once `write` (if any) is durable, else its failure.
+  absl::Status AwaitDurable(const std::shared_ptr<Pending>& write);
+  void Publish(const std::vector<v1::SessionEvent>& events);
+  void Settle(const WriteKeys& keys);
+  uint64_t SettleStamp(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_);
 
-  // Appends a numbered event to the session and the write.
-  v1::SessionEvent& AddEvent(SessionRecord& record, absl::Time now, SessionWrite& write);
-  // Moves the session to `to` if the state machine allows it, recording a
-  // StateChange event; FAILED_PRECONDITION (nothing changed) otherwise.
-  absl::Status Transition(SessionRecord& record, v1::SessionState to,
-                          v1::StateChangeReason reason, const std::string& actor,
-                          absl::Time now, SessionWrite& write);
-  // Appends a message (any sender) with its MessageSent event.
-  v1::Message& AddMessage(SessionRecord& record, v1::Message message, absl::Time now,
-                          SessionWrite& write);
-  // BOT -> QUEUED with `handoff` completed by the session's own knowledge.
-  absl::Status EscalateLocked(SessionRecord& record, common::v1::HandoffContext handoff,
-                              std::vector<common::v1::TranscriptLine> excerpt,
-                              const std::string& actor, absl::Time now,
-                              SessionWrite& write);
+  // The live session if `caller` may see it; nullptr when it is not in
+  // memory (CLOSED and evicted, or missing: see ReadClosed); NOT_FOUND or
+  // INVALID_ARGUMENT otherwise. With `past_agents`, agents who ever took
+  // part also see it.
+  absl::StatusOr<Live*> FindLive(const Caller& caller, const std::string& session_id,
+                                 bool past_agents = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A session that is not in memory, from the cache or the store, if
+  // `caller` may see it; NOT_FOUND otherwise. Call without the lock.
+  absl::StatusOr<SessionRecord> ReadClosed(const Caller& caller,
+                                           const std::string& session_id,
+                                           bool past_agents = false);
+  // The session as `caller` sees it now, wherever it is.
+  absl::StatusOr<v1::Session> ViewNow(const Caller& caller, const std::string& session_id);
+  // Moves a CLOSED session whose close is durable from memory to the cache.
+  void MaybeEvict(const std::string& session_id);
+
   void SetRoutingPending(SessionRecord& record);
-  void QueueFor(SessionRecord& record, routing::v1::EnqueueReason reason, absl::Time now);
+  void QueueFor(SessionRecord& record, routing::v1::EnqueueReason reason);
   // Closes with its event and routing cancel as needed.
   absl::Status CloseLocked(SessionRecord& record, v1::CloseReason reason,
                            const std::string& actor, absl::Time now, SessionWrite& write);
   bool BreachIfDue(SessionRecord& record, absl::Time now, SessionWrite& write);
-  // The last messages (committed) as transcript lines, oldest first.
+  // The last committed messages as transcript lines, oldest first.
   std::vector<common::v1::TranscriptLine> Excerpt(const std::string& session_id);
-  absl::StatusOr<common::v1::VerificationState> CheckVerification(
-      const std::string& token, const std::string& customer_id,
-      const std::string& session_id, absl::Time now) const;
   static bool SeenRequest(const SessionRecord& record, const std::string& request_id);
   static void RememberRequest(SessionRecord& record, const std::string& request_id);
   void CountState(v1::SessionState from, v1::SessionState to);
   void ScheduleRouting(const std::string& session_id);
   void NotifyAccess(const std::string& session_id);
+
+  // Queues the bot turn of a committed customer message (bot executor).
+  void StartBotTurn(const v1::Message& message);
+  // Runs `message`'s turn, then the session's turns that queued meanwhile.
+  // `shed`: the bot's pool was full; the session escalates without asking.
+  void RunBotTurns(v1::Message message, bool shed);
+  void BotTurn(const v1::Message& message, bool shed);
+
+  absl::StatusOr<Created> ReplayCreation(const Caller& caller, const std::string& session_id,
+                                         std::optional<v1::Message> first_message,
+                                         const std::string& first_client_message_id);
+  absl::StatusOr<Sent> ReplayMessage(const Caller& caller, const std::string& fingerprint,
+                                     const v1::Message& stored,
+                                     const std::string& stored_fingerprint,
+                                     v1::SessionState state);
 
   SessionStore* const store_;
   Clock* const clock_;
@@ -282,15 +376,20 @@ class Sessions {
   BotClient* const bot_;
   RoutingClient* const routing_;
   const Executor background_;
+  const BoundedExecutor bot_executor_;
   const SessionsOptions options_;
+  const IdleTimeouts idle_timeouts_;
 
   mutable absl::Mutex mu_;
-  std::map<std::string, SessionRecord> sessions_ ABSL_GUARDED_BY(mu_);
-  // (customer_id, request_id) -> session_id, for CreateSession retries.
-  absl::flat_hash_map<std::string, std::string> created_by_request_ ABSL_GUARDED_BY(mu_);
-  // session_id -> client_message_id -> the message first stored with it.
-  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, StoredMessage>>
-      keyed_messages_ ABSL_GUARDED_BY(mu_);
+  // Open work. Node-based: records are referred to across insertions.
+  absl::node_hash_map<std::string, Live> sessions_ ABSL_GUARDED_BY(mu_);
+  // customer -> sessions not CLOSED (entries at zero are erased).
+  absl::flat_hash_map<std::string, int> open_by_customer_ ABSL_GUARDED_BY(mu_);
+  DeadlineIndex deadlines_ ABSL_GUARDED_BY(mu_);
+  BotTurnQueue bot_turns_ ABSL_GUARDED_BY(mu_);
+  // Sessions with routing_pending, and those with a routing call in flight.
+  absl::flat_hash_set<std::string> routing_pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> routing_in_flight_ ABSL_GUARDED_BY(mu_);
   // (session, sender) -> start of the current one-second window and its count.
   absl::flat_hash_map<std::string, std::pair<absl::Time, int>> send_rate_
       ABSL_GUARDED_BY(mu_);
@@ -299,29 +398,26 @@ class Sessions {
       ABSL_GUARDED_BY(mu_);
   // (session, participant) -> when their last typing indication was forwarded.
   absl::flat_hash_map<std::string, absl::Time> typing_sent_ ABSL_GUARDED_BY(mu_);
-  // Sessions with a bot turn running, and the messages waiting for theirs.
-  absl::flat_hash_map<std::string, std::deque<v1::Message>> bot_turns_ ABSL_GUARDED_BY(mu_);
-  // Sessions with a routing call in flight.
-  absl::flat_hash_set<std::string> routing_in_flight_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> store_failed_{false};
+  ClosedSessionCache closed_;
+
+  // Taken after mu_ (or alone, by commit callbacks).
+  mutable absl::Mutex durable_mu_;
+  // "session\nclient_message_id" and "customer\nrequest_id" of writes not
+  // durable yet.
+  absl::flat_hash_map<std::string, PendingMessage> pending_messages_
+      ABSL_GUARDED_BY(durable_mu_);
+  absl::flat_hash_map<std::string, PendingCreation> pending_creations_
+      ABSL_GUARDED_BY(durable_mu_);
+  std::array<uint64_t, kSettleBuckets> settled_ ABSL_GUARDED_BY(durable_mu_){};
 
   // Separate from mu_ (taken after it, never before): commit callbacks
   // publish while other calls decide.
   absl::Mutex listeners_mu_;
+  // The last committed sequence of each live session.
   absl::flat_hash_map<std::string, int64_t> committed_ ABSL_GUARDED_BY(listeners_mu_);
   absl::flat_hash_map<std::string, absl::flat_hash_set<SessionListener*>> listeners_
       ABSL_GUARDED_BY(listeners_mu_);
 };
-
-// Whether the state machine allows `from` -> `to` (see sessions_service.proto).
-bool TransitionAllowed(v1::SessionState from, v1::SessionState to);
-
-// Checks a client's message: text (at most 4,000 code points, valid UTF-8,
-// no control characters but tab and newline), attachments (at most 5, with
-// the limits of Attachment), quick reply id; not empty.
-absl::Status ValidateNewMessage(absl::string_view field, const v1::NewMessage& message);
-
-// An idempotency key: 1 to 64 letters, digits, '-' or '_'.
-absl::Status ValidateKey(absl::string_view field, absl::string_view key, bool required);
 
 }  // namespace switchboard::sessions

@@ -16,6 +16,30 @@ using auth::Role;
 using server::FinishNow;
 using server::RunUnary;
 
+bool Staff(const Caller& caller) {
+  return caller.role == Role::kSupervisor || caller.role == Role::kService;
+}
+
+// The key a principal's limits are counted under.
+std::string PrincipalKey(const Caller& caller) {
+  return absl::StrCat(auth::RoleName(caller.role), ":", caller.id);
+}
+
+// One unit of a ConcurrencyLimiter, given back when the last copy of the
+// shared_ptr holding it goes (the pool task that ran, or was refused).
+class Permit {
+ public:
+  Permit(limits::ConcurrencyLimiter* limiter, std::string key)
+      : limiter_(limiter), key_(std::move(key)) {}
+  ~Permit() { limiter_->Release(key_); }
+  Permit(const Permit&) = delete;
+  Permit& operator=(const Permit&) = delete;
+
+ private:
+  limits::ConcurrencyLimiter* const limiter_;
+  const std::string key_;
+};
+
 }  // namespace
 
 // One StreamSessionEvents stream. Subscribes, replays the store up to the
@@ -32,6 +56,15 @@ class SessionsService::StreamReactor
         caller_(std::move(caller)),
         session_id_(std::move(session_id)),
         last_queued_(after) {}
+
+  // The caller's stream cap: OK (given back in OnDone) or RESOURCE_EXHAUSTED.
+  absl::Status Admit() {
+    limits::ConcurrencyLimiter* limiter =
+        Staff(caller_) ? &service_->staff_streams_ : &service_->user_streams_;
+    if (absl::Status s = limiter->Acquire(PrincipalKey(caller_)); !s.ok()) return s;
+    limiter_ = limiter;
+    return absl::OkStatus();
+  }
 
   void Start() { RunTask([this] { Open(); }); }
 
@@ -95,6 +128,7 @@ class SessionsService::StreamReactor
 
   void OnDone() override {
     service_->streams_.Remove(this);
+    if (limiter_ != nullptr) limiter_->Release(PrincipalKey(caller_));
     bool subscribed;
     bool last;
     {
@@ -108,10 +142,11 @@ class SessionsService::StreamReactor
   }
 
  private:
-  static grpc::Status Behind() {
+  grpc::Status Behind() const {
     return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        "subscriber fell more than 1000 events behind; reconnect with "
-                        "the last sequence seen");
+                        absl::StrCat("subscriber fell more than ",
+                                     service_->options_.max_stream_backlog,
+                                     " events behind; reconnect with the last sequence seen"));
   }
 
   template <typename Task>
@@ -219,7 +254,7 @@ class SessionsService::StreamReactor
     }
     last_queued_ = event.sequence();
     *queue_.emplace_back().mutable_event() = event;
-    if (!Sessions::StillParticipates(caller_, event)) ending_ = true;
+    if (!StillParticipates(caller_, event)) ending_ = true;
   }
 
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -241,6 +276,8 @@ class SessionsService::StreamReactor
   SessionsService* const service_;
   const Caller caller_;
   const std::string session_id_;
+  // The stream cap this stream holds a unit of; null if none.
+  limits::ConcurrencyLimiter* limiter_ = nullptr;
   absl::Mutex mu_;
   // The front is being written while writing_.
   std::deque<v1::StreamSessionEventsResponse> queue_ ABSL_GUARDED_BY(mu_);
@@ -264,7 +301,35 @@ class SessionsService::StreamReactor
 
 SessionsService::SessionsService(Sessions* sessions, const auth::TokenCodec* tokens,
                                  Clock* clock, server::BlockingPool* pool, Options options)
-    : sessions_(sessions), tokens_(tokens), clock_(clock), pool_(pool), options_(options) {}
+    : sessions_(sessions),
+      tokens_(tokens),
+      clock_(clock),
+      pool_(pool),
+      options_(options),
+      user_streams_(options.max_streams_per_user, "StreamSessionEvents streams"),
+      staff_streams_(options.max_streams_per_staff, "StreamSessionEvents streams"),
+      user_calls_(options.max_calls_per_user, "sessions calls in flight"),
+      staff_calls_(options.max_calls_per_staff, "sessions calls in flight"),
+      user_reads_({options.reads_per_second, options.reads_burst,
+                   "ListSessions and ListMessages calls"}),
+      staff_reads_({options.staff_reads_per_second, options.staff_reads_burst,
+                    "ListSessions and ListMessages calls"}) {}
+
+template <typename Work>
+grpc::ServerUnaryReactor* SessionsService::Run(grpc::CallbackServerContext* context,
+                                               const Caller& caller, Work work) {
+  limits::ConcurrencyLimiter& limiter = Staff(caller) ? staff_calls_ : user_calls_;
+  std::string key = PrincipalKey(caller);
+  if (absl::Status s = limiter.Acquire(key); !s.ok()) return FinishNow(context, s);
+  auto permit = std::make_shared<Permit>(&limiter, std::move(key));
+  return RunUnary(context, *pool_,
+                  [permit, work = std::move(work)]() mutable { return work(); });
+}
+
+absl::Status SessionsService::SpendRead(const Caller& caller) {
+  return (Staff(caller) ? staff_reads_ : user_reads_)
+      .Allow(PrincipalKey(caller), clock_->Now());
+}
 
 absl::StatusOr<Caller> SessionsService::Authenticate(grpc::CallbackServerContext* context,
                                                      std::initializer_list<Role> allowed,
@@ -281,7 +346,7 @@ grpc::ServerUnaryReactor* SessionsService::CreateSession(
   absl::StatusOr<Caller> caller = Authenticate(
       context, {Role::kCustomer, Role::kService, Role::kSupervisor}, "CreateSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<Sessions::Created> created = sessions_->Create(caller, *request);
     if (!created.ok()) return created.status();
     *response->mutable_session() = std::move(created->session);
@@ -298,10 +363,18 @@ grpc::ServerUnaryReactor* SessionsService::GetSession(grpc::CallbackServerContex
       context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
       "GetSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  // Memory only: answered on the callback thread.
-  absl::StatusOr<v1::Session> session = sessions_->Get(*caller, request->session_id());
-  if (session.ok()) *response->mutable_session() = std::move(*session);
-  return FinishNow(context, session.status());
+  // In memory: answered on the callback thread. Else read on the pool.
+  if (std::optional<absl::StatusOr<v1::Session>> session =
+          sessions_->TryGet(*caller, request->session_id())) {
+    if (session->ok()) *response->mutable_session() = std::move(**session);
+    return FinishNow(context, session->status());
+  }
+  return Run(context, *caller, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session = sessions_->Get(caller, request->session_id());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = std::move(*session);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* SessionsService::ListSessions(
@@ -311,6 +384,7 @@ grpc::ServerUnaryReactor* SessionsService::ListSessions(
       context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
       "ListSessions");
   if (!caller.ok()) return FinishNow(context, caller.status());
+  if (absl::Status s = SpendRead(*caller); !s.ok()) return FinishNow(context, s);
   Sessions::ListFilter filter;
   filter.customer_id = request->customer_id();
   filter.agent_id = request->agent_id();
@@ -325,7 +399,7 @@ grpc::ServerUnaryReactor* SessionsService::ListSessions(
   if (request->has_created_before()) {
     filter.created_before = protoutil::FromTimestamp(request->created_before());
   }
-  return RunUnary(context, *pool_, [this, caller = *caller, filter, request, response] {
+  return Run(context, *caller, [this, caller = *caller, filter, request, response] {
     absl::StatusOr<Sessions::SessionPage> page =
         sessions_->List(caller, filter, request->page_size(), request->page_token());
     if (!page.ok()) return page.status();
@@ -341,7 +415,7 @@ grpc::ServerUnaryReactor* SessionsService::SendMessage(grpc::CallbackServerConte
   absl::StatusOr<Caller> caller = Authenticate(
       context, {Role::kCustomer, Role::kAgent, Role::kSupervisor}, "SendMessage");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<Sessions::Sent> sent = sessions_->SendMessage(
         caller, request->session_id(), request->client_message_id(), request->message());
     if (!sent.ok()) return sent.status();
@@ -359,7 +433,8 @@ grpc::ServerUnaryReactor* SessionsService::ListMessages(
       context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
       "ListMessages");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  if (absl::Status s = SpendRead(*caller); !s.ok()) return FinishNow(context, s);
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<Sessions::MessagePage> page = sessions_->ListMessages(
         caller, request->session_id(), request->after_sequence(), request->before_sequence(),
         request->newest_first(), request->page_size(), request->page_token());
@@ -388,6 +463,10 @@ SessionsService::StreamSessionEvents(grpc::CallbackServerContext* context,
         absl::InvalidArgumentError("after_sequence: must not be negative")));
     return reactor;
   }
+  if (absl::Status s = reactor->Admit(); !s.ok()) {
+    reactor->End(server::ToGrpcStatus(s, *context));
+    return reactor;
+  }
   if (!streams_.Add(reactor, [&] { reactor->Start(); })) {
     reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
   }
@@ -403,11 +482,20 @@ grpc::ServerUnaryReactor* SessionsService::UpdateTyping(grpc::CallbackServerCont
   absl::StatusOr<Caller> caller =
       Authenticate(context, {Role::kCustomer, Role::kAgent}, "UpdateTyping");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  // Memory only (never stored): answered on the callback thread.
-  absl::StatusOr<absl::Time> expires =
-      sessions_->UpdateTyping(*caller, request->session_id(), request->typing());
-  if (expires.ok()) protoutil::ToTimestamp(*expires, response->mutable_expires_at());
-  return FinishNow(context, expires.status());
+  // Never stored: answered on the callback thread while the session is in
+  // memory (open sessions are); a CLOSED one is read on the pool.
+  if (std::optional<absl::StatusOr<absl::Time>> expires =
+          sessions_->TryUpdateTyping(*caller, request->session_id(), request->typing())) {
+    if (expires->ok()) protoutil::ToTimestamp(**expires, response->mutable_expires_at());
+    return FinishNow(context, expires->status());
+  }
+  return Run(context, *caller, [this, caller = *caller, request, response] {
+    absl::StatusOr<absl::Time> expires =
+        sessions_->UpdateTyping(caller, request->session_id(), request->typing());
+    if (!expires.ok()) return expires.status();
+    protoutil::ToTimestamp(*expires, response->mutable_expires_at());
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* SessionsService::AttachVerification(
@@ -416,7 +504,7 @@ grpc::ServerUnaryReactor* SessionsService::AttachVerification(
   absl::StatusOr<Caller> caller =
       Authenticate(context, {Role::kCustomer, Role::kService}, "AttachVerification");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<Sessions::Verified> verified = sessions_->AttachVerification(
         caller, request->session_id(), request->verification_token());
     if (!verified.ok()) return verified.status();
@@ -432,7 +520,7 @@ grpc::ServerUnaryReactor* SessionsService::EscalateSession(
   absl::StatusOr<Caller> caller =
       Authenticate(context, {Role::kCustomer, Role::kService}, "EscalateSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session = sessions_->Escalate(caller, request->session_id());
     if (!session.ok()) return session.status();
     *response->mutable_session() = std::move(*session);
@@ -448,7 +536,7 @@ grpc::ServerUnaryReactor* SessionsService::RecordOffer(grpc::CallbackServerConte
   if (!request->has_expires_at()) {
     return FinishNow(context, absl::InvalidArgumentError("expires_at: required"));
   }
-  return RunUnary(context, *pool_, [this, caller = *caller, request] {
+  return Run(context, *caller, [this, caller = *caller, request] {
     return sessions_->RecordOffer(caller, request->session_id(), request->agent_id(),
                                   request->offer_id(),
                                   protoutil::FromTimestamp(request->expires_at()));
@@ -460,7 +548,7 @@ grpc::ServerUnaryReactor* SessionsService::AssignAgent(grpc::CallbackServerConte
                                                        v1::AssignAgentResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, {Role::kService}, "AssignAgent");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session =
         sessions_->AssignAgent(caller, request->session_id(), request->agent_id(),
                                request->agent_display_name(), request->offer_id());
@@ -476,7 +564,7 @@ grpc::ServerUnaryReactor* SessionsService::TransferSession(
   absl::StatusOr<Caller> caller =
       Authenticate(context, {Role::kAgent, Role::kSupervisor}, "TransferSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session = sessions_->Transfer(caller, *request);
     if (!session.ok()) return session.status();
     *response->mutable_session() = std::move(*session);
@@ -489,7 +577,7 @@ grpc::ServerUnaryReactor* SessionsService::RequeueSession(
     v1::RequeueSessionResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, {Role::kService}, "RequeueSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session =
         sessions_->Requeue(caller, request->session_id(), request->agent_id());
     if (!session.ok()) return session.status();
@@ -504,7 +592,7 @@ grpc::ServerUnaryReactor* SessionsService::ResolveSession(
   absl::StatusOr<Caller> caller = Authenticate(
       context, {Role::kAgent, Role::kSupervisor, Role::kCustomer}, "ResolveSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session =
         sessions_->Resolve(caller, request->session_id(), request->resolution_summary(),
                            request->request_id());
@@ -520,7 +608,7 @@ grpc::ServerUnaryReactor* SessionsService::ReopenSession(
   absl::StatusOr<Caller> caller = Authenticate(
       context, {Role::kCustomer, Role::kAgent, Role::kSupervisor}, "ReopenSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session = sessions_->Reopen(
         caller, request->session_id(), request->reason(), request->request_id());
     if (!session.ok()) return session.status();
@@ -536,7 +624,7 @@ grpc::ServerUnaryReactor* SessionsService::CloseSession(grpc::CallbackServerCont
       context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
       "CloseSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session =
         sessions_->Close(caller, request->session_id(), request->reason());
     if (!session.ok()) return session.status();
@@ -553,7 +641,7 @@ grpc::ServerUnaryReactor* SessionsService::RequestCallback(
   if (!request->has_callback()) {
     return FinishNow(context, absl::InvalidArgumentError("callback: required"));
   }
-  return RunUnary(context, *pool_, [this, caller = *caller, request, response] {
+  return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<Sessions::Callback> callback = sessions_->RequestCallback(
         caller, request->session_id(), request->callback(), request->request_id());
     if (!callback.ok()) return callback.status();

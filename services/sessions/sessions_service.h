@@ -6,6 +6,8 @@
 #include "absl/synchronization/mutex.h"
 #include "libs/auth/token.h"
 #include "libs/clock/clock.h"
+#include "libs/limits/concurrency_limiter.h"
+#include "libs/limits/rate_limiter.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/open_streams.h"
 #include "services/sessions/sessions.h"
@@ -18,6 +20,18 @@ namespace switchboard::sessions {
 // the blocking pool and maps statuses. Per-session access (a customer's own
 // sessions, an agent's assigned or offered ones) is the logic's.
 //
+// GetSession and UpdateTyping are answered on gRPC's callback thread when
+// the session is in memory (open work and recently read CLOSED sessions);
+// only a miss goes to the pool to read the store.
+//
+// Fairness under load, per principal (the token's subject and role):
+// unary calls queued or running at once, open streams, and the rate of
+// expensive reads (ListSessions, ListMessages) are capped; over a cap the
+// call ends at once with RESOURCE_EXHAUSTED and a `retry-after` trailer, so
+// one client flooding the server cannot take the pool from the others.
+// Customers and agents share one set of caps, supervisors and services
+// (a desk's worth of traffic behind one identity) have higher ones.
+//
 // StreamSessionEvents is a ServerWriteReactor per stream (no thread): it
 // subscribes first, then replays committed events from the store up to the
 // subscription point in pages (on the pool), then sends CaughtUp and the
@@ -26,11 +40,30 @@ namespace switchboard::sessions {
 class SessionsService final : public v1::SessionsService::CallbackService {
  public:
   struct Options {
-    // Live events a subscriber may lag behind before its stream is ended
-    // with RESOURCE_EXHAUSTED.
-    size_t max_stream_backlog = 1000;
+    // Events a stream may hold unsent (a slow reader, or live events
+    // arriving during its replay) before it is ended with
+    // RESOURCE_EXHAUSTED; the client resumes from its last sequence. One
+    // session produces at most about 20 events a second (10 messages per
+    // second per sender, replies, state changes), so 256 covers more than
+    // ten seconds of a stalled reader at that peak, while a stream's memory
+    // stays bounded (256 events of at most ~16 KiB).
+    size_t max_stream_backlog = 256;
     // Events read from the store per replay page.
     int replay_page = 256;
+    // Open StreamSessionEvents per customer or agent, and per supervisor
+    // or service. Staff default to what one server is built to hold (a
+    // gateway may carry its users' streams under one service identity).
+    int max_streams_per_user = 32;
+    int max_streams_per_staff = 100'000;
+    // Unary calls one principal may have queued or running at once.
+    int max_calls_per_user = 16;
+    int max_calls_per_staff = 512;
+    // ListSessions and ListMessages per principal: sustained rate per
+    // second and burst.
+    double reads_per_second = 5;
+    double reads_burst = 20;
+    double staff_reads_per_second = 100;
+    double staff_reads_burst = 200;
   };
 
   // None owned; all must outlive the service.
@@ -101,6 +134,12 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* context,
                                       std::initializer_list<auth::Role> allowed,
                                       absl::string_view method);
+  // RunUnary under the caller's cap of calls in flight.
+  template <typename Work>
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const Caller& caller,
+                                Work work);
+  // One token of the caller's expensive-read budget: OK or RESOURCE_EXHAUSTED.
+  absl::Status SpendRead(const Caller& caller);
 
   Sessions* const sessions_;
   const auth::TokenCodec* const tokens_;
@@ -109,6 +148,12 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   const Options options_;
 
   server::OpenStreams<StreamReactor> streams_;
+  limits::ConcurrencyLimiter user_streams_;
+  limits::ConcurrencyLimiter staff_streams_;
+  limits::ConcurrencyLimiter user_calls_;
+  limits::ConcurrencyLimiter staff_calls_;
+  limits::RateLimiter user_reads_;
+  limits::RateLimiter staff_reads_;
 };
 
 }  // namespace switchboard::sessions

@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
+#include "libs/auth/verification_token.h"
 #include "libs/client/peer.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
@@ -24,10 +25,17 @@ using auth::Role;
 using grpc::StatusCode;
 using testing::ContextWithToken;
 
-// A bot stand-in: "human" escalates, "crash" fails, "slow" misses the
-// deadline, anything else is answered.
+// A bot stand-in: "human" escalates, "crash" fails, "slow" stalls (past any
+// deadline, until Release), "deposit?" is answered as a deposit question,
+// anything else is answered.
 class FakeBotService : public bot::v1::BotService::CallbackService {
  public:
+  ~FakeBotService() override { Release(); }
+  // Lets stalled calls finish (with UNAVAILABLE: too late).
+  void Release() {
+    if (!released_.HasBeenNotified()) released_.Notify();
+  }
+
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
                                    const bot::v1::AnswerRequest* request,
                                    bot::v1::AnswerResponse* response) override {
@@ -38,10 +46,10 @@ class FakeBotService : public bot::v1::BotService::CallbackService {
       return reactor;
     }
     if (text == "slow") {
-      std::thread([reactor] {
-        absl::SleepFor(absl::Milliseconds(800));
+      stalled_.push_back(std::thread([this, reactor] {
+        released_.WaitForNotificationWithTimeout(absl::Seconds(30));
         reactor->Finish(grpc::Status(StatusCode::UNAVAILABLE, "too late"));
-      }).detach();
+      }));
       return reactor;
     }
     if (text == "human") {
@@ -57,6 +65,15 @@ class FakeBotService : public bot::v1::BotService::CallbackService {
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
+  void JoinStalled() {
+    Release();
+    for (std::thread& t : stalled_) t.join();
+    stalled_.clear();
+  }
+
+ private:
+  absl::Notification released_;
+  std::vector<std::thread> stalled_;
 };
 
 // A routing stand-in that records what it is told and can be down.
@@ -102,6 +119,15 @@ class FakeRoutingService : public routing::v1::RoutingService::CallbackService {
     }
     return std::nullopt;
   }
+  // The latest enqueue of `session_id`, if any.
+  std::optional<routing::v1::EnqueueSessionRequest> LastEnqueue(const std::string& session_id) {
+    absl::MutexLock lock(&mu_);
+    std::optional<routing::v1::EnqueueSessionRequest> last;
+    for (const auto& e : enqueued_) {
+      if (e.session_id() == session_id) last = e;
+    }
+    return last;
+  }
   bool WaitForCancel(const std::string& session_id) {
     for (int i = 0; i < 100; ++i) {
       {
@@ -134,49 +160,68 @@ std::unique_ptr<grpc::Server> StartPlain(grpc::Service* service, int* port) {
   return builder.BuildAndStart();
 }
 
-// Everything main() wires, once for the whole suite (a server's shutdown
-// costs seconds): real SQLite, real gRPC clients to fake bot and routing
-// servers, the sessions server.
-struct Env {
-  Env() : db(*storage::Database::Open({db_file})) {
-    EXPECT_TRUE(db->Migrate(SessionsMigrations()).ok());
-    bot_server = StartPlain(&bot, &bot_port);
-    routing_server = StartPlain(&routing, &routing_port);
-    committer = std::make_unique<storage::GroupCommitter>(db.get());
-    store = std::make_unique<SqliteSessionStore>(
-        committer.get(), *storage::Database::Open({db_file}), "switchboard.sessions.v1",
-        nullptr);
-    registry = std::make_shared<prometheus::Registry>();
-    metrics = std::make_unique<SessionsMetrics>(*registry);
-    service_token = std::make_unique<client::ServiceToken>(&tokens.codec(), "sessions");
-    bot_client = std::make_unique<GrpcBotClient>(absl::StrCat("127.0.0.1:", bot_port),
-                                                 service_token.get(), absl::Milliseconds(300));
-    routing_client = std::make_unique<GrpcRoutingClient>(
-        absl::StrCat("127.0.0.1:", routing_port), service_token.get(), absl::Seconds(2));
-    sessions = std::make_unique<Sessions>(
-        store.get(), RealClock(), metrics.get(), &tokens.codec(), bot_client.get(),
-        routing_client.get(), [this](std::function<void()> task) { pool.Run(std::move(task)); },
-        Options());
-    EXPECT_TRUE(sessions->Load().ok());
-    SessionsService::Options service_options;
-    service_options.replay_page = 4;  // replays span several pages
-    service = std::make_unique<SessionsService>(sessions.get(), &tokens.codec(), RealClock(),
-                                                &pool, service_options);
-    server = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service.get()},
-                                                   registry);
-    server->server().OnDrain([this] { service->EndStreams(); });
-    stub = v1::SessionsService::NewStub(server->channel());
-  }
+// What an Env is built with.
+struct EnvOptions {
+  // Generous: a bot turn is never late on a busy machine unless a test
+  // makes it so on purpose.
+  absl::Duration bot_deadline = absl::Seconds(10);
+  SessionsOptions sessions = DefaultSessionsOptions();
+  SessionsService::Options service = DefaultServiceOptions();
+
   // The suite's customers open more sessions than the per-customer limits
   // allow (the limits have their own unit test).
-  static SessionsOptions Options() {
+  static SessionsOptions DefaultSessionsOptions() {
     SessionsOptions options;
     options.max_creations_per_minute = 1000;
     options.max_open_sessions = 1000;
     return options;
   }
+  static SessionsService::Options DefaultServiceOptions() {
+    SessionsService::Options options;
+    options.replay_page = 4;  // replays span several pages
+    options.reads_burst = 1000;
+    return options;
+  }
+};
+
+// Everything main() wires, for one test: real SQLite, real gRPC clients to
+// fake bot and routing servers, the sessions server. Each test gets its own
+// (nothing shared, no order between tests).
+struct Env {
+  explicit Env(EnvOptions options = EnvOptions())
+      : db(*OpenSessionsDatabase({db_file})) {
+    bot_server = StartPlain(&bot, &bot_port);
+    routing_server = StartPlain(&routing, &routing_port);
+    committer = std::make_unique<storage::GroupCommitter>(db.get());
+    std::vector<std::unique_ptr<storage::Database>> readers;
+    readers.push_back(*storage::Database::Open({db_file}));
+    readers.push_back(*storage::Database::Open({db_file}));
+    store = std::make_unique<SqliteSessionStore>(committer.get(), std::move(readers),
+                                                 "switchboard.sessions.v1", nullptr);
+    registry = std::make_shared<prometheus::Registry>();
+    metrics = std::make_unique<SessionsMetrics>(*registry);
+    service_token = std::make_unique<client::ServiceToken>(&tokens.codec(), "sessions");
+    bot_client = std::make_unique<GrpcBotClient>(absl::StrCat("127.0.0.1:", bot_port),
+                                                 service_token.get(), options.bot_deadline);
+    routing_client = std::make_unique<GrpcRoutingClient>(
+        absl::StrCat("127.0.0.1:", routing_port), service_token.get(), absl::Seconds(10));
+    sessions = std::make_unique<Sessions>(
+        store.get(), RealClock(), metrics.get(), &tokens.codec(), bot_client.get(),
+        routing_client.get(), [this](std::function<void()> task) { pool.Run(std::move(task)); },
+        [this](std::function<void()> task) { return bot_pool.TryRun(std::move(task)); },
+        options.sessions);
+    EXPECT_TRUE(sessions->Load().ok());
+    service = std::make_unique<SessionsService>(sessions.get(), &tokens.codec(), RealClock(),
+                                                &pool, options.service);
+    server = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service.get()},
+                                                   registry, absl::Milliseconds(500));
+    server->server().OnDrain([this] { service->EndStreams(); });
+    stub = v1::SessionsService::NewStub(server->channel());
+  }
   ~Env() {
+    bot.JoinStalled();
     server.reset();
+    bot_pool.Stop();
     pool.Stop();
     committer->Stop();
     bot_server->Shutdown();
@@ -192,6 +237,7 @@ struct Env {
   std::unique_ptr<grpc::Server> routing_server;
   testing::TestTokens tokens;
   server::BlockingPool pool{8};
+  server::BlockingPool bot_pool{4, 64};
   std::unique_ptr<storage::GroupCommitter> committer;
   std::unique_ptr<SqliteSessionStore> store;
   std::shared_ptr<prometheus::Registry> registry;
@@ -207,10 +253,11 @@ struct Env {
 
 class SessionsServiceTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { env_ = new Env(); }
-  static void TearDownTestSuite() {
-    delete env_;
-    env_ = nullptr;
+  SessionsServiceTest() : env_(std::make_unique<Env>()) {}
+  // Replaces the test's server by one built with `options`.
+  void Rebuild(EnvOptions options) {
+    env_.reset();
+    env_ = std::make_unique<Env>(std::move(options));
   }
 
   v1::SessionsService::Stub& stub() { return *env_->stub; }
@@ -294,10 +341,8 @@ class SessionsServiceTest : public ::testing::Test {
     return out;
   }
 
-  static Env* env_;
+  std::unique_ptr<Env> env_;
 };
-
-Env* SessionsServiceTest::env_ = nullptr;
 
 TEST_F(SessionsServiceTest, BotReplyArrivesOnTheStream) {
   v1::Session s = CreateChat(Customer(), "how do I deposit?");
@@ -377,6 +422,11 @@ TEST_F(SessionsServiceTest, ExplicitEscalation) {
 }
 
 TEST_F(SessionsServiceTest, BotDownOrSlowStillGetsTheCustomerToAHuman) {
+  // A short deadline, which the stalled bot misses whatever the machine's
+  // speed.
+  EnvOptions options;
+  options.bot_deadline = absl::Milliseconds(300);
+  Rebuild(options);
   for (const std::string text : {"crash", "slow"}) {
     v1::Session s = CreateChat(Customer());
     v1::SendMessageResponse sent;
@@ -484,7 +534,7 @@ TEST_F(SessionsServiceTest, RetriedSendMessageIsNotDuplicated) {
 
 TEST_F(SessionsServiceTest, AnotherCustomerGetsTheSameAnswerAsAMissingSession) {
   v1::Session s = CreateChat(Customer());
-  for (const std::string id : {s.session_id(), std::string("s-does-not-exist")}) {
+  for (const std::string& id : {s.session_id(), std::string("s-does-not-exist")}) {
     v1::GetSessionRequest get;
     get.set_session_id(id);
     v1::GetSessionResponse got;
@@ -613,8 +663,8 @@ TEST_F(SessionsServiceTest, BadInputsOnEveryRpcAndTheServerKeepsServing) {
     EXPECT_EQ(code(stub().AttachVerification(ctx(Customer()).get(), verify, &verified)),
               StatusCode::INVALID_ARGUMENT);  // token missing
     verify.set_verification_token("abc.def.ghi");
-    EXPECT_NE(code(stub().AttachVerification(ctx(Customer()).get(), verify, &verified)),
-              StatusCode::OK);
+    EXPECT_EQ(code(stub().AttachVerification(ctx(Customer()).get(), verify, &verified)),
+              StatusCode::INVALID_ARGUMENT);  // malformed
     verify.set_verification_token(Customer());  // an access token is not a verification
     EXPECT_EQ(code(stub().AttachVerification(ctx(Customer()).get(), verify, &verified)),
               StatusCode::PERMISSION_DENIED);
@@ -740,8 +790,7 @@ TEST_F(SessionsServiceTest, AnOfferedAgentsStreamEndsWhenTheOfferLapses) {
   EXPECT_TRUE(reader->Finish().ok());
 }
 
-// Last: it drains the shared server.
-TEST_F(SessionsServiceTest, ZzDrainEndsStreamsWithUnavailable) {
+TEST_F(SessionsServiceTest, DrainEndsStreamsWithUnavailable) {
   v1::Session s = CreateChat(Customer());
   v1::StreamSessionEventsRequest request;
   request.set_session_id(s.session_id());
@@ -751,11 +800,261 @@ TEST_F(SessionsServiceTest, ZzDrainEndsStreamsWithUnavailable) {
   bool caught_up = false;
   while (!caught_up && reader->Read(&response)) caught_up = response.has_caught_up();
   ASSERT_TRUE(caught_up);
-  std::thread shutdown([] { env_->server->server().Shutdown(); });
+  std::thread shutdown([this] { env_->server->server().Shutdown(); });
   while (reader->Read(&response)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), StatusCode::UNAVAILABLE);
   shutdown.join();
+}
+
+TEST_F(SessionsServiceTest, AttachVerificationRecordsTheCustomersVerification) {
+  v1::Session s = CreateChat(Customer());
+  auth::VerificationClaims claims;
+  claims.customer_id = "cust-1";
+  claims.method = "email_otp";
+  claims.level = auth::kLevelBasic;
+  claims.token_id = "tid-9";
+  claims.issued_at = absl::Now();
+  claims.expires_at = absl::Now() + absl::Minutes(10);
+  claims.session_id = s.session_id();
+  auto token = auth::SignVerificationToken(env_->tokens.codec(), claims);
+  ASSERT_TRUE(token.ok()) << token.status();
+  v1::AttachVerificationRequest request;
+  request.set_session_id(s.session_id());
+  request.set_verification_token(*token);
+  v1::AttachVerificationResponse response;
+  grpc::Status status =
+      stub().AttachVerification(ContextWithToken(Customer()).get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.verification().method(), common::v1::VERIFICATION_METHOD_EMAIL_OTP);
+  EXPECT_EQ(response.verification().level(), common::v1::VERIFICATION_LEVEL_BASIC);
+  EXPECT_EQ(response.sequence(), s.last_sequence() + 1);
+  // On the session for agents to see, and on the stream; the token itself
+  // is kept nowhere.
+  v1::Session after = Get(s.session_id());
+  EXPECT_EQ(after.verification().level(), common::v1::VERIFICATION_LEVEL_BASIC);
+  Streamed got = Stream(Customer(), s.session_id(), 0, response.sequence());
+  ASSERT_FALSE(got.events.empty());
+  EXPECT_TRUE(got.events.back().has_verification_attached());
+  EXPECT_FALSE(absl::StrContains(after.DebugString(), *token));
+  // Another customer's token is refused.
+  claims.customer_id = "cust-2";
+  request.set_verification_token(*auth::SignVerificationToken(env_->tokens.codec(), claims));
+  EXPECT_EQ(stub()
+                .AttachVerification(ContextWithToken(Customer()).get(), request, &response)
+                .error_code(),
+            StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(SessionsServiceTest, TransferToANamedAgent) {
+  v1::Session s = CreateChat(Customer());
+  v1::EscalateSessionRequest escalate;
+  escalate.set_session_id(s.session_id());
+  v1::EscalateSessionResponse escalated;
+  ASSERT_TRUE(
+      stub().EscalateSession(ContextWithToken(Customer()).get(), escalate, &escalated).ok());
+  v1::AssignAgentRequest assign;
+  assign.set_session_id(s.session_id());
+  assign.set_agent_id("agent-1");
+  assign.set_offer_id("offer-1");
+  v1::AssignAgentResponse assigned;
+  ASSERT_TRUE(stub().AssignAgent(ContextWithToken(Routing()).get(), assign, &assigned).ok());
+  v1::TransferSessionRequest transfer;
+  transfer.set_session_id(s.session_id());
+  transfer.set_agent_id("agent-9");
+  transfer.set_note("speaks the customer's dialect");
+  transfer.set_request_id("tr-1");
+  v1::TransferSessionResponse transferred;
+  grpc::Status status =
+      stub().TransferSession(ContextWithToken(Agent()).get(), transfer, &transferred);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(transferred.session().state(), v1::SESSION_STATE_QUEUED);
+  EXPECT_TRUE(transferred.session().assigned_agent_id().empty());
+  // Routing hears of it with the target and the note; agent-1 is out.
+  std::optional<routing::v1::EnqueueSessionRequest> last;
+  for (int i = 0; i < 100 && !(last && last->target_agent_id() == "agent-9"); ++i) {
+    last = env_->routing.LastEnqueue(s.session_id());
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->target_agent_id(), "agent-9");
+  EXPECT_EQ(last->excluded_agent_id(), "agent-1");
+  EXPECT_EQ(last->transfer_note(), "speaks the customer's dialect");
+  EXPECT_TRUE(last->at_head());
+  v1::GetSessionRequest get;
+  get.set_session_id(s.session_id());
+  v1::GetSessionResponse got;
+  EXPECT_EQ(stub().GetSession(ContextWithToken(Agent()).get(), get, &got).error_code(),
+            StatusCode::NOT_FOUND);
+  // The retry is answered with the session, not transferred twice.
+  ASSERT_TRUE(
+      stub().TransferSession(ContextWithToken(Supervisor()).get(), transfer, &transferred).ok());
+  EXPECT_EQ(transferred.session().transfer_count(), 1);
+}
+
+TEST_F(SessionsServiceTest, ClosedSessionsAreServedFromTheStore) {
+  EnvOptions options;
+  options.sessions.closed_cache_size = 0;
+  Rebuild(options);
+  v1::Session s = CreateChat(Customer(), "hello");
+  ASSERT_TRUE(WaitForState(s.session_id(), v1::SESSION_STATE_BOT));
+  Streamed replies = Stream(Customer(), s.session_id(), 0, 3);
+  ASSERT_EQ(replies.events.size(), 3u);
+  v1::CloseSessionRequest close;
+  close.set_session_id(s.session_id());
+  v1::CloseSessionResponse closed;
+  ASSERT_TRUE(stub().CloseSession(ContextWithToken(Customer()).get(), close, &closed).ok());
+  EXPECT_EQ(env_->sessions->footprint().live_sessions, 0u);
+  v1::Session after = Get(s.session_id(), Customer());
+  EXPECT_EQ(after.state(), v1::SESSION_STATE_CLOSED);
+  EXPECT_EQ(after.message_count(), 2);
+  Streamed replay = Stream(Customer(), s.session_id(), 0, 1000);
+  EXPECT_TRUE(replay.status.ok()) << replay.status.error_message();
+  EXPECT_EQ(replay.events.size(), static_cast<size_t>(after.last_sequence()));
+  v1::UpdateTypingRequest typing;
+  typing.set_session_id(s.session_id());
+  typing.set_typing(true);
+  v1::UpdateTypingResponse typed;
+  EXPECT_EQ(stub().UpdateTyping(ContextWithToken(Customer()).get(), typing, &typed).error_code(),
+            StatusCode::FAILED_PRECONDITION);
+  v1::GetSessionRequest get;
+  get.set_session_id(s.session_id());
+  v1::GetSessionResponse other;
+  EXPECT_EQ(
+      stub().GetSession(ContextWithToken(Customer("cust-2")).get(), get, &other).error_code(),
+      StatusCode::NOT_FOUND);
+}
+
+TEST_F(SessionsServiceTest, StreamsPerCallerAreCapped) {
+  EnvOptions options;
+  options.service.max_streams_per_user = 2;
+  Rebuild(options);
+  v1::Session s = CreateChat(Customer());
+  v1::StreamSessionEventsRequest request;
+  request.set_session_id(s.session_id());
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::StreamSessionEventsResponse>>> readers;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(ContextWithToken(Customer()));
+    readers.push_back(stub().StreamSessionEvents(contexts.back().get(), request));
+    v1::StreamSessionEventsResponse response;
+    bool caught_up = false;
+    while (!caught_up && readers.back()->Read(&response)) caught_up = response.has_caught_up();
+    ASSERT_TRUE(caught_up);
+  }
+  auto context = ContextWithToken(Customer());
+  auto refused = stub().StreamSessionEvents(context.get(), request);
+  v1::StreamSessionEventsResponse ignored;
+  EXPECT_FALSE(refused->Read(&ignored));
+  EXPECT_EQ(refused->Finish().error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(context->GetServerTrailingMetadata().count("retry-after"), 1u);
+  // Another customer, and a supervisor, are not affected.
+  EXPECT_EQ(Stream(Supervisor(), s.session_id(), 0, 1).events.size(), 1u);
+  // Closing one stream gives its place back.
+  contexts[0]->TryCancel();
+  readers[0]->Finish();
+  Streamed again;
+  for (int i = 0; i < 100; ++i) {
+    again = Stream(Customer(), s.session_id(), 0, 1);
+    if (again.status.error_code() != StatusCode::RESOURCE_EXHAUSTED) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(again.events.size(), 1u) << again.status.error_message();
+  contexts[1]->TryCancel();
+  readers[1]->Finish();
+}
+
+TEST_F(SessionsServiceTest, ExpensiveReadsAreRateLimitedPerCaller) {
+  EnvOptions options;
+  options.service.reads_per_second = 1;
+  options.service.reads_burst = 3;
+  Rebuild(options);
+  v1::Session s = CreateChat(Customer());
+  v1::ListSessionsRequest list;
+  v1::ListSessionsResponse listed;
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(stub().ListSessions(ContextWithToken(Customer()).get(), list, &listed).ok());
+  }
+  v1::ListMessagesRequest messages;
+  messages.set_session_id(s.session_id());
+  v1::ListMessagesResponse listed_messages;
+  ASSERT_TRUE(
+      stub().ListMessages(ContextWithToken(Customer()).get(), messages, &listed_messages).ok());
+  auto context = ContextWithToken(Customer());
+  grpc::Status refused = stub().ListSessions(context.get(), list, &listed);
+  EXPECT_EQ(refused.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(context->GetServerTrailingMetadata().count("retry-after"), 1u);
+  // Others keep their own budget; cheap reads are not limited.
+  EXPECT_TRUE(
+      stub().ListSessions(ContextWithToken(Customer("cust-2")).get(), list, &listed).ok());
+  EXPECT_EQ(Get(s.session_id(), Customer()).session_id(), s.session_id());
+}
+
+TEST_F(SessionsServiceTest, CallsInFlightAreCappedPerCaller) {
+  EnvOptions options;
+  options.service.max_calls_per_user = 2;
+  Rebuild(options);
+  v1::Session s = CreateChat(Customer());
+  v1::Session other = CreateChat(Customer("cust-2"));
+  // Every worker busy: calls wait in the pool's queue, in flight.
+  absl::Notification release;
+  for (int i = 0; i < 8; ++i) {
+    env_->pool.Run([&release] { release.WaitForNotification(); });
+  }
+  for (int tries = 0; env_->pool.queued() > 0 && tries < 1000; ++tries) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  v1::SendMessageRequest send;
+  send.set_session_id(s.session_id());
+  send.mutable_message()->set_text("hello");
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<v1::SendMessageResponse>> responses;
+  std::vector<grpc::Status> statuses(3);
+  std::vector<std::unique_ptr<absl::Notification>> sent;
+  for (int i = 0; i < 3; ++i) {
+    send.set_client_message_id(absl::StrCat("k", i));
+    contexts.push_back(ContextWithToken(Customer()));
+    responses.push_back(std::make_unique<v1::SendMessageResponse>());
+    sent.push_back(std::make_unique<absl::Notification>());
+    auto request = std::make_shared<v1::SendMessageRequest>(send);
+    stub().async()->SendMessage(contexts.back().get(), request.get(), responses.back().get(),
+                                [request, &statuses, i, done = sent.back().get()](
+                                    grpc::Status status) {
+                                  statuses[i] = status;
+                                  done->Notify();
+                                });
+    // The third goes once the first two wait in the pool.
+    for (int tries = 0; i == 1 && env_->pool.queued() < 2 && tries < 1000; ++tries) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+  // The third of this customer's calls is refused at once, while the first
+  // two wait; another customer is not affected.
+  ASSERT_TRUE(sent[2]->WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(statuses[2].error_code(), StatusCode::RESOURCE_EXHAUSTED)
+      << statuses[2].error_message();
+  EXPECT_EQ(contexts[2]->GetServerTrailingMetadata().count("retry-after"), 1u);
+  EXPECT_FALSE(sent[0]->HasBeenNotified());
+  v1::SendMessageRequest theirs;
+  theirs.set_session_id(other.session_id());
+  theirs.set_client_message_id("o1");
+  theirs.mutable_message()->set_text("hi");
+  auto their_context = ContextWithToken(Customer("cust-2"));
+  v1::SendMessageResponse their_response;
+  grpc::Status their_status;
+  absl::Notification theirs_done;
+  stub().async()->SendMessage(their_context.get(), &theirs, &their_response,
+                              [&](grpc::Status status) {
+                                their_status = status;
+                                theirs_done.Notify();
+                              });
+  release.Notify();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(sent[i]->WaitForNotificationWithTimeout(absl::Seconds(10)));
+    EXPECT_TRUE(statuses[i].ok()) << statuses[i].error_message();
+  }
+  ASSERT_TRUE(theirs_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(their_status.ok()) << their_status.error_message();
 }
 
 }  // namespace

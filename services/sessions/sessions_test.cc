@@ -1,15 +1,22 @@
 #include "services/sessions/sessions.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/verification_token.h"
 #include "libs/clock/clock.h"
 #include "libs/protoutil/time.h"
+#include "libs/storage/test_dir.h"
 #include "prometheus/registry.h"
+#include "services/sessions/sqlite_store.h"
+#include "libs/limits/retry_after.h"
 
 namespace switchboard::sessions {
 namespace {
@@ -17,67 +24,131 @@ namespace {
 using auth::Role;
 using v1::SessionState;
 
-// Keeps what was committed in memory; answers reads from it.
-class FakeSessionStore : public SessionStore {
+// The real SQLite store, whose commits a test can hold and then let through
+// or fail, and whose message-key look-ups can run a hook: the timing a
+// crash or a slow disk gives, on demand. Not a mock: everything else is the
+// real store.
+class HoldableStore : public SessionStore {
  public:
-  absl::StatusOr<Contents> Load() override {
+  explicit HoldableStore(SessionStore* real) : real_(real) {}
+
+  // From now on, writes wait instead of committing.
+  void Hold() {
     absl::MutexLock lock(&mu_);
-    Contents contents;
-    for (const auto& [id, s] : sessions_) contents.sessions.push_back(s);
-    return contents;
+    holding_ = true;
+  }
+  // The held writes commit, in order; later ones go straight through.
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    holding_ = false;
+    for (auto& [write, done] : held_) real_->Apply(std::move(write), std::move(done));
+    held_.clear();
+  }
+  // The held writes fail with `status` without being written, as a failed
+  // COMMIT would; later ones go straight through.
+  void Fail(absl::Status status) {
+    std::deque<std::pair<SessionWrite, std::function<void(absl::Status)>>> failed;
+    {
+      absl::MutexLock lock(&mu_);
+      holding_ = false;
+      failed.swap(held_);
+    }
+    for (auto& [write, done] : failed) done(status);
+  }
+  // Waits (up to 10 s) until `n` writes are held.
+  bool WaitForHeld(size_t n) {
+    struct Arg {
+      HoldableStore* store;
+      size_t n;
+    } arg{this, n};
+    absl::MutexLock lock(&mu_);
+    return mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->store->held_.size() >= a->n; },
+            &arg),
+        absl::Seconds(10));
+  }
+  // Runs once, right after the next FindMessage has read the store.
+  void AfterNextFindMessage(std::function<void()> hook) {
+    absl::MutexLock lock(&mu_);
+    after_find_message_ = std::move(hook);
+  }
+  int find_message_calls() {
+    absl::MutexLock lock(&mu_);
+    return find_message_calls_;
+  }
+
+  absl::StatusOr<std::vector<SessionRecord>> LoadOpen() override { return real_->LoadOpen(); }
+  absl::StatusOr<int64_t> CountClosed() override { return real_->CountClosed(); }
+  absl::Status Admit() override {
+    absl::MutexLock lock(&mu_);
+    if (!admit_.ok()) return admit_;
+    return real_->Admit();
   }
   void Apply(SessionWrite write, std::function<void(absl::Status)> done) override {
     {
       absl::MutexLock lock(&mu_);
-      for (const auto& s : write.sessions) sessions_[s.session.session_id()] = s;
-      for (const auto& e : write.session_events) {
-        events_[e.session_id()][e.sequence()] = e;
+      if (holding_) {
+        held_.emplace_back(std::move(write), std::move(done));
+        return;
       }
-      for (const auto& e : write.events) outbox_.push_back(e);
     }
-    done(absl::OkStatus());
+    real_->Apply(std::move(write), std::move(done));
+  }
+  absl::StatusOr<std::optional<SessionRecord>> ReadSession(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    ++session_reads_;
+    return real_->ReadSession(id);
+  }
+  absl::StatusOr<std::optional<StoredMessage>> FindMessage(const std::string& session_id,
+                                                          const std::string& key) override {
+    auto found = real_->FindMessage(session_id, key);
+    std::function<void()> hook;
+    {
+      absl::MutexLock lock(&mu_);
+      ++find_message_calls_;
+      hook.swap(after_find_message_);
+    }
+    if (hook) hook();
+    return found;
+  }
+  absl::StatusOr<std::optional<std::string>> FindCreated(const std::string& customer_id,
+                                                         const std::string& request_id) override {
+    return real_->FindCreated(customer_id, request_id);
+  }
+  absl::StatusOr<std::vector<v1::Session>> ListSessions(const SessionQuery& query) override {
+    return real_->ListSessions(query);
   }
   absl::StatusOr<std::vector<v1::SessionEvent>> ReadEvents(const std::string& session_id,
                                                            int64_t after, int64_t up_to,
                                                            int limit) override {
-    absl::MutexLock lock(&mu_);
-    std::vector<v1::SessionEvent> out;
-    for (const auto& [seq, e] : events_[session_id]) {
-      if (seq > after && seq <= up_to && static_cast<int>(out.size()) < limit) out.push_back(e);
-    }
-    return out;
+    return real_->ReadEvents(session_id, after, up_to, limit);
   }
   absl::StatusOr<std::vector<v1::Message>> ReadMessages(const std::string& session_id,
                                                         int64_t after, int64_t before,
                                                         bool newest_first, int limit) override {
-    absl::MutexLock lock(&mu_);
-    std::vector<v1::Message> out;
-    for (const auto& [seq, e] : events_[session_id]) {
-      if (e.has_message() && seq > after && (before == 0 || seq < before)) {
-        out.push_back(e.message());
-      }
-    }
-    if (newest_first) std::reverse(out.begin(), out.end());
-    if (static_cast<int>(out.size()) > limit) out.resize(limit);
-    return out;
+    return real_->ReadMessages(session_id, after, before, newest_first, limit);
   }
-  std::vector<std::string> EventTypes() {
+
+  void set_admit(absl::Status status) {
     absl::MutexLock lock(&mu_);
-    std::vector<std::string> types;
-    for (const auto& e : outbox_) types.push_back(e.type());
-    return types;
+    admit_ = std::move(status);
   }
-  int Count(absl::string_view type) {
-    int n = 0;
-    for (const auto& t : EventTypes()) n += t == type;
-    return n;
+  int session_reads() {
+    absl::MutexLock lock(&mu_);
+    return session_reads_;
   }
 
  private:
+  SessionStore* const real_;
   absl::Mutex mu_;
-  std::map<std::string, SessionRecord> sessions_;
-  std::map<std::string, std::map<int64_t, v1::SessionEvent>> events_;
-  std::vector<events::v1::Event> outbox_;
+  bool holding_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::pair<SessionWrite, std::function<void(absl::Status)>>> held_
+      ABSL_GUARDED_BY(mu_);
+  std::function<void()> after_find_message_ ABSL_GUARDED_BY(mu_);
+  int find_message_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int session_reads_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status admit_ ABSL_GUARDED_BY(mu_);
 };
 
 class FakeBot : public BotClient {
@@ -95,6 +166,14 @@ class FakeBot : public BotClient {
       auto* guess = response.mutable_handoff()->add_intent_guesses();
       guess->set_intent_id("deposit_not_credited");
       guess->set_confidence(0.8f);
+    } else if (absl::StartsWith(r.text(), "deposit")) {
+      response.set_outcome(bot::v1::ANSWER_OUTCOME_ANSWERED);
+      response.set_reply_text("Deposits are credited after 12 confirmations.");
+      response.set_answered_intent_id("deposit_not_credited");
+      response.set_category(common::v1::CATEGORY_DEPOSIT);
+      auto* guess = response.add_intent_guesses();
+      guess->set_intent_id("deposit_not_credited");
+      guess->set_confidence(0.9f);
     } else {
       response.set_outcome(bot::v1::ANSWER_OUTCOME_ANSWERED);
       response.set_reply_text(absl::StrCat("answer to ", r.text()));
@@ -128,12 +207,40 @@ class FakeRouting : public RoutingClient {
 
 class SessionsTest : public ::testing::Test {
  protected:
-  SessionsTest() : tokens_(std::string(32, 'k')), metrics_(registry_) { Make(&bot_); }
+  SessionsTest()
+      : path_(storage::MakeTempDir() + "/sessions.db"),
+        tokens_(std::string(32, 'k')),
+        metrics_(registry_) {
+    db_ = *OpenSessionsDatabase({path_});
+    committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
+    std::vector<std::unique_ptr<storage::Database>> readers;
+    readers.push_back(*storage::Database::Open({path_}));
+    readers.push_back(*storage::Database::Open({path_}));
+    sqlite_ = std::make_unique<SqliteSessionStore>(committer_.get(), std::move(readers),
+                                                   "switchboard.sessions.v1", nullptr);
+    store_ = std::make_unique<HoldableStore>(sqlite_.get());
+    check_ = *storage::Database::Open({path_});
+    Make(&bot_);
+  }
+  ~SessionsTest() override {
+    store_->Release();
+    committer_->Stop();  // runs the callbacks of writes still queued
+  }
 
+  // A new Sessions over the same store: a restart (after the writes
+  // already queued have completed, as they do before a clean exit).
   void Make(BotClient* bot, SessionsOptions options = SessionsOptions()) {
+    if (sessions_ != nullptr) {
+      ASSERT_TRUE(committer_->Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
+    }
     sessions_ = std::make_unique<Sessions>(
-        &store_, &clock_, &metrics_, &tokens_, bot, &routing_,
+        store_.get(), &clock_, &metrics_, &tokens_, bot, &routing_,
         [this](std::function<void()> task) { background_.push_back(std::move(task)); },
+        [this](std::function<void()> task) {
+          if (bot_pool_full_) return false;
+          background_.push_back(std::move(task));
+          return true;
+        },
         options);
     ASSERT_TRUE(sessions_->Load().ok());
   }
@@ -153,7 +260,7 @@ class SessionsTest : public ::testing::Test {
     if (!text.empty()) request.mutable_first_message()->set_text(text);
     auto created = sessions_->Create({customer, Role::kCustomer}, request);
     EXPECT_TRUE(created.ok()) << created.status();
-    return created->session;
+    return created.ok() ? created->session : v1::Session();
   }
 
   absl::StatusOr<Sessions::Sent> Send(const std::string& id, const Caller& caller,
@@ -164,7 +271,38 @@ class SessionsTest : public ::testing::Test {
   }
 
   v1::Session Get(const std::string& id) {
-    return *sessions_->Get({"sup", Role::kSupervisor}, id);
+    auto session = sessions_->Get({"sup", Role::kSupervisor}, id);
+    EXPECT_TRUE(session.ok()) << session.status();
+    return session.ok() ? *session : v1::Session();
+  }
+
+  std::vector<v1::SessionEvent> Events(const std::string& id) {
+    return *sessions_->ReadEvents(id, 0, 1'000'000, 1000);
+  }
+
+  // A session escalated and assigned to agent-1.
+  v1::Session Assigned(const std::string& customer = "cust-1") {
+    v1::Session s = NewChat(customer);
+    EXPECT_TRUE(sessions_->Escalate({customer, Role::kCustomer}, s.session_id()).ok());
+    RunBackground();
+    EXPECT_TRUE(sessions_->AssignAgent(kRouting, s.session_id(), "agent-1", "Ana", "o1").ok());
+    return Get(s.session_id());
+  }
+
+  // The outbox, oldest first.
+  std::vector<events::v1::Event> Outbox() {
+    auto select = check_->Prepare("SELECT value FROM outbox ORDER BY id");
+    std::vector<events::v1::Event> out;
+    while (*select->Step()) out.emplace_back().ParseFromString(select->ColumnBlob(0));
+    return out;
+  }
+
+  // Outbox events of `type` committed so far.
+  int Count(absl::string_view type) {
+    auto count = check_->Prepare("SELECT count(*) FROM outbox WHERE type = ?");
+    count->Bind(1, std::string(type));
+    EXPECT_TRUE(*count->Step());
+    return static_cast<int>(count->ColumnInt(0));
   }
 
   std::string VerificationToken(const std::string& customer,
@@ -179,45 +317,60 @@ class SessionsTest : public ::testing::Test {
     return *auth::SignVerificationToken(tokens_, claims);
   }
 
+  v1::CallbackDetails CallbackDetails() {
+    v1::CallbackDetails details;
+    details.set_phone_number("+441234567890");
+    protoutil::ToTimestamp(clock_.Now() + absl::Hours(1), details.mutable_window_end());
+    details.set_verification_token(VerificationToken("cust-1"));
+    return details;
+  }
+
+  // Runs `first` on a thread while the store holds its commit, then
+  // `retry` (the same request again) on another; fails the held commit;
+  // returns the retry's outcome. A retry answered before the first write
+  // is durable would come back OK here.
+  absl::Status RetryWhileTheFirstCommitFails(std::function<absl::Status()> first,
+                                             std::function<absl::Status()> retry) {
+    store_->Hold();
+    absl::Status first_status;
+    std::thread first_thread([&] { first_status = first(); });
+    EXPECT_TRUE(store_->WaitForHeld(1));
+    absl::Status retry_status;
+    absl::Notification retried;
+    std::thread retry_thread([&] {
+      retry_status = retry();
+      retried.Notify();
+    });
+    // The retry finds the first write and waits for it (or, on a build
+    // that answers from memory, is already done).
+    retried.WaitForNotificationWithTimeout(absl::Milliseconds(200));
+    store_->Fail(absl::InternalError("disk I/O error"));
+    first_thread.join();
+    retry_thread.join();
+    EXPECT_EQ(first_status.code(), absl::StatusCode::kUnavailable) << first_status;
+    return retry_status;
+  }
+
   const Caller kCustomer{"cust-1", Role::kCustomer};
   const Caller kRouting{"routing", Role::kService};
   const Caller kAgent{"agent-1", Role::kAgent};
+  const Caller kSupervisor{"sup", Role::kSupervisor};
+  std::string path_;
   FakeClock clock_;
   auth::TokenCodec tokens_;
   prometheus::Registry registry_;
   SessionsMetrics metrics_;
-  FakeSessionStore store_;
+  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::GroupCommitter> committer_;
+  std::unique_ptr<SqliteSessionStore> sqlite_;
+  std::unique_ptr<HoldableStore> store_;
+  std::unique_ptr<storage::Database> check_;
   FakeBot bot_;
   FakeRouting routing_;
+  bool bot_pool_full_ = false;
   std::deque<std::function<void()>> background_;
   std::unique_ptr<Sessions> sessions_;
 };
-
-TEST(TransitionTableTest, OnlyTheDocumentedTransitions) {
-  using S = SessionState;
-  const std::vector<std::pair<S, S>> allowed = {
-      {S::SESSION_STATE_BOT, S::SESSION_STATE_QUEUED},
-      {S::SESSION_STATE_BOT, S::SESSION_STATE_RESOLVED},
-      {S::SESSION_STATE_BOT, S::SESSION_STATE_CLOSED},
-      {S::SESSION_STATE_QUEUED, S::SESSION_STATE_ASSIGNED},
-      {S::SESSION_STATE_QUEUED, S::SESSION_STATE_CLOSED},
-      {S::SESSION_STATE_ASSIGNED, S::SESSION_STATE_QUEUED},
-      {S::SESSION_STATE_ASSIGNED, S::SESSION_STATE_BOT},
-      {S::SESSION_STATE_ASSIGNED, S::SESSION_STATE_RESOLVED},
-      {S::SESSION_STATE_ASSIGNED, S::SESSION_STATE_CLOSED},
-      {S::SESSION_STATE_RESOLVED, S::SESSION_STATE_QUEUED},
-      {S::SESSION_STATE_RESOLVED, S::SESSION_STATE_CLOSED},
-  };
-  for (int from = 0; from <= 5; ++from) {
-    for (int to = 0; to <= 5; ++to) {
-      const bool expected =
-          std::find(allowed.begin(), allowed.end(),
-                    std::make_pair(static_cast<S>(from), static_cast<S>(to))) != allowed.end();
-      EXPECT_EQ(TransitionAllowed(static_cast<S>(from), static_cast<S>(to)), expected)
-          << from << " -> " << to;
-    }
-  }
-}
 
 TEST_F(SessionsTest, BotAnswersInBotState) {
   v1::Session s = NewChat("cust-1", "how do I deposit?");
@@ -226,12 +379,12 @@ TEST_F(SessionsTest, BotAnswersInBotState) {
   v1::Session after = Get(s.session_id());
   EXPECT_EQ(after.state(), v1::SESSION_STATE_BOT);
   EXPECT_EQ(after.message_count(), 2);
-  auto events = *sessions_->ReadEvents(s.session_id(), 0, 100, 100);
+  auto events = Events(s.session_id());
   ASSERT_EQ(events.size(), 3u);  // created, customer message, bot reply
   EXPECT_EQ(events[2].message().sender_role(), common::v1::SENDER_ROLE_BOT);
   EXPECT_EQ(events[2].message().text(), "answer to how do I deposit?");
   for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].sequence(), int64_t(i + 1));
-  EXPECT_EQ(store_.Count("sessions.message_sent"), 2);
+  EXPECT_EQ(Count("sessions.message_sent"), 2);
 }
 
 TEST_F(SessionsTest, BotEscalationHandsContextToRouting) {
@@ -257,7 +410,57 @@ TEST_F(SessionsTest, BotEscalationHandsContextToRouting) {
   ASSERT_TRUE(Send(s.session_id(), kCustomer, "hello?", "m3").ok());
   RunBackground();
   EXPECT_EQ(bot_.calls, calls);
-  EXPECT_EQ(store_.Count("sessions.session_escalated"), 1);
+  EXPECT_EQ(Count("sessions.session_escalated"), 1);
+  // The escalation moved GENERAL to the bot's DEPOSIT: data teams see it,
+  // ahead of the escalation.
+  std::vector<std::string> types;
+  for (const auto& event : Outbox()) {
+    if (event.has_category_changed()) {
+      EXPECT_EQ(event.category_changed().source(), events::v1::CATEGORY_SOURCE_BOT_ESCALATION);
+      EXPECT_EQ(event.category_changed().previous_category(), common::v1::CATEGORY_GENERAL);
+      EXPECT_EQ(event.category_changed().category(), common::v1::CATEGORY_DEPOSIT);
+    }
+    if (event.has_category_changed() || event.has_session_escalated()) {
+      types.push_back(event.type());
+    }
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"sessions.category_changed",
+                                             "sessions.session_escalated"}));
+}
+
+TEST_F(SessionsTest, TheCategoryFollowsTheBotsAnswer) {
+  v1::Session s = NewChat();
+  EXPECT_EQ(s.category(), common::v1::CATEGORY_GENERAL);
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "deposit missing", "m1").ok());
+  RunBackground();
+  EXPECT_EQ(Get(s.session_id()).category(), common::v1::CATEGORY_DEPOSIT);
+  // Recorded for data teams before the bot's reply.
+  std::vector<events::v1::Event> outbox = Outbox();
+  auto changed = std::find_if(outbox.begin(), outbox.end(),
+                              [](const auto& e) { return e.has_category_changed(); });
+  ASSERT_NE(changed, outbox.end());
+  EXPECT_EQ(changed->category_changed().previous_category(), common::v1::CATEGORY_GENERAL);
+  EXPECT_EQ(changed->category_changed().category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(changed->category_changed().source(), events::v1::CATEGORY_SOURCE_BOT_ANSWER);
+  EXPECT_EQ(changed->category_changed().intent_id(), "deposit_not_credited");
+  EXPECT_FLOAT_EQ(changed->category_changed().confidence(), 0.9f);
+  EXPECT_EQ(changed->category_changed().state(), v1::SESSION_STATE_BOT);
+  ASSERT_NE(changed + 1, outbox.end());
+  EXPECT_EQ((changed + 1)->message_sent().sender_role(), common::v1::SENDER_ROLE_BOT);
+  // A second answer of the same category changes nothing.
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "deposit again", "m2").ok());
+  RunBackground();
+  EXPECT_EQ(Count("sessions.category_changed"), 1);
+  // The hand-off is made in the new category, with the bot's context.
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "human", "m3").ok());
+  RunBackground();
+  ASSERT_EQ(routing_.enqueued.size(), 1u);
+  const auto& e = routing_.enqueued[0];
+  EXPECT_EQ(e.category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(e.handoff().category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(e.handoff().intent_guesses(0).intent_id(), "deposit_not_credited");
+  EXPECT_EQ(e.handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
+  EXPECT_EQ(Count("sessions.category_changed"), 1);
 }
 
 TEST_F(SessionsTest, BotFailureEscalatesAndKeepsTheMessage) {
@@ -275,6 +478,7 @@ TEST_F(SessionsTest, BotFailureEscalatesAndKeepsTheMessage) {
   auto messages = *sessions_->ListMessages(kCustomer, s.session_id(), 0, 0, false, 0, "");
   ASSERT_EQ(messages.messages.size(), 1u);
   EXPECT_EQ(messages.messages[0].text(), "help");
+  EXPECT_EQ(metrics_.bot_unavailable->Value(), 1);
 }
 
 TEST_F(SessionsTest, NoBotConfiguredEscalates) {
@@ -289,36 +493,66 @@ TEST_F(SessionsTest, ABotTurnCutShortByARestartRunsAgain) {
   background_.clear();  // the process stopped before the bot answered
   Make(&bot_);
   sessions_->ResumeBotTurns();
-  auto events = *sessions_->ReadEvents(s.session_id(), 0, 100, 100);
+  RunBackground();
+  auto events = Events(s.session_id());
   ASSERT_EQ(events.size(), 3u);
   EXPECT_EQ(events[2].message().text(), "answer to where is my deposit?");
   // Done: another restart does not answer twice.
   Make(&bot_);
   sessions_->ResumeBotTurns();
+  RunBackground();
   EXPECT_EQ(Get(s.session_id()).last_sequence(), 3);
 }
 
-TEST_F(SessionsTest, BotTurnsOfASessionRunInOrder) {
+TEST_F(SessionsTest, BotTurnsOfASessionRunInOrderOneAtATime) {
   v1::Session s = NewChat();
   ASSERT_TRUE(Send(s.session_id(), kCustomer, "first", "k1").ok());
   ASSERT_TRUE(Send(s.session_id(), kCustomer, "second", "k2").ok());
-  ASSERT_EQ(background_.size(), 2u);
-  // The second turn starts while the first is running: it waits for it.
-  auto first = std::move(background_.front());
-  auto second = std::move(background_.back());
-  background_.clear();
-  bool ran_second = false;
-  bot_.hook = [&] {
-    if (!ran_second) {
-      ran_second = true;
-      second();
-    }
-  };
-  first();
-  auto events = *sessions_->ReadEvents(s.session_id(), 0, 100, 100);
+  // The second waits behind the first rather than taking another thread.
+  ASSERT_EQ(background_.size(), 1u);
+  RunBackground();
+  auto events = Events(s.session_id());
   ASSERT_EQ(events.size(), 5u);
   EXPECT_EQ(events[3].message().text(), "answer to first");
   EXPECT_EQ(events[4].message().text(), "answer to second");
+}
+
+TEST_F(SessionsTest, AFullBotPoolEscalatesInsteadOfWaiting) {
+  bot_pool_full_ = true;
+  v1::Session s = NewChat("cust-1", "hello");
+  RunBackground();
+  EXPECT_EQ(bot_.calls, 0);
+  v1::Session after = Get(s.session_id());
+  EXPECT_EQ(after.state(), v1::SESSION_STATE_QUEUED);
+  EXPECT_EQ(after.handoff().reason(), common::v1::ESCALATION_REASON_BOT_UNAVAILABLE);
+  EXPECT_EQ(metrics_.bot_shed->Value(), 1);
+  ASSERT_EQ(routing_.enqueued.size(), 1u);
+  // The session has no turn left behind: it is with the humans now.
+  bot_pool_full_ = false;
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "still there?", "k2").ok());
+  EXPECT_TRUE(background_.empty());
+}
+
+TEST_F(SessionsTest, ACustomerWritingFasterThanTheBotGetsAHuman) {
+  SessionsOptions options;
+  options.max_waiting_bot_turns = 1;
+  Make(&bot_, options);
+  v1::Session s = NewChat();
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "one", "k1").ok());    // runs
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "two", "k2").ok());    // waits
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "three", "k3").ok());  // beyond the cap
+  ASSERT_EQ(background_.size(), 2u);
+  // The shed turn escalates first; the running one then finds the session
+  // out of the bot and answers nothing.
+  auto shed = std::move(background_.back());
+  background_.pop_back();
+  shed();
+  RunBackground();
+  EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_QUEUED);
+  EXPECT_EQ(metrics_.bot_shed->Value(), 1);
+  for (const auto& e : Events(s.session_id())) {
+    EXPECT_NE(e.message().sender_role(), common::v1::SENDER_ROLE_BOT);
+  }
 }
 
 TEST_F(SessionsTest, StaleBotAnswerAfterEscalationIsDropped) {
@@ -343,6 +577,345 @@ TEST_F(SessionsTest, SendMessageIsIdempotent) {
             absl::StatusCode::kAlreadyExists);
   RunBackground();
   EXPECT_EQ(Get(s.session_id()).message_count(), 2);  // one customer, one bot
+  // The key is found in the store (nothing of it stays in memory), also
+  // after a restart.
+  EXPECT_EQ(sessions_->footprint().pending_keys, 0u);
+  Make(&bot_);
+  auto after_restart = Send(s.session_id(), kCustomer, "hello", "key-1");
+  ASSERT_TRUE(after_restart.ok()) << after_restart.status();
+  EXPECT_TRUE(after_restart->replayed);
+  EXPECT_EQ(after_restart->message.sequence(), first->message.sequence());
+}
+
+// Durable retries: a retry is answered OK only once the first write is on
+// disk; if that write fails, the retry gets the failure.
+
+TEST_F(SessionsTest, ARetriedMessageSharesTheFirstCommitsFailure) {
+  v1::Session s = NewChat();
+  absl::Status retry = RetryWhileTheFirstCommitFails(
+      [&] { return Send(s.session_id(), kCustomer, "hello", "k1").status(); },
+      [&] { return Send(s.session_id(), kCustomer, "hello", "k1").status(); });
+  EXPECT_EQ(retry.code(), absl::StatusCode::kUnavailable) << retry;
+  // Memory may be ahead of the disk now: writes are refused until restart,
+  // and the message was never stored.
+  EXPECT_EQ(Send(s.session_id(), kCustomer, "hello", "k1").status().code(),
+            absl::StatusCode::kUnavailable);
+  Make(&bot_);
+  EXPECT_EQ(Get(s.session_id()).message_count(), 0);
+  auto again = Send(s.session_id(), kCustomer, "hello", "k1");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->replayed);
+}
+
+TEST_F(SessionsTest, ARetriedMessageIsAnsweredOnceTheFirstIsDurable) {
+  v1::Session s = NewChat();
+  store_->Hold();
+  absl::StatusOr<Sessions::Sent> first;
+  std::thread first_thread([&] { first = Send(s.session_id(), kCustomer, "hello", "k1"); });
+  ASSERT_TRUE(store_->WaitForHeld(1));
+  absl::StatusOr<Sessions::Sent> retry;
+  absl::Notification retried;
+  std::thread retry_thread([&] {
+    retry = Send(s.session_id(), kCustomer, "hello", "k1");
+    retried.Notify();
+  });
+  EXPECT_FALSE(retried.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+  store_->Release();
+  first_thread.join();
+  retry_thread.join();
+  ASSERT_TRUE(first.ok() && retry.ok()) << first.status() << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->message.sequence(), first->message.sequence());
+  EXPECT_EQ(Get(s.session_id()).message_count(), 1);
+}
+
+TEST_F(SessionsTest, AKeyThatSettlesWhileTheStoreIsReadIsNotMissed) {
+  v1::Session s = NewChat();
+  // The retry reads the store before the first write commits; the first
+  // write is decided and committed right after that read, before the
+  // retry decides. The retry must still find it, not store a duplicate.
+  absl::StatusOr<Sessions::Sent> first;
+  store_->AfterNextFindMessage(
+      [&] { first = Send(s.session_id(), kCustomer, "hello", "k1"); });
+  auto retry = Send(s.session_id(), kCustomer, "hello", "k1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(first->replayed);
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->message.sequence(), first->message.sequence());
+  EXPECT_EQ(Get(s.session_id()).message_count(), 1);
+  EXPECT_GE(store_->find_message_calls(), 3);  // the retry read the store again
+}
+
+TEST_F(SessionsTest, ARetriedCreationSharesTheFirstCommitsFailure) {
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_CHAT);
+  request.set_request_id("req-1");
+  request.mutable_first_message()->set_text("hi");
+  request.set_first_client_message_id("m-1");
+  absl::Status retry = RetryWhileTheFirstCommitFails(
+      [&] { return sessions_->Create(kCustomer, request).status(); },
+      [&] { return sessions_->Create(kCustomer, request).status(); });
+  EXPECT_EQ(retry.code(), absl::StatusCode::kUnavailable) << retry;
+}
+
+TEST_F(SessionsTest, ARetriedCreationReturnsTheFirstSessionAndMessage) {
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_CHAT);
+  request.set_request_id("req-1");
+  request.mutable_first_message()->set_text("hi");
+  request.set_first_client_message_id("m-1");
+  store_->Hold();
+  absl::StatusOr<Sessions::Created> first;
+  std::thread first_thread([&] { first = sessions_->Create(kCustomer, request); });
+  ASSERT_TRUE(store_->WaitForHeld(1));
+  absl::StatusOr<Sessions::Created> retry;
+  std::thread retry_thread([&] { retry = sessions_->Create(kCustomer, request); });
+  absl::SleepFor(absl::Milliseconds(50));
+  store_->Release();
+  first_thread.join();
+  retry_thread.join();
+  ASSERT_TRUE(first.ok() && retry.ok()) << first.status() << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->session.session_id(), first->session.session_id());
+  ASSERT_TRUE(retry->first_message.has_value());
+  EXPECT_EQ(retry->first_message->sequence(), first->first_message->sequence());
+  // From the store, after a restart, too; and the first message's key
+  // answers SendMessage retries.
+  Make(&bot_);
+  auto later = sessions_->Create(kCustomer, request);
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->session.session_id(), first->session.session_id());
+  EXPECT_EQ(later->first_message->text(), "hi");
+  auto resent = Send(first->session.session_id(), kCustomer, "hi", "m-1");
+  ASSERT_TRUE(resent.ok()) << resent.status();
+  EXPECT_TRUE(resent->replayed);
+}
+
+TEST_F(SessionsTest, RetriesByRequestIdShareTheFirstCommitsFailure) {
+  v1::Session s = Assigned();
+  v1::TransferSessionRequest transfer;
+  transfer.set_session_id(s.session_id());
+  transfer.mutable_queue()->set_category(common::v1::CATEGORY_KYC);
+  transfer.set_request_id("t1");
+  EXPECT_EQ(RetryWhileTheFirstCommitFails(
+                [&] { return sessions_->Transfer(kAgent, transfer).status(); },
+                [&] { return sessions_->Transfer(kSupervisor, transfer).status(); })
+                .code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SessionsTest, ResolveRetriesShareTheFirstCommitsFailure) {
+  v1::Session s = Assigned();
+  EXPECT_EQ(RetryWhileTheFirstCommitFails(
+                [&] { return sessions_->Resolve(kAgent, s.session_id(), "", "r1").status(); },
+                [&] {
+                  return sessions_->Resolve(kSupervisor, s.session_id(), "", "r1").status();
+                })
+                .code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SessionsTest, ReopenRetriesShareTheFirstCommitsFailure) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->Resolve(kCustomer, s.session_id(), "", "").ok());
+  EXPECT_EQ(RetryWhileTheFirstCommitFails(
+                [&] { return sessions_->Reopen(kCustomer, s.session_id(), "", "re1").status(); },
+                [&] { return sessions_->Reopen(kCustomer, s.session_id(), "", "re1").status(); })
+                .code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SessionsTest, CallbackRetriesShareTheFirstCommitsFailure) {
+  v1::Session s = NewChat();
+  const v1::CallbackDetails details = CallbackDetails();
+  EXPECT_EQ(RetryWhileTheFirstCommitFails(
+                [&] {
+                  return sessions_->RequestCallback(kCustomer, s.session_id(), details, "c1")
+                      .status();
+                },
+                [&] {
+                  return sessions_->RequestCallback(kCustomer, s.session_id(), details, "c1")
+                      .status();
+                })
+                .code(),
+            absl::StatusCode::kUnavailable);
+}
+
+// Calls answered "unchanged" when the state already says so (escalated,
+// assigned, re-queued, closed) wait for that state to be durable too.
+TEST_F(SessionsTest, StateReplaysShareTheFirstCommitsFailure) {
+  v1::Session bot = NewChat();
+  EXPECT_EQ(RetryWhileTheFirstCommitFails(
+                [&] { return sessions_->Escalate(kCustomer, bot.session_id()).status(); },
+                [&] { return sessions_->Escalate(kCustomer, bot.session_id()).status(); })
+                .code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SessionsTest, AssignReplaysShareTheFirstCommitsFailure) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());
+  EXPECT_EQ(RetryWhileTheFirstCommitFails(
+                [&] {
+                  return sessions_->AssignAgent(kRouting, s.session_id(), "agent-1", "", "o1")
+                      .status();
+                },
+                [&] {
+                  return sessions_->AssignAgent(kRouting, s.session_id(), "agent-1", "", "o1")
+                      .status();
+                })
+                .code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SessionsTest, CloseReplaysShareTheFirstCommitsFailure) {
+  v1::Session s = NewChat();
+  EXPECT_EQ(RetryWhileTheFirstCommitFails(
+                [&] {
+                  return sessions_->Close(kCustomer, s.session_id(), v1::CLOSE_REASON_UNSPECIFIED)
+                      .status();
+                },
+                [&] {
+                  return sessions_->Close(kCustomer, s.session_id(), v1::CLOSE_REASON_UNSPECIFIED)
+                      .status();
+                })
+                .code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(SessionsTest, ARefusedAdmissionIsNotAStorageFailure) {
+  v1::Session s = NewChat();
+  store_->set_admit(absl::ResourceExhaustedError("storage busy"));
+  EXPECT_EQ(Send(s.session_id(), kCustomer, "hello", "k1").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Get(s.session_id()).last_sequence(), 1);  // nothing decided
+  store_->set_admit(absl::OkStatus());
+  auto sent = Send(s.session_id(), kCustomer, "hello", "k1");
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_FALSE(sent->replayed);
+}
+
+// The working set: memory holds open work only.
+
+TEST_F(SessionsTest, ClosedSessionsLeaveMemoryAndAreStillServed) {
+  SessionsOptions options;
+  options.closed_cache_size = 0;  // every read of a closed session goes to the store
+  Make(&bot_, options);
+  v1::Session s = NewChat();
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "hello", "k1").ok());
+  RunBackground();
+  ASSERT_TRUE(sessions_->Close(kCustomer, s.session_id(), v1::CLOSE_REASON_UNSPECIFIED).ok());
+  Sessions::Footprint footprint = sessions_->footprint();
+  EXPECT_EQ(footprint.live_sessions, 0u);
+  EXPECT_EQ(footprint.pending_keys, 0u);
+  EXPECT_EQ(footprint.deadlines, 0u);
+  // Not in memory: the non-blocking read says so; the blocking one reads
+  // the store.
+  EXPECT_FALSE(sessions_->TryGet(kCustomer, s.session_id()).has_value());
+  const int reads = store_->session_reads();
+  auto closed = sessions_->Get(kCustomer, s.session_id());
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_EQ(closed->state(), v1::SESSION_STATE_CLOSED);
+  EXPECT_GT(store_->session_reads(), reads);
+  EXPECT_EQ(sessions_->Get({"cust-2", Role::kCustomer}, s.session_id()).status().code(),
+            absl::StatusCode::kNotFound);
+  // A retried message is still answered; a new one is refused.
+  auto retry = Send(s.session_id(), kCustomer, "hello", "k1");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(Send(s.session_id(), kCustomer, "more", "k2").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(sessions_->Close(kCustomer, s.session_id(), v1::CLOSE_REASON_UNSPECIFIED).ok());
+  auto messages = sessions_->ListMessages(kCustomer, s.session_id(), 0, 0, false, 0, "");
+  ASSERT_TRUE(messages.ok()) << messages.status();
+  EXPECT_EQ(messages->messages.size(), 2u);
+  EXPECT_EQ(messages->last_sequence, closed->last_sequence());
+  EXPECT_EQ(*sessions_->Subscribe(kCustomer, s.session_id(), 0, nullptr),
+            closed->last_sequence());
+  EXPECT_EQ(sessions_->UpdateTyping(kCustomer, s.session_id(), true).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(sessions_->Escalate(kCustomer, s.session_id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(SessionsTest, AReadClosedSessionIsServedFromTheCache) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->Close(kCustomer, s.session_id(), v1::CLOSE_REASON_UNSPECIFIED).ok());
+  EXPECT_EQ(sessions_->footprint().live_sessions, 0u);
+  EXPECT_EQ(sessions_->footprint().cached_closed, 1u);
+  auto quick = sessions_->TryGet(kCustomer, s.session_id());
+  ASSERT_TRUE(quick.has_value());
+  ASSERT_TRUE(quick->ok());
+  EXPECT_EQ((*quick)->state(), v1::SESSION_STATE_CLOSED);
+  EXPECT_EQ(store_->session_reads(), 0);
+}
+
+TEST_F(SessionsTest, StartUpLoadsOpenWorkOnly) {
+  std::vector<std::string> closed;
+  for (int i = 0; i < 5; ++i) {
+    v1::Session s = NewChat(absl::StrCat("cust-", i));
+    if (i < 3) {
+      ASSERT_TRUE(sessions_->Close({s.customer_id(), Role::kCustomer}, s.session_id(),
+                                   v1::CLOSE_REASON_UNSPECIFIED)
+                      .ok());
+      closed.push_back(s.session_id());
+    }
+  }
+  Make(&bot_);
+  EXPECT_EQ(sessions_->footprint().live_sessions, 2u);
+  EXPECT_EQ(metrics_.sessions(v1::SESSION_STATE_CLOSED).Value(), 3 + 3);  // two runs
+  EXPECT_EQ(Get(closed[0]).state(), v1::SESSION_STATE_CLOSED);
+}
+
+TEST_F(SessionsTest, TheCustomersOpenSessionsAreCounted) {
+  SessionsOptions options;
+  options.max_open_sessions = 2;
+  Make(&bot_, options);
+  v1::Session first = NewChat();
+  NewChat();
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_CHAT);
+  EXPECT_EQ(sessions_->Create(kCustomer, request).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(sessions_->Create({"cust-2", Role::kCustomer}, request).ok());
+  ASSERT_TRUE(
+      sessions_->Close(kCustomer, first.session_id(), v1::CLOSE_REASON_UNSPECIFIED).ok());
+  EXPECT_TRUE(sessions_->Create(kCustomer, request).ok());
+  // A restart counts them again from the open sessions it loads.
+  Make(&bot_, options);
+  EXPECT_EQ(sessions_->Create(kCustomer, request).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(SessionsTest, OnlySessionsWithSomethingDueAreIndexed) {
+  v1::Session bot = NewChat();                   // idle timeout
+  v1::Session queued = NewChat("cust-2");        // QUEUED chats wait without a timer
+  ASSERT_TRUE(sessions_->Escalate({"cust-2", Role::kCustomer}, queued.session_id()).ok());
+  EXPECT_EQ(sessions_->footprint().deadlines, 1u);
+  ASSERT_TRUE(sessions_
+                  ->RecordOffer(kRouting, queued.session_id(), "agent-1", "o1",
+                                clock_.Now() + absl::Seconds(30))
+                  .ok());
+  EXPECT_EQ(sessions_->footprint().deadlines, 2u);  // the offer lapses
+  clock_.Advance(absl::Seconds(31));
+  ASSERT_EQ(*sessions_->Sweep(), 1);  // only the offer was due
+  EXPECT_EQ(sessions_->footprint().deadlines, 1u);
+  EXPECT_EQ(Get(bot.session_id()).state(), v1::SESSION_STATE_BOT);
+}
+
+TEST_F(SessionsTest, MessagesPerSecondAreLimitedWithARetryAfter) {
+  v1::Session s = Assigned();
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(Send(s.session_id(), kCustomer, "hi", absl::StrCat("c", i)).ok());
+  }
+  absl::Status refused = Send(s.session_id(), kCustomer, "hi", "c10").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(limits::RetryAfterSeconds(refused), 1);
+  // The agent has a budget of their own.
+  EXPECT_TRUE(Send(s.session_id(), kAgent, "hello", "a1").ok());
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_TRUE(Send(s.session_id(), kCustomer, "hi", "c10").ok());
 }
 
 TEST_F(SessionsTest, BadMessagesAreRejected) {
@@ -380,9 +953,7 @@ TEST_F(SessionsTest, InvalidTransitionChangesNothing) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(sessions_->Requeue(kRouting, s.session_id(), "agent-1").status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(sessions_->Resolve({"sup", Role::kSupervisor}, s.session_id(), "", "")
-                .status()
-                .code(),
+  EXPECT_EQ(sessions_->Resolve(kSupervisor, s.session_id(), "", "").status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Get(s.session_id()).SerializeAsString(), before.SerializeAsString());
 }
@@ -413,9 +984,9 @@ TEST_F(SessionsTest, HumanJourneyWithFirstResponseAndResolution) {
   ASSERT_TRUE(Send(s.session_id(), kAgent, "Hi, I am Ana", "a1").ok());
   v1::Session after = Get(s.session_id());
   EXPECT_EQ(protoutil::FromTimestamp(after.first_human_response_at()), clock_.Now());
-  EXPECT_EQ(store_.Count("sessions.first_response_recorded"), 1);
+  EXPECT_EQ(Count("sessions.first_response_recorded"), 1);
   ASSERT_TRUE(Send(s.session_id(), kAgent, "again", "a2").ok());
-  EXPECT_EQ(store_.Count("sessions.first_response_recorded"), 1);
+  EXPECT_EQ(Count("sessions.first_response_recorded"), 1);
   // Another customer sees nothing.
   EXPECT_EQ(sessions_->Get({"cust-2", Role::kCustomer}, s.session_id()).status().code(),
             absl::StatusCode::kNotFound);
@@ -506,13 +1077,33 @@ TEST_F(SessionsTest, RoutingDownKeepsSessionPendingUntilItComesBack) {
   RunBackground();
   EXPECT_EQ(sessions_->RetryRouting(), 1);
   EXPECT_TRUE(routing_.enqueued.empty());
+  EXPECT_EQ(metrics_.routing_pending->Value(), 1);
   routing_.status = absl::OkStatus();
   EXPECT_EQ(sessions_->RetryRouting(), 1);
   EXPECT_EQ(routing_.enqueued.size(), 1u);
   EXPECT_EQ(sessions_->RetryRouting(), 0);
+  EXPECT_EQ(metrics_.routing_pending->Value(), 0);
   // A restart keeps the pending flag cleared (and would keep it set).
   Make(&bot_);
   EXPECT_EQ(sessions_->RetryRouting(), 0);
+}
+
+TEST_F(SessionsTest, AClosedSessionStaysUntilRoutingHearsOfIt) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());
+  RunBackground();
+  routing_.status = absl::UnavailableError("routing down");
+  ASSERT_TRUE(sessions_->Close(kCustomer, s.session_id(), v1::CLOSE_REASON_UNSPECIFIED).ok());
+  RunBackground();
+  EXPECT_EQ(sessions_->footprint().live_sessions, 1u);
+  // Also across a restart: start-up loads it although it is CLOSED.
+  Make(&bot_);
+  EXPECT_EQ(sessions_->footprint().live_sessions, 1u);
+  routing_.status = absl::OkStatus();
+  EXPECT_EQ(sessions_->RetryRouting(), 1);
+  ASSERT_EQ(routing_.cancelled.size(), 1u);
+  EXPECT_EQ(routing_.cancelled[0].second, routing::v1::CANCEL_REASON_CUSTOMER_LEFT);
+  EXPECT_EQ(sessions_->footprint().live_sessions, 0u);
 }
 
 TEST_F(SessionsTest, EmailSlaBreachIsCountedOnce) {
@@ -540,6 +1131,20 @@ TEST_F(SessionsTest, EmailSlaBreachIsCountedOnce) {
   EXPECT_EQ(protoutil::FromTimestamp(urgent->session.sla().due_at()),
             clock_.Now() + absl::Hours(4));
 
+  // Acknowledged at once, with the reply target, by the system: in the
+  // transcript and the stream, and never a first response.
+  auto transcript =
+      *sessions_->ListMessages(kCustomer, email->session.session_id(), 0, 0, false, 0, "");
+  ASSERT_EQ(transcript.messages.size(), 2u);
+  EXPECT_EQ(transcript.messages[1].sender_role(), common::v1::SENDER_ROLE_SYSTEM);
+  EXPECT_TRUE(absl::StrContains(transcript.messages[1].text(), "within 48 hours"))
+      << transcript.messages[1].text();
+  EXPECT_FALSE(Get(email->session.session_id()).has_first_human_response_at());
+  EXPECT_EQ(Count("sessions.first_response_recorded"), 0);
+  auto urgent_transcript =
+      *sessions_->ListMessages(kCustomer, urgent->session.session_id(), 0, 0, true, 1, "");
+  EXPECT_TRUE(absl::StrContains(urgent_transcript.messages[0].text(), "within 4 hours"));
+
   clock_.Advance(absl::Hours(47));
   ASSERT_TRUE(sessions_->Sweep().ok());
   EXPECT_FALSE(Get(email->session.session_id()).sla().breached());
@@ -547,10 +1152,62 @@ TEST_F(SessionsTest, EmailSlaBreachIsCountedOnce) {
   ASSERT_TRUE(sessions_->Sweep().ok());
   ASSERT_TRUE(sessions_->Sweep().ok());
   EXPECT_TRUE(Get(email->session.session_id()).sla().breached());
-  EXPECT_EQ(store_.Count("sessions.sla_breached"), 2);  // both sessions, once each
+  EXPECT_EQ(Count("sessions.sla_breached"), 2);  // both sessions, once each
   EXPECT_EQ(metrics_.sla_breach(common::v1::CHANNEL_EMAIL, common::v1::CATEGORY_WITHDRAWAL)
                 .Value(),
             1);
+}
+
+TEST_F(SessionsTest, ChineseEmailsAreAcknowledgedInChinese) {
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_EMAIL);
+  request.set_category(common::v1::CATEGORY_DEPOSIT);
+  request.set_language("zh-CN");
+  request.set_subject("充值未到账");
+  request.mutable_first_message()->set_text("我的USDT充值还没到账");
+  auto email = sessions_->Create(kCustomer, request);
+  ASSERT_TRUE(email.ok()) << email.status();
+  EXPECT_EQ(email->session.message_count(), 2);
+  auto events = Events(email->session.session_id());
+  ASSERT_EQ(events.size(), 3u);  // created, the email, the acknowledgement
+  EXPECT_EQ(events[2].message().sender_role(), common::v1::SENDER_ROLE_SYSTEM);
+  EXPECT_EQ(events[2].message().sender_id(), "system");
+  EXPECT_EQ(events[2].message().text(), "感谢您的来信。我们已收到您的邮件，将在48小时内回复您。");
+  // In Kafka as a SYSTEM message, without its text.
+  int system_messages = 0;
+  for (const auto& event : Outbox()) {
+    if (event.message_sent().sender_role() == common::v1::SENDER_ROLE_SYSTEM) ++system_messages;
+  }
+  EXPECT_EQ(system_messages, 1);
+}
+
+TEST_F(SessionsTest, ResolvingInvitesTheCustomerToRate) {
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_CHAT);
+  request.set_language("zh-CN");
+  auto chat = sessions_->Create(kCustomer, request);
+  ASSERT_TRUE(chat.ok());
+  const std::string id = chat->session.session_id();
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, id).ok());
+  ASSERT_TRUE(sessions_->AssignAgent(kRouting, id, "agent-1", "Ana", "o1").ok());
+  auto resolved = sessions_->Resolve(kAgent, id, "fixed", "r1");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  auto events = Events(id);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[events.size() - 2].state_changed().state(), v1::SESSION_STATE_RESOLVED);
+  const v1::Message& invitation = events.back().message();
+  EXPECT_EQ(invitation.sender_role(), common::v1::SENDER_ROLE_SYSTEM);
+  EXPECT_TRUE(absl::StrContains(invitation.text(), "响应速度")) << invitation.text();
+  EXPECT_FALSE(Get(id).has_first_human_response_at());
+  // A retried resolve does not invite twice.
+  ASSERT_TRUE(sessions_->Resolve(kSupervisor, id, "fixed", "r1").ok());
+  EXPECT_EQ(Events(id).size(), events.size());
+  // An English chat resolved by its customer from the bot is invited in
+  // English.
+  v1::Session en = NewChat("cust-2");
+  ASSERT_TRUE(sessions_->Resolve({"cust-2", Role::kCustomer}, en.session_id(), "", "").ok());
+  EXPECT_TRUE(absl::StrContains(Events(en.session_id()).back().message().text(),
+                                "professionalism"));
 }
 
 TEST_F(SessionsTest, IdleSessionsClose) {
@@ -558,10 +1215,17 @@ TEST_F(SessionsTest, IdleSessionsClose) {
   clock_.Advance(absl::Minutes(29));
   ASSERT_TRUE(sessions_->Sweep().ok());
   EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_BOT);
+  // A message restarts the idle clock.
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "still here", "k1").ok());
+  RunBackground();
   clock_.Advance(absl::Minutes(2));
-  ASSERT_TRUE(sessions_->Sweep().ok());
+  ASSERT_EQ(*sessions_->Sweep(), 0);
+  EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_BOT);
+  clock_.Advance(absl::Minutes(29));
+  ASSERT_EQ(*sessions_->Sweep(), 1);
   EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_CLOSED);
   EXPECT_EQ(Get(s.session_id()).close_reason(), v1::CLOSE_REASON_IDLE_TIMEOUT);
+  EXPECT_EQ(sessions_->footprint().live_sessions, 0u);
   // Closed is final.
   EXPECT_EQ(Send(s.session_id(), kCustomer, "hi", "k").status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -603,10 +1267,7 @@ TEST_F(SessionsTest, PhoneSessionsNeedAValidVerificationToken) {
 
 TEST_F(SessionsTest, CallbackFromAChat) {
   v1::Session s = NewChat();
-  v1::CallbackDetails details;
-  details.set_phone_number("+441234567890");
-  protoutil::ToTimestamp(clock_.Now() + absl::Hours(1), details.mutable_window_end());
-  details.set_verification_token(VerificationToken("cust-1"));
+  const v1::CallbackDetails details = CallbackDetails();
   auto callback = sessions_->RequestCallback(kCustomer, s.session_id(), details, "cb-1");
   ASSERT_TRUE(callback.ok()) << callback.status();
   EXPECT_EQ(callback->phone_session.parent_session_id(), s.session_id());
@@ -618,6 +1279,17 @@ TEST_F(SessionsTest, CallbackFromAChat) {
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
+  // The retry is answered from the store after a restart; once the call
+  // is over another may be requested.
+  Make(&bot_);
+  auto after_restart = sessions_->RequestCallback(kCustomer, s.session_id(), details, "cb-1");
+  ASSERT_TRUE(after_restart.ok()) << after_restart.status();
+  EXPECT_EQ(after_restart->phone_session.session_id(), callback->phone_session.session_id());
+  ASSERT_TRUE(sessions_
+                  ->Close(kSupervisor, callback->phone_session.session_id(),
+                          v1::CLOSE_REASON_UNSPECIFIED)
+                  .ok());
+  EXPECT_TRUE(sessions_->RequestCallback(kCustomer, s.session_id(), details, "cb-2").ok());
 }
 
 TEST_F(SessionsTest, CreateIsIdempotentAndCustomersActForThemselves) {
@@ -631,6 +1303,10 @@ TEST_F(SessionsTest, CreateIsIdempotentAndCustomersActForThemselves) {
   EXPECT_TRUE(retry->replayed);
   EXPECT_EQ(first->session.session_id(), retry->session.session_id());
   EXPECT_EQ(first->session.social().network(), v1::SOCIAL_NETWORK_TELEGRAM);
+  // The same key from another customer is another session.
+  auto other = sessions_->Create({"cust-2", Role::kCustomer}, request);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->replayed);
   request.set_customer_id("cust-2");
   EXPECT_EQ(sessions_->Create(kCustomer, request).status().code(),
             absl::StatusCode::kPermissionDenied);
@@ -647,8 +1323,10 @@ TEST_F(SessionsTest, CreationsAreLimited) {
   for (int i = 0; i < 10; ++i) NewChat();
   v1::CreateSessionRequest request;
   request.set_channel(common::v1::CHANNEL_CHAT);
-  EXPECT_EQ(sessions_->Create(kCustomer, request).status().code(),
-            absl::StatusCode::kResourceExhausted);
+  clock_.Advance(absl::Seconds(20));
+  absl::Status refused = sessions_->Create(kCustomer, request).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(limits::RetryAfterSeconds(refused), 40);  // when the minute ends
   clock_.Advance(absl::Minutes(1));
   for (int i = 0; i < 10; ++i) NewChat();  // 20 open now
   clock_.Advance(absl::Minutes(1));
@@ -658,10 +1336,7 @@ TEST_F(SessionsTest, CreationsAreLimited) {
 }
 
 TEST_F(SessionsTest, TransferToAnotherQueueAndBackToTheBot) {
-  v1::Session s = NewChat();
-  ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());
-  RunBackground();
-  ASSERT_TRUE(sessions_->AssignAgent(kRouting, s.session_id(), "agent-1", "", "o1").ok());
+  v1::Session s = Assigned();
   v1::TransferSessionRequest transfer;
   transfer.set_session_id(s.session_id());
   transfer.mutable_queue()->set_category(common::v1::CATEGORY_KYC);
@@ -671,8 +1346,9 @@ TEST_F(SessionsTest, TransferToAnotherQueueAndBackToTheBot) {
   ASSERT_TRUE(moved.ok()) << moved.status();
   EXPECT_EQ(moved->state(), v1::SESSION_STATE_QUEUED);
   EXPECT_EQ(moved->category(), common::v1::CATEGORY_KYC);
-  EXPECT_TRUE(sessions_->Transfer(kAgent, transfer).ok() == false);  // agent-1 left: NOT_FOUND
-  EXPECT_TRUE(sessions_->Transfer({"sup", Role::kSupervisor}, transfer).ok());  // replay
+  EXPECT_EQ(sessions_->Transfer(kAgent, transfer).status().code(),
+            absl::StatusCode::kNotFound);  // agent-1 left
+  EXPECT_TRUE(sessions_->Transfer(kSupervisor, transfer).ok());  // replay
   RunBackground();
   ASSERT_EQ(routing_.enqueued.size(), 2u);
   EXPECT_EQ(routing_.enqueued[1].excluded_agent_id(), "agent-1");
@@ -693,11 +1369,38 @@ TEST_F(SessionsTest, TransferToAnotherQueueAndBackToTheBot) {
   EXPECT_EQ(bot_.calls, calls + 1);
 }
 
-TEST_F(SessionsTest, RequeueByRouting) {
-  v1::Session s = NewChat();
-  ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());
+TEST_F(SessionsTest, TransferToANamedAgent) {
+  v1::Session s = Assigned();
+  v1::TransferSessionRequest transfer;
+  transfer.set_session_id(s.session_id());
+  transfer.set_agent_id("agent-7");
+  transfer.set_note("VIP, knows the case");
+  auto moved = sessions_->Transfer(kAgent, transfer);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->state(), v1::SESSION_STATE_QUEUED);
+  EXPECT_EQ(moved->category(), s.category());
+  EXPECT_TRUE(moved->assigned_agent_id().empty());
   RunBackground();
-  ASSERT_TRUE(sessions_->AssignAgent(kRouting, s.session_id(), "agent-1", "", "o1").ok());
+  ASSERT_EQ(routing_.enqueued.size(), 2u);
+  const auto& e = routing_.enqueued[1];
+  EXPECT_EQ(e.target_agent_id(), "agent-7");
+  EXPECT_EQ(e.excluded_agent_id(), "agent-1");
+  EXPECT_TRUE(e.at_head());
+  EXPECT_EQ(e.reason(), routing::v1::ENQUEUE_REASON_TRANSFERRED);
+  // The named agent cannot see it until routing offers it to them.
+  EXPECT_EQ(sessions_->Get({"agent-7", Role::kAgent}, s.session_id()).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(sessions_->AssignAgent(kRouting, s.session_id(), "agent-7", "Li", "o7").ok());
+  EXPECT_TRUE(sessions_->Get({"agent-7", Role::kAgent}, s.session_id()).ok());
+  // Transferring to the agent who has it is a mistake.
+  transfer.set_agent_id("agent-7");
+  EXPECT_EQ(sessions_->Transfer({"agent-7", Role::kAgent}, transfer).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Count("sessions.session_transferred"), 1);
+}
+
+TEST_F(SessionsTest, RequeueByRouting) {
+  v1::Session s = Assigned();
   EXPECT_EQ(sessions_->Requeue(kRouting, s.session_id(), "agent-2").status().code(),
             absl::StatusCode::kFailedPrecondition);
   auto requeued = sessions_->Requeue(kRouting, s.session_id(), "agent-1");
@@ -717,6 +1420,8 @@ TEST_F(SessionsTest, ListSessionsPaginatesNewestFirst) {
     clock_.Advance(absl::Seconds(1));
   }
   NewChat("cust-2");
+  // Closed sessions are listed too (from the store).
+  ASSERT_TRUE(sessions_->Close(kCustomer, ids[1], v1::CLOSE_REASON_UNSPECIFIED).ok());
   std::vector<std::string> seen;
   std::string token;
   do {
@@ -727,12 +1432,18 @@ TEST_F(SessionsTest, ListSessionsPaginatesNewestFirst) {
   } while (!token.empty());
   std::reverse(ids.begin(), ids.end());
   EXPECT_EQ(seen, ids);
+  Sessions::ListFilter closed;
+  closed.states = {v1::SESSION_STATE_CLOSED};
+  auto closed_page = sessions_->List(kCustomer, closed, 0, "");
+  ASSERT_EQ(closed_page->sessions.size(), 1u);
+  EXPECT_EQ(closed_page->sessions[0].session_id(), ids[3]);
   Sessions::ListFilter other;
   other.customer_id = "cust-2";
   EXPECT_EQ(sessions_->List(kCustomer, other, 0, "").status().code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(sessions_->List(kCustomer, {}, 0, "garbage").status().code(),
             absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sessions_->List({"agent-1", Role::kAgent}, {}, 0, "")->sessions.size(), 0u);
 }
 
 }  // namespace

@@ -1,11 +1,15 @@
 #include "services/sessions/sqlite_store.h"
 
+#include <algorithm>
 #include <climits>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "libs/events/outbox.h"
+#include "libs/fault/fault_point.h"
+#include "libs/protoutil/time.h"
 #include "libs/storage/time_column.h"
 
 namespace switchboard::sessions {
@@ -19,16 +23,37 @@ constexpr char kSessionColumns[] =
     "routing_pending, routing_version, enqueue, cancel_reason, bot_since_micros, "
     "bot_turns, state_since_micros, first_queued_at_micros, customer_messages, "
     "bot_messages, agent_messages, assignments, resolved_by, pending_callback_id, "
-    "bot_turn_sequence";
+    "bot_turn_sequence, state, agent_id, created_micros, category, channel, "
+    "pending_callback_session_id";
+constexpr int kSessionColumnCount = 26;
+
+// Rows backfilled per transaction by CompleteSessionColumns.
+constexpr int kBackfillBatch = 2000;
+
+int64_t CreatedMicros(const v1::Session& s) {
+  return absl::ToUnixMicros(protoutil::FromTimestamp(s.created_at()));
+}
 
 absl::Status SaveSession(storage::Database& db, const SessionRecord& r) {
-  auto upsert = db.Prepare(absl::StrCat(
-      "INSERT OR REPLACE INTO sessions(", kSessionColumns,
-      ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  static const std::string* const sql = [] {
+    std::vector<std::string> updates;
+    for (absl::string_view column : absl::StrSplit(kSessionColumns, ", ")) {
+      if (column == "session_id") continue;
+      updates.push_back(absl::StrCat(column, " = excluded.", column));
+    }
+    std::vector<std::string> marks(kSessionColumnCount, "?");
+    return new std::string(absl::StrCat(
+        "INSERT INTO sessions(", kSessionColumns, ") VALUES (", absl::StrJoin(marks, ", "),
+        ") ON CONFLICT(session_id) DO UPDATE SET ", absl::StrJoin(updates, ", ")));
+  }();
+  // An upsert changes the row in place: indexes whose columns did not
+  // change are not touched (INSERT OR REPLACE would rewrite all of them).
+  auto upsert = db.Prepare(*sql);
   if (!upsert.ok()) return upsert.status();
-  return upsert->Bind(1, r.session.session_id())
-      .Bind(2, r.session.customer_id())
-      .BindBlob(3, r.session.SerializeAsString())
+  const v1::Session& s = r.session;
+  return upsert->Bind(1, s.session_id())
+      .Bind(2, s.customer_id())
+      .BindBlob(3, s.SerializeAsString())
       .Bind(4, r.create_request_id)
       .Bind(5, absl::StrJoin(r.request_ids, "\n"))
       .Bind(6, static_cast<int64_t>(r.routing_pending))
@@ -46,7 +71,52 @@ absl::Status SaveSession(storage::Database& db, const SessionRecord& r) {
       .Bind(18, r.resolved_by)
       .Bind(19, r.pending_callback_id)
       .Bind(20, r.bot_turn_sequence)
+      .Bind(21, static_cast<int64_t>(s.state()))
+      .Bind(22, s.assigned_agent_id())
+      .Bind(23, CreatedMicros(s))
+      .Bind(24, static_cast<int64_t>(s.category()))
+      .Bind(25, static_cast<int64_t>(s.channel()))
+      .Bind(26, r.pending_callback_session_id)
       .Run();
+}
+
+absl::StatusOr<SessionRecord> ReadRecord(const storage::Statement& row) {
+  SessionRecord r;
+  if (!r.session.ParseFromString(row.ColumnBlob(2)) ||
+      !r.enqueue.ParseFromString(row.ColumnBlob(7))) {
+    return absl::DataLossError("sessions.db: unreadable session " + row.ColumnText(0));
+  }
+  r.create_request_id = row.ColumnText(3);
+  for (absl::string_view id : absl::StrSplit(row.ColumnText(4), '\n', absl::SkipEmpty())) {
+    r.request_ids.emplace_back(id);
+  }
+  r.routing_pending = row.ColumnInt(5) != 0;
+  r.routing_version = row.ColumnInt(6);
+  r.cancel_reason = static_cast<routing::v1::CancelReason>(row.ColumnInt(8));
+  r.bot_since = FromMicros(row.ColumnInt(9));
+  r.bot_turns = static_cast<int32_t>(row.ColumnInt(10));
+  r.state_since = FromMicros(row.ColumnInt(11));
+  r.first_queued_at = FromMicros(row.ColumnInt(12));
+  r.customer_messages = static_cast<int32_t>(row.ColumnInt(13));
+  r.bot_messages = static_cast<int32_t>(row.ColumnInt(14));
+  r.agent_messages = static_cast<int32_t>(row.ColumnInt(15));
+  r.assignments = static_cast<int32_t>(row.ColumnInt(16));
+  r.resolved_by = row.ColumnText(17);
+  r.pending_callback_id = row.ColumnText(18);
+  r.bot_turn_sequence = row.ColumnInt(19);
+  r.pending_callback_session_id = row.ColumnText(25);
+  return r;
+}
+
+absl::Status ReadRecords(storage::Statement& select, std::vector<SessionRecord>& out) {
+  while (true) {
+    absl::StatusOr<bool> row = select.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::OkStatus();
+    absl::StatusOr<SessionRecord> r = ReadRecord(select);
+    if (!r.ok()) return r.status();
+    out.push_back(std::move(*r));
+  }
 }
 
 absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
@@ -78,6 +148,91 @@ absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+// The query of one ListSessions read, on the index that narrows it most.
+// `state` (if not UNSPECIFIED) replaces query.states: a page over several
+// states is merged from one indexed query per state.
+absl::StatusOr<std::vector<std::pair<std::pair<int64_t, std::string>, v1::Session>>>
+QuerySessions(storage::Database& db, const SessionQuery& query, v1::SessionState state) {
+  std::string index;
+  std::vector<std::string> where;
+  // Bound values, in order; strings and integers.
+  std::vector<std::variant<std::string, int64_t>> values;
+  if (!query.customer_id.empty()) {
+    index = "sessions_by_customer_time";
+    where.push_back("customer_id = ?");
+    values.emplace_back(query.customer_id);
+  } else if (!query.agent_id.empty()) {
+    index = "sessions_by_agent_time";
+    where.push_back("agent_id = ? AND agent_id != ''");
+    values.emplace_back(query.agent_id);
+  } else if (state != v1::SESSION_STATE_UNSPECIFIED) {
+    index = "sessions_by_state_time";
+  } else {
+    index = "sessions_by_time";
+  }
+  if (!query.customer_id.empty() && !query.agent_id.empty()) {
+    where.push_back("agent_id = ?");
+    values.emplace_back(query.agent_id);
+  }
+  if (state != v1::SESSION_STATE_UNSPECIFIED) {
+    where.push_back("state = ?");
+    values.emplace_back(static_cast<int64_t>(state));
+  } else if (!query.states.empty()) {
+    where.push_back(absl::StrCat(
+        "state IN (", absl::StrJoin(std::vector<std::string>(query.states.size(), "?"), ", "),
+        ")"));
+    for (v1::SessionState s : query.states) values.emplace_back(static_cast<int64_t>(s));
+  }
+  if (query.category != common::v1::CATEGORY_UNSPECIFIED) {
+    where.push_back("category = ?");
+    values.emplace_back(static_cast<int64_t>(query.category));
+  }
+  if (query.channel != common::v1::CHANNEL_UNSPECIFIED) {
+    where.push_back("channel = ?");
+    values.emplace_back(static_cast<int64_t>(query.channel));
+  }
+  if (query.created_after != absl::InfinitePast()) {
+    where.push_back("created_micros >= ?");
+    values.emplace_back(ToMicros(query.created_after));
+  }
+  if (query.created_before != absl::InfiniteFuture()) {
+    where.push_back("created_micros < ?");
+    values.emplace_back(ToMicros(query.created_before));
+  }
+  if (query.before) {
+    where.push_back("(created_micros, session_id) < (?, ?)");
+    values.emplace_back(query.before->first);
+    values.emplace_back(query.before->second);
+  }
+  if (where.empty()) where.push_back("1");
+  auto select = db.Prepare(absl::StrCat(
+      "SELECT created_micros, session_id, session FROM sessions INDEXED BY ", index,
+      " WHERE ", absl::StrJoin(where, " AND "),
+      " ORDER BY created_micros DESC, session_id DESC LIMIT ?"));
+  if (!select.ok()) return select.status();
+  int i = 1;
+  for (const auto& value : values) {
+    if (const auto* text = std::get_if<std::string>(&value)) {
+      select->Bind(i++, *text);
+    } else {
+      select->Bind(i++, std::get<int64_t>(value));
+    }
+  }
+  select->Bind(i, static_cast<int64_t>(query.limit));
+  std::vector<std::pair<std::pair<int64_t, std::string>, v1::Session>> out;
+  while (true) {
+    absl::StatusOr<bool> row = select->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    auto& [key, session] = out.emplace_back();
+    key = {select->ColumnInt(0), select->ColumnText(1)};
+    if (!session.ParseFromString(select->ColumnBlob(2))) {
+      return absl::DataLossError("sessions.db: unreadable session " + key.second);
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -119,90 +274,264 @@ const std::vector<std::string>& SessionsMigrations() {
       events::kOutboxMigration,
       // 3: the customer message whose bot turn a restart must run again.
       "ALTER TABLE sessions ADD COLUMN bot_turn_sequence INTEGER NOT NULL DEFAULT 0;",
+      // 4: memory holds open work only. Start-up reads open sessions by
+      // state; ListSessions pages through indexes on customer, agent,
+      // state and time; idempotency keys of messages and creations are
+      // looked up by index. The new columns repeat fields of the
+      // serialized session; rows written before this migration get them
+      // from CompleteSessionColumns (state 0 marks them).
+      "ALTER TABLE sessions ADD COLUMN state INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE sessions ADD COLUMN agent_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE sessions ADD COLUMN created_micros INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE sessions ADD COLUMN category INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE sessions ADD COLUMN channel INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE sessions ADD COLUMN pending_callback_session_id TEXT NOT NULL "
+      "  DEFAULT '';"
+      "DROP INDEX sessions_by_customer;"
+      "CREATE INDEX sessions_by_customer_time "
+      "  ON sessions(customer_id, created_micros, session_id);"
+      "CREATE INDEX sessions_by_agent_time "
+      "  ON sessions(agent_id, created_micros, session_id) WHERE agent_id != '';"
+      "CREATE INDEX sessions_by_state_time ON sessions(state, created_micros, session_id);"
+      "CREATE INDEX sessions_by_time ON sessions(created_micros, session_id);"
+      "CREATE INDEX sessions_routing_pending ON sessions(session_id) "
+      "  WHERE routing_pending != 0;"
+      "CREATE INDEX sessions_by_request ON sessions(customer_id, create_request_id) "
+      "  WHERE create_request_id != '';"
+      "CREATE INDEX session_keys ON session_events(session_id, client_message_id) "
+      "  WHERE client_message_id != '';",
   };
   return *migrations;
 }
 
-SqliteSessionStore::SqliteSessionStore(storage::GroupCommitter* committer,
-                                       std::unique_ptr<storage::Database> reader,
-                                       std::string topic,
-                                       std::function<void()> after_commit)
+absl::Status CompleteSessionColumns(storage::Database& db) {
+  while (true) {
+    int done = 0;
+    absl::Status status = db.InTransaction([&]() -> absl::Status {
+      auto select = db.Prepare(
+          "SELECT session_id, session FROM sessions INDEXED BY sessions_by_state_time "
+          "WHERE state = 0 LIMIT ?");
+      if (!select.ok()) return select.status();
+      select->Bind(1, kBackfillBatch);
+      std::vector<v1::Session> batch;
+      while (true) {
+        absl::StatusOr<bool> row = select->Step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        if (!batch.emplace_back().ParseFromString(select->ColumnBlob(1))) {
+          return absl::DataLossError("sessions.db: unreadable session " +
+                                     select->ColumnText(0));
+        }
+      }
+      for (const v1::Session& s : batch) {
+        auto update = db.Prepare(
+            "UPDATE sessions SET state = ?, agent_id = ?, created_micros = ?, "
+            "category = ?, channel = ? WHERE session_id = ?");
+        if (!update.ok()) return update.status();
+        absl::Status updated = update->Bind(1, static_cast<int64_t>(s.state()))
+                                   .Bind(2, s.assigned_agent_id())
+                                   .Bind(3, CreatedMicros(s))
+                                   .Bind(4, static_cast<int64_t>(s.category()))
+                                   .Bind(5, static_cast<int64_t>(s.channel()))
+                                   .Bind(6, s.session_id())
+                                   .Run();
+        if (!updated.ok()) return updated;
+        // A PHONE session serving a callback: its origin learns its id.
+        if (!s.parent_session_id().empty() && !s.callback().callback_id().empty()) {
+          auto link = db.Prepare(
+              "UPDATE sessions SET pending_callback_session_id = ? "
+              "WHERE session_id = ? AND pending_callback_id = ?");
+          if (!link.ok()) return link.status();
+          absl::Status linked = link->Bind(1, s.session_id())
+                                    .Bind(2, s.parent_session_id())
+                                    .Bind(3, s.callback().callback_id())
+                                    .Run();
+          if (!linked.ok()) return linked;
+        }
+      }
+      done = static_cast<int>(batch.size());
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    if (done < kBackfillBatch) return absl::OkStatus();
+  }
+}
+
+absl::Status ApplyDirect(storage::Database& db, const SessionWrite& write,
+                         const std::string& topic) {
+  return WriteAll(db, write, topic);
+}
+
+absl::StatusOr<std::unique_ptr<storage::Database>> OpenSessionsDatabase(
+    const storage::Database::Options& options) {
+  auto db = storage::Database::OpenMigrated(options, SessionsMigrations());
+  if (!db.ok()) return db.status();
+  if (absl::Status s = CompleteSessionColumns(**db); !s.ok()) return s;
+  return db;
+}
+
+SqliteSessionStore::Lease::Lease(SqliteSessionStore* store) : store_(store) {
+  absl::MutexLock lock(&store_->readers_mu_);
+  store_->readers_mu_.Await(absl::Condition(
+      +[](std::vector<storage::Database*>* idle) { return !idle->empty(); },
+      &store_->idle_readers_));
+  db_ = store_->idle_readers_.back();
+  store_->idle_readers_.pop_back();
+}
+
+SqliteSessionStore::Lease::~Lease() {
+  absl::MutexLock lock(&store_->readers_mu_);
+  store_->idle_readers_.push_back(db_);
+}
+
+SqliteSessionStore::SqliteSessionStore(
+    storage::GroupCommitter* committer,
+    std::vector<std::unique_ptr<storage::Database>> readers, std::string topic,
+    std::function<void()> after_commit)
     : committer_(committer),
       topic_(std::move(topic)),
       after_commit_(std::move(after_commit)),
-      reader_(std::move(reader)) {}
-
-absl::StatusOr<SessionStore::Contents> SqliteSessionStore::Load() {
-  Contents contents;
-  absl::MutexLock lock(&reader_mu_);
-  storage::Database& db = *reader_;
-  auto sessions = db.Prepare(absl::StrCat("SELECT ", kSessionColumns, " FROM sessions"));
-  if (!sessions.ok()) return sessions.status();
-  while (true) {
-    absl::StatusOr<bool> row = sessions->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    SessionRecord r;
-    if (!r.session.ParseFromString(sessions->ColumnBlob(2)) ||
-        !r.enqueue.ParseFromString(sessions->ColumnBlob(7))) {
-      return absl::DataLossError("sessions.db: unreadable session " +
-                                 sessions->ColumnText(0));
-    }
-    r.create_request_id = sessions->ColumnText(3);
-    for (absl::string_view id :
-         absl::StrSplit(sessions->ColumnText(4), '\n', absl::SkipEmpty())) {
-      r.request_ids.emplace_back(id);
-    }
-    r.routing_pending = sessions->ColumnInt(5) != 0;
-    r.routing_version = sessions->ColumnInt(6);
-    r.cancel_reason = static_cast<routing::v1::CancelReason>(sessions->ColumnInt(8));
-    r.bot_since = FromMicros(sessions->ColumnInt(9));
-    r.bot_turns = static_cast<int32_t>(sessions->ColumnInt(10));
-    r.state_since = FromMicros(sessions->ColumnInt(11));
-    r.first_queued_at = FromMicros(sessions->ColumnInt(12));
-    r.customer_messages = static_cast<int32_t>(sessions->ColumnInt(13));
-    r.bot_messages = static_cast<int32_t>(sessions->ColumnInt(14));
-    r.agent_messages = static_cast<int32_t>(sessions->ColumnInt(15));
-    r.assignments = static_cast<int32_t>(sessions->ColumnInt(16));
-    r.resolved_by = sessions->ColumnText(17);
-    r.pending_callback_id = sessions->ColumnText(18);
-    r.bot_turn_sequence = sessions->ColumnInt(19);
-    contents.sessions.push_back(std::move(r));
-  }
-  auto keyed = db.Prepare(
-      "SELECT session_id, fingerprint, event FROM session_events "
-      "WHERE is_message = 1 AND client_message_id != ''");
-  if (!keyed.ok()) return keyed.status();
-  while (true) {
-    absl::StatusOr<bool> row = keyed->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    v1::SessionEvent event;
-    if (!event.ParseFromString(keyed->ColumnBlob(2))) {
-      return absl::DataLossError("sessions.db: unreadable event of " + keyed->ColumnText(0));
-    }
-    contents.keyed_messages.push_back(
-        {keyed->ColumnText(0), StoredMessage{event.message(), keyed->ColumnBlob(1)}});
-  }
-  return contents;
+      readers_(std::move(readers)) {
+  for (const auto& reader : readers_) idle_readers_.push_back(reader.get());
 }
+
+absl::StatusOr<std::vector<SessionRecord>> SqliteSessionStore::LoadOpen() {
+  Lease lease(this);
+  storage::Database& db = lease.db();
+  std::vector<SessionRecord> out;
+  auto open = db.Prepare(absl::StrCat(
+      "SELECT ", kSessionColumns,
+      " FROM sessions INDEXED BY sessions_by_state_time WHERE state IN (?, ?, ?, ?)"));
+  if (!open.ok()) return open.status();
+  open->Bind(1, static_cast<int64_t>(v1::SESSION_STATE_BOT))
+      .Bind(2, static_cast<int64_t>(v1::SESSION_STATE_QUEUED))
+      .Bind(3, static_cast<int64_t>(v1::SESSION_STATE_ASSIGNED))
+      .Bind(4, static_cast<int64_t>(v1::SESSION_STATE_RESOLVED));
+  if (absl::Status s = ReadRecords(*open, out); !s.ok()) return s;
+  auto pending = db.Prepare(absl::StrCat(
+      "SELECT ", kSessionColumns,
+      " FROM sessions INDEXED BY sessions_routing_pending "
+      "WHERE routing_pending != 0 AND state = ?"));
+  if (!pending.ok()) return pending.status();
+  pending->Bind(1, static_cast<int64_t>(v1::SESSION_STATE_CLOSED));
+  if (absl::Status s = ReadRecords(*pending, out); !s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<int64_t> SqliteSessionStore::CountClosed() {
+  Lease lease(this);
+  auto count = lease.db().Prepare(
+      "SELECT count(*) FROM sessions INDEXED BY sessions_by_state_time WHERE state = ?");
+  if (!count.ok()) return count.status();
+  count->Bind(1, static_cast<int64_t>(v1::SESSION_STATE_CLOSED));
+  absl::StatusOr<bool> row = count->Step();
+  if (!row.ok()) return row.status();
+  return *row ? count->ColumnInt(0) : 0;
+}
+
+absl::Status SqliteSessionStore::Admit() { return committer_->Admit(); }
 
 void SqliteSessionStore::Apply(SessionWrite write,
                                std::function<void(absl::Status)> done) {
   committer_->Submit(
       [this, write = std::move(write)](storage::Database& db) {
-        return WriteAll(db, write, topic_);
+        // Writes run one at a time in order on the writer thread: a write
+        // after a failed one (in the same batch or a later one) sees it.
+        if (failed_) {
+          return absl::UnavailableError("an earlier sessions write failed; not writing");
+        }
+        fault::Point("sessions.commit.write");
+        absl::Status status = WriteAll(db, write, topic_);
+        if (!status.ok()) failed_ = true;
+        return status;
       },
       [this, done = std::move(done)](absl::Status status) {
+        // A failed COMMIT fails the writes that had succeeded in its batch.
+        if (!status.ok()) failed_ = true;
+        if (status.ok()) fault::Point("sessions.commit.done");
         if (status.ok() && after_commit_) after_commit_();
         done(status);
       });
 }
 
+absl::StatusOr<std::optional<SessionRecord>> SqliteSessionStore::ReadSession(
+    const std::string& session_id) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(
+      absl::StrCat("SELECT ", kSessionColumns, " FROM sessions WHERE session_id = ?"));
+  if (!select.ok()) return select.status();
+  select->Bind(1, session_id);
+  std::vector<SessionRecord> out;
+  if (absl::Status s = ReadRecords(*select, out); !s.ok()) return s;
+  if (out.empty()) return std::nullopt;
+  return std::move(out[0]);
+}
+
+absl::StatusOr<std::optional<StoredMessage>> SqliteSessionStore::FindMessage(
+    const std::string& session_id, const std::string& client_message_id) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(
+      "SELECT fingerprint, event FROM session_events INDEXED BY session_keys "
+      "WHERE session_id = ? AND client_message_id = ? AND client_message_id != ''");
+  if (!select.ok()) return select.status();
+  select->Bind(1, session_id).Bind(2, client_message_id);
+  absl::StatusOr<bool> row = select->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::nullopt;
+  v1::SessionEvent event;
+  if (!event.ParseFromString(select->ColumnBlob(1))) {
+    return absl::DataLossError("sessions.db: unreadable event of " + session_id);
+  }
+  return StoredMessage{std::move(*event.mutable_message()), select->ColumnBlob(0)};
+}
+
+absl::StatusOr<std::optional<std::string>> SqliteSessionStore::FindCreated(
+    const std::string& customer_id, const std::string& request_id) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(
+      "SELECT session_id FROM sessions INDEXED BY sessions_by_request "
+      "WHERE customer_id = ? AND create_request_id = ? AND create_request_id != ''");
+  if (!select.ok()) return select.status();
+  select->Bind(1, customer_id).Bind(2, request_id);
+  absl::StatusOr<bool> row = select->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::nullopt;
+  return select->ColumnText(0);
+}
+
+absl::StatusOr<std::vector<v1::Session>> SqliteSessionStore::ListSessions(
+    const SessionQuery& query) {
+  Lease lease(this);
+  std::vector<std::pair<std::pair<int64_t, std::string>, v1::Session>> rows;
+  // Without a customer or agent, a filter on states runs one indexed query
+  // per state and merges them: SQLite would otherwise sort every match.
+  if (query.customer_id.empty() && query.agent_id.empty() && !query.states.empty()) {
+    for (v1::SessionState state : query.states) {
+      auto part = QuerySessions(lease.db(), query, state);
+      if (!part.ok()) return part.status();
+      for (auto& row : *part) rows.push_back(std::move(row));
+    }
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    rows.erase(std::unique(rows.begin(), rows.end(),
+                           [](const auto& a, const auto& b) { return a.first == b.first; }),
+               rows.end());
+    if (static_cast<int>(rows.size()) > query.limit) rows.resize(query.limit);
+  } else {
+    auto all = QuerySessions(lease.db(), query, v1::SESSION_STATE_UNSPECIFIED);
+    if (!all.ok()) return all.status();
+    rows = std::move(*all);
+  }
+  std::vector<v1::Session> out;
+  out.reserve(rows.size());
+  for (auto& row : rows) out.push_back(std::move(row.second));
+  return out;
+}
+
 absl::StatusOr<std::vector<v1::SessionEvent>> SqliteSessionStore::ReadEvents(
     const std::string& session_id, int64_t after, int64_t up_to, int limit) {
-  absl::MutexLock lock(&reader_mu_);
-  auto select = reader_->Prepare(
+  Lease lease(this);
+  auto select = lease.db().Prepare(
       "SELECT event FROM session_events WHERE session_id = ? AND sequence > ? "
       "AND sequence <= ? ORDER BY sequence LIMIT ?");
   if (!select.ok()) return select.status();
@@ -222,8 +551,8 @@ absl::StatusOr<std::vector<v1::SessionEvent>> SqliteSessionStore::ReadEvents(
 absl::StatusOr<std::vector<v1::Message>> SqliteSessionStore::ReadMessages(
     const std::string& session_id, int64_t after, int64_t before, bool newest_first,
     int limit) {
-  absl::MutexLock lock(&reader_mu_);
-  auto select = reader_->Prepare(
+  Lease lease(this);
+  auto select = lease.db().Prepare(
       newest_first
           ? "SELECT event FROM session_events WHERE session_id = ? AND is_message = 1 "
             "AND sequence > ? AND sequence < ? ORDER BY sequence DESC LIMIT ?"

@@ -1,8 +1,10 @@
 #include "services/sessions/sqlite_store.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/events/envelope.h"
+#include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
 
 namespace switchboard::sessions {
@@ -15,12 +17,13 @@ class SqliteSessionStoreTest : public ::testing::Test {
   void Open() {
     store_.reset();
     committer_.reset();
-    db_ = *storage::Database::Open({path_});
-    ASSERT_TRUE(db_->Migrate(SessionsMigrations()).ok());
+    db_ = *OpenSessionsDatabase({path_});
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqliteSessionStore>(
-        committer_.get(), *storage::Database::Open({path_}), "switchboard.sessions.v1",
-        nullptr);
+    std::vector<std::unique_ptr<storage::Database>> readers;
+    readers.push_back(*storage::Database::Open({path_}));
+    readers.push_back(*storage::Database::Open({path_}));
+    store_ = std::make_unique<SqliteSessionStore>(committer_.get(), std::move(readers),
+                                                  "switchboard.sessions.v1", nullptr);
   }
 
   absl::Status Apply(SessionWrite write) {
@@ -32,6 +35,33 @@ class SqliteSessionStoreTest : public ::testing::Test {
     });
     done.WaitForNotification();
     return result;
+  }
+
+  static SessionRecord Record(const std::string& id, const std::string& customer,
+                              v1::SessionState state, int64_t created_seconds) {
+    SessionRecord r;
+    r.session.set_session_id(id);
+    r.session.set_customer_id(customer);
+    r.session.set_state(state);
+    r.session.set_channel(common::v1::CHANNEL_CHAT);
+    r.session.set_category(common::v1::CATEGORY_GENERAL);
+    protoutil::ToTimestamp(absl::FromUnixSeconds(created_seconds),
+                           r.session.mutable_created_at());
+    return r;
+  }
+
+  absl::Status Save(const SessionRecord& r) {
+    SessionWrite write;
+    write.sessions.push_back(r);
+    return Apply(std::move(write));
+  }
+
+  std::vector<std::string> Ids(const SessionQuery& query) {
+    auto sessions = store_->ListSessions(query);
+    EXPECT_TRUE(sessions.ok()) << sessions.status();
+    std::vector<std::string> ids;
+    for (const auto& s : *sessions) ids.push_back(s.session_id());
+    return ids;
   }
 
   static v1::SessionEvent Message(const std::string& session, int64_t seq,
@@ -55,10 +85,7 @@ class SqliteSessionStoreTest : public ::testing::Test {
 };
 
 TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
-  SessionRecord r;
-  r.session.set_session_id("s-1");
-  r.session.set_customer_id("cust-1");
-  r.session.set_state(v1::SESSION_STATE_QUEUED);
+  SessionRecord r = Record("s-1", "cust-1", v1::SESSION_STATE_QUEUED, 1000);
   r.session.set_last_sequence(4);
   r.create_request_id = "req-1";
   r.request_ids = {"a", "b"};
@@ -71,6 +98,8 @@ TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   r.agent_messages = 2;
   r.resolved_by = "agent-1";
   r.bot_turn_sequence = 4;
+  r.pending_callback_id = "cb-1";
+  r.pending_callback_session_id = "s-2";
   SessionWrite write;
   write.sessions.push_back(r);
   v1::SessionEvent created;
@@ -89,10 +118,10 @@ TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   ASSERT_TRUE(Apply(write).ok());
 
   Open();  // as after a restart
-  auto contents = store_->Load();
-  ASSERT_TRUE(contents.ok()) << contents.status();
-  ASSERT_EQ(contents->sessions.size(), 1u);
-  const SessionRecord& loaded = contents->sessions[0];
+  auto open = store_->LoadOpen();
+  ASSERT_TRUE(open.ok()) << open.status();
+  ASSERT_EQ(open->size(), 1u);
+  const SessionRecord& loaded = (*open)[0];
   EXPECT_EQ(loaded.session.customer_id(), "cust-1");
   EXPECT_EQ(loaded.create_request_id, "req-1");
   EXPECT_EQ(loaded.request_ids, (std::deque<std::string>{"a", "b"}));
@@ -105,9 +134,21 @@ TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   EXPECT_EQ(loaded.agent_messages, 2);
   EXPECT_EQ(loaded.resolved_by, "agent-1");
   EXPECT_EQ(loaded.bot_turn_sequence, 4);
-  ASSERT_EQ(contents->keyed_messages.size(), 2u);
-  EXPECT_EQ(contents->keyed_messages[0].second.fingerprint, "fp2");
-  EXPECT_EQ(contents->keyed_messages[1].second.message.client_message_id(), "k4");
+  EXPECT_EQ(loaded.pending_callback_id, "cb-1");
+  EXPECT_EQ(loaded.pending_callback_session_id, "s-2");
+
+  auto k2 = store_->FindMessage("s-1", "k2");
+  ASSERT_TRUE(k2.ok() && k2->has_value());
+  EXPECT_EQ((*k2)->fingerprint, "fp2");
+  EXPECT_EQ((*k2)->message.sequence(), 2);
+  EXPECT_FALSE(store_->FindMessage("s-1", "k3")->has_value());
+  EXPECT_FALSE(store_->FindMessage("s-1", "")->has_value());
+  EXPECT_FALSE(store_->FindMessage("s-9", "k2")->has_value());
+  EXPECT_EQ(**store_->FindCreated("cust-1", "req-1"), "s-1");
+  EXPECT_FALSE(store_->FindCreated("cust-2", "req-1")->has_value());
+  EXPECT_FALSE(store_->FindCreated("cust-1", "")->has_value());
+  EXPECT_EQ((*store_->ReadSession("s-1"))->session.state(), v1::SESSION_STATE_QUEUED);
+  EXPECT_FALSE(store_->ReadSession("s-9")->has_value());
 
   auto events = store_->ReadEvents("s-1", 1, 3, 100);
   ASSERT_TRUE(events.ok());
@@ -130,21 +171,173 @@ TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   EXPECT_EQ(outbox->ColumnInt(0), 1);
 }
 
+TEST_F(SqliteSessionStoreTest, StartUpReadsOpenWorkOnly) {
+  ASSERT_TRUE(Save(Record("s-bot", "c", v1::SESSION_STATE_BOT, 1)).ok());
+  ASSERT_TRUE(Save(Record("s-resolved", "c", v1::SESSION_STATE_RESOLVED, 2)).ok());
+  ASSERT_TRUE(Save(Record("s-closed", "c", v1::SESSION_STATE_CLOSED, 3)).ok());
+  SessionRecord cancelling = Record("s-cancelling", "c", v1::SESSION_STATE_CLOSED, 4);
+  cancelling.routing_pending = true;
+  ASSERT_TRUE(Save(cancelling).ok());
+  auto open = store_->LoadOpen();
+  ASSERT_TRUE(open.ok()) << open.status();
+  std::vector<std::string> ids;
+  for (const auto& r : *open) ids.push_back(r.session.session_id());
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"s-bot", "s-cancelling", "s-resolved"}));
+  EXPECT_EQ(*store_->CountClosed(), 2);
+  // Closing a session rewrites its row in place: it leaves the open set.
+  SessionRecord closed = Record("s-bot", "c", v1::SESSION_STATE_CLOSED, 1);
+  ASSERT_TRUE(Save(closed).ok());
+  EXPECT_EQ(store_->LoadOpen()->size(), 2u);
+  EXPECT_EQ(*store_->CountClosed(), 3);
+}
+
+TEST_F(SqliteSessionStoreTest, ListsPageByIndexNewestFirst) {
+  // Two customers, sessions one second apart; ties in time break by id.
+  for (int i = 0; i < 6; ++i) {
+    SessionRecord r = Record(absl::StrCat("s-", i), i % 2 ? "odd" : "even",
+                             i < 4 ? v1::SESSION_STATE_CLOSED : v1::SESSION_STATE_ASSIGNED,
+                             100 + i);
+    if (i >= 4) r.session.set_assigned_agent_id("agent-1");
+    if (i == 5) r.session.set_channel(common::v1::CHANNEL_EMAIL);
+    ASSERT_TRUE(Save(r).ok());
+  }
+  ASSERT_TRUE(Save(Record("s-6b", "odd", v1::SESSION_STATE_BOT, 106)).ok());
+  ASSERT_TRUE(Save(Record("s-6a", "odd", v1::SESSION_STATE_BOT, 106)).ok());
+
+  SessionQuery all;
+  all.limit = 100;
+  EXPECT_EQ(Ids(all), (std::vector<std::string>{"s-6b", "s-6a", "s-5", "s-4", "s-3", "s-2",
+                                                "s-1", "s-0"}));
+  SessionQuery odd;
+  odd.customer_id = "odd";
+  odd.limit = 2;
+  EXPECT_EQ(Ids(odd), (std::vector<std::string>{"s-6b", "s-6a"}));
+  odd.before = {absl::ToUnixMicros(absl::FromUnixSeconds(106)), "s-6a"};
+  EXPECT_EQ(Ids(odd), (std::vector<std::string>{"s-5", "s-3"}));
+  SessionQuery agent;
+  agent.agent_id = "agent-1";
+  agent.limit = 10;
+  EXPECT_EQ(Ids(agent), (std::vector<std::string>{"s-5", "s-4"}));
+  agent.channel = common::v1::CHANNEL_EMAIL;
+  EXPECT_EQ(Ids(agent), (std::vector<std::string>{"s-5"}));
+  SessionQuery states;
+  states.states = {v1::SESSION_STATE_BOT, v1::SESSION_STATE_ASSIGNED};
+  states.limit = 3;
+  EXPECT_EQ(Ids(states), (std::vector<std::string>{"s-6b", "s-6a", "s-5"}));
+  states.before = {absl::ToUnixMicros(absl::FromUnixSeconds(105)), "s-5"};
+  EXPECT_EQ(Ids(states), (std::vector<std::string>{"s-4"}));
+  SessionQuery closed_even;
+  closed_even.customer_id = "even";
+  closed_even.states = {v1::SESSION_STATE_CLOSED};
+  closed_even.created_after = absl::FromUnixSeconds(101);
+  closed_even.created_before = absl::FromUnixSeconds(104);
+  closed_even.limit = 10;
+  EXPECT_EQ(Ids(closed_even), (std::vector<std::string>{"s-2"}));
+  SessionQuery none;
+  none.category = common::v1::CATEGORY_KYC;
+  EXPECT_TRUE(Ids(none).empty());
+}
+
 TEST_F(SqliteSessionStoreTest, ADuplicateSequenceRollsBackTheWholeWrite) {
-  SessionRecord r;
-  r.session.set_session_id("s-1");
-  r.session.set_customer_id("cust-1");
+  SessionRecord r = Record("s-1", "cust-1", v1::SESSION_STATE_BOT, 1);
   SessionWrite first;
   first.sessions.push_back(r);
   first.session_events.push_back(Message("s-1", 1, ""));
   ASSERT_TRUE(Apply(first).ok());
   SessionWrite second;
-  r.session.set_customer_id("changed");
+  r.session.set_subject("changed");
   second.sessions.push_back(r);
   second.session_events.push_back(Message("s-1", 1, ""));
   EXPECT_FALSE(Apply(second).ok());
-  auto contents = store_->Load();
-  EXPECT_EQ(contents->sessions[0].session.customer_id(), "cust-1");
+  EXPECT_EQ((*store_->ReadSession("s-1"))->session.subject(), "");
+  // Nothing commits after a failed write: the log has no holes.
+  SessionWrite third;
+  third.session_events.push_back(Message("s-1", 2, ""));
+  EXPECT_EQ(Apply(third).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(store_->ReadEvents("s-1", 0, 10, 10)->size(), 1u);
+  Open();  // a restart
+  EXPECT_TRUE(Apply(third).ok());
+}
+
+// A file written by the previous schema (migrations 1 to 3): the upgrade
+// fills the new columns, so that start-up, lists and key look-ups see the
+// old rows.
+TEST(SessionsMigrationTest, UpgradesAFileOfThePreviousSchema) {
+  const std::string path = storage::MakeTempDir() + "/sessions.db";
+  {
+    auto old = *storage::Database::Open({path});
+    const auto& all = SessionsMigrations();
+    ASSERT_TRUE(old->Migrate({all.begin(), all.begin() + 3}).ok());
+    auto insert = old->Prepare(
+        "INSERT INTO sessions(session_id, customer_id, session, create_request_id, "
+        "request_ids, routing_pending, routing_version, enqueue, cancel_reason, "
+        "bot_since_micros, bot_turns, state_since_micros, first_queued_at_micros, "
+        "customer_messages, bot_messages, agent_messages, assignments, resolved_by, "
+        "pending_callback_id, bot_turn_sequence) "
+        "VALUES (?, ?, ?, ?, '', 0, 0, '', 0, 0, 0, 0, 0, 0, 0, 0, 0, '', ?, 0)");
+    ASSERT_TRUE(insert.ok());
+    // 2,500 closed sessions (more than one backfill batch), one assigned
+    // chat with a pending callback, and its PHONE session.
+    for (int i = 0; i < 2502; ++i) {
+      v1::Session s;
+      s.set_session_id(absl::StrCat("s-", i));
+      s.set_customer_id(i == 2500 || i == 2501 ? "cust-live" : "cust-old");
+      s.set_channel(i == 2501 ? common::v1::CHANNEL_PHONE : common::v1::CHANNEL_CHAT);
+      s.set_category(common::v1::CATEGORY_DEPOSIT);
+      s.set_state(i < 2500 ? v1::SESSION_STATE_CLOSED
+                           : i == 2500 ? v1::SESSION_STATE_ASSIGNED
+                                       : v1::SESSION_STATE_QUEUED);
+      if (i == 2500) s.set_assigned_agent_id("agent-1");
+      if (i == 2501) {
+        s.set_parent_session_id("s-2500");
+        s.mutable_callback()->set_callback_id("cb-7");
+      }
+      protoutil::ToTimestamp(absl::FromUnixSeconds(1000 + i), s.mutable_created_at());
+      ASSERT_TRUE(insert->Bind(1, s.session_id())
+                      .Bind(2, s.customer_id())
+                      .BindBlob(3, s.SerializeAsString())
+                      .Bind(4, i == 7 ? "req-7" : "")
+                      .Bind(5, i == 2500 ? "cb-7" : "")
+                      .Run()
+                      .ok());
+    }
+    auto event = old->Prepare(
+        "INSERT INTO session_events(session_id, sequence, is_message, client_message_id, "
+        "fingerprint, event) VALUES ('s-3', 1, 1, 'k-1', 'fp', ?)");
+    v1::SessionEvent e;
+    e.set_session_id("s-3");
+    e.set_sequence(1);
+    e.mutable_message()->set_client_message_id("k-1");
+    ASSERT_TRUE(event->BindBlob(1, e.SerializeAsString()).Run().ok());
+  }
+  auto db = OpenSessionsDatabase({path});
+  ASSERT_TRUE(db.ok()) << db.status();
+  storage::GroupCommitter committer(db->get());
+  std::vector<std::unique_ptr<storage::Database>> readers;
+  readers.push_back(*storage::Database::Open({path}));
+  SqliteSessionStore store(&committer, std::move(readers), "t", nullptr);
+
+  auto open = store.LoadOpen();
+  ASSERT_TRUE(open.ok()) << open.status();
+  ASSERT_EQ(open->size(), 2u);
+  EXPECT_EQ(*store.CountClosed(), 2500);
+  auto live = *store.ReadSession("s-2500");
+  EXPECT_EQ(live->pending_callback_session_id, "s-2501");
+  SessionQuery by_agent;
+  by_agent.agent_id = "agent-1";
+  auto assigned = store.ListSessions(by_agent);
+  ASSERT_EQ(assigned->size(), 1u);
+  EXPECT_EQ((*assigned)[0].session_id(), "s-2500");
+  SessionQuery old_customer;
+  old_customer.customer_id = "cust-old";
+  old_customer.limit = 1;
+  EXPECT_EQ((*store.ListSessions(old_customer))[0].session_id(), "s-2499");
+  EXPECT_EQ(**store.FindCreated("cust-old", "req-7"), "s-7");
+  EXPECT_EQ((*store.FindMessage("s-3", "k-1"))->fingerprint, "fp");
+  // A second start finds nothing left to fill.
+  EXPECT_TRUE(CompleteSessionColumns(**db).ok());
+  committer.Stop();
 }
 
 }  // namespace

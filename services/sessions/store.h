@@ -1,42 +1,96 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "services/sessions/model.h"
 
 namespace switchboard::sessions {
 
+// What ListSessions asks the store for: sessions matching every filter set,
+// newest first by (created_at, session_id), strictly older than `before`
+// when it is set (the page cursor), at most `limit`.
+struct SessionQuery {
+  // Empty: any.
+  std::string customer_id;
+  // The agent the session is assigned to now. Empty: any.
+  std::string agent_id;
+  // Empty: any state.
+  std::vector<v1::SessionState> states;
+  common::v1::Category category = common::v1::CATEGORY_UNSPECIFIED;
+  common::v1::Channel channel = common::v1::CHANNEL_UNSPECIFIED;
+  // created_after <= created_at < created_before.
+  absl::Time created_after = absl::InfinitePast();
+  absl::Time created_before = absl::InfiniteFuture();
+  // (created_at in Unix microseconds, session_id) of the last session of the
+  // previous page.
+  std::optional<std::pair<int64_t, std::string>> before;
+  int limit = 50;
+};
+
 // Durable sessions state. Implementations: SqliteSessionStore.
+//
+// Reads see committed writes only, and every write whose `done` has run
+// (a read that starts after `done` ran sees it). Reads are blocking and
+// safe from any thread; they never wait for the writer.
 class SessionStore {
  public:
-  struct Contents {
-    std::vector<SessionRecord> sessions;
-    // Messages that carry a client_message_id (the idempotency keys).
-    std::vector<std::pair<std::string, StoredMessage>> keyed_messages;
-  };
-
   virtual ~SessionStore() = default;
 
-  // Reads every session and keyed message (at start).
-  virtual absl::StatusOr<Contents> Load() = 0;
+  // The sessions with open work, read at start: every session that is not
+  // CLOSED, and CLOSED ones whose routing call is still pending. Never the
+  // whole history.
+  virtual absl::StatusOr<std::vector<SessionRecord>> LoadOpen() = 0;
+
+  // How many sessions are CLOSED (for the state gauge at start).
+  virtual absl::StatusOr<int64_t> CountClosed() = 0;
+
+  // The admission check for a write a client asked for: OK, or
+  // RESOURCE_EXHAUSTED with a retry-after when the writer's backlog is full.
+  // Call it before deciding the write; it changes nothing.
+  virtual absl::Status Admit() = 0;
 
   // Commits `write` (sessions, session events and outbox events in one
   // transaction). Writes commit in the order Apply is called; `done` then
-  // runs with the outcome, in the same order, on a thread of the store's.
-  // `done` must not block.
+  // runs with the outcome, in the same order, on a thread of the store's
+  // (or, for a store that is stopping, on the calling thread). `done` must
+  // not block. The writes form a log without holes: once one fails, every
+  // later one fails too (UNAVAILABLE) until the store is opened again, so
+  // a write never lands on disk without one decided before it (a session's
+  // sequence numbers stay gapless on disk).
   virtual void Apply(SessionWrite write, std::function<void(absl::Status)> done) = 0;
 
+  // One session; nullopt if there is none with that id.
+  virtual absl::StatusOr<std::optional<SessionRecord>> ReadSession(
+      const std::string& session_id) = 0;
+
+  // The message of `session_id` stored with `client_message_id`, with the
+  // fingerprint its idempotency check needs; nullopt if none. Indexed.
+  virtual absl::StatusOr<std::optional<StoredMessage>> FindMessage(
+      const std::string& session_id, const std::string& client_message_id) = 0;
+
+  // The session `customer_id` created with `request_id`; nullopt if none.
+  // Indexed.
+  virtual absl::StatusOr<std::optional<std::string>> FindCreated(
+      const std::string& customer_id, const std::string& request_id) = 0;
+
+  // See SessionQuery. Pages through indexes; never reads the whole table.
+  virtual absl::StatusOr<std::vector<v1::Session>> ListSessions(
+      const SessionQuery& query) = 0;
+
   // Committed events of a session with after < sequence <= up_to, in
-  // sequence order, at most `limit`. Blocking; safe from any thread.
+  // sequence order, at most `limit`.
   virtual absl::StatusOr<std::vector<v1::SessionEvent>> ReadEvents(
       const std::string& session_id, int64_t after, int64_t up_to, int limit) = 0;
 
   // Committed messages of a session with after < sequence < before (0: no
-  // bound), oldest first or newest first, at most `limit`. Blocking.
+  // bound), oldest first or newest first, at most `limit`.
   virtual absl::StatusOr<std::vector<v1::Message>> ReadMessages(
       const std::string& session_id, int64_t after, int64_t before,
       bool newest_first, int limit) = 0;
