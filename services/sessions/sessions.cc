@@ -1414,7 +1414,9 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
   bool routing = false;
   {
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    // Past agents too: the agent who resolved it is no longer assigned, and
+    // their retry must get the first answer, not NOT_FOUND.
+    absl::StatusOr<Live*> live = FindLive(caller, session_id, /*past_agents=*/true);
     if (!live.ok()) return live.status();
     in_memory = *live != nullptr;
     if (in_memory) {
@@ -1422,7 +1424,12 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
       v1::Session& s = r.session;
       const absl::Time now = clock_->Now();
       const v1::SessionState from = s.state();
-      if (from == v1::SESSION_STATE_RESOLVED || SeenRequest(r, request_id)) {
+      const bool replay = from == v1::SESSION_STATE_RESOLVED || SeenRequest(r, request_id);
+      if (caller.role == Role::kAgent && s.assigned_agent_id() != caller.id &&
+          !(replay && r.resolved_by == caller.id)) {
+        return NotFound();
+      }
+      if (replay) {
         view = ViewFor(s, caller, now);
         pending = (*live)->last_write;
       } else {
@@ -1464,8 +1471,9 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
     }
   }
   if (!in_memory) {
-    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id, /*past_agents=*/true);
     if (!record.ok()) return record.status();
+    if (caller.role == Role::kAgent && record->resolved_by != caller.id) return NotFound();
     if (SeenRequest(*record, request_id)) {
       return ViewFor(record->session, caller, clock_->Now());
     }

@@ -994,6 +994,15 @@ TEST_F(SessionsTest, HumanJourneyWithFirstResponseAndResolution) {
             absl::StatusCode::kNotFound);
   auto resolved = sessions_->Resolve(kAgent, s.session_id(), "done", "r1");
   ASSERT_TRUE(resolved.ok());
+  // The agent is no longer assigned, yet their retry gets the first answer;
+  // another agent still sees nothing.
+  auto retried = sessions_->Resolve(kAgent, s.session_id(), "done", "r1");
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->state(), v1::SESSION_STATE_RESOLVED);
+  EXPECT_EQ(sessions_->Resolve({"agent-2", Role::kAgent}, s.session_id(), "done", "r1")
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
   RunBackground();
   ASSERT_EQ(routing_.cancelled.size(), 1u);
   EXPECT_EQ(routing_.cancelled[0].second, routing::v1::CANCEL_REASON_RESOLVED);
