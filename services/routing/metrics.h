@@ -50,6 +50,20 @@ struct RoutingMetrics {
   prometheus::Counter* offers_withdrawn;
   prometheus::Counter* reservations_refused;
   prometheus::Counter* peer_failures;
+  // switchboard_routing_releases_owed: capacity routing owes presence and is
+  // retrying to release (durable; presence unreachable while it grows).
+  prometheus::Gauge* releases_owed;
+  // switchboard_routing_accepts_in_progress: accepted offers routing is
+  // still confirming in presence and assigning in sessions.
+  prometheus::Gauge* accepts_in_progress;
+  // switchboard_routing_reconciliations_total{outcome}: passes of
+  // ReconcileReservations, ok or failed.
+  prometheus::Counter* reconciliations_ok;
+  prometheus::Counter* reconciliations_failed;
+  // switchboard_routing_capacity_reconciled_total{outcome}: reservations a
+  // reconciliation released (held by nobody) or restored (an assignment's).
+  prometheus::Counter* capacity_reconciled_released;
+  prometheus::Counter* capacity_reconciled_restored;
 
  private:
   prometheus::Family<prometheus::Gauge>* depth_family_;
