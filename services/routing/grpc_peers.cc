@@ -29,14 +29,14 @@ absl::StatusOr<std::unique_ptr<grpc::ClientContext>> ContextFor(client::ServiceT
   return client::PeerContext(token->Get(), left);
 }
 
-// Presence answers RESOURCE_EXHAUSTED for an agent at capacity, and also
-// (with a retry-after trailer) when it is overloaded: the latter is a
-// failure to reach it, not a decision.
-absl::Status FromPresence(const grpc::Status& status, const grpc::ClientContext& context) {
+// A peer answers RESOURCE_EXHAUSTED about the request (presence: the agent
+// is at capacity) and also, with a retry-after trailer, when it is
+// overloaded: the latter is a failure to get an answer, not a decision.
+absl::Status FromPeer(const grpc::Status& status, const grpc::ClientContext& context) {
   if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     const auto& trailers = context.GetServerTrailingMetadata();
     if (trailers.find("retry-after") != trailers.end()) {
-      return absl::UnavailableError(absl::StrCat("presence busy: ", status.error_message()));
+      return absl::UnavailableError(absl::StrCat("peer busy: ", status.error_message()));
     }
   }
   return FromGrpc(status);
@@ -60,7 +60,7 @@ absl::Status GrpcPresence::Reserve(const std::string& agent_id, const std::strin
   presence::v1::ReserveCapacityResponse response;
   auto context = ContextFor(token_, timeout_, deadline);
   if (!context.ok()) return context.status();
-  return FromPresence(stub_->ReserveCapacity(context->get(), request, &response), **context);
+  return FromPeer(stub_->ReserveCapacity(context->get(), request, &response), **context);
 }
 
 absl::Status GrpcPresence::Confirm(const std::string& agent_id, const std::string& session_id,
@@ -71,7 +71,7 @@ absl::Status GrpcPresence::Confirm(const std::string& agent_id, const std::strin
   presence::v1::ConfirmReservationResponse response;
   auto context = ContextFor(token_, timeout_, deadline);
   if (!context.ok()) return context.status();
-  return FromPresence(stub_->ConfirmReservation(context->get(), request, &response), **context);
+  return FromPeer(stub_->ConfirmReservation(context->get(), request, &response), **context);
 }
 
 absl::Status GrpcPresence::Release(const std::string& agent_id, const std::string& session_id,
@@ -83,7 +83,7 @@ absl::Status GrpcPresence::Release(const std::string& agent_id, const std::strin
   presence::v1::ReleaseCapacityResponse response;
   auto context = ContextFor(token_, timeout_, deadline);
   if (!context.ok()) return context.status();
-  return FromPresence(stub_->ReleaseCapacity(context->get(), request, &response), **context);
+  return FromPeer(stub_->ReleaseCapacity(context->get(), request, &response), **context);
 }
 
 absl::StatusOr<ReconcileReply> GrpcPresence::Reconcile(int64_t fence, const std::string& from,
@@ -106,7 +106,7 @@ absl::StatusOr<ReconcileReply> GrpcPresence::Reconcile(int64_t fence, const std:
   auto context = ContextFor(token_, timeout_, deadline);
   if (!context.ok()) return context.status();
   absl::Status status =
-      FromPresence(stub_->ReconcileReservations(context->get(), request, &response), **context);
+      FromPeer(stub_->ReconcileReservations(context->get(), request, &response), **context);
   if (!status.ok()) return status;
   ReconcileReply reply;
   reply.released = response.released_size();
@@ -134,7 +134,7 @@ absl::Status GrpcSessions::RecordOffer(const std::string& session_id,
   sessions::v1::RecordOfferResponse response;
   auto context = ContextFor(token_, timeout_, deadline);
   if (!context.ok()) return context.status();
-  return FromGrpc(stub_->RecordOffer(context->get(), request, &response));
+  return FromPeer(stub_->RecordOffer(context->get(), request, &response), **context);
 }
 
 absl::Status GrpcSessions::AssignAgent(const std::string& session_id,
@@ -149,7 +149,7 @@ absl::Status GrpcSessions::AssignAgent(const std::string& session_id,
   sessions::v1::AssignAgentResponse response;
   auto context = ContextFor(token_, timeout_, deadline);
   if (!context.ok()) return context.status();
-  return FromGrpc(stub_->AssignAgent(context->get(), request, &response));
+  return FromPeer(stub_->AssignAgent(context->get(), request, &response), **context);
 }
 
 absl::Status GrpcSessions::RequeueSession(const std::string& session_id,
@@ -160,7 +160,7 @@ absl::Status GrpcSessions::RequeueSession(const std::string& session_id,
   sessions::v1::RequeueSessionResponse response;
   auto context = ContextFor(token_, timeout_, deadline);
   if (!context.ok()) return context.status();
-  return FromGrpc(stub_->RequeueSession(context->get(), request, &response));
+  return FromPeer(stub_->RequeueSession(context->get(), request, &response), **context);
 }
 
 absl::StatusOr<SessionView> GrpcSessions::GetSession(const std::string& session_id,
@@ -170,7 +170,8 @@ absl::StatusOr<SessionView> GrpcSessions::GetSession(const std::string& session_
   sessions::v1::GetSessionResponse response;
   auto context = ContextFor(token_, timeout_, deadline);
   if (!context.ok()) return context.status();
-  absl::Status status = FromGrpc(stub_->GetSession(context->get(), request, &response));
+  absl::Status status =
+      FromPeer(stub_->GetSession(context->get(), request, &response), **context);
   if (!status.ok()) return status;
   SessionView view;
   switch (response.session().state()) {

@@ -43,7 +43,8 @@ class GrpcPresence : public PresencePort {
   const absl::Duration timeout_;
 };
 
-// SessionsPort over gRPC, with the same deadlines as GrpcPresence.
+// SessionsPort over gRPC, with the same deadlines and the same reading of
+// an overloaded peer as GrpcPresence.
 class GrpcSessions : public SessionsPort {
  public:
   GrpcSessions(std::shared_ptr<grpc::Channel> channel, client::ServiceToken* token,

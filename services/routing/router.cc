@@ -244,17 +244,22 @@ void Router::WaitForWork(absl::Duration max) {
   absl::MutexLock lock(&mu_);
   absl::Duration wait = max;
   const absl::Time now = clock_->Now();
-  for (const auto& [key, entry] : entries_) {
-    if (entry->state() == v1::ENTRY_STATE_OFFERED && !entry->record.accepting) {
-      wait = std::min(wait, entry->record.offer_expires_at - now);
-    } else if (entry->retry_after != absl::InfinitePast()) {
-      wait = std::min(wait, entry->retry_after - now);
+  if (!store_failed_) {
+    // Only what a pass would act on counts: a busy entry, or a back-off that
+    // already passed without the entry being offerable, must not make the
+    // dispatcher spin.
+    for (const auto& [key, entry] : entries_) {
+      if (entry->busy) continue;
+      if (entry->state() == v1::ENTRY_STATE_OFFERED && !entry->record.accepting) {
+        wait = std::min(wait, entry->record.offer_expires_at - now);
+      }
+      if (entry->retry_after > now) wait = std::min(wait, entry->retry_after - now);
     }
+    for (const auto& [key, owed] : owed_) {
+      if (!owed.inflight) wait = std::min(wait, owed.next_attempt - now);
+    }
+    wait = std::min(wait, next_reconcile_ - now);
   }
-  for (const auto& [key, owed] : owed_) {
-    if (!owed.inflight) wait = std::min(wait, owed.next_attempt - now);
-  }
-  wait = std::min(wait, next_reconcile_ - now);
   if (!woken_ && wait > absl::ZeroDuration()) {
     work_.WaitWithTimeout(&mu_, wait);
   }
