@@ -1,6 +1,7 @@
 #include "services/routing/router.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -96,10 +97,6 @@ void FillWithdrawn(events::v1::OfferWithdrawn* withdrawn, const std::string& off
 
 }  // namespace
 
-std::string PrimaryLanguage(absl::string_view tag) {
-  return absl::AsciiStrToLower(tag.substr(0, tag.find('-')));
-}
-
 struct Router::Pending {
   absl::Notification done;
   absl::Status status;
@@ -117,7 +114,7 @@ struct Router::Entry {
   absl::Time retry_after = absl::InfinitePast();
   int retries = 0;
   bool in_queue = false;
-  QueueOrder queued_as;
+  QueueOrder::Slot queued_as;
 
   v1::EntryState state() const { return record.entry.state(); }
   QueueId queue() const { return QueueOf(record.entry); }
@@ -293,44 +290,29 @@ absl::StatusOr<int64_t> Router::IssueHolder() {
 
 void Router::AddToQueue(Entry& entry) {
   if (entry.in_queue) return;
-  entry.queued_as = QueueOrder(-static_cast<int>(entry.record.entry.priority()),
-                               entry.record.order, entry.record.key);
-  queues_[entry.queue()].insert(entry.queued_as);
+  entry.queued_as = QueueOrder::Slot{entry.record.entry.priority(), entry.record.order,
+                                     entry.record.key};
+  queues_.Add(entry.queue(), entry.queued_as);
   entry.in_queue = true;
 }
 
 void Router::RemoveFromQueue(Entry& entry) {
   if (!entry.in_queue) return;
-  queues_[entry.queue()].erase(entry.queued_as);
+  queues_.Remove(entry.queue(), entry.queued_as);
   entry.in_queue = false;
-}
-
-int64_t Router::HeadOrder(const QueueId& queue, v1::Priority priority,
-                          int64_t fallback) const {
-  auto it = queues_.find(queue);
-  if (it == queues_.end()) return fallback;
-  auto first = it->second.lower_bound(
-      QueueOrder(-static_cast<int>(priority), INT64_MIN, std::string()));
-  if (first == it->second.end() || std::get<0>(*first) != -static_cast<int>(priority)) {
-    return fallback;
-  }
-  return std::min(fallback, std::get<1>(*first) - 1);
 }
 
 void Router::MoveToHead(Entry& entry) {
   const bool was_queued = entry.in_queue;
   RemoveFromQueue(entry);
-  entry.record.order = HeadOrder(entry.queue(), entry.record.entry.priority(),
-                                 entry.record.order);
+  entry.record.order = queues_.HeadOrder(entry.queue(), entry.record.entry.priority(),
+                                         entry.record.order);
   if (was_queued) AddToQueue(entry);
 }
 
 int Router::PositionOf(const Entry& entry) const {
   if (!entry.in_queue) return 0;
-  auto it = queues_.find(entry.queue());
-  if (it == queues_.end()) return 0;
-  return static_cast<int>(std::distance(it->second.begin(), it->second.find(entry.queued_as))) +
-         1;
+  return queues_.PositionOf(entry.queue(), entry.queued_as);
 }
 
 // ---- offers ----
@@ -685,7 +667,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
       e.set_transfer_note(c.transfer_note);
       if (!c.excluded_agent_id.empty()) r.excluded.push_back(c.excluded_agent_id);
       r.order = absl::ToUnixMicros(now);
-      if (c.at_head) r.order = HeadOrder(queue, priority, r.order);
+      if (c.at_head) r.order = queues_.HeadOrder(queue, priority, r.order);
       Entry& added = *entry;
       entries_[key] = std::move(entry);
       AddToQueue(added);
@@ -699,7 +681,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
       enqueued->set_reason(c.reason);
       enqueued->set_at_head(c.at_head);
       enqueued->set_target_agent_id(c.target_agent_id);
-      enqueued->set_queue_depth(static_cast<int>(queues_[queue].size()));
+      enqueued->set_queue_depth(queues_.Depth(queue));
       if (e.has_first_response_due_at()) {
         *enqueued->mutable_first_response_due_at() = e.first_response_due_at();
       }
@@ -782,7 +764,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
       *enqueued->mutable_queue() = e.queue();
       enqueued->set_priority(priority);
       enqueued->set_reason(v1::ENQUEUE_REASON_COMPLAINT);
-      enqueued->set_queue_depth(static_cast<int>(queues_[queue].size()));
+      enqueued->set_queue_depth(queues_.Depth(queue));
       write.events.push_back(Sealed(std::move(event), c.complaint_id, now));
       write.upserted_entries.push_back(r);
       metrics_->entries_enqueued->Increment();
@@ -933,8 +915,8 @@ absl::StatusOr<v1::Assignment> Router::DriveAccept(const std::string& key, uint6
   std::string display_name;
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = agents_.find(agent_id); it != agents_.end()) {
-      display_name = it->second.profile().display_name();
+    if (const Agent* agent = agents_.Find(agent_id); agent != nullptr) {
+      display_name = agent->profile().display_name();
     }
   }
   bool assigned = false;
@@ -1101,7 +1083,7 @@ absl::StatusOr<v1::Assignment> Router::CommitAccept(const std::string& key, uint
       entry.record.accepted_offer_id = offer_id;
       entry.record.accepted_at = now;
       offers_[offer_id] = key;
-      if (presence_live_ && agents_.count(agent_id) == 0) {
+      if (presence_live_ && agents_.Find(agent_id) == nullptr) {
         // The agent went offline while the accept was in progress: the
         // session goes back to the head of its queue at once.
         Requeue(entry, now, write);
@@ -1206,7 +1188,7 @@ absl::StatusOr<Router::EntryView> Router::GetEntry(v1::EntryKind kind,
   EntryView view;
   view.entry = it->second->record.entry;
   view.entry.set_position(PositionOf(*it->second));
-  view.queue_depth = static_cast<int>(queues_.at(it->second->queue()).size());
+  view.queue_depth = queues_.Depth(it->second->queue());
   return view;
 }
 
@@ -1216,52 +1198,28 @@ std::vector<v1::QueueEntry> Router::ListEntries(const Filter& filter, size_t off
   std::vector<v1::QueueEntry> page;
   *more = false;
   size_t index = 0;
-  for (const auto& [queue, order] : queues_) {
+  for (const auto& [queue, order] : queues_.queues()) {
     if (!Matches(filter, queue)) continue;
     int position = 0;
-    for (const QueueOrder& item : order) {
+    for (const QueueOrder::Slot& slot : order) {
       ++position;
       if (index++ < offset) continue;
       if (page.size() == page_size) {
         *more = true;
         return page;
       }
-      v1::QueueEntry& entry = page.emplace_back(entries_.at(std::get<2>(item))->record.entry);
+      v1::QueueEntry& entry = page.emplace_back(entries_.at(slot.key)->record.entry);
       entry.set_position(position);
     }
   }
   return page;
 }
 
-bool Router::Eligible(const Agent& agent, const QueueId& queue) const {
-  if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) return false;
-  const auto& skills = agent.profile().skills();
-  if (std::find(skills.categories().begin(), skills.categories().end(), queue.category) ==
-      skills.categories().end()) {
-    return false;
-  }
-  if (std::none_of(skills.languages().begin(), skills.languages().end(),
-                   [&](const std::string& l) { return PrimaryLanguage(l) == queue.language; })) {
-    return false;
-  }
-  return std::any_of(agent.profile().capacities().begin(), agent.profile().capacities().end(),
-                     [&](const presence::v1::ChannelCapacity& c) {
-                       return c.channel() == queue.channel && c.capacity() > 0;
-                     });
-}
-
-bool Router::HasFreeCapacity(const Agent& agent, Channel channel) const {
-  for (const auto& c : agent.profile().capacities()) {
-    if (c.channel() == channel) return c.load() < c.capacity();
-  }
-  return false;
-}
-
 std::vector<v1::QueueStats> Router::Stats(const Filter& filter) const {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   std::map<QueueId, v1::QueueStats> stats;
-  for (const auto& [queue, order] : queues_) {
+  for (const auto& [queue, order] : queues_.queues()) {
     if (!Matches(filter, queue)) continue;
     v1::QueueStats& s = stats[queue];
     ToProto(queue, s.mutable_queue());
@@ -1270,8 +1228,8 @@ std::vector<v1::QueueStats> Router::Stats(const Filter& filter) const {
     s.add_depth_by_priority(0);
     s.add_depth_by_priority(0);
     absl::Time oldest = absl::InfiniteFuture();
-    for (const QueueOrder& item : order) {
-      const EntryRecord& r = entries_.at(std::get<2>(item))->record;
+    for (const QueueOrder::Slot& slot : order) {
+      const EntryRecord& r = entries_.at(slot.key)->record;
       if (r.entry.state() == v1::ENTRY_STATE_OFFERED) s.set_offered(s.offered() + 1);
       const int p = r.entry.priority() - 1;
       if (p >= 0 && p < 3) s.set_depth_by_priority(p, s.depth_by_priority(p) + 1);
@@ -1289,45 +1247,28 @@ std::vector<v1::QueueStats> Router::Stats(const Filter& filter) const {
     }
   }
   // Queues that an ONLINE agent could serve appear even when empty.
-  for (const auto& [id, agent] : agents_) {
-    if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) continue;
-    for (int category : agent.profile().skills().categories()) {
-      for (const std::string& language : agent.profile().skills().languages()) {
-        for (const auto& c : agent.profile().capacities()) {
-          if (c.capacity() <= 0) continue;
-          const QueueId queue{v1::ENTRY_KIND_SESSION, c.channel(),
-                              static_cast<Category>(category), PrimaryLanguage(language)};
-          if (!Matches(filter, queue) || stats.count(queue)) continue;
-          v1::QueueStats& s = stats[queue];
-          ToProto(queue, s.mutable_queue());
-          for (int i = 0; i < 3; ++i) s.add_depth_by_priority(0);
-          ToDuration(absl::ZeroDuration(), s.mutable_oldest_wait());
-        }
-      }
-    }
+  for (const QueueId& queue : agents_.ServableQueues()) {
+    if (!Matches(filter, queue) || stats.count(queue)) continue;
+    v1::QueueStats& s = stats[queue];
+    ToProto(queue, s.mutable_queue());
+    for (int i = 0; i < 3; ++i) s.add_depth_by_priority(0);
+    ToDuration(absl::ZeroDuration(), s.mutable_oldest_wait());
   }
   std::vector<v1::QueueStats> out;
   for (auto& [queue, s] : stats) {
-    int eligible = 0, available = 0;
+    AgentPool::Counts counts;
     if (queue.kind == v1::ENTRY_KIND_COMPLAINT) {
       for (const auto& [id, count] : watching_supervisors_) {
-        auto agent = agents_.find(id);
-        if (agent == agents_.end() ||
-            agent->second.status() != presence::v1::AGENT_STATUS_ONLINE) {
-          continue;
-        }
-        ++eligible;
-        ++available;
+        const Agent* agent = agents_.Find(id);
+        if (agent == nullptr || agent->status() != presence::v1::AGENT_STATUS_ONLINE) continue;
+        ++counts.eligible;
+        ++counts.available;
       }
     } else {
-      for (const auto& [id, agent] : agents_) {
-        if (!Eligible(agent, queue)) continue;
-        ++eligible;
-        if (HasFreeCapacity(agent, queue.channel)) ++available;
-      }
+      counts = agents_.Count(queue);
     }
-    s.set_eligible_agents(eligible);
-    s.set_available_agents(available);
+    s.set_eligible_agents(counts.eligible);
+    s.set_available_agents(counts.available);
     out.push_back(std::move(s));
   }
   return out;
@@ -1428,16 +1369,15 @@ void Router::UnsubscribeOffers(OfferListener* listener) {
 
 void Router::SetAgent(const Agent& agent, absl::Time now, RoutingWrite& write,
                       OfferBatch& offers) {
-  const bool lapsed = agent.status() == presence::v1::AGENT_STATUS_OFFLINE;
-  auto it = agents_.find(agent.agent_id());
-  if (it != agents_.end() && agent.revision() != 0 && it->second.revision() > agent.revision()) {
+  const Agent* known = agents_.Find(agent.agent_id());
+  if (known != nullptr && agent.revision() != 0 && known->revision() > agent.revision()) {
     return;  // older than what we know
   }
-  if (lapsed) {
-    agents_.erase(agent.agent_id());
+  if (agent.status() == presence::v1::AGENT_STATUS_OFFLINE) {
+    agents_.Remove(agent.agent_id());
     LapseLocked(agent.agent_id(), now, write, offers);
   } else {
-    agents_[agent.agent_id()] = agent;
+    agents_.Upsert(agent);
   }
 }
 
@@ -1460,8 +1400,8 @@ void Router::Requeue(Entry& entry, absl::Time now, RoutingWrite& write) {
   entry.record.excluded.clear();
   entry.record.timed_out.clear();
   entry.record.requeued_from = agent_id;
-  entry.record.order =
-      HeadOrder(entry.queue(), entry.record.entry.priority(), absl::ToUnixMicros(now));
+  entry.record.order = queues_.HeadOrder(entry.queue(), entry.record.entry.priority(),
+                                         absl::ToUnixMicros(now));
   entry.retry_after = absl::InfinitePast();
   AddToQueue(entry);
   events::v1::Event event;
@@ -1511,7 +1451,7 @@ absl::Status Router::ResetPresence(const std::vector<Agent>& agents) {
     std::set<std::string> present;
     for (const Agent& agent : agents) present.insert(agent.agent_id());
     std::set<std::string> gone;
-    for (const auto& [id, agent] : agents_) {
+    for (const std::string& id : agents_.Ids()) {
       if (!present.count(id)) gone.insert(id);
     }
     // Agents holding work that presence no longer lists are OFFLINE too
@@ -1526,9 +1466,9 @@ absl::Status Router::ResetPresence(const std::vector<Agent>& agents) {
         gone.insert(entry->record.entry.offered_agent_id());
       }
     }
-    agents_.clear();
+    agents_.Clear();
     for (const Agent& agent : agents) {
-      if (agent.status() != presence::v1::AGENT_STATUS_OFFLINE) agents_[agent.agent_id()] = agent;
+      if (agent.status() != presence::v1::AGENT_STATUS_OFFLINE) agents_.Upsert(agent);
     }
     presence_live_ = true;
     for (const std::string& id : gone) LapseLocked(id, now, write, offers);
@@ -1843,103 +1783,48 @@ void Router::PruneClosedOffers() {
   Commit(std::move(write), {});
 }
 
-std::vector<std::string> Router::Candidates(const Entry& entry, absl::Time now) const {
-  const QueueId queue = entry.queue();
+std::vector<std::string> Router::Candidates(const Entry& entry) const {
   const EntryRecord& r = entry.record;
-  struct Candidate {
-    absl::Time since;
-    std::string id;
-  };
-  std::vector<Candidate> fresh, retried;
-  if (queue.kind == v1::ENTRY_KIND_COMPLAINT) {
-    for (const auto& [id, streams] : watching_supervisors_) {
-      auto agent = agents_.find(id);
-      if (agent == agents_.end() ||
-          agent->second.status() != presence::v1::AGENT_STATUS_ONLINE ||
-          Contains(r.excluded, id)) {
-        continue;
-      }
-      // One open complaint offer per supervisor at a time.
-      bool busy = false;
-      for (const auto& [offer_id, key] : offers_) {
-        const Entry& other = *entries_.at(key);
-        if (other.state() == v1::ENTRY_STATE_OFFERED &&
-            other.record.entry.kind() == v1::ENTRY_KIND_COMPLAINT &&
-            other.record.entry.offered_agent_id() == id) {
-          busy = true;
-          break;
-        }
-      }
-      if (busy) continue;
-      auto last = last_complaint_accept_.find(id);
-      Candidate c{last == last_complaint_accept_.end() ? absl::InfinitePast() : last->second, id};
-      (Contains(r.timed_out, id) ? retried : fresh).push_back(c);
-    }
-  } else {
-    for (const auto& [id, agent] : agents_) {
-      if (!Eligible(agent, queue) || !HasFreeCapacity(agent, queue.channel) ||
-          Contains(r.excluded, id)) {
-        continue;
-      }
-      if (!r.entry.target_agent_id().empty() && r.entry.target_agent_id() != id) continue;
-      Candidate c{protoutil::FromTimestamp(agent.idle_since()), id};
-      (Contains(r.timed_out, id) ? retried : fresh).push_back(c);
+  OfferRules rules{r.entry.target_agent_id(), r.entry.preferred_agent_id(), r.excluded,
+                   r.timed_out};
+  if (entry.session()) return agents_.SessionCandidates(entry.queue(), rules);
+  // One open complaint offer per supervisor at a time.
+  std::set<std::string> offering;
+  for (const auto& [offer_id, key] : offers_) {
+    const Entry& other = *entries_.at(key);
+    if (other.state() == v1::ENTRY_STATE_OFFERED && !other.session()) {
+      offering.insert(other.record.entry.offered_agent_id());
     }
   }
-  // Agents whose offer timed out come back only when nobody else is left.
-  std::vector<Candidate>& pool = fresh.empty() ? retried : fresh;
-  std::sort(pool.begin(), pool.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.since, a.id) < std::tie(b.since, b.id);
-  });
-  std::vector<std::string> out;
-  const std::string& preferred = r.entry.preferred_agent_id();
-  for (const Candidate& c : pool) {
-    if (c.id == preferred) out.insert(out.begin(), c.id);
-    else out.push_back(c.id);
-  }
-  (void)now;
-  return out;
+  return ComplaintCandidates(watching_supervisors_, agents_, offering, last_complaint_accept_,
+                             rules);
 }
 
 bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                       std::vector<std::string>* candidates) {
-  // Priority and age order entries across queues too: an urgent entry in one
-  // queue goes before a normal one in another queue the same agents serve.
-  // Each queue is already in that order, so the pick is the smallest of the
-  // queues' first entries that some agent can take: a walk stops at the
-  // first such entry, or as soon as it cannot beat the best found so far,
-  // and a queue no agent could serve right now is not walked at all.
-  const QueueOrder* best = nullptr;
-  std::vector<std::string> best_candidates;
-  for (const auto& [queue, order] : queues_) {
-    if (order.empty()) continue;
-    if (best != nullptr && !(*order.begin() < *best)) continue;
-    if (queue.kind != v1::ENTRY_KIND_COMPLAINT &&
-        std::none_of(agents_.begin(), agents_.end(), [&, &queue = queue](const auto& agent) {
-          return Eligible(agent.second, queue) && HasFreeCapacity(agent.second, queue.channel);
-        })) {
-      continue;
-    }
-    for (const QueueOrder& item : order) {
-      if (best != nullptr && !(item < *best)) break;
-      const Entry& entry = *entries_.at(std::get<2>(item));
-      if (entry.state() != v1::ENTRY_STATE_WAITING || entry.busy ||
-          !entry.record.requeued_from.empty() || entry.retry_after > now) {
-        continue;
-      }
-      std::vector<std::string> found = Candidates(entry, now);
-      if (found.empty()) continue;
-      best = &item;
-      best_candidates = std::move(found);
-      break;
-    }
-  }
-  if (best == nullptr) return false;
-  Entry& entry = *entries_.at(std::get<2>(*best));
+  std::map<std::string, std::vector<std::string>> found;
+  std::optional<QueueOrder::Slot> picked = queues_.Pick(
+      [&](const QueueId& queue) {
+        // A session queue no agent could serve right now is not walked.
+        return queue.kind == v1::ENTRY_KIND_COMPLAINT || agents_.AnyAvailable(queue);
+      },
+      [&](const QueueOrder::Slot& slot) {
+        const Entry& entry = *entries_.at(slot.key);
+        if (entry.state() != v1::ENTRY_STATE_WAITING || entry.busy ||
+            !entry.record.requeued_from.empty() || entry.retry_after > now) {
+          return false;
+        }
+        std::vector<std::string> ranked = Candidates(entry);
+        if (ranked.empty()) return false;
+        found[slot.key] = std::move(ranked);
+        return true;
+      });
+  if (!picked.has_value()) return false;
+  Entry& entry = *entries_.at(picked->key);
   entry.busy = true;
   *key = entry.record.key;
   *wait_id = entry.wait_id;
-  *candidates = std::move(best_candidates);
+  *candidates = std::move(found[picked->key]);
   return true;
 }
 
@@ -1985,12 +1870,7 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
       metrics_->reservations_refused->Increment();
       // Routing's view was stale: presence's load is the truth.
       absl::MutexLock lock(&mu_);
-      auto agent = agents_.find(agent_id);
-      if (agent != agents_.end()) {
-        for (auto& c : *agent->second.mutable_profile()->mutable_capacities()) {
-          if (c.channel() == channel) c.set_load(std::max(c.load(), c.capacity()));
-        }
-      }
+      agents_.MarkFull(agent_id, channel);
       continue;
     }
     if (absl::IsAlreadyExists(reserved)) {

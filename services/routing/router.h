@@ -18,9 +18,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/clock/clock.h"
+#include "services/routing/eligibility.h"
 #include "services/routing/metrics.h"
 #include "services/routing/model.h"
 #include "services/routing/peers.h"
+#include "services/routing/queue_order.h"
 #include "services/routing/store.h"
 #include "switchboard/presence/v1/presence_service.pb.h"
 
@@ -76,13 +78,14 @@ class OfferListener {
 // offered or accepted is marked busy so that no one else touches it, and a
 // change that happened meanwhile (a cancel) is noticed afterwards.
 //
-// The decision: queues are served in order (kind, channel, category,
-// language); within a queue, entries by priority then order (see
-// EntryRecord::order). An entry goes to the eligible agent idle the longest
-// (presence's idle_since): ONLINE, with the category, a language whose
-// primary subtag matches, capacity above zero on the channel and free
-// capacity in routing's view. Presence has the last word: the reservation is
-// made there before the offer goes out, so routing never exceeds capacity.
+// The decision: the next entry is the first in priority then order across
+// the queues some agent can serve (QueueOrder); it goes to the eligible
+// agent idle the longest (AgentPool, eligibility.h): ONLINE, with the
+// category, a language whose primary subtag matches, capacity above zero on
+// the channel and free capacity in routing's view, honouring the entry's
+// target, preferred and excluded agents. Presence has the last word: the
+// reservation is made there before the offer goes out, so routing never
+// exceeds capacity. The Router keeps the locking; the two units do not.
 //
 // Capacity cannot leak:
 // - Every reservation belongs to the open offer or the assignment holding
@@ -240,7 +243,6 @@ class Router {
     // Being sent to presence now.
     bool inflight = false;
   };
-  using QueueOrder = std::tuple<int, int64_t, std::string>;  // -priority, order, key
   using OfferBatch = std::vector<std::pair<v1::Offer, bool>>;
   using ReleaseKeys = std::vector<std::pair<std::string, std::string>>;  // agent, session
 
@@ -263,8 +265,6 @@ class Router {
   // Queue bookkeeping.
   void AddToQueue(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveFromQueue(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int64_t HeadOrder(const QueueId& queue, v1::Priority priority, int64_t fallback) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MoveToHead(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int PositionOf(const Entry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -305,10 +305,8 @@ class Router {
   void RetryOwedReleases();
 
   // Candidates for `entry`, best first.
-  std::vector<std::string> Candidates(const Entry& entry, absl::Time now) const
+  std::vector<std::string> Candidates(const Entry& entry) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool Eligible(const presence::v1::Agent& agent, const QueueId& queue) const;
-  bool HasFreeCapacity(const presence::v1::Agent& agent, common::v1::Channel channel) const;
   // The next entry to offer and its candidates; marks it busy.
   bool PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                 std::vector<std::string>* candidates) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -356,14 +354,14 @@ class Router {
   absl::CondVar work_ ABSL_GUARDED_BY(mu_);
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
-  std::map<QueueId, std::set<QueueOrder>> queues_ ABSL_GUARDED_BY(mu_);
+  QueueOrder queues_ ABSL_GUARDED_BY(mu_);
   // Open offers and accepted session offers, by offer id -> entry key.
   absl::flat_hash_map<std::string, std::string> offers_ ABSL_GUARDED_BY(mu_);
   // The most recently used closed offers, most recent first, and an index.
   std::list<ClosedOfferRecord> closed_cache_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::list<ClosedOfferRecord>::iterator> closed_index_
       ABSL_GUARDED_BY(mu_);
-  std::map<std::string, presence::v1::Agent> agents_ ABSL_GUARDED_BY(mu_);
+  AgentPool agents_ ABSL_GUARDED_BY(mu_);
   // A snapshot of presence was applied (the view is trustworthy).
   bool presence_live_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, SettingsRecord> settings_ ABSL_GUARDED_BY(mu_);
@@ -411,8 +409,5 @@ class Dispatcher {
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
-
-// "zh-CN" -> "zh": the part of a language tag routing queues and matches on.
-std::string PrimaryLanguage(absl::string_view tag);
 
 }  // namespace switchboard::routing
