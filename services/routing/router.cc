@@ -1651,6 +1651,8 @@ void Router::ReconcileIfDue() {
     const absl::Time now = clock_->Now();
     if (now < next_reconcile_) return;
     last_reconcile_ = now;
+    // Not again from another pass while this one runs.
+    next_reconcile_ = now + options_.reconcile_interval;
     // Every holder id at or below the fence belongs to an offer or an
     // assignment in this view, or to nothing any more; ids still being
     // reserved are above it.
