@@ -16,7 +16,6 @@
 namespace switchboard::routing {
 namespace {
 
-using common::v1::Category;
 using common::v1::Channel;
 using presence::v1::Agent;
 using protoutil::ToDuration;
