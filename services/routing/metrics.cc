@@ -155,4 +155,15 @@ RoutingMetrics::QueueGauges& RoutingMetrics::ForQueue(const QueueId& queue) {
   return queues_.emplace(queue, gauges).first->second;
 }
 
+void RoutingMetrics::Forget(const QueueId& queue) {
+  absl::MutexLock lock(&mu_);
+  auto it = queues_.find(queue);
+  if (it == queues_.end()) return;
+  depth_family_->Remove(it->second.depth);
+  oldest_family_->Remove(it->second.oldest_wait_seconds);
+  eligible_family_->Remove(it->second.eligible_agents);
+  available_family_->Remove(it->second.available_agents);
+  queues_.erase(it);
+}
+
 }  // namespace switchboard::routing

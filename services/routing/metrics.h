@@ -14,8 +14,9 @@
 namespace switchboard::routing {
 
 // Every domain metric of the routing service, created once. Per-queue gauges
-// are created the first time a queue is seen and cached; histograms by
-// channel and category are created up front.
+// are created the first time a queue is seen, cached, and removed when the
+// queue leaves the statistics; histograms by channel and category are
+// created up front.
 struct RoutingMetrics {
   explicit RoutingMetrics(prometheus::Registry& registry);
 
@@ -27,6 +28,10 @@ struct RoutingMetrics {
   };
   // The gauges of `queue` (created on first use). Thread-safe.
   QueueGauges& ForQueue(const QueueId& queue);
+  // Removes `queue`'s gauges (it holds no entry and no agent serves it), so
+  // that the series follow the queues in use. Invalidates what ForQueue
+  // returned for it. Thread-safe.
+  void Forget(const QueueId& queue);
 
   // switchboard_routing_offer_latency_seconds{channel,category}
   prometheus::Histogram& offer_latency(common::v1::Channel channel,

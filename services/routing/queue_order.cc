@@ -10,7 +10,9 @@ void QueueOrder::Add(const QueueId& queue, const Slot& slot) { queues_[queue].in
 
 void QueueOrder::Remove(const QueueId& queue, const Slot& slot) {
   auto it = queues_.find(queue);
-  if (it != queues_.end()) it->second.erase(slot);
+  if (it == queues_.end()) return;
+  it->second.erase(slot);
+  if (it->second.empty()) queues_.erase(it);
 }
 
 int64_t QueueOrder::HeadOrder(const QueueId& queue, v1::Priority priority,

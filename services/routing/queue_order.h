@@ -38,7 +38,8 @@ class QueueOrder {
   // Adds `slot` to `queue` (no effect if it is there).
   void Add(const QueueId& queue, const Slot& slot);
   // Removes `slot` from `queue` (no effect if it is not there). An emptied
-  // queue is kept: it still appears in listings and statistics.
+  // queue is forgotten, so that memory follows the queues in use (customers
+  // choose languages, and with them queues).
   void Remove(const QueueId& queue, const Slot& slot);
 
   // The order key that puts an entry of `priority` first among that
@@ -51,7 +52,8 @@ class QueueOrder {
   // Entries in `queue`.
   int Depth(const QueueId& queue) const;
 
-  // Every queue ever added to, in (kind, channel, category, language) order.
+  // Every queue holding an entry, in (kind, channel, category, language)
+  // order.
   const std::map<QueueId, Queue>& queues() const { return queues_; }
 
   // The slot to offer next across all queues: the first in (priority,

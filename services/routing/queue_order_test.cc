@@ -55,17 +55,20 @@ TEST(QueueOrderTest, TheHeadIsWithinThePriority) {
             (std::vector<std::string>{"urgent", "head", "first", "second"}));
 }
 
-TEST(QueueOrderTest, RemovedEntriesLeaveAnEmptyQueueListed) {
+TEST(QueueOrderTest, AnEmptiedQueueIsForgotten) {
   QueueOrder order;
   order.Add(kChatDeposit, {v1::PRIORITY_NORMAL, 1, "a"});
   order.Add(kChatDeposit, {v1::PRIORITY_NORMAL, 1, "a"});
-  EXPECT_EQ(order.Depth(kChatDeposit), 1);
+  order.Add(kChatDeposit, {v1::PRIORITY_NORMAL, 2, "b"});
+  EXPECT_EQ(order.Depth(kChatDeposit), 2);
   order.Remove(kChatDeposit, {v1::PRIORITY_NORMAL, 1, "a"});
   order.Remove(kChatDeposit, {v1::PRIORITY_NORMAL, 1, "a"});
   order.Remove(kChatSecurity, {v1::PRIORITY_NORMAL, 1, "a"});
-  EXPECT_EQ(order.Depth(kChatDeposit), 0);
-  EXPECT_EQ(order.queues().count(kChatDeposit), 1u);
+  EXPECT_EQ(order.Depth(kChatDeposit), 1);
   EXPECT_EQ(order.queues().count(kChatSecurity), 0u);
+  order.Remove(kChatDeposit, {v1::PRIORITY_NORMAL, 2, "b"});
+  EXPECT_EQ(order.Depth(kChatDeposit), 0);
+  EXPECT_TRUE(order.queues().empty());
 }
 
 TEST(QueueOrderTest, PickTakesTheBestOfferableSlotAcrossServableQueues) {

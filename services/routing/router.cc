@@ -2017,15 +2017,10 @@ void Router::RefreshGauges() {
   }
   {
     absl::MutexLock lock(&gauges_mu_);
-    // A queue that no longer appears (its last agent went offline and it
-    // never held an entry) reads zero, not its last value.
+    // A queue that left the statistics (no entry, and its last agent went
+    // offline) loses its series instead of keeping its last values.
     for (const QueueId& queue : gauged_) {
-      if (seen.count(queue)) continue;
-      RoutingMetrics::QueueGauges& gauges = metrics_->ForQueue(queue);
-      gauges.depth->Set(0);
-      gauges.oldest_wait_seconds->Set(0);
-      gauges.eligible_agents->Set(0);
-      gauges.available_agents->Set(0);
+      if (!seen.count(queue)) metrics_->Forget(queue);
     }
     gauged_.swap(seen);
   }

@@ -1009,18 +1009,60 @@ TEST_F(RouterTest, ClosedOffersLeaveMemoryButStillAnswerUntilTheirRetentionEnds)
   }
 }
 
-TEST_F(RouterTest, AQueuesAgentGaugesDropToZeroWhenItsLastAgentLeaves) {
-  presence::v1::Agent zh = AgentOnline("zh-agent", 2, absl::Minutes(3), "zh-CN");
-  ASSERT_TRUE(router_->ResetPresence({zh}).ok());
+// The value of the queue gauge `name` for language `language`, or nullopt
+// when the series does not exist.
+std::optional<double> QueueGauge(prometheus::Registry& registry, const std::string& name,
+                                 const std::string& language) {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      for (const prometheus::ClientMetric::Label& label : metric.label) {
+        if (label.name == "language" && label.value == language) return metric.gauge.value;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+TEST_F(RouterTest, AQueueWhoseLastAgentLeftLosesItsGauges) {
+  ASSERT_TRUE(
+      router_->ResetPresence({AgentOnline("zh-agent", 2, absl::Minutes(3), "zh-CN")}).ok());
   router_->RunOnce();
-  const QueueId queue{v1::ENTRY_KIND_SESSION, CHANNEL_CHAT, CATEGORY_DEPOSIT, "zh"};
-  RoutingMetrics::QueueGauges& gauges = metrics_.ForQueue(queue);
-  EXPECT_EQ(gauges.eligible_agents->Value(), 1);
-  EXPECT_EQ(gauges.available_agents->Value(), 1);
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"), 1.0);
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_available_agents", "zh"), 1.0);
   ASSERT_TRUE(router_->OnAgentChange(Offline("zh-agent")).ok());
   router_->RunOnce();
-  EXPECT_EQ(gauges.eligible_agents->Value(), 0);
-  EXPECT_EQ(gauges.available_agents->Value(), 0);
+  // Not its last value: the queue is gone from the statistics and its
+  // series with it.
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"),
+            std::nullopt);
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_available_agents", "zh"),
+            std::nullopt);
+  // A queue that holds an entry keeps its series, at zero agents.
+  Router::EnqueueSessionCommand zh = Command("s-zh");
+  zh.language = "zh-TW";
+  ASSERT_TRUE(router_->EnqueueSession(zh).ok());
+  router_->RunOnce();
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_depth", "zh"), 1.0);
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"), 0.0);
+}
+
+TEST_F(RouterTest, QueuesOfLanguagesNobodyWaitsInAnyMoreAreForgotten) {
+  // Customers choose languages: queues and their series must follow open
+  // work, not history.
+  for (int i = 0; i < 20; ++i) {
+    Router::EnqueueSessionCommand c = Command("s-" + std::to_string(i));
+    c.language = "x" + std::string(1, static_cast<char>('a' + i));
+    ASSERT_TRUE(router_->EnqueueSession(c).ok());
+  }
+  router_->RunOnce();
+  EXPECT_EQ(router_->Stats({}).size(), 20u);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(*router_->Cancel(v1::ENTRY_KIND_SESSION, "s-" + std::to_string(i), {}));
+  }
+  router_->RunOnce();
+  EXPECT_TRUE(router_->Stats({}).empty());
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_depth", "xa"), std::nullopt);
 }
 
 }  // namespace
