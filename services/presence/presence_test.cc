@@ -1,6 +1,8 @@
 #include "services/presence/presence.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <thread>
 
@@ -552,6 +554,15 @@ class DurableRetryTest : public ::testing::Test {
   ~DurableRetryTest() override { committer_.Stop(); }
 
   struct Attempt {
+    ~Attempt() {
+      // A test that failed early may leave the call waiting on a held
+      // commit forever: end the test binary rather than hang it.
+      if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+        std::fprintf(stderr, "a call never returned\n");
+        std::abort();
+      }
+      thread.join();
+    }
     std::thread thread;
     absl::Notification done;
     absl::Status status;
@@ -585,8 +596,8 @@ class DurableRetryTest : public ::testing::Test {
     } else {
       store_.Release();
     }
-    first->thread.join();
-    retry->thread.join();
+    first->done.WaitForNotification();
+    retry->done.WaitForNotification();
     if (fail) {
       EXPECT_FALSE(first->status.ok());
       EXPECT_FALSE(retry->status.ok())

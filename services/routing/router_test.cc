@@ -1,5 +1,7 @@
 #include "services/routing/router.h"
 
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <thread>
 
@@ -596,7 +598,15 @@ struct Attempt {
           status = call();
           done.Notify();
         }) {}
-  ~Attempt() { thread.join(); }
+  ~Attempt() {
+    // A test that failed early may leave the call waiting on a held commit
+    // forever: end the test binary rather than hang it.
+    if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+      std::fprintf(stderr, "a call never returned\n");
+      std::abort();
+    }
+    thread.join();
+  }
   absl::Status status;
   absl::Notification done;
   std::thread thread;
