@@ -400,12 +400,13 @@ class CrashTest : public ::testing::Test {
   }
 
   // What should hold once routing has settled: every session but the
-  // resolved ones is ASSIGNED or waits (`expected_waiting` of them), no
-  // offer is left open, and each agent's load in presence is their ASSIGNED
-  // sessions plus their open offers. Returns the first mismatch ("" when
-  // none).
+  // resolved ones is ASSIGNED, except `expected_waiting` QUEUED ones that
+  // wait in routing, no offer is left open, and each agent's load in
+  // presence is their ASSIGNED sessions plus their open offers. Returns the
+  // first mismatch ("" when none).
   std::string Mismatch(int expected_waiting, const std::set<std::string>& resolved) {
     std::map<std::string, int> truth;
+    int queued = 0;
     for (const std::string& id : session_ids_) {
       absl::StatusOr<sv1::Session> session = GetSession(id);
       if (!session.ok()) return "sessions does not answer";
@@ -415,9 +416,16 @@ class CrashTest : public ::testing::Test {
       }
       if (session->state() == sv1::SESSION_STATE_ASSIGNED) {
         ++truth[session->assigned_agent_id()];
-      } else if (session->state() != sv1::SESSION_STATE_QUEUED) {
+      } else if (session->state() == sv1::SESSION_STATE_QUEUED) {
+        ++queued;
+      } else {
         return absl::StrCat(id, " is ", sv1::SessionState_Name(session->state()));
       }
+    }
+    // A session sessions holds QUEUED must be waiting in routing (sessions
+    // hands it over again until routing has it).
+    if (queued != expected_waiting) {
+      return absl::StrCat(queued, " sessions are QUEUED, expected ", expected_waiting);
     }
     std::map<std::string, int> offers;
     int waiting = 0;
