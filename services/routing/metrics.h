@@ -15,8 +15,8 @@ namespace switchboard::routing {
 
 // Every domain metric of the routing service, created once. Per-queue gauges
 // are created the first time a queue is seen, cached, and removed when the
-// queue leaves the statistics; histograms by channel and category are
-// created up front.
+// router forgets the queue; histograms by channel and category are created
+// up front.
 struct RoutingMetrics {
   explicit RoutingMetrics(prometheus::Registry& registry);
 
@@ -28,9 +28,9 @@ struct RoutingMetrics {
   };
   // The gauges of `queue` (created on first use). Thread-safe.
   QueueGauges& ForQueue(const QueueId& queue);
-  // Removes `queue`'s gauges (it holds no entry and no agent serves it), so
-  // that the series follow the queues in use. Invalidates what ForQueue
-  // returned for it. Thread-safe.
+  // Removes `queue`'s gauges (it has been idle longest), so that the series
+  // stay bounded whatever languages customers choose. Invalidates what
+  // ForQueue returned for it. Thread-safe.
   void Forget(const QueueId& queue);
 
   // switchboard_routing_offer_latency_seconds{channel,category}

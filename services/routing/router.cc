@@ -2018,9 +2018,21 @@ void Router::RefreshGauges() {
   {
     absl::MutexLock lock(&gauges_mu_);
     // A queue that left the statistics (no entry, and its last agent went
-    // offline) loses its series instead of keeping its last values.
+    // offline) reads zero, not its last values; only so many such queues
+    // keep a series.
+    idle_gauges_.remove_if([&](const QueueId& queue) { return seen.count(queue) > 0; });
     for (const QueueId& queue : gauged_) {
-      if (!seen.count(queue)) metrics_->Forget(queue);
+      if (seen.count(queue)) continue;
+      RoutingMetrics::QueueGauges& gauges = metrics_->ForQueue(queue);
+      gauges.depth->Set(0);
+      gauges.oldest_wait_seconds->Set(0);
+      gauges.eligible_agents->Set(0);
+      gauges.available_agents->Set(0);
+      idle_gauges_.push_front(queue);
+    }
+    while (idle_gauges_.size() > options_.idle_queue_gauges_kept) {
+      metrics_->Forget(idle_gauges_.back());
+      idle_gauges_.pop_back();
     }
     gauged_.swap(seen);
   }

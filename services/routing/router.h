@@ -49,6 +49,10 @@ struct RouterOptions {
   // Live reservations sent per ReconcileReservations call; larger views are
   // split by ranges of agent ids.
   size_t reconcile_batch = 5'000;
+  // Queues that left the statistics (no entry, no agent) whose gauges are
+  // kept at zero for dashboards; beyond this many, the least recently used
+  // lose their series (customers choose languages, and with them queues).
+  size_t idle_queue_gauges_kept = 256;
 };
 
 // Receives offers of one agent, in commit order. Called on the store's
@@ -390,9 +394,11 @@ class Router {
   mutable absl::Mutex listeners_mu_;
   std::multimap<std::string, OfferListener*> listeners_ ABSL_GUARDED_BY(listeners_mu_);
 
-  // Queues whose gauges were set by the last refresh.
+  // Queues whose gauges were set by the last refresh, and those since
+  // zeroed, most recently zeroed first.
   absl::Mutex gauges_mu_;
   std::set<QueueId> gauged_ ABSL_GUARDED_BY(gauges_mu_);
+  std::list<QueueId> idle_gauges_ ABSL_GUARDED_BY(gauges_mu_);
 };
 
 // The router's dispatcher thread: RunOnce, then WaitForWork, until stopped.

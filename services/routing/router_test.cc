@@ -1019,22 +1019,26 @@ TEST_F(RouterTest, ClosedOffersLeaveMemoryButStillAnswerUntilTheirRetentionEnds)
   }
 }
 
-// The value of the queue gauge `name` for language `language`, or nullopt
-// when the series does not exist.
+// The value of the gauge `name` of the DEPOSIT chat queue in `language`, or
+// nullopt when the series does not exist.
 std::optional<double> QueueGauge(prometheus::Registry& registry, const std::string& name,
                                  const std::string& language) {
   for (const prometheus::MetricFamily& family : registry.Collect()) {
     if (family.name != name) continue;
     for (const prometheus::ClientMetric& metric : family.metric) {
+      int matched = 0;
       for (const prometheus::ClientMetric::Label& label : metric.label) {
-        if (label.name == "language" && label.value == language) return metric.gauge.value;
+        matched += (label.name == "language" && label.value == language) ||
+                   (label.name == "channel" && label.value == "chat") ||
+                   (label.name == "category" && label.value == "deposit");
       }
+      if (matched == 3) return metric.gauge.value;
     }
   }
   return std::nullopt;
 }
 
-TEST_F(RouterTest, AQueueWhoseLastAgentLeftLosesItsGauges) {
+TEST_F(RouterTest, AQueuesAgentGaugesDropToZeroWhenItsLastAgentLeaves) {
   ASSERT_TRUE(
       router_->ResetPresence({AgentOnline("zh-agent", 2, absl::Minutes(3), "zh-CN")}).ok());
   router_->RunOnce();
@@ -1042,13 +1046,10 @@ TEST_F(RouterTest, AQueueWhoseLastAgentLeftLosesItsGauges) {
   EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_available_agents", "zh"), 1.0);
   ASSERT_TRUE(router_->OnAgentChange(Offline("zh-agent")).ok());
   router_->RunOnce();
-  // Not its last value: the queue is gone from the statistics and its
-  // series with it.
-  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"),
-            std::nullopt);
-  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_available_agents", "zh"),
-            std::nullopt);
-  // A queue that holds an entry keeps its series, at zero agents.
+  // Not its last value: the queue left the statistics and reads zero.
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"), 0.0);
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_available_agents", "zh"), 0.0);
+  // A queue holding an entry is in the statistics, at zero agents.
   Router::EnqueueSessionCommand zh = Command("s-zh");
   zh.language = "zh-TW";
   ASSERT_TRUE(router_->EnqueueSession(zh).ok());
@@ -1060,6 +1061,8 @@ TEST_F(RouterTest, AQueueWhoseLastAgentLeftLosesItsGauges) {
 TEST_F(RouterTest, QueuesOfLanguagesNobodyWaitsInAnyMoreAreForgotten) {
   // Customers choose languages: queues and their series must follow open
   // work, not history.
+  options_.idle_queue_gauges_kept = 5;
+  Restart();
   for (int i = 0; i < 20; ++i) {
     Router::EnqueueSessionCommand c = Command("s-" + std::to_string(i));
     c.language = "x" + std::string(1, static_cast<char>('a' + i));
@@ -1072,7 +1075,13 @@ TEST_F(RouterTest, QueuesOfLanguagesNobodyWaitsInAnyMoreAreForgotten) {
   }
   router_->RunOnce();
   EXPECT_TRUE(router_->Stats({}).empty());
-  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_depth", "xa"), std::nullopt);
+  int series = 0;
+  for (const prometheus::MetricFamily& family : registry_.Collect()) {
+    if (family.name == "switchboard_routing_queue_depth") {
+      series = static_cast<int>(family.metric.size());
+    }
+  }
+  EXPECT_EQ(series, 5);
 }
 
 }  // namespace
