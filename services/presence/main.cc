@@ -27,6 +27,7 @@ struct Config {
   std::string token_key_file;
   events::EventSinkOptions events;
   PresenceOptions presence;
+  PresenceService::Options service;
   absl::Duration sweep_interval = absl::Seconds(1);
   absl::Duration relay_flush_deadline = absl::Seconds(5);
 };
@@ -58,6 +59,13 @@ int Run(int argc, char** argv) {
             "hold time of a capacity reservation whose request gives none");
   flags.Add("sweep_interval", &config.sweep_interval,
             "how often lapsed leases and reservations are expired");
+  flags.Add("max_watch_streams_per_principal", &config.service.max_watch_streams_per_principal,
+            "WatchPresence streams one caller may hold at once; more get "
+            "RESOURCE_EXHAUSTED with a retry-after");
+  int max_watch_backlog = static_cast<int>(config.service.max_watch_backlog);
+  flags.Add("max_watch_backlog", &max_watch_backlog,
+            "changes a WatchPresence stream may lag behind before it is ended with "
+            "RESOURCE_EXHAUSTED (the watcher subscribes again)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "presence: %s\n", std::string(s.message()).c_str());
@@ -71,6 +79,13 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "presence: --lease must be at least 1s and --sweep_interval above 0\n");
     return 2;
   }
+  if (config.service.max_watch_streams_per_principal < 1 || max_watch_backlog < 1) {
+    std::fprintf(stderr,
+                 "presence: --max_watch_streams_per_principal and --max_watch_backlog must be "
+                 "at least 1\n");
+    return 2;
+  }
+  config.service.max_watch_backlog = static_cast<size_t>(max_watch_backlog);
 
   std::error_code error;
   std::filesystem::create_directories(config.data_dir, error);
@@ -98,7 +113,7 @@ int Run(int argc, char** argv) {
   if (absl::Status s = presence.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  PresenceService service(&presence, &tokens, RealClock(), &pool);
+  PresenceService service(&presence, &tokens, RealClock(), &pool, config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
   (*server)->OnDrain([&service] { service.EndStreams(); });

@@ -42,6 +42,15 @@ PresenceMetrics::PresenceMetrics(prometheus::Registry& registry) {
            .Help("Reservations that lapsed unconfirmed after their hold time.")
            .Register(registry)
            .Add({});
+  auto& reconciled =
+      prometheus::BuildCounter()
+          .Name("switchboard_presence_reservations_reconciled_total")
+          .Help("Reservations ReconcileReservations changed, by outcome: released "
+                "(held by nobody any more) or restored (an assignment's reservation "
+                "was missing). Above zero means capacity had leaked.")
+          .Register(registry);
+  reconciled_released = &reconciled.Add({{"outcome", "released"}});
+  reconciled_restored = &reconciled.Add({{"outcome", "restored"}});
 }
 
 }  // namespace switchboard::presence

@@ -32,6 +32,12 @@ struct PresenceMetrics {
   // switchboard_presence_reservations_expired_total: reservations that lapsed
   // unconfirmed (the offer was not accepted in time and nobody released it).
   prometheus::Counter* reservations_expired;
+  // switchboard_presence_reservations_reconciled_total{outcome}: reservations
+  // ReconcileReservations released (nobody held them any more: a crash or a
+  // lost release had left them behind) or restored (an assignment's
+  // reservation was missing). Above zero means capacity was leaking.
+  prometheus::Counter* reconciled_released;
+  prometheus::Counter* reconciled_restored;
 };
 
 }  // namespace switchboard::presence

@@ -33,6 +33,9 @@ struct ReservationRecord {
   absl::Time created_at = absl::UnixEpoch();
   // Ignored once assigned.
   absl::Time expires_at = absl::InfiniteFuture();
+  // The caller's id of the offer or assignment holding it (0: none given);
+  // see ReconcileReservations in presence_service.proto.
+  int64_t holder_id = 0;
 };
 
 // A committed change that watchers see.

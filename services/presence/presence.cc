@@ -184,6 +184,7 @@ absl::Status Presence::CheckWritable() const {
 std::shared_ptr<Presence::Pending> Presence::Commit(
     PresenceWrite write, std::vector<AgentChange> changes) {
   auto pending = std::make_shared<Pending>();
+  newest_ = pending;
   store_->Apply(std::move(write), [this, pending, changes = std::move(changes)](
                                       absl::Status status) {
     if (status.ok()) {
@@ -199,8 +200,12 @@ std::shared_ptr<Presence::Pending> Presence::Commit(
 }
 
 absl::Status Presence::Wait(const std::shared_ptr<Pending>& pending) {
-  pending->done.WaitForNotification();
-  return pending->status;
+  if (pending != nullptr) {
+    pending->done.WaitForNotification();
+    if (!pending->status.ok()) return pending->status;
+  }
+  // An earlier commit failed: what this answer reflects may not be on disk.
+  return CheckWritable();
 }
 
 void Presence::Publish(const std::vector<AgentChange>& changes) {
@@ -304,6 +309,7 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
     if (!normalized.ok()) return normalized.status();
     profile = std::move(*normalized);
   }
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   std::shared_ptr<Pending> pending;
   AgentRecord result;
@@ -356,12 +362,14 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
                  {"status", v1::AgentStatus_Name(agent.status)},
                  {"previous_status", v1::AgentStatus_Name(before.status)},
                  {"device_id", command.device_id}});
+    } else {
+      // Nothing changed (a retry, or a renewal by SetStatus): answer once
+      // what it reports is durable.
+      pending = Newest();
     }
     result = agent;
   }
-  if (pending != nullptr) {
-    if (absl::Status s = Wait(pending); !s.ok()) return s;
-  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
   return result;
 }
 
@@ -413,7 +421,8 @@ Presence::ListPage Presence::ListAgents(const ListFilter& filter, int page_size,
 
 absl::StatusOr<Presence::Reservation> Presence::Reserve(
     const std::string& agent_id, const std::string& session_id,
-    common::v1::Channel channel, std::optional<absl::Duration> hold) {
+    common::v1::Channel channel, std::optional<absl::Duration> hold,
+    int64_t holder_id) {
   if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
   if (absl::Status s = validation::ValidateId("session_id", session_id); !s.ok()) {
     return s;
@@ -426,6 +435,8 @@ absl::StatusOr<Presence::Reservation> Presence::Reserve(
   if (hold_time < kMinHold || hold_time > kMaxHold) {
     return absl::InvalidArgumentError("hold: must be between 1s and 10m");
   }
+  if (holder_id < 0) return absl::InvalidArgumentError("holder_id: must not be negative");
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   std::shared_ptr<Pending> pending;
   Reservation result;
@@ -438,57 +449,75 @@ absl::StatusOr<Presence::Reservation> Presence::Reserve(
       return absl::NotFoundError(absl::StrCat("agent ", agent_id, " not found"));
     }
     AgentRecord& agent = agent_it->second;
-    if (auto it = reservations_.find(session_id); it != reservations_.end()) {
-      const ReservationRecord& existing = it->second;
-      if (existing.agent_id != agent_id) {
+    auto existing = reservations_.find(session_id);
+    if (existing != reservations_.end()) {
+      ReservationRecord& held = existing->second;
+      if (held.agent_id != agent_id) {
         return absl::AlreadyExistsError(absl::StrCat(
-            "session ", session_id, " already holds capacity at agent ",
-            existing.agent_id, "; release it first"));
+            "session ", session_id, " already holds capacity at agent ", held.agent_id,
+            "; release it first"));
       }
-      if (existing.assigned || existing.expires_at > now) {
-        return Reservation{existing, agent};
+      if (held.assigned || held.expires_at > now) {
+        if (holder_id <= held.holder_id) {
+          // A retry: answered once the first attempt is durable.
+          result = Reservation{held, agent};
+          pending = Newest();
+        } else {
+          // A newer offer of the same session to the same agent takes the
+          // capacity over, so that the older offer's late release cannot
+          // free it.
+          held.holder_id = holder_id;
+          if (!held.assigned) held.expires_at = std::max(held.expires_at, now + hold_time);
+          PresenceWrite write;
+          write.upserted_reservations.push_back(held);
+          pending = Commit(std::move(write), {});
+          result = Reservation{held, agent};
+        }
       }
     }
-    if (agent.status != v1::AGENT_STATUS_ONLINE || agent.lease_expires_at <= now) {
-      if (metrics_) metrics_->rejected_not_online->Increment();
-      return absl::FailedPreconditionError(absl::StrCat(
-          "agent ", agent_id, " is not online (",
-          v1::AgentStatus_Name(agent.status), ")"));
+    if (pending == nullptr && result.reservation.session_id.empty()) {
+      if (agent.status != v1::AGENT_STATUS_ONLINE || agent.lease_expires_at <= now) {
+        if (metrics_) metrics_->rejected_not_online->Increment();
+        return absl::FailedPreconditionError(absl::StrCat(
+            "agent ", agent_id, " is not online (", v1::AgentStatus_Name(agent.status),
+            ")"));
+      }
+      v1::ChannelCapacity* capacity = CapacityOn(agent, channel);
+      if (capacity == nullptr || capacity->capacity() == 0) {
+        if (metrics_) metrics_->rejected_no_channel->Increment();
+        return absl::FailedPreconditionError(absl::StrCat(
+            "agent ", agent_id, " takes no ", common::v1::Channel_Name(channel),
+            " sessions"));
+      }
+      if (capacity->load() >= capacity->capacity()) {
+        if (metrics_) metrics_->rejected_at_capacity->Increment();
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "agent ", agent_id, " is at capacity on ", common::v1::Channel_Name(channel),
+            " (", capacity->load(), "/", capacity->capacity(), ")"));
+      }
+      PresenceWrite write;
+      if (existing != reservations_.end()) {
+        // A lapsed reservation of the same session at the same agent that
+        // the sweeper has not removed yet: it is replaced, its load reused.
+        write.deleted_reservations.push_back(existing->second);
+        AddLoad(agent, existing->second.channel, -1, now);
+        reservations_.erase(existing);
+      }
+      ReservationRecord reservation{agent_id, session_id,      channel,
+                                    false,    now,             now + hold_time,
+                                    holder_id};
+      AddLoad(agent, channel, +1, now);
+      agent.revision = ++revision_;
+      reservations_[session_id] = reservation;
+      write.agents.push_back(agent);
+      write.upserted_reservations.push_back(reservation);
+      write.events.push_back(LoadEvent(agent, reservation,
+                                       events::v1::AgentLoadChanged::CHANGE_RESERVED, now));
+      pending = Commit(std::move(write),
+                       {AgentChange{agent, agent.status, v1::CHANGE_REASON_LOAD_CHANGED}});
+      if (metrics_) metrics_->reservations_granted->Increment();
+      result = Reservation{reservation, agent};
     }
-    v1::ChannelCapacity* capacity = CapacityOn(agent, channel);
-    if (capacity == nullptr || capacity->capacity() == 0) {
-      if (metrics_) metrics_->rejected_no_channel->Increment();
-      return absl::FailedPreconditionError(absl::StrCat(
-          "agent ", agent_id, " takes no ", common::v1::Channel_Name(channel),
-          " sessions"));
-    }
-    if (capacity->load() >= capacity->capacity()) {
-      if (metrics_) metrics_->rejected_at_capacity->Increment();
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "agent ", agent_id, " is at capacity on ",
-          common::v1::Channel_Name(channel), " (", capacity->load(), "/",
-          capacity->capacity(), ")"));
-    }
-    PresenceWrite write;
-    if (auto it = reservations_.find(session_id); it != reservations_.end()) {
-      // A lapsed reservation of the same session at the same agent that the
-      // sweeper has not removed yet: it is replaced, its load reused.
-      write.deleted_reservations.push_back(it->second);
-      AddLoad(agent, channel, -1, now);
-    }
-    ReservationRecord reservation{agent_id, session_id, channel, false, now,
-                                  now + hold_time};
-    AddLoad(agent, channel, +1, now);
-    agent.revision = ++revision_;
-    reservations_[session_id] = reservation;
-    write.agents.push_back(agent);
-    write.upserted_reservations.push_back(reservation);
-    write.events.push_back(
-        LoadEvent(agent, reservation, events::v1::AgentLoadChanged::CHANGE_RESERVED, now));
-    pending = Commit(std::move(write),
-                     {AgentChange{agent, agent.status, v1::CHANGE_REASON_LOAD_CHANGED}});
-    if (metrics_) metrics_->reservations_granted->Increment();
-    result = Reservation{reservation, agent};
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
   return result;
@@ -500,6 +529,7 @@ absl::StatusOr<ReservationRecord> Presence::Confirm(const std::string& agent_id,
   if (absl::Status s = validation::ValidateId("session_id", session_id); !s.ok()) {
     return s;
   }
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
   std::shared_ptr<Pending> pending;
   ReservationRecord result;
   {
@@ -514,14 +544,18 @@ absl::StatusOr<ReservationRecord> Presence::Confirm(const std::string& agent_id,
                                               " (never made, released or expired)"));
     }
     ReservationRecord& reservation = it->second;
-    if (reservation.assigned) return reservation;
-    reservation.assigned = true;
-    reservation.expires_at = absl::InfiniteFuture();
-    PresenceWrite write;
-    write.upserted_reservations.push_back(reservation);
-    write.events.push_back(LoadEvent(agents_.at(agent_id), reservation,
-                                     events::v1::AgentLoadChanged::CHANGE_CONFIRMED, now));
-    pending = Commit(std::move(write), {});
+    if (reservation.assigned) {
+      // A retry: answered once the confirmation is durable.
+      pending = Newest();
+    } else {
+      reservation.assigned = true;
+      reservation.expires_at = absl::InfiniteFuture();
+      PresenceWrite write;
+      write.upserted_reservations.push_back(reservation);
+      write.events.push_back(LoadEvent(agents_.at(agent_id), reservation,
+                                       events::v1::AgentLoadChanged::CHANGE_CONFIRMED, now));
+      pending = Commit(std::move(write), {});
+    }
     result = reservation;
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
@@ -529,11 +563,13 @@ absl::StatusOr<ReservationRecord> Presence::Confirm(const std::string& agent_id,
 }
 
 absl::StatusOr<Presence::Release> Presence::ReleaseCapacity(
-    const std::string& agent_id, const std::string& session_id) {
+    const std::string& agent_id, const std::string& session_id, int64_t holder_id) {
   if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
   if (absl::Status s = validation::ValidateId("session_id", session_id); !s.ok()) {
     return s;
   }
+  if (holder_id < 0) return absl::InvalidArgumentError("holder_id: must not be negative");
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
   std::shared_ptr<Pending> pending;
   Release result;
   {
@@ -546,21 +582,164 @@ absl::StatusOr<Presence::Release> Presence::ReleaseCapacity(
     }
     AgentRecord& agent = agent_it->second;
     auto it = reservations_.find(session_id);
-    if (it == reservations_.end() || it->second.agent_id != agent_id) {
-      return Release{false, agent};
+    if (it == reservations_.end() || it->second.agent_id != agent_id ||
+        (holder_id > 0 && it->second.holder_id > holder_id)) {
+      // Nothing this caller holds (a retry, or a newer holder owns it):
+      // answered once the state it reports is durable.
+      result = Release{false, agent};
+      pending = Newest();
+    } else {
+      const ReservationRecord reservation = it->second;
+      reservations_.erase(it);
+      PresenceWrite write;
+      std::vector<AgentChange> changes;
+      AddReleaseTo(write, changes, agent, reservation,
+                   events::v1::AgentLoadChanged::CHANGE_RELEASED, now);
+      pending = Commit(std::move(write), std::move(changes));
+      result = Release{true, agent};
     }
-    const ReservationRecord reservation = it->second;
-    reservations_.erase(it);
-    AddLoad(agent, reservation.channel, -1, now);
-    agent.revision = ++revision_;
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return result;
+}
+
+void Presence::AddReleaseTo(PresenceWrite& write, std::vector<AgentChange>& changes,
+                            AgentRecord& agent, const ReservationRecord& reservation,
+                            events::v1::AgentLoadChanged::Change change, absl::Time now) {
+  AddLoad(agent, reservation.channel, -1, now);
+  agent.revision = ++revision_;
+  write.agents.push_back(agent);
+  write.deleted_reservations.push_back(reservation);
+  write.events.push_back(LoadEvent(agent, reservation, change, now));
+  changes.push_back(AgentChange{agent, agent.status, v1::CHANGE_REASON_LOAD_CHANGED});
+}
+
+absl::StatusOr<Presence::ReconcileResult> Presence::Reconcile(
+    const ReconcileCommand& command) {
+  if (command.fence < 0) return absl::InvalidArgumentError("fence: must not be negative");
+  const auto in_range = [&](const std::string& agent_id) {
+    return agent_id >= command.agent_id_from &&
+           (command.agent_id_to.empty() || agent_id < command.agent_id_to);
+  };
+  if (!command.agent_id_to.empty() && command.agent_id_to <= command.agent_id_from) {
+    return absl::InvalidArgumentError("agent_id_to: must be empty or above agent_id_from");
+  }
+  absl::flat_hash_map<std::string, const HeldCapacity*> live;
+  for (const HeldCapacity& held : command.live) {
+    if (absl::Status s = validation::ValidateId("live.agent_id", held.agent_id); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = validation::ValidateId("live.session_id", held.session_id);
+        !s.ok()) {
+      return s;
+    }
+    if (!in_range(held.agent_id)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "live.agent_id: ", held.agent_id, " is outside [agent_id_from, agent_id_to)"));
+    }
+    if (held.assigned && (held.channel == common::v1::CHANNEL_UNSPECIFIED ||
+                          !common::v1::Channel_IsValid(held.channel))) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "live.channel: an assignment needs its channel (session ", held.session_id, ")"));
+    }
+    if (held.holder_id < 0) {
+      return absl::InvalidArgumentError("live.holder_id: must not be negative");
+    }
+    if (!live.emplace(held.session_id, &held).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("live.session_id: ", held.session_id, " is listed twice"));
+    }
+  }
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
+
+  std::shared_ptr<Pending> pending;
+  ReconcileResult result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    const absl::Time now = clock_->Now();
     PresenceWrite write;
-    write.agents.push_back(agent);
-    write.deleted_reservations.push_back(reservation);
-    write.events.push_back(
-        LoadEvent(agent, reservation, events::v1::AgentLoadChanged::CHANGE_RELEASED, now));
-    pending = Commit(std::move(write),
-                     {AgentChange{agent, agent.status, v1::CHANGE_REASON_LOAD_CHANGED}});
-    result = Release{true, agent};
+    std::set<std::string> touched;
+    for (auto it = reservations_.begin(); it != reservations_.end();) {
+      ReservationRecord& reservation = it->second;
+      if (!in_range(reservation.agent_id)) {
+        ++it;
+        continue;
+      }
+      auto held = live.find(reservation.session_id);
+      if (held != live.end() && held->second->agent_id == reservation.agent_id) {
+        if (held->second->assigned && !reservation.assigned) {
+          reservation.assigned = true;
+          reservation.expires_at = absl::InfiniteFuture();
+          write.upserted_reservations.push_back(reservation);
+          write.events.push_back(LoadEvent(agents_.at(reservation.agent_id), reservation,
+                                           events::v1::AgentLoadChanged::CHANGE_CONFIRMED,
+                                           now));
+          ++result.confirmed;
+        }
+        ++it;
+        continue;
+      }
+      if (reservation.holder_id > command.fence) {
+        ++it;  // made after the caller took its view
+        continue;
+      }
+      AgentRecord& agent = agents_.at(reservation.agent_id);
+      AddLoad(agent, reservation.channel, -1, now);
+      write.deleted_reservations.push_back(reservation);
+      write.events.push_back(LoadEvent(
+          agent, reservation, events::v1::AgentLoadChanged::CHANGE_RECONCILED_RELEASED, now));
+      touched.insert(agent.agent_id);
+      result.released.push_back(reservation);
+      reservations_.erase(it++);
+    }
+    for (const HeldCapacity& held : command.live) {
+      auto it = reservations_.find(held.session_id);
+      if (it != reservations_.end() && it->second.agent_id == held.agent_id) continue;
+      if (!held.assigned) {
+        result.missing.push_back(held);
+        continue;
+      }
+      // Held elsewhere by a newer holder: the caller's view is already
+      // stale; its next call sorts it out.
+      if (it != reservations_.end()) continue;
+      auto agent = agents_.find(held.agent_id);
+      if (agent == agents_.end()) {
+        log::Warning("reconcile_unknown_agent",
+                     {{"agent_id", held.agent_id}, {"session_id", held.session_id}});
+        continue;
+      }
+      ReservationRecord restored{held.agent_id, held.session_id,       held.channel,
+                                 true,          now,                   absl::InfiniteFuture(),
+                                 held.holder_id};
+      AddLoad(agent->second, held.channel, +1, now);
+      reservations_[held.session_id] = restored;
+      write.upserted_reservations.push_back(restored);
+      write.events.push_back(LoadEvent(agent->second, restored,
+                                       events::v1::AgentLoadChanged::CHANGE_RECONCILED_RESTORED,
+                                       now));
+      touched.insert(held.agent_id);
+      result.restored.push_back(restored);
+    }
+    std::vector<AgentChange> changes;
+    for (const std::string& id : touched) {
+      AgentRecord& agent = agents_.at(id);
+      agent.revision = ++revision_;
+      write.agents.push_back(agent);
+      changes.push_back(AgentChange{agent, agent.status, v1::CHANGE_REASON_LOAD_CHANGED});
+    }
+    if (metrics_) {
+      metrics_->reconciled_released->Increment(static_cast<double>(result.released.size()));
+      metrics_->reconciled_restored->Increment(static_cast<double>(result.restored.size()));
+    }
+    if (!result.released.empty() || !result.restored.empty()) {
+      log::Warning("reservations_reconciled",
+                   {{"released", static_cast<int64_t>(result.released.size())},
+                    {"restored", static_cast<int64_t>(result.restored.size())},
+                    {"confirmed", result.confirmed},
+                    {"fence", command.fence}});
+    }
+    pending = write.empty() ? Newest() : Commit(std::move(write), std::move(changes));
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
   return result;

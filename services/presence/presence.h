@@ -38,10 +38,20 @@ class PresenceListener {
 //
 // State lives in memory and in the store: every change is decided under one
 // lock (so capacity checks and reservations are atomic), queued to the store
-// in that order, and answered only after it is committed. If a commit fails
+// in that order, and answered only after it is committed. A write that finds
+// nothing to change (a client's retry) is answered only once the newest
+// commit decided before it is durable: the first attempt's commit is that
+// one or an earlier one, and commits complete in order. If a commit fails
 // the memory may be ahead of the disk, so the service refuses further writes
-// with UNAVAILABLE until it restarts and reloads the store (fail-stop rather
-// than serve state that was never saved).
+// (and such retries) with UNAVAILABLE until it restarts and reloads the
+// store (fail-stop rather than serve state that was never saved). Client
+// writes pass the store's admission check (PresenceStore::Admit) before
+// anything is decided.
+//
+// Memory is bounded by open work: one record per agent (staff, bounded by
+// headcount; OFFLINE agents are kept so their profile survives) and one per
+// reservation (bounded by the agents' capacities; confirmed ones are freed
+// by ReleaseCapacity or by Reconcile).
 //
 // Heartbeats only extend leases in memory: a renewal is not worth an fsync.
 // After a restart every agent that was not OFFLINE gets a fresh lease, so
@@ -95,15 +105,41 @@ class Presence {
   absl::StatusOr<Reservation> Reserve(const std::string& agent_id,
                                       const std::string& session_id,
                                       common::v1::Channel channel,
-                                      std::optional<absl::Duration> hold);
+                                      std::optional<absl::Duration> hold,
+                                      int64_t holder_id = 0);
   absl::StatusOr<ReservationRecord> Confirm(const std::string& agent_id,
                                             const std::string& session_id);
   struct Release {
     bool released = false;
     AgentRecord agent;
   };
+  // `holder_id` above 0 releases only a reservation held at or below it.
   absl::StatusOr<Release> ReleaseCapacity(const std::string& agent_id,
-                                          const std::string& session_id);
+                                          const std::string& session_id,
+                                          int64_t holder_id = 0);
+
+  // See ReconcileReservations in presence_service.proto.
+  struct HeldCapacity {
+    std::string agent_id;
+    std::string session_id;
+    common::v1::Channel channel = common::v1::CHANNEL_UNSPECIFIED;
+    int64_t holder_id = 0;
+    bool assigned = false;
+  };
+  struct ReconcileCommand {
+    int64_t fence = 0;
+    std::string agent_id_from;  // inclusive; empty: unbounded
+    std::string agent_id_to;    // exclusive; empty: unbounded
+    std::vector<HeldCapacity> live;
+  };
+  struct ReconcileResult {
+    std::vector<ReservationRecord> released;
+    std::vector<ReservationRecord> restored;
+    int confirmed = 0;
+    std::vector<HeldCapacity> missing;
+  };
+  // Errors: InvalidArgument naming the field.
+  absl::StatusOr<ReconcileResult> Reconcile(const ReconcileCommand& command);
 
   // Sets OFFLINE every agent whose lease lapsed and drops every unconfirmed
   // reservation past its hold, as of the clock's Now. Returns how many
@@ -133,6 +169,15 @@ class Presence {
                                   std::vector<AgentChange> changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Wait(const std::shared_ptr<Pending>& pending);
+  // For an answer from memory: the newest commit decided so far, to Wait
+  // on before answering (null when there is none).
+  std::shared_ptr<Pending> Newest() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return newest_;
+  }
+  void AddReleaseTo(PresenceWrite& write, std::vector<AgentChange>& changes,
+                    AgentRecord& agent, const ReservationRecord& reservation,
+                    events::v1::AgentLoadChanged::Change change, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const std::vector<AgentChange>& changes);
 
   void SetStatusOf(AgentRecord& agent, v1::AgentStatus status, absl::Time now)
@@ -161,6 +206,8 @@ class Presence {
   absl::flat_hash_map<std::string, ReservationRecord> reservations_
       ABSL_GUARDED_BY(mu_);
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+  // The newest commit queued to the store.
+  std::shared_ptr<Pending> newest_ ABSL_GUARDED_BY(mu_);
   // Set from commit callbacks, which may run while mu_ is held.
   std::atomic<bool> store_failed_{false};
 

@@ -47,7 +47,13 @@ void ToProto(const ReservationRecord& r, v1::Reservation* out) {
                             : v1::RESERVATION_STATE_RESERVED);
   protoutil::ToTimestamp(r.created_at, out->mutable_created_at());
   if (!r.assigned) protoutil::ToTimestamp(r.expires_at, out->mutable_expires_at());
+  out->set_holder_id(r.holder_id);
 }
+
+// The one caller allowed to reconcile reservations (the subject of its
+// service token).
+constexpr char kRouting[] = "routing";
+constexpr int kMaxReconcileItems = 10'000;
 
 }  // namespace
 
@@ -74,6 +80,9 @@ class PresenceService::WatchReactor
  public:
   WatchReactor(PresenceService* service, size_t max_backlog)
       : QueuedWriter(max_backlog), service_(service) {}
+
+  // The stream counts against `principal`'s cap until it ends.
+  void Hold(std::string principal) { principal_ = std::move(principal); }
 
   // Subscribes, then puts the snapshot in front of any change that arrived
   // meanwhile (those have higher revisions), then starts writing.
@@ -107,9 +116,12 @@ class PresenceService::WatchReactor
   void OnStreamDone() override {
     service_->watchers_.Remove(this);
     if (subscribed_) service_->presence_->Unsubscribe(this);
+    if (!principal_.empty()) service_->watch_streams_.Release(principal_);
   }
 
   PresenceService* const service_;
+  // Set before any other thread can see the reactor, read in OnStreamDone.
+  std::string principal_;
   // Set before any other thread can see the reactor, read in OnStreamDone.
   bool subscribed_ = false;
 };
@@ -121,7 +133,8 @@ PresenceService::PresenceService(Presence* presence, const auth::TokenCodec* tok
       tokens_(tokens),
       clock_(clock),
       pool_(pool),
-      options_(options) {}
+      options_(options),
+      watch_streams_(options.max_watch_streams_per_principal, "WatchPresence streams") {}
 
 absl::StatusOr<auth::Principal> PresenceService::Authenticate(
     grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
@@ -243,6 +256,11 @@ grpc::ServerWriteReactor<v1::WatchPresenceResponse>* PresenceService::WatchPrese
     reactor->End(server::ToGrpcStatus(principal.status()));
     return reactor;
   }
+  if (absl::Status s = watch_streams_.Acquire(principal->subject); !s.ok()) {
+    reactor->End(server::ToGrpcStatus(s, *context));
+    return reactor;
+  }
+  reactor->Hold(principal->subject);
   if (!watchers_.Add(reactor, [&] { reactor->Begin(); })) {
     reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
   }
@@ -261,8 +279,9 @@ grpc::ServerUnaryReactor* PresenceService::ReserveCapacity(
   return RunUnary(context, *pool_, [this, request, response] {
     std::optional<absl::Duration> hold;
     if (request->has_hold()) hold = protoutil::FromDuration(request->hold());
-    absl::StatusOr<Presence::Reservation> reserved = presence_->Reserve(
-        request->agent_id(), request->session_id(), request->channel(), hold);
+    absl::StatusOr<Presence::Reservation> reserved =
+        presence_->Reserve(request->agent_id(), request->session_id(), request->channel(),
+                           hold, request->holder_id());
     if (!reserved.ok()) return reserved.status();
     ToProto(reserved->reservation, response->mutable_reservation());
     ToProto(reserved->agent, response->mutable_agent());
@@ -292,11 +311,53 @@ grpc::ServerUnaryReactor* PresenceService::ReleaseCapacity(
       Authenticate(context, {Role::kService}, "ReleaseCapacity");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
-    absl::StatusOr<Presence::Release> released =
-        presence_->ReleaseCapacity(request->agent_id(), request->session_id());
+    absl::StatusOr<Presence::Release> released = presence_->ReleaseCapacity(
+        request->agent_id(), request->session_id(), request->holder_id());
     if (!released.ok()) return released.status();
     response->set_released(released->released);
     ToProto(released->agent, response->mutable_agent());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* PresenceService::ReconcileReservations(
+    grpc::CallbackServerContext* context, const v1::ReconcileReservationsRequest* request,
+    v1::ReconcileReservationsResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kService}, "ReconcileReservations");
+  if (principal.ok() && principal->subject != kRouting) {
+    principal = absl::PermissionDeniedError(
+        "ReconcileReservations: only routing may reconcile reservations");
+  }
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (request->live_size() > kMaxReconcileItems) {
+    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
+                                  "live: at most ", kMaxReconcileItems,
+                                  " per call; split the agents into ranges")));
+  }
+  return RunUnary(context, *pool_, [this, request, response] {
+    Presence::ReconcileCommand command;
+    command.fence = request->fence();
+    command.agent_id_from = request->agent_id_from();
+    command.agent_id_to = request->agent_id_to();
+    for (const v1::HeldCapacity& held : request->live()) {
+      command.live.push_back(Presence::HeldCapacity{held.agent_id(), held.session_id(),
+                                                    held.channel(), held.holder_id(),
+                                                    held.assigned()});
+    }
+    absl::StatusOr<Presence::ReconcileResult> result = presence_->Reconcile(command);
+    if (!result.ok()) return result.status();
+    for (const ReservationRecord& r : result->released) ToProto(r, response->add_released());
+    for (const ReservationRecord& r : result->restored) ToProto(r, response->add_restored());
+    response->set_confirmed(result->confirmed);
+    for (const Presence::HeldCapacity& held : result->missing) {
+      v1::HeldCapacity* out = response->add_missing();
+      out->set_agent_id(held.agent_id);
+      out->set_session_id(held.session_id);
+      out->set_channel(held.channel);
+      out->set_holder_id(held.holder_id);
+      out->set_assigned(held.assigned);
+    }
     return absl::OkStatus();
   });
 }

@@ -6,6 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "libs/auth/token.h"
 #include "libs/clock/clock.h"
+#include "libs/limits/concurrency_limiter.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/open_streams.h"
 #include "services/presence/presence.h"
@@ -19,9 +20,15 @@ namespace switchboard::presence {
 class PresenceService final : public v1::PresenceService::CallbackService {
  public:
   struct Options {
-    // Changes a WatchPresence subscriber may lag behind before its stream is
-    // ended with RESOURCE_EXHAUSTED.
+    // Changes a WatchPresence subscriber may lag behind (beyond its
+    // snapshot) before its stream is ended with RESOURCE_EXHAUSTED. A change
+    // is one agent (a few hundred bytes), so the default bounds a stream's
+    // buffer to a few MiB while letting a watcher absorb a whole desk going
+    // offline at once.
     size_t max_watch_backlog = 10'000;
+    // WatchPresence streams one principal may hold at once (routing holds
+    // one per replica; a supervisor one per dashboard).
+    int max_watch_streams_per_principal = 16;
   };
 
   // None owned; all must outlive the service.
@@ -58,6 +65,10 @@ class PresenceService final : public v1::PresenceService::CallbackService {
       grpc::CallbackServerContext* context,
       const v1::ReleaseCapacityRequest* request,
       v1::ReleaseCapacityResponse* response) override;
+  grpc::ServerUnaryReactor* ReconcileReservations(
+      grpc::CallbackServerContext* context,
+      const v1::ReconcileReservationsRequest* request,
+      v1::ReconcileReservationsResponse* response) override;
 
   // Ends every open WatchPresence stream with UNAVAILABLE (server draining).
   void EndStreams();
@@ -82,6 +93,7 @@ class PresenceService final : public v1::PresenceService::CallbackService {
   const Options options_;
 
   server::OpenStreams<WatchReactor> watchers_;
+  limits::ConcurrencyLimiter watch_streams_;
 };
 
 // Fills the API's Agent from the logic's record.

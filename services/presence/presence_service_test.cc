@@ -28,8 +28,10 @@ class PresenceServiceTest : public ::testing::Test {
     presence_ = std::make_unique<Presence>(store_.get(), &clock_, metrics_.get(),
                                            PresenceOptions());
     EXPECT_TRUE(presence_->Load().ok());
+    PresenceService::Options options;
+    options.max_watch_streams_per_principal = 2;
     service_ = std::make_unique<PresenceService>(presence_.get(), &tokens_.codec(),
-                                                 RealClock(), &pool_);
+                                                 RealClock(), &pool_, options);
     server_ = std::make_unique<testing::TestServer>(
         std::vector<grpc::Service*>{service_.get()}, registry_);
     server_->server().OnDrain([this] { service_->EndStreams(); });
@@ -288,6 +290,89 @@ TEST_F(PresenceServiceTest, MetricsCountHandledCallsByCode) {
   for (const std::string& line : expected) {
     EXPECT_NE(metrics.find(line), std::string::npos) << line << "\n" << metrics;
   }
+}
+
+TEST_F(PresenceServiceTest, OnlyRoutingReconcilesAndStrayCapacityIsFreed) {
+  ASSERT_TRUE(SetStatus(Agent("ana"), Online(2)).ok());
+  v1::ReserveCapacityRequest reserve;
+  reserve.set_agent_id("ana");
+  reserve.set_session_id("stray");
+  reserve.set_channel(common::v1::CHANNEL_CHAT);
+  reserve.set_holder_id(3);
+  v1::ReserveCapacityResponse reserved;
+  ASSERT_TRUE(
+      stub_->ReserveCapacity(ContextWithToken(Service()).get(), reserve, &reserved).ok());
+  EXPECT_EQ(reserved.reservation().holder_id(), 3);
+
+  v1::ReconcileReservationsRequest request;
+  request.set_fence(10);
+  v1::ReconcileReservationsResponse response;
+  for (const std::string& token :
+       {tokens_.For(Role::kService, "sessions"), Supervisor(), Agent("ana")}) {
+    EXPECT_EQ(stub_->ReconcileReservations(ContextWithToken(token).get(), request, &response)
+                  .error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  v1::ReconcileReservationsRequest bad = request;
+  bad.set_agent_id_to("a");
+  v1::HeldCapacity* outside = bad.add_live();
+  outside->set_agent_id("ana");
+  outside->set_session_id("stray");
+  grpc::Status refused =
+      stub_->ReconcileReservations(ContextWithToken(Service()).get(), bad, &response);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("live.agent_id"), std::string::npos);
+
+  ASSERT_TRUE(
+      stub_->ReconcileReservations(ContextWithToken(Service()).get(), request, &response).ok());
+  ASSERT_EQ(response.released_size(), 1);
+  EXPECT_EQ(response.released(0).session_id(), "stray");
+  EXPECT_EQ(response.released(0).holder_id(), 3);
+  v1::GetAgentRequest get;
+  get.set_agent_id("ana");
+  v1::GetAgentResponse got;
+  ASSERT_TRUE(stub_->GetAgent(ContextWithToken(Service()).get(), get, &got).ok());
+  EXPECT_EQ(got.agent().total_load(), 0);
+}
+
+TEST_F(PresenceServiceTest, WatchStreamsPerCallerAreCapped) {
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::WatchPresenceResponse>>> readers;
+  v1::WatchPresenceResponse message;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(ContextWithToken(Supervisor(), absl::Seconds(30)));
+    readers.push_back(stub_->WatchPresence(contexts.back().get(), {}));
+    ASSERT_TRUE(readers.back()->Read(&message));
+    EXPECT_TRUE(message.has_snapshot_complete());
+  }
+  auto context = ContextWithToken(Supervisor());
+  auto refused = stub_->WatchPresence(context.get(), {});
+  EXPECT_FALSE(refused->Read(&message));
+  EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  const auto& trailers = context->GetServerTrailingMetadata();
+  EXPECT_NE(trailers.find("retry-after"), trailers.end());
+  // Another caller is not affected; a closed stream gives its place back.
+  auto other_context = ContextWithToken(Service(), absl::Seconds(30));
+  auto other = stub_->WatchPresence(other_context.get(), {});
+  ASSERT_TRUE(other->Read(&message));
+  contexts[0]->TryCancel();
+  while (readers[0]->Read(&message)) {
+  }
+  readers[0]->Finish();
+  bool reopened = false;
+  for (int attempt = 0; attempt < 50 && !reopened; ++attempt) {
+    auto again_context = ContextWithToken(Supervisor(), absl::Seconds(30));
+    auto again = stub_->WatchPresence(again_context.get(), {});
+    reopened = again->Read(&message);
+    again_context->TryCancel();
+    while (again->Read(&message)) {
+    }
+    again->Finish();
+    if (!reopened) absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(reopened);
+  other_context->TryCancel();
+  contexts[1]->TryCancel();
 }
 
 }  // namespace

@@ -1,12 +1,20 @@
 #include "services/presence/presence.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/clock/clock.h"
+#include "libs/limits/retry_after.h"
+#include "libs/storage/test_dir.h"
 #include "prometheus/registry.h"
+#include "services/presence/held_store.h"
+#include "services/presence/sqlite_store.h"
 
 namespace switchboard::presence {
 namespace {
@@ -17,12 +25,21 @@ using common::v1::CHANNEL_EMAIL;
 // Keeps what was committed in memory; can be told to fail commits.
 class FakePresenceStore : public PresenceStore {
  public:
+  mutable absl::Mutex mu_;
   absl::StatusOr<Contents> Load() override {
     absl::MutexLock lock(&mu_);
     Contents contents;
     for (const auto& [id, agent] : agents_) contents.agents.push_back(agent);
     for (const auto& [id, r] : reservations_) contents.reservations.push_back(r);
     return contents;
+  }
+  absl::Status Admit() const override {
+    absl::MutexLock lock(&mu_);
+    return admit_;
+  }
+  void set_admit(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    admit_ = std::move(status);
   }
   void Apply(PresenceWrite write, std::function<void(absl::Status)> done) override {
     absl::Status status;
@@ -49,11 +66,11 @@ class FakePresenceStore : public PresenceStore {
   }
 
  private:
-  absl::Mutex mu_;
   std::map<std::string, AgentRecord> agents_;
   std::map<std::string, ReservationRecord> reservations_;
   std::vector<events::v1::Event> events_;
   bool fail_ = false;
+  absl::Status admit_;
 };
 
 class RecordingListener : public PresenceListener {
@@ -357,6 +374,285 @@ TEST_F(PresenceTest, ListFiltersAndPages) {
   EXPECT_TRUE(second.last_agent_id.empty());
   online.channel = CHANNEL_EMAIL;
   EXPECT_TRUE(presence_->ListAgents(online, 10, "").agents.empty());
+}
+
+TEST_F(PresenceTest, ANewerHolderTakesTheReservationOverAndAnOldReleaseLeavesIt) {
+  GoOnline("agent-1", 2);
+  // Offer 5 reserved s-1; it expired and its release is late. Offer 9 of the
+  // same session to the same agent reuses the reservation.
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, absl::Seconds(10), 5).ok());
+  clock_.Advance(absl::Seconds(8));
+  auto taken = presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, absl::Seconds(10), 9);
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  EXPECT_EQ(taken->reservation.holder_id, 9);
+  EXPECT_EQ(taken->reservation.expires_at, clock_.Now() + absl::Seconds(10));
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+
+  auto late = presence_->ReleaseCapacity("agent-1", "s-1", /*holder_id=*/5);
+  ASSERT_TRUE(late.ok());
+  EXPECT_FALSE(late->released);
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+  // The reservation survives a restart with its holder.
+  Restart();
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(presence_->ExpireDue().ok());
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+  auto own = presence_->ReleaseCapacity("agent-1", "s-1", /*holder_id=*/9);
+  ASSERT_TRUE(own.ok());
+  EXPECT_TRUE(own->released);
+  EXPECT_EQ(ChatLoad("agent-1"), 0);
+  EXPECT_EQ(presence_->Reserve("agent-1", "s-2", CHANNEL_CHAT, std::nullopt, -1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PresenceTest, ReconcileFreesWhatNobodyHoldsAndSparesNewerHolders) {
+  GoOnline("agent-1", 3);
+  GoOnline("agent-2", 3);
+  // agent-1: an assignment routing lost track of (its release was lost), an
+  // open offer, and an offer made after routing took its view.
+  ASSERT_TRUE(presence_->Reserve("agent-1", "orphan", CHANNEL_CHAT, std::nullopt, 5).ok());
+  ASSERT_TRUE(presence_->Confirm("agent-1", "orphan").ok());
+  ASSERT_TRUE(presence_->Reserve("agent-1", "offered", CHANNEL_CHAT, std::nullopt, 6).ok());
+  ASSERT_TRUE(presence_->Reserve("agent-1", "newer", CHANNEL_CHAT, std::nullopt, 12).ok());
+  // agent-2: an assignment, and an accepted offer whose confirmation never
+  // arrived.
+  ASSERT_TRUE(presence_->Reserve("agent-2", "assigned", CHANNEL_CHAT, std::nullopt, 7).ok());
+  ASSERT_TRUE(presence_->Confirm("agent-2", "assigned").ok());
+  ASSERT_TRUE(presence_->Reserve("agent-2", "accepted", CHANNEL_CHAT, std::nullopt, 8).ok());
+  const size_t events_before = store_.events().size();
+
+  Presence::ReconcileCommand command;
+  command.fence = 10;
+  command.live = {
+      {"agent-1", "offered", CHANNEL_CHAT, 6, false},
+      {"agent-2", "assigned", CHANNEL_CHAT, 7, true},
+      {"agent-2", "accepted", CHANNEL_CHAT, 8, true},
+      // Routing holds this assignment but presence lost its reservation.
+      {"agent-2", "lost", CHANNEL_CHAT, 9, true},
+      // An offer whose reservation lapsed.
+      {"agent-1", "lapsed-offer", CHANNEL_CHAT, 10, false},
+  };
+  absl::StatusOr<Presence::ReconcileResult> result = presence_->Reconcile(command);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->released.size(), 1u);
+  EXPECT_EQ(result->released[0].session_id, "orphan");
+  ASSERT_EQ(result->restored.size(), 1u);
+  EXPECT_EQ(result->restored[0].session_id, "lost");
+  EXPECT_TRUE(result->restored[0].assigned);
+  EXPECT_EQ(result->confirmed, 1);
+  ASSERT_EQ(result->missing.size(), 1u);
+  EXPECT_EQ(result->missing[0].session_id, "lapsed-offer");
+
+  EXPECT_EQ(ChatLoad("agent-1"), 2);  // offered, newer
+  EXPECT_EQ(ChatLoad("agent-2"), 3);  // assigned, accepted, lost
+  EXPECT_TRUE(presence_->Confirm("agent-2", "accepted").ok());
+  EXPECT_TRUE(presence_->ReleaseCapacity("agent-2", "lost")->released);
+  EXPECT_EQ(metrics_.reconciled_released->Value(), 1);
+  EXPECT_EQ(metrics_.reconciled_restored->Value(), 1);
+  std::vector<events::v1::AgentLoadChanged::Change> changes;
+  const std::vector<events::v1::Event> events = store_.events();
+  for (size_t i = events_before; i < events.size(); ++i) {
+    changes.push_back(events[i].agent_load_changed().change());
+  }
+  EXPECT_NE(std::find(changes.begin(), changes.end(),
+                      events::v1::AgentLoadChanged::CHANGE_RECONCILED_RELEASED),
+            changes.end());
+  EXPECT_NE(std::find(changes.begin(), changes.end(),
+                      events::v1::AgentLoadChanged::CHANGE_RECONCILED_RESTORED),
+            changes.end());
+
+  // The same view again changes nothing.
+  command.live.pop_back();
+  result = presence_->Reconcile(command);
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->released.empty());
+  EXPECT_TRUE(result->restored.empty() || result->restored[0].session_id == "lost");
+}
+
+TEST_F(PresenceTest, ReconcileTouchesOnlyItsRangeOfAgents) {
+  GoOnline("a", 2);
+  GoOnline("m", 2);
+  GoOnline("z", 2);
+  for (const char* agent : {"a", "m", "z"}) {
+    ASSERT_TRUE(
+        presence_->Reserve(agent, std::string("s-") + agent, CHANNEL_CHAT, std::nullopt, 1).ok());
+  }
+  Presence::ReconcileCommand command;
+  command.fence = 100;
+  command.agent_id_from = "b";
+  command.agent_id_to = "n";
+  ASSERT_EQ(presence_->Reconcile(command)->released.size(), 1u);
+  EXPECT_EQ(ChatLoad("a"), 1);
+  EXPECT_EQ(ChatLoad("m"), 0);
+  EXPECT_EQ(ChatLoad("z"), 1);
+  command.agent_id_from = "";
+  command.agent_id_to = "";
+  ASSERT_EQ(presence_->Reconcile(command)->released.size(), 2u);
+}
+
+TEST_F(PresenceTest, ReconcileRejectsBadViewsNamingTheField) {
+  GoOnline("agent-1", 2);
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt, 1).ok());
+  auto reconcile = [&](Presence::ReconcileCommand command) {
+    return presence_->Reconcile(command).status();
+  };
+  Presence::ReconcileCommand negative;
+  negative.fence = -1;
+  EXPECT_TRUE(absl::StrContains(reconcile(negative).message(), "fence"));
+  Presence::ReconcileCommand outside;
+  outside.agent_id_to = "agent-0";
+  outside.live = {{"agent-1", "s-1", CHANNEL_CHAT, 1, false}};
+  EXPECT_TRUE(absl::StrContains(reconcile(outside).message(), "live.agent_id"));
+  Presence::ReconcileCommand twice;
+  twice.live = {{"agent-1", "s-1", CHANNEL_CHAT, 1, false},
+                {"agent-1", "s-1", CHANNEL_CHAT, 1, false}};
+  EXPECT_TRUE(absl::StrContains(reconcile(twice).message(), "live.session_id"));
+  Presence::ReconcileCommand no_channel;
+  no_channel.live = {{"agent-1", "s-1", common::v1::CHANNEL_UNSPECIFIED, 1, true}};
+  EXPECT_TRUE(absl::StrContains(reconcile(no_channel).message(), "live.channel"));
+  Presence::ReconcileCommand backwards;
+  backwards.agent_id_from = "z";
+  backwards.agent_id_to = "a";
+  EXPECT_TRUE(absl::StrContains(reconcile(backwards).message(), "agent_id_to"));
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+}
+
+TEST_F(PresenceTest, RefusedAdmissionDecidesNothing) {
+  GoOnline("agent-1", 2);
+  const size_t events_before = store_.events().size();
+  store_.set_admit(limits::Exhausted("storage busy", absl::Seconds(1)));
+  absl::Status refused =
+      presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(limits::RetryAfterSeconds(refused), 1);
+  EXPECT_EQ(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, std::nullopt, ""})
+                .status()
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ChatLoad("agent-1"), 0);
+  EXPECT_EQ(store_.events().size(), events_before);
+  // Not a storage failure: writes go on once there is room.
+  store_.set_admit(absl::OkStatus());
+  EXPECT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
+}
+
+// Presence on a real SQLite file whose commits the test can hold and fail.
+class DurableRetryTest : public ::testing::Test {
+ protected:
+  DurableRetryTest()
+      : db_(*storage::Database::OpenMigrated({storage::MakeTempDir() + "/presence.db"},
+                                             PresenceMigrations())),
+        committer_(db_.get()),
+        sqlite_(&committer_, "switchboard.presence.v1", nullptr),
+        store_(&sqlite_),
+        metrics_(registry_),
+        presence_(&store_, &clock_, &metrics_, PresenceOptions()) {
+    EXPECT_TRUE(presence_.Load().ok());
+    EXPECT_TRUE(
+        presence_.SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, ChatProfile(2), "laptop"}).ok());
+  }
+  ~DurableRetryTest() override { committer_.Stop(); }
+
+  struct Attempt {
+    ~Attempt() {
+      // A test that failed early may leave the call waiting on a held
+      // commit forever: end the test binary rather than hang it.
+      if (!done.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+        std::fprintf(stderr, "a call never returned\n");
+        std::abort();
+      }
+      thread.join();
+    }
+    std::thread thread;
+    absl::Notification done;
+    absl::Status status;
+    int committed_when_answered = -1;
+  };
+  std::unique_ptr<Attempt> Start(std::function<absl::Status()> call) {
+    auto attempt = std::make_unique<Attempt>();
+    Attempt* a = attempt.get();
+    a->thread = std::thread([this, a, call] {
+      a->status = call();
+      a->committed_when_answered = store_.committed();
+      a->done.Notify();
+    });
+    return attempt;
+  }
+
+  // Sends `write`, holds its commit, sends it again (the client's retry),
+  // then lets the commit go through (or fails it). The retry must not be
+  // answered OK before the first write is on disk, nor at all if it failed.
+  void ExpectRetryWaitsForTheFirstCommit(std::function<absl::Status()> write, bool fail) {
+    const int committed_before = store_.committed();
+    store_.Hold();
+    std::unique_ptr<Attempt> first = Start(write);
+    ASSERT_TRUE(store_.AwaitHeld(1));
+    std::unique_ptr<Attempt> retry = Start(write);
+    EXPECT_FALSE(retry->done.WaitForNotificationWithTimeout(absl::Milliseconds(300)))
+        << "the retry was answered (" << retry->status
+        << ") while the first write was still waiting for its commit";
+    if (fail) {
+      store_.Fail(absl::InternalError("disk I/O error"));
+    } else {
+      store_.Release();
+    }
+    first->done.WaitForNotification();
+    retry->done.WaitForNotification();
+    if (fail) {
+      EXPECT_FALSE(first->status.ok());
+      EXPECT_FALSE(retry->status.ok())
+          << "a retry was acknowledged although the first write never reached the disk";
+    } else {
+      EXPECT_TRUE(first->status.ok()) << first->status;
+      EXPECT_TRUE(retry->status.ok()) << retry->status;
+      EXPECT_GT(retry->committed_when_answered, committed_before);
+    }
+  }
+
+  std::unique_ptr<storage::Database> db_;
+  storage::GroupCommitter committer_;
+  SqlitePresenceStore sqlite_;
+  HeldPresenceStore store_;
+  FakeClock clock_;
+  prometheus::Registry registry_;
+  PresenceMetrics metrics_;
+  Presence presence_;
+};
+
+TEST_F(DurableRetryTest, ReserveRetryGetsTheFailureOfTheFirstCommit) {
+  ExpectRetryWaitsForTheFirstCommit(
+      [&] { return presence_.Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).status(); },
+      /*fail=*/true);
+  // Fail-stop: nothing more is decided on a memory that is ahead of the disk.
+  EXPECT_EQ(presence_.Reserve("agent-1", "s-2", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(DurableRetryTest, ReserveRetryIsAnsweredOnceTheFirstIsDurable) {
+  ExpectRetryWaitsForTheFirstCommit(
+      [&] { return presence_.Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).status(); },
+      /*fail=*/false);
+}
+
+TEST_F(DurableRetryTest, ConfirmRetryWaitsForTheFirstConfirmation) {
+  ASSERT_TRUE(presence_.Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
+  ExpectRetryWaitsForTheFirstCommit(
+      [&] { return presence_.Confirm("agent-1", "s-1").status(); }, /*fail=*/true);
+}
+
+TEST_F(DurableRetryTest, ReleaseRetryWaitsForTheFirstRelease) {
+  ASSERT_TRUE(presence_.Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
+  ExpectRetryWaitsForTheFirstCommit(
+      [&] { return presence_.ReleaseCapacity("agent-1", "s-1").status(); }, /*fail=*/true);
+}
+
+TEST_F(DurableRetryTest, SetStatusRetryWaitsForTheFirstChange) {
+  ExpectRetryWaitsForTheFirstCommit(
+      [&] {
+        return presence_.SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, std::nullopt, "phone"})
+            .status();
+      },
+      /*fail=*/false);
 }
 
 }  // namespace

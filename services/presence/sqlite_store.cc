@@ -39,7 +39,8 @@ absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
   for (const ReservationRecord& r : write.upserted_reservations) {
     auto upsert = db.Prepare(
         "INSERT OR REPLACE INTO reservations(session_id, agent_id, channel, "
-        "assigned, created_at_micros, expires_at_micros) VALUES (?, ?, ?, ?, ?, ?)");
+        "assigned, created_at_micros, expires_at_micros, holder_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)");
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, r.session_id)
                          .Bind(2, r.agent_id)
@@ -47,6 +48,7 @@ absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
                          .Bind(4, static_cast<int64_t>(r.assigned))
                          .Bind(5, ToMicros(r.created_at))
                          .Bind(6, ToMicros(r.expires_at))
+                         .Bind(7, r.holder_id)
                          .Run();
     if (!s.ok()) return s;
   }
@@ -79,6 +81,9 @@ const std::vector<std::string>& PresenceMigrations() {
       "CREATE INDEX reservations_by_agent ON reservations(agent_id);",
       // 2: the event outbox.
       events::kOutboxMigration,
+      // 3: which offer or assignment of routing's holds each reservation
+      // (ReconcileReservations).
+      "ALTER TABLE reservations ADD COLUMN holder_id INTEGER NOT NULL DEFAULT 0;",
   };
   return *migrations;
 }
@@ -117,7 +122,7 @@ absl::StatusOr<PresenceStore::Contents> SqlitePresenceStore::Load() {
     }
     auto reservations = db.Prepare(
         "SELECT session_id, agent_id, channel, assigned, created_at_micros, "
-        "expires_at_micros FROM reservations");
+        "expires_at_micros, holder_id FROM reservations");
     if (!reservations.ok()) return reservations.status();
     while (true) {
       absl::StatusOr<bool> row = reservations->Step();
@@ -130,6 +135,7 @@ absl::StatusOr<PresenceStore::Contents> SqlitePresenceStore::Load() {
       r.assigned = reservations->ColumnInt(3) != 0;
       r.created_at = FromMicros(reservations->ColumnInt(4));
       r.expires_at = FromMicros(reservations->ColumnInt(5));
+      r.holder_id = reservations->ColumnInt(6);
       contents.reservations.push_back(std::move(r));
     }
     return absl::OkStatus();

@@ -25,6 +25,7 @@ class SqlitePresenceStore : public PresenceStore {
                       std::function<void()> after_commit);
 
   absl::StatusOr<Contents> Load() override;
+  absl::Status Admit() const override { return committer_->Admit(); }
   void Apply(PresenceWrite write, std::function<void(absl::Status)> done) override;
 
  private:

@@ -77,7 +77,7 @@ TEST_F(SqlitePresenceStoreTest, StateAndEventsSurviveReopening) {
   PresenceWrite write;
   write.agents.push_back(Agent("agent-1", v1::AGENT_STATUS_ONLINE));
   ReservationRecord reservation{"agent-1", "s-1", common::v1::CHANNEL_CHAT, false,
-                                absl::FromUnixSeconds(1000), absl::FromUnixSeconds(1060)};
+                                absl::FromUnixSeconds(1000), absl::FromUnixSeconds(1060), 42};
   write.upserted_reservations.push_back(reservation);
   events::v1::Event event;
   event.set_event_id("e-1");
@@ -102,6 +102,7 @@ TEST_F(SqlitePresenceStoreTest, StateAndEventsSurviveReopening) {
   ASSERT_EQ(contents->reservations.size(), 1u);
   EXPECT_EQ(contents->reservations[0].expires_at, absl::FromUnixSeconds(1060));
   EXPECT_FALSE(contents->reservations[0].assigned);
+  EXPECT_EQ(contents->reservations[0].holder_id, 42);
 
   PresenceWrite release;
   release.deleted_reservations.push_back(reservation);
@@ -124,6 +125,28 @@ TEST_F(SqlitePresenceStoreTest, AFailedWriteLeavesNothingBehind) {
   EXPECT_EQ(OutboxRows(), 0);
   EXPECT_EQ(commits_.load(), 0);
   EXPECT_TRUE(store_->Load()->reservations.empty());
+}
+
+TEST(SqlitePresenceMigrationTest, AnOlderFileIsUpgradedAndKeepsItsReservations) {
+  const std::string path = storage::MakeTempDir() + "/presence.db";
+  const std::vector<std::string>& all = PresenceMigrations();
+  {
+    // A file written before reservations had holders.
+    auto db = *storage::Database::Open({path});
+    ASSERT_TRUE(db->Migrate({all[0], all[1]}).ok());
+    ASSERT_TRUE(db->Execute("INSERT INTO agents VALUES ('agent-1', 1, x'', 0, 0, 0, 3)").ok());
+    ASSERT_TRUE(db->Execute("INSERT INTO reservations VALUES ('s-1', 'agent-1', 1, 1, 0, 0)").ok());
+  }
+  auto db = storage::Database::OpenMigrated({path}, all);
+  ASSERT_TRUE(db.ok()) << db.status();
+  storage::GroupCommitter committer(db->get());
+  SqlitePresenceStore store(&committer, "switchboard.presence.v1", nullptr);
+  auto contents = store.Load();
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  ASSERT_EQ(contents->reservations.size(), 1u);
+  EXPECT_TRUE(contents->reservations[0].assigned);
+  EXPECT_EQ(contents->reservations[0].holder_id, 0);
+  committer.Stop();
 }
 
 }  // namespace

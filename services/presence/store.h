@@ -19,8 +19,15 @@ class PresenceStore {
 
   virtual ~PresenceStore() = default;
 
-  // Reads everything (at start).
+  // Reads everything (at start). Presence's state is open work only: agents
+  // are staff (bounded by headcount) and reservations are bounded by their
+  // capacities.
   virtual absl::StatusOr<Contents> Load() = 0;
+
+  // The admission check for a write a client asked for: OK, or
+  // RESOURCE_EXHAUSTED with a retry-after when the store's backlog is full.
+  // Called before the write is decided; Apply itself never refuses.
+  virtual absl::Status Admit() const = 0;
 
   // Commits `write` (state and events in one transaction). Writes commit in
   // the order Apply is called; `done` then runs with the outcome, in the

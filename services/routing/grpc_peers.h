@@ -16,15 +16,26 @@
 namespace switchboard::routing {
 
 // PresencePort over gRPC: each call carries routing's service token and a
-// deadline of `timeout`. Thread-safe.
+// deadline of `timeout` from now, or the caller's `deadline` if sooner (a
+// call whose deadline already passed is not made: DEADLINE_EXCEEDED).
+// Presence refusing a call because it is overloaded (RESOURCE_EXHAUSTED
+// with a `retry-after` trailer) comes back as UNAVAILABLE, so that it is not
+// mistaken for an agent at capacity. Thread-safe.
 class GrpcPresence : public PresencePort {
  public:
   GrpcPresence(std::shared_ptr<grpc::Channel> channel, client::ServiceToken* token,
                absl::Duration timeout);
   absl::Status Reserve(const std::string& agent_id, const std::string& session_id,
-                       common::v1::Channel channel, absl::Duration hold) override;
-  absl::Status Confirm(const std::string& agent_id, const std::string& session_id) override;
-  absl::Status Release(const std::string& agent_id, const std::string& session_id) override;
+                       common::v1::Channel channel, absl::Duration hold, int64_t holder_id,
+                       absl::Time deadline) override;
+  absl::Status Confirm(const std::string& agent_id, const std::string& session_id,
+                       absl::Time deadline) override;
+  absl::Status Release(const std::string& agent_id, const std::string& session_id,
+                       int64_t holder_id, absl::Time deadline) override;
+  absl::StatusOr<ReconcileReply> Reconcile(int64_t fence, const std::string& from,
+                                           const std::string& to,
+                                           const std::vector<HeldCapacity>& live,
+                                           absl::Time deadline) override;
 
  private:
   std::unique_ptr<presence::v1::PresenceService::Stub> stub_;
@@ -32,18 +43,22 @@ class GrpcPresence : public PresencePort {
   const absl::Duration timeout_;
 };
 
-// SessionsPort over gRPC, like GrpcPresence.
+// SessionsPort over gRPC, with the same deadlines and the same reading of
+// an overloaded peer as GrpcPresence.
 class GrpcSessions : public SessionsPort {
  public:
   GrpcSessions(std::shared_ptr<grpc::Channel> channel, client::ServiceToken* token,
                absl::Duration timeout);
   absl::Status RecordOffer(const std::string& session_id, const std::string& agent_id,
-                           const std::string& offer_id, absl::Time expires_at) override;
+                           const std::string& offer_id, absl::Time expires_at,
+                           absl::Time deadline) override;
   absl::Status AssignAgent(const std::string& session_id, const std::string& agent_id,
-                           const std::string& agent_display_name,
-                           const std::string& offer_id) override;
-  absl::Status RequeueSession(const std::string& session_id,
-                              const std::string& agent_id) override;
+                           const std::string& agent_display_name, const std::string& offer_id,
+                           absl::Time deadline) override;
+  absl::Status RequeueSession(const std::string& session_id, const std::string& agent_id,
+                              absl::Time deadline) override;
+  absl::StatusOr<SessionView> GetSession(const std::string& session_id,
+                                         absl::Time deadline) override;
 
  private:
   std::unique_ptr<sessions::v1::SessionsService::Stub> stub_;
@@ -54,9 +69,10 @@ class GrpcSessions : public SessionsPort {
 // Keeps the router's view of presence current: holds one WatchPresence
 // stream on its own thread, hands the snapshot to Router::ResetPresence and
 // each change to Router::OnAgentChange. When the stream fails (presence down
-// or restarting) it reconnects after an exponential backoff (from
-// `min_backoff`, doubling, up to `max_backoff`, reset once a snapshot
-// completes). No polling: presence pushes every change.
+// or restarting), or the router could not commit what a change implied, it
+// reconnects after an exponential backoff (from `min_backoff`, doubling, up
+// to `max_backoff`, reset once a snapshot completes) and starts again from
+// a fresh snapshot. No polling: presence pushes every change.
 class PresenceWatcher {
  public:
   PresenceWatcher(std::shared_ptr<grpc::Channel> channel, client::ServiceToken* token,
@@ -68,6 +84,8 @@ class PresenceWatcher {
   void Stop();
   // Streams opened so far (for tests and logs).
   int connections() const { return connections_; }
+  // Snapshots handed to the router so far.
+  int snapshots() const { return snapshots_; }
 
  private:
   void Run();
@@ -78,6 +96,7 @@ class PresenceWatcher {
   const absl::Duration min_backoff_;
   const absl::Duration max_backoff_;
   std::atomic<int> connections_{0};
+  std::atomic<int> snapshots_{0};
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;

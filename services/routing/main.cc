@@ -27,6 +27,7 @@ struct Config {
   absl::Duration peer_timeout = absl::Seconds(5);
   absl::Duration dispatch_interval = absl::Seconds(1);
   RouterOptions router;
+  RoutingService::Options service;
   absl::Duration relay_flush_deadline = absl::Seconds(5);
 };
 
@@ -59,6 +60,22 @@ int Run(int argc, char** argv) {
   flags.Add("dispatch_interval", &config.dispatch_interval,
             "longest pause of the dispatcher when nothing wakes it (gauges refresh at "
             "least this often)");
+  flags.Add("reconcile_interval", &config.router.reconcile_interval,
+            "how often presence's capacity reservations are reconciled with routing's "
+            "offers and assignments (also at start)");
+  flags.Add("closed_offer_retention", &config.router.closed_offer_retention,
+            "how long closed offers are kept for idempotent AcceptOffer/DeclineOffer "
+            "replies");
+  int closed_offers_cached = static_cast<int>(config.router.closed_offers_cached);
+  flags.Add("closed_offers_cached", &closed_offers_cached,
+            "closed offers kept in memory for those replies (older ones are read from "
+            "routing.db)");
+  flags.Add("max_watch_streams_per_agent", &config.service.max_watch_streams_per_agent,
+            "WatchOffers streams one agent or supervisor may hold at once");
+  int max_watch_backlog = static_cast<int>(config.service.max_watch_backlog);
+  flags.Add("max_watch_backlog", &max_watch_backlog,
+            "messages a WatchOffers stream may lag behind before it is ended with "
+            "RESOURCE_EXHAUSTED (the agent reconnects and gets the open offers)");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "routing: %s\n", std::string(s.message()).c_str());
@@ -71,12 +88,20 @@ int Run(int argc, char** argv) {
   if (config.router.offer_timeout < absl::Seconds(1) ||
       config.router.offer_timeout > absl::Minutes(9) ||
       config.peer_timeout <= absl::ZeroDuration() ||
-      config.dispatch_interval <= absl::ZeroDuration()) {
+      config.dispatch_interval <= absl::ZeroDuration() ||
+      config.router.reconcile_interval <= absl::ZeroDuration() ||
+      config.router.closed_offer_retention <= absl::ZeroDuration() ||
+      closed_offers_cached < 0 || config.service.max_watch_streams_per_agent < 1 ||
+      max_watch_backlog < 1) {
     std::fprintf(stderr,
                  "routing: --offer_timeout must be 1s to 9m (presence holds at most 10m); "
-                 "--peer_timeout and --dispatch_interval above 0\n");
+                 "--peer_timeout, --dispatch_interval, --reconcile_interval and "
+                 "--closed_offer_retention above 0; --closed_offers_cached at least 0; "
+                 "--max_watch_streams_per_agent and --max_watch_backlog at least 1\n");
     return 2;
   }
+  config.router.closed_offers_cached = static_cast<size_t>(closed_offers_cached);
+  config.service.max_watch_backlog = static_cast<size_t>(max_watch_backlog);
 
   std::error_code error;
   std::filesystem::create_directories(config.data_dir + "/events", error);
@@ -109,7 +134,7 @@ int Run(int argc, char** argv) {
   if (absl::Status s = router.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  RoutingService service(&router, &tokens, RealClock(), &pool);
+  RoutingService service(&router, &tokens, RealClock(), &pool, config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
   (*server)->OnDrain([&service] { service.EndStreams(); });

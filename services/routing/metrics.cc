@@ -107,6 +107,38 @@ RoutingMetrics::RoutingMetrics(prometheus::Registry& registry) {
                           "Calls to presence or sessions that failed with "
                           "UNAVAILABLE, DEADLINE_EXCEEDED or another error "
                           "that is not a decision (retried later).");
+  releases_owed = &prometheus::BuildGauge()
+                       .Name("switchboard_routing_releases_owed")
+                       .Help("Capacity reservations routing owes presence a release "
+                             "for and keeps retrying (durable across restarts); "
+                             "grows while presence is unreachable.")
+                       .Register(registry)
+                       .Add({});
+  accepts_in_progress = &prometheus::BuildGauge()
+                             .Name("switchboard_routing_accepts_in_progress")
+                             .Help("Accepted offers routing is still confirming in "
+                                   "presence and assigning in sessions (driven to "
+                                   "completion in the background, also after a "
+                                   "restart).")
+                             .Register(registry)
+                             .Add({});
+  auto& reconciliations = prometheus::BuildCounter()
+                              .Name("switchboard_routing_reconciliations_total")
+                              .Help("Reconciliations of presence's reservations with "
+                                    "routing's offers and assignments, by outcome "
+                                    "(ok, failed).")
+                              .Register(registry);
+  reconciliations_ok = &reconciliations.Add({{"outcome", "ok"}});
+  reconciliations_failed = &reconciliations.Add({{"outcome", "failed"}});
+  auto& reconciled = prometheus::BuildCounter()
+                         .Name("switchboard_routing_capacity_reconciled_total")
+                         .Help("Reservations a reconciliation changed in presence: "
+                               "released (held by no offer or assignment of "
+                               "routing's) or restored (an assignment's was "
+                               "missing). Above zero means capacity had leaked.")
+                         .Register(registry);
+  capacity_reconciled_released = &reconciled.Add({{"outcome", "released"}});
+  capacity_reconciled_restored = &reconciled.Add({{"outcome", "restored"}});
 }
 
 RoutingMetrics::QueueGauges& RoutingMetrics::ForQueue(const QueueId& queue) {
@@ -121,6 +153,17 @@ RoutingMetrics::QueueGauges& RoutingMetrics::ForQueue(const QueueId& queue) {
   QueueGauges gauges{&depth_family_->Add(labels), &oldest_family_->Add(labels),
                      &eligible_family_->Add(labels), &available_family_->Add(labels)};
   return queues_.emplace(queue, gauges).first->second;
+}
+
+void RoutingMetrics::Forget(const QueueId& queue) {
+  absl::MutexLock lock(&mu_);
+  auto it = queues_.find(queue);
+  if (it == queues_.end()) return;
+  depth_family_->Remove(it->second.depth);
+  oldest_family_->Remove(it->second.oldest_wait_seconds);
+  eligible_family_->Remove(it->second.eligible_agents);
+  available_family_->Remove(it->second.available_agents);
+  queues_.erase(it);
 }
 
 }  // namespace switchboard::routing

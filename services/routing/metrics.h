@@ -14,8 +14,9 @@
 namespace switchboard::routing {
 
 // Every domain metric of the routing service, created once. Per-queue gauges
-// are created the first time a queue is seen and cached; histograms by
-// channel and category are created up front.
+// are created the first time a queue is seen, cached, and removed when the
+// router forgets the queue; histograms by channel and category are created
+// up front.
 struct RoutingMetrics {
   explicit RoutingMetrics(prometheus::Registry& registry);
 
@@ -27,6 +28,10 @@ struct RoutingMetrics {
   };
   // The gauges of `queue` (created on first use). Thread-safe.
   QueueGauges& ForQueue(const QueueId& queue);
+  // Removes `queue`'s gauges (it has been idle longest), so that the series
+  // stay bounded whatever languages customers choose. Invalidates what
+  // ForQueue returned for it. Thread-safe.
+  void Forget(const QueueId& queue);
 
   // switchboard_routing_offer_latency_seconds{channel,category}
   prometheus::Histogram& offer_latency(common::v1::Channel channel,
@@ -50,6 +55,20 @@ struct RoutingMetrics {
   prometheus::Counter* offers_withdrawn;
   prometheus::Counter* reservations_refused;
   prometheus::Counter* peer_failures;
+  // switchboard_routing_releases_owed: capacity routing owes presence and is
+  // retrying to release (durable; presence unreachable while it grows).
+  prometheus::Gauge* releases_owed;
+  // switchboard_routing_accepts_in_progress: accepted offers routing is
+  // still confirming in presence and assigning in sessions.
+  prometheus::Gauge* accepts_in_progress;
+  // switchboard_routing_reconciliations_total{outcome}: passes of
+  // ReconcileReservations, ok or failed.
+  prometheus::Counter* reconciliations_ok;
+  prometheus::Counter* reconciliations_failed;
+  // switchboard_routing_capacity_reconciled_total{outcome}: reservations a
+  // reconciliation released (held by nobody) or restored (an assignment's).
+  prometheus::Counter* capacity_reconciled_released;
+  prometheus::Counter* capacity_reconciled_restored;
 
  private:
   prometheus::Family<prometheus::Gauge>* depth_family_;

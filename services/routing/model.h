@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -49,6 +50,16 @@ struct EntryRecord {
   absl::Time offered_at = absl::InfinitePast();
   absl::Time offer_expires_at = absl::InfinitePast();
   bool auto_accept = false;
+  // The accept intent: the agent accepted the open offer before its
+  // deadline and routing is confirming it in presence and assigning it in
+  // sessions. Written before either call, so that a crash in between is
+  // driven to completion (or rolled back) after a restart; the offer no
+  // longer expires.
+  bool accepting = false;
+
+  // The holder id of the capacity the open offer or the assignment holds in
+  // presence (sessions only; 0 for entries written before holder ids).
+  int64_t holder_id = 0;
 
   // The assignment (ASSIGNED).
   std::string assigned_agent_id;
@@ -67,16 +78,54 @@ struct SettingsRecord {
   absl::Time updated_at = absl::InfinitePast();
 };
 
+// Capacity routing still owes presence: the offer or assignment holding it
+// ended, and presence has not yet confirmed the release. Written in the same
+// transaction as the change that ended it, deleted once presence confirms.
+// One per (agent, session): a later one with a higher holder id covers an
+// earlier one.
+struct OwedRelease {
+  std::string agent_id;
+  std::string session_id;
+  // Release only capacity held at or below this holder id.
+  int64_t holder_id = 0;
+  absl::Time owed_since = absl::InfinitePast();
+};
+
+// A closed offer (or an accepted one), kept for idempotent AcceptOffer and
+// DeclineOffer replies until the retention period passes.
+struct ClosedOfferRecord {
+  std::string offer_id;
+  std::string agent_id;
+  v1::Offer offer;
+  // Set when the offer was accepted.
+  std::optional<v1::Assignment> assignment;
+  absl::Time closed_at = absl::InfinitePast();
+};
+
 // Everything one operation changes, committed atomically with its events.
 struct RoutingWrite {
   std::vector<EntryRecord> upserted_entries;
   std::vector<std::string> deleted_entries;  // keys
   std::vector<SettingsRecord> settings;
   std::vector<events::v1::Event> events;
+  std::vector<OwedRelease> owed_releases;
+  // Releases presence confirmed: each deletes the owed release of its agent
+  // and session if that one's holder id is at or below its own.
+  std::vector<OwedRelease> settled_releases;
+  std::vector<ClosedOfferRecord> closed_offers;
+  // Deletes up to this many closed offers closed before
+  // `prune_closed_offers_before` (oldest first).
+  absl::Time prune_closed_offers_before = absl::InfinitePast();
+  int prune_closed_offers_limit = 0;
+  // Raises the holder-id ceiling: ids up to it may be issued after a restart
+  // only above it.
+  std::optional<int64_t> holder_ceiling;
 
   bool empty() const {
-    return upserted_entries.empty() && deleted_entries.empty() &&
-           settings.empty() && events.empty();
+    return upserted_entries.empty() && deleted_entries.empty() && settings.empty() &&
+           events.empty() && owed_releases.empty() && settled_releases.empty() &&
+           closed_offers.empty() && prune_closed_offers_limit == 0 &&
+           !holder_ceiling.has_value();
   }
 };
 

@@ -1,12 +1,14 @@
 #include "services/routing/router.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "libs/events/envelope.h"
+#include "libs/fault/fault_point.h"
 #include "libs/log/log.h"
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
@@ -14,18 +16,21 @@
 namespace switchboard::routing {
 namespace {
 
-using common::v1::Category;
 using common::v1::Channel;
 using presence::v1::Agent;
 using protoutil::ToDuration;
 using protoutil::ToTimestamp;
-using OfferBatch = std::vector<std::pair<v1::Offer, bool>>;
-using Releases = std::vector<std::pair<std::string, std::string>>;
 
 constexpr char kProducer[] = "routing";
 constexpr size_t kMaxNote = 1000;
 // Offers made in one pass before the gauges are refreshed and the pass ends.
 constexpr int kMaxOffersPerPass = 1000;
+// Holder ids are issued below a committed ceiling, raised by this much when
+// half of the headroom is used: a restart resumes above every id issued.
+constexpr int64_t kHolderBlock = int64_t{1} << 20;
+// Closed offers deleted per pruning commit, and how often pruning runs.
+constexpr int kPruneLimit = 1000;
+constexpr absl::Duration kPruneInterval = absl::Minutes(1);
 
 bool IsLanguageTag(absl::string_view tag) {
   if (tag.size() < 2 || tag.size() > 35) return false;
@@ -60,6 +65,8 @@ events::v1::Event Sealed(events::v1::Event event, const std::string& key, absl::
   return event;
 }
 
+// A peer's answer that is a decision about the request, not a failure to
+// reach the peer: retrying the same call would get the same answer.
 bool IsDecision(const absl::Status& s) {
   return absl::IsResourceExhausted(s) || absl::IsFailedPrecondition(s) ||
          absl::IsNotFound(s) || absl::IsAlreadyExists(s) || absl::IsInvalidArgument(s) ||
@@ -75,11 +82,19 @@ bool Matches(const Router::Filter& filter, const QueueId& queue) {
          (filter.language.empty() || filter.language == queue.language);
 }
 
-}  // namespace
-
-std::string PrimaryLanguage(absl::string_view tag) {
-  return absl::AsciiStrToLower(tag.substr(0, tag.find('-')));
+std::string OutcomeName(v1::OfferOutcome outcome) {
+  return v1::OfferOutcome_Name(outcome).substr(sizeof("OFFER_OUTCOME_") - 1);
 }
+
+void FillWithdrawn(events::v1::OfferWithdrawn* withdrawn, const std::string& offer_id,
+                   bool session, const std::string& subject, const std::string& agent_id) {
+  withdrawn->set_offer_id(offer_id);
+  (session ? withdrawn->mutable_session_id() : withdrawn->mutable_complaint_id())
+      ->assign(subject);
+  withdrawn->set_agent_id(agent_id);
+}
+
+}  // namespace
 
 struct Router::Pending {
   absl::Notification done;
@@ -93,14 +108,16 @@ struct Router::Entry {
   uint64_t wait_id = 0;
   // An offer or an accept is in progress outside the lock.
   bool busy = false;
-  // Not offered before this (a peer refused for a reason that may pass).
+  // Not offered (or, for an accept in progress, not driven) before this: a
+  // peer refused for a reason that may pass.
   absl::Time retry_after = absl::InfinitePast();
   int retries = 0;
   bool in_queue = false;
-  QueueOrder queued_as;
+  QueueOrder::Slot queued_as;
 
   v1::EntryState state() const { return record.entry.state(); }
   QueueId queue() const { return QueueOf(record.entry); }
+  bool session() const { return record.entry.kind() == v1::ENTRY_KIND_SESSION; }
 };
 
 Router::Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessions,
@@ -117,22 +134,49 @@ Router::~Router() = default;
 absl::Status Router::Load() {
   absl::StatusOr<RoutingStore::Contents> contents = store_->Load();
   if (!contents.ok()) return contents.status();
-  absl::MutexLock lock(&mu_);
-  for (EntryRecord& record : contents->entries) {
-    auto entry = std::make_unique<Entry>();
-    entry->wait_id = next_wait_id_++;
-    entry->record = std::move(record);
-    Entry& e = *entry;
-    const std::string key = e.record.key;
-    entries_[key] = std::move(entry);
-    if (e.state() == v1::ENTRY_STATE_ASSIGNED) {
-      if (!e.record.accepted_offer_id.empty()) offers_[e.record.accepted_offer_id] = key;
-      continue;
+  int64_t ceiling = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (EntryRecord& record : contents->entries) {
+      // Entries written before the fix carry a first-response due time of
+      // the Unix epoch where they had none.
+      if (record.entry.has_first_response_due_at() &&
+          record.entry.first_response_due_at().seconds() <= 0) {
+        record.entry.clear_first_response_due_at();
+      }
+      auto entry = std::make_unique<Entry>();
+      entry->wait_id = next_wait_id_++;
+      entry->record = std::move(record);
+      Entry& e = *entry;
+      const std::string key = e.record.key;
+      entries_[key] = std::move(entry);
+      if (e.state() == v1::ENTRY_STATE_ASSIGNED) {
+        if (!e.record.accepted_offer_id.empty()) offers_[e.record.accepted_offer_id] = key;
+        continue;
+      }
+      if (e.state() == v1::ENTRY_STATE_OFFERED) offers_[e.record.offer_id] = key;
+      AddToQueue(e);
     }
-    if (e.state() == v1::ENTRY_STATE_OFFERED) offers_[e.record.offer_id] = key;
-    AddToQueue(e);
+    for (SettingsRecord& r : contents->settings) settings_[r.agent_id] = std::move(r);
+    for (OwedRelease& r : contents->owed_releases) {
+      Owed& owed = owed_[{r.agent_id, r.session_id}];
+      owed.record = std::move(r);
+    }
+    // Every id issued before is below the committed ceiling.
+    next_holder_ = std::max<int64_t>(1, contents->holder_ceiling);
+    ceiling = next_holder_ + kHolderBlock;
   }
-  for (SettingsRecord& r : contents->settings) settings_[r.agent_id] = std::move(r);
+  RoutingWrite raise;
+  raise.holder_ceiling = ceiling;
+  absl::Notification done;
+  absl::Status raised;
+  store_->Apply(std::move(raise), [&](absl::Status status) {
+    raised = status;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  if (!raised.ok()) return raised;
+  holder_ceiling_ = ceiling;
   return absl::OkStatus();
 }
 
@@ -150,6 +194,7 @@ std::shared_ptr<Router::Pending> Router::Commit(RoutingWrite write, OfferBatch o
     pending->done.Notify();
     return pending;
   }
+  newest_ = pending;
   store_->Apply(std::move(write),
                 [this, pending, offers = std::move(offers)](absl::Status status) {
                   if (status.ok()) {
@@ -165,11 +210,12 @@ std::shared_ptr<Router::Pending> Router::Commit(RoutingWrite write, OfferBatch o
 }
 
 absl::Status Router::Wait(const std::shared_ptr<Pending>& pending) {
-  pending->done.WaitForNotification();
-  if (!pending->status.ok()) {
-    return absl::UnavailableError("routing storage failed");
+  if (pending != nullptr) {
+    pending->done.WaitForNotification();
+    if (!pending->status.ok()) return absl::UnavailableError("routing storage failed");
   }
-  return absl::OkStatus();
+  // An earlier commit failed: what this answer reflects may not be on disk.
+  return CheckWritable();
 }
 
 void Router::Publish(const OfferBatch& offers) {
@@ -180,23 +226,35 @@ void Router::Publish(const OfferBatch& offers) {
   }
 }
 
-void Router::Wake() {
-  absl::MutexLock lock(&mu_);
+void Router::WakeLocked() {
   woken_ = true;
   work_.SignalAll();
+}
+
+void Router::Wake() {
+  absl::MutexLock lock(&mu_);
+  WakeLocked();
 }
 
 void Router::WaitForWork(absl::Duration max) {
   absl::MutexLock lock(&mu_);
   absl::Duration wait = max;
   const absl::Time now = clock_->Now();
-  for (const auto& [key, entry] : entries_) {
-    if (entry->state() == v1::ENTRY_STATE_OFFERED) {
-      wait = std::min(wait, entry->record.offer_expires_at - now);
-    } else if (entry->state() == v1::ENTRY_STATE_WAITING &&
-               entry->retry_after != absl::InfinitePast()) {
-      wait = std::min(wait, entry->retry_after - now);
+  if (!store_failed_) {
+    // Only what a pass would act on counts: a busy entry, or a back-off that
+    // already passed without the entry being offerable, must not make the
+    // dispatcher spin.
+    for (const auto& [key, entry] : entries_) {
+      if (entry->busy) continue;
+      if (entry->state() == v1::ENTRY_STATE_OFFERED && !entry->record.accepting) {
+        wait = std::min(wait, entry->record.offer_expires_at - now);
+      }
+      if (entry->retry_after > now) wait = std::min(wait, entry->retry_after - now);
     }
+    for (const auto& [key, owed] : owed_) {
+      if (!owed.inflight) wait = std::min(wait, owed.next_attempt - now);
+    }
+    wait = std::min(wait, next_reconcile_ - now);
   }
   if (!woken_ && wait > absl::ZeroDuration()) {
     work_.WaitWithTimeout(&mu_, wait);
@@ -204,48 +262,56 @@ void Router::WaitForWork(absl::Duration max) {
   woken_ = false;
 }
 
+absl::StatusOr<int64_t> Router::IssueHolder() {
+  const int64_t ceiling = holder_ceiling_;
+  if (next_holder_ >= ceiling) {
+    return absl::UnavailableError("holder ids wait for their ceiling to be committed");
+  }
+  const int64_t id = next_holder_++;
+  if (next_holder_ + kHolderBlock / 2 > ceiling && !raising_ceiling_.exchange(true)) {
+    const int64_t raised = ceiling + kHolderBlock;
+    RoutingWrite write;
+    write.holder_ceiling = raised;
+    store_->Apply(std::move(write), [this, raised](absl::Status status) {
+      if (status.ok()) {
+        holder_ceiling_ = raised;
+      } else {
+        log::Error("routing_commit_failed", {{"detail", status.message()}});
+        store_failed_ = true;
+      }
+      raising_ceiling_ = false;
+    });
+  }
+  return id;
+}
+
 // ---- queue bookkeeping ----
 
 void Router::AddToQueue(Entry& entry) {
   if (entry.in_queue) return;
-  entry.queued_as = QueueOrder(-static_cast<int>(entry.record.entry.priority()),
-                               entry.record.order, entry.record.key);
-  queues_[entry.queue()].insert(entry.queued_as);
+  entry.queued_as = QueueOrder::Slot{entry.record.entry.priority(), entry.record.order,
+                                     entry.record.key};
+  queues_.Add(entry.queue(), entry.queued_as);
   entry.in_queue = true;
 }
 
 void Router::RemoveFromQueue(Entry& entry) {
   if (!entry.in_queue) return;
-  queues_[entry.queue()].erase(entry.queued_as);
+  queues_.Remove(entry.queue(), entry.queued_as);
   entry.in_queue = false;
-}
-
-int64_t Router::HeadOrder(const QueueId& queue, v1::Priority priority,
-                          int64_t fallback) const {
-  auto it = queues_.find(queue);
-  if (it == queues_.end()) return fallback;
-  auto first = it->second.lower_bound(
-      QueueOrder(-static_cast<int>(priority), INT64_MIN, std::string()));
-  if (first == it->second.end() || std::get<0>(*first) != -static_cast<int>(priority)) {
-    return fallback;
-  }
-  return std::min(fallback, std::get<1>(*first) - 1);
 }
 
 void Router::MoveToHead(Entry& entry) {
   const bool was_queued = entry.in_queue;
   RemoveFromQueue(entry);
-  entry.record.order = HeadOrder(entry.queue(), entry.record.entry.priority(),
-                                 entry.record.order);
+  entry.record.order = queues_.HeadOrder(entry.queue(), entry.record.entry.priority(),
+                                         entry.record.order);
   if (was_queued) AddToQueue(entry);
 }
 
 int Router::PositionOf(const Entry& entry) const {
   if (!entry.in_queue) return 0;
-  auto it = queues_.find(entry.queue());
-  if (it == queues_.end()) return 0;
-  return static_cast<int>(std::distance(it->second.begin(), it->second.find(entry.queued_as))) +
-         1;
+  return queues_.PositionOf(entry.queue(), entry.queued_as);
 }
 
 // ---- offers ----
@@ -261,20 +327,30 @@ v1::Offer Router::OfferOf(const Entry& entry) const {
   return offer;
 }
 
-v1::Offer Router::CloseOffer(Entry& entry, v1::OfferOutcome outcome, absl::Time now) {
+v1::Offer Router::CloseOffer(Entry& entry, v1::OfferOutcome outcome, absl::Time now,
+                             RoutingWrite& write, ReleaseKeys* releases) {
   v1::Offer offer = OfferOf(entry);
   offer.set_outcome(outcome);
   offer.set_auto_accepted(outcome == v1::OFFER_OUTCOME_ACCEPTED && entry.record.auto_accept);
   ToTimestamp(now, offer.mutable_closed_at());
   offers_.erase(entry.record.offer_id);
-  ClosedOffer closed{offer.agent_id(), offer, std::nullopt};
-  if (outcome != v1::OFFER_OUTCOME_ACCEPTED) Remember(std::move(closed));
+  if (outcome != v1::OFFER_OUTCOME_ACCEPTED) {
+    // An accepted offer is remembered with its assignment (CommitAccept).
+    Remember(ClosedOfferRecord{offer.offer_id(), offer.agent_id(), offer, std::nullopt, now},
+             write);
+    if (entry.session()) {
+      Owe(offer.agent_id(), entry.record.entry.session_id(), entry.record.holder_id, now, write,
+          releases);
+      entry.record.holder_id = 0;
+    }
+  }
   entry.record.entry.set_state(v1::ENTRY_STATE_WAITING);
   entry.record.entry.clear_offered_agent_id();
   entry.record.offer_id.clear();
   entry.record.offered_at = absl::InfinitePast();
   entry.record.offer_expires_at = absl::InfinitePast();
   entry.record.auto_accept = false;
+  entry.record.accepting = false;
   switch (outcome) {
     case v1::OFFER_OUTCOME_DECLINED: metrics_->offers_declined->Increment(); break;
     case v1::OFFER_OUTCOME_EXPIRED: metrics_->offers_expired->Increment(); break;
@@ -284,39 +360,81 @@ v1::Offer Router::CloseOffer(Entry& entry, v1::OfferOutcome outcome, absl::Time 
   return offer;
 }
 
-void Router::Remember(ClosedOffer closed) {
-  const std::string id = closed.offer.offer_id();
-  if (closed_offers_.insert_or_assign(id, std::move(closed)).second) {
-    closed_order_.push_back(id);
+void Router::Remember(ClosedOfferRecord record, RoutingWrite& write) {
+  write.closed_offers.push_back(record);
+  Cache(std::move(record));
+}
+
+void Router::Cache(ClosedOfferRecord record) {
+  if (options_.closed_offers_cached == 0) return;
+  if (auto it = closed_index_.find(record.offer_id); it != closed_index_.end()) {
+    closed_cache_.erase(it->second);
+    closed_index_.erase(it);
   }
-  while (closed_order_.size() > options_.closed_offers_kept) {
-    closed_offers_.erase(closed_order_.front());
-    closed_order_.pop_front();
+  const std::string id = record.offer_id;
+  closed_cache_.push_front(std::move(record));
+  closed_index_[id] = closed_cache_.begin();
+  while (closed_cache_.size() > options_.closed_offers_cached) {
+    closed_index_.erase(closed_cache_.back().offer_id);
+    closed_cache_.pop_back();
   }
 }
 
+const ClosedOfferRecord* Router::Recall(const std::string& offer_id) {
+  auto it = closed_index_.find(offer_id);
+  if (it == closed_index_.end()) return nullptr;
+  closed_cache_.splice(closed_cache_.begin(), closed_cache_, it->second);
+  return &*it->second;
+}
+
+absl::StatusOr<std::optional<ClosedOfferRecord>> Router::FindClosed(
+    const std::string& offer_id) {
+  std::optional<ClosedOfferRecord> found;
+  std::shared_ptr<Pending> newest;
+  {
+    absl::MutexLock lock(&mu_);
+    if (const ClosedOfferRecord* cached = Recall(offer_id); cached != nullptr) {
+      found = *cached;
+      newest = Newest();
+    }
+  }
+  if (found.has_value()) {
+    // The close may still be on its way to disk: answer once it is there.
+    if (absl::Status s = Wait(newest); !s.ok()) return s;
+    return found;
+  }
+  absl::StatusOr<std::optional<ClosedOfferRecord>> stored = store_->FindClosedOffer(offer_id);
+  if (!stored.ok()) {
+    log::Error("closed_offer_read_failed",
+               {{"offer_id", offer_id}, {"detail", stored.status().message()}});
+    return absl::UnavailableError("routing storage unavailable; retry");
+  }
+  if (stored->has_value()) {
+    absl::MutexLock lock(&mu_);
+    Cache(**stored);
+  }
+  return stored;
+}
+
 void Router::Drop(Entry& entry, v1::CancelReason reason, absl::Time now, RoutingWrite& write,
-                  OfferBatch& offers, Releases& releases) {
+                  OfferBatch& offers, ReleaseKeys& releases) {
   const v1::EntryState previous = entry.state();
-  const bool session = entry.record.entry.kind() == v1::ENTRY_KIND_SESSION;
+  const bool session = entry.session();
   const std::string subject = SubjectOf(entry.record.entry);
   std::string agent_id;
   if (previous == v1::ENTRY_STATE_OFFERED) {
     agent_id = entry.record.entry.offered_agent_id();
     const std::string offer_id = entry.record.offer_id;
-    offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_WITHDRAWN, now), true);
+    offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_WITHDRAWN, now, write, &releases),
+                        true);
     events::v1::Event event;
-    auto* withdrawn = event.mutable_offer_withdrawn();
-    withdrawn->set_offer_id(offer_id);
-    (session ? withdrawn->mutable_session_id() : withdrawn->mutable_complaint_id())
-        ->assign(subject);
-    withdrawn->set_agent_id(agent_id);
+    FillWithdrawn(event.mutable_offer_withdrawn(), offer_id, session, subject, agent_id);
     write.events.push_back(Sealed(std::move(event), subject, now));
   } else if (previous == v1::ENTRY_STATE_ASSIGNED) {
     agent_id = entry.record.assigned_agent_id;
     offers_.erase(entry.record.accepted_offer_id);
+    if (session) Owe(agent_id, subject, entry.record.holder_id, now, write, &releases);
   }
-  if (session && !agent_id.empty()) releases.emplace_back(agent_id, subject);
 
   events::v1::Event event;
   auto* cancelled = event.mutable_entry_cancelled();
@@ -337,10 +455,113 @@ void Router::Drop(Entry& entry, v1::CancelReason reason, absl::Time now, Routing
   entries_.erase(entry.record.key);  // destroys `entry`
 }
 
+// ---- releases owed to presence ----
+
+void Router::Owe(const std::string& agent_id, const std::string& session_id,
+                 int64_t holder_id, absl::Time now, RoutingWrite& write,
+                 ReleaseKeys* releases) {
+  const OwedRelease release{agent_id, session_id, holder_id, now};
+  write.owed_releases.push_back(release);
+  Owed& owed = owed_[{agent_id, session_id}];
+  if (owed.record.agent_id.empty()) {
+    owed.record = release;
+  } else {
+    owed.record.holder_id = std::max(owed.record.holder_id, holder_id);
+  }
+  owed.next_attempt = absl::InfinitePast();
+  owed.attempts = 0;
+  if (releases != nullptr) releases->emplace_back(agent_id, session_id);
+}
+
+void Router::ReleaseNow(const ReleaseKeys& keys, absl::Time deadline) {
+  std::vector<OwedRelease> send;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& key : keys) {
+      auto it = owed_.find(key);
+      if (it == owed_.end() || it->second.inflight) continue;
+      it->second.inflight = true;
+      send.push_back(it->second.record);
+    }
+  }
+  SendReleases(std::move(send), deadline);
+}
+
+void Router::SendReleases(std::vector<OwedRelease> releases, absl::Time deadline) {
+  if (releases.empty()) return;
+  std::vector<OwedRelease> settled, failed;
+  absl::Status failure;
+  for (OwedRelease& release : releases) {
+    if (!failure.ok()) {
+      // Presence is unreachable: the rest wait for the next attempt.
+      failed.push_back(std::move(release));
+      continue;
+    }
+    absl::Status s =
+        presence_->Release(release.agent_id, release.session_id, release.holder_id, deadline);
+    // NOT_FOUND: presence does not know the agent; INVALID_ARGUMENT: it never
+    // could. Either way nothing is held there.
+    if (s.ok() || absl::IsNotFound(s) || absl::IsInvalidArgument(s)) {
+      fault::Point("routing.after_release");
+      settled.push_back(std::move(release));
+    } else {
+      metrics_->peer_failures->Increment();
+      failure = s;
+      failed.push_back(std::move(release));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  RoutingWrite write;
+  for (const OwedRelease& release : settled) {
+    auto it = owed_.find({release.agent_id, release.session_id});
+    if (it != owed_.end()) {
+      if (it->second.record.holder_id <= release.holder_id) {
+        owed_.erase(it);
+      } else {
+        // A newer release of the same session at the agent was owed meanwhile.
+        it->second.inflight = false;
+        it->second.next_attempt = absl::InfinitePast();
+      }
+    }
+    write.settled_releases.push_back(release);
+  }
+  for (const OwedRelease& release : failed) {
+    auto it = owed_.find({release.agent_id, release.session_id});
+    if (it == owed_.end()) continue;
+    Owed& owed = it->second;
+    owed.inflight = false;
+    ++owed.attempts;
+    owed.next_attempt = now + BackoffAfter(owed.attempts);
+  }
+  if (!failed.empty()) {
+    log::Warning("release_owed", {{"releases", static_cast<int64_t>(failed.size())},
+                                  {"detail", failure.message()}});
+  }
+  Commit(std::move(write), {});
+}
+
+void Router::RetryOwedReleases() {
+  constexpr size_t kBatch = 256;
+  std::vector<OwedRelease> due;
+  {
+    absl::MutexLock lock(&mu_);
+    if (store_failed_) return;
+    const absl::Time now = clock_->Now();
+    for (auto& [key, owed] : owed_) {
+      if (owed.inflight || owed.next_attempt > now) continue;
+      owed.inflight = true;
+      due.push_back(owed.record);
+      if (due.size() == kBatch) break;
+    }
+  }
+  SendReleases(std::move(due), absl::InfiniteFuture());
+}
+
 // ---- commands ----
 
-absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(
-    const EnqueueSessionCommand& c) {
+absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessionCommand& c,
+                                                             absl::Time deadline) {
   if (absl::Status s = validation::ValidateId("session_id", c.session_id); !s.ok()) return s;
   if (absl::Status s = validation::ValidateId("customer_id", c.customer_id); !s.ok()) return s;
   if (c.channel == common::v1::CHANNEL_UNSPECIFIED || !common::v1::Channel_IsValid(c.channel)) {
@@ -388,82 +609,92 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(
   if (c.reason == v1::ENQUEUE_REASON_REOPENED && priority < v1::PRIORITY_HIGH) {
     priority = v1::PRIORITY_HIGH;
   }
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   std::shared_ptr<Pending> pending;
   EnqueueResult result;
-  Releases releases;
+  ReleaseKeys releases;
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     const std::string key = EntryKey(v1::ENTRY_KIND_SESSION, c.session_id);
     RoutingWrite write;
-    OfferBatch offers;
-    if (auto it = entries_.find(key); it != entries_.end()) {
-      Entry& existing = *it->second;
-      if (existing.state() != v1::ENTRY_STATE_ASSIGNED) {
-        result.entry = existing.record.entry;
-        result.entry.set_position(PositionOf(existing));
-        result.replayed = true;
-        return result;
+    auto it = entries_.find(key);
+    if (it != entries_.end() && it->second->state() != v1::ENTRY_STATE_ASSIGNED) {
+      // A retry: answered once the first attempt is durable.
+      result.entry = it->second->record.entry;
+      result.entry.set_position(PositionOf(*it->second));
+      result.replayed = true;
+      pending = Newest();
+    } else {
+      if (it != entries_.end()) {
+        // A transfer: the assignment ends, its capacity is released.
+        Entry& existing = *it->second;
+        Owe(existing.record.assigned_agent_id, c.session_id, existing.record.holder_id, now,
+            write, &releases);
+        offers_.erase(existing.record.accepted_offer_id);
+        entries_.erase(it);
       }
-      // A transfer: the assignment ends, its capacity is released.
-      releases.emplace_back(existing.record.assigned_agent_id, c.session_id);
-      offers_.erase(existing.record.accepted_offer_id);
-      entries_.erase(it);
-    }
-    auto entry = std::make_unique<Entry>();
-    entry->wait_id = next_wait_id_++;
-    EntryRecord& r = entry->record;
-    r.key = key;
-    v1::QueueEntry& e = r.entry;
-    e.set_kind(v1::ENTRY_KIND_SESSION);
-    e.set_session_id(c.session_id);
-    e.set_customer_id(c.customer_id);
-    const QueueId queue{v1::ENTRY_KIND_SESSION, c.channel, c.category,
-                        PrimaryLanguage(c.language)};
-    ToProto(queue, e.mutable_queue());
-    e.set_priority(priority);
-    e.set_reason(c.reason);
-    e.set_state(v1::ENTRY_STATE_WAITING);
-    ToTimestamp(now, e.mutable_enqueued_at());
-    ToTimestamp(c.first_response_due_at, e.mutable_first_response_due_at());
-    if (!c.target_agent_id.empty()) {
-      e.set_target_agent_id(c.target_agent_id);
-      ToTimestamp(now + options_.offer_timeout, e.mutable_target_until());
-    }
-    e.set_preferred_agent_id(c.preferred_agent_id);
-    if (c.handoff.has_value()) *e.mutable_handoff() = *c.handoff;
-    e.set_transfer_note(c.transfer_note);
-    if (!c.excluded_agent_id.empty()) r.excluded.push_back(c.excluded_agent_id);
-    r.order = absl::ToUnixMicros(now);
-    if (c.at_head) r.order = HeadOrder(queue, priority, r.order);
-    Entry& added = *entry;
-    entries_[key] = std::move(entry);
-    AddToQueue(added);
+      auto entry = std::make_unique<Entry>();
+      entry->wait_id = next_wait_id_++;
+      EntryRecord& r = entry->record;
+      r.key = key;
+      v1::QueueEntry& e = r.entry;
+      e.set_kind(v1::ENTRY_KIND_SESSION);
+      e.set_session_id(c.session_id);
+      e.set_customer_id(c.customer_id);
+      const QueueId queue{v1::ENTRY_KIND_SESSION, c.channel, c.category,
+                          PrimaryLanguage(c.language)};
+      ToProto(queue, e.mutable_queue());
+      e.set_priority(priority);
+      e.set_reason(c.reason);
+      e.set_state(v1::ENTRY_STATE_WAITING);
+      ToTimestamp(now, e.mutable_enqueued_at());
+      // Only EMAIL sessions have a due time; 1970-01-01 is how some clients
+      // spell "none".
+      if (c.first_response_due_at > absl::UnixEpoch() &&
+          c.first_response_due_at != absl::InfiniteFuture()) {
+        ToTimestamp(c.first_response_due_at, e.mutable_first_response_due_at());
+      }
+      if (!c.target_agent_id.empty()) {
+        e.set_target_agent_id(c.target_agent_id);
+        ToTimestamp(now + options_.offer_timeout, e.mutable_target_until());
+      }
+      e.set_preferred_agent_id(c.preferred_agent_id);
+      if (c.handoff.has_value()) *e.mutable_handoff() = *c.handoff;
+      e.set_transfer_note(c.transfer_note);
+      if (!c.excluded_agent_id.empty()) r.excluded.push_back(c.excluded_agent_id);
+      r.order = absl::ToUnixMicros(now);
+      if (c.at_head) r.order = queues_.HeadOrder(queue, priority, r.order);
+      Entry& added = *entry;
+      entries_[key] = std::move(entry);
+      AddToQueue(added);
 
-    events::v1::Event event;
-    auto* enqueued = event.mutable_entry_enqueued();
-    enqueued->set_kind(v1::ENTRY_KIND_SESSION);
-    enqueued->set_session_id(c.session_id);
-    *enqueued->mutable_queue() = e.queue();
-    enqueued->set_priority(priority);
-    enqueued->set_reason(c.reason);
-    enqueued->set_at_head(c.at_head);
-    enqueued->set_target_agent_id(c.target_agent_id);
-    enqueued->set_queue_depth(static_cast<int>(queues_[queue].size()));
-    *enqueued->mutable_first_response_due_at() = e.first_response_due_at();
-    write.events.push_back(Sealed(std::move(event), c.session_id, now));
-    write.upserted_entries.push_back(r);
-    metrics_->entries_enqueued->Increment();
-    result.entry = e;
-    result.entry.set_position(PositionOf(added));
-    pending = Commit(std::move(write), std::move(offers));
-    woken_ = true;
-    work_.SignalAll();
+      events::v1::Event event;
+      auto* enqueued = event.mutable_entry_enqueued();
+      enqueued->set_kind(v1::ENTRY_KIND_SESSION);
+      enqueued->set_session_id(c.session_id);
+      *enqueued->mutable_queue() = e.queue();
+      enqueued->set_priority(priority);
+      enqueued->set_reason(c.reason);
+      enqueued->set_at_head(c.at_head);
+      enqueued->set_target_agent_id(c.target_agent_id);
+      enqueued->set_queue_depth(queues_.Depth(queue));
+      if (e.has_first_response_due_at()) {
+        *enqueued->mutable_first_response_due_at() = e.first_response_due_at();
+      }
+      write.events.push_back(Sealed(std::move(event), c.session_id, now));
+      write.upserted_entries.push_back(r);
+      metrics_->entries_enqueued->Increment();
+      result.entry = e;
+      result.entry.set_position(PositionOf(added));
+      pending = Commit(std::move(write), {});
+      WakeLocked();
+    }
   }
   absl::Status s = Wait(pending);
-  ReleaseAll(std::move(releases));
+  if (s.ok()) ReleaseNow(releases, deadline);
   if (!s.ok()) return s;
   return result;
 }
@@ -487,6 +718,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
   }
   const v1::Priority priority =
       c.priority == v1::PRIORITY_URGENT ? v1::PRIORITY_URGENT : v1::PRIORITY_HIGH;
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   std::shared_ptr<Pending> pending;
   EnqueueResult result;
@@ -496,56 +728,57 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
     const absl::Time now = clock_->Now();
     const std::string key = EntryKey(v1::ENTRY_KIND_COMPLAINT, c.complaint_id);
     if (auto it = entries_.find(key); it != entries_.end()) {
+      // A retry: answered once the first attempt is durable.
       result.entry = it->second->record.entry;
       result.entry.set_position(PositionOf(*it->second));
       result.replayed = true;
-      return result;
-    }
-    auto entry = std::make_unique<Entry>();
-    entry->wait_id = next_wait_id_++;
-    EntryRecord& r = entry->record;
-    r.key = key;
-    v1::QueueEntry& e = r.entry;
-    e.set_kind(v1::ENTRY_KIND_COMPLAINT);
-    e.set_complaint_id(c.complaint_id);
-    e.set_session_id(c.session_id);
-    e.set_customer_id(c.customer_id);
-    const QueueId queue{v1::ENTRY_KIND_COMPLAINT, common::v1::CHANNEL_UNSPECIFIED, c.category,
-                        ""};
-    ToProto(queue, e.mutable_queue());
-    e.set_priority(priority);
-    e.set_reason(v1::ENQUEUE_REASON_COMPLAINT);
-    e.set_state(v1::ENTRY_STATE_WAITING);
-    ToTimestamp(now, e.mutable_enqueued_at());
-    r.order = absl::ToUnixMicros(now);
-    Entry& added = *entry;
-    entries_[key] = std::move(entry);
-    AddToQueue(added);
+      pending = Newest();
+    } else {
+      auto entry = std::make_unique<Entry>();
+      entry->wait_id = next_wait_id_++;
+      EntryRecord& r = entry->record;
+      r.key = key;
+      v1::QueueEntry& e = r.entry;
+      e.set_kind(v1::ENTRY_KIND_COMPLAINT);
+      e.set_complaint_id(c.complaint_id);
+      e.set_session_id(c.session_id);
+      e.set_customer_id(c.customer_id);
+      const QueueId queue{v1::ENTRY_KIND_COMPLAINT, common::v1::CHANNEL_UNSPECIFIED,
+                          c.category, ""};
+      ToProto(queue, e.mutable_queue());
+      e.set_priority(priority);
+      e.set_reason(v1::ENQUEUE_REASON_COMPLAINT);
+      e.set_state(v1::ENTRY_STATE_WAITING);
+      ToTimestamp(now, e.mutable_enqueued_at());
+      r.order = absl::ToUnixMicros(now);
+      Entry& added = *entry;
+      entries_[key] = std::move(entry);
+      AddToQueue(added);
 
-    RoutingWrite write;
-    events::v1::Event event;
-    auto* enqueued = event.mutable_entry_enqueued();
-    enqueued->set_kind(v1::ENTRY_KIND_COMPLAINT);
-    enqueued->set_complaint_id(c.complaint_id);
-    *enqueued->mutable_queue() = e.queue();
-    enqueued->set_priority(priority);
-    enqueued->set_reason(v1::ENQUEUE_REASON_COMPLAINT);
-    enqueued->set_queue_depth(static_cast<int>(queues_[queue].size()));
-    write.events.push_back(Sealed(std::move(event), c.complaint_id, now));
-    write.upserted_entries.push_back(r);
-    metrics_->entries_enqueued->Increment();
-    result.entry = e;
-    result.entry.set_position(PositionOf(added));
-    pending = Commit(std::move(write), {});
-    woken_ = true;
-    work_.SignalAll();
+      RoutingWrite write;
+      events::v1::Event event;
+      auto* enqueued = event.mutable_entry_enqueued();
+      enqueued->set_kind(v1::ENTRY_KIND_COMPLAINT);
+      enqueued->set_complaint_id(c.complaint_id);
+      *enqueued->mutable_queue() = e.queue();
+      enqueued->set_priority(priority);
+      enqueued->set_reason(v1::ENQUEUE_REASON_COMPLAINT);
+      enqueued->set_queue_depth(queues_.Depth(queue));
+      write.events.push_back(Sealed(std::move(event), c.complaint_id, now));
+      write.upserted_entries.push_back(r);
+      metrics_->entries_enqueued->Increment();
+      result.entry = e;
+      result.entry.set_position(PositionOf(added));
+      pending = Commit(std::move(write), {});
+      WakeLocked();
+    }
   }
   if (absl::Status s = Wait(pending); !s.ok()) return s;
   return result;
 }
 
 absl::StatusOr<bool> Router::Cancel(v1::EntryKind kind, const std::string& id,
-                                    v1::CancelReason reason) {
+                                    v1::CancelReason reason, absl::Time deadline) {
   const char* field = kind == v1::ENTRY_KIND_COMPLAINT ? "complaint_id" : "session_id";
   if (absl::Status s = validation::ValidateId(field, id); !s.ok()) return s;
   if (!v1::CancelReason_IsValid(reason)) {
@@ -555,305 +788,388 @@ absl::StatusOr<bool> Router::Cancel(v1::EntryKind kind, const std::string& id,
     reason = kind == v1::ENTRY_KIND_COMPLAINT ? v1::CANCEL_REASON_COMPLAINT_HANDLED
                                               : v1::CANCEL_REASON_OTHER;
   }
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
   std::shared_ptr<Pending> pending;
-  Releases releases;
+  ReleaseKeys releases;
+  bool found = false;
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = CheckWritable(); !s.ok()) return s;
     auto it = entries_.find(EntryKey(kind, id));
-    if (it == entries_.end()) return false;
-    RoutingWrite write;
-    OfferBatch offers;
-    // A busy entry is dropped too: whoever is busy with it notices (the
-    // wait id is gone) and releases what they reserved.
-    Drop(*it->second, reason, clock_->Now(), write, offers, releases);
-    pending = Commit(std::move(write), std::move(offers));
+    if (it == entries_.end()) {
+      // Nothing held (or a retry): answered once an earlier cancel is durable.
+      pending = Newest();
+    } else {
+      found = true;
+      RoutingWrite write;
+      OfferBatch offers;
+      // A busy entry is dropped too: whoever is busy with it notices (the
+      // wait id is gone) and releases what they reserved.
+      Drop(*it->second, reason, clock_->Now(), write, offers, releases);
+      pending = Commit(std::move(write), std::move(offers));
+      WakeLocked();
+    }
   }
   absl::Status s = Wait(pending);
-  ReleaseAll(std::move(releases));
   if (!s.ok()) return s;
-  return true;
+  fault::Point("routing.after_cancel_commit");
+  ReleaseNow(releases, deadline);
+  return found;
 }
 
 absl::StatusOr<v1::Assignment> Router::AcceptOffer(const std::string& agent_id,
-                                                   const std::string& offer_id) {
+                                                   const std::string& offer_id,
+                                                   absl::Time deadline) {
   if (absl::Status s = validation::ValidateId("offer_id", offer_id, 64); !s.ok()) return s;
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
   std::string key;
   uint64_t wait_id = 0;
+  bool automatic = false;
+  std::shared_ptr<Pending> pending;
+  std::optional<v1::Assignment> replay;
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = CheckWritable(); !s.ok()) return s;
     auto open = offers_.find(offer_id);
-    if (open == offers_.end()) {
-      auto closed = closed_offers_.find(offer_id);
-      if (closed == closed_offers_.end() || closed->second.agent_id != agent_id) {
-        return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
+    if (open != offers_.end()) {
+      Entry& entry = *entries_.at(open->second);
+      if (entry.state() == v1::ENTRY_STATE_ASSIGNED) {
+        if (entry.record.assigned_agent_id != agent_id) {
+          return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
+        }
+        // A retry: answered once the accept is durable.
+        v1::Assignment& assignment = replay.emplace();
+        assignment.set_offer_id(offer_id);
+        assignment.set_agent_id(agent_id);
+        assignment.set_session_id(entry.record.entry.session_id());
+        ToTimestamp(entry.record.accepted_at, assignment.mutable_accepted_at());
+        ToDuration(entry.record.accepted_at -
+                       protoutil::FromTimestamp(entry.record.entry.enqueued_at()),
+                   assignment.mutable_queue_wait());
+        pending = Newest();
+      } else {
+        if (entry.record.entry.offered_agent_id() != agent_id) {
+          return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
+        }
+        if (entry.busy) {
+          return absl::UnavailableError("the offer is being accepted; retry");
+        }
+        if (!entry.record.accepting) {
+          if (clock_->Now() >= entry.record.offer_expires_at) {
+            return absl::FailedPreconditionError("offer_id: the offer expired");
+          }
+          if (entry.session()) {
+            // The accept intent, durable before presence or sessions hear of
+            // it: whatever happens next is finished or rolled back.
+            entry.record.accepting = true;
+            RoutingWrite write;
+            write.upserted_entries.push_back(entry.record);
+            pending = Commit(std::move(write), {});
+          }
+        }
+        entry.busy = true;
+        key = entry.record.key;
+        wait_id = entry.wait_id;
+        automatic = entry.record.auto_accept;
       }
-      if (closed->second.assignment.has_value()) return *closed->second.assignment;
-      return absl::FailedPreconditionError(
-          absl::StrCat("offer_id: the offer is ",
-                       v1::OfferOutcome_Name(closed->second.offer.outcome())
-                           .substr(sizeof("OFFER_OUTCOME_") - 1)));
     }
-    Entry& entry = *entries_.at(open->second);
-    if (entry.state() == v1::ENTRY_STATE_ASSIGNED) {
-      if (entry.record.assigned_agent_id != agent_id) {
-        return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
-      }
-      v1::Assignment assignment;
-      assignment.set_offer_id(offer_id);
-      assignment.set_agent_id(agent_id);
-      assignment.set_session_id(entry.record.entry.session_id());
-      ToTimestamp(entry.record.accepted_at, assignment.mutable_accepted_at());
-      ToDuration(entry.record.accepted_at -
-                     protoutil::FromTimestamp(entry.record.entry.enqueued_at()),
-                 assignment.mutable_queue_wait());
-      return assignment;
-    }
-    if (entry.record.entry.offered_agent_id() != agent_id) {
+  }
+  if (replay.has_value()) {
+    if (absl::Status s = Wait(pending); !s.ok()) return s;
+    return *replay;
+  }
+  if (key.empty()) {
+    absl::StatusOr<std::optional<ClosedOfferRecord>> closed = FindClosed(offer_id);
+    if (!closed.ok()) return closed.status();
+    if (!closed->has_value() || (*closed)->agent_id != agent_id) {
       return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
     }
-    if (clock_->Now() >= entry.record.offer_expires_at) {
-      return absl::FailedPreconditionError("offer_id: the offer expired");
-    }
-    if (entry.busy) {
-      return absl::UnavailableError("the offer is being accepted; retry");
-    }
-    entry.busy = true;
-    key = entry.record.key;
-    wait_id = entry.wait_id;
+    if ((*closed)->assignment.has_value()) return *(*closed)->assignment;
+    return absl::FailedPreconditionError(
+        absl::StrCat("offer_id: the offer is ", OutcomeName((*closed)->offer.outcome())));
   }
-  return FinishAccept(key, wait_id, agent_id, offer_id, /*automatic=*/false);
+  if (absl::Status s = Wait(pending); !s.ok()) return Unbusy(key, wait_id, s);
+  if (pending != nullptr) fault::Point("routing.after_accept_intent");
+  return DriveAccept(key, wait_id, agent_id, offer_id, automatic, deadline);
 }
 
-absl::StatusOr<v1::Assignment> Router::FinishAccept(const std::string& key, uint64_t wait_id,
-                                                    const std::string& agent_id,
-                                                    const std::string& offer_id,
-                                                    bool automatic) {
-  const bool session = absl::StartsWith(key, "session:");
+absl::Status Router::Unbusy(const std::string& key, uint64_t wait_id, absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(key);
+  if (it != entries_.end() && it->second->wait_id == wait_id) {
+    it->second->busy = false;
+    Backoff(*it->second, clock_->Now());
+  }
+  return status;
+}
+
+absl::StatusOr<v1::Assignment> Router::DriveAccept(const std::string& key, uint64_t wait_id,
+                                                   const std::string& agent_id,
+                                                   const std::string& offer_id, bool automatic,
+                                                   absl::Time deadline) {
+  if (!absl::StartsWith(key, "session:")) {
+    return CommitAccept(key, wait_id, agent_id, offer_id, automatic);
+  }
   const std::string subject = key.substr(key.find(':') + 1);
-  auto unbusy = [&](absl::Status status) -> absl::Status {
-    absl::MutexLock lock(&mu_);
-    auto it = entries_.find(key);
-    if (it != entries_.end() && it->second->wait_id == wait_id) it->second->busy = false;
-    return status;
-  };
   std::string display_name;
   {
     absl::MutexLock lock(&mu_);
-    if (auto it = agents_.find(agent_id); it != agents_.end()) {
-      display_name = it->second.profile().display_name();
+    if (const Agent* agent = agents_.Find(agent_id); agent != nullptr) {
+      display_name = agent->profile().display_name();
     }
   }
-  if (session) {
-    absl::Status confirmed = presence_->Confirm(agent_id, subject);
-    if (absl::IsNotFound(confirmed)) {
-      // The reservation lapsed in presence: the offer cannot stand.
-      Releases releases;
-      std::shared_ptr<Pending> pending;
-      {
-        absl::MutexLock lock(&mu_);
-        auto it = entries_.find(key);
-        if (it == entries_.end() || it->second->wait_id != wait_id) {
-          return absl::FailedPreconditionError("offer_id: the offer was withdrawn");
-        }
-        Entry& entry = *it->second;
-        entry.busy = false;
-        RoutingWrite write;
-        OfferBatch offers;
-        const absl::Time now = clock_->Now();
-        offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_WITHDRAWN, now), true);
-        events::v1::Event event;
-        auto* withdrawn = event.mutable_offer_withdrawn();
-        withdrawn->set_offer_id(offer_id);
-        withdrawn->set_session_id(subject);
-        withdrawn->set_agent_id(agent_id);
-        write.events.push_back(Sealed(std::move(event), subject, now));
-        write.upserted_entries.push_back(entry.record);
-        pending = Commit(std::move(write), std::move(offers));
-        woken_ = true;
-        work_.SignalAll();
-      }
-      Wait(pending).IgnoreError();
+  bool assigned = false;
+  absl::Status confirmed = presence_->Confirm(agent_id, subject, deadline);
+  if (absl::IsNotFound(confirmed)) {
+    // Presence no longer holds the capacity (it lapsed, or a release or a
+    // reconciliation freed it). Whether sessions already assigned the agent
+    // decides between finishing and rolling back.
+    absl::StatusOr<SessionView> view = sessions_->GetSession(subject, deadline);
+    if (!view.ok() && !absl::IsNotFound(view.status())) {
+      metrics_->peer_failures->Increment();
+      return Unbusy(key, wait_id,
+                    absl::UnavailableError(absl::StrCat("sessions unavailable: ",
+                                                        view.status().message())));
+    }
+    if (view.ok() && view->state == SessionView::State::kAssigned &&
+        view->assigned_agent_id == agent_id) {
+      // The assignment stands; the next reconciliation restores its capacity.
+      assigned = true;
+      absl::MutexLock lock(&mu_);
+      next_reconcile_ = absl::InfinitePast();
+    } else if (view.ok() && view->state == SessionView::State::kQueued) {
+      RollBackAccept(key, wait_id);
       return absl::FailedPreconditionError(
           "offer_id: the capacity held for the offer lapsed; it goes to the next agent");
-    }
-    if (!confirmed.ok()) {
-      metrics_->peer_failures->Increment();
-      return unbusy(absl::UnavailableError(
-          absl::StrCat("presence unavailable: ", confirmed.message())));
-    }
-    absl::Status assigned = sessions_->AssignAgent(subject, agent_id, display_name, offer_id);
-    if (absl::IsFailedPrecondition(assigned) || absl::IsNotFound(assigned)) {
-      // The session no longer waits (closed meanwhile): routing lets it go.
-      log::Warning("assign_refused", {{"session_id", subject}, {"detail", assigned.message()}});
-      Releases releases;
-      std::shared_ptr<Pending> pending;
-      {
-        absl::MutexLock lock(&mu_);
-        auto it = entries_.find(key);
-        if (it != entries_.end() && it->second->wait_id == wait_id) {
-          RoutingWrite write;
-          OfferBatch offers;
-          Drop(*it->second, v1::CANCEL_REASON_OTHER, clock_->Now(), write, offers, releases);
-          pending = Commit(std::move(write), std::move(offers));
-        } else {
-          releases.emplace_back(agent_id, subject);
-        }
-      }
-      if (pending) Wait(pending).IgnoreError();
-      ReleaseAll(std::move(releases));
+    } else {
+      Abandon(key, wait_id, "the session no longer waits for an agent");
       return absl::FailedPreconditionError(
           "offer_id: the session no longer waits for an agent");
     }
-    if (!assigned.ok()) {
-      metrics_->peer_failures->Increment();
-      return unbusy(absl::UnavailableError(
-          absl::StrCat("sessions unavailable: ", assigned.message())));
-    }
+  } else if (!confirmed.ok()) {
+    metrics_->peer_failures->Increment();
+    return Unbusy(key, wait_id,
+                  absl::UnavailableError(
+                      absl::StrCat("presence unavailable: ", confirmed.message(),
+                                   "; the accept is recorded and completes when it is back")));
+  } else {
+    fault::Point("routing.after_confirm");
   }
+  if (!assigned) {
+    absl::Status s = sessions_->AssignAgent(subject, agent_id, display_name, offer_id, deadline);
+    if (absl::IsFailedPrecondition(s) || absl::IsNotFound(s)) {
+      // The session no longer waits (closed meanwhile): routing lets it go.
+      Abandon(key, wait_id, std::string(s.message()));
+      return absl::FailedPreconditionError(
+          "offer_id: the session no longer waits for an agent");
+    }
+    if (!s.ok()) {
+      metrics_->peer_failures->Increment();
+      return Unbusy(key, wait_id,
+                    absl::UnavailableError(
+                        absl::StrCat("sessions unavailable: ", s.message(),
+                                     "; the accept is recorded and completes when it is back")));
+    }
+    fault::Point("routing.after_assign");
+  }
+  return CommitAccept(key, wait_id, agent_id, offer_id, automatic);
+}
 
+void Router::Abandon(const std::string& key, uint64_t wait_id, const std::string& detail) {
+  log::Warning("assign_refused", {{"entry", key}, {"detail", detail}});
+  std::shared_ptr<Pending> pending;
+  ReleaseKeys releases;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end() || it->second->wait_id != wait_id) return;
+    RoutingWrite write;
+    OfferBatch offers;
+    Drop(*it->second, v1::CANCEL_REASON_OTHER, clock_->Now(), write, offers, releases);
+    pending = Commit(std::move(write), std::move(offers));
+  }
+  if (Wait(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
+}
+
+void Router::RollBackAccept(const std::string& key, uint64_t wait_id) {
+  std::shared_ptr<Pending> pending;
+  ReleaseKeys releases;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end() || it->second->wait_id != wait_id) return;
+    Entry& entry = *it->second;
+    entry.busy = false;
+    if (entry.state() != v1::ENTRY_STATE_OFFERED) return;
+    const absl::Time now = clock_->Now();
+    const std::string agent_id = entry.record.entry.offered_agent_id();
+    const std::string offer_id = entry.record.offer_id;
+    RoutingWrite write;
+    OfferBatch offers;
+    offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_WITHDRAWN, now, write, &releases),
+                        true);
+    events::v1::Event event;
+    FillWithdrawn(event.mutable_offer_withdrawn(), offer_id, true, entry.record.entry.session_id(),
+                  agent_id);
+    write.events.push_back(Sealed(std::move(event), entry.record.entry.session_id(), now));
+    write.upserted_entries.push_back(entry.record);
+    pending = Commit(std::move(write), std::move(offers));
+    WakeLocked();
+  }
+  if (Wait(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
+}
+
+absl::StatusOr<v1::Assignment> Router::CommitAccept(const std::string& key, uint64_t wait_id,
+                                                    const std::string& agent_id,
+                                                    const std::string& offer_id,
+                                                    bool automatic) {
   v1::Assignment assignment;
   std::shared_ptr<Pending> pending;
-  Releases releases;
   {
     absl::MutexLock lock(&mu_);
     auto it = entries_.find(key);
     if (it == entries_.end() || it->second->wait_id != wait_id) {
-      // Cancelled while we confirmed: give the capacity back.
-      if (session) releases.emplace_back(agent_id, subject);
-    } else {
-      Entry& entry = *it->second;
-      entry.busy = false;
-      const absl::Time now = clock_->Now();
-      const absl::Time enqueued_at = protoutil::FromTimestamp(entry.record.entry.enqueued_at());
-      const absl::Time offered_at = entry.record.offered_at;
-      const int attempt = entry.record.entry.offer_attempts();
-      v1::Offer closed = CloseOffer(entry, v1::OFFER_OUTCOME_ACCEPTED, now);
-      closed.set_auto_accepted(automatic);
-      assignment.set_offer_id(offer_id);
-      assignment.set_agent_id(agent_id);
-      if (session) {
-        assignment.set_session_id(subject);
-      } else {
-        assignment.set_complaint_id(subject);
-      }
-      ToTimestamp(now, assignment.mutable_accepted_at());
-      ToDuration(now - enqueued_at, assignment.mutable_queue_wait());
-
-      RoutingWrite write;
-      events::v1::Event event;
-      auto* accepted = event.mutable_offer_accepted();
-      accepted->set_offer_id(offer_id);
-      accepted->set_kind(entry.record.entry.kind());
-      (session ? accepted->mutable_session_id() : accepted->mutable_complaint_id())
-          ->assign(subject);
-      accepted->set_agent_id(agent_id);
-      *accepted->mutable_queue() = entry.record.entry.queue();
-      accepted->set_priority(entry.record.entry.priority());
-      ToDuration(now - enqueued_at, accepted->mutable_queue_wait());
-      ToDuration(now - offered_at, accepted->mutable_time_to_accept());
-      accepted->set_auto_accepted(automatic);
-      accepted->set_attempt(attempt);
-      write.events.push_back(Sealed(std::move(event), subject, now));
-      metrics_->offers_accepted->Increment();
-      if (automatic) metrics_->offers_auto_accepted->Increment();
-      const QueueId queue = entry.queue();
-      metrics_->queue_wait(queue.channel, queue.category)
-          .Observe(absl::ToDoubleSeconds(now - enqueued_at));
-      Remember(ClosedOffer{agent_id, closed, assignment});
-      RemoveFromQueue(entry);
-      if (session) {
-        entry.record.entry.set_state(v1::ENTRY_STATE_ASSIGNED);
-        entry.record.assigned_agent_id = agent_id;
-        entry.record.accepted_offer_id = offer_id;
-        entry.record.accepted_at = now;
-        offers_[offer_id] = key;
-        write.upserted_entries.push_back(entry.record);
-      } else {
-        // A complaint leaves routing once a supervisor takes it.
-        last_complaint_accept_[agent_id] = now;
-        write.deleted_entries.push_back(key);
-        entries_.erase(it);
-      }
-      pending = Commit(std::move(write), {{closed, true}});
+      // Cancelled meanwhile: the cancel owes the release of what was held.
+      return absl::FailedPreconditionError("offer_id: the offer was withdrawn");
     }
+    Entry& entry = *it->second;
+    const bool session = entry.session();
+    const std::string subject = SubjectOf(entry.record.entry);
+    entry.busy = false;
+    entry.retries = 0;
+    entry.retry_after = absl::InfinitePast();
+    const absl::Time now = clock_->Now();
+    const absl::Time enqueued_at = protoutil::FromTimestamp(entry.record.entry.enqueued_at());
+    const absl::Time offered_at = entry.record.offered_at;
+    const int attempt = entry.record.entry.offer_attempts();
+    RoutingWrite write;
+    v1::Offer closed = CloseOffer(entry, v1::OFFER_OUTCOME_ACCEPTED, now, write, nullptr);
+    closed.set_auto_accepted(automatic);
+    assignment.set_offer_id(offer_id);
+    assignment.set_agent_id(agent_id);
+    if (session) {
+      assignment.set_session_id(subject);
+    } else {
+      assignment.set_complaint_id(subject);
+    }
+    ToTimestamp(now, assignment.mutable_accepted_at());
+    ToDuration(now - enqueued_at, assignment.mutable_queue_wait());
+
+    events::v1::Event event;
+    auto* accepted = event.mutable_offer_accepted();
+    accepted->set_offer_id(offer_id);
+    accepted->set_kind(entry.record.entry.kind());
+    (session ? accepted->mutable_session_id() : accepted->mutable_complaint_id())
+        ->assign(subject);
+    accepted->set_agent_id(agent_id);
+    *accepted->mutable_queue() = entry.record.entry.queue();
+    accepted->set_priority(entry.record.entry.priority());
+    ToDuration(now - enqueued_at, accepted->mutable_queue_wait());
+    ToDuration(now - offered_at, accepted->mutable_time_to_accept());
+    accepted->set_auto_accepted(automatic);
+    accepted->set_attempt(attempt);
+    write.events.push_back(Sealed(std::move(event), subject, now));
+    metrics_->offers_accepted->Increment();
+    if (automatic) metrics_->offers_auto_accepted->Increment();
+    const QueueId queue = entry.queue();
+    metrics_->queue_wait(queue.channel, queue.category)
+        .Observe(absl::ToDoubleSeconds(now - enqueued_at));
+    Remember(ClosedOfferRecord{offer_id, agent_id, closed, assignment, now}, write);
+    RemoveFromQueue(entry);
+    if (session) {
+      entry.record.entry.set_state(v1::ENTRY_STATE_ASSIGNED);
+      entry.record.assigned_agent_id = agent_id;
+      entry.record.accepted_offer_id = offer_id;
+      entry.record.accepted_at = now;
+      offers_[offer_id] = key;
+      if (presence_live_ && agents_.Find(agent_id) == nullptr) {
+        // The agent went offline while the accept was in progress: the
+        // session goes back to the head of its queue at once.
+        Requeue(entry, now, write);
+      }
+      write.upserted_entries.push_back(entry.record);
+    } else {
+      // A complaint leaves routing once a supervisor takes it.
+      last_complaint_accept_[agent_id] = now;
+      write.deleted_entries.push_back(key);
+      entries_.erase(it);
+    }
+    pending = Commit(std::move(write), {{closed, true}});
+    WakeLocked();
   }
-  ReleaseAll(std::move(releases));
-  if (!pending) return absl::FailedPreconditionError("offer_id: the offer was withdrawn");
   if (absl::Status s = Wait(pending); !s.ok()) return s;
+  fault::Point("routing.after_accept_commit");
   return assignment;
 }
 
 absl::StatusOr<v1::Offer> Router::DeclineOffer(const std::string& agent_id,
                                                const std::string& offer_id,
-                                               v1::DeclineReason reason) {
+                                               v1::DeclineReason reason, absl::Time deadline) {
   if (absl::Status s = validation::ValidateId("offer_id", offer_id, 64); !s.ok()) return s;
   if (!v1::DeclineReason_IsValid(reason)) {
     return absl::InvalidArgumentError(absl::StrCat("reason: unknown reason ", reason));
   }
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
   std::shared_ptr<Pending> pending;
-  Releases releases;
+  ReleaseKeys releases;
   v1::Offer result;
+  bool open_offer = false;
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = CheckWritable(); !s.ok()) return s;
     auto open = offers_.find(offer_id);
-    if (open == offers_.end()) {
-      auto closed = closed_offers_.find(offer_id);
-      if (closed == closed_offers_.end() || closed->second.agent_id != agent_id) {
-        return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
+    if (open != offers_.end()) {
+      open_offer = true;
+      Entry& entry = *entries_.at(open->second);
+      const bool mine = entry.state() == v1::ENTRY_STATE_ASSIGNED
+                            ? entry.record.assigned_agent_id == agent_id
+                            : entry.record.entry.offered_agent_id() == agent_id;
+      if (!mine) return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
+      if (entry.state() == v1::ENTRY_STATE_ASSIGNED) {
+        return absl::FailedPreconditionError("offer_id: the offer was accepted");
       }
-      if (closed->second.offer.outcome() == v1::OFFER_OUTCOME_DECLINED) {
-        return closed->second.offer;
+      if (entry.busy || entry.record.accepting) {
+        return absl::FailedPreconditionError("offer_id: the offer is being accepted");
       }
-      return absl::FailedPreconditionError(
-          absl::StrCat("offer_id: the offer is ",
-                       v1::OfferOutcome_Name(closed->second.offer.outcome())
-                           .substr(sizeof("OFFER_OUTCOME_") - 1)));
+      const absl::Time now = clock_->Now();
+      const bool session = entry.session();
+      const std::string subject = SubjectOf(entry.record.entry);
+      const absl::Time offered_at = entry.record.offered_at;
+      RoutingWrite write;
+      result = CloseOffer(entry, v1::OFFER_OUTCOME_DECLINED, now, write, &releases);
+      entry.record.excluded.push_back(agent_id);
+      if (entry.record.entry.target_agent_id() == agent_id) {
+        // A transfer's target declined: back to the queue's head.
+        entry.record.entry.clear_target_agent_id();
+        entry.record.entry.clear_target_until();
+        MoveToHead(entry);
+      }
+      events::v1::Event event;
+      auto* declined = event.mutable_offer_declined();
+      declined->set_offer_id(offer_id);
+      (session ? declined->mutable_session_id() : declined->mutable_complaint_id())
+          ->assign(subject);
+      declined->set_agent_id(agent_id);
+      declined->set_reason(reason);
+      ToDuration(now - offered_at, declined->mutable_time_to_decline());
+      write.events.push_back(Sealed(std::move(event), subject, now));
+      write.upserted_entries.push_back(entry.record);
+      pending = Commit(std::move(write), {{result, true}});
+      WakeLocked();
     }
-    Entry& entry = *entries_.at(open->second);
-    const bool mine = entry.state() == v1::ENTRY_STATE_ASSIGNED
-                          ? entry.record.assigned_agent_id == agent_id
-                          : entry.record.entry.offered_agent_id() == agent_id;
-    if (!mine) return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
-    if (entry.state() == v1::ENTRY_STATE_ASSIGNED) {
-      return absl::FailedPreconditionError("offer_id: the offer was accepted");
-    }
-    if (entry.busy) {
-      return absl::FailedPreconditionError("offer_id: the offer is being accepted");
-    }
-    const absl::Time now = clock_->Now();
-    const bool session = entry.record.entry.kind() == v1::ENTRY_KIND_SESSION;
-    const std::string subject = SubjectOf(entry.record.entry);
-    const absl::Time offered_at = entry.record.offered_at;
-    result = CloseOffer(entry, v1::OFFER_OUTCOME_DECLINED, now);
-    entry.record.excluded.push_back(agent_id);
-    if (entry.record.entry.target_agent_id() == agent_id) {
-      // A transfer's target declined: back to the queue's head.
-      entry.record.entry.clear_target_agent_id();
-      entry.record.entry.clear_target_until();
-      MoveToHead(entry);
-    }
-    if (session) releases.emplace_back(agent_id, subject);
-    RoutingWrite write;
-    events::v1::Event event;
-    auto* declined = event.mutable_offer_declined();
-    declined->set_offer_id(offer_id);
-    (session ? declined->mutable_session_id() : declined->mutable_complaint_id())
-        ->assign(subject);
-    declined->set_agent_id(agent_id);
-    declined->set_reason(reason);
-    ToDuration(now - offered_at, declined->mutable_time_to_decline());
-    write.events.push_back(Sealed(std::move(event), subject, now));
-    write.upserted_entries.push_back(entry.record);
-    pending = Commit(std::move(write), {{result, true}});
-    woken_ = true;
-    work_.SignalAll();
   }
-  absl::Status s = Wait(pending);
-  ReleaseAll(std::move(releases));
-  if (!s.ok()) return s;
+  if (!open_offer) {
+    absl::StatusOr<std::optional<ClosedOfferRecord>> closed = FindClosed(offer_id);
+    if (!closed.ok()) return closed.status();
+    if (!closed->has_value() || (*closed)->agent_id != agent_id) {
+      return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
+    }
+    if ((*closed)->offer.outcome() == v1::OFFER_OUTCOME_DECLINED) return (*closed)->offer;
+    return absl::FailedPreconditionError(
+        absl::StrCat("offer_id: the offer is ", OutcomeName((*closed)->offer.outcome())));
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  ReleaseNow(releases, deadline);
   return result;
 }
 
@@ -871,7 +1187,7 @@ absl::StatusOr<Router::EntryView> Router::GetEntry(v1::EntryKind kind,
   EntryView view;
   view.entry = it->second->record.entry;
   view.entry.set_position(PositionOf(*it->second));
-  view.queue_depth = static_cast<int>(queues_.at(it->second->queue()).size());
+  view.queue_depth = queues_.Depth(it->second->queue());
   return view;
 }
 
@@ -881,52 +1197,28 @@ std::vector<v1::QueueEntry> Router::ListEntries(const Filter& filter, size_t off
   std::vector<v1::QueueEntry> page;
   *more = false;
   size_t index = 0;
-  for (const auto& [queue, order] : queues_) {
+  for (const auto& [queue, order] : queues_.queues()) {
     if (!Matches(filter, queue)) continue;
     int position = 0;
-    for (const QueueOrder& item : order) {
+    for (const QueueOrder::Slot& slot : order) {
       ++position;
       if (index++ < offset) continue;
       if (page.size() == page_size) {
         *more = true;
         return page;
       }
-      v1::QueueEntry& entry = page.emplace_back(entries_.at(std::get<2>(item))->record.entry);
+      v1::QueueEntry& entry = page.emplace_back(entries_.at(slot.key)->record.entry);
       entry.set_position(position);
     }
   }
   return page;
 }
 
-bool Router::Eligible(const Agent& agent, const QueueId& queue) const {
-  if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) return false;
-  const auto& skills = agent.profile().skills();
-  if (std::find(skills.categories().begin(), skills.categories().end(), queue.category) ==
-      skills.categories().end()) {
-    return false;
-  }
-  if (std::none_of(skills.languages().begin(), skills.languages().end(),
-                   [&](const std::string& l) { return PrimaryLanguage(l) == queue.language; })) {
-    return false;
-  }
-  return std::any_of(agent.profile().capacities().begin(), agent.profile().capacities().end(),
-                     [&](const presence::v1::ChannelCapacity& c) {
-                       return c.channel() == queue.channel && c.capacity() > 0;
-                     });
-}
-
-bool Router::HasFreeCapacity(const Agent& agent, Channel channel) const {
-  for (const auto& c : agent.profile().capacities()) {
-    if (c.channel() == channel) return c.load() < c.capacity();
-  }
-  return false;
-}
-
 std::vector<v1::QueueStats> Router::Stats(const Filter& filter) const {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   std::map<QueueId, v1::QueueStats> stats;
-  for (const auto& [queue, order] : queues_) {
+  for (const auto& [queue, order] : queues_.queues()) {
     if (!Matches(filter, queue)) continue;
     v1::QueueStats& s = stats[queue];
     ToProto(queue, s.mutable_queue());
@@ -935,8 +1227,8 @@ std::vector<v1::QueueStats> Router::Stats(const Filter& filter) const {
     s.add_depth_by_priority(0);
     s.add_depth_by_priority(0);
     absl::Time oldest = absl::InfiniteFuture();
-    for (const QueueOrder& item : order) {
-      const EntryRecord& r = entries_.at(std::get<2>(item))->record;
+    for (const QueueOrder::Slot& slot : order) {
+      const EntryRecord& r = entries_.at(slot.key)->record;
       if (r.entry.state() == v1::ENTRY_STATE_OFFERED) s.set_offered(s.offered() + 1);
       const int p = r.entry.priority() - 1;
       if (p >= 0 && p < 3) s.set_depth_by_priority(p, s.depth_by_priority(p) + 1);
@@ -954,45 +1246,28 @@ std::vector<v1::QueueStats> Router::Stats(const Filter& filter) const {
     }
   }
   // Queues that an ONLINE agent could serve appear even when empty.
-  for (const auto& [id, agent] : agents_) {
-    if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) continue;
-    for (int category : agent.profile().skills().categories()) {
-      for (const std::string& language : agent.profile().skills().languages()) {
-        for (const auto& c : agent.profile().capacities()) {
-          if (c.capacity() <= 0) continue;
-          const QueueId queue{v1::ENTRY_KIND_SESSION, c.channel(),
-                              static_cast<Category>(category), PrimaryLanguage(language)};
-          if (!Matches(filter, queue) || stats.count(queue)) continue;
-          v1::QueueStats& s = stats[queue];
-          ToProto(queue, s.mutable_queue());
-          for (int i = 0; i < 3; ++i) s.add_depth_by_priority(0);
-          ToDuration(absl::ZeroDuration(), s.mutable_oldest_wait());
-        }
-      }
-    }
+  for (const QueueId& queue : agents_.ServableQueues()) {
+    if (!Matches(filter, queue) || stats.count(queue)) continue;
+    v1::QueueStats& s = stats[queue];
+    ToProto(queue, s.mutable_queue());
+    for (int i = 0; i < 3; ++i) s.add_depth_by_priority(0);
+    ToDuration(absl::ZeroDuration(), s.mutable_oldest_wait());
   }
   std::vector<v1::QueueStats> out;
   for (auto& [queue, s] : stats) {
-    int eligible = 0, available = 0;
+    AgentPool::Counts counts;
     if (queue.kind == v1::ENTRY_KIND_COMPLAINT) {
       for (const auto& [id, count] : watching_supervisors_) {
-        auto agent = agents_.find(id);
-        if (agent == agents_.end() ||
-            agent->second.status() != presence::v1::AGENT_STATUS_ONLINE) {
-          continue;
-        }
-        ++eligible;
-        ++available;
+        const Agent* agent = agents_.Find(id);
+        if (agent == nullptr || agent->status() != presence::v1::AGENT_STATUS_ONLINE) continue;
+        ++counts.eligible;
+        ++counts.available;
       }
     } else {
-      for (const auto& [id, agent] : agents_) {
-        if (!Eligible(agent, queue)) continue;
-        ++eligible;
-        if (HasFreeCapacity(agent, queue.channel)) ++available;
-      }
+      counts = agents_.Count(queue);
     }
-    s.set_eligible_agents(eligible);
-    s.set_available_agents(available);
+    s.set_eligible_agents(counts.eligible);
+    s.set_available_agents(counts.available);
     out.push_back(std::move(s));
   }
   return out;
@@ -1013,6 +1288,7 @@ absl::StatusOr<SettingsRecord> Router::UpdateSettings(const std::string& agent_i
                                                       const v1::AgentSettings& settings,
                                                       const std::string& actor_id) {
   if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
   std::shared_ptr<Pending> pending;
   SettingsRecord record;
   {
@@ -1049,8 +1325,7 @@ std::vector<v1::Offer> Router::SubscribeOffers(const std::string& agent_id, bool
   }
   if (supervisor) {
     ++watching_supervisors_[agent_id];
-    woken_ = true;
-    work_.SignalAll();
+    WakeLocked();
   }
   for (const auto& [offer_id, key] : offers_) {
     const Entry& entry = *entries_.at(key);
@@ -1093,74 +1368,79 @@ void Router::UnsubscribeOffers(OfferListener* listener) {
 
 void Router::SetAgent(const Agent& agent, absl::Time now, RoutingWrite& write,
                       OfferBatch& offers) {
-  const bool lapsed = agent.status() == presence::v1::AGENT_STATUS_OFFLINE;
-  auto it = agents_.find(agent.agent_id());
-  if (it != agents_.end() && agent.revision() != 0 && it->second.revision() > agent.revision()) {
+  const Agent* known = agents_.Find(agent.agent_id());
+  if (known != nullptr && agent.revision() != 0 && known->revision() > agent.revision()) {
     return;  // older than what we know
   }
-  if (lapsed) {
-    agents_.erase(agent.agent_id());
+  if (agent.status() == presence::v1::AGENT_STATUS_OFFLINE) {
+    agents_.Remove(agent.agent_id());
     LapseLocked(agent.agent_id(), now, write, offers);
   } else {
-    agents_[agent.agent_id()] = agent;
+    agents_.Upsert(agent);
   }
+}
+
+void Router::Requeue(Entry& entry, absl::Time now, RoutingWrite& write) {
+  const std::string agent_id = entry.record.assigned_agent_id;
+  const std::string subject = entry.record.entry.session_id();
+  offers_.erase(entry.record.accepted_offer_id);
+  Owe(agent_id, subject, entry.record.holder_id, now, write, nullptr);
+  entry.record.holder_id = 0;
+  entry.record.entry.set_state(v1::ENTRY_STATE_WAITING);
+  entry.record.entry.set_reason(v1::ENQUEUE_REASON_AGENT_UNAVAILABLE);
+  entry.record.entry.set_offer_attempts(0);
+  entry.record.entry.clear_target_agent_id();
+  entry.record.entry.clear_target_until();
+  entry.record.entry.set_preferred_agent_id("");
+  ToTimestamp(now, entry.record.entry.mutable_enqueued_at());
+  entry.record.assigned_agent_id.clear();
+  entry.record.accepted_offer_id.clear();
+  entry.record.accepted_at = absl::InfinitePast();
+  entry.record.excluded.clear();
+  entry.record.timed_out.clear();
+  entry.record.requeued_from = agent_id;
+  entry.record.order = queues_.HeadOrder(entry.queue(), entry.record.entry.priority(),
+                                         absl::ToUnixMicros(now));
+  entry.retry_after = absl::InfinitePast();
+  AddToQueue(entry);
+  events::v1::Event event;
+  auto* requeued = event.mutable_entry_requeued();
+  requeued->set_session_id(subject);
+  requeued->set_agent_id(agent_id);
+  *requeued->mutable_queue() = entry.record.entry.queue();
+  requeued->set_priority(entry.record.entry.priority());
+  write.events.push_back(Sealed(std::move(event), subject, now));
+  metrics_->entries_requeued->Increment();
 }
 
 void Router::LapseLocked(const std::string& agent_id, absl::Time now, RoutingWrite& write,
                          OfferBatch& offers) {
   for (auto& [key, owned] : entries_) {
     Entry& entry = *owned;
-    const bool session = entry.record.entry.kind() == v1::ENTRY_KIND_SESSION;
-    const std::string subject = SubjectOf(entry.record.entry);
     if (entry.state() == v1::ENTRY_STATE_OFFERED &&
-        entry.record.entry.offered_agent_id() == agent_id && !entry.busy) {
+        entry.record.entry.offered_agent_id() == agent_id && !entry.busy &&
+        !entry.record.accepting) {
+      // (An accept in progress finishes; CommitAccept then re-queues it.)
+      const bool session = entry.session();
+      const std::string subject = SubjectOf(entry.record.entry);
       const std::string offer_id = entry.record.offer_id;
-      offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_WITHDRAWN, now), true);
+      offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_WITHDRAWN, now, write, nullptr),
+                          true);
       events::v1::Event event;
       auto* withdrawn = event.mutable_offer_withdrawn();
-      withdrawn->set_offer_id(offer_id);
-      (session ? withdrawn->mutable_session_id() : withdrawn->mutable_complaint_id())
-          ->assign(subject);
-      withdrawn->set_agent_id(agent_id);
+      FillWithdrawn(withdrawn, offer_id, session, subject, agent_id);
       withdrawn->set_agent_unavailable(true);
       write.events.push_back(Sealed(std::move(event), subject, now));
       write.upserted_entries.push_back(entry.record);
-      if (session) failed_releases_.emplace_back(agent_id, subject);
     } else if (entry.state() == v1::ENTRY_STATE_ASSIGNED &&
                entry.record.assigned_agent_id == agent_id) {
-      offers_.erase(entry.record.accepted_offer_id);
-      entry.record.entry.set_state(v1::ENTRY_STATE_WAITING);
-      entry.record.entry.set_reason(v1::ENQUEUE_REASON_AGENT_UNAVAILABLE);
-      entry.record.entry.set_offer_attempts(0);
-      entry.record.entry.clear_target_agent_id();
-      entry.record.entry.clear_target_until();
-      entry.record.entry.set_preferred_agent_id("");
-      ToTimestamp(now, entry.record.entry.mutable_enqueued_at());
-      entry.record.assigned_agent_id.clear();
-      entry.record.accepted_offer_id.clear();
-      entry.record.accepted_at = absl::InfinitePast();
-      entry.record.excluded.clear();
-      entry.record.timed_out.clear();
-      entry.record.requeued_from = agent_id;
-      entry.record.order =
-          HeadOrder(entry.queue(), entry.record.entry.priority(), absl::ToUnixMicros(now));
-      entry.retry_after = absl::InfinitePast();
-      AddToQueue(entry);
-      events::v1::Event event;
-      auto* requeued = event.mutable_entry_requeued();
-      requeued->set_session_id(subject);
-      requeued->set_agent_id(agent_id);
-      *requeued->mutable_queue() = entry.record.entry.queue();
-      requeued->set_priority(entry.record.entry.priority());
-      write.events.push_back(Sealed(std::move(event), subject, now));
+      Requeue(entry, now, write);
       write.upserted_entries.push_back(entry.record);
-      failed_releases_.emplace_back(agent_id, subject);
-      metrics_->entries_requeued->Increment();
     }
   }
 }
 
-void Router::ResetPresence(const std::vector<Agent>& agents) {
+absl::Status Router::ResetPresence(const std::vector<Agent>& agents) {
   std::shared_ptr<Pending> pending;
   {
     absl::MutexLock lock(&mu_);
@@ -1170,7 +1450,7 @@ void Router::ResetPresence(const std::vector<Agent>& agents) {
     std::set<std::string> present;
     for (const Agent& agent : agents) present.insert(agent.agent_id());
     std::set<std::string> gone;
-    for (const auto& [id, agent] : agents_) {
+    for (const std::string& id : agents_.Ids()) {
       if (!present.count(id)) gone.insert(id);
     }
     // Agents holding work that presence no longer lists are OFFLINE too
@@ -1185,19 +1465,19 @@ void Router::ResetPresence(const std::vector<Agent>& agents) {
         gone.insert(entry->record.entry.offered_agent_id());
       }
     }
-    agents_.clear();
+    agents_.Clear();
     for (const Agent& agent : agents) {
-      if (agent.status() != presence::v1::AGENT_STATUS_OFFLINE) agents_[agent.agent_id()] = agent;
+      if (agent.status() != presence::v1::AGENT_STATUS_OFFLINE) agents_.Upsert(agent);
     }
+    presence_live_ = true;
     for (const std::string& id : gone) LapseLocked(id, now, write, offers);
     pending = Commit(std::move(write), std::move(offers));
-    woken_ = true;
-    work_.SignalAll();
+    WakeLocked();
   }
-  Wait(pending).IgnoreError();
+  return Wait(pending);
 }
 
-void Router::OnAgentChange(const Agent& agent) {
+absl::Status Router::OnAgentChange(const Agent& agent) {
   std::shared_ptr<Pending> pending;
   {
     absl::MutexLock lock(&mu_);
@@ -1205,43 +1485,31 @@ void Router::OnAgentChange(const Agent& agent) {
     OfferBatch offers;
     SetAgent(agent, clock_->Now(), write, offers);
     pending = Commit(std::move(write), std::move(offers));
-    woken_ = true;
-    work_.SignalAll();
+    WakeLocked();
   }
-  Wait(pending).IgnoreError();
+  return Wait(pending);
 }
 
 // ---- the dispatcher ----
 
+absl::Duration Router::BackoffAfter(int attempts) const {
+  return std::min(options_.max_retry_backoff,
+                  absl::Milliseconds(250) * (1 << std::min(attempts, 10)));
+}
+
 void Router::Backoff(Entry& entry, absl::Time now) {
   entry.retries = std::min(entry.retries + 1, 10);
-  entry.retry_after =
-      now + std::min(options_.max_retry_backoff, absl::Milliseconds(250) * (1 << entry.retries));
+  entry.retry_after = now + BackoffAfter(entry.retries);
 }
 
-void Router::ReleaseAll(Releases releases) {
-  for (const auto& [agent_id, session_id] : releases) {
-    absl::Status s = presence_->Release(agent_id, session_id);
-    if (!s.ok() && !IsDecision(s)) {
-      metrics_->peer_failures->Increment();
-      absl::MutexLock lock(&mu_);
-      failed_releases_.emplace_back(agent_id, session_id);
-    }
-  }
-}
-
-void Router::RetryReleases() {
-  Releases releases;
-  {
-    absl::MutexLock lock(&mu_);
-    releases.swap(failed_releases_);
-  }
-  ReleaseAll(std::move(releases));
+void Router::RequestReconcile(absl::Time now) {
+  // Soon, but not more often than once a second whatever asks for it.
+  next_reconcile_ = std::min(next_reconcile_, std::max(now, last_reconcile_ + absl::Seconds(1)));
 }
 
 void Router::ExpireDue() {
   std::shared_ptr<Pending> pending;
-  Releases releases;
+  ReleaseKeys releases;
   {
     absl::MutexLock lock(&mu_);
     if (store_failed_) return;
@@ -1250,13 +1518,14 @@ void Router::ExpireDue() {
     OfferBatch offers;
     for (auto& [key, owned] : entries_) {
       Entry& entry = *owned;
-      const bool session = entry.record.entry.kind() == v1::ENTRY_KIND_SESSION;
+      const bool session = entry.session();
       const std::string subject = SubjectOf(entry.record.entry);
-      if (entry.state() == v1::ENTRY_STATE_OFFERED && !entry.busy &&
+      if (entry.state() == v1::ENTRY_STATE_OFFERED && !entry.busy && !entry.record.accepting &&
           entry.record.offer_expires_at <= now) {
         const std::string agent_id = entry.record.entry.offered_agent_id();
         const std::string offer_id = entry.record.offer_id;
-        offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_EXPIRED, now), true);
+        offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_EXPIRED, now, write, &releases),
+                            true);
         if (!Contains(entry.record.timed_out, agent_id)) {
           entry.record.timed_out.push_back(agent_id);
         }
@@ -1265,7 +1534,6 @@ void Router::ExpireDue() {
           entry.record.entry.clear_target_until();
           MoveToHead(entry);
         }
-        if (session) releases.emplace_back(agent_id, subject);
         events::v1::Event event;
         auto* expired = event.mutable_offer_expired();
         expired->set_offer_id(offer_id);
@@ -1288,8 +1556,37 @@ void Router::ExpireDue() {
     if (write.empty()) return;
     pending = Commit(std::move(write), std::move(offers));
   }
-  Wait(pending).IgnoreError();
-  ReleaseAll(std::move(releases));
+  if (Wait(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
+}
+
+void Router::DriveIntents() {
+  while (true) {
+    std::string key, agent_id, offer_id;
+    uint64_t wait_id = 0;
+    bool automatic = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (store_failed_) return;
+      const absl::Time now = clock_->Now();
+      for (auto& [k, entry] : entries_) {
+        if (entry->state() == v1::ENTRY_STATE_OFFERED && entry->record.accepting &&
+            !entry->busy && entry->retry_after <= now) {
+          entry->busy = true;
+          key = k;
+          wait_id = entry->wait_id;
+          agent_id = entry->record.entry.offered_agent_id();
+          offer_id = entry->record.offer_id;
+          automatic = entry->record.auto_accept;
+          break;
+        }
+      }
+      if (key.empty()) return;
+    }
+    log::Info("accept_resumed", {{"entry", key}, {"offer_id", offer_id}});
+    absl::StatusOr<v1::Assignment> accepted =
+        DriveAccept(key, wait_id, agent_id, offer_id, automatic, absl::InfiniteFuture());
+    if (!accepted.ok() && absl::IsUnavailable(accepted.status())) return;  // a peer is down
+  }
 }
 
 void Router::TellSessionsRequeued() {
@@ -1298,6 +1595,7 @@ void Router::TellSessionsRequeued() {
     uint64_t wait_id = 0;
     {
       absl::MutexLock lock(&mu_);
+      if (store_failed_) return;
       const absl::Time now = clock_->Now();
       for (auto& [k, entry] : entries_) {
         if (!entry->record.requeued_from.empty() && !entry->busy &&
@@ -1312,7 +1610,7 @@ void Router::TellSessionsRequeued() {
       }
       if (key.empty()) return;
     }
-    absl::Status s = sessions_->RequeueSession(session_id, agent_id);
+    absl::Status s = sessions_->RequeueSession(session_id, agent_id, absl::InfiniteFuture());
     std::shared_ptr<Pending> pending;
     {
       absl::MutexLock lock(&mu_);
@@ -1338,107 +1636,196 @@ void Router::TellSessionsRequeued() {
         return;  // sessions is down: try again later
       }
     }
-    Wait(pending).IgnoreError();
+    if (!Wait(pending).ok()) return;
   }
 }
 
-std::vector<std::string> Router::Candidates(const Entry& entry, absl::Time now) const {
-  const QueueId queue = entry.queue();
-  const EntryRecord& r = entry.record;
-  struct Candidate {
-    absl::Time since;
-    std::string id;
-  };
-  std::vector<Candidate> fresh, retried;
-  if (queue.kind == v1::ENTRY_KIND_COMPLAINT) {
-    for (const auto& [id, streams] : watching_supervisors_) {
-      auto agent = agents_.find(id);
-      if (agent == agents_.end() ||
-          agent->second.status() != presence::v1::AGENT_STATUS_ONLINE ||
-          Contains(r.excluded, id)) {
-        continue;
+void Router::ReconcileIfDue() {
+  int64_t fence = 0;
+  std::vector<HeldCapacity> live;
+  std::vector<OwedRelease> owed_then;
+  {
+    absl::MutexLock lock(&mu_);
+    if (store_failed_) return;
+    const absl::Time now = clock_->Now();
+    if (now < next_reconcile_) return;
+    last_reconcile_ = now;
+    // Not again from another pass while this one runs.
+    next_reconcile_ = now + options_.reconcile_interval;
+    // Every holder id at or below the fence belongs to an offer or an
+    // assignment in this view, or to nothing any more; ids still being
+    // reserved are above it.
+    fence = next_holder_ - 1;
+    if (!inflight_holders_.empty()) fence = std::min(fence, *inflight_holders_.begin() - 1);
+    for (const auto& [key, entry] : entries_) {
+      if (!entry->session()) continue;
+      const EntryRecord& r = entry->record;
+      if (entry->state() == v1::ENTRY_STATE_OFFERED) {
+        live.push_back(HeldCapacity{r.entry.offered_agent_id(), r.entry.session_id(),
+                                    r.entry.queue().channel(), r.holder_id, false});
+      } else if (entry->state() == v1::ENTRY_STATE_ASSIGNED) {
+        live.push_back(HeldCapacity{r.assigned_agent_id, r.entry.session_id(),
+                                    r.entry.queue().channel(), r.holder_id, true});
       }
-      // One open complaint offer per supervisor at a time.
-      bool busy = false;
-      for (const auto& [offer_id, key] : offers_) {
-        const Entry& other = *entries_.at(key);
-        if (other.state() == v1::ENTRY_STATE_OFFERED &&
-            other.record.entry.kind() == v1::ENTRY_KIND_COMPLAINT &&
-            other.record.entry.offered_agent_id() == id) {
-          busy = true;
-          break;
-        }
-      }
-      if (busy) continue;
-      auto last = last_complaint_accept_.find(id);
-      Candidate c{last == last_complaint_accept_.end() ? absl::InfinitePast() : last->second, id};
-      (Contains(r.timed_out, id) ? retried : fresh).push_back(c);
     }
-  } else {
-    for (const auto& [id, agent] : agents_) {
-      if (!Eligible(agent, queue) || !HasFreeCapacity(agent, queue.channel) ||
-          Contains(r.excluded, id)) {
-        continue;
-      }
-      if (!r.entry.target_agent_id().empty() && r.entry.target_agent_id() != id) continue;
-      Candidate c{protoutil::FromTimestamp(agent.idle_since()), id};
-      (Contains(r.timed_out, id) ? retried : fresh).push_back(c);
-    }
+    for (const auto& [key, owed] : owed_) owed_then.push_back(owed.record);
   }
-  // Agents whose offer timed out come back only when nobody else is left.
-  std::vector<Candidate>& pool = fresh.empty() ? retried : fresh;
-  std::sort(pool.begin(), pool.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.since, a.id) < std::tie(b.since, b.id);
+  std::sort(live.begin(), live.end(), [](const HeldCapacity& a, const HeldCapacity& b) {
+    return std::tie(a.agent_id, a.session_id) < std::tie(b.agent_id, b.session_id);
   });
-  std::vector<std::string> out;
-  const std::string& preferred = r.entry.preferred_agent_id();
-  for (const Candidate& c : pool) {
-    if (c.id == preferred) out.insert(out.begin(), c.id);
-    else out.push_back(c.id);
+  ReconcileReply total;
+  absl::Status failure;
+  const size_t batch = std::max<size_t>(1, options_.reconcile_batch);
+  std::string from;
+  for (size_t begin = 0;;) {
+    size_t end = std::min(begin + batch, live.size());
+    // One agent's reservations stay in one range.
+    while (end < live.size() && end > begin && live[end].agent_id == live[end - 1].agent_id) {
+      ++end;
+    }
+    const std::string to = end < live.size() ? live[end].agent_id : "";
+    const std::vector<HeldCapacity> chunk(live.begin() + begin, live.begin() + end);
+    absl::StatusOr<ReconcileReply> reply =
+        presence_->Reconcile(fence, from, to, chunk, absl::InfiniteFuture());
+    if (!reply.ok()) {
+      failure = reply.status();
+      break;
+    }
+    total.released += reply->released;
+    total.restored += reply->restored;
+    for (HeldCapacity& missing : reply->missing) total.missing.push_back(std::move(missing));
+    if (end >= live.size()) break;
+    from = to;
+    begin = end;
   }
-  (void)now;
-  return out;
+
+  std::shared_ptr<Pending> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
+    if (!failure.ok()) {
+      metrics_->reconciliations_failed->Increment();
+      metrics_->peer_failures->Increment();
+      ++reconcile_failures_;
+      next_reconcile_ = now + std::min(options_.reconcile_interval,
+                                       BackoffAfter(reconcile_failures_));
+      log::Warning("reconcile_failed", {{"detail", failure.message()}});
+      return;
+    }
+    reconcile_failures_ = 0;
+    metrics_->reconciliations_ok->Increment();
+    metrics_->capacity_reconciled_released->Increment(total.released);
+    metrics_->capacity_reconciled_restored->Increment(total.restored);
+    if (total.released > 0 || total.restored > 0 || !total.missing.empty()) {
+      log::Warning("capacity_reconciled", {{"released", total.released},
+                                           {"restored", total.restored},
+                                           {"missing_offers",
+                                            static_cast<int64_t>(total.missing.size())},
+                                           {"fence", fence}});
+    }
+    RoutingWrite write;
+    OfferBatch offers;
+    // Presence now holds nothing for these: whatever they owed is settled.
+    for (const OwedRelease& release : owed_then) {
+      auto it = owed_.find({release.agent_id, release.session_id});
+      if (it != owed_.end() && !it->second.inflight &&
+          it->second.record.holder_id <= release.holder_id) {
+        owed_.erase(it);
+        write.settled_releases.push_back(release);
+      }
+    }
+    // Offers whose capacity presence no longer holds cannot be accepted:
+    // they are withdrawn and the entry goes to the next agent.
+    for (const HeldCapacity& missing : total.missing) {
+      auto it = entries_.find(EntryKey(v1::ENTRY_KIND_SESSION, missing.session_id));
+      if (it == entries_.end()) continue;
+      Entry& entry = *it->second;
+      if (entry.state() != v1::ENTRY_STATE_OFFERED || entry.busy || entry.record.accepting ||
+          entry.record.entry.offered_agent_id() != missing.agent_id ||
+          entry.record.holder_id != missing.holder_id) {
+        continue;
+      }
+      const std::string offer_id = entry.record.offer_id;
+      offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_WITHDRAWN, now, write, nullptr),
+                          true);
+      events::v1::Event event;
+      FillWithdrawn(event.mutable_offer_withdrawn(), offer_id, true, missing.session_id,
+                    missing.agent_id);
+      write.events.push_back(Sealed(std::move(event), missing.session_id, now));
+      write.upserted_entries.push_back(entry.record);
+    }
+    // A restore may have raced a release: check again soon.
+    next_reconcile_ = total.restored > 0 ? now + absl::Seconds(1)
+                                         : now + options_.reconcile_interval;
+    pending = Commit(std::move(write), std::move(offers));
+    WakeLocked();
+  }
+  Wait(pending).IgnoreError();
+}
+
+void Router::PruneClosedOffers() {
+  absl::MutexLock lock(&mu_);
+  if (store_failed_) return;
+  const absl::Time now = clock_->Now();
+  if (now < next_prune_) return;
+  next_prune_ = now + kPruneInterval;
+  const absl::Time cutoff = now - options_.closed_offer_retention;
+  for (auto it = closed_cache_.begin(); it != closed_cache_.end();) {
+    if (it->closed_at < cutoff) {
+      closed_index_.erase(it->offer_id);
+      it = closed_cache_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  RoutingWrite write;
+  write.prune_closed_offers_before = cutoff;
+  write.prune_closed_offers_limit = kPruneLimit;
+  Commit(std::move(write), {});
+}
+
+std::vector<std::string> Router::Candidates(const Entry& entry) const {
+  const EntryRecord& r = entry.record;
+  OfferRules rules{r.entry.target_agent_id(), r.entry.preferred_agent_id(), r.excluded,
+                   r.timed_out};
+  if (entry.session()) return agents_.SessionCandidates(entry.queue(), rules);
+  // One open complaint offer per supervisor at a time.
+  std::set<std::string> offering;
+  for (const auto& [offer_id, key] : offers_) {
+    const Entry& other = *entries_.at(key);
+    if (other.state() == v1::ENTRY_STATE_OFFERED && !other.session()) {
+      offering.insert(other.record.entry.offered_agent_id());
+    }
+  }
+  return ComplaintCandidates(watching_supervisors_, agents_, offering, last_complaint_accept_,
+                             rules);
 }
 
 bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                       std::vector<std::string>* candidates) {
-  // Priority and age order entries across queues too: an urgent entry in one
-  // queue goes before a normal one in another queue the same agents serve.
-  // Each queue is already in that order, so the pick is the smallest of the
-  // queues' first entries that some agent can take: a walk stops at the
-  // first such entry, or as soon as it cannot beat the best found so far,
-  // and a queue no agent could serve right now is not walked at all.
-  const QueueOrder* best = nullptr;
-  std::vector<std::string> best_candidates;
-  for (const auto& [queue, order] : queues_) {
-    if (order.empty()) continue;
-    if (best != nullptr && !(*order.begin() < *best)) continue;
-    if (queue.kind != v1::ENTRY_KIND_COMPLAINT &&
-        std::none_of(agents_.begin(), agents_.end(), [&, &queue = queue](const auto& agent) {
-          return Eligible(agent.second, queue) && HasFreeCapacity(agent.second, queue.channel);
-        })) {
-      continue;
-    }
-    for (const QueueOrder& item : order) {
-      if (best != nullptr && !(item < *best)) break;
-      const Entry& entry = *entries_.at(std::get<2>(item));
-      if (entry.state() != v1::ENTRY_STATE_WAITING || entry.busy ||
-          !entry.record.requeued_from.empty() || entry.retry_after > now) {
-        continue;
-      }
-      std::vector<std::string> found = Candidates(entry, now);
-      if (found.empty()) continue;
-      best = &item;
-      best_candidates = std::move(found);
-      break;
-    }
-  }
-  if (best == nullptr) return false;
-  Entry& entry = *entries_.at(std::get<2>(*best));
+  std::map<std::string, std::vector<std::string>> found;
+  std::optional<QueueOrder::Slot> picked = queues_.Pick(
+      [&](const QueueId& queue) {
+        // A session queue no agent could serve right now is not walked.
+        return queue.kind == v1::ENTRY_KIND_COMPLAINT || agents_.AnyAvailable(queue);
+      },
+      [&](const QueueOrder::Slot& slot) {
+        const Entry& entry = *entries_.at(slot.key);
+        if (entry.state() != v1::ENTRY_STATE_WAITING || entry.busy ||
+            !entry.record.requeued_from.empty() || entry.retry_after > now) {
+          return false;
+        }
+        std::vector<std::string> ranked = Candidates(entry);
+        if (ranked.empty()) return false;
+        found[slot.key] = std::move(ranked);
+        return true;
+      });
+  if (!picked.has_value()) return false;
+  Entry& entry = *entries_.at(picked->key);
   entry.busy = true;
   *key = entry.record.key;
   *wait_id = entry.wait_id;
-  *candidates = std::move(best_candidates);
+  *candidates = std::move(found[picked->key]);
   return true;
 }
 
@@ -1447,9 +1834,22 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
   const bool session = absl::StartsWith(key, "session:");
   const std::string subject = key.substr(key.find(':') + 1);
   Channel channel;
+  int64_t holder = 0;
   {
     absl::MutexLock lock(&mu_);
-    channel = entries_.at(key)->record.entry.queue().channel();
+    Entry& entry = *entries_.at(key);
+    channel = entry.record.entry.queue().channel();
+    if (session) {
+      absl::StatusOr<int64_t> issued = IssueHolder();
+      if (!issued.ok()) {
+        entry.busy = false;
+        Backoff(entry, clock_->Now());
+        log::Warning("offer_not_made", {{"entry", key}, {"detail", issued.status().message()}});
+        return false;
+      }
+      holder = *issued;
+      inflight_holders_.insert(holder);
+    }
   }
   const std::string offer_id = events::RandomUuid();
   const absl::Duration hold = options_.offer_timeout + options_.hold_margin;
@@ -1460,7 +1860,8 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
       chosen = agent_id;
       break;
     }
-    absl::Status reserved = presence_->Reserve(agent_id, subject, channel, hold);
+    absl::Status reserved =
+        presence_->Reserve(agent_id, subject, channel, hold, holder, absl::InfiniteFuture());
     if (reserved.ok()) {
       chosen = agent_id;
       break;
@@ -1470,39 +1871,55 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
       metrics_->reservations_refused->Increment();
       // Routing's view was stale: presence's load is the truth.
       absl::MutexLock lock(&mu_);
-      auto agent = agents_.find(agent_id);
-      if (agent != agents_.end()) {
-        for (auto& c : *agent->second.mutable_profile()->mutable_capacities()) {
-          if (c.channel() == channel) c.set_load(std::max(c.load(), c.capacity()));
-        }
-      }
+      agents_.MarkFull(agent_id, channel);
       continue;
+    }
+    if (absl::IsAlreadyExists(reserved)) {
+      // Presence holds capacity for this waiting session that no offer or
+      // assignment of routing's holds (a crash or a lost release left it):
+      // a reconciliation frees it.
+      absl::MutexLock lock(&mu_);
+      RequestReconcile(clock_->Now());
     }
     failure = reserved;  // ALREADY_EXISTS (held elsewhere) or presence down
     break;
   }
+  if (!chosen.empty() && session) fault::Point("routing.after_reserve");
 
-  absl::Time expires_at = clock_->Now() + options_.offer_timeout;
+  const absl::Time expires_at = clock_->Now() + options_.offer_timeout;
+  bool give_back = false;
   if (!chosen.empty() && session) {
-    absl::Status recorded = sessions_->RecordOffer(subject, chosen, offer_id, expires_at);
-    if (!recorded.ok()) {
-      presence_->Release(chosen, subject).IgnoreError();
+    absl::Status recorded =
+        sessions_->RecordOffer(subject, chosen, offer_id, expires_at, absl::InfiniteFuture());
+    if (recorded.ok()) {
+      fault::Point("routing.after_record_offer");
+    } else {
       failure = recorded;
-      chosen.clear();
+      give_back = true;
     }
   }
 
   std::shared_ptr<Pending> pending;
+  ReleaseKeys releases;
   bool auto_accept = false;
+  bool made = false;
   bool keep_going = true;
-  bool release_chosen = false;
   {
     absl::MutexLock lock(&mu_);
+    if (session) inflight_holders_.erase(inflight_holders_.find(holder));
+    const absl::Time now = clock_->Now();
     auto it = entries_.find(key);
     const bool gone = it == entries_.end() || it->second->wait_id != wait_id;
+    RoutingWrite write;
+    OfferBatch offers;
+    if (session && !chosen.empty() && (gone || give_back)) {
+      // Reserved for an offer that is not made (cancelled meanwhile, or
+      // sessions refused it): the capacity goes back.
+      Owe(chosen, subject, holder, now, write, &releases);
+    }
     if (gone) {
-      // Cancelled while we reserved: the capacity goes back below.
-    } else if (chosen.empty()) {
+      // Cancelled while we reserved.
+    } else if (chosen.empty() || give_back) {
       Entry& entry = *it->second;
       entry.busy = false;
       if (!failure.ok()) {
@@ -1513,13 +1930,11 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
         log::Warning("offer_not_made", {{"entry", key}, {"detail", failure.message()}});
       }
       // Nobody could take it now (or a peer said wait): try again later.
-      Backoff(entry, clock_->Now());
+      Backoff(entry, now);
     } else {
       Entry& entry = *it->second;
-      entry.busy = false;
       entry.retries = 0;
       entry.retry_after = absl::InfinitePast();
-      const absl::Time now = clock_->Now();
       EntryRecord& r = entry.record;
       auto_accept = session && settings_.count(chosen) &&
                     settings_.at(chosen).settings.auto_accept();
@@ -1530,6 +1945,10 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
       r.offered_at = now;
       r.offer_expires_at = expires_at;
       r.auto_accept = auto_accept;
+      r.holder_id = holder;
+      // An auto-accepted offer carries its accept intent from the start.
+      r.accepting = auto_accept;
+      entry.busy = auto_accept;
       offers_[offer_id] = key;
       const absl::Time enqueued_at = protoutil::FromTimestamp(r.entry.enqueued_at());
       const QueueId queue = entry.queue();
@@ -1538,57 +1957,57 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
             .Observe(absl::ToDoubleSeconds(now - enqueued_at));
       }
       metrics_->offers_made->Increment();
-      RoutingWrite write;
       events::v1::Event event;
-      auto* made = event.mutable_offer_made();
-      made->set_offer_id(offer_id);
-      made->set_kind(r.entry.kind());
-      (session ? made->mutable_session_id() : made->mutable_complaint_id())->assign(subject);
-      made->set_agent_id(chosen);
-      *made->mutable_queue() = r.entry.queue();
-      ToTimestamp(expires_at, made->mutable_expires_at());
-      made->set_attempt(r.entry.offer_attempts());
-      made->set_auto_accept(auto_accept);
-      ToDuration(now - enqueued_at, made->mutable_waited());
+      auto* offer_made = event.mutable_offer_made();
+      offer_made->set_offer_id(offer_id);
+      offer_made->set_kind(r.entry.kind());
+      (session ? offer_made->mutable_session_id() : offer_made->mutable_complaint_id())
+          ->assign(subject);
+      offer_made->set_agent_id(chosen);
+      *offer_made->mutable_queue() = r.entry.queue();
+      ToTimestamp(expires_at, offer_made->mutable_expires_at());
+      offer_made->set_attempt(r.entry.offer_attempts());
+      offer_made->set_auto_accept(auto_accept);
+      ToDuration(now - enqueued_at, offer_made->mutable_waited());
       write.events.push_back(Sealed(std::move(event), subject, now));
       write.upserted_entries.push_back(r);
-      OfferBatch offers;
       // Auto-accepted offers reach the agent already accepted.
       if (!auto_accept) offers.emplace_back(OfferOf(entry), false);
-      if (auto_accept) entry.busy = true;
-      pending = Commit(std::move(write), std::move(offers));
+      made = true;
     }
-    release_chosen = gone && session && !chosen.empty();
+    pending = Commit(std::move(write), std::move(offers));
   }
-  if (release_chosen) {
-    ReleaseAll({{chosen, subject}});
-    return true;
-  }
-  if (pending) Wait(pending).IgnoreError();
+  if (!Wait(pending).ok()) return false;
+  ReleaseNow(releases, absl::InfiniteFuture());
+  if (!made) return keep_going;
+  fault::Point("routing.after_offer_commit");
   if (auto_accept) {
+    fault::Point("routing.after_accept_intent");
     absl::StatusOr<v1::Assignment> accepted =
-        FinishAccept(key, wait_id, chosen, offer_id, /*automatic=*/true);
+        DriveAccept(key, wait_id, chosen, offer_id, /*automatic=*/true, absl::InfiniteFuture());
     if (accepted.ok()) {
       // Tell the agent's devices: the offer arrives already accepted.
       absl::MutexLock lock(&mu_);
-      auto closed = closed_offers_.find(offer_id);
-      if (closed != closed_offers_.end()) {
-        v1::Offer offer = closed->second.offer;
+      if (const ClosedOfferRecord* closed = Recall(offer_id); closed != nullptr) {
+        v1::Offer offer = closed->offer;
         offer.set_auto_accepted(true);
         Publish({{offer, false}});
       }
     } else {
       log::Warning("auto_accept_failed", {{"entry", key}, {"detail", accepted.status().message()}});
+      if (absl::IsUnavailable(accepted.status())) return false;
     }
   }
-  return keep_going;
+  return true;
 }
 
 void Router::RefreshGauges() {
   const std::vector<v1::QueueStats> stats = Stats(Filter());
+  std::set<QueueId> seen;
   for (const v1::QueueStats& s : stats) {
     const QueueId queue{s.queue().kind(), s.queue().channel(), s.queue().category(),
                         s.queue().language()};
+    seen.insert(queue);
     RoutingMetrics::QueueGauges& gauges = metrics_->ForQueue(queue);
     gauges.depth->Set(s.depth());
     gauges.oldest_wait_seconds->Set(
@@ -1596,6 +2015,32 @@ void Router::RefreshGauges() {
     gauges.eligible_agents->Set(s.eligible_agents());
     gauges.available_agents->Set(s.available_agents());
   }
+  {
+    absl::MutexLock lock(&gauges_mu_);
+    // A queue that left the statistics (no entry, and its last agent went
+    // offline) reads zero, not its last values; only so many such queues
+    // keep a series.
+    idle_gauges_.remove_if([&](const QueueId& queue) { return seen.count(queue) > 0; });
+    for (const QueueId& queue : gauged_) {
+      if (seen.count(queue)) continue;
+      RoutingMetrics::QueueGauges& gauges = metrics_->ForQueue(queue);
+      gauges.depth->Set(0);
+      gauges.oldest_wait_seconds->Set(0);
+      gauges.eligible_agents->Set(0);
+      gauges.available_agents->Set(0);
+      idle_gauges_.push_front(queue);
+    }
+    while (idle_gauges_.size() > options_.idle_queue_gauges_kept) {
+      metrics_->Forget(idle_gauges_.back());
+      idle_gauges_.pop_back();
+    }
+    gauged_.swap(seen);
+  }
+  absl::MutexLock lock(&mu_);
+  metrics_->releases_owed->Set(static_cast<double>(owed_.size()));
+  int accepting = 0;
+  for (const auto& [key, entry] : entries_) accepting += entry->record.accepting;
+  metrics_->accepts_in_progress->Set(accepting);
 }
 
 Dispatcher::Dispatcher(Router* router, absl::Duration idle)
@@ -1616,9 +2061,12 @@ void Dispatcher::Stop() {
 }
 
 void Router::RunOnce() {
-  ExpireDue();
-  RetryReleases();
+  DriveIntents();
+  RetryOwedReleases();
   TellSessionsRequeued();
+  ReconcileIfDue();
+  ExpireDue();
+  PruneClosedOffers();
   for (int made = 0; made < kMaxOffersPerPass; ++made) {
     std::string key;
     uint64_t wait_id = 0;

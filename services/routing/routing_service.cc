@@ -58,6 +58,15 @@ absl::StatusOr<Router::Filter> ToFilter(v1::EntryKind kind, common::v1::Channel 
   return Router::Filter{kind, channel, category, PrimaryLanguage(language)};
 }
 
+// The caller's deadline, which calls made on its behalf must not outlive.
+absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
+  const auto deadline = context->deadline();
+  if (deadline >= std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
+}
+
 }  // namespace
 
 // One WatchOffers stream: the open offers, a caught_up marker, then offers
@@ -68,20 +77,26 @@ class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffers
   WatchReactor(RoutingService* service, size_t max_backlog)
       : QueuedWriter(max_backlog), service_(service) {}
 
+  // The stream counts against `principal`'s cap until it ends.
+  void Hold(std::string principal) { principal_ = std::move(principal); }
+
   void Begin(const std::string& agent_id, bool supervisor) {
     subscribed_ = true;
     std::vector<v1::Offer> open = service_->router_->SubscribeOffers(agent_id, supervisor, this);
     absl::MutexLock lock(&mu_);
-    // Offers published between Subscribe and here are already queued; the
-    // snapshot goes first and duplicates are skipped.
+    // An offer committed while subscribing can be both in the snapshot and
+    // published to this listener: the snapshot goes first and the copy is
+    // skipped. Only the snapshot's offers are remembered for that, each
+    // until its copy or its close arrives, so the set never outgrows the
+    // agent's open offers at the start.
+    for (const v1::Offer& offer : open) snapshot_.insert(offer.offer_id());
     EditQueue([&](std::deque<v1::WatchOffersResponse>& queue) {
       std::deque<v1::WatchOffersResponse> ordered;
-      for (const v1::Offer& offer : open) {
-        if (sent_open_.insert(offer.offer_id()).second) *ordered.emplace_back().mutable_offer() = offer;
-      }
+      for (const v1::Offer& offer : open) *ordered.emplace_back().mutable_offer() = offer;
       ordered.emplace_back().mutable_caught_up()->set_open_offers(static_cast<int>(open.size()));
       for (auto& message : queue) {
-        if (message.has_offer() && !sent_open_.insert(message.offer().offer_id()).second) continue;
+        if (message.has_offer() && IsCopyLocked(message.offer())) continue;
+        if (message.has_offer_closed()) snapshot_.erase(message.offer_closed().offer_id());
         ordered.push_back(std::move(message));
       }
       queue.swap(ordered);
@@ -92,31 +107,50 @@ class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffers
 
   void OnOffer(const v1::Offer& offer, bool closed) override {
     absl::MutexLock lock(&mu_);
-    if (!closed && began_ && !sent_open_.insert(offer.offer_id()).second) return;
+    if (began_) {
+      if (closed) {
+        snapshot_.erase(offer.offer_id());
+      } else if (IsCopyLocked(offer)) {
+        return;
+      }
+    }
     v1::WatchOffersResponse message;
     *(closed ? message.mutable_offer_closed() : message.mutable_offer()) = offer;
     Send(std::move(message));
   }
 
  private:
+  // An open offer already sent in the snapshot (forgotten once matched).
+  bool IsCopyLocked(const v1::Offer& offer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return offer.outcome() == v1::OFFER_OUTCOME_UNSPECIFIED &&
+           snapshot_.erase(offer.offer_id()) > 0;
+  }
+
   void OnStreamDone() override {
     service_->watchers_.Remove(this);
     if (subscribed_) service_->router_->UnsubscribeOffers(this);
+    if (!principal_.empty()) service_->watch_streams_.Release(principal_);
   }
 
   RoutingService* const service_;
   // Set before any other thread can see the reactor, read in OnStreamDone.
   bool subscribed_ = false;
+  std::string principal_;
   // Held across EditQueue/Send (taken before the writer's own lock), so that
   // de-duplication and the snapshot's place in the queue agree.
   absl::Mutex mu_;
-  absl::flat_hash_set<std::string> sent_open_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> snapshot_ ABSL_GUARDED_BY(mu_);
   bool began_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 RoutingService::RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
                                server::BlockingPool* pool, Options options)
-    : router_(router), tokens_(tokens), clock_(clock), pool_(pool), options_(options) {}
+    : router_(router),
+      tokens_(tokens),
+      clock_(clock),
+      pool_(pool),
+      options_(options),
+      watch_streams_(options.max_watch_streams_per_agent, "WatchOffers streams") {}
 
 absl::StatusOr<auth::Principal> RoutingService::Authenticate(
     grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
@@ -130,7 +164,7 @@ grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
   absl::StatusOr<auth::Principal> principal =
       Authenticate(context, {Role::kService}, "EnqueueSession");
   if (!principal.ok()) return FinishNow(context, principal.status());
-  return RunUnary(context, *pool_, [this, request, response] {
+  return RunUnary(context, *pool_, [this, context, request, response] {
     Router::EnqueueSessionCommand c;
     c.session_id = request->session_id();
     c.customer_id = request->customer_id();
@@ -148,7 +182,8 @@ grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
     if (request->has_first_response_due_at()) {
       c.first_response_due_at = protoutil::FromTimestamp(request->first_response_due_at());
     }
-    absl::StatusOr<Router::EnqueueResult> result = router_->EnqueueSession(c);
+    absl::StatusOr<Router::EnqueueResult> result =
+        router_->EnqueueSession(c, DeadlineOf(context));
     if (!result.ok()) return result.status();
     *response->mutable_entry() = std::move(result->entry);
     response->set_replayed(result->replayed);
@@ -162,9 +197,9 @@ grpc::ServerUnaryReactor* RoutingService::CancelSession(
   absl::StatusOr<auth::Principal> principal =
       Authenticate(context, {Role::kService}, "CancelSession");
   if (!principal.ok()) return FinishNow(context, principal.status());
-  return RunUnary(context, *pool_, [this, request, response] {
-    absl::StatusOr<bool> found =
-        router_->Cancel(v1::ENTRY_KIND_SESSION, request->session_id(), request->reason());
+  return RunUnary(context, *pool_, [this, context, request, response] {
+    absl::StatusOr<bool> found = router_->Cancel(v1::ENTRY_KIND_SESSION, request->session_id(),
+                                                 request->reason(), DeadlineOf(context));
     if (!found.ok()) return found.status();
     response->set_found(*found);
     return absl::OkStatus();
@@ -217,6 +252,11 @@ grpc::ServerWriteReactor<v1::WatchOffersResponse>* RoutingService::WatchOffers(
     reactor->End(server::ToGrpcStatus(principal.status()));
     return reactor;
   }
+  if (absl::Status s = watch_streams_.Acquire(principal->subject); !s.ok()) {
+    reactor->End(server::ToGrpcStatus(s, *context));
+    return reactor;
+  }
+  reactor->Hold(principal->subject);
   const bool supervisor = principal->role == Role::kSupervisor;
   if (!watchers_.Add(reactor, [&] { reactor->Begin(principal->subject, supervisor); })) {
     reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
@@ -233,8 +273,10 @@ grpc::ServerUnaryReactor* RoutingService::AcceptOffer(grpc::CallbackServerContex
   absl::StatusOr<auth::Principal> principal =
       Authenticate(context, {Role::kAgent, Role::kSupervisor}, "AcceptOffer");
   if (!principal.ok()) return FinishNow(context, principal.status());
-  return RunUnary(context, *pool_, [this, request, response, agent = principal->subject] {
-    absl::StatusOr<v1::Assignment> assignment = router_->AcceptOffer(agent, request->offer_id());
+  return RunUnary(context, *pool_, [this, context, request, response,
+                                    agent = principal->subject] {
+    absl::StatusOr<v1::Assignment> assignment =
+        router_->AcceptOffer(agent, request->offer_id(), DeadlineOf(context));
     if (!assignment.ok()) return assignment.status();
     *response->mutable_assignment() = std::move(*assignment);
     return absl::OkStatus();
@@ -247,9 +289,10 @@ grpc::ServerUnaryReactor* RoutingService::DeclineOffer(grpc::CallbackServerConte
   absl::StatusOr<auth::Principal> principal =
       Authenticate(context, {Role::kAgent, Role::kSupervisor}, "DeclineOffer");
   if (!principal.ok()) return FinishNow(context, principal.status());
-  return RunUnary(context, *pool_, [this, request, response, agent = principal->subject] {
-    absl::StatusOr<v1::Offer> offer =
-        router_->DeclineOffer(agent, request->offer_id(), request->reason());
+  return RunUnary(context, *pool_, [this, context, request, response,
+                                    agent = principal->subject] {
+    absl::StatusOr<v1::Offer> offer = router_->DeclineOffer(agent, request->offer_id(),
+                                                            request->reason(), DeadlineOf(context));
     if (!offer.ok()) return offer.status();
     *response->mutable_offer() = std::move(*offer);
     return absl::OkStatus();
@@ -359,7 +402,9 @@ grpc::ServerUnaryReactor* RoutingService::GetAgentSettings(
   SettingsRecord record = router_->GetSettings(agent_id);
   response->set_agent_id(agent_id);
   *response->mutable_settings() = record.settings;
-  protoutil::ToTimestamp(record.updated_at, response->mutable_updated_at());
+  if (record.updated_at != absl::InfinitePast()) {
+    protoutil::ToTimestamp(record.updated_at, response->mutable_updated_at());
+  }
   return FinishNow(context, absl::OkStatus());
 }
 

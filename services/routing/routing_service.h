@@ -6,6 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "libs/auth/token.h"
 #include "libs/clock/clock.h"
+#include "libs/limits/concurrency_limiter.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/open_streams.h"
 #include "services/routing/router.h"
@@ -22,7 +23,12 @@ class RoutingService final : public v1::RoutingService::CallbackService {
   struct Options {
     // Messages a WatchOffers stream may lag behind before it is ended with
     // RESOURCE_EXHAUSTED (the client reconnects and gets the open offers).
+    // An agent has a handful of open offers at a time, so a stream this far
+    // behind is dead or stuck; the bound keeps each stream under ~1 MiB.
     size_t max_watch_backlog = 1'000;
+    // WatchOffers streams one agent or supervisor may hold at once (one per
+    // device; more get RESOURCE_EXHAUSTED with a retry-after).
+    int max_watch_streams_per_agent = 8;
   };
 
   // None owned; all must outlive the service.
@@ -85,6 +91,7 @@ class RoutingService final : public v1::RoutingService::CallbackService {
   const Options options_;
 
   server::OpenStreams<WatchReactor> watchers_;
+  limits::ConcurrencyLimiter watch_streams_;
 };
 
 }  // namespace switchboard::routing

@@ -4,6 +4,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
+#include "services/routing/fake_peers.h"
 #include "services/routing/sqlite_store.h"
 
 namespace switchboard::routing {
@@ -11,39 +12,6 @@ namespace {
 
 using auth::Role;
 using testing::ContextWithToken;
-
-class OkPresence : public PresencePort {
- public:
-  absl::Status Reserve(const std::string&, const std::string&, common::v1::Channel,
-                       absl::Duration) override {
-    return absl::OkStatus();
-  }
-  absl::Status Confirm(const std::string&, const std::string&) override {
-    return absl::OkStatus();
-  }
-  absl::Status Release(const std::string&, const std::string&) override {
-    return absl::OkStatus();
-  }
-};
-
-class RecordingSessions : public SessionsPort {
- public:
-  absl::Status RecordOffer(const std::string&, const std::string&, const std::string&,
-                           absl::Time) override {
-    return absl::OkStatus();
-  }
-  absl::Status AssignAgent(const std::string& s, const std::string& a, const std::string&,
-                           const std::string&) override {
-    absl::MutexLock lock(&mu);
-    assigned.push_back(s + "/" + a);
-    return absl::OkStatus();
-  }
-  absl::Status RequeueSession(const std::string&, const std::string&) override {
-    return absl::OkStatus();
-  }
-  absl::Mutex mu;
-  std::vector<std::string> assigned;
-};
 
 // Routing as main() wires it, on SQLite, behind a real server, with its
 // dispatcher running.
@@ -60,8 +28,10 @@ class RoutingServiceTest : public ::testing::Test {
     router_ = std::make_unique<Router>(store_.get(), &presence_, &sessions_, RealClock(),
                                        metrics_.get(), RouterOptions());
     EXPECT_TRUE(router_->Load().ok());
+    RoutingService::Options options;
+    options.max_watch_streams_per_agent = 2;
     service_ = std::make_unique<RoutingService>(router_.get(), &tokens_.codec(), RealClock(),
-                                                &pool_);
+                                                &pool_, options);
     server_ = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service_.get()});
     server_->server().OnDrain([this] { service_->EndStreams(); });
     stub_ = v1::RoutingService::NewStub(server_->channel());
@@ -87,6 +57,30 @@ class RoutingServiceTest : public ::testing::Test {
     return r;
   }
 
+  // `id` ONLINE in routing's view of presence, taking DEPOSIT chats in
+  // English.
+  presence::v1::Agent Online(const std::string& id, int capacity) {
+    presence::v1::Agent agent;
+    agent.set_agent_id(id);
+    agent.set_status(presence::v1::AGENT_STATUS_ONLINE);
+    agent.mutable_profile()->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
+    agent.mutable_profile()->mutable_skills()->add_languages("en");
+    auto* chat = agent.mutable_profile()->add_capacities();
+    chat->set_channel(common::v1::CHANNEL_CHAT);
+    chat->set_capacity(capacity);
+    presence_.SetCapacity(id, capacity);
+    return agent;
+  }
+
+  // Reads the next message that is not a caught_up marker.
+  static bool ReadOffer(grpc::ClientReader<v1::WatchOffersResponse>* reader,
+                        v1::WatchOffersResponse* message) {
+    while (reader->Read(message)) {
+      if (!message->has_caught_up()) return true;
+    }
+    return false;
+  }
+
   grpc::StatusCode Enqueue(const std::string& token, const v1::EnqueueSessionRequest& r) {
     v1::EnqueueSessionResponse response;
     return stub_->EnqueueSession(ContextWithToken(token).get(), r, &response).error_code();
@@ -94,8 +88,8 @@ class RoutingServiceTest : public ::testing::Test {
 
   testing::TestTokens tokens_;
   server::BlockingPool pool_{4};
-  OkPresence presence_;
-  RecordingSessions sessions_;
+  FakePresence presence_;
+  FakeSessions sessions_;
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<SqliteRoutingStore> store_;
@@ -173,7 +167,8 @@ TEST_F(RoutingServiceTest, WatchOffersAcceptAssignsAndDrainEndsTheStream) {
   auto* chat = agent.mutable_profile()->add_capacities();
   chat->set_channel(common::v1::CHANNEL_CHAT);
   chat->set_capacity(1);
-  router_->ResetPresence({agent});
+  presence_.SetCapacity("a1", 1);
+  ASSERT_TRUE(router_->ResetPresence({agent}).ok());
 
   auto context = ContextWithToken(Agent("a1"), absl::Seconds(30));
   auto reader = stub_->WatchOffers(context.get(), {});
@@ -192,11 +187,11 @@ TEST_F(RoutingServiceTest, WatchOffersAcceptAssignsAndDrainEndsTheStream) {
             grpc::StatusCode::NOT_FOUND);
   ASSERT_TRUE(stub_->AcceptOffer(ContextWithToken(Agent("a1")).get(), accept, &accepted).ok());
   EXPECT_EQ(accepted.assignment().session_id(), "s-7");
-  {
-    absl::MutexLock lock(&sessions_.mu);
-    ASSERT_EQ(sessions_.assigned.size(), 1u);
-    EXPECT_EQ(sessions_.assigned[0], "s-7/a1");
-  }
+  EXPECT_EQ(sessions_.View("s-7").state, SessionView::State::kAssigned);
+  EXPECT_EQ(sessions_.View("s-7").assigned_agent_id, "a1");
+  // The agent's deadline reached presence and sessions.
+  EXPECT_LT(sessions_.last_deadline("AssignAgent"), absl::Now() + absl::Seconds(11));
+  EXPECT_LT(presence_.last_deadline("Confirm"), absl::Now() + absl::Seconds(11));
   ASSERT_TRUE(reader->Read(&message));
   EXPECT_EQ(message.offer_closed().outcome(), v1::OFFER_OUTCOME_ACCEPTED);
 
@@ -204,6 +199,178 @@ TEST_F(RoutingServiceTest, WatchOffersAcceptAssignsAndDrainEndsTheStream) {
   while (reader->Read(&message)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentSupervisorsAndServicesOnly) {
+  v1::GetAgentSettingsResponse got;
+  ASSERT_TRUE(
+      stub_->GetAgentSettings(ContextWithToken(Agent("a1")).get(), {}, &got).ok());
+  EXPECT_EQ(got.agent_id(), "a1");
+  EXPECT_FALSE(got.settings().auto_accept());
+  EXPECT_FALSE(got.has_updated_at());
+
+  v1::UpdateAgentSettingsRequest update;
+  update.mutable_settings()->set_auto_accept(true);
+  v1::UpdateAgentSettingsResponse updated;
+  ASSERT_TRUE(
+      stub_->UpdateAgentSettings(ContextWithToken(Agent("a1")).get(), update, &updated).ok());
+  v1::GetAgentSettingsRequest a1;
+  a1.set_agent_id("a1");
+  for (const std::string& token :
+       {Agent("a1"), tokens_.For(Role::kSupervisor, "sup-1"), Service()}) {
+    ASSERT_TRUE(stub_->GetAgentSettings(ContextWithToken(token).get(), a1, &got).ok());
+    EXPECT_TRUE(got.settings().auto_accept());
+    EXPECT_EQ(got.updated_at().seconds(), updated.updated_at().seconds());
+  }
+  EXPECT_EQ(stub_->GetAgentSettings(ContextWithToken(Agent("a2")).get(), a1, &got).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub_->GetAgentSettings(ContextWithToken(tokens_.For(Role::kCustomer, "c")).get(),
+                                    a1, &got)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::GetAgentSettingsRequest bad;
+  bad.set_agent_id(std::string(200, 'x'));
+  EXPECT_EQ(stub_->GetAgentSettings(ContextWithToken(Service()).get(), bad, &got).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(RoutingServiceTest, DeclineOfferReleasesTheCapacityAndIsIdempotent) {
+  ASSERT_TRUE(router_->ResetPresence({Online("a1", 1)}).ok());
+  auto context = ContextWithToken(Agent("a1"), absl::Seconds(30));
+  auto reader = stub_->WatchOffers(context.get(), {});
+  ASSERT_EQ(Enqueue(Service(), Request("s-1")), grpc::StatusCode::OK);
+  v1::WatchOffersResponse message;
+  ASSERT_TRUE(ReadOffer(reader.get(), &message));
+  ASSERT_TRUE(message.has_offer());
+  EXPECT_EQ(presence_.Load("a1"), 1);
+
+  v1::DeclineOfferRequest decline;
+  decline.set_offer_id(message.offer().offer_id());
+  decline.set_reason(v1::DECLINE_REASON_NOT_MY_SKILL);
+  v1::DeclineOfferResponse declined;
+  EXPECT_EQ(stub_->DeclineOffer(ContextWithToken(Agent("a2")).get(), decline, &declined)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(
+      stub_->DeclineOffer(ContextWithToken(Agent("a1")).get(), decline, &declined).ok());
+  EXPECT_EQ(declined.offer().outcome(), v1::OFFER_OUTCOME_DECLINED);
+  EXPECT_EQ(presence_.Load("a1"), 0);
+  ASSERT_TRUE(ReadOffer(reader.get(), &message));
+  EXPECT_EQ(message.offer_closed().outcome(), v1::OFFER_OUTCOME_DECLINED);
+  v1::DeclineOfferResponse again;
+  ASSERT_TRUE(stub_->DeclineOffer(ContextWithToken(Agent("a1")).get(), decline, &again).ok());
+  EXPECT_EQ(again.offer().offer_id(), declined.offer().offer_id());
+  v1::AcceptOfferRequest accept;
+  accept.set_offer_id(decline.offer_id());
+  v1::AcceptOfferResponse accepted;
+  EXPECT_EQ(stub_->AcceptOffer(ContextWithToken(Agent("a1")).get(), accept, &accepted)
+                .error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  decline.set_reason(static_cast<v1::DeclineReason>(42));
+  EXPECT_EQ(stub_->DeclineOffer(ContextWithToken(Agent("a1")).get(), decline, &declined)
+                .error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Never offered again to the agent who declined, for this wait.
+  v1::GetQueueEntryRequest get;
+  get.set_session_id("s-1");
+  v1::GetQueueEntryResponse entry;
+  ASSERT_TRUE(stub_->GetQueueEntry(ContextWithToken(Service()).get(), get, &entry).ok());
+  EXPECT_EQ(entry.entry().state(), v1::ENTRY_STATE_WAITING);
+  context->TryCancel();
+}
+
+TEST_F(RoutingServiceTest, ComplaintsAreQueuedOfferedToSupervisorsAndCancelled) {
+  const std::string supervisor = tokens_.For(Role::kSupervisor, "sup-1");
+  ASSERT_TRUE(router_->ResetPresence({Online("sup-1", 0)}).ok());
+  auto context = ContextWithToken(supervisor, absl::Seconds(30));
+  auto reader = stub_->WatchOffers(context.get(), {});
+  v1::WatchOffersResponse message;
+  ASSERT_TRUE(reader->Read(&message));
+  ASSERT_TRUE(message.has_caught_up());
+
+  v1::EnqueueComplaintRequest complaint;
+  complaint.set_complaint_id("cmp-1");
+  complaint.set_customer_id("cust-1");
+  complaint.set_category(common::v1::CATEGORY_WITHDRAWAL);
+  complaint.set_session_id("s-9");
+  v1::EnqueueComplaintResponse queued;
+  EXPECT_EQ(stub_->EnqueueComplaint(ContextWithToken(Agent("a1")).get(), complaint, &queued)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::EnqueueComplaintRequest nameless = complaint;
+  nameless.clear_complaint_id();
+  grpc::Status refused =
+      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), nameless, &queued);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(refused.error_message().find("complaint_id"), std::string::npos);
+  ASSERT_TRUE(
+      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), complaint, &queued).ok());
+  EXPECT_EQ(queued.entry().priority(), v1::PRIORITY_HIGH);
+  EXPECT_FALSE(queued.replayed());
+  ASSERT_TRUE(
+      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), complaint, &queued).ok());
+  EXPECT_TRUE(queued.replayed());
+
+  ASSERT_TRUE(ReadOffer(reader.get(), &message));
+  ASSERT_TRUE(message.has_offer());
+  EXPECT_EQ(message.offer().entry().complaint_id(), "cmp-1");
+
+  v1::CancelComplaintRequest cancel;
+  cancel.set_complaint_id("cmp-1");
+  v1::CancelComplaintResponse cancelled;
+  EXPECT_EQ(stub_->CancelComplaint(ContextWithToken(supervisor).get(), cancel, &cancelled)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(
+      stub_->CancelComplaint(ContextWithToken(Service()).get(), cancel, &cancelled).ok());
+  EXPECT_TRUE(cancelled.found());
+  ASSERT_TRUE(ReadOffer(reader.get(), &message));
+  EXPECT_EQ(message.offer_closed().outcome(), v1::OFFER_OUTCOME_WITHDRAWN);
+  ASSERT_TRUE(
+      stub_->CancelComplaint(ContextWithToken(Service()).get(), cancel, &cancelled).ok());
+  EXPECT_FALSE(cancelled.found());
+  v1::GetQueueEntryRequest get;
+  get.set_complaint_id("cmp-1");
+  v1::GetQueueEntryResponse entry;
+  EXPECT_EQ(stub_->GetQueueEntry(ContextWithToken(Service()).get(), get, &entry).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  context->TryCancel();
+}
+
+TEST_F(RoutingServiceTest, WatchOffersStreamsPerAgentAreCapped) {
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::WatchOffersResponse>>> readers;
+  v1::WatchOffersResponse message;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(ContextWithToken(Agent("a1"), absl::Seconds(30)));
+    readers.push_back(stub_->WatchOffers(contexts.back().get(), {}));
+    ASSERT_TRUE(readers.back()->Read(&message));
+    EXPECT_TRUE(message.has_caught_up());
+  }
+  auto context = ContextWithToken(Agent("a1"));
+  auto refused = stub_->WatchOffers(context.get(), {});
+  EXPECT_FALSE(refused->Read(&message));
+  EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  const auto& trailers = context->GetServerTrailingMetadata();
+  EXPECT_NE(trailers.find("retry-after"), trailers.end());
+  // Another agent is not affected.
+  auto other_context = ContextWithToken(Agent("a2"), absl::Seconds(30));
+  auto other = stub_->WatchOffers(other_context.get(), {});
+  ASSERT_TRUE(other->Read(&message));
+  EXPECT_TRUE(message.has_caught_up());
+  for (auto& c : contexts) c->TryCancel();
+  other_context->TryCancel();
+}
+
+TEST_F(RoutingServiceTest, ChatEntriesHaveNoFirstResponseDueTime) {
+  v1::EnqueueSessionResponse response;
+  ASSERT_TRUE(
+      stub_->EnqueueSession(ContextWithToken(Service()).get(), Request("s-chat"), &response)
+          .ok());
+  EXPECT_FALSE(response.entry().has_first_response_due_at());
+  v1::GetQueueStatsResponse stats;
+  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Service()).get(), {}, &stats).ok());
+  for (const auto& queue : stats.queues()) EXPECT_EQ(queue.sla_breached(), 0);
 }
 
 }  // namespace

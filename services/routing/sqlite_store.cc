@@ -31,7 +31,8 @@ absl::Status WriteAll(storage::Database& db, const RoutingWrite& write,
         "INSERT OR REPLACE INTO entries(entry_key, entry, order_key, excluded, "
         "timed_out, offer_id, offered_at_micros, offer_expires_at_micros, "
         "auto_accept, assigned_agent_id, accepted_offer_id, accepted_at_micros, "
-        "requeued_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "requeued_from, holder_id, accepting) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     if (!upsert.ok()) return upsert.status();
     v1::QueueEntry entry = e.entry;
     entry.clear_position();
@@ -48,8 +49,62 @@ absl::Status WriteAll(storage::Database& db, const RoutingWrite& write,
                          .Bind(11, e.accepted_offer_id)
                          .Bind(12, ToMicros(e.accepted_at))
                          .Bind(13, e.requeued_from)
+                         .Bind(14, e.holder_id)
+                         .Bind(15, static_cast<int64_t>(e.accepting))
                          .Run();
     if (!s.ok()) return s;
+  }
+  for (const OwedRelease& r : write.owed_releases) {
+    auto upsert = db.Prepare(
+        "INSERT INTO owed_releases(agent_id, session_id, holder_id, owed_since_micros) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT(agent_id, session_id) DO UPDATE SET "
+        "holder_id = max(holder_id, excluded.holder_id)");
+    if (!upsert.ok()) return upsert.status();
+    absl::Status s = upsert->Bind(1, r.agent_id)
+                         .Bind(2, r.session_id)
+                         .Bind(3, r.holder_id)
+                         .Bind(4, ToMicros(r.owed_since))
+                         .Run();
+    if (!s.ok()) return s;
+  }
+  for (const OwedRelease& r : write.settled_releases) {
+    auto del = db.Prepare(
+        "DELETE FROM owed_releases WHERE agent_id = ? AND session_id = ? AND holder_id <= ?");
+    if (!del.ok()) return del.status();
+    if (absl::Status s = del->Bind(1, r.agent_id).Bind(2, r.session_id).Bind(3, r.holder_id).Run();
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (const ClosedOfferRecord& c : write.closed_offers) {
+    auto insert = db.Prepare(
+        "INSERT OR REPLACE INTO closed_offers(offer_id, agent_id, offer, assignment, "
+        "closed_at_micros) VALUES (?, ?, ?, ?, ?)");
+    if (!insert.ok()) return insert.status();
+    insert->Bind(1, c.offer_id).Bind(2, c.agent_id).BindBlob(3, c.offer.SerializeAsString());
+    if (c.assignment.has_value()) {
+      insert->BindBlob(4, c.assignment->SerializeAsString());
+    } else {
+      insert->BindNull(4);
+    }
+    if (absl::Status s = insert->Bind(5, ToMicros(c.closed_at)).Run(); !s.ok()) return s;
+  }
+  if (write.prune_closed_offers_limit > 0) {
+    auto prune = db.Prepare(
+        "DELETE FROM closed_offers WHERE offer_id IN (SELECT offer_id FROM closed_offers "
+        "WHERE closed_at_micros < ? ORDER BY closed_at_micros LIMIT ?)");
+    if (!prune.ok()) return prune.status();
+    absl::Status s = prune->Bind(1, ToMicros(write.prune_closed_offers_before))
+                         .Bind(2, static_cast<int64_t>(write.prune_closed_offers_limit))
+                         .Run();
+    if (!s.ok()) return s;
+  }
+  if (write.holder_ceiling.has_value()) {
+    auto upsert = db.Prepare(
+        "INSERT INTO meta(key, value) VALUES ('holder_ceiling', ?) ON CONFLICT(key) "
+        "DO UPDATE SET value = max(value, excluded.value)");
+    if (!upsert.ok()) return upsert.status();
+    if (absl::Status s = upsert->Bind(1, *write.holder_ceiling).Run(); !s.ok()) return s;
   }
   for (const SettingsRecord& r : write.settings) {
     auto upsert = db.Prepare(
@@ -93,6 +148,24 @@ const std::vector<std::string>& RoutingMigrations() {
       "  updated_at_micros INTEGER NOT NULL);",
       // 2: the event outbox.
       events::kOutboxMigration,
+      // 3: capacity that cannot leak (holder ids, accept intents, releases
+      // owed to presence), closed offers on disk instead of in memory.
+      "ALTER TABLE entries ADD COLUMN holder_id INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE entries ADD COLUMN accepting INTEGER NOT NULL DEFAULT 0;"
+      "CREATE TABLE owed_releases("
+      "  agent_id TEXT NOT NULL,"
+      "  session_id TEXT NOT NULL,"
+      "  holder_id INTEGER NOT NULL,"
+      "  owed_since_micros INTEGER NOT NULL,"
+      "  PRIMARY KEY(agent_id, session_id));"
+      "CREATE TABLE closed_offers("
+      "  offer_id TEXT PRIMARY KEY,"
+      "  agent_id TEXT NOT NULL,"
+      "  offer BLOB NOT NULL,"   // serialized switchboard.routing.v1.Offer
+      "  assignment BLOB,"       // serialized switchboard.routing.v1.Assignment, if accepted
+      "  closed_at_micros INTEGER NOT NULL);"
+      "CREATE INDEX closed_offers_by_time ON closed_offers(closed_at_micros);"
+      "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
   };
   return *migrations;
 }
@@ -112,7 +185,7 @@ absl::StatusOr<RoutingStore::Contents> SqliteRoutingStore::Load() {
         "SELECT entry_key, entry, order_key, excluded, timed_out, offer_id, "
         "offered_at_micros, offer_expires_at_micros, auto_accept, "
         "assigned_agent_id, accepted_offer_id, accepted_at_micros, "
-        "requeued_from FROM entries");
+        "requeued_from, holder_id, accepting FROM entries");
     if (!entries.ok()) return entries.status();
     while (true) {
       absl::StatusOr<bool> row = entries->Step();
@@ -134,8 +207,26 @@ absl::StatusOr<RoutingStore::Contents> SqliteRoutingStore::Load() {
       e.accepted_offer_id = entries->ColumnText(10);
       e.accepted_at = FromMicros(entries->ColumnInt(11));
       e.requeued_from = entries->ColumnText(12);
+      e.holder_id = entries->ColumnInt(13);
+      e.accepting = entries->ColumnInt(14) != 0;
       contents.entries.push_back(std::move(e));
     }
+    auto owed = db.Prepare(
+        "SELECT agent_id, session_id, holder_id, owed_since_micros FROM owed_releases");
+    if (!owed.ok()) return owed.status();
+    while (true) {
+      absl::StatusOr<bool> row = owed->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      contents.owed_releases.push_back(OwedRelease{owed->ColumnText(0), owed->ColumnText(1),
+                                                   owed->ColumnInt(2),
+                                                   FromMicros(owed->ColumnInt(3))});
+    }
+    auto ceiling = db.Prepare("SELECT value FROM meta WHERE key = 'holder_ceiling'");
+    if (!ceiling.ok()) return ceiling.status();
+    absl::StatusOr<bool> row = ceiling->Step();
+    if (!row.ok()) return row.status();
+    if (*row) contents.holder_ceiling = ceiling->ColumnInt(0);
     auto settings = db.Prepare(
         "SELECT agent_id, settings, updated_at_micros FROM agent_settings");
     if (!settings.ok()) return settings.status();
@@ -155,6 +246,41 @@ absl::StatusOr<RoutingStore::Contents> SqliteRoutingStore::Load() {
   });
   if (!status.ok()) return status;
   return contents;
+}
+
+absl::StatusOr<std::optional<ClosedOfferRecord>> SqliteRoutingStore::FindClosedOffer(
+    const std::string& offer_id) {
+  std::optional<ClosedOfferRecord> found;
+  // Through the committer: its connection sees every committed write, and
+  // the answer comes only once the batch it ran in has committed.
+  absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
+    auto select = db.Prepare(
+        "SELECT agent_id, offer, assignment, closed_at_micros FROM closed_offers "
+        "WHERE offer_id = ?");
+    if (!select.ok()) return select.status();
+    select->Bind(1, offer_id);
+    absl::StatusOr<bool> row = select->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::OkStatus();
+    ClosedOfferRecord record;
+    record.offer_id = offer_id;
+    record.agent_id = select->ColumnText(0);
+    if (!record.offer.ParseFromString(select->ColumnBlob(1))) {
+      return absl::DataLossError("routing.db: unreadable closed offer " + offer_id);
+    }
+    if (!select->ColumnIsNull(2)) {
+      v1::Assignment assignment;
+      if (!assignment.ParseFromString(select->ColumnBlob(2))) {
+        return absl::DataLossError("routing.db: unreadable assignment of offer " + offer_id);
+      }
+      record.assignment = std::move(assignment);
+    }
+    record.closed_at = FromMicros(select->ColumnInt(3));
+    found = std::move(record);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return found;
 }
 
 void SqliteRoutingStore::Apply(RoutingWrite write, std::function<void(absl::Status)> done) {

@@ -12,8 +12,9 @@ namespace switchboard::routing {
 // The schema migrations of routing.db, oldest first (includes the outbox).
 const std::vector<std::string>& RoutingMigrations();
 
-// RoutingStore on SQLite: entries, settings and the event outbox in one
-// file, every write through the service's GroupCommitter. Thread-safe.
+// RoutingStore on SQLite: entries, settings, owed releases, closed offers
+// (indexed by time for pruning) and the event outbox in one file, every
+// write through the service's GroupCommitter. Thread-safe.
 class SqliteRoutingStore : public RoutingStore {
  public:
   // `committer` writes to a database migrated with RoutingMigrations();
@@ -23,6 +24,9 @@ class SqliteRoutingStore : public RoutingStore {
                      std::function<void()> after_commit);
 
   absl::StatusOr<Contents> Load() override;
+  absl::Status Admit() const override { return committer_->Admit(); }
+  absl::StatusOr<std::optional<ClosedOfferRecord>> FindClosedOffer(
+      const std::string& offer_id) override;
   void Apply(RoutingWrite write, std::function<void(absl::Status)> done) override;
 
  private:

@@ -93,5 +93,115 @@ TEST_F(SqliteRoutingStoreTest, QueueAndAssignmentsSurviveRestart) {
   EXPECT_TRUE(contents->settings[0].settings.auto_accept());
 }
 
+TEST_F(SqliteRoutingStoreTest, AcceptIntentsHoldersAndOwedReleasesSurviveRestart) {
+  RoutingWrite write;
+  EntryRecord offered = Waiting("s-1");
+  offered.entry.set_state(v1::ENTRY_STATE_OFFERED);
+  offered.offer_id = "offer-1";
+  offered.holder_id = 41;
+  offered.accepting = true;
+  write.upserted_entries.push_back(offered);
+  write.owed_releases.push_back({"a1", "s-2", 7, absl::FromUnixSeconds(10)});
+  write.owed_releases.push_back({"a2", "s-3", 8, absl::FromUnixSeconds(11)});
+  write.holder_ceiling = 1000;
+  ASSERT_TRUE(Apply(std::move(write)).ok());
+  // A newer owed release of the same session at the agent covers the older;
+  // the ceiling only rises.
+  RoutingWrite more;
+  more.owed_releases.push_back({"a1", "s-2", 9, absl::FromUnixSeconds(12)});
+  more.holder_ceiling = 500;
+  ASSERT_TRUE(Apply(std::move(more)).ok());
+  // Settling the older release (holder 7) leaves the newer one owed;
+  // settling a2's deletes it.
+  RoutingWrite settle;
+  settle.settled_releases.push_back({"a1", "s-2", 7, absl::InfinitePast()});
+  settle.settled_releases.push_back({"a2", "s-3", 8, absl::InfinitePast()});
+  ASSERT_TRUE(Apply(std::move(settle)).ok());
+
+  Open();
+  absl::StatusOr<RoutingStore::Contents> contents = store_->Load();
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  ASSERT_EQ(contents->entries.size(), 1u);
+  EXPECT_TRUE(contents->entries[0].accepting);
+  EXPECT_EQ(contents->entries[0].holder_id, 41);
+  ASSERT_EQ(contents->owed_releases.size(), 1u);
+  EXPECT_EQ(contents->owed_releases[0].agent_id, "a1");
+  EXPECT_EQ(contents->owed_releases[0].holder_id, 9);
+  EXPECT_EQ(contents->holder_ceiling, 1000);
+}
+
+TEST_F(SqliteRoutingStoreTest, ClosedOffersAreFoundByIdAndPrunedOldestFirst) {
+  RoutingWrite write;
+  for (int i = 0; i < 3; ++i) {
+    ClosedOfferRecord closed;
+    closed.offer_id = "offer-" + std::to_string(i);
+    closed.agent_id = "a1";
+    closed.offer.set_offer_id(closed.offer_id);
+    closed.offer.set_outcome(v1::OFFER_OUTCOME_DECLINED);
+    closed.closed_at = absl::FromUnixSeconds(100 + i);
+    if (i == 2) {
+      v1::Assignment assignment;
+      assignment.set_session_id("s-2");
+      closed.assignment = assignment;
+    }
+    write.closed_offers.push_back(closed);
+  }
+  ASSERT_TRUE(Apply(std::move(write)).ok());
+  absl::StatusOr<std::optional<ClosedOfferRecord>> found = store_->FindClosedOffer("offer-2");
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->agent_id, "a1");
+  ASSERT_TRUE((*found)->assignment.has_value());
+  EXPECT_EQ((*found)->assignment->session_id(), "s-2");
+  EXPECT_EQ((*found)->closed_at, absl::FromUnixSeconds(102));
+  EXPECT_FALSE((*store_->FindClosedOffer("offer-0"))->assignment.has_value());
+  EXPECT_FALSE(store_->FindClosedOffer("nope")->has_value());
+  // Start-up reads open work only.
+  EXPECT_TRUE(store_->Load()->entries.empty());
+
+  RoutingWrite prune;
+  prune.prune_closed_offers_before = absl::FromUnixSeconds(102);
+  prune.prune_closed_offers_limit = 1;
+  ASSERT_TRUE(Apply(std::move(prune)).ok());
+  EXPECT_FALSE(store_->FindClosedOffer("offer-0")->has_value());
+  EXPECT_TRUE(store_->FindClosedOffer("offer-1")->has_value());
+  prune.prune_closed_offers_before = absl::FromUnixSeconds(102);
+  prune.prune_closed_offers_limit = 10;
+  ASSERT_TRUE(Apply(std::move(prune)).ok());
+  EXPECT_FALSE(store_->FindClosedOffer("offer-1")->has_value());
+  EXPECT_TRUE(store_->FindClosedOffer("offer-2")->has_value());
+}
+
+TEST(SqliteRoutingMigrationTest, AnOlderFileIsUpgradedAndKeepsItsEntries) {
+  const std::string path = storage::MakeTempDir() + "/routing.db";
+  const std::vector<std::string>& all = RoutingMigrations();
+  {
+    // A file written before holder ids and owed releases.
+    auto db = *storage::Database::Open({path});
+    ASSERT_TRUE(db->Migrate({all[0], all[1]}).ok());
+    v1::QueueEntry entry;
+    entry.set_session_id("s-1");
+    entry.set_state(v1::ENTRY_STATE_ASSIGNED);
+    auto insert = db->Prepare(
+        "INSERT INTO entries VALUES ('session:s-1', ?, 5, '', '', '', 0, 0, 0, 'a1', "
+        "'offer-1', 0, '')");
+    ASSERT_TRUE(insert.ok());
+    ASSERT_TRUE(insert->BindBlob(1, entry.SerializeAsString()).Run().ok());
+  }
+  auto db = storage::Database::OpenMigrated({path}, all);
+  ASSERT_TRUE(db.ok()) << db.status();
+  storage::GroupCommitter committer(db->get());
+  SqliteRoutingStore store(&committer, "switchboard.routing.v1", nullptr);
+  auto contents = store.Load();
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  ASSERT_EQ(contents->entries.size(), 1u);
+  EXPECT_EQ(contents->entries[0].assigned_agent_id, "a1");
+  EXPECT_EQ(contents->entries[0].holder_id, 0);
+  EXPECT_FALSE(contents->entries[0].accepting);
+  EXPECT_TRUE(contents->owed_releases.empty());
+  EXPECT_EQ(contents->holder_ceiling, 0);
+  committer.Stop();
+}
+
 }  // namespace
 }  // namespace switchboard::routing

@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -90,6 +91,11 @@ int64_t NowNanos() { return absl::GetCurrentTimeNanos(); }
 class MemoryStore : public routing::RoutingStore {
  public:
   absl::StatusOr<Contents> Load() override { return Contents(); }
+  absl::Status Admit() const override { return absl::OkStatus(); }
+  absl::StatusOr<std::optional<routing::ClosedOfferRecord>> FindClosedOffer(
+      const std::string&) override {
+    return std::nullopt;
+  }
   void Apply(routing::RoutingWrite, std::function<void(absl::Status)> done) override {
     done(absl::OkStatus());
   }
@@ -106,7 +112,7 @@ class FakePresence : public routing::PresencePort {
   void set_router(Router* router) { router_ = router; }
 
   absl::Status Reserve(const std::string& agent_id, const std::string& session_id,
-                       cv1::Channel channel, absl::Duration) override {
+                       cv1::Channel channel, absl::Duration, int64_t, absl::Time) override {
     pv1::Agent changed;
     {
       absl::MutexLock lock(&mu_);
@@ -125,17 +131,19 @@ class FakePresence : public routing::PresencePort {
       channels_[session_id] = channel;
       changed = agent;
     }
-    router_->OnAgentChange(changed);
+    router_->OnAgentChange(changed).IgnoreError();
     return absl::OkStatus();
   }
-  absl::Status Confirm(const std::string& agent_id, const std::string& session_id) override {
+  absl::Status Confirm(const std::string& agent_id, const std::string& session_id,
+                       absl::Time) override {
     absl::MutexLock lock(&mu_);
     auto held = held_.find(session_id);
     return held != held_.end() && held->second == agent_id
                ? absl::OkStatus()
                : absl::NotFoundError("no reservation");
   }
-  absl::Status Release(const std::string& agent_id, const std::string& session_id) override {
+  absl::Status Release(const std::string& agent_id, const std::string& session_id, int64_t,
+                       absl::Time) override {
     pv1::Agent changed;
     {
       absl::MutexLock lock(&mu_);
@@ -149,8 +157,15 @@ class FakePresence : public routing::PresencePort {
       channels_.erase(session_id);
       changed = agent;
     }
-    router_->OnAgentChange(changed);
+    router_->OnAgentChange(changed).IgnoreError();
     return absl::OkStatus();
+  }
+  // Nothing leaks in the benchmark: every reservation is held by an offer.
+  absl::StatusOr<routing::ReconcileReply> Reconcile(int64_t, const std::string&,
+                                                    const std::string&,
+                                                    const std::vector<routing::HeldCapacity>&,
+                                                    absl::Time) override {
+    return routing::ReconcileReply();
   }
 
  private:
@@ -171,15 +186,18 @@ class FakePresence : public routing::PresencePort {
 class FakeSessions : public routing::SessionsPort {
  public:
   absl::Status RecordOffer(const std::string&, const std::string&, const std::string&,
-                           absl::Time) override {
+                           absl::Time, absl::Time) override {
     return absl::OkStatus();
   }
   absl::Status AssignAgent(const std::string&, const std::string&, const std::string&,
-                           const std::string&) override {
+                           const std::string&, absl::Time) override {
     return absl::OkStatus();
   }
-  absl::Status RequeueSession(const std::string&, const std::string&) override {
+  absl::Status RequeueSession(const std::string&, const std::string&, absl::Time) override {
     return absl::OkStatus();
+  }
+  absl::StatusOr<routing::SessionView> GetSession(const std::string&, absl::Time) override {
+    return routing::SessionView{routing::SessionView::State::kQueued, ""};
   }
 };
 
@@ -223,7 +241,7 @@ class Bench : public routing::OfferListener {
       presence_.Add(agent);
       agents.push_back(agent);
     }
-    router_->ResetPresence(agents);
+    if (absl::Status s = router_->ResetPresence(agents); !s.ok()) Die("presence view", s);
     for (const pv1::Agent& agent : agents) {
       router_->SubscribeOffers(agent.agent_id(), /*supervisor=*/false, this);
     }

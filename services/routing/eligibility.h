@@ -1,0 +1,96 @@
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "services/routing/model.h"
+#include "switchboard/presence/v1/presence_service.pb.h"
+
+namespace switchboard::routing {
+
+// "zh-CN" -> "zh": the part of a language tag routing queues and matches on.
+std::string PrimaryLanguage(absl::string_view tag);
+
+// Whether `agent` can serve session queue `queue` at all: ONLINE, with the
+// queue's category, a language whose primary subtag is the queue's, and
+// capacity above zero on its channel.
+bool Eligible(const presence::v1::Agent& agent, const QueueId& queue);
+
+// Whether `agent` has free capacity on `channel` now (load below capacity).
+bool HasFreeCapacity(const presence::v1::Agent& agent, common::v1::Channel channel);
+
+// What one entry's wait says about who may be offered it.
+struct OfferRules {
+  // If set, only this agent.
+  std::string target_agent_id;
+  // If among the candidates, first.
+  std::string preferred_agent_id;
+  // Never (decliners, the transferring agent).
+  std::vector<std::string> excluded;
+  // Only when no one else is left (their offer timed out).
+  std::vector<std::string> timed_out;
+};
+
+// Orders candidates: those not in `rules.timed_out` if any, else those, by
+// `since` (oldest first, then id); the preferred agent first if present.
+struct Candidate {
+  absl::Time since;
+  std::string id;
+};
+std::vector<std::string> Rank(std::vector<Candidate> candidates, const OfferRules& rules);
+
+// Routing's view of the agents presence reports not OFFLINE, and the
+// eligibility questions routing asks of it. Every change goes through
+// Upsert, Remove, Clear and MarkFull, so that an index of free eligible
+// agents per queue can later be kept here without changing the callers
+// (today each question walks the agents). Not thread-safe.
+class AgentPool {
+ public:
+  // Adds or replaces an agent (any status but OFFLINE).
+  void Upsert(const presence::v1::Agent& agent);
+  void Remove(const std::string& agent_id);
+  void Clear();
+  // Null when the agent is not in the view.
+  const presence::v1::Agent* Find(const std::string& agent_id) const;
+  // The agents in the view, by id.
+  std::vector<std::string> Ids() const;
+  // Presence refused a reservation at `agent_id` on `channel`: routing's
+  // view was stale, so the agent counts as full there until presence
+  // reports their load again.
+  void MarkFull(const std::string& agent_id, common::v1::Channel channel);
+
+  // Some agent could take a session of `queue` now (eligible, free).
+  bool AnyAvailable(const QueueId& queue) const;
+  // The agents who may be offered a session of `queue` under `rules`, best
+  // first: eligible with free capacity, ranked by Rank on how long they
+  // have been idle (presence's idle_since).
+  std::vector<std::string> SessionCandidates(const QueueId& queue,
+                                             const OfferRules& rules) const;
+  struct Counts {
+    int eligible = 0;
+    int available = 0;
+  };
+  // Eligible agents of `queue`, and how many of them have free capacity.
+  Counts Count(const QueueId& queue) const;
+  // The session queues ONLINE agents could serve.
+  std::set<QueueId> ServableQueues() const;
+
+ private:
+  std::map<std::string, presence::v1::Agent> agents_;
+};
+
+// The supervisors who may be offered a complaint under `rules`, best first:
+// watching offers (`watching`), ONLINE in `agents`, not holding an open
+// complaint offer (`offering`); the one who accepted a complaint least
+// recently (`last_accept`; never counts as longest ago) first, ranked by
+// Rank.
+std::vector<std::string> ComplaintCandidates(const std::map<std::string, int>& watching,
+                                             const AgentPool& agents,
+                                             const std::set<std::string>& offering,
+                                             const std::map<std::string, absl::Time>& last_accept,
+                                             const OfferRules& rules);
+
+}  // namespace switchboard::routing

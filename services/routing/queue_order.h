@@ -1,0 +1,72 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+
+#include "absl/functional/function_ref.h"
+#include "services/routing/model.h"
+
+namespace switchboard::routing {
+
+// The order in which waiting entries are offered: one ordered set per queue
+// (kind, channel, category, language), each by priority (URGENT first), then
+// order key (lower first: the enqueue time in microseconds, or below the
+// current head for entries put at the head), then entry key.
+//
+// Knows nothing of offers or agents: the Router decides what may be offered
+// and keeps the locking. Not thread-safe.
+class QueueOrder {
+ public:
+  // One entry's place.
+  struct Slot {
+    v1::Priority priority = v1::PRIORITY_UNSPECIFIED;
+    int64_t order = 0;
+    std::string key;
+
+    std::tuple<int, int64_t, const std::string&> Tie() const {
+      return {-static_cast<int>(priority), order, key};
+    }
+    bool operator<(const Slot& other) const { return Tie() < other.Tie(); }
+    bool operator==(const Slot& other) const { return Tie() == other.Tie(); }
+  };
+  using Queue = std::set<Slot>;
+
+  // Adds `slot` to `queue` (no effect if it is there).
+  void Add(const QueueId& queue, const Slot& slot);
+  // Removes `slot` from `queue` (no effect if it is not there). An emptied
+  // queue is forgotten, so that memory follows the queues in use (customers
+  // choose languages, and with them queues).
+  void Remove(const QueueId& queue, const Slot& slot);
+
+  // The order key that puts an entry of `priority` first among that
+  // priority in `queue`: one less than the current first's, or `fallback`
+  // if that is lower or the priority is empty.
+  int64_t HeadOrder(const QueueId& queue, v1::Priority priority, int64_t fallback) const;
+
+  // 1-based place of `slot` in `queue`; 0 when it is not there.
+  int PositionOf(const QueueId& queue, const Slot& slot) const;
+  // Entries in `queue`.
+  int Depth(const QueueId& queue) const;
+
+  // Every queue holding an entry, in (kind, channel, category, language)
+  // order.
+  const std::map<QueueId, Queue>& queues() const { return queues_; }
+
+  // The slot to offer next across all queues: the first in (priority,
+  // order, key) order whose queue `servable` accepts and which `offerable`
+  // accepts. A queue `servable` rejects is not walked, and a queue's walk
+  // stops as soon as its slots cannot beat the best found so far, so a pick
+  // looks at few slots however long the queues are. `offerable` may be
+  // called for slots that are not picked.
+  std::optional<Slot> Pick(absl::FunctionRef<bool(const QueueId&)> servable,
+                           absl::FunctionRef<bool(const Slot&)> offerable) const;
+
+ private:
+  std::map<QueueId, Queue> queues_;
+};
+
+}  // namespace switchboard::routing
