@@ -2,6 +2,8 @@
 
 #include <thread>
 
+#include "absl/time/clock.h"
+
 #include "gtest/gtest.h"
 #include "libs/storage/group_commit.h"
 #include "libs/storage/test_dir.h"
@@ -64,6 +66,9 @@ TEST_F(CommitGateTest, AFailedCommitRollsBackItsWholeBatchAndLaterOnesStillWait)
   ASSERT_TRUE(gate_->AwaitHeld(1));
   absl::Status second = absl::UnknownError("not finished");
   std::thread later([&] { second = committer_->Commit(Insert(2)); });
+  const absl::Time limit = absl::Now() + absl::Seconds(30);
+  while (committer_->queued() < 1 && absl::Now() < limit) absl::SleepFor(absl::Milliseconds(2));
+  EXPECT_EQ(committer_->queued(), 1) << "the second write waits behind the held batch";
   gate_->FailHeld();
   writer.join();
   EXPECT_FALSE(first.ok());

@@ -208,6 +208,7 @@ absl::StatusOr<v1::SubmitFeedbackResponse> Feedback::SubmitFeedback(
       store_->GetFeedback(request.session_id());
   if (!existing.ok()) return existing.status();
   if (existing->has_value()) return answer_existing(**existing);
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   absl::StatusOr<SessionInfo> session =
       CheckedSession(request.session_id(), caller.id, deadline);
@@ -389,6 +390,8 @@ absl::StatusOr<v1::FileComplaintResponse> Feedback::FileComplaint(
     }
   }
 
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
+
   ComplaintRecord record;
   record.request_id = request.request_id();
   record.routing = RoutingAction::kEnqueue;
@@ -478,6 +481,7 @@ absl::StatusOr<v1::UpdateComplaintResponse> Feedback::UpdateComplaint(
         "state, assignee_id, note: nothing to change; set at least one");
   }
   if (absl::Status s = ValidateRequestId(request.request_id()); !s.ok()) return s;
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   const absl::Time now = clock_->Now();
   v1::ComplaintState before = v1::COMPLAINT_STATE_UNSPECIFIED;

@@ -293,6 +293,8 @@ SqliteFeedbackStore::SqliteFeedbackStore(storage::GroupCommitter* committer, std
 
 SqliteFeedbackStore::~SqliteFeedbackStore() = default;
 
+absl::Status SqliteFeedbackStore::Admit() { return committer_->Admit(); }
+
 absl::Status SqliteFeedbackStore::Read(
     const std::function<absl::Status(storage::Database&)>& read) {
   std::unique_ptr<storage::Database> db;
