@@ -192,12 +192,12 @@ int Run(int argc, char** argv) {
                            "only; use --code_delivery=kafka in production"}});
   }
 
-  SqliteIdentityStore store(&committer, events::TopicFor(config.events.topic_prefix, "identity"),
+  SqliteIdentityStore store(&committer, db_path,
+                            events::TopicFor(config.events.topic_prefix, "identity"),
                             [&relay] { relay.Notify(); });
   IdentityMetrics metrics(*registry);
   Identity identity(&store, RealClock(), &metrics, &hasher, &box, &tokens, notifier.get(),
                     config.identity);
-  if (absl::Status s = identity.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   IdentityService service(&identity, &tokens, RealClock(), &pool);
