@@ -189,6 +189,17 @@ Identity::Identity(IdentityStore* store, Clock* clock, IdentityMetrics* metrics,
       notifier_(notifier),
       options_(options) {}
 
+absl::StatusOr<KeyLocks::Hold> Identity::Turn(const std::string& customer_id) {
+  std::optional<KeyLocks::Hold> hold =
+      locks_.LockUnlessBusy(customer_id, std::max(1, options_.max_calls_per_customer));
+  if (!hold.has_value()) {
+    if (metrics_ != nullptr) metrics_->rate_limited_busy->Increment();
+    return limits::Exhausted("too many calls for this customer at once; retry shortly",
+                             absl::Seconds(1));
+  }
+  return *std::move(hold);
+}
+
 absl::Status Identity::Commit(IdentityWrite write) {
   absl::Notification done;
   absl::Status result;
@@ -326,7 +337,8 @@ absl::StatusOr<Identity::Started> Identity::StartVerification(
   if (absl::Status s = ValidateRequestId(command.request_id); !s.ok()) return s;
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
-  KeyLocks::Hold hold = locks_.Lock(command.customer_id);
+  absl::StatusOr<KeyLocks::Hold> turn = Turn(command.customer_id);
+  if (!turn.ok()) return turn.status();
   if (!command.request_id.empty()) {
     absl::StatusOr<std::optional<ChallengeRecord>> first =
         store_->FindChallengeByRequest(command.customer_id, command.request_id);
@@ -468,7 +480,8 @@ absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
       (!caller_customer.empty() && (*found)->customer_id != caller_customer)) {
     return not_found();
   }
-  KeyLocks::Hold hold = locks_.Lock((*found)->customer_id);
+  absl::StatusOr<KeyLocks::Hold> turn = Turn((*found)->customer_id);
+  if (!turn.ok()) return turn.status();
   // Read again under the customer's lock: a call that held it may have
   // changed (or the sweep deleted) the challenge meanwhile.
   found = store_->GetChallenge(challenge_id);
@@ -596,7 +609,8 @@ absl::StatusOr<bool> Identity::RegisterContact(const std::string& customer_id,
     if (!s.ok()) return s;
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  KeyLocks::Hold hold = locks_.Lock(customer_id);
+  absl::StatusOr<KeyLocks::Hold> turn = Turn(customer_id);
+  if (!turn.ok()) return turn.status();
   absl::StatusOr<CustomerRecord> loaded = ReadCustomer(customer_id);
   if (!loaded.ok()) return loaded.status();
   CustomerRecord& customer = *loaded;
@@ -633,7 +647,8 @@ absl::StatusOr<Identity::EnrollmentStarted> Identity::StartTotpEnrollment(
   }
   if (absl::Status s = ValidateRequestId(request_id); !s.ok()) return s;
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  KeyLocks::Hold hold = locks_.Lock(customer_id);
+  absl::StatusOr<KeyLocks::Hold> turn = Turn(customer_id);
+  if (!turn.ok()) return turn.status();
   absl::StatusOr<CustomerRecord> loaded = ReadCustomer(customer_id);
   if (!loaded.ok()) return loaded.status();
   CustomerRecord& customer = *loaded;
@@ -713,7 +728,8 @@ absl::StatusOr<Identity::EnrollmentConfirmed> Identity::ConfirmTotpEnrollment(
       (!caller_customer.empty() && (*found)->customer_id != caller_customer)) {
     return not_found();
   }
-  KeyLocks::Hold hold = locks_.Lock((*found)->customer_id);
+  absl::StatusOr<KeyLocks::Hold> turn = Turn((*found)->customer_id);
+  if (!turn.ok()) return turn.status();
   found = store_->GetEnrollment(enrollment_id);
   if (!found.ok()) return found.status();
   if (!found->has_value()) return not_found();

@@ -44,6 +44,10 @@ struct IdentityOptions {
   absl::Duration retention = absl::Hours(1);
   // Rows Sweep deletes per transaction.
   int sweep_batch = 1000;
+  // Calls of one customer running or waiting their turn at once; more are
+  // refused with RESOURCE_EXHAUSTED (one customer's calls run one at a time,
+  // and must not tie up every worker thread).
+  int max_calls_per_customer = 4;
 };
 
 inline constexpr absl::Duration kMaxCodeTtl = absl::Minutes(10);
@@ -167,6 +171,9 @@ class Identity {
   }
 
  private:
+  // Holds `customer_id`'s turn, or RESOURCE_EXHAUSTED when it already has
+  // max_calls_per_customer calls in progress.
+  absl::StatusOr<KeyLocks::Hold> Turn(const std::string& customer_id);
   // Commits `write` and waits until it is durable (or failed).
   absl::Status Commit(IdentityWrite write);
   // The customer's committed record, or a new one.

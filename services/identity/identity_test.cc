@@ -341,6 +341,7 @@ TEST_F(IdentityTest, ANewChallengeKillsTheOldCode) {
 TEST_F(IdentityTest, AttemptCapHoldsExactlyUnderConcurrentGuesses) {
   IdentityOptions options;
   options.lockout_failures = 1000;  // Only the per-challenge cap is under test.
+  options.max_calls_per_customer = 16;
   Rebuild(options);
   const std::string id = StartEmail("cust-1");
   const std::string wrong = OtherCode(notifier_.CodeFor(id));
@@ -990,6 +991,31 @@ TEST_F(IdentityTest, SweepDeletesInBatchesThroughTheExpiryIndex) {
   ASSERT_TRUE(*plan->Step());
   EXPECT_NE(plan->ColumnText(3).find("challenges_by_expiry"), std::string::npos)
       << plan->ColumnText(3);
+}
+
+TEST_F(IdentityTest, OneCustomersBurstCannotTieUpEveryWorker) {
+  IdentityOptions options;
+  options.max_calls_per_customer = 2;
+  Rebuild(options);
+  gate_->Close();
+  Background<absl::StatusOr<bool>> first([&] {
+    return identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP, "a@example.com",
+                                      "svc");
+  });
+  ASSERT_TRUE(gate_->AwaitHeld(1));
+  Background<absl::StatusOr<bool>> second([&] {
+    return identity_->RegisterContact("cust-1", VERIFICATION_METHOD_SMS_OTP, "+8613800138000",
+                                      "svc");
+  });
+  ASSERT_TRUE(WaitFor([&] { return identity_->calls_in_progress("cust-1") == 2; }));
+  absl::Status third = Start("cust-1").status();
+  EXPECT_TRUE(absl::IsResourceExhausted(third)) << third;
+  EXPECT_EQ(limits::RetryAfterSeconds(third), 1);
+  EXPECT_EQ(metrics_.rate_limited_busy->Value(), 1);
+  gate_->Open();
+  EXPECT_TRUE(first.result().ok());
+  EXPECT_TRUE(second.result().ok());
+  EXPECT_TRUE(Start("cust-1").ok());
 }
 
 }  // namespace

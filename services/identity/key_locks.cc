@@ -20,6 +20,18 @@ KeyLocks::Hold KeyLocks::Lock(const std::string& key) {
   return Hold(this, key);
 }
 
+std::optional<KeyLocks::Hold> KeyLocks::LockUnlessBusy(const std::string& key,
+                                                       int max_users) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(key);
+  if (it != entries_.end() && it->second.users >= max_users) return std::nullopt;
+  Entry& entry = it != entries_.end() ? it->second : entries_[key];
+  ++entry.users;
+  mu_.Await(absl::Condition(+[](Entry* e) { return !e->held; }, &entry));
+  entry.held = true;
+  return Hold(this, key);
+}
+
 void KeyLocks::Unlock(const std::string& key) {
   absl::MutexLock lock(&mu_);
   auto it = entries_.find(key);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -42,6 +43,9 @@ class KeyLocks {
 
   // Waits until no other thread holds `key`, then holds it.
   Hold Lock(const std::string& key);
+  // Lock, unless `max_users` threads already hold or wait for `key`: then
+  // nullopt at once (so that one key cannot tie up every thread).
+  std::optional<Hold> LockUnlessBusy(const std::string& key, int max_users);
 
   // Keys held or waited for now.
   size_t size() const;

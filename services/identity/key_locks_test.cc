@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace switchboard::identity {
@@ -43,6 +44,25 @@ TEST(KeyLocksTest, MemoryFollowsTheKeysInUse) {
     EXPECT_EQ(locks.users("customer-7"), 1);
     EXPECT_EQ(locks.users("customer-100"), 0);
   }
+  EXPECT_EQ(locks.size(), 0u);
+}
+
+TEST(KeyLocksTest, LockUnlessBusyRefusesOnceEnoughThreadsHoldOrWait) {
+  KeyLocks locks;
+  std::optional<KeyLocks::Hold> first = locks.LockUnlessBusy("k", 2);
+  ASSERT_TRUE(first.has_value());
+  std::atomic<bool> second_held{false};
+  std::thread second([&] {
+    std::optional<KeyLocks::Hold> hold = locks.LockUnlessBusy("k", 2);
+    second_held = hold.has_value();
+  });
+  const absl::Time limit = absl::Now() + absl::Seconds(30);
+  while (locks.users("k") < 2 && absl::Now() < limit) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_FALSE(locks.LockUnlessBusy("k", 2).has_value());
+  EXPECT_TRUE(locks.LockUnlessBusy("other", 2).has_value());
+  first.reset();
+  second.join();
+  EXPECT_TRUE(second_held);
   EXPECT_EQ(locks.size(), 0u);
 }
 

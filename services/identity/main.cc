@@ -90,6 +90,9 @@ int Run(int argc, char** argv) {
   flags.Add("failure_window", &o.failure_window, "window in which failures are counted");
   flags.Add("lockout", &o.lockout, "how long a lockout lasts");
   flags.Add("token_ttl", &o.token_ttl, "lifetime of verification tokens (at most 1h)");
+  flags.Add("max_calls_per_customer", &o.max_calls_per_customer,
+            "calls of one customer in progress at once (they run one at a time); more get "
+            "RESOURCE_EXHAUSTED");
   flags.Add("sweep_interval", &config.sweep_interval,
             "how often finished challenges and enrollments are deleted");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
@@ -104,6 +107,7 @@ int Run(int argc, char** argv) {
   if (o.code_ttl <= absl::ZeroDuration() || o.code_ttl > kMaxCodeTtl ||
       o.token_ttl <= absl::ZeroDuration() || o.token_ttl > kMaxTokenTtl ||
       o.max_attempts < 1 || o.max_starts_per_hour < 1 || o.lockout_failures < 1 ||
+      o.max_calls_per_customer < 1 ||
       o.resend_interval < absl::ZeroDuration() || o.failure_window <= absl::ZeroDuration() ||
       o.lockout <= absl::ZeroDuration() || config.sweep_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr,
