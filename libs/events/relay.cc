@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "libs/fault/fault_point.h"
 #include "libs/log/log.h"
 
 namespace switchboard::events {
@@ -167,6 +168,9 @@ Relay::Pass Relay::RunPass() {
     pass.failed = true;
   }
   if (!confirmed.empty()) {
+    // Crash tests: the sink has confirmed these events, their rows are not
+    // deleted yet; a restart publishes them again (duplicates, no loss).
+    fault::Point("relay.before_delete");
     absl::Status deleted = DeleteRows(confirmed);
     if (!deleted.ok()) {
       // The rows will be published again: a duplicate, never a loss.
