@@ -91,7 +91,8 @@ class FeedbackStore {
   virtual absl::Status RoutingDone(const std::string& complaint_id,
                                    RoutingAction done) = 0;
 
-  // Complaints in each state now (index: v1::ComplaintState), for metrics.
+  // Complaints in each state now (index: v1::ComplaintState), for metrics;
+  // reads kept counts, never the complaints themselves.
   virtual absl::StatusOr<std::array<int64_t, 4>> CountComplaintsByState() = 0;
 
   // GetSummary's figures, with SQL aggregates.
