@@ -51,9 +51,10 @@ struct Record {
   events::v1::Event event;
 };
 
-// Reads the whole topic from the start until nothing new arrives for
-// `quiet` (or 120 s pass).
-std::vector<Record> ReadTopic(const std::string& brokers, absl::Duration quiet) {
+// Reads the whole topic from the start until every challenge of `expected`
+// was seen and then nothing new arrives for `quiet` (or 120 s pass).
+std::vector<Record> ReadTopic(const std::string& brokers, std::set<std::string> expected,
+                              absl::Duration quiet) {
   std::string error;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   conf->set("bootstrap.servers", brokers, error);
@@ -66,7 +67,7 @@ std::vector<Record> ReadTopic(const std::string& brokers, absl::Duration quiet) 
   std::vector<Record> records;
   absl::Time last = absl::Now();
   const absl::Time give_up = absl::Now() + absl::Seconds(120);
-  while (absl::Now() - last < quiet && absl::Now() < give_up) {
+  while ((!expected.empty() || absl::Now() - last < quiet) && absl::Now() < give_up) {
     std::unique_ptr<RdKafka::Message> message(consumer->consume(200));
     if (message->err() != RdKafka::ERR_NO_ERROR) continue;
     Record record;
@@ -74,6 +75,7 @@ std::vector<Record> ReadTopic(const std::string& brokers, absl::Duration quiet) 
     record.offset = message->offset();
     record.key = message->key() != nullptr ? *message->key() : "";
     EXPECT_TRUE(record.event.ParseFromArray(message->payload(), message->len()));
+    expected.erase(record.event.verification_started().challenge_id());
     records.push_back(std::move(record));
     last = absl::Now();
   }
@@ -198,9 +200,12 @@ TEST_F(CrashRelayTest, KilledMidPublishEveryEventArrivesInOrderAndDeduplicatesTo
   // Back for good: the interrupted calls are retried, a few more made.
   ASSERT_NO_FATAL_FAILURE(StartIdentity(""));
   Generate(3);
+  bool drained = false;
   const absl::Time drain_limit = absl::Now() + absl::Seconds(120);
-  while (!OutboxDrained() && absl::Now() < drain_limit) absl::SleepFor(absl::Milliseconds(200));
-  ASSERT_TRUE(OutboxDrained()) << identity_->log();
+  while (!(drained = OutboxDrained()) && absl::Now() < drain_limit) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_TRUE(drained) << identity_->log();
 
   std::map<std::string, std::vector<std::string>> acked;
   size_t acknowledged = 0;
@@ -208,8 +213,12 @@ TEST_F(CrashRelayTest, KilledMidPublishEveryEventArrivesInOrderAndDeduplicatesTo
     absl::MutexLock lock(&mu_);
     acked = acked_;
   }
-  for (const auto& [customer, challenges] : acked) acknowledged += challenges.size();
-  const std::vector<Record> records = ReadTopic(broker_.address(), absl::Seconds(5));
+  std::set<std::string> all;
+  for (const auto& [customer, challenges] : acked) {
+    acknowledged += challenges.size();
+    all.insert(challenges.begin(), challenges.end());
+  }
+  const std::vector<Record> records = ReadTopic(broker_.address(), all, absl::Seconds(5));
 
   // De-duplicate by event id, as a consumer does; keep each event's first
   // arrival, per key in partition order.

@@ -57,6 +57,9 @@ Relay::Relay(std::unique_ptr<storage::Database> reader,
           "Publish attempts of an event that the sink reported failed or "
           "did not confirm; the event stays in the outbox and is retried "
           "with backoff, so one event may count several times.")) {
+  // What an earlier run left waiting shows at once, not only after the
+  // first pass (which may take a while against a slow or absent sink).
+  UpdateGauges();
   thread_ = std::thread([this] { Run(); });
 }
 

@@ -26,7 +26,8 @@
 // does not cut it short); otherwise the relay sleeps until Notify or
 // poll_interval.
 //
-// Metrics (created once on the given registry; HELP texts define them):
+// Metrics (created once on the given registry; HELP texts define them; the
+// gauges are set when the relay is made, then after each pass):
 //   switchboard_outbox_depth                   gauge
 //   switchboard_outbox_oldest_age_seconds      gauge
 //   switchboard_outbox_published_total         counter
