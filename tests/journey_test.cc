@@ -8,9 +8,6 @@
 // is refused, and with the bot down the customer still reaches a human.
 #include <grpcpp/grpcpp.h>
 #include <librdkafka/rdkafkacpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <functional>
@@ -19,7 +16,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
@@ -31,6 +30,7 @@
 #include "switchboard/events/v1/event.pb.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/reserved_port.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
@@ -40,18 +40,6 @@ namespace {
 
 using sessions::v1::SessionsService;
 using sessions::v1::SessionState;
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
 
 // Waits up to `limit` for `done`, polling.
 bool Eventually(const std::function<bool()>& done, absl::Duration limit = absl::Seconds(20)) {
@@ -117,12 +105,15 @@ class JourneyTest : public ::testing::Test {
  protected:
   JourneyTest() : JourneyTest({}) {}
   // `service_flags` go to every service (e.g. --kafka_brokers).
+  //
+  // Ports: each server listens on port 0 and reports the port it got, and
+  // is started after the servers it calls, except routing and sessions,
+  // which call each other: routing's port is reserved before sessions
+  // starts and held until the test ends.
   explicit JourneyTest(std::vector<std::string> service_flags)
       : dir_(storage::MakeTempDir()),
         key_(*auth::LoadOrCreateKey(dir_ + "/token.key", true)),
         codec_(key_) {
-    const int presence_port = FreePort(), routing_port = FreePort(),
-              sessions_port = FreePort(), bot_port = FreePort();
     const auto flags = [&](int port, std::vector<std::string> more) {
       more.insert(more.end(), service_flags.begin(), service_flags.end());
       more.insert(more.end(), {"--data_dir=" + dir_, absl::StrCat("--port=", port),
@@ -133,31 +124,30 @@ class JourneyTest : public ::testing::Test {
     const std::string srcdir = std::getenv("TEST_SRCDIR");
     bot_ = std::make_unique<testing::ServerProcess>(
         "services/bot/bot_server",
-        flags(bot_port, {"--knowledge_base=" + srcdir +
-                         "/switchboard/services/bot/kb/intents.kb"}),
+        flags(0, {"--knowledge_base=" + srcdir + "/switchboard/services/bot/kb/intents.kb"}),
         dir_ + "/bot.log");
     presence_ = std::make_unique<testing::ServerProcess>(
         "services/presence/presence_server",
-        flags(presence_port, {"--lease=3s", "--sweep_interval=200ms"}), dir_ + "/presence.log");
-    routing_ = std::make_unique<testing::ServerProcess>(
-        "services/routing/routing_server",
-        flags(routing_port,
-              {absl::StrCat("--presence_address=127.0.0.1:", presence_port),
-               absl::StrCat("--sessions_address=127.0.0.1:", sessions_port),
-               "--offer_timeout=20s", "--dispatch_interval=100ms"}),
-        dir_ + "/routing.log");
+        flags(0, {"--lease=3s", "--sweep_interval=200ms"}), dir_ + "/presence.log");
     sessions_ = std::make_unique<testing::ServerProcess>(
         "services/sessions/sessions_server",
-        flags(sessions_port, {absl::StrCat("--bot_address=127.0.0.1:", bot_port),
-                              absl::StrCat("--routing_address=127.0.0.1:", routing_port),
-                              "--routing_retry_interval=200ms", "--sweep_interval=200ms"}),
+        flags(0, {"--bot_address=" + bot_->address(),
+                  "--routing_address=" + routing_port_.address(),
+                  "--routing_retry_interval=200ms", "--sweep_interval=200ms"}),
         dir_ + "/sessions.log");
+    routing_ = std::make_unique<testing::ServerProcess>(
+        "services/routing/routing_server",
+        flags(routing_port_.port(),
+              {"--presence_address=" + presence_->address(),
+               "--sessions_address=" + sessions_->address(), "--offer_timeout=20s",
+               "--dispatch_interval=100ms"}),
+        dir_ + "/routing.log");
     for (auto* server : {bot_.get(), presence_.get(), routing_.get(), sessions_.get()}) {
       EXPECT_GT(server->grpc_port(), 0) << server->log();
     }
-    sessions_stub_ = SessionsService::NewStub(Channel(sessions_port));
-    routing_stub_ = routing::v1::RoutingService::NewStub(Channel(routing_port));
-    presence_stub_ = presence::v1::PresenceService::NewStub(Channel(presence_port));
+    sessions_stub_ = SessionsService::NewStub(Channel(sessions_->grpc_port()));
+    routing_stub_ = routing::v1::RoutingService::NewStub(Channel(routing_->grpc_port()));
+    presence_stub_ = presence::v1::PresenceService::NewStub(Channel(presence_->grpc_port()));
   }
 
   ~JourneyTest() override {
@@ -200,25 +190,50 @@ class JourneyTest : public ::testing::Test {
             .ok());
   }
 
-  // Keeps an agent's presence lease alive while it exists, as a device does.
+  // Keeps an agent's presence lease (3 s) alive while it exists, as a device
+  // does: a heartbeat every 500 ms, and a failed one retried at once, since
+  // a few lost heartbeats in a row would let the lease lapse and move the
+  // agent's sessions for no reason the test meant. If heartbeats failed
+  // for a whole lease anyway, the test fails with their errors rather than
+  // with a puzzling re-queue.
   class Heartbeats {
    public:
     Heartbeats(JourneyTest* test, std::string agent)
-        : thread_([this, test, agent = std::move(agent)] {
-            while (!stop_) {
+        : agent_(std::move(agent)), thread_([this, test] {
+            absl::Time last_ok = absl::Now();
+            absl::Duration wait = absl::ZeroDuration();
+            while (!stop_.WaitForNotificationWithTimeout(wait)) {
               presence::v1::HeartbeatResponse response;
-              test->presence_stub_->Heartbeat(
-                  test->Context(test->Token(auth::Role::kAgent, agent)).get(), {}, &response);
-              absl::SleepFor(absl::Milliseconds(500));
+              auto context = test->Context(test->Token(auth::Role::kAgent, agent_));
+              context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+              const grpc::Status status =
+                  test->presence_stub_->Heartbeat(context.get(), {}, &response);
+              if (status.ok()) {
+                last_ok = absl::Now();
+                wait = absl::Milliseconds(500);
+                continue;
+              }
+              absl::MutexLock lock(&mu_);
+              errors_.push_back(absl::StrCat(status.error_code(), " ", status.error_message()));
+              lapsed_ |= absl::Now() - last_ok >= absl::Seconds(3) ||
+                         status.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
+              wait = absl::Milliseconds(50);
             }
           }) {}
     ~Heartbeats() {
-      stop_ = true;
+      stop_.Notify();
       thread_.join();
+      absl::MutexLock lock(&mu_);
+      EXPECT_FALSE(lapsed_) << agent_ << "'s lease lapsed because heartbeats failed: "
+                            << absl::StrJoin(errors_, "; ");
     }
 
    private:
-    std::atomic<bool> stop_{false};
+    const std::string agent_;
+    absl::Notification stop_;
+    absl::Mutex mu_;
+    std::vector<std::string> errors_ ABSL_GUARDED_BY(mu_);
+    bool lapsed_ ABSL_GUARDED_BY(mu_) = false;
     std::thread thread_;
   };
 
@@ -302,6 +317,7 @@ class JourneyTest : public ::testing::Test {
   std::string dir_;
   std::string key_;
   auth::TokenCodec codec_;
+  testing::ReservedPort routing_port_;
   std::unique_ptr<testing::ServerProcess> bot_, presence_, routing_, sessions_;
   std::unique_ptr<SessionsService::Stub> sessions_stub_;
   std::unique_ptr<routing::v1::RoutingService::Stub> routing_stub_;
@@ -482,6 +498,8 @@ struct Record {
   std::string topic;
   std::string key;
   events::v1::Event event;
+  int32_t partition = 0;
+  int64_t offset = 0;
 };
 
 // Reads `topics` from the start until nothing new arrives for `quiet`.
@@ -503,6 +521,8 @@ std::vector<Record> ReadTopics(const std::string& brokers, const std::vector<std
     if (message->err() != RdKafka::ERR_NO_ERROR) continue;
     Record record{message->topic_name(), message->key() ? *message->key() : ""};
     EXPECT_TRUE(record.event.ParseFromArray(message->payload(), message->len()));
+    record.partition = message->partition();
+    record.offset = message->offset();
     records.push_back(std::move(record));
     last = absl::Now();
   }
@@ -532,12 +552,15 @@ TEST_F(KafkaJourneyTest, EveryStateChangeReachesKafkaOnceAndInOrderThroughAnOuta
        "switchboard.bot.v1"},
       absl::Seconds(5));
 
-  // At least once: drop duplicates by event id (and count them).
+  // At least once: drop duplicates by event id (and count them), keeping
+  // each event's first arrival.
   std::set<std::string> seen;
   int duplicates = 0;
   std::map<std::pair<std::string, std::string>, std::vector<events::v1::Event>> by_key;
+  std::map<std::pair<std::string, std::string>, std::vector<const Record*>> arrivals;
   for (const Record& record : records) {
     EXPECT_EQ(record.key, record.event.entity_id());
+    arrivals[{record.topic, record.key}].push_back(&record);
     if (!seen.insert(record.event.event_id()).second) {
       ++duplicates;
       continue;
@@ -547,7 +570,16 @@ TEST_F(KafkaJourneyTest, EveryStateChangeReachesKafkaOnceAndInOrderThroughAnOuta
   std::printf("kafka journey: %zu records, %d duplicates, %zu keys\n", records.size(),
               duplicates, by_key.size());
 
-  // Per key, events arrive in the order they were committed.
+  // Per key, one partition read in offset order, and times that never go
+  // back. Equal times (events of one transaction) say nothing about order:
+  // the real order is checked below through what the events carry (message
+  // sequence numbers, the session's state machine, offer ids).
+  for (const auto& [key, arrived] : arrivals) {
+    for (size_t i = 1; i < arrived.size(); ++i) {
+      EXPECT_EQ(arrived[i]->partition, arrived[0]->partition) << key.first << " " << key.second;
+      EXPECT_GT(arrived[i]->offset, arrived[i - 1]->offset) << key.first << " " << key.second;
+    }
+  }
   for (const auto& [key, events] : by_key) {
     for (size_t i = 1; i < events.size(); ++i) {
       EXPECT_LE(protoutil::FromTimestamp(events[i - 1].occurred_at()),
@@ -556,15 +588,21 @@ TEST_F(KafkaJourneyTest, EveryStateChangeReachesKafkaOnceAndInOrderThroughAnOuta
     }
   }
 
-  // Every state change of the session, once, in order.
+  // Every state change of the session, once, in order; every message once,
+  // in sequence order. Messages are told apart by writer and length (the
+  // text is not in the event); sessions' own SYSTEM notices are not counted.
   std::vector<std::string> states;
   int64_t last_sequence = 0;
-  int messages = 0;
+  std::vector<std::string> messages;
   for (const events::v1::Event& event : by_key[{"switchboard.sessions.v1", session}]) {
     if (event.has_message_sent()) {
-      EXPECT_GT(event.message_sent().sequence(), last_sequence);
-      last_sequence = event.message_sent().sequence();
-      ++messages;
+      const events::v1::MessageSent& sent = event.message_sent();
+      EXPECT_GT(sent.sequence(), last_sequence) << "out of order";
+      last_sequence = sent.sequence();
+      if (sent.sender_role() == common::v1::SENDER_ROLE_SYSTEM) continue;
+      messages.push_back(sent.sender_role() == common::v1::SENDER_ROLE_BOT
+                             ? "bot"
+                             : absl::StrCat(sent.sender_id(), ":", sent.text_length()));
     } else if (event.type() != "sessions.first_response_recorded") {
       states.push_back(event.type());
     }
@@ -573,24 +611,57 @@ TEST_F(KafkaJourneyTest, EveryStateChangeReachesKafkaOnceAndInOrderThroughAnOuta
                         "sessions.session_created", "sessions.session_escalated",
                         "sessions.agent_assigned", "sessions.session_requeued",
                         "sessions.agent_assigned", "sessions.session_resolved"}));
-  EXPECT_GE(messages, 5);  // The first message, the bot's reply, four from people.
+  // The first message, the bot's reply, then the four from people in the
+  // order they were sent (the retried one once).
+  const auto from = [](const std::string& who, const std::string& text) {
+    return absl::StrCat(who, ":", text.size());
+  };
+  EXPECT_EQ(messages,
+            (std::vector<std::string>{
+                from("cust-1", "My USDT deposit has not arrived, I want to talk to a human agent"),
+                "bot", from("cust-1", "I sent 100 USDT on TRC20 an hour ago"),
+                from("ana", "Checking the transaction now"),
+                from("cust-1", "Here is the txid: abc123"),
+                from("ben", "Your deposit is credited now")}));
 
+  // Routing's events of the session follow its protocol: enqueued first,
+  // each acceptance after the offer it accepts, the re-queue between the
+  // two acceptances.
   std::vector<std::string> routing_types;
+  std::set<std::string> offers_made;
   for (const events::v1::Event& event : by_key[{"switchboard.routing.v1", session}]) {
     routing_types.push_back(event.type());
+    if (event.has_offer_made()) offers_made.insert(event.offer_made().offer_id());
+    if (event.has_offer_accepted()) {
+      EXPECT_EQ(offers_made.count(event.offer_accepted().offer_id()), 1u)
+          << "an acceptance arrived before its offer";
+    }
   }
   ASSERT_FALSE(routing_types.empty());
   EXPECT_EQ(routing_types.front(), "routing.entry_enqueued");
   EXPECT_EQ(std::count(routing_types.begin(), routing_types.end(), "routing.offer_accepted"), 2);
   EXPECT_EQ(std::count(routing_types.begin(), routing_types.end(), "routing.entry_requeued"), 1);
+  const auto first_accept =
+      std::find(routing_types.begin(), routing_types.end(), "routing.offer_accepted");
+  const auto requeue =
+      std::find(routing_types.begin(), routing_types.end(), "routing.entry_requeued");
+  const auto last_accept =
+      std::find(routing_types.rbegin(), routing_types.rend(), "routing.offer_accepted").base() - 1;
+  EXPECT_TRUE(first_accept < requeue && requeue < last_accept)
+      << absl::StrJoin(routing_types, ", ");
 
-  bool ana_lapsed = false;
+  // Ana went online before her lease lapsed.
+  int online_at = -1, lapsed_at = -1, i = 0;
   for (const events::v1::Event& event : by_key[{"switchboard.presence.v1", "ana"}]) {
-    ana_lapsed |= event.has_agent_status_changed() &&
-                  event.agent_status_changed().reason() ==
-                      presence::v1::CHANGE_REASON_LEASE_EXPIRED;
+    if (event.has_agent_status_changed()) {
+      const auto& change = event.agent_status_changed();
+      if (online_at < 0 && change.status() == presence::v1::AGENT_STATUS_ONLINE) online_at = i;
+      if (change.reason() == presence::v1::CHANGE_REASON_LEASE_EXPIRED) lapsed_at = i;
+    }
+    ++i;
   }
-  EXPECT_TRUE(ana_lapsed);
+  EXPECT_GE(online_at, 0);
+  EXPECT_GT(lapsed_at, online_at);
   const auto bot_key = std::make_pair(std::string("switchboard.bot.v1"), session);
   EXPECT_FALSE(by_key[bot_key].empty());
 }

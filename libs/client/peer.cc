@@ -1,5 +1,7 @@
 #include "libs/client/peer.h"
 
+#include <algorithm>
+
 #include "libs/auth/grpc_auth.h"
 
 namespace switchboard::client {
@@ -44,13 +46,16 @@ std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address) {
 std::unique_ptr<grpc::ClientContext> PeerContext(const std::string& token,
                                                  absl::Duration timeout,
                                                  const grpc::ServerContextBase* incoming) {
+  return PeerContext(token, timeout,
+                     incoming != nullptr ? absl::FromChrono(incoming->deadline())
+                                         : absl::InfiniteFuture());
+}
+
+std::unique_ptr<grpc::ClientContext> PeerContext(const std::string& token,
+                                                 absl::Duration timeout,
+                                                 absl::Time caller_deadline) {
   auto context = std::make_unique<grpc::ClientContext>();
-  absl::Time deadline = absl::Now() + timeout;
-  if (incoming != nullptr) {
-    const absl::Time incoming_deadline = absl::FromChrono(incoming->deadline());
-    if (incoming_deadline < deadline) deadline = incoming_deadline;
-  }
-  context->set_deadline(absl::ToChronoTime(deadline));
+  context->set_deadline(absl::ToChronoTime(std::min(absl::Now() + timeout, caller_deadline)));
   if (!token.empty()) auth::AttachToken(*context, token);
   return context;
 }

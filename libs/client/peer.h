@@ -43,4 +43,11 @@ std::unique_ptr<grpc::ClientContext> PeerContext(
     const std::string& token, absl::Duration timeout,
     const grpc::ServerContextBase* incoming = nullptr);
 
+// The same for code that carries its caller's deadline as a time (domain
+// logic knows nothing of gRPC): the deadline is `timeout` from now, or
+// `caller_deadline` if that is sooner (absl::InfiniteFuture() for none).
+std::unique_ptr<grpc::ClientContext> PeerContext(const std::string& token,
+                                                 absl::Duration timeout,
+                                                 absl::Time caller_deadline);
+
 }  // namespace switchboard::client

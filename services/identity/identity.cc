@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "libs/events/envelope.h"
+#include "libs/limits/retry_after.h"
 #include "libs/log/log.h"
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
@@ -38,10 +39,8 @@ int64_t SecondsUntil(absl::Time then, absl::Time now) {
 
 absl::Status Exhausted(absl::string_view what, absl::Time until, absl::Time now) {
   const int64_t seconds = SecondsUntil(until, now);
-  absl::Status status = absl::ResourceExhaustedError(
-      absl::StrCat(what, "; retry after ", seconds, " s"));
-  status.SetPayload(kRetryAfter, absl::Cord(absl::StrCat(seconds)));
-  return status;
+  return limits::Exhausted(absl::StrCat(what, "; retry after ", seconds, " s"),
+                           absl::Seconds(seconds));
 }
 
 absl::Status WrongCode(int remaining) {
@@ -68,6 +67,10 @@ std::string PercentEncode(absl::string_view text) {
     }
   }
   return out;
+}
+
+absl::Status ValidateRequestId(const std::string& request_id) {
+  return validation::ValidateRequestId("request_id", request_id);
 }
 
 absl::Status ValidateMethod(VerificationMethod method, bool allow_totp) {
@@ -173,11 +176,6 @@ TokenCheck CheckVerificationToken(const auth::TokenCodec& codec, absl::string_vi
   return check;
 }
 
-struct Identity::Pending {
-  absl::Notification done;
-  absl::Status status;
-};
-
 Identity::Identity(IdentityStore* store, Clock* clock, IdentityMetrics* metrics,
                    const CodeHasher* hasher, const SecretBox* box,
                    const auth::TokenCodec* tokens, CodeNotifier* notifier,
@@ -191,54 +189,74 @@ Identity::Identity(IdentityStore* store, Clock* clock, IdentityMetrics* metrics,
       notifier_(notifier),
       options_(options) {}
 
-absl::Status Identity::Load() {
-  absl::StatusOr<IdentityStore::Contents> contents = store_->Load();
-  if (!contents.ok()) return contents.status();
-  absl::MutexLock lock(&mu_);
-  for (CustomerRecord& c : contents->customers) {
-    std::string id = c.customer_id;
-    customers_[id] = std::move(c);
+absl::StatusOr<KeyLocks::Hold> Identity::Turn(const std::string& customer_id) {
+  std::optional<KeyLocks::Hold> hold =
+      locks_.LockUnlessBusy(customer_id, std::max(1, options_.max_calls_per_customer));
+  if (!hold.has_value()) {
+    if (metrics_ != nullptr) metrics_->rate_limited_busy->Increment();
+    return limits::Exhausted("too many calls for this customer at once; retry shortly",
+                             absl::Seconds(1));
   }
-  for (ChallengeRecord& c : contents->challenges) {
-    std::string id = c.challenge_id;
-    challenges_[id] = std::move(c);
-  }
-  for (EnrollmentRecord& e : contents->enrollments) {
-    std::string id = e.enrollment_id;
-    enrollments_[id] = std::move(e);
-  }
-  return absl::OkStatus();
+  return *std::move(hold);
 }
 
-absl::Status Identity::CheckWritable() const {
-  if (store_failed_) {
-    return absl::UnavailableError("identity storage failed; the service must be restarted");
-  }
-  return absl::OkStatus();
-}
-
-std::shared_ptr<Identity::Pending> Identity::Commit(IdentityWrite write) {
-  auto pending = std::make_shared<Pending>();
-  store_->Apply(std::move(write), [this, pending](absl::Status status) {
-    if (!status.ok()) {
-      log::Error("identity_commit_failed", {{"detail", status.message()}});
-      store_failed_ = true;
-    }
-    pending->status = status;
-    pending->done.Notify();
+absl::Status Identity::Commit(IdentityWrite write) {
+  absl::Notification done;
+  absl::Status result;
+  store_->Apply(std::move(write), [&](absl::Status status) {
+    result = std::move(status);
+    done.Notify();
   });
-  return pending;
+  done.WaitForNotification();
+  if (!result.ok()) log::Error("identity_commit_failed", {{"detail", result.message()}});
+  return result;
 }
 
-absl::Status Identity::Wait(const std::shared_ptr<Pending>& pending) {
-  pending->done.WaitForNotification();
-  return pending->status;
+absl::StatusOr<CustomerRecord> Identity::ReadCustomer(const std::string& customer_id) {
+  absl::StatusOr<std::optional<CustomerRecord>> stored = store_->GetCustomer(customer_id);
+  if (!stored.ok()) return stored.status();
+  if (stored->has_value()) return **stored;
+  CustomerRecord fresh;
+  fresh.customer_id = customer_id;
+  return fresh;
 }
 
-CustomerRecord& Identity::CustomerLocked(const std::string& customer_id) {
-  CustomerRecord& customer = customers_[customer_id];
-  if (customer.customer_id.empty()) customer.customer_id = customer_id;
-  return customer;
+absl::StatusOr<Identity::Completed> Identity::CompletedFrom(
+    const ChallengeRecord& challenge) const {
+  Completed completed;
+  auth::VerificationClaims& claims = completed.claims;
+  claims.customer_id = challenge.customer_id;
+  claims.method = MethodClaim(challenge.method);
+  claims.level = challenge.method == common::v1::VERIFICATION_METHOD_TOTP ? auth::kLevelStrong
+                                                                          : auth::kLevelBasic;
+  claims.token_id = challenge.token_id;
+  claims.session_id = challenge.session_id;
+  claims.issued_at = challenge.token_issued_at;
+  claims.expires_at = challenge.token_expires_at;
+  // Signing is deterministic: the same record gives the same token.
+  absl::StatusOr<std::string> token = auth::SignVerificationToken(*tokens_, claims);
+  if (!token.ok()) return token.status();
+  completed.token = std::move(*token);
+  completed.verification.set_method(challenge.method);
+  completed.verification.set_level(static_cast<common::v1::VerificationLevel>(claims.level));
+  protoutil::ToTimestamp(claims.issued_at, completed.verification.mutable_verified_at());
+  protoutil::ToTimestamp(claims.expires_at, completed.verification.mutable_expires_at());
+  return completed;
+}
+
+absl::StatusOr<Identity::EnrollmentStarted> Identity::EnrollmentStartedFrom(
+    const EnrollmentRecord& enrollment) const {
+  absl::StatusOr<std::string> secret = box_->Open(enrollment.secret_sealed, enrollment.customer_id);
+  if (!secret.ok()) return secret.status();
+  EnrollmentStarted started;
+  started.enrollment = enrollment;
+  started.secret_base32 = Base32Encode(*secret);
+  const std::string label =
+      enrollment.account_label.empty() ? enrollment.customer_id : enrollment.account_label;
+  started.otpauth_uri = absl::StrCat(
+      "otpauth://totp/Switchboard:", PercentEncode(label), "?secret=", started.secret_base32,
+      "&issuer=Switchboard&algorithm=SHA1&digits=6&period=30");
+  return started;
 }
 
 events::v1::Event Identity::Failed(const ChallengeRecord& challenge,
@@ -316,110 +334,134 @@ absl::StatusOr<Identity::Started> Identity::StartVerification(
       command.language != "zh-CN") {
     return absl::InvalidArgumentError("language: must be \"en\", \"zh-CN\" or empty");
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = ValidateRequestId(command.request_id); !s.ok()) return s;
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
-  Started started;
-  std::optional<v1::CodeDeliveryRequest> delivery;
-  std::shared_ptr<Pending> pending;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_->Now();
-    CustomerRecord& customer = CustomerLocked(command.customer_id);
-    if (customer.locked_until > now) {
-      if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
-      return Exhausted("verification is locked after too many failed attempts",
-                       customer.locked_until, now);
-    }
-    Prune(customer.recent_starts, now - absl::Hours(1));
-    if (!customer.recent_starts.empty() &&
-        customer.recent_starts.back() + options_.resend_interval > now) {
-      if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
-      return Exhausted("a verification was started moments ago",
-                       customer.recent_starts.back() + options_.resend_interval, now);
-    }
-    if (static_cast<int>(customer.recent_starts.size()) >= options_.max_starts_per_hour) {
-      if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
-      return Exhausted("too many verifications started in the last hour",
-                       customer.recent_starts.front() + absl::Hours(1), now);
-    }
-    customer.recent_starts.push_back(now);
-
-    IdentityWrite write;
-    ChallengeRecord& challenge = started.challenge;
-    challenge.challenge_id = RandomId("chl_");
-    challenge.customer_id = command.customer_id;
-    challenge.method = command.method;
-    challenge.session_id = command.session_id;
-    challenge.created_at = now;
-    challenge.expires_at = now + std::min(options_.code_ttl, kMaxCodeTtl);
-    challenge.max_attempts = options_.max_attempts;
-    if (IsOtp(command.method)) {
-      std::string code = RandomDigits(kCodeDigits);
-      challenge.code_hash = hasher_->Hash(challenge.challenge_id, code);
-      const std::string& address =
-          command.method == common::v1::VERIFICATION_METHOD_EMAIL_OTP ? customer.email
-                                                                       : customer.phone;
-      // Without a contact the challenge is created alike, and never completes.
-      if (!address.empty()) {
-        delivery.emplace();
-        delivery->set_delivery_id(RandomId("dlv_"));
-        delivery->set_customer_id(command.customer_id);
-        delivery->set_method(command.method);
-        delivery->set_address(address);
-        delivery->set_code(std::move(code));
-        delivery->set_language(command.language.empty() ? "en" : command.language);
-        protoutil::ToTimestamp(challenge.expires_at, delivery->mutable_expires_at());
-        delivery->set_challenge_id(challenge.challenge_id);
+  absl::StatusOr<KeyLocks::Hold> turn = Turn(command.customer_id);
+  if (!turn.ok()) return turn.status();
+  if (!command.request_id.empty()) {
+    absl::StatusOr<std::optional<ChallengeRecord>> first =
+        store_->FindChallengeByRequest(command.customer_id, command.request_id);
+    if (!first.ok()) return first.status();
+    if (first->has_value()) {
+      const ChallengeRecord& challenge = **first;
+      if (challenge.method != command.method || challenge.session_id != command.session_id) {
+        return absl::InvalidArgumentError(
+            "request_id: already used for a verification with another method or session");
       }
+      Started started;
+      started.challenge = challenge;
+      started.resend_available_at = challenge.created_at + options_.resend_interval;
+      started.replayed = true;
+      return started;
     }
-
-    std::string replaced;
-    if (auto previous = challenges_.find(customer.current_challenge_id);
-        previous != challenges_.end() && previous->second.state == ChallengeState::kOpen) {
-      previous->second.state = ChallengeState::kReplaced;
-      replaced = previous->first;
-      write.challenges.push_back(previous->second);
-    }
-    customer.current_challenge_id = challenge.challenge_id;
-    challenges_[challenge.challenge_id] = challenge;
-    write.challenges.push_back(challenge);
-    write.customers.push_back(customer);
-
-    events::v1::Event event;
-    events::v1::VerificationStarted* payload = event.mutable_verification_started();
-    payload->set_customer_id(challenge.customer_id);
-    payload->set_challenge_id(challenge.challenge_id);
-    payload->set_method(challenge.method);
-    payload->set_session_id(challenge.session_id);
-    protoutil::ToTimestamp(challenge.expires_at, payload->mutable_expires_at());
-    payload->set_max_attempts(challenge.max_attempts);
-    payload->set_replaced_challenge_id(replaced);
-    if (absl::Status s = events::Seal(event, kProducer, challenge.customer_id, now); !s.ok()) {
-      return s;
-    }
-    write.events.push_back(std::move(event));
-    if (metrics_ != nullptr) metrics_->started(challenge.method).Increment();
-    started.resend_available_at = now + options_.resend_interval;
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  absl::StatusOr<CustomerRecord> loaded = ReadCustomer(command.customer_id);
+  if (!loaded.ok()) return loaded.status();
+  CustomerRecord& customer = *loaded;
+  const absl::Time now = clock_->Now();
+  if (customer.locked_until > now) {
+    if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
+    return Exhausted("verification is locked after too many failed attempts",
+                     customer.locked_until, now);
+  }
+  Prune(customer.recent_starts, now - absl::Hours(1));
+  if (!customer.recent_starts.empty() &&
+      customer.recent_starts.back() + options_.resend_interval > now) {
+    if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
+    return Exhausted("a verification was started moments ago",
+                     customer.recent_starts.back() + options_.resend_interval, now);
+  }
+  if (static_cast<int>(customer.recent_starts.size()) >= options_.max_starts_per_hour) {
+    if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
+    return Exhausted("too many verifications started in the last hour",
+                     customer.recent_starts.front() + absl::Hours(1), now);
+  }
+  customer.recent_starts.push_back(now);
+
+  IdentityWrite write;
+  Started started;
+  ChallengeRecord& challenge = started.challenge;
+  challenge.challenge_id = RandomId("chl_");
+  challenge.customer_id = command.customer_id;
+  challenge.method = command.method;
+  challenge.session_id = command.session_id;
+  challenge.created_at = now;
+  challenge.expires_at = now + std::min(options_.code_ttl, kMaxCodeTtl);
+  challenge.max_attempts = options_.max_attempts;
+  challenge.start_request_id = command.request_id;
+  std::optional<v1::CodeDeliveryRequest> delivery;
+  if (IsOtp(command.method)) {
+    std::string code = RandomDigits(kCodeDigits);
+    challenge.code_hash = hasher_->Hash(challenge.challenge_id, code);
+    const std::string& address =
+        command.method == common::v1::VERIFICATION_METHOD_EMAIL_OTP ? customer.email
+                                                                     : customer.phone;
+    // Without a contact the challenge is created alike, and never completes.
+    if (!address.empty()) {
+      delivery.emplace();
+      delivery->set_delivery_id(RandomId("dlv_"));
+      delivery->set_customer_id(command.customer_id);
+      delivery->set_method(command.method);
+      delivery->set_address(address);
+      delivery->set_code(std::move(code));
+      delivery->set_language(command.language.empty() ? "en" : command.language);
+      protoutil::ToTimestamp(challenge.expires_at, delivery->mutable_expires_at());
+      delivery->set_challenge_id(challenge.challenge_id);
+    }
+  }
+
+  std::string replaced;
+  if (!customer.current_challenge_id.empty()) {
+    absl::StatusOr<std::optional<ChallengeRecord>> previous =
+        store_->GetChallenge(customer.current_challenge_id);
+    if (!previous.ok()) return previous.status();
+    if (previous->has_value() && (*previous)->state == ChallengeState::kOpen) {
+      (*previous)->state = ChallengeState::kReplaced;
+      replaced = (*previous)->challenge_id;
+      write.challenges.push_back(**previous);
+    }
+  }
+  customer.current_challenge_id = challenge.challenge_id;
+  write.challenges.push_back(challenge);
+  write.customers.push_back(customer);
+
+  events::v1::Event event;
+  events::v1::VerificationStarted* payload = event.mutable_verification_started();
+  payload->set_customer_id(challenge.customer_id);
+  payload->set_challenge_id(challenge.challenge_id);
+  payload->set_method(challenge.method);
+  payload->set_session_id(challenge.session_id);
+  protoutil::ToTimestamp(challenge.expires_at, payload->mutable_expires_at());
+  payload->set_max_attempts(challenge.max_attempts);
+  payload->set_replaced_challenge_id(replaced);
+  if (absl::Status s = events::Seal(event, kProducer, challenge.customer_id, now); !s.ok()) {
+    return s;
+  }
+  write.events.push_back(std::move(event));
+  started.resend_available_at = now + options_.resend_interval;
+
+  // The code is handed over before the challenge is committed, so that a
+  // committed challenge (which a retry would answer with) always had its code
+  // sent; a code for a challenge whose commit then fails is merely useless.
   if (delivery.has_value()) {
-    absl::Status sent = notifier_->Deliver(*delivery);
-    if (!sent.ok()) {
+    if (absl::Status sent = notifier_->Deliver(*delivery); !sent.ok()) {
       if (metrics_ != nullptr) metrics_->delivery_failures->Increment();
       log::Error("code_delivery_failed", {{"customer_id", delivery->customer_id()},
                                           {"challenge_id", delivery->challenge_id()},
                                           {"detail", sent.message()}});
       return absl::UnavailableError(
-          "the code could not be sent; start a new verification shortly");
+          "the code could not be sent and nothing was started; try again shortly");
     }
   }
+  if (absl::Status s = Commit(std::move(write)); !s.ok()) return s;
+  if (metrics_ != nullptr) metrics_->started(challenge.method).Increment();
   return started;
 }
 
 absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
     const std::string& caller_customer, const std::string& challenge_id,
-    const std::string& code) {
+    const std::string& code, const std::string& request_id) {
   if (challenge_id.empty()) {
     return absl::InvalidArgumentError("challenge_id: must not be empty");
   }
@@ -428,128 +470,129 @@ absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
     return s;
   }
   if (absl::Status s = ValidateCode(code); !s.ok()) return s;
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = ValidateRequestId(request_id); !s.ok()) return s;
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
+
+  const auto not_found = [] { return absl::NotFoundError("challenge_id: no such challenge"); };
+  absl::StatusOr<std::optional<ChallengeRecord>> found = store_->GetChallenge(challenge_id);
+  if (!found.ok()) return found.status();
+  if (!found->has_value() ||
+      (!caller_customer.empty() && (*found)->customer_id != caller_customer)) {
+    return not_found();
+  }
+  absl::StatusOr<KeyLocks::Hold> turn = Turn((*found)->customer_id);
+  if (!turn.ok()) return turn.status();
+  // Read again under the customer's lock: a call that held it may have
+  // changed (or the sweep deleted) the challenge meanwhile.
+  found = store_->GetChallenge(challenge_id);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return not_found();
+  ChallengeRecord& challenge = **found;
+  if (challenge.state == ChallengeState::kUsed && !request_id.empty() &&
+      request_id == challenge.complete_request_id &&
+      hasher_->Matches(challenge.completed_code_hash, challenge.challenge_id, code)) {
+    absl::StatusOr<Completed> replay = CompletedFrom(challenge);
+    if (replay.ok()) replay->replayed = true;
+    return replay;
+  }
+  absl::StatusOr<CustomerRecord> loaded = ReadCustomer(challenge.customer_id);
+  if (!loaded.ok()) return loaded.status();
+  CustomerRecord& customer = *loaded;
+  const absl::Time now = clock_->Now();
+  if (customer.locked_until > now) {
+    if (metrics_ != nullptr) metrics_->rate_limited_complete->Increment();
+    return Exhausted("verification is locked after too many failed attempts",
+                     customer.locked_until, now);
+  }
 
   absl::Status answer;
   Completed completed;
-  std::shared_ptr<Pending> pending;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_->Now();
-    auto it = challenges_.find(challenge_id);
-    if (it == challenges_.end() ||
-        (!caller_customer.empty() && it->second.customer_id != caller_customer)) {
-      return absl::NotFoundError("challenge_id: no such challenge");
+  IdentityWrite write;
+  if (challenge.state != ChallengeState::kOpen) {
+    write.events.push_back(
+        Failed(challenge, events::v1::VERIFICATION_FAILURE_CHALLENGE_USED, now));
+    answer = absl::FailedPreconditionError(
+        challenge.state == ChallengeState::kUsed
+            ? "challenge_id: this challenge was already used; start a new one"
+            : "challenge_id: this challenge was replaced by a newer one; use the "
+              "newest code or start again");
+  } else if (now >= challenge.expires_at) {
+    write.events.push_back(Failed(challenge, events::v1::VERIFICATION_FAILURE_EXPIRED, now));
+    answer = absl::FailedPreconditionError(
+        "challenge_id: the challenge expired; start a new one");
+  } else if (challenge.attempts_used >= challenge.max_attempts) {
+    write.events.push_back(
+        Failed(challenge, events::v1::VERIFICATION_FAILURE_ATTEMPTS_EXHAUSTED, now));
+    answer = absl::FailedPreconditionError(
+        "challenge_id: the challenge has no attempts left; start a new one");
+  } else {
+    bool matched = false;
+    bool reused = false;
+    int64_t step = -1;
+    if (IsOtp(challenge.method)) {
+      matched = hasher_->Matches(challenge.code_hash, challenge.challenge_id, code);
+    } else if (!customer.totp_secret_sealed.empty()) {
+      absl::StatusOr<std::string> secret =
+          box_->Open(customer.totp_secret_sealed, customer.customer_id);
+      if (!secret.ok()) return secret.status();
+      step = MatchTotp(*secret, code, now);
+      matched = step >= 0 && step > customer.last_totp_step;
+      reused = step >= 0 && !matched;
     }
-    ChallengeRecord& challenge = it->second;
-    CustomerRecord& customer = CustomerLocked(challenge.customer_id);
-    if (customer.locked_until > now) {
-      if (metrics_ != nullptr) metrics_->rate_limited_complete->Increment();
-      return Exhausted("verification is locked after too many failed attempts",
-                       customer.locked_until, now);
-    }
-
-    IdentityWrite write;
-    if (challenge.state != ChallengeState::kOpen) {
+    if (!matched) {
+      ++challenge.attempts_used;
+      write.challenges.push_back(challenge);
       write.events.push_back(
-          Failed(challenge, events::v1::VERIFICATION_FAILURE_CHALLENGE_USED, now));
-      answer = absl::FailedPreconditionError(
-          challenge.state == ChallengeState::kUsed
-              ? "challenge_id: this challenge was already used; start a new one"
-              : "challenge_id: this challenge was replaced by a newer one; use the "
-                "newest code or start again");
-    } else if (now >= challenge.expires_at) {
-      write.events.push_back(Failed(challenge, events::v1::VERIFICATION_FAILURE_EXPIRED, now));
-      answer = absl::FailedPreconditionError(
-          "challenge_id: the challenge expired; start a new one");
-    } else if (challenge.attempts_used >= challenge.max_attempts) {
-      write.events.push_back(
-          Failed(challenge, events::v1::VERIFICATION_FAILURE_ATTEMPTS_EXHAUSTED, now));
-      answer = absl::FailedPreconditionError(
-          "challenge_id: the challenge has no attempts left; start a new one");
-    } else {
-      bool matched = false;
-      bool reused = false;
-      int64_t step = -1;
-      if (IsOtp(challenge.method)) {
-        matched = hasher_->Matches(challenge.code_hash, challenge.challenge_id, code);
-      } else if (!customer.totp_secret_sealed.empty()) {
-        absl::StatusOr<std::string> secret =
-            box_->Open(customer.totp_secret_sealed, customer.customer_id);
-        if (!secret.ok()) return secret.status();
-        step = MatchTotp(*secret, code, now);
-        matched = step >= 0 && step > customer.last_totp_step;
-        reused = step >= 0 && !matched;
-      }
-      if (!matched) {
-        ++challenge.attempts_used;
-        write.challenges.push_back(challenge);
-        write.events.push_back(
-            Failed(challenge,
-                   reused ? events::v1::VERIFICATION_FAILURE_CODE_REUSED
-                          : events::v1::VERIFICATION_FAILURE_WRONG_CODE,
-                   now));
-        std::optional<events::v1::Event> locked = CountFailure(customer, now);
-        if (locked.has_value()) {
-          write.events.push_back(std::move(*locked));
-          answer = Exhausted("wrong code; verification is now locked after too many "
-                             "failed attempts",
-                             customer.locked_until, now);
-        } else {
-          answer = WrongCode(challenge.max_attempts - challenge.attempts_used);
-        }
-        write.customers.push_back(customer);
+          Failed(challenge,
+                 reused ? events::v1::VERIFICATION_FAILURE_CODE_REUSED
+                        : events::v1::VERIFICATION_FAILURE_WRONG_CODE,
+                 now));
+      std::optional<events::v1::Event> locked = CountFailure(customer, now);
+      if (locked.has_value()) {
+        write.events.push_back(std::move(*locked));
+        answer = Exhausted("wrong code; verification is now locked after too many "
+                           "failed attempts",
+                           customer.locked_until, now);
       } else {
-        challenge.state = ChallengeState::kUsed;
-        if (step >= 0) customer.last_totp_step = step;
-        customer.recent_failures.clear();
-        auth::VerificationClaims& claims = completed.claims;
-        claims.customer_id = challenge.customer_id;
-        claims.method = MethodClaim(challenge.method);
-        claims.level = challenge.method == common::v1::VERIFICATION_METHOD_TOTP
-                           ? auth::kLevelStrong
-                           : auth::kLevelBasic;
-        claims.token_id = RandomId("vt_");
-        claims.session_id = challenge.session_id;
-        // Tokens carry whole seconds.
-        claims.issued_at = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
-        claims.expires_at = claims.issued_at + std::min(options_.token_ttl, kMaxTokenTtl);
-        absl::StatusOr<std::string> token = auth::SignVerificationToken(*tokens_, claims);
-        if (!token.ok()) return token.status();
-        completed.token = std::move(*token);
-        completed.verification.set_method(challenge.method);
-        completed.verification.set_level(
-            static_cast<common::v1::VerificationLevel>(claims.level));
-        protoutil::ToTimestamp(claims.issued_at,
-                               completed.verification.mutable_verified_at());
-        protoutil::ToTimestamp(claims.expires_at,
-                               completed.verification.mutable_expires_at());
-
-        write.challenges.push_back(challenge);
-        write.customers.push_back(customer);
-        events::v1::Event event;
-        events::v1::VerificationSucceeded* payload =
-            event.mutable_verification_succeeded();
-        payload->set_customer_id(challenge.customer_id);
-        payload->set_challenge_id(challenge.challenge_id);
-        payload->set_session_id(challenge.session_id);
-        *payload->mutable_verification() = completed.verification;
-        payload->set_token_id(claims.token_id);
-        payload->set_failed_attempts(challenge.attempts_used);
-        if (absl::Status s = events::Seal(event, kProducer, challenge.customer_id, now);
-            !s.ok()) {
-          return s;
-        }
-        write.events.push_back(std::move(event));
-        if (metrics_ != nullptr) {
-          metrics_->outcome(challenge.method, Outcome::kSucceeded).Increment();
-        }
+        answer = WrongCode(challenge.max_attempts - challenge.attempts_used);
       }
+      write.customers.push_back(customer);
+    } else {
+      challenge.state = ChallengeState::kUsed;
+      if (step >= 0) customer.last_totp_step = step;
+      customer.recent_failures.clear();
+      challenge.complete_request_id = request_id;
+      challenge.completed_code_hash = hasher_->Hash(challenge.challenge_id, code);
+      challenge.token_id = RandomId("vt_");
+      // Tokens carry whole seconds.
+      challenge.token_issued_at = absl::FromUnixSeconds(absl::ToUnixSeconds(now));
+      challenge.token_expires_at =
+          challenge.token_issued_at + std::min(options_.token_ttl, kMaxTokenTtl);
+      absl::StatusOr<Completed> issued = CompletedFrom(challenge);
+      if (!issued.ok()) return issued.status();
+      completed = *std::move(issued);
+
+      write.challenges.push_back(challenge);
+      write.customers.push_back(customer);
+      events::v1::Event event;
+      events::v1::VerificationSucceeded* payload = event.mutable_verification_succeeded();
+      payload->set_customer_id(challenge.customer_id);
+      payload->set_challenge_id(challenge.challenge_id);
+      payload->set_session_id(challenge.session_id);
+      *payload->mutable_verification() = completed.verification;
+      payload->set_token_id(challenge.token_id);
+      payload->set_failed_attempts(challenge.attempts_used);
+      if (absl::Status s = events::Seal(event, kProducer, challenge.customer_id, now); !s.ok()) {
+        return s;
+      }
+      write.events.push_back(std::move(event));
     }
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = Commit(std::move(write)); !s.ok()) return s;
   if (!answer.ok()) return answer;
+  if (metrics_ != nullptr) {
+    metrics_->outcome(challenge.method, Outcome::kSucceeded).Increment();
+  }
   return completed;
 }
 
@@ -565,97 +608,107 @@ absl::StatusOr<bool> Identity::RegisterContact(const std::string& customer_id,
                          : ValidatePhone(address);
     if (!s.ok()) return s;
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
-  bool replaced = false;
-  std::shared_ptr<Pending> pending;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_->Now();
-    CustomerRecord& customer = CustomerLocked(customer_id);
-    std::string& slot = method == common::v1::VERIFICATION_METHOD_EMAIL_OTP
-                            ? customer.email
-                            : customer.phone;
-    replaced = !slot.empty();
-    if (slot == address) return replaced;  // A retry, or no change.
-    slot = address;
-    IdentityWrite write;
-    write.customers.push_back(customer);
-    events::v1::Event event;
-    events::v1::ContactChanged* payload = event.mutable_contact_changed();
-    payload->set_customer_id(customer_id);
-    payload->set_method(method);
-    payload->set_removed(address.empty());
-    payload->set_actor_id(actor_id);
-    if (absl::Status s = events::Seal(event, kProducer, customer_id, now); !s.ok()) return s;
-    write.events.push_back(std::move(event));
-    pending = Commit(std::move(write));
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
+  absl::StatusOr<KeyLocks::Hold> turn = Turn(customer_id);
+  if (!turn.ok()) return turn.status();
+  absl::StatusOr<CustomerRecord> loaded = ReadCustomer(customer_id);
+  if (!loaded.ok()) return loaded.status();
+  CustomerRecord& customer = *loaded;
+  std::string& slot =
+      method == common::v1::VERIFICATION_METHOD_EMAIL_OTP ? customer.email : customer.phone;
+  const bool replaced = !slot.empty();
+  // A retry, or no change: what was read is durable.
+  if (slot == address) return replaced;
+  slot = address;
+  IdentityWrite write;
+  write.customers.push_back(customer);
+  events::v1::Event event;
+  events::v1::ContactChanged* payload = event.mutable_contact_changed();
+  payload->set_customer_id(customer_id);
+  payload->set_method(method);
+  payload->set_removed(address.empty());
+  payload->set_actor_id(actor_id);
+  if (absl::Status s = events::Seal(event, kProducer, customer_id, clock_->Now()); !s.ok()) {
+    return s;
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  write.events.push_back(std::move(event));
+  if (absl::Status s = Commit(std::move(write)); !s.ok()) return s;
   return replaced;
 }
 
 absl::StatusOr<Identity::EnrollmentStarted> Identity::StartTotpEnrollment(
     const std::string& customer_id, const std::string& account_label,
-    const std::string& actor_id, std::optional<int> proof_level) {
+    const std::string& actor_id, std::optional<int> proof_level,
+    const std::string& request_id) {
   if (absl::Status s = validation::ValidateId("customer_id", customer_id); !s.ok()) return s;
   if (absl::Status s = validation::ValidateText("account_label", account_label, kMaxLabel);
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
-  EnrollmentStarted started;
-  std::shared_ptr<Pending> pending;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_->Now();
-    CustomerRecord& customer = CustomerLocked(customer_id);
-    if (proof_level.has_value()) {
-      const bool has_authenticator = !customer.totp_secret_sealed.empty();
-      const int needed = has_authenticator ? auth::kLevelStrong : auth::kLevelBasic;
-      if (*proof_level < needed) {
-        return absl::PermissionDeniedError(
-            has_authenticator
-                ? "verification_token: replacing an authenticator needs a STRONG (TOTP) "
-                  "verification"
-                : "verification_token: a verification is needed first");
+  if (absl::Status s = ValidateRequestId(request_id); !s.ok()) return s;
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
+  absl::StatusOr<KeyLocks::Hold> turn = Turn(customer_id);
+  if (!turn.ok()) return turn.status();
+  absl::StatusOr<CustomerRecord> loaded = ReadCustomer(customer_id);
+  if (!loaded.ok()) return loaded.status();
+  CustomerRecord& customer = *loaded;
+  if (!request_id.empty()) {
+    absl::StatusOr<std::optional<EnrollmentRecord>> first =
+        store_->FindEnrollmentByRequest(customer_id, request_id);
+    if (!first.ok()) return first.status();
+    if (first->has_value()) {
+      if ((*first)->account_label != account_label) {
+        return absl::InvalidArgumentError(
+            "request_id: already used for an enrollment with another account label");
       }
+      absl::StatusOr<EnrollmentStarted> replay = EnrollmentStartedFrom(**first);
+      if (replay.ok()) replay->replayed = true;
+      return replay;
     }
-    Prune(customer.recent_enrollments, now - absl::Hours(1));
-    if (static_cast<int>(customer.recent_enrollments.size()) >=
-        options_.max_enrollments_per_hour) {
-      if (metrics_ != nullptr) metrics_->rate_limited_enrollment->Increment();
-      return Exhausted("too many authenticator enrollments started in the last hour",
-                       customer.recent_enrollments.front() + absl::Hours(1), now);
-    }
-    customer.recent_enrollments.push_back(now);
-
-    const std::string secret = RandomBytes(kTotpSecretBytes);
-    EnrollmentRecord& enrollment = started.enrollment;
-    enrollment.enrollment_id = RandomId("enr_");
-    enrollment.customer_id = customer_id;
-    enrollment.secret_sealed = box_->Seal(secret, customer_id);
-    enrollment.actor_id = actor_id;
-    enrollment.created_at = now;
-    enrollment.expires_at = now + kEnrollmentTtl;
-    enrollments_[enrollment.enrollment_id] = enrollment;
-    started.secret_base32 = Base32Encode(secret);
-    const std::string label = account_label.empty() ? customer_id : account_label;
-    started.otpauth_uri = absl::StrCat(
-        "otpauth://totp/Switchboard:", PercentEncode(label), "?secret=",
-        started.secret_base32, "&issuer=Switchboard&algorithm=SHA1&digits=6&period=30");
-
-    IdentityWrite write;
-    write.customers.push_back(customer);
-    write.enrollments.push_back(enrollment);
-    pending = Commit(std::move(write));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  const absl::Time now = clock_->Now();
+  if (proof_level.has_value()) {
+    const bool has_authenticator = !customer.totp_secret_sealed.empty();
+    const int needed = has_authenticator ? auth::kLevelStrong : auth::kLevelBasic;
+    if (*proof_level < needed) {
+      return absl::PermissionDeniedError(
+          has_authenticator
+              ? "verification_token: replacing an authenticator needs a STRONG (TOTP) "
+                "verification"
+              : "verification_token: a verification is needed first");
+    }
+  }
+  Prune(customer.recent_enrollments, now - absl::Hours(1));
+  if (static_cast<int>(customer.recent_enrollments.size()) >=
+      options_.max_enrollments_per_hour) {
+    if (metrics_ != nullptr) metrics_->rate_limited_enrollment->Increment();
+    return Exhausted("too many authenticator enrollments started in the last hour",
+                     customer.recent_enrollments.front() + absl::Hours(1), now);
+  }
+  customer.recent_enrollments.push_back(now);
+
+  EnrollmentRecord enrollment;
+  enrollment.enrollment_id = RandomId("enr_");
+  enrollment.customer_id = customer_id;
+  enrollment.secret_sealed = box_->Seal(RandomBytes(kTotpSecretBytes), customer_id);
+  enrollment.actor_id = actor_id;
+  enrollment.created_at = now;
+  enrollment.expires_at = now + kEnrollmentTtl;
+  enrollment.start_request_id = request_id;
+  enrollment.account_label = account_label;
+  absl::StatusOr<EnrollmentStarted> started = EnrollmentStartedFrom(enrollment);
+  if (!started.ok()) return started.status();
+
+  IdentityWrite write;
+  write.customers.push_back(customer);
+  write.enrollments.push_back(enrollment);
+  if (absl::Status s = Commit(std::move(write)); !s.ok()) return s;
   return started;
 }
 
 absl::StatusOr<Identity::EnrollmentConfirmed> Identity::ConfirmTotpEnrollment(
     const std::string& caller_customer, const std::string& enrollment_id,
-    const std::string& code) {
+    const std::string& code, const std::string& request_id) {
   if (enrollment_id.empty()) {
     return absl::InvalidArgumentError("enrollment_id: must not be empty");
   }
@@ -665,100 +718,93 @@ absl::StatusOr<Identity::EnrollmentConfirmed> Identity::ConfirmTotpEnrollment(
     return s;
   }
   if (absl::Status s = ValidateCode(code); !s.ok()) return s;
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = ValidateRequestId(request_id); !s.ok()) return s;
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
+
+  const auto not_found = [] { return absl::NotFoundError("enrollment_id: no such enrollment"); };
+  absl::StatusOr<std::optional<EnrollmentRecord>> found = store_->GetEnrollment(enrollment_id);
+  if (!found.ok()) return found.status();
+  if (!found->has_value() ||
+      (!caller_customer.empty() && (*found)->customer_id != caller_customer)) {
+    return not_found();
+  }
+  absl::StatusOr<KeyLocks::Hold> turn = Turn((*found)->customer_id);
+  if (!turn.ok()) return turn.status();
+  found = store_->GetEnrollment(enrollment_id);
+  if (!found.ok()) return found.status();
+  if (!found->has_value()) return not_found();
+  EnrollmentRecord& enrollment = **found;
+  if (enrollment.used) {
+    if (!request_id.empty() && request_id == enrollment.confirm_request_id) {
+      return EnrollmentConfirmed{enrollment.confirmed_at, enrollment.replaced,
+                                 /*replayed=*/true};
+    }
+    return absl::FailedPreconditionError(
+        "enrollment_id: this enrollment was already confirmed");
+  }
+  const absl::Time now = clock_->Now();
+  if (now >= enrollment.expires_at) {
+    return absl::FailedPreconditionError(
+        "enrollment_id: the enrollment expired; start a new one");
+  }
+  if (enrollment.attempts_used >= kEnrollmentAttempts) {
+    return absl::FailedPreconditionError(
+        "enrollment_id: the enrollment has no attempts left; start a new one");
+  }
+  absl::StatusOr<std::string> secret = box_->Open(enrollment.secret_sealed, enrollment.customer_id);
+  if (!secret.ok()) return secret.status();
+  const int64_t step = MatchTotp(*secret, code, now);
+  IdentityWrite write;
   absl::Status answer;
   EnrollmentConfirmed confirmed;
-  std::shared_ptr<Pending> pending;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_->Now();
-    auto it = enrollments_.find(enrollment_id);
-    if (it == enrollments_.end() ||
-        (!caller_customer.empty() && it->second.customer_id != caller_customer)) {
-      return absl::NotFoundError("enrollment_id: no such enrollment");
+  if (step < 0) {
+    ++enrollment.attempts_used;
+    answer = WrongCode(kEnrollmentAttempts - enrollment.attempts_used);
+    write.enrollments.push_back(enrollment);
+  } else {
+    absl::StatusOr<CustomerRecord> loaded = ReadCustomer(enrollment.customer_id);
+    if (!loaded.ok()) return loaded.status();
+    CustomerRecord& customer = *loaded;
+    confirmed.replaced = !customer.totp_secret_sealed.empty();
+    confirmed.enrolled_at = now;
+    enrollment.used = true;
+    enrollment.confirm_request_id = request_id;
+    enrollment.confirmed_at = now;
+    enrollment.replaced = confirmed.replaced;
+    customer.totp_secret_sealed = enrollment.secret_sealed;
+    customer.totp_enrolled_at = now;
+    // The confirming code must not also verify.
+    customer.last_totp_step = step;
+    write.enrollments.push_back(enrollment);
+    write.customers.push_back(customer);
+    events::v1::Event event;
+    events::v1::TotpEnrolled* payload = event.mutable_totp_enrolled();
+    payload->set_customer_id(enrollment.customer_id);
+    payload->set_enrollment_id(enrollment.enrollment_id);
+    payload->set_replaced(confirmed.replaced);
+    payload->set_actor_id(enrollment.actor_id);
+    if (absl::Status s = events::Seal(event, kProducer, enrollment.customer_id, now); !s.ok()) {
+      return s;
     }
-    EnrollmentRecord& enrollment = it->second;
-    if (enrollment.used) {
-      return absl::FailedPreconditionError(
-          "enrollment_id: this enrollment was already confirmed");
-    }
-    if (now >= enrollment.expires_at) {
-      return absl::FailedPreconditionError(
-          "enrollment_id: the enrollment expired; start a new one");
-    }
-    if (enrollment.attempts_used >= kEnrollmentAttempts) {
-      return absl::FailedPreconditionError(
-          "enrollment_id: the enrollment has no attempts left; start a new one");
-    }
-    absl::StatusOr<std::string> secret =
-        box_->Open(enrollment.secret_sealed, enrollment.customer_id);
-    if (!secret.ok()) return secret.status();
-    const int64_t step = MatchTotp(*secret, code, now);
-    IdentityWrite write;
-    if (step < 0) {
-      ++enrollment.attempts_used;
-      answer = WrongCode(kEnrollmentAttempts - enrollment.attempts_used);
-      write.enrollments.push_back(enrollment);
-    } else {
-      CustomerRecord& customer = CustomerLocked(enrollment.customer_id);
-      confirmed.replaced = !customer.totp_secret_sealed.empty();
-      confirmed.enrolled_at = now;
-      enrollment.used = true;
-      customer.totp_secret_sealed = enrollment.secret_sealed;
-      customer.totp_enrolled_at = now;
-      // The confirming code must not also verify.
-      customer.last_totp_step = step;
-      write.enrollments.push_back(enrollment);
-      write.customers.push_back(customer);
-      events::v1::Event event;
-      events::v1::TotpEnrolled* payload = event.mutable_totp_enrolled();
-      payload->set_customer_id(enrollment.customer_id);
-      payload->set_enrollment_id(enrollment.enrollment_id);
-      payload->set_replaced(confirmed.replaced);
-      payload->set_actor_id(enrollment.actor_id);
-      if (absl::Status s = events::Seal(event, kProducer, enrollment.customer_id, now);
-          !s.ok()) {
-        return s;
-      }
-      write.events.push_back(std::move(event));
-      if (metrics_ != nullptr) metrics_->totp_enrollments->Increment();
-    }
-    pending = Commit(std::move(write));
+    write.events.push_back(std::move(event));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = Commit(std::move(write)); !s.ok()) return s;
   if (!answer.ok()) return answer;
+  if (metrics_ != nullptr) metrics_->totp_enrollments->Increment();
   return confirmed;
 }
 
 absl::StatusOr<int> Identity::Sweep() {
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  const absl::Time cutoff = clock_->Now() - options_.retention;
+  const int batch = std::max(1, options_.sweep_batch);
   int deleted = 0;
-  std::shared_ptr<Pending> pending;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time cutoff = clock_->Now() - options_.retention;
-    IdentityWrite write;
-    for (auto it = challenges_.begin(); it != challenges_.end();) {
-      auto here = it++;
-      if (here->second.expires_at < cutoff) {
-        write.deleted_challenge_ids.push_back(here->first);
-        challenges_.erase(here);
-      }
-    }
-    for (auto it = enrollments_.begin(); it != enrollments_.end();) {
-      auto here = it++;
-      if (here->second.expires_at < cutoff) {
-        write.deleted_enrollment_ids.push_back(here->first);
-        enrollments_.erase(here);
-      }
-    }
-    deleted = static_cast<int>(write.deleted_challenge_ids.size() +
-                               write.deleted_enrollment_ids.size());
-    if (write.empty()) return 0;
-    pending = Commit(std::move(write));
+  while (true) {
+    absl::StatusOr<int> swept = store_->DeleteExpired(cutoff, batch);
+    if (!swept.ok()) return swept.status();
+    deleted += *swept;
+    // Each table gives at most `batch` rows per pass; fewer means done.
+    if (*swept < batch) return deleted;
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
-  return deleted;
 }
 
 }  // namespace switchboard::identity

@@ -1,19 +1,16 @@
 #pragma once
 
-#include <atomic>
-#include <memory>
 #include <optional>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
 #include "libs/clock/clock.h"
 #include "services/identity/crypto.h"
+#include "services/identity/key_locks.h"
 #include "services/identity/metrics.h"
 #include "services/identity/model.h"
 #include "services/identity/notifier.h"
@@ -42,8 +39,15 @@ struct IdentityOptions {
   int max_enrollments_per_hour = 5;
   // How long used, replaced and expired challenges and enrollments are
   // remembered (so that late attempts get FAILED_PRECONDITION rather than
-  // NOT_FOUND) before Sweep deletes them.
+  // NOT_FOUND, and retries with their request id the first answer) before
+  // Sweep deletes them.
   absl::Duration retention = absl::Hours(1);
+  // Rows Sweep deletes per transaction.
+  int sweep_batch = 1000;
+  // Calls of one customer running or waiting their turn at once; more are
+  // refused with RESOURCE_EXHAUSTED (one customer's calls run one at a time,
+  // and must not tie up every worker thread).
+  int max_calls_per_customer = 4;
 };
 
 inline constexpr absl::Duration kMaxCodeTtl = absl::Minutes(10);
@@ -52,22 +56,29 @@ inline constexpr absl::Duration kEnrollmentTtl = absl::Minutes(10);
 inline constexpr int kEnrollmentAttempts = 5;
 inline constexpr int kCodeDigits = 6;
 
-// Status payloads the gRPC adapter turns into trailing metadata of the same
-// name (whole numbers as decimal text): seconds until a retry can succeed on
-// RESOURCE_EXHAUSTED, and tries left on PERMISSION_DENIED for a wrong code.
-inline constexpr char kRetryAfter[] = "retry-after";
+// A status payload the gRPC adapter turns into trailing metadata of the same
+// name (a whole number as decimal text): tries left on PERMISSION_DENIED for
+// a wrong code. RESOURCE_EXHAUSTED carries libs/limits' retry-after.
 inline constexpr char kAttemptsRemaining[] = "attempts-remaining";
 
 // The identity logic: challenges, codes, attempt limits, lockouts, contacts,
 // authenticators and verification tokens (see identity_service.proto for
 // the contract of each call).
 //
-// State lives in memory and in the store: every decision is made under one
-// lock (so attempt caps, rate limits and single use hold exactly under
-// concurrent calls), queued to the store in that order, and answered only
-// after it is committed, with its events. If a commit fails, the failed
-// write may already be visible in memory, so the logic refuses further
-// writes with UNAVAILABLE until restarted.
+// State lives in the store only, read per call through keys and indexes;
+// memory holds nothing per customer beyond the calls in progress. Every call
+// that changes a customer's state holds that customer's lock (KeyLocks) from
+// its read to the end of its commit, so attempt caps, rate limits and single
+// use hold exactly under concurrent calls, and each decision is made on
+// durable state. A call is answered only once its write is committed, with
+// its events. A failed commit leaves nothing behind, so the next call simply
+// decides again from what is on disk.
+//
+// Retries: calls with a request id find the first call's record first and
+// answer as it did (`replayed`); since they wait for the customer's lock,
+// that answer is given only once the first call's write is durable, and if
+// it failed, the retry runs afresh. A client write is admitted
+// (IdentityStore::Admit) before anything is decided.
 //
 // Secrets: a one-time code exists in plaintext only while StartVerification
 // hands it to the notifier; memory and store keep its keyed hash. TOTP
@@ -83,33 +94,40 @@ class Identity {
            const auth::TokenCodec* tokens, CodeNotifier* notifier,
            IdentityOptions options);
 
-  // Reads the store. Call once, before anything else.
-  absl::Status Load();
-
   struct StartCommand {
     std::string customer_id;
     common::v1::VerificationMethod method = common::v1::VERIFICATION_METHOD_UNSPECIFIED;
     std::string session_id;
     std::string language;
+    // Idempotency key; "" for none.
+    std::string request_id;
   };
   struct Started {
     ChallengeRecord challenge;
     absl::Time resend_available_at;
+    bool replayed = false;
   };
+  // For EMAIL_OTP and SMS_OTP with a contact, the code goes to the notifier
+  // before the challenge is committed: a challenge exists only once its code
+  // was handed over (UNAVAILABLE, and nothing stored or counted, if not).
   absl::StatusOr<Started> StartVerification(const StartCommand& command);
 
   struct Completed {
     std::string token;
     auth::VerificationClaims claims;
     common::v1::VerificationState verification;
+    bool replayed = false;
   };
   // `caller_customer`: when not empty, the challenge must be theirs (else
-  // NotFound, as for an unknown challenge).
+  // NotFound, as for an unknown challenge). A retry with the request id and
+  // the code of the call that used the challenge gets the same token.
   absl::StatusOr<Completed> CompleteVerification(const std::string& caller_customer,
                                                  const std::string& challenge_id,
-                                                 const std::string& code);
+                                                 const std::string& code,
+                                                 const std::string& request_id = "");
 
-  // Returns whether a contact existed before.
+  // Returns whether a contact existed before. Setting the address the
+  // customer already has writes nothing.
   absl::StatusOr<bool> RegisterContact(const std::string& customer_id,
                                        common::v1::VerificationMethod method,
                                        const std::string& address,
@@ -117,9 +135,10 @@ class Identity {
 
   struct EnrollmentStarted {
     EnrollmentRecord enrollment;
-    // Shown once; never stored in plaintext.
+    // Shown once (and again to a retry); never stored in plaintext.
     std::string secret_base32;
     std::string otpauth_uri;
+    bool replayed = false;
   };
   // `proof_level`: the level of the customer's verification token when a
   // customer calls (PermissionDenied if it is below what the customer needs:
@@ -127,34 +146,48 @@ class Identity {
   // supervisors and services.
   absl::StatusOr<EnrollmentStarted> StartTotpEnrollment(
       const std::string& customer_id, const std::string& account_label,
-      const std::string& actor_id, std::optional<int> proof_level);
+      const std::string& actor_id, std::optional<int> proof_level,
+      const std::string& request_id = "");
 
   struct EnrollmentConfirmed {
     absl::Time enrolled_at;
     bool replaced = false;
+    bool replayed = false;
   };
   absl::StatusOr<EnrollmentConfirmed> ConfirmTotpEnrollment(
       const std::string& caller_customer, const std::string& enrollment_id,
-      const std::string& code);
+      const std::string& code, const std::string& request_id = "");
 
-  // Deletes challenges and enrollments finished or expired longer than
-  // `retention` ago. Returns how many were deleted. Called periodically.
+  // Deletes challenges and enrollments expired longer than `retention` ago,
+  // in batches of `sweep_batch`. Returns how many were deleted. Called
+  // periodically.
   absl::StatusOr<int> Sweep();
 
- private:
-  struct Pending;
+  // Customers with a call in progress, and the calls in progress (running or
+  // waiting their turn) of one customer: what memory holds, for tests.
+  size_t customers_in_progress() const { return locks_.size(); }
+  int calls_in_progress(const std::string& customer_id) const {
+    return locks_.users(customer_id);
+  }
 
-  absl::Status CheckWritable() const;
-  std::shared_ptr<Pending> Commit(IdentityWrite write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static absl::Status Wait(const std::shared_ptr<Pending>& pending);
-  CustomerRecord& CustomerLocked(const std::string& customer_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+ private:
+  // Holds `customer_id`'s turn, or RESOURCE_EXHAUSTED when it already has
+  // max_calls_per_customer calls in progress.
+  absl::StatusOr<KeyLocks::Hold> Turn(const std::string& customer_id);
+  // Commits `write` and waits until it is durable (or failed).
+  absl::Status Commit(IdentityWrite write);
+  // The customer's committed record, or a new one.
+  absl::StatusOr<CustomerRecord> ReadCustomer(const std::string& customer_id);
+  // The answer of a used challenge: its token, signed again from its record.
+  absl::StatusOr<Completed> CompletedFrom(const ChallengeRecord& challenge) const;
+  // The answer of an enrollment start: the secret and its otpauth URI.
+  absl::StatusOr<EnrollmentStarted> EnrollmentStartedFrom(
+      const EnrollmentRecord& enrollment) const;
   events::v1::Event Failed(const ChallengeRecord& challenge,
                            events::v1::VerificationFailure failure, absl::Time now);
   // Counts a failed attempt towards the lockout; returns the lockout event
   // when this failure starts one.
-  std::optional<events::v1::Event> CountFailure(CustomerRecord& customer, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<events::v1::Event> CountFailure(CustomerRecord& customer, absl::Time now);
 
   IdentityStore* const store_;
   Clock* const clock_;
@@ -165,11 +198,8 @@ class Identity {
   CodeNotifier* const notifier_;
   const IdentityOptions options_;
 
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, CustomerRecord> customers_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, ChallengeRecord> challenges_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, EnrollmentRecord> enrollments_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> store_failed_{false};
+  // Per customer: one call at a time from read to commit.
+  KeyLocks locks_;
 };
 
 // The checks of ValidateToken: signature, expiry and audience, then the

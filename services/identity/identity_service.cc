@@ -14,13 +14,11 @@ using auth::Role;
 using server::FinishNow;
 using server::RunUnary;
 
-// Copies the logic's retry-after / attempts-remaining payloads to trailing
-// metadata, then passes the status on.
+// Copies the logic's attempts-remaining payload to trailing metadata, then
+// passes the status on (RunUnary turns a retry-after into its trailer).
 absl::Status WithTrailers(grpc::CallbackServerContext* context, absl::Status status) {
-  for (const char* key : {kRetryAfter, kAttemptsRemaining}) {
-    if (auto value = status.GetPayload(key); value.has_value()) {
-      context->AddTrailingMetadata(key, std::string(*value));
-    }
+  if (auto value = status.GetPayload(kAttemptsRemaining); value.has_value()) {
+    context->AddTrailingMetadata(kAttemptsRemaining, std::string(*value));
   }
   return status;
 }
@@ -67,7 +65,7 @@ grpc::ServerUnaryReactor* IdentityService::StartVerification(
   return RunUnary(context, *pool_, [this, context, request, response,
                                     customer = *customer] {
     Identity::StartCommand command{customer, request->method(), request->session_id(),
-                                   request->language()};
+                                   request->language(), request->request_id()};
     absl::StatusOr<Identity::Started> started = identity_->StartVerification(command);
     if (!started.ok()) return WithTrailers(context, started.status());
     const ChallengeRecord& challenge = started->challenge;
@@ -77,6 +75,7 @@ grpc::ServerUnaryReactor* IdentityService::StartVerification(
     response->set_max_attempts(challenge.max_attempts);
     protoutil::ToTimestamp(started->resend_available_at,
                            response->mutable_resend_available_at());
+    response->set_replayed(started->replayed);
     return absl::OkStatus();
   });
 }
@@ -91,13 +90,14 @@ grpc::ServerUnaryReactor* IdentityService::CompleteVerification(
       principal->role == Role::kCustomer ? principal->subject : std::string();
   return RunUnary(context, *pool_, [this, context, request, response, caller] {
     absl::StatusOr<Identity::Completed> completed = identity_->CompleteVerification(
-        caller, request->challenge_id(), request->code());
+        caller, request->challenge_id(), request->code(), request->request_id());
     if (!completed.ok()) return WithTrailers(context, completed.status());
     response->set_verification_token(completed->token);
     response->set_token_id(completed->claims.token_id);
     *response->mutable_verification() = completed->verification;
     response->set_session_id(completed->claims.session_id);
     response->set_customer_id(completed->claims.customer_id);
+    response->set_replayed(completed->replayed);
     return absl::OkStatus();
   });
 }
@@ -145,10 +145,11 @@ grpc::ServerUnaryReactor* IdentityService::RegisterContact(
   absl::StatusOr<auth::Principal> principal =
       Authenticate(context, {Role::kService, Role::kSupervisor}, "RegisterContact");
   if (!principal.ok()) return FinishNow(context, principal.status());
-  return RunUnary(context, *pool_, [this, request, response, actor = principal->subject] {
+  return RunUnary(context, *pool_, [this, context, request, response,
+                                    actor = principal->subject] {
     absl::StatusOr<bool> replaced = identity_->RegisterContact(
         request->customer_id(), request->method(), request->address(), actor);
-    if (!replaced.ok()) return replaced.status();
+    if (!replaced.ok()) return WithTrailers(context, replaced.status());
     response->set_replaced(*replaced);
     return absl::OkStatus();
   });
@@ -186,7 +187,7 @@ grpc::ServerUnaryReactor* IdentityService::StartTotpEnrollment(
                                     customer = *customer, actor = principal->subject,
                                     proof_level] {
     absl::StatusOr<Identity::EnrollmentStarted> started = identity_->StartTotpEnrollment(
-        customer, request->account_label(), actor, proof_level);
+        customer, request->account_label(), actor, proof_level, request->request_id());
     if (!started.ok()) return WithTrailers(context, started.status());
     response->set_enrollment_id(started->enrollment.enrollment_id);
     response->set_secret_base32(started->secret_base32);
@@ -194,6 +195,7 @@ grpc::ServerUnaryReactor* IdentityService::StartTotpEnrollment(
     response->set_digits(kCodeDigits);
     protoutil::ToDuration(absl::Seconds(30), response->mutable_period());
     protoutil::ToTimestamp(started->enrollment.expires_at, response->mutable_expires_at());
+    response->set_replayed(started->replayed);
     return absl::OkStatus();
   });
 }
@@ -209,10 +211,12 @@ grpc::ServerUnaryReactor* IdentityService::ConfirmTotpEnrollment(
       principal->role == Role::kCustomer ? principal->subject : std::string();
   return RunUnary(context, *pool_, [this, context, request, response, caller] {
     absl::StatusOr<Identity::EnrollmentConfirmed> confirmed =
-        identity_->ConfirmTotpEnrollment(caller, request->enrollment_id(), request->code());
+        identity_->ConfirmTotpEnrollment(caller, request->enrollment_id(), request->code(),
+                                         request->request_id());
     if (!confirmed.ok()) return WithTrailers(context, confirmed.status());
     protoutil::ToTimestamp(confirmed->enrolled_at, response->mutable_enrolled_at());
     response->set_replaced(confirmed->replaced);
+    response->set_replayed(confirmed->replayed);
     return absl::OkStatus();
   });
 }

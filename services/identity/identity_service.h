@@ -12,8 +12,8 @@ namespace switchboard::identity {
 
 // The gRPC adapter of identity: authenticates and authorizes each call,
 // converts messages, runs the logic on the blocking pool and maps statuses,
-// turning the logic's retry-after and attempts-remaining payloads into
-// trailing metadata. Who may call what is stated in identity_service.proto.
+// turning the logic's retry-after (via RunUnary) and attempts-remaining
+// payloads into trailing metadata. Who may call what is stated in identity_service.proto.
 class IdentityService final : public v1::IdentityService::CallbackService {
  public:
   // None owned; all must outlive the service. `tokens` checks access tokens

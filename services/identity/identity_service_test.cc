@@ -65,9 +65,14 @@ std::string Base32Decode(absl::string_view text) {
   return out;
 }
 
+// The one value of trailer `key`; "" if there is none, "<N values>" if it
+// came more than once.
 std::string Trailer(const grpc::ClientContext& context, const std::string& key) {
-  auto it = context.GetServerTrailingMetadata().find(key);
-  if (it == context.GetServerTrailingMetadata().end()) return "";
+  const auto& trailers = context.GetServerTrailingMetadata();
+  const size_t count = trailers.count(key);
+  if (count == 0) return "";
+  if (count > 1) return "<" + std::to_string(count) + " values>";
+  const auto it = trailers.find(key);
   return std::string(it->second.data(), it->second.size());
 }
 
@@ -81,7 +86,7 @@ class IdentityServiceTest : public ::testing::Test {
     clock_.Set(absl::Now());
     EXPECT_TRUE(db_->Migrate(IdentityMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(),
+    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), dir_ + "/identity.db",
                                                    "switchboard.identity.v1", nullptr);
     registry_ = std::make_shared<prometheus::Registry>();
     metrics_ = std::make_unique<IdentityMetrics>(*registry_);
@@ -90,7 +95,6 @@ class IdentityServiceTest : public ::testing::Test {
     identity_ = std::make_unique<Identity>(store_.get(), &clock_, metrics_.get(), &hasher_,
                                            &box_, &tokens_.codec(), outbox_.get(),
                                            IdentityOptions());
-    EXPECT_TRUE(identity_->Load().ok());
     service_ = std::make_unique<IdentityService>(identity_.get(), &tokens_.codec(),
                                                  RealClock(), &pool_);
     server_ = std::make_unique<testing::TestServer>(
@@ -548,6 +552,41 @@ TEST_F(IdentityServiceTest, BadInputIsInvalidArgumentNamingTheField) {
                                          &confirmed)
                 .error_code(),
             StatusCode::NOT_FOUND);
+}
+
+TEST_F(IdentityServiceTest, RetriesWithARequestIdGetTheFirstAnswerThroughTheApi) {
+  ASSERT_TRUE(Register("cust-1", VERIFICATION_METHOD_EMAIL_OTP, "ana@example.com").ok());
+  v1::StartVerificationRequest start;
+  start.set_method(VERIFICATION_METHOD_EMAIL_OTP);
+  start.set_request_id("start-1");
+  v1::StartVerificationResponse first, retry;
+  ASSERT_TRUE(Start(Customer("cust-1"), start, &first).ok());
+  ASSERT_TRUE(Start(Customer("cust-1"), start, &retry).ok()) << "not rate limited: a retry";
+  EXPECT_FALSE(first.replayed());
+  EXPECT_TRUE(retry.replayed());
+  EXPECT_EQ(retry.challenge_id(), first.challenge_id());
+  EXPECT_EQ(Delivered().size(), 1u);
+
+  v1::CompleteVerificationRequest complete;
+  complete.set_challenge_id(first.challenge_id());
+  complete.set_code(Delivered().back().code());
+  complete.set_request_id("complete-1");
+  v1::CompleteVerificationResponse completed, completed_again;
+  ASSERT_TRUE(stub_->CompleteVerification(ContextWithToken(Customer("cust-1")).get(), complete,
+                                          &completed)
+                  .ok());
+  ASSERT_TRUE(stub_->CompleteVerification(ContextWithToken(Customer("cust-1")).get(), complete,
+                                          &completed_again)
+                  .ok());
+  EXPECT_TRUE(completed_again.replayed());
+  EXPECT_EQ(completed_again.verification_token(), completed.verification_token());
+
+  complete.set_request_id("bad key");
+  v1::CompleteVerificationResponse refused;
+  EXPECT_EQ(stub_->CompleteVerification(ContextWithToken(Customer("cust-1")).get(), complete,
+                                        &refused)
+                .error_code(),
+            StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace

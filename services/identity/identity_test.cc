@@ -1,13 +1,20 @@
 #include "services/identity/identity.h"
 
 #include <atomic>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/clock/clock.h"
+#include "libs/limits/retry_after.h"
+#include "libs/storage/commit_gate.h"
+#include "libs/storage/test_dir.h"
 #include "prometheus/registry.h"
+#include "services/identity/sqlite_store.h"
 #include "services/identity/totp.h"
 
 namespace switchboard::identity {
@@ -17,56 +24,6 @@ using common::v1::VERIFICATION_METHOD_EMAIL_OTP;
 using common::v1::VERIFICATION_METHOD_SMS_OTP;
 using common::v1::VERIFICATION_METHOD_TOTP;
 using common::v1::VERIFICATION_METHOD_UNSPECIFIED;
-
-// Keeps what was committed in memory; can be told to fail commits.
-class FakeIdentityStore : public IdentityStore {
- public:
-  absl::StatusOr<Contents> Load() override {
-    absl::MutexLock lock(&mu_);
-    Contents contents;
-    for (const auto& [id, c] : customers_) contents.customers.push_back(c);
-    for (const auto& [id, c] : challenges_) contents.challenges.push_back(c);
-    for (const auto& [id, e] : enrollments_) contents.enrollments.push_back(e);
-    return contents;
-  }
-  void Apply(IdentityWrite write, std::function<void(absl::Status)> done) override {
-    absl::Status status;
-    {
-      absl::MutexLock lock(&mu_);
-      if (fail_) {
-        status = absl::InternalError("disk full");
-      } else {
-        for (const auto& c : write.customers) customers_[c.customer_id] = c;
-        for (const auto& c : write.challenges) challenges_[c.challenge_id] = c;
-        for (const auto& e : write.enrollments) enrollments_[e.enrollment_id] = e;
-        for (const auto& id : write.deleted_challenge_ids) challenges_.erase(id);
-        for (const auto& id : write.deleted_enrollment_ids) enrollments_.erase(id);
-        for (const auto& e : write.events) events_.push_back(e);
-      }
-    }
-    done(status);
-  }
-  std::vector<events::v1::Event> events() {
-    absl::MutexLock lock(&mu_);
-    return events_;
-  }
-  size_t challenge_count() {
-    absl::MutexLock lock(&mu_);
-    return challenges_.size();
-  }
-  void set_fail(bool fail) {
-    absl::MutexLock lock(&mu_);
-    fail_ = fail;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::map<std::string, CustomerRecord> customers_;
-  std::map<std::string, ChallengeRecord> challenges_;
-  std::map<std::string, EnrollmentRecord> enrollments_;
-  std::vector<events::v1::Event> events_;
-  bool fail_ = false;
-};
 
 // Remembers every code it was asked to deliver; can be told to fail.
 class FakeNotifier : public CodeNotifier {
@@ -127,15 +84,97 @@ int64_t Payload(const absl::Status& status, const char* key) {
   return std::stoll(std::string(*value));
 }
 
+// Polls `done` for up to 30 s.
+bool WaitFor(const std::function<bool()>& done) {
+  const absl::Time limit = absl::Now() + absl::Seconds(30);
+  while (!done() && absl::Now() < limit) absl::SleepFor(absl::Milliseconds(2));
+  return done();
+}
+
+// A call running on a thread of its own, as a second client would make it.
+template <typename T>
+class Background {
+ public:
+  explicit Background(std::function<T()> call)
+      : thread_([this, call = std::move(call)] {
+          result_.emplace(call());
+          done_.Notify();
+        }) {}
+  ~Background() { thread_.join(); }
+  bool done() const { return done_.HasBeenNotified(); }
+  T& result() {
+    done_.WaitForNotification();
+    return *result_;
+  }
+
+ private:
+  std::optional<T> result_;
+  absl::Notification done_;
+  std::thread thread_;
+};
+
+// The logic over the real SQLite store, with a CommitGate in front of its
+// commits, a fake notifier and a fake clock.
 class IdentityTest : public ::testing::Test {
  protected:
-  IdentityTest() { Rebuild(IdentityOptions()); }
-
-  void Rebuild(IdentityOptions options) {
-    identity_ = std::make_unique<Identity>(&store_, &clock_, &metrics_, &hasher_, &box_,
-                                           &tokens_, &notifier_, options);
-    ASSERT_TRUE(identity_->Load().ok());
+  IdentityTest() : path_(storage::MakeTempDir() + "/identity.db") {
+    Open();
+    Rebuild(IdentityOptions());
   }
+  ~IdentityTest() override { Close(); }
+
+  // Opens the database, the committer and the store (synchronous=NORMAL:
+  // these tests commit thousands of times and do not cut the power).
+  void Open() {
+    db_ = *storage::Database::OpenMigrated({path_, /*synchronous_full=*/false},
+                                           IdentityMigrations());
+    gate_ = std::make_unique<storage::CommitGate>(db_.get());
+    storage::GroupCommitter::Options options;
+    options.max_queue = kMaxQueue;
+    committer_ = std::make_unique<storage::GroupCommitter>(db_.get(), options);
+    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), path_,
+                                                   "switchboard.identity.v1", nullptr);
+  }
+  void Close() {
+    gate_->Open();
+    identity_.reset();
+    store_.reset();
+    committer_->Stop();
+    committer_.reset();
+    gate_.reset();
+    db_.reset();
+  }
+  void Rebuild(IdentityOptions options) {
+    identity_ = std::make_unique<Identity>(store_.get(), &clock_, &metrics_, &hasher_, &box_,
+                                           &tokens_, &notifier_, options);
+  }
+  // A process restart: nothing survives but the file.
+  void Restart(IdentityOptions options) {
+    Close();
+    Open();
+    Rebuild(options);
+  }
+
+  // The events committed so far, in commit order.
+  std::vector<events::v1::Event> Events() {
+    std::vector<events::v1::Event> events;
+    auto reader = storage::Database::Open({path_});
+    auto select = (*reader)->Prepare("SELECT value FROM outbox ORDER BY id");
+    while (*select->Step()) {
+      events.emplace_back();
+      EXPECT_TRUE(events.back().ParseFromString(select->ColumnBlob(0)));
+    }
+    return events;
+  }
+  int64_t Rows(const std::string& table) {
+    auto reader = storage::Database::Open({path_});
+    auto count = (*reader)->Prepare("SELECT COUNT(*) FROM " + table);
+    EXPECT_TRUE(*count->Step());
+    return count->ColumnInt(0);
+  }
+
+  // Client writes the store admits while others wait.
+  static constexpr int kMaxQueue = 2;
 
   absl::StatusOr<Identity::Started> Start(
       const std::string& customer,
@@ -168,12 +207,16 @@ class IdentityTest : public ::testing::Test {
 
   int CountEvents(events::v1::Event::PayloadCase payload) {
     int n = 0;
-    for (const auto& e : store_.events()) n += e.payload_case() == payload;
+    for (const auto& e : Events()) n += e.payload_case() == payload;
     return n;
   }
 
+  const std::string path_;
+  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::CommitGate> gate_;
+  std::unique_ptr<storage::GroupCommitter> committer_;
+  std::unique_ptr<SqliteIdentityStore> store_;
   FakeClock clock_;
-  FakeIdentityStore store_;
   FakeNotifier notifier_;
   prometheus::Registry registry_;
   IdentityMetrics metrics_{registry_};
@@ -226,7 +269,7 @@ TEST_F(IdentityTest, EmailCodeYieldsATokenForThatCustomerOnly) {
   EXPECT_EQ(CountEvents(events::v1::Event::kVerificationSucceeded), 1);
   EXPECT_EQ(CountEvents(events::v1::Event::kContactChanged), 1);
   // No event carries the code, the address or the token.
-  for (const auto& event : store_.events()) {
+  for (const auto& event : Events()) {
     const std::string bytes = event.SerializeAsString();
     EXPECT_EQ(bytes.find(request.code()), std::string::npos) << event.type();
     EXPECT_EQ(bytes.find("ana@example.com"), std::string::npos) << event.type();
@@ -267,7 +310,7 @@ TEST_F(IdentityTest, AUsedCodeIsRefused) {
   absl::Status again = identity_->CompleteVerification("cust-1", id, code).status();
   EXPECT_TRUE(absl::IsFailedPrecondition(again)) << again;
   EXPECT_NE(again.message().find("already used"), std::string::npos);
-  const auto events = store_.events();
+  const auto events = Events();
   ASSERT_EQ(events.back().payload_case(), events::v1::Event::kVerificationFailed);
   EXPECT_EQ(events.back().verification_failed().failure(),
             events::v1::VERIFICATION_FAILURE_CHALLENGE_USED);
@@ -283,7 +326,7 @@ TEST_F(IdentityTest, ANewChallengeKillsTheOldCode) {
   EXPECT_TRUE(absl::IsFailedPrecondition(old)) << old;
   EXPECT_NE(old.message().find("replaced"), std::string::npos);
   bool replaced_in_event = false;
-  for (const auto& e : store_.events()) {
+  for (const auto& e : Events()) {
     if (e.has_verification_started() &&
         e.verification_started().replaced_challenge_id() == first) {
       replaced_in_event = true;
@@ -298,6 +341,7 @@ TEST_F(IdentityTest, ANewChallengeKillsTheOldCode) {
 TEST_F(IdentityTest, AttemptCapHoldsExactlyUnderConcurrentGuesses) {
   IdentityOptions options;
   options.lockout_failures = 1000;  // Only the per-challenge cap is under test.
+  options.max_calls_per_customer = 16;
   Rebuild(options);
   const std::string id = StartEmail("cust-1");
   const std::string wrong = OtherCode(notifier_.CodeFor(id));
@@ -341,7 +385,7 @@ TEST_F(IdentityTest, RepeatedFailuresLockTheCustomerOutUntilTheLockoutEnds) {
       absl::Status s = identity_->CompleteVerification("cust-1", id, wrong).status();
       if (round == 1 && i == 4) {
         EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
-        EXPECT_EQ(Payload(s, kRetryAfter), 1800);
+        EXPECT_EQ(Payload(s, limits::kRetryAfter), 1800);
         EXPECT_NE(s.message().find("retry after 1800 s"), std::string::npos);
       } else {
         EXPECT_TRUE(absl::IsPermissionDenied(s)) << s;
@@ -352,7 +396,7 @@ TEST_F(IdentityTest, RepeatedFailuresLockTheCustomerOutUntilTheLockoutEnds) {
   EXPECT_EQ(CountEvents(events::v1::Event::kCustomerLockedOut), 1);
   absl::Status start = Start("cust-1").status();
   EXPECT_TRUE(absl::IsResourceExhausted(start)) << start;
-  EXPECT_EQ(Payload(start, kRetryAfter), 1800 - 30);
+  EXPECT_EQ(Payload(start, limits::kRetryAfter), 1800 - 30);
   // Another customer is not affected.
   EXPECT_TRUE(Start("cust-2").ok());
 
@@ -374,14 +418,14 @@ TEST_F(IdentityTest, CompletingDuringALockoutIsRefusedWithoutUsingAnAttempt) {
   }
   absl::Status s = identity_->CompleteVerification("cust-1", id, code).status();
   EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
-  EXPECT_EQ(Payload(s, kRetryAfter), 1800);
+  EXPECT_EQ(Payload(s, limits::kRetryAfter), 1800);
 }
 
 TEST_F(IdentityTest, StartingIsRateLimitedPerCustomer) {
   ASSERT_TRUE(Start("cust-1").ok());
   absl::Status again = Start("cust-1").status();
   EXPECT_TRUE(absl::IsResourceExhausted(again)) << again;
-  EXPECT_EQ(Payload(again, kRetryAfter), 30);
+  EXPECT_EQ(Payload(again, limits::kRetryAfter), 30);
   EXPECT_TRUE(Start("cust-2").ok());
   for (int i = 1; i < 10; ++i) {
     clock_.Advance(absl::Seconds(30));
@@ -391,7 +435,7 @@ TEST_F(IdentityTest, StartingIsRateLimitedPerCustomer) {
   absl::Status hourly = Start("cust-1").status();
   EXPECT_TRUE(absl::IsResourceExhausted(hourly)) << hourly;
   // The first start leaves the window an hour after it.
-  EXPECT_EQ(Payload(hourly, kRetryAfter), 3600 - 10 * 30);
+  EXPECT_EQ(Payload(hourly, limits::kRetryAfter), 3600 - 10 * 30);
   clock_.Advance(absl::Seconds(3600 - 10 * 30));
   EXPECT_TRUE(Start("cust-1").ok());
 }
@@ -423,7 +467,7 @@ TEST_F(IdentityTest, TotpVerifiesStronglyAndAcceptsEachCodeOnce) {
       identity_->CompleteVerification("cust-1", first->challenge.challenge_id, confirming)
           .status();
   EXPECT_TRUE(absl::IsPermissionDenied(reused)) << reused;
-  EXPECT_EQ(store_.events().back().verification_failed().failure(),
+  EXPECT_EQ(Events().back().verification_failed().failure(),
             events::v1::VERIFICATION_FAILURE_CODE_REUSED);
 
   clock_.Advance(absl::Seconds(30));
@@ -509,7 +553,7 @@ TEST_F(IdentityTest, EnrollmentsExpireAndAreRateLimited) {
   absl::Status limited =
       identity_->StartTotpEnrollment("cust-1", "", "svc", std::nullopt).status();
   EXPECT_TRUE(absl::IsResourceExhausted(limited)) << limited;
-  EXPECT_EQ(Payload(limited, kRetryAfter), 50 * 60);
+  EXPECT_EQ(Payload(limited, limits::kRetryAfter), 50 * 60);
 }
 
 TEST_F(IdentityTest, RejectsBadInputNamingTheField) {
@@ -580,7 +624,7 @@ TEST_F(IdentityTest, ContactsAreReplacedAndRemoved) {
       identity_->RegisterContact("cust-1", VERIFICATION_METHOD_SMS_OTP, "", "sup-1");
   ASSERT_TRUE(removed.ok());
   EXPECT_TRUE(*removed);
-  EXPECT_TRUE(store_.events().back().contact_changed().removed());
+  EXPECT_TRUE(Events().back().contact_changed().removed());
   ASSERT_TRUE(Start("cust-1", VERIFICATION_METHOD_SMS_OTP).ok());
   EXPECT_TRUE(notifier_.requests().empty());
 }
@@ -629,7 +673,7 @@ TEST_F(IdentityTest, ValidateTokenReasons) {
   EXPECT_EQ(reason(bound, "", "sess-1", kAny, now), v1::INVALID_TOKEN_REASON_UNSPECIFIED);
 }
 
-TEST_F(IdentityTest, StateSurvivesAReload) {
+TEST_F(IdentityTest, StateSurvivesARestart) {
   IdentityOptions options;
   options.lockout_failures = 2;
   Rebuild(options);
@@ -637,11 +681,11 @@ TEST_F(IdentityTest, StateSurvivesAReload) {
   const std::string code = notifier_.CodeFor(id);
   ASSERT_TRUE(absl::IsPermissionDenied(
       identity_->CompleteVerification("cust-1", id, OtherCode(code)).status()));
-  Rebuild(options);
+  Restart(options);
   // Attempts, the challenge and the failure count came back.
   absl::Status s = identity_->CompleteVerification("cust-1", id, OtherCode(code)).status();
   EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
-  Rebuild(options);
+  Restart(options);
   EXPECT_TRUE(absl::IsResourceExhausted(Start("cust-1").status()));
 }
 
@@ -653,12 +697,12 @@ TEST_F(IdentityTest, SweepForgetsOldChallenges) {
       identity_->CompleteVerification("cust-1", id, "123456").status()));
   clock_.Advance(absl::Minutes(36));
   EXPECT_EQ(*identity_->Sweep(), 1);
-  EXPECT_EQ(store_.challenge_count(), 0u);
+  EXPECT_EQ(Rows("challenges"), 0);
   EXPECT_TRUE(absl::IsNotFound(
       identity_->CompleteVerification("cust-1", id, "123456").status()));
 }
 
-TEST_F(IdentityTest, AFailedDeliveryIsUnavailableAndCounted) {
+TEST_F(IdentityTest, AFailedDeliveryIsUnavailableCountedAndStartsNothing) {
   ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
                                          "ana@example.com", "accounts")
                   .ok());
@@ -666,16 +710,30 @@ TEST_F(IdentityTest, AFailedDeliveryIsUnavailableAndCounted) {
   absl::Status s = Start("cust-1").status();
   EXPECT_TRUE(absl::IsUnavailable(s)) << s;
   EXPECT_EQ(metrics_.delivery_failures->Value(), 1);
+  EXPECT_EQ(Rows("challenges"), 0);
+  EXPECT_EQ(CountEvents(events::v1::Event::kVerificationStarted), 0);
+  // Nothing counted against the rate limit: starting again needs no wait.
   notifier_.set_fail(false);
-  clock_.Advance(absl::Seconds(30));
   EXPECT_TRUE(Start("cust-1").ok());
 }
 
-TEST_F(IdentityTest, AFailedCommitStopsWrites) {
-  store_.set_fail(true);
-  EXPECT_FALSE(Start("cust-1").ok());
-  store_.set_fail(false);
-  EXPECT_TRUE(absl::IsUnavailable(Start("cust-2").status()));
+TEST_F(IdentityTest, AFailedCommitLeavesNothingBehindAndLaterCallsDecideFromDisk) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  gate_->Close();
+  Background<absl::StatusOr<Identity::Started>> failing([&] { return Start("cust-1"); });
+  ASSERT_TRUE(gate_->AwaitHeld(1));
+  gate_->FailHeld();
+  EXPECT_FALSE(failing.result().ok());
+  gate_->Open();
+  EXPECT_EQ(Rows("challenges"), 0);
+  // No restart needed, and the failed start counted nothing.
+  auto started = Start("cust-1");
+  ASSERT_TRUE(started.ok()) << started.status();
+  const std::string id = started->challenge.challenge_id;
+  EXPECT_TRUE(identity_->CompleteVerification("cust-1", id, notifier_.CodeFor(id)).ok());
+  EXPECT_TRUE(Start("cust-2").ok());
 }
 
 TEST_F(IdentityTest, MetricsCountOutcomesLockoutsAndRefusals) {
@@ -691,6 +749,273 @@ TEST_F(IdentityTest, MetricsCountOutcomesLockoutsAndRefusals) {
   EXPECT_EQ(metrics_.lockouts->Value(), 1);
   EXPECT_EQ(metrics_.rate_limited_start->Value(), 1);
   EXPECT_EQ(metrics_.started(VERIFICATION_METHOD_EMAIL_OTP).Value(), 1);
+}
+
+// Durable retries: a client calls, its write is held at the gate (queued,
+// not yet on disk), and it retries with the same request id. The retry waits
+// its turn behind the first call and must not be answered before the first
+// write's commit ends; with `fail_first` that commit fails, and the retry
+// must not be answered before its own commit either.
+class IdentityRetryTest : public IdentityTest {
+ protected:
+  template <typename T>
+  std::pair<T, T> RetryWhileTheFirstIsHeld(const std::string& customer,
+                                           std::function<T()> call, bool fail_first) {
+    gate_->Close();
+    Background<T> first(call);
+    EXPECT_TRUE(gate_->AwaitHeld(1));
+    Background<T> retry(call);
+    EXPECT_TRUE(WaitFor([&] { return identity_->calls_in_progress(customer) == 2; }))
+        << "the retry did not wait for the first call";
+    EXPECT_FALSE(retry.done()) << "answered while the first write is not durable";
+    if (fail_first) {
+      gate_->FailHeld();
+      first.result();
+      EXPECT_TRUE(gate_->AwaitHeld(1)) << "the retry wrote nothing itself";
+      EXPECT_FALSE(retry.done()) << "answered before its own write is durable";
+    }
+    gate_->Open();
+    return {first.result(), retry.result()};
+  }
+
+  absl::StatusOr<Identity::Started> StartWithId(const std::string& customer,
+                                                const std::string& request_id) {
+    return identity_->StartVerification(
+        {customer, VERIFICATION_METHOD_EMAIL_OTP, "sess-1", "", request_id});
+  }
+};
+
+TEST_F(IdentityRetryTest, ARetriedStartGetsTheFirstChallengeOnceItIsDurable) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  auto [first, retry] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::Started>>(
+      "cust-1", [&] { return StartWithId("cust-1", "start-1"); }, /*fail_first=*/false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(first->replayed);
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->challenge.challenge_id, first->challenge.challenge_id);
+  EXPECT_EQ(retry->challenge.expires_at, first->challenge.expires_at);
+  EXPECT_EQ(retry->resend_available_at, first->resend_available_at);
+  EXPECT_EQ(notifier_.requests().size(), 1u) << "a retry sends no second code";
+  EXPECT_EQ(CountEvents(events::v1::Event::kVerificationStarted), 1);
+  // Neither counted twice: a new start is limited by the first only.
+  clock_.Advance(absl::Seconds(30));
+  EXPECT_TRUE(StartWithId("cust-1", "start-2").ok());
+  // The key cannot be reused for another verification.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      identity_->StartVerification({"cust-1", VERIFICATION_METHOD_SMS_OTP, "sess-1", "", "start-1"})
+          .status()));
+}
+
+TEST_F(IdentityRetryTest, ARetriedStartWhoseFirstCommitFailedStartsAfresh) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  auto [first, retry] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::Started>>(
+      "cust-1", [&] { return StartWithId("cust-1", "start-1"); }, /*fail_first=*/true);
+  EXPECT_FALSE(first.ok());
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(retry->replayed);
+  EXPECT_EQ(Rows("challenges"), 1);
+  EXPECT_EQ(CountEvents(events::v1::Event::kVerificationStarted), 1);
+  const std::string id = retry->challenge.challenge_id;
+  auto completed = identity_->CompleteVerification("cust-1", id, notifier_.CodeFor(id));
+  EXPECT_TRUE(completed.ok()) << completed.status();
+}
+
+TEST_F(IdentityRetryTest, ARetriedCompletionGetsTheSameTokenOnceItIsDurable) {
+  const std::string id = StartEmail("cust-1");
+  const std::string code = notifier_.CodeFor(id);
+  auto [first, retry] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::Completed>>(
+      "cust-1", [&] { return identity_->CompleteVerification("cust-1", id, code, "done-1"); },
+      /*fail_first=*/false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(first->replayed);
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->token, first->token);
+  EXPECT_EQ(retry->claims.token_id, first->claims.token_id);
+  EXPECT_EQ(CountEvents(events::v1::Event::kVerificationSucceeded), 1);
+  // The same key with another code, or the code without the key, is no replay.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      identity_->CompleteVerification("cust-1", id, OtherCode(code), "done-1").status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      identity_->CompleteVerification("cust-1", id, code, "done-2").status()));
+  // And it survives a restart.
+  Restart(IdentityOptions());
+  auto later = identity_->CompleteVerification("cust-1", id, code, "done-1");
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->token, first->token);
+}
+
+TEST_F(IdentityRetryTest, ARetriedCompletionWhoseFirstCommitFailedIssuesItsOwnToken) {
+  const std::string id = StartEmail("cust-1");
+  const std::string code = notifier_.CodeFor(id);
+  auto [first, retry] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::Completed>>(
+      "cust-1", [&] { return identity_->CompleteVerification("cust-1", id, code, "done-1"); },
+      /*fail_first=*/true);
+  EXPECT_FALSE(first.ok());
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(retry->replayed);
+  EXPECT_EQ(CountEvents(events::v1::Event::kVerificationSucceeded), 1);
+  auto claims = auth::VerifyVerificationToken(tokens_, retry->token, clock_.Now());
+  ASSERT_TRUE(claims.ok());
+  EXPECT_EQ(claims->token_id, retry->claims.token_id);
+}
+
+TEST_F(IdentityRetryTest, ARetriedContactIsAnsweredOnceItIsDurableOrWrittenByTheRetry) {
+  const auto call = [&] {
+    return identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                      "ana@example.com", "accounts");
+  };
+  auto [failed, rewritten] =
+      RetryWhileTheFirstIsHeld<absl::StatusOr<bool>>("cust-1", call, /*fail_first=*/true);
+  EXPECT_FALSE(failed.ok());
+  ASSERT_TRUE(rewritten.ok()) << rewritten.status();
+  EXPECT_FALSE(*rewritten) << "nothing existed before";
+  EXPECT_EQ(CountEvents(events::v1::Event::kContactChanged), 1);
+
+  const auto change = [&] {
+    return identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                      "ana.lee@example.com", "accounts");
+  };
+  auto [first, retry] =
+      RetryWhileTheFirstIsHeld<absl::StatusOr<bool>>("cust-1", change, /*fail_first=*/false);
+  ASSERT_TRUE(first.ok() && retry.ok());
+  EXPECT_EQ(CountEvents(events::v1::Event::kContactChanged), 2);
+}
+
+TEST_F(IdentityRetryTest, ARetriedEnrollmentGetsTheSameSecretAndItsConfirmationTheSameAnswer) {
+  const auto start = [&] {
+    return identity_->StartTotpEnrollment("cust-1", "Ana", "support-tool", std::nullopt,
+                                          "enroll-1");
+  };
+  auto [first, retry] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::EnrollmentStarted>>(
+      "cust-1", start, /*fail_first=*/false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->enrollment.enrollment_id, first->enrollment.enrollment_id);
+  EXPECT_EQ(retry->secret_base32, first->secret_base32);
+  EXPECT_EQ(retry->otpauth_uri, first->otpauth_uri);
+  EXPECT_EQ(Rows("enrollments"), 1);
+
+  const std::string secret = Base32Decode(first->secret_base32);
+  const std::string code = Hotp(secret, TotpStep(clock_.Now()), 6);
+  const auto confirm = [&] {
+    return identity_->ConfirmTotpEnrollment("cust-1", first->enrollment.enrollment_id, code,
+                                            "confirm-1");
+  };
+  auto [confirmed, again] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::EnrollmentConfirmed>>(
+      "cust-1", confirm, /*fail_first=*/false);
+  ASSERT_TRUE(confirmed.ok()) << confirmed.status();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->enrolled_at, confirmed->enrolled_at);
+  EXPECT_EQ(CountEvents(events::v1::Event::kTotpEnrolled), 1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      identity_->ConfirmTotpEnrollment("cust-1", first->enrollment.enrollment_id, code,
+                                       "confirm-2")
+          .status()));
+}
+
+TEST_F(IdentityRetryTest, ARetriedEnrollmentWhoseFirstCommitFailedGetsANewSecret) {
+  const auto start = [&] {
+    return identity_->StartTotpEnrollment("cust-1", "", "support-tool", std::nullopt,
+                                          "enroll-1");
+  };
+  auto [first, retry] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::EnrollmentStarted>>(
+      "cust-1", start, /*fail_first=*/true);
+  EXPECT_FALSE(first.ok());
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_FALSE(retry->replayed);
+  EXPECT_EQ(Rows("enrollments"), 1);
+}
+
+TEST_F(IdentityTest, AFullWriteQueueRefusesEveryWriteBeforeAnythingIsDecided) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  gate_->Close();
+  for (int i = 0; i <= kMaxQueue; ++i) {
+    committer_->Submit([](storage::Database&) { return absl::OkStatus(); }, [](absl::Status) {});
+    if (i == 0) ASSERT_TRUE(gate_->AwaitHeld(1));
+  }
+  const std::vector<absl::Status> refused = {
+      Start("cust-1").status(),
+      identity_->CompleteVerification("cust-1", "chl_x", "123456").status(),
+      identity_->RegisterContact("cust-1", VERIFICATION_METHOD_SMS_OTP, "+8613800138000", "svc")
+          .status(),
+      identity_->StartTotpEnrollment("cust-1", "", "svc", std::nullopt).status(),
+      identity_->ConfirmTotpEnrollment("", "enr_x", "123456").status()};
+  for (const absl::Status& s : refused) {
+    EXPECT_TRUE(absl::IsResourceExhausted(s)) << s;
+    EXPECT_EQ(limits::RetryAfterSeconds(s), 1) << s;
+  }
+  EXPECT_TRUE(notifier_.requests().empty()) << "a refused start sent a code";
+  gate_->Open();
+  EXPECT_TRUE(WaitFor([&] { return committer_->queued() == 0; }));
+  EXPECT_TRUE(Start("cust-1").ok()) << "the refused start counted against the rate limit";
+}
+
+TEST_F(IdentityTest, MemoryHoldsOnlyTheCallsInProgress) {
+  for (int i = 0; i < 200; ++i) {
+    const std::string customer = absl::StrCat("cust-", i);
+    ASSERT_TRUE(identity_->RegisterContact(customer, VERIFICATION_METHOD_EMAIL_OTP,
+                                           customer + "@example.com", "accounts")
+                    .ok());
+    ASSERT_TRUE(Start(customer).ok());
+  }
+  EXPECT_EQ(identity_->customers_in_progress(), 0u);
+  EXPECT_EQ(Rows("customers"), 200);
+  EXPECT_EQ(Rows("challenges"), 200);
+}
+
+TEST_F(IdentityTest, SweepDeletesInBatchesThroughTheExpiryIndex) {
+  IdentityOptions options;
+  options.sweep_batch = 2;
+  options.resend_interval = absl::ZeroDuration();
+  Rebuild(options);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Start("cust-1").ok());
+  ASSERT_TRUE(identity_->StartTotpEnrollment("cust-1", "", "svc", std::nullopt).ok());
+  clock_.Advance(absl::Hours(2));
+  ASSERT_TRUE(Start("cust-1").ok());
+  EXPECT_EQ(*identity_->Sweep(), 6);
+  EXPECT_EQ(Rows("challenges"), 1);
+  EXPECT_EQ(Rows("enrollments"), 0);
+  auto reader = storage::Database::Open({path_});
+  auto plan = (*reader)->Prepare(
+      "EXPLAIN QUERY PLAN SELECT challenge_id FROM challenges WHERE expires_at_micros < 1");
+  ASSERT_TRUE(*plan->Step());
+  EXPECT_NE(plan->ColumnText(3).find("challenges_by_expiry"), std::string::npos)
+      << plan->ColumnText(3);
+}
+
+TEST_F(IdentityTest, OneCustomersBurstCannotTieUpEveryWorker) {
+  IdentityOptions options;
+  options.max_calls_per_customer = 2;
+  Rebuild(options);
+  gate_->Close();
+  Background<absl::StatusOr<bool>> first([&] {
+    return identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP, "a@example.com",
+                                      "svc");
+  });
+  ASSERT_TRUE(gate_->AwaitHeld(1));
+  Background<absl::StatusOr<bool>> second([&] {
+    return identity_->RegisterContact("cust-1", VERIFICATION_METHOD_SMS_OTP, "+8613800138000",
+                                      "svc");
+  });
+  ASSERT_TRUE(WaitFor([&] { return identity_->calls_in_progress("cust-1") == 2; }));
+  absl::Status third = Start("cust-1").status();
+  EXPECT_TRUE(absl::IsResourceExhausted(third)) << third;
+  EXPECT_EQ(limits::RetryAfterSeconds(third), 1);
+  EXPECT_EQ(metrics_.rate_limited_busy->Value(), 1);
+  gate_->Open();
+  EXPECT_TRUE(first.result().ok());
+  EXPECT_TRUE(second.result().ok());
+  EXPECT_TRUE(Start("cust-1").ok());
 }
 
 }  // namespace

@@ -90,6 +90,9 @@ int Run(int argc, char** argv) {
   flags.Add("failure_window", &o.failure_window, "window in which failures are counted");
   flags.Add("lockout", &o.lockout, "how long a lockout lasts");
   flags.Add("token_ttl", &o.token_ttl, "lifetime of verification tokens (at most 1h)");
+  flags.Add("max_calls_per_customer", &o.max_calls_per_customer,
+            "calls of one customer in progress at once (they run one at a time); more get "
+            "RESOURCE_EXHAUSTED");
   flags.Add("sweep_interval", &config.sweep_interval,
             "how often finished challenges and enrollments are deleted");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
@@ -104,6 +107,7 @@ int Run(int argc, char** argv) {
   if (o.code_ttl <= absl::ZeroDuration() || o.code_ttl > kMaxCodeTtl ||
       o.token_ttl <= absl::ZeroDuration() || o.token_ttl > kMaxTokenTtl ||
       o.max_attempts < 1 || o.max_starts_per_hour < 1 || o.lockout_failures < 1 ||
+      o.max_calls_per_customer < 1 ||
       o.resend_interval < absl::ZeroDuration() || o.failure_window <= absl::ZeroDuration() ||
       o.lockout <= absl::ZeroDuration() || config.sweep_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr,
@@ -192,12 +196,12 @@ int Run(int argc, char** argv) {
                            "only; use --code_delivery=kafka in production"}});
   }
 
-  SqliteIdentityStore store(&committer, events::TopicFor(config.events.topic_prefix, "identity"),
+  SqliteIdentityStore store(&committer, db_path,
+                            events::TopicFor(config.events.topic_prefix, "identity"),
                             [&relay] { relay.Notify(); });
   IdentityMetrics metrics(*registry);
   Identity identity(&store, RealClock(), &metrics, &hasher, &box, &tokens, notifier.get(),
                     config.identity);
-  if (absl::Status s = identity.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   IdentityService service(&identity, &tokens, RealClock(), &pool);

@@ -54,11 +54,15 @@ IdentityMetrics::IdentityMetrics(prometheus::Registry& registry) {
                       .Name("switchboard_identity_rate_limited_total")
                       .Help("Calls refused with RESOURCE_EXHAUSTED by a rate limit "
                             "or a lockout, by call: start_verification, "
-                            "complete_verification, start_totp_enrollment.")
+                            "complete_verification, start_totp_enrollment; and "
+                            "calls of any kind refused because their customer "
+                            "already had too many calls in progress "
+                            "(call=customer_busy).")
                       .Register(registry);
   rate_limited_start = &limited.Add({{"call", "start_verification"}});
   rate_limited_complete = &limited.Add({{"call", "complete_verification"}});
   rate_limited_enrollment = &limited.Add({{"call", "start_totp_enrollment"}});
+  rate_limited_busy = &limited.Add({{"call", "customer_busy"}});
   delivery_failures = &prometheus::BuildCounter()
                            .Name("switchboard_identity_code_delivery_failures_total")
                            .Help("One-time codes the notifier failed to hand over "

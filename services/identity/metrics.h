@@ -41,10 +41,12 @@ struct IdentityMetrics {
   // switchboard_identity_lockouts_total.
   prometheus::Counter* lockouts;
   // switchboard_identity_rate_limited_total{call}: calls refused by a rate
-  // limit or lockout.
+  // limit or lockout, or (customer_busy) by the cap on one customer's calls
+  // in progress.
   prometheus::Counter* rate_limited_start;
   prometheus::Counter* rate_limited_complete;
   prometheus::Counter* rate_limited_enrollment;
+  prometheus::Counter* rate_limited_busy;
   // switchboard_identity_code_delivery_failures_total.
   prometheus::Counter* delivery_failures;
   // switchboard_identity_totp_enrollments_total.

@@ -49,6 +49,16 @@ struct ChallengeRecord {
   int attempts_used = 0;
   int max_attempts = 0;
   ChallengeState state = ChallengeState::kOpen;
+  // The StartVerification request id that created it ("" if none).
+  std::string start_request_id;
+  // Once used: the CompleteVerification request id ("" if none), the keyed
+  // hash of the code that completed it, and the token it issued, so that a
+  // retry with the same request id and code gets the same token again.
+  std::string complete_request_id;
+  std::string completed_code_hash;
+  std::string token_id;
+  absl::Time token_issued_at = absl::UnixEpoch();
+  absl::Time token_expires_at = absl::UnixEpoch();
 };
 
 // A TOTP enrollment waiting for its confirming code.
@@ -62,6 +72,15 @@ struct EnrollmentRecord {
   absl::Time expires_at = absl::UnixEpoch();
   int attempts_used = 0;
   bool used = false;
+  // The StartTotpEnrollment request id ("" if none) and the account label
+  // it asked for, so that a retry gets the same answer.
+  std::string start_request_id;
+  std::string account_label;
+  // Once used: the ConfirmTotpEnrollment request id ("" if none), when it
+  // was confirmed and whether it replaced an authenticator.
+  std::string confirm_request_id;
+  absl::Time confirmed_at = absl::UnixEpoch();
+  bool replaced = false;
 };
 
 // Everything one operation changes, committed atomically with its events.
@@ -69,15 +88,7 @@ struct IdentityWrite {
   std::vector<CustomerRecord> customers;
   std::vector<ChallengeRecord> challenges;
   std::vector<EnrollmentRecord> enrollments;
-  std::vector<std::string> deleted_challenge_ids;
-  std::vector<std::string> deleted_enrollment_ids;
   std::vector<events::v1::Event> events;
-
-  bool empty() const {
-    return customers.empty() && challenges.empty() && enrollments.empty() &&
-           deleted_challenge_ids.empty() && deleted_enrollment_ids.empty() &&
-           events.empty();
-  }
 };
 
 }  // namespace switchboard::identity

@@ -1,6 +1,7 @@
 #include "services/identity/sqlite_store.h"
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "libs/events/outbox.h"
@@ -30,14 +31,100 @@ absl::StatusOr<std::vector<absl::Time>> SplitTimes(const std::string& text) {
   return times;
 }
 
+constexpr char kCustomerColumns[] =
+    "customer_id, email, phone, totp_secret_sealed, totp_enrolled_at_micros, last_totp_step, "
+    "current_challenge_id, locked_until_micros, recent_starts, recent_failures, "
+    "recent_enrollments";
+constexpr char kChallengeColumns[] =
+    "challenge_id, customer_id, method, session_id, code_hash, created_at_micros, "
+    "expires_at_micros, attempts_used, max_attempts, state, start_request_id, "
+    "complete_request_id, completed_code_hash, token_id, token_issued_at_micros, "
+    "token_expires_at_micros";
+constexpr char kEnrollmentColumns[] =
+    "enrollment_id, customer_id, secret_sealed, actor_id, created_at_micros, "
+    "expires_at_micros, attempts_used, used, start_request_id, account_label, "
+    "confirm_request_id, confirmed_at_micros, replaced";
+
+absl::StatusOr<CustomerRecord> CustomerFromRow(const storage::Statement& row) {
+  CustomerRecord c;
+  c.customer_id = row.ColumnText(0);
+  c.email = row.ColumnText(1);
+  c.phone = row.ColumnText(2);
+  c.totp_secret_sealed = row.ColumnBlob(3);
+  c.totp_enrolled_at = FromMicros(row.ColumnInt(4));
+  c.last_totp_step = row.ColumnInt(5);
+  c.current_challenge_id = row.ColumnText(6);
+  c.locked_until = FromMicros(row.ColumnInt(7));
+  for (auto [column, out] : {std::pair{8, &c.recent_starts}, std::pair{9, &c.recent_failures},
+                             std::pair{10, &c.recent_enrollments}}) {
+    absl::StatusOr<std::vector<absl::Time>> times = SplitTimes(row.ColumnText(column));
+    if (!times.ok()) return times.status();
+    *out = std::move(*times);
+  }
+  return c;
+}
+
+ChallengeRecord ChallengeFromRow(const storage::Statement& row) {
+  ChallengeRecord c;
+  c.challenge_id = row.ColumnText(0);
+  c.customer_id = row.ColumnText(1);
+  c.method = static_cast<common::v1::VerificationMethod>(row.ColumnInt(2));
+  c.session_id = row.ColumnText(3);
+  c.code_hash = row.ColumnBlob(4);
+  c.created_at = FromMicros(row.ColumnInt(5));
+  c.expires_at = FromMicros(row.ColumnInt(6));
+  c.attempts_used = static_cast<int>(row.ColumnInt(7));
+  c.max_attempts = static_cast<int>(row.ColumnInt(8));
+  c.state = static_cast<ChallengeState>(row.ColumnInt(9));
+  c.start_request_id = row.ColumnText(10);
+  c.complete_request_id = row.ColumnText(11);
+  c.completed_code_hash = row.ColumnBlob(12);
+  c.token_id = row.ColumnText(13);
+  c.token_issued_at = FromMicros(row.ColumnInt(14));
+  c.token_expires_at = FromMicros(row.ColumnInt(15));
+  return c;
+}
+
+EnrollmentRecord EnrollmentFromRow(const storage::Statement& row) {
+  EnrollmentRecord e;
+  e.enrollment_id = row.ColumnText(0);
+  e.customer_id = row.ColumnText(1);
+  e.secret_sealed = row.ColumnBlob(2);
+  e.actor_id = row.ColumnText(3);
+  e.created_at = FromMicros(row.ColumnInt(4));
+  e.expires_at = FromMicros(row.ColumnInt(5));
+  e.attempts_used = static_cast<int>(row.ColumnInt(6));
+  e.used = row.ColumnInt(7) != 0;
+  e.start_request_id = row.ColumnText(8);
+  e.account_label = row.ColumnText(9);
+  e.confirm_request_id = row.ColumnText(10);
+  e.confirmed_at = FromMicros(row.ColumnInt(11));
+  e.replaced = row.ColumnInt(12) != 0;
+  return e;
+}
+
+// The one row `sql` selects with `keys` bound, converted by `from_row`.
+template <typename Record, typename FromRow>
+absl::StatusOr<std::optional<Record>> SelectOne(storage::Database& db, const std::string& sql,
+                                                const std::vector<std::string>& keys,
+                                                FromRow from_row) {
+  auto select = db.Prepare(sql);
+  if (!select.ok()) return select.status();
+  for (size_t i = 0; i < keys.size(); ++i) select->Bind(static_cast<int>(i + 1), keys[i]);
+  absl::StatusOr<bool> row = select->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::nullopt;
+  absl::StatusOr<Record> record = from_row(*select);
+  select->Reset();
+  if (!record.ok()) return record.status();
+  return *std::move(record);
+}
+
 absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                       const std::string& topic) {
   for (const CustomerRecord& c : write.customers) {
-    auto upsert = db.Prepare(
-        "INSERT OR REPLACE INTO customers(customer_id, email, phone, totp_secret_sealed, "
-        "totp_enrolled_at_micros, last_totp_step, current_challenge_id, "
-        "locked_until_micros, recent_starts, recent_failures, recent_enrollments) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO customers(", kCustomerColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, c.customer_id)
                          .Bind(2, c.email)
@@ -54,10 +141,9 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
     if (!s.ok()) return s;
   }
   for (const ChallengeRecord& c : write.challenges) {
-    auto upsert = db.Prepare(
-        "INSERT OR REPLACE INTO challenges(challenge_id, customer_id, method, session_id, "
-        "code_hash, created_at_micros, expires_at_micros, attempts_used, max_attempts, "
-        "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO challenges(", kChallengeColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                                          "?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, c.challenge_id)
                          .Bind(2, c.customer_id)
@@ -69,14 +155,19 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                          .Bind(8, c.attempts_used)
                          .Bind(9, c.max_attempts)
                          .Bind(10, static_cast<int64_t>(c.state))
+                         .Bind(11, c.start_request_id)
+                         .Bind(12, c.complete_request_id)
+                         .BindBlob(13, c.completed_code_hash)
+                         .Bind(14, c.token_id)
+                         .Bind(15, ToMicros(c.token_issued_at))
+                         .Bind(16, ToMicros(c.token_expires_at))
                          .Run();
     if (!s.ok()) return s;
   }
   for (const EnrollmentRecord& e : write.enrollments) {
-    auto upsert = db.Prepare(
-        "INSERT OR REPLACE INTO enrollments(enrollment_id, customer_id, secret_sealed, "
-        "actor_id, created_at_micros, expires_at_micros, attempts_used, used) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO enrollments(",
+                                          kEnrollmentColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, e.enrollment_id)
                          .Bind(2, e.customer_id)
@@ -86,92 +177,16 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                          .Bind(6, ToMicros(e.expires_at))
                          .Bind(7, e.attempts_used)
                          .Bind(8, static_cast<int64_t>(e.used))
+                         .Bind(9, e.start_request_id)
+                         .Bind(10, e.account_label)
+                         .Bind(11, e.confirm_request_id)
+                         .Bind(12, ToMicros(e.confirmed_at))
+                         .Bind(13, static_cast<int64_t>(e.replaced))
                          .Run();
     if (!s.ok()) return s;
   }
-  for (const std::string& id : write.deleted_challenge_ids) {
-    auto del = db.Prepare("DELETE FROM challenges WHERE challenge_id = ?");
-    if (!del.ok()) return del.status();
-    if (absl::Status s = del->Bind(1, id).Run(); !s.ok()) return s;
-  }
-  for (const std::string& id : write.deleted_enrollment_ids) {
-    auto del = db.Prepare("DELETE FROM enrollments WHERE enrollment_id = ?");
-    if (!del.ok()) return del.status();
-    if (absl::Status s = del->Bind(1, id).Run(); !s.ok()) return s;
-  }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status LoadAll(storage::Database& db, IdentityStore::Contents& contents) {
-  auto customers = db.Prepare(
-      "SELECT customer_id, email, phone, totp_secret_sealed, totp_enrolled_at_micros, "
-      "last_totp_step, current_challenge_id, locked_until_micros, recent_starts, "
-      "recent_failures, recent_enrollments FROM customers");
-  if (!customers.ok()) return customers.status();
-  while (true) {
-    absl::StatusOr<bool> row = customers->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    CustomerRecord c;
-    c.customer_id = customers->ColumnText(0);
-    c.email = customers->ColumnText(1);
-    c.phone = customers->ColumnText(2);
-    c.totp_secret_sealed = customers->ColumnBlob(3);
-    c.totp_enrolled_at = FromMicros(customers->ColumnInt(4));
-    c.last_totp_step = customers->ColumnInt(5);
-    c.current_challenge_id = customers->ColumnText(6);
-    c.locked_until = FromMicros(customers->ColumnInt(7));
-    for (auto [column, out] : {std::pair{8, &c.recent_starts},
-                               std::pair{9, &c.recent_failures},
-                               std::pair{10, &c.recent_enrollments}}) {
-      absl::StatusOr<std::vector<absl::Time>> times = SplitTimes(customers->ColumnText(column));
-      if (!times.ok()) return times.status();
-      *out = std::move(*times);
-    }
-    contents.customers.push_back(std::move(c));
-  }
-  auto challenges = db.Prepare(
-      "SELECT challenge_id, customer_id, method, session_id, code_hash, created_at_micros, "
-      "expires_at_micros, attempts_used, max_attempts, state FROM challenges");
-  if (!challenges.ok()) return challenges.status();
-  while (true) {
-    absl::StatusOr<bool> row = challenges->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    ChallengeRecord c;
-    c.challenge_id = challenges->ColumnText(0);
-    c.customer_id = challenges->ColumnText(1);
-    c.method = static_cast<common::v1::VerificationMethod>(challenges->ColumnInt(2));
-    c.session_id = challenges->ColumnText(3);
-    c.code_hash = challenges->ColumnBlob(4);
-    c.created_at = FromMicros(challenges->ColumnInt(5));
-    c.expires_at = FromMicros(challenges->ColumnInt(6));
-    c.attempts_used = static_cast<int>(challenges->ColumnInt(7));
-    c.max_attempts = static_cast<int>(challenges->ColumnInt(8));
-    c.state = static_cast<ChallengeState>(challenges->ColumnInt(9));
-    contents.challenges.push_back(std::move(c));
-  }
-  auto enrollments = db.Prepare(
-      "SELECT enrollment_id, customer_id, secret_sealed, actor_id, created_at_micros, "
-      "expires_at_micros, attempts_used, used FROM enrollments");
-  if (!enrollments.ok()) return enrollments.status();
-  while (true) {
-    absl::StatusOr<bool> row = enrollments->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    EnrollmentRecord e;
-    e.enrollment_id = enrollments->ColumnText(0);
-    e.customer_id = enrollments->ColumnText(1);
-    e.secret_sealed = enrollments->ColumnBlob(2);
-    e.actor_id = enrollments->ColumnText(3);
-    e.created_at = FromMicros(enrollments->ColumnInt(4));
-    e.expires_at = FromMicros(enrollments->ColumnInt(5));
-    e.attempts_used = static_cast<int>(enrollments->ColumnInt(6));
-    e.used = enrollments->ColumnInt(7) != 0;
-    contents.enrollments.push_back(std::move(e));
   }
   return absl::OkStatus();
 }
@@ -216,28 +231,146 @@ const std::vector<std::string>& IdentityMigrations() {
       "  used INTEGER NOT NULL);",
       // 2: the event outbox.
       events::kOutboxMigration,
+      // 3: request ids, so that retries get the first answer, and the
+      // indexes that replace keeping everything in memory: request ids per
+      // customer, and expiry for the sweep.
+      "ALTER TABLE challenges ADD COLUMN start_request_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE challenges ADD COLUMN complete_request_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE challenges ADD COLUMN completed_code_hash BLOB NOT NULL DEFAULT x'';"
+      "ALTER TABLE challenges ADD COLUMN token_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE challenges ADD COLUMN token_issued_at_micros INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE challenges ADD COLUMN token_expires_at_micros INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE enrollments ADD COLUMN start_request_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE enrollments ADD COLUMN account_label TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE enrollments ADD COLUMN confirm_request_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE enrollments ADD COLUMN confirmed_at_micros INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE enrollments ADD COLUMN replaced INTEGER NOT NULL DEFAULT 0;"
+      "CREATE UNIQUE INDEX challenges_by_request ON challenges(customer_id, start_request_id) "
+      "  WHERE start_request_id != '';"
+      "CREATE INDEX challenges_by_expiry ON challenges(expires_at_micros);"
+      "CREATE UNIQUE INDEX enrollments_by_request ON enrollments(customer_id, start_request_id) "
+      "  WHERE start_request_id != '';"
+      "CREATE INDEX enrollments_by_expiry ON enrollments(expires_at_micros);",
   };
   return *migrations;
 }
 
-SqliteIdentityStore::SqliteIdentityStore(storage::GroupCommitter* committer,
+SqliteIdentityStore::SqliteIdentityStore(storage::GroupCommitter* committer, std::string path,
                                          std::string topic,
                                          std::function<void()> after_commit)
     : committer_(committer),
+      path_(std::move(path)),
       topic_(std::move(topic)),
       after_commit_(std::move(after_commit)) {}
 
-absl::StatusOr<IdentityStore::Contents> SqliteIdentityStore::Load() {
-  Contents contents;
-  // Through the committer: its thread owns the connection.
-  absl::Status status = committer_->Commit(
-      [&contents](storage::Database& db) { return LoadAll(db, contents); });
-  if (!status.ok()) return status;
-  return contents;
+absl::Status SqliteIdentityStore::Admit() { return committer_->Admit(); }
+
+absl::Status SqliteIdentityStore::Read(
+    const std::function<absl::Status(storage::Database&)>& read) {
+  std::unique_ptr<storage::Database> db;
+  {
+    absl::MutexLock lock(&readers_mu_);
+    if (!idle_readers_.empty()) {
+      db = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+    }
+  }
+  if (db == nullptr) {
+    absl::StatusOr<std::unique_ptr<storage::Database>> opened = storage::Database::Open({path_});
+    if (!opened.ok()) return opened.status();
+    db = *std::move(opened);
+  }
+  absl::Status status = read(*db);
+  absl::MutexLock lock(&readers_mu_);
+  idle_readers_.push_back(std::move(db));
+  return status;
 }
 
-void SqliteIdentityStore::Apply(IdentityWrite write,
-                                std::function<void(absl::Status)> done) {
+absl::StatusOr<std::optional<CustomerRecord>> SqliteIdentityStore::GetCustomer(
+    const std::string& customer_id) {
+  absl::StatusOr<std::optional<CustomerRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<CustomerRecord>(
+        db, absl::StrCat("SELECT ", kCustomerColumns, " FROM customers WHERE customer_id = ?"),
+        {customer_id}, CustomerFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<ChallengeRecord>> SqliteIdentityStore::GetChallenge(
+    const std::string& challenge_id) {
+  absl::StatusOr<std::optional<ChallengeRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<ChallengeRecord>(
+        db, absl::StrCat("SELECT ", kChallengeColumns, " FROM challenges WHERE challenge_id = ?"),
+        {challenge_id},
+        [](const storage::Statement& row) -> absl::StatusOr<ChallengeRecord> {
+          return ChallengeFromRow(row);
+        });
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<EnrollmentRecord>> SqliteIdentityStore::GetEnrollment(
+    const std::string& enrollment_id) {
+  absl::StatusOr<std::optional<EnrollmentRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<EnrollmentRecord>(
+        db,
+        absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE enrollment_id = ?"),
+        {enrollment_id},
+        [](const storage::Statement& row) -> absl::StatusOr<EnrollmentRecord> {
+          return EnrollmentFromRow(row);
+        });
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<ChallengeRecord>> SqliteIdentityStore::FindChallengeByRequest(
+    const std::string& customer_id, const std::string& request_id) {
+  absl::StatusOr<std::optional<ChallengeRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<ChallengeRecord>(
+        db,
+        absl::StrCat("SELECT ", kChallengeColumns,
+                     " FROM challenges WHERE customer_id = ? AND start_request_id = ? AND "
+                     "start_request_id != ''"),
+        {customer_id, request_id},
+        [](const storage::Statement& row) -> absl::StatusOr<ChallengeRecord> {
+          return ChallengeFromRow(row);
+        });
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<EnrollmentRecord>> SqliteIdentityStore::FindEnrollmentByRequest(
+    const std::string& customer_id, const std::string& request_id) {
+  absl::StatusOr<std::optional<EnrollmentRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<EnrollmentRecord>(
+        db,
+        absl::StrCat("SELECT ", kEnrollmentColumns,
+                     " FROM enrollments WHERE customer_id = ? AND start_request_id = ? AND "
+                     "start_request_id != ''"),
+        {customer_id, request_id},
+        [](const storage::Statement& row) -> absl::StatusOr<EnrollmentRecord> {
+          return EnrollmentFromRow(row);
+        });
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+void SqliteIdentityStore::Apply(IdentityWrite write, std::function<void(absl::Status)> done) {
   committer_->Submit(
       [this, write = std::move(write)](storage::Database& db) {
         return WriteAll(db, write, topic_);
@@ -246,6 +379,27 @@ void SqliteIdentityStore::Apply(IdentityWrite write,
         if (status.ok() && after_commit_) after_commit_();
         done(status);
       });
+}
+
+absl::StatusOr<int> SqliteIdentityStore::DeleteExpired(absl::Time cutoff, int limit) {
+  int deleted = 0;
+  absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
+    deleted = 0;
+    for (const char* table : {"challenges", "enrollments"}) {
+      const std::string id = table == std::string("challenges") ? "challenge_id" : "enrollment_id";
+      auto remove = db.Prepare(absl::StrCat("DELETE FROM ", table, " WHERE ", id, " IN (SELECT ",
+                                            id, " FROM ", table,
+                                            " WHERE expires_at_micros < ? LIMIT ?)"));
+      if (!remove.ok()) return remove.status();
+      if (absl::Status s = remove->Bind(1, ToMicros(cutoff)).Bind(2, limit).Run(); !s.ok()) {
+        return s;
+      }
+      deleted += db.Changes();
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return deleted;
 }
 
 }  // namespace switchboard::identity

@@ -1,9 +1,11 @@
 #include "tools/cli/demo.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -34,14 +36,22 @@ std::string Quote(absl::string_view text, size_t limit = 70) {
   return absl::StrCat("\"", text.substr(0, cut), "...\"");
 }
 
-// Renews an agent's presence lease in the background, as a device does.
+// Renews an agent's presence lease in the background, as a device does. A
+// failed heartbeat is reported through `on_error` and retried soon, not a
+// whole interval later: a few lost in a row would let the lease lapse.
 class Heartbeats {
  public:
-  Heartbeats(const Clients& clients, std::string token, absl::Duration interval)
-      : thread_([this, &clients, token = std::move(token), interval] {
-          while (!stop_.WaitForNotificationWithTimeout(interval)) {
+  Heartbeats(const Clients& clients, std::string token, absl::Duration interval,
+             std::function<void(const std::string&)> on_error)
+      : thread_([this, &clients, token = std::move(token), interval,
+                 on_error = std::move(on_error)] {
+          absl::Duration wait = interval;
+          while (!stop_.WaitForNotificationWithTimeout(wait)) {
             presence::v1::HeartbeatResponse response;
-            clients.presence->Heartbeat(clients.Context(token).get(), {}, &response);
+            const grpc::Status status =
+                clients.presence->Heartbeat(clients.Context(token).get(), {}, &response);
+            wait = status.ok() ? interval : std::min(interval, absl::Milliseconds(100));
+            if (!status.ok()) on_error(FromGrpc(status).ToString());
           }
         }) {}
   ~Heartbeats() { Stop(); }
@@ -292,7 +302,13 @@ absl::Status Demo::Play() {
       protoutil::FromTimestamp(online->agent().lease_expires_at()) - absl::Now();
   absl::Duration interval = protoutil::FromDuration(online->heartbeat_interval());
   if (interval <= absl::ZeroDuration()) interval = absl::Seconds(1);
-  auto ana_heartbeats = std::make_unique<Heartbeats>(clients_, ana_token, interval);
+  const auto heartbeat_failed = [this](const std::string& who) {
+    return [this, who](const std::string& error) {
+      Step(who, absl::StrCat("heartbeat failed (", error, "); retrying"));
+    };
+  };
+  auto ana_heartbeats =
+      std::make_unique<Heartbeats>(clients_, ana_token, interval, heartbeat_failed("ana"));
   Step("ana", absl::StrCat("online: deposit, en, chat capacity 2; presence lease ",
                          HumanDuration(absl::Seconds(std::round(absl::ToDoubleSeconds(lease)))),
                          ", heartbeat every ", HumanDuration(interval)));
@@ -376,7 +392,7 @@ absl::Status Demo::Play() {
   OfferWatch ben_offers(clients_, ben_token, announce("ben"));
   online = GoOnline(ben_token, "Ben");
   if (!online.ok()) return online.status();
-  Heartbeats ben_heartbeats(clients_, ben_token, interval);
+  Heartbeats ben_heartbeats(clients_, ben_token, interval, heartbeat_failed("ben"));
   Step("ben", "online: deposit, en, chat capacity 2");
   DEMO_RETURN_IF_ERROR(AcceptOffer("ben", ben_token, ben_offers));
   DEMO_RETURN_IF_ERROR(WaitFor("second assignment", [&] {
