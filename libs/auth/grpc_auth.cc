@@ -62,9 +62,11 @@ absl::StatusOr<absl::string_view> BearerToken(
   return token;
 }
 
-absl::StatusOr<Principal> AuthenticateCall(
-    const grpc::ServerContextBase& context, const TokenCodec& codec,
-    absl::Time now) {
+namespace {
+
+// The token of `authorization: Bearer <token>`, pointing into the call's
+// metadata.
+absl::StatusOr<absl::string_view> CallToken(const grpc::ServerContextBase& context) {
   const auto& metadata = context.client_metadata();
   auto [first, last] = metadata.equal_range(
       grpc::string_ref(kAuthorizationKey.data(), kAuthorizationKey.size()));
@@ -75,8 +77,32 @@ absl::StatusOr<Principal> AuthenticateCall(
     return absl::UnauthenticatedError(
         "authorization metadata given more than once");
   }
-  absl::StatusOr<absl::string_view> token = BearerToken(
-      absl::string_view(first->second.data(), first->second.size()));
+  return BearerToken(absl::string_view(first->second.data(), first->second.size()));
+}
+
+}  // namespace
+
+absl::StatusOr<Principal> AuthenticateCall(const grpc::ServerContextBase& context,
+                                           const TokenVerifier& verifier, absl::Time now) {
+  absl::StatusOr<absl::string_view> token = CallToken(context);
+  if (!token.ok()) return token.status();
+  return verifier.VerifyCaller(*token, now);
+}
+
+absl::StatusOr<Principal> AuthenticateAndAuthorize(const grpc::ServerContextBase& context,
+                                                   const TokenVerifier& verifier,
+                                                   const ServicePolicy& policy, absl::Time now,
+                                                   absl::string_view method) {
+  absl::StatusOr<Principal> principal = AuthenticateCall(context, verifier, now);
+  if (!principal.ok()) return principal.status();
+  if (absl::Status s = policy.Authorize(*principal, method); !s.ok()) return s;
+  return principal;
+}
+
+absl::StatusOr<Principal> AuthenticateCall(
+    const grpc::ServerContextBase& context, const TokenCodec& codec,
+    absl::Time now) {
+  absl::StatusOr<absl::string_view> token = CallToken(context);
   if (!token.ok()) return token.status();
   return VerifyAccessToken(codec, *token, now);
 }

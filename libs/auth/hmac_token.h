@@ -1,5 +1,8 @@
 #pragma once
 
+// The HS256 tokens every service used to share one key for. Being replaced
+// by the ES256 tokens of token.h, service by service.
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -10,47 +13,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "libs/auth/key_file.h"
+#include "libs/auth/principal.h"
 
 namespace switchboard::auth {
-
-// Who may call what: a customer sees only their own
-// data, an agent what is assigned to them, a supervisor everything, and
-// services call each other with kService.
-enum class Role { kCustomer, kAgent, kSupervisor, kService };
-
-// "customer", "agent", "supervisor" or "service": the form used in tokens,
-// flags and error messages.
-absl::string_view RoleName(Role role);
-
-// The inverse of RoleName; nullopt for anything else (matching is exact and
-// case-sensitive).
-std::optional<Role> ParseRole(absl::string_view name);
-
-// An authenticated caller, as an access token names it.
-struct Principal {
-  std::string subject;
-  Role role;
-  absl::Time expires_at;
-};
-
-// Minimum length of an HMAC-SHA256 key: as long as the hash output (RFC 2104).
-inline constexpr size_t kMinKeyBytes = 32;
-
-// Loads the token signing key from `path`: hex text (surrounding whitespace,
-// such as a trailing newline, is ignored) of at least kMinKeyBytes bytes once
-// decoded.
-//
-// If the file does not exist and `create_if_missing`, writes a new random
-// 32-byte key (OpenSSL RAND_bytes) there with mode 0600 and returns it. The
-// parent folder must exist; nothing but the file is created. Creation is
-// atomic and never replaces an existing file, so processes starting together
-// on one data folder all end up with the same key.
-//
-// Errors (they name the path, never the key): NotFound if the file is missing
-// and not to be created; InvalidArgument if it is not hex or too short;
-// the errno-derived code for I/O failures.
-absl::StatusOr<std::string> LoadOrCreateKey(const std::string& path,
-                                            bool create_if_missing);
 
 // Signs and verifies JWTs (HS256 only) with one key, using libjwt.
 //
@@ -121,12 +87,6 @@ class TokenCodec {
 // services share one key. Errors name the path, never the key.
 absl::StatusOr<TokenCodec> LoadServiceTokens(const std::string& data_dir,
                                              const std::string& key_file);
-
-// The audience of access tokens, which callers present to every service.
-inline constexpr absl::string_view kAccessAudience = "switchboard-api";
-
-// The longest subject an access token may name, in bytes.
-inline constexpr size_t kMaxSubjectBytes = 128;
 
 // Mints an access token for `principal`: aud "switchboard-api", sub, role,
 // iat `now`, exp principal.expires_at. InvalidArgument if the subject is empty

@@ -7,14 +7,10 @@ bool KnownMethod(absl::string_view method) {
   return method == "email_otp" || method == "sms_otp" || method == "totp";
 }
 
-bool KnownLevel(int64_t level) {
-  return level == kLevelBasic || level == kLevelStrong;
-}
+bool KnownLevel(int64_t level) { return level == kLevelBasic || level == kLevelStrong; }
 
-}  // namespace
-
-absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
-                                                  const VerificationClaims& claims) {
+template <typename ClaimsT>
+absl::StatusOr<ClaimsT> ToClaims(const VerificationClaims& claims) {
   if (claims.customer_id.empty()) {
     return absl::InvalidArgumentError("verification token: customer_id is empty");
   }
@@ -27,7 +23,7 @@ absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
   if (!KnownLevel(claims.level)) {
     return absl::InvalidArgumentError("verification token: unknown level");
   }
-  TokenCodec::Claims out;
+  ClaimsT out;
   out.audience = std::string(kVerificationAudience);
   out.subject = claims.customer_id;
   out.issued_at = claims.issued_at;
@@ -36,34 +32,62 @@ absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
   out.strings["tid"] = claims.token_id;
   if (!claims.session_id.empty()) out.strings["session"] = claims.session_id;
   out.ints["level"] = claims.level;
-  return codec.Sign(out);
+  return out;
 }
 
-absl::StatusOr<VerificationClaims> VerifyVerificationToken(
-    const TokenCodec& codec, absl::string_view token, absl::Time now) {
-  absl::StatusOr<TokenCodec::Claims> claims =
-      codec.Verify(token, kVerificationAudience, now);
-  if (!claims.ok()) return claims.status();
-  auto method = claims->strings.find("method");
-  auto tid = claims->strings.find("tid");
-  auto level = claims->ints.find("level");
-  if (method == claims->strings.end() || !KnownMethod(method->second) ||
-      tid == claims->strings.end() || tid->second.empty() ||
-      level == claims->ints.end() || !KnownLevel(level->second) ||
-      claims->subject.empty()) {
+template <typename ClaimsT>
+absl::StatusOr<VerificationClaims> FromClaims(const ClaimsT& claims) {
+  auto method = claims.strings.find("method");
+  auto tid = claims.strings.find("tid");
+  auto level = claims.ints.find("level");
+  if (method == claims.strings.end() || !KnownMethod(method->second) ||
+      tid == claims.strings.end() || tid->second.empty() || level == claims.ints.end() ||
+      !KnownLevel(level->second) || claims.subject.empty()) {
     return absl::UnauthenticatedError("malformed token");
   }
   VerificationClaims out;
-  out.customer_id = claims->subject;
+  out.customer_id = claims.subject;
   out.method = method->second;
   out.level = static_cast<int>(level->second);
   out.token_id = tid->second;
-  if (auto session = claims->strings.find("session"); session != claims->strings.end()) {
+  if (auto session = claims.strings.find("session"); session != claims.strings.end()) {
     out.session_id = session->second;
   }
-  out.issued_at = claims->issued_at;
-  out.expires_at = claims->expires_at;
+  out.issued_at = claims.issued_at;
+  out.expires_at = claims.expires_at;
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SignVerificationToken(const TokenSigner& signer,
+                                                  const VerificationClaims& claims) {
+  absl::StatusOr<Claims> out = ToClaims<Claims>(claims);
+  if (!out.ok()) return out.status();
+  return signer.Sign(*out);
+}
+
+absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
+                                                  const VerificationClaims& claims) {
+  absl::StatusOr<TokenCodec::Claims> out = ToClaims<TokenCodec::Claims>(claims);
+  if (!out.ok()) return out.status();
+  return codec.Sign(*out);
+}
+
+absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenVerifier& verifier,
+                                                           absl::string_view token,
+                                                           absl::Time now) {
+  absl::StatusOr<Claims> claims = verifier.VerifyVerification(token, now);
+  if (!claims.ok()) return claims.status();
+  return FromClaims(*claims);
+}
+
+absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenCodec& codec,
+                                                           absl::string_view token,
+                                                           absl::Time now) {
+  absl::StatusOr<TokenCodec::Claims> claims = codec.Verify(token, kVerificationAudience, now);
+  if (!claims.ok()) return claims.status();
+  return FromClaims(*claims);
 }
 
 }  // namespace switchboard::auth
