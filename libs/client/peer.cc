@@ -7,11 +7,19 @@
 namespace switchboard::client {
 namespace {
 
-constexpr absl::Duration kTokenLifetime = absl::Hours(1);
-// Re-mint this long before expiry, so a token never expires mid-call.
-constexpr absl::Duration kRenewBefore = absl::Minutes(10);
+// The HS256 tokens' lifetime, and how long before expiry they are minted
+// again.
+constexpr absl::Duration kHmacTokenLifetime = absl::Hours(1);
+constexpr absl::Duration kHmacRenewBefore = absl::Minutes(10);
 
 }  // namespace
+
+ServiceToken::ServiceToken(const auth::TokenSigner* signer, std::string caller,
+                           std::string callee, Clock* clock)
+    : signer_(signer),
+      service_name_(std::move(caller)),
+      callee_(std::move(callee)),
+      clock_(clock) {}
 
 ServiceToken::ServiceToken(const auth::TokenCodec* codec, std::string service_name,
                            Clock* clock)
@@ -20,8 +28,21 @@ ServiceToken::ServiceToken(const auth::TokenCodec* codec, std::string service_na
 std::string ServiceToken::Get() {
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
-  if (now + kRenewBefore >= expires_at_) {
-    auth::Principal principal{service_name_, auth::Role::kService, now + kTokenLifetime};
+  if (signer_ != nullptr) {
+    if (now + kRenewBefore >= expires_at_) {
+      absl::StatusOr<std::string> token =
+          auth::MintServiceToken(*signer_, service_name_, callee_, now, kLifetime);
+      // Minting fails only if OpenSSL cannot sign; keep the old token
+      // rather than send none (the peer refuses it once it expires).
+      if (token.ok()) {
+        token_ = std::move(*token);
+        expires_at_ = now + kLifetime;
+      }
+    }
+    return token_;
+  }
+  if (now + kHmacRenewBefore >= expires_at_) {
+    auth::Principal principal{service_name_, auth::Role::kService, now + kHmacTokenLifetime};
     absl::StatusOr<std::string> token = auth::MintAccessToken(*codec_, principal, now);
     // Minting fails only for a key too short to sign with, which the service
     // refused at start; keep the old token rather than send none.

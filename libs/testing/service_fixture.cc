@@ -23,9 +23,9 @@ std::string RandomKey() {
 
 }  // namespace
 
-TestTokens::TestTokens() : codec_(RandomKey()) {}
+HmacTestTokens::HmacTestTokens() : codec_(RandomKey()) {}
 
-std::string TestTokens::For(auth::Role role, const std::string& subject) const {
+std::string HmacTestTokens::For(auth::Role role, const std::string& subject) const {
   auth::Principal principal;
   principal.subject = subject;
   principal.role = role;

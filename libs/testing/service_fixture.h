@@ -13,10 +13,11 @@
 
 namespace switchboard::testing {
 
-// Tokens for tests, signed with a fresh random key.
-class TestTokens {
+// HS256 tokens for tests of services not yet on test_tokens.h, signed with
+// a fresh random key.
+class HmacTestTokens {
  public:
-  TestTokens();
+  HmacTestTokens();
   const auth::TokenCodec& codec() const { return codec_; }
   // A valid access token for `subject` in `role`, expiring in an hour of
   // real time.

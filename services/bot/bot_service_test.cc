@@ -107,7 +107,7 @@ class BotServiceTest : public ::testing::Test {
     return prometheus::TextSerializer().Serialize(registry_.Collect());
   }
 
-  testing::TestTokens tokens_;
+  testing::HmacTestTokens tokens_;
   server::BlockingPool pool_{4};
   std::string dir_;
   std::string kb_path_;
@@ -172,7 +172,7 @@ TEST_F(BotServiceTest, EveryAuthFailureIsRefused) {
                    turn)
                 .error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  testing::TestTokens other_key;
+  testing::HmacTestTokens other_key;
   EXPECT_EQ(Answer(other_key.For(Role::kService, "sessions"), turn).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Answer(Customer(), turn).error_code(), grpc::StatusCode::PERMISSION_DENIED);

@@ -293,7 +293,7 @@ class FeedbackServiceTest : public ::testing::Test {
                                   response ? response : &ignored);
   }
 
-  testing::TestTokens tokens_;
+  testing::HmacTestTokens tokens_;
   FakeSessionsService sessions_service_;
   FakeRoutingService routing_service_;
   FakeServer sessions_server_;
@@ -516,7 +516,7 @@ TEST_F(FeedbackServiceTest, EveryAuthFailureIsRefused) {
   const std::string agent = Agent("ana");
   const std::string supervisor = Supervisor();
   const std::string service = tokens_.For(Role::kService, "reports");
-  testing::TestTokens other_key;
+  testing::HmacTestTokens other_key;
   const std::string forged = other_key.For(Role::kSupervisor, "sup-1");
 
   // Each RPC with: no token, garbage, another key's token, and each role it

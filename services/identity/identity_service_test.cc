@@ -171,7 +171,7 @@ class IdentityServiceTest : public ::testing::Test {
   std::string outbox_path_;
   std::unique_ptr<DevelopmentCodeOutbox> outbox_;
   FakeClock clock_;
-  testing::TestTokens tokens_;
+  testing::HmacTestTokens tokens_;
   CodeHasher hasher_{std::string(32, 'h')};
   SecretBox box_{std::string(32, 's')};
   server::BlockingPool pool_{4};

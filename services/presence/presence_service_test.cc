@@ -80,7 +80,7 @@ class PresenceServiceTest : public ::testing::Test {
   }
 
   FakeClock clock_;
-  testing::TestTokens tokens_;
+  testing::HmacTestTokens tokens_;
   server::BlockingPool pool_{4};
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
@@ -129,7 +129,7 @@ TEST_F(PresenceServiceTest, EveryAuthFailureIsRefusedAndChangesNothing) {
       *auth::MintAccessToken(tokens_.codec(), expired, absl::Now() - absl::Hours(1));
   EXPECT_EQ(SetStatus(expired_token, Online()).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  testing::TestTokens other_key;
+  testing::HmacTestTokens other_key;
   EXPECT_EQ(SetStatus(other_key.For(Role::kAgent, "ana"), Online()).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   // A supervisor must name the agent.

@@ -109,7 +109,7 @@ class GrpcPeersTest : public ::testing::Test {
   }
 
   std::string dir_;
-  testing::TestTokens tokens_;
+  testing::HmacTestTokens tokens_;
   client::ServiceToken service_token_;
   prometheus::Registry registry_;
   RoutingMetrics metrics_;

@@ -86,7 +86,7 @@ class RoutingServiceTest : public ::testing::Test {
     return stub_->EnqueueSession(ContextWithToken(token).get(), r, &response).error_code();
   }
 
-  testing::TestTokens tokens_;
+  testing::HmacTestTokens tokens_;
   server::BlockingPool pool_{4};
   FakePresence presence_;
   FakeSessions sessions_;
@@ -105,7 +105,7 @@ class RoutingServiceTest : public ::testing::Test {
 TEST_F(RoutingServiceTest, AuthFailuresAndBadInputs) {
   EXPECT_EQ(Enqueue("", Request("s-1")), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Enqueue("junk", Request("s-1")), grpc::StatusCode::UNAUTHENTICATED);
-  testing::TestTokens other_key;
+  testing::HmacTestTokens other_key;
   EXPECT_EQ(Enqueue(other_key.For(Role::kService, "x"), Request("s-1")),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Enqueue(Agent("a1"), Request("s-1")), grpc::StatusCode::PERMISSION_DENIED);

@@ -235,7 +235,7 @@ struct Env {
   int routing_port = 0;
   std::unique_ptr<grpc::Server> bot_server;
   std::unique_ptr<grpc::Server> routing_server;
-  testing::TestTokens tokens;
+  testing::HmacTestTokens tokens;
   server::BlockingPool pool{8};
   server::BlockingPool bot_pool{4, 64};
   std::unique_ptr<storage::GroupCommitter> committer;
