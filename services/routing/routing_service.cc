@@ -143,26 +143,26 @@ class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffers
   bool began_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-RoutingService::RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
+RoutingService::RoutingService(Router* router, const auth::TokenVerifier* tokens, Clock* clock,
                                server::BlockingPool* pool, Options options)
     : router_(router),
       tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::RoutingService::service_full_name())),
       clock_(clock),
       pool_(pool),
       options_(options),
       watch_streams_(options.max_watch_streams_per_agent, "WatchOffers streams") {}
 
 absl::StatusOr<auth::Principal> RoutingService::Authenticate(
-    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
-    absl::string_view method) {
-  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+    grpc::CallbackServerContext* context, absl::string_view method) {
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
 }
 
 grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
     grpc::CallbackServerContext* context, const v1::EnqueueSessionRequest* request,
     v1::EnqueueSessionResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "EnqueueSession");
+      Authenticate(context, "EnqueueSession");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response] {
     Router::EnqueueSessionCommand c;
@@ -195,7 +195,7 @@ grpc::ServerUnaryReactor* RoutingService::CancelSession(
     grpc::CallbackServerContext* context, const v1::CancelSessionRequest* request,
     v1::CancelSessionResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "CancelSession");
+      Authenticate(context, "CancelSession");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response] {
     absl::StatusOr<bool> found = router_->Cancel(v1::ENTRY_KIND_SESSION, request->session_id(),
@@ -210,7 +210,7 @@ grpc::ServerUnaryReactor* RoutingService::EnqueueComplaint(
     grpc::CallbackServerContext* context, const v1::EnqueueComplaintRequest* request,
     v1::EnqueueComplaintResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "EnqueueComplaint");
+      Authenticate(context, "EnqueueComplaint");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     Router::EnqueueComplaintCommand c{request->complaint_id(), request->customer_id(),
@@ -228,7 +228,7 @@ grpc::ServerUnaryReactor* RoutingService::CancelComplaint(
     grpc::CallbackServerContext* context, const v1::CancelComplaintRequest* request,
     v1::CancelComplaintResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "CancelComplaint");
+      Authenticate(context, "CancelComplaint");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     absl::StatusOr<bool> found =
@@ -243,7 +243,7 @@ grpc::ServerWriteReactor<v1::WatchOffersResponse>* RoutingService::WatchOffers(
     grpc::CallbackServerContext* context, const v1::WatchOffersRequest* request) {
   auto* reactor = new WatchReactor(this, options_.max_watch_backlog);
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "WatchOffers");
+      Authenticate(context, "WatchOffers");
   if (principal.ok() && !request->agent_id().empty() &&
       request->agent_id() != principal->subject) {
     principal = absl::PermissionDeniedError("WatchOffers: you may watch your own offers only");
@@ -271,7 +271,7 @@ grpc::ServerUnaryReactor* RoutingService::AcceptOffer(grpc::CallbackServerContex
                                                       const v1::AcceptOfferRequest* request,
                                                       v1::AcceptOfferResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "AcceptOffer");
+      Authenticate(context, "AcceptOffer");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response,
                                     agent = principal->subject] {
@@ -287,7 +287,7 @@ grpc::ServerUnaryReactor* RoutingService::DeclineOffer(grpc::CallbackServerConte
                                                        const v1::DeclineOfferRequest* request,
                                                        v1::DeclineOfferResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "DeclineOffer");
+      Authenticate(context, "DeclineOffer");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response,
                                     agent = principal->subject] {
@@ -302,8 +302,7 @@ grpc::ServerUnaryReactor* RoutingService::DeclineOffer(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* RoutingService::GetQueueEntry(grpc::CallbackServerContext* context,
                                                         const v1::GetQueueEntryRequest* request,
                                                         v1::GetQueueEntryResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "GetQueueEntry");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetQueueEntry");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const bool customer = principal->role == Role::kCustomer;
   v1::EntryKind kind;
@@ -348,7 +347,7 @@ grpc::ServerUnaryReactor* RoutingService::ListQueueEntries(
     grpc::CallbackServerContext* context, const v1::ListQueueEntriesRequest* request,
     v1::ListQueueEntriesResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "ListQueueEntries");
+      Authenticate(context, "ListQueueEntries");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<Router::Filter> filter = ToFilter(request->kind(), request->channel(),
                                                    request->category(), request->language());
@@ -372,7 +371,7 @@ grpc::ServerUnaryReactor* RoutingService::GetQueueStats(grpc::CallbackServerCont
                                                         const v1::GetQueueStatsRequest* request,
                                                         v1::GetQueueStatsResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "GetQueueStats");
+      Authenticate(context, "GetQueueStats");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<Router::Filter> filter = ToFilter(request->kind(), request->channel(),
                                                    request->category(), request->language());
@@ -387,8 +386,7 @@ grpc::ServerUnaryReactor* RoutingService::GetQueueStats(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* RoutingService::GetAgentSettings(
     grpc::CallbackServerContext* context, const v1::GetAgentSettingsRequest* request,
     v1::GetAgentSettingsResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "GetAgentSettings");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetAgentSettings");
   if (!principal.ok()) return FinishNow(context, principal.status());
   std::string agent_id = request->agent_id();
   if (principal->role == Role::kAgent && !agent_id.empty() && agent_id != principal->subject) {
@@ -412,7 +410,7 @@ grpc::ServerUnaryReactor* RoutingService::UpdateAgentSettings(
     grpc::CallbackServerContext* context, const v1::UpdateAgentSettingsRequest* request,
     v1::UpdateAgentSettingsResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "UpdateAgentSettings");
+      Authenticate(context, "UpdateAgentSettings");
   if (!principal.ok()) return FinishNow(context, principal.status());
   std::string agent_id = request->agent_id();
   if (principal->role == Role::kAgent && !agent_id.empty() && agent_id != principal->subject) {
