@@ -1,6 +1,7 @@
 #include "libs/auth/service_keys.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "libs/auth/key_folder.h"
 #include "libs/auth/key_set_file.h"
 #include "libs/log/log.h"
@@ -103,6 +104,18 @@ absl::StatusOr<ServiceKeys> LoadServiceKeys(const KeyOptions& options, const std
         ReadSigningKeyFile(path(options.service_signing_key, ServiceKeyFile(service)));
     if (!key.ok()) return key.status();
     keys.signer = std::make_unique<TokenSigner>(*std::move(key), std::string(kServiceIssuer));
+    // A key missing from the service key set, or bound to another service,
+    // would have every peer refuse this service: better not to start.
+    const absl::Time now = absl::Now();
+    absl::StatusOr<std::string> probe =
+        MintServiceToken(*keys.signer, service, service, now, absl::Minutes(1));
+    if (!probe.ok()) return probe.status();
+    if (absl::StatusOr<Principal> checked = keys.verifier->VerifyCaller(*probe, now);
+        !checked.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the service signing key (kid ", keys.signer->key().kid(),
+          ") does not pass the service key set's checks: ", checked.status().message()));
+    }
   }
   return keys;
 }

@@ -55,8 +55,9 @@ struct ServiceKeys {
 // none (logged as a warning: production passes its keys). InvalidArgument
 // for lifetimes or an interval that are not positive, an empty issuer, or
 // an access issuer that is also the service or verification tokens' one;
-// otherwise the errors of WatchKeySetFile and ReadSigningKeyFile, naming
-// the file.
+// FailedPrecondition if the signing key is not in the service key set bound
+// to `service` (its peers would refuse every call); otherwise the errors of
+// WatchKeySetFile and ReadSigningKeyFile, naming the file.
 absl::StatusOr<ServiceKeys> LoadServiceKeys(const KeyOptions& options, const std::string& service,
                                             const std::string& data_dir,
                                             bool signs_service_tokens);

@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "libs/auth/key_folder.h"
@@ -76,19 +78,39 @@ TEST(ServiceKeysTest, FlagsNameEachFile) {
   absl::StatusOr<KeyFolder> folder = KeyFolder::Generate();
   ASSERT_TRUE(folder.ok());
   ASSERT_TRUE(WriteKeyFolder(*folder, dir + "/elsewhere").ok());
+  std::ofstream(dir + "/feedback-2026.pem") << folder->services.at("feedback").ToPem();
   KeyOptions options;
   config::FlagSet flags("feedback", NoEnvironment());
   AddKeyFlags(flags, &options, /*signs_service_tokens=*/true);
   ASSERT_TRUE(Parse(flags, {"--keys_dir=" + dir + "/elsewhere",
-                            "--service_signing_key=" + dir + "/elsewhere/routing.pem",
+                            "--service_signing_key=" + dir + "/feedback-2026.pem",
                             "--max_service_token_lifetime=5m", "--access_issuer=https://login"})
                   .ok());
   absl::StatusOr<ServiceKeys> keys = LoadServiceKeys(options, "feedback", dir, true);
   ASSERT_TRUE(keys.ok()) << keys.status();
-  EXPECT_EQ(keys->signer->key().kid(), folder->services.at("routing").kid());
+  EXPECT_EQ(keys->signer->key().kid(), folder->services.at("feedback").kid());
   EXPECT_EQ(keys->verifier->options().max_service_lifetime, absl::Minutes(5));
   EXPECT_EQ(keys->verifier->options().access_issuer, "https://login");
   EXPECT_FALSE(Exists(dir + "/keys"));
+}
+
+TEST(ServiceKeysTest, RefusesASigningKeyItsPeersWouldRefuse) {
+  const std::string dir = storage::MakeTempDir();
+  absl::StatusOr<KeyFolder> folder = KeyFolder::Generate();
+  ASSERT_TRUE(folder.ok());
+  ASSERT_TRUE(WriteKeyFolder(*folder, dir + "/keys").ok());
+  KeyOptions options;
+  options.keys_dir = dir + "/keys";
+  // Routing's key, published as routing's, cannot sign for sessions.
+  options.service_signing_key = dir + "/keys/routing.pem";
+  absl::StatusOr<ServiceKeys> keys = LoadServiceKeys(options, "sessions", dir, true);
+  EXPECT_EQ(keys.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(keys.status().message(), "another service")) << keys.status();
+  // A key not published at all.
+  options.service_signing_key = dir + "/keys/development-issuer.pem";
+  keys = LoadServiceKeys(options, "sessions", dir, true);
+  EXPECT_EQ(keys.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(keys.status().message(), "wrong issuer")) << keys.status();
 }
 
 TEST(ServiceKeysTest, RefusesNonsense) {

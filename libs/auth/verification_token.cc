@@ -1,5 +1,8 @@
 #include "libs/auth/verification_token.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
 namespace switchboard::auth {
 namespace {
 
@@ -80,6 +83,28 @@ absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenVerifier& 
   absl::StatusOr<Claims> claims = verifier.VerifyVerification(token, now);
   if (!claims.ok()) return claims.status();
   return FromClaims(*claims);
+}
+
+absl::Status CheckVerificationSigner(const TokenSigner& signer, const TokenVerifier& verifier,
+                                     absl::Duration lifetime) {
+  const absl::Time now = absl::Now();
+  VerificationClaims probe;
+  probe.customer_id = "probe";
+  probe.method = "totp";
+  probe.level = kLevelBasic;
+  probe.token_id = "probe";
+  probe.issued_at = now;
+  probe.expires_at = now + lifetime;
+  absl::StatusOr<std::string> token = SignVerificationToken(signer, probe);
+  if (!token.ok()) return token.status();
+  if (absl::StatusOr<VerificationClaims> checked = VerifyVerificationToken(verifier, *token, now);
+      !checked.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("verification tokens signed with kid ", signer.key().kid(),
+                     " do not pass the verification key set's checks: ",
+                     checked.status().message()));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenCodec& codec,

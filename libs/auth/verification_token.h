@@ -63,6 +63,14 @@ absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
 absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenVerifier& verifier,
                                                            absl::string_view token,
                                                            absl::Time now);
+
+// Whether a verification token that `signer` makes, valid for `lifetime`,
+// passes `verifier`: identity checks at start that its signing key is in
+// the verification key set every service reads and that the tokens it
+// issues are not too long-lived for it. FailedPrecondition naming the
+// reason otherwise.
+absl::Status CheckVerificationSigner(const TokenSigner& signer, const TokenVerifier& verifier,
+                                     absl::Duration lifetime);
 absl::StatusOr<VerificationClaims> VerifyVerificationToken(
     const TokenCodec& codec, absl::string_view token, absl::Time now);
 

@@ -79,6 +79,16 @@ TEST_F(VerificationTokenTest, OnlyIdentitysKeyMakesThem) {
   EXPECT_FALSE(verifier_.VerifyCaller(token, kNow).ok());
 }
 
+TEST_F(VerificationTokenTest, IdentityChecksItsKeyIsPublished) {
+  EXPECT_TRUE(CheckVerificationSigner(identity_, verifier_, absl::Minutes(15)).ok());
+  EXPECT_EQ(CheckVerificationSigner(identity_, verifier_, absl::Hours(2)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  const TokenSigner unpublished(keys_.services.at("identity"), std::string(kVerificationIssuer));
+  absl::Status status = CheckVerificationSigner(unpublished, verifier_, absl::Minutes(15));
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find("unknown key"), absl::string_view::npos) << status;
+}
+
 TEST_F(VerificationTokenTest, RefusesMissingOrUnknownClaims) {
   auth::Claims raw;
   raw.audience = std::string(kVerificationAudience);

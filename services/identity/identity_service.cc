@@ -25,14 +25,17 @@ absl::Status WithTrailers(grpc::CallbackServerContext* context, absl::Status sta
 
 }  // namespace
 
-IdentityService::IdentityService(Identity* identity, const auth::TokenCodec* tokens,
+IdentityService::IdentityService(Identity* identity, const auth::TokenVerifier* tokens,
                                  Clock* clock, server::BlockingPool* pool)
-    : identity_(identity), tokens_(tokens), clock_(clock), pool_(pool) {}
+    : identity_(identity),
+      tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::IdentityService::service_full_name())),
+      clock_(clock),
+      pool_(pool) {}
 
 absl::StatusOr<auth::Principal> IdentityService::Authenticate(
-    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
-    absl::string_view method) {
-  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+    grpc::CallbackServerContext* context, absl::string_view method) {
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
 }
 
 absl::StatusOr<std::string> IdentityService::TargetCustomer(
@@ -57,7 +60,7 @@ grpc::ServerUnaryReactor* IdentityService::StartVerification(
     grpc::CallbackServerContext* context, const v1::StartVerificationRequest* request,
     v1::StartVerificationResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kCustomer, Role::kService}, "StartVerification");
+      Authenticate(context, "StartVerification");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<std::string> customer =
       TargetCustomer(*principal, request->customer_id(), "StartVerification");
@@ -84,7 +87,7 @@ grpc::ServerUnaryReactor* IdentityService::CompleteVerification(
     grpc::CallbackServerContext* context, const v1::CompleteVerificationRequest* request,
     v1::CompleteVerificationResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kCustomer, Role::kService}, "CompleteVerification");
+      Authenticate(context, "CompleteVerification");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const std::string caller =
       principal->role == Role::kCustomer ? principal->subject : std::string();
@@ -106,13 +109,13 @@ grpc::ServerUnaryReactor* IdentityService::ValidateToken(
     grpc::CallbackServerContext* context, const v1::ValidateTokenRequest* request,
     v1::ValidateTokenResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService, Role::kSupervisor}, "ValidateToken");
+      Authenticate(context, "ValidateToken");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (request->verification_token().empty()) {
     return FinishNow(context,
                      absl::InvalidArgumentError("verification_token: must not be empty"));
   }
-  if (request->verification_token().size() > auth::TokenCodec::kMaxTokenBytes) {
+  if (request->verification_token().size() > auth::kMaxTokenBytes) {
     return FinishNow(context,
                      absl::InvalidArgumentError("verification_token: longer than 8 KiB"));
   }
@@ -143,7 +146,7 @@ grpc::ServerUnaryReactor* IdentityService::RegisterContact(
     grpc::CallbackServerContext* context, const v1::RegisterContactRequest* request,
     v1::RegisterContactResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService, Role::kSupervisor}, "RegisterContact");
+      Authenticate(context, "RegisterContact");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response,
                                     actor = principal->subject] {
@@ -158,8 +161,7 @@ grpc::ServerUnaryReactor* IdentityService::RegisterContact(
 grpc::ServerUnaryReactor* IdentityService::StartTotpEnrollment(
     grpc::CallbackServerContext* context, const v1::StartTotpEnrollmentRequest* request,
     v1::StartTotpEnrollmentResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "StartTotpEnrollment");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "StartTotpEnrollment");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<std::string> customer =
       TargetCustomer(*principal, request->customer_id(), "StartTotpEnrollment");
@@ -204,8 +206,7 @@ grpc::ServerUnaryReactor* IdentityService::ConfirmTotpEnrollment(
     grpc::CallbackServerContext* context, const v1::ConfirmTotpEnrollmentRequest* request,
     v1::ConfirmTotpEnrollmentResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kCustomer, Role::kSupervisor, Role::kService},
-                   "ConfirmTotpEnrollment");
+      Authenticate(context, "ConfirmTotpEnrollment");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const std::string caller =
       principal->role == Role::kCustomer ? principal->subject : std::string();

@@ -2,7 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/server/blocking_pool.h"
 #include "services/identity/identity.h"
@@ -13,12 +14,13 @@ namespace switchboard::identity {
 // The gRPC adapter of identity: authenticates and authorizes each call,
 // converts messages, runs the logic on the blocking pool and maps statuses,
 // turning the logic's retry-after (via RunUnary) and attempts-remaining
-// payloads into trailing metadata. Who may call what is stated in identity_service.proto.
+// payloads into trailing metadata. Who may call what is each RPC's
+// (switchboard.auth.v1.access) option in identity_service.proto.
 class IdentityService final : public v1::IdentityService::CallbackService {
  public:
   // None owned; all must outlive the service. `tokens` checks access tokens
   // and verification tokens (one deployment key).
-  IdentityService(Identity* identity, const auth::TokenCodec* tokens, Clock* clock,
+  IdentityService(Identity* identity, const auth::TokenVerifier* tokens, Clock* clock,
                   server::BlockingPool* pool);
 
   grpc::ServerUnaryReactor* StartVerification(
@@ -42,7 +44,6 @@ class IdentityService final : public v1::IdentityService::CallbackService {
 
  private:
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
-                                               std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);
   // The customer a call acts on: the caller for a customer (who may name
   // only themselves), the named customer (required) for `others`.
@@ -51,7 +52,8 @@ class IdentityService final : public v1::IdentityService::CallbackService {
                                              absl::string_view method);
 
   Identity* const identity_;
-  const auth::TokenCodec* const tokens_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
 };
