@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
+#include "libs/auth/verifier.h"
 #include "switchboard/sessions/v1/sessions_service.pb.h"
 
 namespace switchboard::sessions {
@@ -80,7 +81,7 @@ absl::StatusOr<NewSession> ValidateCreate(const Caller& caller,
 // session being created): a token bound to a session counts for that
 // session only.
 absl::StatusOr<common::v1::VerificationState> CheckVerification(
-    const auth::TokenCodec& tokens, const std::string& token, const std::string& customer_id,
+    const auth::TokenVerifier& tokens, const std::string& token, const std::string& customer_id,
     const std::string& session_id, absl::Time now);
 
 // Checks a TransferSession request's key, note and target.

@@ -16,7 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "libs/auth/token.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "services/sessions/bot_turn.h"
 #include "services/sessions/closed_cache.h"
@@ -129,7 +129,7 @@ class Sessions {
   // `bot` and `routing` may be null (not configured): then every bot turn
   // escalates, and routing calls stay pending. Nothing owned.
   Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
-           const auth::TokenCodec* tokens, BotClient* bot, RoutingClient* routing,
+           const auth::TokenVerifier* tokens, BotClient* bot, RoutingClient* routing,
            Executor background, BoundedExecutor bot_executor, SessionsOptions options);
 
   // Reads the open work from the store. Call once, before anything else.
@@ -372,7 +372,8 @@ class Sessions {
   SessionStore* const store_;
   Clock* const clock_;
   SessionsMetrics* const metrics_;
-  const auth::TokenCodec* const tokens_;
+  // Checks verification tokens (identity's public keys).
+  const auth::TokenVerifier* const tokens_;
   BotClient* const bot_;
   RoutingClient* const routing_;
   const Executor background_;
