@@ -22,7 +22,6 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/events/kafka_topics.h"
 #include "libs/metrics/scrape.h"
 #include "libs/protoutil/time.h"
@@ -30,6 +29,7 @@
 #include "switchboard/events/v1/event.pb.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "libs/testing/reserved_port.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
@@ -112,8 +112,8 @@ class JourneyTest : public ::testing::Test {
   // starts and held until the test ends.
   explicit JourneyTest(std::vector<std::string> service_flags)
       : dir_(storage::MakeTempDir()),
-        key_(*auth::LoadOrCreateKey(dir_ + "/token.key", true)),
-        codec_(key_) {
+        // One key folder for the platform, where each server looks first.
+        tokens_(testing::TestTokens::InFolder(dir_ + "/keys", "journey")) {
     const auto flags = [&](int port, std::vector<std::string> more) {
       more.insert(more.end(), service_flags.begin(), service_flags.end());
       more.insert(more.end(), {"--data_dir=" + dir_, absl::StrCat("--port=", port),
@@ -163,8 +163,7 @@ class JourneyTest : public ::testing::Test {
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
-    return *auth::MintAccessToken(codec_, {subject, role, absl::Now() + absl::Hours(1)},
-                                  absl::Now());
+    return tokens_.For(role, subject);
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
@@ -315,8 +314,7 @@ class JourneyTest : public ::testing::Test {
   void PlayJourney(const std::function<void()>& after_queued, std::string* session);
 
   std::string dir_;
-  std::string key_;
-  auth::TokenCodec codec_;
+  testing::TestTokens tokens_;
   testing::ReservedPort routing_port_;
   std::unique_ptr<testing::ServerProcess> bot_, presence_, routing_, sessions_;
   std::unique_ptr<SessionsService::Stub> sessions_stub_;

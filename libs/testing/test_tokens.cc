@@ -44,6 +44,12 @@ TestTokens TestTokens::FromFolder(const std::string& dir, std::string audience) 
       std::move(audience));
 }
 
+TestTokens TestTokens::InFolder(const std::string& dir, std::string audience) {
+  TestTokens tokens(std::move(audience));
+  tokens.WriteFolder(dir);
+  return tokens;
+}
+
 void TestTokens::WriteFolder(const std::string& dir) const {
   if (absl::Status s = auth::WriteKeyFolder(*keys_, dir); !s.ok()) {
     std::fprintf(stderr, "TestTokens: cannot write keys: %s\n", s.ToString().c_str());

@@ -34,8 +34,11 @@ class TestTokens {
   // made development keys on start).
   static TestTokens FromFolder(const std::string& dir, std::string audience = "test");
 
-  // Writes the keys as a new key folder at `dir`, for a server's --keys_dir.
+  // Writes the keys as a new key folder at `dir`, for a server's --keys_dir
+  // (or its DATA_DIR/keys, where a server looks when given no key flags).
   void WriteFolder(const std::string& dir) const;
+  // New keys, written at once as the key folder `dir`.
+  static TestTokens InFolder(const std::string& dir, std::string audience = "test");
 
   // Checks tokens as the service `audience` does.
   const auth::TokenVerifier& verifier() const { return *verifier_; }
