@@ -1,7 +1,5 @@
 #pragma once
 
-#include <initializer_list>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -41,32 +39,6 @@ absl::StatusOr<Principal> AuthenticateAndAuthorize(const grpc::ServerContextBase
                                                    const TokenVerifier& verifier,
                                                    const ServicePolicy& policy, absl::Time now,
                                                    absl::string_view method);
-
-// Reads `authorization: Bearer <token>` from the call's metadata and verifies
-// it as an access token (VerifyAccessToken). Unauthenticated if the header is
-// missing, given more than once, not Bearer, or the token is invalid; the
-// message gives the reason and never the token. Thread-safe.
-absl::StatusOr<Principal> AuthenticateCall(
-    const grpc::ServerContextBase& context, const TokenCodec& codec,
-    absl::Time now);
-
-// AuthenticateCall, then Authorize(principal, allowed, method): what every
-// adapter does first. The caller, or UNAUTHENTICATED / PERMISSION_DENIED.
-absl::StatusOr<Principal> AuthenticateAndAuthorize(
-    const grpc::ServerContextBase& context, const TokenCodec& codec,
-    absl::Time now, std::initializer_list<Role> allowed,
-    absl::string_view method);
-
-// OK if principal.role is in `allowed`; otherwise PermissionDenied naming the
-// caller's role and the allowed ones.
-absl::Status Authorize(const Principal& principal,
-                       std::initializer_list<Role> allowed);
-
-// As above, and the message names `method` (e.g. "CloseSession"), so that a
-// caller sees which call they may not make.
-absl::Status Authorize(const Principal& principal,
-                       std::initializer_list<Role> allowed,
-                       absl::string_view method);
 
 // Client side: attaches `authorization: Bearer <token>` to `context`. Call it
 // once per ClientContext, before the call starts.

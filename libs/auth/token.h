@@ -7,7 +7,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "libs/auth/hmac_token.h"
 #include "libs/auth/keys.h"
 #include "libs/auth/principal.h"
 

@@ -12,8 +12,7 @@ bool KnownMethod(absl::string_view method) {
 
 bool KnownLevel(int64_t level) { return level == kLevelBasic || level == kLevelStrong; }
 
-template <typename ClaimsT>
-absl::StatusOr<ClaimsT> ToClaims(const VerificationClaims& claims) {
+absl::StatusOr<Claims> ToClaims(const VerificationClaims& claims) {
   if (claims.customer_id.empty()) {
     return absl::InvalidArgumentError("verification token: customer_id is empty");
   }
@@ -26,7 +25,7 @@ absl::StatusOr<ClaimsT> ToClaims(const VerificationClaims& claims) {
   if (!KnownLevel(claims.level)) {
     return absl::InvalidArgumentError("verification token: unknown level");
   }
-  ClaimsT out;
+  Claims out;
   out.audience = std::string(kVerificationAudience);
   out.subject = claims.customer_id;
   out.issued_at = claims.issued_at;
@@ -38,8 +37,7 @@ absl::StatusOr<ClaimsT> ToClaims(const VerificationClaims& claims) {
   return out;
 }
 
-template <typename ClaimsT>
-absl::StatusOr<VerificationClaims> FromClaims(const ClaimsT& claims) {
+absl::StatusOr<VerificationClaims> FromClaims(const Claims& claims) {
   auto method = claims.strings.find("method");
   auto tid = claims.strings.find("tid");
   auto level = claims.ints.find("level");
@@ -65,16 +63,9 @@ absl::StatusOr<VerificationClaims> FromClaims(const ClaimsT& claims) {
 
 absl::StatusOr<std::string> SignVerificationToken(const TokenSigner& signer,
                                                   const VerificationClaims& claims) {
-  absl::StatusOr<Claims> out = ToClaims<Claims>(claims);
+  absl::StatusOr<Claims> out = ToClaims(claims);
   if (!out.ok()) return out.status();
   return signer.Sign(*out);
-}
-
-absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
-                                                  const VerificationClaims& claims) {
-  absl::StatusOr<TokenCodec::Claims> out = ToClaims<TokenCodec::Claims>(claims);
-  if (!out.ok()) return out.status();
-  return codec.Sign(*out);
 }
 
 absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenVerifier& verifier,
@@ -105,14 +96,6 @@ absl::Status CheckVerificationSigner(const TokenSigner& signer, const TokenVerif
                      checked.status().message()));
   }
   return absl::OkStatus();
-}
-
-absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenCodec& codec,
-                                                           absl::string_view token,
-                                                           absl::Time now) {
-  absl::StatusOr<TokenCodec::Claims> claims = codec.Verify(token, kVerificationAudience, now);
-  if (!claims.ok()) return claims.status();
-  return FromClaims(*claims);
 }
 
 }  // namespace switchboard::auth

@@ -49,8 +49,6 @@ struct VerificationClaims {
 // TokenSigner::Sign.
 absl::StatusOr<std::string> SignVerificationToken(const TokenSigner& signer,
                                                   const VerificationClaims& claims);
-absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
-                                                  const VerificationClaims& claims);
 
 // Checks `token` as a verification token at `now` against identity's keys
 // only (TokenVerifier::VerifyVerification) and returns its claims.
@@ -71,7 +69,6 @@ absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenVerifier& 
 // reason otherwise.
 absl::Status CheckVerificationSigner(const TokenSigner& signer, const TokenVerifier& verifier,
                                      absl::Duration lifetime);
-absl::StatusOr<VerificationClaims> VerifyVerificationToken(
-    const TokenCodec& codec, absl::string_view token, absl::Time now);
+
 
 }  // namespace switchboard::auth

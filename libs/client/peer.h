@@ -24,15 +24,11 @@ class ServiceToken {
   // `signer` (the caller's service key) must outlive the token.
   ServiceToken(const auth::TokenSigner* signer, std::string caller, std::string callee,
                Clock* clock = RealClock());
-  // The HS256 form every service shared one key for (being replaced).
-  ServiceToken(const auth::TokenCodec* codec, std::string service_name,
-               Clock* clock = RealClock());
   std::string Get();
 
  private:
-  const auth::TokenSigner* const signer_ = nullptr;
-  const auth::TokenCodec* const codec_ = nullptr;
-  const std::string service_name_;
+  const auth::TokenSigner* const signer_;
+  const std::string caller_;
   const std::string callee_;
   Clock* const clock_;
   absl::Mutex mu_;

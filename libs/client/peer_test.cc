@@ -30,23 +30,6 @@ TEST(ServiceTokenTest, MintsAScopedServiceTokenAndRenewsItBeforeExpiry) {
   EXPECT_FALSE(keys.verifier().VerifyCaller(first, clock.Now() + ServiceToken::kRenewBefore).ok());
 }
 
-TEST(ServiceTokenTest, MintsAnHmacServiceTokenAndRenewsItBeforeExpiry) {
-  auth::TokenCodec codec(std::string(32, 'k'));
-  FakeClock clock;
-  clock.Set(absl::Now());
-  ServiceToken token(&codec, "routing", &clock);
-  const std::string first = token.Get();
-  absl::StatusOr<auth::Principal> principal = auth::VerifyAccessToken(codec, first, clock.Now());
-  ASSERT_TRUE(principal.ok()) << principal.status();
-  EXPECT_EQ(principal->subject, "routing");
-  EXPECT_EQ(principal->role, auth::Role::kService);
-  EXPECT_EQ(token.Get(), first);
-  clock.Advance(absl::Minutes(55));
-  const std::string renewed = token.Get();
-  EXPECT_NE(renewed, first);
-  EXPECT_TRUE(auth::VerifyAccessToken(codec, renewed, clock.Now() + absl::Minutes(30)).ok());
-}
-
 TEST(PeerContextTest, UsesTheTimeoutWithoutAnIncomingCall) {
   auto context = PeerContext("t", absl::Seconds(3));
   const absl::Duration left = absl::FromChrono(context->deadline()) - absl::Now();
