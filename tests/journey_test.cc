@@ -502,7 +502,10 @@ struct Record {
   int64_t offset = 0;
 };
 
-// Reads `topics` from the start until nothing new arrives for `quiet`.
+// Reads `topics` from the start until nothing new arrives for `quiet` after
+// the first record (joining a new consumer group takes seconds, more on a
+// loaded machine or a broker just restarted, so silence before the first
+// record is not the end).
 std::vector<Record> ReadTopics(const std::string& brokers, const std::vector<std::string>& topics,
                                absl::Duration quiet) {
   std::string error;
@@ -516,7 +519,7 @@ std::vector<Record> ReadTopics(const std::string& brokers, const std::vector<std
   std::vector<Record> records;
   absl::Time last = absl::Now();
   const absl::Time give_up = absl::Now() + absl::Seconds(90);
-  while (absl::Now() - last < quiet && absl::Now() < give_up) {
+  while ((records.empty() || absl::Now() - last < quiet) && absl::Now() < give_up) {
     std::unique_ptr<RdKafka::Message> message(consumer->consume(200));
     if (message->err() != RdKafka::ERR_NO_ERROR) continue;
     Record record{message->topic_name(), message->key() ? *message->key() : ""};
