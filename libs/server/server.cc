@@ -81,7 +81,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     std::shared_ptr<prometheus::Registry> registry) {
   if (absl::Status s = Validate(options); !s.ok()) return s;
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      MakeServerCredentials(options.tls);
+      MakeServerCredentials(options.tls, options.service_name);
   if (!credentials.ok()) return credentials.status();
   auto exposer = metrics::MetricsExposer::Start(options.bind_address,
                                                 options.metrics_port, registry);

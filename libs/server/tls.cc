@@ -75,7 +75,7 @@ absl::Status CheckServerTlsFiles(const ServerTlsOptions& options, absl::Time now
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const ServerTlsOptions& options) {
+    const ServerTlsOptions& options, absl::string_view service_name) {
   if (absl::Status s = ValidateServerTls(options); !s.ok()) return s;
   if (!options.enabled()) return grpc::InsecureServerCredentials();
   const absl::Time now = absl::Now();
@@ -99,7 +99,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
         "gRPC refused the TLS settings of --tls_cert_file, --tls_key_file and "
         "--tls_client_ca_file");
   }
-  log::Info("tls_certificate", {{"subject", info->subject},
+  log::Info("tls_certificate", {{"service", service_name},
+                                {"subject", info->subject},
                                 {"not_after", absl::FormatTime(info->not_after)},
                                 {"days_left", absl::ToInt64Hours(info->not_after - now) / 24},
                                 {"chain_length", info->chain_length},

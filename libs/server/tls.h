@@ -54,9 +54,10 @@ absl::Status CheckServerTlsFiles(const ServerTlsOptions& options, absl::Time now
 
 // The credentials to listen with: insecure when TLS is off, else TLS from
 // the files (checked first, as CheckServerTlsFiles), watched for renewal.
-// Logs the certificate's subject and expiry once.
+// Logs the certificate's subject and expiry once ("tls_certificate", with
+// `service_name`).
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
-    const ServerTlsOptions& options);
+    const ServerTlsOptions& options, absl::string_view service_name);
 
 // "plaintext", "tls" (no client certificates asked), "tls_client_cert_optional"
 // (verified when presented) or "mtls" (required): the start-up log's

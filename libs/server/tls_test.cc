@@ -342,6 +342,7 @@ TEST_F(TlsServerTest, NoWarningOnLoopbackOrWithTls) {
   EXPECT_THAT(Events(log, "server_started").at(0), HasSubstr("\"transport\":\"mtls\""));
   const std::vector<std::string> certificate = Events(log, "tls_certificate");
   ASSERT_EQ(certificate.size(), 1u) << log;
+  EXPECT_THAT(certificate[0], HasSubstr("\"service\":\"tls-test\""));
   EXPECT_THAT(certificate[0], HasSubstr("CN=server"));
   EXPECT_THAT(certificate[0], HasSubstr("\"days_left\":396"));
 }
