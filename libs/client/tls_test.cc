@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -152,6 +153,53 @@ TEST_F(ClientTlsTest, TheServerNameOverridesTheHostDialed) {
   // name fails even though the address dialed is in the certificate.
   options.server_name = "sessions.example.internal";
   EXPECT_EQ(Echo(Security(options)).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(ClientTlsTest, RenewedFilesApplyToNewConnectionsWithoutANewChannelSecurity) {
+  // The server speaks for other_pki_ and accepts only its clients; the
+  // client starts with pki_'s files, then gets other_pki_'s renamed over
+  // them, as a certificate manager would deliver them.
+  server::ServerOptions options;
+  options.service_name = "client-tls-test";
+  options.bind_address = "127.0.0.1";
+  options.drain_deadline = absl::Seconds(1);
+  options.tls.cert_file = other_pki_->cert("server");
+  options.tls.key_file = other_pki_->key("server");
+  options.tls.client_ca_file = other_pki_->ca();
+  options.tls.require_client_cert = true;
+  auto started =
+      server::Server::Start(options, {&echo_}, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(started.ok()) << started.status();
+  server_ = std::move(*started);
+
+  const std::string dir = pki_->dir() + "/renewed";
+  std::filesystem::create_directories(dir);
+  ClientTlsOptions files;
+  files.ca_file = dir + "/ca.pem";
+  files.cert_file = dir + "/client.pem";
+  files.key_file = dir + "/client.key";
+  files.reload_interval = absl::Seconds(1);
+  const auto deliver = [&](const TestCertificates& from) {
+    for (const auto& [source, target] :
+         {std::pair{from.ca(), files.ca_file}, std::pair{from.key("client"), files.key_file},
+          std::pair{from.cert("client"), files.cert_file}}) {
+      std::filesystem::copy_file(source, target + ".new",
+                                 std::filesystem::copy_options::overwrite_existing);
+      std::filesystem::rename(target + ".new", target);
+    }
+  };
+  deliver(*pki_);
+  const ChannelSecurity security = Security(files);
+  EXPECT_EQ(Echo(security).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  deliver(*other_pki_);
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  grpc::Status renewed = Echo(security);
+  while (!renewed.ok() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(200));
+    renewed = Echo(security);
+  }
+  EXPECT_TRUE(renewed.ok()) << renewed.error_message();
 }
 
 TEST_F(ClientTlsTest, WrongOptionsAreRefusedNamingThePrefixedFlag) {
