@@ -640,8 +640,7 @@ struct Record {
   int64_t offset = 0;
 };
 
-// Reads `topics` from the start until nothing new arrives for `quiet` after
-// the first record (or 90 s pass).
+// Reads `topics` from the start until nothing new arrives for `quiet`.
 std::vector<Record> ReadTopics(const std::string& brokers, const std::vector<std::string>& topics,
                                absl::Duration quiet) {
   std::string error;
@@ -655,10 +654,7 @@ std::vector<Record> ReadTopics(const std::string& brokers, const std::vector<std
   std::vector<Record> records;
   absl::Time last = absl::Now();
   const absl::Time give_up = absl::Now() + absl::Seconds(90);
-  // Quiet counts from the last record only: before the first one the
-  // consumer may still be joining its group, which takes seconds right after
-  // the broker restarts on a loaded machine.
-  while (absl::Now() < give_up && (records.empty() || absl::Now() - last < quiet)) {
+  while (absl::Now() - last < quiet && absl::Now() < give_up) {
     std::unique_ptr<RdKafka::Message> message(consumer->consume(200));
     if (message->err() != RdKafka::ERR_NO_ERROR) continue;
     Record record{message->topic_name(), message->key() ? *message->key() : ""};
