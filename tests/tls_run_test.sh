@@ -9,6 +9,7 @@
 #   feedback->routing all go over mTLS;
 # - plaintext clients, clients without a certificate and clients trusting
 #   another CA are refused; the CLI works with the TLS flags;
+# - a server with TLS but no client certificates answers grpcurl -cacert;
 # - the development certificates are made once, keys readable by their
 #   owner only; every service logs "transport":"mtls" and exits 0.
 # Needs grpcurl and openssl (tools/setup.sh installs them).
@@ -158,6 +159,45 @@ sb=(./tools/cli/switchboard supervisor queues --data_dir="$work/data"
 grep -qi 'deposit' "$work/cli" || fail "CLI over mTLS shows no deposit queue: $(cat "$work/cli")"
 "${sb[@]}" --deadline=3s >"$work/cli" 2>&1 && fail "the CLI reached an mTLS port in plaintext"
 grep -q 'UNAVAILABLE' "$work/cli" || fail "CLI without TLS: $(cat "$work/cli")"
+
+# Server-side TLS alone (no client certificates, as for frontends): grpcurl
+# with nothing but -cacert lists, checks health and calls.
+mkdir -p "$work/tls_only"
+./services/presence/presence_server --data_dir="$work/tls_only" --port=0 --metrics_port=0 \
+  --bind_address=127.0.0.1 --token_key_file="$work/data/token.key" \
+  --tls_cert_file="$tls_dir/presence.pem" \
+  --tls_key_file="$tls_dir/presence.key" 2>"$work/tls_only/log" &
+tls_only=$!
+port=""
+for _ in $(seq 300); do
+  port=$(grep -o '"event":"server_started".*"grpc_port":[0-9]*' "$work/tls_only/log" |
+    grep -o '[0-9]*$' || true)
+  [[ -n "$port" ]] && break
+  sleep 0.1
+done
+if [[ -z "$port" ]]; then
+  fail "a TLS-only presence did not start: $(tail -3 "$work/tls_only/log")"
+else
+  grep -q '"transport":"tls"' "$work/tls_only/log" || fail "presence did not log transport tls"
+  "$GRPCURL" -cacert "$tls_dir/ca.pem" "localhost:$port" list >"$work/tls_only/list" 2>&1 ||
+    fail "grpcurl -cacert list: $(cat "$work/tls_only/list")"
+  grep -qx 'switchboard.presence.v1.PresenceService' "$work/tls_only/list" ||
+    fail "grpcurl -cacert list: $(cat "$work/tls_only/list")"
+  "$GRPCURL" -cacert "$tls_dir/ca.pem" "localhost:$port" grpc.health.v1.Health/Check \
+    >"$work/tls_only/health" 2>&1 || fail "grpcurl -cacert health: $(cat "$work/tls_only/health")"
+  grep -q '"status": "SERVING"' "$work/tls_only/health" ||
+    fail "grpcurl -cacert health: $(cat "$work/tls_only/health")"
+  "$GRPCURL" -cacert "$tls_dir/ca.pem" -H "authorization: Bearer $(mint agent-7 agent)" \
+    -d '{"status":"AGENT_STATUS_ONLINE","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":1}]}}' \
+    "localhost:$port" switchboard.presence.v1.PresenceService/SetStatus \
+    >"$work/tls_only/call" 2>&1 || fail "grpcurl -cacert call: $(cat "$work/tls_only/call")"
+  grep -q 'AGENT_STATUS_ONLINE' "$work/tls_only/call" ||
+    fail "grpcurl -cacert call: $(cat "$work/tls_only/call")"
+  "$healthcheck" --address="localhost:$port" >/dev/null 2>&1 &&
+    fail "the TLS-only port answered plaintext"
+fi
+kill -TERM "$tls_only" 2>/dev/null || true
+wait "$tls_only" || fail "the TLS-only presence did not exit 0"
 
 # Made once: a second pass has nothing to do; keys are the owner's only.
 again=$(bash tools/dev_certs.sh "$tls_dir" client sessions routing bot presence identity feedback)
