@@ -202,9 +202,11 @@ struct Env {
     metrics = std::make_unique<SessionsMetrics>(*registry);
     service_token = std::make_unique<client::ServiceToken>(&tokens.codec(), "sessions");
     bot_client = std::make_unique<GrpcBotClient>(absl::StrCat("127.0.0.1:", bot_port),
+                                                 client::ChannelSecurity(),
                                                  service_token.get(), options.bot_deadline);
-    routing_client = std::make_unique<GrpcRoutingClient>(
-        absl::StrCat("127.0.0.1:", routing_port), service_token.get(), absl::Seconds(10));
+    routing_client = std::make_unique<GrpcRoutingClient>(absl::StrCat("127.0.0.1:", routing_port),
+                                                         client::ChannelSecurity(),
+                                                         service_token.get(), absl::Seconds(10));
     sessions = std::make_unique<Sessions>(
         store.get(), RealClock(), metrics.get(), &tokens.codec(), bot_client.get(),
         routing_client.get(), [this](std::function<void()> task) { pool.Run(std::move(task)); },
