@@ -8,11 +8,13 @@
 // --score=FILE scores any other labelled file in the dev format (utterances
 // written outside the repository) and prints only its figures; its
 // near-copies of training phrasings are listed but do not fail the run, and
-// the figures are printed again without them.
+// the figures are printed again without them. --explain=TEXT (repeatable)
+// prints how the bot reads a text instead: tokens, safety model and cues,
+// both rankers, the mixed ranking and the outcome.
 //
 //   bazel run //services/bot:bot_eval [-- --misses] [-- --kb=FILE]
 //       [-- --dev=FILE] [-- --folds=5] [-- --max_similarity=0.8]
-//       [-- --score=FILE]
+//       [-- --score=FILE] [-- --explain=TEXT]...
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -32,6 +34,7 @@ int Run(int argc, char** argv) {
   int folds = 5;
   double max_similarity = 0.8;
   std::string score_path;
+  std::vector<std::string> explain;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     bool ok = true;
@@ -43,6 +46,8 @@ int Run(int argc, char** argv) {
       dev_path = arg.substr(6);
     } else if (absl::StartsWith(arg, "--folds=")) {
       ok = absl::SimpleAtoi(arg.substr(8), &folds) && (folds == 0 || folds >= 2);
+    } else if (absl::StartsWith(arg, "--explain=")) {
+      explain.push_back(arg.substr(10));
     } else if (absl::StartsWith(arg, "--score=")) {
       score_path = arg.substr(8);
       ok = !score_path.empty();
@@ -54,7 +59,7 @@ int Run(int argc, char** argv) {
     if (!ok) {
       std::fprintf(stderr,
                    "usage: bot_eval [--misses] [--kb=FILE] [--dev=FILE] [--folds=K (0: none, "
-                   "else at least 2)] [--max_similarity=R] [--score=FILE]\n");
+                   "else at least 2)] [--max_similarity=R] [--score=FILE] [--explain=TEXT]...\n");
       return 2;
     }
   }
@@ -63,6 +68,12 @@ int Run(int argc, char** argv) {
   if (!kb.ok()) {
     std::fprintf(stderr, "bot_eval: %s\n", kb.status().ToString().c_str());
     return 1;
+  }
+  if (!explain.empty()) {
+    for (const std::string& text : explain) {
+      std::printf("%s\n", Explain(*kb, text, options).c_str());
+    }
+    return 0;
   }
   if (!score_path.empty()) {
     auto cases = ReadEvalCases(score_path);

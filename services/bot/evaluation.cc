@@ -9,6 +9,8 @@
 #include "absl/strings/str_split.h"
 #include "libs/clock/clock.h"
 #include "prometheus/registry.h"
+#include "services/bot/ranker.h"
+#include "services/bot/safety.h"
 
 namespace switchboard::bot {
 namespace {
@@ -418,6 +420,61 @@ std::vector<NearCopy> FindNearCopies(const KnowledgeBase& kb, const std::vector<
     }
   }
   return found;
+}
+
+std::string Explain(std::shared_ptr<const KnowledgeBase> kb, const std::string& text,
+                    const BotOptions& options) {
+  const Analysis analysis = Analyze(text, &kb->lexicon);
+  std::string out = absl::StrCat("text:   ", text, "\ntokens: ", analysis.tokens, "\n");
+  auto name = [&](int intent) {
+    return intent >= 0 && intent < kb->NoIntent() ? kb->intents[intent].id
+                                                  : std::string("(none)");
+  };
+  if (kb->safety_model != nullptr) {
+    absl::StrAppend(&out, "safety model:");
+    for (const auto& [label, p] : kb->safety_model->Predict(analysis.tokens, 4)) {
+      const std::string what = label == KnowledgeBase::kSafeLabel    ? "safe"
+                               : label == KnowledgeBase::kHumanLabel ? "human"
+                                   : name(kb->escalating[label - KnowledgeBase::kHumanLabel - 1]);
+      absl::StrAppendFormat(&out, " %s %.2f", what, p);
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "cues matched:");
+  for (const SafetyCue& cue : kb->cues) {
+    if (cue.cue.Matches(analysis)) {
+      absl::StrAppend(&out, " line ", cue.line, " (", cue.intent < 0 ? "human" : name(cue.intent),
+                      ")");
+    }
+  }
+  const SafetyVerdict verdict = CheckSafety(*kb, analysis, options.safety);
+  absl::StrAppendFormat(&out, "\nverdict: human %d, sensitive %s%s, handoff %s\n",
+                        verdict.human, name(verdict.sensitive),
+                        verdict.sensitive_by_cue ? " (cue)" : "", name(verdict.handoff));
+  if (kb->intent_model != nullptr) {
+    absl::StrAppend(&out, "intent model:");
+    for (const auto& [label, p] : kb->intent_model->Predict(analysis.tokens, 5)) {
+      absl::StrAppendFormat(&out, " %s %.2f", name(label), p);
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "bm25:");
+  for (const Candidate& c : kb->index.Rank(analysis.terms, 3, [](int) { return 1.f; })) {
+    absl::StrAppendFormat(&out, " %s %.2f (coverage %.2f)", name(c.intent), c.score, c.coverage);
+  }
+  const Ranking ranking = RankIntents(*kb, analysis, [](int) { return 1.f; }, options.rank);
+  absl::StrAppendFormat(&out, "\nranking: none %.2f", ranking.none);
+  for (size_t i = 0; i < ranking.intents.size() && i < 5; ++i) {
+    absl::StrAppendFormat(&out, " %s %.2f", name(ranking.intents[i].intent),
+                          ranking.intents[i].confidence);
+  }
+  absl::StatusOr<EvalReport> report = Evaluate(kb, {{0, "-", text, "", Expected::kNone}}, options);
+  absl::StrAppend(&out, "\nbot: ",
+                  !report.ok()             ? report.status().ToString()
+                  : report->misses.empty() ? std::string("NOT_UNDERSTOOD")
+                                           : report->misses[0].substr(report->misses[0].find("-> ")),
+                  "\n");
+  return out;
 }
 
 std::string FormatReport(const EvalReport& r, bool with_misses) {

@@ -120,6 +120,13 @@ std::vector<NearCopy> FindNearCopies(const KnowledgeBase& kb, const std::vector<
 // The similarity above, of two texts.
 double Similarity(absl::string_view a, absl::string_view b);
 
+// How the bot reads `text` on a fresh session, for studying a miss: its
+// classifier tokens, the safety model's probabilities and the cues that
+// match (by line), the intent model's and BM25's candidates, the mixed
+// ranking, and what the bot did.
+std::string Explain(std::shared_ptr<const KnowledgeBase> kb, const std::string& text,
+                    const BotOptions& options);
+
 // The report as printed by bot_eval.
 std::string FormatReport(const EvalReport& report, bool with_misses);
 

@@ -176,8 +176,9 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
 
   auto kb = std::make_shared<KnowledgeBase>();
   kb->version = Fnv1a64(content);
-  // Cues to resolve once every intent is known: line, label, cue.
-  std::vector<std::tuple<int, std::string, Cue>> cues;
+  // Cues to parse once every spelling and intent is known: line, label,
+  // pattern.
+  std::vector<std::tuple<int, std::string, std::string>> cues;
   // References to check once every intent is known: line, target.
   std::vector<std::pair<int, std::string>> references;
   IntentSpec* current = nullptr;
@@ -219,7 +220,7 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
       continue;
     }
     if (e.key == "human_request" || e.key == "out_of_scope" || e.key == "lexicon" ||
-        e.key == "cue") {
+        e.key == "cue" || e.key == "spelling" || e.key == "filler") {
       if (current != nullptr) {
         return parser.Error(e.line, absl::StrCat(e.key, ": settings must come before the first intent"));
       }
@@ -232,11 +233,24 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
         if (bar == std::string::npos) {
           return parser.Error(e.line, "cue: expected \"<human or intent id> | <pattern>\"");
         }
-        absl::StatusOr<Cue> cue = Cue::Parse(absl::string_view(e.value).substr(bar + 1));
-        if (!cue.ok()) return parser.Error(e.line, cue.status().message());
         cues.emplace_back(e.line,
                           std::string(absl::StripAsciiWhitespace(e.value.substr(0, bar))),
-                          *std::move(cue));
+                          e.value.substr(bar + 1));
+      } else if (e.key == "spelling") {
+        const size_t bar = e.value.find('|');
+        const std::string canonical = absl::AsciiStrToLower(
+            absl::StripAsciiWhitespace(absl::string_view(e.value).substr(0, bar)));
+        if (bar == std::string::npos || canonical.empty()) {
+          return parser.Error(e.line, "spelling: expected \"<canonical> | <variant> <variant> ...\"");
+        }
+        for (absl::string_view variant :
+             absl::StrSplit(absl::string_view(e.value).substr(bar + 1), ' ', absl::SkipEmpty())) {
+          if (!kb->lexicon.AddSpelling(absl::AsciiStrToLower(variant), canonical)) {
+            return parser.Error(e.line, absl::StrCat("spelling: \"", variant, "\" -> \"", canonical,
+                                                     "\": a Latin word for Latin words, or "
+                                                     "Chinese for Chinese"));
+          }
+        }
       } else {
         auto localized = parser.Localized(e);
         if (!localized.ok()) return localized.status();
@@ -244,7 +258,16 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
           return parser.Error(e.line, absl::StrCat(e.key, ": at most ", kMaxExample,
                                                    " characters"));
         }
-        (e.key == "human_request" ? kb->human_requests : kb->out_of_scope)
+        if (e.key == "filler") {
+          const size_t at = localized->second.find("...");
+          if (at == std::string::npos ||
+              localized->second.find("...", at + 3) != std::string::npos) {
+            return parser.Error(e.line, "filler: mark where the phrasing goes with one \"...\"");
+          }
+        }
+        (e.key == "human_request" ? kb->human_requests
+         : e.key == "filler"      ? kb->fillers
+                                  : kb->out_of_scope)
             .push_back({localized->first, std::move(localized->second), e.line});
       }
       continue;
@@ -341,7 +364,10 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
   for (size_t i = 0; i < kb->intents.size(); ++i) {
     kb->by_id[kb->intents[i].id] = static_cast<int>(i);
   }
-  for (auto& [line, label, cue] : cues) {
+  for (auto& [line, label, pattern] : cues) {
+    // Cue words are read with the base's spellings, as the text is.
+    absl::StatusOr<Cue> cue = Cue::Parse(pattern, &kb->lexicon);
+    if (!cue.ok()) return parser.Error(line, cue.status().message());
     int intent = -1;
     if (label != "human") {
       const IntentSpec* target = kb->Find(label);
@@ -355,7 +381,7 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
       }
       intent = kb->by_id[label];
     }
-    kb->cues.push_back({intent, std::move(cue), line});
+    kb->cues.push_back({intent, *std::move(cue), line});
   }
   if (absl::Status s = BuildModels(*kb, options); !s.ok()) return s;
   std::shared_ptr<const KnowledgeBase> built = std::move(kb);
@@ -377,28 +403,47 @@ absl::Status BuildModels(KnowledgeBase& kb, const ModelOptions& options) {
     }
   }
   std::vector<TextClassifier::Example> intent_examples, safety_examples;
-  auto add = [&](int intent_label, int safety, const std::string& text) {
+  auto train_on = [&](int intent_label, int safety, const std::string& text) {
     Analysis analysis = Analyze(text, &kb.lexicon);
     if (analysis.tokens.empty()) return;
     intent_examples.push_back({intent_label, analysis.tokens});
     safety_examples.push_back({safety, std::move(analysis.tokens)});
+  };
+  // Fillers by language, taken in turn (deterministically) to wrap one copy
+  // of each phrasing.
+  std::array<std::vector<const std::string*>, kLanguages> fillers;
+  for (const Phrasing& f : kb.fillers) fillers[f.language].push_back(&f.text);
+  std::array<size_t, kLanguages> next_filler{};
+  auto add = [&](int intent_label, int safety, Language language, const std::string& text,
+                 bool wrap) {
+    train_on(intent_label, safety, text);
+    if (!wrap || fillers[language].empty()) return;
+    const std::string& filler =
+        *fillers[language][next_filler[language]++ % fillers[language].size()];
+    const size_t at = filler.find("...");
+    train_on(intent_label, safety,
+             absl::StrCat(filler.substr(0, at), text, filler.substr(at + 3)));
   };
   for (size_t i = 0; i < kb.intents.size(); ++i) {
     const IntentSpec& intent = kb.intents[i];
     for (const auto& [language, text] : intent.examples) {
       kb.index.Add(static_cast<int>(i), Analyze(text, &kb.lexicon).terms);
       ++kb.example_count;
-      add(static_cast<int>(i), safety_label[i], text);
+      add(static_cast<int>(i), safety_label[i], language, text, !intent.small_talk);
     }
     std::string keywords = absl::StrJoin(intent.keywords, " ");
     absl::StrAppend(&keywords, " ", intent.titles[kZh], " ", intent.titles[kEn]);
     kb.index.Add(static_cast<int>(i), Analyze(keywords, &kb.lexicon).terms);
-    for (const std::string& title : intent.titles) add(static_cast<int>(i), safety_label[i], title);
+    for (const std::string& title : intent.titles) {
+      train_on(static_cast<int>(i), safety_label[i], title);
+    }
   }
   kb.index.Finish();
-  for (const Phrasing& p : kb.out_of_scope) add(kb.NoIntent(), KnowledgeBase::kSafeLabel, p.text);
+  for (const Phrasing& p : kb.out_of_scope) {
+    add(kb.NoIntent(), KnowledgeBase::kSafeLabel, p.language, p.text, true);
+  }
   for (const Phrasing& p : kb.human_requests) {
-    add(kb.NoIntent(), KnowledgeBase::kHumanLabel, p.text);
+    add(kb.NoIntent(), KnowledgeBase::kHumanLabel, p.language, p.text, true);
   }
   auto intent_model =
       TextClassifier::Train(intent_examples, kb.NoIntent() + 1, options.intent);

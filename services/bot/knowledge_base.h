@@ -85,13 +85,20 @@ struct KnowledgeBase {
   // Text the bot must not answer: training data for "no intent".
   std::vector<Phrasing> out_of_scope;
   std::vector<SafetyCue> cues;
+  // Words customers wrap around what they mean (greetings, politeness,
+  // urgency, context), each with "..." where the phrasing goes ("你好，...",
+  // "... asap pls"): the models also learn phrasings wrapped in one, so
+  // that wrapping neither changes an intent nor makes a text off-topic.
+  std::vector<Phrasing> fillers;
+  // Chinese domain words and spellings (abbreviations, common typos).
   Lexicon lexicon;
 
   // Built from the above by BuildModels.
   Index index;
   // Labels: intent indexes, then kNoIntent(): the intents' examples and
   // titles, and (as no intent) the out-of-scope and human-request
-  // phrasings.
+  // phrasings; each phrasing but small talk also once wrapped in a filler
+  // of its language.
   std::shared_ptr<const TextClassifier> intent_model;
   // The safety model: labels kSafeLabel (every phrasing that needs no
   // human), kHumanLabel (human requests), then one per escalating intent
