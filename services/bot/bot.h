@@ -29,13 +29,20 @@ struct BotOptions {
   // the bot ask which one was meant (CLARIFIED), when together they reach
   // answer_threshold.
   float clarify_ratio = 0.85f;
-  // A request for a human is about the top intent from this confidence on:
-  // the request's own words dilute the topic's.
+  // A request for a human is about the top intent from this confidence on,
+  // or from human_topic_floor on when the top has this share of what the
+  // ranking gives the intents: the request's own words, which mean no
+  // intent, dilute the topic's.
   float human_topic_threshold = 0.25f;
+  float human_topic_floor = 0.08f;
+  float human_topic_share = 0.5f;
   // The ranking's sensitive intents escalate when their confidences add up
   // to this, whatever the top intent: a false alarm costs an agent a
   // minute, a miss costs a customer their funds.
   float sensitive_threshold = 0.4f;
+  // What a matching cue adds to the models' probabilities when choosing
+  // which sensitive topic a text is about.
+  float sensitive_cue_weight = 0.5f;
   // Confidence multipliers from context: the previous turn's category, the
   // previous intent's follow-ups, the session's category.
   float previous_category_boost = 1.0f;

@@ -23,7 +23,7 @@ constexpr char kLabelPrefix[] = "__label__";
 constexpr float kMinProbability = 0.005f;
 // Token updates a training run aims at; sets larger than this over
 // `epochs` get fewer epochs.
-constexpr double kTargetExampleVisits = 120'000;
+constexpr double kTargetExampleVisits = 300'000;
 
 // A folder only this process uses, removed with what it holds when the
 // guard goes.

@@ -32,7 +32,7 @@ class TextClassifier {
     // that a base of 10,000 intents trains in seconds.
     int epochs = 40;
     int min_epochs = 8;
-    double learning_rate = 0.5;
+    double learning_rate = 0.3;
     int word_ngrams = 2;
     // Character n-grams of each token, in code points (with "<" and ">"
     // marking its ends): typos and inflections still share most of them.

@@ -448,9 +448,10 @@ std::string Explain(std::shared_ptr<const KnowledgeBase> kb, const std::string& 
     }
   }
   const SafetyVerdict verdict = CheckSafety(*kb, analysis, options.safety);
-  absl::StrAppendFormat(&out, "\nverdict: human %d, sensitive %s%s, handoff %s\n",
-                        verdict.human, name(verdict.sensitive),
-                        verdict.sensitive_by_cue ? " (cue)" : "", name(verdict.handoff));
+  absl::StrAppendFormat(&out, "\nverdict: human %d, sensitive %d%s, handoff %s%s\n",
+                        verdict.human, verdict.sensitive,
+                        verdict.sensitive_by_cue() ? " (cue)" : "", name(verdict.handoff),
+                        verdict.handoff_by_cue ? " (cue)" : "");
   if (kb->intent_model != nullptr) {
     absl::StrAppend(&out, "intent model:");
     for (const auto& [label, p] : kb->intent_model->Predict(analysis.tokens, 5)) {
