@@ -10,11 +10,12 @@
 // near-copies of training phrasings are listed but do not fail the run, and
 // the figures are printed again without them. --explain=TEXT (repeatable)
 // prints how the bot reads a text instead: tokens, safety model and cues,
-// both rankers, the mixed ranking and the outcome.
+// both rankers, the mixed ranking and the outcome. --sweep prints how the
+// safety thresholds trade recall for precision under cross-validation.
 //
 //   bazel run //services/bot:bot_eval [-- --misses] [-- --kb=FILE]
 //       [-- --dev=FILE] [-- --folds=5] [-- --max_similarity=0.8]
-//       [-- --score=FILE] [-- --explain=TEXT]...
+//       [-- --score=FILE] [-- --explain=TEXT]... [-- --sweep]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -35,6 +36,7 @@ int Run(int argc, char** argv) {
   double max_similarity = 0.8;
   std::string score_path;
   std::vector<std::string> explain;
+  bool sweep = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     bool ok = true;
@@ -46,6 +48,8 @@ int Run(int argc, char** argv) {
       dev_path = arg.substr(6);
     } else if (absl::StartsWith(arg, "--folds=")) {
       ok = absl::SimpleAtoi(arg.substr(8), &folds) && (folds == 0 || folds >= 2);
+    } else if (arg == "--sweep") {
+      sweep = true;
     } else if (absl::StartsWith(arg, "--explain=")) {
       explain.push_back(arg.substr(10));
     } else if (absl::StartsWith(arg, "--score=")) {
@@ -59,7 +63,7 @@ int Run(int argc, char** argv) {
     if (!ok) {
       std::fprintf(stderr,
                    "usage: bot_eval [--misses] [--kb=FILE] [--dev=FILE] [--folds=K (0: none, "
-                   "else at least 2)] [--max_similarity=R] [--score=FILE] [--explain=TEXT]...\n");
+                   "else at least 2)] [--max_similarity=R] [--score=FILE] [--explain=TEXT]... [--sweep]\n");
       return 2;
     }
   }
@@ -68,6 +72,15 @@ int Run(int argc, char** argv) {
   if (!kb.ok()) {
     std::fprintf(stderr, "bot_eval: %s\n", kb.status().ToString().c_str());
     return 1;
+  }
+  if (sweep) {
+    absl::StatusOr<std::string> table = SweepSafetyThresholds(**kb, folds < 2 ? 5 : folds, options);
+    if (!table.ok()) {
+      std::fprintf(stderr, "bot_eval: %s\n", table.status().ToString().c_str());
+      return 1;
+    }
+    std::printf("%s", table->c_str());
+    return 0;
   }
   if (!explain.empty()) {
     for (const std::string& text : explain) {

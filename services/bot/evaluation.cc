@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -342,10 +343,16 @@ absl::StatusOr<EvalReport> Evaluate(std::shared_ptr<const KnowledgeBase> kb,
   return report;
 }
 
-absl::StatusOr<EvalReport> CrossValidate(const KnowledgeBase& kb, int k,
-                                         const BotOptions& options) {
+namespace {
+
+// Rebuilds `kb` without fold `fold` of `k` (phrasing i is in fold i % k)
+// and calls `held_out` with the rebuilt base and the phrasings left out.
+absl::Status ForEachFold(
+    const KnowledgeBase& kb, int k,
+    const ModelOptions& models,
+    const std::function<absl::Status(std::shared_ptr<const KnowledgeBase>,
+                                      const std::vector<EvalCase>&)>& held_out_fn) {
   if (k < 2) return absl::InvalidArgumentError("k: at least 2 folds");
-  EvalReport total;
   for (int fold = 0; fold < k; ++fold) {
     auto trained = std::make_shared<KnowledgeBase>(kb);
     std::vector<EvalCase> held_out;
@@ -374,12 +381,115 @@ absl::StatusOr<EvalReport> CrossValidate(const KnowledgeBase& kb, int k,
     };
     filter(trained->human_requests, Expected::kHuman);
     filter(trained->out_of_scope, Expected::kNone);
-    if (absl::Status s = BuildModels(*trained, options.models); !s.ok()) return s;
-    absl::StatusOr<EvalReport> report = Evaluate(trained, held_out, options);
-    if (!report.ok()) return report.status();
-    total.Add(*report);
+    if (absl::Status s = BuildModels(*trained, models); !s.ok()) return s;
+    if (absl::Status s = held_out_fn(trained, held_out); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<EvalReport> CrossValidate(const KnowledgeBase& kb, int k,
+                                         const BotOptions& options) {
+  EvalReport total;
+  absl::Status status = ForEachFold(
+      kb, k, options.models,
+      [&](std::shared_ptr<const KnowledgeBase> trained, const std::vector<EvalCase>& held_out) {
+        absl::StatusOr<EvalReport> report = Evaluate(trained, held_out, options);
+        if (!report.ok()) return report.status();
+        total.Add(*report);
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
   return total;
+}
+
+absl::StatusOr<std::string> SweepSafetyThresholds(const KnowledgeBase& kb, int k,
+                                                  const BotOptions& options) {
+  struct Signals {
+    Expected expected = Expected::kNone;
+    bool sensitive_cue = false;
+    bool human_cue = false;
+    float safety_sensitive = 0;
+    float safety_human = 0;
+    float ranking_sensitive = 0;
+  };
+  std::vector<Signals> all;
+  absl::Status status = ForEachFold(
+      kb, k, options.models,
+      [&](std::shared_ptr<const KnowledgeBase> trained, const std::vector<EvalCase>& held_out) {
+        for (const EvalCase& c : held_out) {
+          const Analysis analysis = Analyze(c.text, &trained->lexicon);
+          const SafetyVerdict verdict = CheckSafety(*trained, analysis, options.safety);
+          Signals s;
+          s.expected = c.escalation;
+          s.sensitive_cue = verdict.sensitive_by_cue();
+          s.human_cue = verdict.human_by_cue;
+          s.safety_sensitive = verdict.sensitive_probability;
+          s.safety_human = verdict.human_probability;
+          const Ranking ranking =
+              RankIntents(*trained, analysis, [](int) { return 1.f; }, options.rank);
+          for (const RankedIntent& r : ranking.intents) {
+            if (trained->intents[r.intent].sensitive) s.ranking_sensitive += r.confidence;
+          }
+          all.push_back(s);
+        }
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  std::string out = absl::StrFormat(
+      "sensitive topics: a cue, or the safety model >= S, or the ranking >= R "
+      "(%d-fold, %zu phrasings)\n  %-6s", k, all.size(), "S \\ R");
+  const std::vector<float> grid = {0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 2.f};
+  for (float r : grid) {
+    absl::StrAppend(&out, r > 1 ? "           never" : absl::StrFormat("        %.1f     ", r));
+  }
+  absl::StrAppend(&out, "\n");
+  for (float t : grid) {
+    absl::StrAppend(&out, t > 1 ? "  never " : absl::StrFormat("  %.1f   ", t));
+    for (float r : grid) {
+      int expected = 0, predicted = 0, right = 0;
+      for (const Signals& s : all) {
+        const bool is = s.expected == Expected::kSensitive;
+        const bool found = s.sensitive_cue || s.safety_sensitive >= t || s.ranking_sensitive >= r;
+        expected += is;
+        predicted += found;
+        right += is && found;
+      }
+      absl::StrAppendFormat(&out, "  P %.3f R %.3f", Ratio(right, predicted),
+                            Ratio(right, expected));
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "sensitive topics: a cue, or the mean of the two models >= M\n");
+  for (float t : grid) {
+    int expected = 0, predicted = 0, right = 0;
+    for (const Signals& s : all) {
+      const bool is = s.expected == Expected::kSensitive;
+      const bool found = s.sensitive_cue || (s.safety_sensitive + s.ranking_sensitive) / 2 >= t;
+      expected += is;
+      predicted += found;
+      right += is && found;
+    }
+    absl::StrAppendFormat(&out, "  M %s: precision %.3f recall %.3f (%d/%d, %d found)\n",
+                          t > 1 ? "never" : absl::StrFormat("%.1f", t), Ratio(right, predicted),
+                          Ratio(right, expected), right, expected, predicted);
+  }
+  absl::StrAppend(&out, "human requests: a cue, or the safety model >= H\n");
+  for (float t : grid) {
+    int expected = 0, predicted = 0, right = 0;
+    for (const Signals& s : all) {
+      const bool is = s.expected == Expected::kHuman;
+      const bool found = s.human_cue || s.safety_human >= t;
+      expected += is;
+      predicted += found;
+      right += is && found;
+    }
+    absl::StrAppendFormat(&out, "  H %s: precision %.3f recall %.3f (%d/%d, %d found)\n",
+                          t > 1 ? "never" : absl::StrFormat("%.1f", t), Ratio(right, predicted),
+                          Ratio(right, expected), right, expected, predicted);
+  }
+  return out;
 }
 
 double Similarity(absl::string_view a, absl::string_view b) {

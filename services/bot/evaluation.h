@@ -100,6 +100,18 @@ absl::StatusOr<EvalReport> Evaluate(std::shared_ptr<const KnowledgeBase> kb,
 absl::StatusOr<EvalReport> CrossValidate(const KnowledgeBase& kb, int k,
                                          const BotOptions& options);
 
+// How the safety thresholds trade recall for precision, under k-fold
+// cross-validation over the base's own phrasings (as CrossValidate): for
+// each held-out phrasing the safety model's and the ranking's
+// probabilities are recorded with the cues' findings, then detection of
+// sensitive topics (a cue, the safety model's sensitive intents together
+// reaching a threshold, or the ranking's) and of human requests (a cue,
+// or the safety model reaching a threshold) is scored over a grid of
+// thresholds. Returns the table bot_eval prints. Errors: those of
+// CrossValidate.
+absl::StatusOr<std::string> SweepSafetyThresholds(const KnowledgeBase& kb, int k,
+                                                  const BotOptions& options);
+
 // A pair of a held-out text and a training phrasing that are too alike.
 struct NearCopy {
   int line = 0;  // of the held-out case

@@ -45,6 +45,7 @@ SafetyVerdict CheckSafety(const KnowledgeBase& kb, const Analysis& analysis,
     if (!cue.cue.Matches(analysis)) continue;
     if (cue.intent < 0) {
       verdict.human = true;
+      verdict.human_by_cue = true;
     } else if (kb.intents[cue.intent].sensitive) {
       verdict.sensitive = true;
       if (std::find(verdict.sensitive_cues.begin(), verdict.sensitive_cues.end(), cue.intent) ==

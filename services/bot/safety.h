@@ -20,8 +20,9 @@ struct SafetyOptions {
 
 // What the safety layer found in one message.
 struct SafetyVerdict {
-  // The customer asks for a human (the model or a cue).
+  // The customer asks for a human (the model or a cue); whether a cue did.
   bool human = false;
+  bool human_by_cue = false;
   // The text is about a sensitive topic (account takeover, frozen or
   // missing funds): a cue matched, or the model's sensitive intents
   // together reach the threshold.
