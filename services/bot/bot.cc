@@ -15,6 +15,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
 #include "services/bot/default_knowledge_base.h"
+#include "services/bot/default_models.h"
 
 namespace switchboard::bot {
 namespace {
@@ -176,9 +177,9 @@ absl::StatusOr<Bot::ReloadResult> Bot::Reload(absl::string_view actor) {
   absl::MutexLock reload_lock(&reload_mu_);
   std::shared_ptr<const KnowledgeBase> old = knowledge_base();
   absl::StatusOr<std::shared_ptr<const KnowledgeBase>> loaded =
-      path_.empty()
-          ? ParseKnowledgeBase(kDefaultKnowledgeBaseName, DefaultKnowledgeBase(), options_.models)
-          : LoadKnowledgeBase(path_, options_.models);
+      path_.empty() ? ParseKnowledgeBase(kDefaultKnowledgeBaseName, DefaultKnowledgeBase(),
+                                         options_.models, DefaultModels())
+                    : LoadKnowledgeBase(path_, options_.models, DefaultModels());
   const absl::Time now = clock_->Now();
 
   events::v1::Event event;
@@ -217,9 +218,11 @@ absl::StatusOr<Bot::ReloadResult> Bot::Reload(absl::string_view actor) {
   ReloadResult result{(*loaded)->version, old ? old->version : "",
                       static_cast<int>((*loaded)->intents.size()), (*loaded)->example_count, now};
   UseKnowledgeBase(*std::move(loaded));
-  log::Info("knowledge_base_loaded", {{"version", result.version},
-                                      {"intents", absl::StrCat(result.intent_count)},
-                                      {"actor", std::string(actor)}});
+  log::Info("knowledge_base_loaded",
+            {{"version", result.version},
+             {"intents", absl::StrCat(result.intent_count)},
+             {"models", knowledge_base()->prebuilt_models ? "built with the binary" : "trained"},
+             {"actor", std::string(actor)}});
   return result;
 }
 

@@ -28,7 +28,7 @@ struct BotOptions {
   // A rival whose confidence is at least this fraction of the top's makes
   // the bot ask which one was meant (CLARIFIED), when together they reach
   // answer_threshold.
-  float clarify_ratio = 0.85f;
+  float clarify_ratio = 0.8f;
   // A request for a human is about the top intent from this confidence on,
   // or from human_topic_floor on when the top has this share of what the
   // ranking gives the intents: the request's own words, which mean no
@@ -87,11 +87,13 @@ class Bot {
     int example_count = 0;
     absl::Time loaded_at;
   };
-  // Loads the knowledge base file, trains its models and puts it in
+  // Loads the knowledge base file, builds its models and puts it in
   // service, recording a bot.knowledge_base_reload event either way
-  // (`actor`: who asked, or "startup"). Training takes about a second and
-  // holds no lock that Answer takes: turns go on with the old base until
-  // the new one is swapped in. Errors: FailedPrecondition (broken file:
+  // (`actor`: who asked, or "startup"). The built-in base's models come
+  // with the binary (DefaultModels), and so do those of any file with the
+  // same content; another base's are trained, which takes a few seconds
+  // and holds no lock that Answer takes: turns go on with the old base
+  // until the new one is swapped in. Errors: FailedPrecondition (broken file:
   // "path:line: problem"), Unavailable (unreadable file, or the event could
   // not be committed), Internal (training failed); the old base then stays
   // in service.

@@ -23,6 +23,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "services/bot/default_models.h"
 #include "services/bot/evaluation.h"
 
 namespace switchboard::bot {
@@ -68,7 +69,9 @@ int Run(int argc, char** argv) {
     }
   }
   const BotOptions options;
-  auto kb = LoadKnowledgeBase(kb_path, options.models);
+  // The built-in base's models come with the binary; another base's are
+  // trained here.
+  auto kb = LoadKnowledgeBase(kb_path, options.models, DefaultModels());
   if (!kb.ok()) {
     std::fprintf(stderr, "bot_eval: %s\n", kb.status().ToString().c_str());
     return 1;

@@ -7,6 +7,7 @@
 #include "libs/clock/clock.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
+#include "services/bot/default_models.h"
 #include "prometheus/registry.h"
 
 namespace switchboard::bot {
@@ -496,7 +497,7 @@ FailingEventLog FailingLogBotTest::failing_;
 TEST_F(FailingLogBotTest, UnrecordedTurnsAreUnavailableAndAnsweredAgainOnRetry) {
   // The fixture's Reload could not be recorded, so nothing is in service.
   EXPECT_EQ(bot_.knowledge_base(), nullptr);
-  auto kb = LoadKnowledgeBase(kPath);
+  auto kb = LoadKnowledgeBase(kPath, ModelOptions(), DefaultModels());
   ASSERT_TRUE(kb.ok());
   bot_.UseKnowledgeBase(*kb);
   v1::AnswerRequest request;

@@ -355,6 +355,7 @@ absl::Status ForEachFold(
   if (k < 2) return absl::InvalidArgumentError("k: at least 2 folds");
   for (int fold = 0; fold < k; ++fold) {
     auto trained = std::make_shared<KnowledgeBase>(kb);
+    trained->model_key.clear();
     std::vector<EvalCase> held_out;
     int i = 0;
     auto keep = [&](const EvalCase& as_case) {

@@ -4,6 +4,7 @@
 
 #include "gtest/gtest.h"
 #include "services/bot/default_knowledge_base.h"
+#include "services/bot/default_models.h"
 
 namespace switchboard::bot {
 namespace {
@@ -102,7 +103,7 @@ TEST(KnowledgeBaseTest, ParsesCuesOutOfScopeTextsAndFlags) {
 }
 
 TEST(KnowledgeBaseTest, TheRealBaseCoversTheDesksTopics) {
-  auto kb = LoadKnowledgeBase(kPath);
+  auto kb = LoadKnowledgeBase(kPath, ModelOptions(), DefaultModels());
   ASSERT_TRUE(kb.ok()) << kb.status();
   EXPECT_GE((*kb)->intents.size(), 40u);
   int sensitive = 0;
@@ -140,6 +141,56 @@ TEST(KnowledgeBaseTest, TheBuiltInBaseIsTheFile) {
   std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   ASSERT_FALSE(file.empty());
   EXPECT_EQ(DefaultKnowledgeBase(), file);
+}
+
+TEST(KnowledgeBaseTest, TheBuiltInModelsAreTheOnesTrainingGives) {
+  auto parsed = ParseKnowledgeBase(kDefaultKnowledgeBaseName, DefaultKnowledgeBase(),
+                                   ModelOptions(), DefaultModels());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ((*parsed)->model_key, ModelKey(DefaultKnowledgeBase(), ModelOptions()));
+  KnowledgeBase loaded = **parsed;
+  ASSERT_TRUE(BuildModelsFrom(loaded, DefaultModels()).ok());
+  EXPECT_TRUE(loaded.prebuilt_models);
+  KnowledgeBase trained = **parsed;
+  ASSERT_TRUE(BuildModels(trained, ModelOptions()).ok());
+  EXPECT_FALSE(trained.prebuilt_models);
+  // Training is deterministic: the models the build trained are the ones
+  // the bot would train at start-up, to the last bit.
+  for (const char* text : {"充值没到账", "my account was hacked", "转人工", "hello",
+                           "what is the weather", "提现一直在审核中 help"}) {
+    const std::string tokens = Analyze(text, &loaded.lexicon).tokens;
+    const auto a = loaded.intent_model->Predict(tokens, 5);
+    const auto b = trained.intent_model->Predict(tokens, 5);
+    ASSERT_EQ(a.size(), b.size()) << text;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].first, b[i].first) << text;
+      EXPECT_EQ(a[i].second, b[i].second) << text;
+    }
+    const auto sa = loaded.safety_model->Predict(tokens, 3);
+    const auto sb = trained.safety_model->Predict(tokens, 3);
+    ASSERT_EQ(sa.size(), sb.size()) << text;
+    for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(sa[i], sb[i]) << text;
+  }
+}
+
+TEST(KnowledgeBaseTest, ModelsOfAnotherBaseAreNotUsed) {
+  // Content of its own, so that no earlier build of it is reused.
+  auto kb = ParseKnowledgeBase("kb/test.kb", std::string(kValid) + "# models of another base\n",
+                               ModelOptions(), DefaultModels());
+  ASSERT_TRUE(kb.ok()) << kb.status();
+  EXPECT_FALSE((*kb)->prebuilt_models);
+  ASSERT_NE((*kb)->Find("fee"), nullptr);
+  const auto top = (*kb)->intent_model->Predict(Analyze("交易手续费", nullptr).tokens, 1);
+  ASSERT_FALSE(top.empty());
+  EXPECT_EQ((*kb)->intents[top[0].first].id, "fee");
+
+  // Its own models round-trip through a blob.
+  auto blob = SerializeModels(**kb);
+  ASSERT_TRUE(blob.ok()) << blob.status();
+  KnowledgeBase loaded = **kb;
+  ASSERT_TRUE(BuildModelsFrom(loaded, *blob).ok());
+  EXPECT_EQ(loaded.intent_model->Predict(Analyze("交易手续费", nullptr).tokens, 1), top);
+  EXPECT_EQ(BuildModelsFrom(loaded, "not a blob").code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(KnowledgeBaseTest, BrokenFilesNameTheLineAndTheProblem) {
