@@ -39,7 +39,7 @@ struct BotOptions {
   // The ranking's sensitive intents escalate when their confidences add up
   // to this, whatever the top intent: a false alarm costs an agent a
   // minute, a miss costs a customer their funds.
-  float sensitive_threshold = 0.4f;
+  float sensitive_threshold = 0.3f;
   // What a matching cue adds to the models' probabilities when choosing
   // which sensitive topic a text is about.
   float sensitive_cue_weight = 0.5f;

@@ -102,6 +102,29 @@ TEST(KnowledgeBaseTest, ParsesCuesOutOfScopeTextsAndFlags) {
   EXPECT_EQ((*kb)->escalating.size(), 2u);
 }
 
+TEST(KnowledgeBaseTest, SpellingsReachTheCuesAndFillersWrapPhrasings) {
+  auto kb = ParseKnowledgeBase(
+      "kb/test.kb", Replace(kValid, "lexicon: 到账\n",
+                            "lexicon: 到账\n"
+                            "spelling: deposit | depo deposite\n"
+                            "spelling: 充值 | 冲值\n"
+                            "filler: zh-CN | 你好，...\n"
+                            "filler: en | ... thanks\n"
+                            "cue: human | deposit + agent\n"));
+  ASSERT_TRUE(kb.ok()) << kb.status();
+  ASSERT_EQ((*kb)->fillers.size(), 2u);
+  EXPECT_EQ((*kb)->fillers[1].text, "... thanks");
+  // The cue was written with the canonical word; the text has a variant.
+  ASSERT_EQ((*kb)->cues.size(), 1u);
+  EXPECT_TRUE((*kb)->cues[0].cue.Matches(Analyze("my depo, get an agent", &(*kb)->lexicon)));
+  EXPECT_EQ(Analyze("冲值没到账", &(*kb)->lexicon).cjk, "充值没到账");
+  // A wrapped phrasing means what the phrasing means.
+  const auto top = (*kb)->intent_model->Predict(
+      Analyze("你好，手续费多少", &(*kb)->lexicon).tokens, 1);
+  ASSERT_FALSE(top.empty());
+  EXPECT_EQ((*kb)->intents[top[0].first].id, "fee");
+}
+
 TEST(KnowledgeBaseTest, TheRealBaseCoversTheDesksTopics) {
   auto kb = LoadKnowledgeBase(kPath, ModelOptions(), DefaultModels());
   ASSERT_TRUE(kb.ok()) << kb.status();
@@ -130,8 +153,16 @@ TEST(KnowledgeBaseTest, TheRealBaseCoversTheDesksTopics) {
   }
   int human[kLanguages] = {};
   for (const Phrasing& p : (*kb)->human_requests) ++human[p.language];
-  EXPECT_GE(human[kZh], 40);
-  EXPECT_GE(human[kEn], 40);
+  EXPECT_GE(human[kZh], 60);
+  EXPECT_GE(human[kEn], 60);
+  // The intents that must never be missed have the most phrasings.
+  for (const IntentSpec& intent : (*kb)->intents) {
+    if (!intent.sensitive) continue;
+    int per_language[kLanguages] = {};
+    for (const auto& example : intent.examples) ++per_language[example.first];
+    EXPECT_GE(per_language[kZh], 40) << intent.id;
+    EXPECT_GE(per_language[kEn], 40) << intent.id;
+  }
   EXPECT_GE((*kb)->out_of_scope.size(), 60u);
   EXPECT_FALSE((*kb)->cues.empty());
 }
@@ -238,6 +269,15 @@ TEST(KnowledgeBaseTest, BrokenFilesNameTheLineAndTheProblem) {
             "kb/test.kb:3: cue: unknown intent 'nobody'");
   EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "cue: 人工")),
             "kb/test.kb:3: cue: expected \"<human or intent id> | <pattern>\"");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "filler: en | hi there")),
+            "kb/test.kb:3: filler: mark where the phrasing goes with one \"...\"");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "filler: en | ... and ...")),
+            "kb/test.kb:3: filler: mark where the phrasing goes with one \"...\"");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "spelling: password")),
+            "kb/test.kb:3: spelling: expected \"<canonical> | <variant> <variant> ...\"");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "spelling: 密码 | pw")),
+            "kb/test.kb:3: spelling: \"pw\" -> \"密码\": a Latin word for Latin words, or "
+            "Chinese for Chinese");
   EXPECT_EQ(Error(std::string(kValid) + "out_of_scope: en | hello\n"),
             "kb/test.kb:26: out_of_scope: settings must come before the first intent");
   EXPECT_EQ(Error("category: deposit\n"),

@@ -206,8 +206,12 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
   // Stop words dropped from `tokens`, in case nothing else is left.
   std::string stop_tokens;
   // One word as read, after spelling: into words, tokens and terms.
+  std::string previous_word;
   auto add_word = [&](const std::string& w, bool has_letter) {
     if (has_letter) ++out.latin_words;
+    // A word said twice in a row ("ok ok", "thanks thanks") is read once.
+    if (w == previous_word) return;
+    previous_word = w;
     std::string stemmed = Stem(w);
     out.words.push_back(stemmed);
     const bool status = !has_letter && w.size() == 3 && w[0] >= '4' && w[0] <= '5';
@@ -257,6 +261,17 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
   };
   auto flush_run = [&] {
     if (run.empty()) return;
+    // A run that repeats one unit ("收到收到", "好的好的", "人工人工人工")
+    // says the unit once, louder: read it once.
+    for (size_t period = 1; period <= run.size() / 2; ++period) {
+      if (run.size() % period != 0) continue;
+      bool repeats = true;
+      for (size_t i = period; i < run.size() && repeats; ++i) repeats = run[i] == run[i - period];
+      if (repeats) {
+        run.resize(period);
+        break;
+      }
+    }
     if (lexicon != nullptr && lexicon->max_chinese_variant() > 0) {
       // Spellings, longest variant first at each position.
       std::u32string spelled;

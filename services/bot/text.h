@@ -52,6 +52,8 @@ struct Analysis {
   // status (400 to 599) or "2fa" does and stays. An amount written with its
   // unit ("500u", "20k") is read as a number and the unit ("u" as "usdt").
   // A text of stop words only ("got it") keeps them: they are all it says.
+  // Repetition is read once: a word said twice in a row ("ok ok"), a run
+  // of Chinese characters that repeats one unit ("收到收到").
   std::string tokens;
   // Counts used for language detection.
   int cjk_chars = 0;
