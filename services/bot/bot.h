@@ -50,7 +50,9 @@ struct BotOptions {
   float session_category_boost = 0.1f;
   RankOptions rank;
   SafetyOptions safety;
-  // How Reload trains the base's models.
+  // How Reload trains the base's models (the options the models built
+  // with the binary were trained with, unless changed: then every base is
+  // trained).
   ModelOptions models;
   // Answers remembered per session for retried turns.
   int turns_remembered = 16;
