@@ -485,18 +485,27 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     human_about = top;
   }
 
+  // The conversation's category: small talk and a bare request for a human
+  // say nothing about the topic, so they keep it (sessions moves the
+  // session to the category an answer reports).
   Category category = dialogue.previous_category;
-  if (chosen != nullptr) {
+  if (chosen != nullptr && !chosen->small_talk) {
     category = chosen->category;
   } else if (human_about != nullptr) {
     category = human_about->category;
-  } else if (!ranking.intents.empty()) {
+  } else if (chosen == nullptr && !ranking.intents.empty()) {
     // Unsure of the intent, the bot may still be sure of the category (the
-    // intents it hesitates between share it): routing needs no more.
+    // intents it hesitates between share it): routing needs no more. For a
+    // request for a human only a topic counts: GENERAL intents (how to
+    // reach support) are what the request itself is about.
     std::array<float, 9> mass{};
     for (const RankedIntent& r : ranking.intents) {
-      const Category c = kb.intents[r.intent].category;
-      if (c > 0 && c < static_cast<int>(mass.size())) mass[c] += r.confidence;
+      const IntentSpec& intent = kb.intents[r.intent];
+      const Category c = intent.category;
+      if (!intent.small_talk && !(human && c == common::v1::CATEGORY_GENERAL) && c > 0 &&
+          c < static_cast<int>(mass.size())) {
+        mass[c] += r.confidence;
+      }
     }
     const auto best = std::max_element(mass.begin(), mass.end());
     if (*best >= options_.answer_threshold) {
@@ -515,6 +524,12 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     response.set_verification_required(needs_verification && !verified);
     common::v1::HandoffContext* handoff = response.mutable_handoff();
     handoff->set_reason(reason);
+    // The hand-off is about `about`: its category is that intent's, so that
+    // the queue, the summary and the guesses agree.
+    if (about != nullptr) {
+      category = about->category;
+      response.set_category(category);
+    }
     if (about != nullptr) {
       std::vector<RankedIntent> guesses = {{static_cast<int>(about - kb.intents.data()),
                                             std::min(1.f, about_confidence)}};
@@ -562,7 +577,12 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     if (!verified) absl::StrAppend(&text, replies.verify);
     escalate(common::v1::ESCALATION_REASON_SENSITIVE_TOPIC, text, true, chosen, chosen_confidence);
   } else if (human) {
-    const IntentSpec* about = human_about != nullptr ? human_about : previous;
+    // About what this message names, else what the conversation was about,
+    // unless this message points at another topic.
+    const IntentSpec* about =
+        human_about != nullptr                                 ? human_about
+        : previous != nullptr && previous->category == category ? previous
+                                                                : nullptr;
     escalate(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED, replies.human_requested, false,
              about, human_about != nullptr ? top_confidence : dialogue.previous_confidence);
   } else if (chosen != nullptr && chosen->handoff) {

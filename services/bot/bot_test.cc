@@ -226,6 +226,8 @@ TEST_F(BotTest, SmallTalkGetsItsOwnAnswerAndKeepsTheTopic) {
     auto r = Ask("s-1", text);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->answered_intent_id(), intent) << text;
+    // Sessions moves the session to the category an answer reports.
+    EXPECT_EQ(r->category(), common::v1::CATEGORY_WITHDRAWAL) << text;
   }
   EXPECT_EQ(Ask("s-2", "hey, good morning")->answered_intent_id(), "greeting");
   // The conversation is still about the withdrawal: a hand-off says so.
@@ -235,6 +237,39 @@ TEST_F(BotTest, SmallTalkGetsItsOwnAnswerAndKeepsTheTopic) {
   EXPECT_EQ(human->handoff().intent_guesses(0).intent_id(), "withdrawal_pending");
   EXPECT_EQ(human->handoff().summary().rfind("Withdrawal pending [withdrawal]", 0), 0u)
       << human->handoff().summary();
+}
+
+TEST_F(BotTest, AConversationKeepsItsCategoryThroughSmallTalkNoiseAndAHumanRequest) {
+  v1::AnswerRequest deposit_session;
+  deposit_session.set_category(common::v1::CATEGORY_DEPOSIT);
+  auto first = Ask("s-1", "my ETH deposit from yesterday is still not in my balance",
+                   deposit_session);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->category(), common::v1::CATEGORY_DEPOSIT);
+  for (const char* text : {"thank you", "one more line", "hmm"}) {
+    auto r = Ask("s-1", text, deposit_session);
+    ASSERT_TRUE(r.ok()) << text;
+    EXPECT_EQ(r->category(), common::v1::CATEGORY_DEPOSIT)
+        << text << ": " << v1::AnswerOutcome_Name(r->outcome());
+  }
+  auto human = Ask("s-1", "I want to talk to a human agent please", deposit_session);
+  ASSERT_TRUE(human.ok());
+  ASSERT_EQ(human->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+  EXPECT_EQ(human->category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(human->handoff().category(), common::v1::CATEGORY_DEPOSIT);
+  ASSERT_FALSE(human->handoff().intent_guesses().empty());
+  const IntentSpec* about =
+      bot_.knowledge_base()->Find(human->handoff().intent_guesses(0).intent_id());
+  ASSERT_NE(about, nullptr);
+  EXPECT_EQ(about->category, common::v1::CATEGORY_DEPOSIT) << about->id;
+  EXPECT_NE(human->handoff().summary().find("[deposit]"), std::string::npos)
+      << human->handoff().summary();
+
+  // A first message asking only for a human keeps the session's category.
+  auto bare = Ask("s-2", "can I talk to a real person", deposit_session);
+  ASSERT_TRUE(bare.ok());
+  ASSERT_EQ(bare->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+  EXPECT_EQ(bare->handoff().category(), common::v1::CATEGORY_DEPOSIT);
 }
 
 TEST_F(BotTest, AcknowledgementsAndRepeatsAreSmallTalk) {

@@ -146,7 +146,7 @@ double QuickBound(const std::u32string& a, const std::u32string& b) {
 }  // namespace
 
 double EvalReport::intent_accuracy() const { return Ratio(intent_correct, intent_cases); }
-double EvalReport::category_accuracy() const { return Ratio(category_correct, intent_cases); }
+double EvalReport::category_accuracy() const { return Ratio(category_correct, category_cases); }
 double EvalReport::escalation_precision() const {
   return Ratio(escalations_correct, escalations_predicted);
 }
@@ -163,6 +163,7 @@ void EvalReport::Add(const EvalReport& o) {
   cases += o.cases;
   intent_cases += o.intent_cases;
   intent_correct += o.intent_correct;
+  category_cases += o.category_cases;
   category_correct += o.category_correct;
   clarified += o.clarified;
   off_topic += o.off_topic;
@@ -296,8 +297,11 @@ absl::StatusOr<EvalReport> Evaluate(std::shared_ptr<const KnowledgeBase> kb,
       const bool intent_right = acted == c.intent;
       right = intent_right;
       if (intent_right) ++report.intent_correct;
-      ++report.confusion[expected->category][response.category()];
-      if (response.category() == expected->category) ++report.category_correct;
+      if (!expected->small_talk) {
+        ++report.category_cases;
+        ++report.confusion[expected->category][response.category()];
+        if (response.category() == expected->category) ++report.category_correct;
+      }
       if (response.outcome() == v1::ANSWER_OUTCOME_CLARIFIED) ++report.clarified;
       if (!response.intent_guesses().empty()) {
         const int bin = std::min(9, static_cast<int>(confidence * 10));
@@ -601,7 +605,7 @@ std::string FormatReport(const EvalReport& r, bool with_misses) {
       "sensitive topics:            recall %.3f (%d/%d)\n"
       "off-topic and noise not answered: %.3f (%d/%d)\n",
       r.cases, r.intent_accuracy(), r.intent_correct, r.intent_cases, r.category_accuracy(),
-      r.category_correct, r.intent_cases, r.clarified, r.escalation_precision(),
+      r.category_correct, r.category_cases, r.clarified, r.escalation_precision(),
       r.escalations_correct, r.escalations_predicted, r.escalation_recall(),
       r.escalations_correct, r.escalations_expected, r.human_recall(), r.human_recalled,
       r.human_expected, r.sensitive_recall(), r.sensitive_recalled, r.sensitive_expected,

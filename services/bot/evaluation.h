@@ -41,9 +41,12 @@ std::vector<EvalCase> TrainingCases(const KnowledgeBase& kb);
 struct EvalReport {
   int cases = 0;
   // Cases with an expected intent; those the bot acted on rightly; those
-  // whose reported category was the intent's; those it asked to clarify.
+  // whose reported category was the intent's (scored only for intents with
+  // a topic: small talk keeps the conversation's category, so a "thanks"
+  // has no category of its own to get right); those it asked to clarify.
   int intent_cases = 0;
   int intent_correct = 0;
+  int category_cases = 0;
   int category_correct = 0;
   int clarified = 0;
   // Cases without intent or escalation (off-topic, noise), and those the
