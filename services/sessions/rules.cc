@@ -400,7 +400,11 @@ v1::Session ViewFor(const v1::Session& session, const Caller& caller, absl::Time
     view.clear_transfer_note();
     view.clear_resolution_summary();
   }
-  if (view.state() != v1::SESSION_STATE_QUEUED || Ts(view.offer_expires_at()) <= now) {
+  // Customers never learn which agent an offer went to: an agent's identity
+  // is theirs to give once they take the session, and an open offer may
+  // still go to someone else.
+  if (caller.role == Role::kCustomer || view.state() != v1::SESSION_STATE_QUEUED ||
+      Ts(view.offer_expires_at()) <= now) {
     view.clear_offered_agent_id();
     view.clear_offer_expires_at();
   }

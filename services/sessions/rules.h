@@ -98,7 +98,8 @@ bool MaySee(const Caller& caller, const v1::Session& session, absl::Time now,
             bool past_agents = false);
 
 // The session as `caller` sees it: customers never see the handoff, the
-// transfer note or the resolution summary; a lapsed offer is not shown.
+// transfer note, the resolution summary or an offer (which agent, until
+// when); a lapsed offer is shown to no one.
 v1::Session ViewFor(const v1::Session& session, const Caller& caller, absl::Time now);
 
 // Whether `caller` may write a message in `session` now: the customer in
