@@ -289,7 +289,7 @@ absl::StatusOr<NewSession> ValidateCreate(const Caller& caller,
 
 absl::StatusOr<common::v1::VerificationState> CheckVerification(
     const auth::TokenCodec& tokens, const std::string& token, const std::string& customer_id,
-    const std::string& session_id, absl::Time now) {
+    const std::string& session_id, absl::Time now, auth::VerificationClaims* claims_out) {
   if (token.empty()) {
     return absl::InvalidArgumentError("verification_token: must not be empty");
   }
@@ -324,6 +324,7 @@ absl::StatusOr<common::v1::VerificationState> CheckVerification(
   state.set_level(static_cast<common::v1::VerificationLevel>(claims->level));
   protoutil::ToTimestamp(claims->issued_at, state.mutable_verified_at());
   protoutil::ToTimestamp(claims->expires_at, state.mutable_expires_at());
+  if (claims_out != nullptr) *claims_out = *std::move(claims);
   return state;
 }
 
