@@ -140,8 +140,11 @@ $events_line
 Token key:           $data_dir/token.key
 Try it (grpcurl is installed by tools/setup.sh):
   mint() { $bin/tools/mint_token/mint_token --key_file=$data_dir/token.key --subject=\$1 --role=\$2; }
+  grpcurl -plaintext -H "authorization: Bearer \$(mint sup-1 supervisor)" \\
+    -d '{"agent_id":"agent-1","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":3}]}}' \\
+    localhost:$((base + 4)) switchboard.presence.v1.PresenceService/SetAgentProfile
   grpcurl -plaintext -H "authorization: Bearer \$(mint agent-1 agent)" \\
-    -d '{"status":"AGENT_STATUS_ONLINE","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":3}]}}' \\
+    -d '{"status":"AGENT_STATUS_ONLINE"}' \\
     localhost:$((base + 4)) switchboard.presence.v1.PresenceService/SetStatus
   grpcurl -plaintext -H "authorization: Bearer \$(mint cust-1 customer)" \\
     -d '{"channel":"CHANNEL_CHAT","category":"CATEGORY_DEPOSIT","language":"en","request_id":"try-1","first_message":{"text":"my deposit has not arrived"}}' \\

@@ -240,8 +240,12 @@ std::string FormatQueue(const routing::v1::QueueStats& queue) {
 std::string FormatAgent(const presence::v1::Agent& agent) {
   std::vector<std::string> capacities;
   for (const auto& capacity : agent.profile().capacities()) {
-    capacities.push_back(absl::StrCat(EnumLabel(common::v1::Channel_descriptor(), capacity.channel()),
-                                      " ", capacity.load(), "/", capacity.capacity()));
+    capacities.push_back(absl::StrCat(
+        EnumLabel(common::v1::Channel_descriptor(), capacity.channel()), " ", capacity.load(),
+        "/", capacity.capacity(),
+        capacity.capacity() < capacity.max_capacity()
+            ? absl::StrCat(" (up to ", capacity.max_capacity(), ")")
+            : ""));
   }
   std::vector<std::string> categories;
   for (int category : agent.profile().skills().categories()) {

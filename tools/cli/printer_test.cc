@@ -92,7 +92,10 @@ TEST(FormatTest, QueuesAgentsAndSummaries) {
   chat->set_channel(common::v1::CHANNEL_CHAT);
   chat->set_capacity(3);
   chat->set_load(1);
+  chat->set_max_capacity(3);
   EXPECT_EQ(FormatAgent(agent), "ana  online  [deposit] [en]  load chat 1/3");
+  chat->set_max_capacity(5);
+  EXPECT_EQ(FormatAgent(agent), "ana  online  [deposit] [en]  load chat 1/3 (up to 5)");
 
   feedback::v1::FeedbackSummary summary;
   summary.set_feedback_count(4);
