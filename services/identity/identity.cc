@@ -1,11 +1,16 @@
 #include "services/identity/identity.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "libs/events/envelope.h"
 #include "libs/limits/retry_after.h"
@@ -83,6 +88,35 @@ absl::Status ValidateMethod(VerificationMethod method, bool allow_totp) {
 }
 
 }  // namespace
+
+std::string SourceOf(absl::string_view peer, absl::string_view forwarded) {
+  absl::string_view address;
+  if (!forwarded.empty()) {
+    address = absl::StripAsciiWhitespace(forwarded.substr(0, forwarded.find(',')));
+  } else if (absl::ConsumePrefix(&peer, "ipv4:")) {
+    address = peer.substr(0, peer.rfind(':'));
+  } else if (absl::ConsumePrefix(&peer, "ipv6:")) {
+    // "[::1]:port", or with the brackets percent-encoded.
+    std::string decoded = absl::StrReplaceAll(peer, {{"%5B", "["}, {"%5D", "]"}});
+    const size_t close = decoded.find(']');
+    if (decoded.empty() || decoded[0] != '[' || close == std::string::npos) return "";
+    return SourceOf("", decoded.substr(1, close - 1));
+  } else {
+    return "";
+  }
+  const std::string text(address.substr(0, 64));
+  in6_addr v6;
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    // Per /64: the last 64 bits are the subscriber's to pick.
+    std::fill(v6.s6_addr + 8, v6.s6_addr + 16, 0);
+    char out[INET6_ADDRSTRLEN];
+    if (inet_ntop(AF_INET6, &v6, out, sizeof(out)) == nullptr) return "";
+    return absl::StrCat(out, "/64");
+  }
+  in_addr v4;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) return text;
+  return "";
+}
 
 common::v1::VerificationMethod MethodFromClaim(absl::string_view method) {
   if (method == "email_otp") return common::v1::VERIFICATION_METHOD_EMAIL_OTP;
@@ -294,6 +328,12 @@ events::v1::Event Identity::Failed(const ChallengeRecord& challenge,
   return event;
 }
 
+absl::Duration Identity::LockoutAfter(int previous) const {
+  absl::Duration lockout = options_.lockout;
+  for (int i = 0; i < previous && lockout < options_.max_lockout; ++i) lockout *= 2;
+  return std::min(lockout, options_.max_lockout);
+}
+
 std::optional<events::v1::Event> Identity::CountFailure(CustomerRecord& customer,
                                                         absl::Time now) {
   Prune(customer.recent_failures, now - options_.failure_window);
@@ -302,19 +342,83 @@ std::optional<events::v1::Event> Identity::CountFailure(CustomerRecord& customer
     return std::nullopt;
   }
   const int failures = static_cast<int>(customer.recent_failures.size());
-  customer.locked_until = now + options_.lockout;
+  // A quiet period after the last lockout ends the run.
+  if (customer.locked_until + options_.lockout_reset <= now) customer.lockouts = 0;
+  const absl::Duration lockout = LockoutAfter(customer.lockouts);
+  ++customer.lockouts;
+  customer.locked_until = now + lockout;
   // A new lockout needs a full count of new failures.
   customer.recent_failures.clear();
   if (metrics_ != nullptr) metrics_->lockouts->Increment();
   log::Warning("customer_locked_out", {{"customer_id", customer.customer_id},
-                                       {"failed_attempts", failures}});
+                                       {"failed_attempts", failures},
+                                       {"lockout_number", customer.lockouts},
+                                       {"seconds", absl::ToInt64Seconds(lockout)}});
   events::v1::Event event;
   events::v1::CustomerLockedOut* locked = event.mutable_customer_locked_out();
   locked->set_customer_id(customer.customer_id);
   protoutil::ToTimestamp(customer.locked_until, locked->mutable_locked_until());
   locked->set_failed_attempts(failures);
+  locked->set_lockout_number(customer.lockouts);
+  protoutil::ToDuration(lockout, locked->mutable_duration());
   events::Seal(event, kProducer, customer.customer_id, now).IgnoreError();
   return event;
+}
+
+std::optional<events::v1::Event> Identity::CountSourceFailure(SourceRecord& source,
+                                                              const std::string& customer_id,
+                                                              absl::Time now) {
+  Prune(source.recent_failures, now - options_.failure_window);
+  source.recent_failures.push_back(now);
+  std::optional<events::v1::Event> event;
+  if (static_cast<int>(source.recent_failures.size()) >= options_.source_lockout_failures) {
+    const int failures = static_cast<int>(source.recent_failures.size());
+    if (source.locked_until + options_.lockout_reset <= now) source.lockouts = 0;
+    const absl::Duration lockout = LockoutAfter(source.lockouts);
+    ++source.lockouts;
+    source.locked_until = now + lockout;
+    source.recent_failures.clear();
+    if (metrics_ != nullptr) metrics_->source_lockouts->Increment();
+    log::Warning("source_locked_out", {{"source_key", source.source_key.substr(0, 16)},
+                                       {"customer_id", customer_id},
+                                       {"failed_attempts", failures},
+                                       {"lockout_number", source.lockouts},
+                                       {"seconds", absl::ToInt64Seconds(lockout)}});
+    event.emplace();
+    events::v1::SourceLockedOut* locked = event->mutable_source_locked_out();
+    locked->set_source_key(source.source_key);
+    protoutil::ToTimestamp(source.locked_until, locked->mutable_locked_until());
+    locked->set_failed_attempts(failures);
+    locked->set_lockout_number(source.lockouts);
+    protoutil::ToDuration(lockout, locked->mutable_duration());
+    locked->set_customer_id(customer_id);
+    events::Seal(*event, kProducer, absl::StrCat("source-", source.source_key.substr(0, 16)),
+                 now)
+        .IgnoreError();
+  }
+  // Nothing left to remember once the window, the lockout and its run are
+  // over.
+  source.forget_after = std::max(
+      source.recent_failures.empty() ? absl::InfinitePast()
+                                     : source.recent_failures.back() + options_.failure_window,
+      source.locked_until + options_.lockout_reset);
+  return event;
+}
+
+std::string Identity::SourceKey(const std::string& source) const {
+  if (source.empty()) return "";
+  return absl::BytesToHexString(hasher_->Hash("source", source));
+}
+
+absl::Status Identity::CheckSource(const std::string& key, absl::Time now) {
+  if (key.empty()) return absl::OkStatus();
+  absl::StatusOr<std::optional<SourceRecord>> source = store_->GetSource(key);
+  if (!source.ok()) return source.status();
+  if (source->has_value() && (*source)->locked_until > now) {
+    return Exhausted("verification from this address is locked after too many failed attempts",
+                     (*source)->locked_until, now);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Identity::Started> Identity::StartVerification(
@@ -364,6 +468,12 @@ absl::StatusOr<Identity::Started> Identity::StartVerification(
     if (metrics_ != nullptr) metrics_->rate_limited_start->Increment();
     return Exhausted("verification is locked after too many failed attempts",
                      customer.locked_until, now);
+  }
+  if (absl::Status s = CheckSource(SourceKey(command.source), now); !s.ok()) {
+    if (metrics_ != nullptr && absl::IsResourceExhausted(s)) {
+      metrics_->rate_limited_start->Increment();
+    }
+    return s;
   }
   Prune(customer.recent_starts, now - absl::Hours(1));
   if (!customer.recent_starts.empty() &&
@@ -461,7 +571,7 @@ absl::StatusOr<Identity::Started> Identity::StartVerification(
 
 absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
     const std::string& caller_customer, const std::string& challenge_id,
-    const std::string& code, const std::string& request_id) {
+    const std::string& code, const std::string& request_id, const std::string& source) {
   if (challenge_id.empty()) {
     return absl::InvalidArgumentError("challenge_id: must not be empty");
   }
@@ -504,8 +614,17 @@ absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
     return Exhausted("verification is locked after too many failed attempts",
                      customer.locked_until, now);
   }
+  const std::string source_key = SourceKey(source);
+  if (absl::Status s = CheckSource(source_key, now); !s.ok()) {
+    if (metrics_ != nullptr && absl::IsResourceExhausted(s)) {
+      metrics_->rate_limited_complete->Increment();
+    }
+    return s;
+  }
 
   absl::Status answer;
+  // Held from reading the source's record to the commit of its new count.
+  std::optional<KeyLocks::Hold> source_turn;
   Completed completed;
   IdentityWrite write;
   if (challenge.state != ChallengeState::kOpen) {
@@ -548,14 +667,30 @@ absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
                         : events::v1::VERIFICATION_FAILURE_WRONG_CODE,
                  now));
       std::optional<events::v1::Event> locked = CountFailure(customer, now);
+      std::optional<events::v1::Event> source_locked;
+      SourceRecord counted;
+      if (!source_key.empty()) {
+        source_turn.emplace(source_locks_.Lock(source_key));
+        absl::StatusOr<std::optional<SourceRecord>> stored = store_->GetSource(source_key);
+        if (!stored.ok()) return stored.status();
+        if (stored->has_value()) counted = **stored;
+        counted.source_key = source_key;
+        source_locked = CountSourceFailure(counted, customer.customer_id, now);
+        write.sources.push_back(counted);
+      }
       if (locked.has_value()) {
         write.events.push_back(std::move(*locked));
         answer = Exhausted("wrong code; verification is now locked after too many "
                            "failed attempts",
                            customer.locked_until, now);
+      } else if (source_locked.has_value()) {
+        answer = Exhausted("wrong code; verification from this address is now locked after "
+                           "too many failed attempts",
+                           counted.locked_until, now);
       } else {
         answer = WrongCode(challenge.max_attempts - challenge.attempts_used);
       }
+      if (source_locked.has_value()) write.events.push_back(std::move(*source_locked));
       write.customers.push_back(customer);
     } else {
       challenge.state = ChallengeState::kUsed;

@@ -28,11 +28,18 @@ struct IdentityOptions {
   // max_starts_per_hour times per rolling hour, per customer.
   absl::Duration resend_interval = absl::Seconds(30);
   int max_starts_per_hour = 10;
-  // lockout_failures failed attempts within failure_window (across
-  // challenges) lock the customer out for `lockout`.
+  // lockout_failures failed attempts of a customer within failure_window
+  // (across challenges) lock the customer out; source_lockout_failures from
+  // one source (client address, across customers) lock that source out.
+  // The first lockout lasts `lockout`, each next one twice the one before,
+  // at most `max_lockout`; once `lockout_reset` passes after a lockout
+  // ended without a new one, the next starts from `lockout` again.
   int lockout_failures = 10;
+  int source_lockout_failures = 30;
   absl::Duration failure_window = absl::Hours(1);
   absl::Duration lockout = absl::Minutes(30);
+  absl::Duration max_lockout = absl::Hours(24);
+  absl::Duration lockout_reset = absl::Hours(24);
   // Lifetime of verification tokens (at most kMaxTokenTtl).
   absl::Duration token_ttl = absl::Minutes(15);
   // StartTotpEnrollment at most this many times per rolling hour.
@@ -101,6 +108,8 @@ class Identity {
     std::string language;
     // Idempotency key; "" for none.
     std::string request_id;
+    // The caller's address (see SourceOf); "" when unknown.
+    std::string source;
   };
   struct Started {
     ChallengeRecord challenge;
@@ -121,10 +130,13 @@ class Identity {
   // `caller_customer`: when not empty, the challenge must be theirs (else
   // NotFound, as for an unknown challenge). A retry with the request id and
   // the code of the call that used the challenge gets the same token.
+  // `source`: the caller's address ("" when unknown); a wrong code counts
+  // against it as against the customer.
   absl::StatusOr<Completed> CompleteVerification(const std::string& caller_customer,
                                                  const std::string& challenge_id,
                                                  const std::string& code,
-                                                 const std::string& request_id = "");
+                                                 const std::string& request_id = "",
+                                                 const std::string& source = "");
 
   // Returns whether a contact existed before. Setting the address the
   // customer already has writes nothing.
@@ -188,6 +200,15 @@ class Identity {
   // Counts a failed attempt towards the lockout; returns the lockout event
   // when this failure starts one.
   std::optional<events::v1::Event> CountFailure(CustomerRecord& customer, absl::Time now);
+  std::optional<events::v1::Event> CountSourceFailure(SourceRecord& source,
+                                                      const std::string& customer_id,
+                                                      absl::Time now);
+  // How long the lockout after `previous` ones in a run lasts.
+  absl::Duration LockoutAfter(int previous) const;
+  // The stored key of a source address.
+  std::string SourceKey(const std::string& source) const;
+  // RESOURCE_EXHAUSTED while the source `key` ("" for none) is locked out.
+  absl::Status CheckSource(const std::string& key, absl::Time now);
 
   IdentityStore* const store_;
   Clock* const clock_;
@@ -200,7 +221,16 @@ class Identity {
 
   // Per customer: one call at a time from read to commit.
   KeyLocks locks_;
+  // Per source: one failure counted at a time (taken after the customer's).
+  KeyLocks source_locks_;
 };
+
+// The source a verification call is counted against: `forwarded` (the first
+// address of a header a trusted proxy sets, when configured and present),
+// else the address in gRPC's `peer` ("ipv4:1.2.3.4:5678" -> "1.2.3.4").
+// IPv6 addresses count per /64, the block one subscriber usually holds.
+// "" when neither names an address.
+std::string SourceOf(absl::string_view peer, absl::string_view forwarded);
 
 // The checks of ValidateToken: signature, expiry and audience, then the
 // customer, session and level asked for (each only when set).

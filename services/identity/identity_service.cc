@@ -26,8 +26,24 @@ absl::Status WithTrailers(grpc::CallbackServerContext* context, absl::Status sta
 }  // namespace
 
 IdentityService::IdentityService(Identity* identity, const auth::TokenCodec* tokens,
-                                 Clock* clock, server::BlockingPool* pool)
-    : identity_(identity), tokens_(tokens), clock_(clock), pool_(pool) {}
+                                 Clock* clock, server::BlockingPool* pool, Options options)
+    : identity_(identity),
+      tokens_(tokens),
+      clock_(clock),
+      pool_(pool),
+      options_(std::move(options)) {}
+
+std::string IdentityService::Source(const grpc::CallbackServerContext& context,
+                                    Role role) const {
+  absl::string_view forwarded;
+  if (!options_.client_address_header.empty()) {
+    const auto& metadata = context.client_metadata();
+    auto it = metadata.find(options_.client_address_header);
+    if (it != metadata.end()) forwarded = absl::string_view(it->second.data(), it->second.size());
+  }
+  if (role != Role::kCustomer && forwarded.empty()) return "";
+  return SourceOf(context.peer(), forwarded);
+}
 
 absl::StatusOr<auth::Principal> IdentityService::Authenticate(
     grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
@@ -62,10 +78,11 @@ grpc::ServerUnaryReactor* IdentityService::StartVerification(
   absl::StatusOr<std::string> customer =
       TargetCustomer(*principal, request->customer_id(), "StartVerification");
   if (!customer.ok()) return FinishNow(context, customer.status());
-  return RunUnary(context, *pool_, [this, context, request, response,
-                                    customer = *customer] {
-    Identity::StartCommand command{customer, request->method(), request->session_id(),
-                                   request->language(), request->request_id()};
+  return RunUnary(context, *pool_, [this, context, request, response, customer = *customer,
+                                    source = Source(*context, principal->role)] {
+    Identity::StartCommand command{customer,           request->method(),
+                                   request->session_id(), request->language(),
+                                   request->request_id(), source};
     absl::StatusOr<Identity::Started> started = identity_->StartVerification(command);
     if (!started.ok()) return WithTrailers(context, started.status());
     const ChallengeRecord& challenge = started->challenge;
@@ -88,9 +105,10 @@ grpc::ServerUnaryReactor* IdentityService::CompleteVerification(
   if (!principal.ok()) return FinishNow(context, principal.status());
   const std::string caller =
       principal->role == Role::kCustomer ? principal->subject : std::string();
-  return RunUnary(context, *pool_, [this, context, request, response, caller] {
+  return RunUnary(context, *pool_, [this, context, request, response, caller,
+                                    source = Source(*context, principal->role)] {
     absl::StatusOr<Identity::Completed> completed = identity_->CompleteVerification(
-        caller, request->challenge_id(), request->code(), request->request_id());
+        caller, request->challenge_id(), request->code(), request->request_id(), source);
     if (!completed.ok()) return WithTrailers(context, completed.status());
     response->set_verification_token(completed->token);
     response->set_token_id(completed->claims.token_id);

@@ -10,6 +10,7 @@
 
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "libs/auth/grpc_auth.h"
 #include "libs/auth/verification_token.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
@@ -105,6 +106,27 @@ class IdentityServiceTest : public ::testing::Test {
   ~IdentityServiceTest() override {
     server_.reset();
     pool_.Stop();
+  }
+
+  // A new logic and server over the same store, with these options.
+  void Rebuild(IdentityOptions options, IdentityService::Options service_options) {
+    server_.reset();
+    service_.reset();
+    identity_ = std::make_unique<Identity>(store_.get(), &clock_, metrics_.get(), &hasher_,
+                                           &box_, &tokens_.codec(), outbox_.get(), options);
+    service_ = std::make_unique<IdentityService>(identity_.get(), &tokens_.codec(),
+                                                 RealClock(), &pool_, service_options);
+    server_ = std::make_unique<testing::TestServer>(
+        std::vector<grpc::Service*>{service_.get()}, registry_);
+    stub_ = v1::IdentityService::NewStub(server_->channel());
+  }
+
+  // The code delivered for `challenge_id`.
+  std::string CodeFor(const std::string& challenge_id) {
+    for (const auto& delivered : Delivered()) {
+      if (delivered.challenge_id() == challenge_id) return delivered.code();
+    }
+    return "";
   }
 
   std::string Customer(const std::string& id) { return tokens_.For(Role::kCustomer, id); }
@@ -419,6 +441,70 @@ TEST_F(IdentityServiceTest, EveryRpcAuthenticatesAndAuthorizes) {
   enroll.set_verification_token(tampered);
   EXPECT_EQ(calls[4].second(ContextWithToken(Customer("cust-9")).get()).error_code(),
             StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(IdentityServiceTest, AnAddressFailingForSeveralCustomersIsLockedOutForAll) {
+  IdentityOptions options;
+  options.source_lockout_failures = 3;
+  Rebuild(options, {"x-client-address"});
+  for (const char* customer : {"c1", "c2", "c3"}) {
+    ASSERT_TRUE(Register(customer, VERIFICATION_METHOD_EMAIL_OTP,
+                         absl::StrCat(customer, "@example.com"))
+                    .ok());
+  }
+  // As the proxy in front of identity names the client.
+  const auto from = [&](const std::string& token, const std::string& address) {
+    auto context = ContextWithToken(token);
+    if (!address.empty()) context->AddMetadata("x-client-address", address);
+    return context;
+  };
+  const auto start = [&](const std::string& token, const std::string& address,
+                         const std::string& customer = "") {
+    v1::StartVerificationRequest request;
+    request.set_method(VERIFICATION_METHOD_EMAIL_OTP);
+    request.set_customer_id(customer);
+    v1::StartVerificationResponse response;
+    grpc::Status status =
+        stub_->StartVerification(from(token, address).get(), request, &response);
+    return std::make_pair(status, response.challenge_id());
+  };
+  const auto wrong = [&](const std::string& token, const std::string& address,
+                         const std::string& challenge_id, grpc::ClientContext* context) {
+    v1::CompleteVerificationRequest request;
+    request.set_challenge_id(challenge_id);
+    const std::string code = CodeFor(challenge_id);
+    request.set_code(code == "000000" ? "000001" : "000000");
+    v1::CompleteVerificationResponse response;
+    if (!address.empty()) context->AddMetadata("x-client-address", address);
+    auth::AttachToken(*context, token);
+    return stub_->CompleteVerification(context, request, &response);
+  };
+  const std::string attacker = "203.0.113.7";
+  auto [c1_started, c1_challenge] = start(Customer("c1"), attacker);
+  ASSERT_TRUE(c1_started.ok()) << c1_started.error_message();
+  auto [c2_started, c2_challenge] = start(Customer("c2"), attacker);
+  ASSERT_TRUE(c2_started.ok()) << c2_started.error_message();
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext context;
+    EXPECT_EQ(wrong(Customer("c1"), attacker, c1_challenge, &context).error_code(),
+              StatusCode::PERMISSION_DENIED);
+  }
+  grpc::ClientContext third;
+  grpc::Status locked = wrong(Customer("c2"), attacker, c2_challenge, &third);
+  EXPECT_EQ(locked.error_code(), StatusCode::RESOURCE_EXHAUSTED) << locked.error_message();
+  EXPECT_EQ(Trailer(third, "retry-after"), "1800");
+  // Every customer from that address is refused; from elsewhere, or from
+  // the connection's own address without the header, they are not.
+  EXPECT_EQ(start(Customer("c3"), attacker).first.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(start(Customer("c3"), "198.51.100.1").first.ok());
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_TRUE(start(Customer("c3"), "").first.ok());
+  // A service acting for a customer counts against the address it names,
+  // never against its own.
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_EQ(start(Service(), attacker, "c3").first.error_code(),
+            StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(start(Service(), "", "c3").first.ok());
 }
 
 TEST_F(IdentityServiceTest, TotpEnrollmentAndVerificationThroughTheApi) {

@@ -407,6 +407,130 @@ TEST_F(IdentityTest, RepeatedFailuresLockTheCustomerOutUntilTheLockoutEnds) {
   EXPECT_TRUE(identity_->CompleteVerification("cust-1", id, notifier_.CodeFor(id)).ok());
 }
 
+// Fails `n` attempts of `customer` from `source`, on as many challenges as
+// that takes (a challenge allows 5); returns the last attempt's status.
+absl::Status FailAttempts(Identity& identity, FakeNotifier& notifier, FakeClock& clock,
+                          const std::string& customer, const std::string& source, int n) {
+  absl::Status last;
+  while (n > 0) {
+    clock.Advance(absl::Seconds(31));  // past the resend interval
+    absl::StatusOr<Identity::Started> started = identity.StartVerification(
+        {customer, VERIFICATION_METHOD_EMAIL_OTP, "", "", "", source});
+    if (!started.ok()) return started.status();
+    const std::string id = started->challenge.challenge_id;
+    const std::string wrong = OtherCode(notifier.CodeFor(id));
+    for (int i = 0; i < 5 && n > 0; ++i, --n) {
+      last = identity.CompleteVerification(customer, id, wrong, "", source).status();
+      if (absl::IsResourceExhausted(last)) return last;
+    }
+  }
+  return last;
+}
+
+TEST_F(IdentityTest, EachLockoutOfARunLastsTwiceTheOneBeforeUpToTheCap) {
+  IdentityOptions options;
+  options.lockout_failures = 3;
+  options.max_starts_per_hour = 1000;
+  options.max_lockout = absl::Hours(3);
+  Rebuild(options);
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "cust-1@example.com", "accounts")
+                  .ok());
+  // 30 min, 1 h, 2 h, then the 3 h cap; the level survives a restart.
+  for (int64_t expected : {1800, 3600, 7200, 10800, 10800}) {
+    absl::Status locked = FailAttempts(*identity_, notifier_, clock_, "cust-1", "", 3);
+    ASSERT_TRUE(absl::IsResourceExhausted(locked)) << locked;
+    EXPECT_EQ(Payload(locked, limits::kRetryAfter), expected);
+    absl::Status start = Start("cust-1").status();
+    EXPECT_TRUE(absl::IsResourceExhausted(start)) << start;
+    clock_.Advance(absl::Seconds(expected));
+    Restart(options);
+  }
+  std::vector<std::pair<int, int64_t>> lockouts;
+  for (const auto& e : Events()) {
+    if (e.has_customer_locked_out()) {
+      lockouts.emplace_back(e.customer_locked_out().lockout_number(),
+                            e.customer_locked_out().duration().seconds());
+    }
+  }
+  EXPECT_EQ(lockouts, (std::vector<std::pair<int, int64_t>>{
+                          {1, 1800}, {2, 3600}, {3, 7200}, {4, 10800}, {5, 10800}}));
+  // A quiet day after the last lockout ends the run: the next is a first.
+  clock_.Advance(absl::Hours(24));
+  absl::Status again = FailAttempts(*identity_, notifier_, clock_, "cust-1", "", 3);
+  EXPECT_EQ(Payload(again, limits::kRetryAfter), 1800);
+}
+
+TEST_F(IdentityTest, OneSourceFailingForManyCustomersIsLockedOutForAll) {
+  IdentityOptions options;
+  options.source_lockout_failures = 8;
+  Rebuild(options);
+  for (const char* customer : {"a", "b", "c", "d", "victim"}) {
+    ASSERT_TRUE(identity_->RegisterContact(customer, VERIFICATION_METHOD_EMAIL_OTP,
+                                           absl::StrCat(customer, "@example.com"), "accounts")
+                    .ok());
+  }
+  // 2 wrong codes for each of 4 customers: no customer comes near their own
+  // limit, but the source reaches its 8.
+  const std::string attacker = "203.0.113.7";
+  absl::Status last;
+  for (const char* customer : {"a", "b", "c", "d"}) {
+    last = FailAttempts(*identity_, notifier_, clock_, customer, attacker, 2);
+  }
+  EXPECT_TRUE(absl::IsResourceExhausted(last)) << last;
+  EXPECT_NE(last.message().find("this address"), std::string::npos) << last;
+  EXPECT_EQ(Payload(last, limits::kRetryAfter), 1800);
+  EXPECT_EQ(CountEvents(events::v1::Event::kCustomerLockedOut), 0);
+  ASSERT_EQ(CountEvents(events::v1::Event::kSourceLockedOut), 1);
+  for (const auto& e : Events()) {
+    if (!e.has_source_locked_out()) continue;
+    // The address is never stored or published, only its keyed hash.
+    EXPECT_EQ(e.source_locked_out().source_key().size(), 64u);
+    EXPECT_EQ(e.source_locked_out().customer_id(), "d");
+    EXPECT_EQ(e.source_locked_out().lockout_number(), 1);
+    EXPECT_EQ(e.entity_id(), absl::StrCat("source-", e.source_locked_out().source_key().substr(0, 16)));
+    EXPECT_EQ(e.DebugString().find(attacker), std::string::npos);
+  }
+  EXPECT_EQ(metrics_.source_lockouts->Value(), 1);
+  // The source is refused for every customer, on start and completion.
+  clock_.Advance(absl::Seconds(31));
+  absl::Status refused =
+      identity_->StartVerification({"victim", VERIFICATION_METHOD_EMAIL_OTP, "", "", "", attacker})
+          .status();
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  // The same customer from another address is not.
+  auto elsewhere = identity_->StartVerification(
+      {"victim", VERIFICATION_METHOD_EMAIL_OTP, "", "", "", "198.51.100.1"});
+  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
+  const std::string id = elsewhere->challenge.challenge_id;
+  EXPECT_TRUE(absl::IsResourceExhausted(
+      identity_->CompleteVerification("victim", id, notifier_.CodeFor(id), "", attacker).status()));
+  // It survives a restart, escalates like a customer's, and is forgotten
+  // by the sweep once it no longer matters.
+  Restart(options);
+  clock_.Advance(absl::Minutes(31));
+  absl::Status second = FailAttempts(*identity_, notifier_, clock_, "victim", attacker, 8);
+  EXPECT_EQ(Payload(second, limits::kRetryAfter), 3600);
+  EXPECT_EQ(Rows("sources"), 1);
+  clock_.Advance(absl::Hours(1) + absl::Hours(24) + absl::Hours(2));
+  ASSERT_TRUE(identity_->Sweep().ok());
+  EXPECT_EQ(Rows("sources"), 0);
+  EXPECT_TRUE(identity_->CompleteVerification("victim", id, notifier_.CodeFor(id), "", attacker)
+                  .status()
+                  .code() != absl::StatusCode::kResourceExhausted);
+}
+
+TEST(SourceOfTest, AddressesFromThePeerOrAProxyHeader) {
+  EXPECT_EQ(SourceOf("ipv4:203.0.113.7:51234", ""), "203.0.113.7");
+  EXPECT_EQ(SourceOf("ipv6:[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", ""), "2001:db8:1:2::/64");
+  EXPECT_EQ(SourceOf("ipv6:%5B2001:db8:1:2::9%5D:443", ""), "2001:db8:1:2::/64");
+  EXPECT_EQ(SourceOf("ipv6:[::1]:443", ""), "::/64");
+  EXPECT_EQ(SourceOf("ipv4:10.0.0.2:443", " 198.51.100.9, 10.0.0.2"), "198.51.100.9");
+  EXPECT_EQ(SourceOf("unix:/tmp/socket", ""), "");
+  EXPECT_EQ(SourceOf("ipv4:10.0.0.2:443", "not an address"), "");
+  EXPECT_EQ(SourceOf("garbage", ""), "");
+}
+
 TEST_F(IdentityTest, CompletingDuringALockoutIsRefusedWithoutUsingAnAttempt) {
   IdentityOptions options;
   options.lockout_failures = 3;

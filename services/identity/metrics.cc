@@ -44,12 +44,15 @@ IdentityMetrics::IdentityMetrics(prometheus::Registry& registry) {
           &outcome_family.Add({{"method", kMethods[m]}, {"outcome", kOutcomes[o]}});
     }
   }
-  lockouts = &prometheus::BuildCounter()
-                  .Name("switchboard_identity_lockouts_total")
-                  .Help("Customers locked out of verification after too many "
-                        "failed attempts within the counting window.")
-                  .Register(registry)
-                  .Add({});
+  auto& lockout_family =
+      prometheus::BuildCounter()
+          .Name("switchboard_identity_lockouts_total")
+          .Help("Lockouts from verification after too many failed attempts within the "
+                "counting window, by scope: customer (one customer) or source (one client "
+                "address, across customers).")
+          .Register(registry);
+  lockouts = &lockout_family.Add({{"scope", "customer"}});
+  source_lockouts = &lockout_family.Add({{"scope", "source"}});
   auto& limited = prometheus::BuildCounter()
                       .Name("switchboard_identity_rate_limited_total")
                       .Help("Calls refused with RESOURCE_EXHAUSTED by a rate limit "

@@ -27,11 +27,29 @@ struct CustomerRecord {
   std::string current_challenge_id;
   // Verification is refused until then.
   absl::Time locked_until = absl::InfinitePast();
+  // Lockouts so far in the current run (each lasts twice the one before, up
+  // to a cap); the run ends once a quiet period passes after the last one.
+  int lockouts = 0;
   // Recent StartVerification calls, failed attempts and enrollment starts,
   // oldest first, pruned to their counting windows.
   std::vector<absl::Time> recent_starts;
   std::vector<absl::Time> recent_failures;
   std::vector<absl::Time> recent_enrollments;
+};
+
+// Failed verifications from one source (a client address) across
+// customers, so that one address guessing codes for many customers is
+// locked out as one customer would be.
+struct SourceRecord {
+  // A keyed hash of the address (hex): addresses are not stored.
+  std::string source_key;
+  std::vector<absl::Time> recent_failures;
+  absl::Time locked_until = absl::InfinitePast();
+  // As CustomerRecord::lockouts.
+  int lockouts = 0;
+  // After this the record holds nothing that matters (no failure in the
+  // window, no lockout, the run of lockouts over): the sweep deletes it.
+  absl::Time forget_after = absl::InfinitePast();
 };
 
 enum class ChallengeState { kOpen = 0, kUsed = 1, kReplaced = 2 };
@@ -86,6 +104,7 @@ struct EnrollmentRecord {
 // Everything one operation changes, committed atomically with its events.
 struct IdentityWrite {
   std::vector<CustomerRecord> customers;
+  std::vector<SourceRecord> sources;
   std::vector<ChallengeRecord> challenges;
   std::vector<EnrollmentRecord> enrollments;
   std::vector<events::v1::Event> events;

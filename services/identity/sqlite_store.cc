@@ -1,5 +1,7 @@
 #include "services/identity/sqlite_store.h"
 
+#include <tuple>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -34,7 +36,9 @@ absl::StatusOr<std::vector<absl::Time>> SplitTimes(const std::string& text) {
 constexpr char kCustomerColumns[] =
     "customer_id, email, phone, totp_secret_sealed, totp_enrolled_at_micros, last_totp_step, "
     "current_challenge_id, locked_until_micros, recent_starts, recent_failures, "
-    "recent_enrollments";
+    "recent_enrollments, lockouts";
+constexpr char kSourceColumns[] =
+    "source_key, recent_failures, locked_until_micros, lockouts, forget_after_micros";
 constexpr char kChallengeColumns[] =
     "challenge_id, customer_id, method, session_id, code_hash, created_at_micros, "
     "expires_at_micros, attempts_used, max_attempts, state, start_request_id, "
@@ -61,7 +65,20 @@ absl::StatusOr<CustomerRecord> CustomerFromRow(const storage::Statement& row) {
     if (!times.ok()) return times.status();
     *out = std::move(*times);
   }
+  c.lockouts = static_cast<int>(row.ColumnInt(11));
   return c;
+}
+
+absl::StatusOr<SourceRecord> SourceFromRow(const storage::Statement& row) {
+  SourceRecord s;
+  s.source_key = row.ColumnText(0);
+  absl::StatusOr<std::vector<absl::Time>> failures = SplitTimes(row.ColumnText(1));
+  if (!failures.ok()) return failures.status();
+  s.recent_failures = std::move(*failures);
+  s.locked_until = FromMicros(row.ColumnInt(2));
+  s.lockouts = static_cast<int>(row.ColumnInt(3));
+  s.forget_after = FromMicros(row.ColumnInt(4));
+  return s;
 }
 
 ChallengeRecord ChallengeFromRow(const storage::Statement& row) {
@@ -124,7 +141,7 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                       const std::string& topic) {
   for (const CustomerRecord& c : write.customers) {
     auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO customers(", kCustomerColumns,
-                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, c.customer_id)
                          .Bind(2, c.email)
@@ -137,6 +154,19 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                          .Bind(9, JoinTimes(c.recent_starts))
                          .Bind(10, JoinTimes(c.recent_failures))
                          .Bind(11, JoinTimes(c.recent_enrollments))
+                         .Bind(12, c.lockouts)
+                         .Run();
+    if (!s.ok()) return s;
+  }
+  for (const SourceRecord& source : write.sources) {
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO sources(", kSourceColumns,
+                                          ") VALUES (?, ?, ?, ?, ?)"));
+    if (!upsert.ok()) return upsert.status();
+    absl::Status s = upsert->Bind(1, source.source_key)
+                         .Bind(2, JoinTimes(source.recent_failures))
+                         .Bind(3, ToMicros(source.locked_until))
+                         .Bind(4, source.lockouts)
+                         .Bind(5, ToMicros(source.forget_after))
                          .Run();
     if (!s.ok()) return s;
   }
@@ -251,6 +281,16 @@ const std::vector<std::string>& IdentityMigrations() {
       "CREATE UNIQUE INDEX enrollments_by_request ON enrollments(customer_id, start_request_id) "
       "  WHERE start_request_id != '';"
       "CREATE INDEX enrollments_by_expiry ON enrollments(expires_at_micros);",
+      // 4: lockouts that escalate, per customer and per source (a keyed hash
+      // of the caller's address), kept across restarts.
+      "ALTER TABLE customers ADD COLUMN lockouts INTEGER NOT NULL DEFAULT 0;"
+      "CREATE TABLE sources("
+      "  source_key TEXT PRIMARY KEY,"  // HMAC-SHA256 of the address, hex
+      "  recent_failures TEXT NOT NULL,"
+      "  locked_until_micros INTEGER NOT NULL,"
+      "  lockouts INTEGER NOT NULL,"
+      "  forget_after_micros INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE INDEX sources_by_forget_after ON sources(forget_after_micros);",
   };
   return *migrations;
 }
@@ -332,6 +372,19 @@ absl::StatusOr<std::optional<EnrollmentRecord>> SqliteIdentityStore::GetEnrollme
   return result;
 }
 
+absl::StatusOr<std::optional<SourceRecord>> SqliteIdentityStore::GetSource(
+    const std::string& source_key) {
+  absl::StatusOr<std::optional<SourceRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<SourceRecord>(
+        db, absl::StrCat("SELECT ", kSourceColumns, " FROM sources WHERE source_key = ?"),
+        {source_key}, SourceFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
 absl::StatusOr<std::optional<ChallengeRecord>> SqliteIdentityStore::FindChallengeByRequest(
     const std::string& customer_id, const std::string& request_id) {
   absl::StatusOr<std::optional<ChallengeRecord>> result = std::nullopt;
@@ -385,11 +438,13 @@ absl::StatusOr<int> SqliteIdentityStore::DeleteExpired(absl::Time cutoff, int li
   int deleted = 0;
   absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
     deleted = 0;
-    for (const char* table : {"challenges", "enrollments"}) {
-      const std::string id = table == std::string("challenges") ? "challenge_id" : "enrollment_id";
+    for (const auto& [table, id, expiry] :
+         {std::tuple{"challenges", "challenge_id", "expires_at_micros"},
+          std::tuple{"enrollments", "enrollment_id", "expires_at_micros"},
+          std::tuple{"sources", "source_key", "forget_after_micros"}}) {
       auto remove = db.Prepare(absl::StrCat("DELETE FROM ", table, " WHERE ", id, " IN (SELECT ",
-                                            id, " FROM ", table,
-                                            " WHERE expires_at_micros < ? LIMIT ?)"));
+                                            id, " FROM ", table, " WHERE ", expiry,
+                                            " < ? LIMIT ?)"));
       if (!remove.ok()) return remove.status();
       if (absl::Status s = remove->Bind(1, ToMicros(cutoff)).Bind(2, limit).Run(); !s.ok()) {
         return s;

@@ -37,6 +37,7 @@ class SqliteIdentityStore : public IdentityStore {
       const std::string& challenge_id) override;
   absl::StatusOr<std::optional<EnrollmentRecord>> GetEnrollment(
       const std::string& enrollment_id) override;
+  absl::StatusOr<std::optional<SourceRecord>> GetSource(const std::string& source_key) override;
   absl::StatusOr<std::optional<ChallengeRecord>> FindChallengeByRequest(
       const std::string& customer_id, const std::string& request_id) override;
   absl::StatusOr<std::optional<EnrollmentRecord>> FindEnrollmentByRequest(

@@ -31,6 +31,8 @@ class IdentityStore {
       const std::string& challenge_id) = 0;
   virtual absl::StatusOr<std::optional<EnrollmentRecord>> GetEnrollment(
       const std::string& enrollment_id) = 0;
+  virtual absl::StatusOr<std::optional<SourceRecord>> GetSource(
+      const std::string& source_key) = 0;
   // The challenge (enrollment) `customer_id` started with the non-empty
   // `request_id`.
   virtual absl::StatusOr<std::optional<ChallengeRecord>> FindChallengeByRequest(
@@ -44,8 +46,9 @@ class IdentityStore {
   // write leaves nothing behind.
   virtual void Apply(IdentityWrite write, std::function<void(absl::Status)> done) = 0;
 
-  // Deletes up to `limit` challenges and up to `limit` enrollments that
-  // expired before `cutoff`; returns how many rows went.
+  // Deletes up to `limit` challenges, up to `limit` enrollments that
+  // expired before `cutoff` and up to `limit` sources to forget before it;
+  // returns how many rows went.
   virtual absl::StatusOr<int> DeleteExpired(absl::Time cutoff, int limit) = 0;
 };
 
