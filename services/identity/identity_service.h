@@ -50,6 +50,15 @@ class IdentityService final : public v1::IdentityService::CallbackService {
   grpc::ServerUnaryReactor* ConfirmTotpEnrollment(
       grpc::CallbackServerContext* context, const v1::ConfirmTotpEnrollmentRequest* request,
       v1::ConfirmTotpEnrollmentResponse* response) override;
+  grpc::ServerUnaryReactor* ListAccountChanges(
+      grpc::CallbackServerContext* context, const v1::ListAccountChangesRequest* request,
+      v1::ListAccountChangesResponse* response) override;
+  grpc::ServerUnaryReactor* ConfirmAccountChange(
+      grpc::CallbackServerContext* context, const v1::ConfirmAccountChangeRequest* request,
+      v1::ConfirmAccountChangeResponse* response) override;
+  grpc::ServerUnaryReactor* CancelAccountChange(
+      grpc::CallbackServerContext* context, const v1::CancelAccountChangeRequest* request,
+      v1::CancelAccountChangeResponse* response) override;
 
  private:
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
@@ -72,5 +81,9 @@ class IdentityService final : public v1::IdentityService::CallbackService {
   server::BlockingPool* const pool_;
   const Options options_;
 };
+
+// The API's AccountChange. Customers see neither the supervisor who asked
+// nor staff who resolved it.
+void ToProto(const AccountChangeRecord& change, bool for_customer, v1::AccountChange* out);
 
 }  // namespace switchboard::identity

@@ -105,7 +105,12 @@ int Run(int argc, char** argv) {
             "calls of one customer in progress at once (they run one at a time); more get "
             "RESOURCE_EXHAUSTED");
   flags.Add("sweep_interval", &config.sweep_interval,
-            "how often finished challenges and enrollments are deleted");
+            "how often finished challenges and enrollments are deleted, and account changes "
+            "whose cool-down ended are applied");
+  flags.Add("account_change_cooldown", &o.account_change_cooldown,
+            "how long a supervisor's change of a customer's contact or authenticator waits "
+            "for the customer (who is notified and may confirm or cancel it) before it "
+            "applies");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "identity: %s\n", std::string(s.message()).c_str());
@@ -120,6 +125,7 @@ int Run(int argc, char** argv) {
       o.max_attempts < 1 || o.max_starts_per_hour < 1 || o.lockout_failures < 1 ||
       o.source_lockout_failures < 1 || o.max_lockout < o.lockout ||
       o.lockout_reset <= absl::ZeroDuration() ||
+      o.account_change_cooldown < absl::ZeroDuration() ||
       o.max_calls_per_customer < 1 ||
       o.resend_interval < absl::ZeroDuration() || o.failure_window <= absl::ZeroDuration() ||
       o.lockout <= absl::ZeroDuration() || config.sweep_interval <= absl::ZeroDuration()) {
@@ -226,6 +232,9 @@ int Run(int argc, char** argv) {
     while (!stop_sweeping.WaitForNotificationWithTimeout(config.sweep_interval)) {
       if (absl::StatusOr<int> swept = identity.Sweep(); !swept.ok()) {
         log::Error("sweep_failed", {{"error", swept.status().ToString()}});
+      }
+      if (absl::StatusOr<int> applied = identity.ApplyDueChanges(); !applied.ok()) {
+        log::Error("account_changes_failed", {{"error", applied.status().ToString()}});
       }
     }
   });
