@@ -147,10 +147,13 @@ int Summary(const std::vector<std::string>& args, Io& io) {
 }
 
 int Contact(const std::vector<std::string>& args, Io& io) {
-  Command command(io, "switchboard supervisor contact CUSTOMER (--email=ADDRESS | --sms=+NUMBER)");
+  Command command(io, "switchboard supervisor contact CUSTOMER (--email=ADDRESS | --sms=+NUMBER)"
+                      " [--language=en]");
   std::string email, sms;
   command.flags.Add("email", &email, "where the customer's email codes go");
   command.flags.Add("sms", &sms, "where the customer's SMS codes go (E.164)");
+  std::string language;
+  command.flags.Add("language", &language, "language of the notice to the customer: en or zh-CN");
   std::string token;
   if (int code = Begin(command, args, 1, &token); code >= 0) return code;
   if (email.empty() == sms.empty()) {
@@ -161,12 +164,20 @@ int Contact(const std::vector<std::string>& args, Io& io) {
   request.set_method(email.empty() ? common::v1::VERIFICATION_METHOD_SMS_OTP
                                    : common::v1::VERIFICATION_METHOD_EMAIL_OTP);
   request.set_address(email.empty() ? sms : email);
+  request.set_language(language);
   identity::v1::RegisterContactResponse response;
   absl::Status status = FromGrpc(command.clients->identity->RegisterContact(
       command.clients->Context(token).get(), request, &response));
   if (!status.ok()) return command.printer->Fail(status);
-  command.printer->Print(response, absl::StrCat("contact of ", command.positional[0],
-                                                response.replaced() ? " replaced" : " registered"));
+  if (response.has_pending_change()) {
+    command.printer->Print(response, FormatAccountChange(response.pending_change()));
+    command.printer->Note(
+        "the customer was notified and may confirm or cancel it; it applies by itself when "
+        "the cool-down ends");
+  } else {
+    command.printer->Print(response, absl::StrCat("contact of ", command.positional[0],
+                                                  " unchanged"));
+  }
   return kExitOk;
 }
 
