@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -246,6 +247,26 @@ absl::StatusOr<KeyLocks::Hold> Identity::Turn(const std::string& customer_id) {
 }
 
 absl::Status Identity::Commit(IdentityWrite write) {
+  // Account changes are counted by the steps their events record.
+  std::array<int, 4> steps{};
+  for (const events::v1::Event& event : write.events) {
+    switch (event.payload_case()) {
+      case events::v1::Event::kAccountChangeRequested:
+        ++steps[0];
+        break;
+      case events::v1::Event::kAccountChangeConfirmed:
+        ++steps[1];
+        break;
+      case events::v1::Event::kAccountChangeCancelled:
+        ++steps[2];
+        break;
+      case events::v1::Event::kAccountChangeApplied:
+        ++steps[3];
+        break;
+      default:
+        break;
+    }
+  }
   absl::Notification done;
   absl::Status result;
   store_->Apply(std::move(write), [&](absl::Status status) {
@@ -253,7 +274,16 @@ absl::Status Identity::Commit(IdentityWrite write) {
     done.Notify();
   });
   done.WaitForNotification();
-  if (!result.ok()) log::Error("identity_commit_failed", {{"detail", result.message()}});
+  if (!result.ok()) {
+    log::Error("identity_commit_failed", {{"detail", result.message()}});
+    return result;
+  }
+  if (metrics_ != nullptr) {
+    metrics_->changes_requested->Increment(steps[0]);
+    metrics_->changes_confirmed->Increment(steps[1]);
+    metrics_->changes_cancelled->Increment(steps[2]);
+    metrics_->changes_applied->Increment(steps[3]);
+  }
   return result;
 }
 

@@ -77,9 +77,10 @@ inline constexpr int kMaxListedChanges = 50;
 // a wrong code. RESOURCE_EXHAUSTED carries libs/limits' retry-after.
 inline constexpr char kAttemptsRemaining[] = "attempts-remaining";
 
-// The identity logic: challenges, codes, attempt limits, lockouts, contacts,
-// authenticators and verification tokens (see identity_service.proto for
-// the contract of each call).
+// The identity logic: challenges, codes, attempt limits, escalating
+// lockouts per customer and per source, contacts, authenticators,
+// supervisors' pending account changes and verification tokens (see
+// identity_service.proto for the contract of each call).
 //
 // State lives in the store only, read per call through keys and indexes;
 // memory holds nothing per customer beyond the calls in progress. Every call

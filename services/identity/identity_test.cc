@@ -837,6 +837,9 @@ TEST_F(IdentityTest, ASupervisorsContactChangeNotifiesWaitsAndAppliesAfterTheCoo
   const events::v1::Event& contact = all[all.size() - 2];
   ASSERT_TRUE(contact.has_contact_changed()) << contact.DebugString();
   EXPECT_EQ(contact.contact_changed().actor_id(), "sup-7");
+  EXPECT_EQ(metrics_.changes_requested->Value(), 1);
+  EXPECT_EQ(metrics_.changes_applied->Value(), 1);
+  EXPECT_EQ(metrics_.changes_confirmed->Value(), 0);
 }
 
 TEST_F(IdentityTest, TheCustomerConfirmsOrCancelsAPendingChange) {
@@ -916,6 +919,10 @@ TEST_F(IdentityTest, TheCustomerConfirmsOrCancelsAPendingChange) {
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(metrics_.changes_requested->Value(), 5);
+  EXPECT_EQ(metrics_.changes_confirmed->Value(), 3);
+  EXPECT_EQ(metrics_.changes_applied->Value(), 3);
+  EXPECT_EQ(metrics_.changes_cancelled->Value(), 1);
 }
 
 TEST_F(IdentityTest, ANewerChangeOfTheSameContactSupersedesAPendingOne) {

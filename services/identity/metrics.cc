@@ -77,6 +77,18 @@ IdentityMetrics::IdentityMetrics(prometheus::Registry& registry) {
                           .Help("Authenticator apps enrolled (confirmed enrollments).")
                           .Register(registry)
                           .Add({});
+  auto& changes =
+      prometheus::BuildCounter()
+          .Name("switchboard_identity_account_changes_total")
+          .Help("Supervisors' changes of customers' contacts and authenticators, by step: "
+                "requested (pending, customer notified), confirmed (early, by the customer), "
+                "cancelled (by the customer or staff, or superseded) and applied (in "
+                "effect, after the cool-down or on confirmation).")
+          .Register(registry);
+  changes_requested = &changes.Add({{"step", "requested"}});
+  changes_confirmed = &changes.Add({{"step", "confirmed"}});
+  changes_cancelled = &changes.Add({{"step", "cancelled"}});
+  changes_applied = &changes.Add({{"step", "applied"}});
 }
 
 }  // namespace switchboard::identity

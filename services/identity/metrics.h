@@ -53,6 +53,13 @@ struct IdentityMetrics {
   prometheus::Counter* delivery_failures;
   // switchboard_identity_totp_enrollments_total.
   prometheus::Counter* totp_enrollments;
+  // switchboard_identity_account_changes_total{step}: supervisors' changes
+  // of contacts and authenticators requested, confirmed early by the
+  // customer, cancelled (or superseded) and applied.
+  prometheus::Counter* changes_requested;
+  prometheus::Counter* changes_confirmed;
+  prometheus::Counter* changes_cancelled;
+  prometheus::Counter* changes_applied;
 };
 
 }  // namespace switchboard::identity
