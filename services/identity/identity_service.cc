@@ -69,7 +69,9 @@ std::string IdentityService::Source(const grpc::CallbackServerContext& context,
   if (!options_.client_address_header.empty()) {
     const auto& metadata = context.client_metadata();
     auto it = metadata.find(options_.client_address_header);
-    if (it != metadata.end()) forwarded = absl::string_view(it->second.data(), it->second.size());
+    if (it != metadata.end()) {
+      forwarded = absl::string_view(it->second.data(), it->second.size());
+    }
   }
   if (role != Role::kCustomer && forwarded.empty()) return "";
   return SourceOf(context.peer(), forwarded);
@@ -110,9 +112,12 @@ grpc::ServerUnaryReactor* IdentityService::StartVerification(
   if (!customer.ok()) return FinishNow(context, customer.status());
   return RunUnary(context, *pool_, [this, context, request, response, customer = *customer,
                                     source = Source(*context, principal->role)] {
-    Identity::StartCommand command{customer,           request->method(),
-                                   request->session_id(), request->language(),
-                                   request->request_id(), source};
+    Identity::StartCommand command{customer,
+                                   request->method(),
+                                   request->session_id(),
+                                   request->language(),
+                                   request->request_id(),
+                                   source};
     absl::StatusOr<Identity::Started> started = identity_->StartVerification(command);
     if (!started.ok()) return WithTrailers(context, started.status());
     const ChallengeRecord& challenge = started->challenge;

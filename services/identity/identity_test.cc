@@ -488,7 +488,8 @@ TEST_F(IdentityTest, OneSourceFailingForManyCustomersIsLockedOutForAll) {
     EXPECT_EQ(e.source_locked_out().source_key().size(), 64u);
     EXPECT_EQ(e.source_locked_out().customer_id(), "d");
     EXPECT_EQ(e.source_locked_out().lockout_number(), 1);
-    EXPECT_EQ(e.entity_id(), absl::StrCat("source-", e.source_locked_out().source_key().substr(0, 16)));
+    EXPECT_EQ(e.entity_id(),
+              absl::StrCat("source-", e.source_locked_out().source_key().substr(0, 16)));
     EXPECT_EQ(e.DebugString().find(attacker), std::string::npos);
   }
   EXPECT_EQ(metrics_.source_lockouts->Value(), 1);
@@ -902,8 +903,8 @@ TEST_F(IdentityTest, TheCustomerConfirmsOrCancelsAPendingChange) {
   ASSERT_TRUE(
       identity_->ConfirmAccountChange("cust-1", third, "", auth::kLevelBasic, "cust-1").ok());
   const std::string fourth = change("fourth@example.com");
-  auto by_staff = identity_->ConfirmAccountChange("", fourth, Notices(notifier_, fourth).at(0).code(),
-                                                  std::nullopt, "sup-2");
+  auto by_staff = identity_->ConfirmAccountChange(
+      "", fourth, Notices(notifier_, fourth).at(0).code(), std::nullopt, "sup-2");
   ASSERT_TRUE(by_staff.ok()) << by_staff.status();
   EXPECT_EQ(by_staff->resolution, v1::ACCOUNT_CHANGE_RESOLUTION_CONFIRMED_WITH_CODE);
   EXPECT_EQ(by_staff->resolved_by, "sup-2");

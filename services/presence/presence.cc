@@ -327,7 +327,8 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
   }
   std::set<int> channels;
   for (const v1::ChannelCapacity& c : command.capacities) {
-    if (c.channel() == common::v1::CHANNEL_UNSPECIFIED || !common::v1::Channel_IsValid(c.channel())) {
+    if (c.channel() == common::v1::CHANNEL_UNSPECIFIED ||
+        !common::v1::Channel_IsValid(c.channel())) {
       return absl::InvalidArgumentError(
           absl::StrCat("capacities.channel: unknown channel ", static_cast<int>(c.channel())));
     }

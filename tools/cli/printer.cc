@@ -279,8 +279,8 @@ std::string FormatAccountChange(const identity::v1::AccountChange& change) {
   for (int method : change.notified()) {
     notified.push_back(EnumLabel(common::v1::VerificationMethod_descriptor(), method));
   }
-  absl::StrAppend(&line, "  (notified: ", notified.empty() ? "nobody" : absl::StrJoin(notified, ", "),
-                  ")");
+  absl::StrAppend(&line, "  (notified: ",
+                  notified.empty() ? "nobody" : absl::StrJoin(notified, ", "), ")");
   return line;
 }
 
