@@ -189,16 +189,24 @@ class JourneyTest : public ::testing::Test {
     return context;
   }
 
+  // A supervisor sets the agent up, then the agent goes online.
   void GoOnline(const std::string& agent) {
-    presence::v1::SetStatusRequest request;
-    request.set_status(presence::v1::AGENT_STATUS_ONLINE);
-    presence::v1::AgentProfile* profile = request.mutable_profile();
+    presence::v1::SetAgentProfileRequest grant;
+    grant.set_agent_id(agent);
+    presence::v1::AgentProfile* profile = grant.mutable_profile();
     profile->set_display_name(agent);
     profile->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
     profile->mutable_skills()->add_languages("en");
     presence::v1::ChannelCapacity* chat = profile->add_capacities();
     chat->set_channel(common::v1::CHANNEL_CHAT);
     chat->set_capacity(2);
+    presence::v1::SetAgentProfileResponse granted;
+    ASSERT_TRUE(presence_stub_
+                    ->SetAgentProfile(Context(Token(auth::Role::kSupervisor, "sup-1")).get(),
+                                      grant, &granted)
+                    .ok());
+    presence::v1::SetStatusRequest request;
+    request.set_status(presence::v1::AGENT_STATUS_ONLINE);
     presence::v1::SetStatusResponse response;
     ASSERT_TRUE(
         presence_stub_->SetStatus(Context(Token(auth::Role::kAgent, agent)).get(), request, &response)

@@ -190,8 +190,11 @@ Try it (grpcurl is installed by tools/setup.sh):
   tls="$grpcurl_tls"
   grpcurl \$tls localhost:$((base + 1)) list
   grpcurl \$tls localhost:$((base + 1)) grpc.health.v1.Health/Check
+  grpcurl \$tls -H "authorization: Bearer \$(mint sup-1 supervisor)" \\
+    -d '{"agent_id":"agent-1","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":3}]}}' \\
+    localhost:$((base + 4)) switchboard.presence.v1.PresenceService/SetAgentProfile
   grpcurl \$tls -H "authorization: Bearer \$(mint agent-1 agent)" \\
-    -d '{"status":"AGENT_STATUS_ONLINE","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":3}]}}' \\
+    -d '{"status":"AGENT_STATUS_ONLINE"}' \\
     localhost:$((base + 4)) switchboard.presence.v1.PresenceService/SetStatus
   grpcurl \$tls -H "authorization: Bearer \$(mint cust-1 customer)" \\
     -d '{"channel":"CHANNEL_CHAT","category":"CATEGORY_DEPOSIT","language":"en","request_id":"try-1","first_message":{"text":"my deposit has not arrived"}}' \\
