@@ -187,11 +187,11 @@ else
     >"$work/tls_only/health" 2>&1 || fail "grpcurl -cacert health: $(cat "$work/tls_only/health")"
   grep -q '"status": "SERVING"' "$work/tls_only/health" ||
     fail "grpcurl -cacert health: $(cat "$work/tls_only/health")"
-  "$GRPCURL" -cacert "$tls_dir/ca.pem" -H "authorization: Bearer $(mint agent-7 agent)" \
-    -d '{"status":"AGENT_STATUS_ONLINE","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":1}]}}' \
-    "localhost:$port" switchboard.presence.v1.PresenceService/SetStatus \
+  "$GRPCURL" -cacert "$tls_dir/ca.pem" -H "authorization: Bearer $(mint sup-1 supervisor)" \
+    -d '{"agent_id":"agent-7","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":1}]}}' \
+    "localhost:$port" switchboard.presence.v1.PresenceService/SetAgentProfile \
     >"$work/tls_only/call" 2>&1 || fail "grpcurl -cacert call: $(cat "$work/tls_only/call")"
-  grep -q 'AGENT_STATUS_ONLINE' "$work/tls_only/call" ||
+  grep -q 'CATEGORY_DEPOSIT' "$work/tls_only/call" ||
     fail "grpcurl -cacert call: $(cat "$work/tls_only/call")"
   "$healthcheck" --address="localhost:$port" >/dev/null 2>&1 &&
     fail "the TLS-only port answered plaintext"
