@@ -248,14 +248,20 @@ TEST_F(EndToEndTest, JourneyEventsMetricsPrometheusAndCleanShutdown) {
   auto presence = presence::v1::PresenceService::NewStub(Channel(4));
   auto feedback = feedback::v1::FeedbackService::NewStub(Channel(6));
 
-  // An agent goes online and watches for offers.
-  presence::v1::SetStatusRequest online;
-  online.set_status(presence::v1::AGENT_STATUS_ONLINE);
-  online.mutable_profile()->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
-  online.mutable_profile()->mutable_skills()->add_languages("en");
-  auto* capacity = online.mutable_profile()->add_capacities();
+  // A supervisor sets an agent up; the agent goes online and watches for
+  // offers.
+  presence::v1::SetAgentProfileRequest grant;
+  grant.set_agent_id("ana");
+  grant.mutable_profile()->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
+  grant.mutable_profile()->mutable_skills()->add_languages("en");
+  auto* capacity = grant.mutable_profile()->add_capacities();
   capacity->set_channel(common::v1::CHANNEL_CHAT);
   capacity->set_capacity(2);
+  presence::v1::SetAgentProfileResponse granted;
+  ASSERT_TRUE(presence->SetAgentProfile(Context(auth::Role::kSupervisor, "sup-1").get(), grant,
+                                        &granted).ok());
+  presence::v1::SetStatusRequest online;
+  online.set_status(presence::v1::AGENT_STATUS_ONLINE);
   presence::v1::SetStatusResponse online_response;
   ASSERT_TRUE(presence->SetStatus(Context(auth::Role::kAgent, "ana").get(), online,
                                   &online_response).ok());

@@ -6,6 +6,7 @@
 // the whole transcript and resolves. Also: a resumed stream misses nothing
 // and repeats nothing, a retried message is not duplicated, another customer
 // is refused, and with the bot down the customer still reaches a human.
+// Variants: over Kafka through a broker outage, and over mTLS everywhere.
 #include <grpcpp/grpcpp.h>
 #include <librdkafka/rdkafkacpp.h>
 
@@ -22,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
+#include "libs/client/tls.h"
 #include "libs/events/kafka_topics.h"
 #include "libs/metrics/scrape.h"
 #include "libs/protoutil/time.h"
@@ -31,6 +33,8 @@
 #include "libs/testing/process.h"
 #include "libs/testing/test_tokens.h"
 #include "libs/testing/reserved_port.h"
+#include "libs/testing/test_certificates.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
@@ -103,19 +107,29 @@ std::vector<std::string> Texts(EventStream& stream) {
 
 class JourneyTest : public ::testing::Test {
  protected:
+  using FlagsOf = std::function<std::vector<std::string>(const std::string& service)>;
+
   JourneyTest() : JourneyTest({}) {}
-  // `service_flags` go to every service (e.g. --kafka_brokers).
+  // `service_flags` go to every service (e.g. --kafka_brokers), and
+  // `flags_of(name)` to the service `name` (e.g. its certificate); the test
+  // dials the servers with `security`.
   //
   // Ports: each server listens on port 0 and reports the port it got, and
   // is started after the servers it calls, except routing and sessions,
   // which call each other: routing's port is reserved before sessions
   // starts and held until the test ends.
-  explicit JourneyTest(std::vector<std::string> service_flags)
+  explicit JourneyTest(std::vector<std::string> service_flags, FlagsOf flags_of = nullptr,
+                       client::ChannelSecurity security = client::ChannelSecurity())
       : dir_(storage::MakeTempDir()),
         // One key folder for the platform, where each server looks first.
-        tokens_(testing::TestTokens::InFolder(dir_ + "/keys", "journey")) {
-    const auto flags = [&](int port, std::vector<std::string> more) {
+        tokens_(testing::TestTokens::InFolder(dir_ + "/keys", "journey")),
+        security_(std::move(security)) {
+    const auto flags = [&](const std::string& name, int port, std::vector<std::string> more) {
       more.insert(more.end(), service_flags.begin(), service_flags.end());
+      if (flags_of != nullptr) {
+        const std::vector<std::string> own = flags_of(name);
+        more.insert(more.end(), own.begin(), own.end());
+      }
       more.insert(more.end(), {"--data_dir=" + dir_, absl::StrCat("--port=", port),
                                "--metrics_port=0", "--bind_address=127.0.0.1",
                                "--drain_deadline=3s"});
@@ -124,20 +138,22 @@ class JourneyTest : public ::testing::Test {
     const std::string srcdir = std::getenv("TEST_SRCDIR");
     bot_ = std::make_unique<testing::ServerProcess>(
         "services/bot/bot_server",
-        flags(0, {"--knowledge_base=" + srcdir + "/switchboard/services/bot/kb/intents.kb"}),
+        flags("bot", 0,
+              {"--knowledge_base=" + srcdir + "/switchboard/services/bot/kb/intents.kb"}),
         dir_ + "/bot.log");
     presence_ = std::make_unique<testing::ServerProcess>(
         "services/presence/presence_server",
-        flags(0, {"--lease=3s", "--sweep_interval=200ms"}), dir_ + "/presence.log");
+        flags("presence", 0, {"--lease=3s", "--sweep_interval=200ms"}), dir_ + "/presence.log");
     sessions_ = std::make_unique<testing::ServerProcess>(
         "services/sessions/sessions_server",
-        flags(0, {"--bot_address=" + bot_->address(),
-                  "--routing_address=" + routing_port_.address(),
-                  "--routing_retry_interval=200ms", "--sweep_interval=200ms"}),
+        flags("sessions", 0,
+              {"--bot_address=" + bot_->address(),
+               "--routing_address=" + routing_port_.address(),
+               "--routing_retry_interval=200ms", "--sweep_interval=200ms"}),
         dir_ + "/sessions.log");
     routing_ = std::make_unique<testing::ServerProcess>(
         "services/routing/routing_server",
-        flags(routing_port_.port(),
+        flags("routing", routing_port_.port(),
               {"--presence_address=" + presence_->address(),
                "--sessions_address=" + sessions_->address(), "--offer_timeout=20s",
                "--dispatch_interval=100ms"}),
@@ -157,9 +173,8 @@ class JourneyTest : public ::testing::Test {
     }
   }
 
-  static std::shared_ptr<grpc::Channel> Channel(int port) {
-    return grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                               grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::Channel> Channel(int port) const {
+    return security_.Channel(absl::StrCat("127.0.0.1:", port));
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
@@ -173,16 +188,24 @@ class JourneyTest : public ::testing::Test {
     return context;
   }
 
+  // A supervisor sets the agent up, then the agent goes online.
   void GoOnline(const std::string& agent) {
-    presence::v1::SetStatusRequest request;
-    request.set_status(presence::v1::AGENT_STATUS_ONLINE);
-    presence::v1::AgentProfile* profile = request.mutable_profile();
+    presence::v1::SetAgentProfileRequest grant;
+    grant.set_agent_id(agent);
+    presence::v1::AgentProfile* profile = grant.mutable_profile();
     profile->set_display_name(agent);
     profile->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
     profile->mutable_skills()->add_languages("en");
     presence::v1::ChannelCapacity* chat = profile->add_capacities();
     chat->set_channel(common::v1::CHANNEL_CHAT);
     chat->set_capacity(2);
+    presence::v1::SetAgentProfileResponse granted;
+    ASSERT_TRUE(presence_stub_
+                    ->SetAgentProfile(Context(Token(auth::Role::kSupervisor, "sup-1")).get(),
+                                      grant, &granted)
+                    .ok());
+    presence::v1::SetStatusRequest request;
+    request.set_status(presence::v1::AGENT_STATUS_ONLINE);
     presence::v1::SetStatusResponse response;
     ASSERT_TRUE(
         presence_stub_->SetStatus(Context(Token(auth::Role::kAgent, agent)).get(), request, &response)
@@ -315,6 +338,7 @@ class JourneyTest : public ::testing::Test {
 
   std::string dir_;
   testing::TestTokens tokens_;
+  const client::ChannelSecurity security_;
   testing::ReservedPort routing_port_;
   std::unique_ptr<testing::ServerProcess> bot_, presence_, routing_, sessions_;
   std::unique_ptr<SessionsService::Stub> sessions_stub_;
@@ -473,6 +497,128 @@ TEST_F(JourneyTest, WithTheBotDownTheCustomerStillReachesAHuman) {
       dir_ + "/bot2.log");
 }
 
+// The certificates are a base class so that they exist before the services
+// start: a CA, one certificate per service, one for the test's clients.
+struct CertificatesFirst {
+  testing::TestCertificates pki{{"bot", "presence", "sessions", "routing", "client"}};
+};
+
+// Every service serves mTLS with its own certificate and requires one of
+// the CA from every client; sessions and routing present theirs to the
+// peers they call; the test's own calls present the "client" certificate.
+class MtlsJourneyTest : public CertificatesFirst, public JourneyTest {
+ protected:
+  MtlsJourneyTest() : JourneyTest({}, ServiceFlags(pki), ClientSecurity(pki, "client")) {}
+
+  static FlagsOf ServiceFlags(const testing::TestCertificates& pki) {
+    return [&pki](const std::string& name) {
+      std::vector<std::string> flags = {
+          "--tls_cert_file=" + pki.cert(name), "--tls_key_file=" + pki.key(name),
+          "--tls_client_ca_file=" + pki.ca(), "--tls_require_client_cert"};
+      if (name == "sessions" || name == "routing") {
+        flags.insert(flags.end(), {"--peer_tls_ca_file=" + pki.ca(),
+                                   "--peer_tls_cert_file=" + pki.cert(name),
+                                   "--peer_tls_key_file=" + pki.key(name)});
+      }
+      return flags;
+    };
+  }
+
+  // TLS trusting `pki`'s CA, presenting its certificate `name` unless empty.
+  static client::ChannelSecurity ClientSecurity(const testing::TestCertificates& pki,
+                                                const std::string& name) {
+    client::ClientTlsOptions options;
+    options.ca_file = pki.ca();
+    if (!name.empty()) {
+      options.cert_file = pki.cert(name);
+      options.key_file = pki.key(name);
+    }
+    absl::StatusOr<client::ChannelSecurity> security =
+        client::ChannelSecurity::Create(options, "");
+    EXPECT_TRUE(security.ok()) << security.status();
+    return security.value_or(client::ChannelSecurity());
+  }
+
+  // A health check of `server` over a new channel secured by `security`.
+  static grpc::Status Check(const testing::ServerProcess& server,
+                            const client::ChannelSecurity& security) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto stub = grpc::health::v1::Health::NewStub(security.Channel(server.address(), args));
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    grpc::health::v1::HealthCheckResponse response;
+    return stub->Check(&context, {}, &response);
+  }
+};
+
+TEST_F(MtlsJourneyTest, CustomerAndAgentTalkWithEveryCallOverMutualTls) {
+  const std::string customer = Token(auth::Role::kCustomer, "cust-9");
+  const std::string ana = Token(auth::Role::kAgent, "ana");
+  auto offers = WatchOffers("ana");
+  GoOnline("ana");
+  Heartbeats heartbeats(this, "ana");
+
+  // sessions asks the bot (mTLS), the bot hands over, sessions enqueues
+  // with routing (mTLS), routing reserves ana's capacity with presence
+  // (mTLS) and offers; on acceptance routing assigns through sessions (mTLS).
+  const std::string id =
+      CreateChat("cust-9", "My USDT deposit has not arrived, I want to talk to a human agent");
+  ASSERT_FALSE(id.empty());
+  auto customer_stream = WatchSession(customer, id);
+  AcceptOfferFor(*offers, "ana", id);
+  ASSERT_TRUE(ReachesState(id, sessions::v1::SESSION_STATE_ASSIGNED)) << sessions_->log();
+  const sessions::v1::Session assigned = GetSession(ana, id);
+  EXPECT_EQ(assigned.assigned_agent_id(), "ana");
+  // The bot answered (over mTLS) rather than being skipped as unreachable.
+  EXPECT_EQ(assigned.handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED)
+      << sessions_->log();
+
+  auto ana_stream = WatchSession(ana, id);
+  Send(customer, id, "c-1", "I sent 100 USDT on TRC20 an hour ago");
+  Send(ana, id, "a-1", "Checking the transaction now");
+  Send(customer, id, "c-2", "Here is the txid: abc123");
+  const std::vector<std::string> conversation = {"I sent 100 USDT on TRC20 an hour ago",
+                                                 "Checking the transaction now",
+                                                 "Here is the txid: abc123"};
+  const auto ends_with_conversation = [&](EventStream& stream) {
+    std::vector<std::string> texts = Texts(stream);
+    return texts.size() >= conversation.size() &&
+           std::equal(conversation.begin(), conversation.end(),
+                      texts.end() - conversation.size());
+  };
+  EXPECT_TRUE(Eventually([&] { return ends_with_conversation(*customer_stream); }));
+  EXPECT_TRUE(Eventually([&] { return ends_with_conversation(*ana_stream); }));
+
+  // Every server: the test's certificate passes; plaintext, no certificate,
+  // a certificate of another CA and trust in another CA do not.
+  testing::TestCertificates other({"client"});
+  for (const auto* server : {bot_.get(), presence_.get(), routing_.get(), sessions_.get()}) {
+    EXPECT_TRUE(Check(*server, security_).ok()) << server->address();
+    EXPECT_EQ(Check(*server, client::ChannelSecurity()).error_code(),
+              grpc::StatusCode::UNAVAILABLE)
+        << server->address();
+    EXPECT_EQ(Check(*server, ClientSecurity(pki, "")).error_code(), grpc::StatusCode::UNAVAILABLE)
+        << server->address();
+    client::ClientTlsOptions foreign_certificate;
+    foreign_certificate.ca_file = pki.ca();
+    foreign_certificate.cert_file = other.cert("client");
+    foreign_certificate.key_file = other.key("client");
+    EXPECT_EQ(
+        Check(*server, *client::ChannelSecurity::Create(foreign_certificate, "")).error_code(),
+        grpc::StatusCode::UNAVAILABLE)
+        << server->address();
+    client::ClientTlsOptions foreign_ca;
+    foreign_ca.ca_file = other.ca();
+    foreign_ca.cert_file = pki.cert("client");
+    foreign_ca.key_file = pki.key("client");
+    EXPECT_EQ(Check(*server, *client::ChannelSecurity::Create(foreign_ca, "")).error_code(),
+              grpc::StatusCode::UNAVAILABLE)
+        << server->address();
+    EXPECT_NE(server->log().find("\"transport\":\"mtls\""), std::string::npos) << server->log();
+  }
+}
+
 // The broker is a base class so that it starts before the services.
 struct BrokerFirst {
   BrokerFirst() {
@@ -500,7 +646,10 @@ struct Record {
   int64_t offset = 0;
 };
 
-// Reads `topics` from the start until nothing new arrives for `quiet`.
+// Reads `topics` from the start until nothing new arrives for `quiet` after
+// the first record (joining a new consumer group takes seconds, more on a
+// loaded machine or a broker just restarted, so silence before the first
+// record is not the end).
 std::vector<Record> ReadTopics(const std::string& brokers, const std::vector<std::string>& topics,
                                absl::Duration quiet) {
   std::string error;
@@ -514,7 +663,7 @@ std::vector<Record> ReadTopics(const std::string& brokers, const std::vector<std
   std::vector<Record> records;
   absl::Time last = absl::Now();
   const absl::Time give_up = absl::Now() + absl::Seconds(90);
-  while (absl::Now() - last < quiet && absl::Now() < give_up) {
+  while ((records.empty() || absl::Now() - last < quiet) && absl::Now() < give_up) {
     std::unique_ptr<RdKafka::Message> message(consumer->consume(200));
     if (message->err() != RdKafka::ERR_NO_ERROR) continue;
     Record record{message->topic_name(), message->key() ? *message->key() : ""};

@@ -16,7 +16,9 @@
 //                           tools/mint_token, the CLI and tests sign access
 //                           tokens with (production uses the desk's login)
 //   <service>.pem           each service's private key, for its service
-//                           tokens (sessions.pem, routing.pem, ...)
+//                           tokens (sessions.pem, routing.pem, ...; and
+//                           accounts.pem, standing in locally for the
+//                           exchange's account system)
 //   verification.pem        identity's private key for verification tokens
 //
 // A local run (tools/run.sh, or a service started without key flags) makes

@@ -17,7 +17,8 @@ namespace switchboard::auth {
 // empty for SERVICE_UNSPECIFIED.
 std::string ServiceName(v1::Service service);
 
-// The names of Switchboard's services, in the enum's order.
+// The names of the services that hold a service key, in the enum's order:
+// Switchboard's six, then the exchange's account system ("accounts").
 std::vector<std::string> ServiceNames();
 
 // Who may call one RPC: its (switchboard.auth.v1.access) option.

@@ -30,13 +30,18 @@ std::string ServiceToken::Get() {
 }
 
 std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address) {
+  return PeerChannel(address, ChannelSecurity());
+}
+
+std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
+                                           const ChannelSecurity& security) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5'000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return security.Channel(address, std::move(args));
 }
 
 std::unique_ptr<grpc::ClientContext> PeerContext(const std::string& token,

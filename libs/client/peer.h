@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
+#include "libs/client/tls.h"
 #include "libs/clock/clock.h"
 
 namespace switchboard::client {
@@ -36,8 +37,12 @@ class ServiceToken {
   absl::Time expires_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
-// A channel to another service at "host:port", with keepalive so that a
-// dead peer is noticed on long-lived streams, and a capped reconnect backoff.
+// A channel to another service at "host:port", secured as `security` says
+// (the service's --peer_tls_* flags), with keepalive so that a dead peer is
+// noticed on long-lived streams, and a capped reconnect backoff.
+std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
+                                           const ChannelSecurity& security);
+// The same in plaintext, for tests and tools on loopback.
 std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address);
 
 // A ClientContext for one call to another service: carries `token` and a

@@ -28,11 +28,18 @@ struct IdentityOptions {
   // max_starts_per_hour times per rolling hour, per customer.
   absl::Duration resend_interval = absl::Seconds(30);
   int max_starts_per_hour = 10;
-  // lockout_failures failed attempts within failure_window (across
-  // challenges) lock the customer out for `lockout`.
+  // lockout_failures failed attempts of a customer within failure_window
+  // (across challenges) lock the customer out; source_lockout_failures from
+  // one source (client address, across customers) lock that source out.
+  // The first lockout lasts `lockout`, each next one twice the one before,
+  // at most `max_lockout`; once `lockout_reset` passes after a lockout
+  // ended without a new one, the next starts from `lockout` again.
   int lockout_failures = 10;
+  int source_lockout_failures = 30;
   absl::Duration failure_window = absl::Hours(1);
   absl::Duration lockout = absl::Minutes(30);
+  absl::Duration max_lockout = absl::Hours(24);
+  absl::Duration lockout_reset = absl::Hours(24);
   // Lifetime of verification tokens (at most kMaxTokenTtl).
   absl::Duration token_ttl = absl::Minutes(15);
   // StartTotpEnrollment at most this many times per rolling hour.
@@ -48,6 +55,9 @@ struct IdentityOptions {
   // refused with RESOURCE_EXHAUSTED (one customer's calls run one at a time,
   // and must not tie up every worker thread).
   int max_calls_per_customer = 4;
+  // How long a supervisor's change of a contact or authenticator waits for
+  // the customer before it applies by itself.
+  absl::Duration account_change_cooldown = absl::Hours(24);
 };
 
 inline constexpr absl::Duration kMaxCodeTtl = absl::Minutes(10);
@@ -55,15 +65,22 @@ inline constexpr absl::Duration kMaxTokenTtl = absl::Hours(1);
 inline constexpr absl::Duration kEnrollmentTtl = absl::Minutes(10);
 inline constexpr int kEnrollmentAttempts = 5;
 inline constexpr int kCodeDigits = 6;
+// Wrong confirmation codes a pending account change allows.
+inline constexpr int kChangeCodeAttempts = 5;
+// How long resolved account changes are listed before the sweep deletes them.
+inline constexpr absl::Duration kChangeHistory = absl::Hours(24 * 30);
+// The most account changes ListAccountChanges returns.
+inline constexpr int kMaxListedChanges = 50;
 
 // A status payload the gRPC adapter turns into trailing metadata of the same
 // name (a whole number as decimal text): tries left on PERMISSION_DENIED for
 // a wrong code. RESOURCE_EXHAUSTED carries libs/limits' retry-after.
 inline constexpr char kAttemptsRemaining[] = "attempts-remaining";
 
-// The identity logic: challenges, codes, attempt limits, lockouts, contacts,
-// authenticators and verification tokens (see identity_service.proto for
-// the contract of each call).
+// The identity logic: challenges, codes, attempt limits, escalating
+// lockouts per customer and per source, contacts, authenticators,
+// supervisors' pending account changes and verification tokens (see
+// identity_service.proto for the contract of each call).
 //
 // State lives in the store only, read per call through keys and indexes;
 // memory holds nothing per customer beyond the calls in progress. Every call
@@ -101,6 +118,8 @@ class Identity {
     std::string language;
     // Idempotency key; "" for none.
     std::string request_id;
+    // The caller's address (see SourceOf); "" when unknown.
+    std::string source;
   };
   struct Started {
     ChallengeRecord challenge;
@@ -122,17 +141,39 @@ class Identity {
   // NotFound, as for an unknown challenge). A retry with the request id and
   // the code of the call that used the challenge gets a token with the same
   // claims (ECDSA signatures differ, so its text may too).
+  // `source`: the caller's address ("" when unknown); a wrong code counts
+  // against it as against the customer.
   absl::StatusOr<Completed> CompleteVerification(const std::string& caller_customer,
                                                  const std::string& challenge_id,
                                                  const std::string& code,
-                                                 const std::string& request_id = "");
+                                                 const std::string& request_id = "",
+                                                 const std::string& source = "");
 
-  // Returns whether a contact existed before. Setting the address the
-  // customer already has writes nothing.
+  // A service's change of a contact, applied at once (and replacing any
+  // pending change of that contact). Returns whether a contact existed
+  // before. Setting the address the customer already has writes nothing.
   absl::StatusOr<bool> RegisterContact(const std::string& customer_id,
                                        common::v1::VerificationMethod method,
                                        const std::string& address,
                                        const std::string& actor_id);
+
+  struct ContactChange {
+    // A contact exists that the change replaces (or removes).
+    bool replaced = false;
+    // The change waiting for its cool-down or the customer; nullopt when
+    // the address asked for is the customer's already.
+    std::optional<AccountChangeRecord> pending;
+    // The same change was already pending (a retry).
+    bool replayed = false;
+  };
+  // A supervisor's change of a contact: a pending change, notified to the
+  // customer's contacts (UNAVAILABLE, and nothing recorded, when a notice
+  // cannot be handed over). `language` is the notices' ("" means "en").
+  absl::StatusOr<ContactChange> RequestContactChange(const std::string& customer_id,
+                                                     common::v1::VerificationMethod method,
+                                                     const std::string& address,
+                                                     const std::string& supervisor_id,
+                                                     const std::string& language);
 
   struct EnrollmentStarted {
     EnrollmentRecord enrollment;
@@ -144,20 +185,47 @@ class Identity {
   // `proof_level`: the level of the customer's verification token when a
   // customer calls (PermissionDenied if it is below what the customer needs:
   // BASIC for a first authenticator, STRONG to replace one); nullopt for
-  // supervisors and services.
+  // supervisors and services. `by_supervisor`: a supervisor starts it, so
+  // its confirmation makes a pending change.
   absl::StatusOr<EnrollmentStarted> StartTotpEnrollment(
       const std::string& customer_id, const std::string& account_label,
       const std::string& actor_id, std::optional<int> proof_level,
-      const std::string& request_id = "");
+      const std::string& request_id = "", bool by_supervisor = false);
 
   struct EnrollmentConfirmed {
-    absl::Time enrolled_at;
+    // When the authenticator became active (InfinitePast while pending).
+    absl::Time enrolled_at = absl::InfinitePast();
     bool replaced = false;
     bool replayed = false;
+    // For an enrollment a supervisor started: the change now pending.
+    std::optional<AccountChangeRecord> pending;
   };
+  // `language`: of the notices of a pending change ("" means "en").
   absl::StatusOr<EnrollmentConfirmed> ConfirmTotpEnrollment(
       const std::string& caller_customer, const std::string& enrollment_id,
-      const std::string& code, const std::string& request_id = "");
+      const std::string& code, const std::string& request_id = "",
+      const std::string& language = "");
+
+  // A customer's account changes, newest first (see ListAccountChanges).
+  absl::StatusOr<std::vector<AccountChangeRecord>> ListAccountChanges(
+      const std::string& customer_id);
+  // Applies a pending change early. `caller_customer`: when not empty, the
+  // change must be theirs (else NotFound) and they prove it with `code` or
+  // `verification_level` (the level of a verification token of theirs),
+  // or with neither when they have no contact and no authenticator; staff
+  // (empty `caller_customer`) must give `code`. `actor_id` is recorded.
+  absl::StatusOr<AccountChangeRecord> ConfirmAccountChange(
+      const std::string& caller_customer, const std::string& change_id,
+      const std::string& code, std::optional<int> verification_level,
+      const std::string& actor_id);
+  // Cancels a pending change (see ConfirmAccountChange for `caller_customer`).
+  absl::StatusOr<AccountChangeRecord> CancelAccountChange(const std::string& caller_customer,
+                                                          const std::string& change_id,
+                                                          const std::string& actor_id);
+  // Applies pending changes whose cool-down ended, as of the clock's Now,
+  // in batches of `sweep_batch`. Returns how many applied. Called
+  // periodically.
+  absl::StatusOr<int> ApplyDueChanges();
 
   // Deletes challenges and enrollments expired longer than `retention` ago,
   // in batches of `sweep_batch`. Returns how many were deleted. Called
@@ -189,6 +257,46 @@ class Identity {
   // Counts a failed attempt towards the lockout; returns the lockout event
   // when this failure starts one.
   std::optional<events::v1::Event> CountFailure(CustomerRecord& customer, absl::Time now);
+  std::optional<events::v1::Event> CountSourceFailure(SourceRecord& source,
+                                                      const std::string& customer_id,
+                                                      absl::Time now);
+  // How long the lockout after `previous` ones in a run lasts.
+  absl::Duration LockoutAfter(int previous) const;
+
+  // What a pending change writes. NewChange: the change of `method` to
+  // `address` (contacts) or `secret_sealed` (TOTP), replacing any pending
+  // one of the same `method`, with its requested event and the notices to
+  // hand over before committing. Apply and Cancel resolve `change`.
+  struct NewChangeWrite {
+    AccountChangeRecord change;
+    std::vector<v1::CodeDeliveryRequest> notices;
+  };
+  absl::StatusOr<NewChangeWrite> NewChange(const CustomerRecord& customer,
+                                           common::v1::VerificationMethod method,
+                                           const std::string& address,
+                                           const std::string& secret_sealed, int64_t totp_step,
+                                           const std::string& supervisor_id,
+                                           const std::string& language, absl::Time now,
+                                           IdentityWrite& write);
+  // Cancels `customer_id`'s pending change of `method`, if any, as
+  // SUPERSEDED; returns its id ("" if none).
+  absl::StatusOr<std::string> SupersedePending(const std::string& customer_id,
+                                               common::v1::VerificationMethod method,
+                                               absl::Time now, IdentityWrite& write);
+  void ApplyChange(CustomerRecord& customer, AccountChangeRecord& change,
+                   v1::AccountChangeResolution resolution, const std::string& resolved_by,
+                   absl::Time now, IdentityWrite& write);
+  void CancelChange(AccountChangeRecord& change, v1::AccountChangeResolution resolution,
+                    const std::string& resolved_by, absl::Time now, IdentityWrite& write);
+  // Hands every notice over; UNAVAILABLE at the first that fails.
+  absl::Status DeliverAll(const std::vector<v1::CodeDeliveryRequest>& notices);
+  // The change `change_id` if `caller_customer` (when not empty) may see it.
+  absl::StatusOr<AccountChangeRecord> FindChange(const std::string& caller_customer,
+                                                 const std::string& change_id);
+  // The stored key of a source address.
+  std::string SourceKey(const std::string& source) const;
+  // RESOURCE_EXHAUSTED while the source `key` ("" for none) is locked out.
+  absl::Status CheckSource(const std::string& key, absl::Time now);
 
   IdentityStore* const store_;
   Clock* const clock_;
@@ -202,7 +310,16 @@ class Identity {
 
   // Per customer: one call at a time from read to commit.
   KeyLocks locks_;
+  // Per source: one failure counted at a time (taken after the customer's).
+  KeyLocks source_locks_;
 };
+
+// The source a verification call is counted against: `forwarded` (the first
+// address of a header a trusted proxy sets, when configured and present),
+// else the address in gRPC's `peer` ("ipv4:1.2.3.4:5678" -> "1.2.3.4").
+// IPv6 addresses count per /64, the block one subscriber usually holds.
+// "" when neither names an address.
+std::string SourceOf(absl::string_view peer, absl::string_view forwarded);
 
 // The checks of ValidateToken: signature, expiry and audience, then the
 // customer, session and level asked for (each only when set).

@@ -420,6 +420,131 @@ TEST_F(IdentityTest, RepeatedFailuresLockTheCustomerOutUntilTheLockoutEnds) {
   EXPECT_TRUE(identity_->CompleteVerification("cust-1", id, notifier_.CodeFor(id)).ok());
 }
 
+// Fails `n` attempts of `customer` from `source`, on as many challenges as
+// that takes (a challenge allows 5); returns the last attempt's status.
+absl::Status FailAttempts(Identity& identity, FakeNotifier& notifier, FakeClock& clock,
+                          const std::string& customer, const std::string& source, int n) {
+  absl::Status last;
+  while (n > 0) {
+    clock.Advance(absl::Seconds(31));  // past the resend interval
+    absl::StatusOr<Identity::Started> started = identity.StartVerification(
+        {customer, VERIFICATION_METHOD_EMAIL_OTP, "", "", "", source});
+    if (!started.ok()) return started.status();
+    const std::string id = started->challenge.challenge_id;
+    const std::string wrong = OtherCode(notifier.CodeFor(id));
+    for (int i = 0; i < 5 && n > 0; ++i, --n) {
+      last = identity.CompleteVerification(customer, id, wrong, "", source).status();
+      if (absl::IsResourceExhausted(last)) return last;
+    }
+  }
+  return last;
+}
+
+TEST_F(IdentityTest, EachLockoutOfARunLastsTwiceTheOneBeforeUpToTheCap) {
+  IdentityOptions options;
+  options.lockout_failures = 3;
+  options.max_starts_per_hour = 1000;
+  options.max_lockout = absl::Hours(3);
+  Rebuild(options);
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "cust-1@example.com", "accounts")
+                  .ok());
+  // 30 min, 1 h, 2 h, then the 3 h cap; the level survives a restart.
+  for (int64_t expected : {1800, 3600, 7200, 10800, 10800}) {
+    absl::Status locked = FailAttempts(*identity_, notifier_, clock_, "cust-1", "", 3);
+    ASSERT_TRUE(absl::IsResourceExhausted(locked)) << locked;
+    EXPECT_EQ(Payload(locked, limits::kRetryAfter), expected);
+    absl::Status start = Start("cust-1").status();
+    EXPECT_TRUE(absl::IsResourceExhausted(start)) << start;
+    clock_.Advance(absl::Seconds(expected));
+    Restart(options);
+  }
+  std::vector<std::pair<int, int64_t>> lockouts;
+  for (const auto& e : Events()) {
+    if (e.has_customer_locked_out()) {
+      lockouts.emplace_back(e.customer_locked_out().lockout_number(),
+                            e.customer_locked_out().duration().seconds());
+    }
+  }
+  EXPECT_EQ(lockouts, (std::vector<std::pair<int, int64_t>>{
+                          {1, 1800}, {2, 3600}, {3, 7200}, {4, 10800}, {5, 10800}}));
+  // A quiet day after the last lockout ends the run: the next is a first.
+  clock_.Advance(absl::Hours(24));
+  absl::Status again = FailAttempts(*identity_, notifier_, clock_, "cust-1", "", 3);
+  EXPECT_EQ(Payload(again, limits::kRetryAfter), 1800);
+}
+
+TEST_F(IdentityTest, OneSourceFailingForManyCustomersIsLockedOutForAll) {
+  IdentityOptions options;
+  options.source_lockout_failures = 8;
+  Rebuild(options);
+  for (const char* customer : {"a", "b", "c", "d", "victim"}) {
+    ASSERT_TRUE(identity_->RegisterContact(customer, VERIFICATION_METHOD_EMAIL_OTP,
+                                           absl::StrCat(customer, "@example.com"), "accounts")
+                    .ok());
+  }
+  // 2 wrong codes for each of 4 customers: no customer comes near their own
+  // limit, but the source reaches its 8.
+  const std::string attacker = "203.0.113.7";
+  absl::Status last;
+  for (const char* customer : {"a", "b", "c", "d"}) {
+    last = FailAttempts(*identity_, notifier_, clock_, customer, attacker, 2);
+  }
+  EXPECT_TRUE(absl::IsResourceExhausted(last)) << last;
+  EXPECT_NE(last.message().find("this address"), std::string::npos) << last;
+  EXPECT_EQ(Payload(last, limits::kRetryAfter), 1800);
+  EXPECT_EQ(CountEvents(events::v1::Event::kCustomerLockedOut), 0);
+  ASSERT_EQ(CountEvents(events::v1::Event::kSourceLockedOut), 1);
+  for (const auto& e : Events()) {
+    if (!e.has_source_locked_out()) continue;
+    // The address is never stored or published, only its keyed hash.
+    EXPECT_EQ(e.source_locked_out().source_key().size(), 64u);
+    EXPECT_EQ(e.source_locked_out().customer_id(), "d");
+    EXPECT_EQ(e.source_locked_out().lockout_number(), 1);
+    EXPECT_EQ(e.entity_id(),
+              absl::StrCat("source-", e.source_locked_out().source_key().substr(0, 16)));
+    EXPECT_EQ(e.DebugString().find(attacker), std::string::npos);
+  }
+  EXPECT_EQ(metrics_.source_lockouts->Value(), 1);
+  // The source is refused for every customer, on start and completion.
+  clock_.Advance(absl::Seconds(31));
+  absl::Status refused =
+      identity_->StartVerification({"victim", VERIFICATION_METHOD_EMAIL_OTP, "", "", "", attacker})
+          .status();
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  // The same customer from another address is not.
+  auto elsewhere = identity_->StartVerification(
+      {"victim", VERIFICATION_METHOD_EMAIL_OTP, "", "", "", "198.51.100.1"});
+  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
+  const std::string id = elsewhere->challenge.challenge_id;
+  EXPECT_TRUE(absl::IsResourceExhausted(
+      identity_->CompleteVerification("victim", id, notifier_.CodeFor(id), "", attacker).status()));
+  // It survives a restart, escalates like a customer's, and is forgotten
+  // by the sweep once it no longer matters.
+  Restart(options);
+  clock_.Advance(absl::Minutes(31));
+  absl::Status second = FailAttempts(*identity_, notifier_, clock_, "victim", attacker, 8);
+  EXPECT_EQ(Payload(second, limits::kRetryAfter), 3600);
+  EXPECT_EQ(Rows("sources"), 1);
+  clock_.Advance(absl::Hours(1) + absl::Hours(24) + absl::Hours(2));
+  ASSERT_TRUE(identity_->Sweep().ok());
+  EXPECT_EQ(Rows("sources"), 0);
+  EXPECT_TRUE(identity_->CompleteVerification("victim", id, notifier_.CodeFor(id), "", attacker)
+                  .status()
+                  .code() != absl::StatusCode::kResourceExhausted);
+}
+
+TEST(SourceOfTest, AddressesFromThePeerOrAProxyHeader) {
+  EXPECT_EQ(SourceOf("ipv4:203.0.113.7:51234", ""), "203.0.113.7");
+  EXPECT_EQ(SourceOf("ipv6:[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:443", ""), "2001:db8:1:2::/64");
+  EXPECT_EQ(SourceOf("ipv6:%5B2001:db8:1:2::9%5D:443", ""), "2001:db8:1:2::/64");
+  EXPECT_EQ(SourceOf("ipv6:[::1]:443", ""), "::/64");
+  EXPECT_EQ(SourceOf("ipv4:10.0.0.2:443", " 198.51.100.9, 10.0.0.2"), "198.51.100.9");
+  EXPECT_EQ(SourceOf("unix:/tmp/socket", ""), "");
+  EXPECT_EQ(SourceOf("ipv4:10.0.0.2:443", "not an address"), "");
+  EXPECT_EQ(SourceOf("garbage", ""), "");
+}
+
 TEST_F(IdentityTest, CompletingDuringALockoutIsRefusedWithoutUsingAnAttempt) {
   IdentityOptions options;
   options.lockout_failures = 3;
@@ -640,6 +765,284 @@ TEST_F(IdentityTest, ContactsAreReplacedAndRemoved) {
   EXPECT_TRUE(Events().back().contact_changed().removed());
   ASSERT_TRUE(Start("cust-1", VERIFICATION_METHOD_SMS_OTP).ok());
   EXPECT_TRUE(notifier_.requests().empty());
+}
+
+// The notices of change `change_id`, in the order they were handed over.
+std::vector<v1::CodeDeliveryRequest> Notices(FakeNotifier& notifier,
+                                             const std::string& change_id) {
+  std::vector<v1::CodeDeliveryRequest> out;
+  for (const auto& r : notifier.requests()) {
+    if (r.account_change().change_id() == change_id) out.push_back(r);
+  }
+  return out;
+}
+
+TEST_F(IdentityTest, ASupervisorsContactChangeNotifiesWaitsAndAppliesAfterTheCooldown) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_SMS_OTP,
+                                         "+8613800138000", "accounts")
+                  .ok());
+  auto requested = identity_->RequestContactChange("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                                   "thief@example.com", "sup-7", "zh-CN");
+  ASSERT_TRUE(requested.ok()) << requested.status();
+  ASSERT_TRUE(requested->pending.has_value());
+  EXPECT_TRUE(requested->replaced);
+  const AccountChangeRecord change = *requested->pending;
+  EXPECT_EQ(change.state, ChangeState::kPending);
+  EXPECT_EQ(change.requested_by, "sup-7");
+  EXPECT_EQ(change.effective_at, clock_.Now() + absl::Hours(24));
+
+  // Both previous contacts are told, with one confirmation code.
+  const std::vector<v1::CodeDeliveryRequest> notices = Notices(notifier_, change.change_id);
+  ASSERT_EQ(notices.size(), 2u);
+  EXPECT_EQ(notices[0].address(), "ana@example.com");
+  EXPECT_EQ(notices[1].address(), "+8613800138000");
+  for (const auto& notice : notices) {
+    EXPECT_EQ(notice.purpose(), v1::DELIVERY_PURPOSE_ACCOUNT_CHANGE_NOTICE);
+    EXPECT_EQ(notice.account_change().changed(), VERIFICATION_METHOD_EMAIL_OTP);
+    EXPECT_EQ(notice.language(), "zh-CN");
+    EXPECT_EQ(notice.code(), notices[0].code());
+    EXPECT_EQ(notice.code().size(), 6u);
+  }
+  // The event names the supervisor; no address in it.
+  ASSERT_EQ(CountEvents(events::v1::Event::kAccountChangeRequested), 1);
+  for (const auto& e : Events()) {
+    if (!e.has_account_change_requested()) continue;
+    EXPECT_EQ(e.account_change_requested().requested_by(), "sup-7");
+    EXPECT_EQ(e.account_change_requested().notified_size(), 2);
+    EXPECT_EQ(e.DebugString().find("thief"), std::string::npos);
+  }
+  // Nothing changed yet: codes still go to the customer's own address.
+  auto started = Start("cust-1");
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(notifier_.requests().back().address(), "ana@example.com");
+  EXPECT_EQ(notifier_.requests().back().purpose(), v1::DELIVERY_PURPOSE_VERIFICATION_CODE);
+  // A retry returns the same change and tells nobody twice.
+  auto retry = identity_->RequestContactChange("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                               "thief@example.com", "sup-7", "");
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(retry->pending->change_id, change.change_id);
+  EXPECT_EQ(Notices(notifier_, change.change_id).size(), 2u);
+
+  // The cool-down: nothing before it ends (restarts or not), then it applies.
+  clock_.Advance(absl::Hours(24) - absl::Seconds(1));
+  EXPECT_EQ(*identity_->ApplyDueChanges(), 0);
+  Restart(IdentityOptions());
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(*identity_->ApplyDueChanges(), 1);
+  EXPECT_EQ(*identity_->ApplyDueChanges(), 0);
+  clock_.Advance(absl::Seconds(31));
+  ASSERT_TRUE(Start("cust-1").ok());
+  EXPECT_EQ(notifier_.requests().back().address(), "thief@example.com");
+  auto listed = identity_->ListAccountChanges("cust-1");
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].state, ChangeState::kApplied);
+  EXPECT_EQ((*listed)[0].resolution, v1::ACCOUNT_CHANGE_RESOLUTION_COOLDOWN_PASSED);
+  const std::vector<events::v1::Event> all = Events();
+  ASSERT_GE(all.size(), 2u);
+  const events::v1::Event& applied = all[all.size() - 3];
+  ASSERT_TRUE(applied.has_account_change_applied()) << applied.DebugString();
+  EXPECT_EQ(applied.account_change_applied().requested_by(), "sup-7");
+  EXPECT_FALSE(applied.account_change_applied().confirmed_early());
+  const events::v1::Event& contact = all[all.size() - 2];
+  ASSERT_TRUE(contact.has_contact_changed()) << contact.DebugString();
+  EXPECT_EQ(contact.contact_changed().actor_id(), "sup-7");
+  EXPECT_EQ(metrics_.changes_requested->Value(), 1);
+  EXPECT_EQ(metrics_.changes_applied->Value(), 1);
+  EXPECT_EQ(metrics_.changes_confirmed->Value(), 0);
+}
+
+TEST_F(IdentityTest, TheCustomerConfirmsOrCancelsAPendingChange) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_SMS_OTP,
+                                         "+8613800138000", "accounts")
+                  .ok());
+  auto change = [&](const std::string& address) {
+    auto requested = identity_->RequestContactChange("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                                     address, "sup-1", "");
+    EXPECT_TRUE(requested.ok()) << requested.status();
+    return requested->pending->change_id;
+  };
+  // Confirmed with the code: applied at once.
+  const std::string first = change("new@example.com");
+  const std::string code = Notices(notifier_, first).at(0).code();
+  EXPECT_EQ(identity_->ConfirmAccountChange("cust-2", first, code, std::nullopt, "cust-2")
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  absl::Status wrong =
+      identity_->ConfirmAccountChange("cust-1", first, OtherCode(code), std::nullopt, "cust-1")
+          .status();
+  EXPECT_TRUE(absl::IsPermissionDenied(wrong)) << wrong;
+  EXPECT_EQ(Payload(wrong, kAttemptsRemaining), 4);
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      identity_->ConfirmAccountChange("cust-1", first, "", std::nullopt, "cust-1").status()));
+  auto confirmed = identity_->ConfirmAccountChange("cust-1", first, code, std::nullopt, "cust-1");
+  ASSERT_TRUE(confirmed.ok()) << confirmed.status();
+  EXPECT_EQ(confirmed->state, ChangeState::kApplied);
+  EXPECT_EQ(confirmed->resolution, v1::ACCOUNT_CHANGE_RESOLUTION_CONFIRMED_BY_CUSTOMER);
+  EXPECT_EQ(CountEvents(events::v1::Event::kAccountChangeConfirmed), 1);
+  EXPECT_EQ(CountEvents(events::v1::Event::kAccountChangeApplied), 1);
+  // A retry succeeds; a cancel comes too late.
+  EXPECT_TRUE(identity_->ConfirmAccountChange("cust-1", first, code, std::nullopt, "cust-1").ok());
+  EXPECT_EQ(identity_->CancelAccountChange("cust-1", first, "cust-1").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(CountEvents(events::v1::Event::kAccountChangeApplied), 1);
+
+  // Cancelled: nothing changes, not even after the cool-down.
+  const std::string second = change("other@example.com");
+  auto cancelled = identity_->CancelAccountChange("cust-1", second, "cust-1");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->resolution, v1::ACCOUNT_CHANGE_RESOLUTION_CANCELLED_BY_CUSTOMER);
+  EXPECT_TRUE(identity_->CancelAccountChange("cust-1", second, "cust-1").ok());
+  clock_.Advance(absl::Hours(25));
+  EXPECT_EQ(*identity_->ApplyDueChanges(), 0);
+  EXPECT_EQ(identity_
+                ->ConfirmAccountChange("cust-1", second, Notices(notifier_, second).at(0).code(),
+                                       std::nullopt, "cust-1")
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(Start("cust-1").ok());
+  EXPECT_EQ(notifier_.requests().back().address(), "new@example.com");
+
+  // A verification of the customer's proves it too; staff need the code.
+  const std::string third = change("third@example.com");
+  EXPECT_EQ(identity_->ConfirmAccountChange("", third, "", std::nullopt, "sup-2").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(
+      identity_->ConfirmAccountChange("cust-1", third, "", auth::kLevelBasic, "cust-1").ok());
+  const std::string fourth = change("fourth@example.com");
+  auto by_staff = identity_->ConfirmAccountChange(
+      "", fourth, Notices(notifier_, fourth).at(0).code(), std::nullopt, "sup-2");
+  ASSERT_TRUE(by_staff.ok()) << by_staff.status();
+  EXPECT_EQ(by_staff->resolution, v1::ACCOUNT_CHANGE_RESOLUTION_CONFIRMED_WITH_CODE);
+  EXPECT_EQ(by_staff->resolved_by, "sup-2");
+
+  // A code has 5 tries.
+  const std::string fifth = change("fifth@example.com");
+  const std::string fifth_code = Notices(notifier_, fifth).at(0).code();
+  for (int i = 0; i < kChangeCodeAttempts; ++i) {
+    (void)identity_->ConfirmAccountChange("cust-1", fifth, OtherCode(fifth_code), std::nullopt,
+                                          "cust-1");
+  }
+  EXPECT_EQ(identity_->ConfirmAccountChange("cust-1", fifth, fifth_code, std::nullopt, "cust-1")
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(metrics_.changes_requested->Value(), 5);
+  EXPECT_EQ(metrics_.changes_confirmed->Value(), 3);
+  EXPECT_EQ(metrics_.changes_applied->Value(), 3);
+  EXPECT_EQ(metrics_.changes_cancelled->Value(), 1);
+}
+
+TEST_F(IdentityTest, ANewerChangeOfTheSameContactSupersedesAPendingOne) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  auto first = identity_->RequestContactChange("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                               "a@example.com", "sup-1", "");
+  ASSERT_TRUE(first.ok());
+  clock_.Advance(absl::Seconds(1));
+  auto second = identity_->RequestContactChange("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                                "b@example.com", "sup-2", "");
+  ASSERT_TRUE(second.ok());
+  auto listed = *identity_->ListAccountChanges("cust-1");
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].change_id, second->pending->change_id);
+  EXPECT_EQ(listed[1].resolution, v1::ACCOUNT_CHANGE_RESOLUTION_SUPERSEDED);
+  // Back to the address the customer has: the pending change goes, nothing
+  // new is asked.
+  auto back = identity_->RequestContactChange("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                              "ana@example.com", "sup-3", "");
+  ASSERT_TRUE(back.ok());
+  EXPECT_FALSE(back->pending.has_value());
+  for (const AccountChangeRecord& c : *identity_->ListAccountChanges("cust-1")) {
+    EXPECT_NE(c.state, ChangeState::kPending) << c.change_id;
+  }
+  // A service's change applies at once and supersedes a supervisor's.
+  auto third = identity_->RequestContactChange("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                               "c@example.com", "sup-1", "");
+  ASSERT_TRUE(third.ok());
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "d@example.com", "accounts")
+                  .ok());
+  clock_.Advance(absl::Hours(25));
+  EXPECT_EQ(*identity_->ApplyDueChanges(), 0);
+  ASSERT_TRUE(Start("cust-1").ok());
+  EXPECT_EQ(notifier_.requests().back().address(), "d@example.com");
+  EXPECT_EQ(CountEvents(events::v1::Event::kAccountChangeCancelled), 3);
+}
+
+TEST_F(IdentityTest, ASupervisorsAuthenticatorWaitsWhileTheOldOneStillWorks) {
+  const std::string old_secret = Enroll("cust-1");
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  auto started = identity_->StartTotpEnrollment("cust-1", "", "sup-1", std::nullopt, "",
+                                                /*by_supervisor=*/true);
+  ASSERT_TRUE(started.ok()) << started.status();
+  const std::string new_secret = Base32Decode(started->secret_base32);
+  auto confirmed = identity_->ConfirmTotpEnrollment(
+      "", started->enrollment.enrollment_id, Hotp(new_secret, TotpStep(clock_.Now()), 6), "e-1");
+  ASSERT_TRUE(confirmed.ok()) << confirmed.status();
+  ASSERT_TRUE(confirmed->pending.has_value());
+  EXPECT_TRUE(confirmed->replaced);
+  EXPECT_EQ(confirmed->pending->method, VERIFICATION_METHOD_TOTP);
+  EXPECT_EQ(confirmed->pending->requested_by, "sup-1");
+  EXPECT_EQ(Notices(notifier_, confirmed->pending->change_id).size(), 1u);
+  EXPECT_EQ(CountEvents(events::v1::Event::kTotpEnrolled), 1);  // the first, by Enroll
+  // A retry of the confirmation answers with the same pending change.
+  auto replay = identity_->ConfirmTotpEnrollment(
+      "", started->enrollment.enrollment_id, Hotp(new_secret, TotpStep(clock_.Now()), 6), "e-1");
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_TRUE(replay->replayed);
+  EXPECT_EQ(replay->pending->change_id, confirmed->pending->change_id);
+
+  const auto verify_with = [&](const std::string& secret) {
+    clock_.Advance(absl::Seconds(31));
+    auto totp = Start("cust-1", VERIFICATION_METHOD_TOTP);
+    EXPECT_TRUE(totp.ok()) << totp.status();
+    return identity_
+        ->CompleteVerification("cust-1", totp->challenge.challenge_id,
+                               Hotp(secret, TotpStep(clock_.Now()), 6))
+        .status();
+  };
+  EXPECT_TRUE(verify_with(old_secret).ok());
+  clock_.Advance(absl::Hours(24));
+  EXPECT_EQ(*identity_->ApplyDueChanges(), 1);
+  EXPECT_TRUE(absl::IsPermissionDenied(verify_with(old_secret)));
+  EXPECT_TRUE(verify_with(new_secret).ok());
+  EXPECT_EQ(CountEvents(events::v1::Event::kTotpEnrolled), 2);
+}
+
+TEST_F(IdentityTest, AChangeWhoseNoticeCannotBeSentIsNotRecorded) {
+  ASSERT_TRUE(identity_->RegisterContact("cust-1", VERIFICATION_METHOD_EMAIL_OTP,
+                                         "ana@example.com", "accounts")
+                  .ok());
+  notifier_.set_fail(true);
+  EXPECT_TRUE(absl::IsUnavailable(identity_
+                                      ->RequestContactChange("cust-1",
+                                                             VERIFICATION_METHOD_EMAIL_OTP,
+                                                             "x@example.com", "sup-1", "")
+                                      .status()));
+  notifier_.set_fail(false);
+  EXPECT_TRUE(identity_->ListAccountChanges("cust-1")->empty());
+  EXPECT_EQ(CountEvents(events::v1::Event::kAccountChangeRequested), 0);
+  // A customer with nothing to notify, or to prove more with, confirms by
+  // their own call alone.
+  auto first = identity_->RequestContactChange("cust-new", VERIFICATION_METHOD_EMAIL_OTP,
+                                               "first@example.com", "sup-1", "");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->pending->notified.empty());
+  EXPECT_FALSE(first->replaced);
+  EXPECT_TRUE(identity_
+                  ->ConfirmAccountChange("cust-new", first->pending->change_id, "",
+                                         std::nullopt, "cust-new")
+                  .ok());
 }
 
 TEST_F(IdentityTest, ValidateTokenReasons) {

@@ -1,5 +1,7 @@
 #include "services/identity/sqlite_store.h"
 
+#include <tuple>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -34,7 +36,9 @@ absl::StatusOr<std::vector<absl::Time>> SplitTimes(const std::string& text) {
 constexpr char kCustomerColumns[] =
     "customer_id, email, phone, totp_secret_sealed, totp_enrolled_at_micros, last_totp_step, "
     "current_challenge_id, locked_until_micros, recent_starts, recent_failures, "
-    "recent_enrollments";
+    "recent_enrollments, lockouts";
+constexpr char kSourceColumns[] =
+    "source_key, recent_failures, locked_until_micros, lockouts, forget_after_micros";
 constexpr char kChallengeColumns[] =
     "challenge_id, customer_id, method, session_id, code_hash, created_at_micros, "
     "expires_at_micros, attempts_used, max_attempts, state, start_request_id, "
@@ -43,7 +47,17 @@ constexpr char kChallengeColumns[] =
 constexpr char kEnrollmentColumns[] =
     "enrollment_id, customer_id, secret_sealed, actor_id, created_at_micros, "
     "expires_at_micros, attempts_used, used, start_request_id, account_label, "
-    "confirm_request_id, confirmed_at_micros, replaced";
+    "confirm_request_id, confirmed_at_micros, replaced, by_supervisor, change_id";
+constexpr char kChangeColumns[] =
+    "change_id, customer_id, method, new_address, new_secret_sealed, totp_step, "
+    "requested_by, requested_at_micros, effective_at_micros, state, resolution, resolved_by, "
+    "resolved_at_micros, code_hash, code_attempts, notified, forget_after_micros";
+
+std::string JoinMethods(const std::vector<common::v1::VerificationMethod>& methods) {
+  return absl::StrJoin(methods, ",", [](std::string* out, common::v1::VerificationMethod m) {
+    absl::StrAppend(out, static_cast<int>(m));
+  });
+}
 
 absl::StatusOr<CustomerRecord> CustomerFromRow(const storage::Statement& row) {
   CustomerRecord c;
@@ -61,7 +75,20 @@ absl::StatusOr<CustomerRecord> CustomerFromRow(const storage::Statement& row) {
     if (!times.ok()) return times.status();
     *out = std::move(*times);
   }
+  c.lockouts = static_cast<int>(row.ColumnInt(11));
   return c;
+}
+
+absl::StatusOr<SourceRecord> SourceFromRow(const storage::Statement& row) {
+  SourceRecord s;
+  s.source_key = row.ColumnText(0);
+  absl::StatusOr<std::vector<absl::Time>> failures = SplitTimes(row.ColumnText(1));
+  if (!failures.ok()) return failures.status();
+  s.recent_failures = std::move(*failures);
+  s.locked_until = FromMicros(row.ColumnInt(2));
+  s.lockouts = static_cast<int>(row.ColumnInt(3));
+  s.forget_after = FromMicros(row.ColumnInt(4));
+  return s;
 }
 
 ChallengeRecord ChallengeFromRow(const storage::Statement& row) {
@@ -100,7 +127,60 @@ EnrollmentRecord EnrollmentFromRow(const storage::Statement& row) {
   e.confirm_request_id = row.ColumnText(10);
   e.confirmed_at = FromMicros(row.ColumnInt(11));
   e.replaced = row.ColumnInt(12) != 0;
+  e.by_supervisor = row.ColumnInt(13) != 0;
+  e.change_id = row.ColumnText(14);
   return e;
+}
+
+absl::StatusOr<AccountChangeRecord> ChangeFromRow(const storage::Statement& row) {
+  AccountChangeRecord c;
+  c.change_id = row.ColumnText(0);
+  c.customer_id = row.ColumnText(1);
+  c.method = static_cast<common::v1::VerificationMethod>(row.ColumnInt(2));
+  c.new_address = row.ColumnText(3);
+  c.new_secret_sealed = row.ColumnBlob(4);
+  c.totp_step = row.ColumnInt(5);
+  c.requested_by = row.ColumnText(6);
+  c.requested_at = FromMicros(row.ColumnInt(7));
+  c.effective_at = FromMicros(row.ColumnInt(8));
+  c.state = static_cast<ChangeState>(row.ColumnInt(9));
+  c.resolution = static_cast<int>(row.ColumnInt(10));
+  c.resolved_by = row.ColumnText(11);
+  c.resolved_at = FromMicros(row.ColumnInt(12));
+  c.code_hash = row.ColumnBlob(13);
+  c.code_attempts = static_cast<int>(row.ColumnInt(14));
+  for (absl::string_view part : absl::StrSplit(row.ColumnText(15), ',', absl::SkipEmpty())) {
+    int method = 0;
+    if (!absl::SimpleAtoi(part, &method)) {
+      return absl::DataLossError("identity.db: unreadable notified list");
+    }
+    c.notified.push_back(static_cast<common::v1::VerificationMethod>(method));
+  }
+  c.forget_after = FromMicros(row.ColumnInt(16));
+  return c;
+}
+
+// Every row `sql` selects with `keys` bound, converted by `from_row`.
+template <typename Record, typename FromRow>
+absl::StatusOr<std::vector<Record>> SelectAll(storage::Database& db, const std::string& sql,
+                                              const std::vector<int64_t>& numbers,
+                                              const std::vector<std::string>& keys,
+                                              FromRow from_row) {
+  auto select = db.Prepare(sql);
+  if (!select.ok()) return select.status();
+  int i = 1;
+  for (const std::string& key : keys) select->Bind(i++, key);
+  for (int64_t number : numbers) select->Bind(i++, number);
+  std::vector<Record> out;
+  while (true) {
+    absl::StatusOr<bool> row = select->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    absl::StatusOr<Record> record = from_row(*select);
+    if (!record.ok()) return record.status();
+    out.push_back(*std::move(record));
+  }
+  return out;
 }
 
 // The one row `sql` selects with `keys` bound, converted by `from_row`.
@@ -124,7 +204,7 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                       const std::string& topic) {
   for (const CustomerRecord& c : write.customers) {
     auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO customers(", kCustomerColumns,
-                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, c.customer_id)
                          .Bind(2, c.email)
@@ -137,6 +217,19 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                          .Bind(9, JoinTimes(c.recent_starts))
                          .Bind(10, JoinTimes(c.recent_failures))
                          .Bind(11, JoinTimes(c.recent_enrollments))
+                         .Bind(12, c.lockouts)
+                         .Run();
+    if (!s.ok()) return s;
+  }
+  for (const SourceRecord& source : write.sources) {
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO sources(", kSourceColumns,
+                                          ") VALUES (?, ?, ?, ?, ?)"));
+    if (!upsert.ok()) return upsert.status();
+    absl::Status s = upsert->Bind(1, source.source_key)
+                         .Bind(2, JoinTimes(source.recent_failures))
+                         .Bind(3, ToMicros(source.locked_until))
+                         .Bind(4, source.lockouts)
+                         .Bind(5, ToMicros(source.forget_after))
                          .Run();
     if (!s.ok()) return s;
   }
@@ -167,7 +260,8 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
   for (const EnrollmentRecord& e : write.enrollments) {
     auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO enrollments(",
                                           kEnrollmentColumns,
-                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                                          "?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, e.enrollment_id)
                          .Bind(2, e.customer_id)
@@ -182,6 +276,34 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                          .Bind(11, e.confirm_request_id)
                          .Bind(12, ToMicros(e.confirmed_at))
                          .Bind(13, static_cast<int64_t>(e.replaced))
+                         .Bind(14, static_cast<int64_t>(e.by_supervisor))
+                         .Bind(15, e.change_id)
+                         .Run();
+    if (!s.ok()) return s;
+  }
+  for (const AccountChangeRecord& c : write.changes) {
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO account_changes(",
+                                          kChangeColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                                          "?, ?, ?)"));
+    if (!upsert.ok()) return upsert.status();
+    absl::Status s = upsert->Bind(1, c.change_id)
+                         .Bind(2, c.customer_id)
+                         .Bind(3, static_cast<int64_t>(c.method))
+                         .Bind(4, c.new_address)
+                         .BindBlob(5, c.new_secret_sealed)
+                         .Bind(6, c.totp_step)
+                         .Bind(7, c.requested_by)
+                         .Bind(8, ToMicros(c.requested_at))
+                         .Bind(9, ToMicros(c.effective_at))
+                         .Bind(10, static_cast<int64_t>(c.state))
+                         .Bind(11, c.resolution)
+                         .Bind(12, c.resolved_by)
+                         .Bind(13, ToMicros(c.resolved_at))
+                         .BindBlob(14, c.code_hash)
+                         .Bind(15, c.code_attempts)
+                         .Bind(16, JoinMethods(c.notified))
+                         .Bind(17, ToMicros(c.forget_after))
                          .Run();
     if (!s.ok()) return s;
   }
@@ -251,6 +373,45 @@ const std::vector<std::string>& IdentityMigrations() {
       "CREATE UNIQUE INDEX enrollments_by_request ON enrollments(customer_id, start_request_id) "
       "  WHERE start_request_id != '';"
       "CREATE INDEX enrollments_by_expiry ON enrollments(expires_at_micros);",
+      // 4: lockouts that escalate, per customer and per source (a keyed hash
+      // of the caller's address), kept across restarts.
+      "ALTER TABLE customers ADD COLUMN lockouts INTEGER NOT NULL DEFAULT 0;"
+      "CREATE TABLE sources("
+      "  source_key TEXT PRIMARY KEY,"  // HMAC-SHA256 of the address, hex
+      "  recent_failures TEXT NOT NULL,"
+      "  locked_until_micros INTEGER NOT NULL,"
+      "  lockouts INTEGER NOT NULL,"
+      "  forget_after_micros INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE INDEX sources_by_forget_after ON sources(forget_after_micros);",
+      // 5: changes of contacts and authenticators by the support desk, which
+      // wait for a cool-down or the customer's confirmation; enrollments
+      // know whether a supervisor started them.
+      "ALTER TABLE enrollments ADD COLUMN by_supervisor INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE enrollments ADD COLUMN change_id TEXT NOT NULL DEFAULT '';"
+      "CREATE TABLE account_changes("
+      "  change_id TEXT PRIMARY KEY,"
+      "  customer_id TEXT NOT NULL,"
+      "  method INTEGER NOT NULL,"
+      "  new_address TEXT NOT NULL,"
+      "  new_secret_sealed BLOB NOT NULL,"  // AES-256-GCM; empty for contacts
+      "  totp_step INTEGER NOT NULL,"
+      "  requested_by TEXT NOT NULL,"
+      "  requested_at_micros INTEGER NOT NULL,"
+      "  effective_at_micros INTEGER NOT NULL,"
+      "  state INTEGER NOT NULL,"  // 1 pending, 2 applied, 3 cancelled
+      "  resolution INTEGER NOT NULL,"
+      "  resolved_by TEXT NOT NULL,"
+      "  resolved_at_micros INTEGER NOT NULL,"
+      "  code_hash BLOB NOT NULL,"  // HMAC-SHA256 of the confirmation code
+      "  code_attempts INTEGER NOT NULL,"
+      "  notified TEXT NOT NULL,"  // comma-separated VerificationMethod numbers
+      "  forget_after_micros INTEGER NOT NULL);"
+      "CREATE INDEX account_changes_by_customer "
+      "  ON account_changes(customer_id, requested_at_micros);"
+      "CREATE INDEX account_changes_pending ON account_changes(customer_id) WHERE state = 1;"
+      "CREATE INDEX account_changes_due ON account_changes(effective_at_micros) "
+      "  WHERE state = 1;"
+      "CREATE INDEX account_changes_by_forget_after ON account_changes(forget_after_micros);",
   };
   return *migrations;
 }
@@ -332,6 +493,82 @@ absl::StatusOr<std::optional<EnrollmentRecord>> SqliteIdentityStore::GetEnrollme
   return result;
 }
 
+absl::StatusOr<std::optional<SourceRecord>> SqliteIdentityStore::GetSource(
+    const std::string& source_key) {
+  absl::StatusOr<std::optional<SourceRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<SourceRecord>(
+        db, absl::StrCat("SELECT ", kSourceColumns, " FROM sources WHERE source_key = ?"),
+        {source_key}, SourceFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<AccountChangeRecord>> SqliteIdentityStore::GetChange(
+    const std::string& change_id) {
+  absl::StatusOr<std::optional<AccountChangeRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<AccountChangeRecord>(
+        db, absl::StrCat("SELECT ", kChangeColumns, " FROM account_changes WHERE change_id = ?"),
+        {change_id}, ChangeFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::vector<AccountChangeRecord>> SqliteIdentityStore::ListChanges(
+    const std::string& customer_id, int limit) {
+  absl::StatusOr<std::vector<AccountChangeRecord>> result;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectAll<AccountChangeRecord>(
+        db,
+        absl::StrCat("SELECT ", kChangeColumns,
+                     " FROM account_changes INDEXED BY account_changes_by_customer "
+                     "WHERE customer_id = ? ORDER BY requested_at_micros DESC, change_id DESC "
+                     "LIMIT ?"),
+        {limit}, {customer_id}, ChangeFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::vector<AccountChangeRecord>> SqliteIdentityStore::PendingChanges(
+    const std::string& customer_id) {
+  absl::StatusOr<std::vector<AccountChangeRecord>> result;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectAll<AccountChangeRecord>(
+        db,
+        absl::StrCat("SELECT ", kChangeColumns,
+                     " FROM account_changes INDEXED BY account_changes_pending "
+                     "WHERE customer_id = ? AND state = 1"),
+        {}, {customer_id}, ChangeFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::vector<AccountChangeRecord>> SqliteIdentityStore::DueChanges(absl::Time now,
+                                                                                 int limit) {
+  absl::StatusOr<std::vector<AccountChangeRecord>> result;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectAll<AccountChangeRecord>(
+        db,
+        absl::StrCat("SELECT ", kChangeColumns,
+                     " FROM account_changes INDEXED BY account_changes_due "
+                     "WHERE state = 1 AND effective_at_micros <= ? "
+                     "ORDER BY effective_at_micros LIMIT ?"),
+        {ToMicros(now), limit}, {}, ChangeFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
 absl::StatusOr<std::optional<ChallengeRecord>> SqliteIdentityStore::FindChallengeByRequest(
     const std::string& customer_id, const std::string& request_id) {
   absl::StatusOr<std::optional<ChallengeRecord>> result = std::nullopt;
@@ -385,11 +622,14 @@ absl::StatusOr<int> SqliteIdentityStore::DeleteExpired(absl::Time cutoff, int li
   int deleted = 0;
   absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
     deleted = 0;
-    for (const char* table : {"challenges", "enrollments"}) {
-      const std::string id = table == std::string("challenges") ? "challenge_id" : "enrollment_id";
+    for (const auto& [table, id, expiry] :
+         {std::tuple{"challenges", "challenge_id", "expires_at_micros"},
+          std::tuple{"enrollments", "enrollment_id", "expires_at_micros"},
+          std::tuple{"sources", "source_key", "forget_after_micros"},
+          std::tuple{"account_changes", "change_id", "forget_after_micros"}}) {
       auto remove = db.Prepare(absl::StrCat("DELETE FROM ", table, " WHERE ", id, " IN (SELECT ",
-                                            id, " FROM ", table,
-                                            " WHERE expires_at_micros < ? LIMIT ?)"));
+                                            id, " FROM ", table, " WHERE ", expiry,
+                                            " < ? LIMIT ?)"));
       if (!remove.ok()) return remove.status();
       if (absl::Status s = remove->Bind(1, ToMicros(cutoff)).Bind(2, limit).Run(); !s.ok()) {
         return s;

@@ -37,6 +37,15 @@ class SqliteIdentityStore : public IdentityStore {
       const std::string& challenge_id) override;
   absl::StatusOr<std::optional<EnrollmentRecord>> GetEnrollment(
       const std::string& enrollment_id) override;
+  absl::StatusOr<std::optional<SourceRecord>> GetSource(const std::string& source_key) override;
+  absl::StatusOr<std::optional<AccountChangeRecord>> GetChange(
+      const std::string& change_id) override;
+  absl::StatusOr<std::vector<AccountChangeRecord>> ListChanges(const std::string& customer_id,
+                                                              int limit) override;
+  absl::StatusOr<std::vector<AccountChangeRecord>> PendingChanges(
+      const std::string& customer_id) override;
+  absl::StatusOr<std::vector<AccountChangeRecord>> DueChanges(absl::Time now,
+                                                             int limit) override;
   absl::StatusOr<std::optional<ChallengeRecord>> FindChallengeByRequest(
       const std::string& customer_id, const std::string& request_id) override;
   absl::StatusOr<std::optional<EnrollmentRecord>> FindEnrollmentByRequest(

@@ -166,6 +166,77 @@ TEST_F(SqliteIdentityStoreTest, RoundTripsEveryRecordAcrossReopen) {
   EXPECT_TRUE(store_->GetCustomer("cust-1")->has_value());
 }
 
+TEST_F(SqliteIdentityStoreTest, AccountChangesAndSourcesAreFoundByTheirIndexes) {
+  const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  IdentityWrite write;
+  const auto change = [&](const std::string& id, const std::string& customer,
+                          ChangeState state, absl::Time requested) {
+    AccountChangeRecord c;
+    c.change_id = id;
+    c.customer_id = customer;
+    c.method = common::v1::VERIFICATION_METHOD_SMS_OTP;
+    c.new_address = "+8613800138000";
+    c.new_secret_sealed = std::string("\x00\x01", 2);
+    c.totp_step = 42;
+    c.requested_by = "sup-1";
+    c.requested_at = requested;
+    c.effective_at = requested + absl::Hours(24);
+    c.state = state;
+    c.resolution = state == ChangeState::kPending ? 0 : 2;
+    c.resolved_at = state == ChangeState::kPending ? absl::InfinitePast() : requested;
+    c.forget_after =
+        state == ChangeState::kPending ? absl::InfiniteFuture() : requested + absl::Hours(1);
+    c.code_hash = "hash";
+    c.code_attempts = 2;
+    c.notified = {common::v1::VERIFICATION_METHOD_EMAIL_OTP,
+                  common::v1::VERIFICATION_METHOD_SMS_OTP};
+    write.changes.push_back(c);
+  };
+  change("chg_old", "cust-1", ChangeState::kCancelled, t);
+  change("chg_new", "cust-1", ChangeState::kPending, t + absl::Minutes(1));
+  change("chg_other", "cust-2", ChangeState::kPending, t + absl::Minutes(2));
+  SourceRecord source;
+  source.source_key = "abc";
+  source.recent_failures = {t, t + absl::Seconds(1)};
+  source.locked_until = t + absl::Minutes(30);
+  source.lockouts = 2;
+  source.forget_after = t + absl::Hours(25);
+  write.sources.push_back(source);
+  ASSERT_TRUE(Apply(write).ok());
+  Open();
+
+  auto got = store_->GetChange("chg_new");
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+  EXPECT_EQ((*got)->new_secret_sealed, std::string("\x00\x01", 2));
+  EXPECT_EQ((*got)->totp_step, 42);
+  EXPECT_EQ((*got)->notified.size(), 2u);
+  EXPECT_EQ((*got)->code_attempts, 2);
+  EXPECT_EQ((*got)->resolved_at, absl::InfinitePast());
+  auto listed = store_->ListChanges("cust-1", 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].change_id, "chg_new");
+  EXPECT_EQ(store_->ListChanges("cust-1", 1)->size(), 1u);
+  ASSERT_EQ(store_->PendingChanges("cust-1")->size(), 1u);
+  EXPECT_EQ(store_->PendingChanges("cust-1")->at(0).change_id, "chg_new");
+  EXPECT_TRUE(store_->DueChanges(t + absl::Hours(24), 10)->empty());
+  auto due = store_->DueChanges(t + absl::Hours(25), 10);
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].change_id, "chg_new");
+  EXPECT_EQ(store_->DueChanges(t + absl::Hours(25), 1)->size(), 1u);
+  auto stored_source = store_->GetSource("abc");
+  ASSERT_TRUE(stored_source.ok() && stored_source->has_value());
+  EXPECT_EQ((*stored_source)->recent_failures.size(), 2u);
+  EXPECT_EQ((*stored_source)->lockouts, 2);
+  EXPECT_EQ((*stored_source)->locked_until, t + absl::Minutes(30));
+  // The resolved change goes once forgotten; pending ones never do.
+  EXPECT_EQ(*store_->DeleteExpired(t + absl::Hours(2), 100), 1);
+  EXPECT_FALSE(store_->GetChange("chg_old")->has_value());
+  EXPECT_EQ(*store_->DeleteExpired(t + absl::Hours(26), 100), 1);
+  EXPECT_FALSE(store_->GetSource("abc")->has_value());
+  EXPECT_TRUE(store_->GetChange("chg_new")->has_value());
+}
+
 TEST_F(SqliteIdentityStoreTest, ADatabaseOfTheFirstReleaseMigratesAndKeepsItsRows) {
   const std::string path = storage::MakeTempDir() + "/old.db";
   {

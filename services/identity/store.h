@@ -3,6 +3,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,6 +32,21 @@ class IdentityStore {
       const std::string& challenge_id) = 0;
   virtual absl::StatusOr<std::optional<EnrollmentRecord>> GetEnrollment(
       const std::string& enrollment_id) = 0;
+  virtual absl::StatusOr<std::optional<SourceRecord>> GetSource(
+      const std::string& source_key) = 0;
+  virtual absl::StatusOr<std::optional<AccountChangeRecord>> GetChange(
+      const std::string& change_id) = 0;
+  // A customer's changes, newest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<AccountChangeRecord>> ListChanges(
+      const std::string& customer_id, int limit) = 0;
+  // A customer's pending changes (at most one per contact and one for the
+  // authenticator).
+  virtual absl::StatusOr<std::vector<AccountChangeRecord>> PendingChanges(
+      const std::string& customer_id) = 0;
+  // Pending changes whose cool-down ended at or before `now`, oldest first,
+  // at most `limit`.
+  virtual absl::StatusOr<std::vector<AccountChangeRecord>> DueChanges(absl::Time now,
+                                                                      int limit) = 0;
   // The challenge (enrollment) `customer_id` started with the non-empty
   // `request_id`.
   virtual absl::StatusOr<std::optional<ChallengeRecord>> FindChallengeByRequest(
@@ -45,7 +61,8 @@ class IdentityStore {
   virtual void Apply(IdentityWrite write, std::function<void(absl::Status)> done) = 0;
 
   // Deletes up to `limit` challenges and up to `limit` enrollments that
-  // expired before `cutoff`; returns how many rows went.
+  // expired before `cutoff`, and up to `limit` sources and `limit` account
+  // changes to forget before it; returns how many rows went.
   virtual absl::StatusOr<int> DeleteExpired(absl::Time cutoff, int limit) = 0;
 };
 

@@ -43,6 +43,9 @@ class PresenceService final : public v1::PresenceService::CallbackService {
   grpc::ServerUnaryReactor* SetStatus(grpc::CallbackServerContext* context,
                                       const v1::SetStatusRequest* request,
                                       v1::SetStatusResponse* response) override;
+  grpc::ServerUnaryReactor* SetAgentProfile(grpc::CallbackServerContext* context,
+                                            const v1::SetAgentProfileRequest* request,
+                                            v1::SetAgentProfileResponse* response) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
                                       const v1::HeartbeatRequest* request,
                                       v1::HeartbeatResponse* response) override;
@@ -80,10 +83,11 @@ class PresenceService final : public v1::PresenceService::CallbackService {
 
   // The agent a call acts on, once the caller may make the call: the caller
   // for an agent (who may name only themselves), the named agent for
-  // others.
+  // others. `role`, if given, receives the caller's role.
   absl::StatusOr<std::string> TargetAgent(grpc::CallbackServerContext* context,
                                           const std::string& requested,
-                                          absl::string_view method);
+                                          absl::string_view method,
+                                          auth::Role* role = nullptr);
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
                                                absl::string_view method);
 

@@ -4,8 +4,11 @@
 // timeline and the response-time figures. Also the CLI's exit codes for a
 // bad command, bad flags and a failing call.
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "libs/auth/key_folder.h"
 #include "libs/storage/test_dir.h"
@@ -173,9 +176,33 @@ TEST_F(CliDemoTest, CommandsAgainstTheRunningServices) {
   EXPECT_EQ(other.code, 1);
   EXPECT_EQ(other.err.rfind("error: NOT_FOUND: ", 0), 0u) << other.err;
 
-  Result queues = Cli({"supervisor", "queues"});
+  // A supervisor sets an agent up; once the agent is online, their queue
+  // shows (empty queues appear only while someone online could serve them).
+  Result profiled = Cli({"supervisor", "profile", "cli-agent", "--categories=deposit",
+                         "--languages=en", "--capacity=chat:2"});
+  ASSERT_EQ(profiled.code, 0) << profiled.err;
+  EXPECT_NE(profiled.out.find("cli-agent  offline  [deposit] [en]  load chat 0/2"),
+            std::string::npos)
+      << profiled.out;
+  Result online;
+  std::thread agent([&] { online = Cli({"agent", "online", "--as=cli-agent", "--for=4s"}); });
+  Result queues;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(4); absl::Now() < give_up;
+       absl::SleepFor(absl::Milliseconds(100))) {
+    queues = Cli({"supervisor", "queues"});
+    if (queues.out.find("chat/deposit/en: depth") != std::string::npos) break;
+  }
+  agent.join();
+  EXPECT_EQ(online.code, 0) << online.err;
+  EXPECT_NE(online.out.find("cli-agent  online  [deposit] [en]"), std::string::npos)
+      << online.out;
   EXPECT_EQ(queues.code, 0) << queues.err;
   EXPECT_NE(queues.out.find("chat/deposit/en: depth"), std::string::npos) << queues.out;
+  // An agent cannot take more than the supervisor allowed.
+  Result greedy = Cli({"agent", "online", "--as=cli-agent", "--capacity=chat:5", "--for=0s"});
+  EXPECT_EQ(greedy.code, 1);
+  EXPECT_EQ(greedy.err.rfind("error: PERMISSION_DENIED: capacities.capacity", 0), 0u)
+      << greedy.err;
   Result agents = Cli({"supervisor", "agents", "--json"});
   EXPECT_EQ(agents.code, 0) << agents.err;
   EXPECT_NE(agents.out.find("\"agent_id\":\"demo-"), std::string::npos) << agents.out;

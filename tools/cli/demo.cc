@@ -128,7 +128,10 @@ class Demo {
   void OnSessionEvent(const sessions::v1::StreamSessionEventsResponse& response);
   int StateCount(SessionState state);
   bool SawText(const std::string& text);
-  absl::StatusOr<presence::v1::SetStatusResponse> GoOnline(const std::string& token,
+  // A supervisor sets the agent up (deposit chats in English, 2 at once),
+  // then the agent goes online.
+  absl::StatusOr<presence::v1::SetStatusResponse> GoOnline(const std::string& agent,
+                                                           const std::string& token,
                                                            const std::string& name);
   absl::Status Say(const std::string& actor, const std::string& token, const std::string& text);
   absl::Status AcceptOffer(const std::string& actor, const std::string& token, OfferWatch& offers);
@@ -222,8 +225,24 @@ bool Demo::SawText(const std::string& text) {
   return false;
 }
 
-absl::StatusOr<presence::v1::SetStatusResponse> Demo::GoOnline(const std::string& token,
+absl::StatusOr<presence::v1::SetStatusResponse> Demo::GoOnline(const std::string& agent,
+                                                               const std::string& token,
                                                                const std::string& name) {
+  absl::StatusOr<std::string> supervisor =
+      clients_.Token(auth::Role::kSupervisor, "demo-supervisor");
+  if (!supervisor.ok()) return supervisor.status();
+  presence::v1::SetAgentProfileRequest grant;
+  grant.set_agent_id(agent);
+  presence::v1::AgentProfile* profile = grant.mutable_profile();
+  profile->set_display_name(name);
+  profile->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
+  profile->mutable_skills()->add_languages("en");
+  presence::v1::ChannelCapacity* chat = profile->add_capacities();
+  chat->set_channel(common::v1::CHANNEL_CHAT);
+  chat->set_capacity(2);
+  presence::v1::SetAgentProfileResponse granted;
+  DEMO_RETURN_IF_ERROR(FromGrpc(clients_.presence->SetAgentProfile(
+      clients_.Context(*supervisor).get(), grant, &granted)));
   routing::v1::UpdateAgentSettingsRequest settings;
   settings.mutable_settings()->set_auto_accept(false);
   routing::v1::UpdateAgentSettingsResponse updated;
@@ -232,13 +251,6 @@ absl::StatusOr<presence::v1::SetStatusResponse> Demo::GoOnline(const std::string
   presence::v1::SetStatusRequest request;
   request.set_status(presence::v1::AGENT_STATUS_ONLINE);
   request.set_device_id("switchboard-demo");
-  presence::v1::AgentProfile* profile = request.mutable_profile();
-  profile->set_display_name(name);
-  profile->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
-  profile->mutable_skills()->add_languages("en");
-  presence::v1::ChannelCapacity* chat = profile->add_capacities();
-  chat->set_channel(common::v1::CHANNEL_CHAT);
-  chat->set_capacity(2);
   presence::v1::SetStatusResponse response;
   DEMO_RETURN_IF_ERROR(
       FromGrpc(clients_.presence->SetStatus(clients_.Context(token).get(), request, &response)));
@@ -296,7 +308,7 @@ absl::Status Demo::Play() {
     };
   };
   OfferWatch ana_offers(clients_, ana_token, announce("ana"));
-  absl::StatusOr<presence::v1::SetStatusResponse> online = GoOnline(ana_token, "Ana");
+  absl::StatusOr<presence::v1::SetStatusResponse> online = GoOnline(ana, ana_token, "Ana");
   if (!online.ok()) return online.status();
   const absl::Duration lease =
       protoutil::FromTimestamp(online->agent().lease_expires_at()) - absl::Now();
@@ -390,7 +402,7 @@ absl::Status Demo::Play() {
 
   // Agent two comes online, is offered the session and finishes the job.
   OfferWatch ben_offers(clients_, ben_token, announce("ben"));
-  online = GoOnline(ben_token, "Ben");
+  online = GoOnline(ben, ben_token, "Ben");
   if (!online.ok()) return online.status();
   Heartbeats ben_heartbeats(clients_, ben_token, interval, heartbeat_failed("ben"));
   Step("ben", "online: deposit, en, chat capacity 2");
