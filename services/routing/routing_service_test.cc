@@ -373,7 +373,7 @@ TEST_F(RoutingServiceTest, AWatcherThatStopsReadingIsEndedInsteadOfBuffered) {
   // The same router behind a server whose streams may lag 3 messages.
   RoutingService::Options options;
   options.max_watch_backlog = 3;
-  RoutingService service(router_.get(), &tokens_.codec(), RealClock(), &pool_, options);
+  RoutingService service(router_.get(), &tokens_.verifier(), RealClock(), &pool_, options);
   testing::TestServer server(std::vector<grpc::Service*>{&service});
   server.server().OnDrain([&service] { service.EndStreams(); });
   // A client with a small flow-control window that never reads: once the
