@@ -13,7 +13,8 @@
 // kid, `alg: none`, a supervisor token signed with a service's key, a
 // service token of the bot's claiming to be routing; as customer A (the
 // object's owner), customer B, the object's agent, another agent, a
-// supervisor; and as each of the six services. The expected answer follows
+// supervisor; as each of the six services, and as the exchange's account
+// system (the one outside caller with a service key). The expected answer follows
 // from the RPC's (switchboard.auth.v1.access) option and the row's
 // per-object rule:
 //   - a bad token: UNAUTHENTICATED;
@@ -91,6 +92,7 @@ enum class Who {
   kPresence,
   kIdentity,
   kFeedback,
+  kAccounts,
 };
 
 const std::vector<Who>& AllCallers() {
@@ -99,7 +101,7 @@ const std::vector<Who>& AllCallers() {
       Who::kUnknownKey, Who::kAlgNone,    Who::kServiceKeyAsIssuer, Who::kBotAsRouting,
       Who::kCustomerA,  Who::kCustomerB,  Who::kAgentA,     Who::kAgentB,
       Who::kSupervisor, Who::kSessions,   Who::kRouting,    Who::kBot,
-      Who::kPresence,   Who::kIdentity,   Who::kFeedback};
+      Who::kPresence,   Who::kIdentity,   Who::kFeedback,   Who::kAccounts};
   return *all;
 }
 
@@ -124,6 +126,7 @@ std::string Name(Who who) {
     case Who::kPresence: return "presence";
     case Who::kIdentity: return "identity";
     case Who::kFeedback: return "feedback";
+    case Who::kAccounts: return "the account system";
   }
   return "?";
 }
@@ -143,6 +146,7 @@ std::optional<auth::Principal> PrincipalOf(Who who) {
     case Who::kPresence: return auth::Principal{"presence", Role::kService, forever};
     case Who::kIdentity: return auth::Principal{"identity", Role::kService, forever};
     case Who::kFeedback: return auth::Principal{"feedback", Role::kService, forever};
+    case Who::kAccounts: return auth::Principal{"accounts", Role::kService, forever};
     default: return std::nullopt;
   }
 }
@@ -177,8 +181,15 @@ struct Row {
   std::function<grpc::Status(Who who, const std::string& token, const Target& target)> call;
 };
 
+// The six servers: every service key's name but the account system's.
 const std::vector<std::string>& ServiceNames() {
-  static const auto* names = new std::vector<std::string>(auth::ServiceNames());
+  static const auto* names = [] {
+    auto* out = new std::vector<std::string>();
+    for (std::string& name : auth::ServiceNames()) {
+      if (name != "accounts") out->push_back(std::move(name));
+    }
+    return out;
+  }();
   return *names;
 }
 
@@ -544,18 +555,30 @@ class AuthzMatrixTest : public ::testing::Test {
     return profile;
   }
 
-  pv1::SetStatusRequest AgentAOnline() {
-    pv1::SetStatusRequest request;
+  static pv1::SetAgentProfileRequest AgentAProfile() {
+    pv1::SetAgentProfileRequest request;
     request.set_agent_id(kAgentA);
-    request.set_status(pv1::AGENT_STATUS_ONLINE);
     *request.mutable_profile() = AgentProfile();
     return request;
   }
 
+  static pv1::SetStatusRequest AgentAOnline() {
+    pv1::SetStatusRequest request;
+    request.set_agent_id(kAgentA);
+    request.set_status(pv1::AGENT_STATUS_ONLINE);
+    return request;
+  }
+
+  // A supervisor sets agent A's profile (a retry after the first time),
+  // then agent A goes online.
   void EnsureAgentAOnline() {
-    pv1::SetStatusResponse response;
-    grpc::Status status = presence_->SetStatus(
-        Context(tokens_->For(Role::kSupervisor, "sup-1")).get(), AgentAOnline(), &response);
+    pv1::SetAgentProfileResponse profiled;
+    grpc::Status status = presence_->SetAgentProfile(
+        Context(tokens_->For(Role::kSupervisor, "sup-1")).get(), AgentAProfile(), &profiled);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    pv1::SetStatusResponse online;
+    status = presence_->SetStatus(Context(tokens_->For(Role::kAgent, kAgentA)).get(),
+                                  AgentAOnline(), &online);
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
 
@@ -621,16 +644,52 @@ class AuthzMatrixTest : public ::testing::Test {
         Context(tokens_->For(Role::kCustomer, target.customer)).get(), request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     target.id = response.challenge_id();
-    const std::string outbox = testing::ReadFile(
-        *dir_ + "/identity/DEVELOPMENT-ONLY-code-outbox.jsonl");
+    target.extra = DeliveredCode([&](const iv1::CodeDeliveryRequest& delivery) {
+      return delivery.challenge_id() == target.id;
+    });
+    EXPECT_FALSE(target.extra.empty()) << "no code for " << target.id;
+    return target;
+  }
+
+  // The code of the last delivery in identity's development outbox that
+  // `matches`, or "".
+  static std::string DeliveredCode(
+      const std::function<bool(const iv1::CodeDeliveryRequest&)>& matches) {
+    const std::string outbox =
+        testing::ReadFile(*dir_ + "/identity/DEVELOPMENT-ONLY-code-outbox.jsonl");
+    std::string code;
     for (absl::string_view line : absl::StrSplit(outbox, '\n', absl::SkipEmpty())) {
       iv1::CodeDeliveryRequest delivery;
       if (google::protobuf::util::JsonStringToMessage(std::string(line), &delivery).ok() &&
-          delivery.challenge_id() == target.id) {
-        target.extra = delivery.code();
+          matches(delivery)) {
+        code = delivery.code();
       }
     }
-    EXPECT_FALSE(target.extra.empty()) << "no code for " << target.id;
+    return code;
+  }
+
+  // A supervisor's change of customer A's e-mail address, pending:
+  // target.id is the change, target.extra the confirmation code the notice
+  // took to the address the account system set.
+  Target PendingChange() {
+    Target target;
+    target.customer = Fresh("cust-a");
+    RegisterContact(target.customer);
+    iv1::RegisterContactRequest request;
+    request.set_customer_id(target.customer);
+    request.set_method(common::v1::VERIFICATION_METHOD_EMAIL_OTP);
+    request.set_address(target.customer + "@elsewhere.example.com");
+    iv1::RegisterContactResponse response;
+    grpc::Status status = identity_->RegisterContact(
+        Context(tokens_->For(Role::kSupervisor, "sup-1")).get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    target.id = response.pending_change().change_id();
+    EXPECT_FALSE(target.id.empty()) << "a supervisor's change applied at once";
+    target.extra = DeliveredCode([&](const iv1::CodeDeliveryRequest& delivery) {
+      return delivery.purpose() == iv1::DELIVERY_PURPOSE_ACCOUNT_CHANGE_NOTICE &&
+             delivery.account_change().change_id() == target.id;
+    });
+    EXPECT_FALSE(target.extra.empty()) << "no notice for " << target.id;
     return target;
   }
 
@@ -641,8 +700,9 @@ class AuthzMatrixTest : public ::testing::Test {
     request.set_address(customer + "@example.com");
     iv1::RegisterContactResponse response;
     grpc::Status status = identity_->RegisterContact(
-        Context(tokens_->For(Role::kSupervisor, "sup-1")).get(), request, &response);
+        Context(tokens_->ServiceToken("accounts", "identity")).get(), request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_FALSE(response.has_pending_change()) << "the account system's contact waits";
   }
 
   // An authenticator enrollment a supervisor started for customer A:
@@ -1100,10 +1160,25 @@ void AuthzMatrixTest::AddRows() {
   // --- presence: the object is agent A's presence ---------------------------
   const std::set<Who> kAgentAOrSupervisor = {Who::kAgentA, Who::kSupervisor};
   Add("presence.SetStatus",
-      {kAgentAOrSupervisor, Denial::kPermissionDenied, none,
+      {kAgentAOrSupervisor, Denial::kPermissionDenied,
+       [this] {
+         EnsureAgentAOnline();
+         return kNoObject;
+       },
        [this](Who, const std::string& token, const Target&) {
          pv1::SetStatusResponse out;
          return presence_->SetStatus(Context(token).get(), AgentAOnline(), &out);
+       }});
+  // Agent A's profile, the same each time: a supervisor's retry.
+  Add("presence.SetAgentProfile",
+      {{}, Denial::kAsMissing,
+       [this] {
+         EnsureAgentAOnline();
+         return kNoObject;
+       },
+       [this](Who, const std::string& token, const Target&) {
+         pv1::SetAgentProfileResponse out;
+         return presence_->SetAgentProfile(Context(token).get(), AgentAProfile(), &out);
        }});
   Add("presence.Heartbeat",
       {{Who::kAgentA}, Denial::kPermissionDenied,
@@ -1236,6 +1311,35 @@ void AuthzMatrixTest::AddRows() {
          r.set_code(identity::Hotp(Base32Decode(t.extra), identity::TotpStep(absl::Now()), 6));
          iv1::ConfirmTotpEnrollmentResponse out;
          return identity_->ConfirmTotpEnrollment(Context(token).get(), r, &out);
+       }});
+
+  // Customer A's account changes: customer B naming them is refused
+  // outright, as the RPC says.
+  Add("identity.ListAccountChanges",
+      {{Who::kCustomerA, Who::kSupervisor}, Denial::kPermissionDenied,
+       [this] { return PendingChange(); },
+       [this](Who, const std::string& token, const Target& t) {
+         iv1::ListAccountChangesRequest r;
+         r.set_customer_id(t.customer);
+         iv1::ListAccountChangesResponse out;
+         return identity_->ListAccountChanges(Context(token).get(), r, &out);
+       }});
+  Add("identity.ConfirmAccountChange",
+      {{Who::kCustomerA, Who::kSupervisor}, Denial::kAsMissing, [this] { return PendingChange(); },
+       [this](Who, const std::string& token, const Target& t) {
+         iv1::ConfirmAccountChangeRequest r;
+         r.set_change_id(t.id);
+         r.set_code(t.extra);
+         iv1::ConfirmAccountChangeResponse out;
+         return identity_->ConfirmAccountChange(Context(token).get(), r, &out);
+       }});
+  Add("identity.CancelAccountChange",
+      {{Who::kCustomerA, Who::kSupervisor}, Denial::kAsMissing, [this] { return PendingChange(); },
+       [this](Who, const std::string& token, const Target& t) {
+         iv1::CancelAccountChangeRequest r;
+         r.set_change_id(t.id);
+         iv1::CancelAccountChangeResponse out;
+         return identity_->CancelAccountChange(Context(token).get(), r, &out);
        }});
 
   // --- feedback: customer A's sessions and complaints -----------------------
