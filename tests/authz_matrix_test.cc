@@ -277,19 +277,36 @@ std::string DumpDatabase(const std::string& path) {
   return out;
 }
 
-// The lines in which two dumps differ (at most a few), or "".
+// The lines in which two dumps differ (at most a few), or "". A line
+// that changed is shown from a little before its first changed byte.
 std::string Difference(const std::string& before, const std::string& after) {
   const std::vector<std::string> a = absl::StrSplit(before, '\n');
   const std::vector<std::string> b = absl::StrSplit(after, '\n');
   std::set<std::string> in_a(a.begin(), a.end());
   std::set<std::string> in_b(b.begin(), b.end());
-  std::string out;
-  int shown = 0;
+  std::vector<std::string> removed;
+  std::vector<std::string> added;
   for (const std::string& line : a) {
-    if (!in_b.count(line) && shown++ < 3) absl::StrAppend(&out, "\n- ", line.substr(0, 300));
+    if (!in_b.count(line)) removed.push_back(line);
   }
   for (const std::string& line : b) {
-    if (!in_a.count(line) && shown++ < 6) absl::StrAppend(&out, "\n+ ", line.substr(0, 300));
+    if (!in_a.count(line)) added.push_back(line);
+  }
+  std::string out;
+  for (size_t i = 0; i < removed.size() && i < 3; ++i) {
+    size_t from = 0;
+    if (i < added.size()) {
+      while (from < removed[i].size() && from < added[i].size() &&
+             removed[i][from] == added[i][from]) {
+        ++from;
+      }
+      from = from > 60 ? from - 60 : 0;
+    }
+    absl::StrAppend(&out, "\n- [", from, "] ", removed[i].substr(from, 300));
+    if (i < added.size()) absl::StrAppend(&out, "\n+ [", from, "] ", added[i].substr(from, 300));
+  }
+  for (size_t i = removed.size(); i < added.size() && i < 3; ++i) {
+    absl::StrAppend(&out, "\n+ ", added[i].substr(0, 300));
   }
   return out;
 }
@@ -328,15 +345,17 @@ class AuthzMatrixTest : public ::testing::Test {
       return address;
     };
     // Nothing runs on a timer during the test: leases, offers (9 minutes,
-    // the longest presence holds capacity for) and sweeps outlast it, so
-    // that only the calls change state.
+    // the longest presence holds capacity for), sweeps and sessions' retries
+    // towards routing (which it does not have) outlast it, so that only the
+    // calls change state.
     const std::string presence =
         start("presence", {"--lease=1h", "--sweep_interval=1h"});
     start("bot", {});
     start("identity", {"--resend_interval=0s", "--max_starts_per_hour=100000",
                        "--lockout_failures=100000", "--sweep_interval=1h"});
     const std::string sessions =
-        start("sessions", {"--bot_address=", "--routing_address=", "--sweep_interval=1h"});
+        start("sessions", {"--bot_address=", "--routing_address=", "--sweep_interval=1h",
+                           "--routing_retry_interval=1h"});
     const std::string routing =
         start("routing", {"--presence_address=" + presence, "--sessions_address=" + sessions,
                           "--offer_timeout=9m", "--reconcile_interval=1h"});
