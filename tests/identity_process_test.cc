@@ -161,7 +161,7 @@ TEST_F(IdentityProcessTest, VerifiesByEmailCodeAndTheTokenOutlivesARestart) {
     contact.set_method(common::v1::VERIFICATION_METHOD_EMAIL_OTP);
     contact.set_address(kEmail);
     identity::v1::RegisterContactResponse registered;
-    ASSERT_TRUE(stub->RegisterContact(Context(Token(auth::Role::kSupervisor, "sup-1")).get(),
+    ASSERT_TRUE(stub->RegisterContact(Context(Token(auth::Role::kService, "accounts")).get(),
                                       contact, &registered)
                     .ok());
     EXPECT_FALSE(registered.replaced());

@@ -93,8 +93,9 @@ TEST_F(PolicyTest, EveryRpcMustSayWhoMayCallIt) {
 TEST(ServiceNameTest, NamesFollowTheEnum) {
   EXPECT_EQ(ServiceName(v1::SERVICE_ROUTING), "routing");
   EXPECT_EQ(ServiceName(v1::SERVICE_UNSPECIFIED), "");
+  EXPECT_EQ(ServiceName(v1::SERVICE_ACCOUNTS), "accounts");
   EXPECT_EQ(ServiceNames(), (std::vector<std::string>{"sessions", "routing", "bot", "presence",
-                                                      "identity", "feedback"}));
+                                                      "identity", "feedback", "accounts"}));
 }
 
 }  // namespace
