@@ -28,9 +28,11 @@
 #include <grpcpp/grpcpp.h>
 #include <sqlite3.h>
 
-#include <cstdlib>
+#include <cctype>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -334,7 +336,8 @@ class AuthzMatrixTest : public ::testing::Test {
     tokens_ = new testing::TestTokens(testing::TestTokens::InFolder(*dir_ + "/keys", "matrix"));
     servers_ = new std::map<std::string, std::unique_ptr<testing::ServerProcess>>();
     const auto start = [](const std::string& name, std::vector<std::string> flags) {
-      flags.insert(flags.end(), {"--data_dir=" + *dir_ + "/" + name, "--keys_dir=" + *dir_ + "/keys",
+      flags.insert(flags.end(), {"--data_dir=" + *dir_ + "/" + name,
+                                 "--keys_dir=" + *dir_ + "/keys",
                                  "--port=0", "--metrics_port=0", "--bind_address=127.0.0.1",
                                  "--drain_deadline=2s"});
       auto server = std::make_unique<testing::ServerProcess>(
@@ -398,7 +401,8 @@ class AuthzMatrixTest : public ::testing::Test {
   }
   static std::string SupervisorPayload() {
     const int64_t now = absl::ToUnixSeconds(absl::Now());
-    return absl::StrCat(R"({"iss":"switchboard-development","sub":"sup-1","aud":"switchboard-api",)",
+    return absl::StrCat(R"({"iss":"switchboard-development","sub":"sup-1",)",
+                        R"("aud":"switchboard-api",)",
                         R"("role":"supervisor","iat":)", now, R"(,"exp":)", now + 3600, "}");
   }
 
@@ -1076,10 +1080,8 @@ void AuthzMatrixTest::AddRows() {
          r.set_customer_id(Fresh("cust"));
          r.set_category(common::v1::CATEGORY_DEPOSIT);
          rv1::EnqueueComplaintResponse out;
-         EXPECT_TRUE(routing_
-                         ->EnqueueComplaint(Context(tokens_->ServiceToken("feedback", "routing")).get(),
-                                            r, &out)
-                         .ok());
+         const auto context = Context(tokens_->ServiceToken("feedback", "routing"));
+         EXPECT_TRUE(routing_->EnqueueComplaint(context.get(), r, &out).ok());
          return t;
        },
        [this](Who, const std::string& token, const Target& t) {

@@ -236,7 +236,8 @@ absl::StatusOr<SigningKey> SigningKey::FromPem(absl::string_view pem) {
   EVP_PKEY* raw = PEM_read_bio_PrivateKey(
       bio.get(), nullptr, [](char*, int, int, void*) { return 0; }, nullptr);
   if (raw == nullptr) {
-    return Cleared(absl::InvalidArgumentError("not a PEM private key (unencrypted PKCS#8 or SEC 1)"));
+    return Cleared(
+        absl::InvalidArgumentError("not a PEM private key (unencrypted PKCS#8 or SEC 1)"));
   }
   std::shared_ptr<evp_pkey_st> key = Share(raw);
   if (!IsP256(key.get())) {

@@ -181,14 +181,16 @@ TEST_F(VerifierTest, VerificationTokensComeFromIdentitysKeyOnly) {
   EXPECT_EQ(claims->subject, "cust-1");
   for (const TokenSigner* other : {&issuer_, &routing_}) {
     const TokenSigner as_identity(other->key(), std::string(kVerificationIssuer));
-    EXPECT_EQ(
-        verifier_->VerifyVerification(Sign(as_identity, VerificationClaims()), kNow).status().message(),
-        "unknown key");
+    EXPECT_EQ(verifier_->VerifyVerification(Sign(as_identity, VerificationClaims()), kNow)
+                  .status()
+                  .message(),
+              "unknown key");
   }
   // A verification token is no caller token, nor the reverse.
   EXPECT_EQ(Refusal(Sign(identity_, VerificationClaims())), "unknown key");
-  EXPECT_EQ(verifier_->VerifyVerification(Access("cust-1", Role::kCustomer), kNow).status().message(),
-            "unknown key");
+  EXPECT_EQ(
+      verifier_->VerifyVerification(Access("cust-1", Role::kCustomer), kNow).status().message(),
+      "unknown key");
 }
 
 TEST_F(VerifierTest, RemembersTokensUntilTheyExpireOrTheirKeysGo) {

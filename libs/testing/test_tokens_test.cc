@@ -39,7 +39,8 @@ TEST(TestTokensTest, KeysGoThroughAFolder) {
   TestTokens made = TestTokens::InFolder(dir + "2", "bot");
   EXPECT_EQ(TestTokens::FromFolder(dir + "2").keys().issuer.kid(), made.keys().issuer.kid());
   EXPECT_TRUE(read.verifier().VerifyCaller(tokens.For(Role::kSupervisor, "s"), absl::Now()).ok());
-  EXPECT_TRUE(tokens.verifier().VerifyCaller(read.For(Role::kService, "sessions"), absl::Now()).ok());
+  EXPECT_TRUE(
+      tokens.verifier().VerifyCaller(read.For(Role::kService, "sessions"), absl::Now()).ok());
 }
 
 }  // namespace

@@ -890,7 +890,8 @@ TEST_F(SessionsServiceTest, AttachVerificationRecordsTheCustomersVerification) {
   EXPECT_FALSE(absl::StrContains(after.DebugString(), *token));
   // Another customer's token is refused.
   claims.customer_id = "cust-2";
-  request.set_verification_token(*auth::SignVerificationToken(env_->tokens.verification_signer(), claims));
+  request.set_verification_token(
+      *auth::SignVerificationToken(env_->tokens.verification_signer(), claims));
   EXPECT_EQ(stub()
                 .AttachVerification(ContextWithToken(Customer()).get(), request, &response)
                 .error_code(),
