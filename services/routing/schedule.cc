@@ -170,7 +170,9 @@ absl::StatusOr<Schedule> Schedule::Create(ScheduleSpec spec) {
 
   Schedule schedule(std::move(spec), zone, /*always_open=*/false);
   schedule.last_special_day_ = absl::CivilDay(kMinSpecialYear, 1, 1);
-  for (const SpecialPeriod& period : schedule.spec_.special) {
+  for (size_t i : order) {
+    const SpecialPeriod& period = schedule.spec_.special[i];
+    schedule.spans_.push_back({schedule.At(period.start), schedule.At(period.end), period.open});
     schedule.last_special_day_ =
         std::max(schedule.last_special_day_, absl::CivilDay(period.end));
   }
@@ -201,9 +203,12 @@ bool Schedule::WeeklyOpen(absl::Time t) const {
 }
 
 std::optional<bool> Schedule::SpecialState(absl::Time t) const {
-  for (const SpecialPeriod& period : spec_.special) {
-    if (At(period.start) <= t && t < At(period.end)) return period.open;
-  }
+  // The last span starting at or before `t` is the only one that may hold it.
+  auto it = std::upper_bound(spans_.begin(), spans_.end(), t,
+                             [](absl::Time t, const Span& span) { return t < span.start; });
+  if (it == spans_.begin()) return std::nullopt;
+  --it;
+  if (t < it->end) return it->open;
   return std::nullopt;
 }
 
@@ -230,9 +235,13 @@ std::vector<absl::Time> Schedule::Edges(absl::CivilDay first, absl::CivilDay las
       add(At(start + Length(interval)));
     }
   }
-  for (const SpecialPeriod& period : spec_.special) {
-    add(At(period.start));
-    add(At(period.end));
+  // Spans ending before the window add nothing; those starting after it
+  // neither.
+  auto it = std::lower_bound(spans_.begin(), spans_.end(), from,
+                             [](const Span& span, absl::Time t) { return span.end < t; });
+  for (; it != spans_.end() && it->start < to; ++it) {
+    add(it->start);
+    add(it->end);
   }
   std::sort(edges.begin(), edges.end());
   edges.erase(std::unique(edges.begin(), edges.end()), edges.end());

@@ -107,9 +107,18 @@ class Schedule {
   // through `last`, sorted.
   std::vector<absl::Time> Edges(absl::CivilDay first, absl::CivilDay last) const;
 
+  // A special period in absolute time.
+  struct Span {
+    absl::Time start;
+    absl::Time end;
+    bool open;
+  };
+
   ScheduleSpec spec_;
   absl::TimeZone zone_;
   bool always_open_ = false;
+  // The special periods by start (they do not overlap), for binary search.
+  std::vector<Span> spans_;
   // The last local day on which a special period ends (search horizon).
   absl::CivilDay last_special_day_;
 };
