@@ -646,7 +646,51 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
     const std::string key = EntryKey(v1::ENTRY_KIND_SESSION, c.session_id);
     RoutingWrite write;
     auto it = entries_.find(key);
-    if (it != entries_.end() && it->second->state() != v1::ENTRY_STATE_ASSIGNED) {
+    const QueueId requested{v1::ENTRY_KIND_SESSION, c.channel, c.category,
+                            PrimaryLanguage(c.language)};
+    if (it != entries_.end() && it->second->state() != v1::ENTRY_STATE_ASSIGNED &&
+        !(it->second->queue() == requested)) {
+      // The waiting session changed queue (a chat continued by email): it
+      // moves to the tail of the new queue. An entry being offered finishes
+      // that first.
+      Entry& moved = *it->second;
+      if (moved.busy || moved.state() != v1::ENTRY_STATE_WAITING) {
+        return absl::FailedPreconditionError(
+            "session_id: the session is being offered in its current queue; retry shortly");
+      }
+      RemoveFromQueue(moved);
+      v1::QueueEntry& e = moved.record.entry;
+      ToProto(requested, e.mutable_queue());
+      e.set_priority(priority);
+      e.set_reason(c.reason);
+      ToTimestamp(now, e.mutable_enqueued_at());
+      e.clear_first_response_due_at();
+      if (c.first_response_due_at > absl::UnixEpoch() &&
+          c.first_response_due_at != absl::InfiniteFuture()) {
+        ToTimestamp(c.first_response_due_at, e.mutable_first_response_due_at());
+      }
+      moved.record.order = absl::ToUnixMicros(now);
+      moved.wait_id = next_wait_id_++;
+      AddToQueue(moved);
+      events::v1::Event event;
+      auto* enqueued = event.mutable_entry_enqueued();
+      enqueued->set_kind(v1::ENTRY_KIND_SESSION);
+      enqueued->set_session_id(c.session_id);
+      *enqueued->mutable_queue() = e.queue();
+      enqueued->set_priority(priority);
+      enqueued->set_reason(c.reason);
+      enqueued->set_queue_depth(queues_.Depth(requested));
+      if (e.has_first_response_due_at()) {
+        *enqueued->mutable_first_response_due_at() = e.first_response_due_at();
+      }
+      write.events.push_back(Sealed(std::move(event), c.session_id, now));
+      write.upserted_entries.push_back(moved.record);
+      result.entry = e;
+      result.entry.set_position(PositionOf(moved));
+      result.hours = HoursOf(requested, now);
+      pending = Commit(std::move(write), {});
+      WakeLocked();
+    } else if (it != entries_.end() && it->second->state() != v1::ENTRY_STATE_ASSIGNED) {
       // A retry: answered once the first attempt is durable.
       result.entry = it->second->record.entry;
       result.entry.set_position(PositionOf(*it->second));

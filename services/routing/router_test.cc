@@ -306,6 +306,41 @@ TEST_F(RouterTest, ASchedulesChangeAppliesAtOnce) {
   EXPECT_EQ(Entry("s-1").offered_agent_id(), "a1");
 }
 
+// A waiting chat continued by email moves to the EMAIL queue's tail.
+TEST_F(RouterTest, AWaitingSessionEnqueuedInAnotherQueueMovesThere) {
+  ASSERT_TRUE(Enqueue("s-email-first").ok());
+  Router::EnqueueSessionCommand earlier = Command("s-earlier-email");
+  earlier.channel = CHANNEL_EMAIL;
+  earlier.reason = v1::ENQUEUE_REASON_NEW_SESSION;
+  ASSERT_TRUE(router_->EnqueueSession(earlier).ok());
+  clock_.Advance(absl::Minutes(1));
+  Router::EnqueueSessionCommand moved = Command("s-email-first");
+  moved.channel = CHANNEL_EMAIL;
+  moved.first_response_due_at = clock_.Now() + absl::Hours(48);
+  absl::StatusOr<Router::EnqueueResult> result = router_->EnqueueSession(moved);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_FALSE(result->replayed);
+  EXPECT_EQ(result->entry.queue().channel(), CHANNEL_EMAIL);
+  EXPECT_EQ(result->entry.position(), 2);
+  EXPECT_EQ(protoutil::FromTimestamp(result->entry.first_response_due_at()),
+            clock_.Now() + absl::Hours(48));
+  for (const v1::QueueStats& s : router_->Stats({})) {
+    EXPECT_EQ(s.queue().channel(), CHANNEL_EMAIL);
+    EXPECT_EQ(s.depth(), 2);
+  }
+  // Durable.
+  Restart();
+  EXPECT_EQ(Entry("s-email-first").queue().channel(), CHANNEL_EMAIL);
+  EXPECT_EQ(Entry("s-email-first").position(), 2);
+  // Offered in its new queue: nothing moves it while an offer is open.
+  ASSERT_TRUE(router_->ResetPresence({AgentOnline("a1", 2, absl::Minutes(1))}).ok());
+  router_->RunOnce();
+  ASSERT_EQ(Entry("s-email-first").state(), v1::ENTRY_STATE_OFFERED);
+  moved.channel = CHANNEL_CHAT;
+  EXPECT_EQ(router_->EnqueueSession(moved).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(RouterTest, SkillsAndCapacityDecideEligibility) {
   ASSERT_TRUE(router_
                   ->ResetPresence({AgentOnline("zh-only", 2, absl::Minutes(10), "zh-CN"),

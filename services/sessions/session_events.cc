@@ -322,6 +322,18 @@ void AddCategoryChanged(const v1::Session& s, common::v1::Category previous,
   Append(std::move(out), s.session_id(), now, write);
 }
 
+void AddChannelChanged(const v1::Session& s, common::v1::Channel previous, absl::Time now,
+                       SessionWrite& write) {
+  events::v1::Event out;
+  events::v1::ChannelChanged* e = out.mutable_channel_changed();
+  e->set_session_id(s.session_id());
+  e->set_previous_channel(previous);
+  e->set_channel(s.channel());
+  e->set_category(s.category());
+  if (s.has_sla()) *e->mutable_first_response_due_at() = s.sla().due_at();
+  Append(std::move(out), s.session_id(), now, write);
+}
+
 void AddVerificationAttached(const v1::Session& s,
                              const common::v1::VerificationState& verification,
                              absl::Time now, SessionWrite& write) {
