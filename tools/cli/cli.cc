@@ -41,6 +41,10 @@ supervisor (--as=ID, default supervisor-1)
                                change the customer is told of and may confirm or cancel
   profile AGENT [--categories=deposit,withdrawal] [--languages=en] [--capacity=chat:3]
                                what an agent handles: skills and the most per channel
+  hours set SCHEDULE --zone=Z --weekly=mon-fri=09:00-17:00 [--closed=2026-12-25,START/END]
+        [--open=START/END] [--applies_to=phone,chat/deposit/zh] [--expected_version=N]
+                               hours of operation: closed queues get no offers
+  hours show [SCHEDULE]        schedules; one with whether it is open now and its next change
 demo [--max_lapse_wait=10s]    play a whole journey: customer, bot, two agents, a drop, re-queue,
                                resolution, rating; prints the timeline and response-time figures
 help                           this text
