@@ -303,6 +303,7 @@ void AddCallbackRequested(const std::string& session_id, const v1::CallbackReque
   if (cb.has_window_start()) *e->mutable_window_start() = cb.window_start();
   *e->mutable_window_end() = cb.window_end();
   e->set_verification_level(level);
+  if (cb.has_scheduled_for()) *e->mutable_scheduled_for() = cb.scheduled_for();
   Append(std::move(out), session_id, now, write);
 }
 

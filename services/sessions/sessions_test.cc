@@ -1690,6 +1690,15 @@ TEST_F(SessionsTest, ACallbackRequestedWhileClosedIsBookedForTheOpening) {
             routing_.hours.next_opening_at().seconds());
   ASSERT_EQ(routing_.asked.size(), 1u);
   EXPECT_EQ(routing_.asked[0].channel(), common::v1::CHANNEL_PHONE);
+  // Data teams see the booking too.
+  bool booked_event = false;
+  for (const events::v1::Event& event : Outbox()) {
+    if (!event.has_callback_requested()) continue;
+    booked_event = true;
+    EXPECT_EQ(event.callback_requested().scheduled_for().seconds(),
+              routing_.hours.next_opening_at().seconds());
+  }
+  EXPECT_TRUE(booked_event);
   const std::vector<std::string> texts = SystemTexts(*committer_, *sessions_, kCustomer, s.session_id());
   ASSERT_EQ(texts.size(), 1u);
   EXPECT_NE(texts[0].find("booked for 2026-03-09 09:00 (Europe/Berlin), 2026-03-09 08:00 UTC"),

@@ -17,6 +17,7 @@ customer   (--as=ID, default customer-1)
   show SESSION                 the session's state
   verify [--method=email_otp] [--session=S] [--code=C]   verify identity; prints a verification token
   callback SESSION --phone=+8613800138000 [--verification_token=T]   request a phone callback
+  email SESSION                a chat waiting while the desk is closed continues by email
   rate SESSION [--csat=5 --speed=5 --professionalism=5 --resolution=5 --comment=...]
   complain --text=... [--reason=slow_response] [--session=S]
   changes                      changes of your contacts or authenticator by the support desk
