@@ -165,9 +165,9 @@ absl::Status ScheduleBook::Load() {
   for (v1::Schedule& proto : contents->schedules) {
     absl::StatusOr<Schedule> schedule = BuildSchedule(proto);
     if (!schedule.ok()) {
-      return absl::DataLossError(absl::StrCat("routing.db: stored schedule ",
-                                              proto.schedule_id(),
-                                              " no longer validates: ", schedule.status().message()));
+      return absl::DataLossError(absl::StrCat("routing.db: stored schedule ", proto.schedule_id(),
+                                              " no longer validates: ",
+                                              schedule.status().message()));
     }
     version_ = std::max(version_, proto.version());
     Record record{std::move(proto), std::make_shared<const Schedule>(std::move(*schedule))};

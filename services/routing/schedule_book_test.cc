@@ -171,7 +171,8 @@ TEST_F(ScheduleBookTest, DeleteFallsBackAndNeverReusesVersions) {
   ASSERT_TRUE(book_->Set(OfficeHours("chat", {Selector(CHANNEL_CHAT, {}, "")}), std::nullopt,
                          "sup-1")
                   .ok());
-  ASSERT_TRUE(book_->Set(OfficeHours("chat-deposit", {Selector(CHANNEL_CHAT, CATEGORY_DEPOSIT, "")}),
+  ASSERT_TRUE(book_->Set(OfficeHours("chat-deposit",
+                                     {Selector(CHANNEL_CHAT, CATEGORY_DEPOSIT, "")}),
                          std::nullopt, "sup-1")
                   .ok());
   const QueueId queue = Queue(CHANNEL_CHAT, CATEGORY_DEPOSIT, "en");
@@ -235,7 +236,8 @@ TEST_F(ScheduleBookTest, ASelectorBelongsToOneSchedule) {
   ASSERT_TRUE(book_->Set(OfficeHours("a", {Selector(CHANNEL_PHONE, {}, "")}), std::nullopt, "s")
                   .ok());
   absl::Status taken =
-      book_->Set(OfficeHours("b", {Selector(CHANNEL_CHAT, {}, ""), Selector(CHANNEL_PHONE, {}, "")}),
+      book_->Set(OfficeHours("b", {Selector(CHANNEL_CHAT, {}, ""),
+                                   Selector(CHANNEL_PHONE, {}, "")}),
                  std::nullopt, "s")
           .status();
   EXPECT_EQ(taken.code(), absl::StatusCode::kFailedPrecondition);
@@ -301,7 +303,9 @@ TEST_F(ScheduleBookTest, BadInputNamesTheField) {
          *s.add_applies_to() = Selector(CHANNEL_CHAT, {}, "en-GB");
        },
        "applies_to[1]"},
-      {[](v1::Schedule& s) { s.add_applies_to()->set_channel(static_cast<common::v1::Channel>(99)); },
+      {[](v1::Schedule& s) {
+         s.add_applies_to()->set_channel(static_cast<common::v1::Channel>(99));
+       },
        "applies_to[0].channel"},
   };
   for (const Case& c : cases) {

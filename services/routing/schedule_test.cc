@@ -65,7 +65,8 @@ TEST(LocalTimeTest, ParsesMinutesAndDates) {
   EXPECT_EQ(*ParseLocalTime("2026-12-24T18:30", "f"), absl::CivilMinute(2026, 12, 24, 18, 30));
   EXPECT_EQ(*ParseLocalTime("2026-12-25", "f"), absl::CivilMinute(2026, 12, 25, 0, 0));
   EXPECT_EQ(FormatLocalTime(absl::CivilMinute(2026, 1, 2, 3, 4)), "2026-01-02T03:04");
-  for (const char* bad : {"", "2026-02-30", "2026-12-24 18:30", "2026-12-24T18:30:00", "tomorrow"}) {
+  for (const char* bad :
+       {"", "2026-02-30", "2026-12-24 18:30", "2026-12-24T18:30:00", "tomorrow"}) {
     absl::StatusOr<absl::CivilMinute> parsed = ParseLocalTime(bad, "special_days[0].start");
     EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(parsed.status().message(), HasSubstr("special_days[0].start")) << bad;

@@ -1699,7 +1699,8 @@ TEST_F(SessionsTest, ACallbackRequestedWhileClosedIsBookedForTheOpening) {
               routing_.hours.next_opening_at().seconds());
   }
   EXPECT_TRUE(booked_event);
-  const std::vector<std::string> texts = SystemTexts(*committer_, *sessions_, kCustomer, s.session_id());
+  const std::vector<std::string> texts =
+      SystemTexts(*committer_, *sessions_, kCustomer, s.session_id());
   ASSERT_EQ(texts.size(), 1u);
   EXPECT_NE(texts[0].find("booked for 2026-03-09 09:00 (Europe/Berlin), 2026-03-09 08:00 UTC"),
             std::string::npos)

@@ -370,8 +370,8 @@ int RunCustomer(const std::vector<std::string>& args, Io& io) {
   if (name == "confirm-change") return ConfirmChange(rest, io);
   if (name == "cancel-change") return CancelChange(rest, io);
   io.err << "error: INVALID_ARGUMENT: unknown customer command \"" << name
-         << "\"\nusage: switchboard customer open|chat|say|show|verify|callback|email|rate|complain|"
-            "changes|confirm-change|cancel-change ... (see switchboard help)\n";
+         << "\"\nusage: switchboard customer open|chat|say|show|verify|callback|email|rate|"
+            "complain|changes|confirm-change|cancel-change ... (see switchboard help)\n";
   return kExitUsage;
 }
 

@@ -14,7 +14,8 @@ TEST(HoursTest, ParsesWeeklyRangesAndNights) {
   EXPECT_EQ(schedule.weekly_hours(5).day(), routing::v1::DAY_OF_WEEK_SATURDAY);
   EXPECT_EQ(schedule.weekly_hours(5).start_time(), "10:00");
   EXPECT_EQ(schedule.weekly_hours(6).end_time(), "06:00");
-  for (const char* bad : {"mon=09:00", "funday=09:00-10:00", "fri-mon=09:00-10:00", "09:00-17:00"}) {
+  for (const char* bad :
+       {"mon=09:00", "funday=09:00-10:00", "fri-mon=09:00-10:00", "09:00-17:00"}) {
     routing::v1::Schedule ignored;
     absl::Status status = ParseWeekly(bad, &ignored);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
