@@ -1,5 +1,7 @@
 #include "services/routing/schedule.h"
 
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -334,6 +336,93 @@ TEST(ScheduleTest, AlwaysOpen) {
   EXPECT_EQ(schedule.NextOpening(t), t);
   EXPECT_EQ(schedule.AddBusinessTime(t, absl::Hours(48)), t + absl::Hours(48));
   EXPECT_EQ(schedule.BusinessDuration(t, t + absl::Hours(3)), absl::Hours(3));
+}
+
+}  // namespace
+}  // namespace switchboard::routing
+
+namespace switchboard::routing {
+namespace {
+
+// Random valid schedules in zones with daylight-saving changes (Lord Howe's
+// is half an hour), checked against a minute-by-minute walk of IsOpen:
+// NextTransition finds the first change, BusinessDuration and
+// AddBusinessTime add up the open minutes.
+TEST(ScheduleConsistencyTest, AgreesWithAMinuteByMinuteWalk) {
+  std::mt19937 random(20260308);
+  auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(random); };
+  const absl::Weekday days[] = {absl::Weekday::monday,   absl::Weekday::tuesday,
+                                absl::Weekday::wednesday, absl::Weekday::thursday,
+                                absl::Weekday::friday,   absl::Weekday::saturday,
+                                absl::Weekday::sunday};
+  for (const char* zone : {"America/New_York", "Europe/Berlin", "Australia/Lord_Howe",
+                           "Asia/Shanghai", "America/Sao_Paulo"}) {
+    for (int round = 0; round < 6; ++round) {
+      ScheduleSpec spec;
+      spec.time_zone = zone;
+      for (absl::Weekday day : days) {
+        // Mornings between 06:00 and 12:00; evenings from 12:00, possibly
+        // into the next day until 05:59: never overlapping.
+        if (uniform(0, 2) > 0) {
+          const int start = uniform(360, 700);
+          spec.weekly.push_back({day, start, uniform(start + 1, 720)});
+        }
+        if (uniform(0, 2) > 0) {
+          const int start = uniform(720, 1380);
+          const int end = uniform(0, 3) == 0 ? uniform(0, 359) : uniform(start + 1, 1440);
+          spec.weekly.push_back({day, start, end});
+        }
+      }
+      if (round < 2) {
+        // Once a week, across midnight: changes a week apart.
+        spec.weekly = {{days[uniform(0, 6)], uniform(1200, 1439), uniform(0, 359)}};
+      }
+      absl::CivilMinute from(2026, 3, uniform(1, 20), uniform(0, 23), 0);
+      for (int i = 0; i < uniform(0, 3); ++i) {
+        from += uniform(60, 3 * 1440);
+        const absl::CivilMinute end = from + uniform(30, 2 * 1440);
+        spec.special.push_back({from, end, uniform(0, 1) == 1});
+        from = end;
+      }
+      absl::StatusOr<Schedule> built = Schedule::Create(spec);
+      ASSERT_TRUE(built.ok()) << built.status();
+      const Schedule& schedule = *built;
+      for (int sample = 0; sample < 4; ++sample) {
+        const absl::Time t = absl::FromCivil(absl::CivilSecond(2026, 3, uniform(1, 31),
+                                                               uniform(0, 23), uniform(0, 59),
+                                                               uniform(0, 59)),
+                                             absl::UTCTimeZone());
+        const bool open = schedule.IsOpen(t);
+        // Every change falls on a whole minute (zone offsets are whole
+        // minutes): the first boundary after t.
+        const absl::Time first_minute =
+            absl::UnixEpoch() + absl::Floor(t - absl::UnixEpoch(), absl::Minutes(1)) +
+            absl::Minutes(1);
+        std::optional<absl::Time> walked;
+        absl::Duration open_minutes = absl::ZeroDuration();
+        if (open) open_minutes += first_minute - t;
+        const absl::Time horizon = first_minute + absl::Hours(24 * 10);
+        for (absl::Time m = first_minute; m < horizon; m += absl::Minutes(1)) {
+          const bool now_open = schedule.IsOpen(m);
+          if (!walked.has_value() && now_open != open) walked = m;
+          if (now_open) open_minutes += absl::Minutes(1);
+        }
+        const std::optional<absl::Time> next = schedule.NextTransition(t);
+        if (walked.has_value()) {
+          EXPECT_EQ(next, walked) << zone << " at " << t;
+        } else {
+          EXPECT_TRUE(!next.has_value() || *next >= horizon) << zone << " at " << t;
+        }
+        EXPECT_EQ(schedule.BusinessDuration(t, horizon), open_minutes) << zone << " at " << t;
+        if (open_minutes > absl::Minutes(1)) {
+          const std::optional<absl::Time> ends = schedule.AddBusinessTime(t, open_minutes);
+          ASSERT_TRUE(ends.has_value()) << zone << " at " << t;
+          EXPECT_LE(*ends, horizon);
+          EXPECT_EQ(schedule.BusinessDuration(t, *ends), open_minutes) << zone << " at " << t;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
