@@ -2051,7 +2051,8 @@ void Sessions::SyncRouting(const std::string& session_id) {
                            : absl::InfiniteFuture(),
                        hours.time_zone(),
                        target != options_.email_sla_by_category.end() ? target->second
-                                                                      : options_.email_sla)),
+                                                                      : options_.email_sla,
+                       options_.business_hours_sla_categories.contains(r.session.category()))),
                    clock_->Now(), write);
       }
       write.sessions.push_back(r);

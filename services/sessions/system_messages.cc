@@ -53,7 +53,8 @@ std::string EmailAcknowledgementBy(absl::string_view language, absl::Duration re
 }
 
 std::string DeskClosedNotice(absl::string_view language, absl::Time next_opening,
-                             absl::string_view time_zone, absl::Duration email_target) {
+                             absl::string_view time_zone, absl::Duration email_target,
+                             bool business_hours) {
   const bool chinese = Chinese(language);
   if (chinese) {
     const std::string opening =
@@ -62,7 +63,8 @@ std::string DeskClosedNotice(absl::string_view language, absl::Time next_opening
             : absl::StrCat("人工客服将于", When(true, next_opening, time_zone), "恢复服务。");
     return absl::StrCat("现在是人工客服的非工作时间。", opening,
                         "您可以继续排队等待，客服上班后会回复您；也可以改为邮件沟通，我们将在",
-                        Span(true, email_target), "内回复您。");
+                        Span(true, email_target), business_hours ? "工作时间内" : "内",
+                        "回复您。");
   }
   const std::string opening =
       next_opening == absl::InfiniteFuture()
@@ -71,7 +73,7 @@ std::string DeskClosedNotice(absl::string_view language, absl::Time next_opening
   return absl::StrCat("Our agents are not available right now. ", opening,
                       " You can stay in the queue and an agent will answer once we open, or "
                       "continue by email and we will reply within ",
-                      Span(false, email_target), ".");
+                      Span(false, email_target), business_hours ? " of business hours." : ".");
 }
 
 std::string CallbackBooked(absl::string_view language, absl::Time when,

@@ -28,9 +28,11 @@ std::string EmailAcknowledgementBy(absl::string_view language, absl::Duration re
 // Told to a customer whose chat was escalated while the desk is closed:
 // when it next opens (in the schedule's zone and in UTC; "no opening hours
 // scheduled" when `next_opening` is InfiniteFuture), that they may stay
-// queued, or continue by email with a reply within `email_target`.
+// queued, or continue by email with a reply within `email_target` (of
+// business hours when `business_hours`).
 std::string DeskClosedNotice(absl::string_view language, absl::Time next_opening,
-                             absl::string_view time_zone, absl::Duration email_target);
+                             absl::string_view time_zone, absl::Duration email_target,
+                             bool business_hours = false);
 
 // Told to a customer who asked for a callback while the phone desk is
 // closed: the callback is booked for `when` (the next opening).

@@ -45,7 +45,13 @@ TEST(SystemMessagesTest, OutOfHoursNoticesStateTheTimeInTheDesksZoneAndUtc) {
   EXPECT_TRUE(absl::StrContains(zh, "2026-03-09 09:00（Asia/Shanghai时间），即 UTC 2026-03-09 01:00"))
       << zh;
   EXPECT_TRUE(absl::StrContains(zh, "邮件")) << zh;
-  EXPECT_TRUE(absl::StrContains(zh, "24小时")) << zh;
+  EXPECT_TRUE(absl::StrContains(zh, "24小时内")) << zh;
+  EXPECT_TRUE(absl::StrContains(
+      DeskClosedNotice("en", opening, "Asia/Shanghai", absl::Hours(48), /*business_hours=*/true),
+      "we will reply within 48 hours of business hours."));
+  EXPECT_TRUE(absl::StrContains(
+      DeskClosedNotice("zh", opening, "Asia/Shanghai", absl::Hours(48), /*business_hours=*/true),
+      "48小时工作时间内"));
   EXPECT_TRUE(absl::StrContains(
       DeskClosedNotice("en", absl::InfiniteFuture(), "Asia/Shanghai", absl::Hours(48)),
       "No opening hours are scheduled"));
