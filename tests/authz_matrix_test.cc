@@ -481,6 +481,53 @@ class AuthzMatrixTest : public ::testing::Test {
     return target;
   }
 
+  // A CHAT session of a fresh customer A, escalated (no bot): QUEUED.
+  Target QueuedChat() {
+    Target target;
+    target.customer = Fresh("cust-a");
+    const std::string token = tokens_->For(Role::kCustomer, target.customer);
+    sv1::CreateSessionRequest request;
+    request.set_channel(common::v1::CHANNEL_CHAT);
+    request.set_category(common::v1::CATEGORY_DEPOSIT);
+    request.set_language("en");
+    request.mutable_first_message()->set_text("My deposit has not arrived.");
+    sv1::CreateSessionResponse response;
+    grpc::Status status = sessions_->CreateSession(Context(token).get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    target.id = response.session().session_id();
+    sv1::EscalateSessionRequest escalate;
+    escalate.set_session_id(target.id);
+    sv1::EscalateSessionResponse escalated;
+    status = sessions_->EscalateSession(Context(token).get(), escalate, &escalated);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(escalated.session().state(), sv1::SESSION_STATE_QUEUED);
+    return target;
+  }
+
+  // A schedule that governs no queue (so that no other row's queue closes):
+  // target.id is its id.
+  Target Schedule() {
+    Target target;
+    target.id = Fresh("hours");
+    rv1::SetScheduleResponse response;
+    grpc::Status status = routing_->SetSchedule(
+        Context(tokens_->For(Role::kSupervisor, "sup-1")).get(), ScheduleRequest(target.id),
+        &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return target;
+  }
+
+  static rv1::SetScheduleRequest ScheduleRequest(const std::string& schedule_id) {
+    rv1::SetScheduleRequest request;
+    request.mutable_schedule()->set_schedule_id(schedule_id);
+    request.mutable_schedule()->set_time_zone("Asia/Shanghai");
+    rv1::WeeklyHours* monday = request.mutable_schedule()->add_weekly_hours();
+    monday->set_day(rv1::DAY_OF_WEEK_MONDAY);
+    monday->set_start_time("09:00");
+    monday->set_end_time("18:00");
+    return request;
+  }
+
   // A session agent A resolved.
   Target ResolvedSession() {
     Target target = AssignedSession();
@@ -1026,6 +1073,14 @@ void AuthzMatrixTest::AddRows() {
          sv1::CloseSessionResponse out;
          return sessions_->CloseSession(Context(token).get(), r, &out);
        }});
+  Add("sessions.ContinueByEmail",
+      {{Who::kCustomerA}, Denial::kAsMissing, [this] { return QueuedChat(); },
+       [this](Who, const std::string& token, const Target& t) {
+         sv1::ContinueByEmailRequest r;
+         r.set_session_id(t.id);
+         sv1::ContinueByEmailResponse out;
+         return sessions_->ContinueByEmail(Context(token).get(), r, &out);
+       }});
   Add("sessions.RequestCallback",
       {{Who::kCustomerA}, Denial::kAsMissing,
        [this] {
@@ -1147,6 +1202,43 @@ void AuthzMatrixTest::AddRows() {
          r.mutable_settings()->set_auto_accept(false);
          rv1::UpdateAgentSettingsResponse out;
          return routing_->UpdateAgentSettings(Context(token).get(), r, &out);
+       }});
+
+  Add("routing.SetSchedule",
+      {{}, Denial::kAsMissing, none, [this](Who, const std::string& token, const Target&) {
+         rv1::SetScheduleResponse out;
+         return routing_->SetSchedule(Context(token).get(), ScheduleRequest(Fresh("hours")),
+                                      &out);
+       }});
+  Add("routing.GetSchedule",
+      {{}, Denial::kAsMissing, [this] { return Schedule(); },
+       [this](Who, const std::string& token, const Target& t) {
+         rv1::GetScheduleRequest r;
+         r.set_schedule_id(t.id);
+         rv1::GetScheduleResponse out;
+         return routing_->GetSchedule(Context(token).get(), r, &out);
+       }});
+  Add("routing.ListSchedules",
+      {{}, Denial::kAsMissing, none, [this](Who, const std::string& token, const Target&) {
+         rv1::ListSchedulesResponse out;
+         return routing_->ListSchedules(Context(token).get(), {}, &out);
+       }});
+  Add("routing.DeleteSchedule",
+      {{}, Denial::kAsMissing, [this] { return Schedule(); },
+       [this](Who, const std::string& token, const Target& t) {
+         rv1::DeleteScheduleRequest r;
+         r.set_schedule_id(t.id);
+         rv1::DeleteScheduleResponse out;
+         return routing_->DeleteSchedule(Context(token).get(), r, &out);
+       }});
+  Add("routing.GetQueueHours",
+      {{}, Denial::kAsMissing, none, [this](Who, const std::string& token, const Target&) {
+         rv1::GetQueueHoursRequest r;
+         r.set_channel(common::v1::CHANNEL_EMAIL);
+         r.set_category(common::v1::CATEGORY_DEPOSIT);
+         r.set_language("en");
+         rv1::GetQueueHoursResponse out;
+         return routing_->GetQueueHours(Context(token).get(), r, &out);
        }});
 
   // --- bot ------------------------------------------------------------------

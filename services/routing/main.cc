@@ -138,11 +138,18 @@ int Run(int argc, char** argv) {
   GrpcPresence presence(presence_channel, &presence_token, config.peer_timeout);
   GrpcSessions sessions(client::PeerChannel(config.sessions_address, *peer_security),
                         &sessions_token, config.peer_timeout);
-  Router router(&store, &presence, &sessions, RealClock(), &metrics, config.router);
+  // A schedule change wakes the dispatcher, so that queues open or close at
+  // once; changes arrive only once the server is up, after `woken` is set.
+  Router* woken = nullptr;
+  ScheduleBook schedules(&store, RealClock(), [&woken] { woken->Wake(); });
+  if (absl::Status s = schedules.Load(); !s.ok()) return Fail("load", s);
+  Router router(&store, &presence, &sessions, RealClock(), &metrics, config.router, &schedules);
+  woken = &router;
   if (absl::Status s = router.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  RoutingService service(&router, keys->verifier.get(), RealClock(), &pool, config.service);
+  RoutingService service(&router, &schedules, keys->verifier.get(), RealClock(), &pool,
+                         config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
   (*server)->OnDrain([&service] { service.EndStreams(); });

@@ -24,6 +24,8 @@ using server::RunUnary;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 500;
 constexpr char kPageTokenPrefix[] = "entries:";
+constexpr int kMaxSchedulesPage = 100;
+constexpr char kSchedulePageTokenPrefix[] = "schedules:";
 
 std::string EncodePageToken(size_t offset) {
   return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, offset));
@@ -143,9 +145,11 @@ class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffers
   bool began_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-RoutingService::RoutingService(Router* router, const auth::TokenVerifier* tokens, Clock* clock,
+RoutingService::RoutingService(Router* router, ScheduleBook* schedules,
+                               const auth::TokenVerifier* tokens, Clock* clock,
                                server::BlockingPool* pool, Options options)
     : router_(router),
+      schedules_(schedules),
       tokens_(tokens),
       policy_(auth::ServicePolicy::Of(v1::RoutingService::service_full_name())),
       clock_(clock),
@@ -187,6 +191,7 @@ grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
     if (!result.ok()) return result.status();
     *response->mutable_entry() = std::move(result->entry);
     response->set_replayed(result->replayed);
+    *response->mutable_hours() = std::move(result->hours);
     return absl::OkStatus();
   });
 }
@@ -431,6 +436,148 @@ grpc::ServerUnaryReactor* RoutingService::UpdateAgentSettings(
                     protoutil::ToTimestamp(record->updated_at, response->mutable_updated_at());
                     return absl::OkStatus();
                   });
+}
+
+grpc::ServerUnaryReactor* RoutingService::SetSchedule(grpc::CallbackServerContext* context,
+                                                      const v1::SetScheduleRequest* request,
+                                                      v1::SetScheduleResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, "SetSchedule");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (!request->has_schedule()) {
+    return FinishNow(context, absl::InvalidArgumentError("schedule: required"));
+  }
+  if (request->has_expected_version() && request->expected_version() < 0) {
+    return FinishNow(context,
+                     absl::InvalidArgumentError("expected_version: must be 0 or more"));
+  }
+  return RunUnary(context, *pool_, [this, request, response, actor = principal->subject] {
+    v1::Schedule schedule = request->schedule();
+    schedule.clear_version();
+    schedule.clear_updated_at();
+    schedule.clear_updated_by();
+    std::optional<int64_t> expected;
+    if (request->has_expected_version()) expected = request->expected_version();
+    absl::StatusOr<v1::Schedule> stored = schedules_->Set(std::move(schedule), expected, actor);
+    if (!stored.ok()) return stored.status();
+    *response->mutable_schedule() = std::move(*stored);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::GetSchedule(grpc::CallbackServerContext* context,
+                                                      const v1::GetScheduleRequest* request,
+                                                      v1::GetScheduleResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetSchedule");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (absl::Status s = validation::ValidateId("schedule_id", request->schedule_id());
+      !s.ok()) {
+    return FinishNow(context, s);
+  }
+  absl::StatusOr<v1::Schedule> schedule = schedules_->Get(request->schedule_id());
+  if (!schedule.ok()) return FinishNow(context, schedule.status());
+  absl::StatusOr<Schedule> built = BuildSchedule(*schedule);
+  if (!built.ok()) return FinishNow(context, built.status());
+  const absl::Time now = clock_->Now();
+  response->set_open(built->IsOpen(now));
+  if (std::optional<absl::Time> next = built->NextTransition(now); next.has_value()) {
+    protoutil::ToTimestamp(*next, response->mutable_next_transition_at());
+  }
+  *response->mutable_schedule() = std::move(*schedule);
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* RoutingService::ListSchedules(grpc::CallbackServerContext* context,
+                                                        const v1::ListSchedulesRequest* request,
+                                                        v1::ListSchedulesResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "ListSchedules");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (request->page_size() < 0 || request->page_size() > kMaxSchedulesPage) {
+    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
+                                  "page_size: must be 0 to ", kMaxSchedulesPage)));
+  }
+  std::string after;
+  if (!request->page_token().empty()) {
+    std::string decoded;
+    if (!absl::WebSafeBase64Unescape(request->page_token(), &decoded) ||
+        !absl::StartsWith(decoded, kSchedulePageTokenPrefix)) {
+      return FinishNow(context,
+                       absl::InvalidArgumentError(
+                           "page_token: not a token from a previous ListSchedules response"));
+    }
+    after = decoded.substr(sizeof(kSchedulePageTokenPrefix) - 1);
+  }
+  const size_t page_size = request->page_size() == 0 ? kMaxSchedulesPage : request->page_size();
+  bool more = false;
+  for (v1::Schedule& schedule : schedules_->List(after, page_size, &more)) {
+    *response->add_schedules() = std::move(schedule);
+  }
+  if (more) {
+    response->set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(
+        kSchedulePageTokenPrefix,
+        response->schedules(response->schedules_size() - 1).schedule_id())));
+  }
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* RoutingService::DeleteSchedule(
+    grpc::CallbackServerContext* context, const v1::DeleteScheduleRequest* request,
+    v1::DeleteScheduleResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, "DeleteSchedule");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response, actor = principal->subject] {
+    std::optional<int64_t> expected;
+    if (request->has_expected_version()) expected = request->expected_version();
+    absl::StatusOr<bool> found = schedules_->Delete(request->schedule_id(), expected, actor);
+    if (!found.ok()) return found.status();
+    response->set_found(*found);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::GetQueueHours(grpc::CallbackServerContext* context,
+                                                        const v1::GetQueueHoursRequest* request,
+                                                        v1::GetQueueHoursResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetQueueHours");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (request->channel() == common::v1::CHANNEL_UNSPECIFIED ||
+      !common::v1::Channel_IsValid(request->channel())) {
+    return FinishNow(context, absl::InvalidArgumentError(
+                                  "channel: required, CHAT, EMAIL, PHONE or SOCIAL"));
+  }
+  if (request->category() == common::v1::CATEGORY_UNSPECIFIED ||
+      !common::v1::Category_IsValid(request->category())) {
+    return FinishNow(context, absl::InvalidArgumentError("category: required, a known category"));
+  }
+  absl::StatusOr<Router::Filter> filter = ToFilter(
+      v1::ENTRY_KIND_SESSION, request->channel(), request->category(), request->language());
+  if (!filter.ok()) return FinishNow(context, filter.status());
+  if (filter->language.empty()) {
+    return FinishNow(context, absl::InvalidArgumentError(
+                                  "language: required, a BCP 47 tag such as en or zh-CN"));
+  }
+  const QueueId queue{v1::ENTRY_KIND_SESSION, request->channel(), request->category(),
+                      filter->language};
+  const absl::Time now = clock_->Now();
+  *response->mutable_hours() = schedules_->HoursOf(queue, now);
+  if (request->has_business_time()) {
+    const absl::Duration span = protoutil::FromDuration(request->business_time());
+    if (span < absl::ZeroDuration() || span > absl::Hours(24 * 366)) {
+      return FinishNow(context, absl::InvalidArgumentError(
+                                    "business_time: must be 0 to 366 days"));
+    }
+    const absl::Time from =
+        request->has_from() ? protoutil::FromTimestamp(request->from()) : now;
+    const Governing governing = schedules_->For(queue);
+    const std::optional<absl::Time> ends =
+        governing.schedule == nullptr ? std::optional<absl::Time>(from + span)
+                                      : governing.schedule->AddBusinessTime(from, span);
+    if (ends.has_value()) {
+      protoutil::ToTimestamp(*ends, response->mutable_business_time_ends_at());
+    }
+  }
+  return FinishNow(context, absl::OkStatus());
 }
 
 }  // namespace switchboard::routing

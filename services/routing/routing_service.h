@@ -11,6 +11,7 @@
 #include "libs/server/blocking_pool.h"
 #include "libs/server/open_streams.h"
 #include "services/routing/router.h"
+#include "services/routing/schedule_book.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
 
 namespace switchboard::routing {
@@ -32,12 +33,13 @@ class RoutingService final : public v1::RoutingService::CallbackService {
     int max_watch_streams_per_agent = 8;
   };
 
-  // None owned; all must outlive the service.
-  RoutingService(Router* router, const auth::TokenVerifier* tokens, Clock* clock,
-                 server::BlockingPool* pool, Options options);
-  RoutingService(Router* router, const auth::TokenVerifier* tokens, Clock* clock,
-                 server::BlockingPool* pool)
-      : RoutingService(router, tokens, clock, pool, Options()) {}
+  // None owned; all must outlive the service. `schedules` is the book the
+  // router decides opening hours with.
+  RoutingService(Router* router, ScheduleBook* schedules, const auth::TokenVerifier* tokens,
+                 Clock* clock, server::BlockingPool* pool, Options options);
+  RoutingService(Router* router, ScheduleBook* schedules, const auth::TokenVerifier* tokens,
+                 Clock* clock, server::BlockingPool* pool)
+      : RoutingService(router, schedules, tokens, clock, pool, Options()) {}
 
   grpc::ServerUnaryReactor* EnqueueSession(grpc::CallbackServerContext* context,
                                            const v1::EnqueueSessionRequest* request,
@@ -74,6 +76,21 @@ class RoutingService final : public v1::RoutingService::CallbackService {
   grpc::ServerUnaryReactor* UpdateAgentSettings(
       grpc::CallbackServerContext* context, const v1::UpdateAgentSettingsRequest* request,
       v1::UpdateAgentSettingsResponse* response) override;
+  grpc::ServerUnaryReactor* SetSchedule(grpc::CallbackServerContext* context,
+                                        const v1::SetScheduleRequest* request,
+                                        v1::SetScheduleResponse* response) override;
+  grpc::ServerUnaryReactor* GetSchedule(grpc::CallbackServerContext* context,
+                                        const v1::GetScheduleRequest* request,
+                                        v1::GetScheduleResponse* response) override;
+  grpc::ServerUnaryReactor* ListSchedules(grpc::CallbackServerContext* context,
+                                          const v1::ListSchedulesRequest* request,
+                                          v1::ListSchedulesResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteSchedule(grpc::CallbackServerContext* context,
+                                           const v1::DeleteScheduleRequest* request,
+                                           v1::DeleteScheduleResponse* response) override;
+  grpc::ServerUnaryReactor* GetQueueHours(grpc::CallbackServerContext* context,
+                                          const v1::GetQueueHoursRequest* request,
+                                          v1::GetQueueHoursResponse* response) override;
 
   // Ends every open WatchOffers stream with UNAVAILABLE (server draining).
   void EndStreams();
@@ -85,6 +102,7 @@ class RoutingService final : public v1::RoutingService::CallbackService {
                                                absl::string_view method);
 
   Router* const router_;
+  ScheduleBook* const schedules_;
   const auth::TokenVerifier* const tokens_;
   const auth::ServicePolicy& policy_;
   Clock* const clock_;

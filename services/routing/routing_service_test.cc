@@ -26,13 +26,15 @@ class RoutingServiceTest : public ::testing::Test {
                                                   nullptr);
     registry_ = std::make_shared<prometheus::Registry>();
     metrics_ = std::make_unique<RoutingMetrics>(*registry_);
+    schedules_ = std::make_unique<ScheduleBook>(store_.get(), RealClock(), nullptr);
+    EXPECT_TRUE(schedules_->Load().ok());
     router_ = std::make_unique<Router>(store_.get(), &presence_, &sessions_, RealClock(),
-                                       metrics_.get(), RouterOptions());
+                                       metrics_.get(), RouterOptions(), schedules_.get());
     EXPECT_TRUE(router_->Load().ok());
     RoutingService::Options options;
     options.max_watch_streams_per_agent = 2;
-    service_ = std::make_unique<RoutingService>(router_.get(), &tokens_.verifier(), RealClock(),
-                                                &pool_, options);
+    service_ = std::make_unique<RoutingService>(router_.get(), schedules_.get(),
+                                                &tokens_.verifier(), RealClock(), &pool_, options);
     server_ = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service_.get()});
     server_->server().OnDrain([this] { service_->EndStreams(); });
     stub_ = v1::RoutingService::NewStub(server_->channel());
@@ -98,6 +100,7 @@ class RoutingServiceTest : public ::testing::Test {
   std::unique_ptr<SqliteRoutingStore> store_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<RoutingMetrics> metrics_;
+  std::unique_ptr<ScheduleBook> schedules_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<RoutingService> service_;
   std::unique_ptr<testing::TestServer> server_;
@@ -373,7 +376,8 @@ TEST_F(RoutingServiceTest, AWatcherThatStopsReadingIsEndedInsteadOfBuffered) {
   // The same router behind a server whose streams may lag 3 messages.
   RoutingService::Options options;
   options.max_watch_backlog = 3;
-  RoutingService service(router_.get(), &tokens_.verifier(), RealClock(), &pool_, options);
+  RoutingService service(router_.get(), schedules_.get(), &tokens_.verifier(), RealClock(),
+                         &pool_, options);
   testing::TestServer server(std::vector<grpc::Service*>{&service});
   server.server().OnDrain([&service] { service.EndStreams(); });
   // A client with a small flow-control window that never reads: once the
@@ -431,6 +435,176 @@ TEST_F(RoutingServiceTest, ChatEntriesHaveNoFirstResponseDueTime) {
   v1::GetQueueStatsResponse stats;
   ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Supervisor()).get(), {}, &stats).ok());
   for (const auto& queue : stats.queues()) EXPECT_EQ(queue.sla_breached(), 0);
+}
+
+}  // namespace
+}  // namespace switchboard::routing
+
+namespace switchboard::routing {
+namespace {
+
+// A schedule that is closed now and for good (no hours at all) on PHONE
+// deposit queues, and weekdays 09:00-17:00 in Berlin on EMAIL.
+v1::Schedule ClosedPhone() {
+  v1::Schedule s;
+  s.set_schedule_id("phone-closed");
+  s.set_display_name("Phone: closed");
+  s.set_time_zone("Asia/Shanghai");
+  v1::QueueSelector* selector = s.add_applies_to();
+  selector->set_channel(common::v1::CHANNEL_PHONE);
+  selector->set_category(common::v1::CATEGORY_DEPOSIT);
+  return s;
+}
+
+v1::Schedule BerlinEmail() {
+  v1::Schedule s;
+  s.set_schedule_id("email-berlin");
+  s.set_time_zone("Europe/Berlin");
+  for (v1::DayOfWeek day : {v1::DAY_OF_WEEK_MONDAY, v1::DAY_OF_WEEK_TUESDAY,
+                            v1::DAY_OF_WEEK_WEDNESDAY, v1::DAY_OF_WEEK_THURSDAY,
+                            v1::DAY_OF_WEEK_FRIDAY}) {
+    v1::WeeklyHours* hours = s.add_weekly_hours();
+    hours->set_day(day);
+    hours->set_start_time("09:00");
+    hours->set_end_time("17:00");
+  }
+  s.add_applies_to()->set_channel(common::v1::CHANNEL_EMAIL);
+  return s;
+}
+
+TEST_F(RoutingServiceTest, SupervisorsManageSchedulesThroughTheApi) {
+  const std::string supervisor = tokens_.For(Role::kSupervisor, "sup-1");
+  v1::SetScheduleRequest set;
+  *set.mutable_schedule() = ClosedPhone();
+  set.mutable_schedule()->set_version(42);  // output only: ignored
+  set.set_expected_version(0);
+  v1::SetScheduleResponse stored;
+  // Only supervisors change schedules.
+  EXPECT_EQ(stub_->SetSchedule(ContextWithToken(Agent("a1")).get(), set, &stored).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub_->SetSchedule(ContextWithToken(Service()).get(), set, &stored).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status status = stub_->SetSchedule(ContextWithToken(supervisor).get(), set, &stored);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(stored.schedule().version(), 1);
+  EXPECT_EQ(stored.schedule().updated_by(), "sup-1");
+  // The same request again is stale (it asks to create).
+  status = stub_->SetSchedule(ContextWithToken(supervisor).get(), set, &stored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("expected_version"), std::string::npos);
+
+  v1::SetScheduleRequest bad;
+  *bad.mutable_schedule() = BerlinEmail();
+  bad.mutable_schedule()->mutable_weekly_hours(3)->set_end_time("25:00");
+  status = stub_->SetSchedule(ContextWithToken(supervisor).get(), bad, &stored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("weekly_hours[3].end_time"), std::string::npos);
+  bad.clear_schedule();
+  status = stub_->SetSchedule(ContextWithToken(supervisor).get(), bad, &stored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("schedule"), std::string::npos);
+
+  v1::SetScheduleRequest email;
+  *email.mutable_schedule() = BerlinEmail();
+  ASSERT_TRUE(stub_->SetSchedule(ContextWithToken(supervisor).get(), email, &stored).ok());
+  EXPECT_EQ(stored.schedule().version(), 2);
+
+  v1::GetScheduleRequest get;
+  get.set_schedule_id("phone-closed");
+  v1::GetScheduleResponse got;
+  ASSERT_TRUE(stub_->GetSchedule(ContextWithToken(Agent("a1")).get(), get, &got).ok());
+  EXPECT_FALSE(got.open());
+  EXPECT_FALSE(got.has_next_transition_at());
+  EXPECT_EQ(got.schedule().display_name(), "Phone: closed");
+  get.set_schedule_id("nope");
+  EXPECT_EQ(stub_->GetSchedule(ContextWithToken(Agent("a1")).get(), get, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  v1::ListSchedulesRequest list;
+  list.set_page_size(1);
+  v1::ListSchedulesResponse page;
+  ASSERT_TRUE(stub_->ListSchedules(ContextWithToken(supervisor).get(), list, &page).ok());
+  ASSERT_EQ(page.schedules_size(), 1);
+  EXPECT_EQ(page.schedules(0).schedule_id(), "email-berlin");
+  list.set_page_token(page.next_page_token());
+  ASSERT_TRUE(stub_->ListSchedules(ContextWithToken(supervisor).get(), list, &page).ok());
+  ASSERT_EQ(page.schedules_size(), 1);
+  EXPECT_EQ(page.schedules(0).schedule_id(), "phone-closed");
+  EXPECT_TRUE(page.next_page_token().empty());
+  list.set_page_token("garbage");
+  EXPECT_EQ(stub_->ListSchedules(ContextWithToken(supervisor).get(), list, &page).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::DeleteScheduleRequest del;
+  del.set_schedule_id("email-berlin");
+  del.set_expected_version(1);
+  v1::DeleteScheduleResponse deleted;
+  EXPECT_EQ(
+      stub_->DeleteSchedule(ContextWithToken(supervisor).get(), del, &deleted).error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);
+  del.set_expected_version(2);
+  ASSERT_TRUE(stub_->DeleteSchedule(ContextWithToken(supervisor).get(), del, &deleted).ok());
+  EXPECT_TRUE(deleted.found());
+}
+
+TEST_F(RoutingServiceTest, EnqueueAndStatsTellWhetherTheQueueIsOpen) {
+  ASSERT_TRUE(schedules_->Set(ClosedPhone(), std::nullopt, "sup-1").ok());
+  v1::EnqueueSessionRequest callback = Request("s-cb");
+  callback.set_channel(common::v1::CHANNEL_PHONE);
+  callback.set_reason(v1::ENQUEUE_REASON_CALLBACK);
+  v1::EnqueueSessionResponse response;
+  ASSERT_TRUE(stub_->EnqueueSession(ContextWithToken(Service()).get(), callback, &response).ok());
+  EXPECT_FALSE(response.hours().open());
+  EXPECT_EQ(response.hours().schedule_id(), "phone-closed");
+  EXPECT_FALSE(response.hours().has_next_opening_at());
+  ASSERT_TRUE(stub_->EnqueueSession(ContextWithToken(Service()).get(), Request("s-chat"),
+                                    &response)
+                  .ok());
+  EXPECT_TRUE(response.hours().open());
+
+  v1::GetQueueStatsResponse stats;
+  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Supervisor()).get(), {}, &stats).ok());
+  ASSERT_EQ(stats.queues_size(), 2);
+  for (const v1::QueueStats& s : stats.queues()) {
+    EXPECT_EQ(s.hours().open(), s.queue().channel() != common::v1::CHANNEL_PHONE);
+  }
+}
+
+TEST_F(RoutingServiceTest, GetQueueHoursCountsBusinessTime) {
+  ASSERT_TRUE(schedules_->Set(BerlinEmail(), std::nullopt, "sup-1").ok());
+  v1::GetQueueHoursRequest request;
+  request.set_channel(common::v1::CHANNEL_EMAIL);
+  request.set_category(common::v1::CATEGORY_WITHDRAWAL);
+  request.set_language("de-DE");
+  request.mutable_business_time()->set_seconds(2 * 3600);
+  // Friday 2026-03-06 16:00 in Berlin: one hour on Friday, one on Monday.
+  protoutil::ToTimestamp(absl::FromCivil(absl::CivilMinute(2026, 3, 6, 15, 0), absl::UTCTimeZone()),
+                         request.mutable_from());
+  v1::GetQueueHoursResponse response;
+  grpc::Status status = stub_->GetQueueHours(
+      ContextWithToken(tokens_.For(Role::kCustomer, "c")).get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.hours().schedule_id(), "email-berlin");
+  EXPECT_EQ(response.hours().time_zone(), "Europe/Berlin");
+  EXPECT_EQ(protoutil::FromTimestamp(response.business_time_ends_at()),
+            absl::FromCivil(absl::CivilMinute(2026, 3, 9, 9, 0), absl::UTCTimeZone()));
+
+  // A queue without a schedule counts calendar time.
+  request.set_channel(common::v1::CHANNEL_CHAT);
+  ASSERT_TRUE(stub_->GetQueueHours(ContextWithToken(Service()).get(), request, &response).ok());
+  EXPECT_TRUE(response.hours().open());
+  EXPECT_EQ(protoutil::FromTimestamp(response.business_time_ends_at()),
+            absl::FromCivil(absl::CivilMinute(2026, 3, 6, 17, 0), absl::UTCTimeZone()));
+
+  request.clear_language();
+  status = stub_->GetQueueHours(ContextWithToken(Service()).get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("language"), std::string::npos);
+  request.set_language("en");
+  request.mutable_business_time()->set_seconds(-1);
+  status = stub_->GetQueueHours(ContextWithToken(Service()).get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("business_time"), std::string::npos);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "libs/auth/service_keys.h"
@@ -34,6 +35,7 @@ struct Config {
   absl::Duration bot_deadline = absl::Seconds(2);
   absl::Duration routing_timeout = absl::Seconds(2);
   std::string email_sla_by_category;
+  std::string business_hours_sla_categories;
   SessionsOptions sessions;
   absl::Duration sweep_interval = absl::Seconds(5);
   absl::Duration routing_retry_interval = absl::Seconds(2);
@@ -81,6 +83,23 @@ absl::Status ParseSlaByCategory(absl::string_view text,
   return absl::OkStatus();
 }
 
+// "deposit,withdrawal" -> those categories.
+absl::Status ParseCategories(absl::string_view text, absl::flat_hash_set<int>* out) {
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    common::v1::Category category;
+    const std::string name =
+        absl::StrCat("CATEGORY_", absl::AsciiStrToUpper(absl::StripAsciiWhitespace(item)));
+    if (!common::v1::Category_Parse(name, &category) ||
+        category == common::v1::CATEGORY_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--business_hours_sla_categories: \"", item,
+          "\" is not a category, e.g. deposit,withdrawal"));
+    }
+    out->insert(category);
+  }
+  return absl::OkStatus();
+}
+
 int Run(int argc, char** argv) {
   server::BlockTerminationSignals();
   Config config;
@@ -105,6 +124,10 @@ int Run(int argc, char** argv) {
             "deadline of calls to routing (failed calls are retried)");
   flags.Add("email_sla", &config.sessions.email_sla,
             "first-response target of EMAIL sessions");
+  flags.Add("business_hours_sla_categories", &config.business_hours_sla_categories,
+            "EMAIL categories whose target counts only the open hours of the EMAIL "
+            "queue's schedule (routing), e.g. deposit,withdrawal; routing unreachable: "
+            "the calendar target applies");
   flags.Add("email_sla_by_category", &config.email_sla_by_category,
             "per-category EMAIL targets, e.g. ACCOUNT_SECURITY=4h,DEPOSIT=24h");
   flags.Add("reopen_window", &config.sessions.reopen_window,
@@ -162,6 +185,12 @@ int Run(int argc, char** argv) {
   if (!peer_security.ok()) {
     std::fprintf(stderr, "sessions: %s\n",
                  std::string(peer_security.status().message()).c_str());
+    return 2;
+  }
+  if (absl::Status s = ParseCategories(config.business_hours_sla_categories,
+                                       &config.sessions.business_hours_sla_categories);
+      !s.ok()) {
+    std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
     return 2;
   }
   if (absl::Status s = ParseSlaByCategory(config.email_sla_by_category,

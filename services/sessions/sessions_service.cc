@@ -637,4 +637,17 @@ grpc::ServerUnaryReactor* SessionsService::RequestCallback(
   });
 }
 
+grpc::ServerUnaryReactor* SessionsService::ContinueByEmail(
+    grpc::CallbackServerContext* context, const v1::ContinueByEmailRequest* request,
+    v1::ContinueByEmailResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, "ContinueByEmail");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return Run(context, *caller, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session = sessions_->ContinueByEmail(caller, request->session_id());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = *std::move(session);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace switchboard::sessions

@@ -126,6 +126,9 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   grpc::ServerUnaryReactor* RequestCallback(grpc::CallbackServerContext* context,
                                             const v1::RequestCallbackRequest* request,
                                             v1::RequestCallbackResponse* response) override;
+  grpc::ServerUnaryReactor* ContinueByEmail(grpc::CallbackServerContext* context,
+                                            const v1::ContinueByEmailRequest* request,
+                                            v1::ContinueByEmailResponse* response) override;
 
   // Ends every open stream with UNAVAILABLE (server draining).
   void EndStreams();

@@ -1111,3 +1111,40 @@ TEST_F(SessionsServiceTest, CallsInFlightAreCappedPerCaller) {
 
 }  // namespace
 }  // namespace switchboard::sessions
+
+namespace switchboard::sessions {
+namespace {
+
+TEST_F(SessionsServiceTest, OnlyTheCustomerContinuesAWaitingChatByEmail) {
+  const v1::Session s = CreateChat(Customer());
+  v1::ContinueByEmailRequest request;
+  request.set_session_id(s.session_id());
+  v1::ContinueByEmailResponse response;
+  for (const std::string& token : {Agent(), Supervisor(), Routing()}) {
+    EXPECT_EQ(stub().ContinueByEmail(ContextWithToken(token).get(), request, &response)
+                  .error_code(),
+              StatusCode::PERMISSION_DENIED);
+  }
+  // Another customer's session looks missing; a chat still with the bot
+  // cannot switch.
+  EXPECT_EQ(stub().ContinueByEmail(ContextWithToken(Customer("cust-2")).get(), request, &response)
+                .error_code(),
+            StatusCode::NOT_FOUND);
+  EXPECT_EQ(stub().ContinueByEmail(ContextWithToken(Customer()).get(), request, &response)
+                .error_code(),
+            StatusCode::FAILED_PRECONDITION);
+  v1::EscalateSessionRequest escalate;
+  escalate.set_session_id(s.session_id());
+  v1::EscalateSessionResponse escalated;
+  ASSERT_TRUE(
+      stub().EscalateSession(ContextWithToken(Customer()).get(), escalate, &escalated).ok());
+  grpc::Status status =
+      stub().ContinueByEmail(ContextWithToken(Customer()).get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.session().channel(), common::v1::CHANNEL_EMAIL);
+  EXPECT_EQ(response.session().continued_from(), common::v1::CHANNEL_CHAT);
+  EXPECT_TRUE(response.session().sla().has_due_at());
+}
+
+}  // namespace
+}  // namespace switchboard::sessions
