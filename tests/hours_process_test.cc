@@ -23,12 +23,12 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
 #include "libs/testing/reserved_port.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
@@ -87,7 +87,8 @@ class HoursProcessTest : public ::testing::Test {
  protected:
   HoursProcessTest()
       : dir_(storage::MakeTempDir()),
-        codec_(*auth::LoadOrCreateKey(dir_ + "/token.key", true)) {
+        // One key folder for the platform, where each server looks first.
+        tokens_(testing::TestTokens::InFolder(dir_ + "/keys", "hours")) {
     const auto flags = [&](int port, std::vector<std::string> more) {
       more.insert(more.end(), {"--data_dir=" + dir_, absl::StrCat("--port=", port),
                                "--metrics_port=0", "--bind_address=127.0.0.1",
@@ -129,8 +130,7 @@ class HoursProcessTest : public ::testing::Test {
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
-    return *auth::MintAccessToken(codec_, {subject, role, absl::Now() + absl::Hours(1)},
-                                  absl::Now());
+    return tokens_.For(role, subject);
   }
 
   std::string VerificationToken(const std::string& customer) {
@@ -138,10 +138,10 @@ class HoursProcessTest : public ::testing::Test {
     claims.customer_id = customer;
     claims.method = "sms_otp";
     claims.level = auth::kLevelBasic;
-    claims.token_id = absl::StrCat("tid-", customer, "-", ++tokens_);
+    claims.token_id = absl::StrCat("tid-", customer, "-", ++tokens_issued_);
     claims.issued_at = absl::Now();
     claims.expires_at = absl::Now() + absl::Minutes(15);
-    return *auth::SignVerificationToken(codec_, claims);
+    return *auth::SignVerificationToken(tokens_.verification_signer(), claims);
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
@@ -251,8 +251,8 @@ class HoursProcessTest : public ::testing::Test {
   }
 
   const std::string dir_;
-  auth::TokenCodec codec_;
-  int tokens_ = 0;
+  testing::TestTokens tokens_;
+  int tokens_issued_ = 0;
   testing::ReservedPort routing_port_;
   std::unique_ptr<testing::ServerProcess> presence_;
   std::unique_ptr<testing::ServerProcess> sessions_;

@@ -146,27 +146,27 @@ class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffers
 };
 
 RoutingService::RoutingService(Router* router, ScheduleBook* schedules,
-                               const auth::TokenCodec* tokens, Clock* clock,
+                               const auth::TokenVerifier* tokens, Clock* clock,
                                server::BlockingPool* pool, Options options)
     : router_(router),
       schedules_(schedules),
       tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::RoutingService::service_full_name())),
       clock_(clock),
       pool_(pool),
       options_(options),
       watch_streams_(options.max_watch_streams_per_agent, "WatchOffers streams") {}
 
 absl::StatusOr<auth::Principal> RoutingService::Authenticate(
-    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
-    absl::string_view method) {
-  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+    grpc::CallbackServerContext* context, absl::string_view method) {
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
 }
 
 grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
     grpc::CallbackServerContext* context, const v1::EnqueueSessionRequest* request,
     v1::EnqueueSessionResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "EnqueueSession");
+      Authenticate(context, "EnqueueSession");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response] {
     Router::EnqueueSessionCommand c;
@@ -200,7 +200,7 @@ grpc::ServerUnaryReactor* RoutingService::CancelSession(
     grpc::CallbackServerContext* context, const v1::CancelSessionRequest* request,
     v1::CancelSessionResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "CancelSession");
+      Authenticate(context, "CancelSession");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response] {
     absl::StatusOr<bool> found = router_->Cancel(v1::ENTRY_KIND_SESSION, request->session_id(),
@@ -215,7 +215,7 @@ grpc::ServerUnaryReactor* RoutingService::EnqueueComplaint(
     grpc::CallbackServerContext* context, const v1::EnqueueComplaintRequest* request,
     v1::EnqueueComplaintResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "EnqueueComplaint");
+      Authenticate(context, "EnqueueComplaint");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     Router::EnqueueComplaintCommand c{request->complaint_id(), request->customer_id(),
@@ -233,7 +233,7 @@ grpc::ServerUnaryReactor* RoutingService::CancelComplaint(
     grpc::CallbackServerContext* context, const v1::CancelComplaintRequest* request,
     v1::CancelComplaintResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "CancelComplaint");
+      Authenticate(context, "CancelComplaint");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     absl::StatusOr<bool> found =
@@ -248,7 +248,7 @@ grpc::ServerWriteReactor<v1::WatchOffersResponse>* RoutingService::WatchOffers(
     grpc::CallbackServerContext* context, const v1::WatchOffersRequest* request) {
   auto* reactor = new WatchReactor(this, options_.max_watch_backlog);
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "WatchOffers");
+      Authenticate(context, "WatchOffers");
   if (principal.ok() && !request->agent_id().empty() &&
       request->agent_id() != principal->subject) {
     principal = absl::PermissionDeniedError("WatchOffers: you may watch your own offers only");
@@ -276,7 +276,7 @@ grpc::ServerUnaryReactor* RoutingService::AcceptOffer(grpc::CallbackServerContex
                                                       const v1::AcceptOfferRequest* request,
                                                       v1::AcceptOfferResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "AcceptOffer");
+      Authenticate(context, "AcceptOffer");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response,
                                     agent = principal->subject] {
@@ -292,7 +292,7 @@ grpc::ServerUnaryReactor* RoutingService::DeclineOffer(grpc::CallbackServerConte
                                                        const v1::DeclineOfferRequest* request,
                                                        v1::DeclineOfferResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "DeclineOffer");
+      Authenticate(context, "DeclineOffer");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response,
                                     agent = principal->subject] {
@@ -307,8 +307,7 @@ grpc::ServerUnaryReactor* RoutingService::DeclineOffer(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* RoutingService::GetQueueEntry(grpc::CallbackServerContext* context,
                                                         const v1::GetQueueEntryRequest* request,
                                                         v1::GetQueueEntryResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "GetQueueEntry");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetQueueEntry");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const bool customer = principal->role == Role::kCustomer;
   v1::EntryKind kind;
@@ -353,7 +352,7 @@ grpc::ServerUnaryReactor* RoutingService::ListQueueEntries(
     grpc::CallbackServerContext* context, const v1::ListQueueEntriesRequest* request,
     v1::ListQueueEntriesResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "ListQueueEntries");
+      Authenticate(context, "ListQueueEntries");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<Router::Filter> filter = ToFilter(request->kind(), request->channel(),
                                                    request->category(), request->language());
@@ -377,7 +376,7 @@ grpc::ServerUnaryReactor* RoutingService::GetQueueStats(grpc::CallbackServerCont
                                                         const v1::GetQueueStatsRequest* request,
                                                         v1::GetQueueStatsResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "GetQueueStats");
+      Authenticate(context, "GetQueueStats");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<Router::Filter> filter = ToFilter(request->kind(), request->channel(),
                                                    request->category(), request->language());
@@ -392,8 +391,7 @@ grpc::ServerUnaryReactor* RoutingService::GetQueueStats(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* RoutingService::GetAgentSettings(
     grpc::CallbackServerContext* context, const v1::GetAgentSettingsRequest* request,
     v1::GetAgentSettingsResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "GetAgentSettings");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetAgentSettings");
   if (!principal.ok()) return FinishNow(context, principal.status());
   std::string agent_id = request->agent_id();
   if (principal->role == Role::kAgent && !agent_id.empty() && agent_id != principal->subject) {
@@ -417,7 +415,7 @@ grpc::ServerUnaryReactor* RoutingService::UpdateAgentSettings(
     grpc::CallbackServerContext* context, const v1::UpdateAgentSettingsRequest* request,
     v1::UpdateAgentSettingsResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "UpdateAgentSettings");
+      Authenticate(context, "UpdateAgentSettings");
   if (!principal.ok()) return FinishNow(context, principal.status());
   std::string agent_id = request->agent_id();
   if (principal->role == Role::kAgent && !agent_id.empty() && agent_id != principal->subject) {
@@ -444,7 +442,7 @@ grpc::ServerUnaryReactor* RoutingService::SetSchedule(grpc::CallbackServerContex
                                                       const v1::SetScheduleRequest* request,
                                                       v1::SetScheduleResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor}, "SetSchedule");
+      Authenticate(context, "SetSchedule");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (!request->has_schedule()) {
     return FinishNow(context, absl::InvalidArgumentError("schedule: required"));
@@ -470,8 +468,7 @@ grpc::ServerUnaryReactor* RoutingService::SetSchedule(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* RoutingService::GetSchedule(grpc::CallbackServerContext* context,
                                                       const v1::GetScheduleRequest* request,
                                                       v1::GetScheduleResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "GetSchedule");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetSchedule");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (absl::Status s = validation::ValidateId("schedule_id", request->schedule_id());
       !s.ok()) {
@@ -493,8 +490,7 @@ grpc::ServerUnaryReactor* RoutingService::GetSchedule(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* RoutingService::ListSchedules(grpc::CallbackServerContext* context,
                                                         const v1::ListSchedulesRequest* request,
                                                         v1::ListSchedulesResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "ListSchedules");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "ListSchedules");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (request->page_size() < 0 || request->page_size() > kMaxSchedulesPage) {
     return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
@@ -528,7 +524,7 @@ grpc::ServerUnaryReactor* RoutingService::DeleteSchedule(
     grpc::CallbackServerContext* context, const v1::DeleteScheduleRequest* request,
     v1::DeleteScheduleResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor}, "DeleteSchedule");
+      Authenticate(context, "DeleteSchedule");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response, actor = principal->subject] {
     std::optional<int64_t> expected;
@@ -543,9 +539,7 @@ grpc::ServerUnaryReactor* RoutingService::DeleteSchedule(
 grpc::ServerUnaryReactor* RoutingService::GetQueueHours(grpc::CallbackServerContext* context,
                                                         const v1::GetQueueHoursRequest* request,
                                                         v1::GetQueueHoursResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
-      "GetQueueHours");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetQueueHours");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (request->channel() == common::v1::CHANNEL_UNSPECIFIED ||
       !common::v1::Channel_IsValid(request->channel())) {

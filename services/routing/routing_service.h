@@ -4,7 +4,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/limits/concurrency_limiter.h"
 #include "libs/server/blocking_pool.h"
@@ -17,8 +18,8 @@ namespace switchboard::routing {
 
 // The gRPC adapter of routing: authenticates and authorizes each call,
 // converts messages, runs the logic on the blocking pool (writes and calls to
-// presence and sessions) and maps statuses. Who may call what is stated in
-// routing_service.proto.
+// presence and sessions) and maps statuses. Who may call what is each RPC's
+// (switchboard.auth.v1.access) option in routing_service.proto.
 class RoutingService final : public v1::RoutingService::CallbackService {
  public:
   struct Options {
@@ -34,9 +35,9 @@ class RoutingService final : public v1::RoutingService::CallbackService {
 
   // None owned; all must outlive the service. `schedules` is the book the
   // router decides opening hours with.
-  RoutingService(Router* router, ScheduleBook* schedules, const auth::TokenCodec* tokens,
+  RoutingService(Router* router, ScheduleBook* schedules, const auth::TokenVerifier* tokens,
                  Clock* clock, server::BlockingPool* pool, Options options);
-  RoutingService(Router* router, ScheduleBook* schedules, const auth::TokenCodec* tokens,
+  RoutingService(Router* router, ScheduleBook* schedules, const auth::TokenVerifier* tokens,
                  Clock* clock, server::BlockingPool* pool)
       : RoutingService(router, schedules, tokens, clock, pool, Options()) {}
 
@@ -98,12 +99,12 @@ class RoutingService final : public v1::RoutingService::CallbackService {
   class WatchReactor;
 
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
-                                               std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);
 
   Router* const router_;
   ScheduleBook* const schedules_;
-  const auth::TokenCodec* const tokens_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
   const Options options_;

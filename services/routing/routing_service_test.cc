@@ -4,6 +4,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
 #include "services/routing/fake_peers.h"
 #include "services/routing/sqlite_store.h"
 
@@ -33,7 +34,7 @@ class RoutingServiceTest : public ::testing::Test {
     RoutingService::Options options;
     options.max_watch_streams_per_agent = 2;
     service_ = std::make_unique<RoutingService>(router_.get(), schedules_.get(),
-                                                &tokens_.codec(), RealClock(), &pool_, options);
+                                                &tokens_.verifier(), RealClock(), &pool_, options);
     server_ = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service_.get()});
     server_->server().OnDrain([this] { service_->EndStreams(); });
     stub_ = v1::RoutingService::NewStub(server_->channel());
@@ -46,6 +47,8 @@ class RoutingServiceTest : public ::testing::Test {
   }
 
   std::string Service() { return tokens_.For(Role::kService, "sessions"); }
+  std::string Feedback() { return tokens_.For(Role::kService, "feedback"); }
+  std::string Supervisor() { return tokens_.For(Role::kSupervisor, "sup-1"); }
   std::string Agent(const std::string& id) { return tokens_.For(Role::kAgent, id); }
 
   static v1::EnqueueSessionRequest Request(const std::string& session) {
@@ -88,7 +91,7 @@ class RoutingServiceTest : public ::testing::Test {
     return stub_->EnqueueSession(ContextWithToken(token).get(), r, &response).error_code();
   }
 
-  testing::TestTokens tokens_;
+  testing::TestTokens tokens_{"routing"};
   server::BlockingPool pool_{4};
   FakePresence presence_;
   FakeSessions sessions_;
@@ -108,11 +111,14 @@ class RoutingServiceTest : public ::testing::Test {
 TEST_F(RoutingServiceTest, AuthFailuresAndBadInputs) {
   EXPECT_EQ(Enqueue("", Request("s-1")), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Enqueue("junk", Request("s-1")), grpc::StatusCode::UNAUTHENTICATED);
-  testing::TestTokens other_key;
-  EXPECT_EQ(Enqueue(other_key.For(Role::kService, "x"), Request("s-1")),
+  testing::TestTokens other_key("routing");
+  EXPECT_EQ(Enqueue(other_key.For(Role::kService, "sessions"), Request("s-1")),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Enqueue(Agent("a1"), Request("s-1")), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Enqueue(tokens_.For(Role::kCustomer, "c"), Request("s-1")),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // Only sessions queues sessions; feedback queues complaints only.
+  EXPECT_EQ(Enqueue(tokens_.For(Role::kService, "feedback"), Request("s-1")),
             grpc::StatusCode::PERMISSION_DENIED);
   v1::EnqueueSessionRequest bad = Request("");
   EXPECT_EQ(Enqueue(Service(), bad), grpc::StatusCode::INVALID_ARGUMENT);
@@ -142,7 +148,8 @@ TEST_F(RoutingServiceTest, AuthFailuresAndBadInputs) {
   v1::ListQueueEntriesRequest bad_page;
   bad_page.set_page_token("!!");
   v1::ListQueueEntriesResponse list;
-  EXPECT_EQ(stub_->ListQueueEntries(ContextWithToken(Service()).get(), bad_page, &list)
+  EXPECT_EQ(stub_->ListQueueEntries(ContextWithToken(tokens_.For(Role::kSupervisor, "sup-1")).get(),
+                                    bad_page, &list)
                 .error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   // A customer reading another customer's entry sees NOT_FOUND.
@@ -204,7 +211,7 @@ TEST_F(RoutingServiceTest, WatchOffersAcceptAssignsAndDrainEndsTheStream) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentSupervisorsAndServicesOnly) {
+TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentAndSupervisorsOnly) {
   v1::GetAgentSettingsResponse got;
   ASSERT_TRUE(
       stub_->GetAgentSettings(ContextWithToken(Agent("a1")).get(), {}, &got).ok());
@@ -220,7 +227,7 @@ TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentSupervisorsAndServicesO
   v1::GetAgentSettingsRequest a1;
   a1.set_agent_id("a1");
   for (const std::string& token :
-       {Agent("a1"), tokens_.For(Role::kSupervisor, "sup-1"), Service()}) {
+       {Agent("a1"), tokens_.For(Role::kSupervisor, "sup-1")}) {
     ASSERT_TRUE(stub_->GetAgentSettings(ContextWithToken(token).get(), a1, &got).ok());
     EXPECT_TRUE(got.settings().auto_accept());
     EXPECT_EQ(got.updated_at().seconds(), updated.updated_at().seconds());
@@ -233,7 +240,7 @@ TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentSupervisorsAndServicesO
             grpc::StatusCode::PERMISSION_DENIED);
   v1::GetAgentSettingsRequest bad;
   bad.set_agent_id(std::string(200, 'x'));
-  EXPECT_EQ(stub_->GetAgentSettings(ContextWithToken(Service()).get(), bad, &got).error_code(),
+  EXPECT_EQ(stub_->GetAgentSettings(ContextWithToken(Supervisor()).get(), bad, &got).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
@@ -277,7 +284,7 @@ TEST_F(RoutingServiceTest, DeclineOfferReleasesTheCapacityAndIsIdempotent) {
   v1::GetQueueEntryRequest get;
   get.set_session_id("s-1");
   v1::GetQueueEntryResponse entry;
-  ASSERT_TRUE(stub_->GetQueueEntry(ContextWithToken(Service()).get(), get, &entry).ok());
+  ASSERT_TRUE(stub_->GetQueueEntry(ContextWithToken(Supervisor()).get(), get, &entry).ok());
   EXPECT_EQ(entry.entry().state(), v1::ENTRY_STATE_WAITING);
   context->TryCancel();
 }
@@ -303,15 +310,15 @@ TEST_F(RoutingServiceTest, ComplaintsAreQueuedOfferedToSupervisorsAndCancelled) 
   v1::EnqueueComplaintRequest nameless = complaint;
   nameless.clear_complaint_id();
   grpc::Status refused =
-      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), nameless, &queued);
+      stub_->EnqueueComplaint(ContextWithToken(Feedback()).get(), nameless, &queued);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(refused.error_message().find("complaint_id"), std::string::npos);
   ASSERT_TRUE(
-      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), complaint, &queued).ok());
+      stub_->EnqueueComplaint(ContextWithToken(Feedback()).get(), complaint, &queued).ok());
   EXPECT_EQ(queued.entry().priority(), v1::PRIORITY_HIGH);
   EXPECT_FALSE(queued.replayed());
   ASSERT_TRUE(
-      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), complaint, &queued).ok());
+      stub_->EnqueueComplaint(ContextWithToken(Feedback()).get(), complaint, &queued).ok());
   EXPECT_TRUE(queued.replayed());
 
   ASSERT_TRUE(ReadOffer(reader.get(), &message));
@@ -325,17 +332,17 @@ TEST_F(RoutingServiceTest, ComplaintsAreQueuedOfferedToSupervisorsAndCancelled) 
                 .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   ASSERT_TRUE(
-      stub_->CancelComplaint(ContextWithToken(Service()).get(), cancel, &cancelled).ok());
+      stub_->CancelComplaint(ContextWithToken(Feedback()).get(), cancel, &cancelled).ok());
   EXPECT_TRUE(cancelled.found());
   ASSERT_TRUE(ReadOffer(reader.get(), &message));
   EXPECT_EQ(message.offer_closed().outcome(), v1::OFFER_OUTCOME_WITHDRAWN);
   ASSERT_TRUE(
-      stub_->CancelComplaint(ContextWithToken(Service()).get(), cancel, &cancelled).ok());
+      stub_->CancelComplaint(ContextWithToken(Feedback()).get(), cancel, &cancelled).ok());
   EXPECT_FALSE(cancelled.found());
   v1::GetQueueEntryRequest get;
   get.set_complaint_id("cmp-1");
   v1::GetQueueEntryResponse entry;
-  EXPECT_EQ(stub_->GetQueueEntry(ContextWithToken(Service()).get(), get, &entry).error_code(),
+  EXPECT_EQ(stub_->GetQueueEntry(ContextWithToken(Supervisor()).get(), get, &entry).error_code(),
             grpc::StatusCode::NOT_FOUND);
   context->TryCancel();
 }
@@ -369,8 +376,8 @@ TEST_F(RoutingServiceTest, AWatcherThatStopsReadingIsEndedInsteadOfBuffered) {
   // The same router behind a server whose streams may lag 3 messages.
   RoutingService::Options options;
   options.max_watch_backlog = 3;
-  RoutingService service(router_.get(), schedules_.get(), &tokens_.codec(), RealClock(), &pool_,
-                         options);
+  RoutingService service(router_.get(), schedules_.get(), &tokens_.verifier(), RealClock(),
+                         &pool_, options);
   testing::TestServer server(std::vector<grpc::Service*>{&service});
   server.server().OnDrain([&service] { service.EndStreams(); });
   // A client with a small flow-control window that never reads: once the
@@ -426,7 +433,7 @@ TEST_F(RoutingServiceTest, ChatEntriesHaveNoFirstResponseDueTime) {
           .ok());
   EXPECT_FALSE(response.entry().has_first_response_due_at());
   v1::GetQueueStatsResponse stats;
-  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Service()).get(), {}, &stats).ok());
+  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Supervisor()).get(), {}, &stats).ok());
   for (const auto& queue : stats.queues()) EXPECT_EQ(queue.sla_breached(), 0);
 }
 
@@ -556,7 +563,7 @@ TEST_F(RoutingServiceTest, EnqueueAndStatsTellWhetherTheQueueIsOpen) {
   EXPECT_TRUE(response.hours().open());
 
   v1::GetQueueStatsResponse stats;
-  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Service()).get(), {}, &stats).ok());
+  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Supervisor()).get(), {}, &stats).ok());
   ASSERT_EQ(stats.queues_size(), 2);
   for (const v1::QueueStats& s : stats.queues()) {
     EXPECT_EQ(s.hours().open(), s.queue().channel() != common::v1::CHANNEL_PHONE);

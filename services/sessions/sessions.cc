@@ -60,7 +60,7 @@ void LeaveAgent(v1::Session& s, absl::Time now) {
 }  // namespace
 
 Sessions::Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
-                   const auth::TokenCodec* tokens, BotClient* bot, RoutingClient* routing,
+                   const auth::TokenVerifier* tokens, BotClient* bot, RoutingClient* routing,
                    Executor background, BoundedExecutor bot_executor,
                    SessionsOptions options)
     : store_(store),

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "services/sessions/bot_turn.h"
 #include "services/sessions/closed_cache.h"
@@ -136,7 +137,7 @@ class Sessions {
   // `bot` and `routing` may be null (not configured): then every bot turn
   // escalates, and routing calls stay pending. Nothing owned.
   Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
-           const auth::TokenCodec* tokens, BotClient* bot, RoutingClient* routing,
+           const auth::TokenVerifier* tokens, BotClient* bot, RoutingClient* routing,
            Executor background, BoundedExecutor bot_executor, SessionsOptions options);
 
   // Reads the open work from the store. Call once, before anything else.
@@ -441,7 +442,8 @@ class Sessions {
   SessionStore* const store_;
   Clock* const clock_;
   SessionsMetrics* const metrics_;
-  const auth::TokenCodec* const tokens_;
+  // Checks verification tokens (identity's public keys).
+  const auth::TokenVerifier* const tokens_;
   BotClient* const bot_;
   RoutingClient* const routing_;
   const Executor background_;

@@ -17,6 +17,7 @@
 #include "prometheus/registry.h"
 #include "services/sessions/sqlite_store.h"
 #include "libs/limits/retry_after.h"
+#include "libs/testing/test_tokens.h"
 
 namespace switchboard::sessions {
 namespace {
@@ -248,7 +249,6 @@ class SessionsTest : public ::testing::Test {
  protected:
   SessionsTest()
       : path_(storage::MakeTempDir() + "/sessions.db"),
-        tokens_(std::string(32, 'k')),
         metrics_(registry_) {
     db_ = *OpenSessionsDatabase({path_});
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
@@ -273,7 +273,7 @@ class SessionsTest : public ::testing::Test {
       ASSERT_TRUE(committer_->Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
     }
     sessions_ = std::make_unique<Sessions>(
-        store_.get(), &clock_, &metrics_, &tokens_, bot, &routing_,
+        store_.get(), &clock_, &metrics_, &tokens_.verifier(), bot, &routing_,
         [this](std::function<void()> task) { background_.push_back(std::move(task)); },
         [this](std::function<void()> task) {
           if (bot_pool_full_) return false;
@@ -353,7 +353,7 @@ class SessionsTest : public ::testing::Test {
     claims.token_id = absl::StrCat("tid-", ++tokens_issued_);
     claims.issued_at = clock_.Now();
     claims.expires_at = clock_.Now() + ttl;
-    return *auth::SignVerificationToken(tokens_, claims);
+    return *auth::SignVerificationToken(tokens_.verification_signer(), claims);
   }
 
   v1::CallbackDetails CallbackDetails() {
@@ -396,7 +396,7 @@ class SessionsTest : public ::testing::Test {
   const Caller kSupervisor{"sup", Role::kSupervisor};
   std::string path_;
   FakeClock clock_;
-  auth::TokenCodec tokens_;
+  testing::TestTokens tokens_{"sessions"};
   // Each VerificationToken gets its own token id.
   int tokens_issued_ = 0;
   prometheus::Registry registry_;

@@ -51,7 +51,7 @@ demo [--max_lapse_wait=10s]    play a whole journey: customer, bot, two agents, 
 help                           this text
 
 Every command takes: --json (one JSON object per line), --deadline=10s (per call),
---data_dir=data (token.key lives there) or --key_file=PATH, --as=ID, and
+--data_dir=data (its development keys are in data/keys) or --key_file=PEM, --as=ID, and
 --sessions_address=localhost:7101 --routing_address=localhost:7102 --bot_address=localhost:7103
 --presence_address=localhost:7104 --identity_address=localhost:7105 --feedback_address=localhost:7106;
 each flag also reads SWITCHBOARD_CLI_<FLAG> then SWITCHBOARD_<FLAG> (e.g. SWITCHBOARD_DATA_DIR).
