@@ -115,7 +115,7 @@ std::vector<std::string> Texts(EventStream& stream) {
 
 class JourneyTest : public ::testing::Test {
  protected:
-  JourneyTest() : JourneyTest({}) {}
+  JourneyTest() : JourneyTest(std::vector<std::string>{}) {}
   // `service_flags` go to every service (e.g. --kafka_brokers).
   explicit JourneyTest(std::vector<std::string> service_flags)
       : dir_(storage::MakeTempDir()),
