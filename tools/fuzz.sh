@@ -40,7 +40,15 @@ bin=$(bazel info --config=asan bazel-bin 2>/dev/null)
 out=${SWITCHBOARD_FUZZ_OUT:-/tmp/switchboard-fuzz}
 mkdir -p "$out"
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# The services' targets open a fresh SQLite store for every input, and each
+# commit waits for fsync: in memory (tmpfs) that costs nothing.
+if [[ -d /dev/shm && -w /dev/shm ]]; then
+  stores=$(mktemp -d /dev/shm/switchboard-fuzz.XXXXXX)
+else
+  stores=$work/stores
+  mkdir -p "$stores"
+fi
+trap 'rm -rf "$work" "$stores"' EXIT
 
 # Runs one target; writes its log and a one-line result to $work/<name>.*.
 fuzz_one() {
@@ -49,21 +57,20 @@ fuzz_one() {
   package=${package%%:*}
   local name=${target##*:}
   local key=${package//\//_}_$name
-  local corpus
-  corpus=$(bazel query --noshow_progress --output=build "$target" 2>/dev/null |
-    sed -n 's/.*"-runs=0", "\([^"]*\)".*/\1/p')
+  local corpora
+  read -r -a corpora <<<"${seeds[$target]}"
   local scratch=$work/$key
-  mkdir -p "$scratch/corpus" "$scratch/tmp"
+  mkdir -p "$scratch/corpus" "$stores/$key"
   # As under `bazel test`: from the runfiles root, so that relative paths
   # (seed corpus, data files) resolve the same way.
   (
     cd "$bin/$package/$name.runfiles/switchboard" || exit 1
-    TEST_TMPDIR=$scratch/tmp TMPDIR=$scratch/tmp \
+    TEST_TMPDIR=$stores/$key TMPDIR=$stores/$key \
       ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1 \
       UBSAN_OPTIONS=print_stacktrace=1 \
       "$bin/$package/$name" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2560 \
       -print_final_stats=1 -close_fd_mask=1 -artifact_prefix="$out/$key-" \
-      "$scratch/corpus" "$corpus"
+      "$scratch/corpus" "${corpora[@]}"
   ) >"$scratch.log" 2>&1
   local status=$?
   local start end runs corpus_size verdict
@@ -82,6 +89,14 @@ fuzz_one() {
     "${start:-?}" "${end:-?}" "$corpus_size" "$verdict" >"$scratch.result"
   return $status
 }
+
+# Each target's seed folders: its test arguments after -runs=0 (see
+# third_party/fuzzing/fuzz.bzl), relative to its runfiles.
+declare -A seeds
+for target in "${targets[@]}"; do
+  seeds[$target]=$(bazel query --noshow_progress --output=build "$target" 2>/dev/null |
+    sed -n 's/^ *args = \[\(.*\)\],$/\1/p' | tr -d '",' | sed 's/-runs=0//')
+done
 
 echo "fuzz: ${#targets[@]} targets, ${seconds} s each, ASan + UBSan"
 jobs=$(nproc)
