@@ -65,9 +65,9 @@ fuzz_one() {
   # (seed corpus, data files) resolve the same way.
   (
     cd "$bin/$package/$name.runfiles/switchboard" || exit 1
+    # The sanitizers' options (leak checking and the rest) are built in:
+    # third_party/sanitizers.
     TEST_TMPDIR=$stores/$key TMPDIR=$stores/$key \
-      ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_init_order=1:detect_stack_use_after_return=1 \
-      UBSAN_OPTIONS=print_stacktrace=1 \
       "$bin/$package/$name" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2560 \
       -print_final_stats=1 -close_fd_mask=1 -artifact_prefix="$out/$key-" \
       "$scratch/corpus" "${corpora[@]}"
