@@ -1,6 +1,7 @@
 // The bot binary as operators run it: started as a process with a fresh data
 // folder and the repository's knowledge base, health-checked, asked in both
-// languages, stopped with SIGTERM, restarted.
+// languages, stopped with SIGTERM, restarted; with the built-in base and
+// the models built with the binary.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -197,8 +198,10 @@ TEST_F(BotProcessTest, AnswersBothLanguagesEscalatesReloadsAndRestartsOnTheSameB
 
 // Started from a folder without the repository and without
 // --knowledge_base, the bot answers from the base built into it, the same
-// version as the file's.
+// version as the file's. Either way it loads the models trained when the
+// binary was built (the file has the same content) instead of training.
 TEST_F(BotProcessTest, StartsFromAnyDirectoryWithTheBuiltInBase) {
+  constexpr char kBuiltModels[] = "\"models\":\"built with the binary\"";
   std::string file_version;
   {
     testing::ServerProcess server(kBinary, Flags(), data_dir_ + "/file.log");
@@ -206,6 +209,7 @@ TEST_F(BotProcessTest, StartsFromAnyDirectoryWithTheBuiltInBase) {
     auto stub = Connect(server);
     file_version = Ask(*stub, "s-1", "m-1", "充值没到账").knowledge_base_version();
     EXPECT_EQ(server.Terminate(absl::Seconds(8)), 0) << server.log();
+    EXPECT_TRUE(absl::StrContains(server.log(), kBuiltModels)) << server.log();
   }
   std::vector<std::string> flags = Flags();
   flags.pop_back();  // --knowledge_base
@@ -221,6 +225,7 @@ TEST_F(BotProcessTest, StartsFromAnyDirectoryWithTheBuiltInBase) {
   EXPECT_EQ(answer.answered_intent_id(), "withdrawal_pending");
   EXPECT_EQ(answer.knowledge_base_version(), file_version);
   EXPECT_EQ(server.Terminate(absl::Seconds(8)), 0) << server.log();
+  EXPECT_TRUE(absl::StrContains(server.log(), kBuiltModels)) << server.log();
 }
 
 }  // namespace

@@ -251,20 +251,26 @@ class CrashTest : public ::testing::Test {
     return context;
   }
 
+  // A supervisor sets the agent up, then the agent goes online.
   void GoOnline(const std::string& agent) {
-    pv1::SetStatusRequest request;
-    request.set_status(pv1::AGENT_STATUS_ONLINE);
-    request.set_device_id("desk");
-    pv1::AgentProfile* profile = request.mutable_profile();
+    pv1::SetAgentProfileRequest grant;
+    grant.set_agent_id(agent);
+    pv1::AgentProfile* profile = grant.mutable_profile();
     profile->set_display_name(agent);
     profile->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
     profile->mutable_skills()->add_languages("en");
     pv1::ChannelCapacity* chat = profile->add_capacities();
     chat->set_channel(common::v1::CHANNEL_CHAT);
     chat->set_capacity(kCapacity);
+    pv1::SetAgentProfileResponse granted;
+    grpc::Status status = presence_stub_->SetAgentProfile(
+        Context(Role::kSupervisor, "sup-1").get(), grant, &granted);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    pv1::SetStatusRequest request;
+    request.set_status(pv1::AGENT_STATUS_ONLINE);
+    request.set_device_id("desk");
     pv1::SetStatusResponse response;
-    grpc::Status status =
-        presence_stub_->SetStatus(Context(Role::kAgent, agent).get(), request, &response);
+    status = presence_stub_->SetStatus(Context(Role::kAgent, agent).get(), request, &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
 

@@ -1,6 +1,6 @@
 // The whole platform as operators and users see it: tools/run.sh (the
-// README's run command) starts the six binaries as processes on free ports
-// (SWITCHBOARD_PORT_BASE, prebuilt binaries from the runfiles); a customer's
+// README's run command) starts the six binaries as processes on ports the
+// test reserved (SWITCHBOARD_PORT_BASE, prebuilt binaries from the runfiles); a customer's
 // journey plays over gRPC (bot, request for a human, offer, accept, chat,
 // resolve, rating); the event files hold every step; every /metrics answers
 // with the metrics deploy/METRICS.md defines; a real Prometheus (Debian's)
@@ -12,9 +12,7 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,6 +32,7 @@
 #include "libs/metrics/scrape.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/reserved_port.h"
 #include "switchboard/feedback/v1/feedback_service.grpc.pb.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
@@ -50,25 +49,26 @@ const char* const kServices[] = {"sessions", "routing", "bot", "presence", "iden
 
 std::string Runfiles() { return absl::StrCat(std::getenv("TEST_SRCDIR"), "/switchboard"); }
 
-bool PortFree(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(port);
-  const bool free = bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  close(fd);
-  return free;
-}
-
-// A port base for run.sh whose gRPC (base+1..6) and metrics (base+2001..6)
-// ports are free, and one more free port above them for Prometheus.
-int FreePortBase() {
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const int base = 20000 + (getpid() * 37 + attempt * 211) % 20000;
-    bool free = PortFree(base + 2100);
-    for (int i = 1; i <= 6; ++i) free = free && PortFree(base + i) && PortFree(base + 2000 + i);
-    if (free) return base;
+// A port base for run.sh with its gRPC (base+1..6) and metrics
+// (base+2001..6) ports, and one more above them for Prometheus, reserved
+// into `held` (ReservedPort) for as long as the test runs: nobody else can
+// take them before the servers bind them. 0 if none was found.
+int ReservePortBase(std::vector<testing::ReservedPort>& held) {
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    // A kernel-picked port anchors the search, away from fixed ranges.
+    const int base = testing::ReservedPort().port() % 20000 + 20000;
+    std::vector<testing::ReservedPort> ports;
+    ports.emplace_back(base + 2100);
+    for (int i = 1; i <= 6; ++i) {
+      ports.emplace_back(base + i);
+      ports.emplace_back(base + 2000 + i);
+    }
+    bool all = true;
+    for (const testing::ReservedPort& port : ports) all = all && port.held();
+    if (all) {
+      held = std::move(ports);
+      return base;
+    }
   }
   return 0;
 }
@@ -153,7 +153,8 @@ Struct ParseJson(const std::string& json) {
 
 class EndToEndTest : public ::testing::Test {
  protected:
-  EndToEndTest() : dir_(storage::MakeTempDir()), base_(FreePortBase()) {
+  EndToEndTest() : dir_(storage::MakeTempDir()), base_(ReservePortBase(ports_)) {
+    EXPECT_GT(base_, 0) << "no free port range";
     const std::string root = Runfiles();
     launcher_ = std::make_unique<Child>(
         std::vector<std::string>{"/bin/bash", root + "/tools/run.sh"},
@@ -230,6 +231,7 @@ class EndToEndTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::vector<testing::ReservedPort> ports_;
   int base_;
   bool ready_ = false;
   std::unique_ptr<Child> launcher_;
@@ -246,18 +248,26 @@ TEST_F(EndToEndTest, JourneyEventsMetricsPrometheusAndCleanShutdown) {
   auto presence = presence::v1::PresenceService::NewStub(Channel(4));
   auto feedback = feedback::v1::FeedbackService::NewStub(Channel(6));
 
-  // An agent goes online and watches for offers.
-  presence::v1::SetStatusRequest online;
-  online.set_status(presence::v1::AGENT_STATUS_ONLINE);
-  online.mutable_profile()->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
-  online.mutable_profile()->mutable_skills()->add_languages("en");
-  auto* capacity = online.mutable_profile()->add_capacities();
+  // A supervisor sets an agent up; the agent goes online and watches for
+  // offers.
+  presence::v1::SetAgentProfileRequest grant;
+  grant.set_agent_id("ana");
+  grant.mutable_profile()->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
+  grant.mutable_profile()->mutable_skills()->add_languages("en");
+  auto* capacity = grant.mutable_profile()->add_capacities();
   capacity->set_channel(common::v1::CHANNEL_CHAT);
   capacity->set_capacity(2);
+  presence::v1::SetAgentProfileResponse granted;
+  ASSERT_TRUE(presence->SetAgentProfile(Context(auth::Role::kSupervisor, "sup-1").get(), grant,
+                                        &granted).ok());
+  presence::v1::SetStatusRequest online;
+  online.set_status(presence::v1::AGENT_STATUS_ONLINE);
   presence::v1::SetStatusResponse online_response;
   ASSERT_TRUE(presence->SetStatus(Context(auth::Role::kAgent, "ana").get(), online,
                                   &online_response).ok());
   grpc::ClientContext offers_context;
+  // Bounds the wait for the offer below.
+  offers_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
   auth::AttachToken(offers_context,
                     *auth::MintAccessToken(*codec_, {"ana", auth::Role::kAgent,
                                                      absl::Now() + absl::Hours(1)},

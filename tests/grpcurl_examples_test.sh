@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs README.md's "Try it with grpcurl" examples with the real grpcurl
-# against the platform started by tools/run.sh (prebuilt binaries, free
-# ports), then checks that reflection lists every service and that every
+# against the platform started by tools/run.sh (prebuilt binaries, ports
+# held for it), then checks that reflection lists every service and that every
 # method can be described and called with the token header (any answer but
 # UNIMPLEMENTED, UNAUTHENTICATED, INTERNAL or UNKNOWN). Needs grpcurl in
 # /usr/local/bin (tools/setup.sh installs it).
@@ -15,16 +15,11 @@ work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/grpcurl.XXXXXX")
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
-# A port base whose twelve ports are all free.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 50); do
-  base=$((20000 + RANDOM % 20000))
-  ok=true
-  for i in 1 2 3 4 5 6; do
-    port_free $((base + i)) && port_free $((base + 2000 + i)) || ok=false
-  done
-  $ok && break
-done
+# run.sh's twelve ports (gRPC base+1..6, metrics base+2001..6), held by a
+# coprocess for as long as this script runs, so that nothing else can take
+# them before the servers bind them.
+coproc PORTS { "$root/libs/testing/hold_ports" 1 2 3 4 5 6 2001 2002 2003 2004 2005 2006; }
+read -r base <&"${PORTS[0]}" || { echo "FAIL: no free port range" >&2; exit 1; }
 
 SWITCHBOARD_BIN_DIR="$root" SWITCHBOARD_PORT_BASE=$base SWITCHBOARD_DATA_DIR="$work/data" \
   SWITCHBOARD_DRAIN_DEADLINE=3s bash tools/run.sh >"$work/run.log" 2>&1 &
@@ -36,7 +31,7 @@ stop_launcher() {
   ((code == 0)) || { echo "FAIL: tools/run.sh exited $code" >&2; tail -12 "$work/run.log" >&2; }
   return "$code"
 }
-trap 'kill -TERM $launcher 2>/dev/null || true' EXIT
+trap 'kill -TERM $launcher $PORTS_PID 2>/dev/null || true' EXIT
 for _ in $(seq 600); do
   grep -qs 'Ctrl-C stops everything' "$work/run.log" && break
   kill -0 "$launcher" 2>/dev/null || break

@@ -1,7 +1,8 @@
 // The identity binary as operators run it locally: started as a process with
 // a fresh data folder (codes go to the development outbox file), health-
 // checked, a customer verified by email code, stopped with SIGTERM,
-// restarted.
+// restarted; and a supervisor's contact change waiting out its cool-down
+// across a restart.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -268,6 +269,75 @@ TEST_F(IdentityProcessTest, VerifiesByEmailCodeAndTheTokenOutlivesARestart) {
     EXPECT_FALSE(ContainsDigitRun(text, code)) << log << ":\n" << text;
     EXPECT_FALSE(absl::StrContains(text, verification_token)) << log;
   }
+}
+
+TEST_F(IdentityProcessTest, ASupervisorsContactChangeWaitsOutItsCooldownAcrossARestart) {
+  std::vector<std::string> flags = Flags();
+  flags.insert(flags.end(), {"--account_change_cooldown=4s", "--sweep_interval=200ms"});
+  std::string change_id;
+  {
+    testing::ServerProcess server(kBinary, flags, data_dir_ + "/first.log");
+    ASSERT_GT(server.grpc_port(), 0) << server.log();
+    auto stub = Connect(server);
+    identity::v1::RegisterContactRequest contact;
+    contact.set_customer_id(kCustomer);
+    contact.set_method(common::v1::VERIFICATION_METHOD_EMAIL_OTP);
+    contact.set_address(kEmail);
+    identity::v1::RegisterContactResponse registered;
+    ASSERT_TRUE(stub->RegisterContact(Context(Token(auth::Role::kService, "accounts")).get(),
+                                      contact, &registered)
+                    .ok());
+    contact.set_address("someone-else@example.com");
+    grpc::Status asked = stub->RegisterContact(
+        Context(Token(auth::Role::kSupervisor, "sup-1")).get(), contact, &registered);
+    ASSERT_TRUE(asked.ok()) << asked.error_message();
+    ASSERT_TRUE(registered.has_pending_change());
+    change_id = registered.pending_change().change_id();
+    // The customer's own address got the notice.
+    std::vector<identity::v1::CodeDeliveryRequest> delivered = Delivered();
+    ASSERT_EQ(delivered.size(), 1u);
+    EXPECT_EQ(delivered[0].address(), kEmail);
+    EXPECT_EQ(delivered[0].purpose(), identity::v1::DELIVERY_PURPOSE_ACCOUNT_CHANGE_NOTICE);
+    EXPECT_EQ(delivered[0].account_change().change_id(), change_id);
+    EXPECT_EQ(server.Terminate(absl::Seconds(8)), 0) << server.log();
+  }
+  // Restarted before the cool-down ends: the change is still pending, and
+  // applies by itself once it has.
+  testing::ServerProcess restarted(kBinary, flags, data_dir_ + "/second.log");
+  ASSERT_GT(restarted.grpc_port(), 0) << restarted.log();
+  auto stub = Connect(restarted);
+  identity::v1::ListAccountChangesRequest list;
+  list.set_customer_id(kCustomer);
+  identity::v1::AccountChangeState state = identity::v1::ACCOUNT_CHANGE_STATE_UNSPECIFIED;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(30);
+       state != identity::v1::ACCOUNT_CHANGE_STATE_APPLIED && absl::Now() < give_up;) {
+    identity::v1::ListAccountChangesResponse listed;
+    ASSERT_TRUE(stub->ListAccountChanges(Context(Token(auth::Role::kSupervisor, "sup-1")).get(),
+                                         list, &listed)
+                    .ok());
+    ASSERT_EQ(listed.changes_size(), 1);
+    state = listed.changes(0).state();
+    if (state != identity::v1::ACCOUNT_CHANGE_STATE_APPLIED) usleep(100'000);
+  }
+  ASSERT_EQ(state, identity::v1::ACCOUNT_CHANGE_STATE_APPLIED);
+  identity::v1::StartVerificationRequest start;
+  start.set_method(common::v1::VERIFICATION_METHOD_EMAIL_OTP);
+  identity::v1::StartVerificationResponse started;
+  ASSERT_TRUE(stub->StartVerification(Context(Token(auth::Role::kCustomer, kCustomer)).get(),
+                                      start, &started)
+                  .ok());
+  EXPECT_EQ(Delivered().back().address(), "someone-else@example.com");
+  EXPECT_EQ(restarted.Terminate(absl::Seconds(8)), 0) << restarted.log();
+  // Each step is an event naming the supervisor, without the addresses.
+  const std::string events = testing::ReadFile(data_dir_ + "/events/identity.jsonl");
+  EXPECT_TRUE(absl::StrContains(events, "\"type\":\"identity.account_change_requested\""))
+      << events;
+  EXPECT_TRUE(absl::StrContains(events, "\"type\":\"identity.account_change_applied\""));
+  EXPECT_TRUE(absl::StrContains(events, "\"requestedBy\":\"sup-1\"") ||
+              absl::StrContains(events, "\"requested_by\":\"sup-1\""))
+      << events;
+  EXPECT_FALSE(absl::StrContains(events, "someone-else@example.com"));
+  EXPECT_FALSE(absl::StrContains(events, kEmail));
 }
 
 }  // namespace

@@ -8,10 +8,17 @@
 #   bash tools/run.sh            # data in ./data, events as JSON lines
 #   bash tools/run.sh --kafka    # also a local Kafka broker (KRaft) on 9092;
 #                                # events go to its topics
+#   bash tools/run.sh --tls      # every gRPC port serves mTLS and every service
+#                                # dials its peers with its certificate: a local
+#                                # CA and certificates in DATA_DIR/tls, made once
+#                                # by tools/dev_certs.sh (openssl)
 #   SWITCHBOARD_DATA_DIR=/tmp/sb bash tools/run.sh
 #   SWITCHBOARD_PORT_BASE=30000 bash tools/run.sh
 #                                # gRPC on base+1..base+6, metrics on
 #                                # base+2001..base+2006 (default 7100: 7101.., 9101..)
+#   SWITCHBOARD_BIND_ADDRESS=0.0.0.0 bash tools/run.sh
+#                                # listen beyond loopback (default 127.0.0.1;
+#                                # without --tls the services warn loudly)
 #   SWITCHBOARD_BIN_DIR=dir bash tools/run.sh
 #                                # binaries already built under dir (bazel-bin's
 #                                # layout): no setup, no build (tests/e2e_test)
@@ -21,10 +28,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 kafka=false
+tls=false
 for arg in "$@"; do
   case "$arg" in
     --kafka) kafka=true ;;
-    *) echo "usage: tools/run.sh [--kafka]" >&2; exit 2 ;;
+    --tls) tls=true ;;
+    *) echo "usage: tools/run.sh [--kafka] [--tls]" >&2; exit 2 ;;
   esac
 done
 
@@ -32,6 +41,9 @@ bin=${SWITCHBOARD_BIN_DIR:-}
 [[ -n "$bin" ]] || bash tools/setup.sh
 data_dir=$(realpath -m "${SWITCHBOARD_DATA_DIR:-data}")
 base=${SWITCHBOARD_PORT_BASE:-7100}
+# Plaintext is for loopback: a local run listens on 127.0.0.1 unless told.
+bind=${SWITCHBOARD_BIND_ADDRESS:-127.0.0.1}
+tls_dir="$data_dir/tls"
 
 # name grpc_port metrics_port, in the README's order.
 all_services=()
@@ -93,7 +105,20 @@ stop() {
 trap 'stop signal' INT TERM
 trap 'stop exit' EXIT
 
-service_flags=()
+service_flags=(--bind_address="$bind")
+# What tools (healthcheck, grpcurl, the CLI) dial with.
+client_tls=()
+if $tls; then
+  echo "run: mTLS with the development CA in $tls_dir"
+  cert_names=(client)
+  for entry in "${services[@]}"; do
+    read -r name _ _ <<<"$entry"
+    cert_names+=("$name")
+  done
+  bash tools/dev_certs.sh "$tls_dir" "${cert_names[@]}" | sed 's/^/run:   made /'
+  client_tls=(--tls_ca_file="$tls_dir/ca.pem" --tls_cert_file="$tls_dir/client.pem"
+    --tls_key_file="$tls_dir/client.key")
+fi
 if $kafka; then
   echo "run: starting the Kafka broker (data in $data_dir/kafka)"
   brokers=$(bash tools/kafka/broker.sh start "$data_dir/kafka" 9092)
@@ -104,17 +129,29 @@ fi
 
 for entry in "${services[@]}"; do
   read -r name grpc_port metrics_port <<<"$entry"
+  # Each service serves its own certificate, requires one of the local CA
+  # from every client, and presents its own to the peers it calls.
+  tls_flags=()
+  if $tls; then
+    tls_flags=(--tls_cert_file="$tls_dir/$name.pem" --tls_key_file="$tls_dir/$name.key"
+      --tls_client_ca_file="$tls_dir/ca.pem" --tls_require_client_cert)
+    if [[ -n "${peer_flags[$name]:-}" ]]; then
+      tls_flags+=(--peer_tls_ca_file="$tls_dir/ca.pem" --peer_tls_cert_file="$tls_dir/$name.pem"
+        --peer_tls_key_file="$tls_dir/$name.key")
+    fi
+  fi
   # shellcheck disable=SC2086  # peer_flags hold several words on purpose
   "$bin/services/$name/${name}_server" --data_dir="$data_dir" --port="$grpc_port" \
     --metrics_port="$metrics_port" ${peer_flags[$name]:-} "${service_flags[@]}" \
-    2>>"$data_dir/logs/$name.log" &
+    "${tls_flags[@]}" 2>>"$data_dir/logs/$name.log" &
   pids+=($!)
   names+=("$name")
 done
 
 for entry in "${services[@]}"; do
   read -r name grpc_port _ <<<"$entry"
-  if ! "$bin/tools/healthcheck/healthcheck" --address="localhost:$grpc_port" --wait=60s >/dev/null; then
+  if ! "$bin/tools/healthcheck/healthcheck" --address="localhost:$grpc_port" "${client_tls[@]}" \
+    --wait=60s >/dev/null; then
     echo "run: $name did not become healthy; see $data_dir/logs/$name.log" >&2
     tail -5 "$data_dir/logs/$name.log" >&2 || true
     exit 1
@@ -128,6 +165,15 @@ for entry in "${services[@]}"; do
   printf '%-10s %-18s %-30s %s\n' "$name" "localhost:$grpc_port" \
     "http://localhost:$metrics_port/metrics" "$data_dir/logs/$name.log"
 done
+if $tls; then
+  grpcurl_tls="-cacert $tls_dir/ca.pem -cert $tls_dir/client.pem -key $tls_dir/client.key"
+  transport_line="Transport:           mTLS: clients need a certificate of $tls_dir/ca.pem
+                     (yours: $tls_dir/client.pem); the CLI, healthcheck and loadgen take
+                     ${client_tls[*]}"
+else
+  grpcurl_tls="-plaintext"
+  transport_line="Transport:           plaintext on $bind (bash tools/run.sh --tls for mTLS)"
+fi
 if $kafka; then
   events_line="Events (Kafka):      $brokers; watch them with
   $bin/tools/event_consumer/event_consumer --brokers=$brokers --from_beginning"
@@ -137,13 +183,20 @@ fi
 cat <<EOF2
 
 $events_line
+$transport_line
 Token key:           $data_dir/token.key
 Try it (grpcurl is installed by tools/setup.sh):
   mint() { $bin/tools/mint_token/mint_token --key_file=$data_dir/token.key --subject=\$1 --role=\$2; }
-  grpcurl -plaintext -H "authorization: Bearer \$(mint agent-1 agent)" \\
-    -d '{"status":"AGENT_STATUS_ONLINE","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":3}]}}' \\
+  tls="$grpcurl_tls"
+  grpcurl \$tls localhost:$((base + 1)) list
+  grpcurl \$tls localhost:$((base + 1)) grpc.health.v1.Health/Check
+  grpcurl \$tls -H "authorization: Bearer \$(mint sup-1 supervisor)" \\
+    -d '{"agent_id":"agent-1","profile":{"skills":{"categories":["CATEGORY_DEPOSIT"],"languages":["en"]},"capacities":[{"channel":"CHANNEL_CHAT","capacity":3}]}}' \\
+    localhost:$((base + 4)) switchboard.presence.v1.PresenceService/SetAgentProfile
+  grpcurl \$tls -H "authorization: Bearer \$(mint agent-1 agent)" \\
+    -d '{"status":"AGENT_STATUS_ONLINE"}' \\
     localhost:$((base + 4)) switchboard.presence.v1.PresenceService/SetStatus
-  grpcurl -plaintext -H "authorization: Bearer \$(mint cust-1 customer)" \\
+  grpcurl \$tls -H "authorization: Bearer \$(mint cust-1 customer)" \\
     -d '{"channel":"CHANNEL_CHAT","category":"CATEGORY_DEPOSIT","language":"en","request_id":"try-1","first_message":{"text":"my deposit has not arrived"}}' \\
     localhost:$((base + 1)) switchboard.sessions.v1.SessionsService/CreateSession
   More in README.md.

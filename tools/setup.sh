@@ -30,8 +30,9 @@ PACKAGES=(
   libfasttext-dev
   # Tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka, jq for JSON
-  sqlite3 curl ca-certificates kcat jq
+  # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka, jq for JSON,
+  # openssl for development certificates (tools/dev_certs.sh, run.sh --tls)
+  sqlite3 curl ca-certificates kcat jq openssl
   # Prometheus and promtool (deploy/ checks, tests/e2e_test); Go builds grpcurl
   prometheus golang-go
   # The Kafka broker for tests and local runs (jars from Maven Central)

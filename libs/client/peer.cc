@@ -1,5 +1,7 @@
 #include "libs/client/peer.h"
 
+#include <algorithm>
+
 #include "libs/auth/grpc_auth.h"
 
 namespace switchboard::client {
@@ -32,25 +34,33 @@ std::string ServiceToken::Get() {
 }
 
 std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address) {
+  return PeerChannel(address, ChannelSecurity());
+}
+
+std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
+                                           const ChannelSecurity& security) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5'000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return security.Channel(address, std::move(args));
 }
 
 std::unique_ptr<grpc::ClientContext> PeerContext(const std::string& token,
                                                  absl::Duration timeout,
                                                  const grpc::ServerContextBase* incoming) {
+  return PeerContext(token, timeout,
+                     incoming != nullptr ? absl::FromChrono(incoming->deadline())
+                                         : absl::InfiniteFuture());
+}
+
+std::unique_ptr<grpc::ClientContext> PeerContext(const std::string& token,
+                                                 absl::Duration timeout,
+                                                 absl::Time caller_deadline) {
   auto context = std::make_unique<grpc::ClientContext>();
-  absl::Time deadline = absl::Now() + timeout;
-  if (incoming != nullptr) {
-    const absl::Time incoming_deadline = absl::FromChrono(incoming->deadline());
-    if (incoming_deadline < deadline) deadline = incoming_deadline;
-  }
-  context->set_deadline(absl::ToChronoTime(deadline));
+  context->set_deadline(absl::ToChronoTime(std::min(absl::Now() + timeout, caller_deadline)));
   if (!token.empty()) auth::AttachToken(*context, token);
   return context;
 }

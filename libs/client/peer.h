@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
+#include "libs/client/tls.h"
 #include "libs/clock/clock.h"
 
 namespace switchboard::client {
@@ -30,8 +31,12 @@ class ServiceToken {
   absl::Time expires_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
-// A channel to another service at "host:port", with keepalive so that a
-// dead peer is noticed on long-lived streams, and a capped reconnect backoff.
+// A channel to another service at "host:port", secured as `security` says
+// (the service's --peer_tls_* flags), with keepalive so that a dead peer is
+// noticed on long-lived streams, and a capped reconnect backoff.
+std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
+                                           const ChannelSecurity& security);
+// The same in plaintext, for tests and tools on loopback.
 std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address);
 
 // A ClientContext for one call to another service: carries `token` and a
@@ -42,5 +47,12 @@ std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address);
 std::unique_ptr<grpc::ClientContext> PeerContext(
     const std::string& token, absl::Duration timeout,
     const grpc::ServerContextBase* incoming = nullptr);
+
+// The same for code that carries its caller's deadline as a time (domain
+// logic knows nothing of gRPC): the deadline is `timeout` from now, or
+// `caller_deadline` if that is sooner (absl::InfiniteFuture() for none).
+std::unique_ptr<grpc::ClientContext> PeerContext(const std::string& token,
+                                                 absl::Duration timeout,
+                                                 absl::Time caller_deadline);
 
 }  // namespace switchboard::client

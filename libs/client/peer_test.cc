@@ -30,5 +30,17 @@ TEST(PeerContextTest, UsesTheTimeoutWithoutAnIncomingCall) {
   EXPECT_LE(left, absl::Seconds(3));
 }
 
+TEST(PeerContextTest, TheCallersDeadlineWinsWhenItIsSooner) {
+  const absl::Time caller = absl::Now() + absl::Milliseconds(500);
+  auto sooner = PeerContext("t", absl::Seconds(3), caller);
+  EXPECT_LE(absl::FromChrono(sooner->deadline()), caller + absl::Milliseconds(1));
+  EXPECT_GE(absl::FromChrono(sooner->deadline()), caller - absl::Milliseconds(1));
+
+  auto later = PeerContext("t", absl::Seconds(3), absl::Now() + absl::Hours(1));
+  EXPECT_LE(absl::FromChrono(later->deadline()) - absl::Now(), absl::Seconds(3));
+  auto none = PeerContext("t", absl::Seconds(3), absl::InfiniteFuture());
+  EXPECT_LE(absl::FromChrono(none->deadline()) - absl::Now(), absl::Seconds(3));
+}
+
 }  // namespace
 }  // namespace switchboard::client

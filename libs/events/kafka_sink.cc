@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "libs/fault/fault_point.h"
 #include "libs/log/log.h"
 
 namespace switchboard::events {
@@ -209,6 +210,9 @@ std::vector<absl::Status> KafkaSink::Publish(const std::vector<OutboxRecord>& re
           absl::StrCat("kafka produce failed: ", RdKafka::err2str(code)));
     }
   }
+  // Crash tests: the batch is with the producer (some of it may already be
+  // on the broker), no delivery report has been read.
+  fault::Point("relay.after_produce");
   // Reports arrive within delivery.timeout.ms; allow a margin past it.
   const absl::Time give_up = absl::Now() + options_.delivery_timeout + absl::Seconds(5);
   while (batch.pending > 0 && absl::Now() < give_up) producer_->poll(50);

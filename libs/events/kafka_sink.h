@@ -32,6 +32,9 @@ namespace switchboard::events {
 // producer (a new producer id) only risks duplicates, which carry their
 // event ids.
 //
+// Crash tests: the libs/fault point "relay.after_produce" is reached in each
+// Publish after every record was produced and before any delivery report.
+//
 // Threading: Publish from one thread at a time (the relay's).
 class KafkaSink : public Sink {
  public:

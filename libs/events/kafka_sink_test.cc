@@ -20,9 +20,10 @@ struct Consumed {
   v1::Event event;
 };
 
-// Reads `count` records of `topic` from the start (or until 30 s pass).
+// Reads `topic` from the start until `count` records arrived and then none
+// for `quiet` (or until 60 s pass).
 std::vector<Consumed> Consume(const std::string& brokers, const std::string& topic,
-                              size_t count) {
+                              size_t count, absl::Duration quiet = absl::ZeroDuration()) {
   std::string error;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   conf->set("bootstrap.servers", brokers, error);
@@ -33,10 +34,12 @@ std::vector<Consumed> Consume(const std::string& brokers, const std::string& top
   EXPECT_NE(consumer, nullptr) << error;
   consumer->subscribe({topic});
   std::vector<Consumed> out;
-  const absl::Time give_up = absl::Now() + absl::Seconds(30);
-  while (out.size() < count && absl::Now() < give_up) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  absl::Time last = absl::Now();
+  while ((out.size() < count || absl::Now() - last < quiet) && absl::Now() < give_up) {
     std::unique_ptr<RdKafka::Message> message(consumer->consume(200));
     if (message->err() != RdKafka::ERR_NO_ERROR) continue;
+    last = absl::Now();
     Consumed c;
     c.key = *message->key();
     for (const auto& header : message->headers()->get_all()) {
@@ -99,18 +102,37 @@ TEST_F(KafkaSinkTest, DeliversWithKeysHeadersAndPerKeyOrder) {
 TEST_F(KafkaSinkTest, BrokerDownFailsRecordsWhichSucceedOnceItIsBack) {
   auto sink = MakeSink(absl::Seconds(3));
   const std::string topic = "switchboard.outage.v1";
-  ASSERT_TRUE(sink->Publish({Record(1, topic, "a")})[0].ok());
+  const OutboxRecord before = Record(1, topic, "a");
+  ASSERT_TRUE(sink->Publish({before})[0].ok());
   broker_.Stop();
-  std::vector<absl::Status> down = sink->Publish({Record(2, topic, "a"), Record(3, topic, "b")});
+  // What the relay would hand over while the broker is down, and again (the
+  // same rows) until they are confirmed.
+  const std::vector<OutboxRecord> during = {Record(2, topic, "a"), Record(3, topic, "b")};
+  std::vector<absl::Status> down = sink->Publish(during);
   for (const absl::Status& status : down) EXPECT_FALSE(status.ok());
   broker_.Start();
   std::vector<absl::Status> back;
   for (int attempt = 0; attempt < 10; ++attempt) {
-    back = sink->Publish({Record(2, topic, "a"), Record(3, topic, "b")});
+    back = sink->Publish(during);
     if (back[0].ok() && back[1].ok()) break;
   }
-  EXPECT_TRUE(back[0].ok()) << back[0];
-  EXPECT_TRUE(back[1].ok()) << back[1];
+  ASSERT_TRUE(back[0].ok()) << back[0];
+  ASSERT_TRUE(back[1].ok()) << back[1];
+
+  // Read back: every event at least once, and once per event id after
+  // de-duplication, with key "a" still in order.
+  std::vector<Consumed> consumed = Consume(broker_.address(), topic, 3, absl::Seconds(3));
+  std::map<std::string, int> copies;
+  std::vector<std::string> a_order;
+  for (const Consumed& c : consumed) {
+    if (++copies[c.event.event_id()] == 1 && c.key == "a") a_order.push_back(c.event.event_id());
+  }
+  std::printf("outage: %zu records for 3 events\n", consumed.size());
+  EXPECT_EQ(copies.size(), 3u);
+  for (const OutboxRecord* r : {&before, &during[0], &during[1]}) {
+    EXPECT_GE(copies[r->event_id], 1) << r->outbox_id << " was lost";
+  }
+  EXPECT_EQ(a_order, (std::vector<std::string>{before.event_id, during[0].event_id}));
 }
 
 TEST(KafkaSinkOptionsTest, RefusesSettingsThatBreakIdempotence) {

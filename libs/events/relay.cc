@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "libs/fault/fault_point.h"
 #include "libs/log/log.h"
 
 namespace switchboard::events {
@@ -56,6 +57,9 @@ Relay::Relay(std::unique_ptr<storage::Database> reader,
           "Publish attempts of an event that the sink reported failed or "
           "did not confirm; the event stays in the outbox and is retried "
           "with backoff, so one event may count several times.")) {
+  // What an earlier run left waiting shows at once, not only after the
+  // first pass (which may take a while against a slow or absent sink).
+  UpdateGauges();
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -167,6 +171,9 @@ Relay::Pass Relay::RunPass() {
     pass.failed = true;
   }
   if (!confirmed.empty()) {
+    // Crash tests: the sink has confirmed these events, their rows are not
+    // deleted yet; a restart publishes them again (duplicates, no loss).
+    fault::Point("relay.before_delete");
     absl::Status deleted = DeleteRows(confirmed);
     if (!deleted.ok()) {
       // The rows will be published again: a duplicate, never a loss.

@@ -26,11 +26,18 @@
 // does not cut it short); otherwise the relay sleeps until Notify or
 // poll_interval.
 //
-// Metrics (created once on the given registry; HELP texts define them):
+// Metrics (created once on the given registry; HELP texts define them; the
+// gauges are set when the relay is made, then after each pass):
 //   switchboard_outbox_depth                   gauge
 //   switchboard_outbox_oldest_age_seconds      gauge
 //   switchboard_outbox_published_total         counter
 //   switchboard_outbox_publish_failures_total  counter
+//
+// Crash tests (libs/fault, --fault_point): "relay.before_delete" is reached
+// after the sink confirmed a batch and before its rows are deleted;
+// KafkaSink's "relay.after_produce" after a batch was handed to the producer
+// and before its delivery reports (tests/crash_relay_test kills the process
+// at both).
 //
 // Threading: the relay runs one thread of its own, which alone uses the read
 // connection and calls Sink::Publish. Notify and Stop are thread-safe;

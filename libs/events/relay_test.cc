@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
@@ -402,6 +403,23 @@ TEST_F(RelayTest, EndToEndThroughTheJsonLinesSink) {
     EXPECT_EQ((*lines)[i].key, events[i].entity_id());
     EXPECT_TRUE(MessageDifferencer::Equals((*lines)[i].event, events[i]));
   }
+}
+
+TEST_F(RelayTest, TheDepthGaugeShowsWhatAnEarlierRunLeftBeforeTheFirstPassEnds) {
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(CommitEvent(Sealed("ana", i)).ok());
+  FakeSink sink;
+  absl::Notification publishing;
+  absl::Notification release;
+  sink.OnPublish([&](const std::vector<OutboxRecord>&) {
+    if (!publishing.HasBeenNotified()) publishing.Notify();
+    release.WaitForNotification();
+  });
+  StartRelay(&sink);
+  ASSERT_TRUE(publishing.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  // The first pass is stuck in the sink, yet the gauge is already right.
+  EXPECT_EQ(Metric("switchboard_outbox_depth"), 3);
+  release.Notify();
+  ASSERT_TRUE(AwaitOutboxRows(0));
 }
 
 }  // namespace

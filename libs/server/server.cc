@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "grpc/health/v1/health.pb.h"
 #include "libs/fault/fault_point.h"
 #include "libs/log/log.h"
@@ -41,6 +42,7 @@ void AddServerFlags(config::FlagSet& flags, ServerOptions* options) {
             "memory gRPC's transports may use before refusing new streams");
   flags.Add("fault_point", &options->fault_point,
             "crash tests only: die by SIGKILL at this named point (NAME or NAME:N)");
+  AddServerTlsFlags(flags, &options->tls);
 }
 
 namespace {
@@ -63,13 +65,14 @@ absl::Status Validate(const ServerOptions& options) {
   if (options.grpc_memory_quota_bytes < (int64_t{1} << 20)) {
     return absl::InvalidArgumentError("--grpc_memory_quota_bytes must be at least 1 MiB");
   }
-  return absl::OkStatus();
+  return ValidateServerTls(options.tls);
 }
 
 }  // namespace
 
 absl::Status ApplyServerOptions(const ServerOptions& options) {
   if (absl::Status s = Validate(options); !s.ok()) return s;
+  if (absl::Status s = CheckServerTlsFiles(options.tls, absl::Now()); !s.ok()) return s;
   return fault::Arm(options.fault_point);
 }
 
@@ -77,6 +80,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options, const std::vector<grpc::Service*>& services,
     std::shared_ptr<prometheus::Registry> registry) {
   if (absl::Status s = Validate(options); !s.ok()) return s;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options.tls, options.service_name);
+  if (!credentials.ok()) return credentials.status();
   auto exposer = metrics::MetricsExposer::Start(options.bind_address,
                                                 options.metrics_port, registry);
   if (!exposer.ok()) return exposer.status();
@@ -96,7 +102,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.port),
-                           grpc::InsecureServerCredentials(), &port);
+                           *credentials, &port);
   builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              options.max_concurrent_streams);
@@ -135,7 +141,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   log::Info("server_started", {{"service", options.service_name},
                                {"grpc_port", port},
                                {"metrics_port", (*exposer)->port()},
-                               {"reflection", options.reflection}});
+                               {"reflection", options.reflection},
+                               {"transport", TransportName(options.tls)}});
+  if (!options.tls.enabled() && !IsLoopbackAddress(options.bind_address)) {
+    log::Warning("plaintext_grpc_on_network",
+                 {{"service", options.service_name},
+                  {"address", absl::StrCat(options.bind_address, ":", port)},
+                  {"note",
+                   "WARNING: this gRPC port is reachable beyond this machine without TLS; "
+                   "bearer tokens and customer data cross the network in clear. Serve TLS "
+                   "(--tls_cert_file, --tls_key_file, and --tls_client_ca_file for mTLS) or "
+                   "bind to loopback (--bind_address=127.0.0.1)"}});
+  }
   return std::unique_ptr<Server>(
       new Server(options, std::move(server), port, std::move(*exposer)));
 }

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "libs/config/flags.h"
 #include "libs/metrics/exposer.h"
+#include "libs/server/tls.h"
 #include "prometheus/registry.h"
 
 namespace switchboard::server {
@@ -24,8 +25,14 @@ struct ServerOptions {
   // PresenceService"): health reports each by name, and their per-RPC
   // metrics start at zero.
   std::vector<std::string> grpc_service_names;
-  // Address the gRPC and metrics listeners bind to.
+  // Address the gRPC and metrics listeners bind to. A plaintext gRPC port
+  // on any address but loopback logs a warning at start: bearer tokens
+  // would cross the network in clear.
   std::string bind_address = "0.0.0.0";
+  // TLS or mTLS on the gRPC port (off by default). /metrics stays plain
+  // HTTP for Prometheus on the private network: it carries no token and no
+  // customer data, only counts with low-cardinality labels.
+  ServerTlsOptions tls;
   // gRPC port; 0 picks a free port (tests).
   int port = 0;
   // Prometheus /metrics port; 0 picks a free port (tests).
@@ -64,19 +71,21 @@ struct ServerOptions {
 // Registers the shared flags (port, metrics_port, bind_address, reflection,
 // max_receive_bytes, keepalive_time, keepalive_timeout, drain_deadline,
 // worker_threads, max_queued_calls, max_concurrent_streams,
-// grpc_memory_quota_bytes, fault_point) with `options`' current values as
-// defaults.
+// grpc_memory_quota_bytes, fault_point, and the tls_* flags of
+// AddServerTlsFlags) with `options`' current values as defaults.
 void AddServerFlags(config::FlagSet& flags, ServerOptions* options);
 
-// Checks the options a main parsed and arms their fault point: call right
-// after parsing flags, before opening storage (crash tests may aim at start
-// up too). INVALID_ARGUMENT names the flag at fault.
+// Checks the options a main parsed, including the TLS files they name
+// (CheckServerTlsFiles), and arms their fault point: call right after
+// parsing flags, before opening storage (crash tests may aim at start up
+// too). INVALID_ARGUMENT names the flag at fault.
 absl::Status ApplyServerOptions(const ServerOptions& options);
 
 // A running gRPC server with the shared behaviour of every service:
 // grpc.health.v1 (Check and Watch; every registered service SERVING),
 // reflection (unless disabled), per-RPC Prometheus metrics under the standard
-// names on /metrics, receive-size limits, keepalive, and graceful shutdown.
+// names on /metrics, receive-size limits, keepalive, TLS or mTLS when
+// configured (health and reflection included), and graceful shutdown.
 //
 // Thread-safe.
 class Server {
@@ -91,7 +100,8 @@ class Server {
 
   int port() const { return port_; }
   int metrics_port() const { return exposer_->port(); }
-  // An insecure channel to this server, for tests and local tools.
+  // An insecure channel to this server, for tests and local tools; a
+  // server with TLS refuses it.
   std::shared_ptr<grpc::Channel> InProcessChannel() const;
 
   // Runs `hook` when draining starts, before gRPC's own shutdown: services

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "libs/limits/retry_after.h"
 #include "libs/server/blocking_pool.h"
@@ -49,6 +50,21 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                 *context));
   }
   return reactor;
+}
+
+// RunUnary for logic that returns the whole response: `work` returns an
+// absl::StatusOr<Response>, whose value is moved into `response` when OK.
+//
+//   return RunUnary(context, pool_, response, [=] { return impl_->Get(...); });
+template <typename Response, typename Work>
+grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
+                                   BlockingPool& pool, Response* response, Work work) {
+  return RunUnary(context, pool, [response, work = std::move(work)]() mutable -> absl::Status {
+    absl::StatusOr<Response> result = work();
+    if (!result.ok()) return result.status();
+    *response = *std::move(result);
+    return absl::OkStatus();
+  });
 }
 
 // Finishes a unary call at once with `status` (for input rejected on the

@@ -229,6 +229,18 @@ Database::~Database() {
   sqlite3_close_v2(db_);
 }
 
+void Database::SetCommitHook(std::function<bool()> hook) {
+  commit_hook_ = std::move(hook);
+  if (!commit_hook_) {
+    sqlite3_commit_hook(db_, nullptr, nullptr);
+    return;
+  }
+  // SQLite rolls back when the hook returns non-zero.
+  sqlite3_commit_hook(
+      db_, +[](void* self) { return static_cast<Database*>(self)->commit_hook_() ? 0 : 1; },
+      this);
+}
+
 absl::StatusOr<std::unique_ptr<Database>> Database::OpenMigrated(
     const Options& options, const std::vector<std::string>& migrations) {
   absl::StatusOr<std::unique_ptr<Database>> db = Open(options);

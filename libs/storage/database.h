@@ -28,6 +28,7 @@
 // storage::GroupCommitter, which owns the writing connection.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -169,6 +170,14 @@ class Database {
   // Rows changed by the last INSERT, UPDATE or DELETE on this connection.
   int Changes() const;
 
+  // Runs `hook` just before each transaction of this connection commits, on
+  // the thread committing. Returning false turns the COMMIT into a ROLLBACK,
+  // and the COMMIT fails with INTERNAL. For tests that hold and fail commits
+  // (storage::CommitGate); an empty hook removes it. Like every other use of
+  // the connection, set it from the thread that uses the connection or
+  // before handing the connection over (e.g. to a GroupCommitter).
+  void SetCommitHook(std::function<bool()> hook);
+
  private:
   friend class Statement;
   explicit Database(sqlite3* db);
@@ -177,6 +186,7 @@ class Database {
 
   sqlite3* db_;
   int savepoint_depth_ = 0;
+  std::function<bool()> commit_hook_;
   // Idle prepared statements by SQL text, bounded by kMaxIdleStatements.
   absl::flat_hash_map<std::string, std::vector<sqlite3_stmt*>> idle_;
   int idle_count_ = 0;

@@ -60,6 +60,11 @@ GroupCommitter::Stats GroupCommitter::stats() const {
   return stats_;
 }
 
+int GroupCommitter::queued() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(queue_.size());
+}
+
 void GroupCommitter::Run() {
   const size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
   while (true) {

@@ -100,6 +100,9 @@ class GroupCommitter {
 
   Stats stats() const;
 
+  // Writes submitted and not yet taken into a batch.
+  int queued() const;
+
  private:
   struct Pending {
     Write write;

@@ -1,9 +1,5 @@
 #include "libs/testing/kafka_broker.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 
@@ -13,26 +9,7 @@
 namespace switchboard::testing {
 namespace {
 
-bool PortFree(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(port);
-  const bool free = bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  close(fd);
-  return free;
-}
-
-// A port p with p and p+1 (the controller's) both free.
-int FreePortPair() {
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int port = 20000 + (getpid() * 7919 + attempt * 104729) % 40000;
-    if (PortFree(port) && PortFree(port + 1)) return port;
-  }
-  std::fprintf(stderr, "no free port pair for the Kafka broker\n");
-  std::abort();
-}
+constexpr int kStartAttempts = 3;
 
 std::string Script() {
   const char* srcdir = std::getenv("TEST_SRCDIR");
@@ -41,26 +18,53 @@ std::string Script() {
 
 }  // namespace
 
-KafkaBroker::KafkaBroker() : dir_(storage::MakeTempDir() + "/kafka"), port_(FreePortPair()) {
-  address_ = absl::StrCat("127.0.0.1:", port_);
-  Start();
+KafkaBroker::KafkaBroker() {
+  for (int attempt = 1; attempt <= kStartAttempts; ++attempt) {
+    // A fresh folder each time: a formatted one remembers its controller.
+    dir_ = storage::MakeTempDir() + "/kafka";
+    ReservePorts();
+    if (TryStart()) return;
+    std::fprintf(stderr, "Kafka broker did not start on %s (attempt %d); see %s/kafka.log\n",
+                 address_.c_str(), attempt, dir_.c_str());
+    Stop();
+  }
+  std::fprintf(stderr,
+               "could not start the Kafka broker (%s); is it installed? run tools/setup.sh\n",
+               Script().c_str());
+  std::abort();
 }
 
 KafkaBroker::~KafkaBroker() {
   if (running_) Stop();
 }
 
+void KafkaBroker::ReservePorts() {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    ReservedPort port;
+    ReservedPort controller(port.port() + 1);
+    if (!controller.held()) continue;
+    port_ = std::move(port);
+    controller_port_ = std::move(controller);
+    address_ = port_.address();
+    return;
+  }
+  std::fprintf(stderr, "no two adjacent free ports for the Kafka broker\n");
+  std::abort();
+}
+
+bool KafkaBroker::TryStart() {
+  const std::string command = absl::StrCat("bash ", Script(), " start ", dir_, " ",
+                                           port_.port(), " >/dev/null");
+  running_ = std::system(command.c_str()) == 0;
+  return running_;
+}
+
 void KafkaBroker::Start() {
-  const std::string command =
-      absl::StrCat("bash ", Script(), " start ", dir_, " ", port_, " >/dev/null");
-  if (std::system(command.c_str()) != 0) {
-    std::fprintf(stderr,
-                 "could not start the Kafka broker (%s); is it installed? run "
-                 "tools/setup.sh\n",
-                 command.c_str());
+  if (!TryStart()) {
+    std::fprintf(stderr, "could not restart the Kafka broker on %s; see %s/kafka.log\n",
+                 address_.c_str(), dir_.c_str());
     std::abort();
   }
-  running_ = true;
 }
 
 void KafkaBroker::Stop() {

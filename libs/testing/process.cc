@@ -85,6 +85,19 @@ int ServerProcess::Terminate(absl::Duration limit) {
   return -1;
 }
 
+bool ServerProcess::WaitForExit(absl::Duration limit) {
+  const absl::Time give_up = absl::Now() + limit;
+  while (running_) {
+    if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      running_ = false;
+      break;
+    }
+    if (absl::Now() >= give_up) break;
+    usleep(20'000);
+  }
+  return !running_;
+}
+
 void ServerProcess::Kill() {
   if (!running_) return;
   kill(pid_, SIGKILL);

@@ -36,6 +36,9 @@ class ServerProcess {
   int Terminate(absl::Duration limit);
   // SIGKILL: no drain, no flush (crash tests).
   void Kill();
+  // Waits up to `limit` for the process to end by itself (e.g. at a libs/fault
+  // point); true if it has ended.
+  bool WaitForExit(absl::Duration limit);
 
  private:
   pid_t pid_ = -1;

@@ -1,5 +1,6 @@
 #include "libs/validation/validation.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
 namespace switchboard::validation {
@@ -95,6 +96,16 @@ absl::Status ValidateText(absl::string_view field, absl::string_view text,
         absl::StrCat(field, ": longer than ", max_code_points, " characters"));
   }
   return absl::OkStatus();
+}
+
+absl::Status ValidateRequestId(absl::string_view field, absl::string_view id) {
+  bool ok = id.size() <= 64;
+  for (char c : id) {
+    ok = ok && (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
+  }
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": must be 1 to 64 characters of letters, digits, '-' and '_'"));
 }
 
 }  // namespace switchboard::validation

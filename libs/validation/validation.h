@@ -29,4 +29,8 @@ absl::Status ValidateId(absl::string_view field, absl::string_view id,
 absl::Status ValidateText(absl::string_view field, absl::string_view text,
                           size_t max_code_points, bool required = false);
 
+// An idempotency key chosen by the client (`request_id`): empty (none), or 1
+// to 64 ASCII letters, digits, '-' and '_'.
+absl::Status ValidateRequestId(absl::string_view field, absl::string_view id);
+
 }  // namespace switchboard::validation

@@ -35,5 +35,17 @@ TEST(ValidateTextTest, LimitsCountCodePointsNotBytes) {
   EXPECT_TRUE(ValidateText("name", "a\nb", 10).ok());
 }
 
+TEST(ValidateRequestIdTest, AllowsEmptyOrShortKeysOfSafeCharacters) {
+  EXPECT_TRUE(ValidateRequestId("request_id", "").ok());
+  EXPECT_TRUE(ValidateRequestId("request_id", "retry-1_A").ok());
+  EXPECT_TRUE(ValidateRequestId("request_id", std::string(64, 'k')).ok());
+  for (const std::string& bad : {std::string(65, 'k'), std::string("a b"), std::string("a/b"),
+                                 std::string("é")}) {
+    absl::Status s = ValidateRequestId("request_id", bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << bad;
+    EXPECT_EQ(s.message().rfind("request_id: ", 0), 0u) << s;
+  }
+}
+
 }  // namespace
 }  // namespace switchboard::validation

@@ -15,6 +15,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
 #include "services/bot/default_knowledge_base.h"
+#include "services/bot/default_models.h"
 
 namespace switchboard::bot {
 namespace {
@@ -176,9 +177,9 @@ absl::StatusOr<Bot::ReloadResult> Bot::Reload(absl::string_view actor) {
   absl::MutexLock reload_lock(&reload_mu_);
   std::shared_ptr<const KnowledgeBase> old = knowledge_base();
   absl::StatusOr<std::shared_ptr<const KnowledgeBase>> loaded =
-      path_.empty()
-          ? ParseKnowledgeBase(kDefaultKnowledgeBaseName, DefaultKnowledgeBase(), options_.models)
-          : LoadKnowledgeBase(path_, options_.models);
+      path_.empty() ? ParseKnowledgeBase(kDefaultKnowledgeBaseName, DefaultKnowledgeBase(),
+                                         options_.models, DefaultModels())
+                    : LoadKnowledgeBase(path_, options_.models, DefaultModels());
   const absl::Time now = clock_->Now();
 
   events::v1::Event event;
@@ -217,9 +218,11 @@ absl::StatusOr<Bot::ReloadResult> Bot::Reload(absl::string_view actor) {
   ReloadResult result{(*loaded)->version, old ? old->version : "",
                       static_cast<int>((*loaded)->intents.size()), (*loaded)->example_count, now};
   UseKnowledgeBase(*std::move(loaded));
-  log::Info("knowledge_base_loaded", {{"version", result.version},
-                                      {"intents", absl::StrCat(result.intent_count)},
-                                      {"actor", std::string(actor)}});
+  log::Info("knowledge_base_loaded",
+            {{"version", result.version},
+             {"intents", absl::StrCat(result.intent_count)},
+             {"models", knowledge_base()->prebuilt_models ? "built with the binary" : "trained"},
+             {"actor", std::string(actor)}});
   return result;
 }
 
@@ -400,24 +403,51 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     turn.from_text = true;
     turn.top_confidence = top_confidence;
     const SafetyVerdict safety = CheckSafety(kb, analysis, options_.safety);
+    // Which sensitive topic a sensitive text is about: of the sensitive
+    // intents a cue or either model names, the one with the most evidence,
+    // the two models' probabilities plus sensitive_cue_weight for a cue
+    // (a cue says the text is sensitive more surely than which topic it
+    // is: "my coins were moved out" matches a missing-funds cue, both models
+    // read a takeover). A tie goes to the first cue.
+    auto choose_sensitive = [&] {
+      std::vector<int> candidates = safety.sensitive_cues;
+      for (const auto& [intent, p] : safety.sensitive_probabilities) candidates.push_back(intent);
+      for (const RankedIntent& r : ranking.intents) {
+        if (kb.intents[r.intent].sensitive) candidates.push_back(r.intent);
+      }
+      float best = -1;
+      for (int intent : candidates) {
+        const bool cue = std::find(safety.sensitive_cues.begin(), safety.sensitive_cues.end(),
+                                   intent) != safety.sensitive_cues.end();
+        const float score = safety.SensitiveProbability(intent) +
+                            confidence_of(&kb.intents[intent]) +
+                            (cue ? options_.sensitive_cue_weight : 0.f);
+        if (score > best) {
+          best = score;
+          chosen = &kb.intents[intent];
+        }
+      }
+      if (chosen != nullptr) {
+        chosen_confidence = std::max(confidence_of(chosen),
+                                     safety.SensitiveProbability(chosen - kb.intents.data()));
+      }
+    };
     // A cue is explicit and wins; so does an explicit request for a human
     // over the models' guess at a sensitive topic ("can someone take over
-    // my case" is not an account takeover).
-    if (safety.sensitive >= 0 && (safety.sensitive_by_cue || !safety.human)) {
-      chosen = &kb.intents[safety.sensitive];
-      chosen_confidence = std::max(confidence_of(chosen), safety.sensitive_probability);
+    // my case" is not an account takeover). The ranking's sensitive intents
+    // together, when the safety model missed them (frozen or missing?),
+    // are enough to hand over.
+    if (safety.sensitive_by_cue() || (safety.sensitive && !safety.human)) {
+      choose_sensitive();
+    } else if (safety.human && safety.handoff >= 0) {
+      // A dissatisfied customer asking for a human: the complaint flow,
+      // which hands over too.
+      chosen = &kb.intents[safety.handoff];
+      chosen_confidence = std::max(confidence_of(chosen), safety.handoff_probability);
     } else if (safety.human) {
       human = true;
     } else if (SensitiveMass(kb, ranking) >= options_.sensitive_threshold) {
-      // The ranking hesitates between sensitive intents (frozen or
-      // missing?): together they are enough to hand over, about the first.
-      for (const RankedIntent& r : ranking.intents) {
-        if (kb.intents[r.intent].sensitive) {
-          chosen = &kb.intents[r.intent];
-          chosen_confidence = r.confidence;
-          break;
-        }
-      }
+      choose_sensitive();
     } else if (safety.handoff >= 0) {
       chosen = &kb.intents[safety.handoff];
       chosen_confidence = std::max(confidence_of(chosen), safety.handoff_probability);
@@ -448,23 +478,34 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
   // An explicit request for a human in a message that also says what it is
   // about ("my deposit is missing, get me an agent").
   const IntentSpec* human_about = nullptr;
-  if (human && top != nullptr && top_confidence >= options_.human_topic_threshold &&
-      !top->small_talk) {
+  if (human && top != nullptr && !top->small_talk &&
+      (top_confidence >= options_.human_topic_threshold ||
+       (top_confidence >= options_.human_topic_floor &&
+        top_confidence >= options_.human_topic_share * (1.f - ranking.none)))) {
     human_about = top;
   }
 
+  // The conversation's category: small talk and a bare request for a human
+  // say nothing about the topic, so they keep it (sessions moves the
+  // session to the category an answer reports).
   Category category = dialogue.previous_category;
-  if (chosen != nullptr) {
+  if (chosen != nullptr && !chosen->small_talk) {
     category = chosen->category;
   } else if (human_about != nullptr) {
     category = human_about->category;
-  } else if (!ranking.intents.empty()) {
+  } else if (chosen == nullptr && !ranking.intents.empty()) {
     // Unsure of the intent, the bot may still be sure of the category (the
-    // intents it hesitates between share it): routing needs no more.
+    // intents it hesitates between share it): routing needs no more. For a
+    // request for a human only a topic counts: GENERAL intents (how to
+    // reach support) are what the request itself is about.
     std::array<float, 9> mass{};
     for (const RankedIntent& r : ranking.intents) {
-      const Category c = kb.intents[r.intent].category;
-      if (c > 0 && c < static_cast<int>(mass.size())) mass[c] += r.confidence;
+      const IntentSpec& intent = kb.intents[r.intent];
+      const Category c = intent.category;
+      if (!intent.small_talk && !(human && c == common::v1::CATEGORY_GENERAL) && c > 0 &&
+          c < static_cast<int>(mass.size())) {
+        mass[c] += r.confidence;
+      }
     }
     const auto best = std::max_element(mass.begin(), mass.end());
     if (*best >= options_.answer_threshold) {
@@ -483,6 +524,12 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     response.set_verification_required(needs_verification && !verified);
     common::v1::HandoffContext* handoff = response.mutable_handoff();
     handoff->set_reason(reason);
+    // The hand-off is about `about`: its category is that intent's, so that
+    // the queue, the summary and the guesses agree.
+    if (about != nullptr) {
+      category = about->category;
+      response.set_category(category);
+    }
     if (about != nullptr) {
       std::vector<RankedIntent> guesses = {{static_cast<int>(about - kb.intents.data()),
                                             std::min(1.f, about_confidence)}};
@@ -530,7 +577,12 @@ void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRe
     if (!verified) absl::StrAppend(&text, replies.verify);
     escalate(common::v1::ESCALATION_REASON_SENSITIVE_TOPIC, text, true, chosen, chosen_confidence);
   } else if (human) {
-    const IntentSpec* about = human_about != nullptr ? human_about : previous;
+    // About what this message names, else what the conversation was about,
+    // unless this message points at another topic.
+    const IntentSpec* about =
+        human_about != nullptr                                 ? human_about
+        : previous != nullptr && previous->category == category ? previous
+                                                                : nullptr;
     escalate(common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED, replies.human_requested, false,
              about, human_about != nullptr ? top_confidence : dialogue.previous_confidence);
   } else if (chosen != nullptr && chosen->handoff) {

@@ -28,14 +28,21 @@ struct BotOptions {
   // A rival whose confidence is at least this fraction of the top's makes
   // the bot ask which one was meant (CLARIFIED), when together they reach
   // answer_threshold.
-  float clarify_ratio = 0.85f;
-  // A request for a human is about the top intent from this confidence on:
-  // the request's own words dilute the topic's.
+  float clarify_ratio = 0.8f;
+  // A request for a human is about the top intent from this confidence on,
+  // or from human_topic_floor on when the top has this share of what the
+  // ranking gives the intents: the request's own words, which mean no
+  // intent, dilute the topic's.
   float human_topic_threshold = 0.25f;
+  float human_topic_floor = 0.08f;
+  float human_topic_share = 0.5f;
   // The ranking's sensitive intents escalate when their confidences add up
   // to this, whatever the top intent: a false alarm costs an agent a
   // minute, a miss costs a customer their funds.
-  float sensitive_threshold = 0.4f;
+  float sensitive_threshold = 0.3f;
+  // What a matching cue adds to the models' probabilities when choosing
+  // which sensitive topic a text is about.
+  float sensitive_cue_weight = 0.5f;
   // Confidence multipliers from context: the previous turn's category, the
   // previous intent's follow-ups, the session's category.
   float previous_category_boost = 1.0f;
@@ -43,7 +50,9 @@ struct BotOptions {
   float session_category_boost = 0.1f;
   RankOptions rank;
   SafetyOptions safety;
-  // How Reload trains the base's models.
+  // How Reload trains the base's models (the options the models built
+  // with the binary were trained with, unless changed: then every base is
+  // trained).
   ModelOptions models;
   // Answers remembered per session for retried turns.
   int turns_remembered = 16;
@@ -80,11 +89,13 @@ class Bot {
     int example_count = 0;
     absl::Time loaded_at;
   };
-  // Loads the knowledge base file, trains its models and puts it in
+  // Loads the knowledge base file, builds its models and puts it in
   // service, recording a bot.knowledge_base_reload event either way
-  // (`actor`: who asked, or "startup"). Training takes about a second and
-  // holds no lock that Answer takes: turns go on with the old base until
-  // the new one is swapped in. Errors: FailedPrecondition (broken file:
+  // (`actor`: who asked, or "startup"). The built-in base's models come
+  // with the binary (DefaultModels), and so do those of any file with the
+  // same content; another base's are trained, which takes a few seconds
+  // and holds no lock that Answer takes: turns go on with the old base
+  // until the new one is swapped in. Errors: FailedPrecondition (broken file:
   // "path:line: problem"), Unavailable (unreadable file, or the event could
   // not be committed), Internal (training failed); the old base then stays
   // in service.

@@ -7,6 +7,7 @@
 #include "libs/clock/clock.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
+#include "services/bot/default_models.h"
 #include "prometheus/registry.h"
 
 namespace switchboard::bot {
@@ -225,6 +226,8 @@ TEST_F(BotTest, SmallTalkGetsItsOwnAnswerAndKeepsTheTopic) {
     auto r = Ask("s-1", text);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->answered_intent_id(), intent) << text;
+    // Sessions moves the session to the category an answer reports.
+    EXPECT_EQ(r->category(), common::v1::CATEGORY_WITHDRAWAL) << text;
   }
   EXPECT_EQ(Ask("s-2", "hey, good morning")->answered_intent_id(), "greeting");
   // The conversation is still about the withdrawal: a hand-off says so.
@@ -234,6 +237,137 @@ TEST_F(BotTest, SmallTalkGetsItsOwnAnswerAndKeepsTheTopic) {
   EXPECT_EQ(human->handoff().intent_guesses(0).intent_id(), "withdrawal_pending");
   EXPECT_EQ(human->handoff().summary().rfind("Withdrawal pending [withdrawal]", 0), 0u)
       << human->handoff().summary();
+}
+
+TEST_F(BotTest, AConversationKeepsItsCategoryThroughSmallTalkNoiseAndAHumanRequest) {
+  v1::AnswerRequest deposit_session;
+  deposit_session.set_category(common::v1::CATEGORY_DEPOSIT);
+  auto first = Ask("s-1", "my ETH deposit from yesterday is still not in my balance",
+                   deposit_session);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->category(), common::v1::CATEGORY_DEPOSIT);
+  for (const char* text : {"thank you", "one more line", "hmm"}) {
+    auto r = Ask("s-1", text, deposit_session);
+    ASSERT_TRUE(r.ok()) << text;
+    EXPECT_EQ(r->category(), common::v1::CATEGORY_DEPOSIT)
+        << text << ": " << v1::AnswerOutcome_Name(r->outcome());
+  }
+  auto human = Ask("s-1", "I want to talk to a human agent please", deposit_session);
+  ASSERT_TRUE(human.ok());
+  ASSERT_EQ(human->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+  EXPECT_EQ(human->category(), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(human->handoff().category(), common::v1::CATEGORY_DEPOSIT);
+  ASSERT_FALSE(human->handoff().intent_guesses().empty());
+  const IntentSpec* about =
+      bot_.knowledge_base()->Find(human->handoff().intent_guesses(0).intent_id());
+  ASSERT_NE(about, nullptr);
+  EXPECT_EQ(about->category, common::v1::CATEGORY_DEPOSIT) << about->id;
+  EXPECT_NE(human->handoff().summary().find("[deposit]"), std::string::npos)
+      << human->handoff().summary();
+
+  // A first message asking only for a human keeps the session's category.
+  auto bare = Ask("s-2", "can I talk to a real person", deposit_session);
+  ASSERT_TRUE(bare.ok());
+  ASSERT_EQ(bare->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+  EXPECT_EQ(bare->handoff().category(), common::v1::CATEGORY_DEPOSIT);
+}
+
+TEST_F(BotTest, AcknowledgementsAndRepeatsAreSmallTalk) {
+  ASSERT_EQ(Ask("s-1", "提现一直在处理中")->answered_intent_id(), "withdrawal_pending");
+  for (const char* text : {"收到收到", "好的好的", "嗯嗯好", "明白", "ok noted", "ok ok",
+                           "谢谢谢谢", "thanks thanks"}) {
+    auto r = Ask("s-1", text);
+    ASSERT_TRUE(r.ok()) << text;
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ANSWERED) << text;
+    const IntentSpec* intent = bot_.knowledge_base()->Find(r->answered_intent_id());
+    ASSERT_NE(intent, nullptr) << text;
+    EXPECT_TRUE(intent->small_talk) << text << ": " << intent->id;
+  }
+  // The conversation is still about the withdrawal.
+  EXPECT_EQ(Ask("s-1", "转人工")->handoff().intent_guesses(0).intent_id(), "withdrawal_pending");
+}
+
+TEST_F(BotTest, BalancesThatFellWithoutTheCustomerEscalate) {
+  for (const char* text : {"昨天账户里还有4000U，今天只剩200U了，我一笔都没交易过",
+                           "had 1.5 btc on monday, now the wallet says 0.02 and there are no trades"}) {
+    auto r = Ask("s-f-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text;
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    EXPECT_EQ(r->handoff().reason(), common::v1::ESCALATION_REASON_SENSITIVE_TOPIC) << text;
+    EXPECT_EQ(r->handoff().intent_guesses(0).intent_id(), "funds_missing") << text;
+    EXPECT_EQ(r->category(), common::v1::CATEGORY_FROZEN_FUNDS) << text;
+  }
+}
+
+TEST_F(BotTest, AHumanRequestKeepsItsTopicAndAComplaintItsFlow) {
+  // The request's words dilute the topic's; the topic still leads.
+  auto topic = Ask("s-1", "我的谷歌验证器丢了，找个人工帮我处理一下");
+  ASSERT_TRUE(topic.ok());
+  EXPECT_EQ(topic->handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
+  EXPECT_EQ(topic->handoff().intent_guesses(0).intent_id(), "reset_2fa");
+  EXPECT_EQ(topic->category(), common::v1::CATEGORY_ACCOUNT_SECURITY);
+  // Dissatisfied and asking for a human: the complaint flow, which hands
+  // over too.
+  auto complaint = Ask("s-2", "your agent was rude to me, get me a supervisor");
+  ASSERT_TRUE(complaint.ok());
+  EXPECT_EQ(complaint->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
+  EXPECT_EQ(complaint->handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
+  EXPECT_EQ(complaint->handoff().intent_guesses(0).intent_id(), "complaint");
+  EXPECT_NE(complaint->reply_text().find(bot_.knowledge_base()->Find("complaint")->answers[kEn]),
+            std::string::npos);
+}
+
+// A base whose missing-funds cue also matches a takeover story.
+constexpr char kCueBase[] = R"(cue: missing | coins + gone
+intent: missing
+category: frozen_funds
+title: zh-CN | 资金丢失
+title: en | Funds missing
+sensitive: true
+example: zh-CN | 余额少了
+example: en | my balance dropped
+example: en | my coins are gone and i did nothing
+example: en | coins missing from my wallet
+answer: zh-CN | 转人工。
+answer: en | An agent will check.
+intent: takeover
+category: account_security
+title: zh-CN | 被盗
+title: en | Account compromised
+sensitive: true
+example: zh-CN | 账号被盗了
+example: en | a stranger logged into my account
+example: en | hacker took over my account
+example: en | stranger logged in and took over
+answer: zh-CN | 转人工。
+answer: en | An agent will help.
+intent: hello
+category: general
+title: zh-CN | 你好
+title: en | Hello
+small_talk: true
+example: zh-CN | 你好
+example: en | hello there
+answer: zh-CN | 你好！
+answer: en | Hello!
+)";
+
+TEST_F(BotTest, TheSensitiveTopicIsTheOneWithMostEvidence) {
+  auto kb = ParseKnowledgeBase("cue.kb", kCueBase);
+  ASSERT_TRUE(kb.ok()) << kb.status();
+  bot_.UseKnowledgeBase(*kb);
+  // The cue says "missing"; both models read a takeover, and together they
+  // outweigh it.
+  auto story = Ask("s-1", "a stranger logged into my account, took over and now my coins are gone");
+  ASSERT_TRUE(story.ok());
+  EXPECT_EQ(story->handoff().reason(), common::v1::ESCALATION_REASON_SENSITIVE_TOPIC);
+  EXPECT_EQ(story->handoff().intent_guesses(0).intent_id(), "takeover");
+  EXPECT_EQ(story->category(), common::v1::CATEGORY_ACCOUNT_SECURITY);
+  // Where the models are unsure, the cue names the topic.
+  auto cue = Ask("s-2", "coins gone");
+  ASSERT_TRUE(cue.ok());
+  EXPECT_EQ(cue->handoff().reason(), common::v1::ESCALATION_REASON_SENSITIVE_TOPIC);
+  EXPECT_EQ(cue->handoff().intent_guesses(0).intent_id(), "missing");
 }
 
 TEST_F(BotTest, ComplaintsFollowTheComplaintFlowAndHandOff) {
@@ -496,7 +630,7 @@ FailingEventLog FailingLogBotTest::failing_;
 TEST_F(FailingLogBotTest, UnrecordedTurnsAreUnavailableAndAnsweredAgainOnRetry) {
   // The fixture's Reload could not be recorded, so nothing is in service.
   EXPECT_EQ(bot_.knowledge_base(), nullptr);
-  auto kb = LoadKnowledgeBase(kPath);
+  auto kb = LoadKnowledgeBase(kPath, ModelOptions(), DefaultModels());
   ASSERT_TRUE(kb.ok());
   bot_.UseKnowledgeBase(*kb);
   v1::AnswerRequest request;

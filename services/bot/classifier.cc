@@ -23,7 +23,7 @@ constexpr char kLabelPrefix[] = "__label__";
 constexpr float kMinProbability = 0.005f;
 // Token updates a training run aims at; sets larger than this over
 // `epochs` get fewer epochs.
-constexpr double kTargetExampleVisits = 120'000;
+constexpr double kTargetExampleVisits = 300'000;
 
 // A folder only this process uses, removed with what it holds when the
 // guard goes.
@@ -53,6 +53,22 @@ class PrivateDir {
   std::string path_;
   std::vector<std::string> files_;
 };
+
+// fastText's label index -> ours, from the labels' names; -1 for a name
+// that is not one of ours.
+std::vector<int> LabelsOf(const fasttext::FastText& model) {
+  std::shared_ptr<const fasttext::Dictionary> dictionary = model.getDictionary();
+  std::vector<int> label_of_id(dictionary->nlabels(), -1);
+  for (int id = 0; id < dictionary->nlabels(); ++id) {
+    const std::string name = dictionary->getLabel(id);
+    int label = -1;
+    if (absl::StartsWith(name, kLabelPrefix) &&
+        absl::SimpleAtoi(absl::string_view(name).substr(sizeof(kLabelPrefix) - 1), &label)) {
+      label_of_id[id] = label;
+    }
+  }
+  return label_of_id;
+}
 
 }  // namespace
 
@@ -108,18 +124,54 @@ absl::StatusOr<std::unique_ptr<const TextClassifier>> TextClassifier::Train(
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("fastText training failed: ", e.what()));
   }
-  std::shared_ptr<const fasttext::Dictionary> dictionary = model->getDictionary();
-  std::vector<int> label_of_id(dictionary->nlabels(), -1);
-  for (int id = 0; id < dictionary->nlabels(); ++id) {
-    const std::string name = dictionary->getLabel(id);
-    int label = -1;
-    if (absl::StartsWith(name, kLabelPrefix) &&
-        absl::SimpleAtoi(absl::string_view(name).substr(sizeof(kLabelPrefix) - 1), &label)) {
-      label_of_id[id] = label;
+  std::vector<int> label_of_id = LabelsOf(*model);
+  return std::unique_ptr<const TextClassifier>(
+      new TextClassifier(std::move(model), std::move(label_of_id), labels));
+}
+
+absl::StatusOr<std::unique_ptr<const TextClassifier>> TextClassifier::Load(
+    absl::string_view bytes, int labels) {
+  // fastText checks a model's format only when it reads it from a file.
+  PrivateDir dir;
+  if (!dir.ok()) return absl::UnavailableError("cannot create a temporary folder for the model");
+  const std::string path = dir.File("model.bin");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) return absl::UnavailableError("cannot write the model file");
+  }
+  auto model = std::make_unique<fasttext::FastText>();
+  try {
+    model->loadModel(path);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("not a fastText model: ", e.what()));
+  }
+  std::vector<int> label_of_id = LabelsOf(*model);
+  for (int label : label_of_id) {
+    if (label < 0 || label >= labels) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model label ", label, " out of range for ", labels, " labels"));
     }
   }
   return std::unique_ptr<const TextClassifier>(
       new TextClassifier(std::move(model), std::move(label_of_id), labels));
+}
+
+absl::StatusOr<std::string> TextClassifier::Serialize() const {
+  PrivateDir dir;
+  if (!dir.ok()) return absl::UnavailableError("cannot create a temporary folder");
+  const std::string path = dir.File("model.bin");
+  try {
+    model_->saveModel(path);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot save the model: ", e.what()));
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (!in) return absl::UnavailableError("cannot read the saved model back");
+  return bytes.str();
 }
 
 std::vector<std::pair<int, float>> TextClassifier::Predict(const std::string& tokens,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace fasttext {
 class FastText;
@@ -23,6 +24,9 @@ namespace switchboard::bot {
 // from a file: Train writes the examples to a private folder it creates
 // under $TMPDIR (or /tmp) and removes it before returning.
 //
+// A trained model can be saved (Serialize) and loaded again (Load), so
+// that a base's models can be trained once when the binary is built.
+//
 // Predict is const and thread-safe; the model is immutable once trained.
 class TextClassifier {
  public:
@@ -30,9 +34,9 @@ class TextClassifier {
     int dim = 48;
     // Epochs for small sets; large sets get fewer (at least min_epochs), so
     // that a base of 10,000 intents trains in seconds.
-    int epochs = 40;
+    int epochs = 100;
     int min_epochs = 8;
-    double learning_rate = 0.5;
+    double learning_rate = 0.3;
     int word_ngrams = 2;
     // Character n-grams of each token, in code points (with "<" and ">"
     // marking its ends): typos and inflections still share most of them.
@@ -59,7 +63,18 @@ class TextClassifier {
   static absl::StatusOr<std::unique_ptr<const TextClassifier>> Train(
       const std::vector<Example>& examples, int labels, const Options& options);
 
+  // A model saved by Serialize, for `labels` labels (fastText reads models
+  // from files only: Load writes it to a private temporary folder first).
+  // Errors: InvalidArgument (not a fastText model, or labels out of
+  // range), Unavailable (the temporary folder could not be written).
+  static absl::StatusOr<std::unique_ptr<const TextClassifier>> Load(absl::string_view model,
+                                                                    int labels);
+
   ~TextClassifier();
+
+  // The model in fastText's own format (what its saveModel writes), for
+  // Load. Errors: Unavailable (the temporary folder could not be used).
+  absl::StatusOr<std::string> Serialize() const;
 
   // The `k` most probable labels for `tokens` (space separated), most
   // probable first, as (label, probability), leaving out those below 0.005.

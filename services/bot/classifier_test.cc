@@ -41,11 +41,14 @@ TEST(TextClassifierTest, LearnsLabelsAndGeneralisesToNewWording) {
   EXPECT_EQ(top("deposit never arrived"), 0);
   EXPECT_EQ(top("withdrawl stuck"), 1);  // a typo: character n-grams
   EXPECT_EQ(top("i forgot the password"), 2);
+  // Probabilities: the labels left out (below 0.005 each) take the rest.
   auto all = (*model)->Predict("deposit", 3);
-  ASSERT_EQ(all.size(), 3u);
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all[0].first, 0);
   float sum = 0;
   for (const auto& [label, p] : all) sum += p;
-  EXPECT_NEAR(sum, 1.f, 1e-3);
+  EXPECT_LE(sum, 1.f + 1e-3);
+  EXPECT_GE(sum, 1.f - 0.005f * (3 - all.size()) - 1e-3);
   EXPECT_TRUE((*model)->Predict("", 3).empty());
   EXPECT_EQ((*model)->KnownTokens("deposit zzzz password"), 2);
 }

@@ -9,7 +9,7 @@
 
 namespace switchboard::bot {
 
-absl::StatusOr<Cue> Cue::Parse(absl::string_view pattern) {
+absl::StatusOr<Cue> Cue::Parse(absl::string_view pattern, const Lexicon* lexicon) {
   Cue cue;
   bool positive = false;
   for (absl::string_view part : absl::StrSplit(pattern, '+')) {
@@ -25,7 +25,7 @@ absl::StatusOr<Cue> Cue::Parse(absl::string_view pattern) {
         prefix = true;
         text = std::string(alternative);
       }
-      const Analysis analysis = Analyze(text, nullptr);
+      const Analysis analysis = Analyze(text, lexicon);
       if (!analysis.cjk.empty() && !analysis.words.empty()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "cue alternative \"", text, "\" mixes Chinese and English; split it into two slots"));

@@ -31,8 +31,9 @@ namespace switchboard::bot {
 class Cue {
  public:
   // Errors: InvalidArgument with the problem (empty slot, mixed scripts, a
-  // cue of negated slots only).
-  static absl::StatusOr<Cue> Parse(absl::string_view pattern);
+  // cue of negated slots only). `lexicon` (may be null) gives the spellings
+  // the text is read with, so that a variant in a pattern still matches.
+  static absl::StatusOr<Cue> Parse(absl::string_view pattern, const Lexicon* lexicon = nullptr);
 
   bool Matches(const Analysis& analysis) const;
 

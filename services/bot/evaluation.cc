@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,8 @@
 #include "absl/strings/str_split.h"
 #include "libs/clock/clock.h"
 #include "prometheus/registry.h"
+#include "services/bot/ranker.h"
+#include "services/bot/safety.h"
 
 namespace switchboard::bot {
 namespace {
@@ -143,7 +146,7 @@ double QuickBound(const std::u32string& a, const std::u32string& b) {
 }  // namespace
 
 double EvalReport::intent_accuracy() const { return Ratio(intent_correct, intent_cases); }
-double EvalReport::category_accuracy() const { return Ratio(category_correct, intent_cases); }
+double EvalReport::category_accuracy() const { return Ratio(category_correct, category_cases); }
 double EvalReport::escalation_precision() const {
   return Ratio(escalations_correct, escalations_predicted);
 }
@@ -160,6 +163,7 @@ void EvalReport::Add(const EvalReport& o) {
   cases += o.cases;
   intent_cases += o.intent_cases;
   intent_correct += o.intent_correct;
+  category_cases += o.category_cases;
   category_correct += o.category_correct;
   clarified += o.clarified;
   off_topic += o.off_topic;
@@ -293,8 +297,11 @@ absl::StatusOr<EvalReport> Evaluate(std::shared_ptr<const KnowledgeBase> kb,
       const bool intent_right = acted == c.intent;
       right = intent_right;
       if (intent_right) ++report.intent_correct;
-      ++report.confusion[expected->category][response.category()];
-      if (response.category() == expected->category) ++report.category_correct;
+      if (!expected->small_talk) {
+        ++report.category_cases;
+        ++report.confusion[expected->category][response.category()];
+        if (response.category() == expected->category) ++report.category_correct;
+      }
       if (response.outcome() == v1::ANSWER_OUTCOME_CLARIFIED) ++report.clarified;
       if (!response.intent_guesses().empty()) {
         const int bin = std::min(9, static_cast<int>(confidence * 10));
@@ -340,12 +347,19 @@ absl::StatusOr<EvalReport> Evaluate(std::shared_ptr<const KnowledgeBase> kb,
   return report;
 }
 
-absl::StatusOr<EvalReport> CrossValidate(const KnowledgeBase& kb, int k,
-                                         const BotOptions& options) {
+namespace {
+
+// Rebuilds `kb` without fold `fold` of `k` (phrasing i is in fold i % k)
+// and calls `held_out` with the rebuilt base and the phrasings left out.
+absl::Status ForEachFold(
+    const KnowledgeBase& kb, int k,
+    const ModelOptions& models,
+    const std::function<absl::Status(std::shared_ptr<const KnowledgeBase>,
+                                      const std::vector<EvalCase>&)>& held_out_fn) {
   if (k < 2) return absl::InvalidArgumentError("k: at least 2 folds");
-  EvalReport total;
   for (int fold = 0; fold < k; ++fold) {
     auto trained = std::make_shared<KnowledgeBase>(kb);
+    trained->model_key.clear();
     std::vector<EvalCase> held_out;
     int i = 0;
     auto keep = [&](const EvalCase& as_case) {
@@ -372,12 +386,115 @@ absl::StatusOr<EvalReport> CrossValidate(const KnowledgeBase& kb, int k,
     };
     filter(trained->human_requests, Expected::kHuman);
     filter(trained->out_of_scope, Expected::kNone);
-    if (absl::Status s = BuildModels(*trained, options.models); !s.ok()) return s;
-    absl::StatusOr<EvalReport> report = Evaluate(trained, held_out, options);
-    if (!report.ok()) return report.status();
-    total.Add(*report);
+    if (absl::Status s = BuildModels(*trained, models); !s.ok()) return s;
+    if (absl::Status s = held_out_fn(trained, held_out); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<EvalReport> CrossValidate(const KnowledgeBase& kb, int k,
+                                         const BotOptions& options) {
+  EvalReport total;
+  absl::Status status = ForEachFold(
+      kb, k, options.models,
+      [&](std::shared_ptr<const KnowledgeBase> trained, const std::vector<EvalCase>& held_out) {
+        absl::StatusOr<EvalReport> report = Evaluate(trained, held_out, options);
+        if (!report.ok()) return report.status();
+        total.Add(*report);
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
   return total;
+}
+
+absl::StatusOr<std::string> SweepSafetyThresholds(const KnowledgeBase& kb, int k,
+                                                  const BotOptions& options) {
+  struct Signals {
+    Expected expected = Expected::kNone;
+    bool sensitive_cue = false;
+    bool human_cue = false;
+    float safety_sensitive = 0;
+    float safety_human = 0;
+    float ranking_sensitive = 0;
+  };
+  std::vector<Signals> all;
+  absl::Status status = ForEachFold(
+      kb, k, options.models,
+      [&](std::shared_ptr<const KnowledgeBase> trained, const std::vector<EvalCase>& held_out) {
+        for (const EvalCase& c : held_out) {
+          const Analysis analysis = Analyze(c.text, &trained->lexicon);
+          const SafetyVerdict verdict = CheckSafety(*trained, analysis, options.safety);
+          Signals s;
+          s.expected = c.escalation;
+          s.sensitive_cue = verdict.sensitive_by_cue();
+          s.human_cue = verdict.human_by_cue;
+          s.safety_sensitive = verdict.sensitive_probability;
+          s.safety_human = verdict.human_probability;
+          const Ranking ranking =
+              RankIntents(*trained, analysis, [](int) { return 1.f; }, options.rank);
+          for (const RankedIntent& r : ranking.intents) {
+            if (trained->intents[r.intent].sensitive) s.ranking_sensitive += r.confidence;
+          }
+          all.push_back(s);
+        }
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  std::string out = absl::StrFormat(
+      "sensitive topics: a cue, or the safety model >= S, or the ranking >= R "
+      "(%d-fold, %zu phrasings)\n  %-6s", k, all.size(), "S \\ R");
+  const std::vector<float> grid = {0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 2.f};
+  for (float r : grid) {
+    absl::StrAppend(&out, r > 1 ? "           never" : absl::StrFormat("        %.1f     ", r));
+  }
+  absl::StrAppend(&out, "\n");
+  for (float t : grid) {
+    absl::StrAppend(&out, t > 1 ? "  never " : absl::StrFormat("  %.1f   ", t));
+    for (float r : grid) {
+      int expected = 0, predicted = 0, right = 0;
+      for (const Signals& s : all) {
+        const bool is = s.expected == Expected::kSensitive;
+        const bool found = s.sensitive_cue || s.safety_sensitive >= t || s.ranking_sensitive >= r;
+        expected += is;
+        predicted += found;
+        right += is && found;
+      }
+      absl::StrAppendFormat(&out, "  P %.3f R %.3f", Ratio(right, predicted),
+                            Ratio(right, expected));
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "sensitive topics: a cue, or the mean of the two models >= M\n");
+  for (float t : grid) {
+    int expected = 0, predicted = 0, right = 0;
+    for (const Signals& s : all) {
+      const bool is = s.expected == Expected::kSensitive;
+      const bool found = s.sensitive_cue || (s.safety_sensitive + s.ranking_sensitive) / 2 >= t;
+      expected += is;
+      predicted += found;
+      right += is && found;
+    }
+    absl::StrAppendFormat(&out, "  M %s: precision %.3f recall %.3f (%d/%d, %d found)\n",
+                          t > 1 ? "never" : absl::StrFormat("%.1f", t), Ratio(right, predicted),
+                          Ratio(right, expected), right, expected, predicted);
+  }
+  absl::StrAppend(&out, "human requests: a cue, or the safety model >= H\n");
+  for (float t : grid) {
+    int expected = 0, predicted = 0, right = 0;
+    for (const Signals& s : all) {
+      const bool is = s.expected == Expected::kHuman;
+      const bool found = s.human_cue || s.safety_human >= t;
+      expected += is;
+      predicted += found;
+      right += is && found;
+    }
+    absl::StrAppendFormat(&out, "  H %s: precision %.3f recall %.3f (%d/%d, %d found)\n",
+                          t > 1 ? "never" : absl::StrFormat("%.1f", t), Ratio(right, predicted),
+                          Ratio(right, expected), right, expected, predicted);
+  }
+  return out;
 }
 
 double Similarity(absl::string_view a, absl::string_view b) {
@@ -420,6 +537,62 @@ std::vector<NearCopy> FindNearCopies(const KnowledgeBase& kb, const std::vector<
   return found;
 }
 
+std::string Explain(std::shared_ptr<const KnowledgeBase> kb, const std::string& text,
+                    const BotOptions& options) {
+  const Analysis analysis = Analyze(text, &kb->lexicon);
+  std::string out = absl::StrCat("text:   ", text, "\ntokens: ", analysis.tokens, "\n");
+  auto name = [&](int intent) {
+    return intent >= 0 && intent < kb->NoIntent() ? kb->intents[intent].id
+                                                  : std::string("(none)");
+  };
+  if (kb->safety_model != nullptr) {
+    absl::StrAppend(&out, "safety model:");
+    for (const auto& [label, p] : kb->safety_model->Predict(analysis.tokens, 4)) {
+      const std::string what = label == KnowledgeBase::kSafeLabel    ? "safe"
+                               : label == KnowledgeBase::kHumanLabel ? "human"
+                                   : name(kb->escalating[label - KnowledgeBase::kHumanLabel - 1]);
+      absl::StrAppendFormat(&out, " %s %.2f", what, p);
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "cues matched:");
+  for (const SafetyCue& cue : kb->cues) {
+    if (cue.cue.Matches(analysis)) {
+      absl::StrAppend(&out, " line ", cue.line, " (", cue.intent < 0 ? "human" : name(cue.intent),
+                      ")");
+    }
+  }
+  const SafetyVerdict verdict = CheckSafety(*kb, analysis, options.safety);
+  absl::StrAppendFormat(&out, "\nverdict: human %d, sensitive %d%s, handoff %s%s\n",
+                        verdict.human, verdict.sensitive,
+                        verdict.sensitive_by_cue() ? " (cue)" : "", name(verdict.handoff),
+                        verdict.handoff_by_cue ? " (cue)" : "");
+  if (kb->intent_model != nullptr) {
+    absl::StrAppend(&out, "intent model:");
+    for (const auto& [label, p] : kb->intent_model->Predict(analysis.tokens, 5)) {
+      absl::StrAppendFormat(&out, " %s %.2f", name(label), p);
+    }
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "bm25:");
+  for (const Candidate& c : kb->index.Rank(analysis.terms, 3, [](int) { return 1.f; })) {
+    absl::StrAppendFormat(&out, " %s %.2f (coverage %.2f)", name(c.intent), c.score, c.coverage);
+  }
+  const Ranking ranking = RankIntents(*kb, analysis, [](int) { return 1.f; }, options.rank);
+  absl::StrAppendFormat(&out, "\nranking: none %.2f", ranking.none);
+  for (size_t i = 0; i < ranking.intents.size() && i < 5; ++i) {
+    absl::StrAppendFormat(&out, " %s %.2f", name(ranking.intents[i].intent),
+                          ranking.intents[i].confidence);
+  }
+  absl::StatusOr<EvalReport> report = Evaluate(kb, {{0, "-", text, "", Expected::kNone}}, options);
+  absl::StrAppend(&out, "\nbot: ",
+                  !report.ok()             ? report.status().ToString()
+                  : report->misses.empty() ? std::string("NOT_UNDERSTOOD")
+                                           : report->misses[0].substr(report->misses[0].find("-> ")),
+                  "\n");
+  return out;
+}
+
 std::string FormatReport(const EvalReport& r, bool with_misses) {
   std::string out = absl::StrFormat(
       "utterances:                  %d\n"
@@ -432,7 +605,7 @@ std::string FormatReport(const EvalReport& r, bool with_misses) {
       "sensitive topics:            recall %.3f (%d/%d)\n"
       "off-topic and noise not answered: %.3f (%d/%d)\n",
       r.cases, r.intent_accuracy(), r.intent_correct, r.intent_cases, r.category_accuracy(),
-      r.category_correct, r.intent_cases, r.clarified, r.escalation_precision(),
+      r.category_correct, r.category_cases, r.clarified, r.escalation_precision(),
       r.escalations_correct, r.escalations_predicted, r.escalation_recall(),
       r.escalations_correct, r.escalations_expected, r.human_recall(), r.human_recalled,
       r.human_expected, r.sensitive_recall(), r.sensitive_recalled, r.sensitive_expected,

@@ -41,9 +41,12 @@ std::vector<EvalCase> TrainingCases(const KnowledgeBase& kb);
 struct EvalReport {
   int cases = 0;
   // Cases with an expected intent; those the bot acted on rightly; those
-  // whose reported category was the intent's; those it asked to clarify.
+  // whose reported category was the intent's (scored only for intents with
+  // a topic: small talk keeps the conversation's category, so a "thanks"
+  // has no category of its own to get right); those it asked to clarify.
   int intent_cases = 0;
   int intent_correct = 0;
+  int category_cases = 0;
   int category_correct = 0;
   int clarified = 0;
   // Cases without intent or escalation (off-topic, noise), and those the
@@ -100,6 +103,18 @@ absl::StatusOr<EvalReport> Evaluate(std::shared_ptr<const KnowledgeBase> kb,
 absl::StatusOr<EvalReport> CrossValidate(const KnowledgeBase& kb, int k,
                                          const BotOptions& options);
 
+// How the safety thresholds trade recall for precision, under k-fold
+// cross-validation over the base's own phrasings (as CrossValidate): for
+// each held-out phrasing the safety model's and the ranking's
+// probabilities are recorded with the cues' findings, then detection of
+// sensitive topics (a cue, the safety model's sensitive intents together
+// reaching a threshold, or the ranking's) and of human requests (a cue,
+// or the safety model reaching a threshold) is scored over a grid of
+// thresholds. Returns the table bot_eval prints. Errors: those of
+// CrossValidate.
+absl::StatusOr<std::string> SweepSafetyThresholds(const KnowledgeBase& kb, int k,
+                                                  const BotOptions& options);
+
 // A pair of a held-out text and a training phrasing that are too alike.
 struct NearCopy {
   int line = 0;  // of the held-out case
@@ -119,6 +134,13 @@ std::vector<NearCopy> FindNearCopies(const KnowledgeBase& kb, const std::vector<
 
 // The similarity above, of two texts.
 double Similarity(absl::string_view a, absl::string_view b);
+
+// How the bot reads `text` on a fresh session, for studying a miss: its
+// classifier tokens, the safety model's probabilities and the cues that
+// match (by line), the intent model's and BM25's candidates, the mixed
+// ranking, and what the bot did.
+std::string Explain(std::shared_ptr<const KnowledgeBase> kb, const std::string& text,
+                    const BotOptions& options);
 
 // The report as printed by bot_eval.
 std::string FormatReport(const EvalReport& report, bool with_misses);

@@ -1,6 +1,7 @@
 #include "services/bot/evaluation.h"
 
 #include "gtest/gtest.h"
+#include "services/bot/default_models.h"
 
 namespace switchboard::bot {
 namespace {
@@ -9,7 +10,7 @@ namespace {
 // the models or the decision that loses quality fails here. bot_eval
 // prints the figures with the misses.
 TEST(EvaluationTest, DevSetMeetsTheTargets) {
-  auto kb = LoadKnowledgeBase("services/bot/kb/intents.kb");
+  auto kb = LoadKnowledgeBase("services/bot/kb/intents.kb", ModelOptions(), DefaultModels());
   ASSERT_TRUE(kb.ok()) << kb.status();
   auto cases = ReadEvalCases("services/bot/eval/dev.tsv");
   ASSERT_TRUE(cases.ok()) << cases.status();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <tuple>
 
@@ -150,6 +151,42 @@ LastBuilt& Cache() {
   return *cache;
 }
 
+constexpr absl::string_view kModelsMagic = "switchboard-bot-models 1\n";
+
+// The parts of SerializeModels' blob: the key, then the intent and safety
+// models (the latter empty when the base has none).
+struct ModelBlob {
+  absl::string_view key;
+  absl::string_view intent;
+  absl::string_view safety;
+};
+
+void AppendLength(std::string& out, uint64_t length) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
+}
+
+bool ReadLength(absl::string_view& in, uint64_t& length) {
+  if (in.size() < 8) return false;
+  length = 0;
+  for (int i = 0; i < 8; ++i) length |= static_cast<uint64_t>(static_cast<uint8_t>(in[i])) << (8 * i);
+  in.remove_prefix(8);
+  return true;
+}
+
+std::optional<ModelBlob> ReadModelBlob(absl::string_view blob) {
+  if (!absl::ConsumePrefix(&blob, kModelsMagic)) return std::nullopt;
+  ModelBlob parts;
+  absl::string_view* fields[] = {&parts.key, &parts.intent, &parts.safety};
+  for (absl::string_view* field : fields) {
+    uint64_t length = 0;
+    if (!ReadLength(blob, length) || length > blob.size()) return std::nullopt;
+    *field = blob.substr(0, length);
+    blob.remove_prefix(length);
+  }
+  if (!blob.empty()) return std::nullopt;
+  return parts;
+}
+
 }  // namespace
 
 const char* LanguageTag(Language language) { return language == kZh ? "zh-CN" : "en"; }
@@ -161,11 +198,32 @@ const IntentSpec* KnowledgeBase::Find(absl::string_view id) const {
   return it == by_id.end() ? nullptr : &intents[it->second];
 }
 
+std::string ModelKey(absl::string_view content, const ModelOptions& options) {
+  return absl::StrCat(Fnv1a64(content), ":", content.size(), ":", Fingerprint(options.intent),
+                      ":", Fingerprint(options.safety));
+}
+
+absl::StatusOr<std::string> SerializeModels(const KnowledgeBase& kb) {
+  std::string out(kModelsMagic);
+  AppendLength(out, kb.model_key.size());
+  out += kb.model_key;
+  for (const auto* model : {kb.intent_model.get(), kb.safety_model.get()}) {
+    std::string bytes;
+    if (model != nullptr) {
+      absl::StatusOr<std::string> serialized = model->Serialize();
+      if (!serialized.ok()) return serialized.status();
+      bytes = *std::move(serialized);
+    }
+    AppendLength(out, bytes.size());
+    out += bytes;
+  }
+  return out;
+}
+
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
-    absl::string_view name, absl::string_view content, const ModelOptions& options) {
-  const std::string key = absl::StrCat(Fnv1a64(content), ":", content.size(), ":",
-                                       Fingerprint(options.intent), ":",
-                                       Fingerprint(options.safety));
+    absl::string_view name, absl::string_view content, const ModelOptions& options,
+    absl::string_view prebuilt) {
+  const std::string key = ModelKey(content, options);
   {
     absl::MutexLock lock(&Cache().mu);
     if (Cache().kb != nullptr && Cache().key == key) return Cache().kb;
@@ -176,8 +234,10 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
 
   auto kb = std::make_shared<KnowledgeBase>();
   kb->version = Fnv1a64(content);
-  // Cues to resolve once every intent is known: line, label, cue.
-  std::vector<std::tuple<int, std::string, Cue>> cues;
+  kb->model_key = key;
+  // Cues to parse once every spelling and intent is known: line, label,
+  // pattern.
+  std::vector<std::tuple<int, std::string, std::string>> cues;
   // References to check once every intent is known: line, target.
   std::vector<std::pair<int, std::string>> references;
   IntentSpec* current = nullptr;
@@ -219,7 +279,7 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
       continue;
     }
     if (e.key == "human_request" || e.key == "out_of_scope" || e.key == "lexicon" ||
-        e.key == "cue") {
+        e.key == "cue" || e.key == "spelling" || e.key == "filler") {
       if (current != nullptr) {
         return parser.Error(e.line, absl::StrCat(e.key, ": settings must come before the first intent"));
       }
@@ -232,11 +292,24 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
         if (bar == std::string::npos) {
           return parser.Error(e.line, "cue: expected \"<human or intent id> | <pattern>\"");
         }
-        absl::StatusOr<Cue> cue = Cue::Parse(absl::string_view(e.value).substr(bar + 1));
-        if (!cue.ok()) return parser.Error(e.line, cue.status().message());
         cues.emplace_back(e.line,
                           std::string(absl::StripAsciiWhitespace(e.value.substr(0, bar))),
-                          *std::move(cue));
+                          e.value.substr(bar + 1));
+      } else if (e.key == "spelling") {
+        const size_t bar = e.value.find('|');
+        const std::string canonical = absl::AsciiStrToLower(
+            absl::StripAsciiWhitespace(absl::string_view(e.value).substr(0, bar)));
+        if (bar == std::string::npos || canonical.empty()) {
+          return parser.Error(e.line, "spelling: expected \"<canonical> | <variant> <variant> ...\"");
+        }
+        for (absl::string_view variant :
+             absl::StrSplit(absl::string_view(e.value).substr(bar + 1), ' ', absl::SkipEmpty())) {
+          if (!kb->lexicon.AddSpelling(absl::AsciiStrToLower(variant), canonical)) {
+            return parser.Error(e.line, absl::StrCat("spelling: \"", variant, "\" -> \"", canonical,
+                                                     "\": a Latin word for Latin words, or "
+                                                     "Chinese for Chinese"));
+          }
+        }
       } else {
         auto localized = parser.Localized(e);
         if (!localized.ok()) return localized.status();
@@ -244,7 +317,16 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
           return parser.Error(e.line, absl::StrCat(e.key, ": at most ", kMaxExample,
                                                    " characters"));
         }
-        (e.key == "human_request" ? kb->human_requests : kb->out_of_scope)
+        if (e.key == "filler") {
+          const size_t at = localized->second.find("...");
+          if (at == std::string::npos ||
+              localized->second.find("...", at + 3) != std::string::npos) {
+            return parser.Error(e.line, "filler: mark where the phrasing goes with one \"...\"");
+          }
+        }
+        (e.key == "human_request" ? kb->human_requests
+         : e.key == "filler"      ? kb->fillers
+                                  : kb->out_of_scope)
             .push_back({localized->first, std::move(localized->second), e.line});
       }
       continue;
@@ -341,7 +423,10 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
   for (size_t i = 0; i < kb->intents.size(); ++i) {
     kb->by_id[kb->intents[i].id] = static_cast<int>(i);
   }
-  for (auto& [line, label, cue] : cues) {
+  for (auto& [line, label, pattern] : cues) {
+    // Cue words are read with the base's spellings, as the text is.
+    absl::StatusOr<Cue> cue = Cue::Parse(pattern, &kb->lexicon);
+    if (!cue.ok()) return parser.Error(line, cue.status().message());
     int intent = -1;
     if (label != "human") {
       const IntentSpec* target = kb->Find(label);
@@ -355,9 +440,14 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
       }
       intent = kb->by_id[label];
     }
-    kb->cues.push_back({intent, std::move(cue), line});
+    kb->cues.push_back({intent, *std::move(cue), line});
   }
-  if (absl::Status s = BuildModels(*kb, options); !s.ok()) return s;
+  const std::optional<ModelBlob> blob = ReadModelBlob(prebuilt);
+  if (absl::Status s = blob.has_value() && blob->key == key ? BuildModelsFrom(*kb, prebuilt)
+                                                            : BuildModels(*kb, options);
+      !s.ok()) {
+    return s;
+  }
   std::shared_ptr<const KnowledgeBase> built = std::move(kb);
   absl::MutexLock lock(&Cache().mu);
   Cache().key = key;
@@ -365,7 +455,12 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
   return built;
 }
 
-absl::Status BuildModels(KnowledgeBase& kb, const ModelOptions& options) {
+namespace {
+
+// Indexes the base's phrasings for BM25 and collects the models' training
+// examples (unless the examples are null: models are loaded).
+void Prepare(KnowledgeBase& kb, std::vector<TextClassifier::Example>* intent_examples,
+             std::vector<TextClassifier::Example>* safety_examples) {
   kb.index = Index();
   kb.example_count = 0;
   kb.escalating.clear();
@@ -376,47 +471,100 @@ absl::Status BuildModels(KnowledgeBase& kb, const ModelOptions& options) {
       kb.escalating.push_back(static_cast<int>(i));
     }
   }
-  std::vector<TextClassifier::Example> intent_examples, safety_examples;
-  auto add = [&](int intent_label, int safety, const std::string& text) {
+  auto train_on = [&](int intent_label, int safety, const std::string& text) {
+    if (intent_examples == nullptr) return;
     Analysis analysis = Analyze(text, &kb.lexicon);
     if (analysis.tokens.empty()) return;
-    intent_examples.push_back({intent_label, analysis.tokens});
-    safety_examples.push_back({safety, std::move(analysis.tokens)});
+    intent_examples->push_back({intent_label, analysis.tokens});
+    safety_examples->push_back({safety, std::move(analysis.tokens)});
+  };
+  // Fillers by language, taken in turn (deterministically) to wrap one copy
+  // of each phrasing.
+  std::array<std::vector<const std::string*>, kLanguages> fillers;
+  for (const Phrasing& f : kb.fillers) fillers[f.language].push_back(&f.text);
+  std::array<size_t, kLanguages> next_filler{};
+  auto add = [&](int intent_label, int safety, Language language, const std::string& text,
+                 bool wrap) {
+    train_on(intent_label, safety, text);
+    if (!wrap || fillers[language].empty()) return;
+    const std::string& filler =
+        *fillers[language][next_filler[language]++ % fillers[language].size()];
+    const size_t at = filler.find("...");
+    train_on(intent_label, safety,
+             absl::StrCat(filler.substr(0, at), text, filler.substr(at + 3)));
   };
   for (size_t i = 0; i < kb.intents.size(); ++i) {
     const IntentSpec& intent = kb.intents[i];
     for (const auto& [language, text] : intent.examples) {
       kb.index.Add(static_cast<int>(i), Analyze(text, &kb.lexicon).terms);
       ++kb.example_count;
-      add(static_cast<int>(i), safety_label[i], text);
+      add(static_cast<int>(i), safety_label[i], language, text, !intent.small_talk);
     }
     std::string keywords = absl::StrJoin(intent.keywords, " ");
     absl::StrAppend(&keywords, " ", intent.titles[kZh], " ", intent.titles[kEn]);
     kb.index.Add(static_cast<int>(i), Analyze(keywords, &kb.lexicon).terms);
-    for (const std::string& title : intent.titles) add(static_cast<int>(i), safety_label[i], title);
+    for (const std::string& title : intent.titles) {
+      train_on(static_cast<int>(i), safety_label[i], title);
+    }
   }
   kb.index.Finish();
-  for (const Phrasing& p : kb.out_of_scope) add(kb.NoIntent(), KnowledgeBase::kSafeLabel, p.text);
-  for (const Phrasing& p : kb.human_requests) {
-    add(kb.NoIntent(), KnowledgeBase::kHumanLabel, p.text);
+  for (const Phrasing& p : kb.out_of_scope) {
+    add(kb.NoIntent(), KnowledgeBase::kSafeLabel, p.language, p.text, true);
   }
+  for (const Phrasing& p : kb.human_requests) {
+    add(kb.NoIntent(), KnowledgeBase::kHumanLabel, p.language, p.text, true);
+  }
+}
+
+int SafetyLabels(const KnowledgeBase& kb) {
+  return KnowledgeBase::kHumanLabel + 1 + static_cast<int>(kb.escalating.size());
+}
+
+bool NeedsSafetyModel(const KnowledgeBase& kb) {
+  return !kb.human_requests.empty() || !kb.escalating.empty();
+}
+
+}  // namespace
+
+absl::Status BuildModels(KnowledgeBase& kb, const ModelOptions& options) {
+  std::vector<TextClassifier::Example> intent_examples, safety_examples;
+  Prepare(kb, &intent_examples, &safety_examples);
+  kb.prebuilt_models = false;
   auto intent_model =
       TextClassifier::Train(intent_examples, kb.NoIntent() + 1, options.intent);
   if (!intent_model.ok()) return intent_model.status();
   kb.intent_model = *std::move(intent_model);
   kb.safety_model = nullptr;
-  if (!kb.human_requests.empty() || !kb.escalating.empty()) {
-    auto safety_model = TextClassifier::Train(
-        safety_examples, KnowledgeBase::kHumanLabel + 1 + static_cast<int>(kb.escalating.size()),
-        options.safety);
+  if (NeedsSafetyModel(kb)) {
+    auto safety_model = TextClassifier::Train(safety_examples, SafetyLabels(kb), options.safety);
     if (!safety_model.ok()) return safety_model.status();
     kb.safety_model = *std::move(safety_model);
   }
   return absl::OkStatus();
 }
 
+absl::Status BuildModelsFrom(KnowledgeBase& kb, absl::string_view prebuilt) {
+  const std::optional<ModelBlob> blob = ReadModelBlob(prebuilt);
+  if (!blob.has_value()) return absl::InvalidArgumentError("prebuilt models: not a model blob");
+  Prepare(kb, nullptr, nullptr);
+  auto intent_model = TextClassifier::Load(blob->intent, kb.NoIntent() + 1);
+  if (!intent_model.ok()) return intent_model.status();
+  kb.intent_model = *std::move(intent_model);
+  kb.safety_model = nullptr;
+  if (NeedsSafetyModel(kb) != !blob->safety.empty()) {
+    return absl::InvalidArgumentError("prebuilt models: the safety model does not fit the base");
+  }
+  if (!blob->safety.empty()) {
+    auto safety_model = TextClassifier::Load(blob->safety, SafetyLabels(kb));
+    if (!safety_model.ok()) return safety_model.status();
+    kb.safety_model = *std::move(safety_model);
+  }
+  kb.prebuilt_models = true;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(
-    const std::string& path, const ModelOptions& options) {
+    const std::string& path, const ModelOptions& options, absl::string_view prebuilt) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::UnavailableError(absl::StrCat(path, ": cannot be read"));
   std::ostringstream content;
@@ -425,7 +573,7 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(
   if (content.str().size() > kMaxFileBytes) {
     return absl::FailedPreconditionError(absl::StrCat(path, ": larger than 64 MiB"));
   }
-  return ParseKnowledgeBase(path, content.str(), options);
+  return ParseKnowledgeBase(path, content.str(), options, prebuilt);
 }
 
 }  // namespace switchboard::bot

@@ -4,6 +4,7 @@
 
 #include "gtest/gtest.h"
 #include "services/bot/default_knowledge_base.h"
+#include "services/bot/default_models.h"
 
 namespace switchboard::bot {
 namespace {
@@ -101,8 +102,31 @@ TEST(KnowledgeBaseTest, ParsesCuesOutOfScopeTextsAndFlags) {
   EXPECT_EQ((*kb)->escalating.size(), 2u);
 }
 
+TEST(KnowledgeBaseTest, SpellingsReachTheCuesAndFillersWrapPhrasings) {
+  auto kb = ParseKnowledgeBase(
+      "kb/test.kb", Replace(kValid, "lexicon: 到账\n",
+                            "lexicon: 到账\n"
+                            "spelling: deposit | depo deposite\n"
+                            "spelling: 充值 | 冲值\n"
+                            "filler: zh-CN | 你好，...\n"
+                            "filler: en | ... thanks\n"
+                            "cue: human | deposit + agent\n"));
+  ASSERT_TRUE(kb.ok()) << kb.status();
+  ASSERT_EQ((*kb)->fillers.size(), 2u);
+  EXPECT_EQ((*kb)->fillers[1].text, "... thanks");
+  // The cue was written with the canonical word; the text has a variant.
+  ASSERT_EQ((*kb)->cues.size(), 1u);
+  EXPECT_TRUE((*kb)->cues[0].cue.Matches(Analyze("my depo, get an agent", &(*kb)->lexicon)));
+  EXPECT_EQ(Analyze("冲值没到账", &(*kb)->lexicon).cjk, "充值没到账");
+  // A wrapped phrasing means what the phrasing means.
+  const auto top = (*kb)->intent_model->Predict(
+      Analyze("你好，手续费多少", &(*kb)->lexicon).tokens, 1);
+  ASSERT_FALSE(top.empty());
+  EXPECT_EQ((*kb)->intents[top[0].first].id, "fee");
+}
+
 TEST(KnowledgeBaseTest, TheRealBaseCoversTheDesksTopics) {
-  auto kb = LoadKnowledgeBase(kPath);
+  auto kb = LoadKnowledgeBase(kPath, ModelOptions(), DefaultModels());
   ASSERT_TRUE(kb.ok()) << kb.status();
   EXPECT_GE((*kb)->intents.size(), 40u);
   int sensitive = 0;
@@ -129,8 +153,16 @@ TEST(KnowledgeBaseTest, TheRealBaseCoversTheDesksTopics) {
   }
   int human[kLanguages] = {};
   for (const Phrasing& p : (*kb)->human_requests) ++human[p.language];
-  EXPECT_GE(human[kZh], 40);
-  EXPECT_GE(human[kEn], 40);
+  EXPECT_GE(human[kZh], 60);
+  EXPECT_GE(human[kEn], 60);
+  // The intents that must never be missed have the most phrasings.
+  for (const IntentSpec& intent : (*kb)->intents) {
+    if (!intent.sensitive) continue;
+    int per_language[kLanguages] = {};
+    for (const auto& example : intent.examples) ++per_language[example.first];
+    EXPECT_GE(per_language[kZh], 40) << intent.id;
+    EXPECT_GE(per_language[kEn], 40) << intent.id;
+  }
   EXPECT_GE((*kb)->out_of_scope.size(), 60u);
   EXPECT_FALSE((*kb)->cues.empty());
 }
@@ -140,6 +172,56 @@ TEST(KnowledgeBaseTest, TheBuiltInBaseIsTheFile) {
   std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   ASSERT_FALSE(file.empty());
   EXPECT_EQ(DefaultKnowledgeBase(), file);
+}
+
+TEST(KnowledgeBaseTest, TheBuiltInModelsAreTheOnesTrainingGives) {
+  auto parsed = ParseKnowledgeBase(kDefaultKnowledgeBaseName, DefaultKnowledgeBase(),
+                                   ModelOptions(), DefaultModels());
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ((*parsed)->model_key, ModelKey(DefaultKnowledgeBase(), ModelOptions()));
+  KnowledgeBase loaded = **parsed;
+  ASSERT_TRUE(BuildModelsFrom(loaded, DefaultModels()).ok());
+  EXPECT_TRUE(loaded.prebuilt_models);
+  KnowledgeBase trained = **parsed;
+  ASSERT_TRUE(BuildModels(trained, ModelOptions()).ok());
+  EXPECT_FALSE(trained.prebuilt_models);
+  // Training is deterministic: the models the build trained are the ones
+  // the bot would train at start-up, to the last bit.
+  for (const char* text : {"充值没到账", "my account was hacked", "转人工", "hello",
+                           "what is the weather", "提现一直在审核中 help"}) {
+    const std::string tokens = Analyze(text, &loaded.lexicon).tokens;
+    const auto a = loaded.intent_model->Predict(tokens, 5);
+    const auto b = trained.intent_model->Predict(tokens, 5);
+    ASSERT_EQ(a.size(), b.size()) << text;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].first, b[i].first) << text;
+      EXPECT_EQ(a[i].second, b[i].second) << text;
+    }
+    const auto sa = loaded.safety_model->Predict(tokens, 3);
+    const auto sb = trained.safety_model->Predict(tokens, 3);
+    ASSERT_EQ(sa.size(), sb.size()) << text;
+    for (size_t i = 0; i < sa.size(); ++i) EXPECT_EQ(sa[i], sb[i]) << text;
+  }
+}
+
+TEST(KnowledgeBaseTest, ModelsOfAnotherBaseAreNotUsed) {
+  // Content of its own, so that no earlier build of it is reused.
+  auto kb = ParseKnowledgeBase("kb/test.kb", std::string(kValid) + "# models of another base\n",
+                               ModelOptions(), DefaultModels());
+  ASSERT_TRUE(kb.ok()) << kb.status();
+  EXPECT_FALSE((*kb)->prebuilt_models);
+  ASSERT_NE((*kb)->Find("fee"), nullptr);
+  const auto top = (*kb)->intent_model->Predict(Analyze("交易手续费", nullptr).tokens, 1);
+  ASSERT_FALSE(top.empty());
+  EXPECT_EQ((*kb)->intents[top[0].first].id, "fee");
+
+  // Its own models round-trip through a blob.
+  auto blob = SerializeModels(**kb);
+  ASSERT_TRUE(blob.ok()) << blob.status();
+  KnowledgeBase loaded = **kb;
+  ASSERT_TRUE(BuildModelsFrom(loaded, *blob).ok());
+  EXPECT_EQ(loaded.intent_model->Predict(Analyze("交易手续费", nullptr).tokens, 1), top);
+  EXPECT_EQ(BuildModelsFrom(loaded, "not a blob").code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(KnowledgeBaseTest, BrokenFilesNameTheLineAndTheProblem) {
@@ -187,6 +269,15 @@ TEST(KnowledgeBaseTest, BrokenFilesNameTheLineAndTheProblem) {
             "kb/test.kb:3: cue: unknown intent 'nobody'");
   EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "cue: 人工")),
             "kb/test.kb:3: cue: expected \"<human or intent id> | <pattern>\"");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "filler: en | hi there")),
+            "kb/test.kb:3: filler: mark where the phrasing goes with one \"...\"");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "filler: en | ... and ...")),
+            "kb/test.kb:3: filler: mark where the phrasing goes with one \"...\"");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "spelling: password")),
+            "kb/test.kb:3: spelling: expected \"<canonical> | <variant> <variant> ...\"");
+  EXPECT_EQ(Error(Replace(kValid, "lexicon: 到账", "spelling: 密码 | pw")),
+            "kb/test.kb:3: spelling: \"pw\" -> \"密码\": a Latin word for Latin words, or "
+            "Chinese for Chinese");
   EXPECT_EQ(Error(std::string(kValid) + "out_of_scope: en | hello\n"),
             "kb/test.kb:26: out_of_scope: settings must come before the first intent");
   EXPECT_EQ(Error("category: deposit\n"),

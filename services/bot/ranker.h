@@ -13,7 +13,7 @@ struct RankOptions {
   // ranker's calibrated match quality. The classifier generalises to new
   // phrasings; BM25 keeps exact domain terms (asset names, "memo") and
   // typo-corrected words strong when the classifier hesitates.
-  float model_weight = 0.7f;
+  float model_weight = 0.6f;
   // Candidates considered from each ranker.
   int depth = 8;
 };

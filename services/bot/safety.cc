@@ -1,13 +1,21 @@
 #include "services/bot/safety.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace switchboard::bot {
 
+float SafetyVerdict::SensitiveProbability(int intent) const {
+  for (const auto& [i, p] : sensitive_probabilities) {
+    if (i == intent) return p;
+  }
+  return 0;
+}
+
 SafetyVerdict CheckSafety(const KnowledgeBase& kb, const Analysis& analysis,
                           const SafetyOptions& options) {
   SafetyVerdict verdict;
-  float best_sensitive = 0, best_handoff = 0;
+  float best_handoff = 0;
   // Text with no word the model was trained on (gibberish) would get an
   // arbitrary answer from it; cues still apply.
   if (kb.safety_model != nullptr && kb.safety_model->KnownTokens(analysis.tokens) > 0) {
@@ -22,10 +30,7 @@ SafetyVerdict CheckSafety(const KnowledgeBase& kb, const Analysis& analysis,
       const int intent = kb.escalating[slot];
       if (kb.intents[intent].sensitive) {
         verdict.sensitive_probability += p;
-        if (p > best_sensitive) {
-          best_sensitive = p;
-          verdict.sensitive = intent;
-        }
+        verdict.sensitive_probabilities.emplace_back(intent, p);  // Predict sorts
       } else if (p > best_handoff) {
         best_handoff = p;
         verdict.handoff = intent;
@@ -34,21 +39,22 @@ SafetyVerdict CheckSafety(const KnowledgeBase& kb, const Analysis& analysis,
     }
   }
   verdict.human = verdict.human_probability >= options.human_threshold;
-  if (verdict.sensitive_probability < options.sensitive_threshold) verdict.sensitive = -1;
+  verdict.sensitive = verdict.sensitive_probability >= options.sensitive_threshold;
   if (verdict.handoff_probability < options.handoff_threshold) verdict.handoff = -1;
-  bool handoff_cue = false;
   for (const SafetyCue& cue : kb.cues) {
     if (!cue.cue.Matches(analysis)) continue;
     if (cue.intent < 0) {
       verdict.human = true;
+      verdict.human_by_cue = true;
     } else if (kb.intents[cue.intent].sensitive) {
-      // A cue is more specific than the model: the first matching one names
-      // the intent.
-      if (!verdict.sensitive_by_cue) verdict.sensitive = cue.intent;
-      verdict.sensitive_by_cue = true;
-    } else if (!handoff_cue) {
+      verdict.sensitive = true;
+      if (std::find(verdict.sensitive_cues.begin(), verdict.sensitive_cues.end(), cue.intent) ==
+          verdict.sensitive_cues.end()) {
+        verdict.sensitive_cues.push_back(cue.intent);
+      }
+    } else if (!verdict.handoff_by_cue) {
       verdict.handoff = cue.intent;
-      handoff_cue = true;
+      verdict.handoff_by_cue = true;
     }
   }
   return verdict;

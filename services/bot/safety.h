@@ -1,5 +1,8 @@
 #pragma once
 
+#include <utility>
+#include <vector>
+
 #include "services/bot/knowledge_base.h"
 #include "services/bot/text.h"
 
@@ -17,21 +20,32 @@ struct SafetyOptions {
 
 // What the safety layer found in one message.
 struct SafetyVerdict {
-  // The customer asks for a human.
+  // The customer asks for a human (the model or a cue); whether a cue did.
   bool human = false;
-  // A sensitive intent the text is about (account takeover, frozen or
-  // missing funds), or -1.
-  int sensitive = -1;
-  // Whether a cue (rather than the model alone) found `sensitive`.
-  bool sensitive_by_cue = false;
-  // A handoff intent (a complaint), or -1.
+  bool human_by_cue = false;
+  // The text is about a sensitive topic (account takeover, frozen or
+  // missing funds): a cue matched, or the model's sensitive intents
+  // together reach the threshold.
+  bool sensitive = false;
+  // The sensitive intents whose cue matched, in the base's cue order: a cue
+  // is explicit, so one of them is the topic.
+  std::vector<int> sensitive_cues;
+  // The safety model's probability of each sensitive intent (index into
+  // the base's intents), highest first.
+  std::vector<std::pair<int, float>> sensitive_probabilities;
+  // A handoff intent (a complaint), or -1; whether a cue found it.
   int handoff = -1;
+  bool handoff_by_cue = false;
   // The safety model's probabilities: of a human request, of the sensitive
   // intents together, of the handoff intent found. A cue's finding stands
   // even when they are low.
   float human_probability = 0;
   float sensitive_probability = 0;
   float handoff_probability = 0;
+
+  bool sensitive_by_cue() const { return !sensitive_cues.empty(); }
+  // The model's probability of sensitive intent `intent` (0 if none).
+  float SensitiveProbability(int intent) const;
 };
 
 // The safety layer: checks a message for what must reach a human, before

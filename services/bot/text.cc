@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 
 namespace switchboard::bot {
 namespace {
@@ -135,6 +136,45 @@ void Lexicon::Add(absl::string_view word) {
   max_length_ = std::max(max_length_, length);
 }
 
+bool Lexicon::AddSpelling(absl::string_view variant, absl::string_view canonical) {
+  bool variant_latin = !variant.empty(), canonical_latin = !canonical.empty();
+  std::u32string variant_cjk, canonical_cjk;
+  for (size_t pos = 0; pos < variant.size();) {
+    const char32_t cp = Decode(variant, pos);
+    if (IsCjk(cp)) {
+      variant_cjk.push_back(cp);
+      variant_latin = false;
+    } else if (!((cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9'))) {
+      return false;
+    }
+  }
+  for (size_t pos = 0; pos < canonical.size();) {
+    const char32_t cp = Decode(canonical, pos);
+    if (IsCjk(cp)) {
+      canonical_cjk.push_back(cp);
+      canonical_latin = false;
+    } else if (!((cp >= 'a' && cp <= 'z') || (cp >= '0' && cp <= '9') || cp == ' ')) {
+      return false;
+    }
+  }
+  if (variant_latin && canonical_latin) {
+    latin_spellings_[std::string(variant)] = std::string(canonical);
+    return true;
+  }
+  if (variant_cjk.size() * 3 != variant.size() || canonical_cjk.size() * 3 != canonical.size() ||
+      variant_cjk.empty() || canonical_cjk.empty()) {
+    return false;  // mixed scripts, or characters outside the basic plane
+  }
+  max_chinese_variant_ = std::max(max_chinese_variant_, static_cast<int>(variant_cjk.size()));
+  chinese_spellings_[variant_cjk] = canonical_cjk;
+  return true;
+}
+
+const std::string* Lexicon::Spelling(const std::string& word) const {
+  auto it = latin_spellings_.find(word);
+  return it == latin_spellings_.end() ? nullptr : &it->second;
+}
+
 std::string Stem(absl::string_view word) {
   std::string w(word);
   if (w.size() > 3 && EndsWith(w, "s") && w[w.size() - 2] == '\'') w.resize(w.size() - 2);
@@ -163,34 +203,97 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
   std::string word;    // current Latin/digit word (UTF-8)
   bool word_has_letter = false;
 
-  auto flush_word = [&] {
-    if (word.empty()) return;
-    if (word_has_letter) ++out.latin_words;
-    std::string stemmed = Stem(word);
+  // Stop words dropped from `tokens`, in case nothing else is left.
+  std::string stop_tokens;
+  // One word as read, after spelling: into words, tokens and terms.
+  std::string previous_word;
+  auto add_word = [&](const std::string& w, bool has_letter) {
+    if (has_letter) ++out.latin_words;
+    // A word said twice in a row ("ok ok", "thanks thanks") is read once.
+    if (w == previous_word) return;
+    previous_word = w;
+    std::string stemmed = Stem(w);
     out.words.push_back(stemmed);
+    const bool status = !has_letter && w.size() == 3 && w[0] >= '4' && w[0] <= '5';
+    std::string token = w.size() > 24               ? "<id>"
+                        : !has_letter && !status ? "<num>"
+                                                 : stemmed;
     // Function words only blur the average the classifier takes.
-    if (!EnglishStopWords().contains(word) || ClassifierKeeps(word)) {
+    if (!EnglishStopWords().contains(w) || ClassifierKeeps(w)) {
       if (!out.tokens.empty()) out.tokens += ' ';
-      if (word.size() > 24) {
-        out.tokens += "<id>";
-      } else if (!word_has_letter && word.size() >= 5) {
-        out.tokens += "<num>";
-      } else {
-        out.tokens += stemmed;
-      }
+      out.tokens += token;
+    } else {
+      if (!stop_tokens.empty()) stop_tokens += ' ';
+      stop_tokens += token;
     }
     // Numbers and long tokens (transaction ids, addresses) say nothing about
     // the intent; they would only dilute the match. Three-digit numbers are
     // kept: status codes (429, 502) name a problem.
-    const bool identifier = (!word_has_letter && word.size() != 3) || word.size() > 24;
-    if (!identifier && !EnglishStopWords().contains(word)) {
+    const bool identifier = (!has_letter && w.size() != 3) || w.size() > 24;
+    if (!identifier && !EnglishStopWords().contains(w)) {
       out.terms.push_back({"e:" + stemmed, 1.0f});
+    }
+  };
+  auto add_spelled = [&](const std::string& w, bool has_letter) {
+    const std::string* canonical = lexicon != nullptr ? lexicon->Spelling(w) : nullptr;
+    if (canonical == nullptr) return add_word(w, has_letter);
+    for (absl::string_view part : absl::StrSplit(*canonical, ' ', absl::SkipEmpty())) {
+      add_word(std::string(part), true);
+    }
+  };
+  auto flush_word = [&] {
+    if (word.empty()) return;
+    // An amount with its unit ("500u", "20k"): the number, then the unit.
+    // One digit before letters is a name ("2fa", "3q").
+    size_t digits = 0;
+    while (digits < word.size() && word[digits] >= '0' && word[digits] <= '9') ++digits;
+    if (word_has_letter && digits >= 2 && digits < word.size() &&
+        std::all_of(word.begin() + digits, word.end(),
+                    [](char c) { return c < '0' || c > '9'; })) {
+      add_word(word.substr(0, digits), false);
+      const std::string unit = word.substr(digits);
+      add_spelled(unit == "u" ? "usdt" : unit, true);
+    } else {
+      add_spelled(word, word_has_letter);
     }
     word.clear();
     word_has_letter = false;
   };
   auto flush_run = [&] {
     if (run.empty()) return;
+    // A run that repeats one unit ("收到收到", "好的好的", "人工人工人工")
+    // says the unit once, louder: read it once.
+    for (size_t period = 1; period <= run.size() / 2; ++period) {
+      if (run.size() % period != 0) continue;
+      bool repeats = true;
+      for (size_t i = period; i < run.size() && repeats; ++i) repeats = run[i] == run[i - period];
+      if (repeats) {
+        run.resize(period);
+        break;
+      }
+    }
+    if (lexicon != nullptr && lexicon->max_chinese_variant() > 0) {
+      // Spellings, longest variant first at each position.
+      std::u32string spelled;
+      for (size_t i = 0; i < run.size();) {
+        size_t matched = 0;
+        for (size_t n = std::min<size_t>(lexicon->max_chinese_variant(), run.size() - i); n > 0;
+             --n) {
+          auto it = lexicon->chinese_spellings().find(run.substr(i, n));
+          if (it != lexicon->chinese_spellings().end()) {
+            spelled += it->second;
+            matched = n;
+            break;
+          }
+        }
+        if (matched == 0) {
+          spelled.push_back(run[i]);
+          matched = 1;
+        }
+        i += matched;
+      }
+      run = std::move(spelled);
+    }
     out.cjk_chars += static_cast<int>(run.size());
     // Classifier tokens: the run's character bigrams (a lone character
     // stands for itself), the fallback word segmentation.
@@ -243,6 +346,7 @@ Analysis Analyze(absl::string_view text, const Lexicon* lexicon) {
   }
   flush_word();
   flush_run();
+  if (out.tokens.empty()) out.tokens = std::move(stop_tokens);
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 
@@ -45,16 +46,25 @@ struct Analysis {
   // English word as in `words` (stop words dropped but for question words
   // and pronouns) or two adjacent CJK characters (a run of one
   // character gives that character); the classifier adds token bigrams and
-  // character n-grams itself. Numbers of five or more digits
-  // become "<num>" and identifiers longer than 24 characters "<id>": their
-  // value says nothing about the intent, but "502" or "2fa" does.
+  // character n-grams itself. Numbers become "<num>" and identifiers
+  // longer than 24 characters "<id>": their value says nothing about the
+  // intent ("had 2 btc, now 0.3 left" is about any amounts), but an HTTP
+  // status (400 to 599) or "2fa" does and stays. An amount written with its
+  // unit ("500u", "20k") is read as a number and the unit ("u" as "usdt").
+  // A text of stop words only ("got it") keeps them: they are all it says.
+  // Repetition is read once: a word said twice in a row ("ok ok"), a run
+  // of Chinese characters that repeats one unit ("收到收到").
   std::string tokens;
   // Counts used for language detection.
   int cjk_chars = 0;
   int latin_words = 0;
 };
 
-// The domain lexicon: Chinese words (2+ characters) recognised as terms.
+// The domain lexicon: Chinese words (2+ characters) recognised as terms,
+// and spellings: variants read as a canonical form before anything else
+// sees the text ("pw" as "password", "体现" as "提现"), so that
+// abbreviations and common typos mean what their canonical form means to
+// the classifiers, the ranker and the cues alike.
 class Lexicon {
  public:
   void Add(absl::string_view word);
@@ -62,9 +72,25 @@ class Lexicon {
   // Longest word, in code points.
   int max_length() const { return max_length_; }
 
+  // Reads `variant` as `canonical`. A Latin variant is one word (lower
+  // case) and its canonical form one or more words; a Chinese variant is
+  // replaced wherever it occurs in a run of Chinese characters, by Chinese
+  // characters. Returns false (and adds nothing) for any other shape.
+  bool AddSpelling(absl::string_view variant, absl::string_view canonical);
+  // The canonical form of a Latin word, or null.
+  const std::string* Spelling(const std::string& word) const;
+  // Chinese variants, longest first tried; their longest, in code points.
+  const absl::flat_hash_map<std::u32string, std::u32string>& chinese_spellings() const {
+    return chinese_spellings_;
+  }
+  int max_chinese_variant() const { return max_chinese_variant_; }
+
  private:
   absl::flat_hash_set<std::string> words_;
   int max_length_ = 0;
+  absl::flat_hash_map<std::string, std::string> latin_spellings_;
+  absl::flat_hash_map<std::u32string, std::u32string> chinese_spellings_;
+  int max_chinese_variant_ = 0;
 };
 
 // Analyses valid UTF-8 `text` (callers validate first; invalid bytes are

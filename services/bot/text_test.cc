@@ -66,6 +66,46 @@ TEST(TextTest, NoClueGivesNoLanguage) {
   EXPECT_TRUE(Analyze("", nullptr).terms.empty());
 }
 
+TEST(TextTest, SpellingsAreReadAsTheirCanonicalForm) {
+  Lexicon lexicon;
+  EXPECT_TRUE(lexicon.AddSpelling("pw", "password"));
+  EXPECT_TRUE(lexicon.AddSpelling("ga", "google authenticator"));
+  EXPECT_TRUE(lexicon.AddSpelling("体现", "提现"));
+  EXPECT_FALSE(lexicon.AddSpelling("pw", "密码"));     // scripts do not mix
+  EXPECT_FALSE(lexicon.AddSpelling("p-w", "password"));  // one word
+  Analysis a = Analyze("forgot my PW and GA", &lexicon);
+  EXPECT_TRUE(HasTerm(a, "e:password"));
+  EXPECT_TRUE(HasTerm(a, "e:googl"));
+  EXPECT_TRUE(HasTerm(a, "e:authenticator"));
+  EXPECT_FALSE(HasTerm(a, "e:pw"));
+  Analysis zh = Analyze("体现一直没到", &lexicon);
+  EXPECT_EQ(zh.cjk, "提现一直没到");
+  EXPECT_TRUE(HasTerm(zh, "b:提现"));
+  // Without a lexicon nothing is respelt.
+  EXPECT_TRUE(HasTerm(Analyze("forgot my pw", nullptr), "e:pw"));
+}
+
+TEST(TextTest, AmountsAreNumbersAndStatusCodesStay) {
+  EXPECT_EQ(Analyze("had 3 eth now 0.2", nullptr).tokens, "had <num> eth now <num> <num>");
+  // An amount with its unit: the number, then the unit ("u" is USDT).
+  EXPECT_EQ(Analyze("只剩300u了", nullptr).tokens, "只剩 <num> usdt 了");
+  EXPECT_EQ(Analyze("20k", nullptr).tokens, "<num> k");
+  // HTTP statuses and names with a digit stay.
+  EXPECT_EQ(Analyze("api 429 and 2fa", nullptr).tokens, "api 429 2fa");
+}
+
+TEST(TextTest, StopWordsOnlyAndRepetitionsAreStillRead) {
+  // Stop words are dropped from the classifier's tokens, unless they are
+  // all there is.
+  EXPECT_EQ(Analyze("got it", nullptr).tokens, "got it");
+  EXPECT_EQ(Analyze("i got the code", nullptr).tokens, "code");
+  EXPECT_EQ(Analyze("收到收到", nullptr).tokens, "收到");
+  EXPECT_EQ(Analyze("人工人工人工", nullptr).cjk, "人工");
+  EXPECT_EQ(Analyze("ok ok ok", nullptr).tokens, "ok");
+  // Only whole repeated runs: other text is untouched.
+  EXPECT_EQ(Analyze("天天都失败", nullptr).cjk, "天天都失败");
+}
+
 TEST(TextTest, InvalidBytesAreSeparatorsNotCrashes) {
   Analysis a = Analyze(std::string("dep\xff\xfeosit \xe4\xb8", 12), nullptr);
   EXPECT_TRUE(HasTerm(a, "e:dep"));

@@ -29,18 +29,6 @@ constexpr int kDefaultSummaryPage = 100;
 constexpr int kMaxSummaryPage = 500;
 constexpr absl::Duration kMaxSummaryWindow = absl::Hours(24 * 366);
 
-// An idempotency key: 1 to 64 letters, digits, '-' and '_'; empty allowed.
-absl::Status ValidateRequestId(const std::string& id) {
-  if (id.empty()) return absl::OkStatus();
-  bool ok = id.size() <= 64;
-  for (char c : id) {
-    ok = ok && (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
-  }
-  if (ok) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      "request_id: must be 1 to 64 characters of letters, digits, '-' and '_'");
-}
-
 absl::Status ValidateScore(absl::string_view field, int32_t score) {
   if (score >= 1 && score <= 5) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(field, ": must be 1 to 5, got ", score));
@@ -183,7 +171,10 @@ absl::StatusOr<v1::SubmitFeedbackResponse> Feedback::SubmitFeedback(
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = ValidateRequestId(request.request_id()); !s.ok()) return s;
+  if (absl::Status s = validation::ValidateRequestId("request_id", request.request_id());
+      !s.ok()) {
+    return s;
+  }
 
   // Answers a session that already has a rating: a retry gets the first
   // result, anything else ALREADY_EXISTS. Needs no sessions call, so a retry
@@ -208,6 +199,7 @@ absl::StatusOr<v1::SubmitFeedbackResponse> Feedback::SubmitFeedback(
       store_->GetFeedback(request.session_id());
   if (!existing.ok()) return existing.status();
   if (existing->has_value()) return answer_existing(**existing);
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   absl::StatusOr<SessionInfo> session =
       CheckedSession(request.session_id(), caller.id, deadline);
@@ -375,7 +367,10 @@ absl::StatusOr<v1::FileComplaintResponse> Feedback::FileComplaint(
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = ValidateRequestId(request.request_id()); !s.ok()) return s;
+  if (absl::Status s = validation::ValidateRequestId("request_id", request.request_id());
+      !s.ok()) {
+    return s;
+  }
 
   if (!request.request_id().empty()) {
     absl::StatusOr<std::optional<ComplaintRecord>> seen =
@@ -388,6 +383,8 @@ absl::StatusOr<v1::FileComplaintResponse> Feedback::FileComplaint(
       return response;
     }
   }
+
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   ComplaintRecord record;
   record.request_id = request.request_id();
@@ -477,7 +474,11 @@ absl::StatusOr<v1::UpdateComplaintResponse> Feedback::UpdateComplaint(
     return absl::InvalidArgumentError(
         "state, assignee_id, note: nothing to change; set at least one");
   }
-  if (absl::Status s = ValidateRequestId(request.request_id()); !s.ok()) return s;
+  if (absl::Status s = validation::ValidateRequestId("request_id", request.request_id());
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
   const absl::Time now = clock_->Now();
   v1::ComplaintState before = v1::COMPLAINT_STATE_UNSPECIFIED;

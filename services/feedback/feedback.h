@@ -37,6 +37,13 @@ struct Caller {
 // the store's transaction, so that any number of replicas and threads can
 // serve at once.
 //
+// Retries: a client write is admitted (FeedbackStore::Admit) before anything
+// is decided, so a full write queue answers RESOURCE_EXHAUSTED with a
+// retry-after at once. A retried write (same request id, or the same rating)
+// finds the first one inside its own transaction, queued after the first's:
+// it is answered OK only once the first is durable, and if the first commit
+// failed, the retry stores its own.
+//
 // Peers: a rating or a complaint about a session is accepted only after
 // sessions confirms the session (its customer, that it was resolved); if
 // sessions cannot answer, the call fails with UNAVAILABLE and nothing is

@@ -10,19 +10,6 @@ using auth::Role;
 using server::FinishNow;
 using server::RunUnary;
 
-// Runs `call` (logic returning StatusOr<Response>) on the pool and moves its
-// result into `response`.
-template <typename Response, typename Call>
-grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, server::BlockingPool& pool,
-                              Response* response, Call call) {
-  return RunUnary(context, pool, [response, call = std::move(call)]() -> absl::Status {
-    absl::StatusOr<Response> result = call();
-    if (!result.ok()) return result.status();
-    *response = *std::move(result);
-    return absl::OkStatus();
-  });
-}
-
 absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
   const auto deadline = context->deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
@@ -50,7 +37,7 @@ grpc::ServerUnaryReactor* FeedbackService::SubmitFeedback(
   absl::StatusOr<Caller> caller = Authenticate(context, {Role::kCustomer}, "SubmitFeedback");
   if (!caller.ok()) return FinishNow(context, caller.status());
   const absl::Time deadline = DeadlineOf(context);
-  return Run(context, *pool_, response, [this, request, caller = *caller, deadline] {
+  return RunUnary(context, *pool_, response, [this, request, caller = *caller, deadline] {
     return feedback_->SubmitFeedback(caller, *request, deadline);
   });
 }
@@ -62,7 +49,7 @@ grpc::ServerUnaryReactor* FeedbackService::GetFeedback(grpc::CallbackServerConte
       Authenticate(context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
                    "GetFeedback");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *pool_, response, [this, request, caller = *caller] {
+  return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->GetFeedback(caller, *request);
   });
 }
@@ -74,7 +61,7 @@ grpc::ServerUnaryReactor* FeedbackService::ListFeedback(grpc::CallbackServerCont
       Authenticate(context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
                    "ListFeedback");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *pool_, response, [this, request, caller = *caller] {
+  return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->ListFeedback(caller, *request);
   });
 }
@@ -86,7 +73,7 @@ grpc::ServerUnaryReactor* FeedbackService::FileComplaint(grpc::CallbackServerCon
       context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "FileComplaint");
   if (!caller.ok()) return FinishNow(context, caller.status());
   const absl::Time deadline = DeadlineOf(context);
-  return Run(context, *pool_, response, [this, request, caller = *caller, deadline] {
+  return RunUnary(context, *pool_, response, [this, request, caller = *caller, deadline] {
     return feedback_->FileComplaint(caller, *request, deadline);
   });
 }
@@ -96,7 +83,7 @@ grpc::ServerUnaryReactor* FeedbackService::UpdateComplaint(
     v1::UpdateComplaintResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, {Role::kSupervisor}, "UpdateComplaint");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *pool_, response, [this, request, caller = *caller] {
+  return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->UpdateComplaint(caller, *request);
   });
 }
@@ -107,7 +94,7 @@ grpc::ServerUnaryReactor* FeedbackService::GetComplaint(grpc::CallbackServerCont
   absl::StatusOr<Caller> caller = Authenticate(
       context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "GetComplaint");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *pool_, response, [this, request, caller = *caller] {
+  return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->GetComplaint(caller, *request);
   });
 }
@@ -118,7 +105,7 @@ grpc::ServerUnaryReactor* FeedbackService::ListComplaints(
   absl::StatusOr<Caller> caller = Authenticate(
       context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "ListComplaints");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *pool_, response, [this, request, caller = *caller] {
+  return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->ListComplaints(caller, *request);
   });
 }
@@ -129,7 +116,7 @@ grpc::ServerUnaryReactor* FeedbackService::GetSummary(grpc::CallbackServerContex
   absl::StatusOr<Caller> caller = Authenticate(
       context, {Role::kAgent, Role::kSupervisor, Role::kService}, "GetSummary");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *pool_, response, [this, request, caller = *caller] {
+  return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->GetSummary(caller, *request);
   });
 }

@@ -58,6 +58,7 @@ class FakeSessionsService final : public sv1::SessionsService::CallbackService {
                                        sv1::GetSessionResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     absl::MutexLock lock(&mu_);
+    get_deadlines_.push_back(absl::FromChrono(context->deadline()));
     if (grpc::Status auth = CheckService(*context); !auth.ok()) {
       reactor->Finish(auth);
       return reactor;
@@ -102,6 +103,11 @@ class FakeSessionsService final : public sv1::SessionsService::CallbackService {
     absl::MutexLock lock(&mu_);
     return closes_;
   }
+  // The deadline of each GetSession call, as this server saw it.
+  std::vector<absl::Time> get_deadlines() {
+    absl::MutexLock lock(&mu_);
+    return get_deadlines_;
+  }
 
  private:
   grpc::Status CheckService(const grpc::ServerContextBase& context) {
@@ -117,6 +123,7 @@ class FakeSessionsService final : public sv1::SessionsService::CallbackService {
   absl::Mutex mu_;
   std::map<std::string, sv1::Session> sessions_;
   std::vector<sv1::CloseSessionRequest> closes_;
+  std::vector<absl::Time> get_deadlines_;
 };
 
 // Only EnqueueComplaint and CancelComplaint; can be told to refuse.
@@ -610,6 +617,32 @@ TEST_F(FeedbackServiceTest, EveryAuthFailureIsRefused) {
   EXPECT_EQ(
       stub_->ListComplaints(ContextWithToken(customer).get(), theirs, &theirs_out).error_code(),
       StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(FeedbackServiceTest, SessionsIsCalledWithTheCallersDeadlineCappedByFeedbacksTimeout) {
+  // The caller's deadline (1 s) is sooner than feedback's own 2 s.
+  const absl::Time caller = absl::Now() + absl::Seconds(1);
+  v1::SubmitFeedbackResponse rated;
+  ASSERT_TRUE(
+      stub_->SubmitFeedback(ContextWithToken(Customer(), absl::Seconds(1)).get(),
+                            Rating("s-resolved"), &rated)
+          .ok());
+  // A caller with all the time in the world still gets feedback's 2 s.
+  v1::FileComplaintRequest complaint;
+  complaint.set_session_id("s-closed");
+  complaint.set_reason(v1::COMPLAINT_REASON_AGENT_CONDUCT);
+  complaint.set_description("rude");
+  v1::FileComplaintResponse filed;
+  const absl::Time patient_start = absl::Now();
+  ASSERT_TRUE(stub_->FileComplaint(ContextWithToken(Customer(), absl::Hours(1)).get(),
+                                   complaint, &filed)
+                  .ok());
+  const std::vector<absl::Time> seen = sessions_service_.get_deadlines();
+  ASSERT_EQ(seen.size(), 2u);
+  // gRPC sends the time left, so allow for the time in flight.
+  EXPECT_LE(seen[0], caller + absl::Milliseconds(500));
+  EXPECT_LE(seen[1], absl::Now() + absl::Seconds(2) + absl::Milliseconds(500));
+  EXPECT_GT(seen[1], patient_start + absl::Seconds(1)) << "capped by the wrong deadline";
 }
 
 }  // namespace

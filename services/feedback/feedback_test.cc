@@ -1,10 +1,16 @@
 #include "services/feedback/feedback.h"
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "libs/limits/retry_after.h"
+#include "libs/storage/commit_gate.h"
 #include "gtest/gtest.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -133,7 +139,10 @@ class FeedbackTest : public ::testing::Test {
   FeedbackTest() : path_(storage::MakeTempDir() + "/feedback.db") {
     db_ = *storage::Database::Open({path_});
     EXPECT_TRUE(db_->Migrate(FeedbackMigrations()).ok());
-    committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
+    gate_ = std::make_unique<storage::CommitGate>(db_.get());
+    storage::GroupCommitter::Options committer_options;
+    committer_options.max_queue = kMaxQueue;
+    committer_ = std::make_unique<storage::GroupCommitter>(db_.get(), committer_options);
     store_ = std::make_unique<SqliteFeedbackStore>(committer_.get(), path_,
                                                    "switchboard.feedback.v1", nullptr);
     metrics_ = std::make_unique<FeedbackMetrics>(registry_);
@@ -142,6 +151,10 @@ class FeedbackTest : public ::testing::Test {
                                            [this] { ++kicks_; });
     EXPECT_TRUE(feedback_->Load().ok());
   }
+  ~FeedbackTest() override { gate_->Open(); }
+
+  // Client writes the store admits while others wait.
+  static constexpr int kMaxQueue = 2;
 
   absl::StatusOr<v1::SubmitFeedbackResponse> Submit(const std::string& customer,
                                                     const v1::SubmitFeedbackRequest& r) {
@@ -188,12 +201,171 @@ class FeedbackTest : public ::testing::Test {
   FakeRouting routing_;
   prometheus::Registry registry_;
   std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<storage::CommitGate> gate_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<SqliteFeedbackStore> store_;
   std::unique_ptr<FeedbackMetrics> metrics_;
   std::unique_ptr<Feedback> feedback_;
   int kicks_ = 0;
 };
+
+// A call running on a thread of its own, as a second client would make it.
+template <typename T>
+class Background {
+ public:
+  explicit Background(std::function<T()> call)
+      : thread_([this, call = std::move(call)] {
+          result_.emplace(call());
+          done_.Notify();
+        }) {}
+  ~Background() { thread_.join(); }
+  bool done() const { return done_.HasBeenNotified(); }
+  T& result() {
+    done_.WaitForNotification();
+    return *result_;
+  }
+
+ private:
+  std::optional<T> result_;
+  absl::Notification done_;
+  std::thread thread_;
+};
+
+// What the first attempt and the retry of one client write got.
+template <typename T>
+struct Attempts {
+  T first;
+  T retry;
+};
+
+// Durable retries: a client sends `call`, its commit is held at the gate
+// (queued, not yet on disk), and the client retries. The retry must not be
+// answered before the first commit ends; with `fail_first` that commit then
+// fails, and the retry must not be answered before its own commit either.
+class FeedbackRetryTest : public FeedbackTest {
+ protected:
+  template <typename T>
+  Attempts<T> RetryWhileTheFirstIsHeld(std::function<T()> call, bool fail_first) {
+    gate_->Close();
+    Background<T> first(call);
+    EXPECT_TRUE(gate_->AwaitHeld(1));
+    Background<T> retry(call);
+    EXPECT_TRUE(WaitForQueuedWrites(1));
+    EXPECT_FALSE(retry.done()) << "answered while the first write is not durable";
+    if (fail_first) {
+      gate_->FailHeld();
+      first.result();
+      EXPECT_TRUE(gate_->AwaitHeld(1)) << "the retry wrote nothing itself";
+      EXPECT_FALSE(retry.done()) << "answered before its own write is durable";
+    }
+    gate_->Open();
+    return {first.result(), retry.result()};
+  }
+
+  bool WaitForQueuedWrites(int count) {
+    const absl::Time limit = absl::Now() + absl::Seconds(30);
+    while (committer_->queued() < count && absl::Now() < limit) {
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    return committer_->queued() >= count;
+  }
+};
+
+TEST_F(FeedbackRetryTest, ARetriedRatingIsAnsweredOnceTheFirstIsDurable) {
+  sessions_.Put(Resolved("s-1", "cust-1", "ana", clock_.Now()));
+  v1::SubmitFeedbackRequest rating = Rating("s-1", 5, 5, 4, 5);
+  rating.set_request_id("rate-1");
+  auto attempts = RetryWhileTheFirstIsHeld<absl::StatusOr<v1::SubmitFeedbackResponse>>(
+      [&] { return Submit("cust-1", rating); }, /*fail_first=*/false);
+  ASSERT_TRUE(attempts.first.ok()) << attempts.first.status();
+  ASSERT_TRUE(attempts.retry.ok()) << attempts.retry.status();
+  EXPECT_FALSE(attempts.first->replayed());
+  EXPECT_TRUE(attempts.retry->replayed());
+  EXPECT_EQ(attempts.retry->feedback().feedback_id(), attempts.first->feedback().feedback_id());
+  EXPECT_EQ(OutboxRows("feedback.feedback_submitted"), 1);
+}
+
+TEST_F(FeedbackRetryTest, ARetriedRatingWhoseFirstCommitFailedIsStoredByTheRetry) {
+  sessions_.Put(Resolved("s-1", "cust-1", "ana", clock_.Now()));
+  v1::SubmitFeedbackRequest rating = Rating("s-1", 5, 5, 4, 5);
+  rating.set_request_id("rate-1");
+  auto attempts = RetryWhileTheFirstIsHeld<absl::StatusOr<v1::SubmitFeedbackResponse>>(
+      [&] { return Submit("cust-1", rating); }, /*fail_first=*/true);
+  EXPECT_FALSE(attempts.first.ok());
+  ASSERT_TRUE(attempts.retry.ok()) << attempts.retry.status();
+  EXPECT_FALSE(attempts.retry->replayed()) << "nothing of the first attempt was stored";
+  v1::GetFeedbackRequest get;
+  get.set_session_id("s-1");
+  auto stored = feedback_->GetFeedback({Role::kCustomer, "cust-1"}, get);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->feedback().feedback_id(), attempts.retry->feedback().feedback_id());
+  EXPECT_EQ(OutboxRows("feedback.feedback_submitted"), 1);
+}
+
+TEST_F(FeedbackRetryTest, ARetriedComplaintIsAnsweredOnceTheFirstIsDurableOrFiledByTheRetry) {
+  sessions_.Put(Resolved("s-1", "cust-1", "ana", clock_.Now()));
+  auto held = RetryWhileTheFirstIsHeld<absl::StatusOr<v1::FileComplaintResponse>>(
+      [&] { return File("cust-1", "s-1", "complain-1"); }, /*fail_first=*/false);
+  ASSERT_TRUE(held.first.ok() && held.retry.ok());
+  EXPECT_TRUE(held.retry->replayed());
+  EXPECT_EQ(held.retry->complaint().complaint_id(), held.first->complaint().complaint_id());
+
+  auto failed = RetryWhileTheFirstIsHeld<absl::StatusOr<v1::FileComplaintResponse>>(
+      [&] { return File("cust-1", "s-1", "complain-2"); }, /*fail_first=*/true);
+  EXPECT_FALSE(failed.first.ok());
+  ASSERT_TRUE(failed.retry.ok()) << failed.retry.status();
+  EXPECT_FALSE(failed.retry->replayed());
+  EXPECT_EQ(OutboxRows("feedback.complaint_filed"), 2);
+}
+
+TEST_F(FeedbackRetryTest, ARetriedComplaintUpdateIsAnsweredOnceTheFirstIsDurableOrAppliedByTheRetry) {
+  auto filed = File("cust-1", "", "complain-1");
+  ASSERT_TRUE(filed.ok()) << filed.status();
+  v1::UpdateComplaintRequest note;
+  note.set_complaint_id(filed->complaint().complaint_id());
+  note.set_note("called the customer back");
+  note.set_request_id("note-1");
+  auto held = RetryWhileTheFirstIsHeld<absl::StatusOr<v1::UpdateComplaintResponse>>(
+      [&] { return Update(note); }, /*fail_first=*/false);
+  ASSERT_TRUE(held.first.ok() && held.retry.ok());
+  EXPECT_EQ(held.retry->complaint().notes_size(), 1) << "the note was added twice";
+
+  note.set_note("sent the refund details");
+  note.set_request_id("note-2");
+  auto failed = RetryWhileTheFirstIsHeld<absl::StatusOr<v1::UpdateComplaintResponse>>(
+      [&] { return Update(note); }, /*fail_first=*/true);
+  EXPECT_FALSE(failed.first.ok());
+  ASSERT_TRUE(failed.retry.ok()) << failed.retry.status();
+  EXPECT_EQ(failed.retry->complaint().notes_size(), 2);
+  EXPECT_EQ(OutboxRows("feedback.complaint_updated"), 2);
+}
+
+TEST_F(FeedbackTest, AFullWriteQueueRefusesClientWritesBeforeAnythingIsDecided) {
+  sessions_.Put(Resolved("s-1", "cust-1", "ana", clock_.Now()));
+  gate_->Close();
+  // One write is being committed, kMaxQueue more wait behind it.
+  for (int i = 0; i <= kMaxQueue; ++i) {
+    committer_->Submit([](storage::Database&) { return absl::OkStatus(); },
+                       [](absl::Status) {});
+    if (i == 0) ASSERT_TRUE(gate_->AwaitHeld(1));
+  }
+  sessions_.set_down(true);  // Asking sessions would fail differently.
+  auto rating = Submit("cust-1", Rating("s-1", 5, 5, 5, 5));
+  EXPECT_EQ(rating.status().code(), absl::StatusCode::kResourceExhausted) << rating.status();
+  EXPECT_EQ(limits::RetryAfterSeconds(rating.status()), 1);
+  auto complaint = File("cust-1", "s-1", "c-1");
+  EXPECT_EQ(complaint.status().code(), absl::StatusCode::kResourceExhausted);
+  v1::UpdateComplaintRequest update;
+  update.set_complaint_id("any");
+  update.set_note("a note");
+  EXPECT_EQ(Update(update).status().code(), absl::StatusCode::kResourceExhausted);
+  gate_->Open();
+  sessions_.set_down(false);
+  const absl::Time limit = absl::Now() + absl::Seconds(30);
+  while (committer_->queued() > 0 && absl::Now() < limit) absl::SleepFor(absl::Milliseconds(2));
+  auto later = Submit("cust-1", Rating("s-1", 5, 5, 5, 5));
+  EXPECT_TRUE(later.ok()) << later.status();
+}
 
 TEST_F(FeedbackTest, RatesAResolvedSessionOnceAndClosesIt) {
   sessions_.Put(Resolved("s-1", "cust-1", "ana", clock_.Now() - absl::Minutes(10)));

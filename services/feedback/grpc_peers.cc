@@ -43,9 +43,7 @@ GrpcSessions::GrpcSessions(std::shared_ptr<grpc::Channel> channel, client::Servi
     : stub_(sessions::v1::SessionsService::NewStub(channel)), token_(token), timeout_(timeout) {}
 
 std::unique_ptr<grpc::ClientContext> GrpcSessions::Context(absl::Time deadline) {
-  auto context = client::PeerContext(token_->Get(), timeout_);
-  if (deadline < absl::Now() + timeout_) context->set_deadline(absl::ToChronoTime(deadline));
-  return context;
+  return client::PeerContext(token_->Get(), timeout_, deadline);
 }
 
 absl::StatusOr<SessionInfo> GrpcSessions::GetSession(const std::string& session_id,

@@ -26,6 +26,7 @@ struct Config {
   events::EventSinkOptions events;
   std::string sessions_address = "localhost:7101";
   std::string routing_address = "localhost:7102";
+  client::ClientTlsOptions peer_tls;
   absl::Duration peer_timeout = absl::Seconds(3);
   absl::Duration routing_sync_interval = absl::Seconds(5);
   FeedbackOptions feedback;
@@ -88,6 +89,7 @@ int Run(int argc, char** argv) {
             "host:port of the sessions service (checks sessions before a rating or complaint)");
   flags.Add("routing_address", &config.routing_address,
             "host:port of the routing service (queues complaints for supervisors)");
+  client::AddClientTlsFlags(flags, &config.peer_tls, "peer_");
   flags.Add("peer_timeout", &config.peer_timeout,
             "deadline of each call to sessions or routing (the caller's, if sooner)");
   flags.Add("routing_sync_interval", &config.routing_sync_interval,
@@ -101,6 +103,13 @@ int Run(int argc, char** argv) {
   }
   if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
     std::fprintf(stderr, "feedback: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  absl::StatusOr<client::ChannelSecurity> peer_security =
+      client::ChannelSecurity::Create(config.peer_tls, "peer_");
+  if (!peer_security.ok()) {
+    std::fprintf(stderr, "feedback: %s\n",
+                 std::string(peer_security.status().message()).c_str());
     return 2;
   }
   if (config.peer_timeout <= absl::ZeroDuration() ||
@@ -135,10 +144,10 @@ int Run(int argc, char** argv) {
                             [&relay] { relay.Notify(); });
   FeedbackMetrics metrics(*registry);
   client::ServiceToken service_token(&tokens, "feedback");
-  GrpcSessions sessions(client::PeerChannel(config.sessions_address), &service_token,
-                        config.peer_timeout);
-  GrpcRouting routing(client::PeerChannel(config.routing_address), &service_token,
-                      config.peer_timeout);
+  GrpcSessions sessions(client::PeerChannel(config.sessions_address, *peer_security),
+                        &service_token, config.peer_timeout);
+  GrpcRouting routing(client::PeerChannel(config.routing_address, *peer_security),
+                      &service_token, config.peer_timeout);
   Waker waker;
   Feedback feedback(&store, &sessions, &routing, RealClock(), &metrics, config.feedback,
                     [&waker] { waker.Kick(); });

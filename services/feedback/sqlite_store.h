@@ -35,6 +35,9 @@ class SqliteFeedbackStore : public FeedbackStore {
                       std::function<void()> after_commit);
   ~SqliteFeedbackStore() override;
 
+  // The GroupCommitter's Admit.
+  absl::Status Admit() override;
+
   absl::StatusOr<std::optional<StoredFeedback>> GetFeedback(
       const std::string& session_id) override;
   absl::StatusOr<Inserted> InsertFeedback(const StoredFeedback& feedback,

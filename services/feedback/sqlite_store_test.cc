@@ -258,5 +258,51 @@ TEST_F(SqliteFeedbackStoreTest, SummaryRefusesAGroupKeyThatIsNotANumber) {
   EXPECT_EQ(page->groups[0].category(), common::v1::CATEGORY_DEPOSIT);
 }
 
+TEST_F(SqliteFeedbackStoreTest, ComplaintCountsFollowEveryChangeWithoutCountingRows) {
+  ASSERT_TRUE(store_->InsertComplaint(Complaint("c-1", "cust-1", "", kT0), 10, Event("c-1"))
+                  .ok());
+  ASSERT_TRUE(store_->InsertComplaint(Complaint("c-2", "cust-1", "", kT0), 10, Event("c-2"))
+                  .ok());
+  FeedbackStore::Mutation ack = [](ComplaintRecord& r, bool)
+      -> absl::StatusOr<std::optional<events::v1::Event>> {
+    r.complaint.set_state(v1::COMPLAINT_STATE_ACKNOWLEDGED);
+    return Event(r.complaint.complaint_id());
+  };
+  ASSERT_TRUE(store_->UpdateComplaint("c-1", "", ack).ok());
+  // A note (no change of state) leaves the counts alone.
+  FeedbackStore::Mutation note = [](ComplaintRecord& r, bool)
+      -> absl::StatusOr<std::optional<events::v1::Event>> {
+    r.complaint.add_notes()->set_text("called back");
+    return Event(r.complaint.complaint_id());
+  };
+  ASSERT_TRUE(store_->UpdateComplaint("c-1", "", note).ok());
+  auto counts = store_->CountComplaintsByState();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ((*counts)[v1::COMPLAINT_STATE_OPEN], 1);
+  EXPECT_EQ((*counts)[v1::COMPLAINT_STATE_ACKNOWLEDGED], 1);
+  EXPECT_EQ((*counts)[v1::COMPLAINT_STATE_RESOLVED], 0);
+}
+
+TEST(SqliteFeedbackStoreMigrationTest, ComplaintsFiledBeforeTheCountsAreCountedOnce) {
+  const std::string path = storage::MakeTempDir() + "/old.db";
+  {
+    auto old = storage::Database::Open({path});
+    ASSERT_TRUE(
+        (*old)->Migrate({FeedbackMigrations()[0], FeedbackMigrations()[1]}).ok());
+    for (const auto& [id, state] : {std::pair{"c-1", 1}, {"c-2", 3}, {"c-3", 3}}) {
+      auto insert = (*old)->Prepare(
+          "INSERT INTO complaints VALUES (?, 'cust-1', '', '', 0, 0, ?, '', 0, '', 0, x'')");
+      ASSERT_TRUE(insert->Bind(1, id).Bind(2, state).Run().ok());
+    }
+  }
+  auto db = storage::Database::OpenMigrated({path}, FeedbackMigrations());
+  ASSERT_TRUE(db.ok()) << db.status();
+  storage::GroupCommitter committer(db->get());
+  SqliteFeedbackStore store(&committer, path, "switchboard.feedback.v1", nullptr);
+  auto counts = store.CountComplaintsByState();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(*counts, (std::array<int64_t, 4>{0, 1, 0, 2}));
+}
+
 }  // namespace
 }  // namespace switchboard::feedback

@@ -23,6 +23,11 @@ class FeedbackStore {
  public:
   virtual ~FeedbackStore() = default;
 
+  // The admission check of a write a client asked for: OK, or
+  // RESOURCE_EXHAUSTED with a retry-after when the store's write queue is
+  // full. Call it before deciding the write (before any peer call).
+  virtual absl::Status Admit() = 0;
+
   // The rating of `session_id`; nullopt if there is none.
   virtual absl::StatusOr<std::optional<StoredFeedback>> GetFeedback(
       const std::string& session_id) = 0;
@@ -86,7 +91,8 @@ class FeedbackStore {
   virtual absl::Status RoutingDone(const std::string& complaint_id,
                                    RoutingAction done) = 0;
 
-  // Complaints in each state now (index: v1::ComplaintState), for metrics.
+  // Complaints in each state now (index: v1::ComplaintState), for metrics;
+  // reads kept counts, never the complaints themselves.
   virtual absl::StatusOr<std::array<int64_t, 4>> CountComplaintsByState() = 0;
 
   // GetSummary's figures, with SQL aggregates.

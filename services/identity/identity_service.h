@@ -12,14 +12,25 @@ namespace switchboard::identity {
 
 // The gRPC adapter of identity: authenticates and authorizes each call,
 // converts messages, runs the logic on the blocking pool and maps statuses,
-// turning the logic's retry-after and attempts-remaining payloads into
-// trailing metadata. Who may call what is stated in identity_service.proto.
+// turning the logic's retry-after (via RunUnary) and attempts-remaining
+// payloads into trailing metadata. Who may call what is stated in identity_service.proto.
 class IdentityService final : public v1::IdentityService::CallbackService {
  public:
+  struct Options {
+    // A request header naming the client's address, set by a proxy in
+    // front of identity (e.g. "x-forwarded-for"; its first address
+    // counts); empty: the connection's peer address. Only name one that the
+    // proxy always sets and never passes on from clients.
+    std::string client_address_header;
+  };
+
   // None owned; all must outlive the service. `tokens` checks access tokens
   // and verification tokens (one deployment key).
   IdentityService(Identity* identity, const auth::TokenCodec* tokens, Clock* clock,
-                  server::BlockingPool* pool);
+                  server::BlockingPool* pool, Options options);
+  IdentityService(Identity* identity, const auth::TokenCodec* tokens, Clock* clock,
+                  server::BlockingPool* pool)
+      : IdentityService(identity, tokens, clock, pool, Options()) {}
 
   grpc::ServerUnaryReactor* StartVerification(
       grpc::CallbackServerContext* context, const v1::StartVerificationRequest* request,
@@ -39,6 +50,15 @@ class IdentityService final : public v1::IdentityService::CallbackService {
   grpc::ServerUnaryReactor* ConfirmTotpEnrollment(
       grpc::CallbackServerContext* context, const v1::ConfirmTotpEnrollmentRequest* request,
       v1::ConfirmTotpEnrollmentResponse* response) override;
+  grpc::ServerUnaryReactor* ListAccountChanges(
+      grpc::CallbackServerContext* context, const v1::ListAccountChangesRequest* request,
+      v1::ListAccountChangesResponse* response) override;
+  grpc::ServerUnaryReactor* ConfirmAccountChange(
+      grpc::CallbackServerContext* context, const v1::ConfirmAccountChangeRequest* request,
+      v1::ConfirmAccountChangeResponse* response) override;
+  grpc::ServerUnaryReactor* CancelAccountChange(
+      grpc::CallbackServerContext* context, const v1::CancelAccountChangeRequest* request,
+      v1::CancelAccountChangeResponse* response) override;
 
  private:
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
@@ -49,11 +69,21 @@ class IdentityService final : public v1::IdentityService::CallbackService {
   absl::StatusOr<std::string> TargetCustomer(const auth::Principal& principal,
                                              const std::string& requested,
                                              absl::string_view method);
+  // The source a verification call counts against (see SourceOf): a
+  // customer's own address; for a service calling on a customer's behalf,
+  // only the address its proxy header names ("" without one: the service's
+  // own address is not the customer's).
+  std::string Source(const grpc::CallbackServerContext& context, auth::Role role) const;
 
   Identity* const identity_;
   const auth::TokenCodec* const tokens_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
+  const Options options_;
 };
+
+// The API's AccountChange. Customers see neither the supervisor who asked
+// nor staff who resolved it.
+void ToProto(const AccountChangeRecord& change, bool for_customer, v1::AccountChange* out);
 
 }  // namespace switchboard::identity

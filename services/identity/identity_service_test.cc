@@ -10,6 +10,7 @@
 
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "libs/auth/grpc_auth.h"
 #include "libs/auth/verification_token.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
@@ -65,9 +66,14 @@ std::string Base32Decode(absl::string_view text) {
   return out;
 }
 
+// The one value of trailer `key`; "" if there is none, "<N values>" if it
+// came more than once.
 std::string Trailer(const grpc::ClientContext& context, const std::string& key) {
-  auto it = context.GetServerTrailingMetadata().find(key);
-  if (it == context.GetServerTrailingMetadata().end()) return "";
+  const auto& trailers = context.GetServerTrailingMetadata();
+  const size_t count = trailers.count(key);
+  if (count == 0) return "";
+  if (count > 1) return "<" + std::to_string(count) + " values>";
+  const auto it = trailers.find(key);
   return std::string(it->second.data(), it->second.size());
 }
 
@@ -81,7 +87,7 @@ class IdentityServiceTest : public ::testing::Test {
     clock_.Set(absl::Now());
     EXPECT_TRUE(db_->Migrate(IdentityMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(),
+    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), dir_ + "/identity.db",
                                                    "switchboard.identity.v1", nullptr);
     registry_ = std::make_shared<prometheus::Registry>();
     metrics_ = std::make_unique<IdentityMetrics>(*registry_);
@@ -90,7 +96,6 @@ class IdentityServiceTest : public ::testing::Test {
     identity_ = std::make_unique<Identity>(store_.get(), &clock_, metrics_.get(), &hasher_,
                                            &box_, &tokens_.codec(), outbox_.get(),
                                            IdentityOptions());
-    EXPECT_TRUE(identity_->Load().ok());
     service_ = std::make_unique<IdentityService>(identity_.get(), &tokens_.codec(),
                                                  RealClock(), &pool_);
     server_ = std::make_unique<testing::TestServer>(
@@ -101,6 +106,27 @@ class IdentityServiceTest : public ::testing::Test {
   ~IdentityServiceTest() override {
     server_.reset();
     pool_.Stop();
+  }
+
+  // A new logic and server over the same store, with these options.
+  void Rebuild(IdentityOptions options, IdentityService::Options service_options) {
+    server_.reset();
+    service_.reset();
+    identity_ = std::make_unique<Identity>(store_.get(), &clock_, metrics_.get(), &hasher_,
+                                           &box_, &tokens_.codec(), outbox_.get(), options);
+    service_ = std::make_unique<IdentityService>(identity_.get(), &tokens_.codec(),
+                                                 RealClock(), &pool_, service_options);
+    server_ = std::make_unique<testing::TestServer>(
+        std::vector<grpc::Service*>{service_.get()}, registry_);
+    stub_ = v1::IdentityService::NewStub(server_->channel());
+  }
+
+  // The code delivered for `challenge_id`.
+  std::string CodeFor(const std::string& challenge_id) {
+    for (const auto& delivered : Delivered()) {
+      if (delivered.challenge_id() == challenge_id) return delivered.code();
+    }
+    return "";
   }
 
   std::string Customer(const std::string& id) { return tokens_.For(Role::kCustomer, id); }
@@ -329,6 +355,13 @@ TEST_F(IdentityServiceTest, EveryRpcAuthenticatesAndAuthorizes) {
   v1::ConfirmTotpEnrollmentRequest confirm;
   confirm.set_enrollment_id("enr_x");
   confirm.set_code("123456");
+  v1::ListAccountChangesRequest list_changes;
+  list_changes.set_customer_id("cust-1");
+  v1::ConfirmAccountChangeRequest confirm_change;
+  confirm_change.set_change_id("chg_x");
+  confirm_change.set_code("123456");
+  v1::CancelAccountChangeRequest cancel_change;
+  cancel_change.set_change_id("chg_x");
   const std::vector<std::pair<std::string, Call>> calls = {
       {"StartVerification",
        [&](grpc::ClientContext* c) {
@@ -359,6 +392,21 @@ TEST_F(IdentityServiceTest, EveryRpcAuthenticatesAndAuthorizes) {
        [&](grpc::ClientContext* c) {
          v1::ConfirmTotpEnrollmentResponse r;
          return stub_->ConfirmTotpEnrollment(c, confirm, &r);
+       }},
+      {"ListAccountChanges",
+       [&](grpc::ClientContext* c) {
+         v1::ListAccountChangesResponse r;
+         return stub_->ListAccountChanges(c, list_changes, &r);
+       }},
+      {"ConfirmAccountChange",
+       [&](grpc::ClientContext* c) {
+         v1::ConfirmAccountChangeResponse r;
+         return stub_->ConfirmAccountChange(c, confirm_change, &r);
+       }},
+      {"CancelAccountChange",
+       [&](grpc::ClientContext* c) {
+         v1::CancelAccountChangeResponse r;
+         return stub_->CancelAccountChange(c, cancel_change, &r);
        }},
   };
   const std::string verification = VerifyByEmail("cust-9");
@@ -391,6 +439,13 @@ TEST_F(IdentityServiceTest, EveryRpcAuthenticatesAndAuthorizes) {
             StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(calls[4].second(ContextWithToken(Customer("cust-2")).get()).error_code(),
             StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(calls[6].second(ContextWithToken(Customer("cust-2")).get()).error_code(),
+            StatusCode::PERMISSION_DENIED);
+  // An unknown change is NOT_FOUND for everyone allowed to ask.
+  for (const std::string& token : {Customer("cust-1"), Supervisor(), Service()}) {
+    EXPECT_EQ(calls[7].second(ContextWithToken(token).get()).error_code(), StatusCode::NOT_FOUND);
+    EXPECT_EQ(calls[8].second(ContextWithToken(token).get()).error_code(), StatusCode::NOT_FOUND);
+  }
   // Services name the customer.
   start.clear_customer_id();
   grpc::Status unnamed = calls[0].second(ContextWithToken(Service()).get());
@@ -415,6 +470,169 @@ TEST_F(IdentityServiceTest, EveryRpcAuthenticatesAndAuthorizes) {
   enroll.set_verification_token(tampered);
   EXPECT_EQ(calls[4].second(ContextWithToken(Customer("cust-9")).get()).error_code(),
             StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(IdentityServiceTest, AnAddressFailingForSeveralCustomersIsLockedOutForAll) {
+  IdentityOptions options;
+  options.source_lockout_failures = 3;
+  Rebuild(options, {"x-client-address"});
+  for (const char* customer : {"c1", "c2", "c3"}) {
+    ASSERT_TRUE(Register(customer, VERIFICATION_METHOD_EMAIL_OTP,
+                         absl::StrCat(customer, "@example.com"))
+                    .ok());
+  }
+  // As the proxy in front of identity names the client.
+  const auto from = [&](const std::string& token, const std::string& address) {
+    auto context = ContextWithToken(token);
+    if (!address.empty()) context->AddMetadata("x-client-address", address);
+    return context;
+  };
+  const auto start = [&](const std::string& token, const std::string& address,
+                         const std::string& customer = "") {
+    v1::StartVerificationRequest request;
+    request.set_method(VERIFICATION_METHOD_EMAIL_OTP);
+    request.set_customer_id(customer);
+    v1::StartVerificationResponse response;
+    grpc::Status status =
+        stub_->StartVerification(from(token, address).get(), request, &response);
+    return std::make_pair(status, response.challenge_id());
+  };
+  const auto wrong = [&](const std::string& token, const std::string& address,
+                         const std::string& challenge_id, grpc::ClientContext* context) {
+    v1::CompleteVerificationRequest request;
+    request.set_challenge_id(challenge_id);
+    const std::string code = CodeFor(challenge_id);
+    request.set_code(code == "000000" ? "000001" : "000000");
+    v1::CompleteVerificationResponse response;
+    if (!address.empty()) context->AddMetadata("x-client-address", address);
+    auth::AttachToken(*context, token);
+    return stub_->CompleteVerification(context, request, &response);
+  };
+  const std::string attacker = "203.0.113.7";
+  auto [c1_started, c1_challenge] = start(Customer("c1"), attacker);
+  ASSERT_TRUE(c1_started.ok()) << c1_started.error_message();
+  auto [c2_started, c2_challenge] = start(Customer("c2"), attacker);
+  ASSERT_TRUE(c2_started.ok()) << c2_started.error_message();
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext context;
+    EXPECT_EQ(wrong(Customer("c1"), attacker, c1_challenge, &context).error_code(),
+              StatusCode::PERMISSION_DENIED);
+  }
+  grpc::ClientContext third;
+  grpc::Status locked = wrong(Customer("c2"), attacker, c2_challenge, &third);
+  EXPECT_EQ(locked.error_code(), StatusCode::RESOURCE_EXHAUSTED) << locked.error_message();
+  EXPECT_EQ(Trailer(third, "retry-after"), "1800");
+  // Every customer from that address is refused; from elsewhere, or from
+  // the connection's own address without the header, they are not.
+  EXPECT_EQ(start(Customer("c3"), attacker).first.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(start(Customer("c3"), "198.51.100.1").first.ok());
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_TRUE(start(Customer("c3"), "").first.ok());
+  // A service acting for a customer counts against the address it names,
+  // never against its own.
+  clock_.Advance(absl::Seconds(31));
+  EXPECT_EQ(start(Service(), attacker, "c3").first.error_code(),
+            StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(start(Service(), "", "c3").first.ok());
+}
+
+TEST_F(IdentityServiceTest, ASupervisorsContactChangeWaitsForTheCustomerThroughTheApi) {
+  ASSERT_TRUE(Register("cust-1", VERIFICATION_METHOD_EMAIL_OTP, "ana@example.com").ok());
+  const auto request_change = [&](const std::string& address) {
+    v1::RegisterContactRequest request;
+    request.set_customer_id("cust-1");
+    request.set_method(VERIFICATION_METHOD_EMAIL_OTP);
+    request.set_address(address);
+    request.set_language("zh-CN");
+    v1::RegisterContactResponse response;
+    grpc::Status status =
+        stub_->RegisterContact(ContextWithToken(Supervisor()).get(), request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  };
+  const v1::RegisterContactResponse asked = request_change("other@example.com");
+  ASSERT_TRUE(asked.has_pending_change());
+  const v1::AccountChange& change = asked.pending_change();
+  EXPECT_TRUE(asked.replaced());
+  EXPECT_EQ(change.state(), v1::ACCOUNT_CHANGE_STATE_PENDING);
+  EXPECT_EQ(change.requested_by(), "sup-1");
+  ASSERT_EQ(change.notified_size(), 1);
+  EXPECT_EQ(change.notified(0), VERIFICATION_METHOD_EMAIL_OTP);
+  // The notice went to the old address, through the development outbox.
+  const v1::CodeDeliveryRequest notice = Delivered().back();
+  EXPECT_EQ(notice.purpose(), v1::DELIVERY_PURPOSE_ACCOUNT_CHANGE_NOTICE);
+  EXPECT_EQ(notice.address(), "ana@example.com");
+  EXPECT_EQ(notice.account_change().change_id(), change.change_id());
+  EXPECT_EQ(notice.language(), "zh-CN");
+
+  // The customer sees it, without staff names; other customers do not.
+  v1::ListAccountChangesResponse listed;
+  ASSERT_TRUE(stub_->ListAccountChanges(ContextWithToken(Customer("cust-1")).get(), {}, &listed)
+                  .ok());
+  ASSERT_EQ(listed.changes_size(), 1);
+  EXPECT_EQ(listed.changes(0).change_id(), change.change_id());
+  EXPECT_TRUE(listed.changes(0).requested_by().empty());
+  v1::ConfirmAccountChangeRequest confirm;
+  confirm.set_change_id(change.change_id());
+  confirm.set_code(notice.code());
+  v1::ConfirmAccountChangeResponse confirmed;
+  EXPECT_EQ(stub_->ConfirmAccountChange(ContextWithToken(Customer("cust-2")).get(), confirm,
+                                        &confirmed)
+                .error_code(),
+            StatusCode::NOT_FOUND);
+  // Staff need the code; a customer's proof must be their own.
+  v1::ConfirmAccountChangeRequest no_code = confirm;
+  no_code.clear_code();
+  EXPECT_EQ(stub_->ConfirmAccountChange(ContextWithToken(Supervisor()).get(), no_code, &confirmed)
+                .error_code(),
+            StatusCode::INVALID_ARGUMENT);
+  no_code.set_verification_token(VerifyByEmail("cust-9"));
+  EXPECT_EQ(stub_->ConfirmAccountChange(ContextWithToken(Customer("cust-1")).get(), no_code,
+                                        &confirmed)
+                .error_code(),
+            StatusCode::PERMISSION_DENIED);
+  v1::ConfirmAccountChangeRequest wrong = confirm;
+  wrong.set_code(notice.code() == "000000" ? "000001" : "000000");
+  grpc::ClientContext wrong_context;
+  auth::AttachToken(wrong_context, Customer("cust-1"));
+  EXPECT_EQ(stub_->ConfirmAccountChange(&wrong_context, wrong, &confirmed).error_code(),
+            StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Trailer(wrong_context, "attempts-remaining"), "4");
+  // Nothing changed so far.
+  v1::StartVerificationRequest start;
+  start.set_method(VERIFICATION_METHOD_EMAIL_OTP);
+  v1::StartVerificationResponse started;
+  ASSERT_TRUE(Start(Customer("cust-1"), start, &started).ok());
+  EXPECT_EQ(Delivered().back().address(), "ana@example.com");
+  // The customer confirms with the code: in effect at once.
+  grpc::Status status =
+      stub_->ConfirmAccountChange(ContextWithToken(Customer("cust-1")).get(), confirm, &confirmed);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(confirmed.change().state(), v1::ACCOUNT_CHANGE_STATE_APPLIED);
+  EXPECT_EQ(confirmed.change().resolution(),
+            v1::ACCOUNT_CHANGE_RESOLUTION_CONFIRMED_BY_CUSTOMER);
+  EXPECT_EQ(confirmed.change().resolved_by(), "cust-1");
+  clock_.Advance(absl::Seconds(31));
+  ASSERT_TRUE(Start(Customer("cust-1"), start, &started).ok());
+  EXPECT_EQ(Delivered().back().address(), "other@example.com");
+
+  // The next one the customer cancels.
+  const v1::RegisterContactResponse again = request_change("third@example.com");
+  v1::CancelAccountChangeRequest cancel;
+  cancel.set_change_id(again.pending_change().change_id());
+  v1::CancelAccountChangeResponse cancelled;
+  ASSERT_TRUE(
+      stub_->CancelAccountChange(ContextWithToken(Customer("cust-1")).get(), cancel, &cancelled)
+          .ok());
+  EXPECT_EQ(cancelled.change().state(), v1::ACCOUNT_CHANGE_STATE_CANCELLED);
+  v1::ListAccountChangesRequest for_cust_1;
+  for_cust_1.set_customer_id("cust-1");
+  ASSERT_TRUE(
+      stub_->ListAccountChanges(ContextWithToken(Supervisor()).get(), for_cust_1, &listed).ok());
+  ASSERT_EQ(listed.changes_size(), 2);
+  EXPECT_EQ(listed.changes(0).resolution(),
+            v1::ACCOUNT_CHANGE_RESOLUTION_CANCELLED_BY_CUSTOMER);
+  EXPECT_EQ(listed.changes(0).requested_by(), "sup-1");
 }
 
 TEST_F(IdentityServiceTest, TotpEnrollmentAndVerificationThroughTheApi) {
@@ -548,6 +766,41 @@ TEST_F(IdentityServiceTest, BadInputIsInvalidArgumentNamingTheField) {
                                          &confirmed)
                 .error_code(),
             StatusCode::NOT_FOUND);
+}
+
+TEST_F(IdentityServiceTest, RetriesWithARequestIdGetTheFirstAnswerThroughTheApi) {
+  ASSERT_TRUE(Register("cust-1", VERIFICATION_METHOD_EMAIL_OTP, "ana@example.com").ok());
+  v1::StartVerificationRequest start;
+  start.set_method(VERIFICATION_METHOD_EMAIL_OTP);
+  start.set_request_id("start-1");
+  v1::StartVerificationResponse first, retry;
+  ASSERT_TRUE(Start(Customer("cust-1"), start, &first).ok());
+  ASSERT_TRUE(Start(Customer("cust-1"), start, &retry).ok()) << "not rate limited: a retry";
+  EXPECT_FALSE(first.replayed());
+  EXPECT_TRUE(retry.replayed());
+  EXPECT_EQ(retry.challenge_id(), first.challenge_id());
+  EXPECT_EQ(Delivered().size(), 1u);
+
+  v1::CompleteVerificationRequest complete;
+  complete.set_challenge_id(first.challenge_id());
+  complete.set_code(Delivered().back().code());
+  complete.set_request_id("complete-1");
+  v1::CompleteVerificationResponse completed, completed_again;
+  ASSERT_TRUE(stub_->CompleteVerification(ContextWithToken(Customer("cust-1")).get(), complete,
+                                          &completed)
+                  .ok());
+  ASSERT_TRUE(stub_->CompleteVerification(ContextWithToken(Customer("cust-1")).get(), complete,
+                                          &completed_again)
+                  .ok());
+  EXPECT_TRUE(completed_again.replayed());
+  EXPECT_EQ(completed_again.verification_token(), completed.verification_token());
+
+  complete.set_request_id("bad key");
+  v1::CompleteVerificationResponse refused;
+  EXPECT_EQ(stub_->CompleteVerification(ContextWithToken(Customer("cust-1")).get(), complete,
+                                        &refused)
+                .error_code(),
+            StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace

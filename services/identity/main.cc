@@ -33,6 +33,7 @@ struct Config {
   std::string code_delivery_kafka_settings;
   std::string code_delivery_topic;
   IdentityOptions identity;
+  IdentityService::Options service;
   absl::Duration sweep_interval = absl::Minutes(1);
   absl::Duration relay_flush_deadline = absl::Seconds(5);
 };
@@ -88,10 +89,28 @@ int Run(int argc, char** argv) {
   flags.Add("lockout_failures", &o.lockout_failures,
             "failed attempts within --failure_window that lock a customer out");
   flags.Add("failure_window", &o.failure_window, "window in which failures are counted");
-  flags.Add("lockout", &o.lockout, "how long a lockout lasts");
+  flags.Add("lockout", &o.lockout,
+            "how long a first lockout lasts; each next one lasts twice the one before");
+  flags.Add("max_lockout", &o.max_lockout, "the longest a lockout lasts");
+  flags.Add("lockout_reset", &o.lockout_reset,
+            "after this long without a lockout, the next one is a first one again");
+  flags.Add("source_lockout_failures", &o.source_lockout_failures,
+            "failed attempts from one client address (across customers) within "
+            "--failure_window that lock that address out");
+  flags.Add("client_address_header", &config.service.client_address_header,
+            "request header naming the client's address, set by a trusted proxy (e.g. "
+            "x-forwarded-for); empty: the connection's peer address");
   flags.Add("token_ttl", &o.token_ttl, "lifetime of verification tokens (at most 1h)");
+  flags.Add("max_calls_per_customer", &o.max_calls_per_customer,
+            "calls of one customer in progress at once (they run one at a time); more get "
+            "RESOURCE_EXHAUSTED");
   flags.Add("sweep_interval", &config.sweep_interval,
-            "how often finished challenges and enrollments are deleted");
+            "how often finished challenges and enrollments are deleted, and account changes "
+            "whose cool-down ended are applied");
+  flags.Add("account_change_cooldown", &o.account_change_cooldown,
+            "how long a supervisor's change of a customer's contact or authenticator waits "
+            "for the customer (who is notified and may confirm or cancel it) before it "
+            "applies");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "identity: %s\n", std::string(s.message()).c_str());
@@ -104,11 +123,15 @@ int Run(int argc, char** argv) {
   if (o.code_ttl <= absl::ZeroDuration() || o.code_ttl > kMaxCodeTtl ||
       o.token_ttl <= absl::ZeroDuration() || o.token_ttl > kMaxTokenTtl ||
       o.max_attempts < 1 || o.max_starts_per_hour < 1 || o.lockout_failures < 1 ||
+      o.source_lockout_failures < 1 || o.max_lockout < o.lockout ||
+      o.lockout_reset <= absl::ZeroDuration() ||
+      o.account_change_cooldown < absl::ZeroDuration() ||
+      o.max_calls_per_customer < 1 ||
       o.resend_interval < absl::ZeroDuration() || o.failure_window <= absl::ZeroDuration() ||
       o.lockout <= absl::ZeroDuration() || config.sweep_interval <= absl::ZeroDuration()) {
     std::fprintf(stderr,
                  "identity: --code_ttl must be in (0, 10m], --token_ttl in (0, 1h], counts "
-                 "at least 1, and durations positive\n");
+                 "at least 1, durations positive, and --max_lockout at least --lockout\n");
     return 2;
   }
   if (config.code_delivery != "development_file" && config.code_delivery != "kafka") {
@@ -192,15 +215,15 @@ int Run(int argc, char** argv) {
                            "only; use --code_delivery=kafka in production"}});
   }
 
-  SqliteIdentityStore store(&committer, events::TopicFor(config.events.topic_prefix, "identity"),
+  SqliteIdentityStore store(&committer, db_path,
+                            events::TopicFor(config.events.topic_prefix, "identity"),
                             [&relay] { relay.Notify(); });
   IdentityMetrics metrics(*registry);
   Identity identity(&store, RealClock(), &metrics, &hasher, &box, &tokens, notifier.get(),
                     config.identity);
-  if (absl::Status s = identity.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  IdentityService service(&identity, &tokens, RealClock(), &pool);
+  IdentityService service(&identity, &tokens, RealClock(), &pool, config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
 
@@ -209,6 +232,9 @@ int Run(int argc, char** argv) {
     while (!stop_sweeping.WaitForNotificationWithTimeout(config.sweep_interval)) {
       if (absl::StatusOr<int> swept = identity.Sweep(); !swept.ok()) {
         log::Error("sweep_failed", {{"error", swept.status().ToString()}});
+      }
+      if (absl::StatusOr<int> applied = identity.ApplyDueChanges(); !applied.ok()) {
+        log::Error("account_changes_failed", {{"error", applied.status().ToString()}});
       }
     }
   });

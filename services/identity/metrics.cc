@@ -44,21 +44,28 @@ IdentityMetrics::IdentityMetrics(prometheus::Registry& registry) {
           &outcome_family.Add({{"method", kMethods[m]}, {"outcome", kOutcomes[o]}});
     }
   }
-  lockouts = &prometheus::BuildCounter()
-                  .Name("switchboard_identity_lockouts_total")
-                  .Help("Customers locked out of verification after too many "
-                        "failed attempts within the counting window.")
-                  .Register(registry)
-                  .Add({});
+  auto& lockout_family =
+      prometheus::BuildCounter()
+          .Name("switchboard_identity_lockouts_total")
+          .Help("Lockouts from verification after too many failed attempts within the "
+                "counting window, by scope: customer (one customer) or source (one client "
+                "address, across customers).")
+          .Register(registry);
+  lockouts = &lockout_family.Add({{"scope", "customer"}});
+  source_lockouts = &lockout_family.Add({{"scope", "source"}});
   auto& limited = prometheus::BuildCounter()
                       .Name("switchboard_identity_rate_limited_total")
                       .Help("Calls refused with RESOURCE_EXHAUSTED by a rate limit "
                             "or a lockout, by call: start_verification, "
-                            "complete_verification, start_totp_enrollment.")
+                            "complete_verification, start_totp_enrollment; and "
+                            "calls of any kind refused because their customer "
+                            "already had too many calls in progress "
+                            "(call=customer_busy).")
                       .Register(registry);
   rate_limited_start = &limited.Add({{"call", "start_verification"}});
   rate_limited_complete = &limited.Add({{"call", "complete_verification"}});
   rate_limited_enrollment = &limited.Add({{"call", "start_totp_enrollment"}});
+  rate_limited_busy = &limited.Add({{"call", "customer_busy"}});
   delivery_failures = &prometheus::BuildCounter()
                            .Name("switchboard_identity_code_delivery_failures_total")
                            .Help("One-time codes the notifier failed to hand over "
@@ -70,6 +77,18 @@ IdentityMetrics::IdentityMetrics(prometheus::Registry& registry) {
                           .Help("Authenticator apps enrolled (confirmed enrollments).")
                           .Register(registry)
                           .Add({});
+  auto& changes =
+      prometheus::BuildCounter()
+          .Name("switchboard_identity_account_changes_total")
+          .Help("Supervisors' changes of customers' contacts and authenticators, by step: "
+                "requested (pending, customer notified), confirmed (early, by the customer), "
+                "cancelled (by the customer or staff, or superseded) and applied (in "
+                "effect, after the cool-down or on confirmation).")
+          .Register(registry);
+  changes_requested = &changes.Add({{"step", "requested"}});
+  changes_confirmed = &changes.Add({{"step", "confirmed"}});
+  changes_cancelled = &changes.Add({{"step", "cancelled"}});
+  changes_applied = &changes.Add({{"step", "applied"}});
 }
 
 }  // namespace switchboard::identity

@@ -38,17 +38,28 @@ struct IdentityMetrics {
       outcomes{};
   // switchboard_identity_challenges_started_total{method}.
   std::array<prometheus::Counter*, 3> challenges_started{};
-  // switchboard_identity_lockouts_total.
+  // switchboard_identity_lockouts_total{scope}: customers (scope customer)
+  // and sources (scope source) locked out.
   prometheus::Counter* lockouts;
+  prometheus::Counter* source_lockouts;
   // switchboard_identity_rate_limited_total{call}: calls refused by a rate
-  // limit or lockout.
+  // limit or lockout, or (customer_busy) by the cap on one customer's calls
+  // in progress.
   prometheus::Counter* rate_limited_start;
   prometheus::Counter* rate_limited_complete;
   prometheus::Counter* rate_limited_enrollment;
+  prometheus::Counter* rate_limited_busy;
   // switchboard_identity_code_delivery_failures_total.
   prometheus::Counter* delivery_failures;
   // switchboard_identity_totp_enrollments_total.
   prometheus::Counter* totp_enrollments;
+  // switchboard_identity_account_changes_total{step}: supervisors' changes
+  // of contacts and authenticators requested, confirmed early by the
+  // customer, cancelled (or superseded) and applied.
+  prometheus::Counter* changes_requested;
+  prometheus::Counter* changes_confirmed;
+  prometheus::Counter* changes_cancelled;
+  prometheus::Counter* changes_applied;
 };
 
 }  // namespace switchboard::identity

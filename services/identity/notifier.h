@@ -16,7 +16,10 @@ namespace switchboard::identity {
 class CodeNotifier {
  public:
   virtual ~CodeNotifier() = default;
-  // Called once the challenge is committed. Blocking; thread-safe.
+  // Called before the challenge is committed, which happens only once this
+  // returned OK (a committed challenge always had its code handed over; a
+  // code whose challenge then fails to commit is merely useless). Blocking;
+  // thread-safe.
   virtual absl::Status Deliver(const v1::CodeDeliveryRequest& request) = 0;
 };
 

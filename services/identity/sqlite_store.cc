@@ -1,6 +1,9 @@
 #include "services/identity/sqlite_store.h"
 
+#include <tuple>
+
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "libs/events/outbox.h"
@@ -30,14 +33,178 @@ absl::StatusOr<std::vector<absl::Time>> SplitTimes(const std::string& text) {
   return times;
 }
 
+constexpr char kCustomerColumns[] =
+    "customer_id, email, phone, totp_secret_sealed, totp_enrolled_at_micros, last_totp_step, "
+    "current_challenge_id, locked_until_micros, recent_starts, recent_failures, "
+    "recent_enrollments, lockouts";
+constexpr char kSourceColumns[] =
+    "source_key, recent_failures, locked_until_micros, lockouts, forget_after_micros";
+constexpr char kChallengeColumns[] =
+    "challenge_id, customer_id, method, session_id, code_hash, created_at_micros, "
+    "expires_at_micros, attempts_used, max_attempts, state, start_request_id, "
+    "complete_request_id, completed_code_hash, token_id, token_issued_at_micros, "
+    "token_expires_at_micros";
+constexpr char kEnrollmentColumns[] =
+    "enrollment_id, customer_id, secret_sealed, actor_id, created_at_micros, "
+    "expires_at_micros, attempts_used, used, start_request_id, account_label, "
+    "confirm_request_id, confirmed_at_micros, replaced, by_supervisor, change_id";
+constexpr char kChangeColumns[] =
+    "change_id, customer_id, method, new_address, new_secret_sealed, totp_step, "
+    "requested_by, requested_at_micros, effective_at_micros, state, resolution, resolved_by, "
+    "resolved_at_micros, code_hash, code_attempts, notified, forget_after_micros";
+
+std::string JoinMethods(const std::vector<common::v1::VerificationMethod>& methods) {
+  return absl::StrJoin(methods, ",", [](std::string* out, common::v1::VerificationMethod m) {
+    absl::StrAppend(out, static_cast<int>(m));
+  });
+}
+
+absl::StatusOr<CustomerRecord> CustomerFromRow(const storage::Statement& row) {
+  CustomerRecord c;
+  c.customer_id = row.ColumnText(0);
+  c.email = row.ColumnText(1);
+  c.phone = row.ColumnText(2);
+  c.totp_secret_sealed = row.ColumnBlob(3);
+  c.totp_enrolled_at = FromMicros(row.ColumnInt(4));
+  c.last_totp_step = row.ColumnInt(5);
+  c.current_challenge_id = row.ColumnText(6);
+  c.locked_until = FromMicros(row.ColumnInt(7));
+  for (auto [column, out] : {std::pair{8, &c.recent_starts}, std::pair{9, &c.recent_failures},
+                             std::pair{10, &c.recent_enrollments}}) {
+    absl::StatusOr<std::vector<absl::Time>> times = SplitTimes(row.ColumnText(column));
+    if (!times.ok()) return times.status();
+    *out = std::move(*times);
+  }
+  c.lockouts = static_cast<int>(row.ColumnInt(11));
+  return c;
+}
+
+absl::StatusOr<SourceRecord> SourceFromRow(const storage::Statement& row) {
+  SourceRecord s;
+  s.source_key = row.ColumnText(0);
+  absl::StatusOr<std::vector<absl::Time>> failures = SplitTimes(row.ColumnText(1));
+  if (!failures.ok()) return failures.status();
+  s.recent_failures = std::move(*failures);
+  s.locked_until = FromMicros(row.ColumnInt(2));
+  s.lockouts = static_cast<int>(row.ColumnInt(3));
+  s.forget_after = FromMicros(row.ColumnInt(4));
+  return s;
+}
+
+ChallengeRecord ChallengeFromRow(const storage::Statement& row) {
+  ChallengeRecord c;
+  c.challenge_id = row.ColumnText(0);
+  c.customer_id = row.ColumnText(1);
+  c.method = static_cast<common::v1::VerificationMethod>(row.ColumnInt(2));
+  c.session_id = row.ColumnText(3);
+  c.code_hash = row.ColumnBlob(4);
+  c.created_at = FromMicros(row.ColumnInt(5));
+  c.expires_at = FromMicros(row.ColumnInt(6));
+  c.attempts_used = static_cast<int>(row.ColumnInt(7));
+  c.max_attempts = static_cast<int>(row.ColumnInt(8));
+  c.state = static_cast<ChallengeState>(row.ColumnInt(9));
+  c.start_request_id = row.ColumnText(10);
+  c.complete_request_id = row.ColumnText(11);
+  c.completed_code_hash = row.ColumnBlob(12);
+  c.token_id = row.ColumnText(13);
+  c.token_issued_at = FromMicros(row.ColumnInt(14));
+  c.token_expires_at = FromMicros(row.ColumnInt(15));
+  return c;
+}
+
+EnrollmentRecord EnrollmentFromRow(const storage::Statement& row) {
+  EnrollmentRecord e;
+  e.enrollment_id = row.ColumnText(0);
+  e.customer_id = row.ColumnText(1);
+  e.secret_sealed = row.ColumnBlob(2);
+  e.actor_id = row.ColumnText(3);
+  e.created_at = FromMicros(row.ColumnInt(4));
+  e.expires_at = FromMicros(row.ColumnInt(5));
+  e.attempts_used = static_cast<int>(row.ColumnInt(6));
+  e.used = row.ColumnInt(7) != 0;
+  e.start_request_id = row.ColumnText(8);
+  e.account_label = row.ColumnText(9);
+  e.confirm_request_id = row.ColumnText(10);
+  e.confirmed_at = FromMicros(row.ColumnInt(11));
+  e.replaced = row.ColumnInt(12) != 0;
+  e.by_supervisor = row.ColumnInt(13) != 0;
+  e.change_id = row.ColumnText(14);
+  return e;
+}
+
+absl::StatusOr<AccountChangeRecord> ChangeFromRow(const storage::Statement& row) {
+  AccountChangeRecord c;
+  c.change_id = row.ColumnText(0);
+  c.customer_id = row.ColumnText(1);
+  c.method = static_cast<common::v1::VerificationMethod>(row.ColumnInt(2));
+  c.new_address = row.ColumnText(3);
+  c.new_secret_sealed = row.ColumnBlob(4);
+  c.totp_step = row.ColumnInt(5);
+  c.requested_by = row.ColumnText(6);
+  c.requested_at = FromMicros(row.ColumnInt(7));
+  c.effective_at = FromMicros(row.ColumnInt(8));
+  c.state = static_cast<ChangeState>(row.ColumnInt(9));
+  c.resolution = static_cast<int>(row.ColumnInt(10));
+  c.resolved_by = row.ColumnText(11);
+  c.resolved_at = FromMicros(row.ColumnInt(12));
+  c.code_hash = row.ColumnBlob(13);
+  c.code_attempts = static_cast<int>(row.ColumnInt(14));
+  for (absl::string_view part : absl::StrSplit(row.ColumnText(15), ',', absl::SkipEmpty())) {
+    int method = 0;
+    if (!absl::SimpleAtoi(part, &method)) {
+      return absl::DataLossError("identity.db: unreadable notified list");
+    }
+    c.notified.push_back(static_cast<common::v1::VerificationMethod>(method));
+  }
+  c.forget_after = FromMicros(row.ColumnInt(16));
+  return c;
+}
+
+// Every row `sql` selects with `keys` bound, converted by `from_row`.
+template <typename Record, typename FromRow>
+absl::StatusOr<std::vector<Record>> SelectAll(storage::Database& db, const std::string& sql,
+                                              const std::vector<int64_t>& numbers,
+                                              const std::vector<std::string>& keys,
+                                              FromRow from_row) {
+  auto select = db.Prepare(sql);
+  if (!select.ok()) return select.status();
+  int i = 1;
+  for (const std::string& key : keys) select->Bind(i++, key);
+  for (int64_t number : numbers) select->Bind(i++, number);
+  std::vector<Record> out;
+  while (true) {
+    absl::StatusOr<bool> row = select->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    absl::StatusOr<Record> record = from_row(*select);
+    if (!record.ok()) return record.status();
+    out.push_back(*std::move(record));
+  }
+  return out;
+}
+
+// The one row `sql` selects with `keys` bound, converted by `from_row`.
+template <typename Record, typename FromRow>
+absl::StatusOr<std::optional<Record>> SelectOne(storage::Database& db, const std::string& sql,
+                                                const std::vector<std::string>& keys,
+                                                FromRow from_row) {
+  auto select = db.Prepare(sql);
+  if (!select.ok()) return select.status();
+  for (size_t i = 0; i < keys.size(); ++i) select->Bind(static_cast<int>(i + 1), keys[i]);
+  absl::StatusOr<bool> row = select->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::nullopt;
+  absl::StatusOr<Record> record = from_row(*select);
+  select->Reset();
+  if (!record.ok()) return record.status();
+  return *std::move(record);
+}
+
 absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                       const std::string& topic) {
   for (const CustomerRecord& c : write.customers) {
-    auto upsert = db.Prepare(
-        "INSERT OR REPLACE INTO customers(customer_id, email, phone, totp_secret_sealed, "
-        "totp_enrolled_at_micros, last_totp_step, current_challenge_id, "
-        "locked_until_micros, recent_starts, recent_failures, recent_enrollments) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO customers(", kCustomerColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, c.customer_id)
                          .Bind(2, c.email)
@@ -50,14 +217,26 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                          .Bind(9, JoinTimes(c.recent_starts))
                          .Bind(10, JoinTimes(c.recent_failures))
                          .Bind(11, JoinTimes(c.recent_enrollments))
+                         .Bind(12, c.lockouts)
+                         .Run();
+    if (!s.ok()) return s;
+  }
+  for (const SourceRecord& source : write.sources) {
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO sources(", kSourceColumns,
+                                          ") VALUES (?, ?, ?, ?, ?)"));
+    if (!upsert.ok()) return upsert.status();
+    absl::Status s = upsert->Bind(1, source.source_key)
+                         .Bind(2, JoinTimes(source.recent_failures))
+                         .Bind(3, ToMicros(source.locked_until))
+                         .Bind(4, source.lockouts)
+                         .Bind(5, ToMicros(source.forget_after))
                          .Run();
     if (!s.ok()) return s;
   }
   for (const ChallengeRecord& c : write.challenges) {
-    auto upsert = db.Prepare(
-        "INSERT OR REPLACE INTO challenges(challenge_id, customer_id, method, session_id, "
-        "code_hash, created_at_micros, expires_at_micros, attempts_used, max_attempts, "
-        "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO challenges(", kChallengeColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                                          "?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, c.challenge_id)
                          .Bind(2, c.customer_id)
@@ -69,14 +248,20 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                          .Bind(8, c.attempts_used)
                          .Bind(9, c.max_attempts)
                          .Bind(10, static_cast<int64_t>(c.state))
+                         .Bind(11, c.start_request_id)
+                         .Bind(12, c.complete_request_id)
+                         .BindBlob(13, c.completed_code_hash)
+                         .Bind(14, c.token_id)
+                         .Bind(15, ToMicros(c.token_issued_at))
+                         .Bind(16, ToMicros(c.token_expires_at))
                          .Run();
     if (!s.ok()) return s;
   }
   for (const EnrollmentRecord& e : write.enrollments) {
-    auto upsert = db.Prepare(
-        "INSERT OR REPLACE INTO enrollments(enrollment_id, customer_id, secret_sealed, "
-        "actor_id, created_at_micros, expires_at_micros, attempts_used, used) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO enrollments(",
+                                          kEnrollmentColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                                          "?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, e.enrollment_id)
                          .Bind(2, e.customer_id)
@@ -86,92 +271,44 @@ absl::Status WriteAll(storage::Database& db, const IdentityWrite& write,
                          .Bind(6, ToMicros(e.expires_at))
                          .Bind(7, e.attempts_used)
                          .Bind(8, static_cast<int64_t>(e.used))
+                         .Bind(9, e.start_request_id)
+                         .Bind(10, e.account_label)
+                         .Bind(11, e.confirm_request_id)
+                         .Bind(12, ToMicros(e.confirmed_at))
+                         .Bind(13, static_cast<int64_t>(e.replaced))
+                         .Bind(14, static_cast<int64_t>(e.by_supervisor))
+                         .Bind(15, e.change_id)
                          .Run();
     if (!s.ok()) return s;
   }
-  for (const std::string& id : write.deleted_challenge_ids) {
-    auto del = db.Prepare("DELETE FROM challenges WHERE challenge_id = ?");
-    if (!del.ok()) return del.status();
-    if (absl::Status s = del->Bind(1, id).Run(); !s.ok()) return s;
-  }
-  for (const std::string& id : write.deleted_enrollment_ids) {
-    auto del = db.Prepare("DELETE FROM enrollments WHERE enrollment_id = ?");
-    if (!del.ok()) return del.status();
-    if (absl::Status s = del->Bind(1, id).Run(); !s.ok()) return s;
+  for (const AccountChangeRecord& c : write.changes) {
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO account_changes(",
+                                          kChangeColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                                          "?, ?, ?)"));
+    if (!upsert.ok()) return upsert.status();
+    absl::Status s = upsert->Bind(1, c.change_id)
+                         .Bind(2, c.customer_id)
+                         .Bind(3, static_cast<int64_t>(c.method))
+                         .Bind(4, c.new_address)
+                         .BindBlob(5, c.new_secret_sealed)
+                         .Bind(6, c.totp_step)
+                         .Bind(7, c.requested_by)
+                         .Bind(8, ToMicros(c.requested_at))
+                         .Bind(9, ToMicros(c.effective_at))
+                         .Bind(10, static_cast<int64_t>(c.state))
+                         .Bind(11, c.resolution)
+                         .Bind(12, c.resolved_by)
+                         .Bind(13, ToMicros(c.resolved_at))
+                         .BindBlob(14, c.code_hash)
+                         .Bind(15, c.code_attempts)
+                         .Bind(16, JoinMethods(c.notified))
+                         .Bind(17, ToMicros(c.forget_after))
+                         .Run();
+    if (!s.ok()) return s;
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status LoadAll(storage::Database& db, IdentityStore::Contents& contents) {
-  auto customers = db.Prepare(
-      "SELECT customer_id, email, phone, totp_secret_sealed, totp_enrolled_at_micros, "
-      "last_totp_step, current_challenge_id, locked_until_micros, recent_starts, "
-      "recent_failures, recent_enrollments FROM customers");
-  if (!customers.ok()) return customers.status();
-  while (true) {
-    absl::StatusOr<bool> row = customers->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    CustomerRecord c;
-    c.customer_id = customers->ColumnText(0);
-    c.email = customers->ColumnText(1);
-    c.phone = customers->ColumnText(2);
-    c.totp_secret_sealed = customers->ColumnBlob(3);
-    c.totp_enrolled_at = FromMicros(customers->ColumnInt(4));
-    c.last_totp_step = customers->ColumnInt(5);
-    c.current_challenge_id = customers->ColumnText(6);
-    c.locked_until = FromMicros(customers->ColumnInt(7));
-    for (auto [column, out] : {std::pair{8, &c.recent_starts},
-                               std::pair{9, &c.recent_failures},
-                               std::pair{10, &c.recent_enrollments}}) {
-      absl::StatusOr<std::vector<absl::Time>> times = SplitTimes(customers->ColumnText(column));
-      if (!times.ok()) return times.status();
-      *out = std::move(*times);
-    }
-    contents.customers.push_back(std::move(c));
-  }
-  auto challenges = db.Prepare(
-      "SELECT challenge_id, customer_id, method, session_id, code_hash, created_at_micros, "
-      "expires_at_micros, attempts_used, max_attempts, state FROM challenges");
-  if (!challenges.ok()) return challenges.status();
-  while (true) {
-    absl::StatusOr<bool> row = challenges->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    ChallengeRecord c;
-    c.challenge_id = challenges->ColumnText(0);
-    c.customer_id = challenges->ColumnText(1);
-    c.method = static_cast<common::v1::VerificationMethod>(challenges->ColumnInt(2));
-    c.session_id = challenges->ColumnText(3);
-    c.code_hash = challenges->ColumnBlob(4);
-    c.created_at = FromMicros(challenges->ColumnInt(5));
-    c.expires_at = FromMicros(challenges->ColumnInt(6));
-    c.attempts_used = static_cast<int>(challenges->ColumnInt(7));
-    c.max_attempts = static_cast<int>(challenges->ColumnInt(8));
-    c.state = static_cast<ChallengeState>(challenges->ColumnInt(9));
-    contents.challenges.push_back(std::move(c));
-  }
-  auto enrollments = db.Prepare(
-      "SELECT enrollment_id, customer_id, secret_sealed, actor_id, created_at_micros, "
-      "expires_at_micros, attempts_used, used FROM enrollments");
-  if (!enrollments.ok()) return enrollments.status();
-  while (true) {
-    absl::StatusOr<bool> row = enrollments->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    EnrollmentRecord e;
-    e.enrollment_id = enrollments->ColumnText(0);
-    e.customer_id = enrollments->ColumnText(1);
-    e.secret_sealed = enrollments->ColumnBlob(2);
-    e.actor_id = enrollments->ColumnText(3);
-    e.created_at = FromMicros(enrollments->ColumnInt(4));
-    e.expires_at = FromMicros(enrollments->ColumnInt(5));
-    e.attempts_used = static_cast<int>(enrollments->ColumnInt(6));
-    e.used = enrollments->ColumnInt(7) != 0;
-    contents.enrollments.push_back(std::move(e));
   }
   return absl::OkStatus();
 }
@@ -216,28 +353,261 @@ const std::vector<std::string>& IdentityMigrations() {
       "  used INTEGER NOT NULL);",
       // 2: the event outbox.
       events::kOutboxMigration,
+      // 3: request ids, so that retries get the first answer, and the
+      // indexes that replace keeping everything in memory: request ids per
+      // customer, and expiry for the sweep.
+      "ALTER TABLE challenges ADD COLUMN start_request_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE challenges ADD COLUMN complete_request_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE challenges ADD COLUMN completed_code_hash BLOB NOT NULL DEFAULT x'';"
+      "ALTER TABLE challenges ADD COLUMN token_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE challenges ADD COLUMN token_issued_at_micros INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE challenges ADD COLUMN token_expires_at_micros INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE enrollments ADD COLUMN start_request_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE enrollments ADD COLUMN account_label TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE enrollments ADD COLUMN confirm_request_id TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE enrollments ADD COLUMN confirmed_at_micros INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE enrollments ADD COLUMN replaced INTEGER NOT NULL DEFAULT 0;"
+      "CREATE UNIQUE INDEX challenges_by_request ON challenges(customer_id, start_request_id) "
+      "  WHERE start_request_id != '';"
+      "CREATE INDEX challenges_by_expiry ON challenges(expires_at_micros);"
+      "CREATE UNIQUE INDEX enrollments_by_request ON enrollments(customer_id, start_request_id) "
+      "  WHERE start_request_id != '';"
+      "CREATE INDEX enrollments_by_expiry ON enrollments(expires_at_micros);",
+      // 4: lockouts that escalate, per customer and per source (a keyed hash
+      // of the caller's address), kept across restarts.
+      "ALTER TABLE customers ADD COLUMN lockouts INTEGER NOT NULL DEFAULT 0;"
+      "CREATE TABLE sources("
+      "  source_key TEXT PRIMARY KEY,"  // HMAC-SHA256 of the address, hex
+      "  recent_failures TEXT NOT NULL,"
+      "  locked_until_micros INTEGER NOT NULL,"
+      "  lockouts INTEGER NOT NULL,"
+      "  forget_after_micros INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE INDEX sources_by_forget_after ON sources(forget_after_micros);",
+      // 5: changes of contacts and authenticators by the support desk, which
+      // wait for a cool-down or the customer's confirmation; enrollments
+      // know whether a supervisor started them.
+      "ALTER TABLE enrollments ADD COLUMN by_supervisor INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE enrollments ADD COLUMN change_id TEXT NOT NULL DEFAULT '';"
+      "CREATE TABLE account_changes("
+      "  change_id TEXT PRIMARY KEY,"
+      "  customer_id TEXT NOT NULL,"
+      "  method INTEGER NOT NULL,"
+      "  new_address TEXT NOT NULL,"
+      "  new_secret_sealed BLOB NOT NULL,"  // AES-256-GCM; empty for contacts
+      "  totp_step INTEGER NOT NULL,"
+      "  requested_by TEXT NOT NULL,"
+      "  requested_at_micros INTEGER NOT NULL,"
+      "  effective_at_micros INTEGER NOT NULL,"
+      "  state INTEGER NOT NULL,"  // 1 pending, 2 applied, 3 cancelled
+      "  resolution INTEGER NOT NULL,"
+      "  resolved_by TEXT NOT NULL,"
+      "  resolved_at_micros INTEGER NOT NULL,"
+      "  code_hash BLOB NOT NULL,"  // HMAC-SHA256 of the confirmation code
+      "  code_attempts INTEGER NOT NULL,"
+      "  notified TEXT NOT NULL,"  // comma-separated VerificationMethod numbers
+      "  forget_after_micros INTEGER NOT NULL);"
+      "CREATE INDEX account_changes_by_customer "
+      "  ON account_changes(customer_id, requested_at_micros);"
+      "CREATE INDEX account_changes_pending ON account_changes(customer_id) WHERE state = 1;"
+      "CREATE INDEX account_changes_due ON account_changes(effective_at_micros) "
+      "  WHERE state = 1;"
+      "CREATE INDEX account_changes_by_forget_after ON account_changes(forget_after_micros);",
   };
   return *migrations;
 }
 
-SqliteIdentityStore::SqliteIdentityStore(storage::GroupCommitter* committer,
+SqliteIdentityStore::SqliteIdentityStore(storage::GroupCommitter* committer, std::string path,
                                          std::string topic,
                                          std::function<void()> after_commit)
     : committer_(committer),
+      path_(std::move(path)),
       topic_(std::move(topic)),
       after_commit_(std::move(after_commit)) {}
 
-absl::StatusOr<IdentityStore::Contents> SqliteIdentityStore::Load() {
-  Contents contents;
-  // Through the committer: its thread owns the connection.
-  absl::Status status = committer_->Commit(
-      [&contents](storage::Database& db) { return LoadAll(db, contents); });
-  if (!status.ok()) return status;
-  return contents;
+absl::Status SqliteIdentityStore::Admit() { return committer_->Admit(); }
+
+absl::Status SqliteIdentityStore::Read(
+    const std::function<absl::Status(storage::Database&)>& read) {
+  std::unique_ptr<storage::Database> db;
+  {
+    absl::MutexLock lock(&readers_mu_);
+    if (!idle_readers_.empty()) {
+      db = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+    }
+  }
+  if (db == nullptr) {
+    absl::StatusOr<std::unique_ptr<storage::Database>> opened = storage::Database::Open({path_});
+    if (!opened.ok()) return opened.status();
+    db = *std::move(opened);
+  }
+  absl::Status status = read(*db);
+  absl::MutexLock lock(&readers_mu_);
+  idle_readers_.push_back(std::move(db));
+  return status;
 }
 
-void SqliteIdentityStore::Apply(IdentityWrite write,
-                                std::function<void(absl::Status)> done) {
+absl::StatusOr<std::optional<CustomerRecord>> SqliteIdentityStore::GetCustomer(
+    const std::string& customer_id) {
+  absl::StatusOr<std::optional<CustomerRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<CustomerRecord>(
+        db, absl::StrCat("SELECT ", kCustomerColumns, " FROM customers WHERE customer_id = ?"),
+        {customer_id}, CustomerFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<ChallengeRecord>> SqliteIdentityStore::GetChallenge(
+    const std::string& challenge_id) {
+  absl::StatusOr<std::optional<ChallengeRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<ChallengeRecord>(
+        db, absl::StrCat("SELECT ", kChallengeColumns, " FROM challenges WHERE challenge_id = ?"),
+        {challenge_id},
+        [](const storage::Statement& row) -> absl::StatusOr<ChallengeRecord> {
+          return ChallengeFromRow(row);
+        });
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<EnrollmentRecord>> SqliteIdentityStore::GetEnrollment(
+    const std::string& enrollment_id) {
+  absl::StatusOr<std::optional<EnrollmentRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<EnrollmentRecord>(
+        db,
+        absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE enrollment_id = ?"),
+        {enrollment_id},
+        [](const storage::Statement& row) -> absl::StatusOr<EnrollmentRecord> {
+          return EnrollmentFromRow(row);
+        });
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<SourceRecord>> SqliteIdentityStore::GetSource(
+    const std::string& source_key) {
+  absl::StatusOr<std::optional<SourceRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<SourceRecord>(
+        db, absl::StrCat("SELECT ", kSourceColumns, " FROM sources WHERE source_key = ?"),
+        {source_key}, SourceFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<AccountChangeRecord>> SqliteIdentityStore::GetChange(
+    const std::string& change_id) {
+  absl::StatusOr<std::optional<AccountChangeRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<AccountChangeRecord>(
+        db, absl::StrCat("SELECT ", kChangeColumns, " FROM account_changes WHERE change_id = ?"),
+        {change_id}, ChangeFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::vector<AccountChangeRecord>> SqliteIdentityStore::ListChanges(
+    const std::string& customer_id, int limit) {
+  absl::StatusOr<std::vector<AccountChangeRecord>> result;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectAll<AccountChangeRecord>(
+        db,
+        absl::StrCat("SELECT ", kChangeColumns,
+                     " FROM account_changes INDEXED BY account_changes_by_customer "
+                     "WHERE customer_id = ? ORDER BY requested_at_micros DESC, change_id DESC "
+                     "LIMIT ?"),
+        {limit}, {customer_id}, ChangeFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::vector<AccountChangeRecord>> SqliteIdentityStore::PendingChanges(
+    const std::string& customer_id) {
+  absl::StatusOr<std::vector<AccountChangeRecord>> result;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectAll<AccountChangeRecord>(
+        db,
+        absl::StrCat("SELECT ", kChangeColumns,
+                     " FROM account_changes INDEXED BY account_changes_pending "
+                     "WHERE customer_id = ? AND state = 1"),
+        {}, {customer_id}, ChangeFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::vector<AccountChangeRecord>> SqliteIdentityStore::DueChanges(absl::Time now,
+                                                                                 int limit) {
+  absl::StatusOr<std::vector<AccountChangeRecord>> result;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectAll<AccountChangeRecord>(
+        db,
+        absl::StrCat("SELECT ", kChangeColumns,
+                     " FROM account_changes INDEXED BY account_changes_due "
+                     "WHERE state = 1 AND effective_at_micros <= ? "
+                     "ORDER BY effective_at_micros LIMIT ?"),
+        {ToMicros(now), limit}, {}, ChangeFromRow);
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<ChallengeRecord>> SqliteIdentityStore::FindChallengeByRequest(
+    const std::string& customer_id, const std::string& request_id) {
+  absl::StatusOr<std::optional<ChallengeRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<ChallengeRecord>(
+        db,
+        absl::StrCat("SELECT ", kChallengeColumns,
+                     " FROM challenges WHERE customer_id = ? AND start_request_id = ? AND "
+                     "start_request_id != ''"),
+        {customer_id, request_id},
+        [](const storage::Statement& row) -> absl::StatusOr<ChallengeRecord> {
+          return ChallengeFromRow(row);
+        });
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::optional<EnrollmentRecord>> SqliteIdentityStore::FindEnrollmentByRequest(
+    const std::string& customer_id, const std::string& request_id) {
+  absl::StatusOr<std::optional<EnrollmentRecord>> result = std::nullopt;
+  absl::Status status = Read([&](storage::Database& db) {
+    result = SelectOne<EnrollmentRecord>(
+        db,
+        absl::StrCat("SELECT ", kEnrollmentColumns,
+                     " FROM enrollments WHERE customer_id = ? AND start_request_id = ? AND "
+                     "start_request_id != ''"),
+        {customer_id, request_id},
+        [](const storage::Statement& row) -> absl::StatusOr<EnrollmentRecord> {
+          return EnrollmentFromRow(row);
+        });
+    return result.status();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+void SqliteIdentityStore::Apply(IdentityWrite write, std::function<void(absl::Status)> done) {
   committer_->Submit(
       [this, write = std::move(write)](storage::Database& db) {
         return WriteAll(db, write, topic_);
@@ -246,6 +616,30 @@ void SqliteIdentityStore::Apply(IdentityWrite write,
         if (status.ok() && after_commit_) after_commit_();
         done(status);
       });
+}
+
+absl::StatusOr<int> SqliteIdentityStore::DeleteExpired(absl::Time cutoff, int limit) {
+  int deleted = 0;
+  absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
+    deleted = 0;
+    for (const auto& [table, id, expiry] :
+         {std::tuple{"challenges", "challenge_id", "expires_at_micros"},
+          std::tuple{"enrollments", "enrollment_id", "expires_at_micros"},
+          std::tuple{"sources", "source_key", "forget_after_micros"},
+          std::tuple{"account_changes", "change_id", "forget_after_micros"}}) {
+      auto remove = db.Prepare(absl::StrCat("DELETE FROM ", table, " WHERE ", id, " IN (SELECT ",
+                                            id, " FROM ", table, " WHERE ", expiry,
+                                            " < ? LIMIT ?)"));
+      if (!remove.ok()) return remove.status();
+      if (absl::Status s = remove->Bind(1, ToMicros(cutoff)).Bind(2, limit).Run(); !s.ok()) {
+        return s;
+      }
+      deleted += db.Changes();
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return deleted;
 }
 
 }  // namespace switchboard::identity

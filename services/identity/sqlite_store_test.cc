@@ -19,7 +19,7 @@ class SqliteIdentityStoreTest : public ::testing::Test {
     ASSERT_TRUE(db_->Migrate(IdentityMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
     store_ = std::make_unique<SqliteIdentityStore>(
-        committer_.get(), "switchboard.identity.v1", [this] { ++commits_; });
+        committer_.get(), path_, "switchboard.identity.v1", [this] { ++commits_; });
   }
 
   absl::Status Apply(IdentityWrite write) {
@@ -79,7 +79,13 @@ TEST_F(SqliteIdentityStoreTest, RoundTripsEveryRecordAcrossReopen) {
   ch.expires_at = t + absl::Minutes(5);
   ch.attempts_used = 2;
   ch.max_attempts = 5;
-  ch.state = ChallengeState::kReplaced;
+  ch.state = ChallengeState::kUsed;
+  ch.start_request_id = "start-1";
+  ch.complete_request_id = "done-1";
+  ch.completed_code_hash = std::string(32, '\x08');
+  ch.token_id = "vt_1";
+  ch.token_issued_at = t + absl::Minutes(1);
+  ch.token_expires_at = t + absl::Minutes(16);
   EnrollmentRecord& e = write.enrollments.emplace_back();
   e.enrollment_id = "enr_1";
   e.customer_id = "cust-1";
@@ -89,6 +95,11 @@ TEST_F(SqliteIdentityStoreTest, RoundTripsEveryRecordAcrossReopen) {
   e.expires_at = t + absl::Minutes(10);
   e.attempts_used = 1;
   e.used = true;
+  e.start_request_id = "enroll-1";
+  e.account_label = "Ana";
+  e.confirm_request_id = "confirm-1";
+  e.confirmed_at = t + absl::Minutes(2);
+  e.replaced = true;
   events::v1::Event& event = write.events.emplace_back();
   event.mutable_contact_changed()->set_customer_id("cust-1");
   ASSERT_TRUE(events::Seal(event, "identity", "cust-1", t).ok());
@@ -97,10 +108,10 @@ TEST_F(SqliteIdentityStoreTest, RoundTripsEveryRecordAcrossReopen) {
   EXPECT_EQ(OutboxRows(), 1);
 
   Open();
-  absl::StatusOr<IdentityStore::Contents> contents = store_->Load();
-  ASSERT_TRUE(contents.ok()) << contents.status();
-  ASSERT_EQ(contents->customers.size(), 1u);
-  const CustomerRecord& c2 = contents->customers[0];
+  auto customer = store_->GetCustomer("cust-1");
+  ASSERT_TRUE(customer.ok()) << customer.status();
+  ASSERT_TRUE(customer->has_value());
+  const CustomerRecord& c2 = **customer;
   EXPECT_EQ(c2.email, c.email);
   EXPECT_EQ(c2.phone, c.phone);
   EXPECT_EQ(c2.totp_secret_sealed, c.totp_secret_sealed);
@@ -111,29 +122,141 @@ TEST_F(SqliteIdentityStoreTest, RoundTripsEveryRecordAcrossReopen) {
   EXPECT_EQ(c2.recent_starts, c.recent_starts);
   EXPECT_EQ(c2.recent_failures, c.recent_failures);
   EXPECT_TRUE(c2.recent_enrollments.empty());
-  ASSERT_EQ(contents->challenges.size(), 1u);
-  const ChallengeRecord& ch2 = contents->challenges[0];
+  EXPECT_FALSE(store_->GetCustomer("cust-2")->has_value());
+
+  auto challenge = store_->GetChallenge("chl_1");
+  ASSERT_TRUE(challenge.ok() && challenge->has_value());
+  const ChallengeRecord& ch2 = **challenge;
   EXPECT_EQ(ch2.method, ch.method);
   EXPECT_EQ(ch2.session_id, "sess-1");
   EXPECT_EQ(ch2.code_hash, ch.code_hash);
   EXPECT_EQ(ch2.expires_at, ch.expires_at);
   EXPECT_EQ(ch2.attempts_used, 2);
   EXPECT_EQ(ch2.max_attempts, 5);
-  EXPECT_EQ(ch2.state, ChallengeState::kReplaced);
-  ASSERT_EQ(contents->enrollments.size(), 1u);
-  EXPECT_EQ(contents->enrollments[0].actor_id, "sup-1");
-  EXPECT_EQ(contents->enrollments[0].attempts_used, 1);
-  EXPECT_TRUE(contents->enrollments[0].used);
+  EXPECT_EQ(ch2.state, ChallengeState::kUsed);
+  EXPECT_EQ(ch2.complete_request_id, "done-1");
+  EXPECT_EQ(ch2.completed_code_hash, ch.completed_code_hash);
+  EXPECT_EQ(ch2.token_id, "vt_1");
+  EXPECT_EQ(ch2.token_issued_at, ch.token_issued_at);
+  EXPECT_EQ(ch2.token_expires_at, ch.token_expires_at);
+  auto by_request = store_->FindChallengeByRequest("cust-1", "start-1");
+  ASSERT_TRUE(by_request.ok() && by_request->has_value());
+  EXPECT_EQ((*by_request)->challenge_id, "chl_1");
+  EXPECT_FALSE(store_->FindChallengeByRequest("cust-2", "start-1")->has_value());
+  EXPECT_FALSE(store_->FindChallengeByRequest("cust-1", "")->has_value());
 
-  IdentityWrite deletes;
-  deletes.deleted_challenge_ids = {"chl_1"};
-  deletes.deleted_enrollment_ids = {"enr_1"};
-  ASSERT_TRUE(Apply(deletes).ok());
-  contents = store_->Load();
-  ASSERT_TRUE(contents.ok());
-  EXPECT_TRUE(contents->challenges.empty());
-  EXPECT_TRUE(contents->enrollments.empty());
-  EXPECT_EQ(contents->customers.size(), 1u);
+  auto enrollment = store_->GetEnrollment("enr_1");
+  ASSERT_TRUE(enrollment.ok() && enrollment->has_value());
+  EXPECT_EQ((*enrollment)->actor_id, "sup-1");
+  EXPECT_EQ((*enrollment)->attempts_used, 1);
+  EXPECT_TRUE((*enrollment)->used);
+  EXPECT_EQ((*enrollment)->account_label, "Ana");
+  EXPECT_EQ((*enrollment)->confirm_request_id, "confirm-1");
+  EXPECT_EQ((*enrollment)->confirmed_at, e.confirmed_at);
+  EXPECT_TRUE((*enrollment)->replaced);
+  auto enrollment_by_request = store_->FindEnrollmentByRequest("cust-1", "enroll-1");
+  ASSERT_TRUE(enrollment_by_request.ok() && enrollment_by_request->has_value());
+
+  // Expired more than a minute before the cutoff: both go, the customer stays.
+  auto deleted = store_->DeleteExpired(t + absl::Hours(1), 100);
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 2);
+  EXPECT_FALSE(store_->GetChallenge("chl_1")->has_value());
+  EXPECT_FALSE(store_->GetEnrollment("enr_1")->has_value());
+  EXPECT_TRUE(store_->GetCustomer("cust-1")->has_value());
+}
+
+TEST_F(SqliteIdentityStoreTest, AccountChangesAndSourcesAreFoundByTheirIndexes) {
+  const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  IdentityWrite write;
+  const auto change = [&](const std::string& id, const std::string& customer,
+                          ChangeState state, absl::Time requested) {
+    AccountChangeRecord c;
+    c.change_id = id;
+    c.customer_id = customer;
+    c.method = common::v1::VERIFICATION_METHOD_SMS_OTP;
+    c.new_address = "+8613800138000";
+    c.new_secret_sealed = std::string("\x00\x01", 2);
+    c.totp_step = 42;
+    c.requested_by = "sup-1";
+    c.requested_at = requested;
+    c.effective_at = requested + absl::Hours(24);
+    c.state = state;
+    c.resolution = state == ChangeState::kPending ? 0 : 2;
+    c.resolved_at = state == ChangeState::kPending ? absl::InfinitePast() : requested;
+    c.forget_after =
+        state == ChangeState::kPending ? absl::InfiniteFuture() : requested + absl::Hours(1);
+    c.code_hash = "hash";
+    c.code_attempts = 2;
+    c.notified = {common::v1::VERIFICATION_METHOD_EMAIL_OTP,
+                  common::v1::VERIFICATION_METHOD_SMS_OTP};
+    write.changes.push_back(c);
+  };
+  change("chg_old", "cust-1", ChangeState::kCancelled, t);
+  change("chg_new", "cust-1", ChangeState::kPending, t + absl::Minutes(1));
+  change("chg_other", "cust-2", ChangeState::kPending, t + absl::Minutes(2));
+  SourceRecord source;
+  source.source_key = "abc";
+  source.recent_failures = {t, t + absl::Seconds(1)};
+  source.locked_until = t + absl::Minutes(30);
+  source.lockouts = 2;
+  source.forget_after = t + absl::Hours(25);
+  write.sources.push_back(source);
+  ASSERT_TRUE(Apply(write).ok());
+  Open();
+
+  auto got = store_->GetChange("chg_new");
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+  EXPECT_EQ((*got)->new_secret_sealed, std::string("\x00\x01", 2));
+  EXPECT_EQ((*got)->totp_step, 42);
+  EXPECT_EQ((*got)->notified.size(), 2u);
+  EXPECT_EQ((*got)->code_attempts, 2);
+  EXPECT_EQ((*got)->resolved_at, absl::InfinitePast());
+  auto listed = store_->ListChanges("cust-1", 10);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].change_id, "chg_new");
+  EXPECT_EQ(store_->ListChanges("cust-1", 1)->size(), 1u);
+  ASSERT_EQ(store_->PendingChanges("cust-1")->size(), 1u);
+  EXPECT_EQ(store_->PendingChanges("cust-1")->at(0).change_id, "chg_new");
+  EXPECT_TRUE(store_->DueChanges(t + absl::Hours(24), 10)->empty());
+  auto due = store_->DueChanges(t + absl::Hours(25), 10);
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].change_id, "chg_new");
+  EXPECT_EQ(store_->DueChanges(t + absl::Hours(25), 1)->size(), 1u);
+  auto stored_source = store_->GetSource("abc");
+  ASSERT_TRUE(stored_source.ok() && stored_source->has_value());
+  EXPECT_EQ((*stored_source)->recent_failures.size(), 2u);
+  EXPECT_EQ((*stored_source)->lockouts, 2);
+  EXPECT_EQ((*stored_source)->locked_until, t + absl::Minutes(30));
+  // The resolved change goes once forgotten; pending ones never do.
+  EXPECT_EQ(*store_->DeleteExpired(t + absl::Hours(2), 100), 1);
+  EXPECT_FALSE(store_->GetChange("chg_old")->has_value());
+  EXPECT_EQ(*store_->DeleteExpired(t + absl::Hours(26), 100), 1);
+  EXPECT_FALSE(store_->GetSource("abc")->has_value());
+  EXPECT_TRUE(store_->GetChange("chg_new")->has_value());
+}
+
+TEST_F(SqliteIdentityStoreTest, ADatabaseOfTheFirstReleaseMigratesAndKeepsItsRows) {
+  const std::string path = storage::MakeTempDir() + "/old.db";
+  {
+    auto old = storage::Database::Open({path});
+    ASSERT_TRUE((*old)
+                    ->Migrate({IdentityMigrations()[0], IdentityMigrations()[1]})
+                    .ok());
+    ASSERT_TRUE((*old)
+                    ->Execute("INSERT INTO challenges VALUES ('chl_old', 'cust-1', 1, '', x'00', "
+                              "0, 10, 0, 5, 0)")
+                    .ok());
+  }
+  auto db = storage::Database::OpenMigrated({path}, IdentityMigrations());
+  ASSERT_TRUE(db.ok()) << db.status();
+  storage::GroupCommitter committer(db->get());
+  SqliteIdentityStore store(&committer, path, "switchboard.identity.v1", nullptr);
+  auto challenge = store.GetChallenge("chl_old");
+  ASSERT_TRUE(challenge.ok() && challenge->has_value()) << challenge.status();
+  EXPECT_EQ((*challenge)->start_request_id, "");
+  EXPECT_EQ((*challenge)->state, ChallengeState::kOpen);
 }
 
 TEST_F(SqliteIdentityStoreTest, AFailedWriteLeavesNothingBehind) {
@@ -143,9 +266,7 @@ TEST_F(SqliteIdentityStoreTest, AFailedWriteLeavesNothingBehind) {
   write.events.emplace_back().mutable_contact_changed()->set_customer_id("cust-1");
   EXPECT_FALSE(Apply(write).ok());
   EXPECT_EQ(commits_, 0);
-  absl::StatusOr<IdentityStore::Contents> contents = store_->Load();
-  ASSERT_TRUE(contents.ok());
-  EXPECT_TRUE(contents->customers.empty());
+  EXPECT_FALSE(store_->GetCustomer("cust-1")->has_value());
   EXPECT_EQ(OutboxRows(), 0);
 }
 

@@ -11,12 +11,16 @@
 namespace switchboard::presence {
 
 // An agent as the presence logic keeps it. The profile is the API's message:
-// it is what clients send, what is stored, and what events carry; the `load`
-// of each of its capacities is kept current.
+// it is what supervisors set, what is stored, and what events carry; the
+// `load` of each of its capacities is kept current, and each `capacity` is
+// at most its `max_capacity`.
 struct AgentRecord {
   std::string agent_id;
   v1::AgentStatus status = v1::AGENT_STATUS_OFFLINE;
   v1::AgentProfile profile;
+  // The supervisor who last set the profile ("" if none did) and when.
+  std::string profile_set_by;
+  absl::Time profile_set_at = absl::InfinitePast();
   // InfinitePast while OFFLINE.
   absl::Time lease_expires_at = absl::InfinitePast();
   absl::Time status_changed_at = absl::UnixEpoch();

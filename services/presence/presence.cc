@@ -135,6 +135,7 @@ absl::StatusOr<v1::AgentProfile> NormalizeProfile(absl::string_view field,
     v1::ChannelCapacity* c = out.add_capacities();
     c->set_channel(capacity.channel());
     c->set_capacity(capacity.capacity());
+    c->set_max_capacity(capacity.capacity());
   }
   return out;
 }
@@ -158,7 +159,15 @@ absl::Status Presence::Load() {
     if (agent.status != v1::AGENT_STATUS_OFFLINE) {
       agent.lease_expires_at = now + options_.lease;
     }
-    for (auto& c : *agent.profile.mutable_capacities()) c.set_load(0);
+    for (auto& c : *agent.profile.mutable_capacities()) {
+      c.set_load(0);
+      // A profile stored before supervisors set limits: what the agent had
+      // declared is kept as the limit (`profile_set_by` stays empty, so
+      // supervisors can find and review it).
+      if (agent.profile_set_by.empty() && c.max_capacity() == 0) {
+        c.set_max_capacity(c.capacity());
+      }
+    }
     CountStatus(v1::AGENT_STATUS_UNSPECIFIED, agent.status);
     agents_[agent.agent_id] = std::move(agent);
   }
@@ -268,6 +277,20 @@ events::v1::Event Presence::StatusEvent(const AgentRecord& agent,
   return event;
 }
 
+events::v1::Event Presence::ProfileEvent(const AgentRecord& agent, const AgentRecord& before,
+                                         absl::Time now) {
+  events::v1::Event event;
+  events::v1::AgentProfileSet* payload = event.mutable_agent_profile_set();
+  payload->set_agent_id(agent.agent_id);
+  payload->set_set_by(agent.profile_set_by);
+  *payload->mutable_skills() = agent.profile.skills();
+  *payload->mutable_capacities() = agent.profile.capacities();
+  *payload->mutable_previous_skills() = before.profile.skills();
+  *payload->mutable_previous_capacities() = before.profile.capacities();
+  events::Seal(event, kProducer, agent.agent_id, now).IgnoreError();
+  return event;
+}
+
 events::v1::Event Presence::LoadEvent(const AgentRecord& agent,
                                       const ReservationRecord& reservation,
                                       events::v1::AgentLoadChanged::Change change,
@@ -302,12 +325,21 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
       !s.ok()) {
     return s;
   }
-  std::optional<v1::AgentProfile> profile;
-  if (command.profile.has_value()) {
-    absl::StatusOr<v1::AgentProfile> normalized =
-        NormalizeProfile("profile", *command.profile);
-    if (!normalized.ok()) return normalized.status();
-    profile = std::move(*normalized);
+  std::set<int> channels;
+  for (const v1::ChannelCapacity& c : command.capacities) {
+    if (c.channel() == common::v1::CHANNEL_UNSPECIFIED ||
+        !common::v1::Channel_IsValid(c.channel())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("capacities.channel: unknown channel ", static_cast<int>(c.channel())));
+    }
+    if (!channels.insert(c.channel()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "capacities: duplicate channel ", common::v1::Channel_Name(c.channel())));
+    }
+    if (c.capacity() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "capacities.capacity: must not be negative, got ", c.capacity()));
+    }
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
@@ -317,6 +349,20 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
     absl::MutexLock lock(&mu_);
     if (absl::Status s = CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
+    // The limits are checked before anything changes: a refused call
+    // changes nothing. An agent presence does not know has none.
+    auto known = agents_.find(command.agent_id);
+    for (const v1::ChannelCapacity& wanted : command.capacities) {
+      const v1::ChannelCapacity* current =
+          known == agents_.end() ? nullptr : CapacityOn(known->second, wanted.channel());
+      const int limit = current == nullptr ? 0 : current->max_capacity();
+      if (wanted.capacity() > limit) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "capacities.capacity: at most ", limit, " on ",
+            common::v1::Channel_Name(wanted.channel()),
+            ", the limit a supervisor set (SetAgentProfile)"));
+      }
+    }
     auto [it, inserted] = agents_.try_emplace(command.agent_id);
     AgentRecord& agent = it->second;
     if (inserted) {
@@ -326,21 +372,10 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
       CountStatus(v1::AGENT_STATUS_UNSPECIFIED, agent.status);
     }
     const AgentRecord before = agent;
-    if (profile.has_value()) {
-      // Loads belong to presence, not to the client: carry them over.
-      v1::AgentProfile next = std::move(*profile);
-      for (const auto& old : before.profile.capacities()) {
-        if (old.load() == 0) continue;
-        bool found = false;
-        for (auto& c : *next.mutable_capacities()) {
-          if (c.channel() == old.channel()) {
-            c.set_load(old.load());
-            found = true;
-          }
-        }
-        if (!found) *next.add_capacities() = old;
+    for (const v1::ChannelCapacity& wanted : command.capacities) {
+      if (v1::ChannelCapacity* current = CapacityOn(agent, wanted.channel())) {
+        current->set_capacity(wanted.capacity());
       }
-      agent.profile = std::move(next);
     }
     SetStatusOf(agent, command.status, now);
     agent.lease_expires_at = command.status == v1::AGENT_STATUS_OFFLINE
@@ -365,6 +400,74 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
     } else {
       // Nothing changed (a retry, or a renewal by SetStatus): answer once
       // what it reports is durable.
+      pending = Newest();
+    }
+    result = agent;
+  }
+  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  return result;
+}
+
+absl::StatusOr<AgentRecord> Presence::SetProfile(const std::string& agent_id,
+                                                 const v1::AgentProfile& profile,
+                                                 const std::string& supervisor_id) {
+  if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
+  absl::StatusOr<v1::AgentProfile> normalized = NormalizeProfile("profile", profile);
+  if (!normalized.ok()) return normalized.status();
+  if (absl::Status s = store_->Admit(); !s.ok()) return s;
+
+  std::shared_ptr<Pending> pending;
+  AgentRecord result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    const absl::Time now = clock_->Now();
+    auto [it, inserted] = agents_.try_emplace(agent_id);
+    AgentRecord& agent = it->second;
+    if (inserted) {
+      agent.agent_id = agent_id;
+      agent.status_changed_at = now;
+      agent.idle_since = now;
+      CountStatus(v1::AGENT_STATUS_UNSPECIFIED, agent.status);
+    }
+    const AgentRecord before = agent;
+    // Loads belong to presence, not to the supervisor: carry them over,
+    // keeping a dropped channel that still holds sessions (at capacity 0)
+    // so that their releases balance.
+    v1::AgentProfile next = *std::move(normalized);
+    for (const auto& old : before.profile.capacities()) {
+      if (old.load() == 0) continue;
+      bool found = false;
+      for (auto& c : *next.mutable_capacities()) {
+        if (c.channel() == old.channel()) {
+          c.set_load(old.load());
+          found = true;
+        }
+      }
+      if (!found) {
+        v1::ChannelCapacity* kept = next.add_capacities();
+        kept->set_channel(old.channel());
+        kept->set_load(old.load());
+      }
+    }
+    agent.profile = std::move(next);
+    const bool changed =
+        inserted || before.profile.SerializeAsString() != agent.profile.SerializeAsString();
+    if (changed) {
+      agent.profile_set_by = supervisor_id;
+      agent.profile_set_at = now;
+      agent.revision = ++revision_;
+      PresenceWrite write;
+      write.agents.push_back(agent);
+      write.events.push_back(ProfileEvent(agent, before, now));
+      pending = Commit(std::move(write),
+                       {AgentChange{agent, before.status, v1::CHANGE_REASON_PROFILE_SET}});
+      log::Info("agent_profile_set", {{"agent_id", agent.agent_id},
+                                      {"set_by", supervisor_id},
+                                      {"categories", agent.profile.skills().categories_size()},
+                                      {"languages", agent.profile.skills().languages_size()}});
+    } else {
+      // A retry: answered once what it reports is durable.
       pending = Newest();
     }
     result = agent;

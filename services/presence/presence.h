@@ -35,6 +35,8 @@ class PresenceListener {
 };
 
 // The presence logic: agents' status, skills, capacity, load and leases.
+// Skills and capacity limits are a supervisor's (SetProfile); an agent sets
+// the status and a capacity within the limits (SetStatus).
 //
 // State lives in memory and in the store: every change is decided under one
 // lock (so capacity checks and reservations are atomic), queued to the store
@@ -69,12 +71,23 @@ class Presence {
   struct SetStatusCommand {
     std::string agent_id;
     v1::AgentStatus status = v1::AGENT_STATUS_UNSPECIFIED;
-    // Replaces the profile when set (loads in it are ignored).
-    std::optional<v1::AgentProfile> profile;
+    // The capacity the agent takes from now on, per channel listed
+    // (`channel` and `capacity` only; other channels keep theirs).
+    std::vector<v1::ChannelCapacity> capacities;
     std::string device_id;
   };
-  // Errors: InvalidArgument naming the field.
+  // Errors: InvalidArgument naming the field; PermissionDenied for a
+  // capacity above the channel's max_capacity (nothing changes).
   absl::StatusOr<AgentRecord> SetStatus(const SetStatusCommand& command);
+
+  // A supervisor's SetAgentProfile: `profile` (as NormalizeProfile accepts
+  // it; each capacity is the limit granted) replaces the agent's display
+  // name, skills and limits, and each channel's capacity becomes its limit.
+  // Status and lease are untouched; an unknown agent is created OFFLINE.
+  // Errors: InvalidArgument naming the field.
+  absl::StatusOr<AgentRecord> SetProfile(const std::string& agent_id,
+                                         const v1::AgentProfile& profile,
+                                         const std::string& supervisor_id);
 
   // Renews the lease. Errors: NotFound, FailedPrecondition (OFFLINE).
   absl::StatusOr<AgentRecord> Heartbeat(const std::string& agent_id,
@@ -189,6 +202,8 @@ class Presence {
   events::v1::Event StatusEvent(const AgentRecord& agent,
                                 v1::AgentStatus previous,
                                 v1::ChangeReason reason, absl::Time now);
+  events::v1::Event ProfileEvent(const AgentRecord& agent, const AgentRecord& before,
+                                 absl::Time now);
   events::v1::Event LoadEvent(const AgentRecord& agent,
                               const ReservationRecord& reservation,
                               events::v1::AgentLoadChanged::Change change,
@@ -217,9 +232,10 @@ class Presence {
       ABSL_GUARDED_BY(listeners_mu_);
 };
 
-// Normalizes and checks a profile from a client: display name, categories,
-// languages (lower-cased BCP 47 tags), capacities (0 to 100, one per
-// channel). Errors name the field, prefixed with `field`.
+// Normalizes and checks a profile from a supervisor: display name,
+// categories, languages (lower-cased BCP 47 tags), capacities (0 to 100, one
+// per channel; each becomes both `capacity` and `max_capacity`). Errors name
+// the field, prefixed with `field`.
 absl::StatusOr<v1::AgentProfile> NormalizeProfile(absl::string_view field,
                                                   const v1::AgentProfile& profile);
 

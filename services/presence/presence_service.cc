@@ -70,6 +70,10 @@ void ToProto(const AgentRecord& agent, v1::Agent* out) {
   for (const auto& c : agent.profile.capacities()) total += c.load();
   out->set_total_load(total);
   out->set_revision(agent.revision);
+  out->set_profile_set_by(agent.profile_set_by);
+  if (agent.profile_set_at != absl::InfinitePast()) {
+    protoutil::ToTimestamp(agent.profile_set_at, out->mutable_profile_set_at());
+  }
 }
 
 // One WatchPresence stream: a snapshot, then committed changes in commit
@@ -144,10 +148,11 @@ absl::StatusOr<auth::Principal> PresenceService::Authenticate(
 
 absl::StatusOr<std::string> PresenceService::TargetAgent(
     grpc::CallbackServerContext* context, const std::string& requested,
-    std::initializer_list<Role> others, absl::string_view method) {
+    std::initializer_list<Role> others, absl::string_view method, Role* role) {
   absl::StatusOr<auth::Principal> principal =
       auth::AuthenticateCall(*context, *tokens_, clock_->Now());
   if (!principal.ok()) return principal.status();
+  if (role != nullptr) *role = principal->role;
   if (principal->role == Role::kAgent) {
     if (!requested.empty() && requested != principal->subject) {
       return absl::PermissionDeniedError(
@@ -165,13 +170,26 @@ absl::StatusOr<std::string> PresenceService::TargetAgent(
 grpc::ServerUnaryReactor* PresenceService::SetStatus(
     grpc::CallbackServerContext* context, const v1::SetStatusRequest* request,
     v1::SetStatusResponse* response) {
+  Role role = Role::kAgent;
   absl::StatusOr<std::string> agent_id =
-      TargetAgent(context, request->agent_id(), {Role::kSupervisor}, "SetStatus");
+      TargetAgent(context, request->agent_id(), {Role::kSupervisor}, "SetStatus", &role);
   if (!agent_id.ok()) return FinishNow(context, agent_id.status());
+  if (request->has_profile()) {
+    return FinishNow(context,
+                     role == Role::kAgent
+                         ? absl::PermissionDeniedError(
+                               "profile: an agent's skills and capacity limits are set by "
+                               "supervisors (SetAgentProfile); agents may lower their "
+                               "capacity with `capacities`")
+                         : absl::InvalidArgumentError(
+                               "profile: set an agent's profile with SetAgentProfile"));
+  }
   return RunUnary(context, *pool_, [this, request, response, agent_id = *agent_id] {
-    Presence::SetStatusCommand command{agent_id, request->status(), std::nullopt,
-                                       request->device_id()};
-    if (request->has_profile()) command.profile = request->profile();
+    Presence::SetStatusCommand command;
+    command.agent_id = agent_id;
+    command.status = request->status();
+    command.capacities.assign(request->capacities().begin(), request->capacities().end());
+    command.device_id = request->device_id();
     absl::StatusOr<AgentRecord> agent = presence_->SetStatus(command);
     if (!agent.ok()) return agent.status();
     ToProto(*agent, response->mutable_agent());
@@ -179,6 +197,25 @@ grpc::ServerUnaryReactor* PresenceService::SetStatus(
                           response->mutable_heartbeat_interval());
     return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* PresenceService::SetAgentProfile(
+    grpc::CallbackServerContext* context, const v1::SetAgentProfileRequest* request,
+    v1::SetAgentProfileResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, {Role::kSupervisor}, "SetAgentProfile");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (!request->has_profile()) {
+    return FinishNow(context, absl::InvalidArgumentError("profile: required"));
+  }
+  return RunUnary(context, *pool_,
+                  [this, request, response, supervisor = principal->subject] {
+                    absl::StatusOr<AgentRecord> agent = presence_->SetProfile(
+                        request->agent_id(), request->profile(), supervisor);
+                    if (!agent.ok()) return agent.status();
+                    ToProto(*agent, response->mutable_agent());
+                    return absl::OkStatus();
+                  });
 }
 
 grpc::ServerUnaryReactor* PresenceService::Heartbeat(

@@ -41,6 +41,9 @@ class PresenceService final : public v1::PresenceService::CallbackService {
   grpc::ServerUnaryReactor* SetStatus(grpc::CallbackServerContext* context,
                                       const v1::SetStatusRequest* request,
                                       v1::SetStatusResponse* response) override;
+  grpc::ServerUnaryReactor* SetAgentProfile(grpc::CallbackServerContext* context,
+                                            const v1::SetAgentProfileRequest* request,
+                                            v1::SetAgentProfileResponse* response) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
                                       const v1::HeartbeatRequest* request,
                                       v1::HeartbeatResponse* response) override;
@@ -77,11 +80,13 @@ class PresenceService final : public v1::PresenceService::CallbackService {
   class WatchReactor;
 
   // The agent a call acts on: the caller for an agent (who may name only
-  // themselves), the named agent for other allowed roles.
+  // themselves), the named agent for other allowed roles. `role`, if
+  // given, receives the caller's role.
   absl::StatusOr<std::string> TargetAgent(grpc::CallbackServerContext* context,
                                           const std::string& requested,
                                           std::initializer_list<auth::Role> others,
-                                          absl::string_view method);
+                                          absl::string_view method,
+                                          auth::Role* role = nullptr);
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
                                                std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);

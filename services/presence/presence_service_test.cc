@@ -54,10 +54,17 @@ class PresenceServiceTest : public ::testing::Test {
                             response ? response : &ignored);
   }
 
-  static v1::SetStatusRequest Online(int chat_capacity = 2) {
+  static v1::SetStatusRequest Online() {
     v1::SetStatusRequest request;
     request.set_status(v1::AGENT_STATUS_ONLINE);
     request.set_device_id("laptop");
+    return request;
+  }
+
+  // WITHDRAWAL chats in English, up to `chat_capacity` at once.
+  static v1::SetAgentProfileRequest Profile(const std::string& agent, int chat_capacity = 2) {
+    v1::SetAgentProfileRequest request;
+    request.set_agent_id(agent);
     v1::AgentProfile* profile = request.mutable_profile();
     profile->set_display_name("Ana");
     profile->mutable_skills()->add_categories(common::v1::CATEGORY_WITHDRAWAL);
@@ -66,6 +73,27 @@ class PresenceServiceTest : public ::testing::Test {
     chat->set_channel(common::v1::CHANNEL_CHAT);
     chat->set_capacity(chat_capacity);
     return request;
+  }
+
+  grpc::Status SetProfile(const std::string& token, const v1::SetAgentProfileRequest& request,
+                          v1::SetAgentProfileResponse* response = nullptr) {
+    v1::SetAgentProfileResponse ignored;
+    return stub_->SetAgentProfile(ContextWithToken(token).get(), request,
+                                  response ? response : &ignored);
+  }
+
+  // A supervisor sets `agent` up, then the agent goes online.
+  grpc::Status Join(const std::string& agent, int chat_capacity = 2) {
+    grpc::Status granted = SetProfile(Supervisor(), Profile(agent, chat_capacity));
+    if (!granted.ok()) return granted;
+    return SetStatus(Agent(agent), Online());
+  }
+
+  static v1::ChannelCapacity Chat(int capacity) {
+    v1::ChannelCapacity chat;
+    chat.set_channel(common::v1::CHANNEL_CHAT);
+    chat.set_capacity(capacity);
+    return chat;
   }
 
   grpc::StatusCode Reserve(const std::string& token, const std::string& agent,
@@ -94,6 +122,7 @@ class PresenceServiceTest : public ::testing::Test {
 };
 
 TEST_F(PresenceServiceTest, AgentGoesOnlineAndReadsThemselves) {
+  ASSERT_TRUE(SetProfile(Supervisor(), Profile("ana")).ok());
   v1::SetStatusResponse response;
   ASSERT_TRUE(SetStatus(Agent("ana"), Online(), &response).ok());
   EXPECT_EQ(response.agent().agent_id(), "ana");
@@ -110,6 +139,73 @@ TEST_F(PresenceServiceTest, AgentGoesOnlineAndReadsThemselves) {
   v1::GetAgentResponse got;
   ASSERT_TRUE(stub_->GetAgent(ContextWithToken(Agent("ana")).get(), {}, &got).ok());
   EXPECT_EQ(got.agent().profile().display_name(), "Ana");
+  EXPECT_EQ(got.agent().profile_set_by(), "sup-1");
+  EXPECT_TRUE(got.agent().has_profile_set_at());
+  EXPECT_EQ(got.agent().profile().capacities(0).max_capacity(), 2);
+}
+
+TEST_F(PresenceServiceTest, SupervisorsSetSkillsAndLimitsAgentsOnlyTheirStatusAndLess) {
+  ASSERT_TRUE(Join("ana", 3).ok());
+  const auto read = [&] {
+    v1::GetAgentRequest get;
+    get.set_agent_id("ana");
+    v1::GetAgentResponse got;
+    EXPECT_TRUE(stub_->GetAgent(ContextWithToken(Supervisor()).get(), get, &got).ok());
+    return got.agent();
+  };
+  const v1::Agent before = read();
+  // An agent cannot give themselves skills or capacity, by either call.
+  v1::SetStatusRequest self_granted = Online();
+  *self_granted.mutable_profile() = Profile("ana", 100).profile();
+  self_granted.mutable_profile()->mutable_skills()->add_categories(
+      common::v1::CATEGORY_ACCOUNT_SECURITY);
+  grpc::Status refused = SetStatus(Agent("ana"), self_granted);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(refused.error_message().find("profile"), std::string::npos);
+  v1::SetAgentProfileRequest own = Profile("ana", 100);
+  own.mutable_profile()->mutable_skills()->add_categories(common::v1::CATEGORY_ACCOUNT_SECURITY);
+  EXPECT_EQ(SetProfile(Agent("ana"), own).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  own.set_agent_id("");
+  EXPECT_EQ(SetProfile(Agent("ana"), own).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(SetProfile(Service(), own).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(SetProfile(tokens_.For(Role::kCustomer, "c-1"), own).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(SetProfile("", own).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  v1::SetStatusRequest raise = Online();
+  *raise.add_capacities() = Chat(4);
+  EXPECT_EQ(SetStatus(Agent("ana"), raise).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(read().SerializeAsString(), before.SerializeAsString());
+  // A supervisor sets profiles with SetAgentProfile, not SetStatus.
+  v1::SetStatusRequest by_supervisor = self_granted;
+  by_supervisor.set_agent_id("ana");
+  EXPECT_EQ(SetStatus(Supervisor(), by_supervisor).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(SetProfile(Supervisor(), v1::SetAgentProfileRequest()).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // The agent takes less work for a while, then up to the limit again.
+  v1::SetStatusRequest lower = Online();
+  *lower.add_capacities() = Chat(1);
+  v1::SetStatusResponse lowered;
+  ASSERT_TRUE(SetStatus(Agent("ana"), lower, &lowered).ok());
+  EXPECT_EQ(lowered.agent().profile().capacities(0).capacity(), 1);
+  EXPECT_EQ(lowered.agent().profile().capacities(0).max_capacity(), 3);
+  EXPECT_EQ(Reserve(Service(), "ana", "s-1"), grpc::StatusCode::OK);
+  EXPECT_EQ(Reserve(Service(), "ana", "s-2"), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  *lower.mutable_capacities(0) = Chat(3);
+  ASSERT_TRUE(SetStatus(Agent("ana"), lower).ok());
+  EXPECT_EQ(Reserve(Service(), "ana", "s-2"), grpc::StatusCode::OK);
+  // Only supervisors change skills and limits.
+  v1::SetAgentProfileRequest security = Profile("ana", 5);
+  security.mutable_profile()->mutable_skills()->add_categories(
+      common::v1::CATEGORY_ACCOUNT_SECURITY);
+  v1::SetAgentProfileResponse set;
+  ASSERT_TRUE(SetProfile(tokens_.For(Role::kSupervisor, "sup-2"), security, &set).ok());
+  EXPECT_EQ(set.agent().profile_set_by(), "sup-2");
+  EXPECT_EQ(set.agent().status(), v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(set.agent().profile().skills().categories_size(), 2);
+  EXPECT_EQ(set.agent().profile().capacities(0).capacity(), 5);
+  EXPECT_EQ(set.agent().profile().capacities(0).load(), 2);
 }
 
 TEST_F(PresenceServiceTest, EveryAuthFailureIsRefusedAndChangesNothing) {
@@ -154,18 +250,29 @@ TEST_F(PresenceServiceTest, EveryAuthFailureIsRefusedAndChangesNothing) {
 TEST_F(PresenceServiceTest, BadInputGetsInvalidArgumentAndTheServerKeepsServing) {
   v1::SetStatusRequest unknown_status = Online();
   unknown_status.set_status(static_cast<v1::AgentStatus>(42));
-  v1::SetStatusRequest negative = Online(-1);
-  v1::SetStatusRequest absurd = Online(1'000'000);
-  v1::SetStatusRequest bad_channel = Online();
-  bad_channel.mutable_profile()->mutable_capacities(0)->set_channel(
-      static_cast<common::v1::Channel>(77));
-  v1::SetStatusRequest long_name = Online();
-  long_name.mutable_profile()->set_display_name(std::string(200, 'x'));
   v1::SetStatusRequest long_device = Online();
   long_device.set_device_id(std::string(5000, 'd'));
-  for (const auto& request :
-       {unknown_status, negative, absurd, bad_channel, long_name, long_device}) {
+  v1::SetStatusRequest negative_capacity = Online();
+  *negative_capacity.add_capacities() = Chat(-1);
+  v1::SetStatusRequest unknown_channel = Online();
+  *unknown_channel.add_capacities() = Chat(1);
+  unknown_channel.mutable_capacities(0)->set_channel(static_cast<common::v1::Channel>(77));
+  for (const auto& request : {unknown_status, long_device, negative_capacity, unknown_channel}) {
     grpc::Status status = SetStatus(Agent("ana"), request);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << status.error_message();
+    EXPECT_FALSE(status.error_message().empty());
+  }
+  v1::SetAgentProfileRequest negative = Profile("ana", -1);
+  v1::SetAgentProfileRequest absurd = Profile("ana", 1'000'000);
+  v1::SetAgentProfileRequest bad_channel = Profile("ana");
+  bad_channel.mutable_profile()->mutable_capacities(0)->set_channel(
+      static_cast<common::v1::Channel>(77));
+  v1::SetAgentProfileRequest long_name = Profile("ana");
+  long_name.mutable_profile()->set_display_name(std::string(200, 'x'));
+  v1::SetAgentProfileRequest no_agent = Profile("");
+  for (const auto& request : {negative, absurd, bad_channel, long_name, no_agent}) {
+    grpc::Status status = SetProfile(Supervisor(), request);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
         << status.error_message();
     EXPECT_FALSE(status.error_message().empty());
@@ -189,19 +296,19 @@ TEST_F(PresenceServiceTest, BadInputGetsInvalidArgumentAndTheServerKeepsServing)
   EXPECT_EQ(stub_->ListAgents(ContextWithToken(Supervisor()).get(), bad_page, &list).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 
-  ASSERT_TRUE(SetStatus(Agent("ana"), Online()).ok());
+  ASSERT_TRUE(Join("ana").ok());
 }
 
 TEST_F(PresenceServiceTest, InvalidUtf8IsRejectedNotInternal) {
-  v1::SetStatusRequest request = Online();
+  v1::SetAgentProfileRequest request = Profile("ana");
   request.mutable_profile()->set_display_name("\xff\xfe bad");
-  grpc::Status status = SetStatus(Agent("ana"), request);
+  grpc::Status status = SetProfile(Supervisor(), request);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
-  ASSERT_TRUE(SetStatus(Agent("ana"), Online()).ok());
+  ASSERT_TRUE(Join("ana").ok());
 }
 
 TEST_F(PresenceServiceTest, CapacityFlowAndPagination) {
-  for (const char* id : {"a1", "a2", "a3"}) ASSERT_TRUE(SetStatus(Agent(id), Online(1)).ok());
+  for (const char* id : {"a1", "a2", "a3"}) ASSERT_TRUE(Join(id, 1).ok());
   EXPECT_EQ(Reserve(Service(), "a1", "s-1"), grpc::StatusCode::OK);
   EXPECT_EQ(Reserve(Service(), "a1", "s-1"), grpc::StatusCode::OK);
   EXPECT_EQ(Reserve(Service(), "a1", "s-2"), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -293,7 +400,7 @@ TEST_F(PresenceServiceTest, MetricsCountHandledCallsByCode) {
 }
 
 TEST_F(PresenceServiceTest, OnlyRoutingReconcilesAndStrayCapacityIsFreed) {
-  ASSERT_TRUE(SetStatus(Agent("ana"), Online(2)).ok());
+  ASSERT_TRUE(Join("ana", 2).ok());
   v1::ReserveCapacityRequest reserve;
   reserve.set_agent_id("ana");
   reserve.set_session_id("stray");

@@ -64,6 +64,11 @@ class FakePresenceStore : public PresenceStore {
     absl::MutexLock lock(&mu_);
     fail_ = fail;
   }
+  // As if a previous run had stored `agent`.
+  void Seed(const AgentRecord& agent) {
+    absl::MutexLock lock(&mu_);
+    agents_[agent.agent_id] = agent;
+  }
 
  private:
   std::map<std::string, AgentRecord> agents_;
@@ -104,11 +109,20 @@ class PresenceTest : public ::testing::Test {
     ASSERT_TRUE(presence_->Load().ok());
   }
 
+  // A supervisor grants `id` DEPOSIT chats in Chinese and English, then the
+  // agent goes online.
   AgentRecord GoOnline(const std::string& id, int chat_capacity = 3) {
-    auto agent = presence_->SetStatus(
-        {id, v1::AGENT_STATUS_ONLINE, ChatProfile(chat_capacity), "laptop"});
+    EXPECT_TRUE(presence_->SetProfile(id, ChatProfile(chat_capacity), "sup-1").ok());
+    auto agent = presence_->SetStatus({id, v1::AGENT_STATUS_ONLINE, {}, "laptop"});
     EXPECT_TRUE(agent.ok()) << agent.status();
     return *agent;
+  }
+
+  static v1::ChannelCapacity Chat(int capacity) {
+    v1::ChannelCapacity chat;
+    chat.set_channel(CHANNEL_CHAT);
+    chat.set_capacity(capacity);
+    return chat;
   }
 
   int ChatLoad(const std::string& id) {
@@ -127,25 +141,91 @@ class PresenceTest : public ::testing::Test {
   std::unique_ptr<Presence> presence_;
 };
 
-TEST_F(PresenceTest, SetStatusStoresProfileAndEmitsOneEvent) {
+TEST_F(PresenceTest, ASupervisorSetsTheProfileAndTheAgentTheStatus) {
   AgentRecord agent = GoOnline("agent-1");
   EXPECT_EQ(agent.status, v1::AGENT_STATUS_ONLINE);
   EXPECT_EQ(agent.lease_expires_at, clock_.Now() + absl::Seconds(30));
   EXPECT_EQ(agent.profile.skills().languages(0), "zh-cn");
-  ASSERT_EQ(store_.events().size(), 1u);
-  const events::v1::Event event = store_.events()[0];
-  EXPECT_EQ(event.type(), "presence.agent_status_changed");
-  EXPECT_EQ(event.entity_id(), "agent-1");
-  EXPECT_EQ(event.agent_status_changed().status(), v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(agent.profile.capacities(0).capacity(), 3);
+  EXPECT_EQ(agent.profile.capacities(0).max_capacity(), 3);
+  EXPECT_EQ(agent.profile_set_by, "sup-1");
+  EXPECT_EQ(agent.profile_set_at, clock_.Now());
+  ASSERT_EQ(store_.events().size(), 2u);
+  const events::v1::Event profile = store_.events()[0];
+  EXPECT_EQ(profile.type(), "presence.agent_profile_set");
+  EXPECT_EQ(profile.entity_id(), "agent-1");
+  EXPECT_EQ(profile.agent_profile_set().set_by(), "sup-1");
+  EXPECT_EQ(profile.agent_profile_set().skills().categories(0), common::v1::CATEGORY_DEPOSIT);
+  EXPECT_EQ(profile.agent_profile_set().capacities(0).max_capacity(), 3);
+  const events::v1::Event status = store_.events()[1];
+  EXPECT_EQ(status.type(), "presence.agent_status_changed");
+  EXPECT_EQ(status.agent_status_changed().status(), v1::AGENT_STATUS_ONLINE);
 
   // The same status again only renews the lease: no event, no revision.
   clock_.Advance(absl::Seconds(5));
-  auto again = presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, std::nullopt, ""});
+  auto again = presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, {}, ""});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->revision, agent.revision);
   EXPECT_EQ(again->lease_expires_at, clock_.Now() + absl::Seconds(30));
-  EXPECT_EQ(store_.events().size(), 1u);
+  // The same profile again (a retry) changes nothing either.
+  ASSERT_TRUE(presence_->SetProfile("agent-1", ChatProfile(3), "sup-2").ok());
+  EXPECT_EQ(presence_->GetAgent("agent-1")->profile_set_by, "sup-1");
+  EXPECT_EQ(store_.events().size(), 2u);
   EXPECT_EQ(metrics_.agents(v1::AGENT_STATUS_ONLINE).Value(), 1);
+}
+
+TEST_F(PresenceTest, AgentsLowerTheirCapacityWithinTheLimitAndNeverRaiseIt) {
+  GoOnline("agent-1", 3);
+  // Lower, then back up to the limit: the agent's call.
+  auto lowered = presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, {Chat(1)}, ""});
+  ASSERT_TRUE(lowered.ok()) << lowered.status();
+  EXPECT_EQ(lowered->profile.capacities(0).capacity(), 1);
+  EXPECT_EQ(lowered->profile.capacities(0).max_capacity(), 3);
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
+  EXPECT_EQ(presence_->Reserve("agent-1", "s-2", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, {Chat(3)}, ""}).ok());
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-2", CHANNEL_CHAT, std::nullopt).ok());
+  // Above the limit, or on a channel never granted: refused, nothing changes.
+  const size_t events_before = store_.events().size();
+  const AgentRecord before = *presence_->GetAgent("agent-1");
+  absl::Status above =
+      presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, {Chat(4)}, ""}).status();
+  EXPECT_EQ(above.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(above.message().find("capacities.capacity: at most 3 on CHANNEL_CHAT"),
+            std::string::npos);
+  v1::ChannelCapacity email;
+  email.set_channel(CHANNEL_EMAIL);
+  email.set_capacity(1);
+  EXPECT_EQ(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, {email}, ""}).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  const AgentRecord after = *presence_->GetAgent("agent-1");
+  EXPECT_EQ(after.status, v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(after.revision, before.revision);
+  EXPECT_EQ(store_.events().size(), events_before);
+  // An agent no supervisor has set up can go online, with nothing to take.
+  EXPECT_EQ(presence_->SetStatus({"newcomer", v1::AGENT_STATUS_ONLINE, {Chat(1)}, ""})
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(presence_->GetAgent("newcomer").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(presence_->SetStatus({"newcomer", v1::AGENT_STATUS_ONLINE, {}, ""}).ok());
+  EXPECT_EQ(presence_->Reserve("newcomer", "s-3", CHANNEL_CHAT, std::nullopt).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A new grant resets the capacity to the new limit; the load stays.
+  ASSERT_TRUE(presence_->SetProfile("agent-1", ChatProfile(2), "sup-2").ok());
+  const AgentRecord regranted = *presence_->GetAgent("agent-1");
+  EXPECT_EQ(regranted.profile.capacities(0).capacity(), 2);
+  EXPECT_EQ(regranted.profile.capacities(0).max_capacity(), 2);
+  EXPECT_EQ(regranted.profile_set_by, "sup-2");
+  EXPECT_EQ(ChatLoad("agent-1"), 2);
+  // Limits and choices survive a restart.
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, {Chat(1)}, ""}).ok());
+  Restart();
+  const AgentRecord reloaded = *presence_->GetAgent("agent-1");
+  EXPECT_EQ(reloaded.profile.capacities(0).capacity(), 1);
+  EXPECT_EQ(reloaded.profile.capacities(0).max_capacity(), 2);
+  EXPECT_EQ(reloaded.profile_set_by, "sup-2");
 }
 
 TEST_F(PresenceTest, LeaseLapsesOnceWhenNoDeviceRenewsIt) {
@@ -230,7 +310,7 @@ TEST_F(PresenceTest, ReservationRulesAndIdempotency) {
   EXPECT_EQ(presence_->Reserve("agent-1", "s-3", CHANNEL_CHAT, absl::Hours(1)).status().code(),
             absl::StatusCode::kInvalidArgument);
 
-  ASSERT_TRUE(presence_->SetStatus({"agent-2", v1::AGENT_STATUS_AWAY, std::nullopt, ""}).ok());
+  ASSERT_TRUE(presence_->SetStatus({"agent-2", v1::AGENT_STATUS_AWAY, {}, ""}).ok());
   EXPECT_EQ(presence_->Reserve("agent-2", "s-4", CHANNEL_CHAT, std::nullopt).status().code(),
             absl::StatusCode::kFailedPrecondition);
 }
@@ -263,18 +343,42 @@ TEST_F(PresenceTest, UnconfirmedReservationsExpireAndConfirmedOnesHold) {
   EXPECT_FALSE(presence_->ReleaseCapacity("agent-1", "accepted")->released);
 }
 
+TEST_F(PresenceTest, AProfileAgentsDeclaredBeforeLimitsKeepsItsCapacityAsTheLimit) {
+  AgentRecord declared;
+  declared.agent_id = "veteran";
+  declared.profile = ChatProfile(4);
+  declared.profile.mutable_capacities(0)->clear_max_capacity();
+  store_.Seed(declared);
+  Restart();
+  const AgentRecord loaded = *presence_->GetAgent("veteran");
+  EXPECT_EQ(loaded.profile.capacities(0).max_capacity(), 4);
+  EXPECT_TRUE(loaded.profile_set_by.empty());
+  ASSERT_TRUE(presence_->SetStatus({"veteran", v1::AGENT_STATUS_ONLINE, {Chat(4)}, ""}).ok());
+  EXPECT_EQ(presence_->SetStatus({"veteran", v1::AGENT_STATUS_ONLINE, {Chat(5)}, ""})
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
 TEST_F(PresenceTest, ProfileUpdateKeepsLoadsOwnedByPresence) {
   GoOnline("agent-1", 3);
   ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
   v1::AgentProfile profile = ChatProfile(5);
   profile.mutable_capacities(0)->set_load(99);
-  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, profile, ""}).ok());
+  ASSERT_TRUE(presence_->SetProfile("agent-1", profile, "sup-1").ok());
   EXPECT_EQ(ChatLoad("agent-1"), 1);
+  // A channel dropped while it holds a session keeps counting it.
+  v1::AgentProfile email_only = ChatProfile(0);
+  email_only.mutable_capacities(0)->set_channel(CHANNEL_EMAIL);
+  ASSERT_TRUE(presence_->SetProfile("agent-1", email_only, "sup-1").ok());
+  EXPECT_EQ(ChatLoad("agent-1"), 1);
+  ASSERT_TRUE(presence_->ReleaseCapacity("agent-1", "s-1").ok());
+  EXPECT_EQ(ChatLoad("agent-1"), 0);
 }
 
 TEST_F(PresenceTest, BadInputIsRejectedWithTheFieldNamed) {
   auto set = [&](v1::AgentProfile profile) {
-    return presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, profile, ""}).status();
+    return presence_->SetProfile("agent-1", profile, "sup-1").status();
   };
   v1::AgentProfile negative = ChatProfile(-1);
   EXPECT_NE(set(negative).message().find("profile.capacities.capacity"), std::string::npos);
@@ -292,9 +396,9 @@ TEST_F(PresenceTest, BadInputIsRejectedWithTheFieldNamed) {
   bad_language.mutable_skills()->add_languages("english please");
   EXPECT_EQ(set(bad_language).code(), absl::StatusCode::kInvalidArgument);
 
-  EXPECT_EQ(presence_->SetStatus({"", v1::AGENT_STATUS_ONLINE, std::nullopt, ""}).status().code(),
+  EXPECT_EQ(presence_->SetStatus({"", v1::AGENT_STATUS_ONLINE, {}, ""}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(presence_->SetStatus({"a", static_cast<v1::AgentStatus>(42), std::nullopt, ""})
+  EXPECT_EQ(presence_->SetStatus({"a", static_cast<v1::AgentStatus>(42), {}, ""})
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
@@ -305,18 +409,18 @@ TEST_F(PresenceTest, BadInputIsRejectedWithTheFieldNamed) {
 TEST_F(PresenceTest, WatchersGetChangesAfterTheirSnapshotOnly) {
   GoOnline("agent-1");
   GoOnline("agent-2");
-  ASSERT_TRUE(presence_->SetStatus({"agent-2", v1::AGENT_STATUS_OFFLINE, std::nullopt, ""}).ok());
+  ASSERT_TRUE(presence_->SetStatus({"agent-2", v1::AGENT_STATUS_OFFLINE, {}, ""}).ok());
   RecordingListener listener;
   Presence::Snapshot snapshot = presence_->Subscribe(&listener);
   ASSERT_EQ(snapshot.agents.size(), 1u);
   EXPECT_EQ(snapshot.agents[0].agent_id, "agent-1");
 
-  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_BUSY, std::nullopt, ""}).ok());
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_BUSY, {}, ""}).ok());
   ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok() == false);
-  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, std::nullopt, ""}).ok());
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, {}, ""}).ok());
   ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
   presence_->Unsubscribe(&listener);
-  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, std::nullopt, ""}).ok());
+  ASSERT_TRUE(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, {}, ""}).ok());
 
   absl::MutexLock lock(&listener.mu_);
   ASSERT_EQ(listener.changes.size(), 3u);
@@ -330,7 +434,7 @@ TEST_F(PresenceTest, WatchersGetChangesAfterTheirSnapshotOnly) {
 TEST_F(PresenceTest, FailedCommitStopsWritesInsteadOfServingUnsavedState) {
   GoOnline("agent-1");
   store_.set_fail(true);
-  EXPECT_EQ(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, std::nullopt, ""})
+  EXPECT_EQ(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, {}, ""})
                 .status()
                 .code(),
             absl::StatusCode::kInternal);
@@ -359,7 +463,7 @@ TEST_F(PresenceTest, RestartKeepsStateRecomputesLoadAndGrantsAFreshLease) {
 
 TEST_F(PresenceTest, ListFiltersAndPages) {
   for (int i = 0; i < 5; ++i) GoOnline(absl::StrCat("agent-", i));
-  ASSERT_TRUE(presence_->SetStatus({"agent-3", v1::AGENT_STATUS_AWAY, std::nullopt, ""}).ok());
+  ASSERT_TRUE(presence_->SetStatus({"agent-3", v1::AGENT_STATUS_AWAY, {}, ""}).ok());
   Presence::ListFilter online;
   online.status = v1::AGENT_STATUS_ONLINE;
   online.language = "zh";
@@ -525,7 +629,7 @@ TEST_F(PresenceTest, RefusedAdmissionDecidesNothing) {
       presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).status();
   EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(limits::RetryAfterSeconds(refused), 1);
-  EXPECT_EQ(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, std::nullopt, ""})
+  EXPECT_EQ(presence_->SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, {}, ""})
                 .status()
                 .code(),
             absl::StatusCode::kResourceExhausted);
@@ -548,8 +652,8 @@ class DurableRetryTest : public ::testing::Test {
         metrics_(registry_),
         presence_(&store_, &clock_, &metrics_, PresenceOptions()) {
     EXPECT_TRUE(presence_.Load().ok());
-    EXPECT_TRUE(
-        presence_.SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, ChatProfile(2), "laptop"}).ok());
+    EXPECT_TRUE(presence_.SetProfile("agent-1", ChatProfile(2), "sup-1").ok());
+    EXPECT_TRUE(presence_.SetStatus({"agent-1", v1::AGENT_STATUS_ONLINE, {}, "laptop"}).ok());
   }
   ~DurableRetryTest() override { committer_.Stop(); }
 
@@ -649,7 +753,7 @@ TEST_F(DurableRetryTest, ReleaseRetryWaitsForTheFirstRelease) {
 TEST_F(DurableRetryTest, SetStatusRetryWaitsForTheFirstChange) {
   ExpectRetryWaitsForTheFirstCommit(
       [&] {
-        return presence_.SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, std::nullopt, "phone"})
+        return presence_.SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, {}, "phone"})
             .status();
       },
       /*fail=*/false);

@@ -14,12 +14,15 @@ absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
   for (const AgentRecord& agent : write.agents) {
     auto upsert = db.Prepare(
         "INSERT INTO agents(agent_id, status, profile, lease_expires_at_micros, "
-        "status_changed_at_micros, idle_since_micros, revision) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET "
+        "status_changed_at_micros, idle_since_micros, revision, profile_set_by, "
+        "profile_set_at_micros) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET "
         "status = excluded.status, profile = excluded.profile, "
         "lease_expires_at_micros = excluded.lease_expires_at_micros, "
         "status_changed_at_micros = excluded.status_changed_at_micros, "
-        "idle_since_micros = excluded.idle_since_micros, revision = excluded.revision");
+        "idle_since_micros = excluded.idle_since_micros, revision = excluded.revision, "
+        "profile_set_by = excluded.profile_set_by, "
+        "profile_set_at_micros = excluded.profile_set_at_micros");
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, agent.agent_id)
                          .Bind(2, static_cast<int64_t>(agent.status))
@@ -28,6 +31,8 @@ absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
                          .Bind(5, ToMicros(agent.status_changed_at))
                          .Bind(6, ToMicros(agent.idle_since))
                          .Bind(7, agent.revision)
+                         .Bind(8, agent.profile_set_by)
+                         .Bind(9, ToMicros(agent.profile_set_at))
                          .Run();
     if (!s.ok()) return s;
   }
@@ -84,6 +89,11 @@ const std::vector<std::string>& PresenceMigrations() {
       // 3: which offer or assignment of routing's holds each reservation
       // (ReconcileReservations).
       "ALTER TABLE reservations ADD COLUMN holder_id INTEGER NOT NULL DEFAULT 0;",
+      // 4: which supervisor last set each agent's profile, and when (rows
+      // from before: nobody, never).
+      "ALTER TABLE agents ADD COLUMN profile_set_by TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE agents ADD COLUMN profile_set_at_micros INTEGER NOT NULL "
+      "  DEFAULT -9223372036854775808;",
   };
   return *migrations;
 }
@@ -101,7 +111,8 @@ absl::StatusOr<PresenceStore::Contents> SqlitePresenceStore::Load() {
   absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
     auto agents = db.Prepare(
         "SELECT agent_id, status, profile, lease_expires_at_micros, "
-        "status_changed_at_micros, idle_since_micros, revision FROM agents");
+        "status_changed_at_micros, idle_since_micros, revision, profile_set_by, "
+        "profile_set_at_micros FROM agents");
     if (!agents.ok()) return agents.status();
     while (true) {
       absl::StatusOr<bool> row = agents->Step();
@@ -118,6 +129,8 @@ absl::StatusOr<PresenceStore::Contents> SqlitePresenceStore::Load() {
       agent.status_changed_at = FromMicros(agents->ColumnInt(4));
       agent.idle_since = FromMicros(agents->ColumnInt(5));
       agent.revision = agents->ColumnInt(6);
+      agent.profile_set_by = agents->ColumnText(7);
+      agent.profile_set_at = FromMicros(agents->ColumnInt(8));
       contents.agents.push_back(std::move(agent));
     }
     auto reservations = db.Prepare(

@@ -70,6 +70,8 @@ AgentRecord Agent(const std::string& id, v1::AgentStatus status) {
   agent.idle_since = absl::FromUnixSeconds(900);
   agent.lease_expires_at = absl::InfinitePast();
   agent.revision = 7;
+  agent.profile_set_by = "sup-1";
+  agent.profile_set_at = absl::FromUnixSeconds(800);
   return agent;
 }
 
@@ -99,6 +101,8 @@ TEST_F(SqlitePresenceStoreTest, StateAndEventsSurviveReopening) {
   EXPECT_EQ(agent.lease_expires_at, absl::InfinitePast());
   EXPECT_EQ(agent.idle_since, absl::FromUnixSeconds(900));
   EXPECT_EQ(agent.revision, 7);
+  EXPECT_EQ(agent.profile_set_by, "sup-1");
+  EXPECT_EQ(agent.profile_set_at, absl::FromUnixSeconds(800));
   ASSERT_EQ(contents->reservations.size(), 1u);
   EXPECT_EQ(contents->reservations[0].expires_at, absl::FromUnixSeconds(1060));
   EXPECT_FALSE(contents->reservations[0].assigned);
@@ -146,6 +150,10 @@ TEST(SqlitePresenceMigrationTest, AnOlderFileIsUpgradedAndKeepsItsReservations) 
   ASSERT_EQ(contents->reservations.size(), 1u);
   EXPECT_TRUE(contents->reservations[0].assigned);
   EXPECT_EQ(contents->reservations[0].holder_id, 0);
+  // No supervisor set its profile: nobody, never.
+  ASSERT_EQ(contents->agents.size(), 1u);
+  EXPECT_TRUE(contents->agents[0].profile_set_by.empty());
+  EXPECT_EQ(contents->agents[0].profile_set_at, absl::InfinitePast());
   committer.Stop();
 }
 

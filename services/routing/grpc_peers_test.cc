@@ -92,6 +92,13 @@ presence::v1::AgentProfile Profile(int chat_capacity) {
   return profile;
 }
 
+// A supervisor sets `agent`'s profile, then the agent goes online.
+absl::Status GoOnline(presence::Presence& presence, const std::string& agent,
+                      const presence::v1::AgentProfile& profile, const std::string& device) {
+  if (absl::Status s = presence.SetProfile(agent, profile, "sup-1").status(); !s.ok()) return s;
+  return presence.SetStatus({agent, presence::v1::AGENT_STATUS_ONLINE, {}, device}).status();
+}
+
 class GrpcPeersTest : public ::testing::Test {
  protected:
   GrpcPeersTest()
@@ -118,9 +125,7 @@ class GrpcPeersTest : public ::testing::Test {
 };
 
 TEST_F(GrpcPeersTest, PresenceCallsCarryHoldersAndReconcileOverTheWire) {
-  ASSERT_TRUE(presence_->presence()
-                  .SetStatus({"ana", presence::v1::AGENT_STATUS_ONLINE, Profile(1), "laptop"})
-                  .ok());
+  ASSERT_TRUE(GoOnline(presence_->presence(), "ana", Profile(1), "laptop").ok());
   GrpcPresence presence(channel_, &service_token_, absl::Seconds(5));
   const absl::Time deadline = absl::InfiniteFuture();
   ASSERT_TRUE(presence.Reserve("ana", "s-1", common::v1::CHANNEL_CHAT, absl::Minutes(1), 4,
@@ -161,9 +166,7 @@ TEST_F(GrpcPeersTest, AnOverloadedPresenceIsUnavailableNotAtCapacity) {
 }
 
 TEST_F(GrpcPeersTest, TheWatcherReconnectsAfterPresenceRestarts) {
-  ASSERT_TRUE(presence_->presence()
-                  .SetStatus({"ana", presence::v1::AGENT_STATUS_ONLINE, Profile(2), "laptop"})
-                  .ok());
+  ASSERT_TRUE(GoOnline(presence_->presence(), "ana", Profile(2), "laptop").ok());
   auto db = *storage::Database::OpenMigrated({dir_ + "/routing.db"}, RoutingMigrations());
   storage::GroupCommitter committer(db.get());
   SqliteRoutingStore store(&committer, "switchboard.routing.v1", nullptr);
@@ -183,16 +186,14 @@ TEST_F(GrpcPeersTest, TheWatcherReconnectsAfterPresenceRestarts) {
   presence_.reset();
   presence_ = std::make_unique<PresenceServer>(dir_ + "/presence.db", &tokens_.codec(), port);
   ASSERT_EQ(presence_->port(), port);
-  ASSERT_TRUE(presence_->presence()
-                  .SetStatus({"bo", presence::v1::AGENT_STATUS_ONLINE, Profile(1), "phone"})
-                  .ok());
+  ASSERT_TRUE(GoOnline(presence_->presence(), "bo", Profile(1), "phone").ok());
   ASSERT_TRUE(Eventually([&] { return watcher.snapshots() >= 2; }));
   EXPECT_GE(watcher.connections(), 2);
   ASSERT_TRUE(Eventually([&] { return AvailableAgents(router) == 2; }));
 
   // Changes after the reconnect arrive as they happen.
   ASSERT_TRUE(presence_->presence()
-                  .SetStatus({"ana", presence::v1::AGENT_STATUS_OFFLINE, std::nullopt, ""})
+                  .SetStatus({"ana", presence::v1::AGENT_STATUS_OFFLINE, {}, ""})
                   .ok());
   EXPECT_TRUE(Eventually([&] { return AvailableAgents(router) == 1; }));
   watcher.Stop();

@@ -24,6 +24,7 @@ struct Config {
   events::EventSinkOptions events;
   std::string presence_address = "localhost:7104";
   std::string sessions_address = "localhost:7101";
+  client::ClientTlsOptions peer_tls;
   absl::Duration peer_timeout = absl::Seconds(5);
   absl::Duration dispatch_interval = absl::Seconds(1);
   RouterOptions router;
@@ -53,6 +54,7 @@ int Run(int argc, char** argv) {
   events::AddEventSinkFlags(flags, &config.events);
   flags.Add("presence_address", &config.presence_address, "presence service, host:port");
   flags.Add("sessions_address", &config.sessions_address, "sessions service, host:port");
+  client::AddClientTlsFlags(flags, &config.peer_tls, "peer_");
   flags.Add("peer_timeout", &config.peer_timeout,
             "deadline of each call to presence and sessions");
   flags.Add("offer_timeout", &config.router.offer_timeout,
@@ -83,6 +85,13 @@ int Run(int argc, char** argv) {
   }
   if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
     std::fprintf(stderr, "routing: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  absl::StatusOr<client::ChannelSecurity> peer_security =
+      client::ChannelSecurity::Create(config.peer_tls, "peer_");
+  if (!peer_security.ok()) {
+    std::fprintf(stderr, "routing: %s\n",
+                 std::string(peer_security.status().message()).c_str());
     return 2;
   }
   if (config.router.offer_timeout < absl::Seconds(1) ||
@@ -126,10 +135,10 @@ int Run(int argc, char** argv) {
                            [&relay] { relay.Notify(); });
   RoutingMetrics metrics(*registry);
   client::ServiceToken service_token(&tokens, "routing");
-  auto presence_channel = client::PeerChannel(config.presence_address);
+  auto presence_channel = client::PeerChannel(config.presence_address, *peer_security);
   GrpcPresence presence(presence_channel, &service_token, config.peer_timeout);
-  GrpcSessions sessions(client::PeerChannel(config.sessions_address), &service_token,
-                        config.peer_timeout);
+  GrpcSessions sessions(client::PeerChannel(config.sessions_address, *peer_security),
+                        &service_token, config.peer_timeout);
   Router router(&store, &presence, &sessions, RealClock(), &metrics, config.router);
   if (absl::Status s = router.Load(); !s.ok()) return Fail("load", s);
 

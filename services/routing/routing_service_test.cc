@@ -362,6 +362,59 @@ TEST_F(RoutingServiceTest, WatchOffersStreamsPerAgentAreCapped) {
   other_context->TryCancel();
 }
 
+TEST_F(RoutingServiceTest, AWatcherThatStopsReadingIsEndedInsteadOfBuffered) {
+  // The same router behind a server whose streams may lag 3 messages.
+  RoutingService::Options options;
+  options.max_watch_backlog = 3;
+  RoutingService service(router_.get(), &tokens_.codec(), RealClock(), &pool_, options);
+  testing::TestServer server(std::vector<grpc::Service*>{&service});
+  server.server().OnDrain([&service] { service.EndStreams(); });
+  // A client with a small flow-control window that never reads: once the
+  // window is full, gRPC takes no more writes and routing's queue grows.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  auto stalled_stub = v1::RoutingService::NewStub(grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", server.server().port()), grpc::InsecureChannelCredentials(),
+      args));
+  auto stalled_context = ContextWithToken(Agent("a1"), absl::Seconds(60));
+  auto stalled = stalled_stub->WatchOffers(stalled_context.get(), {});
+  constexpr int kSessions = 30;
+  ASSERT_TRUE(router_->ResetPresence({Online("a1", kSessions)}).ok());
+  for (int i = 0; i < kSessions; ++i) {
+    ASSERT_EQ(Enqueue(Service(), Request(absl::StrCat("s-", i))), grpc::StatusCode::OK);
+  }
+  // Every session gets its offer; the stalled stream cannot take them all.
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (presence_.Load("a1") < kSessions && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(presence_.Load("a1"), kSessions);
+  v1::WatchOffersResponse message;
+  int received = 0;
+  while (stalled->Read(&message)) ++received;
+  grpc::Status ended = stalled->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << ended.error_message();
+  EXPECT_LT(received, kSessions + 1);
+  // The ended stream no longer counts against the agent (two more fit under
+  // the cap of 2), and reconnecting sends the open offers again.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<v1::WatchOffersResponse>>> readers;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(ContextWithToken(Agent("a1"), absl::Seconds(30)));
+    readers.push_back(stub_->WatchOffers(contexts.back().get(), {}));
+    int offers = 0;
+    while (readers.back()->Read(&message) && !message.has_caught_up()) {
+      offers += message.has_offer();
+    }
+    ASSERT_TRUE(message.has_caught_up());
+    EXPECT_EQ(offers, message.caught_up().open_offers());
+    EXPECT_GT(offers, 0);
+  }
+  for (auto& context : contexts) context->TryCancel();
+  for (auto& reader : readers) reader->Finish().IgnoreError();
+}
+
 TEST_F(RoutingServiceTest, ChatEntriesHaveNoFirstResponseDueTime) {
   v1::EnqueueSessionResponse response;
   ASSERT_TRUE(

@@ -11,9 +11,10 @@ absl::Status FromGrpc(const grpc::Status& status) {
 
 }  // namespace
 
-GrpcBotClient::GrpcBotClient(const std::string& address, client::ServiceToken* token,
-                             absl::Duration timeout)
-    : stub_(bot::v1::BotService::NewStub(client::PeerChannel(address))),
+GrpcBotClient::GrpcBotClient(const std::string& address,
+                             const client::ChannelSecurity& security,
+                             client::ServiceToken* token, absl::Duration timeout)
+    : stub_(bot::v1::BotService::NewStub(client::PeerChannel(address, security))),
       token_(token),
       timeout_(timeout) {}
 
@@ -37,8 +38,9 @@ absl::Status GrpcBotClient::ResetDialogue(const std::string& session_id) {
 }
 
 GrpcRoutingClient::GrpcRoutingClient(const std::string& address,
+                                     const client::ChannelSecurity& security,
                                      client::ServiceToken* token, absl::Duration timeout)
-    : stub_(routing::v1::RoutingService::NewStub(client::PeerChannel(address))),
+    : stub_(routing::v1::RoutingService::NewStub(client::PeerChannel(address, security))),
       token_(token),
       timeout_(timeout) {}
 

@@ -14,9 +14,10 @@ namespace switchboard::sessions {
 // BotClient over gRPC: each call carries the service token and `timeout`.
 class GrpcBotClient : public BotClient {
  public:
-  // `token` must outlive this object.
-  GrpcBotClient(const std::string& address, client::ServiceToken* token,
-                absl::Duration timeout);
+  // Dials `address` as `security` says (--peer_tls_*). `token` must
+  // outlive this object.
+  GrpcBotClient(const std::string& address, const client::ChannelSecurity& security,
+                client::ServiceToken* token, absl::Duration timeout);
   absl::StatusOr<bot::v1::AnswerResponse> Answer(
       const bot::v1::AnswerRequest& request) override;
   absl::Status ResetDialogue(const std::string& session_id) override;
@@ -30,8 +31,8 @@ class GrpcBotClient : public BotClient {
 // RoutingClient over gRPC, as GrpcBotClient.
 class GrpcRoutingClient : public RoutingClient {
  public:
-  GrpcRoutingClient(const std::string& address, client::ServiceToken* token,
-                    absl::Duration timeout);
+  GrpcRoutingClient(const std::string& address, const client::ChannelSecurity& security,
+                    client::ServiceToken* token, absl::Duration timeout);
   absl::Status Enqueue(const routing::v1::EnqueueSessionRequest& request) override;
   absl::Status Cancel(const std::string& session_id,
                       routing::v1::CancelReason reason) override;

@@ -30,6 +30,7 @@ struct Config {
   events::EventSinkOptions events;
   std::string bot_address = "localhost:7103";
   std::string routing_address = "localhost:7102";
+  client::ClientTlsOptions peer_tls;
   absl::Duration bot_deadline = absl::Seconds(2);
   absl::Duration routing_timeout = absl::Seconds(2);
   std::string email_sla_by_category;
@@ -99,6 +100,7 @@ int Run(int argc, char** argv) {
             "bot service host:port; empty: no bot, chats go straight to a human");
   flags.Add("routing_address", &config.routing_address,
             "routing service host:port; empty: sessions wait QUEUED-pending");
+  client::AddClientTlsFlags(flags, &config.peer_tls, "peer_");
   flags.Add("bot_deadline", &config.bot_deadline,
             "a bot turn slower than this escalates the session to a human");
   flags.Add("routing_timeout", &config.routing_timeout,
@@ -155,6 +157,13 @@ int Run(int argc, char** argv) {
   }
   if (absl::Status s = server::ApplyServerOptions(config.server); !s.ok()) {
     std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  absl::StatusOr<client::ChannelSecurity> peer_security =
+      client::ChannelSecurity::Create(config.peer_tls, "peer_");
+  if (!peer_security.ok()) {
+    std::fprintf(stderr, "sessions: %s\n",
+                 std::string(peer_security.status().message()).c_str());
     return 2;
   }
   if (absl::Status s = ParseSlaByCategory(config.email_sla_by_category,
@@ -228,13 +237,13 @@ int Run(int argc, char** argv) {
   client::ServiceToken service_token(&tokens, "sessions");
   std::unique_ptr<GrpcBotClient> bot;
   if (!config.bot_address.empty()) {
-    bot = std::make_unique<GrpcBotClient>(config.bot_address, &service_token,
+    bot = std::make_unique<GrpcBotClient>(config.bot_address, *peer_security, &service_token,
                                           config.bot_deadline);
   }
   std::unique_ptr<GrpcRoutingClient> routing;
   if (!config.routing_address.empty()) {
-    routing = std::make_unique<GrpcRoutingClient>(config.routing_address, &service_token,
-                                                  config.routing_timeout);
+    routing = std::make_unique<GrpcRoutingClient>(config.routing_address, *peer_security,
+                                                  &service_token, config.routing_timeout);
   }
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);

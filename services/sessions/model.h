@@ -61,6 +61,19 @@ struct StoredMessage {
   std::string fingerprint;
 };
 
+// A verification token put to use on a session (AttachVerification,
+// RequestCallback, or a PHONE session's creation): from then on the token
+// counts for that session only.
+struct TokenBinding {
+  // The token's "tid" claim.
+  std::string token_id;
+  std::string session_id;
+  std::string customer_id;
+  absl::Time bound_at = absl::UnixEpoch();
+  // The token's expiry: after it the binding no longer matters.
+  absl::Time expires_at = absl::UnixEpoch();
+};
+
 // Everything one operation changes, committed atomically: the session, its
 // numbered events (the transcript and state changes clients stream), and
 // the outbox events for Kafka.
@@ -70,9 +83,13 @@ struct SessionWrite {
   // Fingerprints of the messages among session_events, by message_id.
   std::vector<std::pair<std::string, std::string>> fingerprints;
   std::vector<events::v1::Event> events;
+  // Tokens bound by this write (see TokenBinding). A token is bound once:
+  // binding it again to the same session changes nothing.
+  std::vector<TokenBinding> token_bindings;
 
   bool empty() const {
-    return sessions.empty() && session_events.empty() && events.empty();
+    return sessions.empty() && session_events.empty() && events.empty() &&
+           token_bindings.empty();
   }
 };
 

@@ -289,7 +289,7 @@ absl::StatusOr<NewSession> ValidateCreate(const Caller& caller,
 
 absl::StatusOr<common::v1::VerificationState> CheckVerification(
     const auth::TokenCodec& tokens, const std::string& token, const std::string& customer_id,
-    const std::string& session_id, absl::Time now) {
+    const std::string& session_id, absl::Time now, auth::VerificationClaims* claims_out) {
   if (token.empty()) {
     return absl::InvalidArgumentError("verification_token: must not be empty");
   }
@@ -324,6 +324,7 @@ absl::StatusOr<common::v1::VerificationState> CheckVerification(
   state.set_level(static_cast<common::v1::VerificationLevel>(claims->level));
   protoutil::ToTimestamp(claims->issued_at, state.mutable_verified_at());
   protoutil::ToTimestamp(claims->expires_at, state.mutable_expires_at());
+  if (claims_out != nullptr) *claims_out = *std::move(claims);
   return state;
 }
 
@@ -400,7 +401,11 @@ v1::Session ViewFor(const v1::Session& session, const Caller& caller, absl::Time
     view.clear_transfer_note();
     view.clear_resolution_summary();
   }
-  if (view.state() != v1::SESSION_STATE_QUEUED || Ts(view.offer_expires_at()) <= now) {
+  // Customers never learn which agent an offer went to: an agent's identity
+  // is theirs to give once they take the session, and an open offer may
+  // still go to someone else.
+  if (caller.role == Role::kCustomer || view.state() != v1::SESSION_STATE_QUEUED ||
+      Ts(view.offer_expires_at()) <= now) {
     view.clear_offered_agent_id();
     view.clear_offer_expires_at();
   }

@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
+#include "libs/auth/verification_token.h"
 #include "switchboard/sessions/v1/sessions_service.pb.h"
 
 namespace switchboard::sessions {
@@ -78,10 +79,12 @@ absl::StatusOr<NewSession> ValidateCreate(const Caller& caller,
 // (bad signature, expired, another customer's, bound to another session).
 // `session_id` is the session it is presented for (empty for a PHONE
 // session being created): a token bound to a session counts for that
-// session only.
+// session only. On success `claims`, when given, receives the token's claims
+// (its id is what sessions binds to the session it is used on).
 absl::StatusOr<common::v1::VerificationState> CheckVerification(
     const auth::TokenCodec& tokens, const std::string& token, const std::string& customer_id,
-    const std::string& session_id, absl::Time now);
+    const std::string& session_id, absl::Time now,
+    auth::VerificationClaims* claims = nullptr);
 
 // Checks a TransferSession request's key, note and target.
 absl::Status ValidateTransfer(const v1::TransferSessionRequest& request);
@@ -98,7 +101,8 @@ bool MaySee(const Caller& caller, const v1::Session& session, absl::Time now,
             bool past_agents = false);
 
 // The session as `caller` sees it: customers never see the handoff, the
-// transfer note or the resolution summary; a lapsed offer is not shown.
+// transfer note, the resolution summary or an offer (which agent, until
+// when); a lapsed offer is shown to no one.
 v1::Session ViewFor(const v1::Session& session, const Caller& caller, absl::Time now);
 
 // Whether `caller` may write a message in `session` now: the customer in

@@ -181,7 +181,10 @@ TEST(RulesTest, WhoSeesAndWritesWhat) {
   EXPECT_TRUE(MaySee({"sup", Role::kSupervisor}, s, kNow));
   const v1::Session customer_view = ViewFor(s, {"cust-1", Role::kCustomer}, kNow);
   EXPECT_FALSE(customer_view.has_handoff());
-  EXPECT_EQ(customer_view.offered_agent_id(), "agent-2");
+  EXPECT_TRUE(customer_view.offered_agent_id().empty());
+  EXPECT_FALSE(customer_view.has_offer_expires_at());
+  EXPECT_EQ(ViewFor(s, {"agent-2", Role::kAgent}, kNow).offered_agent_id(), "agent-2");
+  EXPECT_EQ(ViewFor(s, {"sup", Role::kSupervisor}, kNow).offered_agent_id(), "agent-2");
   EXPECT_TRUE(ViewFor(s, {"sup", Role::kSupervisor}, kNow).has_handoff());
   EXPECT_TRUE(
       ViewFor(s, {"sup", Role::kSupervisor}, kNow + absl::Minutes(1)).offered_agent_id().empty());

@@ -37,6 +37,10 @@ bool Open(v1::SessionState state) {
 
 std::string RoleWord(Role role) { return std::string(auth::RoleName(role)); }
 
+// A token's key among the settle stamps (a bucket shared with another key
+// only costs a second read).
+std::string TokenKey(const std::string& token_id) { return absl::StrCat("token\n", token_id); }
+
 absl::Status StorageFailed() {
   return absl::UnavailableError("sessions storage failed; retry later");
 }
@@ -179,8 +183,12 @@ void Sessions::Publish(const std::vector<v1::SessionEvent>& events) {
 }
 
 void Sessions::Settle(const WriteKeys& keys) {
-  if (keys.messages.empty() && keys.creations.empty()) return;
+  if (keys.messages.empty() && keys.creations.empty() && keys.tokens.empty()) return;
   absl::MutexLock lock(&durable_mu_);
+  for (const std::string& token_id : keys.tokens) {
+    pending_tokens_.erase(token_id);
+    ++settled_[absl::Hash<std::string>{}(TokenKey(token_id)) % kSettleBuckets];
+  }
   for (const std::string& key : keys.messages) {
     pending_messages_.erase(key);
     ++settled_[absl::Hash<std::string>{}(key) % kSettleBuckets];
@@ -193,6 +201,59 @@ void Sessions::Settle(const WriteKeys& keys) {
 
 uint64_t Sessions::SettleStamp(const std::string& key) {
   return settled_[absl::Hash<std::string>{}(key) % kSettleBuckets];
+}
+
+absl::StatusOr<Sessions::TokenBindingRead> Sessions::ReadTokenBinding(const std::string& token,
+                                                                      absl::Time now) {
+  TokenBindingRead read;
+  absl::StatusOr<auth::VerificationClaims> claims =
+      auth::VerifyVerificationToken(*tokens_, token, now);
+  if (!claims.ok() || claims->token_id.empty()) return read;
+  read.token_id = claims->token_id;
+  {
+    absl::MutexLock lock(&durable_mu_);
+    read.stamp = SettleStamp(TokenKey(read.token_id));
+  }
+  absl::StatusOr<std::optional<std::string>> stored = store_->FindTokenBinding(read.token_id);
+  if (!stored.ok()) return stored.status();
+  read.stored = *std::move(stored);
+  return read;
+}
+
+std::optional<absl::Status> Sessions::CheckTokenBinding(const TokenBindingRead& read,
+                                                        const std::string& session_id) {
+  if (read.token_id.empty()) return absl::OkStatus();
+  std::optional<std::string> bound;
+  {
+    absl::MutexLock lock(&durable_mu_);
+    auto it = pending_tokens_.find(read.token_id);
+    if (it != pending_tokens_.end()) {
+      bound = it->second;
+    } else if (SettleStamp(TokenKey(read.token_id)) != read.stamp) {
+      return std::nullopt;
+    } else {
+      bound = read.stored;
+    }
+  }
+  if (bound.has_value() && *bound != session_id) {
+    return absl::PermissionDeniedError(
+        "verification_token: already used on another session; verify again for this one");
+  }
+  return absl::OkStatus();
+}
+
+void Sessions::BindToken(const TokenBindingRead& read, const auth::VerificationClaims& claims,
+                         const std::string& session_id, absl::Time now, SessionWrite& write,
+                         WriteKeys& keys) {
+  if (read.token_id.empty() || read.stored.has_value()) return;
+  {
+    absl::MutexLock lock(&durable_mu_);
+    // Bound here by a write not durable yet: that write records it.
+    if (!pending_tokens_.try_emplace(read.token_id, session_id).second) return;
+  }
+  write.token_bindings.push_back(
+      TokenBinding{read.token_id, session_id, claims.customer_id, now, claims.expires_at});
+  keys.tokens.push_back(read.token_id);
 }
 
 void Sessions::CountState(v1::SessionState from, v1::SessionState to) {
@@ -264,7 +325,8 @@ Sessions::Footprint Sessions::footprint() const {
   }
   {
     absl::MutexLock lock(&durable_mu_);
-    f.pending_keys = pending_messages_.size() + pending_creations_.size();
+    f.pending_keys =
+        pending_messages_.size() + pending_creations_.size() + pending_tokens_.size();
   }
   f.cached_closed = closed_.size();
   return f;
@@ -379,9 +441,11 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
   const NewSession& fields = *checked;
   const std::string& customer_id = fields.customer_id;
   std::optional<common::v1::VerificationState> verification;
+  auth::VerificationClaims verification_claims;
   if (fields.channel == common::v1::CHANNEL_PHONE) {
-    absl::StatusOr<common::v1::VerificationState> v = CheckVerification(
-        *tokens_, request.callback().verification_token(), customer_id, "", now);
+    absl::StatusOr<common::v1::VerificationState> v =
+        CheckVerification(*tokens_, request.callback().verification_token(), customer_id, "",
+                          now, &verification_claims);
     if (!v.ok()) {
       return absl::Status(v.status().code(), absl::StrCat("callback.", v.status().message()));
     }
@@ -421,12 +485,25 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
                               request.first_client_message_id());
       }
     }
+    TokenBindingRead binding;
+    if (verification.has_value()) {
+      absl::StatusOr<TokenBindingRead> read =
+          ReadTokenBinding(request.callback().verification_token(), now);
+      if (!read.ok()) return read.status();
+      binding = *std::move(read);
+    }
     absl::MutexLock lock(&mu_);
     if (keyed) {
       absl::MutexLock durable_lock(&durable_mu_);
       if (pending_creations_.contains(request_key) || SettleStamp(request_key) != stamp) {
         continue;
       }
+    }
+    // The new session has no id yet: a token used on any session is refused.
+    std::optional<absl::Status> usable = CheckTokenBinding(binding, "");
+    if (!usable.has_value()) continue;
+    if (!usable->ok()) {
+      return absl::Status(usable->code(), absl::StrCat("callback.", usable->message()));
     }
     if (absl::Status s = AdmitWrite(); !s.ok()) return s;
     auto open = open_by_customer_.find(customer_id);
@@ -495,6 +572,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
                  write);
     }
     created.session = ViewFor(s, caller, now);
+    BindToken(binding, verification_claims, session_id, now, write, keys);
     write.sessions.push_back(r);
     pending = std::make_shared<Pending>();
     if (first_key || keyed) {
@@ -1045,29 +1123,37 @@ absl::StatusOr<Sessions::Verified> Sessions::AttachVerification(
   const absl::Time now = clock_->Now();
   Verified verified;
   std::shared_ptr<Pending> pending;
-  {
+  while (true) {
+    absl::StatusOr<TokenBindingRead> binding = ReadTokenBinding(token, now);
+    if (!binding.ok()) return binding.status();
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Live*> live = FindLive(caller, session_id);
     if (!live.ok()) return live.status();
-    if (*live != nullptr) {
-      SessionRecord& r = (*live)->record;
-      absl::StatusOr<common::v1::VerificationState> v =
-          CheckVerification(*tokens_, token, r.session.customer_id(), session_id, now);
-      if (!v.ok()) return v.status();
-      if (r.session.state() == v1::SESSION_STATE_CLOSED) {
-        return WrongState(r.session, "read-only");
-      }
-      if (absl::Status s = AdmitWrite(); !s.ok()) return s;
-      SessionWrite write;
-      *r.session.mutable_verification() = *v;
-      v1::SessionEvent& event = AddEvent(r, now, write);
-      *event.mutable_verification_attached() = *v;
-      verified.verification = *v;
-      verified.sequence = event.sequence();
-      AddVerificationAttached(r.session, *v, now, write);
-      write.sessions.push_back(r);
-      pending = Commit(std::move(write));
+    if (*live == nullptr) break;
+    SessionRecord& r = (*live)->record;
+    auth::VerificationClaims claims;
+    absl::StatusOr<common::v1::VerificationState> v = CheckVerification(
+        *tokens_, token, r.session.customer_id(), session_id, now, &claims);
+    if (!v.ok()) return v.status();
+    if (r.session.state() == v1::SESSION_STATE_CLOSED) {
+      return WrongState(r.session, "read-only");
     }
+    std::optional<absl::Status> usable = CheckTokenBinding(*binding, session_id);
+    if (!usable.has_value()) continue;
+    if (!usable->ok()) return *usable;
+    if (absl::Status s = AdmitWrite(); !s.ok()) return s;
+    SessionWrite write;
+    WriteKeys keys;
+    *r.session.mutable_verification() = *v;
+    v1::SessionEvent& event = AddEvent(r, now, write);
+    *event.mutable_verification_attached() = *v;
+    verified.verification = *v;
+    verified.sequence = event.sequence();
+    AddVerificationAttached(r.session, *v, now, write);
+    BindToken(*binding, claims, session_id, now, write, keys);
+    write.sessions.push_back(r);
+    pending = Commit(std::move(write), std::move(keys));
+    break;
   }
   if (pending == nullptr) {
     absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
@@ -1623,7 +1709,10 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
   std::string phone_id;
   bool in_memory = true;
   bool decided = false;
-  {
+  while (true) {
+    absl::StatusOr<TokenBindingRead> binding =
+        ReadTokenBinding(details.verification_token(), now);
+    if (!binding.ok()) return binding.status();
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Live*> live = FindLive(caller, session_id);
     if (!live.ok()) return live.status();
@@ -1638,15 +1727,21 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
         if (absl::Status s = ValidateCallbackDetails("callback", details, now); !s.ok()) {
           return s;
         }
+        auth::VerificationClaims claims;
         absl::StatusOr<common::v1::VerificationState> verification =
             CheckVerification(*tokens_, details.verification_token(),
-                              origin.session.customer_id(), session_id, now);
+                              origin.session.customer_id(), session_id, now, &claims);
         if (!verification.ok()) {
           return absl::Status(verification.status().code(),
                               absl::StrCat("callback.", verification.status().message()));
         }
         if (origin.session.state() == v1::SESSION_STATE_CLOSED) {
           return WrongState(origin.session, "open a new session");
+        }
+        std::optional<absl::Status> usable = CheckTokenBinding(*binding, session_id);
+        if (!usable.has_value()) continue;
+        if (!usable->ok()) {
+          return absl::Status(usable->code(), absl::StrCat("callback.", usable->message()));
         }
         if (!origin.pending_callback_id.empty()) {
           // The PHONE session serving it is open work, so it is in memory
@@ -1678,12 +1773,15 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
         AddCallbackRequested(session_id, *cb, verification->level(), now, write);
         result.callback = *cb;
         result.phone_session = ViewFor(p, caller, now);
+        WriteKeys keys;
+        BindToken(*binding, claims, session_id, now, write, keys);
         write.sessions.push_back(phone);
         write.sessions.push_back(origin);
-        pending = Commit(std::move(write));
+        pending = Commit(std::move(write), std::move(keys));
         decided = true;
       }
     }
+    break;
   }
   if (!in_memory) {
     // CLOSED: nothing to replay (a closed origin forgets its callback).

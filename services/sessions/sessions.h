@@ -17,6 +17,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
+#include "libs/auth/verification_token.h"
 #include "libs/clock/clock.h"
 #include "services/sessions/bot_turn.h"
 #include "services/sessions/closed_cache.h"
@@ -298,6 +299,19 @@ class Sessions {
   struct WriteKeys {
     std::vector<std::string> messages;
     std::vector<std::string> creations;
+    // Ids of the verification tokens it binds.
+    std::vector<std::string> tokens;
+  };
+  // Where a verification token was used, read before deciding (see
+  // ReadTokenBinding).
+  struct TokenBindingRead {
+    // Empty when the token does not verify (the check under the lock then
+    // refuses it).
+    std::string token_id;
+    // The session the store has it bound to.
+    std::optional<std::string> stored;
+    // The token's settle stamp, taken before the store was read.
+    uint64_t stamp = 0;
   };
   // Key look-ups compare these counters (one per bucket of key hashes)
   // before and after reading the store: a key that settled meanwhile bumps
@@ -323,6 +337,25 @@ class Sessions {
   void Publish(const std::vector<v1::SessionEvent>& events);
   void Settle(const WriteKeys& keys);
   uint64_t SettleStamp(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_);
+
+  // A verification token verifies the session it is first used on, and no
+  // other: these three bind it there and refuse it elsewhere.
+  //
+  // Reads where `token` is bound (call without mu_, before deciding).
+  absl::StatusOr<TokenBindingRead> ReadTokenBinding(const std::string& token, absl::Time now);
+  // Under mu_, once the token passed CheckVerification: OK when it may
+  // verify `session_id` (unbound, or bound there), PERMISSION_DENIED when it
+  // is bound to another session, nullopt when a binding became durable
+  // after `read` (read again).
+  std::optional<absl::Status> CheckTokenBinding(const TokenBindingRead& read,
+                                                const std::string& session_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Under mu_, deciding a write that uses the token: binds it to
+  // `session_id` in `write` (and as pending, settled through `keys`)
+  // unless it is bound already.
+  void BindToken(const TokenBindingRead& read, const auth::VerificationClaims& claims,
+                 const std::string& session_id, absl::Time now, SessionWrite& write,
+                 WriteKeys& keys) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The live session if `caller` may see it; nullptr when it is not in
   // memory (CLOSED and evicted, or missing: see ReadClosed); NOT_FOUND or
@@ -409,6 +442,8 @@ class Sessions {
       ABSL_GUARDED_BY(durable_mu_);
   absl::flat_hash_map<std::string, PendingCreation> pending_creations_
       ABSL_GUARDED_BY(durable_mu_);
+  // token id -> the session a write not durable yet binds it to.
+  absl::flat_hash_map<std::string, std::string> pending_tokens_ ABSL_GUARDED_BY(durable_mu_);
   std::array<uint64_t, kSettleBuckets> settled_ ABSL_GUARDED_BY(durable_mu_){};
 
   // Separate from mu_ (taken after it, never before): commit callbacks

@@ -202,9 +202,11 @@ struct Env {
     metrics = std::make_unique<SessionsMetrics>(*registry);
     service_token = std::make_unique<client::ServiceToken>(&tokens.codec(), "sessions");
     bot_client = std::make_unique<GrpcBotClient>(absl::StrCat("127.0.0.1:", bot_port),
+                                                 client::ChannelSecurity(),
                                                  service_token.get(), options.bot_deadline);
-    routing_client = std::make_unique<GrpcRoutingClient>(
-        absl::StrCat("127.0.0.1:", routing_port), service_token.get(), absl::Seconds(10));
+    routing_client = std::make_unique<GrpcRoutingClient>(absl::StrCat("127.0.0.1:", routing_port),
+                                                         client::ChannelSecurity(),
+                                                         service_token.get(), absl::Seconds(10));
     sessions = std::make_unique<Sessions>(
         store.get(), RealClock(), metrics.get(), &tokens.codec(), bot_client.get(),
         routing_client.get(), [this](std::function<void()> task) { pool.Run(std::move(task)); },
@@ -378,6 +380,16 @@ TEST_F(SessionsServiceTest, BotEscalationAndAHumanJourney) {
   v1::RecordOfferResponse offered;
   ASSERT_TRUE(stub().RecordOffer(ContextWithToken(Routing()).get(), offer, &offered).ok());
   EXPECT_EQ(Get(s.session_id(), Agent()).offered_agent_id(), "agent-1");
+  // The customer learns who helps them on assignment, never from an offer.
+  const v1::Session customer_view = Get(s.session_id(), Customer());
+  EXPECT_TRUE(customer_view.offered_agent_id().empty());
+  EXPECT_FALSE(customer_view.has_offer_expires_at());
+  {
+    v1::ListSessionsResponse listed;
+    ASSERT_TRUE(stub().ListSessions(ContextWithToken(Customer()).get(), {}, &listed).ok());
+    ASSERT_EQ(listed.sessions_size(), 1);
+    EXPECT_TRUE(listed.sessions(0).offered_agent_id().empty());
+  }
   v1::AssignAgentRequest assign;
   assign.set_session_id(s.session_id());
   assign.set_agent_id("agent-1");

@@ -118,6 +118,22 @@ class HoldableStore : public SessionStore {
                                                          const std::string& request_id) override {
     return real_->FindCreated(customer_id, request_id);
   }
+  // Runs once, right after the next FindTokenBinding has read the store.
+  void AfterNextFindTokenBinding(std::function<void()> hook) {
+    absl::MutexLock lock(&mu_);
+    after_find_token_binding_ = std::move(hook);
+  }
+  absl::StatusOr<std::optional<std::string>> FindTokenBinding(
+      const std::string& token_id) override {
+    auto found = real_->FindTokenBinding(token_id);
+    std::function<void()> hook;
+    {
+      absl::MutexLock lock(&mu_);
+      hook.swap(after_find_token_binding_);
+    }
+    if (hook) hook();
+    return found;
+  }
   absl::StatusOr<std::vector<v1::Session>> ListSessions(const SessionQuery& query) override {
     return real_->ListSessions(query);
   }
@@ -148,6 +164,7 @@ class HoldableStore : public SessionStore {
   std::deque<std::pair<SessionWrite, std::function<void(absl::Status)>>> held_
       ABSL_GUARDED_BY(mu_);
   std::function<void()> after_find_message_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> after_find_token_binding_ ABSL_GUARDED_BY(mu_);
   int find_message_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int session_reads_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status admit_ ABSL_GUARDED_BY(mu_);
@@ -313,7 +330,7 @@ class SessionsTest : public ::testing::Test {
     claims.customer_id = customer;
     claims.method = "sms_otp";
     claims.level = auth::kLevelBasic;
-    claims.token_id = "tid-1";
+    claims.token_id = absl::StrCat("tid-", ++tokens_issued_);
     claims.issued_at = clock_.Now();
     claims.expires_at = clock_.Now() + ttl;
     return *auth::SignVerificationToken(tokens_, claims);
@@ -360,6 +377,8 @@ class SessionsTest : public ::testing::Test {
   std::string path_;
   FakeClock clock_;
   auth::TokenCodec tokens_;
+  // Each VerificationToken gets its own token id.
+  int tokens_issued_ = 0;
   prometheus::Registry registry_;
   SessionsMetrics metrics_;
   std::unique_ptr<storage::Database> db_;
@@ -1301,6 +1320,93 @@ TEST_F(SessionsTest, CallbackFromAChat) {
                           v1::CLOSE_REASON_UNSPECIFIED)
                   .ok());
   EXPECT_TRUE(sessions_->RequestCallback(kCustomer, s.session_id(), details, "cb-2").ok());
+}
+
+TEST_F(SessionsTest, AVerificationTokenVerifiesTheFirstSessionItIsUsedOnOnly) {
+  v1::Session first = NewChat();
+  v1::Session second = NewChat();
+  const std::string token = VerificationToken("cust-1");
+  ASSERT_TRUE(sessions_->AttachVerification(kCustomer, first.session_id(), token).ok());
+  // Again on the same session: fine (the binding stays as it was).
+  ASSERT_TRUE(sessions_->AttachVerification(kCustomer, first.session_id(), token).ok());
+  const int attached = Count("sessions.verification_attached");
+  auto elsewhere = sessions_->AttachVerification(kCustomer, second.session_id(), token);
+  EXPECT_EQ(elsewhere.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StrContains(elsewhere.status().message(), "verification_token"));
+  EXPECT_FALSE(Get(second.session_id()).has_verification());
+  EXPECT_EQ(Count("sessions.verification_attached"), attached);
+  // Nor for a callback from the other session, nor for a PHONE session.
+  v1::CallbackDetails details = CallbackDetails();
+  details.set_verification_token(token);
+  auto callback = sessions_->RequestCallback(kCustomer, second.session_id(), details, "cb-1");
+  EXPECT_EQ(callback.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(absl::StartsWith(callback.status().message(), "callback.verification_token"));
+  v1::CreateSessionRequest phone;
+  phone.set_channel(common::v1::CHANNEL_PHONE);
+  phone.set_category(common::v1::CATEGORY_ACCOUNT_SECURITY);
+  *phone.mutable_callback() = details;
+  EXPECT_EQ(sessions_->Create(kCustomer, phone).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  // The binding is durable: a restart does not free the token.
+  Make(&bot_);
+  EXPECT_EQ(sessions_->AttachVerification(kCustomer, second.session_id(), token).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(sessions_->AttachVerification(kCustomer, first.session_id(), token).ok());
+  // A callback binds its token to the session it was asked from.
+  v1::CallbackDetails fresh = CallbackDetails();
+  ASSERT_TRUE(sessions_->RequestCallback(kCustomer, second.session_id(), fresh, "cb-2").ok());
+  EXPECT_EQ(sessions_->AttachVerification(kCustomer, first.session_id(),
+                                          fresh.verification_token())
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(sessions_
+                  ->AttachVerification(kCustomer, second.session_id(),
+                                       fresh.verification_token())
+                  .ok());
+  // So does a PHONE session's creation.
+  *phone.mutable_callback() = CallbackDetails();
+  auto created = sessions_->Create(kCustomer, phone);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(sessions_->AttachVerification(kCustomer, first.session_id(),
+                                          phone.callback().verification_token())
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(SessionsTest, ATokenBoundByAWriteNotYetDurableIsRefusedElsewhere) {
+  v1::Session first = NewChat();
+  v1::Session second = NewChat();
+  const std::string token = VerificationToken("cust-1");
+  store_->Hold();
+  absl::Status first_status;
+  std::thread attach([&] {
+    first_status = sessions_->AttachVerification(kCustomer, first.session_id(), token).status();
+  });
+  ASSERT_TRUE(store_->WaitForHeld(1));
+  EXPECT_EQ(sessions_->AttachVerification(kCustomer, second.session_id(), token).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  store_->Release();
+  attach.join();
+  EXPECT_TRUE(first_status.ok()) << first_status;
+  EXPECT_EQ(sessions_->footprint().pending_keys, 0u);
+}
+
+TEST_F(SessionsTest, ABindingThatSettlesWhileTheStoreIsReadIsNotMissed) {
+  v1::Session first = NewChat();
+  v1::Session second = NewChat();
+  const std::string token = VerificationToken("cust-1");
+  // The attach to `second` reads the store before the attach to `first` is
+  // decided; that one is decided and committed before `second`'s decides.
+  absl::Status first_status;
+  store_->AfterNextFindTokenBinding([&] {
+    first_status = sessions_->AttachVerification(kCustomer, first.session_id(), token).status();
+  });
+  auto second_status = sessions_->AttachVerification(kCustomer, second.session_id(), token);
+  EXPECT_TRUE(first_status.ok()) << first_status;
+  EXPECT_EQ(second_status.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_FALSE(Get(second.session_id()).has_verification());
 }
 
 TEST_F(SessionsTest, CreateIsIdempotentAndCustomersActForThemselves) {

@@ -144,6 +144,21 @@ absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
                          .Run();
     if (!s.ok()) return s;
   }
+  for (const TokenBinding& binding : write.token_bindings) {
+    // The logic binds a token once; a second binding to the same session
+    // (a re-attach) keeps the first row.
+    auto insert = db.Prepare(
+        "INSERT INTO token_bindings(token_id, session_id, customer_id, bound_micros, "
+        "expires_micros) VALUES (?, ?, ?, ?, ?) ON CONFLICT(token_id) DO NOTHING");
+    if (!insert.ok()) return insert.status();
+    absl::Status s = insert->Bind(1, binding.token_id)
+                         .Bind(2, binding.session_id)
+                         .Bind(3, binding.customer_id)
+                         .Bind(4, ToMicros(binding.bound_at))
+                         .Bind(5, ToMicros(binding.expires_at))
+                         .Run();
+    if (!s.ok()) return s;
+  }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
   }
@@ -300,6 +315,15 @@ const std::vector<std::string>& SessionsMigrations() {
       "  WHERE create_request_id != '';"
       "CREATE INDEX session_keys ON session_events(session_id, client_message_id) "
       "  WHERE client_message_id != '';",
+      // 5: the session each verification token was put to use on, so that
+      // a token verifies one session only. Kept like the sessions' history
+      // (a row is a few dozen bytes); never read at start.
+      "CREATE TABLE token_bindings("
+      "  token_id TEXT PRIMARY KEY,"
+      "  session_id TEXT NOT NULL,"
+      "  customer_id TEXT NOT NULL,"
+      "  bound_micros INTEGER NOT NULL,"
+      "  expires_micros INTEGER NOT NULL) WITHOUT ROWID;",
   };
   return *migrations;
 }
@@ -493,6 +517,18 @@ absl::StatusOr<std::optional<std::string>> SqliteSessionStore::FindCreated(
       "WHERE customer_id = ? AND create_request_id = ? AND create_request_id != ''");
   if (!select.ok()) return select.status();
   select->Bind(1, customer_id).Bind(2, request_id);
+  absl::StatusOr<bool> row = select->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::nullopt;
+  return select->ColumnText(0);
+}
+
+absl::StatusOr<std::optional<std::string>> SqliteSessionStore::FindTokenBinding(
+    const std::string& token_id) {
+  Lease lease(this);
+  auto select = lease.db().Prepare("SELECT session_id FROM token_bindings WHERE token_id = ?");
+  if (!select.ok()) return select.status();
+  select->Bind(1, token_id);
   absl::StatusOr<bool> row = select->Step();
   if (!row.ok()) return row.status();
   if (!*row) return std::nullopt;

@@ -65,6 +65,8 @@ class SqliteSessionStore : public SessionStore {
       const std::string& session_id, const std::string& client_message_id) override;
   absl::StatusOr<std::optional<std::string>> FindCreated(
       const std::string& customer_id, const std::string& request_id) override;
+  absl::StatusOr<std::optional<std::string>> FindTokenBinding(
+      const std::string& token_id) override;
   absl::StatusOr<std::vector<v1::Session>> ListSessions(const SessionQuery& query) override;
   absl::StatusOr<std::vector<v1::SessionEvent>> ReadEvents(
       const std::string& session_id, int64_t after, int64_t up_to, int limit) override;

@@ -80,6 +80,11 @@ class SessionStore {
   virtual absl::StatusOr<std::optional<std::string>> FindCreated(
       const std::string& customer_id, const std::string& request_id) = 0;
 
+  // The session the verification token `token_id` is bound to; nullopt if
+  // it was never put to use. Indexed.
+  virtual absl::StatusOr<std::optional<std::string>> FindTokenBinding(
+      const std::string& token_id) = 0;
+
   // See SessionQuery. Pages through indexes; never reads the whole table.
   virtual absl::StatusOr<std::vector<v1::Session>> ListSessions(
       const SessionQuery& query) = 0;

@@ -64,17 +64,14 @@ int SetOffline(Command& command, const std::string& token) {
 int Online(const std::vector<std::string>& args, Io& io) {
   BlockStopSignals();
   Command command(io,
-                  "switchboard agent online [--categories=deposit,withdrawal] [--languages=en] "
-                  "[--capacity=chat:3] [--name=NAME] [--status=online] [--auto_accept] "
-                  "[--for=DURATION]");
-  std::string categories = "general,deposit,withdrawal,trading,kyc,technical";
-  std::string languages = "en", capacity = "chat:3", name, status_name = "online";
+                  "switchboard agent online [--capacity=chat:2] [--status=online] "
+                  "[--auto_accept] [--for=DURATION]");
+  std::string capacity, status_name = "online";
   bool auto_accept = false;
   absl::Duration limit = absl::InfiniteDuration();
-  command.flags.Add("categories", &categories, "categories handled, comma-separated");
-  command.flags.Add("languages", &languages, "languages spoken, comma-separated BCP 47 tags");
-  command.flags.Add("capacity", &capacity, "sessions at once per channel, e.g. chat:3,email:5");
-  command.flags.Add("name", &name, "display name; empty means the agent id");
+  command.flags.Add("capacity", &capacity,
+                    "take fewer sessions at once than a supervisor allows, per channel, e.g. "
+                    "chat:2 (at most the limit; empty keeps the current capacity)");
   command.flags.Add("status", &status_name, "online, away or busy");
   command.flags.Add("auto_accept", &auto_accept, "have routing accept offers automatically");
   command.flags.Add("for", &limit, "stay on this long, then go offline (default: until Ctrl-C)");
@@ -92,26 +89,18 @@ int Online(const std::vector<std::string>& args, Io& io) {
   }
   request.set_status(static_cast<presence::v1::AgentStatus>(*status_value));
   request.set_device_id("switchboard-cli");
-  presence::v1::AgentProfile* profile = request.mutable_profile();
-  profile->set_display_name(name.empty() ? agent : name);
-  absl::StatusOr<std::vector<int>> parsed_categories =
-      ParseEnumList(common::v1::Category_descriptor(), "categories", categories);
-  if (!parsed_categories.ok()) return command.BadUsage(parsed_categories.status());
-  for (int category : *parsed_categories) profile->mutable_skills()->add_categories(
-      static_cast<common::v1::Category>(category));
-  for (absl::string_view language : absl::StrSplit(languages, ',', absl::SkipWhitespace())) {
-    profile->mutable_skills()->add_languages(std::string(language));
-  }
-  absl::StatusOr<std::vector<std::pair<std::string, int>>> capacities =
-      ParseNamedCounts("capacity", capacity);
-  if (!capacities.ok()) return command.BadUsage(capacities.status());
-  for (const auto& [channel_name, count] : *capacities) {
-    absl::StatusOr<int> channel =
-        ParseEnum(common::v1::Channel_descriptor(), "capacity", channel_name);
-    if (!channel.ok()) return command.BadUsage(channel.status());
-    presence::v1::ChannelCapacity* item = profile->add_capacities();
-    item->set_channel(static_cast<common::v1::Channel>(*channel));
-    item->set_capacity(count);
+  if (!capacity.empty()) {
+    absl::StatusOr<std::vector<std::pair<std::string, int>>> capacities =
+        ParseNamedCounts("capacity", capacity);
+    if (!capacities.ok()) return command.BadUsage(capacities.status());
+    for (const auto& [channel_name, count] : *capacities) {
+      absl::StatusOr<int> channel =
+          ParseEnum(common::v1::Channel_descriptor(), "capacity", channel_name);
+      if (!channel.ok()) return command.BadUsage(channel.status());
+      presence::v1::ChannelCapacity* item = request.add_capacities();
+      item->set_channel(static_cast<common::v1::Channel>(*channel));
+      item->set_capacity(count);
+    }
   }
   routing::v1::UpdateAgentSettingsRequest settings;
   settings.mutable_settings()->set_auto_accept(auto_accept);

@@ -19,9 +19,13 @@ customer   (--as=ID, default customer-1)
   callback SESSION --phone=+8613800138000 [--verification_token=T]   request a phone callback
   rate SESSION [--csat=5 --speed=5 --professionalism=5 --resolution=5 --comment=...]
   complain --text=... [--reason=slow_response] [--session=S]
+  changes                      changes of your contacts or authenticator by the support desk
+  confirm-change CHANGE [--code=C | --verification_token=T]   apply one now (it was you)
+  cancel-change CHANGE         drop one (it was not you)
 agent      (--as=ID, default agent-1)
-  online [--categories=deposit,withdrawal] [--languages=en] [--capacity=chat:3] [--auto_accept]
-                               go online and keep heartbeating until Ctrl-C (then offline)
+  online [--capacity=chat:2] [--auto_accept]
+                               go online and keep heartbeating until Ctrl-C (then offline);
+                               skills and the most per channel come from a supervisor's profile
   offline                      go offline
   offers [--accept] [--for=DURATION]   watch offers (and accept each one)
   accept OFFER | decline OFFER
@@ -33,7 +37,10 @@ supervisor (--as=ID, default supervisor-1)
   agents [--status=online]     agents, skills and load
   complaints [--state=open]    complaints
   summary [--since=24h] [--by=agent|category|channel]   ratings and CSAT
-  contact CUSTOMER --email=ADDRESS | --sms=+NUMBER      where a customer's codes go
+  contact CUSTOMER --email=ADDRESS | --sms=+NUMBER      where a customer's codes go: a pending
+                               change the customer is told of and may confirm or cancel
+  profile AGENT [--categories=deposit,withdrawal] [--languages=en] [--capacity=chat:3]
+                               what an agent handles: skills and the most per channel
 demo [--max_lapse_wait=10s]    play a whole journey: customer, bot, two agents, a drop, re-queue,
                                resolution, rating; prints the timeline and response-time figures
 help                           this text

@@ -3,33 +3,21 @@
 // really lapses), once forcing the SetStatus OFFLINE drop; both print the
 // timeline and the response-time figures. Also the CLI's exit codes for a
 // bad command, bad flags and a failing call.
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "libs/auth/token.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/reserved_port.h"
 #include "tools/cli/cli.h"
 
 namespace switchboard::cli {
 namespace {
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
 
 struct Result {
   int code;
@@ -39,50 +27,53 @@ struct Result {
 
 class CliDemoTest : public ::testing::Test {
  protected:
+  // Ports: each server listens on port 0 and reports the port it got, and
+  // is started after the servers it calls, except routing and sessions,
+  // which call each other: routing's port is reserved before sessions
+  // starts. Identity's address is a reserved port nobody listens on.
   static void SetUpTestSuite() {
     dir_ = new std::string(storage::MakeTempDir());
     ASSERT_TRUE(auth::LoadOrCreateKey(*dir_ + "/token.key", true).ok());
-    const int presence = FreePort(), routing = FreePort(), sessions = FreePort(),
-              bot = FreePort(), feedback = FreePort();
+    routing_port_ = new testing::ReservedPort();
+    no_identity_ = new testing::ReservedPort();
     const auto flags = [](int port, std::vector<std::string> more) {
       more.insert(more.end(), {"--data_dir=" + *dir_, absl::StrCat("--port=", port),
                                "--metrics_port=0", "--bind_address=127.0.0.1",
                                "--drain_deadline=3s"});
       return more;
     };
-    const auto at = [](int port) { return absl::StrCat("127.0.0.1:", port); };
     const std::string srcdir = std::getenv("TEST_SRCDIR");
     servers_ = new std::vector<std::unique_ptr<testing::ServerProcess>>();
-    servers_->push_back(std::make_unique<testing::ServerProcess>(
-        "services/bot/bot_server",
-        flags(bot, {"--knowledge_base=" + srcdir + "/switchboard/services/bot/kb/intents.kb"}),
-        *dir_ + "/bot.log"));
-    servers_->push_back(std::make_unique<testing::ServerProcess>(
-        "services/presence/presence_server",
-        flags(presence, {"--lease=3s", "--sweep_interval=200ms"}), *dir_ + "/presence.log"));
-    servers_->push_back(std::make_unique<testing::ServerProcess>(
-        "services/routing/routing_server",
-        flags(routing, {"--presence_address=" + at(presence), "--sessions_address=" + at(sessions),
-                        "--dispatch_interval=100ms"}),
-        *dir_ + "/routing.log"));
-    servers_->push_back(std::make_unique<testing::ServerProcess>(
-        "services/sessions/sessions_server",
-        flags(sessions, {"--bot_address=" + at(bot), "--routing_address=" + at(routing),
-                         "--routing_retry_interval=200ms", "--sweep_interval=200ms"}),
-        *dir_ + "/sessions.log"));
-    servers_->push_back(std::make_unique<testing::ServerProcess>(
-        "services/feedback/feedback_server",
-        flags(feedback, {"--sessions_address=" + at(sessions), "--routing_address=" + at(routing)}),
-        *dir_ + "/feedback.log"));
+    const auto start = [](const std::string& name, std::vector<std::string> flags) {
+      servers_->push_back(std::make_unique<testing::ServerProcess>(
+          absl::StrCat("services/", name, "/", name, "_server"), std::move(flags),
+          absl::StrCat(*dir_, "/", name, ".log")));
+      return servers_->back()->address();
+    };
+    const std::string bot = start(
+        "bot",
+        flags(0, {"--knowledge_base=" + srcdir + "/switchboard/services/bot/kb/intents.kb"}));
+    const std::string presence =
+        start("presence", flags(0, {"--lease=3s", "--sweep_interval=200ms"}));
+    const std::string routing = routing_port_->address();
+    const std::string sessions =
+        start("sessions", flags(0, {"--bot_address=" + bot, "--routing_address=" + routing,
+                                    "--routing_retry_interval=200ms",
+                                    "--sweep_interval=200ms"}));
+    start("routing", flags(routing_port_->port(),
+                           {"--presence_address=" + presence, "--sessions_address=" + sessions,
+                            "--dispatch_interval=100ms"}));
+    const std::string feedback = start(
+        "feedback", flags(0, {"--sessions_address=" + sessions, "--routing_address=" + routing}));
     common_ = new std::vector<std::string>{
         "--data_dir=" + *dir_,
-        "--sessions_address=" + at(sessions),
-        "--routing_address=" + at(routing),
-        "--bot_address=" + at(bot),
-        "--presence_address=" + at(presence),
-        "--feedback_address=" + at(feedback),
+        "--sessions_address=" + sessions,
+        "--routing_address=" + routing,
+        "--bot_address=" + bot,
+        "--presence_address=" + presence,
+        "--feedback_address=" + feedback,
         // Nothing listens here: calls to identity fail with UNAVAILABLE.
-        "--identity_address=" + at(FreePort()),
+        "--identity_address=" + no_identity_->address(),
         "--deadline=3s"};
   }
 
@@ -90,6 +81,8 @@ class CliDemoTest : public ::testing::Test {
     for (auto& server : *servers_) EXPECT_EQ(server->Terminate(absl::Seconds(10)), 0);
     delete servers_;
     delete common_;
+    delete routing_port_;
+    delete no_identity_;
     delete dir_;
   }
 
@@ -113,11 +106,15 @@ class CliDemoTest : public ::testing::Test {
   }
 
   static std::string* dir_;
+  static testing::ReservedPort* routing_port_;
+  static testing::ReservedPort* no_identity_;
   static std::vector<std::unique_ptr<testing::ServerProcess>>* servers_;
   static std::vector<std::string>* common_;
 };
 
 std::string* CliDemoTest::dir_ = nullptr;
+testing::ReservedPort* CliDemoTest::routing_port_ = nullptr;
+testing::ReservedPort* CliDemoTest::no_identity_ = nullptr;
 std::vector<std::unique_ptr<testing::ServerProcess>>* CliDemoTest::servers_ = nullptr;
 std::vector<std::string>* CliDemoTest::common_ = nullptr;
 
@@ -152,6 +149,10 @@ TEST_F(CliDemoTest, DemoSimulatesTheDropWhenTheLeaseIsTooLongToWaitFor) {
 }
 
 TEST_F(CliDemoTest, CommandsAgainstTheRunningServices) {
+  // The supervisor views below need agents and a queue: a quick demo run
+  // makes them, whichever order the tests run in.
+  Result demo = Cli({"demo", "--max_lapse_wait=0s"});
+  ASSERT_EQ(demo.code, 0) << demo.out << demo.err;
   Result opened = Cli({"customer", "open", "--as=cli-cust", "--category=deposit",
                        "--text=How long do deposits take to arrive?"});
   ASSERT_EQ(opened.code, 0) << opened.err;
@@ -174,9 +175,33 @@ TEST_F(CliDemoTest, CommandsAgainstTheRunningServices) {
   EXPECT_EQ(other.code, 1);
   EXPECT_EQ(other.err.rfind("error: NOT_FOUND: ", 0), 0u) << other.err;
 
-  Result queues = Cli({"supervisor", "queues"});
+  // A supervisor sets an agent up; once the agent is online, their queue
+  // shows (empty queues appear only while someone online could serve them).
+  Result profiled = Cli({"supervisor", "profile", "cli-agent", "--categories=deposit",
+                         "--languages=en", "--capacity=chat:2"});
+  ASSERT_EQ(profiled.code, 0) << profiled.err;
+  EXPECT_NE(profiled.out.find("cli-agent  offline  [deposit] [en]  load chat 0/2"),
+            std::string::npos)
+      << profiled.out;
+  Result online;
+  std::thread agent([&] { online = Cli({"agent", "online", "--as=cli-agent", "--for=4s"}); });
+  Result queues;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(4); absl::Now() < give_up;
+       absl::SleepFor(absl::Milliseconds(100))) {
+    queues = Cli({"supervisor", "queues"});
+    if (queues.out.find("chat/deposit/en: depth") != std::string::npos) break;
+  }
+  agent.join();
+  EXPECT_EQ(online.code, 0) << online.err;
+  EXPECT_NE(online.out.find("cli-agent  online  [deposit] [en]"), std::string::npos)
+      << online.out;
   EXPECT_EQ(queues.code, 0) << queues.err;
   EXPECT_NE(queues.out.find("chat/deposit/en: depth"), std::string::npos) << queues.out;
+  // An agent cannot take more than the supervisor allowed.
+  Result greedy = Cli({"agent", "online", "--as=cli-agent", "--capacity=chat:5", "--for=0s"});
+  EXPECT_EQ(greedy.code, 1);
+  EXPECT_EQ(greedy.err.rfind("error: PERMISSION_DENIED: capacities.capacity", 0), 0u)
+      << greedy.err;
   Result agents = Cli({"supervisor", "agents", "--json"});
   EXPECT_EQ(agents.code, 0) << agents.err;
   EXPECT_NE(agents.out.find("\"agent_id\":\"demo-"), std::string::npos) << agents.out;

@@ -14,6 +14,7 @@ void AddCommonFlags(config::FlagSet& flags, CommonOptions* options) {
   flags.Add("presence_address", &options->presence_address, "presence service, host:port");
   flags.Add("identity_address", &options->identity_address, "identity service, host:port");
   flags.Add("feedback_address", &options->feedback_address, "feedback service, host:port");
+  client::AddClientTlsFlags(flags, &options->tls, "");
   flags.Add("data_dir", &options->data_dir, "the platform's data folder (holds token.key)");
   flags.Add("key_file", &options->key_file,
             "token signing key the services use; empty means DATA_DIR/token.key");
@@ -36,9 +37,12 @@ absl::StatusOr<std::unique_ptr<Clients>> Clients::Create(const CommonOptions& op
   if (options.deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--deadline must be positive");
   }
+  absl::StatusOr<client::ChannelSecurity> security =
+      client::ChannelSecurity::Create(options.tls, "");
+  if (!security.ok()) return security.status();
   std::unique_ptr<Clients> clients(new Clients(*std::move(key), options.deadline));
-  const auto channel = [](const std::string& address) {
-    return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  const auto channel = [&security](const std::string& address) {
+    return security->Channel(address);
   };
   clients->sessions = sessions::v1::SessionsService::NewStub(channel(options.sessions_address));
   clients->routing = routing::v1::RoutingService::NewStub(channel(options.routing_address));

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
+#include "libs/client/tls.h"
 #include "libs/config/flags.h"
 #include "switchboard/bot/v1/bot_service.grpc.pb.h"
 #include "switchboard/feedback/v1/feedback_service.grpc.pb.h"
@@ -41,6 +42,9 @@ struct CommonOptions {
   std::string presence_address = "localhost:7104";
   std::string identity_address = "localhost:7105";
   std::string feedback_address = "localhost:7106";
+  // Dialing over TLS or mTLS (--tls_ca_file, --tls_cert_file, ...);
+  // plaintext when no CA file is given.
+  client::ClientTlsOptions tls;
   std::string data_dir = "data";
   // Empty means DATA_DIR/token.key.
   std::string key_file;
@@ -61,7 +65,7 @@ std::set<std::string> CommonBoolFlags();
 class Clients {
  public:
   // FailedPrecondition if the key cannot be read (with a hint to start
-  // the platform first).
+  // the platform first); InvalidArgument for wrong TLS flags or files.
   static absl::StatusOr<std::unique_ptr<Clients>> Create(const CommonOptions& options);
 
   // A one-hour access token for `subject` in `role`. InvalidArgument for an

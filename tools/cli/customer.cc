@@ -276,6 +276,57 @@ int Complain(const std::vector<std::string>& args, Io& io) {
   return kExitOk;
 }
 
+int Changes(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard customer changes");
+  std::string token;
+  if (int code = Begin(command, args, {}, 0, 0, &token); code >= 0) return code;
+  identity::v1::ListAccountChangesResponse response;
+  absl::Status status = FromGrpc(command.clients->identity->ListAccountChanges(
+      command.clients->Context(token).get(), {}, &response));
+  if (!status.ok()) return command.printer->Fail(status);
+  for (const auto& change : response.changes()) {
+    command.printer->Print(change, FormatAccountChange(change));
+  }
+  if (response.changes_size() == 0) command.printer->Text("no changes by the support desk");
+  return kExitOk;
+}
+
+int ConfirmChange(const std::vector<std::string>& args, Io& io) {
+  Command command(io,
+                  "switchboard customer confirm-change CHANGE [--code=123456] "
+                  "[--verification_token=T]");
+  std::string code, verification_token;
+  command.flags.Add("code", &code, "the confirmation code from the notice");
+  command.flags.Add("verification_token", &verification_token,
+                    "a verification token of yours (from `customer verify`) instead of the code");
+  std::string token;
+  if (int exit = Begin(command, args, {}, 1, 1, &token); exit >= 0) return exit;
+  identity::v1::ConfirmAccountChangeRequest request;
+  request.set_change_id(command.positional[0]);
+  request.set_code(code);
+  request.set_verification_token(verification_token);
+  identity::v1::ConfirmAccountChangeResponse response;
+  absl::Status status = FromGrpc(command.clients->identity->ConfirmAccountChange(
+      command.clients->Context(token).get(), request, &response));
+  if (!status.ok()) return command.printer->Fail(status);
+  command.printer->Print(response, FormatAccountChange(response.change()));
+  return kExitOk;
+}
+
+int CancelChange(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard customer cancel-change CHANGE");
+  std::string token;
+  if (int exit = Begin(command, args, {}, 1, 1, &token); exit >= 0) return exit;
+  identity::v1::CancelAccountChangeRequest request;
+  request.set_change_id(command.positional[0]);
+  identity::v1::CancelAccountChangeResponse response;
+  absl::Status status = FromGrpc(command.clients->identity->CancelAccountChange(
+      command.clients->Context(token).get(), request, &response));
+  if (!status.ok()) return command.printer->Fail(status);
+  command.printer->Print(response, FormatAccountChange(response.change()));
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunCustomer(const std::vector<std::string>& args, Io& io) {
@@ -289,9 +340,12 @@ int RunCustomer(const std::vector<std::string>& args, Io& io) {
   if (name == "callback") return Callback(rest, io);
   if (name == "rate") return Rate(rest, io);
   if (name == "complain") return Complain(rest, io);
+  if (name == "changes") return Changes(rest, io);
+  if (name == "confirm-change") return ConfirmChange(rest, io);
+  if (name == "cancel-change") return CancelChange(rest, io);
   io.err << "error: INVALID_ARGUMENT: unknown customer command \"" << name
-         << "\"\nusage: switchboard customer open|chat|say|show|verify|callback|rate|complain"
-            " ... (see switchboard help)\n";
+         << "\"\nusage: switchboard customer open|chat|say|show|verify|callback|rate|complain|"
+            "changes|confirm-change|cancel-change ... (see switchboard help)\n";
   return kExitUsage;
 }
 

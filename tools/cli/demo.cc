@@ -1,9 +1,11 @@
 #include "tools/cli/demo.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -34,14 +36,22 @@ std::string Quote(absl::string_view text, size_t limit = 70) {
   return absl::StrCat("\"", text.substr(0, cut), "...\"");
 }
 
-// Renews an agent's presence lease in the background, as a device does.
+// Renews an agent's presence lease in the background, as a device does. A
+// failed heartbeat is reported through `on_error` and retried soon, not a
+// whole interval later: a few lost in a row would let the lease lapse.
 class Heartbeats {
  public:
-  Heartbeats(const Clients& clients, std::string token, absl::Duration interval)
-      : thread_([this, &clients, token = std::move(token), interval] {
-          while (!stop_.WaitForNotificationWithTimeout(interval)) {
+  Heartbeats(const Clients& clients, std::string token, absl::Duration interval,
+             std::function<void(const std::string&)> on_error)
+      : thread_([this, &clients, token = std::move(token), interval,
+                 on_error = std::move(on_error)] {
+          absl::Duration wait = interval;
+          while (!stop_.WaitForNotificationWithTimeout(wait)) {
             presence::v1::HeartbeatResponse response;
-            clients.presence->Heartbeat(clients.Context(token).get(), {}, &response);
+            const grpc::Status status =
+                clients.presence->Heartbeat(clients.Context(token).get(), {}, &response);
+            wait = status.ok() ? interval : std::min(interval, absl::Milliseconds(100));
+            if (!status.ok()) on_error(FromGrpc(status).ToString());
           }
         }) {}
   ~Heartbeats() { Stop(); }
@@ -117,7 +127,10 @@ class Demo {
   void OnSessionEvent(const sessions::v1::StreamSessionEventsResponse& response);
   int StateCount(SessionState state);
   bool SawText(const std::string& text);
-  absl::StatusOr<presence::v1::SetStatusResponse> GoOnline(const std::string& token,
+  // A supervisor sets the agent up (deposit chats in English, 2 at once),
+  // then the agent goes online.
+  absl::StatusOr<presence::v1::SetStatusResponse> GoOnline(const std::string& agent,
+                                                           const std::string& token,
                                                            const std::string& name);
   absl::Status Say(const std::string& actor, const std::string& token, const std::string& text);
   absl::Status AcceptOffer(const std::string& actor, const std::string& token, OfferWatch& offers);
@@ -210,8 +223,24 @@ bool Demo::SawText(const std::string& text) {
   return false;
 }
 
-absl::StatusOr<presence::v1::SetStatusResponse> Demo::GoOnline(const std::string& token,
+absl::StatusOr<presence::v1::SetStatusResponse> Demo::GoOnline(const std::string& agent,
+                                                               const std::string& token,
                                                                const std::string& name) {
+  absl::StatusOr<std::string> supervisor =
+      clients_.Token(auth::Role::kSupervisor, "demo-supervisor");
+  if (!supervisor.ok()) return supervisor.status();
+  presence::v1::SetAgentProfileRequest grant;
+  grant.set_agent_id(agent);
+  presence::v1::AgentProfile* profile = grant.mutable_profile();
+  profile->set_display_name(name);
+  profile->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
+  profile->mutable_skills()->add_languages("en");
+  presence::v1::ChannelCapacity* chat = profile->add_capacities();
+  chat->set_channel(common::v1::CHANNEL_CHAT);
+  chat->set_capacity(2);
+  presence::v1::SetAgentProfileResponse granted;
+  DEMO_RETURN_IF_ERROR(FromGrpc(clients_.presence->SetAgentProfile(
+      clients_.Context(*supervisor).get(), grant, &granted)));
   routing::v1::UpdateAgentSettingsRequest settings;
   settings.mutable_settings()->set_auto_accept(false);
   routing::v1::UpdateAgentSettingsResponse updated;
@@ -220,13 +249,6 @@ absl::StatusOr<presence::v1::SetStatusResponse> Demo::GoOnline(const std::string
   presence::v1::SetStatusRequest request;
   request.set_status(presence::v1::AGENT_STATUS_ONLINE);
   request.set_device_id("switchboard-demo");
-  presence::v1::AgentProfile* profile = request.mutable_profile();
-  profile->set_display_name(name);
-  profile->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
-  profile->mutable_skills()->add_languages("en");
-  presence::v1::ChannelCapacity* chat = profile->add_capacities();
-  chat->set_channel(common::v1::CHANNEL_CHAT);
-  chat->set_capacity(2);
   presence::v1::SetStatusResponse response;
   DEMO_RETURN_IF_ERROR(
       FromGrpc(clients_.presence->SetStatus(clients_.Context(token).get(), request, &response)));
@@ -284,13 +306,19 @@ absl::Status Demo::Play() {
     };
   };
   OfferWatch ana_offers(clients_, ana_token, announce("ana"));
-  absl::StatusOr<presence::v1::SetStatusResponse> online = GoOnline(ana_token, "Ana");
+  absl::StatusOr<presence::v1::SetStatusResponse> online = GoOnline(ana, ana_token, "Ana");
   if (!online.ok()) return online.status();
   const absl::Duration lease =
       protoutil::FromTimestamp(online->agent().lease_expires_at()) - absl::Now();
   absl::Duration interval = protoutil::FromDuration(online->heartbeat_interval());
   if (interval <= absl::ZeroDuration()) interval = absl::Seconds(1);
-  auto ana_heartbeats = std::make_unique<Heartbeats>(clients_, ana_token, interval);
+  const auto heartbeat_failed = [this](const std::string& who) {
+    return [this, who](const std::string& error) {
+      Step(who, absl::StrCat("heartbeat failed (", error, "); retrying"));
+    };
+  };
+  auto ana_heartbeats =
+      std::make_unique<Heartbeats>(clients_, ana_token, interval, heartbeat_failed("ana"));
   Step("ana", absl::StrCat("online: deposit, en, chat capacity 2; presence lease ",
                          HumanDuration(absl::Seconds(std::round(absl::ToDoubleSeconds(lease)))),
                          ", heartbeat every ", HumanDuration(interval)));
@@ -372,9 +400,9 @@ absl::Status Demo::Play() {
 
   // Agent two comes online, is offered the session and finishes the job.
   OfferWatch ben_offers(clients_, ben_token, announce("ben"));
-  online = GoOnline(ben_token, "Ben");
+  online = GoOnline(ben, ben_token, "Ben");
   if (!online.ok()) return online.status();
-  Heartbeats ben_heartbeats(clients_, ben_token, interval);
+  Heartbeats ben_heartbeats(clients_, ben_token, interval, heartbeat_failed("ben"));
   Step("ben", "online: deposit, en, chat capacity 2");
   DEMO_RETURN_IF_ERROR(AcceptOffer("ben", ben_token, ben_offers));
   DEMO_RETURN_IF_ERROR(WaitFor("second assignment", [&] {

@@ -240,8 +240,12 @@ std::string FormatQueue(const routing::v1::QueueStats& queue) {
 std::string FormatAgent(const presence::v1::Agent& agent) {
   std::vector<std::string> capacities;
   for (const auto& capacity : agent.profile().capacities()) {
-    capacities.push_back(absl::StrCat(EnumLabel(common::v1::Channel_descriptor(), capacity.channel()),
-                                      " ", capacity.load(), "/", capacity.capacity()));
+    capacities.push_back(absl::StrCat(
+        EnumLabel(common::v1::Channel_descriptor(), capacity.channel()), " ", capacity.load(),
+        "/", capacity.capacity(),
+        capacity.capacity() < capacity.max_capacity()
+            ? absl::StrCat(" (up to ", capacity.max_capacity(), ")")
+            : ""));
   }
   std::vector<std::string> categories;
   for (int category : agent.profile().skills().categories()) {
@@ -252,6 +256,32 @@ std::string FormatAgent(const presence::v1::Agent& agent) {
                       absl::StrJoin(categories, ","), "] [",
                       absl::StrJoin(agent.profile().skills().languages(), ","), "]  load ",
                       absl::StrJoin(capacities, ", "));
+}
+
+std::string FormatAccountChange(const identity::v1::AccountChange& change) {
+  std::string line = absl::StrCat(
+      change.change_id(), "  ",
+      EnumLabel(identity::v1::AccountChangeState_descriptor(), change.state()), "  ",
+      EnumLabel(common::v1::VerificationMethod_descriptor(), change.method()),
+      change.removed() ? " removal" : " change");
+  if (change.state() == identity::v1::ACCOUNT_CHANGE_STATE_PENDING) {
+    absl::StrAppend(&line, "  applies ",
+                    absl::FormatTime("%Y-%m-%d %H:%M UTC",
+                                     protoutil::FromTimestamp(change.effective_at()),
+                                     absl::UTCTimeZone()));
+  } else {
+    absl::StrAppend(&line, "  ",
+                    EnumLabel(identity::v1::AccountChangeResolution_descriptor(),
+                              change.resolution()));
+  }
+  if (!change.requested_by().empty()) absl::StrAppend(&line, "  by ", change.requested_by());
+  std::vector<std::string> notified;
+  for (int method : change.notified()) {
+    notified.push_back(EnumLabel(common::v1::VerificationMethod_descriptor(), method));
+  }
+  absl::StrAppend(&line, "  (notified: ",
+                  notified.empty() ? "nobody" : absl::StrJoin(notified, ", "), ")");
+  return line;
 }
 
 std::string FormatComplaint(const feedback::v1::Complaint& complaint) {

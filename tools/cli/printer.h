@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/message.h"
 #include "switchboard/feedback/v1/feedback_service.pb.h"
+#include "switchboard/identity/v1/identity_service.pb.h"
 #include "switchboard/presence/v1/presence_service.pb.h"
 #include "switchboard/routing/v1/routing_service.pb.h"
 #include "switchboard/sessions/v1/sessions_service.pb.h"
@@ -71,6 +72,8 @@ std::string FormatOffer(const routing::v1::Offer& offer, bool closed);
 std::string FormatQueue(const routing::v1::QueueStats& queue);
 std::string FormatAgent(const presence::v1::Agent& agent);
 std::string FormatComplaint(const feedback::v1::Complaint& complaint);
+// "chg_1  pending  email_otp change  applies 2026-12-02 09:00 UTC  (notified: email_otp)"
+std::string FormatAccountChange(const identity::v1::AccountChange& change);
 // Several lines: counts, means and the CSAT share.
 std::string FormatSummary(const feedback::v1::FeedbackSummary& summary);
 

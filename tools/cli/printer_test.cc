@@ -92,7 +92,27 @@ TEST(FormatTest, QueuesAgentsAndSummaries) {
   chat->set_channel(common::v1::CHANNEL_CHAT);
   chat->set_capacity(3);
   chat->set_load(1);
+  chat->set_max_capacity(3);
   EXPECT_EQ(FormatAgent(agent), "ana  online  [deposit] [en]  load chat 1/3");
+  chat->set_max_capacity(5);
+  EXPECT_EQ(FormatAgent(agent), "ana  online  [deposit] [en]  load chat 1/3 (up to 5)");
+
+  identity::v1::AccountChange change;
+  change.set_change_id("chg_1");
+  change.set_state(identity::v1::ACCOUNT_CHANGE_STATE_PENDING);
+  change.set_method(common::v1::VERIFICATION_METHOD_EMAIL_OTP);
+  change.set_requested_by("sup-1");
+  change.mutable_effective_at()->set_seconds(1'800'000'000);
+  change.add_notified(common::v1::VERIFICATION_METHOD_SMS_OTP);
+  EXPECT_EQ(FormatAccountChange(change),
+            "chg_1  pending  email_otp change  applies 2027-01-15 08:00 UTC  by sup-1  "
+            "(notified: sms_otp)");
+  change.set_state(identity::v1::ACCOUNT_CHANGE_STATE_CANCELLED);
+  change.set_resolution(identity::v1::ACCOUNT_CHANGE_RESOLUTION_CANCELLED_BY_CUSTOMER);
+  change.clear_requested_by();
+  change.clear_notified();
+  EXPECT_EQ(FormatAccountChange(change),
+            "chg_1  cancelled  email_otp change  cancelled_by_customer  (notified: nobody)");
 
   feedback::v1::FeedbackSummary summary;
   summary.set_feedback_count(4);

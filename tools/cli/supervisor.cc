@@ -1,6 +1,7 @@
 #include "tools/cli/supervisor.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "libs/protoutil/time.h"
 #include "tools/cli/command_line.h"
@@ -146,10 +147,13 @@ int Summary(const std::vector<std::string>& args, Io& io) {
 }
 
 int Contact(const std::vector<std::string>& args, Io& io) {
-  Command command(io, "switchboard supervisor contact CUSTOMER (--email=ADDRESS | --sms=+NUMBER)");
+  Command command(io, "switchboard supervisor contact CUSTOMER (--email=ADDRESS | --sms=+NUMBER)"
+                      " [--language=en]");
   std::string email, sms;
   command.flags.Add("email", &email, "where the customer's email codes go");
   command.flags.Add("sms", &sms, "where the customer's SMS codes go (E.164)");
+  std::string language;
+  command.flags.Add("language", &language, "language of the notice to the customer: en or zh-CN");
   std::string token;
   if (int code = Begin(command, args, 1, &token); code >= 0) return code;
   if (email.empty() == sms.empty()) {
@@ -160,12 +164,66 @@ int Contact(const std::vector<std::string>& args, Io& io) {
   request.set_method(email.empty() ? common::v1::VERIFICATION_METHOD_SMS_OTP
                                    : common::v1::VERIFICATION_METHOD_EMAIL_OTP);
   request.set_address(email.empty() ? sms : email);
+  request.set_language(language);
   identity::v1::RegisterContactResponse response;
   absl::Status status = FromGrpc(command.clients->identity->RegisterContact(
       command.clients->Context(token).get(), request, &response));
   if (!status.ok()) return command.printer->Fail(status);
-  command.printer->Print(response, absl::StrCat("contact of ", command.positional[0],
-                                                response.replaced() ? " replaced" : " registered"));
+  if (response.has_pending_change()) {
+    command.printer->Print(response, FormatAccountChange(response.pending_change()));
+    command.printer->Note(
+        "the customer was notified and may confirm or cancel it; it applies by itself when "
+        "the cool-down ends");
+  } else {
+    command.printer->Print(response, absl::StrCat("contact of ", command.positional[0],
+                                                  " unchanged"));
+  }
+  return kExitOk;
+}
+
+int Profile(const std::vector<std::string>& args, Io& io) {
+  Command command(io,
+                  "switchboard supervisor profile AGENT [--categories=deposit,withdrawal] "
+                  "[--languages=en] [--capacity=chat:3] [--name=NAME]");
+  std::string categories = "general,deposit,withdrawal,trading,kyc,technical";
+  std::string languages = "en", capacity = "chat:3", name;
+  command.flags.Add("categories", &categories, "categories the agent handles, comma-separated");
+  command.flags.Add("languages", &languages, "languages spoken, comma-separated BCP 47 tags");
+  command.flags.Add("capacity", &capacity,
+                    "the most sessions at once per channel, e.g. chat:3,email:5");
+  command.flags.Add("name", &name, "display name; empty means the agent id");
+  std::string token;
+  if (int code = Begin(command, args, 1, &token); code >= 0) return code;
+  const std::string& agent = command.positional[0];
+  presence::v1::SetAgentProfileRequest request;
+  request.set_agent_id(agent);
+  presence::v1::AgentProfile* profile = request.mutable_profile();
+  profile->set_display_name(name.empty() ? agent : name);
+  absl::StatusOr<std::vector<int>> parsed_categories =
+      ParseEnumList(common::v1::Category_descriptor(), "categories", categories);
+  if (!parsed_categories.ok()) return command.BadUsage(parsed_categories.status());
+  for (int category : *parsed_categories) {
+    profile->mutable_skills()->add_categories(static_cast<common::v1::Category>(category));
+  }
+  for (absl::string_view language : absl::StrSplit(languages, ',', absl::SkipWhitespace())) {
+    profile->mutable_skills()->add_languages(std::string(language));
+  }
+  absl::StatusOr<std::vector<std::pair<std::string, int>>> capacities =
+      ParseNamedCounts("capacity", capacity);
+  if (!capacities.ok()) return command.BadUsage(capacities.status());
+  for (const auto& [channel_name, count] : *capacities) {
+    absl::StatusOr<int> channel =
+        ParseEnum(common::v1::Channel_descriptor(), "capacity", channel_name);
+    if (!channel.ok()) return command.BadUsage(channel.status());
+    presence::v1::ChannelCapacity* item = profile->add_capacities();
+    item->set_channel(static_cast<common::v1::Channel>(*channel));
+    item->set_capacity(count);
+  }
+  presence::v1::SetAgentProfileResponse response;
+  absl::Status status = FromGrpc(command.clients->presence->SetAgentProfile(
+      command.clients->Context(token).get(), request, &response));
+  if (!status.ok()) return command.printer->Fail(status);
+  command.printer->Print(response, FormatAgent(response.agent()));
   return kExitOk;
 }
 
@@ -179,9 +237,10 @@ int RunSupervisor(const std::vector<std::string>& args, Io& io) {
   if (name == "complaints") return Complaints(rest, io);
   if (name == "summary") return Summary(rest, io);
   if (name == "contact") return Contact(rest, io);
+  if (name == "profile") return Profile(rest, io);
   io.err << "error: INVALID_ARGUMENT: unknown supervisor command \"" << name
-         << "\"\nusage: switchboard supervisor queues|agents|complaints|summary|contact ..."
-            " (see switchboard help)\n";
+         << "\"\nusage: switchboard supervisor queues|agents|complaints|summary|contact|"
+            "profile ... (see switchboard help)\n";
   return kExitUsage;
 }
 

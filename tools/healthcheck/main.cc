@@ -1,6 +1,7 @@
 // Asks a server's grpc.health.v1 service whether it is SERVING.
 //
 //   healthcheck --address=localhost:7104 [--service=NAME] [--timeout=2s] [--wait=30s]
+//               [--tls_ca_file=ca.pem [--tls_cert_file=c.pem --tls_key_file=c.key]]
 //
 // Exit 0 when SERVING, 1 otherwise (printing the status or error), 2 on bad
 // flags. With --wait it retries every 200 ms until SERVING or the wait ends,
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "absl/time/clock.h"
+#include "libs/client/tls.h"
 #include "libs/config/flags.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
@@ -24,13 +26,20 @@ int main(int argc, char** argv) {
   flags.Add("service", &service, "service name to check; empty for the whole server");
   flags.Add("timeout", &timeout, "deadline of each check");
   flags.Add("wait", &wait, "keep retrying this long until SERVING");
+  switchboard::client::ClientTlsOptions tls;
+  switchboard::client::AddClientTlsFlags(flags, &tls, "");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "healthcheck: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  absl::StatusOr<switchboard::client::ChannelSecurity> security =
+      switchboard::client::ChannelSecurity::Create(tls, "");
+  if (!security.ok()) {
+    std::fprintf(stderr, "healthcheck: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
+  auto stub = grpc::health::v1::Health::NewStub(security->Channel(address));
   const absl::Time give_up = absl::Now() + wait;
   std::string last;
   while (true) {

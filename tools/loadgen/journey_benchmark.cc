@@ -275,18 +275,24 @@ int Main(int argc, char** argv) {
     const std::string agent = absl::StrCat("bench-agent-", i);
     agents.push_back(agent);
     const std::string token = p.Token(auth::Role::kAgent, agent);
-    presence::v1::SetStatusRequest online;
-    online.set_status(presence::v1::AGENT_STATUS_ONLINE);
-    online.mutable_profile()->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
-    online.mutable_profile()->mutable_skills()->add_languages("en");
-    presence::v1::ChannelCapacity* chat = online.mutable_profile()->add_capacities();
+    // A supervisor sets what the agent handles; the agent goes online.
+    presence::v1::SetAgentProfileRequest grant;
+    grant.set_agent_id(agent);
+    grant.mutable_profile()->mutable_skills()->add_categories(common::v1::CATEGORY_DEPOSIT);
+    grant.mutable_profile()->mutable_skills()->add_languages("en");
+    presence::v1::ChannelCapacity* chat = grant.mutable_profile()->add_capacities();
     chat->set_channel(common::v1::CHANNEL_CHAT);
     chat->set_capacity(5);
+    presence::v1::SetAgentProfileResponse granted;
+    presence::v1::SetStatusRequest online;
+    online.set_status(presence::v1::AGENT_STATUS_ONLINE);
     presence::v1::SetStatusResponse set;
     routing::v1::UpdateAgentSettingsRequest settings;
     settings.mutable_settings()->set_auto_accept(true);
     routing::v1::UpdateAgentSettingsResponse updated;
-    grpc::Status status = p.presence_->SetStatus(p.Context(token).get(), online, &set);
+    grpc::Status status = p.presence_->SetAgentProfile(
+        p.Context(p.Token(auth::Role::kSupervisor, "bench-supervisor")).get(), grant, &granted);
+    if (status.ok()) status = p.presence_->SetStatus(p.Context(token).get(), online, &set);
     if (status.ok()) {
       status = p.routing_->UpdateAgentSettings(p.Context(token).get(), settings, &updated);
     }

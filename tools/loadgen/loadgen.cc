@@ -48,6 +48,7 @@
 #include "absl/time/clock.h"
 #include "libs/auth/grpc_auth.h"
 #include "libs/auth/token.h"
+#include "libs/client/tls.h"
 #include "libs/config/flags.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
 #include "tools/loadgen/echo.grpc.pb.h"
@@ -63,6 +64,7 @@ using StreamResponse = sv1::StreamSessionEventsResponse;
 struct Config {
   std::string scenario = "echo";
   std::string target = "localhost:7190";
+  client::ClientTlsOptions tls;
   int channels = 4;
   std::string mode = "closed";
   int concurrency = 32;
@@ -124,7 +126,8 @@ ProcSample SampleProcess(int pid) {
 
 // ---- channels, tokens ----
 
-std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const Config& config) {
+std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const Config& config,
+                                                         const client::ChannelSecurity& security) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < std::max(1, config.channels); ++i) {
     grpc::ChannelArguments args;
@@ -133,8 +136,7 @@ std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const Config& config) {
     args.SetInt("switchboard.loadgen.channel", i);
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
-    channels.push_back(
-        grpc::CreateCustomChannel(config.target, grpc::InsecureChannelCredentials(), args));
+    channels.push_back(security.Channel(config.target, args));
   }
   return channels;
 }
@@ -392,6 +394,7 @@ int Run(int argc, char** argv) {
   config::FlagSet flags("loadgen");
   flags.Add("scenario", &config.scenario, "echo, send_message or fanout");
   flags.Add("target", &config.target, "server host:port");
+  client::AddClientTlsFlags(flags, &config.tls, "");
   flags.Add("channels", &config.channels, "gRPC channels (TCP connections) to spread calls over");
   flags.Add("mode", &config.mode, "closed (concurrency callers) or open (rate calls/s)");
   flags.Add("concurrency", &config.concurrency, "closed loop: concurrent callers");
@@ -453,7 +456,13 @@ int Run(int argc, char** argv) {
     return 1;
   };
 
-  const std::vector<std::shared_ptr<grpc::Channel>> channels = MakeChannels(config);
+  absl::StatusOr<client::ChannelSecurity> security =
+      client::ChannelSecurity::Create(config.tls, "");
+  if (!security.ok()) {
+    std::fprintf(stderr, "loadgen: %s\n", std::string(security.status().message()).c_str());
+    return 2;
+  }
+  const std::vector<std::shared_ptr<grpc::Channel>> channels = MakeChannels(config, *security);
   for (const auto& channel : channels) {
     if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10)))) {
       return fail("connect", absl::UnavailableError(config.target));
