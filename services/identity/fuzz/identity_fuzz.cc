@@ -2,24 +2,29 @@
 // each input is a sequence of calls (identity_fuzz.proto) against a fresh
 // SQLite store in a temporary folder, a fake clock and a fake code gateway.
 // The adapter's checks (a customer acts for themselves; a customer's
-// enrollment needs a verification token) are applied as the service
-// applies them.
+// enrollment and confirmation of an account change take a verification
+// token of theirs; a supervisor's contact change waits as an account
+// change) are applied as the service applies them.
 //
 // Beyond "no crash, no leak, no undefined behaviour", it checks that bad
 // input gets a client error (never INTERNAL or UNKNOWN); that every token
 // CompleteVerification issues verifies, for the challenge's customer and
-// session, and ValidateToken accepts it; and that the store loads back
-// after a restart.
+// session, and ValidateToken accepts it; that a supervisor's change waits
+// for its whole cool-down unless someone confirms it; that a customer sees
+// only their own changes; and that everything reads back the same after a
+// restart.
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
 #include "libs/clock/clock.h"
@@ -41,18 +46,23 @@ using fuzzing::CheckServed;
 
 constexpr size_t kMaxCalls = 48;
 
-// The code gateway: remembers what it delivered.
+// The code gateway: remembers what it delivered, verification codes by
+// challenge and account change notices' codes by change.
 class Gateway : public CodeNotifier {
  public:
   absl::Status Deliver(const v1::CodeDeliveryRequest& request) override {
     absl::MutexLock lock(&mu_);
     if (down_) return absl::UnavailableError("gateway down");
-    codes_[request.challenge_id()] = request.code();
+    if (request.has_account_change()) {
+      codes_[request.account_change().change_id()] = request.code();
+    } else {
+      codes_[request.challenge_id()] = request.code();
+    }
     return absl::OkStatus();
   }
-  std::string CodeFor(const std::string& challenge_id) {
+  std::string CodeFor(const std::string& challenge_or_change_id) {
     absl::MutexLock lock(&mu_);
-    auto it = codes_.find(challenge_id);
+    auto it = codes_.find(challenge_or_change_id);
     return it == codes_.end() ? "" : it->second;
   }
   void set_down(bool down) {
@@ -104,6 +114,15 @@ class Harness {
     const int role = call.role() >= 0 && call.role() <= 2 ? call.role() : 0;
     const bool customer = role == fuzz::CUSTOMER;
     const std::string self = absl::StrCat(kPrefix[role], call.caller() % 3);
+    // IdentityService::Source: a customer's address, or a proxy's header.
+    const std::string source =
+        customer || call.has_source() ? absl::StrCat("10.0.0.", call.source() % 3) : "";
+    // A verification token in a request: "mint" is the last one issued.
+    auto token_of = [&](const std::string& token) {
+      return token == "mint" && !issued_.empty() ? issued_.back() : token;
+    };
+    const std::string change =
+        call.has_change() && !changes_.empty() ? changes_[call.change() % changes_.size()] : "";
     // IdentityService::TargetCustomer: empty when the adapter refuses.
     auto target = [&](const std::string& requested) -> std::string {
       if (customer) return requested.empty() || requested == self ? self : "";
@@ -115,7 +134,8 @@ class Harness {
         const v1::StartVerificationRequest& r = call.start_verification();
         const std::string id = target(r.customer_id());
         if (id.empty()) break;
-        auto started = identity_->StartVerification({id, r.method(), r.session_id(), r.language()});
+        auto started = identity_->StartVerification(
+            {id, r.method(), r.session_id(), r.language(), r.request_id(), source});
         CheckServed(started.status(), "StartVerification");
         if (started.ok()) {
           challenges_.push_back(started->challenge.challenge_id);
@@ -133,8 +153,8 @@ class Harness {
         std::string code = r.code();
         if (code == "delivered") code = gateway_.CodeFor(challenge);
         if (code == "totp") code = TotpNow(challenge_owner_[challenge].first);
-        auto completed =
-            identity_->CompleteVerification(customer ? self : "", challenge, code);
+        auto completed = identity_->CompleteVerification(customer ? self : "", challenge, code,
+                                                         r.request_id(), source);
         CheckServed(completed.status(), "CompleteVerification");
         if (completed.ok()) CheckToken(*completed, challenge);
         break;
@@ -142,8 +162,7 @@ class Harness {
       case fuzz::Call::kValidateToken: {
         if (customer) break;
         const v1::ValidateTokenRequest& r = call.validate_token();
-        std::string token = r.verification_token();
-        if (token == "mint" && !issued_.empty()) token = issued_.back();
+        const std::string token = token_of(r.verification_token());
         if (token.empty() || token.size() > auth::TokenCodec::kMaxTokenBytes ||
             !common::v1::VerificationLevel_IsValid(r.min_level())) {
           break;  // the adapter refuses
@@ -155,6 +174,13 @@ class Harness {
       case fuzz::Call::kRegisterContact: {
         if (customer) break;
         const v1::RegisterContactRequest& r = call.register_contact();
+        if (role == fuzz::SUPERVISOR) {
+          absl::StatusOr<Identity::ContactChange> requested = identity_->RequestContactChange(
+              r.customer_id(), r.method(), r.address(), self, r.language());
+          CheckServed(requested.status(), "RequestContactChange");
+          if (requested.ok() && requested->pending.has_value()) Pending(*requested->pending);
+          break;
+        }
         CheckServed(
             identity_->RegisterContact(r.customer_id(), r.method(), r.address(), self).status(),
             "RegisterContact");
@@ -167,14 +193,14 @@ class Harness {
         std::optional<int> proof;
         if (customer) {
           // The adapter: a customer proves who they are with a token.
-          std::string token = r.verification_token();
-          if (token == "mint" && !issued_.empty()) token = issued_.back();
-          absl::StatusOr<auth::VerificationClaims> claims =
-              auth::VerifyVerificationToken(tokens_, token, clock_.Now());
+          absl::StatusOr<auth::VerificationClaims> claims = auth::VerifyVerificationToken(
+              tokens_, token_of(r.verification_token()), clock_.Now());
           if (!claims.ok() || claims->customer_id != id) break;
           proof = claims->level;
         }
-        auto started = identity_->StartTotpEnrollment(id, r.account_label(), self, proof);
+        auto started = identity_->StartTotpEnrollment(id, r.account_label(), self, proof,
+                                                      r.request_id(),
+                                                      role == fuzz::SUPERVISOR);
         CheckServed(started.status(), "StartTotpEnrollment");
         if (started.ok()) {
           enrollments_.push_back(started->enrollment.enrollment_id);
@@ -194,14 +220,75 @@ class Harness {
         if (code == "totp" && secret != enrollment_secret_.end()) {
           code = Hotp(secret->second.second, TotpStep(clock_.Now()), 6);
         }
-        auto confirmed =
-            identity_->ConfirmTotpEnrollment(customer ? self : "", enrollment, code);
+        auto confirmed = identity_->ConfirmTotpEnrollment(customer ? self : "", enrollment, code,
+                                                          r.request_id(), r.language());
         CheckServed(confirmed.status(), "ConfirmTotpEnrollment");
+        if (confirmed.ok() && confirmed->pending.has_value()) {
+          Pending(*confirmed->pending);
+          break;
+        }
         if (confirmed.ok() && secret != enrollment_secret_.end()) {
           totp_secret_[secret->second.first] = secret->second.second;
         }
         break;
       }
+      case fuzz::Call::kListAccountChanges: {
+        const std::string id = target(call.list_account_changes().customer_id());
+        if (id.empty()) break;  // the adapter refuses
+        absl::StatusOr<std::vector<AccountChangeRecord>> listed =
+            identity_->ListAccountChanges(id);
+        CheckServed(listed.status(), "ListAccountChanges");
+        if (!listed.ok()) break;
+        Check(listed->size() <= static_cast<size_t>(kMaxListedChanges),
+              "ListAccountChanges lists more than its maximum");
+        for (const AccountChangeRecord& record : *listed) {
+          Check(record.customer_id == id,
+                absl::StrCat("ListAccountChanges of ", id, " lists a change of ",
+                             record.customer_id));
+          CheckCoolDown(record);
+        }
+        break;
+      }
+      case fuzz::Call::kConfirmAccountChange: {
+        const v1::ConfirmAccountChangeRequest& r = call.confirm_account_change();
+        const std::string id = change.empty() ? r.change_id() : change;
+        std::string code = r.code();
+        if (code == "notified") code = gateway_.CodeFor(id);
+        std::optional<int> level;
+        const std::string token = token_of(r.verification_token());
+        if (!token.empty()) {
+          // The adapter: customers only, with a token of theirs.
+          if (!customer || token.size() > auth::TokenCodec::kMaxTokenBytes) break;
+          absl::StatusOr<auth::VerificationClaims> claims =
+              auth::VerifyVerificationToken(tokens_, token, clock_.Now());
+          if (!claims.ok() || claims->customer_id != self) break;
+          level = claims->level;
+        }
+        absl::StatusOr<AccountChangeRecord> confirmed =
+            identity_->ConfirmAccountChange(customer ? self : "", id, code, level, self);
+        CheckServed(confirmed.status(), "ConfirmAccountChange");
+        if (confirmed.ok()) {
+          Check(!customer || confirmed->customer_id == self,
+                "a customer confirmed another customer's change");
+          CheckCoolDown(*confirmed);
+        }
+        break;
+      }
+      case fuzz::Call::kCancelAccountChange: {
+        const std::string id = change.empty() ? call.cancel_account_change().change_id() : change;
+        absl::StatusOr<AccountChangeRecord> cancelled =
+            identity_->CancelAccountChange(customer ? self : "", id, self);
+        CheckServed(cancelled.status(), "CancelAccountChange");
+        if (cancelled.ok()) {
+          Check(!customer || cancelled->customer_id == self,
+                "a customer cancelled another customer's change");
+          CheckCoolDown(*cancelled);
+        }
+        break;
+      }
+      case fuzz::Call::kApplyDueChanges:
+        CheckServed(identity_->ApplyDueChanges().status(), "ApplyDueChanges");
+        break;
       case fuzz::Call::kSweep:
         CheckServed(identity_->Sweep().status(), "Sweep");
         break;
@@ -210,21 +297,60 @@ class Harness {
     }
   }
 
-  // What was written loads back.
+  // What was written reads back the same after a restart.
   void Finish() {
+    std::map<std::string, std::vector<std::string>> before;
+    for (const std::string& customer : customers_) {
+      before[customer] = ChangesOf(customer);
+    }
     Close();
     Open();
+    for (const auto& [customer, changes] : before) {
+      Check(ChangesOf(customer) == changes,
+            absl::StrCat("the account changes of ", customer, " differ after a restart"));
+    }
   }
 
  private:
   void Open() {
     db_ = *storage::Database::OpenMigrated({path_}, IdentityMigrations());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), "switchboard.identity.v1",
-                                                   nullptr);
+    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), path_,
+                                                   "switchboard.identity.v1", nullptr);
     identity_ = std::make_unique<Identity>(store_.get(), &clock_, &metrics_, &hasher_, &box_,
                                            &tokens_, &gateway_, IdentityOptions());
-    CheckServed(identity_->Load(), "Load");
+  }
+
+  // A supervisor's change just made: it waits for the whole cool-down.
+  void Pending(const AccountChangeRecord& change) {
+    Check(change.state == ChangeState::kPending, "a supervisor's change applied at once");
+    Check(change.effective_at - change.requested_at >=
+              IdentityOptions().account_change_cooldown,
+          absl::StrCat("change ", change.change_id, " takes effect before its cool-down"));
+    changes_.push_back(change.change_id);
+    customers_.insert(change.customer_id);
+  }
+
+  // A change applied because its cool-down passed did not apply early.
+  static void CheckCoolDown(const AccountChangeRecord& change) {
+    if (change.resolution != v1::ACCOUNT_CHANGE_RESOLUTION_COOLDOWN_PASSED) return;
+    Check(change.state == ChangeState::kApplied && change.resolved_at >= change.effective_at,
+          absl::StrCat("change ", change.change_id, " applied before its cool-down ended"));
+  }
+
+  // What ListAccountChanges shows of `customer`, one line per change.
+  std::vector<std::string> ChangesOf(const std::string& customer) {
+    absl::StatusOr<std::vector<AccountChangeRecord>> listed =
+        identity_->ListAccountChanges(customer);
+    Check(listed.ok(), absl::StrCat("ListAccountChanges of ", customer, " fails"));
+    std::vector<std::string> lines;
+    for (const AccountChangeRecord& c : *listed) {
+      lines.push_back(absl::StrCat(c.change_id, " ", static_cast<int>(c.method), " ",
+                                   static_cast<int>(c.state),
+                                   " ", c.resolution, " ", c.resolved_by, " ",
+                                   absl::FormatTime(c.effective_at), " ", c.code_attempts));
+    }
+    return lines;
   }
 
   void Close() {
@@ -276,6 +402,9 @@ class Harness {
   std::map<std::string, std::pair<std::string, std::string>> enrollment_secret_;
   std::map<std::string, std::string> totp_secret_;
   std::vector<std::string> issued_;
+  // Account changes made, and their customers.
+  std::vector<std::string> changes_;
+  std::set<std::string> customers_;
 };
 
 }  // namespace

@@ -5,7 +5,8 @@
 // service applies them.
 //
 // Beyond "no crash, no leak, no undefined behaviour", it checks that bad
-// input gets a client error (never INTERNAL or UNKNOWN), that a watcher
+// input gets a client error (never INTERNAL or UNKNOWN), that no agent's
+// capacity exceeds the limit a supervisor set, that a watcher
 // sees each agent's revisions only grow, and that a restart (a new Presence
 // over the same file) shows every agent as before.
 
@@ -21,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "libs/clock/clock.h"
 #include "libs/protoutil/time.h"
@@ -58,11 +60,13 @@ class Watcher : public PresenceListener {
   std::map<std::string, int64_t> last_ ABSL_GUARDED_BY(mu_);
 };
 
+// The same agent, but for the lease (see Harness::Finish).
 bool SameAgent(const AgentRecord& a, const AgentRecord& b) {
   return a.agent_id == b.agent_id && a.status == b.status &&
          google::protobuf::util::MessageDifferencer::Equals(a.profile, b.profile) &&
-         a.lease_expires_at == b.lease_expires_at && a.status_changed_at == b.status_changed_at &&
-         a.idle_since == b.idle_since && a.revision == b.revision;
+         a.status_changed_at == b.status_changed_at &&
+         a.idle_since == b.idle_since && a.revision == b.revision &&
+         a.profile_set_by == b.profile_set_by && a.profile_set_at == b.profile_set_at;
 }
 
 class Harness {
@@ -88,12 +92,30 @@ class Harness {
         const v1::SetStatusRequest& r = call.set_status();
         if (call.role() == fuzz::SERVICE) break;
         const std::string id = target(r.agent_id());
-        if (id.empty()) break;
-        Presence::SetStatusCommand command{id, r.status(), std::nullopt, r.device_id()};
-        if (r.has_profile()) command.profile = r.profile();
+        if (id.empty() || r.has_profile()) break;  // the adapter refuses
+        Presence::SetStatusCommand command;
+        command.agent_id = id;
+        command.status = r.status();
+        command.capacities.assign(r.capacities().begin(), r.capacities().end());
+        command.device_id = r.device_id();
         absl::StatusOr<AgentRecord> record = presence_->SetStatus(command);
         CheckServed(record.status(), "SetStatus");
-        if (record.ok()) seen_.insert(id);
+        if (record.ok()) {
+          seen_.insert(id);
+          CheckWithinLimits(*record);
+        }
+        break;
+      }
+      case fuzz::Call::kSetAgentProfile: {
+        const v1::SetAgentProfileRequest& r = call.set_agent_profile();
+        if (call.role() != fuzz::SUPERVISOR || !r.has_profile()) break;  // the adapter refuses
+        absl::StatusOr<AgentRecord> record = presence_->SetProfile(
+            r.agent_id(), r.profile(), absl::StrCat("sup-", call.caller() % 2));
+        CheckServed(record.status(), "SetProfile");
+        if (record.ok()) {
+          seen_.insert(r.agent_id());
+          CheckWithinLimits(*record);
+        }
         break;
       }
       case fuzz::Call::kHeartbeat: {
@@ -191,7 +213,19 @@ class Harness {
     }
   }
 
-  // A restart shows every agent as it was.
+  // An agent never holds more capacity on a channel than a supervisor
+  // granted.
+  static void CheckWithinLimits(const AgentRecord& agent) {
+    for (const v1::ChannelCapacity& c : agent.profile.capacities()) {
+      Check(c.capacity() <= c.max_capacity(),
+            absl::StrCat(agent.agent_id, " has capacity ", c.capacity(), " above its limit ",
+                         c.max_capacity(), " on channel ", c.channel()));
+    }
+  }
+
+  // A restart shows every agent as it was, except that an agent not OFFLINE
+  // gets a fresh lease (Presence::Load): the time the service was down does
+  // not count against the agents.
   void Finish() {
     std::vector<AgentRecord> before;
     for (const std::string& id : seen_) {
@@ -205,6 +239,13 @@ class Harness {
       absl::StatusOr<AgentRecord> after = presence_->GetAgent(record.agent_id);
       Check(after.ok() && SameAgent(record, *after),
             absl::StrCat("agent ", record.agent_id, " differs after a restart"));
+      const absl::Time lease = record.status == v1::AGENT_STATUS_OFFLINE
+                                   ? record.lease_expires_at
+                                   : clock_.Now() + PresenceOptions().lease;
+      Check(after->lease_expires_at == lease,
+            absl::StrCat("agent ", record.agent_id, " has lease ",
+                         absl::FormatTime(after->lease_expires_at), " after a restart, not ",
+                         absl::FormatTime(lease)));
     }
   }
 
