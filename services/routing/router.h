@@ -126,7 +126,9 @@ class OfferListener {
 // threads, never from gRPC callback threads.
 class Router {
  public:
-  // None owned; all must outlive the router.
+  // None owned; all must outlive the router. Destroy the router only once
+  // the store calls back no more (GroupCommitter::Stop): a commit in flight
+  // calls the router when it completes.
   Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessions,
          Clock* clock, RoutingMetrics* metrics, RouterOptions options);
   ~Router();

@@ -53,9 +53,10 @@ class RouterTest : public ::testing::Test {
     OpenStore();
     Start();
   }
+  // The committer stops first: a commit in flight calls the router back.
   ~RouterTest() override {
-    router_.reset();
     committer_->Stop();
+    router_.reset();
   }
 
   void OpenStore() {
@@ -74,8 +75,8 @@ class RouterTest : public ::testing::Test {
 
   // As a process restart: a new Router on the file reopened.
   void Restart() {
-    router_.reset();
     committer_->Stop();
+    router_.reset();
     store_.reset();
     sqlite_.reset();
     committer_.reset();

@@ -284,8 +284,9 @@ class Harness {
   void Close() {
     for (const auto& watcher : watchers_) router_->UnsubscribeOffers(watcher.get());
     watchers_.clear();
-    router_.reset();
+    // The committer stops first: a commit in flight calls the router back.
     committer_->Stop();
+    router_.reset();
     store_.reset();
     committer_.reset();
     db_.reset();
