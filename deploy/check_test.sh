@@ -16,6 +16,7 @@ tmp=$(mktemp -d "${TEST_TMPDIR:-/tmp}/deploy_check.XXXXXX")
 
 promtool check config deploy/prometheus/prometheus.yml || fail "prometheus.yml"
 promtool check rules deploy/prometheus/alerts.yml || fail "alerts.yml"
+promtool test rules deploy/prometheus/alerts_test.yml || fail "alerts_test.yml: an alert fires (or not) unlike its test"
 grep -q 'alerts.yml' deploy/prometheus/prometheus.yml || fail "prometheus.yml does not load alerts.yml"
 
 dashboard=deploy/grafana/switchboard.json

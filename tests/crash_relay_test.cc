@@ -26,12 +26,12 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/events/kafka_topics.h"
 #include "libs/metrics/scrape.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/kafka_broker.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/events/v1/event.pb.h"
 #include "switchboard/identity/v1/identity_service.grpc.pb.h"
 
@@ -87,15 +87,14 @@ class CrashRelayTest : public ::testing::Test {
  protected:
   CrashRelayTest()
       : dir_(storage::MakeTempDir()),
-        codec_(*auth::LoadOrCreateKey(dir_ + "/token.key", true)) {
+        // The key folder identity finds in its data folder.
+        tokens_(testing::TestTokens::InFolder(dir_ + "/keys", "identity")) {
     auto specs = events::ParseTopicSpecs(testing::ReadFile(
         std::string(std::getenv("TEST_SRCDIR")) + "/switchboard/deploy/kafka/topics.conf"));
     EXPECT_TRUE(specs.ok()) << specs.status();
     events::OverrideReplication(*specs, 1);
     auto created = events::CreateTopics(broker_.address(), {}, *specs, absl::Seconds(30));
     EXPECT_TRUE(created.ok()) << created.status();
-    token_ = *auth::MintAccessToken(
-        codec_, {"crash-test", auth::Role::kService, absl::Now() + absl::Hours(1)}, absl::Now());
   }
 
   // Starts identity publishing to the broker, killing itself at `fault`
@@ -128,7 +127,7 @@ class CrashRelayTest : public ::testing::Test {
     request.set_request_id(request_id);
     identity::v1::StartVerificationResponse response;
     grpc::ClientContext context;
-    auth::AttachToken(context, token_);
+    auth::AttachToken(context, tokens_.For(auth::Role::kCustomer, customer));
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     if (!stub_->StartVerification(&context, request, &response).ok()) return "";
     return response.challenge_id();
@@ -181,8 +180,7 @@ class CrashRelayTest : public ::testing::Test {
 
   testing::KafkaBroker broker_;
   const std::string dir_;
-  auth::TokenCodec codec_;
-  std::string token_;
+  testing::TestTokens tokens_;
   std::unique_ptr<testing::ServerProcess> identity_;
   std::unique_ptr<IdentityService::Stub> stub_;
   int next_call_[kCustomers] = {};

@@ -32,9 +32,9 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
@@ -172,13 +172,12 @@ std::shared_ptr<grpc::Channel> Channel(const std::string& address) {
 }
 
 // The three services as processes, each in its own data folder, sharing
-// the token key.
+// the key folder.
 class CrashTest : public ::testing::Test {
  protected:
   CrashTest()
       : dir_(storage::MakeTempDir()),
-        key_(*auth::LoadOrCreateKey(dir_ + "/token.key", true)),
-        codec_(key_) {}
+        tokens_(testing::TestTokens::InFolder(dir_ + "/keys", "crash")) {}
 
   // The processes die as they would in a crash: their data folders are
   // the test's own, and draining them would only add seconds.
@@ -188,7 +187,7 @@ class CrashTest : public ::testing::Test {
   }
 
   std::vector<std::string> Common(const std::string& name) {
-    return {"--data_dir=" + dir_ + "/" + name, "--token_key_file=" + dir_ + "/token.key",
+    return {"--data_dir=" + dir_ + "/" + name, "--keys_dir=" + dir_ + "/keys",
             "--port=0",        "--metrics_port=0",
             "--bind_address=127.0.0.1", "--drain_deadline=2s"};
   }
@@ -239,8 +238,7 @@ class CrashTest : public ::testing::Test {
   }
 
   std::string Token(Role role, const std::string& subject) {
-    return *auth::MintAccessToken(codec_, {subject, role, absl::Now() + absl::Hours(1)},
-                                  absl::Now());
+    return tokens_.For(role, subject);
   }
 
   std::unique_ptr<grpc::ClientContext> Context(Role role, const std::string& subject,
@@ -477,8 +475,7 @@ class CrashTest : public ::testing::Test {
   }
 
   std::string dir_;
-  std::string key_;
-  auth::TokenCodec codec_;
+  testing::TestTokens tokens_;
   Forwarder presence_forwarder_, routing_forwarder_;
   std::unique_ptr<testing::ServerProcess> presence_, sessions_, routing_;
   std::unique_ptr<pv1::PresenceService::Stub> presence_stub_;

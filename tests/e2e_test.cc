@@ -28,10 +28,10 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/metrics/scrape.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "libs/testing/reserved_port.h"
 #include "switchboard/feedback/v1/feedback_service.grpc.pb.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
@@ -171,9 +171,11 @@ class EndToEndTest : public ::testing::Test {
         absl::Seconds(60)) &&
              launcher_->running();
     EXPECT_TRUE(ready_) << launcher_->log();
-    auto key = auth::LoadOrCreateKey(dir_ + "/data/token.key", false);
-    EXPECT_TRUE(key.ok()) << key.status();
-    codec_ = std::make_unique<auth::TokenCodec>(key.value_or(std::string(64, 'x')));
+    // The development keys run.sh made; the test mints as the local issuer.
+    if (ready_) {
+      tokens_ = std::make_unique<testing::TestTokens>(
+          testing::TestTokens::FromFolder(dir_ + "/data/keys", "e2e"));
+    }
   }
 
   int GrpcPort(int index) const { return base_ + index; }      // 1-based, kServices order
@@ -186,9 +188,7 @@ class EndToEndTest : public ::testing::Test {
 
   std::unique_ptr<grpc::ClientContext> Context(auth::Role role, const std::string& subject) {
     auto context = std::make_unique<grpc::ClientContext>();
-    auth::AttachToken(*context,
-                      *auth::MintAccessToken(*codec_, {subject, role, absl::Now() + absl::Hours(1)},
-                                             absl::Now()));
+    auth::AttachToken(*context, tokens_->For(role, subject));
     context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
     return context;
   }
@@ -235,7 +235,7 @@ class EndToEndTest : public ::testing::Test {
   int base_;
   bool ready_ = false;
   std::unique_ptr<Child> launcher_;
-  std::unique_ptr<auth::TokenCodec> codec_;
+  std::unique_ptr<testing::TestTokens> tokens_;
   int prometheus_port_ = 0;
   std::unique_ptr<Child> prometheus_;
 };
@@ -268,10 +268,7 @@ TEST_F(EndToEndTest, JourneyEventsMetricsPrometheusAndCleanShutdown) {
   grpc::ClientContext offers_context;
   // Bounds the wait for the offer below.
   offers_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-  auth::AttachToken(offers_context,
-                    *auth::MintAccessToken(*codec_, {"ana", auth::Role::kAgent,
-                                                     absl::Now() + absl::Hours(1)},
-                                           absl::Now()));
+  auth::AttachToken(offers_context, tokens_->For(auth::Role::kAgent, "ana"));
   auto offers = routing->WatchOffers(&offers_context, {});
 
   const auto create = [&](const std::string& customer, const std::string& text) {

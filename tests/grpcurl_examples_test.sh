@@ -45,7 +45,7 @@ awk '/^### Try it with grpcurl/ {on = 1} on && /^```sh/ {code = 1; next}
      code && /^```/ {exit} code {print}' README.md >"$work/readme.sh"
 [[ -s "$work/readme.sh" ]] || { echo "FAIL: no grpcurl block in README.md" >&2; exit 1; }
 sed -E -i -e "s#bazel-bin/tools/mint_token/mint_token#$root/tools/mint_token/mint_token#g" \
-  -e "s#--key_file=data/token.key#--key_file=$work/data/token.key#g" "$work/readme.sh"
+  -e "s#--keys_dir=data/keys#--keys_dir=$work/data/keys#g" "$work/readme.sh"
 for i in 1 2 3 4 5 6; do
   sed -i "s#localhost:710$i\\b#localhost:$((base + i))#g" "$work/readme.sh"
 done

@@ -18,10 +18,10 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/metrics/scrape.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/identity/v1/code_delivery.pb.h"
 #include "switchboard/identity/v1/identity_service.grpc.pb.h"
 
@@ -64,12 +64,8 @@ class IdentityProcessTest : public ::testing::Test {
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
-    // The server created the development key in its data folder.
-    auto key = auth::LoadOrCreateKey(data_dir_ + "/token.key", false);
-    EXPECT_TRUE(key.ok()) << key.status();
-    auth::TokenCodec codec(*key);
-    return *auth::MintAccessToken(codec, {subject, role, absl::Now() + absl::Hours(1)},
-                                  absl::Now());
+    // The server made the development keys in its data folder.
+    return testing::TestTokens::FromFolder(data_dir_ + "/keys", "identity").For(role, subject);
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
@@ -118,7 +114,7 @@ class IdentityProcessTest : public ::testing::Test {
     request.set_min_level(common::v1::VERIFICATION_LEVEL_BASIC);
     identity::v1::ValidateTokenResponse response;
     EXPECT_TRUE(
-        stub.ValidateToken(Context(Token(auth::Role::kService, "sessions")).get(), request,
+        stub.ValidateToken(Context(Token(auth::Role::kSupervisor, "sup-1")).get(), request,
                            &response)
             .ok());
     return response;

@@ -23,7 +23,6 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/client/tls.h"
 #include "libs/events/kafka_topics.h"
 #include "libs/metrics/scrape.h"
@@ -32,6 +31,7 @@
 #include "switchboard/events/v1/event.pb.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "libs/testing/reserved_port.h"
 #include "libs/testing/test_certificates.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -121,8 +121,8 @@ class JourneyTest : public ::testing::Test {
   explicit JourneyTest(std::vector<std::string> service_flags, FlagsOf flags_of = nullptr,
                        client::ChannelSecurity security = client::ChannelSecurity())
       : dir_(storage::MakeTempDir()),
-        key_(*auth::LoadOrCreateKey(dir_ + "/token.key", true)),
-        codec_(key_),
+        // One key folder for the platform, where each server looks first.
+        tokens_(testing::TestTokens::InFolder(dir_ + "/keys", "journey")),
         security_(std::move(security)) {
     const auto flags = [&](const std::string& name, int port, std::vector<std::string> more) {
       more.insert(more.end(), service_flags.begin(), service_flags.end());
@@ -178,8 +178,7 @@ class JourneyTest : public ::testing::Test {
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
-    return *auth::MintAccessToken(codec_, {subject, role, absl::Now() + absl::Hours(1)},
-                                  absl::Now());
+    return tokens_.For(role, subject);
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
@@ -338,8 +337,7 @@ class JourneyTest : public ::testing::Test {
   void PlayJourney(const std::function<void()>& after_queued, std::string* session);
 
   std::string dir_;
-  std::string key_;
-  auth::TokenCodec codec_;
+  testing::TestTokens tokens_;
   const client::ChannelSecurity security_;
   testing::ReservedPort routing_port_;
   std::unique_ptr<testing::ServerProcess> bot_, presence_, routing_, sessions_;

@@ -13,12 +13,12 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/events/kafka_topics.h"
 #include "libs/metrics/scrape.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/kafka_broker.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/events/v1/event.pb.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 
@@ -73,10 +73,8 @@ class KafkaPresenceTest : public ::testing::Test {
 
   grpc::Status SetStatus(const testing::ServerProcess& server, const std::string& agent,
                          AgentStatus status) {
-    auto key = auth::LoadOrCreateKey(data_dir_ + "/token.key", false);
-    auth::TokenCodec codec(*key);
-    const std::string token = *auth::MintAccessToken(
-        codec, {agent, auth::Role::kAgent, absl::Now() + absl::Hours(1)}, absl::Now());
+    const std::string token = testing::TestTokens::FromFolder(data_dir_ + "/keys", "presence")
+                                  .For(auth::Role::kAgent, agent);
     auto stub = presence::v1::PresenceService::NewStub(
         grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
     grpc::ClientContext context;

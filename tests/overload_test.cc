@@ -28,9 +28,9 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/bot/v1/bot_service.grpc.pb.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
 
@@ -173,11 +173,9 @@ class OverloadTest : public ::testing::Test {
   }
 
   std::string Token(const std::string& customer) {
-    auto key = auth::LoadOrCreateKey(data_dir_ + "/token.key", false);
-    EXPECT_TRUE(key.ok()) << key.status();
-    auth::TokenCodec codec(*key);
-    return *auth::MintAccessToken(
-        codec, {customer, auth::Role::kCustomer, absl::Now() + absl::Hours(1)}, absl::Now());
+    // The server made the development keys in its data folder.
+    return testing::TestTokens::FromFolder(data_dir_ + "/keys", "sessions")
+        .For(auth::Role::kCustomer, customer);
   }
 
   std::string NewChat(SessionsService::Stub& stub, const std::string& token) {

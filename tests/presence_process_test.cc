@@ -10,10 +10,10 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/metrics/scrape.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 
 namespace switchboard {
@@ -39,12 +39,8 @@ class PresenceProcessTest : public ::testing::Test {
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
-    // The server created the development key in its data folder.
-    auto key = auth::LoadOrCreateKey(data_dir_ + "/token.key", false);
-    EXPECT_TRUE(key.ok()) << key.status();
-    auth::TokenCodec codec(*key);
-    return *auth::MintAccessToken(codec, {subject, role, absl::Now() + absl::Hours(1)},
-                                  absl::Now());
+    // The server made the development keys in its data folder.
+    return testing::TestTokens::FromFolder(data_dir_ + "/keys", "presence").For(role, subject);
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {

@@ -12,10 +12,10 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/metrics/scrape.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
 
 namespace switchboard {
@@ -46,11 +46,8 @@ class SessionsProcessTest : public ::testing::Test {
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
-    auto key = auth::LoadOrCreateKey(data_dir_ + "/token.key", false);
-    EXPECT_TRUE(key.ok()) << key.status();
-    auth::TokenCodec codec(*key);
-    return *auth::MintAccessToken(codec, {subject, role, absl::Now() + absl::Hours(1)},
-                                  absl::Now());
+    // The server made the development keys in its data folder.
+    return testing::TestTokens::FromFolder(data_dir_ + "/keys", "sessions").For(role, subject);
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {

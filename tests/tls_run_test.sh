@@ -40,7 +40,7 @@ grep -q 'Ctrl-C stops everything' "$work/run.log" ||
   { echo "FAIL: the platform did not start" >&2; cat "$work/run.log" >&2; exit 1; }
 tls_dir="$work/data/tls"
 client=(-cacert "$tls_dir/ca.pem" -cert "$tls_dir/client.pem" -key "$tls_dir/client.key")
-mint() { "$root/tools/mint_token/mint_token" --key_file="$work/data/token.key" --subject="$1" --role="$2"; }
+mint() { "$root/tools/mint_token/mint_token" --keys_dir="$work/data/keys" --subject="$1" --role="$2"; }
 
 # The README's block, pointed at this run: its ports, binaries and files.
 awk '/^### Over TLS and mTLS/ {on = 1} on && /^```sh/ {code = 1; next}
@@ -50,7 +50,7 @@ grep -q -- '-cacert' "$work/readme.sh" || fail "the README's TLS block does not 
 grep -v '^#' "$work/readme.sh" | grep -q -- '-plaintext' &&
   fail "the README's TLS block uses -plaintext"
 sed -E -i -e "s#bazel-bin/tools/mint_token/mint_token#$root/tools/mint_token/mint_token#g" \
-  -e "s#--key_file=data/token.key#--key_file=$work/data/token.key#g" \
+  -e "s#--keys_dir=data/keys#--keys_dir=$work/data/keys#g" \
   -e "s# data/tls/# $tls_dir/#g" "$work/readme.sh"
 for i in 1 2 3 4 5 6; do
   sed -i "s#localhost:710$i\\b#localhost:$((base + i))#g" "$work/readme.sh"
@@ -164,7 +164,7 @@ grep -q 'UNAVAILABLE' "$work/cli" || fail "CLI without TLS: $(cat "$work/cli")"
 # with nothing but -cacert lists, checks health and calls.
 mkdir -p "$work/tls_only"
 ./services/presence/presence_server --data_dir="$work/tls_only" --port=0 --metrics_port=0 \
-  --bind_address=127.0.0.1 --token_key_file="$work/data/token.key" \
+  --bind_address=127.0.0.1 --keys_dir="$work/data/keys" \
   --tls_cert_file="$tls_dir/presence.pem" \
   --tls_key_file="$tls_dir/presence.key" 2>"$work/tls_only/log" &
 tls_only=$!

@@ -12,7 +12,6 @@ _LIBS = {
     "rdkafka": (["rdkafka++", "rdkafka"], []),
     "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], []),
     "sqlite": (["sqlite3"], []),
-    "jwt": (["libjwt", "openssl"], []),
     "openssl": (["openssl"], []),
     "gtest": (["gtest", "gmock"], []),
     "gtest_main": (["gtest_main", "gmock"], []),

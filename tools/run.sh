@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the machine (tools/setup.sh), builds, and starts every Switchboard
 # service that exists so far on localhost with their default ports, wired to
-# one data folder (SQLite files, event JSON lines, the development token key).
+# one data folder (SQLite files, event JSON lines, the development keys).
 # Waits until each answers its health check, prints what runs where, and stops
 # everything cleanly on Ctrl-C. Restarting keeps the data.
 #
@@ -77,6 +77,24 @@ if [[ -z "$bin" ]]; then
 fi
 mkdir -p "$data_dir/logs"
 
+# Development keys (libs/auth/key_folder.h): every key pair of the platform
+# in $data_dir/keys, made once. Each service is given the public key sets
+# and its own private key only, never the folder.
+keys_dir="$data_dir/keys"
+if [[ ! -d "$keys_dir" ]]; then
+  "$bin/tools/mint_token/mint_token" --generate_keys="$keys_dir" >/dev/null
+  echo "run: development keys made in $keys_dir"
+fi
+# key_flags NAME: sets key_args to the key flags of service NAME.
+key_flags() {
+  key_args=(--access_keys="$keys_dir/access.jwks" --service_keys="$keys_dir/services.jwks"
+    --verification_keys="$keys_dir/verification.jwks")
+  case "$1" in
+    sessions | routing | feedback) key_args+=(--service_signing_key="$keys_dir/$1.pem") ;;
+    identity) key_args+=(--verification_signing_key="$keys_dir/verification.pem") ;;
+  esac
+}
+
 pids=()
 names=()
 # $1: "signal" (Ctrl-C, SIGTERM: exit 0 if every service exited 0) or "exit".
@@ -129,6 +147,7 @@ fi
 
 for entry in "${services[@]}"; do
   read -r name grpc_port metrics_port <<<"$entry"
+  key_flags "$name"
   # Each service serves its own certificate, requires one of the local CA
   # from every client, and presents its own to the peers it calls.
   tls_flags=()
@@ -142,7 +161,7 @@ for entry in "${services[@]}"; do
   fi
   # shellcheck disable=SC2086  # peer_flags hold several words on purpose
   "$bin/services/$name/${name}_server" --data_dir="$data_dir" --port="$grpc_port" \
-    --metrics_port="$metrics_port" ${peer_flags[$name]:-} "${service_flags[@]}" \
+    --metrics_port="$metrics_port" ${peer_flags[$name]:-} "${key_args[@]}" "${service_flags[@]}" \
     "${tls_flags[@]}" 2>>"$data_dir/logs/$name.log" &
   pids+=($!)
   names+=("$name")
@@ -184,9 +203,9 @@ cat <<EOF2
 
 $events_line
 $transport_line
-Token key:           $data_dir/token.key
+Keys (development):  $keys_dir
 Try it (grpcurl is installed by tools/setup.sh):
-  mint() { $bin/tools/mint_token/mint_token --key_file=$data_dir/token.key --subject=\$1 --role=\$2; }
+  mint() { $bin/tools/mint_token/mint_token --keys_dir=$keys_dir --subject=\$1 --role=\$2; }
   tls="$grpcurl_tls"
   grpcurl \$tls localhost:$((base + 1)) list
   grpcurl \$tls localhost:$((base + 1)) grpc.health.v1.Health/Check

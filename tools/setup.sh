@@ -25,7 +25,7 @@ PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libgrpc++-dev libabsl-dev
   # Libraries the services link
-  libsqlite3-dev librdkafka-dev prometheus-cpp-dev libjwt-dev libssl-dev
+  libsqlite3-dev librdkafka-dev prometheus-cpp-dev libssl-dev
   # The bot's intent classifier (supervised fastText)
   libfasttext-dev
   # Tests and benchmarks

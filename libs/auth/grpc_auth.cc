@@ -5,7 +5,6 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 
 namespace switchboard::auth {
 namespace {
@@ -18,23 +17,6 @@ absl::string_view StripSpacesAndTabs(absl::string_view s) {
     s.remove_suffix(1);
   }
   return s;
-}
-
-std::string RoleList(std::initializer_list<Role> roles) {
-  return absl::StrJoin(roles, ", ", [](std::string* out, Role role) {
-    absl::StrAppend(out, RoleName(role));
-  });
-}
-
-absl::Status CheckRole(const Principal& principal,
-                       std::initializer_list<Role> allowed,
-                       absl::string_view what) {
-  for (Role role : allowed) {
-    if (role == principal.role) return absl::OkStatus();
-  }
-  return absl::PermissionDeniedError(
-      absl::StrCat("role ", RoleName(principal.role), " may not ", what,
-                   " (allowed: ", RoleList(allowed), ")"));
 }
 
 }  // namespace
@@ -62,9 +44,11 @@ absl::StatusOr<absl::string_view> BearerToken(
   return token;
 }
 
-absl::StatusOr<Principal> AuthenticateCall(
-    const grpc::ServerContextBase& context, const TokenCodec& codec,
-    absl::Time now) {
+namespace {
+
+// The token of `authorization: Bearer <token>`, pointing into the call's
+// metadata.
+absl::StatusOr<absl::string_view> CallToken(const grpc::ServerContextBase& context) {
   const auto& metadata = context.client_metadata();
   auto [first, last] = metadata.equal_range(
       grpc::string_ref(kAuthorizationKey.data(), kAuthorizationKey.size()));
@@ -75,31 +59,26 @@ absl::StatusOr<Principal> AuthenticateCall(
     return absl::UnauthenticatedError(
         "authorization metadata given more than once");
   }
-  absl::StatusOr<absl::string_view> token = BearerToken(
-      absl::string_view(first->second.data(), first->second.size()));
+  return BearerToken(absl::string_view(first->second.data(), first->second.size()));
+}
+
+}  // namespace
+
+absl::StatusOr<Principal> AuthenticateCall(const grpc::ServerContextBase& context,
+                                           const TokenVerifier& verifier, absl::Time now) {
+  absl::StatusOr<absl::string_view> token = CallToken(context);
   if (!token.ok()) return token.status();
-  return VerifyAccessToken(codec, *token, now);
+  return verifier.VerifyCaller(*token, now);
 }
 
-absl::StatusOr<Principal> AuthenticateAndAuthorize(
-    const grpc::ServerContextBase& context, const TokenCodec& codec,
-    absl::Time now, std::initializer_list<Role> allowed,
-    absl::string_view method) {
-  absl::StatusOr<Principal> principal = AuthenticateCall(context, codec, now);
+absl::StatusOr<Principal> AuthenticateAndAuthorize(const grpc::ServerContextBase& context,
+                                                   const TokenVerifier& verifier,
+                                                   const ServicePolicy& policy, absl::Time now,
+                                                   absl::string_view method) {
+  absl::StatusOr<Principal> principal = AuthenticateCall(context, verifier, now);
   if (!principal.ok()) return principal.status();
-  if (absl::Status s = Authorize(*principal, allowed, method); !s.ok()) return s;
+  if (absl::Status s = policy.Authorize(*principal, method); !s.ok()) return s;
   return principal;
-}
-
-absl::Status Authorize(const Principal& principal,
-                       std::initializer_list<Role> allowed) {
-  return CheckRole(principal, allowed, "make this call");
-}
-
-absl::Status Authorize(const Principal& principal,
-                       std::initializer_list<Role> allowed,
-                       absl::string_view method) {
-  return CheckRole(principal, allowed, absl::StrCat("call ", method));
 }
 
 void AttachToken(grpc::ClientContext& context, absl::string_view token) {

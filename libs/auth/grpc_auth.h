@@ -1,14 +1,14 @@
 #pragma once
 
-#include <initializer_list>
-
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/server_context.h"
+#include "libs/auth/policy.h"
 #include "libs/auth/token.h"
+#include "libs/auth/verifier.h"
 
 // The gRPC side of authentication: where tokens travel in call metadata.
 // Everything here returns absl::Status; the service adapters convert it.
@@ -26,30 +26,19 @@ absl::StatusOr<absl::string_view> BearerToken(
     absl::string_view authorization_header);
 
 // Reads `authorization: Bearer <token>` from the call's metadata and verifies
-// it as an access token (VerifyAccessToken). Unauthenticated if the header is
-// missing, given more than once, not Bearer, or the token is invalid; the
-// message gives the reason and never the token. Thread-safe.
-absl::StatusOr<Principal> AuthenticateCall(
-    const grpc::ServerContextBase& context, const TokenCodec& codec,
-    absl::Time now);
+// it as an access or a service token (TokenVerifier::VerifyCaller).
+// Unauthenticated if the header is missing, given more than once, not
+// Bearer, or the token is invalid; the message gives the reason and never
+// the token. Thread-safe.
+absl::StatusOr<Principal> AuthenticateCall(const grpc::ServerContextBase& context,
+                                           const TokenVerifier& verifier, absl::Time now);
 
-// AuthenticateCall, then Authorize(principal, allowed, method): what every
+// AuthenticateCall, then policy.Authorize(principal, method): what every
 // adapter does first. The caller, or UNAUTHENTICATED / PERMISSION_DENIED.
-absl::StatusOr<Principal> AuthenticateAndAuthorize(
-    const grpc::ServerContextBase& context, const TokenCodec& codec,
-    absl::Time now, std::initializer_list<Role> allowed,
-    absl::string_view method);
-
-// OK if principal.role is in `allowed`; otherwise PermissionDenied naming the
-// caller's role and the allowed ones.
-absl::Status Authorize(const Principal& principal,
-                       std::initializer_list<Role> allowed);
-
-// As above, and the message names `method` (e.g. "CloseSession"), so that a
-// caller sees which call they may not make.
-absl::Status Authorize(const Principal& principal,
-                       std::initializer_list<Role> allowed,
-                       absl::string_view method);
+absl::StatusOr<Principal> AuthenticateAndAuthorize(const grpc::ServerContextBase& context,
+                                                   const TokenVerifier& verifier,
+                                                   const ServicePolicy& policy, absl::Time now,
+                                                   absl::string_view method);
 
 // Client side: attaches `authorization: Bearer <token>` to `context`. Call it
 // once per ClientContext, before the call starts.

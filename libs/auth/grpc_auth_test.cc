@@ -13,7 +13,9 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "libs/auth/key_folder.h"
 #include "libs/clock/clock.h"
+#include "switchboard/bot/v1/bot_service.pb.h"
 
 namespace switchboard::auth {
 namespace {
@@ -35,38 +37,32 @@ TEST(BearerTokenTest, RejectsOtherForms) {
   }
 }
 
-TEST(AuthorizeTest, AllowsListedRolesOnly) {
-  Principal agent{"a", Role::kAgent, absl::InfiniteFuture()};
-  EXPECT_TRUE(Authorize(agent, {Role::kAgent, Role::kSupervisor}).ok());
-  absl::Status denied = Authorize(agent, {Role::kSupervisor, Role::kService},
-                                  "CloseSession");
-  EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_TRUE(absl::StrContains(denied.message(), "agent")) << denied;
-  EXPECT_TRUE(absl::StrContains(denied.message(), "CloseSession")) << denied;
-  EXPECT_TRUE(absl::StrContains(denied.message(), "supervisor, service"))
-      << denied;
-  EXPECT_EQ(Authorize(agent, {}).code(), absl::StatusCode::kPermissionDenied);
-}
-
-// Answers every method: authenticates the call and returns the principal in
-// trailing metadata, or the authentication error as the call's status.
+// Answers every method as the bot's RPC of the same name would be
+// authorized: authenticates the call, applies the bot's policy, and returns
+// the principal in trailing metadata, or the error as the call's status.
 class WhoAmIService : public grpc::CallbackGenericService {
  public:
-  WhoAmIService(const TokenCodec* codec, const Clock* clock)
-      : codec_(codec), clock_(clock) {}
+  WhoAmIService(const TokenVerifier* verifier, const Clock* clock)
+      : verifier_(verifier), clock_(clock) {}
 
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* context) override {
-    return new Reactor(context, *codec_, clock_->Now());
+    return new Reactor(context, *verifier_, clock_->Now());
   }
 
  private:
   class Reactor : public grpc::ServerGenericBidiReactor {
    public:
     Reactor(grpc::GenericCallbackServerContext* context,
-            const TokenCodec& codec, absl::Time now) {
-      absl::StatusOr<Principal> principal =
-          AuthenticateCall(*context, codec, now);
+            const TokenVerifier& verifier, absl::Time now) {
+      const std::string& path = context->method();
+      const std::string method = path.substr(path.rfind('/') + 1);
+      absl::StatusOr<Principal> principal = AuthenticateAndAuthorize(
+          *context, verifier, ServicePolicy::Of(bot::v1::AnswerRequest::descriptor()
+                                                    ->file()
+                                                    ->service(0)
+                                                    ->full_name()),
+          now, method);
       if (!principal.ok()) {
         Finish(grpc::Status(
             static_cast<grpc::StatusCode>(principal.status().code()),
@@ -85,7 +81,7 @@ class WhoAmIService : public grpc::CallbackGenericService {
     grpc::ByteBuffer response_{&empty_, 1};
   };
 
-  const TokenCodec* codec_;
+  const TokenVerifier* verifier_;
   const Clock* clock_;
 };
 
@@ -111,9 +107,9 @@ class AuthenticateCallTest : public ::testing::Test {
     std::string role;
   };
 
-  // Makes one call; `prepare` adds metadata to the context.
+  // Calls `method`; `prepare` adds metadata to the context.
   template <typename Prepare>
-  Result Call(Prepare prepare) {
+  Result Call(Prepare prepare, const std::string& method = "Answer") {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(10));
@@ -123,7 +119,7 @@ class AuthenticateCallTest : public ::testing::Test {
     grpc::ByteBuffer response;
     absl::Notification done;
     Result result;
-    stub_->UnaryCall(&context, "/test.WhoAmI/Get", grpc::StubOptions(),
+    stub_->UnaryCall(&context, "/test.WhoAmI/" + method, grpc::StubOptions(),
                      &request, &response, [&](grpc::Status status) {
                        result.status = std::move(status);
                        done.Notify();
@@ -140,17 +136,32 @@ class AuthenticateCallTest : public ::testing::Test {
   }
 
   std::string Mint(absl::string_view subject, Role role) {
-    return MintAccessToken(
-               codec_,
-               Principal{std::string(subject), role,
-                         clock_.Now() + absl::Hours(1)},
-               clock_.Now())
+    return MintAccessToken(issuer_, Principal{std::string(subject), role,
+                                              clock_.Now() + absl::Hours(1)},
+                           clock_.Now())
+        .value_or("");
+  }
+  std::string Service(const std::string& caller) {
+    return MintServiceToken(TokenSigner(keys_.services.at(caller), std::string(kServiceIssuer)),
+                            caller, "bot", clock_.Now(), absl::Minutes(10))
         .value_or("");
   }
 
+  static KeyFolder NewKeys() {
+    absl::StatusOr<KeyFolder> keys = KeyFolder::Generate();
+    EXPECT_TRUE(keys.ok()) << keys.status();
+    return *std::move(keys);
+  }
+  static TokenVerifier::KeySources Sources(const KeyFolder& keys) {
+    return {FixedKeys(keys.AccessKeys()), FixedKeys(keys.ServiceKeys()),
+            FixedKeys(keys.VerificationKeys())};
+  }
+
   FakeClock clock_;
-  TokenCodec codec_{std::string(32, 'k')};
-  WhoAmIService service_{&codec_, &clock_};
+  KeyFolder keys_ = NewKeys();
+  TokenSigner issuer_{keys_.issuer, std::string(kDevelopmentIssuer)};
+  TokenVerifier verifier_{Sources(keys_), VerifierOptions{"bot"}};
+  WhoAmIService service_{&verifier_, &clock_};
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<grpc::GenericStub> stub_;
 };
@@ -162,6 +173,31 @@ TEST_F(AuthenticateCallTest, AcceptsAttachedToken) {
   ASSERT_TRUE(result.status.ok()) << result.status.error_message();
   EXPECT_EQ(result.subject, "alice");
   EXPECT_EQ(result.role, "supervisor");
+}
+
+TEST_F(AuthenticateCallTest, AppliesTheRpcsPolicy) {
+  // bot.Answer: supervisors and the sessions service.
+  const std::string sessions = Service("sessions");
+  Result result = Call([&](grpc::ClientContext& c) { AttachToken(c, sessions); });
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.subject, "sessions");
+  EXPECT_EQ(result.role, "service");
+
+  const std::string routing = Service("routing");
+  result = Call([&](grpc::ClientContext& c) { AttachToken(c, routing); });
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(result.status.error_message(), "service routing may not call Answer");
+
+  const std::string agent = Mint("ana", Role::kAgent);
+  result = Call([&](grpc::ClientContext& c) { AttachToken(c, agent); });
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(result.status.error_message(), "role agent may not call Answer");
+  // bot.ListIntents admits agents.
+  result = Call([&](grpc::ClientContext& c) { AttachToken(c, agent); }, "ListIntents");
+  EXPECT_TRUE(result.status.ok()) << result.status.error_message();
+  // A method the service does not have is refused.
+  result = Call([&](grpc::ClientContext& c) { AttachToken(c, agent); }, "Nope");
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(AuthenticateCallTest, RejectsMissingToken) {
@@ -188,7 +224,7 @@ TEST_F(AuthenticateCallTest, RejectsTwoTokens) {
   std::string token = Mint("alice", Role::kAgent);
   Result result = Call([&](grpc::ClientContext& c) {
     AttachToken(c, token);
-    AttachToken(c, Mint("bob", Role::kService));
+    AttachToken(c, Service("sessions"));
   });
   EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }

@@ -1,400 +1,244 @@
 #include "libs/auth/token.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <jwt.h>
-#include <openssl/rand.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <array>
-#include <cstdlib>
-#include <memory>
+#include <algorithm>
+#include <cmath>
+#include <optional>
 #include <utility>
 #include <vector>
 
-#include "absl/hash/hash.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "libs/auth/json.h"
 
 namespace switchboard::auth {
 namespace {
 
-static_assert(sizeof(long) == sizeof(int64_t),
-              "libjwt's integer claims are longs; int64 claims need LP64");
+using google::protobuf::Struct;
+using google::protobuf::Value;
 
-constexpr absl::string_view kIssuer = "switchboard";
-// A key file holds 64 hex digits and a newline; anything much bigger is not a
-// key file, and reading it whole would be a waste.
-constexpr size_t kMaxKeyFileBytes = 4096;
-
-// --- Key file -------------------------------------------------------------
-
-absl::Status FileError(int error_number, absl::string_view what,
-                       const std::string& path) {
-  return absl::ErrnoToStatus(error_number, absl::StrCat(what, " ", path));
-}
-
-// Reads the whole file, or NotFound/other errno status.
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return FileError(errno, "cannot open key file", path);
-  std::string contents;
-  char buf[1024];
-  while (true) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int error_number = errno;
-      close(fd);
-      return FileError(error_number, "cannot read key file", path);
-    }
-    if (n == 0) break;
-    contents.append(buf, static_cast<size_t>(n));
-    if (contents.size() > kMaxKeyFileBytes) {
-      close(fd);
-      return absl::InvalidArgumentError(
-          absl::StrCat("key file ", path, " is too large to be a key"));
-    }
-  }
-  close(fd);
-  return contents;
-}
-
-absl::StatusOr<std::string> DecodeKey(absl::string_view text,
-                                      const std::string& path) {
-  absl::string_view hex = absl::StripAsciiWhitespace(text);
-  if (hex.size() % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "key file ", path, " does not hold hex text (odd number of digits)"));
-  }
-  for (char c : hex) {
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("key file ", path, " does not hold hex text"));
-    }
-  }
-  if (hex.size() / 2 < kMinKeyBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key in ", path, " is ", hex.size() / 2,
-                     " bytes; at least ", kMinKeyBytes, " are needed"));
-  }
-  return absl::HexStringToBytes(hex);
-}
-
-absl::Status WriteAll(int fd, absl::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::ErrnoToStatus(errno, "write");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
-
-// Writes `contents` to a private temporary file beside `path`, then links it
-// to `path`. link(2) never replaces an existing file, and readers never see a
-// half-written key. Returns AlreadyExists if another process won the race.
-absl::Status CreateKeyFile(const std::string& path,
-                           absl::string_view contents) {
-  std::string temp = absl::StrCat(path, ".tmp.XXXXXX");
-  int fd = mkstemp(temp.data());  // mode 0600
-  if (fd < 0) return FileError(errno, "cannot create key file", path);
-  absl::Status status = WriteAll(fd, contents);
-  if (status.ok() && fchmod(fd, S_IRUSR | S_IWUSR) != 0) {
-    status = absl::ErrnoToStatus(errno, "fchmod");
-  }
-  if (status.ok() && fsync(fd) != 0) {
-    status = absl::ErrnoToStatus(errno, "fsync");
-  }
-  if (close(fd) != 0 && status.ok()) {
-    status = absl::ErrnoToStatus(errno, "close");
-  }
-  if (status.ok() && link(temp.c_str(), path.c_str()) != 0) {
-    status = errno == EEXIST ? absl::AlreadyExistsError(path)
-                             : absl::ErrnoToStatus(errno, "link");
-  }
-  unlink(temp.c_str());
-  if (!status.ok() && !absl::IsAlreadyExists(status)) {
-    return absl::Status(status.code(),
-                        absl::StrCat("cannot create key file ", path, ": ",
-                                     status.message()));
-  }
-  return status;
-}
-
-// --- JWT ------------------------------------------------------------------
-
-struct JwtDeleter {
-  void operator()(jwt_t* jwt) const { jwt_free(jwt); }
-};
-using JwtPtr = std::unique_ptr<jwt_t, JwtDeleter>;
+// Integers beyond 2^53 do not survive a JSON parser that reads numbers as
+// doubles (protobuf's does), so they are neither made nor accepted.
+constexpr int64_t kMaxJsonInteger = int64_t{1} << 53;
 
 bool IsRegisteredClaim(absl::string_view name) {
-  return name == "iss" || name == "aud" || name == "sub" || name == "iat" ||
-         name == "exp";
+  return name == "iss" || name == "sub" || name == "aud" || name == "exp" || name == "nbf" ||
+         name == "iat" || name == "jti";
 }
 
 absl::Status Unauthenticated(absl::string_view reason) {
   return absl::UnauthenticatedError(reason);
 }
 
-absl::Status AddString(jwt_t* jwt, const std::string& name,
-                       const std::string& value) {
-  // libjwt takes C strings: a NUL would silently cut the value short.
-  if (value.find('\0') != std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("claim ", name, " contains a NUL byte"));
-  }
-  if (jwt_add_grant(jwt, name.c_str(), value.c_str()) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("claim ", name, " is not valid UTF-8"));
-  }
-  return absl::OkStatus();
-}
+// The three parts of a compact JWS whose header passed the checks.
+struct Parts {
+  absl::string_view header;
+  absl::string_view payload;
+  absl::string_view signature;
+  std::string kid;
+};
 
-// Decodes one base64url part of a token into a JSON object.
-bool ParseJsonPart(absl::string_view part, google::protobuf::Struct* out) {
+// Decodes one base64url part into a JSON object.
+bool ParseJsonPart(absl::string_view part, Struct* out) {
   std::string json;
-  if (!absl::WebSafeBase64Unescape(part, &json)) return false;
+  if (!Base64UrlDecode(part, &json)) return false;
   return google::protobuf::util::JsonStringToMessage(json, out).ok();
 }
 
-// A string claim, or nullptr if absent or not a string. The pointer lives as
-// long as `jwt`.
-const char* StringClaim(jwt_t* jwt, const char* name) {
-  return jwt_get_grant(jwt, name);
+const std::string* StringField(const Struct& object, const std::string& name) {
+  auto it = object.fields().find(name);
+  if (it == object.fields().end() || it->second.kind_case() != Value::kStringValue) {
+    return nullptr;
+  }
+  return &it->second.string_value();
 }
 
-// An integer claim, or nullopt if absent or not an integer. libjwt cannot
-// tell (it reads 1.5 as 0), and the parsed payload holds numbers as doubles,
-// which are inexact beyond 2^53: the claim must be a number in the payload
-// whose value libjwt reads exactly.
-std::optional<int64_t> IntClaim(jwt_t* jwt,
-                                const google::protobuf::Struct& payload,
-                                const std::string& name) {
-  auto field = payload.fields().find(name);
-  if (field == payload.fields().end() ||
-      field->second.kind_case() != google::protobuf::Value::kNumberValue) {
+// An integer claim: a JSON number with no fraction within +-2^53.
+std::optional<int64_t> IntegerValue(const Value& value) {
+  if (value.kind_case() != Value::kNumberValue) return std::nullopt;
+  const double number = value.number_value();
+  if (!std::isfinite(number) || std::trunc(number) != number ||
+      std::fabs(number) > static_cast<double>(kMaxJsonInteger)) {
     return std::nullopt;
   }
-  errno = 0;
-  long value = jwt_get_grant_int(jwt, name.c_str());
-  if (errno != 0 ||
-      static_cast<double>(value) != field->second.number_value()) {
-    return std::nullopt;
-  }
-  return static_cast<int64_t>(value);
+  return static_cast<int64_t>(number);
 }
 
-}  // namespace
-
-absl::string_view RoleName(Role role) {
-  switch (role) {
-    case Role::kCustomer:
-      return "customer";
-    case Role::kAgent:
-      return "agent";
-    case Role::kSupervisor:
-      return "supervisor";
-    case Role::kService:
-      return "service";
-  }
-  return "unknown";
+std::optional<int64_t> IntegerField(const Struct& object, const std::string& name) {
+  auto it = object.fields().find(name);
+  if (it == object.fields().end()) return std::nullopt;
+  return IntegerValue(it->second);
 }
 
-std::optional<Role> ParseRole(absl::string_view name) {
-  for (Role role :
-       {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService}) {
-    if (name == RoleName(role)) return role;
-  }
-  return std::nullopt;
-}
-
-absl::StatusOr<std::string> LoadOrCreateKey(const std::string& path,
-                                            bool create_if_missing) {
-  absl::StatusOr<std::string> text = ReadSmallFile(path);
-  if (text.ok()) return DecodeKey(*text, path);
-  if (!absl::IsNotFound(text.status()) || !create_if_missing) {
-    return text.status();
-  }
-
-  unsigned char bytes[kMinKeyBytes];
-  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-    return absl::InternalError(
-        absl::StrCat("cannot generate a key for ", path, ": RAND_bytes failed"));
-  }
-  std::string key(reinterpret_cast<const char*>(bytes), sizeof(bytes));
-  OPENSSL_cleanse(bytes, sizeof(bytes));
-  absl::Status created =
-      CreateKeyFile(path, absl::StrCat(absl::BytesToHexString(key), "\n"));
-  if (created.ok()) return key;
-  if (absl::IsAlreadyExists(created)) {
-    // Another process created it first; everyone must share its key.
-    text = ReadSmallFile(path);
-    if (!text.ok()) return text.status();
-    return DecodeKey(*text, path);
-  }
-  return created;
-}
-
-absl::StatusOr<std::string> TokenCodec::Sign(const Claims& claims) const {
-  if (key_.size() < kMinKeyBytes) {
-    return absl::FailedPreconditionError("token signing key is too short");
-  }
-  if (claims.audience.empty()) {
-    return absl::InvalidArgumentError("token audience is empty");
-  }
-  if (claims.subject.empty()) {
-    return absl::InvalidArgumentError("token subject is empty");
-  }
-  if (claims.expires_at <= claims.issued_at) {
-    return absl::InvalidArgumentError("token expires before it is issued");
-  }
-  for (const auto& [name, value] : claims.strings) {
-    if (name.empty() || IsRegisteredClaim(name) || claims.ints.contains(name)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("claim name \"", name, "\" is empty, reserved or used twice"));
-    }
-  }
-  for (const auto& [name, value] : claims.ints) {
-    if (name.empty() || IsRegisteredClaim(name)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("claim name \"", name, "\" is empty or reserved"));
-    }
-  }
-
-  jwt_t* raw = nullptr;
-  if (jwt_new(&raw) != 0) return absl::ResourceExhaustedError("jwt_new");
-  JwtPtr jwt(raw);
-
-  absl::Status status = AddString(jwt.get(), "iss", std::string(kIssuer));
-  if (status.ok()) status = AddString(jwt.get(), "aud", claims.audience);
-  if (status.ok()) status = AddString(jwt.get(), "sub", claims.subject);
-  for (const auto& [name, value] : claims.strings) {
-    if (status.ok()) status = AddString(jwt.get(), name, value);
-  }
-  if (!status.ok()) return status;
-  if (jwt_add_grant_int(jwt.get(), "iat",
-                        absl::ToUnixSeconds(claims.issued_at)) != 0 ||
-      jwt_add_grant_int(jwt.get(), "exp",
-                        absl::ToUnixSeconds(claims.expires_at)) != 0) {
-    return absl::InternalError("cannot add token times");
-  }
-  for (const auto& [name, value] : claims.ints) {
-    if (jwt_add_grant_int(jwt.get(), name.c_str(), value) != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot add claim ", name));
-    }
-  }
-
-  if (jwt_set_alg(jwt.get(), JWT_ALG_HS256,
-                  reinterpret_cast<const unsigned char*>(key_.data()),
-                  static_cast<int>(key_.size())) != 0) {
-    return absl::InternalError("cannot set the token algorithm");
-  }
-  char* encoded = jwt_encode_str(jwt.get());
-  if (encoded == nullptr) return absl::InternalError("cannot encode token");
-  std::string token(encoded);
-  free(encoded);
-  return token;
-}
-
-absl::StatusOr<TokenCodec::Claims> TokenCodec::Verify(
-    absl::string_view token, absl::string_view audience,
-    absl::Time now) const {
-  if (key_.size() < kMinKeyBytes) {
-    return absl::FailedPreconditionError("token signing key is too short");
-  }
-  if (token.empty() || token.size() > kMaxTokenBytes ||
-      token.find('\0') != absl::string_view::npos) {
-    return Unauthenticated("malformed token");
-  }
+absl::StatusOr<Parts> SplitAndCheckHeader(absl::string_view token) {
+  if (token.empty() || token.size() > kMaxTokenBytes) return Unauthenticated("malformed token");
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
   if (parts.size() != 3 || parts[0].empty() || parts[1].empty()) {
     return Unauthenticated("malformed token");
   }
-
-  // Look at the header before libjwt does: libjwt picks the algorithm from
-  // the header and accepts "none" without a signature, so only a token that
-  // asks for HS256 may reach it.
-  google::protobuf::Struct header;
-  google::protobuf::Struct payload;
-  if (!ParseJsonPart(parts[0], &header) || !ParseJsonPart(parts[1], &payload)) {
-    return Unauthenticated("malformed token");
-  }
-  auto alg = header.fields().find("alg");
-  if (alg == header.fields().end() ||
-      alg->second.kind_case() != google::protobuf::Value::kStringValue ||
-      alg->second.string_value() != "HS256" ||
-      header.fields().count("crit") != 0) {
+  Struct header;
+  if (!ParseJsonPart(parts[0], &header)) return Unauthenticated("malformed token");
+  const std::string* alg = StringField(header, "alg");
+  if (alg == nullptr || *alg != "ES256" || header.fields().contains("crit")) {
     return Unauthenticated("unsupported algorithm");
   }
-  if (parts[2].empty()) return Unauthenticated("bad signature");
+  const std::string* kid = StringField(header, "kid");
+  if (kid == nullptr || kid->empty()) return Unauthenticated("unknown key");
+  return Parts{parts[0], parts[1], parts[2], *kid};
+}
 
-  jwt_t* raw = nullptr;
-  std::string terminated(token);
-  int rc = jwt_decode(&raw, terminated.c_str(),
-                      reinterpret_cast<const unsigned char*>(key_.data()),
-                      static_cast<int>(key_.size()));
-  JwtPtr jwt(raw);
-  if (rc != 0 || jwt == nullptr) return Unauthenticated("bad signature");
-  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) {
-    return Unauthenticated("unsupported algorithm");
-  }
+// Appends `"name":` to a JSON object under construction.
+bool AppendName(absl::string_view name, std::string* json) {
+  if (json->size() > 1) json->push_back(',');
+  if (!AppendJsonString(name, json)) return false;
+  json->push_back(':');
+  return true;
+}
 
-  const char* iss = StringClaim(jwt.get(), "iss");
-  if (iss == nullptr || iss != kIssuer) return Unauthenticated("wrong issuer");
-  const char* aud = StringClaim(jwt.get(), "aud");
-  if (aud == nullptr || aud != audience) {
-    return Unauthenticated("wrong audience");
+}  // namespace
+
+absl::StatusOr<std::string> TokenSigner::Sign(const Claims& claims) const {
+  if (claims.audience.empty()) return absl::InvalidArgumentError("token audience is empty");
+  if (claims.subject.empty()) return absl::InvalidArgumentError("token subject is empty");
+  if (claims.expires_at <= claims.issued_at) {
+    return absl::InvalidArgumentError("token expires before it is issued");
   }
-  const char* sub = StringClaim(jwt.get(), "sub");
-  std::optional<int64_t> iat = IntClaim(jwt.get(), payload, "iat");
-  std::optional<int64_t> exp = IntClaim(jwt.get(), payload, "exp");
-  if (sub == nullptr || *sub == '\0' || !iat.has_value() ||
-      !exp.has_value()) {
+  const int64_t iat = absl::ToUnixSeconds(claims.issued_at);
+  const int64_t exp = absl::ToUnixSeconds(claims.expires_at);
+  if (std::llabs(iat) > kMaxJsonInteger || std::llabs(exp) > kMaxJsonInteger) {
+    return absl::InvalidArgumentError("token times are out of range");
+  }
+  std::vector<std::string> names;
+  for (const auto& [name, value] : claims.strings) names.push_back(name);
+  for (const auto& [name, value] : claims.ints) {
+    if (claims.strings.contains(name)) {
+      return absl::InvalidArgumentError(absl::StrCat("claim \"", name, "\" is used twice"));
+    }
+    if (value > kMaxJsonInteger || value < -kMaxJsonInteger) {
+      return absl::InvalidArgumentError(absl::StrCat("claim \"", name, "\" is out of range"));
+    }
+    names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+
+  std::string payload = "{";
+  bool valid = AppendName("iss", &payload) && AppendJsonString(issuer_, &payload) &&
+               AppendName("sub", &payload) && AppendJsonString(claims.subject, &payload) &&
+               AppendName("aud", &payload) && AppendJsonString(claims.audience, &payload);
+  if (!valid) return absl::InvalidArgumentError("issuer, subject or audience is not UTF-8");
+  AppendName("iat", &payload);
+  absl::StrAppend(&payload, iat);
+  AppendName("exp", &payload);
+  absl::StrAppend(&payload, exp);
+  for (const std::string& name : names) {
+    if (name.empty() || IsRegisteredClaim(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("claim name \"", name, "\" is empty or registered"));
+    }
+    if (!AppendName(name, &payload)) {
+      return absl::InvalidArgumentError("a claim name is not valid UTF-8");
+    }
+    if (auto s = claims.strings.find(name); s != claims.strings.end()) {
+      if (!AppendJsonString(s->second, &payload)) {
+        return absl::InvalidArgumentError(absl::StrCat("claim ", name, " is not valid UTF-8"));
+      }
+    } else {
+      absl::StrAppend(&payload, claims.ints.at(name));
+    }
+  }
+  payload.push_back('}');
+
+  std::string header = R"({"alg":"ES256","typ":"JWT","kid":)";
+  AppendJsonString(key_.kid(), &header);  // a thumbprint: base64url
+  header.push_back('}');
+  std::string token = absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(payload));
+  absl::StatusOr<std::string> signature = key_.Sign(token);
+  if (!signature.ok()) return signature.status();
+  absl::StrAppend(&token, ".", Base64UrlEncode(*signature));
+  if (token.size() > kMaxTokenBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("token would be longer than ", kMaxTokenBytes, " bytes"));
+  }
+  return token;
+}
+
+absl::StatusOr<std::string> TokenKeyId(absl::string_view token) {
+  absl::StatusOr<Parts> parts = SplitAndCheckHeader(token);
+  if (!parts.ok()) return parts.status();
+  return std::move(parts->kid);
+}
+
+absl::StatusOr<Claims> VerifyToken(absl::string_view token, const KeySet& keys,
+                                   const TokenRules& rules, absl::Time now,
+                                   std::string* key_service) {
+  absl::StatusOr<Parts> parts = SplitAndCheckHeader(token);
+  if (!parts.ok()) return parts.status();
+  const KeySet::Key* key = keys.Find(parts->kid);
+  if (key == nullptr) return Unauthenticated("unknown key");
+  std::string signature;
+  if (!Base64UrlDecode(parts->signature, &signature)) return Unauthenticated("bad signature");
+  const absl::string_view signed_part =
+      token.substr(0, parts->header.size() + 1 + parts->payload.size());
+  if (!key->key.Verify(signed_part, signature)) return Unauthenticated("bad signature");
+
+  Struct payload;
+  if (!ParseJsonPart(parts->payload, &payload)) return Unauthenticated("malformed token");
+  const std::string* iss = StringField(payload, "iss");
+  if (iss == nullptr || *iss != rules.issuer) return Unauthenticated("wrong issuer");
+  bool audience_ok = false;
+  if (auto aud = payload.fields().find("aud"); aud != payload.fields().end()) {
+    if (aud->second.kind_case() == Value::kStringValue) {
+      audience_ok = aud->second.string_value() == rules.audience;
+    } else if (aud->second.kind_case() == Value::kListValue) {
+      for (const Value& one : aud->second.list_value().values()) {
+        audience_ok = audience_ok || (one.kind_case() == Value::kStringValue &&
+                                      one.string_value() == rules.audience);
+      }
+    }
+  }
+  if (!audience_ok) return Unauthenticated("wrong audience");
+  const std::string* sub = StringField(payload, "sub");
+  std::optional<int64_t> iat = IntegerField(payload, "iat");
+  std::optional<int64_t> exp = IntegerField(payload, "exp");
+  std::optional<int64_t> nbf = IntegerField(payload, "nbf");
+  if (sub == nullptr || sub->empty() || !iat.has_value() || !exp.has_value() ||
+      (payload.fields().contains("nbf") && !nbf.has_value())) {
     return Unauthenticated("malformed token");
   }
 
   Claims claims;
-  claims.audience = aud;
-  claims.subject = sub;
+  claims.audience = rules.audience;
+  claims.subject = *sub;
   claims.issued_at = absl::FromUnixSeconds(*iat);
   claims.expires_at = absl::FromUnixSeconds(*exp);
   if (claims.expires_at <= now) return Unauthenticated("token expired");
-  if (claims.issued_at > now + kMaxClockSkew) {
+  if (claims.issued_at > now + kMaxClockSkew ||
+      (nbf.has_value() && absl::FromUnixSeconds(*nbf) > now + kMaxClockSkew)) {
     return Unauthenticated("token not yet valid");
   }
-
-  // libjwt has no way to list claims; the payload was parsed above for that,
-  // but the values come from libjwt's verified copy.
+  if (claims.expires_at - claims.issued_at > rules.max_lifetime) {
+    return Unauthenticated("token lifetime too long");
+  }
   for (const auto& [name, value] : payload.fields()) {
     if (IsRegisteredClaim(name)) continue;
-    if (value.kind_case() == google::protobuf::Value::kStringValue) {
-      const char* s = StringClaim(jwt.get(), name.c_str());
-      if (s != nullptr) claims.strings[name] = s;
-    } else if (value.kind_case() == google::protobuf::Value::kNumberValue) {
-      std::optional<int64_t> n = IntClaim(jwt.get(), payload, name);
-      if (n.has_value()) claims.ints[name] = *n;
+    if (value.kind_case() == Value::kStringValue) {
+      claims.strings[name] = value.string_value();
+    } else if (std::optional<int64_t> n = IntegerValue(value)) {
+      claims.ints[name] = *n;
     }
   }
+  if (key_service != nullptr) *key_service = key->service;
   return claims;
 }
 
-absl::StatusOr<std::string> MintAccessToken(const TokenCodec& codec,
-                                            const Principal& principal,
+absl::StatusOr<std::string> MintAccessToken(const TokenSigner& issuer, const Principal& principal,
                                             absl::Time now) {
-  if (principal.subject.empty()) {
-    return absl::InvalidArgumentError("subject is empty");
+  if (principal.role == Role::kService) {
+    return absl::InvalidArgumentError(
+        "role service: services call with service tokens (MintServiceToken)");
   }
+  if (principal.subject.empty()) return absl::InvalidArgumentError("subject is empty");
   if (principal.subject.size() > kMaxSubjectBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("subject is longer than ", kMaxSubjectBytes, " bytes"));
@@ -402,81 +246,31 @@ absl::StatusOr<std::string> MintAccessToken(const TokenCodec& codec,
   if (principal.expires_at <= now) {
     return absl::InvalidArgumentError("expiry is not in the future");
   }
-  TokenCodec::Claims claims;
+  Claims claims;
   claims.audience = std::string(kAccessAudience);
   claims.subject = principal.subject;
   claims.issued_at = now;
   claims.expires_at = principal.expires_at;
   claims.strings["role"] = std::string(RoleName(principal.role));
-  return codec.Sign(claims);
+  return issuer.Sign(claims);
 }
 
-// Verified access tokens by their text, in shards so that concurrent calls
-// rarely share a lock. A full shard is emptied: simple, bounded, and the
-// tokens in use come back on their next call.
-class AccessTokenCache {
- public:
-  std::optional<Principal> Find(absl::string_view token, absl::Time now) {
-    Shard& shard = ShardOf(token);
-    absl::MutexLock lock(&shard.mu);
-    auto it = shard.principals.find(token);
-    if (it == shard.principals.end() || it->second.expires_at <= now) return std::nullopt;
-    return it->second;
+absl::StatusOr<std::string> MintServiceToken(const TokenSigner& signer, absl::string_view caller,
+                                             absl::string_view callee, absl::Time now,
+                                             absl::Duration lifetime) {
+  if (caller.empty() || callee.empty()) {
+    return absl::InvalidArgumentError("service token: caller and callee must be named");
   }
-
-  void Remember(absl::string_view token, const Principal& principal) {
-    Shard& shard = ShardOf(token);
-    absl::MutexLock lock(&shard.mu);
-    if (shard.principals.size() >= kTokensPerShard) shard.principals.clear();
-    shard.principals.emplace(token, principal);
+  if (lifetime <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("service token: lifetime must be positive");
   }
-
- private:
-  static constexpr size_t kShards = 16;
-  static constexpr size_t kTokensPerShard = 4096;
-  struct Shard {
-    absl::Mutex mu;
-    absl::flat_hash_map<std::string, Principal> principals ABSL_GUARDED_BY(mu);
-  };
-  Shard& ShardOf(absl::string_view token) {
-    return shards_[absl::HashOf(token) % kShards];
-  }
-  std::array<Shard, kShards> shards_;
-};
-
-TokenCodec::TokenCodec(std::string key)
-    : key_(std::move(key)), access_cache_(std::make_shared<AccessTokenCache>()) {}
-
-absl::StatusOr<TokenCodec> LoadServiceTokens(const std::string& data_dir,
-                                             const std::string& key_file) {
-  const bool local = key_file.empty();
-  absl::StatusOr<std::string> key =
-      LoadOrCreateKey(local ? data_dir + "/token.key" : key_file, /*create_if_missing=*/local);
-  if (!key.ok()) return key.status();
-  return TokenCodec(*std::move(key));
-}
-
-absl::StatusOr<Principal> VerifyAccessToken(const TokenCodec& codec,
-                                            absl::string_view token,
-                                            absl::Time now) {
-  if (std::optional<Principal> known = codec.access_cache_->Find(token, now)) {
-    return *std::move(known);
-  }
-  absl::StatusOr<TokenCodec::Claims> claims =
-      codec.Verify(token, kAccessAudience, now);
-  if (!claims.ok()) return claims.status();
-  auto role_claim = claims->strings.find("role");
-  if (role_claim == claims->strings.end()) {
-    return Unauthenticated("token has no role");
-  }
-  std::optional<Role> role = ParseRole(role_claim->second);
-  if (!role.has_value()) return Unauthenticated("unknown role");
-  if (claims->subject.size() > kMaxSubjectBytes) {
-    return Unauthenticated("subject too long");
-  }
-  Principal principal{std::move(claims->subject), *role, claims->expires_at};
-  codec.access_cache_->Remember(token, principal);
-  return principal;
+  Claims claims;
+  claims.audience = std::string(callee);
+  claims.subject = std::string(caller);
+  claims.issued_at = now;
+  claims.expires_at = now + lifetime;
+  claims.strings["role"] = std::string(RoleName(Role::kService));
+  return signer.Sign(claims);
 }
 
 }  // namespace switchboard::auth

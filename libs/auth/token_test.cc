@@ -1,411 +1,247 @@
 #include "libs/auth/token.h"
 
-#include <dirent.h>
-#include <jwt.h>
-#include <stdlib.h>
-#include <sys/stat.h>
-
-#include <cstdio>
-#include <fstream>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
-#include "libs/clock/clock.h"
 
 namespace switchboard::auth {
 namespace {
 
-const std::string kKey(32, 'k');
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+const TokenRules kRules{"issuer-1", "aud-1", absl::Hours(12)};
 
-std::string Base64Url(absl::string_view s) {
-  return absl::WebSafeBase64Escape(s);
+SigningKey NewKey() {
+  absl::StatusOr<SigningKey> key = SigningKey::Generate();
+  EXPECT_TRUE(key.ok()) << key.status();
+  return *std::move(key);
 }
 
-std::vector<std::string> Parts(absl::string_view token) {
-  return absl::StrSplit(token, '.');
-}
-
-std::string DecodePart(absl::string_view part) {
-  std::string out;
-  EXPECT_TRUE(absl::WebSafeBase64Unescape(part, &out));
-  return out;
-}
-
-// Signs `payload_json` with libjwt directly, so tests can make tokens that
-// TokenCodec::Sign refuses to make.
-std::string SignRaw(jwt_alg_t alg, const std::string& key,
-                    const std::string& payload_json) {
-  jwt_t* jwt = nullptr;
-  EXPECT_EQ(jwt_new(&jwt), 0);
-  EXPECT_EQ(jwt_add_grants_json(jwt, payload_json.c_str()), 0);
-  EXPECT_EQ(jwt_set_alg(jwt, alg,
-                        reinterpret_cast<const unsigned char*>(key.data()),
-                        static_cast<int>(key.size())),
-            0);
-  char* encoded = jwt_encode_str(jwt);
-  std::string token = encoded == nullptr ? "" : encoded;
-  free(encoded);
-  jwt_free(jwt);
-  return token;
-}
+std::string Part(absl::string_view json) { return Base64UrlEncode(json); }
 
 class TokenTest : public ::testing::Test {
  protected:
-  Principal Alice() {
-    return Principal{"alice", Role::kAgent, clock_.Now() + absl::Hours(1)};
+  TokenTest() : key_(NewKey()), signer_(key_, "issuer-1") {
+    EXPECT_TRUE(keys_.Add(key_.kid(), key_.public_key(), "svc").ok());
   }
-  std::string MintAlice() {
-    absl::StatusOr<std::string> token =
-        MintAccessToken(codec_, Alice(), clock_.Now());
+
+  Claims Basic() {
+    Claims claims;
+    claims.audience = "aud-1";
+    claims.subject = "alice";
+    claims.issued_at = kNow;
+    claims.expires_at = kNow + absl::Hours(1);
+    return claims;
+  }
+  std::string Sign(const Claims& claims) {
+    absl::StatusOr<std::string> token = signer_.Sign(claims);
     EXPECT_TRUE(token.ok()) << token.status();
     return token.value_or("");
   }
-  // A payload JSON for an access token, valid for an hour from now.
-  std::string AccessPayload(absl::string_view sub, absl::string_view role) {
-    int64_t now = absl::ToUnixSeconds(clock_.Now());
-    return absl::StrCat(R"({"iss":"switchboard","aud":"switchboard-api","sub":")",
-                        sub, R"(","role":")", role, R"(","iat":)", now,
-                        R"(,"exp":)", now + 3600, "}");
+  // A token with the header and payload given as JSON, signed with `key`
+  // (default: the set's key), so tests can make tokens Sign refuses to.
+  std::string SignRaw(absl::string_view header, absl::string_view payload,
+                      const SigningKey* key = nullptr) {
+    const std::string input = absl::StrCat(Part(header), ".", Part(payload));
+    absl::StatusOr<std::string> signature = (key != nullptr ? *key : key_).Sign(input);
+    EXPECT_TRUE(signature.ok());
+    return absl::StrCat(input, ".", Base64UrlEncode(signature.value_or("")));
   }
-  void ExpectUnauthenticated(absl::string_view token,
-                             absl::string_view reason = "") {
-    absl::StatusOr<Principal> principal =
-        VerifyAccessToken(codec_, token, clock_.Now());
-    ASSERT_FALSE(principal.ok());
-    EXPECT_EQ(principal.status().code(), absl::StatusCode::kUnauthenticated)
-        << principal.status();
-    if (!reason.empty()) {
-      EXPECT_EQ(principal.status().message(), reason);
-    }
+  std::string Header() { return absl::StrCat(R"({"alg":"ES256","kid":")", key_.kid(), "\"}"); }
+  // A payload valid for an hour from kNow, with `extra` members appended.
+  std::string Payload(absl::string_view extra = "") {
+    const int64_t now = absl::ToUnixSeconds(kNow);
+    return absl::StrCat(R"({"iss":"issuer-1","aud":"aud-1","sub":"alice","iat":)", now,
+                        R"(,"exp":)", now + 3600, extra, "}");
+  }
+  void ExpectRefused(absl::string_view token, absl::string_view reason,
+                     absl::Time now = kNow, const TokenRules& rules = kRules) {
+    absl::StatusOr<Claims> claims = VerifyToken(token, keys_, rules, now);
+    ASSERT_FALSE(claims.ok()) << token;
+    EXPECT_EQ(claims.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_EQ(claims.status().message(), reason) << token;
   }
 
-  FakeClock clock_;
-  TokenCodec codec_{kKey};
+  SigningKey key_;
+  TokenSigner signer_;
+  KeySet keys_;
 };
 
-TEST(RoleTest, NamesRoundTrip) {
-  for (Role role :
-       {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService}) {
-    EXPECT_EQ(ParseRole(RoleName(role)), role);
-  }
-  EXPECT_EQ(RoleName(Role::kSupervisor), "supervisor");
-  EXPECT_FALSE(ParseRole("Agent").has_value());
-  EXPECT_FALSE(ParseRole("admin").has_value());
-  EXPECT_FALSE(ParseRole("").has_value());
+TEST_F(TokenTest, RoundTripsClaimsAndNamesTheKey) {
+  Claims claims = Basic();
+  claims.strings["role"] = "agent";
+  claims.strings["note"] = "充值 \"quoted\"\n";
+  claims.ints["level"] = 2;
+  claims.ints["negative"] = -5;
+  claims.ints["big"] = int64_t{1} << 53;
+  const std::string token = Sign(claims);
+  std::vector<std::string> parts = absl::StrSplit(token, '.');
+  ASSERT_EQ(parts.size(), 3u);
+  std::string header;
+  ASSERT_TRUE(Base64UrlDecode(parts[0], &header));
+  EXPECT_EQ(header, absl::StrCat(R"({"alg":"ES256","typ":"JWT","kid":")", key_.kid(), "\"}"));
+
+  std::string service;
+  absl::StatusOr<Claims> verified = VerifyToken(token, keys_, kRules, kNow, &service);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->subject, "alice");
+  EXPECT_EQ(verified->audience, "aud-1");
+  EXPECT_EQ(verified->issued_at, kNow);
+  EXPECT_EQ(verified->expires_at, kNow + absl::Hours(1));
+  EXPECT_EQ(verified->strings, claims.strings);
+  EXPECT_EQ(verified->ints, claims.ints);
+  EXPECT_EQ(service, "svc");
+  EXPECT_EQ(TokenKeyId(token).value_or(""), key_.kid());
 }
 
-TEST_F(TokenTest, AccessTokenRoundTrip) {
-  std::string token = MintAlice();
-  absl::StatusOr<Principal> principal =
-      VerifyAccessToken(codec_, token, clock_.Now());
-  ASSERT_TRUE(principal.ok()) << principal.status();
-  EXPECT_EQ(principal->subject, "alice");
-  EXPECT_EQ(principal->role, Role::kAgent);
-  EXPECT_EQ(principal->expires_at, clock_.Now() + absl::Hours(1));
-
-  absl::StatusOr<TokenCodec::Claims> claims =
-      codec_.Verify(token, "switchboard-api", clock_.Now());
-  ASSERT_TRUE(claims.ok());
-  EXPECT_EQ(claims->strings.at("role"), "agent");
-  EXPECT_EQ(claims->issued_at, clock_.Now());
-  EXPECT_TRUE(absl::StrContains(DecodePart(Parts(token)[1]),
-                                R"("iss":"switchboard")"));
-}
-
-TEST_F(TokenTest, AVerifiedTokenIsRememberedButStillExpiresAndStaysBoundToItsKey) {
-  const std::string token = MintAlice();
-  ASSERT_TRUE(VerifyAccessToken(codec_, token, clock_.Now()).ok());
-  absl::StatusOr<Principal> again = VerifyAccessToken(codec_, token, clock_.Now());
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->subject, "alice");
-  EXPECT_EQ(again->role, Role::kAgent);
-  // Another key's codec has its own memory: the token is refused there.
-  TokenCodec other(std::string(32, 'o'));
-  EXPECT_EQ(VerifyAccessToken(other, token, clock_.Now()).status().code(),
-            absl::StatusCode::kUnauthenticated);
-  // A changed token is a different text: checked in full, refused.
-  std::string tampered = token;
-  tampered.back() = tampered.back() == 'A' ? 'B' : 'A';
-  ExpectUnauthenticated(tampered);
-  // Remembered or not, an expired token is refused.
-  clock_.Advance(absl::Hours(1));
-  ExpectUnauthenticated(token);
-}
-
-TEST_F(TokenTest, GenericClaimsRoundTrip) {
-  TokenCodec::Claims claims;
-  claims.audience = "switchboard-identity";
-  claims.subject = "customer-42";
-  claims.issued_at = clock_.Now();
-  claims.expires_at = clock_.Now() + absl::Minutes(10);
-  claims.strings = {{"method", "email_otp"}, {"session", "s-1"},
-                    {"note", "转人工"}};
-  claims.ints = {{"level", 2}, {"big", int64_t{1} << 60}, {"neg", -7}};
-  absl::StatusOr<std::string> token = codec_.Sign(claims);
-  ASSERT_TRUE(token.ok()) << token.status();
-
-  absl::StatusOr<TokenCodec::Claims> back =
-      codec_.Verify(*token, "switchboard-identity", clock_.Now());
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->audience, claims.audience);
-  EXPECT_EQ(back->subject, claims.subject);
-  EXPECT_EQ(back->issued_at, claims.issued_at);
-  EXPECT_EQ(back->expires_at, claims.expires_at);
-  EXPECT_EQ(back->strings, claims.strings);
-  EXPECT_EQ(back->ints, claims.ints);
-
-  // The same token is no access token.
-  ExpectUnauthenticated(*token, "wrong audience");
-}
-
-TEST_F(TokenTest, SignRejectsBadClaims) {
-  TokenCodec::Claims good;
-  good.audience = "a";
-  good.subject = "s";
-  good.issued_at = clock_.Now();
-  good.expires_at = clock_.Now() + absl::Minutes(1);
-  ASSERT_TRUE(codec_.Sign(good).ok());
-
-  std::vector<TokenCodec::Claims> bad(8, good);
+TEST_F(TokenTest, SignRefusesBadClaims) {
+  std::vector<Claims> bad(12, Basic());
   bad[0].audience = "";
   bad[1].subject = "";
   bad[2].expires_at = bad[2].issued_at;
-  bad[3].strings["exp"] = "1";
-  bad[4].ints["sub"] = 1;
-  bad[5].strings["x"] = "y";
-  bad[5].ints["x"] = 1;
-  bad[6].strings["x"] = std::string("a\0b", 3);
-  bad[7].strings["x"] = "\xff\xfe";
+  bad[3].strings["iss"] = "x";
+  bad[4].ints["exp"] = 1;
+  bad[5].strings[""] = "x";
+  bad[6].strings["a"] = "x";
+  bad[6].ints["a"] = 1;
+  bad[7].strings["s"] = "\xff";
+  bad[8].subject = "\xc0\xaf";
+  bad[9].ints["n"] = (int64_t{1} << 53) + 1;
+  bad[10].expires_at = absl::InfiniteFuture();
+  bad[11].strings["long"] = std::string(kMaxTokenBytes, 'a');
   for (size_t i = 0; i < bad.size(); ++i) {
-    absl::StatusOr<std::string> token = codec_.Sign(bad[i]);
-    EXPECT_EQ(token.status().code(), absl::StatusCode::kInvalidArgument)
-        << "case " << i << ": " << token.status();
+    absl::StatusOr<std::string> token = signer_.Sign(bad[i]);
+    EXPECT_EQ(token.status().code(), absl::StatusCode::kInvalidArgument) << i;
   }
 }
 
-TEST_F(TokenTest, MintRejectsBadPrincipals) {
-  Principal empty = Alice();
-  empty.subject = "";
-  Principal long_subject = Alice();
-  long_subject.subject = std::string(kMaxSubjectBytes + 1, 'x');
-  Principal expired = Alice();
-  expired.expires_at = clock_.Now();
-  for (const Principal& p : {empty, long_subject, expired}) {
-    EXPECT_EQ(MintAccessToken(codec_, p, clock_.Now()).status().code(),
-              absl::StatusCode::kInvalidArgument);
-  }
-  Principal longest = Alice();
-  longest.subject = std::string(kMaxSubjectBytes, 'x');
-  EXPECT_TRUE(MintAccessToken(codec_, longest, clock_.Now()).ok());
+TEST_F(TokenTest, ChecksTimes) {
+  const std::string token = Sign(Basic());
+  EXPECT_TRUE(VerifyToken(token, keys_, kRules, kNow + absl::Minutes(59)).ok());
+  ExpectRefused(token, "token expired", kNow + absl::Hours(1));
+  // Issued in the future beyond the allowed skew.
+  EXPECT_TRUE(VerifyToken(token, keys_, kRules, kNow - kMaxClockSkew).ok());
+  ExpectRefused(token, "token not yet valid", kNow - kMaxClockSkew - absl::Seconds(1));
+  const int64_t now = absl::ToUnixSeconds(kNow);
+  ExpectRefused(SignRaw(Header(), Payload(absl::StrCat(R"(,"nbf":)", now + 600))),
+                "token not yet valid");
+  EXPECT_TRUE(
+      VerifyToken(SignRaw(Header(), Payload(absl::StrCat(R"(,"nbf":)", now))), keys_, kRules, kNow)
+          .ok());
 }
 
-TEST_F(TokenTest, ExpiresAtExp) {
-  std::string token = MintAlice();
-  clock_.Advance(absl::Hours(1) - absl::Seconds(1));
-  EXPECT_TRUE(VerifyAccessToken(codec_, token, clock_.Now()).ok());
-  clock_.Advance(absl::Seconds(1));
-  ExpectUnauthenticated(token, "token expired");
-  clock_.Advance(absl::Hours(100));
-  ExpectUnauthenticated(token, "token expired");
+TEST_F(TokenTest, EnforcesTheMaximumLifetime) {
+  Claims claims = Basic();
+  claims.expires_at = kNow + absl::Hours(12);
+  EXPECT_TRUE(VerifyToken(Sign(claims), keys_, kRules, kNow).ok());
+  claims.expires_at += absl::Seconds(1);
+  ExpectRefused(Sign(claims), "token lifetime too long");
+  // Also when the token is nearly spent: what counts is what it was issued for.
+  ExpectRefused(Sign(claims), "token lifetime too long", kNow + absl::Hours(11));
 }
 
-// Tokens issued in the future are accepted within kMaxClockSkew (clocks of
-// different hosts disagree a little) and rejected beyond it.
-TEST_F(TokenTest, IssuedInTheFuture) {
-  Principal p = Alice();
-  p.expires_at = clock_.Now() + absl::Hours(2);
-  absl::StatusOr<std::string> slightly_ahead =
-      MintAccessToken(codec_, p, clock_.Now() + TokenCodec::kMaxClockSkew);
-  ASSERT_TRUE(slightly_ahead.ok());
-  EXPECT_TRUE(VerifyAccessToken(codec_, *slightly_ahead, clock_.Now()).ok());
-
-  absl::StatusOr<std::string> far_ahead = MintAccessToken(
-      codec_, p, clock_.Now() + TokenCodec::kMaxClockSkew + absl::Seconds(1));
-  ASSERT_TRUE(far_ahead.ok());
-  ExpectUnauthenticated(*far_ahead, "token not yet valid");
+TEST_F(TokenTest, ChecksIssuerAndAudience) {
+  const std::string token = Sign(Basic());
+  ExpectRefused(token, "wrong issuer", kNow, {"issuer-2", "aud-1", absl::Hours(12)});
+  ExpectRefused(token, "wrong audience", kNow, {"issuer-1", "aud-2", absl::Hours(12)});
+  const int64_t now = absl::ToUnixSeconds(kNow);
+  const std::string listed = SignRaw(
+      Header(), absl::StrCat(R"({"iss":"issuer-1","aud":["other","aud-1"],"sub":"a","iat":)", now,
+                             R"(,"exp":)", now + 60, "}"));
+  EXPECT_TRUE(VerifyToken(listed, keys_, kRules, kNow).ok());
+  const std::string no_aud = SignRaw(
+      Header(),
+      absl::StrCat(R"({"iss":"issuer-1","sub":"a","iat":)", now, R"(,"exp":)", now + 60, "}"));
+  ExpectRefused(no_aud, "wrong audience");
 }
 
-TEST_F(TokenTest, RejectsTamperedPayload) {
-  std::vector<std::string> parts = Parts(MintAlice());
-  std::string payload = DecodePart(parts[1]);
-  for (auto [from, to] : {std::pair{"alice", "mallory"},
-                          std::pair{"agent", "supervisor"}}) {
-    std::string changed = payload;
-    changed.replace(changed.find(from), strlen(from), to);
-    ExpectUnauthenticated(
-        absl::StrCat(parts[0], ".", Base64Url(changed), ".", parts[2]),
-        "bad signature");
-  }
-}
-
-TEST_F(TokenTest, RejectsTamperedSignature) {
-  std::vector<std::string> parts = Parts(MintAlice());
-  std::string sig = parts[2];
-  sig[0] = sig[0] == 'A' ? 'B' : 'A';
-  ExpectUnauthenticated(absl::StrCat(parts[0], ".", parts[1], ".", sig),
-                        "bad signature");
-  ExpectUnauthenticated(absl::StrCat(parts[0], ".", parts[1], "."),
-                        "bad signature");
-  ExpectUnauthenticated(absl::StrCat(parts[0], ".", parts[1], ".", sig, "AAAA"),
-                        "bad signature");
-}
-
-TEST_F(TokenTest, RejectsOtherKey) {
-  TokenCodec other(std::string(32, 'o'));
-  absl::StatusOr<std::string> token =
-      MintAccessToken(other, Alice(), clock_.Now());
-  ASSERT_TRUE(token.ok());
-  ExpectUnauthenticated(*token, "bad signature");
-}
-
-TEST_F(TokenTest, RejectsShortKey) {
-  TokenCodec short_key(std::string(31, 'k'));
-  EXPECT_EQ(MintAccessToken(short_key, Alice(), clock_.Now()).status().code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(
-      VerifyAccessToken(short_key, MintAlice(), clock_.Now()).status().code(),
-      absl::StatusCode::kFailedPrecondition);
-}
-
-TEST_F(TokenTest, RejectsAlgNone) {
-  std::string payload = Base64Url(AccessPayload("alice", "supervisor"));
-  for (absl::string_view header :
-       {R"({"alg":"none"})", R"({"alg":"none","typ":"JWT"})",
-        R"({"alg":"None","typ":"JWT"})", R"({"typ":"JWT"})"}) {
-    std::string h = Base64Url(header);
-    ExpectUnauthenticated(absl::StrCat(h, ".", payload, "."),
-                          "unsupported algorithm");
-    ExpectUnauthenticated(absl::StrCat(h, ".", payload),
-                          "malformed token");
-    ExpectUnauthenticated(absl::StrCat(h, ".", payload, ".", Parts(MintAlice())[2]),
-                          "unsupported algorithm");
-  }
-  // libjwt itself makes an unsigned token for JWT_ALG_NONE.
-  jwt_t* jwt = nullptr;
-  ASSERT_EQ(jwt_new(&jwt), 0);
-  ASSERT_EQ(jwt_add_grants_json(jwt, AccessPayload("alice", "agent").c_str()),
-            0);
-  char* encoded = jwt_encode_str(jwt);
-  ASSERT_NE(encoded, nullptr);
-  ExpectUnauthenticated(encoded, "unsupported algorithm");
-  free(encoded);
-  jwt_free(jwt);
-}
-
-TEST_F(TokenTest, RejectsOtherAlgorithms) {
-  std::string hs512 =
-      SignRaw(JWT_ALG_HS512, kKey, AccessPayload("alice", "agent"));
-  ASSERT_FALSE(hs512.empty());
-  ExpectUnauthenticated(hs512, "unsupported algorithm");
-  std::string hs384 =
-      SignRaw(JWT_ALG_HS384, kKey, AccessPayload("alice", "agent"));
-  ExpectUnauthenticated(hs384, "unsupported algorithm");
-
-  // An RS256 header over a valid HS256 signature: the classic confusion.
-  std::vector<std::string> parts = Parts(MintAlice());
-  ExpectUnauthenticated(
-      absl::StrCat(Base64Url(R"({"alg":"RS256","typ":"JWT"})"), ".", parts[1],
-                   ".", parts[2]),
-      "unsupported algorithm");
-  ExpectUnauthenticated(
-      absl::StrCat(Base64Url(R"({"alg":["HS256"]})"), ".", parts[1], ".",
-                   parts[2]),
-      "unsupported algorithm");
-  ExpectUnauthenticated(
-      absl::StrCat(Base64Url(R"({"alg":"HS256","crit":["exp"]})"), ".",
-                   parts[1], ".", parts[2]),
-      "unsupported algorithm");
-}
-
-TEST_F(TokenTest, RejectsWrongIssuerAndAudience) {
-  int64_t now = absl::ToUnixSeconds(clock_.Now());
-  std::string other_issuer = SignRaw(
-      JWT_ALG_HS256, kKey,
-      absl::StrCat(R"({"iss":"evil","aud":"switchboard-api","sub":"a",)",
-                   R"("role":"agent","iat":)", now, R"(,"exp":)", now + 60,
-                   "}"));
-  ExpectUnauthenticated(other_issuer, "wrong issuer");
-  std::string array_audience = SignRaw(
-      JWT_ALG_HS256, kKey,
-      absl::StrCat(R"({"iss":"switchboard","aud":["switchboard-api"],)",
-                   R"("sub":"a","role":"agent","iat":)", now, R"(,"exp":)",
-                   now + 60, "}"));
-  ExpectUnauthenticated(array_audience, "wrong audience");
-}
-
-TEST_F(TokenTest, RejectsMissingOrMistypedRegisteredClaims) {
-  int64_t now = absl::ToUnixSeconds(clock_.Now());
-  const std::string prefix =
-      R"({"iss":"switchboard","aud":"switchboard-api","role":"agent",)";
-  for (const std::string& rest :
-       {absl::StrCat(R"("iat":)", now, R"(,"exp":)", now + 60, "}"),
-        absl::StrCat(R"("sub":"","iat":)", now, R"(,"exp":)", now + 60, "}"),
-        absl::StrCat(R"("sub":7,"iat":)", now, R"(,"exp":)", now + 60, "}"),
-        absl::StrCat(R"("sub":"a","iat":)", now, "}"),
-        absl::StrCat(R"("sub":"a","exp":)", now + 60, "}"),
-        absl::StrCat(R"("sub":"a","iat":)", now, R"(,"exp":")", now + 60,
-                     "\"}"),
-        absl::StrCat(R"("sub":"a","iat":)", now, R"(,"exp":)", now + 60,
-                     ".5}")}) {
-    ExpectUnauthenticated(SignRaw(JWT_ALG_HS256, kKey, prefix + rest),
-                          "malformed token");
+TEST_F(TokenTest, RefusesOtherAlgorithmsBeforeTheSignature) {
+  const std::string payload = Part(Payload());
+  const std::string kid = key_.kid();
+  // "none" with no signature, HS256 keyed with the public key's bytes (the
+  // classic confusion attack), others; each with a signature part that
+  // would otherwise be checked.
+  for (const std::string& header :
+       {std::string(R"({"alg":"none"})"), absl::StrCat(R"({"alg":"none","kid":")", kid, "\"}"),
+        absl::StrCat(R"({"alg":"HS256","kid":")", kid, "\"}"),
+        absl::StrCat(R"({"alg":"RS256","kid":")", kid, "\"}"),
+        absl::StrCat(R"({"alg":"es256","kid":")", kid, "\"}"),
+        absl::StrCat(R"({"alg":["ES256"],"kid":")", kid, "\"}"),
+        absl::StrCat(R"({"kid":")", kid, "\"}"),
+        absl::StrCat(R"({"alg":"ES256","crit":["exp"],"kid":")", kid, "\"}")}) {
+    for (const std::string& signature : {std::string(""), std::string("AAAA")}) {
+      ExpectRefused(absl::StrCat(Part(header), ".", payload, ".", signature),
+                    "unsupported algorithm");
+    }
   }
 }
 
-TEST_F(TokenTest, RejectsUnknownOrMissingRole) {
-  ExpectUnauthenticated(
-      SignRaw(JWT_ALG_HS256, kKey, AccessPayload("alice", "admin")),
-      "unknown role");
-  ExpectUnauthenticated(
-      SignRaw(JWT_ALG_HS256, kKey, AccessPayload("alice", "Agent")),
-      "unknown role");
-  TokenCodec::Claims no_role;
-  no_role.audience = std::string(kAccessAudience);
-  no_role.subject = "alice";
-  no_role.issued_at = clock_.Now();
-  no_role.expires_at = clock_.Now() + absl::Minutes(1);
-  absl::StatusOr<std::string> token = codec_.Sign(no_role);
-  ASSERT_TRUE(token.ok());
-  ExpectUnauthenticated(*token);
+TEST_F(TokenTest, NeedsAKnownKidAndItsSignature) {
+  SigningKey other = NewKey();
+  // No kid, or one the set does not know.
+  ExpectRefused(SignRaw(R"({"alg":"ES256"})", Payload()), "unknown key");
+  ExpectRefused(SignRaw(absl::StrCat(R"({"alg":"ES256","kid":")", other.kid(), "\"}"), Payload(),
+                        &other),
+                "unknown key");
+  // Another key claiming the set's kid.
+  ExpectRefused(SignRaw(Header(), Payload(), &other), "bad signature");
+  const std::string token = Sign(Basic());
+  std::vector<std::string> parts = absl::StrSplit(token, '.');
+  ExpectRefused(absl::StrCat(parts[0], ".", parts[1], "."), "bad signature");
+  ExpectRefused(absl::StrCat(parts[0], ".", parts[1], ".", parts[2], "="), "bad signature");
+  // A payload changed after signing.
+  ExpectRefused(absl::StrCat(parts[0], ".", Part(Payload(R"(,"role":"supervisor")")), ".",
+                             parts[2]),
+                "bad signature");
 }
 
-TEST_F(TokenTest, RejectsOverlongSubject) {
-  ExpectUnauthenticated(SignRaw(JWT_ALG_HS256, kKey,
-                                AccessPayload(std::string(129, 'x'), "agent")));
-  EXPECT_TRUE(VerifyAccessToken(
-                  codec_,
-                  SignRaw(JWT_ALG_HS256, kKey,
-                          AccessPayload(std::string(128, 'x'), "agent")),
-                  clock_.Now())
-                  .ok());
+TEST_F(TokenTest, ReadsThePayloadOnlyOnceTheSignatureIsGood) {
+  // A payload that is not JSON, behind a good header and a bad signature,
+  // is refused for the signature: unauthenticated input never reaches the
+  // payload's parser.
+  ExpectRefused(absl::StrCat(Part(Header()), ".", Part("{{{"), ".",
+                             Base64UrlEncode(std::string(64, 'x'))),
+                "bad signature");
+  // Signed garbage is malformed.
+  ExpectRefused(SignRaw(Header(), "{{{"), "malformed token");
+  ExpectRefused(SignRaw(Header(), "[1]"), "malformed token");
+}
+
+TEST_F(TokenTest, RefusesMissingOrMistypedRegisteredClaims) {
+  const int64_t now = absl::ToUnixSeconds(kNow);
+  const std::string head = R"({"iss":"issuer-1","aud":"aud-1")";
+  for (const std::string& payload : {
+           absl::StrCat(head, R"(,"iat":)", now, R"(,"exp":)", now + 60, "}"),
+           absl::StrCat(head, R"(,"sub":"","iat":)", now, R"(,"exp":)", now + 60, "}"),
+           absl::StrCat(head, R"(,"sub":7,"iat":)", now, R"(,"exp":)", now + 60, "}"),
+           absl::StrCat(head, R"(,"sub":"a","exp":)", now + 60, "}"),
+           absl::StrCat(head, R"(,"sub":"a","iat":)", now, "}"),
+           absl::StrCat(head, R"(,"sub":"a","iat":)", now, R"(,"exp":")", now + 60, "\"}"),
+           absl::StrCat(head, R"(,"sub":"a","iat":)", now, R"(.5,"exp":)", now + 60, "}"),
+           absl::StrCat(head, R"(,"sub":"a","iat":)", now, R"(,"exp":1e300})"),
+           absl::StrCat(head, R"(,"sub":"a","iat":)", now, R"(,"exp":)", now + 60,
+                        R"(,"nbf":"soon"})"),
+       }) {
+    ExpectRefused(SignRaw(Header(), payload), "malformed token");
+  }
 }
 
 TEST_F(TokenTest, IgnoresClaimsOfOtherTypes) {
-  int64_t now = absl::ToUnixSeconds(clock_.Now());
-  std::string token = SignRaw(
-      JWT_ALG_HS256, kKey,
-      absl::StrCat(R"({"iss":"switchboard","aud":"x","sub":"a","iat":)", now,
-                   R"(,"exp":)", now + 60,
-                   R"(,"flag":true,"list":[1],"obj":{"a":1},"real":1.5,)",
-                   R"("nil":null,"s":"v","n":3})"));
-  absl::StatusOr<TokenCodec::Claims> claims =
-      codec_.Verify(token, "x", clock_.Now());
+  absl::StatusOr<Claims> claims = VerifyToken(
+      SignRaw(Header(), Payload(R"(,"s":"v","n":3,"f":1.5,"b":true,"o":{},"l":[],"z":null)")),
+      keys_, kRules, kNow);
   ASSERT_TRUE(claims.ok()) << claims.status();
-  EXPECT_EQ(claims->strings,
-            (absl::flat_hash_map<std::string, std::string>{{"s", "v"}}));
-  EXPECT_EQ(claims->ints,
-            (absl::flat_hash_map<std::string, int64_t>{{"n", 3}}));
+  EXPECT_EQ(claims->strings, (absl::flat_hash_map<std::string, std::string>{{"s", "v"}}));
+  EXPECT_EQ(claims->ints, (absl::flat_hash_map<std::string, int64_t>{{"n", 3}}));
 }
 
-TEST_F(TokenTest, GarbageNeverCrashes) {
+TEST_F(TokenTest, GarbageIsRefusedBriefly) {
+  const std::string good = Sign(Basic());
   std::vector<std::string> inputs = {
       "",
       ".",
@@ -414,214 +250,77 @@ TEST_F(TokenTest, GarbageNeverCrashes) {
       "a.b.c",
       "a.b",
       std::string("\0", 1),
-      std::string("eyJhbGciOiJIUzI1NiJ9\0.e30.x", 27),
-      "Bearer x",
-      "eyJhbGciOiJIUzI1NiJ9.e30.",
-      "eyJhbGciOiJIUzI1NiJ9.e30.AAAA",
-      absl::StrCat(Base64Url("{"), ".", Base64Url("{}"), ".AAAA"),
-      absl::StrCat(Base64Url(R"({"alg":"HS256"})"), ".", Base64Url("[]"),
-                   ".AAAA"),
-      absl::StrCat(Base64Url(R"({"alg":"HS256"})"), ".", Base64Url("nul\0l"),
-                   ".AAAA"),
-      // Deep nesting, within the size limit.
-      absl::StrCat(Base64Url(R"({"alg":"HS256"})"), ".",
-                   Base64Url(absl::StrCat(R"({"a":)", std::string(5000, '['))),
-                   ".AAAA"),
-      absl::StrCat(Base64Url(R"({"alg":"HS256"})"), ".",
-                   Base64Url(absl::StrCat(R"({"a":)", std::string(2500, '['),
-                                          std::string(2500, ']'), "}")),
-                   ".AAAA"),
-      std::string(1 << 20, 'a'),
-      absl::StrCat(std::string(1 << 20, 'a'), ".", std::string(1 << 20, 'b'),
-                   ".", std::string(1 << 20, 'c')),
+      absl::StrCat(good, "."),
+      absl::StrCat(".", good),
+      absl::StrCat(good, std::string(kMaxTokenBytes, 'A')),
       std::string(1 << 20, '.'),
-      absl::StrCat(MintAlice(), "."),
-      absl::StrCat(".", MintAlice()),
-      absl::StrCat(MintAlice(), std::string(1 << 20, 'A')),
+      absl::StrCat(Part("{"), ".", Part("{}"), ".AAAA"),
+      absl::StrCat(Part(absl::StrCat(R"({"alg":"ES256","kid":)", std::string(3000, '['))), ".",
+                   Part("{}"), ".AAAA"),
   };
   std::mt19937 rng(42);
   const std::string alphabet =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
-  for (int i = 0; i < 500; ++i) {
-    std::string s(rng() % 200, ' ');
+  for (int i = 0; i < 300; ++i) {
+    std::string s(rng() % 300, ' ');
     for (char& c : s) c = alphabet[rng() % alphabet.size()];
     inputs.push_back(s);
-    std::string bytes(rng() % 200, ' ');
+    std::string bytes(rng() % 300, ' ');
     for (char& c : bytes) c = static_cast<char>(rng());
     inputs.push_back(bytes);
   }
   for (const std::string& input : inputs) {
-    absl::StatusOr<Principal> principal =
-        VerifyAccessToken(codec_, input, clock_.Now());
-    ASSERT_FALSE(principal.ok());
-    EXPECT_EQ(principal.status().code(), absl::StatusCode::kUnauthenticated);
-    EXPECT_LT(principal.status().message().size(), 40u);
+    absl::StatusOr<Claims> claims = VerifyToken(input, keys_, kRules, kNow);
+    ASSERT_FALSE(claims.ok());
+    EXPECT_EQ(claims.status().code(), absl::StatusCode::kUnauthenticated);
+    EXPECT_LT(claims.status().message().size(), 40u);
   }
 }
 
-// Every one-character change to a valid token is rejected, except the few
-// that base64url decoding maps back to the same bytes (unused low bits of
-// the last character), which must then yield the same principal.
-TEST_F(TokenTest, SingleCharacterMutations) {
-  const std::string token = MintAlice();
+// Every one-character change to a valid token is refused: base64url here
+// has one text per value, so no change maps back to the same bytes.
+TEST_F(TokenTest, SingleCharacterMutationsAreRefused) {
+  const std::string token = Sign(Basic());
   for (size_t i = 0; i < token.size(); ++i) {
     for (char c : {'A', 'z', '0', '_', '.', '='}) {
       if (token[i] == c) continue;
       std::string changed = token;
       changed[i] = c;
-      absl::StatusOr<Principal> principal =
-          VerifyAccessToken(codec_, changed, clock_.Now());
-      if (principal.ok()) {
-        EXPECT_EQ(i + 1, token.size()) << changed;
-        EXPECT_EQ(principal->subject, "alice");
-        EXPECT_EQ(principal->role, Role::kAgent);
-      } else {
-        EXPECT_EQ(principal.status().code(),
-                  absl::StatusCode::kUnauthenticated);
-      }
+      EXPECT_FALSE(VerifyToken(changed, keys_, kRules, kNow).ok()) << i << " " << c;
     }
   }
 }
 
-TEST_F(TokenTest, ConcurrentVerification) {
-  const std::string token = MintAlice();
-  std::vector<std::thread> threads;
-  std::atomic<int> failures{0};
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < 200; ++i) {
-        if (!VerifyAccessToken(codec_, token, clock_.Now()).ok()) ++failures;
-        if (!MintAccessToken(codec_, Alice(), clock_.Now()).ok()) ++failures;
-      }
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
-  EXPECT_EQ(failures.load(), 0);
-}
+TEST_F(TokenTest, MintsAccessAndServiceTokens) {
+  absl::StatusOr<std::string> access =
+      MintAccessToken(signer_, {"ana", Role::kAgent, kNow + absl::Hours(1)}, kNow);
+  ASSERT_TRUE(access.ok()) << access.status();
+  absl::StatusOr<Claims> claims =
+      VerifyToken(*access, keys_, {"issuer-1", std::string(kAccessAudience), absl::Hours(1)}, kNow);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->subject, "ana");
+  EXPECT_EQ(claims->strings.at("role"), "agent");
 
-// --- LoadOrCreateKey ------------------------------------------------------
+  EXPECT_EQ(MintAccessToken(signer_, {"routing", Role::kService, kNow + absl::Hours(1)}, kNow)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(MintAccessToken(signer_, {"", Role::kAgent, kNow + absl::Hours(1)}, kNow).ok());
+  EXPECT_FALSE(MintAccessToken(signer_, {std::string(kMaxSubjectBytes + 1, 'a'), Role::kAgent,
+                                         kNow + absl::Hours(1)},
+                               kNow)
+                   .ok());
+  EXPECT_FALSE(MintAccessToken(signer_, {"ana", Role::kAgent, kNow}, kNow).ok());
 
-class KeyFileTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const char* base = getenv("TEST_TMPDIR");
-    std::string pattern =
-        absl::StrCat(base != nullptr ? base : "/tmp", "/keyXXXXXX");
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
-  }
-  std::vector<std::string> Files() {
-    std::vector<std::string> names;
-    DIR* d = opendir(dir_.c_str());
-    while (dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") names.push_back(name);
-    }
-    closedir(d);
-    return names;
-  }
-  void Write(const std::string& path, const std::string& contents) {
-    std::ofstream(path) << contents;
-  }
-
-  std::string dir_;
-};
-
-TEST_F(KeyFileTest, ServiceTokensShareTheLocalKeyOrNeedTheConfiguredOne) {
-  absl::StatusOr<TokenCodec> first = LoadServiceTokens(dir_, "");
-  ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(Files(), std::vector<std::string>{"token.key"});
-  // A second service of the same local run signs with the same key.
-  absl::StatusOr<TokenCodec> second = LoadServiceTokens(dir_, "");
-  ASSERT_TRUE(second.ok());
-  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
-  std::string token = *MintAccessToken(
-      *first, Principal{"agent-1", Role::kAgent, now + absl::Hours(1)}, now);
-  EXPECT_TRUE(VerifyAccessToken(*second, token, now).ok());
-  // A configured key file is never created.
-  EXPECT_FALSE(LoadServiceTokens(dir_, dir_ + "/missing.key").ok());
-}
-
-TEST_F(KeyFileTest, CreatesPrivateKeyAndLoadsItBack) {
-  std::string path = dir_ + "/token.key";
-  absl::StatusOr<std::string> created = LoadOrCreateKey(path, true);
-  ASSERT_TRUE(created.ok()) << created.status();
-  EXPECT_EQ(created->size(), 32u);
-  EXPECT_EQ(Files(), std::vector<std::string>{"token.key"});
-
-  struct stat st;
-  ASSERT_EQ(stat(path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0600);
-
-  absl::StatusOr<std::string> loaded = LoadOrCreateKey(path, false);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ(*loaded, *created);
-  absl::StatusOr<std::string> again = LoadOrCreateKey(path, true);
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(*again, *created);
-
-  // Two fresh keys differ.
-  absl::StatusOr<std::string> other = LoadOrCreateKey(dir_ + "/other.key", true);
-  ASSERT_TRUE(other.ok());
-  EXPECT_NE(*other, *created);
-}
-
-TEST_F(KeyFileTest, MissingWithoutCreateIsNotFound) {
-  std::string path = dir_ + "/absent.key";
-  absl::StatusOr<std::string> key = LoadOrCreateKey(path, false);
-  EXPECT_EQ(key.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(absl::StrContains(key.status().message(), path));
-  EXPECT_TRUE(Files().empty());
-}
-
-TEST_F(KeyFileTest, CreatesNoFolders) {
-  std::string path = dir_ + "/missing/token.key";
-  absl::StatusOr<std::string> key = LoadOrCreateKey(path, true);
-  EXPECT_FALSE(key.ok());
-  EXPECT_TRUE(absl::StrContains(key.status().message(), path));
-  EXPECT_TRUE(Files().empty());
-}
-
-TEST_F(KeyFileTest, RejectsShortOrNonHexKeys) {
-  std::string path = dir_ + "/token.key";
-  const std::string short_hex(62, 'a');  // 31 bytes
-  Write(path, short_hex);
-  absl::StatusOr<std::string> key = LoadOrCreateKey(path, true);
-  EXPECT_EQ(key.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StrContains(key.status().message(), path));
-  EXPECT_FALSE(absl::StrContains(key.status().message(), short_hex));
-
-  for (const std::string& bad :
-       {std::string(63, 'a'), std::string(64, 'g'), std::string(""),
-        absl::StrCat(std::string(32, 'a'), " ", std::string(32, 'a'))}) {
-    Write(path, bad);
-    EXPECT_EQ(LoadOrCreateKey(path, false).status().code(),
-              absl::StatusCode::kInvalidArgument)
-        << bad;
-  }
-}
-
-TEST_F(KeyFileTest, AcceptsSurroundingWhitespaceAndLongKeys) {
-  std::string path = dir_ + "/token.key";
-  Write(path, absl::StrCat("  ", std::string(128, 'A'), "\n"));
-  absl::StatusOr<std::string> key = LoadOrCreateKey(path, false);
-  ASSERT_TRUE(key.ok()) << key.status();
-  EXPECT_EQ(*key, std::string(64, '\xaa'));
-}
-
-TEST_F(KeyFileTest, ConcurrentCreatorsShareOneKey) {
-  std::string path = dir_ + "/token.key";
-  std::vector<std::string> keys(8);
-  std::vector<std::thread> threads;
-  for (std::string& key : keys) {
-    threads.emplace_back([&] { key = LoadOrCreateKey(path, true).value_or(""); });
-  }
-  for (std::thread& thread : threads) thread.join();
-  for (const std::string& key : keys) {
-    EXPECT_EQ(key.size(), 32u);
-    EXPECT_EQ(key, keys[0]);
-  }
-  EXPECT_EQ(Files(), std::vector<std::string>{"token.key"});
+  absl::StatusOr<std::string> service =
+      MintServiceToken(signer_, "routing", "sessions", kNow, absl::Minutes(10));
+  ASSERT_TRUE(service.ok()) << service.status();
+  claims = VerifyToken(*service, keys_, {"issuer-1", "sessions", absl::Minutes(10)}, kNow);
+  ASSERT_TRUE(claims.ok()) << claims.status();
+  EXPECT_EQ(claims->subject, "routing");
+  EXPECT_EQ(claims->strings.at("role"), "service");
+  EXPECT_FALSE(MintServiceToken(signer_, "", "sessions", kNow, absl::Minutes(1)).ok());
+  EXPECT_FALSE(MintServiceToken(signer_, "routing", "sessions", kNow, absl::ZeroDuration()).ok());
 }
 
 }  // namespace

@@ -6,23 +6,23 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
+#include "libs/auth/verifier.h"
 
 namespace switchboard::auth {
 
 // Verification tokens: what identity issues after a customer completed a
-// challenge, and what other services check offline with the shared key
-// before sensitive help (e.g. sessions for a PHONE callback). The format is
-// stated in proto/switchboard/identity/v1/identity_service.proto: aud
-// "switchboard-verification", sub the customer, iat, exp, and the claims
-// "method", "level", "tid" and (optionally) "session".
+// challenge, signed with identity's own verification key, and what other
+// services check offline against identity's public keys before sensitive
+// help (e.g. sessions for a PHONE callback). The format is stated in
+// proto/switchboard/identity/v1/identity_service.proto: iss
+// "switchboard-identity", aud "switchboard-verification", sub the customer,
+// iat, exp, and the claims "method", "level", "tid" and (optionally)
+// "session".
 //
 //   absl::StatusOr<VerificationClaims> claims =
-//       VerifyVerificationToken(codec, token, clock->Now());
+//       VerifyVerificationToken(verifier, token, clock->Now());
 //   if (!claims.ok() || claims->customer_id != caller ||
 //       claims->level < kLevelBasic) { ...refuse... }
-
-inline constexpr absl::string_view kVerificationAudience =
-    "switchboard-verification";
 
 // Levels as in switchboard.common.v1.VerificationLevel.
 inline constexpr int kLevelBasic = 1;
@@ -43,20 +43,32 @@ struct VerificationClaims {
   absl::Time expires_at;
 };
 
-// Signs `claims` (all but session_id required). InvalidArgument for an
+// Signs `claims` (all but session_id required) with identity's
+// verification signer (issuer kVerificationIssuer). InvalidArgument for an
 // unknown method or level or a missing customer or token id, and as
-// TokenCodec::Sign.
-absl::StatusOr<std::string> SignVerificationToken(const TokenCodec& codec,
+// TokenSigner::Sign.
+absl::StatusOr<std::string> SignVerificationToken(const TokenSigner& signer,
                                                   const VerificationClaims& claims);
 
-// Checks `token` as a verification token at `now` (signature, algorithm,
-// audience, expiry: see TokenCodec::Verify) and returns its claims.
-// Unauthenticated with TokenCodec's reason, or "malformed token" when a
-// claim is missing or has an unknown value. An access token fails with
-// "wrong audience", and a verification token is never an access token.
+// Checks `token` as a verification token at `now` against identity's keys
+// only (TokenVerifier::VerifyVerification) and returns its claims.
+// Unauthenticated with VerifyToken's reason, or "malformed token" when a
+// claim is missing or has an unknown value. A token signed with any other
+// key (an access or a service key) fails with "unknown key", and a
+// verification token is never an access token.
 // The caller still checks that customer_id (and session_id, level) are the
 // ones it needs: a valid token proves nothing about another customer.
-absl::StatusOr<VerificationClaims> VerifyVerificationToken(
-    const TokenCodec& codec, absl::string_view token, absl::Time now);
+absl::StatusOr<VerificationClaims> VerifyVerificationToken(const TokenVerifier& verifier,
+                                                           absl::string_view token,
+                                                           absl::Time now);
+
+// Whether a verification token that `signer` makes, valid for `lifetime`,
+// passes `verifier`: identity checks at start that its signing key is in
+// the verification key set every service reads and that the tokens it
+// issues are not too long-lived for it. FailedPrecondition naming the
+// reason otherwise.
+absl::Status CheckVerificationSigner(const TokenSigner& signer, const TokenVerifier& verifier,
+                                     absl::Duration lifetime);
+
 
 }  // namespace switchboard::auth

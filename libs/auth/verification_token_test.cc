@@ -1,6 +1,7 @@
 #include "libs/auth/verification_token.h"
 
 #include "gtest/gtest.h"
+#include "libs/auth/key_folder.h"
 
 namespace switchboard::auth {
 namespace {
@@ -19,12 +20,26 @@ VerificationClaims Claims() {
   return claims;
 }
 
-TEST(VerificationTokenTest, RoundTrips) {
-  TokenCodec codec(std::string(32, 'k'));
-  absl::StatusOr<std::string> token = SignVerificationToken(codec, Claims());
+class VerificationTokenTest : public ::testing::Test {
+ protected:
+  static KeyFolder NewKeys() {
+    absl::StatusOr<KeyFolder> keys = KeyFolder::Generate();
+    EXPECT_TRUE(keys.ok()) << keys.status();
+    return *std::move(keys);
+  }
+
+  KeyFolder keys_ = NewKeys();
+  TokenSigner identity_{keys_.verification, std::string(kVerificationIssuer)};
+  TokenVerifier verifier_{{FixedKeys(keys_.AccessKeys()), FixedKeys(keys_.ServiceKeys()),
+                           FixedKeys(keys_.VerificationKeys())},
+                          VerifierOptions{"sessions"}};
+};
+
+TEST_F(VerificationTokenTest, RoundTrips) {
+  absl::StatusOr<std::string> token = SignVerificationToken(identity_, Claims());
   ASSERT_TRUE(token.ok()) << token.status();
   absl::StatusOr<VerificationClaims> claims =
-      VerifyVerificationToken(codec, *token, kNow + absl::Minutes(1));
+      VerifyVerificationToken(verifier_, *token, kNow + absl::Minutes(1));
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->customer_id, "cust-1");
   EXPECT_EQ(claims->method, "totp");
@@ -35,36 +50,47 @@ TEST(VerificationTokenTest, RoundTrips) {
   EXPECT_EQ(claims->expires_at, kNow + absl::Minutes(15));
 }
 
-TEST(VerificationTokenTest, SessionIsOptional) {
-  TokenCodec codec(std::string(32, 'k'));
+TEST_F(VerificationTokenTest, SessionIsOptional) {
   VerificationClaims in = Claims();
   in.session_id.clear();
   absl::StatusOr<VerificationClaims> claims =
-      VerifyVerificationToken(codec, *SignVerificationToken(codec, in), kNow);
+      VerifyVerificationToken(verifier_, *SignVerificationToken(identity_, in), kNow);
   ASSERT_TRUE(claims.ok());
   EXPECT_EQ(claims->session_id, "");
 }
 
-TEST(VerificationTokenTest, RefusesExpiredOtherKeyAndAccessTokens) {
-  TokenCodec codec(std::string(32, 'k'));
-  const std::string token = *SignVerificationToken(codec, Claims());
-  EXPECT_EQ(VerifyVerificationToken(codec, token, kNow + absl::Minutes(15))
-                .status()
-                .message(),
+TEST_F(VerificationTokenTest, OnlyIdentitysKeyMakesThem) {
+  const std::string token = *SignVerificationToken(identity_, Claims());
+  EXPECT_EQ(VerifyVerificationToken(verifier_, token, kNow + absl::Minutes(15)).status().message(),
             "token expired");
-  TokenCodec other(std::string(32, 'o'));
-  EXPECT_EQ(VerifyVerificationToken(other, token, kNow).status().message(),
-            "bad signature");
-  Principal principal{"cust-1", Role::kCustomer, kNow + absl::Hours(1)};
-  const std::string access = *MintAccessToken(codec, principal, kNow);
-  EXPECT_EQ(VerifyVerificationToken(codec, access, kNow).status().message(),
-            "wrong audience");
-  EXPECT_FALSE(VerifyAccessToken(codec, token, kNow).ok());
+  // The access issuer's key and any service's key, even named as identity.
+  for (const SigningKey* key : {&keys_.issuer, &keys_.services.at("sessions")}) {
+    const TokenSigner forger(*key, std::string(kVerificationIssuer));
+    EXPECT_EQ(VerifyVerificationToken(verifier_, *SignVerificationToken(forger, Claims()), kNow)
+                  .status()
+                  .message(),
+              "unknown key");
+  }
+  // An access token is no verification token, nor the reverse.
+  const TokenSigner issuer(keys_.issuer, std::string(kDevelopmentIssuer));
+  const std::string access =
+      *MintAccessToken(issuer, {"cust-1", Role::kCustomer, kNow + absl::Hours(1)}, kNow);
+  EXPECT_FALSE(VerifyVerificationToken(verifier_, access, kNow).ok());
+  EXPECT_FALSE(verifier_.VerifyCaller(token, kNow).ok());
 }
 
-TEST(VerificationTokenTest, RefusesMissingOrUnknownClaims) {
-  TokenCodec codec(std::string(32, 'k'));
-  TokenCodec::Claims raw;
+TEST_F(VerificationTokenTest, IdentityChecksItsKeyIsPublished) {
+  EXPECT_TRUE(CheckVerificationSigner(identity_, verifier_, absl::Minutes(15)).ok());
+  EXPECT_EQ(CheckVerificationSigner(identity_, verifier_, absl::Hours(2)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  const TokenSigner unpublished(keys_.services.at("identity"), std::string(kVerificationIssuer));
+  absl::Status status = CheckVerificationSigner(unpublished, verifier_, absl::Minutes(15));
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find("unknown key"), absl::string_view::npos) << status;
+}
+
+TEST_F(VerificationTokenTest, RefusesMissingOrUnknownClaims) {
+  auth::Claims raw;
   raw.audience = std::string(kVerificationAudience);
   raw.subject = "cust-1";
   raw.issued_at = kNow;
@@ -73,25 +99,28 @@ TEST(VerificationTokenTest, RefusesMissingOrUnknownClaims) {
   raw.strings["tid"] = "vt_1";
   raw.ints["level"] = 1;
   absl::StatusOr<VerificationClaims> claims =
-      VerifyVerificationToken(codec, *codec.Sign(raw), kNow);
-  EXPECT_TRUE(absl::IsUnauthenticated(claims.status()));
+      VerifyVerificationToken(verifier_, *identity_.Sign(raw), kNow);
+  EXPECT_EQ(claims.status().message(), "malformed token");
   raw.strings["method"] = "sms_otp";
   raw.ints.clear();
-  claims = VerifyVerificationToken(codec, *codec.Sign(raw), kNow);
+  claims = VerifyVerificationToken(verifier_, *identity_.Sign(raw), kNow);
   EXPECT_EQ(claims.status().message(), "malformed token");
+  raw.ints["level"] = 1;
+  raw.audience = std::string(kAccessAudience);
+  claims = VerifyVerificationToken(verifier_, *identity_.Sign(raw), kNow);
+  EXPECT_EQ(claims.status().message(), "wrong audience");
 }
 
-TEST(VerificationTokenTest, SignRefusesBadClaims) {
-  TokenCodec codec(std::string(32, 'k'));
+TEST_F(VerificationTokenTest, SignRefusesBadClaims) {
   VerificationClaims claims = Claims();
   claims.level = 3;
-  EXPECT_TRUE(absl::IsInvalidArgument(SignVerificationToken(codec, claims).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(SignVerificationToken(identity_, claims).status()));
   claims = Claims();
   claims.method = "email";
-  EXPECT_TRUE(absl::IsInvalidArgument(SignVerificationToken(codec, claims).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(SignVerificationToken(identity_, claims).status()));
   claims = Claims();
   claims.customer_id.clear();
-  EXPECT_TRUE(absl::IsInvalidArgument(SignVerificationToken(codec, claims).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(SignVerificationToken(identity_, claims).status()));
 }
 
 }  // namespace

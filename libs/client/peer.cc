@@ -5,29 +5,25 @@
 #include "libs/auth/grpc_auth.h"
 
 namespace switchboard::client {
-namespace {
 
-constexpr absl::Duration kTokenLifetime = absl::Hours(1);
-// Re-mint this long before expiry, so a token never expires mid-call.
-constexpr absl::Duration kRenewBefore = absl::Minutes(10);
-
-}  // namespace
-
-ServiceToken::ServiceToken(const auth::TokenCodec* codec, std::string service_name,
-                           Clock* clock)
-    : codec_(codec), service_name_(std::move(service_name)), clock_(clock) {}
+ServiceToken::ServiceToken(const auth::TokenSigner* signer, std::string caller,
+                           std::string callee, Clock* clock)
+    : signer_(signer),
+      caller_(std::move(caller)),
+      callee_(std::move(callee)),
+      clock_(clock) {}
 
 std::string ServiceToken::Get() {
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
   if (now + kRenewBefore >= expires_at_) {
-    auth::Principal principal{service_name_, auth::Role::kService, now + kTokenLifetime};
-    absl::StatusOr<std::string> token = auth::MintAccessToken(*codec_, principal, now);
-    // Minting fails only for a key too short to sign with, which the service
-    // refused at start; keep the old token rather than send none.
+    absl::StatusOr<std::string> token =
+        auth::MintServiceToken(*signer_, caller_, callee_, now, kLifetime);
+    // Minting fails only if OpenSSL cannot sign; keep the old token rather
+    // than send none (the peer refuses it once it expires).
     if (token.ok()) {
       token_ = std::move(*token);
-      expires_at_ = principal.expires_at;
+      expires_at_ = now + kLifetime;
     }
   }
   return token_;

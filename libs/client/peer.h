@@ -13,18 +13,24 @@
 
 namespace switchboard::client {
 
-// A service's own access token (role service, subject the service's name),
-// minted from the shared key and re-minted well before it expires, for calls
-// to other services. Thread-safe.
+// The service token a service presents to one peer: sub `caller` (this
+// service), aud `callee`, signed with the caller's own key, valid for
+// kLifetime and minted again kRenewBefore its expiry, so that it never
+// expires mid-call and a stolen one is soon worthless. Thread-safe.
 class ServiceToken {
  public:
-  ServiceToken(const auth::TokenCodec* codec, std::string service_name,
+  static constexpr absl::Duration kLifetime = absl::Minutes(10);
+  static constexpr absl::Duration kRenewBefore = absl::Minutes(3);
+
+  // `signer` (the caller's service key) must outlive the token.
+  ServiceToken(const auth::TokenSigner* signer, std::string caller, std::string callee,
                Clock* clock = RealClock());
   std::string Get();
 
  private:
-  const auth::TokenCodec* const codec_;
-  const std::string service_name_;
+  const auth::TokenSigner* const signer_;
+  const std::string caller_;
+  const std::string callee_;
   Clock* const clock_;
   absl::Mutex mu_;
   std::string token_ ABSL_GUARDED_BY(mu_);

@@ -2,25 +2,32 @@
 
 #include "gtest/gtest.h"
 #include "libs/auth/token.h"
+#include "libs/testing/test_tokens.h"
 
 namespace switchboard::client {
 namespace {
 
-TEST(ServiceTokenTest, MintsAServiceTokenAndRenewsItBeforeExpiry) {
-  auth::TokenCodec codec(std::string(32, 'k'));
+TEST(ServiceTokenTest, MintsAScopedServiceTokenAndRenewsItBeforeExpiry) {
+  testing::TestTokens keys("sessions");
   FakeClock clock;
   clock.Set(absl::Now());
-  ServiceToken token(&codec, "routing", &clock);
+  ServiceToken token(&keys.service_signer("routing"), "routing", "sessions", &clock);
   const std::string first = token.Get();
-  absl::StatusOr<auth::Principal> principal = auth::VerifyAccessToken(codec, first, clock.Now());
+  absl::StatusOr<auth::Principal> principal = keys.verifier().VerifyCaller(first, clock.Now());
   ASSERT_TRUE(principal.ok()) << principal.status();
   EXPECT_EQ(principal->subject, "routing");
   EXPECT_EQ(principal->role, auth::Role::kService);
+  // Addressed to sessions only.
+  EXPECT_EQ(keys.VerifierFor("presence")->VerifyCaller(first, clock.Now()).status().message(),
+            "wrong audience");
   EXPECT_EQ(token.Get(), first);
-  clock.Advance(absl::Minutes(55));
+  clock.Advance(ServiceToken::kLifetime - ServiceToken::kRenewBefore - absl::Seconds(1));
+  EXPECT_EQ(token.Get(), first);
+  clock.Advance(absl::Seconds(1));
   const std::string renewed = token.Get();
   EXPECT_NE(renewed, first);
-  EXPECT_TRUE(auth::VerifyAccessToken(codec, renewed, clock.Now() + absl::Minutes(30)).ok());
+  EXPECT_TRUE(keys.verifier().VerifyCaller(renewed, clock.Now() + absl::Minutes(9)).ok());
+  EXPECT_FALSE(keys.verifier().VerifyCaller(first, clock.Now() + ServiceToken::kRenewBefore).ok());
 }
 
 TEST(PeerContextTest, UsesTheTimeoutWithoutAnIncomingCall) {

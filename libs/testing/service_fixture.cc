@@ -1,7 +1,5 @@
 #include "libs/testing/service_fixture.h"
 
-#include <openssl/rand.h>
-
 #include <cstdio>
 #include <cstdlib>
 
@@ -10,28 +8,6 @@
 #include "libs/metrics/scrape.h"
 
 namespace switchboard::testing {
-namespace {
-
-std::string RandomKey() {
-  std::string key(32, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), key.size()) != 1) {
-    std::fprintf(stderr, "RAND_bytes failed\n");
-    std::abort();
-  }
-  return key;
-}
-
-}  // namespace
-
-TestTokens::TestTokens() : codec_(RandomKey()) {}
-
-std::string TestTokens::For(auth::Role role, const std::string& subject) const {
-  auth::Principal principal;
-  principal.subject = subject;
-  principal.role = role;
-  principal.expires_at = absl::Now() + absl::Hours(1);
-  return *auth::MintAccessToken(codec_, principal, absl::Now());
-}
 
 TestServer::TestServer(const std::vector<grpc::Service*>& services,
                        std::shared_ptr<prometheus::Registry> registry,

@@ -7,24 +7,10 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "libs/auth/token.h"
 #include "libs/server/server.h"
 #include "prometheus/registry.h"
 
 namespace switchboard::testing {
-
-// Tokens for tests, signed with a fresh random key.
-class TestTokens {
- public:
-  TestTokens();
-  const auth::TokenCodec& codec() const { return codec_; }
-  // A valid access token for `subject` in `role`, expiring in an hour of
-  // real time.
-  std::string For(auth::Role role, const std::string& subject) const;
-
- private:
-  auth::TokenCodec codec_;
-};
 
 // A real gRPC server on 127.0.0.1 with a free port, metrics on another free
 // port, reflection and health on, as the services' main() would start it.

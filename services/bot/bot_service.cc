@@ -12,7 +12,6 @@
 namespace switchboard::bot {
 namespace {
 
-using auth::Role;
 using server::FinishNow;
 using server::RunUnary;
 
@@ -38,21 +37,24 @@ absl::StatusOr<std::string> DecodePageToken(const std::string& token) {
 
 }  // namespace
 
-BotService::BotService(Bot* bot, const auth::TokenCodec* tokens, Clock* clock,
+BotService::BotService(Bot* bot, const auth::TokenVerifier* tokens, Clock* clock,
                        server::BlockingPool* pool)
-    : bot_(bot), tokens_(tokens), clock_(clock), pool_(pool) {}
+    : bot_(bot),
+      tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::BotService::service_full_name())),
+      clock_(clock),
+      pool_(pool) {}
 
 absl::StatusOr<auth::Principal> BotService::Authenticate(grpc::CallbackServerContext* context,
-                                                         std::initializer_list<Role> allowed,
                                                          absl::string_view method) {
-  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
 }
 
 grpc::ServerUnaryReactor* BotService::Answer(grpc::CallbackServerContext* context,
                                              const v1::AnswerRequest* request,
                                              v1::AnswerResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService, Role::kSupervisor}, "Answer");
+      Authenticate(context, "Answer");
   if (!principal.ok()) return FinishNow(context, principal.status());
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   bot_->Answer(*request, response, [reactor](absl::Status status) {
@@ -64,8 +66,7 @@ grpc::ServerUnaryReactor* BotService::Answer(grpc::CallbackServerContext* contex
 grpc::ServerUnaryReactor* BotService::ListIntents(grpc::CallbackServerContext* context,
                                                   const v1::ListIntentsRequest* request,
                                                   v1::ListIntentsResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "ListIntents");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "ListIntents");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (!common::v1::Category_IsValid(request->category())) {
     return FinishNow(context, absl::InvalidArgumentError("category: unknown category"));
@@ -90,7 +91,7 @@ grpc::ServerUnaryReactor* BotService::ReloadKnowledgeBase(
     grpc::CallbackServerContext* context, const v1::ReloadKnowledgeBaseRequest* request,
     v1::ReloadKnowledgeBaseResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "ReloadKnowledgeBase");
+      Authenticate(context, "ReloadKnowledgeBase");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, response, actor = principal->subject] {
     absl::StatusOr<Bot::ReloadResult> result = bot_->Reload(actor);
@@ -108,7 +109,7 @@ grpc::ServerUnaryReactor* BotService::ResetDialogue(grpc::CallbackServerContext*
                                                     const v1::ResetDialogueRequest* request,
                                                     v1::ResetDialogueResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService, Role::kSupervisor}, "ResetDialogue");
+      Authenticate(context, "ResetDialogue");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (absl::Status s = validation::ValidateId("session_id", request->session_id(), 128); !s.ok()) {
     return FinishNow(context, s);

@@ -2,7 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/server/blocking_pool.h"
 #include "services/bot/bot.h"
@@ -11,8 +12,8 @@
 namespace switchboard::bot {
 
 // The gRPC adapter of the bot: authenticates and authorizes each call,
-// converts messages and maps statuses. Who may call what is stated in
-// bot_service.proto.
+// converts messages and maps statuses. Who may call what is each RPC's
+// (switchboard.auth.v1.access) option in bot_service.proto.
 //
 // Threads: Answer, ListIntents and ResetDialogue run on gRPC's callback
 // thread, because the bot answers from memory in microseconds and takes no
@@ -23,7 +24,8 @@ namespace switchboard::bot {
 class BotService final : public v1::BotService::CallbackService {
  public:
   // None owned; all must outlive the service.
-  BotService(Bot* bot, const auth::TokenCodec* tokens, Clock* clock, server::BlockingPool* pool);
+  BotService(Bot* bot, const auth::TokenVerifier* tokens, Clock* clock,
+             server::BlockingPool* pool);
 
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
                                    const v1::AnswerRequest* request,
@@ -40,11 +42,11 @@ class BotService final : public v1::BotService::CallbackService {
 
  private:
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
-                                               std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);
 
   Bot* const bot_;
-  const auth::TokenCodec* const tokens_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
 };

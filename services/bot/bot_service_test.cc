@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
 #include "prometheus/text_serializer.h"
 #include "services/bot/sqlite_event_log.h"
 
@@ -37,7 +38,7 @@ class BotServiceTest : public ::testing::Test {
     metrics_ = std::make_unique<BotMetrics>(registry_);
     bot_ = std::make_unique<Bot>(kb_path_, log_.get(), RealClock(), metrics_.get(), BotOptions());
     EXPECT_TRUE(bot_->Reload("startup").ok());
-    service_ = std::make_unique<BotService>(bot_.get(), &tokens_.codec(), RealClock(), &pool_);
+    service_ = std::make_unique<BotService>(bot_.get(), &tokens_.verifier(), RealClock(), &pool_);
     server_ = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service_.get()});
     stub_ = v1::BotService::NewStub(server_->channel());
   }
@@ -107,7 +108,7 @@ class BotServiceTest : public ::testing::Test {
     return prometheus::TextSerializer().Serialize(registry_.Collect());
   }
 
-  testing::TestTokens tokens_;
+  testing::TestTokens tokens_{"bot"};
   server::BlockingPool pool_{4};
   std::string dir_;
   std::string kb_path_;
@@ -167,13 +168,16 @@ TEST_F(BotServiceTest, EveryAuthFailureIsRefused) {
   std::string tampered = Service();
   tampered[tampered.size() / 2] = tampered[tampered.size() / 2] == 'A' ? 'B' : 'A';
   EXPECT_EQ(Answer(tampered, turn).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  auth::Principal expired{"sessions", Role::kService, absl::Now() - absl::Minutes(10)};
-  EXPECT_EQ(Answer(*auth::MintAccessToken(tokens_.codec(), expired, absl::Now() - absl::Hours(1)),
-                   turn)
-                .error_code(),
+  auth::Principal expired{"sup-1", Role::kSupervisor, absl::Now() - absl::Minutes(10)};
+  EXPECT_EQ(Answer(tokens_.Access(expired, absl::Now() - absl::Hours(1)), turn).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  testing::TestTokens other_key;
+  testing::TestTokens other_key("bot");
   EXPECT_EQ(Answer(other_key.For(Role::kService, "sessions"), turn).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // Only sessions may answer as a service, and only with a token for the bot.
+  EXPECT_EQ(Answer(tokens_.For(Role::kService, "routing"), turn).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Answer(tokens_.ServiceToken("sessions", "routing"), turn).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Answer(Customer(), turn).error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Answer(Agent(), turn).error_code(), grpc::StatusCode::PERMISSION_DENIED);
@@ -268,7 +272,7 @@ TEST_F(BotServiceTest, ListIntentsPagesFiltersAndLabels) {
   v1::ListIntentsRequest frozen;
   frozen.set_category(common::v1::CATEGORY_FROZEN_FUNDS);
   v1::ListIntentsResponse frozen_list;
-  ASSERT_TRUE(List(Service(), frozen, &frozen_list).ok());
+  ASSERT_TRUE(List(Supervisor(), frozen, &frozen_list).ok());
   ASSERT_FALSE(frozen_list.intents().empty());
   for (const auto& intent : frozen_list.intents()) EXPECT_TRUE(intent.sensitive());
 
@@ -297,7 +301,7 @@ TEST_F(BotServiceTest, ReloadRejectsABrokenFileAndKeepsServing) {
 
   std::ofstream(kb_path_, std::ios::app) << "\nintent: half_done\ncategory: deposit\n";
   v1::ReloadKnowledgeBaseResponse broken;
-  grpc::Status status = Reload(Service(), &broken);
+  grpc::Status status = Reload(Supervisor(), &broken);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(status.error_message().find("intent 'half_done' has no zh-CN title"),
             std::string::npos)

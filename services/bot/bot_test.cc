@@ -150,6 +150,39 @@ TEST_F(BotTest, HumanRequestsWithoutAListedPhraseEscalate) {
   }
 }
 
+TEST_F(BotTest, ABareWordForSupportOrPinyinAsksForAHuman) {
+  for (const char* text : {"客服？？", "客服客服", "KEFU", "ren gong kefu please"}) {
+    auto r = Ask("s-bare-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    EXPECT_EQ(r->handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED) << text;
+  }
+  // The same word inside a question about reaching support is answered.
+  auto r = Ask("s-bare-question", "客服邮箱是多少");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ANSWERED);
+  EXPECT_EQ(r->answered_intent_id(), "contact_support");
+}
+
+TEST_F(BotTest, ATakeoverToldThroughItsAftermathEscalates) {
+  // Told through what the intruder did or how the customer was tricked,
+  // never with "stolen" or "hacked".
+  for (const char* text : {"my account got hijacked overnight", "骗子把我的手机号改绑了",
+                           "somebody replaced the email on my account with theirs",
+                           "i shared my otp with a fake support guy and now my wallet is empty"}) {
+    auto r = Ask("s-aftermath-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text << ": " << r.status();
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    EXPECT_EQ(r->handoff().reason(), common::v1::ESCALATION_REASON_SENSITIVE_TOPIC) << text;
+    EXPECT_TRUE(r->verification_required()) << text;
+  }
+  // Changing one's own contact stays a how-to.
+  auto r = Ask("s-own-change", "how do I change my phone number");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ANSWERED);
+  EXPECT_EQ(r->answered_intent_id(), "change_contact");
+}
+
 TEST_F(BotTest, SensitiveReportsInLongSentencesEscalateOnTheFirstTurn) {
   for (const char* text :
        {"今天早上醒来发现我的号被别人登录了，绑定的手机也被换掉了，怎么办",
@@ -382,6 +415,16 @@ TEST_F(BotTest, ComplaintsFollowTheComplaintFlowAndHandOff) {
     EXPECT_NE(r->reply_text().find(bot_.knowledge_base()->Find("complaint")->answers[LanguageOf(
                   r->reply_language())]),
               std::string::npos);
+  }
+}
+
+TEST_F(BotTest, ThreatsAndAccusationsHandOffAsComplaints) {
+  for (const char* text : {"if this isn't fixed today i'm calling my lawyer",
+                           "再不给我解决我就去消协维权", "you are a scam platform"}) {
+    auto r = Ask("s-threat-" + std::to_string(turn_), text);
+    ASSERT_TRUE(r.ok()) << text;
+    EXPECT_EQ(r->outcome(), v1::ANSWER_OUTCOME_ESCALATED) << text;
+    EXPECT_EQ(r->handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED) << text;
   }
 }
 

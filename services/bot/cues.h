@@ -27,7 +27,10 @@ namespace switchboard::bot {
 // characters, punctuation and spaces ignored) or English words (matched as a
 // sequence of whole words after the same normalisation and stemming as the
 // text: "logged in" matches "Logged-in"); a trailing "*" on an English word
-// matches any word starting with it ("unauthori*").
+// matches any word starting with it ("unauthori*"). A leading "=" makes an
+// alternative the whole message: "=客服" matches "客服", "客服！！" and
+// "客服客服" but not "客服邮箱是多少", for a word that asks for something
+// only when it is all the customer wrote.
 class Cue {
  public:
   // Errors: InvalidArgument with the problem (empty slot, mixed scripts, a
@@ -46,6 +49,9 @@ class Cue {
     bool negated = false;
     std::vector<std::string> chinese;
     std::vector<std::vector<Word>> english;
+    // Alternatives written with "=": the whole message, repeated or not.
+    std::vector<std::string> whole_chinese;
+    std::vector<std::vector<Word>> whole_english;
   };
   static bool SlotMatches(const Slot& slot, const Analysis& analysis);
 

@@ -38,12 +38,27 @@ TEST(CueTest, NegatedSlotsExclude) {
   EXPECT_FALSE(Matches(pattern, "你们用人工智能吗"));
 }
 
+TEST(CueTest, WholeMessageAlternativesMatchOnlyWhenNothingElseIsSaid) {
+  const char* pattern = "=客服/=kefu/=ke fu";
+  EXPECT_TRUE(Matches(pattern, "客服"));
+  EXPECT_TRUE(Matches(pattern, "客服！！"));
+  EXPECT_TRUE(Matches(pattern, "客服 客服客服"));
+  EXPECT_TRUE(Matches(pattern, "KEFU?"));
+  EXPECT_TRUE(Matches(pattern, "ke fu ke fu"));
+  EXPECT_FALSE(Matches(pattern, "客服邮箱是多少"));
+  EXPECT_FALSE(Matches(pattern, "客服你好，我的充值没到"));
+  EXPECT_FALSE(Matches(pattern, "kefu email"));
+  EXPECT_FALSE(Matches(pattern, "客服 email"));
+  EXPECT_FALSE(Matches(pattern, "ke"));
+}
+
 TEST(CueTest, BadPatternsAreRejectedWithTheProblem) {
   EXPECT_NE(Cue::Parse("被盗 + ").status().message().find("empty slot"), std::string::npos);
   EXPECT_NE(Cue::Parse("!审核").status().message().find("not negated"), std::string::npos);
   EXPECT_NE(Cue::Parse("被hack").status().message().find("mixes"), std::string::npos);
   EXPECT_NE(Cue::Parse("被盗*").status().message().find("English"), std::string::npos);
   EXPECT_NE(Cue::Parse("???").status().message().find("no word"), std::string::npos);
+  EXPECT_NE(Cue::Parse("=").status().message().find("no word"), std::string::npos);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
-#include "libs/auth/token.h"
+#include "libs/auth/service_keys.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
 #include "libs/events/event_sink.h"
@@ -23,7 +23,7 @@ struct Config {
   std::string data_dir = "data";
   // Empty: the base compiled into the binary.
   std::string knowledge_base;
-  std::string token_key_file;
+  auth::KeyOptions keys;
   events::EventSinkOptions events;
   BotOptions bot;
   absl::Duration dialogue_idle_expiry = absl::Minutes(30);
@@ -48,13 +48,12 @@ int Run(int argc, char** argv) {
   config::FlagSet flags("bot");
   server::AddServerFlags(flags, &config.server);
   flags.Add("data_dir", &config.data_dir,
-            "folder of bot.db (the event outbox), the events file and the development token key");
+            "folder of bot.db (the event outbox), the events file and the development keys");
   flags.Add("knowledge_base", &config.knowledge_base,
             "the knowledge base file, read at start and by ReloadKnowledgeBase; empty (the "
             "default) uses the base compiled into the binary (services/bot/kb/intents.kb as "
             "built)");
-  flags.Add("token_key_file", &config.token_key_file,
-            "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
+  auth::AddKeyFlags(flags, &config.keys, /*signs_service_tokens=*/false);
   events::AddEventSinkFlags(flags, &config.events);
   flags.Add("not_understood_limit", &config.bot.not_understood_limit,
             "consecutive not-understood turns that escalate to a human");
@@ -84,10 +83,9 @@ int Run(int argc, char** argv) {
   std::error_code error;
   std::filesystem::create_directories(config.data_dir + "/events", error);
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
-  absl::StatusOr<auth::TokenCodec> service_tokens =
-      auth::LoadServiceTokens(config.data_dir, config.token_key_file);
-  if (!service_tokens.ok()) return Fail("token_key", service_tokens.status());
-  const auth::TokenCodec& tokens = *service_tokens;
+  absl::StatusOr<auth::ServiceKeys> keys =
+      auth::LoadServiceKeys(config.keys, "bot", config.data_dir, /*signs_service_tokens=*/false);
+  if (!keys.ok()) return Fail("keys", keys.status());
 
   const std::string db_path = config.data_dir + "/bot.db";
   auto db = storage::Database::OpenMigrated({db_path}, BotMigrations());
@@ -111,7 +109,7 @@ int Run(int argc, char** argv) {
   }
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  BotService service(&bot, &tokens, RealClock(), &pool);
+  BotService service(&bot, keys->verifier.get(), RealClock(), &pool);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
 

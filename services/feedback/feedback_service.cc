@@ -18,15 +18,18 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
 
 }  // namespace
 
-FeedbackService::FeedbackService(Feedback* feedback, const auth::TokenCodec* tokens,
+FeedbackService::FeedbackService(Feedback* feedback, const auth::TokenVerifier* tokens,
                                  Clock* clock, server::BlockingPool* pool)
-    : feedback_(feedback), tokens_(tokens), clock_(clock), pool_(pool) {}
+    : feedback_(feedback),
+      tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::FeedbackService::service_full_name())),
+      clock_(clock),
+      pool_(pool) {}
 
 absl::StatusOr<Caller> FeedbackService::Authenticate(grpc::CallbackServerContext* context,
-                                                     std::initializer_list<Role> allowed,
                                                      absl::string_view method) {
   absl::StatusOr<auth::Principal> principal =
-      auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+      auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
   if (!principal.ok()) return principal.status();
   return Caller{principal->role, principal->subject};
 }
@@ -34,7 +37,7 @@ absl::StatusOr<Caller> FeedbackService::Authenticate(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* FeedbackService::SubmitFeedback(
     grpc::CallbackServerContext* context, const v1::SubmitFeedbackRequest* request,
     v1::SubmitFeedbackResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kCustomer}, "SubmitFeedback");
+  absl::StatusOr<Caller> caller = Authenticate(context, "SubmitFeedback");
   if (!caller.ok()) return FinishNow(context, caller.status());
   const absl::Time deadline = DeadlineOf(context);
   return RunUnary(context, *pool_, response, [this, request, caller = *caller, deadline] {
@@ -46,8 +49,7 @@ grpc::ServerUnaryReactor* FeedbackService::GetFeedback(grpc::CallbackServerConte
                                                        const v1::GetFeedbackRequest* request,
                                                        v1::GetFeedbackResponse* response) {
   absl::StatusOr<Caller> caller =
-      Authenticate(context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
-                   "GetFeedback");
+      Authenticate(context, "GetFeedback");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->GetFeedback(caller, *request);
@@ -58,8 +60,7 @@ grpc::ServerUnaryReactor* FeedbackService::ListFeedback(grpc::CallbackServerCont
                                                         const v1::ListFeedbackRequest* request,
                                                         v1::ListFeedbackResponse* response) {
   absl::StatusOr<Caller> caller =
-      Authenticate(context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
-                   "ListFeedback");
+      Authenticate(context, "ListFeedback");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->ListFeedback(caller, *request);
@@ -69,8 +70,7 @@ grpc::ServerUnaryReactor* FeedbackService::ListFeedback(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* FeedbackService::FileComplaint(grpc::CallbackServerContext* context,
                                                          const v1::FileComplaintRequest* request,
                                                          v1::FileComplaintResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "FileComplaint");
+  absl::StatusOr<Caller> caller = Authenticate(context, "FileComplaint");
   if (!caller.ok()) return FinishNow(context, caller.status());
   const absl::Time deadline = DeadlineOf(context);
   return RunUnary(context, *pool_, response, [this, request, caller = *caller, deadline] {
@@ -81,7 +81,7 @@ grpc::ServerUnaryReactor* FeedbackService::FileComplaint(grpc::CallbackServerCon
 grpc::ServerUnaryReactor* FeedbackService::UpdateComplaint(
     grpc::CallbackServerContext* context, const v1::UpdateComplaintRequest* request,
     v1::UpdateComplaintResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kSupervisor}, "UpdateComplaint");
+  absl::StatusOr<Caller> caller = Authenticate(context, "UpdateComplaint");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->UpdateComplaint(caller, *request);
@@ -91,8 +91,7 @@ grpc::ServerUnaryReactor* FeedbackService::UpdateComplaint(
 grpc::ServerUnaryReactor* FeedbackService::GetComplaint(grpc::CallbackServerContext* context,
                                                         const v1::GetComplaintRequest* request,
                                                         v1::GetComplaintResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "GetComplaint");
+  absl::StatusOr<Caller> caller = Authenticate(context, "GetComplaint");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->GetComplaint(caller, *request);
@@ -102,8 +101,7 @@ grpc::ServerUnaryReactor* FeedbackService::GetComplaint(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* FeedbackService::ListComplaints(
     grpc::CallbackServerContext* context, const v1::ListComplaintsRequest* request,
     v1::ListComplaintsResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "ListComplaints");
+  absl::StatusOr<Caller> caller = Authenticate(context, "ListComplaints");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->ListComplaints(caller, *request);
@@ -113,8 +111,7 @@ grpc::ServerUnaryReactor* FeedbackService::ListComplaints(
 grpc::ServerUnaryReactor* FeedbackService::GetSummary(grpc::CallbackServerContext* context,
                                                       const v1::GetSummaryRequest* request,
                                                       v1::GetSummaryResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "GetSummary");
+  absl::StatusOr<Caller> caller = Authenticate(context, "GetSummary");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return RunUnary(context, *pool_, response, [this, request, caller = *caller] {
     return feedback_->GetSummary(caller, *request);

@@ -5,7 +5,8 @@
 #include <initializer_list>
 
 #include "absl/status/statusor.h"
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/server/blocking_pool.h"
 #include "services/feedback/feedback.h"
@@ -14,14 +15,14 @@
 namespace switchboard::feedback {
 
 // The gRPC adapter of feedback: authenticates each call and checks the
-// caller's role on the callback thread, then runs the logic (store and peer
-// calls) on the blocking pool and maps its status. Per-record rules (whose
-// session, whose complaint) are the logic's. Who may call what is stated in
-// feedback_service.proto.
+// caller against the RPC's (switchboard.auth.v1.access) option in
+// feedback_service.proto on the callback thread, then runs the logic (store
+// and peer calls) on the blocking pool and maps its status. Per-record rules
+// (whose session, whose complaint) are the logic's.
 class FeedbackService final : public v1::FeedbackService::CallbackService {
  public:
   // None owned; all must outlive the service.
-  FeedbackService(Feedback* feedback, const auth::TokenCodec* tokens, Clock* clock,
+  FeedbackService(Feedback* feedback, const auth::TokenVerifier* tokens, Clock* clock,
                   server::BlockingPool* pool);
 
   grpc::ServerUnaryReactor* SubmitFeedback(grpc::CallbackServerContext* context,
@@ -51,11 +52,11 @@ class FeedbackService final : public v1::FeedbackService::CallbackService {
 
  private:
   absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* context,
-                                      std::initializer_list<auth::Role> allowed,
                                       absl::string_view method);
 
   Feedback* const feedback_;
-  const auth::TokenCodec* const tokens_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
 };

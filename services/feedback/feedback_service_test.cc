@@ -12,6 +12,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
 #include "services/feedback/grpc_peers.h"
 #include "services/feedback/sqlite_store.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
@@ -51,7 +52,9 @@ class FakeServer {
 // the service role, over a map of sessions.
 class FakeSessionsService final : public sv1::SessionsService::CallbackService {
  public:
-  explicit FakeSessionsService(const auth::TokenCodec* tokens) : tokens_(tokens) {}
+  // Checks tokens with `tokens` (as the sessions service: aud "sessions").
+  explicit FakeSessionsService(std::unique_ptr<auth::TokenVerifier> tokens)
+      : tokens_(std::move(tokens)) {}
 
   grpc::ServerUnaryReactor* GetSession(grpc::CallbackServerContext* context,
                                        const sv1::GetSessionRequest* request,
@@ -119,7 +122,7 @@ class FakeSessionsService final : public sv1::SessionsService::CallbackService {
     return grpc::Status::OK;
   }
 
-  const auth::TokenCodec* const tokens_;
+  const std::unique_ptr<auth::TokenVerifier> tokens_;
   absl::Mutex mu_;
   std::map<std::string, sv1::Session> sessions_;
   std::vector<sv1::CloseSessionRequest> closes_;
@@ -207,13 +210,14 @@ sv1::Session MakeSession(const std::string& id, const std::string& customer,
 class FeedbackServiceTest : public ::testing::Test {
  protected:
   FeedbackServiceTest()
-      : sessions_service_(&tokens_.codec()),
+      : sessions_service_(tokens_.VerifierFor("sessions")),
         sessions_server_(&sessions_service_),
         routing_server_(&routing_service_),
-        service_token_(&tokens_.codec(), "feedback"),
-        sessions_(client::PeerChannel(sessions_server_.address()), &service_token_,
+        sessions_token_(&tokens_.service_signer("feedback"), "feedback", "sessions"),
+        routing_token_(&tokens_.service_signer("feedback"), "feedback", "routing"),
+        sessions_(client::PeerChannel(sessions_server_.address()), &sessions_token_,
                   absl::Seconds(2)),
-        routing_(client::PeerChannel(routing_server_.address()), &service_token_,
+        routing_(client::PeerChannel(routing_server_.address()), &routing_token_,
                  absl::Seconds(2)) {
     const std::string path = storage::MakeTempDir() + "/feedback.db";
     db_ = *storage::Database::Open({path});
@@ -226,7 +230,7 @@ class FeedbackServiceTest : public ::testing::Test {
     feedback_ = std::make_unique<Feedback>(store_.get(), &sessions_, &routing_, RealClock(),
                                            metrics_.get(), FeedbackOptions());
     EXPECT_TRUE(feedback_->Load().ok());
-    service_ = std::make_unique<FeedbackService>(feedback_.get(), &tokens_.codec(),
+    service_ = std::make_unique<FeedbackService>(feedback_.get(), &tokens_.verifier(),
                                                  RealClock(), &pool_);
     server_ = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service_.get()},
                                                     registry_);
@@ -293,12 +297,13 @@ class FeedbackServiceTest : public ::testing::Test {
                                   response ? response : &ignored);
   }
 
-  testing::TestTokens tokens_;
+  testing::TestTokens tokens_{"feedback"};
   FakeSessionsService sessions_service_;
   FakeRoutingService routing_service_;
   FakeServer sessions_server_;
   FakeServer routing_server_;
-  client::ServiceToken service_token_;
+  client::ServiceToken sessions_token_;
+  client::ServiceToken routing_token_;
   GrpcSessions sessions_;
   GrpcRouting routing_;
   server::BlockingPool pool_{4};
@@ -515,8 +520,9 @@ TEST_F(FeedbackServiceTest, EveryAuthFailureIsRefused) {
   const std::string customer = Customer();
   const std::string agent = Agent("ana");
   const std::string supervisor = Supervisor();
-  const std::string service = tokens_.For(Role::kService, "reports");
-  testing::TestTokens other_key;
+  // No service calls feedback.
+  const std::string service = tokens_.For(Role::kService, "sessions");
+  testing::TestTokens other_key("feedback");
   const std::string forged = other_key.For(Role::kSupervisor, "sup-1");
 
   // Each RPC with: no token, garbage, another key's token, and each role it
@@ -587,6 +593,7 @@ TEST_F(FeedbackServiceTest, EveryAuthFailureIsRefused) {
     EXPECT_EQ(rpc.call("").error_code(), StatusCode::UNAUTHENTICATED) << rpc.name;
     EXPECT_EQ(rpc.call("garbage").error_code(), StatusCode::UNAUTHENTICATED) << rpc.name;
     EXPECT_EQ(rpc.call(forged).error_code(), StatusCode::UNAUTHENTICATED) << rpc.name;
+    EXPECT_EQ(rpc.call(service).error_code(), StatusCode::PERMISSION_DENIED) << rpc.name;
     for (const std::string& token : rpc.denied) {
       grpc::Status s = rpc.call(token);
       EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED) << rpc.name;

@@ -3,7 +3,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
-#include "libs/auth/token.h"
+#include "libs/auth/service_keys.h"
 #include "libs/client/peer.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
@@ -22,7 +22,7 @@ namespace {
 struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
-  std::string token_key_file;
+  auth::KeyOptions keys;
   events::EventSinkOptions events;
   std::string sessions_address = "localhost:7101";
   std::string routing_address = "localhost:7102";
@@ -81,9 +81,8 @@ int Run(int argc, char** argv) {
   config::FlagSet flags("feedback");
   server::AddServerFlags(flags, &config.server);
   flags.Add("data_dir", &config.data_dir,
-            "folder of feedback.db, the events file and the development token key");
-  flags.Add("token_key_file", &config.token_key_file,
-            "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
+            "folder of feedback.db, the events file and the development keys");
+  auth::AddKeyFlags(flags, &config.keys, /*signs_service_tokens=*/true);
   events::AddEventSinkFlags(flags, &config.events);
   flags.Add("sessions_address", &config.sessions_address,
             "host:port of the sessions service (checks sessions before a rating or complaint)");
@@ -124,10 +123,9 @@ int Run(int argc, char** argv) {
   std::error_code error;
   std::filesystem::create_directories(config.data_dir + "/events", error);
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
-  absl::StatusOr<auth::TokenCodec> service_tokens =
-      auth::LoadServiceTokens(config.data_dir, config.token_key_file);
-  if (!service_tokens.ok()) return Fail("token_key", service_tokens.status());
-  const auth::TokenCodec& tokens = *service_tokens;
+  absl::StatusOr<auth::ServiceKeys> keys = auth::LoadServiceKeys(
+      config.keys, "feedback", config.data_dir, /*signs_service_tokens=*/true);
+  if (!keys.ok()) return Fail("keys", keys.status());
 
   const std::string db_path = config.data_dir + "/feedback.db";
   auto db = storage::Database::OpenMigrated({db_path}, FeedbackMigrations());
@@ -143,18 +141,19 @@ int Run(int argc, char** argv) {
   SqliteFeedbackStore store(&committer, db_path, events::TopicFor(config.events.topic_prefix, "feedback"),
                             [&relay] { relay.Notify(); });
   FeedbackMetrics metrics(*registry);
-  client::ServiceToken service_token(&tokens, "feedback");
+  client::ServiceToken sessions_token(keys->signer.get(), "feedback", "sessions");
+  client::ServiceToken routing_token(keys->signer.get(), "feedback", "routing");
   GrpcSessions sessions(client::PeerChannel(config.sessions_address, *peer_security),
-                        &service_token, config.peer_timeout);
+                        &sessions_token, config.peer_timeout);
   GrpcRouting routing(client::PeerChannel(config.routing_address, *peer_security),
-                      &service_token, config.peer_timeout);
+                      &routing_token, config.peer_timeout);
   Waker waker;
   Feedback feedback(&store, &sessions, &routing, RealClock(), &metrics, config.feedback,
                     [&waker] { waker.Kick(); });
   if (absl::Status s = feedback.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  FeedbackService service(&feedback, &tokens, RealClock(), &pool);
+  FeedbackService service(&feedback, keys->verifier.get(), RealClock(), &pool);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
 

@@ -7,11 +7,11 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
 #include "libs/client/peer.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
 #include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
 #include "services/feedback/feedback_service.h"
 #include "services/feedback/grpc_peers.h"
 #include "services/feedback/sqlite_store.h"
@@ -37,19 +37,15 @@ class NoRouting : public RoutingPort {
 
 TEST(RealSessionsTest, RatesOnlyWhatTheRealSessionsServerSaysWasResolved) {
   const std::string dir = storage::MakeTempDir();
-  const std::string key_file = dir + "/token.key";
-  auto key = auth::LoadOrCreateKey(key_file, /*create_if_missing=*/true);
-  ASSERT_TRUE(key.ok()) << key.status();
-  auth::TokenCodec codec(*key);
-  auto token = [&](Role role, const std::string& subject) {
-    return *auth::MintAccessToken(codec, {subject, role, absl::Now() + absl::Hours(1)},
-                                  absl::Now());
-  };
+  // The keys of a deployment: sessions reads them from a key folder.
+  testing::TestTokens tokens("feedback");
+  tokens.WriteFolder(dir + "/keys");
+  auto token = [&](Role role, const std::string& subject) { return tokens.For(role, subject); };
 
   // Sessions without bot or routing: chats wait QUEUED for an assignment.
   testing::ServerProcess sessions_process(
       "services/sessions/sessions_server",
-      {"--data_dir=" + dir + "/sessions", "--token_key_file=" + key_file, "--port=0",
+      {"--data_dir=" + dir + "/sessions", "--keys_dir=" + dir + "/keys", "--port=0",
        "--metrics_port=0", "--bind_address=127.0.0.1", "--bot_address=",
        "--routing_address=", "--drain_deadline=1s"},
       dir + "/sessions.log");
@@ -65,13 +61,13 @@ TEST(RealSessionsTest, RatesOnlyWhatTheRealSessionsServerSaysWasResolved) {
   SqliteFeedbackStore store(&committer, path, "switchboard.feedback.v1", nullptr);
   auto registry = std::make_shared<prometheus::Registry>();
   FeedbackMetrics metrics(*registry);
-  client::ServiceToken service_token(&codec, "feedback");
+  client::ServiceToken service_token(&tokens.service_signer("feedback"), "feedback", "sessions");
   GrpcSessions sessions(client::PeerChannel(address), &service_token, absl::Seconds(5));
   NoRouting routing;
   Feedback feedback(&store, &sessions, &routing, RealClock(), &metrics, FeedbackOptions());
   ASSERT_TRUE(feedback.Load().ok());
   server::BlockingPool pool(4);
-  FeedbackService service(&feedback, &codec, RealClock(), &pool);
+  FeedbackService service(&feedback, &tokens.verifier(), RealClock(), &pool);
   auto server = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{&service},
                                                       registry);
   auto stub = v1::FeedbackService::NewStub(server->channel());
@@ -104,7 +100,8 @@ TEST(RealSessionsTest, RatesOnlyWhatTheRealSessionsServerSaysWasResolved) {
   assign.set_offer_id("offer-1");
   sv1::AssignAgentResponse assigned;
   status = sessions_stub->AssignAgent(
-      testing::ContextWithToken(token(Role::kService, "routing")).get(), assign, &assigned);
+      testing::ContextWithToken(tokens.ServiceToken("routing", "sessions")).get(), assign,
+      &assigned);
   ASSERT_TRUE(status.ok()) << status.error_message();
   sv1::ResolveSessionRequest resolve;
   resolve.set_session_id(session_id);

@@ -190,16 +190,17 @@ absl::Status ValidatePhone(absl::string_view address) {
   return absl::OkStatus();
 }
 
-TokenCheck CheckVerificationToken(const auth::TokenCodec& codec, absl::string_view token,
+TokenCheck CheckVerificationToken(const auth::TokenVerifier& verifier, absl::string_view token,
                                   const std::string& customer_id,
                                   const std::string& session_id,
                                   common::v1::VerificationLevel min_level, absl::Time now) {
   TokenCheck check;
   absl::StatusOr<auth::VerificationClaims> claims =
-      auth::VerifyVerificationToken(codec, token, now);
+      auth::VerifyVerificationToken(verifier, token, now);
   if (!claims.ok()) {
     const absl::string_view reason = claims.status().message();
-    if (reason == "bad signature" || reason == "unsupported algorithm") {
+    if (reason == "bad signature" || reason == "unsupported algorithm" ||
+        reason == "unknown key" || reason == "wrong issuer") {
       check.reason = v1::INVALID_TOKEN_REASON_BAD_SIGNATURE;
     } else if (reason == "token expired") {
       check.reason = v1::INVALID_TOKEN_REASON_EXPIRED;
@@ -224,7 +225,7 @@ TokenCheck CheckVerificationToken(const auth::TokenCodec& codec, absl::string_vi
 
 Identity::Identity(IdentityStore* store, Clock* clock, IdentityMetrics* metrics,
                    const CodeHasher* hasher, const SecretBox* box,
-                   const auth::TokenCodec* tokens, CodeNotifier* notifier,
+                   const auth::TokenSigner* tokens, CodeNotifier* notifier,
                    IdentityOptions options)
     : store_(store),
       clock_(clock),
@@ -308,7 +309,8 @@ absl::StatusOr<Identity::Completed> Identity::CompletedFrom(
   claims.session_id = challenge.session_id;
   claims.issued_at = challenge.token_issued_at;
   claims.expires_at = challenge.token_expires_at;
-  // Signing is deterministic: the same record gives the same token.
+  // A retry signs the same claims again (ECDSA: a new signature, the same
+  // token id and times).
   absl::StatusOr<std::string> token = auth::SignVerificationToken(*tokens_, claims);
   if (!token.ok()) return token.status();
   completed.token = std::move(*token);

@@ -108,7 +108,7 @@ class Identity {
   // None owned; all must outlive the logic.
   Identity(IdentityStore* store, Clock* clock, IdentityMetrics* metrics,
            const CodeHasher* hasher, const SecretBox* box,
-           const auth::TokenCodec* tokens, CodeNotifier* notifier,
+           const auth::TokenSigner* tokens, CodeNotifier* notifier,
            IdentityOptions options);
 
   struct StartCommand {
@@ -139,7 +139,8 @@ class Identity {
   };
   // `caller_customer`: when not empty, the challenge must be theirs (else
   // NotFound, as for an unknown challenge). A retry with the request id and
-  // the code of the call that used the challenge gets the same token.
+  // the code of the call that used the challenge gets a token with the same
+  // claims (ECDSA signatures differ, so its text may too).
   // `source`: the caller's address ("" when unknown); a wrong code counts
   // against it as against the customer.
   absl::StatusOr<Completed> CompleteVerification(const std::string& caller_customer,
@@ -302,7 +303,8 @@ class Identity {
   IdentityMetrics* const metrics_;
   const CodeHasher* const hasher_;
   const SecretBox* const box_;
-  const auth::TokenCodec* const tokens_;
+  // Signs verification tokens with identity's own key.
+  const auth::TokenSigner* const tokens_;
   CodeNotifier* const notifier_;
   const IdentityOptions options_;
 
@@ -326,7 +328,7 @@ struct TokenCheck {
   // Set when the signature was good (even if a later check failed).
   std::optional<auth::VerificationClaims> claims;
 };
-TokenCheck CheckVerificationToken(const auth::TokenCodec& codec, absl::string_view token,
+TokenCheck CheckVerificationToken(const auth::TokenVerifier& verifier, absl::string_view token,
                                   const std::string& customer_id,
                                   const std::string& session_id,
                                   common::v1::VerificationLevel min_level, absl::Time now);

@@ -55,16 +55,16 @@ void ToProto(const AccountChangeRecord& change, bool for_customer, v1::AccountCh
   for (common::v1::VerificationMethod method : change.notified) out->add_notified(method);
 }
 
-IdentityService::IdentityService(Identity* identity, const auth::TokenCodec* tokens,
+IdentityService::IdentityService(Identity* identity, const auth::TokenVerifier* tokens,
                                  Clock* clock, server::BlockingPool* pool, Options options)
     : identity_(identity),
       tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::IdentityService::service_full_name())),
       clock_(clock),
       pool_(pool),
       options_(std::move(options)) {}
 
-std::string IdentityService::Source(const grpc::CallbackServerContext& context,
-                                    Role role) const {
+std::string IdentityService::Source(const grpc::CallbackServerContext& context) const {
   absl::string_view forwarded;
   if (!options_.client_address_header.empty()) {
     const auto& metadata = context.client_metadata();
@@ -73,14 +73,12 @@ std::string IdentityService::Source(const grpc::CallbackServerContext& context,
       forwarded = absl::string_view(it->second.data(), it->second.size());
     }
   }
-  if (role != Role::kCustomer && forwarded.empty()) return "";
   return SourceOf(context.peer(), forwarded);
 }
 
 absl::StatusOr<auth::Principal> IdentityService::Authenticate(
-    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
-    absl::string_view method) {
-  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+    grpc::CallbackServerContext* context, absl::string_view method) {
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
 }
 
 absl::StatusOr<std::string> IdentityService::TargetCustomer(
@@ -105,13 +103,13 @@ grpc::ServerUnaryReactor* IdentityService::StartVerification(
     grpc::CallbackServerContext* context, const v1::StartVerificationRequest* request,
     v1::StartVerificationResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kCustomer, Role::kService}, "StartVerification");
+      Authenticate(context, "StartVerification");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<std::string> customer =
       TargetCustomer(*principal, request->customer_id(), "StartVerification");
   if (!customer.ok()) return FinishNow(context, customer.status());
   return RunUnary(context, *pool_, [this, context, request, response, customer = *customer,
-                                    source = Source(*context, principal->role)] {
+                                    source = Source(*context)] {
     Identity::StartCommand command{customer,
                                    request->method(),
                                    request->session_id(),
@@ -136,12 +134,12 @@ grpc::ServerUnaryReactor* IdentityService::CompleteVerification(
     grpc::CallbackServerContext* context, const v1::CompleteVerificationRequest* request,
     v1::CompleteVerificationResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kCustomer, Role::kService}, "CompleteVerification");
+      Authenticate(context, "CompleteVerification");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const std::string caller =
       principal->role == Role::kCustomer ? principal->subject : std::string();
   return RunUnary(context, *pool_, [this, context, request, response, caller,
-                                    source = Source(*context, principal->role)] {
+                                    source = Source(*context)] {
     absl::StatusOr<Identity::Completed> completed = identity_->CompleteVerification(
         caller, request->challenge_id(), request->code(), request->request_id(), source);
     if (!completed.ok()) return WithTrailers(context, completed.status());
@@ -159,13 +157,13 @@ grpc::ServerUnaryReactor* IdentityService::ValidateToken(
     grpc::CallbackServerContext* context, const v1::ValidateTokenRequest* request,
     v1::ValidateTokenResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService, Role::kSupervisor}, "ValidateToken");
+      Authenticate(context, "ValidateToken");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (request->verification_token().empty()) {
     return FinishNow(context,
                      absl::InvalidArgumentError("verification_token: must not be empty"));
   }
-  if (request->verification_token().size() > auth::TokenCodec::kMaxTokenBytes) {
+  if (request->verification_token().size() > auth::kMaxTokenBytes) {
     return FinishNow(context,
                      absl::InvalidArgumentError("verification_token: longer than 8 KiB"));
   }
@@ -196,7 +194,7 @@ grpc::ServerUnaryReactor* IdentityService::RegisterContact(
     grpc::CallbackServerContext* context, const v1::RegisterContactRequest* request,
     v1::RegisterContactResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService, Role::kSupervisor}, "RegisterContact");
+      Authenticate(context, "RegisterContact");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const bool supervisor = principal->role == Role::kSupervisor;
   return RunUnary(context, *pool_, [this, context, request, response, supervisor,
@@ -224,8 +222,7 @@ grpc::ServerUnaryReactor* IdentityService::RegisterContact(
 grpc::ServerUnaryReactor* IdentityService::StartTotpEnrollment(
     grpc::CallbackServerContext* context, const v1::StartTotpEnrollmentRequest* request,
     v1::StartTotpEnrollmentResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "StartTotpEnrollment");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "StartTotpEnrollment");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<std::string> customer =
       TargetCustomer(*principal, request->customer_id(), "StartTotpEnrollment");
@@ -272,8 +269,7 @@ grpc::ServerUnaryReactor* IdentityService::ConfirmTotpEnrollment(
     grpc::CallbackServerContext* context, const v1::ConfirmTotpEnrollmentRequest* request,
     v1::ConfirmTotpEnrollmentResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kCustomer, Role::kSupervisor, Role::kService},
-                   "ConfirmTotpEnrollment");
+      Authenticate(context, "ConfirmTotpEnrollment");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const std::string caller =
       principal->role == Role::kCustomer ? principal->subject : std::string();
@@ -297,8 +293,7 @@ grpc::ServerUnaryReactor* IdentityService::ConfirmTotpEnrollment(
 grpc::ServerUnaryReactor* IdentityService::ListAccountChanges(
     grpc::CallbackServerContext* context, const v1::ListAccountChangesRequest* request,
     v1::ListAccountChangesResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "ListAccountChanges");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "ListAccountChanges");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<std::string> customer =
       TargetCustomer(*principal, request->customer_id(), "ListAccountChanges");
@@ -318,8 +313,7 @@ grpc::ServerUnaryReactor* IdentityService::ListAccountChanges(
 grpc::ServerUnaryReactor* IdentityService::ConfirmAccountChange(
     grpc::CallbackServerContext* context, const v1::ConfirmAccountChangeRequest* request,
     v1::ConfirmAccountChangeResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "ConfirmAccountChange");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "ConfirmAccountChange");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const bool customer = principal->role == Role::kCustomer;
   std::optional<int> verification_level;
@@ -329,7 +323,7 @@ grpc::ServerUnaryReactor* IdentityService::ConfirmAccountChange(
                                     "verification_token: customers only; staff give the code "
                                     "the customer received"));
     }
-    if (request->verification_token().size() > auth::TokenCodec::kMaxTokenBytes) {
+    if (request->verification_token().size() > auth::kMaxTokenBytes) {
       return FinishNow(context,
                        absl::InvalidArgumentError("verification_token: longer than 8 KiB"));
     }
@@ -359,8 +353,7 @@ grpc::ServerUnaryReactor* IdentityService::ConfirmAccountChange(
 grpc::ServerUnaryReactor* IdentityService::CancelAccountChange(
     grpc::CallbackServerContext* context, const v1::CancelAccountChangeRequest* request,
     v1::CancelAccountChangeResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "CancelAccountChange");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "CancelAccountChange");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const bool customer = principal->role == Role::kCustomer;
   return RunUnary(context, *pool_, [this, context, request, response, customer,

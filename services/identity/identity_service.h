@@ -2,7 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/server/blocking_pool.h"
 #include "services/identity/identity.h"
@@ -13,7 +14,8 @@ namespace switchboard::identity {
 // The gRPC adapter of identity: authenticates and authorizes each call,
 // converts messages, runs the logic on the blocking pool and maps statuses,
 // turning the logic's retry-after (via RunUnary) and attempts-remaining
-// payloads into trailing metadata. Who may call what is stated in identity_service.proto.
+// payloads into trailing metadata. Who may call what is each RPC's
+// (switchboard.auth.v1.access) option in identity_service.proto.
 class IdentityService final : public v1::IdentityService::CallbackService {
  public:
   struct Options {
@@ -24,11 +26,12 @@ class IdentityService final : public v1::IdentityService::CallbackService {
     std::string client_address_header;
   };
 
-  // None owned; all must outlive the service. `tokens` checks access tokens
-  // and verification tokens (one deployment key).
-  IdentityService(Identity* identity, const auth::TokenCodec* tokens, Clock* clock,
+  // None owned; all must outlive the service. `tokens` checks the callers'
+  // tokens and, against identity's own verification key set, the
+  // verification tokens customers present.
+  IdentityService(Identity* identity, const auth::TokenVerifier* tokens, Clock* clock,
                   server::BlockingPool* pool, Options options);
-  IdentityService(Identity* identity, const auth::TokenCodec* tokens, Clock* clock,
+  IdentityService(Identity* identity, const auth::TokenVerifier* tokens, Clock* clock,
                   server::BlockingPool* pool)
       : IdentityService(identity, tokens, clock, pool, Options()) {}
 
@@ -62,21 +65,19 @@ class IdentityService final : public v1::IdentityService::CallbackService {
 
  private:
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
-                                               std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);
   // The customer a call acts on: the caller for a customer (who may name
   // only themselves), the named customer (required) for `others`.
   absl::StatusOr<std::string> TargetCustomer(const auth::Principal& principal,
                                              const std::string& requested,
                                              absl::string_view method);
-  // The source a verification call counts against (see SourceOf): a
-  // customer's own address; for a service calling on a customer's behalf,
-  // only the address its proxy header names ("" without one: the service's
-  // own address is not the customer's).
-  std::string Source(const grpc::CallbackServerContext& context, auth::Role role) const;
+  // The source a customer's verification call counts against (see
+  // SourceOf).
+  std::string Source(const grpc::CallbackServerContext& context) const;
 
   Identity* const identity_;
-  const auth::TokenCodec* const tokens_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
   const Options options_;

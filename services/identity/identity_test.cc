@@ -7,12 +7,14 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/clock/clock.h"
 #include "libs/limits/retry_after.h"
 #include "libs/storage/commit_gate.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/test_tokens.h"
 #include "prometheus/registry.h"
 #include "services/identity/sqlite_store.h"
 #include "services/identity/totp.h"
@@ -146,7 +148,7 @@ class IdentityTest : public ::testing::Test {
   }
   void Rebuild(IdentityOptions options) {
     identity_ = std::make_unique<Identity>(store_.get(), &clock_, &metrics_, &hasher_, &box_,
-                                           &tokens_, &notifier_, options);
+                                           &tokens_.verification_signer(), &notifier_, options);
   }
   // A process restart: nothing survives but the file.
   void Restart(IdentityOptions options) {
@@ -222,8 +224,19 @@ class IdentityTest : public ::testing::Test {
   IdentityMetrics metrics_{registry_};
   CodeHasher hasher_{std::string(32, 'h')};
   SecretBox box_{std::string(32, 's')};
-  auth::TokenCodec tokens_{std::string(32, 't')};
+  testing::TestTokens tokens_{"identity"};
   std::unique_ptr<Identity> identity_;
+
+  // What a verification token says, checked as other services check it:
+  // two tokens with equal claims are the same verification.
+  std::string ClaimsOf(const std::string& token) {
+    absl::StatusOr<auth::VerificationClaims> c =
+        auth::VerifyVerificationToken(tokens_.verifier(), token, clock_.Now());
+    if (!c.ok()) return c.status().ToString();
+    return absl::StrCat(c->customer_id, "|", c->token_id, "|", c->session_id, "|", c->method,
+                        "|", c->level, "|", absl::FormatTime(c->issued_at), "|",
+                        absl::FormatTime(c->expires_at));
+  }
 };
 
 TEST_F(IdentityTest, EmailCodeYieldsATokenForThatCustomerOnly) {
@@ -255,12 +268,12 @@ TEST_F(IdentityTest, EmailCodeYieldsATokenForThatCustomerOnly) {
   EXPECT_EQ(completed->claims.session_id, "sess-1");
   EXPECT_EQ(completed->claims.level, auth::kLevelBasic);
   EXPECT_EQ(completed->verification.method(), VERIFICATION_METHOD_EMAIL_OTP);
-  auto claims = auth::VerifyVerificationToken(tokens_, completed->token, clock_.Now());
+  auto claims = auth::VerifyVerificationToken(tokens_.verifier(), completed->token, clock_.Now());
   ASSERT_TRUE(claims.ok()) << claims.status();
   EXPECT_EQ(claims->method, "email_otp");
   EXPECT_EQ(claims->expires_at, claims->issued_at + absl::Minutes(15));
 
-  TokenCheck check = CheckVerificationToken(tokens_, completed->token, "cust-2", "",
+  TokenCheck check = CheckVerificationToken(tokens_.verifier(), completed->token, "cust-2", "",
                                             common::v1::VERIFICATION_LEVEL_UNSPECIFIED,
                                             clock_.Now());
   EXPECT_EQ(check.reason, v1::INVALID_TOKEN_REASON_WRONG_CUSTOMER);
@@ -1044,7 +1057,7 @@ TEST_F(IdentityTest, ValidateTokenReasons) {
   auto reason = [&](const std::string& t, const std::string& customer,
                     const std::string& session, common::v1::VerificationLevel level,
                     absl::Time at) {
-    return CheckVerificationToken(tokens_, t, customer, session, level, at).reason;
+    return CheckVerificationToken(tokens_.verifier(), t, customer, session, level, at).reason;
   };
   const auto kAny = common::v1::VERIFICATION_LEVEL_UNSPECIFIED;
   EXPECT_EQ(reason(token, "cust-1", "", common::v1::VERIFICATION_LEVEL_BASIC, now),
@@ -1066,14 +1079,29 @@ TEST_F(IdentityTest, ValidateTokenReasons) {
   EXPECT_NE(reason(edited, "", "", kAny, now), v1::INVALID_TOKEN_REASON_UNSPECIFIED);
   EXPECT_EQ(reason("not a token", "", "", kAny, now), v1::INVALID_TOKEN_REASON_MALFORMED);
   auth::Principal principal{"cust-1", auth::Role::kCustomer, now + absl::Hours(1)};
-  EXPECT_EQ(reason(*auth::MintAccessToken(tokens_, principal, now), "", "", kAny, now),
+  // An access token is signed with a key that is not identity's.
+  EXPECT_EQ(reason(tokens_.Access(principal, now), "", "", kAny, now),
+            v1::INVALID_TOKEN_REASON_BAD_SIGNATURE);
+  // Identity's key with another audience.
+  auth::Claims access_claims;
+  access_claims.audience = std::string(auth::kAccessAudience);
+  access_claims.subject = "cust-1";
+  access_claims.issued_at = now;
+  access_claims.expires_at = now + absl::Minutes(5);
+  EXPECT_EQ(reason(*tokens_.verification_signer().Sign(access_claims), "", "", kAny, now),
             v1::INVALID_TOKEN_REASON_WRONG_AUDIENCE);
-  auth::TokenCodec other(std::string(32, 'x'));
+  // Another deployment's identity key, and a service's key, forge nothing.
+  testing::TestTokens other("identity");
   auth::VerificationClaims claims = completed->claims;
-  EXPECT_EQ(reason(*auth::SignVerificationToken(other, claims), "", "", kAny, now),
+  EXPECT_EQ(reason(*auth::SignVerificationToken(other.verification_signer(), claims), "", "",
+                   kAny, now),
+            v1::INVALID_TOKEN_REASON_BAD_SIGNATURE);
+  const auth::TokenSigner sessions_key(tokens_.keys().services.at("sessions"),
+                                       std::string(auth::kVerificationIssuer));
+  EXPECT_EQ(reason(*auth::SignVerificationToken(sessions_key, claims), "", "", kAny, now),
             v1::INVALID_TOKEN_REASON_BAD_SIGNATURE);
   claims.session_id = "sess-1";
-  const std::string bound = *auth::SignVerificationToken(tokens_, claims);
+  const std::string bound = *auth::SignVerificationToken(tokens_.verification_signer(), claims);
   EXPECT_EQ(reason(bound, "", "sess-2", kAny, now), v1::INVALID_TOKEN_REASON_WRONG_SESSION);
   EXPECT_EQ(reason(bound, "", "sess-1", kAny, now), v1::INVALID_TOKEN_REASON_UNSPECIFIED);
 }
@@ -1230,7 +1258,7 @@ TEST_F(IdentityRetryTest, ARetriedStartWhoseFirstCommitFailedStartsAfresh) {
   EXPECT_TRUE(completed.ok()) << completed.status();
 }
 
-TEST_F(IdentityRetryTest, ARetriedCompletionGetsTheSameTokenOnceItIsDurable) {
+TEST_F(IdentityRetryTest, ARetriedCompletionGetsTheSameClaimsOnceItIsDurable) {
   const std::string id = StartEmail("cust-1");
   const std::string code = notifier_.CodeFor(id);
   auto [first, retry] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::Completed>>(
@@ -1240,7 +1268,8 @@ TEST_F(IdentityRetryTest, ARetriedCompletionGetsTheSameTokenOnceItIsDurable) {
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_FALSE(first->replayed);
   EXPECT_TRUE(retry->replayed);
-  EXPECT_EQ(retry->token, first->token);
+  EXPECT_EQ(ClaimsOf(retry->token), ClaimsOf(first->token));
+  EXPECT_TRUE(auth::VerifyVerificationToken(tokens_.verifier(), first->token, clock_.Now()).ok());
   EXPECT_EQ(retry->claims.token_id, first->claims.token_id);
   EXPECT_EQ(CountEvents(events::v1::Event::kVerificationSucceeded), 1);
   // The same key with another code, or the code without the key, is no replay.
@@ -1252,7 +1281,7 @@ TEST_F(IdentityRetryTest, ARetriedCompletionGetsTheSameTokenOnceItIsDurable) {
   Restart(IdentityOptions());
   auto later = identity_->CompleteVerification("cust-1", id, code, "done-1");
   ASSERT_TRUE(later.ok()) << later.status();
-  EXPECT_EQ(later->token, first->token);
+  EXPECT_EQ(ClaimsOf(later->token), ClaimsOf(first->token));
 }
 
 TEST_F(IdentityRetryTest, ARetriedCompletionWhoseFirstCommitFailedIssuesItsOwnToken) {
@@ -1265,7 +1294,7 @@ TEST_F(IdentityRetryTest, ARetriedCompletionWhoseFirstCommitFailedIssuesItsOwnTo
   ASSERT_TRUE(retry.ok()) << retry.status();
   EXPECT_FALSE(retry->replayed);
   EXPECT_EQ(CountEvents(events::v1::Event::kVerificationSucceeded), 1);
-  auto claims = auth::VerifyVerificationToken(tokens_, retry->token, clock_.Now());
+  auto claims = auth::VerifyVerificationToken(tokens_.verifier(), retry->token, clock_.Now());
   ASSERT_TRUE(claims.ok());
   EXPECT_EQ(claims->token_id, retry->claims.token_id);
 }

@@ -2,8 +2,12 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "libs/auth/token.h"
+#include "libs/auth/key_file.h"
+#include "libs/auth/key_folder.h"
+#include "libs/auth/service_keys.h"
+#include "libs/auth/verification_token.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
 #include "libs/events/event_sink.h"
@@ -24,7 +28,8 @@ namespace {
 struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
-  std::string token_key_file;
+  auth::KeyOptions keys;
+  std::string verification_signing_key;
   std::string identity_key_file;
   events::EventSinkOptions events;
   std::string code_delivery = "development_file";
@@ -56,10 +61,12 @@ int Run(int argc, char** argv) {
   server::AddServerFlags(flags, &config.server);
   IdentityOptions& o = config.identity;
   flags.Add("data_dir", &config.data_dir,
-            "folder of identity.db, the events file, the keys and the development code outbox");
-  flags.Add("token_key_file", &config.token_key_file,
-            "HMAC key of access and verification tokens (shared by every service); default "
-            "DATA_DIR/token.key, created if missing");
+            "folder of identity.db, the events file, identity.key, the development keys and "
+            "the development code outbox");
+  auth::AddKeyFlags(flags, &config.keys, /*signs_service_tokens=*/false);
+  flags.Add("verification_signing_key", &config.verification_signing_key,
+            "identity's private key (PEM, P-256) for verification tokens; its public key "
+            "must be in --verification_keys. Default KEYS_DIR/verification.pem");
   flags.Add("identity_key_file", &config.identity_key_file,
             "identity's own key (hex, 32+ bytes): keys the hashes of one-time codes and "
             "encrypts TOTP secrets; default DATA_DIR/identity.key, created if missing. "
@@ -156,10 +163,23 @@ int Run(int argc, char** argv) {
         config.data_dir + "/" + DevelopmentCodeOutbox::kFileName;
   }
 
-  absl::StatusOr<auth::TokenCodec> service_tokens =
-      auth::LoadServiceTokens(config.data_dir, config.token_key_file);
-  if (!service_tokens.ok()) return Fail("token_key", service_tokens.status());
-  const auth::TokenCodec& tokens = *service_tokens;
+  absl::StatusOr<auth::ServiceKeys> keys = auth::LoadServiceKeys(
+      config.keys, "identity", config.data_dir, /*signs_service_tokens=*/false);
+  if (!keys.ok()) return Fail("keys", keys.status());
+  if (config.verification_signing_key.empty()) {
+    config.verification_signing_key = absl::StrCat(auth::KeysDir(config.keys, config.data_dir),
+                                                   "/", auth::kVerificationKeyFile);
+  }
+  absl::StatusOr<auth::SigningKey> verification_key =
+      auth::ReadSigningKeyFile(config.verification_signing_key);
+  if (!verification_key.ok()) return Fail("verification_signing_key", verification_key.status());
+  const auth::TokenSigner verification_signer(*std::move(verification_key),
+                                              std::string(auth::kVerificationIssuer));
+  if (absl::Status s = auth::CheckVerificationSigner(verification_signer, *keys->verifier,
+                                                     config.identity.token_ttl);
+      !s.ok()) {
+    return Fail("verification_signing_key", s);
+  }
   absl::StatusOr<std::string> identity_key =
       auth::LoadOrCreateKey(config.identity_key_file, default_identity_key);
   if (!identity_key.ok()) return Fail("identity_key", identity_key.status());
@@ -219,11 +239,11 @@ int Run(int argc, char** argv) {
                             events::TopicFor(config.events.topic_prefix, "identity"),
                             [&relay] { relay.Notify(); });
   IdentityMetrics metrics(*registry);
-  Identity identity(&store, RealClock(), &metrics, &hasher, &box, &tokens, notifier.get(),
-                    config.identity);
+  Identity identity(&store, RealClock(), &metrics, &hasher, &box, &verification_signer,
+                    notifier.get(), config.identity);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  IdentityService service(&identity, &tokens, RealClock(), &pool, config.service);
+  IdentityService service(&identity, keys->verifier.get(), RealClock(), &pool, config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
 

@@ -71,7 +71,7 @@ struct ChallengeRecord {
   std::string start_request_id;
   // Once used: the CompleteVerification request id ("" if none), the keyed
   // hash of the code that completed it, and the token it issued, so that a
-  // retry with the same request id and code gets the same token again.
+  // retry with the same request id and code gets that token's claims again.
   std::string complete_request_id;
   std::string completed_code_hash;
   std::string token_id;

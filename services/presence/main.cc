@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
-#include "libs/auth/token.h"
+#include "libs/auth/service_keys.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
 #include "libs/events/event_sink.h"
@@ -24,7 +24,7 @@ namespace {
 struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
-  std::string token_key_file;
+  auth::KeyOptions keys;
   events::EventSinkOptions events;
   PresenceOptions presence;
   PresenceService::Options service;
@@ -49,9 +49,8 @@ int Run(int argc, char** argv) {
   config::FlagSet flags("presence");
   server::AddServerFlags(flags, &config.server);
   flags.Add("data_dir", &config.data_dir,
-            "folder of presence.db, the events file and the development token key");
-  flags.Add("token_key_file", &config.token_key_file,
-            "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
+            "folder of presence.db, the events file and the development keys");
+  auth::AddKeyFlags(flags, &config.keys, /*signs_service_tokens=*/false);
   events::AddEventSinkFlags(flags, &config.events);
   flags.Add("lease", &config.presence.lease,
             "an agent goes OFFLINE when no device renews presence this long");
@@ -90,10 +89,9 @@ int Run(int argc, char** argv) {
   std::error_code error;
   std::filesystem::create_directories(config.data_dir, error);
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
-  absl::StatusOr<auth::TokenCodec> service_tokens =
-      auth::LoadServiceTokens(config.data_dir, config.token_key_file);
-  if (!service_tokens.ok()) return Fail("token_key", service_tokens.status());
-  const auth::TokenCodec& tokens = *service_tokens;
+  absl::StatusOr<auth::ServiceKeys> keys = auth::LoadServiceKeys(
+      config.keys, "presence", config.data_dir, /*signs_service_tokens=*/false);
+  if (!keys.ok()) return Fail("keys", keys.status());
 
   const std::string db_path = config.data_dir + "/presence.db";
   auto db = storage::Database::OpenMigrated({db_path}, PresenceMigrations());
@@ -113,7 +111,7 @@ int Run(int argc, char** argv) {
   if (absl::Status s = presence.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  PresenceService service(&presence, &tokens, RealClock(), &pool, config.service);
+  PresenceService service(&presence, keys->verifier.get(), RealClock(), &pool, config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
   (*server)->OnDrain([&service] { service.EndStreams(); });

@@ -50,9 +50,6 @@ void ToProto(const ReservationRecord& r, v1::Reservation* out) {
   out->set_holder_id(r.holder_id);
 }
 
-// The one caller allowed to reconcile reservations (the subject of its
-// service token).
-constexpr char kRouting[] = "routing";
 constexpr int kMaxReconcileItems = 10'000;
 
 }  // namespace
@@ -130,27 +127,26 @@ class PresenceService::WatchReactor
   bool subscribed_ = false;
 };
 
-PresenceService::PresenceService(Presence* presence, const auth::TokenCodec* tokens,
+PresenceService::PresenceService(Presence* presence, const auth::TokenVerifier* tokens,
                                  Clock* clock, server::BlockingPool* pool,
                                  Options options)
     : presence_(presence),
       tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::PresenceService::service_full_name())),
       clock_(clock),
       pool_(pool),
       options_(options),
       watch_streams_(options.max_watch_streams_per_principal, "WatchPresence streams") {}
 
 absl::StatusOr<auth::Principal> PresenceService::Authenticate(
-    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
-    absl::string_view method) {
-  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+    grpc::CallbackServerContext* context, absl::string_view method) {
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
 }
 
 absl::StatusOr<std::string> PresenceService::TargetAgent(
     grpc::CallbackServerContext* context, const std::string& requested,
-    std::initializer_list<Role> others, absl::string_view method, Role* role) {
-  absl::StatusOr<auth::Principal> principal =
-      auth::AuthenticateCall(*context, *tokens_, clock_->Now());
+    absl::string_view method, Role* role) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, method);
   if (!principal.ok()) return principal.status();
   if (role != nullptr) *role = principal->role;
   if (principal->role == Role::kAgent) {
@@ -160,7 +156,6 @@ absl::StatusOr<std::string> PresenceService::TargetAgent(
     }
     return principal->subject;
   }
-  if (absl::Status s = auth::Authorize(*principal, others, method); !s.ok()) return s;
   if (requested.empty()) {
     return absl::InvalidArgumentError("agent_id: must not be empty");
   }
@@ -172,7 +167,7 @@ grpc::ServerUnaryReactor* PresenceService::SetStatus(
     v1::SetStatusResponse* response) {
   Role role = Role::kAgent;
   absl::StatusOr<std::string> agent_id =
-      TargetAgent(context, request->agent_id(), {Role::kSupervisor}, "SetStatus", &role);
+      TargetAgent(context, request->agent_id(), "SetStatus", &role);
   if (!agent_id.ok()) return FinishNow(context, agent_id.status());
   if (request->has_profile()) {
     return FinishNow(context,
@@ -203,7 +198,7 @@ grpc::ServerUnaryReactor* PresenceService::SetAgentProfile(
     grpc::CallbackServerContext* context, const v1::SetAgentProfileRequest* request,
     v1::SetAgentProfileResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor}, "SetAgentProfile");
+      Authenticate(context, "SetAgentProfile");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (!request->has_profile()) {
     return FinishNow(context, absl::InvalidArgumentError("profile: required"));
@@ -222,7 +217,7 @@ grpc::ServerUnaryReactor* PresenceService::Heartbeat(
     grpc::CallbackServerContext* context, const v1::HeartbeatRequest* request,
     v1::HeartbeatResponse* response) {
   absl::StatusOr<std::string> agent_id =
-      TargetAgent(context, request->agent_id(), {}, "Heartbeat");
+      TargetAgent(context, request->agent_id(), "Heartbeat");
   if (!agent_id.ok()) return FinishNow(context, agent_id.status());
   // A heartbeat only touches memory: answer on the callback thread.
   absl::StatusOr<AgentRecord> agent =
@@ -239,8 +234,7 @@ grpc::ServerUnaryReactor* PresenceService::Heartbeat(
 grpc::ServerUnaryReactor* PresenceService::GetAgent(
     grpc::CallbackServerContext* context, const v1::GetAgentRequest* request,
     v1::GetAgentResponse* response) {
-  absl::StatusOr<std::string> agent_id = TargetAgent(
-      context, request->agent_id(), {Role::kSupervisor, Role::kService}, "GetAgent");
+  absl::StatusOr<std::string> agent_id = TargetAgent(context, request->agent_id(), "GetAgent");
   if (!agent_id.ok()) return FinishNow(context, agent_id.status());
   absl::StatusOr<AgentRecord> agent = presence_->GetAgent(*agent_id);
   if (agent.ok()) ToProto(*agent, response->mutable_agent());
@@ -251,7 +245,7 @@ grpc::ServerUnaryReactor* PresenceService::ListAgents(
     grpc::CallbackServerContext* context, const v1::ListAgentsRequest* request,
     v1::ListAgentsResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "ListAgents");
+      Authenticate(context, "ListAgents");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (!v1::AgentStatus_IsValid(request->status())) {
     return FinishNow(context, absl::InvalidArgumentError("status: unknown status"));
@@ -288,7 +282,7 @@ grpc::ServerWriteReactor<v1::WatchPresenceResponse>* PresenceService::WatchPrese
     grpc::CallbackServerContext* context, const v1::WatchPresenceRequest* request) {
   auto* reactor = new WatchReactor(this, options_.max_watch_backlog);
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "WatchPresence");
+      Authenticate(context, "WatchPresence");
   if (!principal.ok()) {
     reactor->End(server::ToGrpcStatus(principal.status()));
     return reactor;
@@ -311,7 +305,7 @@ grpc::ServerUnaryReactor* PresenceService::ReserveCapacity(
     grpc::CallbackServerContext* context, const v1::ReserveCapacityRequest* request,
     v1::ReserveCapacityResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "ReserveCapacity");
+      Authenticate(context, "ReserveCapacity");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     std::optional<absl::Duration> hold;
@@ -330,7 +324,7 @@ grpc::ServerUnaryReactor* PresenceService::ConfirmReservation(
     grpc::CallbackServerContext* context, const v1::ConfirmReservationRequest* request,
     v1::ConfirmReservationResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "ConfirmReservation");
+      Authenticate(context, "ConfirmReservation");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     absl::StatusOr<ReservationRecord> confirmed =
@@ -345,7 +339,7 @@ grpc::ServerUnaryReactor* PresenceService::ReleaseCapacity(
     grpc::CallbackServerContext* context, const v1::ReleaseCapacityRequest* request,
     v1::ReleaseCapacityResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "ReleaseCapacity");
+      Authenticate(context, "ReleaseCapacity");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     absl::StatusOr<Presence::Release> released = presence_->ReleaseCapacity(
@@ -361,11 +355,7 @@ grpc::ServerUnaryReactor* PresenceService::ReconcileReservations(
     grpc::CallbackServerContext* context, const v1::ReconcileReservationsRequest* request,
     v1::ReconcileReservationsResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "ReconcileReservations");
-  if (principal.ok() && principal->subject != kRouting) {
-    principal = absl::PermissionDeniedError(
-        "ReconcileReservations: only routing may reconcile reservations");
-  }
+      Authenticate(context, "ReconcileReservations");
   if (!principal.ok()) return FinishNow(context, principal.status());
   if (request->live_size() > kMaxReconcileItems) {
     return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(

@@ -4,7 +4,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/limits/concurrency_limiter.h"
 #include "libs/server/blocking_pool.h"
@@ -16,7 +17,8 @@ namespace switchboard::presence {
 
 // The gRPC adapter of presence: authenticates and authorizes each call,
 // converts messages, runs the logic on the blocking pool and maps statuses.
-// Who may call what is stated in presence_service.proto.
+// Who may call what is each RPC's (switchboard.auth.v1.access) option in
+// presence_service.proto.
 class PresenceService final : public v1::PresenceService::CallbackService {
  public:
   struct Options {
@@ -32,9 +34,9 @@ class PresenceService final : public v1::PresenceService::CallbackService {
   };
 
   // None owned; all must outlive the service.
-  PresenceService(Presence* presence, const auth::TokenCodec* tokens,
+  PresenceService(Presence* presence, const auth::TokenVerifier* tokens,
                   Clock* clock, server::BlockingPool* pool, Options options);
-  PresenceService(Presence* presence, const auth::TokenCodec* tokens,
+  PresenceService(Presence* presence, const auth::TokenVerifier* tokens,
                   Clock* clock, server::BlockingPool* pool)
       : PresenceService(presence, tokens, clock, pool, Options()) {}
 
@@ -79,20 +81,19 @@ class PresenceService final : public v1::PresenceService::CallbackService {
  private:
   class WatchReactor;
 
-  // The agent a call acts on: the caller for an agent (who may name only
-  // themselves), the named agent for other allowed roles. `role`, if
-  // given, receives the caller's role.
+  // The agent a call acts on, once the caller may make the call: the caller
+  // for an agent (who may name only themselves), the named agent for
+  // others. `role`, if given, receives the caller's role.
   absl::StatusOr<std::string> TargetAgent(grpc::CallbackServerContext* context,
                                           const std::string& requested,
-                                          std::initializer_list<auth::Role> others,
                                           absl::string_view method,
                                           auth::Role* role = nullptr);
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
-                                               std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);
 
   Presence* const presence_;
-  const auth::TokenCodec* const tokens_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
   const Options options_;

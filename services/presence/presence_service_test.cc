@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
 #include "services/presence/sqlite_store.h"
 
 namespace switchboard::presence {
@@ -30,7 +31,7 @@ class PresenceServiceTest : public ::testing::Test {
     EXPECT_TRUE(presence_->Load().ok());
     PresenceService::Options options;
     options.max_watch_streams_per_principal = 2;
-    service_ = std::make_unique<PresenceService>(presence_.get(), &tokens_.codec(),
+    service_ = std::make_unique<PresenceService>(presence_.get(), &tokens_.verifier(),
                                                  RealClock(), &pool_, options);
     server_ = std::make_unique<testing::TestServer>(
         std::vector<grpc::Service*>{service_.get()}, registry_);
@@ -108,7 +109,7 @@ class PresenceServiceTest : public ::testing::Test {
   }
 
   FakeClock clock_;
-  testing::TestTokens tokens_;
+  testing::TestTokens tokens_{"presence"};
   server::BlockingPool pool_{4};
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
@@ -221,11 +222,10 @@ TEST_F(PresenceServiceTest, EveryAuthFailureIsRefusedAndChangesNothing) {
   tampered[tampered.size() / 2] = tampered[tampered.size() / 2] == 'A' ? 'B' : 'A';
   EXPECT_EQ(SetStatus(tampered, Online()).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   auth::Principal expired{"ana", Role::kAgent, absl::Now() - absl::Minutes(10)};
-  std::string expired_token =
-      *auth::MintAccessToken(tokens_.codec(), expired, absl::Now() - absl::Hours(1));
+  std::string expired_token = tokens_.Access(expired, absl::Now() - absl::Hours(1));
   EXPECT_EQ(SetStatus(expired_token, Online()).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  testing::TestTokens other_key;
+  testing::TestTokens other_key("presence");
   EXPECT_EQ(SetStatus(other_key.For(Role::kAgent, "ana"), Online()).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   // A supervisor must name the agent.
@@ -237,6 +237,9 @@ TEST_F(PresenceServiceTest, EveryAuthFailureIsRefusedAndChangesNothing) {
             grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Reserve(Agent("ana"), "ana", "s-1"), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Reserve(Supervisor(), "ana", "s-1"), grpc::StatusCode::PERMISSION_DENIED);
+  // Only routing reserves capacity: another service's token is refused.
+  EXPECT_EQ(Reserve(tokens_.For(Role::kService, "bot"), "ana", "s-1"),
+            grpc::StatusCode::PERMISSION_DENIED);
   v1::GetAgentRequest get_bob;
   get_bob.set_agent_id("bob");
   v1::GetAgentResponse got;
@@ -333,12 +336,12 @@ TEST_F(PresenceServiceTest, CapacityFlowAndPagination) {
   page_request.set_page_size(2);
   page_request.set_channel(common::v1::CHANNEL_CHAT);
   v1::ListAgentsResponse page;
-  ASSERT_TRUE(stub_->ListAgents(ContextWithToken(Service()).get(), page_request, &page).ok());
+  ASSERT_TRUE(stub_->ListAgents(ContextWithToken(Supervisor()).get(), page_request, &page).ok());
   ASSERT_EQ(page.agents_size(), 2);
   ASSERT_FALSE(page.next_page_token().empty());
   page_request.set_page_token(page.next_page_token());
   v1::ListAgentsResponse last;
-  ASSERT_TRUE(stub_->ListAgents(ContextWithToken(Service()).get(), page_request, &last).ok());
+  ASSERT_TRUE(stub_->ListAgents(ContextWithToken(Supervisor()).get(), page_request, &last).ok());
   ASSERT_EQ(last.agents_size(), 1);
   EXPECT_EQ(last.agents(0).agent_id(), "a3");
   EXPECT_TRUE(last.next_page_token().empty());
@@ -438,7 +441,7 @@ TEST_F(PresenceServiceTest, OnlyRoutingReconcilesAndStrayCapacityIsFreed) {
   v1::GetAgentRequest get;
   get.set_agent_id("ana");
   v1::GetAgentResponse got;
-  ASSERT_TRUE(stub_->GetAgent(ContextWithToken(Service()).get(), get, &got).ok());
+  ASSERT_TRUE(stub_->GetAgent(ContextWithToken(Supervisor()).get(), get, &got).ok());
   EXPECT_EQ(got.agent().total_load(), 0);
 }
 

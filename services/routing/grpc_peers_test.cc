@@ -7,7 +7,7 @@
 #include "libs/client/peer.h"
 #include "libs/server/server.h"
 #include "libs/storage/test_dir.h"
-#include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
 #include "prometheus/registry.h"
 #include "services/presence/presence.h"
 #include "services/presence/presence_service.h"
@@ -31,7 +31,7 @@ bool Eventually(const std::function<bool()>& done, absl::Duration limit = absl::
 // start again on the same port (as a restarted process would come back).
 class PresenceServer {
  public:
-  PresenceServer(const std::string& db_path, const auth::TokenCodec* tokens, int port,
+  PresenceServer(const std::string& db_path, const auth::TokenVerifier* tokens, int port,
                  int max_queued_calls = 64)
       : db_(*storage::Database::OpenMigrated({db_path}, presence::PresenceMigrations())),
         committer_(db_.get()),
@@ -103,9 +103,9 @@ class GrpcPeersTest : public ::testing::Test {
  protected:
   GrpcPeersTest()
       : dir_(storage::MakeTempDir()),
-        service_token_(&tokens_.codec(), "routing"),
+        service_token_(&tokens_.service_signer("routing"), "routing", "presence"),
         metrics_(registry_) {
-    presence_ = std::make_unique<PresenceServer>(dir_ + "/presence.db", &tokens_.codec(), 0);
+    presence_ = std::make_unique<PresenceServer>(dir_ + "/presence.db", &tokens_.verifier(), 0);
     channel_ = client::PeerChannel(absl::StrCat("127.0.0.1:", presence_->port()));
   }
 
@@ -116,7 +116,7 @@ class GrpcPeersTest : public ::testing::Test {
   }
 
   std::string dir_;
-  testing::TestTokens tokens_;
+  testing::TestTokens tokens_{"presence"};
   client::ServiceToken service_token_;
   prometheus::Registry registry_;
   RoutingMetrics metrics_;
@@ -157,7 +157,7 @@ TEST_F(GrpcPeersTest, AnOverloadedPresenceIsUnavailableNotAtCapacity) {
   const int port = presence_->port();
   presence_.reset();
   // No call may wait for a worker: every call is refused with a retry-after.
-  presence_ = std::make_unique<PresenceServer>(dir_ + "/presence.db", &tokens_.codec(), port,
+  presence_ = std::make_unique<PresenceServer>(dir_ + "/presence.db", &tokens_.verifier(), port,
                                                /*max_queued_calls=*/0);
   GrpcPresence presence(channel_, &service_token_, absl::Seconds(5));
   absl::Status refused = presence.Reserve("ana", "s-1", common::v1::CHANNEL_CHAT,
@@ -184,7 +184,7 @@ TEST_F(GrpcPeersTest, TheWatcherReconnectsAfterPresenceRestarts) {
   // having lost nothing; meanwhile a second agent came online.
   const int port = presence_->port();
   presence_.reset();
-  presence_ = std::make_unique<PresenceServer>(dir_ + "/presence.db", &tokens_.codec(), port);
+  presence_ = std::make_unique<PresenceServer>(dir_ + "/presence.db", &tokens_.verifier(), port);
   ASSERT_EQ(presence_->port(), port);
   ASSERT_TRUE(GoOnline(presence_->presence(), "bo", Profile(1), "phone").ok());
   ASSERT_TRUE(Eventually([&] { return watcher.snapshots() >= 2; }));

@@ -24,6 +24,8 @@ class HeldRoutingStore : public RoutingStore {
 
   absl::StatusOr<Contents> Load() override { return inner_->Load(); }
 
+  absl::StatusOr<ScheduleContents> LoadSchedules() override { return inner_->LoadSchedules(); }
+
   absl::StatusOr<std::optional<ClosedOfferRecord>> FindClosedOffer(
       const std::string& offer_id) override {
     return inner_->FindClosedOffer(offer_id);

@@ -1,7 +1,7 @@
 // The routing server: flags -> wiring -> serve until SIGTERM/SIGINT -> drain.
 #include <filesystem>
 
-#include "libs/auth/token.h"
+#include "libs/auth/service_keys.h"
 #include "libs/client/peer.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
@@ -20,7 +20,7 @@ namespace {
 struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
-  std::string token_key_file;
+  auth::KeyOptions keys;
   events::EventSinkOptions events;
   std::string presence_address = "localhost:7104";
   std::string sessions_address = "localhost:7101";
@@ -48,9 +48,8 @@ int Run(int argc, char** argv) {
   config::FlagSet flags("routing");
   server::AddServerFlags(flags, &config.server);
   flags.Add("data_dir", &config.data_dir,
-            "folder of routing.db, the events file and the development token key");
-  flags.Add("token_key_file", &config.token_key_file,
-            "HMAC key of access tokens; default DATA_DIR/token.key, created if missing");
+            "folder of routing.db, the events file and the development keys");
+  auth::AddKeyFlags(flags, &config.keys, /*signs_service_tokens=*/true);
   events::AddEventSinkFlags(flags, &config.events);
   flags.Add("presence_address", &config.presence_address, "presence service, host:port");
   flags.Add("sessions_address", &config.sessions_address, "sessions service, host:port");
@@ -115,10 +114,9 @@ int Run(int argc, char** argv) {
   std::error_code error;
   std::filesystem::create_directories(config.data_dir + "/events", error);
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
-  absl::StatusOr<auth::TokenCodec> service_tokens =
-      auth::LoadServiceTokens(config.data_dir, config.token_key_file);
-  if (!service_tokens.ok()) return Fail("token_key", service_tokens.status());
-  const auth::TokenCodec& tokens = *service_tokens;
+  absl::StatusOr<auth::ServiceKeys> keys = auth::LoadServiceKeys(
+      config.keys, "routing", config.data_dir, /*signs_service_tokens=*/true);
+  if (!keys.ok()) return Fail("keys", keys.status());
 
   const std::string db_path = config.data_dir + "/routing.db";
   auto db = storage::Database::OpenMigrated({db_path}, RoutingMigrations());
@@ -134,21 +132,29 @@ int Run(int argc, char** argv) {
   SqliteRoutingStore store(&committer, events::TopicFor(config.events.topic_prefix, "routing"),
                            [&relay] { relay.Notify(); });
   RoutingMetrics metrics(*registry);
-  client::ServiceToken service_token(&tokens, "routing");
+  client::ServiceToken presence_token(keys->signer.get(), "routing", "presence");
+  client::ServiceToken sessions_token(keys->signer.get(), "routing", "sessions");
   auto presence_channel = client::PeerChannel(config.presence_address, *peer_security);
-  GrpcPresence presence(presence_channel, &service_token, config.peer_timeout);
+  GrpcPresence presence(presence_channel, &presence_token, config.peer_timeout);
   GrpcSessions sessions(client::PeerChannel(config.sessions_address, *peer_security),
-                        &service_token, config.peer_timeout);
-  Router router(&store, &presence, &sessions, RealClock(), &metrics, config.router);
+                        &sessions_token, config.peer_timeout);
+  // A schedule change wakes the dispatcher, so that queues open or close at
+  // once; changes arrive only once the server is up, after `woken` is set.
+  Router* woken = nullptr;
+  ScheduleBook schedules(&store, RealClock(), [&woken] { woken->Wake(); });
+  if (absl::Status s = schedules.Load(); !s.ok()) return Fail("load", s);
+  Router router(&store, &presence, &sessions, RealClock(), &metrics, config.router, &schedules);
+  woken = &router;
   if (absl::Status s = router.Load(); !s.ok()) return Fail("load", s);
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
-  RoutingService service(&router, &tokens, RealClock(), &pool, config.service);
+  RoutingService service(&router, &schedules, keys->verifier.get(), RealClock(), &pool,
+                         config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
   (*server)->OnDrain([&service] { service.EndStreams(); });
 
-  PresenceWatcher watcher(presence_channel, &service_token, &router);
+  PresenceWatcher watcher(presence_channel, &presence_token, &router);
   watcher.Start();
   Dispatcher dispatcher(&router, config.dispatch_interval);
 

@@ -56,6 +56,13 @@ RoutingMetrics::RoutingMetrics(prometheus::Registry& registry) {
                            .Help("Of the eligible agents, those with free capacity "
                                  "on the queue's channel now (load below capacity).")
                            .Register(registry);
+  open_family_ = &prometheus::BuildGauge()
+                      .Name("switchboard_routing_queue_open")
+                      .Help("1 while the queue is open under its schedule (hours of "
+                            "operation), 0 while closed: no offers go out and its "
+                            "entries wait. Queues without a schedule, and complaint "
+                            "queues, are always open.")
+                      .Register(registry);
   auto& latency = prometheus::BuildHistogram()
                       .Name("switchboard_routing_offer_latency_seconds")
                       .Help("Enqueue to first offer: from when an entry started "
@@ -156,7 +163,8 @@ RoutingMetrics::QueueGauges& RoutingMetrics::ForQueue(const QueueId& queue) {
       {"category", CategoryLabel(queue.category)},
       {"language", queue.language.empty() ? "none" : queue.language}};
   QueueGauges gauges{&depth_family_->Add(labels), &oldest_family_->Add(labels),
-                     &eligible_family_->Add(labels), &available_family_->Add(labels)};
+                     &eligible_family_->Add(labels), &available_family_->Add(labels),
+                     &open_family_->Add(labels)};
   return queues_.emplace(queue, gauges).first->second;
 }
 
@@ -168,6 +176,7 @@ void RoutingMetrics::Forget(const QueueId& queue) {
   oldest_family_->Remove(it->second.oldest_wait_seconds);
   eligible_family_->Remove(it->second.eligible_agents);
   available_family_->Remove(it->second.available_agents);
+  open_family_->Remove(it->second.open);
   queues_.erase(it);
 }
 

@@ -25,6 +25,8 @@ struct RoutingMetrics {
     prometheus::Gauge* oldest_wait_seconds;
     prometheus::Gauge* eligible_agents;
     prometheus::Gauge* available_agents;
+    // 1 while the queue's schedule has it open, 0 while closed.
+    prometheus::Gauge* open;
   };
   // The gauges of `queue` (created on first use). Thread-safe.
   QueueGauges& ForQueue(const QueueId& queue);
@@ -75,6 +77,7 @@ struct RoutingMetrics {
   prometheus::Family<prometheus::Gauge>* oldest_family_;
   prometheus::Family<prometheus::Gauge>* eligible_family_;
   prometheus::Family<prometheus::Gauge>* available_family_;
+  prometheus::Family<prometheus::Gauge>* open_family_;
   std::array<std::array<prometheus::Histogram*, 9>, 5> offer_latency_{};
   std::array<std::array<prometheus::Histogram*, 9>, 5> queue_wait_{};
   absl::Mutex mu_;

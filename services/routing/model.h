@@ -120,12 +120,18 @@ struct RoutingWrite {
   // Raises the holder-id ceiling: ids up to it may be issued after a restart
   // only above it.
   std::optional<int64_t> holder_ceiling;
+  // Schedules created or replaced (by id), deleted (ids), and the
+  // schedule version counter's new value.
+  std::vector<v1::Schedule> schedules;
+  std::vector<std::string> deleted_schedules;
+  std::optional<int64_t> schedule_version;
 
   bool empty() const {
     return upserted_entries.empty() && deleted_entries.empty() && settings.empty() &&
            events.empty() && owed_releases.empty() && settled_releases.empty() &&
            closed_offers.empty() && prune_closed_offers_limit == 0 &&
-           !holder_ceiling.has_value();
+           !holder_ceiling.has_value() && schedules.empty() && deleted_schedules.empty() &&
+           !schedule_version.has_value();
   }
 };
 

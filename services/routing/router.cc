@@ -121,13 +121,29 @@ struct Router::Entry {
 };
 
 Router::Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessions,
-               Clock* clock, RoutingMetrics* metrics, RouterOptions options)
+               Clock* clock, RoutingMetrics* metrics, RouterOptions options,
+               const ScheduleBook* hours)
     : store_(store),
       presence_(presence),
       sessions_(sessions),
       clock_(clock),
       metrics_(metrics),
-      options_(options) {}
+      options_(options),
+      hours_(hours) {}
+
+bool Router::Open(const QueueId& queue, absl::Time now) const {
+  if (hours_ == nullptr) return true;
+  const Governing governing = hours_->For(queue);
+  return governing.schedule == nullptr || governing.schedule->IsOpen(now);
+}
+
+v1::QueueHours Router::HoursOf(const QueueId& queue, absl::Time now) const {
+  if (hours_ != nullptr) return hours_->HoursOf(queue, now);
+  v1::QueueHours hours;
+  hours.set_open(true);
+  ToTimestamp(now, hours.mutable_next_opening_at());
+  return hours;
+}
 
 Router::~Router() = default;
 
@@ -255,6 +271,15 @@ void Router::WaitForWork(absl::Duration max) {
       if (!owed.inflight) wait = std::min(wait, owed.next_attempt - now);
     }
     wait = std::min(wait, next_reconcile_ - now);
+    // A closed queue holding entries opens: its entries are offered then.
+    if (hours_ != nullptr) {
+      for (const auto& [queue, order] : queues_.queues()) {
+        const Governing governing = hours_->For(queue);
+        if (governing.schedule == nullptr || governing.schedule->IsOpen(now)) continue;
+        const std::optional<absl::Time> opening = governing.schedule->NextTransition(now);
+        if (opening.has_value()) wait = std::min(wait, *opening - now);
+      }
+    }
   }
   if (!woken_ && wait > absl::ZeroDuration()) {
     work_.WaitWithTimeout(&mu_, wait);
@@ -621,11 +646,56 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
     const std::string key = EntryKey(v1::ENTRY_KIND_SESSION, c.session_id);
     RoutingWrite write;
     auto it = entries_.find(key);
-    if (it != entries_.end() && it->second->state() != v1::ENTRY_STATE_ASSIGNED) {
+    const QueueId requested{v1::ENTRY_KIND_SESSION, c.channel, c.category,
+                            PrimaryLanguage(c.language)};
+    if (it != entries_.end() && it->second->state() != v1::ENTRY_STATE_ASSIGNED &&
+        !(it->second->queue() == requested)) {
+      // The waiting session changed queue (a chat continued by email): it
+      // moves to the tail of the new queue. An entry being offered finishes
+      // that first.
+      Entry& moved = *it->second;
+      if (moved.busy || moved.state() != v1::ENTRY_STATE_WAITING) {
+        return absl::FailedPreconditionError(
+            "session_id: the session is being offered in its current queue; retry shortly");
+      }
+      RemoveFromQueue(moved);
+      v1::QueueEntry& e = moved.record.entry;
+      ToProto(requested, e.mutable_queue());
+      e.set_priority(priority);
+      e.set_reason(c.reason);
+      ToTimestamp(now, e.mutable_enqueued_at());
+      e.clear_first_response_due_at();
+      if (c.first_response_due_at > absl::UnixEpoch() &&
+          c.first_response_due_at != absl::InfiniteFuture()) {
+        ToTimestamp(c.first_response_due_at, e.mutable_first_response_due_at());
+      }
+      moved.record.order = absl::ToUnixMicros(now);
+      moved.wait_id = next_wait_id_++;
+      AddToQueue(moved);
+      events::v1::Event event;
+      auto* enqueued = event.mutable_entry_enqueued();
+      enqueued->set_kind(v1::ENTRY_KIND_SESSION);
+      enqueued->set_session_id(c.session_id);
+      *enqueued->mutable_queue() = e.queue();
+      enqueued->set_priority(priority);
+      enqueued->set_reason(c.reason);
+      enqueued->set_queue_depth(queues_.Depth(requested));
+      if (e.has_first_response_due_at()) {
+        *enqueued->mutable_first_response_due_at() = e.first_response_due_at();
+      }
+      write.events.push_back(Sealed(std::move(event), c.session_id, now));
+      write.upserted_entries.push_back(moved.record);
+      result.entry = e;
+      result.entry.set_position(PositionOf(moved));
+      result.hours = HoursOf(requested, now);
+      pending = Commit(std::move(write), {});
+      WakeLocked();
+    } else if (it != entries_.end() && it->second->state() != v1::ENTRY_STATE_ASSIGNED) {
       // A retry: answered once the first attempt is durable.
       result.entry = it->second->record.entry;
       result.entry.set_position(PositionOf(*it->second));
       result.replayed = true;
+      result.hours = HoursOf(it->second->queue(), now);
       pending = Newest();
     } else {
       if (it != entries_.end()) {
@@ -689,6 +759,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
       metrics_->entries_enqueued->Increment();
       result.entry = e;
       result.entry.set_position(PositionOf(added));
+      result.hours = HoursOf(queue, now);
       pending = Commit(std::move(write), {});
       WakeLocked();
     }
@@ -732,6 +803,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
       result.entry = it->second->record.entry;
       result.entry.set_position(PositionOf(*it->second));
       result.replayed = true;
+      result.hours = HoursOf(it->second->queue(), now);
       pending = Newest();
     } else {
       auto entry = std::make_unique<Entry>();
@@ -769,6 +841,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
       metrics_->entries_enqueued->Increment();
       result.entry = e;
       result.entry.set_position(PositionOf(added));
+      result.hours = HoursOf(queue, now);
       pending = Commit(std::move(write), {});
       WakeLocked();
     }
@@ -1255,6 +1328,7 @@ std::vector<v1::QueueStats> Router::Stats(const Filter& filter) const {
   }
   std::vector<v1::QueueStats> out;
   for (auto& [queue, s] : stats) {
+    *s.mutable_hours() = HoursOf(queue, now);
     AgentPool::Counts counts;
     if (queue.kind == v1::ENTRY_KIND_COMPLAINT) {
       for (const auto& [id, count] : watching_supervisors_) {
@@ -1808,8 +1882,10 @@ bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
       // Pick calls both filters before it returns, on this thread, with mu_
       // still held.
       [&](const QueueId& queue) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        // A session queue no agent could serve right now is not walked.
-        return queue.kind == v1::ENTRY_KIND_COMPLAINT || agents_.AnyAvailable(queue);
+        // A session queue no agent could serve right now, or closed, is
+        // not walked: its entries keep their places until it opens.
+        return queue.kind == v1::ENTRY_KIND_COMPLAINT ||
+               (agents_.AnyAvailable(queue) && Open(queue, now));
       },
       [&](const QueueOrder::Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         const Entry& entry = *entries_.at(slot.key);
@@ -2016,6 +2092,7 @@ void Router::RefreshGauges() {
         absl::ToDoubleSeconds(protoutil::FromDuration(s.oldest_wait())));
     gauges.eligible_agents->Set(s.eligible_agents());
     gauges.available_agents->Set(s.available_agents());
+    gauges.open->Set(s.hours().open() ? 1 : 0);
   }
   {
     absl::MutexLock lock(&gauges_mu_);
@@ -2030,6 +2107,7 @@ void Router::RefreshGauges() {
       gauges.oldest_wait_seconds->Set(0);
       gauges.eligible_agents->Set(0);
       gauges.available_agents->Set(0);
+      gauges.open->Set(Open(queue, clock_->Now()) ? 1 : 0);
       idle_gauges_.push_front(queue);
     }
     while (idle_gauges_.size() > options_.idle_queue_gauges_kept) {

@@ -23,6 +23,7 @@
 #include "services/routing/model.h"
 #include "services/routing/peers.h"
 #include "services/routing/queue_order.h"
+#include "services/routing/schedule_book.h"
 #include "services/routing/store.h"
 #include "switchboard/presence/v1/presence_service.pb.h"
 
@@ -126,11 +127,13 @@ class OfferListener {
 // threads, never from gRPC callback threads.
 class Router {
  public:
-  // None owned; all must outlive the router. Destroy the router only once
+  // None owned; all must outlive the router. `hours` decides which queues
+  // are open; null: every queue is always open. Destroy the router only once
   // the store calls back no more (GroupCommitter::Stop): a commit in flight
   // calls the router when it completes.
   Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessions,
-         Clock* clock, RoutingMetrics* metrics, RouterOptions options);
+         Clock* clock, RoutingMetrics* metrics, RouterOptions options,
+         const ScheduleBook* hours = nullptr);
   ~Router();
 
   // Reads the store's open work and raises the holder-id ceiling. Call
@@ -157,6 +160,8 @@ class Router {
   struct EnqueueResult {
     v1::QueueEntry entry;
     bool replayed = false;
+    // The queue's hours at the enqueue (session entries).
+    v1::QueueHours hours;
   };
   // `deadline` bounds the call releasing a transferred session's capacity
   // (if it does not finish, the release is retried in the background).
@@ -205,6 +210,8 @@ class Router {
   // entries follow the page.
   std::vector<v1::QueueEntry> ListEntries(const Filter& filter, size_t offset,
                                           size_t page_size, bool* more) const;
+  // Every queue holding an entry or servable by an ONLINE agent, with its
+  // hours.
   std::vector<v1::QueueStats> Stats(const Filter& filter) const;
 
   SettingsRecord GetSettings(const std::string& agent_id) const;
@@ -253,6 +260,10 @@ class Router {
   using ReleaseKeys = std::vector<std::pair<std::string, std::string>>;  // agent, session
 
   absl::Status CheckWritable() const;
+  // Whether `queue` is open at `now` (its schedule; complaint queues and
+  // queues without one always are).
+  bool Open(const QueueId& queue, absl::Time now) const;
+  v1::QueueHours HoursOf(const QueueId& queue, absl::Time now) const;
   std::shared_ptr<Pending> Commit(RoutingWrite write, OfferBatch offers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The newest commit queued so far, for an answer from memory to wait on.
@@ -355,6 +366,7 @@ class Router {
   Clock* const clock_;
   RoutingMetrics* const metrics_;
   const RouterOptions options_;
+  const ScheduleBook* const hours_;
 
   mutable absl::Mutex mu_;
   absl::CondVar work_ ABSL_GUARDED_BY(mu_);

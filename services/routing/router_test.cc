@@ -15,6 +15,7 @@
 #include "prometheus/registry.h"
 #include "services/routing/fake_peers.h"
 #include "services/routing/held_store.h"
+#include "services/routing/schedule_book.h"
 #include "services/routing/sqlite_store.h"
 
 namespace switchboard::routing {
@@ -68,8 +69,10 @@ class RouterTest : public ::testing::Test {
   }
 
   void Start() {
+    book_ = std::make_unique<ScheduleBook>(store_.get(), &clock_, nullptr);
+    ASSERT_TRUE(book_->Load().ok());
     router_ = std::make_unique<Router>(store_.get(), &presence_, &sessions_, &clock_, &metrics_,
-                                       options_);
+                                       options_, book_.get());
     ASSERT_TRUE(router_->Load().ok());
   }
 
@@ -166,6 +169,7 @@ class RouterTest : public ::testing::Test {
   FakePresence presence_;
   FakeSessions sessions_;
   RouterOptions options_;
+  std::unique_ptr<ScheduleBook> book_;
   std::unique_ptr<Router> router_;
 };
 
@@ -186,6 +190,156 @@ TEST_F(RouterTest, UrgentFirstThenAgeAndTheLongestIdleAgentGetsIt) {
   std::vector<std::string> calls = sessions_.Calls();
   ASSERT_EQ(calls.size(), 2u);
   EXPECT_EQ(calls[0], "RecordOffer s-urgent idle-long");
+}
+
+// ---- hours of operation ----
+
+// Phone callbacks requested on Friday evening wait, with no offer, while the
+// phone queue is closed; on Monday morning they are offered in the order
+// they were booked. Other queues are not affected.
+TEST_F(RouterTest, AClosedQueueHoldsItsEntriesAndOffersCallbacksInBookingOrderAtOpening) {
+  v1::Schedule phone;
+  phone.set_schedule_id("phone-berlin");
+  phone.set_time_zone("Europe/Berlin");
+  for (v1::DayOfWeek day : {v1::DAY_OF_WEEK_MONDAY, v1::DAY_OF_WEEK_TUESDAY,
+                            v1::DAY_OF_WEEK_WEDNESDAY, v1::DAY_OF_WEEK_THURSDAY,
+                            v1::DAY_OF_WEEK_FRIDAY}) {
+    v1::WeeklyHours* hours = phone.add_weekly_hours();
+    hours->set_day(day);
+    hours->set_start_time("09:00");
+    hours->set_end_time("17:00");
+  }
+  phone.add_applies_to()->set_channel(common::v1::CHANNEL_PHONE);
+  ASSERT_TRUE(book_->Set(phone, std::nullopt, "sup-1").ok());
+
+  // Friday 2026-03-06 19:00 in Berlin.
+  clock_.Set(absl::FromCivil(absl::CivilMinute(2026, 3, 6, 18, 0), absl::UTCTimeZone()));
+  const absl::Time monday_opening =
+      absl::FromCivil(absl::CivilMinute(2026, 3, 9, 8, 0), absl::UTCTimeZone());
+  presence::v1::Agent agent = AgentOnline("a-phone", 3, absl::Minutes(5));
+  auto* capacity = agent.mutable_profile()->add_capacities();
+  capacity->set_channel(common::v1::CHANNEL_PHONE);
+  capacity->set_capacity(3);
+  presence::v1::Agent chat_agent = AgentOnline("a-chat", 1, absl::Minutes(1));
+  ASSERT_TRUE(router_->ResetPresence({agent, chat_agent}).ok());
+
+  // Booked in this order, ten minutes apart.
+  for (const char* session : {"cb-1", "cb-2", "cb-3"}) {
+    Router::EnqueueSessionCommand c = Command(session);
+    c.channel = common::v1::CHANNEL_PHONE;
+    c.reason = v1::ENQUEUE_REASON_CALLBACK;
+    absl::StatusOr<Router::EnqueueResult> result = router_->EnqueueSession(c);
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_FALSE(result->hours.open());
+    EXPECT_EQ(result->hours.schedule_id(), "phone-berlin");
+    EXPECT_EQ(protoutil::FromTimestamp(result->hours.next_opening_at()), monday_opening);
+    clock_.Advance(absl::Minutes(10));
+  }
+  absl::StatusOr<Router::EnqueueResult> chat = Enqueue("s-chat");
+  ASSERT_TRUE(chat.ok());
+  EXPECT_TRUE(chat->hours.open());
+  EXPECT_TRUE(chat->hours.schedule_id().empty());
+
+  router_->RunOnce();
+  EXPECT_EQ(Entry("s-chat").state(), v1::ENTRY_STATE_OFFERED);
+  for (const char* session : {"cb-1", "cb-2", "cb-3"}) {
+    EXPECT_EQ(Entry(session).state(), v1::ENTRY_STATE_WAITING) << session;
+  }
+  EXPECT_EQ(Entry("cb-3").position(), 3);
+  bool seen = false;
+  for (const v1::QueueStats& s : router_->Stats({})) {
+    if (s.queue().channel() != common::v1::CHANNEL_PHONE) {
+      EXPECT_TRUE(s.hours().open());
+      continue;
+    }
+    EXPECT_FALSE(s.hours().open());
+    if (s.queue().category() != CATEGORY_DEPOSIT) continue;
+    seen = true;
+    EXPECT_EQ(s.depth(), 3);
+    EXPECT_EQ(protoutil::FromTimestamp(s.hours().next_transition_at()), monday_opening);
+  }
+  EXPECT_TRUE(seen);
+  const QueueId phone_queue{v1::ENTRY_KIND_SESSION, common::v1::CHANNEL_PHONE, CATEGORY_DEPOSIT,
+                            "en"};
+  EXPECT_EQ(metrics_.ForQueue(phone_queue).open->Value(), 0);
+
+  // Saturday and Sunday pass: still nothing.
+  clock_.Set(monday_opening - absl::Seconds(1));
+  router_->RunOnce();
+  EXPECT_EQ(Entry("cb-1").state(), v1::ENTRY_STATE_WAITING);
+
+  clock_.Set(monday_opening);
+  router_->RunOnce();
+  std::vector<std::string> phone_offers;
+  for (const std::string& call : sessions_.Calls()) {
+    if (absl::StartsWith(call, "RecordOffer cb-")) phone_offers.push_back(call);
+  }
+  EXPECT_EQ(phone_offers,
+            (std::vector<std::string>{"RecordOffer cb-1 a-phone", "RecordOffer cb-2 a-phone",
+                                      "RecordOffer cb-3 a-phone"}));
+  EXPECT_EQ(metrics_.ForQueue(phone_queue).open->Value(), 1);
+}
+
+// A schedule change applies at once: a queue that closes stops getting
+// offers, and opens again when the schedule goes.
+TEST_F(RouterTest, ASchedulesChangeAppliesAtOnce) {
+  v1::Schedule closed;
+  closed.set_schedule_id("closed-for-good");
+  closed.set_time_zone("UTC");
+  v1::QueueSelector* selector = closed.add_applies_to();
+  selector->set_channel(CHANNEL_CHAT);
+  selector->set_category(CATEGORY_DEPOSIT);
+  ASSERT_TRUE(book_->Set(closed, std::nullopt, "sup-1").ok());
+  ASSERT_TRUE(router_->ResetPresence({AgentOnline("a1", 2, absl::Minutes(1))}).ok());
+  absl::StatusOr<Router::EnqueueResult> result = Enqueue("s-1");
+  ASSERT_TRUE(result.ok());
+  EXPECT_FALSE(result->hours.open());
+  // Never opens again: no next opening to state.
+  EXPECT_FALSE(result->hours.has_next_opening_at());
+  router_->RunOnce();
+  EXPECT_EQ(Entry("s-1").state(), v1::ENTRY_STATE_WAITING);
+  ASSERT_TRUE(Enqueue("s-frozen", CATEGORY_FROZEN_FUNDS).ok());
+  router_->RunOnce();
+  EXPECT_EQ(Entry("s-frozen").offered_agent_id(), "a1");
+
+  ASSERT_TRUE(*book_->Delete("closed-for-good", std::nullopt, "sup-1"));
+  router_->RunOnce();
+  EXPECT_EQ(Entry("s-1").offered_agent_id(), "a1");
+}
+
+// A waiting chat continued by email moves to the EMAIL queue's tail.
+TEST_F(RouterTest, AWaitingSessionEnqueuedInAnotherQueueMovesThere) {
+  ASSERT_TRUE(Enqueue("s-email-first").ok());
+  Router::EnqueueSessionCommand earlier = Command("s-earlier-email");
+  earlier.channel = CHANNEL_EMAIL;
+  earlier.reason = v1::ENQUEUE_REASON_NEW_SESSION;
+  ASSERT_TRUE(router_->EnqueueSession(earlier).ok());
+  clock_.Advance(absl::Minutes(1));
+  Router::EnqueueSessionCommand moved = Command("s-email-first");
+  moved.channel = CHANNEL_EMAIL;
+  moved.first_response_due_at = clock_.Now() + absl::Hours(48);
+  absl::StatusOr<Router::EnqueueResult> result = router_->EnqueueSession(moved);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_FALSE(result->replayed);
+  EXPECT_EQ(result->entry.queue().channel(), CHANNEL_EMAIL);
+  EXPECT_EQ(result->entry.position(), 2);
+  EXPECT_EQ(protoutil::FromTimestamp(result->entry.first_response_due_at()),
+            clock_.Now() + absl::Hours(48));
+  for (const v1::QueueStats& s : router_->Stats({})) {
+    EXPECT_EQ(s.queue().channel(), CHANNEL_EMAIL);
+    EXPECT_EQ(s.depth(), 2);
+  }
+  // Durable.
+  Restart();
+  EXPECT_EQ(Entry("s-email-first").queue().channel(), CHANNEL_EMAIL);
+  EXPECT_EQ(Entry("s-email-first").position(), 2);
+  // Offered in its new queue: nothing moves it while an offer is open.
+  ASSERT_TRUE(router_->ResetPresence({AgentOnline("a1", 2, absl::Minutes(1))}).ok());
+  router_->RunOnce();
+  ASSERT_EQ(Entry("s-email-first").state(), v1::ENTRY_STATE_OFFERED);
+  moved.channel = CHANNEL_CHAT;
+  EXPECT_EQ(router_->EnqueueSession(moved).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(RouterTest, SkillsAndCapacityDecideEligibility) {

@@ -24,6 +24,8 @@ using server::RunUnary;
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 500;
 constexpr char kPageTokenPrefix[] = "entries:";
+constexpr int kMaxSchedulesPage = 100;
+constexpr char kSchedulePageTokenPrefix[] = "schedules:";
 
 std::string EncodePageToken(size_t offset) {
   return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, offset));
@@ -145,26 +147,28 @@ class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffers
   bool began_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-RoutingService::RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
+RoutingService::RoutingService(Router* router, ScheduleBook* schedules,
+                               const auth::TokenVerifier* tokens, Clock* clock,
                                server::BlockingPool* pool, Options options)
     : router_(router),
+      schedules_(schedules),
       tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::RoutingService::service_full_name())),
       clock_(clock),
       pool_(pool),
       options_(options),
       watch_streams_(options.max_watch_streams_per_agent, "WatchOffers streams") {}
 
 absl::StatusOr<auth::Principal> RoutingService::Authenticate(
-    grpc::CallbackServerContext* context, std::initializer_list<Role> allowed,
-    absl::string_view method) {
-  return auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+    grpc::CallbackServerContext* context, absl::string_view method) {
+  return auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
 }
 
 grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
     grpc::CallbackServerContext* context, const v1::EnqueueSessionRequest* request,
     v1::EnqueueSessionResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "EnqueueSession");
+      Authenticate(context, "EnqueueSession");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response] {
     Router::EnqueueSessionCommand c;
@@ -189,6 +193,7 @@ grpc::ServerUnaryReactor* RoutingService::EnqueueSession(
     if (!result.ok()) return result.status();
     *response->mutable_entry() = std::move(result->entry);
     response->set_replayed(result->replayed);
+    *response->mutable_hours() = std::move(result->hours);
     return absl::OkStatus();
   });
 }
@@ -197,7 +202,7 @@ grpc::ServerUnaryReactor* RoutingService::CancelSession(
     grpc::CallbackServerContext* context, const v1::CancelSessionRequest* request,
     v1::CancelSessionResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "CancelSession");
+      Authenticate(context, "CancelSession");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response] {
     absl::StatusOr<bool> found = router_->Cancel(v1::ENTRY_KIND_SESSION, request->session_id(),
@@ -212,7 +217,7 @@ grpc::ServerUnaryReactor* RoutingService::EnqueueComplaint(
     grpc::CallbackServerContext* context, const v1::EnqueueComplaintRequest* request,
     v1::EnqueueComplaintResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "EnqueueComplaint");
+      Authenticate(context, "EnqueueComplaint");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     Router::EnqueueComplaintCommand c{request->complaint_id(), request->customer_id(),
@@ -230,7 +235,7 @@ grpc::ServerUnaryReactor* RoutingService::CancelComplaint(
     grpc::CallbackServerContext* context, const v1::CancelComplaintRequest* request,
     v1::CancelComplaintResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kService}, "CancelComplaint");
+      Authenticate(context, "CancelComplaint");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, request, response] {
     absl::StatusOr<bool> found =
@@ -245,7 +250,7 @@ grpc::ServerWriteReactor<v1::WatchOffersResponse>* RoutingService::WatchOffers(
     grpc::CallbackServerContext* context, const v1::WatchOffersRequest* request) {
   auto* reactor = new WatchReactor(this, options_.max_watch_backlog);
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "WatchOffers");
+      Authenticate(context, "WatchOffers");
   if (principal.ok() && !request->agent_id().empty() &&
       request->agent_id() != principal->subject) {
     principal = absl::PermissionDeniedError("WatchOffers: you may watch your own offers only");
@@ -273,7 +278,7 @@ grpc::ServerUnaryReactor* RoutingService::AcceptOffer(grpc::CallbackServerContex
                                                       const v1::AcceptOfferRequest* request,
                                                       v1::AcceptOfferResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "AcceptOffer");
+      Authenticate(context, "AcceptOffer");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response,
                                     agent = principal->subject] {
@@ -289,7 +294,7 @@ grpc::ServerUnaryReactor* RoutingService::DeclineOffer(grpc::CallbackServerConte
                                                        const v1::DeclineOfferRequest* request,
                                                        v1::DeclineOfferResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "DeclineOffer");
+      Authenticate(context, "DeclineOffer");
   if (!principal.ok()) return FinishNow(context, principal.status());
   return RunUnary(context, *pool_, [this, context, request, response,
                                     agent = principal->subject] {
@@ -304,8 +309,7 @@ grpc::ServerUnaryReactor* RoutingService::DeclineOffer(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* RoutingService::GetQueueEntry(grpc::CallbackServerContext* context,
                                                         const v1::GetQueueEntryRequest* request,
                                                         v1::GetQueueEntryResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kCustomer, Role::kSupervisor, Role::kService}, "GetQueueEntry");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetQueueEntry");
   if (!principal.ok()) return FinishNow(context, principal.status());
   const bool customer = principal->role == Role::kCustomer;
   v1::EntryKind kind;
@@ -350,7 +354,7 @@ grpc::ServerUnaryReactor* RoutingService::ListQueueEntries(
     grpc::CallbackServerContext* context, const v1::ListQueueEntriesRequest* request,
     v1::ListQueueEntriesResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "ListQueueEntries");
+      Authenticate(context, "ListQueueEntries");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<Router::Filter> filter = ToFilter(request->kind(), request->channel(),
                                                    request->category(), request->language());
@@ -374,7 +378,7 @@ grpc::ServerUnaryReactor* RoutingService::GetQueueStats(grpc::CallbackServerCont
                                                         const v1::GetQueueStatsRequest* request,
                                                         v1::GetQueueStatsResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kSupervisor, Role::kService}, "GetQueueStats");
+      Authenticate(context, "GetQueueStats");
   if (!principal.ok()) return FinishNow(context, principal.status());
   absl::StatusOr<Router::Filter> filter = ToFilter(request->kind(), request->channel(),
                                                    request->category(), request->language());
@@ -389,8 +393,7 @@ grpc::ServerUnaryReactor* RoutingService::GetQueueStats(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* RoutingService::GetAgentSettings(
     grpc::CallbackServerContext* context, const v1::GetAgentSettingsRequest* request,
     v1::GetAgentSettingsResponse* response) {
-  absl::StatusOr<auth::Principal> principal = Authenticate(
-      context, {Role::kAgent, Role::kSupervisor, Role::kService}, "GetAgentSettings");
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetAgentSettings");
   if (!principal.ok()) return FinishNow(context, principal.status());
   std::string agent_id = request->agent_id();
   if (principal->role == Role::kAgent && !agent_id.empty() && agent_id != principal->subject) {
@@ -414,7 +417,7 @@ grpc::ServerUnaryReactor* RoutingService::UpdateAgentSettings(
     grpc::CallbackServerContext* context, const v1::UpdateAgentSettingsRequest* request,
     v1::UpdateAgentSettingsResponse* response) {
   absl::StatusOr<auth::Principal> principal =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "UpdateAgentSettings");
+      Authenticate(context, "UpdateAgentSettings");
   if (!principal.ok()) return FinishNow(context, principal.status());
   std::string agent_id = request->agent_id();
   if (principal->role == Role::kAgent && !agent_id.empty() && agent_id != principal->subject) {
@@ -435,6 +438,148 @@ grpc::ServerUnaryReactor* RoutingService::UpdateAgentSettings(
                     protoutil::ToTimestamp(record->updated_at, response->mutable_updated_at());
                     return absl::OkStatus();
                   });
+}
+
+grpc::ServerUnaryReactor* RoutingService::SetSchedule(grpc::CallbackServerContext* context,
+                                                      const v1::SetScheduleRequest* request,
+                                                      v1::SetScheduleResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, "SetSchedule");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (!request->has_schedule()) {
+    return FinishNow(context, absl::InvalidArgumentError("schedule: required"));
+  }
+  if (request->has_expected_version() && request->expected_version() < 0) {
+    return FinishNow(context,
+                     absl::InvalidArgumentError("expected_version: must be 0 or more"));
+  }
+  return RunUnary(context, *pool_, [this, request, response, actor = principal->subject] {
+    v1::Schedule schedule = request->schedule();
+    schedule.clear_version();
+    schedule.clear_updated_at();
+    schedule.clear_updated_by();
+    std::optional<int64_t> expected;
+    if (request->has_expected_version()) expected = request->expected_version();
+    absl::StatusOr<v1::Schedule> stored = schedules_->Set(std::move(schedule), expected, actor);
+    if (!stored.ok()) return stored.status();
+    *response->mutable_schedule() = std::move(*stored);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::GetSchedule(grpc::CallbackServerContext* context,
+                                                      const v1::GetScheduleRequest* request,
+                                                      v1::GetScheduleResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetSchedule");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (absl::Status s = validation::ValidateId("schedule_id", request->schedule_id());
+      !s.ok()) {
+    return FinishNow(context, s);
+  }
+  absl::StatusOr<v1::Schedule> schedule = schedules_->Get(request->schedule_id());
+  if (!schedule.ok()) return FinishNow(context, schedule.status());
+  absl::StatusOr<Schedule> built = BuildSchedule(*schedule);
+  if (!built.ok()) return FinishNow(context, built.status());
+  const absl::Time now = clock_->Now();
+  response->set_open(built->IsOpen(now));
+  if (std::optional<absl::Time> next = built->NextTransition(now); next.has_value()) {
+    protoutil::ToTimestamp(*next, response->mutable_next_transition_at());
+  }
+  *response->mutable_schedule() = std::move(*schedule);
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* RoutingService::ListSchedules(grpc::CallbackServerContext* context,
+                                                        const v1::ListSchedulesRequest* request,
+                                                        v1::ListSchedulesResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "ListSchedules");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (request->page_size() < 0 || request->page_size() > kMaxSchedulesPage) {
+    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
+                                  "page_size: must be 0 to ", kMaxSchedulesPage)));
+  }
+  std::string after;
+  if (!request->page_token().empty()) {
+    std::string decoded;
+    if (!absl::WebSafeBase64Unescape(request->page_token(), &decoded) ||
+        !absl::StartsWith(decoded, kSchedulePageTokenPrefix)) {
+      return FinishNow(context,
+                       absl::InvalidArgumentError(
+                           "page_token: not a token from a previous ListSchedules response"));
+    }
+    after = decoded.substr(sizeof(kSchedulePageTokenPrefix) - 1);
+  }
+  const size_t page_size = request->page_size() == 0 ? kMaxSchedulesPage : request->page_size();
+  bool more = false;
+  for (v1::Schedule& schedule : schedules_->List(after, page_size, &more)) {
+    *response->add_schedules() = std::move(schedule);
+  }
+  if (more) {
+    response->set_next_page_token(absl::WebSafeBase64Escape(absl::StrCat(
+        kSchedulePageTokenPrefix,
+        response->schedules(response->schedules_size() - 1).schedule_id())));
+  }
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* RoutingService::DeleteSchedule(
+    grpc::CallbackServerContext* context, const v1::DeleteScheduleRequest* request,
+    v1::DeleteScheduleResponse* response) {
+  absl::StatusOr<auth::Principal> principal =
+      Authenticate(context, "DeleteSchedule");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  return RunUnary(context, *pool_, [this, request, response, actor = principal->subject] {
+    std::optional<int64_t> expected;
+    if (request->has_expected_version()) expected = request->expected_version();
+    absl::StatusOr<bool> found = schedules_->Delete(request->schedule_id(), expected, actor);
+    if (!found.ok()) return found.status();
+    response->set_found(*found);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* RoutingService::GetQueueHours(grpc::CallbackServerContext* context,
+                                                        const v1::GetQueueHoursRequest* request,
+                                                        v1::GetQueueHoursResponse* response) {
+  absl::StatusOr<auth::Principal> principal = Authenticate(context, "GetQueueHours");
+  if (!principal.ok()) return FinishNow(context, principal.status());
+  if (request->channel() == common::v1::CHANNEL_UNSPECIFIED ||
+      !common::v1::Channel_IsValid(request->channel())) {
+    return FinishNow(context, absl::InvalidArgumentError(
+                                  "channel: required, CHAT, EMAIL, PHONE or SOCIAL"));
+  }
+  if (request->category() == common::v1::CATEGORY_UNSPECIFIED ||
+      !common::v1::Category_IsValid(request->category())) {
+    return FinishNow(context, absl::InvalidArgumentError("category: required, a known category"));
+  }
+  absl::StatusOr<Router::Filter> filter = ToFilter(
+      v1::ENTRY_KIND_SESSION, request->channel(), request->category(), request->language());
+  if (!filter.ok()) return FinishNow(context, filter.status());
+  if (filter->language.empty()) {
+    return FinishNow(context, absl::InvalidArgumentError(
+                                  "language: required, a BCP 47 tag such as en or zh-CN"));
+  }
+  const QueueId queue{v1::ENTRY_KIND_SESSION, request->channel(), request->category(),
+                      filter->language};
+  const absl::Time now = clock_->Now();
+  *response->mutable_hours() = schedules_->HoursOf(queue, now);
+  if (request->has_business_time()) {
+    const absl::Duration span = protoutil::FromDuration(request->business_time());
+    if (span < absl::ZeroDuration() || span > absl::Hours(24 * 366)) {
+      return FinishNow(context, absl::InvalidArgumentError(
+                                    "business_time: must be 0 to 366 days"));
+    }
+    const absl::Time from =
+        request->has_from() ? protoutil::FromTimestamp(request->from()) : now;
+    const Governing governing = schedules_->For(queue);
+    const std::optional<absl::Time> ends =
+        governing.schedule == nullptr ? std::optional<absl::Time>(from + span)
+                                      : governing.schedule->AddBusinessTime(from, span);
+    if (ends.has_value()) {
+      protoutil::ToTimestamp(*ends, response->mutable_business_time_ends_at());
+    }
+  }
+  return FinishNow(context, absl::OkStatus());
 }
 
 }  // namespace switchboard::routing

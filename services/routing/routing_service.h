@@ -4,20 +4,22 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/limits/concurrency_limiter.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/open_streams.h"
 #include "services/routing/router.h"
+#include "services/routing/schedule_book.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
 
 namespace switchboard::routing {
 
 // The gRPC adapter of routing: authenticates and authorizes each call,
 // converts messages, runs the logic on the blocking pool (writes and calls to
-// presence and sessions) and maps statuses. Who may call what is stated in
-// routing_service.proto.
+// presence and sessions) and maps statuses. Who may call what is each RPC's
+// (switchboard.auth.v1.access) option in routing_service.proto.
 class RoutingService final : public v1::RoutingService::CallbackService {
  public:
   struct Options {
@@ -31,12 +33,13 @@ class RoutingService final : public v1::RoutingService::CallbackService {
     int max_watch_streams_per_agent = 8;
   };
 
-  // None owned; all must outlive the service.
-  RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
-                 server::BlockingPool* pool, Options options);
-  RoutingService(Router* router, const auth::TokenCodec* tokens, Clock* clock,
-                 server::BlockingPool* pool)
-      : RoutingService(router, tokens, clock, pool, Options()) {}
+  // None owned; all must outlive the service. `schedules` is the book the
+  // router decides opening hours with.
+  RoutingService(Router* router, ScheduleBook* schedules, const auth::TokenVerifier* tokens,
+                 Clock* clock, server::BlockingPool* pool, Options options);
+  RoutingService(Router* router, ScheduleBook* schedules, const auth::TokenVerifier* tokens,
+                 Clock* clock, server::BlockingPool* pool)
+      : RoutingService(router, schedules, tokens, clock, pool, Options()) {}
 
   grpc::ServerUnaryReactor* EnqueueSession(grpc::CallbackServerContext* context,
                                            const v1::EnqueueSessionRequest* request,
@@ -73,6 +76,21 @@ class RoutingService final : public v1::RoutingService::CallbackService {
   grpc::ServerUnaryReactor* UpdateAgentSettings(
       grpc::CallbackServerContext* context, const v1::UpdateAgentSettingsRequest* request,
       v1::UpdateAgentSettingsResponse* response) override;
+  grpc::ServerUnaryReactor* SetSchedule(grpc::CallbackServerContext* context,
+                                        const v1::SetScheduleRequest* request,
+                                        v1::SetScheduleResponse* response) override;
+  grpc::ServerUnaryReactor* GetSchedule(grpc::CallbackServerContext* context,
+                                        const v1::GetScheduleRequest* request,
+                                        v1::GetScheduleResponse* response) override;
+  grpc::ServerUnaryReactor* ListSchedules(grpc::CallbackServerContext* context,
+                                          const v1::ListSchedulesRequest* request,
+                                          v1::ListSchedulesResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteSchedule(grpc::CallbackServerContext* context,
+                                           const v1::DeleteScheduleRequest* request,
+                                           v1::DeleteScheduleResponse* response) override;
+  grpc::ServerUnaryReactor* GetQueueHours(grpc::CallbackServerContext* context,
+                                          const v1::GetQueueHoursRequest* request,
+                                          v1::GetQueueHoursResponse* response) override;
 
   // Ends every open WatchOffers stream with UNAVAILABLE (server draining).
   void EndStreams();
@@ -81,11 +99,12 @@ class RoutingService final : public v1::RoutingService::CallbackService {
   class WatchReactor;
 
   absl::StatusOr<auth::Principal> Authenticate(grpc::CallbackServerContext* context,
-                                               std::initializer_list<auth::Role> allowed,
                                                absl::string_view method);
 
   Router* const router_;
-  const auth::TokenCodec* const tokens_;
+  ScheduleBook* const schedules_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
   const Options options_;

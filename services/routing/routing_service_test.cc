@@ -4,6 +4,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
 #include "services/routing/fake_peers.h"
 #include "services/routing/sqlite_store.h"
 
@@ -25,13 +26,15 @@ class RoutingServiceTest : public ::testing::Test {
                                                   nullptr);
     registry_ = std::make_shared<prometheus::Registry>();
     metrics_ = std::make_unique<RoutingMetrics>(*registry_);
+    schedules_ = std::make_unique<ScheduleBook>(store_.get(), RealClock(), nullptr);
+    EXPECT_TRUE(schedules_->Load().ok());
     router_ = std::make_unique<Router>(store_.get(), &presence_, &sessions_, RealClock(),
-                                       metrics_.get(), RouterOptions());
+                                       metrics_.get(), RouterOptions(), schedules_.get());
     EXPECT_TRUE(router_->Load().ok());
     RoutingService::Options options;
     options.max_watch_streams_per_agent = 2;
-    service_ = std::make_unique<RoutingService>(router_.get(), &tokens_.codec(), RealClock(),
-                                                &pool_, options);
+    service_ = std::make_unique<RoutingService>(router_.get(), schedules_.get(),
+                                                &tokens_.verifier(), RealClock(), &pool_, options);
     server_ = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service_.get()});
     server_->server().OnDrain([this] { service_->EndStreams(); });
     stub_ = v1::RoutingService::NewStub(server_->channel());
@@ -44,6 +47,8 @@ class RoutingServiceTest : public ::testing::Test {
   }
 
   std::string Service() { return tokens_.For(Role::kService, "sessions"); }
+  std::string Feedback() { return tokens_.For(Role::kService, "feedback"); }
+  std::string Supervisor() { return tokens_.For(Role::kSupervisor, "sup-1"); }
   std::string Agent(const std::string& id) { return tokens_.For(Role::kAgent, id); }
 
   static v1::EnqueueSessionRequest Request(const std::string& session) {
@@ -86,7 +91,7 @@ class RoutingServiceTest : public ::testing::Test {
     return stub_->EnqueueSession(ContextWithToken(token).get(), r, &response).error_code();
   }
 
-  testing::TestTokens tokens_;
+  testing::TestTokens tokens_{"routing"};
   server::BlockingPool pool_{4};
   FakePresence presence_;
   FakeSessions sessions_;
@@ -95,6 +100,7 @@ class RoutingServiceTest : public ::testing::Test {
   std::unique_ptr<SqliteRoutingStore> store_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<RoutingMetrics> metrics_;
+  std::unique_ptr<ScheduleBook> schedules_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<RoutingService> service_;
   std::unique_ptr<testing::TestServer> server_;
@@ -105,11 +111,14 @@ class RoutingServiceTest : public ::testing::Test {
 TEST_F(RoutingServiceTest, AuthFailuresAndBadInputs) {
   EXPECT_EQ(Enqueue("", Request("s-1")), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Enqueue("junk", Request("s-1")), grpc::StatusCode::UNAUTHENTICATED);
-  testing::TestTokens other_key;
-  EXPECT_EQ(Enqueue(other_key.For(Role::kService, "x"), Request("s-1")),
+  testing::TestTokens other_key("routing");
+  EXPECT_EQ(Enqueue(other_key.For(Role::kService, "sessions"), Request("s-1")),
             grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Enqueue(Agent("a1"), Request("s-1")), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Enqueue(tokens_.For(Role::kCustomer, "c"), Request("s-1")),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // Only sessions queues sessions; feedback queues complaints only.
+  EXPECT_EQ(Enqueue(tokens_.For(Role::kService, "feedback"), Request("s-1")),
             grpc::StatusCode::PERMISSION_DENIED);
   v1::EnqueueSessionRequest bad = Request("");
   EXPECT_EQ(Enqueue(Service(), bad), grpc::StatusCode::INVALID_ARGUMENT);
@@ -139,7 +148,8 @@ TEST_F(RoutingServiceTest, AuthFailuresAndBadInputs) {
   v1::ListQueueEntriesRequest bad_page;
   bad_page.set_page_token("!!");
   v1::ListQueueEntriesResponse list;
-  EXPECT_EQ(stub_->ListQueueEntries(ContextWithToken(Service()).get(), bad_page, &list)
+  EXPECT_EQ(stub_->ListQueueEntries(ContextWithToken(tokens_.For(Role::kSupervisor, "sup-1")).get(),
+                                    bad_page, &list)
                 .error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   // A customer reading another customer's entry sees NOT_FOUND.
@@ -201,7 +211,7 @@ TEST_F(RoutingServiceTest, WatchOffersAcceptAssignsAndDrainEndsTheStream) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentSupervisorsAndServicesOnly) {
+TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentAndSupervisorsOnly) {
   v1::GetAgentSettingsResponse got;
   ASSERT_TRUE(
       stub_->GetAgentSettings(ContextWithToken(Agent("a1")).get(), {}, &got).ok());
@@ -217,7 +227,7 @@ TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentSupervisorsAndServicesO
   v1::GetAgentSettingsRequest a1;
   a1.set_agent_id("a1");
   for (const std::string& token :
-       {Agent("a1"), tokens_.For(Role::kSupervisor, "sup-1"), Service()}) {
+       {Agent("a1"), tokens_.For(Role::kSupervisor, "sup-1")}) {
     ASSERT_TRUE(stub_->GetAgentSettings(ContextWithToken(token).get(), a1, &got).ok());
     EXPECT_TRUE(got.settings().auto_accept());
     EXPECT_EQ(got.updated_at().seconds(), updated.updated_at().seconds());
@@ -230,7 +240,7 @@ TEST_F(RoutingServiceTest, AgentSettingsAreReadByTheAgentSupervisorsAndServicesO
             grpc::StatusCode::PERMISSION_DENIED);
   v1::GetAgentSettingsRequest bad;
   bad.set_agent_id(std::string(200, 'x'));
-  EXPECT_EQ(stub_->GetAgentSettings(ContextWithToken(Service()).get(), bad, &got).error_code(),
+  EXPECT_EQ(stub_->GetAgentSettings(ContextWithToken(Supervisor()).get(), bad, &got).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
@@ -274,7 +284,7 @@ TEST_F(RoutingServiceTest, DeclineOfferReleasesTheCapacityAndIsIdempotent) {
   v1::GetQueueEntryRequest get;
   get.set_session_id("s-1");
   v1::GetQueueEntryResponse entry;
-  ASSERT_TRUE(stub_->GetQueueEntry(ContextWithToken(Service()).get(), get, &entry).ok());
+  ASSERT_TRUE(stub_->GetQueueEntry(ContextWithToken(Supervisor()).get(), get, &entry).ok());
   EXPECT_EQ(entry.entry().state(), v1::ENTRY_STATE_WAITING);
   context->TryCancel();
 }
@@ -300,15 +310,15 @@ TEST_F(RoutingServiceTest, ComplaintsAreQueuedOfferedToSupervisorsAndCancelled) 
   v1::EnqueueComplaintRequest nameless = complaint;
   nameless.clear_complaint_id();
   grpc::Status refused =
-      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), nameless, &queued);
+      stub_->EnqueueComplaint(ContextWithToken(Feedback()).get(), nameless, &queued);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(refused.error_message().find("complaint_id"), std::string::npos);
   ASSERT_TRUE(
-      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), complaint, &queued).ok());
+      stub_->EnqueueComplaint(ContextWithToken(Feedback()).get(), complaint, &queued).ok());
   EXPECT_EQ(queued.entry().priority(), v1::PRIORITY_HIGH);
   EXPECT_FALSE(queued.replayed());
   ASSERT_TRUE(
-      stub_->EnqueueComplaint(ContextWithToken(Service()).get(), complaint, &queued).ok());
+      stub_->EnqueueComplaint(ContextWithToken(Feedback()).get(), complaint, &queued).ok());
   EXPECT_TRUE(queued.replayed());
 
   ASSERT_TRUE(ReadOffer(reader.get(), &message));
@@ -322,17 +332,17 @@ TEST_F(RoutingServiceTest, ComplaintsAreQueuedOfferedToSupervisorsAndCancelled) 
                 .error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   ASSERT_TRUE(
-      stub_->CancelComplaint(ContextWithToken(Service()).get(), cancel, &cancelled).ok());
+      stub_->CancelComplaint(ContextWithToken(Feedback()).get(), cancel, &cancelled).ok());
   EXPECT_TRUE(cancelled.found());
   ASSERT_TRUE(ReadOffer(reader.get(), &message));
   EXPECT_EQ(message.offer_closed().outcome(), v1::OFFER_OUTCOME_WITHDRAWN);
   ASSERT_TRUE(
-      stub_->CancelComplaint(ContextWithToken(Service()).get(), cancel, &cancelled).ok());
+      stub_->CancelComplaint(ContextWithToken(Feedback()).get(), cancel, &cancelled).ok());
   EXPECT_FALSE(cancelled.found());
   v1::GetQueueEntryRequest get;
   get.set_complaint_id("cmp-1");
   v1::GetQueueEntryResponse entry;
-  EXPECT_EQ(stub_->GetQueueEntry(ContextWithToken(Service()).get(), get, &entry).error_code(),
+  EXPECT_EQ(stub_->GetQueueEntry(ContextWithToken(Supervisor()).get(), get, &entry).error_code(),
             grpc::StatusCode::NOT_FOUND);
   context->TryCancel();
 }
@@ -366,7 +376,8 @@ TEST_F(RoutingServiceTest, AWatcherThatStopsReadingIsEndedInsteadOfBuffered) {
   // The same router behind a server whose streams may lag 3 messages.
   RoutingService::Options options;
   options.max_watch_backlog = 3;
-  RoutingService service(router_.get(), &tokens_.codec(), RealClock(), &pool_, options);
+  RoutingService service(router_.get(), schedules_.get(), &tokens_.verifier(), RealClock(),
+                         &pool_, options);
   testing::TestServer server(std::vector<grpc::Service*>{&service});
   server.server().OnDrain([&service] { service.EndStreams(); });
   // A client with a small flow-control window that never reads: once the
@@ -422,8 +433,178 @@ TEST_F(RoutingServiceTest, ChatEntriesHaveNoFirstResponseDueTime) {
           .ok());
   EXPECT_FALSE(response.entry().has_first_response_due_at());
   v1::GetQueueStatsResponse stats;
-  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Service()).get(), {}, &stats).ok());
+  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Supervisor()).get(), {}, &stats).ok());
   for (const auto& queue : stats.queues()) EXPECT_EQ(queue.sla_breached(), 0);
+}
+
+}  // namespace
+}  // namespace switchboard::routing
+
+namespace switchboard::routing {
+namespace {
+
+// A schedule that is closed now and for good (no hours at all) on PHONE
+// deposit queues, and weekdays 09:00-17:00 in Berlin on EMAIL.
+v1::Schedule ClosedPhone() {
+  v1::Schedule s;
+  s.set_schedule_id("phone-closed");
+  s.set_display_name("Phone: closed");
+  s.set_time_zone("Asia/Shanghai");
+  v1::QueueSelector* selector = s.add_applies_to();
+  selector->set_channel(common::v1::CHANNEL_PHONE);
+  selector->set_category(common::v1::CATEGORY_DEPOSIT);
+  return s;
+}
+
+v1::Schedule BerlinEmail() {
+  v1::Schedule s;
+  s.set_schedule_id("email-berlin");
+  s.set_time_zone("Europe/Berlin");
+  for (v1::DayOfWeek day : {v1::DAY_OF_WEEK_MONDAY, v1::DAY_OF_WEEK_TUESDAY,
+                            v1::DAY_OF_WEEK_WEDNESDAY, v1::DAY_OF_WEEK_THURSDAY,
+                            v1::DAY_OF_WEEK_FRIDAY}) {
+    v1::WeeklyHours* hours = s.add_weekly_hours();
+    hours->set_day(day);
+    hours->set_start_time("09:00");
+    hours->set_end_time("17:00");
+  }
+  s.add_applies_to()->set_channel(common::v1::CHANNEL_EMAIL);
+  return s;
+}
+
+TEST_F(RoutingServiceTest, SupervisorsManageSchedulesThroughTheApi) {
+  const std::string supervisor = tokens_.For(Role::kSupervisor, "sup-1");
+  v1::SetScheduleRequest set;
+  *set.mutable_schedule() = ClosedPhone();
+  set.mutable_schedule()->set_version(42);  // output only: ignored
+  set.set_expected_version(0);
+  v1::SetScheduleResponse stored;
+  // Only supervisors change schedules.
+  EXPECT_EQ(stub_->SetSchedule(ContextWithToken(Agent("a1")).get(), set, &stored).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub_->SetSchedule(ContextWithToken(Service()).get(), set, &stored).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  grpc::Status status = stub_->SetSchedule(ContextWithToken(supervisor).get(), set, &stored);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(stored.schedule().version(), 1);
+  EXPECT_EQ(stored.schedule().updated_by(), "sup-1");
+  // The same request again is stale (it asks to create).
+  status = stub_->SetSchedule(ContextWithToken(supervisor).get(), set, &stored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("expected_version"), std::string::npos);
+
+  v1::SetScheduleRequest bad;
+  *bad.mutable_schedule() = BerlinEmail();
+  bad.mutable_schedule()->mutable_weekly_hours(3)->set_end_time("25:00");
+  status = stub_->SetSchedule(ContextWithToken(supervisor).get(), bad, &stored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("weekly_hours[3].end_time"), std::string::npos);
+  bad.clear_schedule();
+  status = stub_->SetSchedule(ContextWithToken(supervisor).get(), bad, &stored);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("schedule"), std::string::npos);
+
+  v1::SetScheduleRequest email;
+  *email.mutable_schedule() = BerlinEmail();
+  ASSERT_TRUE(stub_->SetSchedule(ContextWithToken(supervisor).get(), email, &stored).ok());
+  EXPECT_EQ(stored.schedule().version(), 2);
+
+  v1::GetScheduleRequest get;
+  get.set_schedule_id("phone-closed");
+  v1::GetScheduleResponse got;
+  ASSERT_TRUE(stub_->GetSchedule(ContextWithToken(Agent("a1")).get(), get, &got).ok());
+  EXPECT_FALSE(got.open());
+  EXPECT_FALSE(got.has_next_transition_at());
+  EXPECT_EQ(got.schedule().display_name(), "Phone: closed");
+  get.set_schedule_id("nope");
+  EXPECT_EQ(stub_->GetSchedule(ContextWithToken(Agent("a1")).get(), get, &got).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  v1::ListSchedulesRequest list;
+  list.set_page_size(1);
+  v1::ListSchedulesResponse page;
+  ASSERT_TRUE(stub_->ListSchedules(ContextWithToken(supervisor).get(), list, &page).ok());
+  ASSERT_EQ(page.schedules_size(), 1);
+  EXPECT_EQ(page.schedules(0).schedule_id(), "email-berlin");
+  list.set_page_token(page.next_page_token());
+  ASSERT_TRUE(stub_->ListSchedules(ContextWithToken(supervisor).get(), list, &page).ok());
+  ASSERT_EQ(page.schedules_size(), 1);
+  EXPECT_EQ(page.schedules(0).schedule_id(), "phone-closed");
+  EXPECT_TRUE(page.next_page_token().empty());
+  list.set_page_token("garbage");
+  EXPECT_EQ(stub_->ListSchedules(ContextWithToken(supervisor).get(), list, &page).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::DeleteScheduleRequest del;
+  del.set_schedule_id("email-berlin");
+  del.set_expected_version(1);
+  v1::DeleteScheduleResponse deleted;
+  EXPECT_EQ(
+      stub_->DeleteSchedule(ContextWithToken(supervisor).get(), del, &deleted).error_code(),
+      grpc::StatusCode::FAILED_PRECONDITION);
+  del.set_expected_version(2);
+  ASSERT_TRUE(stub_->DeleteSchedule(ContextWithToken(supervisor).get(), del, &deleted).ok());
+  EXPECT_TRUE(deleted.found());
+}
+
+TEST_F(RoutingServiceTest, EnqueueAndStatsTellWhetherTheQueueIsOpen) {
+  ASSERT_TRUE(schedules_->Set(ClosedPhone(), std::nullopt, "sup-1").ok());
+  v1::EnqueueSessionRequest callback = Request("s-cb");
+  callback.set_channel(common::v1::CHANNEL_PHONE);
+  callback.set_reason(v1::ENQUEUE_REASON_CALLBACK);
+  v1::EnqueueSessionResponse response;
+  ASSERT_TRUE(stub_->EnqueueSession(ContextWithToken(Service()).get(), callback, &response).ok());
+  EXPECT_FALSE(response.hours().open());
+  EXPECT_EQ(response.hours().schedule_id(), "phone-closed");
+  EXPECT_FALSE(response.hours().has_next_opening_at());
+  ASSERT_TRUE(stub_->EnqueueSession(ContextWithToken(Service()).get(), Request("s-chat"),
+                                    &response)
+                  .ok());
+  EXPECT_TRUE(response.hours().open());
+
+  v1::GetQueueStatsResponse stats;
+  ASSERT_TRUE(stub_->GetQueueStats(ContextWithToken(Supervisor()).get(), {}, &stats).ok());
+  ASSERT_EQ(stats.queues_size(), 2);
+  for (const v1::QueueStats& s : stats.queues()) {
+    EXPECT_EQ(s.hours().open(), s.queue().channel() != common::v1::CHANNEL_PHONE);
+  }
+}
+
+TEST_F(RoutingServiceTest, GetQueueHoursCountsBusinessTime) {
+  ASSERT_TRUE(schedules_->Set(BerlinEmail(), std::nullopt, "sup-1").ok());
+  v1::GetQueueHoursRequest request;
+  request.set_channel(common::v1::CHANNEL_EMAIL);
+  request.set_category(common::v1::CATEGORY_WITHDRAWAL);
+  request.set_language("de-DE");
+  request.mutable_business_time()->set_seconds(2 * 3600);
+  // Friday 2026-03-06 16:00 in Berlin: one hour on Friday, one on Monday.
+  protoutil::ToTimestamp(absl::FromCivil(absl::CivilMinute(2026, 3, 6, 15, 0), absl::UTCTimeZone()),
+                         request.mutable_from());
+  v1::GetQueueHoursResponse response;
+  grpc::Status status = stub_->GetQueueHours(
+      ContextWithToken(tokens_.For(Role::kCustomer, "c")).get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.hours().schedule_id(), "email-berlin");
+  EXPECT_EQ(response.hours().time_zone(), "Europe/Berlin");
+  EXPECT_EQ(protoutil::FromTimestamp(response.business_time_ends_at()),
+            absl::FromCivil(absl::CivilMinute(2026, 3, 9, 9, 0), absl::UTCTimeZone()));
+
+  // A queue without a schedule counts calendar time.
+  request.set_channel(common::v1::CHANNEL_CHAT);
+  ASSERT_TRUE(stub_->GetQueueHours(ContextWithToken(Service()).get(), request, &response).ok());
+  EXPECT_TRUE(response.hours().open());
+  EXPECT_EQ(protoutil::FromTimestamp(response.business_time_ends_at()),
+            absl::FromCivil(absl::CivilMinute(2026, 3, 6, 17, 0), absl::UTCTimeZone()));
+
+  request.clear_language();
+  status = stub_->GetQueueHours(ContextWithToken(Service()).get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("language"), std::string::npos);
+  request.set_language("en");
+  request.mutable_business_time()->set_seconds(-1);
+  status = stub_->GetQueueHours(ContextWithToken(Service()).get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("business_time"), std::string::npos);
 }
 
 }  // namespace

@@ -117,6 +117,28 @@ absl::Status WriteAll(storage::Database& db, const RoutingWrite& write,
                          .Run();
     if (!s.ok()) return s;
   }
+  for (const v1::Schedule& schedule : write.schedules) {
+    auto upsert = db.Prepare(
+        "INSERT OR REPLACE INTO schedules(schedule_id, version, schedule) VALUES (?, ?, ?)");
+    if (!upsert.ok()) return upsert.status();
+    absl::Status s = upsert->Bind(1, schedule.schedule_id())
+                         .Bind(2, schedule.version())
+                         .BindBlob(3, schedule.SerializeAsString())
+                         .Run();
+    if (!s.ok()) return s;
+  }
+  for (const std::string& id : write.deleted_schedules) {
+    auto del = db.Prepare("DELETE FROM schedules WHERE schedule_id = ?");
+    if (!del.ok()) return del.status();
+    if (absl::Status s = del->Bind(1, id).Run(); !s.ok()) return s;
+  }
+  if (write.schedule_version.has_value()) {
+    auto upsert = db.Prepare(
+        "INSERT INTO meta(key, value) VALUES ('schedule_version', ?) ON CONFLICT(key) "
+        "DO UPDATE SET value = max(value, excluded.value)");
+    if (!upsert.ok()) return upsert.status();
+    if (absl::Status s = upsert->Bind(1, *write.schedule_version).Run(); !s.ok()) return s;
+  }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
   }
@@ -166,6 +188,12 @@ const std::vector<std::string>& RoutingMigrations() {
       "  closed_at_micros INTEGER NOT NULL);"
       "CREATE INDEX closed_offers_by_time ON closed_offers(closed_at_micros);"
       "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+      // 4: schedules (hours of operation); the version counter they share
+      // is meta's 'schedule_version'.
+      "CREATE TABLE schedules("
+      "  schedule_id TEXT PRIMARY KEY,"
+      "  version INTEGER NOT NULL,"
+      "  schedule BLOB NOT NULL);",  // serialized switchboard.routing.v1.Schedule
   };
   return *migrations;
 }
@@ -242,6 +270,32 @@ absl::StatusOr<RoutingStore::Contents> SqliteRoutingStore::Load() {
       r.updated_at = FromMicros(settings->ColumnInt(2));
       contents.settings.push_back(std::move(r));
     }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return contents;
+}
+
+absl::StatusOr<RoutingStore::ScheduleContents> SqliteRoutingStore::LoadSchedules() {
+  ScheduleContents contents;
+  absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
+    auto select = db.Prepare("SELECT schedule_id, schedule FROM schedules ORDER BY schedule_id");
+    if (!select.ok()) return select.status();
+    while (true) {
+      absl::StatusOr<bool> row = select->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      v1::Schedule schedule;
+      if (!schedule.ParseFromString(select->ColumnBlob(1))) {
+        return absl::DataLossError("routing.db: unreadable schedule " + select->ColumnText(0));
+      }
+      contents.schedules.push_back(std::move(schedule));
+    }
+    auto version = db.Prepare("SELECT value FROM meta WHERE key = 'schedule_version'");
+    if (!version.ok()) return version.status();
+    absl::StatusOr<bool> row = version->Step();
+    if (!row.ok()) return row.status();
+    if (*row) contents.version = version->ColumnInt(0);
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

@@ -13,7 +13,7 @@ namespace switchboard::routing {
 const std::vector<std::string>& RoutingMigrations();
 
 // RoutingStore on SQLite: entries, settings, owed releases, closed offers
-// (indexed by time for pruning) and the event outbox in one file, every
+// (indexed by time for pruning), schedules and the event outbox in one file, every
 // write through the service's GroupCommitter. Thread-safe.
 class SqliteRoutingStore : public RoutingStore {
  public:
@@ -24,6 +24,7 @@ class SqliteRoutingStore : public RoutingStore {
                      std::function<void()> after_commit);
 
   absl::StatusOr<Contents> Load() override;
+  absl::StatusOr<ScheduleContents> LoadSchedules() override;
   absl::Status Admit() const override { return committer_->Admit(); }
   absl::StatusOr<std::optional<ClosedOfferRecord>> FindClosedOffer(
       const std::string& offer_id) override;

@@ -12,8 +12,8 @@
 namespace switchboard::routing {
 
 // Durable routing state: queue entries (waiting, offered, assigned), agents'
-// settings, releases owed to presence, the holder-id ceiling, and closed
-// offers (for idempotent replies). Implementations: SqliteRoutingStore.
+// settings, releases owed to presence, the holder-id ceiling, closed
+// offers (for idempotent replies) and schedules. Implementations: SqliteRoutingStore.
 class RoutingStore {
  public:
   // Open work only: closed offers stay on disk (FindClosedOffer).
@@ -25,10 +25,20 @@ class RoutingStore {
     int64_t holder_ceiling = 0;
   };
 
+  // Schedules (hours of operation).
+  struct ScheduleContents {
+    std::vector<v1::Schedule> schedules;
+    // The schedule version counter; 0 when no schedule was ever written.
+    int64_t version = 0;
+  };
+
   virtual ~RoutingStore() = default;
 
   // Reads the open work (at start).
   virtual absl::StatusOr<Contents> Load() = 0;
+
+  // Reads the schedules (at start).
+  virtual absl::StatusOr<ScheduleContents> LoadSchedules() = 0;
 
   // The admission check for a write a client asked for: OK, or
   // RESOURCE_EXHAUSTED with a retry-after when the store's backlog is full.

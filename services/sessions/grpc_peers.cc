@@ -44,10 +44,26 @@ GrpcRoutingClient::GrpcRoutingClient(const std::string& address,
       token_(token),
       timeout_(timeout) {}
 
-absl::Status GrpcRoutingClient::Enqueue(const routing::v1::EnqueueSessionRequest& request) {
+absl::StatusOr<routing::v1::EnqueueSessionResponse> GrpcRoutingClient::Enqueue(
+    const routing::v1::EnqueueSessionRequest& request) {
   routing::v1::EnqueueSessionResponse response;
   auto context = client::PeerContext(token_->Get(), timeout_);
-  return FromGrpc(stub_->EnqueueSession(context.get(), request, &response));
+  if (absl::Status s = FromGrpc(stub_->EnqueueSession(context.get(), request, &response));
+      !s.ok()) {
+    return s;
+  }
+  return response;
+}
+
+absl::StatusOr<routing::v1::GetQueueHoursResponse> GrpcRoutingClient::QueueHours(
+    const routing::v1::GetQueueHoursRequest& request) {
+  routing::v1::GetQueueHoursResponse response;
+  auto context = client::PeerContext(token_->Get(), timeout_);
+  if (absl::Status s = FromGrpc(stub_->GetQueueHours(context.get(), request, &response));
+      !s.ok()) {
+    return s;
+  }
+  return response;
 }
 
 absl::Status GrpcRoutingClient::Cancel(const std::string& session_id,

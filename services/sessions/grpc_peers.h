@@ -33,9 +33,12 @@ class GrpcRoutingClient : public RoutingClient {
  public:
   GrpcRoutingClient(const std::string& address, const client::ChannelSecurity& security,
                     client::ServiceToken* token, absl::Duration timeout);
-  absl::Status Enqueue(const routing::v1::EnqueueSessionRequest& request) override;
+  absl::StatusOr<routing::v1::EnqueueSessionResponse> Enqueue(
+      const routing::v1::EnqueueSessionRequest& request) override;
   absl::Status Cancel(const std::string& session_id,
                       routing::v1::CancelReason reason) override;
+  absl::StatusOr<routing::v1::GetQueueHoursResponse> QueueHours(
+      const routing::v1::GetQueueHoursRequest& request) override;
 
  private:
   std::unique_ptr<routing::v1::RoutingService::Stub> stub_;

@@ -96,12 +96,16 @@ RoutingCall PendingRoutingCall(const SessionRecord& record) {
 }
 
 absl::Status Tell(RoutingClient* routing, const std::string& session_id,
-                  const RoutingCall& call) {
+                  const RoutingCall& call, routing::v1::EnqueueSessionResponse* enqueued) {
   if (call.kind == RoutingCall::Kind::kNone) return absl::OkStatus();
   if (routing == nullptr) return absl::UnavailableError("routing not configured");
-  return call.kind == RoutingCall::Kind::kEnqueue ? routing->Enqueue(call.enqueue)
-                                                   : routing->Cancel(session_id,
-                                                                     call.cancel_reason);
+  if (call.kind == RoutingCall::Kind::kCancel) {
+    return routing->Cancel(session_id, call.cancel_reason);
+  }
+  absl::StatusOr<routing::v1::EnqueueSessionResponse> response = routing->Enqueue(call.enqueue);
+  if (!response.ok()) return response.status();
+  if (enqueued != nullptr) *enqueued = *std::move(response);
+  return absl::OkStatus();
 }
 
 }  // namespace switchboard::sessions

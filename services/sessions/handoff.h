@@ -55,8 +55,10 @@ RoutingCall PendingRoutingCall(const SessionRecord& record);
 
 // Makes `call` (blocking; `routing` may be null: UNAVAILABLE). Calls carry
 // the client's own timeout: they are background work, after the change was
-// committed and its RPC answered.
+// committed and its RPC answered. An enqueue's response goes to `enqueued`
+// if given.
 absl::Status Tell(RoutingClient* routing, const std::string& session_id,
-                  const RoutingCall& call);
+                  const RoutingCall& call,
+                  routing::v1::EnqueueSessionResponse* enqueued = nullptr);
 
 }  // namespace switchboard::sessions

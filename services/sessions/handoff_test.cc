@@ -76,13 +76,20 @@ TEST(HandoffTest, EscalationCompletesTheBotsHandoff) {
 
 class RecordingRouting : public RoutingClient {
  public:
-  absl::Status Enqueue(const routing::v1::EnqueueSessionRequest& r) override {
+  absl::StatusOr<routing::v1::EnqueueSessionResponse> Enqueue(
+      const routing::v1::EnqueueSessionRequest& r) override {
     calls.push_back("enqueue " + r.session_id());
-    return absl::OkStatus();
+    routing::v1::EnqueueSessionResponse response;
+    response.mutable_hours()->set_schedule_id("phone-hours");
+    return response;
   }
   absl::Status Cancel(const std::string& id, routing::v1::CancelReason reason) override {
     calls.push_back("cancel " + id + " " + routing::v1::CancelReason_Name(reason));
     return absl::OkStatus();
+  }
+  absl::StatusOr<routing::v1::GetQueueHoursResponse> QueueHours(
+      const routing::v1::GetQueueHoursRequest&) override {
+    return routing::v1::GetQueueHoursResponse();
   }
   std::vector<std::string> calls;
 };
@@ -94,7 +101,10 @@ TEST(HandoffTest, RoutingIsToldWhatTheStateOwes) {
   r.cancel_reason = routing::v1::CANCEL_REASON_RESOLVED;
   RecordingRouting routing;
   r.session.set_state(v1::SESSION_STATE_QUEUED);
-  ASSERT_TRUE(Tell(&routing, "s-1", PendingRoutingCall(r)).ok());
+  routing::v1::EnqueueSessionResponse enqueued;
+  ASSERT_TRUE(Tell(&routing, "s-1", PendingRoutingCall(r), &enqueued).ok());
+  // The enqueue's answer (the queue's hours) comes back to the caller.
+  EXPECT_EQ(enqueued.hours().schedule_id(), "phone-hours");
   r.session.set_state(v1::SESSION_STATE_RESOLVED);
   ASSERT_TRUE(Tell(&routing, "s-1", PendingRoutingCall(r)).ok());
   r.session.set_state(v1::SESSION_STATE_ASSIGNED);  // routing acted already

@@ -5,9 +5,10 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
-#include "libs/auth/token.h"
+#include "libs/auth/service_keys.h"
 #include "libs/client/peer.h"
 #include "libs/config/flags.h"
 #include "libs/events/envelope.h"
@@ -26,7 +27,7 @@ namespace {
 struct Config {
   server::ServerOptions server;
   std::string data_dir = "data";
-  std::string token_key_file;
+  auth::KeyOptions keys;
   events::EventSinkOptions events;
   std::string bot_address = "localhost:7103";
   std::string routing_address = "localhost:7102";
@@ -34,6 +35,7 @@ struct Config {
   absl::Duration bot_deadline = absl::Seconds(2);
   absl::Duration routing_timeout = absl::Seconds(2);
   std::string email_sla_by_category;
+  std::string business_hours_sla_categories;
   SessionsOptions sessions;
   absl::Duration sweep_interval = absl::Seconds(5);
   absl::Duration routing_retry_interval = absl::Seconds(2);
@@ -81,6 +83,23 @@ absl::Status ParseSlaByCategory(absl::string_view text,
   return absl::OkStatus();
 }
 
+// "deposit,withdrawal" -> those categories.
+absl::Status ParseCategories(absl::string_view text, absl::flat_hash_set<int>* out) {
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    common::v1::Category category;
+    const std::string name =
+        absl::StrCat("CATEGORY_", absl::AsciiStrToUpper(absl::StripAsciiWhitespace(item)));
+    if (!common::v1::Category_Parse(name, &category) ||
+        category == common::v1::CATEGORY_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--business_hours_sla_categories: \"", item,
+          "\" is not a category, e.g. deposit,withdrawal"));
+    }
+    out->insert(category);
+  }
+  return absl::OkStatus();
+}
+
 int Run(int argc, char** argv) {
   server::BlockTerminationSignals();
   Config config;
@@ -91,10 +110,8 @@ int Run(int argc, char** argv) {
   config::FlagSet flags("sessions");
   server::AddServerFlags(flags, &config.server);
   flags.Add("data_dir", &config.data_dir,
-            "folder of sessions.db, the events file and the development token key");
-  flags.Add("token_key_file", &config.token_key_file,
-            "HMAC key of access and verification tokens; default DATA_DIR/token.key, "
-            "created if missing");
+            "folder of sessions.db, the events file and the development keys");
+  auth::AddKeyFlags(flags, &config.keys, /*signs_service_tokens=*/true);
   events::AddEventSinkFlags(flags, &config.events);
   flags.Add("bot_address", &config.bot_address,
             "bot service host:port; empty: no bot, chats go straight to a human");
@@ -107,6 +124,10 @@ int Run(int argc, char** argv) {
             "deadline of calls to routing (failed calls are retried)");
   flags.Add("email_sla", &config.sessions.email_sla,
             "first-response target of EMAIL sessions");
+  flags.Add("business_hours_sla_categories", &config.business_hours_sla_categories,
+            "EMAIL categories whose target counts only the open hours of the EMAIL "
+            "queue's schedule (routing), e.g. deposit,withdrawal; routing unreachable: "
+            "the calendar target applies");
   flags.Add("email_sla_by_category", &config.email_sla_by_category,
             "per-category EMAIL targets, e.g. ACCOUNT_SECURITY=4h,DEPOSIT=24h");
   flags.Add("reopen_window", &config.sessions.reopen_window,
@@ -166,6 +187,12 @@ int Run(int argc, char** argv) {
                  std::string(peer_security.status().message()).c_str());
     return 2;
   }
+  if (absl::Status s = ParseCategories(config.business_hours_sla_categories,
+                                       &config.sessions.business_hours_sla_categories);
+      !s.ok()) {
+    std::fprintf(stderr, "sessions: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
   if (absl::Status s = ParseSlaByCategory(config.email_sla_by_category,
                                           &config.sessions.email_sla_by_category);
       !s.ok()) {
@@ -205,10 +232,9 @@ int Run(int argc, char** argv) {
   std::error_code error;
   std::filesystem::create_directories(config.data_dir + "/events", error);
   if (error) return Fail("data_dir", absl::UnavailableError(error.message()));
-  absl::StatusOr<auth::TokenCodec> service_tokens =
-      auth::LoadServiceTokens(config.data_dir, config.token_key_file);
-  if (!service_tokens.ok()) return Fail("token_key", service_tokens.status());
-  const auth::TokenCodec& tokens = *service_tokens;
+  absl::StatusOr<auth::ServiceKeys> keys = auth::LoadServiceKeys(
+      config.keys, "sessions", config.data_dir, /*signs_service_tokens=*/true);
+  if (!keys.ok()) return Fail("keys", keys.status());
 
   const std::string db_path = config.data_dir + "/sessions.db";
   auto db = OpenSessionsDatabase({db_path});
@@ -234,29 +260,30 @@ int Run(int argc, char** argv) {
                            [&relay] { relay.Notify(); });
   SessionsMetrics metrics(*registry);
 
-  client::ServiceToken service_token(&tokens, "sessions");
+  client::ServiceToken bot_token(keys->signer.get(), "sessions", "bot");
+  client::ServiceToken routing_token(keys->signer.get(), "sessions", "routing");
   std::unique_ptr<GrpcBotClient> bot;
   if (!config.bot_address.empty()) {
-    bot = std::make_unique<GrpcBotClient>(config.bot_address, *peer_security, &service_token,
+    bot = std::make_unique<GrpcBotClient>(config.bot_address, *peer_security, &bot_token,
                                           config.bot_deadline);
   }
   std::unique_ptr<GrpcRoutingClient> routing;
   if (!config.routing_address.empty()) {
     routing = std::make_unique<GrpcRoutingClient>(config.routing_address, *peer_security,
-                                                  &service_token, config.routing_timeout);
+                                                  &routing_token, config.routing_timeout);
   }
 
   server::BlockingPool pool(config.server.worker_threads, config.server.max_queued_calls);
   server::BlockingPool bot_pool(config.bot_threads, config.bot_queue);
   Sessions sessions(
-      &store, RealClock(), &metrics, &tokens, bot.get(), routing.get(),
+      &store, RealClock(), &metrics, keys->verifier.get(), bot.get(), routing.get(),
       [&pool](std::function<void()> task) { pool.Run(std::move(task)); },
       [&bot_pool](std::function<void()> task) { return bot_pool.TryRun(std::move(task)); },
       config.sessions);
   if (absl::Status s = sessions.Load(); !s.ok()) return Fail("load", s);
   pool.Run([&sessions] { sessions.ResumeBotTurns(); });
 
-  SessionsService service(&sessions, &tokens, RealClock(), &pool, config.service);
+  SessionsService service(&sessions, keys->verifier.get(), RealClock(), &pool, config.service);
   auto server = server::Server::Start(config.server, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());
   (*server)->OnDrain([&service] { service.EndStreams(); });

@@ -23,9 +23,14 @@ class BotClient {
 class RoutingClient {
  public:
   virtual ~RoutingClient() = default;
-  virtual absl::Status Enqueue(const routing::v1::EnqueueSessionRequest& request) = 0;
+  // EnqueueSession; the response tells whether the queue is open.
+  virtual absl::StatusOr<routing::v1::EnqueueSessionResponse> Enqueue(
+      const routing::v1::EnqueueSessionRequest& request) = 0;
   virtual absl::Status Cancel(const std::string& session_id,
                               routing::v1::CancelReason reason) = 0;
+  // GetQueueHours: a queue's hours, and business time counted on them.
+  virtual absl::StatusOr<routing::v1::GetQueueHoursResponse> QueueHours(
+      const routing::v1::GetQueueHoursRequest& request) = 0;
 };
 
 }  // namespace switchboard::sessions

@@ -288,12 +288,12 @@ absl::StatusOr<NewSession> ValidateCreate(const Caller& caller,
 }
 
 absl::StatusOr<common::v1::VerificationState> CheckVerification(
-    const auth::TokenCodec& tokens, const std::string& token, const std::string& customer_id,
+    const auth::TokenVerifier& tokens, const std::string& token, const std::string& customer_id,
     const std::string& session_id, absl::Time now, auth::VerificationClaims* claims_out) {
   if (token.empty()) {
     return absl::InvalidArgumentError("verification_token: must not be empty");
   }
-  if (token.size() > auth::TokenCodec::kMaxTokenBytes) {
+  if (token.size() > auth::kMaxTokenBytes) {
     return absl::InvalidArgumentError("verification_token: at most 8 KiB");
   }
   absl::StatusOr<auth::VerificationClaims> claims =

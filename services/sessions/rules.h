@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
+#include "libs/auth/verifier.h"
 #include "switchboard/sessions/v1/sessions_service.pb.h"
 
 namespace switchboard::sessions {
@@ -82,7 +83,7 @@ absl::StatusOr<NewSession> ValidateCreate(const Caller& caller,
 // session only. On success `claims`, when given, receives the token's claims
 // (its id is what sessions binds to the session it is used on).
 absl::StatusOr<common::v1::VerificationState> CheckVerification(
-    const auth::TokenCodec& tokens, const std::string& token, const std::string& customer_id,
+    const auth::TokenVerifier& tokens, const std::string& token, const std::string& customer_id,
     const std::string& session_id, absl::Time now,
     auth::VerificationClaims* claims = nullptr);
 

@@ -6,6 +6,7 @@
 #include "gtest/gtest.h"
 #include "libs/auth/verification_token.h"
 #include "libs/protoutil/time.h"
+#include "libs/testing/test_tokens.h"
 
 namespace switchboard::sessions {
 namespace {
@@ -134,7 +135,8 @@ TEST(RulesTest, CallbackWindows) {
 }
 
 TEST(RulesTest, VerificationTokensAreCheckedOffline) {
-  auth::TokenCodec tokens(std::string(32, 'k'));
+  testing::TestTokens keys("sessions");
+  const auth::TokenVerifier& tokens = keys.verifier();
   auth::VerificationClaims claims;
   claims.customer_id = "cust-1";
   claims.method = "totp";
@@ -143,7 +145,7 @@ TEST(RulesTest, VerificationTokensAreCheckedOffline) {
   claims.issued_at = kNow;
   claims.expires_at = kNow + absl::Minutes(5);
   claims.session_id = "s-1";
-  const std::string token = *auth::SignVerificationToken(tokens, claims);
+  const std::string token = *auth::SignVerificationToken(keys.verification_signer(), claims);
   auto state = CheckVerification(tokens, token, "cust-1", "s-1", kNow);
   ASSERT_TRUE(state.ok()) << state.status();
   EXPECT_EQ(state->method(), common::v1::VERIFICATION_METHOD_TOTP);
@@ -160,6 +162,19 @@ TEST(RulesTest, VerificationTokensAreCheckedOffline) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(CheckVerification(tokens, "", "cust-1", "s-1", kNow).status().code(),
             absl::StatusCode::kInvalidArgument);
+  // Only identity's key makes them: not an access token, not a service's key.
+  EXPECT_EQ(CheckVerification(tokens, keys.For(auth::Role::kCustomer, "cust-1"), "cust-1", "s-1",
+                              absl::Now())
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  const auth::TokenSigner bot_key(keys.keys().services.at("bot"),
+                                  std::string(auth::kVerificationIssuer));
+  EXPECT_EQ(CheckVerification(tokens, *auth::SignVerificationToken(bot_key, claims), "cust-1",
+                              "s-1", kNow)
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST(RulesTest, WhoSeesAndWritesWhat) {

@@ -303,6 +303,7 @@ void AddCallbackRequested(const std::string& session_id, const v1::CallbackReque
   if (cb.has_window_start()) *e->mutable_window_start() = cb.window_start();
   *e->mutable_window_end() = cb.window_end();
   e->set_verification_level(level);
+  if (cb.has_scheduled_for()) *e->mutable_scheduled_for() = cb.scheduled_for();
   Append(std::move(out), session_id, now, write);
 }
 
@@ -319,6 +320,18 @@ void AddCategoryChanged(const v1::Session& s, common::v1::Category previous,
   e->set_confidence(confidence);
   e->set_state(s.state());
   e->set_channel(s.channel());
+  Append(std::move(out), s.session_id(), now, write);
+}
+
+void AddChannelChanged(const v1::Session& s, common::v1::Channel previous, absl::Time now,
+                       SessionWrite& write) {
+  events::v1::Event out;
+  events::v1::ChannelChanged* e = out.mutable_channel_changed();
+  e->set_session_id(s.session_id());
+  e->set_previous_channel(previous);
+  e->set_channel(s.channel());
+  e->set_category(s.category());
+  if (s.has_sla()) *e->mutable_first_response_due_at() = s.sla().due_at();
   Append(std::move(out), s.session_id(), now, write);
 }
 

@@ -68,6 +68,10 @@ void AddCallbackRequested(const std::string& session_id, const v1::CallbackReque
 void AddCategoryChanged(const v1::Session& session, common::v1::Category previous,
                         events::v1::CategorySource source, const std::string& intent_id,
                         float confidence, absl::Time now, SessionWrite& write);
+// The session moved from `previous` to its current channel
+// (ContinueByEmail).
+void AddChannelChanged(const v1::Session& session, common::v1::Channel previous,
+                       absl::Time now, SessionWrite& write);
 void AddVerificationAttached(const v1::Session& session,
                              const common::v1::VerificationState& verification,
                              absl::Time now, SessionWrite& write);

@@ -60,7 +60,7 @@ void LeaveAgent(v1::Session& s, absl::Time now) {
 }  // namespace
 
 Sessions::Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
-                   const auth::TokenCodec* tokens, BotClient* bot, RoutingClient* routing,
+                   const auth::TokenVerifier* tokens, BotClient* bot, RoutingClient* routing,
                    Executor background, BoundedExecutor bot_executor,
                    SessionsOptions options)
     : store_(store),
@@ -337,6 +337,83 @@ void Sessions::SetRoutingPending(SessionRecord& record) {
   ++record.routing_version;
 }
 
+Sessions::EmailSla Sessions::EmailSlaFor(common::v1::Category category,
+                                         const std::string& language, absl::Time now) {
+  EmailSla sla;
+  auto target = options_.email_sla_by_category.find(category);
+  sla.target =
+      target != options_.email_sla_by_category.end() ? target->second : options_.email_sla;
+  sla.due = now + sla.target;
+  if (!options_.business_hours_sla_categories.contains(category) || routing_ == nullptr) {
+    return sla;
+  }
+  routing::v1::GetQueueHoursRequest request;
+  request.set_channel(common::v1::CHANNEL_EMAIL);
+  request.set_category(category);
+  request.set_language(language);
+  protoutil::ToDuration(sla.target, request.mutable_business_time());
+  protoutil::ToTimestamp(now, request.mutable_from());
+  absl::StatusOr<routing::v1::GetQueueHoursResponse> hours = routing_->QueueHours(request);
+  if (!hours.ok()) {
+    // The calendar due time is never later than the business-hours one: the
+    // customer is promised no more than the desk can keep.
+    if (metrics_) metrics_->routing_failures->Increment();
+    log::Warning("business_hours_sla_unavailable",
+                 {{"category", common::v1::Category_Name(category)},
+                  {"error", hours.status().ToString()}});
+    return sla;
+  }
+  // No schedule governs the queue (always open), or it never opens again:
+  // the calendar target stands.
+  if (hours->hours().schedule_id().empty() || !hours->has_business_time_ends_at()) return sla;
+  sla.due = protoutil::FromTimestamp(hours->business_time_ends_at());
+  sla.business_hours = true;
+  sla.time_zone = hours->hours().time_zone();
+  return sla;
+}
+
+std::optional<routing::v1::QueueHours> Sessions::ClosedPhoneHours(
+    common::v1::Category category, const std::string& language) {
+  if (routing_ == nullptr) return std::nullopt;
+  routing::v1::GetQueueHoursRequest request;
+  request.set_channel(common::v1::CHANNEL_PHONE);
+  request.set_category(category);
+  request.set_language(language);
+  absl::StatusOr<routing::v1::GetQueueHoursResponse> hours = routing_->QueueHours(request);
+  if (!hours.ok()) {
+    if (metrics_) metrics_->routing_failures->Increment();
+    log::Warning("callback_hours_unavailable",
+                 {{"category", common::v1::Category_Name(category)},
+                  {"error", hours.status().ToString()}});
+    return std::nullopt;
+  }
+  if (hours->hours().open() || !hours->hours().has_next_opening_at()) return std::nullopt;
+  return hours->hours();
+}
+
+void Sessions::SetEmailSla(v1::Session& session, const EmailSla& sla) {
+  v1::ResponseSla* target = session.mutable_sla();
+  protoutil::ToDuration(sla.target, target->mutable_target());
+  protoutil::ToTimestamp(sla.due, target->mutable_due_at());
+  target->set_business_hours(sla.business_hours);
+}
+
+std::string Sessions::Acknowledgement(const v1::Session& session, const EmailSla& sla) {
+  return sla.business_hours ? EmailAcknowledgementBy(session.language(), sla.target, sla.due,
+                                                     sla.time_zone)
+                            : EmailAcknowledgement(session.language(), sla.target);
+}
+
+void Sessions::BookCallback(SessionRecord& phone, const routing::v1::QueueHours& hours,
+                            SessionRecord& notify, absl::Time now, SessionWrite& write) {
+  *phone.session.mutable_callback()->mutable_scheduled_for() = hours.next_opening_at();
+  AddMessage(notify,
+             SystemMessage(CallbackBooked(notify.session.language(),
+                                          protoutil::FromTimestamp(hours.next_opening_at()),
+                                          hours.time_zone())),
+             now, write);
+}
+
 void Sessions::QueueFor(SessionRecord& record, routing::v1::EnqueueReason reason) {
   record.enqueue = EnqueueRequest(record.session, reason);
   SetRoutingPending(record);
@@ -452,6 +529,16 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
     verification = *v;
   }
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  // Routing is asked before deciding, without the lock: the due time of an
+  // EMAIL in business hours, the phone desk's hours for a callback.
+  std::optional<EmailSla> email_sla;
+  if (fields.channel == common::v1::CHANNEL_EMAIL) {
+    email_sla = EmailSlaFor(fields.category, fields.language, now);
+  }
+  std::optional<routing::v1::QueueHours> phone_closed;
+  if (fields.channel == common::v1::CHANNEL_PHONE) {
+    phone_closed = ClosedPhoneHours(fields.category, fields.language);
+  }
 
   const bool keyed = !request.request_id().empty();
   const std::string request_key = absl::StrCat(customer_id, "\n", request.request_id());
@@ -522,17 +609,14 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
                                window + absl::Minutes(1) - now);
     }
     session_id = absl::StrCat("s-", events::RandomUuid());
-    absl::Duration reply_target = absl::ZeroDuration();
-    if (fields.channel == common::v1::CHANNEL_EMAIL) {
-      auto override_it = options_.email_sla_by_category.find(fields.category);
-      reply_target = override_it != options_.email_sla_by_category.end() ? override_it->second
-                                                                         : options_.email_sla;
-    }
+    const absl::Duration reply_target =
+        email_sla.has_value() ? email_sla->target : absl::ZeroDuration();
     Live& live = sessions_[session_id];
     live.record = NewSessionRecord(session_id, absl::StrCat("cb-", events::RandomUuid()), fields,
                                    request, verification, reply_target, now);
     SessionRecord& r = live.record;
     v1::Session& s = r.session;
+    if (email_sla.has_value()) SetEmailSla(s, *email_sla);
     const bool has_bot = StartsWithBot(fields.channel);
     SessionWrite write;
     WriteKeys keys;
@@ -566,11 +650,11 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
       bot_turn = has_bot;
       if (bot_turn) r.bot_turn_sequence = stored.sequence();
     }
-    if (fields.channel == common::v1::CHANNEL_EMAIL) {
+    if (email_sla.has_value()) {
       // The customer learns at once when to expect a human's reply.
-      AddMessage(r, SystemMessage(EmailAcknowledgement(s.language(), reply_target)), now,
-                 write);
+      AddMessage(r, SystemMessage(Acknowledgement(s, *email_sla)), now, write);
     }
+    if (phone_closed.has_value()) BookCallback(r, *phone_closed, r, now, write);
     created.session = ViewFor(s, caller, now);
     BindToken(binding, verification_claims, session_id, now, write, keys);
     write.sessions.push_back(r);
@@ -1646,6 +1730,92 @@ absl::StatusOr<v1::Session> Sessions::Reopen(const Caller& caller,
   return view;
 }
 
+absl::StatusOr<v1::Session> Sessions::ContinueByEmail(const Caller& caller,
+                                                      const std::string& session_id) {
+  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  // The EMAIL due time may need routing: asked first, without the lock, for
+  // the session's category and language as they are now.
+  std::optional<EmailSla> sla;
+  {
+    std::optional<std::pair<common::v1::Category, std::string>> queue;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = sessions_.find(session_id);
+      if (it != sessions_.end()) {
+        queue.emplace(it->second.record.session.category(), it->second.record.session.language());
+      }
+    }
+    if (queue.has_value()) sla = EmailSlaFor(queue->first, queue->second, clock_->Now());
+  }
+  std::shared_ptr<Pending> pending;
+  v1::Session view;
+  bool switched = false;
+  bool in_memory = true;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    in_memory = *live != nullptr;
+  }
+  if (!in_memory) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+    if (!record.ok()) return record.status();
+    return WrongState(record->session, "only a waiting chat can continue by email");
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    if (*live == nullptr) {
+      return absl::FailedPreconditionError(
+          "session_id: the session closed meanwhile; only a waiting chat can continue by email");
+    }
+    SessionRecord& r = (*live)->record;
+    const absl::Time now = clock_->Now();
+    if (r.session.channel() == common::v1::CHANNEL_EMAIL &&
+        r.session.continued_from() == common::v1::CHANNEL_CHAT) {
+      // A retry: answered once the switch is durable.
+      view = ViewFor(r.session, caller, now);
+      pending = (*live)->last_write;
+    } else {
+      if (r.session.state() != v1::SESSION_STATE_QUEUED ||
+          r.session.channel() != common::v1::CHANNEL_CHAT) {
+        return WrongState(r.session, "only a waiting chat can continue by email");
+      }
+      if (caller.role != auth::Role::kCustomer) {
+        return absl::PermissionDeniedError(
+            "ContinueByEmail: only the session's customer may switch it to email");
+      }
+      if (absl::Status s = AdmitWrite(); !s.ok()) return s;
+      // The category may have changed since routing was asked: then the
+      // calendar target of the new category applies.
+      if (!sla.has_value() || !options_.business_hours_sla_categories.contains(
+                                  r.session.category())) {
+        auto target = options_.email_sla_by_category.find(r.session.category());
+        sla = EmailSla{target != options_.email_sla_by_category.end() ? target->second
+                                                                      : options_.email_sla,
+                       absl::InfinitePast(), false, ""};
+        sla->due = now + sla->target;
+      }
+      SessionWrite write;
+      r.session.set_channel(common::v1::CHANNEL_EMAIL);
+      r.session.set_continued_from(common::v1::CHANNEL_CHAT);
+      SetEmailSla(r.session, *sla);
+      AddMessage(r, SystemMessage(Acknowledgement(r.session, *sla)), now, write);
+      AddChannelChanged(r.session, common::v1::CHANNEL_CHAT, now, write);
+      // Routing moves the waiting entry to the EMAIL queue.
+      QueueFor(r, routing::v1::ENQUEUE_REASON_ESCALATED);
+      write.sessions.push_back(r);
+      view = ViewFor(r.session, caller, now);
+      pending = Commit(std::move(write));
+      switched = true;
+    }
+  }
+  if (absl::Status s = switched ? Wait(pending) : AwaitDurable(pending); !s.ok()) return s;
+  if (switched) ScheduleRouting(session_id);
+  return view;
+}
+
 absl::StatusOr<v1::Session> Sessions::Close(const Caller& caller,
                                             const std::string& session_id,
                                             v1::CloseReason requested) {
@@ -1709,6 +1879,20 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
   std::string phone_id;
   bool in_memory = true;
   bool decided = false;
+  // The phone desk's hours, asked before deciding and without the lock, for
+  // the origin's category and language as they are now.
+  std::optional<routing::v1::QueueHours> phone_closed;
+  {
+    std::optional<std::pair<common::v1::Category, std::string>> queue;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = sessions_.find(session_id);
+      if (it != sessions_.end()) {
+        queue.emplace(it->second.record.session.category(), it->second.record.session.language());
+      }
+    }
+    if (queue.has_value()) phone_closed = ClosedPhoneHours(queue->first, queue->second);
+  }
   while (true) {
     absl::StatusOr<TokenBindingRead> binding =
         ReadTokenBinding(details.verification_token(), now);
@@ -1764,6 +1948,7 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
                    now, write)
             .IgnoreError();  // a new session may enter any state
         QueueFor(phone, routing::v1::ENQUEUE_REASON_CALLBACK);
+        if (phone_closed.has_value()) BookCallback(phone, *phone_closed, origin, now, write);
         AddSessionCreated(p, now, write);
 
         origin.pending_callback_id = cb->callback_id();
@@ -1826,7 +2011,8 @@ void Sessions::SyncRouting(const std::string& session_id) {
       routing_in_flight_.insert(session_id);
     }
     fault::Point("sessions.routing.before_call");
-    if (absl::Status status = Tell(routing_, session_id, call); !status.ok()) {
+    routing::v1::EnqueueSessionResponse enqueued;
+    if (absl::Status status = Tell(routing_, session_id, call, &enqueued); !status.ok()) {
       if (metrics_) metrics_->routing_failures->Increment();
       log::Warning("routing_call_failed",
                    {{"session_id", session_id},
@@ -1848,6 +2034,27 @@ void Sessions::SyncRouting(const std::string& session_id) {
       r.routing_pending = false;
       if (!CheckWritable().ok()) return;
       SessionWrite write;
+      // A chat escalated while the desk is closed: the customer learns when
+      // it opens and may continue by email instead (ContinueByEmail). Only
+      // on the first enqueue of this wait (a replay was told already).
+      if (call.kind == RoutingCall::Kind::kEnqueue && !enqueued.replayed() &&
+          enqueued.has_hours() && !enqueued.hours().open() &&
+          r.session.channel() == common::v1::CHANNEL_CHAT &&
+          r.session.state() == v1::SESSION_STATE_QUEUED) {
+        const routing::v1::QueueHours& hours = enqueued.hours();
+        auto target = options_.email_sla_by_category.find(r.session.category());
+        AddMessage(r,
+                   SystemMessage(DeskClosedNotice(
+                       r.session.language(),
+                       hours.has_next_opening_at()
+                           ? protoutil::FromTimestamp(hours.next_opening_at())
+                           : absl::InfiniteFuture(),
+                       hours.time_zone(),
+                       target != options_.email_sla_by_category.end() ? target->second
+                                                                      : options_.email_sla,
+                       options_.business_hours_sla_categories.contains(r.session.category()))),
+                   clock_->Now(), write);
+      }
       write.sessions.push_back(r);
       // Losing this write would only repeat an idempotent call; a CLOSED
       // session waits for it before it leaves memory.

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "services/sessions/bot_turn.h"
 #include "services/sessions/closed_cache.h"
@@ -34,6 +35,12 @@ struct SessionsOptions {
   // First-response SLA of EMAIL sessions, unless their category has its own.
   absl::Duration email_sla = absl::Hours(48);
   absl::flat_hash_map<int, absl::Duration> email_sla_by_category;
+  // EMAIL categories whose target counts only the open hours of the EMAIL
+  // queue's schedule (routing's hours of operation). Their due time comes
+  // from routing (GetQueueHours) when the session is created; if routing
+  // cannot answer, the calendar due time applies (never later than the
+  // business-hours one).
+  absl::flat_hash_set<int> business_hours_sla_categories;
   // How long after resolution ReopenSession is accepted.
   absl::Duration reopen_window = absl::Hours(72);
   // BOT and ASSIGNED sessions without a message this long are closed.
@@ -130,7 +137,7 @@ class Sessions {
   // `bot` and `routing` may be null (not configured): then every bot turn
   // escalates, and routing calls stay pending. Nothing owned.
   Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
-           const auth::TokenCodec* tokens, BotClient* bot, RoutingClient* routing,
+           const auth::TokenVerifier* tokens, BotClient* bot, RoutingClient* routing,
            Executor background, BoundedExecutor bot_executor, SessionsOptions options);
 
   // Reads the open work from the store. Call once, before anything else.
@@ -244,6 +251,10 @@ class Sessions {
                                            const v1::CallbackDetails& details,
                                            const std::string& request_id);
 
+  // QUEUED CHAT -> EMAIL (see ContinueByEmail in sessions_service.proto).
+  absl::StatusOr<v1::Session> ContinueByEmail(const Caller& caller,
+                                              const std::string& session_id);
+
   // Background work, public so that tests and the service's loops drive it.
   //
   // Runs again the bot turns a previous run left unfinished (call once
@@ -319,6 +330,32 @@ class Sessions {
   static constexpr size_t kSettleBuckets = 4096;
 
   absl::Status CheckWritable() const;
+  // The EMAIL first-response target of `category`, and its due time for a
+  // session created (or switched to EMAIL) at `now`: in business hours for
+  // the configured categories (asks routing: blocking, call without the
+  // lock), else, or when routing cannot answer, `now` + target.
+  struct EmailSla {
+    absl::Duration target;
+    absl::Time due;
+    bool business_hours = false;
+    std::string time_zone;
+  };
+  EmailSla EmailSlaFor(common::v1::Category category, const std::string& language,
+                       absl::Time now);
+  // The PHONE queue's hours for `category` and `language` if it is closed
+  // now and opens again; nullopt when open, never opening, or routing cannot
+  // answer (the callback is then queued as usual). Blocking, without the
+  // lock.
+  std::optional<routing::v1::QueueHours> ClosedPhoneHours(common::v1::Category category,
+                                                          const std::string& language);
+  // Writes the EMAIL SLA into the session (before it is queued: routing is
+  // told the due time), and the acknowledgement stating it.
+  static void SetEmailSla(v1::Session& session, const EmailSla& sla);
+  static std::string Acknowledgement(const v1::Session& session, const EmailSla& sla);
+  // Books the callback of a PHONE session for the desk's next opening, and
+  // tells the customer in `notify` (the session the customer asked from).
+  void BookCallback(SessionRecord& phone, const routing::v1::QueueHours& hours,
+                    SessionRecord& notify, absl::Time now, SessionWrite& write);
   // Under the lock, right before deciding a client's write: refused when
   // storage failed (memory may be ahead of the disk) or when the writer's
   // backlog is full (RESOURCE_EXHAUSTED, nothing decided).
@@ -405,7 +442,8 @@ class Sessions {
   SessionStore* const store_;
   Clock* const clock_;
   SessionsMetrics* const metrics_;
-  const auth::TokenCodec* const tokens_;
+  // Checks verification tokens (identity's public keys).
+  const auth::TokenVerifier* const tokens_;
   BotClient* const bot_;
   RoutingClient* const routing_;
   const Executor background_;

@@ -301,10 +301,11 @@ class SessionsService::StreamReactor
   int tasks_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-SessionsService::SessionsService(Sessions* sessions, const auth::TokenCodec* tokens,
+SessionsService::SessionsService(Sessions* sessions, const auth::TokenVerifier* tokens,
                                  Clock* clock, server::BlockingPool* pool, Options options)
     : sessions_(sessions),
       tokens_(tokens),
+      policy_(auth::ServicePolicy::Of(v1::SessionsService::service_full_name())),
       clock_(clock),
       pool_(pool),
       options_(options),
@@ -334,10 +335,9 @@ absl::Status SessionsService::SpendRead(const Caller& caller) {
 }
 
 absl::StatusOr<Caller> SessionsService::Authenticate(grpc::CallbackServerContext* context,
-                                                     std::initializer_list<Role> allowed,
                                                      absl::string_view method) {
   absl::StatusOr<auth::Principal> principal =
-      auth::AuthenticateAndAuthorize(*context, *tokens_, clock_->Now(), allowed, method);
+      auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
   if (!principal.ok()) return principal.status();
   return Caller{principal->subject, principal->role};
 }
@@ -345,8 +345,7 @@ absl::StatusOr<Caller> SessionsService::Authenticate(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* SessionsService::CreateSession(
     grpc::CallbackServerContext* context, const v1::CreateSessionRequest* request,
     v1::CreateSessionResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kService, Role::kSupervisor}, "CreateSession");
+  absl::StatusOr<Caller> caller = Authenticate(context, "CreateSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<Sessions::Created> created = sessions_->Create(caller, *request);
@@ -361,9 +360,7 @@ grpc::ServerUnaryReactor* SessionsService::CreateSession(
 grpc::ServerUnaryReactor* SessionsService::GetSession(grpc::CallbackServerContext* context,
                                                       const v1::GetSessionRequest* request,
                                                       v1::GetSessionResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
-      "GetSession");
+  absl::StatusOr<Caller> caller = Authenticate(context, "GetSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
   // In memory: answered on the callback thread. Else read on the pool.
   if (std::optional<absl::StatusOr<v1::Session>> session =
@@ -382,9 +379,7 @@ grpc::ServerUnaryReactor* SessionsService::GetSession(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* SessionsService::ListSessions(
     grpc::CallbackServerContext* context, const v1::ListSessionsRequest* request,
     v1::ListSessionsResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
-      "ListSessions");
+  absl::StatusOr<Caller> caller = Authenticate(context, "ListSessions");
   if (!caller.ok()) return FinishNow(context, caller.status());
   if (absl::Status s = SpendRead(*caller); !s.ok()) return FinishNow(context, s);
   Sessions::ListFilter filter;
@@ -414,8 +409,7 @@ grpc::ServerUnaryReactor* SessionsService::ListSessions(
 grpc::ServerUnaryReactor* SessionsService::SendMessage(grpc::CallbackServerContext* context,
                                                        const v1::SendMessageRequest* request,
                                                        v1::SendMessageResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor}, "SendMessage");
+  absl::StatusOr<Caller> caller = Authenticate(context, "SendMessage");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<Sessions::Sent> sent = sessions_->SendMessage(
@@ -431,9 +425,7 @@ grpc::ServerUnaryReactor* SessionsService::SendMessage(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* SessionsService::ListMessages(
     grpc::CallbackServerContext* context, const v1::ListMessagesRequest* request,
     v1::ListMessagesResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
-      "ListMessages");
+  absl::StatusOr<Caller> caller = Authenticate(context, "ListMessages");
   if (!caller.ok()) return FinishNow(context, caller.status());
   if (absl::Status s = SpendRead(*caller); !s.ok()) return FinishNow(context, s);
   return Run(context, *caller, [this, caller = *caller, request, response] {
@@ -451,9 +443,7 @@ grpc::ServerUnaryReactor* SessionsService::ListMessages(
 grpc::ServerWriteReactor<v1::StreamSessionEventsResponse>*
 SessionsService::StreamSessionEvents(grpc::CallbackServerContext* context,
                                      const v1::StreamSessionEventsRequest* request) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
-      "StreamSessionEvents");
+  absl::StatusOr<Caller> caller = Authenticate(context, "StreamSessionEvents");
   auto* reactor = new StreamReactor(this, caller.ok() ? *caller : Caller{},
                                     request->session_id(), request->after_sequence());
   if (!caller.ok()) {
@@ -482,7 +472,7 @@ grpc::ServerUnaryReactor* SessionsService::UpdateTyping(grpc::CallbackServerCont
                                                         const v1::UpdateTypingRequest* request,
                                                         v1::UpdateTypingResponse* response) {
   absl::StatusOr<Caller> caller =
-      Authenticate(context, {Role::kCustomer, Role::kAgent}, "UpdateTyping");
+      Authenticate(context, "UpdateTyping");
   if (!caller.ok()) return FinishNow(context, caller.status());
   // Never stored: answered on the callback thread while the session is in
   // memory (open sessions are); a CLOSED one is read on the pool.
@@ -504,7 +494,7 @@ grpc::ServerUnaryReactor* SessionsService::AttachVerification(
     grpc::CallbackServerContext* context, const v1::AttachVerificationRequest* request,
     v1::AttachVerificationResponse* response) {
   absl::StatusOr<Caller> caller =
-      Authenticate(context, {Role::kCustomer, Role::kService}, "AttachVerification");
+      Authenticate(context, "AttachVerification");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<Sessions::Verified> verified = sessions_->AttachVerification(
@@ -520,7 +510,7 @@ grpc::ServerUnaryReactor* SessionsService::EscalateSession(
     grpc::CallbackServerContext* context, const v1::EscalateSessionRequest* request,
     v1::EscalateSessionResponse* response) {
   absl::StatusOr<Caller> caller =
-      Authenticate(context, {Role::kCustomer, Role::kService}, "EscalateSession");
+      Authenticate(context, "EscalateSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session = sessions_->Escalate(caller, request->session_id());
@@ -533,7 +523,7 @@ grpc::ServerUnaryReactor* SessionsService::EscalateSession(
 grpc::ServerUnaryReactor* SessionsService::RecordOffer(grpc::CallbackServerContext* context,
                                                        const v1::RecordOfferRequest* request,
                                                        v1::RecordOfferResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kService}, "RecordOffer");
+  absl::StatusOr<Caller> caller = Authenticate(context, "RecordOffer");
   if (!caller.ok()) return FinishNow(context, caller.status());
   if (!request->has_expires_at()) {
     return FinishNow(context, absl::InvalidArgumentError("expires_at: required"));
@@ -548,7 +538,7 @@ grpc::ServerUnaryReactor* SessionsService::RecordOffer(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* SessionsService::AssignAgent(grpc::CallbackServerContext* context,
                                                        const v1::AssignAgentRequest* request,
                                                        v1::AssignAgentResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kService}, "AssignAgent");
+  absl::StatusOr<Caller> caller = Authenticate(context, "AssignAgent");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session =
@@ -564,7 +554,7 @@ grpc::ServerUnaryReactor* SessionsService::TransferSession(
     grpc::CallbackServerContext* context, const v1::TransferSessionRequest* request,
     v1::TransferSessionResponse* response) {
   absl::StatusOr<Caller> caller =
-      Authenticate(context, {Role::kAgent, Role::kSupervisor}, "TransferSession");
+      Authenticate(context, "TransferSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session = sessions_->Transfer(caller, *request);
@@ -577,7 +567,7 @@ grpc::ServerUnaryReactor* SessionsService::TransferSession(
 grpc::ServerUnaryReactor* SessionsService::RequeueSession(
     grpc::CallbackServerContext* context, const v1::RequeueSessionRequest* request,
     v1::RequeueSessionResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kService}, "RequeueSession");
+  absl::StatusOr<Caller> caller = Authenticate(context, "RequeueSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session =
@@ -591,8 +581,7 @@ grpc::ServerUnaryReactor* SessionsService::RequeueSession(
 grpc::ServerUnaryReactor* SessionsService::ResolveSession(
     grpc::CallbackServerContext* context, const v1::ResolveSessionRequest* request,
     v1::ResolveSessionResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kAgent, Role::kSupervisor, Role::kCustomer}, "ResolveSession");
+  absl::StatusOr<Caller> caller = Authenticate(context, "ResolveSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session =
@@ -607,8 +596,7 @@ grpc::ServerUnaryReactor* SessionsService::ResolveSession(
 grpc::ServerUnaryReactor* SessionsService::ReopenSession(
     grpc::CallbackServerContext* context, const v1::ReopenSessionRequest* request,
     v1::ReopenSessionResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor}, "ReopenSession");
+  absl::StatusOr<Caller> caller = Authenticate(context, "ReopenSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session = sessions_->Reopen(
@@ -622,9 +610,7 @@ grpc::ServerUnaryReactor* SessionsService::ReopenSession(
 grpc::ServerUnaryReactor* SessionsService::CloseSession(grpc::CallbackServerContext* context,
                                                         const v1::CloseSessionRequest* request,
                                                         v1::CloseSessionResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(
-      context, {Role::kCustomer, Role::kAgent, Role::kSupervisor, Role::kService},
-      "CloseSession");
+  absl::StatusOr<Caller> caller = Authenticate(context, "CloseSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
   return Run(context, *caller, [this, caller = *caller, request, response] {
     absl::StatusOr<v1::Session> session =
@@ -638,7 +624,7 @@ grpc::ServerUnaryReactor* SessionsService::CloseSession(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* SessionsService::RequestCallback(
     grpc::CallbackServerContext* context, const v1::RequestCallbackRequest* request,
     v1::RequestCallbackResponse* response) {
-  absl::StatusOr<Caller> caller = Authenticate(context, {Role::kCustomer}, "RequestCallback");
+  absl::StatusOr<Caller> caller = Authenticate(context, "RequestCallback");
   if (!caller.ok()) return FinishNow(context, caller.status());
   if (!request->has_callback()) {
     return FinishNow(context, absl::InvalidArgumentError("callback: required"));
@@ -649,6 +635,19 @@ grpc::ServerUnaryReactor* SessionsService::RequestCallback(
     if (!callback.ok()) return callback.status();
     *response->mutable_callback() = std::move(callback->callback);
     *response->mutable_phone_session() = std::move(callback->phone_session);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* SessionsService::ContinueByEmail(
+    grpc::CallbackServerContext* context, const v1::ContinueByEmailRequest* request,
+    v1::ContinueByEmailResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, "ContinueByEmail");
+  if (!caller.ok()) return FinishNow(context, caller.status());
+  return Run(context, *caller, [this, caller = *caller, request, response] {
+    absl::StatusOr<v1::Session> session = sessions_->ContinueByEmail(caller, request->session_id());
+    if (!session.ok()) return session.status();
+    *response->mutable_session() = *std::move(session);
     return absl::OkStatus();
   });
 }

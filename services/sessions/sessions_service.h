@@ -4,7 +4,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/limits/concurrency_limiter.h"
 #include "libs/limits/rate_limiter.h"
@@ -15,8 +16,9 @@
 
 namespace switchboard::sessions {
 
-// The gRPC adapter of sessions: authenticates each call, checks the caller's
-// role against the proto's "Callers", converts messages, runs the logic on
+// The gRPC adapter of sessions: authenticates each call, checks the caller
+// against the RPC's (switchboard.auth.v1.access) option in
+// sessions_service.proto, converts messages, runs the logic on
 // the blocking pool and maps statuses. Per-session access (a customer's own
 // sessions, an agent's assigned or offered ones) is the logic's.
 //
@@ -67,9 +69,9 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   };
 
   // None owned; all must outlive the service.
-  SessionsService(Sessions* sessions, const auth::TokenCodec* tokens, Clock* clock,
+  SessionsService(Sessions* sessions, const auth::TokenVerifier* tokens, Clock* clock,
                   server::BlockingPool* pool, Options options);
-  SessionsService(Sessions* sessions, const auth::TokenCodec* tokens, Clock* clock,
+  SessionsService(Sessions* sessions, const auth::TokenVerifier* tokens, Clock* clock,
                   server::BlockingPool* pool)
       : SessionsService(sessions, tokens, clock, pool, Options()) {}
 
@@ -124,6 +126,9 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   grpc::ServerUnaryReactor* RequestCallback(grpc::CallbackServerContext* context,
                                             const v1::RequestCallbackRequest* request,
                                             v1::RequestCallbackResponse* response) override;
+  grpc::ServerUnaryReactor* ContinueByEmail(grpc::CallbackServerContext* context,
+                                            const v1::ContinueByEmailRequest* request,
+                                            v1::ContinueByEmailResponse* response) override;
 
   // Ends every open stream with UNAVAILABLE (server draining).
   void EndStreams();
@@ -132,7 +137,6 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   class StreamReactor;
 
   absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* context,
-                                      std::initializer_list<auth::Role> allowed,
                                       absl::string_view method);
   // RunUnary under the caller's cap of calls in flight.
   template <typename Work>
@@ -142,7 +146,8 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   absl::Status SpendRead(const Caller& caller);
 
   Sessions* const sessions_;
-  const auth::TokenCodec* const tokens_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
   const Options options_;

@@ -13,6 +13,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
 #include "services/sessions/grpc_peers.h"
 #include "services/sessions/sqlite_store.h"
 #include "switchboard/bot/v1/bot_service.grpc.pb.h"
@@ -89,7 +90,7 @@ class FakeRoutingService : public routing::v1::RoutingService::CallbackService {
       return reactor;
     }
     enqueued_.push_back(*request);
-    authorized_ = authorized_ && context->client_metadata().count("authorization") == 1;
+    authorized_ = authorized_ && FromSessions(*context);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -105,6 +106,11 @@ class FakeRoutingService : public routing::v1::RoutingService::CallbackService {
   void set_down(bool down) {
     absl::MutexLock lock(&mu_);
     down_ = down;
+  }
+  // Checks calls' tokens as routing does (aud routing), from now on.
+  void set_verifier(std::unique_ptr<auth::TokenVerifier> verifier) {
+    absl::MutexLock lock(&mu_);
+    verifier_ = std::move(verifier);
   }
   // Waits up to 5 s for an enqueue of `session_id`.
   std::optional<routing::v1::EnqueueSessionRequest> WaitForEnqueue(const std::string& session_id) {
@@ -148,7 +154,16 @@ class FakeRoutingService : public routing::v1::RoutingService::CallbackService {
  private:
   absl::Mutex mu_;
   bool down_ = false;
+  // Whether the call carries a service token of sessions' for routing.
+  bool FromSessions(const grpc::ServerContextBase& context) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (verifier_ == nullptr) return false;
+    absl::StatusOr<auth::Principal> caller =
+        auth::AuthenticateCall(context, *verifier_, absl::Now());
+    return caller.ok() && caller->role == Role::kService && caller->subject == "sessions";
+  }
+
   bool authorized_ = true;
+  std::unique_ptr<auth::TokenVerifier> verifier_ ABSL_GUARDED_BY(mu_);
   std::vector<routing::v1::EnqueueSessionRequest> enqueued_;
   std::vector<routing::v1::CancelSessionRequest> cancelled_;
 };
@@ -200,20 +215,24 @@ struct Env {
                                                  "switchboard.sessions.v1", nullptr);
     registry = std::make_shared<prometheus::Registry>();
     metrics = std::make_unique<SessionsMetrics>(*registry);
-    service_token = std::make_unique<client::ServiceToken>(&tokens.codec(), "sessions");
+    bot_token = std::make_unique<client::ServiceToken>(&tokens.service_signer("sessions"),
+                                                       "sessions", "bot");
+    routing_token = std::make_unique<client::ServiceToken>(&tokens.service_signer("sessions"),
+                                                           "sessions", "routing");
+    routing.set_verifier(tokens.VerifierFor("routing"));
     bot_client = std::make_unique<GrpcBotClient>(absl::StrCat("127.0.0.1:", bot_port),
                                                  client::ChannelSecurity(),
-                                                 service_token.get(), options.bot_deadline);
+                                                 bot_token.get(), options.bot_deadline);
     routing_client = std::make_unique<GrpcRoutingClient>(absl::StrCat("127.0.0.1:", routing_port),
                                                          client::ChannelSecurity(),
-                                                         service_token.get(), absl::Seconds(10));
+                                                         routing_token.get(), absl::Seconds(10));
     sessions = std::make_unique<Sessions>(
-        store.get(), RealClock(), metrics.get(), &tokens.codec(), bot_client.get(),
+        store.get(), RealClock(), metrics.get(), &tokens.verifier(), bot_client.get(),
         routing_client.get(), [this](std::function<void()> task) { pool.Run(std::move(task)); },
         [this](std::function<void()> task) { return bot_pool.TryRun(std::move(task)); },
         options.sessions);
     EXPECT_TRUE(sessions->Load().ok());
-    service = std::make_unique<SessionsService>(sessions.get(), &tokens.codec(), RealClock(),
+    service = std::make_unique<SessionsService>(sessions.get(), &tokens.verifier(), RealClock(),
                                                 &pool, options.service);
     server = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service.get()},
                                                    registry, absl::Milliseconds(500));
@@ -237,14 +256,15 @@ struct Env {
   int routing_port = 0;
   std::unique_ptr<grpc::Server> bot_server;
   std::unique_ptr<grpc::Server> routing_server;
-  testing::TestTokens tokens;
+  testing::TestTokens tokens{"sessions"};
   server::BlockingPool pool{8};
   server::BlockingPool bot_pool{4, 64};
   std::unique_ptr<storage::GroupCommitter> committer;
   std::unique_ptr<SqliteSessionStore> store;
   std::shared_ptr<prometheus::Registry> registry;
   std::unique_ptr<SessionsMetrics> metrics;
-  std::unique_ptr<client::ServiceToken> service_token;
+  std::unique_ptr<client::ServiceToken> bot_token;
+  std::unique_ptr<client::ServiceToken> routing_token;
   std::unique_ptr<GrpcBotClient> bot_client;
   std::unique_ptr<GrpcRoutingClient> routing_client;
   std::unique_ptr<Sessions> sessions;
@@ -398,9 +418,25 @@ TEST_F(SessionsServiceTest, BotEscalationAndAHumanJourney) {
   v1::AssignAgentResponse assigned;
   ASSERT_TRUE(stub().AssignAgent(ContextWithToken(Routing()).get(), assign, &assigned).ok());
   EXPECT_EQ(assigned.session().state(), v1::SESSION_STATE_ASSIGNED);
-  // An agent cannot assign.
+  // An agent cannot assign, nor any service but routing (the bot's key
+  // claiming to be routing is not routing).
   EXPECT_EQ(stub().AssignAgent(ContextWithToken(Agent()).get(), assign, &assigned).error_code(),
             StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub()
+                .AssignAgent(ContextWithToken(env_->tokens.For(Role::kService, "bot")).get(),
+                             assign, &assigned)
+                .error_code(),
+            StatusCode::PERMISSION_DENIED);
+  auth::Claims forged;
+  forged.audience = "sessions";
+  forged.subject = "routing";
+  forged.issued_at = absl::Now();
+  forged.expires_at = absl::Now() + absl::Minutes(5);
+  forged.strings["role"] = "service";
+  const std::string bot_as_routing = *env_->tokens.service_signer("bot").Sign(forged);
+  EXPECT_EQ(
+      stub().AssignAgent(ContextWithToken(bot_as_routing).get(), assign, &assigned).error_code(),
+      StatusCode::UNAUTHENTICATED);
 
   ASSERT_TRUE(Send(Agent(), s.session_id(), "Hi, I am Ana", "a1").ok());
   EXPECT_TRUE(Get(s.session_id()).has_first_human_response_at());
@@ -737,7 +773,10 @@ TEST_F(SessionsServiceTest, BadInputsOnEveryRpcAndTheServerKeepsServing) {
               StatusCode::INVALID_ARGUMENT);
     close.set_reason(v1::CLOSE_REASON_UNSPECIFIED);
     EXPECT_EQ(code(stub().CloseSession(ctx(Routing()).get(), close, &closed)),
-              StatusCode::FAILED_PRECONDITION);  // services close RESOLVED only
+              StatusCode::PERMISSION_DENIED);  // of the services, only feedback closes
+    EXPECT_EQ(code(stub().CloseSession(ctx(env_->tokens.For(Role::kService, "feedback")).get(),
+                                       close, &closed)),
+              StatusCode::FAILED_PRECONDITION);  // and only RESOLVED sessions
 
     v1::RequestCallbackRequest callback;
     callback.set_session_id(id);
@@ -829,7 +868,7 @@ TEST_F(SessionsServiceTest, AttachVerificationRecordsTheCustomersVerification) {
   claims.issued_at = absl::Now();
   claims.expires_at = absl::Now() + absl::Minutes(10);
   claims.session_id = s.session_id();
-  auto token = auth::SignVerificationToken(env_->tokens.codec(), claims);
+  auto token = auth::SignVerificationToken(env_->tokens.verification_signer(), claims);
   ASSERT_TRUE(token.ok()) << token.status();
   v1::AttachVerificationRequest request;
   request.set_session_id(s.session_id());
@@ -851,7 +890,8 @@ TEST_F(SessionsServiceTest, AttachVerificationRecordsTheCustomersVerification) {
   EXPECT_FALSE(absl::StrContains(after.DebugString(), *token));
   // Another customer's token is refused.
   claims.customer_id = "cust-2";
-  request.set_verification_token(*auth::SignVerificationToken(env_->tokens.codec(), claims));
+  request.set_verification_token(
+      *auth::SignVerificationToken(env_->tokens.verification_signer(), claims));
   EXPECT_EQ(stub()
                 .AttachVerification(ContextWithToken(Customer()).get(), request, &response)
                 .error_code(),
@@ -1067,6 +1107,43 @@ TEST_F(SessionsServiceTest, CallsInFlightAreCappedPerCaller) {
   }
   ASSERT_TRUE(theirs_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_TRUE(their_status.ok()) << their_status.error_message();
+}
+
+}  // namespace
+}  // namespace switchboard::sessions
+
+namespace switchboard::sessions {
+namespace {
+
+TEST_F(SessionsServiceTest, OnlyTheCustomerContinuesAWaitingChatByEmail) {
+  const v1::Session s = CreateChat(Customer());
+  v1::ContinueByEmailRequest request;
+  request.set_session_id(s.session_id());
+  v1::ContinueByEmailResponse response;
+  for (const std::string& token : {Agent(), Supervisor(), Routing()}) {
+    EXPECT_EQ(stub().ContinueByEmail(ContextWithToken(token).get(), request, &response)
+                  .error_code(),
+              StatusCode::PERMISSION_DENIED);
+  }
+  // Another customer's session looks missing; a chat still with the bot
+  // cannot switch.
+  EXPECT_EQ(stub().ContinueByEmail(ContextWithToken(Customer("cust-2")).get(), request, &response)
+                .error_code(),
+            StatusCode::NOT_FOUND);
+  EXPECT_EQ(stub().ContinueByEmail(ContextWithToken(Customer()).get(), request, &response)
+                .error_code(),
+            StatusCode::FAILED_PRECONDITION);
+  v1::EscalateSessionRequest escalate;
+  escalate.set_session_id(s.session_id());
+  v1::EscalateSessionResponse escalated;
+  ASSERT_TRUE(
+      stub().EscalateSession(ContextWithToken(Customer()).get(), escalate, &escalated).ok());
+  grpc::Status status =
+      stub().ContinueByEmail(ContextWithToken(Customer()).get(), request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.session().channel(), common::v1::CHANNEL_EMAIL);
+  EXPECT_EQ(response.session().continued_from(), common::v1::CHANNEL_CHAT);
+  EXPECT_TRUE(response.session().sla().has_due_at());
 }
 
 }  // namespace

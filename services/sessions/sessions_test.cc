@@ -17,6 +17,7 @@
 #include "prometheus/registry.h"
 #include "services/sessions/sqlite_store.h"
 #include "libs/limits/retry_after.h"
+#include "libs/testing/test_tokens.h"
 
 namespace switchboard::sessions {
 namespace {
@@ -209,11 +210,33 @@ class FakeBot : public BotClient {
 
 class FakeRouting : public RoutingClient {
  public:
-  absl::Status Enqueue(const routing::v1::EnqueueSessionRequest& r) override {
+  absl::StatusOr<routing::v1::EnqueueSessionResponse> Enqueue(
+      const routing::v1::EnqueueSessionRequest& r) override {
     if (!status.ok()) return status;
     enqueued.push_back(r);
-    return absl::OkStatus();
+    routing::v1::EnqueueSessionResponse response;
+    response.set_replayed(false);
+    *response.mutable_hours() = hours;
+    return response;
   }
+  absl::StatusOr<routing::v1::GetQueueHoursResponse> QueueHours(
+      const routing::v1::GetQueueHoursRequest& r) override {
+    if (!status.ok()) return status;
+    asked.push_back(r);
+    routing::v1::GetQueueHoursResponse response;
+    *response.mutable_hours() = hours;
+    if (r.has_business_time()) *response.mutable_business_time_ends_at() = business_time_ends_at;
+    return response;
+  }
+  // The hours every queue has (open by default), and the business-time
+  // answer.
+  routing::v1::QueueHours hours = [] {
+    routing::v1::QueueHours open;
+    open.set_open(true);
+    return open;
+  }();
+  google::protobuf::Timestamp business_time_ends_at;
+  std::vector<routing::v1::GetQueueHoursRequest> asked;
   absl::Status Cancel(const std::string& id, routing::v1::CancelReason reason) override {
     if (!status.ok()) return status;
     cancelled.push_back({id, reason});
@@ -228,7 +251,6 @@ class SessionsTest : public ::testing::Test {
  protected:
   SessionsTest()
       : path_(storage::MakeTempDir() + "/sessions.db"),
-        tokens_(std::string(32, 'k')),
         metrics_(registry_) {
     db_ = *OpenSessionsDatabase({path_});
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
@@ -253,7 +275,7 @@ class SessionsTest : public ::testing::Test {
       ASSERT_TRUE(committer_->Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
     }
     sessions_ = std::make_unique<Sessions>(
-        store_.get(), &clock_, &metrics_, &tokens_, bot, &routing_,
+        store_.get(), &clock_, &metrics_, &tokens_.verifier(), bot, &routing_,
         [this](std::function<void()> task) { background_.push_back(std::move(task)); },
         [this](std::function<void()> task) {
           if (bot_pool_full_) return false;
@@ -333,7 +355,7 @@ class SessionsTest : public ::testing::Test {
     claims.token_id = absl::StrCat("tid-", ++tokens_issued_);
     claims.issued_at = clock_.Now();
     claims.expires_at = clock_.Now() + ttl;
-    return *auth::SignVerificationToken(tokens_, claims);
+    return *auth::SignVerificationToken(tokens_.verification_signer(), claims);
   }
 
   v1::CallbackDetails CallbackDetails() {
@@ -376,7 +398,7 @@ class SessionsTest : public ::testing::Test {
   const Caller kSupervisor{"sup", Role::kSupervisor};
   std::string path_;
   FakeClock clock_;
-  auth::TokenCodec tokens_;
+  testing::TestTokens tokens_{"sessions"};
   // Each VerificationToken gets its own token id.
   int tokens_issued_ = 0;
   prometheus::Registry registry_;
@@ -1561,6 +1583,194 @@ TEST_F(SessionsTest, ListSessionsPaginatesNewestFirst) {
   EXPECT_EQ(sessions_->List(kCustomer, {}, 0, "garbage").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(sessions_->List({"agent-1", Role::kAgent}, {}, 0, "")->sessions.size(), 0u);
+}
+
+}  // namespace
+}  // namespace switchboard::sessions
+
+namespace switchboard::sessions {
+namespace {
+
+// ---- hours of operation ----
+
+// The texts of the session's SYSTEM messages, oldest first, once the
+// writes queued so far (background ones too) are durable.
+std::vector<std::string> SystemTexts(storage::GroupCommitter& committer, Sessions& sessions,
+                                     const Caller& caller, const std::string& session_id) {
+  EXPECT_TRUE(committer.Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
+  std::vector<std::string> out;
+  auto page = sessions.ListMessages(caller, session_id, 0, 0, false, 0, "");
+  EXPECT_TRUE(page.ok()) << page.status();
+  if (!page.ok()) return out;
+  for (const v1::Message& m : page->messages) {
+    if (m.sender_role() == common::v1::SENDER_ROLE_SYSTEM) out.push_back(m.text());
+  }
+  return out;
+}
+
+// Closed now; opens Monday 2026-03-09 09:00 in Berlin (08:00 UTC).
+routing::v1::QueueHours ClosedUntilMonday() {
+  routing::v1::QueueHours hours;
+  hours.set_open(false);
+  hours.set_schedule_id("desk-berlin");
+  hours.set_schedule_version(3);
+  hours.set_time_zone("Europe/Berlin");
+  protoutil::ToTimestamp(absl::FromCivil(absl::CivilMinute(2026, 3, 9, 8, 0), absl::UTCTimeZone()),
+                         hours.mutable_next_opening_at());
+  *hours.mutable_next_transition_at() = hours.next_opening_at();
+  return hours;
+}
+
+TEST_F(SessionsTest, EmailSlaCountsBusinessHoursForTheChosenCategories) {
+  SessionsOptions options;
+  options.business_hours_sla_categories = {common::v1::CATEGORY_DEPOSIT};
+  Make(&bot_, options);
+  routing_.hours = ClosedUntilMonday();
+  // 48 business hours of 09:00-17:00 weekdays, as routing counts them.
+  const absl::Time due =
+      absl::FromCivil(absl::CivilMinute(2026, 3, 16, 16, 0), absl::UTCTimeZone());
+  protoutil::ToTimestamp(due, &routing_.business_time_ends_at);
+
+  v1::CreateSessionRequest request;
+  request.set_channel(common::v1::CHANNEL_EMAIL);
+  request.set_category(common::v1::CATEGORY_DEPOSIT);
+  request.set_language("en");
+  request.set_subject("Deposit");
+  request.mutable_first_message()->set_text("Where is my deposit?");
+  auto email = sessions_->Create(kCustomer, request);
+  ASSERT_TRUE(email.ok()) << email.status();
+  EXPECT_TRUE(email->session.sla().business_hours());
+  EXPECT_EQ(protoutil::FromTimestamp(email->session.sla().due_at()), due);
+  EXPECT_EQ(protoutil::FromDuration(email->session.sla().target()), absl::Hours(48));
+  ASSERT_EQ(routing_.asked.size(), 1u);
+  EXPECT_EQ(routing_.asked[0].channel(), common::v1::CHANNEL_EMAIL);
+  EXPECT_EQ(protoutil::FromDuration(routing_.asked[0].business_time()), absl::Hours(48));
+  EXPECT_EQ(protoutil::FromTimestamp(routing_.asked[0].from()), clock_.Now());
+  // The acknowledgement states the due time in the desk's zone and in UTC.
+  const std::vector<std::string> texts =
+      SystemTexts(*committer_, *sessions_, kCustomer, email->session.session_id());
+  ASSERT_EQ(texts.size(), 1u);
+  EXPECT_NE(texts[0].find("48 hours of business hours"), std::string::npos) << texts[0];
+  EXPECT_NE(texts[0].find("2026-03-16 17:00 (Europe/Berlin), 2026-03-16 16:00 UTC"),
+            std::string::npos)
+      << texts[0];
+  // Routing is told the same due time.
+  RunBackground();
+  ASSERT_EQ(routing_.enqueued.size(), 1u);
+  EXPECT_EQ(protoutil::FromTimestamp(routing_.enqueued[0].first_response_due_at()), due);
+
+  // Other categories keep calendar time, without asking routing.
+  request.set_category(common::v1::CATEGORY_KYC);
+  auto kyc = sessions_->Create(kCustomer, request);
+  ASSERT_TRUE(kyc.ok());
+  EXPECT_FALSE(kyc->session.sla().business_hours());
+  EXPECT_EQ(protoutil::FromTimestamp(kyc->session.sla().due_at()),
+            clock_.Now() + absl::Hours(48));
+  EXPECT_EQ(routing_.asked.size(), 1u);
+
+  // Routing down: the calendar due time (never later) is promised instead.
+  routing_.status = absl::UnavailableError("routing down");
+  request.set_category(common::v1::CATEGORY_DEPOSIT);
+  auto fallback = sessions_->Create(kCustomer, request);
+  ASSERT_TRUE(fallback.ok()) << fallback.status();
+  EXPECT_FALSE(fallback->session.sla().business_hours());
+  EXPECT_EQ(protoutil::FromTimestamp(fallback->session.sla().due_at()),
+            clock_.Now() + absl::Hours(48));
+  EXPECT_NE(SystemTexts(*committer_, *sessions_, kCustomer, fallback->session.session_id())[0].find(
+                "within 48 hours."),
+            std::string::npos);
+}
+
+TEST_F(SessionsTest, ACallbackRequestedWhileClosedIsBookedForTheOpening) {
+  v1::Session s = NewChat();
+  routing_.hours = ClosedUntilMonday();
+  auto callback = sessions_->RequestCallback(kCustomer, s.session_id(), CallbackDetails(), "c1");
+  ASSERT_TRUE(callback.ok()) << callback.status();
+  EXPECT_EQ(callback->callback.scheduled_for().seconds(),
+            routing_.hours.next_opening_at().seconds());
+  EXPECT_EQ(callback->phone_session.callback().scheduled_for().seconds(),
+            routing_.hours.next_opening_at().seconds());
+  ASSERT_EQ(routing_.asked.size(), 1u);
+  EXPECT_EQ(routing_.asked[0].channel(), common::v1::CHANNEL_PHONE);
+  // Data teams see the booking too.
+  bool booked_event = false;
+  for (const events::v1::Event& event : Outbox()) {
+    if (!event.has_callback_requested()) continue;
+    booked_event = true;
+    EXPECT_EQ(event.callback_requested().scheduled_for().seconds(),
+              routing_.hours.next_opening_at().seconds());
+  }
+  EXPECT_TRUE(booked_event);
+  const std::vector<std::string> texts =
+      SystemTexts(*committer_, *sessions_, kCustomer, s.session_id());
+  ASSERT_EQ(texts.size(), 1u);
+  EXPECT_NE(texts[0].find("booked for 2026-03-09 09:00 (Europe/Berlin), 2026-03-09 08:00 UTC"),
+            std::string::npos)
+      << texts[0];
+
+  // Open: no booking, no message.
+  v1::Session other = NewChat();
+  routing_.hours = routing::v1::QueueHours();
+  routing_.hours.set_open(true);
+  auto now = sessions_->RequestCallback(kCustomer, other.session_id(), CallbackDetails(), "c2");
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_FALSE(now->callback.has_scheduled_for());
+  EXPECT_TRUE(SystemTexts(*committer_, *sessions_, kCustomer, other.session_id()).empty());
+
+  // Routing down: the callback is still taken, without a booked time.
+  v1::Session third = NewChat();
+  routing_.status = absl::UnavailableError("routing down");
+  auto blind = sessions_->RequestCallback(kCustomer, third.session_id(), CallbackDetails(), "c3");
+  ASSERT_TRUE(blind.ok()) << blind.status();
+  EXPECT_FALSE(blind->callback.has_scheduled_for());
+}
+
+TEST_F(SessionsTest, AChatEscalatedWhileClosedIsToldAndMayContinueByEmail) {
+  routing_.hours = ClosedUntilMonday();
+  v1::Session s = NewChat("cust-1");
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());
+  RunBackground();
+  std::vector<std::string> texts = SystemTexts(*committer_, *sessions_, kCustomer, s.session_id());
+  ASSERT_EQ(texts.size(), 1u);
+  EXPECT_NE(texts[0].find("opens again at 2026-03-09 09:00 (Europe/Berlin), 2026-03-09 08:00 UTC"),
+            std::string::npos)
+      << texts[0];
+  EXPECT_NE(texts[0].find("continue by email"), std::string::npos);
+
+  // Only the session's customer, only while it waits as a chat.
+  EXPECT_EQ(sessions_->ContinueByEmail(kAgent, s.session_id()).status().code(),
+            absl::StatusCode::kNotFound);
+  v1::Session in_bot = NewChat("cust-1");
+  EXPECT_EQ(sessions_->ContinueByEmail(kCustomer, in_bot.session_id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  auto email = sessions_->ContinueByEmail(kCustomer, s.session_id());
+  ASSERT_TRUE(email.ok()) << email.status();
+  EXPECT_EQ(email->channel(), common::v1::CHANNEL_EMAIL);
+  EXPECT_EQ(email->continued_from(), common::v1::CHANNEL_CHAT);
+  EXPECT_EQ(email->state(), v1::SESSION_STATE_QUEUED);
+  EXPECT_EQ(protoutil::FromTimestamp(email->sla().due_at()), clock_.Now() + absl::Hours(48));
+  texts = SystemTexts(*committer_, *sessions_, kCustomer, s.session_id());
+  ASSERT_EQ(texts.size(), 2u);
+  EXPECT_NE(texts[1].find("will reply within 48 hours"), std::string::npos) << texts[1];
+  EXPECT_EQ(Count("sessions.channel_changed"), 1);
+  // Routing moves the entry to the EMAIL queue, with the due time.
+  RunBackground();
+  ASSERT_EQ(routing_.enqueued.size(), 2u);
+  EXPECT_EQ(routing_.enqueued[1].channel(), common::v1::CHANNEL_EMAIL);
+  EXPECT_TRUE(routing_.enqueued[1].has_first_response_due_at());
+  // The EMAIL queue's closed answer does not repeat the chat notice.
+  EXPECT_EQ(SystemTexts(*committer_, *sessions_, kCustomer, s.session_id()).size(), 2u);
+
+  // Idempotent.
+  auto again = sessions_->ContinueByEmail(kCustomer, s.session_id());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->sla().due_at().seconds(), email->sla().due_at().seconds());
+  EXPECT_EQ(Count("sessions.channel_changed"), 1);
+  // Durable: a restart reads it back.
+  Make(&bot_);
+  EXPECT_EQ(Get(s.session_id()).continued_from(), common::v1::CHANNEL_CHAT);
+  EXPECT_EQ(Get(s.session_id()).channel(), common::v1::CHANNEL_EMAIL);
 }
 
 }  // namespace

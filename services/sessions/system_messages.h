@@ -19,6 +19,26 @@ namespace switchboard::sessions {
 // within 48 hours." (or the target in minutes when it is not whole hours).
 std::string EmailAcknowledgement(absl::string_view language, absl::Duration reply_target);
 
+// The acknowledgement of an EMAIL session whose target counts business
+// hours only: "... will reply within 48 business hours, by 2026-03-09 10:00
+// (Europe/Berlin), 2026-03-09 09:00 UTC." `time_zone` is the schedule's.
+std::string EmailAcknowledgementBy(absl::string_view language, absl::Duration reply_target,
+                                   absl::Time due, absl::string_view time_zone);
+
+// Told to a customer whose chat was escalated while the desk is closed:
+// when it next opens (in the schedule's zone and in UTC; "no opening hours
+// scheduled" when `next_opening` is InfiniteFuture), that they may stay
+// queued, or continue by email with a reply within `email_target` (of
+// business hours when `business_hours`).
+std::string DeskClosedNotice(absl::string_view language, absl::Time next_opening,
+                             absl::string_view time_zone, absl::Duration email_target,
+                             bool business_hours = false);
+
+// Told to a customer who asked for a callback while the phone desk is
+// closed: the callback is booked for `when` (the next opening).
+std::string CallbackBooked(absl::string_view language, absl::Time when,
+                           absl::string_view time_zone);
+
 // The invitation to rate: response speed, professionalism, resolution.
 std::string RatingInvitation(absl::string_view language);
 

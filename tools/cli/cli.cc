@@ -17,6 +17,7 @@ customer   (--as=ID, default customer-1)
   show SESSION                 the session's state
   verify [--method=email_otp] [--session=S] [--code=C]   verify identity; prints a verification token
   callback SESSION --phone=+8613800138000 [--verification_token=T]   request a phone callback
+  email SESSION                a chat waiting while the desk is closed continues by email
   rate SESSION [--csat=5 --speed=5 --professionalism=5 --resolution=5 --comment=...]
   complain --text=... [--reason=slow_response] [--session=S]
   changes                      changes of your contacts or authenticator by the support desk
@@ -41,12 +42,16 @@ supervisor (--as=ID, default supervisor-1)
                                change the customer is told of and may confirm or cancel
   profile AGENT [--categories=deposit,withdrawal] [--languages=en] [--capacity=chat:3]
                                what an agent handles: skills and the most per channel
+  hours set SCHEDULE --zone=Z --weekly=mon-fri=09:00-17:00 [--closed=2026-12-25,START/END]
+        [--open=START/END] [--applies_to=phone,chat/deposit/zh] [--expected_version=N]
+                               hours of operation: closed queues get no offers
+  hours show [SCHEDULE]        schedules; one with whether it is open now and its next change
 demo [--max_lapse_wait=10s]    play a whole journey: customer, bot, two agents, a drop, re-queue,
                                resolution, rating; prints the timeline and response-time figures
 help                           this text
 
 Every command takes: --json (one JSON object per line), --deadline=10s (per call),
---data_dir=data (token.key lives there) or --key_file=PATH, --as=ID, and
+--data_dir=data (its development keys are in data/keys) or --key_file=PEM, --as=ID, and
 --sessions_address=localhost:7101 --routing_address=localhost:7102 --bot_address=localhost:7103
 --presence_address=localhost:7104 --identity_address=localhost:7105 --feedback_address=localhost:7106;
 each flag also reads SWITCHBOARD_CLI_<FLAG> then SWITCHBOARD_<FLAG> (e.g. SWITCHBOARD_DATA_DIR).

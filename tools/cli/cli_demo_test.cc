@@ -10,7 +10,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "libs/auth/token.h"
+#include "libs/auth/key_folder.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
 #include "libs/testing/reserved_port.h"
@@ -33,7 +33,8 @@ class CliDemoTest : public ::testing::Test {
   // starts. Identity's address is a reserved port nobody listens on.
   static void SetUpTestSuite() {
     dir_ = new std::string(storage::MakeTempDir());
-    ASSERT_TRUE(auth::LoadOrCreateKey(*dir_ + "/token.key", true).ok());
+    // The development keys every server and the CLI read.
+    ASSERT_TRUE(auth::EnsureKeyFolder(*dir_ + "/keys").ok());
     routing_port_ = new testing::ReservedPort();
     no_identity_ = new testing::ReservedPort();
     const auto flags = [](int port, std::vector<std::string> more) {

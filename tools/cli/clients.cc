@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "libs/auth/grpc_auth.h"
+#include "libs/auth/key_folder.h"
 #include "tools/cli/command_line.h"
 
 namespace switchboard::cli {
@@ -15,9 +16,11 @@ void AddCommonFlags(config::FlagSet& flags, CommonOptions* options) {
   flags.Add("identity_address", &options->identity_address, "identity service, host:port");
   flags.Add("feedback_address", &options->feedback_address, "feedback service, host:port");
   client::AddClientTlsFlags(flags, &options->tls, "");
-  flags.Add("data_dir", &options->data_dir, "the platform's data folder (holds token.key)");
+  flags.Add("data_dir", &options->data_dir,
+            "the platform's data folder (its development keys are in DATA_DIR/keys)");
   flags.Add("key_file", &options->key_file,
-            "token signing key the services use; empty means DATA_DIR/token.key");
+            "the development issuer's private key; empty means "
+            "DATA_DIR/keys/development-issuer.pem");
   flags.Add("as", &options->as, "the subject (customer, agent or supervisor id) to act as");
   flags.Add("json", &options->json, "print one JSON object per line instead of text");
   flags.Add("deadline", &options->deadline, "deadline of each call");
@@ -27,8 +30,10 @@ std::set<std::string> CommonBoolFlags() { return {"json"}; }
 
 absl::StatusOr<std::unique_ptr<Clients>> Clients::Create(const CommonOptions& options) {
   const std::string key_file =
-      options.key_file.empty() ? options.data_dir + "/token.key" : options.key_file;
-  absl::StatusOr<std::string> key = auth::LoadOrCreateKey(key_file, false);
+      options.key_file.empty()
+          ? absl::StrCat(options.data_dir, "/keys/", auth::kIssuerKeyFile)
+          : options.key_file;
+  absl::StatusOr<auth::SigningKey> key = auth::ReadSigningKeyFile(key_file);
   if (!key.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot read the token key: ", key.status().message(),
@@ -56,7 +61,7 @@ absl::StatusOr<std::unique_ptr<Clients>> Clients::Create(const CommonOptions& op
 absl::StatusOr<std::string> Clients::Token(auth::Role role, const std::string& subject) const {
   const absl::Time now = absl::Now();
   absl::StatusOr<std::string> token =
-      auth::MintAccessToken(codec_, {subject, role, now + absl::Hours(1)}, now);
+      auth::MintAccessToken(issuer_, {subject, role, now + absl::Hours(1)}, now);
   if (!token.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--as: ", token.status().message()));
   }

@@ -46,7 +46,8 @@ struct CommonOptions {
   // plaintext when no CA file is given.
   client::ClientTlsOptions tls;
   std::string data_dir = "data";
-  // Empty means DATA_DIR/token.key.
+  // The development issuer's private key; empty means
+  // DATA_DIR/keys/development-issuer.pem.
   std::string key_file;
   // The subject tokens name; empty means the command group's default.
   std::string as;
@@ -59,9 +60,10 @@ void AddCommonFlags(config::FlagSet& flags, CommonOptions* options);
 // The bool flags of AddCommonFlags, for Split.
 std::set<std::string> CommonBoolFlags();
 
-// Stubs of the six services and the development token key. Tokens are
-// minted locally from the key the services share (DATA_DIR/token.key), as
-// tools/mint_token does: this is a development tool.
+// Stubs of the six services and the development issuer's key. Tokens are
+// minted locally with that key (DATA_DIR/keys/development-issuer.pem), as
+// tools/mint_token does: this is a development tool. In production access
+// tokens come from the desk's login.
 class Clients {
  public:
   // FailedPrecondition if the key cannot be read (with a hint to start
@@ -86,8 +88,9 @@ class Clients {
   std::unique_ptr<feedback::v1::FeedbackService::Stub> feedback;
 
  private:
-  Clients(std::string key, absl::Duration deadline) : codec_(std::move(key)), deadline_(deadline) {}
-  auth::TokenCodec codec_;
+  Clients(auth::SigningKey key, absl::Duration deadline)
+      : issuer_(std::move(key), std::string(auth::kDevelopmentIssuer)), deadline_(deadline) {}
+  auth::TokenSigner issuer_;
   absl::Duration deadline_;
 };
 

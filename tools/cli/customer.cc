@@ -99,6 +99,21 @@ int Show(const std::vector<std::string>& args, Io& io) {
   return kExitOk;
 }
 
+// `email SESSION`: a chat waiting outside hours continues by email.
+int Email(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard customer email SESSION");
+  std::string token;
+  if (int code = Begin(command, args, {}, 1, 1, &token); code >= 0) return code;
+  sessions::v1::ContinueByEmailRequest request;
+  request.set_session_id(command.positional[0]);
+  sessions::v1::ContinueByEmailResponse response;
+  absl::Status status = FromGrpc(command.clients->sessions->ContinueByEmail(
+      command.clients->Context(token).get(), request, &response));
+  if (!status.ok()) return command.printer->Fail(status);
+  command.printer->Print(response, FormatSession(response.session()));
+  return kExitOk;
+}
+
 // StartVerification, then CompleteVerification with --code or a line read
 // from the input. On success `*response` holds the token.
 int Verify(Command& command, const std::string& token, const std::string& method_name,
@@ -205,9 +220,19 @@ int Callback(const std::vector<std::string>& args, Io& io) {
   absl::Status status = FromGrpc(command.clients->sessions->RequestCallback(
       command.clients->Context(token).get(), request, &response));
   if (!status.ok()) return command.printer->Fail(status);
-  command.printer->Print(response, absl::StrCat("callback ", response.callback().callback_id(),
-                                                " queued as phone session ",
-                                                response.phone_session().session_id()));
+  command.printer->Print(
+      response,
+      absl::StrCat("callback ", response.callback().callback_id(), " queued as phone session ",
+                   response.phone_session().session_id(),
+                   response.callback().has_scheduled_for()
+                       ? absl::StrCat(", booked for ",
+                                      absl::FormatTime(
+                                          "%Y-%m-%d %H:%M UTC",
+                                          protoutil::FromTimestamp(
+                                              response.callback().scheduled_for()),
+                                          absl::UTCTimeZone()),
+                                      " (the phone desk is closed now)")
+                       : ""));
   return kExitOk;
 }
 
@@ -338,14 +363,15 @@ int RunCustomer(const std::vector<std::string>& args, Io& io) {
   if (name == "show") return Show(rest, io);
   if (name == "verify") return VerifyCommand(rest, io);
   if (name == "callback") return Callback(rest, io);
+  if (name == "email") return Email(rest, io);
   if (name == "rate") return Rate(rest, io);
   if (name == "complain") return Complain(rest, io);
   if (name == "changes") return Changes(rest, io);
   if (name == "confirm-change") return ConfirmChange(rest, io);
   if (name == "cancel-change") return CancelChange(rest, io);
   io.err << "error: INVALID_ARGUMENT: unknown customer command \"" << name
-         << "\"\nusage: switchboard customer open|chat|say|show|verify|callback|rate|complain|"
-            "changes|confirm-change|cancel-change ... (see switchboard help)\n";
+         << "\"\nusage: switchboard customer open|chat|say|show|verify|callback|email|rate|"
+            "complain|changes|confirm-change|cancel-change ... (see switchboard help)\n";
   return kExitUsage;
 }
 

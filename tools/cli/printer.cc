@@ -234,7 +234,19 @@ std::string FormatQueue(const routing::v1::QueueStats& queue) {
                       queue.eligible_agents(), " eligible",
                       queue.sla_breached() > 0 ? absl::StrCat(", ", queue.sla_breached(),
                                                               " past SLA")
-                                               : "");
+                                               : "",
+                      !queue.has_hours() || queue.hours().open()
+                          ? ""
+                          : absl::StrCat(", CLOSED (", queue.hours().schedule_id(), ")",
+                                         queue.hours().has_next_opening_at()
+                                             ? absl::StrCat(" until ",
+                                                            absl::FormatTime(
+                                                                "%Y-%m-%d %H:%M UTC",
+                                                                protoutil::FromTimestamp(
+                                                                    queue.hours()
+                                                                        .next_opening_at()),
+                                                                absl::UTCTimeZone()))
+                                             : ""));
 }
 
 std::string FormatAgent(const presence::v1::Agent& agent) {

@@ -82,6 +82,12 @@ TEST(FormatTest, QueuesAgentsAndSummaries) {
   queue.set_available_agents(1);
   EXPECT_EQ(FormatQueue(queue),
             "chat/deposit/en: depth 3 (1 offered), oldest 1 min 15 s, agents 1 free of 2 eligible");
+  queue.mutable_hours()->set_open(false);
+  queue.mutable_hours()->set_schedule_id("chat-hours");
+  queue.mutable_hours()->mutable_next_opening_at()->set_seconds(1'773'043'200);
+  EXPECT_EQ(FormatQueue(queue),
+            "chat/deposit/en: depth 3 (1 offered), oldest 1 min 15 s, agents 1 free of 2 "
+            "eligible, CLOSED (chat-hours) until 2026-03-09 08:00 UTC");
 
   presence::v1::Agent agent;
   agent.set_agent_id("ana");

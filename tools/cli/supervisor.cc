@@ -1,10 +1,12 @@
 #include "tools/cli/supervisor.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "libs/protoutil/time.h"
 #include "tools/cli/command_line.h"
+#include "tools/cli/hours.h"
 
 namespace switchboard::cli {
 namespace {
@@ -227,6 +229,108 @@ int Profile(const std::vector<std::string>& args, Io& io) {
   return kExitOk;
 }
 
+// `hours set SCHEDULE ...`: creates or replaces a schedule.
+int HoursSet(const std::vector<std::string>& args, Io& io) {
+  Command command(io,
+                  "switchboard supervisor hours set SCHEDULE --zone=Europe/Berlin "
+                  "--weekly=mon-fri=09:00-17:00 [--closed=2026-12-25,START/END] "
+                  "[--open=START/END] [--applies_to=phone,chat/deposit/zh] [--name=NAME] "
+                  "[--expected_version=N]");
+  std::string zone, weekly, closed, open, applies_to, name, expected_version;
+  command.flags.Add("zone", &zone, "IANA time zone of the hours, e.g. Asia/Shanghai");
+  command.flags.Add("weekly", &weekly,
+                    "weekly hours: DAYS=HH:MM-HH:MM, comma-separated (mon-fri=09:00-17:00)");
+  command.flags.Add("closed", &closed,
+                    "holidays: dates or local START/END, comma-separated");
+  command.flags.Add("open", &open, "special opening hours: local START/END, comma-separated");
+  command.flags.Add("applies_to", &applies_to,
+                    "queues: CHANNEL[/CATEGORY[/LANGUAGE]], '*' for any, comma-separated");
+  command.flags.Add("name", &name, "a name for people");
+  command.flags.Add("expected_version", &expected_version,
+                    "change only if the schedule is at this version (0: create only)");
+  std::string token;
+  if (int code = Begin(command, args, 1, &token); code >= 0) return code;
+  routing::v1::SetScheduleRequest request;
+  routing::v1::Schedule* schedule = request.mutable_schedule();
+  schedule->set_schedule_id(command.positional[0]);
+  schedule->set_time_zone(zone);
+  schedule->set_display_name(name);
+  for (absl::Status s : {ParseWeekly(weekly, schedule), ParseSpecialDays(closed, false, schedule),
+                         ParseSpecialDays(open, true, schedule),
+                         ParseAppliesTo(applies_to, schedule)}) {
+    if (!s.ok()) return command.BadUsage(s);
+  }
+  if (!expected_version.empty()) {
+    int64_t version = 0;
+    if (!absl::SimpleAtoi(expected_version, &version) || version < 0) {
+      return command.BadUsage(
+          absl::InvalidArgumentError("--expected_version: a version number, 0 or more"));
+    }
+    request.set_expected_version(version);
+  }
+  routing::v1::SetScheduleResponse response;
+  absl::Status status = FromGrpc(command.clients->routing->SetSchedule(
+      command.clients->Context(token).get(), request, &response));
+  if (!status.ok()) return command.printer->Fail(status);
+  command.printer->Print(response, FormatSchedule(response.schedule()));
+  return kExitOk;
+}
+
+// `hours show [SCHEDULE]`: one schedule with whether it is open now, or all.
+int HoursShow(const std::vector<std::string>& args, Io& io) {
+  Command command(io, "switchboard supervisor hours show [SCHEDULE]");
+  std::string token;
+  if (int code = command.Start(args, {}, 0, 1); code >= 0) return code;
+  absl::StatusOr<std::string> minted = command.clients->Token(
+      auth::Role::kSupervisor, command.common.as.empty() ? "supervisor-1" : command.common.as);
+  if (!minted.ok()) return command.BadUsage(minted.status());
+  token = *std::move(minted);
+  if (!command.positional.empty()) {
+    routing::v1::GetScheduleRequest request;
+    request.set_schedule_id(command.positional[0]);
+    routing::v1::GetScheduleResponse response;
+    absl::Status status = FromGrpc(command.clients->routing->GetSchedule(
+        command.clients->Context(token).get(), request, &response));
+    if (!status.ok()) return command.printer->Fail(status);
+    std::string now = response.open() ? "open now" : "closed now";
+    if (response.has_next_transition_at()) {
+      absl::StrAppend(&now, response.open() ? ", closes " : ", opens ",
+                      absl::FormatTime("%Y-%m-%d %H:%M UTC",
+                                       protoutil::FromTimestamp(response.next_transition_at()),
+                                       absl::UTCTimeZone()));
+    }
+    command.printer->Print(response,
+                           absl::StrCat(FormatSchedule(response.schedule()), "\n  ", now));
+    return kExitOk;
+  }
+  routing::v1::ListSchedulesRequest request;
+  int shown = 0;
+  while (true) {
+    routing::v1::ListSchedulesResponse response;
+    absl::Status status = FromGrpc(command.clients->routing->ListSchedules(
+        command.clients->Context(token).get(), request, &response));
+    if (!status.ok()) return command.printer->Fail(status);
+    for (const routing::v1::Schedule& schedule : response.schedules()) {
+      command.printer->Print(schedule, FormatSchedule(schedule));
+      ++shown;
+    }
+    if (response.next_page_token().empty()) break;
+    request.set_page_token(response.next_page_token());
+  }
+  if (shown == 0) command.printer->Text("no schedules: every queue is always open");
+  return kExitOk;
+}
+
+int Hours(const std::vector<std::string>& args, Io& io) {
+  const std::string name = args.empty() ? "" : args[0];
+  const std::vector<std::string> rest(args.begin() + (args.empty() ? 0 : 1), args.end());
+  if (name == "set") return HoursSet(rest, io);
+  if (name == "show") return HoursShow(rest, io);
+  io.err << "error: INVALID_ARGUMENT: unknown hours command \"" << name
+         << "\"\nusage: switchboard supervisor hours set|show ... (see switchboard help)\n";
+  return kExitUsage;
+}
+
 }  // namespace
 
 int RunSupervisor(const std::vector<std::string>& args, Io& io) {
@@ -238,9 +342,10 @@ int RunSupervisor(const std::vector<std::string>& args, Io& io) {
   if (name == "summary") return Summary(rest, io);
   if (name == "contact") return Contact(rest, io);
   if (name == "profile") return Profile(rest, io);
+  if (name == "hours") return Hours(rest, io);
   io.err << "error: INVALID_ARGUMENT: unknown supervisor command \"" << name
          << "\"\nusage: switchboard supervisor queues|agents|complaints|summary|contact|"
-            "profile ... (see switchboard help)\n";
+            "profile|hours ... (see switchboard help)\n";
   return kExitUsage;
 }
 

@@ -1,11 +1,12 @@
 // The bootstrap baseline: the same Echo behind everything every Switchboard
 // service puts in front of its handlers: libs/server's Server::Start (health,
 // reflection, per-RPC Prometheus metrics, keepalive, receive limits, drain)
-// and an access token checked on every call (libs/auth), as a service's
-// adapter checks it. The handler then answers on the callback thread, since
-// echo has no blocking work for the pool.
+// and an access token checked and authorized from the RPC's access option on
+// every call (libs/auth), as a service's adapter does. The handler then
+// answers on the callback thread, since echo has no blocking work for the
+// pool.
 //
-//   bootstrap_echo_server --port=7191 --metrics_port=9191 --token_key_file=KEY
+//   bootstrap_echo_server --port=7191 --metrics_port=9191 --keys_dir=DIR
 //
 // Logs "server_started" (with the ports) like every service, and drains on
 // SIGTERM or SIGINT.
@@ -15,7 +16,8 @@
 #include <string>
 
 #include "libs/auth/grpc_auth.h"
-#include "libs/auth/token.h"
+#include "libs/auth/policy.h"
+#include "libs/auth/service_keys.h"
 #include "libs/clock/clock.h"
 #include "libs/config/flags.h"
 #include "libs/log/log.h"
@@ -29,27 +31,23 @@ namespace {
 
 class AuthenticatedEchoService final : public bench::v1::EchoService::CallbackService {
  public:
-  explicit AuthenticatedEchoService(const auth::TokenCodec* tokens) : tokens_(tokens) {}
+  explicit AuthenticatedEchoService(const auth::TokenVerifier* tokens)
+      : tokens_(tokens),
+        policy_(auth::ServicePolicy::Of(bench::v1::EchoService::service_full_name())) {}
 
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
                                  const bench::v1::EchoRequest* request,
                                  bench::v1::EchoResponse* response) override {
     absl::StatusOr<auth::Principal> caller =
-        auth::AuthenticateCall(*context, *tokens_, RealClock()->Now());
+        auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, RealClock()->Now(), "Echo");
     if (!caller.ok()) return server::FinishNow(context, caller.status());
-    if (absl::Status s = auth::Authorize(*caller,
-                                         {auth::Role::kCustomer, auth::Role::kAgent,
-                                          auth::Role::kSupervisor, auth::Role::kService},
-                                         "Echo");
-        !s.ok()) {
-      return server::FinishNow(context, s);
-    }
     response->set_payload(request->payload());
     return server::FinishNow(context, absl::OkStatus());
   }
 
  private:
-  const auth::TokenCodec* tokens_;
+  const auth::TokenVerifier* const tokens_;
+  const auth::ServicePolicy& policy_;
 };
 
 int Fail(absl::string_view what, const absl::Status& status) {
@@ -65,24 +63,23 @@ int Run(int argc, char** argv) {
   options.port = 7191;
   options.metrics_port = 9191;
   options.grpc_service_names = {bench::v1::EchoService::service_full_name()};
-  std::string token_key_file;
+  auth::KeyOptions keys;
   config::FlagSet flags("bootstrap_echo");
   server::AddServerFlags(flags, &options);
-  flags.Add("token_key_file", &token_key_file, "HMAC key of access tokens (required)");
+  auth::AddKeyFlags(flags, &keys, /*signs_service_tokens=*/false);
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "bootstrap_echo_server: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  if (token_key_file.empty()) {
-    std::fprintf(stderr, "bootstrap_echo_server: --token_key_file is required\n");
+  if (keys.keys_dir.empty()) {
+    std::fprintf(stderr, "bootstrap_echo_server: --keys_dir is required\n");
     return 2;
   }
-  absl::StatusOr<std::string> key =
-      auth::LoadOrCreateKey(token_key_file, /*create_if_missing=*/false);
-  if (!key.ok()) return Fail("token_key", key.status());
-  auth::TokenCodec tokens(*key);
-  AuthenticatedEchoService service(&tokens);
+  absl::StatusOr<auth::ServiceKeys> loaded =
+      auth::LoadServiceKeys(keys, "bench", "", /*signs_service_tokens=*/false);
+  if (!loaded.ok()) return Fail("keys", loaded.status());
+  AuthenticatedEchoService service(loaded->verifier.get());
   auto registry = std::make_shared<prometheus::Registry>();
   auto server = server::Server::Start(options, {&service}, registry);
   if (!server.ok()) return Fail("listen", server.status());

@@ -61,7 +61,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "libs/auth/grpc_auth.h"
+#include "libs/auth/key_folder.h"
 #include "libs/auth/token.h"
+#include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/config/flags.h"
 #include "libs/protoutil/time.h"
@@ -335,7 +337,7 @@ class Server {
  public:
   // Opens `path` and starts serving; `start_seconds` is set to the time
   // that took.
-  Server(const std::string& path, const auth::TokenCodec* tokens, double* start_seconds)
+  Server(const std::string& path, const auth::TokenVerifier* tokens, double* start_seconds)
       : tokens_(tokens) {
     const absl::Time start = absl::Now();
     auto db = sessions::OpenSessionsDatabase({path});
@@ -388,7 +390,7 @@ class Server {
   sv1::SessionsService::Stub& stub() { return *stub_; }
 
  private:
-  const auth::TokenCodec* const tokens_;
+  const auth::TokenVerifier* const tokens_;
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<sessions::SqliteSessionStore> store_;
@@ -404,16 +406,16 @@ class Server {
 
 class Tokens {
  public:
-  explicit Tokens(const auth::TokenCodec* codec) : codec_(codec) {}
+  explicit Tokens(const auth::TokenSigner* issuer) : issuer_(issuer) {}
   std::string For(const std::string& customer) {
     auto token = auth::MintAccessToken(
-        *codec_, {customer, auth::Role::kCustomer, absl::Now() + absl::Hours(2)}, absl::Now());
+        *issuer_, {customer, auth::Role::kCustomer, absl::Now() + absl::Hours(2)}, absl::Now());
     if (!token.ok()) Die(token.status().ToString());
     return *token;
   }
 
  private:
-  const auth::TokenCodec* const codec_;
+  const auth::TokenSigner* const issuer_;
 };
 
 std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
@@ -617,8 +619,16 @@ int Run(int argc, char** argv) {
   }
   const std::string seeded = SeededFile(config);
 
-  auth::TokenCodec codec(std::string(32, 'b'));
-  Tokens tokens(&codec);
+  absl::StatusOr<auth::KeyFolder> keys = auth::KeyFolder::Generate();
+  if (!keys.ok()) Die(keys.status().ToString());
+  const auth::TokenSigner issuer(keys->issuer, std::string(auth::kDevelopmentIssuer));
+  auth::VerifierOptions verifier_options;
+  verifier_options.service = "sessions";
+  const auth::TokenVerifier verifier({auth::FixedKeys(keys->AccessKeys()),
+                                      auth::FixedKeys(keys->ServiceKeys()),
+                                      auth::FixedKeys(keys->VerificationKeys())},
+                                     verifier_options);
+  Tokens tokens(&issuer);
   const std::string work = absl::StrCat(config.cache_dir, "/run-", getpid());
   std::filesystem::create_directories(work);
 
@@ -631,8 +641,8 @@ int Run(int argc, char** argv) {
   int64_t rss_after_start = 0;
   {
     // The empty database: its figures are the baseline.
-    Server empty_server(work + "/empty.db", &codec, &empty_start);
-    Server server(work + "/history.db", &codec, &start_seconds);
+    Server empty_server(work + "/empty.db", &verifier, &empty_start);
+    Server server(work + "/history.db", &verifier, &start_seconds);
     rss_after_start = ReadStatusKib("VmRSS");
     ProbeTargets empty_targets(empty_server, tokens, config, "empty");
     ProbeTargets history_targets(server, tokens, config, "history");

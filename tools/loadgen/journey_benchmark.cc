@@ -32,6 +32,7 @@
 #include "libs/config/flags.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/process.h"
+#include "libs/testing/test_tokens.h"
 #include "switchboard/feedback/v1/feedback_service.grpc.pb.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
@@ -79,7 +80,9 @@ class Platform {
  public:
   explicit Platform(const Config& config)
       : dir_(storage::MakeTempDir()),
-        codec_(*auth::LoadOrCreateKey(dir_ + "/token.key", true)) {
+        tokens_("journey") {
+    // One key folder for the whole platform, as tools/run.sh makes it.
+    tokens_.WriteFolder(dir_ + "/keys");
     const int presence = FreePort(), routing = FreePort(), sessions = FreePort(),
               bot = FreePort(), feedback = FreePort();
     const std::string srcdir = std::getenv("TEST_SRCDIR");
@@ -122,8 +125,7 @@ class Platform {
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
-    return *auth::MintAccessToken(codec_, {subject, role, absl::Now() + absl::Hours(2)},
-                                  absl::Now());
+    return tokens_.Access({subject, role, absl::Now() + absl::Hours(2)}, absl::Now());
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
@@ -134,7 +136,7 @@ class Platform {
   }
 
   std::string dir_;
-  auth::TokenCodec codec_;
+  testing::TestTokens tokens_;
   std::vector<std::unique_ptr<testing::ServerProcess>> processes_;
   std::unique_ptr<sessions::v1::SessionsService::Stub> sessions_;
   std::unique_ptr<routing::v1::RoutingService::Stub> routing_;

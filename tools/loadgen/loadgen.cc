@@ -4,16 +4,16 @@
 // prints a human summary plus one JSON object (also written to --json_out).
 //
 //   loadgen --scenario=echo --target=localhost:7190 --mode=closed --concurrency=64
-//   loadgen --scenario=echo --target=localhost:7191 --token_key_file=KEY ...
-//   loadgen --scenario=send_message --target=localhost:7101 --token_key_file=KEY \
+//   loadgen --scenario=echo --target=localhost:7191 --keys_dir=DIR ...
+//   loadgen --scenario=send_message --target=localhost:7101 --keys_dir=DIR \
 //       --sessions=2000 --mode=open --rate=3000 --duration=20s
 //   loadgen --scenario=fanout --subscribers=4 --sessions=500 --mode=open --rate=1000 ...
 //   loadgen --scenario=send_message --hold_streams=100000 --hold_sessions=1000 ...
 //
 // Scenarios:
 //   echo          bench.v1.EchoService/Echo with --payload_bytes (the
-//                 baselines); with --token_key_file every call carries a
-//                 service token.
+//                 baselines); with --keys_dir every call carries a
+//                 supervisor's access token.
 //   send_message  sessions' durable SendMessage. Setup creates --sessions
 //                 EMAIL sessions, each for its own customer (the server allows
 //                 10 messages per second per sender and session, so the
@@ -47,6 +47,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "libs/auth/grpc_auth.h"
+#include "libs/auth/key_folder.h"
 #include "libs/auth/token.h"
 #include "libs/client/tls.h"
 #include "libs/config/flags.h"
@@ -73,7 +74,7 @@ struct Config {
   absl::Duration duration = absl::Seconds(10);
   int64_t requests = 0;
   absl::Duration deadline = absl::Seconds(10);
-  std::string token_key_file;
+  std::string keys_dir;
   int payload_bytes = 16;
   int sessions = 1000;
   int subscribers = 4;
@@ -143,14 +144,15 @@ std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const Config& config,
 
 class Tokens {
  public:
-  explicit Tokens(std::string key) : codec_(std::move(key)) {}
+  explicit Tokens(auth::SigningKey key)
+      : issuer_(std::move(key), std::string(auth::kDevelopmentIssuer)) {}
   absl::StatusOr<std::string> Mint(const std::string& subject, auth::Role role) const {
     const absl::Time now = absl::Now();
-    return auth::MintAccessToken(codec_, {subject, role, now + absl::Hours(4)}, now);
+    return auth::MintAccessToken(issuer_, {subject, role, now + absl::Hours(4)}, now);
   }
 
  private:
-  auth::TokenCodec codec_;
+  auth::TokenSigner issuer_;
 };
 
 // A short id that keeps the ids of one run apart from earlier runs' on the
@@ -403,8 +405,9 @@ int Run(int argc, char** argv) {
   flags.Add("duration", &config.duration, "measured window (unless --requests)");
   flags.Add("requests", &config.requests, "above 0: measure this many calls instead");
   flags.Add("deadline", &config.deadline, "deadline of every call");
-  flags.Add("token_key_file", &config.token_key_file,
-            "the servers' HMAC key: the load generator mints its own tokens");
+  flags.Add("keys_dir", &config.keys_dir,
+            "the servers' development key folder: the load generator mints its own access "
+            "tokens with its development-issuer.pem");
   flags.Add("payload_bytes", &config.payload_bytes, "echo payload / message text size");
   flags.Add("sessions", &config.sessions, "send_message/fanout: sessions to write to");
   flags.Add("subscribers", &config.subscribers, "fanout: streams per session");
@@ -438,18 +441,19 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "loadgen: counts, sizes and rates must be at least 1\n");
     return 2;
   }
-  if ((!echo || config.hold_streams > 0) && config.token_key_file.empty()) {
-    std::fprintf(stderr, "loadgen: sessions scenarios need --token_key_file\n");
+  if ((!echo || config.hold_streams > 0) && config.keys_dir.empty()) {
+    std::fprintf(stderr, "loadgen: sessions scenarios need --keys_dir\n");
     return 2;
   }
   std::unique_ptr<Tokens> tokens;
-  if (!config.token_key_file.empty()) {
-    absl::StatusOr<std::string> key = auth::LoadOrCreateKey(config.token_key_file, false);
+  if (!config.keys_dir.empty()) {
+    absl::StatusOr<auth::SigningKey> key =
+        auth::ReadSigningKeyFile(absl::StrCat(config.keys_dir, "/", auth::kIssuerKeyFile));
     if (!key.ok()) {
       std::fprintf(stderr, "loadgen: %s\n", key.status().ToString().c_str());
       return 1;
     }
-    tokens = std::make_unique<Tokens>(*key);
+    tokens = std::make_unique<Tokens>(*std::move(key));
   }
   auto fail = [](absl::string_view what, const absl::Status& s) {
     std::fprintf(stderr, "loadgen: %s: %s\n", std::string(what).c_str(), s.ToString().c_str());
@@ -480,7 +484,7 @@ int Run(int argc, char** argv) {
   std::string echo_token;
   std::string supervisor_token;
   if (tokens != nullptr) {
-    absl::StatusOr<std::string> t = tokens->Mint("loadgen", auth::Role::kService);
+    absl::StatusOr<std::string> t = tokens->Mint("loadgen", auth::Role::kSupervisor);
     if (!t.ok()) return fail("mint", t.status());
     echo_token = *t;
     t = tokens->Mint("loadgen-supervisor", auth::Role::kSupervisor);

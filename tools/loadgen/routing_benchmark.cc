@@ -91,6 +91,7 @@ int64_t NowNanos() { return absl::GetCurrentTimeNanos(); }
 class MemoryStore : public routing::RoutingStore {
  public:
   absl::StatusOr<Contents> Load() override { return Contents(); }
+  absl::StatusOr<ScheduleContents> LoadSchedules() override { return ScheduleContents(); }
   absl::Status Admit() const override { return absl::OkStatus(); }
   absl::StatusOr<std::optional<routing::ClosedOfferRecord>> FindClosedOffer(
       const std::string&) override {

@@ -56,9 +56,9 @@ if (($(nproc) >= 2)) && command -v taskset >/dev/null; then
   loadgen_cpu=(taskset -c 1)
 fi
 
-"$bin/tools/mint_token/mint_token" --key_file="$work/token.key" --create_key \
-  --subject=bench --role=service >/dev/null
-key="$work/token.key"
+# One development key folder for every server and the load generator.
+keys="$work/keys"
+[[ -d "$keys" ]] || "$bin/tools/mint_token/mint_token" --generate_keys="$keys" >/dev/null
 
 # start_server NAME READY_PATTERN CMD...: starts CMD (stderr to the log),
 # waits for READY_PATTERN in its log, sets $server_pid and $server_port.
@@ -95,7 +95,7 @@ start_sessions() {
   # sessions' own (a message still commits durably with its outbox event).
   start_server "$name" server_started "$bin/services/sessions/sessions_server" \
     --data_dir="$work/$name" --port=0 --metrics_port=0 --bot_address= --routing_address= \
-    --token_key_file="$key"
+    --keys_dir="$keys"
 }
 
 # run NAME LOADGEN_FLAGS...: runs the load generator against the current server.
@@ -135,15 +135,15 @@ start_server bare_echo "listening on port" "$bin/tools/loadgen/bare_echo_server"
 run echo_bare --scenario=echo --channels="$channels" --concurrency="$echo_callers" --duration="$duration"
 stop_server
 start_server bootstrap_echo server_started "$bin/tools/loadgen/bootstrap_echo_server" \
-  --port=0 --metrics_port=0 --token_key_file="$key"
-run echo_bootstrap --scenario=echo --token_key_file="$key" --channels="$channels" \
+  --port=0 --metrics_port=0 --keys_dir="$keys"
+run echo_bootstrap --scenario=echo --keys_dir="$keys" --channels="$channels" \
   --concurrency="$echo_callers" --duration="$duration"
 stop_server
 
 # 2. Durable SendMessage at saturation, with the fsyncs it cost.
 start_sessions sessions_send
 count_fsyncs send_message "$(seconds "$duration")"
-run send_message --scenario=send_message --token_key_file="$key" --channels="$channels" \
+run send_message --scenario=send_message --keys_dir="$keys" --channels="$channels" \
   --window_marker="$work/send_message.window" \
   --sessions="$sessions" --concurrency="$send_callers" --duration="$duration"
 wait "$fsync_counter" || true
@@ -158,14 +158,14 @@ fan_rate=$((send_qps / 2))
 fan_needed=$(((fan_rate + 4) / 5))
 ((fan_sessions >= fan_needed)) || fan_sessions=$fan_needed
 start_sessions sessions_fanout
-run fanout --scenario=fanout --token_key_file="$key" --channels="$channels" \
+run fanout --scenario=fanout --keys_dir="$keys" --channels="$channels" \
   --sessions="$fan_sessions" --subscribers=4 --mode=open --rate="$fan_rate" --duration="$duration"
 stop_server
 
 # 4. Idle streams: SendMessage at saturation while N streams are held.
 for n in "$idle_small" "$idle_large"; do
   start_sessions "sessions_idle_$n"
-  run "idle_$n" --scenario=send_message --token_key_file="$key" --channels="$idle_channels" \
+  run "idle_$n" --scenario=send_message --keys_dir="$keys" --channels="$idle_channels" \
     --sessions="$sessions" --concurrency="$send_callers" --duration="$duration" \
     --hold_streams="$n" --hold_sessions="$idle_sessions"
   stop_server

@@ -9,15 +9,28 @@ namespace switchboard::mint_token {
 
 // Exit codes of the tool.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;   // the key could not be read or made
+inline constexpr int kExitFailure = 1;   // a key could not be read or written
 inline constexpr int kExitBadFlags = 2;  // missing, unknown or invalid flags
 
-// Runs `mint_token --key_file=PATH --subject=ID --role=ROLE [--ttl=12h]
-// [--create_key]`: loads (or, with --create_key, creates) the signing key,
-// and writes an access token for (subject, role) valid from `now` for --ttl to
-// `out`, followed by a newline. Errors go to `err` as one line each. Flags
-// fall back to environment variables as libs/config/flags.h describes,
-// read through `environment`. Returns the process exit code.
+// Runs the tool, in one of two modes:
+//
+//   mint_token --subject=ID --role=customer|agent|supervisor [--ttl=12h]
+//              [--keys_dir=DIR | --key_file=PEM] [--issuer=NAME]
+//   mint_token --role=service --subject=SERVICE --audience=SERVICE [--ttl=10m]
+//              [--keys_dir=DIR | --key_file=PEM]
+//     writes to `out` a token valid from `now` for --ttl, and a newline: an
+//     access token signed with the development issuer's key
+//     (KEYS_DIR/development-issuer.pem), or a service token from one
+//     service to another signed with the caller's key (KEYS_DIR/SERVICE.pem).
+//     KEYS_DIR defaults to DATA_DIR/keys (--data_dir, default "data").
+//
+//   mint_token --generate_keys=DIR
+//     writes a new development key folder at DIR (libs/auth/key_folder.h)
+//     and the path to `out`; fails if DIR exists.
+//
+// Errors go to `err` as one line each. Flags fall back to environment
+// variables as libs/config/flags.h describes, read through `environment`.
+// Returns the process exit code.
 int Run(int argc, const char* const* argv, absl::Time now, std::ostream& out,
         std::ostream& err,
         config::FlagSet::Environment environment = ::getenv);
