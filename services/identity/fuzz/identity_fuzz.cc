@@ -31,6 +31,7 @@
 #include "libs/storage/database.h"
 #include "libs/storage/group_commit.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/test_tokens.h"
 #include "prometheus/registry.h"
 #include "services/identity/fuzz/identity_fuzz.pb.h"
 #include "services/identity/identity.h"
@@ -45,6 +46,13 @@ using fuzzing::Check;
 using fuzzing::CheckServed;
 
 constexpr size_t kMaxCalls = 48;
+
+// Identity's verification key and a verifier, made once: a fresh key pair
+// per input would cost more than the input.
+const testing::TestTokens& Tokens() {
+  static const auto* tokens = new testing::TestTokens("identity");
+  return *tokens;
+}
 
 // The code gateway: remembers what it delivered, verification codes by
 // challenge and account change notices' codes by change.
@@ -98,8 +106,7 @@ class Harness {
       : path_(storage::MakeTempDir() + "/identity.db"),
         metrics_(registry_),
         hasher_(std::string(32, 'h')),
-        box_(std::string(32, 's')),
-        tokens_(std::string(32, 't')) {
+        box_(std::string(32, 's')) {
     Open();
   }
   ~Harness() {
@@ -163,11 +170,11 @@ class Harness {
         if (customer) break;
         const v1::ValidateTokenRequest& r = call.validate_token();
         const std::string token = token_of(r.verification_token());
-        if (token.empty() || token.size() > auth::TokenCodec::kMaxTokenBytes ||
+        if (token.empty() || token.size() > auth::kMaxTokenBytes ||
             !common::v1::VerificationLevel_IsValid(r.min_level())) {
           break;  // the adapter refuses
         }
-        CheckVerificationToken(tokens_, token, r.customer_id(), r.session_id(), r.min_level(),
+        CheckVerificationToken(Tokens().verifier(), token, r.customer_id(), r.session_id(), r.min_level(),
                                clock_.Now());
         break;
       }
@@ -194,7 +201,7 @@ class Harness {
         if (customer) {
           // The adapter: a customer proves who they are with a token.
           absl::StatusOr<auth::VerificationClaims> claims = auth::VerifyVerificationToken(
-              tokens_, token_of(r.verification_token()), clock_.Now());
+              Tokens().verifier(), token_of(r.verification_token()), clock_.Now());
           if (!claims.ok() || claims->customer_id != id) break;
           proof = claims->level;
         }
@@ -258,9 +265,9 @@ class Harness {
         const std::string token = token_of(r.verification_token());
         if (!token.empty()) {
           // The adapter: customers only, with a token of theirs.
-          if (!customer || token.size() > auth::TokenCodec::kMaxTokenBytes) break;
+          if (!customer || token.size() > auth::kMaxTokenBytes) break;
           absl::StatusOr<auth::VerificationClaims> claims =
-              auth::VerifyVerificationToken(tokens_, token, clock_.Now());
+              auth::VerifyVerificationToken(Tokens().verifier(), token, clock_.Now());
           if (!claims.ok() || claims->customer_id != self) break;
           level = claims->level;
         }
@@ -318,7 +325,8 @@ class Harness {
     store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), path_,
                                                    "switchboard.identity.v1", nullptr);
     identity_ = std::make_unique<Identity>(store_.get(), &clock_, &metrics_, &hasher_, &box_,
-                                           &tokens_, &gateway_, IdentityOptions());
+                                           &Tokens().verification_signer(), &gateway_,
+                                           IdentityOptions());
   }
 
   // A supervisor's change just made: it waits for the whole cool-down.
@@ -371,12 +379,12 @@ class Harness {
   void CheckToken(const Identity::Completed& completed, const std::string& challenge) {
     const auto& [customer, session] = challenge_owner_[challenge];
     absl::StatusOr<auth::VerificationClaims> claims =
-        auth::VerifyVerificationToken(tokens_, completed.token, clock_.Now());
+        auth::VerifyVerificationToken(Tokens().verifier(), completed.token, clock_.Now());
     Check(claims.ok(), "an issued verification token does not verify");
     Check(claims->customer_id == customer && claims->session_id == session,
           absl::StrCat("token for ", claims->customer_id, "/", claims->session_id,
                        " from a challenge of ", customer, "/", session));
-    TokenCheck check = CheckVerificationToken(tokens_, completed.token, customer, session,
+    TokenCheck check = CheckVerificationToken(Tokens().verifier(), completed.token, customer, session,
                                               common::v1::VERIFICATION_LEVEL_UNSPECIFIED,
                                               clock_.Now());
     Check(check.reason == v1::INVALID_TOKEN_REASON_UNSPECIFIED,
@@ -389,7 +397,6 @@ class Harness {
   IdentityMetrics metrics_;
   CodeHasher hasher_;
   SecretBox box_;
-  auth::TokenCodec tokens_;
   FakeClock clock_;
   Gateway gateway_;
   std::unique_ptr<storage::Database> db_;

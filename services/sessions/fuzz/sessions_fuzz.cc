@@ -34,6 +34,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/storage/group_commit.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/test_tokens.h"
 #include "prometheus/registry.h"
 #include "third_party/fuzzing/calls.h"
 #include "services/sessions/fuzz/sessions_fuzz.pb.h"
@@ -77,11 +78,19 @@ class FakeBot : public BotClient {
 
 class FakeRouting : public RoutingClient {
  public:
-  absl::Status Enqueue(const routing::v1::EnqueueSessionRequest&) override {
-    return fail ? absl::UnavailableError("routing down") : absl::OkStatus();
+  absl::StatusOr<routing::v1::EnqueueSessionResponse> Enqueue(
+      const routing::v1::EnqueueSessionRequest&) override {
+    if (fail) return absl::UnavailableError("routing down");
+    return routing::v1::EnqueueSessionResponse();
   }
   absl::Status Cancel(const std::string&, routing::v1::CancelReason) override {
     return fail ? absl::UnavailableError("routing down") : absl::OkStatus();
+  }
+  // Every queue keeps no hours (always open).
+  absl::StatusOr<routing::v1::GetQueueHoursResponse> QueueHours(
+      const routing::v1::GetQueueHoursRequest&) override {
+    if (fail) return absl::UnavailableError("routing down");
+    return routing::v1::GetQueueHoursResponse();
   }
   bool fail = false;
 };
@@ -114,8 +123,11 @@ struct Subscription {
   std::unique_ptr<Listener> listener;
 };
 
-const auth::TokenCodec& Tokens() {
-  static const auth::TokenCodec* tokens = new auth::TokenCodec(std::string(32, 'k'));
+// Identity's verification key and the verifier sessions checks tokens
+// with, made once: a fresh key pair per input would cost more than the
+// input.
+const testing::TestTokens& Tokens() {
+  static const auto* tokens = new testing::TestTokens("sessions");
   return *tokens;
 }
 
@@ -352,7 +364,7 @@ class Harness {
  private:
   void Start() {
     sessions_ = std::make_unique<Sessions>(
-        store_.get(), &clock_, &metrics_, &Tokens(), &bot_, &routing_,
+        store_.get(), &clock_, &metrics_, &Tokens().verifier(), &bot_, &routing_,
         [this](std::function<void()> task) { tasks_.push_back(std::move(task)); },
         [this](std::function<void()> task) {
           if (tasks_.size() >= 64) return false;
@@ -424,7 +436,7 @@ class Harness {
     claims.session_id = session;
     claims.issued_at = clock_.Now();
     claims.expires_at = clock_.Now() + absl::Minutes(15);
-    absl::StatusOr<std::string> token = auth::SignVerificationToken(Tokens(), claims);
+    absl::StatusOr<std::string> token = auth::SignVerificationToken(Tokens().verification_signer(), claims);
     return token.ok() ? *token : "";
   }
 
