@@ -174,8 +174,8 @@ class Harness {
             !common::v1::VerificationLevel_IsValid(r.min_level())) {
           break;  // the adapter refuses
         }
-        CheckVerificationToken(Tokens().verifier(), token, r.customer_id(), r.session_id(), r.min_level(),
-                               clock_.Now());
+        CheckVerificationToken(Tokens().verifier(), token, r.customer_id(), r.session_id(),
+                               r.min_level(), clock_.Now());
         break;
       }
       case fuzz::Call::kRegisterContact: {
@@ -384,9 +384,9 @@ class Harness {
     Check(claims->customer_id == customer && claims->session_id == session,
           absl::StrCat("token for ", claims->customer_id, "/", claims->session_id,
                        " from a challenge of ", customer, "/", session));
-    TokenCheck check = CheckVerificationToken(Tokens().verifier(), completed.token, customer, session,
-                                              common::v1::VERIFICATION_LEVEL_UNSPECIFIED,
-                                              clock_.Now());
+    TokenCheck check = CheckVerificationToken(
+        Tokens().verifier(), completed.token, customer, session,
+        common::v1::VERIFICATION_LEVEL_UNSPECIFIED, clock_.Now());
     Check(check.reason == v1::INVALID_TOKEN_REASON_UNSPECIFIED,
           "ValidateToken refuses a token identity just issued");
     issued_.push_back(completed.token);

@@ -194,7 +194,9 @@ class Harness {
         for (int state : r.states()) filter.states.push_back(static_cast<v1::SessionState>(state));
         filter.category = r.category();
         filter.channel = r.channel();
-        if (r.has_created_after()) filter.created_after = protoutil::FromTimestamp(r.created_after());
+        if (r.has_created_after()) {
+          filter.created_after = protoutil::FromTimestamp(r.created_after());
+        }
         if (r.has_created_before()) {
           filter.created_before = protoutil::FromTimestamp(r.created_before());
         }
@@ -436,7 +438,8 @@ class Harness {
     claims.session_id = session;
     claims.issued_at = clock_.Now();
     claims.expires_at = clock_.Now() + absl::Minutes(15);
-    absl::StatusOr<std::string> token = auth::SignVerificationToken(Tokens().verification_signer(), claims);
+    absl::StatusOr<std::string> token =
+        auth::SignVerificationToken(Tokens().verification_signer(), claims);
     return token.ok() ? *token : "";
   }
 
