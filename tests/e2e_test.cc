@@ -360,7 +360,7 @@ TEST_F(EndToEndTest, JourneyEventsMetricsPrometheusAndCleanShutdown) {
   };
   for (const auto& [service, types] : expected_events) {
     for (const std::string& type : types) {
-      EXPECT_TRUE(Eventually([&] {
+      EXPECT_TRUE(Eventually([&, &service = service] {
         return absl::StrContains(testing::ReadFile(events + service + ".jsonl"), type);
       })) << service << " has no " << type;
     }

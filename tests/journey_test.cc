@@ -109,7 +109,7 @@ class JourneyTest : public ::testing::Test {
  protected:
   using FlagsOf = std::function<std::vector<std::string>(const std::string& service)>;
 
-  JourneyTest() : JourneyTest({}) {}
+  JourneyTest() : JourneyTest(std::vector<std::string>{}) {}
   // `service_flags` go to every service (e.g. --kafka_brokers), and
   // `flags_of(name)` to the service `name` (e.g. its certificate); the test
   // dials the servers with `security`.

@@ -4,7 +4,20 @@
 # (built with Debian's Go into /usr/local/bin). Idempotent: a second run finds
 # everything installed and returns in about a second without touching apt's
 # package lists.
+#
+# `bash tools/setup.sh --tsan` also builds Debian's own Abseil source package
+# (the installed version, with Debian's patches) with clang-14
+# -fsanitize=thread into /opt/switchboard/absl-tsan, for the tsan config of
+# .bazelrc (about ten minutes on 2 cores, once per Abseil version).
 set -euo pipefail
+
+tsan=false
+for arg in "$@"; do
+  case "$arg" in
+    --tsan) tsan=true ;;
+    *) echo "usage: bash tools/setup.sh [--tsan]" >&2; exit 2 ;;
+  esac
+done
 
 PACKAGES=(
   # Build
@@ -24,6 +37,11 @@ PACKAGES=(
   prometheus golang-go
   # The Kafka broker for tests and local runs (jars from Maven Central)
   openjdk-17-jre-headless maven
+  # Sanitizers, libFuzzer and thread-safety analysis (.bazelrc's clang, asan
+  # and tsan configs, tools/fuzz.sh)
+  clang-14 libclang-rt-14-dev
+  # Building Debian's Abseil with ThreadSanitizer (--tsan)
+  dpkg-dev cmake ninja-build debian-archive-keyring
 )
 
 missing=()
@@ -46,10 +64,68 @@ install_grpcurl() {
   GOBIN=/usr/local/bin /usr/bin/go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
 }
 
+# ThreadSanitizer sees a lock only if the code taking it is instrumented, and
+# Debian's Abseil is not: every absl::Mutex section (ours and gRPC's) would
+# look like a data race. So the tsan config runs against an instrumented build
+# of the very same Abseil: the installed package's version, from Debian's
+# source package with Debian's patches (inline namespace, options.h, SONAME)
+# and its CMake options, so that Debian's gRPC loads it in place of the
+# system's copy.
+# One annotation-only patch (third_party/sanitizers, where it says why) is
+# applied on top of Debian's.
+ABSL_TSAN_PREFIX=/opt/switchboard/absl-tsan
+ABSL_TSAN_PATCH=$(cd "$(dirname "$0")/.." && pwd)/third_party/sanitizers/abseil_tsan_mutex_wakeup.patch
+build_absl_tsan() {
+  local version stamp
+  version=$(dpkg-query -W -f='${Version}' libabsl-dev)
+  stamp="$version $(sha256sum <"$ABSL_TSAN_PATCH" | cut -c1-16)"
+  if [[ -f "$ABSL_TSAN_PREFIX/VERSION" && "$(cat "$ABSL_TSAN_PREFIX/VERSION")" == "$stamp" ]]; then
+    return 0
+  fi
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: building Abseil with ThreadSanitizer needs root (or sudo)" >&2
+    return 1
+  fi
+  echo "setup: building Abseil $version with -fsanitize=thread into $ABSL_TSAN_PREFIX"
+  local work
+  work=$(mktemp -d)
+  # A deb-src list and package lists of its own: the machine's apt sources
+  # and lists stay as they are.
+  mkdir -p "$work/apt/sources.list.d" "$work/apt/lists/partial"
+  cat >"$work/apt/sources.list.d/debian-src.sources" <<'SOURCES'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  local apt=(-o "Dir::Etc::SourceParts=$work/apt/sources.list.d"
+    -o Dir::Etc::SourceList=/dev/null -o "Dir::State::Lists=$work/apt/lists")
+  apt-get "${apt[@]}" update -qq
+  (cd "$work" && apt-get "${apt[@]}" source --download-only -qq "abseil=$version" 2>/dev/null)
+  dpkg-source -x "$work"/abseil_*.dsc "$work/src" >/dev/null
+  patch -d "$work/src" -p1 --quiet <"$ABSL_TSAN_PATCH"
+  # debian/rules' shared build: C++17, shared libraries, CMake build type
+  # None (no NDEBUG), plus ThreadSanitizer.
+  local flags="-g -O1 -fno-omit-frame-pointer -fsanitize=thread"
+  cmake -S "$work/src" -B "$work/build" -G Ninja -Wno-dev \
+    -DCMAKE_BUILD_TYPE=None \
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
+    -DCMAKE_CXX_STANDARD=17 -DBUILD_SHARED_LIBS=ON \
+    -DCMAKE_INSTALL_PREFIX="$ABSL_TSAN_PREFIX" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
+  cmake --build "$work/build" -j "$(nproc)" >/dev/null
+  rm -rf "$ABSL_TSAN_PREFIX"
+  cmake --install "$work/build" >/dev/null
+  echo "$stamp" >"$ABSL_TSAN_PREFIX/VERSION"
+  rm -rf "$work"
+}
+
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages present"
   install_kafka
   install_grpcurl
+  if $tsan; then build_absl_tsan; fi
   exit 0
 fi
 
@@ -74,4 +150,5 @@ if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
 fi
 install_kafka
 install_grpcurl
+if $tsan; then build_absl_tsan; fi
 echo "setup: done"

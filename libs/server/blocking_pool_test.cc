@@ -28,6 +28,10 @@ TEST(BlockingPoolTest, BlockedTasksDoNotStopOthersFromRunning) {
   pool.Run([&] { second_ran.Notify(); });
   EXPECT_TRUE(second_ran.WaitForNotificationWithTimeout(absl::Seconds(30)));
   release.Notify();
+  // The first task may still be inside release.WaitForNotification(): the
+  // pool must be done with it before the notifications, declared after the
+  // pool, are destroyed.
+  pool.Stop();
 }
 
 TEST(BlockingPoolTest, TryRunRefusesOnceTheBacklogIsFullButRunStillQueues) {

@@ -229,7 +229,7 @@ TEST_F(BotTest, TopicsWithoutTheBasesWordsAreUnderstood) {
     if (r->outcome() == v1::ANSWER_OUTCOME_CLARIFIED) {
       ++clarified;
       EXPECT_TRUE(std::any_of(r->quick_replies().begin(), r->quick_replies().end(),
-                              [&](const auto& q) { return q.id() == "intent:" + intent; }))
+                              [&id = intent](const auto& q) { return q.id() == "intent:" + id; }))
           << text;
       continue;
     }

@@ -48,9 +48,13 @@ class Waker {
   // Waits for a kick, Stop or `timeout`; false once stopped.
   bool Wait(absl::Duration timeout) {
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(
-                             +[](Waker* w) { return w->kicked_ || w->stopped_; }, this),
-                         timeout);
+    mu_.AwaitWithTimeout(
+        absl::Condition(
+            +[](Waker* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+              return w->kicked_ || w->stopped_;
+            },
+            this),
+        timeout);
     kicked_ = false;
     return !stopped_;
   }

@@ -212,10 +212,16 @@ const char* GroupColumn(v1::SummaryGrouping g) {
   }
 }
 
-std::variant<int64_t, std::string> GroupKey(v1::SummaryGrouping g, const std::string& key) {
+// A group key as bound to SQL: agent ids are text, categories and channels
+// numbers (InvalidArgument for anything else, rather than a silent 0).
+absl::StatusOr<std::variant<int64_t, std::string>> GroupKey(v1::SummaryGrouping g,
+                                                            const std::string& key) {
   if (g == v1::SUMMARY_GROUPING_AGENT) return key;
   int64_t value = 0;
-  absl::SimpleAtoi(key, &value);
+  if (!absl::SimpleAtoi(key, &value)) {
+    return absl::InvalidArgumentError(
+        "page_token: not a token from a previous GetSummary response with these filters");
+  }
   return value;
 }
 
@@ -693,7 +699,10 @@ absl::StatusOr<SummaryPage> SqliteFeedbackStore::Summarize(const SummaryQuery& q
     std::string after = "1";
     if (query.after_set) {
       after = "k > ?";
-      params.push_back(GroupKey(query.group_by, query.after_key));
+      absl::StatusOr<std::variant<int64_t, std::string>> after_key =
+          GroupKey(query.group_by, query.after_key);
+      if (!after_key.ok()) return after_key.status();
+      params.push_back(*std::move(after_key));
     }
     params.emplace_back(static_cast<int64_t>(query.page_size + 1));
     auto keys = db.Prepare(absl::StrCat("SELECT k FROM (SELECT ", key, " AS k FROM feedback WHERE ",

@@ -238,6 +238,26 @@ TEST_F(SqliteFeedbackStoreTest, SummaryUsesTheCoveringIndexesNotTheTable) {
   EXPECT_EQ(store_->Summarize(query)->total.feedback_count(), 5);
 }
 
+// A category or channel group key is a number; anything else is refused,
+// never read as 0 (which would restart the pages from the first group).
+TEST_F(SqliteFeedbackStoreTest, SummaryRefusesAGroupKeyThatIsNotANumber) {
+  ASSERT_TRUE(store_->InsertFeedback(Rating("s-1", "ana", 4, kT0), Event("s-1")).ok());
+  SummaryQuery query;
+  query.start = kT0;
+  query.end = kT0 + absl::Minutes(10);
+  query.group_by = v1::SUMMARY_GROUPING_CATEGORY;
+  query.after_set = true;
+  query.after_key = "deposit";
+  auto page = store_->Summarize(query);
+  EXPECT_EQ(page.status().code(), absl::StatusCode::kInvalidArgument) << page.status();
+
+  query.after_key = "0";
+  page = store_->Summarize(query);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->groups.size(), 1u);
+  EXPECT_EQ(page->groups[0].category(), common::v1::CATEGORY_DEPOSIT);
+}
+
 TEST_F(SqliteFeedbackStoreTest, ComplaintCountsFollowEveryChangeWithoutCountingRows) {
   ASSERT_TRUE(store_->InsertComplaint(Complaint("c-1", "cust-1", "", kT0), 10, Event("c-1"))
                   .ok());

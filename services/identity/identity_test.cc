@@ -960,7 +960,9 @@ TEST_F(IdentityTest, ANewerChangeOfTheSameContactSupersedesAPendingOne) {
                                               "ana@example.com", "sup-3", "");
   ASSERT_TRUE(back.ok());
   EXPECT_FALSE(back->pending.has_value());
-  for (const AccountChangeRecord& c : *identity_->ListAccountChanges("cust-1")) {
+  const auto after_back = identity_->ListAccountChanges("cust-1");
+  ASSERT_TRUE(after_back.ok()) << after_back.status();
+  for (const AccountChangeRecord& c : *after_back) {
     EXPECT_NE(c.state, ChangeState::kPending) << c.change_id;
   }
   // A service's change applies at once and supersedes a supervisor's.
@@ -1336,9 +1338,10 @@ TEST_F(IdentityRetryTest, ARetriedEnrollmentGetsTheSameSecretAndItsConfirmationT
 
   const std::string secret = Base32Decode(first->secret_base32);
   const std::string code = Hotp(secret, TotpStep(clock_.Now()), 6);
+  // A lambda cannot capture a structured binding in C++17 (clang refuses).
+  const std::string enrollment_id = first->enrollment.enrollment_id;
   const auto confirm = [&] {
-    return identity_->ConfirmTotpEnrollment("cust-1", first->enrollment.enrollment_id, code,
-                                            "confirm-1");
+    return identity_->ConfirmTotpEnrollment("cust-1", enrollment_id, code, "confirm-1");
   };
   auto [confirmed, again] = RetryWhileTheFirstIsHeld<absl::StatusOr<Identity::EnrollmentConfirmed>>(
       "cust-1", confirm, /*fail_first=*/false);

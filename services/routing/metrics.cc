@@ -1,22 +1,27 @@
 #include "services/routing/metrics.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 
 namespace switchboard::routing {
 namespace {
 
-std::string Label(const std::string& enum_name, size_t prefix) {
+// The enum value's name without its prefix, lower-cased. A value this build
+// does not know (a newer peer's: proto3 enums are open) has no name and is
+// labelled by its number.
+std::string Label(int value, const std::string& enum_name, size_t prefix) {
+  if (enum_name.size() <= prefix) return absl::StrCat(value);
   return absl::AsciiStrToLower(enum_name.substr(prefix));
 }
 
 std::string ChannelLabel(int channel) {
   if (channel == common::v1::CHANNEL_UNSPECIFIED) return "none";
-  return Label(common::v1::Channel_Name(channel), sizeof("CHANNEL_") - 1);
+  return Label(channel, common::v1::Channel_Name(channel), sizeof("CHANNEL_") - 1);
 }
 
 std::string CategoryLabel(int category) {
   if (category == common::v1::CATEGORY_UNSPECIFIED) return "none";
-  return Label(common::v1::Category_Name(category), sizeof("CATEGORY_") - 1);
+  return Label(category, common::v1::Category_Name(category), sizeof("CATEGORY_") - 1);
 }
 
 prometheus::Counter* Counter(prometheus::Registry& registry, const std::string& name,

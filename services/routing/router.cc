@@ -1879,13 +1879,15 @@ bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                       std::vector<std::string>* candidates) {
   std::map<std::string, std::vector<std::string>> found;
   std::optional<QueueOrder::Slot> picked = queues_.Pick(
-      [&](const QueueId& queue) {
+      // Pick calls both filters before it returns, on this thread, with mu_
+      // still held.
+      [&](const QueueId& queue) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         // A session queue no agent could serve right now, or closed, is
         // not walked: its entries keep their places until it opens.
         return queue.kind == v1::ENTRY_KIND_COMPLAINT ||
                (agents_.AnyAvailable(queue) && Open(queue, now));
       },
-      [&](const QueueOrder::Slot& slot) {
+      [&](const QueueOrder::Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         const Entry& entry = *entries_.at(slot.key);
         if (entry.state() != v1::ENTRY_STATE_WAITING || entry.busy ||
             !entry.record.requeued_from.empty() || entry.retry_after > now) {

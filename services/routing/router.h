@@ -128,7 +128,9 @@ class OfferListener {
 class Router {
  public:
   // None owned; all must outlive the router. `hours` decides which queues
-  // are open; null: every queue is always open.
+  // are open; null: every queue is always open. Destroy the router only once
+  // the store calls back no more (GroupCommitter::Stop): a commit in flight
+  // calls the router when it completes.
   Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessions,
          Clock* clock, RoutingMetrics* metrics, RouterOptions options,
          const ScheduleBook* hours = nullptr);

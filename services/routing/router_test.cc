@@ -54,9 +54,10 @@ class RouterTest : public ::testing::Test {
     OpenStore();
     Start();
   }
+  // The committer stops first: a commit in flight calls the router back.
   ~RouterTest() override {
-    router_.reset();
     committer_->Stop();
+    router_.reset();
   }
 
   void OpenStore() {
@@ -77,8 +78,8 @@ class RouterTest : public ::testing::Test {
 
   // As a process restart: a new Router on the file reopened.
   void Restart() {
-    router_.reset();
     committer_->Stop();
+    router_.reset();
     store_.reset();
     sqlite_.reset();
     committer_.reset();
@@ -1210,6 +1211,30 @@ TEST_F(RouterTest, AQueuesAgentGaugesDropToZeroWhenItsLastAgentLeaves) {
   router_->RunOnce();
   EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_depth", "zh"), 1.0);
   EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"), 0.0);
+}
+
+// Found by //services/routing/fuzz:routing_fuzz: presence (a newer version,
+// say) reports capacity on a channel this build does not know. The queue's
+// gauges are labelled with the channel's number; routing used to throw
+// std::out_of_range while naming it, which ended the process.
+TEST_F(RouterTest, AChannelThisBuildDoesNotKnowIsLabelledByItsNumber) {
+  presence::v1::Agent agent = AgentOnline("newer", 1, absl::Minutes(3));
+  presence::v1::ChannelCapacity* unknown = agent.mutable_profile()->add_capacities();
+  unknown->set_channel(static_cast<common::v1::Channel>(96));
+  unknown->set_capacity(3);
+  ASSERT_TRUE(router_->ResetPresence({agent}).ok());
+  router_->RunOnce();
+  bool labelled = false;
+  for (const prometheus::MetricFamily& family : registry_.Collect()) {
+    if (family.name != "switchboard_routing_queue_eligible_agents") continue;
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      for (const prometheus::ClientMetric::Label& label : metric.label) {
+        labelled |= label.name == "channel" && label.value == "96";
+      }
+    }
+  }
+  EXPECT_TRUE(labelled);
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "en"), 1.0);
 }
 
 TEST_F(RouterTest, QueuesOfLanguagesNobodyWaitsInAnyMoreAreForgotten) {

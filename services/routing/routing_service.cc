@@ -92,7 +92,9 @@ class RoutingService::WatchReactor : public server::QueuedWriter<v1::WatchOffers
     // until its copy or its close arrives, so the set never outgrows the
     // agent's open offers at the start.
     for (const v1::Offer& offer : open) snapshot_.insert(offer.offer_id());
-    EditQueue([&](std::deque<v1::WatchOffersResponse>& queue) {
+    // EditQueue runs the edit at once, on this thread, while mu_ is held.
+    EditQueue([&](std::deque<v1::WatchOffersResponse>& queue)
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       std::deque<v1::WatchOffersResponse> ordered;
       for (const v1::Offer& offer : open) *ordered.emplace_back().mutable_offer() = offer;
       ordered.emplace_back().mutable_caught_up()->set_open_offers(static_cast<int>(open.size()));

@@ -179,12 +179,14 @@ class SessionsService::StreamReactor
 
   // On the pool: subscribe, then the first replay page.
   void Open() {
+    int64_t after;
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
+      after = last_queued_;
     }
     absl::StatusOr<int64_t> subscribed =
-        service_->sessions_->Subscribe(caller_, session_id_, last_queued_, this);
+        service_->sessions_->Subscribe(caller_, session_id_, after, this);
     if (!subscribed.ok()) {
       End(server::ToGrpcStatus(subscribed.status()));
       return;

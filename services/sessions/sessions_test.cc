@@ -65,7 +65,9 @@ class HoldableStore : public SessionStore {
     absl::MutexLock lock(&mu_);
     return mu_.AwaitWithTimeout(
         absl::Condition(
-            +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->store->held_.size() >= a->n; },
+            +[](Arg* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->store->mu_) {
+              return a->store->held_.size() >= a->n;
+            },
             &arg),
         absl::Seconds(10));
   }

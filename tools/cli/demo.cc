@@ -109,8 +109,7 @@ class OfferWatch {
 class Demo {
  public:
   Demo(Command& command, absl::Duration max_lapse_wait, absl::Duration step_limit)
-      : command_(command),
-        clients_(*command.clients),
+      : clients_(*command.clients),
         printer_(*command.printer),
         max_lapse_wait_(max_lapse_wait),
         step_limit_(step_limit),
@@ -137,7 +136,6 @@ class Demo {
   absl::Status AcceptOffer(const std::string& actor, const std::string& token, OfferWatch& offers);
   void PrintFigures();
 
-  Command& command_;
   const Clients& clients_;
   Printer& printer_;
   const absl::Duration max_lapse_wait_;

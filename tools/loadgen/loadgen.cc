@@ -117,7 +117,9 @@ ProcSample SampleProcess(int pid) {
   while (std::getline(status, line)) {
     if (absl::StartsWith(line, "VmRSS:")) {
       std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (parts.size() >= 2) absl::SimpleAtoi(parts[1], &sample.rss_kib);
+      // A failed parse leaves the figure unknown (-1), not 0.
+      int64_t kib = 0;
+      if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) sample.rss_kib = kib;
     }
   }
   return sample;
@@ -167,8 +169,7 @@ grpc::Status RunBatch(int n, int parallel,
   int next = 0, running = 0, finished = 0;
   grpc::Status first_error;
   std::function<void()> pump;
-  pump = [&] {
-    // Called with mu held.
+  pump = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     while (running < parallel && next < n) {
       const int i = next++;
       ++running;

@@ -324,7 +324,9 @@ class Bench : public routing::OfferListener {
     } arg{this, &id};
     absl::MutexLock lock(&mu_);
     mu_.Await(absl::Condition(
-        +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->bench->offered_.count(*a->id) > 0; },
+        +[](Arg* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->bench->mu_) {
+          return a->bench->offered_.count(*a->id) > 0;
+        },
         &arg));
     offered_.erase(id);
   }
@@ -362,7 +364,10 @@ class Bench : public routing::OfferListener {
       {
         absl::MutexLock lock(&mu_);
         mu_.Await(absl::Condition(
-            +[](Bench* b) { return b->stopping_ || !b->work_.empty(); }, this));
+            +[](Bench* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(b->mu_) {
+              return b->stopping_ || !b->work_.empty();
+            },
+            this));
         if (stopping_) return;
         job = std::move(work_.front());
         work_.pop_front();
