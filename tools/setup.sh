@@ -28,6 +28,8 @@ PACKAGES=(
   libsqlite3-dev librdkafka-dev prometheus-cpp-dev libssl-dev
   # The bot's intent classifier (supervised fastText)
   libfasttext-dev
+  # Time zones of queues' hours of operation (Abseil reads /usr/share/zoneinfo)
+  tzdata
   # Tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka, jq for JSON,
