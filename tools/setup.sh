@@ -10,13 +10,18 @@
 # (the installed version, with Debian's patches) with clang-14
 # -fsanitize=thread into /opt/switchboard/absl-tsan, for the tsan config of
 # .bazelrc (about ten minutes on 2 cores, once per Abseil version).
+#
+# `bash tools/setup.sh --build-only` installs the packages and nothing else
+# (no Kafka broker, grpcurl or helm): deploy/docker/Dockerfile's build stage.
 set -euo pipefail
 
 tsan=false
+tools=true
 for arg in "$@"; do
   case "$arg" in
     --tsan) tsan=true ;;
-    *) echo "usage: bash tools/setup.sh [--tsan]" >&2; exit 2 ;;
+    --build-only) tools=false ;;
+    *) echo "usage: bash tools/setup.sh [--tsan] [--build-only]" >&2; exit 2 ;;
   esac
 done
 
@@ -38,6 +43,8 @@ PACKAGES=(
   sqlite3 curl ca-certificates kcat jq openssl
   # Prometheus and promtool (deploy/ checks, tests/e2e_test); Go builds grpcurl
   prometheus golang-go
+  # deploy/helm's chart test reads rendered manifests with PyYAML
+  python3-yaml
   # The Kafka broker for tests and local runs (jars from Maven Central)
   openjdk-17-jre-headless maven
   # Sanitizers, libFuzzer and thread-safety analysis (.bazelrc's clang, asan
@@ -155,9 +162,11 @@ SOURCES
 
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages present"
-  install_kafka
-  install_grpcurl
-  install_helm
+  if $tools; then
+    install_kafka
+    install_grpcurl
+    install_helm
+  fi
   if $tsan; then build_absl_tsan; fi
   exit 0
 fi
@@ -181,8 +190,10 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
   systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi
-install_kafka
-install_grpcurl
-install_helm
+if $tools; then
+  install_kafka
+  install_grpcurl
+  install_helm
+fi
 if $tsan; then build_absl_tsan; fi
 echo "setup: done"
