@@ -138,6 +138,9 @@ refuse "routing_server has no flag --offer_timout" "${key_args[@]}" \
 refuse "services.bot.flags.port: the chart sets --port" "${key_args[@]}" \
   --set services.bot.flags.port=1
 refuse "keys: identity needs identity.key" "${refuse_identity_key[@]}"
+# values.schema.json: a misspelt key is an error, not a silent default.
+refuse "additional properties 'sesions' not allowed" "${key_args[@]}" \
+  --set services.sesions.replicas=2
 
 # The default render, run: every service as its pod would start it.
 if [[ -f "$work/default.yaml" ]]; then
