@@ -82,10 +82,11 @@ install_grpcurl() {
 HELM_VERSION=v3.22.0
 HELM_PREFIX=/opt/switchboard/helm
 install_helm() {
-  if [[ -x "$HELM_PREFIX/bin/helm" ]] &&
-    "$HELM_PREFIX/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
-    return 0
+  local installed=""
+  if [[ -x "$HELM_PREFIX/bin/helm" ]]; then
+    installed=$("$HELM_PREFIX/bin/helm" version --template '{{.Version}}' 2>/dev/null || true)
   fi
+  [[ "$installed" == "$HELM_VERSION" ]] && return 0
   local go=/usr/local/go/bin/go
   if [[ ! -x "$go" ]]; then
     echo "setup: helm $HELM_VERSION needs Go 1.26 at /usr/local/go" >&2

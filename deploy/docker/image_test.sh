@@ -29,7 +29,11 @@ else
     fail "runtime_packages.sh: a library the binaries load has no package"
   fi
   [[ -n "$packages" ]] && pass || fail "runtime_packages.sh printed no package"
-  if grep -- '-dev$' <<<"$packages"; then fail "runtime packages include -dev packages"; else pass; fi
+  if grep -- '-dev$' <<<"$packages"; then
+    fail "runtime packages include -dev packages"
+  else
+    pass
+  fi
   echo "runtime packages: $(tr '\n' ' ' <<<"$packages")"
 fi
 

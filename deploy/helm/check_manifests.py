@@ -7,8 +7,8 @@
 healthcheck.txt). Prints one line per problem and exits 1 if there is any.
 `env`: prints the SERVICE container's environment (its ConfigMap), one
 NAME=VALUE a line, each value with prefix FROM replaced by TO, so that a test
-can start the binary as the pod would; then a line "probe SERVICE_NAME", the
-gRPC service its probes ask for.
+can start the binary as the pod would; then a line "probe<TAB>FLAGS", its
+readiness probe as healthcheck flags separated by tabs (files moved too).
 
 Every Deployment of the six services must run its binary with flags that
 binary has (its ConfigMap's SWITCHBOARD_<SERVICE>_<FLAG> variables and
@@ -74,18 +74,33 @@ def load(manifests_path):
     return by_kind
 
 
+def rewrite(value, rewrites):
+    for pair in rewrites:
+        old, new = pair.split("=", 1)
+        if value.startswith(old):
+            return new + value[len(old):]
+    return value
+
+
 def print_env(by_kind, service, rewrites):
     deployment = next(d for n, d in by_kind["Deployment"].items() if n.endswith("-" + service))
     c = deployment["spec"]["template"]["spec"]["containers"][0]
     for source in c.get("envFrom", []):
         data = by_kind["ConfigMap"][source["configMapRef"]["name"]].get("data", {})
         for name, value in sorted(data.items()):
-            for rewrite in rewrites:
-                old, new = rewrite.split("=", 1)
-                if value.startswith(old):
-                    value = new + value[len(old):]
-            print(f"{name}={value}")
-    print("probe", c["readinessProbe"]["grpc"]["service"])
+            print(f"{name}={rewrite(value, rewrites)}")
+    # The readiness probe as healthcheck flags: what the kubelet's gRPC probe
+    # asks, or the exec probe's own command with its files moved.
+    probe = c["readinessProbe"]
+    if "grpc" in probe:
+        args = [f"--address=localhost:{probe['grpc']['port']}",
+                f"--service={probe['grpc']['service']}"]
+    else:
+        args = []
+        for arg in probe["exec"]["command"][1:]:
+            flag, value = arg.split("=", 1)
+            args.append(f"{flag}={rewrite(value, rewrites)}")
+    print("probe\t" + "\t".join(args))
 
 
 def main():
@@ -176,7 +191,8 @@ def main():
                 continue
             if "grpc" in probe:
                 if probe["grpc"].get("port") != port:
-                    problem(f"{where}: {kind} on port {probe['grpc'].get('port')}, flag --port={port}")
+                    problem(f"{where}: {kind} on port {probe['grpc'].get('port')}, "
+                            f"flag --port={port}")
                 if probe["grpc"].get("service") != health_name:
                     problem(f"{where}: {kind} asks for {probe['grpc'].get('service')}, "
                             f"the server reports {health_name}")
@@ -197,7 +213,8 @@ def main():
                             f"the server reports {health_name}")
                 if flag_values.get("tls_cert_file") and "tls_ca_file" not in args:
                     problem(f"{where}: {kind} speaks plaintext to a TLS port")
-                if flag_values.get("tls_require_client_cert") == "true" and "tls_cert_file" not in args:
+                if (flag_values.get("tls_require_client_cert") == "true"
+                        and "tls_cert_file" not in args):
                     problem(f"{where}: {kind} has no client certificate for an mTLS port")
                 if duration_seconds(args.get("timeout", "2s")) >= probe.get("timeoutSeconds", 1):
                     problem(f"{where}: {kind}: healthcheck --timeout not below timeoutSeconds")
@@ -233,7 +250,8 @@ def main():
         for flag, value in flag_values.items():
             if not isinstance(value, str) or not value.startswith("/"):
                 continue
-            holder = [n for n, path in mounts.items() if value == path or value.startswith(path + "/")]
+            holder = [n for n, path in mounts.items()
+                      if value == path or value.startswith(path + "/")]
             if not holder:
                 problem(f"{where}: --{flag}={value} is in no mounted volume")
                 continue
@@ -269,18 +287,21 @@ def main():
         # Peers are dialed by DNS name, balanced over every replica.
         for flag, value in flag_values.items():
             if flag.endswith("_address") and value:
-                peer = re.fullmatch(r"dns:///([a-z0-9-]+)\.[a-z0-9-]+\.svc\.[a-z0-9.-]+:(\d+)", value)
+                peer = re.fullmatch(
+                    r"dns:///([a-z0-9-]+)\.[a-z0-9-]+\.svc\.[a-z0-9.-]+:(\d+)", value)
                 if not peer:
                     problem(f"{where}: --{flag}={value} is not a dns:/// name of a Service")
                     continue
                 target = by_kind.get("Service", {}).get(peer.group(1))
-                if target is None or int(peer.group(2)) not in [p["port"] for p in target["spec"]["ports"]]:
+                target_ports = [p["port"] for p in target["spec"]["ports"]] if target else []
+                if int(peer.group(2)) not in target_ports:
                     problem(f"{where}: --{flag}={value} names no rendered Service port")
 
     for monitor in by_kind.get("PodMonitor", {}).values():
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:
             if endpoint.get("port") != "metrics":
-                problem(f"PodMonitor: endpoint port {endpoint.get('port')}, containers name it metrics")
+                problem(f"PodMonitor: endpoint port {endpoint.get('port')}, "
+                        "containers name it metrics")
 
     for p in problems:
         print("FAIL:", p)
