@@ -99,7 +99,7 @@ install_helm() {
   GOBIN="$HELM_PREFIX/bin" GOMODCACHE="$work/mod" GOCACHE="$work/cache" GOFLAGS=-modcacherw \
     CGO_ENABLED=0 GOTOOLCHAIN=local "$go" install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || { rm -rf "$work"; return 1; }
   rm -rf "$work"
   ln -sf "$HELM_PREFIX/bin/helm" /usr/local/bin/helm
 }
