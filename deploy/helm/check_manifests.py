@@ -18,7 +18,8 @@ reports it SERVING), or run healthcheck with its
 real flags where TLS is on), have resources, mount every file a flag names,
 and stop within a grace period longer than the drain. Each service also has a
 headless Service on the same ports and a PodDisruptionBudget selecting its
-pods.
+pods, and the `helm test` pod checks every service by its Service's name
+with healthcheck's real flags.
 """
 
 import os
@@ -296,6 +297,36 @@ def main():
                 target_ports = [p["port"] for p in target["spec"]["ports"]] if target else []
                 if int(peer.group(2)) not in target_ports:
                     problem(f"{where}: --{flag}={value} names no rendered Service port")
+
+    # helm test: one healthcheck per service, by the name peers dial, asking
+    # for the service the Deployment's probes ask for.
+    tests = [p for p in by_kind.get("Pod", {}).values()
+             if p["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    if len(tests) != 1:
+        problem(f"{len(tests)} helm test pods, want 1")
+    for pod in tests:
+        script = pod["spec"]["containers"][0]["command"][-1]
+        checked = set()
+        for line in script.splitlines():
+            words = line.split()
+            if not words:
+                continue
+            if words[0] != "/usr/local/bin/healthcheck":
+                problem(f"helm test runs {words[0]}")
+                continue
+            args = dict(w[2:].split("=", 1) for w in words[1:])
+            for flag in args:
+                if flag not in healthcheck_flags:
+                    problem(f"helm test: healthcheck has no flag --{flag}")
+            host, _, port = args.get("address", "").rpartition(":")
+            svc = by_kind.get("Service", {}).get(host.split(".")[0])
+            if svc is None or int(port or 0) not in [p["port"] for p in svc["spec"]["ports"]]:
+                problem(f"helm test: --address={args.get('address')} names no rendered Service")
+                continue
+            checked.add(args.get("service"))
+        want = {f"switchboard.{s}.v1.{s.capitalize()}Service" for s in SERVICES}
+        if checked != want:
+            problem(f"helm test checks {sorted(checked)}, want {sorted(want)}")
 
     for monitor in by_kind.get("PodMonitor", {}).values():
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:
