@@ -15,7 +15,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [[ $(id -u) -eq 0 ]] || { echo "runtime_check: needs root" >&2; exit 1; }
-command -v debootstrap >/dev/null || { echo "runtime_check: apt-get install debootstrap" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null; then
+  echo "runtime_check: needs debootstrap (apt-get install debootstrap)" >&2
+  exit 1
+fi
 services=(sessions routing bot presence identity feedback)
 targets=(//tools/healthcheck //tools/kafka_topics //tools/mint_token)
 for s in "${services[@]}"; do targets+=("//services/$s:${s}_server"); done
