@@ -144,8 +144,6 @@ def main():
         c = containers[0]
         if c.get("command") != [f"/usr/local/bin/{service}_server"]:
             problem(f"{where}: command {c.get('command')}, want /usr/local/bin/{service}_server")
-        if c.get("args"):
-            problem(f"{where}: args {c['args']}: flags belong in the ConfigMap")
 
         # The flags, from the ConfigMap and secret-fed variables.
         values = {}
@@ -171,6 +169,17 @@ def main():
                         f"(its --help names SWITCHBOARD_{service.upper()}_<FLAG>)")
                 continue
             flag_values[flag] = value
+        # Arguments only repeat a ConfigMap flag, as --flag=$(ITS_VARIABLE),
+        # so that a binary without that flag refuses to start.
+        for arg in c.get("args", []):
+            m = re.fullmatch(r"--([a-z0-9_]+)=\$\((SWITCHBOARD_[A-Z0-9_]+)\)", arg)
+            if not m or env_to_flag.get(m.group(2)) != m.group(1) or m.group(2) not in values:
+                problem(f"{where}: argument {arg} is not --flag=$(ITS_VARIABLE) of a "
+                        "ConfigMap flag")
+        if flag_values.get("database") and not any(
+                a.startswith("--database=") for a in c.get("args", [])):
+            problem(f"{where}: --database only in the environment: a binary without the "
+                    "flag would ignore it and keep a SQLite file per replica")
         for flag in PENDING_FLAGS & set(flag_values) - set(flags):
             print(f"note: {service}_server has no --{flag} yet; the chart renders it for "
                   "the PostgreSQL store (issue 14 item 1)")
