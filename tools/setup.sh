@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every system package Switchboard's build, run and tests need, on
-# Debian 12, as root, the Kafka broker (tools/kafka/install.sh) and grpcurl
-# (built with Debian's Go into /usr/local/bin). Idempotent: a second run finds
+# Debian 12, as root, the Kafka broker (tools/kafka/install.sh), grpcurl
+# (built with Debian's Go into /usr/local/bin) and helm (built with the
+# machine's Go into /opt/switchboard/helm). Idempotent: a second run finds
 # everything installed and returns in about a second without touching apt's
 # package lists.
 #
@@ -9,13 +10,18 @@
 # (the installed version, with Debian's patches) with clang-14
 # -fsanitize=thread into /opt/switchboard/absl-tsan, for the tsan config of
 # .bazelrc (about ten minutes on 2 cores, once per Abseil version).
+#
+# `bash tools/setup.sh --build-only` installs the packages and nothing else
+# (no Kafka broker, grpcurl or helm): deploy/docker/Dockerfile's build stage.
 set -euo pipefail
 
 tsan=false
+tools=true
 for arg in "$@"; do
   case "$arg" in
     --tsan) tsan=true ;;
-    *) echo "usage: bash tools/setup.sh [--tsan]" >&2; exit 2 ;;
+    --build-only) tools=false ;;
+    *) echo "usage: bash tools/setup.sh [--tsan] [--build-only]" >&2; exit 2 ;;
   esac
 done
 
@@ -37,6 +43,8 @@ PACKAGES=(
   sqlite3 curl ca-certificates kcat jq openssl
   # Prometheus and promtool (deploy/ checks, tests/e2e_test); Go builds grpcurl
   prometheus golang-go
+  # deploy/helm's chart test reads rendered manifests with PyYAML
+  python3-yaml
   # The Kafka broker for tests and local runs (jars from Maven Central)
   openjdk-17-jre-headless maven
   # Sanitizers, libFuzzer and thread-safety analysis (.bazelrc's clang, asan
@@ -64,6 +72,36 @@ install_grpcurl() {
   [[ -x /usr/local/bin/grpcurl ]] && return 0
   echo "setup: building grpcurl $GRPCURL_VERSION into /usr/local/bin"
   GOBIN=/usr/local/bin /usr/bin/go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+}
+
+# helm (deploy/helm tests: helm lint and helm template) from the Go module
+# proxy, built with the machine's Go at /usr/local/go (helm 3.22 needs Go
+# 1.26; Debian's 1.19 is too old) into a folder of its own, linked from
+# /usr/local/bin. About 4 minutes cold on 2 cores; the module and build
+# caches are temporary, so nothing but the binary stays.
+HELM_VERSION=v3.22.0
+HELM_PREFIX=/opt/switchboard/helm
+install_helm() {
+  local installed=""
+  if [[ -x "$HELM_PREFIX/bin/helm" ]]; then
+    installed=$("$HELM_PREFIX/bin/helm" version --template '{{.Version}}' 2>/dev/null || true)
+  fi
+  [[ "$installed" == "$HELM_VERSION" ]] && return 0
+  local go=/usr/local/go/bin/go
+  if [[ ! -x "$go" ]]; then
+    echo "setup: helm $HELM_VERSION needs Go 1.26 at /usr/local/go" >&2
+    return 1
+  fi
+  echo "setup: building helm $HELM_VERSION into $HELM_PREFIX/bin"
+  local work
+  work=$(mktemp -d)
+  mkdir -p "$HELM_PREFIX/bin"
+  GOBIN="$HELM_PREFIX/bin" GOMODCACHE="$work/mod" GOCACHE="$work/cache" GOFLAGS=-modcacherw \
+    CGO_ENABLED=0 GOTOOLCHAIN=local "$go" install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" || { rm -rf "$work"; return 1; }
+  rm -rf "$work"
+  ln -sf "$HELM_PREFIX/bin/helm" /usr/local/bin/helm
 }
 
 # ThreadSanitizer sees a lock only if the code taking it is instrumented, and
@@ -125,8 +163,11 @@ SOURCES
 
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages present"
-  install_kafka
-  install_grpcurl
+  if $tools; then
+    install_kafka
+    install_grpcurl
+    install_helm
+  fi
   if $tsan; then build_absl_tsan; fi
   exit 0
 fi
@@ -150,7 +191,10 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
   systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi
-install_kafka
-install_grpcurl
+if $tools; then
+  install_kafka
+  install_grpcurl
+  install_helm
+fi
 if $tsan; then build_absl_tsan; fi
 echo "setup: done"

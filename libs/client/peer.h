@@ -37,9 +37,11 @@ class ServiceToken {
   absl::Time expires_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
-// A channel to another service at "host:port", secured as `security` says
+// A channel to another service at "host:port" (or any gRPC target, e.g.
+// "dns:///routing.desk.svc.cluster.local:7102"), secured as `security` says
 // (the service's --peer_tls_* flags), with keepalive so that a dead peer is
-// noticed on long-lived streams, and a capped reconnect backoff.
+// noticed on long-lived streams, a capped reconnect backoff, and round_robin
+// over every address the target resolves to (each replica takes calls).
 std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
                                            const ChannelSecurity& security);
 // The same in plaintext, for tests and tools on loopback.

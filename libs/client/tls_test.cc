@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -28,13 +29,20 @@ using ::switchboard::testing::v1::EchoService;
 using ::testing::HasSubstr;
 
 class EchoImpl final : public EchoService::CallbackService {
+ public:
+  int calls() const { return calls_.load(); }
+
+ private:
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
                                  const EchoRequest* request, EchoResponse* response) override {
+    calls_.fetch_add(1);
     response->set_text(request->text());
     auto* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
+
+  std::atomic<int> calls_{0};
 };
 
 class ClientTlsTest : public ::testing::Test {
@@ -113,6 +121,40 @@ class ClientTlsTest : public ::testing::Test {
 
 TestCertificates* ClientTlsTest::pki_ = nullptr;
 TestCertificates* ClientTlsTest::other_pki_ = nullptr;
+
+// Replicas behind one name (a headless Service's dns:/// name resolves to
+// every pod): calls spread over all of them, not pinned to the first.
+TEST(PeerChannelTest, BalancesCallsOverEveryAddressOfTheName) {
+  server::ServerOptions options;
+  options.service_name = "peer-balance-test";
+  options.bind_address = "127.0.0.1";
+  options.drain_deadline = absl::Seconds(1);
+  EchoImpl first_echo;
+  EchoImpl second_echo;
+  auto first =
+      server::Server::Start(options, {&first_echo}, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second =
+      server::Server::Start(options, {&second_echo}, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(second.ok()) << second.status();
+  auto stub = EchoService::NewStub(PeerChannel(absl::StrCat(
+      "ipv4:127.0.0.1:", (*first)->port(), ",127.0.0.1:", (*second)->port())));
+  // Until both replicas have served calls; the second may connect later
+  // than the first, so the bound is generous.
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while ((first_echo.calls() == 0 || second_echo.calls() == 0) && absl::Now() < give_up) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    EchoRequest request;
+    request.set_text("hello");
+    EchoResponse response;
+    ASSERT_TRUE(stub->Echo(&context, request, &response).ok());
+  }
+  EXPECT_GT(first_echo.calls(), 0);
+  EXPECT_GT(second_echo.calls(), 0);
+  (*first)->Shutdown();
+  (*second)->Shutdown();
+}
 
 TEST_F(ClientTlsTest, WithoutACaFileItDialsPlaintext) {
   Start(/*tls=*/false);
