@@ -91,6 +91,9 @@ class OrderedCommits {
   // the service must be restarted". Call under the service's lock before
   // deciding a write.
   absl::Status CheckWritable() const;
+  // Whether a commit failed (CheckWritable's condition), for background
+  // work that stops quietly rather than report an error.
+  bool failed() const { return failed_; }
 
   // A handle for a write about to be decided, for idempotency maps that
   // must point at it before it is queued; pass it to Commit.
