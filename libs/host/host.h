@@ -131,6 +131,7 @@ class Host {
   config::FlagSet& flags() { return flags_; }
   server::ServerOptions& server_options() { return server_; }
   const events::EventSinkOptions& event_options() const { return events_; }
+  const auth::KeyOptions& key_options() const { return key_options_; }
 
   // Parses the flags, checks the server's options (arming --fault_point)
   // and the peer TLS files, then runs `check` for the service's own (its
