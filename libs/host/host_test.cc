@@ -143,6 +143,9 @@ TEST(HostTest, SigtermStopsInOrderAndTheRelayFlushesWhatTheStopWrote) {
     Periodic& periodic = host.Every(absl::Hours(1), [&] {
       if (runs++ == 0) ran.Notify();
     });
+    // Runs at start, before its first interval has passed.
+    std::atomic<int> first_runs{0};
+    host.Every(absl::Hours(1), [&] { ++first_runs; }, /*run_first=*/true);
     std::thread stopper;
     host.OnServing([&] {
       trace.Add("serving");
@@ -171,6 +174,7 @@ TEST(HostTest, SigtermStopsInOrderAndTheRelayFlushesWhatTheStopWrote) {
     EXPECT_EQ(host.Serve({}), 0);
     stopper.join();
     EXPECT_EQ(runs, 1);
+    EXPECT_EQ(first_runs, 1);
   }
   EXPECT_EQ(trace.lines(), (std::vector<std::string>{"serving", "periodic ran", "drain", "stop",
                                                      "part destroyed"}));
