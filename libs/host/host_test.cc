@@ -1,5 +1,6 @@
 #include "libs/host/host.h"
 
+#include <pthread.h>
 #include <signal.h>
 
 #include <atomic>
@@ -146,6 +147,10 @@ TEST(HostTest, SigtermStopsInOrderAndTheRelayFlushesWhatTheStopWrote) {
     // Runs at start, before its first interval has passed.
     std::atomic<int> first_runs{0};
     host.Every(absl::Hours(1), [&] { ++first_runs; }, /*run_first=*/true);
+    // The signal goes to the thread that waits for it: gRPC's global threads,
+    // started before any Host, do not block SIGTERM, and a signal sent to the
+    // process before Serve waits would end it there.
+    const pthread_t serving_thread = pthread_self();
     std::thread stopper;
     host.OnServing([&] {
       trace.Add("serving");
@@ -154,7 +159,7 @@ TEST(HostTest, SigtermStopsInOrderAndTheRelayFlushesWhatTheStopWrote) {
         periodic.Wake();
         ran.WaitForNotification();
         trace.Add("periodic ran");
-        kill(getpid(), SIGTERM);
+        pthread_kill(serving_thread, SIGTERM);
       });
     });
     host.OnDrain([&] { trace.Add("drain"); });
