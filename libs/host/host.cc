@@ -1,5 +1,8 @@
 #include "libs/host/host.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <system_error>
@@ -9,6 +12,21 @@
 #include "libs/log/log.h"
 
 namespace switchboard::host {
+
+namespace {
+
+// The thread that makes the Host and later waits for SIGTERM/SIGINT in
+// Serve (main's).
+pthread_t waiting_thread;
+
+// Runs on a thread that does not block the signal (gRPC starts its global
+// threads before main can block anything): hands the signal to the waiting
+// thread, which blocks it until Serve takes it, instead of letting the
+// default action end the process mid-start or before the ordered stop.
+// pthread_kill is async-signal-safe.
+void ForwardToWaitingThread(int signal) { pthread_kill(waiting_thread, signal); }
+
+}  // namespace
 
 OpenDatabase Migrated(const std::vector<std::string>& migrations) {
   return [&migrations](const storage::Database::Options& options) {
@@ -57,6 +75,12 @@ Host::Host(ServiceInfo info)
       flags_(info_.name),
       registry_(std::make_shared<prometheus::Registry>()) {
   server::BlockTerminationSignals();
+  waiting_thread = pthread_self();
+  struct sigaction forward = {};
+  forward.sa_handler = ForwardToWaitingThread;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGTERM, &forward, nullptr);
+  sigaction(SIGINT, &forward, nullptr);
   server_.service_name = info_.name;
   server_.port = info_.port;
   server_.metrics_port = info_.metrics_port;

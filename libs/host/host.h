@@ -116,8 +116,12 @@ class Periodic {
 
 class Host {
  public:
-  // Blocks SIGTERM and SIGINT (server::BlockTerminationSignals): make the
-  // Host first in main(), before any thread exists.
+  // Blocks SIGTERM and SIGINT (server::BlockTerminationSignals) in this
+  // thread and the ones it starts, and forwards them to this thread from
+  // threads started earlier (gRPC's global ones), so that a signal at any
+  // time, even mid-start, leads to Serve's ordered stop (or, before Serve,
+  // waits for it). Make the Host first in main(), on the thread that calls
+  // Serve.
   explicit Host(ServiceInfo info);
   // Stops what still runs, in the order Serve does, then destroys the parts
   // made with Make, newest first, and then the store.
