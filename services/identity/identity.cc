@@ -234,7 +234,8 @@ Identity::Identity(IdentityStore* store, Clock* clock, IdentityMetrics* metrics,
       box_(box),
       tokens_(tokens),
       notifier_(notifier),
-      options_(options) {}
+      options_(options),
+      commits_("identity", storage::OrderedCommits::FailedWrite::kStoreError) {}
 
 absl::StatusOr<KeyLocks::Hold> Identity::Turn(const std::string& customer_id) {
   std::optional<KeyLocks::Hold> hold =
@@ -268,16 +269,10 @@ absl::Status Identity::Commit(IdentityWrite write) {
         break;
     }
   }
-  absl::Notification done;
-  absl::Status result;
-  store_->Apply(std::move(write), [&](absl::Status status) {
-    result = std::move(status);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  if (!result.ok()) {
-    log::Error("identity_commit_failed", {{"detail", result.message()}});
-    return result;
+  // Every call waits for its own write: identity has no answers from
+  // memory, so one failed commit does not stop the others.
+  if (absl::Status s = commits_.Await(commits_.Commit(*store_, std::move(write))); !s.ok()) {
+    return s;
   }
   if (metrics_ != nullptr) {
     metrics_->changes_requested->Increment(steps[0]);
@@ -285,7 +280,7 @@ absl::Status Identity::Commit(IdentityWrite write) {
     metrics_->changes_cancelled->Increment(steps[2]);
     metrics_->changes_applied->Increment(steps[3]);
   }
-  return result;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<CustomerRecord> Identity::ReadCustomer(const std::string& customer_id) {
@@ -1252,6 +1247,19 @@ absl::StatusOr<AccountChangeRecord> Identity::FindChange(const std::string& call
   return **found;
 }
 
+absl::StatusOr<Identity::LockedChange> Identity::LockChange(const std::string& caller_customer,
+                                                           const std::string& change_id) {
+  absl::StatusOr<AccountChangeRecord> first = FindChange(caller_customer, change_id);
+  if (!first.ok()) return first.status();
+  absl::StatusOr<KeyLocks::Hold> turn = Turn(first->customer_id);
+  if (!turn.ok()) return turn.status();
+  // Read again under the customer's lock: a call that held it may have
+  // confirmed, cancelled or applied the change meanwhile.
+  absl::StatusOr<AccountChangeRecord> found = FindChange(caller_customer, change_id);
+  if (!found.ok()) return found.status();
+  return LockedChange{*std::move(turn), *std::move(found)};
+}
+
 absl::StatusOr<AccountChangeRecord> Identity::ConfirmAccountChange(
     const std::string& caller_customer, const std::string& change_id, const std::string& code,
     std::optional<int> verification_level, const std::string& actor_id) {
@@ -1266,14 +1274,9 @@ absl::StatusOr<AccountChangeRecord> Identity::ConfirmAccountChange(
         "code: required when staff confirm a change (the code the customer received)");
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  absl::StatusOr<AccountChangeRecord> first = FindChange(caller_customer, change_id);
-  if (!first.ok()) return first.status();
-  absl::StatusOr<KeyLocks::Hold> turn = Turn(first->customer_id);
-  if (!turn.ok()) return turn.status();
-  // Read again under the customer's lock.
-  absl::StatusOr<AccountChangeRecord> found = FindChange(caller_customer, change_id);
-  if (!found.ok()) return found.status();
-  AccountChangeRecord& change = *found;
+  absl::StatusOr<LockedChange> locked = LockChange(caller_customer, change_id);
+  if (!locked.ok()) return locked.status();
+  AccountChangeRecord& change = locked->change;
   // A retry, or the cool-down came first: the change is in effect.
   if (change.state == ChangeState::kApplied) return change;
   if (change.state == ChangeState::kCancelled) {
@@ -1329,13 +1332,9 @@ absl::StatusOr<AccountChangeRecord> Identity::CancelAccountChange(
     return s;
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  absl::StatusOr<AccountChangeRecord> first = FindChange(caller_customer, change_id);
-  if (!first.ok()) return first.status();
-  absl::StatusOr<KeyLocks::Hold> turn = Turn(first->customer_id);
-  if (!turn.ok()) return turn.status();
-  absl::StatusOr<AccountChangeRecord> found = FindChange(caller_customer, change_id);
-  if (!found.ok()) return found.status();
-  AccountChangeRecord& change = *found;
+  absl::StatusOr<LockedChange> locked = LockChange(caller_customer, change_id);
+  if (!locked.ok()) return locked.status();
+  AccountChangeRecord& change = locked->change;
   if (change.state == ChangeState::kCancelled) return change;
   if (change.state == ChangeState::kApplied) {
     return absl::FailedPreconditionError(

@@ -9,6 +9,7 @@
 #include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
 #include "libs/clock/clock.h"
+#include "libs/storage/ordered_commits.h"
 #include "services/identity/crypto.h"
 #include "services/identity/key_locks.h"
 #include "services/identity/metrics.h"
@@ -293,6 +294,15 @@ class Identity {
   // The change `change_id` if `caller_customer` (when not empty) may see it.
   absl::StatusOr<AccountChangeRecord> FindChange(const std::string& caller_customer,
                                                  const std::string& change_id);
+  // A change as it is once its customer's turn is held.
+  struct LockedChange {
+    KeyLocks::Hold turn;
+    AccountChangeRecord change;
+  };
+  // Finds the change `change_id` (as FindChange), takes its customer's turn
+  // (RESOURCE_EXHAUSTED when busy, see Turn), and reads it again under it.
+  absl::StatusOr<LockedChange> LockChange(const std::string& caller_customer,
+                                          const std::string& change_id);
   // The stored key of a source address.
   std::string SourceKey(const std::string& source) const;
   // RESOURCE_EXHAUSTED while the source `key` ("" for none) is locked out.
@@ -307,6 +317,7 @@ class Identity {
   const auth::TokenSigner* const tokens_;
   CodeNotifier* const notifier_;
   const IdentityOptions options_;
+  storage::OrderedCommits commits_;
 
   // Per customer: one call at a time from read to commit.
   KeyLocks locks_;

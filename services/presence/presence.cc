@@ -5,7 +5,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "libs/events/envelope.h"
 #include "libs/log/log.h"
 #include "libs/validation/validation.h"
@@ -140,14 +139,13 @@ absl::StatusOr<v1::AgentProfile> NormalizeProfile(absl::string_view field,
   return out;
 }
 
-struct Presence::Pending {
-  absl::Notification done;
-  absl::Status status;
-};
-
 Presence::Presence(PresenceStore* store, Clock* clock, PresenceMetrics* metrics,
                    PresenceOptions options)
-    : store_(store), clock_(clock), metrics_(metrics), options_(options) {}
+    : store_(store),
+      clock_(clock),
+      metrics_(metrics),
+      options_(options),
+      commits_("presence", storage::OrderedCommits::FailedWrite::kStoreError) {}
 
 absl::Status Presence::Load() {
   absl::StatusOr<PresenceStore::Contents> contents = store_->Load();
@@ -182,39 +180,10 @@ absl::Status Presence::Load() {
   return absl::OkStatus();
 }
 
-absl::Status Presence::CheckWritable() const {
-  if (store_failed_) {
-    return absl::UnavailableError(
-        "presence storage failed; the service must be restarted");
-  }
-  return absl::OkStatus();
-}
-
-std::shared_ptr<Presence::Pending> Presence::Commit(
-    PresenceWrite write, std::vector<AgentChange> changes) {
-  auto pending = std::make_shared<Pending>();
-  newest_ = pending;
-  store_->Apply(std::move(write), [this, pending, changes = std::move(changes)](
-                                      absl::Status status) {
-    if (status.ok()) {
-      Publish(changes);
-    } else {
-      log::Error("presence_commit_failed", {{"detail", status.message()}});
-      store_failed_ = true;
-    }
-    pending->status = status;
-    pending->done.Notify();
-  });
-  return pending;
-}
-
-absl::Status Presence::Wait(const std::shared_ptr<Pending>& pending) {
-  if (pending != nullptr) {
-    pending->done.WaitForNotification();
-    if (!pending->status.ok()) return pending->status;
-  }
-  // An earlier commit failed: what this answer reflects may not be on disk.
-  return CheckWritable();
+std::shared_ptr<storage::PendingWrite> Presence::Commit(PresenceWrite write,
+                                                       std::vector<AgentChange> changes) {
+  return commits_.Commit(*store_, std::move(write),
+                         {[this, changes = std::move(changes)] { Publish(changes); }});
 }
 
 void Presence::Publish(const std::vector<AgentChange>& changes) {
@@ -343,11 +312,11 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   AgentRecord result;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     // The limits are checked before anything changes: a refused call
     // changes nothing. An agent presence does not know has none.
@@ -400,11 +369,11 @@ absl::StatusOr<AgentRecord> Presence::SetStatus(const SetStatusCommand& command)
     } else {
       // Nothing changed (a retry, or a renewal by SetStatus): answer once
       // what it reports is durable.
-      pending = Newest();
+      pending = commits_.Newest();
     }
     result = agent;
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return result;
 }
 
@@ -416,11 +385,11 @@ absl::StatusOr<AgentRecord> Presence::SetProfile(const std::string& agent_id,
   if (!normalized.ok()) return normalized.status();
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   AgentRecord result;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     auto [it, inserted] = agents_.try_emplace(agent_id);
     AgentRecord& agent = it->second;
@@ -468,11 +437,11 @@ absl::StatusOr<AgentRecord> Presence::SetProfile(const std::string& agent_id,
                                       {"languages", agent.profile.skills().languages_size()}});
     } else {
       // A retry: answered once what it reports is durable.
-      pending = Newest();
+      pending = commits_.Newest();
     }
     result = agent;
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return result;
 }
 
@@ -541,11 +510,11 @@ absl::StatusOr<Presence::Reservation> Presence::Reserve(
   if (holder_id < 0) return absl::InvalidArgumentError("holder_id: must not be negative");
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   Reservation result;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     auto agent_it = agents_.find(agent_id);
     if (agent_it == agents_.end()) {
@@ -564,7 +533,7 @@ absl::StatusOr<Presence::Reservation> Presence::Reserve(
         if (holder_id <= held.holder_id) {
           // A retry: answered once the first attempt is durable.
           result = Reservation{held, agent};
-          pending = Newest();
+          pending = commits_.Newest();
         } else {
           // A newer offer of the same session to the same agent takes the
           // capacity over, so that the older offer's late release cannot
@@ -622,7 +591,7 @@ absl::StatusOr<Presence::Reservation> Presence::Reserve(
       result = Reservation{reservation, agent};
     }
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return result;
 }
 
@@ -633,11 +602,11 @@ absl::StatusOr<ReservationRecord> Presence::Confirm(const std::string& agent_id,
     return s;
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   ReservationRecord result;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     auto it = reservations_.find(session_id);
     if (it == reservations_.end() || it->second.agent_id != agent_id ||
@@ -649,7 +618,7 @@ absl::StatusOr<ReservationRecord> Presence::Confirm(const std::string& agent_id,
     ReservationRecord& reservation = it->second;
     if (reservation.assigned) {
       // A retry: answered once the confirmation is durable.
-      pending = Newest();
+      pending = commits_.Newest();
     } else {
       reservation.assigned = true;
       reservation.expires_at = absl::InfiniteFuture();
@@ -661,7 +630,7 @@ absl::StatusOr<ReservationRecord> Presence::Confirm(const std::string& agent_id,
     }
     result = reservation;
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return result;
 }
 
@@ -673,11 +642,11 @@ absl::StatusOr<Presence::Release> Presence::ReleaseCapacity(
   }
   if (holder_id < 0) return absl::InvalidArgumentError("holder_id: must not be negative");
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   Release result;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     auto agent_it = agents_.find(agent_id);
     if (agent_it == agents_.end()) {
@@ -690,7 +659,7 @@ absl::StatusOr<Presence::Release> Presence::ReleaseCapacity(
       // Nothing this caller holds (a retry, or a newer holder owns it):
       // answered once the state it reports is durable.
       result = Release{false, agent};
-      pending = Newest();
+      pending = commits_.Newest();
     } else {
       const ReservationRecord reservation = it->second;
       reservations_.erase(it);
@@ -702,7 +671,7 @@ absl::StatusOr<Presence::Release> Presence::ReleaseCapacity(
       result = Release{true, agent};
     }
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return result;
 }
 
@@ -755,11 +724,11 @@ absl::StatusOr<Presence::ReconcileResult> Presence::Reconcile(
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   ReconcileResult result;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     PresenceWrite write;
     std::set<std::string> touched;
@@ -842,18 +811,18 @@ absl::StatusOr<Presence::ReconcileResult> Presence::Reconcile(
                     {"confirmed", result.confirmed},
                     {"fence", command.fence}});
     }
-    pending = write.empty() ? Newest() : Commit(std::move(write), std::move(changes));
+    pending = write.empty() ? commits_.Newest() : Commit(std::move(write), std::move(changes));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return result;
 }
 
 absl::StatusOr<int> Presence::ExpireDue() {
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   int lapsed = 0;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     PresenceWrite write;
     std::vector<AgentChange> changes;
@@ -896,7 +865,7 @@ absl::StatusOr<int> Presence::ExpireDue() {
     if (write.empty()) return 0;
     pending = Commit(std::move(write), std::move(changes));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return lapsed;
 }
 

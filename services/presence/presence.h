@@ -1,6 +1,5 @@
 #pragma once
 
-#include <atomic>
 #include <map>
 #include <optional>
 #include <memory>
@@ -13,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/clock/clock.h"
+#include "libs/storage/ordered_commits.h"
 #include "services/presence/metrics.h"
 #include "services/presence/model.h"
 #include "services/presence/store.h"
@@ -174,19 +174,10 @@ class Presence {
   absl::Duration heartbeat_interval() const { return options_.lease / 3; }
 
  private:
-  struct Pending;
-
-  absl::Status CheckWritable() const;
   // Queues `write` to the store; watchers get `changes` once it commits.
-  std::shared_ptr<Pending> Commit(PresenceWrite write,
-                                  std::vector<AgentChange> changes)
+  std::shared_ptr<storage::PendingWrite> Commit(PresenceWrite write,
+                                                std::vector<AgentChange> changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Wait(const std::shared_ptr<Pending>& pending);
-  // For an answer from memory: the newest commit decided so far, to Wait
-  // on before answering (null when there is none).
-  std::shared_ptr<Pending> Newest() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return newest_;
-  }
   void AddReleaseTo(PresenceWrite& write, std::vector<AgentChange>& changes,
                     AgentRecord& agent, const ReservationRecord& reservation,
                     events::v1::AgentLoadChanged::Change change, absl::Time now)
@@ -221,10 +212,8 @@ class Presence {
   absl::flat_hash_map<std::string, ReservationRecord> reservations_
       ABSL_GUARDED_BY(mu_);
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
-  // The newest commit queued to the store.
-  std::shared_ptr<Pending> newest_ ABSL_GUARDED_BY(mu_);
-  // Set from commit callbacks, which may run while mu_ is held.
-  std::atomic<bool> store_failed_{false};
+  // Writes are queued under mu_; answers wait for them outside it.
+  storage::OrderedCommits commits_;
 
   // Separate from mu_: commit callbacks publish while other calls decide.
   absl::Mutex listeners_mu_;

@@ -96,11 +96,6 @@ void FillWithdrawn(events::v1::OfferWithdrawn* withdrawn, const std::string& off
 
 }  // namespace
 
-struct Router::Pending {
-  absl::Notification done;
-  absl::Status status;
-};
-
 struct Router::Entry {
   EntryRecord record;
   // Changes whenever the entry is created anew, so that a busy caller can
@@ -129,7 +124,8 @@ Router::Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessio
       clock_(clock),
       metrics_(metrics),
       options_(options),
-      hours_(hours) {}
+      hours_(hours),
+      commits_("routing", storage::OrderedCommits::FailedWrite::kUnavailable) {}
 
 bool Router::Open(const QueueId& queue, absl::Time now) const {
   if (hours_ == nullptr) return true;
@@ -196,42 +192,13 @@ absl::Status Router::Load() {
   return absl::OkStatus();
 }
 
-absl::Status Router::CheckWritable() const {
-  if (store_failed_) {
-    return absl::UnavailableError("routing storage failed; the service must be restarted");
-  }
-  return absl::OkStatus();
-}
-
-std::shared_ptr<Router::Pending> Router::Commit(RoutingWrite write, OfferBatch offers) {
-  auto pending = std::make_shared<Pending>();
+std::shared_ptr<storage::PendingWrite> Router::Commit(RoutingWrite write, OfferBatch offers) {
   if (write.empty()) {
     Publish(offers);
-    pending->done.Notify();
-    return pending;
+    return storage::OrderedCommits::Nothing();
   }
-  newest_ = pending;
-  store_->Apply(std::move(write),
-                [this, pending, offers = std::move(offers)](absl::Status status) {
-                  if (status.ok()) {
-                    Publish(offers);
-                  } else {
-                    log::Error("routing_commit_failed", {{"detail", status.message()}});
-                    store_failed_ = true;
-                  }
-                  pending->status = status;
-                  pending->done.Notify();
-                });
-  return pending;
-}
-
-absl::Status Router::Wait(const std::shared_ptr<Pending>& pending) {
-  if (pending != nullptr) {
-    pending->done.WaitForNotification();
-    if (!pending->status.ok()) return absl::UnavailableError("routing storage failed");
-  }
-  // An earlier commit failed: what this answer reflects may not be on disk.
-  return CheckWritable();
+  return commits_.Commit(*store_, std::move(write),
+                         {[this, offers = std::move(offers)] { Publish(offers); }});
 }
 
 void Router::Publish(const OfferBatch& offers) {
@@ -256,7 +223,7 @@ void Router::WaitForWork(absl::Duration max) {
   absl::MutexLock lock(&mu_);
   absl::Duration wait = max;
   const absl::Time now = clock_->Now();
-  if (!store_failed_) {
+  if (!commits_.failed()) {
     // Only what a pass would act on counts: a busy entry, or a back-off that
     // already passed without the entry being offerable, must not make the
     // dispatcher spin.
@@ -297,15 +264,9 @@ absl::StatusOr<int64_t> Router::IssueHolder() {
     const int64_t raised = ceiling + kHolderBlock;
     RoutingWrite write;
     write.holder_ceiling = raised;
-    store_->Apply(std::move(write), [this, raised](absl::Status status) {
-      if (status.ok()) {
-        holder_ceiling_ = raised;
-      } else {
-        log::Error("routing_commit_failed", {{"detail", status.message()}});
-        store_failed_ = true;
-      }
-      raising_ceiling_ = false;
-    });
+    commits_.Commit(*store_, std::move(write),
+                    {[this, raised] { holder_ceiling_ = raised; },
+                     [this] { raising_ceiling_ = false; }});
   }
   return id;
 }
@@ -415,17 +376,17 @@ const ClosedOfferRecord* Router::Recall(const std::string& offer_id) {
 absl::StatusOr<std::optional<ClosedOfferRecord>> Router::FindClosed(
     const std::string& offer_id) {
   std::optional<ClosedOfferRecord> found;
-  std::shared_ptr<Pending> newest;
+  std::shared_ptr<storage::PendingWrite> newest;
   {
     absl::MutexLock lock(&mu_);
     if (const ClosedOfferRecord* cached = Recall(offer_id); cached != nullptr) {
       found = *cached;
-      newest = Newest();
+      newest = commits_.Newest();
     }
   }
   if (found.has_value()) {
     // The close may still be on its way to disk: answer once it is there.
-    if (absl::Status s = Wait(newest); !s.ok()) return s;
+    if (absl::Status s = commits_.AwaitInOrder(newest); !s.ok()) return s;
     return found;
   }
   absl::StatusOr<std::optional<ClosedOfferRecord>> stored = store_->FindClosedOffer(offer_id);
@@ -571,7 +532,7 @@ void Router::RetryOwedReleases() {
   std::vector<OwedRelease> due;
   {
     absl::MutexLock lock(&mu_);
-    if (store_failed_) return;
+    if (commits_.failed()) return;
     const absl::Time now = clock_->Now();
     for (auto& [key, owed] : owed_) {
       if (owed.inflight || owed.next_attempt > now) continue;
@@ -636,12 +597,12 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   EnqueueResult result;
   ReleaseKeys releases;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     const std::string key = EntryKey(v1::ENTRY_KIND_SESSION, c.session_id);
     RoutingWrite write;
@@ -696,7 +657,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
       result.entry.set_position(PositionOf(*it->second));
       result.replayed = true;
       result.hours = HoursOf(it->second->queue(), now);
-      pending = Newest();
+      pending = commits_.Newest();
     } else {
       if (it != entries_.end()) {
         // A transfer: the assignment ends, its capacity is released.
@@ -764,7 +725,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
       WakeLocked();
     }
   }
-  absl::Status s = Wait(pending);
+  absl::Status s = commits_.AwaitInOrder(pending);
   if (s.ok()) ReleaseNow(releases, deadline);
   if (!s.ok()) return s;
   return result;
@@ -791,11 +752,11 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
       c.priority == v1::PRIORITY_URGENT ? v1::PRIORITY_URGENT : v1::PRIORITY_HIGH;
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
 
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   EnqueueResult result;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     const std::string key = EntryKey(v1::ENTRY_KIND_COMPLAINT, c.complaint_id);
     if (auto it = entries_.find(key); it != entries_.end()) {
@@ -804,7 +765,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
       result.entry.set_position(PositionOf(*it->second));
       result.replayed = true;
       result.hours = HoursOf(it->second->queue(), now);
-      pending = Newest();
+      pending = commits_.Newest();
     } else {
       auto entry = std::make_unique<Entry>();
       entry->wait_id = next_wait_id_++;
@@ -846,7 +807,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
       WakeLocked();
     }
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return result;
 }
 
@@ -862,16 +823,16 @@ absl::StatusOr<bool> Router::Cancel(v1::EntryKind kind, const std::string& id,
                                               : v1::CANCEL_REASON_OTHER;
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   ReleaseKeys releases;
   bool found = false;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     auto it = entries_.find(EntryKey(kind, id));
     if (it == entries_.end()) {
       // Nothing held (or a retry): answered once an earlier cancel is durable.
-      pending = Newest();
+      pending = commits_.Newest();
     } else {
       found = true;
       RoutingWrite write;
@@ -883,7 +844,7 @@ absl::StatusOr<bool> Router::Cancel(v1::EntryKind kind, const std::string& id,
       WakeLocked();
     }
   }
-  absl::Status s = Wait(pending);
+  absl::Status s = commits_.AwaitInOrder(pending);
   if (!s.ok()) return s;
   fault::Point("routing.after_cancel_commit");
   ReleaseNow(releases, deadline);
@@ -898,11 +859,11 @@ absl::StatusOr<v1::Assignment> Router::AcceptOffer(const std::string& agent_id,
   std::string key;
   uint64_t wait_id = 0;
   bool automatic = false;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   std::optional<v1::Assignment> replay;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     auto open = offers_.find(offer_id);
     if (open != offers_.end()) {
       Entry& entry = *entries_.at(open->second);
@@ -919,7 +880,7 @@ absl::StatusOr<v1::Assignment> Router::AcceptOffer(const std::string& agent_id,
         ToDuration(entry.record.accepted_at -
                        protoutil::FromTimestamp(entry.record.entry.enqueued_at()),
                    assignment.mutable_queue_wait());
-        pending = Newest();
+        pending = commits_.Newest();
       } else {
         if (entry.record.entry.offered_agent_id() != agent_id) {
           return absl::NotFoundError(absl::StrCat("offer ", offer_id, " not found"));
@@ -948,7 +909,7 @@ absl::StatusOr<v1::Assignment> Router::AcceptOffer(const std::string& agent_id,
     }
   }
   if (replay.has_value()) {
-    if (absl::Status s = Wait(pending); !s.ok()) return s;
+    if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
     return *replay;
   }
   if (key.empty()) {
@@ -961,7 +922,7 @@ absl::StatusOr<v1::Assignment> Router::AcceptOffer(const std::string& agent_id,
     return absl::FailedPreconditionError(
         absl::StrCat("offer_id: the offer is ", OutcomeName((*closed)->offer.outcome())));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return Unbusy(key, wait_id, s);
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return Unbusy(key, wait_id, s);
   if (pending != nullptr) fault::Point("routing.after_accept_intent");
   return DriveAccept(key, wait_id, agent_id, offer_id, automatic, deadline);
 }
@@ -1050,7 +1011,7 @@ absl::StatusOr<v1::Assignment> Router::DriveAccept(const std::string& key, uint6
 
 void Router::Abandon(const std::string& key, uint64_t wait_id, const std::string& detail) {
   log::Warning("assign_refused", {{"entry", key}, {"detail", detail}});
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   ReleaseKeys releases;
   {
     absl::MutexLock lock(&mu_);
@@ -1061,11 +1022,11 @@ void Router::Abandon(const std::string& key, uint64_t wait_id, const std::string
     Drop(*it->second, v1::CANCEL_REASON_OTHER, clock_->Now(), write, offers, releases);
     pending = Commit(std::move(write), std::move(offers));
   }
-  if (Wait(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
+  if (commits_.AwaitInOrder(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
 }
 
 void Router::RollBackAccept(const std::string& key, uint64_t wait_id) {
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   ReleaseKeys releases;
   {
     absl::MutexLock lock(&mu_);
@@ -1089,7 +1050,7 @@ void Router::RollBackAccept(const std::string& key, uint64_t wait_id) {
     pending = Commit(std::move(write), std::move(offers));
     WakeLocked();
   }
-  if (Wait(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
+  if (commits_.AwaitInOrder(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
 }
 
 absl::StatusOr<v1::Assignment> Router::CommitAccept(const std::string& key, uint64_t wait_id,
@@ -1097,7 +1058,7 @@ absl::StatusOr<v1::Assignment> Router::CommitAccept(const std::string& key, uint
                                                     const std::string& offer_id,
                                                     bool automatic) {
   v1::Assignment assignment;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   {
     absl::MutexLock lock(&mu_);
     auto it = entries_.find(key);
@@ -1170,7 +1131,7 @@ absl::StatusOr<v1::Assignment> Router::CommitAccept(const std::string& key, uint
     pending = Commit(std::move(write), {{closed, true}});
     WakeLocked();
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   fault::Point("routing.after_accept_commit");
   return assignment;
 }
@@ -1183,13 +1144,13 @@ absl::StatusOr<v1::Offer> Router::DeclineOffer(const std::string& agent_id,
     return absl::InvalidArgumentError(absl::StrCat("reason: unknown reason ", reason));
   }
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   ReleaseKeys releases;
   v1::Offer result;
   bool open_offer = false;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     auto open = offers_.find(offer_id);
     if (open != offers_.end()) {
       open_offer = true;
@@ -1241,7 +1202,7 @@ absl::StatusOr<v1::Offer> Router::DeclineOffer(const std::string& agent_id,
     return absl::FailedPreconditionError(
         absl::StrCat("offer_id: the offer is ", OutcomeName((*closed)->offer.outcome())));
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   ReleaseNow(releases, deadline);
   return result;
 }
@@ -1363,11 +1324,11 @@ absl::StatusOr<SettingsRecord> Router::UpdateSettings(const std::string& agent_i
                                                       const std::string& actor_id) {
   if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
   if (absl::Status s = store_->Admit(); !s.ok()) return s;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   SettingsRecord record;
   {
     absl::MutexLock lock(&mu_);
-    if (absl::Status s = CheckWritable(); !s.ok()) return s;
+    if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
     const absl::Time now = clock_->Now();
     record.agent_id = agent_id;
     record.settings = settings;
@@ -1383,7 +1344,7 @@ absl::StatusOr<SettingsRecord> Router::UpdateSettings(const std::string& agent_i
     write.events.push_back(Sealed(std::move(event), agent_id, now));
     pending = Commit(std::move(write), {});
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.AwaitInOrder(pending); !s.ok()) return s;
   return record;
 }
 
@@ -1515,7 +1476,7 @@ void Router::LapseLocked(const std::string& agent_id, absl::Time now, RoutingWri
 }
 
 absl::Status Router::ResetPresence(const std::vector<Agent>& agents) {
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
@@ -1548,11 +1509,11 @@ absl::Status Router::ResetPresence(const std::vector<Agent>& agents) {
     pending = Commit(std::move(write), std::move(offers));
     WakeLocked();
   }
-  return Wait(pending);
+  return commits_.AwaitInOrder(pending);
 }
 
 absl::Status Router::OnAgentChange(const Agent& agent) {
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   {
     absl::MutexLock lock(&mu_);
     RoutingWrite write;
@@ -1561,7 +1522,7 @@ absl::Status Router::OnAgentChange(const Agent& agent) {
     pending = Commit(std::move(write), std::move(offers));
     WakeLocked();
   }
-  return Wait(pending);
+  return commits_.AwaitInOrder(pending);
 }
 
 // ---- the dispatcher ----
@@ -1582,11 +1543,11 @@ void Router::RequestReconcile(absl::Time now) {
 }
 
 void Router::ExpireDue() {
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   ReleaseKeys releases;
   {
     absl::MutexLock lock(&mu_);
-    if (store_failed_) return;
+    if (commits_.failed()) return;
     const absl::Time now = clock_->Now();
     RoutingWrite write;
     OfferBatch offers;
@@ -1630,7 +1591,7 @@ void Router::ExpireDue() {
     if (write.empty()) return;
     pending = Commit(std::move(write), std::move(offers));
   }
-  if (Wait(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
+  if (commits_.AwaitInOrder(pending).ok()) ReleaseNow(releases, absl::InfiniteFuture());
 }
 
 void Router::DriveIntents() {
@@ -1640,7 +1601,7 @@ void Router::DriveIntents() {
     bool automatic = false;
     {
       absl::MutexLock lock(&mu_);
-      if (store_failed_) return;
+      if (commits_.failed()) return;
       const absl::Time now = clock_->Now();
       for (auto& [k, entry] : entries_) {
         if (entry->state() == v1::ENTRY_STATE_OFFERED && entry->record.accepting &&
@@ -1669,7 +1630,7 @@ void Router::TellSessionsRequeued() {
     uint64_t wait_id = 0;
     {
       absl::MutexLock lock(&mu_);
-      if (store_failed_) return;
+      if (commits_.failed()) return;
       const absl::Time now = clock_->Now();
       for (auto& [k, entry] : entries_) {
         if (!entry->record.requeued_from.empty() && !entry->busy &&
@@ -1685,7 +1646,7 @@ void Router::TellSessionsRequeued() {
       if (key.empty()) return;
     }
     absl::Status s = sessions_->RequeueSession(session_id, agent_id, absl::InfiniteFuture());
-    std::shared_ptr<Pending> pending;
+    std::shared_ptr<storage::PendingWrite> pending;
     {
       absl::MutexLock lock(&mu_);
       auto it = entries_.find(key);
@@ -1710,7 +1671,7 @@ void Router::TellSessionsRequeued() {
         return;  // sessions is down: try again later
       }
     }
-    if (!Wait(pending).ok()) return;
+    if (!commits_.AwaitInOrder(pending).ok()) return;
   }
 }
 
@@ -1720,7 +1681,7 @@ void Router::ReconcileIfDue() {
   std::vector<OwedRelease> owed_then;
   {
     absl::MutexLock lock(&mu_);
-    if (store_failed_) return;
+    if (commits_.failed()) return;
     const absl::Time now = clock_->Now();
     if (now < next_reconcile_) return;
     last_reconcile_ = now;
@@ -1773,7 +1734,7 @@ void Router::ReconcileIfDue() {
     begin = end;
   }
 
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
@@ -1834,12 +1795,12 @@ void Router::ReconcileIfDue() {
     pending = Commit(std::move(write), std::move(offers));
     WakeLocked();
   }
-  Wait(pending).IgnoreError();
+  commits_.AwaitInOrder(pending).IgnoreError();
 }
 
 void Router::PruneClosedOffers() {
   absl::MutexLock lock(&mu_);
-  if (store_failed_) return;
+  if (commits_.failed()) return;
   const absl::Time now = clock_->Now();
   if (now < next_prune_) return;
   next_prune_ = now + kPruneInterval;
@@ -1977,7 +1938,7 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
     }
   }
 
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   ReleaseKeys releases;
   bool auto_accept = false;
   bool made = false;
@@ -2055,7 +2016,7 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
     }
     pending = Commit(std::move(write), std::move(offers));
   }
-  if (!Wait(pending).ok()) return false;
+  if (!commits_.AwaitInOrder(pending).ok()) return false;
   ReleaseNow(releases, absl::InfiniteFuture());
   if (!made) return keep_going;
   fault::Point("routing.after_offer_commit");
@@ -2153,7 +2114,7 @@ void Router::RunOnce() {
     std::vector<std::string> candidates;
     {
       absl::MutexLock lock(&mu_);
-      if (store_failed_) break;
+      if (commits_.failed()) break;
       if (!PickNext(clock_->Now(), &key, &wait_id, &candidates)) break;
     }
     if (!OfferOne(key, wait_id, candidates)) break;

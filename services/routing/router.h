@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/clock/clock.h"
+#include "libs/storage/ordered_commits.h"
 #include "services/routing/eligibility.h"
 #include "services/routing/metrics.h"
 #include "services/routing/model.h"
@@ -247,7 +248,6 @@ class Router {
   void Wake();
 
  private:
-  struct Pending;
   struct Entry;
   struct Owed {
     OwedRelease record;
@@ -259,20 +259,14 @@ class Router {
   using OfferBatch = std::vector<std::pair<v1::Offer, bool>>;
   using ReleaseKeys = std::vector<std::pair<std::string, std::string>>;  // agent, session
 
-  absl::Status CheckWritable() const;
   // Whether `queue` is open at `now` (its schedule; complaint queues and
   // queues without one always are).
   bool Open(const QueueId& queue, absl::Time now) const;
   v1::QueueHours HoursOf(const QueueId& queue, absl::Time now) const;
-  std::shared_ptr<Pending> Commit(RoutingWrite write, OfferBatch offers)
+  // Queues `write` to the store; listeners get `offers` once it commits
+  // (at once when there is nothing to write).
+  std::shared_ptr<storage::PendingWrite> Commit(RoutingWrite write, OfferBatch offers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The newest commit queued so far, for an answer from memory to wait on.
-  std::shared_ptr<Pending> Newest() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return newest_;
-  }
-  // Waits for `pending` (may be null); UNAVAILABLE if it or an earlier
-  // commit failed.
-  absl::Status Wait(const std::shared_ptr<Pending>& pending);
   void Publish(const OfferBatch& offers);
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -401,8 +395,8 @@ class Router {
   absl::Time last_reconcile_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int reconcile_failures_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time next_prune_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  std::shared_ptr<Pending> newest_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> store_failed_{false};
+  // Writes are queued under mu_; answers wait for them outside it.
+  storage::OrderedCommits commits_;
 
   // Separate from mu_: commit callbacks publish while other calls decide.
   mutable absl::Mutex listeners_mu_;

@@ -5,7 +5,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "libs/events/envelope.h"
 #include "libs/protoutil/time.h"
 #include "libs/validation/validation.h"
@@ -155,7 +154,10 @@ absl::StatusOr<Schedule> BuildSchedule(v1::Schedule& schedule) {
 }
 
 ScheduleBook::ScheduleBook(RoutingStore* store, Clock* clock, std::function<void()> on_change)
-    : store_(store), clock_(clock), on_change_(std::move(on_change)) {}
+    : store_(store),
+      clock_(clock),
+      on_change_(std::move(on_change)),
+      commits_("routing", storage::OrderedCommits::FailedWrite::kStoreError) {}
 
 absl::Status ScheduleBook::Load() {
   absl::StatusOr<RoutingStore::ScheduleContents> contents = store_->LoadSchedules();
@@ -191,14 +193,7 @@ void ScheduleBook::Unindex(const v1::Schedule& schedule) {
 }
 
 absl::Status ScheduleBook::Commit(RoutingWrite write) {
-  absl::Notification done;
-  absl::Status status;
-  store_->Apply(std::move(write), [&](absl::Status s) {
-    status = std::move(s);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return status;
+  return commits_.Await(commits_.Commit(*store_, std::move(write)));
 }
 
 absl::StatusOr<v1::Schedule> ScheduleBook::Set(v1::Schedule proto,

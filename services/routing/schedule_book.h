@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/clock/clock.h"
+#include "libs/storage/ordered_commits.h"
 #include "services/routing/model.h"
 #include "services/routing/schedule.h"
 #include "services/routing/store.h"
@@ -94,6 +95,7 @@ class ScheduleBook {
     std::shared_ptr<const Schedule> schedule;
   };
 
+  // Commits `write` and waits until it is durable (or failed).
   absl::Status Commit(RoutingWrite write);
   void Index(const Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unindex(const v1::Schedule& schedule) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -101,6 +103,9 @@ class ScheduleBook {
   RoutingStore* const store_;
   Clock* const clock_;
   const std::function<void()> on_change_;
+  // Each change waits for its own write; memory changes only once it is
+  // durable, so a failed one stops nothing else.
+  storage::OrderedCommits commits_;
 
   // Serialises changes, held across their commits.
   absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);

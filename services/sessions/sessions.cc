@@ -41,10 +41,6 @@ std::string RoleWord(Role role) { return std::string(auth::RoleName(role)); }
 // only costs a second read).
 std::string TokenKey(const std::string& token_id) { return absl::StrCat("token\n", token_id); }
 
-absl::Status StorageFailed() {
-  return absl::UnavailableError("sessions storage failed; retry later");
-}
-
 void LeaveAgent(v1::Session& s, absl::Time now) {
   for (int i = s.participants_size() - 1; i >= 0; --i) {
     v1::Participant* p = s.mutable_participants(i);
@@ -74,6 +70,7 @@ Sessions::Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
       options_(std::move(options)),
       idle_timeouts_{options_.idle_timeout, options_.resolved_idle_timeout},
       bot_turns_(options_.max_waiting_bot_turns),
+      commits_("sessions", storage::OrderedCommits::FailedWrite::kUnavailable),
       closed_(options_.closed_cache_size) {}
 
 absl::Status Sessions::Load() {
@@ -99,21 +96,14 @@ absl::Status Sessions::Load() {
   return absl::OkStatus();
 }
 
-absl::Status Sessions::CheckWritable() const {
-  if (store_failed_) {
-    return absl::UnavailableError("sessions storage failed; the service must be restarted");
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Sessions::AdmitWrite() {
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   return store_->Admit();
 }
 
-std::shared_ptr<Sessions::Pending> Sessions::Commit(SessionWrite write, WriteKeys keys,
-                                                    std::shared_ptr<Pending> pending) {
-  if (pending == nullptr) pending = std::make_shared<Pending>();
+std::shared_ptr<storage::PendingWrite> Sessions::Commit(
+    SessionWrite write, WriteKeys keys, std::shared_ptr<storage::PendingWrite> pending) {
+  if (pending == nullptr) pending = storage::OrderedCommits::NewWrite();
   for (const SessionRecord& written : write.sessions) {
     const std::string& id = written.session.session_id();
     auto it = sessions_.find(id);
@@ -122,21 +112,13 @@ std::shared_ptr<Sessions::Pending> Sessions::Commit(SessionWrite write, WriteKey
     Account(id, it->second);
   }
   std::vector<v1::SessionEvent> published = write.session_events;
-  store_->Apply(std::move(write), [this, pending, published = std::move(published),
-                                   keys = std::move(keys)](absl::Status status) {
-    if (status.ok()) {
-      Publish(published);
-    } else {
-      log::Error("sessions_commit_failed", {{"detail", status.message()}});
-      store_failed_ = true;
-    }
-    // The keys are in the store now (or their write failed): look-ups go
-    // there from here on.
-    Settle(keys);
-    pending->status = status;
-    pending->done.Notify();
-  });
-  return pending;
+  // The keys are in the store once the write settles (or their write
+  // failed): look-ups go there from then on.
+  return commits_.Commit(
+      *store_, std::move(write),
+      {[this, published = std::move(published)] { Publish(published); },
+       [this, keys = std::move(keys)] { Settle(keys); }},
+      std::move(pending));
 }
 
 void Sessions::Account(const std::string& id, Live& live) {
@@ -160,17 +142,6 @@ void Sessions::Account(const std::string& id, Live& live) {
   deadlines_.Set(id, NextDue(live.record, idle_timeouts_));
 }
 
-absl::Status Sessions::Wait(const std::shared_ptr<Pending>& pending) {
-  pending->done.WaitForNotification();
-  if (!pending->status.ok()) return StorageFailed();
-  return absl::OkStatus();
-}
-
-absl::Status Sessions::AwaitDurable(const std::shared_ptr<Pending>& write) {
-  if (write == nullptr) return absl::OkStatus();
-  return Wait(write);
-}
-
 void Sessions::Publish(const std::vector<v1::SessionEvent>& events) {
   absl::MutexLock lock(&listeners_mu_);
   for (const v1::SessionEvent& event : events) {
@@ -187,20 +158,16 @@ void Sessions::Settle(const WriteKeys& keys) {
   absl::MutexLock lock(&durable_mu_);
   for (const std::string& token_id : keys.tokens) {
     pending_tokens_.erase(token_id);
-    ++settled_[absl::Hash<std::string>{}(TokenKey(token_id)) % kSettleBuckets];
+    settled_.Settle(TokenKey(token_id));
   }
   for (const std::string& key : keys.messages) {
     pending_messages_.erase(key);
-    ++settled_[absl::Hash<std::string>{}(key) % kSettleBuckets];
+    settled_.Settle(key);
   }
   for (const std::string& key : keys.creations) {
     pending_creations_.erase(key);
-    ++settled_[absl::Hash<std::string>{}(key) % kSettleBuckets];
+    settled_.Settle(key);
   }
-}
-
-uint64_t Sessions::SettleStamp(const std::string& key) {
-  return settled_[absl::Hash<std::string>{}(key) % kSettleBuckets];
 }
 
 absl::StatusOr<Sessions::TokenBindingRead> Sessions::ReadTokenBinding(const std::string& token,
@@ -212,7 +179,7 @@ absl::StatusOr<Sessions::TokenBindingRead> Sessions::ReadTokenBinding(const std:
   read.token_id = claims->token_id;
   {
     absl::MutexLock lock(&durable_mu_);
-    read.stamp = SettleStamp(TokenKey(read.token_id));
+    read.stamp = settled_.Stamp(TokenKey(read.token_id));
   }
   absl::StatusOr<std::optional<std::string>> stored = store_->FindTokenBinding(read.token_id);
   if (!stored.ok()) return stored.status();
@@ -229,7 +196,7 @@ std::optional<absl::Status> Sessions::CheckTokenBinding(const TokenBindingRead& 
     auto it = pending_tokens_.find(read.token_id);
     if (it != pending_tokens_.end()) {
       bound = it->second;
-    } else if (SettleStamp(TokenKey(read.token_id)) != read.stamp) {
+    } else if (settled_.Stamp(TokenKey(read.token_id)) != read.stamp) {
       return std::nullopt;
     } else {
       bound = read.stored;
@@ -305,7 +272,7 @@ void Sessions::MaybeEvict(const std::string& session_id) {
   Live& live = it->second;
   if (live.record.session.state() != v1::SESSION_STATE_CLOSED ||
       live.record.routing_pending || routing_in_flight_.contains(session_id) ||
-      (live.last_write != nullptr && !live.last_write->done.HasBeenNotified())) {
+      (live.last_write != nullptr && !live.last_write->settled())) {
     return;
   }
   // Put first: a reader that misses memory from here on finds the cache.
@@ -528,7 +495,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
     }
     verification = *v;
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   // Routing is asked before deciding, without the lock: the due time of an
   // EMAIL in business hours, the phone desk's hours for a callback.
   std::optional<EmailSla> email_sla;
@@ -542,7 +509,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
 
   const bool keyed = !request.request_id().empty();
   const std::string request_key = absl::StrCat(customer_id, "\n", request.request_id());
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   Created created;
   std::string session_id;
   bool bot_turn = false;
@@ -557,10 +524,10 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
         absl::MutexLock lock(&durable_mu_);
         auto it = pending_creations_.find(request_key);
         if (it != pending_creations_.end()) hit = it->second;
-        stamp = SettleStamp(request_key);
+        stamp = settled_.Stamp(request_key);
       }
       if (hit) {
-        if (absl::Status s = Wait(hit->write); !s.ok()) return s;
+        if (absl::Status s = commits_.Await(hit->write); !s.ok()) return s;
         return ReplayCreation(caller, hit->session_id, hit->first_message,
                               request.first_client_message_id());
       }
@@ -582,7 +549,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
     absl::MutexLock lock(&mu_);
     if (keyed) {
       absl::MutexLock durable_lock(&durable_mu_);
-      if (pending_creations_.contains(request_key) || SettleStamp(request_key) != stamp) {
+      if (pending_creations_.contains(request_key) || settled_.Stamp(request_key) != stamp) {
         continue;
       }
     }
@@ -658,7 +625,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
     created.session = ViewFor(s, caller, now);
     BindToken(binding, verification_claims, session_id, now, write, keys);
     write.sessions.push_back(r);
-    pending = std::make_shared<Pending>();
+    pending = storage::OrderedCommits::NewWrite();
     if (first_key || keyed) {
       absl::MutexLock durable_lock(&durable_mu_);
       if (first_key) {
@@ -673,7 +640,7 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
     Commit(std::move(write), std::move(keys), pending);
     break;
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   fault::Point("sessions.create.after_commit");
   if (bot_turn) StartBotTurn(*created.first_message);
   if (routing) ScheduleRouting(session_id);
@@ -769,11 +736,11 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
   if (!message.quick_reply_id().empty() && caller.role != Role::kCustomer) {
     return absl::InvalidArgumentError("message.quick_reply_id: customers only");
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   const std::string fingerprint = message.SerializeAsString();
   const std::string key = absl::StrCat(session_id, "\n", client_message_id);
   Sent sent;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool bot_turn = false;
   bool in_memory = true;
   while (true) {
@@ -795,10 +762,10 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
       absl::MutexLock durable_lock(&durable_mu_);
       auto it = pending_messages_.find(key);
       if (it != pending_messages_.end()) hit = it->second;
-      stamp = SettleStamp(key);
+      stamp = settled_.Stamp(key);
     }
     if (hit) {
-      if (absl::Status s = Wait(hit->write); !s.ok()) return s;
+      if (absl::Status s = commits_.Await(hit->write); !s.ok()) return s;
       return ReplayMessage(caller, fingerprint, hit->message, hit->fingerprint, state);
     }
     absl::StatusOr<std::optional<StoredMessage>> stored =
@@ -818,7 +785,7 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     }
     {
       absl::MutexLock durable_lock(&durable_mu_);
-      if (pending_messages_.contains(key) || SettleStamp(key) != stamp) continue;
+      if (pending_messages_.contains(key) || settled_.Stamp(key) != stamp) continue;
     }
     SessionRecord& r = (*found)->record;
     v1::Session& s = r.session;
@@ -865,7 +832,7 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     bot_turn = caller.role == Role::kCustomer && state_now == v1::SESSION_STATE_BOT;
     if (bot_turn) r.bot_turn_sequence = stored_message.sequence();
     write.sessions.push_back(r);
-    pending = std::make_shared<Pending>();
+    pending = storage::OrderedCommits::NewWrite();
     {
       absl::MutexLock durable_lock(&durable_mu_);
       pending_messages_[key] = {pending, sent.message, fingerprint};
@@ -889,7 +856,7 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     if (absl::Status s = CheckMayWrite(caller, record->session); !s.ok()) return s;
     return WrongState(record->session, "it accepts no messages");
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   if (bot_turn) StartBotTurn(sent.message);
   return sent;
 }
@@ -956,8 +923,8 @@ void Sessions::BotTurn(const v1::Message& message, bool shed) {
       !answer.ok() || answer->outcome() == bot::v1::ANSWER_OUTCOME_ESCALATED;
   std::vector<common::v1::TranscriptLine> excerpt;
   if (escalates) excerpt = Excerpt(session_id);
-  if (!CheckWritable().ok()) return;
-  std::shared_ptr<Pending> pending;
+  if (!commits_.CheckWritable().ok()) return;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool escalated = false;
   {
     absl::MutexLock lock(&mu_);
@@ -973,7 +940,7 @@ void Sessions::BotTurn(const v1::Message& message, bool shed) {
     // Once a session left the bot (or came back to it since), this turn's
     // answer is stale: the bot stays out.
     if (s.state() != v1::SESSION_STATE_BOT || r.bot_since != bot_since) return;
-    if (!CheckWritable().ok()) return;
+    if (!commits_.CheckWritable().ok()) return;
     SessionWrite write;
     if (r.bot_turn_sequence == message.sequence()) r.bot_turn_sequence = 0;
     if (metrics_) {
@@ -1034,7 +1001,7 @@ void Sessions::BotTurn(const v1::Message& message, bool shed) {
     write.sessions.push_back(r);
     pending = Commit(std::move(write));
   }
-  if (!Wait(pending).ok()) return;
+  if (!commits_.Await(pending).ok()) return;
   if (escalated) SyncRouting(session_id);
 }
 
@@ -1203,10 +1170,10 @@ absl::StatusOr<absl::Time> Sessions::UpdateTyping(const Caller& caller,
 
 absl::StatusOr<Sessions::Verified> Sessions::AttachVerification(
     const Caller& caller, const std::string& session_id, const std::string& token) {
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   const absl::Time now = clock_->Now();
   Verified verified;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   while (true) {
     absl::StatusOr<TokenBindingRead> binding = ReadTokenBinding(token, now);
     if (!binding.ok()) return binding.status();
@@ -1247,21 +1214,21 @@ absl::StatusOr<Sessions::Verified> Sessions::AttachVerification(
     if (!v.ok()) return v.status();
     return WrongState(record->session, "read-only");
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   return verified;
 }
 
 absl::StatusOr<v1::Session> Sessions::Escalate(const Caller& caller,
                                                const std::string& session_id) {
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   // The excerpt is read before the decision, without the lock; only a
   // session in BOT needs one.
   std::vector<common::v1::TranscriptLine> excerpt;
   bool excerpt_read = false;
   while (true) {
     v1::Session view;
-    std::shared_ptr<Pending> durable;
-    std::shared_ptr<Pending> pending;
+    std::shared_ptr<storage::PendingWrite> durable;
+    std::shared_ptr<storage::PendingWrite> pending;
     bool in_memory = true;
     {
       absl::MutexLock lock(&mu_);
@@ -1299,13 +1266,13 @@ absl::StatusOr<v1::Session> Sessions::Escalate(const Caller& caller,
       return WrongState(record->session, "cannot escalate");
     }
     if (pending != nullptr) {
-      if (absl::Status s = Wait(pending); !s.ok()) return s;
+      if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
       ScheduleRouting(session_id);
       return view;
     }
     if (view.state() != v1::SESSION_STATE_BOT) {
       // Already past BOT: answered once what it shows is durable.
-      if (absl::Status s = AwaitDurable(durable); !s.ok()) return s;
+      if (absl::Status s = commits_.Await(durable); !s.ok()) return s;
       return view;
     }
     excerpt = Excerpt(session_id);
@@ -1322,8 +1289,8 @@ absl::Status Sessions::RecordOffer(const Caller& caller, const std::string& sess
   if (expires_at <= now) {
     return absl::InvalidArgumentError("expires_at: must be in the future");
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
-  std::shared_ptr<Pending> pending;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool replaced = false;
   {
     absl::MutexLock lock(&mu_);
@@ -1349,7 +1316,7 @@ absl::Status Sessions::RecordOffer(const Caller& caller, const std::string& sess
     if (!record.ok()) return record.status();
     return WrongState(record->session, "not QUEUED");
   }
-  if (absl::Status s = Wait(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   if (replaced) NotifyAccess(session_id);
   return absl::OkStatus();
 }
@@ -1366,9 +1333,9 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   v1::Session view;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool in_memory = true;
   {
     absl::MutexLock lock(&mu_);
@@ -1419,17 +1386,17 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
     if (!record.ok()) return record.status();
     return WrongState(record->session, "only QUEUED sessions can be assigned");
   }
-  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   return view;
 }
 
 absl::StatusOr<v1::Session> Sessions::Transfer(const Caller& caller,
                                                const v1::TransferSessionRequest& request) {
   if (absl::Status s = ValidateTransfer(request); !s.ok()) return s;
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   const std::string& session_id = request.session_id();
   v1::Session view;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool in_memory = true;
   bool decided = false;
   {
@@ -1506,7 +1473,7 @@ absl::StatusOr<v1::Session> Sessions::Transfer(const Caller& caller,
     }
     return WrongState(record->session, "only ASSIGNED sessions can be transferred");
   }
-  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   if (!decided) return view;
   if (request.to_bot() && bot_ != nullptr) {
     background_([this, session_id] {
@@ -1523,9 +1490,9 @@ absl::StatusOr<v1::Session> Sessions::Requeue(const Caller& caller,
                                               const std::string& session_id,
                                               const std::string& agent_id) {
   if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   v1::Session view;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool in_memory = true;
   {
     absl::MutexLock lock(&mu_);
@@ -1564,7 +1531,7 @@ absl::StatusOr<v1::Session> Sessions::Requeue(const Caller& caller,
     if (!record.ok()) return record.status();
     return WrongState(record->session, absl::StrCat("not ASSIGNED to ", agent_id));
   }
-  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   return view;
 }
 
@@ -1577,9 +1544,9 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   v1::Session view;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool in_memory = true;
   bool routing = false;
   {
@@ -1650,7 +1617,7 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
     return WrongState(record->session,
                       "only ASSIGNED (or BOT, by the customer) sessions can be resolved");
   }
-  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   if (routing) ScheduleRouting(session_id);
   return view;
 }
@@ -1663,9 +1630,9 @@ absl::StatusOr<v1::Session> Sessions::Reopen(const Caller& caller,
   if (absl::Status s = validation::ValidateText("reason", reason, kMaxReason); !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   v1::Session view;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool in_memory = true;
   bool decided = false;
   {
@@ -1725,14 +1692,14 @@ absl::StatusOr<v1::Session> Sessions::Reopen(const Caller& caller,
     }
     return WrongState(record->session, "only RESOLVED sessions can be reopened");
   }
-  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   if (decided) ScheduleRouting(session_id);
   return view;
 }
 
 absl::StatusOr<v1::Session> Sessions::ContinueByEmail(const Caller& caller,
                                                       const std::string& session_id) {
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   // The EMAIL due time may need routing: asked first, without the lock, for
   // the session's category and language as they are now.
   std::optional<EmailSla> sla;
@@ -1747,7 +1714,7 @@ absl::StatusOr<v1::Session> Sessions::ContinueByEmail(const Caller& caller,
     }
     if (queue.has_value()) sla = EmailSlaFor(queue->first, queue->second, clock_->Now());
   }
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   v1::Session view;
   bool switched = false;
   bool in_memory = true;
@@ -1811,7 +1778,7 @@ absl::StatusOr<v1::Session> Sessions::ContinueByEmail(const Caller& caller,
       switched = true;
     }
   }
-  if (absl::Status s = switched ? Wait(pending) : AwaitDurable(pending); !s.ok()) return s;
+  if (absl::Status s = switched ? commits_.Await(pending) : commits_.Await(pending); !s.ok()) return s;
   if (switched) ScheduleRouting(session_id);
   return view;
 }
@@ -1821,9 +1788,9 @@ absl::StatusOr<v1::Session> Sessions::Close(const Caller& caller,
                                             v1::CloseReason requested) {
   absl::StatusOr<v1::CloseReason> reason = CloseReasonFor(caller, requested);
   if (!reason.ok()) return reason.status();
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   v1::Session view;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   bool in_memory = true;
   bool decided = false;
   bool routing = false;
@@ -1862,7 +1829,7 @@ absl::StatusOr<v1::Session> Sessions::Close(const Caller& caller,
     if (!record.ok()) return record.status();
     return ViewFor(record->session, caller, clock_->Now());
   }
-  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   if (routing) ScheduleRouting(session_id);
   if (decided) MaybeEvict(session_id);
   return view;
@@ -1873,9 +1840,9 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
     const std::string& request_id) {
   if (absl::Status s = ValidateKey("request_id", request_id, false); !s.ok()) return s;
   const absl::Time now = clock_->Now();
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   Callback result;
-  std::shared_ptr<Pending> pending;
+  std::shared_ptr<storage::PendingWrite> pending;
   std::string phone_id;
   bool in_memory = true;
   bool decided = false;
@@ -1982,7 +1949,7 @@ absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(
     }
     return WrongState(origin->session, "open a new session");
   }
-  if (absl::Status s = AwaitDurable(pending); !s.ok()) return s;
+  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   if (decided) {
     ScheduleRouting(phone_id);
     return result;
@@ -2023,7 +1990,7 @@ void Sessions::SyncRouting(const std::string& session_id) {
       routing_in_flight_.erase(session_id);
       return;
     }
-    std::shared_ptr<Pending> pending;
+    std::shared_ptr<storage::PendingWrite> pending;
     {
       absl::MutexLock lock(&mu_);
       routing_in_flight_.erase(session_id);
@@ -2032,7 +1999,7 @@ void Sessions::SyncRouting(const std::string& session_id) {
       SessionRecord& r = it->second.record;
       if (r.routing_version != version) continue;  // changed meanwhile: tell routing again
       r.routing_pending = false;
-      if (!CheckWritable().ok()) return;
+      if (!commits_.CheckWritable().ok()) return;
       SessionWrite write;
       // A chat escalated while the desk is closed: the customer learns when
       // it opens and may continue by email instead (ContinueByEmail). Only
@@ -2061,7 +2028,7 @@ void Sessions::SyncRouting(const std::string& session_id) {
       pending = Commit(std::move(write));
       if (r.session.state() != v1::SESSION_STATE_CLOSED) return;
     }
-    if (Wait(pending).ok()) MaybeEvict(session_id);
+    if (commits_.Await(pending).ok()) MaybeEvict(session_id);
     return;
   }
 }
@@ -2077,7 +2044,7 @@ int Sessions::RetryRouting() {
 }
 
 absl::StatusOr<int> Sessions::Sweep() {
-  if (absl::Status s = CheckWritable(); !s.ok()) return s;
+  if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
   int changed = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -2098,11 +2065,11 @@ absl::StatusOr<int> Sessions::Sweep() {
     std::vector<std::string> to_cancel;
     std::vector<std::string> lapsed_offers;
     std::vector<std::string> closed;
-    std::shared_ptr<Pending> pending;
+    std::shared_ptr<storage::PendingWrite> pending;
     size_t due_count = 0;
     {
       absl::MutexLock lock(&mu_);
-      if (absl::Status s = CheckWritable(); !s.ok()) return s;
+      if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
       const absl::Time now = clock_->Now();
       const std::vector<std::string> due = deadlines_.Due(now, kSweepBatch);
       due_count = due.size();
@@ -2140,7 +2107,7 @@ absl::StatusOr<int> Sessions::Sweep() {
       if (!write.empty()) pending = Commit(std::move(write));
     }
     if (pending != nullptr) {
-      if (absl::Status s = Wait(pending); !s.ok()) return s;
+      if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
     }
     for (const std::string& id : to_cancel) ScheduleRouting(id);
     for (const std::string& id : lapsed_offers) NotifyAccess(id);

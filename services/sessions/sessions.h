@@ -1,7 +1,5 @@
 #pragma once
 
-#include <array>
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -14,12 +12,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
 #include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
+#include "libs/storage/ordered_commits.h"
 #include "services/sessions/bot_turn.h"
 #include "services/sessions/closed_cache.h"
 #include "services/sessions/deadlines.h"
@@ -281,28 +279,23 @@ class Sessions {
   Footprint footprint() const;
 
  private:
-  // The outcome of a write queued to the store.
-  struct Pending {
-    absl::Notification done;
-    absl::Status status;
-  };
   // A session in memory.
   struct Live {
     SessionRecord record;
     // The latest write that changed it: answers given from memory wait for
     // it, so they never reflect what is not durable.
-    std::shared_ptr<Pending> last_write;
+    std::shared_ptr<storage::PendingWrite> last_write;
     // The state it is counted in (gauges, the customer's open sessions).
     v1::SessionState counted_state = v1::SESSION_STATE_UNSPECIFIED;
   };
   // A message or creation decided but not durable yet, by idempotency key.
   struct PendingMessage {
-    std::shared_ptr<Pending> write;
+    std::shared_ptr<storage::PendingWrite> write;
     v1::Message message;
     std::string fingerprint;
   };
   struct PendingCreation {
-    std::shared_ptr<Pending> write;
+    std::shared_ptr<storage::PendingWrite> write;
     std::string session_id;
     std::optional<v1::Message> first_message;
   };
@@ -324,12 +317,6 @@ class Sessions {
     // The token's settle stamp, taken before the store was read.
     uint64_t stamp = 0;
   };
-  // Key look-ups compare these counters (one per bucket of key hashes)
-  // before and after reading the store: a key that settled meanwhile bumps
-  // its bucket, and the caller reads again.
-  static constexpr size_t kSettleBuckets = 4096;
-
-  absl::Status CheckWritable() const;
   // The EMAIL first-response target of `category`, and its due time for a
   // session created (or switched to EMAIL) at `now`: in business hours for
   // the configured categories (asks routing: blocking, call without the
@@ -362,18 +349,14 @@ class Sessions {
   absl::Status AdmitWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `write` (its keys already in the pending maps with `pending`,
   // if given) and returns the handle of its outcome.
-  std::shared_ptr<Pending> Commit(SessionWrite write, WriteKeys keys = {},
-                                  std::shared_ptr<Pending> pending = nullptr)
+  std::shared_ptr<storage::PendingWrite> Commit(SessionWrite write, WriteKeys keys = {},
+                                  std::shared_ptr<storage::PendingWrite> pending = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings gauges, the customer's open count, the routing-pending set and
   // the deadline index up to date with the live session.
   void Account(const std::string& session_id, Live& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Wait(const std::shared_ptr<Pending>& pending);
-  // OK once `write` (if any) is durable, else its failure.
-  absl::Status AwaitDurable(const std::shared_ptr<Pending>& write);
   void Publish(const std::vector<v1::SessionEvent>& events);
   void Settle(const WriteKeys& keys);
-  uint64_t SettleStamp(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(durable_mu_);
 
   // A verification token verifies the session it is first used on, and no
   // other: these three bind it there and refuse it elsewhere.
@@ -469,7 +452,8 @@ class Sessions {
       ABSL_GUARDED_BY(mu_);
   // (session, participant) -> when their last typing indication was forwarded.
   absl::flat_hash_map<std::string, absl::Time> typing_sent_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> store_failed_{false};
+  // Writes are queued under mu_; answers wait for them outside it.
+  storage::OrderedCommits commits_;
   ClosedSessionCache closed_;
 
   // Taken after mu_ (or alone, by commit callbacks).
@@ -482,7 +466,9 @@ class Sessions {
       ABSL_GUARDED_BY(durable_mu_);
   // token id -> the session a write not durable yet binds it to.
   absl::flat_hash_map<std::string, std::string> pending_tokens_ ABSL_GUARDED_BY(durable_mu_);
-  std::array<uint64_t, kSettleBuckets> settled_ ABSL_GUARDED_BY(durable_mu_){};
+  // Key look-ups compare a key's stamp before and after reading the store:
+  // a key that settled meanwhile changed it, and the caller reads again.
+  storage::SettleStamps settled_ ABSL_GUARDED_BY(durable_mu_);
 
   // Separate from mu_ (taken after it, never before): commit callbacks
   // publish while other calls decide.

@@ -1,0 +1,226 @@
+#include "libs/host/host.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "libs/events/envelope.h"
+#include "libs/log/log.h"
+
+namespace switchboard::host {
+
+namespace {
+
+// The thread that makes the Host and later waits for SIGTERM/SIGINT in
+// Serve (main's).
+pthread_t waiting_thread;
+
+// Runs on a thread that does not block the signal (gRPC starts its global
+// threads before main can block anything): hands the signal to the waiting
+// thread, which blocks it until Serve takes it, instead of letting the
+// default action end the process mid-start or before the ordered stop.
+// pthread_kill is async-signal-safe.
+void ForwardToWaitingThread(int signal) { pthread_kill(waiting_thread, signal); }
+
+}  // namespace
+
+OpenDatabase Migrated(const std::vector<std::string>& migrations) {
+  return [&migrations](const storage::Database::Options& options) {
+    return storage::Database::OpenMigrated(options, migrations);
+  };
+}
+
+Periodic::Periodic(absl::Duration interval, std::function<void()> task, bool run_first)
+    : interval_(interval), task_(std::move(task)), run_first_(run_first) {}
+
+void Periodic::Wake() {
+  absl::MutexLock lock(&mu_);
+  woken_ = true;
+}
+
+void Periodic::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void Periodic::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void Periodic::Loop() {
+  if (run_first_) task_();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](Periodic* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+                                 return p->woken_ || p->stopped_;
+                               },
+                               this),
+                           interval_);
+      woken_ = false;
+      if (stopped_) return;
+    }
+    task_();
+  }
+}
+
+Host::Host(ServiceInfo info)
+    : info_(std::move(info)),
+      flags_(info_.name),
+      registry_(std::make_shared<prometheus::Registry>()) {
+  server::BlockTerminationSignals();
+  waiting_thread = pthread_self();
+  struct sigaction forward = {};
+  forward.sa_handler = ForwardToWaitingThread;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGTERM, &forward, nullptr);
+  sigaction(SIGINT, &forward, nullptr);
+  server_.service_name = info_.name;
+  server_.port = info_.port;
+  server_.metrics_port = info_.metrics_port;
+  server_.grpc_service_names = {info_.grpc_service_name};
+  server::AddServerFlags(flags_, &server_);
+  flags_.Add("data_dir", &data_dir_, info_.data_dir_help);
+  auth::AddKeyFlags(flags_, &key_options_, info_.calls_peers);
+  events::AddEventSinkFlags(flags_, &events_);
+  if (info_.calls_peers) client::AddClientTlsFlags(flags_, &peer_tls_, "peer_");
+}
+
+Host::~Host() {
+  StopAll();
+  while (!parts_.empty()) parts_.pop_back();
+}
+
+int Host::BadFlags(absl::string_view message) {
+  std::fprintf(stderr, "%s: %s\n", info_.name.c_str(), std::string(message).c_str());
+  return 2;
+}
+
+int Host::FailStep(absl::string_view step, const absl::Status& status) {
+  log::Error("startup_failed",
+             {{"service", info_.name}, {"step", step}, {"error", status.ToString()}});
+  return 1;
+}
+
+int Host::Fail(absl::string_view step, const absl::Status& status) {
+  return FailStep(step, status);
+}
+
+std::optional<int> Host::ParseFlags(int argc, char** argv,
+                                    const std::function<absl::Status()>& check) {
+  if (absl::Status s = flags_.Parse(argc, argv); !s.ok()) {
+    if (absl::IsCancelled(s)) return 0;
+    return BadFlags(s.message());
+  }
+  if (absl::Status s = server::ApplyServerOptions(server_); !s.ok()) return BadFlags(s.message());
+  if (info_.calls_peers) {
+    absl::StatusOr<client::ChannelSecurity> security =
+        client::ChannelSecurity::Create(peer_tls_, "peer_");
+    if (!security.ok()) return BadFlags(security.status().message());
+    peer_security_ = *std::move(security);
+  }
+  if (check) {
+    if (absl::Status s = check(); !s.ok()) return BadFlags(s.message());
+  }
+  return std::nullopt;
+}
+
+std::optional<int> Host::OpenKeys() {
+  std::error_code error;
+  std::filesystem::create_directories(data_dir_, error);
+  if (error) return FailStep("data_dir", absl::UnavailableError(error.message()));
+  absl::StatusOr<auth::ServiceKeys> keys =
+      auth::LoadServiceKeys(key_options_, info_.name, data_dir_, info_.calls_peers);
+  if (!keys.ok()) return FailStep("keys", keys.status());
+  keys_ = *std::move(keys);
+  return std::nullopt;
+}
+
+std::optional<int> Host::OpenStore(StoreOptions options) {
+  database_path_ = absl::StrCat(data_dir_, "/", info_.name, ".db");
+  absl::StatusOr<std::unique_ptr<storage::Database>> db = options.open({database_path_});
+  if (!db.ok()) return FailStep("open_database", db.status());
+  database_ = *std::move(db);
+  absl::StatusOr<std::unique_ptr<storage::Database>> relay_reader = OpenReader();
+  if (!relay_reader.ok()) return FailStep("open_database", relay_reader.status());
+  absl::StatusOr<std::unique_ptr<events::Sink>> sink =
+      events::OpenEventSink(events_, info_.name, data_dir_);
+  if (!sink.ok()) return FailStep("event_sink", sink.status());
+  sink_ = *std::move(sink);
+  committer_ = std::make_unique<storage::GroupCommitter>(database_.get(), options.commits);
+  events::Sink* relay_sink = sink_.get();
+  if (options.relay_sink) {
+    absl::StatusOr<events::Sink*> chosen = options.relay_sink(sink_.get());
+    if (!chosen.ok()) return FailStep("event_sink", chosen.status());
+    relay_sink = *chosen;
+  }
+  relay_ = std::make_unique<events::Relay>(*std::move(relay_reader), committer_.get(),
+                                           relay_sink, *registry_, events::Relay::Options());
+  return std::nullopt;
+}
+
+absl::StatusOr<std::unique_ptr<storage::Database>> Host::OpenReader() const {
+  return storage::Database::Open({database_path_});
+}
+
+std::function<void()> Host::relay_notifier() {
+  events::Relay* relay = relay_.get();
+  return [relay] { relay->Notify(); };
+}
+
+std::string Host::topic() const { return events::TopicFor(events_.topic_prefix, info_.name); }
+
+server::BlockingPool& Host::pool() {
+  if (pool_ == nullptr) {
+    pool_ = std::make_unique<server::BlockingPool>(server_.worker_threads,
+                                                   server_.max_queued_calls);
+  }
+  return *pool_;
+}
+
+Periodic& Host::Every(absl::Duration interval, std::function<void()> task, bool run_first) {
+  periodic_.push_back(
+      std::unique_ptr<Periodic>(new Periodic(interval, std::move(task), run_first)));
+  return *periodic_.back();
+}
+
+int Host::Serve(const std::vector<grpc::Service*>& services) {
+  absl::StatusOr<std::unique_ptr<server::Server>> server =
+      server::Server::Start(server_, services, registry_);
+  if (!server.ok()) return FailStep("listen", server.status());
+  for (std::function<void()>& hook : drain_hooks_) (*server)->OnDrain(std::move(hook));
+  for (const std::function<void()>& hook : serving_hooks_) hook();
+  for (const std::unique_ptr<Periodic>& task : periodic_) task->Start();
+  serving_ = true;
+
+  const std::string signal = server::WaitForTerminationSignal();
+  log::Info("shutdown_requested", {{"service", info_.name}, {"signal", signal}});
+  (*server)->Shutdown();
+  StopAll();
+  log::Info("shutdown_complete", {{"service", info_.name}});
+  return 0;
+}
+
+void Host::StopAll() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (const std::unique_ptr<Periodic>& task : periodic_) task->Stop();
+  // Hooks of parts that never started (the server did not come up) are
+  // not run.
+  if (serving_) {
+    for (const std::function<void()>& hook : stop_hooks_) hook();
+  }
+  if (pool_ != nullptr) pool_->Stop();
+  // At a clean stop the relay publishes what is left; after a failed start
+  // it leaves the rows for the next run rather than hold the exit up.
+  if (relay_ != nullptr) relay_->Stop(serving_ ? kRelayFlushDeadline : absl::ZeroDuration());
+  if (committer_ != nullptr) committer_->Stop();
+}
+
+}  // namespace switchboard::host

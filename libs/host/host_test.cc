@@ -1,0 +1,192 @@
+#include "libs/host/host.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "libs/events/envelope.h"
+#include "libs/events/outbox.h"
+#include "libs/events/read_json_lines.h"
+#include "libs/storage/test_dir.h"
+
+namespace switchboard::host {
+namespace {
+
+const std::vector<std::string>& Migrations() {
+  static const auto* migrations = new std::vector<std::string>{events::kOutboxMigration};
+  return *migrations;
+}
+
+ServiceInfo Info() {
+  // The server names a service that is in the generated pool (its own health
+  // service): this host serves no service of its own.
+  return {"hosttest", "grpc.health.v1.Health", 0, 0, "test data", false};
+}
+
+// argv for ParseFlags: the program's name, then `args`.
+class Args {
+ public:
+  explicit Args(std::vector<std::string> args) : strings_(std::move(args)) {
+    strings_.insert(strings_.begin(), "hosttest");
+    for (std::string& s : strings_) pointers_.push_back(s.data());
+  }
+  int argc() { return static_cast<int>(pointers_.size()); }
+  char** argv() { return pointers_.data(); }
+
+ private:
+  std::vector<std::string> strings_;
+  std::vector<char*> pointers_;
+};
+
+// What happened, in order.
+class Trace {
+ public:
+  void Add(std::string what) {
+    absl::MutexLock lock(&mu_);
+    lines_.push_back(std::move(what));
+  }
+  std::vector<std::string> lines() const {
+    absl::MutexLock lock(&mu_);
+    return lines_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
+};
+
+// A part of the service that records its destruction.
+struct Part {
+  explicit Part(Trace* trace) : trace(trace) {}
+  ~Part() { trace->Add("part destroyed"); }
+  Trace* trace;
+};
+
+TEST(HostTest, BadFlagsExitWithTwoAndNameTheFlag) {
+  Host host(Info());
+  int lease = 1;
+  host.flags().Add("lease", &lease, "a flag of the service's own");
+  Args args({"--port=many"});
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(host.ParseFlags(args.argc(), args.argv()), 2);
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(printed.find("hosttest: "), std::string::npos) << printed;
+  EXPECT_NE(printed.find("port"), std::string::npos) << printed;
+}
+
+TEST(HostTest, TheServicesOwnCheckFailsWithItsMessage) {
+  Host host(Info());
+  int lease = 1;
+  host.flags().Add("lease", &lease, "a flag of the service's own");
+  Args args({"--lease=0", "--port=0", "--metrics_port=0"});
+  ::testing::internal::CaptureStderr();
+  const std::optional<int> exit = host.ParseFlags(args.argc(), args.argv(), [&] {
+    return lease < 1 ? absl::InvalidArgumentError("--lease must be at least 1")
+                     : absl::OkStatus();
+  });
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "hosttest: --lease must be at least 1\n");
+  EXPECT_EQ(exit, 2);
+}
+
+TEST(HostTest, FailingToOpenTheDatabaseExitsWithOneAndNamesTheStep) {
+  const std::string dir = storage::MakeTempDir();
+  // The database's path is taken by a folder.
+  std::filesystem::create_directories(dir + "/hosttest.db");
+  Host host(Info());
+  Args args({"--data_dir=" + dir});
+  ASSERT_EQ(host.ParseFlags(args.argc(), args.argv()), std::nullopt);
+  ASSERT_EQ(host.OpenKeys(), std::nullopt);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(host.OpenStore({Migrated(Migrations())}), 1);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(logged.find("startup_failed"), std::string::npos) << logged;
+  EXPECT_NE(logged.find("open_database"), std::string::npos) << logged;
+}
+
+TEST(HostTest, AKeyFolderThatIsAFileFailsAtTheKeysStep) {
+  const std::string dir = storage::MakeTempDir();
+  std::ofstream(dir + "/keys") << "not a folder";
+  Host host(Info());
+  Args args({"--data_dir=" + dir});
+  ASSERT_EQ(host.ParseFlags(args.argc(), args.argv()), std::nullopt);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(host.OpenKeys(), 1);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(logged.find("\"keys\""), std::string::npos) << logged;
+}
+
+// The stop order of a served host, seen from its parts: the server drains,
+// then the service's own work stops, and a write that work makes while
+// stopping is still committed and its event published by the relay's
+// flush; the parts go last.
+TEST(HostTest, SigtermStopsInOrderAndTheRelayFlushesWhatTheStopWrote) {
+  const std::string dir = storage::MakeTempDir();
+  Trace trace;
+  {
+    Host host(Info());
+    Args args({"--data_dir=" + dir, "--port=0", "--metrics_port=0", "--bind_address=127.0.0.1"});
+    ASSERT_EQ(host.ParseFlags(args.argc(), args.argv()), std::nullopt);
+    ASSERT_EQ(host.OpenKeys(), std::nullopt);
+    ASSERT_EQ(host.OpenStore({Migrated(Migrations())}), std::nullopt);
+    host.Make<Part>(&trace);
+
+    absl::Notification ran;
+    std::atomic<int> runs{0};
+    Periodic& periodic = host.Every(absl::Hours(1), [&] {
+      if (runs++ == 0) ran.Notify();
+    });
+    // Runs at start, before its first interval has passed.
+    std::atomic<int> first_runs{0};
+    host.Every(absl::Hours(1), [&] { ++first_runs; }, /*run_first=*/true);
+    std::thread stopper;
+    host.OnServing([&] {
+      trace.Add("serving");
+      stopper = std::thread([&] {
+        // Woken, the hourly task runs at once.
+        periodic.Wake();
+        ran.WaitForNotification();
+        trace.Add("periodic ran");
+        // To the process, as an operator sends it: whichever thread the
+        // kernel picks (gRPC's global ones do not block it), Serve stops.
+        kill(getpid(), SIGTERM);
+      });
+    });
+    host.OnDrain([&] { trace.Add("drain"); });
+    host.OnStop([&] {
+      trace.Add("stop");
+      absl::Status committed = host.committer().Commit([&](storage::Database& db) {
+        events::v1::Event event;
+        event.mutable_agent_status_changed()->set_agent_id("agent-1");
+        if (absl::Status s = events::Seal(event, "hosttest", "agent-1", absl::Now()); !s.ok()) {
+          return s;
+        }
+        return events::AppendToOutbox(db, host.topic(), event);
+      });
+      EXPECT_TRUE(committed.ok()) << committed;
+      host.relay_notifier()();
+    });
+    EXPECT_EQ(host.Serve({}), 0);
+    stopper.join();
+    EXPECT_EQ(runs, 1);
+    EXPECT_EQ(first_runs, 1);
+  }
+  EXPECT_EQ(trace.lines(), (std::vector<std::string>{"serving", "periodic ran", "drain", "stop",
+                                                     "part destroyed"}));
+  absl::StatusOr<std::vector<events::JsonLine>> published =
+      events::ReadJsonLines(dir + "/events/hosttest.jsonl");
+  ASSERT_TRUE(published.ok()) << published.status();
+  ASSERT_EQ(published->size(), 1u);
+  EXPECT_EQ((*published)[0].topic, "switchboard.hosttest.v1");
+  EXPECT_EQ((*published)[0].key, "agent-1");
+}
+
+}  // namespace
+}  // namespace switchboard::host
