@@ -1,7 +1,6 @@
 #include "services/routing/queue_order.h"
 
 #include <algorithm>
-#include <iterator>
 #include <limits>
 
 namespace switchboard::routing {
@@ -28,9 +27,8 @@ int64_t QueueOrder::HeadOrder(const QueueId& queue, v1::Priority priority,
 int QueueOrder::PositionOf(const QueueId& queue, const Slot& slot) const {
   auto it = queues_.find(queue);
   if (it == queues_.end()) return 0;
-  auto found = it->second.find(slot);
-  if (found == it->second.end()) return 0;
-  return static_cast<int>(std::distance(it->second.begin(), found)) + 1;
+  if (it->second.find(slot) == it->second.end()) return 0;
+  return static_cast<int>(it->second.order_of_key(slot)) + 1;
 }
 
 int QueueOrder::Depth(const QueueId& queue) const {

@@ -1,5 +1,7 @@
 #include "services/routing/queue_order.h"
 
+#include <random>
+#include <set>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -121,6 +123,35 @@ TEST(QueueOrderTest, PickDoesNotWalkSlotsThatCannotBeatTheBest) {
             "best");
   // The first queue's head, then the second's: never the 999 others.
   EXPECT_EQ(asked, 2);
+}
+
+TEST(QueueOrderTest, PositionsStayRightThroughRandomAddsAndRemoves) {
+  // The order-statistics tree against a plain ordered set walked from the
+  // start, through a random mix of adds and removes.
+  QueueOrder order;
+  std::set<Slot> reference;
+  std::mt19937 random(7);
+  const v1::Priority priorities[] = {v1::PRIORITY_NORMAL, v1::PRIORITY_HIGH,
+                                     v1::PRIORITY_URGENT};
+  for (int step = 0; step < 3000; ++step) {
+    Slot slot{priorities[random() % 3], static_cast<int64_t>(random() % 50),
+              "k" + std::to_string(random() % 200)};
+    if (random() % 3 == 0) {
+      order.Remove(kChatDeposit, slot);
+      reference.erase(slot);
+    } else {
+      order.Add(kChatDeposit, slot);
+      reference.insert(slot);
+    }
+    ASSERT_EQ(order.Depth(kChatDeposit), static_cast<int>(reference.size()));
+    if (step % 100 != 0) continue;
+    int expected = 0;
+    for (const Slot& s : reference) {
+      ASSERT_EQ(order.PositionOf(kChatDeposit, s), ++expected) << s.key;
+    }
+    Slot absent{v1::PRIORITY_NORMAL, 99, "absent"};
+    EXPECT_EQ(order.PositionOf(kChatDeposit, absent), 0);
+  }
 }
 
 }  // namespace
