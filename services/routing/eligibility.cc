@@ -12,34 +12,33 @@ bool Contains(const std::vector<std::string>& ids, const std::string& id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
+// The session queues `agent` is eligible for, each with whether the agent
+// is free there.
+std::map<QueueId, bool> EligibleQueues(const presence::v1::Agent& agent) {
+  std::map<QueueId, bool> queues;
+  if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) return queues;
+  const auto& skills = agent.profile().skills();
+  std::set<std::string> languages;
+  for (const std::string& tag : skills.languages()) languages.insert(PrimaryLanguage(tag));
+  std::map<common::v1::Channel, bool> channels;  // channel -> free
+  for (const auto& c : agent.profile().capacities()) {
+    if (c.capacity() > 0) channels.emplace(c.channel(), c.load() < c.capacity());
+  }
+  for (int category : skills.categories()) {
+    for (const std::string& language : languages) {
+      for (const auto& [channel, free] : channels) {
+        queues[QueueId{v1::ENTRY_KIND_SESSION, channel,
+                       static_cast<common::v1::Category>(category), language}] = free;
+      }
+    }
+  }
+  return queues;
+}
+
 }  // namespace
 
 std::string PrimaryLanguage(absl::string_view tag) {
   return absl::AsciiStrToLower(tag.substr(0, tag.find('-')));
-}
-
-bool Eligible(const presence::v1::Agent& agent, const QueueId& queue) {
-  if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) return false;
-  const auto& skills = agent.profile().skills();
-  if (std::find(skills.categories().begin(), skills.categories().end(), queue.category) ==
-      skills.categories().end()) {
-    return false;
-  }
-  if (std::none_of(skills.languages().begin(), skills.languages().end(),
-                   [&](const std::string& l) { return PrimaryLanguage(l) == queue.language; })) {
-    return false;
-  }
-  return std::any_of(agent.profile().capacities().begin(), agent.profile().capacities().end(),
-                     [&](const presence::v1::ChannelCapacity& c) {
-                       return c.channel() == queue.channel && c.capacity() > 0;
-                     });
-}
-
-bool HasFreeCapacity(const presence::v1::Agent& agent, common::v1::Channel channel) {
-  for (const auto& c : agent.profile().capacities()) {
-    if (c.channel() == channel) return c.load() < c.capacity();
-  }
-  return false;
 }
 
 std::vector<std::string> Rank(std::vector<Candidate> candidates, const OfferRules& rules) {
@@ -65,11 +64,43 @@ std::vector<std::string> Rank(std::vector<Candidate> candidates, const OfferRule
   return out;
 }
 
-void AgentPool::Upsert(const presence::v1::Agent& agent) { agents_[agent.agent_id()] = agent; }
+void AgentPool::Index(const presence::v1::Agent& agent, bool add) {
+  const std::pair<absl::Time, std::string> place{protoutil::FromTimestamp(agent.idle_since()),
+                                                 agent.agent_id()};
+  for (const auto& [queue, free] : EligibleQueues(agent)) {
+    QueueIndex& index = index_[queue];
+    index.eligible += add ? 1 : -1;
+    if (free) {
+      if (add) {
+        index.free.insert(place);
+      } else {
+        index.free.erase(place);
+      }
+    }
+    if (index.eligible == 0) index_.erase(queue);
+  }
+}
 
-void AgentPool::Remove(const std::string& agent_id) { agents_.erase(agent_id); }
+void AgentPool::Upsert(const presence::v1::Agent& agent) {
+  auto [it, inserted] = agents_.try_emplace(agent.agent_id(), agent);
+  if (!inserted) {
+    Index(it->second, false);
+    it->second = agent;
+  }
+  Index(it->second, true);
+}
 
-void AgentPool::Clear() { agents_.clear(); }
+void AgentPool::Remove(const std::string& agent_id) {
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) return;
+  Index(it->second, false);
+  agents_.erase(it);
+}
+
+void AgentPool::Clear() {
+  agents_.clear();
+  index_.clear();
+}
 
 const presence::v1::Agent* AgentPool::Find(const std::string& agent_id) const {
   auto it = agents_.find(agent_id);
@@ -85,52 +116,67 @@ std::vector<std::string> AgentPool::Ids() const {
 void AgentPool::MarkFull(const std::string& agent_id, common::v1::Channel channel) {
   auto it = agents_.find(agent_id);
   if (it == agents_.end()) return;
+  Index(it->second, false);
   for (auto& c : *it->second.mutable_profile()->mutable_capacities()) {
     if (c.channel() == channel) c.set_load(std::max(c.load(), c.capacity()));
   }
+  Index(it->second, true);
 }
 
 bool AgentPool::AnyAvailable(const QueueId& queue) const {
-  return std::any_of(agents_.begin(), agents_.end(), [&](const auto& agent) {
-    return Eligible(agent.second, queue) && HasFreeCapacity(agent.second, queue.channel);
-  });
+  auto it = index_.find(queue);
+  return it != index_.end() && !it->second.free.empty();
 }
 
 std::vector<std::string> AgentPool::SessionCandidates(const QueueId& queue,
                                                       const OfferRules& rules) const {
-  std::vector<Candidate> candidates;
-  for (const auto& [id, agent] : agents_) {
-    if (!Eligible(agent, queue) || !HasFreeCapacity(agent, queue.channel)) continue;
-    candidates.push_back(Candidate{protoutil::FromTimestamp(agent.idle_since()), id});
+  auto it = index_.find(queue);
+  if (it == index_.end()) return {};
+  const auto& free = it->second.free;
+  auto is_free = [&](const std::string& id) {
+    const presence::v1::Agent* agent = Find(id);
+    return agent != nullptr &&
+           free.count({protoutil::FromTimestamp(agent->idle_since()), id}) > 0;
+  };
+  if (!rules.target_agent_id.empty()) {
+    if (Contains(rules.excluded, rules.target_agent_id) || !is_free(rules.target_agent_id)) {
+      return {};
+    }
+    return {rules.target_agent_id};
   }
-  return Rank(std::move(candidates), rules);
+  // The longest idle first. Excluded and timed-out agents are few (an
+  // entry's own decliners), so the walk stops after about kMaxCandidates.
+  std::vector<std::string> fresh, retried;
+  for (const auto& [since, id] : free) {
+    if (static_cast<int>(fresh.size()) == kMaxCandidates) break;
+    if (Contains(rules.excluded, id)) continue;
+    if (Contains(rules.timed_out, id)) {
+      if (static_cast<int>(retried.size()) < kMaxCandidates) retried.push_back(id);
+    } else {
+      fresh.push_back(id);
+    }
+  }
+  // Agents whose offer timed out come back only when nobody else is left.
+  std::vector<std::string>& out = fresh.empty() ? retried : fresh;
+  const std::string& preferred = rules.preferred_agent_id;
+  if (!preferred.empty() && !Contains(rules.excluded, preferred) && is_free(preferred) &&
+      Contains(rules.timed_out, preferred) == fresh.empty()) {
+    out.erase(std::remove(out.begin(), out.end(), preferred), out.end());
+    out.insert(out.begin(), preferred);
+    if (static_cast<int>(out.size()) > kMaxCandidates) out.pop_back();
+  }
+  return out;
 }
 
 AgentPool::Counts AgentPool::Count(const QueueId& queue) const {
-  Counts counts;
-  for (const auto& [id, agent] : agents_) {
-    if (!Eligible(agent, queue)) continue;
-    ++counts.eligible;
-    if (HasFreeCapacity(agent, queue.channel)) ++counts.available;
-  }
-  return counts;
+  auto it = index_.find(queue);
+  if (it == index_.end()) return {};
+  return Counts{it->second.eligible, static_cast<int>(it->second.free.size())};
 }
 
 std::set<QueueId> AgentPool::ServableQueues() const {
   std::set<QueueId> queues;
-  for (const auto& [id, agent] : agents_) {
-    if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) continue;
-    for (int category : agent.profile().skills().categories()) {
-      for (const std::string& language : agent.profile().skills().languages()) {
-        for (const auto& c : agent.profile().capacities()) {
-          if (c.capacity() <= 0) continue;
-          queues.insert(QueueId{v1::ENTRY_KIND_SESSION, c.channel(),
-                                static_cast<common::v1::Category>(category),
-                                PrimaryLanguage(language)});
-        }
-      }
-    }
-  }
+  for (const auto& [queue, index] : index_) queues.insert(queue);
   return queues;
 }
 

@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -13,14 +14,6 @@ namespace switchboard::routing {
 
 // "zh-CN" -> "zh": the part of a language tag routing queues and matches on.
 std::string PrimaryLanguage(absl::string_view tag);
-
-// Whether `agent` can serve session queue `queue` at all: ONLINE, with the
-// queue's category, a language whose primary subtag is the queue's, and
-// capacity above zero on its channel.
-bool Eligible(const presence::v1::Agent& agent, const QueueId& queue);
-
-// Whether `agent` has free capacity on `channel` now (load below capacity).
-bool HasFreeCapacity(const presence::v1::Agent& agent, common::v1::Channel channel);
 
 // What one entry's wait says about who may be offered it.
 struct OfferRules {
@@ -43,10 +36,14 @@ struct Candidate {
 std::vector<std::string> Rank(std::vector<Candidate> candidates, const OfferRules& rules);
 
 // Routing's view of the agents presence reports not OFFLINE, and the
-// eligibility questions routing asks of it. Every change goes through
-// Upsert, Remove, Clear and MarkFull, so that an index of free eligible
-// agents per queue can later be kept here without changing the callers
-// (today each question walks the agents). Not thread-safe.
+// eligibility questions routing asks of it. An agent is eligible for a
+// session queue when ONLINE, with the queue's category, a language whose
+// primary subtag is the queue's, and capacity above zero on its channel;
+// free when their load there is below that capacity. Every change goes
+// through Upsert, Remove, Clear and MarkFull, which keep an index per
+// session queue (eligible count, free agents by idle time), so no question
+// walks the agents: a routing decision costs O(log agents), not O(agents).
+// Not thread-safe.
 class AgentPool {
  public:
   // Adds or replaces an agent (any status but OFFLINE).
@@ -64,9 +61,11 @@ class AgentPool {
 
   // Some agent could take a session of `queue` now (eligible, free).
   bool AnyAvailable(const QueueId& queue) const;
-  // The agents who may be offered a session of `queue` under `rules`, best
-  // first: eligible with free capacity, ranked by Rank on how long they
-  // have been idle (presence's idle_since).
+  // At most kMaxCandidates agents who may be offered a session of `queue`
+  // under `rules`, best first: eligible with free capacity, in Rank's order
+  // on how long they have been idle (presence's idle_since). Routing tries
+  // them in turn until presence reserves one; more would only be stale.
+  static constexpr int kMaxCandidates = 16;
   std::vector<std::string> SessionCandidates(const QueueId& queue,
                                              const OfferRules& rules) const;
   struct Counts {
@@ -79,7 +78,18 @@ class AgentPool {
   std::set<QueueId> ServableQueues() const;
 
  private:
+  // One session queue's agents: how many are eligible, and the free ones by
+  // (idle_since, id), Rank's order.
+  struct QueueIndex {
+    int eligible = 0;
+    std::set<std::pair<absl::Time, std::string>> free;
+  };
+  // Adds `agent` to (or removes it from) the index of every session queue
+  // it is eligible for.
+  void Index(const presence::v1::Agent& agent, bool add);
+
   std::map<std::string, presence::v1::Agent> agents_;
+  std::map<QueueId, QueueIndex> index_;
 };
 
 // The supervisors who may be offered a complaint under `rules`, best first:
