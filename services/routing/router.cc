@@ -25,6 +25,9 @@ constexpr char kProducer[] = "routing";
 constexpr size_t kMaxNote = 1000;
 // Offers made in one pass before the gauges are refreshed and the pass ends.
 constexpr int kMaxOffersPerPass = 1000;
+// Offers decided before their commits are awaited together: one group
+// commit (one fsync) carries many offers instead of one each.
+constexpr size_t kOffersPerCommit = 64;
 // Holder ids are issued below a committed ceiling, raised by this much when
 // half of the headroom is used: a restart resumes above every id issued.
 constexpr int64_t kHolderBlock = int64_t{1} << 20;
@@ -1868,8 +1871,9 @@ bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
   return true;
 }
 
-bool Router::OfferOne(const std::string& key, uint64_t wait_id,
-                      const std::vector<std::string>& candidates) {
+bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
+                         const std::vector<std::string>& candidates,
+                         std::vector<QueuedOffer>* queued) {
   const bool session = absl::StartsWith(key, "session:");
   const std::string subject = key.substr(key.find(':') + 1);
   Channel channel;
@@ -1938,10 +1942,11 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
     }
   }
 
-  std::shared_ptr<storage::PendingWrite> pending;
-  ReleaseKeys releases;
-  bool auto_accept = false;
-  bool made = false;
+  QueuedOffer& offer = queued->emplace_back();
+  offer.key = key;
+  offer.wait_id = wait_id;
+  offer.agent_id = chosen;
+  offer.offer_id = offer_id;
   bool keep_going = true;
   {
     absl::MutexLock lock(&mu_);
@@ -1954,7 +1959,7 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
     if (session && !chosen.empty() && (gone || give_back)) {
       // Reserved for an offer that is not made (cancelled meanwhile, or
       // sessions refused it): the capacity goes back.
-      Owe(chosen, subject, holder, now, write, &releases);
+      Owe(chosen, subject, holder, now, write, &offer.releases);
     }
     if (gone) {
       // Cancelled while we reserved.
@@ -1975,8 +1980,9 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
       entry.retries = 0;
       entry.retry_after = absl::InfinitePast();
       EntryRecord& r = entry.record;
-      auto_accept = session && settings_.count(chosen) &&
-                    settings_.at(chosen).settings.auto_accept();
+      const bool auto_accept = session && settings_.count(chosen) &&
+                               settings_.at(chosen).settings.auto_accept();
+      offer.auto_accept = auto_accept;
       r.entry.set_state(v1::ENTRY_STATE_OFFERED);
       r.entry.set_offered_agent_id(chosen);
       r.entry.set_offer_attempts(r.entry.offer_attempts() + 1);
@@ -2012,32 +2018,43 @@ bool Router::OfferOne(const std::string& key, uint64_t wait_id,
       write.upserted_entries.push_back(r);
       // Auto-accepted offers reach the agent already accepted.
       if (!auto_accept) offers.emplace_back(OfferOf(entry), false);
-      made = true;
+      offer.made = true;
     }
-    pending = Commit(std::move(write), std::move(offers));
+    offer.pending = Commit(std::move(write), std::move(offers));
   }
-  if (!commits_.AwaitInOrder(pending).ok()) return false;
-  ReleaseNow(releases, absl::InfiniteFuture());
-  if (!made) return keep_going;
-  fault::Point("routing.after_offer_commit");
-  if (auto_accept) {
+  return keep_going;
+}
+
+bool Router::SettleOffers(std::vector<QueuedOffer>& queued) {
+  bool keep_going = true;
+  for (QueuedOffer& offer : queued) {
+    // Commits become durable in order: once one fails, every later one has.
+    if (!commits_.AwaitInOrder(offer.pending).ok()) return false;
+    ReleaseNow(offer.releases, absl::InfiniteFuture());
+    if (!offer.made) continue;
+    fault::Point("routing.after_offer_commit");
+    if (!offer.auto_accept) continue;
     fault::Point("routing.after_accept_intent");
+    // Every auto-accepted entry of the batch is busy until driven, so each
+    // is driven even after a peer failure (which unbusies it for a retry).
     absl::StatusOr<v1::Assignment> accepted =
-        DriveAccept(key, wait_id, chosen, offer_id, /*automatic=*/true, absl::InfiniteFuture());
+        DriveAccept(offer.key, offer.wait_id, offer.agent_id, offer.offer_id,
+                    /*automatic=*/true, absl::InfiniteFuture());
     if (accepted.ok()) {
       // Tell the agent's devices: the offer arrives already accepted.
       absl::MutexLock lock(&mu_);
-      if (const ClosedOfferRecord* closed = Recall(offer_id); closed != nullptr) {
-        v1::Offer offer = closed->offer;
-        offer.set_auto_accepted(true);
-        Publish({{offer, false}});
+      if (const ClosedOfferRecord* closed = Recall(offer.offer_id); closed != nullptr) {
+        v1::Offer accepted_offer = closed->offer;
+        accepted_offer.set_auto_accepted(true);
+        Publish({{accepted_offer, false}});
       }
     } else {
-      log::Warning("auto_accept_failed", {{"entry", key}, {"detail", accepted.status().message()}});
-      if (absl::IsUnavailable(accepted.status())) return false;
+      log::Warning("auto_accept_failed",
+                   {{"entry", offer.key}, {"detail", accepted.status().message()}});
+      if (absl::IsUnavailable(accepted.status())) keep_going = false;
     }
   }
-  return true;
+  return keep_going;
 }
 
 void Router::RefreshGauges() {
@@ -2108,7 +2125,9 @@ void Router::RunOnce() {
   ReconcileIfDue();
   ExpireDue();
   PruneClosedOffers();
-  for (int made = 0; made < kMaxOffersPerPass; ++made) {
+  std::vector<QueuedOffer> queued;
+  bool keep_going = true;
+  for (int made = 0; keep_going && made < kMaxOffersPerPass; ++made) {
     std::string key;
     uint64_t wait_id = 0;
     std::vector<std::string> candidates;
@@ -2117,8 +2136,13 @@ void Router::RunOnce() {
       if (commits_.failed()) break;
       if (!PickNext(clock_->Now(), &key, &wait_id, &candidates)) break;
     }
-    if (!OfferOne(key, wait_id, candidates)) break;
+    keep_going = DecideOffer(key, wait_id, candidates, &queued);
+    if (queued.size() == kOffersPerCommit) {
+      keep_going = SettleOffers(queued) && keep_going;
+      queued.clear();
+    }
   }
+  SettleOffers(queued);
   RefreshGauges();
 }
 

@@ -321,10 +321,28 @@ class Router {
   // The next entry to offer and its candidates; marks it busy.
   bool PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                 std::vector<std::string>* candidates) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Makes one offer for the busy entry `key`; returns false when the pass
-  // should stop (a peer is down).
-  bool OfferOne(const std::string& key, uint64_t wait_id,
-                const std::vector<std::string>& candidates);
+  // An offer decided and its commit issued, not yet known durable.
+  struct QueuedOffer {
+    std::string key;
+    uint64_t wait_id = 0;
+    std::string agent_id;
+    std::string offer_id;
+    bool made = false;  // else the entry went back to wait
+    bool auto_accept = false;
+    std::shared_ptr<storage::PendingWrite> pending;
+    ReleaseKeys releases;
+  };
+  // Decides the offer for the busy entry `key` (reserves an agent at
+  // presence, records the offer at sessions, issues its commit) and queues
+  // it for SettleOffers; returns false when the pass should stop (a peer is
+  // down).
+  bool DecideOffer(const std::string& key, uint64_t wait_id,
+                   const std::vector<std::string>& candidates,
+                   std::vector<QueuedOffer>* queued);
+  // Awaits the queued offers' commits in order, then sends their owed
+  // releases and drives their auto-accepts; false when the pass should
+  // stop.
+  bool SettleOffers(std::vector<QueuedOffer>& queued);
   // The accept path once the entry is busy and its accept intent durable
   // (sessions) — from AcceptOffer, auto-accept and the dispatcher.
   absl::StatusOr<v1::Assignment> DriveAccept(const std::string& key, uint64_t wait_id,
