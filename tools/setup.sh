@@ -34,6 +34,9 @@ PACKAGES=(
   libsqlite3-dev librdkafka-dev prometheus-cpp-dev libssl-dev
   # The bot's intent classifier (supervised fastText)
   libfasttext-dev
+  # Attachments: libmagic sniffs file types (libs/filetype) with Debian's
+  # compiled magic database
+  libmagic-dev libmagic-mgc
   # Time zones of queues' hours of operation (Abseil reads /usr/share/zoneinfo)
   tzdata
   # Tests and benchmarks
