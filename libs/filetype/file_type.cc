@@ -71,58 +71,100 @@ absl::string_view MediaType(FileType type) {
   return "application/octet-stream";
 }
 
-absl::StatusOr<std::unique_ptr<FileTypeClassifier>> FileTypeClassifier::Create() {
-  magic_t cookie = magic_open(MAGIC_NONE);
-  if (cookie == nullptr) {
-    return absl::FailedPreconditionError("libmagic: magic_open failed");
-  }
+namespace {
+
+absl::StatusOr<magic_set*> OpenHandle() {
+  magic_t handle = magic_open(MAGIC_MIME_TYPE);
+  if (handle == nullptr) return absl::FailedPreconditionError("libmagic: magic_open failed");
   // nullptr: the default database, Debian's /usr/lib/file/magic.mgc.
-  if (magic_load(cookie, nullptr) != 0) {
-    const std::string error = magic_error(cookie) ? magic_error(cookie) : "unknown error";
-    magic_close(cookie);
+  if (magic_load(handle, nullptr) != 0) {
+    const std::string error = magic_error(handle) ? magic_error(handle) : "unknown error";
+    magic_close(handle);
     return absl::FailedPreconditionError(
         absl::StrCat("libmagic: cannot load the magic database (package libmagic-mgc): ", error));
   }
-  return std::unique_ptr<FileTypeClassifier>(new FileTypeClassifier(cookie));
+  return handle;
 }
 
-FileTypeClassifier::~FileTypeClassifier() { magic_close(cookie_); }
+}  // namespace
 
-FileTypeClassifier::Sniffed FileTypeClassifier::Sniff(absl::string_view bytes) const {
-  bytes = bytes.substr(0, kMaxSniffBytes);
-  auto lookup = [&](int flags) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> std::string {
-    magic_setflags(cookie_, flags);
-    const char* result = magic_buffer(cookie_, bytes.data(), bytes.size());
+// A borrowed handle, returned to the pool on destruction.
+class FileTypeClassifier::Lease {
+ public:
+  Lease(const FileTypeClassifier& pool, magic_set* handle) : pool_(pool), handle_(handle) {}
+  ~Lease() { pool_.Return(handle_); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  // libmagic's answer for `bytes` with `flags` (MAGIC_MIME_TYPE: a media
+  // type; MAGIC_NONE: a description).
+  std::string Lookup(absl::string_view bytes, int flags) {
+    magic_setflags(handle_, flags);
+    const char* result = magic_buffer(handle_, bytes.data(), bytes.size());
     if (result != nullptr) return result;
-    const char* error = magic_error(cookie_);
+    const char* error = magic_error(handle_);
     return absl::StrCat("unknown (libmagic: ", error ? error : "no result", ")");
-  };
+  }
+
+ private:
+  const FileTypeClassifier& pool_;
+  magic_set* const handle_;
+};
+
+absl::StatusOr<std::unique_ptr<FileTypeClassifier>> FileTypeClassifier::Create() {
+  // One handle now, so that a missing database shows at startup.
+  absl::StatusOr<magic_set*> handle = OpenHandle();
+  if (!handle.ok()) return handle.status();
+  std::unique_ptr<FileTypeClassifier> classifier(new FileTypeClassifier());
+  classifier->Return(*handle);
+  return classifier;
+}
+
+FileTypeClassifier::~FileTypeClassifier() {
   absl::MutexLock lock(&mu_);
-  Sniffed sniffed;
-  sniffed.media_type = Essence(lookup(MAGIC_MIME_TYPE));
-  sniffed.description = lookup(MAGIC_NONE).substr(0, kMaxDescription);
-  return sniffed;
+  for (magic_set* handle : idle_) magic_close(handle);
+}
+
+absl::StatusOr<magic_set*> FileTypeClassifier::Borrow() const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!idle_.empty()) {
+      magic_set* handle = idle_.back();
+      idle_.pop_back();
+      return handle;
+    }
+  }
+  return OpenHandle();
+}
+
+void FileTypeClassifier::Return(magic_set* handle) const {
+  absl::MutexLock lock(&mu_);
+  idle_.push_back(handle);
 }
 
 absl::StatusOr<FileType> FileTypeClassifier::Classify(
     absl::string_view bytes, absl::string_view declared_content_type) const {
   if (bytes.empty()) return absl::InvalidArgumentError("the file is empty");
+  bytes = bytes.substr(0, kMaxSniffBytes);
+  absl::StatusOr<magic_set*> handle = Borrow();
+  if (!handle.ok()) return handle.status();
+  Lease lease(*this, *handle);
+  const std::string sniffed = Essence(lease.Lookup(bytes, MAGIC_MIME_TYPE));
+  const std::optional<FileType> type = FromMediaType(sniffed);
   const std::string declared = Essence(declared_content_type);
-  const Sniffed sniffed = Sniff(bytes);
-  const std::optional<FileType> type = FromMediaType(sniffed.media_type);
-  const std::string what = absl::StrCat(sniffed.media_type, " (", sniffed.description, ")");
+  const bool undeclared = declared.empty() || declared == "application/octet-stream";
+  if (type.has_value() && (undeclared || FromMediaType(declared) == type)) return *type;
+  // Refused: say what the bytes are in words too.
+  const std::string what = absl::StrCat(
+      sniffed, " (", lease.Lookup(bytes, MAGIC_NONE).substr(0, kMaxDescription), ")");
   if (!type.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the file is ", what, ", which is not an allowed type (declared \"",
         declared_content_type, "\"); allowed: ", kAllowed));
   }
-  if (declared.empty() || declared == "application/octet-stream") return *type;
-  if (FromMediaType(declared) != type) {
-    return absl::InvalidArgumentError(absl::StrCat("declared content type \"",
-                                                   declared_content_type,
-                                                   "\" does not match the file, which is ", what));
-  }
-  return *type;
+  return absl::InvalidArgumentError(absl::StrCat("declared content type \"",
+                                                 declared_content_type,
+                                                 "\" does not match the file, which is ", what));
 }
 
 }  // namespace switchboard::filetype

@@ -1,7 +1,7 @@
 #pragma once
 
 #include <memory>
-#include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -26,16 +26,19 @@ absl::string_view MediaType(FileType type);
 // magic database (libmagic-mgc), never trusting the name or the declared
 // type.
 //
-// Thread-safe: libmagic's handle is not, so calls take turns on one handle
-// (a call costs tens of microseconds: libmagic reads only the file's head,
-// and at most `kMaxSniffBytes` of it).
+// Thread-safe. libmagic's handles are not, so each call borrows one of its
+// own from a pool that grows to the number of concurrent calls (a handle
+// costs about 0.3 MiB and 0.2 ms to open). A call costs about 0.1 ms for an
+// image and 1 to 10 ms for text, which libmagic runs its text tests over.
 class FileTypeClassifier {
  public:
-  // Bytes handed to libmagic at most; beyond them a file is not examined.
-  static constexpr size_t kMaxSniffBytes = 1 << 20;
+  // Bytes handed to libmagic at most: a file's type is in its head, and
+  // text tests cost time in proportion to the text.
+  static constexpr size_t kMaxSniffBytes = 256 * 1024;
 
   // FAILED_PRECONDITION if libmagic or its database cannot be loaded.
   static absl::StatusOr<std::unique_ptr<FileTypeClassifier>> Create();
+  // No call may be running.
   ~FileTypeClassifier();
   FileTypeClassifier(const FileTypeClassifier&) = delete;
   FileTypeClassifier& operator=(const FileTypeClassifier&) = delete;
@@ -47,21 +50,20 @@ class FileTypeClassifier {
   // client did not know). Otherwise INVALID_ARGUMENT whose message names what
   // the bytes are (media type and libmagic's description, e.g. "ELF 64-bit
   // LSB executable") and the declared type. An empty file is refused too.
+  // FAILED_PRECONDITION if no libmagic handle could be opened.
   absl::StatusOr<FileType> Classify(absl::string_view bytes,
                                     absl::string_view declared_content_type) const;
 
  private:
-  explicit FileTypeClassifier(magic_set* cookie) : cookie_(cookie) {}
+  class Lease;
 
-  // libmagic's media type and description of `bytes`.
-  struct Sniffed {
-    std::string media_type;
-    std::string description;
-  };
-  Sniffed Sniff(absl::string_view bytes) const;
+  FileTypeClassifier() = default;
+  // An idle handle, or a new one.
+  absl::StatusOr<magic_set*> Borrow() const;
+  void Return(magic_set* handle) const;
 
   mutable absl::Mutex mu_;
-  magic_set* const cookie_ ABSL_PT_GUARDED_BY(mu_);
+  mutable std::vector<magic_set*> idle_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace switchboard::filetype

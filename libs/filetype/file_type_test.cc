@@ -60,6 +60,11 @@ TEST_F(FileTypeClassifierTest, DeclaredTypeIgnoresCaseParametersAndAliases) {
   EXPECT_EQ(*classifier_->Classify(testing::Heic(), "image/heif"), FileType::kHeic);
 }
 
+TEST_F(FileTypeClassifierTest, Utf8TextWithWindowsLineEndsIsPlainText) {
+  EXPECT_EQ(*classifier_->Classify("Заказ 4411 списан дважды 🙁\r\nСпасибо\r\n", "text/plain"),
+            FileType::kText);
+}
+
 TEST_F(FileTypeClassifierTest, UndeclaredTypeTakesWhatTheBytesAre) {
   EXPECT_EQ(*classifier_->Classify(testing::Png(), ""), FileType::kPng);
   EXPECT_EQ(*classifier_->Classify(testing::Mp4(), "application/octet-stream"), FileType::kMp4);
