@@ -40,37 +40,49 @@ std::string App1Name(absl::string_view payload) {
   return "APP1";
 }
 
+// The end of the entropy-coded data that starts at `at`: the next marker,
+// which is 0xFF followed by anything but a stuffed 0x00 or a restart marker.
+size_t EndOfScanData(absl::string_view in, size_t at) {
+  while (at + 1 < in.size()) {
+    if (static_cast<uint8_t>(in[at]) == 0xff) {
+      const uint8_t next = static_cast<uint8_t>(in[at + 1]);
+      if (next != 0x00 && !(next >= 0xd0 && next <= 0xd7)) return at;
+    }
+    ++at;
+  }
+  return in.size();
+}
+
 absl::StatusOr<StripResult> StripJpeg(absl::string_view in) {
   if (!absl::StartsWith(in, "\xff\xd8")) return Broken("JPEG", "no start-of-image marker", 0);
   StripResult result;
   result.bytes = std::string(in.substr(0, 2));
   size_t at = 2;
+  bool scanned = false;
   while (true) {
-    if (at >= in.size()) return Broken("JPEG", "no image data before the end", at);
+    if (at >= in.size()) {
+      // Cut off inside the image data: viewers show what there is.
+      if (scanned) return result;
+      return Broken("JPEG", "no image data before the end", at);
+    }
     if (static_cast<uint8_t>(in[at]) != 0xff) return Broken("JPEG", "expected a marker", at);
     const size_t start = at;
     while (at < in.size() && static_cast<uint8_t>(in[at]) == 0xff) ++at;  // fill bytes
     if (at >= in.size()) return Broken("JPEG", "marker cut off", start);
     const uint8_t marker = static_cast<uint8_t>(in[at++]);
-    // Markers without a length: TEM, RSTn, and EOI (an image with no scan).
+    if (marker == 0xd9) {  // EOI
+      absl::StrAppend(&result.bytes, in.substr(start, at - start));
+      break;
+    }
+    // Markers without a length: TEM and RSTn.
     if (marker == 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
       absl::StrAppend(&result.bytes, in.substr(start, at - start));
       continue;
-    }
-    if (marker == 0xd9) {
-      absl::StrAppend(&result.bytes, in.substr(start));
-      return result;
     }
     if (at + 2 > in.size()) return Broken("JPEG", "segment length cut off", start);
     const size_t length = ReadBigEndian(in, at, 2);
     if (length < 2 || at + length > in.size()) {
       return Broken("JPEG", "segment runs past the end", start);
-    }
-    // From the first scan on, the rest is entropy-coded image data (and any
-    // later scans), copied as is.
-    if (marker == 0xda) {
-      absl::StrAppend(&result.bytes, in.substr(start));
-      return result;
     }
     const absl::string_view payload = in.substr(at + 2, length - 2);
     at += length;
@@ -78,10 +90,23 @@ absl::StatusOr<StripResult> StripJpeg(absl::string_view in) {
       result.removed.push_back(App1Name(payload));
     } else if (marker == 0xed) {
       result.removed.push_back("APP13 IPTC");
+    } else if (marker == 0xe2 && absl::StartsWith(payload, absl::string_view("MPF\0", 4))) {
+      // The index of the further pictures after EOI, which go too.
+      result.removed.push_back("APP2 MPF");
     } else {
       absl::StrAppend(&result.bytes, in.substr(start, at - start));
     }
+    if (marker == 0xda) {  // SOS: its image data follows
+      scanned = true;
+      const size_t end = EndOfScanData(in, at);
+      absl::StrAppend(&result.bytes, in.substr(at, end - at));
+      at = end;
+    }
   }
+  // Further pictures (MPF depth maps and previews, with Exif of their own)
+  // or a motion photo's video, which carries a location too.
+  if (at < in.size()) result.removed.push_back("data after EOI");
+  return result;
 }
 
 absl::StatusOr<StripResult> StripPng(absl::string_view in) {

@@ -24,9 +24,11 @@ struct StripResult {
 
 // Removes metadata that can reveal where and with what a picture was taken
 // (EXIF with its GPS tags, XMP), from a file already classified as `type`:
-// - JPEG: APP1 segments (Exif, XMP) and APP13 (Photoshop/IPTC, which holds
-//   place names). The orientation tag goes with Exif, so a rotated photo
-//   displays as the sensor stored it.
+// - JPEG: APP1 segments (Exif, XMP), APP13 (Photoshop/IPTC, which holds
+//   place names), and whatever follows the end-of-image marker (further
+//   pictures indexed by an APP2 MPF segment, which goes too, or a motion
+//   photo's video: each with metadata of its own). The orientation tag goes
+//   with Exif, so a rotated photo displays as the sensor stored it.
 // - PNG: eXIf, tEXt, zTXt and iTXt chunks (XMP is an iTXt chunk, and tools
 //   keep raw EXIF in zTXt), and anything after IEND.
 // - WebP: EXIF and "XMP " chunks, clearing their VP8X flags and fixing the

@@ -131,6 +131,36 @@ TEST_F(StripMetadataTest, JpegLosesExifAndXmpAndKeepsItsImage) {
   EXPECT_EQ(stripped->bytes, testing::Jpeg(false));
 }
 
+// A JPEG's second scan, with a stuffed 0xFF and a restart marker in the
+// image data, and an MPF index whose second picture (with Exif) follows EOI,
+// as phones write them.
+TEST_F(StripMetadataTest, JpegLosesPicturesAfterItsEndAndKeepsEveryScan) {
+  auto with_scans = [](std::string jpeg) {
+    const std::string scans = absl::StrCat(
+        "\x3f\xff\x00\x12\xff\xd3\x3f",
+        absl::string_view("\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00\x3f\xff\xd9", 13));
+    return jpeg.replace(jpeg.size() - 3, 3, scans);
+  };
+  std::string original = with_scans(testing::Jpeg(true));
+  const std::string mpf = absl::StrCat("\xff\xe2", absl::string_view("\x00\x0aMPF\0MM\0*", 10));
+  original.insert(original.find("\xff\xdb"), mpf);
+  original += testing::Jpeg(true);
+  auto stripped = StripMetadata(FileType::kJpeg, original);
+  ASSERT_TRUE(stripped.ok()) << stripped.status();
+  EXPECT_THAT(stripped->removed,
+              ElementsAre("APP1 Exif", "APP1 XMP", "APP2 MPF", "data after EOI"));
+  ExpectNoLocation(*stripped, FileType::kJpeg);
+  EXPECT_EQ(stripped->bytes, with_scans(testing::Jpeg(false)));
+}
+
+TEST_F(StripMetadataTest, JpegCutOffInsideItsImageDataIsKept) {
+  const std::string jpeg = testing::Jpeg(false);
+  const std::string cut = jpeg.substr(0, jpeg.size() - 2);
+  auto stripped = StripMetadata(FileType::kJpeg, cut);
+  ASSERT_TRUE(stripped.ok()) << stripped.status();
+  EXPECT_EQ(stripped->bytes, cut);
+}
+
 TEST_F(StripMetadataTest, PngLosesExifAndTextChunksAndKeepsItsImage) {
   const std::string original = testing::Png(true);
   EXPECT_THAT(PngChunks(original), ElementsAre("IHDR", "eXIf", "tEXt", "iTXt", "IDAT", "IEND"));
@@ -191,6 +221,7 @@ TEST_F(StripMetadataTest, RefusesBrokenStructure) {
       {FileType::kJpeg, testing::Jpeg(true).substr(0, 30), "segment runs past the end"},
       {FileType::kJpeg, "\xff\xd8\xff\xe0", "segment length cut off"},
       {FileType::kJpeg, "\xff\xd8", "no image data"},
+      {FileType::kJpeg, "\xff\xd8X", "expected a marker at byte 2"},
       {FileType::kPng, testing::Png(true).substr(0, 60), "chunk runs past the end"},
       {FileType::kPng, testing::Png().substr(0, testing::Png().size() - 12), "no IEND"},
       {FileType::kWebp, testing::Webp(true).substr(0, 40), "RIFF size runs past the end"},
