@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <utility>
@@ -101,8 +100,10 @@ class ClamdClient::Connection {
       const absl::Duration left = deadline - absl::Now();
       if (left <= absl::ZeroDuration()) return Unavailable("deadline exceeded");
       pollfd poll_fd{fd_, events, 0};
-      const int ready = poll(&poll_fd, 1, static_cast<int>(std::ceil(
-                                               absl::ToDoubleMilliseconds(left))));
+      // Rounded up, and at most a minute at a time (the deadline may be
+      // infinite).
+      const int64_t ms = absl::ToInt64Milliseconds(std::min(left, absl::Minutes(1))) + 1;
+      const int ready = poll(&poll_fd, 1, static_cast<int>(ms));
       if (ready > 0) return absl::OkStatus();
       if (ready < 0 && errno != EINTR) return Unavailable(absl::StrCat("poll: ", ErrnoText(errno)));
     }
@@ -121,9 +122,10 @@ absl::StatusOr<std::unique_ptr<ClamdClient>> ClamdClient::Create(ClamdOptions op
   if (options.chunk_bytes == 0) return absl::InvalidArgumentError("clamd chunk_bytes: must be > 0");
   if (absl::ConsumePrefix(&address, "unix:") || absl::StartsWith(address, "/")) {
     if (!absl::StartsWith(address, "/") || address.size() >= sizeof(sockaddr_un::sun_path)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "clamd address \"", options.address, "\": a unix socket needs an absolute path of at most ",
-          sizeof(sockaddr_un::sun_path) - 1, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("clamd address \"", options.address,
+                       "\": a unix socket needs an absolute path of at most ",
+                       sizeof(sockaddr_un::sun_path) - 1, " bytes"));
     }
     std::string path(address);
     return std::unique_ptr<ClamdClient>(new ClamdClient(std::move(options), path, "", ""));

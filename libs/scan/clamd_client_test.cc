@@ -45,6 +45,7 @@ ClamdServer* ClamdClientTest::clamd_ = nullptr;
 TEST_F(ClamdClientTest, PingIsAnsweredOverUnixSocketAndTcp) {
   EXPECT_TRUE(Client(clamd_->unix_address())->Ping(Soon()).ok());
   EXPECT_TRUE(Client(clamd_->tcp_address())->Ping(Soon()).ok());
+  EXPECT_TRUE(Client(clamd_->unix_address())->Ping(absl::InfiniteFuture()).ok());
 }
 
 TEST_F(ClamdClientTest, CleanBytesAreClean) {
