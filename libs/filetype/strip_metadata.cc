@@ -70,6 +70,9 @@ absl::StatusOr<StripResult> StripJpeg(absl::string_view in) {
     while (at < in.size() && static_cast<uint8_t>(in[at]) == 0xff) ++at;  // fill bytes
     if (at >= in.size()) return Broken("JPEG", "marker cut off", start);
     const uint8_t marker = static_cast<uint8_t>(in[at++]);
+    // 0xFF00 is a stuffed byte of image data, never a marker: accepting it
+    // here would read whatever follows as a segment.
+    if (marker == 0x00) return Broken("JPEG", "0xFF00 where a marker belongs", start);
     if (marker == 0xd9) {  // EOI
       absl::StrAppend(&result.bytes, in.substr(start, at - start));
       break;

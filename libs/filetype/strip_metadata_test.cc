@@ -233,6 +233,18 @@ TEST_F(StripMetadataTest, RefusesBrokenStructure) {
   }
 }
 
+// Found by strip_metadata_fuzz: read as a segment, the bytes after 0xFF00
+// hid an APP1 that a second pass, seeing image data, then found.
+TEST_F(StripMetadataTest, JpegWithAStuffedByteWhereAMarkerBelongsIsRefused) {
+  const std::string jpeg = absl::StrCat(
+      "\xff\xd8", absl::string_view("\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00\x3f", 11),
+      absl::string_view("\xff\xe1\x00\x08" "Exif\0\0", 10),
+      absl::string_view("\xff\x00\x00\x0c\xff\xe1\x00\x08" "Exif\0\0\xff\xd9", 16));
+  auto stripped = StripMetadata(FileType::kJpeg, jpeg);
+  EXPECT_EQ(stripped.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(stripped.status().ToString(), HasSubstr("0xFF00 where a marker belongs at byte 23"));
+}
+
 TEST_F(StripMetadataTest, WebpChunkLargerThanItsRiffIsRefused) {
   std::string webp = testing::Webp(true);
   webp[18] = '\x7f';  // VP8X's size, now far beyond the RIFF's
