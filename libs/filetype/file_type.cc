@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
@@ -36,6 +37,12 @@ std::optional<FileType> FromMediaType(absl::string_view media_type) {
     if (entry.media_type == media_type) return entry.type;
   }
   return std::nullopt;
+}
+
+// The client's declared type as it may appear in a message: quoted, escaped
+// and cut short.
+std::string Quoted(absl::string_view declared) {
+  return absl::StrCat("\"", absl::CHexEscape(declared.substr(0, 100)), "\"");
 }
 
 // "Image/PNG; charset=x" -> "image/png". libmagic sometimes appends remarks
@@ -159,12 +166,12 @@ absl::StatusOr<FileType> FileTypeClassifier::Classify(
       sniffed, " (", lease.Lookup(bytes, MAGIC_NONE).substr(0, kMaxDescription), ")");
   if (!type.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the file is ", what, ", which is not an allowed type (declared \"",
-        declared_content_type, "\"); allowed: ", kAllowed));
+        "the file is ", what, ", which is not an allowed type (declared ",
+        Quoted(declared_content_type), "); allowed: ", kAllowed));
   }
-  return absl::InvalidArgumentError(absl::StrCat("declared content type \"",
-                                                 declared_content_type,
-                                                 "\" does not match the file, which is ", what));
+  return absl::InvalidArgumentError(absl::StrCat("declared content type ",
+                                                 Quoted(declared_content_type),
+                                                 " does not match the file, which is ", what));
 }
 
 }  // namespace switchboard::filetype

@@ -87,6 +87,13 @@ TEST_F(FileTypeClassifierTest, MismatchNamesDeclaredAndSniffedTypes) {
               AllOf(HasSubstr("\"image/bmp\""), HasSubstr("application/pdf")));
 }
 
+TEST_F(FileTypeClassifierTest, DeclaredTypeIsEscapedAndCutShortInMessages) {
+  auto type = classifier_->Classify(testing::Pdf(), "image/png\n" + std::string(500, 'x'));
+  EXPECT_EQ(type.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(type.status().ToString(), HasSubstr("\"image/png\\n"));
+  EXPECT_LT(type.status().message().size(), 300u);
+}
+
 TEST_F(FileTypeClassifierTest, ExecutableDeclaredAsImageIsRefusedAsAnExecutable) {
   auto type = classifier_->Classify(testing::Elf(), "image/png");
   EXPECT_EQ(type.status().code(), absl::StatusCode::kInvalidArgument);
