@@ -17,6 +17,7 @@ _LIBS = {
     "gtest_main": (["gtest_main", "gmock"], []),
     "benchmark": (["benchmark"], ["-lbenchmark_main"]),
     "fasttext": (["fasttext"], []),
+    "magic": (["libmagic"], []),
 }
 
 def _pkg_config(ctx, args):

@@ -34,10 +34,16 @@ PACKAGES=(
   libsqlite3-dev librdkafka-dev prometheus-cpp-dev libssl-dev
   # The bot's intent classifier (supervised fastText)
   libfasttext-dev
+  # Attachments: libmagic sniffs file types (libs/filetype) with Debian's
+  # compiled magic database
+  libmagic-dev libmagic-mgc
   # Time zones of queues' hours of operation (Abseil reads /usr/share/zoneinfo)
   tzdata
   # Tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # libs/scan's tests run a real clamd (libs/testing/clamd) on a signature
+  # database they write themselves; nothing is downloaded
+  clamav-daemon
   # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka, jq for JSON,
   # openssl for development certificates (tools/dev_certs.sh, run.sh --tls)
   sqlite3 curl ca-certificates kcat jq openssl
@@ -180,7 +186,8 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # Installing packages must not start services (the prometheus package would
-# start its own server on :9090): policy-rc.d tells invoke-rc.d not to.
+# start its own server on :9090, clamav's would download virus signatures):
+# policy-rc.d tells invoke-rc.d not to.
 policy=/usr/sbin/policy-rc.d
 if [[ ! -e "$policy" ]]; then
   printf '#!/bin/sh\nexit 101\n' >"$policy"
@@ -189,7 +196,8 @@ if [[ ! -e "$policy" ]]; then
 fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
-  systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+  systemctl disable --now prometheus prometheus-node-exporter clamav-daemon clamav-freshclam \
+    >/dev/null 2>&1 || true
 fi
 if $tools; then
   install_kafka
