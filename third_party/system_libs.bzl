@@ -18,6 +18,7 @@ _LIBS = {
     "benchmark": (["benchmark"], ["-lbenchmark_main"]),
     "fasttext": (["fasttext"], []),
     "magic": (["libmagic"], []),
+    "curl": (["libcurl"], []),
 }
 
 def _pkg_config(ctx, args):

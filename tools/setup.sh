@@ -37,6 +37,9 @@ PACKAGES=(
   # Attachments: libmagic sniffs file types (libs/filetype) with Debian's
   # compiled magic database
   libmagic-dev libmagic-mgc
+  # Attachments in an S3-compatible object store (libs/blob: libcurl signs
+  # requests with AWS SigV4)
+  libcurl4-openssl-dev
   # Time zones of queues' hours of operation (Abseil reads /usr/share/zoneinfo)
   tzdata
   # Tests and benchmarks
@@ -110,6 +113,29 @@ install_helm() {
   ln -sf "$HELM_PREFIX/bin/helm" /usr/local/bin/helm
 }
 
+# gofakes3, an S3-compatible server for libs/blob's tests
+# (libs/testing/fake_s3), from the Go module proxy with the machine's Go at
+# /usr/local/go (it needs Go 1.24). About a minute cold.
+GOFAKES3_VERSION=v1.2.0
+GOFAKES3_PREFIX=/opt/switchboard/gofakes3
+install_gofakes3() {
+  [[ -x "$GOFAKES3_PREFIX/$GOFAKES3_VERSION/gofakes3" ]] && return 0
+  local go=/usr/local/go/bin/go
+  if [[ ! -x "$go" ]]; then
+    echo "setup: gofakes3 $GOFAKES3_VERSION needs Go 1.24 or newer at /usr/local/go" >&2
+    return 1
+  fi
+  echo "setup: building gofakes3 $GOFAKES3_VERSION into $GOFAKES3_PREFIX"
+  local work
+  work=$(mktemp -d)
+  GOBIN="$GOFAKES3_PREFIX/$GOFAKES3_VERSION" GOMODCACHE="$work/mod" GOCACHE="$work/cache" \
+    GOFLAGS=-modcacherw CGO_ENABLED=0 GOTOOLCHAIN=local "$go" install -trimpath -ldflags "-s -w" \
+    "github.com/johannesboyne/gofakes3/cmd/gofakes3@$GOFAKES3_VERSION" \
+    || { rm -rf "$work"; return 1; }
+  rm -rf "$work"
+  ln -sf "$GOFAKES3_PREFIX/$GOFAKES3_VERSION/gofakes3" /usr/local/bin/gofakes3
+}
+
 # ThreadSanitizer sees a lock only if the code taking it is instrumented, and
 # Debian's Abseil is not: every absl::Mutex section (ours and gRPC's) would
 # look like a data race. So the tsan config runs against an instrumented build
@@ -173,6 +199,7 @@ if ((${#missing[@]} == 0)); then
     install_kafka
     install_grpcurl
     install_helm
+    install_gofakes3
   fi
   if $tsan; then build_absl_tsan; fi
   exit 0
@@ -203,6 +230,7 @@ if $tools; then
   install_kafka
   install_grpcurl
   install_helm
+  install_gofakes3
 fi
 if $tsan; then build_absl_tsan; fi
 echo "setup: done"

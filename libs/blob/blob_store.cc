@@ -1,0 +1,25 @@
+#include "libs/blob/blob_store.h"
+
+#include <openssl/sha.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+
+namespace switchboard::blob {
+
+std::string ContentAddress(absl::string_view bytes) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+}
+
+bool IsContentAddress(absl::string_view key) {
+  if (key.size() != 2 * SHA256_DIGEST_LENGTH) return false;
+  for (char c : key) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+}  // namespace switchboard::blob
