@@ -74,6 +74,26 @@ struct TokenBinding {
   absl::Time expires_at = absl::UnixEpoch();
 };
 
+// A file uploaded to a session (UploadAttachment), with what clients never
+// see.
+struct AttachmentRecord {
+  // What clients see: id, name, sniffed type, size, SHA-256, state,
+  // session, uploader, time.
+  v1::Attachment attachment;
+  // The uploader's idempotency key (UploadHeader.upload_id): unique per
+  // (session, uploader).
+  std::string upload_id;
+  // The header the upload declared, serialized: a retry must match it.
+  std::string fingerprint;
+  // Where the bytes are in the blob store (their content address; equal to
+  // attachment.sha256). Several attachments may share one blob.
+  std::string blob_key;
+  // The last change (upload, verdict, deletion).
+  absl::Time updated_at = absl::UnixEpoch();
+  // PENDING_SCAN: scans tried and failed so far (the scanner was down).
+  int32_t scan_attempts = 0;
+};
+
 // Everything one operation changes, committed atomically: the session, its
 // numbered events (the transcript and state changes clients stream), and
 // the outbox events for Kafka.
@@ -86,10 +106,12 @@ struct SessionWrite {
   // Tokens bound by this write (see TokenBinding). A token is bound once:
   // binding it again to the same session changes nothing.
   std::vector<TokenBinding> token_bindings;
+  // Attachments inserted or updated (by attachment id).
+  std::vector<AttachmentRecord> attachments;
 
   bool empty() const {
     return sessions.empty() && session_events.empty() && events.empty() &&
-           token_bindings.empty();
+           token_bindings.empty() && attachments.empty();
   }
 };
 
