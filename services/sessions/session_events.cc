@@ -78,10 +78,6 @@ v1::Message& AddMessage(SessionRecord& record, v1::Message message, absl::Time n
   message.set_sequence(event.sequence());
   message.set_message_id(absl::StrCat("m", event.sequence()));
   SetTs(now, message.mutable_created_at());
-  for (int i = 0; i < message.attachments_size(); ++i) {
-    message.mutable_attachments(i)->set_attachment_id(
-        absl::StrCat("a", event.sequence(), "-", i + 1));
-  }
   s.set_message_count(s.message_count() + 1);
   SetTs(now, s.mutable_last_message_at());
   switch (message.sender_role()) {
@@ -345,6 +341,39 @@ void AddVerificationAttached(const v1::Session& s,
   *e->mutable_verification() = verification;
   e->set_session_state(s.state());
   Append(std::move(out), s.session_id(), now, write);
+}
+
+void AddAttachmentChanged(const v1::Attachment& attachment, absl::Time now,
+                          SessionWrite& write) {
+  events::v1::Event out;
+  events::v1::AttachmentChanged* e = out.mutable_attachment_changed();
+  e->set_session_id(attachment.session_id());
+  e->set_attachment_id(attachment.attachment_id());
+  e->set_content_type(attachment.content_type());
+  e->set_size_bytes(attachment.size_bytes());
+  e->set_state(attachment.state());
+  e->set_reason(attachment.rejection_reason());
+  e->set_uploader_role(attachment.uploader_role());
+  Append(std::move(out), attachment.session_id(), now, write);
+}
+
+void AddAttachmentUpdated(SessionRecord& record, const v1::Attachment& attachment,
+                          absl::Time now, SessionWrite& write) {
+  *AddEvent(record, now, write).mutable_attachment_updated() = attachment;
+  AddAttachmentChanged(attachment, now, write);
+}
+
+void AddAttachmentDownloaded(const v1::Attachment& attachment, const std::string& actor_id,
+                             const std::string& actor_role, bool signed_url, absl::Time now,
+                             SessionWrite& write) {
+  events::v1::Event out;
+  events::v1::AttachmentDownloaded* e = out.mutable_attachment_downloaded();
+  e->set_session_id(attachment.session_id());
+  e->set_attachment_id(attachment.attachment_id());
+  e->set_actor_id(actor_id);
+  e->set_actor_role(actor_role);
+  e->set_signed_url(signed_url);
+  Append(std::move(out), attachment.session_id(), now, write);
 }
 
 }  // namespace switchboard::sessions

@@ -32,10 +32,21 @@ absl::Status Transition(SessionRecord& record, v1::SessionState to,
                         absl::Time now, SessionWrite& write);
 
 // Appends a message of any sender with its MessageSent outbox event: sets
-// its id, sequence, attachment ids and time, and the session's message
+// its id, sequence and time, and the session's message
 // count and last_message_at. Returns the stored message.
 v1::Message& AddMessage(SessionRecord& record, v1::Message message, absl::Time now,
                         SessionWrite& write);
+
+// Records an attachment's change: an `attachment_updated` event on the
+// session's stream and its AttachmentChanged outbox event (metadata only).
+void AddAttachmentUpdated(SessionRecord& record, const v1::Attachment& attachment,
+                          absl::Time now, SessionWrite& write);
+// The outbox event alone, for a session that takes no more events (CLOSED).
+void AddAttachmentChanged(const v1::Attachment& attachment, absl::Time now,
+                          SessionWrite& write);
+void AddAttachmentDownloaded(const v1::Attachment& attachment, const std::string& actor_id,
+                             const std::string& actor_role, bool signed_url, absl::Time now,
+                             SessionWrite& write);
 
 // Outbox events, one per function, named after the payload they add.
 void AddSessionCreated(const v1::Session& session, absl::Time now, SessionWrite& write);

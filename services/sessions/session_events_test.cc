@@ -28,11 +28,13 @@ TEST(SessionEventsTest, EventsAreNumberedWithoutGaps) {
   m.set_sender_role(common::v1::SENDER_ROLE_CUSTOMER);
   m.set_sender_id("cust-1");
   m.set_text("héllo");
-  m.add_attachments()->set_size_bytes(10);
+  v1::Attachment* screenshot = m.add_attachments();
+  screenshot->set_attachment_id("att_1");
+  screenshot->set_size_bytes(10);
   const v1::Message& stored = AddMessage(r, m, kNow, write);
   EXPECT_EQ(stored.sequence(), 2);
   EXPECT_EQ(stored.message_id(), "m2");
-  EXPECT_EQ(stored.attachments(0).attachment_id(), "a2-1");
+  EXPECT_EQ(stored.attachments(0).attachment_id(), "att_1");
   ASSERT_EQ(write.session_events.size(), 2u);
   EXPECT_EQ(write.session_events[0].sequence(), 1);
   EXPECT_EQ(write.session_events[1].sequence(), 2);

@@ -604,7 +604,6 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
       message.set_sender_role(common::v1::SENDER_ROLE_CUSTOMER);
       message.set_sender_id(customer_id);
       message.set_text(request.first_message().text());
-      *message.mutable_attachments() = request.first_message().attachments();
       message.set_client_message_id(request.first_client_message_id());
       v1::Message& stored = AddMessage(r, std::move(message), now, write);
       created.first_message = stored;
@@ -775,6 +774,9 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
       return ReplayMessage(caller, fingerprint, (*stored)->message, (*stored)->fingerprint,
                            state);
     }
+    absl::StatusOr<std::vector<v1::Attachment>> attached =
+        AttachedFiles(caller, session_id, message);
+    if (!attached.ok()) return attached.status();
     const absl::Time now = clock_->Now();
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Live*> found = FindLive(caller, session_id);
@@ -811,7 +813,7 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     m.set_sender_role(SenderFor(caller.role));
     m.set_sender_id(caller.id);
     m.set_text(message.text());
-    *m.mutable_attachments() = message.attachments();
+    for (v1::Attachment& a : *attached) *m.add_attachments() = std::move(a);
     m.set_quick_reply_id(message.quick_reply_id());
     m.set_client_message_id(client_message_id);
     const v1::Message& stored_message = AddMessage(r, std::move(m), now, write);
@@ -859,6 +861,168 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
   if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
   if (bot_turn) StartBotTurn(sent.message);
   return sent;
+}
+
+absl::StatusOr<std::vector<v1::Attachment>> Sessions::AttachedFiles(
+    const Caller& caller, const std::string& session_id, const v1::NewMessage& message) {
+  if (message.attachment_ids_size() > options_.max_attachments_per_message) {
+    return absl::InvalidArgumentError(absl::StrCat("message.attachment_ids: at most ",
+                                                   options_.max_attachments_per_message));
+  }
+  std::vector<v1::Attachment> attached;
+  for (int i = 0; i < message.attachment_ids_size(); ++i) {
+    const std::string field = absl::StrCat("message.attachment_ids[", i, "]");
+    absl::StatusOr<std::optional<AttachmentRecord>> record =
+        store_->FindAttachment(message.attachment_ids(i));
+    if (!record.ok()) return record.status();
+    const v1::Attachment* a = record->has_value() ? &(*record)->attachment : nullptr;
+    if (a == nullptr || a->session_id() != session_id || a->uploader_id() != caller.id) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": no file you uploaded to this session has this id"));
+    }
+    if (a->state() == v1::ATTACHMENT_STATE_REJECTED ||
+        a->state() == v1::ATTACHMENT_STATE_DELETED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": the file is ", a->state() == v1::ATTACHMENT_STATE_REJECTED
+                                       ? "REJECTED by the malware scan"
+                                       : "DELETED"));
+    }
+    attached.push_back(*a);
+  }
+  return attached;
+}
+
+absl::Status Sessions::CheckUpload(const Caller& caller, const std::string& session_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id);
+    if (!live.ok()) return live.status();
+    if (*live != nullptr) return CheckMayWrite(caller, (*live)->record.session);
+  }
+  absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
+  if (!record.ok()) return record.status();
+  if (absl::Status s = CheckMayWrite(caller, record->session); !s.ok()) return s;
+  return WrongState(record->session, "it accepts no files");
+}
+
+absl::Status Sessions::CheckDownload(const Caller& caller, const std::string& session_id) {
+  if (session_id.empty()) return absl::InvalidArgumentError("session_id: must not be empty");
+  std::optional<v1::Session> session;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Live*> live = FindLive(caller, session_id, /*past_agents=*/true);
+    if (!live.ok()) return live.status();
+    if (*live != nullptr) session = (*live)->record.session;
+  }
+  if (!session) {
+    absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id, /*past_agents=*/true);
+    if (!record.ok()) return record.status();
+    session = std::move(record->session);
+  }
+  return MayDownload(caller, *session) ? absl::OkStatus() : NotFound();
+}
+
+absl::Status Sessions::WriteAttachment(const AttachmentRecord& record) {
+  const v1::Attachment& a = record.attachment;
+  const std::string key = absl::StrCat(a.session_id(), "\n", a.uploader_id(), "\n",
+                                       record.upload_id);
+  const absl::Status taken = absl::AlreadyExistsError(absl::StrCat(
+      "upload_id ", record.upload_id, " is already used by another file in this session"));
+  {
+    absl::MutexLock lock(&mu_);
+    auto [it, inserted] = attachment_writes_.try_emplace(key, a.attachment_id(), 0);
+    if (it->second.first != a.attachment_id()) return taken;
+    ++it->second.second;
+  }
+  // Whatever happens next, the key is released once its write is settled.
+  auto release = [&] {
+    absl::MutexLock lock(&mu_);
+    auto it = attachment_writes_.find(key);
+    if (it != attachment_writes_.end() && --it->second.second == 0) attachment_writes_.erase(it);
+  };
+  absl::StatusOr<std::optional<AttachmentRecord>> stored =
+      store_->FindUpload(a.session_id(), a.uploader_id(), record.upload_id);
+  if (!stored.ok() || (stored->has_value() &&
+                       (*stored)->attachment.attachment_id() != a.attachment_id())) {
+    release();
+    return stored.ok() ? taken : stored.status();
+  }
+  std::shared_ptr<storage::PendingWrite> pending;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    status = AdmitWrite();
+    if (status.ok()) {
+      const absl::Time now = clock_->Now();
+      SessionWrite write;
+      write.attachments.push_back(record);
+      auto live = sessions_.find(a.session_id());
+      if (live != sessions_.end() &&
+          live->second.record.session.state() != v1::SESSION_STATE_CLOSED) {
+        SessionRecord& r = live->second.record;
+        AddAttachmentUpdated(r, a, now, write);
+        write.sessions.push_back(r);
+      } else {
+        // A CLOSED session takes no more events; the change still reaches
+        // Kafka.
+        AddAttachmentChanged(a, now, write);
+      }
+      pending = Commit(std::move(write));
+    }
+  }
+  if (status.ok()) status = commits_.Await(pending);
+  release();
+  return status;
+}
+
+absl::Status Sessions::RecordDownload(const Caller& caller, const v1::Attachment& attachment,
+                                      bool signed_url) {
+  std::shared_ptr<storage::PendingWrite> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Status s = AdmitWrite(); !s.ok()) return s;
+    SessionWrite write;
+    AddAttachmentDownloaded(attachment, caller.id, std::string(auth::RoleName(caller.role)), signed_url,
+                            clock_->Now(), write);
+    pending = Commit(std::move(write));
+  }
+  return commits_.Await(pending);
+}
+
+absl::StatusOr<std::optional<AttachmentRecord>> Sessions::FindAttachment(
+    const std::string& attachment_id) {
+  return store_->FindAttachment(attachment_id);
+}
+
+absl::StatusOr<std::optional<AttachmentRecord>> Sessions::FindUpload(
+    const std::string& session_id, const std::string& uploader_id,
+    const std::string& upload_id) {
+  return store_->FindUpload(session_id, uploader_id, upload_id);
+}
+
+absl::StatusOr<std::vector<AttachmentRecord>> Sessions::PendingScans(int limit) {
+  return store_->PendingScans(limit);
+}
+
+absl::StatusOr<AttachmentBackend::Usage> Sessions::UploadedSince(
+    const std::string& uploader_id, absl::Time since) {
+  absl::StatusOr<std::pair<int, int64_t>> usage = store_->UploadedSince(uploader_id, since);
+  if (!usage.ok()) return usage.status();
+  return Usage{usage->first, usage->second};
+}
+
+absl::StatusOr<std::vector<AttachmentRecord>> Sessions::ExpiredAttachments(
+    absl::Time closed_before, int limit) {
+  return store_->ExpiredAttachments(closed_before, limit);
+}
+
+absl::StatusOr<bool> Sessions::BlobInUse(const std::string& blob_key) {
+  return store_->BlobInUse(blob_key);
+}
+
+absl::StatusOr<std::vector<AttachmentRecord>> Sessions::ListAttachments(
+    const std::string& after_id, int limit) {
+  return store_->ListAttachments(after_id, limit);
 }
 
 void Sessions::StartBotTurn(const v1::Message& message) {

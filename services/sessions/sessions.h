@@ -18,6 +18,7 @@
 #include "libs/auth/verifier.h"
 #include "libs/clock/clock.h"
 #include "libs/storage/ordered_commits.h"
+#include "services/sessions/attachment_backend.h"
 #include "services/sessions/bot_turn.h"
 #include "services/sessions/closed_cache.h"
 #include "services/sessions/deadlines.h"
@@ -61,6 +62,8 @@ struct SessionsOptions {
   // Bot turns that may wait per session behind the one running; a message
   // beyond that escalates the session instead.
   size_t max_waiting_bot_turns = 8;
+  // Files one message may carry (NewMessage.attachment_ids).
+  int max_attachments_per_message = 10;
 };
 
 // Receives one session's committed events, in sequence order, and its typing
@@ -130,7 +133,7 @@ using BoundedExecutor = std::function<bool(std::function<void()>)>;
 // NOT_FOUND, exactly like a missing one. Thread-safe. Blocking (waits for
 // commits, reads the store) unless a method says otherwise: call from worker
 // threads.
-class Sessions {
+class Sessions : public AttachmentBackend {
  public:
   // `bot` and `routing` may be null (not configured): then every bot turn
   // escalates, and routing calls stay pending. Nothing owned.
@@ -252,6 +255,26 @@ class Sessions {
   // QUEUED CHAT -> EMAIL (see ContinueByEmail in sessions_service.proto).
   absl::StatusOr<v1::Session> ContinueByEmail(const Caller& caller,
                                               const std::string& session_id);
+
+  // AttachmentBackend: what the attachment logic asks of sessions.
+  absl::Status CheckUpload(const Caller& caller, const std::string& session_id) override;
+  absl::Status CheckDownload(const Caller& caller, const std::string& session_id) override;
+  absl::Status WriteAttachment(const AttachmentRecord& record) override;
+  absl::Status RecordDownload(const Caller& caller, const v1::Attachment& attachment,
+                              bool signed_url) override;
+  absl::StatusOr<std::optional<AttachmentRecord>> FindAttachment(
+      const std::string& attachment_id) override;
+  absl::StatusOr<std::optional<AttachmentRecord>> FindUpload(
+      const std::string& session_id, const std::string& uploader_id,
+      const std::string& upload_id) override;
+  absl::StatusOr<std::vector<AttachmentRecord>> PendingScans(int limit) override;
+  absl::StatusOr<Usage> UploadedSince(const std::string& uploader_id,
+                                      absl::Time since) override;
+  absl::StatusOr<std::vector<AttachmentRecord>> ExpiredAttachments(absl::Time closed_before,
+                                                                   int limit) override;
+  absl::StatusOr<bool> BlobInUse(const std::string& blob_key) override;
+  absl::StatusOr<std::vector<AttachmentRecord>> ListAttachments(const std::string& after_id,
+                                                                int limit) override;
 
   // Background work, public so that tests and the service's loops drive it.
   //
@@ -409,6 +432,13 @@ class Sessions {
 
   // Queues the bot turn of a committed customer message (bot executor).
   void StartBotTurn(const v1::Message& message);
+  // The attachments `message` lists, as the sender may attach them to a
+  // message in `session_id`: uploaded there by the sender, not REJECTED or
+  // DELETED. INVALID_ARGUMENT naming the id otherwise. Reads the store:
+  // call without the lock.
+  absl::StatusOr<std::vector<v1::Attachment>> AttachedFiles(const Caller& caller,
+                                                            const std::string& session_id,
+                                                            const v1::NewMessage& message);
   // Runs `message`'s turn, then the session's turns that queued meanwhile.
   // `shed`: the bot's pool was full; the session escalates without asking.
   void RunBotTurns(v1::Message message, bool shed);
@@ -452,6 +482,13 @@ class Sessions {
       ABSL_GUARDED_BY(mu_);
   // (session, participant) -> when their last typing indication was forwarded.
   absl::flat_hash_map<std::string, absl::Time> typing_sent_ ABSL_GUARDED_BY(mu_);
+  // "session\nuploader\nupload_id" of attachment writes not durable yet ->
+  // the attachment id writing it and how many such writes are in flight:
+  // a second attachment with the key is refused before anything is
+  // decided (the store's unique index would otherwise fail the write,
+  // and with it every write after it).
+  absl::flat_hash_map<std::string, std::pair<std::string, int>> attachment_writes_
+      ABSL_GUARDED_BY(mu_);
   // Writes are queued under mu_; answers wait for them outside it.
   storage::OrderedCommits commits_;
   ClosedSessionCache closed_;

@@ -115,6 +115,33 @@ class HoldableStore : public SessionStore {
     if (hook) hook();
     return found;
   }
+  absl::StatusOr<std::optional<AttachmentRecord>> FindAttachment(
+      const std::string& attachment_id) override {
+    return real_->FindAttachment(attachment_id);
+  }
+  absl::StatusOr<std::optional<AttachmentRecord>> FindUpload(
+      const std::string& session_id, const std::string& uploader_id,
+      const std::string& upload_id) override {
+    return real_->FindUpload(session_id, uploader_id, upload_id);
+  }
+  absl::StatusOr<std::vector<AttachmentRecord>> PendingScans(int limit) override {
+    return real_->PendingScans(limit);
+  }
+  absl::StatusOr<std::pair<int, int64_t>> UploadedSince(const std::string& uploader_id,
+                                                       absl::Time since) override {
+    return real_->UploadedSince(uploader_id, since);
+  }
+  absl::StatusOr<std::vector<AttachmentRecord>> ExpiredAttachments(absl::Time closed_before,
+                                                                   int limit) override {
+    return real_->ExpiredAttachments(closed_before, limit);
+  }
+  absl::StatusOr<bool> BlobInUse(const std::string& blob_key) override {
+    return real_->BlobInUse(blob_key);
+  }
+  absl::StatusOr<std::vector<AttachmentRecord>> ListAttachments(const std::string& after_id,
+                                                                int limit) override {
+    return real_->ListAttachments(after_id, limit);
+  }
   absl::StatusOr<std::optional<std::string>> FindCreated(const std::string& customer_id,
                                                          const std::string& request_id) override {
     return real_->FindCreated(customer_id, request_id);
@@ -981,7 +1008,7 @@ TEST_F(SessionsTest, BadMessagesAreRejected) {
   absl::Status status =
       sessions_->SendMessage(kCustomer, s.session_id(), "k2", attachment).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StrContains(status.message(), "content_type")) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "UploadAttachment")) << status;
   EXPECT_EQ(Get(s.session_id()).last_sequence(), 1);
 }
 
@@ -1771,6 +1798,148 @@ TEST_F(SessionsTest, AChatEscalatedWhileClosedIsToldAndMayContinueByEmail) {
   Make(&bot_);
   EXPECT_EQ(Get(s.session_id()).continued_from(), common::v1::CHANNEL_CHAT);
   EXPECT_EQ(Get(s.session_id()).channel(), common::v1::CHANNEL_EMAIL);
+}
+
+// A record as the attachment logic writes it after an upload.
+AttachmentRecord Uploaded(const std::string& session_id, const Caller& uploader,
+                          const std::string& attachment_id, const std::string& upload_id,
+                          v1::AttachmentState state = v1::ATTACHMENT_STATE_PENDING_SCAN) {
+  AttachmentRecord r;
+  v1::Attachment& a = r.attachment;
+  a.set_attachment_id(attachment_id);
+  a.set_session_id(session_id);
+  a.set_uploader_id(uploader.id);
+  a.set_uploader_role(SenderFor(uploader.role));
+  a.set_file_name("screenshot.png");
+  a.set_content_type("image/png");
+  a.set_size_bytes(1234);
+  a.set_sha256(std::string(64, 'a'));
+  a.set_state(state);
+  r.upload_id = upload_id;
+  r.fingerprint = upload_id + "-header";
+  r.blob_key = a.sha256();
+  return r;
+}
+
+TEST_F(SessionsTest, AnAttachmentChangeIsAnEventOnTheSessionsStreamAndInKafka) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->CheckUpload(kCustomer, s.session_id()).ok());
+  AttachmentRecord record = Uploaded(s.session_id(), kCustomer, "att_1", "up-1");
+  ASSERT_TRUE(sessions_->WriteAttachment(record).ok());
+  std::vector<v1::SessionEvent> events = Events(s.session_id());
+  ASSERT_TRUE(events.back().has_attachment_updated());
+  EXPECT_EQ(events.back().attachment_updated().state(), v1::ATTACHMENT_STATE_PENDING_SCAN);
+  EXPECT_EQ(Get(s.session_id()).last_sequence(), events.back().sequence());
+  // The verdict is another event; the record follows it.
+  record.attachment.set_state(v1::ATTACHMENT_STATE_CLEAN);
+  ASSERT_TRUE(sessions_->WriteAttachment(record).ok());
+  EXPECT_EQ(Events(s.session_id()).back().attachment_updated().state(),
+            v1::ATTACHMENT_STATE_CLEAN);
+  EXPECT_EQ((*sessions_->FindAttachment("att_1"))->attachment.state(),
+            v1::ATTACHMENT_STATE_CLEAN);
+  EXPECT_EQ(Count("sessions.attachment_changed"), 2);
+  // Metadata only: the file's name never reaches Kafka.
+  for (const events::v1::Event& e : Outbox()) {
+    EXPECT_FALSE(absl::StrContains(e.SerializeAsString(), "screenshot.png"));
+  }
+}
+
+TEST_F(SessionsTest, AnUploadIdHoldsOneFileOnly) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->WriteAttachment(Uploaded(s.session_id(), kCustomer, "att_1", "up-1"))
+                  .ok());
+  const int64_t sequence = Get(s.session_id()).last_sequence();
+  absl::Status status =
+      sessions_->WriteAttachment(Uploaded(s.session_id(), kCustomer, "att_2", "up-1"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_FALSE(sessions_->FindAttachment("att_2")->has_value());
+  EXPECT_EQ(Get(s.session_id()).last_sequence(), sequence);
+  // The same key in another session, or of another uploader, is another file.
+  v1::Session other = NewChat();
+  EXPECT_TRUE(sessions_->WriteAttachment(Uploaded(other.session_id(), kCustomer, "att_3", "up-1"))
+                  .ok());
+  // While a write holds the key, a second file with it is refused at once.
+  store_->Hold();
+  std::thread first([&] {
+    EXPECT_TRUE(
+        sessions_->WriteAttachment(Uploaded(s.session_id(), kCustomer, "att_4", "up-2")).ok());
+  });
+  ASSERT_TRUE(store_->WaitForHeld(1));
+  EXPECT_EQ(sessions_->WriteAttachment(Uploaded(s.session_id(), kCustomer, "att_5", "up-2"))
+                .code(),
+            absl::StatusCode::kAlreadyExists);
+  store_->Release();
+  first.join();
+  EXPECT_TRUE(sessions_->FindAttachment("att_4")->has_value());
+}
+
+TEST_F(SessionsTest, WhoMayUploadAndWhoMayDownload) {
+  v1::Session s = Assigned();
+  const Caller other_customer{"cust-2", Role::kCustomer};
+  const Caller other_agent{"agent-2", Role::kAgent};
+  EXPECT_TRUE(sessions_->CheckUpload(kCustomer, s.session_id()).ok());
+  EXPECT_TRUE(sessions_->CheckUpload(kAgent, s.session_id()).ok());
+  EXPECT_EQ(sessions_->CheckUpload(other_customer, s.session_id()), NotFound());
+  EXPECT_EQ(sessions_->CheckUpload(other_agent, s.session_id()), NotFound());
+  EXPECT_TRUE(sessions_->CheckDownload(kCustomer, s.session_id()).ok());
+  EXPECT_TRUE(sessions_->CheckDownload(kAgent, s.session_id()).ok());
+  EXPECT_TRUE(sessions_->CheckDownload(kSupervisor, s.session_id()).ok());
+  EXPECT_EQ(sessions_->CheckDownload(other_customer, s.session_id()), NotFound());
+  EXPECT_EQ(sessions_->CheckDownload(other_agent, s.session_id()), NotFound());
+  EXPECT_EQ(sessions_->CheckDownload(kCustomer, "no-such-session"), NotFound());
+  // After the session closes: nobody uploads, its participants still download.
+  ASSERT_TRUE(sessions_->Close(kCustomer, s.session_id(), v1::CLOSE_REASON_UNSPECIFIED).ok());
+  EXPECT_EQ(sessions_->CheckUpload(kCustomer, s.session_id()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(sessions_->CheckDownload(kAgent, s.session_id()).ok());
+  EXPECT_TRUE(sessions_->CheckDownload(kCustomer, s.session_id()).ok());
+  EXPECT_EQ(sessions_->CheckDownload(other_customer, s.session_id()), NotFound());
+  // A CLOSED session's record changes without an event on its stream.
+  const int64_t sequence = Get(s.session_id()).last_sequence();
+  ASSERT_TRUE(sessions_->WriteAttachment(Uploaded(s.session_id(), kAgent, "att_1", "up-1",
+                                                  v1::ATTACHMENT_STATE_DELETED))
+                  .ok());
+  EXPECT_EQ(Get(s.session_id()).last_sequence(), sequence);
+  EXPECT_EQ(Count("sessions.attachment_changed"), 1);
+}
+
+TEST_F(SessionsTest, AMessageCarriesTheSendersOwnFilesOfTheSession) {
+  v1::Session s = NewChat();
+  v1::Session other = NewChat("cust-2");
+  ASSERT_TRUE(sessions_->WriteAttachment(Uploaded(s.session_id(), kCustomer, "att_1", "up-1"))
+                  .ok());
+  ASSERT_TRUE(sessions_->WriteAttachment(Uploaded(s.session_id(), kCustomer, "att_2", "up-2",
+                                                  v1::ATTACHMENT_STATE_REJECTED))
+                  .ok());
+  ASSERT_TRUE(sessions_->WriteAttachment(
+                  Uploaded(other.session_id(), {"cust-2", Role::kCustomer}, "att_3", "up-3"))
+                  .ok());
+  v1::NewMessage message;
+  message.add_attachment_ids("att_1");
+  absl::StatusOr<Sessions::Sent> sent =
+      sessions_->SendMessage(kCustomer, s.session_id(), "k1", message);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  ASSERT_EQ(sent->message.attachments_size(), 1);
+  EXPECT_EQ(sent->message.attachments(0).attachment_id(), "att_1");
+  EXPECT_EQ(sent->message.attachments(0).file_name(), "screenshot.png");
+  EXPECT_EQ(sent->message.attachments(0).state(), v1::ATTACHMENT_STATE_PENDING_SCAN);
+  // The retry is the same message.
+  sent = sessions_->SendMessage(kCustomer, s.session_id(), "k1", message);
+  ASSERT_TRUE(sent.ok());
+  EXPECT_TRUE(sent->replayed);
+  for (const std::string& id : {"att_2", "att_3", "att_404"}) {
+    v1::NewMessage bad;
+    bad.add_attachment_ids(id);
+    absl::Status status = sessions_->SendMessage(kCustomer, s.session_id(), "k-" + id, bad)
+                              .status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << id;
+    EXPECT_TRUE(absl::StrContains(status.message(), "message.attachment_ids[0]")) << status;
+  }
+  v1::NewMessage many;
+  for (int i = 0; i < 11; ++i) many.add_attachment_ids(absl::StrCat("att_x", i));
+  EXPECT_TRUE(absl::StrContains(
+      sessions_->SendMessage(kCustomer, s.session_id(), "k-many", many).status().message(),
+      "at most 10"));
 }
 
 }  // namespace

@@ -159,6 +159,31 @@ absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
                          .Run();
     if (!s.ok()) return s;
   }
+  for (const AttachmentRecord& record : write.attachments) {
+    const v1::Attachment& a = record.attachment;
+    auto upsert = db.Prepare(
+        "INSERT INTO attachments(attachment_id, session_id, uploader_id, upload_id, state, "
+        "blob_key, size_bytes, uploaded_micros, updated_micros, scan_attempts, fingerprint, "
+        "attachment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(attachment_id) DO UPDATE SET state = excluded.state, "
+        "updated_micros = excluded.updated_micros, scan_attempts = excluded.scan_attempts, "
+        "attachment = excluded.attachment");
+    if (!upsert.ok()) return upsert.status();
+    absl::Status s = upsert->Bind(1, a.attachment_id())
+                         .Bind(2, a.session_id())
+                         .Bind(3, a.uploader_id())
+                         .Bind(4, record.upload_id)
+                         .Bind(5, static_cast<int64_t>(a.state()))
+                         .Bind(6, record.blob_key)
+                         .Bind(7, a.size_bytes())
+                         .Bind(8, ToMicros(protoutil::FromTimestamp(a.uploaded_at())))
+                         .Bind(9, ToMicros(record.updated_at))
+                         .Bind(10, static_cast<int64_t>(record.scan_attempts))
+                         .BindBlob(11, record.fingerprint)
+                         .BindBlob(12, a.SerializeAsString())
+                         .Run();
+    if (!s.ok()) return s;
+  }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
   }
@@ -250,6 +275,34 @@ QuerySessions(storage::Database& db, const SessionQuery& query, v1::SessionState
   return out;
 }
 
+constexpr char kAttachmentColumns[] =
+    "a.upload_id, a.blob_key, a.updated_micros, a.scan_attempts, a.fingerprint, a.attachment";
+
+// Reads every row of `select` (kAttachmentColumns) into `out`.
+absl::Status ReadAttachments(storage::Statement& select, std::vector<AttachmentRecord>& out) {
+  while (true) {
+    absl::StatusOr<bool> row = select.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return absl::OkStatus();
+    AttachmentRecord& r = out.emplace_back();
+    r.upload_id = select.ColumnText(0);
+    r.blob_key = select.ColumnText(1);
+    r.updated_at = absl::FromUnixMicros(select.ColumnInt(2));
+    r.scan_attempts = static_cast<int32_t>(select.ColumnInt(3));
+    r.fingerprint = select.ColumnBlob(4);
+    if (!r.attachment.ParseFromString(select.ColumnBlob(5))) {
+      return absl::DataLossError("sessions.db: unreadable attachment " + r.upload_id);
+    }
+  }
+}
+
+absl::StatusOr<std::optional<AttachmentRecord>> FirstAttachment(storage::Statement& select) {
+  std::vector<AttachmentRecord> out;
+  if (absl::Status s = ReadAttachments(select, out); !s.ok()) return s;
+  if (out.empty()) return std::nullopt;
+  return std::move(out[0]);
+}
+
 }  // namespace
 
 const std::vector<std::string>& SessionsMigrations() {
@@ -324,6 +377,29 @@ const std::vector<std::string>& SessionsMigrations() {
       "  customer_id TEXT NOT NULL,"
       "  bound_micros INTEGER NOT NULL,"
       "  expires_micros INTEGER NOT NULL) WITHOUT ROWID;",
+      // 6: files uploaded to sessions (their bytes are in the blob store).
+      // Partial indexes cover what is not DELETED (state 4), so the scan,
+      // retention and blob-sharing look-ups walk the working set, not the
+      // history.
+      "CREATE TABLE attachments("
+      "  attachment_id TEXT PRIMARY KEY,"
+      "  session_id TEXT NOT NULL,"
+      "  uploader_id TEXT NOT NULL,"
+      "  upload_id TEXT NOT NULL,"
+      "  state INTEGER NOT NULL,"
+      "  blob_key TEXT NOT NULL,"
+      "  size_bytes INTEGER NOT NULL,"
+      "  uploaded_micros INTEGER NOT NULL,"
+      "  updated_micros INTEGER NOT NULL,"
+      "  scan_attempts INTEGER NOT NULL,"
+      "  fingerprint BLOB NOT NULL,"
+      "  attachment BLOB NOT NULL) WITHOUT ROWID;"  // serialized sessions.v1.Attachment
+      "CREATE UNIQUE INDEX attachments_by_upload "
+      "  ON attachments(session_id, uploader_id, upload_id);"
+      "CREATE INDEX attachments_by_uploader ON attachments(uploader_id, uploaded_micros);"
+      "CREATE INDEX attachments_pending ON attachments(updated_micros) WHERE state = 1;"
+      "CREATE INDEX attachments_live ON attachments(session_id) WHERE state != 4;"
+      "CREATE INDEX attachments_live_blobs ON attachments(blob_key) WHERE state != 4;",
   };
   return *migrations;
 }
@@ -610,6 +686,99 @@ absl::StatusOr<std::vector<v1::Message>> SqliteSessionStore::ReadMessages(
     }
     out.push_back(std::move(*event.mutable_message()));
   }
+  return out;
+}
+
+absl::StatusOr<std::optional<AttachmentRecord>> SqliteSessionStore::FindAttachment(
+    const std::string& attachment_id) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(absl::StrCat("SELECT ", kAttachmentColumns,
+                                                " FROM attachments a WHERE attachment_id = ?"));
+  if (!select.ok()) return select.status();
+  select->Bind(1, attachment_id);
+  return FirstAttachment(*select);
+}
+
+absl::StatusOr<std::optional<AttachmentRecord>> SqliteSessionStore::FindUpload(
+    const std::string& session_id, const std::string& uploader_id,
+    const std::string& upload_id) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(absl::StrCat(
+      "SELECT ", kAttachmentColumns,
+      " FROM attachments a INDEXED BY attachments_by_upload "
+      "WHERE session_id = ? AND uploader_id = ? AND upload_id = ?"));
+  if (!select.ok()) return select.status();
+  select->Bind(1, session_id).Bind(2, uploader_id).Bind(3, upload_id);
+  return FirstAttachment(*select);
+}
+
+absl::StatusOr<std::vector<AttachmentRecord>> SqliteSessionStore::PendingScans(int limit) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(absl::StrCat(
+      "SELECT ", kAttachmentColumns,
+      " FROM attachments a INDEXED BY attachments_pending WHERE state = ? "
+      "ORDER BY updated_micros LIMIT ?"));
+  if (!select.ok()) return select.status();
+  select->Bind(1, static_cast<int64_t>(v1::ATTACHMENT_STATE_PENDING_SCAN)).Bind(2, limit);
+  std::vector<AttachmentRecord> out;
+  if (absl::Status s = ReadAttachments(*select, out); !s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::pair<int, int64_t>> SqliteSessionStore::UploadedSince(
+    const std::string& uploader_id, absl::Time since) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(
+      "SELECT count(*), coalesce(sum(size_bytes), 0) FROM attachments "
+      "INDEXED BY attachments_by_uploader WHERE uploader_id = ? AND uploaded_micros >= ?");
+  if (!select.ok()) return select.status();
+  select->Bind(1, uploader_id).Bind(2, ToMicros(since));
+  absl::StatusOr<bool> row = select->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return std::pair<int, int64_t>{0, 0};
+  return std::pair<int, int64_t>{static_cast<int>(select->ColumnInt(0)), select->ColumnInt(1)};
+}
+
+absl::StatusOr<std::vector<AttachmentRecord>> SqliteSessionStore::ExpiredAttachments(
+    absl::Time closed_before, int limit) {
+  Lease lease(this);
+  // Walks the attachments that are not DELETED (the working set), each
+  // with its session by primary key.
+  auto select = lease.db().Prepare(absl::StrCat(
+      "SELECT ", kAttachmentColumns,
+      " FROM attachments a INDEXED BY attachments_live JOIN sessions s "
+      "ON s.session_id = a.session_id WHERE a.state != ? AND s.state = ? "
+      "AND s.state_since_micros < ? LIMIT ?"));
+  if (!select.ok()) return select.status();
+  select->Bind(1, static_cast<int64_t>(v1::ATTACHMENT_STATE_DELETED))
+      .Bind(2, static_cast<int64_t>(v1::SESSION_STATE_CLOSED))
+      .Bind(3, ToMicros(closed_before))
+      .Bind(4, limit);
+  std::vector<AttachmentRecord> out;
+  if (absl::Status s = ReadAttachments(*select, out); !s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<bool> SqliteSessionStore::BlobInUse(const std::string& blob_key) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(
+      "SELECT 1 FROM attachments INDEXED BY attachments_live_blobs "
+      "WHERE blob_key = ? AND state != ? LIMIT 1");
+  if (!select.ok()) return select.status();
+  select->Bind(1, blob_key).Bind(2, static_cast<int64_t>(v1::ATTACHMENT_STATE_DELETED));
+  return select->Step();
+}
+
+absl::StatusOr<std::vector<AttachmentRecord>> SqliteSessionStore::ListAttachments(
+    const std::string& after_id, int limit) {
+  Lease lease(this);
+  auto select = lease.db().Prepare(absl::StrCat(
+      "SELECT ", kAttachmentColumns,
+      " FROM attachments a WHERE attachment_id > ? ORDER BY attachment_id LIMIT ?"));
+  if (!select.ok()) return select.status();
+  select->Bind(1, after_id).Bind(2, limit);
+  std::vector<AttachmentRecord> out;
+  if (absl::Status s = ReadAttachments(*select, out); !s.ok()) return s;
   return out;
 }
 

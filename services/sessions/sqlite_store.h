@@ -73,6 +73,19 @@ class SqliteSessionStore : public SessionStore {
   absl::StatusOr<std::vector<v1::Message>> ReadMessages(
       const std::string& session_id, int64_t after, int64_t before,
       bool newest_first, int limit) override;
+  absl::StatusOr<std::optional<AttachmentRecord>> FindAttachment(
+      const std::string& attachment_id) override;
+  absl::StatusOr<std::optional<AttachmentRecord>> FindUpload(
+      const std::string& session_id, const std::string& uploader_id,
+      const std::string& upload_id) override;
+  absl::StatusOr<std::vector<AttachmentRecord>> PendingScans(int limit) override;
+  absl::StatusOr<std::pair<int, int64_t>> UploadedSince(const std::string& uploader_id,
+                                                       absl::Time since) override;
+  absl::StatusOr<std::vector<AttachmentRecord>> ExpiredAttachments(absl::Time closed_before,
+                                                                   int limit) override;
+  absl::StatusOr<bool> BlobInUse(const std::string& blob_key) override;
+  absl::StatusOr<std::vector<AttachmentRecord>> ListAttachments(const std::string& after_id,
+                                                                int limit) override;
 
  private:
   // A reader connection held for one read; returned to the pool on

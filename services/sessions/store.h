@@ -99,6 +99,28 @@ class SessionStore {
   virtual absl::StatusOr<std::vector<v1::Message>> ReadMessages(
       const std::string& session_id, int64_t after, int64_t before,
       bool newest_first, int limit) = 0;
+
+  // Attachments (committed records; see AttachmentBackend for what each
+  // read is for). Each is indexed; none reads DELETED history except
+  // FindAttachment, FindUpload and ListAttachments.
+  virtual absl::StatusOr<std::optional<AttachmentRecord>> FindAttachment(
+      const std::string& attachment_id) = 0;
+  virtual absl::StatusOr<std::optional<AttachmentRecord>> FindUpload(
+      const std::string& session_id, const std::string& uploader_id,
+      const std::string& upload_id) = 0;
+  // PENDING_SCAN, least recently changed first.
+  virtual absl::StatusOr<std::vector<AttachmentRecord>> PendingScans(int limit) = 0;
+  // Files and their bytes `uploader_id` uploaded at or after `since`.
+  virtual absl::StatusOr<std::pair<int, int64_t>> UploadedSince(const std::string& uploader_id,
+                                                               absl::Time since) = 0;
+  // Not DELETED, of sessions CLOSED before `closed_before`.
+  virtual absl::StatusOr<std::vector<AttachmentRecord>> ExpiredAttachments(
+      absl::Time closed_before, int limit) = 0;
+  // Whether a record that is not DELETED uses `blob_key`.
+  virtual absl::StatusOr<bool> BlobInUse(const std::string& blob_key) = 0;
+  // By attachment id, after `after_id`.
+  virtual absl::StatusOr<std::vector<AttachmentRecord>> ListAttachments(
+      const std::string& after_id, int limit) = 0;
 };
 
 }  // namespace switchboard::sessions
