@@ -275,6 +275,13 @@ QuerySessions(storage::Database& db, const SessionQuery& query, v1::SessionState
   return out;
 }
 
+// The partial indexes' conditions, written as literals in the queries that
+// use them (SQLite can use a partial index only when the query's WHERE
+// implies the index's, which a bound parameter never does).
+constexpr int kPendingScan = v1::ATTACHMENT_STATE_PENDING_SCAN;
+constexpr int kDeleted = v1::ATTACHMENT_STATE_DELETED;
+static_assert(kPendingScan == 1 && kDeleted == 4, "the attachment indexes of migration 6");
+
 constexpr char kAttachmentColumns[] =
     "a.upload_id, a.blob_key, a.updated_micros, a.scan_attempts, a.fingerprint, a.attachment";
 
@@ -716,10 +723,10 @@ absl::StatusOr<std::vector<AttachmentRecord>> SqliteSessionStore::PendingScans(i
   Lease lease(this);
   auto select = lease.db().Prepare(absl::StrCat(
       "SELECT ", kAttachmentColumns,
-      " FROM attachments a INDEXED BY attachments_pending WHERE state = ? "
-      "ORDER BY updated_micros LIMIT ?"));
+      " FROM attachments a INDEXED BY attachments_pending WHERE state = ",
+      kPendingScan, " ORDER BY updated_micros LIMIT ?"));
   if (!select.ok()) return select.status();
-  select->Bind(1, static_cast<int64_t>(v1::ATTACHMENT_STATE_PENDING_SCAN)).Bind(2, limit);
+  select->Bind(1, limit);
   std::vector<AttachmentRecord> out;
   if (absl::Status s = ReadAttachments(*select, out); !s.ok()) return s;
   return out;
@@ -747,13 +754,12 @@ absl::StatusOr<std::vector<AttachmentRecord>> SqliteSessionStore::ExpiredAttachm
   auto select = lease.db().Prepare(absl::StrCat(
       "SELECT ", kAttachmentColumns,
       " FROM attachments a INDEXED BY attachments_live JOIN sessions s "
-      "ON s.session_id = a.session_id WHERE a.state != ? AND s.state = ? "
-      "AND s.state_since_micros < ? LIMIT ?"));
+      "ON s.session_id = a.session_id WHERE a.state != ",
+      kDeleted, " AND s.state = ? AND s.state_since_micros < ? LIMIT ?"));
   if (!select.ok()) return select.status();
-  select->Bind(1, static_cast<int64_t>(v1::ATTACHMENT_STATE_DELETED))
-      .Bind(2, static_cast<int64_t>(v1::SESSION_STATE_CLOSED))
-      .Bind(3, ToMicros(closed_before))
-      .Bind(4, limit);
+  select->Bind(1, static_cast<int64_t>(v1::SESSION_STATE_CLOSED))
+      .Bind(2, ToMicros(closed_before))
+      .Bind(3, limit);
   std::vector<AttachmentRecord> out;
   if (absl::Status s = ReadAttachments(*select, out); !s.ok()) return s;
   return out;
@@ -761,11 +767,12 @@ absl::StatusOr<std::vector<AttachmentRecord>> SqliteSessionStore::ExpiredAttachm
 
 absl::StatusOr<bool> SqliteSessionStore::BlobInUse(const std::string& blob_key) {
   Lease lease(this);
-  auto select = lease.db().Prepare(
+  auto select = lease.db().Prepare(absl::StrCat(
       "SELECT 1 FROM attachments INDEXED BY attachments_live_blobs "
-      "WHERE blob_key = ? AND state != ? LIMIT 1");
+      "WHERE blob_key = ? AND state != ",
+      kDeleted, " LIMIT 1"));
   if (!select.ok()) return select.status();
-  select->Bind(1, blob_key).Bind(2, static_cast<int64_t>(v1::ATTACHMENT_STATE_DELETED));
+  select->Bind(1, blob_key);
   return select->Step();
 }
 

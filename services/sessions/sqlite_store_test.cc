@@ -340,5 +340,85 @@ TEST(SessionsMigrationTest, UpgradesAFileOfThePreviousSchema) {
   committer.Stop();
 }
 
+AttachmentRecord StoredAttachment(const std::string& id, const std::string& session,
+                                  const std::string& uploader, const std::string& blob,
+                                  v1::AttachmentState state, int64_t uploaded_seconds,
+                                  int64_t size) {
+  AttachmentRecord r;
+  r.attachment.set_attachment_id(id);
+  r.attachment.set_session_id(session);
+  r.attachment.set_uploader_id(uploader);
+  r.attachment.set_state(state);
+  r.attachment.set_size_bytes(size);
+  protoutil::ToTimestamp(absl::FromUnixSeconds(uploaded_seconds),
+                         r.attachment.mutable_uploaded_at());
+  r.upload_id = "up-" + id;
+  r.fingerprint = "header of " + id;
+  r.blob_key = blob;
+  r.updated_at = absl::FromUnixSeconds(uploaded_seconds);
+  return r;
+}
+
+TEST_F(SqliteSessionStoreTest, AttachmentsAreFoundByIdKeyStateUploaderAndBlob) {
+  SessionRecord open = Record("s-open", "cust-1", v1::SESSION_STATE_BOT, 100);
+  SessionRecord closed_long_ago = Record("s-old", "cust-1", v1::SESSION_STATE_CLOSED, 100);
+  closed_long_ago.state_since = absl::FromUnixSeconds(1000);
+  SessionRecord closed_lately = Record("s-new", "cust-2", v1::SESSION_STATE_CLOSED, 100);
+  closed_lately.state_since = absl::FromUnixSeconds(5000);
+  SessionWrite write;
+  write.sessions = {open, closed_long_ago, closed_lately};
+  write.attachments = {
+      StoredAttachment("a1", "s-open", "cust-1", "blob-x", v1::ATTACHMENT_STATE_PENDING_SCAN,
+                       300, 10),
+      StoredAttachment("a2", "s-old", "cust-1", "blob-x", v1::ATTACHMENT_STATE_CLEAN, 200, 20),
+      StoredAttachment("a3", "s-old", "cust-1", "blob-y", v1::ATTACHMENT_STATE_DELETED, 250,
+                       40),
+      StoredAttachment("a4", "s-new", "cust-2", "blob-z", v1::ATTACHMENT_STATE_PENDING_SCAN,
+                       100, 80)};
+  ASSERT_TRUE(Apply(std::move(write)).ok());
+
+  auto found = store_->FindAttachment("a2");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->attachment.session_id(), "s-old");
+  EXPECT_EQ((*found)->fingerprint, "header of a2");
+  EXPECT_EQ((*found)->updated_at, absl::FromUnixSeconds(200));
+  EXPECT_EQ((*store_->FindUpload("s-old", "cust-1", "up-a2"))->attachment.attachment_id(),
+            "a2");
+  EXPECT_FALSE(store_->FindUpload("s-old", "cust-2", "up-a2")->has_value());
+  EXPECT_FALSE(store_->FindAttachment("a9")->has_value());
+
+  // Pending, least recently changed first.
+  auto ids = [](const absl::StatusOr<std::vector<AttachmentRecord>>& records) {
+    EXPECT_TRUE(records.ok()) << records.status();
+    std::vector<std::string> out;
+    for (const auto& r : *records) out.push_back(r.attachment.attachment_id());
+    return out;
+  };
+  const std::vector<std::string> pending = ids(store_->PendingScans(10));
+  EXPECT_EQ(pending, (std::vector<std::string>{"a4", "a1"}));
+  // cust-1 since 200: a1, a2, a3 (a DELETED file still counted against the day's quota).
+  EXPECT_EQ(*store_->UploadedSince("cust-1", absl::FromUnixSeconds(200)),
+            (std::pair<int, int64_t>{3, 70}));
+  EXPECT_EQ(*store_->UploadedSince("cust-1", absl::FromUnixSeconds(260)),
+            (std::pair<int, int64_t>{1, 10}));
+  // Sessions closed before 2000: s-old's live file only.
+  EXPECT_EQ(ids(store_->ExpiredAttachments(absl::FromUnixSeconds(2000), 10)),
+            (std::vector<std::string>{"a2"}));
+  EXPECT_TRUE(*store_->BlobInUse("blob-x"));
+  EXPECT_FALSE(*store_->BlobInUse("blob-y"));  // only DELETED records name it
+
+  // A verdict updates the record in place.
+  AttachmentRecord verdict = *store_->FindAttachment("a1").value();
+  verdict.attachment.set_state(v1::ATTACHMENT_STATE_REJECTED);
+  verdict.updated_at = absl::FromUnixSeconds(400);
+  SessionWrite update;
+  update.attachments.push_back(verdict);
+  ASSERT_TRUE(Apply(std::move(update)).ok());
+  EXPECT_EQ(store_->PendingScans(10)->size(), 1u);
+  EXPECT_EQ((*store_->FindAttachment("a1"))->attachment.state(), v1::ATTACHMENT_STATE_REJECTED);
+
+  EXPECT_EQ(ids(store_->ListAttachments("a1", 2)), (std::vector<std::string>{"a2", "a3"}));
+}
+
 }  // namespace
 }  // namespace switchboard::sessions
