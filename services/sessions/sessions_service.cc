@@ -8,6 +8,7 @@
 #include "libs/server/open_streams.h"
 #include "libs/server/status.h"
 #include "libs/server/unary.h"
+#include "services/sessions/attachment_reactors.h"
 
 namespace switchboard::sessions {
 namespace {
@@ -301,9 +302,11 @@ class SessionsService::StreamReactor
   int tasks_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-SessionsService::SessionsService(Sessions* sessions, const auth::TokenVerifier* tokens,
-                                 Clock* clock, server::BlockingPool* pool, Options options)
+SessionsService::SessionsService(Sessions* sessions, Attachments* attachments,
+                                 const auth::TokenVerifier* tokens, Clock* clock,
+                                 server::BlockingPool* pool, Options options)
     : sessions_(sessions),
+      attachments_(attachments),
       tokens_(tokens),
       policy_(auth::ServicePolicy::Of(v1::SessionsService::service_full_name())),
       clock_(clock),
@@ -318,15 +321,22 @@ SessionsService::SessionsService(Sessions* sessions, const auth::TokenVerifier* 
       staff_reads_({options.staff_reads_per_second, options.staff_reads_burst,
                     "ListSessions and ListMessages calls"}) {}
 
+absl::StatusOr<std::shared_ptr<void>> SessionsService::AcquireCall(const Caller& caller) {
+  limits::ConcurrencyLimiter& limiter = Staff(caller) ? staff_calls_ : user_calls_;
+  std::string key = PrincipalKey(caller);
+  if (absl::Status s = limiter.Acquire(key); !s.ok()) return s;
+  return std::make_shared<Permit>(&limiter, std::move(key));
+}
+
 template <typename Work>
 grpc::ServerUnaryReactor* SessionsService::Run(grpc::CallbackServerContext* context,
                                                const Caller& caller, Work work) {
-  limits::ConcurrencyLimiter& limiter = Staff(caller) ? staff_calls_ : user_calls_;
-  std::string key = PrincipalKey(caller);
-  if (absl::Status s = limiter.Acquire(key); !s.ok()) return FinishNow(context, s);
-  auto permit = std::make_shared<Permit>(&limiter, std::move(key));
+  absl::StatusOr<std::shared_ptr<void>> permit = AcquireCall(caller);
+  if (!permit.ok()) return FinishNow(context, permit.status());
   return RunUnary(context, *pool_,
-                  [permit, work = std::move(work)]() mutable { return work(); });
+                  [permit = *std::move(permit), work = std::move(work)]() mutable {
+                    return work();
+                  });
 }
 
 absl::Status SessionsService::SpendRead(const Caller& caller) {
@@ -463,6 +473,25 @@ SessionsService::StreamSessionEvents(grpc::CallbackServerContext* context,
     reactor->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
   }
   return reactor;
+}
+
+grpc::ServerReadReactor<v1::UploadAttachmentRequest>* SessionsService::UploadAttachment(
+    grpc::CallbackServerContext* context, v1::UploadAttachmentResponse* response) {
+  absl::StatusOr<Caller> caller = Authenticate(context, "UploadAttachment");
+  if (!caller.ok()) return RefusedUpload(server::ToGrpcStatus(caller.status()));
+  absl::StatusOr<std::shared_ptr<void>> permit = AcquireCall(*caller);
+  if (!permit.ok()) return RefusedUpload(server::ToGrpcStatus(permit.status(), *context));
+  return StartUpload(attachments_, pool_, *caller, response, options_.upload_time_limit,
+                     *std::move(permit));
+}
+
+grpc::ServerWriteReactor<v1::DownloadAttachmentResponse>* SessionsService::DownloadAttachment(
+    grpc::CallbackServerContext* context, const v1::DownloadAttachmentRequest* request) {
+  absl::StatusOr<Caller> caller = Authenticate(context, "DownloadAttachment");
+  if (!caller.ok()) return RefusedDownload(server::ToGrpcStatus(caller.status()));
+  absl::StatusOr<std::shared_ptr<void>> permit = AcquireCall(*caller);
+  if (!permit.ok()) return RefusedDownload(server::ToGrpcStatus(permit.status(), *context));
+  return StartDownload(attachments_, pool_, *caller, *request, *std::move(permit));
 }
 
 void SessionsService::EndStreams() { streams_.EndAll("reconnect with the last sequence seen"); }

@@ -66,14 +66,17 @@ class SessionsService final : public v1::SessionsService::CallbackService {
     double reads_burst = 20;
     double staff_reads_per_second = 100;
     double staff_reads_burst = 200;
+    // From an upload's first request to its last chunk.
+    absl::Duration upload_time_limit = absl::Minutes(5);
   };
 
   // None owned; all must outlive the service.
-  SessionsService(Sessions* sessions, const auth::TokenVerifier* tokens, Clock* clock,
-                  server::BlockingPool* pool, Options options);
-  SessionsService(Sessions* sessions, const auth::TokenVerifier* tokens, Clock* clock,
-                  server::BlockingPool* pool)
-      : SessionsService(sessions, tokens, clock, pool, Options()) {}
+  SessionsService(Sessions* sessions, Attachments* attachments,
+                  const auth::TokenVerifier* tokens, Clock* clock, server::BlockingPool* pool,
+                  Options options);
+  SessionsService(Sessions* sessions, Attachments* attachments,
+                  const auth::TokenVerifier* tokens, Clock* clock, server::BlockingPool* pool)
+      : SessionsService(sessions, attachments, tokens, clock, pool, Options()) {}
 
   grpc::ServerUnaryReactor* CreateSession(grpc::CallbackServerContext* context,
                                           const v1::CreateSessionRequest* request,
@@ -126,6 +129,11 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   grpc::ServerUnaryReactor* RequestCallback(grpc::CallbackServerContext* context,
                                             const v1::RequestCallbackRequest* request,
                                             v1::RequestCallbackResponse* response) override;
+  grpc::ServerReadReactor<v1::UploadAttachmentRequest>* UploadAttachment(
+      grpc::CallbackServerContext* context, v1::UploadAttachmentResponse* response) override;
+  grpc::ServerWriteReactor<v1::DownloadAttachmentResponse>* DownloadAttachment(
+      grpc::CallbackServerContext* context,
+      const v1::DownloadAttachmentRequest* request) override;
   grpc::ServerUnaryReactor* ContinueByEmail(grpc::CallbackServerContext* context,
                                             const v1::ContinueByEmailRequest* request,
                                             v1::ContinueByEmailResponse* response) override;
@@ -142,10 +150,14 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   template <typename Work>
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const Caller& caller,
                                 Work work);
+  // A unit of the caller's calls in flight, held by a streaming call until
+  // it ends; RESOURCE_EXHAUSTED over the cap.
+  absl::StatusOr<std::shared_ptr<void>> AcquireCall(const Caller& caller);
   // One token of the caller's expensive-read budget: OK or RESOURCE_EXHAUSTED.
   absl::Status SpendRead(const Caller& caller);
 
   Sessions* const sessions_;
+  Attachments* const attachments_;
   const auth::TokenVerifier* const tokens_;
   const auth::ServicePolicy& policy_;
   Clock* const clock_;
