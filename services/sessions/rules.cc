@@ -18,8 +18,6 @@ namespace {
 using auth::Role;
 
 constexpr size_t kMaxText = 4000;
-constexpr int kMaxAttachments = 5;
-constexpr int64_t kMaxAttachmentBytes = 26'214'400;
 constexpr size_t kMaxSubject = 200;
 constexpr size_t kMaxTransferNote = 1000;
 constexpr size_t kMaxNote = 500;
@@ -29,15 +27,6 @@ constexpr char kMessagePageTokenPrefix[] = "messages:";
 
 absl::Time Ts(const google::protobuf::Timestamp& t) { return protoutil::FromTimestamp(t); }
 
-bool IsLowerHex(absl::string_view s, size_t size) {
-  if (s.size() != size) return false;
-  for (char c : s) {
-    if (!(absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f'))) {
-      return false;
-    }
-  }
-  return true;
-}
 
 bool IsE164(absl::string_view number) {
   if (number.size() < 9 || number.size() > 16 || number[0] != '+') return false;
@@ -113,50 +102,28 @@ absl::Status ValidateNewMessage(absl::string_view field, const v1::NewMessage& m
     return absl::InvalidArgumentError(
         absl::StrCat(field, ".text: control characters other than tab and newline"));
   }
-  if (message.text().empty() && message.attachments().empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".text: must not be empty without attachments"));
+  // Deprecated so that clients stop sending it; read only to refuse it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  const bool has_attachments = !message.attachments().empty();
+#pragma GCC diagnostic pop
+  if (has_attachments) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ".attachments: no longer accepted; upload each file with UploadAttachment and "
+               "list the ids it returns in attachment_ids"));
   }
-  if (message.attachments_size() > kMaxAttachments) {
+  if (message.text().empty() && message.attachment_ids().empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ".attachments: at most ", kMaxAttachments));
+        absl::StrCat(field, ".text: must not be empty without attachment_ids"));
   }
-  static const char* const kTypes[] = {"image/png",       "image/jpeg", "image/gif",
-                                       "image/webp",      "application/pdf",
-                                       "text/plain",      "video/mp4"};
-  for (const v1::Attachment& a : message.attachments()) {
-    const std::string f = absl::StrCat(field, ".attachments");
-    if (!a.attachment_id().empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(f, ".attachment_id: must be empty"));
-    }
-    if (absl::Status s = validation::ValidateText(absl::StrCat(f, ".file_name"),
-                                                  a.file_name(), 255, /*required=*/true);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::StrContains(a.file_name(), '/') || absl::StrContains(a.file_name(), '\\')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(f, ".file_name: must not contain '/' or '\\'"));
-    }
-    if (std::none_of(std::begin(kTypes), std::end(kTypes),
-                     [&](const char* t) { return a.content_type() == t; })) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          f, ".content_type: must be one of image/png, image/jpeg, image/gif, "
-             "image/webp, application/pdf, text/plain, video/mp4"));
-    }
-    if (a.size_bytes() < 1 || a.size_bytes() > kMaxAttachmentBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(f, ".size_bytes: must be 1 to ", kMaxAttachmentBytes));
-    }
-    if (!IsLowerHex(a.sha256(), 64)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(f, ".sha256: must be 64 lower-case hex characters"));
-    }
-    if (a.storage_uri().size() > 2048 || !validation::IsValidUtf8(a.storage_uri()) ||
-        !(absl::StartsWith(a.storage_uri(), "https://") ||
-          absl::StartsWith(a.storage_uri(), "s3://"))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          f, ".storage_uri: must be an https:// or s3:// URI of at most 2048 characters"));
+  for (int i = 0; i < message.attachment_ids_size(); ++i) {
+    const std::string& id = message.attachment_ids(i);
+    const std::string f = absl::StrCat(field, ".attachment_ids[", i, "]");
+    if (absl::Status s = ValidateKey(f, id, /*required=*/true); !s.ok()) return s;
+    for (int j = 0; j < i; ++j) {
+      if (message.attachment_ids(j) == id) {
+        return absl::InvalidArgumentError(absl::StrCat(f, ": listed twice"));
+      }
     }
   }
   if (!message.quick_reply_id().empty()) {

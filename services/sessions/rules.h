@@ -42,8 +42,9 @@ absl::Status WrongState(const v1::Session& session, absl::string_view what);
 absl::Status NotFound();
 
 // Checks a client's message: text (at most 4,000 code points, valid UTF-8,
-// no control characters but tab and newline), attachments (at most 5, with
-// the limits of Attachment), quick reply id; not empty.
+// no control characters but tab and newline), attachment ids (well formed,
+// none twice; the deprecated `attachments` is refused), quick reply id; not
+// empty. How many files a message may carry is the caller's option.
 absl::Status ValidateNewMessage(absl::string_view field, const v1::NewMessage& message);
 
 // An idempotency key: 1 to 64 letters, digits, '-' or '_'.

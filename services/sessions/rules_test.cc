@@ -64,19 +64,23 @@ TEST(RulesTest, MessagesAreChecked) {
   m.set_text("line\r\n");
   EXPECT_TRUE(absl::StrContains(ValidateNewMessage("message", m).message(), "message.text"));
   m.clear_text();
-  v1::Attachment* a = m.add_attachments();
-  a->set_file_name("receipt.png");
-  a->set_content_type("image/png");
-  a->set_size_bytes(1000);
-  a->set_sha256(std::string(64, 'a'));
-  a->set_storage_uri("https://files.example/receipt.png");
+  m.add_attachment_ids("att_1");
+  m.add_attachment_ids("att_2");
   EXPECT_TRUE(ValidateNewMessage("message", m).ok());
-  a->set_storage_uri("ftp://x");
+  m.add_attachment_ids("att_1");
   EXPECT_TRUE(absl::StrContains(ValidateNewMessage("message", m).message(),
-                                "message.attachments.storage_uri"));
-  a->set_storage_uri("s3://bucket/x");
-  a->set_file_name("../etc/passwd");
-  EXPECT_TRUE(absl::StrContains(ValidateNewMessage("message", m).message(), "file_name"));
+                                "message.attachment_ids[2]: listed twice"));
+  m.set_attachment_ids(2, "../etc");
+  EXPECT_TRUE(absl::StrContains(ValidateNewMessage("message", m).message(),
+                                "message.attachment_ids[2]"));
+  // Metadata pointing at files stored elsewhere is never taken on trust.
+  m.clear_attachment_ids();
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  m.add_attachments()->set_file_name("receipt.png");
+#pragma GCC diagnostic pop
+  EXPECT_TRUE(absl::StrContains(ValidateNewMessage("message", m).message(),
+                                "message.attachments: no longer accepted"));
 }
 
 TEST(RulesTest, CreateRequestsGetDefaultsAndNameTheBadField) {
