@@ -103,6 +103,58 @@ SessionsMetrics::SessionsMetrics(prometheus::Registry& registry) {
                                "yet (queued or cancelled while routing was unreachable).")
                          .Register(registry)
                          .Add({});
+
+  auto& uploads =
+      prometheus::BuildCounter()
+          .Name("switchboard_sessions_attachment_uploads_total")
+          .Help("Attachment uploads by outcome: stored, replayed (a retry of a stored "
+                "upload), invalid (a header field, bytes not as declared, a file type "
+                "refused), over_limit (file size or daily quota), conflict (upload_id "
+                "used for another file), refused (no such session, or its state takes "
+                "no files from the caller), failed (the server's fault).")
+          .Register(registry);
+  upload_stored = &uploads.Add({{"outcome", "stored"}});
+  upload_replayed = &uploads.Add({{"outcome", "replayed"}});
+  upload_invalid = &uploads.Add({{"outcome", "invalid"}});
+  upload_over_limit = &uploads.Add({{"outcome", "over_limit"}});
+  upload_conflict = &uploads.Add({{"outcome", "conflict"}});
+  upload_refused = &uploads.Add({{"outcome", "refused"}});
+  upload_failed = &uploads.Add({{"outcome", "failed"}});
+  uploaded_bytes = &prometheus::BuildCounter()
+                        .Name("switchboard_sessions_attachment_uploaded_bytes_total")
+                        .Help("Bytes of attachments stored by new uploads, after metadata "
+                              "removal.")
+                        .Register(registry)
+                        .Add({});
+  auto& scans = prometheus::BuildCounter()
+                    .Name("switchboard_sessions_attachment_scans_total")
+                    .Help("Malware scans of attachments by outcome: clean, rejected "
+                          "(malware found, or too large for the scanner), unavailable "
+                          "(the scanner was down or failed; the file stays pending and "
+                          "is tried again).")
+                    .Register(registry);
+  scan_clean = &scans.Add({{"outcome", "clean"}});
+  scan_rejected = &scans.Add({{"outcome", "rejected"}});
+  scan_unavailable = &scans.Add({{"outcome", "unavailable"}});
+  scan_seconds = &prometheus::BuildHistogram()
+                      .Name("switchboard_sessions_attachment_scan_seconds")
+                      .Help("Malware scan latency per attachment, whatever the outcome, "
+                            "in seconds.")
+                      .Register(registry)
+                      .Add({}, prometheus::Histogram::BucketBoundaries{
+                                   0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30});
+  auto& downloads = prometheus::BuildCounter()
+                        .Name("switchboard_sessions_attachment_downloads_total")
+                        .Help("Attachment downloads by kind: bytes (streamed by the "
+                              "server) or signed_url (fetched from the object store).")
+                        .Register(registry);
+  download_bytes = &downloads.Add({{"kind", "bytes"}});
+  download_signed_url = &downloads.Add({{"kind", "signed_url"}});
+  attachments_deleted = &prometheus::BuildCounter()
+                             .Name("switchboard_sessions_attachments_deleted_total")
+                             .Help("Attachments marked DELETED by the retention policy.")
+                             .Register(registry)
+                             .Add({});
 }
 
 }  // namespace switchboard::sessions

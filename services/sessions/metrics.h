@@ -71,6 +71,41 @@ struct SessionsMetrics {
   // switchboard_sessions_routing_pending: sessions whose latest state
   // routing has not acknowledged yet.
   prometheus::Gauge* routing_pending;
+
+  // Attachments (UploadAttachment, DownloadAttachment, the scan and
+  // retention loops).
+  // switchboard_sessions_attachment_uploads_total{outcome}: uploads by
+  // outcome: stored, replayed (a retry of a stored one), invalid (a header
+  // field, the bytes not as declared, a type refused), over_limit (size or
+  // daily quota), conflict (upload_id used for another file), refused (no
+  // such session, or a state that takes no files from the caller), failed
+  // (the server's fault).
+  prometheus::Counter* upload_stored;
+  prometheus::Counter* upload_replayed;
+  prometheus::Counter* upload_invalid;
+  prometheus::Counter* upload_over_limit;
+  prometheus::Counter* upload_conflict;
+  prometheus::Counter* upload_refused;
+  prometheus::Counter* upload_failed;
+  // switchboard_sessions_attachment_uploaded_bytes_total: bytes stored by
+  // new uploads (after metadata removal).
+  prometheus::Counter* uploaded_bytes;
+  // switchboard_sessions_attachment_scans_total{outcome}: malware scans by
+  // outcome: clean, rejected (malware, or too large to scan), unavailable
+  // (the scanner was down or failed; tried again later).
+  prometheus::Counter* scan_clean;
+  prometheus::Counter* scan_rejected;
+  prometheus::Counter* scan_unavailable;
+  // switchboard_sessions_attachment_scan_seconds: how long each scan took,
+  // whatever its outcome.
+  prometheus::Histogram* scan_seconds;
+  // switchboard_sessions_attachment_downloads_total{kind}: downloads served
+  // as bytes or as a signed URL.
+  prometheus::Counter* download_bytes;
+  prometheus::Counter* download_signed_url;
+  // switchboard_sessions_attachments_deleted_total: attachments marked
+  // DELETED by retention.
+  prometheus::Counter* attachments_deleted;
 };
 
 }  // namespace switchboard::sessions

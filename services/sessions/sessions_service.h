@@ -11,6 +11,7 @@
 #include "libs/limits/rate_limiter.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/open_streams.h"
+#include "services/sessions/attachments.h"
 #include "services/sessions/sessions.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
 
