@@ -4,6 +4,8 @@
 #include <string>
 #include <utility>
 
+#include <grpcpp/alarm.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "libs/server/status.h"

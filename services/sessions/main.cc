@@ -3,8 +3,9 @@
 #include <vector>
 
 #include "libs/host/host.h"
-#include "libs/log/log.h"
+#include "services/sessions/attachments_wiring.h"
 #include "services/sessions/grpc_peers.h"
+#include "services/sessions/loops.h"
 #include "services/sessions/server_config.h"
 #include "services/sessions/sessions.h"
 #include "services/sessions/sessions_service.h"
@@ -58,17 +59,12 @@ int Run(int argc, char** argv) {
       config.sessions);
   if (absl::Status s = sessions.Load(); !s.ok()) return host.Fail("load", s);
   pool.Run([&sessions] { sessions.ResumeBotTurns(); });
-  auto& service = host.Make<SessionsService>(&sessions, host.keys().verifier.get(), RealClock(),
-                                             &pool, config.service);
+  Attachments* files = nullptr;
+  if (auto exit = MakeAttachments(host, config, &sessions, &metrics, &files)) return *exit;
+  auto& service = host.Make<SessionsService>(&sessions, files, host.keys().verifier.get(),
+                                             RealClock(), &pool, config.service);
   host.OnDrain([&service] { service.EndStreams(); });
-  host.Every(config.sweep_interval, [&sessions] {
-    if (absl::StatusOr<int> changed = sessions.Sweep(); !changed.ok()) {
-      log::Error("sweep_failed", {{"error", changed.status().ToString()}});
-    }
-  });
-  // At start too: sessions left pending by the previous run.
-  host.Every(config.routing_retry_interval, [&sessions] { sessions.RetryRouting(); },
-             /*run_first=*/true);
+  ScheduleLoops(host, config, sessions);
   host.OnStop([&bot_pool] { bot_pool.Stop(); });
   return host.Serve({&service});
 }

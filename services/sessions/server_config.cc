@@ -68,6 +68,30 @@ void AddServerFlags(config::FlagSet& flags, ServerConfig* config) {
             "ListSessions and ListMessages per second per supervisor or service");
   flags.Add("staff_reads_burst", &config->staff_reads_burst,
             "ListSessions and ListMessages a supervisor or service may make at once");
+  flags.Add("max_attachment_mib", &config->max_attachment_mib,
+            "largest file UploadAttachment accepts, in MiB");
+  flags.Add("max_attachments_per_message", &config->sessions.max_attachments_per_message,
+            "files one message may carry");
+  flags.Add("attachment_files_per_day", &config->attachments.max_files_per_day,
+            "files one customer or agent may upload in any 24 hours");
+  flags.Add("attachment_mib_per_day", &config->attachment_mib_per_day,
+            "MiB one customer or agent may upload in any 24 hours");
+  flags.Add("upload_time_limit", &config->attachments.upload_timeout,
+            "longest an upload may take, first request to last chunk");
+  flags.Add("attachment_retention", &config->attachments.retention,
+            "attachments of sessions closed longer ago are deleted (0: kept)");
+  flags.Add("blob_store", &config->blob_store,
+            "where attachments' bytes go: files (under --data_dir/attachments) or an "
+            "S3-compatible endpoint https://host[:port]");
+  flags.Add("s3_bucket", &config->s3_bucket, "the object store's bucket");
+  flags.Add("s3_region", &config->s3_region, "the object store's region (SigV4 scope)");
+  flags.Add("s3_access_key_id", &config->s3_access_key_id, "the object store's access key id");
+  flags.Add("s3_secret_access_key_file", &config->s3_secret_access_key_file,
+            "file holding the object store's secret access key");
+  flags.Add("clamd_address", &config->clamd_address,
+            "ClamAV daemon scanning uploads: unix:/path or host:port");
+  flags.Add("scan_interval", &config->scan_interval,
+            "how often pending attachments are sent to the scanner");
 }
 
 absl::Status CheckServerConfig(ServerConfig& config) {
@@ -98,6 +122,29 @@ absl::Status CheckServerConfig(ServerConfig& config) {
   config.service.reads_burst = config.reads_burst;
   config.service.staff_reads_per_second = config.staff_reads_per_second;
   config.service.staff_reads_burst = config.staff_reads_burst;
+  if (config.max_attachment_mib < 1 || config.sessions.max_attachments_per_message < 1 ||
+      config.attachments.max_files_per_day < 1 || config.attachment_mib_per_day < 1) {
+    return absl::InvalidArgumentError(
+        "--max_attachment_mib, --max_attachments_per_message, --attachment_files_per_day "
+        "and --attachment_mib_per_day must be at least 1");
+  }
+  config.attachments.max_file_bytes = int64_t{config.max_attachment_mib} << 20;
+  config.attachments.max_bytes_per_day = int64_t{config.attachment_mib_per_day} << 20;
+  config.service.upload_time_limit = config.attachments.upload_timeout;
+  if (config.blob_store != "files" && (config.s3_bucket.empty() ||
+                                       config.s3_access_key_id.empty() ||
+                                       config.s3_secret_access_key_file.empty())) {
+    return absl::InvalidArgumentError(
+        "--blob_store=<endpoint> needs --s3_bucket, --s3_access_key_id and "
+        "--s3_secret_access_key_file");
+  }
+  if (config.attachments.upload_timeout <= absl::ZeroDuration() ||
+      config.scan_interval <= absl::ZeroDuration() ||
+      config.attachments.retention < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--upload_time_limit and --scan_interval must be above 0, --attachment_retention "
+        "at least 0");
+  }
   if (config.sweep_interval <= absl::ZeroDuration() ||
       config.routing_retry_interval <= absl::ZeroDuration() ||
       config.bot_deadline <= absl::ZeroDuration() ||

@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "libs/config/flags.h"
+#include "services/sessions/attachments.h"
 #include "services/sessions/sessions.h"
 #include "services/sessions/sessions_service.h"
 
@@ -38,6 +39,21 @@ struct ServerConfig {
   int reads_burst = 20;
   int staff_reads_per_second = 100;
   int staff_reads_burst = 200;
+  // Attachments: limits, where the bytes go, the malware scanner.
+  AttachmentsOptions attachments;
+  int max_attachment_mib = 20;
+  int attachment_mib_per_day = 500;
+  // "files" (content-addressed, under --data_dir/attachments) or an
+  // S3-compatible endpoint, "https://host[:port]".
+  std::string blob_store = "files";
+  std::string s3_bucket;
+  std::string s3_region = "us-east-1";
+  std::string s3_access_key_id;
+  // A file holding the secret key (a mounted Secret), never a flag value.
+  std::string s3_secret_access_key_file;
+  std::string clamd_address = "unix:/run/clamav/clamd.ctl";
+  absl::Duration scan_interval = absl::Seconds(2);
+  absl::Duration retention_interval = absl::Hours(1);
 };
 
 // Registers sessions' own flags, with `config`'s values as defaults.

@@ -9,11 +9,15 @@
 #include "gtest/gtest.h"
 #include "libs/auth/grpc_auth.h"
 #include "libs/auth/verification_token.h"
+#include "libs/blob/file_blob_store.h"
 #include "libs/client/peer.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
+#include "libs/filetype/test_files.h"
+#include "libs/testing/clamd/fake_scanner.h"
 #include "libs/testing/service_fixture.h"
 #include "libs/testing/test_tokens.h"
+#include "services/sessions/attachment_reactors.h"
 #include "services/sessions/grpc_peers.h"
 #include "services/sessions/sqlite_store.h"
 #include "switchboard/bot/v1/bot_service.grpc.pb.h"
@@ -182,6 +186,7 @@ struct EnvOptions {
   absl::Duration bot_deadline = absl::Seconds(10);
   SessionsOptions sessions = DefaultSessionsOptions();
   SessionsService::Options service = DefaultServiceOptions();
+  AttachmentsOptions attachments;
 
   // The suite's customers open more sessions than the per-customer limits
   // allow (the limits have their own unit test).
@@ -232,8 +237,14 @@ struct Env {
         [this](std::function<void()> task) { return bot_pool.TryRun(std::move(task)); },
         options.sessions);
     EXPECT_TRUE(sessions->Load().ok());
-    service = std::make_unique<SessionsService>(sessions.get(), &tokens.verifier(), RealClock(),
-                                                &pool, options.service);
+    blobs = *blob::FileBlobStore::Open(storage::MakeTempDir() + "/attachments");
+    classifier = *filetype::FileTypeClassifier::Create();
+    attachments = std::make_unique<Attachments>(sessions.get(), blobs.get(), classifier.get(),
+                                                &scanner, RealClock(), metrics.get(),
+                                                options.attachments);
+    service = std::make_unique<SessionsService>(sessions.get(), attachments.get(),
+                                                &tokens.verifier(), RealClock(), &pool,
+                                                options.service);
     server = std::make_unique<testing::TestServer>(std::vector<grpc::Service*>{service.get()},
                                                    registry, absl::Milliseconds(500));
     server->server().OnDrain([this] { service->EndStreams(); });
@@ -268,6 +279,10 @@ struct Env {
   std::unique_ptr<GrpcBotClient> bot_client;
   std::unique_ptr<GrpcRoutingClient> routing_client;
   std::unique_ptr<Sessions> sessions;
+  std::unique_ptr<blob::FileBlobStore> blobs;
+  std::unique_ptr<filetype::FileTypeClassifier> classifier;
+  testing::FakeScanner scanner;
+  std::unique_ptr<Attachments> attachments;
   std::unique_ptr<SessionsService> service;
   std::unique_ptr<testing::TestServer> server;
   std::unique_ptr<v1::SessionsService::Stub> stub;
@@ -1144,6 +1159,216 @@ TEST_F(SessionsServiceTest, OnlyTheCustomerContinuesAWaitingChatByEmail) {
   EXPECT_EQ(response.session().channel(), common::v1::CHANNEL_EMAIL);
   EXPECT_EQ(response.session().continued_from(), common::v1::CHANNEL_CHAT);
   EXPECT_TRUE(response.session().sla().has_due_at());
+}
+
+// Uploads `bytes` as `content_type` in chunks of `chunk` bytes.
+grpc::Status Upload(v1::SessionsService::Stub& stub, const std::string& token,
+                    const std::string& session_id, const std::string& upload_id,
+                    const std::string& bytes, const std::string& content_type,
+                    v1::UploadAttachmentResponse* response, size_t chunk = 1000) {
+  auto context = ContextWithToken(token);
+  auto writer = stub.UploadAttachment(context.get(), response);
+  v1::UploadAttachmentRequest header;
+  v1::UploadHeader* h = header.mutable_header();
+  h->set_session_id(session_id);
+  h->set_upload_id(upload_id);
+  h->set_file_name("screenshot.png");
+  h->set_content_type(content_type);
+  h->set_size_bytes(static_cast<int64_t>(bytes.size()));
+  h->set_sha256(blob::ContentAddress(bytes));
+  if (writer->Write(header)) {
+    for (size_t at = 0; at < bytes.size(); at += chunk) {
+      v1::UploadAttachmentRequest part;
+      part.set_chunk(bytes.substr(at, chunk));
+      if (!writer->Write(part)) break;
+    }
+  }
+  writer->WritesDone();
+  return writer->Finish();
+}
+
+struct Downloaded {
+  grpc::Status status;
+  v1::Attachment attachment;
+  std::string bytes;
+  int chunks = 0;
+};
+
+Downloaded Download(v1::SessionsService::Stub& stub, const std::string& token,
+                    const std::string& session_id, const std::string& attachment_id) {
+  v1::DownloadAttachmentRequest request;
+  request.set_session_id(session_id);
+  request.set_attachment_id(attachment_id);
+  auto context = ContextWithToken(token);
+  auto reader = stub.DownloadAttachment(context.get(), request);
+  Downloaded out;
+  v1::DownloadAttachmentResponse response;
+  while (reader->Read(&response)) {
+    if (response.has_attachment()) out.attachment = response.attachment();
+    if (response.has_chunk()) {
+      out.bytes += response.chunk();
+      ++out.chunks;
+    }
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+TEST_F(SessionsServiceTest, AFileGoesUpInChunksIsScannedAndComesBackWhole) {
+  v1::Session s = CreateChat(Customer());
+  // A log file: nothing to strip, and large enough for two download chunks.
+  std::string log;
+  for (int i = 0; log.size() <= kDownloadChunkBytes; ++i) {
+    absl::StrAppend(&log, "12:00:0", i % 10, " withdrawal ", i, " pending\n");
+  }
+  v1::UploadAttachmentResponse uploaded;
+  grpc::Status status = Upload(stub(), Customer(), s.session_id(), "up-1", log, "text/plain",
+                               &uploaded, 64 * 1024);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const v1::Attachment& a = uploaded.attachment();
+  EXPECT_EQ(a.state(), v1::ATTACHMENT_STATE_PENDING_SCAN);
+  EXPECT_EQ(a.content_type(), "text/plain");
+  // Not before the scan.
+  Downloaded early = Download(stub(), Customer(), s.session_id(), a.attachment_id());
+  EXPECT_EQ(early.status.error_code(), StatusCode::FAILED_PRECONDITION);
+  ASSERT_EQ(*env_->attachments->ScanPending(), 1);
+  Streamed streamed = Stream(Customer(), s.session_id(), 0, Get(s.session_id()).last_sequence());
+  std::vector<v1::AttachmentState> states;
+  for (const v1::SessionEvent& e : streamed.events) {
+    if (e.has_attachment_updated()) states.push_back(e.attachment_updated().state());
+  }
+  EXPECT_EQ(states, (std::vector<v1::AttachmentState>{v1::ATTACHMENT_STATE_PENDING_SCAN,
+                                                      v1::ATTACHMENT_STATE_CLEAN}));
+  Downloaded got = Download(stub(), Customer(), s.session_id(), a.attachment_id());
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  EXPECT_TRUE(got.bytes == log) << got.bytes.size() << " bytes of " << log.size();
+  EXPECT_EQ(got.chunks, 2);
+  EXPECT_EQ(got.attachment.state(), v1::ATTACHMENT_STATE_CLEAN);
+  // A retry is the same attachment, stored once.
+  v1::UploadAttachmentResponse again;
+  ASSERT_TRUE(Upload(stub(), Customer(), s.session_id(), "up-1", log, "text/plain", &again).ok());
+  EXPECT_TRUE(again.replayed());
+  EXPECT_EQ(again.attachment().attachment_id(), a.attachment_id());
+  EXPECT_EQ(env_->blobs->List("", 10)->size(), 1u);
+  // And a message carries it.
+  v1::SendMessageRequest send;
+  send.set_session_id(s.session_id());
+  send.set_client_message_id("m1");
+  send.mutable_message()->add_attachment_ids(a.attachment_id());
+  v1::SendMessageResponse sent;
+  ASSERT_TRUE(stub().SendMessage(ContextWithToken(Customer()).get(), send, &sent).ok());
+  EXPECT_EQ(sent.message().attachments(0).attachment_id(), a.attachment_id());
+}
+
+TEST_F(SessionsServiceTest, UploadsThatAreNotWhatTheySayOrNotInOrderAreRefused) {
+  v1::Session s = CreateChat(Customer());
+  v1::UploadAttachmentResponse response;
+  // An executable that claims to be a PNG.
+  grpc::Status status = Upload(stub(), Customer(), s.session_id(), "up-elf",
+                               filetype::testing::Elf(), "image/png", &response);
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "image/png")) << status.error_message();
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "ELF")) << status.error_message();
+  // Another customer's session: as if it did not exist.
+  status = Upload(stub(), Customer("cust-2"), s.session_id(), "up-2",
+                  filetype::testing::Png(false), "image/png", &response);
+  EXPECT_EQ(status.error_code(), StatusCode::NOT_FOUND);
+  // A chunk first, two headers, more bytes than declared.
+  {
+    auto context = ContextWithToken(Customer());
+    auto writer = stub().UploadAttachment(context.get(), &response);
+    v1::UploadAttachmentRequest chunk;
+    chunk.set_chunk("abc");
+    writer->Write(chunk);
+    writer->WritesDone();
+    status = writer->Finish();
+    EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "header must come first"));
+  }
+  {
+    auto context = ContextWithToken(Customer());
+    auto writer = stub().UploadAttachment(context.get(), &response);
+    writer->WritesDone();
+    status = writer->Finish();
+    EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+  }
+  std::string png = filetype::testing::Png(false);
+  v1::UploadAttachmentRequest header;
+  header.mutable_header()->set_session_id(s.session_id());
+  header.mutable_header()->set_upload_id("up-3");
+  header.mutable_header()->set_file_name("a.png");
+  header.mutable_header()->set_content_type("image/png");
+  header.mutable_header()->set_size_bytes(4);
+  header.mutable_header()->set_sha256(blob::ContentAddress(png));
+  {
+    auto context = ContextWithToken(Customer());
+    auto writer = stub().UploadAttachment(context.get(), &response);
+    writer->Write(header);
+    v1::UploadAttachmentRequest chunk;
+    chunk.set_chunk(png);
+    writer->Write(chunk);
+    writer->WritesDone();
+    status = writer->Finish();
+    EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "more bytes than header.size_bytes"))
+        << status.error_message();
+  }
+  {
+    auto context = ContextWithToken(Customer());
+    auto writer = stub().UploadAttachment(context.get(), &response);
+    writer->Write(header);
+    writer->Write(header);
+    writer->WritesDone();
+    status = writer->Finish();
+    EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT);
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "only the first request"))
+        << status.error_message();
+  }
+  // Nothing of it was stored, and the server still serves.
+  EXPECT_TRUE(env_->blobs->List("", 10)->empty());
+  EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_BOT);
+}
+
+TEST_F(SessionsServiceTest, AnUploadThatTakesTooLongIsEnded) {
+  EnvOptions options;
+  options.service.upload_time_limit = absl::Milliseconds(300);
+  Rebuild(std::move(options));
+  v1::Session s = CreateChat(Customer());
+  v1::UploadAttachmentResponse response;
+  auto context = ContextWithToken(Customer());
+  auto writer = stub().UploadAttachment(context.get(), &response);
+  v1::UploadAttachmentRequest header;
+  header.mutable_header()->set_session_id(s.session_id());
+  header.mutable_header()->set_upload_id("slow");
+  header.mutable_header()->set_file_name("a.png");
+  header.mutable_header()->set_content_type("image/png");
+  header.mutable_header()->set_size_bytes(1000);
+  header.mutable_header()->set_sha256(std::string(64, 'a'));
+  writer->Write(header);
+  absl::SleepFor(absl::Seconds(1));  // never sends the bytes
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+}
+
+TEST_F(SessionsServiceTest, OnlyTheSessionsParticipantsDownload) {
+  v1::Session s = CreateChat(Customer());
+  v1::UploadAttachmentResponse uploaded;
+  ASSERT_TRUE(Upload(stub(), Customer(), s.session_id(), "up-1", filetype::testing::Gif(),
+                     "image/gif", &uploaded)
+                  .ok());
+  ASSERT_EQ(*env_->attachments->ScanPending(), 1);
+  const std::string id = uploaded.attachment().attachment_id();
+  EXPECT_TRUE(Download(stub(), Supervisor(), s.session_id(), id).status.ok());
+  Downloaded stranger = Download(stub(), Customer("cust-2"), s.session_id(), id);
+  Downloaded missing = Download(stub(), Customer("cust-2"), s.session_id(), "att_missing");
+  EXPECT_EQ(stranger.status.error_code(), StatusCode::NOT_FOUND);
+  EXPECT_EQ(stranger.status.error_message(), missing.status.error_message());
+  EXPECT_EQ(Download(stub(), Agent("agent-9"), s.session_id(), id).status.error_code(),
+            StatusCode::NOT_FOUND);
+  // A service is not among the RPC's callers at all.
+  EXPECT_EQ(Download(stub(), Routing(), s.session_id(), id).status.error_code(),
+            StatusCode::PERMISSION_DENIED);
 }
 
 }  // namespace

@@ -1927,10 +1927,10 @@ TEST_F(SessionsTest, AMessageCarriesTheSendersOwnFilesOfTheSession) {
   sent = sessions_->SendMessage(kCustomer, s.session_id(), "k1", message);
   ASSERT_TRUE(sent.ok());
   EXPECT_TRUE(sent->replayed);
-  for (const std::string& id : {"att_2", "att_3", "att_404"}) {
+  for (const char* id : {"att_2", "att_3", "att_404"}) {
     v1::NewMessage bad;
     bad.add_attachment_ids(id);
-    absl::Status status = sessions_->SendMessage(kCustomer, s.session_id(), "k-" + id, bad)
+    absl::Status status = sessions_->SendMessage(kCustomer, s.session_id(), absl::StrCat("k-", id), bad)
                               .status();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << id;
     EXPECT_TRUE(absl::StrContains(status.message(), "message.attachment_ids[0]")) << status;

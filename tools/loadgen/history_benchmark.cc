@@ -64,14 +64,18 @@
 #include "libs/auth/key_folder.h"
 #include "libs/auth/token.h"
 #include "libs/auth/verifier.h"
+#include "libs/blob/file_blob_store.h"
 #include "libs/clock/clock.h"
 #include "libs/config/flags.h"
+#include "libs/filetype/file_type.h"
 #include "libs/protoutil/time.h"
+#include "libs/scan/clamd_client.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/server.h"
 #include "libs/storage/database.h"
 #include "libs/storage/group_commit.h"
 #include "prometheus/registry.h"
+#include "services/sessions/attachments.h"
 #include "services/sessions/metrics.h"
 #include "services/sessions/model.h"
 #include "services/sessions/sessions.h"
@@ -368,8 +372,15 @@ class Server {
     // otherwise refuse it (which is what it is for in production).
     service_options.reads_per_second = 1e9;
     service_options.reads_burst = 1e9;
-    service_ = std::make_unique<sessions::SessionsService>(logic_.get(), tokens_, RealClock(),
-                                                          &pool_, service_options);
+    // Attachments are not exercised here, but the service needs them.
+    blobs_ = *blob::FileBlobStore::Open(path + ".attachments");
+    classifier_ = *filetype::FileTypeClassifier::Create();
+    scanner_ = *scan::ClamdClient::Create({"unix:" + path + ".no-clamd.sock"});
+    attachments_ = std::make_unique<sessions::Attachments>(
+        logic_.get(), blobs_.get(), classifier_.get(), scanner_.get(), RealClock(),
+        metrics_.get(), sessions::AttachmentsOptions());
+    service_ = std::make_unique<sessions::SessionsService>(
+        logic_.get(), attachments_.get(), tokens_, RealClock(), &pool_, service_options);
     server::ServerOptions server_options;
     server_options.service_name = "sessions";
     server_options.bind_address = "127.0.0.1";
@@ -399,6 +410,10 @@ class Server {
   server::BlockingPool pool_{32};
   server::BlockingPool bot_pool_{2, 64};
   std::unique_ptr<sessions::Sessions> logic_;
+  std::unique_ptr<blob::FileBlobStore> blobs_;
+  std::unique_ptr<filetype::FileTypeClassifier> classifier_;
+  std::unique_ptr<scan::ClamdClient> scanner_;
+  std::unique_ptr<sessions::Attachments> attachments_;
   std::unique_ptr<sessions::SessionsService> service_;
   std::unique_ptr<server::Server> server_;
   std::unique_ptr<sv1::SessionsService::Stub> stub_;
