@@ -378,6 +378,13 @@ absl::StatusOr<int> Attachments::ScanPending() {
   const int limit = kBatch + static_cast<int>(retries_.size());
   absl::StatusOr<std::vector<AttachmentRecord>> pending = backend_->PendingScans(limit);
   if (!pending.ok()) return pending.status();
+  if (metrics_ != nullptr) {
+    // PendingScans lists the oldest first.
+    const absl::Time oldest = pending->empty() ? clock_->Now()
+                                               : protoutil::FromTimestamp(
+                                                     pending->front().attachment.uploaded_at());
+    metrics_->scan_oldest_pending_seconds->Set(absl::ToDoubleSeconds(clock_->Now() - oldest));
+  }
   if (static_cast<int>(pending->size()) < limit) {
     // Every pending record is here: forget those no longer pending.
     absl::flat_hash_set<std::string> ids;

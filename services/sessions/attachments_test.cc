@@ -478,6 +478,7 @@ TEST_F(AttachmentsTest, WhileTheScannerIsDownFilesStayPendingAndAreTriedAgainLat
   clock_.Advance(absl::Seconds(1));
   EXPECT_EQ(*attachments().ScanPending(), 0);
   EXPECT_EQ(scanner_.calls(), 2);
+  EXPECT_EQ(metrics_.scan_oldest_pending_seconds->Value(), 13);
   for (const std::string& id : ids) {
     EXPECT_EQ(backend_.record(id)->attachment.state(), v1::ATTACHMENT_STATE_PENDING_SCAN);
     EXPECT_EQ(attachments().Get(kCustomer, "s-1", id, false).status().code(),
@@ -487,6 +488,8 @@ TEST_F(AttachmentsTest, WhileTheScannerIsDownFilesStayPendingAndAreTriedAgainLat
   scanner_.Fail(absl::OkStatus());
   clock_.Advance(absl::Seconds(10));
   EXPECT_EQ(*attachments().ScanPending(), 3);
+  EXPECT_EQ(*attachments().ScanPending(), 0);
+  EXPECT_EQ(metrics_.scan_oldest_pending_seconds->Value(), 0);
   EXPECT_EQ(backend_.record(ids[0])->scan_attempts, 2);
   EXPECT_EQ(backend_.record(ids[1])->scan_attempts, 0);
   for (const std::string& id : ids) {
