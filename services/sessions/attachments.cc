@@ -169,6 +169,8 @@ absl::StatusOr<Attachments::Began> Attachments::Check(const Caller& caller,
   absl::StatusOr<std::optional<v1::Attachment>> retry = FindRetry(caller, header);
   if (!retry.ok()) return retry.status();
   if (retry->has_value()) return Began{std::move(*retry)};
+  // Uploads of one uploader running at once may each pass: the quota can be
+  // overshot by those in flight, which is fine for a limit against abuse.
   absl::StatusOr<AttachmentBackend::Usage> used =
       backend_->UploadedSince(caller.id, clock_->Now() - absl::Hours(24));
   if (!used.ok()) return used.status();
