@@ -1,5 +1,6 @@
 #include "services/sessions/attachments.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -168,6 +169,8 @@ absl::StatusOr<Attachments::Began> Attachments::Check(const Caller& caller,
   absl::StatusOr<std::optional<v1::Attachment>> retry = FindRetry(caller, header);
   if (!retry.ok()) return retry.status();
   if (retry->has_value()) return Began{std::move(*retry)};
+  // Uploads of one uploader running at once may each pass: the quota can be
+  // overshot by those in flight, which is fine for a limit against abuse.
   absl::StatusOr<AttachmentBackend::Usage> used =
       backend_->UploadedSince(caller.id, clock_->Now() - absl::Hours(24));
   if (!used.ok()) return used.status();
@@ -371,13 +374,40 @@ absl::StatusOr<Attachments::Download> Attachments::Get(const Caller& caller,
 
 absl::StatusOr<int> Attachments::ScanPending() {
   absl::MutexLock background(&background_mu_);
-  absl::StatusOr<std::vector<AttachmentRecord>> pending = backend_->PendingScans(kBatch);
+  if (clock_->Now() < paused_until_) return 0;
+  // Records waiting to be tried again come on top of a batch, so that files
+  // the scanner keeps failing on never hold up newer ones.
+  const int limit = kBatch + static_cast<int>(retries_.size());
+  absl::StatusOr<std::vector<AttachmentRecord>> pending = backend_->PendingScans(limit);
   if (!pending.ok()) return pending.status();
+  if (metrics_ != nullptr) {
+    // PendingScans lists the oldest first.
+    const absl::Time oldest = pending->empty() ? clock_->Now()
+                                               : protoutil::FromTimestamp(
+                                                     pending->front().attachment.uploaded_at());
+    metrics_->scan_oldest_pending_seconds->Set(absl::ToDoubleSeconds(clock_->Now() - oldest));
+  }
+  if (static_cast<int>(pending->size()) < limit) {
+    // Every pending record is here: forget those no longer pending.
+    absl::flat_hash_set<std::string> ids;
+    for (const AttachmentRecord& r : *pending) ids.insert(r.attachment.attachment_id());
+    for (auto it = retries_.begin(); it != retries_.end();) {
+      // flat_hash_map's erase(iterator) returns nothing: step first.
+      if (ids.contains(it->first)) {
+        ++it;
+      } else {
+        retries_.erase(it++);
+      }
+    }
+  }
+  int tried = 0;
   int verdicts = 0;
   for (AttachmentRecord& record : *pending) {
+    if (tried == kBatch) break;
     const std::string id = record.attachment.attachment_id();
     auto retry = retries_.find(id);
     if (retry != retries_.end() && clock_->Now() < retry->second.next) continue;
+    ++tried;
     const int failures = retry == retries_.end() ? 0 : retry->second.failures;
     absl::StatusOr<AttachmentRecord> scanned = Scan(std::move(record));
     absl::Status status = scanned.status();
@@ -385,48 +415,61 @@ absl::StatusOr<int> Attachments::ScanPending() {
       scanned->scan_attempts += failures;
       status = backend_->WriteAttachment(*scanned);
     }
-    if (!status.ok()) {
-      Retry& r = retries_[id];
-      r.next = clock_->Now() + options_.scan_retry;
-      ++r.failures;
-      log::Warning("attachment_scan_failed", {{"attachment_id", id},
-                                              {"failures", r.failures},
-                                              {"error", status.ToString()}});
+    if (status.ok()) {
+      retries_.erase(id);
+      ++verdicts;
       continue;
     }
-    retries_.erase(id);
-    ++verdicts;
+    Retry& r = retries_[id];
+    r.next = clock_->Now() + options_.scan_retry;
+    ++r.failures;
+    log::Warning("attachment_scan_failed",
+                 {{"attachment_id", id}, {"failures", r.failures}, {"error", status.ToString()}});
+    // The scanner (or the blob store) is down: one try per scan_retry
+    // rather than each file waiting out scan_timeout in turn.
+    if (absl::IsUnavailable(status)) {
+      paused_until_ = r.next;
+      break;
+    }
   }
   return verdicts;
 }
 
 absl::StatusOr<AttachmentRecord> Attachments::Scan(AttachmentRecord record) {
+  v1::Attachment& a = record.attachment;
+  auto reject = [&](std::string reason) {
+    a.set_state(v1::ATTACHMENT_STATE_REJECTED);
+    a.set_rejection_reason(std::move(reason));
+    record.updated_at = clock_->Now();
+    if (metrics_ != nullptr) metrics_->scan_rejected->Increment();
+    return record;
+  };
   absl::StatusOr<std::string> bytes = blobs_->Get(record.blob_key);
+  if (absl::IsNotFound(bytes.status())) {
+    // It can never be scanned, nor served.
+    log::Error("attachment_blob_missing", {{"attachment_id", a.attachment_id()},
+                                           {"blob_key", record.blob_key}});
+    return reject("could not be scanned: the file is missing from the blob store");
+  }
   if (!bytes.ok()) return bytes.status();
   const absl::Time start = clock_->Now();
   absl::StatusOr<scan::ScanVerdict> verdict =
       scanner_->Scan(*bytes, start + options_.scan_timeout);
-  const absl::Time end = clock_->Now();
-  if (metrics_ != nullptr) metrics_->scan_seconds->Observe(absl::ToDoubleSeconds(end - start));
-  v1::Attachment& a = record.attachment;
-  if (verdict.ok() && !verdict->infected) {
-    a.set_state(v1::ATTACHMENT_STATE_CLEAN);
-  } else if (verdict.ok()) {
-    a.set_state(v1::ATTACHMENT_STATE_REJECTED);
-    a.set_rejection_reason(verdict->signature);
-  } else if (absl::IsResourceExhausted(verdict.status())) {
+  if (metrics_ != nullptr) {
+    metrics_->scan_seconds->Observe(absl::ToDoubleSeconds(clock_->Now() - start));
+  }
+  if (absl::IsResourceExhausted(verdict.status())) {
     // Never served unscanned.
-    a.set_state(v1::ATTACHMENT_STATE_REJECTED);
-    a.set_rejection_reason("could not be scanned: larger than the malware scanner accepts");
-  } else {
+    return reject("could not be scanned: larger than the malware scanner accepts");
+  }
+  if (!verdict.ok()) {
     if (metrics_ != nullptr) metrics_->scan_unavailable->Increment();
     return verdict.status();
   }
-  if (metrics_ != nullptr) {
-    (a.state() == v1::ATTACHMENT_STATE_CLEAN ? metrics_->scan_clean : metrics_->scan_rejected)
-        ->Increment();
-  }
-  record.updated_at = end;
+  if (verdict->infected) return reject(verdict->signature);
+  a.set_state(v1::ATTACHMENT_STATE_CLEAN);
+  record.updated_at = clock_->Now();
+  if (metrics_ != nullptr) metrics_->scan_clean->Increment();
   return record;
 }
 

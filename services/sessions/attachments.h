@@ -96,9 +96,12 @@ class Attachments {
   // Background work, driven by the service's loop (and tests).
   //
   // Scans PENDING_SCAN attachments that are due (at most kBatch, oldest
-  // first); returns how many got a verdict. A scanner that is down (or
-  // fails) leaves them pending, tried again after `scan_retry`; a file too
-  // large for the scanner is REJECTED, never served unscanned.
+  // first); returns how many got a verdict. A file the scanner fails on
+  // stays pending and is tried again after `scan_retry`; when the scanner
+  // (or the blob store) is UNAVAILABLE, the pass stops and the next call
+  // before `scan_retry` scans nothing. A file too large for the scanner, or
+  // whose blob is missing, is REJECTED: never served unscanned. The
+  // scanner's deadline is `scan_timeout` from the clock's now.
   absl::StatusOr<int> ScanPending();
   // Marks attachments past retention DELETED (at most kBatch per call: call
   // again while it returns kBatch), then deletes their blobs unless another
@@ -152,6 +155,8 @@ class Attachments {
     int failures = 0;
   };
   absl::flat_hash_map<std::string, Retry> retries_ ABSL_GUARDED_BY(background_mu_);
+  // No scans before this: the scanner was down.
+  absl::Time paused_until_ ABSL_GUARDED_BY(background_mu_) = absl::InfinitePast();
 };
 
 }  // namespace switchboard::sessions

@@ -34,14 +34,16 @@ const Caller kAgent{"agent-1", Role::kAgent};
 const Caller kOtherCustomer{"cust-2", Role::kCustomer};
 const Caller kSupervisor{"sup-1", Role::kSupervisor};
 
-// Finds Eicar() in anything, as the real clamd of libs/testing/clamd does;
-// or is down, or refuses everything as too large, when told.
+// Finds Eicar() in anything, as the real clamd of libs/testing/clamd does,
+// and fails on files that start with "unscannable"; or fails on everything
+// (down, too large) when told.
 class FakeScanner : public scan::Scanner {
  public:
   absl::StatusOr<scan::ScanVerdict> Scan(absl::string_view bytes, absl::Time) override {
     absl::MutexLock lock(&mu_);
     ++calls_;
     if (!failure_.ok()) return failure_;
+    if (absl::StartsWith(bytes, "unscannable")) return absl::InternalError("clamd: ERROR");
     if (absl::StrContains(bytes, testing::Eicar())) {
       return scan::ScanVerdict::Infected(testing::kEicarSignature);
     }
@@ -459,33 +461,80 @@ TEST_F(AttachmentsTest, AFileTooLargeForTheScannerIsRejectedNotServedUnscanned) 
 TEST_F(AttachmentsTest, WhileTheScannerIsDownFilesStayPendingAndAreTriedAgainLater) {
   options_.scan_retry = absl::Seconds(10);
   scanner_.Fail(absl::UnavailableError("clamd: connection refused"));
-  absl::StatusOr<Attachments::Uploaded> up =
-      Upload(kCustomer, Header("u-1", files::Png(), "image/png"), files::Png());
-  ASSERT_TRUE(up.ok());
-  const std::string id = up->attachment.attachment_id();
+  std::vector<std::string> ids;
+  for (const std::string& pdf : {files::Pdf(), files::Pdf() + "\n", files::Pdf() + "\n\n"}) {
+    absl::StatusOr<Attachments::Uploaded> up = Upload(
+        kCustomer, Header(absl::StrCat("u-", ids.size()), pdf, "application/pdf"), pdf);
+    ASSERT_TRUE(up.ok()) << up.status();
+    ids.push_back(up->attachment.attachment_id());
+    clock_.Advance(absl::Seconds(1));
+  }
+  // One try per scan_retry while it is down, not one per file.
   EXPECT_EQ(*attachments().ScanPending(), 0);
-  EXPECT_EQ(backend_.record(id)->attachment.state(), v1::ATTACHMENT_STATE_PENDING_SCAN);
   EXPECT_EQ(scanner_.calls(), 1);
-  // Not before scan_retry.
   clock_.Advance(absl::Seconds(9));
   EXPECT_EQ(*attachments().ScanPending(), 0);
   EXPECT_EQ(scanner_.calls(), 1);
   clock_.Advance(absl::Seconds(1));
   EXPECT_EQ(*attachments().ScanPending(), 0);
   EXPECT_EQ(scanner_.calls(), 2);
-  EXPECT_EQ(attachments().Get(kCustomer, "s-1", id, false).status().code(),
-            Code::kFailedPrecondition);
+  EXPECT_EQ(metrics_.scan_oldest_pending_seconds->Value(), 13);
+  for (const std::string& id : ids) {
+    EXPECT_EQ(backend_.record(id)->attachment.state(), v1::ATTACHMENT_STATE_PENDING_SCAN);
+    EXPECT_EQ(attachments().Get(kCustomer, "s-1", id, false).status().code(),
+              Code::kFailedPrecondition);
+  }
 
   scanner_.Fail(absl::OkStatus());
   clock_.Advance(absl::Seconds(10));
-  EXPECT_EQ(*attachments().ScanPending(), 1);
-  const AttachmentRecord record = *backend_.record(id);
-  EXPECT_EQ(record.attachment.state(), v1::ATTACHMENT_STATE_CLEAN);
-  EXPECT_EQ(record.scan_attempts, 2);
-  EXPECT_TRUE(attachments().Get(kCustomer, "s-1", id, false).ok());
+  EXPECT_EQ(*attachments().ScanPending(), 3);
+  EXPECT_EQ(*attachments().ScanPending(), 0);
+  EXPECT_EQ(metrics_.scan_oldest_pending_seconds->Value(), 0);
+  EXPECT_EQ(backend_.record(ids[0])->scan_attempts, 2);
+  EXPECT_EQ(backend_.record(ids[1])->scan_attempts, 0);
+  for (const std::string& id : ids) {
+    EXPECT_EQ(backend_.record(id)->attachment.state(), v1::ATTACHMENT_STATE_CLEAN);
+    EXPECT_TRUE(attachments().Get(kCustomer, "s-1", id, false).ok());
+  }
   EXPECT_EQ(metrics_.scan_unavailable->Value(), 2);
-  EXPECT_EQ(metrics_.scan_clean->Value(), 1);
-  EXPECT_EQ(metrics_.scan_seconds->Collect().histogram.sample_count, 3u);
+  EXPECT_EQ(metrics_.scan_clean->Value(), 3);
+  EXPECT_EQ(metrics_.scan_seconds->Collect().histogram.sample_count, 5u);
+}
+
+TEST_F(AttachmentsTest, FilesTheScannerFailsOnDoNotHoldUpNewerOnes) {
+  options_.scan_retry = absl::Minutes(1);
+  for (int i = 0; i < Attachments::kBatch; ++i) {
+    const std::string text = absl::StrCat("unscannable ", i, "\n");
+    ASSERT_TRUE(Upload(kCustomer, Header(absl::StrCat("bad-", i), text, "text/plain"), text).ok());
+  }
+  clock_.Advance(absl::Seconds(1));
+  const std::string text = "fine\n";
+  absl::StatusOr<Attachments::Uploaded> good =
+      Upload(kCustomer, Header("good", text, "text/plain"), text);
+  ASSERT_TRUE(good.ok());
+  EXPECT_EQ(*attachments().ScanPending(), 0);
+  EXPECT_EQ(scanner_.calls(), Attachments::kBatch);
+  EXPECT_EQ(*attachments().ScanPending(), 1);
+  EXPECT_EQ(backend_.record(good->attachment.attachment_id())->attachment.state(),
+            v1::ATTACHMENT_STATE_CLEAN);
+  EXPECT_EQ(scanner_.calls(), Attachments::kBatch + 1);
+  // They are tried again once due, and stay pending.
+  clock_.Advance(absl::Minutes(1));
+  EXPECT_EQ(*attachments().ScanPending(), 0);
+  EXPECT_EQ(scanner_.calls(), 2 * Attachments::kBatch + 1);
+  EXPECT_EQ(backend_.PendingScans(1000)->size(), static_cast<size_t>(Attachments::kBatch));
+}
+
+TEST_F(AttachmentsTest, AFileWhoseBlobIsGoneIsRejected) {
+  absl::StatusOr<Attachments::Uploaded> up =
+      Upload(kCustomer, Header("u-1", files::Png(), "image/png"), files::Png());
+  ASSERT_TRUE(up.ok());
+  ASSERT_TRUE(blobs_->Delete(up->attachment.sha256()).ok());
+  EXPECT_EQ(*attachments().ScanPending(), 1);
+  const v1::Attachment a = backend_.record(up->attachment.attachment_id())->attachment;
+  EXPECT_EQ(a.state(), v1::ATTACHMENT_STATE_REJECTED);
+  EXPECT_TRUE(absl::StrContains(a.rejection_reason(), "missing")) << a.rejection_reason();
+  EXPECT_EQ(scanner_.calls(), 0);
 }
 
 TEST_F(AttachmentsTest, ARealClamdRejectsEicarAndPassesAScreenshot) {

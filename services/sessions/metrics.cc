@@ -143,6 +143,14 @@ SessionsMetrics::SessionsMetrics(prometheus::Registry& registry) {
                       .Register(registry)
                       .Add({}, prometheus::Histogram::BucketBoundaries{
                                    0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30});
+  scan_oldest_pending_seconds =
+      &prometheus::BuildGauge()
+           .Name("switchboard_sessions_attachment_scan_oldest_pending_seconds")
+           .Help("How long the oldest attachment waiting for its malware scan (PENDING_SCAN: "
+                 "nobody can download it) has waited since its upload, as of the last scan "
+                 "pass; 0 when none waits. Grows while the scanner is down.")
+           .Register(registry)
+           .Add({});
   auto& downloads = prometheus::BuildCounter()
                         .Name("switchboard_sessions_attachment_downloads_total")
                         .Help("Attachment downloads by kind: bytes (streamed by the "

@@ -99,6 +99,10 @@ struct SessionsMetrics {
   // switchboard_sessions_attachment_scan_seconds: how long each scan took,
   // whatever its outcome.
   prometheus::Histogram* scan_seconds;
+  // switchboard_sessions_attachment_scan_oldest_pending_seconds: how long
+  // the oldest PENDING_SCAN attachment has waited (nobody can download it
+  // meanwhile), as of the last scan pass; 0 when none waits.
+  prometheus::Gauge* scan_oldest_pending_seconds;
   // switchboard_sessions_attachment_downloads_total{kind}: downloads served
   // as bytes or as a signed URL.
   prometheus::Counter* download_bytes;

@@ -121,6 +121,13 @@ absl::Status ValidateNewMessage(absl::string_view field, const v1::NewMessage& m
       }
     }
   }
+  if (!message.quick_reply_id().empty()) {
+    if (absl::Status s = validation::ValidateId(absl::StrCat(field, ".quick_reply_id"),
+                                                message.quick_reply_id(), 64);
+        !s.ok()) {
+      return s;
+    }
+  }
   return absl::OkStatus();
 }
 

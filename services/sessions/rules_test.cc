@@ -73,6 +73,15 @@ TEST(RulesTest, MessagesAreChecked) {
   m.set_attachment_ids(2, "../etc");
   EXPECT_TRUE(absl::StrContains(ValidateNewMessage("message", m).message(),
                                 "message.attachment_ids[2]"));
+  m.clear_attachment_ids();
+  m.set_text("yes");
+  m.set_quick_reply_id(std::string(65, 'q'));
+  EXPECT_TRUE(absl::StrContains(ValidateNewMessage("message", m).message(),
+                                "message.quick_reply_id")) << ValidateNewMessage("message", m);
+  m.set_quick_reply_id("qr-yes");
+  EXPECT_TRUE(ValidateNewMessage("message", m).ok());
+  m.clear_text();
+  m.clear_quick_reply_id();
   // Metadata pointing at files stored elsewhere is never taken on trust.
   m.clear_attachment_ids();
   m.add_attachments()->set_file_name("receipt.png");
