@@ -48,8 +48,10 @@
 #include "libs/auth/grpc_auth.h"
 #include "libs/auth/policy.h"
 #include "libs/auth/verification_token.h"
+#include "libs/blob/blob_store.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/clamd/clamd.h"
 #include "libs/testing/process.h"
 #include "libs/testing/test_tokens.h"
 #include "services/identity/totp.h"
@@ -356,9 +358,15 @@ class AuthzMatrixTest : public ::testing::Test {
     start("bot", {});
     start("identity", {"--resend_interval=0s", "--max_starts_per_hour=100000",
                        "--lockout_failures=100000", "--sweep_interval=1h"});
+    // Scans are the one timer left: each uploading call waits for its
+    // file's verdict before it returns (see Upload), so no scan lands
+    // inside another call's check.
+    clamd_ = new testing::ClamdServer();
     const std::string sessions =
         start("sessions", {"--bot_address=", "--routing_address=", "--sweep_interval=1h",
-                           "--routing_retry_interval=1h"});
+                           "--routing_retry_interval=1h",
+                           "--clamd_address=" + clamd_->unix_address(),
+                           "--scan_interval=100ms"});
     const std::string routing =
         start("routing", {"--presence_address=" + presence, "--sessions_address=" + sessions,
                           "--offer_timeout=9m", "--reconcile_interval=1h"});
@@ -368,6 +376,7 @@ class AuthzMatrixTest : public ::testing::Test {
   static void TearDownTestSuite() {
     for (auto& [name, server] : *servers_) server->Kill();
     delete servers_;
+    delete clamd_;
     delete tokens_;
     delete dir_;
   }
@@ -447,6 +456,50 @@ class AuthzMatrixTest : public ::testing::Test {
   // --- Fixtures -----------------------------------------------------------
 
   std::string Fresh(absl::string_view prefix) { return absl::StrCat(prefix, "-", ++serial_); }
+
+  // Uploads a small text file to `session_id`; once stored, waits (up to
+  // 10 s) for its scan, so that the verdict lands inside this call. The
+  // attachment's id goes to `attachment_id`.
+  grpc::Status Upload(const std::string& token, const std::string& session_id,
+                      std::string* attachment_id = nullptr) {
+    const std::string text = "withdrawal 42 is stuck\n";
+    sv1::UploadAttachmentResponse out;
+    auto context = Context(token);
+    auto writer = sessions_->UploadAttachment(context.get(), &out);
+    sv1::UploadAttachmentRequest header;
+    header.mutable_header()->set_session_id(session_id);
+    header.mutable_header()->set_upload_id(Fresh("up"));
+    header.mutable_header()->set_file_name("log.txt");
+    header.mutable_header()->set_content_type("text/plain");
+    header.mutable_header()->set_size_bytes(static_cast<int64_t>(text.size()));
+    header.mutable_header()->set_sha256(blob::ContentAddress(text));
+    sv1::UploadAttachmentRequest chunk;
+    chunk.set_chunk(text);
+    if (writer->Write(header)) writer->Write(chunk);
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    if (!status.ok()) return status;
+    if (attachment_id != nullptr) *attachment_id = out.attachment().attachment_id();
+    for (int i = 0; i < 200; ++i) {
+      grpc::Status downloaded = Download(token, session_id, out.attachment().attachment_id());
+      if (downloaded.error_code() != grpc::StatusCode::FAILED_PRECONDITION) return downloaded;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "no scan verdict in 10 s");
+  }
+
+  grpc::Status Download(const std::string& token, const std::string& session_id,
+                        const std::string& attachment_id) {
+    sv1::DownloadAttachmentRequest r;
+    r.set_session_id(session_id);
+    r.set_attachment_id(attachment_id);
+    auto context = Context(token);
+    auto reader = sessions_->DownloadAttachment(context.get(), r);
+    sv1::DownloadAttachmentResponse response;
+    while (reader->Read(&response)) {
+    }
+    return reader->Finish();
+  }
 
   // A QUEUED EMAIL session of a fresh customer A, in `category`.
   Target QueuedSession(common::v1::Category category = common::v1::CATEGORY_DEPOSIT) {
@@ -902,6 +955,7 @@ class AuthzMatrixTest : public ::testing::Test {
   static std::string* dir_;
   static testing::TestTokens* tokens_;
   static std::map<std::string, std::unique_ptr<testing::ServerProcess>>* servers_;
+  static testing::ClamdServer* clamd_;
 
   auth::SigningKey other_key_ = *auth::SigningKey::Generate();
   int serial_ = 0;
@@ -918,6 +972,7 @@ std::string* AuthzMatrixTest::dir_ = nullptr;
 testing::TestTokens* AuthzMatrixTest::tokens_ = nullptr;
 std::map<std::string, std::unique_ptr<testing::ServerProcess>>* AuthzMatrixTest::servers_ =
     nullptr;
+testing::ClamdServer* AuthzMatrixTest::clamd_ = nullptr;
 
 const Target kNoObject;
 
@@ -1072,6 +1127,19 @@ void AuthzMatrixTest::AddRows() {
          r.set_session_id(t.id);
          sv1::CloseSessionResponse out;
          return sessions_->CloseSession(Context(token).get(), r, &out);
+       }});
+  Add("sessions.UploadAttachment",
+      {{Who::kCustomerA, Who::kAgentA}, Denial::kAsMissing, [this] { return AssignedSession(); },
+       [this](Who, const std::string& token, const Target& t) { return Upload(token, t.id); }});
+  Add("sessions.DownloadAttachment",
+      {kSessionPeople, Denial::kAsMissing,
+       [this] {
+         Target t = AssignedSession();
+         EXPECT_TRUE(Upload(tokens_->For(Role::kCustomer, t.customer), t.id, &t.extra).ok());
+         return t;
+       },
+       [this](Who, const std::string& token, const Target& t) {
+         return Download(token, t.id, t.extra);
        }});
   Add("sessions.ContinueByEmail",
       {{Who::kCustomerA}, Denial::kAsMissing, [this] { return QueuedChat(); },
