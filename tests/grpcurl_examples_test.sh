@@ -50,17 +50,24 @@ for i in 1 2 3 4 5 6; do
   sed -i "s#localhost:710$i\\b#localhost:$((base + i))#g" "$work/readme.sh"
 done
 
-# Each grpcurl call of the block: its output in $work/call.N, its status in
-# $work/call.N.rc. A server stream (WatchOffers) is cut after 5 s.
-calls=0
+# Each grpcurl call of the block: its output in $work/call.N (and on stdout,
+# for examples that read it), its status in $work/call.N.rc. The count is
+# kept in a file: calls inside $(...) or a pipeline run in a subshell. A
+# server stream (WatchOffers) is cut after 5 s.
+echo 0 >"$work/calls"
 grpcurl() {
-  calls=$((calls + 1))
-  local code=0
-  "$GRPCURL" -max-time 5 "$@" >"$work/call.$calls" 2>&1 || code=$?
-  echo "$code" >"$work/call.$calls.rc"
+  local n code=0
+  n=$(($(cat "$work/calls") + 1))
+  echo "$n" >"$work/calls"
+  "$GRPCURL" -max-time 5 "$@" >"$work/call.$n" 2>&1 || code=$?
+  echo "$code" >"$work/call.$n.rc"
+  cat "$work/call.$n"
 }
 # shellcheck disable=SC1091
-source "$work/readme.sh"
+source "$work/readme.sh" >/dev/null
+calls=$(cat "$work/calls")
+outputs=()
+for n in $(seq "$calls"); do outputs+=("$work/call.$n"); done
 echo "README: $calls grpcurl examples"
 ((calls >= 4)) || fail "README has $calls grpcurl calls, expected at least 4"
 for n in $(seq "$calls"); do
@@ -71,8 +78,9 @@ for n in $(seq "$calls"); do
   [[ -s "$work/call.$n" ]] || fail "README example $n printed nothing"
 done
 # grpcurl prints proto field names (v1.8) or JSON names (later versions).
-grep -qE '"(session_id|sessionId)"' "$work"/call.? || fail "no example created a session"
-offer=$(grep -hoE '"(offer_id|offerId)": "[^"]*"' "$work"/call.? | head -1 | cut -d'"' -f4 || true)
+grep -qE '"(session_id|sessionId)"' "${outputs[@]}" || fail "no example created a session"
+grep -q 'ATTACHMENT_STATE_PENDING_SCAN' "${outputs[@]}" || fail "no example uploaded a file"
+offer=$(grep -hoE '"(offer_id|offerId)": "[^"]*"' "${outputs[@]}" | head -1 | cut -d'"' -f4 || true)
 if [[ -z "$offer" ]]; then
   fail "WatchOffers showed no offer"
 else
