@@ -83,9 +83,11 @@ TEST_F(ClamdClientTest, EicarSplitAcrossChunksInsideALargerFileIsFound) {
 
 TEST_F(ClamdClientTest, FileLargerThanClamdAcceptsIsResourceExhausted) {
   const std::string file(ClamdServer::kStreamMaxBytes + 64 * 1024, 'x');
-  auto verdict = Client(clamd_->unix_address())->Scan(file, Soon());
-  EXPECT_EQ(verdict.status().code(), absl::StatusCode::kResourceExhausted) << verdict.status();
-  EXPECT_THAT(verdict.status().ToString(), HasSubstr("StreamMaxLength"));
+  for (const std::string& address : {clamd_->unix_address(), clamd_->tcp_address()}) {
+    auto verdict = Client(address)->Scan(file, Soon());
+    EXPECT_EQ(verdict.status().code(), absl::StatusCode::kResourceExhausted) << verdict.status();
+    EXPECT_THAT(verdict.status().ToString(), HasSubstr("StreamMaxLength"));
+  }
 }
 
 TEST_F(ClamdClientTest, ScansFromManyThreadsAtOnce) {
