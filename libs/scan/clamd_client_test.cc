@@ -149,6 +149,8 @@ TEST(ClamdClientCreateTest, RefusesMalformedAddresses) {
            "unix:/run/clamav/clamd.ctl", "/run/clamav/clamd.ctl", "clamd:3310", "[::1]:3310"}) {
     EXPECT_TRUE(ClamdClient::Create({address}).ok()) << address;
   }
+  EXPECT_EQ(ClamdClient::Create({"clamd:3310", 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ParseScanReplyTest, ReadsEachKindOfReply) {
