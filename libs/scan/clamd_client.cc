@@ -119,7 +119,10 @@ class ClamdClient::Connection {
 
 absl::StatusOr<std::unique_ptr<ClamdClient>> ClamdClient::Create(ClamdOptions options) {
   absl::string_view address = options.address;
-  if (options.chunk_bytes == 0) return absl::InvalidArgumentError("clamd chunk_bytes: must be > 0");
+  // A chunk's length travels in 4 bytes.
+  if (options.chunk_bytes == 0 || options.chunk_bytes > UINT32_MAX) {
+    return absl::InvalidArgumentError("clamd chunk_bytes: must be 1 to 2^32-1");
+  }
   if (absl::ConsumePrefix(&address, "unix:") || absl::StartsWith(address, "/")) {
     if (!absl::StartsWith(address, "/") || address.size() >= sizeof(sockaddr_un::sun_path)) {
       return absl::InvalidArgumentError(

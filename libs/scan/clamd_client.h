@@ -19,7 +19,7 @@ struct ClamdOptions {
   // TCPAddr; "[::1]:3310" for IPv6). Host names are resolved on each call,
   // before the deadline applies.
   std::string address;
-  // Bytes per INSTREAM chunk.
+  // Bytes per INSTREAM chunk (at most 2^32-1).
   size_t chunk_bytes = 64 * 1024;
 };
 
@@ -35,7 +35,8 @@ struct ClamdOptions {
 class ClamdClient : public Scanner {
  public:
   // INVALID_ARGUMENT if `options.address` is neither form (or a socket path
-  // longer than a unix socket address holds); nothing is connected yet.
+  // longer than a unix socket address holds) or `chunk_bytes` is out of
+  // range; nothing is connected yet.
   static absl::StatusOr<std::unique_ptr<ClamdClient>> Create(ClamdOptions options);
 
   // OK if clamd answers PONG by `deadline`, else UNAVAILABLE.

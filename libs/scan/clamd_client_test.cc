@@ -83,9 +83,11 @@ TEST_F(ClamdClientTest, EicarSplitAcrossChunksInsideALargerFileIsFound) {
 
 TEST_F(ClamdClientTest, FileLargerThanClamdAcceptsIsResourceExhausted) {
   const std::string file(ClamdServer::kStreamMaxBytes + 64 * 1024, 'x');
-  auto verdict = Client(clamd_->unix_address())->Scan(file, Soon());
-  EXPECT_EQ(verdict.status().code(), absl::StatusCode::kResourceExhausted) << verdict.status();
-  EXPECT_THAT(verdict.status().ToString(), HasSubstr("StreamMaxLength"));
+  for (const std::string& address : {clamd_->unix_address(), clamd_->tcp_address()}) {
+    auto verdict = Client(address)->Scan(file, Soon());
+    EXPECT_EQ(verdict.status().code(), absl::StatusCode::kResourceExhausted) << verdict.status();
+    EXPECT_THAT(verdict.status().ToString(), HasSubstr("StreamMaxLength"));
+  }
 }
 
 TEST_F(ClamdClientTest, ScansFromManyThreadsAtOnce) {
@@ -147,6 +149,8 @@ TEST(ClamdClientCreateTest, RefusesMalformedAddresses) {
            "unix:/run/clamav/clamd.ctl", "/run/clamav/clamd.ctl", "clamd:3310", "[::1]:3310"}) {
     EXPECT_TRUE(ClamdClient::Create({address}).ok()) << address;
   }
+  EXPECT_EQ(ClamdClient::Create({"clamd:3310", 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ParseScanReplyTest, ReadsEachKindOfReply) {
