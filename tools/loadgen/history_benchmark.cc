@@ -375,7 +375,8 @@ class Server {
     // Attachments are not exercised here, but the service needs them.
     blobs_ = *blob::FileBlobStore::Open(path + ".attachments");
     classifier_ = *filetype::FileTypeClassifier::Create();
-    scanner_ = *scan::ClamdClient::Create({"unix:" + path + ".no-clamd.sock"});
+    // Never dialled: nothing is uploaded here.
+    scanner_ = *scan::ClamdClient::Create({"unix:/run/switchboard-benchmark-no-clamd.sock"});
     attachments_ = std::make_unique<sessions::Attachments>(
         logic_.get(), blobs_.get(), classifier_.get(), scanner_.get(), RealClock(),
         metrics_.get(), sessions::AttachmentsOptions());

@@ -10,7 +10,8 @@
 //   - a stream subscriber gets every event committed after its
 //     subscription point, once each and in order;
 //   - nothing accepted is lost: after the input, a restart (a new Sessions
-//     over the same file) shows every session exactly as before.
+//     over the same file) shows every session exactly as before, and every
+//     stored attachment.
 //
 // Calls are read one at a time from the wire form of Input, so a mutation
 // that breaks one call leaves the others intact.
@@ -30,14 +31,17 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "libs/auth/token.h"
 #include "libs/auth/verification_token.h"
+#include "libs/blob/file_blob_store.h"
 #include "libs/clock/clock.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/group_commit.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/clamd/fake_scanner.h"
 #include "libs/testing/test_tokens.h"
 #include "prometheus/registry.h"
 #include "third_party/fuzzing/calls.h"
 #include "services/sessions/fuzz/sessions_fuzz.pb.h"
+#include "services/sessions/attachments.h"
 #include "services/sessions/sessions.h"
 #include "services/sessions/sqlite_store.h"
 
@@ -131,6 +135,12 @@ const testing::TestTokens& Tokens() {
   return *tokens;
 }
 
+// libmagic's classifier, loaded once (its database takes milliseconds).
+const filetype::FileTypeClassifier& Classifier() {
+  static const auto* classifier = filetype::FileTypeClassifier::Create()->release();
+  return *classifier;
+}
+
 // One store, and the Sessions over it (replaced on a restart).
 class Harness {
  public:
@@ -142,6 +152,7 @@ class Harness {
     readers.push_back(*storage::Database::Open({path}));
     store_ = std::make_unique<SqliteSessionStore>(committer_.get(), std::move(readers),
                                                   "switchboard.sessions.v1", nullptr);
+    blobs_ = *blob::FileBlobStore::Open(dir_ + "/attachments");
     Start();
   }
 
@@ -306,8 +317,22 @@ class Harness {
         if (callback.ok()) created_.push_back(callback->phone_session.session_id());
         break;
       }
+      case fuzz::Call::kUploadAttachment:
+        Upload(caller, call.upload_attachment(), id);
+        break;
+      case fuzz::Call::kDownloadAttachment: {
+        const fuzz::Download& d = call.download_attachment();
+        std::string attachment = d.request().attachment_id();
+        if (d.has_attachment() && !uploaded_.empty()) {
+          attachment = uploaded_[d.attachment() % uploaded_.size()];
+        }
+        CheckServed(attachments_->Get(caller, id, attachment, d.request().prefer_url()).status(),
+                    "Download");
+        break;
+      }
       case fuzz::Call::kBackground: {
         const fuzz::Background& b = call.background();
+        if (b.scan()) CheckServed(attachments_->ScanPending().status(), "ScanPending");
         if (b.run_tasks()) RunTasks();
         if (b.sweep()) CheckServed(sessions_->Sweep().status(), "Sweep");
         if (b.retry_routing()) sessions_->RetryRouting();
@@ -352,6 +377,11 @@ class Harness {
       before.emplace_back(id, *session);
     }
     Restart();
+    for (const std::string& id : uploaded_) {
+      absl::StatusOr<std::optional<AttachmentRecord>> found = sessions_->FindAttachment(id);
+      Check(found.ok() && found->has_value(), absl::StrCat("attachment ", id, " lost"));
+      Check(*blobs_->Exists((*found)->blob_key), absl::StrCat("blob of ", id, " lost"));
+    }
     for (const auto& [id, session] : before) {
       absl::StatusOr<v1::Session> after = sessions_->Get(supervisor, id);
       Check(after.ok(), absl::StrCat("session ", id, " lost by a restart"));
@@ -375,6 +405,9 @@ class Harness {
         },
         SessionsOptions());
     CheckServed(sessions_->Load(), "Load");
+    attachments_ = std::make_unique<Attachments>(sessions_.get(), blobs_.get(), &Classifier(),
+                                                 &scanner_, &clock_, &metrics_,
+                                                 AttachmentsOptions());
   }
 
   void Stop() {
@@ -382,7 +415,29 @@ class Harness {
     subscriptions_.clear();
     // Work a crash would lose: the next Sessions resumes it from the store.
     tasks_.clear();
+    attachments_.reset();
     sessions_.reset();
+  }
+
+  // As the UploadAttachment reactor drives Attachments: the header first,
+  // then the chunks up to the declared size, then the stored file.
+  void Upload(const Caller& caller, const fuzz::Upload& upload, const std::string& session) {
+    v1::UploadHeader header = upload.header();
+    header.set_session_id(session);
+    std::string bytes;
+    for (const std::string& chunk : upload.chunks()) bytes += chunk;
+    if (upload.declare_actual()) {
+      header.set_size_bytes(static_cast<int64_t>(bytes.size()));
+      header.set_sha256(blob::ContentAddress(bytes));
+    }
+    absl::StatusOr<Attachments::Began> began = attachments_->BeginUpload(caller, header);
+    CheckServed(began.status(), "BeginUpload");
+    if (!began.ok() || began->replayed) return;
+    if (static_cast<int64_t>(bytes.size()) > header.size_bytes()) return;  // refused
+    absl::StatusOr<Attachments::Uploaded> stored =
+        attachments_->FinishUpload(caller, header, std::move(bytes));
+    CheckServed(stored.status(), "FinishUpload");
+    if (stored.ok() && !stored->replayed) uploaded_.push_back(stored->attachment.attachment_id());
   }
 
   void RunTasks() {
@@ -423,6 +478,9 @@ class Harness {
       case fuzz::Call::kReopenSession: return call.reopen_session().session_id();
       case fuzz::Call::kCloseSession: return call.close_session().session_id();
       case fuzz::Call::kRequestCallback: return call.request_callback().session_id();
+      case fuzz::Call::kUploadAttachment: return call.upload_attachment().header().session_id();
+      case fuzz::Call::kDownloadAttachment:
+        return call.download_attachment().request().session_id();
       default: return "";
     }
   }
@@ -453,8 +511,12 @@ class Harness {
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<SqliteSessionStore> store_;
   std::unique_ptr<Sessions> sessions_;
+  std::unique_ptr<blob::FileBlobStore> blobs_;
+  testing::FakeScanner scanner_;
+  std::unique_ptr<Attachments> attachments_;
   std::deque<std::function<void()>> tasks_;
   std::vector<std::string> created_;
+  std::vector<std::string> uploaded_;
   std::vector<Subscription> subscriptions_;
 };
 
