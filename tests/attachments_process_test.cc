@@ -268,15 +268,7 @@ class AttachmentsProcessTest : public ::testing::TestWithParam<Store> {
   std::vector<std::string> Blobs() {
     std::vector<std::string> keys;
     if (s3_ != nullptr) {
-      blob::S3BlobStore::Options options;
-      options.endpoint = s3_->endpoint();
-      options.bucket = FakeS3Server::kBucket;
-      options.access_key_id = FakeS3Server::kAccessKeyId;
-      options.secret_access_key = FakeS3Server::kSecretAccessKey;
-      auto store = blob::S3BlobStore::Create(std::move(options));
-      EXPECT_TRUE(store.ok()) << store.status();
-      if (!store.ok()) return keys;
-      absl::StatusOr<std::vector<std::string>> listed = (*store)->List("", 1000);
+      absl::StatusOr<std::vector<std::string>> listed = Bucket()->List("", 1000);
       EXPECT_TRUE(listed.ok()) << listed.status();
       return listed.value_or(keys);
     }
@@ -288,6 +280,28 @@ class AttachmentsProcessTest : public ::testing::TestWithParam<Store> {
       }
     }
     return keys;
+  }
+
+  // The bucket, as the server reaches it.
+  std::unique_ptr<blob::S3BlobStore> Bucket() const {
+    blob::S3BlobStore::Options options;
+    options.endpoint = s3_->endpoint();
+    options.bucket = FakeS3Server::kBucket;
+    options.access_key_id = FakeS3Server::kAccessKeyId;
+    options.secret_access_key = FakeS3Server::kSecretAccessKey;
+    auto store = blob::S3BlobStore::Create(std::move(options));
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // Removes the blob stored under `key` behind the server's back.
+  void LoseBlob(const std::string& key) {
+    if (s3_ != nullptr) {
+      ASSERT_TRUE(Bucket()->Delete(key).ok());
+      return;
+    }
+    ASSERT_TRUE(std::filesystem::remove(
+        absl::StrCat(data_dir(), "/attachments/", key.substr(0, 2), "/", key)));
   }
 
   std::string dir_;
@@ -505,6 +519,24 @@ TEST_P(AttachmentsProcessTest, FilesSurviveARestart) {
   EXPECT_EQ(Download(Customer(), session_id, eicar_id).status.error_code(),
             StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(server_->Terminate(absl::Seconds(10)), 0) << server_->log();
+}
+
+// The other side of FilesSurviveARestart's check: a lost file is reported
+// at start, and never served.
+TEST_P(AttachmentsProcessTest, ALostFileIsReportedAtStart) {
+  const std::string session_id = QueuedSession();
+  const std::string id = Stored(session_id, "up-log", "log.txt", "text/plain", files::Text());
+  const sv1::Attachment clean = Verdicts(session_id, {id})[id];
+  ASSERT_EQ(clean.state(), sv1::ATTACHMENT_STATE_CLEAN);
+
+  ASSERT_EQ(server_->Terminate(absl::Seconds(10)), 0) << server_->log();
+  ASSERT_NO_FATAL_FAILURE(LoseBlob(clean.sha256()));
+  ASSERT_NO_FATAL_FAILURE(Start("second.log"));
+  EXPECT_TRUE(absl::StrContains(server_->log(), "attachment_blobs_missing")) << server_->log();
+  EXPECT_TRUE(absl::StrContains(server_->log(), id)) << server_->log();
+  const Downloaded downloaded = Download(Customer(), session_id, id);
+  EXPECT_FALSE(downloaded.status.ok());
+  EXPECT_TRUE(downloaded.bytes.empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(BothStores, AttachmentsProcessTest,
