@@ -22,6 +22,11 @@
 #   SWITCHBOARD_BIN_DIR=dir bash tools/run.sh
 #                                # binaries already built under dir (bazel-bin's
 #                                # layout): no setup, no build (tests/e2e_test)
+# A local ClamAV daemon scans uploads (sessions --clamd_address), on the
+# machine's signatures in /var/lib/clamav when freshclam has fetched them, else
+# on a database of the EICAR test signature alone (development only: it
+# detects nothing real). Its unix socket lives in a folder under /tmp (a
+# socket path must fit in 108 bytes); its log is DATA_DIR/logs/clamd.log.
 # On SIGTERM or Ctrl-C it stops every service with SIGTERM, prints each one's
 # exit code, and exits non-zero if any did not exit 0.
 set -euo pipefail
@@ -97,6 +102,8 @@ key_flags() {
 
 pids=()
 names=()
+clamd_pid=
+clamd_dir=
 # $1: "signal" (Ctrl-C, SIGTERM: exit 0 if every service exited 0) or "exit".
 stop() {
   trap - INT TERM EXIT
@@ -112,6 +119,15 @@ stop() {
       ((code == 0)) || failed=1
     done
   fi
+  # After the services: none is left scanning.
+  if [[ -n "$clamd_pid" ]]; then
+    kill -TERM "$clamd_pid" 2>/dev/null || true
+    code=0
+    wait "$clamd_pid" 2>/dev/null || code=$?
+    echo "run: clamd exited $code"
+    ((code == 0)) || failed=1
+  fi
+  [[ -z "$clamd_dir" ]] || rm -rf "$clamd_dir"
   if $kafka; then
     bash tools/kafka/broker.sh stop "$data_dir/kafka"
   fi
@@ -145,6 +161,43 @@ if $kafka; then
   service_flags+=(--kafka_brokers="$brokers")
 fi
 
+clamd=/usr/sbin/clamd
+if [[ -x "$clamd" ]]; then
+  clamd_dir=$(mktemp -d /tmp/sb-clamd-XXXXXX)
+  clamd_socket="$clamd_dir/clamd.sock"
+  mkdir "$clamd_dir/tmp"
+  if compgen -G '/var/lib/clamav/*.c[lv]d' >/dev/null; then
+    clamd_db=/var/lib/clamav
+    clamd_line="ClamAV's signatures in $clamd_db"
+  else
+    clamd_db="$clamd_dir/db"
+    mkdir "$clamd_db"
+    # An extended (.ndb) signature: the EICAR test file, in any file, at any
+    # offset. Written in two halves so that no scanner flags this script.
+    eicar='X5O!P%@AP[4\PZX54(P^)7CC)7}$'
+    eicar+='EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
+    echo "Switchboard.Test.EICAR:0:*:$(printf '%s' "$eicar" | od -An -v -tx1 | tr -d ' \n')" \
+      >"$clamd_db/switchboard.ndb"
+    clamd_line="the EICAR test signature only (development only)"
+    echo "run: no ClamAV signatures in /var/lib/clamav: clamd detects only the EICAR" \
+      "test file, no real malware (development only)"
+  fi
+  # StreamMaxLength above sessions' largest file (--max_attachment_mib, 20).
+  cat >"$clamd_dir/clamd.conf" <<EOF2
+Foreground yes
+LocalSocket $clamd_socket
+DatabaseDirectory $clamd_db
+TemporaryDirectory $clamd_dir/tmp
+StreamMaxLength 25M
+EOF2
+  "$clamd" -c "$clamd_dir/clamd.conf" >>"$data_dir/logs/clamd.log" 2>&1 &
+  clamd_pid=$!
+  peer_flags[sessions]+=" --clamd_address=unix:$clamd_socket"
+else
+  clamd_line="none ($clamd is missing; tools/setup.sh installs it): uploads stay PENDING_SCAN"
+  echo "run: no $clamd: uploads stay PENDING_SCAN" >&2
+fi
+
 for entry in "${services[@]}"; do
   read -r name grpc_port metrics_port <<<"$entry"
   key_flags "$name"
@@ -176,6 +229,21 @@ for entry in "${services[@]}"; do
     exit 1
   fi
 done
+# clamd makes its socket once it has loaded its signatures (ClamAV's full set
+# takes a while); until then uploads wait PENDING_SCAN.
+if [[ -n "$clamd_pid" ]]; then
+  for ((i = 0; i < 1200; i++)); do
+    [[ -S "$clamd_socket" ]] && break
+    if ! kill -0 "$clamd_pid" 2>/dev/null; then
+      echo "run: clamd did not start; see $data_dir/logs/clamd.log" >&2
+      tail -5 "$data_dir/logs/clamd.log" >&2 || true
+      clamd_pid=
+      exit 1
+    fi
+    sleep 0.1
+  done
+  [[ -S "$clamd_socket" ]] || echo "run: clamd's socket is not there yet; uploads wait" >&2
+fi
 
 echo
 printf '%-10s %-18s %-30s %s\n' SERVICE GRPC METRICS LOG
@@ -203,6 +271,7 @@ cat <<EOF2
 
 $events_line
 $transport_line
+Malware scans:       ${clamd_pid:+clamd at unix:$clamd_socket, }$clamd_line
 Keys (development):  $keys_dir
 Try it (grpcurl is installed by tools/setup.sh):
   mint() { $bin/tools/mint_token/mint_token --keys_dir=$keys_dir --subject=\$1 --role=\$2; }
