@@ -44,8 +44,9 @@ PACKAGES=(
   tzdata
   # Tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # libs/scan's tests run a real clamd (libs/testing/clamd) on a signature
-  # database they write themselves; nothing is downloaded
+  # ClamAV's daemon: the tests run a real clamd (libs/testing/clamd) on a
+  # signature database they write themselves, and tools/run.sh one for the
+  # local platform's upload scans; nothing is downloaded
   clamav-daemon
   # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka, jq for JSON,
   # openssl for development certificates (tools/dev_certs.sh, run.sh --tls)
