@@ -5,10 +5,13 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "libs/blob/blob_store.h"
 #include "libs/protoutil/time.h"
+#include "tools/cli/attachment_files.h"
 #include "tools/cli/chat.h"
 #include "tools/cli/command_line.h"
 #include "tools/cli/streams.h"
@@ -313,6 +316,95 @@ int Resolve(const std::vector<std::string>& args, Io& io) {
   return kExitOk;
 }
 
+// `attachment get SESSION ATTACHMENT`: DownloadAttachment into a file,
+// written only once the bytes match the attachment's SHA-256.
+int AttachmentGet(const std::vector<std::string>& args, Io& io) {
+  Command command(io,
+                  "switchboard agent attachment get SESSION ATTACHMENT [--out=PATH] [--force] "
+                  "[--url]");
+  std::string out;
+  bool force = false, url = false;
+  command.flags.Add("out", &out, "where to write the file; default: its name, in this folder");
+  command.flags.Add("force", &force, "overwrite the file if it exists");
+  command.flags.Add("url", &url,
+                    "ask for a signed URL instead of the bytes (servers keeping files in an "
+                    "object store); printed, not fetched");
+  std::string token;
+  if (int code = Begin(command, args, {"force", "url"}, 2, 2, &token); code >= 0) return code;
+  sessions::v1::DownloadAttachmentRequest request;
+  request.set_session_id(command.positional[0]);
+  request.set_attachment_id(command.positional[1]);
+  request.set_prefer_url(url);
+  std::unique_ptr<grpc::ClientContext> context = command.clients->Context(token);
+  auto reader = command.clients->sessions->DownloadAttachment(context.get(), request);
+  sessions::v1::DownloadAttachmentResponse response;
+  if (!reader->Read(&response)) return command.printer->Fail(FromGrpc(reader->Finish()));
+  const sessions::v1::Attachment attachment = response.attachment();
+  const bool default_name = out.empty();
+  if (default_name) out = attachment.file_name();
+  const auto writable = [&] {
+    absl::Status status = default_name ? CheckLocalName(out) : absl::OkStatus();
+    return status.ok() ? CheckNotThere(out, force) : status;
+  };
+  absl::Status status;
+  if (!response.has_attachment()) {
+    status = absl::InternalError("the server's first response is not the attachment");
+  } else if (!url) {
+    status = writable();  // before the bytes come; with a URL no file may be needed
+  }
+  if (!status.ok()) {
+    context->TryCancel();
+    while (reader->Read(&response)) {
+    }
+    reader->Finish();
+    return command.printer->Fail(status);
+  }
+  std::string bytes;
+  bool sent_url = false;
+  while (reader->Read(&response)) {
+    if (response.has_chunk()) {
+      bytes += response.chunk();
+    } else if (response.has_signed_url()) {
+      sent_url = true;
+      const sessions::v1::SignedUrl& signed_url = response.signed_url();
+      // The URL alone on stdout, for curl -o FILE "$(switchboard ...)".
+      command.printer->Print(signed_url, signed_url.url());
+      const absl::Time expires = protoutil::FromTimestamp(signed_url.expires_at());
+      command.printer->Note(absl::StrCat(
+          attachment.file_name(), ": a plain GET of this URL serves it until ",
+          absl::FormatTime("%H:%M:%S", expires, absl::LocalTimeZone()), " (in ",
+          HumanDuration(expires - absl::Now()), ")"));
+    }
+  }
+  status = FromGrpc(reader->Finish());
+  if (!status.ok()) return command.printer->Fail(status);
+  if (sent_url) return kExitOk;
+  const std::string received = blob::ContentAddress(bytes);
+  if (received != absl::AsciiStrToLower(attachment.sha256())) {
+    return command.printer->Fail(absl::DataLossError(
+        absl::StrCat("the bytes received (", HumanBytes(static_cast<int64_t>(bytes.size())),
+                     ") have SHA-256 ", received, ", not the attachment's ", attachment.sha256(),
+                     "; nothing written")));
+  }
+  if (url) status = writable();
+  if (status.ok()) status = WriteLocalFile(out, bytes, force);
+  if (!status.ok()) return command.printer->Fail(status);
+  command.printer->Text(absl::StrCat("wrote ", out, " (SHA-256 checked): ",
+                                     FormatAttachment(attachment)));
+  command.printer->JsonLine(absl::StrCat("{\"path\":", JsonString(out),
+                                         ",\"attachment\":", ToJson(attachment), "}"));
+  return kExitOk;
+}
+
+int AttachmentCommand(const std::vector<std::string>& args, Io& io) {
+  const std::string name = args.empty() ? "" : args[0];
+  const std::vector<std::string> rest(args.begin() + (args.empty() ? 0 : 1), args.end());
+  if (name == "get") return AttachmentGet(rest, io);
+  io.err << "error: INVALID_ARGUMENT: unknown attachment command \"" << name
+         << "\"\nusage: switchboard agent attachment get ... (see switchboard help)\n";
+  return kExitUsage;
+}
+
 }  // namespace
 
 int RunAgent(const std::vector<std::string>& args, Io& io) {
@@ -327,9 +419,10 @@ int RunAgent(const std::vector<std::string>& args, Io& io) {
   if (name == "say") return Say(rest, io);
   if (name == "transfer") return Transfer(rest, io);
   if (name == "resolve") return Resolve(rest, io);
+  if (name == "attachment") return AttachmentCommand(rest, io);
   io.err << "error: INVALID_ARGUMENT: unknown agent command \"" << name
          << "\"\nusage: switchboard agent online|offline|offers|accept|decline|chat|say|"
-            "transfer|resolve ... (see switchboard help)\n";
+            "transfer|resolve|attachment ... (see switchboard help)\n";
   return kExitUsage;
 }
 

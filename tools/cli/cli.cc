@@ -15,6 +15,10 @@ customer   (--as=ID, default customer-1)
   chat SESSION                 interactive: lines you type are sent, the session's events stream in
   say SESSION TEXT             send one message
   show SESSION                 the session's state
+  attach SESSION FILE [--type=image/png] [--message=TEXT]   upload a file (by its extension:
+                               png jpg jpeg gif webp heic mp4 mov pdf txt log, else --type),
+                               then send a message carrying it; the same command again after
+                               a failure is a retry, never a second copy
   verify [--method=email_otp] [--session=S] [--code=C]   verify identity; prints a verification token
   callback SESSION --phone=+8613800138000 [--verification_token=T]   request a phone callback
   email SESSION                a chat waiting while the desk is closed continues by email
@@ -33,6 +37,10 @@ agent      (--as=ID, default agent-1)
   chat SESSION | say SESSION TEXT
   transfer SESSION (--category=C [--language=L] | --to_agent=ID | --to_bot) [--note=...]
   resolve SESSION [--summary=...]
+  attachment get SESSION ATTACHMENT [--out=PATH] [--force] [--url]
+                               download a CLEAN file (to its name here unless --out; --force
+                               overwrites), checked against its SHA-256; --url prints a signed
+                               URL instead, where the server keeps files in an object store
 supervisor (--as=ID, default supervisor-1)
   queues                       queue depth, oldest wait, agents per queue
   agents [--status=online]     agents, skills and load

@@ -2,7 +2,11 @@
 // feedback processes: once with a short presence lease (agent one's lease
 // really lapses), once forcing the SetStatus OFFLINE drop; both print the
 // timeline and the response-time figures. Also the CLI's exit codes for a
-// bad command, bad flags and a failing call.
+// bad command, bad flags and a failing call, and attachments from a
+// customer to an agent, scanned by a real clamd.
+#include <unistd.h>
+
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -12,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "libs/auth/key_folder.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/clamd/clamd.h"
 #include "libs/testing/process.h"
 #include "libs/testing/reserved_port.h"
 #include "tools/cli/cli.h"
@@ -57,10 +62,13 @@ class CliDemoTest : public ::testing::Test {
     const std::string presence =
         start("presence", flags(0, {"--lease=3s", "--sweep_interval=200ms"}));
     const std::string routing = routing_port_->address();
+    clamd_ = new testing::ClamdServer();
     const std::string sessions =
         start("sessions", flags(0, {"--bot_address=" + bot, "--routing_address=" + routing,
                                     "--routing_retry_interval=200ms",
-                                    "--sweep_interval=200ms"}));
+                                    "--sweep_interval=200ms",
+                                    "--clamd_address=" + clamd_->unix_address(),
+                                    "--scan_interval=200ms"}));
     start("routing", flags(routing_port_->port(),
                            {"--presence_address=" + presence, "--sessions_address=" + sessions,
                             "--dispatch_interval=100ms"}));
@@ -81,6 +89,7 @@ class CliDemoTest : public ::testing::Test {
   static void TearDownTestSuite() {
     for (auto& server : *servers_) EXPECT_EQ(server->Terminate(absl::Seconds(10)), 0);
     delete servers_;
+    delete clamd_;
     delete common_;
     delete routing_port_;
     delete no_identity_;
@@ -109,6 +118,7 @@ class CliDemoTest : public ::testing::Test {
   static std::string* dir_;
   static testing::ReservedPort* routing_port_;
   static testing::ReservedPort* no_identity_;
+  static testing::ClamdServer* clamd_;
   static std::vector<std::unique_ptr<testing::ServerProcess>>* servers_;
   static std::vector<std::string>* common_;
 };
@@ -116,6 +126,7 @@ class CliDemoTest : public ::testing::Test {
 std::string* CliDemoTest::dir_ = nullptr;
 testing::ReservedPort* CliDemoTest::routing_port_ = nullptr;
 testing::ReservedPort* CliDemoTest::no_identity_ = nullptr;
+testing::ClamdServer* CliDemoTest::clamd_ = nullptr;
 std::vector<std::unique_ptr<testing::ServerProcess>>* CliDemoTest::servers_ = nullptr;
 std::vector<std::string>* CliDemoTest::common_ = nullptr;
 
@@ -214,6 +225,138 @@ TEST_F(CliDemoTest, CommandsAgainstTheRunningServices) {
   Result verify = Cli({"customer", "verify", "--code=123456"});
   EXPECT_EQ(verify.code, 1);
   EXPECT_EQ(verify.err.rfind("error: UNAVAILABLE: ", 0), 0u) << verify.err;
+}
+
+std::string FirstWord(const std::string& text) { return text.substr(0, text.find_first_of(" \n")); }
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// A customer attaches a file and the EICAR test file; clamd passes one and
+// rejects the other; an agent who took the session downloads the first and
+// is refused the second.
+TEST_F(CliDemoTest, AttachmentsFromCustomerToAgent) {
+  // The agent takes whatever the bot hands over (it picks the category), with
+  // room for sessions other tests left queued.
+  Result profiled = Cli({"supervisor", "profile", "file-agent",
+                         "--categories=account_security,deposit,withdrawal,trading,kyc,"
+                         "technical,frozen_funds,general",
+                         "--languages=en", "--capacity=chat:20"});
+  ASSERT_EQ(profiled.code, 0) << profiled.err;
+  Result opened = Cli({"customer", "open", "--as=file-cust", "--category=kyc", "--language=en"});
+  ASSERT_EQ(opened.code, 0) << opened.err;
+  const std::string session = FirstWord(opened.out);
+
+  const std::string proof = *dir_ + "/proof.txt";
+  WriteFile(proof, "transfer reference 20261202-0042\n");
+  const std::vector<std::string> attach = {"customer", "attach", session, proof,
+                                           "--message=my transfer reference", "--as=file-cust"};
+  Result attached = Cli(attach);
+  ASSERT_EQ(attached.code, 0) << attached.err << Logs();
+  EXPECT_NE(attached.out.find("  proof.txt  text/plain  33 bytes  PENDING_SCAN\nsent #"),
+            std::string::npos)
+      << attached.out;
+  const std::string attachment = FirstWord(attached.out);
+  // Again, as after a lost answer: the same file and message, neither twice.
+  Result again = Cli(attach);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(FirstWord(again.out), attachment);
+  EXPECT_NE(again.err.find("uploaded by an earlier run"), std::string::npos) << again.err;
+  EXPECT_NE(again.out.find("(sent by an earlier run)"), std::string::npos) << again.out;
+
+  WriteFile(*dir_ + "/notes.bin", "notes");
+  Result untyped = Cli({"customer", "attach", session, *dir_ + "/notes.bin", "--as=file-cust"});
+  EXPECT_EQ(untyped.code, 2);
+  EXPECT_NE(untyped.err.find("give it with --type"), std::string::npos) << untyped.err;
+  // The server sniffs the bytes: text declared as PNG is refused.
+  Result mistyped =
+      Cli({"customer", "attach", session, proof, "--type=image/png", "--as=file-cust"});
+  EXPECT_EQ(mistyped.code, 1);
+  EXPECT_EQ(mistyped.err.rfind("error: INVALID_ARGUMENT: ", 0), 0u) << mistyped.err;
+
+  WriteFile(*dir_ + "/eicar.txt", testing::Eicar());
+  Result infected = Cli({"customer", "attach", session, *dir_ + "/eicar.txt", "--as=file-cust"});
+  ASSERT_EQ(infected.code, 0) << infected.err;
+  const std::string rejected = FirstWord(infected.out);
+
+  // The verdicts arrive on the session's stream.
+  Result events;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(15); absl::Now() < give_up;) {
+    events = Cli({"customer", "chat", session, "--as=file-cust", "--linger=300ms"});
+    if (events.out.find(" is CLEAN") != std::string::npos &&
+        events.out.find(" is REJECTED") != std::string::npos) {
+      break;
+    }
+  }
+  EXPECT_NE(events.out.find("customer file-cust: my transfer reference [file proof.txt, "),
+            std::string::npos)
+      << events.out;
+  EXPECT_NE(events.out.find("file proof.txt (" + attachment + ") is CLEAN"), std::string::npos)
+      << events.out << Logs();
+  EXPECT_NE(events.out.find("file eicar.txt (" + rejected + ") is REJECTED: " +
+                            testing::kEicarSignature),
+            std::string::npos)
+      << events.out;
+
+  // An agent not on the session sees nothing.
+  Result stranger = Cli({"agent", "attachment", "get", session, attachment, "--as=file-stranger"});
+  EXPECT_EQ(stranger.code, 1);
+  EXPECT_EQ(stranger.err.rfind("error: NOT_FOUND: ", 0), 0u) << stranger.err;
+
+  // The customer asks for a human; the agent takes the session.
+  Result online;
+  std::thread agent([&] {
+    online = Cli({"agent", "online", "--as=file-agent", "--auto_accept", "--for=5s"});
+  });
+  Result escalated =
+      Cli({"customer", "say", session, "I want to talk to a human agent", "--as=file-cust"});
+  EXPECT_EQ(escalated.code, 0) << escalated.err;
+  Result shown;
+  for (const absl::Time give_up = absl::Now() + absl::Seconds(4); absl::Now() < give_up;
+       absl::SleepFor(absl::Milliseconds(100))) {
+    shown = Cli({"customer", "show", session, "--as=file-cust"});
+    if (shown.out.find("  assigned  ") != std::string::npos) break;
+  }
+  EXPECT_NE(shown.out.find("agent file-agent"), std::string::npos) << shown.out;
+
+  // Into the current folder under the file's own name, once.
+  const std::string downloads = storage::MakeTempDir();
+  char* here = getcwd(nullptr, 0);
+  ASSERT_EQ(chdir(downloads.c_str()), 0);
+  const std::vector<std::string> get = {"agent", "attachment", "get", session, attachment,
+                                        "--as=file-agent"};
+  Result got = Cli(get);
+  Result twice = Cli(get);
+  WriteFile("proof.txt", "something else");
+  std::vector<std::string> forced = get;
+  forced.push_back("--force");
+  Result overwritten = Cli(forced);
+  EXPECT_EQ(chdir(here), 0);
+  free(here);
+  EXPECT_EQ(got.code, 0) << got.err;
+  EXPECT_EQ(got.out.rfind("wrote proof.txt (SHA-256 checked): " + attachment, 0), 0u) << got.out;
+  EXPECT_EQ(twice.code, 1);
+  EXPECT_EQ(twice.err,
+            "error: ALREADY_EXISTS: proof.txt exists; pass --force to overwrite it, or "
+            "--out=PATH\n");
+  EXPECT_EQ(overwritten.code, 0) << overwritten.err;
+  EXPECT_EQ(testing::ReadFile(downloads + "/proof.txt"), "transfer reference 20261202-0042\n");
+  Result json = Cli({"agent", "attachment", "get", session, attachment, "--as=file-agent",
+                     "--out=" + downloads + "/copy.txt", "--json"});
+  EXPECT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(json.out.rfind("{\"path\":\"" + downloads + "/copy.txt\",\"attachment\":{", 0), 0u)
+      << json.out;
+  EXPECT_EQ(testing::ReadFile(downloads + "/copy.txt"), "transfer reference 20261202-0042\n");
+
+  Result refused = Cli({"agent", "attachment", "get", session, rejected, "--as=file-agent",
+                        "--out=" + downloads + "/eicar.txt"});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_EQ(refused.err.rfind("error: FAILED_PRECONDITION: attachment is REJECTED", 0), 0u)
+      << refused.err;
+  EXPECT_NE(access((downloads + "/eicar.txt").c_str(), F_OK), 0);
+  agent.join();
+  EXPECT_EQ(online.code, 0) << online.err;
 }
 
 TEST_F(CliDemoTest, BadUsageExitsTwo) {

@@ -51,4 +51,7 @@ absl::StatusOr<std::vector<std::pair<std::string, int>>> ParseNamedCounts(
 // "2 h 10 min".
 std::string HumanDuration(absl::Duration duration);
 
+// A size for a human: "850 bytes", "12.3 KiB", "4.0 MiB", "1.5 GiB".
+std::string HumanBytes(int64_t bytes);
+
 }  // namespace switchboard::cli

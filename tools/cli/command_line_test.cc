@@ -82,5 +82,14 @@ TEST(HumanDurationTest, PicksAReadableUnit) {
   EXPECT_EQ(HumanDuration(absl::Milliseconds(-5)), "-5 ms");
 }
 
+TEST(HumanBytesTest, PicksABinaryUnit) {
+  EXPECT_EQ(HumanBytes(0), "0 bytes");
+  EXPECT_EQ(HumanBytes(1), "1 byte");
+  EXPECT_EQ(HumanBytes(1023), "1023 bytes");
+  EXPECT_EQ(HumanBytes(12'595), "12.3 KiB");
+  EXPECT_EQ(HumanBytes(4 << 20), "4.0 MiB");
+  EXPECT_EQ(HumanBytes(int64_t{3} << 29), "1.5 GiB");
+}
+
 }  // namespace
 }  // namespace switchboard::cli

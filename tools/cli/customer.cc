@@ -3,7 +3,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "libs/blob/blob_store.h"
 #include "libs/protoutil/time.h"
+#include "tools/cli/attachment_files.h"
 #include "tools/cli/chat.h"
 #include "tools/cli/command_line.h"
 
@@ -11,6 +13,8 @@ namespace switchboard::cli {
 namespace {
 
 constexpr char kDefaultCustomer[] = "customer-1";
+// The most bytes UploadAttachment takes per request.
+constexpr size_t kChunkBytes = 1 << 20;
 
 // Starts the command and mints the customer's token; -1 to go on.
 int Begin(Command& command, const std::vector<std::string>& args,
@@ -96,6 +100,77 @@ int Show(const std::vector<std::string>& args, Io& io) {
       command.clients->Context(token).get(), request, &response));
   if (!status.ok()) return command.printer->Fail(status);
   command.printer->Print(response, FormatSession(response.session()));
+  return kExitOk;
+}
+
+// `attach SESSION FILE`: UploadAttachment, then with --message a message
+// carrying the file. Both idempotency keys derive from what is sent, so
+// running the command again after a failure is a retry that the server
+// answers with the first attachment and message, never a second one.
+int Attach(const std::vector<std::string>& args, Io& io) {
+  Command command(io,
+                  "switchboard customer attach SESSION FILE [--type=MIME] [--message=TEXT]");
+  std::string type, text;
+  command.flags.Add("type", &type,
+                    "the file's type, e.g. image/png; empty guesses it from the extension (png "
+                    "jpg jpeg gif webp heic mp4 mov pdf txt log)");
+  command.flags.Add("message", &text, "then send a message with this text carrying the file");
+  std::string token;
+  if (int code = Begin(command, args, {}, 2, 2, &token); code >= 0) return code;
+  const std::string& session = command.positional[0];
+  const std::string& path = command.positional[1];
+  if (type.empty()) {
+    absl::StatusOr<std::string> guessed = GuessContentType(path);
+    if (!guessed.ok()) return command.BadUsage(guessed.status());
+    type = *std::move(guessed);
+  }
+  absl::StatusOr<std::string> bytes = ReadLocalFile(path);
+  if (!bytes.ok()) return command.BadUsage(bytes.status());
+  sessions::v1::UploadAttachmentRequest first;
+  sessions::v1::UploadHeader* header = first.mutable_header();
+  header->set_session_id(session);
+  header->set_file_name(BaseName(path));
+  header->set_content_type(type);
+  header->set_size_bytes(static_cast<int64_t>(bytes->size()));
+  header->set_sha256(blob::ContentAddress(*bytes));
+  header->set_upload_id(UploadId(session, header->sha256(), header->file_name(), type));
+  sessions::v1::UploadAttachmentResponse uploaded;
+  std::unique_ptr<grpc::ClientContext> context = command.clients->Context(token);
+  auto writer = command.clients->sessions->UploadAttachment(context.get(), &uploaded);
+  // A refused header ends the call early: Write fails and Finish says why.
+  bool open = writer->Write(first);
+  for (size_t offset = 0; open && offset < bytes->size(); offset += kChunkBytes) {
+    sessions::v1::UploadAttachmentRequest chunk;
+    chunk.set_chunk(bytes->data() + offset, std::min(kChunkBytes, bytes->size() - offset));
+    open = writer->Write(chunk);
+  }
+  if (open) writer->WritesDone();
+  absl::Status status = FromGrpc(writer->Finish());
+  if (!status.ok()) return command.printer->Fail(status);
+  const sessions::v1::Attachment& attachment = uploaded.attachment();
+  command.printer->Print(uploaded, FormatAttachment(attachment));
+  if (uploaded.replayed()) command.printer->Note("(uploaded by an earlier run; not stored again)");
+  if (attachment.state() == sessions::v1::ATTACHMENT_STATE_PENDING_SCAN) {
+    command.printer->Note(absl::StrCat("the malware scan's verdict follows in the session: "
+                                       "switchboard customer chat ",
+                                       session));
+  }
+  if (text.empty()) return kExitOk;
+  sessions::v1::SendMessageRequest request;
+  request.set_session_id(session);
+  request.set_client_message_id(AttachmentMessageId(attachment.attachment_id(), text));
+  request.mutable_message()->set_text(text);
+  request.mutable_message()->add_attachment_ids(attachment.attachment_id());
+  sessions::v1::SendMessageResponse sent;
+  status = FromGrpc(command.clients->sessions->SendMessage(command.clients->Context(token).get(),
+                                                           request, &sent));
+  if (!status.ok()) {
+    command.printer->Fail(status);
+    command.printer->Note("the file is uploaded; the same command again sends the message");
+    return kExitFailure;
+  }
+  command.printer->Print(sent, absl::StrCat("sent #", sent.message().sequence(),
+                                            sent.replayed() ? " (sent by an earlier run)" : ""));
   return kExitOk;
 }
 
@@ -361,6 +436,7 @@ int RunCustomer(const std::vector<std::string>& args, Io& io) {
   if (name == "chat") return Chat(rest, io);
   if (name == "say") return Say(rest, io);
   if (name == "show") return Show(rest, io);
+  if (name == "attach") return Attach(rest, io);
   if (name == "verify") return VerifyCommand(rest, io);
   if (name == "callback") return Callback(rest, io);
   if (name == "email") return Email(rest, io);
@@ -370,8 +446,8 @@ int RunCustomer(const std::vector<std::string>& args, Io& io) {
   if (name == "confirm-change") return ConfirmChange(rest, io);
   if (name == "cancel-change") return CancelChange(rest, io);
   io.err << "error: INVALID_ARGUMENT: unknown customer command \"" << name
-         << "\"\nusage: switchboard customer open|chat|say|show|verify|callback|email|rate|"
-            "complain|changes|confirm-change|cancel-change ... (see switchboard help)\n";
+         << "\"\nusage: switchboard customer open|chat|say|show|attach|verify|callback|email|"
+            "rate|complain|changes|confirm-change|cancel-change ... (see switchboard help)\n";
   return kExitUsage;
 }
 

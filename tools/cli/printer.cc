@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -33,6 +34,11 @@ std::string Sender(const sessions::v1::Message& message) {
 
 std::string State(sessions::v1::SessionState state) {
   return EnumLabel(sessions::v1::SessionState_descriptor(), state);
+}
+
+// PENDING_SCAN, CLEAN, ...: as the server's messages name them.
+std::string AttachmentState(sessions::v1::AttachmentState state) {
+  return absl::AsciiStrToUpper(EnumLabel(sessions::v1::AttachmentState_descriptor(), state));
 }
 
 std::string Fixed(double value, int digits) {
@@ -140,7 +146,8 @@ std::string FormatEvent(const sessions::v1::StreamSessionEventsResponse& respons
       const sessions::v1::Message& message = event.message();
       absl::StrAppend(&line, Sender(message), ": ", message.text());
       for (const auto& attachment : message.attachments()) {
-        absl::StrAppend(&line, " [file ", attachment.file_name(), "]");
+        absl::StrAppend(&line, " [file ", attachment.file_name(), ", ",
+                        AttachmentState(attachment.state()), "]");
       }
       if (message.quick_replies_size() > 0) {
         std::vector<std::string> labels;
@@ -175,8 +182,31 @@ std::string FormatEvent(const sessions::v1::StreamSessionEventsResponse& respons
       absl::StrAppend(&line, "callback requested (phone session ",
                       event.callback_requested().phone_session_id(), ")");
       break;
+    case sessions::v1::SessionEvent::kAttachmentUpdated: {
+      const sessions::v1::Attachment& attachment = event.attachment_updated();
+      absl::StrAppend(&line, "file ", attachment.file_name(), " (", attachment.attachment_id(),
+                      ") is ", AttachmentState(attachment.state()));
+      if (!attachment.rejection_reason().empty()) {
+        absl::StrAppend(&line, ": ", attachment.rejection_reason());
+      }
+      break;
+    }
     default:
       absl::StrAppend(&line, "event");
+  }
+  return line;
+}
+
+std::string FormatAttachment(const sessions::v1::Attachment& attachment) {
+  std::string line = absl::StrCat(attachment.attachment_id(), "  ", attachment.file_name(), "  ",
+                                  attachment.content_type(), "  ",
+                                  HumanBytes(attachment.size_bytes()), "  ",
+                                  AttachmentState(attachment.state()));
+  if (!attachment.rejection_reason().empty()) {
+    absl::StrAppend(&line, " (", attachment.rejection_reason(), ")");
+  }
+  if (!attachment.metadata_kept_reason().empty()) {
+    absl::StrAppend(&line, "\n      metadata kept: ", attachment.metadata_kept_reason());
   }
   return line;
 }

@@ -68,6 +68,9 @@ std::string ErrorLine(const absl::Status& status);
 // One line per item, for human mode. Times are local wall-clock HH:MM:SS.
 std::string FormatEvent(const sessions::v1::StreamSessionEventsResponse& response);
 std::string FormatSession(const sessions::v1::Session& session);
+// "att-1  shot.png  image/png  12.3 KiB  PENDING_SCAN", and the rejection
+// reason or why metadata was kept when there is one.
+std::string FormatAttachment(const sessions::v1::Attachment& attachment);
 std::string FormatOffer(const routing::v1::Offer& offer, bool closed);
 std::string FormatQueue(const routing::v1::QueueStats& queue);
 std::string FormatAgent(const presence::v1::Agent& agent);

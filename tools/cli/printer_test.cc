@@ -69,6 +69,48 @@ TEST(FormatEventTest, MessagesStateChangesAndMarkers) {
   EXPECT_EQ(FormatEvent(caught_up), "-- up to date (#8)");
 }
 
+TEST(FormatEventTest, AttachmentsOfMessagesAndTheirVerdicts) {
+  sessions::v1::StreamSessionEventsResponse response;
+  sessions::v1::SessionEvent* event = response.mutable_event();
+  event->set_sequence(9);
+  sessions::v1::Message* message = event->mutable_message();
+  message->set_sender_role(common::v1::SENDER_ROLE_CUSTOMER);
+  message->set_sender_id("cust-1");
+  message->set_text("my receipt");
+  sessions::v1::Attachment* file = message->add_attachments();
+  file->set_file_name("receipt.png");
+  file->set_state(sessions::v1::ATTACHMENT_STATE_PENDING_SCAN);
+  EXPECT_EQ(FormatEvent(response),
+            "#9 --:--:-- customer cust-1: my receipt [file receipt.png, PENDING_SCAN]");
+
+  sessions::v1::StreamSessionEventsResponse updated;
+  updated.mutable_event()->set_sequence(10);
+  sessions::v1::Attachment* verdict = updated.mutable_event()->mutable_attachment_updated();
+  verdict->set_attachment_id("att-1");
+  verdict->set_file_name("receipt.png");
+  verdict->set_state(sessions::v1::ATTACHMENT_STATE_CLEAN);
+  EXPECT_EQ(FormatEvent(updated), "#10 --:--:-- file receipt.png (att-1) is CLEAN");
+  verdict->set_state(sessions::v1::ATTACHMENT_STATE_REJECTED);
+  verdict->set_rejection_reason("Eicar-Signature");
+  EXPECT_EQ(FormatEvent(updated),
+            "#10 --:--:-- file receipt.png (att-1) is REJECTED: Eicar-Signature");
+}
+
+TEST(FormatTest, Attachments) {
+  sessions::v1::Attachment attachment;
+  attachment.set_attachment_id("att-1");
+  attachment.set_file_name("clip.mov");
+  attachment.set_content_type("video/quicktime");
+  attachment.set_size_bytes(3 << 20);
+  attachment.set_state(sessions::v1::ATTACHMENT_STATE_PENDING_SCAN);
+  EXPECT_EQ(FormatAttachment(attachment),
+            "att-1  clip.mov  video/quicktime  3.0 MiB  PENDING_SCAN");
+  attachment.set_metadata_kept_reason("MOV location boxes are kept");
+  EXPECT_EQ(FormatAttachment(attachment),
+            "att-1  clip.mov  video/quicktime  3.0 MiB  PENDING_SCAN\n"
+            "      metadata kept: MOV location boxes are kept");
+}
+
 TEST(FormatTest, QueuesAgentsAndSummaries) {
   routing::v1::QueueStats queue;
   queue.mutable_queue()->set_kind(routing::v1::ENTRY_KIND_SESSION);
