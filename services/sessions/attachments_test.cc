@@ -17,6 +17,7 @@
 #include "libs/scan/clamd_client.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/clamd/clamd.h"
+#include "libs/testing/clamd/fake_scanner.h"
 #include "libs/testing/fake_s3/fake_s3.h"
 #include "prometheus/registry.h"
 #include "services/sessions/fake_attachment_backend.h"
@@ -33,36 +34,6 @@ const Caller kCustomer{"cust-1", Role::kCustomer};
 const Caller kAgent{"agent-1", Role::kAgent};
 const Caller kOtherCustomer{"cust-2", Role::kCustomer};
 const Caller kSupervisor{"sup-1", Role::kSupervisor};
-
-// Finds Eicar() in anything, as the real clamd of libs/testing/clamd does,
-// and fails on files that start with "unscannable"; or fails on everything
-// (down, too large) when told.
-class FakeScanner : public scan::Scanner {
- public:
-  absl::StatusOr<scan::ScanVerdict> Scan(absl::string_view bytes, absl::Time) override {
-    absl::MutexLock lock(&mu_);
-    ++calls_;
-    if (!failure_.ok()) return failure_;
-    if (absl::StartsWith(bytes, "unscannable")) return absl::InternalError("clamd: ERROR");
-    if (absl::StrContains(bytes, testing::Eicar())) {
-      return scan::ScanVerdict::Infected(testing::kEicarSignature);
-    }
-    return scan::ScanVerdict::Clean();
-  }
-  void Fail(absl::Status status) {
-    absl::MutexLock lock(&mu_);
-    failure_ = std::move(status);
-  }
-  int calls() const {
-    absl::MutexLock lock(&mu_);
-    return calls_;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
-  int calls_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 v1::UploadHeader Header(const std::string& upload_id, const std::string& bytes,
                         const std::string& content_type, const std::string& session_id = "s-1") {
@@ -117,7 +88,7 @@ class AttachmentsTest : public ::testing::Test {
 
   FakeClock clock_;
   FakeAttachmentBackend backend_;
-  FakeScanner scanner_;
+  testing::FakeScanner scanner_;
   std::unique_ptr<blob::FileBlobStore> blobs_;
   blob::BlobStore* blob_store_ = blobs_.get();
   std::unique_ptr<filetype::FileTypeClassifier> classifier_;

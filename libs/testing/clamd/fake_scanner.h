@@ -8,15 +8,17 @@
 
 namespace switchboard::testing {
 
-// Finds Eicar() in anything, as ClamdServer's real clamd does; or is down,
-// or refuses everything as too large, when told. For tests of the logic
-// around scans that need no daemon.
+// Finds Eicar() in anything, as ClamdServer's real clamd does, and fails
+// with an error of its own (INTERNAL, as clamd's "ERROR" replies) on files
+// that start with "unscannable"; or fails on everything (down, too large)
+// when told. For tests of the logic around scans that need no daemon.
 class FakeScanner : public scan::Scanner {
  public:
   absl::StatusOr<scan::ScanVerdict> Scan(absl::string_view bytes, absl::Time) override {
     absl::MutexLock lock(&mu_);
     ++calls_;
     if (!failure_.ok()) return failure_;
+    if (absl::StartsWith(bytes, "unscannable")) return absl::InternalError("clamd: ERROR");
     if (absl::StrContains(bytes, Eicar())) return scan::ScanVerdict::Infected(kEicarSignature);
     return scan::ScanVerdict::Clean();
   }
