@@ -18,8 +18,8 @@ for s in sessions routing bot presence identity feedback; do
   binaries+=("services/$s/${s}_server")
 done
 # The image is built without sanitizers; a --config=tsan build loads the
-# instrumented Abseil of setup.sh --tsan from /opt/switchboard instead of
-# Debian's, which no package holds.
+# instrumented Abseil, gRPC and librdkafka of setup.sh --tsan from
+# /opt/switchboard instead of Debian's, which no package holds.
 if ldd "${binaries[@]}" | grep -q '=> /opt/switchboard/'; then
   echo "image_test: sanitizer build (libraries from /opt/switchboard): package list not checked"
 else
