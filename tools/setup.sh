@@ -6,10 +6,11 @@
 # everything installed and returns in about a second without touching apt's
 # package lists.
 #
-# `bash tools/setup.sh --tsan` also builds Debian's own Abseil source package
-# (the installed version, with Debian's patches) with clang-14
-# -fsanitize=thread into /opt/switchboard/absl-tsan, for the tsan config of
-# .bazelrc (about ten minutes on 2 cores, once per Abseil version).
+# `bash tools/setup.sh --tsan` also builds Debian's own Abseil, gRPC and
+# librdkafka source packages (the installed versions, with Debian's patches)
+# with clang-14 -fsanitize=thread into /opt/switchboard/{absl,grpc,rdkafka}-tsan,
+# for the tsan config of .bazelrc (about 13 minutes on 2 idle cores, gRPC
+# most of it; once per version of each).
 #
 # `bash tools/setup.sh --build-only` installs the packages and nothing else
 # (no Kafka broker, grpcurl or helm): deploy/docker/Dockerfile's build stage.
@@ -63,6 +64,11 @@ PACKAGES=(
   # Building Debian's Abseil with ThreadSanitizer (--tsan)
   dpkg-dev cmake ninja-build debian-archive-keyring
 )
+# Building Debian's gRPC (its protoc plugin) and librdkafka (the compression
+# and SASL libraries Debian's is built with) with ThreadSanitizer
+if $tsan; then
+  PACKAGES+=(libprotoc-dev libsasl2-dev libzstd-dev liblz4-dev)
+fi
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -138,29 +144,30 @@ install_gofakes3() {
 }
 
 # ThreadSanitizer sees a lock only if the code taking it is instrumented, and
-# Debian's Abseil is not: every absl::Mutex section (ours and gRPC's) would
-# look like a data race. So the tsan config runs against an instrumented build
-# of the very same Abseil: the installed package's version, from Debian's
-# source package with Debian's patches (inline namespace, options.h, SONAME)
-# and its CMake options, so that Debian's gRPC loads it in place of the
-# system's copy.
-# One annotation-only patch (third_party/sanitizers, where it says why) is
-# applied on top of Debian's.
-ABSL_TSAN_PREFIX=/opt/switchboard/absl-tsan
-ABSL_TSAN_PATCH=$(cd "$(dirname "$0")/.." && pwd)/third_party/sanitizers/abseil_tsan_mutex_wakeup.patch
-build_absl_tsan() {
-  local version stamp
-  version=$(dpkg-query -W -f='${Version}' libabsl-dev)
-  stamp="$version $(sha256sum <"$ABSL_TSAN_PATCH" | cut -c1-16)"
-  if [[ -f "$ABSL_TSAN_PREFIX/VERSION" && "$(cat "$ABSL_TSAN_PREFIX/VERSION")" == "$stamp" ]]; then
-    return 0
-  fi
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "setup: building Abseil with ThreadSanitizer needs root (or sudo)" >&2
+# Debian's libraries are not: every absl::Mutex section (ours and gRPC's), and
+# every hand-over inside gRPC's core or librdkafka (their own atomics and
+# locks), would look like a data race. So the tsan config runs against
+# instrumented builds of the very same libraries: the installed packages'
+# versions, from Debian's source packages with Debian's patches, with the
+# SONAMEs of Debian's, so that the loader takes them in place of the
+# system's copies (.bazelrc's tsan config puts their folders in the RPATH).
+
+# Whether <prefix> must be (re)built: its VERSION file does not hold <stamp>.
+tsan_build_needed() {
+  local prefix=$1 stamp=$2
+  if [[ -f "$prefix/VERSION" && "$(cat "$prefix/VERSION")" == "$stamp" ]]; then
     return 1
   fi
-  echo "setup: building Abseil $version with -fsanitize=thread into $ABSL_TSAN_PREFIX"
-  local work
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: building $prefix with ThreadSanitizer needs root (or sudo)" >&2
+    exit 1
+  fi
+}
+
+# Debian's source package <srcpkg> in <version>, unpacked with Debian's
+# patches into <dest> (which must not exist yet).
+fetch_debian_source() {
+  local package=$1 version=$2 dest=$3 work
   work=$(mktemp -d)
   # A deb-src list and package lists of its own: the machine's apt sources
   # and lists stay as they are.
@@ -172,19 +179,43 @@ Suites: bookworm bookworm-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
+  # Root downloads into a folder of mktemp's, which apt's _apt user cannot
+  # write to.
   local apt=(-o "Dir::Etc::SourceParts=$work/apt/sources.list.d"
-    -o Dir::Etc::SourceList=/dev/null -o "Dir::State::Lists=$work/apt/lists")
+    -o Dir::Etc::SourceList=/dev/null -o "Dir::State::Lists=$work/apt/lists"
+    -o APT::Sandbox::User=root)
   apt-get "${apt[@]}" update -qq
-  (cd "$work" && apt-get "${apt[@]}" source --download-only -qq "abseil=$version" 2>/dev/null)
-  dpkg-source -x "$work"/abseil_*.dsc "$work/src" >/dev/null
+  (cd "$work" && apt-get "${apt[@]}" source --download-only -qq "$package=$version" 2>/dev/null)
+  # apt checked the files against the signed release; dpkg-source has no
+  # keyring of Debian's developers to check the .dsc's own signature with.
+  dpkg-source --no-check -x "$work/${package}_"*.dsc "$dest" >/dev/null
+  rm -rf "$work"
+}
+
+TSAN_FLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=thread"
+
+# Abseil. One annotation-only patch (third_party/sanitizers, where it says
+# why) is applied on top of Debian's.
+ABSL_TSAN_PREFIX=/opt/switchboard/absl-tsan
+ABSL_TSAN_PATCH=$(cd "$(dirname "$0")/.." && pwd)/third_party/sanitizers/abseil_tsan_mutex_wakeup.patch
+absl_tsan_stamp() {
+  echo "$(dpkg-query -W -f='${Version}' libabsl-dev) $(sha256sum <"$ABSL_TSAN_PATCH" | cut -c1-16)"
+}
+build_absl_tsan() {
+  local version stamp work
+  version=$(dpkg-query -W -f='${source:Version}' libabsl-dev)
+  stamp=$(absl_tsan_stamp)
+  tsan_build_needed "$ABSL_TSAN_PREFIX" "$stamp" || return 0
+  echo "setup: building Abseil $version with -fsanitize=thread into $ABSL_TSAN_PREFIX"
+  work=$(mktemp -d)
+  fetch_debian_source abseil "$version" "$work/src"
   patch -d "$work/src" -p1 --quiet <"$ABSL_TSAN_PATCH"
   # debian/rules' shared build: C++17, shared libraries, CMake build type
   # None (no NDEBUG), plus ThreadSanitizer.
-  local flags="-g -O1 -fno-omit-frame-pointer -fsanitize=thread"
   cmake -S "$work/src" -B "$work/build" -G Ninja -Wno-dev \
     -DCMAKE_BUILD_TYPE=None \
     -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
-    -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
+    -DCMAKE_C_FLAGS="$TSAN_FLAGS" -DCMAKE_CXX_FLAGS="$TSAN_FLAGS" \
     -DCMAKE_CXX_STANDARD=17 -DBUILD_SHARED_LIBS=ON \
     -DCMAKE_INSTALL_PREFIX="$ABSL_TSAN_PREFIX" -DCMAKE_INSTALL_LIBDIR=lib >/dev/null
   cmake --build "$work/build" -j "$(nproc)" >/dev/null
@@ -192,6 +223,77 @@ SOURCES
   cmake --install "$work/build" >/dev/null
   echo "$stamp" >"$ABSL_TSAN_PREFIX/VERSION"
   rm -rf "$work"
+}
+
+# gRPC: the libraries our binaries load (core, C++, reflection and what core
+# links), built against the instrumented Abseil and the system's other
+# dependencies (protobuf, c-ares, RE2, OpenSSL, zlib). gRPC's CMake gives
+# them Debian's SONAMEs (libgrpc.so.29, libgrpc++.so.1.51, ...).
+GRPC_TSAN_PREFIX=/opt/switchboard/grpc-tsan
+GRPC_TSAN_LIBS=(gpr grpc grpc++ grpc++_reflection address_sorting upb)
+build_grpc_tsan() {
+  local version stamp work
+  version=$(dpkg-query -W -f='${source:Version}' libgrpc++-dev)
+  stamp="$version absl $(absl_tsan_stamp)"
+  tsan_build_needed "$GRPC_TSAN_PREFIX" "$stamp" || return 0
+  echo "setup: building gRPC $version with -fsanitize=thread into $GRPC_TSAN_PREFIX"
+  work=$(mktemp -d)
+  fetch_debian_source grpc "$version" "$work/src"
+  # The libraries find each other and Abseil in the prefixes (a RUNPATH);
+  # the build's own protoc plugin (for reflection's generated code) finds
+  # its libraries in the build folder.
+  cmake -S "$work/src" -B "$work/build" -G Ninja -Wno-dev \
+    -DCMAKE_BUILD_TYPE=None \
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+    -DCMAKE_C_FLAGS="$TSAN_FLAGS" -DCMAKE_CXX_FLAGS="$TSAN_FLAGS" \
+    -DCMAKE_CXX_STANDARD=17 -DBUILD_SHARED_LIBS=ON \
+    -DCMAKE_PREFIX_PATH="$ABSL_TSAN_PREFIX" \
+    -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON \
+    -DCMAKE_INSTALL_RPATH="$GRPC_TSAN_PREFIX/lib;$ABSL_TSAN_PREFIX/lib" \
+    -DgRPC_ABSL_PROVIDER=package -DgRPC_PROTOBUF_PROVIDER=package \
+    -DgRPC_CARES_PROVIDER=package -DgRPC_RE2_PROVIDER=package \
+    -DgRPC_SSL_PROVIDER=package -DgRPC_ZLIB_PROVIDER=package \
+    -DgRPC_BUILD_TESTS=OFF >/dev/null
+  LD_LIBRARY_PATH="$work/build" cmake --build "$work/build" -j "$(nproc)" \
+    --target "${GRPC_TSAN_LIBS[@]}" >/dev/null
+  rm -rf "$GRPC_TSAN_PREFIX"
+  mkdir -p "$GRPC_TSAN_PREFIX/lib"
+  local lib
+  for lib in "${GRPC_TSAN_LIBS[@]}"; do
+    cp -a "$work/build/lib$lib.so".* "$GRPC_TSAN_PREFIX/lib/"
+  done
+  echo "$stamp" >"$GRPC_TSAN_PREFIX/VERSION"
+  rm -rf "$work"
+}
+
+# librdkafka (C and C++), with the features of Debian's (no libcurl); its
+# compiler warnings (clang's, not Debian's gcc's) are not ours to fix.
+RDKAFKA_TSAN_PREFIX=/opt/switchboard/rdkafka-tsan
+build_rdkafka_tsan() {
+  local version stamp work
+  version=$(dpkg-query -W -f='${source:Version}' librdkafka-dev)
+  stamp=$version
+  tsan_build_needed "$RDKAFKA_TSAN_PREFIX" "$stamp" || return 0
+  echo "setup: building librdkafka $version with -fsanitize=thread into $RDKAFKA_TSAN_PREFIX"
+  work=$(mktemp -d)
+  fetch_debian_source librdkafka "$version" "$work/src"
+  (cd "$work/src" &&
+    CC=clang-14 CXX=clang++-14 CFLAGS="$TSAN_FLAGS -w" CXXFLAGS="$TSAN_FLAGS -w" \
+      LDFLAGS=-fsanitize=thread ./configure --prefix="$RDKAFKA_TSAN_PREFIX" \
+      --libdir="$RDKAFKA_TSAN_PREFIX/lib" --disable-curl >/dev/null &&
+    make -j "$(nproc)" libs >/dev/null)
+  rm -rf "$RDKAFKA_TSAN_PREFIX"
+  mkdir -p "$RDKAFKA_TSAN_PREFIX/lib"
+  cp -a "$work/src/src/librdkafka.so".* "$work/src/src-cpp/librdkafka++.so".* \
+    "$RDKAFKA_TSAN_PREFIX/lib/"
+  echo "$stamp" >"$RDKAFKA_TSAN_PREFIX/VERSION"
+  rm -rf "$work"
+}
+
+build_tsan() {
+  build_absl_tsan
+  build_grpc_tsan
+  build_rdkafka_tsan
 }
 
 if ((${#missing[@]} == 0)); then
@@ -202,7 +304,7 @@ if ((${#missing[@]} == 0)); then
     install_helm
     install_gofakes3
   fi
-  if $tsan; then build_absl_tsan; fi
+  if $tsan; then build_tsan; fi
   exit 0
 fi
 
@@ -233,5 +335,5 @@ if $tools; then
   install_helm
   install_gofakes3
 fi
-if $tsan; then build_absl_tsan; fi
+if $tsan; then build_tsan; fi
 echo "setup: done"

@@ -18,9 +18,11 @@ for s in sessions routing bot presence identity feedback; do
   binaries+=("services/$s/${s}_server")
 done
 # The image is built without sanitizers; a --config=tsan build loads the
-# instrumented Abseil of setup.sh --tsan from /opt/switchboard instead of
-# Debian's, which no package holds.
-if ldd "${binaries[@]}" | grep -q '=> /opt/switchboard/'; then
+# instrumented Abseil, gRPC and librdkafka of setup.sh --tsan from
+# /opt/switchboard instead of Debian's, which no package holds. (grep reads
+# all of ldd's output: with -q it would stop at the first match and ldd's
+# SIGPIPE would fail the pipeline.)
+if ldd "${binaries[@]}" | grep '=> /opt/switchboard/' >/dev/null; then
   echo "image_test: sanitizer build (libraries from /opt/switchboard): package list not checked"
 else
   if packages=$(bash deploy/docker/runtime_packages.sh "${binaries[@]}"); then

@@ -131,15 +131,16 @@ class SessionsService::StreamReactor
     service_->streams_.Remove(this);
     if (limiter_ != nullptr) limiter_->Release(PrincipalKey(caller_));
     bool subscribed;
-    bool last;
     {
       absl::MutexLock lock(&mu_);
       done_ = true;
       subscribed = subscribed_;
-      last = tasks_ == 0;
+      // Held like a task's until the unsubscribe: once done_ is set, a
+      // pending task's Release would otherwise delete the reactor under it.
+      ++tasks_;
     }
     if (subscribed) service_->sessions_->Unsubscribe(session_id_, this);
-    if (last) delete this;
+    Release();
   }
 
  private:

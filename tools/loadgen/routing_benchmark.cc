@@ -247,9 +247,12 @@ class Bench : public routing::OfferListener {
       router_->SubscribeOffers(agent.agent_id(), /*supervisor=*/false, this);
     }
   }
+  // The committer stops before the router goes: a commit in flight calls
+  // the router back.
   ~Bench() override {
     StopWorkers();
     router_->UnsubscribeOffers(this);
+    if (committer_ != nullptr) committer_->Stop();
   }
 
   [[noreturn]] static void Die(const char* what, const absl::Status& s) {
