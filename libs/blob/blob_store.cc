@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 
 namespace switchboard::blob {
 
@@ -20,6 +21,12 @@ bool IsContentAddress(absl::string_view key) {
     if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
   }
   return true;
+}
+
+absl::Status CheckContentAddress(absl::string_view key) {
+  if (IsContentAddress(key)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "blob key is not a SHA-256 in lowercase hex: \"", key.substr(0, 80), "\""));
 }
 
 }  // namespace switchboard::blob

@@ -17,6 +17,8 @@ std::string ContentAddress(absl::string_view bytes);
 // refuse any other key, so a key can never name a path or object outside
 // the store.
 bool IsContentAddress(absl::string_view key);
+// OK for a content address, else INVALID_ARGUMENT quoting the key.
+absl::Status CheckContentAddress(absl::string_view key);
 
 // Where attachment bytes live. Blobs are content-addressed and immutable:
 // storing bytes that are already there is a no-op, so a retried upload, or

@@ -26,12 +26,6 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
 }
 
-absl::Status InvalidKey(absl::string_view key) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("blob key is not a SHA-256 in lowercase hex: \"",
-                   key.substr(0, 80), "\""));
-}
-
 absl::Status FsyncPath(const std::string& path, int flags) {
   const int fd = open(path.c_str(), flags | O_CLOEXEC);
   if (fd < 0) return ErrnoError("cannot open", path);
@@ -108,7 +102,7 @@ absl::StatusOr<std::string> FileBlobStore::Put(absl::string_view bytes) {
 }
 
 absl::StatusOr<std::string> FileBlobStore::Get(absl::string_view key) {
-  if (!IsContentAddress(key)) return InvalidKey(key);
+  if (absl::Status s = CheckContentAddress(key); !s.ok()) return s;
   const std::string path = PathOf(key);
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -122,7 +116,7 @@ absl::StatusOr<std::string> FileBlobStore::Get(absl::string_view key) {
 }
 
 absl::StatusOr<bool> FileBlobStore::Exists(absl::string_view key) {
-  if (!IsContentAddress(key)) return InvalidKey(key);
+  if (absl::Status s = CheckContentAddress(key); !s.ok()) return s;
   const std::string path = PathOf(key);
   if (access(path.c_str(), F_OK) == 0) return true;
   if (errno == ENOENT) return false;
@@ -130,7 +124,7 @@ absl::StatusOr<bool> FileBlobStore::Exists(absl::string_view key) {
 }
 
 absl::Status FileBlobStore::Delete(absl::string_view key) {
-  if (!IsContentAddress(key)) return InvalidKey(key);
+  if (absl::Status s = CheckContentAddress(key); !s.ok()) return s;
   const std::string path = PathOf(key);
   if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoError("cannot delete", path);
   return absl::OkStatus();

@@ -17,11 +17,6 @@ namespace {
 constexpr char kEmptySha256[] =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-absl::Status InvalidKey(absl::string_view key) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "blob key is not a SHA-256 in lowercase hex: \"", key.substr(0, 80), "\""));
-}
-
 // What the store said, for an error message: status and the start of its
 // XML error (<Code>, <Message>).
 absl::Status StoreError(absl::string_view what, long status, absl::string_view body) {
@@ -148,7 +143,7 @@ absl::StatusOr<std::string> S3BlobStore::Put(absl::string_view bytes) {
 }
 
 absl::StatusOr<std::string> S3BlobStore::Get(absl::string_view key) {
-  if (!IsContentAddress(key)) return InvalidKey(key);
+  if (absl::Status s = CheckContentAddress(key); !s.ok()) return s;
   absl::StatusOr<Response> response =
       Send("GET", absl::StrCat("/", options_.bucket, "/", key), {}, kEmptySha256);
   if (!response.ok()) return response.status();
@@ -160,7 +155,7 @@ absl::StatusOr<std::string> S3BlobStore::Get(absl::string_view key) {
 }
 
 absl::StatusOr<bool> S3BlobStore::Exists(absl::string_view key) {
-  if (!IsContentAddress(key)) return InvalidKey(key);
+  if (absl::Status s = CheckContentAddress(key); !s.ok()) return s;
   absl::StatusOr<Response> response =
       Send("HEAD", absl::StrCat("/", options_.bucket, "/", key), {}, kEmptySha256);
   if (!response.ok()) return response.status();
@@ -172,7 +167,7 @@ absl::StatusOr<bool> S3BlobStore::Exists(absl::string_view key) {
 }
 
 absl::Status S3BlobStore::Delete(absl::string_view key) {
-  if (!IsContentAddress(key)) return InvalidKey(key);
+  if (absl::Status s = CheckContentAddress(key); !s.ok()) return s;
   absl::StatusOr<Response> response =
       Send("DELETE", absl::StrCat("/", options_.bucket, "/", key), {}, kEmptySha256);
   if (!response.ok()) return response.status();
@@ -184,7 +179,9 @@ absl::Status S3BlobStore::Delete(absl::string_view key) {
 }
 
 absl::StatusOr<std::vector<std::string>> S3BlobStore::List(absl::string_view after, int limit) {
-  if (!after.empty() && !IsContentAddress(after)) return InvalidKey(after);
+  if (!after.empty()) {
+    if (absl::Status s = CheckContentAddress(after); !s.ok()) return s;
+  }
   // Parameters in SigV4's canonical (sorted) order; hex needs no escaping.
   std::string query = absl::StrCat("/", options_.bucket, "?list-type=2&max-keys=", limit);
   if (!after.empty()) absl::StrAppend(&query, "&start-after=", after);

@@ -2,10 +2,10 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/sha.h>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "libs/blob/blob_store.h"
 #include "absl/strings/ascii.h"
 
 namespace switchboard::blob {
@@ -17,13 +17,6 @@ std::string Hmac(absl::string_view key, absl::string_view data) {
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &length);
   return std::string(reinterpret_cast<const char*>(out), length);
-}
-
-std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
 }
 
 // RFC 3986 unreserved characters stay; everything else is %XX (SigV4's
@@ -58,7 +51,7 @@ std::string PresignQuery(const PresignRequest& request) {
       absl::StrCat(request.method, "\n", request.path, "\n", query, "\nhost:", request.host,
                    "\n\nhost\nUNSIGNED-PAYLOAD");
   const std::string string_to_sign = absl::StrCat("AWS4-HMAC-SHA256\n", stamp, "\n", scope,
-                                                  "\n", Sha256Hex(canonical_request));
+                                                  "\n", ContentAddress(canonical_request));
   std::string key = Hmac("AWS4" + request.secret_access_key, date);
   key = Hmac(key, request.region);
   key = Hmac(key, "s3");

@@ -20,11 +20,6 @@ constexpr size_t kMaxFileName = 255;
 // Not in the API's limits, but a header is stored with its record.
 constexpr size_t kMaxContentType = 255;
 
-bool IsUploadIdChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-         c == ':' || c == '-';
-}
-
 bool IsHex(absl::string_view s) {
   for (char c : s) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
@@ -52,10 +47,10 @@ absl::Status Invalid(absl::string_view field, absl::string_view what) {
 // The header's checks that need nothing but the header.
 absl::Status ValidateHeader(const v1::UploadHeader& header, int64_t max_file_bytes) {
   if (header.session_id().empty()) return Invalid("session_id", "must not be empty");
-  const std::string& upload_id = header.upload_id();
-  if (upload_id.empty() || upload_id.size() > kMaxUploadId ||
-      !std::all_of(upload_id.begin(), upload_id.end(), IsUploadIdChar)) {
-    return Invalid("upload_id", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', ':', '-'");
+  if (absl::Status s = validation::ValidateId("header.upload_id", header.upload_id(),
+                                               kMaxUploadId);
+      !s.ok()) {
+    return s;
   }
   const std::string& name = header.file_name();
   if (name.empty()) return Invalid("file_name", "must not be empty");

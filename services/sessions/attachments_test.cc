@@ -193,9 +193,10 @@ TEST_F(AttachmentsTest, HeaderFieldsAreCheckedNamingTheField) {
   const std::vector<Case> cases = {
       {[](auto& h) { h.clear_session_id(); }, Code::kInvalidArgument,
        "header.session_id: must not be empty"},
-      {[](auto& h) { h.clear_upload_id(); }, Code::kInvalidArgument, "header.upload_id: must be"},
+      {[](auto& h) { h.clear_upload_id(); }, Code::kInvalidArgument,
+       "header.upload_id: must not be empty"},
       {[](auto& h) { h.set_upload_id(std::string(65, 'a')); }, Code::kInvalidArgument,
-       "header.upload_id: must be"},
+       "header.upload_id: longer than 64"},
       {[](auto& h) { h.set_upload_id("a/b"); }, Code::kInvalidArgument, "header.upload_id"},
       {[](auto& h) { h.clear_file_name(); }, Code::kInvalidArgument,
        "header.file_name: must not be empty"},
