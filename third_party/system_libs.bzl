@@ -2,7 +2,8 @@
 
 Each target links what `pkg-config --libs` prints for its packages, so the
 full Abseil link line comes along (a bare -lgrpc++ fails on absl::Mutex).
-Headers live in /usr/include, which the compiler searches already.
+Headers live in /usr/include, which the compiler searches already (libpq's
+in its postgresql/ folder: `#include <postgresql/libpq-fe.h>`).
 """
 
 _LIBS = {
@@ -19,6 +20,7 @@ _LIBS = {
     "fasttext": (["fasttext"], []),
     "magic": (["libmagic"], []),
     "curl": (["libcurl"], []),
+    "libpq": (["libpq"], []),
 }
 
 def _pkg_config(ctx, args):

@@ -41,6 +41,10 @@ PACKAGES=(
   # Attachments in an S3-compatible object store (libs/blob: libcurl signs
   # requests with AWS SigV4)
   libcurl4-openssl-dev
+  # PostgreSQL 15, the shared store beside SQLite (libs/storage/postgres):
+  # libpq for the client, the server for tests (libs/testing/postgres starts
+  # one in a temporary folder; the package's own cluster is not started)
+  libpq-dev postgresql
   # Time zones of queues' hours of operation (Abseil reads /usr/share/zoneinfo)
   tzdata
   # Tests and benchmarks
@@ -316,7 +320,8 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # Installing packages must not start services (the prometheus package would
-# start its own server on :9090, clamav's would download virus signatures):
+# start its own server on :9090, clamav's would download virus signatures,
+# postgresql's would start a cluster on :5432):
 # policy-rc.d tells invoke-rc.d not to.
 policy=/usr/sbin/policy-rc.d
 if [[ ! -e "$policy" ]]; then
@@ -326,7 +331,7 @@ if [[ ! -e "$policy" ]]; then
 fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
-  systemctl disable --now prometheus prometheus-node-exporter clamav-daemon clamav-freshclam \
+  systemctl disable --now prometheus prometheus-node-exporter clamav-daemon clamav-freshclam postgresql \
     >/dev/null 2>&1 || true
 fi
 if $tools; then
