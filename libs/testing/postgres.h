@@ -14,7 +14,7 @@ namespace switchboard::testing {
 // server's life, see ReservedPort) and on a Unix socket in that folder, with
 // Debian's default settings (fsync on). The constructor returns once the
 // server accepts connections and database "switchboard" exists; the
-// destructor stops the server (fast shutdown, then SIGKILL) and removes the
+// destructor stops the server (immediate shutdown, then SIGKILL) and removes the
 // folder. If the server cannot start (e.g. PostgreSQL is not installed: run
 // tools/setup.sh) the constructor aborts the test with the reason; it never
 // skips.
