@@ -19,8 +19,8 @@ CREATE TABLE outbox (
 );
 )sql";
 
-absl::Status AppendToOutbox(storage::Database& db, absl::string_view topic,
-                            const v1::Event& event) {
+absl::StatusOr<OutboxRow> MakeOutboxRow(absl::string_view topic,
+                                        const v1::Event& event) {
   if (topic.empty()) {
     return absl::InvalidArgumentError("AppendToOutbox: topic is empty");
   }
@@ -29,25 +29,34 @@ absl::Status AppendToOutbox(storage::Database& db, absl::string_view topic,
     return absl::InvalidArgumentError(
         "AppendToOutbox: the event is not sealed (call events::Seal first)");
   }
-  std::string value;
-  if (!event.SerializeToString(&value)) {
+  OutboxRow row;
+  if (!event.SerializeToString(&row.value)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "AppendToOutbox: cannot serialize event ", event.event_id()));
   }
-  const int64_t created_at_micros =
-      event.occurred_at().seconds() * 1'000'000 +
-      event.occurred_at().nanos() / 1'000;
+  row.topic = std::string(topic);
+  row.key = event.entity_id();
+  row.event_id = event.event_id();
+  row.type = event.type();
+  row.created_at_micros = event.occurred_at().seconds() * 1'000'000 +
+                          event.occurred_at().nanos() / 1'000;
+  return row;
+}
 
+absl::Status AppendToOutbox(storage::Database& db, absl::string_view topic,
+                            const v1::Event& event) {
+  absl::StatusOr<OutboxRow> row = MakeOutboxRow(topic, event);
+  if (!row.ok()) return row.status();
   absl::StatusOr<storage::Statement> insert = db.Prepare(
       "INSERT INTO outbox(topic, key, event_id, type, value, "
       "created_at_micros) VALUES (?, ?, ?, ?, ?, ?)");
   if (!insert.ok()) return insert.status();
-  return insert->Bind(1, topic)
-      .Bind(2, event.entity_id())
-      .Bind(3, event.event_id())
-      .Bind(4, event.type())
-      .BindBlob(5, value)
-      .Bind(6, created_at_micros)
+  return insert->Bind(1, row->topic)
+      .Bind(2, row->key)
+      .Bind(3, row->event_id)
+      .Bind(4, row->type)
+      .BindBlob(5, row->value)
+      .Bind(6, row->created_at_micros)
       .Run();
 }
 

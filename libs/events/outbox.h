@@ -14,7 +14,11 @@
 //
 // Threading: like storage::Database, one thread at a time per connection.
 
+#include <cstdint>
+#include <string>
+
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "libs/storage/database.h"
 #include "switchboard/events/v1/event.pb.h"
@@ -40,5 +44,21 @@ extern const char kOutboxMigration[];
 // storage::Database reports them.
 absl::Status AppendToOutbox(storage::Database& db, absl::string_view topic,
                             const v1::Event& event);
+
+// One outbox row as both backends store it (this file's SQLite table and
+// postgres_outbox.h's).
+struct OutboxRow {
+  std::string topic;
+  std::string key;
+  std::string event_id;
+  std::string type;
+  std::string value;
+  int64_t created_at_micros = 0;
+};
+
+// The row for `event` on `topic`, with AppendToOutbox's checks
+// (INVALID_ARGUMENT for an unsealed event or an empty topic).
+absl::StatusOr<OutboxRow> MakeOutboxRow(absl::string_view topic,
+                                        const v1::Event& event);
 
 }  // namespace switchboard::events

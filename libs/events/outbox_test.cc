@@ -5,27 +5,15 @@
 
 #include "gtest/gtest.h"
 #include "libs/events/envelope.h"
-#include "libs/storage/database.h"
-#include "libs/storage/test_dir.h"
+#include "libs/events/outbox_test_backends.h"
 
 namespace switchboard::events {
 namespace {
 
-class OutboxTest : public ::testing::Test {
+// The same cases on SQLite and on a real PostgreSQL.
+class OutboxTest : public ::testing::TestWithParam<OutboxBackendKind> {
  protected:
-  void SetUp() override {
-    storage::Database::Options options;
-    options.path = storage::MakeTempDir() + "/service.db";
-    absl::StatusOr<std::unique_ptr<storage::Database>> db =
-        storage::Database::Open(options);
-    ASSERT_TRUE(db.ok()) << db.status();
-    db_ = std::move(*db);
-    // As a service does: its own tables, then the outbox.
-    ASSERT_TRUE(
-        db_->Migrate({"CREATE TABLE agents(id TEXT PRIMARY KEY)",
-                      kOutboxMigration})
-            .ok());
-  }
+  void SetUp() override { backend_ = OutboxBackend::Make(GetParam()); }
 
   v1::Event Sealed(const std::string& agent_id) {
     v1::Event event;
@@ -36,74 +24,61 @@ class OutboxTest : public ::testing::Test {
     return event;
   }
 
-  int64_t OutboxRows() {
-    absl::StatusOr<storage::Statement> count =
-        db_->Prepare("SELECT COUNT(*) FROM outbox");
-    EXPECT_TRUE(*count->Step());
-    return count->ColumnInt(0);
-  }
-
-  std::unique_ptr<storage::Database> db_;
+  std::unique_ptr<OutboxBackend> backend_;
 };
 
-TEST_F(OutboxTest, StoresTheSerializedEventWithItsRouting) {
+TEST_P(OutboxTest, StoresTheSerializedEventWithItsRouting) {
   const v1::Event event = Sealed("agent-1");
-  ASSERT_TRUE(AppendToOutbox(*db_, TopicFor("presence"), event).ok());
-  absl::StatusOr<storage::Statement> row =
-      db_->Prepare("SELECT id, topic, key, event_id, type, value, "
-                   "created_at_micros FROM outbox");
-  ASSERT_TRUE(*row->Step());
-  EXPECT_EQ(row->ColumnInt(0), 1);
-  EXPECT_EQ(row->ColumnText(1), "switchboard.presence.v1");
-  EXPECT_EQ(row->ColumnText(2), "agent-1");
-  EXPECT_EQ(row->ColumnText(3), event.event_id());
-  EXPECT_EQ(row->ColumnText(4), "presence.agent_status_changed");
+  ASSERT_TRUE(backend_->Append(TopicFor("presence"), event).ok());
+  const std::vector<OutboxBackend::StoredRow> rows = backend_->Rows();
+  ASSERT_EQ(rows.size(), 1);
+  EXPECT_EQ(rows[0].id, 1);
+  EXPECT_EQ(rows[0].row.topic, "switchboard.presence.v1");
+  EXPECT_EQ(rows[0].row.key, "agent-1");
+  EXPECT_EQ(rows[0].row.event_id, event.event_id());
+  EXPECT_EQ(rows[0].row.type, "presence.agent_status_changed");
   v1::Event stored;
-  ASSERT_TRUE(stored.ParseFromString(row->ColumnBlob(5)));
+  ASSERT_TRUE(stored.ParseFromString(rows[0].row.value));
   EXPECT_EQ(stored.SerializeAsString(), event.SerializeAsString());
-  EXPECT_EQ(row->ColumnInt(6), 1'800'000'000'000'042);
+  EXPECT_EQ(rows[0].row.created_at_micros, 1'800'000'000'000'042);
 }
 
-TEST_F(OutboxTest, EventCommitsOrRollsBackWithTheStateChange) {
-  absl::Status failed = db_->InTransaction([&]() -> absl::Status {
-    absl::Status s = db_->Execute("INSERT INTO agents VALUES ('agent-1')");
-    if (!s.ok()) return s;
-    s = AppendToOutbox(*db_, TopicFor("presence"), Sealed("agent-1"));
-    if (!s.ok()) return s;
-    return absl::FailedPreconditionError("capacity exceeded");
-  });
+TEST_P(OutboxTest, EventCommitsOrRollsBackWithTheStateChange) {
+  absl::Status failed = backend_->CommitEvent(TopicFor("presence"), Sealed("agent-1"),
+                                              /*fail_after_append=*/true);
   EXPECT_EQ(failed.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(OutboxRows(), 0);
+  EXPECT_TRUE(backend_->Rows().empty());
 
-  ASSERT_TRUE(db_->InTransaction([&]() -> absl::Status {
-                   absl::Status s =
-                       db_->Execute("INSERT INTO agents VALUES ('agent-1')");
-                   if (!s.ok()) return s;
-                   return AppendToOutbox(*db_, TopicFor("presence"),
-                                         Sealed("agent-1"));
-                 }).ok());
-  EXPECT_EQ(OutboxRows(), 1);
+  ASSERT_TRUE(backend_->CommitEvent(TopicFor("presence"), Sealed("agent-1")).ok());
+  EXPECT_EQ(backend_->Rows().size(), 1);
 }
 
-TEST_F(OutboxTest, RejectsUnsealedEvents) {
+TEST_P(OutboxTest, RejectsUnsealedEvents) {
   v1::Event event;
   event.mutable_agent_status_changed()->set_agent_id("agent-1");
-  EXPECT_EQ(AppendToOutbox(*db_, TopicFor("presence"), event).code(),
+  EXPECT_EQ(backend_->Append(TopicFor("presence"), event).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(AppendToOutbox(*db_, "", Sealed("agent-1")).code(),
+  EXPECT_EQ(backend_->Append("", Sealed("agent-1")).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(OutboxRows(), 0);
+  EXPECT_TRUE(backend_->Rows().empty());
 }
 
-TEST_F(OutboxTest, IdsKeepIncreasingAfterDeletes) {
-  // AUTOINCREMENT: a deleted last row's id is never handed out again, so
-  // ids always follow commit order.
-  ASSERT_TRUE(AppendToOutbox(*db_, "t", Sealed("a")).ok());
-  ASSERT_TRUE(AppendToOutbox(*db_, "t", Sealed("b")).ok());
-  ASSERT_TRUE(db_->Execute("DELETE FROM outbox").ok());
-  ASSERT_TRUE(AppendToOutbox(*db_, "t", Sealed("c")).ok());
-  EXPECT_EQ(db_->LastInsertRowId(), 3);
+TEST_P(OutboxTest, IdsKeepIncreasingAfterDeletes) {
+  // A deleted last row's id is never handed out again (SQLite's
+  // AUTOINCREMENT, PostgreSQL's identity sequence), so ids always grow.
+  ASSERT_TRUE(backend_->Append("t", Sealed("a")).ok());
+  ASSERT_TRUE(backend_->Append("t", Sealed("b")).ok());
+  ASSERT_TRUE(backend_->DeleteAllRows().ok());
+  ASSERT_TRUE(backend_->Append("t", Sealed("c")).ok());
+  const std::vector<OutboxBackend::StoredRow> rows = backend_->Rows();
+  ASSERT_EQ(rows.size(), 1);
+  EXPECT_EQ(rows[0].id, 3);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, OutboxTest,
+                         ::testing::Values(OutboxBackendKind::kSqlite,
+                                           OutboxBackendKind::kPostgres),
+                         [](const auto& info) { return OutboxBackendName(info.param); });
 
 }  // namespace
 }  // namespace switchboard::events

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "libs/events/sqlite_outbox_store.h"
 #include "libs/fault/fault_point.h"
 #include "libs/log/log.h"
 
@@ -33,8 +34,12 @@ prometheus::Counter& MakeCounter(prometheus::Registry& registry,
 Relay::Relay(std::unique_ptr<storage::Database> reader,
              storage::GroupCommitter* committer, Sink* sink,
              prometheus::Registry& registry, Options options)
-    : reader_(std::move(reader)),
-      committer_(committer),
+    : Relay(std::make_unique<SqliteOutboxStore>(std::move(reader), committer),
+            sink, registry, std::move(options)) {}
+
+Relay::Relay(std::unique_ptr<OutboxStore> store, Sink* sink,
+             prometheus::Registry& registry, Options options)
+    : store_(std::move(store)),
       sink_(sink),
       options_(std::move(options)),
       depth_(MakeGauge(
@@ -128,16 +133,22 @@ void Relay::Run() {
 
 Relay::Pass Relay::RunPass() {
   Pass pass;
-  std::vector<OutboxRecord> records;
-  absl::Status read = ReadBatch(records);
-  if (!read.ok()) {
-    log::Error("outbox_read_failed", {{"error", read.message()}});
+  absl::StatusOr<std::vector<OutboxRecord>> claimed =
+      store_->Claim(std::max(1, options_.batch_size));
+  if (!claimed.ok()) {
+    log::Error("outbox_read_failed", {{"error", claimed.status().message()}});
     pass.failed = true;
     UpdateGauges();
     return pass;
   }
+  const std::vector<OutboxRecord>& records = *claimed;
   pass.read = static_cast<int64_t>(records.size());
   if (records.empty()) {
+    // Releases the (empty) claim.
+    if (absl::Status s = store_->Finish({}); !s.ok()) {
+      log::Error("outbox_delete_failed", {{"rows", 0}, {"error", s.message()}});
+      pass.failed = true;
+    }
     UpdateGauges();
     return pass;
   }
@@ -174,68 +185,27 @@ Relay::Pass Relay::RunPass() {
     // Crash tests: the sink has confirmed these events, their rows are not
     // deleted yet; a restart publishes them again (duplicates, no loss).
     fault::Point("relay.before_delete");
-    absl::Status deleted = DeleteRows(confirmed);
-    if (!deleted.ok()) {
-      // The rows will be published again: a duplicate, never a loss.
-      log::Error("outbox_delete_failed",
-                 {{"rows", confirmed.size()}, {"error", deleted.message()}});
-      pass.failed = true;
-    }
+  }
+  absl::Status deleted = store_->Finish(confirmed);
+  if (!deleted.ok()) {
+    // The rows will be published again: a duplicate, never a loss.
+    log::Error("outbox_delete_failed",
+               {{"rows", confirmed.size()}, {"error", deleted.message()}});
+    pass.failed = true;
   }
   UpdateGauges();
   return pass;
 }
 
-absl::Status Relay::ReadBatch(std::vector<OutboxRecord>& records) {
-  absl::StatusOr<storage::Statement> select = reader_->Prepare(
-      "SELECT id, topic, key, event_id, type, value FROM outbox "
-      "ORDER BY id LIMIT ?");
-  if (!select.ok()) return select.status();
-  select->Bind(1, static_cast<int64_t>(std::max(1, options_.batch_size)));
-  while (true) {
-    absl::StatusOr<bool> row = select->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return absl::OkStatus();
-    OutboxRecord record;
-    record.outbox_id = select->ColumnInt(0);
-    record.topic = select->ColumnText(1);
-    record.key = select->ColumnText(2);
-    record.event_id = select->ColumnText(3);
-    record.type = select->ColumnText(4);
-    record.value = select->ColumnBlob(5);
-    records.push_back(std::move(record));
-  }
-}
-
-absl::Status Relay::DeleteRows(const std::vector<int64_t>& ids) {
-  return committer_->Commit([&ids](storage::Database& db) -> absl::Status {
-    absl::StatusOr<storage::Statement> remove =
-        db.Prepare("DELETE FROM outbox WHERE id = ?");
-    if (!remove.ok()) return remove.status();
-    for (int64_t id : ids) {
-      absl::Status status = remove->Bind(1, id).Run();
-      if (!status.ok()) return status;
-      remove->Reset();
-    }
-    return absl::OkStatus();
-  });
-}
-
 void Relay::UpdateGauges() {
-  absl::StatusOr<storage::Statement> stats = reader_->Prepare(
-      "SELECT COUNT(*), MIN(created_at_micros) FROM outbox");
+  absl::StatusOr<OutboxStore::Stats> stats = store_->ReadStats();
   if (!stats.ok()) return;
-  absl::StatusOr<bool> row = stats->Step();
-  if (!row.ok() || !*row) return;
-  const int64_t depth = stats->ColumnInt(0);
   double age_seconds = 0;
-  if (depth > 0 && !stats->ColumnIsNull(1)) {
-    const absl::Time oldest = absl::FromUnixMicros(stats->ColumnInt(1));
+  if (stats->depth > 0 && stats->oldest.has_value()) {
     age_seconds = std::max(
-        0.0, absl::ToDoubleSeconds(options_.clock->Now() - oldest));
+        0.0, absl::ToDoubleSeconds(options_.clock->Now() - *stats->oldest));
   }
-  stats->Reset();
-  depth_.Set(static_cast<double>(depth));
+  depth_.Set(static_cast<double>(stats->depth));
   oldest_age_seconds_.Set(age_seconds);
 }
 

@@ -17,11 +17,15 @@
 //   relay.Notify();
 //   // at shutdown, before stopping the committer:
 //   relay.Stop(absl::Seconds(5));
+// On PostgreSQL (postgres_outbox.h), with a connection of the relay's own:
+//   Relay relay(std::make_unique<PostgresOutboxStore>(std::move(*conn)),
+//               sink.get(), registry, Relay::Options());
 //
-// Each pass reads the oldest `batch_size` rows through the relay's own read
-// connection, publishes them, deletes the confirmed ones through the
-// service's GroupCommitter (the only writer), and updates the metrics. A
-// pass in which anything failed (read, publish, delete) is retried after an
+// Each pass claims the oldest `batch_size` rows from its OutboxStore
+// (outbox_store.h: on SQLite through the relay's own read connection),
+// publishes them, deletes the confirmed ones (on SQLite through the
+// service's GroupCommitter, the only writer), and updates the metrics. A
+// pass in which anything failed (claim, publish, delete) is retried after an
 // exponential backoff (initial_backoff doubling up to max_backoff; Notify
 // does not cut it short); otherwise the relay sleeps until Notify or
 // poll_interval.
@@ -39,8 +43,8 @@
 // and before its delivery reports (tests/crash_relay_test kills the process
 // at both).
 //
-// Threading: the relay runs one thread of its own, which alone uses the read
-// connection and calls Sink::Publish. Notify and Stop are thread-safe;
+// Threading: the relay runs one thread of its own, which alone uses the
+// store and calls Sink::Publish. Notify and Stop are thread-safe;
 // Notify never blocks for long, so it may be called from a GroupCommitter
 // `done` or a gRPC callback thread.
 
@@ -54,6 +58,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/clock/clock.h"
+#include "libs/events/outbox_store.h"
 #include "libs/events/sink.h"
 #include "libs/storage/database.h"
 #include "libs/storage/group_commit.h"
@@ -80,9 +85,12 @@ class Relay {
   };
 
   // Starts the relay thread; its first pass publishes whatever an earlier
-  // run left in the outbox. `reader` is a connection of its own to the
-  // service's database file (with the outbox migration applied). `committer`
-  // and `sink` are not owned and must outlive the relay.
+  // run left in the outbox. `sink` is not owned and must outlive the relay.
+  Relay(std::unique_ptr<OutboxStore> store, Sink* sink,
+        prometheus::Registry& registry, Options options);
+  // On a service's SQLite file (a SqliteOutboxStore): `reader` is a
+  // connection of its own to the file (with the outbox migration applied).
+  // `committer` is not owned and must outlive the relay.
   Relay(std::unique_ptr<storage::Database> reader,
         storage::GroupCommitter* committer, Sink* sink,
         prometheus::Registry& registry, Options options);
@@ -99,7 +107,7 @@ class Relay {
   // Drains the outbox for at most `flush_deadline` (passes go on while rows
   // remain and time is left; a Sink::Publish already running is waited
   // for), then stops the thread. Idempotent. Stop the relay before the
-  // GroupCommitter it deletes through.
+  // GroupCommitter it deletes through (on SQLite).
   void Stop(absl::Duration flush_deadline);
 
  private:
@@ -112,12 +120,9 @@ class Relay {
 
   void Run();
   Pass RunPass();
-  absl::Status ReadBatch(std::vector<OutboxRecord>& records);
-  absl::Status DeleteRows(const std::vector<int64_t>& ids);
   void UpdateGauges();
 
-  std::unique_ptr<storage::Database> reader_;
-  storage::GroupCommitter* const committer_;
+  std::unique_ptr<OutboxStore> store_;
   Sink* const sink_;
   const Options options_;
 

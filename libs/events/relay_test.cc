@@ -15,10 +15,8 @@
 #include "libs/clock/clock.h"
 #include "libs/events/envelope.h"
 #include "libs/events/json_lines_sink.h"
-#include "libs/events/outbox.h"
+#include "libs/events/outbox_test_backends.h"
 #include "libs/events/read_json_lines.h"
-#include "libs/storage/database.h"
-#include "libs/storage/group_commit.h"
 #include "libs/storage/test_dir.h"
 #include "prometheus/registry.h"
 
@@ -95,15 +93,11 @@ class FakeSink : public Sink {
   std::vector<OutboxRecord> published_;
 };
 
-class RelayTest : public ::testing::Test {
+// The same cases on SQLite and on a real PostgreSQL.
+class RelayTest : public ::testing::TestWithParam<OutboxBackendKind> {
  protected:
   void SetUp() override {
-    path_ = storage::MakeTempDir() + "/presence.db";
-    writer_ = Open();
-    ASSERT_TRUE(writer_->Migrate({"CREATE TABLE agents(id TEXT PRIMARY KEY)",
-                                  kOutboxMigration})
-                    .ok());
-    committer_ = std::make_unique<storage::GroupCommitter>(writer_.get());
+    backend_ = OutboxBackend::Make(GetParam());
     registry_ = std::make_shared<prometheus::Registry>();
     options_.poll_interval = absl::Hours(1);  // Tests wake it explicitly.
     options_.initial_backoff = absl::Milliseconds(5);
@@ -113,21 +107,11 @@ class RelayTest : public ::testing::Test {
 
   void TearDown() override {
     if (relay_ != nullptr) relay_->Stop(absl::ZeroDuration());
-    committer_->Stop();
-  }
-
-  std::unique_ptr<storage::Database> Open() {
-    storage::Database::Options options;
-    options.path = path_;
-    absl::StatusOr<std::unique_ptr<storage::Database>> db =
-        storage::Database::Open(options);
-    EXPECT_TRUE(db.ok()) << db.status();
-    return std::move(*db);
   }
 
   void StartRelay(Sink* sink) {
-    relay_ = std::make_unique<Relay>(Open(), committer_.get(), sink,
-                                     *registry_, options_);
+    relay_ = std::make_unique<Relay>(backend_->NewStore(), sink, *registry_,
+                                     options_);
   }
 
   v1::Event Sealed(const std::string& agent_id, int load) {
@@ -138,28 +122,16 @@ class RelayTest : public ::testing::Test {
     return event;
   }
 
-  // Commits an event as a service does: with a state change, through the
-  // group committer, then wakes the relay.
+  // Commits an event as a service does: with a state change, in one
+  // transaction, then wakes the relay.
   absl::Status CommitEvent(const v1::Event& event) {
-    absl::Status status =
-        committer_->Commit([&](storage::Database& db) -> absl::Status {
-          absl::StatusOr<storage::Statement> upsert = db.Prepare(
-              "INSERT INTO agents(id) VALUES (?) ON CONFLICT DO NOTHING");
-          if (!upsert.ok()) return upsert.status();
-          absl::Status s = upsert->Bind(1, event.entity_id()).Run();
-          if (!s.ok()) return s;
-          return AppendToOutbox(db, TopicFor("presence"), event);
-        });
+    absl::Status status = backend_->CommitEvent(TopicFor("presence"), event);
     if (relay_ != nullptr) relay_->Notify();
     return status;
   }
 
   int64_t OutboxRows() {
-    std::unique_ptr<storage::Database> reader = Open();
-    absl::StatusOr<storage::Statement> count =
-        reader->Prepare("SELECT COUNT(*) FROM outbox");
-    EXPECT_TRUE(*count->Step());
-    return count->ColumnInt(0);
+    return static_cast<int64_t>(backend_->Rows().size());
   }
 
   // Waits (at most 10 s) until the outbox holds `n` rows; deletes commit
@@ -194,16 +166,14 @@ class RelayTest : public ::testing::Test {
     return ids;
   }
 
-  std::string path_;
-  std::unique_ptr<storage::Database> writer_;
-  std::unique_ptr<storage::GroupCommitter> committer_;
+  std::unique_ptr<OutboxBackend> backend_;
   std::shared_ptr<prometheus::Registry> registry_;
   FakeClock clock_;
   Relay::Options options_;
   std::unique_ptr<Relay> relay_;
 };
 
-TEST_F(RelayTest, PublishesCommittedEventsInOrderAndDeletesThem) {
+TEST_P(RelayTest, PublishesCommittedEventsInOrderAndDeletesThem) {
   FakeSink sink;
   StartRelay(&sink);
   std::vector<std::string> ids;
@@ -224,16 +194,13 @@ TEST_F(RelayTest, PublishesCommittedEventsInOrderAndDeletesThem) {
   EXPECT_EQ(Metric("switchboard_outbox_publish_failures_total"), 0);
 }
 
-TEST_F(RelayTest, EventsOfRolledBackWritesNeverAppear) {
+TEST_P(RelayTest, EventsOfRolledBackWritesNeverAppear) {
   FakeSink sink;
   StartRelay(&sink);
-  // A write that appends its event and then fails: the savepoint rolls both
-  // back.
-  absl::Status failed = committer_->Commit([&](storage::Database& db) {
-    absl::Status s = AppendToOutbox(db, TopicFor("presence"), Sealed("a", 1));
-    if (!s.ok()) return s;
-    return absl::FailedPreconditionError("agent at capacity");
-  });
+  // A write that appends its event and then fails: its transaction (on
+  // SQLite its savepoint in the group commit) rolls both back.
+  absl::Status failed = backend_->CommitEvent(
+      TopicFor("presence"), Sealed("a", 1), /*fail_after_append=*/true);
   EXPECT_EQ(failed.code(), absl::StatusCode::kFailedPrecondition);
   // A failing write must not take its neighbour's event down with it.
   const v1::Event kept = Sealed("b", 2);
@@ -244,7 +211,7 @@ TEST_F(RelayTest, EventsOfRolledBackWritesNeverAppear) {
   EXPECT_EQ(OutboxRows(), 0);
 }
 
-TEST_F(RelayTest, RowsAreDeletedOnlyAfterTheSinkConfirms) {
+TEST_P(RelayTest, RowsAreDeletedOnlyAfterTheSinkConfirms) {
   FakeSink sink;
   std::vector<int64_t> rows_during_publish;
   sink.OnPublish([&](const std::vector<OutboxRecord>& records) {
@@ -267,7 +234,7 @@ TEST_F(RelayTest, RowsAreDeletedOnlyAfterTheSinkConfirms) {
   EXPECT_EQ(rows_during_publish.back(), 2);
 }
 
-TEST_F(RelayTest, FailingSinkKeepsRowsWhileWritesGoOnThenDrainsInOrder) {
+TEST_P(RelayTest, FailingSinkKeepsRowsWhileWritesGoOnThenDrainsInOrder) {
   FakeSink sink;
   sink.SetFailing(true);
   StartRelay(&sink);
@@ -293,7 +260,7 @@ TEST_F(RelayTest, FailingSinkKeepsRowsWhileWritesGoOnThenDrainsInOrder) {
   EXPECT_EQ(Metric("switchboard_outbox_depth"), 0);
 }
 
-TEST_F(RelayTest, OneFailingKeyDelaysOnlyItsOwnEvents) {
+TEST_P(RelayTest, OneFailingKeyDelaysOnlyItsOwnEvents) {
   FakeSink sink;
   sink.SetFailingKeys({"agent-2"});
   options_.batch_size = 3;  // Several passes, each with both keys.
@@ -318,7 +285,7 @@ TEST_F(RelayTest, OneFailingKeyDelaysOnlyItsOwnEvents) {
   EXPECT_THAT(got2, ElementsAreArray(ids2));
 }
 
-TEST_F(RelayTest, NotifyWakesTheRelayBeforeThePollInterval) {
+TEST_P(RelayTest, NotifyWakesTheRelayBeforeThePollInterval) {
   FakeSink sink;
   StartRelay(&sink);  // Polls once an hour.
   const v1::Event first = Sealed("a", 1);
@@ -331,7 +298,7 @@ TEST_F(RelayTest, NotifyWakesTheRelayBeforeThePollInterval) {
               ElementsAre(first.event_id(), second.event_id()));
 }
 
-TEST_F(RelayTest, PublishesWhatAnEarlierRunLeftBehind) {
+TEST_P(RelayTest, PublishesWhatAnEarlierRunLeftBehind) {
   FakeSink sink;
   const v1::Event left = Sealed("a", 1);
   ASSERT_TRUE(CommitEvent(left).ok());  // No relay yet.
@@ -339,7 +306,7 @@ TEST_F(RelayTest, PublishesWhatAnEarlierRunLeftBehind) {
   EXPECT_THAT(EventIds(sink.AwaitPublished(1)), ElementsAre(left.event_id()));
 }
 
-TEST_F(RelayTest, StopFlushesEventsCommittedWithoutNotify) {
+TEST_P(RelayTest, StopFlushesEventsCommittedWithoutNotify) {
   FakeSink sink;
   options_.batch_size = 4;
   StartRelay(&sink);
@@ -347,16 +314,14 @@ TEST_F(RelayTest, StopFlushesEventsCommittedWithoutNotify) {
   for (int i = 0; i < 10; ++i) {
     v1::Event event = Sealed("a", i);
     ids.push_back(event.event_id());
-    ASSERT_TRUE(committer_->Commit([&](storage::Database& db) {
-      return AppendToOutbox(db, TopicFor("presence"), event);
-    }).ok());
+    ASSERT_TRUE(backend_->Append(TopicFor("presence"), event).ok());
   }
   relay_->Stop(absl::Seconds(5));
   EXPECT_THAT(EventIds(sink.published()), ElementsAreArray(ids));
   EXPECT_EQ(OutboxRows(), 0);
 }
 
-TEST_F(RelayTest, StopGivesUpAtTheDeadlineAndKeepsTheRows) {
+TEST_P(RelayTest, StopGivesUpAtTheDeadlineAndKeepsTheRows) {
   FakeSink sink;
   sink.SetFailing(true);
   StartRelay(&sink);
@@ -369,7 +334,7 @@ TEST_F(RelayTest, StopGivesUpAtTheDeadlineAndKeepsTheRows) {
   EXPECT_EQ(Metric("switchboard_outbox_depth"), 1);
 }
 
-TEST_F(RelayTest, OldestAgeGaugeFollowsTheClock) {
+TEST_P(RelayTest, OldestAgeGaugeFollowsTheClock) {
   FakeSink sink;
   sink.SetFailing(true);
   ASSERT_TRUE(CommitEvent(Sealed("a", 1)).ok());
@@ -381,7 +346,7 @@ TEST_F(RelayTest, OldestAgeGaugeFollowsTheClock) {
   EXPECT_EQ(Metric("switchboard_outbox_depth"), 1);
 }
 
-TEST_F(RelayTest, EndToEndThroughTheJsonLinesSink) {
+TEST_P(RelayTest, EndToEndThroughTheJsonLinesSink) {
   const std::string file = storage::MakeTempDir() + "/events.jsonl";
   absl::StatusOr<std::unique_ptr<JsonLinesSink>> sink =
       JsonLinesSink::Open(file);
@@ -405,7 +370,7 @@ TEST_F(RelayTest, EndToEndThroughTheJsonLinesSink) {
   }
 }
 
-TEST_F(RelayTest, TheDepthGaugeShowsWhatAnEarlierRunLeftBeforeTheFirstPassEnds) {
+TEST_P(RelayTest, TheDepthGaugeShowsWhatAnEarlierRunLeftBeforeTheFirstPassEnds) {
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(CommitEvent(Sealed("ana", i)).ok());
   FakeSink sink;
   absl::Notification publishing;
@@ -421,6 +386,11 @@ TEST_F(RelayTest, TheDepthGaugeShowsWhatAnEarlierRunLeftBeforeTheFirstPassEnds) 
   release.Notify();
   ASSERT_TRUE(AwaitOutboxRows(0));
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, RelayTest,
+                         ::testing::Values(OutboxBackendKind::kSqlite,
+                                           OutboxBackendKind::kPostgres),
+                         [](const auto& info) { return OutboxBackendName(info.param); });
 
 }  // namespace
 }  // namespace switchboard::events

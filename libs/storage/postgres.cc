@@ -157,7 +157,7 @@ PostgresConnection::~PostgresConnection() { PQfinish(conn_); }
 
 absl::Status PostgresConnection::EnsureConnected() {
   if (PQstatus(conn_) == CONNECTION_OK) return absl::OkStatus();
-  if (savepoint_depth_ > 0) {
+  if (transaction_depth_ > 0) {
     // Reconnecting here would run the rest of the transaction outside it.
     return absl::UnavailableError(absl::StrCat("PostgreSQL connection lost in a transaction: ",
                                                ConnectionMessage(conn_)));
@@ -211,7 +211,7 @@ bool PostgresConnection::InTransactionNow() const {
 
 absl::Status PostgresConnection::InTransaction(absl::FunctionRef<absl::Status()> body) {
   if (InTransactionNow()) {
-    const std::string name = absl::StrCat("sb_savepoint_", ++savepoint_depth_);
+    const std::string name = absl::StrCat("sb_savepoint_", ++transaction_depth_);
     absl::Status status = Execute(absl::StrCat("SAVEPOINT ", name));
     if (status.ok()) {
       status = body();
@@ -221,18 +221,30 @@ absl::Status PostgresConnection::InTransaction(absl::FunctionRef<absl::Status()>
       absl::Status released = Execute(absl::StrCat("RELEASE SAVEPOINT ", name));
       if (status.ok()) status = released;
     }
-    --savepoint_depth_;
+    --transaction_depth_;
     return status;
   }
 
-  absl::Status status = Execute("BEGIN");
+  absl::Status status = Begin();
   if (!status.ok()) return status;
-  ++savepoint_depth_;
   status = body();
-  if (status.ok()) status = Commit();
-  if (!status.ok() && InTransactionNow()) Execute("ROLLBACK").IgnoreError();
-  --savepoint_depth_;
+  if (status.ok()) {
+    status = Commit();
+  } else {
+    Rollback();
+  }
   return status;
+}
+
+absl::Status PostgresConnection::Begin() {
+  absl::Status status = Execute("BEGIN");
+  if (status.ok()) ++transaction_depth_;
+  return status;
+}
+
+void PostgresConnection::Rollback() {
+  if (InTransactionNow()) Execute("ROLLBACK").IgnoreError();
+  transaction_depth_ = 0;
 }
 
 absl::Status PostgresConnection::Commit() {
@@ -243,9 +255,12 @@ absl::Status PostgresConnection::Commit() {
       PQresultStatus(result) == PGRES_COMMAND_OK && std::string(PQcmdStatus(result)) == "ROLLBACK";
   absl::Status status = Check(result, "COMMIT").status();
   if (status.ok() && rolled_back) {
-    return absl::AbortedError(
+    status = absl::AbortedError(
         "PostgreSQL rolled the transaction back at COMMIT: a statement in it had failed");
   }
+  // A COMMIT that failed (e.g. on a lost connection) leaves nothing open.
+  if (!status.ok()) Rollback();
+  transaction_depth_ = 0;
   return status;
 }
 

@@ -150,16 +150,25 @@ class PostgresConnection {
   // Whether a transaction is open on this connection.
   bool InTransactionNow() const;
 
+  // A transaction that spans calls (e.g. an outbox claim held while a sink
+  // publishes): Begin, then Commit or Rollback. Prefer InTransaction. Until
+  // Commit or Rollback, a lost connection is not re-established, so no
+  // later statement of the transaction runs outside it. Commit reports a
+  // server-side rollback as InTransaction does; Rollback ignores errors.
+  absl::Status Begin();
+  absl::Status Commit();
+  void Rollback();
+
  private:
   explicit PostgresConnection(pg_conn* conn) : conn_(conn) {}
   // Re-establishes a lost connection when no transaction was open; an error
   // if it cannot.
   absl::Status EnsureConnected();
   absl::StatusOr<PostgresRows> Check(pg_result* result, absl::string_view sql);
-  absl::Status Commit();
 
   pg_conn* conn_;
-  int savepoint_depth_ = 0;
+  // Transactions and savepoints opened by this object and not ended yet.
+  int transaction_depth_ = 0;
 };
 
 }  // namespace switchboard::storage
