@@ -15,7 +15,8 @@ namespace {
 constexpr int kKeyLockClass = 0x6f627800;  // "obx\0"
 
 // See postgres_outbox.h: the oldest unlocked rows, less those that an
-// earlier row of their key, outside this claim, must precede. A CTE read
+// earlier row of their key, outside this claim (locked by another relay),
+// must precede. A CTE read
 // twice is materialized once, so both uses see the same claimed ids.
 constexpr char kClaim[] = R"sql(
 WITH claimed AS MATERIALIZED (

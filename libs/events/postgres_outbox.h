@@ -14,18 +14,22 @@
 // inserts: appends for one key are serialized up to their commits, so per
 // key, id order is commit order. Different keys do not wait for each other
 // (but for a rare hash collision of two keys, which only serializes them).
+// A transaction that appends for several keys holds several such locks:
+// two of them taking the same keys in opposite orders can deadlock, which
+// PostgreSQL breaks by aborting one (ABORTED, retry the transaction);
+// appending in a fixed key order avoids it.
 //
 // Relays: PostgresOutboxStore claims rows per key with FOR UPDATE SKIP
-// LOCKED, so relays share the work instead of one leader doing all of it:
-// a claim takes the oldest unlocked rows and keeps those that no earlier
-// row of the same key precedes outside the claim (a row locked by another
-// relay, or one skipped by LIMIT); the others stay for a later pass. The
-// claim is a transaction held open while the sink publishes; Finish deletes
-// the confirmed rows and commits. If a relay dies, its connection closes,
-// its locks go, and another relay publishes the rows again (at least once,
-// in order per key; a publish still in flight from a relay whose connection
-// was cut can land after the new relay's, as with any at-least-once
-// delivery).
+// LOCKED, rather than electing a single leader with an advisory lock, so
+// that relays share the work (a leader would publish everything while the
+// others wait). A claim takes the oldest unlocked rows and keeps those that
+// no earlier row of the same key, held by another relay, precedes; the
+// others stay for a later pass. The claim is a transaction held open while the sink publishes;
+// Finish deletes the confirmed rows and commits. If a relay dies, its locks
+// go with its connection, and another relay publishes the rows again (at
+// least once, in order per key; a publish still in flight from a relay
+// whose connection was cut can land after the new relay's, as with any
+// at-least-once delivery).
 //
 // Threading: like storage::PostgresConnection, one thread at a time per
 // connection.

@@ -140,6 +140,33 @@ TEST_F(PostgresConnectionTest, BodyThatSwallowedAnErrorDoesNotCommitSilently) {
   EXPECT_EQ(Count("t"), 0);
 }
 
+TEST_F(PostgresConnectionTest, DeadlockIsAbortedAndTheOtherTransactionCommits) {
+  ASSERT_TRUE(db_->Execute("CREATE TABLE t(id INT PRIMARY KEY, n INT); "
+                           "INSERT INTO t VALUES (1, 0), (2, 0)")
+                  .ok());
+  std::unique_ptr<PostgresConnection> other = *PostgresConnection::Open(uri_);
+  // Each holds one row, then wants the other's: the server aborts one.
+  ASSERT_TRUE(db_->Begin().ok());
+  ASSERT_TRUE(other->Begin().ok());
+  ASSERT_TRUE(db_->Query("UPDATE t SET n = 1 WHERE id = 1").ok());
+  ASSERT_TRUE(other->Query("UPDATE t SET n = 2 WHERE id = 2").ok());
+  absl::Status first;
+  // The victim rolls back at once, which lets the survivor through.
+  std::thread waiter([&] {
+    first = db_->Query("UPDATE t SET n = 1 WHERE id = 2").status();
+    if (!first.ok()) db_->Rollback();
+  });
+  absl::Status second = other->Query("UPDATE t SET n = 2 WHERE id = 1").status();
+  if (!second.ok()) other->Rollback();
+  waiter.join();
+  ASSERT_NE(first.ok(), second.ok()) << first << " / " << second;
+  const absl::Status& aborted = first.ok() ? second : first;
+  EXPECT_EQ(aborted.code(), absl::StatusCode::kAborted) << aborted;
+  EXPECT_NE(aborted.message().find("40P01"), std::string::npos) << aborted;
+  PostgresConnection& survivor = first.ok() ? *db_ : *other;
+  EXPECT_TRUE(survivor.Commit().ok());
+}
+
 TEST_F(PostgresConnectionTest, MigrateAppliesEachMigrationOnceInOrder) {
   std::vector<std::string> migrations = {
       "CREATE TABLE a(id INT)",
