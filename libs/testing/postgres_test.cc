@@ -2,9 +2,13 @@
 
 #include <postgresql/libpq-fe.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <string>
+
+#include "absl/time/clock.h"
 
 #include "gtest/gtest.h"
 
@@ -86,6 +90,43 @@ TEST(PostgresServerTest, DestructionStopsTheServerAndRemovesItsFolder) {
   }
   EXPECT_EQ(PQping(uri.c_str()), PQPING_NO_RESPONSE);
   EXPECT_NE(access(data.c_str(), F_OK), 0) << data << " is still there";
+}
+
+TEST(PostgresServerTest, TheServerDiesWithTheProcessThatStartedIt) {
+  // A child process starts a server and ends without its destructors (as a
+  // crashing test would); it reports the server's URI and data folder first.
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(pipe_fds[0]);
+    PostgresServer server;
+    const std::string report =
+        server.uri() + "\n" + QueryOne(server.uri(), "SHOW data_directory") + "\n";
+    if (write(pipe_fds[1], report.data(), report.size()) < 0) _exit(1);
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  std::string report;
+  char buffer[512];
+  for (ssize_t n; (n = read(pipe_fds[0], buffer, sizeof buffer)) > 0;) report.append(buffer, n);
+  close(pipe_fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  const size_t newline = report.find('\n');
+  ASSERT_NE(newline, std::string::npos) << "the child reported nothing";
+  const std::string uri = report.substr(0, newline);
+  const std::string data = report.substr(newline + 1, report.size() - newline - 2);
+
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (PQping(uri.c_str()) != PQPING_NO_RESPONSE && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(PQping(uri.c_str()), PQPING_NO_RESPONSE) << "the server outlived its test";
+  // The folder stays behind (no destructor ran); this test removes it.
+  std::error_code ignored;
+  std::filesystem::remove_all(std::filesystem::path(data).parent_path(), ignored);
 }
 
 }  // namespace
