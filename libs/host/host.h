@@ -2,8 +2,9 @@
 
 // The service host: what every Switchboard server's main() did the same way,
 // once. It registers the shared flags, opens the data folder, the keys, the
-// store (database, group committer), the event sink and the outbox relay,
-// serves the gRPC services (TLS, metrics, health and reflection come with
+// store (the SQLite file and its group committer, or a PostgreSQL database
+// with --database), the event sink and the outbox relay, serves the gRPC
+// services (TLS, metrics, health and reflection come with
 // libs/server), runs the service's periodic work, and on SIGTERM or SIGINT
 // stops everything in order: drain the server, stop the service's own work,
 // the RPC workers, flush the relay, stop the committer, close the database.
@@ -135,8 +136,8 @@ class Host {
   Host& operator=(const Host&) = delete;
 
   // For the service's own flags, registered before ParseFlags. The shared
-  // ones are already in: the server's, --data_dir, the keys', the event
-  // sink's and, for a service that calls peers, --peer_tls_*.
+  // ones are already in: the server's, --data_dir, --database, the keys',
+  // the event sink's and, for a service that calls peers, --peer_tls_*.
   config::FlagSet& flags() { return flags_; }
   server::ServerOptions& server_options() { return server_; }
   const events::EventSinkOptions& event_options() const { return events_; }

@@ -95,9 +95,15 @@ TEST(ReplicasProcessTest, TwoReplicasOnOnePostgresAnswerRetriesOnceAndPublishEac
   assign.set_agent_id("ana");
   assign.set_offer_id("offer-1");
   sv1::AssignAgentResponse assigned;
-  status = sessions_stub->AssignAgent(
-      testing::ContextWithToken(tokens.ServiceToken("routing", "sessions")).get(), assign,
-      &assigned);
+  // A chat starts with the bot; with no bot server sessions hands it to the
+  // queue a moment later, and only then can it be assigned.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    status = sessions_stub->AssignAgent(
+        testing::ContextWithToken(tokens.ServiceToken("routing", "sessions")).get(), assign,
+        &assigned);
+    if (status.error_code() != grpc::StatusCode::FAILED_PRECONDITION) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   ASSERT_TRUE(status.ok()) << status.error_message();
   sv1::ResolveSessionRequest resolve;
   resolve.set_session_id(session_id);
