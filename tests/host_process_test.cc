@@ -1,6 +1,7 @@
 // Every server binary starts and fails the way libs/host promises: bad
 // flags exit 2 naming the flag, a database that cannot be opened exits 1
-// with startup_failed naming the step, and nothing is served.
+// with startup_failed naming the step, a PostgreSQL --database is used or
+// refused (never ignored), and nothing is served.
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -85,6 +86,30 @@ TEST_P(HostProcessTest, ABadFlagExitsTwoNamingIt) {
   EXPECT_NE(exit.log.find("worker_threads"), std::string::npos) << exit.log;
   EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dir, "/", GetParam(), ".db")))
       << "a server opened its database although its flags were bad";
+}
+
+// --database=postgresql://...: a service without a PostgreSQL store exits 2
+// naming itself; feedback, which has one, tries that database (here one
+// that refuses connections) and never falls back to its SQLite file.
+TEST_P(HostProcessTest, APostgresDatabaseIsUsedOrRefusedNeverIgnored) {
+  const std::string dir = storage::MakeTempDir();
+  const Exit exit = RunToEnd(GetParam(),
+                             {"--data_dir=" + dir, "--port=0", "--metrics_port=0",
+                              "--bind_address=127.0.0.1",
+                              "--database=postgresql://switchboard@127.0.0.1:1/switchboard"},
+                             dir);
+  if (GetParam() == "feedback") {
+    EXPECT_EQ(exit.code, 1) << exit.log;
+    EXPECT_NE(exit.log.find("\"step\":\"open_database\""), std::string::npos) << exit.log;
+  } else {
+    EXPECT_EQ(exit.code, 2) << exit.log;
+    EXPECT_NE(exit.log.find(absl::StrCat(GetParam(), ": --database=postgresql://...: the ",
+                                         GetParam(), " service has no PostgreSQL store")),
+              std::string::npos)
+        << exit.log;
+  }
+  EXPECT_EQ(exit.log.find("server_started"), std::string::npos) << exit.log;
+  EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dir, "/", GetParam(), ".db")));
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryServer, HostProcessTest,

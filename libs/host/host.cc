@@ -8,8 +8,11 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "libs/events/envelope.h"
+#include "libs/events/postgres_outbox.h"
 #include "libs/log/log.h"
+#include "libs/storage/postgres.h"
 
 namespace switchboard::host {
 
@@ -87,6 +90,10 @@ Host::Host(ServiceInfo info)
   server_.grpc_service_names = {info_.grpc_service_name};
   server::AddServerFlags(flags_, &server_);
   flags_.Add("data_dir", &data_dir_, info_.data_dir_help);
+  flags_.Add("database", &database_flag_,
+             "where the state is kept: empty for the SQLite file DATA_DIR/NAME.db, or a "
+             "postgresql:// URI of a database that several replicas share (services with a "
+             "PostgreSQL store only)");
   auth::AddKeyFlags(flags_, &key_options_, info_.calls_peers);
   events::AddEventSinkFlags(flags_, &events_);
   if (info_.calls_peers) client::AddClientTlsFlags(flags_, &peer_tls_, "peer_");
@@ -125,6 +132,10 @@ std::optional<int> Host::ParseFlags(int argc, char** argv,
     if (!security.ok()) return BadFlags(security.status().message());
     peer_security_ = *std::move(security);
   }
+  if (!database_flag_.empty() && !on_postgres()) {
+    return BadFlags("--database: leave it empty (the SQLite file in --data_dir) or give a "
+                    "postgresql:// URI");
+  }
   if (check) {
     if (absl::Status s = check(); !s.ok()) return BadFlags(s.message());
   }
@@ -142,26 +153,62 @@ std::optional<int> Host::OpenKeys() {
   return std::nullopt;
 }
 
+bool Host::on_postgres() const {
+  return absl::StartsWith(database_flag_, "postgresql://") ||
+         absl::StartsWith(database_flag_, "postgres://");
+}
+
+std::optional<int> Host::OpenSink() {
+  absl::StatusOr<std::unique_ptr<events::Sink>> sink =
+      events::OpenEventSink(events_, info_.name, data_dir_);
+  if (!sink.ok()) return FailStep("event_sink", sink.status());
+  sink_ = *std::move(sink);
+  return std::nullopt;
+}
+
+absl::StatusOr<events::Sink*> Host::RelaySink(const StoreOptions& options) {
+  if (options.relay_sink) return options.relay_sink(sink_.get());
+  return sink_.get();
+}
+
 std::optional<int> Host::OpenStore(StoreOptions options) {
+  if (on_postgres()) return OpenPostgres(options);
   database_path_ = absl::StrCat(data_dir_, "/", info_.name, ".db");
   absl::StatusOr<std::unique_ptr<storage::Database>> db = options.open({database_path_});
   if (!db.ok()) return FailStep("open_database", db.status());
   database_ = *std::move(db);
   absl::StatusOr<std::unique_ptr<storage::Database>> relay_reader = OpenReader();
   if (!relay_reader.ok()) return FailStep("open_database", relay_reader.status());
-  absl::StatusOr<std::unique_ptr<events::Sink>> sink =
-      events::OpenEventSink(events_, info_.name, data_dir_);
-  if (!sink.ok()) return FailStep("event_sink", sink.status());
-  sink_ = *std::move(sink);
+  if (auto exit = OpenSink()) return exit;
   committer_ = std::make_unique<storage::GroupCommitter>(database_.get(), options.commits);
-  events::Sink* relay_sink = sink_.get();
-  if (options.relay_sink) {
-    absl::StatusOr<events::Sink*> chosen = options.relay_sink(sink_.get());
-    if (!chosen.ok()) return FailStep("event_sink", chosen.status());
-    relay_sink = *chosen;
-  }
+  absl::StatusOr<events::Sink*> relay_sink = RelaySink(options);
+  if (!relay_sink.ok()) return FailStep("event_sink", relay_sink.status());
   relay_ = std::make_unique<events::Relay>(*std::move(relay_reader), committer_.get(),
-                                           relay_sink, *registry_, events::Relay::Options());
+                                           *relay_sink, *registry_, events::Relay::Options());
+  return std::nullopt;
+}
+
+std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
+  if (options.postgres_migrations == nullptr) {
+    // The URI is not repeated: it may hold a password.
+    return BadFlags(absl::StrCat("--database=postgresql://...: the ", info_.name,
+                                 " service has no PostgreSQL store yet; it keeps its state in "
+                                 "SQLite only (leave --database empty)"));
+  }
+  // Every replica migrates at start; PostgresConnection::Migrate serializes
+  // them with an advisory lock. The store opens connections of its own.
+  absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> migrated =
+      storage::PostgresConnection::OpenMigrated(database_flag_, *options.postgres_migrations);
+  if (!migrated.ok()) return FailStep("open_database", migrated.status());
+  absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> relay_connection =
+      storage::PostgresConnection::Open(database_flag_);
+  if (!relay_connection.ok()) return FailStep("open_database", relay_connection.status());
+  if (auto exit = OpenSink()) return exit;
+  absl::StatusOr<events::Sink*> relay_sink = RelaySink(options);
+  if (!relay_sink.ok()) return FailStep("event_sink", relay_sink.status());
+  relay_ = std::make_unique<events::Relay>(
+      std::make_unique<events::PostgresOutboxStore>(*std::move(relay_connection)), *relay_sink,
+      *registry_, events::Relay::Options());
   return std::nullopt;
 }
 

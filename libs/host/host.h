@@ -2,8 +2,9 @@
 
 // The service host: what every Switchboard server's main() did the same way,
 // once. It registers the shared flags, opens the data folder, the keys, the
-// store (database, group committer), the event sink and the outbox relay,
-// serves the gRPC services (TLS, metrics, health and reflection come with
+// store (the SQLite file and its group committer, or a PostgreSQL database
+// with --database), the event sink and the outbox relay, serves the gRPC
+// services (TLS, metrics, health and reflection come with
 // libs/server), runs the service's periodic work, and on SIGTERM or SIGINT
 // stops everything in order: drain the server, stop the service's own work,
 // the RPC workers, flush the relay, stop the committer, close the database.
@@ -84,11 +85,16 @@ using OpenDatabase = std::function<absl::StatusOr<std::unique_ptr<storage::Datab
 OpenDatabase Migrated(const std::vector<std::string>& migrations);
 
 struct StoreOptions {
+  // Opens the SQLite file (the default backend).
   OpenDatabase open;
   storage::GroupCommitter::Options commits;
   // The sink the relay publishes to, given the configured one; unset: the
   // configured one. (Identity routes code-delivery requests elsewhere.)
   std::function<absl::StatusOr<events::Sink*>(events::Sink* configured)> relay_sink;
+  // The migrations of the service's PostgreSQL store (which must outlive
+  // the call); null when the service has none yet: then a postgresql://
+  // --database is refused at start rather than silently ignored.
+  const std::vector<std::string>* postgres_migrations = nullptr;
 };
 
 // Work repeated on a thread of its own while the server serves.
@@ -130,8 +136,8 @@ class Host {
   Host& operator=(const Host&) = delete;
 
   // For the service's own flags, registered before ParseFlags. The shared
-  // ones are already in: the server's, --data_dir, the keys', the event
-  // sink's and, for a service that calls peers, --peer_tls_*.
+  // ones are already in: the server's, --data_dir, --database, the keys',
+  // the event sink's and, for a service that calls peers, --peer_tls_*.
   config::FlagSet& flags() { return flags_; }
   server::ServerOptions& server_options() { return server_; }
   const events::EventSinkOptions& event_options() const { return events_; }
@@ -146,10 +152,13 @@ class Host {
   // Makes the data folder and loads the keys (libs/auth LoadServiceKeys).
   std::optional<int> OpenKeys();
 
-  // Opens the store: the database file DATA_DIR/NAME.db with `options.open`,
-  // a reading connection for the relay, the GroupCommitter, the event sink
-  // and the outbox relay. The one place where a service's storage is
-  // opened: a --database flag choosing another backend is wired in here.
+  // Opens the store, the event sink and the outbox relay. By default
+  // (--database empty): the database file DATA_DIR/NAME.db with
+  // `options.open`, a reading connection for the relay and the
+  // GroupCommitter. With --database=postgresql://...: migrates that
+  // database with `options.postgres_migrations` (exit 2 if the service has
+  // none) and gives the relay a PostgreSQL connection of its own, so
+  // replicas on one database share its outbox.
   std::optional<int> OpenStore(StoreOptions options);
 
   // After OpenKeys.
@@ -157,7 +166,11 @@ class Host {
   const auth::ServiceKeys& keys() const { return keys_; }
   // After ParseFlags; plaintext unless the --peer_tls_* flags are set.
   const client::ChannelSecurity& peer_security() const { return peer_security_; }
-  // After OpenStore.
+  // After ParseFlags: --database names a PostgreSQL database (the store is
+  // then the service's PostgreSQL one, on database_uri()).
+  bool on_postgres() const;
+  const std::string& database_uri() const { return database_flag_; }
+  // After OpenStore; on SQLite only (database_path, OpenReader, committer).
   const std::string& database_path() const { return database_path_; }
   // Another connection to the store's file, e.g. for reads.
   absl::StatusOr<std::unique_ptr<storage::Database>> OpenReader() const;
@@ -216,6 +229,12 @@ class Host {
  private:
   int FailStep(absl::string_view step, const absl::Status& status);
   int BadFlags(absl::string_view message);
+  // Opens the configured event sink.
+  std::optional<int> OpenSink();
+  // The sink the relay publishes to (options.relay_sink's choice).
+  absl::StatusOr<events::Sink*> RelaySink(const StoreOptions& options);
+  // OpenStore on PostgreSQL: the schema, the sink, the relay's connection.
+  std::optional<int> OpenPostgres(const StoreOptions& options);
   // Everything Serve stops after the server, in order. Idempotent.
   void StopAll();
 
@@ -223,6 +242,8 @@ class Host {
   config::FlagSet flags_;
   server::ServerOptions server_;
   std::string data_dir_ = "data";
+  // --database: "" for SQLite, or a postgresql:// URI.
+  std::string database_flag_;
   auth::KeyOptions key_options_;
   events::EventSinkOptions events_;
   client::ClientTlsOptions peer_tls_;

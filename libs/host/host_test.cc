@@ -1,6 +1,7 @@
 #include "libs/host/host.h"
 
 #include <signal.h>
+#include <stdlib.h>
 
 #include <atomic>
 #include <filesystem>
@@ -14,8 +15,11 @@
 #include "gtest/gtest.h"
 #include "libs/events/envelope.h"
 #include "libs/events/outbox.h"
+#include "libs/events/postgres_outbox.h"
 #include "libs/events/read_json_lines.h"
+#include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/postgres.h"
 
 namespace switchboard::host {
 namespace {
@@ -186,6 +190,79 @@ TEST(HostTest, SigtermStopsInOrderAndTheRelayFlushesWhatTheStopWrote) {
   ASSERT_EQ(published->size(), 1u);
   EXPECT_EQ((*published)[0].topic, "switchboard.hosttest.v1");
   EXPECT_EQ((*published)[0].key, "agent-1");
+}
+
+TEST(HostTest, ADatabaseFlagThatIsNeitherEmptyNorPostgresIsRefused) {
+  Host host(Info());
+  Args args({"--database=/var/lib/hosttest.db"});
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(host.ParseFlags(args.argc(), args.argv()), 2);
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(printed.find("hosttest: --database"), std::string::npos) << printed;
+}
+
+// A service whose store has no PostgreSQL implementation refuses a
+// PostgreSQL --database (here from the environment, as deployments set
+// it) instead of quietly using its SQLite file.
+TEST(HostTest, AServiceWithoutAPostgresStoreRefusesAPostgresDatabase) {
+  const std::string dir = storage::MakeTempDir();
+  setenv("SWITCHBOARD_HOSTTEST_DATABASE", "postgresql://app:secret@db.invalid/app", 1);
+  Host host(Info());
+  Args args({"--data_dir=" + dir});
+  const std::optional<int> parsed = host.ParseFlags(args.argc(), args.argv());
+  unsetenv("SWITCHBOARD_HOSTTEST_DATABASE");
+  ASSERT_EQ(parsed, std::nullopt);
+  EXPECT_TRUE(host.on_postgres());
+  ASSERT_EQ(host.OpenKeys(), std::nullopt);
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(host.OpenStore({Migrated(Migrations())}), 2);
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(printed.find("hosttest: --database=postgresql://...: the hosttest service has no "
+                         "PostgreSQL store"),
+            std::string::npos)
+      << printed;
+  EXPECT_EQ(printed.find("secret"), std::string::npos) << printed;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/hosttest.db"));
+}
+
+// On PostgreSQL the host migrates the database and its relay publishes
+// what a writer appended to the shared outbox, to the configured sink.
+TEST(HostTest, OnPostgresTheRelayPublishesTheSharedOutbox) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  const std::string dir = storage::MakeTempDir();
+  static const auto* migrations =
+      new std::vector<std::string>{events::kPostgresOutboxMigration};
+  {
+    Host host(Info());
+    Args args({"--data_dir=" + dir, "--database=" + uri});
+    ASSERT_EQ(host.ParseFlags(args.argc(), args.argv()), std::nullopt);
+    ASSERT_EQ(host.OpenKeys(), std::nullopt);
+    StoreOptions options;
+    options.postgres_migrations = migrations;
+    ASSERT_EQ(host.OpenStore(std::move(options)), std::nullopt);
+    EXPECT_EQ(host.database_uri(), uri);
+
+    auto writer = storage::PostgresConnection::Open(uri);
+    ASSERT_TRUE(writer.ok()) << writer.status();
+    events::v1::Event event;
+    event.mutable_agent_status_changed()->set_agent_id("agent-1");
+    ASSERT_TRUE(events::Seal(event, "hosttest", "agent-1", absl::Now()).ok());
+    ASSERT_TRUE(events::AppendToOutbox(**writer, host.topic(), event).ok());
+    host.relay_notifier()();
+    for (int i = 0; i < 100; ++i) {
+      auto rows = (*writer)->Query("SELECT COUNT(*) FROM outbox");
+      ASSERT_TRUE(rows.ok()) << rows.status();
+      if (rows->Int(0, 0) == 0) break;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+  }
+  absl::StatusOr<std::vector<events::JsonLine>> published =
+      events::ReadJsonLines(dir + "/events/hosttest.jsonl");
+  ASSERT_TRUE(published.ok()) << published.status();
+  ASSERT_EQ(published->size(), 1u);
+  EXPECT_EQ((*published)[0].key, "agent-1");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/hosttest.db"));
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 #include "services/feedback/feedback.h"
 #include "services/feedback/feedback_service.h"
 #include "services/feedback/grpc_peers.h"
-#include "services/feedback/sqlite_store.h"
+#include "services/feedback/open_store.h"
 
 namespace switchboard::feedback {
 namespace {
@@ -43,10 +43,8 @@ int Run(int argc, char** argv) {
     return *exit;
   }
   if (auto exit = host.OpenKeys()) return *exit;
-  if (auto exit = host.OpenStore({host::Migrated(FeedbackMigrations())})) return *exit;
-
-  auto& store = host.Make<SqliteFeedbackStore>(&host.committer(), host.database_path(),
-                                               host.topic(), host.relay_notifier());
+  FeedbackStore* store = nullptr;
+  if (auto exit = OpenFeedbackStore(host, &store)) return *exit;
   auto& metrics = host.Make<FeedbackMetrics>(host.registry());
   auto* signer = host.keys().signer.get();
   auto& sessions = host.Make<GrpcSessions>(
@@ -63,7 +61,7 @@ int Run(int argc, char** argv) {
       log::Error("routing_sync_failed", {{"error", done.status().ToString()}});
     }
   });
-  auto& feedback = host.Make<Feedback>(&store, &sessions, &routing, RealClock(), &metrics,
+  auto& feedback = host.Make<Feedback>(store, &sessions, &routing, RealClock(), &metrics,
                                        options, [&sync] { sync.Wake(); });
   synced = &feedback;
   if (absl::Status s = feedback.Load(); !s.ok()) return host.Fail("load", s);

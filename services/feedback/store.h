@@ -17,8 +17,9 @@ namespace switchboard::feedback {
 // its event (outbox) in one transaction, and its checks (one rating per
 // session, open complaints per customer, a complaint's current state) run
 // inside that transaction, so that concurrent callers cannot both pass them.
-// Implementations: SqliteFeedbackStore. Thread-safe; blocking (call from
-// worker threads, never gRPC callback threads).
+// Implementations: SqliteFeedbackStore, PostgresFeedbackStore (shared by
+// replicas). Thread-safe; blocking (call from worker threads, never gRPC
+// callback threads).
 class FeedbackStore {
  public:
   virtual ~FeedbackStore() = default;

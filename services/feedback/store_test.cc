@@ -1,6 +1,5 @@
-#include "services/feedback/sqlite_store.h"
-
 #include <atomic>
+#include <functional>
 #include <iostream>
 #include <thread>
 
@@ -8,7 +7,11 @@
 #include "gtest/gtest.h"
 #include "libs/events/envelope.h"
 #include "libs/protoutil/time.h"
+#include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/postgres.h"
+#include "services/feedback/postgres_store.h"
+#include "services/feedback/sqlite_store.h"
 
 namespace switchboard::feedback {
 namespace {
@@ -58,23 +61,59 @@ ComplaintRecord Complaint(const std::string& id, const std::string& customer,
   return r;
 }
 
-class SqliteFeedbackStoreTest : public ::testing::Test {
- protected:
-  SqliteFeedbackStoreTest() : path_(storage::MakeTempDir() + "/feedback.db") { Open(); }
+enum class Backend { kSqlite, kPostgres };
 
+// One server for the test binary, started on first use (from the test's
+// main thread); each test case gets a database of its own.
+testing::PostgresServer& SharedServer() {
+  static testing::PostgresServer server;
+  return server;
+}
+
+constexpr char kTopic[] = "switchboard.feedback.v1";
+
+// The same cases on each backend: a SQLite file in a temporary folder, and
+// a fresh database on a real PostgreSQL.
+class FeedbackStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  FeedbackStoreTest() {
+    if (GetParam() == Backend::kSqlite) {
+      path_ = storage::MakeTempDir() + "/feedback.db";
+    } else {
+      uri_ = SharedServer().CreateDatabase();
+    }
+    Open();
+  }
+
+  // Opens the store (again, as after a restart).
   void Open() {
     store_.reset();
+    sqlite_ = nullptr;
     committer_.reset();
     db_.reset();
+    if (GetParam() == Backend::kPostgres) {
+      auto migrated = storage::PostgresConnection::OpenMigrated(uri_, PostgresFeedbackMigrations());
+      ASSERT_TRUE(migrated.ok()) << migrated.status();
+      store_ = std::make_unique<PostgresFeedbackStore>(uri_, kTopic,
+                                                       [this] { commits_.fetch_add(1); });
+      return;
+    }
     db_ = *storage::Database::Open({path_});
     ASSERT_TRUE(db_->Migrate(FeedbackMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqliteFeedbackStore>(committer_.get(), path_,
-                                                   "switchboard.feedback.v1",
-                                                   [this] { commits_.fetch_add(1); });
+    auto sqlite = std::make_unique<SqliteFeedbackStore>(committer_.get(), path_, kTopic,
+                                                        [this] { commits_.fetch_add(1); });
+    sqlite_ = sqlite.get();
+    store_ = std::move(sqlite);
   }
 
   int64_t OutboxRows() {
+    if (GetParam() == Backend::kPostgres) {
+      auto db = storage::PostgresConnection::Open(uri_);
+      if (!db.ok()) return -1;
+      auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
+      return rows.ok() ? rows->Int(0, 0) : -1;
+    }
     int64_t rows = -1;
     EXPECT_TRUE(committer_
                     ->Commit([&](storage::Database& db) {
@@ -91,14 +130,16 @@ class SqliteFeedbackStoreTest : public ::testing::Test {
     return rows;
   }
 
-  std::string path_;
+  std::string path_;  // SQLite
+  std::string uri_;   // PostgreSQL
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
-  std::unique_ptr<SqliteFeedbackStore> store_;
+  std::unique_ptr<FeedbackStore> store_;
+  SqliteFeedbackStore* sqlite_ = nullptr;  // store_, on SQLite
   std::atomic<int> commits_{0};
 };
 
-TEST_F(SqliteFeedbackStoreTest, OneRatingPerSessionEvenUnderConcurrentInserts) {
+TEST_P(FeedbackStoreTest, OneRatingPerSessionEvenUnderConcurrentInserts) {
   std::atomic<int> inserted{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < 8; ++i) {
@@ -113,7 +154,9 @@ TEST_F(SqliteFeedbackStoreTest, OneRatingPerSessionEvenUnderConcurrentInserts) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(inserted.load(), 1);
   EXPECT_EQ(OutboxRows(), 1);
-  EXPECT_EQ(commits_.load(), 8);
+  // SQLite notifies the relay after every write of a rating; PostgreSQL
+  // only after the one that appended an event.
+  EXPECT_EQ(commits_.load(), GetParam() == Backend::kSqlite ? 8 : 1);
 
   auto stored = store_->GetFeedback("s-1");
   ASSERT_TRUE(stored.ok());
@@ -124,7 +167,7 @@ TEST_F(SqliteFeedbackStoreTest, OneRatingPerSessionEvenUnderConcurrentInserts) {
   EXPECT_FALSE(store_->GetFeedback("s-2")->has_value());
 }
 
-TEST_F(SqliteFeedbackStoreTest, EverythingSurvivesARestart) {
+TEST_P(FeedbackStoreTest, EverythingSurvivesARestart) {
   ASSERT_TRUE(store_->InsertFeedback(Rating("s-1", "ana", 5, kT0), Event("s-1")).ok());
   auto filed = store_->InsertComplaint(Complaint("c-1", "cust-1", "r-1", kT0), 10, Event("c-1"));
   ASSERT_TRUE(filed.ok() && filed->inserted);
@@ -144,7 +187,7 @@ TEST_F(SqliteFeedbackStoreTest, EverythingSurvivesARestart) {
   EXPECT_EQ(OutboxRows(), 2);
 }
 
-TEST_F(SqliteFeedbackStoreTest, ComplaintRequestIdsAndTheUnresolvedCap) {
+TEST_P(FeedbackStoreTest, ComplaintRequestIdsAndTheUnresolvedCap) {
   ASSERT_TRUE(store_->InsertComplaint(Complaint("c-1", "cust-1", "r-1", kT0), 2, Event("c-1"))
                   .ok());
   auto replay =
@@ -169,7 +212,7 @@ TEST_F(SqliteFeedbackStoreTest, ComplaintRequestIdsAndTheUnresolvedCap) {
   EXPECT_EQ((*counts)[v1::COMPLAINT_STATE_OPEN], 3);
 }
 
-TEST_F(SqliteFeedbackStoreTest, UpdateIsReadModifyWriteAndRemembersRequestIds) {
+TEST_P(FeedbackStoreTest, UpdateIsReadModifyWriteAndRemembersRequestIds) {
   ASSERT_TRUE(store_->InsertComplaint(Complaint("c-1", "cust-1", "", kT0), 10, Event("c-1"))
                   .ok());
   int applied = 0;
@@ -209,13 +252,12 @@ TEST_F(SqliteFeedbackStoreTest, UpdateIsReadModifyWriteAndRemembersRequestIds) {
   EXPECT_EQ(store_->ListComplaints(filter, ListCursor(), 10)->size(), 0u);
 }
 
-TEST_F(SqliteFeedbackStoreTest, SummaryUsesTheCoveringIndexesNotTheTable) {
+TEST_P(FeedbackStoreTest, SummaryAggregatesTheWindowAndOnSqliteReadsOnlyCoveringIndexes) {
   for (int i = 0; i < 50; ++i) {
-    ASSERT_TRUE(store_
-                    ->InsertFeedback(Rating(absl::StrCat("s-", i), i % 2 ? "ana" : "bob",
-                                            1 + i % 5, kT0 + absl::Minutes(i)),
-                                     Event("s"))
-                    .ok());
+    StoredFeedback rating = Rating(absl::StrCat("s-", i), i % 2 ? "ana" : "bob", 1 + i % 5,
+                                   kT0 + absl::Minutes(i));
+    if (i % 3 == 0) rating.feedback.set_comment("fine");
+    ASSERT_TRUE(store_->InsertFeedback(rating, Event("s")).ok());
   }
   SummaryQuery query;
   query.start = kT0;
@@ -224,23 +266,89 @@ TEST_F(SqliteFeedbackStoreTest, SummaryUsesTheCoveringIndexesNotTheTable) {
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(page->total.feedback_count(), 10);
   EXPECT_DOUBLE_EQ(page->total.overall_satisfaction().mean(), 3.0);
+  EXPECT_EQ(page->total.overall_satisfaction().distribution_size(), 5);
+  EXPECT_EQ(page->total.overall_satisfaction().distribution(4), 2);  // scores 5: i = 4, 9
+  EXPECT_DOUBLE_EQ(page->total.csat_share(), 0.4);                  // 4 or 5: i = 3, 4, 8, 9
+  EXPECT_EQ(page->total.comment_count(), 4);                        // i = 0, 3, 6, 9
+  SummaryQuery by_agent = query;
+  by_agent.agent_id = "ana";
+  EXPECT_EQ(store_->Summarize(by_agent)->total.feedback_count(), 5);
 
-  auto plan = store_->ExplainSummary(query);
+  if (sqlite_ == nullptr) return;  // EXPLAIN QUERY PLAN is SQLite's
+  auto plan = sqlite_->ExplainSummary(query);
   ASSERT_TRUE(plan.ok()) << plan.status();
   std::cout << "summary plan (window):\n" << *plan;
   EXPECT_NE(plan->find("USING COVERING INDEX feedback_by_time"), std::string::npos) << *plan;
-  query.agent_id = "ana";
-  plan = store_->ExplainSummary(query);
+  plan = sqlite_->ExplainSummary(by_agent);
   ASSERT_TRUE(plan.ok());
   std::cout << "summary plan (window, agent):\n" << *plan;
   EXPECT_NE(plan->find("USING COVERING INDEX feedback_by_"), std::string::npos) << *plan;
   EXPECT_EQ(plan->find("SCAN feedback\n"), std::string::npos) << *plan;
-  EXPECT_EQ(store_->Summarize(query)->total.feedback_count(), 5);
+}
+
+// Groups come in key order, a page at a time, with the complaints of each
+// key beside its ratings.
+TEST_P(FeedbackStoreTest, SummaryGroupsByAgentAPageAtATime) {
+  int i = 0;
+  for (const char* agent : {"cy", "ana", "bob", "ana"}) {
+    ASSERT_TRUE(store_
+                    ->InsertFeedback(Rating(absl::StrCat("s-", i), agent, 2 + i, kT0 + absl::Minutes(i)),
+                                     Event("s"))
+                    .ok());
+    ++i;
+  }
+  ComplaintRecord complaint = Complaint("c-1", "cust-1", "", kT0);
+  complaint.complaint.set_agent_id("bob");
+  ASSERT_TRUE(store_->InsertComplaint(complaint, 10, Event("c-1")).ok());
+  SummaryQuery query;
+  query.start = kT0;
+  query.end = kT0 + absl::Hours(1);
+  query.group_by = v1::SUMMARY_GROUPING_AGENT;
+  query.page_size = 2;
+  auto first = store_->Summarize(query);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->total.feedback_count(), 4);
+  EXPECT_EQ(first->total.complaints_filed(), 1);
+  ASSERT_EQ(first->groups.size(), 2u);
+  EXPECT_EQ(first->groups[0].agent_id(), "ana");
+  EXPECT_EQ(first->groups[0].summary().feedback_count(), 2);
+  EXPECT_DOUBLE_EQ(first->groups[0].summary().overall_satisfaction().mean(), 4.0);  // 3, 5
+  EXPECT_EQ(first->groups[1].agent_id(), "bob");
+  EXPECT_EQ(first->groups[1].summary().complaints_filed(), 1);
+  EXPECT_TRUE(first->more);
+  EXPECT_EQ(first->last_key, "bob");
+  query.after_set = true;
+  query.after_key = first->last_key;
+  auto second = store_->Summarize(query);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->groups.size(), 1u);
+  EXPECT_EQ(second->groups[0].agent_id(), "cy");
+  EXPECT_EQ(second->groups[0].summary().overall_satisfaction().distribution(1), 1);
+  EXPECT_FALSE(second->more);
+}
+
+TEST_P(FeedbackStoreTest, ConcurrentComplaintsOfOneCustomerStopAtTheCap) {
+  std::atomic<int> filed{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&, i] {
+      const std::string id = absl::StrCat("c-", i);
+      auto r = store_->InsertComplaint(Complaint(id, "cust-1", "", kT0), 3, Event(id));
+      if (r.ok() && r->inserted) filed.fetch_add(1);
+      if (r.status().code() == absl::StatusCode::kResourceExhausted) refused.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(filed.load(), 3);
+  EXPECT_EQ(refused.load(), 5);
+  EXPECT_EQ(OutboxRows(), 3);
+  EXPECT_EQ((*store_->CountComplaintsByState())[v1::COMPLAINT_STATE_OPEN], 3);
 }
 
 // A category or channel group key is a number; anything else is refused,
 // never read as 0 (which would restart the pages from the first group).
-TEST_F(SqliteFeedbackStoreTest, SummaryRefusesAGroupKeyThatIsNotANumber) {
+TEST_P(FeedbackStoreTest, SummaryRefusesAGroupKeyThatIsNotANumber) {
   ASSERT_TRUE(store_->InsertFeedback(Rating("s-1", "ana", 4, kT0), Event("s-1")).ok());
   SummaryQuery query;
   query.start = kT0;
@@ -258,7 +366,7 @@ TEST_F(SqliteFeedbackStoreTest, SummaryRefusesAGroupKeyThatIsNotANumber) {
   EXPECT_EQ(page->groups[0].category(), common::v1::CATEGORY_DEPOSIT);
 }
 
-TEST_F(SqliteFeedbackStoreTest, ComplaintCountsFollowEveryChangeWithoutCountingRows) {
+TEST_P(FeedbackStoreTest, ComplaintCountsFollowEveryChangeWithoutCountingRows) {
   ASSERT_TRUE(store_->InsertComplaint(Complaint("c-1", "cust-1", "", kT0), 10, Event("c-1"))
                   .ok());
   ASSERT_TRUE(store_->InsertComplaint(Complaint("c-2", "cust-1", "", kT0), 10, Event("c-2"))
@@ -281,6 +389,124 @@ TEST_F(SqliteFeedbackStoreTest, ComplaintCountsFollowEveryChangeWithoutCountingR
   EXPECT_EQ((*counts)[v1::COMPLAINT_STATE_OPEN], 1);
   EXPECT_EQ((*counts)[v1::COMPLAINT_STATE_ACKNOWLEDGED], 1);
   EXPECT_EQ((*counts)[v1::COMPLAINT_STATE_RESOLVED], 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, FeedbackStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
+// Two stores on one PostgreSQL database, each with connections of its own,
+// as two feedback replicas run: the database, not a lock in either process,
+// decides every race.
+class TwoReplicasTest : public ::testing::Test {
+ protected:
+  TwoReplicasTest() : uri_(SharedServer().CreateDatabase()) {
+    auto migrated = storage::PostgresConnection::OpenMigrated(uri_, PostgresFeedbackMigrations());
+    EXPECT_TRUE(migrated.ok()) << migrated.status();
+    for (auto& replica : replicas_) {
+      replica = std::make_unique<PostgresFeedbackStore>(uri_, kTopic, nullptr);
+    }
+  }
+
+  int64_t Count(const std::string& sql) {
+    auto db = storage::PostgresConnection::Open(uri_);
+    if (!db.ok()) return -1;
+    auto rows = (*db)->Query(sql);
+    return rows.ok() ? rows->Int(0, 0) : -1;
+  }
+
+  // Runs `write(replica, i)` on 16 threads, alternating replicas, all
+  // released at once.
+  void Race(const std::function<void(FeedbackStore&, int)>& write) {
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 16; ++i) {
+      threads.emplace_back([&, i] {
+        while (!go.load()) std::this_thread::yield();
+        write(*replicas_[i % 2], i);
+      });
+    }
+    go.store(true);
+    for (auto& t : threads) t.join();
+  }
+
+  std::string uri_;
+  std::unique_ptr<PostgresFeedbackStore> replicas_[2];
+};
+
+TEST_F(TwoReplicasTest, OneRatingPerSessionAndEveryLoserSeesTheWinner) {
+  std::atomic<int> inserted{0};
+  std::atomic<int> errors{0};
+  std::vector<std::string> seen(16);
+  Race([&](FeedbackStore& store, int i) {
+    StoredFeedback f = Rating("s-1", "ana", 1 + i % 5, kT0);
+    f.feedback.set_feedback_id(absl::StrCat("fb-", i));
+    auto r = store.InsertFeedback(f, Event("s-1"));
+    if (!r.ok()) {
+      errors.fetch_add(1);
+      return;
+    }
+    if (r->inserted) inserted.fetch_add(1);
+    seen[i] = r->stored.feedback.feedback_id();
+  });
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(inserted.load(), 1);
+  auto stored = replicas_[1]->GetFeedback("s-1");
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  for (const std::string& id : seen) EXPECT_EQ(id, (*stored)->feedback.feedback_id());
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM feedback"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox"), 1);
+}
+
+TEST_F(TwoReplicasTest, TheOpenComplaintCapHoldsAndARequestIdFilesOnce) {
+  std::atomic<int> filed{0};
+  std::atomic<int> refused{0};
+  std::atomic<int> errors{0};
+  // Half the callers retry one request id (r-1), half file new complaints:
+  // r-1 is filed once, and 3 open complaints at most, whoever wins.
+  Race([&](FeedbackStore& store, int i) {
+    const std::string id = absl::StrCat("c-", i);
+    auto r = store.InsertComplaint(Complaint(id, "cust-1", i % 4 == 0 ? "r-1" : "", kT0), 3,
+                                   Event(id));
+    if (r.ok()) {
+      if (r->inserted) filed.fetch_add(1);
+    } else if (r.status().code() == absl::StatusCode::kResourceExhausted) {
+      refused.fetch_add(1);
+    } else {
+      errors.fetch_add(1);
+    }
+  });
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(filed.load(), 3);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM complaints"), 3);
+  EXPECT_LE(Count("SELECT COUNT(*) FROM complaints WHERE request_id = 'r-1'"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox"), 3);
+  EXPECT_EQ((*replicas_[0]->CountComplaintsByState())[v1::COMPLAINT_STATE_OPEN], 3);
+}
+
+TEST_F(TwoReplicasTest, ConcurrentUpdatesOfOneComplaintApplyEachRequestOnce) {
+  ASSERT_TRUE(replicas_[0]->InsertComplaint(Complaint("c-1", "cust-1", "", kT0), 3, Event("c-1"))
+                  .ok());
+  std::atomic<int> errors{0};
+  // Each caller adds a note with one of 4 request ids: 4 notes, whatever
+  // the interleaving; every read-modify-write sees the one before.
+  Race([&](FeedbackStore& store, int i) {
+    auto r = store.UpdateComplaint(
+        "c-1", absl::StrCat("u-", i % 4),
+        [i](ComplaintRecord& r, bool seen) -> absl::StatusOr<std::optional<events::v1::Event>> {
+          if (seen) return std::nullopt;
+          r.complaint.add_notes()->set_text(absl::StrCat("note ", i % 4));
+          return Event("c-1");
+        });
+    if (!r.ok()) errors.fetch_add(1);
+  });
+  EXPECT_EQ(errors.load(), 0);
+  auto complaint = replicas_[1]->GetComplaint("c-1");
+  ASSERT_TRUE(complaint.ok() && complaint->has_value());
+  EXPECT_EQ((*complaint)->complaint.notes_size(), 4);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM outbox"), 5);
 }
 
 TEST(SqliteFeedbackStoreMigrationTest, ComplaintsFiledBeforeTheCountsAreCountedOnce) {
