@@ -52,11 +52,11 @@ set output "$out/$run.svg"
 set title "$run: latency by percentile"
 set logscale xy
 set xrange [1:10000]
-set xtics ("0%" 1, "90%" 10, "99%" 100, "99.9%" 1000, "99.99%" 10000)
+set xtics ("0%%" 1, "90%%" 10, "99%%" 100, "99.9%%" 1000, "99.99%%" 10000)
 set xlabel "percentile"
 set ylabel "latency (ms)"
 set grid xtics ytics mytics
-set key top left
+set key top left box opaque
 plot ${plot_list%, }
 GNUPLOT
   echo "$run"
