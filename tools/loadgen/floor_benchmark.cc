@@ -219,7 +219,8 @@ const char* const kCountNames[kCounts] = {
 
 class Stats {
  public:
-  void Open(int64_t start, int64_t end) {
+  void Open(int64_t ramp_start, int64_t start, int64_t end) {
+    ramp_start_ = ramp_start;
     window_start_ = start;
     window_end_ = end;
   }
@@ -242,7 +243,20 @@ class Stats {
     absl::MutexLock lock(&mu_);
     auto& errors = Before(now) ? ramp_errors_ : errors_;
     ++errors[absl::StrCat(op, ":", CodeName(code))];
-    if (first_error_.empty()) first_error_ = absl::StrCat(op, ": ", CodeName(code));
+    if (first_error_.empty()) {
+      first_error_ = absl::StrCat(op, ": ", CodeName(code));
+      first_error_at_ = now;
+      started_at_first_error_ = counts_[kStarted].load();
+    }
+  }
+  // When the first error came (seconds after the ramp started) and how many
+  // conversations had been started by then: where the platform broke.
+  std::string FirstErrorJson() {
+    absl::MutexLock lock(&mu_);
+    if (first_error_.empty()) return "null";
+    return absl::StrFormat("{\"error\":\"%s\",\"after_ramp_start_s\":%.1f,\"conversations_started\":%d}",
+                           first_error_, (first_error_at_ - ramp_start_) / 1e9,
+                           started_at_first_error_);
   }
   std::string ErrorsJson(bool ramp) {
     absl::MutexLock lock(&mu_);
@@ -258,10 +272,7 @@ class Stats {
     for (const auto& [key, count] : errors_) n += count;
     return n;
   }
-  std::string first_error() {
-    absl::MutexLock lock(&mu_);
-    return first_error_;
-  }
+
 
   Histogram to_agent;     // customer message -> the agent's stream
   Histogram to_customer;  // agent message -> the customer's stream
@@ -270,6 +281,7 @@ class Stats {
   Histogram agent_wait;   // escalation -> assignment
 
  private:
+  std::atomic<int64_t> ramp_start_{0};
   std::atomic<int64_t> window_start_{std::numeric_limits<int64_t>::max()};
   std::atomic<int64_t> window_end_{std::numeric_limits<int64_t>::max()};
   std::array<std::atomic<int64_t>, kCounts> counts_{};
@@ -277,6 +289,8 @@ class Stats {
   std::map<std::string, int64_t> errors_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> ramp_errors_ ABSL_GUARDED_BY(mu_);
   std::string first_error_ ABSL_GUARDED_BY(mu_);
+  int64_t first_error_at_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t started_at_first_error_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // ---- asynchronous calls and streams ----
@@ -328,19 +342,32 @@ class ReadStream final : public grpc::ClientReadReactor<Response> {
     auth::AttachToken(stream->context_, token);
     live_operations.fetch_add(1);
     start(&stream->context_, &stream->request_, stream.get());
+    // gRPC releases the call before OnDone: the hold keeps it, and so
+    // Cancel's TryCancel, valid until the stream has ended.
+    stream->AddHold();
     stream->StartRead(&stream->response_);
     stream->StartCall();
     return stream;
   }
 
-  // Ends the stream from this side; OnDone then reports it as ours.
+  // Ends the stream from this side (if it has not ended); OnDone then
+  // reports it as ours.
   void Cancel() {
+    absl::MutexLock lock(&mu_);
+    if (ended_) return;
     cancelled_ = true;
     context_.TryCancel();
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;
+    if (!ok) {
+      {
+        absl::MutexLock lock(&mu_);
+        ended_ = true;
+      }
+      this->RemoveHold();
+      return;
+    }
     on_message_(response_);
     this->StartRead(&response_);
   }
@@ -366,6 +393,8 @@ class ReadStream final : public grpc::ClientReadReactor<Response> {
   Response response_;
   MessageHandler on_message_;
   DoneHandler on_done_;
+  absl::Mutex mu_;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> cancelled_{false};
   std::shared_ptr<ReadStream> self_;
 };
@@ -392,6 +421,7 @@ struct Conversation {
   std::string session_id ABSL_GUARDED_BY(mu);
   sv1::SessionState state ABSL_GUARDED_BY(mu) = sv1::SESSION_STATE_UNSPECIFIED;
   bool ended ABSL_GUARDED_BY(mu) = false;  // the slot has moved on
+  bool failed ABSL_GUARDED_BY(mu) = false;  // given up after an error
   // The customer's side.
   std::shared_ptr<SessionStream> customer_stream ABSL_GUARDED_BY(mu);
   bool customer_live ABSL_GUARDED_BY(mu) = false;  // past the stream's caught_up
@@ -439,6 +469,7 @@ class Floor {
     feedback_ = fv1::FeedbackService::NewStub(channel("feedback"));
     absl::MutexLock lock(&mu_);
     slots_.resize(config.conversations);
+    slot_failures_.resize(config.conversations);
   }
 
   Stats& stats() { return stats_; }
@@ -831,7 +862,7 @@ class Floor {
         [this, c, sent](const grpc::Status& status, const sv1::CreateSessionResponse& response) {
           if (!status.ok()) {
             stats_.Error("create_session", status.error_code());
-            Restart(c, absl::Seconds(1));
+            Restart(c, /*failed=*/true);
             return;
           }
           stats_.Add(kCustomerMessages);
@@ -883,9 +914,14 @@ class Floor {
             absl::MutexLock lock(&c->mu);
             c->customer_stream = nullptr;
           }
-          const bool failed = !status.ok() && !cancelled_by_us && !stopping_;
-          if (failed) stats_.Error("customer_stream", status.error_code());
-          Restart(c, failed ? absl::Seconds(1) : absl::ZeroDuration());
+          const bool broke = !status.ok() && !cancelled_by_us && !stopping_;
+          if (broke) stats_.Error("customer_stream", status.error_code());
+          bool gave_up = false;
+          {
+            absl::MutexLock lock(&c->mu);
+            gave_up = c->failed;
+          }
+          Restart(c, broke || gave_up);
         });
     absl::MutexLock lock(&c->mu);
     c->customer_stream = std::move(stream);
@@ -1070,6 +1106,7 @@ class Floor {
     {
       absl::MutexLock lock(&c->mu);
       if (c->ended || c->session_id.empty()) return;
+      c->failed = true;
       request.set_session_id(c->session_id);
     }
     if (!stopping_) {
@@ -1085,8 +1122,10 @@ class Floor {
     Leave(c);
   }
 
-  // The conversation is over: its slot starts a new one after `pause`.
-  void Restart(const std::shared_ptr<Conversation>& c, absl::Duration pause) {
+  // The conversation is over: its slot starts a new one, at once or, after
+  // failures, backing off as a client should (1, 2, 4 ... 32 s, with
+  // jitter), so that an overloaded platform is not also flooded by retries.
+  void Restart(const std::shared_ptr<Conversation>& c, bool failed) {
     std::shared_ptr<SessionStream> agent;
     std::string session_id;
     {
@@ -1103,7 +1142,17 @@ class Floor {
     }
     if (stopping_) return;
     const int slot = c->slot;
-    scheduler_.After(absl::ToInt64Nanoseconds(pause), [this, slot] { StartConversation(slot); });
+    int64_t pause = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      int& failures = slot_failures_[slot];
+      failures = failed ? failures + 1 : 0;
+      if (failed) {
+        pause = absl::ToInt64Nanoseconds(absl::Seconds(1) * (1 << std::min(failures - 1, 5))) +
+                Uniform(absl::ZeroDuration(), absl::Seconds(1));
+      }
+    }
+    scheduler_.After(pause, [this, slot] { StartConversation(slot); });
   }
 
   const Config config_;
@@ -1120,6 +1169,7 @@ class Floor {
   std::atomic<bool> stopping_{false};
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Conversation>> slots_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> slot_failures_ ABSL_GUARDED_BY(mu_);  // in a row, per slot
   absl::flat_hash_map<std::string, std::weak_ptr<Conversation>> by_session_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Agent*> early_assignments_ ABSL_GUARDED_BY(mu_);
   // Last: its thread runs actions on everything above.
@@ -1185,7 +1235,7 @@ int Main(int argc, char** argv) {
   }
   const int64_t window_start = ramp_start + ramp_ns + absl::ToInt64Nanoseconds(config.settle);
   const int64_t window_end = window_start + absl::ToInt64Nanoseconds(config.duration);
-  run.stats().Open(window_start, window_end);
+  run.stats().Open(ramp_start, window_start, window_end);
 
   while (NowNanos() < window_start) absl::SleepFor(absl::Milliseconds(50));
   std::vector<ProcSample> before;
@@ -1244,9 +1294,9 @@ int Main(int argc, char** argv) {
   std::printf("  agent->customer        %s\n", LatencyLine(stats.to_customer).c_str());
   std::printf("  bot turn               %s\n", LatencyLine(stats.bot_turn).c_str());
   std::printf("  escalation->assignment %s\n", LatencyLine(stats.agent_wait).c_str());
-  std::printf("  counts %s\n  errors %s (ramp %s)%s%s\n", counts.c_str(),
+  std::printf("  counts %s\n  errors %s (ramp %s); first %s\n", counts.c_str(),
               stats.ErrorsJson(false).c_str(), stats.ErrorsJson(true).c_str(),
-              stats.first_error().empty() ? "" : "; first: ", stats.first_error().c_str());
+              stats.FirstErrorJson().c_str());
   std::printf("  servers: %.1f CPU s = %.0f%% of a core, RSS %lld KiB in all: %s\n", total_cpu,
               total_cpu * 100 / seconds, static_cast<long long>(total_rss), servers.c_str());
   std::printf("  this benchmark: %.1f CPU s = %.0f%% of a core; at the window's end %s\n",
@@ -1259,7 +1309,7 @@ int Main(int argc, char** argv) {
       "\"settle_seconds\":%.0f,\"seconds\":%.0f,\"channels\":%d,"
       "\"load_average\":{\"window_start\":%.2f,\"window_end\":%.2f},"
       "\"delivery\":%s,\"to_agent\":%s,\"to_customer\":%s,\"bot_turn\":%s,\"agent_wait\":%s,"
-      "\"counts\":%s,\"errors\":%s,\"ramp_errors\":%s,\"servers\":%s,"
+      "\"counts\":%s,\"errors\":%s,\"ramp_errors\":%s,\"first_error\":%s,\"servers\":%s,"
       "\"servers_total\":{\"cpu_seconds\":%.2f,\"cpu_percent\":%.1f,\"rss_kib\":%d},"
       "\"loadgen\":{\"cpu_seconds\":%.2f,\"cpu_percent\":%.1f},\"at_window_end\":{\"states\":%s}}",
       absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()),
@@ -1271,7 +1321,7 @@ int Main(int argc, char** argv) {
       config.channels, load_before, load_after, LatencyJson(stats.delivered),
       LatencyJson(stats.to_agent), LatencyJson(stats.to_customer), LatencyJson(stats.bot_turn),
       LatencyJson(stats.agent_wait), counts, stats.ErrorsJson(false), stats.ErrorsJson(true),
-      servers, total_cpu, total_cpu * 100 / seconds, total_rss, own_cpu, own_cpu * 100 / seconds,
+      stats.FirstErrorJson(), servers, total_cpu, total_cpu * 100 / seconds, total_rss, own_cpu, own_cpu * 100 / seconds,
       states);
   std::printf("%s\n", json.c_str());
   std::fflush(stdout);
