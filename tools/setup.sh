@@ -54,8 +54,9 @@ PACKAGES=(
   # local platform's upload scans; nothing is downloaded
   clamav-daemon
   # Tools: sqlite3 shell, curl for /metrics, kcat for Kafka, jq for JSON,
-  # openssl for development certificates (tools/dev_certs.sh, run.sh --tls)
-  sqlite3 curl ca-certificates kcat jq openssl
+  # openssl for development certificates (tools/dev_certs.sh, run.sh --tls),
+  # gnuplot for the benchmark report's latency pictures (tools/loadgen/plot.sh)
+  sqlite3 curl ca-certificates kcat jq openssl gnuplot-nox
   # Prometheus and promtool (deploy/ checks, tests/e2e_test); Go builds grpcurl
   prometheus golang-go
   # deploy/helm's chart test reads rendered manifests with PyYAML

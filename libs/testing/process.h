@@ -27,6 +27,8 @@ class ServerProcess {
   // 0 if the server did not start within 30 s (see log()).
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
+  // The child's process id (for /proc figures such as CPU time and RSS).
+  pid_t pid() const { return pid_; }
   std::string address() const;
   // The log so far.
   std::string log() const;

@@ -114,4 +114,13 @@ int64_t Histogram::Percentile(double quantile) const {
   return max();
 }
 
+std::vector<std::pair<int64_t, int64_t>> Histogram::NonEmptyBuckets() const {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int i = 0; i < kBuckets; ++i) {
+    const int64_t c = counts_[i].load(std::memory_order_relaxed);
+    if (c != 0) out.emplace_back(BucketHigh(i), c);
+  }
+  return out;
+}
+
 }  // namespace switchboard::loadgen

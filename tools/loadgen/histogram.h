@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace switchboard::loadgen {
 
@@ -48,6 +50,10 @@ class Histogram {
   // (0..1] of the values lie, clamped to [min, max] so that p100 is the exact
   // maximum. 0 when empty.
   int64_t Percentile(double quantile) const;
+
+  // Every bucket holding a value, lowest first: (the bucket's highest value,
+  // its count). What a report needs to draw the whole distribution.
+  std::vector<std::pair<int64_t, int64_t>> NonEmptyBuckets() const;
 
   // Bucket arithmetic (exposed for tests): the bucket of a value, and the
   // lowest and highest value a bucket holds.

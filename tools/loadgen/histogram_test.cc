@@ -105,6 +105,19 @@ TEST(HistogramTest, MergeAddsCountsAndKeepsExtremes) {
   EXPECT_EQ(a.count(), 0);
 }
 
+TEST(HistogramTest, NonEmptyBucketsListEveryValueOnceInOrder) {
+  Histogram h;
+  for (int64_t v : {5, 5, 300, 1000000, 1000001}) h.Record(v);
+  const auto buckets = h.NonEmptyBuckets();
+  ASSERT_EQ(buckets.size(), 3u);
+  EXPECT_EQ(buckets[0], std::make_pair(int64_t{5}, int64_t{2}));
+  EXPECT_EQ(buckets[1].first, Histogram::BucketHigh(Histogram::BucketOf(300)));
+  EXPECT_EQ(buckets[1].second, 1);
+  EXPECT_EQ(buckets[2].first, Histogram::BucketHigh(Histogram::BucketOf(1000000)));
+  EXPECT_EQ(buckets[2].second, 2);
+  EXPECT_TRUE(Histogram().NonEmptyBuckets().empty());
+}
+
 TEST(HistogramTest, ConcurrentRecordsAreAllCounted) {
   Histogram h;
   std::vector<std::thread> threads;

@@ -15,9 +15,6 @@
 // for assignment polls GetSession every 5 ms, so assignment is seen at most
 // 5 ms late.
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -30,14 +27,12 @@
 #include "libs/auth/grpc_auth.h"
 #include "libs/auth/token.h"
 #include "libs/config/flags.h"
-#include "libs/storage/test_dir.h"
-#include "libs/testing/process.h"
-#include "libs/testing/test_tokens.h"
 #include "switchboard/feedback/v1/feedback_service.grpc.pb.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
 #include "tools/loadgen/histogram.h"
+#include "tools/loadgen/platform.h"
 
 namespace switchboard::loadgen {
 namespace {
@@ -49,83 +44,20 @@ struct Config {
   int messages = 10;
 };
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
-// The process library finds binaries under $TEST_SRCDIR, which `bazel run`
-// does not set: point it at our runfiles.
-void SetRunfiles(const char* argv0) {
-  if (std::getenv("TEST_SRCDIR") != nullptr) return;
-  std::string runfiles;
-  if (const char* dir = std::getenv("RUNFILES_DIR")) {
-    runfiles = dir;
-  } else if (access(absl::StrCat(argv0, ".runfiles/switchboard").c_str(), F_OK) == 0) {
-    runfiles = absl::StrCat(argv0, ".runfiles");
-  } else {
-    runfiles = "..";  // `bazel run` starts us in <runfiles>/switchboard.
-  }
-  setenv("TEST_SRCDIR", runfiles.c_str(), 1);
-}
-
-class Platform {
- public:
-  explicit Platform(const Config& config)
-      : dir_(storage::MakeTempDir()),
-        tokens_("journey") {
-    // One key folder for the whole platform, as tools/run.sh makes it.
-    tokens_.WriteFolder(dir_ + "/keys");
-    const int presence = FreePort(), routing = FreePort(), sessions = FreePort(),
-              bot = FreePort(), feedback = FreePort();
-    const std::string srcdir = std::getenv("TEST_SRCDIR");
-    auto start = [&](const std::string& name, int port, std::vector<std::string> flags) {
-      flags.insert(flags.end(), {"--data_dir=" + dir_, absl::StrCat("--port=", port),
-                                 "--metrics_port=0", "--bind_address=127.0.0.1"});
-      processes_.push_back(std::make_unique<testing::ServerProcess>(
-          absl::StrCat("services/", name, "/", name, "_server"), flags,
-          absl::StrCat(dir_, "/", name, ".log")));
-      if (processes_.back()->grpc_port() == 0) {
-        std::fprintf(stderr, "%s did not start:\n%s\n", name.c_str(),
-                     processes_.back()->log().c_str());
-        std::exit(1);
-      }
+// The clients of the platform's services, and the tokens they carry.
+struct Clients {
+  explicit Clients(const Platform& platform) : platform(platform) {
+    const auto channel = [&](const std::string& service) {
+      return grpc::CreateChannel(platform.address(service), grpc::InsecureChannelCredentials());
     };
-    const auto peer = [](int port) { return absl::StrCat("127.0.0.1:", port); };
-    start("bot", bot,
-          {"--knowledge_base=" + srcdir + "/switchboard/services/bot/kb/intents.kb"});
-    start("presence", presence, {});
-    start("routing", routing,
-          {"--presence_address=" + peer(presence), "--sessions_address=" + peer(sessions),
-           "--dispatch_interval=50ms"});
-    start("sessions", sessions,
-          {"--bot_address=" + peer(bot), "--routing_address=" + peer(routing),
-           "--routing_retry_interval=100ms"});
-    start("feedback", feedback,
-          {"--sessions_address=" + peer(sessions), "--routing_address=" + peer(routing)});
-    const auto channel = [&](int port) {
-      return grpc::CreateChannel(peer(port), grpc::InsecureChannelCredentials());
-    };
-    sessions_ = sessions::v1::SessionsService::NewStub(channel(sessions));
-    routing_ = routing::v1::RoutingService::NewStub(channel(routing));
-    presence_ = presence::v1::PresenceService::NewStub(channel(presence));
-    feedback_ = feedback::v1::FeedbackService::NewStub(channel(feedback));
-    (void)config;
-  }
-
-  ~Platform() {
-    for (auto& process : processes_) process->Terminate(absl::Seconds(10));
+    sessions_ = sessions::v1::SessionsService::NewStub(channel("sessions"));
+    routing_ = routing::v1::RoutingService::NewStub(channel("routing"));
+    presence_ = presence::v1::PresenceService::NewStub(channel("presence"));
+    feedback_ = feedback::v1::FeedbackService::NewStub(channel("feedback"));
   }
 
   std::string Token(auth::Role role, const std::string& subject) {
-    return tokens_.Access({subject, role, absl::Now() + absl::Hours(2)}, absl::Now());
+    return platform.Token(role, subject);
   }
 
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
@@ -135,9 +67,7 @@ class Platform {
     return context;
   }
 
-  std::string dir_;
-  testing::TestTokens tokens_;
-  std::vector<std::unique_ptr<testing::ServerProcess>> processes_;
+  const Platform& platform;
   std::unique_ptr<sessions::v1::SessionsService::Stub> sessions_;
   std::unique_ptr<routing::v1::RoutingService::Stub> routing_;
   std::unique_ptr<presence::v1::PresenceService::Stub> presence_;
@@ -172,7 +102,7 @@ class Errors {
 };
 
 // Plays one journey for customer `customer`; true if it completed.
-bool PlayJourney(Platform& p, const Config& config, const std::string& customer, int index,
+bool PlayJourney(Clients& p, const Config& config, const std::string& customer, int index,
                  Errors& errors) {
   const std::string ctoken = p.Token(auth::Role::kCustomer, customer);
   sessions::v1::CreateSessionRequest create;
@@ -268,7 +198,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "journey_benchmark: counts must be positive\n");
     return 2;
   }
-  Platform p(config);
+  Platform platform;
+  Clients p(platform);
 
   // Agents online with auto-accept, kept alive by heartbeats.
   std::atomic<bool> done{false};

@@ -40,10 +40,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "libs/auth/grpc_auth.h"
@@ -52,9 +52,11 @@
 #include "libs/client/tls.h"
 #include "libs/config/flags.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
+#include "tools/loadgen/channels.h"
 #include "tools/loadgen/echo.grpc.pb.h"
 #include "tools/loadgen/histogram.h"
 #include "tools/loadgen/load.h"
+#include "tools/loadgen/results.h"
 
 namespace switchboard::loadgen {
 namespace {
@@ -87,57 +89,13 @@ struct Config {
   std::string window_marker;
 };
 
-// ---- the server's own figures, from /proc ----
-
-struct ProcSample {
-  double cpu_seconds = -1;  // user + system
-  int64_t rss_kib = -1;
-};
-
-ProcSample SampleProcess(int pid) {
-  ProcSample sample;
-  if (pid <= 0) return sample;
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  if (std::getline(stat, line)) {
-    // Fields after the parenthesised command name; utime and stime are the
-    // 14th and 15th fields of the whole line.
-    const size_t paren = line.rfind(')');
-    if (paren != std::string::npos) {
-      std::vector<std::string> fields =
-          absl::StrSplit(line.substr(paren + 2), ' ', absl::SkipEmpty());
-      int64_t utime = 0, stime = 0;
-      if (fields.size() > 12 && absl::SimpleAtoi(fields[11], &utime) &&
-          absl::SimpleAtoi(fields[12], &stime)) {
-        sample.cpu_seconds = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
-      }
-    }
-  }
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  while (std::getline(status, line)) {
-    if (absl::StartsWith(line, "VmRSS:")) {
-      std::vector<std::string> parts = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      // A failed parse leaves the figure unknown (-1), not 0.
-      int64_t kib = 0;
-      if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) sample.rss_kib = kib;
-    }
-  }
-  return sample;
-}
-
 // ---- channels, tokens ----
 
 std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const Config& config,
                                                          const client::ChannelSecurity& security) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < std::max(1, config.channels); ++i) {
-    grpc::ChannelArguments args;
-    // A distinct argument and a local subchannel pool: one TCP connection per
-    // channel, rather than gRPC sharing one between identical channels.
-    args.SetInt("switchboard.loadgen.channel", i);
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetMaxReceiveMessageSize(16 * 1024 * 1024);
-    channels.push_back(security.Channel(config.target, args));
+    channels.push_back(security.Channel(config.target, DistinctChannelArguments(i)));
   }
   return channels;
 }
@@ -343,52 +301,6 @@ void CloseStreams(std::vector<std::unique_ptr<EventStream>>* streams) {
     if (!s->done()) s.release();
   }
   streams->clear();
-}
-
-// ---- output ----
-
-std::string LatencyJson(const Histogram& h) {
-  auto us = [](int64_t ns) { return ns / 1000.0; };
-  return absl::StrFormat(
-      "{\"count\":%d,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
-      "\"max_us\":%.1f,\"mean_us\":%.1f}",
-      h.count(), us(h.Percentile(0.5)), us(h.Percentile(0.9)), us(h.Percentile(0.99)),
-      us(h.Percentile(0.999)), us(h.max()), h.mean() / 1000.0);
-}
-
-std::string LatencyLine(const Histogram& h) {
-  auto ms = [](int64_t ns) { return ns / 1e6; };
-  return absl::StrFormat("p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms",
-                         ms(h.Percentile(0.5)), ms(h.Percentile(0.9)), ms(h.Percentile(0.99)),
-                         ms(h.Percentile(0.999)), ms(h.max()));
-}
-
-std::string CodesJson(const std::array<std::atomic<int64_t>, 17>& codes, bool skip_ok) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  std::string out = "{";
-  for (int c = skip_ok ? 1 : 0; c < 17; ++c) {
-    const int64_t n = codes[c].load();
-    if (n == 0) continue;
-    if (out.size() > 1) out += ",";
-    absl::StrAppend(&out, "\"", kNames[c], "\":", n);
-  }
-  return out + "}";
 }
 
 int Run(int argc, char** argv) {

@@ -37,6 +37,19 @@ def errs(r): if (r.errors | length) == 0 then "" else " (errors: " + (r.errors |
   (if $r.journeys then
     "| 7 | full journeys/s across the processes (`journey_benchmark`: create → bot escalates → offer, auto-accept → \($r.journeys.journey | capture("(?<n>[0-9]+) messages").n) messages → resolve → rate), \($r.journeys.concurrency) concurrent customers, \($r.journeys.agents) agents | \(f($r.journeys.journeys_per_s)) journeys/s (\($r.journeys.completed) of \($r.journeys.journeys)); journey p50 \($r.journeys.latency_ms.p50) ms, p99 \($r.journeys.latency_ms.p99) ms | – | – | – |"
   else "| 7 | full journeys/s across the processes | not measured in this run | – | – | – |" end),
+  (if $r.floor then
+    ($r.floor) as $fl
+    | "| 8 | a support floor on one node (`floor_benchmark`, run \($fl.date), load average \($fl.load_average.window_start) → \($fl.load_average.window_end)): \($fl.conversations) concurrent chat conversations (\($fl.human_percent) % ask for a human), \($fl.agents) agents (capacity \($fl.agent_capacity)) with their offer watches and session streams open, each customer one message every \($fl.send_interval_s[0])–\($fl.send_interval_s[1]) s with their stream open; \($fl.seconds) s measured after a \($fl.ramp_seconds) s ramp | send→receive (SendMessage call → the other party's stream) p50 \(ms($fl.delivery.p50_us)), p99 \(ms($fl.delivery.p99_us)), max \(ms($fl.delivery.max_us)) over \($fl.delivery.count) deliveries (customer→agent p99 \(ms($fl.to_agent.p99_us)), agent→customer p99 \(ms($fl.to_customer.p99_us))); bot turn p99 \(ms($fl.bot_turn.p99_us)); escalation→agent p99 \(ms($fl.agent_wait.p99_us)); errors \(if ($fl.errors | length) == 0 then "none" else ($fl.errors | tostring) end); servers \(f($fl.servers_total.cpu_seconds)) CPU s = \(f($fl.servers_total.cpu_percent)) % of a core, RSS \(($fl.servers_total.rss_kib / 1024) | round) MiB (per service below) | – | p99 ≤ 50 ms, 0 errors | \(verdict($fl.delivery.p99_us <= 50000 and ($fl.errors | length) == 0 and $fl.delivery.count > 0)) |"
+  else "| 8 | a support floor on one node, 10,000 conversations, 500 agents | not measured in this run | – | p99 ≤ 50 ms, 0 errors | – |" end),
+  (if $r.floor then
+    ($r.floor) as $fl
+    | "",
+      "Support floor (#8), each server process over the measured window (CPU from /proc/PID/stat, RSS at the window's end); the benchmark itself (all customers and agents) took \(f($fl.loadgen.cpu_percent)) % of a core. Flows in the window: \($fl.counts | to_entries | map("\(.key) \(.value)") | join(", ")).",
+      "",
+      "| service | CPU s | % of a core | RSS MiB |",
+      "|---|---|---|---|",
+      ($fl.servers | to_entries[] | "| \(.key) | \(f(.value.cpu_seconds)) | \(f(.value.cpu_percent)) | \(f(.value.rss_kib / 1024)) |")
+  else empty end),
   "",
   "Bot Answer latency (#6) and the relay to Kafka (#6, with `--kafka`) come from their own benchmarks, printed below when run.",
   "Raw figures: `report.json` (one object per run, as the load generator printed it)."

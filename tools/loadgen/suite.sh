@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite against binaries already built and writes
-# OUT/REPORT.md (markdown) and OUT/report.json. tools/loadgen/run_benchmarks.sh
+# OUT/REPORT.md (markdown), OUT/report.json and, with gnuplot, the latency
+# pictures OUT/report/*.svg (plot.sh). tools/loadgen/run_benchmarks.sh
 # builds with -c opt and calls this; the smoke test calls it with --smoke.
 #
 #   suite.sh --bin=BAZEL_BIN --out=DIR [--smoke] [--kafka]
@@ -9,7 +10,8 @@
 # --kafka: also run //libs/events:relay_kafka_benchmark (starts a broker).
 # Each measure gets fresh servers on free ports and a fresh data folder. With
 # two or more cores, servers run on core 0 and the load generator on core 1
-# (taskset), so they do not steal each other's cycles.
+# (taskset), so they do not steal each other's cycles; the journey and floor
+# benchmarks start their own platform and are not pinned.
 set -euo pipefail
 
 bin=""
@@ -208,6 +210,23 @@ if ! $smoke; then
   fi
 fi
 
+# 8. A support floor on one node (floor_benchmark's header says what flows);
+# it starts its own platform. The smoke run plays it with a few
+# conversations and second-long pauses.
+if [[ -x "$bin/tools/loadgen/floor_benchmark" ]]; then
+  echo "suite: floor" >&2
+  if $smoke; then
+    floor_flags=(--conversations=50 --agents=5 --messages=3 --send_interval_min=1s
+                 --send_interval_max=2s --reply_delay_min=100ms --reply_delay_max=300ms
+                 --ramp=2s --settle=1s --duration=6s)
+  else
+    floor_flags=(--conversations=10000 --agents=500 --ramp=150s --duration=180s)
+  fi
+  "$bin/tools/loadgen/floor_benchmark" "${floor_flags[@]}" --json_out="$out/json/floor.json" \
+    >"$out/logs/floor_benchmark.txt" 2>"$out/logs/floor_benchmark.log" || true
+  [[ -s "$out/json/floor.json" ]] || { echo "suite: floor produced no result" >&2; tail -5 "$out/logs/floor_benchmark.log" >&2; exit 1; }
+fi
+
 # ---- the report ----
 fsyncs=$(cat "$work/send_message.fsyncs" 2>/dev/null || echo -1)
 cpu_model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -223,6 +242,20 @@ jq -s --argjson machine "$machine" --argjson fsyncs "$fsyncs" --arg smoke "$smok
   "$out"/json/*.json >"$out/report.json"
 
 jq -r -f "$(dirname "$0")/report.jq" "$out/report.json" >"$out/REPORT.md"
+# The latency distributions as pictures beside the tables (report/*.svg,
+# linked relative to REPORT.md).
+{
+  printf '\n## Latency distributions\n\n'
+  if command -v gnuplot >/dev/null; then
+    echo "Latency against percentile (both on log scales, so that each nine of the tail gets the same width), one picture per run, from the histograms in \`report.json\` (\`buckets_us\`)."
+    echo
+    for picture in $(bash "$(dirname "$0")/plot.sh" "$out/report.json" "$out/report"); do
+      printf '![%s](report/%s.svg)\n\n' "$picture" "$picture"
+    done
+  else
+    echo "Not drawn: gnuplot is not installed on this machine (\`bash tools/setup.sh\` installs gnuplot-nox). The histograms are in \`report.json\` (\`buckets_us\`)."
+  fi
+} >>"$out/REPORT.md"
 if ! $smoke; then
   for f in bot_benchmark relay_kafka_benchmark; do
     if [[ -s "$out/logs/$f.txt" ]]; then
