@@ -2,13 +2,13 @@
 
 #include <variant>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/match.h"
 #include "libs/events/postgres_outbox.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/time_column.h"
+#include "services/feedback/store_sql.h"
 
 namespace switchboard::feedback {
 namespace {
@@ -17,31 +17,10 @@ using storage::FromMicros;
 using storage::PostgresConnection;
 using storage::PostgresParam;
 using storage::PostgresRows;
-using storage::ToMicros;
-
-int64_t MicrosOf(const google::protobuf::Timestamp& ts) {
-  return ToMicros(protoutil::FromTimestamp(ts));
-}
 
 // How often a transaction PostgreSQL aborted (deadlock, serialization
 // failure) is tried again before the ABORTED goes to the caller.
 constexpr int kAttempts = 5;
-
-// Conditions written with '?' and their parameters, built together so they
-// stay in step; Numbered turns the marks into $1, $2, ...
-struct Where {
-  std::vector<std::string> conditions;
-  std::vector<PostgresParam> params;
-
-  void Add(std::string condition) { conditions.push_back(std::move(condition)); }
-  void Add(std::string condition, PostgresParam value) {
-    conditions.push_back(std::move(condition));
-    params.push_back(std::move(value));
-  }
-  std::string Sql() const {
-    return conditions.empty() ? "TRUE" : absl::StrJoin(conditions, " AND ");
-  }
-};
 
 // `sql` with each '?' replaced by $1, $2, ... in order (no SQL here has a
 // '?' inside a literal).
@@ -57,11 +36,6 @@ std::string Numbered(absl::string_view sql) {
   }
   return out;
 }
-
-constexpr char kFeedbackColumns[] =
-    "feedback_id, session_id, customer_id, agent_id, channel, category, response_speed, "
-    "professionalism, problem_resolution, overall, comment, submitted_at_micros, "
-    "session_resolved_at_micros, request_id";
 
 StoredFeedback FeedbackFromRow(const PostgresRows& rows, int r) {
   StoredFeedback stored;
@@ -83,7 +57,6 @@ StoredFeedback FeedbackFromRow(const PostgresRows& rows, int r) {
   return stored;
 }
 
-constexpr char kComplaintColumns[] = "body, request_id, routing";
 
 absl::StatusOr<ComplaintRecord> ComplaintFromRow(const PostgresRows& rows, int r) {
   ComplaintRecord record;
@@ -178,59 +151,17 @@ void FillSummary(const PostgresRows& rows, int r, int first, v1::FeedbackSummary
   out->set_comment_count(rows.Int(r, col++));
 }
 
-void EmptySummary(v1::FeedbackSummary* out) {
-  for (v1::ScoreSummary* score :
-       {out->mutable_response_speed(), out->mutable_professionalism(),
-        out->mutable_problem_resolution(), out->mutable_overall_satisfaction()}) {
-    for (int s = 1; s <= 5; ++s) score->add_distribution(0);
+std::vector<PostgresParam> ParamsOf(const std::vector<SqlValue>& values) {
+  std::vector<PostgresParam> params;
+  params.reserve(values.size());
+  for (const SqlValue& value : values) {
+    if (std::holds_alternative<int64_t>(value)) {
+      params.emplace_back(std::get<int64_t>(value));
+    } else {
+      params.emplace_back(std::get<std::string>(value));
+    }
   }
-}
-
-// The window and filters of a summary over `time_column`.
-Where SummaryWhere(const SummaryQuery& q, absl::string_view time_column) {
-  Where w;
-  w.Add(absl::StrCat(time_column, " >= ?"), ToMicros(q.start));
-  w.Add(absl::StrCat(time_column, " < ?"), ToMicros(q.end));
-  if (!q.agent_id.empty()) w.Add("agent_id = ?", q.agent_id);
-  if (q.category != common::v1::CATEGORY_UNSPECIFIED) {
-    w.Add("category = ?", static_cast<int64_t>(q.category));
-  }
-  if (q.channel != common::v1::CHANNEL_UNSPECIFIED) {
-    w.Add("channel = ?", static_cast<int64_t>(q.channel));
-  }
-  return w;
-}
-
-const char* GroupColumn(v1::SummaryGrouping g) {
-  switch (g) {
-    case v1::SUMMARY_GROUPING_AGENT:
-      return "agent_id";
-    case v1::SUMMARY_GROUPING_CATEGORY:
-      return "category";
-    case v1::SUMMARY_GROUPING_CHANNEL:
-      return "channel";
-    default:
-      return "";
-  }
-}
-
-using GroupKey = std::variant<int64_t, std::string>;
-
-PostgresParam ParamOf(const GroupKey& key) {
-  if (std::holds_alternative<int64_t>(key)) return std::get<int64_t>(key);
-  return std::get<std::string>(key);
-}
-
-// A group key as bound to SQL: agent ids are text, categories and channels
-// numbers (InvalidArgument for anything else, rather than a silent 0).
-absl::StatusOr<GroupKey> ParseGroupKey(v1::SummaryGrouping g, const std::string& key) {
-  if (g == v1::SUMMARY_GROUPING_AGENT) return key;
-  int64_t value = 0;
-  if (!absl::SimpleAtoi(key, &value)) {
-    return absl::InvalidArgumentError(
-        "page_token: not a token from a previous GetSummary response with these filters");
-  }
-  return value;
+  return params;
 }
 
 }  // namespace
@@ -416,36 +347,10 @@ absl::StatusOr<FeedbackStore::Inserted> PostgresFeedbackStore::InsertFeedback(
 
 absl::StatusOr<std::vector<v1::Feedback>> PostgresFeedbackStore::ListFeedback(
     const FeedbackFilter& filter, const ListCursor& cursor, int limit) {
-  Where w;
-  if (!filter.customer_id.empty()) w.Add("customer_id = ?", filter.customer_id);
-  if (!filter.agent_id.empty()) w.Add("agent_id = ?", filter.agent_id);
-  if (filter.category != common::v1::CATEGORY_UNSPECIFIED) {
-    w.Add("category = ?", static_cast<int64_t>(filter.category));
-  }
-  if (filter.channel != common::v1::CHANNEL_UNSPECIFIED) {
-    w.Add("channel = ?", static_cast<int64_t>(filter.channel));
-  }
-  if (filter.start != absl::InfinitePast()) {
-    w.Add("submitted_at_micros >= ?", ToMicros(filter.start));
-  }
-  if (filter.end != absl::InfiniteFuture()) {
-    w.Add("submitted_at_micros < ?", ToMicros(filter.end));
-  }
-  if (filter.max_overall > 0) w.Add("overall <= ?", static_cast<int64_t>(filter.max_overall));
-  if (filter.with_comment_only) w.Add("has_comment = 1");
-  if (cursor.set) {
-    w.Add("(submitted_at_micros < ? OR (submitted_at_micros = ? AND feedback_id < ?))",
-          ToMicros(cursor.time));
-    w.params.push_back(ToMicros(cursor.time));
-    w.params.push_back(cursor.id);
-  }
-  w.params.push_back(static_cast<int64_t>(limit));
-  const std::string sql = Numbered(
-      absl::StrCat("SELECT ", kFeedbackColumns, " FROM feedback WHERE ", w.Sql(),
-                   " ORDER BY submitted_at_micros DESC, feedback_id DESC LIMIT ?"));
+  const Select page = ListFeedbackSql(filter, cursor, limit);
   std::vector<v1::Feedback> result;
   absl::Status status = Read([&](PostgresConnection& db) -> absl::Status {
-    absl::StatusOr<PostgresRows> rows = db.Query(sql, w.params);
+    absl::StatusOr<PostgresRows> rows = db.Query(Numbered(page.sql), ParamsOf(page.params));
     if (!rows.ok()) return rows.status();
     for (int r = 0; r < rows->size(); ++r) result.push_back(FeedbackFromRow(*rows, r).feedback);
     return absl::OkStatus();
@@ -577,40 +482,10 @@ absl::StatusOr<ComplaintRecord> PostgresFeedbackStore::UpdateComplaint(
 
 absl::StatusOr<std::vector<ComplaintRecord>> PostgresFeedbackStore::ListComplaints(
     const ComplaintFilter& filter, const ListCursor& cursor, int limit) {
-  Where w;
-  if (!filter.states.empty()) {
-    std::vector<std::string> marks(filter.states.size(), "?");
-    w.conditions.push_back(absl::StrCat("state IN (", absl::StrJoin(marks, ", "), ")"));
-    for (v1::ComplaintState s : filter.states) w.params.push_back(static_cast<int64_t>(s));
-  }
-  if (!filter.customer_id.empty()) w.Add("customer_id = ?", filter.customer_id);
-  if (!filter.session_id.empty()) w.Add("session_id = ?", filter.session_id);
-  if (!filter.assignee_id.empty()) w.Add("assignee_id = ?", filter.assignee_id);
-  if (filter.category != common::v1::CATEGORY_UNSPECIFIED) {
-    w.Add("category = ?", static_cast<int64_t>(filter.category));
-  }
-  if (filter.filed_after != absl::InfinitePast()) {
-    w.Add("filed_at_micros >= ?", ToMicros(filter.filed_after));
-  }
-  if (filter.filed_before != absl::InfiniteFuture()) {
-    w.Add("filed_at_micros < ?", ToMicros(filter.filed_before));
-  }
-  const char* cmp = filter.oldest_first ? ">" : "<";
-  const char* dir = filter.oldest_first ? "ASC" : "DESC";
-  if (cursor.set) {
-    w.Add(absl::StrCat("(filed_at_micros ", cmp, " ? OR (filed_at_micros = ? AND complaint_id ",
-                       cmp, " ?))"),
-          ToMicros(cursor.time));
-    w.params.push_back(ToMicros(cursor.time));
-    w.params.push_back(cursor.id);
-  }
-  w.params.push_back(static_cast<int64_t>(limit));
-  const std::string sql = Numbered(
-      absl::StrCat("SELECT ", kComplaintColumns, " FROM complaints WHERE ", w.Sql(),
-                   " ORDER BY filed_at_micros ", dir, ", complaint_id ", dir, " LIMIT ?"));
+  const Select page = ListComplaintsSql(filter, cursor, limit);
   std::vector<ComplaintRecord> result;
   absl::Status status = Read([&](PostgresConnection& db) -> absl::Status {
-    absl::StatusOr<PostgresRows> rows = db.Query(sql, w.params);
+    absl::StatusOr<PostgresRows> rows = db.Query(Numbered(page.sql), ParamsOf(page.params));
     if (!rows.ok()) return rows.status();
     absl::StatusOr<std::vector<ComplaintRecord>> records = ComplaintsFrom(*rows);
     if (!records.ok()) return records.status();
@@ -674,100 +549,76 @@ absl::StatusOr<SummaryPage> PostgresFeedbackStore::Summarize(const SummaryQuery&
   absl::Status status = Read([&](PostgresConnection& db) -> absl::Status {
     absl::StatusOr<PostgresRows> total = db.Query(
         Numbered(absl::StrCat("SELECT ", SummaryColumns(), " FROM feedback WHERE ", fw.Sql())),
-        fw.params);
+        ParamsOf(fw.params));
     if (!total.ok()) return total.status();
     FillSummary(*total, 0, 0, &page.total);
-    absl::StatusOr<PostgresRows> filed = db.Query(
-        Numbered(absl::StrCat("SELECT COUNT(*) FROM complaints WHERE ", cw.Sql())), cw.params);
+    absl::StatusOr<PostgresRows> filed =
+        db.Query(Numbered(absl::StrCat("SELECT COUNT(*) FROM complaints WHERE ", cw.Sql())),
+                 ParamsOf(cw.params));
     if (!filed.ok()) return filed.status();
     page.total.set_complaints_filed(filed->Int(0, 0));
     if (query.group_by == v1::SUMMARY_GROUPING_UNSPECIFIED) return absl::OkStatus();
     const std::string key = GroupColumn(query.group_by);
 
     // The page's group keys: every key with a rating or a complaint.
-    std::vector<PostgresParam> params = fw.params;
+    std::vector<SqlValue> params = fw.params;
     params.insert(params.end(), cw.params.begin(), cw.params.end());
     std::string after = "TRUE";
     if (query.after_set) {
       after = "k > ?";
-      absl::StatusOr<GroupKey> after_key = ParseGroupKey(query.group_by, query.after_key);
+      absl::StatusOr<SqlValue> after_key = ParseGroupKey(query.group_by, query.after_key);
       if (!after_key.ok()) return after_key.status();
-      params.push_back(ParamOf(*after_key));
+      params.push_back(*std::move(after_key));
     }
     params.push_back(static_cast<int64_t>(query.page_size + 1));
     absl::StatusOr<PostgresRows> keys = db.Query(
         Numbered(absl::StrCat("SELECT k FROM (SELECT ", key, " AS k FROM feedback WHERE ",
                               fw.Sql(), " UNION SELECT ", key, " FROM complaints WHERE ",
                               cw.Sql(), ") AS keys WHERE ", after, " ORDER BY k LIMIT ?")),
-        params);
+        ParamsOf(params));
     if (!keys.ok()) return keys.status();
     const auto key_of = [&](const PostgresRows& rows, int r) {
-      return by_agent ? GroupKey(rows.Text(r, 0)) : GroupKey(rows.Int(r, 0));
+      return by_agent ? SqlValue(rows.Text(r, 0)) : SqlValue(rows.Int(r, 0));
     };
-    std::vector<GroupKey> page_keys;
+    std::vector<SqlValue> page_keys;
     for (int r = 0; r < keys->size(); ++r) page_keys.push_back(key_of(*keys, r));
     if (static_cast<int>(page_keys.size()) > query.page_size) {
       page_keys.resize(query.page_size);
       page.more = true;
     }
     if (page_keys.empty()) return absl::OkStatus();
-    if (page.more) {
-      const GroupKey& last = page_keys.back();
-      page.last_key = std::holds_alternative<int64_t>(last)
-                          ? absl::StrCat(std::get<int64_t>(last))
-                          : std::get<std::string>(last);
-    }
+    if (page.more) page.last_key = GroupKeyText(page_keys.back());
 
-    std::vector<v1::SummaryGroup> groups(page_keys.size());
-    for (size_t i = 0; i < page_keys.size(); ++i) {
-      v1::SummaryGroup& g = groups[i];
-      EmptySummary(g.mutable_summary());
-      const GroupKey& k = page_keys[i];
-      switch (query.group_by) {
-        case v1::SUMMARY_GROUPING_AGENT:
-          g.set_agent_id(std::get<std::string>(k));
-          break;
-        case v1::SUMMARY_GROUPING_CATEGORY:
-          g.set_category(static_cast<common::v1::Category>(std::get<int64_t>(k)));
-          break;
-        default:
-          g.set_channel(static_cast<common::v1::Channel>(std::get<int64_t>(k)));
-          break;
-      }
-    }
-    const auto index_of = [&](const GroupKey& k) -> int {
-      for (size_t i = 0; i < page_keys.size(); ++i) {
-        if (page_keys[i] == k) return static_cast<int>(i);
-      }
-      return -1;
-    };
+    SummaryGroups groups(query.group_by, std::move(page_keys));
     const std::string range = absl::StrCat(key, " >= ? AND ", key, " <= ?");
-    std::vector<PostgresParam> fparams = fw.params;
-    fparams.push_back(ParamOf(page_keys.front()));
-    fparams.push_back(ParamOf(page_keys.back()));
+    std::vector<SqlValue> fparams = fw.params;
+    fparams.push_back(groups.keys().front());
+    fparams.push_back(groups.keys().back());
     absl::StatusOr<PostgresRows> ratings =
         db.Query(Numbered(absl::StrCat("SELECT ", key, ", ", SummaryColumns(),
                                        " FROM feedback WHERE ", fw.Sql(), " AND ", range,
                                        " GROUP BY ", key)),
-                 fparams);
+                 ParamsOf(fparams));
     if (!ratings.ok()) return ratings.status();
     for (int r = 0; r < ratings->size(); ++r) {
-      const int i = index_of(key_of(*ratings, r));
-      if (i >= 0) FillSummary(*ratings, r, 1, groups[i].mutable_summary());
+      if (v1::FeedbackSummary* summary = groups.Find(key_of(*ratings, r))) {
+        FillSummary(*ratings, r, 1, summary);
+      }
     }
-    std::vector<PostgresParam> cparams = cw.params;
-    cparams.push_back(ParamOf(page_keys.front()));
-    cparams.push_back(ParamOf(page_keys.back()));
+    std::vector<SqlValue> cparams = cw.params;
+    cparams.push_back(groups.keys().front());
+    cparams.push_back(groups.keys().back());
     absl::StatusOr<PostgresRows> complaints =
         db.Query(Numbered(absl::StrCat("SELECT ", key, ", COUNT(*) FROM complaints WHERE ",
                                        cw.Sql(), " AND ", range, " GROUP BY ", key)),
-                 cparams);
+                 ParamsOf(cparams));
     if (!complaints.ok()) return complaints.status();
     for (int r = 0; r < complaints->size(); ++r) {
-      const int i = index_of(key_of(*complaints, r));
-      if (i >= 0) groups[i].mutable_summary()->set_complaints_filed(complaints->Int(r, 1));
+      if (v1::FeedbackSummary* summary = groups.Find(key_of(*complaints, r))) {
+        summary->set_complaints_filed(complaints->Int(r, 1));
+      }
     }
-    page.groups = std::move(groups);
+    page.groups = groups.Take();
     return absl::OkStatus();
   });
   if (!status.ok()) return status;

@@ -3,40 +3,19 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "libs/events/outbox.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/time_column.h"
+#include "services/feedback/store_sql.h"
 
 namespace switchboard::feedback {
 namespace {
 
 using storage::FromMicros;
-using storage::ToMicros;
-
-int64_t MicrosOf(const google::protobuf::Timestamp& ts) {
-  return ToMicros(protoutil::FromTimestamp(ts));
-}
-
-// Conditions and their parameters, built together so they stay in step.
-struct Where {
-  std::vector<std::string> conditions;
-  std::vector<std::variant<int64_t, std::string>> params;
-
-  void Add(std::string condition) { conditions.push_back(std::move(condition)); }
-  template <typename T>
-  void Add(std::string condition, T value) {
-    conditions.push_back(std::move(condition));
-    params.emplace_back(std::move(value));
-  }
-  std::string Sql() const {
-    return conditions.empty() ? "1" : absl::StrJoin(conditions, " AND ");
-  }
-};
 
 storage::Statement& BindAll(storage::Statement& stmt,
-                            const std::vector<std::variant<int64_t, std::string>>& params,
+                            const std::vector<SqlValue>& params,
                             int first = 1) {
   int i = first;
   for (const auto& p : params) {
@@ -48,11 +27,6 @@ storage::Statement& BindAll(storage::Statement& stmt,
   }
   return stmt;
 }
-
-constexpr char kFeedbackColumns[] =
-    "feedback_id, session_id, customer_id, agent_id, channel, category, response_speed, "
-    "professionalism, problem_resolution, overall, comment, submitted_at_micros, "
-    "session_resolved_at_micros, request_id";
 
 StoredFeedback FeedbackFromRow(const storage::Statement& row) {
   StoredFeedback stored;
@@ -74,7 +48,6 @@ StoredFeedback FeedbackFromRow(const storage::Statement& row) {
   return stored;
 }
 
-constexpr char kComplaintColumns[] = "body, request_id, routing";
 
 absl::StatusOr<ComplaintRecord> ComplaintFromRow(const storage::Statement& row) {
   ComplaintRecord record;
@@ -174,55 +147,6 @@ void FillSummary(const storage::Statement& row, int first, v1::FeedbackSummary* 
   const double satisfied = row.ColumnDouble(col++);
   out->set_csat_share(count > 0 ? satisfied / static_cast<double>(count) : 0.0);
   out->set_comment_count(static_cast<int64_t>(row.ColumnDouble(col++)));
-}
-
-void EmptySummary(v1::FeedbackSummary* out) {
-  for (v1::ScoreSummary* score :
-       {out->mutable_response_speed(), out->mutable_professionalism(),
-        out->mutable_problem_resolution(), out->mutable_overall_satisfaction()}) {
-    for (int s = 1; s <= 5; ++s) score->add_distribution(0);
-  }
-}
-
-// The window and filters of a summary over `time_column`.
-Where SummaryWhere(const SummaryQuery& q, absl::string_view time_column) {
-  Where w;
-  w.Add(absl::StrCat(time_column, " >= ?"), ToMicros(q.start));
-  w.Add(absl::StrCat(time_column, " < ?"), ToMicros(q.end));
-  if (!q.agent_id.empty()) w.Add("agent_id = ?", q.agent_id);
-  if (q.category != common::v1::CATEGORY_UNSPECIFIED) {
-    w.Add("category = ?", static_cast<int64_t>(q.category));
-  }
-  if (q.channel != common::v1::CHANNEL_UNSPECIFIED) {
-    w.Add("channel = ?", static_cast<int64_t>(q.channel));
-  }
-  return w;
-}
-
-const char* GroupColumn(v1::SummaryGrouping g) {
-  switch (g) {
-    case v1::SUMMARY_GROUPING_AGENT:
-      return "agent_id";
-    case v1::SUMMARY_GROUPING_CATEGORY:
-      return "category";
-    case v1::SUMMARY_GROUPING_CHANNEL:
-      return "channel";
-    default:
-      return "";
-  }
-}
-
-// A group key as bound to SQL: agent ids are text, categories and channels
-// numbers (InvalidArgument for anything else, rather than a silent 0).
-absl::StatusOr<std::variant<int64_t, std::string>> GroupKey(v1::SummaryGrouping g,
-                                                            const std::string& key) {
-  if (g == v1::SUMMARY_GROUPING_AGENT) return key;
-  int64_t value = 0;
-  if (!absl::SimpleAtoi(key, &value)) {
-    return absl::InvalidArgumentError(
-        "page_token: not a token from a previous GetSummary response with these filters");
-  }
-  return value;
 }
 
 std::string TotalSql(const Where& fw) {
@@ -410,38 +334,12 @@ absl::StatusOr<FeedbackStore::Inserted> SqliteFeedbackStore::InsertFeedback(
 
 absl::StatusOr<std::vector<v1::Feedback>> SqliteFeedbackStore::ListFeedback(
     const FeedbackFilter& filter, const ListCursor& cursor, int limit) {
-  Where w;
-  if (!filter.customer_id.empty()) w.Add("customer_id = ?", filter.customer_id);
-  if (!filter.agent_id.empty()) w.Add("agent_id = ?", filter.agent_id);
-  if (filter.category != common::v1::CATEGORY_UNSPECIFIED) {
-    w.Add("category = ?", static_cast<int64_t>(filter.category));
-  }
-  if (filter.channel != common::v1::CHANNEL_UNSPECIFIED) {
-    w.Add("channel = ?", static_cast<int64_t>(filter.channel));
-  }
-  if (filter.start != absl::InfinitePast()) {
-    w.Add("submitted_at_micros >= ?", ToMicros(filter.start));
-  }
-  if (filter.end != absl::InfiniteFuture()) {
-    w.Add("submitted_at_micros < ?", ToMicros(filter.end));
-  }
-  if (filter.max_overall > 0) w.Add("overall <= ?", static_cast<int64_t>(filter.max_overall));
-  if (filter.with_comment_only) w.Add("has_comment = 1");
-  if (cursor.set) {
-    w.Add("(submitted_at_micros < ? OR (submitted_at_micros = ? AND feedback_id < ?))",
-          ToMicros(cursor.time));
-    w.params.emplace_back(ToMicros(cursor.time));
-    w.params.emplace_back(cursor.id);
-  }
-  w.params.emplace_back(static_cast<int64_t>(limit));
-  const std::string sql =
-      absl::StrCat("SELECT ", kFeedbackColumns, " FROM feedback WHERE ", w.Sql(),
-                   " ORDER BY submitted_at_micros DESC, feedback_id DESC LIMIT ?");
+  const Select page = ListFeedbackSql(filter, cursor, limit);
   std::vector<v1::Feedback> result;
   absl::Status status = Read([&](storage::Database& db) -> absl::Status {
-    auto select = db.Prepare(sql);
+    auto select = db.Prepare(page.sql);
     if (!select.ok()) return select.status();
-    BindAll(*select, w.params);
+    BindAll(*select, page.params);
     while (true) {
       absl::StatusOr<bool> row = select->Step();
       if (!row.ok()) return row.status();
@@ -569,42 +467,12 @@ absl::StatusOr<ComplaintRecord> SqliteFeedbackStore::UpdateComplaint(
 
 absl::StatusOr<std::vector<ComplaintRecord>> SqliteFeedbackStore::ListComplaints(
     const ComplaintFilter& filter, const ListCursor& cursor, int limit) {
-  Where w;
-  if (!filter.states.empty()) {
-    std::vector<std::string> marks(filter.states.size(), "?");
-    w.conditions.push_back(absl::StrCat("state IN (", absl::StrJoin(marks, ", "), ")"));
-    for (v1::ComplaintState s : filter.states) w.params.emplace_back(static_cast<int64_t>(s));
-  }
-  if (!filter.customer_id.empty()) w.Add("customer_id = ?", filter.customer_id);
-  if (!filter.session_id.empty()) w.Add("session_id = ?", filter.session_id);
-  if (!filter.assignee_id.empty()) w.Add("assignee_id = ?", filter.assignee_id);
-  if (filter.category != common::v1::CATEGORY_UNSPECIFIED) {
-    w.Add("category = ?", static_cast<int64_t>(filter.category));
-  }
-  if (filter.filed_after != absl::InfinitePast()) {
-    w.Add("filed_at_micros >= ?", ToMicros(filter.filed_after));
-  }
-  if (filter.filed_before != absl::InfiniteFuture()) {
-    w.Add("filed_at_micros < ?", ToMicros(filter.filed_before));
-  }
-  const char* cmp = filter.oldest_first ? ">" : "<";
-  const char* dir = filter.oldest_first ? "ASC" : "DESC";
-  if (cursor.set) {
-    w.Add(absl::StrCat("(filed_at_micros ", cmp, " ? OR (filed_at_micros = ? AND complaint_id ",
-                       cmp, " ?))"),
-          ToMicros(cursor.time));
-    w.params.emplace_back(ToMicros(cursor.time));
-    w.params.emplace_back(cursor.id);
-  }
-  w.params.emplace_back(static_cast<int64_t>(limit));
-  const std::string sql =
-      absl::StrCat("SELECT ", kComplaintColumns, " FROM complaints WHERE ", w.Sql(),
-                   " ORDER BY filed_at_micros ", dir, ", complaint_id ", dir, " LIMIT ?");
+  const Select page = ListComplaintsSql(filter, cursor, limit);
   std::vector<ComplaintRecord> result;
   absl::Status status = Read([&](storage::Database& db) -> absl::Status {
-    auto select = db.Prepare(sql);
+    auto select = db.Prepare(page.sql);
     if (!select.ok()) return select.status();
-    BindAll(*select, w.params);
+    BindAll(*select, page.params);
     while (true) {
       absl::StatusOr<bool> row = select->Step();
       if (!row.ok()) return row.status();
@@ -694,13 +562,12 @@ absl::StatusOr<SummaryPage> SqliteFeedbackStore::Summarize(const SummaryQuery& q
     const std::string key = GroupColumn(query.group_by);
 
     // The page's group keys: every key with a rating or a complaint.
-    std::vector<std::variant<int64_t, std::string>> params = fw.params;
+    std::vector<SqlValue> params = fw.params;
     params.insert(params.end(), cw.params.begin(), cw.params.end());
-    std::string after = "1";
+    std::string after = "1 = 1";
     if (query.after_set) {
       after = "k > ?";
-      absl::StatusOr<std::variant<int64_t, std::string>> after_key =
-          GroupKey(query.group_by, query.after_key);
+      absl::StatusOr<SqlValue> after_key = ParseGroupKey(query.group_by, query.after_key);
       if (!after_key.ok()) return after_key.status();
       params.push_back(*std::move(after_key));
     }
@@ -711,61 +578,29 @@ absl::StatusOr<SummaryPage> SqliteFeedbackStore::Summarize(const SummaryQuery& q
                                         " ORDER BY k LIMIT ?"));
     if (!keys.ok()) return keys.status();
     BindAll(*keys, params);
-    std::vector<std::variant<int64_t, std::string>> page_keys;
+    const auto key_of = [&](const storage::Statement& row) {
+      return query.group_by == v1::SUMMARY_GROUPING_AGENT ? SqlValue(row.ColumnText(0))
+                                                          : SqlValue(row.ColumnInt(0));
+    };
+    std::vector<SqlValue> page_keys;
     while (true) {
       absl::StatusOr<bool> row = keys->Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      if (query.group_by == v1::SUMMARY_GROUPING_AGENT) {
-        page_keys.emplace_back(keys->ColumnText(0));
-      } else {
-        page_keys.emplace_back(keys->ColumnInt(0));
-      }
+      page_keys.push_back(key_of(*keys));
     }
     if (static_cast<int>(page_keys.size()) > query.page_size) {
       page_keys.resize(query.page_size);
       page.more = true;
     }
     if (page_keys.empty()) return absl::OkStatus();
-    if (page.more) {
-      const auto& last = page_keys.back();
-      page.last_key = std::holds_alternative<int64_t>(last)
-                          ? absl::StrCat(std::get<int64_t>(last))
-                          : std::get<std::string>(last);
-    }
+    if (page.more) page.last_key = GroupKeyText(page_keys.back());
 
-    const auto key_of = [&](const storage::Statement& row) {
-      return query.group_by == v1::SUMMARY_GROUPING_AGENT
-                 ? std::variant<int64_t, std::string>(row.ColumnText(0))
-                 : std::variant<int64_t, std::string>(row.ColumnInt(0));
-    };
-    std::vector<v1::SummaryGroup> groups(page_keys.size());
-    for (size_t i = 0; i < page_keys.size(); ++i) {
-      v1::SummaryGroup& g = groups[i];
-      EmptySummary(g.mutable_summary());
-      const auto& k = page_keys[i];
-      switch (query.group_by) {
-        case v1::SUMMARY_GROUPING_AGENT:
-          g.set_agent_id(std::get<std::string>(k));
-          break;
-        case v1::SUMMARY_GROUPING_CATEGORY:
-          g.set_category(static_cast<common::v1::Category>(std::get<int64_t>(k)));
-          break;
-        default:
-          g.set_channel(static_cast<common::v1::Channel>(std::get<int64_t>(k)));
-          break;
-      }
-    }
-    const auto index_of = [&](const std::variant<int64_t, std::string>& k) -> int {
-      for (size_t i = 0; i < page_keys.size(); ++i) {
-        if (page_keys[i] == k) return static_cast<int>(i);
-      }
-      return -1;
-    };
+    SummaryGroups groups(query.group_by, std::move(page_keys));
     const std::string range = absl::StrCat(key, " >= ? AND ", key, " <= ?");
-    std::vector<std::variant<int64_t, std::string>> fparams = fw.params;
-    fparams.push_back(page_keys.front());
-    fparams.push_back(page_keys.back());
+    std::vector<SqlValue> fparams = fw.params;
+    fparams.push_back(groups.keys().front());
+    fparams.push_back(groups.keys().back());
     auto ratings = db.Prepare(absl::StrCat("SELECT ", key, ", ", SummaryColumns(),
                                            " FROM feedback WHERE ", fw.Sql(), " AND ", range,
                                            " GROUP BY ", key));
@@ -775,12 +610,13 @@ absl::StatusOr<SummaryPage> SqliteFeedbackStore::Summarize(const SummaryQuery& q
       absl::StatusOr<bool> row = ratings->Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      const int i = index_of(key_of(*ratings));
-      if (i >= 0) FillSummary(*ratings, 1, groups[i].mutable_summary());
+      if (v1::FeedbackSummary* summary = groups.Find(key_of(*ratings))) {
+        FillSummary(*ratings, 1, summary);
+      }
     }
-    std::vector<std::variant<int64_t, std::string>> cparams = cw.params;
-    cparams.push_back(page_keys.front());
-    cparams.push_back(page_keys.back());
+    std::vector<SqlValue> cparams = cw.params;
+    cparams.push_back(groups.keys().front());
+    cparams.push_back(groups.keys().back());
     auto complaints = db.Prepare(absl::StrCat("SELECT ", key, ", COUNT(*) FROM complaints WHERE ",
                                               cw.Sql(), " AND ", range, " GROUP BY ", key));
     if (!complaints.ok()) return complaints.status();
@@ -789,10 +625,11 @@ absl::StatusOr<SummaryPage> SqliteFeedbackStore::Summarize(const SummaryQuery& q
       absl::StatusOr<bool> row = complaints->Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      const int i = index_of(key_of(*complaints));
-      if (i >= 0) groups[i].mutable_summary()->set_complaints_filed(complaints->ColumnInt(1));
+      if (v1::FeedbackSummary* summary = groups.Find(key_of(*complaints))) {
+        summary->set_complaints_filed(complaints->ColumnInt(1));
+      }
     }
-    page.groups = std::move(groups);
+    page.groups = groups.Take();
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
