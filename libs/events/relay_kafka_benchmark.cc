@@ -27,14 +27,11 @@
 // Prints a markdown table and one JSON line. Exit status 1 if anything
 // failed or the relay did not drain within `--drain_timeout`.
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -63,6 +60,7 @@
 #include "libs/storage/group_commit.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/kafka_broker.h"
+#include "libs/testing/runfiles.h"
 #include "prometheus/registry.h"
 #include "switchboard/common/v1/common.pb.h"
 #include "switchboard/events/v1/event.pb.h"
@@ -360,21 +358,6 @@ std::string PhaseJson(const PhaseResult& r) {
       r.writes, r.commits);
 }
 
-// testing::KafkaBroker finds tools/kafka/broker.sh under $TEST_SRCDIR, which
-// `bazel test` sets and `bazel run` does not: point it at our runfiles.
-void SetRunfilesForBroker(const char* argv0) {
-  if (std::getenv("TEST_SRCDIR") != nullptr) return;
-  std::string runfiles;
-  if (const char* dir = std::getenv("RUNFILES_DIR")) {
-    runfiles = dir;
-  } else if (access(absl::StrCat(argv0, ".runfiles/switchboard").c_str(), F_OK) == 0) {
-    runfiles = absl::StrCat(argv0, ".runfiles");
-  } else {
-    runfiles = "..";  // `bazel run` starts us in <runfiles>/switchboard.
-  }
-  setenv("TEST_SRCDIR", runfiles.c_str(), 1);
-}
-
 int Main(int argc, char** argv) {
   Config config;
   config::FlagSet flags("relay_kafka_benchmark");
@@ -403,7 +386,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
-  SetRunfilesForBroker(argv[0]);
+  testing::UseRunfilesOf(argv[0]);
   const absl::Time broker_start = absl::Now();
   testing::KafkaBroker broker;
   std::printf("broker %s ready in %.1f s\n", broker.address().c_str(),

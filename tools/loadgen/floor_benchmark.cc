@@ -61,6 +61,7 @@
 #include "absl/time/clock.h"
 #include "libs/auth/grpc_auth.h"
 #include "libs/config/flags.h"
+#include "libs/testing/runfiles.h"
 #include "switchboard/feedback/v1/feedback_service.grpc.pb.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
@@ -1184,7 +1185,7 @@ double OwnCpuSeconds() {
 }
 
 int Main(int argc, char** argv) {
-  SetRunfiles(argv[0]);
+  testing::UseRunfilesOf(argv[0]);
   Config config;
   config::FlagSet flags("floor_benchmark");
   flags.Add("conversations", &config.conversations, "conversations going on at once");

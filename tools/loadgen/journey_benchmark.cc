@@ -27,6 +27,7 @@
 #include "libs/auth/grpc_auth.h"
 #include "libs/auth/token.h"
 #include "libs/config/flags.h"
+#include "libs/testing/runfiles.h"
 #include "switchboard/feedback/v1/feedback_service.grpc.pb.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
@@ -182,7 +183,7 @@ bool PlayJourney(Clients& p, const Config& config, const std::string& customer, 
 }
 
 int Main(int argc, char** argv) {
-  SetRunfiles(argv[0]);
+  testing::UseRunfilesOf(argv[0]);
   Config config;
   config::FlagSet flags("journey_benchmark");
   flags.Add("journeys", &config.journeys, "journeys to play");

@@ -30,19 +30,6 @@ std::string Loopback(int port) { return absl::StrCat("127.0.0.1:", port); }
 
 }  // namespace
 
-void SetRunfiles(const char* argv0) {
-  if (std::getenv("TEST_SRCDIR") != nullptr) return;
-  std::string runfiles;
-  if (const char* dir = std::getenv("RUNFILES_DIR")) {
-    runfiles = dir;
-  } else if (access(absl::StrCat(argv0, ".runfiles/switchboard").c_str(), F_OK) == 0) {
-    runfiles = absl::StrCat(argv0, ".runfiles");
-  } else {
-    runfiles = "..";  // `bazel run` starts us in <runfiles>/switchboard.
-  }
-  setenv("TEST_SRCDIR", runfiles.c_str(), 1);
-}
-
 Platform::Platform() : dir_(storage::MakeTempDir()), tokens_("platform") {
   tokens_.WriteFolder(dir_ + "/keys");
   // Sessions and routing call each other: both ports are chosen up front.

@@ -20,7 +20,7 @@ namespace switchboard::loadgen {
 // outboxes and JSON-lines events. Every process logs to DATA_DIR/NAME.log.
 // Identity is not started: nothing in a support conversation calls it.
 //
-// Construct it only after SetRunfiles. Exits the benchmark (status 1) when a
+// Construct it only after testing::UseRunfilesOf. Exits the benchmark (status 1) when a
 // server does not start. The destructor stops every server with SIGTERM.
 class Platform {
  public:
@@ -52,9 +52,5 @@ class Platform {
   std::vector<std::string> names_;
   std::vector<std::unique_ptr<testing::ServerProcess>> processes_;
 };
-
-// The process library finds binaries under $TEST_SRCDIR, which `bazel run`
-// does not set: points it at this binary's runfiles (argv[0]).
-void SetRunfiles(const char* argv0);
 
 }  // namespace switchboard::loadgen
