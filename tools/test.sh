@@ -3,11 +3,13 @@
 # prints one summary line: "N passed, M failed". Exit status 0 only if every
 # test passed.
 #
-#   bash tools/test.sh                 # what CI runs (.ci/run): every test as
+#   bash tools/test.sh                 # what CI runs (.ci/run): every test
+#                                      # once. The suites that run the shipped
+#                                      # binaries (tests/, tools/, deploy/) as
 #                                      # built by default (gcc); the unit and
-#                                      # service tests again under ASan + UBSan
-#                                      # (clang-14, --config=asan, which also
-#                                      # checks ABSL_GUARDED_BY with
+#                                      # service tests (libs/, services/) under
+#                                      # ASan + UBSan (clang-14, --config=asan,
+#                                      # which also checks ABSL_GUARDED_BY with
 #                                      # -Wthread-safety -Werror); then every
 #                                      # fuzz target for 30 s (tools/fuzz.sh)
 #   bash tools/test.sh --config=asan   # every test, once, with these Bazel
@@ -69,10 +71,13 @@ run_tests() {
 if (($# > 0)); then
   run_tests //... "$@"
 else
-  run_tests //...
-  # The unit and service tests (everything but tests/, whose suites start
-  # every service as a process, a Kafka broker and Prometheus).
-  run_tests --config=asan -- //... -//tests/...
+  # Each test once, which keeps CI within its time on 2 cores: the process
+  # suites (every service as a process, a Kafka broker, PostgreSQL,
+  # Prometheus), the tools and the deployment as shipped; the unit and
+  # service tests where the sanitizers look.
+  shipped=(//tests/... //tools/... //deploy/...)
+  run_tests "${shipped[@]}"
+  run_tests --config=asan -- //... "${shipped[@]/#/-}"
   bash tools/fuzz.sh --seconds=30 --seed=1 2>&1 | tee "$log"
   fuzz_passed=$(sed -nE 's/^fuzz: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$log")
   fuzz_failed=$(sed -nE 's/^fuzz: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$log")
