@@ -9,7 +9,8 @@
 
 namespace switchboard::presence {
 
-// Durable presence state. Implementations: SqlitePresenceStore.
+// Durable presence state. Implementations: SqlitePresenceStore (the
+// default) and PostgresPresenceStore (--database=postgresql://...).
 class PresenceStore {
  public:
   struct Contents {

@@ -1,27 +1,62 @@
-#include "services/presence/sqlite_store.h"
-
 #include <atomic>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "libs/storage/postgres.h"
+#include "libs/storage/postgres_group_commit.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/postgres.h"
+#include "services/presence/postgres_store.h"
+#include "services/presence/sqlite_store.h"
 
 namespace switchboard::presence {
 namespace {
 
-class SqlitePresenceStoreTest : public ::testing::Test {
- protected:
-  SqlitePresenceStoreTest() : path_(storage::MakeTempDir() + "/presence.db") { Open(); }
+enum class Backend { kSqlite, kPostgres };
 
+// One server for the test binary, started on first use (from the test's
+// main thread); each test case gets a database of its own.
+testing::PostgresServer& SharedServer() {
+  static testing::PostgresServer server;
+  return server;
+}
+
+constexpr char kTopic[] = "switchboard.presence.v1";
+
+// The same cases on each backend: a SQLite file in a temporary folder, and
+// a fresh database on a real PostgreSQL.
+class PresenceStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  PresenceStoreTest() {
+    if (GetParam() == Backend::kSqlite) {
+      path_ = storage::MakeTempDir() + "/presence.db";
+    } else {
+      uri_ = SharedServer().CreateDatabase();
+    }
+    Open();
+  }
+
+  // Opens the store (again, as after a restart).
   void Open() {
     store_.reset();
     committer_.reset();
     db_.reset();
+    postgres_committer_.reset();
+    if (GetParam() == Backend::kPostgres) {
+      auto db = storage::PostgresConnection::OpenMigrated(uri_, PostgresPresenceMigrations());
+      ASSERT_TRUE(db.ok()) << db.status();
+      postgres_committer_ = std::make_unique<storage::PostgresGroupCommitter>(*std::move(db));
+      store_ = std::make_unique<PostgresPresenceStore>(postgres_committer_.get(), kTopic,
+                                                       [this] { commits_.fetch_add(1); });
+      return;
+    }
     db_ = *storage::Database::Open({path_});
     ASSERT_TRUE(db_->Migrate(PresenceMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqlitePresenceStore>(
-        committer_.get(), "switchboard.presence.v1", [this] { commits_.fetch_add(1); });
+    store_ = std::make_unique<SqlitePresenceStore>(committer_.get(), kTopic,
+                                                   [this] { commits_.fetch_add(1); });
   }
 
   absl::Status Apply(PresenceWrite write) {
@@ -36,6 +71,12 @@ class SqlitePresenceStoreTest : public ::testing::Test {
   }
 
   int64_t OutboxRows() {
+    if (GetParam() == Backend::kPostgres) {
+      auto db = storage::PostgresConnection::Open(uri_);
+      if (!db.ok()) return -1;
+      auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
+      return rows.ok() ? rows->Int(0, 0) : -1;
+    }
     int64_t rows = -1;
     EXPECT_TRUE(committer_
                     ->Commit([&](storage::Database& db) {
@@ -51,10 +92,12 @@ class SqlitePresenceStoreTest : public ::testing::Test {
     return rows;
   }
 
-  std::string path_;
+  std::string path_;  // SQLite
+  std::string uri_;   // PostgreSQL
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
-  std::unique_ptr<SqlitePresenceStore> store_;
+  std::unique_ptr<storage::PostgresGroupCommitter> postgres_committer_;
+  std::unique_ptr<PresenceStore> store_;
   std::atomic<int> commits_{0};
 };
 
@@ -75,7 +118,7 @@ AgentRecord Agent(const std::string& id, v1::AgentStatus status) {
   return agent;
 }
 
-TEST_F(SqlitePresenceStoreTest, StateAndEventsSurviveReopening) {
+TEST_P(PresenceStoreTest, StateAndEventsSurviveReopening) {
   PresenceWrite write;
   write.agents.push_back(Agent("agent-1", v1::AGENT_STATUS_ONLINE));
   ReservationRecord reservation{"agent-1", "s-1", common::v1::CHANNEL_CHAT, false,
@@ -114,7 +157,7 @@ TEST_F(SqlitePresenceStoreTest, StateAndEventsSurviveReopening) {
   EXPECT_TRUE(store_->Load()->reservations.empty());
 }
 
-TEST_F(SqlitePresenceStoreTest, AFailedWriteLeavesNothingBehind) {
+TEST_P(PresenceStoreTest, AFailedWriteLeavesNothingBehind) {
   PresenceWrite orphan;
   // The reservation's agent does not exist: the foreign key fails the write,
   // and its event must not reach the outbox.
@@ -131,6 +174,40 @@ TEST_F(SqlitePresenceStoreTest, AFailedWriteLeavesNothingBehind) {
   EXPECT_TRUE(store_->Load()->reservations.empty());
 }
 
+// What OrderedCommits relies on: writes commit in Apply's order (the last
+// revision of an agent written wins) and report in that order.
+TEST_P(PresenceStoreTest, WritesCommitAndReportInCallOrder) {
+  constexpr int kWrites = 50;
+  absl::Mutex mu;
+  std::vector<int> reported;
+  absl::Notification all_done;
+  for (int i = 1; i <= kWrites; ++i) {
+    PresenceWrite write;
+    AgentRecord agent = Agent("agent-1", v1::AGENT_STATUS_ONLINE);
+    agent.revision = i;
+    write.agents.push_back(agent);
+    store_->Apply(std::move(write), [&, i](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      absl::MutexLock lock(&mu);
+      reported.push_back(i);
+      if (static_cast<int>(reported.size()) == kWrites) all_done.Notify();
+    });
+  }
+  all_done.WaitForNotification();
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(reported[i], i + 1);
+  EXPECT_EQ(commits_.load(), kWrites);
+  auto contents = store_->Load();
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  ASSERT_EQ(contents->agents.size(), 1u);
+  EXPECT_EQ(contents->agents[0].revision, kWrites);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, PresenceStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
 TEST(SqlitePresenceMigrationTest, AnOlderFileIsUpgradedAndKeepsItsReservations) {
   const std::string path = storage::MakeTempDir() + "/presence.db";
   const std::vector<std::string>& all = PresenceMigrations();
@@ -144,7 +221,7 @@ TEST(SqlitePresenceMigrationTest, AnOlderFileIsUpgradedAndKeepsItsReservations) 
   auto db = storage::Database::OpenMigrated({path}, all);
   ASSERT_TRUE(db.ok()) << db.status();
   storage::GroupCommitter committer(db->get());
-  SqlitePresenceStore store(&committer, "switchboard.presence.v1", nullptr);
+  SqlitePresenceStore store(&committer, kTopic, nullptr);
   auto contents = store.Load();
   ASSERT_TRUE(contents.ok()) << contents.status();
   ASSERT_EQ(contents->reservations.size(), 1u);
