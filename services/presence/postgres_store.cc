@@ -1,5 +1,7 @@
 #include "services/presence/postgres_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "libs/events/postgres_outbox.h"
 #include "libs/storage/time_column.h"
@@ -16,6 +18,22 @@ using storage::ToMicros;
 
 absl::Status WriteAll(PostgresConnection& db, const PresenceWrite& write,
                       const std::string& topic) {
+  // The guarded agents' rows are locked first, in id order (two writes
+  // guarding the same agents cannot deadlock): a concurrent reservation at
+  // one of them, from another store on the database, waits here until this
+  // transaction ends, and its count, a statement run after the lock was
+  // granted, then sees this write's reservations. Locking after the inserts
+  // instead would deadlock with the key-share locks that the reservations'
+  // foreign key takes on the agent row.
+  std::vector<std::string> guarded;
+  for (const CapacityGuard& guard : write.capacity_guards) guarded.push_back(guard.agent_id);
+  std::sort(guarded.begin(), guarded.end());
+  guarded.erase(std::unique(guarded.begin(), guarded.end()), guarded.end());
+  for (const std::string& agent_id : guarded) {
+    absl::Status locked =
+        db.Query("SELECT 1 FROM agents WHERE agent_id = $1 FOR UPDATE", {agent_id}).status();
+    if (!locked.ok()) return locked;
+  }
   for (const AgentRecord& agent : write.agents) {
     absl::Status s =
         db.Query(absl::StrCat(
@@ -56,6 +74,13 @@ absl::Status WriteAll(PostgresConnection& db, const PresenceWrite& write,
                   ToMicros(r.expires_at), r.holder_id})
             .status();
     if (!s.ok()) return s;
+  }
+  for (const CapacityGuard& guard : write.capacity_guards) {
+    absl::StatusOr<PostgresRows> count =
+        db.Query("SELECT COUNT(*) FROM reservations WHERE agent_id = $1 AND channel = $2",
+                 {guard.agent_id, static_cast<int64_t>(guard.channel)});
+    if (!count.ok()) return count.status();
+    if (count->Int(0, 0) > guard.capacity) return CapacityExceeded(guard);
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;

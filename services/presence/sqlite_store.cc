@@ -56,6 +56,17 @@ absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
                          .Run();
     if (!s.ok()) return s;
   }
+  for (const CapacityGuard& guard : write.capacity_guards) {
+    // The one writer's transaction: nothing else changes reservations
+    // between the count and the commit.
+    auto count = db.Prepare(
+        "SELECT COUNT(*) FROM reservations WHERE agent_id = ? AND channel = ?");
+    if (!count.ok()) return count.status();
+    count->Bind(1, guard.agent_id).Bind(2, static_cast<int64_t>(guard.channel));
+    absl::StatusOr<bool> row = count->Step();
+    if (!row.ok()) return row.status();
+    if (count->ColumnInt(0) > guard.capacity) return CapacityExceeded(guard);
+  }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
   }

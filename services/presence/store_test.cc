@@ -1,5 +1,11 @@
+#include <algorithm>
 #include <atomic>
+#include <functional>
+#include <map>
+#include <thread>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -100,6 +106,12 @@ class PresenceStoreTest : public ::testing::TestWithParam<Backend> {
   std::unique_ptr<PresenceStore> store_;
   std::atomic<int> commits_{0};
 };
+
+// An unconfirmed chat reservation of `session` at `agent`.
+ReservationRecord Held(const std::string& agent, const std::string& session) {
+  return ReservationRecord{agent, session, common::v1::CHANNEL_CHAT, false,
+                           absl::FromUnixSeconds(1000), absl::FromUnixSeconds(1060)};
+}
 
 AgentRecord Agent(const std::string& id, v1::AgentStatus status) {
   AgentRecord agent;
@@ -202,11 +214,116 @@ TEST_P(PresenceStoreTest, WritesCommitAndReportInCallOrder) {
   EXPECT_EQ(contents->agents[0].revision, kWrites);
 }
 
+TEST_P(PresenceStoreTest, AWriteBeyondItsCapacityGuardCommitsNothing) {
+  PresenceWrite first;
+  first.agents.push_back(Agent("agent-1", v1::AGENT_STATUS_ONLINE));
+  first.upserted_reservations.push_back(Held("agent-1", "s-1"));
+  first.capacity_guards.push_back({"agent-1", common::v1::CHANNEL_CHAT, 1});
+  ASSERT_TRUE(Apply(first).ok());
+
+  PresenceWrite second;
+  second.upserted_reservations.push_back(Held("agent-1", "s-2"));
+  second.capacity_guards.push_back({"agent-1", common::v1::CHANNEL_CHAT, 1});
+  events::v1::Event event;
+  event.set_event_id("e-3");
+  event.set_type("presence.agent_load_changed");
+  event.set_entity_id("agent-1");
+  event.mutable_agent_load_changed()->set_agent_id("agent-1");
+  second.events.push_back(event);
+  absl::Status refused = Apply(second);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_NE(refused.message().find("agent-1"), absl::string_view::npos) << refused;
+  EXPECT_EQ(OutboxRows(), 0);
+  EXPECT_EQ(store_->Load()->reservations.size(), 1u);
+
+  // Within a larger capacity it passes.
+  second.capacity_guards[0].capacity = 2;
+  EXPECT_TRUE(Apply(second).ok());
+  EXPECT_EQ(store_->Load()->reservations.size(), 2u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, PresenceStoreTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          [](const ::testing::TestParamInfo<Backend>& info) {
                            return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
                          });
+
+// Two store instances on one database, as two presence processes would be,
+// each with its own writer connection, both reserving the one chat slot of
+// the same agents at once: the capacity guard (the agent's row lock, then
+// the count) lets exactly one reservation per agent commit. Without it both
+// would: neither write conflicts with the other's rows.
+TEST(PostgresPresenceStoreRaceTest, TwoStoresReservingTheSameAgentsNeverExceedTheirCapacity) {
+  const std::string uri = SharedServer().CreateDatabase();
+  auto open = [&uri]() {
+    auto db = storage::PostgresConnection::OpenMigrated(uri, PostgresPresenceMigrations());
+    EXPECT_TRUE(db.ok()) << db.status();
+    return std::make_unique<storage::PostgresGroupCommitter>(*std::move(db));
+  };
+  auto committer_a = open();
+  auto committer_b = open();
+  PostgresPresenceStore a(committer_a.get(), kTopic, nullptr);
+  PostgresPresenceStore b(committer_b.get(), kTopic, nullptr);
+
+  constexpr int kAgents = 20;
+  auto agent_id = [](int i) { return absl::StrCat("agent-", i); };
+  {
+    PresenceWrite agents;
+    for (int i = 0; i < kAgents; ++i) {
+      AgentRecord agent = Agent(agent_id(i), v1::AGENT_STATUS_ONLINE);
+      agent.profile.mutable_capacities(0)->set_capacity(1);
+      agents.agents.push_back(agent);
+    }
+    absl::Notification seeded;
+    a.Apply(std::move(agents), [&](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      seeded.Notify();
+    });
+    seeded.WaitForNotification();
+  }
+
+  absl::Mutex mu;
+  std::map<std::string, std::vector<absl::StatusCode>> outcomes;
+  std::atomic<int> left{2 * kAgents};
+  absl::Notification all_done, go;
+  auto reserve_all = [&](PresenceStore& store, const std::string& prefix) {
+    go.WaitForNotification();
+    for (int i = 0; i < kAgents; ++i) {
+      PresenceWrite write;
+      write.upserted_reservations.push_back(Held(agent_id(i), prefix + agent_id(i)));
+      write.capacity_guards.push_back({agent_id(i), common::v1::CHANNEL_CHAT, 1});
+      store.Apply(std::move(write), [&, i](absl::Status s) {
+        {
+          absl::MutexLock lock(&mu);
+          outcomes[agent_id(i)].push_back(s.code());
+        }
+        if (left.fetch_sub(1) == 1) all_done.Notify();
+      });
+    }
+  };
+  std::thread thread_a(reserve_all, std::ref(a), "a-");
+  std::thread thread_b(reserve_all, std::ref(b), "b-");
+  go.Notify();
+  thread_a.join();
+  thread_b.join();
+  all_done.WaitForNotification();
+
+  for (int i = 0; i < kAgents; ++i) {
+    std::vector<absl::StatusCode> codes = outcomes[agent_id(i)];
+    std::sort(codes.begin(), codes.end());
+    EXPECT_EQ(codes, (std::vector<absl::StatusCode>{absl::StatusCode::kOk,
+                                                    absl::StatusCode::kFailedPrecondition}))
+        << agent_id(i);
+  }
+  auto db = storage::PostgresConnection::Open(uri);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto most = (*db)->Query(
+      "SELECT COALESCE(MAX(n), 0), COUNT(*) FROM "
+      "(SELECT COUNT(*) AS n FROM reservations GROUP BY agent_id) AS held");
+  ASSERT_TRUE(most.ok()) << most.status();
+  EXPECT_EQ(most->Int(0, 0), 1);
+  EXPECT_EQ(most->Int(0, 1), kAgents);
+}
 
 TEST(SqlitePresenceMigrationTest, AnOlderFileIsUpgradedAndKeepsItsReservations) {
   const std::string path = storage::MakeTempDir() + "/presence.db";
