@@ -3,7 +3,7 @@
 #include "libs/log/log.h"
 #include "services/presence/presence.h"
 #include "services/presence/presence_service.h"
-#include "services/presence/sqlite_store.h"
+#include "services/presence/open_store.h"
 
 namespace switchboard::presence {
 namespace {
@@ -43,12 +43,10 @@ int Run(int argc, char** argv) {
     return *exit;
   }
   if (auto exit = host.OpenKeys()) return *exit;
-  if (auto exit = host.OpenStore({host::Migrated(PresenceMigrations())})) return *exit;
-
-  auto& store =
-      host.Make<SqlitePresenceStore>(&host.committer(), host.topic(), host.relay_notifier());
+  PresenceStore* store = nullptr;
+  if (auto exit = OpenPresenceStore(host, &store)) return *exit;
   auto& metrics = host.Make<PresenceMetrics>(host.registry());
-  auto& presence = host.Make<Presence>(&store, RealClock(), &metrics, options);
+  auto& presence = host.Make<Presence>(store, RealClock(), &metrics, options);
   if (absl::Status s = presence.Load(); !s.ok()) return host.Fail("load", s);
   auto& service = host.Make<PresenceService>(&presence, host.keys().verifier.get(), RealClock(),
                                              &host.pool(), service_options);

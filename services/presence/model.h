@@ -49,12 +49,26 @@ struct AgentChange {
   v1::ChangeReason reason = v1::CHANGE_REASON_UNSPECIFIED;
 };
 
+// A new reservation's precondition, which the store checks in the write's
+// transaction, under the agent's row lock on PostgreSQL: once the write's
+// reservations are in, the agent holds at most `capacity` on `channel`.
+// The presence logic decides the same in memory; the store's check keeps
+// the limit when its memory is not the only writer (two store instances on
+// one database).
+struct CapacityGuard {
+  std::string agent_id;
+  common::v1::Channel channel = common::v1::CHANNEL_UNSPECIFIED;
+  int capacity = 0;
+};
+
 // Everything one operation changes, committed atomically with its events.
 struct PresenceWrite {
   std::vector<AgentRecord> agents;
   std::vector<ReservationRecord> upserted_reservations;
   std::vector<ReservationRecord> deleted_reservations;
   std::vector<events::v1::Event> events;
+  // Checked after the changes above; one that fails fails the whole write.
+  std::vector<CapacityGuard> capacity_guards;
 
   bool empty() const {
     return agents.empty() && upserted_reservations.empty() &&

@@ -583,6 +583,8 @@ absl::StatusOr<Presence::Reservation> Presence::Reserve(
       reservations_[session_id] = reservation;
       write.agents.push_back(agent);
       write.upserted_reservations.push_back(reservation);
+      write.capacity_guards.push_back(
+          CapacityGuard{agent_id, channel, static_cast<int>(capacity->capacity())});
       write.events.push_back(LoadEvent(agent, reservation,
                                        events::v1::AgentLoadChanged::CHANGE_RESERVED, now));
       pending = Commit(std::move(write),

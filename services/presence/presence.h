@@ -40,7 +40,11 @@ class PresenceListener {
 //
 // State lives in memory and in the store: every change is decided under one
 // lock (so capacity checks and reservations are atomic), queued to the store
-// in that order, and answered only after it is committed. A write that finds
+// in that order, and answered only after it is committed. A new
+// reservation's write carries its capacity check (CapacityGuard), which the
+// store repeats in the write's transaction; it fails only if the memory is
+// not the store's only writer, and then, like any failed commit, stops
+// writes. A write that finds
 // nothing to change (a client's retry) is answered only once the newest
 // commit decided before it is durable: the first attempt's commit is that
 // one or an earlier one, and commits complete in order. If a commit fails

@@ -22,7 +22,8 @@ namespace {
 using common::v1::CHANNEL_CHAT;
 using common::v1::CHANNEL_EMAIL;
 
-// Keeps what was committed in memory; can be told to fail commits.
+// Keeps what was committed in memory, checking capacity guards as the real
+// stores do; can be told to fail commits.
 class FakePresenceStore : public PresenceStore {
  public:
   mutable absl::Mutex mu_;
@@ -48,10 +49,21 @@ class FakePresenceStore : public PresenceStore {
       if (fail_) {
         status = absl::InternalError("disk full");
       } else {
-        for (const auto& a : write.agents) agents_[a.agent_id] = a;
-        for (const auto& r : write.deleted_reservations) reservations_.erase(r.session_id);
-        for (const auto& r : write.upserted_reservations) reservations_[r.session_id] = r;
-        for (const auto& e : write.events) events_.push_back(e);
+        std::map<std::string, ReservationRecord> reservations = reservations_;
+        for (const auto& r : write.deleted_reservations) reservations.erase(r.session_id);
+        for (const auto& r : write.upserted_reservations) reservations[r.session_id] = r;
+        for (const CapacityGuard& guard : write.capacity_guards) {
+          int held = 0;
+          for (const auto& [id, r] : reservations) {
+            held += r.agent_id == guard.agent_id && r.channel == guard.channel;
+          }
+          if (held > guard.capacity) status = CapacityExceeded(guard);
+        }
+        if (status.ok()) {
+          for (const auto& a : write.agents) agents_[a.agent_id] = a;
+          reservations_ = std::move(reservations);
+          for (const auto& e : write.events) events_.push_back(e);
+        }
       }
     }
     done(status);
@@ -291,6 +303,23 @@ TEST_F(PresenceTest, ConcurrentReservationsNeverExceedCapacity) {
   EXPECT_EQ(exhausted.load(), 16 * 20 - 3);
   EXPECT_EQ(ChatLoad("agent-1"), 3);
   EXPECT_EQ(metrics_.rejected_at_capacity->Value(), 16 * 20 - 3);
+}
+
+// Two presences on one store, as two replicas on one database would be:
+// the second decides from memory that no longer matches the store, and the
+// store's capacity guard refuses its reservation, after which it stops
+// writing (replicas of presence are not supported; docs/scaling.md).
+TEST_F(PresenceTest, TheStoreRefusesAReservationDecidedFromStaleMemory) {
+  GoOnline("agent-1", /*chat_capacity=*/1);
+  Presence stale(&store_, &clock_, &metrics_, options_);
+  ASSERT_TRUE(stale.Load().ok());
+  ASSERT_TRUE(presence_->Reserve("agent-1", "s-1", CHANNEL_CHAT, std::nullopt).ok());
+
+  auto refused = stale.Reserve("agent-1", "s-2", CHANNEL_CHAT, std::nullopt);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition) << refused.status();
+  EXPECT_EQ(store_.Load()->reservations.size(), 1u);
+  EXPECT_EQ(stale.SetStatus({"agent-1", v1::AGENT_STATUS_AWAY, {}, "laptop"}).status().code(),
+            absl::StatusCode::kUnavailable);
 }
 
 TEST_F(PresenceTest, ReservationRulesAndIdempotency) {

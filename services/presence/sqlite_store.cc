@@ -1,7 +1,9 @@
 #include "services/presence/sqlite_store.h"
 
+#include "absl/strings/str_cat.h"
 #include "libs/events/outbox.h"
 #include "libs/storage/time_column.h"
+#include "services/presence/store_sql.h"
 
 namespace switchboard::presence {
 namespace {
@@ -12,17 +14,15 @@ using storage::ToMicros;
 absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
                       const std::string& topic) {
   for (const AgentRecord& agent : write.agents) {
-    auto upsert = db.Prepare(
-        "INSERT INTO agents(agent_id, status, profile, lease_expires_at_micros, "
-        "status_changed_at_micros, idle_since_micros, revision, profile_set_by, "
-        "profile_set_at_micros) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET "
+    auto upsert = db.Prepare(absl::StrCat(
+        "INSERT INTO agents(", kAgentColumns,
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(agent_id) DO UPDATE SET "
         "status = excluded.status, profile = excluded.profile, "
         "lease_expires_at_micros = excluded.lease_expires_at_micros, "
         "status_changed_at_micros = excluded.status_changed_at_micros, "
         "idle_since_micros = excluded.idle_since_micros, revision = excluded.revision, "
         "profile_set_by = excluded.profile_set_by, "
-        "profile_set_at_micros = excluded.profile_set_at_micros");
+        "profile_set_at_micros = excluded.profile_set_at_micros"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, agent.agent_id)
                          .Bind(2, static_cast<int64_t>(agent.status))
@@ -42,10 +42,9 @@ absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
     if (absl::Status s = del->Bind(1, r.session_id).Run(); !s.ok()) return s;
   }
   for (const ReservationRecord& r : write.upserted_reservations) {
-    auto upsert = db.Prepare(
-        "INSERT OR REPLACE INTO reservations(session_id, agent_id, channel, "
-        "assigned, created_at_micros, expires_at_micros, holder_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)");
+    auto upsert = db.Prepare(absl::StrCat("INSERT OR REPLACE INTO reservations(",
+                                          kReservationColumns,
+                                          ") VALUES (?, ?, ?, ?, ?, ?, ?)"));
     if (!upsert.ok()) return upsert.status();
     absl::Status s = upsert->Bind(1, r.session_id)
                          .Bind(2, r.agent_id)
@@ -56,6 +55,17 @@ absl::Status WriteAll(storage::Database& db, const PresenceWrite& write,
                          .Bind(7, r.holder_id)
                          .Run();
     if (!s.ok()) return s;
+  }
+  for (const CapacityGuard& guard : write.capacity_guards) {
+    // The one writer's transaction: nothing else changes reservations
+    // between the count and the commit.
+    auto count = db.Prepare(
+        "SELECT COUNT(*) FROM reservations WHERE agent_id = ? AND channel = ?");
+    if (!count.ok()) return count.status();
+    count->Bind(1, guard.agent_id).Bind(2, static_cast<int64_t>(guard.channel));
+    absl::StatusOr<bool> row = count->Step();
+    if (!row.ok()) return row.status();
+    if (count->ColumnInt(0) > guard.capacity) return CapacityExceeded(guard);
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
@@ -109,10 +119,7 @@ absl::StatusOr<PresenceStore::Contents> SqlitePresenceStore::Load() {
   Contents contents;
   // Through the committer: its thread owns the connection.
   absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
-    auto agents = db.Prepare(
-        "SELECT agent_id, status, profile, lease_expires_at_micros, "
-        "status_changed_at_micros, idle_since_micros, revision, profile_set_by, "
-        "profile_set_at_micros FROM agents");
+    auto agents = db.Prepare(absl::StrCat("SELECT ", kAgentColumns, " FROM agents"));
     if (!agents.ok()) return agents.status();
     while (true) {
       absl::StatusOr<bool> row = agents->Step();
@@ -133,9 +140,8 @@ absl::StatusOr<PresenceStore::Contents> SqlitePresenceStore::Load() {
       agent.profile_set_at = FromMicros(agents->ColumnInt(8));
       contents.agents.push_back(std::move(agent));
     }
-    auto reservations = db.Prepare(
-        "SELECT session_id, agent_id, channel, assigned, created_at_micros, "
-        "expires_at_micros, holder_id FROM reservations");
+    auto reservations =
+        db.Prepare(absl::StrCat("SELECT ", kReservationColumns, " FROM reservations"));
     if (!reservations.ok()) return reservations.status();
     while (true) {
       absl::StatusOr<bool> row = reservations->Step();

@@ -5,11 +5,20 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "services/presence/model.h"
 
 namespace switchboard::presence {
 
-// Durable presence state. Implementations: SqlitePresenceStore.
+// The error of a write whose capacity guard does not hold (both stores).
+inline absl::Status CapacityExceeded(const CapacityGuard& guard) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "agent ", guard.agent_id, " would hold more than ", guard.capacity, " ",
+      common::v1::Channel_Name(guard.channel), " sessions; the write was not committed"));
+}
+
+// Durable presence state. Implementations: SqlitePresenceStore (the
+// default) and PostgresPresenceStore (--database=postgresql://...).
 class PresenceStore {
  public:
   struct Contents {
@@ -31,7 +40,9 @@ class PresenceStore {
 
   // Commits `write` (state and events in one transaction). Writes commit in
   // the order Apply is called; `done` then runs with the outcome, in the
-  // same order, on a thread of the store's. `done` must not block.
+  // same order, on a thread of the store's. `done` must not block. A write
+  // whose capacity guard does not hold commits nothing and fails with
+  // FAILED_PRECONDITION naming the agent and channel.
   virtual void Apply(PresenceWrite write,
                      std::function<void(absl::Status)> done) = 0;
 };

@@ -1,0 +1,132 @@
+// presence_server on a real PostgreSQL (--database): an agent's profile,
+// status and a capacity reservation made through the gRPC API are in the
+// database, its event reaches the events file, and a new process started in
+// another data folder (so nothing local carries over) serves the same state.
+#include <grpcpp/grpcpp.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libs/client/peer.h"
+#include "libs/storage/postgres.h"
+#include "libs/storage/test_dir.h"
+#include "libs/testing/postgres.h"
+#include "libs/testing/process.h"
+#include "libs/testing/service_fixture.h"
+#include "libs/testing/test_tokens.h"
+#include "switchboard/presence/v1/presence_service.grpc.pb.h"
+
+namespace switchboard::presence {
+namespace {
+
+using auth::Role;
+
+constexpr char kBinary[] = "services/presence/presence_server";
+
+int64_t Count(const std::string& uri, const std::string& sql) {
+  auto db = storage::PostgresConnection::Open(uri);
+  if (!db.ok()) return -1;
+  auto rows = (*db)->Query(sql);
+  return rows.ok() ? rows->Int(0, 0) : -1;
+}
+
+TEST(PresencePostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnotherFolder) {
+  const std::string dir = storage::MakeTempDir();
+  testing::PostgresServer postgres;
+  const std::string uri = postgres.CreateDatabase();
+  testing::TestTokens tokens("presence");
+  tokens.WriteFolder(dir + "/keys");
+  auto server = [&](const std::string& name) {
+    return std::make_unique<testing::ServerProcess>(
+        kBinary,
+        std::vector<std::string>{"--data_dir=" + dir + "/" + name,
+                                 "--keys_dir=" + dir + "/keys", "--database=" + uri,
+                                 "--port=0", "--metrics_port=0", "--bind_address=127.0.0.1",
+                                 "--drain_deadline=2s"},
+        dir + "/" + name + ".log");
+  };
+  auto stub_of = [](const testing::ServerProcess& process) {
+    return v1::PresenceService::NewStub(
+        client::PeerChannel(absl::StrCat("127.0.0.1:", process.grpc_port())));
+  };
+  const std::string agent = tokens.For(Role::kAgent, "ana");
+  const std::string supervisor = tokens.For(Role::kSupervisor, "sup-1");
+  const std::string routing = tokens.ServiceToken("routing", "presence");
+
+  {
+    auto first = server("first");
+    ASSERT_GT(first->grpc_port(), 0) << first->log();
+    auto stub = stub_of(*first);
+    v1::SetAgentProfileRequest profile;
+    profile.set_agent_id("ana");
+    profile.mutable_profile()->set_display_name("Ana");
+    v1::ChannelCapacity* chat = profile.mutable_profile()->add_capacities();
+    chat->set_channel(common::v1::CHANNEL_CHAT);
+    chat->set_capacity(2);
+    v1::SetAgentProfileResponse profiled;
+    grpc::Status status = stub->SetAgentProfile(testing::ContextWithToken(supervisor).get(),
+                                                profile, &profiled);
+    ASSERT_TRUE(status.ok()) << status.error_message() << first->log();
+
+    v1::SetStatusRequest online;
+    online.set_status(v1::AGENT_STATUS_ONLINE);
+    v1::SetStatusResponse set;
+    status = stub->SetStatus(testing::ContextWithToken(agent).get(), online, &set);
+    ASSERT_TRUE(status.ok()) << status.error_message() << first->log();
+    EXPECT_EQ(set.agent().status(), v1::AGENT_STATUS_ONLINE);
+
+    v1::ReserveCapacityRequest reserve;
+    reserve.set_agent_id("ana");
+    reserve.set_session_id("s-1");
+    reserve.set_channel(common::v1::CHANNEL_CHAT);
+    reserve.mutable_hold()->set_seconds(600);
+    v1::ReserveCapacityResponse reserved;
+    status = stub->ReserveCapacity(testing::ContextWithToken(routing).get(), reserve, &reserved);
+    ASSERT_TRUE(status.ok()) << status.error_message() << first->log();
+
+    // Answered only once committed: the rows are there already.
+    EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM agents WHERE agent_id = 'ana' AND status = " +
+                             std::to_string(v1::AGENT_STATUS_ONLINE)),
+              1);
+    EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM reservations WHERE session_id = 's-1'"), 1);
+    EXPECT_EQ(first->Terminate(absl::Seconds(8)), 0) << first->log();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/first/presence.db"));
+  const std::string events = testing::ReadFile(dir + "/first/events/presence.jsonl");
+  EXPECT_NE(events.find("\"type\":\"presence.agent_status_changed\""), std::string::npos)
+      << events;
+  // The relay flushed the shared outbox at stop.
+  EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM outbox"), 0);
+
+  auto second = server("second");
+  ASSERT_GT(second->grpc_port(), 0) << second->log();
+  auto stub = stub_of(*second);
+  v1::GetAgentRequest get;
+  get.set_agent_id("ana");
+  v1::GetAgentResponse got;
+  grpc::Status status = stub->GetAgent(testing::ContextWithToken(supervisor).get(), get, &got);
+  ASSERT_TRUE(status.ok()) << status.error_message() << second->log();
+  EXPECT_EQ(got.agent().status(), v1::AGENT_STATUS_ONLINE);
+  EXPECT_EQ(got.agent().profile().display_name(), "Ana");
+  EXPECT_EQ(got.agent().profile_set_by(), "sup-1");
+  EXPECT_EQ(got.agent().total_load(), 1);
+  // The reservation came back too: reserving the same session again is
+  // answered from it, not a second hold.
+  v1::ReserveCapacityRequest again;
+  again.set_agent_id("ana");
+  again.set_session_id("s-1");
+  again.set_channel(common::v1::CHANNEL_CHAT);
+  v1::ReserveCapacityResponse reserved_again;
+  status = stub->ReserveCapacity(testing::ContextWithToken(routing).get(), again,
+                                 &reserved_again);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM reservations"), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/second/presence.db"));
+  EXPECT_EQ(second->Terminate(absl::Seconds(8)), 0) << second->log();
+}
+
+}  // namespace
+}  // namespace switchboard::presence
