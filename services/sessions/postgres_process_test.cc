@@ -1,6 +1,6 @@
-// sessions_server on a real PostgreSQL (--database=postgresql://...): a
-// session and its messages written through gRPC survive the process being
-// killed, and a new process, started on an empty data folder (so nothing
+// sessions_server on a real PostgreSQL (--database=postgresql://...): one
+// process at a time may use the database; a session and its messages
+// written through gRPC survive the process being killed, and a new process, started on an empty data folder (so nothing
 // can come from a SQLite file), resumes them: the same session, its stream
 // from where the client left off, message retries answered from the store,
 // and new messages numbered on without a gap.
@@ -129,6 +129,14 @@ TEST_F(PostgresProcessTest, ASessionAndItsStreamResumeAfterTheProcessIsKilled) {
   const std::vector<v1::SessionEvent> before = Stream(*stub, session_id, 0, &caught_up_at);
   ASSERT_GE(caught_up_at, last_message);
   ASSERT_EQ(static_cast<int64_t>(before.size()), caught_up_at);
+
+  // A second process on the same database is refused while the first runs:
+  // two would number one session's events each their own way.
+  auto intruder = Start("intruder");
+  EXPECT_EQ(intruder->grpc_port(), 0);
+  EXPECT_NE(intruder->log().find("another sessions process is using this PostgreSQL database"),
+            std::string::npos)
+      << intruder->log();
 
   // No drain, no flush: what was acknowledged is in PostgreSQL already.
   first->Kill();

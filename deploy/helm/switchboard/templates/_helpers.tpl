@@ -206,6 +206,9 @@ deploy/helm/chart_test.sh keeps equal to the binary's --help).
 {{- if and (gt (int $service.replicas) 1) (not $postgres) }}
 {{- fail (printf "services.%s.replicas=%d: SQLite is embedded, one replica per service; set database.postgresqlUrl for more" $name (int $service.replicas)) }}
 {{- end }}
+{{- if and $postgres (eq $name "sessions") (gt (int $service.replicas) 1) }}
+{{- fail (printf "services.sessions.replicas=%d: sessions on PostgreSQL runs as one replica (a session's sequence numbers are decided in the process; docs/scaling.md)" (int $service.replicas)) }}
+{{- end }}
 {{- if eq (int $service.port) (int $service.metricsPort) }}
 {{- fail (printf "services.%s: port and metricsPort must differ" $name) }}
 {{- end }}
