@@ -154,8 +154,8 @@ refuse() {
 refuse "keys: give keys.publicSecret"
 refuse "services.sessions.replicas=2: SQLite is embedded" "${key_args[@]}" \
   --set services.sessions.replicas=2
-refuse "services.sessions.replicas=3: sessions on PostgreSQL runs as one replica" \
-  -f deploy/helm/testdata/postgres_tls.yaml --set services.sessions.replicas=3
+refuse "services.sessions.replicas=3: sessions runs as one process, also on PostgreSQL" \
+  "${key_args[@]}" -f deploy/helm/testdata/postgres_tls.yaml --set services.sessions.replicas=3
 refuse "database.postgresqlUrl needs kafka.brokers" "${key_args[@]}" \
   --set database.postgresqlUrl=postgresql://u@db/x --set database.password=p
 refuse "database.postgresqlUrl holds a password" "${key_args[@]}" \
