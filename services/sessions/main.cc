@@ -6,10 +6,10 @@
 #include "services/sessions/attachments_wiring.h"
 #include "services/sessions/grpc_peers.h"
 #include "services/sessions/loops.h"
+#include "services/sessions/open_store.h"
 #include "services/sessions/server_config.h"
 #include "services/sessions/sessions.h"
 #include "services/sessions/sessions_service.h"
-#include "services/sessions/sqlite_store.h"
 
 namespace switchboard::sessions {
 namespace {
@@ -24,18 +24,8 @@ int Run(int argc, char** argv) {
     return *exit;
   }
   if (auto exit = host.OpenKeys()) return *exit;
-  storage::GroupCommitter::Options commits;
-  commits.max_queue = config.max_queued_writes;
-  if (auto exit = host.OpenStore({OpenSessionsDatabase, commits})) return *exit;
-
-  std::vector<std::unique_ptr<storage::Database>> readers;
-  for (int i = 0; i < config.reader_connections; ++i) {
-    absl::StatusOr<std::unique_ptr<storage::Database>> reader = host.OpenReader();
-    if (!reader.ok()) return host.Fail("open_database", reader.status());
-    readers.push_back(*std::move(reader));
-  }
-  auto& store = host.Make<SqliteSessionStore>(&host.committer(), std::move(readers),
-                                              host.topic(), host.relay_notifier());
+  SessionStore* store = nullptr;
+  if (auto exit = OpenSessionStore(host, config, &store)) return *exit;
   auto& metrics = host.Make<SessionsMetrics>(host.registry());
   auto* signer = host.keys().signer.get();
   GrpcBotClient* bot = nullptr;
@@ -53,7 +43,7 @@ int Run(int argc, char** argv) {
   server::BlockingPool& pool = host.pool();
   auto& bot_pool = host.Make<server::BlockingPool>(config.bot_threads, config.bot_queue);
   auto& sessions = host.Make<Sessions>(
-      &store, RealClock(), &metrics, host.keys().verifier.get(), bot, routing,
+      store, RealClock(), &metrics, host.keys().verifier.get(), bot, routing,
       [&pool](std::function<void()> task) { pool.Run(std::move(task)); },
       [&bot_pool](std::function<void()> task) { return bot_pool.TryRun(std::move(task)); },
       config.sessions);

@@ -45,7 +45,8 @@ void AddServerFlags(config::FlagSet& flags, ServerConfig* config) {
   flags.Add("closed_cache_size", &config->closed_cache_size,
             "CLOSED sessions kept in memory after a read; others come from the store");
   flags.Add("reader_connections", &config->reader_connections,
-            "SQLite connections that serve reads (lists, transcripts, key look-ups)");
+            "connections to the store (SQLite or PostgreSQL) that serve reads (lists, "
+            "transcripts, key look-ups)");
   flags.Add("max_queued_writes", &config->max_queued_writes,
             "writes waiting for the group commit beyond which client writes are "
             "refused with RESOURCE_EXHAUSTED and a retry-after");

@@ -5,27 +5,16 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "libs/events/outbox.h"
 #include "libs/fault/fault_point.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/time_column.h"
+#include "services/sessions/store_sql.h"
 
 namespace switchboard::sessions {
 namespace {
 
-using storage::FromMicros;
 using storage::ToMicros;
-
-constexpr char kSessionColumns[] =
-    "session_id, customer_id, session, create_request_id, request_ids, "
-    "routing_pending, routing_version, enqueue, cancel_reason, bot_since_micros, "
-    "bot_turns, state_since_micros, first_queued_at_micros, customer_messages, "
-    "bot_messages, agent_messages, assignments, resolved_by, pending_callback_id, "
-    "bot_turn_sequence, state, agent_id, created_micros, category, channel, "
-    "pending_callback_session_id";
-constexpr int kSessionColumnCount = 26;
 
 // Rows backfilled per transaction by CompleteSessionColumns.
 constexpr int kBackfillBatch = 2000;
@@ -34,78 +23,29 @@ int64_t CreatedMicros(const v1::Session& s) {
   return absl::ToUnixMicros(protoutil::FromTimestamp(s.created_at()));
 }
 
-absl::Status SaveSession(storage::Database& db, const SessionRecord& r) {
-  static const std::string* const sql = [] {
-    std::vector<std::string> updates;
-    for (absl::string_view column : absl::StrSplit(kSessionColumns, ", ")) {
-      if (column == "session_id") continue;
-      updates.push_back(absl::StrCat(column, " = excluded.", column));
-    }
-    std::vector<std::string> marks(kSessionColumnCount, "?");
-    return new std::string(absl::StrCat(
-        "INSERT INTO sessions(", kSessionColumns, ") VALUES (", absl::StrJoin(marks, ", "),
-        ") ON CONFLICT(session_id) DO UPDATE SET ", absl::StrJoin(updates, ", ")));
-  }();
-  // An upsert changes the row in place: indexes whose columns did not
-  // change are not touched (INSERT OR REPLACE would rewrite all of them).
-  auto upsert = db.Prepare(*sql);
-  if (!upsert.ok()) return upsert.status();
-  const v1::Session& s = r.session;
-  return upsert->Bind(1, s.session_id())
-      .Bind(2, s.customer_id())
-      .BindBlob(3, s.SerializeAsString())
-      .Bind(4, r.create_request_id)
-      .Bind(5, absl::StrJoin(r.request_ids, "\n"))
-      .Bind(6, static_cast<int64_t>(r.routing_pending))
-      .Bind(7, r.routing_version)
-      .BindBlob(8, r.enqueue.SerializeAsString())
-      .Bind(9, static_cast<int64_t>(r.cancel_reason))
-      .Bind(10, ToMicros(r.bot_since))
-      .Bind(11, static_cast<int64_t>(r.bot_turns))
-      .Bind(12, ToMicros(r.state_since))
-      .Bind(13, ToMicros(r.first_queued_at))
-      .Bind(14, static_cast<int64_t>(r.customer_messages))
-      .Bind(15, static_cast<int64_t>(r.bot_messages))
-      .Bind(16, static_cast<int64_t>(r.agent_messages))
-      .Bind(17, static_cast<int64_t>(r.assignments))
-      .Bind(18, r.resolved_by)
-      .Bind(19, r.pending_callback_id)
-      .Bind(20, r.bot_turn_sequence)
-      .Bind(21, static_cast<int64_t>(s.state()))
-      .Bind(22, s.assigned_agent_id())
-      .Bind(23, CreatedMicros(s))
-      .Bind(24, static_cast<int64_t>(s.category()))
-      .Bind(25, static_cast<int64_t>(s.channel()))
-      .Bind(26, r.pending_callback_session_id)
-      .Run();
-}
+// The current row of a statement, for store_sql's readers.
+class StatementRow : public SqlRow {
+ public:
+  explicit StatementRow(const storage::Statement& statement) : statement_(statement) {}
+  std::string Text(int col) const override { return statement_.ColumnText(col); }
+  int64_t Int(int col) const override { return statement_.ColumnInt(col); }
+  std::string Bytes(int col) const override { return statement_.ColumnBlob(col); }
 
-absl::StatusOr<SessionRecord> ReadRecord(const storage::Statement& row) {
-  SessionRecord r;
-  if (!r.session.ParseFromString(row.ColumnBlob(2)) ||
-      !r.enqueue.ParseFromString(row.ColumnBlob(7))) {
-    return absl::DataLossError("sessions.db: unreadable session " + row.ColumnText(0));
+ private:
+  const storage::Statement& statement_;
+};
+
+void BindAll(storage::Statement& statement, const std::vector<SqlValue>& values) {
+  int i = 1;
+  for (const SqlValue& value : values) {
+    if (const auto* text = std::get_if<std::string>(&value)) {
+      statement.Bind(i++, *text);
+    } else if (const auto* bytes = std::get_if<SqlBytes>(&value)) {
+      statement.BindBlob(i++, bytes->bytes);
+    } else {
+      statement.Bind(i++, std::get<int64_t>(value));
+    }
   }
-  r.create_request_id = row.ColumnText(3);
-  for (absl::string_view id : absl::StrSplit(row.ColumnText(4), '\n', absl::SkipEmpty())) {
-    r.request_ids.emplace_back(id);
-  }
-  r.routing_pending = row.ColumnInt(5) != 0;
-  r.routing_version = row.ColumnInt(6);
-  r.cancel_reason = static_cast<routing::v1::CancelReason>(row.ColumnInt(8));
-  r.bot_since = FromMicros(row.ColumnInt(9));
-  r.bot_turns = static_cast<int32_t>(row.ColumnInt(10));
-  r.state_since = FromMicros(row.ColumnInt(11));
-  r.first_queued_at = FromMicros(row.ColumnInt(12));
-  r.customer_messages = static_cast<int32_t>(row.ColumnInt(13));
-  r.bot_messages = static_cast<int32_t>(row.ColumnInt(14));
-  r.agent_messages = static_cast<int32_t>(row.ColumnInt(15));
-  r.assignments = static_cast<int32_t>(row.ColumnInt(16));
-  r.resolved_by = row.ColumnText(17);
-  r.pending_callback_id = row.ColumnText(18);
-  r.bot_turn_sequence = row.ColumnInt(19);
-  r.pending_callback_session_id = row.ColumnText(25);
-  return r;
 }
 
 absl::Status ReadRecords(storage::Statement& select, std::vector<SessionRecord>& out) {
@@ -113,7 +53,7 @@ absl::Status ReadRecords(storage::Statement& select, std::vector<SessionRecord>&
     absl::StatusOr<bool> row = select.Step();
     if (!row.ok()) return row.status();
     if (!*row) return absl::OkStatus();
-    absl::StatusOr<SessionRecord> r = ReadRecord(select);
+    absl::StatusOr<SessionRecord> r = RecordFromRow(StatementRow(select));
     if (!r.ok()) return r.status();
     out.push_back(std::move(*r));
   }
@@ -121,68 +61,11 @@ absl::Status ReadRecords(storage::Statement& select, std::vector<SessionRecord>&
 
 absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
                       const std::string& topic) {
-  for (const SessionRecord& session : write.sessions) {
-    if (absl::Status s = SaveSession(db, session); !s.ok()) return s;
-  }
-  for (const v1::SessionEvent& event : write.session_events) {
-    auto insert = db.Prepare(
-        "INSERT INTO session_events(session_id, sequence, is_message, "
-        "client_message_id, fingerprint, event) VALUES (?, ?, ?, ?, ?, ?)");
-    if (!insert.ok()) return insert.status();
-    std::string fingerprint;
-    if (event.has_message()) {
-      for (const auto& [message_id, f] : write.fingerprints) {
-        if (message_id == event.message().message_id()) fingerprint = f;
-      }
-    }
-    absl::Status s = insert->Bind(1, event.session_id())
-                         .Bind(2, event.sequence())
-                         .Bind(3, static_cast<int64_t>(event.has_message()))
-                         .Bind(4, event.message().client_message_id())
-                         .BindBlob(5, fingerprint)
-                         .BindBlob(6, event.SerializeAsString())
-                         .Run();
-    if (!s.ok()) return s;
-  }
-  for (const TokenBinding& binding : write.token_bindings) {
-    // The logic binds a token once; a second binding to the same session
-    // (a re-attach) keeps the first row.
-    auto insert = db.Prepare(
-        "INSERT INTO token_bindings(token_id, session_id, customer_id, bound_micros, "
-        "expires_micros) VALUES (?, ?, ?, ?, ?) ON CONFLICT(token_id) DO NOTHING");
-    if (!insert.ok()) return insert.status();
-    absl::Status s = insert->Bind(1, binding.token_id)
-                         .Bind(2, binding.session_id)
-                         .Bind(3, binding.customer_id)
-                         .Bind(4, ToMicros(binding.bound_at))
-                         .Bind(5, ToMicros(binding.expires_at))
-                         .Run();
-    if (!s.ok()) return s;
-  }
-  for (const AttachmentRecord& record : write.attachments) {
-    const v1::Attachment& a = record.attachment;
-    auto upsert = db.Prepare(
-        "INSERT INTO attachments(attachment_id, session_id, uploader_id, upload_id, state, "
-        "blob_key, size_bytes, uploaded_micros, updated_micros, scan_attempts, fingerprint, "
-        "attachment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(attachment_id) DO UPDATE SET state = excluded.state, "
-        "updated_micros = excluded.updated_micros, scan_attempts = excluded.scan_attempts, "
-        "attachment = excluded.attachment");
-    if (!upsert.ok()) return upsert.status();
-    absl::Status s = upsert->Bind(1, a.attachment_id())
-                         .Bind(2, a.session_id())
-                         .Bind(3, a.uploader_id())
-                         .Bind(4, record.upload_id)
-                         .Bind(5, static_cast<int64_t>(a.state()))
-                         .Bind(6, record.blob_key)
-                         .Bind(7, a.size_bytes())
-                         .Bind(8, ToMicros(protoutil::FromTimestamp(a.uploaded_at())))
-                         .Bind(9, ToMicros(record.updated_at))
-                         .Bind(10, static_cast<int64_t>(record.scan_attempts))
-                         .BindBlob(11, record.fingerprint)
-                         .BindBlob(12, a.SerializeAsString())
-                         .Run();
-    if (!s.ok()) return s;
+  for (const SqlStatement& statement : WriteStatements(write)) {
+    auto prepared = db.Prepare(statement.sql);
+    if (!prepared.ok()) return prepared.status();
+    BindAll(*prepared, statement.values);
+    if (absl::Status s = prepared->Run(); !s.ok()) return s;
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
@@ -195,72 +78,13 @@ absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
 // states is merged from one indexed query per state.
 absl::StatusOr<std::vector<std::pair<std::pair<int64_t, std::string>, v1::Session>>>
 QuerySessions(storage::Database& db, const SessionQuery& query, v1::SessionState state) {
-  std::string index;
-  std::vector<std::string> where;
-  // Bound values, in order; strings and integers.
-  std::vector<std::variant<std::string, int64_t>> values;
-  if (!query.customer_id.empty()) {
-    index = "sessions_by_customer_time";
-    where.push_back("customer_id = ?");
-    values.emplace_back(query.customer_id);
-  } else if (!query.agent_id.empty()) {
-    index = "sessions_by_agent_time";
-    where.push_back("agent_id = ? AND agent_id != ''");
-    values.emplace_back(query.agent_id);
-  } else if (state != v1::SESSION_STATE_UNSPECIFIED) {
-    index = "sessions_by_state_time";
-  } else {
-    index = "sessions_by_time";
-  }
-  if (!query.customer_id.empty() && !query.agent_id.empty()) {
-    where.push_back("agent_id = ?");
-    values.emplace_back(query.agent_id);
-  }
-  if (state != v1::SESSION_STATE_UNSPECIFIED) {
-    where.push_back("state = ?");
-    values.emplace_back(static_cast<int64_t>(state));
-  } else if (!query.states.empty()) {
-    where.push_back(absl::StrCat(
-        "state IN (", absl::StrJoin(std::vector<std::string>(query.states.size(), "?"), ", "),
-        ")"));
-    for (v1::SessionState s : query.states) values.emplace_back(static_cast<int64_t>(s));
-  }
-  if (query.category != common::v1::CATEGORY_UNSPECIFIED) {
-    where.push_back("category = ?");
-    values.emplace_back(static_cast<int64_t>(query.category));
-  }
-  if (query.channel != common::v1::CHANNEL_UNSPECIFIED) {
-    where.push_back("channel = ?");
-    values.emplace_back(static_cast<int64_t>(query.channel));
-  }
-  if (query.created_after != absl::InfinitePast()) {
-    where.push_back("created_micros >= ?");
-    values.emplace_back(ToMicros(query.created_after));
-  }
-  if (query.created_before != absl::InfiniteFuture()) {
-    where.push_back("created_micros < ?");
-    values.emplace_back(ToMicros(query.created_before));
-  }
-  if (query.before) {
-    where.push_back("(created_micros, session_id) < (?, ?)");
-    values.emplace_back(query.before->first);
-    values.emplace_back(query.before->second);
-  }
-  if (where.empty()) where.push_back("1");
+  const SessionFilter filter = ListSessionsFilter(query, state);
   auto select = db.Prepare(absl::StrCat(
-      "SELECT created_micros, session_id, session FROM sessions INDEXED BY ", index,
-      " WHERE ", absl::StrJoin(where, " AND "),
-      " ORDER BY created_micros DESC, session_id DESC LIMIT ?"));
+      "SELECT created_micros, session_id, session FROM sessions INDEXED BY ", filter.index,
+      " WHERE ", filter.Where(), " ORDER BY created_micros DESC, session_id DESC LIMIT ?"));
   if (!select.ok()) return select.status();
-  int i = 1;
-  for (const auto& value : values) {
-    if (const auto* text = std::get_if<std::string>(&value)) {
-      select->Bind(i++, *text);
-    } else {
-      select->Bind(i++, std::get<int64_t>(value));
-    }
-  }
-  select->Bind(i, static_cast<int64_t>(query.limit));
+  BindAll(*select, filter.values);
+  select->Bind(static_cast<int>(filter.values.size()) + 1, static_cast<int64_t>(query.limit));
   std::vector<std::pair<std::pair<int64_t, std::string>, v1::Session>> out;
   while (true) {
     absl::StatusOr<bool> row = select->Step();
@@ -282,24 +106,15 @@ constexpr int kPendingScan = v1::ATTACHMENT_STATE_PENDING_SCAN;
 constexpr int kDeleted = v1::ATTACHMENT_STATE_DELETED;
 static_assert(kPendingScan == 1 && kDeleted == 4, "the attachment indexes of migration 6");
 
-constexpr char kAttachmentColumns[] =
-    "a.upload_id, a.blob_key, a.updated_micros, a.scan_attempts, a.fingerprint, a.attachment";
-
 // Reads every row of `select` (kAttachmentColumns) into `out`.
 absl::Status ReadAttachments(storage::Statement& select, std::vector<AttachmentRecord>& out) {
   while (true) {
     absl::StatusOr<bool> row = select.Step();
     if (!row.ok()) return row.status();
     if (!*row) return absl::OkStatus();
-    AttachmentRecord& r = out.emplace_back();
-    r.upload_id = select.ColumnText(0);
-    r.blob_key = select.ColumnText(1);
-    r.updated_at = absl::FromUnixMicros(select.ColumnInt(2));
-    r.scan_attempts = static_cast<int32_t>(select.ColumnInt(3));
-    r.fingerprint = select.ColumnBlob(4);
-    if (!r.attachment.ParseFromString(select.ColumnBlob(5))) {
-      return absl::DataLossError("sessions.db: unreadable attachment " + r.upload_id);
-    }
+    absl::StatusOr<AttachmentRecord> r = AttachmentFromRow(StatementRow(select));
+    if (!r.ok()) return r.status();
+    out.push_back(*std::move(r));
   }
 }
 

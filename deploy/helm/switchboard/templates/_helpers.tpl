@@ -70,6 +70,7 @@ memory loaded at start, so a second process (a replica, or a rolling
 update's surge) would act on its own stale copy (docs/scaling.md). */}}
 {{- define "switchboard.singleProcess" -}}
 presence
+sessions
 {{- end }}
 
 {{- define "switchboard.passwordSecret" -}}

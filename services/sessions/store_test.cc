@@ -1,29 +1,97 @@
-#include "services/sessions/sqlite_store.h"
+// Every store case on both backends: a SQLite file in a temporary folder,
+// and a fresh database on a real PostgreSQL.
+#include <algorithm>
+#include <atomic>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/events/envelope.h"
 #include "libs/protoutil/time.h"
+#include "libs/storage/postgres.h"
+#include "libs/storage/postgres_group_commit.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/postgres.h"
+#include "services/sessions/postgres_store.h"
+#include "services/sessions/sqlite_store.h"
 
 namespace switchboard::sessions {
 namespace {
 
-class SqliteSessionStoreTest : public ::testing::Test {
- protected:
-  SqliteSessionStoreTest() : path_(storage::MakeTempDir() + "/sessions.db") { Open(); }
+enum class Backend { kSqlite, kPostgres };
 
-  void Open() {
+// One server for the test binary, started on first use (from the test's
+// main thread); each case gets a database of its own.
+testing::PostgresServer& SharedServer() {
+  static testing::PostgresServer server;
+  return server;
+}
+
+constexpr char kTopic[] = "switchboard.sessions.v1";
+
+class SessionStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  SessionStoreTest() {
+    if (GetParam() == Backend::kSqlite) {
+      path_ = storage::MakeTempDir() + "/sessions.db";
+    } else {
+      uri_ = SharedServer().CreateDatabase();
+    }
+    Open();
+  }
+
+  ~SessionStoreTest() override { Close(); }
+
+  void Close() {
+    // Stop the writer before the store it calls back into goes.
+    if (committer_) committer_->Stop();
+    if (pg_committer_) pg_committer_->Stop();
     store_.reset();
     committer_.reset();
+    pg_committer_.reset();
+    db_.reset();
+  }
+
+  // Opens the store (again, as after a restart).
+  void Open() {
+    Close();
+    if (GetParam() == Backend::kPostgres) {
+      auto writer = storage::PostgresConnection::OpenMigrated(uri_, PostgresSessionsMigrations());
+      ASSERT_TRUE(writer.ok()) << writer.status();
+      pg_committer_ = std::make_unique<storage::PostgresGroupCommitter>(*std::move(writer));
+      std::vector<std::unique_ptr<storage::PostgresConnection>> readers;
+      for (int i = 0; i < 2; ++i) readers.push_back(*storage::PostgresConnection::Open(uri_));
+      store_ = std::make_unique<PostgresSessionStore>(pg_committer_.get(), std::move(readers),
+                                                      kTopic, [this] { ++commits_; });
+      return;
+    }
     db_ = *OpenSessionsDatabase({path_});
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
     std::vector<std::unique_ptr<storage::Database>> readers;
     readers.push_back(*storage::Database::Open({path_}));
     readers.push_back(*storage::Database::Open({path_}));
-    store_ = std::make_unique<SqliteSessionStore>(committer_.get(), std::move(readers),
-                                                  "switchboard.sessions.v1", nullptr);
+    store_ = std::make_unique<SqliteSessionStore>(committer_.get(), std::move(readers), kTopic,
+                                                  [this] { ++commits_; });
+  }
+
+  int64_t OutboxRows() {
+    if (GetParam() == Backend::kPostgres) {
+      auto db = storage::PostgresConnection::Open(uri_);
+      if (!db.ok()) return -1;
+      auto rows = (*db)->Query("SELECT count(*) FROM outbox");
+      return rows.ok() ? rows->Int(0, 0) : -1;
+    }
+    auto db = storage::Database::Open({path_});
+    if (!db.ok()) return -1;
+    auto count = (*db)->Prepare("SELECT count(*) FROM outbox");
+    if (!count.ok() || !count->Step().value_or(false)) return -1;
+    return count->ColumnInt(0);
+  }
+
+  // Transactions the store's committer has committed.
+  int64_t Transactions() const {
+    return committer_ ? committer_->stats().commits : pg_committer_->stats().commits;
   }
 
   absl::Status Apply(SessionWrite write) {
@@ -78,13 +146,17 @@ class SqliteSessionStoreTest : public ::testing::Test {
     return e;
   }
 
-  std::string path_;
+  std::string path_;  // SQLite
+  std::string uri_;   // PostgreSQL
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
-  std::unique_ptr<SqliteSessionStore> store_;
+  std::unique_ptr<storage::PostgresGroupCommitter> pg_committer_;
+  std::unique_ptr<SessionStore> store_;
+  // Successful commits the store reported (its after_commit).
+  std::atomic<int> commits_{0};
 };
 
-TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
+TEST_P(SessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   SessionRecord r = Record("s-1", "cust-1", v1::SESSION_STATE_QUEUED, 1000);
   r.session.set_last_sequence(4);
   r.create_request_id = "req-1";
@@ -165,13 +237,10 @@ TEST_F(SqliteSessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   EXPECT_EQ((*newest)[0].sequence(), 3);
   EXPECT_TRUE(store_->ReadMessages("other", 0, 0, false, 10)->empty());
 
-  auto outbox = db_->Prepare("SELECT count(*) FROM outbox");
-  ASSERT_TRUE(outbox.ok());
-  ASSERT_TRUE(*outbox->Step());
-  EXPECT_EQ(outbox->ColumnInt(0), 1);
+  EXPECT_EQ(OutboxRows(), 1);
 }
 
-TEST_F(SqliteSessionStoreTest, StartUpReadsOpenWorkOnly) {
+TEST_P(SessionStoreTest, StartUpReadsOpenWorkOnly) {
   ASSERT_TRUE(Save(Record("s-bot", "c", v1::SESSION_STATE_BOT, 1)).ok());
   ASSERT_TRUE(Save(Record("s-resolved", "c", v1::SESSION_STATE_RESOLVED, 2)).ok());
   ASSERT_TRUE(Save(Record("s-closed", "c", v1::SESSION_STATE_CLOSED, 3)).ok());
@@ -192,7 +261,7 @@ TEST_F(SqliteSessionStoreTest, StartUpReadsOpenWorkOnly) {
   EXPECT_EQ(*store_->CountClosed(), 3);
 }
 
-TEST_F(SqliteSessionStoreTest, ListsPageByIndexNewestFirst) {
+TEST_P(SessionStoreTest, ListsPageByIndexNewestFirst) {
   // Two customers, sessions one second apart; ties in time break by id.
   for (int i = 0; i < 6; ++i) {
     SessionRecord r = Record(absl::StrCat("s-", i), i % 2 ? "odd" : "even",
@@ -239,7 +308,7 @@ TEST_F(SqliteSessionStoreTest, ListsPageByIndexNewestFirst) {
   EXPECT_TRUE(Ids(none).empty());
 }
 
-TEST_F(SqliteSessionStoreTest, ADuplicateSequenceRollsBackTheWholeWrite) {
+TEST_P(SessionStoreTest, ADuplicateSequenceRollsBackTheWholeWrite) {
   SessionRecord r = Record("s-1", "cust-1", v1::SESSION_STATE_BOT, 1);
   SessionWrite first;
   first.sessions.push_back(r);
@@ -258,6 +327,38 @@ TEST_F(SqliteSessionStoreTest, ADuplicateSequenceRollsBackTheWholeWrite) {
   EXPECT_EQ(store_->ReadEvents("s-1", 0, 10, 10)->size(), 1u);
   Open();  // a restart
   EXPECT_TRUE(Apply(third).ok());
+}
+
+// Many callers' writes share transactions (group commit), commit in call
+// order and are reported in that order, each telling the relay.
+TEST_P(SessionStoreTest, WritesShareTransactionsAndAreReportedInCallOrder) {
+  ASSERT_TRUE(Save(Record("s-1", "cust-1", v1::SESSION_STATE_BOT, 1)).ok());
+  const int64_t transactions_before = Transactions();
+  constexpr int kWrites = 200;
+  absl::Mutex mu;
+  std::vector<int> reported;
+  absl::Notification all_reported;
+  for (int i = 1; i <= kWrites; ++i) {
+    SessionWrite write;
+    write.session_events.push_back(Message("s-1", i, absl::StrCat("k", i)));
+    store_->Apply(std::move(write), [&, i](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      absl::MutexLock lock(&mu);
+      reported.push_back(i);
+      if (reported.size() == kWrites) all_reported.Notify();
+    });
+  }
+  all_reported.WaitForNotification();
+  std::vector<int> call_order(kWrites);
+  for (int i = 0; i < kWrites; ++i) call_order[i] = i + 1;
+  EXPECT_EQ(reported, call_order);
+  EXPECT_LT(Transactions() - transactions_before, kWrites);
+  EXPECT_EQ(commits_.load(), 1 + kWrites);
+  auto events = store_->ReadEvents("s-1", 0, kWrites, kWrites);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), static_cast<size_t>(kWrites));
+  EXPECT_EQ(events->back().sequence(), kWrites);
+  EXPECT_EQ((*store_->FindMessage("s-1", "k77"))->message.sequence(), 77);
 }
 
 // A file written by the previous schema (migrations 1 to 3): the upgrade
@@ -359,7 +460,7 @@ AttachmentRecord StoredAttachment(const std::string& id, const std::string& sess
   return r;
 }
 
-TEST_F(SqliteSessionStoreTest, AttachmentsAreFoundByIdKeyStateUploaderAndBlob) {
+TEST_P(SessionStoreTest, AttachmentsAreFoundByIdKeyStateUploaderAndBlob) {
   SessionRecord open = Record("s-open", "cust-1", v1::SESSION_STATE_BOT, 100);
   SessionRecord closed_long_ago = Record("s-old", "cust-1", v1::SESSION_STATE_CLOSED, 100);
   closed_long_ago.state_since = absl::FromUnixSeconds(1000);
@@ -419,6 +520,12 @@ TEST_F(SqliteSessionStoreTest, AttachmentsAreFoundByIdKeyStateUploaderAndBlob) {
 
   EXPECT_EQ(ids(store_->ListAttachments("a1", 2)), (std::vector<std::string>{"a2", "a3"}));
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, SessionStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
 
 }  // namespace
 }  // namespace switchboard::sessions
