@@ -47,16 +47,20 @@ absl::Status AppendToOutbox(storage::Database& db, absl::string_view topic,
                             const v1::Event& event) {
   absl::StatusOr<OutboxRow> row = MakeOutboxRow(topic, event);
   if (!row.ok()) return row.status();
+  return AppendRowToOutbox(db, *row);
+}
+
+absl::Status AppendRowToOutbox(storage::Database& db, const OutboxRow& row) {
   absl::StatusOr<storage::Statement> insert = db.Prepare(
       "INSERT INTO outbox(topic, key, event_id, type, value, "
       "created_at_micros) VALUES (?, ?, ?, ?, ?, ?)");
   if (!insert.ok()) return insert.status();
-  return insert->Bind(1, row->topic)
-      .Bind(2, row->key)
-      .Bind(3, row->event_id)
-      .Bind(4, row->type)
-      .BindBlob(5, row->value)
-      .Bind(6, row->created_at_micros)
+  return insert->Bind(1, row.topic)
+      .Bind(2, row.key)
+      .Bind(3, row.event_id)
+      .Bind(4, row.type)
+      .BindBlob(5, row.value)
+      .Bind(6, row.created_at_micros)
       .Run();
 }
 

@@ -61,4 +61,9 @@ struct OutboxRow {
 absl::StatusOr<OutboxRow> MakeOutboxRow(absl::string_view topic,
                                         const v1::Event& event);
 
+// Inserts `row` as it is: for rows that are not Events (e.g. identity's
+// sealed code deliveries). As AppendToOutbox, inside the write's
+// transaction.
+absl::Status AppendRowToOutbox(storage::Database& db, const OutboxRow& row);
+
 }  // namespace switchboard::events

@@ -50,20 +50,24 @@ absl::Status AppendToOutbox(storage::PostgresConnection& db, absl::string_view t
                             const v1::Event& event) {
   absl::StatusOr<OutboxRow> row = MakeOutboxRow(topic, event);
   if (!row.ok()) return row.status();
+  return AppendRowToOutbox(db, *row);
+}
+
+absl::Status AppendRowToOutbox(storage::PostgresConnection& db, const OutboxRow& row) {
   auto append = [&]() -> absl::Status {
     // Held until the transaction ends: the next append for this key takes
     // its id only after this one is committed (see postgres_outbox.h).
     absl::Status locked =
         db.Query("SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))",
-                 {kKeyLockClass, row->key})
+                 {kKeyLockClass, row.key})
             .status();
     if (!locked.ok()) return locked;
     return db
         .Query(
             "INSERT INTO outbox(topic, key, event_id, type, value, created_at_micros) "
             "VALUES ($1, $2, $3, $4, $5, $6)",
-            {row->topic, row->key, row->event_id, row->type,
-             storage::PostgresParam::Bytes(row->value), row->created_at_micros})
+            {row.topic, row.key, row.event_id, row.type,
+             storage::PostgresParam::Bytes(row.value), row.created_at_micros})
         .status();
   };
   // Outside a transaction the lock would end with its own statement.

@@ -40,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "libs/events/outbox.h"
 #include "libs/events/outbox_store.h"
 #include "libs/storage/postgres.h"
 #include "switchboard/events/v1/event.pb.h"
@@ -58,6 +59,10 @@ extern const char kPostgresOutboxMigration[];
 // storage errors as PostgresConnection reports them.
 absl::Status AppendToOutbox(storage::PostgresConnection& db, absl::string_view topic,
                             const v1::Event& event);
+
+// Inserts `row` as it is (see AppendRowToOutbox in outbox.h), under its
+// key's lock like AppendToOutbox.
+absl::Status AppendRowToOutbox(storage::PostgresConnection& db, const OutboxRow& row);
 
 // A relay's OutboxStore on PostgreSQL, over a connection of its own (not the
 // writers'), since a claim holds a transaction open while the sink

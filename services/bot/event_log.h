@@ -10,13 +10,15 @@ namespace switchboard::bot {
 // Where the bot's events go: bot.turn_completed and bot.knowledge_base_reload.
 // The bot keeps no other durable state (dialogue contexts live in memory),
 // so its store is an event log. Implementations: SqliteEventLog (the
-// transactional outbox).
+// transactional outbox), PostgresEventLog (the outbox replicas share),
+// MemoryEventLog.
 class EventLog {
  public:
   virtual ~EventLog() = default;
   // Commits `event` (already sealed). Events commit in the order Append is
-  // called; `done` then runs with the outcome on a thread of the log's and
-  // must not block.
+  // called (on PostgreSQL: per session, the event's key); `done` then runs
+  // with the outcome, on a thread of the log's or the caller's, and must
+  // not block.
   virtual void Append(events::v1::Event event, std::function<void(absl::Status)> done) = 0;
 };
 

@@ -2,6 +2,7 @@
 #include "libs/host/host.h"
 #include "services/bot/bot.h"
 #include "services/bot/bot_service.h"
+#include "services/bot/postgres_event_log.h"
 #include "services/bot/sqlite_event_log.h"
 
 namespace switchboard::bot {
@@ -42,12 +43,21 @@ int Run(int argc, char** argv) {
     return *exit;
   }
   if (auto exit = host.OpenKeys()) return *exit;
-  if (auto exit = host.OpenStore({host::Migrated(BotMigrations())})) return *exit;
+  host::StoreOptions store_options{host::Migrated(BotMigrations())};
+  store_options.postgres_migrations = &PostgresBotMigrations();
+  if (auto exit = host.OpenStore(std::move(store_options))) return *exit;
 
-  auto& event_log =
-      host.Make<SqliteEventLog>(&host.committer(), host.topic(), host.relay_notifier());
+  // Dialogue contexts stay in each replica's memory (see docs/scaling.md).
+  EventLog* event_log = nullptr;
+  if (host.on_postgres()) {
+    event_log =
+        &host.Make<PostgresEventLog>(host.database_uri(), host.topic(), host.relay_notifier());
+  } else {
+    event_log =
+        &host.Make<SqliteEventLog>(&host.committer(), host.topic(), host.relay_notifier());
+  }
   auto& metrics = host.Make<BotMetrics>(host.registry());
-  auto& bot = host.Make<Bot>(knowledge_base, &event_log, RealClock(), &metrics, options);
+  auto& bot = host.Make<Bot>(knowledge_base, event_log, RealClock(), &metrics, options);
   if (absl::StatusOr<Bot::ReloadResult> loaded = bot.Reload("startup"); !loaded.ok()) {
     return host.Fail("knowledge_base", loaded.status());
   }

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
 #include "libs/events/postgres_outbox.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/time_column.h"
@@ -17,10 +16,6 @@ using storage::FromMicros;
 using storage::PostgresConnection;
 using storage::PostgresParam;
 using storage::PostgresRows;
-
-// How often a transaction PostgreSQL aborted (deadlock, serialization
-// failure) is tried again before the ABORTED goes to the caller.
-constexpr int kAttempts = 5;
 
 // `sql` with each '?' replaced by $1, $2, ... in order (no SQL here has a
 // '?' inside a literal).
@@ -249,42 +244,14 @@ CREATE TRIGGER complaints_counted AFTER INSERT OR UPDATE OF state OR DELETE ON c
 
 PostgresFeedbackStore::PostgresFeedbackStore(std::string uri, std::string topic,
                                              std::function<void()> after_commit)
-    : uri_(std::move(uri)), topic_(std::move(topic)), after_commit_(std::move(after_commit)) {}
+    : topic_(std::move(topic)), after_commit_(std::move(after_commit)), pool_(std::move(uri)) {}
 
 PostgresFeedbackStore::~PostgresFeedbackStore() = default;
 
 absl::Status PostgresFeedbackStore::Admit() { return absl::OkStatus(); }
 
-absl::Status PostgresFeedbackStore::Read(const Body& body) {
-  std::unique_ptr<PostgresConnection> db;
-  {
-    absl::MutexLock lock(&pool_mu_);
-    if (!idle_.empty()) {
-      db = std::move(idle_.back());
-      idle_.pop_back();
-    }
-  }
-  if (db == nullptr) {
-    absl::StatusOr<std::unique_ptr<PostgresConnection>> opened = PostgresConnection::Open(uri_);
-    if (!opened.ok()) return opened.status();
-    db = *std::move(opened);
-  }
-  absl::Status status = body(*db);
-  absl::MutexLock lock(&pool_mu_);
-  idle_.push_back(std::move(db));
-  return status;
-}
-
 absl::Status PostgresFeedbackStore::Write(const Body& body, const bool* appended) {
-  absl::Status status;
-  for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    status = Read([&](PostgresConnection& db) {
-      return db.InTransaction([&] { return body(db); });
-    });
-    // Only what the server rolled back (SQLSTATE class 40) is retried, not
-    // an ABORTED of the body's own (a refused mutation).
-    if (!absl::IsAborted(status) || !absl::StartsWith(status.message(), "PostgreSQL 40")) break;
-  }
+  absl::Status status = pool_.InTransaction(body);
   if (status.ok() && *appended && after_commit_) after_commit_();
   return status;
 }

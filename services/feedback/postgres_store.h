@@ -5,9 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "libs/storage/postgres.h"
+#include "libs/storage/postgres_pool.h"
 #include "services/feedback/store.h"
 
 namespace switchboard::feedback {
@@ -28,8 +27,7 @@ const std::vector<std::string>& PostgresFeedbackMigrations();
 // or fails serialization is retried whole (`mutate` may then run again, on
 // the record as it is then).
 //
-// Connections: a pool of idle connections to `uri`, one per concurrent
-// caller (opened on demand, kept for reuse).
+// Connections: a storage::PostgresPool on `uri`, one per concurrent caller.
 //
 // Thread-safe; blocking.
 class PostgresFeedbackStore : public FeedbackStore {
@@ -70,20 +68,17 @@ class PostgresFeedbackStore : public FeedbackStore {
   absl::StatusOr<SummaryPage> Summarize(const SummaryQuery& query) override;
 
  private:
-  using Body = std::function<absl::Status(storage::PostgresConnection&)>;
+  using Body = storage::PostgresPool::Body;
   // Runs `body` on a pooled connection, outside a transaction.
-  absl::Status Read(const Body& body);
+  absl::Status Read(const Body& body) { return pool_.Run(body); }
   // Runs `body` in a transaction, retried while PostgreSQL aborts it
   // (deadlock, serialization failure); then `after_commit_` if it appended
   // an event (`*appended`, set by `body`).
   absl::Status Write(const Body& body, const bool* appended);
 
-  const std::string uri_;
   const std::string topic_;
   const std::function<void()> after_commit_;
-
-  absl::Mutex pool_mu_;
-  std::vector<std::unique_ptr<storage::PostgresConnection>> idle_ ABSL_GUARDED_BY(pool_mu_);
+  storage::PostgresPool pool_;
 };
 
 }  // namespace switchboard::feedback

@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "libs/events/postgres_outbox.h"
 #include "libs/log/log.h"
 #include "libs/protoutil/time.h"
 
@@ -16,7 +17,28 @@ std::string CodeDeliveryTopic(absl::string_view prefix) {
 OutboxCodeNotifier::OutboxCodeNotifier(storage::GroupCommitter* committer,
                                        const SecretBox* box, std::string topic,
                                        Clock* clock, std::function<void()> after_commit)
-    : committer_(committer),
+    : OutboxCodeNotifier(
+          [committer](const events::OutboxRow& row) {
+            return committer->Commit(
+                [&](storage::Database& db) { return events::AppendRowToOutbox(db, row); });
+          },
+          box, std::move(topic), clock, std::move(after_commit)) {}
+
+OutboxCodeNotifier::OutboxCodeNotifier(storage::PostgresPool* postgres, const SecretBox* box,
+                                       std::string topic, Clock* clock,
+                                       std::function<void()> after_commit)
+    : OutboxCodeNotifier(
+          [postgres](const events::OutboxRow& row) {
+            return postgres->InTransaction([&](storage::PostgresConnection& db) {
+              return events::AppendRowToOutbox(db, row);
+            });
+          },
+          box, std::move(topic), clock, std::move(after_commit)) {}
+
+OutboxCodeNotifier::OutboxCodeNotifier(CommitRow commit_row, const SecretBox* box,
+                                       std::string topic, Clock* clock,
+                                       std::function<void()> after_commit)
+    : commit_row_(std::move(commit_row)),
       box_(box),
       topic_(std::move(topic)),
       clock_(clock),
@@ -24,23 +46,15 @@ OutboxCodeNotifier::OutboxCodeNotifier(storage::GroupCommitter* committer,
 
 absl::Status OutboxCodeNotifier::Deliver(const v1::CodeDeliveryRequest& request) {
   std::string plain = request.SerializeAsString();
-  const std::string sealed = box_->Seal(plain, request.delivery_id());
+  events::OutboxRow row;
+  row.topic = topic_;
+  row.key = request.customer_id();
+  row.event_id = request.delivery_id();
+  row.type = kCodeDeliveryType;
+  row.value = box_->Seal(plain, request.delivery_id());
+  row.created_at_micros = absl::ToUnixMicros(clock_->Now());
   OPENSSL_cleanse(plain.data(), plain.size());
-  const int64_t created_at_micros = absl::ToUnixMicros(clock_->Now());
-  absl::Status status = committer_->Commit([&](storage::Database& db) -> absl::Status {
-    absl::StatusOr<storage::Statement> insert = db.Prepare(
-        "INSERT INTO outbox(topic, key, event_id, type, value, created_at_micros) "
-        "VALUES (?, ?, ?, ?, ?, ?)");
-    if (!insert.ok()) return insert.status();
-    return insert->Bind(1, topic_)
-        .Bind(2, request.customer_id())
-        .Bind(3, request.delivery_id())
-        .Bind(4, kCodeDeliveryType)
-        .BindBlob(5, sealed)
-        .Bind(6, created_at_micros)
-        .Run();
-  });
-  if (!status.ok()) return status;
+  if (absl::Status s = commit_row_(row); !s.ok()) return s;
   if (after_commit_) after_commit_();
   return absl::OkStatus();
 }

@@ -20,8 +20,10 @@
 #include <vector>
 
 #include "libs/clock/clock.h"
+#include "libs/events/outbox.h"
 #include "libs/events/sink.h"
 #include "libs/storage/group_commit.h"
+#include "libs/storage/postgres_pool.h"
 #include "prometheus/counter.h"
 #include "prometheus/registry.h"
 #include "services/identity/crypto.h"
@@ -35,19 +37,28 @@ inline constexpr char kCodeDeliveryType[] = "identity.code_delivery_request";
 // The topic of delivery requests: prefix + "identity.code-delivery.v1".
 std::string CodeDeliveryTopic(absl::string_view prefix);
 
-// Queues each request, sealed, in the outbox (one commit through the
-// service's GroupCommitter; Deliver returns once it is on disk), keyed by
-// customer id, then runs `after_commit` (the relay's Notify). Thread-safe;
+// Queues each request, sealed, in the outbox (one commit of its own;
+// Deliver returns once it is durable), keyed by customer id, then runs
+// `after_commit` (the relay's Notify). On SQLite the commit goes through
+// the service's GroupCommitter; on PostgreSQL through a connection pool,
+// under the key's outbox lock like every append there. Thread-safe;
 // Deliver blocks, so call it from worker threads.
 class OutboxCodeNotifier : public CodeNotifier {
  public:
   // None owned; all must outlive the notifier.
   OutboxCodeNotifier(storage::GroupCommitter* committer, const SecretBox* box,
                      std::string topic, Clock* clock, std::function<void()> after_commit);
+  OutboxCodeNotifier(storage::PostgresPool* postgres, const SecretBox* box, std::string topic,
+                     Clock* clock, std::function<void()> after_commit);
   absl::Status Deliver(const v1::CodeDeliveryRequest& request) override;
 
  private:
-  storage::GroupCommitter* const committer_;
+  // Commits one outbox row.
+  using CommitRow = std::function<absl::Status(const events::OutboxRow&)>;
+  OutboxCodeNotifier(CommitRow commit_row, const SecretBox* box, std::string topic,
+                     Clock* clock, std::function<void()> after_commit);
+
+  const CommitRow commit_row_;
   const SecretBox* const box_;
   const std::string topic_;
   Clock* const clock_;

@@ -7,9 +7,12 @@
 #include "gtest/gtest.h"
 #include "libs/events/envelope.h"
 #include "libs/events/outbox.h"
+#include "libs/events/postgres_outbox.h"
 #include "libs/events/relay.h"
 #include "libs/protoutil/time.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/postgres.h"
+#include "services/identity/postgres_store.h"
 #include "services/identity/sqlite_store.h"
 
 namespace switchboard::identity {
@@ -157,6 +160,39 @@ TEST(CodeDeliveryTest, DropsExpiredAndUnreadableRequestsAndKeepsPerKeyOrder) {
   EXPECT_FALSE(statuses[3].ok()) << "an event after a failed record of its key";
   EXPECT_TRUE(statuses[4].ok());
   EXPECT_TRUE(delivery_sink.published().empty());
+}
+
+TEST(CodeDeliveryTest, OnPostgresRequestsAreSealedIntoTheSharedOutbox) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  ASSERT_TRUE(storage::PostgresConnection::OpenMigrated(uri, PostgresIdentityMigrations()).ok());
+  storage::PostgresPool pool(uri);
+  SecretBox box(std::string(32, 'k'));
+  FakeClock clock;
+  int notified = 0;
+  OutboxCodeNotifier notifier(&pool, &box, kTopic, &clock, [&] { ++notified; });
+  const v1::CodeDeliveryRequest request = Request("428913", clock.Now() + absl::Minutes(5));
+  ASSERT_TRUE(notifier.Deliver(request).ok());
+  EXPECT_EQ(notified, 1);
+
+  events::PostgresOutboxStore outbox(*storage::PostgresConnection::Open(uri));
+  auto claimed = outbox.Claim(10);
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_EQ(claimed->size(), 1u);
+  const events::OutboxRecord& row = (*claimed)[0];
+  EXPECT_EQ(row.topic, kTopic);
+  EXPECT_EQ(row.key, "cust-1");
+  EXPECT_EQ(row.event_id, request.delivery_id());
+  EXPECT_EQ(row.type, kCodeDeliveryType);
+  // At rest, neither the code nor the address is readable; the box opens it.
+  EXPECT_EQ(row.value.find("428913"), std::string::npos);
+  EXPECT_EQ(row.value.find("+8613800138000"), std::string::npos);
+  auto opened = box.Open(row.value, request.delivery_id());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  v1::CodeDeliveryRequest received;
+  ASSERT_TRUE(received.ParseFromString(*opened));
+  EXPECT_EQ(received.code(), "428913");
+  ASSERT_TRUE(outbox.Finish({row.outbox_id}).ok());
 }
 
 }  // namespace

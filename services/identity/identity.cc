@@ -459,7 +459,7 @@ absl::Status Identity::CheckSource(const std::string& key, absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Identity::Started> Identity::StartVerification(
+absl::StatusOr<Identity::Started> Identity::StartVerificationOnce(
     const StartCommand& command) {
   if (absl::Status s = validation::ValidateId("customer_id", command.customer_id); !s.ok()) {
     return s;
@@ -605,7 +605,7 @@ absl::StatusOr<Identity::Started> Identity::StartVerification(
   return started;
 }
 
-absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
+absl::StatusOr<Identity::Completed> Identity::CompleteVerificationOnce(
     const std::string& caller_customer, const std::string& challenge_id,
     const std::string& code, const std::string& request_id, const std::string& source) {
   if (challenge_id.empty()) {
@@ -767,7 +767,7 @@ absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
   return completed;
 }
 
-absl::StatusOr<bool> Identity::RegisterContact(const std::string& customer_id,
+absl::StatusOr<bool> Identity::RegisterContactOnce(const std::string& customer_id,
                                                common::v1::VerificationMethod method,
                                                const std::string& address,
                                                const std::string& actor_id) {
@@ -813,7 +813,7 @@ absl::StatusOr<bool> Identity::RegisterContact(const std::string& customer_id,
   return replaced;
 }
 
-absl::StatusOr<Identity::EnrollmentStarted> Identity::StartTotpEnrollment(
+absl::StatusOr<Identity::EnrollmentStarted> Identity::StartTotpEnrollmentOnce(
     const std::string& customer_id, const std::string& account_label,
     const std::string& actor_id, std::optional<int> proof_level,
     const std::string& request_id, bool by_supervisor) {
@@ -884,7 +884,7 @@ absl::StatusOr<Identity::EnrollmentStarted> Identity::StartTotpEnrollment(
   return started;
 }
 
-absl::StatusOr<Identity::EnrollmentConfirmed> Identity::ConfirmTotpEnrollment(
+absl::StatusOr<Identity::EnrollmentConfirmed> Identity::ConfirmTotpEnrollmentOnce(
     const std::string& caller_customer, const std::string& enrollment_id,
     const std::string& code, const std::string& request_id, const std::string& language) {
   if (enrollment_id.empty()) {
@@ -1176,7 +1176,7 @@ void Identity::CancelChange(AccountChangeRecord& change, v1::AccountChangeResolu
              {"resolution", v1::AccountChangeResolution_Name(resolution)}});
 }
 
-absl::StatusOr<Identity::ContactChange> Identity::RequestContactChange(
+absl::StatusOr<Identity::ContactChange> Identity::RequestContactChangeOnce(
     const std::string& customer_id, VerificationMethod method, const std::string& address,
     const std::string& supervisor_id, const std::string& language) {
   if (absl::Status s = validation::ValidateId("customer_id", customer_id); !s.ok()) return s;
@@ -1260,7 +1260,7 @@ absl::StatusOr<Identity::LockedChange> Identity::LockChange(const std::string& c
   return LockedChange{*std::move(turn), *std::move(found)};
 }
 
-absl::StatusOr<AccountChangeRecord> Identity::ConfirmAccountChange(
+absl::StatusOr<AccountChangeRecord> Identity::ConfirmAccountChangeOnce(
     const std::string& caller_customer, const std::string& change_id, const std::string& code,
     std::optional<int> verification_level, const std::string& actor_id) {
   if (change_id.empty()) return absl::InvalidArgumentError("change_id: must not be empty");
@@ -1324,7 +1324,7 @@ absl::StatusOr<AccountChangeRecord> Identity::ConfirmAccountChange(
   return change;
 }
 
-absl::StatusOr<AccountChangeRecord> Identity::CancelAccountChange(
+absl::StatusOr<AccountChangeRecord> Identity::CancelAccountChangeOnce(
     const std::string& caller_customer, const std::string& change_id,
     const std::string& actor_id) {
   if (change_id.empty()) return absl::InvalidArgumentError("change_id: must not be empty");
@@ -1367,7 +1367,11 @@ absl::StatusOr<int> Identity::ApplyDueChanges() {
       IdentityWrite write;
       ApplyChange(*customer, *change, v1::ACCOUNT_CHANGE_RESOLUTION_COOLDOWN_PASSED, kSelf, now,
                   write);
-      if (absl::Status s = Commit(std::move(write)); !s.ok()) return s;
+      absl::Status s = Commit(std::move(write));
+      // Another replica wrote the change or its customer since they were
+      // read (e.g. applied it first): a later pass sees what it did.
+      if (absl::IsAborted(s)) continue;
+      if (!s.ok()) return s;
       ++applied;
     }
     if (static_cast<int>(due->size()) < batch) return applied;
@@ -1386,5 +1390,67 @@ absl::StatusOr<int> Identity::Sweep() {
     if (*swept < batch) return deleted;
   }
 }
+
+absl::StatusOr<Identity::Started> Identity::StartVerification(const StartCommand& command) {
+  return Decided([&] { return StartVerificationOnce(command); });
+}
+
+absl::StatusOr<Identity::Completed> Identity::CompleteVerification(
+    const std::string& caller_customer, const std::string& challenge_id,
+    const std::string& code, const std::string& request_id, const std::string& source) {
+  return Decided([&] {
+    return CompleteVerificationOnce(caller_customer, challenge_id, code, request_id, source);
+  });
+}
+
+absl::StatusOr<bool> Identity::RegisterContact(const std::string& customer_id,
+                                               VerificationMethod method,
+                                               const std::string& address,
+                                               const std::string& actor_id) {
+  return Decided([&] { return RegisterContactOnce(customer_id, method, address, actor_id); });
+}
+
+absl::StatusOr<Identity::ContactChange> Identity::RequestContactChange(
+    const std::string& customer_id, VerificationMethod method, const std::string& address,
+    const std::string& supervisor_id, const std::string& language) {
+  return Decided([&] {
+    return RequestContactChangeOnce(customer_id, method, address, supervisor_id, language);
+  });
+}
+
+absl::StatusOr<Identity::EnrollmentStarted> Identity::StartTotpEnrollment(
+    const std::string& customer_id, const std::string& account_label,
+    const std::string& actor_id, std::optional<int> proof_level,
+    const std::string& request_id, bool by_supervisor) {
+  return Decided([&] {
+    return StartTotpEnrollmentOnce(customer_id, account_label, actor_id, proof_level,
+                                   request_id, by_supervisor);
+  });
+}
+
+absl::StatusOr<Identity::EnrollmentConfirmed> Identity::ConfirmTotpEnrollment(
+    const std::string& caller_customer, const std::string& enrollment_id,
+    const std::string& code, const std::string& request_id, const std::string& language) {
+  return Decided([&] {
+    return ConfirmTotpEnrollmentOnce(caller_customer, enrollment_id, code, request_id,
+                                     language);
+  });
+}
+
+absl::StatusOr<AccountChangeRecord> Identity::ConfirmAccountChange(
+    const std::string& caller_customer, const std::string& change_id, const std::string& code,
+    std::optional<int> verification_level, const std::string& actor_id) {
+  return Decided([&] {
+    return ConfirmAccountChangeOnce(caller_customer, change_id, code, verification_level,
+                                    actor_id);
+  });
+}
+
+absl::StatusOr<AccountChangeRecord> Identity::CancelAccountChange(
+    const std::string& caller_customer, const std::string& change_id,
+    const std::string& actor_id) {
+  return Decided([&] { return CancelAccountChangeOnce(caller_customer, change_id, actor_id); });
+}
+
 
 }  // namespace switchboard::identity

@@ -88,7 +88,10 @@ inline constexpr char kAttemptsRemaining[] = "attempts-remaining";
 // that changes a customer's state holds that customer's lock (KeyLocks) from
 // its read to the end of its commit, so attempt caps, rate limits and single
 // use hold exactly under concurrent calls, and each decision is made on
-// durable state. A call is answered only once its write is committed, with
+// durable state. That lock holds within one process; across replicas on one
+// PostgreSQL database, the store refuses a write over records another
+// replica wrote since they were read, and the call reads and decides again
+// (see Decided), so the same limits hold there too. A call is answered only once its write is committed, with
 // its events. A failed commit leaves nothing behind, so the next call simply
 // decides again from what is on disk.
 //
@@ -241,6 +244,53 @@ class Identity {
   }
 
  private:
+  // How often one call reads, decides and writes before a conflict goes to
+  // the caller as ABORTED.
+  static constexpr int kDecideAttempts = 5;
+  // Runs `call` (one whole read-decide-write) and runs it again while the
+  // store refuses its write as decided from stale state: ABORTED, when
+  // another replica wrote a record the call read (PostgresIdentityStore);
+  // the next run reads what that replica wrote and decides anew. A code or
+  // notice handed over by a refused run is merely useless, as after any
+  // failed commit. Up to kDecideAttempts runs.
+  template <typename Call>
+  static auto Decided(Call call) -> decltype(call()) {
+    auto result = call();
+    for (int run = 1; run < kDecideAttempts && absl::IsAborted(result.status()); ++run) {
+      result = call();
+    }
+    return result;
+  }
+  // The calls of the same names, run once (see Decided).
+  absl::StatusOr<Started> StartVerificationOnce(const StartCommand& command);
+  absl::StatusOr<Completed> CompleteVerificationOnce(const std::string& caller_customer,
+                                                     const std::string& challenge_id,
+                                                     const std::string& code,
+                                                     const std::string& request_id,
+                                                     const std::string& source);
+  absl::StatusOr<bool> RegisterContactOnce(const std::string& customer_id,
+                                           common::v1::VerificationMethod method,
+                                           const std::string& address,
+                                           const std::string& actor_id);
+  absl::StatusOr<ContactChange> RequestContactChangeOnce(const std::string& customer_id,
+                                                         common::v1::VerificationMethod method,
+                                                         const std::string& address,
+                                                         const std::string& supervisor_id,
+                                                         const std::string& language);
+  absl::StatusOr<EnrollmentStarted> StartTotpEnrollmentOnce(
+      const std::string& customer_id, const std::string& account_label,
+      const std::string& actor_id, std::optional<int> proof_level,
+      const std::string& request_id, bool by_supervisor);
+  absl::StatusOr<EnrollmentConfirmed> ConfirmTotpEnrollmentOnce(
+      const std::string& caller_customer, const std::string& enrollment_id,
+      const std::string& code, const std::string& request_id, const std::string& language);
+  absl::StatusOr<AccountChangeRecord> ConfirmAccountChangeOnce(
+      const std::string& caller_customer, const std::string& change_id, const std::string& code,
+      std::optional<int> verification_level, const std::string& actor_id);
+  absl::StatusOr<AccountChangeRecord> CancelAccountChangeOnce(const std::string& caller_customer,
+                                                              const std::string& change_id,
+                                                              const std::string& actor_id);
+
   // Holds `customer_id`'s turn, or RESOURCE_EXHAUSTED when it already has
   // max_calls_per_customer calls in progress.
   absl::StatusOr<KeyLocks::Hold> Turn(const std::string& customer_id);

@@ -2,11 +2,12 @@
 #include "libs/events/kafka_sink.h"
 #include "libs/host/host.h"
 #include "libs/log/log.h"
+#include "libs/storage/postgres_pool.h"
 #include "services/identity/code_delivery.h"
 #include "services/identity/identity.h"
 #include "services/identity/identity_service.h"
 #include "services/identity/server_config.h"
-#include "services/identity/sqlite_store.h"
+#include "services/identity/open_store.h"
 
 namespace switchboard::identity {
 namespace {
@@ -30,7 +31,7 @@ int Run(int argc, char** argv) {
 
   // With Kafka delivery, the relay routes the sealed delivery requests to
   // the gateway's topic and everything else to the event sink.
-  host::StoreOptions store_options{host::Migrated(IdentityMigrations())};
+  host::StoreOptions store_options;
   if (config.code_delivery == "kafka") {
     auto settings = events::ParseKafkaSettings(config.code_delivery_kafka_settings);
     if (!settings.ok()) return host.Fail("code_delivery_kafka_settings", settings.status());
@@ -44,15 +45,19 @@ int Run(int argc, char** argv) {
                                           config.code_delivery_topic, RealClock(), host.registry());
     };
   }
-  if (auto exit = host.OpenStore(std::move(store_options))) return *exit;
-  auto notifier = OpenCodeNotifier(config, &host.committer(), keys.delivery_box.get(),
-                                   host.relay_notifier());
+  IdentityStore* store = nullptr;
+  if (auto exit = OpenIdentityStore(host, std::move(store_options), &store)) return *exit;
+  // Sealed codes go to the outbox of the store's database.
+  auto notifier =
+      host.on_postgres()
+          ? OpenCodeNotifier(config, nullptr, &host.Make<storage::PostgresPool>(host.database_uri()),
+                             keys.delivery_box.get(), host.relay_notifier())
+          : OpenCodeNotifier(config, &host.committer(), nullptr, keys.delivery_box.get(),
+                             host.relay_notifier());
   if (!notifier.ok()) return host.Fail("code_outbox_file", notifier.status());
   CodeNotifier& codes = *host.Make<std::unique_ptr<CodeNotifier>>(*std::move(notifier));
-  auto& store = host.Make<SqliteIdentityStore>(&host.committer(), host.database_path(),
-                                               host.topic(), host.relay_notifier());
   auto& metrics = host.Make<IdentityMetrics>(host.registry());
-  auto& identity = host.Make<Identity>(&store, RealClock(), &metrics, keys.hasher.get(),
+  auto& identity = host.Make<Identity>(store, RealClock(), &metrics, keys.hasher.get(),
                                        keys.box.get(), keys.verification_signer.get(),
                                        &codes, config.identity);
   auto& service = host.Make<IdentityService>(&identity, host.keys().verifier.get(), RealClock(),

@@ -35,6 +35,11 @@ struct CustomerRecord {
   std::vector<absl::Time> recent_starts;
   std::vector<absl::Time> recent_failures;
   std::vector<absl::Time> recent_enrollments;
+  // The revision this copy was read at (0: not stored yet). A store that
+  // replicas share (PostgreSQL) writes it only over that same revision and
+  // refuses the write (ABORTED) if another replica wrote the record since;
+  // SQLite's single process does not keep revisions.
+  int64_t revision = 0;
 };
 
 // Failed verifications from one source (a client address) across
@@ -50,6 +55,8 @@ struct SourceRecord {
   // After this the record holds nothing that matters (no failure in the
   // window, no lockout, the run of lockouts over): the sweep deletes it.
   absl::Time forget_after = absl::InfinitePast();
+  // As CustomerRecord::revision.
+  int64_t revision = 0;
 };
 
 enum class ChallengeState { kOpen = 0, kUsed = 1, kReplaced = 2 };
@@ -77,6 +84,8 @@ struct ChallengeRecord {
   std::string token_id;
   absl::Time token_issued_at = absl::UnixEpoch();
   absl::Time token_expires_at = absl::UnixEpoch();
+  // As CustomerRecord::revision.
+  int64_t revision = 0;
 };
 
 // A TOTP enrollment waiting for its confirming code.
@@ -103,6 +112,8 @@ struct EnrollmentRecord {
   // (`change_id`) rather than replacing the authenticator.
   bool by_supervisor = false;
   std::string change_id;
+  // As CustomerRecord::revision.
+  int64_t revision = 0;
 };
 
 enum class ChangeState { kPending = 1, kApplied = 2, kCancelled = 3 };
@@ -137,6 +148,8 @@ struct AccountChangeRecord {
   std::vector<common::v1::VerificationMethod> notified;
   // After this the sweep deletes it (resolved changes are kept a while).
   absl::Time forget_after = absl::InfiniteFuture();
+  // As CustomerRecord::revision.
+  int64_t revision = 0;
 };
 
 // Everything one operation changes, committed atomically with its events.

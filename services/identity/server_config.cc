@@ -136,9 +136,15 @@ absl::StatusOr<IdentityKeys> LoadIdentityKeys(const ServerConfig& config,
 }
 
 absl::StatusOr<std::unique_ptr<CodeNotifier>> OpenCodeNotifier(
-    const ServerConfig& config, storage::GroupCommitter* committer, const SecretBox* delivery_box,
+    const ServerConfig& config, storage::GroupCommitter* committer,
+    storage::PostgresPool* postgres, const SecretBox* delivery_box,
     std::function<void()> after_commit) {
   if (config.code_delivery == "kafka") {
+    if (postgres != nullptr) {
+      return std::make_unique<OutboxCodeNotifier>(postgres, delivery_box,
+                                                  config.code_delivery_topic, RealClock(),
+                                                  std::move(after_commit));
+    }
     return std::make_unique<OutboxCodeNotifier>(committer, delivery_box,
                                                 config.code_delivery_topic, RealClock(),
                                                 std::move(after_commit));

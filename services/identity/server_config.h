@@ -12,6 +12,7 @@
 #include "libs/auth/verifier.h"
 #include "libs/config/flags.h"
 #include "libs/storage/group_commit.h"
+#include "libs/storage/postgres_pool.h"
 #include "services/identity/notifier.h"
 #include "services/identity/crypto.h"
 #include "services/identity/identity.h"
@@ -69,11 +70,13 @@ absl::StatusOr<IdentityKeys> LoadIdentityKeys(const ServerConfig& config,
                                               std::string* failed_step);
 
 // Where one-time codes go, as `config.code_delivery` says: sealed into the
-// outbox through `committer` (kafka; `after_commit` wakes the relay), or
+// outbox (kafka; `after_commit` wakes the relay), PostgreSQL's through
+// `postgres` when it is not null, else SQLite's through `committer`; or
 // the development file (a warning is logged: codes in plain text). Errors
 // name the file.
 absl::StatusOr<std::unique_ptr<CodeNotifier>> OpenCodeNotifier(
-    const ServerConfig& config, storage::GroupCommitter* committer, const SecretBox* delivery_box,
+    const ServerConfig& config, storage::GroupCommitter* committer,
+    storage::PostgresPool* postgres, const SecretBox* delivery_box,
     std::function<void()> after_commit);
 
 }  // namespace switchboard::identity

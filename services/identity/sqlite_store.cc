@@ -2,62 +2,16 @@
 
 #include <tuple>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "libs/events/outbox.h"
 #include "libs/storage/time_column.h"
+#include "services/identity/store_sql.h"
 
 namespace switchboard::identity {
 namespace {
 
 using storage::FromMicros;
 using storage::ToMicros;
-
-std::string JoinTimes(const std::vector<absl::Time>& times) {
-  return absl::StrJoin(times, ",", [](std::string* out, absl::Time t) {
-    absl::StrAppend(out, ToMicros(t));
-  });
-}
-
-absl::StatusOr<std::vector<absl::Time>> SplitTimes(const std::string& text) {
-  std::vector<absl::Time> times;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int64_t micros = 0;
-    if (!absl::SimpleAtoi(part, &micros)) {
-      return absl::DataLossError("identity.db: unreadable time list");
-    }
-    times.push_back(FromMicros(micros));
-  }
-  return times;
-}
-
-constexpr char kCustomerColumns[] =
-    "customer_id, email, phone, totp_secret_sealed, totp_enrolled_at_micros, last_totp_step, "
-    "current_challenge_id, locked_until_micros, recent_starts, recent_failures, "
-    "recent_enrollments, lockouts";
-constexpr char kSourceColumns[] =
-    "source_key, recent_failures, locked_until_micros, lockouts, forget_after_micros";
-constexpr char kChallengeColumns[] =
-    "challenge_id, customer_id, method, session_id, code_hash, created_at_micros, "
-    "expires_at_micros, attempts_used, max_attempts, state, start_request_id, "
-    "complete_request_id, completed_code_hash, token_id, token_issued_at_micros, "
-    "token_expires_at_micros";
-constexpr char kEnrollmentColumns[] =
-    "enrollment_id, customer_id, secret_sealed, actor_id, created_at_micros, "
-    "expires_at_micros, attempts_used, used, start_request_id, account_label, "
-    "confirm_request_id, confirmed_at_micros, replaced, by_supervisor, change_id";
-constexpr char kChangeColumns[] =
-    "change_id, customer_id, method, new_address, new_secret_sealed, totp_step, "
-    "requested_by, requested_at_micros, effective_at_micros, state, resolution, resolved_by, "
-    "resolved_at_micros, code_hash, code_attempts, notified, forget_after_micros";
-
-std::string JoinMethods(const std::vector<common::v1::VerificationMethod>& methods) {
-  return absl::StrJoin(methods, ",", [](std::string* out, common::v1::VerificationMethod m) {
-    absl::StrAppend(out, static_cast<int>(m));
-  });
-}
 
 absl::StatusOr<CustomerRecord> CustomerFromRow(const storage::Statement& row) {
   CustomerRecord c;
@@ -149,13 +103,10 @@ absl::StatusOr<AccountChangeRecord> ChangeFromRow(const storage::Statement& row)
   c.resolved_at = FromMicros(row.ColumnInt(12));
   c.code_hash = row.ColumnBlob(13);
   c.code_attempts = static_cast<int>(row.ColumnInt(14));
-  for (absl::string_view part : absl::StrSplit(row.ColumnText(15), ',', absl::SkipEmpty())) {
-    int method = 0;
-    if (!absl::SimpleAtoi(part, &method)) {
-      return absl::DataLossError("identity.db: unreadable notified list");
-    }
-    c.notified.push_back(static_cast<common::v1::VerificationMethod>(method));
-  }
+  absl::StatusOr<std::vector<common::v1::VerificationMethod>> notified =
+      SplitMethods(row.ColumnText(15));
+  if (!notified.ok()) return notified.status();
+  c.notified = std::move(*notified);
   c.forget_after = FromMicros(row.ColumnInt(16));
   return c;
 }

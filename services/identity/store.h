@@ -14,7 +14,8 @@ namespace switchboard::identity {
 
 // Durable identity state. Nothing of it is cached: the logic reads what it
 // needs per call, through primary keys and indexes, so memory does not grow
-// with customers or history. Implementations: SqliteIdentityStore.
+// with customers or history. Implementations: SqliteIdentityStore,
+// PostgresIdentityStore (shared by replicas).
 // Thread-safe; reads and DeleteExpired block (call them from worker threads).
 class IdentityStore {
  public:
@@ -56,8 +57,11 @@ class IdentityStore {
 
   // Commits `write` (state and events in one transaction). Writes commit in
   // the order Apply is called; `done` then runs with the outcome, in the
-  // same order, on a thread of the store's. `done` must not block. A failed
-  // write leaves nothing behind.
+  // same order, on a thread of the store's (PostgreSQL: on the caller's,
+  // where calls of one customer are ordered by the logic's lock). `done`
+  // must not block. A failed write leaves nothing behind. ABORTED: a store
+  // shared by replicas found a record of `write` written by another since
+  // its `revision` was read (see model.h); read and decide again.
   virtual void Apply(IdentityWrite write, std::function<void(absl::Status)> done) = 0;
 
   // Deletes up to `limit` challenges and up to `limit` enrollments that

@@ -1,39 +1,81 @@
-#include "services/identity/sqlite_store.h"
+#include <atomic>
+#include <thread>
 
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/events/envelope.h"
+#include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/postgres.h"
+#include "services/identity/postgres_store.h"
+#include "services/identity/sqlite_store.h"
 
 namespace switchboard::identity {
 namespace {
 
-class SqliteIdentityStoreTest : public ::testing::Test {
- protected:
-  SqliteIdentityStoreTest() : path_(storage::MakeTempDir() + "/identity.db") { Open(); }
+enum class Backend { kSqlite, kPostgres };
 
+// One server for the test binary, started on first use (from the test's
+// main thread); each test case gets a database of its own.
+testing::PostgresServer& SharedServer() {
+  static testing::PostgresServer server;
+  return server;
+}
+
+constexpr char kTopic[] = "switchboard.identity.v1";
+
+absl::Status ApplyTo(IdentityStore& store, IdentityWrite write) {
+  absl::Notification done;
+  absl::Status status;
+  store.Apply(std::move(write), [&](absl::Status s) {
+    status = s;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return status;
+}
+
+// The same cases on each backend: a SQLite file in a temporary folder, and
+// a fresh database on a real PostgreSQL.
+class IdentityStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  IdentityStoreTest() {
+    if (GetParam() == Backend::kSqlite) {
+      path_ = storage::MakeTempDir() + "/identity.db";
+    } else {
+      uri_ = SharedServer().CreateDatabase();
+    }
+    Open();
+  }
+
+  // Opens the store (again, as after a restart).
   void Open() {
     store_.reset();
     committer_.reset();
+    db_.reset();
+    if (GetParam() == Backend::kPostgres) {
+      auto migrated =
+          storage::PostgresConnection::OpenMigrated(uri_, PostgresIdentityMigrations());
+      ASSERT_TRUE(migrated.ok()) << migrated.status();
+      store_ = std::make_unique<PostgresIdentityStore>(uri_, kTopic, [this] { ++commits_; });
+      return;
+    }
     db_ = *storage::Database::Open({path_});
     ASSERT_TRUE(db_->Migrate(IdentityMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqliteIdentityStore>(
-        committer_.get(), path_, "switchboard.identity.v1", [this] { ++commits_; });
+    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), path_, kTopic,
+                                                   [this] { ++commits_; });
   }
 
-  absl::Status Apply(IdentityWrite write) {
-    absl::Notification done;
-    absl::Status status;
-    store_->Apply(std::move(write), [&](absl::Status s) {
-      status = s;
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return status;
-  }
+  absl::Status Apply(IdentityWrite write) { return ApplyTo(*store_, std::move(write)); }
 
   int64_t OutboxRows() {
+    if (GetParam() == Backend::kPostgres) {
+      auto db = storage::PostgresConnection::Open(uri_);
+      if (!db.ok()) return -1;
+      auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
+      return rows.ok() ? rows->Int(0, 0) : -1;
+    }
     int64_t rows = -1;
     EXPECT_TRUE(committer_
                     ->Commit([&](storage::Database& db) {
@@ -48,14 +90,15 @@ class SqliteIdentityStoreTest : public ::testing::Test {
     return rows;
   }
 
-  const std::string path_;
+  std::string path_;  // SQLite
+  std::string uri_;   // PostgreSQL
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
-  std::unique_ptr<SqliteIdentityStore> store_;
-  int commits_ = 0;
+  std::unique_ptr<IdentityStore> store_;
+  std::atomic<int> commits_{0};
 };
 
-TEST_F(SqliteIdentityStoreTest, RoundTripsEveryRecordAcrossReopen) {
+TEST_P(IdentityStoreTest, RoundTripsEveryRecordAcrossReopen) {
   const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
   IdentityWrite write;
   CustomerRecord& c = write.customers.emplace_back();
@@ -166,7 +209,7 @@ TEST_F(SqliteIdentityStoreTest, RoundTripsEveryRecordAcrossReopen) {
   EXPECT_TRUE(store_->GetCustomer("cust-1")->has_value());
 }
 
-TEST_F(SqliteIdentityStoreTest, AccountChangesAndSourcesAreFoundByTheirIndexes) {
+TEST_P(IdentityStoreTest, AccountChangesAndSourcesAreFoundByTheirIndexes) {
   const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
   IdentityWrite write;
   const auto change = [&](const std::string& id, const std::string& customer,
@@ -237,7 +280,7 @@ TEST_F(SqliteIdentityStoreTest, AccountChangesAndSourcesAreFoundByTheirIndexes) 
   EXPECT_TRUE(store_->GetChange("chg_new")->has_value());
 }
 
-TEST_F(SqliteIdentityStoreTest, ADatabaseOfTheFirstReleaseMigratesAndKeepsItsRows) {
+TEST(SqliteIdentityStoreTest, ADatabaseOfTheFirstReleaseMigratesAndKeepsItsRows) {
   const std::string path = storage::MakeTempDir() + "/old.db";
   {
     auto old = storage::Database::Open({path});
@@ -259,7 +302,7 @@ TEST_F(SqliteIdentityStoreTest, ADatabaseOfTheFirstReleaseMigratesAndKeepsItsRow
   EXPECT_EQ((*challenge)->state, ChallengeState::kOpen);
 }
 
-TEST_F(SqliteIdentityStoreTest, AFailedWriteLeavesNothingBehind) {
+TEST_P(IdentityStoreTest, AFailedWriteLeavesNothingBehind) {
   IdentityWrite write;
   write.customers.emplace_back().customer_id = "cust-1";
   // An unsealed event makes AppendToOutbox fail: the customer row must go too.
@@ -268,6 +311,126 @@ TEST_F(SqliteIdentityStoreTest, AFailedWriteLeavesNothingBehind) {
   EXPECT_EQ(commits_, 0);
   EXPECT_FALSE(store_->GetCustomer("cust-1")->has_value());
   EXPECT_EQ(OutboxRows(), 0);
+}
+
+TEST_P(IdentityStoreTest, AWriteOverAStaleRevisionIsRefusedAndLeavesNothing) {
+  if (GetParam() == Backend::kSqlite) {
+    GTEST_SKIP() << "SQLite's one process serialises each customer itself; it keeps no "
+                    "revisions";
+  }
+  const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  IdentityWrite first;
+  first.customers.emplace_back().customer_id = "cust-1";
+  ASSERT_TRUE(Apply(first).ok());
+  // A record read as absent must still be absent.
+  EXPECT_TRUE(absl::IsAborted(Apply(first)));
+
+  CustomerRecord read = **store_->GetCustomer("cust-1");
+  EXPECT_EQ(read.revision, 1);
+  CustomerRecord winner = read;
+  winner.lockouts = 1;
+  IdentityWrite won;
+  won.customers.push_back(winner);
+  ASSERT_TRUE(Apply(won).ok());
+
+  // The loser read the same revision: its whole write goes, events too.
+  CustomerRecord loser = read;
+  loser.lockouts = 7;
+  IdentityWrite lost;
+  lost.customers.push_back(loser);
+  ChallengeRecord& challenge = lost.challenges.emplace_back();
+  challenge.challenge_id = "chl_1";
+  challenge.customer_id = "cust-1";
+  events::v1::Event& event = lost.events.emplace_back();
+  event.mutable_contact_changed()->set_customer_id("cust-1");
+  ASSERT_TRUE(events::Seal(event, "identity", "cust-1", t).ok());
+  absl::Status refused = Apply(lost);
+  EXPECT_TRUE(absl::IsAborted(refused)) << refused;
+  EXPECT_EQ((*store_->GetCustomer("cust-1"))->lockouts, 1);
+  EXPECT_EQ((*store_->GetCustomer("cust-1"))->revision, 2);
+  EXPECT_FALSE(store_->GetChallenge("chl_1")->has_value());
+  EXPECT_EQ(OutboxRows(), 0);
+
+  // One pending change per customer and method, whoever inserts the second.
+  AccountChangeRecord change;
+  change.change_id = "chg_1";
+  change.customer_id = "cust-1";
+  change.method = common::v1::VERIFICATION_METHOD_EMAIL_OTP;
+  change.state = ChangeState::kPending;
+  IdentityWrite pending;
+  pending.changes.push_back(change);
+  ASSERT_TRUE(Apply(pending).ok());
+  pending.changes[0].change_id = "chg_2";
+  EXPECT_TRUE(absl::IsAborted(Apply(pending)));
+  // Superseding the first in the same write makes room for the second.
+  AccountChangeRecord superseded = **store_->GetChange("chg_1");
+  superseded.state = ChangeState::kCancelled;
+  pending.changes.push_back(superseded);
+  EXPECT_TRUE(Apply(pending).ok());
+  ASSERT_EQ(store_->PendingChanges("cust-1")->size(), 1u);
+  EXPECT_EQ(store_->PendingChanges("cust-1")->at(0).change_id, "chg_2");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, IdentityStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
+// Two PostgresIdentityStores on one database stand for two identity
+// replicas: each decides from what it read, and the revision makes the
+// loser of every race read and decide again, so no update is lost.
+TEST(TwoReplicasTest, EveryReadDecideWriteOfOneCustomerCountsOnceAcrossStores) {
+  const std::string uri = SharedServer().CreateDatabase();
+  ASSERT_TRUE(storage::PostgresConnection::OpenMigrated(uri, PostgresIdentityMigrations()).ok());
+  PostgresIdentityStore a(uri, kTopic, nullptr);
+  PostgresIdentityStore b(uri, kTopic, nullptr);
+  const absl::Time t = absl::FromUnixSeconds(1'800'000'000);
+  constexpr int kThreads = 8;
+  constexpr int kEach = 15;
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      IdentityStore& store = i % 2 == 0 ? static_cast<IdentityStore&>(a) : b;
+      for (int n = 0; n < kEach; ++n) {
+        // A failed attempt: read the customer, count it, write it back
+        // with its event; on a refusal, read again (as the logic does).
+        while (true) {
+          auto read = store.GetCustomer("cust-1");
+          ASSERT_TRUE(read.ok()) << read.status();
+          CustomerRecord customer;
+          if (read->has_value()) {
+            customer = **read;
+          } else {
+            customer.customer_id = "cust-1";
+          }
+          customer.recent_failures.push_back(t + absl::Microseconds(i * 1000 + n));
+          IdentityWrite write;
+          write.customers.push_back(customer);
+          events::v1::Event& event = write.events.emplace_back();
+          event.mutable_verification_failed()->set_customer_id("cust-1");
+          EXPECT_TRUE(events::Seal(event, "identity", "cust-1", t).ok());
+          absl::Status status = ApplyTo(store, std::move(write));
+          if (status.ok()) break;
+          ASSERT_TRUE(absl::IsAborted(status)) << status;
+          refused.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  auto customer = a.GetCustomer("cust-1");
+  ASSERT_TRUE(customer.ok() && customer->has_value());
+  EXPECT_EQ((*customer)->recent_failures.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ((*customer)->revision, kThreads * kEach);
+  // The race happened: some writes were refused and decided again.
+  EXPECT_GT(refused.load(), 0);
+  auto db = storage::PostgresConnection::Open(uri);
+  ASSERT_TRUE(db.ok());
+  auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->Int(0, 0), kThreads * kEach);
 }
 
 }  // namespace
