@@ -5,25 +5,49 @@
 # method can be described and called with the token header (any answer but
 # UNIMPLEMENTED, UNAUTHENTICATED, INTERNAL or UNKNOWN). Needs grpcurl in
 # /usr/local/bin (tools/setup.sh installs it).
+#
+# With --postgres --replicas=2 (grpcurl_examples_postgres_test), the same on
+# `tools/run.sh --postgres --replicas=2`, every replica's port included, and
+# then: no SQLite file anywhere (all state in PostgreSQL); a complaint filed
+# on one feedback replica and retried on the other is one complaint; with one
+# bot replica killed (SIGKILL) a new session still gets its bot turn through
+# the other; and after a restart of the whole platform the README's session
+# is still there.
 set -euo pipefail
 root="${TEST_SRCDIR:?run with bazel test}/${TEST_WORKSPACE:-switchboard}"
 cd "$root"
 GRPCURL=/usr/local/bin/grpcurl
 [[ -x "$GRPCURL" ]] || GRPCURL=$(command -v grpcurl) ||
   { echo "FAIL: grpcurl not installed; run tools/setup.sh" >&2; exit 1; }
+run_flags=("$@")
+postgres=false
+[[ " ${run_flags[*]} " == *" --postgres "* ]] && postgres=true
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/grpcurl.XXXXXX")
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
-# run.sh's twelve ports (gRPC base+1..6, metrics base+2001..6), held by a
-# coprocess for as long as this script runs, so that nothing else can take
-# them before the servers bind them.
-coproc PORTS { "$root/libs/testing/hold_ports" 1 2 3 4 5 6 2001 2002 2003 2004 2005 2006; }
+# run.sh's ports (gRPC base+1..6, metrics base+2001..6; with --postgres also
+# PostgreSQL's base+99 and the second replicas' base+11..16, base+2011..16),
+# held by a coprocess for as long as this script runs, so that nothing else
+# can take them before the servers bind them.
+offsets=(1 2 3 4 5 6 2001 2002 2003 2004 2005 2006)
+$postgres && offsets+=(99 11 12 13 14 15 16 2011 2012 2013 2014 2015 2016)
+coproc PORTS { "$root/libs/testing/hold_ports" "${offsets[@]}"; }
 read -r base <&"${PORTS[0]}" || { echo "FAIL: no free port range" >&2; exit 1; }
 
-SWITCHBOARD_BIN_DIR="$root" SWITCHBOARD_PORT_BASE=$base SWITCHBOARD_DATA_DIR="$work/data" \
-  SWITCHBOARD_DRAIN_DEADLINE=3s bash tools/run.sh >"$work/run.log" 2>&1 &
-launcher=$!
+# Starts tools/run.sh with the given flags; its output goes to $work/run.log.
+start_launcher() {
+  SWITCHBOARD_BIN_DIR="$root" SWITCHBOARD_PORT_BASE=$base SWITCHBOARD_DATA_DIR="$work/data" \
+    SWITCHBOARD_DRAIN_DEADLINE=3s bash tools/run.sh "$@" >"$work/run.log" 2>&1 &
+  launcher=$!
+  for _ in $(seq 600); do
+    grep -qs 'Ctrl-C stops everything' "$work/run.log" && break
+    kill -0 "$launcher" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q 'Ctrl-C stops everything' "$work/run.log" ||
+    { echo "FAIL: the platform did not start" >&2; cat "$work/run.log" >&2; exit 1; }
+}
 stop_launcher() {
   kill -TERM "$launcher" 2>/dev/null || return 0
   local code=0
@@ -32,13 +56,7 @@ stop_launcher() {
   return "$code"
 }
 trap 'kill -TERM $launcher $PORTS_PID 2>/dev/null || true' EXIT
-for _ in $(seq 600); do
-  grep -qs 'Ctrl-C stops everything' "$work/run.log" && break
-  kill -0 "$launcher" 2>/dev/null || break
-  sleep 0.1
-done
-grep -q 'Ctrl-C stops everything' "$work/run.log" ||
-  { echo "FAIL: the platform did not start" >&2; cat "$work/run.log" >&2; exit 1; }
+start_launcher "${run_flags[@]}"
 
 # The README's block, pointed at this run: its ports, binaries and key.
 awk '/^### Try it with grpcurl/ {on = 1} on && /^```sh/ {code = 1; next}
@@ -94,10 +112,16 @@ fi
 # Reflection: every service, every method described and callable.
 token=$(mint ops-1 supervisor)
 methods=0
+ports=()
 index=0
 for name in sessions routing bot presence identity feedback; do
   index=$((index + 1))
-  address="localhost:$((base + index))"
+  ports+=("$name $((base + index))")
+  grep -q "^$name-2 " "$work/run.log" && ports+=("$name-2 $((base + 10 + index))")
+done
+for entry in "${ports[@]}"; do
+  read -r name port <<<"$entry"
+  address="localhost:$port"
   listed=$("$GRPCURL" -plaintext "$address" list) || { fail "$name: list failed"; continue; }
   for expected in grpc.health.v1.Health grpc.reflection.v1alpha.ServerReflection; do
     grep -qx "$expected" <<<"$listed" || fail "$name: list lacks $expected"
@@ -120,6 +144,69 @@ for name in sessions routing bot presence identity feedback; do
 done
 echo "methods described and called: $methods"
 ((methods >= 30)) || fail "only $methods methods found by reflection"
+
+if $postgres; then
+  for name in identity-2 bot-2 feedback-2; do
+    grep -q "^$name " "$work/run.log" || fail "run.sh --replicas=2 started no $name"
+  done
+  for name in sessions-2 routing-2 presence-2; do
+    grep -q "^$name " "$work/run.log" && fail "run.sh started $name, which must run alone"
+  done
+  sqlite=$(find "$work/data" -name '*.db' -print)
+  [[ -z "$sqlite" ]] || fail "SQLite files on --postgres: $sqlite"
+  session=$(grep -hoE '"(session_id|sessionId)": "[^"]*"' "${outputs[@]}" | head -1 | cut -d'"' -f4)
+
+  # One complaint, filed on feedback-2 and retried on feedback (the first
+  # answer replayed, the same id).
+  complaint() {
+    "$GRPCURL" -plaintext -max-time 10 -H "authorization: Bearer $(mint cust-1 customer)" \
+      -d "{\"session_id\":\"$session\",\"request_id\":\"replicas-1\",\"category\":\"CATEGORY_DEPOSIT\",\"reason\":\"COMPLAINT_REASON_AGENT_CONDUCT\",\"description\":\"filed twice\"}" \
+      "localhost:$1" switchboard.feedback.v1.FeedbackService/FileComplaint 2>&1
+  }
+  first=$(complaint $((base + 16))) || fail "FileComplaint on feedback-2: $first"
+  second=$(complaint $((base + 6))) || fail "FileComplaint retried on feedback: $second"
+  id_of() { grep -oE '"(complaint_id|complaintId)": "[^"]*"' <<<"$1" | head -1 | cut -d'"' -f4; }
+  [[ -n "$(id_of "$first")" && "$(id_of "$first")" == "$(id_of "$second")" ]] ||
+    fail "the retry on another replica made another complaint: $first / $second"
+  grep -q '"replayed": true' <<<"$second" || fail "the retry was not replayed: $second"
+
+  # bot-2 dies; sessions' round_robin carries on with bot.
+  bot2=$(pgrep -f "bot_server .*--port=$((base + 13))( |$)" || true)
+  [[ -n "$bot2" ]] || fail "no bot-2 process"
+  [[ -z "$bot2" ]] || kill -KILL "$bot2"
+  sleep 0.5  # sessions' channel sees the connection close
+  for n in 1 2 3; do
+    created=$("$GRPCURL" -plaintext -max-time 10 -H "authorization: Bearer $(mint cust-9 customer)" \
+      -d "{\"channel\":\"CHANNEL_CHAT\",\"category\":\"CATEGORY_DEPOSIT\",\"language\":\"en\",\"request_id\":\"after-kill-$n\",\"first_message\":{\"text\":\"how long does a bank deposit take?\"}}" \
+      "localhost:$((base + 1))" switchboard.sessions.v1.SessionsService/CreateSession 2>&1) ||
+      fail "CreateSession $n after bot-2 died: $created"
+    sid=$(grep -oE '"(session_id|sessionId)": "[^"]*"' <<<"$created" | head -1 | cut -d'"' -f4)
+    answered=false
+    for _ in $(seq 50); do
+      "$GRPCURL" -plaintext -max-time 5 -H "authorization: Bearer $(mint cust-9 customer)" \
+        -d "{\"session_id\":\"$sid\"}" "localhost:$((base + 1))" \
+        switchboard.sessions.v1.SessionsService/ListMessages >"$work/messages" 2>&1 || true
+      grep -q 'SENDER_ROLE_BOT' "$work/messages" && { answered=true; break; }
+      sleep 0.2
+    done
+    $answered || fail "session $n after bot-2 died got no bot turn: $(cat "$work/messages")"
+  done
+
+  # Every process stops cleanly but the killed one.
+  kill -TERM "$launcher"
+  wait "$launcher" || true
+  for line in $(grep -oE '^run: [a-z]+(-2)? exited [0-9]+' "$work/run.log" | tr ' ' '_'); do
+    [[ "$line" == run:_bot-2_exited_137 || "$line" == *_exited_0 ]] || fail "$line"
+  done
+  grep -q '^run: postgres exited 0' "$work/run.log" || fail "PostgreSQL did not stop cleanly"
+
+  # The state outlives the processes: a new platform on the same database.
+  start_launcher --postgres
+  got=$("$GRPCURL" -plaintext -max-time 10 -H "authorization: Bearer $(mint cust-1 customer)" \
+    -d "{\"session_id\":\"$session\"}" "localhost:$((base + 1))" \
+    switchboard.sessions.v1.SessionsService/GetSession 2>&1) || fail "GetSession after restart: $got"
+  grep -q "$session" <<<"$got" || fail "the session is gone after a restart: $got"
+fi
 
 trap - EXIT
 stop_launcher || failures=$((failures + 1))

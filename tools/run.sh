@@ -12,6 +12,19 @@
 #                                # dials its peers with its certificate: a local
 #                                # CA and certificates in DATA_DIR/tls, made once
 #                                # by tools/dev_certs.sh (openssl)
+#   bash tools/run.sh --postgres # a local PostgreSQL (Debian's, data in
+#                                # DATA_DIR/postgres, port base+99: 7199) holds
+#                                # every service's state instead of SQLite files
+#   bash tools/run.sh --postgres --replicas=2
+#                                # also a second process of each service that
+#                                # may run as several (identity, bot, feedback)
+#                                # on ports base+11.. (7111..), metrics
+#                                # base+2011.., data (events, logs) in
+#                                # DATA_DIR/replica-2; sessions, routing and
+#                                # presence stay one process each (they refuse
+#                                # a second on one database); callers reach
+#                                # replicas through gRPC's round_robin over
+#                                # the address list
 #   SWITCHBOARD_DATA_DIR=/tmp/sb bash tools/run.sh
 #   SWITCHBOARD_PORT_BASE=30000 bash tools/run.sh
 #                                # gRPC on base+1..base+6, metrics on
@@ -34,13 +47,27 @@ cd "$(dirname "$0")/.."
 
 kafka=false
 tls=false
+postgres=false
+replicas=1
+usage="usage: tools/run.sh [--kafka] [--tls] [--postgres [--replicas=N]]"
 for arg in "$@"; do
   case "$arg" in
     --kafka) kafka=true ;;
     --tls) tls=true ;;
-    *) echo "usage: tools/run.sh [--kafka] [--tls]" >&2; exit 2 ;;
+    --postgres) postgres=true ;;
+    --replicas=*) replicas=${arg#--replicas=} ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
 done
+if ! [[ "$replicas" =~ ^[1-9]$ ]]; then
+  echo "run: --replicas=$replicas: must be a number from 1 to 9" >&2
+  exit 2
+fi
+if ((replicas > 1)) && ! $postgres; then
+  echo "run: --replicas=$replicas needs --postgres: replicas share one PostgreSQL database" \
+    "(two processes must never share a SQLite file)" >&2
+  exit 2
+fi
 
 bin=${SWITCHBOARD_BIN_DIR:-}
 [[ -n "$bin" ]] || bash tools/setup.sh
@@ -50,28 +77,57 @@ base=${SWITCHBOARD_PORT_BASE:-7100}
 bind=${SWITCHBOARD_BIND_ADDRESS:-127.0.0.1}
 tls_dir="$data_dir/tls"
 
-# name grpc_port metrics_port, in the README's order.
+# The services that may run as several processes on one database; the
+# others keep state in memory and hold a lock on the database for their
+# life, so a second one is refused.
+replicable=" identity bot feedback "
+# name grpc_port metrics_port data_dir, in the README's order; replica r of a
+# service (r > 1) listens 10 * (r - 1) ports higher.
 all_services=()
+# Each service's gRPC ports, replicas included ("p1 p2 ...").
+declare -A ports
 index=0
 for name in sessions routing bot presence identity feedback; do
   index=$((index + 1))
-  all_services+=("$name $((base + index)) $((base + 2000 + index))")
+  all_services+=("$name $((base + index)) $((base + 2000 + index)) $data_dir")
+  ports[$name]=$((base + index))
+  if [[ "$replicable" == *" $name "* ]]; then
+    for ((r = 2; r <= replicas; r++)); do
+      offset=$((10 * (r - 1) + index))
+      all_services+=("$name $((base + offset)) $((base + 2000 + offset)) $data_dir/replica-$r")
+      ports[$name]+=" $((base + offset))"
+    done
+  fi
 done
+# A peer's target: its one address, or all its replicas' for gRPC's
+# round_robin (libs/client).
+peer() {
+  local list=(${ports[$1]})
+  if ((${#list[@]} == 1)); then
+    echo "localhost:${list[0]}"
+  else
+    local IFS=,
+    echo "ipv4:${list[*]/#/127.0.0.1:}"
+  fi
+}
 # Peers' addresses (each service's default is localhost:<default port>).
 declare -A peer_flags=(
-  [sessions]="--bot_address=localhost:$((base + 3)) --routing_address=localhost:$((base + 2))"
-  [routing]="--presence_address=localhost:$((base + 4)) --sessions_address=localhost:$((base + 1))"
-  [feedback]="--sessions_address=localhost:$((base + 1)) --routing_address=localhost:$((base + 2))"
+  [sessions]="--bot_address=$(peer bot) --routing_address=$(peer routing)"
+  [routing]="--presence_address=$(peer presence) --sessions_address=$(peer sessions)"
+  [feedback]="--sessions_address=$(peer sessions) --routing_address=$(peer routing)"
 )
 services=()
 targets=(//tools/healthcheck //tools/mint_token //tools/kafka_topics //tools/event_consumer)
 for entry in "${all_services[@]}"; do
-  read -r name _ _ <<<"$entry"
+  read -r name _ _ _ <<<"$entry"
+  target=//services/$name:${name}_server
   if [[ -n "$bin" ]]; then
     [[ -x "$bin/services/$name/${name}_server" ]] && services+=("$entry")
+  elif [[ " ${targets[*]} " == *" $target "* ]]; then
+    services+=("$entry")  # a replica
   elif [[ -f "services/$name/BUILD" ]] && grep -q "name = \"${name}_server\"" "services/$name/BUILD"; then
     services+=("$entry")
-    targets+=("//services/$name:${name}_server")
+    targets+=("$target")
   fi
 done
 
@@ -104,6 +160,7 @@ pids=()
 names=()
 clamd_pid=
 clamd_dir=
+postgres_pid=
 # $1: "signal" (Ctrl-C, SIGTERM: exit 0 if every service exited 0) or "exit".
 stop() {
   trap - INT TERM EXIT
@@ -128,6 +185,15 @@ stop() {
     ((code == 0)) || failed=1
   fi
   [[ -z "$clamd_dir" ]] || rm -rf "$clamd_dir"
+  # After the services: a fast shutdown (SIGINT) rolls back what is open and
+  # checkpoints; committed data stays.
+  if [[ -n "$postgres_pid" ]]; then
+    kill -INT "$postgres_pid" 2>/dev/null || true
+    code=0
+    wait "$postgres_pid" 2>/dev/null || code=$?
+    echo "run: postgres exited $code"
+    ((code == 0)) || failed=1
+  fi
   if $kafka; then
     bash tools/kafka/broker.sh stop "$data_dir/kafka"
   fi
@@ -146,8 +212,8 @@ if $tls; then
   echo "run: mTLS with the development CA in $tls_dir"
   cert_names=(client)
   for entry in "${services[@]}"; do
-    read -r name _ _ <<<"$entry"
-    cert_names+=("$name")
+    read -r name _ _ _ <<<"$entry"
+    [[ " ${cert_names[*]} " == *" $name "* ]] || cert_names+=("$name")
   done
   bash tools/dev_certs.sh "$tls_dir" "${cert_names[@]}" | sed 's/^/run:   made /'
   client_tls=(--tls_ca_file="$tls_dir/ca.pem" --tls_cert_file="$tls_dir/client.pem"
@@ -159,6 +225,59 @@ if $kafka; then
   "$bin/tools/kafka_topics/kafka_topics" --brokers="$brokers" --replication_factor=1 \
     --file=deploy/kafka/topics.conf >/dev/null
   service_flags+=(--kafka_brokers="$brokers")
+fi
+
+if $postgres; then
+  # Debian's PostgreSQL (tools/setup.sh installs it), the newest under
+  # /usr/lib/postgresql. It refuses to run as root: as root it runs as the
+  # `postgres` user, which must be able to reach its folder; where it cannot
+  # (a data folder under /root, mode 700) the cluster lives under
+  # /var/lib/switchboard and DATA_DIR/postgres points there.
+  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  if [[ ! -x "$pg_bin/postgres" ]]; then
+    echo "run: no PostgreSQL server under /usr/lib/postgresql; run tools/setup.sh" >&2
+    exit 1
+  fi
+  pg_port=$((base + 99))
+  pg_dir="$data_dir/postgres"
+  as_pg=()
+  if (($(id -u) == 0)); then
+    as_pg=(setpriv --reuid=postgres --regid=postgres --clear-groups)
+    if [[ ! -e "$pg_dir" ]] && ! "${as_pg[@]}" test -x "$data_dir"; then
+      elsewhere="/var/lib/switchboard/postgres-$(realpath -m "$data_dir" | sha256sum | cut -c1-12)"
+      mkdir -p "$elsewhere"
+      ln -s "$elsewhere" "$pg_dir"
+      echo "run: user postgres cannot enter $data_dir: PostgreSQL's files are in $elsewhere"
+    fi
+    mkdir -p "$pg_dir"
+    chown -R postgres:postgres "$(realpath "$pg_dir")"
+  fi
+  if [[ ! -f "$pg_dir/PG_VERSION" ]]; then
+    echo "run: initdb $pg_dir (development only: trust on 127.0.0.1, no password)"
+    "${as_pg[@]}" "$pg_bin/initdb" -D "$(realpath "$pg_dir")" -U postgres --auth=trust \
+      -E UTF8 --locale=C.UTF-8 >"$data_dir/logs/initdb.log" 2>&1 ||
+      { echo "run: initdb failed; see $data_dir/logs/initdb.log" >&2; exit 1; }
+  fi
+  echo "run: starting PostgreSQL on 127.0.0.1:$pg_port (data in $pg_dir)"
+  "${as_pg[@]}" "$pg_bin/postgres" -D "$(realpath "$pg_dir")" -h 127.0.0.1 -p "$pg_port" \
+    -k "$(realpath "$pg_dir")" >>"$data_dir/logs/postgres.log" 2>&1 &
+  postgres_pid=$!
+  for ((i = 0; i < 300; i++)); do
+    pg_isready -q -h 127.0.0.1 -p "$pg_port" && break
+    if ! kill -0 "$postgres_pid" 2>/dev/null; then
+      postgres_pid=
+      echo "run: PostgreSQL did not start; see $data_dir/logs/postgres.log" >&2
+      tail -5 "$data_dir/logs/postgres.log" >&2 || true
+      exit 1
+    fi
+    sleep 0.1
+  done
+  psql_admin=(psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -v ON_ERROR_STOP=1)
+  if [[ -z $("${psql_admin[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = 'switchboard'") ]]; then
+    "${psql_admin[@]}" -c 'CREATE DATABASE switchboard'
+  fi
+  database="postgresql://postgres@127.0.0.1:$pg_port/switchboard"
+  service_flags+=(--database="$database")
 fi
 
 clamd=/usr/sbin/clamd
@@ -198,8 +317,14 @@ else
   echo "run: no $clamd: uploads stay PENDING_SCAN" >&2
 fi
 
+# A process's name in messages and its log's: replicas are <name>-<r>.
+label() {
+  local name=$1 dir=$2
+  if [[ "$dir" == "$data_dir" ]]; then echo "$name"; else echo "$name-${dir##*-}"; fi
+}
 for entry in "${services[@]}"; do
-  read -r name grpc_port metrics_port <<<"$entry"
+  read -r name grpc_port metrics_port dir <<<"$entry"
+  mkdir -p "$dir"
   key_flags "$name"
   # Each service serves its own certificate, requires one of the local CA
   # from every client, and presents its own to the peers it calls.
@@ -213,19 +338,20 @@ for entry in "${services[@]}"; do
     fi
   fi
   # shellcheck disable=SC2086  # peer_flags hold several words on purpose
-  "$bin/services/$name/${name}_server" --data_dir="$data_dir" --port="$grpc_port" \
+  "$bin/services/$name/${name}_server" --data_dir="$dir" --port="$grpc_port" \
     --metrics_port="$metrics_port" ${peer_flags[$name]:-} "${key_args[@]}" "${service_flags[@]}" \
-    "${tls_flags[@]}" 2>>"$data_dir/logs/$name.log" &
+    "${tls_flags[@]}" 2>>"$data_dir/logs/$(label "$name" "$dir").log" &
   pids+=($!)
-  names+=("$name")
+  names+=("$(label "$name" "$dir")")
 done
 
 for entry in "${services[@]}"; do
-  read -r name grpc_port _ <<<"$entry"
+  read -r name grpc_port _ dir <<<"$entry"
   if ! "$bin/tools/healthcheck/healthcheck" --address="localhost:$grpc_port" "${client_tls[@]}" \
     --wait=60s >/dev/null; then
-    echo "run: $name did not become healthy; see $data_dir/logs/$name.log" >&2
-    tail -5 "$data_dir/logs/$name.log" >&2 || true
+    log="$data_dir/logs/$(label "$name" "$dir").log"
+    echo "run: $(label "$name" "$dir") did not become healthy; see $log" >&2
+    tail -5 "$log" >&2 || true
     exit 1
   fi
 done
@@ -248,9 +374,9 @@ fi
 echo
 printf '%-10s %-18s %-30s %s\n' SERVICE GRPC METRICS LOG
 for entry in "${services[@]}"; do
-  read -r name grpc_port metrics_port <<<"$entry"
-  printf '%-10s %-18s %-30s %s\n' "$name" "localhost:$grpc_port" \
-    "http://localhost:$metrics_port/metrics" "$data_dir/logs/$name.log"
+  read -r name grpc_port metrics_port dir <<<"$entry"
+  printf '%-10s %-18s %-30s %s\n' "$(label "$name" "$dir")" "localhost:$grpc_port" \
+    "http://localhost:$metrics_port/metrics" "$data_dir/logs/$(label "$name" "$dir").log"
 done
 if $tls; then
   grpcurl_tls="-cacert $tls_dir/ca.pem -cert $tls_dir/client.pem -key $tls_dir/client.key"
@@ -266,9 +392,19 @@ if $kafka; then
   $bin/tools/event_consumer/event_consumer --brokers=$brokers --from_beginning"
 else
   events_line="Events (JSON lines): $data_dir/events/"
+  ((replicas == 1)) || events_line+=" and each replica's $data_dir/replica-*/events/"
+fi
+if $postgres; then
+  storage_line="Storage:             PostgreSQL $database (psql -h 127.0.0.1 -p $pg_port -U postgres switchboard)"
+  ((replicas == 1)) || storage_line+="
+                     $replicas processes each of identity, bot and feedback; callers spread over
+                     them with gRPC's round_robin"
+else
+  storage_line="Storage:             SQLite files in $data_dir (--postgres for PostgreSQL)"
 fi
 cat <<EOF2
 
+$storage_line
 $events_line
 $transport_line
 Malware scans:       ${clamd_pid:+clamd at unix:$clamd_socket, }$clamd_line
