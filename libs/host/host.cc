@@ -196,7 +196,8 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
                                  "SQLite only (leave --database empty)"));
   }
   // Every replica migrates at start; PostgresConnection::Migrate serializes
-  // them with an advisory lock. The store opens connections of its own.
+  // them with an advisory lock. The migrating connection then becomes the
+  // ordered writer's; a store may open connections of its own besides.
   absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> migrated =
       storage::PostgresConnection::OpenMigrated(database_flag_, *options.postgres_migrations);
   if (!migrated.ok()) return FailStep("open_database", migrated.status());
@@ -209,6 +210,11 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
   relay_ = std::make_unique<events::Relay>(
       std::make_unique<events::PostgresOutboxStore>(*std::move(relay_connection)), *relay_sink,
       *registry_, events::Relay::Options());
+  storage::PostgresGroupCommitter::Options commits;
+  commits.max_batch = options.commits.max_batch;
+  commits.max_queue = options.commits.max_queue;
+  postgres_committer_ =
+      std::make_unique<storage::PostgresGroupCommitter>(*std::move(migrated), commits);
   return std::nullopt;
 }
 
@@ -268,6 +274,7 @@ void Host::StopAll() {
   // it leaves the rows for the next run rather than hold the exit up.
   if (relay_ != nullptr) relay_->Stop(serving_ ? kRelayFlushDeadline : absl::ZeroDuration());
   if (committer_ != nullptr) committer_->Stop();
+  if (postgres_committer_ != nullptr) postgres_committer_->Stop();
 }
 
 }  // namespace switchboard::host

@@ -57,6 +57,7 @@
 #include "libs/server/server.h"
 #include "libs/storage/database.h"
 #include "libs/storage/group_commit.h"
+#include "libs/storage/postgres_group_commit.h"
 #include "prometheus/registry.h"
 
 namespace switchboard::host {
@@ -157,8 +158,10 @@ class Host {
   // `options.open`, a reading connection for the relay and the
   // GroupCommitter. With --database=postgresql://...: migrates that
   // database with `options.postgres_migrations` (exit 2 if the service has
-  // none) and gives the relay a PostgreSQL connection of its own, so
-  // replicas on one database share its outbox.
+  // none), gives the relay a PostgreSQL connection of its own, so replicas
+  // on one database share its outbox, and keeps the migrating connection
+  // for postgres_committer() (max_batch and max_queue from
+  // `options.commits`).
   std::optional<int> OpenStore(StoreOptions options);
 
   // After OpenKeys.
@@ -175,6 +178,10 @@ class Host {
   // Another connection to the store's file, e.g. for reads.
   absl::StatusOr<std::unique_ptr<storage::Database>> OpenReader() const;
   storage::GroupCommitter& committer() { return *committer_; }
+  // After OpenStore, on PostgreSQL only: the ordered writer (GroupCommitter's
+  // contract on one connection) for stores that commit in call order;
+  // stopped where committer() is.
+  storage::PostgresGroupCommitter& postgres_committer() { return *postgres_committer_; }
   events::Relay& relay() { return *relay_; }
   // Tells the relay that the outbox has new rows (a store's after_commit).
   std::function<void()> relay_notifier();
@@ -255,6 +262,7 @@ class Host {
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<events::Sink> sink_;
   std::unique_ptr<storage::GroupCommitter> committer_;
+  std::unique_ptr<storage::PostgresGroupCommitter> postgres_committer_;
   std::unique_ptr<events::Relay> relay_;
   std::unique_ptr<server::BlockingPool> pool_;
   // The service's parts; destroyed first (newest first).

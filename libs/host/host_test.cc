@@ -225,8 +225,9 @@ TEST(HostTest, AServiceWithoutAPostgresStoreRefusesAPostgresDatabase) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/hosttest.db"));
 }
 
-// On PostgreSQL the host migrates the database and its relay publishes
-// what a writer appended to the shared outbox, to the configured sink.
+// On PostgreSQL the host migrates the database, its ordered writer commits
+// there, and its relay publishes what was appended to the shared outbox (by
+// that writer or another connection) to the configured sink.
 TEST(HostTest, OnPostgresTheRelayPublishesTheSharedOutbox) {
   testing::PostgresServer server;
   const std::string uri = server.CreateDatabase();
@@ -249,6 +250,13 @@ TEST(HostTest, OnPostgresTheRelayPublishesTheSharedOutbox) {
     event.mutable_agent_status_changed()->set_agent_id("agent-1");
     ASSERT_TRUE(events::Seal(event, "hosttest", "agent-1", absl::Now()).ok());
     ASSERT_TRUE(events::AppendToOutbox(**writer, host.topic(), event).ok());
+    event.mutable_agent_status_changed()->set_agent_id("agent-2");
+    ASSERT_TRUE(events::Seal(event, "hosttest", "agent-2", absl::Now()).ok());
+    ASSERT_TRUE(host.postgres_committer()
+                    .Commit([&](storage::PostgresConnection& db) {
+                      return events::AppendToOutbox(db, host.topic(), event);
+                    })
+                    .ok());
     host.relay_notifier()();
     for (int i = 0; i < 100; ++i) {
       auto rows = (*writer)->Query("SELECT COUNT(*) FROM outbox");
@@ -260,8 +268,9 @@ TEST(HostTest, OnPostgresTheRelayPublishesTheSharedOutbox) {
   absl::StatusOr<std::vector<events::JsonLine>> published =
       events::ReadJsonLines(dir + "/events/hosttest.jsonl");
   ASSERT_TRUE(published.ok()) << published.status();
-  ASSERT_EQ(published->size(), 1u);
+  ASSERT_EQ(published->size(), 2u);
   EXPECT_EQ((*published)[0].key, "agent-1");
+  EXPECT_EQ((*published)[1].key, "agent-2");
   EXPECT_FALSE(std::filesystem::exists(dir + "/hosttest.db"));
 }
 
