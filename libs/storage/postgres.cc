@@ -61,6 +61,20 @@ absl::Status ResultError(const PGresult* result, const PGconn* conn, absl::strin
 
 }  // namespace
 
+std::string NumberedParameters(absl::string_view sql) {
+  std::string out;
+  out.reserve(sql.size() + 16);
+  int n = 0;
+  for (char c : sql) {
+    if (c == '?') {
+      absl::StrAppend(&out, "$", ++n);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 // ------------------------------------------------------------ PostgresParam
 
 PostgresParam::PostgresParam(int64_t value) : value_(absl::StrCat(value)) {}

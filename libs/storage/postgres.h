@@ -103,6 +103,11 @@ class PostgresRows {
   pg_result* result_;
 };
 
+// `sql` written with '?' marks (as for SQLite), each replaced by $1, $2, ...
+// in order, for SQL that both backends share. The SQL must have no '?'
+// inside a literal or an identifier.
+std::string NumberedParameters(absl::string_view sql);
+
 class PostgresConnection {
  public:
   // Connects to a "postgresql://user@host:port/database" URI (any libpq

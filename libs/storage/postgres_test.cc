@@ -47,6 +47,12 @@ TEST_F(PostgresConnectionTest, OpenFailsUnavailableWhenNoServerListens) {
   EXPECT_EQ(db.status().code(), absl::StatusCode::kUnavailable) << db.status();
 }
 
+TEST(NumberedParametersTest, NumbersEachMarkInOrder) {
+  EXPECT_EQ(NumberedParameters("SELECT a FROM t WHERE b = ? AND (c, d) < (?, ?) LIMIT ?"),
+            "SELECT a FROM t WHERE b = $1 AND (c, d) < ($2, $3) LIMIT $4");
+  EXPECT_EQ(NumberedParameters("SELECT 1"), "SELECT 1");
+}
+
 TEST_F(PostgresConnectionTest, ParametersRoundTripTextIntegersBytesAndNull) {
   ASSERT_TRUE(db_->Execute("CREATE TABLE t(id BIGINT, name TEXT, data BYTEA, note TEXT)").ok());
   const std::string bytes("a\0b\xff'\"\\", 7);
