@@ -108,6 +108,20 @@ scaleout="$work/scaleout.yaml"
   grep -q 'SWITCHBOARD_SESSIONS_DATABASE: "postgresql://switchboard@db.internal' "$scaleout" &&
     pass || fail "scaleout: sessions is not given --database"
   grep -q 'name: PGPASSWORD' "$scaleout" && pass || fail "scaleout: no PGPASSWORD"
+  # Sessions runs as one process on PostgreSQL too: the old pod goes first.
+  if python3 - "$scaleout" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+strategy = {d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["strategy"]["type"]
+            for d in docs if d["kind"] == "Deployment"}
+sys.exit(0 if strategy.get("sessions") == "Recreate" and strategy.get("feedback") ==
+         "RollingUpdate" else 1)
+PY
+  then
+    pass
+  else
+    fail "scaleout: sessions must be replaced with Recreate, the others rolled"
+  fi
   grep -q 'SWITCHBOARD_SESSIONS_BOT_THREADS: "16"' "$scaleout" && pass ||
     fail "scaleout: services.sessions.flags.bot_threads not rendered"
   # The knowledge base arrives whole (ConfigMap data equals the file).
@@ -140,6 +154,8 @@ refuse() {
 refuse "keys: give keys.publicSecret"
 refuse "services.sessions.replicas=2: SQLite is embedded" "${key_args[@]}" \
   --set services.sessions.replicas=2
+refuse "services.sessions.replicas=3: sessions runs as one process, also on PostgreSQL" \
+  "${key_args[@]}" -f deploy/helm/testdata/postgres_tls.yaml --set services.sessions.replicas=3
 refuse "database.postgresqlUrl needs kafka.brokers" "${key_args[@]}" \
   --set database.postgresqlUrl=postgresql://u@db/x --set database.password=p
 refuse "database.postgresqlUrl holds a password" "${key_args[@]}" \

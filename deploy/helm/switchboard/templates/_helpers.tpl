@@ -65,6 +65,13 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- if .Values.database.postgresqlUrl }}true{{ end -}}
 {{- end }}
 
+{{/* Services that run as one process even on PostgreSQL: they decide in
+memory loaded at start, so a second process (a replica, or a rolling
+update's surge) would act on its own stale copy (docs/scaling.md). */}}
+{{- define "switchboard.singleProcess" -}}
+sessions
+{{- end }}
+
 {{- define "switchboard.passwordSecret" -}}
 {{- default (printf "%s-database" (include "switchboard.fullname" .)) .Values.database.passwordSecret.name -}}
 {{- end }}
@@ -205,6 +212,9 @@ deploy/helm/chart_test.sh keeps equal to the binary's --help).
 {{- end }}
 {{- if and (gt (int $service.replicas) 1) (not $postgres) }}
 {{- fail (printf "services.%s.replicas=%d: SQLite is embedded, one replica per service; set database.postgresqlUrl for more" $name (int $service.replicas)) }}
+{{- end }}
+{{- if and (gt (int $service.replicas) 1) (has $name (include "switchboard.singleProcess" $ | splitList " ")) }}
+{{- fail (printf "services.%s.replicas=%d: %s runs as one process, also on PostgreSQL (its state is decided in memory; docs/scaling.md)" $name (int $service.replicas) $name) }}
 {{- end }}
 {{- if eq (int $service.port) (int $service.metricsPort) }}
 {{- fail (printf "services.%s: port and metricsPort must differ" $name) }}
