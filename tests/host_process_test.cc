@@ -89,8 +89,9 @@ TEST_P(HostProcessTest, ABadFlagExitsTwoNamingIt) {
 }
 
 // --database=postgresql://...: a service without a PostgreSQL store exits 2
-// naming itself; feedback, which has one, tries that database (here one
-// that refuses connections) and never falls back to its SQLite file.
+// naming itself; feedback and routing, which have one, try that database
+// (here one that refuses connections) and never fall back to their SQLite
+// file.
 TEST_P(HostProcessTest, APostgresDatabaseIsUsedOrRefusedNeverIgnored) {
   const std::string dir = storage::MakeTempDir();
   const Exit exit = RunToEnd(GetParam(),
@@ -98,7 +99,7 @@ TEST_P(HostProcessTest, APostgresDatabaseIsUsedOrRefusedNeverIgnored) {
                               "--bind_address=127.0.0.1",
                               "--database=postgresql://switchboard@127.0.0.1:1/switchboard"},
                              dir);
-  if (GetParam() == "feedback") {
+  if (GetParam() == "feedback" || GetParam() == "routing") {
     EXPECT_EQ(exit.code, 1) << exit.log;
     EXPECT_NE(exit.log.find("\"step\":\"open_database\""), std::string::npos) << exit.log;
   } else {
