@@ -179,6 +179,23 @@ absl::StatusOr<events::Sink*> Host::RelaySink(const StoreOptions& options) {
   return sink_.get();
 }
 
+std::optional<int> Host::HoldOneProcessLock() {
+  absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> db =
+      storage::PostgresConnection::Open(database_flag_);
+  if (!db.ok()) return FailStep("open_database", db.status());
+  absl::StatusOr<storage::PostgresRows> locked =
+      (*db)->Query("SELECT pg_try_advisory_lock($1)", {OneProcessLockKey(info_.name)});
+  if (!locked.ok()) return FailStep("open_database", locked.status());
+  if (locked->Text(0, 0) != "t") {
+    return FailStep("open_database",
+                    absl::FailedPreconditionError(absl::StrCat(
+                        "another ", info_.name, " process is using this PostgreSQL database; ",
+                        info_.name, " on PostgreSQL runs as one process (see docs/scaling.md)")));
+  }
+  one_process_lock_ = *std::move(db);
+  return std::nullopt;
+}
+
 std::optional<int> Host::OpenStore(StoreOptions options) {
   if (on_postgres()) return OpenPostgres(options);
   database_path_ = absl::StrCat(data_dir_, "/", info_.name, ".db");
@@ -226,23 +243,6 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
   commits.max_queue = options.commits.max_queue;
   postgres_committer_ =
       std::make_unique<storage::PostgresGroupCommitter>(*std::move(migrated), commits);
-  return std::nullopt;
-}
-
-std::optional<int> Host::HoldOneProcessLock() {
-  absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> db =
-      storage::PostgresConnection::Open(database_flag_);
-  if (!db.ok()) return FailStep("open_database", db.status());
-  absl::StatusOr<storage::PostgresRows> locked =
-      (*db)->Query("SELECT pg_try_advisory_lock($1)", {OneProcessLockKey(info_.name)});
-  if (!locked.ok()) return FailStep("open_database", locked.status());
-  if (locked->Text(0, 0) != "t") {
-    return FailStep("open_database",
-                    absl::FailedPreconditionError(absl::StrCat(
-                        "another ", info_.name, " process is using this PostgreSQL database; ",
-                        info_.name, " on PostgreSQL runs as one process (see docs/scaling.md)")));
-  }
-  one_process_lock_ = *std::move(db);
   return std::nullopt;
 }
 
