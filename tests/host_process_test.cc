@@ -88,27 +88,18 @@ TEST_P(HostProcessTest, ABadFlagExitsTwoNamingIt) {
       << "a server opened its database although its flags were bad";
 }
 
-// --database=postgresql://...: a service without a PostgreSQL store exits 2
-// naming itself; the others, which have one, try that database
-// (here one that refuses connections) and never fall back to their SQLite
-// file.
-TEST_P(HostProcessTest, APostgresDatabaseIsUsedOrRefusedNeverIgnored) {
+// --database=postgresql://...: every service has a PostgreSQL store, so each
+// tries that database (here one that refuses connections), exits 1 at
+// open_database and never falls back to its SQLite file.
+TEST_P(HostProcessTest, APostgresDatabaseIsUsedNeverIgnored) {
   const std::string dir = storage::MakeTempDir();
   const Exit exit = RunToEnd(GetParam(),
                              {"--data_dir=" + dir, "--port=0", "--metrics_port=0",
                               "--bind_address=127.0.0.1",
                               "--database=postgresql://switchboard@127.0.0.1:1/switchboard"},
                              dir);
-  if (GetParam() != "routing") {
-    EXPECT_EQ(exit.code, 1) << exit.log;
-    EXPECT_NE(exit.log.find("\"step\":\"open_database\""), std::string::npos) << exit.log;
-  } else {
-    EXPECT_EQ(exit.code, 2) << exit.log;
-    EXPECT_NE(exit.log.find(absl::StrCat(GetParam(), ": --database=postgresql://...: the ",
-                                         GetParam(), " service has no PostgreSQL store")),
-              std::string::npos)
-        << exit.log;
-  }
+  EXPECT_EQ(exit.code, 1) << exit.log;
+  EXPECT_NE(exit.log.find("\"step\":\"open_database\""), std::string::npos) << exit.log;
   EXPECT_EQ(exit.log.find("server_started"), std::string::npos) << exit.log;
   EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dir, "/", GetParam(), ".db")));
 }

@@ -108,19 +108,20 @@ scaleout="$work/scaleout.yaml"
   grep -q 'SWITCHBOARD_SESSIONS_DATABASE: "postgresql://switchboard@db.internal' "$scaleout" &&
     pass || fail "scaleout: sessions is not given --database"
   grep -q 'name: PGPASSWORD' "$scaleout" && pass || fail "scaleout: no PGPASSWORD"
-  # Presence and sessions run as one process on PostgreSQL too: the old pod goes first.
+  # Presence, sessions and routing run as one process on PostgreSQL too: the
+  # old pod goes first.
   if python3 - "$scaleout" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 strategy = {d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["strategy"]["type"]
             for d in docs if d["kind"] == "Deployment"}
-sys.exit(0 if strategy.get("presence") == "Recreate" and strategy.get("sessions") ==
-         "Recreate" and strategy.get("feedback") == "RollingUpdate" else 1)
+sys.exit(0 if all(strategy.get(s) == "Recreate" for s in ("presence", "sessions", "routing"))
+         and strategy.get("feedback") == "RollingUpdate" else 1)
 PY
   then
     pass
   else
-    fail "scaleout: presence and sessions must be replaced with Recreate, the others rolled"
+    fail "scaleout: presence, sessions and routing must be replaced with Recreate, the others rolled"
   fi
   grep -q 'SWITCHBOARD_SESSIONS_BOT_THREADS: "16"' "$scaleout" && pass ||
     fail "scaleout: services.sessions.flags.bot_threads not rendered"
@@ -158,6 +159,8 @@ refuse "services.presence.replicas=2: presence runs as one process, also on Post
   "${key_args[@]}" -f deploy/helm/testdata/postgres_tls.yaml --set services.presence.replicas=2
 refuse "services.sessions.replicas=3: sessions runs as one process, also on PostgreSQL" \
   "${key_args[@]}" -f deploy/helm/testdata/postgres_tls.yaml --set services.sessions.replicas=3
+refuse "services.routing.replicas=2: routing runs as one process, also on PostgreSQL" \
+  "${key_args[@]}" -f deploy/helm/testdata/postgres_tls.yaml --set services.routing.replicas=2
 refuse "database.postgresqlUrl needs kafka.brokers" "${key_args[@]}" \
   --set database.postgresqlUrl=postgresql://u@db/x --set database.password=p
 refuse "database.postgresqlUrl holds a password" "${key_args[@]}" \

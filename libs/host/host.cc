@@ -31,6 +31,14 @@ void ForwardToWaitingThread(int signal) { pthread_kill(waiting_thread, signal); 
 
 }  // namespace
 
+int64_t OneProcessLockKey(absl::string_view service) {
+  std::string tag = absl::StrCat("sb_", service);
+  tag.resize(8, '\0');
+  uint64_t key = 0;
+  for (char c : tag) key = key << 8 | static_cast<unsigned char>(c);
+  return static_cast<int64_t>(key);
+}
+
 OpenDatabase Migrated(const std::vector<std::string>& migrations) {
   return [&migrations](const storage::Database::Options& options) {
     return storage::Database::OpenMigrated(options, migrations);
@@ -171,6 +179,23 @@ absl::StatusOr<events::Sink*> Host::RelaySink(const StoreOptions& options) {
   return sink_.get();
 }
 
+std::optional<int> Host::HoldOneProcessLock() {
+  absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> db =
+      storage::PostgresConnection::Open(database_flag_);
+  if (!db.ok()) return FailStep("open_database", db.status());
+  absl::StatusOr<storage::PostgresRows> locked =
+      (*db)->Query("SELECT pg_try_advisory_lock($1)", {OneProcessLockKey(info_.name)});
+  if (!locked.ok()) return FailStep("open_database", locked.status());
+  if (locked->Text(0, 0) != "t") {
+    return FailStep("open_database",
+                    absl::FailedPreconditionError(absl::StrCat(
+                        "another ", info_.name, " process is using this PostgreSQL database; ",
+                        info_.name, " on PostgreSQL runs as one process (see docs/scaling.md)")));
+  }
+  one_process_lock_ = *std::move(db);
+  return std::nullopt;
+}
+
 std::optional<int> Host::OpenStore(StoreOptions options) {
   if (on_postgres()) return OpenPostgres(options);
   database_path_ = absl::StrCat(data_dir_, "/", info_.name, ".db");
@@ -194,6 +219,9 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
     return BadFlags(absl::StrCat("--database=postgresql://...: the ", info_.name,
                                  " service has no PostgreSQL store yet; it keeps its state in "
                                  "SQLite only (leave --database empty)"));
+  }
+  if (options.one_process) {
+    if (auto exit = HoldOneProcessLock()) return exit;
   }
   // Every replica migrates at start; PostgresConnection::Migrate serializes
   // them with an advisory lock. The migrating connection then becomes the

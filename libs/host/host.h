@@ -32,6 +32,7 @@
 // Threading: one thread (main's) calls the Host; periodic tasks run on
 // threads of their own. Not for use from several threads.
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -96,7 +97,22 @@ struct StoreOptions {
   // the call); null when the service has none yet: then a postgresql://
   // --database is refused at start rather than silently ignored.
   const std::vector<std::string>* postgres_migrations = nullptr;
+  // On PostgreSQL, one process of the service per database: for services
+  // that decide in memory loaded at start, where a second process would act
+  // on its own stale copy. The host then holds a session advisory lock (its
+  // key from the service's name, OneProcessLockKey) on a connection of its
+  // own for as long as it lives, and a second process is refused at start
+  // (step open_database, FAILED_PRECONDITION "another NAME process is using
+  // this PostgreSQL database"). The lock goes with that connection: if it is
+  // lost, the lock is too, and nothing fences the process off (replicas need
+  // more; docs/scaling.md).
+  bool one_process = false;
 };
+
+// The advisory lock key of StoreOptions::one_process: "sb_" and the
+// service's name, cut or padded with NULs to 8 bytes, read as one big-endian
+// number ("sb_sessi" for sessions, "sb_routi" for routing).
+int64_t OneProcessLockKey(absl::string_view service);
 
 // Work repeated on a thread of its own while the server serves.
 class Periodic {
@@ -242,6 +258,8 @@ class Host {
   absl::StatusOr<events::Sink*> RelaySink(const StoreOptions& options);
   // OpenStore on PostgreSQL: the schema, the sink, the relay's connection.
   std::optional<int> OpenPostgres(const StoreOptions& options);
+  // Takes StoreOptions::one_process's lock on a connection of its own.
+  std::optional<int> HoldOneProcessLock();
   // Everything Serve stops after the server, in order. Idempotent.
   void StopAll();
 
@@ -258,6 +276,9 @@ class Host {
 
   auth::ServiceKeys keys_;
   std::string database_path_;
+  // StoreOptions::one_process's lock, released with this connection, after
+  // everything else has stopped (declared first of the store's parts).
+  std::unique_ptr<storage::PostgresConnection> one_process_lock_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<events::Sink> sink_;

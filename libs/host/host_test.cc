@@ -274,5 +274,49 @@ TEST(HostTest, OnPostgresTheRelayPublishesTheSharedOutbox) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/hosttest.db"));
 }
 
+// StoreOptions::one_process: while one process holds the database, a second
+// one of the same service is refused at start, naming the service; another
+// service is not; once the first is gone, a new one starts.
+TEST(HostTest, OnPostgresAOneProcessServiceRefusesASecondProcess) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  static const auto* migrations =
+      new std::vector<std::string>{events::kPostgresOutboxMigration};
+  auto open = [&](ServiceInfo info, bool one_process) {
+    auto host = std::make_unique<Host>(std::move(info));
+    Args args({"--data_dir=" + storage::MakeTempDir(), "--database=" + uri});
+    EXPECT_EQ(host->ParseFlags(args.argc(), args.argv()), std::nullopt);
+    EXPECT_EQ(host->OpenKeys(), std::nullopt);
+    StoreOptions options;
+    options.postgres_migrations = migrations;
+    options.one_process = one_process;
+    return std::make_pair(host->OpenStore(std::move(options)), std::move(host));
+  };
+  auto [first_exit, first] = open(Info(), true);
+  ASSERT_EQ(first_exit, std::nullopt);
+
+  ::testing::internal::CaptureStderr();
+  auto [second_exit, second] = open(Info(), true);
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(second_exit, 1);
+  EXPECT_NE(logged.find("another hosttest process is using this PostgreSQL database"),
+            std::string::npos)
+      << logged;
+  // Another service's lock is another key.
+  ServiceInfo other = Info();
+  other.name = "othertest";
+  EXPECT_EQ(open(other, true).first, std::nullopt);
+
+  second.reset();
+  first.reset();
+  EXPECT_EQ(open(Info(), true).first, std::nullopt);
+}
+
+TEST(HostTest, TheOneProcessLockKeyIsTheServicesNameInEightBytes) {
+  EXPECT_EQ(OneProcessLockKey("sessions"), 0x73625f7365737369);  // "sb_sessi"
+  EXPECT_EQ(OneProcessLockKey("routing"), 0x73625f726f757469);   // "sb_routi"
+  EXPECT_EQ(OneProcessLockKey("bot"), 0x73625f626f740000);       // "sb_bot" and two NULs
+}
+
 }  // namespace
 }  // namespace switchboard::host

@@ -2,10 +2,10 @@
 #include "libs/client/peer.h"
 #include "libs/host/host.h"
 #include "services/routing/grpc_peers.h"
+#include "services/routing/open_store.h"
 #include "services/routing/router.h"
 #include "services/routing/routing_service.h"
 #include "services/routing/server_config.h"
-#include "services/routing/sqlite_store.h"
 
 namespace switchboard::routing {
 namespace {
@@ -20,10 +20,9 @@ int Run(int argc, char** argv) {
     return *exit;
   }
   if (auto exit = host.OpenKeys()) return *exit;
-  if (auto exit = host.OpenStore({host::Migrated(RoutingMigrations())})) return *exit;
+  RoutingStore* store = nullptr;
+  if (auto exit = OpenRoutingStore(host, &store)) return *exit;
 
-  auto& store =
-      host.Make<SqliteRoutingStore>(&host.committer(), host.topic(), host.relay_notifier());
   auto& metrics = host.Make<RoutingMetrics>(host.registry());
   auto* signer = host.keys().signer.get();
   auto& presence_token = host.Make<client::ServiceToken>(signer, "routing", "presence");
@@ -36,9 +35,9 @@ int Run(int argc, char** argv) {
   // A schedule change wakes the dispatcher, so that queues open or close at
   // once; changes arrive only once the server is up, after `woken` is set.
   Router* woken = nullptr;
-  auto& schedules = host.Make<ScheduleBook>(&store, RealClock(), [&woken] { woken->Wake(); });
+  auto& schedules = host.Make<ScheduleBook>(store, RealClock(), [&woken] { woken->Wake(); });
   if (absl::Status s = schedules.Load(); !s.ok()) return host.Fail("load", s);
-  auto& router = host.Make<Router>(&store, &presence, &sessions, RealClock(), &metrics,
+  auto& router = host.Make<Router>(store, &presence, &sessions, RealClock(), &metrics,
                                    config.router, &schedules);
   woken = &router;
   if (absl::Status s = router.Load(); !s.ok()) return host.Fail("load", s);

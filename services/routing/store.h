@@ -13,7 +13,8 @@ namespace switchboard::routing {
 
 // Durable routing state: queue entries (waiting, offered, assigned), agents'
 // settings, releases owed to presence, the holder-id ceiling, closed
-// offers (for idempotent replies) and schedules. Implementations: SqliteRoutingStore.
+// offers (for idempotent replies) and schedules. Implementations:
+// SqliteRoutingStore, PostgresRoutingStore.
 class RoutingStore {
  public:
   // Open work only: closed offers stay on disk (FindClosedOffer).

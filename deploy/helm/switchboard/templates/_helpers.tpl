@@ -69,8 +69,7 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 memory loaded at start, so a second process (a replica, or a rolling
 update's surge) would act on its own stale copy (docs/scaling.md). */}}
 {{- define "switchboard.singleProcess" -}}
-presence
-sessions
+presence sessions routing
 {{- end }}
 
 {{- define "switchboard.passwordSecret" -}}

@@ -1,27 +1,63 @@
-#include "services/routing/sqlite_store.h"
-
+#include <atomic>
 #include <map>
+#include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "libs/storage/postgres.h"
+#include "libs/storage/postgres_group_commit.h"
 #include "libs/storage/test_dir.h"
+#include "libs/testing/postgres.h"
+#include "services/routing/postgres_store.h"
+#include "services/routing/sqlite_store.h"
 
 namespace switchboard::routing {
 namespace {
 
-class SqliteRoutingStoreTest : public ::testing::Test {
- protected:
-  SqliteRoutingStoreTest() : path_(storage::MakeTempDir() + "/routing.db") { Open(); }
+enum class Backend { kSqlite, kPostgres };
 
+// One server for the test binary, started on first use (from the test's
+// main thread); each test case gets a database of its own.
+testing::PostgresServer& SharedServer() {
+  static testing::PostgresServer server;
+  return server;
+}
+
+constexpr char kTopic[] = "switchboard.routing.v1";
+
+// The same cases on each backend: a SQLite file in a temporary folder, and
+// a fresh database on a real PostgreSQL.
+class RoutingStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  RoutingStoreTest() {
+    if (GetParam() == Backend::kSqlite) {
+      path_ = storage::MakeTempDir() + "/routing.db";
+    } else {
+      uri_ = SharedServer().CreateDatabase();
+    }
+    Open();
+  }
+
+  // Opens the store (again, as after a restart).
   void Open() {
     store_.reset();
     committer_.reset();
     db_.reset();
+    postgres_committer_.reset();
+    if (GetParam() == Backend::kPostgres) {
+      auto db = storage::PostgresConnection::OpenMigrated(uri_, PostgresRoutingMigrations());
+      ASSERT_TRUE(db.ok()) << db.status();
+      postgres_committer_ = std::make_unique<storage::PostgresGroupCommitter>(*std::move(db));
+      store_ = std::make_unique<PostgresRoutingStore>(postgres_committer_.get(), kTopic,
+                                                      [this] { commits_.fetch_add(1); });
+      return;
+    }
     db_ = *storage::Database::Open({path_});
     ASSERT_TRUE(db_->Migrate(RoutingMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqliteRoutingStore>(committer_.get(), "switchboard.routing.v1",
-                                                  nullptr);
+    store_ = std::make_unique<SqliteRoutingStore>(committer_.get(), kTopic,
+                                                  [this] { commits_.fetch_add(1); });
   }
 
   absl::Status Apply(RoutingWrite write) {
@@ -35,10 +71,35 @@ class SqliteRoutingStoreTest : public ::testing::Test {
     return result;
   }
 
-  std::string path_;
+  int64_t OutboxRows() {
+    if (GetParam() == Backend::kPostgres) {
+      auto db = storage::PostgresConnection::Open(uri_);
+      if (!db.ok()) return -1;
+      auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
+      return rows.ok() ? rows->Int(0, 0) : -1;
+    }
+    int64_t rows = -1;
+    EXPECT_TRUE(committer_
+                    ->Commit([&](storage::Database& db) {
+                      auto count = db.Prepare("SELECT COUNT(*) FROM outbox");
+                      if (!count.ok()) return count.status();
+                      if (absl::StatusOr<bool> row = count->Step(); !row.ok()) {
+                        return row.status();
+                      }
+                      rows = count->ColumnInt(0);
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return rows;
+  }
+
+  std::string path_;  // SQLite
+  std::string uri_;   // PostgreSQL
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
-  std::unique_ptr<SqliteRoutingStore> store_;
+  std::unique_ptr<storage::PostgresGroupCommitter> postgres_committer_;
+  std::unique_ptr<RoutingStore> store_;
+  std::atomic<int> commits_{0};
 };
 
 EntryRecord Waiting(const std::string& session) {
@@ -53,7 +114,7 @@ EntryRecord Waiting(const std::string& session) {
   return r;
 }
 
-TEST_F(SqliteRoutingStoreTest, QueueAndAssignmentsSurviveRestart) {
+TEST_P(RoutingStoreTest, QueueAndAssignmentsSurviveRestart) {
   RoutingWrite write;
   write.upserted_entries.push_back(Waiting("s-1"));
   EntryRecord assigned = Waiting("s-2");
@@ -93,7 +154,7 @@ TEST_F(SqliteRoutingStoreTest, QueueAndAssignmentsSurviveRestart) {
   EXPECT_TRUE(contents->settings[0].settings.auto_accept());
 }
 
-TEST_F(SqliteRoutingStoreTest, AcceptIntentsHoldersAndOwedReleasesSurviveRestart) {
+TEST_P(RoutingStoreTest, AcceptIntentsHoldersAndOwedReleasesSurviveRestart) {
   RoutingWrite write;
   EntryRecord offered = Waiting("s-1");
   offered.entry.set_state(v1::ENTRY_STATE_OFFERED);
@@ -112,8 +173,10 @@ TEST_F(SqliteRoutingStoreTest, AcceptIntentsHoldersAndOwedReleasesSurviveRestart
   more.holder_ceiling = 500;
   ASSERT_TRUE(Apply(std::move(more)).ok());
   // Settling the older release (holder 7) leaves the newer one owed;
-  // settling a2's deletes it.
+  // settling a2's deletes it. A late write of a lower holder id does not
+  // lower the owed one.
   RoutingWrite settle;
+  settle.owed_releases.push_back({"a1", "s-2", 8, absl::FromUnixSeconds(13)});
   settle.settled_releases.push_back({"a1", "s-2", 7, absl::InfinitePast()});
   settle.settled_releases.push_back({"a2", "s-3", 8, absl::InfinitePast()});
   ASSERT_TRUE(Apply(std::move(settle)).ok());
@@ -130,7 +193,7 @@ TEST_F(SqliteRoutingStoreTest, AcceptIntentsHoldersAndOwedReleasesSurviveRestart
   EXPECT_EQ(contents->holder_ceiling, 1000);
 }
 
-TEST_F(SqliteRoutingStoreTest, ClosedOffersAreFoundByIdAndPrunedOldestFirst) {
+TEST_P(RoutingStoreTest, ClosedOffersAreFoundByIdAndPrunedOldestFirst) {
   RoutingWrite write;
   for (int i = 0; i < 3; ++i) {
     ClosedOfferRecord closed;
@@ -172,6 +235,103 @@ TEST_F(SqliteRoutingStoreTest, ClosedOffersAreFoundByIdAndPrunedOldestFirst) {
   EXPECT_TRUE(store_->FindClosedOffer("offer-2")->has_value());
 }
 
+events::v1::Event Event(const std::string& id, const std::string& session) {
+  events::v1::Event event;
+  event.set_event_id(id);
+  event.set_type("routing.session_queued");
+  event.set_entity_id(session);
+  return event;
+}
+
+TEST_P(RoutingStoreTest, SchedulesAndTheirVersionSurviveRestart) {
+  RoutingWrite write;
+  for (const char* id : {"weekdays", "support", "gone"}) {
+    v1::Schedule schedule;
+    schedule.set_schedule_id(id);
+    schedule.set_version(3);
+    schedule.set_time_zone("Asia/Shanghai");
+    write.schedules.push_back(schedule);
+  }
+  write.schedule_version = 3;
+  ASSERT_TRUE(Apply(std::move(write)).ok());
+  RoutingWrite change;
+  change.deleted_schedules.push_back("gone");
+  change.schedule_version = 4;
+  ASSERT_TRUE(Apply(std::move(change)).ok());
+  // The version only rises.
+  RoutingWrite stale;
+  stale.schedule_version = 2;
+  ASSERT_TRUE(Apply(std::move(stale)).ok());
+
+  Open();
+  absl::StatusOr<RoutingStore::ScheduleContents> contents = store_->LoadSchedules();
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  ASSERT_EQ(contents->schedules.size(), 2u);
+  EXPECT_EQ(contents->schedules[0].schedule_id(), "support");
+  EXPECT_EQ(contents->schedules[1].schedule_id(), "weekdays");
+  EXPECT_EQ(contents->schedules[1].time_zone(), "Asia/Shanghai");
+  EXPECT_EQ(contents->version, 4);
+}
+
+TEST_P(RoutingStoreTest, AWriteAndItsEventsCommitTogether) {
+  RoutingWrite write;
+  write.upserted_entries.push_back(Waiting("s-1"));
+  write.events.push_back(Event("e-1", "s-1"));
+  ASSERT_TRUE(Apply(std::move(write)).ok());
+  EXPECT_EQ(OutboxRows(), 1);
+  EXPECT_EQ(commits_.load(), 1);
+
+  // An event without an entity id is refused by the outbox: the entry
+  // written with it must not stay either.
+  RoutingWrite broken;
+  broken.upserted_entries.push_back(Waiting("s-2"));
+  broken.events.push_back(Event("e-2", ""));
+  EXPECT_FALSE(Apply(std::move(broken)).ok());
+  EXPECT_EQ(OutboxRows(), 1);
+  EXPECT_EQ(commits_.load(), 1);
+  absl::StatusOr<RoutingStore::Contents> contents = store_->Load();
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  ASSERT_EQ(contents->entries.size(), 1u);
+  EXPECT_EQ(contents->entries[0].key, "session:s-1");
+}
+
+// What the router's OrderedCommits relies on: writes commit in Apply's
+// order (the last version of an entry written wins) and report in that
+// order.
+TEST_P(RoutingStoreTest, WritesCommitAndReportInCallOrder) {
+  constexpr int kWrites = 50;
+  absl::Mutex mu;
+  std::vector<int> reported;
+  absl::Notification all_done;
+  for (int i = 1; i <= kWrites; ++i) {
+    RoutingWrite write;
+    EntryRecord entry = Waiting("s-1");
+    entry.order = i;
+    write.upserted_entries.push_back(entry);
+    write.holder_ceiling = i;
+    store_->Apply(std::move(write), [&, i](absl::Status s) {
+      EXPECT_TRUE(s.ok()) << s;
+      absl::MutexLock lock(&mu);
+      reported.push_back(i);
+      if (static_cast<int>(reported.size()) == kWrites) all_done.Notify();
+    });
+  }
+  all_done.WaitForNotification();
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(reported[i], i + 1);
+  EXPECT_EQ(commits_.load(), kWrites);
+  absl::StatusOr<RoutingStore::Contents> contents = store_->Load();
+  ASSERT_TRUE(contents.ok()) << contents.status();
+  ASSERT_EQ(contents->entries.size(), 1u);
+  EXPECT_EQ(contents->entries[0].order, kWrites);
+  EXPECT_EQ(contents->holder_ceiling, kWrites);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RoutingStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
+                         });
+
 TEST(SqliteRoutingMigrationTest, AnOlderFileIsUpgradedAndKeepsItsEntries) {
   const std::string path = storage::MakeTempDir() + "/routing.db";
   const std::vector<std::string>& all = RoutingMigrations();
@@ -191,7 +351,7 @@ TEST(SqliteRoutingMigrationTest, AnOlderFileIsUpgradedAndKeepsItsEntries) {
   auto db = storage::Database::OpenMigrated({path}, all);
   ASSERT_TRUE(db.ok()) << db.status();
   storage::GroupCommitter committer(db->get());
-  SqliteRoutingStore store(&committer, "switchboard.routing.v1", nullptr);
+  SqliteRoutingStore store(&committer, kTopic, nullptr);
   auto contents = store.Load();
   ASSERT_TRUE(contents.ok()) << contents.status();
   ASSERT_EQ(contents->entries.size(), 1u);

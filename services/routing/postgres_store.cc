@@ -1,0 +1,233 @@
+#include "services/routing/postgres_store.h"
+
+#include <variant>
+
+#include "libs/events/postgres_outbox.h"
+#include "services/routing/store_sql.h"
+
+namespace switchboard::routing {
+namespace {
+
+using storage::NumberedParameters;
+using storage::PostgresConnection;
+using storage::PostgresParam;
+using storage::PostgresRows;
+
+// One row of a result, for store_sql's readers.
+class ResultRow : public SqlRow {
+ public:
+  ResultRow(const PostgresRows& rows, int row) : rows_(rows), row_(row) {}
+  bool IsNull(int col) const override { return rows_.IsNull(row_, col); }
+  std::string Text(int col) const override { return rows_.Text(row_, col); }
+  int64_t Int(int col) const override { return rows_.Int(row_, col); }
+  std::string Bytes(int col) const override { return rows_.Bytes(row_, col); }
+
+ private:
+  const PostgresRows& rows_;
+  const int row_;
+};
+
+std::vector<PostgresParam> ParamsOf(const std::vector<SqlValue>& values) {
+  std::vector<PostgresParam> params;
+  params.reserve(values.size());
+  for (const SqlValue& value : values) {
+    if (const auto* text = std::get_if<std::string>(&value)) {
+      params.push_back(*text);
+    } else if (const auto* bytes = std::get_if<SqlBytes>(&value)) {
+      params.push_back(PostgresParam::Bytes(bytes->bytes));
+    } else if (std::holds_alternative<SqlNull>(value)) {
+      params.push_back(PostgresParam::Null());
+    } else {
+      params.push_back(std::get<int64_t>(value));
+    }
+  }
+  return params;
+}
+
+// Runs `sql` with `values` and calls `read` with each row.
+absl::Status ForEachRow(PostgresConnection& db, const char* sql,
+                        const std::vector<SqlValue>& values,
+                        const std::function<absl::Status(const SqlRow&)>& read) {
+  absl::StatusOr<PostgresRows> rows = db.Query(NumberedParameters(sql), ParamsOf(values));
+  if (!rows.ok()) return rows.status();
+  for (int row = 0; row < rows->size(); ++row) {
+    if (absl::Status s = read(ResultRow(*rows, row)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// The meta counter `name`, 0 when it was never written.
+absl::StatusOr<int64_t> ReadCounter(PostgresConnection& db, const char* name) {
+  int64_t value = 0;
+  absl::Status status =
+      ForEachRow(db, kSelectCounter, {std::string(name)}, [&](const SqlRow& row) {
+        value = row.Int(0);
+        return absl::OkStatus();
+      });
+  if (!status.ok()) return status;
+  return value;
+}
+
+absl::Status WriteAll(PostgresConnection& db, const RoutingWrite& write,
+                      const std::string& topic) {
+  for (const SqlStatement& statement : WriteStatements(write)) {
+    absl::Status s =
+        db.Query(NumberedParameters(statement.sql), ParamsOf(statement.values)).status();
+    if (!s.ok()) return s;
+  }
+  for (const events::v1::Event& event : write.events) {
+    if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadContents(PostgresConnection& db, RoutingStore::Contents& contents) {
+  absl::Status s = ForEachRow(db, kSelectEntries, {}, [&](const SqlRow& row) {
+    absl::StatusOr<EntryRecord> entry = EntryFromRow(row);
+    if (!entry.ok()) return entry.status();
+    contents.entries.push_back(*std::move(entry));
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  s = ForEachRow(db, kSelectOwedReleases, {}, [&](const SqlRow& row) {
+    contents.owed_releases.push_back(OwedReleaseFromRow(row));
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  absl::StatusOr<int64_t> ceiling = ReadCounter(db, kHolderCeiling);
+  if (!ceiling.ok()) return ceiling.status();
+  contents.holder_ceiling = *ceiling;
+  return ForEachRow(db, kSelectSettings, {}, [&](const SqlRow& row) {
+    absl::StatusOr<SettingsRecord> settings = SettingsFromRow(row);
+    if (!settings.ok()) return settings.status();
+    contents.settings.push_back(*std::move(settings));
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace
+
+const std::vector<std::string>& PostgresRoutingMigrations() {
+  static const auto* migrations = new std::vector<std::string>{
+      // 1: the tables of SQLite's RoutingMigrations as they are after its
+      // migration 4, in PostgreSQL's types (times as BIGINT microseconds,
+      // INT64_MIN and INT64_MAX for never and forever; see time_column.h).
+      R"sql(
+CREATE TABLE entries (
+  entry_key TEXT PRIMARY KEY,  -- session:<id> or complaint:<id>
+  entry BYTEA NOT NULL,        -- serialized switchboard.routing.v1.QueueEntry
+  order_key BIGINT NOT NULL,
+  excluded TEXT NOT NULL,      -- comma-separated agent ids
+  timed_out TEXT NOT NULL,
+  offer_id TEXT NOT NULL,
+  offered_at_micros BIGINT NOT NULL,
+  offer_expires_at_micros BIGINT NOT NULL,
+  auto_accept INTEGER NOT NULL,
+  assigned_agent_id TEXT NOT NULL,
+  accepted_offer_id TEXT NOT NULL,
+  accepted_at_micros BIGINT NOT NULL,
+  requeued_from TEXT NOT NULL,
+  holder_id BIGINT NOT NULL DEFAULT 0,
+  accepting INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE agent_settings (
+  agent_id TEXT PRIMARY KEY,
+  settings BYTEA NOT NULL,  -- serialized switchboard.routing.v1.AgentSettings
+  updated_at_micros BIGINT NOT NULL
+);
+CREATE TABLE owed_releases (
+  agent_id TEXT NOT NULL,
+  session_id TEXT NOT NULL,
+  holder_id BIGINT NOT NULL,
+  owed_since_micros BIGINT NOT NULL,
+  PRIMARY KEY (agent_id, session_id)
+);
+CREATE TABLE closed_offers (
+  offer_id TEXT PRIMARY KEY,
+  agent_id TEXT NOT NULL,
+  offer BYTEA NOT NULL,  -- serialized switchboard.routing.v1.Offer
+  assignment BYTEA,      -- serialized switchboard.routing.v1.Assignment, if accepted
+  closed_at_micros BIGINT NOT NULL
+);
+CREATE INDEX closed_offers_by_time ON closed_offers (closed_at_micros);
+-- 'holder_ceiling' and 'schedule_version'.
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+CREATE TABLE schedules (
+  schedule_id TEXT PRIMARY KEY,
+  version BIGINT NOT NULL,
+  schedule BYTEA NOT NULL  -- serialized switchboard.routing.v1.Schedule
+);
+)sql",
+      // 2: the event outbox.
+      events::kPostgresOutboxMigration,
+  };
+  return *migrations;
+}
+
+PostgresRoutingStore::PostgresRoutingStore(storage::PostgresGroupCommitter* committer,
+                                           std::string topic,
+                                           std::function<void()> after_commit)
+    : committer_(committer), topic_(std::move(topic)), after_commit_(std::move(after_commit)) {}
+
+absl::StatusOr<RoutingStore::Contents> PostgresRoutingStore::Load() {
+  Contents contents;
+  // Through the committer: its thread owns the connection. Runs again if
+  // PostgreSQL aborts it, so it starts from empty each time.
+  absl::Status status = committer_->Commit([&](PostgresConnection& db) {
+    contents = Contents();
+    return ReadContents(db, contents);
+  });
+  if (!status.ok()) return status;
+  return contents;
+}
+
+absl::StatusOr<RoutingStore::ScheduleContents> PostgresRoutingStore::LoadSchedules() {
+  ScheduleContents contents;
+  absl::Status status = committer_->Commit([&](PostgresConnection& db) -> absl::Status {
+    contents = ScheduleContents();
+    absl::Status s = ForEachRow(db, kSelectSchedules, {}, [&](const SqlRow& row) {
+      absl::StatusOr<v1::Schedule> schedule = ScheduleFromRow(row);
+      if (!schedule.ok()) return schedule.status();
+      contents.schedules.push_back(*std::move(schedule));
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    absl::StatusOr<int64_t> version = ReadCounter(db, kScheduleVersion);
+    if (!version.ok()) return version.status();
+    contents.version = *version;
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return contents;
+}
+
+absl::StatusOr<std::optional<ClosedOfferRecord>> PostgresRoutingStore::FindClosedOffer(
+    const std::string& offer_id) {
+  std::optional<ClosedOfferRecord> found;
+  // Through the committer: the answer reflects every write whose `done` has
+  // run, as on SQLite.
+  absl::Status status = committer_->Commit([&](PostgresConnection& db) -> absl::Status {
+    found.reset();
+    return ForEachRow(db, kSelectClosedOffer, {offer_id}, [&](const SqlRow& row) {
+      absl::StatusOr<ClosedOfferRecord> record = ClosedOfferFromRow(row);
+      if (!record.ok()) return record.status();
+      found = *std::move(record);
+      return absl::OkStatus();
+    });
+  });
+  if (!status.ok()) return status;
+  return found;
+}
+
+void PostgresRoutingStore::Apply(RoutingWrite write, std::function<void(absl::Status)> done) {
+  committer_->Submit(
+      [this, write = std::move(write)](PostgresConnection& db) {
+        return WriteAll(db, write, topic_);
+      },
+      [this, done = std::move(done)](absl::Status status) {
+        if (status.ok() && after_commit_) after_commit_();
+        done(status);
+      });
+}
+
+}  // namespace switchboard::routing
