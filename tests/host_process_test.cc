@@ -1,7 +1,7 @@
 // Every server binary starts and fails the way libs/host promises: bad
 // flags exit 2 naming the flag, a database that cannot be opened exits 1
-// with startup_failed naming the step, a PostgreSQL --database is used or
-// refused (never ignored), and nothing is served.
+// with startup_failed naming the step, a PostgreSQL --database is used
+// (never ignored), and nothing is served.
 
 #include <fcntl.h>
 #include <sys/wait.h>

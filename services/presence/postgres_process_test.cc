@@ -1,6 +1,7 @@
 // presence_server on a real PostgreSQL (--database): an agent's profile,
 // status and a capacity reservation made through the gRPC API are in the
-// database, its event reaches the events file, and a new process started in
+// database, its event reaches the events file, a second process on the same
+// database is refused while the first runs, and a new process started in
 // another data folder (so nothing local carries over) serves the same state.
 #include <grpcpp/grpcpp.h>
 
@@ -92,6 +93,14 @@ TEST(PresencePostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnothe
                              std::to_string(v1::AGENT_STATUS_ONLINE)),
               1);
     EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM reservations WHERE session_id = 's-1'"), 1);
+
+    // A second process on the same database is refused while the first runs:
+    // each would grant capacity from its own memory.
+    auto intruder = server("intruder");
+    EXPECT_EQ(intruder->grpc_port(), 0);
+    EXPECT_NE(intruder->log().find("another presence process is using this PostgreSQL database"),
+              std::string::npos)
+        << intruder->log();
     EXPECT_EQ(first->Terminate(absl::Seconds(8)), 0) << first->log();
   }
   EXPECT_FALSE(std::filesystem::exists(dir + "/first/presence.db"));
