@@ -1,7 +1,10 @@
 // Issue 8, measure #7: full journeys per second across the platform's
 // processes. Starts presence, routing, sessions, bot and feedback as real
 // processes on free ports (durable SQLite, group commit, outboxes, JSON-lines
-// events), puts agents online with auto-accept, then K concurrent customers
+// events; or every service on one PostgreSQL database with --database, and
+// with --replicas=N N processes each of bot and feedback, which clients and
+// sessions reach with round_robin), puts agents online with auto-accept,
+// then K concurrent customers
 // each play journeys: create a chat asking for a human (bot → escalate) →
 // routing offers and the agent auto-accepts → 10 messages, alternating
 // customer and agent → the agent resolves → the customer rates. Prints
@@ -10,6 +13,7 @@
 //
 //   bazel run -c opt //tools/loadgen:journey_benchmark -- [--journeys=300]
 //       [--concurrency=16] [--agents=24] [--messages=10]
+//       [--database=postgresql://... [--replicas=2]] [--label=journeys]
 //
 // A journey's time runs from CreateSession to the rating's answer. Waiting
 // for assignment polls GetSession every 5 ms, so assignment is seen at most
