@@ -12,9 +12,10 @@
 #                                # dials its peers with its certificate: a local
 #                                # CA and certificates in DATA_DIR/tls, made once
 #                                # by tools/dev_certs.sh (openssl)
-#   bash tools/run.sh --postgres # a local PostgreSQL (Debian's, data in
-#                                # DATA_DIR/postgres, port base+99: 7199) holds
-#                                # every service's state instead of SQLite files
+#   bash tools/run.sh --postgres # a local PostgreSQL (tools/postgres/server.sh:
+#                                # Debian's, data in DATA_DIR/postgres, port
+#                                # base+99: 7199) holds every service's state
+#                                # instead of SQLite files
 #   bash tools/run.sh --postgres --replicas=2
 #                                # also a second process of each service that
 #                                # may run as several (identity, bot, feedback)
@@ -160,7 +161,7 @@ pids=()
 names=()
 clamd_pid=
 clamd_dir=
-postgres_pid=
+postgres_started=false
 # $1: "signal" (Ctrl-C, SIGTERM: exit 0 if every service exited 0) or "exit".
 stop() {
   trap - INT TERM EXIT
@@ -185,12 +186,10 @@ stop() {
     ((code == 0)) || failed=1
   fi
   [[ -z "$clamd_dir" ]] || rm -rf "$clamd_dir"
-  # After the services: a fast shutdown (SIGINT) rolls back what is open and
-  # checkpoints; committed data stays.
-  if [[ -n "$postgres_pid" ]]; then
-    kill -INT "$postgres_pid" 2>/dev/null || true
+  # After the services, which may still be committing.
+  if $postgres_started; then
     code=0
-    wait "$postgres_pid" 2>/dev/null || code=$?
+    bash tools/postgres/server.sh stop "$data_dir/postgres" || code=$?
     echo "run: postgres exited $code"
     ((code == 0)) || failed=1
   fi
@@ -228,55 +227,10 @@ if $kafka; then
 fi
 
 if $postgres; then
-  # Debian's PostgreSQL (tools/setup.sh installs it), the newest under
-  # /usr/lib/postgresql. It refuses to run as root: as root it runs as the
-  # `postgres` user, which must be able to reach its folder; where it cannot
-  # (a data folder under /root, mode 700) the cluster lives under
-  # /var/lib/switchboard and DATA_DIR/postgres points there.
-  pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-  if [[ ! -x "$pg_bin/postgres" ]]; then
-    echo "run: no PostgreSQL server under /usr/lib/postgresql; run tools/setup.sh" >&2
-    exit 1
-  fi
   pg_port=$((base + 99))
-  pg_dir="$data_dir/postgres"
-  as_pg=()
-  if (($(id -u) == 0)); then
-    as_pg=(setpriv --reuid=postgres --regid=postgres --clear-groups)
-    if [[ ! -e "$pg_dir" ]] && ! "${as_pg[@]}" test -x "$data_dir"; then
-      elsewhere="/var/lib/switchboard/postgres-$(realpath -m "$data_dir" | sha256sum | cut -c1-12)"
-      mkdir -p "$elsewhere"
-      ln -s "$elsewhere" "$pg_dir"
-      echo "run: user postgres cannot enter $data_dir: PostgreSQL's files are in $elsewhere"
-    fi
-    mkdir -p "$pg_dir"
-    chown -R postgres:postgres "$(realpath "$pg_dir")"
-  fi
-  if [[ ! -f "$pg_dir/PG_VERSION" ]]; then
-    echo "run: initdb $pg_dir (development only: trust on 127.0.0.1, no password)"
-    "${as_pg[@]}" "$pg_bin/initdb" -D "$(realpath "$pg_dir")" -U postgres --auth=trust \
-      -E UTF8 --locale=C.UTF-8 >"$data_dir/logs/initdb.log" 2>&1 ||
-      { echo "run: initdb failed; see $data_dir/logs/initdb.log" >&2; exit 1; }
-  fi
-  echo "run: starting PostgreSQL on 127.0.0.1:$pg_port (data in $pg_dir)"
-  "${as_pg[@]}" "$pg_bin/postgres" -D "$(realpath "$pg_dir")" -h 127.0.0.1 -p "$pg_port" \
-    -k "$(realpath "$pg_dir")" >>"$data_dir/logs/postgres.log" 2>&1 &
-  postgres_pid=$!
-  for ((i = 0; i < 300; i++)); do
-    pg_isready -q -h 127.0.0.1 -p "$pg_port" && break
-    if ! kill -0 "$postgres_pid" 2>/dev/null; then
-      postgres_pid=
-      echo "run: PostgreSQL did not start; see $data_dir/logs/postgres.log" >&2
-      tail -5 "$data_dir/logs/postgres.log" >&2 || true
-      exit 1
-    fi
-    sleep 0.1
-  done
-  psql_admin=(psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -v ON_ERROR_STOP=1)
-  if [[ -z $("${psql_admin[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = 'switchboard'") ]]; then
-    "${psql_admin[@]}" -c 'CREATE DATABASE switchboard'
-  fi
-  database="postgresql://postgres@127.0.0.1:$pg_port/switchboard"
+  echo "run: starting PostgreSQL on 127.0.0.1:$pg_port (data in $data_dir/postgres)"
+  database=$(bash tools/postgres/server.sh start "$data_dir/postgres" "$pg_port")
+  postgres_started=true
   service_flags+=(--database="$database")
 fi
 

@@ -1,7 +1,10 @@
 // Issue 8, measure #7: full journeys per second across the platform's
 // processes. Starts presence, routing, sessions, bot and feedback as real
 // processes on free ports (durable SQLite, group commit, outboxes, JSON-lines
-// events), puts agents online with auto-accept, then K concurrent customers
+// events; or every service on one PostgreSQL database with --database, and
+// with --replicas=N N processes each of bot and feedback, which clients and
+// sessions reach with round_robin), puts agents online with auto-accept,
+// then K concurrent customers
 // each play journeys: create a chat asking for a human (bot → escalate) →
 // routing offers and the agent auto-accepts → 10 messages, alternating
 // customer and agent → the agent resolves → the customer rates. Prints
@@ -10,6 +13,7 @@
 //
 //   bazel run -c opt //tools/loadgen:journey_benchmark -- [--journeys=300]
 //       [--concurrency=16] [--agents=24] [--messages=10]
+//       [--database=postgresql://... [--replicas=2]] [--label=journeys]
 //
 // A journey's time runs from CreateSession to the rating's answer. Waiting
 // for assignment polls GetSession every 5 ms, so assignment is seen at most
@@ -19,6 +23,7 @@
 #include <atomic>
 #include <cstdio>
 #include <map>
+#include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -43,13 +48,20 @@ struct Config {
   int concurrency = 16;
   int agents = 24;
   int messages = 10;
+  // The JSON line's label (report.json's key).
+  std::string label = "journeys";
+  Platform::Options platform;
 };
 
 // The clients of the platform's services, and the tokens they carry.
 struct Clients {
   explicit Clients(const Platform& platform) : platform(platform) {
     const auto channel = [&](const std::string& service) {
-      return grpc::CreateChannel(platform.address(service), grpc::InsecureChannelCredentials());
+      // A service with replicas is a list of addresses: spread the calls.
+      grpc::ChannelArguments args;
+      args.SetLoadBalancingPolicyName("round_robin");
+      return grpc::CreateCustomChannel(platform.address(service),
+                                       grpc::InsecureChannelCredentials(), args);
     };
     sessions_ = sessions::v1::SessionsService::NewStub(channel("sessions"));
     routing_ = routing::v1::RoutingService::NewStub(channel("routing"));
@@ -190,16 +202,26 @@ int Main(int argc, char** argv) {
   flags.Add("concurrency", &config.concurrency, "customers playing at once");
   flags.Add("agents", &config.agents, "agents online (chat capacity 5 each, auto-accept)");
   flags.Add("messages", &config.messages, "messages per journey, alternating customer and agent");
+  flags.Add("database", &config.platform.database,
+            "empty: SQLite files; else a postgresql:// URI every service stores in");
+  flags.Add("replicas", &config.platform.replicas,
+            "processes of bot and feedback (needs --database); the others run one");
+  flags.Add("label", &config.label, "the JSON line's label");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "journey_benchmark: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  if (config.journeys < 1 || config.concurrency < 1 || config.agents < 1 || config.messages < 0) {
+  if (config.journeys < 1 || config.concurrency < 1 || config.agents < 1 || config.messages < 0 ||
+      config.platform.replicas < 1) {
     std::fprintf(stderr, "journey_benchmark: counts must be positive\n");
     return 2;
   }
-  Platform platform;
+  if (config.platform.replicas > 1 && config.platform.database.empty()) {
+    std::fprintf(stderr, "journey_benchmark: --replicas needs --database (PostgreSQL)\n");
+    return 2;
+  }
+  Platform platform(config.platform);
   Clients p(platform);
 
   // Agents online with auto-accept, kept alive by heartbeats.
@@ -278,11 +300,13 @@ int Main(int argc, char** argv) {
       latency.Percentile(0.99) / 1000.0, latency.max() / 1000.0);
   if (!errors.first().empty()) std::printf("first error: %s\n", errors.first().c_str());
   std::printf(
-      "{\"label\":\"journeys\",\"journey\":\"create (bot escalates) -> offer, auto-accept -> "
+      "{\"label\":\"%s\",\"backend\":\"%s\",\"replicas\":%d,\"journey\":\"create (bot escalates) -> offer, auto-accept -> "
       "%d messages -> resolve -> rate\",\"journeys\":%d,\"completed\":%d,\"seconds\":%.3f,"
       "\"journeys_per_s\":%.2f,\"concurrency\":%d,\"agents\":%d,\"latency_ms\":{\"p50\":%.2f,"
       "\"p90\":%.2f,\"p99\":%.2f,\"max\":%.2f},\"errors\":%s}\n",
-      config.messages, config.journeys, completed.load(), seconds, per_second,
+      config.label.c_str(), config.platform.database.empty() ? "sqlite" : "postgresql",
+      config.platform.replicas, config.messages, config.journeys, completed.load(), seconds,
+      per_second,
       config.concurrency, config.agents, latency.Percentile(0.5) / 1000.0,
       latency.Percentile(0.9) / 1000.0, latency.Percentile(0.99) / 1000.0,
       latency.max() / 1000.0, errors.Json().c_str());

@@ -4,10 +4,15 @@
 # pictures OUT/report/*.svg (plot.sh). tools/loadgen/run_benchmarks.sh
 # builds with -c opt and calls this; the smoke test calls it with --smoke.
 #
-#   suite.sh --bin=BAZEL_BIN --out=DIR [--smoke] [--kafka]
+#   suite.sh --bin=BAZEL_BIN --out=DIR [--smoke] [--kafka] [--postgres]
 #
 # --smoke: seconds and tiny counts, only to prove the instrument works.
 # --kafka: also run //libs/events:relay_kafka_benchmark (starts a broker).
+# --postgres: also the same measures on PostgreSQL (a local server from
+#   tools/postgres/server.sh, on the servers' core, a fresh database per
+#   measure): durable SendMessage with sessions on it, and (full runs)
+#   journeys with every service on it, one process each and then two of
+#   bot and feedback (the services that may run as several).
 # Each measure gets fresh servers on free ports and a fresh data folder. With
 # two or more cores, servers run on core 0 and the load generator on core 1
 # (taskset), so they do not steal each other's cycles; the journey and floor
@@ -18,13 +23,15 @@ bin=""
 out=""
 smoke=false
 kafka=false
+postgres=false
 for arg in "$@"; do
   case "$arg" in
     --bin=*) bin="${arg#--bin=}" ;;
     --out=*) out="${arg#--out=}" ;;
     --smoke) smoke=true ;;
     --kafka) kafka=true ;;
-    *) echo "usage: suite.sh --bin=DIR --out=DIR [--smoke] [--kafka]" >&2; exit 2 ;;
+    --postgres) postgres=true ;;
+    *) echo "usage: suite.sh --bin=DIR --out=DIR [--smoke] [--kafka] [--postgres]" >&2; exit 2 ;;
   esac
 done
 [[ -n "$bin" && -n "$out" ]] || { echo "suite.sh: --bin and --out are required" >&2; exit 2; }
@@ -37,6 +44,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  ! $postgres || bash "$(dirname "$0")/../postgres/server.sh" stop "$work/postgres" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -90,14 +98,16 @@ stop_server() {
   wait "$server_pid" 2>/dev/null || true
 }
 
+# start_sessions NAME [FLAGS...]
 start_sessions() {
   local name=$1
+  shift
   mkdir -p "$work/$name"
   # No bot and no routing: EMAIL sessions stay QUEUED and every figure is
   # sessions' own (a message still commits durably with its outbox event).
   start_server "$name" server_started "$bin/services/sessions/sessions_server" \
     --data_dir="$work/$name" --port=0 --metrics_port=0 --bot_address= --routing_address= \
-    --keys_dir="$keys"
+    --keys_dir="$keys" "$@"
 }
 
 # run NAME LOADGEN_FLAGS...: runs the load generator against the current server.
@@ -132,6 +142,16 @@ count_fsyncs() {
 # "200ms" or "3s" -> seconds.
 seconds() { awk -v d="$1" 'BEGIN { if (d ~ /ms$/) print substr(d, 1, length(d) - 2) / 1000; else print substr(d, 1, length(d) - 1) }'; }
 
+if $postgres; then
+  pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  pg_uri=$("${server_cpu[@]}" bash "$(dirname "$0")/../postgres/server.sh" start "$work/postgres" "$pg_port")
+fi
+# new_database NAME: creates database NAME on that server, prints its URI.
+new_database() {
+  psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -c "CREATE DATABASE $1" >&2
+  echo "${pg_uri%/*}/$1"
+}
+
 # 1. Baselines: bare echo, then the same echo behind the bootstrap.
 start_server bare_echo "listening on port" "$bin/tools/loadgen/bare_echo_server" --port=0
 run echo_bare --scenario=echo --channels="$channels" --concurrency="$echo_callers" --duration="$duration"
@@ -151,6 +171,12 @@ run send_message --scenario=send_message --keys_dir="$keys" --channels="$channel
 wait "$fsync_counter" || true
 stop_server
 send_qps=$(jq -r '.qps | floor' "$out/json/send_message.json")
+if $postgres; then
+  start_sessions sessions_send_postgres --database="$(new_database send_message)"
+  run send_message_postgres --scenario=send_message --keys_dir="$keys" --channels="$channels" \
+    --sessions="$sessions" --concurrency="$send_callers" --duration="$duration"
+  stop_server
+fi
 
 # 3. Fan-out at half the saturation rate: 4 subscribers per session.
 fan_rate=$((send_qps / 2))
@@ -203,6 +229,17 @@ if ! $smoke; then
     "$bin/tools/loadgen/journey_benchmark" 2>"$out/logs/journey_benchmark.log" |
       tail -n 1 >"$out/json/journeys.json" || true
     [[ -s "$out/json/journeys.json" ]] || rm -f "$out/json/journeys.json"
+    if $postgres; then
+      for label in journeys_postgres journeys_postgres_replicas; do
+        replicas=1
+        [[ "$label" == *_replicas ]] && replicas=2
+        echo "suite: $label" >&2
+        "$bin/tools/loadgen/journey_benchmark" --database="$(new_database "$label")" \
+          --replicas="$replicas" --label="$label" 2>"$out/logs/$label.log" |
+          tail -n 1 >"$out/json/$label.json" || true
+        [[ -s "$out/json/$label.json" ]] || rm -f "$out/json/$label.json"
+      done
+    fi
   fi
   if $kafka && [[ -x "$bin/libs/events/relay_kafka_benchmark" ]]; then
     echo "suite: relay_kafka_benchmark" >&2
