@@ -55,7 +55,14 @@ stop_launcher() {
   ((code == 0)) || { echo "FAIL: tools/run.sh exited $code" >&2; tail -12 "$work/run.log" >&2; }
   return "$code"
 }
-trap 'kill -TERM $launcher $PORTS_PID 2>/dev/null || true' EXIT
+# PostgreSQL's files may live outside $work (tools/postgres/server.sh, when
+# user postgres cannot reach it): removed with it.
+cleanup() {
+  kill -TERM "$launcher" "$PORTS_PID" 2>/dev/null || true
+  wait "$launcher" 2>/dev/null || true
+  if [[ -L "$work/data/postgres" ]]; then rm -rf "$(realpath "$work/data/postgres")"; fi
+}
+trap cleanup EXIT
 start_launcher "${run_flags[@]}"
 
 # The README's block, pointed at this run: its ports, binaries and key.
@@ -208,7 +215,6 @@ if $postgres; then
   grep -q "$session" <<<"$got" || fail "the session is gone after a restart: $got"
 fi
 
-trap - EXIT
 stop_launcher || failures=$((failures + 1))
 if ((failures)); then
   echo "$failures check(s) failed" >&2

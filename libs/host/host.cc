@@ -223,14 +223,26 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
   if (options.one_process) {
     if (auto exit = HoldOneProcessLock()) return exit;
   }
+  // Each service in a schema of its own: the services may share a database.
+  absl::StatusOr<std::string> in_schema = storage::WithSchema(database_flag_, info_.name);
+  if (!in_schema.ok()) return FailStep("open_database", in_schema.status());
+  database_uri_ = *std::move(in_schema);
+  {
+    absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> db =
+        storage::PostgresConnection::Open(database_flag_);
+    if (!db.ok()) return FailStep("open_database", db.status());
+    if (absl::Status s = storage::CreateSchema(**db, info_.name); !s.ok()) {
+      return FailStep("open_database", s);
+    }
+  }
   // Every replica migrates at start; PostgresConnection::Migrate serializes
   // them with an advisory lock. The migrating connection then becomes the
   // ordered writer's; a store may open connections of its own besides.
   absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> migrated =
-      storage::PostgresConnection::OpenMigrated(database_flag_, *options.postgres_migrations);
+      storage::PostgresConnection::OpenMigrated(database_uri_, *options.postgres_migrations);
   if (!migrated.ok()) return FailStep("open_database", migrated.status());
   absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> relay_connection =
-      storage::PostgresConnection::Open(database_flag_);
+      storage::PostgresConnection::Open(database_uri_);
   if (!relay_connection.ok()) return FailStep("open_database", relay_connection.status());
   if (auto exit = OpenSink()) return exit;
   absl::StatusOr<events::Sink*> relay_sink = RelaySink(options);

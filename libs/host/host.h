@@ -188,7 +188,11 @@ class Host {
   // After ParseFlags: --database names a PostgreSQL database (the store is
   // then the service's PostgreSQL one, on database_uri()).
   bool on_postgres() const;
-  const std::string& database_uri() const { return database_flag_; }
+  // After OpenStore on PostgreSQL: --database with the service's own schema
+  // (named after the service) as the search path, so that services sharing
+  // one database each have their own tables, migrations and outbox. Open
+  // every connection of the store with it.
+  const std::string& database_uri() const { return database_uri_; }
   // After OpenStore; on SQLite only (database_path, OpenReader, committer).
   const std::string& database_path() const { return database_path_; }
   // Another connection to the store's file, e.g. for reads.
@@ -269,6 +273,8 @@ class Host {
   std::string data_dir_ = "data";
   // --database: "" for SQLite, or a postgresql:// URI.
   std::string database_flag_;
+  // database_flag_ in the service's schema (database_uri()).
+  std::string database_uri_;
   auth::KeyOptions key_options_;
   events::EventSinkOptions events_;
   client::ClientTlsOptions peer_tls_;

@@ -242,9 +242,9 @@ TEST(HostTest, OnPostgresTheRelayPublishesTheSharedOutbox) {
     StoreOptions options;
     options.postgres_migrations = migrations;
     ASSERT_EQ(host.OpenStore(std::move(options)), std::nullopt);
-    EXPECT_EQ(host.database_uri(), uri);
+    EXPECT_EQ(host.database_uri(), *storage::WithSchema(uri, "hosttest"));
 
-    auto writer = storage::PostgresConnection::Open(uri);
+    auto writer = storage::PostgresConnection::Open(host.database_uri());
     ASSERT_TRUE(writer.ok()) << writer.status();
     events::v1::Event event;
     event.mutable_agent_status_changed()->set_agent_id("agent-1");
@@ -310,6 +310,39 @@ TEST(HostTest, OnPostgresAOneProcessServiceRefusesASecondProcess) {
   second.reset();
   first.reset();
   EXPECT_EQ(open(Info(), true).first, std::nullopt);
+}
+
+// Services sharing one database (as the Helm chart and tools/run.sh
+// --postgres run them) each migrate a schema of their own: the same table
+// names, migration versions and outbox never meet.
+TEST(HostTest, OnPostgresEachServiceHasASchemaOfItsOwn) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  static const auto* migrations = new std::vector<std::string>{
+      "CREATE TABLE things(id TEXT PRIMARY KEY)", events::kPostgresOutboxMigration};
+  std::vector<std::unique_ptr<Host>> hosts;
+  for (const char* name : {"hosttest", "othertest"}) {
+    ServiceInfo info = Info();
+    info.name = name;
+    hosts.push_back(std::make_unique<Host>(std::move(info)));
+    Args args({"--data_dir=" + storage::MakeTempDir(), "--database=" + uri});
+    ASSERT_EQ(hosts.back()->ParseFlags(args.argc(), args.argv()), std::nullopt);
+    ASSERT_EQ(hosts.back()->OpenKeys(), std::nullopt);
+    StoreOptions options;
+    options.postgres_migrations = migrations;
+    ASSERT_EQ(hosts.back()->OpenStore(std::move(options)), std::nullopt);
+  }
+  auto db = storage::PostgresConnection::Open(uri);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto tables = (*db)->Query(
+      "SELECT schemaname || '.' || tablename FROM pg_tables WHERE tablename IN "
+      "('things', 'outbox', 'schema_migrations') ORDER BY 1");
+  ASSERT_TRUE(tables.ok()) << tables.status();
+  std::vector<std::string> names;
+  for (int i = 0; i < tables->size(); ++i) names.push_back(tables->Text(i, 0));
+  EXPECT_EQ(names, (std::vector<std::string>{
+                       "hosttest.outbox", "hosttest.schema_migrations", "hosttest.things",
+                       "othertest.outbox", "othertest.schema_migrations", "othertest.things"}));
 }
 
 TEST(HostTest, TheOneProcessLockKeyIsTheServicesNameInEightBytes) {

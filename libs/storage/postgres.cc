@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -332,6 +334,45 @@ absl::Status PostgresConnection::Migrate(const std::vector<std::string>& migrati
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+bool IsLowercaseIdentifier(absl::string_view name) {
+  if (name.empty() || absl::ascii_isdigit(name[0])) return false;
+  for (char c : name) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> WithSchema(const std::string& uri, absl::string_view schema) {
+  if (!IsLowercaseIdentifier(schema)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("schema name \"", schema, "\" is not a lowercase identifier"));
+  }
+  // "-csearch_path=NAME", percent-encoded as a URI query value.
+  const std::string options = absl::StrCat("options=-csearch_path%3D", schema);
+  if (absl::StartsWith(uri, "postgresql://") || absl::StartsWith(uri, "postgres://")) {
+    return absl::StrCat(uri, absl::StrContains(uri, '?') ? "&" : "?", options);
+  }
+  // A key=value connection string.
+  return absl::StrCat(uri, " options='-csearch_path=", schema, "'");
+}
+
+absl::Status CreateSchema(PostgresConnection& db, absl::string_view schema) {
+  if (!IsLowercaseIdentifier(schema)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("schema name \"", schema, "\" is not a lowercase identifier"));
+  }
+  absl::Status created =
+      db.Query(absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", schema)).status();
+  // Two processes creating it at once: the loser's catalog insert fails as
+  // a unique violation although the schema exists.
+  if (absl::IsAlreadyExists(created)) return absl::OkStatus();
+  return created;
 }
 
 }  // namespace switchboard::storage

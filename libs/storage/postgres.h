@@ -132,7 +132,9 @@ class PostgresConnection {
   // a transaction-scoped advisory lock, then reads the version again. An
   // up-to-date database takes no lock. Idempotent. Never edit or reorder a
   // released migration; append new ones. FAILED_PRECONDITION if the database
-  // is newer than migrations.size(). One migration list per database.
+  // is newer than migrations.size(). One migration list per schema (see
+  // WithSchema: services sharing a database each migrate a schema of their
+  // own).
   absl::Status Migrate(const std::vector<std::string>& migrations);
 
   // Runs one or more ';'-separated statements without parameters (DDL,
@@ -175,5 +177,17 @@ class PostgresConnection {
   // Transactions and savepoints opened by this object and not ended yet.
   int transaction_depth_ = 0;
 };
+
+// `uri` with every connection's search_path set to `schema` (libpq's
+// `options` parameter), so that what a service creates and reads (its
+// tables, schema_migrations, its outbox) lives in a schema of its own and
+// several services can share one database without meeting. The schema must
+// exist: CreateSchema. INVALID_ARGUMENT unless `schema` is a lowercase
+// identifier ([a-z_][a-z0-9_]*).
+absl::StatusOr<std::string> WithSchema(const std::string& uri, absl::string_view schema);
+
+// CREATE SCHEMA IF NOT EXISTS `schema` (a lowercase identifier), safe when
+// several processes race to create it.
+absl::Status CreateSchema(PostgresConnection& db, absl::string_view schema);
 
 }  // namespace switchboard::storage

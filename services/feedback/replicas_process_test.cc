@@ -31,7 +31,8 @@ namespace sv1 = sessions::v1;
 constexpr char kBinary[] = "services/feedback/feedback_server";
 
 int64_t Count(const std::string& uri, const std::string& sql) {
-  auto db = storage::PostgresConnection::Open(uri);
+  // The service's tables are in its own schema (libs/host).
+  auto db = storage::PostgresConnection::Open(*storage::WithSchema(uri, "feedback"));
   if (!db.ok()) return -1;
   auto rows = (*db)->Query(sql);
   return rows.ok() ? rows->Int(0, 0) : -1;

@@ -28,7 +28,8 @@ using auth::Role;
 constexpr char kBinary[] = "services/presence/presence_server";
 
 int64_t Count(const std::string& uri, const std::string& sql) {
-  auto db = storage::PostgresConnection::Open(uri);
+  // The service's tables are in its own schema (libs/host).
+  auto db = storage::PostgresConnection::Open(*storage::WithSchema(uri, "presence"));
   if (!db.ok()) return -1;
   auto rows = (*db)->Query(sql);
   return rows.ok() ? rows->Int(0, 0) : -1;

@@ -33,7 +33,8 @@ constexpr char kBinary[] = "services/sessions/sessions_server";
 
 int64_t Count(const std::string& uri, const std::string& sql,
               const std::vector<storage::PostgresParam>& params = {}) {
-  auto db = storage::PostgresConnection::Open(uri);
+  // The service's tables are in its own schema (libs/host).
+  auto db = storage::PostgresConnection::Open(*storage::WithSchema(uri, "sessions"));
   if (!db.ok()) return -1;
   auto rows = (*db)->Query(sql, params);
   return rows.ok() ? rows->Int(0, 0) : -1;

@@ -13,8 +13,8 @@
 # PORT defaults to 5432. PostgreSQL refuses to run as root: as root it runs
 # as the `postgres` user (Debian's package makes it), which must be able to
 # reach DIR; where it cannot (a folder under /root, mode 700) the cluster
-# lives under /var/lib/switchboard and DIR is made a link to it. DIR holds
-# the log, postgres.log.
+# lives under /var/lib/switchboard and DIR is made a link to it (remove
+# both to start afresh). DIR holds the logs, initdb.log and postgres.log.
 set -euo pipefail
 command=${1:-}
 dir=${2:-}
@@ -45,10 +45,19 @@ case "$command" in
     mkdir -p "$dir"
     dir=$(realpath "$dir")
     ((${#as_pg[@]} == 0)) || chown -R postgres:postgres "$dir"
+    # From / : the user postgres may not be allowed into the caller's folder.
+    cd /
     if [[ ! -f "$dir/PG_VERSION" ]]; then
-      "${as_pg[@]}" "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 \
-        --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
-        { echo "postgres: initdb failed; see $dir/initdb.log" >&2; exit 1; }
+      # initdb wants an empty folder: its log goes there once it is done.
+      log=$(mktemp)
+      if ! "${as_pg[@]}" "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 \
+        --locale=C.UTF-8 >"$log" 2>&1; then
+        echo "postgres: initdb failed:" >&2
+        cat "$log" >&2
+        rm -f "$log"
+        exit 1
+      fi
+      mv "$log" "$dir/initdb.log"
     fi
     # The socket lives in DIR, not /var/run/postgresql (absent without the
     # package's cluster).
@@ -63,7 +72,9 @@ case "$command" in
     ;;
   stop)
     [[ -f "$dir/postmaster.pid" ]] || exit 0
-    "${as_pg[@]}" "$bin/pg_ctl" -D "$(realpath "$dir")" -m fast -w -t 60 stop >/dev/null
+    dir=$(realpath "$dir")
+    cd /
+    "${as_pg[@]}" "$bin/pg_ctl" -D "$dir" -m fast -w -t 60 stop >/dev/null
     ;;
   *)
     echo "usage: server.sh start|stop DIR [PORT]" >&2
