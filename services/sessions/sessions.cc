@@ -105,12 +105,14 @@ absl::Status Sessions::AdmitWrite() {
 std::shared_ptr<storage::PendingWrite> Sessions::Commit(
     SessionWrite write, WriteKeys keys, std::shared_ptr<storage::PendingWrite> pending) {
   if (pending == nullptr) pending = storage::OrderedCommits::NewWrite();
-  for (const SessionRecord& written : write.sessions) {
-    const std::string& id = written.session.session_id();
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) continue;
-    it->second.last_write = pending;
-    Account(id, it->second);
+  for (const auto* list : {&write.sessions, &write.messaged_sessions}) {
+    for (const SessionRecord& written : *list) {
+      const std::string& id = written.session.session_id();
+      auto it = sessions_.find(id);
+      if (it == sessions_.end()) continue;
+      it->second.last_write = pending;
+      Account(id, it->second);
+    }
   }
   std::vector<v1::SessionEvent> published = write.session_events;
   // The keys are in the store once the write settles (or their write
@@ -856,7 +858,11 @@ Sessions::SendDecision Sessions::DecideMessage(const Caller& caller,
     sent.message = stored_message;
     sent.state = s.state();
     write.fingerprints.push_back({stored_message.message_id(), fingerprint});
+    // A message changes only the columns a message touches, unless it is
+    // the first human response (an SLA breach may come with it).
+    bool only_messaged = true;
     if (caller.role != Role::kCustomer && !s.has_first_human_response_at()) {
+      only_messaged = false;
       SetTs(now, s.mutable_first_human_response_at());
       const absl::Time created = Ts(s.created_at());
       if (metrics_) {
@@ -869,7 +875,7 @@ Sessions::SendDecision Sessions::DecideMessage(const Caller& caller,
     }
     bot_turn = caller.role == Role::kCustomer && state_now == v1::SESSION_STATE_BOT;
     if (bot_turn) r.bot_turn_sequence = stored_message.sequence();
-    write.sessions.push_back(r);
+    (only_messaged ? write.messaged_sessions : write.sessions).push_back(r);
     pending = storage::OrderedCommits::NewWrite();
     {
       absl::MutexLock durable_lock(&durable_mu_);

@@ -80,6 +80,29 @@ absl::Status SaveSession(storage::Database& db, const SessionRecord& r) {
       .Run();
 }
 
+// SaveSession for a session only messages changed (see
+// SessionWrite::messaged_sessions): no indexed column is written.
+absl::Status SaveMessagedSession(storage::Database& db, const SessionRecord& r) {
+  auto update = db.Prepare(
+      "UPDATE sessions SET session = ?, customer_messages = ?, bot_messages = ?, "
+      "agent_messages = ?, bot_turn_sequence = ? WHERE session_id = ?");
+  if (!update.ok()) return update.status();
+  const v1::Session& s = r.session;
+  absl::Status updated = update->BindBlob(1, s.SerializeAsString())
+                             .Bind(2, static_cast<int64_t>(r.customer_messages))
+                             .Bind(3, static_cast<int64_t>(r.bot_messages))
+                             .Bind(4, static_cast<int64_t>(r.agent_messages))
+                             .Bind(5, r.bot_turn_sequence)
+                             .Bind(6, s.session_id())
+                             .Run();
+  if (!updated.ok()) return updated;
+  if (db.Changes() != 1) {
+    return absl::InternalError(
+        absl::StrCat("sessions.db: no row for messaged session ", s.session_id()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<SessionRecord> ReadRecord(const storage::Statement& row) {
   SessionRecord r;
   if (!r.session.ParseFromString(row.ColumnBlob(2)) ||
@@ -123,6 +146,9 @@ absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
                       const std::string& topic) {
   for (const SessionRecord& session : write.sessions) {
     if (absl::Status s = SaveSession(db, session); !s.ok()) return s;
+  }
+  for (const SessionRecord& session : write.messaged_sessions) {
+    if (absl::Status s = SaveMessagedSession(db, session); !s.ok()) return s;
   }
   for (const v1::SessionEvent& event : write.session_events) {
     auto insert = db.Prepare(
