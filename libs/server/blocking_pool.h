@@ -22,7 +22,9 @@ namespace switchboard::server {
 //   submit their writes to the service's storage::GroupCommitter, whose one
 //   writer thread commits everything queued in one transaction and one fsync,
 //   then wakes each waiting worker. The pool size bounds how many writes can
-//   wait on one commit, so it is configurable (--worker_threads).
+//   wait on one commit, so it is configurable (--worker_threads). A hot
+//   write path need not park a worker at all: with RunUnaryAsync the worker
+//   decides and queues the write, and the commit's callback ends the call.
 // - Overload is refused at the door, never queued without bound: a call
 //   that finds `max_queued` tasks already waiting is answered
 //   RESOURCE_EXHAUSTED at once with a retry-after (TryRun), so a burst costs

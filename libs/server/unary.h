@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -13,22 +14,30 @@
 
 namespace switchboard::server {
 
+// Ends an asynchronous unary call (RunUnaryAsync) with its outcome, the
+// response already filled. Call it exactly once, from any thread; it never
+// blocks.
+using FinishUnary = std::function<void(absl::Status)>;
+
 // Finishes a unary callback-API call by running `work` on `pool` (see the
-// threading model in blocking_pool.h). `work` returns an absl::Status and
-// fills the response it captured; the client gets ToGrpcStatus of it, with a
-// `retry-after` trailer when the status carries one. A call whose client
-// already gave up (deadline or cancel) is not run. When the pool's backlog
-// is full the call ends at once with RESOURCE_EXHAUSTED and retry-after 1;
-// when the pool is stopping, with UNAVAILABLE.
+// threading model in blocking_pool.h): `work(finish)` decides, and the call
+// ends when `finish` is called, on whichever thread learns the outcome (a
+// group commit's callback, say), so no pool thread waits for it. The client
+// gets ToGrpcStatus of the status, with a `retry-after` trailer when the
+// status carries one. A call whose client already gave up (deadline or
+// cancel) is not run. When the pool's backlog is full the call ends at once
+// with RESOURCE_EXHAUSTED and retry-after 1; when the pool is stopping, with
+// UNAVAILABLE.
 //
-//   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
-//                                 const GetRequest* request,
-//                                 GetResponse* response) override {
-//     return RunUnary(context, pool_, [=] { return impl_->Get(...); });
-//   }
+//   return RunUnaryAsync(context, pool_, [=](FinishUnary finish) {
+//     impl_->Send(..., [response, finish](absl::StatusOr<Sent> sent) {
+//       if (sent.ok()) *response = ...;
+//       finish(sent.status());
+//     });
+//   });
 template <typename Work>
-grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
-                                   BlockingPool& pool, Work work) {
+grpc::ServerUnaryReactor* RunUnaryAsync(grpc::CallbackServerContext* context,
+                                        BlockingPool& pool, Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   bool stopping = false;
   const bool queued = pool.TryRun(
@@ -38,7 +47,9 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                        "call cancelled or past its deadline"));
           return;
         }
-        reactor->Finish(ToGrpcStatus(work(), *context));
+        work(FinishUnary([context, reactor](const absl::Status& status) {
+          reactor->Finish(ToGrpcStatus(status, *context));
+        }));
       },
       &stopping);
   if (!queued) {
@@ -50,6 +61,23 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
                                 *context));
   }
   return reactor;
+}
+
+// RunUnaryAsync for work that ends on the pool thread: `work` returns an
+// absl::Status and fills the response it captured.
+//
+//   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+//                                 const GetRequest* request,
+//                                 GetResponse* response) override {
+//     return RunUnary(context, pool_, [=] { return impl_->Get(...); });
+//   }
+template <typename Work>
+grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
+                                   BlockingPool& pool, Work work) {
+  return RunUnaryAsync(context, pool,
+                       [work = std::move(work)](const FinishUnary& finish) mutable {
+                         finish(work());
+                       });
 }
 
 // RunUnary for logic that returns the whole response: `work` returns an

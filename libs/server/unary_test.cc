@@ -56,7 +56,8 @@ class HeldStream : public grpc::ServerWriteReactor<EchoResponse> {
 
 // Echo runs its work on the pool with RunUnary. The text picks the work:
 // "block" waits for `release`, "busy" answers RESOURCE_EXHAUSTED with a
-// retry-after of 7 s, anything else is echoed.
+// retry-after of 7 s, "later" (RunUnaryAsync) returns from the pool and
+// leaves its call to whoever calls FinishLater, anything else is echoed.
 class EchoImpl final : public EchoService::CallbackService {
  public:
   explicit EchoImpl(BlockingPool* pool) : pool_(pool) {}
@@ -65,6 +66,16 @@ class EchoImpl final : public EchoService::CallbackService {
                                  const EchoRequest* request,
                                  EchoResponse* response) override {
     if (request->text() == "too late") late_context.store(context);
+    if (request->text() == "later") {
+      return RunUnaryAsync(context, *pool_, [this, response](FinishUnary finish) {
+        ran.fetch_add(1);
+        absl::MutexLock lock(&later_mu_);
+        later_ = [response, finish = std::move(finish)](absl::Status status) {
+          if (status.ok()) response->set_text("later");
+          finish(std::move(status));
+        };
+      });
+    }
     return RunUnary(context, *pool_, response, [this, request]() -> absl::StatusOr<EchoResponse> {
       ran.fetch_add(1);
       if (request->text() == "block") {
@@ -89,8 +100,25 @@ class EchoImpl final : public EchoService::CallbackService {
   absl::Notification blocked;
   absl::Notification release;
 
+  // Whether a "later" call waits for FinishLater.
+  bool later_waiting() {
+    absl::MutexLock lock(&later_mu_);
+    return later_ != nullptr;
+  }
+  // Ends the waiting "later" call with `status`, on the calling thread.
+  void FinishLater(absl::Status status) {
+    std::function<void(absl::Status)> later;
+    {
+      absl::MutexLock lock(&later_mu_);
+      later.swap(later_);
+    }
+    later(std::move(status));
+  }
+
  private:
   BlockingPool* const pool_;
+  absl::Mutex later_mu_;
+  std::function<void(absl::Status)> later_ ABSL_GUARDED_BY(later_mu_);
 };
 
 class UnaryTest : public ::testing::Test {
@@ -201,6 +229,29 @@ TEST_F(UnaryTest, ACallWhoseClientGaveUpWhileQueuedIsNotRun) {
   while (pool_.queued() > 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
   EXPECT_TRUE(Call("next").status.ok());
   EXPECT_EQ(service_.ran.load(), 2);
+}
+
+TEST_F(UnaryTest, AnAsyncCallFreesItsWorkerAndEndsWhenFinishedFromAnotherThread) {
+  Answer later;
+  std::thread caller([&] { later = Call("later"); });
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (!service_.later_waiting() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_TRUE(service_.later_waiting());
+  // The one worker is free while the call waits: the next call is answered.
+  EXPECT_EQ(Call("meanwhile").text, "meanwhile");
+  service_.FinishLater(absl::OkStatus());
+  caller.join();
+  EXPECT_TRUE(later.status.ok()) << later.status.error_message();
+  EXPECT_EQ(later.text, "later");
+
+  // An error given from the other thread keeps its retry-after.
+  std::thread refused([&] { later = Call("later"); });
+  while (!service_.later_waiting() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_TRUE(service_.later_waiting());
+  service_.FinishLater(limits::Exhausted("busy", absl::Seconds(7)));
+  refused.join();
+  EXPECT_EQ(later.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(RetryAfter(later), std::vector<std::string>{"7"});
 }
 
 class StreamCapTest : public UnaryTest {

@@ -43,10 +43,20 @@ std::shared_ptr<PendingWrite> OrderedCommits::Submit(
       failed_ = true;
     }
     if (hooks.on_settled) hooks.on_settled();
-    pending->status_ = std::move(status);
-    pending->done_.Notify();
+    pending->Settle(std::move(status));
   });
   return pending;
+}
+
+void PendingWrite::Settle(absl::Status status) {
+  std::vector<std::function<void(const absl::Status&)>> then;
+  {
+    absl::MutexLock lock(&mu_);
+    status_ = std::move(status);
+    done_.Notify();
+    then.swap(then_);
+  }
+  for (const auto& done : then) done(status_);
 }
 
 std::shared_ptr<PendingWrite> OrderedCommits::Newest() const {
@@ -57,9 +67,27 @@ std::shared_ptr<PendingWrite> OrderedCommits::Newest() const {
 absl::Status OrderedCommits::Await(const std::shared_ptr<PendingWrite>& write) const {
   if (write == nullptr) return absl::OkStatus();
   write->done_.WaitForNotification();
-  if (write->status_.ok()) return absl::OkStatus();
-  if (failed_write_ == FailedWrite::kStoreError) return write->status_;
+  return Answer(write->status_);
+}
+
+absl::Status OrderedCommits::Answer(const absl::Status& status) const {
+  if (status.ok()) return absl::OkStatus();
+  if (failed_write_ == FailedWrite::kStoreError) return status;
   return absl::UnavailableError(absl::StrCat(service_, " storage failed; retry later"));
+}
+
+void OrderedCommits::Then(const std::shared_ptr<PendingWrite>& write,
+                          std::function<void(absl::Status)> done) const {
+  if (write == nullptr) return done(absl::OkStatus());
+  {
+    absl::MutexLock lock(&write->mu_);
+    if (!write->done_.HasBeenNotified()) {
+      write->then_.push_back(
+          [this, done = std::move(done)](const absl::Status& status) { done(Answer(status)); });
+      return;
+    }
+  }
+  done(Answer(write->status_));
 }
 
 absl::Status OrderedCommits::AwaitInOrder(const std::shared_ptr<PendingWrite>& write) const {

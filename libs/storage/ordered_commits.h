@@ -25,8 +25,11 @@
 //   }
 //   return commits.AwaitInOrder(pending);
 //
-// Thread-safe. Hooks run on the thread that reports the commit (a store's
-// writer thread) and must not block.
+// A caller that must not park a thread until then (a gRPC handler finishing
+// its call from the commit) passes a callback to Then instead of Await.
+//
+// Thread-safe. Hooks and Then's callbacks run on the thread that reports the
+// commit (a store's writer thread) and must not block.
 
 #include <array>
 #include <atomic>
@@ -35,6 +38,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -55,7 +59,15 @@ class PendingWrite {
  private:
   friend class OrderedCommits;
 
+  // Records the outcome, wakes the waiters, then runs the callbacks Then
+  // queued.
+  void Settle(absl::Status status);
+
+  absl::Mutex mu_;
+  // Then's callbacks queued before the outcome was known.
+  std::vector<std::function<void(const absl::Status&)>> then_ ABSL_GUARDED_BY(mu_);
   absl::Notification done_;
+  // Written once, before done_ is notified.
   absl::Status status_;
 };
 
@@ -133,7 +145,17 @@ class OrderedCommits {
   // an earlier failed write changed.
   absl::Status AwaitInOrder(const std::shared_ptr<PendingWrite>& write) const;
 
+  // Await without blocking: runs `done` with what Await would return, at
+  // once on the calling thread if `write` (null: none) has settled, else on
+  // the thread that reports its commit, after its hooks. Call it without any
+  // lock that `done` takes.
+  void Then(const std::shared_ptr<PendingWrite>& write,
+            std::function<void(absl::Status)> done) const;
+
  private:
+  // What a caller waiting on a write with outcome `status` is told.
+  absl::Status Answer(const absl::Status& status) const;
+
   std::shared_ptr<PendingWrite> Submit(
       const std::function<void(std::function<void(absl::Status)>)>& apply, Hooks hooks,
       std::shared_ptr<PendingWrite> pending);

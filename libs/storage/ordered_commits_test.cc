@@ -5,7 +5,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/storage/commit_gate.h"
 #include "libs/storage/group_commit.h"
@@ -158,6 +160,63 @@ TEST(OrderedCommitsTest, AGivenHandleIsTheOneCommittedAndNothingIsAlreadyDurable
   EXPECT_EQ(commits.Newest(), decided);
   EXPECT_TRUE(commits.Await(decided).ok());
   EXPECT_EQ(store.Rows(), 1);
+}
+
+TEST(OrderedCommitsTest, ThenAnswersFromTheCommitAfterItsHooksWithoutBlocking) {
+  IntStore store;
+  Trace trace;
+  OrderedCommits commits("test", OrderedCommits::FailedWrite::kUnavailable);
+  store.gate().Close();
+  std::shared_ptr<PendingWrite> write = commits.Commit(store, 1, trace.For(1));
+  absl::Notification answered;
+  absl::Status answer = absl::UnknownError("not answered");
+  std::vector<std::string> hooks_at_answer;
+  commits.Then(write, [&](absl::Status status) {
+    hooks_at_answer = trace.lines();
+    answer = std::move(status);
+    answered.Notify();
+  });
+  // Then returned at once; nothing is answered before the commit.
+  ASSERT_TRUE(store.gate().AwaitHeld(1));
+  EXPECT_FALSE(answered.HasBeenNotified());
+  store.gate().Open();
+  ASSERT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_TRUE(answer.ok()) << answer;
+  EXPECT_EQ(hooks_at_answer, (std::vector<std::string>{"durable 1", "settled 1"}));
+
+  // A settled write (or none) is answered at once, on the calling thread.
+  bool at_once = false;
+  commits.Then(write, [&](absl::Status status) { at_once = status.ok(); });
+  EXPECT_TRUE(at_once);
+  at_once = false;
+  commits.Then(nullptr, [&](absl::Status status) { at_once = status.ok(); });
+  EXPECT_TRUE(at_once);
+}
+
+TEST(OrderedCommitsTest, ThenHandsAFailedCommitToEveryCallbackAsAwaitWould) {
+  IntStore store;
+  OrderedCommits commits("test", OrderedCommits::FailedWrite::kUnavailable);
+  store.gate().Close();
+  std::shared_ptr<PendingWrite> failed = commits.Commit(store, 1);
+  std::vector<absl::Status> answers(2, absl::UnknownError("not answered"));
+  absl::BlockingCounter both(2);
+  for (absl::Status& answer : answers) {
+    commits.Then(failed, [&answer, &both](absl::Status status) {
+      answer = std::move(status);
+      both.DecrementCount();
+    });
+  }
+  ASSERT_TRUE(store.gate().AwaitHeld(1));
+  store.gate().FailHeld();
+  store.gate().Open();
+  both.Wait();
+  for (const absl::Status& answer : answers) {
+    EXPECT_EQ(answer.code(), absl::StatusCode::kUnavailable);
+    EXPECT_EQ(answer.message(), "test storage failed; retry later");
+  }
+  absl::Status late;
+  commits.Then(failed, [&](absl::Status status) { late = std::move(status); });
+  EXPECT_EQ(late.code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(SettleStampsTest, SettlingAKeyChangesItsStampOnly) {

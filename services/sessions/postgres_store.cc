@@ -53,6 +53,9 @@ absl::Status WriteAll(PostgresConnection& db, const SessionWrite& write,
     absl::StatusOr<PostgresRows> done =
         db.Query(NumberedParameters(statement.sql), ParamsOf(statement.values));
     if (!done.ok()) return done.status();
+    if (!statement.missing.empty() && done->changed() != 1) {
+      return absl::InternalError(absl::StrCat("sessions: ", statement.missing));
+    }
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;

@@ -4,6 +4,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "libs/events/envelope.h"
 #include "libs/fault/fault_point.h"
 #include "libs/limits/retry_after.h"
@@ -104,12 +105,14 @@ absl::Status Sessions::AdmitWrite() {
 std::shared_ptr<storage::PendingWrite> Sessions::Commit(
     SessionWrite write, WriteKeys keys, std::shared_ptr<storage::PendingWrite> pending) {
   if (pending == nullptr) pending = storage::OrderedCommits::NewWrite();
-  for (const SessionRecord& written : write.sessions) {
-    const std::string& id = written.session.session_id();
-    auto it = sessions_.find(id);
-    if (it == sessions_.end()) continue;
-    it->second.last_write = pending;
-    Account(id, it->second);
+  for (const auto* list : {&write.sessions, &write.messaged_sessions}) {
+    for (const SessionRecord& written : *list) {
+      const std::string& id = written.session.session_id();
+      auto it = sessions_.find(id);
+      if (it == sessions_.end()) continue;
+      it->second.last_write = pending;
+      Account(id, it->second);
+    }
   }
   std::vector<v1::SessionEvent> published = write.session_events;
   // The keys are in the store once the write settles (or their write
@@ -727,6 +730,37 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
                                                      const std::string& session_id,
                                                      const std::string& client_message_id,
                                                      const v1::NewMessage& message) {
+  absl::StatusOr<Sent> answer;
+  absl::Notification answered;
+  SendMessageAsync(caller, session_id, client_message_id, message,
+                   [&](absl::StatusOr<Sent> sent) {
+                     answer = std::move(sent);
+                     answered.Notify();
+                   });
+  answered.WaitForNotification();
+  return answer;
+}
+
+void Sessions::SendMessageAsync(const Caller& caller, const std::string& session_id,
+                                const std::string& client_message_id,
+                                const v1::NewMessage& message, SentCallback done) {
+  SendDecision decided = DecideMessage(caller, session_id, client_message_id, message);
+  if (decided.wait == nullptr) return done(std::move(decided.answer));
+  // The callback is held by the write it waits for: it must not hold that
+  // write in turn.
+  const std::shared_ptr<storage::PendingWrite> wait = std::move(decided.wait);
+  commits_.Then(wait, [this, decided = std::move(decided),
+                       done = std::move(done)](absl::Status durable) mutable {
+    if (!durable.ok()) return done(durable);
+    if (decided.bot_turn) StartBotTurn(decided.answer->message);
+    done(std::move(decided.answer));
+  });
+}
+
+Sessions::SendDecision Sessions::DecideMessage(const Caller& caller,
+                                               const std::string& session_id,
+                                               const std::string& client_message_id,
+                                               const v1::NewMessage& message) {
   if (session_id.empty()) return absl::InvalidArgumentError("session_id: must not be empty");
   if (absl::Status s = ValidateKey("client_message_id", client_message_id, true); !s.ok()) {
     return s;
@@ -764,8 +798,12 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
       stamp = settled_.Stamp(key);
     }
     if (hit) {
-      if (absl::Status s = commits_.Await(hit->write); !s.ok()) return s;
-      return ReplayMessage(caller, fingerprint, hit->message, hit->fingerprint, state);
+      // Answered as the first write was, once it is durable (or with its
+      // failure).
+      SendDecision replay(
+          ReplayMessage(caller, fingerprint, hit->message, hit->fingerprint, state));
+      replay.wait = hit->write;
+      return replay;
     }
     absl::StatusOr<std::optional<StoredMessage>> stored =
         store_->FindMessage(session_id, client_message_id);
@@ -820,7 +858,11 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     sent.message = stored_message;
     sent.state = s.state();
     write.fingerprints.push_back({stored_message.message_id(), fingerprint});
+    // A message changes only the columns a message touches, unless it is
+    // the first human response (an SLA breach may come with it).
+    bool only_messaged = true;
     if (caller.role != Role::kCustomer && !s.has_first_human_response_at()) {
+      only_messaged = false;
       SetTs(now, s.mutable_first_human_response_at());
       const absl::Time created = Ts(s.created_at());
       if (metrics_) {
@@ -833,7 +875,7 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     }
     bot_turn = caller.role == Role::kCustomer && state_now == v1::SESSION_STATE_BOT;
     if (bot_turn) r.bot_turn_sequence = stored_message.sequence();
-    write.sessions.push_back(r);
+    (only_messaged ? write.messaged_sessions : write.sessions).push_back(r);
     pending = storage::OrderedCommits::NewWrite();
     {
       absl::MutexLock durable_lock(&durable_mu_);
@@ -858,9 +900,10 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
     if (absl::Status s = CheckMayWrite(caller, record->session); !s.ok()) return s;
     return WrongState(record->session, "it accepts no messages");
   }
-  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
-  if (bot_turn) StartBotTurn(sent.message);
-  return sent;
+  SendDecision decided(std::move(sent));
+  decided.wait = std::move(pending);
+  decided.bot_turn = bot_turn;
+  return decided;
 }
 
 absl::StatusOr<std::vector<v1::Attachment>> Sessions::AttachedFiles(

@@ -178,6 +178,19 @@ class Sessions : public AttachmentBackend {
   absl::StatusOr<Sent> SendMessage(const Caller& caller, const std::string& session_id,
                                    const std::string& client_message_id,
                                    const v1::NewMessage& message);
+  // The answer to SendMessageAsync. Must not block.
+  using SentCallback = std::function<void(absl::StatusOr<Sent>)>;
+  // SendMessage without holding the calling thread until the commit: it
+  // decides on the calling thread (reading the store, so a worker thread),
+  // then `done` gets exactly SendMessage's answer once the write it reflects
+  // is durable: at once, on this thread, when there is nothing to wait for
+  // (an error, a replay of a stored message); else on the store's commit
+  // thread, after the events are published and in commit order (a replay
+  // of a message still pending waits for that message's write, and gets its
+  // failure if it fails). The customer's bot turn is queued before `done`.
+  void SendMessageAsync(const Caller& caller, const std::string& session_id,
+                        const std::string& client_message_id, const v1::NewMessage& message,
+                        SentCallback done);
 
   struct MessagePage {
     std::vector<v1::Message> messages;
@@ -447,6 +460,24 @@ class Sessions : public AttachmentBackend {
   absl::StatusOr<Created> ReplayCreation(const Caller& caller, const std::string& session_id,
                                          std::optional<v1::Message> first_message,
                                          const std::string& first_client_message_id);
+  // A SendMessage decided: its answer, to give once `wait` (null: nothing)
+  // is durable; if that write fails, the failure is the answer instead.
+  struct SendDecision {
+    // An answer given as it is (errors, stored replays) or once `wait` is
+    // durable.
+    SendDecision(absl::StatusOr<Sent> answer) : answer(std::move(answer)) {}
+    SendDecision(absl::Status error) : answer(std::move(error)) {}
+
+    absl::StatusOr<Sent> answer;
+    std::shared_ptr<storage::PendingWrite> wait;
+    // Start the customer message's bot turn once it is durable.
+    bool bot_turn = false;
+  };
+  // SendMessage up to the write it waits for: validates, finds a replay,
+  // or decides and queues the new message.
+  SendDecision DecideMessage(const Caller& caller, const std::string& session_id,
+                             const std::string& client_message_id,
+                             const v1::NewMessage& message);
   absl::StatusOr<Sent> ReplayMessage(const Caller& caller, const std::string& fingerprint,
                                      const v1::Message& stored,
                                      const std::string& stored_fingerprint,

@@ -15,7 +15,8 @@ namespace {
 
 using auth::Role;
 using server::FinishNow;
-using server::RunUnary;
+using server::FinishUnary;
+using server::RunUnaryAsync;
 
 bool Staff(const Caller& caller) {
   return caller.role == Role::kSupervisor || caller.role == Role::kService;
@@ -332,12 +333,24 @@ absl::StatusOr<std::shared_ptr<void>> SessionsService::AcquireCall(const Caller&
 template <typename Work>
 grpc::ServerUnaryReactor* SessionsService::Run(grpc::CallbackServerContext* context,
                                                const Caller& caller, Work work) {
+  return RunAsync(context, caller,
+                  [work = std::move(work)](const FinishUnary& finish) mutable {
+                    finish(work());
+                  });
+}
+
+template <typename Work>
+grpc::ServerUnaryReactor* SessionsService::RunAsync(grpc::CallbackServerContext* context,
+                                                    const Caller& caller, Work work) {
   absl::StatusOr<std::shared_ptr<void>> permit = AcquireCall(caller);
   if (!permit.ok()) return FinishNow(context, permit.status());
-  return RunUnary(context, *pool_,
-                  [permit = *std::move(permit), work = std::move(work)]() mutable {
-                    return work();
-                  });
+  // The permit lives until the call ends, wherever that is.
+  return RunUnaryAsync(context, *pool_,
+                       [permit = *std::move(permit),
+                        work = std::move(work)](FinishUnary finish) mutable {
+                         work(FinishUnary([permit, finish = std::move(finish)](
+                                              absl::Status status) { finish(std::move(status)); }));
+                       });
 }
 
 absl::Status SessionsService::SpendRead(const Caller& caller) {
@@ -422,14 +435,18 @@ grpc::ServerUnaryReactor* SessionsService::SendMessage(grpc::CallbackServerConte
                                                        v1::SendMessageResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, "SendMessage");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *caller, [this, caller = *caller, request, response] {
-    absl::StatusOr<Sessions::Sent> sent = sessions_->SendMessage(
-        caller, request->session_id(), request->client_message_id(), request->message());
-    if (!sent.ok()) return sent.status();
-    *response->mutable_message() = std::move(sent->message);
-    response->set_replayed(sent->replayed);
-    response->set_session_state(sent->state);
-    return absl::OkStatus();
+  // Ends from the message's group commit: no worker waits for the disk.
+  return RunAsync(context, *caller, [this, caller = *caller, request,
+                                     response](FinishUnary finish) {
+    sessions_->SendMessageAsync(
+        caller, request->session_id(), request->client_message_id(), request->message(),
+        [response, finish = std::move(finish)](absl::StatusOr<Sessions::Sent> sent) {
+          if (!sent.ok()) return finish(sent.status());
+          *response->mutable_message() = std::move(sent->message);
+          response->set_replayed(sent->replayed);
+          response->set_session_state(sent->state);
+          finish(absl::OkStatus());
+        });
   });
 }
 

@@ -20,7 +20,9 @@ namespace switchboard::sessions {
 // The gRPC adapter of sessions: authenticates each call, checks the caller
 // against the RPC's (switchboard.auth.v1.access) option in
 // sessions_service.proto, converts messages, runs the logic on
-// the blocking pool and maps statuses. Per-session access (a customer's own
+// the blocking pool and maps statuses. SendMessage, the hot write, ends from
+// its group commit's callback (Sessions::SendMessageAsync), so its worker is
+// free as soon as the message is decided. Per-session access (a customer's own
 // sessions, an agent's assigned or offered ones) is the logic's.
 //
 // GetSession and UpdateTyping are answered on gRPC's callback thread when
@@ -151,6 +153,10 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   template <typename Work>
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const Caller& caller,
                                 Work work);
+  // RunUnaryAsync under the same cap, held until the call ends.
+  template <typename Work>
+  grpc::ServerUnaryReactor* RunAsync(grpc::CallbackServerContext* context,
+                                     const Caller& caller, Work work);
   // A unit of the caller's calls in flight, held by a streaming call until
   // it ends; RESOURCE_EXHAUSTED over the cap.
   absl::StatusOr<std::shared_ptr<void>> AcquireCall(const Caller& caller);

@@ -4,6 +4,8 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -12,6 +14,7 @@
 #include "libs/blob/file_blob_store.h"
 #include "libs/client/peer.h"
 #include "libs/protoutil/time.h"
+#include "libs/storage/commit_gate.h"
 #include "libs/storage/test_dir.h"
 #include "libs/filetype/test_files.h"
 #include "libs/testing/clamd/fake_scanner.h"
@@ -212,6 +215,7 @@ struct Env {
       : db(*OpenSessionsDatabase({db_file})) {
     bot_server = StartPlain(&bot, &bot_port);
     routing_server = StartPlain(&routing, &routing_port);
+    gate = std::make_unique<storage::CommitGate>(db.get());
     committer = std::make_unique<storage::GroupCommitter>(db.get());
     std::vector<std::unique_ptr<storage::Database>> readers;
     readers.push_back(*storage::Database::Open({db_file}));
@@ -270,6 +274,8 @@ struct Env {
   testing::TestTokens tokens{"sessions"};
   server::BlockingPool pool{8};
   server::BlockingPool bot_pool{4, 64};
+  // In front of every commit; open unless a test closes it.
+  std::unique_ptr<storage::CommitGate> gate;
   std::unique_ptr<storage::GroupCommitter> committer;
   std::unique_ptr<SqliteSessionStore> store;
   std::shared_ptr<prometheus::Registry> registry;
@@ -593,6 +599,54 @@ TEST_F(SessionsServiceTest, RetriedSendMessageIsNotDuplicated) {
     customer_messages += m.sender_role() == common::v1::SENDER_ROLE_CUSTOMER;
   }
   EXPECT_EQ(customer_messages, 1);
+}
+
+TEST_F(SessionsServiceTest, MessagesWaitingForTheDiskHoldNoWorkerAndAFailedCommitReachesTheCaller) {
+  v1::Session s = CreateChat(Customer());
+  env_->gate->Close();
+  // As many messages as the pool has workers (8), all waiting for the disk.
+  constexpr int kSends = 8;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<v1::SendMessageRequest> requests(kSends);
+  std::vector<v1::SendMessageResponse> responses(kSends);
+  std::vector<grpc::Status> statuses(kSends);
+  absl::BlockingCounter answered(kSends);
+  for (int i = 0; i < kSends; ++i) {
+    requests[i].set_session_id(s.session_id());
+    requests[i].set_client_message_id(absl::StrCat("k", i));
+    requests[i].mutable_message()->set_text("hello");
+    contexts.push_back(ContextWithToken(Customer()));
+    stub().async()->SendMessage(contexts.back().get(), &requests[i], &responses[i],
+                                [&statuses, &answered, i](grpc::Status status) {
+                                  statuses[i] = std::move(status);
+                                  answered.DecrementCount();
+                                });
+  }
+  ASSERT_TRUE(env_->gate->AwaitHeld(1));
+  for (int tries = 0; env_->sessions->footprint().pending_keys < kSends && tries < 1000;
+       ++tries) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(env_->sessions->footprint().pending_keys, static_cast<size_t>(kSends));
+  // Every message is decided and waits for the disk, yet a call that needs
+  // a worker is served: none of them holds one.
+  v1::ListMessagesRequest list;
+  list.set_session_id(s.session_id());
+  v1::ListMessagesResponse messages;
+  auto list_context = ContextWithToken(Customer());
+  list_context->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  grpc::Status listed = stub().ListMessages(list_context.get(), list, &messages);
+  EXPECT_TRUE(listed.ok()) << listed.error_message();
+  EXPECT_EQ(messages.messages_size(), 0) << "a message answered before it is durable";
+  // The held commit fails; the messages behind it are not written either.
+  env_->gate->FailHeld();
+  env_->gate->Open();
+  answered.Wait();
+  for (const grpc::Status& status : statuses) {
+    EXPECT_EQ(status.error_code(), StatusCode::UNAVAILABLE) << status.error_message();
+  }
+  EXPECT_EQ(Send(Customer(), s.session_id(), "again", "k-later").error_code(),
+            StatusCode::UNAVAILABLE);
 }
 
 TEST_F(SessionsServiceTest, AnotherCustomerGetsTheSameAnswerAsAMissingSession) {

@@ -699,6 +699,105 @@ TEST_F(SessionsTest, ARetriedMessageIsAnsweredOnceTheFirstIsDurable) {
   EXPECT_EQ(Get(s.session_id()).message_count(), 1);
 }
 
+// SendMessageAsync: the caller's thread only decides; the answer comes from
+// the commit.
+
+// What one SendMessageAsync answered, once it has.
+struct AsyncAnswer {
+  Sessions::SentCallback Callback() {
+    return [this](absl::StatusOr<Sessions::Sent> sent) {
+      answer = std::move(sent);
+      answered.Notify();
+    };
+  }
+  absl::StatusOr<Sessions::Sent> answer = absl::UnknownError("not answered");
+  absl::Notification answered;
+};
+
+TEST_F(SessionsTest, AnAsyncMessageIsAnsweredFromItsCommitAndAPendingReplayWaitsForIt) {
+  v1::Session s = NewChat();  // with the bot
+  v1::NewMessage hello;
+  hello.set_text("hello");
+  v1::NewMessage other;
+  other.set_text("other");
+  store_->Hold();
+  AsyncAnswer first, replay, conflict;
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k1", hello, first.Callback());
+  // Returned with the write queued and not durable: nothing answered, no
+  // bot turn for a message that is not on disk.
+  ASSERT_TRUE(store_->WaitForHeld(1));
+  EXPECT_FALSE(first.answered.HasBeenNotified());
+  EXPECT_TRUE(background_.empty());
+  // Retries while the first write is pending return at once too, and are
+  // answered only once it is durable: the same message, or the conflict.
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k1", hello, replay.Callback());
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k1", other, conflict.Callback());
+  EXPECT_FALSE(replay.answered.HasBeenNotified());
+  EXPECT_FALSE(conflict.answered.HasBeenNotified());
+  EXPECT_EQ(sessions_->footprint().pending_keys, 1u);
+
+  store_->Release();
+  for (AsyncAnswer* a : {&first, &replay, &conflict}) {
+    ASSERT_TRUE(a->answered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  }
+  ASSERT_TRUE(first.answer.ok()) << first.answer.status();
+  ASSERT_TRUE(replay.answer.ok()) << replay.answer.status();
+  EXPECT_FALSE(first.answer->replayed);
+  EXPECT_TRUE(replay.answer->replayed);
+  EXPECT_EQ(replay.answer->message.message_id(), first.answer->message.message_id());
+  EXPECT_EQ(first.answer->state, v1::SESSION_STATE_BOT);
+  EXPECT_EQ(conflict.answer.status().code(), absl::StatusCode::kAlreadyExists);
+  // The bot turn of the durable message was queued before its answer.
+  EXPECT_EQ(background_.size(), 1u);
+  RunBackground();
+  EXPECT_EQ(Get(s.session_id()).message_count(), 2);  // the customer's and the bot's
+}
+
+TEST_F(SessionsTest, AnAsyncMessageWhoseCommitFailsAndItsPendingReplayGetTheFailure) {
+  v1::Session s = NewChat();
+  v1::NewMessage hello;
+  hello.set_text("hello");
+  store_->Hold();
+  AsyncAnswer first, replay;
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k1", hello, first.Callback());
+  ASSERT_TRUE(store_->WaitForHeld(1));
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k1", hello, replay.Callback());
+  EXPECT_FALSE(replay.answered.HasBeenNotified());
+  store_->Fail(absl::InternalError("disk I/O error"));
+  for (AsyncAnswer* a : {&first, &replay}) {
+    ASSERT_TRUE(a->answered.WaitForNotificationWithTimeout(absl::Seconds(10)));
+    EXPECT_EQ(a->answer.status().code(), absl::StatusCode::kUnavailable) << a->answer.status();
+    EXPECT_EQ(a->answer.status().message(), "sessions storage failed; retry later");
+  }
+  EXPECT_TRUE(background_.empty()) << "a bot turn for a message that is not on disk";
+  // Memory may be ahead of the disk: the next message is refused at once,
+  // on the calling thread, naming why.
+  AsyncAnswer next;
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k2", hello, next.Callback());
+  ASSERT_TRUE(next.answered.HasBeenNotified());
+  EXPECT_EQ(next.answer.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(next.answer.status().message(),
+            "sessions storage failed; the service must be restarted");
+}
+
+TEST_F(SessionsTest, AnAsyncMessageNeedingNoWriteIsAnsweredOnTheCallersThread) {
+  v1::Session s = NewChat();
+  v1::NewMessage hello;
+  hello.set_text("hello");
+  AsyncAnswer bad;
+  sessions_->SendMessageAsync(kCustomer, "", "k1", hello, bad.Callback());
+  ASSERT_TRUE(bad.answered.HasBeenNotified());
+  EXPECT_EQ(bad.answer.status().message(), "session_id: must not be empty");
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "hello", "k1").ok());
+  // Durable already, found in the store: nothing to wait for.
+  store_->Hold();
+  AsyncAnswer stored;
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k1", hello, stored.Callback());
+  ASSERT_TRUE(stored.answered.HasBeenNotified());
+  ASSERT_TRUE(stored.answer.ok()) << stored.answer.status();
+  EXPECT_TRUE(stored.answer->replayed);
+}
+
 TEST_F(SessionsTest, AKeyThatSettlesWhileTheStoreIsReadIsNotMissed) {
   v1::Session s = NewChat();
   // The retry reads the store before the first write commits; the first

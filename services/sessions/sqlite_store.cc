@@ -66,6 +66,9 @@ absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
     if (!prepared.ok()) return prepared.status();
     BindAll(*prepared, statement.values);
     if (absl::Status s = prepared->Run(); !s.ok()) return s;
+    if (!statement.missing.empty() && db.Changes() != 1) {
+      return absl::InternalError(absl::StrCat("sessions.db: ", statement.missing));
+    }
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;

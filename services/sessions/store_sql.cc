@@ -79,9 +79,19 @@ const char kAttachmentColumns[] =
 
 std::vector<SqlStatement> WriteStatements(const SessionWrite& write) {
   std::vector<SqlStatement> out;
-  out.reserve(write.sessions.size() + write.session_events.size() +
+  out.reserve(write.sessions.size() + write.messaged_sessions.size() +
+              write.session_events.size() +
               write.token_bindings.size() + write.attachments.size());
   for (const SessionRecord& session : write.sessions) out.push_back(SaveSession(session));
+  // Only what a message changes: no indexed column is written.
+  for (const SessionRecord& r : write.messaged_sessions) {
+    out.push_back({"UPDATE sessions SET session = ?, customer_messages = ?, bot_messages = ?, "
+                   "agent_messages = ?, bot_turn_sequence = ? WHERE session_id = ?",
+                   {SqlBytes{r.session.SerializeAsString()}, int64_t{r.customer_messages},
+                    int64_t{r.bot_messages}, int64_t{r.agent_messages}, r.bot_turn_sequence,
+                    r.session.session_id()},
+                   absl::StrCat("no stored row for messaged session ", r.session.session_id())});
+  }
   for (const v1::SessionEvent& event : write.session_events) {
     std::string fingerprint;
     if (event.has_message()) {

@@ -29,10 +29,15 @@ using SqlValue = std::variant<int64_t, std::string, SqlBytes>;
 struct SqlStatement {
   std::string sql;
   std::vector<SqlValue> values;
+  // An UPDATE that must change exactly one row: when it changes none, the
+  // store fails the write with INTERNAL and `missing` (a record the logic
+  // believed stored is not).
+  std::string missing;
 };
 
-// The statements that store `write`'s sessions, session events, token
-// bindings and attachments, in that order. Its outbox events are not among
+// The statements that store `write`'s sessions (whole rows, then the
+// narrow updates of messaged sessions), session events, token bindings and
+// attachments, in that order. Its outbox events are not among
 // them: each store appends those with its backend's AppendToOutbox.
 std::vector<SqlStatement> WriteStatements(const SessionWrite& write);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -238,6 +239,47 @@ TEST_P(SessionStoreTest, RoundTripsSessionsEventsAndKeys) {
   EXPECT_TRUE(store_->ReadMessages("other", 0, 0, false, 10)->empty());
 
   EXPECT_EQ(OutboxRows(), 1);
+}
+
+TEST_P(SessionStoreTest, AMessagedSessionRewritesOnlyWhatAMessageChanges) {
+  SessionRecord r = Record("s-1", "cust-1", v1::SESSION_STATE_QUEUED, 100);
+  r.create_request_id = "req-1";
+  r.routing_pending = true;
+  ASSERT_TRUE(Save(r).ok());
+  // What a message changes, on a copy whose other fields differ from the
+  // row: those must not reach the store.
+  SessionRecord messaged = r;
+  messaged.session.set_message_count(1);
+  messaged.session.set_last_sequence(4);
+  messaged.customer_messages = 1;
+  messaged.bot_turn_sequence = 4;
+  messaged.create_request_id = "not-written";
+  messaged.routing_pending = false;
+  messaged.session.set_state(v1::SESSION_STATE_CLOSED);
+  SessionWrite write;
+  write.messaged_sessions.push_back(messaged);
+  write.session_events.push_back(Message("s-1", 4, "k4"));
+  ASSERT_TRUE(Apply(std::move(write)).ok());
+
+  std::optional<SessionRecord> stored = *store_->ReadSession("s-1");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->session.message_count(), 1);
+  EXPECT_EQ(stored->session.last_sequence(), 4);
+  EXPECT_EQ(stored->customer_messages, 1);
+  EXPECT_EQ(stored->bot_turn_sequence, 4);
+  EXPECT_EQ(stored->create_request_id, "req-1");
+  EXPECT_TRUE(stored->routing_pending);
+  // The indexed state column was left alone: the session lists as QUEUED.
+  SessionQuery queued;
+  queued.states = {v1::SESSION_STATE_QUEUED};
+  EXPECT_EQ(Ids(queued), std::vector<std::string>{"s-1"});
+
+  // A session that is not stored fails the write, naming it.
+  SessionWrite missing;
+  missing.messaged_sessions.push_back(Record("s-9", "cust-1", v1::SESSION_STATE_QUEUED, 100));
+  const absl::Status failed = Apply(std::move(missing));
+  EXPECT_EQ(failed.code(), absl::StatusCode::kInternal) << failed;
+  EXPECT_TRUE(absl::StrContains(failed.message(), "s-9")) << failed;
 }
 
 TEST_P(SessionStoreTest, StartUpReadsOpenWorkOnly) {
