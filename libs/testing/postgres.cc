@@ -222,4 +222,14 @@ void PostgresServer::Stop() {
   }
 }
 
+int64_t CountInSchema(const std::string& uri, const std::string& service,
+                      const std::string& sql, const std::vector<storage::PostgresParam>& params) {
+  absl::StatusOr<std::string> in_schema = storage::WithSchema(uri, service);
+  if (!in_schema.ok()) return -1;
+  auto db = storage::PostgresConnection::Open(*in_schema);
+  if (!db.ok()) return -1;
+  auto rows = (*db)->Query(sql, params);
+  return rows.ok() && !rows->empty() ? rows->Int(0, 0) : -1;
+}
+
 }  // namespace switchboard::testing

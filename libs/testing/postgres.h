@@ -2,8 +2,11 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
+#include "libs/storage/postgres.h"
 #include "libs/testing/reserved_port.h"
 
 namespace switchboard::testing {
@@ -59,5 +62,13 @@ class PostgresServer {
   pid_t pid_ = -1;
   int databases_created_ = 0;
 };
+
+// The integer in the first row and column of `sql` (say a COUNT), run on
+// database `uri` in the schema of service `service`, where libs/host keeps
+// that service's tables; -1 if it cannot be read (the test's expectation
+// then fails with it).
+int64_t CountInSchema(const std::string& uri, const std::string& service,
+                      const std::string& sql,
+                      const std::vector<storage::PostgresParam>& params = {});
 
 }  // namespace switchboard::testing

@@ -13,24 +13,14 @@ namespace switchboard::feedback {
 namespace {
 
 using storage::FromMicros;
+using storage::NumberedParameters;
 using storage::PostgresConnection;
+using storage::PostgresParams;
 using storage::PostgresParam;
 using storage::PostgresRows;
 
 // `sql` with each '?' replaced by $1, $2, ... in order (no SQL here has a
 // '?' inside a literal).
-std::string Numbered(absl::string_view sql) {
-  std::string out;
-  int n = 0;
-  for (char c : sql) {
-    if (c == '?') {
-      absl::StrAppend(&out, "$", ++n);
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
 
 StoredFeedback FeedbackFromRow(const PostgresRows& rows, int r) {
   StoredFeedback stored;
@@ -146,18 +136,6 @@ void FillSummary(const PostgresRows& rows, int r, int first, v1::FeedbackSummary
   out->set_comment_count(rows.Int(r, col++));
 }
 
-std::vector<PostgresParam> ParamsOf(const std::vector<SqlValue>& values) {
-  std::vector<PostgresParam> params;
-  params.reserve(values.size());
-  for (const SqlValue& value : values) {
-    if (std::holds_alternative<int64_t>(value)) {
-      params.emplace_back(std::get<int64_t>(value));
-    } else {
-      params.emplace_back(std::get<std::string>(value));
-    }
-  }
-  return params;
-}
 
 }  // namespace
 
@@ -317,7 +295,8 @@ absl::StatusOr<std::vector<v1::Feedback>> PostgresFeedbackStore::ListFeedback(
   const Select page = ListFeedbackSql(filter, cursor, limit);
   std::vector<v1::Feedback> result;
   absl::Status status = Read([&](PostgresConnection& db) -> absl::Status {
-    absl::StatusOr<PostgresRows> rows = db.Query(Numbered(page.sql), ParamsOf(page.params));
+    absl::StatusOr<PostgresRows> rows =
+        db.Query(NumberedParameters(page.sql), PostgresParams(page.params));
     if (!rows.ok()) return rows.status();
     for (int r = 0; r < rows->size(); ++r) result.push_back(FeedbackFromRow(*rows, r).feedback);
     return absl::OkStatus();
@@ -452,7 +431,8 @@ absl::StatusOr<std::vector<ComplaintRecord>> PostgresFeedbackStore::ListComplain
   const Select page = ListComplaintsSql(filter, cursor, limit);
   std::vector<ComplaintRecord> result;
   absl::Status status = Read([&](PostgresConnection& db) -> absl::Status {
-    absl::StatusOr<PostgresRows> rows = db.Query(Numbered(page.sql), ParamsOf(page.params));
+    absl::StatusOr<PostgresRows> rows =
+        db.Query(NumberedParameters(page.sql), PostgresParams(page.params));
     if (!rows.ok()) return rows.status();
     absl::StatusOr<std::vector<ComplaintRecord>> records = ComplaintsFrom(*rows);
     if (!records.ok()) return records.status();
@@ -515,13 +495,15 @@ absl::StatusOr<SummaryPage> PostgresFeedbackStore::Summarize(const SummaryQuery&
   SummaryPage page;
   absl::Status status = Read([&](PostgresConnection& db) -> absl::Status {
     absl::StatusOr<PostgresRows> total = db.Query(
-        Numbered(absl::StrCat("SELECT ", SummaryColumns(), " FROM feedback WHERE ", fw.Sql())),
-        ParamsOf(fw.params));
+        NumberedParameters(
+            absl::StrCat("SELECT ", SummaryColumns(), " FROM feedback WHERE ", fw.Sql())),
+        PostgresParams(fw.params));
     if (!total.ok()) return total.status();
     FillSummary(*total, 0, 0, &page.total);
     absl::StatusOr<PostgresRows> filed =
-        db.Query(Numbered(absl::StrCat("SELECT COUNT(*) FROM complaints WHERE ", cw.Sql())),
-                 ParamsOf(cw.params));
+        db.Query(NumberedParameters(
+                     absl::StrCat("SELECT COUNT(*) FROM complaints WHERE ", cw.Sql())),
+                 PostgresParams(cw.params));
     if (!filed.ok()) return filed.status();
     page.total.set_complaints_filed(filed->Int(0, 0));
     if (query.group_by == v1::SUMMARY_GROUPING_UNSPECIFIED) return absl::OkStatus();
@@ -539,10 +521,11 @@ absl::StatusOr<SummaryPage> PostgresFeedbackStore::Summarize(const SummaryQuery&
     }
     params.push_back(static_cast<int64_t>(query.page_size + 1));
     absl::StatusOr<PostgresRows> keys = db.Query(
-        Numbered(absl::StrCat("SELECT k FROM (SELECT ", key, " AS k FROM feedback WHERE ",
-                              fw.Sql(), " UNION SELECT ", key, " FROM complaints WHERE ",
-                              cw.Sql(), ") AS keys WHERE ", after, " ORDER BY k LIMIT ?")),
-        ParamsOf(params));
+        NumberedParameters(absl::StrCat("SELECT k FROM (SELECT ", key, " AS k FROM feedback WHERE ",
+                                        fw.Sql(), " UNION SELECT ", key, " FROM complaints WHERE ",
+                                        cw.Sql(), ") AS keys WHERE ", after,
+                                        " ORDER BY k LIMIT ?")),
+        PostgresParams(params));
     if (!keys.ok()) return keys.status();
     const auto key_of = [&](const PostgresRows& rows, int r) {
       return by_agent ? SqlValue(rows.Text(r, 0)) : SqlValue(rows.Int(r, 0));
@@ -562,10 +545,10 @@ absl::StatusOr<SummaryPage> PostgresFeedbackStore::Summarize(const SummaryQuery&
     fparams.push_back(groups.keys().front());
     fparams.push_back(groups.keys().back());
     absl::StatusOr<PostgresRows> ratings =
-        db.Query(Numbered(absl::StrCat("SELECT ", key, ", ", SummaryColumns(),
-                                       " FROM feedback WHERE ", fw.Sql(), " AND ", range,
-                                       " GROUP BY ", key)),
-                 ParamsOf(fparams));
+        db.Query(NumberedParameters(absl::StrCat("SELECT ", key, ", ", SummaryColumns(),
+                                                 " FROM feedback WHERE ", fw.Sql(), " AND ",
+                                                 range, " GROUP BY ", key)),
+                 PostgresParams(fparams));
     if (!ratings.ok()) return ratings.status();
     for (int r = 0; r < ratings->size(); ++r) {
       if (v1::FeedbackSummary* summary = groups.Find(key_of(*ratings, r))) {
@@ -576,9 +559,10 @@ absl::StatusOr<SummaryPage> PostgresFeedbackStore::Summarize(const SummaryQuery&
     cparams.push_back(groups.keys().front());
     cparams.push_back(groups.keys().back());
     absl::StatusOr<PostgresRows> complaints =
-        db.Query(Numbered(absl::StrCat("SELECT ", key, ", COUNT(*) FROM complaints WHERE ",
-                                       cw.Sql(), " AND ", range, " GROUP BY ", key)),
-                 ParamsOf(cparams));
+        db.Query(NumberedParameters(absl::StrCat("SELECT ", key,
+                                                 ", COUNT(*) FROM complaints WHERE ", cw.Sql(),
+                                                 " AND ", range, " GROUP BY ", key)),
+                 PostgresParams(cparams));
     if (!complaints.ok()) return complaints.status();
     for (int r = 0; r < complaints->size(); ++r) {
       if (v1::FeedbackSummary* summary = groups.Find(key_of(*complaints, r))) {

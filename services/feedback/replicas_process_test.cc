@@ -28,15 +28,12 @@ namespace {
 using auth::Role;
 namespace sv1 = sessions::v1;
 
-constexpr char kBinary[] = "services/feedback/feedback_server";
-
+// A count in feedback's tables (its own schema, libs/host).
 int64_t Count(const std::string& uri, const std::string& sql) {
-  // The service's tables are in its own schema (libs/host).
-  auto db = storage::PostgresConnection::Open(*storage::WithSchema(uri, "feedback"));
-  if (!db.ok()) return -1;
-  auto rows = (*db)->Query(sql);
-  return rows.ok() ? rows->Int(0, 0) : -1;
+  return testing::CountInSchema(uri, "feedback", sql);
 }
+
+constexpr char kBinary[] = "services/feedback/feedback_server";
 
 TEST(ReplicasProcessTest, TwoReplicasOnOnePostgresAnswerRetriesOnceAndPublishEachEventOnce) {
   const std::string dir = storage::MakeTempDir();

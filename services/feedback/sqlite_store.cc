@@ -12,21 +12,8 @@
 namespace switchboard::feedback {
 namespace {
 
+using storage::BindAll;
 using storage::FromMicros;
-
-storage::Statement& BindAll(storage::Statement& stmt,
-                            const std::vector<SqlValue>& params,
-                            int first = 1) {
-  int i = first;
-  for (const auto& p : params) {
-    if (std::holds_alternative<int64_t>(p)) {
-      stmt.Bind(i++, std::get<int64_t>(p));
-    } else {
-      stmt.Bind(i++, std::get<std::string>(p));
-    }
-  }
-  return stmt;
-}
 
 StoredFeedback FeedbackFromRow(const storage::Statement& row) {
   StoredFeedback stored;

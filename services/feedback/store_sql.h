@@ -12,12 +12,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "libs/storage/shared_sql.h"
 #include "services/feedback/model.h"
 
 namespace switchboard::feedback {
 
-// A value bound to a '?' of the SQL below.
-using SqlValue = std::variant<int64_t, std::string>;
+// A value bound to a '?' of the SQL below (text and integers only).
+using storage::SqlValue;
 
 // Conditions written with '?' and their values, built together so they
 // stay in step.

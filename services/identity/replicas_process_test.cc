@@ -30,15 +30,12 @@ namespace {
 
 using auth::Role;
 
-constexpr char kBinary[] = "services/identity/identity_server";
-
+// A count in identity's tables (its own schema, libs/host).
 int64_t Count(const std::string& uri, const std::string& sql) {
-  // The service's tables are in its own schema (libs/host).
-  auto db = storage::PostgresConnection::Open(*storage::WithSchema(uri, "identity"));
-  if (!db.ok()) return -1;
-  auto rows = (*db)->Query(sql);
-  return rows.ok() ? rows->Int(0, 0) : -1;
+  return testing::CountInSchema(uri, "identity", sql);
 }
+
+constexpr char kBinary[] = "services/identity/identity_server";
 
 std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
   auto context = std::make_unique<grpc::ClientContext>();

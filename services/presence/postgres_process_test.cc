@@ -25,15 +25,12 @@ namespace {
 
 using auth::Role;
 
-constexpr char kBinary[] = "services/presence/presence_server";
-
+// A count in presence's tables (its own schema, libs/host).
 int64_t Count(const std::string& uri, const std::string& sql) {
-  // The service's tables are in its own schema (libs/host).
-  auto db = storage::PostgresConnection::Open(*storage::WithSchema(uri, "presence"));
-  if (!db.ok()) return -1;
-  auto rows = (*db)->Query(sql);
-  return rows.ok() ? rows->Int(0, 0) : -1;
+  return testing::CountInSchema(uri, "presence", sql);
 }
+
+constexpr char kBinary[] = "services/presence/presence_server";
 
 TEST(PresencePostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnotherFolder) {
   const std::string dir = storage::MakeTempDir();

@@ -26,15 +26,12 @@ namespace {
 
 using auth::Role;
 
-constexpr char kBinary[] = "services/routing/routing_server";
-
+// A count in routing's tables (its own schema, libs/host).
 int64_t Count(const std::string& uri, const std::string& sql) {
-  // The service's tables are in its own schema (libs/host).
-  auto db = storage::PostgresConnection::Open(*storage::WithSchema(uri, "routing"));
-  if (!db.ok()) return -1;
-  auto rows = (*db)->Query(sql);
-  return rows.ok() ? rows->Int(0, 0) : -1;
+  return testing::CountInSchema(uri, "routing", sql);
 }
+
+constexpr char kBinary[] = "services/routing/routing_server";
 
 v1::EnqueueSessionRequest Enqueue(const std::string& session) {
   v1::EnqueueSessionRequest r;

@@ -1,60 +1,13 @@
 #include "services/routing/postgres_store.h"
 
-#include <variant>
-
 #include "libs/events/postgres_outbox.h"
 #include "services/routing/store_sql.h"
 
 namespace switchboard::routing {
 namespace {
 
-using storage::NumberedParameters;
+using storage::ForEachRow;
 using storage::PostgresConnection;
-using storage::PostgresParam;
-using storage::PostgresRows;
-
-// One row of a result, for store_sql's readers.
-class ResultRow : public SqlRow {
- public:
-  ResultRow(const PostgresRows& rows, int row) : rows_(rows), row_(row) {}
-  bool IsNull(int col) const override { return rows_.IsNull(row_, col); }
-  std::string Text(int col) const override { return rows_.Text(row_, col); }
-  int64_t Int(int col) const override { return rows_.Int(row_, col); }
-  std::string Bytes(int col) const override { return rows_.Bytes(row_, col); }
-
- private:
-  const PostgresRows& rows_;
-  const int row_;
-};
-
-std::vector<PostgresParam> ParamsOf(const std::vector<SqlValue>& values) {
-  std::vector<PostgresParam> params;
-  params.reserve(values.size());
-  for (const SqlValue& value : values) {
-    if (const auto* text = std::get_if<std::string>(&value)) {
-      params.push_back(*text);
-    } else if (const auto* bytes = std::get_if<SqlBytes>(&value)) {
-      params.push_back(PostgresParam::Bytes(bytes->bytes));
-    } else if (std::holds_alternative<SqlNull>(value)) {
-      params.push_back(PostgresParam::Null());
-    } else {
-      params.push_back(std::get<int64_t>(value));
-    }
-  }
-  return params;
-}
-
-// Runs `sql` with `values` and calls `read` with each row.
-absl::Status ForEachRow(PostgresConnection& db, const char* sql,
-                        const std::vector<SqlValue>& values,
-                        const std::function<absl::Status(const SqlRow&)>& read) {
-  absl::StatusOr<PostgresRows> rows = db.Query(NumberedParameters(sql), ParamsOf(values));
-  if (!rows.ok()) return rows.status();
-  for (int row = 0; row < rows->size(); ++row) {
-    if (absl::Status s = read(ResultRow(*rows, row)); !s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
 
 // The meta counter `name`, 0 when it was never written.
 absl::StatusOr<int64_t> ReadCounter(PostgresConnection& db, const char* name) {
@@ -71,9 +24,7 @@ absl::StatusOr<int64_t> ReadCounter(PostgresConnection& db, const char* name) {
 absl::Status WriteAll(PostgresConnection& db, const RoutingWrite& write,
                       const std::string& topic) {
   for (const SqlStatement& statement : WriteStatements(write)) {
-    absl::Status s =
-        db.Query(NumberedParameters(statement.sql), ParamsOf(statement.values)).status();
-    if (!s.ok()) return s;
+    if (absl::Status s = storage::Run(db, statement); !s.ok()) return s;
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;

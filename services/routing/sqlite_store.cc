@@ -1,55 +1,12 @@
 #include "services/routing/sqlite_store.h"
 
-#include <variant>
-
 #include "libs/events/outbox.h"
 #include "services/routing/store_sql.h"
 
 namespace switchboard::routing {
 namespace {
 
-// The current row of a statement, for store_sql's readers.
-class StatementRow : public SqlRow {
- public:
-  explicit StatementRow(const storage::Statement& statement) : statement_(statement) {}
-  bool IsNull(int col) const override { return statement_.ColumnIsNull(col); }
-  std::string Text(int col) const override { return statement_.ColumnText(col); }
-  int64_t Int(int col) const override { return statement_.ColumnInt(col); }
-  std::string Bytes(int col) const override { return statement_.ColumnBlob(col); }
-
- private:
-  const storage::Statement& statement_;
-};
-
-void BindAll(storage::Statement& statement, const std::vector<SqlValue>& values) {
-  int i = 1;
-  for (const SqlValue& value : values) {
-    if (const auto* text = std::get_if<std::string>(&value)) {
-      statement.Bind(i++, *text);
-    } else if (const auto* bytes = std::get_if<SqlBytes>(&value)) {
-      statement.BindBlob(i++, bytes->bytes);
-    } else if (std::holds_alternative<SqlNull>(value)) {
-      statement.BindNull(i++);
-    } else {
-      statement.Bind(i++, std::get<int64_t>(value));
-    }
-  }
-}
-
-// Runs `sql` with `values` and calls `read` with each row.
-absl::Status ForEachRow(storage::Database& db, const char* sql,
-                        const std::vector<SqlValue>& values,
-                        const std::function<absl::Status(const SqlRow&)>& read) {
-  auto select = db.Prepare(sql);
-  if (!select.ok()) return select.status();
-  BindAll(*select, values);
-  while (true) {
-    absl::StatusOr<bool> row = select->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return absl::OkStatus();
-    if (absl::Status s = read(StatementRow(*select)); !s.ok()) return s;
-  }
-}
+using storage::ForEachRow;
 
 // The meta counter `name`, 0 when it was never written.
 absl::StatusOr<int64_t> ReadCounter(storage::Database& db, const char* name) {
@@ -66,10 +23,7 @@ absl::StatusOr<int64_t> ReadCounter(storage::Database& db, const char* name) {
 absl::Status WriteAll(storage::Database& db, const RoutingWrite& write,
                       const std::string& topic) {
   for (const SqlStatement& statement : WriteStatements(write)) {
-    auto prepared = db.Prepare(statement.sql);
-    if (!prepared.ok()) return prepared.status();
-    BindAll(*prepared, statement.values);
-    if (absl::Status s = prepared->Run(); !s.ok()) return s;
+    if (absl::Status s = storage::Run(db, statement); !s.ok()) return s;
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;

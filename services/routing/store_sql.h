@@ -3,36 +3,24 @@
 // What the SQLite and PostgreSQL routing stores build the same way: the
 // statements that write a RoutingWrite (the same rows on both), the reads of
 // Load, LoadSchedules and FindClosedOffer, and how a row becomes a record.
-// Backend-neutral: statements use '?' marks (PostgreSQL's store numbers
-// them with storage::NumberedParameters), and each store binds the values
-// its own way.
+// Backend-neutral: statements use '?' marks, and libs/storage/shared_sql.h
+// binds, runs and reads them on either backend.
 
 #include <cstdint>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "libs/storage/shared_sql.h"
 #include "services/routing/model.h"
 
 namespace switchboard::routing {
 
-// Bytes bound as a BLOB (SQLite) or BYTEA (PostgreSQL), not as text.
-struct SqlBytes {
-  std::string bytes;
-};
-
-// NULL (a closed offer without an assignment).
-struct SqlNull {};
-
-// A value bound to a '?' of the SQL below.
-using SqlValue = std::variant<int64_t, std::string, SqlBytes, SqlNull>;
-
-// One statement written with '?' marks and the values it binds, in order.
-struct SqlStatement {
-  std::string sql;
-  std::vector<SqlValue> values;
-};
+using storage::SqlBytes;
+using storage::SqlNull;
+using storage::SqlRow;
+using storage::SqlStatement;
+using storage::SqlValue;
 
 // The statements that store `write`, in the order SQLite's store always ran
 // them: deleted and upserted entries, owed and settled releases, closed
@@ -40,16 +28,6 @@ struct SqlStatement {
 // schedule version. Its outbox events are not among them: each store
 // appends those with its backend's AppendToOutbox.
 std::vector<SqlStatement> WriteStatements(const RoutingWrite& write);
-
-// One row of a result, whichever backend read it.
-class SqlRow {
- public:
-  virtual ~SqlRow() = default;
-  virtual bool IsNull(int col) const = 0;
-  virtual std::string Text(int col) const = 0;
-  virtual int64_t Int(int col) const = 0;
-  virtual std::string Bytes(int col) const = 0;
-};
 
 // Load's reads, each with the reader of its rows.
 inline constexpr char kSelectEntries[] =

@@ -29,16 +29,13 @@ namespace {
 
 using auth::Role;
 
-constexpr char kBinary[] = "services/sessions/sessions_server";
-
+// A count in sessions' tables (its own schema, libs/host).
 int64_t Count(const std::string& uri, const std::string& sql,
               const std::vector<storage::PostgresParam>& params = {}) {
-  // The service's tables are in its own schema (libs/host).
-  auto db = storage::PostgresConnection::Open(*storage::WithSchema(uri, "sessions"));
-  if (!db.ok()) return -1;
-  auto rows = (*db)->Query(sql, params);
-  return rows.ok() ? rows->Int(0, 0) : -1;
+  return testing::CountInSchema(uri, "sessions", sql, params);
 }
+
+constexpr char kBinary[] = "services/sessions/sessions_server";
 
 class PostgresProcessTest : public ::testing::Test {
  protected:

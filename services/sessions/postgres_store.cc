@@ -19,43 +19,10 @@ using storage::PostgresParam;
 using storage::PostgresRows;
 using storage::ToMicros;
 
-// One row of a PostgreSQL result, for store_sql's readers.
-class ResultRow : public SqlRow {
- public:
-  ResultRow(const PostgresRows& rows, int row) : rows_(rows), row_(row) {}
-  std::string Text(int col) const override { return rows_.Text(row_, col); }
-  int64_t Int(int col) const override { return rows_.Int(row_, col); }
-  std::string Bytes(int col) const override { return rows_.Bytes(row_, col); }
-
- private:
-  const PostgresRows& rows_;
-  const int row_;
-};
-
-std::vector<PostgresParam> ParamsOf(const std::vector<SqlValue>& values) {
-  std::vector<PostgresParam> params;
-  params.reserve(values.size());
-  for (const SqlValue& value : values) {
-    if (const auto* text = std::get_if<std::string>(&value)) {
-      params.emplace_back(*text);
-    } else if (const auto* bytes = std::get_if<SqlBytes>(&value)) {
-      params.push_back(PostgresParam::Bytes(bytes->bytes));
-    } else {
-      params.emplace_back(std::get<int64_t>(value));
-    }
-  }
-  return params;
-}
-
 absl::Status WriteAll(PostgresConnection& db, const SessionWrite& write,
                       const std::string& topic) {
   for (const SqlStatement& statement : WriteStatements(write)) {
-    absl::StatusOr<PostgresRows> done =
-        db.Query(NumberedParameters(statement.sql), ParamsOf(statement.values));
-    if (!done.ok()) return done.status();
-    if (!statement.missing.empty() && done->changed() != 1) {
-      return absl::InternalError(absl::StrCat("sessions: ", statement.missing));
-    }
+    if (absl::Status s = storage::Run(db, statement); !s.ok()) return s;
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
@@ -67,7 +34,7 @@ absl::StatusOr<std::vector<SessionRecord>> RecordsOf(const PostgresRows& rows) {
   std::vector<SessionRecord> out;
   out.reserve(rows.size());
   for (int r = 0; r < rows.size(); ++r) {
-    absl::StatusOr<SessionRecord> record = RecordFromRow(ResultRow(rows, r));
+    absl::StatusOr<SessionRecord> record = RecordFromRow(storage::PostgresRow(rows, r));
     if (!record.ok()) return record.status();
     out.push_back(*std::move(record));
   }
@@ -78,7 +45,7 @@ absl::StatusOr<std::vector<AttachmentRecord>> AttachmentsOf(const PostgresRows& 
   std::vector<AttachmentRecord> out;
   out.reserve(rows.size());
   for (int r = 0; r < rows.size(); ++r) {
-    absl::StatusOr<AttachmentRecord> record = AttachmentFromRow(ResultRow(rows, r));
+    absl::StatusOr<AttachmentRecord> record = AttachmentFromRow(storage::PostgresRow(rows, r));
     if (!record.ok()) return record.status();
     out.push_back(*std::move(record));
   }
@@ -324,7 +291,7 @@ absl::StatusOr<std::vector<v1::Session>> PostgresSessionStore::ListSessions(
   // One query whatever the states: PostgreSQL's planner picks the index
   // (SQLite's store merges one indexed query per state instead).
   const SessionFilter filter = ListSessionsFilter(query, v1::SESSION_STATE_UNSPECIFIED);
-  std::vector<PostgresParam> params = ParamsOf(filter.values);
+  std::vector<PostgresParam> params = storage::PostgresParams(filter.values);
   params.emplace_back(int64_t{query.limit});
   absl::StatusOr<PostgresRows> rows =
       Query(absl::StrCat("SELECT session_id, session FROM sessions WHERE ", filter.Where(),

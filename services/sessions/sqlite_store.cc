@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "libs/events/outbox.h"
@@ -23,37 +22,12 @@ int64_t CreatedMicros(const v1::Session& s) {
   return absl::ToUnixMicros(protoutil::FromTimestamp(s.created_at()));
 }
 
-// The current row of a statement, for store_sql's readers.
-class StatementRow : public SqlRow {
- public:
-  explicit StatementRow(const storage::Statement& statement) : statement_(statement) {}
-  std::string Text(int col) const override { return statement_.ColumnText(col); }
-  int64_t Int(int col) const override { return statement_.ColumnInt(col); }
-  std::string Bytes(int col) const override { return statement_.ColumnBlob(col); }
-
- private:
-  const storage::Statement& statement_;
-};
-
-void BindAll(storage::Statement& statement, const std::vector<SqlValue>& values) {
-  int i = 1;
-  for (const SqlValue& value : values) {
-    if (const auto* text = std::get_if<std::string>(&value)) {
-      statement.Bind(i++, *text);
-    } else if (const auto* bytes = std::get_if<SqlBytes>(&value)) {
-      statement.BindBlob(i++, bytes->bytes);
-    } else {
-      statement.Bind(i++, std::get<int64_t>(value));
-    }
-  }
-}
-
 absl::Status ReadRecords(storage::Statement& select, std::vector<SessionRecord>& out) {
   while (true) {
     absl::StatusOr<bool> row = select.Step();
     if (!row.ok()) return row.status();
     if (!*row) return absl::OkStatus();
-    absl::StatusOr<SessionRecord> r = RecordFromRow(StatementRow(select));
+    absl::StatusOr<SessionRecord> r = RecordFromRow(storage::SqliteRow(select));
     if (!r.ok()) return r.status();
     out.push_back(std::move(*r));
   }
@@ -62,13 +36,7 @@ absl::Status ReadRecords(storage::Statement& select, std::vector<SessionRecord>&
 absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
                       const std::string& topic) {
   for (const SqlStatement& statement : WriteStatements(write)) {
-    auto prepared = db.Prepare(statement.sql);
-    if (!prepared.ok()) return prepared.status();
-    BindAll(*prepared, statement.values);
-    if (absl::Status s = prepared->Run(); !s.ok()) return s;
-    if (!statement.missing.empty() && db.Changes() != 1) {
-      return absl::InternalError(absl::StrCat("sessions.db: ", statement.missing));
-    }
+    if (absl::Status s = storage::Run(db, statement); !s.ok()) return s;
   }
   for (const events::v1::Event& event : write.events) {
     if (absl::Status s = events::AppendToOutbox(db, topic, event); !s.ok()) return s;
@@ -86,7 +54,7 @@ QuerySessions(storage::Database& db, const SessionQuery& query, v1::SessionState
       "SELECT created_micros, session_id, session FROM sessions INDEXED BY ", filter.index,
       " WHERE ", filter.Where(), " ORDER BY created_micros DESC, session_id DESC LIMIT ?"));
   if (!select.ok()) return select.status();
-  BindAll(*select, filter.values);
+  storage::BindAll(*select, filter.values);
   select->Bind(static_cast<int>(filter.values.size()) + 1, static_cast<int64_t>(query.limit));
   std::vector<std::pair<std::pair<int64_t, std::string>, v1::Session>> out;
   while (true) {
@@ -115,7 +83,7 @@ absl::Status ReadAttachments(storage::Statement& select, std::vector<AttachmentR
     absl::StatusOr<bool> row = select.Step();
     if (!row.ok()) return row.status();
     if (!*row) return absl::OkStatus();
-    absl::StatusOr<AttachmentRecord> r = AttachmentFromRow(StatementRow(select));
+    absl::StatusOr<AttachmentRecord> r = AttachmentFromRow(storage::SqliteRow(select));
     if (!r.ok()) return r.status();
     out.push_back(*std::move(r));
   }
