@@ -113,6 +113,8 @@ PostgresRows::~PostgresRows() { PQclear(result_); }
 
 int PostgresRows::size() const { return result_ == nullptr ? 0 : PQntuples(result_); }
 
+int PostgresRows::columns() const { return result_ == nullptr ? 0 : PQnfields(result_); }
+
 bool PostgresRows::IsNull(int row, int col) const {
   return PQgetisnull(result_, row, col) != 0;
 }

@@ -88,6 +88,8 @@ class PostgresRows {
 
   int size() const;
   bool empty() const { return size() == 0; }
+  // Columns of each row.
+  int columns() const;
   bool IsNull(int row, int col) const;
   std::string Text(int row, int col) const;
   // An integer column (0 if NULL or not an integer).

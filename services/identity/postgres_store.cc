@@ -17,110 +17,8 @@ using storage::PostgresParam;
 using storage::PostgresRows;
 using storage::ToMicros;
 
-absl::StatusOr<CustomerRecord> CustomerFromRow(const PostgresRows& rows, int r) {
-  CustomerRecord c;
-  c.customer_id = rows.Text(r, 0);
-  c.email = rows.Text(r, 1);
-  c.phone = rows.Text(r, 2);
-  c.totp_secret_sealed = rows.Bytes(r, 3);
-  c.totp_enrolled_at = FromMicros(rows.Int(r, 4));
-  c.last_totp_step = rows.Int(r, 5);
-  c.current_challenge_id = rows.Text(r, 6);
-  c.locked_until = FromMicros(rows.Int(r, 7));
-  for (auto [column, out] : {std::pair{8, &c.recent_starts}, std::pair{9, &c.recent_failures},
-                             std::pair{10, &c.recent_enrollments}}) {
-    absl::StatusOr<std::vector<absl::Time>> times = SplitTimes(rows.Text(r, column));
-    if (!times.ok()) return times.status();
-    *out = std::move(*times);
-  }
-  c.lockouts = static_cast<int>(rows.Int(r, 11));
-  c.revision = rows.Int(r, 12);
-  return c;
-}
-
-absl::StatusOr<SourceRecord> SourceFromRow(const PostgresRows& rows, int r) {
-  SourceRecord s;
-  s.source_key = rows.Text(r, 0);
-  absl::StatusOr<std::vector<absl::Time>> failures = SplitTimes(rows.Text(r, 1));
-  if (!failures.ok()) return failures.status();
-  s.recent_failures = std::move(*failures);
-  s.locked_until = FromMicros(rows.Int(r, 2));
-  s.lockouts = static_cast<int>(rows.Int(r, 3));
-  s.forget_after = FromMicros(rows.Int(r, 4));
-  s.revision = rows.Int(r, 5);
-  return s;
-}
-
-absl::StatusOr<ChallengeRecord> ChallengeFromRow(const PostgresRows& rows, int r) {
-  ChallengeRecord c;
-  c.challenge_id = rows.Text(r, 0);
-  c.customer_id = rows.Text(r, 1);
-  c.method = static_cast<common::v1::VerificationMethod>(rows.Int(r, 2));
-  c.session_id = rows.Text(r, 3);
-  c.code_hash = rows.Bytes(r, 4);
-  c.created_at = FromMicros(rows.Int(r, 5));
-  c.expires_at = FromMicros(rows.Int(r, 6));
-  c.attempts_used = static_cast<int>(rows.Int(r, 7));
-  c.max_attempts = static_cast<int>(rows.Int(r, 8));
-  c.state = static_cast<ChallengeState>(rows.Int(r, 9));
-  c.start_request_id = rows.Text(r, 10);
-  c.complete_request_id = rows.Text(r, 11);
-  c.completed_code_hash = rows.Bytes(r, 12);
-  c.token_id = rows.Text(r, 13);
-  c.token_issued_at = FromMicros(rows.Int(r, 14));
-  c.token_expires_at = FromMicros(rows.Int(r, 15));
-  c.revision = rows.Int(r, 16);
-  return c;
-}
-
-absl::StatusOr<EnrollmentRecord> EnrollmentFromRow(const PostgresRows& rows, int r) {
-  EnrollmentRecord e;
-  e.enrollment_id = rows.Text(r, 0);
-  e.customer_id = rows.Text(r, 1);
-  e.secret_sealed = rows.Bytes(r, 2);
-  e.actor_id = rows.Text(r, 3);
-  e.created_at = FromMicros(rows.Int(r, 4));
-  e.expires_at = FromMicros(rows.Int(r, 5));
-  e.attempts_used = static_cast<int>(rows.Int(r, 6));
-  e.used = rows.Int(r, 7) != 0;
-  e.start_request_id = rows.Text(r, 8);
-  e.account_label = rows.Text(r, 9);
-  e.confirm_request_id = rows.Text(r, 10);
-  e.confirmed_at = FromMicros(rows.Int(r, 11));
-  e.replaced = rows.Int(r, 12) != 0;
-  e.by_supervisor = rows.Int(r, 13) != 0;
-  e.change_id = rows.Text(r, 14);
-  e.revision = rows.Int(r, 15);
-  return e;
-}
-
-absl::StatusOr<AccountChangeRecord> ChangeFromRow(const PostgresRows& rows, int r) {
-  AccountChangeRecord c;
-  c.change_id = rows.Text(r, 0);
-  c.customer_id = rows.Text(r, 1);
-  c.method = static_cast<common::v1::VerificationMethod>(rows.Int(r, 2));
-  c.new_address = rows.Text(r, 3);
-  c.new_secret_sealed = rows.Bytes(r, 4);
-  c.totp_step = rows.Int(r, 5);
-  c.requested_by = rows.Text(r, 6);
-  c.requested_at = FromMicros(rows.Int(r, 7));
-  c.effective_at = FromMicros(rows.Int(r, 8));
-  c.state = static_cast<ChangeState>(rows.Int(r, 9));
-  c.resolution = static_cast<int>(rows.Int(r, 10));
-  c.resolved_by = rows.Text(r, 11);
-  c.resolved_at = FromMicros(rows.Int(r, 12));
-  c.code_hash = rows.Bytes(r, 13);
-  c.code_attempts = static_cast<int>(rows.Int(r, 14));
-  absl::StatusOr<std::vector<common::v1::VerificationMethod>> notified =
-      SplitMethods(rows.Text(r, 15));
-  if (!notified.ok()) return notified.status();
-  c.notified = std::move(*notified);
-  c.forget_after = FromMicros(rows.Int(r, 16));
-  c.revision = rows.Int(r, 17);
-  return c;
-}
-
-// Every row `sql` selects, converted by `from_row`.
+// Every row `sql` (made by Select) selects, converted by `from_row`, with
+// its revision.
 template <typename Record, typename FromRow>
 absl::StatusOr<std::vector<Record>> SelectAll(PostgresConnection& db, const std::string& sql,
                                               const std::vector<PostgresParam>& params,
@@ -129,8 +27,10 @@ absl::StatusOr<std::vector<Record>> SelectAll(PostgresConnection& db, const std:
   if (!rows.ok()) return rows.status();
   std::vector<Record> out;
   for (int r = 0; r < rows->size(); ++r) {
-    absl::StatusOr<Record> record = from_row(*rows, r);
+    absl::StatusOr<Record> record = from_row(storage::PostgresRow(*rows, r));
     if (!record.ok()) return record.status();
+    // Select puts the revision after the shared columns.
+    record->revision = rows->Int(r, rows->columns() - 1);
     out.push_back(*std::move(record));
   }
   return out;

@@ -13,104 +13,6 @@ namespace {
 using storage::FromMicros;
 using storage::ToMicros;
 
-absl::StatusOr<CustomerRecord> CustomerFromRow(const storage::Statement& row) {
-  CustomerRecord c;
-  c.customer_id = row.ColumnText(0);
-  c.email = row.ColumnText(1);
-  c.phone = row.ColumnText(2);
-  c.totp_secret_sealed = row.ColumnBlob(3);
-  c.totp_enrolled_at = FromMicros(row.ColumnInt(4));
-  c.last_totp_step = row.ColumnInt(5);
-  c.current_challenge_id = row.ColumnText(6);
-  c.locked_until = FromMicros(row.ColumnInt(7));
-  for (auto [column, out] : {std::pair{8, &c.recent_starts}, std::pair{9, &c.recent_failures},
-                             std::pair{10, &c.recent_enrollments}}) {
-    absl::StatusOr<std::vector<absl::Time>> times = SplitTimes(row.ColumnText(column));
-    if (!times.ok()) return times.status();
-    *out = std::move(*times);
-  }
-  c.lockouts = static_cast<int>(row.ColumnInt(11));
-  return c;
-}
-
-absl::StatusOr<SourceRecord> SourceFromRow(const storage::Statement& row) {
-  SourceRecord s;
-  s.source_key = row.ColumnText(0);
-  absl::StatusOr<std::vector<absl::Time>> failures = SplitTimes(row.ColumnText(1));
-  if (!failures.ok()) return failures.status();
-  s.recent_failures = std::move(*failures);
-  s.locked_until = FromMicros(row.ColumnInt(2));
-  s.lockouts = static_cast<int>(row.ColumnInt(3));
-  s.forget_after = FromMicros(row.ColumnInt(4));
-  return s;
-}
-
-ChallengeRecord ChallengeFromRow(const storage::Statement& row) {
-  ChallengeRecord c;
-  c.challenge_id = row.ColumnText(0);
-  c.customer_id = row.ColumnText(1);
-  c.method = static_cast<common::v1::VerificationMethod>(row.ColumnInt(2));
-  c.session_id = row.ColumnText(3);
-  c.code_hash = row.ColumnBlob(4);
-  c.created_at = FromMicros(row.ColumnInt(5));
-  c.expires_at = FromMicros(row.ColumnInt(6));
-  c.attempts_used = static_cast<int>(row.ColumnInt(7));
-  c.max_attempts = static_cast<int>(row.ColumnInt(8));
-  c.state = static_cast<ChallengeState>(row.ColumnInt(9));
-  c.start_request_id = row.ColumnText(10);
-  c.complete_request_id = row.ColumnText(11);
-  c.completed_code_hash = row.ColumnBlob(12);
-  c.token_id = row.ColumnText(13);
-  c.token_issued_at = FromMicros(row.ColumnInt(14));
-  c.token_expires_at = FromMicros(row.ColumnInt(15));
-  return c;
-}
-
-EnrollmentRecord EnrollmentFromRow(const storage::Statement& row) {
-  EnrollmentRecord e;
-  e.enrollment_id = row.ColumnText(0);
-  e.customer_id = row.ColumnText(1);
-  e.secret_sealed = row.ColumnBlob(2);
-  e.actor_id = row.ColumnText(3);
-  e.created_at = FromMicros(row.ColumnInt(4));
-  e.expires_at = FromMicros(row.ColumnInt(5));
-  e.attempts_used = static_cast<int>(row.ColumnInt(6));
-  e.used = row.ColumnInt(7) != 0;
-  e.start_request_id = row.ColumnText(8);
-  e.account_label = row.ColumnText(9);
-  e.confirm_request_id = row.ColumnText(10);
-  e.confirmed_at = FromMicros(row.ColumnInt(11));
-  e.replaced = row.ColumnInt(12) != 0;
-  e.by_supervisor = row.ColumnInt(13) != 0;
-  e.change_id = row.ColumnText(14);
-  return e;
-}
-
-absl::StatusOr<AccountChangeRecord> ChangeFromRow(const storage::Statement& row) {
-  AccountChangeRecord c;
-  c.change_id = row.ColumnText(0);
-  c.customer_id = row.ColumnText(1);
-  c.method = static_cast<common::v1::VerificationMethod>(row.ColumnInt(2));
-  c.new_address = row.ColumnText(3);
-  c.new_secret_sealed = row.ColumnBlob(4);
-  c.totp_step = row.ColumnInt(5);
-  c.requested_by = row.ColumnText(6);
-  c.requested_at = FromMicros(row.ColumnInt(7));
-  c.effective_at = FromMicros(row.ColumnInt(8));
-  c.state = static_cast<ChangeState>(row.ColumnInt(9));
-  c.resolution = static_cast<int>(row.ColumnInt(10));
-  c.resolved_by = row.ColumnText(11);
-  c.resolved_at = FromMicros(row.ColumnInt(12));
-  c.code_hash = row.ColumnBlob(13);
-  c.code_attempts = static_cast<int>(row.ColumnInt(14));
-  absl::StatusOr<std::vector<common::v1::VerificationMethod>> notified =
-      SplitMethods(row.ColumnText(15));
-  if (!notified.ok()) return notified.status();
-  c.notified = std::move(*notified);
-  c.forget_after = FromMicros(row.ColumnInt(16));
-  return c;
-}
-
 // Every row `sql` selects with `keys` bound, converted by `from_row`.
 template <typename Record, typename FromRow>
 absl::StatusOr<std::vector<Record>> SelectAll(storage::Database& db, const std::string& sql,
@@ -127,7 +29,7 @@ absl::StatusOr<std::vector<Record>> SelectAll(storage::Database& db, const std::
     absl::StatusOr<bool> row = select->Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    absl::StatusOr<Record> record = from_row(*select);
+    absl::StatusOr<Record> record = from_row(storage::SqliteRow(*select));
     if (!record.ok()) return record.status();
     out.push_back(*std::move(record));
   }
@@ -145,7 +47,7 @@ absl::StatusOr<std::optional<Record>> SelectOne(storage::Database& db, const std
   absl::StatusOr<bool> row = select->Step();
   if (!row.ok()) return row.status();
   if (!*row) return std::nullopt;
-  absl::StatusOr<Record> record = from_row(*select);
+  absl::StatusOr<Record> record = from_row(storage::SqliteRow(*select));
   select->Reset();
   if (!record.ok()) return record.status();
   return *std::move(record);
@@ -418,9 +320,7 @@ absl::StatusOr<std::optional<ChallengeRecord>> SqliteIdentityStore::GetChallenge
     result = SelectOne<ChallengeRecord>(
         db, absl::StrCat("SELECT ", kChallengeColumns, " FROM challenges WHERE challenge_id = ?"),
         {challenge_id},
-        [](const storage::Statement& row) -> absl::StatusOr<ChallengeRecord> {
-          return ChallengeFromRow(row);
-        });
+        ChallengeFromRow);
     return result.status();
   });
   if (!status.ok()) return status;
@@ -435,9 +335,7 @@ absl::StatusOr<std::optional<EnrollmentRecord>> SqliteIdentityStore::GetEnrollme
         db,
         absl::StrCat("SELECT ", kEnrollmentColumns, " FROM enrollments WHERE enrollment_id = ?"),
         {enrollment_id},
-        [](const storage::Statement& row) -> absl::StatusOr<EnrollmentRecord> {
-          return EnrollmentFromRow(row);
-        });
+        EnrollmentFromRow);
     return result.status();
   });
   if (!status.ok()) return status;
@@ -530,9 +428,7 @@ absl::StatusOr<std::optional<ChallengeRecord>> SqliteIdentityStore::FindChalleng
                      " FROM challenges WHERE customer_id = ? AND start_request_id = ? AND "
                      "start_request_id != ''"),
         {customer_id, request_id},
-        [](const storage::Statement& row) -> absl::StatusOr<ChallengeRecord> {
-          return ChallengeFromRow(row);
-        });
+        ChallengeFromRow);
     return result.status();
   });
   if (!status.ok()) return status;
@@ -549,9 +445,7 @@ absl::StatusOr<std::optional<EnrollmentRecord>> SqliteIdentityStore::FindEnrollm
                      " FROM enrollments WHERE customer_id = ? AND start_request_id = ? AND "
                      "start_request_id != ''"),
         {customer_id, request_id},
-        [](const storage::Statement& row) -> absl::StatusOr<EnrollmentRecord> {
-          return EnrollmentFromRow(row);
-        });
+        EnrollmentFromRow);
     return result.status();
   });
   if (!status.ok()) return status;

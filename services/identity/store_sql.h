@@ -1,7 +1,8 @@
 #pragma once
 
 // What SQLite's and PostgreSQL's identity stores share: the columns of each
-// table, in the order both read them, and how lists are kept in a column.
+// table, in the order both read them, how a row of them becomes a record,
+// and how lists are kept in a column.
 
 #include <string>
 #include <vector>
@@ -9,6 +10,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "libs/storage/shared_sql.h"
+#include "services/identity/model.h"
 #include "switchboard/common/v1/common.pb.h"
 
 namespace switchboard::identity {
@@ -40,5 +43,14 @@ absl::StatusOr<std::vector<absl::Time>> SplitTimes(absl::string_view text);
 // Verification methods as comma-separated numbers; DATA_LOSS if unreadable.
 std::string JoinMethods(const std::vector<common::v1::VerificationMethod>& methods);
 absl::StatusOr<std::vector<common::v1::VerificationMethod>> SplitMethods(absl::string_view text);
+
+// A record from a row of the matching columns above, whichever backend read
+// it; DATA_LOSS if a list column is unreadable. The revision is not among
+// those columns (PostgreSQL's store reads it after them).
+absl::StatusOr<CustomerRecord> CustomerFromRow(const storage::SqlRow& row);
+absl::StatusOr<SourceRecord> SourceFromRow(const storage::SqlRow& row);
+absl::StatusOr<ChallengeRecord> ChallengeFromRow(const storage::SqlRow& row);
+absl::StatusOr<EnrollmentRecord> EnrollmentFromRow(const storage::SqlRow& row);
+absl::StatusOr<AccountChangeRecord> ChangeFromRow(const storage::SqlRow& row);
 
 }  // namespace switchboard::identity
