@@ -9,7 +9,7 @@
 #include "libs/protoutil/time.h"
 #include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
-#include "libs/testing/postgres.h"
+#include "libs/testing/store_backends.h"
 #include "services/feedback/postgres_store.h"
 #include "services/feedback/sqlite_store.h"
 
@@ -61,14 +61,7 @@ ComplaintRecord Complaint(const std::string& id, const std::string& customer,
   return r;
 }
 
-enum class Backend { kSqlite, kPostgres };
-
-// One server for the test binary, started on first use (from the test's
-// main thread); each test case gets a database of its own.
-testing::PostgresServer& SharedServer() {
-  static testing::PostgresServer server;
-  return server;
-}
+using testing::Backend;
 
 constexpr char kTopic[] = "switchboard.feedback.v1";
 
@@ -76,12 +69,7 @@ constexpr char kTopic[] = "switchboard.feedback.v1";
 // a fresh database on a real PostgreSQL.
 class FeedbackStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
-  FeedbackStoreTest() {
-    if (GetParam() == Backend::kSqlite) {
-      path_ = storage::MakeTempDir() + "/feedback.db";
-    } else {
-      uri_ = SharedServer().CreateDatabase();
-    }
+  FeedbackStoreTest() : place_(testing::NewStorePlace(GetParam(), "feedback.db")) {
     Open();
   }
 
@@ -92,46 +80,25 @@ class FeedbackStoreTest : public ::testing::TestWithParam<Backend> {
     committer_.reset();
     db_.reset();
     if (GetParam() == Backend::kPostgres) {
-      auto migrated = storage::PostgresConnection::OpenMigrated(uri_, PostgresFeedbackMigrations());
+      auto migrated =
+          storage::PostgresConnection::OpenMigrated(place_.uri, PostgresFeedbackMigrations());
       ASSERT_TRUE(migrated.ok()) << migrated.status();
-      store_ = std::make_unique<PostgresFeedbackStore>(uri_, kTopic,
+      store_ = std::make_unique<PostgresFeedbackStore>(place_.uri, kTopic,
                                                        [this] { commits_.fetch_add(1); });
       return;
     }
-    db_ = *storage::Database::Open({path_});
+    db_ = *storage::Database::Open({place_.path});
     ASSERT_TRUE(db_->Migrate(FeedbackMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    auto sqlite = std::make_unique<SqliteFeedbackStore>(committer_.get(), path_, kTopic,
+    auto sqlite = std::make_unique<SqliteFeedbackStore>(committer_.get(), place_.path, kTopic,
                                                         [this] { commits_.fetch_add(1); });
     sqlite_ = sqlite.get();
     store_ = std::move(sqlite);
   }
 
-  int64_t OutboxRows() {
-    if (GetParam() == Backend::kPostgres) {
-      auto db = storage::PostgresConnection::Open(uri_);
-      if (!db.ok()) return -1;
-      auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
-      return rows.ok() ? rows->Int(0, 0) : -1;
-    }
-    int64_t rows = -1;
-    EXPECT_TRUE(committer_
-                    ->Commit([&](storage::Database& db) {
-                      auto count = db.Prepare("SELECT COUNT(*) FROM outbox");
-                      if (!count.ok()) return count.status();
-                      if (absl::StatusOr<bool> row = count->Step(); !row.ok()) {
-                        return row.status();
-                      }
-                      rows = count->ColumnInt(0);
-                      count->Reset();
-                      return absl::OkStatus();
-                    })
-                    .ok());
-    return rows;
-  }
+  int64_t OutboxRows() { return testing::OutboxRows(place_); }
 
-  std::string path_;  // SQLite
-  std::string uri_;   // PostgreSQL
+  const testing::StorePlace place_;
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<FeedbackStore> store_;
@@ -392,17 +359,14 @@ TEST_P(FeedbackStoreTest, ComplaintCountsFollowEveryChangeWithoutCountingRows) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FeedbackStoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         [](const ::testing::TestParamInfo<Backend>& info) {
-                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
-                         });
+                         testing::AllBackends(), testing::BackendName);
 
 // Two stores on one PostgreSQL database, each with connections of its own,
 // as two feedback replicas run: the database, not a lock in either process,
 // decides every race.
 class TwoReplicasTest : public ::testing::Test {
  protected:
-  TwoReplicasTest() : uri_(SharedServer().CreateDatabase()) {
+  TwoReplicasTest() : uri_(testing::SharedPostgresServer().CreateDatabase()) {
     auto migrated = storage::PostgresConnection::OpenMigrated(uri_, PostgresFeedbackMigrations());
     EXPECT_TRUE(migrated.ok()) << migrated.status();
     for (auto& replica : replicas_) {

@@ -1,50 +1,26 @@
 #include <atomic>
 #include <thread>
 
-#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/events/envelope.h"
 #include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
-#include "libs/testing/postgres.h"
+#include "libs/testing/store_backends.h"
 #include "services/identity/postgres_store.h"
 #include "services/identity/sqlite_store.h"
 
 namespace switchboard::identity {
 namespace {
 
-enum class Backend { kSqlite, kPostgres };
-
-// One server for the test binary, started on first use (from the test's
-// main thread); each test case gets a database of its own.
-testing::PostgresServer& SharedServer() {
-  static testing::PostgresServer server;
-  return server;
-}
+using testing::Backend;
 
 constexpr char kTopic[] = "switchboard.identity.v1";
-
-absl::Status ApplyTo(IdentityStore& store, IdentityWrite write) {
-  absl::Notification done;
-  absl::Status status;
-  store.Apply(std::move(write), [&](absl::Status s) {
-    status = s;
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return status;
-}
 
 // The same cases on each backend: a SQLite file in a temporary folder, and
 // a fresh database on a real PostgreSQL.
 class IdentityStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
-  IdentityStoreTest() {
-    if (GetParam() == Backend::kSqlite) {
-      path_ = storage::MakeTempDir() + "/identity.db";
-    } else {
-      uri_ = SharedServer().CreateDatabase();
-    }
+  IdentityStoreTest() : place_(testing::NewStorePlace(GetParam(), "identity.db")) {
     Open();
   }
 
@@ -55,43 +31,25 @@ class IdentityStoreTest : public ::testing::TestWithParam<Backend> {
     db_.reset();
     if (GetParam() == Backend::kPostgres) {
       auto migrated =
-          storage::PostgresConnection::OpenMigrated(uri_, PostgresIdentityMigrations());
+          storage::PostgresConnection::OpenMigrated(place_.uri, PostgresIdentityMigrations());
       ASSERT_TRUE(migrated.ok()) << migrated.status();
-      store_ = std::make_unique<PostgresIdentityStore>(uri_, kTopic, [this] { ++commits_; });
+      store_ = std::make_unique<PostgresIdentityStore>(place_.uri, kTopic, [this] { ++commits_; });
       return;
     }
-    db_ = *storage::Database::Open({path_});
+    db_ = *storage::Database::Open({place_.path});
     ASSERT_TRUE(db_->Migrate(IdentityMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
-    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), path_, kTopic,
+    store_ = std::make_unique<SqliteIdentityStore>(committer_.get(), place_.path, kTopic,
                                                    [this] { ++commits_; });
   }
 
-  absl::Status Apply(IdentityWrite write) { return ApplyTo(*store_, std::move(write)); }
-
-  int64_t OutboxRows() {
-    if (GetParam() == Backend::kPostgres) {
-      auto db = storage::PostgresConnection::Open(uri_);
-      if (!db.ok()) return -1;
-      auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
-      return rows.ok() ? rows->Int(0, 0) : -1;
-    }
-    int64_t rows = -1;
-    EXPECT_TRUE(committer_
-                    ->Commit([&](storage::Database& db) {
-                      auto count = db.Prepare("SELECT COUNT(*) FROM outbox");
-                      if (!count.ok()) return count.status();
-                      absl::StatusOr<bool> row = count->Step();
-                      if (!row.ok()) return row.status();
-                      rows = count->ColumnInt(0);
-                      return count->Step().status();
-                    })
-                    .ok());
-    return rows;
+  absl::Status Apply(IdentityWrite write) {
+    return testing::ApplyAndWait(*store_, std::move(write));
   }
 
-  std::string path_;  // SQLite
-  std::string uri_;   // PostgreSQL
+  int64_t OutboxRows() { return testing::OutboxRows(place_); }
+
+  const testing::StorePlace place_;
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<IdentityStore> store_;
@@ -372,16 +330,13 @@ TEST_P(IdentityStoreTest, AWriteOverAStaleRevisionIsRefusedAndLeavesNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, IdentityStoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         [](const ::testing::TestParamInfo<Backend>& info) {
-                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
-                         });
+                         testing::AllBackends(), testing::BackendName);
 
 // Two PostgresIdentityStores on one database stand for two identity
 // replicas: each decides from what it read, and the revision makes the
 // loser of every race read and decide again, so no update is lost.
 TEST(TwoReplicasTest, EveryReadDecideWriteOfOneCustomerCountsOnceAcrossStores) {
-  const std::string uri = SharedServer().CreateDatabase();
+  const std::string uri = testing::SharedPostgresServer().CreateDatabase();
   ASSERT_TRUE(storage::PostgresConnection::OpenMigrated(uri, PostgresIdentityMigrations()).ok());
   PostgresIdentityStore a(uri, kTopic, nullptr);
   PostgresIdentityStore b(uri, kTopic, nullptr);
@@ -411,7 +366,7 @@ TEST(TwoReplicasTest, EveryReadDecideWriteOfOneCustomerCountsOnceAcrossStores) {
           events::v1::Event& event = write.events.emplace_back();
           event.mutable_verification_failed()->set_customer_id("cust-1");
           EXPECT_TRUE(events::Seal(event, "identity", "cust-1", t).ok());
-          absl::Status status = ApplyTo(store, std::move(write));
+          absl::Status status = testing::ApplyAndWait(store, std::move(write));
           if (status.ok()) break;
           ASSERT_TRUE(absl::IsAborted(status)) << status;
           refused.fetch_add(1);

@@ -13,21 +13,14 @@
 #include "libs/storage/postgres.h"
 #include "libs/storage/postgres_group_commit.h"
 #include "libs/storage/test_dir.h"
-#include "libs/testing/postgres.h"
+#include "libs/testing/store_backends.h"
 #include "services/presence/postgres_store.h"
 #include "services/presence/sqlite_store.h"
 
 namespace switchboard::presence {
 namespace {
 
-enum class Backend { kSqlite, kPostgres };
-
-// One server for the test binary, started on first use (from the test's
-// main thread); each test case gets a database of its own.
-testing::PostgresServer& SharedServer() {
-  static testing::PostgresServer server;
-  return server;
-}
+using testing::Backend;
 
 constexpr char kTopic[] = "switchboard.presence.v1";
 
@@ -35,12 +28,7 @@ constexpr char kTopic[] = "switchboard.presence.v1";
 // a fresh database on a real PostgreSQL.
 class PresenceStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
-  PresenceStoreTest() {
-    if (GetParam() == Backend::kSqlite) {
-      path_ = storage::MakeTempDir() + "/presence.db";
-    } else {
-      uri_ = SharedServer().CreateDatabase();
-    }
+  PresenceStoreTest() : place_(testing::NewStorePlace(GetParam(), "presence.db")) {
     Open();
   }
 
@@ -51,14 +39,14 @@ class PresenceStoreTest : public ::testing::TestWithParam<Backend> {
     db_.reset();
     postgres_committer_.reset();
     if (GetParam() == Backend::kPostgres) {
-      auto db = storage::PostgresConnection::OpenMigrated(uri_, PostgresPresenceMigrations());
+      auto db = storage::PostgresConnection::OpenMigrated(place_.uri, PostgresPresenceMigrations());
       ASSERT_TRUE(db.ok()) << db.status();
       postgres_committer_ = std::make_unique<storage::PostgresGroupCommitter>(*std::move(db));
       store_ = std::make_unique<PostgresPresenceStore>(postgres_committer_.get(), kTopic,
                                                        [this] { commits_.fetch_add(1); });
       return;
     }
-    db_ = *storage::Database::Open({path_});
+    db_ = *storage::Database::Open({place_.path});
     ASSERT_TRUE(db_->Migrate(PresenceMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
     store_ = std::make_unique<SqlitePresenceStore>(committer_.get(), kTopic,
@@ -66,40 +54,12 @@ class PresenceStoreTest : public ::testing::TestWithParam<Backend> {
   }
 
   absl::Status Apply(PresenceWrite write) {
-    absl::Notification done;
-    absl::Status result;
-    store_->Apply(std::move(write), [&](absl::Status s) {
-      result = s;
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return result;
+    return testing::ApplyAndWait(*store_, std::move(write));
   }
 
-  int64_t OutboxRows() {
-    if (GetParam() == Backend::kPostgres) {
-      auto db = storage::PostgresConnection::Open(uri_);
-      if (!db.ok()) return -1;
-      auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
-      return rows.ok() ? rows->Int(0, 0) : -1;
-    }
-    int64_t rows = -1;
-    EXPECT_TRUE(committer_
-                    ->Commit([&](storage::Database& db) {
-                      auto count = db.Prepare("SELECT COUNT(*) FROM outbox");
-                      if (!count.ok()) return count.status();
-                      if (absl::StatusOr<bool> row = count->Step(); !row.ok()) {
-                        return row.status();
-                      }
-                      rows = count->ColumnInt(0);
-                      return absl::OkStatus();
-                    })
-                    .ok());
-    return rows;
-  }
+  int64_t OutboxRows() { return testing::OutboxRows(place_); }
 
-  std::string path_;  // SQLite
-  std::string uri_;   // PostgreSQL
+  const testing::StorePlace place_;
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<storage::PostgresGroupCommitter> postgres_committer_;
@@ -243,10 +203,7 @@ TEST_P(PresenceStoreTest, AWriteBeyondItsCapacityGuardCommitsNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PresenceStoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         [](const ::testing::TestParamInfo<Backend>& info) {
-                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
-                         });
+                         testing::AllBackends(), testing::BackendName);
 
 // Two store instances on one database, as two presence processes would be,
 // each with its own writer connection, both reserving the one chat slot of
@@ -254,7 +211,7 @@ INSTANTIATE_TEST_SUITE_P(Backends, PresenceStoreTest,
 // the count) lets exactly one reservation per agent commit. Without it both
 // would: neither write conflicts with the other's rows.
 TEST(PostgresPresenceStoreRaceTest, TwoStoresReservingTheSameAgentsNeverExceedTheirCapacity) {
-  const std::string uri = SharedServer().CreateDatabase();
+  const std::string uri = testing::SharedPostgresServer().CreateDatabase();
   auto open = [&uri]() {
     auto db = storage::PostgresConnection::OpenMigrated(uri, PostgresPresenceMigrations());
     EXPECT_TRUE(db.ok()) << db.status();

@@ -8,21 +8,14 @@
 #include "libs/storage/postgres.h"
 #include "libs/storage/postgres_group_commit.h"
 #include "libs/storage/test_dir.h"
-#include "libs/testing/postgres.h"
+#include "libs/testing/store_backends.h"
 #include "services/routing/postgres_store.h"
 #include "services/routing/sqlite_store.h"
 
 namespace switchboard::routing {
 namespace {
 
-enum class Backend { kSqlite, kPostgres };
-
-// One server for the test binary, started on first use (from the test's
-// main thread); each test case gets a database of its own.
-testing::PostgresServer& SharedServer() {
-  static testing::PostgresServer server;
-  return server;
-}
+using testing::Backend;
 
 constexpr char kTopic[] = "switchboard.routing.v1";
 
@@ -30,12 +23,7 @@ constexpr char kTopic[] = "switchboard.routing.v1";
 // a fresh database on a real PostgreSQL.
 class RoutingStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
-  RoutingStoreTest() {
-    if (GetParam() == Backend::kSqlite) {
-      path_ = storage::MakeTempDir() + "/routing.db";
-    } else {
-      uri_ = SharedServer().CreateDatabase();
-    }
+  RoutingStoreTest() : place_(testing::NewStorePlace(GetParam(), "routing.db")) {
     Open();
   }
 
@@ -46,14 +34,14 @@ class RoutingStoreTest : public ::testing::TestWithParam<Backend> {
     db_.reset();
     postgres_committer_.reset();
     if (GetParam() == Backend::kPostgres) {
-      auto db = storage::PostgresConnection::OpenMigrated(uri_, PostgresRoutingMigrations());
+      auto db = storage::PostgresConnection::OpenMigrated(place_.uri, PostgresRoutingMigrations());
       ASSERT_TRUE(db.ok()) << db.status();
       postgres_committer_ = std::make_unique<storage::PostgresGroupCommitter>(*std::move(db));
       store_ = std::make_unique<PostgresRoutingStore>(postgres_committer_.get(), kTopic,
                                                       [this] { commits_.fetch_add(1); });
       return;
     }
-    db_ = *storage::Database::Open({path_});
+    db_ = *storage::Database::Open({place_.path});
     ASSERT_TRUE(db_->Migrate(RoutingMigrations()).ok());
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
     store_ = std::make_unique<SqliteRoutingStore>(committer_.get(), kTopic,
@@ -61,40 +49,12 @@ class RoutingStoreTest : public ::testing::TestWithParam<Backend> {
   }
 
   absl::Status Apply(RoutingWrite write) {
-    absl::Notification done;
-    absl::Status result;
-    store_->Apply(std::move(write), [&](absl::Status s) {
-      result = s;
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return result;
+    return testing::ApplyAndWait(*store_, std::move(write));
   }
 
-  int64_t OutboxRows() {
-    if (GetParam() == Backend::kPostgres) {
-      auto db = storage::PostgresConnection::Open(uri_);
-      if (!db.ok()) return -1;
-      auto rows = (*db)->Query("SELECT COUNT(*) FROM outbox");
-      return rows.ok() ? rows->Int(0, 0) : -1;
-    }
-    int64_t rows = -1;
-    EXPECT_TRUE(committer_
-                    ->Commit([&](storage::Database& db) {
-                      auto count = db.Prepare("SELECT COUNT(*) FROM outbox");
-                      if (!count.ok()) return count.status();
-                      if (absl::StatusOr<bool> row = count->Step(); !row.ok()) {
-                        return row.status();
-                      }
-                      rows = count->ColumnInt(0);
-                      return absl::OkStatus();
-                    })
-                    .ok());
-    return rows;
-  }
+  int64_t OutboxRows() { return testing::OutboxRows(place_); }
 
-  std::string path_;  // SQLite
-  std::string uri_;   // PostgreSQL
+  const testing::StorePlace place_;
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<storage::PostgresGroupCommitter> postgres_committer_;
@@ -327,10 +287,7 @@ TEST_P(RoutingStoreTest, WritesCommitAndReportInCallOrder) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RoutingStoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         [](const ::testing::TestParamInfo<Backend>& info) {
-                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
-                         });
+                         testing::AllBackends(), testing::BackendName);
 
 TEST(SqliteRoutingMigrationTest, AnOlderFileIsUpgradedAndKeepsItsEntries) {
   const std::string path = storage::MakeTempDir() + "/routing.db";

@@ -13,32 +13,20 @@
 #include "libs/storage/postgres.h"
 #include "libs/storage/postgres_group_commit.h"
 #include "libs/storage/test_dir.h"
-#include "libs/testing/postgres.h"
+#include "libs/testing/store_backends.h"
 #include "services/sessions/postgres_store.h"
 #include "services/sessions/sqlite_store.h"
 
 namespace switchboard::sessions {
 namespace {
 
-enum class Backend { kSqlite, kPostgres };
-
-// One server for the test binary, started on first use (from the test's
-// main thread); each case gets a database of its own.
-testing::PostgresServer& SharedServer() {
-  static testing::PostgresServer server;
-  return server;
-}
+using testing::Backend;
 
 constexpr char kTopic[] = "switchboard.sessions.v1";
 
 class SessionStoreTest : public ::testing::TestWithParam<Backend> {
  protected:
-  SessionStoreTest() {
-    if (GetParam() == Backend::kSqlite) {
-      path_ = storage::MakeTempDir() + "/sessions.db";
-    } else {
-      uri_ = SharedServer().CreateDatabase();
-    }
+  SessionStoreTest() : place_(testing::NewStorePlace(GetParam(), "sessions.db")) {
     Open();
   }
 
@@ -58,37 +46,26 @@ class SessionStoreTest : public ::testing::TestWithParam<Backend> {
   void Open() {
     Close();
     if (GetParam() == Backend::kPostgres) {
-      auto writer = storage::PostgresConnection::OpenMigrated(uri_, PostgresSessionsMigrations());
+      auto writer =
+          storage::PostgresConnection::OpenMigrated(place_.uri, PostgresSessionsMigrations());
       ASSERT_TRUE(writer.ok()) << writer.status();
       pg_committer_ = std::make_unique<storage::PostgresGroupCommitter>(*std::move(writer));
       std::vector<std::unique_ptr<storage::PostgresConnection>> readers;
-      for (int i = 0; i < 2; ++i) readers.push_back(*storage::PostgresConnection::Open(uri_));
+      for (int i = 0; i < 2; ++i) readers.push_back(*storage::PostgresConnection::Open(place_.uri));
       store_ = std::make_unique<PostgresSessionStore>(pg_committer_.get(), std::move(readers),
                                                       kTopic, [this] { ++commits_; });
       return;
     }
-    db_ = *OpenSessionsDatabase({path_});
+    db_ = *OpenSessionsDatabase({place_.path});
     committer_ = std::make_unique<storage::GroupCommitter>(db_.get());
     std::vector<std::unique_ptr<storage::Database>> readers;
-    readers.push_back(*storage::Database::Open({path_}));
-    readers.push_back(*storage::Database::Open({path_}));
+    readers.push_back(*storage::Database::Open({place_.path}));
+    readers.push_back(*storage::Database::Open({place_.path}));
     store_ = std::make_unique<SqliteSessionStore>(committer_.get(), std::move(readers), kTopic,
                                                   [this] { ++commits_; });
   }
 
-  int64_t OutboxRows() {
-    if (GetParam() == Backend::kPostgres) {
-      auto db = storage::PostgresConnection::Open(uri_);
-      if (!db.ok()) return -1;
-      auto rows = (*db)->Query("SELECT count(*) FROM outbox");
-      return rows.ok() ? rows->Int(0, 0) : -1;
-    }
-    auto db = storage::Database::Open({path_});
-    if (!db.ok()) return -1;
-    auto count = (*db)->Prepare("SELECT count(*) FROM outbox");
-    if (!count.ok() || !count->Step().value_or(false)) return -1;
-    return count->ColumnInt(0);
-  }
+  int64_t OutboxRows() { return testing::OutboxRows(place_); }
 
   // Transactions the store's committer has committed.
   int64_t Transactions() const {
@@ -96,14 +73,7 @@ class SessionStoreTest : public ::testing::TestWithParam<Backend> {
   }
 
   absl::Status Apply(SessionWrite write) {
-    absl::Notification done;
-    absl::Status result;
-    store_->Apply(std::move(write), [&](absl::Status s) {
-      result = s;
-      done.Notify();
-    });
-    done.WaitForNotification();
-    return result;
+    return testing::ApplyAndWait(*store_, std::move(write));
   }
 
   static SessionRecord Record(const std::string& id, const std::string& customer,
@@ -147,8 +117,7 @@ class SessionStoreTest : public ::testing::TestWithParam<Backend> {
     return e;
   }
 
-  std::string path_;  // SQLite
-  std::string uri_;   // PostgreSQL
+  const testing::StorePlace place_;
   std::unique_ptr<storage::Database> db_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<storage::PostgresGroupCommitter> pg_committer_;
@@ -564,10 +533,7 @@ TEST_P(SessionStoreTest, AttachmentsAreFoundByIdKeyStateUploaderAndBlob) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SessionStoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         [](const ::testing::TestParamInfo<Backend>& info) {
-                           return info.param == Backend::kSqlite ? "Sqlite" : "Postgres";
-                         });
+                         testing::AllBackends(), testing::BackendName);
 
 }  // namespace
 }  // namespace switchboard::sessions
