@@ -19,7 +19,8 @@ struct SessionRecord {
   // The idempotency key CreateSession was called with (empty if none).
   std::string create_request_id;
   // Recent request ids of TransferSession, ResolveSession, ReopenSession and
-  // RequestCallback on this session, newest last (at most 16).
+  // RequestCallback on this session, and the offers AssignAgent applied
+  // (Sessions::AppliedOfferKey), newest last (at most 16).
   std::deque<std::string> request_ids;
   // Routing has not been told about the latest state yet: EnqueueSession
   // (`enqueue`) when QUEUED, CancelSession (`cancel_reason`) otherwise.

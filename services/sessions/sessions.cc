@@ -444,6 +444,10 @@ bool Sessions::SeenRequest(const SessionRecord& record, const std::string& reque
                                           request_id) != record.request_ids.end();
 }
 
+std::string Sessions::AppliedOfferKey(const std::string& offer_id) {
+  return "offer:" + offer_id;
+}
+
 void Sessions::RememberRequest(SessionRecord& record, const std::string& request_id) {
   if (request_id.empty()) return;
   record.request_ids.push_back(request_id);
@@ -1541,6 +1545,11 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
     return s;
   }
   if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
+  // An offer applied once is answered as applied whatever the session did
+  // since: routing retries an accept it could not record (its leader died
+  // between this call and its own commit) possibly after the session was
+  // resolved or closed, and must learn that the assignment happened.
+  const std::string offer_key = AppliedOfferKey(offer_id);
   v1::Session view;
   std::shared_ptr<storage::PendingWrite> pending;
   bool in_memory = true;
@@ -1553,7 +1562,8 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
       SessionRecord& r = (*live)->record;
       v1::Session& s = r.session;
       const absl::Time now = clock_->Now();
-      if (s.state() == v1::SESSION_STATE_ASSIGNED && s.assigned_agent_id() == agent_id) {
+      if (SeenRequest(r, offer_key) ||
+          (s.state() == v1::SESSION_STATE_ASSIGNED && s.assigned_agent_id() == agent_id)) {
         view = ViewFor(s, caller, now);
         pending = (*live)->last_write;
       } else {
@@ -1582,6 +1592,7 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
               .Observe(absl::ToDoubleSeconds(now - queued_at));
         }
         AddAgentAssigned(r, offer_id, queued_at, now, write);
+        RememberRequest(r, offer_key);
         write.sessions.push_back(r);
         view = ViewFor(s, caller, now);
         pending = Commit(std::move(write));
@@ -1591,6 +1602,9 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
   if (!in_memory) {
     absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
     if (!record.ok()) return record.status();
+    if (SeenRequest(*record, offer_key)) {
+      return ViewFor(record->session, caller, clock_->Now());
+    }
     return WrongState(record->session, "only QUEUED sessions can be assigned");
   }
   if (absl::Status s = commits_.Await(pending); !s.ok()) return s;

@@ -439,6 +439,9 @@ class Sessions : public AttachmentBackend {
   std::vector<common::v1::TranscriptLine> Excerpt(const std::string& session_id);
   static bool SeenRequest(const SessionRecord& record, const std::string& request_id);
   static void RememberRequest(SessionRecord& record, const std::string& request_id);
+  // The key under which an applied AssignAgent's offer is remembered among
+  // the session's request ids (apart from clients' ids by its prefix).
+  static std::string AppliedOfferKey(const std::string& offer_id);
   void CountState(v1::SessionState from, v1::SessionState to);
   void ScheduleRouting(const std::string& session_id);
   void NotifyAccess(const std::string& session_id);

@@ -1008,6 +1008,47 @@ TEST_F(SessionsTest, ClosedSessionsLeaveMemoryAndAreStillServed) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+// Routing retries an accept it could not record (its leader died after
+// this call) possibly once the session has moved on: the offer applied is
+// answered as applied, in memory and from the store; another is refused.
+TEST_F(SessionsTest, AnAppliedOfferIsAnsweredAsAppliedAfterTheSessionMovedOn) {
+  SessionsOptions options;
+  options.closed_cache_size = 0;  // a closed session is read from the store
+  Make(&bot_, options);
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());
+  RunBackground();
+  ASSERT_TRUE(sessions_->AssignAgent(kRouting, s.session_id(), "agent-1", "Ana", "offer-1").ok());
+  ASSERT_TRUE(sessions_->Resolve(kAgent, s.session_id(), "done", "r1").ok());
+  auto resolved = sessions_->AssignAgent(kRouting, s.session_id(), "agent-1", "Ana", "offer-1");
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  EXPECT_EQ(resolved->state(), v1::SESSION_STATE_RESOLVED);
+  EXPECT_EQ(Count("sessions.agent_assigned"), 1);
+  EXPECT_EQ(sessions_->AssignAgent(kRouting, s.session_id(), "agent-2", "", "offer-2")
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Closed by the customer while assigned: out of memory, read from the store.
+  v1::Session other = NewChat();
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, other.session_id()).ok());
+  RunBackground();
+  ASSERT_TRUE(
+      sessions_->AssignAgent(kRouting, other.session_id(), "agent-1", "Ana", "offer-3").ok());
+  ASSERT_TRUE(
+      sessions_->Close(kCustomer, other.session_id(), v1::CLOSE_REASON_UNSPECIFIED).ok());
+  RunBackground();  // routing is told; then the session leaves memory
+  ASSERT_FALSE(sessions_->TryGet(kCustomer, other.session_id()).has_value());
+  auto closed = sessions_->AssignAgent(kRouting, other.session_id(), "agent-1", "Ana", "offer-3");
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_EQ(closed->state(), v1::SESSION_STATE_CLOSED);
+  EXPECT_EQ(sessions_->AssignAgent(kRouting, other.session_id(), "agent-1", "Ana", "offer-9")
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Count("sessions.agent_assigned"), 2);
+}
+
 TEST_F(SessionsTest, AReadClosedSessionIsServedFromTheCache) {
   v1::Session s = NewChat();
   ASSERT_TRUE(sessions_->Close(kCustomer, s.session_id(), v1::CLOSE_REASON_UNSPECIFIED).ok());
