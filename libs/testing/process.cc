@@ -25,6 +25,10 @@ std::string ReadFile(const std::string& path) {
 
 ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string> args,
                              std::string log_path)
+    : ServerProcess(binary, std::move(args), std::move(log_path), absl::Seconds(30)) {}
+
+ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string> args,
+                             std::string log_path, absl::Duration wait_for_start)
     : log_path_(std::move(log_path)) {
   const size_t log_offset = log().size();
   const char* srcdir = std::getenv("TEST_SRCDIR");
@@ -43,7 +47,7 @@ ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string>
   running_ = true;
   const std::regex started(
       "\"event\":\"server_started\".*\"grpc_port\":([0-9]+),\"metrics_port\":([0-9]+)");
-  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  const absl::Time give_up = absl::Now() + wait_for_start;
   while (absl::Now() < give_up) {
     // Only this run's lines count: the log may hold earlier runs.
     const std::string text = log().substr(std::min(log_offset, log().size()));

@@ -19,12 +19,17 @@ class ServerProcess {
   // (the test needs it in `data`).
   ServerProcess(const std::string& binary, std::vector<std::string> args,
                 std::string log_path);
+  // The same, waiting at most `wait_for_start` for "server_started". A hot
+  // standby serves no gRPC until it leads: start it with zero and explicit
+  // --port and --metrics_port (grpc_port() and metrics_port() stay 0).
+  ServerProcess(const std::string& binary, std::vector<std::string> args,
+                std::string log_path, absl::Duration wait_for_start);
   // SIGKILLs the process if it still runs.
   ~ServerProcess();
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
 
-  // 0 if the server did not start within 30 s (see log()).
+  // 0 if the server did not start in time (30 s by default; see log()).
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   // The child's process id (for /proc figures such as CPU time and RSS).
