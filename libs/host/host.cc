@@ -2,8 +2,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <system_error>
 
@@ -11,8 +13,10 @@
 #include "absl/strings/match.h"
 #include "libs/events/envelope.h"
 #include "libs/events/postgres_outbox.h"
+#include "libs/host/leader_lease.h"
 #include "libs/log/log.h"
 #include "libs/storage/postgres.h"
+#include "prometheus/gauge.h"
 
 namespace switchboard::host {
 
@@ -179,21 +183,95 @@ absl::StatusOr<events::Sink*> Host::RelaySink(const StoreOptions& options) {
   return sink_.get();
 }
 
-std::optional<int> Host::HoldOneProcessLock() {
+namespace {
+
+// Who this process is, in the lease and the logs: hostname:pid (a pod's
+// hostname is its name).
+std::string HolderName() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return absl::StrCat(host, ":", getpid());
+}
+
+}  // namespace
+
+std::optional<int> Host::BecomeLeader() {
   absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> db =
-      storage::PostgresConnection::Open(database_flag_);
+      storage::PostgresConnection::Open(database_uri_);
   if (!db.ok()) return FailStep("open_database", db.status());
-  absl::StatusOr<storage::PostgresRows> locked =
-      (*db)->Query("SELECT pg_try_advisory_lock($1)", {OneProcessLockKey(info_.name)});
-  if (!locked.ok()) return FailStep("open_database", locked.status());
-  if (locked->Text(0, 0) != "t") {
-    return FailStep("open_database",
-                    absl::FailedPreconditionError(absl::StrCat(
-                        "another ", info_.name, " process is using this PostgreSQL database; ",
-                        info_.name, " on PostgreSQL runs as one process (see docs/scaling.md)")));
+  absl::StatusOr<std::unique_ptr<metrics::MetricsExposer>> exposer =
+      metrics::MetricsExposer::Start(server_.bind_address, server_.metrics_port, registry_);
+  if (!exposer.ok()) return FailStep("listen", exposer.status());
+  metrics_exposer_ = *std::move(exposer);
+  prometheus::Gauge& leader =
+      prometheus::BuildGauge()
+          .Name("switchboard_leader")
+          .Help("1 while this process is its service's leader on the PostgreSQL database and "
+                "serves, 0 while it waits as a standby")
+          .Register(*registry_)
+          .Add({{"service", info_.name}});
+  const int64_t key = OneProcessLockKey(info_.name);
+  bool waiting = false;
+  while (true) {
+    absl::StatusOr<storage::PostgresRows> locked =
+        (*db)->Query("SELECT pg_try_advisory_lock($1)", {key});
+    if (locked.ok() && locked->Text(0, 0) == "t") break;
+    // A first failure is most likely the configuration; later ones (the
+    // database restarting) are waited out like the leader.
+    if (!locked.ok() && !waiting) return FailStep("open_database", locked.status());
+    if (!waiting) {
+      waiting = true;
+      absl::StatusOr<std::string> holder = LeaseHolder(**db);
+      log::Info("standby", {{"service", info_.name},
+                            {"holder", holder.ok() ? *holder : "unknown"},
+                            {"metrics_port", metrics_exposer_->port()}});
+    }
+    if (std::optional<std::string> signal =
+            server::WaitForTerminationSignal(absl::Milliseconds(200))) {
+      log::Info("shutdown_requested", {{"service", info_.name}, {"signal", *signal}});
+      return 0;
+    }
   }
-  one_process_lock_ = *std::move(db);
+  // Only the lock's holder creates and bumps the lease: no race.
+  if (absl::Status s = CreateLeaderLease(**db); !s.ok()) return FailStep("open_database", s);
+  const std::string holder = HolderName();
+  absl::StatusOr<int64_t> epoch = TakeLeaderLease(**db, holder);
+  if (!epoch.ok()) return FailStep("open_database", epoch.status());
+  epoch_ = *epoch;
+  leader_lock_ = *std::move(db);
+  leader.Set(1);
+  log::Info("leader_elected", {{"service", info_.name}, {"epoch", epoch_}, {"holder", holder}});
   return std::nullopt;
+}
+
+void Host::KeepLeadership() {
+  absl::StatusOr<LeaseLook> look = LookAtLease(*leader_lock_, OneProcessLockKey(info_.name));
+  switch (Judge(look, epoch_)) {
+    case Leadership::kKept:
+      break;
+    case Leadership::kRetaken:
+      log::Warning("leader_lock_retaken", {{"service", info_.name}, {"epoch", epoch_}});
+      break;
+    case Leadership::kUnknown:
+      if (!lease_unknown_) {
+        log::Warning("leadership_unknown", {{"service", info_.name},
+                                            {"epoch", epoch_},
+                                            {"error", look.status().ToString()}});
+      }
+      lease_unknown_ = true;
+      return;
+    case Leadership::kLost:
+      log::Error("leadership_lost", {{"service", info_.name},
+                                     {"epoch", epoch_},
+                                     {"lease_epoch", look->epoch},
+                                     {"note", "another process took over; exiting"}});
+      // At once, without the ordered stop: this process must not act any
+      // more. Nothing acknowledged is lost (a write is answered only once
+      // committed, and every batch is fenced by the epoch, so none of ours
+      // commits after the takeover); the log line went out in one write(2).
+      std::_Exit(1);
+  }
+  lease_unknown_ = false;
 }
 
 std::optional<int> Host::OpenStore(StoreOptions options) {
@@ -220,9 +298,6 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
                                  " service has no PostgreSQL store yet; it keeps its state in "
                                  "SQLite only (leave --database empty)"));
   }
-  if (options.one_process) {
-    if (auto exit = HoldOneProcessLock()) return exit;
-  }
   // Each service in a schema of its own: the services may share a database.
   absl::StatusOr<std::string> in_schema = storage::WithSchema(database_flag_, info_.name);
   if (!in_schema.ok()) return FailStep("open_database", in_schema.status());
@@ -234,6 +309,10 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
     if (absl::Status s = storage::CreateSchema(**db, info_.name); !s.ok()) {
       return FailStep("open_database", s);
     }
+  }
+  // A standby waits here, before it migrates, loads or listens.
+  if (options.one_process) {
+    if (auto exit = BecomeLeader()) return exit;
   }
   // Every replica migrates at start; PostgresConnection::Migrate serializes
   // them with an advisory lock. The migrating connection then becomes the
@@ -253,8 +332,14 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
   storage::PostgresGroupCommitter::Options commits;
   commits.max_batch = options.commits.max_batch;
   commits.max_queue = options.commits.max_queue;
+  if (options.one_process) commits.fence = LeaseFence(info_.name, epoch_);
   postgres_committer_ =
       std::make_unique<storage::PostgresGroupCommitter>(*std::move(migrated), commits);
+  if (options.one_process) {
+    keeper_.reset(new Periodic(options.leader_check_interval, [this] { KeepLeadership(); },
+                               /*run_first=*/false));
+    keeper_->Start();
+  }
   return std::nullopt;
 }
 
@@ -285,7 +370,7 @@ Periodic& Host::Every(absl::Duration interval, std::function<void()> task, bool 
 
 int Host::Serve(const std::vector<grpc::Service*>& services) {
   absl::StatusOr<std::unique_ptr<server::Server>> server =
-      server::Server::Start(server_, services, registry_);
+      server::Server::Start(server_, services, registry_, std::move(metrics_exposer_));
   if (!server.ok()) return FailStep("listen", server.status());
   for (std::function<void()>& hook : drain_hooks_) (*server)->OnDrain(std::move(hook));
   for (const std::function<void()>& hook : serving_hooks_) hook();
@@ -315,6 +400,8 @@ void Host::StopAll() {
   if (relay_ != nullptr) relay_->Stop(serving_ ? kRelayFlushDeadline : absl::ZeroDuration());
   if (committer_ != nullptr) committer_->Stop();
   if (postgres_committer_ != nullptr) postgres_committer_->Stop();
+  // Until the end the leader checks it still leads (its lock goes last).
+  if (keeper_ != nullptr) keeper_->Stop();
 }
 
 }  // namespace switchboard::host

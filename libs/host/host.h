@@ -54,6 +54,7 @@
 #include "libs/events/event_sink.h"
 #include "libs/events/relay.h"
 #include "libs/events/sink.h"
+#include "libs/metrics/exposer.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/server.h"
 #include "libs/storage/database.h"
@@ -97,16 +98,24 @@ struct StoreOptions {
   // the call); null when the service has none yet: then a postgresql://
   // --database is refused at start rather than silently ignored.
   const std::vector<std::string>* postgres_migrations = nullptr;
-  // On PostgreSQL, one process of the service per database: for services
-  // that decide in memory loaded at start, where a second process would act
-  // on its own stale copy. The host then holds a session advisory lock (its
-  // key from the service's name, OneProcessLockKey) on a connection of its
-  // own for as long as it lives, and a second process is refused at start
-  // (step open_database, FAILED_PRECONDITION "another NAME process is using
-  // this PostgreSQL database"). The lock goes with that connection: if it is
-  // lost, the lock is too, and nothing fences the process off (replicas need
-  // more; docs/scaling.md).
+  // On PostgreSQL, one serving process of the service per database, the
+  // leader, and any number of hot standbys: for services that decide in
+  // memory loaded at start, where a second serving process would act on its
+  // own stale copy. OpenStore then takes a session advisory lock (its key
+  // from the service's name, OneProcessLockKey) on a connection of its own.
+  // While another process holds it, OpenStore waits as a standby: it logs
+  // `standby` once, serves /metrics (switchboard_leader 0) but not gRPC,
+  // tries the lock again every 200 ms, and returns 0 on SIGTERM or SIGINT.
+  // Once it has the lock, it bumps the epoch of the schema's leader_lease
+  // row (logs `leader_elected`; leader_lease.h), fences every batch of
+  // postgres_committer() with that epoch, and from then on a keeper checks
+  // every leader_check_interval that the lock and the epoch are still
+  // its own, and ends the process (exit 1, `leadership_lost`) when another
+  // process has taken over. docs/scaling.md.
   bool one_process = false;
+  // How often the leader's keeper looks (one_process): about the longest a
+  // deposed leader that reaches the database runs on, its writes failing.
+  absl::Duration leader_check_interval = absl::Seconds(1);
 };
 
 // The advisory lock key of StoreOptions::one_process: "sb_" and the
@@ -177,7 +186,9 @@ class Host {
   // none), gives the relay a PostgreSQL connection of its own, so replicas
   // on one database share its outbox, and keeps the migrating connection
   // for postgres_committer() (max_batch and max_queue from
-  // `options.commits`).
+  // `options.commits`). With `options.one_process` it first waits as a
+  // standby while another process of the service leads, and returns 0 if
+  // SIGTERM or SIGINT comes meanwhile.
   std::optional<int> OpenStore(StoreOptions options);
 
   // After OpenKeys.
@@ -262,8 +273,12 @@ class Host {
   absl::StatusOr<events::Sink*> RelaySink(const StoreOptions& options);
   // OpenStore on PostgreSQL: the schema, the sink, the relay's connection.
   std::optional<int> OpenPostgres(const StoreOptions& options);
-  // Takes StoreOptions::one_process's lock on a connection of its own.
-  std::optional<int> HoldOneProcessLock();
+  // StoreOptions::one_process: waits as a standby until it takes the lock,
+  // then takes the lease (epoch_). nullopt: leading; else the exit code (0
+  // on SIGTERM/SIGINT while waiting).
+  std::optional<int> BecomeLeader();
+  // The keeper's look at the lease (ends the process when deposed).
+  void KeepLeadership();
   // Everything Serve stops after the server, in order. Idempotent.
   void StopAll();
 
@@ -283,9 +298,18 @@ class Host {
   auth::ServiceKeys keys_;
   std::string database_path_;
   // StoreOptions::one_process's lock, released with this connection, after
-  // everything else has stopped (declared first of the store's parts).
-  std::unique_ptr<storage::PostgresConnection> one_process_lock_;
+  // everything else has stopped (declared first of the store's parts); the
+  // keeper's connection while leading.
+  std::unique_ptr<storage::PostgresConnection> leader_lock_;
+  // The leader's epoch (StoreOptions::one_process).
+  int64_t epoch_ = 0;
+  std::unique_ptr<Periodic> keeper_;
+  // The keeper could not look at the lease last time (logged once).
+  bool lease_unknown_ = false;
   std::shared_ptr<prometheus::Registry> registry_;
+  // /metrics, started before the server when the process waits as a
+  // standby first; the server serves it on.
+  std::unique_ptr<metrics::MetricsExposer> metrics_exposer_;
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<events::Sink> sink_;
   std::unique_ptr<storage::GroupCommitter> committer_;

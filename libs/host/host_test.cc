@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -17,6 +18,7 @@
 #include "libs/events/outbox.h"
 #include "libs/events/postgres_outbox.h"
 #include "libs/events/read_json_lines.h"
+#include "libs/host/leader_lease.h"
 #include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/postgres.h"
@@ -274,42 +276,225 @@ TEST(HostTest, OnPostgresTheRelayPublishesTheSharedOutbox) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/hosttest.db"));
 }
 
-// StoreOptions::one_process: while one process holds the database, a second
-// one of the same service is refused at start, naming the service; another
-// service is not; once the first is gone, a new one starts.
-TEST(HostTest, OnPostgresAOneProcessServiceRefusesASecondProcess) {
+// A host of a service that runs as leader and standbys (one_process).
+struct Opened {
+  std::optional<int> exit;
+  std::unique_ptr<Host> host;
+};
+Opened OpenOneProcess(const std::string& uri, ServiceInfo info = Info()) {
+  static const auto* migrations = new std::vector<std::string>{
+      "CREATE TABLE things(id TEXT PRIMARY KEY)", events::kPostgresOutboxMigration};
+  Opened opened{std::nullopt, std::make_unique<Host>(std::move(info))};
+  Args args({"--data_dir=" + storage::MakeTempDir(), "--database=" + uri,
+             "--metrics_port=0", "--bind_address=127.0.0.1"});
+  EXPECT_EQ(opened.host->ParseFlags(args.argc(), args.argv()), std::nullopt);
+  EXPECT_EQ(opened.host->OpenKeys(), std::nullopt);
+  StoreOptions options;
+  options.postgres_migrations = migrations;
+  options.one_process = true;
+  // The keeper would end this test's process once a host is deposed; the
+  // cases below depose one on purpose and look at its committer.
+  options.leader_check_interval = absl::Hours(1);
+  opened.exit = opened.host->OpenStore(std::move(options));
+  return opened;
+}
+
+absl::Status InsertThing(Host& host, const std::string& id) {
+  return host.postgres_committer().Commit([&](storage::PostgresConnection& db) {
+    return db.Query("INSERT INTO things(id) VALUES ($1)", {id}).status();
+  });
+}
+
+// Ends the database session that holds `service`'s advisory lock, as a
+// network partition or a PostgreSQL restart would; the process goes on.
+void DropLockSession(const std::string& uri, const std::string& service) {
+  auto db = storage::PostgresConnection::Open(uri);
+  ASSERT_TRUE(db.ok()) << db.status();
+  const uint64_t key = static_cast<uint64_t>(OneProcessLockKey(service));
+  auto ended = (*db)->Query(
+      "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+      "AND classid = $1::oid AND objid = $2::oid AND objsubid = 1",
+      {static_cast<int64_t>(key >> 32), static_cast<int64_t>(key & 0xffffffffu)});
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  ASSERT_EQ(ended->size(), 1);
+}
+
+int64_t LeaseEpoch(const std::string& uri) {
+  return testing::CountInSchema(uri, "hosttest", "SELECT epoch FROM leader_lease");
+}
+
+// StoreOptions::one_process: while one process leads, a second one of the
+// same service waits as a standby (OpenStore does not return); another
+// service is not affected; once the leader is gone, the standby takes over
+// with the next epoch.
+TEST(HostTest, OnPostgresASecondProcessWaitsAsAStandbyAndTakesOver) {
   testing::PostgresServer server;
   const std::string uri = server.CreateDatabase();
-  static const auto* migrations =
-      new std::vector<std::string>{events::kPostgresOutboxMigration};
-  auto open = [&](ServiceInfo info, bool one_process) {
-    auto host = std::make_unique<Host>(std::move(info));
-    Args args({"--data_dir=" + storage::MakeTempDir(), "--database=" + uri});
-    EXPECT_EQ(host->ParseFlags(args.argc(), args.argv()), std::nullopt);
-    EXPECT_EQ(host->OpenKeys(), std::nullopt);
-    StoreOptions options;
-    options.postgres_migrations = migrations;
-    options.one_process = one_process;
-    return std::make_pair(host->OpenStore(std::move(options)), std::move(host));
-  };
-  auto [first_exit, first] = open(Info(), true);
-  ASSERT_EQ(first_exit, std::nullopt);
+  Opened first = OpenOneProcess(uri);
+  ASSERT_EQ(first.exit, std::nullopt);
+  EXPECT_EQ(LeaseEpoch(uri), 1);
+  ASSERT_TRUE(InsertThing(*first.host, "from-first").ok());
 
-  ::testing::internal::CaptureStderr();
-  auto [second_exit, second] = open(Info(), true);
-  const std::string logged = ::testing::internal::GetCapturedStderr();
-  EXPECT_EQ(second_exit, 1);
-  EXPECT_NE(logged.find("another hosttest process is using this PostgreSQL database"),
-            std::string::npos)
-      << logged;
+  Opened second;
+  std::atomic<bool> second_opened{false};
+  std::thread standby([&] {
+    second = OpenOneProcess(uri);
+    second_opened = true;
+  });
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_FALSE(second_opened);
   // Another service's lock is another key.
   ServiceInfo other = Info();
   other.name = "othertest";
-  EXPECT_EQ(open(other, true).first, std::nullopt);
+  EXPECT_EQ(OpenOneProcess(uri, other).exit, std::nullopt);
+  EXPECT_FALSE(second_opened);
 
-  second.reset();
-  first.reset();
-  EXPECT_EQ(open(Info(), true).first, std::nullopt);
+  const absl::Time gone = absl::Now();
+  first.host.reset();
+  standby.join();
+  std::printf("standby took over %.0f ms after the leader stopped\n",
+              absl::ToDoubleMilliseconds(absl::Now() - gone));
+  ASSERT_EQ(second.exit, std::nullopt);
+  EXPECT_EQ(LeaseEpoch(uri), 2);
+  EXPECT_TRUE(InsertThing(*second.host, "from-second").ok());
+  EXPECT_EQ(testing::CountInSchema(uri, "hosttest", "SELECT COUNT(*) FROM things"), 2);
+}
+
+// SIGTERM ends a standby's wait promptly, as a clean stop (exit 0).
+TEST(HostTest, OnPostgresSigtermEndsAStandbysWait) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  Opened leader = OpenOneProcess(uri);
+  ASSERT_EQ(leader.exit, std::nullopt);
+  Opened standby;
+  std::atomic<bool> opened{false};
+  std::thread waiting([&] {
+    standby = OpenOneProcess(uri);
+    opened = true;
+  });
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_FALSE(opened);
+  const absl::Time sent = absl::Now();
+  kill(getpid(), SIGTERM);
+  waiting.join();
+  EXPECT_EQ(standby.exit, 0);
+  EXPECT_LT(absl::Now() - sent, absl::Seconds(1));
+  EXPECT_EQ(LeaseEpoch(uri), 1);
+}
+
+// A leader that lost its lock (its session ended while the process runs
+// on, as in a partition) and was taken over from commits nothing more: its
+// committer's batches fail the epoch fence, while the new leader's commit.
+TEST(HostTest, OnPostgresADeposedLeadersWritesFailTheFence) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  Opened first = OpenOneProcess(uri);
+  ASSERT_EQ(first.exit, std::nullopt);
+  ASSERT_TRUE(InsertThing(*first.host, "before").ok());
+
+  Opened second;
+  std::thread standby([&] { second = OpenOneProcess(uri); });
+  absl::SleepFor(absl::Milliseconds(500));
+  DropLockSession(uri, "hosttest");
+  standby.join();
+  ASSERT_EQ(second.exit, std::nullopt);
+  EXPECT_EQ(LeaseEpoch(uri), 2);
+
+  const absl::Status deposed = InsertThing(*first.host, "after");
+  EXPECT_EQ(deposed.code(), absl::StatusCode::kFailedPrecondition) << deposed;
+  EXPECT_EQ(deposed.message(),
+            "deposed: another hosttest process took over the PostgreSQL database (epoch 2)");
+  EXPECT_TRUE(InsertThing(*second.host, "from-second").ok());
+  EXPECT_EQ(testing::CountInSchema(uri, "hosttest", "SELECT COUNT(*) FROM things"), 2);
+  EXPECT_EQ(testing::CountInSchema(uri, "hosttest",
+                                   "SELECT COUNT(*) FROM things WHERE id = 'after'"),
+            0);
+}
+
+// A takeover waits for the batch the old leader has in flight (it holds the
+// lease row FOR SHARE): that batch commits, and the new leader, which loads
+// after it took the lease, sees it.
+TEST(HostTest, OnPostgresATakeoverWaitsForTheBatchInFlight) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  Opened first = OpenOneProcess(uri);
+  ASSERT_EQ(first.exit, std::nullopt);
+  absl::Notification writing;
+  absl::Notification release;
+  absl::Notification committed;
+  absl::Status in_flight;
+  first.host->postgres_committer().Submit(
+      [&](storage::PostgresConnection& db) {
+        writing.Notify();
+        release.WaitForNotification();
+        return db.Query("INSERT INTO things(id) VALUES ('in-flight')").status();
+      },
+      [&](absl::Status status) {
+        in_flight = std::move(status);
+        committed.Notify();
+      });
+  writing.WaitForNotification();
+
+  Opened second;
+  std::atomic<bool> second_opened{false};
+  std::thread standby([&] {
+    second = OpenOneProcess(uri);
+    second_opened = true;
+  });
+  DropLockSession(uri, "hosttest");
+  absl::SleepFor(absl::Seconds(1));
+  // It has the advisory lock but waits to bump the epoch.
+  EXPECT_FALSE(second_opened);
+  release.Notify();
+  committed.WaitForNotification();
+  EXPECT_TRUE(in_flight.ok()) << in_flight;
+  standby.join();
+  ASSERT_EQ(second.exit, std::nullopt);
+  EXPECT_EQ(LeaseEpoch(uri), 2);
+  EXPECT_EQ(testing::CountInSchema(uri, "hosttest",
+                                   "SELECT COUNT(*) FROM things WHERE id = 'in-flight'"),
+            1);
+}
+
+// The keeper's look, on real sessions: the leader's own session holds the
+// lock; a new session (after a lost connection) takes it again when it is
+// free, and sees it taken when another process holds it.
+TEST(HostTest, OnPostgresTheKeeperSeesWhoHoldsTheLock) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  Opened leader = OpenOneProcess(uri);
+  ASSERT_EQ(leader.exit, std::nullopt);
+  const std::string in_schema = *storage::WithSchema(uri, "hosttest");
+  auto other = storage::PostgresConnection::Open(in_schema);
+  ASSERT_TRUE(other.ok()) << other.status();
+  const int64_t key = OneProcessLockKey("hosttest");
+
+  absl::StatusOr<LeaseLook> look = LookAtLease(**other, key);
+  ASSERT_TRUE(look.ok()) << look.status();
+  EXPECT_EQ(look->lock, LeaseLook::Lock::kTakenByAnother);
+  EXPECT_EQ(look->epoch, 1);
+
+  leader.host.reset();
+  look = LookAtLease(**other, key);
+  ASSERT_TRUE(look.ok()) << look.status();
+  EXPECT_EQ(look->lock, LeaseLook::Lock::kRetaken);
+  look = LookAtLease(**other, key);
+  ASSERT_TRUE(look.ok()) << look.status();
+  EXPECT_EQ(look->lock, LeaseLook::Lock::kHeld);
+}
+
+TEST(HostTest, TheKeeperCarriesOnOnlyWhileTheEpochIsItsOwn) {
+  using Lock = LeaseLook::Lock;
+  EXPECT_EQ(Judge(LeaseLook{Lock::kHeld, 3}, 3), Leadership::kKept);
+  // A PostgreSQL restart, nobody took over.
+  EXPECT_EQ(Judge(LeaseLook{Lock::kRetaken, 3}, 3), Leadership::kRetaken);
+  // Someone took over and went while our connection was down.
+  EXPECT_EQ(Judge(LeaseLook{Lock::kRetaken, 4}, 3), Leadership::kLost);
+  EXPECT_EQ(Judge(LeaseLook{Lock::kTakenByAnother, 3}, 3), Leadership::kLost);
+  EXPECT_EQ(Judge(LeaseLook{Lock::kTakenByAnother, 4}, 3), Leadership::kLost);
+  // Cannot happen with the lock held, but the epoch decides.
+  EXPECT_EQ(Judge(LeaseLook{Lock::kHeld, 4}, 3), Leadership::kLost);
+  EXPECT_EQ(Judge(absl::UnavailableError("connection lost"), 3), Leadership::kUnknown);
 }
 
 // Services sharing one database (as the Helm chart and tools/run.sh

@@ -78,13 +78,16 @@ absl::Status ApplyServerOptions(const ServerOptions& options) {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options, const std::vector<grpc::Service*>& services,
-    std::shared_ptr<prometheus::Registry> registry) {
+    std::shared_ptr<prometheus::Registry> registry,
+    std::unique_ptr<metrics::MetricsExposer> started_exposer) {
   if (absl::Status s = Validate(options); !s.ok()) return s;
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials(options.tls, options.service_name);
   if (!credentials.ok()) return credentials.status();
-  auto exposer = metrics::MetricsExposer::Start(options.bind_address,
-                                                options.metrics_port, registry);
+  absl::StatusOr<std::unique_ptr<metrics::MetricsExposer>> exposer = std::move(started_exposer);
+  if (*exposer == nullptr) {
+    exposer = metrics::MetricsExposer::Start(options.bind_address, options.metrics_port, registry);
+  }
   if (!exposer.ok()) return exposer.status();
 
   // Debian builds Abseil with the mutex deadlock detector on; its cost grows
@@ -216,6 +219,17 @@ std::string WaitForTerminationSignal() {
   int signal = 0;
   while (sigwait(&set, &signal) != 0) {
   }
+  return signal == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+std::optional<std::string> WaitForTerminationSignal(absl::Duration timeout) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  const timespec wait = absl::ToTimespec(timeout);
+  const int signal = sigtimedwait(&set, nullptr, &wait);
+  if (signal < 0) return std::nullopt;  // EAGAIN (timed out) or EINTR.
   return signal == SIGTERM ? "SIGTERM" : "SIGINT";
 }
 

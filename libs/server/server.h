@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,9 +93,13 @@ class Server {
  public:
   // Builds and starts a server for `services` (not owned; they must outlive
   // the server), recording metrics in `registry`. Fails if a port is taken.
+  // /metrics is served by `exposer` when given (one started earlier on
+  // `registry`, e.g. while the process waited as a standby), else by one
+  // started here on options.metrics_port.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options, const std::vector<grpc::Service*>& services,
-      std::shared_ptr<prometheus::Registry> registry);
+      std::shared_ptr<prometheus::Registry> registry,
+      std::unique_ptr<metrics::MetricsExposer> exposer = nullptr);
 
   ~Server();
 
@@ -133,5 +138,8 @@ void BlockTerminationSignals();
 // Waits until SIGTERM or SIGINT arrives (see BlockTerminationSignals) and
 // returns the signal's name.
 std::string WaitForTerminationSignal();
+// The same for at most `timeout`: the signal's name, or nullopt if none
+// came (e.g. to poll for something else meanwhile).
+std::optional<std::string> WaitForTerminationSignal(absl::Duration timeout);
 
 }  // namespace switchboard::server

@@ -130,6 +130,17 @@ std::vector<absl::Status> PostgresGroupCommitter::RunOnce(std::vector<Pending>& 
         continue;
       }
       first_in_transaction = i;
+      if (options_.fence) {
+        absl::Status fenced = options_.fence(*db_);
+        if (absl::IsAborted(fenced)) return abort_batch(fenced);
+        if (!fenced.ok()) {
+          // Nothing of this transaction is written yet; the writes left
+          // all get the fence's own status.
+          db_->Rollback();
+          for (size_t j = i; j < batch.size(); ++j) results[j] = fenced;
+          return results;
+        }
+      }
     }
     PostgresConnection& db = *db_;
     Write& write = batch[i].write;

@@ -15,6 +15,11 @@
 // transaction. Nothing of a batch is committed before its one COMMIT, so a
 // retry never applies a write twice.
 //
+// A fence (Options::fence) runs first in every transaction, before its
+// writes: when it fails, the whole batch fails with its status and nothing
+// of it is committed. libs/host fences a leader's writes with it, so that a
+// process another one took over from cannot commit any more.
+//
 // A connection lost inside a transaction fails the writes of that
 // transaction (UNAVAILABLE); the next write re-connects. A COMMIT lost with
 // its connection has an unknown outcome and is reported as failed: a service
@@ -47,6 +52,11 @@ class PostgresGroupCommitter {
   using Write = std::function<absl::Status(PostgresConnection&)>;
   // The write's outcome once its transaction committed (or failed).
   using Done = std::function<void(absl::Status)>;
+  // Checked inside each transaction before its writes (e.g. that the lease
+  // row still names this process, locked FOR SHARE until COMMIT); an error
+  // fails every write of the batch with that status (ABORTED: the batch
+  // runs again, as for a write).
+  using Fence = std::function<absl::Status(PostgresConnection&)>;
 
   struct Options {
     // As GroupCommitter::Options.
@@ -55,6 +65,8 @@ class PostgresGroupCommitter {
     // Runs of a batch PostgreSQL keeps aborting before its writes get the
     // ABORTED.
     int attempts = 5;
+    // None by default.
+    Fence fence;
   };
 
   struct Stats {
