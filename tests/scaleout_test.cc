@@ -297,7 +297,10 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
 
   // Everything stops cleanly but the killed; the outboxes are empty.
   agents.reset();
-  for (const auto& [name, code] : platform.Stop()) EXPECT_EQ(code, 0) << name;
+  for (const auto& [name, code] : platform.Stop()) {
+    const std::string log = testing::ReadFile(absl::StrCat(platform.data_dir(), "/", name, ".log"));
+    EXPECT_EQ(code, 0) << name << ":\n" << log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
+  }
   for (const char* service : {"presence", "routing", "sessions", "bot", "feedback", "identity"}) {
     EXPECT_EQ(testing::CountInSchema(postgres.uri(), service, "SELECT COUNT(*) FROM outbox"), 0)
         << service;

@@ -41,11 +41,12 @@ class Watch {
               last_ = response.event().sequence();
               backoff = clients.retry().first_backoff;
             }
-            reader->Finish();
+            const grpc::Status ended = reader->Finish();
             {
               absl::MutexLock lock(&mu_);
               context_ = nullptr;
-              if (stop_) return;
+              // OK: the session closed, and the stream has all of it.
+              if (stop_ || ended.ok()) return;
               ++journey->stream_resumes;
               mu_.AwaitWithTimeout(absl::Condition(&stop_), backoff);
             }

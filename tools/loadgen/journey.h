@@ -99,7 +99,8 @@ struct JourneyOptions {
   int messages = 10;
   // Also watch the session as the customer's app does: StreamSessionEvents
   // from the start, resumed after the last sequence seen whenever the stream
-  // breaks, until it has seen the session's last event.
+  // breaks (ends with an error), until it has seen the session's last
+  // event or the server ends it (OK: the session closed).
   bool watch = false;
 };
 
@@ -111,7 +112,8 @@ struct Journey {
   // The messages each party sent, in order: (client message id, sequence).
   std::vector<std::pair<std::string, int64_t>> customer_sent, agent_sent;
   // With `watch`: every event sequence the stream delivered, in arrival
-  // order across resumes, and how often it was resumed.
+  // order across resumes, and how many times it was opened again after
+  // breaking (attempts that failed included).
   std::vector<int64_t> streamed;
   int stream_resumes = 0;
   // The session's last sequence at the end.

@@ -93,7 +93,7 @@ Platform::Platform(Options options) : dir_(storage::MakeTempDir()), tokens_("pla
     flags.insert(flags.end(), {"--data_dir=" + data_dir, "--keys_dir=" + dir_ + "/keys",
                                absl::StrCat("--port=", port),
                                absl::StrCat("--metrics_port=", metrics_port),
-                               "--bind_address=127.0.0.1"});
+                               "--bind_address=127.0.0.1", "--drain_deadline=3s"});
     if (!options.database.empty()) flags.push_back("--database=" + options.database);
     // A standby logs no "server_started" until it leads: it is up once its
     // /metrics shows it waiting.

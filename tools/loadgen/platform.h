@@ -77,7 +77,8 @@ class Platform {
   void Kill(const std::string& name);
   // Stops every process still running with SIGTERM (the standbys first, so
   // that none takes over from a draining leader) and returns each one's
-  // exit code by name (-1: it did not exit in 10 s or died of a signal).
+  // exit code by name (-1: it did not exit in 10 s or died of a signal;
+  // each drains for at most 3 s).
   std::map<std::string, int> Stop();
 
   // An access token for `subject`, valid for two hours. Signing costs some
