@@ -24,12 +24,12 @@ class Watch {
           for (;;) {
             sessions::v1::StreamSessionEventsRequest request;
             request.set_session_id(session);
-            request.set_after_sequence(last_);
             grpc::ClientContext context;
             auth::AttachToken(context, token);
             {
               absl::MutexLock lock(&mu_);
               if (stop_) return;
+              request.set_after_sequence(last_);
               context_ = &context;
             }
             auto reader = clients.sessions().StreamSessionEvents(&context, request);
