@@ -108,20 +108,45 @@ scaleout="$work/scaleout.yaml"
   grep -q 'SWITCHBOARD_SESSIONS_DATABASE: "postgresql://switchboard@db.internal' "$scaleout" &&
     pass || fail "scaleout: sessions is not given --database"
   grep -q 'name: PGPASSWORD' "$scaleout" && pass || fail "scaleout: no PGPASSWORD"
-  # Presence, sessions and routing run as one process on PostgreSQL too: the
-  # old pod goes first.
-  if python3 - "$scaleout" <<'PY'
+  # Presence, sessions and routing run as a leader and hot standbys: their
+  # replicas are kept, the old pods go first (a standby never becomes ready
+  # for a rolling update), a standby is alive (startup and liveness fetch
+  # /metrics) but not ready (readiness asks gRPC health), and their
+  # disruption budgets count the standbys as unavailable already.
+  if python3 - "$scaleout" >"$work/standbys" 2>&1 <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-strategy = {d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["strategy"]["type"]
-            for d in docs if d["kind"] == "Deployment"}
-sys.exit(0 if all(strategy.get(s) == "Recreate" for s in ("presence", "sessions", "routing"))
-         and strategy.get("feedback") == "RollingUpdate" else 1)
+deployments = {d["metadata"]["name"].rsplit("-", 1)[-1]: d
+               for d in docs if d["kind"] == "Deployment"}
+budgets = {d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"]["maxUnavailable"]
+           for d in docs if d["kind"] == "PodDisruptionBudget"}
+problems = []
+for name, replicas in (("presence", 2), ("sessions", 2), ("routing", 3), ("feedback", 2)):
+    spec = deployments[name]["spec"]
+    standbys = name != "feedback"
+    if spec["replicas"] != replicas:
+        problems.append(f"{name}: replicas {spec['replicas']}, want {replicas}")
+    strategy = spec["strategy"]["type"]
+    if strategy != ("Recreate" if standbys else "RollingUpdate"):
+        problems.append(f"{name}: strategy {strategy}")
+    container = spec["template"]["spec"]["containers"][0]
+    for kind in ("startupProbe", "livenessProbe"):
+        fetches_metrics = container[kind].get("httpGet") == {"path": "/metrics", "port": "metrics"}
+        if fetches_metrics != standbys:
+            problems.append(f"{name}: {kind} {container[kind]}")
+    if "exec" not in container["readinessProbe"]:
+        problems.append(f"{name}: readinessProbe {container['readinessProbe']}")
+    want_budget = replicas if standbys else 1
+    if budgets[name] != want_budget:
+        problems.append(f"{name}: PodDisruptionBudget maxUnavailable {budgets[name]}, "
+                        f"want {want_budget}")
+print("\n".join(problems))
+sys.exit(1 if problems else 0)
 PY
   then
     pass
   else
-    fail "scaleout: presence, sessions and routing must be replaced with Recreate, the others rolled"
+    fail "scaleout: leader and standbys: $(cat "$work/standbys")"
   fi
   grep -q 'SWITCHBOARD_SESSIONS_BOT_THREADS: "16"' "$scaleout" && pass ||
     fail "scaleout: services.sessions.flags.bot_threads not rendered"
@@ -155,12 +180,10 @@ refuse() {
 refuse "keys: give keys.publicSecret"
 refuse "services.sessions.replicas=2: SQLite is embedded" "${key_args[@]}" \
   --set services.sessions.replicas=2
-refuse "services.presence.replicas=2: presence runs as one process, also on PostgreSQL" \
-  "${key_args[@]}" -f deploy/helm/testdata/postgres_tls.yaml --set services.presence.replicas=2
-refuse "services.sessions.replicas=3: sessions runs as one process, also on PostgreSQL" \
-  "${key_args[@]}" -f deploy/helm/testdata/postgres_tls.yaml --set services.sessions.replicas=3
-refuse "services.routing.replicas=2: routing runs as one process, also on PostgreSQL" \
-  "${key_args[@]}" -f deploy/helm/testdata/postgres_tls.yaml --set services.routing.replicas=2
+refuse "services.presence.replicas=2: SQLite is embedded" "${key_args[@]}" \
+  --set services.presence.replicas=2
+refuse "services.routing.maxUnavailable=50%: give a number of pods" "${key_args[@]}" \
+  -f deploy/helm/testdata/postgres_tls.yaml --set services.routing.maxUnavailable=50%
 refuse "database.postgresqlUrl needs kafka.brokers" "${key_args[@]}" \
   --set database.postgresqlUrl=postgresql://u@db/x --set database.password=p
 refuse "database.postgresqlUrl holds a password" "${key_args[@]}" \

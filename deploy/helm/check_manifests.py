@@ -193,13 +193,22 @@ def main():
             problem(f"{where}: container ports {ports}, flags say grpc {port}, "
                     f"metrics {metrics_port}")
 
-        # Probes: grpc.health.v1 on the gRPC port for the registered service.
+        # Probes: grpc.health.v1 on the gRPC port for the registered service;
+        # startup and liveness may instead fetch /metrics (a standby serves
+        # it, not gRPC), readiness never.
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe = c.get(kind)
             if not probe:
                 problem(f"{where}: no {kind}")
                 continue
-            if "grpc" in probe:
+            if "httpGet" in probe:
+                if kind == "readinessProbe":
+                    problem(f"{where}: readinessProbe fetches /metrics, which a standby serves too")
+                if probe["httpGet"].get("path") != "/metrics" or probe["httpGet"].get("port") not in (
+                        "metrics", metrics_port):
+                    problem(f"{where}: {kind} gets {probe['httpGet']}, want /metrics on "
+                            f"--metrics_port={metrics_port}")
+            elif "grpc" in probe:
                 if probe["grpc"].get("port") != port:
                     problem(f"{where}: {kind} on port {probe['grpc'].get('port')}, "
                             f"flag --port={port}")

@@ -200,6 +200,46 @@ TEST_F(PostgresGroupCommitTest, ALostConnectionFailsItsTransactionAndTheNextWrit
   EXPECT_THAT(Names(), ElementsAre("b"));
 }
 
+// The fence runs in each batch's transaction before its writes: while it
+// passes, writes commit; once it fails, every write of the batch gets its
+// status and nothing of the batch is committed.
+TEST_F(PostgresGroupCommitTest, AFailedFenceFailsTheWholeBatchWithItsStatus) {
+  std::atomic<bool> open{true};
+  std::atomic<int> fenced_runs{0};
+  PostgresGroupCommitter::Options options;
+  options.fence = [&](PostgresConnection& db) -> absl::Status {
+    ++fenced_runs;
+    EXPECT_TRUE(db.InTransactionNow());
+    if (open) return absl::OkStatus();
+    return absl::FailedPreconditionError("fenced off");
+  };
+  auto committer = Committer(options);
+  EXPECT_TRUE(committer->Commit(Insert("a")).ok());
+  EXPECT_EQ(fenced_runs, 1);
+
+  absl::Notification started, release;
+  std::vector<absl::Status> outcomes(3);
+  absl::Notification last;
+  // Held behind a blocker in the last batch that passes, the three queue
+  // up and run as one batch.
+  committer->Submit(Blocker(&started, &release), [](absl::Status) {});
+  started.WaitForNotification();
+  open = false;
+  committer->Submit(Insert("b"), [&](absl::Status s) { outcomes[0] = s; });
+  committer->Submit(Insert("c"), [&](absl::Status s) { outcomes[1] = s; });
+  committer->Submit(Insert("d"), [&](absl::Status s) {
+    outcomes[2] = s;
+    last.Notify();
+  });
+  release.Notify();
+  last.WaitForNotification();
+  for (const absl::Status& outcome : outcomes) {
+    EXPECT_EQ(outcome, absl::FailedPreconditionError("fenced off"));
+  }
+  EXPECT_EQ(fenced_runs, 3);
+  EXPECT_THAT(Names(), ElementsAre("a"));
+}
+
 TEST_F(PostgresGroupCommitTest, AdmitRefusesAFullQueueAndStopRefusesLaterWrites) {
   PostgresGroupCommitter::Options options;
   options.max_queue = 2;

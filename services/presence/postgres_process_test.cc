@@ -1,12 +1,14 @@
 // presence_server on a real PostgreSQL (--database): an agent's profile,
 // status and a capacity reservation made through the gRPC API are in the
-// database, its event reaches the events file, a second process on the same
-// database is refused while the first runs, and a new process started in
-// another data folder (so nothing local carries over) serves the same state.
+// database and its event is published; a second process on the same
+// database (in another data folder, so nothing local carries over) waits as
+// a standby, not listening on its gRPC port, and when the first is killed
+// it takes over and serves the same state.
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
 #include <memory>
+#include <cstdio>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +18,7 @@
 #include "libs/storage/test_dir.h"
 #include "libs/testing/postgres.h"
 #include "libs/testing/process.h"
+#include "libs/testing/reserved_port.h"
 #include "libs/testing/service_fixture.h"
 #include "libs/testing/test_tokens.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
@@ -32,19 +35,19 @@ int64_t Count(const std::string& uri, const std::string& sql) {
 
 constexpr char kBinary[] = "services/presence/presence_server";
 
-TEST(PresencePostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnotherFolder) {
+TEST(PresencePostgresProcessTest, AStandbyTakesOverWithTheStateWhenTheLeaderIsKilled) {
   const std::string dir = storage::MakeTempDir();
   testing::PostgresServer postgres;
   const std::string uri = postgres.CreateDatabase();
   testing::TestTokens tokens("presence");
   tokens.WriteFolder(dir + "/keys");
-  auto server = [&](const std::string& name) {
+  auto server = [&](const std::string& name, int port) {
     return std::make_unique<testing::ServerProcess>(
         kBinary,
         std::vector<std::string>{"--data_dir=" + dir + "/" + name,
                                  "--keys_dir=" + dir + "/keys", "--database=" + uri,
-                                 "--port=0", "--metrics_port=0", "--bind_address=127.0.0.1",
-                                 "--drain_deadline=2s"},
+                                 absl::StrCat("--port=", port), "--metrics_port=0",
+                                 "--bind_address=127.0.0.1", "--drain_deadline=2s"},
         dir + "/" + name + ".log");
   };
   auto stub_of = [](const testing::ServerProcess& process) {
@@ -55,8 +58,11 @@ TEST(PresencePostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnothe
   const std::string supervisor = tokens.For(Role::kSupervisor, "sup-1");
   const std::string routing = tokens.ServiceToken("routing", "presence");
 
+  // The standby's gRPC port, held so that nothing else takes it meanwhile.
+  testing::ReservedPort standby_port;
+  std::unique_ptr<testing::ServerProcess> second;
   {
-    auto first = server("first");
+    auto first = server("first", 0);
     ASSERT_GT(first->grpc_port(), 0) << first->log();
     auto stub = stub_of(*first);
     v1::SetAgentProfileRequest profile;
@@ -92,24 +98,39 @@ TEST(PresencePostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnothe
               1);
     EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM reservations WHERE session_id = 's-1'"), 1);
 
-    // A second process on the same database is refused while the first runs:
-    // each would grant capacity from its own memory.
-    auto intruder = server("intruder");
-    EXPECT_EQ(intruder->grpc_port(), 0);
-    EXPECT_NE(intruder->log().find("another presence process is using this PostgreSQL database"),
-              std::string::npos)
-        << intruder->log();
-    EXPECT_EQ(first->Terminate(absl::Seconds(8)), 0) << first->log();
+    // A second process on the same database waits as a standby: serving
+    // as well, it would grant capacity from its own memory. It does not
+    // listen for gRPC (clients and Kubernetes' readiness skip it) but
+    // answers on its metrics port.
+    second = server("second", standby_port.port());
+    ASSERT_TRUE(second->standby()) << second->log();
+    EXPECT_NE(second->log().find("\"holder\""), std::string::npos) << second->log();
+    EXPECT_FALSE(testing::AcceptsConnections(standby_port.port()));
+    EXPECT_EQ(testing::LeaderGauge(*second, "presence"), 0);
+    EXPECT_EQ(testing::LeaderGauge(*first, "presence"), 1);
+
+    // No drain, no flush: what was acknowledged is in PostgreSQL already.
+    const std::optional<absl::Duration> takeover =
+        testing::KillAndTakeOver(*first, *second, absl::Seconds(15));
+    ASSERT_TRUE(takeover.has_value()) << second->log();
+    std::printf("presence standby served %.0f ms after the leader was killed\n",
+                absl::ToDoubleMilliseconds(*takeover));
+    EXPECT_LT(*takeover, absl::Seconds(5));
   }
+  EXPECT_EQ(second->grpc_port(), standby_port.port());
+  EXPECT_EQ(testing::LeaderGauge(*second, "presence"), 1);
   EXPECT_FALSE(std::filesystem::exists(dir + "/first/presence.db"));
-  const std::string events = testing::ReadFile(dir + "/first/events/presence.jsonl");
+  // Published by the first's relay before it was killed, or by the second's
+  // from the shared outbox.
+  for (int i = 0; i < 100 && Count(uri, "SELECT COUNT(*) FROM outbox") != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM outbox"), 0);
+  const std::string events = testing::ReadFile(dir + "/first/events/presence.jsonl") +
+                             testing::ReadFile(dir + "/second/events/presence.jsonl");
   EXPECT_NE(events.find("\"type\":\"presence.agent_status_changed\""), std::string::npos)
       << events;
-  // The relay flushed the shared outbox at stop.
-  EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM outbox"), 0);
 
-  auto second = server("second");
-  ASSERT_GT(second->grpc_port(), 0) << second->log();
   auto stub = stub_of(*second);
   v1::GetAgentRequest get;
   get.set_agent_id("ana");

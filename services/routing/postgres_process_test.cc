@@ -1,11 +1,13 @@
 // routing_server on a real PostgreSQL (--database): a queued session, an
 // agent's settings and a schedule made through the gRPC API are in the
-// database once answered, a second routing process on the same database is
-// refused while the first runs, and a new process started in another data
-// folder (so nothing local carries over) serves the same state.
+// database once answered and their events published; a second routing
+// process on the same database (in another data folder, so nothing local
+// carries over) waits as a standby, not listening on its gRPC port, and
+// when the first is killed it takes over and serves the same state.
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "libs/storage/test_dir.h"
 #include "libs/testing/postgres.h"
 #include "libs/testing/process.h"
+#include "libs/testing/reserved_port.h"
 #include "libs/testing/service_fixture.h"
 #include "libs/testing/test_tokens.h"
 #include "switchboard/routing/v1/routing_service.grpc.pb.h"
@@ -44,7 +47,7 @@ v1::EnqueueSessionRequest Enqueue(const std::string& session) {
   return r;
 }
 
-TEST(RoutingPostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnotherFolder) {
+TEST(RoutingPostgresProcessTest, AStandbyTakesOverWithTheStateWhenTheLeaderIsKilled) {
   const std::string dir = storage::MakeTempDir();
   testing::PostgresServer postgres;
   const std::string uri = postgres.CreateDatabase();
@@ -52,14 +55,15 @@ TEST(RoutingPostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnother
   tokens.WriteFolder(dir + "/keys");
   // No presence or sessions runs: nothing is offered, the state stays as
   // the API made it.
-  auto server = [&](const std::string& name) {
+  auto server = [&](const std::string& name, int port) {
     return std::make_unique<testing::ServerProcess>(
         kBinary,
         std::vector<std::string>{"--data_dir=" + dir + "/" + name,
                                  "--keys_dir=" + dir + "/keys", "--database=" + uri,
                                  "--presence_address=127.0.0.1:1",
-                                 "--sessions_address=127.0.0.1:1", "--port=0",
-                                 "--metrics_port=0", "--bind_address=127.0.0.1",
+                                 "--sessions_address=127.0.0.1:1",
+                                 absl::StrCat("--port=", port), "--metrics_port=0",
+                                 "--bind_address=127.0.0.1",
                                  "--drain_deadline=2s"},
         dir + "/" + name + ".log");
   };
@@ -71,8 +75,11 @@ TEST(RoutingPostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnother
   const std::string supervisor = tokens.For(Role::kSupervisor, "sup-1");
   const std::string agent = tokens.For(Role::kAgent, "ana");
 
+  // The standby's gRPC port, held so that nothing else takes it meanwhile.
+  testing::ReservedPort standby_port;
+  std::unique_ptr<testing::ServerProcess> second;
   {
-    auto first = server("first");
+    auto first = server("first", 0);
     ASSERT_GT(first->grpc_port(), 0) << first->log();
     auto stub = stub_of(*first);
     v1::EnqueueSessionResponse queued;
@@ -104,25 +111,36 @@ TEST(RoutingPostgresProcessTest, StateMadeThroughTheApiSurvivesARestartInAnother
     EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM agent_settings WHERE agent_id = 'ana'"), 1);
     EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM schedules"), 1);
 
-    // A second routing process on the same database is refused while the
-    // first runs: two would offer the same entries, each from its memory.
-    auto intruder = server("intruder");
-    EXPECT_EQ(intruder->grpc_port(), 0);
-    EXPECT_NE(intruder->log().find("another routing process is using this PostgreSQL database"),
-              std::string::npos)
-        << intruder->log();
+    // A second routing process on the same database waits as a standby:
+    // serving as well, the two would offer the same entries, each from its
+    // memory. It does not listen for gRPC but answers on its metrics port.
+    second = server("second", standby_port.port());
+    ASSERT_TRUE(second->standby()) << second->log();
+    EXPECT_FALSE(testing::AcceptsConnections(standby_port.port()));
+    EXPECT_EQ(testing::LeaderGauge(*second, "routing"), 0);
+    EXPECT_EQ(testing::LeaderGauge(*first, "routing"), 1);
 
-    EXPECT_EQ(first->Terminate(absl::Seconds(8)), 0) << first->log();
+    // No drain, no flush: what was acknowledged is in PostgreSQL already.
+    const std::optional<absl::Duration> takeover =
+        testing::KillAndTakeOver(*first, *second, absl::Seconds(15));
+    ASSERT_TRUE(takeover.has_value()) << second->log();
+    std::printf("routing standby served %.0f ms after the leader was killed\n",
+                absl::ToDoubleMilliseconds(*takeover));
+    EXPECT_LT(*takeover, absl::Seconds(5));
   }
+  EXPECT_EQ(second->grpc_port(), standby_port.port());
+  EXPECT_EQ(testing::LeaderGauge(*second, "routing"), 1);
   EXPECT_FALSE(std::filesystem::exists(dir + "/first/routing.db"));
-  const std::string events = testing::ReadFile(dir + "/first/events/routing.jsonl");
-  EXPECT_NE(events.find("\"type\":\"routing.schedule_changed\""), std::string::npos) << events;
-  // The relay flushed the shared outbox at stop.
+  // Published by the first's relay before it was killed, or by the second's
+  // from the shared outbox.
+  for (int i = 0; i < 100 && Count(uri, "SELECT COUNT(*) FROM outbox") != 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
   EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM outbox"), 0);
+  const std::string events = testing::ReadFile(dir + "/first/events/routing.jsonl") +
+                             testing::ReadFile(dir + "/second/events/routing.jsonl");
+  EXPECT_NE(events.find("\"type\":\"routing.schedule_changed\""), std::string::npos) << events;
 
-  // Once the first is gone, a new process takes the database over.
-  auto second = server("second");
-  ASSERT_GT(second->grpc_port(), 0) << second->log();
   auto stub = stub_of(*second);
   v1::GetQueueEntryRequest get;
   get.set_session_id("s-1");

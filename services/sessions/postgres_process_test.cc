@@ -1,12 +1,15 @@
 // sessions_server on a real PostgreSQL (--database=postgresql://...): one
-// process at a time may use the database; a session and its messages
-// written through gRPC survive the process being killed, and a new process, started on an empty data folder (so nothing
-// can come from a SQLite file), resumes them: the same session, its stream
-// from where the client left off, message retries answered from the store,
-// and new messages numbered on without a gap.
+// process at a time serves the database, a second one waits as a standby
+// (not listening on its gRPC port); a session and its messages written
+// through gRPC survive the leader being killed, and the standby, on an
+// empty data folder of its own (so nothing can come from a SQLite file),
+// takes over and resumes them: the same session, its stream from where the
+// client left off, message retries answered from the store, and new
+// messages numbered on without a gap.
 #include <grpcpp/grpcpp.h>
 
 #include <filesystem>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +23,7 @@
 #include "libs/storage/test_dir.h"
 #include "libs/testing/postgres.h"
 #include "libs/testing/process.h"
+#include "libs/testing/reserved_port.h"
 #include "libs/testing/service_fixture.h"
 #include "libs/testing/test_tokens.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
@@ -44,12 +48,13 @@ class PostgresProcessTest : public ::testing::Test {
   }
 
   // A sessions_server on the shared database, without bot or routing, with
-  // its own data folder `name`.
-  std::unique_ptr<testing::ServerProcess> Start(const std::string& name) {
+  // its own data folder `name`, on gRPC port `port` (0: any).
+  std::unique_ptr<testing::ServerProcess> Start(const std::string& name, int port = 0) {
     return std::make_unique<testing::ServerProcess>(
         kBinary,
         std::vector<std::string>{"--data_dir=" + dir_ + "/" + name, "--keys_dir=" + dir_ + "/keys",
-                                 "--database=" + uri_, "--port=0", "--metrics_port=0",
+                                 "--database=" + uri_, absl::StrCat("--port=", port),
+                                 "--metrics_port=0",
                                  "--bind_address=127.0.0.1", "--bot_address=",
                                  "--routing_address=", "--drain_deadline=1s"},
         dir_ + "/" + name + ".log");
@@ -101,7 +106,7 @@ class PostgresProcessTest : public ::testing::Test {
   const std::string customer_ = tokens_.For(Role::kCustomer, "cust-1");
 };
 
-TEST_F(PostgresProcessTest, ASessionAndItsStreamResumeAfterTheProcessIsKilled) {
+TEST_F(PostgresProcessTest, AStandbyTakesOverASessionAndItsStreamWhenTheLeaderIsKilled) {
   auto first = Start("first");
   ASSERT_GT(first->grpc_port(), 0) << first->log();
   auto stub = StubOf(*first);
@@ -128,18 +133,25 @@ TEST_F(PostgresProcessTest, ASessionAndItsStreamResumeAfterTheProcessIsKilled) {
   ASSERT_GE(caught_up_at, last_message);
   ASSERT_EQ(static_cast<int64_t>(before.size()), caught_up_at);
 
-  // A second process on the same database is refused while the first runs:
-  // two would number one session's events each their own way.
-  auto intruder = Start("intruder");
-  EXPECT_EQ(intruder->grpc_port(), 0);
-  EXPECT_NE(intruder->log().find("another sessions process is using this PostgreSQL database"),
-            std::string::npos)
-      << intruder->log();
+  // A second process on the same database waits as a standby: serving as
+  // well, the two would number one session's events each their own way. It
+  // does not listen for gRPC but answers on its metrics port.
+  testing::ReservedPort standby_port;
+  auto second = Start("second", standby_port.port());
+  ASSERT_TRUE(second->standby()) << second->log();
+  EXPECT_FALSE(testing::AcceptsConnections(standby_port.port()));
+  EXPECT_EQ(testing::LeaderGauge(*second, "sessions"), 0);
+  EXPECT_EQ(testing::LeaderGauge(*first, "sessions"), 1);
 
   // No drain, no flush: what was acknowledged is in PostgreSQL already.
-  first->Kill();
-  auto second = Start("second");
-  ASSERT_GT(second->grpc_port(), 0) << second->log();
+  const std::optional<absl::Duration> takeover =
+      testing::KillAndTakeOver(*first, *second, absl::Seconds(15));
+  ASSERT_TRUE(takeover.has_value()) << second->log();
+  std::printf("sessions standby served %.0f ms after the leader was killed\n",
+              absl::ToDoubleMilliseconds(*takeover));
+  EXPECT_LT(*takeover, absl::Seconds(5));
+  EXPECT_EQ(second->grpc_port(), standby_port.port());
+  EXPECT_EQ(testing::LeaderGauge(*second, "sessions"), 1);
   stub = StubOf(*second);
 
   v1::GetSessionRequest get;

@@ -7,12 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "libs/metrics/scrape.h"
 #include "libs/storage/test_dir.h"
 
 namespace switchboard::loadgen {
@@ -31,17 +29,6 @@ int FreePort() {
 }
 
 std::string Loopback(int port) { return absl::StrCat("127.0.0.1:", port); }
-
-// The value of the gauge switchboard_leader on the metrics port, if it
-// answers and shows one.
-std::optional<int> LeaderGauge(int metrics_port) {
-  absl::StatusOr<std::string> text = metrics::ScrapeMetrics("127.0.0.1", metrics_port);
-  if (!text.ok()) return std::nullopt;
-  static const std::regex gauge("(^|\n)switchboard_leader(\\{[^}]*\\})? ([0-9.]+)");
-  std::smatch match;
-  if (!std::regex_search(*text, match, gauge)) return std::nullopt;
-  return std::stod(match[3]) == 1 ? 1 : 0;
-}
 
 // The services that run as one leader and hot standbys on PostgreSQL.
 bool LeaderElected(const std::string& service) {
@@ -88,33 +75,24 @@ Platform::Platform(Options options) : dir_(storage::MakeTempDir()), tokens_("pla
     const std::string name = replica == 1 ? service : absl::StrCat(service, "-", replica);
     const std::string data_dir = data_dir_of(name);
     std::filesystem::create_directories(data_dir);
-    const int port = ports[service][replica - 1], metrics_port = FreePort();
+    const int port = ports[service][replica - 1];
     std::vector<std::string> flags = flags_of.at(service);
     flags.insert(flags.end(), {"--data_dir=" + data_dir, "--keys_dir=" + dir_ + "/keys",
-                               absl::StrCat("--port=", port),
-                               absl::StrCat("--metrics_port=", metrics_port),
+                               absl::StrCat("--port=", port), "--metrics_port=0",
                                "--bind_address=127.0.0.1", "--drain_deadline=3s"});
     if (!options.database.empty()) flags.push_back("--database=" + options.database);
-    // A standby logs no "server_started" until it leads: it is up once its
-    // /metrics shows it waiting.
+    // A standby logs "standby" and serves no gRPC until it leads.
     const bool standby = replica > 1 && LeaderElected(service);
     auto child = std::make_unique<testing::ServerProcess>(
         absl::StrCat("services/", service, "/", service, "_server"), flags,
-        absl::StrCat(dir_, "/", name, ".log"),
-        standby ? absl::ZeroDuration() : absl::Seconds(30));
-    bool up = child->grpc_port() != 0;
-    for (const absl::Time give_up = absl::Now() + absl::Seconds(30);
-         standby && !up && absl::Now() < give_up && !child->WaitForExit(absl::ZeroDuration());
-         absl::SleepFor(absl::Milliseconds(20))) {
-      up = LeaderGauge(metrics_port) == 0;
-    }
-    if (!up) {
+        absl::StrCat(dir_, "/", name, ".log"));
+    if (standby ? !child->standby() : child->grpc_port() == 0) {
       std::fprintf(stderr, "%s did not start%s:\n%s\n", name.c_str(),
                    standby ? " as a standby" : "", child->log().c_str());
       std::exit(1);
     }
     servers_.push_back(
-        {{name, service, child->pid(), port, metrics_port}, standby, std::move(child)});
+        {{name, service, child->pid(), port, child->metrics_port()}, standby, std::move(child)});
   };
   // Each service's first process before the standbys, so that it leads.
   for (const std::string& service : services) {
@@ -146,11 +124,10 @@ std::vector<Platform::Process> Platform::processes() const {
   return out;
 }
 
-bool Platform::Leads(const Process& process) { return LeaderGauge(process.metrics_port) == 1; }
-
 std::optional<Platform::Process> Platform::Leader(const std::string& service) const {
   for (const Server& server : servers_) {
-    if (server.process.service == service && !server.stopped && Leads(server.process)) {
+    if (server.process.service == service && !server.stopped &&
+        testing::LeaderGauge(*server.child, service) == 1) {
       return server.process;
     }
   }

@@ -66,11 +66,9 @@ class Platform {
   // Every server process, in start order, killed ones included.
   std::vector<Process> processes() const;
 
-  // Whether `process` leads its service now: its /metrics shows the gauge
-  // switchboard_leader at 1 (a standby shows 0; a dead process nothing).
-  static bool Leads(const Process& process);
-  // The process of `service` that leads now; none between a leader's death
-  // and a standby's takeover.
+  // The process of `service` that leads now (its /metrics shows the gauge
+  // switchboard_leader at 1; a standby shows 0); none between a leader's
+  // death and a standby's takeover.
   std::optional<Process> Leader(const std::string& service) const;
 
   // SIGKILLs the process `name` (no drain, no flush).

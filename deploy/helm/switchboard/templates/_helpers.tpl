@@ -65,10 +65,12 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- if .Values.database.postgresqlUrl }}true{{ end -}}
 {{- end }}
 
-{{/* Services that run as one process even on PostgreSQL: they decide in
-memory loaded at start, so a second process (a replica, or a rolling
-update's surge) would act on its own stale copy (docs/scaling.md). */}}
-{{- define "switchboard.singleProcess" -}}
+{{/* Services that serve from one process at a time on PostgreSQL: they
+decide in memory loaded at start, so replicas beyond the first are hot
+standbys. One leader serves; the others wait, not listening on gRPC and so
+never ready, and the first to take the database's lock when the leader
+dies takes over (docs/scaling.md). A space-separated list. */}}
+{{- define "switchboard.leaderAndStandbys" -}}
 presence sessions routing
 {{- end }}
 
@@ -213,8 +215,8 @@ deploy/helm/chart_test.sh keeps equal to the binary's --help).
 {{- if and (gt (int $service.replicas) 1) (not $postgres) }}
 {{- fail (printf "services.%s.replicas=%d: SQLite is embedded, one replica per service; set database.postgresqlUrl for more" $name (int $service.replicas)) }}
 {{- end }}
-{{- if and (gt (int $service.replicas) 1) (has $name (include "switchboard.singleProcess" $ | splitList " ")) }}
-{{- fail (printf "services.%s.replicas=%d: %s runs as one process, also on PostgreSQL (its state is decided in memory; docs/scaling.md)" $name (int $service.replicas) $name) }}
+{{- if and $postgres (has $name (include "switchboard.leaderAndStandbys" $ | splitList " ")) (kindIs "string" $service.maxUnavailable) }}
+{{- fail (printf "services.%s.maxUnavailable=%s: give a number of pods; %s's standbys are never ready, so a percentage of its replicas would count them (docs/scaling.md)" $name $service.maxUnavailable $name) }}
 {{- end }}
 {{- if eq (int $service.port) (int $service.metricsPort) }}
 {{- fail (printf "services.%s: port and metricsPort must differ" $name) }}
