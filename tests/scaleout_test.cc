@@ -26,6 +26,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -105,6 +107,15 @@ std::vector<events::JsonLine> ReadEvents(const std::string& path, bool killed) {
   absl::StatusOr<std::vector<events::JsonLine>> lines = events::ReadJsonLines(whole_path);
   EXPECT_TRUE(lines.ok()) << lines.status();
   return lines.value_or(std::vector<events::JsonLine>{});
+}
+
+// The lines of file `path` that contain `needle`.
+std::string LinesWith(const std::string& path, const std::string& needle) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(testing::ReadFile(path), '\n')) {
+    if (absl::StrContains(line, needle)) absl::StrAppend(&out, line, "\n");
+  }
+  return out;
 }
 
 TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
@@ -319,6 +330,9 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
   for (const Kill& kill : kills) killed.insert(kill.process);
   std::map<std::string, std::vector<events::v1::Event>> by_session;  // deduplicated
   std::map<std::string, std::set<std::string>> accepted_offers;      // session -> offer ids
+  // Routing's events by session, as "process: type" in file order, for
+  // failure messages.
+  std::map<std::string, std::vector<std::string>> routing_trail;
   std::set<std::string> seen;
   int lines = 0, duplicates = 0;
   for (const Platform::Process& process : platform.processes()) {
@@ -341,6 +355,9 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
         }
       }
       last_of_key[line.key] = &event;
+      if (process.service == "routing") {
+        routing_trail[line.key].push_back(absl::StrCat(process.name, ": ", event.type()));
+      }
       if (!seen.insert(event.event_id()).second) {
         ++duplicates;
         continue;
@@ -376,7 +393,11 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
     EXPECT_EQ(types["sessions.session_requeued"], 0) << journey.session_id;
     EXPECT_EQ(types["sessions.session_resolved"], 1) << journey.session_id;
     EXPECT_EQ(assigned_agents, std::set<std::string>{journey.agent}) << journey.session_id;
-    EXPECT_EQ(accepted_offers[journey.session_id], assigned_offers) << journey.session_id;
+    EXPECT_EQ(accepted_offers[journey.session_id], assigned_offers)
+        << journey.session_id << "; routing's events of it: "
+        << absl::StrJoin(routing_trail[journey.session_id], ", ") << "; routing's log lines:\n"
+        << LinesWith(platform.data_dir() + "/routing.log", journey.session_id)
+        << LinesWith(platform.data_dir() + "/routing-2.log", journey.session_id);
     EXPECT_EQ(published, message_sequences[journey.session_id]) << journey.session_id;
   }
 }
