@@ -6,9 +6,9 @@
 // it takes over and serves the same state.
 #include <grpcpp/grpcpp.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <cstdio>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -153,6 +153,58 @@ TEST(PresencePostgresProcessTest, AStandbyTakesOverWithTheStateWhenTheLeaderIsKi
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM reservations"), 1);
   EXPECT_FALSE(std::filesystem::exists(dir + "/second/presence.db"));
+  EXPECT_EQ(second->Terminate(absl::Seconds(8)), 0) << second->log();
+}
+
+// Ends the database session that holds presence's advisory lock (the only
+// session lock in the database), as a partition or a PostgreSQL restart
+// would, while the process runs on.
+void EndTheLockSession(const std::string& uri) {
+  auto db = storage::PostgresConnection::Open(uri);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto ended = (*db)->Query(
+      "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+      "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  ASSERT_EQ(ended->size(), 1);
+}
+
+// The leader's keeper: when its lock's session ends and nobody takes over,
+// it takes the lock again and serves on; when a standby took over
+// meanwhile, it exits 1 within about a second.
+TEST(PresencePostgresProcessTest, TheKeeperCarriesOnAloneAndExitsWhenTakenOver) {
+  const std::string dir = storage::MakeTempDir();
+  testing::PostgresServer postgres;
+  const std::string uri = postgres.CreateDatabase();
+  testing::TestTokens tokens("presence");
+  tokens.WriteFolder(dir + "/keys");
+  auto server = [&](const std::string& name) {
+    return std::make_unique<testing::ServerProcess>(
+        kBinary,
+        std::vector<std::string>{"--data_dir=" + dir + "/" + name,
+                                 "--keys_dir=" + dir + "/keys", "--database=" + uri,
+                                 "--port=0", "--metrics_port=0", "--bind_address=127.0.0.1"},
+        dir + "/" + name + ".log");
+  };
+  auto first = server("first");
+  ASSERT_GT(first->grpc_port(), 0) << first->log();
+  EndTheLockSession(uri);
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (first->log().find("leader_lock_retaken") == std::string::npos &&
+         absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_NE(first->log().find("leader_lock_retaken"), std::string::npos) << first->log();
+  EXPECT_FALSE(first->WaitForExit(absl::Seconds(2)));
+  EXPECT_EQ(testing::LeaderGauge(*first, "presence"), 1);
+
+  auto second = server("second");
+  ASSERT_TRUE(second->standby()) << second->log();
+  EndTheLockSession(uri);
+  ASSERT_TRUE(second->WaitUntilServing(absl::Seconds(10))) << second->log();
+  EXPECT_TRUE(first->WaitForExit(absl::Seconds(5))) << first->log();
+  EXPECT_NE(first->log().find("\"event\":\"leadership_lost\""), std::string::npos)
+      << first->log();
   EXPECT_EQ(second->Terminate(absl::Seconds(8)), 0) << second->log();
 }
 
