@@ -7,12 +7,15 @@
 # /usr/local/bin (tools/setup.sh installs it).
 #
 # With --postgres --replicas=2 (grpcurl_examples_postgres_test), the same on
-# `tools/run.sh --postgres --replicas=2`, every replica's port included, and
-# then: no SQLite file anywhere (all state in PostgreSQL); a complaint filed
-# on one feedback replica and retried on the other is one complaint; with one
-# bot replica killed (SIGKILL) a new session still gets its bot turn through
-# the other; and after a restart of the whole platform the README's session
-# is still there.
+# `tools/run.sh --postgres --replicas=2`, every serving replica's port
+# included (the standbys of sessions, routing and presence do not listen:
+# their /metrics must show switchboard_leader 0, the leaders' 1), and then:
+# no SQLite file anywhere (all state in PostgreSQL); a complaint filed on one
+# feedback replica and retried on the other is one complaint; with one bot
+# replica killed (SIGKILL) a new session still gets its bot turn through the
+# other; with the presence leader killed (SIGKILL) its standby takes over on
+# its own port and serves the README's agent; and after a restart of the
+# whole platform the README's session is still there.
 set -euo pipefail
 root="${TEST_SRCDIR:?run with bazel test}/${TEST_WORKSPACE:-switchboard}"
 cd "$root"
@@ -116,7 +119,15 @@ else
     fail "AcceptOffer: $(cat "$work/accept")"
 fi
 
-# Reflection: every service, every method described and callable.
+# The body of http://127.0.0.1:PORT/metrics, "" if it does not answer.
+metrics() {
+  ( exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+    printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && cat <&3 ) 2>/dev/null || true
+}
+leader_gauge() { metrics "$1" | grep -oE '^switchboard_leader(\{[^}]*\})? [0-9]+' | awk '{print $2}'; }
+
+# Reflection: every service, every method described and callable, on every
+# process that serves (a standby does not listen until it leads).
 token=$(mint ops-1 supervisor)
 methods=0
 ports=()
@@ -124,7 +135,14 @@ index=0
 for name in sessions routing bot presence identity feedback; do
   index=$((index + 1))
   ports+=("$name $((base + index))")
-  grep -q "^$name-2 " "$work/run.log" && ports+=("$name-2 $((base + 10 + index))")
+  grep -q "^$name-2 " "$work/run.log" || continue
+  case $name in
+    sessions | routing | presence)
+      [[ "$(leader_gauge $((base + 2000 + index)))" == 1 ]] || fail "$name does not lead"
+      [[ "$(leader_gauge $((base + 2010 + index)))" == 0 ]] || fail "$name-2 is no standby"
+      ;;
+    *) ports+=("$name-2 $((base + 10 + index))") ;;
+  esac
 done
 for entry in "${ports[@]}"; do
   read -r name port <<<"$entry"
@@ -153,11 +171,8 @@ echo "methods described and called: $methods"
 ((methods >= 30)) || fail "only $methods methods found by reflection"
 
 if $postgres; then
-  for name in identity-2 bot-2 feedback-2; do
+  for name in sessions-2 routing-2 bot-2 presence-2 identity-2 feedback-2; do
     grep -q "^$name " "$work/run.log" || fail "run.sh --replicas=2 started no $name"
-  done
-  for name in sessions-2 routing-2 presence-2; do
-    grep -q "^$name " "$work/run.log" && fail "run.sh started $name, which must run alone"
   done
   sqlite=$(find "$work/data" -name '*.db' -print)
   [[ -z "$sqlite" ]] || fail "SQLite files on --postgres: $sqlite"
@@ -199,11 +214,31 @@ if $postgres; then
     $answered || fail "session $n after bot-2 died got no bot turn: $(cat "$work/messages")"
   done
 
-  # Every process stops cleanly but the killed one.
+  # The presence leader dies; its standby takes over on its own port with
+  # the state in PostgreSQL (the README's agent).
+  presence1=$(pgrep -f "presence_server .*--port=$((base + 4))( |$)" || true)
+  [[ -n "$presence1" ]] || fail "no presence process"
+  [[ -z "$presence1" ]] || kill -KILL "$presence1"
+  took_over=false
+  for _ in $(seq 300); do
+    if "$GRPCURL" -plaintext -max-time 2 -H "authorization: Bearer $(mint sup-1 supervisor)" \
+      -d '{"agent_id":"agent-1"}' "localhost:$((base + 14))" \
+      switchboard.presence.v1.PresenceService/GetAgent >"$work/agent" 2>&1; then
+      took_over=true
+      break
+    fi
+    sleep 0.1
+  done
+  $took_over || fail "presence-2 did not take over: $(cat "$work/agent")"
+  grep -q 'CATEGORY_DEPOSIT' "$work/agent" || fail "presence-2 lost agent-1: $(cat "$work/agent")"
+  [[ "$(leader_gauge $((base + 2014)))" == 1 ]] || fail "presence-2 does not report leading"
+
+  # Every process stops cleanly but the killed ones.
   kill -TERM "$launcher"
   wait "$launcher" || true
   for line in $(grep -oE '^run: [a-z]+(-2)? exited [0-9]+' "$work/run.log" | tr ' ' '_'); do
-    [[ "$line" == run:_bot-2_exited_137 || "$line" == *_exited_0 ]] || fail "$line"
+    [[ "$line" == run:_bot-2_exited_137 || "$line" == run:_presence_exited_137 ||
+      "$line" == *_exited_0 ]] || fail "$line"
   done
   grep -q '^run: postgres exited 0' "$work/run.log" || fail "PostgreSQL did not stop cleanly"
 

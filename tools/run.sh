@@ -17,15 +17,19 @@
 #                                # base+99: 7199) holds every service's state
 #                                # instead of SQLite files
 #   bash tools/run.sh --postgres --replicas=2
-#                                # also a second process of each service that
-#                                # may run as several (identity, bot, feedback)
-#                                # on ports base+11.. (7111..), metrics
+#                                # also a second process of every service on
+#                                # ports base+11.. (7111..), metrics
 #                                # base+2011.., data (events, logs) in
-#                                # DATA_DIR/replica-2; sessions, routing and
-#                                # presence stay one process each (they refuse
-#                                # a second on one database); callers reach
-#                                # replicas through gRPC's round_robin over
-#                                # the address list
+#                                # DATA_DIR/replica-2: identity, bot and
+#                                # feedback replicas all take calls; sessions,
+#                                # routing and presence run one leader (the
+#                                # first process, started and healthy before
+#                                # any other) and hot standbys, which do not
+#                                # listen on their gRPC port (their /metrics
+#                                # shows switchboard_leader 0) until the
+#                                # leader is gone and one of them takes over;
+#                                # callers reach every process through gRPC's
+#                                # round_robin over the address list
 #   SWITCHBOARD_DATA_DIR=/tmp/sb bash tools/run.sh
 #   SWITCHBOARD_PORT_BASE=30000 bash tools/run.sh
 #                                # gRPC on base+1..base+6, metrics on
@@ -78,10 +82,10 @@ base=${SWITCHBOARD_PORT_BASE:-7100}
 bind=${SWITCHBOARD_BIND_ADDRESS:-127.0.0.1}
 tls_dir="$data_dir/tls"
 
-# The services that may run as several processes on one database; the
-# others keep state in memory and hold a lock on the database for their
-# life, so a second one is refused.
-replicable=" identity bot feedback "
+# The services that keep state in memory and hold a lock on the database
+# while they lead: their further processes are hot standbys, which wait for
+# the lock without serving gRPC. The others' replicas all serve.
+leader_elected=" sessions routing presence "
 # name grpc_port metrics_port data_dir, in the README's order; replica r of a
 # service (r > 1) listens 10 * (r - 1) ports higher.
 all_services=()
@@ -92,14 +96,18 @@ for name in sessions routing bot presence identity feedback; do
   index=$((index + 1))
   all_services+=("$name $((base + index)) $((base + 2000 + index)) $data_dir")
   ports[$name]=$((base + index))
-  if [[ "$replicable" == *" $name "* ]]; then
-    for ((r = 2; r <= replicas; r++)); do
-      offset=$((10 * (r - 1) + index))
-      all_services+=("$name $((base + offset)) $((base + 2000 + offset)) $data_dir/replica-$r")
-      ports[$name]+=" $((base + offset))"
-    done
-  fi
+  for ((r = 2; r <= replicas; r++)); do
+    offset=$((10 * (r - 1) + index))
+    all_services+=("$name $((base + offset)) $((base + 2000 + offset)) $data_dir/replica-$r")
+    ports[$name]+=" $((base + offset))"
+  done
 done
+# Whether entry "name grpc_port metrics_port dir" is a standby.
+standby() {
+  local name dir
+  read -r name _ _ dir <<<"$1"
+  [[ "$leader_elected" == *" $name "* && "$dir" != "$data_dir" ]]
+}
 # A peer's target: its one address, or all its replicas' for gRPC's
 # round_robin (libs/client).
 peer() {
@@ -159,6 +167,8 @@ key_flags() {
 
 pids=()
 names=()
+# "standby" or "" for each of pids.
+roles=()
 clamd_pid=
 clamd_dir=
 postgres_started=false
@@ -169,12 +179,19 @@ stop() {
   if ((${#pids[@]})); then
     echo
     echo "run: stopping (SIGTERM, services drain in-flight calls)"
-    kill -TERM "${pids[@]}" 2>/dev/null || true
-    for i in "${!pids[@]}"; do
-      code=0
-      wait "${pids[$i]}" 2>/dev/null || code=$?
-      echo "run: ${names[$i]} exited $code"
-      ((code == 0)) || failed=1
+    # The standbys first, so that none takes over from a draining leader.
+    for role in standby ""; do
+      local group=()
+      for i in "${!pids[@]}"; do
+        [[ "${roles[$i]}" == "$role" ]] && group+=("$i")
+      done
+      for i in "${group[@]}"; do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
+      for i in "${group[@]}"; do
+        code=0
+        wait "${pids[$i]}" 2>/dev/null || code=$?
+        echo "run: ${names[$i]} exited $code"
+        ((code == 0)) || failed=1
+      done
     done
   fi
   # After the services: none is left scanning.
@@ -276,8 +293,15 @@ label() {
   local name=$1 dir=$2
   if [[ "$dir" == "$data_dir" ]]; then echo "$name"; else echo "$name-${dir##*-}"; fi
 }
-for entry in "${services[@]}"; do
-  read -r name grpc_port metrics_port dir <<<"$entry"
+# The body of http://127.0.0.1:PORT/metrics, "" if it does not answer.
+metrics() {
+  ( exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+    printf 'GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && cat <&3 ) 2>/dev/null || true
+}
+# start ENTRY: starts the process of one entry of all_services.
+start() {
+  local name grpc_port metrics_port dir
+  read -r name grpc_port metrics_port dir <<<"$1"
   mkdir -p "$dir"
   key_flags "$name"
   # Each service serves its own certificate, requires one of the local CA
@@ -297,14 +321,38 @@ for entry in "${services[@]}"; do
     "${tls_flags[@]}" 2>>"$data_dir/logs/$(label "$name" "$dir").log" &
   pids+=($!)
   names+=("$(label "$name" "$dir")")
-done
-
+  if standby "$1"; then roles+=(standby); else roles+=(""); fi
+}
+# Every process that serves first, healthy before any standby starts, so
+# that each service's first process leads (its port is the README's).
 for entry in "${services[@]}"; do
+  standby "$entry" || start "$entry"
+done
+for entry in "${services[@]}"; do
+  standby "$entry" && continue
   read -r name grpc_port _ dir <<<"$entry"
   if ! "$bin/tools/healthcheck/healthcheck" --address="localhost:$grpc_port" "${client_tls[@]}" \
     --wait=60s >/dev/null; then
     log="$data_dir/logs/$(label "$name" "$dir").log"
     echo "run: $(label "$name" "$dir") did not become healthy; see $log" >&2
+    tail -5 "$log" >&2 || true
+    exit 1
+  fi
+done
+# A standby is up once its /metrics shows it waiting to lead.
+for entry in "${services[@]}"; do
+  standby "$entry" && start "$entry"
+done
+for entry in "${services[@]}"; do
+  standby "$entry" || continue
+  read -r name _ metrics_port dir <<<"$entry"
+  for ((i = 0; i < 600; i++)); do
+    metrics "$metrics_port" | grep -qE '^switchboard_leader(\{[^}]*\})? 0' && break
+    sleep 0.1
+  done
+  if ((i == 600)); then
+    log="$data_dir/logs/$(label "$name" "$dir").log"
+    echo "run: $(label "$name" "$dir") did not start as a standby; see $log" >&2
     tail -5 "$log" >&2 || true
     exit 1
   fi
@@ -329,8 +377,10 @@ echo
 printf '%-10s %-18s %-30s %s\n' SERVICE GRPC METRICS LOG
 for entry in "${services[@]}"; do
   read -r name grpc_port metrics_port dir <<<"$entry"
-  printf '%-10s %-18s %-30s %s\n' "$(label "$name" "$dir")" "localhost:$grpc_port" \
-    "http://localhost:$metrics_port/metrics" "$data_dir/logs/$(label "$name" "$dir").log"
+  note=
+  standby "$entry" && note=" (standby: gRPC once it leads)"
+  printf '%-10s %-18s %-30s %s%s\n' "$(label "$name" "$dir")" "localhost:$grpc_port" \
+    "http://localhost:$metrics_port/metrics" "$data_dir/logs/$(label "$name" "$dir").log" "$note"
 done
 if $tls; then
   grpcurl_tls="-cacert $tls_dir/ca.pem -cert $tls_dir/client.pem -key $tls_dir/client.key"
@@ -351,8 +401,9 @@ fi
 if $postgres; then
   storage_line="Storage:             PostgreSQL $database (psql -h 127.0.0.1 -p $pg_port -U postgres switchboard)"
   ((replicas == 1)) || storage_line+="
-                     $replicas processes each of identity, bot and feedback; callers spread over
-                     them with gRPC's round_robin"
+                     $replicas processes of every service: identity, bot and feedback share the
+                     calls; sessions, routing and presence are a leader and standbys (one takes
+                     over when the leader dies); callers reach them with gRPC's round_robin"
 else
   storage_line="Storage:             SQLite files in $data_dir (--postgres for PostgreSQL)"
 fi

@@ -30,6 +30,11 @@ int FreePort() {
 
 std::string Loopback(int port) { return absl::StrCat("127.0.0.1:", port); }
 
+// The services that run as one leader and hot standbys on PostgreSQL.
+bool LeaderElected(const std::string& service) {
+  return service == "presence" || service == "routing" || service == "sessions";
+}
+
 }  // namespace
 
 Platform::Platform(Options options) : dir_(storage::MakeTempDir()), tokens_("platform") {
@@ -40,61 +45,69 @@ Platform::Platform(Options options) : dir_(storage::MakeTempDir()), tokens_("pla
   tokens_.WriteFolder(dir_ + "/keys");
   // Sessions and routing call each other, and replicas are dialled as a
   // list: every port is chosen up front.
-  const int presence = FreePort(), routing = FreePort(), sessions = FreePort();
-  std::vector<int> bot, feedback;
-  for (int r = 0; r < options.replicas; ++r) {
-    bot.push_back(FreePort());
-    feedback.push_back(FreePort());
-  }
-  const auto target = [](const std::vector<int>& ports) {
-    if (ports.size() == 1) return Loopback(ports[0]);
+  std::vector<std::string> services = {"bot", "presence", "routing", "sessions", "feedback"};
+  if (options.identity) services.push_back("identity");
+  std::map<std::string, std::vector<int>> ports;
+  for (const std::string& service : services) {
+    for (int r = 0; r < options.replicas; ++r) ports[service].push_back(FreePort());
     std::vector<std::string> addresses;
-    for (int port : ports) addresses.push_back(Loopback(port));
-    return absl::StrCat("ipv4:", absl::StrJoin(addresses, ","));
-  };
-  targets_ = {{"presence", Loopback(presence)}, {"routing", Loopback(routing)},
-              {"sessions", Loopback(sessions)}, {"bot", target(bot)},
-              {"feedback", target(feedback)}};
+    for (int port : ports[service]) addresses.push_back(Loopback(port));
+    targets_[service] = addresses.size() == 1
+                            ? addresses[0]
+                            : absl::StrCat("ipv4:", absl::StrJoin(addresses, ","));
+  }
   const std::string srcdir = std::getenv("TEST_SRCDIR");
-  auto start = [&](const std::string& name, int replica, int port,
-                   std::vector<std::string> flags) {
-    const std::string label = replica == 1 ? name : absl::StrCat(name, "-", replica);
-    const std::string data_dir = replica == 1 ? dir_ : absl::StrCat(dir_, "/", label);
+  const std::map<std::string, std::vector<std::string>> flags_of = {
+      {"bot", {"--knowledge_base=" + srcdir + "/switchboard/services/bot/kb/intents.kb"}},
+      {"presence", {}},
+      {"routing",
+       {"--presence_address=" + targets_["presence"],
+        "--sessions_address=" + targets_["sessions"], "--dispatch_interval=50ms"}},
+      {"sessions",
+       {"--bot_address=" + targets_["bot"], "--routing_address=" + targets_["routing"],
+        "--routing_retry_interval=100ms"}},
+      {"feedback",
+       {"--sessions_address=" + targets_["sessions"],
+        "--routing_address=" + targets_["routing"]}},
+      {"identity", {}},
+  };
+  auto start = [&](const std::string& service, int replica) {
+    const std::string name = replica == 1 ? service : absl::StrCat(service, "-", replica);
+    const std::string data_dir = data_dir_of(name);
     std::filesystem::create_directories(data_dir);
+    const int port = ports[service][replica - 1];
+    std::vector<std::string> flags = flags_of.at(service);
     flags.insert(flags.end(), {"--data_dir=" + data_dir, "--keys_dir=" + dir_ + "/keys",
                                absl::StrCat("--port=", port), "--metrics_port=0",
-                               "--bind_address=127.0.0.1"});
+                               "--bind_address=127.0.0.1", "--drain_deadline=3s"});
     if (!options.database.empty()) flags.push_back("--database=" + options.database);
-    processes_.push_back(std::make_unique<testing::ServerProcess>(
-        absl::StrCat("services/", name, "/", name, "_server"), flags,
-        absl::StrCat(dir_, "/", label, ".log")));
-    names_.push_back(label);
-    if (processes_.back()->grpc_port() == 0) {
-      std::fprintf(stderr, "%s did not start:\n%s\n", label.c_str(),
-                   processes_.back()->log().c_str());
+    // A standby logs "standby" and serves no gRPC until it leads.
+    const bool standby = replica > 1 && LeaderElected(service);
+    auto child = std::make_unique<testing::ServerProcess>(
+        absl::StrCat("services/", service, "/", service, "_server"), flags,
+        absl::StrCat(dir_, "/", name, ".log"));
+    if (standby ? !child->standby() : child->grpc_port() == 0) {
+      std::fprintf(stderr, "%s did not start%s:\n%s\n", name.c_str(),
+                   standby ? " as a standby" : "", child->log().c_str());
       std::exit(1);
     }
+    servers_.push_back(
+        {{name, service, child->pid(), port, child->metrics_port()}, standby, std::move(child)});
   };
-  for (int r = 1; r <= options.replicas; ++r) {
-    start("bot", r, bot[r - 1],
-          {"--knowledge_base=" + srcdir + "/switchboard/services/bot/kb/intents.kb"});
+  // Each service's first process before the standbys, so that it leads.
+  for (const std::string& service : services) {
+    for (int r = 1; r <= options.replicas; ++r) {
+      if (r == 1 || !LeaderElected(service)) start(service, r);
+    }
   }
-  start("presence", 1, presence, {});
-  start("routing", 1, routing,
-        {"--presence_address=" + Loopback(presence), "--sessions_address=" + Loopback(sessions),
-         "--dispatch_interval=50ms"});
-  start("sessions", 1, sessions,
-        {"--bot_address=" + target(bot), "--routing_address=" + Loopback(routing),
-         "--routing_retry_interval=100ms"});
-  for (int r = 1; r <= options.replicas; ++r) {
-    start("feedback", r, feedback[r - 1],
-          {"--sessions_address=" + Loopback(sessions), "--routing_address=" + Loopback(routing)});
+  for (int r = 2; r <= options.replicas; ++r) {
+    for (const std::string& service : services) {
+      if (LeaderElected(service)) start(service, r);
+    }
   }
 }
 
-Platform::~Platform() {
-  for (auto& process : processes_) process->Terminate(absl::Seconds(10));
-}
+Platform::~Platform() { Stop(); }
 
 std::string Platform::address(const std::string& service) const {
   auto it = targets_.find(service);
@@ -107,12 +120,47 @@ std::string Platform::address(const std::string& service) const {
 
 std::vector<Platform::Process> Platform::processes() const {
   std::vector<Process> out;
-  for (size_t i = 0; i < names_.size(); ++i) out.push_back({names_[i], processes_[i]->pid()});
+  for (const Server& server : servers_) out.push_back(server.process);
   return out;
+}
+
+std::optional<Platform::Process> Platform::Leader(const std::string& service) const {
+  for (const Server& server : servers_) {
+    if (server.process.service == service && !server.stopped &&
+        testing::LeaderGauge(*server.child, service) == 1) {
+      return server.process;
+    }
+  }
+  return std::nullopt;
+}
+
+void Platform::Kill(const std::string& name) {
+  for (Server& server : servers_) {
+    if (server.process.name == name && !server.stopped) {
+      server.child->Kill();
+      server.stopped = true;
+    }
+  }
+}
+
+std::map<std::string, int> Platform::Stop() {
+  std::map<std::string, int> codes;
+  for (bool standbys : {true, false}) {
+    for (Server& server : servers_) {
+      if (server.stopped || server.standby != standbys) continue;
+      codes[server.process.name] = server.child->Terminate(absl::Seconds(10));
+      server.stopped = true;
+    }
+  }
+  return codes;
 }
 
 std::string Platform::Token(auth::Role role, const std::string& subject) const {
   return tokens_.Access({subject, role, absl::Now() + absl::Hours(2)}, absl::Now());
+}
+
+std::string Platform::data_dir_of(const std::string& name) const {
+  return name.find('-') == std::string::npos ? dir_ : absl::StrCat(dir_, "/", name);
 }
 
 }  // namespace switchboard::loadgen

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,26 +15,32 @@
 
 namespace switchboard::loadgen {
 
-// The platform's processes as the cross-process benchmarks run them:
-// presence, routing, sessions, bot and feedback started from the runfiles on
-// free loopback ports, wired to each other, sharing one data folder and one
-// key folder (as tools/run.sh makes them), durable SQLite with group commit
-// (or one PostgreSQL database, see Options), outboxes and JSON-lines events.
-// Every process logs to DATA_DIR/NAME.log. Identity is not started: nothing
-// in a support conversation calls it.
+// The platform's processes as the cross-process benchmarks and tests run
+// them: presence, routing, sessions, bot and feedback (and identity if asked)
+// started from the runfiles on free loopback ports, wired to each other,
+// sharing one data folder and one key folder (as tools/run.sh makes them),
+// durable SQLite with group commit (or one PostgreSQL database, see
+// Options), outboxes and JSON-lines events. Every process logs to
+// DATA_DIR/NAME.log.
 //
-// Construct it only after testing::UseRunfilesOf. Exits the benchmark (status 1) when a
-// server does not start. The destructor stops every server with SIGTERM.
+// Construct it only after testing::UseRunfilesOf. Exits the program (status
+// 1) when a server does not start. The destructor stops every server still
+// running with SIGTERM (see Stop).
 class Platform {
  public:
   struct Options {
     // Empty: each service's SQLite file. Else a postgresql:// URI given to
     // every service as --database.
     std::string database;
-    // Processes of each service that may run as several on one database (bot
-    // and feedback; needs `database`); the others run one. Replica r > 1 of
-    // NAME is "NAME-r", with a data folder of its own.
+    // Processes of every service (more than 1 needs `database`). Replica r >
+    // 1 of NAME is "NAME-r", with a data folder (events) of its own. Bot,
+    // feedback and identity replicas all take calls; presence, routing and
+    // sessions run as a leader (replica 1, started and serving before the
+    // others start) and hot standbys, which serve no gRPC until the leader
+    // is gone and one of them takes over.
     int replicas = 1;
+    // Also start identity (nothing in a support conversation calls it).
+    bool identity = false;
   };
 
   explicit Platform(Options options);
@@ -42,31 +49,57 @@ class Platform {
   Platform(const Platform&) = delete;
   Platform& operator=(const Platform&) = delete;
 
-  // The gRPC target of a service: "presence", "routing", "sessions", "bot"
-  // or "feedback": "127.0.0.1:PORT", or with replicas every replica's
-  // address, "ipv4:127.0.0.1:P1,127.0.0.1:P2" (dial it with round_robin).
+  // The gRPC target of a service: "presence", "routing", "sessions", "bot",
+  // "feedback" or "identity": "127.0.0.1:PORT", or with replicas every
+  // replica's address, "ipv4:127.0.0.1:P1,127.0.0.1:P2" (dial it with
+  // round_robin: a standby, which does not listen, is skipped until it leads).
   std::string address(const std::string& service) const;
 
   struct Process {
+    // "sessions", "sessions-2", ...
     std::string name;
+    std::string service;
     pid_t pid;
+    int grpc_port;
+    int metrics_port;
   };
-  // Every server process, in start order.
+  // Every server process, in start order, killed ones included.
   std::vector<Process> processes() const;
+
+  // The process of `service` that leads now (its /metrics shows the gauge
+  // switchboard_leader at 1; a standby shows 0); none between a leader's
+  // death and a standby's takeover.
+  std::optional<Process> Leader(const std::string& service) const;
+
+  // SIGKILLs the process `name` (no drain, no flush).
+  void Kill(const std::string& name);
+  // Stops every process still running with SIGTERM (the standbys first, so
+  // that none takes over from a draining leader) and returns each one's
+  // exit code by name (-1: it did not exit in 10 s or died of a signal;
+  // each drains for at most 3 s).
+  std::map<std::string, int> Stop();
 
   // An access token for `subject`, valid for two hours. Signing costs some
   // tens of microseconds: mint once per participant, not per call.
   std::string Token(auth::Role role, const std::string& subject) const;
 
   const std::string& data_dir() const { return dir_; }
+  // The folder of process `name`'s data (its events/ folder).
+  std::string data_dir_of(const std::string& name) const;
 
  private:
+  struct Server {
+    Process process;
+    bool standby;
+    std::unique_ptr<testing::ServerProcess> child;
+    bool stopped = false;
+  };
+
   std::string dir_;
   testing::TestTokens tokens_;
   // Service -> what address() returns.
   std::map<std::string, std::string> targets_;
-  std::vector<std::string> names_;
-  std::vector<std::unique_ptr<testing::ServerProcess>> processes_;
+  std::vector<Server> servers_;
 };
 
 }  // namespace switchboard::loadgen

@@ -12,7 +12,9 @@
 #   tools/postgres/server.sh, on the servers' core, a fresh database per
 #   measure): durable SendMessage with sessions on it, and (full runs)
 #   journeys with every service on it, one process each and then two of
-#   bot and feedback (the services that may run as several).
+#   every service (bot and feedback replicas sharing the calls; presence,
+#   routing and sessions a leader and a hot standby, which add availability,
+#   not throughput).
 # Each measure gets fresh servers on free ports and a fresh data folder. With
 # two or more cores, servers run on core 0 and the load generator on core 1
 # (taskset), so they do not steal each other's cycles; the journey and floor
