@@ -836,6 +836,14 @@ absl::StatusOr<bool> Router::Cancel(v1::EntryKind kind, const std::string& id,
     if (it == entries_.end()) {
       // Nothing held (or a retry): answered once an earlier cancel is durable.
       pending = commits_.Newest();
+    } else if (it->second->session() && it->second->record.accepting) {
+      // An accept of the session's offer is being completed (maybe resumed
+      // by a new leader after sessions applied it): dropping the entry now
+      // would withdraw an offer sessions may have applied. Sessions retries
+      // its cancel until the accept has settled either way.
+      WakeLocked();
+      return absl::UnavailableError(
+          "session_id: an accepted offer of this session is being completed; retry");
     } else {
       found = true;
       RoutingWrite write;

@@ -982,6 +982,31 @@ TEST_F(RouterTest, AnOldOffersLateReleaseDoesNotFreeTheNextOffersCapacity) {
   EXPECT_EQ(presence_.held()["s-1"].assigned, true);
 }
 
+// Sessions' cancel of a session whose accept is still being completed
+// (here its answer was lost) waits for the accept to settle: dropping the
+// entry would withdraw an offer sessions had applied.
+TEST_F(RouterTest, ACancelWaitsForAnAcceptBeingCompleted) {
+  ASSERT_TRUE(router_->ResetPresence({AgentOnline("a1", 1, absl::Minutes(3))}).ok());
+  ASSERT_TRUE(Enqueue("s-1").ok());
+  router_->RunOnce();
+  const std::string offer = OfferOf("a1");
+  sessions_.LoseReplies("AssignAgent");
+  EXPECT_EQ(router_->AcceptOffer("a1", offer).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(router_->Cancel(v1::ENTRY_KIND_SESSION, "s-1", v1::CANCEL_REASON_RESOLVED)
+                .status()
+                .code(),
+            absl::StatusCode::kUnavailable);
+  auto entry = router_->GetEntry(v1::ENTRY_KIND_SESSION, "s-1");
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->entry.state(), v1::ENTRY_STATE_OFFERED);
+  sessions_.Heal("AssignAgent");
+  ASSERT_TRUE(router_->AcceptOffer("a1", offer).ok());
+  auto cancelled = router_->Cancel(v1::ENTRY_KIND_SESSION, "s-1", v1::CANCEL_REASON_RESOLVED);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_TRUE(*cancelled);
+  EXPECT_EQ(presence_.Load("a1"), 0);
+}
+
 TEST_F(RouterTest, AnAcceptCutShortAfterAssigningIsFinishedAfterARestart) {
   ASSERT_TRUE(router_->ResetPresence({AgentOnline("a1", 1, absl::Minutes(3))}).ok());
   ASSERT_TRUE(Enqueue("s-1").ok());
