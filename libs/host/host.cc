@@ -299,7 +299,10 @@ std::optional<int> Host::OpenPostgres(const StoreOptions& options) {
                                  "SQLite only (leave --database empty)"));
   }
   // Each service in a schema of its own: the services may share a database.
-  absl::StatusOr<std::string> in_schema = storage::WithSchema(database_flag_, info_.name);
+  absl::StatusOr<std::string> in_schema = storage::WithSchema(
+      database_flag_, info_.name,
+      options.one_process ? VanishedLeaderSettings()
+                          : std::vector<std::pair<std::string, std::string>>());
   if (!in_schema.ok()) return FailStep("open_database", in_schema.status());
   database_uri_ = *std::move(in_schema);
   {

@@ -111,7 +111,9 @@ struct StoreOptions {
   // postgres_committer() with that epoch, and from then on a keeper checks
   // every leader_check_interval that the lock and the epoch are still
   // its own, and ends the process (exit 1, `leadership_lost`) when another
-  // process has taken over. docs/scaling.md.
+  // process has taken over. Its connections carry VanishedLeaderSettings,
+  // so the server drops a vanished node's lock within seconds.
+  // docs/scaling.md.
   bool one_process = false;
   // How often the leader's keeper looks (one_process): about the longest a
   // deposed leader that reaches the database runs on, its writes failing.

@@ -456,6 +456,29 @@ TEST(HostTest, OnPostgresATakeoverWaitsForTheBatchInFlight) {
             1);
 }
 
+// A leader's connections (and a standby's) ask the server to probe a
+// silent client, so that a vanished node's lock goes within seconds; other
+// services' connections keep the server's defaults.
+TEST(HostTest, OnPostgresALeadersConnectionsLetTheServerNoticeAVanishedNode) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  Opened leader = OpenOneProcess(uri);
+  ASSERT_EQ(leader.exit, std::nullopt);
+  auto settings_of = [](const std::string& database_uri) -> std::string {
+    auto db = storage::PostgresConnection::Open(database_uri);
+    if (!db.ok()) return db.status().ToString();
+    absl::StatusOr<storage::PostgresRows> rows = (*db)->Query(
+        "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings "
+        "WHERE name LIKE 'tcp\\_%'");
+    return rows.ok() ? rows->Text(0, 0) : rows.status().ToString();
+  };
+  EXPECT_EQ(settings_of(leader.host->database_uri()),
+            "tcp_keepalives_count=3 tcp_keepalives_idle=5 tcp_keepalives_interval=1 "
+            "tcp_user_timeout=8000");
+  EXPECT_EQ(settings_of(*storage::WithSchema(uri, "hosttest")), settings_of(uri));
+  EXPECT_NE(settings_of(uri), settings_of(leader.host->database_uri()));
+}
+
 // The keeper's look, on real sessions: the leader's own session holds the
 // lock; a new session (after a lost connection) takes it again when it is
 // free, and sees it taken when another process holds it.

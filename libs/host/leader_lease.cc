@@ -6,6 +6,16 @@
 
 namespace switchboard::host {
 
+const std::vector<std::pair<std::string, std::string>>& VanishedLeaderSettings() {
+  static const auto* settings = new std::vector<std::pair<std::string, std::string>>{
+      {"tcp_keepalives_idle", "5"},
+      {"tcp_keepalives_interval", "1"},
+      {"tcp_keepalives_count", "3"},
+      {"tcp_user_timeout", "8000"},  // milliseconds
+  };
+  return *settings;
+}
+
 absl::Status CreateLeaderLease(storage::PostgresConnection& db) {
   return db.Execute(
       "CREATE TABLE IF NOT EXISTS leader_lease("

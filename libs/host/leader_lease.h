@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -22,6 +24,17 @@
 #include "libs/storage/postgres_group_commit.h"
 
 namespace switchboard::host {
+
+// Run-time settings every connection of a leader or standby starts with
+// (storage::WithSchema): TCP keepalive probes from the server after 5 s of
+// silence, 1 s apart, 3 of them, and at most 8 s for sent data to go
+// unacknowledged. PostgreSQL then ends the sessions of a leader whose node
+// vanished (a power cut, a partition) within about 8 s, and with them its
+// advisory lock and the lease row a batch in flight holds FOR SHARE, so a
+// standby takes over; by the kernel's defaults that takes over two hours.
+// A connection over a Unix socket ignores them (its peer cannot vanish
+// without the server's own kernel).
+const std::vector<std::pair<std::string, std::string>>& VanishedLeaderSettings();
 
 // CREATE TABLE IF NOT EXISTS leader_lease in the connection's search path
 // (the service's schema).

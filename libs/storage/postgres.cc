@@ -2,6 +2,7 @@
 
 #include <postgresql/libpq-fe.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -9,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -350,18 +352,32 @@ bool IsLowercaseIdentifier(absl::string_view name) {
 
 }  // namespace
 
-absl::StatusOr<std::string> WithSchema(const std::string& uri, absl::string_view schema) {
+absl::StatusOr<std::string> WithSchema(
+    const std::string& uri, absl::string_view schema,
+    const std::vector<std::pair<std::string, std::string>>& settings) {
   if (!IsLowercaseIdentifier(schema)) {
     return absl::InvalidArgumentError(
         absl::StrCat("schema name \"", schema, "\" is not a lowercase identifier"));
   }
-  // "-csearch_path=NAME", percent-encoded as a URI query value.
-  const std::string options = absl::StrCat("options=-csearch_path%3D", schema);
+  std::vector<std::string> switches = {absl::StrCat("-csearch_path=", schema)};
+  for (const auto& [name, value] : settings) {
+    const bool plain_value = std::all_of(value.begin(), value.end(), [](char c) {
+      return absl::ascii_isalnum(c) || c == '_';
+    });
+    if (!IsLowercaseIdentifier(name) || value.empty() || !plain_value) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("setting ", name, "=", value, ": letters, digits and '_' only"));
+    }
+    switches.push_back(absl::StrCat("-c", name, "=", value));
+  }
   if (absl::StartsWith(uri, "postgresql://") || absl::StartsWith(uri, "postgres://")) {
-    return absl::StrCat(uri, absl::StrContains(uri, '?') ? "&" : "?", options);
+    // Percent-encoded as a URI query value: '=' is %3D, ' ' is %20.
+    std::string options = absl::StrReplaceAll(absl::StrJoin(switches, " "),
+                                              {{"=", "%3D"}, {" ", "%20"}});
+    return absl::StrCat(uri, absl::StrContains(uri, '?') ? "&" : "?", "options=", options);
   }
   // A key=value connection string.
-  return absl::StrCat(uri, " options='-csearch_path=", schema, "'");
+  return absl::StrCat(uri, " options='", absl::StrJoin(switches, " "), "'");
 }
 
 absl::Status CreateSchema(PostgresConnection& db, absl::string_view schema) {

@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -185,8 +186,12 @@ class PostgresConnection {
 // tables, schema_migrations, its outbox) lives in a schema of its own and
 // several services can share one database without meeting. The schema must
 // exist: CreateSchema. INVALID_ARGUMENT unless `schema` is a lowercase
-// identifier ([a-z_][a-z0-9_]*).
-absl::StatusOr<std::string> WithSchema(const std::string& uri, absl::string_view schema);
+// identifier ([a-z_][a-z0-9_]*). `settings` are further run-time parameters
+// every connection's session starts with (name, value; names and values of
+// letters, digits and '_').
+absl::StatusOr<std::string> WithSchema(
+    const std::string& uri, absl::string_view schema,
+    const std::vector<std::pair<std::string, std::string>>& settings = {});
 
 // CREATE SCHEMA IF NOT EXISTS `schema` (a lowercase identifier), safe when
 // several processes race to create it.

@@ -259,5 +259,43 @@ TEST_F(PostgresConnectionTest, LostConnectionFailsTheTransactionWithoutReconnect
   EXPECT_EQ(Count("t"), 0);
 }
 
+// Every connection of a URI from WithSchema starts in the schema and with
+// the given settings, also after the connection was re-established.
+TEST_F(PostgresConnectionTest, WithSchemaSetsTheSearchPathAndTheSettings) {
+  ASSERT_TRUE(db_->Execute("CREATE SCHEMA s1").ok());
+  absl::StatusOr<std::string> uri =
+      WithSchema(uri_, "s1", {{"tcp_keepalives_count", "3"}, {"work_mem", "2048"}});
+  ASSERT_TRUE(uri.ok()) << uri.status();
+  absl::StatusOr<std::unique_ptr<PostgresConnection>> db = PostgresConnection::Open(*uri);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto settings = [&]() -> std::string {
+    absl::StatusOr<PostgresRows> rows = (*db)->Query(
+        "SELECT current_setting('search_path') || ' ' || "
+        "(SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings "
+        "WHERE name IN ('tcp_keepalives_count', 'work_mem'))");
+    return rows.ok() ? rows->Text(0, 0) : rows.status().ToString();
+  };
+  EXPECT_EQ(settings(), "s1 tcp_keepalives_count=3 work_mem=2048");
+
+  absl::StatusOr<PostgresRows> pid = (*db)->Query("SELECT pg_backend_pid()");
+  ASSERT_TRUE(pid.ok());
+  ASSERT_TRUE(db_->Query("SELECT pg_terminate_backend($1)", {pid->Int(0, 0)}).ok());
+  EXPECT_EQ((*db)->Query("SELECT 1").status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(settings(), "s1 tcp_keepalives_count=3 work_mem=2048");
+}
+
+TEST(WithSchemaTest, RefusesWhatCouldBreakOutOfTheOptions) {
+  const std::string uri = "postgresql://u@127.0.0.1:1/d";
+  EXPECT_EQ(WithSchema(uri, "Bad-Name").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WithSchema(uri, "s", {{"work_mem", "1 -c x=y"}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(WithSchema(uri, "s", {{"work mem", "1"}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*WithSchema(uri, "s", {{"tcp_keepalives_idle", "5"}}),
+            uri + "?options=-csearch_path%3Ds%20-ctcp_keepalives_idle%3D5");
+  EXPECT_EQ(*WithSchema("host=h dbname=d", "s", {{"tcp_keepalives_idle", "5"}}),
+            "host=h dbname=d options='-csearch_path=s -ctcp_keepalives_idle=5'");
+}
+
 }  // namespace
 }  // namespace switchboard::storage
