@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/clock/clock.h"
 #include "libs/storage/test_dir.h"
@@ -67,6 +68,21 @@ class BotFileWatchTest : public ::testing::Test {
     return out;
   }
 
+  // How many log lines of `event` `run` writes.
+  template <typename Run>
+  static int Logged(absl::string_view event, Run run) {
+    ::testing::internal::CaptureStderr();
+    run();
+    const std::string logged = ::testing::internal::GetCapturedStderr();
+    int lines = 0;
+    for (size_t at = 0; (at = logged.find(absl::StrCat("\"event\":\"", event, "\""), at)) !=
+                        std::string::npos;
+         ++at) {
+      ++lines;
+    }
+    return lines;
+  }
+
   std::string AnswerInService() const {
     return bot_.knowledge_base()->Find("deposit")->answers[kEn];
   }
@@ -81,11 +97,13 @@ class BotFileWatchTest : public ::testing::Test {
 };
 
 TEST_F(BotFileWatchTest, AnUnchangedFileDoesNothing) {
+  ::testing::internal::CaptureStderr();
   EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnchanged);
   EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnchanged);
   // Rewritten with the same content: still the base in service.
   Write(SmallBase("Send the TxID."));
   EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnchanged);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
   EXPECT_EQ(Reloads().size(), 1u);  // the startup's only
   EXPECT_EQ(metrics_.reloads_ok->Value(), 1);
   EXPECT_EQ(metrics_.reloads_failed->Value(), 0);
@@ -111,11 +129,15 @@ TEST_F(BotFileWatchTest, AnEditedFileIsPickedUpOnce) {
 TEST_F(BotFileWatchTest, ABrokenEditIsRejectedOnceAndTheFixedFileLoaded) {
   const std::string broken = SmallBase("Send the TxID.") + kBrokenTail;
   Write(broken);
-  EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kRejected);
+  EXPECT_EQ(Logged("knowledge_base_rejected",
+                   [&] {
+                     EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kRejected);
+                     // Not tried again while the file holds the same content.
+                     EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnchanged);
+                     EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnchanged);
+                   }),
+            1);
   EXPECT_EQ(bot_.knowledge_base()->version, startup_->version);
-  // Not tried again while the file holds the same broken content.
-  EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnchanged);
-  EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnchanged);
   std::vector<events::v1::KnowledgeBaseReload> reloads = Reloads();
   ASSERT_EQ(reloads.size(), 2u);
   EXPECT_FALSE(reloads[1].succeeded());
@@ -160,15 +182,34 @@ TEST_F(BotFileWatchTest, AFileReloadKnowledgeBaseRejectedIsNotTriedAgain) {
 
 TEST_F(BotFileWatchTest, AMissingFileKeepsTheBaseUntilItComesBack) {
   ASSERT_EQ(std::remove(path_.c_str()), 0);
-  EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnreadable);
-  EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kUnreadable);
+  EXPECT_EQ(Logged("knowledge_base_unreadable",
+                   [&] {
+                     EXPECT_EQ(bot_.ReloadIfChanged("file_changed"),
+                               Bot::FileCheck::kUnreadable);
+                     EXPECT_EQ(bot_.ReloadIfChanged("file_changed"),
+                               Bot::FileCheck::kUnreadable);
+                   }),
+            1);
   EXPECT_EQ(bot_.knowledge_base()->version, startup_->version);
   EXPECT_EQ(Reloads().size(), 1u);
   EXPECT_EQ(metrics_.reloads_failed->Value(), 0);
 
   Write(SmallBase("Back."));
-  EXPECT_EQ(bot_.ReloadIfChanged("file_changed"), Bot::FileCheck::kReloaded);
+  EXPECT_EQ(Logged("knowledge_base_readable",
+                   [&] {
+                     EXPECT_EQ(bot_.ReloadIfChanged("file_changed"),
+                               Bot::FileCheck::kReloaded);
+                   }),
+            1);
   EXPECT_EQ(AnswerInService(), "Back.");
+  // Unreadable again: a new change of state, logged again.
+  ASSERT_EQ(std::remove(path_.c_str()), 0);
+  EXPECT_EQ(Logged("knowledge_base_unreadable",
+                   [&] {
+                     EXPECT_EQ(bot_.ReloadIfChanged("file_changed"),
+                               Bot::FileCheck::kUnreadable);
+                   }),
+            1);
 }
 
 TEST_F(BotFileWatchTest, TheBuiltInBaseHasNoFileToWatch) {
