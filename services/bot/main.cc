@@ -21,9 +21,9 @@ int Run(int argc, char** argv) {
   const absl::Duration sweep_interval = absl::Seconds(30);
   config::FlagSet& flags = host.flags();
   flags.Add("knowledge_base", &knowledge_base,
-            "the knowledge base file, read at start and by ReloadKnowledgeBase; empty (the "
-            "default) uses the base compiled into the binary (services/bot/kb/intents.kb as "
-            "built)");
+            "the knowledge base file, read at start, by ReloadKnowledgeBase and every "
+            "--knowledge_base_check_interval; empty (the default) uses the base compiled into "
+            "the binary (services/bot/kb/intents.kb as built)");
   flags.Add("knowledge_base_check_interval", &knowledge_base_check_interval,
             "how often the --knowledge_base file is read and, when its content changed, loaded "
             "as ReloadKnowledgeBase would, so that every replica follows the file; 0 turns "
@@ -40,10 +40,6 @@ int Run(int argc, char** argv) {
           return absl::InvalidArgumentError(
               "--not_understood_limit and --max_dialogues must be at least 1, "
               "--dialogue_idle_expiry above 0");
-        }
-        if (knowledge_base_check_interval < absl::ZeroDuration()) {
-          return absl::InvalidArgumentError(
-              "--knowledge_base_check_interval must not be negative (0 turns it off)");
         }
         options.dialogues.idle_expiry = dialogue_idle_expiry;
         options.dialogues.max_dialogues = max_dialogues;
