@@ -72,8 +72,8 @@ struct BotOptions {
 // Threading: Answer, ListIntents and ResetDialogue never block (in-memory
 // work under short per-shard locks; the turn's event is handed to the
 // EventLog without waiting), so the gRPC adapter runs them on the callback
-// thread. Reload reads a file and waits for its event's commit: call it
-// from a thread that may block. Thread-safe.
+// thread. Reload and ReloadIfChanged read a file and wait for their
+// event's commit: call them from a thread that may block. Thread-safe.
 class Bot {
  public:
   // None owned; all must outlive the bot. `knowledge_base_path` is read by
