@@ -175,11 +175,50 @@ void Bot::UseKnowledgeBase(std::shared_ptr<const KnowledgeBase> kb) {
 
 absl::StatusOr<Bot::ReloadResult> Bot::Reload(absl::string_view actor) {
   absl::MutexLock reload_lock(&reload_mu_);
+  return ReloadFrom(
+      path_.empty() ? std::string(DefaultKnowledgeBase()) : ReadKnowledgeBaseFile(path_), actor);
+}
+
+Bot::FileCheck Bot::ReloadIfChanged(absl::string_view actor) {
+  absl::MutexLock reload_lock(&reload_mu_);
+  if (path_.empty()) return FileCheck::kUnchanged;
+  absl::StatusOr<std::string> content = ReadKnowledgeBaseFile(path_);
+  if (!content.ok()) {
+    if (!file_unreadable_) {
+      log::Warning("knowledge_base_unreadable", {{"error", content.status().ToString()}});
+    }
+    file_unreadable_ = true;
+    return FileCheck::kUnreadable;
+  }
+  if (file_unreadable_) {
+    log::Info("knowledge_base_readable", {{"path", path_}});
+    file_unreadable_ = false;
+  }
+  const std::string version = KnowledgeBaseVersion(*content);
+  if (version != rejected_version_) rejected_version_.clear();
+  std::shared_ptr<const KnowledgeBase> in_service = knowledge_base();
+  if ((in_service != nullptr && in_service->version == version) || version == rejected_version_) {
+    return FileCheck::kUnchanged;
+  }
+  absl::StatusOr<ReloadResult> reloaded = ReloadFrom(*std::move(content), actor);
+  if (reloaded.ok()) return FileCheck::kReloaded;
+  return reloaded.status().code() == absl::StatusCode::kFailedPrecondition ? FileCheck::kRejected
+                                                                            : FileCheck::kFailed;
+}
+
+absl::StatusOr<Bot::ReloadResult> Bot::ReloadFrom(absl::StatusOr<std::string> content,
+                                                  absl::string_view actor) {
   std::shared_ptr<const KnowledgeBase> old = knowledge_base();
   absl::StatusOr<std::shared_ptr<const KnowledgeBase>> loaded =
-      path_.empty() ? ParseKnowledgeBase(kDefaultKnowledgeBaseName, DefaultKnowledgeBase(),
-                                         options_.models, DefaultModels())
-                    : LoadKnowledgeBase(path_, options_.models, DefaultModels());
+      content.ok() ? ParseKnowledgeBase(path_.empty() ? kDefaultKnowledgeBaseName : path_,
+                                        *content, options_.models, DefaultModels())
+                   : content.status();
+  if (content.ok()) {
+    // A broken file is not tried again by ReloadIfChanged until it changes.
+    rejected_version_ = loaded.status().code() == absl::StatusCode::kFailedPrecondition
+                            ? KnowledgeBaseVersion(*content)
+                            : "";
+  }
   const absl::Time now = clock_->Now();
 
   events::v1::Event event;

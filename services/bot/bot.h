@@ -72,8 +72,8 @@ struct BotOptions {
 // Threading: Answer, ListIntents and ResetDialogue never block (in-memory
 // work under short per-shard locks; the turn's event is handed to the
 // EventLog without waiting), so the gRPC adapter runs them on the callback
-// thread. Reload reads a file and waits for its event's commit: call it
-// from a thread that may block. Thread-safe.
+// thread. Reload and ReloadIfChanged read a file and wait for their
+// event's commit: call them from a thread that may block. Thread-safe.
 class Bot {
  public:
   // None owned; all must outlive the bot. `knowledge_base_path` is read by
@@ -100,6 +100,29 @@ class Bot {
   // not be committed), Internal (training failed); the old base then stays
   // in service.
   absl::StatusOr<ReloadResult> Reload(absl::string_view actor);
+
+  // What ReloadIfChanged found and did.
+  enum class FileCheck {
+    // The file holds the base in service, or the content last rejected as
+    // broken (tried again once it changes), or there is no file to watch
+    // (the built-in base): nothing recorded, logged or counted.
+    kUnchanged,
+    kReloaded,
+    // Broken (FailedPrecondition): the old base stays.
+    kRejected,
+    // Training failed or the reload could not be recorded: the old base
+    // stays, and the next check tries again.
+    kFailed,
+    // The file cannot be read: the old base stays; logged once until it
+    // can be read again.
+    kUnreadable,
+  };
+  // Reads the knowledge base file and, when its content is not the base in
+  // service, reloads it as Reload does (`actor` in the event), so that
+  // every replica watching the same file converges on it without a
+  // ReloadKnowledgeBase to each. Called periodically; blocks as Reload
+  // does, and waits for a Reload under way.
+  FileCheck ReloadIfChanged(absl::string_view actor);
 
   // Answers one turn into `response`, then calls `done` exactly once: at
   // once for invalid input (InvalidArgument naming the field) and for a
@@ -138,6 +161,11 @@ class Bot {
 
  private:
   struct Turn;
+  // Reload's work on `content` (the file's or the built-in base's, or why
+  // it could not be read).
+  absl::StatusOr<ReloadResult> ReloadFrom(absl::StatusOr<std::string> content,
+                                          absl::string_view actor)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   void Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRequest& request,
               Turn& turn, v1::AnswerResponse& response) const;
 
@@ -150,7 +178,13 @@ class Bot {
 
   mutable absl::Mutex kb_mu_;  // held only to copy or swap the pointer
   std::shared_ptr<const KnowledgeBase> kb_ ABSL_GUARDED_BY(kb_mu_);
-  absl::Mutex reload_mu_;  // one reload at a time
+  // One reload or file check at a time, so that bases go into service in
+  // the order their files were read.
+  absl::Mutex reload_mu_;
+  // The version of the content last rejected as broken, until the file
+  // holds another.
+  std::string rejected_version_ ABSL_GUARDED_BY(reload_mu_);
+  bool file_unreadable_ ABSL_GUARDED_BY(reload_mu_) = false;
 };
 
 }  // namespace switchboard::bot

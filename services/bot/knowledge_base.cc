@@ -223,6 +223,9 @@ absl::StatusOr<std::string> SerializeModels(const KnowledgeBase& kb) {
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
     absl::string_view name, absl::string_view content, const ModelOptions& options,
     absl::string_view prebuilt) {
+  if (content.size() > kMaxFileBytes) {
+    return absl::FailedPreconditionError(absl::StrCat(name, ": larger than 64 MiB"));
+  }
   const std::string key = ModelKey(content, options);
   {
     absl::MutexLock lock(&Cache().mu);
@@ -233,7 +236,7 @@ absl::StatusOr<std::shared_ptr<const KnowledgeBase>> ParseKnowledgeBase(
   if (!entries.ok()) return entries.status();
 
   auto kb = std::make_shared<KnowledgeBase>();
-  kb->version = Fnv1a64(content);
+  kb->version = KnowledgeBaseVersion(content);
   kb->model_key = key;
   // Cues to parse once every spelling and intent is known: line, label,
   // pattern.
@@ -563,17 +566,22 @@ absl::Status BuildModelsFrom(KnowledgeBase& kb, absl::string_view prebuilt) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(
-    const std::string& path, const ModelOptions& options, absl::string_view prebuilt) {
+std::string KnowledgeBaseVersion(absl::string_view content) { return Fnv1a64(content); }
+
+absl::StatusOr<std::string> ReadKnowledgeBaseFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::UnavailableError(absl::StrCat(path, ": cannot be read"));
   std::ostringstream content;
   content << in.rdbuf();
   if (in.bad()) return absl::UnavailableError(absl::StrCat(path, ": read failed"));
-  if (content.str().size() > kMaxFileBytes) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": larger than 64 MiB"));
-  }
-  return ParseKnowledgeBase(path, content.str(), options, prebuilt);
+  return std::move(content).str();
+}
+
+absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(
+    const std::string& path, const ModelOptions& options, absl::string_view prebuilt) {
+  absl::StatusOr<std::string> content = ReadKnowledgeBaseFile(path);
+  if (!content.ok()) return content.status();
+  return ParseKnowledgeBase(path, *content, options, prebuilt);
 }
 
 }  // namespace switchboard::bot

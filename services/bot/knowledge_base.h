@@ -170,6 +170,14 @@ absl::Status BuildModels(KnowledgeBase& kb, const ModelOptions& options);
 // them. Errors: InvalidArgument (the blob does not load).
 absl::Status BuildModelsFrom(KnowledgeBase& kb, absl::string_view prebuilt);
 
+// The version a base with this content has (KnowledgeBase::version),
+// without parsing it: whether a file still holds the base in service.
+std::string KnowledgeBaseVersion(absl::string_view content);
+
+// The content of the knowledge base file at `path`. Errors: Unavailable
+// (cannot be read).
+absl::StatusOr<std::string> ReadKnowledgeBaseFile(const std::string& path);
+
 // Reads and parses the file at `path` (with `prebuilt` as above). Errors:
 // Unavailable (cannot be read), FailedPrecondition (broken, as above).
 absl::StatusOr<std::shared_ptr<const KnowledgeBase>> LoadKnowledgeBase(

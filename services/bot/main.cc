@@ -14,15 +14,20 @@ int Run(int argc, char** argv) {
        "folder of bot.db (the event outbox), the events file and the development keys"});
   // Empty: the base compiled into the binary.
   std::string knowledge_base;
+  absl::Duration knowledge_base_check_interval = absl::Seconds(30);
   BotOptions options;
   absl::Duration dialogue_idle_expiry = absl::Minutes(30);
   int max_dialogues = 100'000;
   const absl::Duration sweep_interval = absl::Seconds(30);
   config::FlagSet& flags = host.flags();
   flags.Add("knowledge_base", &knowledge_base,
-            "the knowledge base file, read at start and by ReloadKnowledgeBase; empty (the "
-            "default) uses the base compiled into the binary (services/bot/kb/intents.kb as "
-            "built)");
+            "the knowledge base file, read at start, by ReloadKnowledgeBase and every "
+            "--knowledge_base_check_interval; empty (the default) uses the base compiled into "
+            "the binary (services/bot/kb/intents.kb as built)");
+  flags.Add("knowledge_base_check_interval", &knowledge_base_check_interval,
+            "how often the --knowledge_base file is read and, when its content changed, loaded "
+            "as ReloadKnowledgeBase would, so that every replica follows the file; 0 turns "
+            "this off");
   flags.Add("not_understood_limit", &options.not_understood_limit,
             "consecutive not-understood turns that escalate to a human");
   flags.Add("dialogue_idle_expiry", &dialogue_idle_expiry,
@@ -64,6 +69,10 @@ int Run(int argc, char** argv) {
   auto& service =
       host.Make<BotService>(&bot, host.keys().verifier.get(), RealClock(), &host.pool());
   host.Every(sweep_interval, [&bot] { bot.ExpireDialogues(); });
+  // The built-in base has no file to watch.
+  if (!knowledge_base.empty() && knowledge_base_check_interval > absl::ZeroDuration()) {
+    host.Every(knowledge_base_check_interval, [&bot] { bot.ReloadIfChanged("file_changed"); });
+  }
   return host.Serve({&service});
 }
 

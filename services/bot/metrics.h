@@ -30,7 +30,7 @@ struct BotMetrics {
   // answered from text (0 when nothing matched).
   prometheus::Histogram* confidence;
   // switchboard_bot_knowledge_base_reloads_total{result}: load attempts
-  // (start and ReloadKnowledgeBase), "ok" or "failed".
+  // (start, ReloadKnowledgeBase and a changed file), "ok" or "failed".
   prometheus::Counter* reloads_ok;
   prometheus::Counter* reloads_failed;
   // switchboard_bot_knowledge_base_intents: intents in service.
