@@ -117,9 +117,13 @@ run() {
   local name=$1
   shift
   echo "suite: $name" >&2
-  "${loadgen_cpu[@]}" "$loadgen" --label="$name" --target="localhost:$server_port" \
+  # A run that saw failures (errors, streams that ended) still wrote its
+  # figures, and its row says what failed; the other measures go on.
+  if ! "${loadgen_cpu[@]}" "$loadgen" --label="$name" --target="localhost:$server_port" \
     --server_pid="$server_pid" --warmup="$warmup" --json_out="$out/json/$name.json" "$@" \
-    >&2 2>>"$out/logs/loadgen.log"
+    >&2 2>>"$out/logs/loadgen.log"; then
+    echo "suite: $name reported failures (see its row and $out/logs/loadgen.log)" >&2
+  fi
   [[ -s "$out/json/$name.json" ]] || { echo "suite: $name produced no result" >&2; exit 1; }
 }
 
