@@ -12,29 +12,6 @@ bool Contains(const std::vector<std::string>& ids, const std::string& id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
-// The session queues `agent` is eligible for, each with whether the agent
-// is free there.
-std::map<QueueId, bool> EligibleQueues(const presence::v1::Agent& agent) {
-  std::map<QueueId, bool> queues;
-  if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) return queues;
-  const auto& skills = agent.profile().skills();
-  std::set<std::string> languages;
-  for (const std::string& tag : skills.languages()) languages.insert(PrimaryLanguage(tag));
-  std::map<common::v1::Channel, bool> channels;  // channel -> free
-  for (const auto& c : agent.profile().capacities()) {
-    if (c.capacity() > 0) channels.emplace(c.channel(), c.load() < c.capacity());
-  }
-  for (int category : skills.categories()) {
-    for (const std::string& language : languages) {
-      for (const auto& [channel, free] : channels) {
-        queues[QueueId{v1::ENTRY_KIND_SESSION, channel,
-                       static_cast<common::v1::Category>(category), language}] = free;
-      }
-    }
-  }
-  return queues;
-}
-
 }  // namespace
 
 std::string PrimaryLanguage(absl::string_view tag) {
@@ -62,6 +39,35 @@ std::vector<std::string> Rank(std::vector<Candidate> candidates, const OfferRule
     }
   }
   return out;
+}
+
+std::map<QueueId, bool> AgentPool::EligibleQueues(const presence::v1::Agent& agent) const {
+  std::map<QueueId, bool> queues;
+  if (agent.status() != presence::v1::AGENT_STATUS_ONLINE) return queues;
+  const auto& skills = agent.profile().skills();
+  std::set<std::string> languages;
+  for (const std::string& tag : skills.languages()) languages.insert(PrimaryLanguage(tag));
+  std::map<common::v1::Channel, bool> channels;  // channel -> has room
+  for (const auto& c : agent.profile().capacities()) {
+    if (c.capacity() > 0) {
+      channels.emplace(c.channel(),
+                       c.load() + ClaimsOf(agent.agent_id(), c.channel()) < c.capacity());
+    }
+  }
+  for (int category : skills.categories()) {
+    for (const std::string& language : languages) {
+      for (const auto& [channel, free] : channels) {
+        queues[QueueId{v1::ENTRY_KIND_SESSION, channel,
+                       static_cast<common::v1::Category>(category), language}] = free;
+      }
+    }
+  }
+  return queues;
+}
+
+int AgentPool::ClaimsOf(const std::string& agent_id, common::v1::Channel channel) const {
+  auto it = claims_.find({agent_id, channel});
+  return it == claims_.end() ? 0 : it->second;
 }
 
 void AgentPool::Index(const presence::v1::Agent& agent, bool add) {
@@ -121,6 +127,31 @@ void AgentPool::MarkFull(const std::string& agent_id, common::v1::Channel channe
     if (c.channel() == channel) c.set_load(std::max(c.load(), c.capacity()));
   }
   Index(it->second, true);
+}
+
+void AgentPool::Claim(const std::string& agent_id, common::v1::Channel channel) {
+  auto it = agents_.find(agent_id);
+  if (it != agents_.end()) Index(it->second, false);
+  ++claims_[{agent_id, channel}];
+  if (it != agents_.end()) Index(it->second, true);
+}
+
+void AgentPool::Unclaim(const std::string& agent_id, common::v1::Channel channel) {
+  auto claim = claims_.find({agent_id, channel});
+  if (claim == claims_.end()) return;
+  auto it = agents_.find(agent_id);
+  if (it != agents_.end()) Index(it->second, false);
+  if (--claim->second == 0) claims_.erase(claim);
+  if (it != agents_.end()) Index(it->second, true);
+}
+
+bool AgentPool::HasRoom(const std::string& agent_id, common::v1::Channel channel) const {
+  const presence::v1::Agent* agent = Find(agent_id);
+  if (agent == nullptr || agent->status() != presence::v1::AGENT_STATUS_ONLINE) return false;
+  for (const auto& c : agent->profile().capacities()) {
+    if (c.channel() == channel) return c.load() + ClaimsOf(agent_id, channel) < c.capacity();
+  }
+  return false;
 }
 
 bool AgentPool::AnyAvailable(const QueueId& queue) const {

@@ -43,6 +43,8 @@ std::vector<std::string> Rank(std::vector<Candidate> candidates, const OfferRule
 // through Upsert, Remove, Clear and MarkFull, which keep an index per
 // session queue (eligible count, free agents by idle time), so no question
 // walks the agents: a routing decision costs O(log agents), not O(agents).
+// A reservation being made (Claim) counts as load until Unclaim, so that
+// decisions made at once do not all go to the same agent.
 // Not thread-safe.
 class AgentPool {
  public:
@@ -58,6 +60,14 @@ class AgentPool {
   // view was stale, so the agent counts as full there until presence
   // reports their load again.
   void MarkFull(const std::string& agent_id, common::v1::Channel channel);
+  // A reservation at `agent_id` on `channel` is being asked of presence:
+  // until Unclaim it counts as one more session there. Claims outlive
+  // Remove and Clear (the reservation is still being made).
+  void Claim(const std::string& agent_id, common::v1::Channel channel);
+  void Unclaim(const std::string& agent_id, common::v1::Channel channel);
+  // The agent is in the view, ONLINE, and its load plus claims on `channel`
+  // is below its capacity there.
+  bool HasRoom(const std::string& agent_id, common::v1::Channel channel) const;
 
   // Some agent could take a session of `queue` now (eligible, free).
   bool AnyAvailable(const QueueId& queue) const;
@@ -87,9 +97,15 @@ class AgentPool {
   // Adds `agent` to (or removes it from) the index of every session queue
   // it is eligible for.
   void Index(const presence::v1::Agent& agent, bool add);
+  // The session queues `agent` is eligible for, each with whether the agent
+  // has room there (load plus claims below capacity).
+  std::map<QueueId, bool> EligibleQueues(const presence::v1::Agent& agent) const;
+  int ClaimsOf(const std::string& agent_id, common::v1::Channel channel) const;
 
   std::map<std::string, presence::v1::Agent> agents_;
   std::map<QueueId, QueueIndex> index_;
+  // Reservations being made, by agent and channel.
+  std::map<std::pair<std::string, common::v1::Channel>, int> claims_;
 };
 
 // The supervisors who may be offered a complaint under `rules`, best first:

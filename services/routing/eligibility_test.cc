@@ -124,6 +124,33 @@ TEST(EligibilityTest, ThePoolFollowsChangesAndPresenceRefusals) {
   EXPECT_TRUE(pool.Ids().empty());
 }
 
+TEST(EligibilityTest, AReservationBeingMadeCountsAsLoadUntilUnclaimed) {
+  AgentPool pool;
+  pool.Upsert(Agent("a", 5, 2));
+  pool.Upsert(Agent("b", 1, 1));
+  EXPECT_EQ(pool.SessionCandidates(kChatDepositZh, {}), (std::vector<std::string>{"a", "b"}));
+  pool.Claim("a", CHANNEL_CHAT);
+  EXPECT_TRUE(pool.HasRoom("a", CHANNEL_CHAT));  // one of two
+  pool.Claim("a", CHANNEL_CHAT);
+  EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));
+  EXPECT_EQ(pool.SessionCandidates(kChatDepositZh, {}), (std::vector<std::string>{"b"}));
+  EXPECT_EQ(pool.Count(kChatDepositZh).available, 1);
+  // Presence's report of the agent keeps the claims in force.
+  pool.Upsert(Agent("a", 5, 2));
+  EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));
+  pool.Unclaim("a", CHANNEL_CHAT);
+  EXPECT_EQ(pool.SessionCandidates(kChatDepositZh, {}), (std::vector<std::string>{"a", "b"}));
+  // A claim outlives the agent leaving the view, and ends without it.
+  pool.Remove("a");
+  pool.Unclaim("a", CHANNEL_CHAT);
+  pool.Upsert(Agent("a", 5, 2));
+  pool.Claim("a", CHANNEL_CHAT);
+  EXPECT_TRUE(pool.HasRoom("a", CHANNEL_CHAT));
+  // Not in the view, or no such channel: no room.
+  EXPECT_FALSE(pool.HasRoom("nobody", CHANNEL_CHAT));
+  EXPECT_FALSE(pool.HasRoom("a", CHANNEL_EMAIL));
+}
+
 TEST(EligibilityTest, ComplaintsGoToWatchingOnlineSupervisorsLeastRecentFirst) {
   AgentPool pool;
   pool.Upsert(Agent("sup-a", 1, 0));
@@ -173,8 +200,10 @@ struct Walked {
   int available = 0;
 };
 
-Walked Walk(const std::map<std::string, presence::v1::Agent>& agents, const QueueId& queue,
-            const OfferRules& rules) {
+using Claims = std::map<std::pair<std::string, common::v1::Channel>, int>;
+
+Walked Walk(const std::map<std::string, presence::v1::Agent>& agents, const Claims& claims,
+            const QueueId& queue, const OfferRules& rules) {
   Walked walked;
   std::vector<Candidate> free;
   for (const auto& [id, agent] : agents) {
@@ -189,7 +218,9 @@ Walked Walk(const std::map<std::string, presence::v1::Agent>& agents, const Queu
     }
     if (!category || !language || capacity == nullptr || capacity->capacity() <= 0) continue;
     ++walked.eligible;
-    if (capacity->load() >= capacity->capacity()) continue;
+    auto claimed = claims.find({id, queue.channel});
+    const int in_flight = claimed == claims.end() ? 0 : claimed->second;
+    if (capacity->load() + in_flight >= capacity->capacity()) continue;
     ++walked.available;
     free.push_back(Candidate{protoutil::FromTimestamp(agent.idle_since()), id});
   }
@@ -200,7 +231,7 @@ Walked Walk(const std::map<std::string, presence::v1::Agent>& agents, const Queu
   return walked;
 }
 
-TEST(EligibilityTest, TheIndexAnswersAsAWalkOfEveryAgentWouldThroughRandomChanges) {
+TEST(EligibilityTest, TheIndexAnswersAsAWalkOfEveryAgentWouldThroughRandomChangesAndClaims) {
   std::mt19937 random(11);
   const common::v1::Category categories[] = {CATEGORY_DEPOSIT, CATEGORY_WITHDRAWAL};
   const common::v1::Channel channels[] = {CHANNEL_CHAT, CHANNEL_EMAIL};
@@ -210,10 +241,20 @@ TEST(EligibilityTest, TheIndexAnswersAsAWalkOfEveryAgentWouldThroughRandomChange
                                                 presence::v1::AGENT_STATUS_AWAY};
   AgentPool pool;
   std::map<std::string, presence::v1::Agent> agents;
+  Claims claims;
   for (int step = 0; step < 4000; ++step) {
     const std::string id = "agent-" + std::to_string(random() % 40);
-    const int action = random() % 10;
-    if (action == 0) {
+    const int action = random() % 12;
+    if (action == 10 || action == 11) {
+      const common::v1::Channel channel = channels[random() % 2];
+      if (action == 10) {
+        pool.Claim(id, channel);
+        ++claims[{id, channel}];
+      } else if (claims.count({id, channel})) {
+        pool.Unclaim(id, channel);
+        if (--claims[{id, channel}] == 0) claims.erase({id, channel});
+      }
+    } else if (action == 0) {
       pool.Remove(id);
       agents.erase(id);
     } else if (action == 1 && agents.count(id)) {
@@ -261,7 +302,7 @@ TEST(EligibilityTest, TheIndexAnswersAsAWalkOfEveryAgentWouldThroughRandomChange
       for (auto channel : channels) {
         for (const char* language : {"zh", "en"}) {
           const QueueId queue{v1::ENTRY_KIND_SESSION, channel, category, language};
-          const Walked walked = Walk(agents, queue, rules);
+          const Walked walked = Walk(agents, claims, queue, rules);
           ASSERT_EQ(pool.SessionCandidates(queue, rules), walked.candidates) << step;
           ASSERT_EQ(pool.Count(queue).eligible, walked.eligible) << step;
           ASSERT_EQ(pool.Count(queue).available, walked.available) << step;
@@ -271,6 +312,19 @@ TEST(EligibilityTest, TheIndexAnswersAsAWalkOfEveryAgentWouldThroughRandomChange
       }
     }
     ASSERT_EQ(pool.ServableQueues(), servable) << step;
+    for (auto channel : channels) {
+      bool room = false;
+      if (auto it = agents.find(id);
+          it != agents.end() && it->second.status() == presence::v1::AGENT_STATUS_ONLINE) {
+        for (const auto& c : it->second.profile().capacities()) {
+          auto claimed = claims.find({id, channel});
+          if (c.channel() == channel) {
+            room = c.load() + (claimed == claims.end() ? 0 : claimed->second) < c.capacity();
+          }
+        }
+      }
+      ASSERT_EQ(pool.HasRoom(id, channel), room) << step;
+    }
   }
 }
 

@@ -57,10 +57,10 @@ class FakePresence : public PresencePort {
     absl::MutexLock lock(&mu_);
     paused_.erase(method);
   }
-  // Waits (up to 10 s) until a call to `method` is paused.
-  bool AwaitPaused(const std::string& method) {
+  // Waits (up to 10 s) until `calls` calls to `method` are paused at once.
+  bool AwaitPaused(const std::string& method, int calls = 1) {
     absl::MutexLock lock(&mu_);
-    auto waiting = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return waiting_[method] > 0; };
+    auto waiting = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return waiting_[method] >= calls; };
     return mu_.AwaitWithTimeout(absl::Condition(&waiting), absl::Seconds(10));
   }
 

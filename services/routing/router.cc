@@ -25,9 +25,6 @@ constexpr char kProducer[] = "routing";
 constexpr size_t kMaxNote = 1000;
 // Offers made in one pass before the gauges are refreshed and the pass ends.
 constexpr int kMaxOffersPerPass = 1000;
-// Offers decided before their commits are awaited together: one group
-// commit (one fsync) carries many offers instead of one each.
-constexpr size_t kOffersPerCommit = 64;
 // Holder ids are issued below a committed ceiling, raised by this much when
 // half of the headroom is used: a restart resumes above every id issued.
 constexpr int64_t kHolderBlock = int64_t{1} << 20;
@@ -128,7 +125,8 @@ Router::Router(RoutingStore* store, PresencePort* presence, SessionsPort* sessio
       metrics_(metrics),
       options_(options),
       hours_(hours),
-      commits_("routing", storage::OrderedCommits::FailedWrite::kUnavailable) {}
+      commits_("routing", storage::OrderedCommits::FailedWrite::kUnavailable),
+      deciders_(options.concurrent_offers) {}
 
 bool Router::Open(const QueueId& queue, absl::Time now) const {
   if (hours_ == nullptr) return true;
@@ -1876,6 +1874,9 @@ bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
   *key = entry.record.key;
   *wait_id = entry.wait_id;
   *candidates = std::move(found[picked->key]);
+  // The next pick, made before this offer is decided, sees the agent as
+  // one session fuller: the entries behind go to the next agents in line.
+  if (entry.session()) agents_.Claim(candidates->front(), entry.record.entry.queue().channel());
   return true;
 }
 
@@ -1893,6 +1894,7 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
     if (session) {
       absl::StatusOr<int64_t> issued = IssueHolder();
       if (!issued.ok()) {
+        agents_.Unclaim(candidates.front(), channel);
         entry.busy = false;
         Backoff(entry, clock_->Now());
         log::Warning("offer_not_made", {{"entry", key}, {"detail", issued.status().message()}});
@@ -1906,22 +1908,31 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
   const absl::Duration hold = options_.offer_timeout + options_.hold_margin;
   std::string chosen;
   absl::Status failure;  // a refusal that is not about one agent
-  for (const std::string& agent_id : candidates) {
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    const std::string& agent_id = candidates[i];
     if (!session) {
       chosen = agent_id;
       break;
     }
+    if (i > 0) {  // PickNext claimed the first
+      absl::MutexLock lock(&mu_);
+      if (!agents_.HasRoom(agent_id, channel)) continue;  // claimed meanwhile
+      agents_.Claim(agent_id, channel);
+    }
     absl::Status reserved =
         presence_->Reserve(agent_id, subject, channel, hold, holder, absl::InfiniteFuture());
     if (reserved.ok()) {
+      // The claim stays until the offer is decided: by then presence has
+      // reported the agent's new load.
       chosen = agent_id;
       break;
     }
+    absl::MutexLock lock(&mu_);
+    agents_.Unclaim(agent_id, channel);
     if (absl::IsResourceExhausted(reserved) || absl::IsFailedPrecondition(reserved) ||
         absl::IsNotFound(reserved)) {
       metrics_->reservations_refused->Increment();
       // Routing's view was stale: presence's load is the truth.
-      absl::MutexLock lock(&mu_);
       agents_.MarkFull(agent_id, channel);
       continue;
     }
@@ -1929,7 +1940,6 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
       // Presence holds capacity for this waiting session that no offer or
       // assignment of routing's holds (a crash or a lost release left it):
       // a reconciliation frees it.
-      absl::MutexLock lock(&mu_);
       RequestReconcile(clock_->Now());
     }
     failure = reserved;  // ALREADY_EXISTS (held elsewhere) or presence down
@@ -1959,6 +1969,7 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
   {
     absl::MutexLock lock(&mu_);
     if (session) inflight_holders_.erase(inflight_holders_.find(holder));
+    if (session && !chosen.empty()) agents_.Unclaim(chosen, channel);
     const absl::Time now = clock_->Now();
     auto it = entries_.find(key);
     const bool gone = it == entries_.end() || it->second->wait_id != wait_id;
@@ -1971,6 +1982,11 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
     }
     if (gone) {
       // Cancelled while we reserved.
+    } else if (chosen.empty() && failure.ok()) {
+      // Every candidate was full at presence (now marked so) or taken by an
+      // offer decided meanwhile: the entry waits for the next free agent,
+      // in its place, without a back-off.
+      it->second->busy = false;
     } else if (chosen.empty() || give_back) {
       Entry& entry = *it->second;
       entry.busy = false;
@@ -2133,9 +2149,31 @@ void Router::RunOnce() {
   ReconcileIfDue();
   ExpireDue();
   PruneClosedOffers();
-  std::vector<QueuedOffer> queued;
-  bool keep_going = true;
-  for (int made = 0; keep_going && made < kMaxOffersPerPass; ++made) {
+  MakeOffers();
+  RefreshGauges();
+}
+
+void Router::MakeOffers() {
+  // Each session offer waits on two durable writes at the peers (presence's
+  // reservation, sessions' record of the offer): decided one at a time they
+  // would cap routing at a few dozen offers a second, so up to
+  // `concurrent_offers` are decided at once and the peers' group commits
+  // carry them together. Picking stays on this thread, in queue order.
+  struct InFlight {
+    absl::Mutex mu;
+    int deciding ABSL_GUARDED_BY(mu) = 0;
+    bool stop ABSL_GUARDED_BY(mu) = false;
+  } in_flight;
+  const int limit = options_.concurrent_offers;
+  for (int made = 0; made < kMaxOffersPerPass; ++made) {
+    {
+      absl::MutexLock lock(&in_flight.mu);
+      auto room = [&]() ABSL_SHARED_LOCKS_REQUIRED(in_flight.mu) {
+        return in_flight.deciding < limit || in_flight.stop;
+      };
+      in_flight.mu.Await(absl::Condition(&room));
+      if (in_flight.stop) break;
+    }
     std::string key;
     uint64_t wait_id = 0;
     std::vector<std::string> candidates;
@@ -2144,14 +2182,33 @@ void Router::RunOnce() {
       if (commits_.failed()) break;
       if (!PickNext(clock_->Now(), &key, &wait_id, &candidates)) break;
     }
-    keep_going = DecideOffer(key, wait_id, candidates, &queued);
-    if (queued.size() == kOffersPerCommit) {
-      keep_going = SettleOffers(queued) && keep_going;
-      queued.clear();
+    auto decide = [this, &in_flight, key, wait_id, candidates = std::move(candidates)] {
+      std::vector<QueuedOffer> queued;
+      // The commits of decisions made at once share the store's group
+      // commits, so each decision awaits its own.
+      const bool decided = DecideOffer(key, wait_id, candidates, &queued);
+      const bool keep_going = SettleOffers(queued) && decided;
+      absl::MutexLock lock(&in_flight.mu);
+      --in_flight.deciding;
+      if (!keep_going) in_flight.stop = true;
+    };
+    {
+      absl::MutexLock lock(&in_flight.mu);
+      ++in_flight.deciding;
+    }
+    if (absl::StartsWith(key, "session:")) {
+      deciders_.Run(std::move(decide));
+    } else {
+      // A complaint offer asks no peer; deciding it here keeps two from
+      // going to one supervisor (Candidates counts only decided offers).
+      decide();
     }
   }
-  SettleOffers(queued);
-  RefreshGauges();
+  absl::MutexLock lock(&in_flight.mu);
+  auto idle = [&]() ABSL_SHARED_LOCKS_REQUIRED(in_flight.mu) {
+    return in_flight.deciding == 0;
+  };
+  in_flight.mu.Await(absl::Condition(&idle));
 }
 
 }  // namespace switchboard::routing

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/clock/clock.h"
+#include "libs/server/blocking_pool.h"
 #include "libs/storage/ordered_commits.h"
 #include "services/routing/eligibility.h"
 #include "services/routing/metrics.h"
@@ -55,6 +56,9 @@ struct RouterOptions {
   // kept at zero for dashboards; beyond this many, the least recently used
   // lose their series (customers choose languages, and with them queues).
   size_t idle_queue_gauges_kept = 256;
+  // Session offers decided at once (each waits on presence's reservation
+  // and sessions' record of the offer); at least 1.
+  int concurrent_offers = 16;
 };
 
 // Receives offers of one agent, in commit order. Called on the store's
@@ -318,7 +322,8 @@ class Router {
   // Candidates for `entry`, best first.
   std::vector<std::string> Candidates(const Entry& entry) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The next entry to offer and its candidates; marks it busy.
+  // The next entry to offer and its candidates; marks it busy and, for a
+  // session, claims its first candidate (AgentPool::Claim) for DecideOffer.
   bool PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                 std::vector<std::string>* candidates) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // An offer decided and its commit issued, not yet known durable.
@@ -332,10 +337,14 @@ class Router {
     std::shared_ptr<storage::PendingWrite> pending;
     ReleaseKeys releases;
   };
+  // Picks entries in order and decides their offers, up to
+  // `concurrent_offers` at once, until none is left to offer, a peer is
+  // down or the pass made kMaxOffersPerPass.
+  void MakeOffers();
   // Decides the offer for the busy entry `key` (reserves an agent at
   // presence, records the offer at sessions, issues its commit) and queues
   // it for SettleOffers; returns false when the pass should stop (a peer is
-  // down).
+  // down). Ends the claims of its candidates.
   bool DecideOffer(const std::string& key, uint64_t wait_id,
                    const std::vector<std::string>& candidates,
                    std::vector<QueuedOffer>* queued);
@@ -425,6 +434,9 @@ class Router {
   absl::Mutex gauges_mu_;
   std::set<QueueId> gauged_ ABSL_GUARDED_BY(gauges_mu_);
   std::list<QueueId> idle_gauges_ ABSL_GUARDED_BY(gauges_mu_);
+
+  // Where MakeOffers decides session offers. Last: its threads end first.
+  server::BlockingPool deciders_;
 };
 
 // The router's dispatcher thread: RunOnce, then WaitForWork, until stopped.

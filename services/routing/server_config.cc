@@ -12,6 +12,9 @@ void AddServerFlags(config::FlagSet& flags, ServerConfig* config) {
   flags.Add("dispatch_interval", &config->dispatch_interval,
             "longest pause of the dispatcher when nothing wakes it (gauges refresh at "
             "least this often)");
+  flags.Add("concurrent_offers", &config->router.concurrent_offers,
+            "session offers decided at once (each waits on presence's reservation and "
+            "sessions' record of the offer; the peers commit them together)");
   flags.Add("reconcile_interval", &config->router.reconcile_interval,
             "how often presence's capacity reservations are reconciled with routing's "
             "offers and assignments (also at start)");
@@ -36,12 +39,14 @@ absl::Status CheckServerConfig(ServerConfig& config) {
       config.router.reconcile_interval <= absl::ZeroDuration() ||
       config.router.closed_offer_retention <= absl::ZeroDuration() ||
       config.closed_offers_cached < 0 || config.service.max_watch_streams_per_agent < 1 ||
-      config.max_watch_backlog < 1) {
+      config.max_watch_backlog < 1 || config.router.concurrent_offers < 1 ||
+      config.router.concurrent_offers > 256) {
     return absl::InvalidArgumentError(
         "--offer_timeout must be 1s to 9m (presence holds at most 10m); "
         "--peer_timeout, --dispatch_interval, --reconcile_interval and "
         "--closed_offer_retention above 0; --closed_offers_cached at least 0; "
-        "--max_watch_streams_per_agent and --max_watch_backlog at least 1");
+        "--max_watch_streams_per_agent and --max_watch_backlog at least 1; "
+        "--concurrent_offers 1 to 256");
   }
   config.router.closed_offers_cached = static_cast<size_t>(config.closed_offers_cached);
   config.service.max_watch_backlog = static_cast<size_t>(config.max_watch_backlog);
