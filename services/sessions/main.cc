@@ -42,9 +42,12 @@ int Run(int argc, char** argv) {
   }
   server::BlockingPool& pool = host.pool();
   auto& bot_pool = host.Make<server::BlockingPool>(config.bot_threads, config.bot_queue);
+  // Not the RPC pool: routing's calls here (RecordOffer, AssignAgent) need
+  // its workers while these wait on routing.
+  auto& peer_pool = host.Make<server::BlockingPool>(config.peer_threads);
   auto& sessions = host.Make<Sessions>(
       store, RealClock(), &metrics, host.keys().verifier.get(), bot, routing,
-      [&pool](std::function<void()> task) { pool.Run(std::move(task)); },
+      [&peer_pool](std::function<void()> task) { peer_pool.Run(std::move(task)); },
       [&bot_pool](std::function<void()> task) { return bot_pool.TryRun(std::move(task)); },
       config.sessions);
   if (absl::Status s = sessions.Load(); !s.ok()) return host.Fail("load", s);
@@ -55,7 +58,10 @@ int Run(int argc, char** argv) {
                                              RealClock(), &pool, config.service);
   host.OnDrain([&service] { service.EndStreams(); });
   ScheduleLoops(host, config, sessions);
-  host.OnStop([&bot_pool] { bot_pool.Stop(); });
+  host.OnStop([&bot_pool, &peer_pool] {
+    bot_pool.Stop();
+    peer_pool.Stop();
+  });
   return host.Serve({&service});
 }
 

@@ -39,6 +39,9 @@ void AddServerFlags(config::FlagSet& flags, ServerConfig* config) {
             "how often calls to routing that failed are retried");
   flags.Add("bot_threads", &config->bot_threads,
             "threads running bot turns (apart from the RPC workers)");
+  flags.Add("peer_threads", &config->peer_threads,
+            "threads making background calls to routing and the bot (escalations, "
+            "shed bot turns), apart from the RPC workers");
   flags.Add("bot_queue", &config->bot_queue,
             "bot turns that may wait for a bot thread; beyond it a turn escalates "
             "to a human at once");
@@ -106,7 +109,7 @@ absl::Status CheckServerConfig(ServerConfig& config) {
       !s.ok()) {
     return s;
   }
-  if (config.bot_threads < 1 || config.bot_queue < 0 || config.closed_cache_size < 0 ||
+  if (config.bot_threads < 1 || config.peer_threads < 1 || config.bot_queue < 0 || config.closed_cache_size < 0 ||
       config.reader_connections < 1 || config.max_queued_writes < 1 ||
       config.stream_backlog < 1 || config.service.max_streams_per_user < 1 ||
       config.service.max_streams_per_staff < 1 || config.service.max_calls_per_user < 1 ||
@@ -114,7 +117,7 @@ absl::Status CheckServerConfig(ServerConfig& config) {
       config.reads_burst < 1 || config.staff_reads_per_second < 1 ||
       config.staff_reads_burst < 1) {
     return absl::InvalidArgumentError(
-        "--bot_threads, --reader_connections, --max_queued_writes, --stream_backlog and the "
+        "--bot_threads, --peer_threads, --reader_connections, --max_queued_writes, --stream_backlog and the "
         "per-caller limits must be at least 1; --bot_queue and --closed_cache_size at least 0");
   }
   config.sessions.closed_cache_size = static_cast<size_t>(config.closed_cache_size);

@@ -29,6 +29,10 @@ struct ServerConfig {
   absl::Duration routing_retry_interval = absl::Seconds(2);
   // Bot turns: their own pool, so a slow bot never holds the RPC workers.
   int bot_threads = 8;
+  // Background calls to routing and the bot (telling routing of an
+  // escalation, a shed bot turn): their own threads, so a slow routing never
+  // holds the RPC workers that routing's own calls here need.
+  int peer_threads = 16;
   int bot_queue = 256;
   int closed_cache_size = 10'000;
   int reader_connections = 4;

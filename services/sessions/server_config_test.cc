@@ -54,6 +54,9 @@ TEST(ServerConfigTest, CheckRefusesLimitsBelowOneAndDurationsAtZero) {
   ServerConfig threads;
   threads.bot_threads = 0;
   EXPECT_EQ(CheckServerConfig(threads).code(), absl::StatusCode::kInvalidArgument);
+  ServerConfig peers;
+  peers.peer_threads = 0;
+  EXPECT_EQ(CheckServerConfig(peers).code(), absl::StatusCode::kInvalidArgument);
   ServerConfig sweep;
   sweep.sweep_interval = absl::ZeroDuration();
   const absl::Status s = CheckServerConfig(sweep);

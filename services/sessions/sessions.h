@@ -80,8 +80,8 @@ class SessionListener {
 };
 
 // Runs background work (telling routing, resetting the bot's dialogue): in
-// the service, the blocking pool. The amount is bounded by the calls and
-// timer ticks that queue it.
+// the service, a pool of its own (--peer_threads), apart from the RPC
+// workers. The amount is bounded by the calls and timer ticks that queue it.
 using Executor = std::function<void(std::function<void()>)>;
 // Runs a task on a pool with a bounded backlog; returns false, dropping the
 // task, when the backlog is full. Bot turns run on one of their own, so a
