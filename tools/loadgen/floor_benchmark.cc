@@ -41,6 +41,7 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -535,10 +536,22 @@ class Floor {
   }
 
   // Stops every person: nothing new starts, every stream is cancelled; then
-  // waits (bounded) for the calls and streams still running.
-  void Stop() {
+  // waits (bounded) for the calls and streams still running. Returns
+  // whether they all ended.
+  bool Stop() {
     stopping_ = true;
     scheduler_.Stop();
+    // A callback that looked at stopping_ just before it was set may still
+    // open a stream after a sweep: sweep again until nothing runs.
+    const absl::Time give_up = absl::Now() + absl::Seconds(30);
+    while (live_operations.load() > 0 && absl::Now() < give_up) {
+      CancelStreams();
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return live_operations.load() == 0;
+  }
+
+  void CancelStreams() {
     std::vector<std::shared_ptr<SessionStream>> streams;
     std::vector<std::shared_ptr<OfferStream>> watches;
     {
@@ -555,10 +568,6 @@ class Floor {
     }
     for (auto& s : streams) s->Cancel();
     for (auto& w : watches) w->Cancel();
-    const absl::Time give_up = absl::Now() + absl::Seconds(30);
-    while (live_operations.load() > 0 && absl::Now() < give_up) {
-      absl::SleepFor(absl::Milliseconds(10));
-    }
   }
 
   // What the conversations are doing now, by session state.
@@ -1328,8 +1337,17 @@ int Main(int argc, char** argv) {
   std::fflush(stdout);
   if (!config.json_out.empty()) std::ofstream(config.json_out) << json << "\n";
 
-  run.Stop();
-  return errors == 0 && stats.delivered.count() > 0 ? 0 : 1;
+  const int code = errors == 0 && stats.delivered.count() > 0 ? 0 : 1;
+  if (!run.Stop()) {
+    // Tearing down channels under running calls would crash in gRPC: stop
+    // the servers and leave without destructors (the figures are out).
+    std::fprintf(stderr, "floor: %lld calls still running 30 s after the stop; exiting\n",
+                 static_cast<long long>(live_operations.load()));
+    platform.Stop();
+    std::fflush(stderr);
+    std::_Exit(code);
+  }
+  return code;
 }
 
 }  // namespace
