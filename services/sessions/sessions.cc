@@ -1212,8 +1212,14 @@ void Sessions::BotTurn(const v1::Message& message, bool shed) {
     write.sessions.push_back(r);
     pending = Commit(std::move(write));
   }
-  if (!commits_.Await(pending).ok()) return;
-  if (escalated) SyncRouting(session_id);
+  // The bot's threads do not wait for the commit: the session's next turn
+  // decides on the state in memory and commits after this one. Routing
+  // hears of an escalation once it is durable.
+  if (escalated) {
+    commits_.Then(pending, [this, session_id](absl::Status status) {
+      if (status.ok()) ScheduleRouting(session_id);
+    });
+  }
 }
 
 void Sessions::ResumeBotTurns() {

@@ -458,6 +458,8 @@ class Sessions : public AttachmentBackend {
   // Runs `message`'s turn, then the session's turns that queued meanwhile.
   // `shed`: the bot's pool was full; the session escalates without asking.
   void RunBotTurns(v1::Message message, bool shed);
+  // Asks the bot and decides the answer; returns once the answer's write is
+  // queued, not durable (it is published when it is).
   void BotTurn(const v1::Message& message, bool shed);
 
   absl::StatusOr<Created> ReplayCreation(const Caller& caller, const std::string& session_id,

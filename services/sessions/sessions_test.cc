@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -303,9 +304,15 @@ class SessionsTest : public ::testing::Test {
     }
     sessions_ = std::make_unique<Sessions>(
         store_.get(), &clock_, &metrics_, &tokens_.verifier(), bot, &routing_,
-        [this](std::function<void()> task) { background_.push_back(std::move(task)); },
+        // Routing calls may be queued from the commit thread (an escalation
+        // once it is durable).
+        [this](std::function<void()> task) {
+          absl::MutexLock lock(&background_mu_);
+          background_.push_back(std::move(task));
+        },
         [this](std::function<void()> task) {
           if (bot_pool_full_) return false;
+          absl::MutexLock lock(&background_mu_);
           background_.push_back(std::move(task));
           return true;
         },
@@ -313,11 +320,19 @@ class SessionsTest : public ::testing::Test {
     ASSERT_TRUE(sessions_->Load().ok());
   }
 
-  // Runs queued background work (bot turns, routing calls) to completion.
+  // Runs queued background work (bot turns, routing calls) to completion,
+  // with the writes it queues and the work their commits queue in turn.
   void RunBackground() {
-    while (!background_.empty()) {
-      auto task = std::move(background_.front());
-      background_.pop_front();
+    while (true) {
+      // Once this commits, every earlier write has, and its callbacks ran.
+      ASSERT_TRUE(committer_->Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
+      std::function<void()> task;
+      {
+        absl::MutexLock lock(&background_mu_);
+        if (background_.empty()) return;
+        task = std::move(background_.front());
+        background_.pop_front();
+      }
       task();
     }
   }
@@ -438,6 +453,7 @@ class SessionsTest : public ::testing::Test {
   FakeBot bot_;
   FakeRouting routing_;
   bool bot_pool_full_ = false;
+  absl::Mutex background_mu_;
   std::deque<std::function<void()>> background_;
   std::unique_ptr<Sessions> sessions_;
 };
@@ -531,6 +547,38 @@ TEST_F(SessionsTest, TheCategoryFollowsTheBotsAnswer) {
   EXPECT_EQ(e.handoff().intent_guesses(0).intent_id(), "deposit_not_credited");
   EXPECT_EQ(e.handoff().reason(), common::v1::ESCALATION_REASON_CUSTOMER_REQUESTED);
   EXPECT_EQ(Count("sessions.category_changed"), 1);
+}
+
+// The bot's threads are few: a turn hands its answer to the group commit
+// and goes on, and routing hears of an escalation only once it is durable.
+TEST_F(SessionsTest, ABotTurnDoesNotWaitForItsCommitAndRoutingHearsOnceDurable) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "human", "m1").ok());
+  store_->Hold();
+  std::function<void()> turn;
+  {
+    absl::MutexLock lock(&background_mu_);
+    ASSERT_EQ(background_.size(), 1u);
+    turn = std::move(background_.front());
+    background_.pop_front();
+  }
+  absl::Notification returned;
+  std::thread bot_thread([&] {
+    turn();
+    returned.Notify();
+  });
+  EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(10)))
+      << "the bot turn waited for its commit";
+  EXPECT_TRUE(store_->WaitForHeld(1));
+  {
+    absl::MutexLock lock(&background_mu_);
+    EXPECT_TRUE(background_.empty()) << "routing was called before the escalation was durable";
+  }
+  store_->Release();
+  bot_thread.join();
+  RunBackground();
+  ASSERT_EQ(routing_.enqueued.size(), 1u);
+  EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_QUEUED);
 }
 
 TEST_F(SessionsTest, BotFailureEscalatesAndKeepsTheMessage) {
