@@ -50,8 +50,8 @@ std::map<QueueId, bool> AgentPool::EligibleQueues(const presence::v1::Agent& age
   std::map<common::v1::Channel, bool> channels;  // channel -> has room
   for (const auto& c : agent.profile().capacities()) {
     if (c.capacity() > 0) {
-      channels.emplace(c.channel(),
-                       c.load() + ClaimsOf(agent.agent_id(), c.channel()) < c.capacity());
+      channels.emplace(c.channel(), ClaimsOf(agent.agent_id(), c.channel()) == 0 &&
+                                        c.load() < c.capacity());
     }
   }
   for (int category : skills.categories()) {
@@ -149,7 +149,9 @@ bool AgentPool::HasRoom(const std::string& agent_id, common::v1::Channel channel
   const presence::v1::Agent* agent = Find(agent_id);
   if (agent == nullptr || agent->status() != presence::v1::AGENT_STATUS_ONLINE) return false;
   for (const auto& c : agent->profile().capacities()) {
-    if (c.channel() == channel) return c.load() + ClaimsOf(agent_id, channel) < c.capacity();
+    if (c.channel() == channel) {
+      return ClaimsOf(agent_id, channel) == 0 && c.load() < c.capacity();
+    }
   }
   return false;
 }

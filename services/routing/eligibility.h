@@ -43,8 +43,10 @@ std::vector<std::string> Rank(std::vector<Candidate> candidates, const OfferRule
 // through Upsert, Remove, Clear and MarkFull, which keep an index per
 // session queue (eligible count, free agents by idle time), so no question
 // walks the agents: a routing decision costs O(log agents), not O(agents).
-// A reservation being made (Claim) counts as load until Unclaim, so that
-// decisions made at once do not all go to the same agent.
+// While a reservation is being made at an agent (Claim, until Unclaim) the
+// agent takes no other session on that channel: offers made at once go to
+// different agents, and one agent's offers are decided one at a time, in
+// queue order.
 // Not thread-safe.
 class AgentPool {
  public:
@@ -61,12 +63,12 @@ class AgentPool {
   // reports their load again.
   void MarkFull(const std::string& agent_id, common::v1::Channel channel);
   // A reservation at `agent_id` on `channel` is being asked of presence:
-  // until Unclaim it counts as one more session there. Claims outlive
-  // Remove and Clear (the reservation is still being made).
+  // until Unclaim the agent has no room there. Claims outlive Remove and
+  // Clear (the reservation is still being made).
   void Claim(const std::string& agent_id, common::v1::Channel channel);
   void Unclaim(const std::string& agent_id, common::v1::Channel channel);
-  // The agent is in the view, ONLINE, and its load plus claims on `channel`
-  // is below its capacity there.
+  // The agent is in the view, ONLINE, unclaimed on `channel`, and its load
+  // there is below its capacity.
   bool HasRoom(const std::string& agent_id, common::v1::Channel channel) const;
 
   // Some agent could take a session of `queue` now (eligible, free).
@@ -98,7 +100,7 @@ class AgentPool {
   // it is eligible for.
   void Index(const presence::v1::Agent& agent, bool add);
   // The session queues `agent` is eligible for, each with whether the agent
-  // has room there (load plus claims below capacity).
+  // has room there (unclaimed, load below capacity).
   std::map<QueueId, bool> EligibleQueues(const presence::v1::Agent& agent) const;
   int ClaimsOf(const std::string& agent_id, common::v1::Channel channel) const;
 

@@ -124,27 +124,32 @@ TEST(EligibilityTest, ThePoolFollowsChangesAndPresenceRefusals) {
   EXPECT_TRUE(pool.Ids().empty());
 }
 
-TEST(EligibilityTest, AReservationBeingMadeCountsAsLoadUntilUnclaimed) {
+TEST(EligibilityTest, AnAgentWithAReservationBeingMadeTakesNoOtherUntilUnclaimed) {
   AgentPool pool;
   pool.Upsert(Agent("a", 5, 2));
   pool.Upsert(Agent("b", 1, 1));
   EXPECT_EQ(pool.SessionCandidates(kChatDepositZh, {}), (std::vector<std::string>{"a", "b"}));
   pool.Claim("a", CHANNEL_CHAT);
-  EXPECT_TRUE(pool.HasRoom("a", CHANNEL_CHAT));  // one of two
-  pool.Claim("a", CHANNEL_CHAT);
-  EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));
+  EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));  // though one of two is free
   EXPECT_EQ(pool.SessionCandidates(kChatDepositZh, {}), (std::vector<std::string>{"b"}));
   EXPECT_EQ(pool.Count(kChatDepositZh).available, 1);
+  pool.Claim("a", CHANNEL_CHAT);
   // Presence's report of the agent keeps the claims in force.
   pool.Upsert(Agent("a", 5, 2));
   EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));
   pool.Unclaim("a", CHANNEL_CHAT);
+  EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));
+  pool.Unclaim("a", CHANNEL_CHAT);
+  EXPECT_TRUE(pool.HasRoom("a", CHANNEL_CHAT));
   EXPECT_EQ(pool.SessionCandidates(kChatDepositZh, {}), (std::vector<std::string>{"a", "b"}));
   // A claim outlives the agent leaving the view, and ends without it.
+  pool.Claim("a", CHANNEL_CHAT);
+  pool.Remove("a");
+  pool.Upsert(Agent("a", 5, 2));
+  EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));
   pool.Remove("a");
   pool.Unclaim("a", CHANNEL_CHAT);
   pool.Upsert(Agent("a", 5, 2));
-  pool.Claim("a", CHANNEL_CHAT);
   EXPECT_TRUE(pool.HasRoom("a", CHANNEL_CHAT));
   // Not in the view, or no such channel: no room.
   EXPECT_FALSE(pool.HasRoom("nobody", CHANNEL_CHAT));
@@ -218,9 +223,7 @@ Walked Walk(const std::map<std::string, presence::v1::Agent>& agents, const Clai
     }
     if (!category || !language || capacity == nullptr || capacity->capacity() <= 0) continue;
     ++walked.eligible;
-    auto claimed = claims.find({id, queue.channel});
-    const int in_flight = claimed == claims.end() ? 0 : claimed->second;
-    if (capacity->load() + in_flight >= capacity->capacity()) continue;
+    if (claims.count({id, queue.channel}) || capacity->load() >= capacity->capacity()) continue;
     ++walked.available;
     free.push_back(Candidate{protoutil::FromTimestamp(agent.idle_since()), id});
   }
@@ -317,9 +320,8 @@ TEST(EligibilityTest, TheIndexAnswersAsAWalkOfEveryAgentWouldThroughRandomChange
       if (auto it = agents.find(id);
           it != agents.end() && it->second.status() == presence::v1::AGENT_STATUS_ONLINE) {
         for (const auto& c : it->second.profile().capacities()) {
-          auto claimed = claims.find({id, channel});
           if (c.channel() == channel) {
-            room = c.load() + (claimed == claims.end() ? 0 : claimed->second) < c.capacity();
+            room = !claims.count({id, channel}) && c.load() < c.capacity();
           }
         }
       }

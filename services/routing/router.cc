@@ -1874,8 +1874,9 @@ bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
   *key = entry.record.key;
   *wait_id = entry.wait_id;
   *candidates = std::move(found[picked->key]);
-  // The next pick, made before this offer is decided, sees the agent as
-  // one session fuller: the entries behind go to the next agents in line.
+  // Until this offer is decided the agent takes no other (AgentPool::Claim):
+  // the entries behind go to the next agents in line, and one agent's
+  // offers are made in queue order.
   if (entry.session()) agents_.Claim(candidates->front(), entry.record.entry.queue().channel());
   return true;
 }
@@ -2162,10 +2163,13 @@ void Router::MakeOffers() {
   struct InFlight {
     absl::Mutex mu;
     int deciding ABSL_GUARDED_BY(mu) = 0;
+    // Decisions finished so far: an agent they held may take the next entry.
+    int finished ABSL_GUARDED_BY(mu) = 0;
     bool stop ABSL_GUARDED_BY(mu) = false;
   } in_flight;
   const int limit = options_.concurrent_offers;
   for (int made = 0; made < kMaxOffersPerPass; ++made) {
+    int finished_before = 0;
     {
       absl::MutexLock lock(&in_flight.mu);
       auto room = [&]() ABSL_SHARED_LOCKS_REQUIRED(in_flight.mu) {
@@ -2173,14 +2177,28 @@ void Router::MakeOffers() {
       };
       in_flight.mu.Await(absl::Condition(&room));
       if (in_flight.stop) break;
+      finished_before = in_flight.finished;
     }
     std::string key;
     uint64_t wait_id = 0;
     std::vector<std::string> candidates;
+    bool picked = false;
     {
       absl::MutexLock lock(&mu_);
       if (commits_.failed()) break;
-      if (!PickNext(clock_->Now(), &key, &wait_id, &candidates)) break;
+      picked = PickNext(clock_->Now(), &key, &wait_id, &candidates);
+    }
+    if (!picked) {
+      // Nothing to offer now; a decision still running may free an agent
+      // (claimed, or refused and so given back).
+      absl::MutexLock lock(&in_flight.mu);
+      if (in_flight.deciding == 0 && in_flight.finished == finished_before) break;
+      auto progressed = [&]() ABSL_SHARED_LOCKS_REQUIRED(in_flight.mu) {
+        return in_flight.finished != finished_before;
+      };
+      in_flight.mu.Await(absl::Condition(&progressed));
+      --made;
+      continue;
     }
     auto decide = [this, &in_flight, key, wait_id, candidates = std::move(candidates)] {
       std::vector<QueuedOffer> queued;
@@ -2190,6 +2208,7 @@ void Router::MakeOffers() {
       const bool keep_going = SettleOffers(queued) && decided;
       absl::MutexLock lock(&in_flight.mu);
       --in_flight.deciding;
+      ++in_flight.finished;
       if (!keep_going) in_flight.stop = true;
     };
     {

@@ -200,11 +200,6 @@ TEST_F(RouterTest, UrgentFirstThenAgeAndTheLongestIdleAgentGetsIt) {
 // phone queue is closed; on Monday morning they are offered in the order
 // they were booked. Other queues are not affected.
 TEST_F(RouterTest, AClosedQueueHoldsItsEntriesAndOffersCallbacksInBookingOrderAtOpening) {
-  // One decision at a time: with several, a later booking could overtake
-  // while routing waits for presence's report of the agent's load, which
-  // this fake presence does not send.
-  options_.concurrent_offers = 1;
-  Restart();
   v1::Schedule phone;
   phone.set_schedule_id("phone-berlin");
   phone.set_time_zone("Europe/Berlin");
