@@ -57,8 +57,13 @@ absl::Status AppendRowToOutbox(storage::PostgresConnection& db, const OutboxRow&
   auto append = [&]() -> absl::Status {
     // Held until the transaction ends: the next append for this key takes
     // its id only after this one is committed (see postgres_outbox.h).
+    // Advisory locks are the database's, not the schema's: the schema is
+    // part of the lock, or services sharing a database (whose outboxes use
+    // the same keys, session ids) would wait on, and deadlock with, each
+    // other.
     absl::Status locked =
-        db.Query("SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))",
+        db.Query("SELECT pg_advisory_xact_lock($1::int4, "
+                 "hashtext(current_schema()::text || '/' || $2::text))",
                  {kKeyLockClass, row.key})
             .status();
     if (!locked.ok()) return locked;

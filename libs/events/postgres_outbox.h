@@ -13,7 +13,9 @@
 // therefore takes a transaction-scoped advisory lock on the key before it
 // inserts: appends for one key are serialized up to their commits, so per
 // key, id order is commit order. Different keys do not wait for each other
-// (but for a rare hash collision of two keys, which only serializes them).
+// (but for a rare hash collision of two keys, which only serializes them),
+// nor do outboxes in different schemas of one database (the lock names the
+// schema: services sharing a database key their events by the same ids).
 // A transaction that appends for several keys holds several such locks:
 // two of them taking the same keys in opposite orders can deadlock, which
 // PostgreSQL breaks by aborting one (ABORTED, retry the transaction);

@@ -103,6 +103,35 @@ TEST_F(PostgresOutboxTest, AppendsForOneKeyCommitInIdOrderAcrossConnections) {
   EXPECT_LT(IdOf(early.event_id()), IdOf(late.event_id()));
 }
 
+// Services sharing a database each have an outbox in their own schema and
+// key events by the same ids (session ids): their appends must not wait on
+// each other, or two commits appending the same keys in opposite orders
+// deadlock across services.
+TEST_F(PostgresOutboxTest, OutboxesInTwoSchemasOfOneDatabaseDoNotWaitOnEachOther) {
+  std::unique_ptr<storage::PostgresConnection> in_sessions;
+  std::unique_ptr<storage::PostgresConnection> in_routing;
+  for (auto [schema, db] : {std::pair{"sessions", &in_sessions}, {"routing", &in_routing}}) {
+    ASSERT_TRUE(storage::CreateSchema(*db_, schema).ok());
+    absl::StatusOr<std::string> uri = storage::WithSchema(uri_, schema);
+    ASSERT_TRUE(uri.ok()) << uri.status();
+    absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> opened =
+        storage::PostgresConnection::OpenMigrated(*uri, {kPostgresOutboxMigration});
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    *db = *std::move(opened);
+  }
+  ASSERT_TRUE(in_sessions->Begin().ok());
+  ASSERT_TRUE(AppendToOutbox(*in_sessions, "t", Sealed("s-1", 1)).ok());
+  absl::Notification appended;
+  std::thread routing_writer([&] {
+    EXPECT_TRUE(AppendToOutbox(*in_routing, "t", Sealed("s-1", 2)).ok());
+    appended.Notify();
+  });
+  EXPECT_TRUE(appended.WaitForNotificationWithTimeout(absl::Seconds(10)))
+      << "an append in another schema waited for this one's key";
+  ASSERT_TRUE(in_sessions->Commit().ok());
+  routing_writer.join();
+}
+
 TEST_F(PostgresOutboxTest, AClaimSkipsRowsAnotherRelayHoldsAndTheirKeysLaterRows) {
   for (const char* key : {"a", "b", "a", "b", "c"}) {
     ASSERT_TRUE(AppendToOutbox(*db_, "t", Sealed(key, 0)).ok());
