@@ -659,7 +659,13 @@ std::optional<absl::StatusOr<v1::Session>> Sessions::TryGet(const Caller& caller
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Live*> live = FindLive(caller, session_id);
     if (!live.ok()) return live.status();
-    if (*live != nullptr) return ViewFor((*live)->record.session, caller, clock_->Now());
+    if (*live != nullptr) {
+      // Never a state that is not durable yet (a crash could still take it
+      // back): with a write in flight the read goes to Get, which waits.
+      const std::shared_ptr<storage::PendingWrite>& pending = (*live)->last_write;
+      if (pending != nullptr && !pending->settled()) return std::nullopt;
+      return ViewFor((*live)->record.session, caller, clock_->Now());
+    }
   }
   std::optional<SessionRecord> cached = closed_.Get(session_id);
   if (!cached) return std::nullopt;
@@ -670,6 +676,22 @@ std::optional<absl::StatusOr<v1::Session>> Sessions::TryGet(const Caller& caller
 
 absl::StatusOr<v1::Session> Sessions::Get(const Caller& caller,
                                           const std::string& session_id) {
+  while (true) {
+    std::shared_ptr<storage::PendingWrite> pending;
+    {
+      absl::MutexLock lock(&mu_);
+      absl::StatusOr<Live*> live = FindLive(caller, session_id);
+      if (!live.ok()) return live.status();
+      if (*live == nullptr) break;
+      pending = (*live)->last_write;
+      if (pending == nullptr || pending->settled()) {
+        return ViewFor((*live)->record.session, caller, clock_->Now());
+      }
+    }
+    // The session's latest change is on its way to disk: answer once it is
+    // there (and look again, for a change made meanwhile).
+    if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
+  }
   if (std::optional<absl::StatusOr<v1::Session>> quick = TryGet(caller, session_id)) {
     return *std::move(quick);
   }

@@ -153,8 +153,10 @@ class Sessions : public AttachmentBackend {
                                  const v1::CreateSessionRequest& request);
 
   // Non-blocking: the session if it is in memory (open, or a recently used
-  // CLOSED one), an error that needs no store (bad id, not the caller's);
-  // nullopt when the store must be read: then call Get, on a worker thread.
+  // CLOSED one) with its latest change durable, an error that needs no
+  // store (bad id, not the caller's); nullopt when the store must be read or
+  // a change is still on its way to disk: then call Get, on a worker thread,
+  // which waits for it. Neither answers with a state a crash could undo.
   std::optional<absl::StatusOr<v1::Session>> TryGet(const Caller& caller,
                                                     const std::string& session_id);
   absl::StatusOr<v1::Session> Get(const Caller& caller, const std::string& session_id);

@@ -581,6 +581,36 @@ TEST_F(SessionsTest, ABotTurnDoesNotWaitForItsCommitAndRoutingHearsOnceDurable) 
   EXPECT_EQ(Get(s.session_id()).state(), v1::SESSION_STATE_QUEUED);
 }
 
+// A read never shows a change a crash could still undo: while the session's
+// latest write is being committed, TryGet leaves the read to Get, which
+// answers once the write is durable.
+TEST_F(SessionsTest, AReadWaitsUntilTheSessionsLatestChangeIsDurable) {
+  v1::Session s = NewChat("cust-1", "hello");
+  ASSERT_EQ(Get(s.session_id()).message_count(), 1);
+  store_->Hold();
+  v1::NewMessage message;
+  message.set_text("are you there?");
+  absl::Notification sent;
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "m2", message,
+                              [&](absl::StatusOr<Sessions::Sent>) { sent.Notify(); });
+  ASSERT_TRUE(store_->WaitForHeld(1));
+  EXPECT_FALSE(sessions_->TryGet(kCustomer, s.session_id()).has_value());
+  absl::Notification read;
+  absl::StatusOr<v1::Session> got;
+  std::thread reader([&] {
+    got = sessions_->Get(kCustomer, s.session_id());
+    read.Notify();
+  });
+  EXPECT_FALSE(read.WaitForNotificationWithTimeout(absl::Milliseconds(200)))
+      << "answered before the message was durable";
+  store_->Release();
+  reader.join();
+  sent.WaitForNotification();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->message_count(), 2);
+  EXPECT_TRUE(sessions_->TryGet(kCustomer, s.session_id()).has_value());
+}
+
 TEST_F(SessionsTest, BotFailureEscalatesAndKeepsTheMessage) {
   bot_.status = absl::DeadlineExceededError("slow");
   v1::Session s = NewChat();
