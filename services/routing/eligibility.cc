@@ -49,10 +49,7 @@ std::map<QueueId, bool> AgentPool::EligibleQueues(const presence::v1::Agent& age
   for (const std::string& tag : skills.languages()) languages.insert(PrimaryLanguage(tag));
   std::map<common::v1::Channel, bool> channels;  // channel -> has room
   for (const auto& c : agent.profile().capacities()) {
-    if (c.capacity() > 0) {
-      channels.emplace(c.channel(), ClaimsOf(agent.agent_id(), c.channel()) == 0 &&
-                                        c.load() < c.capacity());
-    }
+    if (c.capacity() > 0) channels.emplace(c.channel(), RoomOn(agent.agent_id(), c));
   }
   for (int category : skills.categories()) {
     for (const std::string& language : languages) {
@@ -65,9 +62,9 @@ std::map<QueueId, bool> AgentPool::EligibleQueues(const presence::v1::Agent& age
   return queues;
 }
 
-int AgentPool::ClaimsOf(const std::string& agent_id, common::v1::Channel channel) const {
-  auto it = claims_.find({agent_id, channel});
-  return it == claims_.end() ? 0 : it->second;
+bool AgentPool::RoomOn(const std::string& agent_id,
+                       const presence::v1::ChannelCapacity& capacity) const {
+  return !claimed_.count({agent_id, capacity.channel()}) && capacity.load() < capacity.capacity();
 }
 
 void AgentPool::Index(const presence::v1::Agent& agent, bool add) {
@@ -132,16 +129,14 @@ void AgentPool::MarkFull(const std::string& agent_id, common::v1::Channel channe
 void AgentPool::Claim(const std::string& agent_id, common::v1::Channel channel) {
   auto it = agents_.find(agent_id);
   if (it != agents_.end()) Index(it->second, false);
-  ++claims_[{agent_id, channel}];
+  claimed_.insert({agent_id, channel});
   if (it != agents_.end()) Index(it->second, true);
 }
 
 void AgentPool::Unclaim(const std::string& agent_id, common::v1::Channel channel) {
-  auto claim = claims_.find({agent_id, channel});
-  if (claim == claims_.end()) return;
   auto it = agents_.find(agent_id);
   if (it != agents_.end()) Index(it->second, false);
-  if (--claim->second == 0) claims_.erase(claim);
+  claimed_.erase({agent_id, channel});
   if (it != agents_.end()) Index(it->second, true);
 }
 
@@ -149,9 +144,7 @@ bool AgentPool::HasRoom(const std::string& agent_id, common::v1::Channel channel
   const presence::v1::Agent* agent = Find(agent_id);
   if (agent == nullptr || agent->status() != presence::v1::AGENT_STATUS_ONLINE) return false;
   for (const auto& c : agent->profile().capacities()) {
-    if (c.channel() == channel) {
-      return ClaimsOf(agent_id, channel) == 0 && c.load() < c.capacity();
-    }
+    if (c.channel() == channel) return RoomOn(agent_id, c);
   }
   return false;
 }

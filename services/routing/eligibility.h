@@ -63,7 +63,7 @@ class AgentPool {
   // reports their load again.
   void MarkFull(const std::string& agent_id, common::v1::Channel channel);
   // A reservation at `agent_id` on `channel` is being asked of presence:
-  // until Unclaim the agent has no room there. Claims outlive Remove and
+  // until Unclaim the agent has no room there. A claim outlives Remove and
   // Clear (the reservation is still being made).
   void Claim(const std::string& agent_id, common::v1::Channel channel);
   void Unclaim(const std::string& agent_id, common::v1::Channel channel);
@@ -100,14 +100,15 @@ class AgentPool {
   // it is eligible for.
   void Index(const presence::v1::Agent& agent, bool add);
   // The session queues `agent` is eligible for, each with whether the agent
-  // has room there (unclaimed, load below capacity).
+  // has room there (RoomOn).
   std::map<QueueId, bool> EligibleQueues(const presence::v1::Agent& agent) const;
-  int ClaimsOf(const std::string& agent_id, common::v1::Channel channel) const;
+  // Unclaimed on the capacity's channel, and its load below it.
+  bool RoomOn(const std::string& agent_id, const presence::v1::ChannelCapacity& capacity) const;
 
   std::map<std::string, presence::v1::Agent> agents_;
   std::map<QueueId, QueueIndex> index_;
-  // Reservations being made, by agent and channel.
-  std::map<std::pair<std::string, common::v1::Channel>, int> claims_;
+  // Reservations being made, by agent and channel (one at a time each).
+  std::set<std::pair<std::string, common::v1::Channel>> claimed_;
 };
 
 // The supervisors who may be offered a complaint under `rules`, best first:

@@ -133,11 +133,8 @@ TEST(EligibilityTest, AnAgentWithAReservationBeingMadeTakesNoOtherUntilUnclaimed
   EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));  // though one of two is free
   EXPECT_EQ(pool.SessionCandidates(kChatDepositZh, {}), (std::vector<std::string>{"b"}));
   EXPECT_EQ(pool.Count(kChatDepositZh).available, 1);
-  pool.Claim("a", CHANNEL_CHAT);
-  // Presence's report of the agent keeps the claims in force.
+  // Presence's report of the agent keeps the claim in force.
   pool.Upsert(Agent("a", 5, 2));
-  EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));
-  pool.Unclaim("a", CHANNEL_CHAT);
   EXPECT_FALSE(pool.HasRoom("a", CHANNEL_CHAT));
   pool.Unclaim("a", CHANNEL_CHAT);
   EXPECT_TRUE(pool.HasRoom("a", CHANNEL_CHAT));
@@ -205,7 +202,7 @@ struct Walked {
   int available = 0;
 };
 
-using Claims = std::map<std::pair<std::string, common::v1::Channel>, int>;
+using Claims = std::set<std::pair<std::string, common::v1::Channel>>;
 
 Walked Walk(const std::map<std::string, presence::v1::Agent>& agents, const Claims& claims,
             const QueueId& queue, const OfferRules& rules) {
@@ -252,10 +249,10 @@ TEST(EligibilityTest, TheIndexAnswersAsAWalkOfEveryAgentWouldThroughRandomChange
       const common::v1::Channel channel = channels[random() % 2];
       if (action == 10) {
         pool.Claim(id, channel);
-        ++claims[{id, channel}];
-      } else if (claims.count({id, channel})) {
+        claims.insert({id, channel});
+      } else {
         pool.Unclaim(id, channel);
-        if (--claims[{id, channel}] == 0) claims.erase({id, channel});
+        claims.erase({id, channel});
       }
     } else if (action == 0) {
       pool.Remove(id);

@@ -86,7 +86,9 @@ class OfferListener {
 //
 // Calls to presence and sessions happen outside the lock: an entry being
 // offered or accepted is marked busy so that no one else touches it, and a
-// change that happened meanwhile (a cancel) is noticed afterwards.
+// change that happened meanwhile (a cancel) is noticed afterwards. Up to
+// `concurrent_offers` session offers are decided at once, each at an agent
+// no other decision holds (MakeOffers, AgentPool::Claim).
 //
 // The decision: the next entry is the first in priority then order across
 // the queues some agent can serve (QueueOrder); it goes to the eligible
