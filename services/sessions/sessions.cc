@@ -484,8 +484,43 @@ absl::StatusOr<Sessions::Created> Sessions::ReplayCreation(
   return created;
 }
 
+template <typename T>
+void Sessions::AnswerWhenDurable(Decision<T> decision, Answer<T> done) {
+  // The callback is held by the write it waits for: it must not hold that
+  // write in turn.
+  const std::shared_ptr<storage::PendingWrite> wait = std::move(decision.wait);
+  commits_.Then(wait, [decision = std::move(decision),
+                       done = std::move(done)](absl::Status durable) mutable {
+    if (!durable.ok()) return done(durable);
+    if (decision.answer.ok() && decision.on_durable) decision.on_durable();
+    done(std::move(decision.answer));
+  });
+}
+
+template <typename T>
+absl::StatusOr<T> Sessions::AwaitAnswer(Decision<T> decision) {
+  absl::StatusOr<T> answer;
+  absl::Notification answered;
+  AnswerWhenDurable<T>(std::move(decision), [&](absl::StatusOr<T> given) {
+    answer = std::move(given);
+    answered.Notify();
+  });
+  answered.WaitForNotification();
+  return answer;
+}
+
 absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
                                                    const v1::CreateSessionRequest& request) {
+  return AwaitAnswer(DecideCreate(caller, request));
+}
+
+void Sessions::CreateAsync(const Caller& caller, const v1::CreateSessionRequest& request,
+                           Answer<Created> done) {
+  AnswerWhenDurable(DecideCreate(caller, request), std::move(done));
+}
+
+Sessions::Decision<Sessions::Created> Sessions::DecideCreate(
+    const Caller& caller, const v1::CreateSessionRequest& request) {
   const absl::Time now = clock_->Now();
   absl::StatusOr<NewSession> checked = ValidateCreate(caller, request, now);
   if (!checked.ok()) return checked.status();
@@ -534,6 +569,8 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
         stamp = settled_.Stamp(request_key);
       }
       if (hit) {
+        // A retry while the first is on its way to disk: rare enough to
+        // wait for on this thread (the replay reads the store).
         if (absl::Status s = commits_.Await(hit->write); !s.ok()) return s;
         return ReplayCreation(caller, hit->session_id, hit->first_message,
                               request.first_client_message_id());
@@ -646,27 +683,44 @@ absl::StatusOr<Sessions::Created> Sessions::Create(const Caller& caller,
     Commit(std::move(write), std::move(keys), pending);
     break;
   }
-  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
-  fault::Point("sessions.create.after_commit");
-  if (bot_turn) StartBotTurn(*created.first_message);
-  if (routing) ScheduleRouting(session_id);
-  return created;
+  std::optional<v1::Message> first_turn;
+  if (bot_turn) first_turn = created.first_message;
+  Decision<Created> decided(std::move(created));
+  decided.wait = std::move(pending);
+  decided.on_durable = [this, first_turn = std::move(first_turn), routing, session_id] {
+    fault::Point("sessions.create.after_commit");
+    if (first_turn) StartBotTurn(*first_turn);
+    if (routing) ScheduleRouting(session_id);
+  };
+  return decided;
+}
+
+Sessions::MemoryRead Sessions::ReadMemory(const Caller& caller,
+                                          const std::string& session_id) {
+  MemoryRead read;
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Live*> live = FindLive(caller, session_id);
+  if (!live.ok()) {
+    read.answer = live.status();
+  } else if (*live != nullptr) {
+    // Never a state that is not durable yet (a crash could still take it
+    // back): with a write in flight the answer waits for it, then looks
+    // again (for a change made meanwhile).
+    const std::shared_ptr<storage::PendingWrite>& pending = (*live)->last_write;
+    if (pending != nullptr && !pending->settled()) {
+      read.wait = pending;
+    } else {
+      read.answer = ViewFor((*live)->record.session, caller, clock_->Now());
+    }
+  }
+  return read;
 }
 
 std::optional<absl::StatusOr<v1::Session>> Sessions::TryGet(const Caller& caller,
                                                             const std::string& session_id) {
-  {
-    absl::MutexLock lock(&mu_);
-    absl::StatusOr<Live*> live = FindLive(caller, session_id);
-    if (!live.ok()) return live.status();
-    if (*live != nullptr) {
-      // Never a state that is not durable yet (a crash could still take it
-      // back): with a write in flight the read goes to Get, which waits.
-      const std::shared_ptr<storage::PendingWrite>& pending = (*live)->last_write;
-      if (pending != nullptr && !pending->settled()) return std::nullopt;
-      return ViewFor((*live)->record.session, caller, clock_->Now());
-    }
-  }
+  MemoryRead read = ReadMemory(caller, session_id);
+  if (read.answer) return std::move(read.answer);
+  if (read.wait != nullptr) return std::nullopt;
   std::optional<SessionRecord> cached = closed_.Get(session_id);
   if (!cached) return std::nullopt;
   const absl::Time now = clock_->Now();
@@ -677,20 +731,10 @@ std::optional<absl::StatusOr<v1::Session>> Sessions::TryGet(const Caller& caller
 absl::StatusOr<v1::Session> Sessions::Get(const Caller& caller,
                                           const std::string& session_id) {
   while (true) {
-    std::shared_ptr<storage::PendingWrite> pending;
-    {
-      absl::MutexLock lock(&mu_);
-      absl::StatusOr<Live*> live = FindLive(caller, session_id);
-      if (!live.ok()) return live.status();
-      if (*live == nullptr) break;
-      pending = (*live)->last_write;
-      if (pending == nullptr || pending->settled()) {
-        return ViewFor((*live)->record.session, caller, clock_->Now());
-      }
-    }
-    // The session's latest change is on its way to disk: answer once it is
-    // there (and look again, for a change made meanwhile).
-    if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
+    MemoryRead read = ReadMemory(caller, session_id);
+    if (read.answer) return *std::move(read.answer);
+    if (read.wait == nullptr) break;
+    if (absl::Status s = commits_.Await(read.wait); !s.ok()) return s;
   }
   if (std::optional<absl::StatusOr<v1::Session>> quick = TryGet(caller, session_id)) {
     return *std::move(quick);
@@ -698,6 +742,34 @@ absl::StatusOr<v1::Session> Sessions::Get(const Caller& caller,
   absl::StatusOr<SessionRecord> record = ReadClosed(caller, session_id);
   if (!record.ok()) return record.status();
   return ViewFor(record->session, caller, clock_->Now());
+}
+
+void Sessions::GetAsync(const Caller& caller, const std::string& session_id,
+                        Answer<v1::Session> done) {
+  AnswerGet(caller, session_id, /*may_block=*/true, std::move(done));
+}
+
+void Sessions::AnswerGet(const Caller& caller, const std::string& session_id, bool may_block,
+                         Answer<v1::Session> done) {
+  MemoryRead read = ReadMemory(caller, session_id);
+  if (read.answer) return done(*std::move(read.answer));
+  if (read.wait != nullptr) {
+    commits_.Then(read.wait, [this, caller, session_id,
+                              done = std::move(done)](absl::Status durable) mutable {
+      if (!durable.ok()) return done(durable);
+      AnswerGet(caller, session_id, /*may_block=*/false, std::move(done));
+    });
+    return;
+  }
+  if (may_block) return done(Get(caller, session_id));
+  // Left memory meanwhile (closed and evicted): the cache, else the store,
+  // which the commit thread does not read.
+  if (std::optional<absl::StatusOr<v1::Session>> quick = TryGet(caller, session_id)) {
+    return done(*std::move(quick));
+  }
+  background_([this, caller, session_id, done = std::move(done)] {
+    done(Get(caller, session_id));
+  });
 }
 
 absl::StatusOr<Sessions::SessionPage> Sessions::List(const Caller& caller,
@@ -756,34 +828,17 @@ absl::StatusOr<Sessions::Sent> Sessions::SendMessage(const Caller& caller,
                                                      const std::string& session_id,
                                                      const std::string& client_message_id,
                                                      const v1::NewMessage& message) {
-  absl::StatusOr<Sent> answer;
-  absl::Notification answered;
-  SendMessageAsync(caller, session_id, client_message_id, message,
-                   [&](absl::StatusOr<Sent> sent) {
-                     answer = std::move(sent);
-                     answered.Notify();
-                   });
-  answered.WaitForNotification();
-  return answer;
+  return AwaitAnswer(DecideMessage(caller, session_id, client_message_id, message));
 }
 
 void Sessions::SendMessageAsync(const Caller& caller, const std::string& session_id,
                                 const std::string& client_message_id,
-                                const v1::NewMessage& message, SentCallback done) {
-  SendDecision decided = DecideMessage(caller, session_id, client_message_id, message);
-  if (decided.wait == nullptr) return done(std::move(decided.answer));
-  // The callback is held by the write it waits for: it must not hold that
-  // write in turn.
-  const std::shared_ptr<storage::PendingWrite> wait = std::move(decided.wait);
-  commits_.Then(wait, [this, decided = std::move(decided),
-                       done = std::move(done)](absl::Status durable) mutable {
-    if (!durable.ok()) return done(durable);
-    if (decided.bot_turn) StartBotTurn(decided.answer->message);
-    done(std::move(decided.answer));
-  });
+                                const v1::NewMessage& message, Answer<Sent> done) {
+  AnswerWhenDurable(DecideMessage(caller, session_id, client_message_id, message),
+                    std::move(done));
 }
 
-Sessions::SendDecision Sessions::DecideMessage(const Caller& caller,
+Sessions::Decision<Sessions::Sent> Sessions::DecideMessage(const Caller& caller,
                                                const std::string& session_id,
                                                const std::string& client_message_id,
                                                const v1::NewMessage& message) {
@@ -826,7 +881,7 @@ Sessions::SendDecision Sessions::DecideMessage(const Caller& caller,
     if (hit) {
       // Answered as the first write was, once it is durable (or with its
       // failure).
-      SendDecision replay(
+      Decision<Sent> replay(
           ReplayMessage(caller, fingerprint, hit->message, hit->fingerprint, state));
       replay.wait = hit->write;
       return replay;
@@ -926,9 +981,11 @@ Sessions::SendDecision Sessions::DecideMessage(const Caller& caller,
     if (absl::Status s = CheckMayWrite(caller, record->session); !s.ok()) return s;
     return WrongState(record->session, "it accepts no messages");
   }
-  SendDecision decided(std::move(sent));
+  Decision<Sent> decided(sent);
   decided.wait = std::move(pending);
-  decided.bot_turn = bot_turn;
+  if (bot_turn) {
+    decided.on_durable = [this, message = std::move(sent.message)] { StartBotTurn(message); };
+  }
   return decided;
 }
 
@@ -1522,6 +1579,25 @@ absl::StatusOr<v1::Session> Sessions::Escalate(const Caller& caller,
 absl::Status Sessions::RecordOffer(const Caller& caller, const std::string& session_id,
                                    const std::string& agent_id, const std::string& offer_id,
                                    absl::Time expires_at) {
+  return AwaitAnswer(DecideRecordOffer(caller, session_id, agent_id, offer_id, expires_at))
+      .status();
+}
+
+void Sessions::RecordOfferAsync(const Caller& caller, const std::string& session_id,
+                                const std::string& agent_id, const std::string& offer_id,
+                                absl::Time expires_at, std::function<void(absl::Status)> done) {
+  AnswerWhenDurable<std::monostate>(
+      DecideRecordOffer(caller, session_id, agent_id, offer_id, expires_at),
+      [done = std::move(done)](absl::StatusOr<std::monostate> recorded) {
+        done(recorded.status());
+      });
+}
+
+Sessions::Decision<std::monostate> Sessions::DecideRecordOffer(const Caller& caller,
+                                                              const std::string& session_id,
+                                                              const std::string& agent_id,
+                                                              const std::string& offer_id,
+                                                              absl::Time expires_at) {
   if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
   if (absl::Status s = validation::ValidateId("offer_id", offer_id); !s.ok()) return s;
   const absl::Time now = clock_->Now();
@@ -1555,9 +1631,10 @@ absl::Status Sessions::RecordOffer(const Caller& caller, const std::string& sess
     if (!record.ok()) return record.status();
     return WrongState(record->session, "not QUEUED");
   }
-  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
-  if (replaced) NotifyAccess(session_id);
-  return absl::OkStatus();
+  Decision<std::monostate> decided(std::monostate{});
+  decided.wait = std::move(pending);
+  if (replaced) decided.on_durable = [this, session_id] { NotifyAccess(session_id); };
+  return decided;
 }
 
 absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
@@ -1565,6 +1642,21 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
                                                   const std::string& agent_id,
                                                   const std::string& display_name,
                                                   const std::string& offer_id) {
+  return AwaitAnswer(DecideAssignAgent(caller, session_id, agent_id, display_name, offer_id));
+}
+
+void Sessions::AssignAgentAsync(const Caller& caller, const std::string& session_id,
+                                const std::string& agent_id, const std::string& display_name,
+                                const std::string& offer_id, Answer<v1::Session> done) {
+  AnswerWhenDurable(DecideAssignAgent(caller, session_id, agent_id, display_name, offer_id),
+                    std::move(done));
+}
+
+Sessions::Decision<v1::Session> Sessions::DecideAssignAgent(const Caller& caller,
+                                                            const std::string& session_id,
+                                                            const std::string& agent_id,
+                                                            const std::string& display_name,
+                                                            const std::string& offer_id) {
   if (absl::Status s = validation::ValidateId("agent_id", agent_id); !s.ok()) return s;
   if (absl::Status s = validation::ValidateId("offer_id", offer_id); !s.ok()) return s;
   if (absl::Status s =
@@ -1635,8 +1727,9 @@ absl::StatusOr<v1::Session> Sessions::AssignAgent(const Caller& caller,
     }
     return WrongState(record->session, "only QUEUED sessions can be assigned");
   }
-  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
-  return view;
+  Decision<v1::Session> decided(std::move(view));
+  decided.wait = std::move(pending);
+  return decided;
 }
 
 absl::StatusOr<v1::Session> Sessions::Transfer(const Caller& caller,
@@ -1788,6 +1881,19 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
                                               const std::string& session_id,
                                               const std::string& summary,
                                               const std::string& request_id) {
+  return AwaitAnswer(DecideResolve(caller, session_id, summary, request_id));
+}
+
+void Sessions::ResolveAsync(const Caller& caller, const std::string& session_id,
+                            const std::string& summary, const std::string& request_id,
+                            Answer<v1::Session> done) {
+  AnswerWhenDurable(DecideResolve(caller, session_id, summary, request_id), std::move(done));
+}
+
+Sessions::Decision<v1::Session> Sessions::DecideResolve(const Caller& caller,
+                                                        const std::string& session_id,
+                                                        const std::string& summary,
+                                                        const std::string& request_id) {
   if (absl::Status s = ValidateKey("request_id", request_id, false); !s.ok()) return s;
   if (absl::Status s = validation::ValidateText("resolution_summary", summary, kMaxSummary);
       !s.ok()) {
@@ -1866,9 +1972,10 @@ absl::StatusOr<v1::Session> Sessions::Resolve(const Caller& caller,
     return WrongState(record->session,
                       "only ASSIGNED (or BOT, by the customer) sessions can be resolved");
   }
-  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
-  if (routing) ScheduleRouting(session_id);
-  return view;
+  Decision<v1::Session> decided(std::move(view));
+  decided.wait = std::move(pending);
+  if (routing) decided.on_durable = [this, session_id] { ScheduleRouting(session_id); };
+  return decided;
 }
 
 absl::StatusOr<v1::Session> Sessions::Reopen(const Caller& caller,
@@ -2035,6 +2142,17 @@ absl::StatusOr<v1::Session> Sessions::ContinueByEmail(const Caller& caller,
 absl::StatusOr<v1::Session> Sessions::Close(const Caller& caller,
                                             const std::string& session_id,
                                             v1::CloseReason requested) {
+  return AwaitAnswer(DecideClose(caller, session_id, requested));
+}
+
+void Sessions::CloseAsync(const Caller& caller, const std::string& session_id,
+                          v1::CloseReason requested, Answer<v1::Session> done) {
+  AnswerWhenDurable(DecideClose(caller, session_id, requested), std::move(done));
+}
+
+Sessions::Decision<v1::Session> Sessions::DecideClose(const Caller& caller,
+                                                      const std::string& session_id,
+                                                      v1::CloseReason requested) {
   absl::StatusOr<v1::CloseReason> reason = CloseReasonFor(caller, requested);
   if (!reason.ok()) return reason.status();
   if (absl::Status s = commits_.CheckWritable(); !s.ok()) return s;
@@ -2078,10 +2196,15 @@ absl::StatusOr<v1::Session> Sessions::Close(const Caller& caller,
     if (!record.ok()) return record.status();
     return ViewFor(record->session, caller, clock_->Now());
   }
-  if (absl::Status s = commits_.Await(pending); !s.ok()) return s;
-  if (routing) ScheduleRouting(session_id);
-  if (decided) MaybeEvict(session_id);
-  return view;
+  Decision<v1::Session> decision(std::move(view));
+  decision.wait = std::move(pending);
+  if (decided) {
+    decision.on_durable = [this, routing, session_id] {
+      if (routing) ScheduleRouting(session_id);
+      MaybeEvict(session_id);
+    };
+  }
+  return decision;
 }
 
 absl::StatusOr<Sessions::Callback> Sessions::RequestCallback(

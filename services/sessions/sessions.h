@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -149,8 +150,25 @@ class Sessions : public AttachmentBackend {
     std::optional<v1::Message> first_message;
     bool replayed = false;
   };
+  // The answer of a write's ...Async form: exactly what the blocking form
+  // returns, given once and without blocking when the write it reflects is
+  // durable: at once, on the calling thread, when there is nothing to wait
+  // for (an error, a replay of a stored write); else on the store's commit
+  // thread, after the write's events are published, in commit order. If
+  // that write fails, its failure is the answer. Must not block.
+  //
+  // The ...Async forms decide on the calling thread (they may read the
+  // store: call them from a worker thread) and return; no thread waits for
+  // the disk. The gRPC adapter uses them; the blocking forms wait for the
+  // answer.
+  template <typename T>
+  using Answer = std::function<void(absl::StatusOr<T>)>;
+
   absl::StatusOr<Created> Create(const Caller& caller,
                                  const v1::CreateSessionRequest& request);
+  // The new session's bot turn is queued, and routing told, before `done`.
+  void CreateAsync(const Caller& caller, const v1::CreateSessionRequest& request,
+                   Answer<Created> done);
 
   // Non-blocking: the session if it is in memory (open, or a recently used
   // CLOSED one) with its latest change durable, an error that needs no
@@ -160,6 +178,11 @@ class Sessions : public AttachmentBackend {
   std::optional<absl::StatusOr<v1::Session>> TryGet(const Caller& caller,
                                                     const std::string& session_id);
   absl::StatusOr<v1::Session> Get(const Caller& caller, const std::string& session_id);
+  // Get that waits for a change on its way to disk without holding the
+  // calling thread (a worker's: a session out of memory is read from the
+  // store).
+  void GetAsync(const Caller& caller, const std::string& session_id,
+                Answer<v1::Session> done);
 
   using ListFilter = sessions::ListFilter;
   struct SessionPage {
@@ -180,19 +203,11 @@ class Sessions : public AttachmentBackend {
   absl::StatusOr<Sent> SendMessage(const Caller& caller, const std::string& session_id,
                                    const std::string& client_message_id,
                                    const v1::NewMessage& message);
-  // The answer to SendMessageAsync. Must not block.
-  using SentCallback = std::function<void(absl::StatusOr<Sent>)>;
-  // SendMessage without holding the calling thread until the commit: it
-  // decides on the calling thread (reading the store, so a worker thread),
-  // then `done` gets exactly SendMessage's answer once the write it reflects
-  // is durable: at once, on this thread, when there is nothing to wait for
-  // (an error, a replay of a stored message); else on the store's commit
-  // thread, after the events are published and in commit order (a replay
-  // of a message still pending waits for that message's write, and gets its
-  // failure if it fails). The customer's bot turn is queued before `done`.
+  // A replay of a message still pending waits for that message's write.
+  // The customer's bot turn is queued before `done`.
   void SendMessageAsync(const Caller& caller, const std::string& session_id,
                         const std::string& client_message_id, const v1::NewMessage& message,
-                        SentCallback done);
+                        Answer<Sent> done);
 
   struct MessagePage {
     std::vector<v1::Message> messages;
@@ -240,11 +255,17 @@ class Sessions : public AttachmentBackend {
   absl::Status RecordOffer(const Caller& caller, const std::string& session_id,
                            const std::string& agent_id, const std::string& offer_id,
                            absl::Time expires_at);
+  void RecordOfferAsync(const Caller& caller, const std::string& session_id,
+                        const std::string& agent_id, const std::string& offer_id,
+                        absl::Time expires_at, std::function<void(absl::Status)> done);
   absl::StatusOr<v1::Session> AssignAgent(const Caller& caller,
                                           const std::string& session_id,
                                           const std::string& agent_id,
                                           const std::string& display_name,
                                           const std::string& offer_id);
+  void AssignAgentAsync(const Caller& caller, const std::string& session_id,
+                        const std::string& agent_id, const std::string& display_name,
+                        const std::string& offer_id, Answer<v1::Session> done);
   absl::StatusOr<v1::Session> Transfer(const Caller& caller,
                                        const v1::TransferSessionRequest& request);
   absl::StatusOr<v1::Session> Requeue(const Caller& caller, const std::string& session_id,
@@ -252,11 +273,16 @@ class Sessions : public AttachmentBackend {
   absl::StatusOr<v1::Session> Resolve(const Caller& caller, const std::string& session_id,
                                       const std::string& summary,
                                       const std::string& request_id);
+  void ResolveAsync(const Caller& caller, const std::string& session_id,
+                    const std::string& summary, const std::string& request_id,
+                    Answer<v1::Session> done);
   absl::StatusOr<v1::Session> Reopen(const Caller& caller, const std::string& session_id,
                                      const std::string& reason,
                                      const std::string& request_id);
   absl::StatusOr<v1::Session> Close(const Caller& caller, const std::string& session_id,
                                     v1::CloseReason reason);
+  void CloseAsync(const Caller& caller, const std::string& session_id, v1::CloseReason reason,
+                  Answer<v1::Session> done);
 
   struct Callback {
     v1::CallbackRequest callback;
@@ -467,22 +493,58 @@ class Sessions : public AttachmentBackend {
   absl::StatusOr<Created> ReplayCreation(const Caller& caller, const std::string& session_id,
                                          std::optional<v1::Message> first_message,
                                          const std::string& first_client_message_id);
-  // A SendMessage decided: its answer, to give once `wait` (null: nothing)
-  // is durable; if that write fails, the failure is the answer instead.
-  struct SendDecision {
-    // An answer given as it is (errors, stored replays) or once `wait` is
-    // durable.
-    SendDecision(absl::StatusOr<Sent> answer) : answer(std::move(answer)) {}
-    SendDecision(absl::Status error) : answer(std::move(error)) {}
+  // A write decided: its answer, to give once `wait` (null: nothing) is
+  // durable; if that write fails, the failure is the answer instead.
+  template <typename T>
+  struct Decision {
+    Decision(T value) : answer(std::move(value)) {}
+    Decision(absl::StatusOr<T> answer) : answer(std::move(answer)) {}
+    Decision(absl::Status error) : answer(std::move(error)) {}
 
-    absl::StatusOr<Sent> answer;
+    absl::StatusOr<T> answer;
     std::shared_ptr<storage::PendingWrite> wait;
-    // Start the customer message's bot turn once it is durable.
-    bool bot_turn = false;
+    // Runs once `wait` is durable, before the answer, if the answer is OK:
+    // what must follow the write (a bot turn, telling routing). Must not
+    // block.
+    std::function<void()> on_durable;
   };
-  // SendMessage up to the write it waits for: validates, finds a replay,
-  // or decides and queues the new message.
-  SendDecision DecideMessage(const Caller& caller, const std::string& session_id,
+  // Gives `decision`'s answer to `done` as the ...Async forms promise.
+  template <typename T>
+  void AnswerWhenDurable(Decision<T> decision, Answer<T> done);
+  // The blocking forms: waits for AnswerWhenDurable's answer.
+  template <typename T>
+  absl::StatusOr<T> AwaitAnswer(Decision<T> decision);
+
+  // The write RPCs up to the write they wait for: validate, find a replay,
+  // or decide and queue the change.
+  Decision<Created> DecideCreate(const Caller& caller, const v1::CreateSessionRequest& request);
+  Decision<std::monostate> DecideRecordOffer(const Caller& caller,
+                                             const std::string& session_id,
+                                             const std::string& agent_id,
+                                             const std::string& offer_id,
+                                             absl::Time expires_at);
+  Decision<v1::Session> DecideAssignAgent(const Caller& caller, const std::string& session_id,
+                                          const std::string& agent_id,
+                                          const std::string& display_name,
+                                          const std::string& offer_id);
+  Decision<v1::Session> DecideResolve(const Caller& caller, const std::string& session_id,
+                                      const std::string& summary,
+                                      const std::string& request_id);
+  Decision<v1::Session> DecideClose(const Caller& caller, const std::string& session_id,
+                                    v1::CloseReason requested);
+  // A session in memory as `caller` may see it: the answer, or the write to
+  // wait for before answering (the session's latest change, not durable
+  // yet), or neither when it is not in memory (the cache or the store).
+  struct MemoryRead {
+    std::optional<absl::StatusOr<v1::Session>> answer;
+    std::shared_ptr<storage::PendingWrite> wait;
+  };
+  MemoryRead ReadMemory(const Caller& caller, const std::string& session_id);
+  // GetAsync's answer, once a write it waited for is durable: `may_block`
+  // is false on the commit thread (a store read then goes to background_).
+  void AnswerGet(const Caller& caller, const std::string& session_id, bool may_block,
+                 Answer<v1::Session> done);
+  Decision<Sent> DecideMessage(const Caller& caller, const std::string& session_id,
                              const std::string& client_message_id,
                              const v1::NewMessage& message);
   absl::StatusOr<Sent> ReplayMessage(const Caller& caller, const std::string& fingerprint,

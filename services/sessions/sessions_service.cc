@@ -42,6 +42,17 @@ class Permit {
   const std::string key_;
 };
 
+// The answer of a write that returns the session: fills `response` and ends
+// the call. Responses of those RPCs all carry it in their `session` field.
+template <typename Response>
+Sessions::Answer<v1::Session> SessionAnswer(Response* response, FinishUnary finish) {
+  return [response, finish = std::move(finish)](absl::StatusOr<v1::Session> session) {
+    if (!session.ok()) return finish(session.status());
+    *response->mutable_session() = *std::move(session);
+    finish(absl::OkStatus());
+  };
+}
+
 }  // namespace
 
 // One StreamSessionEvents stream. Subscribes, replays the store up to the
@@ -371,13 +382,19 @@ grpc::ServerUnaryReactor* SessionsService::CreateSession(
     v1::CreateSessionResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, "CreateSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *caller, [this, caller = *caller, request, response] {
-    absl::StatusOr<Sessions::Created> created = sessions_->Create(caller, *request);
-    if (!created.ok()) return created.status();
-    *response->mutable_session() = std::move(created->session);
-    if (created->first_message) *response->mutable_first_message() = *created->first_message;
-    response->set_replayed(created->replayed);
-    return absl::OkStatus();
+  return RunAsync(context, *caller, [this, caller = *caller, request,
+                                     response](FinishUnary finish) {
+    sessions_->CreateAsync(
+        caller, *request,
+        [response, finish = std::move(finish)](absl::StatusOr<Sessions::Created> created) {
+          if (!created.ok()) return finish(created.status());
+          *response->mutable_session() = std::move(created->session);
+          if (created->first_message) {
+            *response->mutable_first_message() = *std::move(created->first_message);
+          }
+          response->set_replayed(created->replayed);
+          finish(absl::OkStatus());
+        });
   });
 }
 
@@ -386,17 +403,16 @@ grpc::ServerUnaryReactor* SessionsService::GetSession(grpc::CallbackServerContex
                                                       v1::GetSessionResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, "GetSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  // In memory: answered on the callback thread. Else read on the pool.
+  // In memory: answered on the callback thread. Else on the pool, which
+  // reads the store or hands the wait for a change to the commit.
   if (std::optional<absl::StatusOr<v1::Session>> session =
           sessions_->TryGet(*caller, request->session_id())) {
     if (session->ok()) *response->mutable_session() = std::move(**session);
     return FinishNow(context, session->status());
   }
-  return Run(context, *caller, [this, caller = *caller, request, response] {
-    absl::StatusOr<v1::Session> session = sessions_->Get(caller, request->session_id());
-    if (!session.ok()) return session.status();
-    *response->mutable_session() = std::move(*session);
-    return absl::OkStatus();
+  return RunAsync(context, *caller, [this, caller = *caller, request,
+                                     response](FinishUnary finish) {
+    sessions_->GetAsync(caller, request->session_id(), SessionAnswer(response, finish));
   });
 }
 
@@ -575,10 +591,11 @@ grpc::ServerUnaryReactor* SessionsService::RecordOffer(grpc::CallbackServerConte
   if (!request->has_expires_at()) {
     return FinishNow(context, absl::InvalidArgumentError("expires_at: required"));
   }
-  return Run(context, *caller, [this, caller = *caller, request] {
-    return sessions_->RecordOffer(caller, request->session_id(), request->agent_id(),
-                                  request->offer_id(),
-                                  protoutil::FromTimestamp(request->expires_at()));
+  return RunAsync(context, *caller, [this, caller = *caller, request](FinishUnary finish) {
+    sessions_->RecordOfferAsync(caller, request->session_id(), request->agent_id(),
+                                request->offer_id(),
+                                protoutil::FromTimestamp(request->expires_at()),
+                                std::move(finish));
   });
 }
 
@@ -587,13 +604,11 @@ grpc::ServerUnaryReactor* SessionsService::AssignAgent(grpc::CallbackServerConte
                                                        v1::AssignAgentResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, "AssignAgent");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *caller, [this, caller = *caller, request, response] {
-    absl::StatusOr<v1::Session> session =
-        sessions_->AssignAgent(caller, request->session_id(), request->agent_id(),
-                               request->agent_display_name(), request->offer_id());
-    if (!session.ok()) return session.status();
-    *response->mutable_session() = std::move(*session);
-    return absl::OkStatus();
+  return RunAsync(context, *caller, [this, caller = *caller, request,
+                                     response](FinishUnary finish) {
+    sessions_->AssignAgentAsync(caller, request->session_id(), request->agent_id(),
+                                request->agent_display_name(), request->offer_id(),
+                                SessionAnswer(response, finish));
   });
 }
 
@@ -630,13 +645,10 @@ grpc::ServerUnaryReactor* SessionsService::ResolveSession(
     v1::ResolveSessionResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, "ResolveSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *caller, [this, caller = *caller, request, response] {
-    absl::StatusOr<v1::Session> session =
-        sessions_->Resolve(caller, request->session_id(), request->resolution_summary(),
-                           request->request_id());
-    if (!session.ok()) return session.status();
-    *response->mutable_session() = std::move(*session);
-    return absl::OkStatus();
+  return RunAsync(context, *caller, [this, caller = *caller, request,
+                                     response](FinishUnary finish) {
+    sessions_->ResolveAsync(caller, request->session_id(), request->resolution_summary(),
+                            request->request_id(), SessionAnswer(response, finish));
   });
 }
 
@@ -659,12 +671,10 @@ grpc::ServerUnaryReactor* SessionsService::CloseSession(grpc::CallbackServerCont
                                                         v1::CloseSessionResponse* response) {
   absl::StatusOr<Caller> caller = Authenticate(context, "CloseSession");
   if (!caller.ok()) return FinishNow(context, caller.status());
-  return Run(context, *caller, [this, caller = *caller, request, response] {
-    absl::StatusOr<v1::Session> session =
-        sessions_->Close(caller, request->session_id(), request->reason());
-    if (!session.ok()) return session.status();
-    *response->mutable_session() = std::move(*session);
-    return absl::OkStatus();
+  return RunAsync(context, *caller, [this, caller = *caller, request,
+                                     response](FinishUnary finish) {
+    sessions_->CloseAsync(caller, request->session_id(), request->reason(),
+                          SessionAnswer(response, finish));
   });
 }
 

@@ -20,14 +20,18 @@ namespace switchboard::sessions {
 // The gRPC adapter of sessions: authenticates each call, checks the caller
 // against the RPC's (switchboard.auth.v1.access) option in
 // sessions_service.proto, converts messages, runs the logic on
-// the blocking pool and maps statuses. SendMessage, the hot write, ends from
-// its group commit's callback (Sessions::SendMessageAsync), so its worker is
-// free as soon as the message is decided. Per-session access (a customer's own
-// sessions, an agent's assigned or offered ones) is the logic's.
+// the blocking pool and maps statuses. The writes of every conversation
+// (CreateSession, SendMessage, RecordOffer, AssignAgent, ResolveSession,
+// CloseSession) end from their group commit's callback (the logic's ...Async
+// forms), so a worker is free as soon as the write is decided, not parked
+// for the disk; the rarer writes wait on their worker. Per-session access (a
+// customer's own sessions, an agent's assigned or offered ones) is the
+// logic's.
 //
 // GetSession and UpdateTyping are answered on gRPC's callback thread when
-// the session is in memory (open work and recently read CLOSED sessions);
-// only a miss goes to the pool to read the store.
+// the session is in memory (open work and recently read CLOSED sessions)
+// and its latest change is durable; else the pool reads the store, or
+// GetSession ends from the commit of the change it waits for.
 //
 // Fairness under load, per principal (the token's subject and role):
 // unary calls queued or running at once, open streams, and the rate of

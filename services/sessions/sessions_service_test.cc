@@ -649,6 +649,133 @@ TEST_F(SessionsServiceTest, MessagesWaitingForTheDiskHoldNoWorkerAndAFailedCommi
             StatusCode::UNAVAILABLE);
 }
 
+TEST_F(SessionsServiceTest, EveryConversationWriteWaitsForTheDiskWithoutAWorker) {
+  // Sessions in the states the writes below need, routing told of each.
+  auto queued = [&](const std::string& customer) {
+    v1::Session s = CreateChat(Customer(customer));
+    EXPECT_TRUE(Send(Customer(customer), s.session_id(), "human", "m1").ok());
+    EXPECT_TRUE(WaitForState(s.session_id(), v1::SESSION_STATE_QUEUED));
+    EXPECT_TRUE(env_->routing.WaitForEnqueue(s.session_id()).has_value());
+    return s.session_id();
+  };
+  const std::string to_offer = queued("cust-1");
+  const std::string to_assign = queued("cust-2");
+  const std::string to_resolve = queued("cust-3");
+  v1::AssignAgentRequest assign;
+  assign.set_session_id(to_resolve);
+  assign.set_agent_id("agent-1");
+  assign.set_offer_id("offer-0");
+  v1::AssignAgentResponse assigned;
+  ASSERT_TRUE(stub().AssignAgent(ContextWithToken(Routing()).get(), assign, &assigned).ok());
+  const std::string to_close = CreateChat(Customer("cust-4")).session_id();
+
+  env_->gate->Close();
+  // More calls than the pool has workers (8), each waiting for the disk.
+  struct Call {
+    std::unique_ptr<grpc::ClientContext> context;
+    grpc::Status status;
+  };
+  std::vector<Call> calls(9);
+  absl::BlockingCounter answered(static_cast<int>(calls.size()));
+  int next = 0;
+  auto start = [&](const std::string& token) {
+    Call& call = calls[next++];
+    call.context = ContextWithToken(token, absl::Seconds(30));
+    return std::make_pair(call.context.get(), [&call, &answered](grpc::Status status) {
+      call.status = std::move(status);
+      answered.DecrementCount();
+    });
+  };
+  v1::CreateSessionRequest create;
+  create.set_channel(common::v1::CHANNEL_CHAT);
+  create.mutable_first_message()->set_text("hello");
+  std::vector<v1::CreateSessionResponse> created(4);
+  for (int i = 0; i < 4; ++i) {
+    auto [context, done] = start(Customer(absl::StrCat("cust-new-", i)));
+    stub().async()->CreateSession(context, &create, &created[i], done);
+  }
+  v1::RecordOfferRequest offer;
+  offer.set_session_id(to_offer);
+  offer.set_agent_id("agent-2");
+  offer.set_offer_id("offer-1");
+  protoutil::ToTimestamp(absl::Now() + absl::Minutes(5), offer.mutable_expires_at());
+  v1::RecordOfferResponse offered;
+  {
+    auto [context, done] = start(Routing());
+    stub().async()->RecordOffer(context, &offer, &offered, done);
+  }
+  v1::AssignAgentRequest assign_now = assign;
+  assign_now.set_session_id(to_assign);
+  assign_now.set_agent_id("agent-3");
+  assign_now.set_offer_id("offer-2");
+  v1::AssignAgentResponse assigned_now;
+  {
+    auto [context, done] = start(Routing());
+    stub().async()->AssignAgent(context, &assign_now, &assigned_now, done);
+  }
+  v1::ResolveSessionRequest resolve;
+  resolve.set_session_id(to_resolve);
+  v1::ResolveSessionResponse resolved;
+  {
+    auto [context, done] = start(Agent("agent-1"));
+    stub().async()->ResolveSession(context, &resolve, &resolved, done);
+  }
+  v1::CloseSessionRequest close;
+  close.set_session_id(to_close);
+  v1::CloseSessionResponse closed;
+  {
+    auto [context, done] = start(Customer("cust-4"));
+    stub().async()->CloseSession(context, &close, &closed, done);
+  }
+  ASSERT_TRUE(env_->gate->AwaitHeld(1));
+  // Once the close is decided (its write in flight, so the session is not
+  // readable from memory), a read of the session waits for it too.
+  const Caller closer{"cust-4", Role::kCustomer};
+  for (int tries = 0; env_->sessions->TryGet(closer, to_close).has_value() && tries < 500;
+       ++tries) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_FALSE(env_->sessions->TryGet(closer, to_close).has_value());
+  v1::GetSessionRequest get;
+  get.set_session_id(to_close);
+  v1::GetSessionResponse got;
+  {
+    auto [context, done] = start(Customer("cust-4"));
+    stub().async()->GetSession(context, &get, &got, done);
+  }
+  ASSERT_EQ(next, static_cast<int>(calls.size()));
+  absl::SleepFor(absl::Milliseconds(200));
+
+  // None of them holds a worker: a call that needs one is served.
+  v1::ListMessagesRequest list;
+  list.set_session_id(to_offer);
+  v1::ListMessagesResponse messages;
+  auto list_context = ContextWithToken(Customer("cust-1"), absl::Seconds(10));
+  grpc::Status listed = stub().ListMessages(list_context.get(), list, &messages);
+  EXPECT_TRUE(listed.ok()) << listed.error_message();
+
+  env_->gate->Open();
+  answered.Wait();
+  for (const Call& call : calls) EXPECT_TRUE(call.status.ok()) << call.status.error_message();
+  for (const v1::CreateSessionResponse& response : created) {
+    EXPECT_EQ(response.session().state(), v1::SESSION_STATE_BOT);
+    EXPECT_EQ(response.first_message().text(), "hello");
+  }
+  EXPECT_EQ(Get(to_offer).offered_agent_id(), "agent-2");
+  EXPECT_EQ(assigned_now.session().state(), v1::SESSION_STATE_ASSIGNED);
+  EXPECT_EQ(resolved.session().state(), v1::SESSION_STATE_RESOLVED);
+  EXPECT_EQ(closed.session().state(), v1::SESSION_STATE_CLOSED);
+  EXPECT_EQ(got.session().state(), v1::SESSION_STATE_CLOSED)
+      << "a read during the close answered with what was not durable yet";
+  // What follows each write still happens once it is durable.
+  EXPECT_TRUE(env_->routing.WaitForCancel(to_resolve));
+  const std::string& greeted = created[0].session().session_id();
+  for (int tries = 0; Get(greeted).message_count() < 2 && tries < 100; ++tries) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(Get(greeted).message_count(), 2) << "the first message's bot turn did not run";
+}
+
 TEST_F(SessionsServiceTest, AnotherCustomerGetsTheSameAnswerAsAMissingSession) {
   v1::Session s = CreateChat(Customer());
   for (const std::string& id : {s.session_id(), std::string("s-does-not-exist")}) {

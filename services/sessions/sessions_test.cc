@@ -782,7 +782,7 @@ TEST_F(SessionsTest, ARetriedMessageIsAnsweredOnceTheFirstIsDurable) {
 
 // What one SendMessageAsync answered, once it has.
 struct AsyncAnswer {
-  Sessions::SentCallback Callback() {
+  Sessions::Answer<Sessions::Sent> Callback() {
     return [this](absl::StatusOr<Sessions::Sent> sent) {
       answer = std::move(sent);
       answered.Notify();
