@@ -1883,7 +1883,7 @@ bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
 
 bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
                          const std::vector<std::string>& candidates,
-                         std::vector<QueuedOffer>* queued) {
+                         DecidedOffer* decided) {
   const bool session = absl::StartsWith(key, "session:");
   const std::string subject = key.substr(key.find(':') + 1);
   Channel channel;
@@ -1961,7 +1961,7 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
     }
   }
 
-  QueuedOffer& offer = queued->emplace_back();
+  DecidedOffer& offer = *decided;
   offer.key = key;
   offer.wait_id = wait_id;
   offer.agent_id = chosen;
@@ -2050,36 +2050,29 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
   return keep_going;
 }
 
-bool Router::SettleOffers(std::vector<QueuedOffer>& queued) {
-  bool keep_going = true;
-  for (QueuedOffer& offer : queued) {
-    // Commits become durable in order: once one fails, every later one has.
-    if (!commits_.AwaitInOrder(offer.pending).ok()) return false;
-    ReleaseNow(offer.releases, absl::InfiniteFuture());
-    if (!offer.made) continue;
-    fault::Point("routing.after_offer_commit");
-    if (!offer.auto_accept) continue;
-    fault::Point("routing.after_accept_intent");
-    // Every auto-accepted entry of the batch is busy until driven, so each
-    // is driven even after a peer failure (which unbusies it for a retry).
-    absl::StatusOr<v1::Assignment> accepted =
-        DriveAccept(offer.key, offer.wait_id, offer.agent_id, offer.offer_id,
-                    /*automatic=*/true, absl::InfiniteFuture());
-    if (accepted.ok()) {
-      // Tell the agent's devices: the offer arrives already accepted.
-      absl::MutexLock lock(&mu_);
-      if (const ClosedOfferRecord* closed = Recall(offer.offer_id); closed != nullptr) {
-        v1::Offer accepted_offer = closed->offer;
-        accepted_offer.set_auto_accepted(true);
-        Publish({{accepted_offer, false}});
-      }
-    } else {
-      log::Warning("auto_accept_failed",
-                   {{"entry", offer.key}, {"detail", accepted.status().message()}});
-      if (absl::IsUnavailable(accepted.status())) keep_going = false;
+bool Router::SettleOffer(DecidedOffer& offer) {
+  if (!commits_.AwaitInOrder(offer.pending).ok()) return false;
+  ReleaseNow(offer.releases, absl::InfiniteFuture());
+  if (!offer.made) return true;
+  fault::Point("routing.after_offer_commit");
+  if (!offer.auto_accept) return true;
+  fault::Point("routing.after_accept_intent");
+  absl::StatusOr<v1::Assignment> accepted =
+      DriveAccept(offer.key, offer.wait_id, offer.agent_id, offer.offer_id,
+                  /*automatic=*/true, absl::InfiniteFuture());
+  if (accepted.ok()) {
+    // Tell the agent's devices: the offer arrives already accepted.
+    absl::MutexLock lock(&mu_);
+    if (const ClosedOfferRecord* closed = Recall(offer.offer_id); closed != nullptr) {
+      v1::Offer accepted_offer = closed->offer;
+      accepted_offer.set_auto_accepted(true);
+      Publish({{accepted_offer, false}});
     }
+    return true;
   }
-  return keep_going;
+  log::Warning("auto_accept_failed",
+               {{"entry", offer.key}, {"detail", accepted.status().message()}});
+  return !absl::IsUnavailable(accepted.status());
 }
 
 void Router::RefreshGauges() {
@@ -2201,11 +2194,11 @@ void Router::MakeOffers() {
       continue;
     }
     auto decide = [this, &in_flight, key, wait_id, candidates = std::move(candidates)] {
-      std::vector<QueuedOffer> queued;
+      DecidedOffer offer;
       // The commits of decisions made at once share the store's group
       // commits, so each decision awaits its own.
-      const bool decided = DecideOffer(key, wait_id, candidates, &queued);
-      const bool keep_going = SettleOffers(queued) && decided;
+      const bool decided = DecideOffer(key, wait_id, candidates, &offer);
+      const bool keep_going = SettleOffer(offer) && decided;
       absl::MutexLock lock(&in_flight.mu);
       --in_flight.deciding;
       ++in_flight.finished;

@@ -329,7 +329,7 @@ class Router {
   bool PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
                 std::vector<std::string>* candidates) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // An offer decided and its commit issued, not yet known durable.
-  struct QueuedOffer {
+  struct DecidedOffer {
     std::string key;
     uint64_t wait_id = 0;
     std::string agent_id;
@@ -344,16 +344,14 @@ class Router {
   // down or the pass made kMaxOffersPerPass.
   void MakeOffers();
   // Decides the offer for the busy entry `key` (reserves an agent at
-  // presence, records the offer at sessions, issues its commit) and queues
-  // it for SettleOffers; returns false when the pass should stop (a peer is
-  // down). Ends the claims of its candidates.
+  // presence, records the offer at sessions, issues its commit) into
+  // `decided` for SettleOffer; returns false when the pass should stop (a
+  // peer is down). Ends the claims of its candidates.
   bool DecideOffer(const std::string& key, uint64_t wait_id,
-                   const std::vector<std::string>& candidates,
-                   std::vector<QueuedOffer>* queued);
-  // Awaits the queued offers' commits in order, then sends their owed
-  // releases and drives their auto-accepts; false when the pass should
-  // stop.
-  bool SettleOffers(std::vector<QueuedOffer>& queued);
+                   const std::vector<std::string>& candidates, DecidedOffer* decided);
+  // Awaits the offer's commit, then sends its owed releases and drives its
+  // auto-accept; false when the pass should stop.
+  bool SettleOffer(DecidedOffer& offer);
   // The accept path once the entry is busy and its accept intent durable
   // (sessions) — from AcceptOffer, auto-accept and the dispatcher.
   absl::StatusOr<v1::Assignment> DriveAccept(const std::string& key, uint64_t wait_id,
