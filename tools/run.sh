@@ -80,6 +80,14 @@ data_dir=$(realpath -m "${SWITCHBOARD_DATA_DIR:-data}")
 base=${SWITCHBOARD_PORT_BASE:-7100}
 # Plaintext is for loopback: a local run listens on 127.0.0.1 unless told.
 bind=${SWITCHBOARD_BIND_ADDRESS:-127.0.0.1}
+# Where the launcher's tools and the services' peers dial: the address the
+# servers listen on, not "localhost", which tries ::1 first, where another
+# program may listen on the same port number and answer instead.
+case "$bind" in
+  0.0.0.0 | :: | '[::]') dial=127.0.0.1 ;;
+  *:*) dial="[$bind]" ;;
+  *) dial=$bind ;;
+esac
 tls_dir="$data_dir/tls"
 
 # The services that keep state in memory and hold a lock on the database
@@ -113,7 +121,7 @@ standby() {
 peer() {
   local list=(${ports[$1]})
   if ((${#list[@]} == 1)); then
-    echo "localhost:${list[0]}"
+    echo "$dial:${list[0]}"
   else
     local IFS=,
     echo "ipv4:${list[*]/#/127.0.0.1:}"
@@ -331,7 +339,7 @@ done
 for entry in "${services[@]}"; do
   standby "$entry" && continue
   read -r name grpc_port _ dir <<<"$entry"
-  if ! "$bin/tools/healthcheck/healthcheck" --address="localhost:$grpc_port" "${client_tls[@]}" \
+  if ! "$bin/tools/healthcheck/healthcheck" --address="$dial:$grpc_port" "${client_tls[@]}" \
     --wait=60s >/dev/null; then
     log="$data_dir/logs/$(label "$name" "$dir").log"
     echo "run: $(label "$name" "$dir") did not become healthy; see $log" >&2
