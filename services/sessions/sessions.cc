@@ -838,10 +838,9 @@ void Sessions::SendMessageAsync(const Caller& caller, const std::string& session
                     std::move(done));
 }
 
-Sessions::Decision<Sessions::Sent> Sessions::DecideMessage(const Caller& caller,
-                                               const std::string& session_id,
-                                               const std::string& client_message_id,
-                                               const v1::NewMessage& message) {
+Sessions::Decision<Sessions::Sent> Sessions::DecideMessage(
+    const Caller& caller, const std::string& session_id, const std::string& client_message_id,
+    const v1::NewMessage& message) {
   if (session_id.empty()) return absl::InvalidArgumentError("session_id: must not be empty");
   if (absl::Status s = ValidateKey("client_message_id", client_message_id, true); !s.ok()) {
     return s;

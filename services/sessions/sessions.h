@@ -545,8 +545,8 @@ class Sessions : public AttachmentBackend {
   void AnswerGet(const Caller& caller, const std::string& session_id, bool may_block,
                  Answer<v1::Session> done);
   Decision<Sent> DecideMessage(const Caller& caller, const std::string& session_id,
-                             const std::string& client_message_id,
-                             const v1::NewMessage& message);
+                               const std::string& client_message_id,
+                               const v1::NewMessage& message);
   absl::StatusOr<Sent> ReplayMessage(const Caller& caller, const std::string& fingerprint,
                                      const v1::Message& stored,
                                      const std::string& stored_fingerprint,
