@@ -623,6 +623,7 @@ Sessions::Decision<Sessions::Created> Sessions::DecideCreate(
     const absl::Duration reply_target =
         email_sla.has_value() ? email_sla->target : absl::ZeroDuration();
     Live& live = sessions_[session_id];
+    live.message_keys.emplace();
     live.record = NewSessionRecord(session_id, absl::StrCat("cb-", events::RandomUuid()), fields,
                                    request, verification, reply_target, now);
     SessionRecord& r = live.record;
@@ -655,6 +656,7 @@ Sessions::Decision<Sessions::Created> Sessions::DecideCreate(
         const std::string fingerprint = request.first_message().SerializeAsString();
         write.fingerprints.push_back({stored.message_id(), fingerprint});
         keys.messages.push_back(absl::StrCat(session_id, "\n", stored.client_message_id()));
+        live.message_keys->insert(absl::HashOf(stored.client_message_id()));
         first_key = PendingMessage{nullptr, stored, fingerprint};
       }
       bot_turn = has_bot;
@@ -863,6 +865,7 @@ Sessions::Decision<Sessions::Sent> Sessions::DecideMessage(
     std::optional<PendingMessage> hit;
     uint64_t stamp = 0;
     v1::SessionState state = v1::SESSION_STATE_UNSPECIFIED;
+    bool known_new = false;
     {
       absl::MutexLock lock(&mu_);
       absl::StatusOr<Live*> live = FindLive(caller, session_id);
@@ -872,6 +875,8 @@ Sessions::Decision<Sessions::Sent> Sessions::DecideMessage(
         break;
       }
       state = (*live)->record.session.state();
+      const auto& held = (*live)->message_keys;
+      known_new = held.has_value() && !held->contains(absl::HashOf(client_message_id));
       absl::MutexLock durable_lock(&durable_mu_);
       auto it = pending_messages_.find(key);
       if (it != pending_messages_.end()) hit = it->second;
@@ -885,8 +890,8 @@ Sessions::Decision<Sessions::Sent> Sessions::DecideMessage(
       replay.wait = hit->write;
       return replay;
     }
-    absl::StatusOr<std::optional<StoredMessage>> stored =
-        store_->FindMessage(session_id, client_message_id);
+    absl::StatusOr<std::optional<StoredMessage>> stored = std::nullopt;
+    if (!known_new) stored = store_->FindMessage(session_id, client_message_id);
     if (!stored.ok()) return stored.status();
     if (stored->has_value()) {
       return ReplayMessage(caller, fingerprint, (*stored)->message, (*stored)->fingerprint,
@@ -935,6 +940,7 @@ Sessions::Decision<Sessions::Sent> Sessions::DecideMessage(
     m.set_quick_reply_id(message.quick_reply_id());
     m.set_client_message_id(client_message_id);
     const v1::Message& stored_message = AddMessage(r, std::move(m), now, write);
+    if ((*found)->message_keys) (*found)->message_keys->insert(absl::HashOf(client_message_id));
     sent.message = stored_message;
     sent.state = s.state();
     write.fingerprints.push_back({stored_message.message_id(), fingerprint});

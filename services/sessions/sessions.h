@@ -351,6 +351,11 @@ class Sessions : public AttachmentBackend {
     std::shared_ptr<storage::PendingWrite> last_write;
     // The state it is counted in (gauges, the customer's open sessions).
     v1::SessionState counted_state = v1::SESSION_STATE_UNSPECIFIED;
+    // Hashes of every client_message_id the session holds, when this
+    // process has seen all of them (it created the session): a key not in
+    // it is new without reading the store. Unset for sessions loaded from
+    // the store.
+    std::optional<absl::flat_hash_set<uint64_t>> message_keys;
   };
   // A message or creation decided but not durable yet, by idempotency key.
   struct PendingMessage {

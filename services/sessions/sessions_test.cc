@@ -876,8 +876,30 @@ TEST_F(SessionsTest, AnAsyncMessageNeedingNoWriteIsAnsweredOnTheCallersThread) {
   EXPECT_TRUE(stored.answer->replayed);
 }
 
+TEST_F(SessionsTest, ASessionCreatedHereTellsANewKeyWithoutReadingTheStore) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "hello", "k1").ok());
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "again", "k2").ok());
+  EXPECT_EQ(store_->find_message_calls(), 0);
+  auto retry = Send(s.session_id(), kCustomer, "hello", "k1");
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->replayed);
+  EXPECT_EQ(store_->find_message_calls(), 1);
+  // Loaded from the store, a session does not know its keys: every new key
+  // is looked up, and retries are still found.
+  Make(&bot_);
+  ASSERT_TRUE(Send(s.session_id(), kCustomer, "more", "k3").ok());
+  EXPECT_EQ(store_->find_message_calls(), 2);
+  auto after_restart = Send(s.session_id(), kCustomer, "again", "k2");
+  ASSERT_TRUE(after_restart.ok()) << after_restart.status();
+  EXPECT_TRUE(after_restart->replayed);
+  EXPECT_EQ(Get(s.session_id()).message_count(), 3);
+}
+
 TEST_F(SessionsTest, AKeyThatSettlesWhileTheStoreIsReadIsNotMissed) {
   v1::Session s = NewChat();
+  // Loaded from the store, so that the session's keys are read there.
+  Make(&bot_);
   // The retry reads the store before the first write commits; the first
   // write is decided and committed right after that read, before the
   // retry decides. The retry must still find it, not store a duplicate.
