@@ -95,6 +95,20 @@ struct AttachmentRecord {
   int32_t scan_attempts = 0;
 };
 
+// What a message changes in a session's row: the serialized Session (its
+// sequence, counters and times), the message counters and the pending bot
+// turn. Serialized when the message is decided, so that the write carries
+// one string instead of a copy of the whole record.
+struct MessagedSession {
+  std::string session_id;
+  std::string session;  // serialized switchboard.sessions.v1.Session
+  int32_t customer_messages = 0;
+  int32_t bot_messages = 0;
+  int32_t agent_messages = 0;
+  int64_t bot_turn_sequence = 0;
+};
+MessagedSession Messaged(const SessionRecord& record);
+
 // Everything one operation changes, committed atomically: the session, its
 // numbered events (the transcript and state changes clients stream), and
 // the outbox events for Kafka.
@@ -105,7 +119,7 @@ struct SessionWrite {
   // pending bot turn). The store rewrites just those columns, leaving the
   // rest of the row and its indexes alone: a message costs a fraction of a
   // whole row's writes. A session is never in both lists.
-  std::vector<SessionRecord> messaged_sessions;
+  std::vector<MessagedSession> messaged_sessions;
   std::vector<v1::SessionEvent> session_events;
   // Fingerprints of the messages among session_events, by message_id.
   std::vector<std::pair<std::string, std::string>> fingerprints;

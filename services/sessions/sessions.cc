@@ -105,14 +105,14 @@ absl::Status Sessions::AdmitWrite() {
 std::shared_ptr<storage::PendingWrite> Sessions::Commit(
     SessionWrite write, WriteKeys keys, std::shared_ptr<storage::PendingWrite> pending) {
   if (pending == nullptr) pending = storage::OrderedCommits::NewWrite();
-  for (const auto* list : {&write.sessions, &write.messaged_sessions}) {
-    for (const SessionRecord& written : *list) {
-      const std::string& id = written.session.session_id();
-      auto it = sessions_.find(id);
-      if (it == sessions_.end()) continue;
-      it->second.last_write = pending;
-      Account(id, it->second);
-    }
+  std::vector<const std::string*> written;
+  for (const SessionRecord& r : write.sessions) written.push_back(&r.session.session_id());
+  for (const MessagedSession& m : write.messaged_sessions) written.push_back(&m.session_id);
+  for (const std::string* id : written) {
+    auto it = sessions_.find(*id);
+    if (it == sessions_.end()) continue;
+    it->second.last_write = pending;
+    Account(*id, it->second);
   }
   std::vector<v1::SessionEvent> published = write.session_events;
   // The keys are in the store once the write settles (or their write
@@ -961,7 +961,11 @@ Sessions::Decision<Sessions::Sent> Sessions::DecideMessage(
     }
     bot_turn = caller.role == Role::kCustomer && state_now == v1::SESSION_STATE_BOT;
     if (bot_turn) r.bot_turn_sequence = stored_message.sequence();
-    (only_messaged ? write.messaged_sessions : write.sessions).push_back(r);
+    if (only_messaged) {
+      write.messaged_sessions.push_back(Messaged(r));
+    } else {
+      write.sessions.push_back(r);
+    }
     pending = storage::OrderedCommits::NewWrite();
     {
       absl::MutexLock durable_lock(&durable_mu_);

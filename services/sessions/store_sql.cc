@@ -84,13 +84,12 @@ std::vector<SqlStatement> WriteStatements(const SessionWrite& write) {
               write.token_bindings.size() + write.attachments.size());
   for (const SessionRecord& session : write.sessions) out.push_back(SaveSession(session));
   // Only what a message changes: no indexed column is written.
-  for (const SessionRecord& r : write.messaged_sessions) {
+  for (const MessagedSession& m : write.messaged_sessions) {
     out.push_back({"UPDATE sessions SET session = ?, customer_messages = ?, bot_messages = ?, "
                    "agent_messages = ?, bot_turn_sequence = ? WHERE session_id = ?",
-                   {SqlBytes{r.session.SerializeAsString()}, int64_t{r.customer_messages},
-                    int64_t{r.bot_messages}, int64_t{r.agent_messages}, r.bot_turn_sequence,
-                    r.session.session_id()},
-                   absl::StrCat("no stored row for messaged session ", r.session.session_id())});
+                   {SqlBytes{m.session}, int64_t{m.customer_messages}, int64_t{m.bot_messages},
+                    int64_t{m.agent_messages}, m.bot_turn_sequence, m.session_id},
+                   absl::StrCat("no stored row for messaged session ", m.session_id)});
   }
   for (const v1::SessionEvent& event : write.session_events) {
     std::string fingerprint;

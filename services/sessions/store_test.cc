@@ -226,7 +226,7 @@ TEST_P(SessionStoreTest, AMessagedSessionRewritesOnlyWhatAMessageChanges) {
   messaged.routing_pending = false;
   messaged.session.set_state(v1::SESSION_STATE_CLOSED);
   SessionWrite write;
-  write.messaged_sessions.push_back(messaged);
+  write.messaged_sessions.push_back(Messaged(messaged));
   write.session_events.push_back(Message("s-1", 4, "k4"));
   ASSERT_TRUE(Apply(std::move(write)).ok());
 
@@ -245,7 +245,8 @@ TEST_P(SessionStoreTest, AMessagedSessionRewritesOnlyWhatAMessageChanges) {
 
   // A session that is not stored fails the write, naming it.
   SessionWrite missing;
-  missing.messaged_sessions.push_back(Record("s-9", "cust-1", v1::SESSION_STATE_QUEUED, 100));
+  missing.messaged_sessions.push_back(
+      Messaged(Record("s-9", "cust-1", v1::SESSION_STATE_QUEUED, 100)));
   const absl::Status failed = Apply(std::move(missing));
   EXPECT_EQ(failed.code(), absl::StatusCode::kInternal) << failed;
   EXPECT_TRUE(absl::StrContains(failed.message(), "s-9")) << failed;
