@@ -155,6 +155,8 @@ CREATE INDEX attachments_live ON attachments (session_id) WHERE state <> 4;
 CREATE INDEX attachments_live_blobs ON attachments (blob_key) WHERE state <> 4;
 )sql",
       events::kPostgresOutboxMigration,
+      // 3: as SQLite's 7, messages are read along the primary key.
+      "DROP INDEX session_messages;",
   };
   return *migrations;
 }
