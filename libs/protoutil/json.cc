@@ -76,6 +76,18 @@ bool PrinterEscapes(uint32_t cp) {
          (cp >= 0xe0020 && cp <= 0xe007f);
 }
 
+// The letter of JSON's two-character escape for `cp` ("\\n"), 0 if none.
+char ShortEscape(uint32_t cp) {
+  switch (cp) {
+    case '\b': return 'b';
+    case '\t': return 't';
+    case '\n': return 'n';
+    case '\f': return 'f';
+    case '\r': return 'r';
+  }
+  return 0;
+}
+
 bool AppendQuoted(absl::string_view s, std::string* out) {
   out->push_back('"');
   for (size_t i = 0; i < s.size();) {
@@ -87,9 +99,9 @@ bool AppendQuoted(absl::string_view s, std::string* out) {
       out->push_back(static_cast<char>(cp));
     } else if (!PrinterEscapes(cp)) {
       out->append(s.data() + i, n);
-    } else if (cp == '\b' || cp == '\t' || cp == '\n' || cp == '\f' || cp == '\r') {
+    } else if (const char letter = ShortEscape(cp); letter != 0) {
       out->push_back('\\');
-      out->push_back("btnfr"[cp == '\b' ? 0 : cp == '\t' ? 1 : cp == '\n' ? 2 : cp == '\f' ? 3 : 4]);
+      out->push_back(letter);
     } else if (cp < 0x10000) {
       AppendHexEscape(cp, out);
     } else {
