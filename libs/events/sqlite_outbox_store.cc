@@ -30,7 +30,9 @@ absl::StatusOr<std::vector<OutboxRecord>> SqliteOutboxStore::Claim(int limit) {
 
 absl::Status SqliteOutboxStore::Finish(const std::vector<int64_t>& published) {
   if (published.empty()) return absl::OkStatus();
-  return committer_->Commit([&published](storage::Database& db) -> absl::Status {
+  // Deferred: a delete an OS crash undoes only publishes those events again.
+  return committer_->Commit(
+      [&published](storage::Database& db) -> absl::Status {
     absl::StatusOr<storage::Statement> remove =
         db.Prepare("DELETE FROM outbox WHERE id = ?");
     if (!remove.ok()) return remove.status();
@@ -40,7 +42,8 @@ absl::Status SqliteOutboxStore::Finish(const std::vector<int64_t>& published) {
       remove->Reset();
     }
     return absl::OkStatus();
-  });
+  },
+      storage::GroupCommitter::Durability::kDeferred);
 }
 
 absl::StatusOr<OutboxStore::Stats> SqliteOutboxStore::ReadStats() {

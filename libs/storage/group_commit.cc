@@ -9,18 +9,30 @@
 
 namespace switchboard::storage {
 
+namespace {
+
+// The connection's synchronous setting is FULL (2) or EXTRA (3).
+bool SynchronousFull(Database& db) {
+  absl::StatusOr<Statement> pragma = db.Prepare("PRAGMA synchronous");
+  if (!pragma.ok()) return true;
+  absl::StatusOr<bool> row = pragma->Step();
+  return !row.ok() || !*row || pragma->ColumnInt(0) >= 2;
+}
+
+}  // namespace
+
 GroupCommitter::GroupCommitter(Database* db, Options options)
-    : db_(db), options_(options) {
+    : db_(db), options_(options), synchronous_full_(SynchronousFull(*db)) {
   writer_ = std::thread([this] { Run(); });
 }
 
 GroupCommitter::~GroupCommitter() { Stop(); }
 
-void GroupCommitter::Submit(Write write, Done done) {
+void GroupCommitter::Submit(Write write, Done done, Durability durability) {
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
-      queue_.push_back(Pending{std::move(write), std::move(done)});
+      queue_.push_back(Pending{std::move(write), std::move(done), durability});
       return;
     }
   }
@@ -35,13 +47,16 @@ absl::Status GroupCommitter::Admit() const {
       absl::Seconds(1));
 }
 
-absl::Status GroupCommitter::Commit(Write write) {
+absl::Status GroupCommitter::Commit(Write write, Durability durability) {
   absl::Notification finished;
   absl::Status result;
-  Submit(std::move(write), [&](absl::Status status) {
-    result = std::move(status);
-    finished.Notify();
-  });
+  Submit(
+      std::move(write),
+      [&](absl::Status status) {
+        result = std::move(status);
+        finished.Notify();
+      },
+      durability);
   finished.WaitForNotification();
   return result;
 }
@@ -94,6 +109,17 @@ void GroupCommitter::Run() {
 std::vector<absl::Status> GroupCommitter::RunBatch(
     std::vector<Pending>& batch) {
   std::vector<absl::Status> results(batch.size());
+  if (synchronous_full_) {
+    const bool synced = std::any_of(batch.begin(), batch.end(), [](const Pending& p) {
+      return p.durability == Durability::kSynced;
+    });
+    // Failing to relax costs only an fsync; failing to restore must not
+    // let a promised write commit without one.
+    if (absl::Status set = SetSynced(synced); !set.ok() && synced) {
+      for (absl::Status& result : results) result = set;
+      return results;
+    }
+  }
   int64_t commits = 0;
   // Writes [first_in_transaction, i) share the open transaction; they are
   // the ones a lost transaction or a failed COMMIT takes down with it.
@@ -137,8 +163,17 @@ std::vector<absl::Status> GroupCommitter::RunBatch(
 
   absl::MutexLock lock(&mu_);
   stats_.commits += commits;
+  if (!synced_now_) stats_.deferred_commits += commits;
   stats_.writes += static_cast<int64_t>(batch.size());
   return results;
+}
+
+absl::Status GroupCommitter::SetSynced(bool synced) {
+  if (synced == synced_now_) return absl::OkStatus();
+  absl::Status set =
+      db_->Execute(synced ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  if (set.ok()) synced_now_ = synced;
+  return set;
 }
 
 }  // namespace switchboard::storage

@@ -126,6 +126,59 @@ TEST_F(GroupCommitTest, MaxBatchSplitsTransactions) {
   EXPECT_EQ(Names().size(), 10);
 }
 
+// A write that inserts `name` and records the connection's synchronous
+// setting as its transaction saw it (2 FULL: the commit fsyncs; 1 NORMAL:
+// it does not).
+GroupCommitter::Write InsertSeeingSync(std::string name, int* synchronous) {
+  return [name, synchronous](Database& db) {
+    absl::StatusOr<Statement> pragma = db.Prepare("PRAGMA synchronous");
+    if (!pragma.ok()) return pragma.status();
+    if (absl::StatusOr<bool> row = pragma->Step(); !row.ok() || !*row) {
+      return absl::InternalError("PRAGMA synchronous returned no row");
+    }
+    *synchronous = static_cast<int>(pragma->ColumnInt(0));
+    absl::StatusOr<Statement> insert = db.Prepare("INSERT INTO t VALUES (?)");
+    if (!insert.ok()) return insert.status();
+    return insert->Bind(1, name).Run();
+  };
+}
+
+TEST_F(GroupCommitTest, DeferredWritesSkipTheFsyncOnlyWhenTheirWholeBatchIsDeferred) {
+  GroupCommitter committer(db_.get());
+  using Durability = GroupCommitter::Durability;
+  int alone = 0, synced_after = 0, deferred_mixed = 0, synced_mixed = 0;
+  ASSERT_TRUE(committer.Commit(InsertSeeingSync("alone", &alone), Durability::kDeferred).ok());
+  ASSERT_TRUE(committer.Commit(InsertSeeingSync("synced", &synced_after)).ok());
+  // A deferred and a synced write queued into one batch: it is fsynced.
+  absl::Notification release;
+  BlockWriter(committer, release);
+  committer.Submit(InsertSeeingSync("deferred-mixed", &deferred_mixed), [](absl::Status) {},
+                   Durability::kDeferred);
+  committer.Submit(InsertSeeingSync("synced-mixed", &synced_mixed), [](absl::Status) {});
+  release.Notify();
+  committer.Stop();
+
+  EXPECT_EQ(alone, 1);  // NORMAL: written to the WAL, no fsync of its own.
+  EXPECT_EQ(synced_after, 2);
+  EXPECT_EQ(deferred_mixed, 2);
+  EXPECT_EQ(synced_mixed, 2);
+  EXPECT_THAT(Names(), ElementsAre("alone", "deferred-mixed", "synced", "synced-mixed"));
+  EXPECT_EQ(committer.stats().deferred_commits, 1);
+}
+
+TEST_F(GroupCommitTest, DeferredWritesChangeNothingOnAConnectionThatNeverFsyncs) {
+  ASSERT_TRUE(db_->Execute("PRAGMA synchronous=NORMAL").ok());
+  GroupCommitter committer(db_.get());
+  int deferred = 0, synced = 0;
+  ASSERT_TRUE(committer
+                  .Commit(InsertSeeingSync("a", &deferred), GroupCommitter::Durability::kDeferred)
+                  .ok());
+  ASSERT_TRUE(committer.Commit(InsertSeeingSync("b", &synced)).ok());
+  EXPECT_EQ(deferred, 1);
+  EXPECT_EQ(synced, 1);  // Not raised to FULL behind the owner's back.
+  EXPECT_EQ(committer.stats().deferred_commits, 0);
+}
+
 TEST_F(GroupCommitTest, FailingWriteIsRolledBackAloneInItsBatch) {
   GroupCommitter committer(db_.get());
   absl::Notification release;
