@@ -16,7 +16,9 @@
 #include "libs/host/leader_lease.h"
 #include "libs/log/log.h"
 #include "libs/storage/postgres.h"
+#include "prometheus/counter.h"
 #include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
 
 namespace switchboard::host {
 
@@ -32,6 +34,42 @@ pthread_t waiting_thread;
 // default action end the process mid-start or before the ordered stop.
 // pthread_kill is async-signal-safe.
 void ForwardToWaitingThread(int signal) { pthread_kill(waiting_thread, signal); }
+
+// Prometheus figures of the SQLite group commit: how long a commit takes
+// (the disk's health, and the floor under every write's latency) and how
+// many writes share one (how much batching the load allows).
+std::function<void(const storage::GroupCommitter::BatchReport&)> CommitMetrics(
+    prometheus::Registry& registry) {
+  prometheus::Histogram& seconds =
+      prometheus::BuildHistogram()
+          .Name("switchboard_storage_commit_seconds")
+          .Help("Time of one group commit of the SQLite store: from taking the queued writes to "
+                "the COMMIT returning, fsync included")
+          .Register(registry)
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01,
+                                                           0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  prometheus::Family<prometheus::Counter>& commits =
+      prometheus::BuildCounter()
+          .Name("switchboard_storage_commits_total")
+          .Help("Transactions the SQLite store committed; fsync=\"false\": batches made only of "
+                "writes whose loss repeats harmless work (the relay's outbox deletes), left in "
+                "the WAL for the next fsync")
+          .Register(registry);
+  prometheus::Counter& fsynced = commits.Add({{"fsync", "true"}});
+  prometheus::Counter& deferred = commits.Add({{"fsync", "false"}});
+  prometheus::Counter& writes =
+      prometheus::BuildCounter()
+          .Name("switchboard_storage_writes_total")
+          .Help("Writes the SQLite store's group commit ran; divided by commits, the batch size")
+          .Register(registry)
+          .Add({});
+  return [&seconds, &fsynced, &deferred, &writes](
+             const storage::GroupCommitter::BatchReport& batch) {
+    seconds.Observe(absl::ToDoubleSeconds(batch.took));
+    (batch.fsynced ? fsynced : deferred).Increment(batch.commits);
+    writes.Increment(batch.writes);
+  };
+}
 
 }  // namespace
 
@@ -283,7 +321,9 @@ std::optional<int> Host::OpenStore(StoreOptions options) {
   absl::StatusOr<std::unique_ptr<storage::Database>> relay_reader = OpenReader();
   if (!relay_reader.ok()) return FailStep("open_database", relay_reader.status());
   if (auto exit = OpenSink()) return exit;
-  committer_ = std::make_unique<storage::GroupCommitter>(database_.get(), options.commits);
+  storage::GroupCommitter::Options commits = options.commits;
+  commits.on_batch = CommitMetrics(*registry_);
+  committer_ = std::make_unique<storage::GroupCommitter>(database_.get(), commits);
   absl::StatusOr<events::Sink*> relay_sink = RelaySink(options);
   if (!relay_sink.ok()) return FailStep("event_sink", relay_sink.status());
   relay_ = std::make_unique<events::Relay>(*std::move(relay_reader), committer_.get(),

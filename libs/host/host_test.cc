@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
@@ -22,6 +23,7 @@
 #include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/postgres.h"
+#include "prometheus/text_serializer.h"
 
 namespace switchboard::host {
 namespace {
@@ -192,6 +194,27 @@ TEST(HostTest, SigtermStopsInOrderAndTheRelayFlushesWhatTheStopWrote) {
   ASSERT_EQ(published->size(), 1u);
   EXPECT_EQ((*published)[0].topic, "switchboard.hosttest.v1");
   EXPECT_EQ((*published)[0].key, "agent-1");
+}
+
+TEST(HostTest, TheGroupCommitShowsItsCommitsInTheMetrics) {
+  Host host(Info());
+  Args args({"--data_dir=" + storage::MakeTempDir(), "--port=0", "--metrics_port=0",
+             "--bind_address=127.0.0.1"});
+  ASSERT_EQ(host.ParseFlags(args.argc(), args.argv()), std::nullopt);
+  ASSERT_EQ(host.OpenStore({Migrated(Migrations())}), std::nullopt);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(host.committer().Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
+  }
+  ASSERT_TRUE(host.committer()
+                  .Commit([](storage::Database&) { return absl::OkStatus(); },
+                          storage::GroupCommitter::Durability::kDeferred)
+                  .ok());
+  const std::string metrics = prometheus::TextSerializer().Serialize(host.registry().Collect());
+  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_commits_total{fsync=\"true\"} 3"))
+      << metrics;
+  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_commits_total{fsync=\"false\"} 1"));
+  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_writes_total 4"));
+  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_commit_seconds_count 4"));
 }
 
 TEST(HostTest, ADatabaseFlagThatIsNeitherEmptyNorPostgresIsRefused) {

@@ -99,16 +99,23 @@ void GroupCommitter::Run() {
         queue_.pop_front();
       }
     }
-    std::vector<absl::Status> results = RunBatch(batch);
+    const absl::Time taken = absl::Now();
+    BatchReport report;
+    std::vector<absl::Status> results = RunBatch(batch, report);
+    if (options_.on_batch) {
+      report.took = absl::Now() - taken;
+      options_.on_batch(report);
+    }
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done(std::move(results[i]));
     }
   }
 }
 
-std::vector<absl::Status> GroupCommitter::RunBatch(
-    std::vector<Pending>& batch) {
+std::vector<absl::Status> GroupCommitter::RunBatch(std::vector<Pending>& batch,
+                                                   BatchReport& report) {
   std::vector<absl::Status> results(batch.size());
+  report.writes = static_cast<int>(batch.size());
   if (synchronous_full_) {
     const bool synced = std::any_of(batch.begin(), batch.end(), [](const Pending& p) {
       return p.durability == Durability::kSynced;
@@ -161,9 +168,10 @@ std::vector<absl::Status> GroupCommitter::RunBatch(
     }
   }
 
+  report.commits = static_cast<int>(commits);
+  report.fsynced = synced_now_;
   absl::MutexLock lock(&mu_);
   stats_.commits += commits;
-  if (!synced_now_) stats_.deferred_commits += commits;
   stats_.writes += static_cast<int64_t>(batch.size());
   return results;
 }

@@ -32,6 +32,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "libs/storage/database.h"
 
 namespace switchboard::storage {
@@ -60,6 +61,17 @@ class GroupCommitter {
     kDeferred,
   };
 
+  // What one batch did, for metrics.
+  struct BatchReport {
+    // Writes run (whatever their outcome) and transactions committed.
+    int writes = 0;
+    int commits = 0;
+    // Whether its commits were fsynced (false: a kDeferred batch).
+    bool fsynced = true;
+    // From taking the batch to its last COMMIT returning, fsync included.
+    absl::Duration took;
+  };
+
   struct Options {
     // At most this many writes share a transaction; bounds the latency a
     // batch adds to its first write.
@@ -67,6 +79,9 @@ class GroupCommitter {
     // Writes waiting beyond which Admit refuses new client writes (see
     // Admit); bounds the memory and the wait a burst can build up.
     int max_queue = 4096;
+    // If set, called on the writer thread after each batch, before its
+    // writes' `done`; must not block.
+    std::function<void(const BatchReport&)> on_batch;
   };
 
   // Counters for metrics. writes / commits is the mean batch size.
@@ -75,8 +90,6 @@ class GroupCommitter {
     int64_t commits = 0;
     // Writes run (whatever their outcome).
     int64_t writes = 0;
-    // Of the commits, those made without an fsync (kDeferred batches).
-    int64_t deferred_commits = 0;
   };
 
   // Starts the writer thread. `db` must outlive this object and must not be
@@ -128,7 +141,7 @@ class GroupCommitter {
 
   void Run();
   // Runs one batch in one transaction; returns each write's outcome.
-  std::vector<absl::Status> RunBatch(std::vector<Pending>& batch);
+  std::vector<absl::Status> RunBatch(std::vector<Pending>& batch, BatchReport& report);
   // Sets the connection's synchronous pragma for the next batch: NORMAL for
   // a batch of kDeferred writes, back to FULL otherwise. Writer thread only.
   absl::Status SetSynced(bool synced);
