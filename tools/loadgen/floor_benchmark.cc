@@ -22,7 +22,8 @@
 // after the ramp and lasts --duration. Figures, for sends started in the
 // window: send->receive latency from the SendMessage call to the message
 // arriving live on the OTHER party's stream (customer->agent and
-// agent->customer, and both together: the P8 figure), the bot's turn
+// agent->customer, and both together: the P8 figure), a customer's
+// SendMessage round trip (call -> response, the durable write), the bot's turn
 // (customer message -> bot answer on the customer's stream), the wait for an
 // agent (escalation -> assignment, as the customer's stream shows them),
 // errors by operation and gRPC code, each server process's CPU seconds and
@@ -279,6 +280,7 @@ class Stats {
   Histogram to_agent;     // customer message -> the agent's stream
   Histogram to_customer;  // agent message -> the customer's stream
   Histogram delivered;    // both directions
+  Histogram send_ack;     // a customer's SendMessage call -> its response
   Histogram bot_turn;     // customer message -> the bot's answer
   Histogram agent_wait;   // escalation -> assignment
 
@@ -1040,6 +1042,7 @@ class Floor {
             return;
           }
           stats_.Add(kCustomerMessages);
+          if (stats_.InWindow(sent)) stats_.send_ack.Record(NowNanos() - sent);
           if (!last) scheduler_.At(sent + SendPause(), [this, c] { CustomerSend(c); });
         });
   }
@@ -1302,6 +1305,7 @@ int Main(int argc, char** argv) {
               static_cast<long long>(stats.delivered.count()));
   std::printf("  customer->agent        %s\n", LatencyLine(stats.to_agent).c_str());
   std::printf("  agent->customer        %s\n", LatencyLine(stats.to_customer).c_str());
+  std::printf("  customer's send acked  %s\n", LatencyLine(stats.send_ack).c_str());
   std::printf("  bot turn               %s\n", LatencyLine(stats.bot_turn).c_str());
   std::printf("  escalation->assignment %s\n", LatencyLine(stats.agent_wait).c_str());
   std::printf("  counts %s\n  errors %s (ramp %s); first %s\n", counts.c_str(),
@@ -1318,7 +1322,7 @@ int Main(int argc, char** argv) {
       "\"send_interval_s\":[%.1f,%.1f],\"reply_delay_s\":[%.1f,%.1f],\"ramp_seconds\":%.0f,"
       "\"settle_seconds\":%.0f,\"seconds\":%.0f,\"channels\":%d,"
       "\"load_average\":{\"window_start\":%.2f,\"window_end\":%.2f},"
-      "\"delivery\":%s,\"to_agent\":%s,\"to_customer\":%s,\"bot_turn\":%s,\"agent_wait\":%s,"
+      "\"delivery\":%s,\"to_agent\":%s,\"to_customer\":%s,\"send_ack\":%s,\"bot_turn\":%s,\"agent_wait\":%s,"
       "\"counts\":%s,\"errors\":%s,\"ramp_errors\":%s,\"first_error\":%s,\"servers\":%s,"
       "\"servers_total\":{\"cpu_seconds\":%.2f,\"cpu_percent\":%.1f,\"rss_kib\":%d},"
       "\"loadgen\":{\"cpu_seconds\":%.2f,\"cpu_percent\":%.1f},\"at_window_end\":{\"states\":%s}}",
@@ -1329,7 +1333,8 @@ int Main(int argc, char** argv) {
       absl::ToDoubleSeconds(config.reply_delay_min), absl::ToDoubleSeconds(config.reply_delay_max),
       absl::ToDoubleSeconds(config.ramp), absl::ToDoubleSeconds(config.settle), seconds,
       config.channels, load_before, load_after, LatencyJson(stats.delivered),
-      LatencyJson(stats.to_agent), LatencyJson(stats.to_customer), LatencyJson(stats.bot_turn),
+      LatencyJson(stats.to_agent), LatencyJson(stats.to_customer), LatencyJson(stats.send_ack),
+      LatencyJson(stats.bot_turn),
       LatencyJson(stats.agent_wait), counts, stats.ErrorsJson(false), stats.ErrorsJson(true),
       stats.FirstErrorJson(), servers, total_cpu, total_cpu * 100 / seconds, total_rss, own_cpu, own_cpu * 100 / seconds,
       states);
