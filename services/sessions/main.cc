@@ -45,11 +45,16 @@ int Run(int argc, char** argv) {
   // Not the RPC pool: routing's calls here (RecordOffer, AssignAgent) need
   // its workers while these wait on routing.
   auto& peer_pool = host.Make<server::BlockingPool>(config.peer_threads);
+  // One thread keeps the answers in commit order. Once it has stopped (the
+  // ordered stop, before the committer's last commits), they run in place.
+  auto& answer_pool = host.Make<server::BlockingPool>(1);
   auto& sessions = host.Make<Sessions>(
       store, RealClock(), &metrics, host.keys().verifier.get(), bot, routing,
       [&peer_pool](std::function<void()> task) { peer_pool.Run(std::move(task)); },
       [&bot_pool](std::function<void()> task) { return bot_pool.TryRun(std::move(task)); },
-      config.sessions);
+      config.sessions, [&answer_pool](std::function<void()> task) {
+        if (!answer_pool.Run(task)) task();
+      });
   if (absl::Status s = sessions.Load(); !s.ok()) return host.Fail("load", s);
   pool.Run([&sessions] { sessions.ResumeBotTurns(); });
   Attachments* files = nullptr;
@@ -58,9 +63,10 @@ int Run(int argc, char** argv) {
                                              RealClock(), &pool, config.service);
   host.OnDrain([&service] { service.EndStreams(); });
   ScheduleLoops(host, config, sessions);
-  host.OnStop([&bot_pool, &peer_pool] {
+  host.OnStop([&bot_pool, &peer_pool, &answer_pool] {
     bot_pool.Stop();
     peer_pool.Stop();
+    answer_pool.Stop();
   });
   return host.Serve({&service});
 }

@@ -59,7 +59,7 @@ void LeaveAgent(v1::Session& s, absl::Time now) {
 Sessions::Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
                    const auth::TokenVerifier* tokens, BotClient* bot, RoutingClient* routing,
                    Executor background, BoundedExecutor bot_executor,
-                   SessionsOptions options)
+                   SessionsOptions options, Executor answers)
     : store_(store),
       clock_(clock),
       metrics_(metrics),
@@ -68,6 +68,7 @@ Sessions::Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
       routing_(routing),
       background_(std::move(background)),
       bot_executor_(std::move(bot_executor)),
+      answers_(std::move(answers)),
       options_(std::move(options)),
       idle_timeouts_{options_.idle_timeout, options_.resolved_idle_timeout},
       bot_turns_(options_.max_waiting_bot_turns),
@@ -119,7 +120,9 @@ std::shared_ptr<storage::PendingWrite> Sessions::Commit(
   // failed): look-ups go there from then on.
   return commits_.Commit(
       *store_, std::move(write),
-      {[this, published = std::move(published)] { Publish(published); },
+      {[this, published = std::move(published)]() mutable {
+         RunAnswer([this, published = std::move(published)] { Publish(published); });
+       },
        [this, keys = std::move(keys)] { Settle(keys); }},
       std::move(pending));
 }
@@ -489,12 +492,19 @@ void Sessions::AnswerWhenDurable(Decision<T> decision, Answer<T> done) {
   // The callback is held by the write it waits for: it must not hold that
   // write in turn.
   const std::shared_ptr<storage::PendingWrite> wait = std::move(decision.wait);
-  commits_.Then(wait, [decision = std::move(decision),
+  commits_.Then(wait, [this, decision = std::move(decision),
                        done = std::move(done)](absl::Status durable) mutable {
-    if (!durable.ok()) return done(durable);
-    if (decision.answer.ok() && decision.on_durable) decision.on_durable();
-    done(std::move(decision.answer));
+    if (durable.ok() && decision.answer.ok() && decision.on_durable) decision.on_durable();
+    absl::StatusOr<T> answer = durable.ok() ? std::move(decision.answer) : durable;
+    RunAnswer([done = std::move(done), answer = std::move(answer)]() mutable {
+      done(std::move(answer));
+    });
   });
+}
+
+void Sessions::RunAnswer(std::function<void()> task) {
+  if (answers_ == nullptr) return task();
+  answers_(std::move(task));
 }
 
 template <typename T>

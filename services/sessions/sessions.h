@@ -140,7 +140,8 @@ class Sessions : public AttachmentBackend {
   // escalates, and routing calls stay pending. Nothing owned.
   Sessions(SessionStore* store, Clock* clock, SessionsMetrics* metrics,
            const auth::TokenVerifier* tokens, BotClient* bot, RoutingClient* routing,
-           Executor background, BoundedExecutor bot_executor, SessionsOptions options);
+           Executor background, BoundedExecutor bot_executor, SessionsOptions options,
+           Executor answers = nullptr);
 
   // Reads the open work from the store. Call once, before anything else.
   absl::Status Load();
@@ -516,6 +517,8 @@ class Sessions : public AttachmentBackend {
   // Gives `decision`'s answer to `done` as the ...Async forms promise.
   template <typename T>
   void AnswerWhenDurable(Decision<T> decision, Answer<T> done);
+  // Runs `task` on answers_ (or here, without one).
+  void RunAnswer(std::function<void()> task);
   // The blocking forms: waits for AnswerWhenDurable's answer.
   template <typename T>
   absl::StatusOr<T> AwaitAnswer(Decision<T> decision);
@@ -566,6 +569,13 @@ class Sessions : public AttachmentBackend {
   RoutingClient* const routing_;
   const Executor background_;
   const BoundedExecutor bot_executor_;
+  // Runs, one at a time and in the order given, what follows a commit and
+  // talks to clients: the answers of calls whose writes it made durable and
+  // the events published to streams. In the service, one thread of its own,
+  // so that the commit thread only writes (on a saturated floor, answering,
+  // gRPC's sends included, took nearly as long as writing). Null: both run
+  // on the commit thread.
+  const Executor answers_;
   const SessionsOptions options_;
   const IdleTimeouts idle_timeouts_;
 
