@@ -298,7 +298,8 @@ class SessionsTest : public ::testing::Test {
 
   // A new Sessions over the same store: a restart (after the writes
   // already queued have completed, as they do before a clean exit).
-  void Make(BotClient* bot, SessionsOptions options = SessionsOptions()) {
+  void Make(BotClient* bot, SessionsOptions options = SessionsOptions(),
+            Executor answers = nullptr) {
     if (sessions_ != nullptr) {
       ASSERT_TRUE(committer_->Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
     }
@@ -316,7 +317,7 @@ class SessionsTest : public ::testing::Test {
           background_.push_back(std::move(task));
           return true;
         },
-        options);
+        options, std::move(answers));
     ASSERT_TRUE(sessions_->Load().ok());
   }
 
@@ -1341,6 +1342,52 @@ class CountingListener : public SessionListener {
   int typing = 0;
   int access_checks = 0;
 };
+
+// The service answers from a thread of its own: what a commit sends to
+// clients waits for that executor, in commit order.
+TEST_F(SessionsTest, ACommitsAnswersAndEventsGoToTheAnswerExecutorInCommitOrder) {
+  v1::Session s = NewChat();
+  ASSERT_TRUE(sessions_->Escalate(kCustomer, s.session_id()).ok());
+  RunBackground();
+  absl::Mutex held_mu;
+  std::deque<std::function<void()>> held;
+  Make(&bot_, SessionsOptions(), [&](std::function<void()> task) {
+    absl::MutexLock lock(&held_mu);
+    held.push_back(std::move(task));
+  });
+  CountingListener listener;
+  ASSERT_TRUE(sessions_->Subscribe(kCustomer, s.session_id(), 0, &listener).ok());
+  v1::NewMessage text;
+  text.set_text("one");
+  AsyncAnswer one, two;
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k1", text, one.Callback());
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "k2", text, two.Callback());
+  // Once this commits, both messages have; nothing reached a client yet.
+  ASSERT_TRUE(committer_->Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
+  EXPECT_FALSE(one.answered.HasBeenNotified());
+  EXPECT_TRUE(listener.sequences.empty());
+  std::deque<std::function<void()>> tasks;
+  {
+    absl::MutexLock lock(&held_mu);
+    tasks.swap(held);
+  }
+  ASSERT_EQ(tasks.size(), 4u);  // Each message's event, then its answer.
+  tasks[0]();
+  EXPECT_EQ(listener.sequences, (std::vector<int64_t>{3}));
+  EXPECT_FALSE(one.answered.HasBeenNotified());
+  tasks[1]();
+  ASSERT_TRUE(one.answered.HasBeenNotified());
+  EXPECT_FALSE(two.answered.HasBeenNotified());
+  tasks[2]();
+  tasks[3]();
+  EXPECT_EQ(listener.sequences, (std::vector<int64_t>{3, 4}));
+  ASSERT_TRUE(one.answer.ok()) << one.answer.status();
+  ASSERT_TRUE(two.answer.ok()) << two.answer.status();
+  EXPECT_EQ(one.answer->message.sequence(), 3);
+  EXPECT_EQ(two.answer->message.sequence(), 4);
+  sessions_->Unsubscribe(s.session_id(), &listener);
+  Make(&bot_);  // Nothing is sent to `held` once this test returns.
+}
 
 TEST_F(SessionsTest, ListenersSeeCommittedEventsTypingAndLapsedOffers) {
   v1::Session s = NewChat();
