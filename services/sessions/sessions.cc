@@ -121,6 +121,7 @@ std::shared_ptr<storage::PendingWrite> Sessions::Commit(
   return commits_.Commit(
       *store_, std::move(write),
       {[this, published = std::move(published)]() mutable {
+         MarkCommitted(published);
          RunAnswer([this, published = std::move(published)] { Publish(published); });
        },
        [this, keys = std::move(keys)] { Settle(keys); }},
@@ -148,11 +149,17 @@ void Sessions::Account(const std::string& id, Live& live) {
   deadlines_.Set(id, NextDue(live.record, idle_timeouts_));
 }
 
-void Sessions::Publish(const std::vector<v1::SessionEvent>& events) {
+void Sessions::MarkCommitted(const std::vector<v1::SessionEvent>& events) {
   absl::MutexLock lock(&listeners_mu_);
   for (const v1::SessionEvent& event : events) {
     int64_t& committed = committed_[event.session_id()];
     committed = std::max(committed, event.sequence());
+  }
+}
+
+void Sessions::Publish(const std::vector<v1::SessionEvent>& events) {
+  absl::MutexLock lock(&listeners_mu_);
+  for (const v1::SessionEvent& event : events) {
     auto it = listeners_.find(event.session_id());
     if (it == listeners_.end()) continue;
     for (SessionListener* listener : it->second) listener->OnEvent(event);

@@ -425,6 +425,14 @@ class Sessions : public AttachmentBackend {
   // Brings gauges, the customer's open count, the routing-pending set and
   // the deadline index up to date with the live session.
   void Account(const std::string& session_id, Live& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // On the commit thread, before anyone can learn of the events: what
+  // Subscribe and ListMessages report as committed (a client told of a
+  // sequence may subscribe from it at once). Its entry goes with the
+  // session when it leaves memory, which a late Publish must not undo.
+  void MarkCommitted(const std::vector<v1::SessionEvent>& events);
+  // Hands the events to the session's listeners (on answers_); a listener
+  // that subscribed after MarkCommitted already has them from the store,
+  // and drops them by sequence.
   void Publish(const std::vector<v1::SessionEvent>& events);
   void Settle(const WriteKeys& keys);
 

@@ -1366,6 +1366,12 @@ TEST_F(SessionsTest, ACommitsAnswersAndEventsGoToTheAnswerExecutorInCommitOrder)
   ASSERT_TRUE(committer_->Commit([](storage::Database&) { return absl::OkStatus(); }).ok());
   EXPECT_FALSE(one.answered.HasBeenNotified());
   EXPECT_TRUE(listener.sequences.empty());
+  // Committed all the same: a client that read sequence 4 from memory may
+  // subscribe from it at once.
+  CountingListener from_last;
+  auto subscribed = sessions_->Subscribe(kCustomer, s.session_id(), 4, &from_last);
+  ASSERT_TRUE(subscribed.ok()) << subscribed.status();
+  EXPECT_EQ(*subscribed, 4);
   std::deque<std::function<void()>> tasks;
   {
     absl::MutexLock lock(&held_mu);
@@ -1386,6 +1392,7 @@ TEST_F(SessionsTest, ACommitsAnswersAndEventsGoToTheAnswerExecutorInCommitOrder)
   EXPECT_EQ(one.answer->message.sequence(), 3);
   EXPECT_EQ(two.answer->message.sequence(), 4);
   sessions_->Unsubscribe(s.session_id(), &listener);
+  sessions_->Unsubscribe(s.session_id(), &from_last);
   Make(&bot_);  // Nothing is sent to `held` once this test returns.
 }
 
