@@ -30,9 +30,7 @@ absl::StatusOr<std::vector<OutboxRecord>> SqliteOutboxStore::Claim(int limit) {
 
 absl::Status SqliteOutboxStore::Finish(const std::vector<int64_t>& published) {
   if (published.empty()) return absl::OkStatus();
-  // Deferred: a delete an OS crash undoes only publishes those events again.
-  return committer_->Commit(
-      [&published](storage::Database& db) -> absl::Status {
+  auto remove_published = [&published](storage::Database& db) -> absl::Status {
     absl::StatusOr<storage::Statement> remove =
         db.Prepare("DELETE FROM outbox WHERE id = ?");
     if (!remove.ok()) return remove.status();
@@ -42,8 +40,9 @@ absl::Status SqliteOutboxStore::Finish(const std::vector<int64_t>& published) {
       remove->Reset();
     }
     return absl::OkStatus();
-  },
-      storage::GroupCommitter::Durability::kDeferred);
+  };
+  // Deferred: a delete an OS crash undoes only publishes those events again.
+  return committer_->Commit(remove_published, storage::GroupCommitter::Durability::kDeferred);
 }
 
 absl::StatusOr<OutboxStore::Stats> SqliteOutboxStore::ReadStats() {
