@@ -163,6 +163,7 @@ absl::Status Router::Load() {
       Entry& e = *entry;
       const std::string key = e.record.key;
       entries_[key] = std::move(entry);
+      Unsettle(e);
       if (e.state() == v1::ENTRY_STATE_ASSIGNED) {
         if (!e.record.accepted_offer_id.empty()) offers_[e.record.accepted_offer_id] = key;
         continue;
@@ -220,6 +221,28 @@ void Router::Wake() {
   WakeLocked();
 }
 
+void Router::Unsettle(Entry& entry) { unsettled_.emplace(entry.record.key, &entry); }
+
+void Router::Erase(const std::string& key) {
+  unsettled_.erase(key);
+  entries_.erase(key);
+}
+
+std::vector<Router::Entry*> Router::Unsettled() {
+  std::vector<Entry*> out;
+  for (auto it = unsettled_.begin(); it != unsettled_.end();) {
+    const Entry& entry = *it->second;
+    if (entry.state() == v1::ENTRY_STATE_ASSIGNED && entry.record.requeued_from.empty() &&
+        !entry.record.accepting && !entry.busy) {
+      it = unsettled_.erase(it);
+      continue;
+    }
+    out.push_back(it->second);
+    ++it;
+  }
+  return out;
+}
+
 void Router::WaitForWork(absl::Duration max) {
   absl::MutexLock lock(&mu_);
   absl::Duration wait = max;
@@ -228,7 +251,7 @@ void Router::WaitForWork(absl::Duration max) {
     // Only what a pass would act on counts: a busy entry, or a back-off that
     // already passed without the entry being offerable, must not make the
     // dispatcher spin.
-    for (const auto& [key, entry] : entries_) {
+    for (const Entry* entry : Unsettled()) {
       if (entry->busy) continue;
       if (entry->state() == v1::ENTRY_STATE_OFFERED && !entry->record.accepting) {
         wait = std::min(wait, entry->record.offer_expires_at - now);
@@ -439,7 +462,7 @@ void Router::Drop(Entry& entry, v1::CancelReason reason, absl::Time now, Routing
   write.deleted_entries.push_back(entry.record.key);
   RemoveFromQueue(entry);
   metrics_->entries_cancelled->Increment();
-  entries_.erase(entry.record.key);  // destroys `entry`
+  Erase(entry.record.key);  // destroys `entry`
 }
 
 // ---- releases owed to presence ----
@@ -666,7 +689,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
         Owe(existing.record.assigned_agent_id, c.session_id, existing.record.holder_id, now,
             write, &releases);
         offers_.erase(existing.record.accepted_offer_id);
-        entries_.erase(it);
+        Erase(key);
       }
       auto entry = std::make_unique<Entry>();
       entry->wait_id = next_wait_id_++;
@@ -701,6 +724,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueSession(const EnqueueSessio
       if (c.at_head) r.order = queues_.HeadOrder(queue, priority, r.order);
       Entry& added = *entry;
       entries_[key] = std::move(entry);
+      Unsettle(added);
       AddToQueue(added);
 
       events::v1::Event event;
@@ -787,6 +811,7 @@ absl::StatusOr<Router::EnqueueResult> Router::EnqueueComplaint(
       r.order = absl::ToUnixMicros(now);
       Entry& added = *entry;
       entries_[key] = std::move(entry);
+      Unsettle(added);
       AddToQueue(added);
 
       RoutingWrite write;
@@ -1135,7 +1160,7 @@ absl::StatusOr<v1::Assignment> Router::CommitAccept(const std::string& key, uint
       // A complaint leaves routing once a supervisor takes it.
       last_complaint_accept_[agent_id] = now;
       write.deleted_entries.push_back(key);
-      entries_.erase(it);
+      Erase(key);
     }
     pending = Commit(std::move(write), {{closed, true}});
     WakeLocked();
@@ -1431,6 +1456,7 @@ void Router::Requeue(Entry& entry, absl::Time now, RoutingWrite& write) {
   Owe(agent_id, subject, entry.record.holder_id, now, write, nullptr);
   entry.record.holder_id = 0;
   entry.record.entry.set_state(v1::ENTRY_STATE_WAITING);
+  Unsettle(entry);
   entry.record.entry.set_reason(v1::ENQUEUE_REASON_AGENT_UNAVAILABLE);
   entry.record.entry.set_offer_attempts(0);
   entry.record.entry.clear_target_agent_id();
@@ -1560,12 +1586,12 @@ void Router::ExpireDue() {
     const absl::Time now = clock_->Now();
     RoutingWrite write;
     OfferBatch offers;
-    for (auto& [key, owned] : entries_) {
-      Entry& entry = *owned;
-      const bool session = entry.session();
-      const std::string subject = SubjectOf(entry.record.entry);
+    for (Entry* unsettled : Unsettled()) {
+      Entry& entry = *unsettled;
       if (entry.state() == v1::ENTRY_STATE_OFFERED && !entry.busy && !entry.record.accepting &&
           entry.record.offer_expires_at <= now) {
+        const bool session = entry.session();
+        const std::string subject = SubjectOf(entry.record.entry);
         const std::string agent_id = entry.record.entry.offered_agent_id();
         const std::string offer_id = entry.record.offer_id;
         offers.emplace_back(CloseOffer(entry, v1::OFFER_OUTCOME_EXPIRED, now, write, &releases),
@@ -1612,11 +1638,11 @@ void Router::DriveIntents() {
       absl::MutexLock lock(&mu_);
       if (commits_.failed()) return;
       const absl::Time now = clock_->Now();
-      for (auto& [k, entry] : entries_) {
+      for (Entry* entry : Unsettled()) {
         if (entry->state() == v1::ENTRY_STATE_OFFERED && entry->record.accepting &&
             !entry->busy && entry->retry_after <= now) {
           entry->busy = true;
-          key = k;
+          key = entry->record.key;
           wait_id = entry->wait_id;
           agent_id = entry->record.entry.offered_agent_id();
           offer_id = entry->record.offer_id;
@@ -1641,10 +1667,10 @@ void Router::TellSessionsRequeued() {
       absl::MutexLock lock(&mu_);
       if (commits_.failed()) return;
       const absl::Time now = clock_->Now();
-      for (auto& [k, entry] : entries_) {
+      for (Entry* entry : Unsettled()) {
         if (!entry->record.requeued_from.empty() && !entry->busy &&
             entry->retry_after <= now) {
-          key = k;
+          key = entry->record.key;
           wait_id = entry->wait_id;
           session_id = entry->record.entry.session_id();
           agent_id = entry->record.requeued_from;
@@ -2115,7 +2141,7 @@ void Router::RefreshGauges() {
   absl::MutexLock lock(&mu_);
   metrics_->releases_owed->Set(static_cast<double>(owed_.size()));
   int accepting = 0;
-  for (const auto& [key, entry] : entries_) accepting += entry->record.accepting;
+  for (const Entry* entry : Unsettled()) accepting += entry->record.accepting;
   metrics_->accepts_in_progress->Set(accepting);
 }
 

@@ -275,6 +275,13 @@ class Router {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const OfferBatch& offers);
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts `entry` (new, or leaving ASSIGNED) among those the passes look at.
+  void Unsettle(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes the entry with `key` from entries_ (and from the passes' view).
+  void Erase(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The entries a pass acts on, in key order: every entry but the settled
+  // ones, whose keys it forgets.
+  std::vector<Entry*> Unsettled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Holder ids.
   absl::StatusOr<int64_t> IssueHolder() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -393,6 +400,12 @@ class Router {
   absl::CondVar work_ ABSL_GUARDED_BY(mu_);
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  // The entries of entries_ that are not settled, by key. Settled: ASSIGNED
+  // with no re-queue to tell sessions, no accept and no call in progress;
+  // nothing a dispatcher pass does concerns it, and it leaves that state only
+  // through Requeue. On a busy floor almost every entry is settled, and a
+  // pass (one per wake-up, hundreds a second) must not walk them all.
+  std::map<std::string, Entry*> unsettled_ ABSL_GUARDED_BY(mu_);
   QueueOrder queues_ ABSL_GUARDED_BY(mu_);
   // Open offers and accepted session offers, by offer id -> entry key.
   absl::flat_hash_map<std::string, std::string> offers_ ABSL_GUARDED_BY(mu_);

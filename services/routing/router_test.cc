@@ -1005,6 +1005,37 @@ TEST_F(RouterTest, ARequeueSessionsMissesIsToldAgainLater) {
   EXPECT_EQ(Entry("s-1").offered_agent_id(), "a2");
 }
 
+// Passes stop looking at a settled assignment; its agent's lapse still
+// re-queues it, tells sessions and offers it again.
+TEST_F(RouterTest, AnAssignmentPassesLeftAloneIsRequeuedWhenItsAgentLapses) {
+  ASSERT_TRUE(router_->ResetPresence({AgentOnline("a1", 2, absl::Minutes(3))}).ok());
+  ASSERT_TRUE(Enqueue("s-1").ok());
+  router_->RunOnce();
+  ASSERT_TRUE(router_->AcceptOffer("a1", OfferOf("a1")).ok());
+  router_->RunOnce();
+  clock_.Advance(options_.offer_timeout * 2);
+  router_->RunOnce();
+  ASSERT_TRUE(Enqueue("s-2").ok());
+  router_->RunOnce();
+  ASSERT_EQ(Entry("s-2").offered_agent_id(), "a1");
+
+  sessions_.Fail("RequeueSession", absl::UnavailableError("sessions down"));
+  ASSERT_TRUE(router_->OnAgentChange(Offline("a1")).ok());
+  ASSERT_TRUE(router_->OnAgentChange(AgentOnline("a2", 2, absl::Minutes(3))).ok());
+  router_->RunOnce();
+  EXPECT_EQ(Entry("s-1").state(), v1::ENTRY_STATE_WAITING);
+  sessions_.Heal("RequeueSession");
+  clock_.Advance(absl::Seconds(1));
+  router_->RunOnce();
+  EXPECT_EQ(sessions_.View("s-1").state, SessionView::State::kQueued);
+  EXPECT_EQ(Entry("s-1").offered_agent_id(), "a2");
+  EXPECT_EQ(Entry("s-2").offered_agent_id(), "a2");
+  // Its new offer expires like any other.
+  clock_.Advance(options_.offer_timeout);
+  router_->RunOnce();
+  EXPECT_EQ(metrics_.offers_expired->Value(), 2);
+}
+
 TEST_F(RouterTest, CallsForAnAgentCarryTheirDeadlineAndBackgroundCallsTheirOwn) {
   ASSERT_TRUE(router_->ResetPresence({AgentOnline("a1", 1, absl::Minutes(3))}).ok());
   ASSERT_TRUE(Enqueue("s-1").ok());
