@@ -97,6 +97,17 @@ SessionsMetrics::SessionsMetrics(prometheus::Registry& registry) {
                                 "failed; the session stays pending and is retried.")
                           .Register(registry)
                           .Add({});
+  auto& write_stages =
+      prometheus::BuildHistogram()
+          .Name("switchboard_sessions_write_stage_seconds")
+          .Help("Where the answer of a call that writes waits, in seconds: stage=durable "
+                "from the write being decided to its commit, stage=answer from the commit "
+                "to the answering thread taking the answer up.")
+          .Register(registry);
+  const prometheus::Histogram::BucketBoundaries stages = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+  write_durable_seconds = &write_stages.Add({{"stage", "durable"}}, stages);
+  write_answer_seconds = &write_stages.Add({{"stage", "answer"}}, stages);
   routing_pending = &prometheus::BuildGauge()
                          .Name("switchboard_sessions_routing_pending")
                          .Help("Sessions whose latest state routing has not acknowledged "

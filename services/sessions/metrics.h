@@ -65,6 +65,15 @@ struct SessionsMetrics {
   prometheus::Counter* bot_escalated;
   prometheus::Counter* bot_unavailable;
   prometheus::Counter* bot_shed;
+  // switchboard_sessions_write_stage_seconds{stage}: where the answer of a
+  // call that writes (SendMessage, CreateSession, AssignAgent, ...) waits.
+  // stage="durable": from the write being decided to its commit (the
+  // writer's queue, its batch, the fsync, and the commits before it);
+  // stage="answer": from the commit to the answering thread taking the
+  // answer up. With grpc_server_handling_seconds they tell a slow disk from
+  // a backed-up answering thread.
+  prometheus::Histogram* write_durable_seconds;
+  prometheus::Histogram* write_answer_seconds;
   // switchboard_sessions_routing_failures_total: calls to routing
   // (EnqueueSession, CancelSession) that failed and will be retried.
   prometheus::Counter* routing_failures;

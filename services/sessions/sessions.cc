@@ -499,11 +499,20 @@ void Sessions::AnswerWhenDurable(Decision<T> decision, Answer<T> done) {
   // The callback is held by the write it waits for: it must not hold that
   // write in turn.
   const std::shared_ptr<storage::PendingWrite> wait = std::move(decision.wait);
-  commits_.Then(wait, [this, decision = std::move(decision),
+  // Only answers that waited for a write are timed.
+  const bool timed = wait != nullptr && metrics_ != nullptr;
+  const absl::Time decided = clock_->Now();
+  commits_.Then(wait, [this, timed, decided, decision = std::move(decision),
                        done = std::move(done)](absl::Status durable) mutable {
+    const absl::Time committed = clock_->Now();
+    if (timed) metrics_->write_durable_seconds->Observe(absl::ToDoubleSeconds(committed - decided));
     if (durable.ok() && decision.answer.ok() && decision.on_durable) decision.on_durable();
     absl::StatusOr<T> answer = durable.ok() ? std::move(decision.answer) : durable;
-    RunAnswer([done = std::move(done), answer = std::move(answer)]() mutable {
+    RunAnswer([this, timed, committed, done = std::move(done),
+               answer = std::move(answer)]() mutable {
+      if (timed) {
+        metrics_->write_answer_seconds->Observe(absl::ToDoubleSeconds(clock_->Now() - committed));
+      }
       done(std::move(answer));
     });
   });

@@ -612,6 +612,34 @@ TEST_F(SessionsTest, AReadWaitsUntilTheSessionsLatestChangeIsDurable) {
   EXPECT_TRUE(sessions_->TryGet(kCustomer, s.session_id()).has_value());
 }
 
+TEST_F(SessionsTest, AWritesAnswerIsTimedUntilDurableAndUntilAnswered) {
+  v1::Session s = NewChat("cust-1", "hello");
+  const uint64_t durable_before = metrics_.write_durable_seconds->Collect().histogram.sample_count;
+  const uint64_t answered_before = metrics_.write_answer_seconds->Collect().histogram.sample_count;
+  store_->Hold();
+  v1::NewMessage message;
+  message.set_text("are you there?");
+  absl::Notification sent;
+  sessions_->SendMessageAsync(kCustomer, s.session_id(), "m2", message,
+                              [&](absl::StatusOr<Sessions::Sent>) { sent.Notify(); });
+  ASSERT_TRUE(store_->WaitForHeld(1));
+  clock_.Advance(absl::Seconds(2));  // a slow disk
+  store_->Release();
+  sent.WaitForNotification();
+  const prometheus::ClientMetric::Histogram durable =
+      metrics_.write_durable_seconds->Collect().histogram;
+  EXPECT_EQ(durable.sample_count, durable_before + 1);
+  EXPECT_GE(durable.sample_sum, 2.0);
+  const prometheus::ClientMetric::Histogram answered =
+      metrics_.write_answer_seconds->Collect().histogram;
+  EXPECT_EQ(answered.sample_count, answered_before + 1);
+  EXPECT_LT(answered.sample_sum, 2.0);  // the wait was the disk's, not the answer's
+
+  // A call refused before writing is not timed.
+  EXPECT_FALSE(Send("no-such-session", kCustomer, "hi", "m3").ok());
+  EXPECT_EQ(metrics_.write_durable_seconds->Collect().histogram.sample_count, durable.sample_count);
+}
+
 TEST_F(SessionsTest, BotFailureEscalatesAndKeepsTheMessage) {
   bot_.status = absl::DeadlineExceededError("slow");
   v1::Session s = NewChat();
