@@ -321,8 +321,12 @@ std::optional<int> Host::OpenStore(StoreOptions options) {
   absl::StatusOr<std::unique_ptr<storage::Database>> relay_reader = OpenReader();
   if (!relay_reader.ok()) return FailStep("open_database", relay_reader.status());
   if (auto exit = OpenSink()) return exit;
+  absl::StatusOr<std::unique_ptr<storage::Database>> checkpoints = OpenReader();
+  if (!checkpoints.ok()) return FailStep("open_database", checkpoints.status());
+  checkpoints_ = *std::move(checkpoints);
   storage::GroupCommitter::Options commits = options.commits;
   commits.on_batch = CommitMetrics(*registry_);
+  commits.checkpoints = checkpoints_.get();
   committer_ = std::make_unique<storage::GroupCommitter>(database_.get(), commits);
   absl::StatusOr<events::Sink*> relay_sink = RelaySink(options);
   if (!relay_sink.ok()) return FailStep("event_sink", relay_sink.status());

@@ -183,7 +183,8 @@ class Host {
   // Opens the store, the event sink and the outbox relay. By default
   // (--database empty): the database file DATA_DIR/NAME.db with
   // `options.open`, a reading connection for the relay and the
-  // GroupCommitter. With --database=postgresql://...: migrates that
+  // GroupCommitter (whose WAL checkpoints run on a connection and thread of
+  // their own, off the writer's commits). With --database=postgresql://...: migrates that
   // database with `options.postgres_migrations` (exit 2 if the service has
   // none), gives the relay a PostgreSQL connection of its own, so replicas
   // on one database share its outbox, and keeps the migrating connection
@@ -313,6 +314,8 @@ class Host {
   // standby first; the server serves it on.
   std::unique_ptr<metrics::MetricsExposer> metrics_exposer_;
   std::unique_ptr<storage::Database> database_;
+  // The committer's checkpoint connection (GroupCommitter::Options).
+  std::unique_ptr<storage::Database> checkpoints_;
   std::unique_ptr<events::Sink> sink_;
   std::unique_ptr<storage::GroupCommitter> committer_;
   std::unique_ptr<storage::PostgresGroupCommitter> postgres_committer_;

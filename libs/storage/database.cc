@@ -47,6 +47,9 @@ absl::Status ConnectionError(sqlite3* db, int rc, absl::string_view sql) {
   return SqliteError(rc, sqlite3_errmsg(db), sql);
 }
 
+// SQLite's own default for its automatic checkpoint.
+constexpr int kAutoCheckpointPages = 1000;
+
 bool OnlyWhitespaceOrSemicolons(absl::string_view s) {
   for (char c : s) {
     if (!absl::ascii_isspace(static_cast<unsigned char>(c)) && c != ';') {
@@ -239,6 +242,29 @@ void Database::SetCommitHook(std::function<bool()> hook) {
   sqlite3_commit_hook(
       db_, +[](void* self) { return static_cast<Database*>(self)->commit_hook_() ? 0 : 1; },
       this);
+}
+
+void Database::SetWalHook(std::function<void(int frames)> hook) {
+  wal_hook_ = std::move(hook);
+  if (!wal_hook_) {
+    sqlite3_wal_autocheckpoint(db_, kAutoCheckpointPages);
+    return;
+  }
+  sqlite3_wal_hook(
+      db_,
+      +[](void* self, sqlite3*, const char*, int frames) {
+        static_cast<Database*>(self)->wal_hook_(frames);
+        return SQLITE_OK;
+      },
+      this);
+}
+
+absl::StatusOr<Database::CheckpointResult> Database::Checkpoint() {
+  CheckpointResult result;
+  const int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                           &result.wal_frames, &result.checkpointed_frames);
+  if (rc != SQLITE_OK) return ConnectionError(db_, rc, "PRAGMA wal_checkpoint(PASSIVE)");
+  return result;
 }
 
 absl::StatusOr<std::unique_ptr<Database>> Database::OpenMigrated(

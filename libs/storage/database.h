@@ -178,6 +178,28 @@ class Database {
   // before handing the connection over (e.g. to a GroupCommitter).
   void SetCommitHook(std::function<bool()> hook);
 
+  // Runs `hook` after each transaction of this connection has committed to
+  // the WAL, on the committing thread, with the frames (pages) the WAL now
+  // holds. It replaces SQLite's automatic checkpoint on this connection (the
+  // copy of the WAL into the file every 1000 pages, inside the COMMIT that
+  // crossed the mark): whoever sets it checkpoints, e.g. with Checkpoint on
+  // another connection. An empty hook removes it and restores the
+  // automatic checkpoint. Set it like SetCommitHook.
+  void SetWalHook(std::function<void(int frames)> hook);
+
+  struct CheckpointResult {
+    // Frames in the WAL, and how many of them are now in the file.
+    int wal_frames = 0;
+    int checkpointed_frames = 0;
+  };
+  // Copies the WAL's frames into the database file and syncs it, without
+  // waiting for anyone (SQLite's PASSIVE checkpoint): frames a reader still
+  // needs, or a writer adds meanwhile, wait for the next one. Once every
+  // frame is in the file, the next write starts the WAL over from its
+  // beginning. UNAVAILABLE if another connection is checkpointing; INTERNAL
+  // on I/O errors.
+  absl::StatusOr<CheckpointResult> Checkpoint();
+
  private:
   friend class Statement;
   explicit Database(sqlite3* db);
@@ -187,6 +209,7 @@ class Database {
   sqlite3* db_;
   int savepoint_depth_ = 0;
   std::function<bool()> commit_hook_;
+  std::function<void(int)> wal_hook_;
   // Idle prepared statements by SQL text, bounded by kMaxIdleStatements.
   absl::flat_hash_map<std::string, std::vector<sqlite3_stmt*>> idle_;
   int idle_count_ = 0;

@@ -22,7 +22,14 @@ bool SynchronousFull(Database& db) {
 }  // namespace
 
 GroupCommitter::GroupCommitter(Database* db, Options options)
-    : db_(db), options_(options), synchronous_full_(SynchronousFull(*db)) {
+    : db_(db),
+      options_(options),
+      synchronous_full_(SynchronousFull(*db)),
+      next_checkpoint_at_(options.checkpoint_frames) {
+  if (options_.checkpoints != nullptr) {
+    db_->SetWalHook([this](int frames) { wal_frames_ = frames; });
+    checkpointer_ = std::thread([this] { RunCheckpoints(); });
+  }
   writer_ = std::thread([this] { Run(); });
 }
 
@@ -68,6 +75,15 @@ void GroupCommitter::Stop() {
   }
   absl::MutexLock lock(&stop_mu_);
   if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock queue_lock(&mu_);
+    checkpoints_stopping_ = true;
+  }
+  if (checkpointer_.joinable()) {
+    checkpointer_.join();
+    // The connection may outlive this object: SQLite checkpoints it again.
+    db_->SetWalHook(nullptr);
+  }
 }
 
 GroupCommitter::Stats GroupCommitter::stats() const {
@@ -109,6 +125,53 @@ void GroupCommitter::Run() {
     for (size_t i = 0; i < batch.size(); ++i) {
       batch[i].done(std::move(results[i]));
     }
+    if (options_.checkpoints != nullptr) CheckpointIfDue();
+  }
+}
+
+void GroupCommitter::CheckpointIfDue() {
+  const int every = options_.checkpoint_frames;
+  if (wal_frames_ >= options_.writer_checkpoint_frames) {
+    // The checkpoint thread fell behind (or a reader held it back): copy
+    // the rest here, with no write in flight, so that the WAL starts over.
+    CountCheckpoint(db_->Checkpoint(), /*writer=*/true);
+    next_checkpoint_at_ = every;
+    return;
+  }
+  // The WAL started over since the last request.
+  if (wal_frames_ < next_checkpoint_at_ - every) next_checkpoint_at_ = every;
+  if (wal_frames_ < next_checkpoint_at_) return;
+  next_checkpoint_at_ = wal_frames_ + every;
+  absl::MutexLock lock(&mu_);
+  checkpoint_due_ = true;
+}
+
+void GroupCommitter::RunCheckpoints() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](GroupCommitter* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->checkpoints_stopping_ || self->checkpoint_due_;
+          },
+          this));
+      if (checkpoints_stopping_) return;
+      checkpoint_due_ = false;
+    }
+    CountCheckpoint(options_.checkpoints->Checkpoint(), /*writer=*/false);
+  }
+}
+
+void GroupCommitter::CountCheckpoint(const absl::StatusOr<Database::CheckpointResult>& result,
+                                     bool writer) {
+  absl::MutexLock lock(&mu_);
+  ++(writer ? stats_.writer_checkpoints : stats_.background_checkpoints);
+  if (result.ok()) {
+    stats_.checkpoint_error = absl::OkStatus();
+  } else if (!absl::IsUnavailable(result.status())) {
+    // (UNAVAILABLE: the other connection was checkpointing; the next
+    // checkpoint copies the rest.)
+    stats_.checkpoint_error = result.status();
   }
 }
 

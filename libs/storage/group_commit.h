@@ -82,6 +82,22 @@ class GroupCommitter {
     // If set, called on the writer thread after each batch, before its
     // writes' `done`; must not block.
     std::function<void(const BatchReport&)> on_batch;
+    // If set, a second connection to the same file, for checkpoints on a
+    // thread of their own. Without it SQLite checkpoints inside the COMMIT
+    // that takes the WAL past 1000 pages: it copies them into the file and
+    // syncs it while every queued write waits (on a busy service, the
+    // slowest commits by far). With it the writer only asks, every
+    // checkpoint_frames, and copies what is left itself (a few frames) once
+    // the WAL reaches writer_checkpoint_frames, so that the WAL starts over
+    // and stays bounded even if the checkpoint thread falls behind. Must
+    // outlive this object; nobody else may use it.
+    Database* checkpoints = nullptr;
+    // With `checkpoints`: the WAL's growth, in frames (pages), between two
+    // checkpoints on the checkpoint thread (SQLite's own automatic
+    // interval), and its size at which the writer checkpoints itself (about
+    // 40 MB of 4 KiB pages).
+    int checkpoint_frames = 1000;
+    int writer_checkpoint_frames = 10'000;
   };
 
   // Counters for metrics. writes / commits is the mean batch size.
@@ -90,6 +106,11 @@ class GroupCommitter {
     int64_t commits = 0;
     // Writes run (whatever their outcome).
     int64_t writes = 0;
+    // With Options::checkpoints: checkpoints run by the checkpoint thread
+    // and by the writer, and the last one's error (OK if none).
+    int64_t background_checkpoints = 0;
+    int64_t writer_checkpoints = 0;
+    absl::Status checkpoint_error;
   };
 
   // Starts the writer thread. `db` must outlive this object and must not be
@@ -140,6 +161,11 @@ class GroupCommitter {
   };
 
   void Run();
+  // The checkpoint thread: a checkpoint each time the writer asks.
+  void RunCheckpoints();
+  // After a batch, on the writer thread: asks for a checkpoint, or runs one.
+  void CheckpointIfDue();
+  void CountCheckpoint(const absl::StatusOr<Database::CheckpointResult>& result, bool writer);
   // Runs one batch in one transaction; returns each write's outcome.
   std::vector<absl::Status> RunBatch(std::vector<Pending>& batch, BatchReport& report);
   // Sets the connection's synchronous pragma for the next batch: NORMAL for
@@ -154,12 +180,21 @@ class GroupCommitter {
   // The pragma as the writer thread last set it.
   bool synced_now_ = true;
 
+  // Frames in the WAL after the writer's last commit (its WAL hook), and
+  // the size at which it next asks for a checkpoint. Writer thread only.
+  int wal_frames_ = 0;
+  int next_checkpoint_at_;
+
   mutable absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  // The checkpoint thread's work: asked for, or told to stop.
+  bool checkpoint_due_ ABSL_GUARDED_BY(mu_) = false;
+  bool checkpoints_stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread writer_;
+  std::thread checkpointer_;
   // Serializes Stop's joins (Stop may be called from several threads).
   absl::Mutex stop_mu_;
 };

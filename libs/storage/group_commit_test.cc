@@ -1,6 +1,8 @@
 #include "libs/storage/group_commit.h"
 
+#include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -317,6 +319,64 @@ TEST_F(GroupCommitTest, SubmitFromDoneRunsInALaterBatch) {
   });
   second_done.WaitForNotification();
   EXPECT_THAT(Names(), ElementsAre("first", "second"));
+}
+
+// Commits rows of about a page each, one at a time, `rounds` times
+// `per_round`; returns the largest the WAL file grew to, in 4 KiB pages.
+int64_t WritePagesAndWatchTheWal(GroupCommitter& committer, const std::string& path, int rounds,
+                                 int per_round) {
+  int64_t largest = 0;
+  int row = 0;
+  for (int r = 0; r < rounds; ++r) {
+    absl::Status last;
+    for (int i = 0; i < per_round; ++i) {
+      std::string name = absl::StrCat(row++, "-", std::string(3000, 'x'));
+      last = committer.Commit([name](Database& db) {
+        absl::StatusOr<Statement> stmt = db.Prepare("INSERT INTO t VALUES (?)");
+        if (!stmt.ok()) return stmt.status();
+        return stmt->Bind(1, name).Run();
+      });
+    }
+    EXPECT_TRUE(last.ok()) << last;
+    std::error_code error;
+    const auto size = std::filesystem::file_size(path + "-wal", error);
+    if (!error) largest = std::max<int64_t>(largest, static_cast<int64_t>(size) / 4096);
+  }
+  return largest;
+}
+
+TEST_F(GroupCommitTest, CheckpointsRunOnTheirOwnThreadWhenAConnectionIsGiven) {
+  std::unique_ptr<Database> checkpoints = *Database::Open({path_});
+  GroupCommitter::Options options;
+  options.checkpoints = checkpoints.get();
+  options.checkpoint_frames = 50;
+  options.writer_checkpoint_frames = 1'000'000;  // never: only the thread
+  GroupCommitter committer(db_.get(), options);
+  WritePagesAndWatchTheWal(committer, path_, 20, 10);
+  committer.Stop();
+  EXPECT_EQ(Names().size(), 200u);
+  const GroupCommitter::Stats stats = committer.stats();
+  EXPECT_GT(stats.background_checkpoints, 0);
+  EXPECT_EQ(stats.writer_checkpoints, 0);
+  EXPECT_TRUE(stats.checkpoint_error.ok()) << stats.checkpoint_error;
+  // The rows reached the database file itself, not just the WAL.
+  EXPECT_GT(std::filesystem::file_size(path_), 200u * 3000u);
+}
+
+TEST_F(GroupCommitTest, TheWriterCheckpointsItselfSoTheWalStaysBounded) {
+  std::unique_ptr<Database> checkpoints = *Database::Open({path_});
+  GroupCommitter::Options options;
+  options.checkpoints = checkpoints.get();
+  options.checkpoint_frames = 1'000'000;  // the thread is never asked
+  options.writer_checkpoint_frames = 100;
+  GroupCommitter committer(db_.get(), options);
+  // About 2,000 frames in all, 20 or so a commit: without the writer's
+  // checkpoints the WAL would hold every one of them.
+  const int64_t largest = WritePagesAndWatchTheWal(committer, path_, 100, 10);
+  committer.Stop();
+  EXPECT_EQ(Names().size(), 1000u);
+  EXPECT_GT(committer.stats().writer_checkpoints, 0);
+  EXPECT_LT(largest, 300);
 }
 
 TEST_F(GroupCommitTest, AdmitRefusesClientWritesOnceTheBacklogIsFull) {
