@@ -327,6 +327,7 @@ std::optional<int> Host::OpenStore(StoreOptions options) {
   storage::GroupCommitter::Options commits = options.commits;
   commits.on_batch = CommitMetrics(*registry_);
   commits.checkpoints = checkpoints_.get();
+  commits.min_commit_interval = kMinCommitInterval;
   committer_ = std::make_unique<storage::GroupCommitter>(database_.get(), commits);
   absl::StatusOr<events::Sink*> relay_sink = RelaySink(options);
   if (!relay_sink.ok()) return FailStep("event_sink", relay_sink.status());

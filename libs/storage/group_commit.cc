@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "libs/limits/retry_after.h"
 
 namespace switchboard::storage {
@@ -98,6 +99,7 @@ int GroupCommitter::queued() const {
 
 void GroupCommitter::Run() {
   const size_t max_batch = static_cast<size_t>(std::max(1, options_.max_batch));
+  std::pair<GroupCommitter*, size_t> full{this, max_batch};
   while (true) {
     std::vector<Pending> batch;
     {
@@ -108,6 +110,18 @@ void GroupCommitter::Run() {
           },
           this));
       if (queue_.empty()) return;  // Stopping, and everything has run.
+      const absl::Time next = last_batch_ + options_.min_commit_interval;
+      if (absl::Now() < next) {
+        // Returns early only for a full batch or Stop.
+        mu_.AwaitWithDeadline(
+            absl::Condition(
+                +[](std::pair<GroupCommitter*, size_t>* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                    a->first->mu_) {
+                  return a->first->stopping_ || a->first->queue_.size() >= a->second;
+                },
+                &full),
+            next);
+      }
       const size_t n = std::min(max_batch, queue_.size());
       batch.reserve(n);
       for (size_t i = 0; i < n; ++i) {
@@ -116,6 +130,7 @@ void GroupCommitter::Run() {
       }
     }
     const absl::Time taken = absl::Now();
+    last_batch_ = taken;
     BatchReport report;
     std::vector<absl::Status> results = RunBatch(batch, report);
     if (options_.on_batch) {

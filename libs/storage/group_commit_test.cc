@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/storage/database.h"
@@ -319,6 +321,27 @@ TEST_F(GroupCommitTest, SubmitFromDoneRunsInALaterBatch) {
   });
   second_done.WaitForNotification();
   EXPECT_THAT(Names(), ElementsAre("first", "second"));
+}
+
+TEST_F(GroupCommitTest, UnderLoadABatchWaitsOutTheMinimumIntervalAndTakesWhatCame) {
+  GroupCommitter::Options options;
+  options.min_commit_interval = absl::Seconds(1);
+  GroupCommitter committer(db_.get(), options);
+  ASSERT_TRUE(committer.Commit(Insert("first")).ok());  // after a quiet spell: at once
+  // Five writes 5 ms apart: without the interval each would commit alone.
+  std::atomic<int> ok{0};
+  absl::Notification last;
+  for (int i = 0; i < 5; ++i) {
+    committer.Submit(Insert(absl::StrCat("n", i)), [&, i](absl::Status s) {
+      ok += s.ok();
+      if (i == 4) last.Notify();
+    });
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  last.WaitForNotification();
+  EXPECT_EQ(ok.load(), 5);
+  EXPECT_EQ(committer.stats().commits, 2);
+  EXPECT_EQ(Names().size(), 6u);
 }
 
 // Commits rows of about a page each, one at a time, `rounds` times
