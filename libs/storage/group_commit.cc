@@ -111,7 +111,7 @@ void GroupCommitter::Run() {
           this));
       if (queue_.empty()) return;  // Stopping, and everything has run.
       const absl::Time next = last_batch_ + options_.min_commit_interval;
-      if (absl::Now() < next) {
+      if (backlog_ && absl::Now() < next) {
         // Returns early only for a full batch or Stop.
         mu_.AwaitWithDeadline(
             absl::Condition(
@@ -133,6 +133,12 @@ void GroupCommitter::Run() {
     last_batch_ = taken;
     BatchReport report;
     std::vector<absl::Status> results = RunBatch(batch, report);
+    {
+      // Writes came while the batch ran (before its callers heard back, so
+      // not one caller writing after each answer): the service is under load.
+      absl::MutexLock lock(&mu_);
+      backlog_ = !queue_.empty();
+    }
     if (options_.on_batch) {
       report.took = absl::Now() - taken;
       options_.on_batch(report);

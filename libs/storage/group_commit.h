@@ -79,10 +79,11 @@ class GroupCommitter {
     // Writes waiting beyond which Admit refuses new client writes (see
     // Admit); bounds the memory and the wait a burst can build up.
     int max_queue = 4096;
-    // Under load, a batch starts at least this long after the previous one
-    // started, so that more writes share it: fewer, larger commits, and so
-    // fewer fsyncs, whose rate is what makes a shared disk stall. A write
-    // arriving after a quiet spell commits at once.
+    // Under load (writes came while the last batch ran), a batch starts at
+    // least this long after the previous one started, so that more writes
+    // share it: fewer, larger commits, and so fewer fsyncs, whose rate is
+    // what makes a shared disk stall. Otherwise (a quiet spell, or one
+    // caller writing after each answer) a write commits at once.
     absl::Duration min_commit_interval = absl::ZeroDuration();
     // If set, called on the writer thread after each batch, before its
     // writes' `done`; must not block.
@@ -189,8 +190,10 @@ class GroupCommitter {
   // the size at which it next asks for a checkpoint. Writer thread only.
   int wal_frames_ = 0;
   int next_checkpoint_at_;
-  // When the last batch started. Writer thread only.
+  // When the last batch started, and whether writes were queued when it
+  // committed. Writer thread only.
   absl::Time last_batch_ = absl::InfinitePast();
+  bool backlog_ = false;
 
   mutable absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);

@@ -325,10 +325,19 @@ TEST_F(GroupCommitTest, SubmitFromDoneRunsInALaterBatch) {
 
 TEST_F(GroupCommitTest, UnderLoadABatchWaitsOutTheMinimumIntervalAndTakesWhatCame) {
   GroupCommitter::Options options;
-  options.min_commit_interval = absl::Seconds(1);
+  options.min_commit_interval = absl::Seconds(2);
   GroupCommitter committer(db_.get(), options);
-  ASSERT_TRUE(committer.Commit(Insert("first")).ok());  // after a quiet spell: at once
-  // Five writes 5 ms apart: without the interval each would commit alone.
+  // One caller writing after each answer is no load: each write at once.
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(committer.Commit(Insert(absl::StrCat("s", i))).ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(committer.stats().commits, 3);
+
+  // Writes queued while a batch runs: the next batch waits out the interval
+  // and takes the writes that came meanwhile, 5 ms apart, which would
+  // otherwise commit one by one.
+  absl::Notification release;
+  BlockWriter(committer, release);
   std::atomic<int> ok{0};
   absl::Notification last;
   for (int i = 0; i < 5; ++i) {
@@ -336,12 +345,13 @@ TEST_F(GroupCommitTest, UnderLoadABatchWaitsOutTheMinimumIntervalAndTakesWhatCam
       ok += s.ok();
       if (i == 4) last.Notify();
     });
+    if (i == 0) release.Notify();
     absl::SleepFor(absl::Milliseconds(5));
   }
   last.WaitForNotification();
   EXPECT_EQ(ok.load(), 5);
-  EXPECT_EQ(committer.stats().commits, 2);
-  EXPECT_EQ(Names().size(), 6u);
+  EXPECT_EQ(committer.stats().commits, 3 + 2);  // the blocker's, then the five
+  EXPECT_EQ(Names().size(), 8u);
 }
 
 // Commits rows of about a page each, one at a time, `rounds` times
