@@ -71,6 +71,51 @@ std::function<void(const storage::GroupCommitter::BatchReport&)> CommitMetrics(
   };
 }
 
+// Prometheus figures of the WAL checkpoints: how often the writer had to
+// copy the WAL itself (the checkpoint thread fell behind, and a write
+// waited for it), how often checkpoints fail, and how long they take.
+std::function<void(const storage::GroupCommitter::CheckpointReport&)> CheckpointMetrics(
+    prometheus::Registry& registry) {
+  prometheus::Family<prometheus::Counter>& checkpoints =
+      prometheus::BuildCounter()
+          .Name("switchboard_storage_checkpoints_total")
+          .Help("WAL checkpoints of the SQLite store: by=\"background\" on their own thread, "
+                "by=\"writer\" by the writer between two batches when the WAL had grown past "
+                "its bound; result=\"busy\": the other connection was checkpointing")
+          .Register(registry);
+  struct ByResult {
+    prometheus::Counter* ok;
+    prometheus::Counter* busy;
+    prometheus::Counter* failed;
+  };
+  auto by = [&checkpoints](const std::string& who) {
+    return ByResult{&checkpoints.Add({{"by", who}, {"result", "ok"}}),
+                    &checkpoints.Add({{"by", who}, {"result", "busy"}}),
+                    &checkpoints.Add({{"by", who}, {"result", "failed"}})};
+  };
+  const ByResult background = by("background");
+  const ByResult writer = by("writer");
+  prometheus::Histogram& seconds =
+      prometheus::BuildHistogram()
+          .Name("switchboard_storage_checkpoint_seconds")
+          .Help("Time of one WAL checkpoint of the SQLite store (copying frames into the "
+                "database file and syncing it)")
+          .Register(registry)
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                           0.25, 0.5, 1, 2.5});
+  return [background, writer, &seconds](const storage::GroupCommitter::CheckpointReport& report) {
+    const ByResult& counters = report.by_writer ? writer : background;
+    if (report.status.ok()) {
+      counters.ok->Increment();
+      seconds.Observe(absl::ToDoubleSeconds(report.took));
+    } else if (absl::IsUnavailable(report.status)) {
+      counters.busy->Increment();
+    } else {
+      counters.failed->Increment();
+    }
+  };
+}
+
 }  // namespace
 
 int64_t OneProcessLockKey(absl::string_view service) {
@@ -327,6 +372,7 @@ std::optional<int> Host::OpenStore(StoreOptions options) {
   storage::GroupCommitter::Options commits = options.commits;
   commits.on_batch = CommitMetrics(*registry_);
   commits.checkpoints = checkpoints_.get();
+  commits.on_checkpoint = CheckpointMetrics(*registry_);
   commits.min_commit_interval = kMinCommitInterval;
   committer_ = std::make_unique<storage::GroupCommitter>(database_.get(), commits);
   absl::StatusOr<events::Sink*> relay_sink = RelaySink(options);

@@ -217,6 +217,32 @@ TEST(HostTest, TheGroupCommitShowsItsCommitsInTheMetrics) {
   EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_commit_seconds_count 4"));
 }
 
+TEST(HostTest, WalCheckpointsShowInTheMetrics) {
+  Host host(Info());
+  Args args({"--data_dir=" + storage::MakeTempDir(), "--port=0", "--metrics_port=0",
+             "--bind_address=127.0.0.1"});
+  ASSERT_EQ(host.ParseFlags(args.argc(), args.argv()), std::nullopt);
+  StoreOptions options{Migrated(Migrations())};
+  options.commits.checkpoint_frames = 1;  // a checkpoint after every commit
+  ASSERT_EQ(host.OpenStore(options), std::nullopt);
+  ASSERT_TRUE(host.committer()
+                  .Commit([](storage::Database& db) {
+                    return db.Execute("CREATE TABLE t(x); INSERT INTO t VALUES (1)");
+                  })
+                  .ok());
+  // The checkpoint thread reports after the write's answer: wait for it.
+  const std::string done = "switchboard_storage_checkpoints_total{by=\"background\",result=\"ok\"} 1";
+  std::string metrics;
+  for (int i = 0; i < 500 && !absl::StrContains(metrics, done); ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(10));
+    metrics = prometheus::TextSerializer().Serialize(host.registry().Collect());
+  }
+  EXPECT_TRUE(absl::StrContains(metrics, done)) << metrics;
+  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_checkpoint_seconds_count 1"));
+  EXPECT_TRUE(absl::StrContains(
+      metrics, "switchboard_storage_checkpoints_total{by=\"writer\",result=\"ok\"} 0"));
+}
+
 TEST(HostTest, ADatabaseFlagThatIsNeitherEmptyNorPostgresIsRefused) {
   Host host(Info());
   Args args({"--database=/var/lib/hosttest.db"});

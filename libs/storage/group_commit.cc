@@ -155,7 +155,7 @@ void GroupCommitter::CheckpointIfDue() {
   if (wal_frames_ >= options_.writer_checkpoint_frames) {
     // The checkpoint thread fell behind (or a reader held it back): copy
     // the rest here, with no write in flight, so that the WAL starts over.
-    CountCheckpoint(db_->Checkpoint(), /*writer=*/true);
+    RunCheckpoint(*db_, /*by_writer=*/true);
     next_checkpoint_at_ = every;
     return;
   }
@@ -179,21 +179,30 @@ void GroupCommitter::RunCheckpoints() {
       if (checkpoints_stopping_) return;
       checkpoint_due_ = false;
     }
-    CountCheckpoint(options_.checkpoints->Checkpoint(), /*writer=*/false);
+    RunCheckpoint(*options_.checkpoints, /*by_writer=*/false);
   }
 }
 
-void GroupCommitter::CountCheckpoint(const absl::StatusOr<Database::CheckpointResult>& result,
-                                     bool writer) {
-  absl::MutexLock lock(&mu_);
-  ++(writer ? stats_.writer_checkpoints : stats_.background_checkpoints);
-  if (result.ok()) {
-    stats_.checkpoint_error = absl::OkStatus();
-  } else if (!absl::IsUnavailable(result.status())) {
-    // (UNAVAILABLE: the other connection was checkpointing; the next
-    // checkpoint copies the rest.)
-    stats_.checkpoint_error = result.status();
+void GroupCommitter::RunCheckpoint(Database& db, bool by_writer) {
+  const absl::Time started = absl::Now();
+  absl::StatusOr<Database::CheckpointResult> result = db.Checkpoint();
+  CheckpointReport report;
+  report.by_writer = by_writer;
+  report.took = absl::Now() - started;
+  report.status = result.status();
+  if (result.ok()) report.frames = result->checkpointed_frames;
+  {
+    absl::MutexLock lock(&mu_);
+    ++(by_writer ? stats_.writer_checkpoints : stats_.background_checkpoints);
+    if (result.ok()) {
+      stats_.checkpoint_error = absl::OkStatus();
+    } else if (!absl::IsUnavailable(result.status())) {
+      // (UNAVAILABLE: the other connection was checkpointing; the next
+      // checkpoint copies the rest.)
+      stats_.checkpoint_error = result.status();
+    }
   }
+  if (options_.on_checkpoint) options_.on_checkpoint(report);
 }
 
 std::vector<absl::Status> GroupCommitter::RunBatch(std::vector<Pending>& batch,

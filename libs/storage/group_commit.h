@@ -72,6 +72,19 @@ class GroupCommitter {
     absl::Duration took;
   };
 
+  // What one checkpoint did, for metrics.
+  struct CheckpointReport {
+    // Run by the writer itself (the checkpoint thread fell behind), not by
+    // the checkpoint thread.
+    bool by_writer = false;
+    // OK, UNAVAILABLE (the other connection was checkpointing; the next one
+    // copies the rest) or the error.
+    absl::Status status;
+    // WAL frames copied into the database file.
+    int frames = 0;
+    absl::Duration took;
+  };
+
   struct Options {
     // At most this many writes share a transaction; bounds the latency a
     // batch adds to its first write.
@@ -104,6 +117,9 @@ class GroupCommitter {
     // 40 MB of 4 KiB pages).
     int checkpoint_frames = 1000;
     int writer_checkpoint_frames = 10'000;
+    // If set, called after each checkpoint on the thread that ran it; must
+    // not block.
+    std::function<void(const CheckpointReport&)> on_checkpoint;
   };
 
   // Counters for metrics. writes / commits is the mean batch size.
@@ -171,7 +187,8 @@ class GroupCommitter {
   void RunCheckpoints();
   // After a batch, on the writer thread: asks for a checkpoint, or runs one.
   void CheckpointIfDue();
-  void CountCheckpoint(const absl::StatusOr<Database::CheckpointResult>& result, bool writer);
+  // Runs a checkpoint on `db`, counts it and reports it.
+  void RunCheckpoint(Database& db, bool by_writer);
   // Runs one batch in one transaction; returns each write's outcome.
   std::vector<absl::Status> RunBatch(std::vector<Pending>& batch, BatchReport& report);
   // Sets the connection's synchronous pragma for the next batch: NORMAL for
