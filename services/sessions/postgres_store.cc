@@ -21,7 +21,7 @@ using storage::ToMicros;
 
 absl::Status WriteAll(PostgresConnection& db, const SessionWrite& write,
                       const std::string& topic) {
-  for (const SqlStatement& statement : WriteStatements(write)) {
+  for (const SqlStatement& statement : WriteStatements(write, IndexedColumns::kInTheUpsert)) {
     if (absl::Status s = storage::Run(db, statement); !s.ok()) return s;
   }
   for (const events::v1::Event& event : write.events) {

@@ -35,7 +35,7 @@ absl::Status ReadRecords(storage::Statement& select, std::vector<SessionRecord>&
 
 absl::Status WriteAll(storage::Database& db, const SessionWrite& write,
                       const std::string& topic) {
-  for (const SqlStatement& statement : WriteStatements(write)) {
+  for (const SqlStatement& statement : WriteStatements(write, IndexedColumns::kSeparateUpdates)) {
     if (absl::Status s = storage::Run(db, statement); !s.ok()) return s;
   }
   for (const events::v1::Event& event : write.events) {

@@ -63,7 +63,9 @@ class SessionStore {
   // not block. The writes form a log without holes: once one fails, every
   // later one fails too (UNAVAILABLE) until the store is opened again, so
   // a write never lands on disk without one decided before it (a session's
-  // sequence numbers stay gapless on disk).
+  // sequence numbers stay gapless on disk). A stored session's
+  // customer_id, created_at and create_request_id are the ones it was
+  // created with: rewriting a session leaves them.
   virtual void Apply(SessionWrite write, std::function<void(absl::Status)> done) = 0;
 
   // One session; nullopt if there is none with that id.

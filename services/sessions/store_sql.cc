@@ -1,5 +1,6 @@
 #include "services/sessions/store_sql.h"
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -16,26 +17,58 @@ constexpr int kSessionColumnCount = 26;
 
 std::string Marks(int n) { return absl::StrJoin(std::vector<std::string>(n, "?"), ", "); }
 
-// An upsert changes the row in place: indexes whose columns did not change
-// are not touched (SQLite's INSERT OR REPLACE would rewrite all of them).
-const std::string& SessionUpsert() {
-  static const std::string* const sql = [] {
+// Columns set when a session is created and never changed after. An
+// update leaves them out: SQLite rewrites the entry of every index one of
+// whose columns the UPDATE sets, even to the value it had (about one page
+// each), and sessions_by_customer_time, sessions_by_time and
+// sessions_by_request are made of these only.
+bool Immutable(absl::string_view column) {
+  return column == "session_id" || column == "customer_id" || column == "create_request_id" ||
+         column == "created_micros";
+}
+
+// Columns that change during a session and are in an index
+// (sessions_by_state_time, sessions_by_agent_time, sessions_routing_pending).
+constexpr absl::string_view kIndexedMutable[] = {"state", "agent_id", "routing_pending"};
+
+bool IndexedMutable(absl::string_view column) {
+  return absl::c_linear_search(kIndexedMutable, column);
+}
+
+// An upsert changes the row in place (SQLite's INSERT OR REPLACE would
+// delete it and insert it again, rewriting every index); with
+// kSeparateUpdates its update leaves the indexed columns to
+// IndexedColumnUpdate.
+const std::string& SessionUpsert(IndexedColumns indexed) {
+  static const auto make = [](IndexedColumns indexed) {
     std::vector<std::string> updates;
     for (absl::string_view column : absl::StrSplit(kSessionColumns, ", ")) {
-      if (column == "session_id") continue;
+      if (Immutable(column)) continue;
+      if (indexed == IndexedColumns::kSeparateUpdates && IndexedMutable(column)) continue;
       updates.push_back(absl::StrCat(column, " = excluded.", column));
     }
     return new std::string(absl::StrCat("INSERT INTO sessions(", kSessionColumns,
                                         ") VALUES (", Marks(kSessionColumnCount),
                                         ") ON CONFLICT(session_id) DO UPDATE SET ",
                                         absl::StrJoin(updates, ", ")));
-  }();
-  return *sql;
+  };
+  static const std::string* const separate = make(IndexedColumns::kSeparateUpdates);
+  static const std::string* const in_upsert = make(IndexedColumns::kInTheUpsert);
+  return *(indexed == IndexedColumns::kSeparateUpdates ? separate : in_upsert);
 }
 
-SqlStatement SaveSession(const SessionRecord& r) {
+// Sets one indexed column of a stored session only if its value changed,
+// so that its index is rewritten only then.
+SqlStatement IndexedColumnUpdate(absl::string_view column, const std::string& session_id,
+                                 SqlValue value) {
+  return {absl::StrCat("UPDATE sessions SET ", column, " = ? WHERE session_id = ? AND ", column,
+                       " IS NOT ?"),
+          {value, session_id, value}};
+}
+
+SqlStatement SaveSession(const SessionRecord& r, IndexedColumns indexed) {
   const v1::Session& s = r.session;
-  return {SessionUpsert(),
+  return {SessionUpsert(indexed),
           {s.session_id(),
            s.customer_id(),
            SqlBytes{s.SerializeAsString()},
@@ -77,12 +110,19 @@ const char kSessionColumns[] =
 const char kAttachmentColumns[] =
     "a.upload_id, a.blob_key, a.updated_micros, a.scan_attempts, a.fingerprint, a.attachment";
 
-std::vector<SqlStatement> WriteStatements(const SessionWrite& write) {
+std::vector<SqlStatement> WriteStatements(const SessionWrite& write, IndexedColumns indexed) {
   std::vector<SqlStatement> out;
   out.reserve(write.sessions.size() + write.messaged_sessions.size() +
               write.session_events.size() +
               write.token_bindings.size() + write.attachments.size());
-  for (const SessionRecord& session : write.sessions) out.push_back(SaveSession(session));
+  for (const SessionRecord& session : write.sessions) {
+    out.push_back(SaveSession(session, indexed));
+    if (indexed != IndexedColumns::kSeparateUpdates) continue;
+    const std::string& id = session.session.session_id();
+    out.push_back(IndexedColumnUpdate("state", id, int64_t{session.session.state()}));
+    out.push_back(IndexedColumnUpdate("agent_id", id, session.session.assigned_agent_id()));
+    out.push_back(IndexedColumnUpdate("routing_pending", id, int64_t{session.routing_pending}));
+  }
   // Only what a message changes: no indexed column is written.
   for (const MessagedSession& m : write.messaged_sessions) {
     out.push_back({"UPDATE sessions SET session = ?, customer_messages = ?, bot_messages = ?, "

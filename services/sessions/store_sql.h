@@ -23,11 +23,26 @@ using storage::SqlRow;
 using storage::SqlStatement;
 using storage::SqlValue;
 
+// How a stored session's indexed columns that change during a session
+// (state, agent, routing pending) are updated.
+enum class IndexedColumns {
+  // SQLite: by a statement each that changes the row only if the value
+  // changed. SQLite rewrites the entry of every index one of whose columns
+  // an UPDATE sets, even to the value it had, so setting them with the
+  // rest of the row cost every write of a whole session about a page per
+  // index.
+  kSeparateUpdates,
+  // PostgreSQL: with the rest of the row. It compares the values itself
+  // (an update that changes no indexed value leaves the indexes alone),
+  // and every statement is a round trip.
+  kInTheUpsert,
+};
+
 // The statements that store `write`'s sessions (whole rows, then the
 // narrow updates of messaged sessions), session events, token bindings and
 // attachments, in that order. Its outbox events are not among
 // them: each store appends those with its backend's AppendToOutbox.
-std::vector<SqlStatement> WriteStatements(const SessionWrite& write);
+std::vector<SqlStatement> WriteStatements(const SessionWrite& write, IndexedColumns indexed);
 
 // The columns RecordFromRow reads, in order.
 extern const char kSessionColumns[];
