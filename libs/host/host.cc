@@ -83,31 +83,33 @@ std::function<void(const storage::GroupCommitter::CheckpointReport&)> Checkpoint
                 "by=\"writer\" by the writer between two batches when the WAL had grown past "
                 "its bound; result=\"busy\": the other connection was checkpointing")
           .Register(registry);
-  struct ByResult {
+  prometheus::Family<prometheus::Histogram>& seconds =
+      prometheus::BuildHistogram()
+          .Name("switchboard_storage_checkpoint_seconds")
+          .Help("Time of one successful WAL checkpoint of the SQLite store (copying frames into "
+                "the database file and syncing it); by=\"writer\": writes waited meanwhile")
+          .Register(registry);
+  struct By {
     prometheus::Counter* ok;
     prometheus::Counter* busy;
     prometheus::Counter* failed;
+    prometheus::Histogram* seconds;
   };
-  auto by = [&checkpoints](const std::string& who) {
-    return ByResult{&checkpoints.Add({{"by", who}, {"result", "ok"}}),
-                    &checkpoints.Add({{"by", who}, {"result", "busy"}}),
-                    &checkpoints.Add({{"by", who}, {"result", "failed"}})};
+  auto by = [&checkpoints, &seconds](const std::string& who) {
+    return By{&checkpoints.Add({{"by", who}, {"result", "ok"}}),
+              &checkpoints.Add({{"by", who}, {"result", "busy"}}),
+              &checkpoints.Add({{"by", who}, {"result", "failed"}}),
+              &seconds.Add({{"by", who}},
+                           prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.025, 0.05,
+                                                                   0.1, 0.25, 0.5, 1, 2.5})};
   };
-  const ByResult background = by("background");
-  const ByResult writer = by("writer");
-  prometheus::Histogram& seconds =
-      prometheus::BuildHistogram()
-          .Name("switchboard_storage_checkpoint_seconds")
-          .Help("Time of one WAL checkpoint of the SQLite store (copying frames into the "
-                "database file and syncing it)")
-          .Register(registry)
-          .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                           0.25, 0.5, 1, 2.5});
-  return [background, writer, &seconds](const storage::GroupCommitter::CheckpointReport& report) {
-    const ByResult& counters = report.by_writer ? writer : background;
+  const By background = by("background");
+  const By writer = by("writer");
+  return [background, writer](const storage::GroupCommitter::CheckpointReport& report) {
+    const By& counters = report.by_writer ? writer : background;
     if (report.status.ok()) {
       counters.ok->Increment();
-      seconds.Observe(absl::ToDoubleSeconds(report.took));
+      counters.seconds->Observe(absl::ToDoubleSeconds(report.took));
     } else if (absl::IsUnavailable(report.status)) {
       counters.busy->Increment();
     } else {

@@ -238,7 +238,7 @@ TEST(HostTest, WalCheckpointsShowInTheMetrics) {
     metrics = prometheus::TextSerializer().Serialize(host.registry().Collect());
   }
   EXPECT_TRUE(absl::StrContains(metrics, done)) << metrics;
-  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_checkpoint_seconds_count 1"));
+  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_checkpoint_seconds_count{by=\"background\"} 1"));
   EXPECT_TRUE(absl::StrContains(
       metrics, "switchboard_storage_checkpoints_total{by=\"writer\",result=\"ok\"} 0"));
 }
