@@ -98,6 +98,7 @@ struct Config {
   int channels = 4;
   absl::Duration deadline = absl::Seconds(10);
   std::string json_out;
+  Platform::Options platform;
 };
 
 int64_t Uniform(absl::Duration low, absl::Duration high) {
@@ -1217,6 +1218,8 @@ int Main(int argc, char** argv) {
   flags.Add("channels", &config.channels, "channels (TCP connections) to sessions");
   flags.Add("deadline", &config.deadline, "deadline of every unary call");
   flags.Add("json_out", &config.json_out, "also write the JSON result to this file");
+  flags.Add("keep_data", &config.platform.keep_data,
+            "leave the platform's data folder (databases, logs) behind");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "floor_benchmark: %s\n", std::string(s.message()).c_str());
@@ -1233,7 +1236,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const absl::Time began = absl::Now();
-  Platform platform;
+  Platform platform(config.platform);
   const std::vector<Platform::Process> processes = platform.processes();
   Floor run(config, platform);
   if (!run.StartAgents()) return 1;
@@ -1346,8 +1349,10 @@ int Main(int argc, char** argv) {
   if (!run.Stop()) {
     // Tearing down channels under running calls would crash in gRPC: stop
     // the servers and leave without destructors (the figures are out).
-    std::fprintf(stderr, "floor: %lld calls still running 30 s after the stop; exiting\n",
-                 static_cast<long long>(live_operations.load()));
+    std::fprintf(stderr,
+                 "floor: %lld calls still running 30 s after the stop; exiting (data left in "
+                 "%s)\n",
+                 static_cast<long long>(live_operations.load()), platform.data_dir().c_str());
     platform.Stop();
     std::fflush(stderr);
     std::_Exit(code);

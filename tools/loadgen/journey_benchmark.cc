@@ -91,6 +91,8 @@ int Main(int argc, char** argv) {
             "processes of every service (needs --database): bot and feedback replicas, "
             "presence, routing and sessions a leader and hot standbys");
   flags.Add("label", &config.label, "the JSON line's label");
+  flags.Add("keep_data", &config.platform.keep_data,
+            "leave the platform's data folder (databases, logs) behind");
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "journey_benchmark: %s\n", std::string(s.message()).c_str());

@@ -37,7 +37,8 @@ bool LeaderElected(const std::string& service) {
 
 }  // namespace
 
-Platform::Platform(Options options) : dir_(storage::MakeTempDir()), tokens_("platform") {
+Platform::Platform(Options options)
+    : dir_(storage::MakeTempDir()), keep_data_(options.keep_data), tokens_("platform") {
   if (options.replicas < 1 || (options.replicas > 1 && options.database.empty())) {
     std::fprintf(stderr, "platform: replicas need a PostgreSQL database\n");
     std::exit(1);
@@ -107,7 +108,15 @@ Platform::Platform(Options options) : dir_(storage::MakeTempDir()), tokens_("pla
   }
 }
 
-Platform::~Platform() { Stop(); }
+Platform::~Platform() {
+  Stop();
+  if (keep_data_) {
+    std::fprintf(stderr, "platform: data kept in %s\n", dir_.c_str());
+    return;
+  }
+  std::error_code ignored;  // a folder left behind costs only disk
+  std::filesystem::remove_all(dir_, ignored);
+}
 
 std::string Platform::address(const std::string& service) const {
   auto it = targets_.find(service);

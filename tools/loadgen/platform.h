@@ -25,7 +25,8 @@ namespace switchboard::loadgen {
 //
 // Construct it only after testing::UseRunfilesOf. Exits the program (status
 // 1) when a server does not start. The destructor stops every server still
-// running with SIGTERM (see Stop).
+// running with SIGTERM (see Stop), then removes the data folder unless
+// Options::keep_data.
 class Platform {
  public:
   struct Options {
@@ -41,6 +42,9 @@ class Platform {
     int replicas = 1;
     // Also start identity (nothing in a support conversation calls it).
     bool identity = false;
+    // Leave the data folder (databases, logs, events) behind for a look
+    // after the run; by default the destructor removes it.
+    bool keep_data = false;
   };
 
   explicit Platform(Options options);
@@ -96,6 +100,7 @@ class Platform {
   };
 
   std::string dir_;
+  bool keep_data_;
   testing::TestTokens tokens_;
   // Service -> what address() returns.
   std::map<std::string, std::string> targets_;
