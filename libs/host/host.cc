@@ -48,6 +48,15 @@ std::function<void(const storage::GroupCommitter::BatchReport&)> CommitMetrics(
           .Register(registry)
           .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01,
                                                            0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  prometheus::Histogram& syncs =
+      prometheus::BuildHistogram()
+          .Name("switchboard_storage_sync_seconds")
+          .Help("Time of the COMMIT statement alone of an fsynced group commit: writing its "
+                "pages to the WAL and syncing it (the disk's share of "
+                "switchboard_storage_commit_seconds; the rest is the writes' own work)")
+          .Register(registry)
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.002, 0.005, 0.01,
+                                                           0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
   prometheus::Family<prometheus::Counter>& commits =
       prometheus::BuildCounter()
           .Name("switchboard_storage_commits_total")
@@ -63,9 +72,12 @@ std::function<void(const storage::GroupCommitter::BatchReport&)> CommitMetrics(
           .Help("Writes the SQLite store's group commit ran; divided by commits, the batch size")
           .Register(registry)
           .Add({});
-  return [&seconds, &fsynced, &deferred, &writes](
+  return [&seconds, &syncs, &fsynced, &deferred, &writes](
              const storage::GroupCommitter::BatchReport& batch) {
     seconds.Observe(absl::ToDoubleSeconds(batch.took));
+    if (batch.commits > 0 && batch.fsynced) {
+      syncs.Observe(absl::ToDoubleSeconds(batch.commit_took));
+    }
     (batch.fsynced ? fsynced : deferred).Increment(batch.commits);
     writes.Increment(batch.writes);
   };
@@ -80,8 +92,8 @@ std::function<void(const storage::GroupCommitter::CheckpointReport&)> Checkpoint
       prometheus::BuildCounter()
           .Name("switchboard_storage_checkpoints_total")
           .Help("WAL checkpoints of the SQLite store: by=\"background\" on their own thread, "
-                "by=\"writer\" by the writer between two batches when the WAL had grown past "
-                "its bound; result=\"busy\": the other connection was checkpointing")
+                "by=\"writer\" by the writer between two batches so that the WAL starts over; "
+                "result=\"busy\": the other connection was checkpointing")
           .Register(registry);
   prometheus::Family<prometheus::Histogram>& seconds =
       prometheus::BuildHistogram()

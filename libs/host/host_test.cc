@@ -215,6 +215,8 @@ TEST(HostTest, TheGroupCommitShowsItsCommitsInTheMetrics) {
   EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_commits_total{fsync=\"false\"} 1"));
   EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_writes_total 4"));
   EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_commit_seconds_count 4"));
+  // The deferred batch had no sync to time.
+  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_sync_seconds_count 3"));
 }
 
 TEST(HostTest, WalCheckpointsShowInTheMetrics) {

@@ -152,10 +152,27 @@ void GroupCommitter::Run() {
 
 void GroupCommitter::CheckpointIfDue() {
   const int every = options_.checkpoint_frames;
-  if (wal_frames_ >= options_.writer_checkpoint_frames) {
-    // The checkpoint thread fell behind (or a reader held it back): copy
-    // the rest here, with no write in flight, so that the WAL starts over.
+  const int restart_at = options_.writer_checkpoint_frames;
+  if (wal_frames_ < restart_at) restart_after_ = -1;
+  if (wal_frames_ >= restart_at) {
+    // The WAL starts over only after a checkpoint that copied every frame,
+    // which only this thread can run (no write lands during it), while
+    // every queued write waits. So the checkpoint thread copies the bulk
+    // first, and this one only what was written during that run; unless
+    // the thread fell far behind (or a long read holds it back).
+    {
+      absl::MutexLock lock(&mu_);
+      if (restart_after_ < 0) {
+        restart_after_ = stats_.background_checkpoints;
+        checkpoint_due_ = true;
+        return;
+      }
+      const bool thread_done = !checkpoint_due_ && !checkpoint_running_ &&
+                               stats_.background_checkpoints > restart_after_;
+      if (!thread_done && wal_frames_ < 2 * restart_at) return;
+    }
     RunCheckpoint(*db_, /*by_writer=*/true);
+    restart_after_ = -1;
     next_checkpoint_at_ = every;
     return;
   }
@@ -178,8 +195,11 @@ void GroupCommitter::RunCheckpoints() {
           this));
       if (checkpoints_stopping_) return;
       checkpoint_due_ = false;
+      checkpoint_running_ = true;
     }
     RunCheckpoint(*options_.checkpoints, /*by_writer=*/false);
+    absl::MutexLock lock(&mu_);
+    checkpoint_running_ = false;
   }
 }
 
@@ -190,7 +210,6 @@ void GroupCommitter::RunCheckpoint(Database& db, bool by_writer) {
   report.by_writer = by_writer;
   report.took = absl::Now() - started;
   report.status = result.status();
-  if (result.ok()) report.frames = result->checkpointed_frames;
   {
     absl::MutexLock lock(&mu_);
     ++(by_writer ? stats_.writer_checkpoints : stats_.background_checkpoints);
@@ -252,8 +271,10 @@ std::vector<absl::Status> GroupCommitter::RunBatch(std::vector<Pending>& batch,
     }
   }
   if (db_->InTransactionNow()) {
+    const absl::Time commit_started = absl::Now();
     absl::Status committed = db_->Execute("COMMIT");
     if (committed.ok()) {
+      report.commit_took = absl::Now() - commit_started;
       ++commits;
     } else {
       if (db_->InTransactionNow()) db_->Execute("ROLLBACK").IgnoreError();

@@ -70,18 +70,20 @@ class GroupCommitter {
     bool fsynced = true;
     // From taking the batch to its last COMMIT returning, fsync included.
     absl::Duration took;
+    // Of `took`, the COMMIT alone: writing the batch's pages to the WAL and,
+    // if fsynced, the sync (the disk's share; the rest is the writes' work).
+    // Zero if nothing committed.
+    absl::Duration commit_took;
   };
 
   // What one checkpoint did, for metrics.
   struct CheckpointReport {
-    // Run by the writer itself (the checkpoint thread fell behind), not by
-    // the checkpoint thread.
+    // Run by the writer itself (so that the WAL starts over), not by the
+    // checkpoint thread.
     bool by_writer = false;
     // OK, UNAVAILABLE (the other connection was checkpointing; the next one
     // copies the rest) or the error.
     absl::Status status;
-    // WAL frames copied into the database file.
-    int frames = 0;
     absl::Duration took;
   };
 
@@ -106,15 +108,19 @@ class GroupCommitter {
     // that takes the WAL past 1000 pages: it copies them into the file and
     // syncs it while every queued write waits (on a busy service, the
     // slowest commits by far). With it the writer only asks, every
-    // checkpoint_frames, and copies what is left itself (a few frames) once
-    // the WAL reaches writer_checkpoint_frames, so that the WAL starts over
-    // and stays bounded even if the checkpoint thread falls behind. Must
-    // outlive this object; nobody else may use it.
+    // checkpoint_frames. The WAL starts over (instead of growing) only
+    // after a checkpoint that copied every frame, which under continuous
+    // writes only the writer can run: once the WAL reaches
+    // writer_checkpoint_frames the writer asks the thread for one more
+    // checkpoint and, when it is done, copies the frames written meanwhile
+    // itself (at twice that size it does not wait for the thread any
+    // more), so the WAL stays bounded and writes wait only for a small
+    // copy. Must outlive this object; nobody else may use it.
     Database* checkpoints = nullptr;
     // With `checkpoints`: the WAL's growth, in frames (pages), between two
     // checkpoints on the checkpoint thread (SQLite's own automatic
-    // interval), and its size at which the writer checkpoints itself (about
-    // 40 MB of 4 KiB pages).
+    // interval), and its size at which the writer starts it over (about
+    // 40 MB of 4 KiB pages; at most twice that).
     int checkpoint_frames = 1000;
     int writer_checkpoint_frames = 10'000;
     // If set, called after each checkpoint on the thread that ran it; must
@@ -207,6 +213,10 @@ class GroupCommitter {
   // the size at which it next asks for a checkpoint. Writer thread only.
   int wal_frames_ = 0;
   int next_checkpoint_at_;
+  // Once the WAL reached writer_checkpoint_frames: the checkpoint thread's
+  // count (Stats::background_checkpoints) when the writer asked it for the
+  // checkpoint before its own; -1 before. Writer thread only.
+  int64_t restart_after_ = -1;
   // When the last batch started, and whether writes were queued when it
   // committed. Writer thread only.
   absl::Time last_batch_ = absl::InfinitePast();
@@ -218,6 +228,7 @@ class GroupCommitter {
   Stats stats_ ABSL_GUARDED_BY(mu_);
   // The checkpoint thread's work: asked for, or told to stop.
   bool checkpoint_due_ ABSL_GUARDED_BY(mu_) = false;
+  bool checkpoint_running_ ABSL_GUARDED_BY(mu_) = false;
   bool checkpoints_stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread writer_;
