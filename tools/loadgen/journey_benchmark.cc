@@ -16,6 +16,7 @@
 //   bazel run -c opt //tools/loadgen:journey_benchmark -- [--journeys=300]
 //       [--concurrency=16] [--agents=24] [--messages=10]
 //       [--database=postgresql://... [--replicas=2]] [--label=journeys]
+//       [--keep_data]
 //
 // A journey's time runs from CreateSession to the rating's answer. Waiting
 // for assignment polls GetSession every 5 ms, so assignment is seen at most
