@@ -83,9 +83,9 @@ std::function<void(const storage::GroupCommitter::BatchReport&)> CommitMetrics(
   };
 }
 
-// Prometheus figures of the WAL checkpoints: how often the writer had to
-// copy the WAL itself (the checkpoint thread fell behind, and a write
-// waited for it), how often checkpoints fail, and how long they take.
+// Prometheus figures of the WAL checkpoints: how often the writer ran one
+// so that the WAL starts over (the queued writes waited for it), how often
+// checkpoints fail, and how long they take.
 std::function<void(const storage::GroupCommitter::CheckpointReport&)> CheckpointMetrics(
     prometheus::Registry& registry) {
   prometheus::Family<prometheus::Counter>& checkpoints =

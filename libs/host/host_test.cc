@@ -233,14 +233,16 @@ TEST(HostTest, WalCheckpointsShowInTheMetrics) {
                   })
                   .ok());
   // The checkpoint thread reports after the write's answer: wait for it.
-  const std::string done = "switchboard_storage_checkpoints_total{by=\"background\",result=\"ok\"} 1";
+  const std::string done =
+      "switchboard_storage_checkpoints_total{by=\"background\",result=\"ok\"} 1";
   std::string metrics;
   for (int i = 0; i < 500 && !absl::StrContains(metrics, done); ++i) {
     if (i > 0) absl::SleepFor(absl::Milliseconds(10));
     metrics = prometheus::TextSerializer().Serialize(host.registry().Collect());
   }
   EXPECT_TRUE(absl::StrContains(metrics, done)) << metrics;
-  EXPECT_TRUE(absl::StrContains(metrics, "switchboard_storage_checkpoint_seconds_count{by=\"background\"} 1"));
+  EXPECT_TRUE(absl::StrContains(
+      metrics, "switchboard_storage_checkpoint_seconds_count{by=\"background\"} 1"));
   EXPECT_TRUE(absl::StrContains(
       metrics, "switchboard_storage_checkpoints_total{by=\"writer\",result=\"ok\"} 0"));
 }

@@ -153,7 +153,6 @@ void GroupCommitter::Run() {
 void GroupCommitter::CheckpointIfDue() {
   const int every = options_.checkpoint_frames;
   const int restart_at = options_.writer_checkpoint_frames;
-  if (wal_frames_ < restart_at) restart_after_ = -1;
   if (wal_frames_ >= restart_at) {
     // The WAL starts over only after a checkpoint that copied every frame,
     // which only this thread can run (no write lands during it), while
@@ -176,6 +175,7 @@ void GroupCommitter::CheckpointIfDue() {
     next_checkpoint_at_ = every;
     return;
   }
+  restart_after_ = -1;  // the WAL started over (a quiet spell let it)
   // The WAL started over since the last request.
   if (wal_frames_ < next_checkpoint_at_ - every) next_checkpoint_at_ = every;
   if (wal_frames_ < next_checkpoint_at_) return;
