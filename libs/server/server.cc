@@ -38,6 +38,9 @@ void AddServerFlags(config::FlagSet& flags, ServerOptions* options) {
             "calls waiting for a worker beyond which new ones get RESOURCE_EXHAUSTED");
   flags.Add("max_concurrent_streams", &options->max_concurrent_streams,
             "HTTP/2 streams one client connection may hold open at once");
+  flags.Add("stream_queues", &options->stream_queues,
+            "completion queues (a thread each) for the streams a service serves on "
+            "queues (sessions' StreamSessionEvents); other services ignore it");
   flags.Add("grpc_memory_quota_bytes", &options->grpc_memory_quota_bytes,
             "memory gRPC's transports may use before refusing new streams");
   flags.Add("fault_point", &options->fault_point,
@@ -61,6 +64,9 @@ absl::Status Validate(const ServerOptions& options) {
   if (options.max_queued_calls < 1 || options.max_concurrent_streams < 1) {
     return absl::InvalidArgumentError(
         "--max_queued_calls and --max_concurrent_streams must be at least 1");
+  }
+  if (options.stream_queues < 1 || options.stream_queues > 64) {
+    return absl::InvalidArgumentError("--stream_queues must be within 1..64");
   }
   if (options.grpc_memory_quota_bytes < (int64_t{1} << 20)) {
     return absl::InvalidArgumentError("--grpc_memory_quota_bytes must be at least 1 MiB");
@@ -126,9 +132,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   interceptors.push_back(MakeParseFailureInterceptorFactory());
   interceptors.push_back(metrics::MakeGrpcServerMetricsInterceptorFactory(*registry));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  for (grpc::Service* service : services) builder.RegisterService(service);
+  std::unique_ptr<StreamQueues> stream_queues;
+  for (grpc::Service* service : services) {
+    builder.RegisterService(service);
+    auto* streaming = dynamic_cast<QueuedStreamsService*>(service);
+    if (streaming == nullptr) continue;
+    if (stream_queues == nullptr) {
+      stream_queues = std::make_unique<StreamQueues>(options.stream_queues);
+      stream_queues->AddTo(builder);
+    }
+    streaming->ServeStreams(*stream_queues);
+  }
 
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (stream_queues != nullptr && server != nullptr) stream_queues->Start();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", options.bind_address, ":", options.port,
@@ -157,12 +174,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
                    "bind to loopback (--bind_address=127.0.0.1)"}});
   }
   return std::unique_ptr<Server>(
-      new Server(options, std::move(server), port, std::move(*exposer)));
+      new Server(options, std::move(stream_queues), std::move(server), port,
+                 std::move(*exposer)));
 }
 
-Server::Server(ServerOptions options, std::unique_ptr<grpc::Server> server,
-               int port, std::unique_ptr<metrics::MetricsExposer> exposer)
+Server::Server(ServerOptions options, std::unique_ptr<StreamQueues> stream_queues,
+               std::unique_ptr<grpc::Server> server, int port,
+               std::unique_ptr<metrics::MetricsExposer> exposer)
     : options_(std::move(options)),
+      stream_queues_(std::move(stream_queues)),
       server_(std::move(server)),
       port_(port),
       exposer_(std::move(exposer)) {}
@@ -198,6 +218,9 @@ void Server::Shutdown() {
   const absl::Time start = absl::Now();
   server_->Shutdown(absl::ToChronoTime(start + options_.drain_deadline));
   server_->Wait();
+  // Streams served on queues of their own return their last operations
+  // there after the server ended them.
+  if (stream_queues_ != nullptr) stream_queues_->Stop();
   log::Info("server_stopped",
             {{"service", options_.service_name},
              {"drain_seconds", absl::ToDoubleSeconds(absl::Now() - start)}});

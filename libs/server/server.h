@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "libs/config/flags.h"
 #include "libs/metrics/exposer.h"
+#include "libs/server/stream_queues.h"
 #include "libs/server/tls.h"
 #include "prometheus/registry.h"
 
@@ -60,6 +61,9 @@ struct ServerOptions {
   // HTTP/2 streams one client connection may have open at once; further
   // ones wait in the client until one ends.
   int max_concurrent_streams = 10'000;
+  // Completion queues (a thread each) for the streams of services that
+  // serve them on queues of their own (see StreamQueues).
+  int stream_queues = 4;
   // Memory gRPC's transports may use for this server (buffers of every
   // connection and call); under pressure gRPC shrinks buffers and then
   // refuses new streams instead of growing without bound.
@@ -71,7 +75,7 @@ struct ServerOptions {
 
 // Registers the shared flags (port, metrics_port, bind_address, reflection,
 // max_receive_bytes, keepalive_time, keepalive_timeout, drain_deadline,
-// worker_threads, max_queued_calls, max_concurrent_streams,
+// worker_threads, max_queued_calls, max_concurrent_streams, stream_queues,
 // grpc_memory_quota_bytes, fault_point, and the tls_* flags of
 // AddServerTlsFlags) with `options`' current values as defaults.
 void AddServerFlags(config::FlagSet& flags, ServerOptions* options);
@@ -119,10 +123,13 @@ class Server {
   void Shutdown();
 
  private:
-  Server(ServerOptions options, std::unique_ptr<grpc::Server> server, int port,
+  Server(ServerOptions options, std::unique_ptr<StreamQueues> stream_queues,
+         std::unique_ptr<grpc::Server> server, int port,
          std::unique_ptr<metrics::MetricsExposer> exposer);
 
   const ServerOptions options_;
+  // Before server_: gRPC wants the queues to outlive the server.
+  std::unique_ptr<StreamQueues> stream_queues_;
   std::unique_ptr<grpc::Server> server_;
   const int port_;
   std::unique_ptr<metrics::MetricsExposer> exposer_;
