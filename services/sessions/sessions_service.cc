@@ -60,12 +60,13 @@ Sessions::Answer<v1::Session> SessionAnswer(Response* response, FinishUnary fini
 // previous one is written), then goes live. Deletes itself once gRPC is done
 // with it and no pool task of its own is pending.
 class SessionsService::StreamReactor
-    : public grpc::ServerWriteReactor<v1::StreamSessionEventsResponse>,
+    : public server::StreamWriter<v1::StreamSessionEventsResponse>,
       public SessionListener {
  public:
-  StreamReactor(SessionsService* service, Caller caller, std::string session_id,
-                int64_t after)
-      : service_(service),
+  StreamReactor(server::StreamCall<v1::StreamSessionEventsResponse>* call,
+                SessionsService* service, Caller caller, std::string session_id, int64_t after)
+      : StreamWriter(call),
+        service_(service),
         caller_(std::move(caller)),
         session_id_(std::move(session_id)),
         last_queued_(after) {}
@@ -369,7 +370,7 @@ absl::Status SessionsService::SpendRead(const Caller& caller) {
       .Allow(PrincipalKey(caller), clock_->Now());
 }
 
-absl::StatusOr<Caller> SessionsService::Authenticate(grpc::CallbackServerContext* context,
+absl::StatusOr<Caller> SessionsService::Authenticate(grpc::ServerContextBase* context,
                                                      absl::string_view method) {
   absl::StatusOr<auth::Principal> principal =
       auth::AuthenticateAndAuthorize(*context, *tokens_, policy_, clock_->Now(), method);
@@ -484,17 +485,30 @@ grpc::ServerUnaryReactor* SessionsService::ListMessages(
   });
 }
 
-grpc::ServerWriteReactor<v1::StreamSessionEventsResponse>*
-SessionsService::StreamSessionEvents(grpc::CallbackServerContext* context,
-                                     const v1::StreamSessionEventsRequest* request) {
+void SessionsService::ServeStreams(server::StreamQueues& queues) {
+  queues.Serve<v1::StreamSessionEventsRequest, v1::StreamSessionEventsResponse>(
+      [this](grpc::ServerContext* context, v1::StreamSessionEventsRequest* request,
+             grpc::ServerAsyncWriter<v1::StreamSessionEventsResponse>* stream,
+             grpc::ServerCompletionQueue* queue, void* tag) {
+        RequestStreamSessionEvents(context, request, stream, queue, queue, tag);
+      },
+      [this](server::StreamCall<v1::StreamSessionEventsResponse>* call,
+             grpc::ServerContext* context, const v1::StreamSessionEventsRequest& request) {
+        return OpenEventStream(call, context, request);
+      });
+}
+
+server::StreamWriter<v1::StreamSessionEventsResponse>* SessionsService::OpenEventStream(
+    server::StreamCall<v1::StreamSessionEventsResponse>* call, grpc::ServerContext* context,
+    const v1::StreamSessionEventsRequest& request) {
   absl::StatusOr<Caller> caller = Authenticate(context, "StreamSessionEvents");
-  auto* reactor = new StreamReactor(this, caller.ok() ? *caller : Caller{},
-                                    request->session_id(), request->after_sequence());
+  auto* reactor = new StreamReactor(call, this, caller.ok() ? *caller : Caller{},
+                                    request.session_id(), request.after_sequence());
   if (!caller.ok()) {
     reactor->End(server::ToGrpcStatus(caller.status()));
     return reactor;
   }
-  if (request->after_sequence() < 0) {
+  if (request.after_sequence() < 0) {
     reactor->End(server::ToGrpcStatus(
         absl::InvalidArgumentError("after_sequence: must not be negative")));
     return reactor;

@@ -11,6 +11,7 @@
 #include "libs/limits/rate_limiter.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/open_streams.h"
+#include "libs/server/stream_queues.h"
 #include "services/sessions/attachments.h"
 #include "services/sessions/sessions.h"
 #include "switchboard/sessions/v1/sessions_service.grpc.pb.h"
@@ -41,12 +42,39 @@ namespace switchboard::sessions {
 // Customers and agents share one set of caps, supervisors and services
 // (a desk's worth of traffic behind one identity) have higher ones.
 //
-// StreamSessionEvents is a ServerWriteReactor per stream (no thread): it
+// StreamSessionEvents is a StreamWriter per stream (no thread; see
+// StreamQueues): it
 // subscribes first, then replays committed events from the store up to the
 // subscription point in pages (on the pool), then sends CaughtUp and the
 // live events, dropping any at or below the last one sent, so a resumed
 // stream misses nothing and repeats nothing.
-class SessionsService final : public v1::SessionsService::CallbackService {
+// Every RPC on gRPC's callback API but StreamSessionEvents, which the
+// server's StreamQueues serve (ServeStreams): a stream held open for hours
+// must not cost every other call a share of its completion queue.
+using SessionsServiceBase =
+    v1::SessionsService::WithCallbackMethod_CreateSession<
+    v1::SessionsService::WithCallbackMethod_GetSession<
+    v1::SessionsService::WithCallbackMethod_ListSessions<
+    v1::SessionsService::WithCallbackMethod_SendMessage<
+    v1::SessionsService::WithCallbackMethod_ListMessages<
+    v1::SessionsService::WithCallbackMethod_UpdateTyping<
+    v1::SessionsService::WithCallbackMethod_AttachVerification<
+    v1::SessionsService::WithCallbackMethod_EscalateSession<
+    v1::SessionsService::WithCallbackMethod_RecordOffer<
+    v1::SessionsService::WithCallbackMethod_AssignAgent<
+    v1::SessionsService::WithCallbackMethod_TransferSession<
+    v1::SessionsService::WithCallbackMethod_RequeueSession<
+    v1::SessionsService::WithCallbackMethod_ResolveSession<
+    v1::SessionsService::WithCallbackMethod_ReopenSession<
+    v1::SessionsService::WithCallbackMethod_CloseSession<
+    v1::SessionsService::WithCallbackMethod_RequestCallback<
+    v1::SessionsService::WithCallbackMethod_ContinueByEmail<
+    v1::SessionsService::WithCallbackMethod_UploadAttachment<
+    v1::SessionsService::WithCallbackMethod_DownloadAttachment<
+    v1::SessionsService::WithAsyncMethod_StreamSessionEvents<
+    v1::SessionsService::Service>>>>>>>>>>>>>>>>>>>>;
+
+class SessionsService final : public SessionsServiceBase, public server::QueuedStreamsService {
  public:
   struct Options {
     // Events a stream may hold unsent (a slow reader, or live events
@@ -100,9 +128,6 @@ class SessionsService final : public v1::SessionsService::CallbackService {
   grpc::ServerUnaryReactor* ListMessages(grpc::CallbackServerContext* context,
                                          const v1::ListMessagesRequest* request,
                                          v1::ListMessagesResponse* response) override;
-  grpc::ServerWriteReactor<v1::StreamSessionEventsResponse>* StreamSessionEvents(
-      grpc::CallbackServerContext* context,
-      const v1::StreamSessionEventsRequest* request) override;
   grpc::ServerUnaryReactor* UpdateTyping(grpc::CallbackServerContext* context,
                                          const v1::UpdateTypingRequest* request,
                                          v1::UpdateTypingResponse* response) override;
@@ -145,14 +170,21 @@ class SessionsService final : public v1::SessionsService::CallbackService {
                                             const v1::ContinueByEmailRequest* request,
                                             v1::ContinueByEmailResponse* response) override;
 
+  // Serves StreamSessionEvents on `queues`.
+  void ServeStreams(server::StreamQueues& queues) override;
+
   // Ends every open stream with UNAVAILABLE (server draining).
   void EndStreams();
 
  private:
   class StreamReactor;
 
-  absl::StatusOr<Caller> Authenticate(grpc::CallbackServerContext* context,
+  absl::StatusOr<Caller> Authenticate(grpc::ServerContextBase* context,
                                       absl::string_view method);
+  // A StreamSessionEvents call that arrived: its writer.
+  server::StreamWriter<v1::StreamSessionEventsResponse>* OpenEventStream(
+      server::StreamCall<v1::StreamSessionEventsResponse>* call, grpc::ServerContext* context,
+      const v1::StreamSessionEventsRequest& request);
   // RunUnary under the caller's cap of calls in flight.
   template <typename Work>
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context, const Caller& caller,
