@@ -193,11 +193,17 @@ Relay::Pass Relay::RunPass() {
                {{"rows", confirmed.size()}, {"error", deleted.message()}});
     pass.failed = true;
   }
-  UpdateGauges();
+  // Counting the outbox costs a scan of it: behind a backlog, where every
+  // pass is full, the gauges are refreshed once per poll interval.
+  if (pass.read < options_.batch_size ||
+      absl::Now() - gauges_updated_ >= options_.poll_interval) {
+    UpdateGauges();
+  }
   return pass;
 }
 
 void Relay::UpdateGauges() {
+  gauges_updated_ = absl::Now();
   absl::StatusOr<OutboxStore::Stats> stats = store_->ReadStats();
   if (!stats.ok()) return;
   double age_seconds = 0;

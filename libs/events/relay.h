@@ -31,7 +31,8 @@
 // poll_interval.
 //
 // Metrics (created once on the given registry; HELP texts define them; the
-// gauges are set when the relay is made, then after each pass):
+// gauges are set when the relay is made, then after each pass, except that
+// while passes come back full they are refreshed once per poll_interval):
 //   switchboard_outbox_depth                   gauge
 //   switchboard_outbox_oldest_age_seconds      gauge
 //   switchboard_outbox_published_total         counter
@@ -137,6 +138,8 @@ class Relay {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
 
+  // When UpdateGauges last ran; the relay thread's (or the constructor's).
+  absl::Time gauges_updated_ = absl::InfinitePast();
   std::thread thread_;
   // Serializes Stop's joins.
   absl::Mutex stop_mu_;

@@ -194,6 +194,24 @@ TEST_P(RelayTest, PublishesCommittedEventsInOrderAndDeletesThem) {
   EXPECT_EQ(Metric("switchboard_outbox_publish_failures_total"), 0);
 }
 
+TEST_P(RelayTest, TheGaugesCatchUpWhenTheRelayDrainsABacklogInFullPasses) {
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(CommitEvent(Sealed("agent-1", i)).ok());
+  options_.batch_size = 2;
+  FakeSink sink;
+  StartRelay(&sink);
+  EXPECT_EQ(Metric("switchboard_outbox_depth"), 5);
+  sink.AwaitPublished(5);
+  ASSERT_TRUE(AwaitOutboxRows(0));
+  // Full passes skip the count (the poll interval is an hour); the last,
+  // short one counts again.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (Metric("switchboard_outbox_depth") != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  EXPECT_EQ(Metric("switchboard_outbox_depth"), 0);
+  EXPECT_EQ(Metric("switchboard_outbox_published_total"), 5);
+}
+
 TEST_P(RelayTest, EventsOfRolledBackWritesNeverAppear) {
   FakeSink sink;
   StartRelay(&sink);
