@@ -215,6 +215,10 @@ std::vector<absl::Status> KafkaSink::Publish(const std::vector<OutboxRecord>& re
   fault::Point("relay.after_produce");
   // Reports arrive within delivery.timeout.ms; allow a margin past it.
   const absl::Time give_up = absl::Now() + options_.delivery_timeout + absl::Seconds(5);
+  // flush sends what is queued without waiting out linger.ms (nothing more
+  // is coming for this batch) and serves delivery reports until none is
+  // outstanding.
+  producer_->flush(static_cast<int>(absl::ToInt64Milliseconds(give_up - absl::Now())));
   while (batch.pending > 0 && absl::Now() < give_up) producer_->poll(50);
   if (batch.pending > 0) {
     // Never leave librdkafka holding pointers into this call's stack.
