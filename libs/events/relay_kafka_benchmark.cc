@@ -13,6 +13,10 @@
 //   saturation  `--writers` threads commit `--events` sessions.message_sent
 //               events as fast as group commit allows; the relay drains a
 //               backlog, so the delay includes queueing behind it.
+//   backlog     the same threads commit `--events` events before the
+//               relay starts; its events/s (relay start to last
+//               confirmation) is the relay's own capacity, with no writer
+//               competing for the committer or the cores.
 //   paced       the same threads commit `--paced_events` events on an
 //               open-loop schedule of `--paced_rate` events/s; the delay is
 //               the relay's own latency (notify, read, produce, ack, Publish
@@ -72,9 +76,10 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 
 struct Config {
-  int events = 20000;
-  int paced_events = 10000;
-  int paced_rate = 2000;
+  int events = 100000;
+  int paced_events = 50000;
+  // Half the 20,000 events/s the relay is to sustain.
+  int paced_rate = 10000;
   int writers = 8;
   int keys = 1000;
   int partitions = 6;
@@ -153,15 +158,17 @@ struct PhaseResult {
   std::string name;
   int events = 0;
   int writers = 0;
-  // 0 for saturation.
+  // 0 for saturation and backlog.
   int target_rate = 0;
+  // The relay started after the last commit.
+  bool backlog = false;
   int64_t commit_failures = 0;
   int64_t publish_failures = 0;
   int64_t duplicates = 0;
   bool drained = false;
   double wall_seconds = 0;    // Phase start to last confirmation.
   double commit_per_s = 0;    // First to last commit.
-  double relay_per_s = 0;     // First commit to last confirmation.
+  double relay_per_s = 0;     // First commit (backlog: relay start) to last confirmation.
   double p50_ms = 0, p90_ms = 0, p99_ms = 0, max_ms = 0, mean_ms = 0;
   double writes_per_commit = 0;
   int64_t writes = 0, commits = 0;
@@ -183,13 +190,16 @@ class Benchmark {
     sequences_ = std::make_unique<std::atomic<int64_t>[]>(config_.keys);
   }
 
-  // target_rate 0: as fast as possible.
-  absl::StatusOr<PhaseResult> Run(const std::string& name, int events, int target_rate) {
+  // target_rate 0: as fast as possible. backlog: the relay starts once
+  // every event is committed.
+  absl::StatusOr<PhaseResult> Run(const std::string& name, int events, int target_rate,
+                                  bool backlog) {
     PhaseResult result;
     result.name = name;
     result.events = events;
     result.writers = config_.writers;
     result.target_rate = target_rate;
+    result.backlog = backlog;
 
     const std::string dir = storage::MakeTempDir();
     const std::string path = absl::StrCat(dir, "/", name, ".db");
@@ -213,7 +223,12 @@ class Benchmark {
     storage::GroupCommitter committer(db->get());
     Relay::Options relay_options;
     relay_options.batch_size = config_.relay_batch;
-    Relay relay(std::move(*reader), &committer, &timing, registry, relay_options);
+    std::unique_ptr<Relay> relay;
+    auto start_relay = [&] {
+      relay = std::make_unique<Relay>(std::move(*reader), &committer, &timing, registry,
+                                      relay_options);
+    };
+    if (!backlog) start_relay();
 
     std::vector<std::thread> threads;
     for (int w = 0; w < config_.writers; ++w) {
@@ -243,15 +258,17 @@ class Benchmark {
             continue;
           }
           committed_at[outbox_id] = now;
-          relay.Notify();
+          if (relay != nullptr) relay->Notify();
         }
       });
     }
     for (std::thread& t : threads) t.join();
+    const int64_t relay_started = backlog ? NanosSince(origin) : 0;
+    if (backlog) start_relay();
 
     const int64_t committed = events - commit_failures.load();
     result.drained = timing.WaitForConfirmed(committed, config_.drain_timeout);
-    relay.Stop(absl::Seconds(5));
+    relay->Stop(absl::Seconds(5));
     committer.Stop();
     const storage::GroupCommitter::Stats stats = committer.stats();
     db->reset();
@@ -288,7 +305,8 @@ class Benchmark {
     const double n = static_cast<double>(delays_ms.size());
     result.wall_seconds = last_confirm / 1e9;
     result.commit_per_s = last_commit > first_commit ? n / ((last_commit - first_commit) / 1e9) : 0;
-    result.relay_per_s = last_confirm > first_commit ? n / ((last_confirm - first_commit) / 1e9) : 0;
+    const int64_t relay_from = backlog ? relay_started : first_commit;
+    result.relay_per_s = last_confirm > relay_from ? n / ((last_confirm - relay_from) / 1e9) : 0;
     result.p50_ms = Percentile(delays_ms, 50);
     result.p90_ms = Percentile(delays_ms, 90);
     result.p99_ms = Percentile(delays_ms, 99);
@@ -433,13 +451,21 @@ int Main(int argc, char** argv) {
 
   Benchmark benchmark(config, topic, sink->get());
   std::vector<PhaseResult> results;
-  const std::vector<std::pair<std::string, std::pair<int, int>>> phases = {
-      {"saturation", {config.events, 0}},
-      {"paced", {config.paced_events, config.paced_rate}},
+  struct Phase {
+    std::string name;
+    int events;
+    int target_rate;
+    bool backlog;
   };
-  for (const auto& [name, counts] : phases) {
-    std::fprintf(stderr, "phase %s: %d events...\n", name.c_str(), counts.first);
-    auto result = benchmark.Run(name, counts.first, counts.second);
+  const std::vector<Phase> phases = {
+      {"saturation", config.events, 0, false},
+      {"backlog", config.events, 0, true},
+      {"paced", config.paced_events, config.paced_rate, false},
+  };
+  for (const Phase& phase : phases) {
+    const std::string& name = phase.name;
+    std::fprintf(stderr, "phase %s: %d events...\n", name.c_str(), phase.events);
+    auto result = benchmark.Run(name, phase.events, phase.target_rate, phase.backlog);
     if (!result.ok()) {
       std::fprintf(stderr, "phase %s: %s\n", name.c_str(), result.status().ToString().c_str());
       return 1;
@@ -463,7 +489,10 @@ int Main(int argc, char** argv) {
   for (const PhaseResult& r : results) {
     std::printf("| %s | %s | %d | %.2f | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f |\n",
                 r.name.c_str(),
-                r.target_rate > 0 ? absl::StrCat(r.target_rate, "/s").c_str() : "max", r.events,
+                r.target_rate > 0 ? absl::StrCat(r.target_rate, "/s").c_str()
+                : r.backlog       ? "committed first"
+                                  : "max",
+                r.events,
                 r.wall_seconds, r.commit_per_s, r.relay_per_s, r.p50_ms, r.p90_ms, r.p99_ms,
                 r.max_ms, r.writes_per_commit);
   }
