@@ -46,12 +46,15 @@ Relay::Relay(std::unique_ptr<OutboxStore> store, Sink* sink,
           registry, "switchboard_outbox_depth",
           "Events committed to this service's outbox and not yet confirmed "
           "by the event sink (Kafka or the JSON-lines file), as of the "
-          "relay's last pass.")),
+          "relay's last count (after each pass; while it drains a backlog, "
+          "once per poll interval, 1 s by default).")),
       oldest_age_seconds_(MakeGauge(
           registry, "switchboard_outbox_oldest_age_seconds",
           "Seconds between now and the occurred_at time of the oldest event "
-          "still waiting in the outbox, as of the relay's last pass; 0 when "
-          "the outbox is empty. Grows while the sink is down.")),
+          "still waiting in the outbox, as of the relay's last count (after "
+          "each pass; while it drains a backlog, once per poll interval, 1 s "
+          "by default); 0 when the outbox is empty. Grows while the sink is "
+          "down.")),
       published_(MakeCounter(
           registry, "switchboard_outbox_published_total",
           "Events the sink confirmed as durably published (Kafka delivery "
