@@ -5,13 +5,29 @@
 
 namespace switchboard::routing {
 
-void QueueOrder::Add(const QueueId& queue, const Slot& slot) { queues_[queue].insert(slot); }
+void QueueOrder::Add(const QueueId& queue, const Slot& slot) {
+  if (queues_[queue].insert(slot).second) not_offered_[queue].insert(slot);
+}
 
 void QueueOrder::Remove(const QueueId& queue, const Slot& slot) {
   auto it = queues_.find(queue);
   if (it == queues_.end()) return;
   it->second.erase(slot);
   if (it->second.empty()) queues_.erase(it);
+  SetOffered(queue, slot, true);
+}
+
+void QueueOrder::SetOffered(const QueueId& queue, const Slot& slot, bool offered) {
+  if (offered) {
+    auto it = not_offered_.find(queue);
+    if (it == not_offered_.end()) return;
+    it->second.erase(slot);
+    if (it->second.empty()) not_offered_.erase(it);
+    return;
+  }
+  auto it = queues_.find(queue);
+  if (it == queues_.end() || it->second.find(slot) == it->second.end()) return;
+  not_offered_[queue].insert(slot);
 }
 
 int64_t QueueOrder::HeadOrder(const QueueId& queue, v1::Priority priority,
@@ -44,8 +60,7 @@ std::optional<QueueOrder::Slot> QueueOrder::Pick(
   // Each queue is already in that order, so the pick is the smallest of the
   // queues' first offerable slots.
   const Slot* best = nullptr;
-  for (const auto& [queue, slots] : queues_) {
-    if (slots.empty()) continue;
+  for (const auto& [queue, slots] : not_offered_) {
     if (best != nullptr && !(*slots.begin() < *best)) continue;
     if (!servable(queue)) continue;
     for (const Slot& slot : slots) {

@@ -43,12 +43,18 @@ class QueueOrder {
                                  __gnu_pbds::rb_tree_tag,
                                  __gnu_pbds::tree_order_statistics_node_update>;
 
-  // Adds `slot` to `queue` (no effect if it is there).
+  // Adds `slot` to `queue`, not offered (no effect if it is there).
   void Add(const QueueId& queue, const Slot& slot);
   // Removes `slot` from `queue` (no effect if it is not there). An emptied
   // queue is forgotten, so that memory follows the queues in use (customers
   // choose languages, and with them queues).
   void Remove(const QueueId& queue, const Slot& slot);
+  // Marks `slot` of `queue` offered (an agent is considering it) or not (no
+  // effect if it is not there). An offered slot keeps its place and counts
+  // in positions and depth, but Pick never walks it: under load the heads
+  // of the queues are offered entries, hundreds of them, which every pick
+  // would otherwise pass over.
+  void SetOffered(const QueueId& queue, const Slot& slot, bool offered);
 
   // The order key that puts an entry of `priority` first among that
   // priority in `queue`: one less than the current first's, or `fallback`
@@ -64,9 +70,9 @@ class QueueOrder {
   // order.
   const std::map<QueueId, Queue>& queues() const { return queues_; }
 
-  // The slot to offer next across all queues: the first in (priority,
-  // order, key) order whose queue `servable` accepts and which `offerable`
-  // accepts. A queue `servable` rejects is not walked, and a queue's walk
+  // The slot to offer next across all queues: the first slot not offered,
+  // in (priority, order, key) order, whose queue `servable` accepts and
+  // which `offerable` accepts. A queue `servable` rejects is not walked, and a queue's walk
   // stops as soon as its slots cannot beat the best found so far, so a pick
   // looks at few slots however long the queues are. `offerable` may be
   // called for slots that are not picked.
@@ -75,6 +81,9 @@ class QueueOrder {
 
  private:
   std::map<QueueId, Queue> queues_;
+  // Per queue, its slots not offered (Pick's walk); a queue with none is
+  // not here.
+  std::map<QueueId, std::set<Slot>> not_offered_;
 };
 
 }  // namespace switchboard::routing

@@ -1,7 +1,9 @@
 #include "services/routing/queue_order.h"
 
+#include <optional>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -125,23 +127,73 @@ TEST(QueueOrderTest, PickDoesNotWalkSlotsThatCannotBeatTheBest) {
   EXPECT_EQ(asked, 2);
 }
 
+TEST(QueueOrderTest, PickPassesOverOfferedSlotsWithoutWalkingThem) {
+  QueueOrder order;
+  for (int i = 0; i < 1000; ++i) {
+    const Slot slot{v1::PRIORITY_NORMAL, i, "offered-" + std::to_string(i)};
+    order.Add(kChatDeposit, slot);
+    order.SetOffered(kChatDeposit, slot, true);
+  }
+  order.Add(kChatDeposit, {v1::PRIORITY_NORMAL, 5000, "waiting"});
+  int asked = 0;
+  auto count = [&](const Slot&) {
+    ++asked;
+    return true;
+  };
+  auto all = [](const QueueId&) { return true; };
+  EXPECT_EQ(order.Pick(all, count)->key, "waiting");
+  EXPECT_EQ(asked, 1);
+  // Offered slots keep their places.
+  EXPECT_EQ(order.PositionOf(kChatDeposit, {v1::PRIORITY_NORMAL, 5000, "waiting"}), 1001);
+  EXPECT_EQ(order.Depth(kChatDeposit), 1001);
+  // A declined offer puts its slot back in the walk, ahead of later ones.
+  order.SetOffered(kChatDeposit, {v1::PRIORITY_NORMAL, 7, "offered-7"}, false);
+  EXPECT_EQ(order.Pick(all, count)->key, "offered-7");
+  // A removed slot is not brought back by marking it, nor is an absent one.
+  order.Remove(kChatDeposit, {v1::PRIORITY_NORMAL, 7, "offered-7"});
+  order.SetOffered(kChatDeposit, {v1::PRIORITY_NORMAL, 7, "offered-7"}, false);
+  order.SetOffered(kChatSecurity, {v1::PRIORITY_NORMAL, 1, "absent"}, false);
+  EXPECT_EQ(order.Pick(all, count)->key, "waiting");
+  EXPECT_EQ(order.queues().count(kChatSecurity), 0u);
+  // Offering the last waiting slot leaves nothing to pick.
+  order.SetOffered(kChatDeposit, {v1::PRIORITY_NORMAL, 5000, "waiting"}, true);
+  EXPECT_FALSE(order.Pick(all, count).has_value());
+}
+
 TEST(QueueOrderTest, PositionsStayRightThroughRandomAddsAndRemoves) {
   // The order-statistics tree against a plain ordered set walked from the
-  // start, through a random mix of adds and removes.
+  // start, through a random mix of adds, removes and offered marks; Pick
+  // against the first slot of the set not marked offered.
   QueueOrder order;
   std::set<Slot> reference;
+  std::set<Slot> offered;
   std::mt19937 random(7);
   const v1::Priority priorities[] = {v1::PRIORITY_NORMAL, v1::PRIORITY_HIGH,
                                      v1::PRIORITY_URGENT};
   for (int step = 0; step < 3000; ++step) {
     Slot slot{priorities[random() % 3], static_cast<int64_t>(random() % 50),
               "k" + std::to_string(random() % 200)};
-    if (random() % 3 == 0) {
-      order.Remove(kChatDeposit, slot);
-      reference.erase(slot);
-    } else {
-      order.Add(kChatDeposit, slot);
-      reference.insert(slot);
+    switch (random() % 4) {
+      case 0:
+        order.Remove(kChatDeposit, slot);
+        reference.erase(slot);
+        offered.erase(slot);
+        break;
+      case 1:
+        // Marks change what Pick walks, never places.
+        if (reference.count(slot)) {
+          const bool mark = random() % 2 == 0;
+          order.SetOffered(kChatDeposit, slot, mark);
+          if (mark) {
+            offered.insert(slot);
+          } else {
+            offered.erase(slot);
+          }
+        }
+        break;
+      default:
+        order.Add(kChatDeposit, slot);
+        reference.insert(slot);
     }
     ASSERT_EQ(order.Depth(kChatDeposit), static_cast<int>(reference.size()));
     if (step % 100 != 0) continue;
@@ -149,6 +201,17 @@ TEST(QueueOrderTest, PositionsStayRightThroughRandomAddsAndRemoves) {
     for (const Slot& s : reference) {
       ASSERT_EQ(order.PositionOf(kChatDeposit, s), ++expected) << s.key;
     }
+    std::optional<Slot> first_not_offered;
+    for (const Slot& s : reference) {
+      if (!offered.count(s)) {
+        first_not_offered = s;
+        break;
+      }
+    }
+    std::optional<Slot> picked = order.Pick([](const QueueId&) { return true; },
+                                            [](const Slot&) { return true; });
+    ASSERT_EQ(picked.has_value(), first_not_offered.has_value());
+    if (picked.has_value()) EXPECT_EQ(picked->key, first_not_offered->key);
     Slot absent{v1::PRIORITY_NORMAL, 99, "absent"};
     EXPECT_EQ(order.PositionOf(kChatDeposit, absent), 0);
   }

@@ -303,6 +303,13 @@ void Router::AddToQueue(Entry& entry) {
                                      entry.record.key};
   queues_.Add(entry.queue(), entry.queued_as);
   entry.in_queue = true;
+  MarkOffered(entry);
+}
+
+void Router::MarkOffered(const Entry& entry) {
+  if (!entry.in_queue) return;
+  queues_.SetOffered(entry.queue(), entry.queued_as,
+                     entry.state() == v1::ENTRY_STATE_OFFERED);
 }
 
 void Router::RemoveFromQueue(Entry& entry) {
@@ -355,6 +362,7 @@ v1::Offer Router::CloseOffer(Entry& entry, v1::OfferOutcome outcome, absl::Time 
     }
   }
   entry.record.entry.set_state(v1::ENTRY_STATE_WAITING);
+  MarkOffered(entry);
   entry.record.entry.clear_offered_agent_id();
   entry.record.offer_id.clear();
   entry.record.offered_at = absl::InfinitePast();
@@ -2035,6 +2043,7 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
                                settings_.at(chosen).settings.auto_accept();
       offer.auto_accept = auto_accept;
       r.entry.set_state(v1::ENTRY_STATE_OFFERED);
+      MarkOffered(entry);
       r.entry.set_offered_agent_id(chosen);
       r.entry.set_offer_attempts(r.entry.offer_attempts() + 1);
       r.offer_id = offer_id;

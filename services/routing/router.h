@@ -290,6 +290,8 @@ class Router {
   void AddToQueue(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RemoveFromQueue(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MoveToHead(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tells the queue order whether the entry, if queued, is offered.
+  void MarkOffered(const Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int PositionOf(const Entry& entry) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Closes the entry's open offer with `outcome`: memory, the closed-offer
