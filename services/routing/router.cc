@@ -272,6 +272,10 @@ void Router::WaitForWork(absl::Duration max) {
       }
     }
   }
+  {
+    absl::MutexLock gauges(&gauges_mu_);
+    if (gauges_due_) wait = std::min(wait, gauges_refreshed_ + options_.gauge_interval - now);
+  }
   if (!woken_ && wait > absl::ZeroDuration()) {
     work_.WaitWithTimeout(&mu_, wait);
   }
@@ -2111,6 +2115,13 @@ bool Router::SettleOffer(DecidedOffer& offer) {
 }
 
 void Router::RefreshGauges() {
+  {
+    absl::MutexLock lock(&gauges_mu_);
+    const absl::Time now = clock_->Now();
+    gauges_due_ = now - gauges_refreshed_ < options_.gauge_interval;
+    if (gauges_due_) return;
+    gauges_refreshed_ = now;
+  }
   const std::vector<v1::QueueStats> stats = Stats(Filter());
   std::set<QueueId> seen;
   for (const v1::QueueStats& s : stats) {

@@ -59,6 +59,10 @@ struct RouterOptions {
   // Session offers decided at once (each waits on presence's reservation
   // and sessions' record of the offer); at least 1.
   int concurrent_offers = 16;
+  // How often the dispatcher's passes refresh the queue gauges: a refresh
+  // walks every queued entry under the router's lock, and under load the
+  // dispatcher passes hundreds of times a second. Zero: every pass.
+  absl::Duration gauge_interval = absl::Seconds(1);
 };
 
 // Receives offers of one agent, in commit order. Called on the store's
@@ -244,7 +248,8 @@ class Router {
   // releases, tells sessions about re-queued sessions, reconciles presence
   // when due, expires offers past their deadline, lets targeted entries fall
   // back, prunes old closed offers, makes every offer it can, refreshes the
-  // queue gauges. Returns when there is nothing more to do now.
+  // queue gauges (at most once per gauge_interval). Returns when there is
+  // nothing more to do now.
   void RunOnce();
   // Blocks until something may be routable (an enqueue, a change in
   // presence, a closed offer), the next deadline or retry, or `max` of real
@@ -447,6 +452,9 @@ class Router {
   // Queues whose gauges were set by the last refresh, and those since
   // zeroed, most recently zeroed first.
   absl::Mutex gauges_mu_;
+  absl::Time gauges_refreshed_ ABSL_GUARDED_BY(gauges_mu_) = absl::InfinitePast();
+  // A pass skipped the refresh: the dispatcher wakes for it when it is due.
+  bool gauges_due_ ABSL_GUARDED_BY(gauges_mu_) = false;
   std::set<QueueId> gauged_ ABSL_GUARDED_BY(gauges_mu_);
   std::list<QueueId> idle_gauges_ ABSL_GUARDED_BY(gauges_mu_);
 

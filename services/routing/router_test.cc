@@ -1337,6 +1337,10 @@ TEST_F(RouterTest, AQueuesAgentGaugesDropToZeroWhenItsLastAgentLeaves) {
   EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_available_agents", "zh"), 1.0);
   ASSERT_TRUE(router_->OnAgentChange(Offline("zh-agent")).ok());
   router_->RunOnce();
+  // Passes refresh the gauges once per gauge_interval.
+  EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"), 1.0);
+  clock_.Advance(options_.gauge_interval);
+  router_->RunOnce();
   // Not its last value: the queue left the statistics and reads zero.
   EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"), 0.0);
   EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_available_agents", "zh"), 0.0);
@@ -1344,6 +1348,7 @@ TEST_F(RouterTest, AQueuesAgentGaugesDropToZeroWhenItsLastAgentLeaves) {
   Router::EnqueueSessionCommand zh = Command("s-zh");
   zh.language = "zh-TW";
   ASSERT_TRUE(router_->EnqueueSession(zh).ok());
+  clock_.Advance(options_.gauge_interval);
   router_->RunOnce();
   EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_depth", "zh"), 1.0);
   EXPECT_EQ(QueueGauge(registry_, "switchboard_routing_queue_eligible_agents", "zh"), 0.0);
@@ -1388,6 +1393,7 @@ TEST_F(RouterTest, QueuesOfLanguagesNobodyWaitsInAnyMoreAreForgotten) {
   for (int i = 0; i < 20; ++i) {
     ASSERT_TRUE(*router_->Cancel(v1::ENTRY_KIND_SESSION, "s-" + std::to_string(i), {}));
   }
+  clock_.Advance(options_.gauge_interval);
   router_->RunOnce();
   EXPECT_TRUE(router_->Stats({}).empty());
   int series = 0;
