@@ -43,14 +43,15 @@ namespace switchboard::sessions {
 // (a desk's worth of traffic behind one identity) have higher ones.
 //
 // StreamSessionEvents is a StreamWriter per stream (no thread; see
-// StreamQueues): it
-// subscribes first, then replays committed events from the store up to the
-// subscription point in pages (on the pool), then sends CaughtUp and the
-// live events, dropping any at or below the last one sent, so a resumed
-// stream misses nothing and repeats nothing.
-// Every RPC on gRPC's callback API but StreamSessionEvents, which the
+// StreamQueues): it subscribes first, then replays committed events from
+// the store up to the subscription point in pages (on the pool), then sends
+// CaughtUp and the live events, dropping any at or below the last one sent,
+// so a resumed stream misses nothing and repeats nothing.
+//
+// Every RPC runs on gRPC's callback API but StreamSessionEvents, which the
 // server's StreamQueues serve (ServeStreams): a stream held open for hours
-// must not cost every other call a share of its completion queue.
+// must not cost every other call a share of its completion queue. A new
+// RPC must be added to SessionsServiceBase's chain.
 using SessionsServiceBase =
     v1::SessionsService::WithCallbackMethod_CreateSession<
     v1::SessionsService::WithCallbackMethod_GetSession<
