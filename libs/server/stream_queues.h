@@ -29,9 +29,10 @@ namespace switchboard::server {
 // WithAsyncMethod_X, under the callback methods), and its handler returns a
 // StreamWriter, which has the shape of grpc::ServerWriteReactor: StartWrite
 // one message at a time, Finish once, and OnWriteDone, OnCancel and OnDone
-// called back (on the queue's thread). OnDone comes once the call is over
-// and no operation of it is pending; the call never touches the writer
-// after it, so the writer may delete itself there.
+// called back (on the queue's thread). Finish is owed even after OnCancel.
+// OnDone comes once the call is over, Finish was called and no operation
+// of the call is pending; the call never touches the writer after it, so
+// the writer may delete itself there.
 //
 //   queues.Serve<Request, Response>(
 //       [service](grpc::ServerContext* c, Request* r, grpc::ServerAsyncWriter<Response>* w,
@@ -148,7 +149,9 @@ class StreamWriter {
   virtual ~StreamWriter() = default;
 
   virtual void OnWriteDone(bool /*ok*/) {}
-  // The client cancelled or the connection broke (also on shutdown).
+  // The client cancelled or the connection broke (also on shutdown). The
+  // writer must still call Finish, now or later, as on a
+  // grpc::ServerWriteReactor: OnDone waits for it.
   virtual void OnCancel() {}
   // The last call back; see StreamQueues. StartWrite and Finish must not
   // be called from then on.
@@ -262,7 +265,9 @@ class StreamQueues::Call final : public StreamCall<Response> {
     StreamWriter<Response>* writer;
     {
       absl::MutexLock lock(&mu_);
-      if (!started_ || !over_ || writing_ || finishing_ || done_called_) return;
+      if (!started_ || !over_ || !finish_sent_ || writing_ || finishing_ || done_called_) {
+        return;
+      }
       done_called_ = true;
       writer = writer_;
     }

@@ -31,6 +31,17 @@ class QueuedEchoService final
           EchoService::WithAsyncMethod_EchoStream<EchoService::Service>>,
       public QueuedStreamsService {
  public:
+  ~QueuedEchoService() override {
+    for (std::thread& finisher : finishers_) finisher.join();
+  }
+
+  // Cancelled writers finish from a thread of their own after `delay`, as
+  // a writer whose last work runs on a pool does.
+  void FinishCancelledAfter(absl::Duration delay) {
+    absl::MutexLock lock(&mu_);
+    cancel_finish_delay_ = delay;
+  }
+
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
                                  const EchoRequest* request, EchoResponse* response) override {
     response->set_text(request->text());
@@ -97,11 +108,17 @@ class QueuedEchoService final
       Next();
     }
     void OnCancel() override {
-      {
-        absl::MutexLock lock(&service_->mu_);
-        ++service_->cancelled_;
+      absl::MutexLock lock(&service_->mu_);
+      ++service_->cancelled_;
+      const absl::Duration delay = service_->cancel_finish_delay_;
+      if (delay == absl::ZeroDuration()) {
+        Finish(grpc::Status::CANCELLED);
+        return;
       }
-      Finish(grpc::Status::CANCELLED);
+      service_->finishers_.emplace_back([this, delay] {
+        absl::SleepFor(delay);
+        Finish(grpc::Status::CANCELLED);
+      });
     }
     void OnDone() override {
       {
@@ -133,6 +150,8 @@ class QueuedEchoService final
   int cancelled_ ABSL_GUARDED_BY(mu_) = 0;
   int done_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<std::thread::id> start_threads_ ABSL_GUARDED_BY(mu_);
+  absl::Duration cancel_finish_delay_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> finishers_ ABSL_GUARDED_BY(mu_);
 };
 
 class StreamQueuesTest : public ::testing::Test {
@@ -251,6 +270,27 @@ TEST_F(StreamQueuesTest, ShutdownEndsHeldStreamsAndReturnsOnceEachWriterIsDone) 
   // Shutdown returned after every writer was done: no call is left over.
   EXPECT_EQ(service_.done(), kStreams);
   EXPECT_EQ(service_.cancelled(), kStreams);
+  for (auto& reader : readers) EXPECT_FALSE(reader->Finish().ok());
+}
+
+TEST_F(StreamQueuesTest, ShutdownWaitsForWritersThatFinishLate) {
+  constexpr int kStreams = 5;
+  service_.FinishCancelledAfter(absl::Milliseconds(300));
+  auto stub = NewStub(0);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<EchoResponse>>> readers;
+  for (int s = 0; s < kStreams; ++s) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    EchoStreamRequest request;
+    request.set_count(1);
+    request.set_hold(true);
+    readers.push_back(stub->EchoStream(contexts.back().get(), request));
+    EchoResponse response;
+    ASSERT_TRUE(readers.back()->Read(&response));
+  }
+  server_->Shutdown();
+  // The queues stayed up until each late Finish came back through them.
+  EXPECT_EQ(service_.done(), kStreams);
   for (auto& reader : readers) EXPECT_FALSE(reader->Finish().ok());
 }
 
