@@ -229,11 +229,18 @@ void Router::Erase(const std::string& key) {
 }
 
 std::vector<Router::Entry*> Router::Unsettled() {
+  const absl::Time now = clock_->Now();
   std::vector<Entry*> out;
   for (auto it = unsettled_.begin(); it != unsettled_.end();) {
     const Entry& entry = *it->second;
-    if (entry.state() == v1::ENTRY_STATE_ASSIGNED && entry.record.requeued_from.empty() &&
-        !entry.record.accepting && !entry.busy) {
+    const bool quiet = entry.record.requeued_from.empty() && !entry.record.accepting &&
+                       !entry.busy;
+    const bool assigned = entry.state() == v1::ENTRY_STATE_ASSIGNED;
+    // A waiting entry with no back-off ahead and no target to fall back
+    // from is MakeOffers' alone, which finds it through the queues.
+    const bool waiting = entry.state() == v1::ENTRY_STATE_WAITING &&
+                         entry.retry_after <= now && !entry.record.entry.has_target_until();
+    if (quiet && (assigned || waiting)) {
       it = unsettled_.erase(it);
       continue;
     }
@@ -1582,6 +1589,7 @@ absl::Duration Router::BackoffAfter(int attempts) const {
 void Router::Backoff(Entry& entry, absl::Time now) {
   entry.retries = std::min(entry.retries + 1, 10);
   entry.retry_after = now + BackoffAfter(entry.retries);
+  Unsettle(entry);  // WaitForWork wakes for the retry
 }
 
 void Router::RequestReconcile(absl::Time now) {
@@ -1909,6 +1917,7 @@ bool Router::PickNext(absl::Time now, std::string* key, uint64_t* wait_id,
   if (!picked.has_value()) return false;
   Entry& entry = *entries_.at(picked->key);
   entry.busy = true;
+  Unsettle(entry);
   *key = entry.record.key;
   *wait_id = entry.wait_id;
   *candidates = std::move(found[picked->key]);
@@ -2090,6 +2099,16 @@ bool Router::DecideOffer(const std::string& key, uint64_t wait_id,
 }
 
 bool Router::SettleOffer(DecidedOffer& offer) {
+  if (offer.releases.empty() && !offer.auto_accept) {
+    // Nothing follows the commit: the decider need not park until it is
+    // durable (MakeOffers awaits the pass's commits once, at its end).
+    if (offer.made) {
+      commits_.Then(offer.pending, [](const absl::Status& committed) {
+        if (committed.ok()) fault::Point("routing.after_offer_commit");
+      });
+    }
+    return true;
+  }
   if (!commits_.AwaitInOrder(offer.pending).ok()) return false;
   ReleaseNow(offer.releases, absl::InfiniteFuture());
   if (!offer.made) return true;
@@ -2262,11 +2281,16 @@ void Router::MakeOffers() {
       decide();
     }
   }
-  absl::MutexLock lock(&in_flight.mu);
-  auto idle = [&]() ABSL_SHARED_LOCKS_REQUIRED(in_flight.mu) {
-    return in_flight.deciding == 0;
-  };
-  in_flight.mu.Await(absl::Condition(&idle));
+  {
+    absl::MutexLock lock(&in_flight.mu);
+    auto idle = [&]() ABSL_SHARED_LOCKS_REQUIRED(in_flight.mu) {
+      return in_flight.deciding == 0;
+    };
+    in_flight.mu.Await(absl::Condition(&idle));
+  }
+  // The pass ends with its offers durable (commits complete in order; a
+  // failure has been logged and stops the next pass).
+  commits_.AwaitInOrder(commits_.Newest()).IgnoreError();
 }
 
 }  // namespace switchboard::routing

@@ -280,7 +280,8 @@ class Router {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const OfferBatch& offers);
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Puts `entry` (new, or leaving ASSIGNED) among those the passes look at.
+  // Puts `entry` (new, or leaving a settled state) among those the passes
+  // look at.
   void Unsettle(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes the entry with `key` from entries_ (and from the passes' view).
   void Erase(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -364,7 +365,8 @@ class Router {
   bool DecideOffer(const std::string& key, uint64_t wait_id,
                    const std::vector<std::string>& candidates, DecidedOffer* decided);
   // Awaits the offer's commit, then sends its owed releases and drives its
-  // auto-accept; false when the pass should stop.
+  // auto-accept (an offer with neither is not awaited); false when the pass
+  // should stop.
   bool SettleOffer(DecidedOffer& offer);
   // The accept path once the entry is busy and its accept intent durable
   // (sessions) — from AcceptOffer, auto-accept and the dispatcher.
@@ -407,11 +409,15 @@ class Router {
   absl::CondVar work_ ABSL_GUARDED_BY(mu_);
   bool woken_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
-  // The entries of entries_ that are not settled, by key. Settled: ASSIGNED
-  // with no re-queue to tell sessions, no accept and no call in progress;
-  // nothing a dispatcher pass does concerns it, and it leaves that state only
-  // through Requeue. On a busy floor almost every entry is settled, and a
-  // pass (one per wake-up, hundreds a second) must not walk them all.
+  // The entries of entries_ that are not settled, by key. Settled: no
+  // re-queue to tell sessions, no accept and no call in progress, and either
+  // ASSIGNED, or WAITING with no back-off ahead and no target agent to fall
+  // back from; nothing a dispatcher pass does concerns it but MakeOffers,
+  // which finds waiting entries through queues_. An ASSIGNED entry leaves
+  // that state only through Requeue, a WAITING one through PickNext (busy)
+  // or Backoff, and each puts it back here. On a busy floor almost every
+  // entry is settled (or, in a surge, waiting), and a pass (one per wake-up,
+  // hundreds a second) must not walk them all.
   std::map<std::string, Entry*> unsettled_ ABSL_GUARDED_BY(mu_);
   QueueOrder queues_ ABSL_GUARDED_BY(mu_);
   // Open offers and accepted session offers, by offer id -> entry key.

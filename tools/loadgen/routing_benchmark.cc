@@ -14,20 +14,28 @@
 // (AcceptOffer: confirm + commit the assignment) and the session resolved
 // (Cancel RESOLVED: release the capacity + commit), so agents free up again.
 //
-// Two phases, each on a fresh router and store:
+// Three phases, each on a fresh router and store:
 //   saturation  --queued sessions wait before the dispatcher starts; each
 //               resolved session is replaced by a new one, so the queue stays
 //               that deep. Reports decisions/s and full cycles/s over the
 //               window; its enqueue-to-offer figures are queue wait (depth /
-//               rate, Little's law), reported as such.
+//               rate, Little's law), reported as such. Each of --workers
+//               threads waits on three commits per cycle (accept, resolve,
+//               enqueue), so too few workers measure themselves: 8 capped
+//               SQLite runs near 1,500 cycles/s where 64 reach twice that.
+//   drain       --queued sessions wait, agents have room for all of them and
+//               nobody accepts: the dispatcher's decisions by themselves,
+//               timed from its start to the last offer made durable.
 //   latency     empty queues, --latency_callers closed-loop callers each
 //               enqueue one session, wait for its offer, accept and resolve
 //               it: enqueue-to-offer latency when an agent is free.
 //
 //   routing_benchmark [--agents=1000] [--queued=10000] [--store=sqlite|memory]
-//                     [--duration=10s] [--json_out=FILE]
+//                     [--workers=64] [--concurrent_offers=16] [--duration=10s]
+//                     [--json_out=FILE]
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -71,7 +79,8 @@ struct Config {
   int queued = 10000;
   int queues = 4;       // chat queues, one category each, language "en"
   int capacity = 3;     // chat capacity per agent
-  int workers = 8;      // threads accepting and resolving offers
+  int workers = 64;     // threads accepting and resolving offers
+  int concurrent_offers = routing::RouterOptions().concurrent_offers;
   int latency_callers = 8;
   std::string store = "sqlite";
   absl::Duration warmup = absl::Seconds(1);
@@ -218,8 +227,10 @@ class Bench : public routing::OfferListener {
     } else {
       store_ = std::make_unique<MemoryStore>();
     }
+    routing::RouterOptions options;
+    options.concurrent_offers = config.concurrent_offers;
     router_ = std::make_unique<Router>(store_.get(), &presence_, &sessions_, RealClock(),
-                                       &metrics_, routing::RouterOptions());
+                                       &metrics_, options);
     presence_.set_router(router_.get());
     if (absl::Status s = router_->Load(); !s.ok()) Die("load", s);
     // Agents: each with two of the queues' categories, English, chat
@@ -318,6 +329,23 @@ class Bench : public routing::OfferListener {
     measuring_ = true;
   }
   void CloseWindow() { measuring_ = false; }
+
+  // Waits until `n` offers were made in the window, or `timeout`; returns
+  // how many were.
+  int64_t AwaitDecisions(int64_t n, absl::Duration timeout) {
+    struct Arg {
+      Bench* bench;
+      int64_t n;
+    } arg{this, n};
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](Arg* a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(a->bench->mu_) {
+                               return a->bench->decisions_.load() >= a->n;
+                             },
+                             &arg),
+                         timeout);
+    return decisions_.load();
+  }
 
   // Waits until session `id` has had its offer; for the latency callers.
   void AwaitOffer(const std::string& id) {
@@ -428,6 +456,8 @@ int Main(int argc, char** argv) {
   flags.Add("queues", &config.queues, "chat queues (one category each, 1..8)");
   flags.Add("capacity", &config.capacity, "chat capacity per agent");
   flags.Add("workers", &config.workers, "threads accepting and resolving offers");
+  flags.Add("concurrent_offers", &config.concurrent_offers,
+            "the router's offers decided at once (routing_server --concurrent_offers)");
   flags.Add("latency_callers", &config.latency_callers,
             "latency phase: closed-loop callers (0 skips the phase)");
   flags.Add("store", &config.store, "sqlite (real store on a temp file) or memory");
@@ -484,7 +514,32 @@ int Main(int argc, char** argv) {
                  Us(bench.latency().Percentile(0.99)) / 1000);
   }
 
-  // Phase 2: enqueue-to-offer latency with agents free.
+  // Phase 2: the dispatcher alone. `queued` sessions wait, agents have room
+  // for all of them and nobody accepts: the time to offer every one is the
+  // rate of decisions by themselves, without the accepts and resolves (and
+  // re-enqueues) that share the cores in phase 1.
+  int64_t drained = 0;
+  double drain_s = 0;
+  {
+    Config drain = config;
+    // Twice the room needed: each agent serves two of the queues, and a
+    // greedy assignment can leave the last few entries without room.
+    drain.capacity =
+        std::max(config.capacity, 2 * ((config.queued + config.agents - 1) / config.agents));
+    Bench bench(drain, absl::StrCat(dir, "/drain.db"));
+    bench.Fill(config.queued, 32);
+    bench.OpenWindow();
+    const absl::Time start = absl::Now();
+    bench.StartDispatcher();
+    // Below the offer timeout: expired offers would be made again.
+    drained = bench.AwaitDecisions(config.queued, absl::Seconds(25));
+    drain_s = absl::ToDoubleSeconds(absl::Now() - start);
+    bench.CloseWindow();
+    std::fprintf(stderr, "drain: %d of %d queued offered in %.2f s: %.0f decisions/s\n",
+                 static_cast<int>(drained), config.queued, drain_s, drained / drain_s);
+  }
+
+  // Phase 3: enqueue-to-offer latency with agents free.
   std::string latency = "null";
   if (config.latency_callers > 0) {
     Bench bench(config, absl::StrCat(dir, "/latency.db"));
@@ -517,10 +572,11 @@ int Main(int argc, char** argv) {
       "\"store\":\"%s\",\"agents\":%d,\"queued\":%d,\"queues\":%d,\"capacity\":%d,"
       "\"workers\":%d,\"window_s\":%.3f,\"fill_s\":%.3f,\"decisions\":%d,"
       "\"decisions_per_s\":%.1f,\"cycles_per_s\":%.1f,\"queue_wait\":%s,"
+      "\"drain\":{\"offered\":%d,\"seconds\":%.3f,\"decisions_per_s\":%.1f},"
       "\"latency_callers\":%d,\"enqueue_to_offer\":%s}",
       config.label, config.store, config.agents, config.queued, config.queues, config.capacity,
       config.workers, window_s, fill_s, decisions, decisions / window_s, cycles / window_s,
-      queue_wait, config.latency_callers, latency);
+      queue_wait, drained, drain_s, drained / drain_s, config.latency_callers, latency);
   std::printf("%s\n", json.c_str());
   if (!config.json_out.empty()) {
     std::ofstream out(config.json_out);
