@@ -2261,7 +2261,8 @@ void Router::MakeOffers() {
     auto decide = [this, &in_flight, key, wait_id, candidates = std::move(candidates)] {
       DecidedOffer offer;
       // The commits of decisions made at once share the store's group
-      // commits, so each decision awaits its own.
+      // commits; a decision awaits its own only when something follows it
+      // (owed releases, an auto-accept).
       const bool decided = DecideOffer(key, wait_id, candidates, &offer);
       const bool keep_going = SettleOffer(offer) && decided;
       absl::MutexLock lock(&in_flight.mu);
