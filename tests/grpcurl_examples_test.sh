@@ -39,7 +39,10 @@ coproc PORTS { "$root/libs/testing/hold_ports" "${offsets[@]}"; }
 read -r base <&"${PORTS[0]}" || { echo "FAIL: no free port range" >&2; exit 1; }
 
 # Starts tools/run.sh with the given flags; its output goes to $work/run.log.
+# The previous run's log goes first: the launcher's shell truncates it only
+# once it runs, and its "Ctrl-C stops everything" must not pass for this one.
 start_launcher() {
+  rm -f "$work/run.log"
   SWITCHBOARD_BIN_DIR="$root" SWITCHBOARD_PORT_BASE=$base SWITCHBOARD_DATA_DIR="$work/data" \
     SWITCHBOARD_DRAIN_DEADLINE=3s bash tools/run.sh "$@" >"$work/run.log" 2>&1 &
   launcher=$!
