@@ -225,7 +225,10 @@ void Router::Unsettle(Entry& entry) { unsettled_.emplace(entry.record.key, &entr
 
 void Router::Erase(const std::string& key) {
   unsettled_.erase(key);
-  entries_.erase(key);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return;
+  offer_deadlines_.erase({it->second->record.offer_expires_at, key});
+  entries_.erase(it);
 }
 
 std::vector<Router::Entry*> Router::Unsettled() {
@@ -241,6 +244,13 @@ std::vector<Router::Entry*> Router::Unsettled() {
     const bool waiting = entry.state() == v1::ENTRY_STATE_WAITING &&
                          entry.retry_after <= now && !entry.record.entry.has_target_until();
     if (quiet && (assigned || waiting)) {
+      it = unsettled_.erase(it);
+      continue;
+    }
+    // An offer nobody is accepting: nothing to do until it expires.
+    if (quiet && entry.state() == v1::ENTRY_STATE_OFFERED && entry.retry_after <= now &&
+        entry.record.offer_expires_at > now) {
+      offer_deadlines_.emplace(entry.record.offer_expires_at, it->first);
       it = unsettled_.erase(it);
       continue;
     }
@@ -265,6 +275,7 @@ void Router::WaitForWork(absl::Duration max) {
       }
       if (entry->retry_after > now) wait = std::min(wait, entry->retry_after - now);
     }
+    if (!offer_deadlines_.empty()) wait = std::min(wait, offer_deadlines_.begin()->first - now);
     for (const auto& [key, owed] : owed_) {
       if (!owed.inflight) wait = std::min(wait, owed.next_attempt - now);
     }
@@ -362,6 +373,7 @@ v1::Offer Router::CloseOffer(Entry& entry, v1::OfferOutcome outcome, absl::Time 
   offer.set_auto_accepted(outcome == v1::OFFER_OUTCOME_ACCEPTED && entry.record.auto_accept);
   ToTimestamp(now, offer.mutable_closed_at());
   offers_.erase(entry.record.offer_id);
+  offer_deadlines_.erase({entry.record.offer_expires_at, entry.record.key});
   if (outcome != v1::OFFER_OUTCOME_ACCEPTED) {
     // An accepted offer is remembered with its assignment (CommitAccept).
     Remember(ClosedOfferRecord{offer.offer_id(), offer.agent_id(), offer, std::nullopt, now},
@@ -955,6 +967,10 @@ absl::StatusOr<v1::Assignment> Router::AcceptOffer(const std::string& agent_id,
           }
         }
         entry.busy = true;
+        // Back among those the passes look at (an accept that fails leaves
+        // the intent to them) and off the expiry clock.
+        offer_deadlines_.erase({entry.record.offer_expires_at, entry.record.key});
+        Unsettle(entry);
         key = entry.record.key;
         wait_id = entry.wait_id;
         automatic = entry.record.auto_accept;
@@ -1604,6 +1620,11 @@ void Router::ExpireDue() {
     absl::MutexLock lock(&mu_);
     if (commits_.failed()) return;
     const absl::Time now = clock_->Now();
+    // Offers that expire now are the pass's again.
+    while (!offer_deadlines_.empty() && offer_deadlines_.begin()->first <= now) {
+      Unsettle(*entries_.at(offer_deadlines_.begin()->second));
+      offer_deadlines_.erase(offer_deadlines_.begin());
+    }
     RoutingWrite write;
     OfferBatch offers;
     for (Entry* unsettled : Unsettled()) {

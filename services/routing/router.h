@@ -286,7 +286,7 @@ class Router {
   // Removes the entry with `key` from entries_ (and from the passes' view).
   void Erase(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The entries a pass acts on, in key order: every entry but the settled
-  // ones, whose keys it forgets.
+  // ones, whose keys it forgets (a settled offer's goes to offer_deadlines_).
   std::vector<Entry*> Unsettled() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Holder ids.
@@ -418,7 +418,15 @@ class Router {
   // or Backoff, and each puts it back here. On a busy floor almost every
   // entry is settled (or, in a surge, waiting), and a pass (one per wake-up,
   // hundreds a second) must not walk them all.
+  //
+  // An OFFERED entry nobody is accepting is settled until its offer
+  // expires: it waits in offer_deadlines_ instead, and ExpireDue puts it
+  // back when the time comes. It leaves that state through CloseOffer
+  // (which forgets its deadline) or AcceptOffer (which puts it back here).
+  // In a surge thousands of offers are open at once.
   std::map<std::string, Entry*> unsettled_ ABSL_GUARDED_BY(mu_);
+  // (offer_expires_at, key) of each settled OFFERED entry, soonest first.
+  std::set<std::pair<absl::Time, std::string>> offer_deadlines_ ABSL_GUARDED_BY(mu_);
   QueueOrder queues_ ABSL_GUARDED_BY(mu_);
   // Open offers and accepted session offers, by offer id -> entry key.
   absl::flat_hash_map<std::string, std::string> offers_ ABSL_GUARDED_BY(mu_);
