@@ -21,9 +21,9 @@
 //               window; its enqueue-to-offer figures are queue wait (depth /
 //               rate, Little's law), reported as such. Each of --workers
 //               threads waits on three commits per cycle (accept, resolve,
-//               enqueue): on SQLite 64 workers make twice the cycles of 8 in
-//               a 5 s window, but over 10 s both average ~2,000/s (the rate
-//               falls as the run goes on; not yet explained).
+//               enqueue): on SQLite and two cores 64 workers make about
+//               three times the cycles of 8 (~6,000/s against ~2,300/s),
+//               steady from 5 s to 20 s windows.
 //   drain       --queued sessions wait, agents have room for all of them and
 //               nobody accepts: the dispatcher's decisions by themselves,
 //               timed from its start to the last offer made durable.
