@@ -545,6 +545,46 @@ TEST_F(RouterTest, TimeoutAndDeclineReleaseAndGoToTheNextAgent) {
   router_->UnsubscribeOffers(&first);
 }
 
+// Open offers wait on their own deadlines, not in every pass: each expires
+// at its time, and one being accepted does not.
+TEST_F(RouterTest, EachOpenOfferExpiresAtItsOwnTimeAndOneBeingAcceptedNever) {
+  ASSERT_TRUE(router_
+                  ->ResetPresence({AgentOnline("a1", 1, absl::Minutes(30)),
+                                   AgentOnline("a2", 1, absl::Minutes(20)),
+                                   AgentOnline("a3", 1, absl::Minutes(10))})
+                  .ok());
+  ASSERT_TRUE(Enqueue("s-1").ok());
+  router_->RunOnce();
+  router_->RunOnce();  // a pass with s-1's offer open and nobody accepting
+  ASSERT_EQ(Entry("s-1").offered_agent_id(), "a1");
+  clock_.Advance(absl::Seconds(10));
+  ASSERT_TRUE(Enqueue("s-2").ok());
+  router_->RunOnce();
+  ASSERT_EQ(Entry("s-2").offered_agent_id(), "a2");
+  // a2 accepts while presence is down: the accept waits for the passes.
+  presence_.Fail("Confirm", absl::UnavailableError("presence down"));
+  EXPECT_EQ(router_->AcceptOffer("a2", OfferOf("a2")).status().code(),
+            absl::StatusCode::kUnavailable);
+
+  clock_.Advance(options_.offer_timeout - absl::Seconds(10) - absl::Milliseconds(1));
+  router_->RunOnce();
+  EXPECT_EQ(Entry("s-1").offered_agent_id(), "a1");
+  clock_.Advance(absl::Milliseconds(1));
+  router_->RunOnce();
+  EXPECT_EQ(Entry("s-1").offered_agent_id(), "a3");
+  EXPECT_EQ(presence_.Load("a1"), 0);
+  EXPECT_EQ(Entry("s-2").state(), v1::ENTRY_STATE_OFFERED);
+
+  // Past s-2's own deadline the accept still completes once presence is back.
+  presence_.Heal("Confirm");
+  clock_.Advance(absl::Seconds(15));
+  router_->RunOnce();
+  std::vector<std::string> calls = sessions_.Calls();
+  EXPECT_NE(std::find(calls.begin(), calls.end(), "AssignAgent s-2 a2"), calls.end());
+  EXPECT_EQ(router_->GetEntry(v1::ENTRY_KIND_SESSION, "s-2").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(RouterTest, AcceptAssignsAndLapseRequeuesAtTheHead) {
   ASSERT_TRUE(router_->ResetPresence({AgentOnline("a1", 2, absl::Minutes(30))}).ok());
   ASSERT_TRUE(Enqueue("s-1").ok());
