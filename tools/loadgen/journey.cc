@@ -285,6 +285,7 @@ void Play(const PlatformClients& clients, const JourneyOptions& options, int ind
   resolve.set_resolution_summary("credited");
   resolve.set_request_id(absl::StrCat("resolve-", index));
   sessions::v1::ResolveSessionResponse resolved;
+  journey.resolve_called = absl::Now();
   if (grpc::Status s = clients.Retrying(
           [&] {
             return clients.sessions().ResolveSession(clients.Context(atoken).get(), resolve,
@@ -294,7 +295,6 @@ void Play(const PlatformClients& clients, const JourneyOptions& options, int ind
       !s.ok()) {
     return failed("resolve", s);
   }
-  journey.resolved = absl::Now();
   feedback::v1::SubmitFeedbackRequest rate;
   rate.set_session_id(session);
   rate.mutable_ratings()->set_response_speed(5);

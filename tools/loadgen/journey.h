@@ -120,9 +120,12 @@ struct Journey {
   int64_t last_sequence = 0;
   // Calls retried (the stream's resumes not included).
   int retries = 0;
-  // When the client first saw the agent assigned, and when the resolution
-  // was answered: within the time the agent held the session.
-  absl::Time assigned_seen, resolved;
+  // When the client first saw the agent assigned, and when it first asked
+  // to resolve: within the time the agent held the session. (Not the
+  // resolve's answer: a retried resolve whose first attempt committed and
+  // freed the agent is answered later, e.g. after another process took
+  // over.)
+  absl::Time assigned_seen, resolve_called;
   // Empty if the journey completed; else the stage that failed and how.
   std::string failed_stage;
   grpc::Status failure;
