@@ -21,6 +21,7 @@ _LIBS = {
     "magic": (["libmagic"], []),
     "curl": (["libcurl"], []),
     "libpq": (["libpq"], []),
+    "jemalloc": (["jemalloc"], []),
 }
 
 def _pkg_config(ctx, args):

@@ -33,6 +33,9 @@ PACKAGES=(
   libgrpc++-dev libabsl-dev
   # Libraries the services link
   libsqlite3-dev librdkafka-dev prometheus-cpp-dev libssl-dev
+  # jemalloc replaces glibc's malloc in every binary built without sanitizers
+  # (.bazelrc --custom_malloc)
+  libjemalloc-dev
   # The bot's intent classifier (supervised fastText)
   libfasttext-dev
   # Attachments: libmagic sniffs file types (libs/filetype) with Debian's

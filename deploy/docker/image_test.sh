@@ -4,6 +4,7 @@
 #     Bazel-built binaries load, and none of them is a -dev package;
 #   - the Dockerfile builds and copies every binary the Helm chart runs
 #     (/usr/local/bin/<service>_server, healthcheck for TLS probes);
+#   - every binary allocates through jemalloc (libjemalloc2 in the image);
 #   - the image's user is the one the chart runs as.
 set -euo pipefail
 cd "${TEST_SRCDIR:-$(dirname "$0")/../../..}/${TEST_WORKSPACE:-switchboard}"
@@ -37,6 +38,15 @@ else
     pass
   fi
   echo "runtime packages: $(tr '\n' ' ' <<<"$packages")"
+  grep -qx libjemalloc2 <<<"$packages" && pass || fail "the binaries do not load libjemalloc2"
+  # Each allocates through jemalloc, not glibc's malloc: jemalloc prints its
+  # statistics at exit when MALLOC_CONF asks, and glibc ignores MALLOC_CONF.
+  # (--helpfull exits at once, with status 1.)
+  for binary in "${binaries[@]}"; do
+    output=$(MALLOC_CONF=stats_print:true "$binary" --helpfull 2>&1 || true)
+    grep 'jemalloc statistics' <<<"$output" >/dev/null && pass ||
+      fail "$binary does not allocate through jemalloc"
+  done
 fi
 
 # The chart runs /usr/local/bin/<service>_server and, on TLS ports,
