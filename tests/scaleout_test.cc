@@ -118,6 +118,12 @@ std::string LinesWith(const std::string& path, const std::string& needle) {
   return out;
 }
 
+// The last 3,000 characters of process `name`'s log.
+std::string LogTail(const Platform& platform, const std::string& name) {
+  const std::string log = testing::ReadFile(absl::StrCat(platform.data_dir(), "/", name, ".log"));
+  return log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
+}
+
 TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
   testing::PostgresServer postgres;
   Platform::Options options;
@@ -233,7 +239,9 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
               agents->lost_heartbeats());
   for (const Kill& kill : kills) {
     if (kill.service == "presence" || kill.service == "routing" || kill.service == "sessions") {
-      EXPECT_TRUE(kill.served_after.has_value()) << kill.service << " served no client again";
+      EXPECT_TRUE(kill.served_after.has_value())
+          << kill.service << " served no client again; " << kill.service << "-2's log:\n"
+          << LogTail(platform, kill.service + "-2");
       EXPECT_TRUE(kill.leading_after.has_value()) << kill.service << ": no standby took over";
       EXPECT_EQ(kill.new_leader, kill.service + "-2");
       std::printf("takeover of %s by %s: leading after %s, clients served after %s\n",
@@ -313,8 +321,7 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
   // Everything stops cleanly but the killed; the outboxes are empty.
   agents.reset();
   for (const auto& [name, code] : platform.Stop()) {
-    const std::string log = testing::ReadFile(absl::StrCat(platform.data_dir(), "/", name, ".log"));
-    EXPECT_EQ(code, 0) << name << ":\n" << log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
+    EXPECT_EQ(code, 0) << name << ":\n" << LogTail(platform, name);
   }
   for (const char* service : {"presence", "routing", "sessions", "bot", "feedback", "identity"}) {
     EXPECT_EQ(testing::CountInSchema(postgres.uri(), service, "SELECT COUNT(*) FROM outbox"), 0)

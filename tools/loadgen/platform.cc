@@ -1,9 +1,5 @@
 #include "tools/loadgen/platform.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,18 +11,6 @@
 
 namespace switchboard::loadgen {
 namespace {
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
-  return ntohs(address.sin_port);
-}
 
 std::string Loopback(int port) { return absl::StrCat("127.0.0.1:", port); }
 
@@ -45,12 +29,17 @@ Platform::Platform(Options options)
   }
   tokens_.WriteFolder(dir_ + "/keys");
   // Sessions and routing call each other, and replicas are dialled as a
-  // list: every port is chosen up front.
+  // list: every port is chosen up front, and held while the platform runs,
+  // since a standby listens only once it leads: a port merely found free
+  // could meanwhile go to any bind on port 0 (a /metrics listener, which
+  // would then answer the standby's clients in HTTP/1.1).
   std::vector<std::string> services = {"bot", "presence", "routing", "sessions", "feedback"};
   if (options.identity) services.push_back("identity");
   std::map<std::string, std::vector<int>> ports;
   for (const std::string& service : services) {
-    for (int r = 0; r < options.replicas; ++r) ports[service].push_back(FreePort());
+    for (int r = 0; r < options.replicas; ++r) {
+      ports[service].push_back(held_ports_.emplace_back().port());
+    }
     std::vector<std::string> addresses;
     for (int port : ports[service]) addresses.push_back(Loopback(port));
     targets_[service] = addresses.size() == 1

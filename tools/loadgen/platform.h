@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "libs/auth/principal.h"
 #include "libs/testing/process.h"
+#include "libs/testing/reserved_port.h"
 #include "libs/testing/test_tokens.h"
 
 namespace switchboard::loadgen {
@@ -104,6 +105,9 @@ class Platform {
   testing::TestTokens tokens_;
   // Service -> what address() returns.
   std::map<std::string, std::string> targets_;
+  // Every server's gRPC port, held from before the servers start until
+  // after they stop (declared before servers_, so destroyed after them).
+  std::vector<testing::ReservedPort> held_ports_;
   std::vector<Server> servers_;
 };
 
