@@ -44,3 +44,46 @@ def switchboard_cc_proto(name, srcs, deps = [], grpc = False):
         deps = deps + ["@system//:grpc" if grpc else "@system//:protobuf"],
         visibility = ["//visibility:public"],
     )
+
+def package_cc_proto(name, src, deps = [], testonly = False):
+    """A cc_library of one .proto kept beside the code that uses it.
+
+    For messages that are no API (a store's record, a fuzz target's input):
+    they stay out of //proto, which documents the services. The proto
+    imports Switchboard's protos by their path under //proto (e.g.
+    "switchboard/bot/v1/bot_service.proto"); C++ code includes the generated
+    header by its path in the workspace ("services/bot/dialogue_record.pb.h").
+    Also defines `name`_src (the .proto alone) and `name`_protos (with its
+    imports).
+
+    Args:
+      name: the cc_library's name.
+      src: the .proto file, in this package.
+      deps: switchboard_cc_proto targets whose protos `src` imports.
+      testonly: for protos only tests and fuzz targets use.
+    """
+    base = src[:-len(".proto")]
+    native.genrule(
+        name = name + "_gen",
+        testonly = testonly,
+        srcs = [src] + [d + "_protos" for d in deps],
+        outs = [base + ".pb.h", base + ".pb.cc"],
+        cmd = "protoc -I. -Iproto -I/usr/include --cpp_out=$(GENDIR) $(location %s)" % src,
+    )
+    native.filegroup(
+        name = name + "_src",
+        testonly = testonly,
+        srcs = [src],
+    )
+    native.filegroup(
+        name = name + "_protos",
+        testonly = testonly,
+        srcs = [src] + [d + "_protos" for d in deps],
+    )
+    native.cc_library(
+        name = name,
+        testonly = testonly,
+        srcs = [base + ".pb.cc"],
+        hdrs = [base + ".pb.h"],
+        deps = deps + ["@system//:protobuf"],
+    )

@@ -15,6 +15,8 @@ no longer matches the message fails the build instead of silently fuzzing
 nothing.
 """
 
+load("//third_party:proto.bzl", "package_cc_proto")
+
 def fuzz_cc_proto(name, src, deps = []):
     """A cc_library of one fuzz-only .proto of this package.
 
@@ -28,30 +30,7 @@ def fuzz_cc_proto(name, src, deps = []):
       src: the .proto file, in this package.
       deps: switchboard_cc_proto targets whose protos `src` imports.
     """
-    base = src[:-len(".proto")]
-    native.genrule(
-        name = name + "_gen",
-        srcs = [src] + [d + "_protos" for d in deps],
-        outs = [base + ".pb.h", base + ".pb.cc"],
-        cmd = "protoc -I. -Iproto -I/usr/include --cpp_out=$(GENDIR) $(location %s)" % src,
-    )
-    # The .proto alone (what protoc is asked to read) and with its imports
-    # (what it needs to find).
-    native.filegroup(
-        name = name + "_src",
-        srcs = [src],
-    )
-    native.filegroup(
-        name = name + "_protos",
-        srcs = [src] + [d + "_protos" for d in deps],
-    )
-    native.cc_library(
-        name = name,
-        testonly = True,
-        srcs = [base + ".pb.cc"],
-        hdrs = [base + ".pb.h"],
-        deps = deps + ["@system//:protobuf"],
-    )
+    package_cc_proto(name = name, src = src, deps = deps, testonly = True)
 
 def cc_fuzz_test(
         name,
