@@ -154,13 +154,16 @@ struct Bot::Turn {
 };
 
 Bot::Bot(std::string knowledge_base_path, EventLog* events, Clock* clock, BotMetrics* metrics,
-         BotOptions options)
+         BotOptions options, DialogueStore* dialogues)
     : path_(std::move(knowledge_base_path)),
       events_(events),
       clock_(clock),
       metrics_(metrics),
       options_(options),
-      dialogues_(options.dialogues) {}
+      own_dialogues_(dialogues == nullptr
+                         ? std::make_unique<MemoryDialogueStore>(options.dialogues)
+                         : nullptr),
+      dialogues_(dialogues == nullptr ? own_dialogues_.get() : dialogues) {}
 
 std::shared_ptr<const KnowledgeBase> Bot::knowledge_base() const {
   absl::MutexLock lock(&kb_mu_);
@@ -309,7 +312,12 @@ void Bot::Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
   Turn turn;
   bool replayed = false;
   const absl::Time now = clock_->Now();
-  dialogues_.With(request.session_id(), now, [&](Dialogue& dialogue, bool) {
+  const absl::Status kept = dialogues_->With(request.session_id(), now, [&](Dialogue& dialogue,
+                                                                           bool) {
+    // A store may run this again on a fresh copy of the dialogue.
+    turn = Turn();
+    response->Clear();
+    replayed = false;
     for (const auto& [turn_id, answer] : dialogue.turns) {
       if (turn_id == request.turn_id()) {
         *response = answer;
@@ -324,6 +332,15 @@ void Bot::Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
       dialogue.turns.pop_front();
     }
   });
+  if (!kept.ok()) {
+    metrics_->dialogue_failures->Increment();
+    log::Error("dialogue_not_kept", {{"session_id", request.session_id()},
+                                     {"error", kept.ToString()}});
+    response->Clear();
+    return done(absl::UnavailableError(
+        absl::StrCat("the dialogue context could not be kept; retry the turn (",
+                     kept.message(), ")")));
+  }
   if (replayed) return done(absl::OkStatus());
 
   metrics_->answers(response->outcome(), response->category()).Increment();
@@ -359,12 +376,17 @@ void Bot::Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
     if (status.ok()) return done(status);
     metrics_->event_failures->Increment();
     log::Error("turn_event_failed", {{"session_id", session}, {"error", status.ToString()}});
-    dialogues_.With(session, now, [&](Dialogue& dialogue, bool) {
-      dialogue.turns.erase(
-          std::remove_if(dialogue.turns.begin(), dialogue.turns.end(),
-                         [&](const auto& t) { return t.first == turn_id; }),
-          dialogue.turns.end());
-    });
+    // If this fails too, the turn stays answered in the context: a retry
+    // replays the answer whose event was lost.
+    dialogues_
+        ->With(session, now,
+               [&](Dialogue& dialogue, bool) {
+                 dialogue.turns.erase(
+                     std::remove_if(dialogue.turns.begin(), dialogue.turns.end(),
+                                    [&](const auto& t) { return t.first == turn_id; }),
+                     dialogue.turns.end());
+               })
+        .IgnoreError();
     done(absl::UnavailableError("the turn could not be recorded; retry it"));
   });
 }
@@ -741,15 +763,18 @@ absl::StatusOr<Bot::IntentPage> Bot::ListIntents(Category category, const std::s
   return page;
 }
 
-bool Bot::ResetDialogue(const std::string& session_id) {
-  const bool existed = dialogues_.Erase(session_id, clock_->Now());
-  metrics_->dialogues->Set(dialogues_.size());
+absl::StatusOr<bool> Bot::ResetDialogue(const std::string& session_id) {
+  absl::StatusOr<bool> existed = dialogues_->Erase(session_id, clock_->Now());
+  metrics_->dialogues->Set(dialogues_->size());
   return existed;
 }
 
-int Bot::ExpireDialogues() {
-  const int expired = dialogues_.ExpireIdle(clock_->Now());
-  metrics_->dialogues->Set(dialogues_.size());
+absl::StatusOr<int> Bot::ExpireDialogues() {
+  absl::StatusOr<int> expired = dialogues_->ExpireIdle(clock_->Now());
+  if (!expired.ok()) {
+    log::Error("dialogue_sweep_failed", {{"error", expired.status().ToString()}});
+  }
+  metrics_->dialogues->Set(dialogues_->size());
   return expired;
 }
 

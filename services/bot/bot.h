@@ -56,12 +56,14 @@ struct BotOptions {
   ModelOptions models;
   // Answers remembered per session for retried turns.
   int turns_remembered = 16;
-  DialogueStore::Options dialogues;
+  // Dialogues in the bot's own memory (when it is given no store).
+  MemoryDialogueStore::Options dialogues;
 };
 
 // The bot's logic: answers customer turns from the knowledge base in
-// service, keeps per-session dialogue context in memory, decides when to
-// clarify and when to escalate, and records each turn's event.
+// service, keeps per-session dialogue context (in its memory, or in a store
+// that replicas share), decides when to clarify and when to escalate, and
+// records each turn's event.
 //
 // A turn from text goes through the safety layer first (CheckSafety: a
 // request for a human, a sensitive topic, a complaint), whatever intent
@@ -69,18 +71,23 @@ struct BotOptions {
 // calibrated confidence alone decides between answering, clarifying and
 // not understanding.
 //
-// Threading: Answer, ListIntents and ResetDialogue never block (in-memory
-// work under short per-shard locks; the turn's event is handed to the
-// EventLog without waiting), so the gRPC adapter runs them on the callback
-// thread. Reload and ReloadIfChanged read a file and wait for their
+// Threading: with dialogues in memory and an EventLog that does not block
+// (SqliteEventLog, MemoryEventLog), Answer, ListIntents and ResetDialogue
+// never block (in-memory work under short per-shard locks; the turn's event
+// is handed to the EventLog without waiting), so the gRPC adapter may run
+// them on the callback thread. With PostgreSQL's dialogue store or event log
+// Answer and ResetDialogue wait for the database: run them on a thread that
+// may block. Reload and ReloadIfChanged read a file and wait for their
 // event's commit: call them from a thread that may block. Thread-safe.
 class Bot {
  public:
   // None owned; all must outlive the bot. `knowledge_base_path` is read by
   // Reload; empty means the base compiled into the binary
   // (DefaultKnowledgeBase), so that the bot starts from any directory.
+  // `dialogues`: where dialogue contexts live; null keeps them in the bot's
+  // own memory (options.dialogues).
   Bot(std::string knowledge_base_path, EventLog* events, Clock* clock, BotMetrics* metrics,
-      BotOptions options);
+      BotOptions options, DialogueStore* dialogues = nullptr);
 
   struct ReloadResult {
     std::string version;
@@ -129,7 +136,8 @@ class Bot {
   // retried turn (the first answer, `replayed` set); otherwise once the
   // turn's event is committed (Unavailable if that failed: the turn is then
   // forgotten so that a retry answers it again; the dialogue context keeps
-  // what the turn taught it). `response` must stay valid
+  // what the turn taught it). Unavailable, with nothing recorded, when the
+  // dialogue store could not keep the turn. `response` must stay valid
   // until `done`.
   void Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
               std::function<void(absl::Status)> done);
@@ -146,11 +154,13 @@ class Bot {
                                          const std::string& language, int page_size,
                                          const std::string& after_id) const;
 
-  // Forgets a session's dialogue; true if there was one.
-  bool ResetDialogue(const std::string& session_id);
+  // Forgets a session's dialogue; true if there was one. Errors: Unavailable
+  // (the dialogue store).
+  absl::StatusOr<bool> ResetDialogue(const std::string& session_id);
 
   // Forgets dialogues idle past their expiry (called periodically).
-  int ExpireDialogues();
+  // Errors: Unavailable (the dialogue store).
+  absl::StatusOr<int> ExpireDialogues();
 
   // The base in service (null before the first successful Reload).
   std::shared_ptr<const KnowledgeBase> knowledge_base() const;
@@ -174,7 +184,9 @@ class Bot {
   Clock* const clock_;
   BotMetrics* const metrics_;
   const BotOptions options_;
-  DialogueStore dialogues_;
+  // Set when the bot keeps dialogues in its own memory.
+  const std::unique_ptr<MemoryDialogueStore> own_dialogues_;
+  DialogueStore* const dialogues_;
 
   mutable absl::Mutex kb_mu_;  // held only to copy or swap the pointer
   std::shared_ptr<const KnowledgeBase> kb_ ABSL_GUARDED_BY(kb_mu_);

@@ -13,7 +13,9 @@ namespace switchboard::bot {
 namespace {
 
 using server::FinishNow;
+using server::FinishUnary;
 using server::RunUnary;
+using server::RunUnaryAsync;
 
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 500;
@@ -38,12 +40,13 @@ absl::StatusOr<std::string> DecodePageToken(const std::string& token) {
 }  // namespace
 
 BotService::BotService(Bot* bot, const auth::TokenVerifier* tokens, Clock* clock,
-                       server::BlockingPool* pool)
+                       server::BlockingPool* pool, bool answer_on_pool)
     : bot_(bot),
       tokens_(tokens),
       policy_(auth::ServicePolicy::Of(v1::BotService::service_full_name())),
       clock_(clock),
-      pool_(pool) {}
+      pool_(pool),
+      answer_on_pool_(answer_on_pool) {}
 
 absl::StatusOr<auth::Principal> BotService::Authenticate(grpc::CallbackServerContext* context,
                                                          absl::string_view method) {
@@ -56,6 +59,11 @@ grpc::ServerUnaryReactor* BotService::Answer(grpc::CallbackServerContext* contex
   absl::StatusOr<auth::Principal> principal =
       Authenticate(context, "Answer");
   if (!principal.ok()) return FinishNow(context, principal.status());
+  if (answer_on_pool_) {
+    return RunUnaryAsync(context, *pool_, [this, request, response](FinishUnary finish) {
+      bot_->Answer(*request, response, std::move(finish));
+    });
+  }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   bot_->Answer(*request, response, [reactor](absl::Status status) {
     reactor->Finish(server::ToGrpcStatus(status));
@@ -114,8 +122,16 @@ grpc::ServerUnaryReactor* BotService::ResetDialogue(grpc::CallbackServerContext*
   if (absl::Status s = validation::ValidateId("session_id", request->session_id(), 128); !s.ok()) {
     return FinishNow(context, s);
   }
-  response->set_existed(bot_->ResetDialogue(request->session_id()));
-  return FinishNow(context, absl::OkStatus());
+  if (!answer_on_pool_) {
+    absl::StatusOr<bool> existed = bot_->ResetDialogue(request->session_id());
+    if (existed.ok()) response->set_existed(*existed);
+    return FinishNow(context, existed.status());
+  }
+  return RunUnary(context, *pool_, [this, request, response] {
+    absl::StatusOr<bool> existed = bot_->ResetDialogue(request->session_id());
+    if (existed.ok()) response->set_existed(*existed);
+    return existed.status();
+  });
 }
 
 }  // namespace switchboard::bot

@@ -15,17 +15,19 @@ namespace switchboard::bot {
 // converts messages and maps statuses. Who may call what is each RPC's
 // (switchboard.auth.v1.access) option in bot_service.proto.
 //
-// Threads: Answer, ListIntents and ResetDialogue run on gRPC's callback
-// thread, because the bot answers from memory in microseconds and takes no
-// lock held across I/O (see Bot); Answer's call finishes when the turn's
-// event is committed, from the group committer's thread, without any thread
-// waiting for it. ReloadKnowledgeBase reads a file and waits for a commit,
-// so it runs on the blocking pool.
+// Threads: ListIntents runs on gRPC's callback thread. So do Answer and
+// ResetDialogue when the bot keeps its dialogues in memory and its event
+// log does not block (SQLite), because it then answers in microseconds and
+// takes no lock held across I/O (see Bot); Answer's call finishes when the
+// turn's event is committed, from the group committer's thread, without any
+// thread waiting for it. With `answer_on_pool` (PostgreSQL, where both wait
+// for the database) they run on the blocking pool. ReloadKnowledgeBase
+// reads a file and waits for a commit, so it runs on the blocking pool.
 class BotService final : public v1::BotService::CallbackService {
  public:
   // None owned; all must outlive the service.
   BotService(Bot* bot, const auth::TokenVerifier* tokens, Clock* clock,
-             server::BlockingPool* pool);
+             server::BlockingPool* pool, bool answer_on_pool = false);
 
   grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context,
                                    const v1::AnswerRequest* request,
@@ -49,6 +51,7 @@ class BotService final : public v1::BotService::CallbackService {
   const auth::ServicePolicy& policy_;
   Clock* const clock_;
   server::BlockingPool* const pool_;
+  const bool answer_on_pool_;
 };
 
 }  // namespace switchboard::bot

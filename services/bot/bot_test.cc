@@ -592,13 +592,13 @@ TEST_F(BotTest, MissingIdsAreRejected) {
 
 TEST_F(BotTest, ResetForgetsTheContext) {
   ASSERT_TRUE(Ask("s-1", "tell me a joke").ok());
-  EXPECT_TRUE(bot_.ResetDialogue("s-1"));
-  EXPECT_FALSE(bot_.ResetDialogue("s-1"));
+  EXPECT_EQ(bot_.ResetDialogue("s-1").value(), true);
+  EXPECT_EQ(bot_.ResetDialogue("s-1").value(), false);
   EXPECT_EQ(Ask("s-1", "tell me a joke")->not_understood_turns(), 1);
   // Idle dialogues expire too.
   clock_.Advance(absl::Hours(1));
-  EXPECT_EQ(bot_.ExpireDialogues(), 1);
-  EXPECT_FALSE(bot_.ResetDialogue("s-1"));
+  EXPECT_EQ(bot_.ExpireDialogues().value(), 1);
+  EXPECT_EQ(bot_.ResetDialogue("s-1").value(), false);
 }
 
 TEST_F(BotTest, ReloadKeepsTheOldBaseWhenTheFileIsBroken) {

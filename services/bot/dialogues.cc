@@ -6,16 +6,16 @@
 
 namespace switchboard::bot {
 
-DialogueStore::DialogueStore(Options options)
+MemoryDialogueStore::MemoryDialogueStore(Options options)
     : options_(options),
       per_shard_(static_cast<size_t>(std::max(1, (options.max_dialogues + kShards - 1) / kShards))) {}
 
-DialogueStore::Shard& DialogueStore::ShardOf(const std::string& session_id) {
+MemoryDialogueStore::Shard& MemoryDialogueStore::ShardOf(const std::string& session_id) {
   return shards_[absl::Hash<std::string>()(session_id) % kShards];
 }
 
-void DialogueStore::With(const std::string& session_id, absl::Time now,
-                         absl::FunctionRef<void(Dialogue&, bool)> fn) {
+absl::Status MemoryDialogueStore::With(const std::string& session_id, absl::Time now,
+                                       absl::FunctionRef<void(Dialogue&, bool)> fn) {
   Shard& shard = ShardOf(session_id);
   absl::MutexLock lock(&shard.mu);
   auto it = shard.index.find(session_id);
@@ -39,9 +39,10 @@ void DialogueStore::With(const std::string& session_id, absl::Time now,
   Dialogue& dialogue = shard.lru.front().second;
   dialogue.last_seen = now;
   fn(dialogue, existed);
+  return absl::OkStatus();
 }
 
-bool DialogueStore::Erase(const std::string& session_id, absl::Time now) {
+absl::StatusOr<bool> MemoryDialogueStore::Erase(const std::string& session_id, absl::Time now) {
   Shard& shard = ShardOf(session_id);
   absl::MutexLock lock(&shard.mu);
   auto it = shard.index.find(session_id);
@@ -52,7 +53,7 @@ bool DialogueStore::Erase(const std::string& session_id, absl::Time now) {
   return live;
 }
 
-int DialogueStore::ExpireIdle(absl::Time now) {
+absl::StatusOr<int> MemoryDialogueStore::ExpireIdle(absl::Time now) {
   int expired = 0;
   for (Shard& shard : shards_) {
     absl::MutexLock lock(&shard.mu);
@@ -66,7 +67,7 @@ int DialogueStore::ExpireIdle(absl::Time now) {
   return expired;
 }
 
-int DialogueStore::size() const {
+int MemoryDialogueStore::size() const {
   int total = 0;
   for (const Shard& shard : shards_) {
     absl::MutexLock lock(&shard.mu);

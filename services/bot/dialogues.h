@@ -8,6 +8,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "switchboard/bot/v1/bot_service.pb.h"
@@ -30,11 +32,40 @@ struct Dialogue {
   absl::Time last_seen;
 };
 
+// Where dialogue contexts live. Implementations: MemoryDialogueStore (one
+// process's memory), PostgresDialogueStore (a table that bot replicas share).
+// Thread-safe.
+class DialogueStore {
+ public:
+  virtual ~DialogueStore() = default;
+
+  // Runs `fn` on the session's dialogue, a fresh one (`existed` false) if
+  // there is none or it was idle past the expiry, and keeps what `fn` left
+  // in it as used at `now`. Turns of one session run one at a time. `fn`
+  // must be deterministic in the dialogue it gets: a store may run it again
+  // on a fresh copy (PostgreSQL retrying a transaction it rolled back).
+  // Errors (nothing of the change is kept): UNAVAILABLE when the store could
+  // not be reached or refused the change; DATA_LOSS when the session's kept
+  // context does not decode (Erase clears it).
+  virtual absl::Status With(const std::string& session_id, absl::Time now,
+                            absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn) = 0;
+
+  // Forgets the session's dialogue; true if there was one (not expired).
+  virtual absl::StatusOr<bool> Erase(const std::string& session_id, absl::Time now) = 0;
+
+  // Forgets dialogues idle past the expiry; returns how many.
+  virtual absl::StatusOr<int> ExpireIdle(absl::Time now) = 0;
+
+  // Dialogues held (including expired ones not yet swept; on a shared store,
+  // as of the last ExpireIdle).
+  virtual int size() const = 0;
+};
+
 // Dialogue contexts in memory, bounded in count (least recently used go
 // first) and in idle time. Sharded by session id so that turns of different
 // sessions rarely contend; a shard's lock is held only for the caller's
-// in-memory work (microseconds), never for I/O. Thread-safe.
-class DialogueStore {
+// in-memory work (microseconds), never for I/O. Never fails.
+class MemoryDialogueStore : public DialogueStore {
  public:
   struct Options {
     // Most sessions remembered; the least recently used are forgotten.
@@ -42,21 +73,13 @@ class DialogueStore {
     // A dialogue idle this long is forgotten.
     absl::Duration idle_expiry = absl::Minutes(30);
   };
-  explicit DialogueStore(Options options);
+  explicit MemoryDialogueStore(Options options);
 
-  // Runs `fn` on the session's dialogue under its shard's lock, creating it
-  // (`existed` false) if missing or expired, and marks it used at `now`.
-  void With(const std::string& session_id, absl::Time now,
-            absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn);
-
-  // Forgets the session's dialogue; true if there was one (not expired).
-  bool Erase(const std::string& session_id, absl::Time now);
-
-  // Forgets dialogues idle past the expiry; returns how many.
-  int ExpireIdle(absl::Time now);
-
-  // Dialogues held (including expired ones not yet swept).
-  int size() const;
+  absl::Status With(const std::string& session_id, absl::Time now,
+                    absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn) override;
+  absl::StatusOr<bool> Erase(const std::string& session_id, absl::Time now) override;
+  absl::StatusOr<int> ExpireIdle(absl::Time now) override;
+  int size() const override;
 
  private:
   static constexpr int kShards = 64;

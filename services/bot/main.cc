@@ -2,6 +2,7 @@
 #include "libs/host/host.h"
 #include "services/bot/bot.h"
 #include "services/bot/bot_service.h"
+#include "services/bot/postgres_dialogues.h"
 #include "services/bot/postgres_event_log.h"
 #include "services/bot/sqlite_event_log.h"
 
@@ -33,7 +34,9 @@ int Run(int argc, char** argv) {
   flags.Add("dialogue_idle_expiry", &dialogue_idle_expiry,
             "a session's dialogue context is forgotten after this long without a turn");
   flags.Add("max_dialogues", &max_dialogues,
-            "most session dialogue contexts held in memory (least recently used go first)");
+            "most session dialogue contexts held in memory (least recently used go first); "
+            "on PostgreSQL the replicas share them in a table that only "
+            "--dialogue_idle_expiry bounds");
   if (auto exit = host.ParseFlags(argc, argv, [&]() -> absl::Status {
         if (options.not_understood_limit < 1 || max_dialogues < 1 ||
             dialogue_idle_expiry <= absl::ZeroDuration()) {
@@ -52,23 +55,27 @@ int Run(int argc, char** argv) {
   store_options.postgres_migrations = &PostgresBotMigrations();
   if (auto exit = host.OpenStore(std::move(store_options))) return *exit;
 
-  // Dialogue contexts stay in each replica's memory (see docs/scaling.md).
+  // On PostgreSQL replicas share the dialogue contexts, so that a session's
+  // turns may land on any of them (see docs/scaling.md).
   EventLog* event_log = nullptr;
+  DialogueStore* dialogues = nullptr;
   if (host.on_postgres()) {
     event_log =
         &host.Make<PostgresEventLog>(host.database_uri(), host.topic(), host.relay_notifier());
+    dialogues = &host.Make<PostgresDialogueStore>(host.database_uri(), dialogue_idle_expiry);
   } else {
     event_log =
         &host.Make<SqliteEventLog>(&host.committer(), host.topic(), host.relay_notifier());
   }
   auto& metrics = host.Make<BotMetrics>(host.registry());
-  auto& bot = host.Make<Bot>(knowledge_base, event_log, RealClock(), &metrics, options);
+  auto& bot = host.Make<Bot>(knowledge_base, event_log, RealClock(), &metrics, options, dialogues);
   if (absl::StatusOr<Bot::ReloadResult> loaded = bot.Reload("startup"); !loaded.ok()) {
     return host.Fail("knowledge_base", loaded.status());
   }
-  auto& service =
-      host.Make<BotService>(&bot, host.keys().verifier.get(), RealClock(), &host.pool());
-  host.Every(sweep_interval, [&bot] { bot.ExpireDialogues(); });
+  auto& service = host.Make<BotService>(&bot, host.keys().verifier.get(), RealClock(),
+                                        &host.pool(), host.on_postgres());
+  // A failed sweep is logged by the bot and tried again at the next.
+  host.Every(sweep_interval, [&bot] { bot.ExpireDialogues().IgnoreError(); });
   // The built-in base has no file to watch.
   if (!knowledge_base.empty() && knowledge_base_check_interval > absl::ZeroDuration()) {
     host.Every(knowledge_base_check_interval, [&bot] { bot.ReloadIfChanged("file_changed"); });

@@ -75,6 +75,13 @@ BotMetrics::BotMetrics(prometheus::Registry& registry) {
                               "to the outbox; the caller got UNAVAILABLE and may retry.")
                         .Register(registry)
                         .Add({});
+  dialogue_failures = &prometheus::BuildCounter()
+                           .Name("switchboard_bot_dialogue_failures_total")
+                           .Help("Turns refused because the dialogue store (PostgreSQL) "
+                                 "could not keep them; the caller got UNAVAILABLE and may "
+                                 "retry.")
+                           .Register(registry)
+                           .Add({});
 }
 
 }  // namespace switchboard::bot

@@ -35,13 +35,16 @@ struct BotMetrics {
   prometheus::Counter* reloads_failed;
   // switchboard_bot_knowledge_base_intents: intents in service.
   prometheus::Gauge* intents;
-  // switchboard_bot_dialogues: dialogue contexts held in memory, set by each
-  // expiry sweep and reset (counting takes every shard's lock, too much per
-  // turn).
+  // switchboard_bot_dialogues: dialogue contexts held (in memory, or in the
+  // store replicas share), set by each expiry sweep and reset (counting
+  // takes every shard's lock, too much per turn).
   prometheus::Gauge* dialogues;
   // switchboard_bot_event_failures_total: turns whose event could not be
   // committed to the outbox (the caller got UNAVAILABLE).
   prometheus::Counter* event_failures;
+  // switchboard_bot_dialogue_failures_total: turns refused because the
+  // dialogue store could not keep them (the caller got UNAVAILABLE).
+  prometheus::Counter* dialogue_failures;
 };
 
 }  // namespace switchboard::bot

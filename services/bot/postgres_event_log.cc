@@ -8,6 +8,12 @@ const std::vector<std::string>& PostgresBotMigrations() {
   static const auto* migrations = new std::vector<std::string>{
       // 1: the event outbox.
       events::kPostgresOutboxMigration,
+      // 2: dialogue contexts that replicas share (PostgresDialogueStore).
+      "CREATE TABLE dialogues("
+      "  session_id TEXT COLLATE \"C\" PRIMARY KEY,"
+      "  context BYTEA NOT NULL,"
+      "  last_used_micros BIGINT);"
+      "CREATE INDEX dialogues_by_use ON dialogues(last_used_micros);",
   };
   return *migrations;
 }

@@ -9,8 +9,9 @@
 
 namespace switchboard::bot {
 
-// The schema migrations of the bot on PostgreSQL, oldest first (only the
-// outbox of libs/events/postgres_outbox.h).
+// The schema migrations of the bot on PostgreSQL, oldest first: the outbox
+// of libs/events/postgres_outbox.h, then the dialogue contexts of
+// PostgresDialogueStore.
 const std::vector<std::string>& PostgresBotMigrations();
 
 // EventLog on a PostgreSQL database that several bot replicas share: each

@@ -114,11 +114,12 @@ class Harness {
       }
       case fuzz::Call::kResetDialogue:
         if (validation::ValidateId("session_id", call.reset_dialogue().session_id(), 128).ok()) {
-          bot_->ResetDialogue(call.reset_dialogue().session_id());
+          CheckServed(bot_->ResetDialogue(call.reset_dialogue().session_id()).status(),
+                      "ResetDialogue");
         }
         break;
       case fuzz::Call::kExpireDialogues:
-        bot_->ExpireDialogues();
+        CheckServed(bot_->ExpireDialogues().status(), "ExpireDialogues");
         break;
       case fuzz::Call::REQUEST_NOT_SET:
         break;
