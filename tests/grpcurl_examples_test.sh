@@ -11,7 +11,8 @@
 # included (the standbys of sessions, routing and presence do not listen:
 # their /metrics must show switchboard_leader 0, the leaders' 1), and then:
 # no SQLite file anywhere (all state in PostgreSQL); a complaint filed on one
-# feedback replica and retried on the other is one complaint; with one bot
+# feedback replica and retried on the other is one complaint; a dialogue
+# whose turns alternate between the bot replicas keeps its context; with one bot
 # replica killed (SIGKILL) a new session still gets its bot turn through the
 # other; with the presence leader killed (SIGKILL) its standby takes over on
 # its own port and serves the README's agent; and after a restart of the
@@ -194,6 +195,23 @@ if $postgres; then
   [[ -n "$(id_of "$first")" && "$(id_of "$first")" == "$(id_of "$second")" ]] ||
     fail "the retry on another replica made another complaint: $first / $second"
   grep -q '"replayed": true' <<<"$second" || fail "the retry was not replayed: $second"
+
+  # One dialogue spread over bot and bot-2 (as round_robin spreads a
+  # session's turns): the not-understood run counts across both, so the
+  # third escalates, and a turn retried on the other replica gets its first
+  # answer back.
+  turn() {
+    "$GRPCURL" -plaintext -max-time 10 -H "authorization: Bearer $token" \
+      -d "{\"session_id\":\"replicas-dialogue\",\"turn_id\":\"$2\",\"text\":\"$3\"}" \
+      "localhost:$1" switchboard.bot.v1.BotService/Answer 2>&1
+  }
+  t1=$(turn $((base + 3)) t-1 "tell me a joke") || fail "Answer t-1 on bot: $t1"
+  t2=$(turn $((base + 13)) t-2 "今天天气怎么样") || fail "Answer t-2 on bot-2: $t2"
+  t3=$(turn $((base + 3)) t-3 "sing me a song") || fail "Answer t-3 on bot: $t3"
+  grep -q ANSWER_OUTCOME_ESCALATED <<<"$t3" ||
+    fail "three not-understood turns over two bot replicas did not escalate: $t1 / $t2 / $t3"
+  again=$(turn $((base + 13)) t-1 "tell me a joke") || fail "Answer t-1 retried on bot-2: $again"
+  grep -q '"replayed": true' <<<"$again" || fail "t-1 retried on bot-2 was not replayed: $again"
 
   # bot-2 dies; sessions' round_robin carries on with bot.
   bot2=$(pgrep -f "bot_server .*--port=$((base + 13))( |$)" || true)

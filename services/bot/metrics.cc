@@ -66,7 +66,9 @@ BotMetrics::BotMetrics(prometheus::Registry& registry) {
   dialogues = &prometheus::BuildGauge()
                    .Name("switchboard_bot_dialogues")
                    .Help("Session dialogue contexts held in memory (bounded; idle ones "
-                         "expire), as of the last expiry sweep or reset.")
+                         "expire), as of the last expiry sweep or reset. On PostgreSQL "
+                         "the rows every replica shares: each replica reports the same "
+                         "table, so take the max across replicas, not the sum.")
                    .Register(registry)
                    .Add({});
   event_failures = &prometheus::BuildCounter()
