@@ -170,4 +170,10 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace switchboard::loadgen
 
-int main(int argc, char** argv) { return switchboard::loadgen::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // As the servers run (libs/server): Debian's Abseil has the mutex deadlock
+  // detector on, a global graph update on every lock, which would load the
+  // instrument instead of the platform.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return switchboard::loadgen::Main(argc, argv);
+}
