@@ -312,26 +312,37 @@ void Bot::Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
   Turn turn;
   bool replayed = false;
   const absl::Time now = clock_->Now();
-  const absl::Status kept = dialogues_->With(request.session_id(), now, [&](Dialogue& dialogue,
-                                                                           bool) {
-    // A store may run this again on a fresh copy of the dialogue.
-    turn = Turn();
-    response->Clear();
-    replayed = false;
-    for (const auto& [turn_id, answer] : dialogue.turns) {
-      if (turn_id == request.turn_id()) {
-        *response = answer;
-        response->set_replayed(true);
-        replayed = true;
-        return;
-      }
-    }
-    Decide(*kb, dialogue, request, turn, *response);
-    dialogue.turns.emplace_back(request.turn_id(), *response);
-    while (static_cast<int>(dialogue.turns.size()) > std::max(1, options_.turns_remembered)) {
-      dialogue.turns.pop_front();
-    }
-  });
+  // A store that records events commits the turn's event with its context;
+  // otherwise the event log gets it after.
+  const bool event_with_context = dialogues_->records_events();
+  events::v1::Event event;
+  absl::Status sealed;
+  const absl::Status kept = dialogues_->WithRecord(
+      request.session_id(), now,
+      [&](Dialogue& dialogue, bool) {
+        // A store may run this again on a fresh copy of the dialogue.
+        turn = Turn();
+        response->Clear();
+        replayed = false;
+        event.Clear();
+        for (const auto& [turn_id, answer] : dialogue.turns) {
+          if (turn_id == request.turn_id()) {
+            *response = answer;
+            response->set_replayed(true);
+            replayed = true;
+            return;
+          }
+        }
+        Decide(*kb, dialogue, request, turn, *response);
+        dialogue.turns.emplace_back(request.turn_id(), *response);
+        while (static_cast<int>(dialogue.turns.size()) > std::max(1, options_.turns_remembered)) {
+          dialogue.turns.pop_front();
+        }
+        if (event_with_context) {
+          sealed = SealTurnEvent(request, *response, turn, clock_->Now() - start, now, event);
+        }
+      },
+      &event);
   if (!kept.ok()) {
     metrics_->dialogue_failures->Increment();
     log::Error("dialogue_not_kept", {{"session_id", request.session_id()},
@@ -348,26 +359,11 @@ void Bot::Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
     metrics_->escalations_by_reason[turn.reason]->Increment();
   }
   if (turn.from_text) metrics_->confidence->Observe(turn.top_confidence);
+  if (event_with_context) return done(sealed);
 
-  events::v1::Event event;
-  events::v1::TurnCompleted* completed = event.mutable_turn_completed();
-  completed->set_session_id(request.session_id());
-  completed->set_turn_id(request.turn_id());
-  completed->set_outcome(response->outcome());
-  completed->set_answered_intent_id(response->answered_intent_id());
-  *completed->mutable_intent_guesses() = response->intent_guesses();
-  completed->set_category(response->category());
-  completed->set_detected_language(response->detected_language());
-  completed->set_reply_language(response->reply_language());
-  completed->set_from_quick_reply(turn.from_quick_reply);
-  completed->set_follow_up(turn.follow_up);
-  completed->set_not_understood_turns(response->not_understood_turns());
-  completed->set_escalation_reason(turn.reason);
-  completed->set_verification_required(response->verification_required());
-  completed->set_knowledge_base_version(response->knowledge_base_version());
-  completed->set_text_length(static_cast<int32_t>(validation::CountCodePoints(request.text())));
-  protoutil::ToDuration(clock_->Now() - start, completed->mutable_latency());
-  if (absl::Status s = events::Seal(event, kProducer, request.session_id(), now); !s.ok()) {
+  if (absl::Status s =
+          SealTurnEvent(request, *response, turn, clock_->Now() - start, now, event);
+      !s.ok()) {
     return done(s);
   }
   events_->Append(std::move(event), [this, session = request.session_id(),
@@ -389,6 +385,31 @@ void Bot::Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
         .IgnoreError();
     done(absl::UnavailableError("the turn could not be recorded; retry it"));
   });
+}
+
+absl::Status Bot::SealTurnEvent(const v1::AnswerRequest& request,
+                                const v1::AnswerResponse& response, const Turn& turn,
+                                absl::Duration latency, absl::Time now,
+                                events::v1::Event& event) {
+  event.Clear();
+  events::v1::TurnCompleted* completed = event.mutable_turn_completed();
+  completed->set_session_id(request.session_id());
+  completed->set_turn_id(request.turn_id());
+  completed->set_outcome(response.outcome());
+  completed->set_answered_intent_id(response.answered_intent_id());
+  *completed->mutable_intent_guesses() = response.intent_guesses();
+  completed->set_category(response.category());
+  completed->set_detected_language(response.detected_language());
+  completed->set_reply_language(response.reply_language());
+  completed->set_from_quick_reply(turn.from_quick_reply);
+  completed->set_follow_up(turn.follow_up);
+  completed->set_not_understood_turns(response.not_understood_turns());
+  completed->set_escalation_reason(turn.reason);
+  completed->set_verification_required(response.verification_required());
+  completed->set_knowledge_base_version(response.knowledge_base_version());
+  completed->set_text_length(static_cast<int32_t>(validation::CountCodePoints(request.text())));
+  protoutil::ToDuration(latency, completed->mutable_latency());
+  return events::Seal(event, kProducer, request.session_id(), now);
 }
 
 void Bot::Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRequest& request,

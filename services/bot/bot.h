@@ -137,7 +137,9 @@ class Bot {
   // turn's event is committed (Unavailable if that failed: the turn is then
   // forgotten so that a retry answers it again; the dialogue context keeps
   // what the turn taught it). Unavailable, with nothing recorded, when the
-  // dialogue store could not keep the turn. `response` must stay valid
+  // dialogue store could not keep the turn; a store that records_events()
+  // commits the event with the context, so then both or neither are kept.
+  // `response` must stay valid
   // until `done`.
   void Answer(const v1::AnswerRequest& request, v1::AnswerResponse* response,
               std::function<void(absl::Status)> done);
@@ -178,6 +180,11 @@ class Bot {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
   void Decide(const KnowledgeBase& kb, Dialogue& dialogue, const v1::AnswerRequest& request,
               Turn& turn, v1::AnswerResponse& response) const;
+  // Fills `event` with the turn's bot.turn_completed, sealed.
+  static absl::Status SealTurnEvent(const v1::AnswerRequest& request,
+                                    const v1::AnswerResponse& response, const Turn& turn,
+                                    absl::Duration latency, absl::Time now,
+                                    events::v1::Event& event);
 
   const std::string path_;
   EventLog* const events_;

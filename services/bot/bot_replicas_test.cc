@@ -18,7 +18,7 @@ class Replica {
  public:
   Replica(const std::string& uri, FakeClock* clock)
       : metrics_(registry_),
-        dialogues_(uri, absl::Minutes(30)),
+        dialogues_(uri, absl::Minutes(30), "switchboard.bot.v1", nullptr),
         bot_("", &events_, clock, &metrics_, BotOptions(), &dialogues_) {
     EXPECT_TRUE(bot_.Reload("startup").ok());
   }
@@ -36,7 +36,9 @@ class Replica {
     return response;
   }
 
-  int TurnEvents() {
+  // Turn events that went to the event log instead of committing with
+  // their context.
+  int TurnEventsLogged() {
     int turns = 0;
     for (const events::v1::Event& event : events_.events()) turns += event.has_turn_completed();
     return turns;
@@ -61,13 +63,22 @@ class BotReplicasTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    const std::string uri = server_->CreateDatabase();
-    ASSERT_TRUE(storage::PostgresConnection::OpenMigrated(uri, PostgresBotMigrations()).ok());
-    a_ = std::make_unique<Replica>(uri, &clock_);
-    b_ = std::make_unique<Replica>(uri, &clock_);
+    uri_ = server_->CreateDatabase();
+    ASSERT_TRUE(storage::PostgresConnection::OpenMigrated(uri_, PostgresBotMigrations()).ok());
+    a_ = std::make_unique<Replica>(uri_, &clock_);
+    b_ = std::make_unique<Replica>(uri_, &clock_);
+  }
+
+  // bot.turn_completed rows in the shared outbox.
+  int64_t TurnEventsInOutbox() {
+    auto db = storage::PostgresConnection::Open(uri_);
+    if (!db.ok()) return -1;
+    auto rows = (*db)->Query("SELECT count(*) FROM outbox WHERE type = 'bot.turn_completed'");
+    return rows.ok() ? rows->Int(0, 0) : -1;
   }
 
   static testing::PostgresServer* server_;
+  std::string uri_;
   FakeClock clock_;
   std::unique_ptr<Replica> a_;
   std::unique_ptr<Replica> b_;
@@ -86,6 +97,8 @@ TEST_F(BotReplicasTest, NotUnderstoodTurnsCountAcrossReplicas) {
   ASSERT_TRUE(third.ok()) << third.status();
   EXPECT_EQ(third->outcome(), v1::ANSWER_OUTCOME_ESCALATED);
   EXPECT_EQ(third->handoff().reason(), common::v1::ESCALATION_REASON_NOT_UNDERSTOOD);
+  // Each turn's event committed with its context, in the shared outbox.
+  EXPECT_EQ(TurnEventsInOutbox(), 3);
 }
 
 TEST_F(BotReplicasTest, AFollowUpOnTheOtherReplicaKeepsTheTopic) {
@@ -105,7 +118,8 @@ TEST_F(BotReplicasTest, ATurnRetriedOnTheOtherReplicaGetsTheFirstAnswer) {
   EXPECT_TRUE(retry->replayed());
   EXPECT_EQ(retry->reply_text(), first->reply_text());
   EXPECT_EQ(retry->not_understood_turns(), 1);
-  EXPECT_EQ(a_->TurnEvents() + b_->TurnEvents(), 1);
+  EXPECT_EQ(TurnEventsInOutbox(), 1);
+  EXPECT_EQ(a_->TurnEventsLogged() + b_->TurnEventsLogged(), 0);
 }
 
 TEST_F(BotReplicasTest, AResetOnOneReplicaIsSeenByTheOther) {
@@ -129,7 +143,7 @@ TEST(BotDialogueStoreDownTest, TurnsAreUnavailableAndRecordNothing) {
   EXPECT_NE(answer.status().message().find("dialogue context could not be kept"),
             std::string::npos)
       << answer.status();
-  EXPECT_EQ(replica.TurnEvents(), 0);
+  EXPECT_EQ(replica.TurnEventsLogged(), 0);
   EXPECT_EQ(replica.bot().ResetDialogue("s-1").status().code(), absl::StatusCode::kUnavailable);
   EXPECT_FALSE(replica.bot().ExpireDialogues().ok());
 }

@@ -14,8 +14,9 @@ MemoryDialogueStore::Shard& MemoryDialogueStore::ShardOf(const std::string& sess
   return shards_[absl::Hash<std::string>()(session_id) % kShards];
 }
 
-absl::Status MemoryDialogueStore::With(const std::string& session_id, absl::Time now,
-                                       absl::FunctionRef<void(Dialogue&, bool)> fn) {
+absl::Status MemoryDialogueStore::WithRecord(const std::string& session_id, absl::Time now,
+                                             absl::FunctionRef<void(Dialogue&, bool)> fn,
+                                             const events::v1::Event*) {
   Shard& shard = ShardOf(session_id);
   absl::MutexLock lock(&shard.mu);
   auto it = shard.index.find(session_id);

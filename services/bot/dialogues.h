@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "switchboard/bot/v1/bot_service.pb.h"
 #include "switchboard/common/v1/common.pb.h"
+#include "switchboard/events/v1/event.pb.h"
 
 namespace switchboard::bot {
 
@@ -47,8 +48,22 @@ class DialogueStore {
   // Errors (nothing of the change is kept): UNAVAILABLE when the store could
   // not be reached or refused the change; DATA_LOSS when the session's kept
   // context does not decode (Erase clears it).
-  virtual absl::Status With(const std::string& session_id, absl::Time now,
-                            absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn) = 0;
+  absl::Status With(const std::string& session_id, absl::Time now,
+                    absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn) {
+    return WithRecord(session_id, now, fn, nullptr);
+  }
+
+  // With, and when the store records_events(), the event `fn` left in
+  // `*record` (sealed; left without a payload, none) commits with the
+  // change: both or neither (an event the outbox refuses fails the change
+  // with its error). Stores that do not record events ignore `record`: the
+  // caller records it after With, in its EventLog.
+  virtual absl::Status WithRecord(const std::string& session_id, absl::Time now,
+                                  absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn,
+                                  const events::v1::Event* record) = 0;
+
+  // Whether WithRecord commits the event with the change.
+  virtual bool records_events() const { return false; }
 
   // Forgets the session's dialogue; true if there was one (not expired).
   virtual absl::StatusOr<bool> Erase(const std::string& session_id, absl::Time now) = 0;
@@ -64,7 +79,8 @@ class DialogueStore {
 // Dialogue contexts in memory, bounded in count (least recently used go
 // first) and in idle time. Sharded by session id so that turns of different
 // sessions rarely contend; a shard's lock is held only for the caller's
-// in-memory work (microseconds), never for I/O. Never fails.
+// in-memory work (microseconds), never for I/O. Never fails; records no
+// events.
 class MemoryDialogueStore : public DialogueStore {
  public:
   struct Options {
@@ -75,8 +91,9 @@ class MemoryDialogueStore : public DialogueStore {
   };
   explicit MemoryDialogueStore(Options options);
 
-  absl::Status With(const std::string& session_id, absl::Time now,
-                    absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn) override;
+  absl::Status WithRecord(const std::string& session_id, absl::Time now,
+                          absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn,
+                          const events::v1::Event* record) override;
   absl::StatusOr<bool> Erase(const std::string& session_id, absl::Time now) override;
   absl::StatusOr<int> ExpireIdle(absl::Time now) override;
   int size() const override;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "libs/events/envelope.h"
 #include "libs/storage/postgres.h"
 #include "libs/testing/postgres.h"
 #include "services/bot/postgres_dialogues.h"
@@ -15,6 +16,7 @@ namespace {
 
 const absl::Time kStart = absl::FromUnixSeconds(1'800'000'000);
 constexpr absl::Duration kExpiry = absl::Minutes(30);
+constexpr char kTopic[] = "switchboard.bot.v1";
 
 enum class Backend { kMemory, kPostgres };
 
@@ -39,8 +41,8 @@ class DialogueStoreTest : public ::testing::TestWithParam<Backend> {
     }
     const std::string uri = SharedServer().CreateDatabase();
     ASSERT_TRUE(storage::PostgresConnection::OpenMigrated(uri, PostgresBotMigrations()).ok());
-    store_ = std::make_unique<PostgresDialogueStore>(uri, kExpiry);
-    second_ = std::make_unique<PostgresDialogueStore>(uri, kExpiry);
+    store_ = std::make_unique<PostgresDialogueStore>(uri, kExpiry, kTopic, nullptr);
+    second_ = std::make_unique<PostgresDialogueStore>(uri, kExpiry, kTopic, nullptr);
     replica_ = second_.get();
   }
 
@@ -173,12 +175,57 @@ TEST(MemoryDialogueStoreTest, BoundedLeastRecentlyUsedFirst) {
   EXPECT_TRUE(existed);
 }
 
+// A turn's event commits with its context, or neither does.
+TEST(PostgresDialogueStoreTest, TheEventCommitsWithTheContextOrNeither) {
+  const std::string uri = SharedServer().CreateDatabase();
+  ASSERT_TRUE(storage::PostgresConnection::OpenMigrated(uri, PostgresBotMigrations()).ok());
+  int commits_notified = 0;
+  PostgresDialogueStore store(uri, kExpiry, kTopic, [&] { ++commits_notified; });
+  ASSERT_TRUE(store.records_events());
+  auto outbox_rows = [&] {
+    auto db = storage::PostgresConnection::Open(uri);
+    if (!db.ok()) return int64_t{-1};
+    auto rows = (*db)->Query("SELECT count(*) FROM outbox WHERE key = 's-1'");
+    return rows.ok() ? rows->Int(0, 0) : int64_t{-1};
+  };
+  events::v1::Event event;
+  auto turn = [&](Dialogue& d, bool) {
+    ++d.not_understood_turns;
+    event.Clear();
+    event.mutable_turn_completed()->set_session_id("s-1");
+  };
+
+  ASSERT_TRUE(store
+                  .WithRecord("s-1", kStart,
+                              [&](Dialogue& d, bool existed) {
+                                turn(d, existed);
+                                ASSERT_TRUE(events::Seal(event, "bot", "s-1", kStart).ok());
+                              },
+                              &event)
+                  .ok());
+  EXPECT_EQ(outbox_rows(), 1);
+  EXPECT_EQ(commits_notified, 1);
+
+  // The outbox refuses an unsealed event: the context's change rolls back.
+  absl::Status refused = store.WithRecord("s-1", kStart, turn, &event);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument) << refused;
+  EXPECT_EQ(outbox_rows(), 1);
+  EXPECT_EQ(commits_notified, 1);
+  int turns = 0;
+  ASSERT_TRUE(store.With("s-1", kStart, [&](Dialogue& d, bool) { turns = d.not_understood_turns; })
+                  .ok());
+  EXPECT_EQ(turns, 1);
+  // With records nothing (and notifies no relay).
+  EXPECT_EQ(outbox_rows(), 1);
+  EXPECT_EQ(commits_notified, 1);
+}
+
 // A context that does not decode is an error naming the session, not a
 // fresh dialogue silently replacing it.
 TEST(PostgresDialogueStoreTest, AContextThatDoesNotDecodeIsDataLoss) {
   const std::string uri = SharedServer().CreateDatabase();
   ASSERT_TRUE(storage::PostgresConnection::OpenMigrated(uri, PostgresBotMigrations()).ok());
-  PostgresDialogueStore store(uri, kExpiry);
+  PostgresDialogueStore store(uri, kExpiry, kTopic, nullptr);
   ASSERT_TRUE(store.With("s-1", kStart, [](Dialogue&, bool) {}).ok());
   auto db = storage::PostgresConnection::Open(uri);
   ASSERT_TRUE(db.ok());

@@ -13,39 +13,30 @@ int Run(int argc, char** argv) {
   host::Host host(
       {"bot", v1::BotService::service_full_name(), 7103, 9103,
        "folder of bot.db (the event outbox), the events file and the development keys"});
-  // Empty: the base compiled into the binary.
   std::string knowledge_base;
   absl::Duration knowledge_base_check_interval = absl::Seconds(30);
   BotOptions options;
-  absl::Duration dialogue_idle_expiry = absl::Minutes(30);
-  int max_dialogues = 100'000;
-  const absl::Duration sweep_interval = absl::Seconds(30);
   config::FlagSet& flags = host.flags();
   flags.Add("knowledge_base", &knowledge_base,
-            "the knowledge base file, read at start, by ReloadKnowledgeBase and every "
-            "--knowledge_base_check_interval; empty (the default) uses the base compiled into "
-            "the binary (services/bot/kb/intents.kb as built)");
+            "the knowledge base file, read at start, by ReloadKnowledgeBase and every check "
+            "interval; empty (the default): services/bot/kb/intents.kb as built in");
   flags.Add("knowledge_base_check_interval", &knowledge_base_check_interval,
-            "how often the --knowledge_base file is read and, when its content changed, loaded "
-            "as ReloadKnowledgeBase would, so that every replica follows the file; 0 turns "
-            "this off");
+            "how often --knowledge_base is read and, if its content changed, loaded as "
+            "ReloadKnowledgeBase would, so that every replica follows it; 0 turns this off");
   flags.Add("not_understood_limit", &options.not_understood_limit,
             "consecutive not-understood turns that escalate to a human");
-  flags.Add("dialogue_idle_expiry", &dialogue_idle_expiry,
+  flags.Add("dialogue_idle_expiry", &options.dialogues.idle_expiry,
             "a session's dialogue context is forgotten after this long without a turn");
-  flags.Add("max_dialogues", &max_dialogues,
-            "most session dialogue contexts held in memory (least recently used go first); "
-            "on PostgreSQL the replicas share them in a table that only "
-            "--dialogue_idle_expiry bounds");
+  flags.Add("max_dialogues", &options.dialogues.max_dialogues,
+            "most dialogue contexts in memory (least recently used go first); on PostgreSQL "
+            "replicas share them in a table that only --dialogue_idle_expiry bounds");
   if (auto exit = host.ParseFlags(argc, argv, [&]() -> absl::Status {
-        if (options.not_understood_limit < 1 || max_dialogues < 1 ||
-            dialogue_idle_expiry <= absl::ZeroDuration()) {
+        if (options.not_understood_limit < 1 || options.dialogues.max_dialogues < 1 ||
+            options.dialogues.idle_expiry <= absl::ZeroDuration()) {
           return absl::InvalidArgumentError(
               "--not_understood_limit and --max_dialogues must be at least 1, "
               "--dialogue_idle_expiry above 0");
         }
-        options.dialogues.idle_expiry = dialogue_idle_expiry;
-        options.dialogues.max_dialogues = max_dialogues;
         return absl::OkStatus();
       })) {
     return *exit;
@@ -55,14 +46,14 @@ int Run(int argc, char** argv) {
   store_options.postgres_migrations = &PostgresBotMigrations();
   if (auto exit = host.OpenStore(std::move(store_options))) return *exit;
 
-  // On PostgreSQL replicas share the dialogue contexts, so that a session's
-  // turns may land on any of them (see docs/scaling.md).
+  // Null dialogues: in the bot's memory. On PostgreSQL see docs/scaling.md.
   EventLog* event_log = nullptr;
   DialogueStore* dialogues = nullptr;
   if (host.on_postgres()) {
     event_log =
         &host.Make<PostgresEventLog>(host.database_uri(), host.topic(), host.relay_notifier());
-    dialogues = &host.Make<PostgresDialogueStore>(host.database_uri(), dialogue_idle_expiry);
+    dialogues = &host.Make<PostgresDialogueStore>(
+        host.database_uri(), options.dialogues.idle_expiry, host.topic(), host.relay_notifier());
   } else {
     event_log =
         &host.Make<SqliteEventLog>(&host.committer(), host.topic(), host.relay_notifier());
@@ -75,7 +66,7 @@ int Run(int argc, char** argv) {
   auto& service = host.Make<BotService>(&bot, host.keys().verifier.get(), RealClock(),
                                         &host.pool(), host.on_postgres());
   // A failed sweep is logged by the bot and tried again at the next.
-  host.Every(sweep_interval, [&bot] { bot.ExpireDialogues().IgnoreError(); });
+  host.Every(absl::Seconds(30), [&bot] { bot.ExpireDialogues().IgnoreError(); });
   // The built-in base has no file to watch.
   if (!knowledge_base.empty() && knowledge_base_check_interval > absl::ZeroDuration()) {
     host.Every(knowledge_base_check_interval, [&bot] { bot.ReloadIfChanged("file_changed"); });

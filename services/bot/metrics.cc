@@ -74,14 +74,16 @@ BotMetrics::BotMetrics(prometheus::Registry& registry) {
   event_failures = &prometheus::BuildCounter()
                         .Name("switchboard_bot_event_failures_total")
                         .Help("Turns whose bot.turn_completed event could not be committed "
-                              "to the outbox; the caller got UNAVAILABLE and may retry.")
+                              "to the outbox after the turn (memory dialogue contexts; on "
+                              "PostgreSQL such turns count as dialogue failures); the caller "
+                              "got UNAVAILABLE and may retry.")
                         .Register(registry)
                         .Add({});
   dialogue_failures = &prometheus::BuildCounter()
                            .Name("switchboard_bot_dialogue_failures_total")
                            .Help("Turns refused because the dialogue store (PostgreSQL) "
-                                 "could not keep them; the caller got UNAVAILABLE and may "
-                                 "retry.")
+                                 "could not keep them with their event; the caller got "
+                                 "UNAVAILABLE and may retry.")
                            .Register(registry)
                            .Add({});
 }

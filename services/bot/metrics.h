@@ -43,7 +43,8 @@ struct BotMetrics {
   // committed to the outbox (the caller got UNAVAILABLE).
   prometheus::Counter* event_failures;
   // switchboard_bot_dialogue_failures_total: turns refused because the
-  // dialogue store could not keep them (the caller got UNAVAILABLE).
+  // dialogue store could not keep them (on PostgreSQL, with their event;
+  // the caller got UNAVAILABLE).
   prometheus::Counter* dialogue_failures;
 };
 

@@ -1,6 +1,7 @@
 #include "services/bot/postgres_dialogues.h"
 
 #include "absl/strings/str_cat.h"
+#include "libs/events/postgres_outbox.h"
 #include "services/bot/dialogue_record.pb.h"
 
 namespace switchboard::bot {
@@ -47,12 +48,20 @@ Dialogue FromRecord(store::DialogueRecord record) {
 
 }  // namespace
 
-PostgresDialogueStore::PostgresDialogueStore(std::string uri, absl::Duration idle_expiry)
-    : idle_expiry_(idle_expiry), pool_(std::move(uri)) {}
+PostgresDialogueStore::PostgresDialogueStore(std::string uri, absl::Duration idle_expiry,
+                                             std::string topic,
+                                             std::function<void()> after_commit)
+    : idle_expiry_(idle_expiry),
+      topic_(std::move(topic)),
+      after_commit_(std::move(after_commit)),
+      pool_(std::move(uri)) {}
 
-absl::Status PostgresDialogueStore::With(const std::string& session_id, absl::Time now,
-                                         absl::FunctionRef<void(Dialogue&, bool)> fn) {
-  return pool_.InTransaction([&](PostgresConnection& db) -> absl::Status {
+absl::Status PostgresDialogueStore::WithRecord(const std::string& session_id, absl::Time now,
+                                               absl::FunctionRef<void(Dialogue&, bool)> fn,
+                                               const events::v1::Event* record) {
+  bool appended = false;
+  absl::Status status = pool_.InTransaction([&](PostgresConnection& db) -> absl::Status {
+    appended = false;
     // Creates the row or locks the existing one (the no-op update), and
     // returns it either way; a new row has no last use yet.
     absl::StatusOr<PostgresRows> rows = db.Query(
@@ -74,12 +83,22 @@ absl::Status PostgresDialogueStore::With(const std::string& session_id, absl::Ti
     }
     dialogue.last_seen = now;
     fn(dialogue, existed);
-    return db
-        .Query("UPDATE dialogues SET context = $2, last_used_micros = $3 WHERE session_id = $1",
-               {session_id, PostgresParam::Bytes(ToRecord(dialogue).SerializeAsString()),
-                Micros(now)})
-        .status();
+    if (absl::Status written = db.Query(
+            "UPDATE dialogues SET context = $2, last_used_micros = $3 WHERE session_id = $1",
+            {session_id, PostgresParam::Bytes(ToRecord(dialogue).SerializeAsString()),
+             Micros(now)})
+            .status();
+        !written.ok()) {
+      return written;
+    }
+    if (record == nullptr || record->payload_case() == events::v1::Event::PAYLOAD_NOT_SET) {
+      return absl::OkStatus();
+    }
+    appended = true;
+    return events::AppendToOutbox(db, topic_, *record);
   });
+  if (status.ok() && appended && after_commit_) after_commit_();
+  return status;
 }
 
 absl::StatusOr<bool> PostgresDialogueStore::Erase(const std::string& session_id,

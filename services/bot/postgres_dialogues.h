@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -17,18 +18,25 @@ namespace switchboard::bot {
 //
 // Each With is one transaction: the session's row is created if missing
 // and locked (an upsert that returns it), `fn` decides on the decoded
-// context, and the new context is written before the commit. Turns of one
-// session thus take turns on its row, whichever replica runs them, and
-// none overwrites another's context. A row idle past `idle_expiry` counts
-// as missing and is deleted by ExpireIdle, which any replica may run.
-// Thread-safe; blocking (a connection per concurrent caller).
+// context, the new context is written and, from WithRecord, the turn's
+// event appended to the bot's outbox before the commit. Turns of one
+// session thus take turns on its row, whichever replica runs them, none
+// overwrites another's context, and a turn's context and event commit
+// together. A row idle past `idle_expiry` counts as missing and is deleted
+// by ExpireIdle, which any replica may run. Thread-safe; blocking (a
+// connection per concurrent caller).
 class PostgresDialogueStore : public DialogueStore {
  public:
-  // `uri` is a database migrated with PostgresBotMigrations().
-  PostgresDialogueStore(std::string uri, absl::Duration idle_expiry);
+  // `uri` is a database migrated with PostgresBotMigrations(); events go
+  // to `topic`. `after_commit` (may be empty) runs after each commit that
+  // appended an event (this process's relay's Notify).
+  PostgresDialogueStore(std::string uri, absl::Duration idle_expiry, std::string topic,
+                        std::function<void()> after_commit);
 
-  absl::Status With(const std::string& session_id, absl::Time now,
-                    absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn) override;
+  absl::Status WithRecord(const std::string& session_id, absl::Time now,
+                          absl::FunctionRef<void(Dialogue& dialogue, bool existed)> fn,
+                          const events::v1::Event* record) override;
+  bool records_events() const override { return true; }
   absl::StatusOr<bool> Erase(const std::string& session_id, absl::Time now) override;
   absl::StatusOr<int> ExpireIdle(absl::Time now) override;
   // Rows in the table (every replica's) as of the last ExpireIdle.
@@ -36,6 +44,8 @@ class PostgresDialogueStore : public DialogueStore {
 
  private:
   const absl::Duration idle_expiry_;
+  const std::string topic_;
+  const std::function<void()> after_commit_;
   storage::PostgresPool pool_;
   std::atomic<int> held_{0};
 };
