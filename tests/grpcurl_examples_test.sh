@@ -7,9 +7,10 @@
 # /usr/local/bin (tools/setup.sh installs it).
 #
 # With --postgres --replicas=2 (grpcurl_examples_postgres_test), the same on
-# `tools/run.sh --postgres --replicas=2`, every serving replica's port
-# included (the standbys of sessions, routing and presence do not listen:
-# their /metrics must show switchboard_leader 0, the leaders' 1), and then:
+# `tools/run.sh --postgres --replicas=2`, every replica's port included (the
+# standbys of sessions, routing and presence pass calls, reflection's too,
+# to their leader: their /metrics must show switchboard_leader 0, the
+# leaders' 1), and then:
 # no SQLite file anywhere (all state in PostgreSQL); a complaint filed on one
 # feedback replica and retried on the other is one complaint; a dialogue
 # whose turns alternate between the bot replicas keeps its context; with one bot
@@ -131,7 +132,7 @@ metrics() {
 leader_gauge() { metrics "$1" | grep -oE '^switchboard_leader(\{[^}]*\})? [0-9]+' | awk '{print $2}'; }
 
 # Reflection: every service, every method described and callable, on every
-# process that serves (a standby does not listen until it leads).
+# process (a standby through its leader).
 token=$(mint ops-1 supervisor)
 methods=0
 ports=()
@@ -145,8 +146,8 @@ for name in sessions routing bot presence identity feedback; do
       [[ "$(leader_gauge $((base + 2000 + index)))" == 1 ]] || fail "$name does not lead"
       [[ "$(leader_gauge $((base + 2010 + index)))" == 0 ]] || fail "$name-2 is no standby"
       ;;
-    *) ports+=("$name-2 $((base + 10 + index))") ;;
   esac
+  ports+=("$name-2 $((base + 10 + index))")
 done
 for entry in "${ports[@]}"; do
   read -r name port <<<"$entry"

@@ -24,10 +24,11 @@
 #                                # feedback replicas all take calls; sessions,
 #                                # routing and presence run one leader (the
 #                                # first process, started and healthy before
-#                                # any other) and hot standbys, which do not
-#                                # listen on their gRPC port (their /metrics
-#                                # shows switchboard_leader 0) until the
-#                                # leader is gone and one of them takes over;
+#                                # any other) and hot standbys, which pass
+#                                # the calls on their gRPC port to the
+#                                # leader (their /metrics shows
+#                                # switchboard_leader 0) until it is gone
+#                                # and one of them takes over;
 #                                # callers reach every process through gRPC's
 #                                # round_robin over the address list
 #   SWITCHBOARD_DATA_DIR=/tmp/sb bash tools/run.sh

@@ -109,10 +109,11 @@ scaleout="$work/scaleout.yaml"
     pass || fail "scaleout: sessions is not given --database"
   grep -q 'name: PGPASSWORD' "$scaleout" && pass || fail "scaleout: no PGPASSWORD"
   # Presence, sessions and routing run as a leader and hot standbys: their
-  # replicas are kept, the old pods go first (a standby never becomes ready
-  # for a rolling update), a standby is alive (startup and liveness fetch
-  # /metrics) but not ready (readiness asks gRPC health), and their
-  # disruption budgets count the standbys as unavailable already.
+  # replicas are kept, the old pods go first (no new version forwards to an
+  # old leader), a standby is alive (startup and liveness fetch /metrics)
+  # and ready only as gRPC health answers (forwarded to the leader), each
+  # pod advertises its own IP to its standbys, and their disruption budgets
+  # count the standbys as unavailable already.
   if python3 - "$scaleout" >"$work/standbys" 2>&1 <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -136,6 +137,12 @@ for name, replicas in (("presence", 2), ("sessions", 2), ("routing", 3), ("feedb
             problems.append(f"{name}: {kind} {container[kind]}")
     if "exec" not in container["readinessProbe"]:
         problems.append(f"{name}: readinessProbe {container['readinessProbe']}")
+    env = {e["name"]: e for e in container.get("env", [])}
+    advertised = env.get(f"SWITCHBOARD_{name.upper()}_ADVERTISE_ADDRESS", {}).get("value")
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
+    pod_ip = env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    if standbys != (advertised == f"$(POD_IP):{port}" and pod_ip == "status.podIP"):
+        problems.append(f"{name}: advertise address {advertised}, POD_IP from {pod_ip}")
     want_budget = replicas if standbys else 1
     if budgets[name] != want_budget:
         problems.append(f"{name}: PodDisruptionBudget maxUnavailable {budgets[name]}, "

@@ -159,8 +159,12 @@ def main():
             if entry["name"].startswith("SWITCHBOARD_"):
                 secret_fed.add(entry["name"])
                 values.setdefault(entry["name"], None)
+            elif entry["name"] == "POD_IP":
+                # For --advertise_address=$(POD_IP):port (leader and standbys).
+                if entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "status.podIP":
+                    problem(f"{where}: env POD_IP is not the pod's status.podIP")
             elif entry["name"] != "PGPASSWORD":
-                problem(f"{where}: env {entry['name']} is neither a flag nor PGPASSWORD")
+                problem(f"{where}: env {entry['name']} is neither a flag, PGPASSWORD nor POD_IP")
         flag_values = {}
         for env, value in values.items():
             flag = env_to_flag.get(env)

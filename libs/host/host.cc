@@ -206,6 +206,11 @@ Host::Host(ServiceInfo info)
   auth::AddKeyFlags(flags_, &key_options_, info_.calls_peers);
   events::AddEventSinkFlags(flags_, &events_);
   if (info_.calls_peers) client::AddClientTlsFlags(flags_, &peer_tls_, "peer_");
+  flags_.Add("advertise_address", &advertise_address_,
+             "host:port where this process's standbys reach it to forward calls while it "
+             "leads on PostgreSQL (presence, sessions, routing); empty: --bind_address, or if "
+             "that is any address, the IP PostgreSQL sees this process connect from, with the "
+             "gRPC port");
 }
 
 Host::~Host() {
@@ -316,19 +321,26 @@ std::optional<int> Host::BecomeLeader() {
     // A first failure is most likely the configuration; later ones (the
     // database restarting) are waited out like the leader.
     if (!locked.ok() && !waiting) return FailStep("open_database", locked.status());
-    if (!waiting) {
+    const bool first_wait = !waiting;
+    const int forwarding_port = first_wait ? StartForwarding() : 0;
+    if (forwarder_ != nullptr) forwarder_->Follow(LeaderAddress(**db).value_or(""));
+    if (first_wait) {
       waiting = true;
       absl::StatusOr<std::string> holder = LeaseHolder(**db);
       log::Info("standby", {{"service", info_.name},
                             {"holder", holder.ok() ? *holder : "unknown"},
-                            {"metrics_port", metrics_exposer_->port()}});
+                            {"metrics_port", metrics_exposer_->port()},
+                            {"forwarding_port", forwarding_port}});
     }
     if (std::optional<std::string> signal =
             server::WaitForTerminationSignal(absl::Milliseconds(200))) {
       log::Info("shutdown_requested", {{"service", info_.name}, {"signal", *signal}});
+      StopForwarding();
       return 0;
     }
   }
+  StopForwarding();
+  seen_by_database_ = AddressSeenByDatabase(**db).value_or("");
   // Only the lock's holder creates and bumps the lease: no race.
   if (absl::Status s = CreateLeaderLease(**db); !s.ok()) return FailStep("open_database", s);
   const std::string holder = HolderName();
@@ -339,6 +351,98 @@ std::optional<int> Host::BecomeLeader() {
   leader.Set(1);
   log::Info("leader_elected", {{"service", info_.name}, {"epoch", epoch_}, {"holder", holder}});
   return std::nullopt;
+}
+
+namespace {
+
+// Drops the builder's plugins (reflection's, linked in, registers itself in
+// every builder), so that a standby forwards those calls too.
+class WithoutPlugins : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->clear();
+  }
+};
+
+}  // namespace
+
+int Host::StartForwarding() {
+  auto not_forwarding = [this](absl::string_view why) {
+    log::Warning("standby_not_forwarding", {{"service", info_.name}, {"reason", why}});
+    forwarder_.reset();
+    forward_server_.reset();
+    return 0;
+  };
+  if (server_.tls.enabled()) {
+    // The leader's certificate names the service, not the address a
+    // standby would dial.
+    return not_forwarding(
+        "the gRPC port serves TLS, and forwarding to the leader is plaintext only; this "
+        "standby does not listen until it leads");
+  }
+  forwarder_ = std::make_unique<LeaderForwarder>(info_.name);
+  // Health and reflection are the leader's, forwarded like any call.
+  grpc::EnableDefaultHealthCheckService(false);
+  grpc::ServerBuilder builder;
+  builder.SetOption(std::make_unique<WithoutPlugins>());
+  int port = 0;
+  builder.AddListeningPort(absl::StrCat(server_.bind_address, ":", server_.port),
+                           grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(server_.max_receive_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, server_.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             absl::ToInt64Milliseconds(server_.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             absl::ToInt64Milliseconds(server_.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.RegisterCallbackGenericService(forwarder_.get());
+  forward_server_ = builder.BuildAndStart();
+  if (forward_server_ == nullptr || port == 0) {
+    return not_forwarding(absl::StrCat("cannot listen on ", server_.bind_address, ":",
+                                       server_.port));
+  }
+  return port;
+}
+
+void Host::StopForwarding() {
+  if (forward_server_ == nullptr) return;
+  forwarder_->Stop();
+  // gRPC's Shutdown with a deadline waits it out even with no call left, so
+  // wait for the calls here and then shut down at once.
+  forwarder_->WaitUntilIdle(absl::Seconds(2));
+  forward_server_->Shutdown(std::chrono::system_clock::now());
+  forward_server_.reset();
+  log::Info("forwarding_stopped", {{"service", info_.name},
+                                   {"calls_forwarded", forwarder_->forwarded()}});
+  forwarder_.reset();
+}
+
+void Host::PublishAddress(int port) {
+  std::string address = advertise_address_;
+  if (address.empty()) {
+    const std::string& bound = server_.bind_address;
+    const bool any = bound.empty() || bound == "0.0.0.0" || bound == "::" || bound == "[::]";
+    std::string host = !any                        ? bound
+                       : !seen_by_database_.empty() ? seen_by_database_
+                                                    : std::string("127.0.0.1");
+    if (absl::StrContains(host, ':') && !absl::StartsWith(host, "[")) {
+      host = absl::StrCat("[", host, "]");
+    }
+    address = absl::StrCat(host, ":", port);
+  }
+  absl::StatusOr<std::unique_ptr<storage::PostgresConnection>> db =
+      storage::PostgresConnection::Open(database_uri_);
+  absl::Status published =
+      db.ok() ? PublishLeaderAddress(**db, epoch_, address) : db.status();
+  if (!published.ok()) {
+    log::Warning("leader_address_not_published",
+                 {{"service", info_.name},
+                  {"error", published.ToString()},
+                  {"note", "standbys answer UNAVAILABLE instead of forwarding"}});
+    return;
+  }
+  log::Info("leader_address_published", {{"service", info_.name}, {"address", address}});
 }
 
 void Host::KeepLeadership() {
@@ -480,6 +584,7 @@ int Host::Serve(const std::vector<grpc::Service*>& services) {
   absl::StatusOr<std::unique_ptr<server::Server>> server =
       server::Server::Start(server_, services, registry_, std::move(metrics_exposer_));
   if (!server.ok()) return FailStep("listen", server.status());
+  if (epoch_ > 0) PublishAddress((*server)->port());
   for (std::function<void()>& hook : drain_hooks_) (*server)->OnDrain(std::move(hook));
   for (const std::function<void()>& hook : serving_hooks_) hook();
   for (const std::unique_ptr<Periodic>& task : periodic_) task->Start();

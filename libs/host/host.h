@@ -54,6 +54,7 @@
 #include "libs/events/event_sink.h"
 #include "libs/events/relay.h"
 #include "libs/events/sink.h"
+#include "libs/host/leader_forwarder.h"
 #include "libs/metrics/exposer.h"
 #include "libs/server/blocking_pool.h"
 #include "libs/server/server.h"
@@ -108,8 +109,10 @@ struct StoreOptions {
   // own stale copy. OpenStore then takes a session advisory lock (its key
   // from the service's name, OneProcessLockKey) on a connection of its own.
   // While another process holds it, OpenStore waits as a standby: it logs
-  // `standby` once, serves /metrics (switchboard_leader 0) but not gRPC,
-  // tries the lock again every 200 ms, and returns 0 on SIGTERM or SIGINT.
+  // `standby` once, serves /metrics (switchboard_leader 0), passes every
+  // gRPC call on its port to the leader (LeaderForwarder, at the address
+  // the leader published, --advertise_address), tries the lock again every
+  // 200 ms, and returns 0 on SIGTERM or SIGINT.
   // Once it has the lock, it bumps the epoch of the schema's leader_lease
   // row (logs `leader_elected`; leader_lease.h), fences every batch of
   // postgres_committer() with that epoch, and from then on a keeper checks
@@ -286,6 +289,13 @@ class Host {
   std::optional<int> BecomeLeader();
   // The keeper's look at the lease (ends the process when deposed).
   void KeepLeadership();
+  // A standby's gRPC port: every call passed on to the leader
+  // (LeaderForwarder). Returns the port, 0 if it does not forward (logged).
+  int StartForwarding();
+  // Ends the forwarding (in-flight calls end UNAVAILABLE) and frees the port.
+  void StopForwarding();
+  // Tells the standbys where this leader serves (leader_lease's address).
+  void PublishAddress(int port);
   // Everything Serve stops after the server, in order. Idempotent.
   void StopAll();
 
@@ -310,6 +320,13 @@ class Host {
   std::unique_ptr<storage::PostgresConnection> leader_lock_;
   // The leader's epoch (StoreOptions::one_process).
   int64_t epoch_ = 0;
+  // --advertise_address, and the address PostgreSQL saw the lock's
+  // connection come from (the default's host when bound to any address).
+  std::string advertise_address_;
+  std::string seen_by_database_;
+  // While a standby: what it forwards calls with.
+  std::unique_ptr<LeaderForwarder> forwarder_;
+  std::unique_ptr<grpc::Server> forward_server_;
   std::unique_ptr<Periodic> keeper_;
   // The keeper could not look at the lease last time (logged once).
   bool lease_unknown_ = false;

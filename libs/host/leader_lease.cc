@@ -17,10 +17,12 @@ const std::vector<std::pair<std::string, std::string>>& VanishedLeaderSettings()
 }
 
 absl::Status CreateLeaderLease(storage::PostgresConnection& db) {
+  // The address came later: a lease of an older version gains it here.
   return db.Execute(
       "CREATE TABLE IF NOT EXISTS leader_lease("
       "singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), "
-      "epoch BIGINT NOT NULL, holder TEXT NOT NULL, taken_at TIMESTAMPTZ NOT NULL)");
+      "epoch BIGINT NOT NULL, holder TEXT NOT NULL, taken_at TIMESTAMPTZ NOT NULL); "
+      "ALTER TABLE leader_lease ADD COLUMN IF NOT EXISTS address TEXT NOT NULL DEFAULT ''");
 }
 
 absl::StatusOr<int64_t> TakeLeaderLease(storage::PostgresConnection& db,
@@ -28,7 +30,7 @@ absl::StatusOr<int64_t> TakeLeaderLease(storage::PostgresConnection& db,
   absl::StatusOr<storage::PostgresRows> rows = db.Query(
       "INSERT INTO leader_lease(singleton, epoch, holder, taken_at) VALUES (TRUE, 1, $1, now()) "
       "ON CONFLICT (singleton) DO UPDATE SET epoch = leader_lease.epoch + 1, "
-      "holder = EXCLUDED.holder, taken_at = EXCLUDED.taken_at RETURNING epoch",
+      "holder = EXCLUDED.holder, taken_at = EXCLUDED.taken_at, address = '' RETURNING epoch",
       {holder});
   if (!rows.ok()) return rows.status();
   return rows->Int(0, 0);
@@ -39,6 +41,25 @@ absl::StatusOr<std::string> LeaseHolder(storage::PostgresConnection& db) {
       db.Query("SELECT holder || ' (epoch ' || epoch || ')' FROM leader_lease");
   if (!rows.ok()) return rows.status();
   return rows->empty() ? "" : rows->Text(0, 0);
+}
+
+absl::Status PublishLeaderAddress(storage::PostgresConnection& db, int64_t epoch,
+                                  absl::string_view address) {
+  return db.Query("UPDATE leader_lease SET address = $2 WHERE epoch = $1", {epoch, address})
+      .status();
+}
+
+absl::StatusOr<std::string> LeaderAddress(storage::PostgresConnection& db) {
+  absl::StatusOr<storage::PostgresRows> rows = db.Query("SELECT address FROM leader_lease");
+  if (!rows.ok()) return rows.status();
+  return rows->empty() ? "" : rows->Text(0, 0);
+}
+
+absl::StatusOr<std::string> AddressSeenByDatabase(storage::PostgresConnection& db) {
+  absl::StatusOr<storage::PostgresRows> rows =
+      db.Query("SELECT COALESCE(host(inet_client_addr()), '')");
+  if (!rows.ok()) return rows.status();
+  return rows->Text(0, 0);
 }
 
 storage::PostgresGroupCommitter::Fence LeaseFence(std::string service, int64_t epoch) {

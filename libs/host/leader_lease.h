@@ -46,6 +46,17 @@ absl::Status CreateLeaderLease(storage::PostgresConnection& db);
 absl::StatusOr<int64_t> TakeLeaderLease(storage::PostgresConnection& db,
                                         absl::string_view holder);
 
+// Where the leader of `epoch` serves gRPC ("host:port"), for its standbys
+// to forward calls to (LeaderForwarder); a takeover clears it until the new
+// leader serves. A deposed leader's update changes nothing.
+absl::Status PublishLeaderAddress(storage::PostgresConnection& db, int64_t epoch,
+                                  absl::string_view address);
+// The published address ("" while the leader does not serve yet).
+absl::StatusOr<std::string> LeaderAddress(storage::PostgresConnection& db);
+// The IP address the database sees this connection come from ("" over a
+// Unix socket): in Kubernetes the pod's, the default a leader advertises.
+absl::StatusOr<std::string> AddressSeenByDatabase(storage::PostgresConnection& db);
+
 // Who holds the lease ("" if nobody has taken it yet), for a standby's log.
 absl::StatusOr<std::string> LeaseHolder(storage::PostgresConnection& db);
 

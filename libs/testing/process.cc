@@ -51,18 +51,21 @@ ServerProcess::ServerProcess(const std::string& binary, std::vector<std::string>
 void ServerProcess::AwaitStart(absl::Time give_up, bool standby_ends_wait) {
   const std::regex started(
       "\"event\":\"server_started\".*\"grpc_port\":([0-9]+),\"metrics_port\":([0-9]+)");
-  const std::regex standby("\"event\":\"standby\".*\"metrics_port\":([0-9]+)");
+  const std::regex standby(
+      "\"event\":\"standby\".*\"metrics_port\":([0-9]+),\"forwarding_port\":([0-9]+)");
   while (absl::Now() < give_up) {
     const std::string text = log().substr(std::min(log_offset_, log().size()));
     std::smatch match;
     if (std::regex_search(text, match, started)) {
       grpc_port_ = std::stoi(match[1]);
       metrics_port_ = std::stoi(match[2]);
+      forwarding_port_ = 0;
       standby_ = false;
       return;
     }
     if (standby_ends_wait && std::regex_search(text, match, standby)) {
       metrics_port_ = std::stoi(match[1]);
+      forwarding_port_ = std::stoi(match[2]);
       standby_ = true;
       return;
     }

@@ -15,7 +15,8 @@ namespace switchboard::testing {
 // until the server logs "server_started" and reads its ports from that line
 // (so pass --port=0 --metrics_port=0), or until it logs "standby" (another
 // process of the service leads on its PostgreSQL database; libs/host): then
-// only metrics_port() is known, and WaitUntilServing waits for the takeover.
+// metrics_port() and forwarding_port() are known, and WaitUntilServing waits
+// for the takeover.
 class ServerProcess {
  public:
   // `binary` is a runfiles path such as "services/presence/presence_server"
@@ -32,6 +33,9 @@ class ServerProcess {
   int grpc_port() const { return grpc_port_; }
   // It logged "standby" and has not served yet.
   bool standby() const { return standby_; }
+  // While a standby: the gRPC port on which it passes calls on to the
+  // leader (0 if it does not).
+  int forwarding_port() const { return forwarding_port_; }
   // Waits up to `limit` for a standby to log "server_started" (it took over)
   // and reads its ports; true once it serves.
   bool WaitUntilServing(absl::Duration limit);
@@ -64,6 +68,7 @@ class ServerProcess {
   size_t log_offset_ = 0;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
+  int forwarding_port_ = 0;
 };
 
 // Whether something accepts TCP connections on 127.0.0.1:`port`.

@@ -2,8 +2,8 @@
 // status and a capacity reservation made through the gRPC API are in the
 // database and its event is published; a second process on the same
 // database (in another data folder, so nothing local carries over) waits as
-// a standby, not listening on its gRPC port, and when the first is killed
-// it takes over and serves the same state.
+// a standby, passing calls on its gRPC port to the leader, and when the
+// first is killed it takes over and serves the same state.
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -99,19 +99,68 @@ TEST(PresencePostgresProcessTest, AStandbyTakesOverWithTheStateWhenTheLeaderIsKi
     EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM reservations WHERE session_id = 's-1'"), 1);
 
     // A second process on the same database waits as a standby: serving
-    // as well, it would grant capacity from its own memory. It does not
-    // listen for gRPC (clients and Kubernetes' readiness skip it) but
-    // answers on its metrics port.
+    // as well, it would grant capacity from its own memory. It passes the
+    // calls on its gRPC port to the leader, and answers on its metrics port.
     second = server("second", standby_port.port());
     ASSERT_TRUE(second->standby()) << second->log();
     EXPECT_NE(second->log().find("\"holder\""), std::string::npos) << second->log();
-    EXPECT_FALSE(testing::AcceptsConnections(standby_port.port()));
+    ASSERT_EQ(second->forwarding_port(), standby_port.port()) << second->log();
     EXPECT_EQ(testing::LeaderGauge(*second, "presence"), 0);
     EXPECT_EQ(testing::LeaderGauge(*first, "presence"), 1);
 
+    // Through the standby: a stream, a write, a read and a refusal, each
+    // answered by the leader.
+    auto via_standby = v1::PresenceService::NewStub(
+        client::PeerChannel(absl::StrCat("127.0.0.1:", second->forwarding_port())));
+    auto watch_context = testing::ContextWithToken(supervisor);
+    auto watch = via_standby->WatchPresence(watch_context.get(), v1::WatchPresenceRequest());
+    v1::WatchPresenceResponse seen;
+    ASSERT_TRUE(watch->Read(&seen)) << watch->Finish().error_message() << second->log();
+    ASSERT_TRUE(seen.has_snapshot_agent());
+    EXPECT_EQ(seen.snapshot_agent().agent_id(), "ana");
+    ASSERT_TRUE(watch->Read(&seen));
+    EXPECT_TRUE(seen.has_snapshot_complete());
+
+    v1::SetStatusRequest away;
+    away.set_status(v1::AGENT_STATUS_AWAY);
+    v1::SetStatusResponse set_away;
+    status = via_standby->SetStatus(testing::ContextWithToken(agent).get(), away, &set_away);
+    ASSERT_TRUE(status.ok()) << status.error_message() << second->log();
+    EXPECT_EQ(set_away.agent().status(), v1::AGENT_STATUS_AWAY);
+    EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM agents WHERE agent_id = 'ana' AND status = " +
+                             std::to_string(v1::AGENT_STATUS_AWAY)),
+              1);
+    ASSERT_TRUE(watch->Read(&seen));
+    ASSERT_TRUE(seen.has_change());
+    EXPECT_EQ(seen.change().agent().status(), v1::AGENT_STATUS_AWAY);
+
+    v1::GetAgentRequest get_ana;
+    get_ana.set_agent_id("ana");
+    v1::GetAgentResponse ana;
+    status = via_standby->GetAgent(testing::ContextWithToken(supervisor).get(), get_ana, &ana);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(ana.agent().profile().display_name(), "Ana");
+    v1::GetAgentRequest get_nobody;
+    get_nobody.set_agent_id("nobody");
+    status = via_standby->GetAgent(testing::ContextWithToken(supervisor).get(), get_nobody, &ana);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
+    EXPECT_NE(status.error_message().find("nobody"), std::string::npos) << status.error_message();
+    status = via_standby->GetAgent(std::make_unique<grpc::ClientContext>().get(), get_ana, &ana);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+
+    status = stub->SetStatus(testing::ContextWithToken(agent).get(), online, &set);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+
+    ASSERT_TRUE(watch->Read(&seen));
+    EXPECT_EQ(seen.change().agent().status(), v1::AGENT_STATUS_ONLINE);
+
     // No drain, no flush: what was acknowledged is in PostgreSQL already.
+    // The stream through the standby ends with the leader.
     const std::optional<absl::Duration> takeover =
         testing::KillAndTakeOver(*first, *second, absl::Seconds(15));
+    while (watch->Read(&seen)) {
+    }
+    EXPECT_EQ(watch->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
     ASSERT_TRUE(takeover.has_value()) << second->log();
     std::printf("presence standby served %.0f ms after the leader was killed\n",
                 absl::ToDoubleMilliseconds(*takeover));

@@ -113,10 +113,20 @@ TEST(RoutingPostgresProcessTest, AStandbyTakesOverWithTheStateWhenTheLeaderIsKil
 
     // A second routing process on the same database waits as a standby:
     // serving as well, the two would offer the same entries, each from its
-    // memory. It does not listen for gRPC but answers on its metrics port.
+    // memory. It passes the calls on its gRPC port to the leader and
+    // answers on its metrics port.
     second = server("second", standby_port.port());
     ASSERT_TRUE(second->standby()) << second->log();
-    EXPECT_FALSE(testing::AcceptsConnections(standby_port.port()));
+    ASSERT_EQ(second->forwarding_port(), standby_port.port()) << second->log();
+    // Through the standby the leader answers: a retried enqueue is replayed.
+    auto via_standby = v1::RoutingService::NewStub(
+        client::PeerChannel(absl::StrCat("127.0.0.1:", second->forwarding_port())));
+    v1::EnqueueSessionResponse requeued;
+    status = via_standby->EnqueueSession(testing::ContextWithToken(sessions).get(),
+                                         Enqueue("s-1"), &requeued);
+    ASSERT_TRUE(status.ok()) << status.error_message() << second->log();
+    EXPECT_TRUE(requeued.replayed());
+    EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM entries"), 1);
     EXPECT_EQ(testing::LeaderGauge(*second, "routing"), 0);
     EXPECT_EQ(testing::LeaderGauge(*first, "routing"), 1);
 

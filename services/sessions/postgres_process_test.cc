@@ -135,13 +135,35 @@ TEST_F(PostgresProcessTest, AStandbyTakesOverASessionAndItsStreamWhenTheLeaderIs
 
   // A second process on the same database waits as a standby: serving as
   // well, the two would number one session's events each their own way. It
-  // does not listen for gRPC but answers on its metrics port.
+  // passes the calls on its gRPC port to the leader and answers on its
+  // metrics port.
   testing::ReservedPort standby_port;
   auto second = Start("second", standby_port.port());
   ASSERT_TRUE(second->standby()) << second->log();
-  EXPECT_FALSE(testing::AcceptsConnections(standby_port.port()));
+  ASSERT_EQ(second->forwarding_port(), standby_port.port()) << second->log();
   EXPECT_EQ(testing::LeaderGauge(*second, "sessions"), 0);
   EXPECT_EQ(testing::LeaderGauge(*first, "sessions"), 1);
+
+  // Through the standby the leader answers: the same stream, a retried
+  // message key with the first answer, and a refusal with its code.
+  auto via_standby = v1::SessionsService::NewStub(
+      client::PeerChannel(absl::StrCat("127.0.0.1:", second->forwarding_port())));
+  int64_t caught_up_via_standby = 0;
+  const std::vector<v1::SessionEvent> forwarded =
+      Stream(*via_standby, session_id, 0, &caught_up_via_standby);
+  EXPECT_EQ(caught_up_via_standby, caught_up_at);
+  ASSERT_EQ(forwarded.size(), before.size());
+  for (size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(forwarded[i].SerializeAsString(), before[i].SerializeAsString()) << i;
+  }
+  v1::SendMessageResponse resent;
+  status = Send(*via_standby, session_id, "msg-3", "detail 3", &resent);
+  ASSERT_TRUE(status.ok()) << status.error_message() << second->log();
+  EXPECT_TRUE(resent.replayed());
+  EXPECT_EQ(resent.message().message_id(), sent[2].message().message_id());
+  v1::SendMessageResponse refused;
+  status = Send(*via_standby, "no-such-session", "msg-x", "hello", &refused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
 
   // No drain, no flush: what was acknowledged is in PostgreSQL already.
   const std::optional<absl::Duration> takeover =

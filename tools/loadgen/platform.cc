@@ -30,9 +30,10 @@ Platform::Platform(Options options)
   tokens_.WriteFolder(dir_ + "/keys");
   // Sessions and routing call each other, and replicas are dialled as a
   // list: every port is chosen up front, and held while the platform runs,
-  // since a standby listens only once it leads: a port merely found free
-  // could meanwhile go to any bind on port 0 (a /metrics listener, which
-  // would then answer the standby's clients in HTTP/1.1).
+  // since a standby that cannot forward (libs/host) listens only once it
+  // leads: a port merely found free could meanwhile go to any bind on port
+  // 0 (a /metrics listener, which would then answer its clients in
+  // HTTP/1.1).
   std::vector<std::string> services = {"bot", "presence", "routing", "sessions", "feedback"};
   if (options.identity) services.push_back("identity");
   std::map<std::string, std::vector<int>> ports;
@@ -71,7 +72,8 @@ Platform::Platform(Options options)
                                absl::StrCat("--port=", port), "--metrics_port=0",
                                "--bind_address=127.0.0.1", "--drain_deadline=3s"});
     if (!options.database.empty()) flags.push_back("--database=" + options.database);
-    // A standby logs "standby" and serves no gRPC until it leads.
+    // A standby logs "standby" and passes its calls to the leader until it
+    // leads.
     const bool standby = replica > 1 && LeaderElected(service);
     auto child = std::make_unique<testing::ServerProcess>(
         absl::StrCat("services/", service, "/", service, "_server"), flags,

@@ -1,0 +1,294 @@
+#include "libs/host/leader_forwarder.h"
+
+#include <atomic>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace switchboard::host {
+namespace {
+
+// Connections a standby keeps to the leader (see stubs_).
+constexpr int kConnections = 4;
+
+// Metadata gRPC itself sets on every call, which a forwarded call gets
+// afresh from its own channel and context (the deadline travels as one).
+bool OwnedByGrpc(absl::string_view key) {
+  return absl::StartsWith(key, ":") || absl::StartsWith(key, "grpc-") || key == "te" ||
+         key == "content-type" || key == "user-agent" || key == "host";
+}
+
+// Marks a forwarded call, so that a standby never forwards one again: a
+// published address that reaches a standby (a proxy in front of the
+// database makes every process look like 127.0.0.1 to it) would otherwise
+// send calls round in a loop.
+constexpr char kForwardedBy[] = "x-switchboard-forwarded-by";
+
+// Fails a call at once.
+class Refusal : public grpc::ServerGenericBidiReactor {
+ public:
+  explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+// One forwarded call: the server side towards the client (this reactor)
+// and the client side towards the leader (`upstream_`), one message in
+// flight each way. Messages from the client are read one at a time and
+// written to the leader; the leader's are read one at a time and written to
+// the client. The upstream call ends (OnDone, with the leader's status,
+// which finishes this side) only once no hold is left on it:
+//  - the write hold, while this side may still start a write (or the
+//    half-close) towards the leader. It goes when the client's half-close
+//    was passed on, a write to the leader failed, or the leader ended its
+//    side while no write to it was under way; `mu_` keeps the decision to
+//    start a write and the release apart.
+//  - a read hold during each write to the client, whose end starts the next
+//    read from the leader.
+// The object goes when both sides are done.
+class LeaderForwarder::Call : public grpc::ServerGenericBidiReactor {
+ public:
+  Call(LeaderForwarder* forwarder, grpc::GenericCallbackServerContext* context,
+       std::shared_ptr<grpc::GenericStub> stub)
+      : forwarder_(forwarder),
+        context_(context),
+        stub_(std::move(stub)),
+        upstream_context_(std::make_shared<grpc::ClientContext>()),
+        upstream_(this) {
+    for (const auto& [key, value] : context->client_metadata()) {
+      const absl::string_view name(key.data(), key.size());
+      if (OwnedByGrpc(name)) continue;
+      upstream_context_->AddMetadata(std::string(name),
+                                     std::string(value.data(), value.size()));
+    }
+    upstream_context_->AddMetadata(kForwardedBy, forwarder_->service_);
+    upstream_context_->set_deadline(context->deadline());
+    forwarder_->Remember(upstream_context_);
+    stub_->PrepareBidiStreamingCall(upstream_context_.get(), context->method(),
+                                    grpc::StubOptions(), &upstream_);
+    upstream_.AddHold();  // the write hold
+    upstream_.StartRead(&from_leader_);
+    upstream_.StartCall();
+    StartRead(&from_client_);
+  }
+
+  // Server side.
+  void OnReadDone(bool ok) override {
+    if (!StartWritingUpstream()) return;
+    if (ok) {
+      upstream_.StartWrite(&from_client_);
+    } else {
+      // The client half-closed (or went away): so does the upstream call.
+      upstream_.StartWritesDone();
+    }
+  }
+  void OnWriteDone(bool ok) override {
+    if (ok) {
+      upstream_.StartRead(&from_leader_);
+    } else {
+      upstream_context_->TryCancel();
+    }
+    upstream_.RemoveHold();  // the read hold
+  }
+  void OnCancel() override { upstream_context_->TryCancel(); }
+  void OnDone() override { Release(); }
+
+ private:
+  class Upstream : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+   public:
+    explicit Upstream(Call* call) : call_(call) {}
+    void OnReadDone(bool ok) override {
+      if (!ok) {
+        // The leader is done writing; OnDone brings its status.
+        call_->LeaderDone();
+        return;
+      }
+      AddHold();  // the read hold, until the message reached the client
+      call_->StartWrite(&call_->from_leader_);
+    }
+    void OnWriteDone(bool ok) override { call_->WroteUpstream(ok); }
+    void OnWritesDoneDone(bool) override { call_->WroteUpstream(false); }
+    void OnDone(const grpc::Status& status) override { call_->UpstreamDone(status); }
+
+   private:
+    Call* const call_;
+  };
+
+  // Whether this side may start a write towards the leader (the write hold
+  // is still there); if so, it is under way until WroteUpstream.
+  bool StartWritingUpstream() {
+    absl::MutexLock lock(&mu_);
+    if (write_hold_released_) return false;
+    writing_upstream_ = true;
+    return true;
+  }
+
+  // A write (`more`: and the client may send more) towards the leader ended.
+  void WroteUpstream(bool more) {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_upstream_ = false;
+      release = !more || leader_done_;
+      if (release) write_hold_released_ = true;
+    }
+    if (release) {
+      upstream_.RemoveHold();
+    } else {
+      StartRead(&from_client_);
+    }
+  }
+
+  void LeaderDone() {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mu_);
+      leader_done_ = true;
+      release = !writing_upstream_ && !write_hold_released_;
+      if (release) write_hold_released_ = true;
+    }
+    if (release) upstream_.RemoveHold();
+  }
+
+  void UpstreamDone(const grpc::Status& status) {
+    for (const auto& [key, value] : upstream_context_->GetServerTrailingMetadata()) {
+      const absl::string_view name(key.data(), key.size());
+      if (OwnedByGrpc(name)) continue;
+      context_->AddTrailingMetadata(std::string(name), std::string(value.data(), value.size()));
+    }
+    if (status.error_code() == grpc::StatusCode::CANCELLED && forwarder_->stopping()) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          absl::StrCat("this ", forwarder_->service_,
+                                       " standby is taking over as the leader; retry the call")));
+    } else {
+      Finish(status);
+    }
+    Release();
+  }
+
+  // Each side calls this once, when done.
+  void Release() {
+    if (sides_done_.fetch_add(1) + 1 < 2) return;
+    forwarder_->Forget(upstream_context_.get());
+    delete this;
+  }
+
+  LeaderForwarder* const forwarder_;
+  grpc::GenericCallbackServerContext* const context_;
+  const std::shared_ptr<grpc::GenericStub> stub_;
+  // Shared with the forwarder's list of calls, which Stop cancels.
+  const std::shared_ptr<grpc::ClientContext> upstream_context_;
+  Upstream upstream_;
+  grpc::ByteBuffer from_client_;
+  grpc::ByteBuffer from_leader_;
+  absl::Mutex mu_;
+  bool writing_upstream_ ABSL_GUARDED_BY(mu_) = false;
+  bool leader_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_hold_released_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<int> sides_done_{0};
+};
+
+LeaderForwarder::LeaderForwarder(std::string service) : service_(std::move(service)) {}
+
+LeaderForwarder::~LeaderForwarder() = default;
+
+void LeaderForwarder::Follow(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  if (address == address_) return;
+  address_ = address;
+  stubs_.clear();
+  if (address.empty()) return;
+  for (int i = 0; i < kConnections; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    // The leader bounds its answers; the standby passes them on whole.
+    args.SetMaxReceiveMessageSize(-1);
+    // A connection of its own for each (gRPC would share one otherwise).
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("switchboard.forward_connection", i);
+    stubs_.push_back(std::make_shared<grpc::GenericStub>(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+  }
+}
+
+void LeaderForwarder::Stop() {
+  std::vector<std::shared_ptr<grpc::ClientContext>> in_flight;
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+    for (const auto& [_, context] : calls_) in_flight.push_back(context);
+  }
+  // Outside the lock: gRPC may run the calls' reactions (and Forget) on
+  // this thread.
+  for (const auto& context : in_flight) context->TryCancel();
+}
+
+bool LeaderForwarder::stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stopped_;
+}
+
+bool LeaderForwarder::WaitUntilIdle(absl::Duration limit) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(
+                                  +[](absl::flat_hash_map<grpc::ClientContext*,
+                                                          std::shared_ptr<grpc::ClientContext>>*
+                                          calls) { return calls->empty(); },
+                                  &calls_),
+                              limit);
+}
+
+int64_t LeaderForwarder::forwarded() const {
+  absl::MutexLock lock(&mu_);
+  return forwarded_;
+}
+
+grpc::ServerGenericBidiReactor* LeaderForwarder::CreateReactor(
+    grpc::GenericCallbackServerContext* context) {
+  if (context->client_metadata().count(kForwardedBy) > 0) {
+    return new Refusal(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("a ", service_, " standby forwarded this call to another standby: the "
+                     "leader's published address reaches a standby; set its "
+                     "--advertise_address")));
+  }
+  absl::StatusOr<std::shared_ptr<grpc::GenericStub>> stub = NextStub();
+  if (!stub.ok()) {
+    return new Refusal(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                    std::string(stub.status().message())));
+  }
+  // Outside the lock: the call's reactions may run on this thread.
+  return new Call(this, context, *std::move(stub));
+}
+
+absl::StatusOr<std::shared_ptr<grpc::GenericStub>> LeaderForwarder::NextStub() {
+  absl::MutexLock lock(&mu_);
+  if (stopped_) {
+    return absl::UnavailableError(
+        absl::StrCat("this ", service_, " standby is taking over as the leader; retry the call"));
+  }
+  if (stubs_.empty()) {
+    return absl::UnavailableError(absl::StrCat(
+        "no ", service_, " leader is serving yet (this process is a standby); retry the call"));
+  }
+  ++forwarded_;
+  return stubs_[next_stub_++ % stubs_.size()];
+}
+
+void LeaderForwarder::Remember(std::shared_ptr<grpc::ClientContext> context) {
+  absl::MutexLock lock(&mu_);
+  grpc::ClientContext* key = context.get();
+  calls_.emplace(key, std::move(context));
+}
+
+void LeaderForwarder::Forget(grpc::ClientContext* context) {
+  absl::MutexLock lock(&mu_);
+  calls_.erase(context);
+}
+
+}  // namespace switchboard::host
