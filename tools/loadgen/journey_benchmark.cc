@@ -4,7 +4,8 @@
 // events; or every service on one PostgreSQL database with --database, and
 // with --replicas=N N processes of every service: bot and feedback replicas
 // share the calls (round_robin), presence, routing and sessions run a
-// leader and hot standbys, which add availability, not throughput), puts
+// leader and hot standbys, which pass the calls they get to the leader:
+// availability, not throughput), puts
 // agents online with auto-accept, then K concurrent customers each play
 // journeys (tools/loadgen/journey.h): create a chat asking for a human (bot
 // → escalate) → routing offers and the agent auto-accepts → 10 messages,
