@@ -381,7 +381,7 @@ int Host::StartForwarding() {
         "the gRPC port serves TLS, and forwarding to the leader is plaintext only; this "
         "standby does not listen until it leads");
   }
-  forwarder_ = std::make_unique<LeaderForwarder>(info_.name);
+  forwarder_ = std::make_unique<LeaderForwarder>(info_.name, *registry_);
   // Health and reflection are the leader's, forwarded like any call.
   grpc::EnableDefaultHealthCheckService(false);
   grpc::ServerBuilder builder;

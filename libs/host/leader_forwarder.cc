@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libs/metrics/grpc_metrics.h"
 
 namespace switchboard::host {
 namespace {
@@ -25,14 +26,17 @@ bool OwnedByGrpc(absl::string_view key) {
 // send calls round in a loop.
 constexpr char kForwardedBy[] = "x-switchboard-forwarded-by";
 
+}  // namespace
+
 // Fails a call at once.
-class Refusal : public grpc::ServerGenericBidiReactor {
+class LeaderForwarder::Refusal : public grpc::ServerGenericBidiReactor {
  public:
-  explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
+  Refusal(LeaderForwarder* forwarder, grpc::Status status) {
+    forwarder->Ended(status.error_code());
+    Finish(std::move(status));
+  }
   void OnDone() override { delete this; }
 };
-
-}  // namespace
 
 // One forwarded call: the server side towards the client (this reactor)
 // and the client side towards the leader (`upstream_`), one message in
@@ -158,13 +162,14 @@ class LeaderForwarder::Call : public grpc::ServerGenericBidiReactor {
       if (OwnedByGrpc(name)) continue;
       context_->AddTrailingMetadata(std::string(name), std::string(value.data(), value.size()));
     }
+    grpc::Status ended = status;
     if (status.error_code() == grpc::StatusCode::CANCELLED && forwarder_->stopping()) {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          absl::StrCat("this ", forwarder_->service_,
-                                       " standby is taking over as the leader; retry the call")));
-    } else {
-      Finish(status);
+      ended = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                           absl::StrCat("this ", forwarder_->service_,
+                                        " standby is taking over as the leader; retry the call"));
     }
+    forwarder_->Ended(ended.error_code());
+    Finish(std::move(ended));
     Release();
   }
 
@@ -190,7 +195,22 @@ class LeaderForwarder::Call : public grpc::ServerGenericBidiReactor {
   std::atomic<int> sides_done_{0};
 };
 
-LeaderForwarder::LeaderForwarder(std::string service) : service_(std::move(service)) {}
+LeaderForwarder::LeaderForwarder(std::string service, prometheus::Registry& registry)
+    : service_(std::move(service)),
+      ended_(prometheus::BuildCounter()
+                 .Name("switchboard_forwarded_calls_total")
+                 .Help("Calls this standby passed to its leader, or refused because it could "
+                       "not, by the code they ended with (the leader counts the forwarded "
+                       "ones in grpc_server_handled_total too)")
+                 .Register(registry)) {}
+
+void LeaderForwarder::Ended(grpc::StatusCode code) {
+  ended_.Add({{"grpc_code", std::string(metrics::GrpcCodeName(code))}}).Increment();
+}
+
+double LeaderForwarder::ended(grpc::StatusCode code) const {
+  return ended_.Add({{"grpc_code", std::string(metrics::GrpcCodeName(code))}}).Value();
+}
 
 LeaderForwarder::~LeaderForwarder() = default;
 
@@ -251,7 +271,7 @@ int64_t LeaderForwarder::forwarded() const {
 grpc::ServerGenericBidiReactor* LeaderForwarder::CreateReactor(
     grpc::GenericCallbackServerContext* context) {
   if (context->client_metadata().count(kForwardedBy) > 0) {
-    return new Refusal(grpc::Status(
+    return new Refusal(this, grpc::Status(
         grpc::StatusCode::UNAVAILABLE,
         absl::StrCat("a ", service_, " standby forwarded this call to another standby: the "
                      "leader's published address reaches a standby; set its "
@@ -259,7 +279,7 @@ grpc::ServerGenericBidiReactor* LeaderForwarder::CreateReactor(
   }
   absl::StatusOr<std::shared_ptr<grpc::GenericStub>> stub = NextStub();
   if (!stub.ok()) {
-    return new Refusal(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+    return new Refusal(this, grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                     std::string(stub.status().message())));
   }
   // Outside the lock: the call's reactions may run on this thread.

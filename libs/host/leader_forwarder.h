@@ -29,6 +29,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
 
 namespace switchboard::host {
 
@@ -36,8 +38,10 @@ class LeaderForwarder : public grpc::CallbackGenericService {
  public:
   // `service` names the service in errors. Plaintext (a standby with a TLS
   // port does not forward: the leader's certificate names the service, not
-  // the address a standby dials).
-  explicit LeaderForwarder(std::string service);
+  // the address a standby dials). Each call's end counts in `registry`'s
+  // switchboard_forwarded_calls_total{grpc_code} (kept apart from
+  // grpc_server_handled_total, which the leader counts the call in).
+  LeaderForwarder(std::string service, prometheus::Registry& registry);
   ~LeaderForwarder() override;
 
   // Forwards new calls to `address` ("host:port"; empty: nobody to forward
@@ -53,13 +57,18 @@ class LeaderForwarder : public grpc::CallbackGenericService {
 
   // Calls forwarded since start (ended or not).
   int64_t forwarded() const;
+  // Calls that ended with `code`, forwarded or refused here.
+  double ended(grpc::StatusCode code) const;
 
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* context) override;
 
  private:
   class Call;
+  class Refusal;
   bool stopping() const;
+  // Counts a call's end.
+  void Ended(grpc::StatusCode code);
   // The next connection to the leader for a new call; UNAVAILABLE naming
   // why there is none.
   absl::StatusOr<std::shared_ptr<grpc::GenericStub>> NextStub();
@@ -68,6 +77,7 @@ class LeaderForwarder : public grpc::CallbackGenericService {
   void Forget(grpc::ClientContext* context);
 
   const std::string service_;
+  prometheus::Family<prometheus::Counter>& ended_;
   mutable absl::Mutex mu_;
   std::string address_ ABSL_GUARDED_BY(mu_);
   // A few connections to the leader, taken in turn: a connection carries at

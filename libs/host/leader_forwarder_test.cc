@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "prometheus/registry.h"
 
 namespace switchboard::host {
 namespace {
@@ -194,7 +195,8 @@ class LeaderForwarderTest : public ::testing::Test {
   void FollowTheLeader() { forwarder_.Follow(absl::StrCat("127.0.0.1:", leader_port_)); }
 
   FakeLeader leader_service_;
-  LeaderForwarder forwarder_{"test"};
+  prometheus::Registry registry_;
+  LeaderForwarder forwarder_{"test", registry_};
   int leader_port_ = 0;
   int standby_port_ = 0;
   std::unique_ptr<grpc::Server> leader_;
@@ -209,6 +211,7 @@ TEST_F(LeaderForwarderTest, RefusesWhileNoLeaderHasPublishedItsAddress) {
   EXPECT_EQ(status.error_message(),
             "no test leader is serving yet (this process is a standby); retry the call");
   EXPECT_EQ(forwarder_.forwarded(), 0);
+  EXPECT_EQ(forwarder_.ended(grpc::StatusCode::UNAVAILABLE), 1);
 }
 
 TEST_F(LeaderForwarderTest, StreamsMessagesBothWaysUntilTheClientHalfCloses) {
@@ -225,6 +228,7 @@ TEST_F(LeaderForwarderTest, StreamsMessagesBothWaysUntilTheClientHalfCloses) {
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(forwarder_.forwarded(), 1);
   EXPECT_TRUE(forwarder_.WaitUntilIdle(absl::Seconds(5)));
+  EXPECT_EQ(forwarder_.ended(grpc::StatusCode::OK), 1);
 }
 
 TEST_F(LeaderForwarderTest, PassesTheTokenAndDeadlineAndMarksTheCallForwarded) {
@@ -246,6 +250,7 @@ TEST_F(LeaderForwarderTest, PassesTheLeadersStatusMessageAndTrailers) {
   auto retry_after = trailers.find("retry-after");
   ASSERT_NE(retry_after, trailers.end());
   EXPECT_EQ(std::string(retry_after->second.data(), retry_after->second.size()), "3");
+  EXPECT_EQ(forwarder_.ended(grpc::StatusCode::RESOURCE_EXHAUSTED), 1);
 }
 
 // The client keeps its side open: the leader's end still ends the call.

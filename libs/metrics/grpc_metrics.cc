@@ -352,4 +352,9 @@ absl::Status InitializeGrpcServerMetrics(prometheus::Registry& registry,
   return absl::OkStatus();
 }
 
+absl::string_view GrpcCodeName(int code) {
+  if (code < 0 || code >= kNumCodes) code = grpc::StatusCode::UNKNOWN;
+  return kCodeNames[code];
+}
+
 }  // namespace switchboard::metrics

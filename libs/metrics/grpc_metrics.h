@@ -78,4 +78,8 @@ MakeGrpcServerMetricsInterceptorFactory(prometheus::Registry& registry);
 absl::Status InitializeGrpcServerMetrics(prometheus::Registry& registry,
                                          absl::string_view service_full_name);
 
+// grpc-go's name of `code` ("NotFound"), as the grpc_code label writes it;
+// "Unknown" for a code out of range.
+absl::string_view GrpcCodeName(int code);
+
 }  // namespace switchboard::metrics

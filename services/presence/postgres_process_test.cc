@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/client/peer.h"
+#include "libs/metrics/scrape.h"
 #include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
 #include "libs/testing/postgres.h"
@@ -150,6 +151,15 @@ TEST(PresencePostgresProcessTest, AStandbyTakesOverWithTheStateWhenTheLeaderIsKi
 
     status = stub->SetStatus(testing::ContextWithToken(agent).get(), online, &set);
     ASSERT_TRUE(status.ok()) << status.error_message();
+    // The standby counts what it forwarded by code.
+    absl::StatusOr<std::string> metrics =
+        metrics::ScrapeMetrics("127.0.0.1", second->metrics_port());
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    EXPECT_NE(metrics->find("switchboard_forwarded_calls_total{grpc_code=\"OK\"} 2"),
+              std::string::npos)
+        << *metrics;
+    EXPECT_NE(metrics->find("switchboard_forwarded_calls_total{grpc_code=\"NotFound\"} 1"),
+              std::string::npos);
 
     ASSERT_TRUE(watch->Read(&seen));
     EXPECT_EQ(seen.change().agent().status(), v1::AGENT_STATUS_ONLINE);
