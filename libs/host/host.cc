@@ -391,6 +391,9 @@ int Host::StartForwarding() {
                            grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(server_.max_receive_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, server_.max_concurrent_streams);
+  grpc::ResourceQuota quota(absl::StrCat("switchboard-", info_.name, "-standby"));
+  quota.Resize(static_cast<size_t>(server_.grpc_memory_quota_bytes));
+  builder.SetResourceQuota(quota);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
                              absl::ToInt64Milliseconds(server_.keepalive_time));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
