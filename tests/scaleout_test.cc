@@ -11,7 +11,8 @@
 // without repeats across resumes; each session assigned once, to one agent,
 // through one accepted offer; no agent ever over capacity; every events file
 // in order per key, and every session's events published (at least once)
-// across the replicas' files. Prints the takeover times clients saw.
+// across the replicas' files. Before the kills the standbys must have passed
+// calls to their leaders. Prints the takeover times clients saw.
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -28,6 +29,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "libs/metrics/scrape.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -124,6 +127,22 @@ std::string LogTail(const Platform& platform, const std::string& name) {
   return log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
 }
 
+// The calls a standby passed to its leader that ended OK, from its
+// /metrics; -1 if they cannot be read.
+double ForwardedOk(const Platform::Process& standby) {
+  absl::StatusOr<std::string> metrics = metrics::ScrapeMetrics("127.0.0.1", standby.metrics_port);
+  if (!metrics.ok()) return -1;
+  const std::string kSeries = "\nswitchboard_forwarded_calls_total{grpc_code=\"OK\"} ";
+  const size_t at = metrics->find(kSeries);
+  double value = 0;
+  if (at == std::string::npos) return 0;
+  const size_t start = at + kSeries.size();
+  if (!absl::SimpleAtod(metrics->substr(start, metrics->find('\n', start) - start), &value)) {
+    return -1;
+  }
+  return value;
+}
+
 TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
   testing::PostgresServer postgres;
   Platform::Options options;
@@ -171,9 +190,23 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
   std::vector<std::thread> watchers;
   absl::Mutex kills_mu;
   int after = kJourneys * 3 / 10;
+  bool counted_forwarding = false;
   for (const char* service : {"sessions", "routing", "presence", "bot", "feedback", "identity"}) {
     while (finished.load() < after && absl::Now() - start < absl::Minutes(3)) {
       absl::SleepFor(absl::Milliseconds(10));
+    }
+    // Before the first kill: clients balance over the standbys too, which
+    // pass those calls to their leaders.
+    if (!counted_forwarding) {
+      counted_forwarding = true;
+      for (const char* elected : {"sessions", "routing", "presence"}) {
+        for (const Platform::Process& process : platform.processes()) {
+          if (process.name != absl::StrCat(elected, "-2")) continue;
+          const double forwarded = ForwardedOk(process);
+          std::printf("%s forwarded %.0f calls to its leader\n", process.name.c_str(), forwarded);
+          EXPECT_GT(forwarded, 0) << process.name;
+        }
+      }
     }
     after += kJourneys / 20;
     const bool elected = std::string(service) == "presence" ||

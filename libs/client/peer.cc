@@ -41,9 +41,7 @@ std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5'000);
-  // Every address the name resolves to (replicas behind a headless
-  // Service's dns:/// name) takes calls, not only the first.
-  args.SetLoadBalancingPolicyName("round_robin");
+  args.SetServiceConfigJSON(kBalancedServiceConfig);
   return security.Channel(address, std::move(args));
 }
 

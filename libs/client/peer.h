@@ -37,11 +37,21 @@ class ServiceToken {
   absl::Time expires_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
+// How clients spread calls over a service's processes: round_robin over
+// every address the target resolves to (each replica takes calls), only to
+// those whose gRPC health (the server as a whole) watches SERVING. A
+// standby reports its leader's health; while no leader serves, a draining
+// server and a standby whose leader is gone get no calls, so none is cut
+// short when a standby's forwarding port closes at its takeover.
+inline constexpr char kBalancedServiceConfig[] =
+    R"({"loadBalancingConfig": [{"round_robin": {}}],)"
+    R"( "healthCheckConfig": {"serviceName": ""}})";
+
 // A channel to another service at "host:port" (or any gRPC target, e.g.
 // "dns:///routing.desk.svc.cluster.local:7102"), secured as `security` says
 // (the service's --peer_tls_* flags), with keepalive so that a dead peer is
-// noticed on long-lived streams, a capped reconnect backoff, and round_robin
-// over every address the target resolves to (each replica takes calls).
+// noticed on long-lived streams, a capped reconnect backoff, and
+// kBalancedServiceConfig.
 std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
                                            const ChannelSecurity& security);
 // The same in plaintext, for tests and tools on loopback.

@@ -411,13 +411,17 @@ int Host::StartForwarding() {
 void Host::StopForwarding() {
   if (forward_server_ == nullptr) return;
   forwarder_->Stop();
-  // gRPC's Shutdown with a deadline waits it out even with no call left, so
-  // wait for the calls here and then shut down at once.
-  forwarder_->WaitUntilIdle(absl::Seconds(2));
-  forward_server_->Shutdown(std::chrono::system_clock::now());
+  // gRPC's Shutdown waits for its clients to drop their connections, up to
+  // its deadline, however long that is: so wait for the forwarded calls
+  // here, and give Shutdown only the moment that calls refused meanwhile
+  // need to send their UNAVAILABLE (cut short, a client sees CANCELLED,
+  // which it does not retry).
+  const bool idle = forwarder_->WaitUntilIdle(absl::Seconds(2));
+  forward_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   forward_server_.reset();
   log::Info("forwarding_stopped", {{"service", info_.name},
-                                   {"calls_forwarded", forwarder_->forwarded()}});
+                                   {"calls_forwarded", forwarder_->forwarded()},
+                                   {"calls_left", !idle}});
   forwarder_.reset();
 }
 

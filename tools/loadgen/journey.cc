@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "libs/auth/grpc_auth.h"
+#include "libs/client/peer.h"
 
 namespace switchboard::loadgen {
 namespace {
@@ -90,7 +91,7 @@ PlatformClients::PlatformClients(const Platform& platform, RetryPolicy retry)
     : platform_(platform), retry_(retry) {
   const auto channel = [&](const std::string& service) {
     grpc::ChannelArguments args;
-    args.SetLoadBalancingPolicyName("round_robin");
+    args.SetServiceConfigJSON(client::kBalancedServiceConfig);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
     return grpc::CreateCustomChannel(platform.address(service),
