@@ -387,18 +387,8 @@ int Host::StartForwarding() {
   grpc::ServerBuilder builder;
   builder.SetOption(std::make_unique<WithoutPlugins>());
   int port = 0;
-  builder.AddListeningPort(absl::StrCat(server_.bind_address, ":", server_.port),
-                           grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(server_.max_receive_bytes);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, server_.max_concurrent_streams);
-  grpc::ResourceQuota quota(absl::StrCat("switchboard-", info_.name, "-standby"));
-  quota.Resize(static_cast<size_t>(server_.grpc_memory_quota_bytes));
-  builder.SetResourceQuota(quota);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
-                             absl::ToInt64Milliseconds(server_.keepalive_time));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                             absl::ToInt64Milliseconds(server_.keepalive_timeout));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  server::ConfigureBuilder(server_, grpc::InsecureServerCredentials(),
+                           absl::StrCat("switchboard-", info_.name, "-standby"), builder, &port);
   builder.RegisterCallbackGenericService(forwarder_.get());
   forward_server_ = builder.BuildAndStart();
   if (forward_server_ == nullptr || port == 0) {

@@ -82,6 +82,28 @@ absl::Status ApplyServerOptions(const ServerOptions& options) {
   return fault::Arm(options.fault_point);
 }
 
+void ConfigureBuilder(const ServerOptions& options,
+                      std::shared_ptr<grpc::ServerCredentials> credentials,
+                      const std::string& quota_name, grpc::ServerBuilder& builder, int* port) {
+  builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.port),
+                           std::move(credentials), port);
+  builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_concurrent_streams);
+  grpc::ResourceQuota quota(quota_name);
+  quota.Resize(static_cast<size_t>(options.grpc_memory_quota_bytes));
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             absl::ToInt64Milliseconds(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             absl::ToInt64Milliseconds(options.keepalive_timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      absl::ToInt64Milliseconds(options.min_client_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options, const std::vector<grpc::Service*>& services,
     std::shared_ptr<prometheus::Registry> registry,
@@ -110,23 +132,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
 
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(absl::StrCat(options.bind_address, ":", options.port),
-                           *credentials, &port);
-  builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
-                             options.max_concurrent_streams);
-  grpc::ResourceQuota quota(absl::StrCat("switchboard-", options.service_name));
-  quota.Resize(static_cast<size_t>(options.grpc_memory_quota_bytes));
-  builder.SetResourceQuota(quota);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
-                             absl::ToInt64Milliseconds(options.keepalive_time));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                             absl::ToInt64Milliseconds(options.keepalive_timeout));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  builder.AddChannelArgument(
-      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-      absl::ToInt64Milliseconds(options.min_client_ping_interval));
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  ConfigureBuilder(options, *credentials, absl::StrCat("switchboard-", options.service_name),
+                   builder, &port);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
   interceptors.push_back(MakeParseFailureInterceptorFactory());

@@ -89,6 +89,16 @@ void AddServerFlags(config::FlagSet& flags, ServerOptions* options);
 // too). INVALID_ARGUMENT names the flag at fault.
 absl::Status ApplyServerOptions(const ServerOptions& options);
 
+// What every Switchboard gRPC server shares on the wire, applied to
+// `builder`: it listens on options.bind_address:port with `credentials`
+// (the port it got in `*port` once built), the receive-size limit, streams
+// per connection, a memory quota named `quota_name`, keepalive and the
+// client ping limits. Server::Start uses it; so does a standby's forwarding
+// server (libs/host).
+void ConfigureBuilder(const ServerOptions& options,
+                      std::shared_ptr<grpc::ServerCredentials> credentials,
+                      const std::string& quota_name, grpc::ServerBuilder& builder, int* port);
+
 // A running gRPC server with the shared behaviour of every service:
 // grpc.health.v1 (Check and Watch; every registered service SERVING),
 // reflection (unless disabled), per-RPC Prometheus metrics under the standard
