@@ -403,9 +403,10 @@ void Host::StopForwarding() {
   forwarder_->Stop();
   // gRPC's Shutdown waits for its clients to drop their connections, up to
   // its deadline, however long that is: so wait for the forwarded calls
-  // here, and give Shutdown only the moment that calls refused meanwhile
-  // need to send their UNAVAILABLE (cut short, a client sees CANCELLED,
-  // which it does not retry).
+  // here (they end UNAVAILABLE), then give Shutdown a moment only. A call
+  // that arrives while it shuts down ends CANCELLED, which is why clients
+  // balance by health (client::kBalancedServiceConfig) and send a standby
+  // nothing once its leader is gone.
   const bool idle = forwarder_->WaitUntilIdle(absl::Seconds(2));
   forward_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   forward_server_.reset();
