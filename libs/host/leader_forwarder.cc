@@ -229,9 +229,11 @@ void LeaderForwarder::Follow(const std::string& address) {
     // The leader bounds its answers; the standby passes them on whole.
     args.SetMaxReceiveMessageSize(-1);
     // A leader restarting at the same address is found again within a
-    // second, not after gRPC's default backoff of up to two minutes.
+    // second, not after gRPC's default backoff of up to two minutes. (Not
+    // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC takes it as the time a
+    // connection may take to set up, and a busy leader's took longer than
+    // a short one, failing every call waiting for it.)
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1'000);
     // A connection of its own for each (gRPC would share one otherwise).
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);

@@ -4,11 +4,17 @@
 // the leader goes away, or the standby takes over.
 #include "libs/host/leader_forwarder.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -112,6 +118,43 @@ std::unique_ptr<grpc::Server> Listen(grpc::CallbackGenericService* service, int*
   builder.RegisterCallbackGenericService(service);
   return builder.BuildAndStart();
 }
+
+// A port in front of `server` that takes each connection `delay` after it
+// arrived: a leader too busy to answer a new connection at once.
+class SlowAcceptor {
+ public:
+  SlowAcceptor(grpc::Server* server, absl::Duration delay) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
+        listen(listener_, 16) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      ADD_FAILURE() << "cannot listen";
+      return;
+    }
+    port_ = ntohs(address.sin_port);
+    acceptor_ = std::thread([this, server, delay] {
+      for (int connection; (connection = accept(listener_, nullptr, nullptr)) >= 0;) {
+        absl::SleepFor(delay);
+        grpc::AddInsecureChannelFromFd(server, connection);
+      }
+    });
+  }
+  ~SlowAcceptor() {
+    shutdown(listener_, SHUT_RDWR);
+    if (acceptor_.joinable()) acceptor_.join();
+    close(listener_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int listener_ = -1;
+  int port_ = 0;
+  std::thread acceptor_;
+};
 
 // A blocking client of one streaming call.
 class Client : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
@@ -251,6 +294,20 @@ TEST_F(LeaderForwarderTest, PassesTheLeadersStatusMessageAndTrailers) {
   ASSERT_NE(retry_after, trailers.end());
   EXPECT_EQ(std::string(retry_after->second.data(), retry_after->second.size()), "3");
   EXPECT_EQ(forwarder_.ended(grpc::StatusCode::RESOURCE_EXHAUSTED), 1);
+}
+
+// Calls wait for a connection that takes long to set up rather than fail:
+// a loaded leader, or the standby's calls arriving together at start.
+TEST_F(LeaderForwarderTest, WaitsForAConnectionTheLeaderIsSlowToTake) {
+  SlowAcceptor slow(leader_.get(), absl::Milliseconds(500));
+  forwarder_.Follow(absl::StrCat("127.0.0.1:", slow.port()));
+  Client call(*stub_, "/test.Leader/Echo");
+  ASSERT_TRUE(call.Write("hello"));
+  EXPECT_EQ(call.Read(), "hello");
+  call.HalfClose();
+  const grpc::Status status = call.End();
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  EXPECT_TRUE(forwarder_.WaitUntilIdle(absl::Seconds(5)));
 }
 
 // The client keeps its side open: the leader's end still ends the call.
