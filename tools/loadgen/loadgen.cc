@@ -22,7 +22,10 @@
 //   fanout        send_message whose text carries the send time, with
 //                 --subscribers StreamSessionEvents streams (supervisor tokens)
 //                 on every session: reports send-to-receive latency over every
-//                 delivery next to SendMessage's own latency.
+//                 delivery next to SendMessage's own latency. With
+//                 --stream_target the streams dial another process (a
+//                 standby that forwards them to the leader), so each
+//                 delivery crosses processes.
 // With --hold_streams=N any scenario first opens N idle StreamSessionEvents
 // streams on --hold_sessions other sessions, waits until each has caught up,
 // and holds them during the load (server RSS before and after is reported).
@@ -67,6 +70,8 @@ using StreamResponse = sv1::StreamSessionEventsResponse;
 struct Config {
   std::string scenario = "echo";
   std::string target = "localhost:7190";
+  // fanout: where the subscribers' streams go; empty: target.
+  std::string stream_target;
   client::ClientTlsOptions tls;
   int channels = 4;
   std::string mode = "closed";
@@ -84,6 +89,8 @@ struct Config {
   int hold_sessions = 1000;
   absl::Duration stream_timeout = absl::Seconds(300);
   int server_pid = 0;
+  // fanout: the pid of the process at stream_target, for its CPU time.
+  int stream_server_pid = 0;
   std::string label;
   std::string json_out;
   std::string window_marker;
@@ -92,12 +99,22 @@ struct Config {
 // ---- channels, tokens ----
 
 std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const Config& config,
+                                                         const std::string& target,
                                                          const client::ChannelSecurity& security) {
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < std::max(1, config.channels); ++i) {
-    channels.push_back(security.Channel(config.target, DistinctChannelArguments(i)));
+    channels.push_back(security.Channel(target, DistinctChannelArguments(i)));
   }
   return channels;
+}
+
+bool WaitForConnected(const std::vector<std::shared_ptr<grpc::Channel>>& channels) {
+  for (const auto& channel : channels) {
+    if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10)))) {
+      return false;
+    }
+  }
+  return true;
 }
 
 class Tokens {
@@ -209,6 +226,9 @@ struct StreamStats {
   std::atomic<int64_t> caught_up{0};
   std::atomic<int64_t> ended{0};
   std::array<std::atomic<int64_t>, 17> end_codes{};
+  // The first stream to end with an error other than its cancellation at
+  // the end prints it (the codes alone do not say why).
+  std::atomic<bool> error_printed{false};
   // Send-to-receive latency of messages whose text carries "t=<ns>", for
   // sends scheduled at or after record_from (none until the window opens).
   std::atomic<int64_t> record_from{std::numeric_limits<int64_t>::max()};
@@ -244,6 +264,11 @@ class EventStream final : public grpc::ClientReadReactor<StreamResponse> {
 
   void OnDone(const grpc::Status& status) override {
     stats_->end_codes[std::clamp<int>(status.error_code(), 0, 16)].fetch_add(1);
+    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED &&
+        !stats_->error_printed.exchange(true)) {
+      std::fprintf(stderr, "loadgen: a stream ended: %d %s\n", status.error_code(),
+                   status.error_message().c_str());
+    }
     absl::MutexLock lock(&mu_);
     done_ = true;
     stats_->ended.fetch_add(1);
@@ -308,6 +333,9 @@ int Run(int argc, char** argv) {
   config::FlagSet flags("loadgen");
   flags.Add("scenario", &config.scenario, "echo, send_message or fanout");
   flags.Add("target", &config.target, "server host:port");
+  flags.Add("stream_target", &config.stream_target,
+            "fanout: host:port the subscribers' streams dial (default: --target), e.g. a "
+            "standby that forwards them to the leader at --target");
   client::AddClientTlsFlags(flags, &config.tls, "");
   flags.Add("channels", &config.channels, "gRPC channels (TCP connections) to spread calls over");
   flags.Add("mode", &config.mode, "closed (concurrency callers) or open (rate calls/s)");
@@ -327,6 +355,8 @@ int Run(int argc, char** argv) {
   flags.Add("hold_sessions", &config.hold_sessions, "sessions the idle streams watch");
   flags.Add("stream_timeout", &config.stream_timeout, "how long streams may take to catch up");
   flags.Add("server_pid", &config.server_pid, "the server's pid, for CPU time and RSS");
+  flags.Add("stream_server_pid", &config.stream_server_pid,
+            "fanout: the pid of the process at --stream_target, for its CPU time");
   flags.Add("label", &config.label, "a name for this run in the JSON");
   flags.Add("json_out", &config.json_out, "also write the JSON result to this file");
   flags.Add("window_marker", &config.window_marker,
@@ -378,17 +408,25 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "loadgen: %s\n", std::string(security.status().message()).c_str());
     return 2;
   }
-  const std::vector<std::shared_ptr<grpc::Channel>> channels = MakeChannels(config, *security);
-  for (const auto& channel : channels) {
-    if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10)))) {
-      return fail("connect", absl::UnavailableError(config.target));
-    }
-  }
+  const std::vector<std::shared_ptr<grpc::Channel>> channels =
+      MakeChannels(config, config.target, *security);
+  if (!WaitForConnected(channels)) return fail("connect", absl::UnavailableError(config.target));
   std::vector<std::unique_ptr<bench::v1::EchoService::Stub>> echo_stubs;
   std::vector<std::unique_ptr<sv1::SessionsService::Stub>> session_stubs;
   for (const auto& channel : channels) {
     echo_stubs.push_back(bench::v1::EchoService::NewStub(channel));
     session_stubs.push_back(sv1::SessionsService::NewStub(channel));
+  }
+  std::vector<std::unique_ptr<sv1::SessionsService::Stub>> stream_stubs;
+  if (fanout && !config.stream_target.empty()) {
+    const std::vector<std::shared_ptr<grpc::Channel>> stream_channels =
+        MakeChannels(config, config.stream_target, *security);
+    if (!WaitForConnected(stream_channels)) {
+      return fail("connect", absl::UnavailableError(config.stream_target));
+    }
+    for (const auto& channel : stream_channels) {
+      stream_stubs.push_back(sv1::SessionsService::NewStub(channel));
+    }
   }
   const std::string run_id = RunId();
   const absl::Time setup_start = absl::Now();
@@ -439,7 +477,8 @@ int Run(int argc, char** argv) {
       return fail("sessions", s);
     }
     if (fanout && config.subscribers > 0) {
-      subscribers_ok = OpenStreams(config.sessions * config.subscribers, sessions, session_stubs,
+      subscribers_ok = OpenStreams(config.sessions * config.subscribers, sessions,
+                                   stream_stubs.empty() ? session_stubs : stream_stubs,
                                    supervisor_token, config.stream_timeout, &fan_stats,
                                    &subscribers);
     }
@@ -498,16 +537,21 @@ int Run(int argc, char** argv) {
   options.duration = config.duration;
   options.requests = config.requests;
   options.drain_timeout = config.deadline + absl::Seconds(5);
-  ProcSample window_start, window_end;
+  ProcSample window_start, window_end, stream_window_start, stream_window_end;
   LoadResult result;
   RunLoad(
       options, start,
       [&] {
         window_start = SampleProcess(config.server_pid);
+        stream_window_start = SampleProcess(config.stream_server_pid);
         fan_stats.record_from = NowNanos();
         if (!config.window_marker.empty()) std::ofstream(config.window_marker) << "open\n";
       },
-      [&] { window_end = SampleProcess(config.server_pid); }, &result);
+      [&] {
+        window_end = SampleProcess(config.server_pid);
+        stream_window_end = SampleProcess(config.stream_server_pid);
+      },
+      &result);
   if (fanout) absl::SleepFor(absl::Milliseconds(500));  // the last deliveries
 
   // ---- report ----
@@ -533,11 +577,26 @@ int Run(int argc, char** argv) {
   if (fanout) {
     absl::StrAppendFormat(
         &json,
-        ",\"fanout\":{\"subscribers_per_session\":%d,\"streams\":%d,\"all_caught_up\":%s,"
-        "\"expected_deliveries\":%d,\"stream_ends\":%s,\"delivery\":%s}",
-        config.subscribers, subscribers.size(), subscribers_ok ? "true" : "false",
+        ",\"fanout\":{\"subscribers_per_session\":%d,\"stream_target\":\"%s\",\"streams\":%d,"
+        "\"all_caught_up\":%s,\"expected_deliveries\":%d,\"stream_ends\":%s,\"delivery\":%s",
+        config.subscribers, config.stream_target.empty() ? config.target : config.stream_target,
+        subscribers.size(), subscribers_ok ? "true" : "false",
         result.ok * config.subscribers, CodesJson(fan_stats.end_codes, false),
         LatencyJson(fan_stats.delivery));
+    if (config.stream_server_pid > 0) {
+      const double stream_cpu =
+          stream_window_start.cpu_seconds >= 0 && stream_window_end.cpu_seconds >= 0
+              ? stream_window_end.cpu_seconds - stream_window_start.cpu_seconds
+              : -1;
+      const int64_t deliveries = fan_stats.delivery.count();
+      absl::StrAppendFormat(&json,
+                            ",\"stream_server\":{\"pid\":%d,\"cpu_seconds\":%.3f,"
+                            "\"cpu_us_per_delivery\":%.2f,\"rss_kib\":%d}",
+                            config.stream_server_pid, stream_cpu,
+                            stream_cpu >= 0 && deliveries > 0 ? stream_cpu * 1e6 / deliveries : -1,
+                            stream_window_end.rss_kib);
+    }
+    json += "}";
   }
   if (config.hold_streams > 0) {
     const double per_stream_kib =

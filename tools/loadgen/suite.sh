@@ -10,11 +10,12 @@
 # --kafka: also run //libs/events:relay_kafka_benchmark (starts a broker).
 # --postgres: also the same measures on PostgreSQL (a local server from
 #   tools/postgres/server.sh, on the servers' core, a fresh database per
-#   measure): durable SendMessage with sessions on it, and (full runs)
-#   journeys with every service on it, one process each and then two of
-#   every service (bot and feedback replicas sharing the calls; presence,
-#   routing and sessions a leader and a hot standby, which add availability,
-#   not throughput).
+#   measure): durable SendMessage with sessions on it; the fan-out with
+#   the streams on the sessions process, then on a hot standby of it (each
+#   delivery crosses processes); and (full runs) journeys with every service
+#   on it, one process each and then two of every service (bot and feedback
+#   replicas sharing the calls; presence, routing and sessions a leader and a
+#   hot standby, which add availability, not throughput).
 # Each measure gets fresh servers on free ports and a fresh data folder. With
 # two or more cores, servers run on core 0 and the load generator on core 1
 # (taskset), so they do not steal each other's cycles; the journey and floor
@@ -89,7 +90,8 @@ start_server() {
   local line
   line=$(grep -m1 "$pattern" "$log") || { echo "suite: $name did not start" >&2; exit 1; }
   if [[ "$line" == "{"* ]]; then
-    server_port=$(jq -r .grpc_port <<<"$line")
+    # A standby's port is the one it forwards calls from.
+    server_port=$(jq -r '.grpc_port // .forwarding_port' <<<"$line")
   else
     server_port=${line##* }
   fi
@@ -107,7 +109,8 @@ start_sessions() {
   mkdir -p "$work/$name"
   # No bot and no routing: EMAIL sessions stay QUEUED and every figure is
   # sessions' own (a message still commits durably with its outbox event).
-  start_server "$name" server_started "$bin/services/sessions/sessions_server" \
+  # A standby logs "standby" (with the port it forwards from) instead.
+  start_server "$name" '"event":"\(server_started\|standby\)"' "$bin/services/sessions/sessions_server" \
     --data_dir="$work/$name" --port=0 --metrics_port=0 --bot_address= --routing_address= \
     --keys_dir="$keys" "$@"
 }
@@ -195,6 +198,32 @@ start_sessions sessions_fanout
 run fanout --scenario=fanout --keys_dir="$keys" --channels="$channels" \
   --sessions="$fan_sessions" --subscribers=4 --mode=open --rate="$fan_rate" --duration="$duration"
 stop_server
+if $postgres; then
+  # The same on PostgreSQL at half its own saturation rate: the streams on
+  # the process that commits, then on a hot standby of it (another process
+  # on the same database, passing the streams on to the leader), so each
+  # delivery crosses processes as it does for a client of a replicated
+  # deployment.
+  pg_fan_rate=$(($(jq -r '.qps | floor' "$out/json/send_message_postgres.json") / 2))
+  ((pg_fan_rate >= 1)) || pg_fan_rate=1
+  fan_database=$(new_database fanout)
+  start_sessions sessions_fanout_postgres --database="$fan_database"
+  run fanout_postgres --scenario=fanout --keys_dir="$keys" --channels="$channels" \
+    --sessions="$fan_sessions" --subscribers=4 --mode=open --rate="$pg_fan_rate" --duration="$duration"
+  leader_pid=$server_pid leader_port=$server_port
+  start_sessions sessions_fanout_standby --database="$fan_database"
+  standby_pid=$server_pid standby_port=$server_port
+  server_pid=$leader_pid server_port=$leader_port
+  run fanout_postgres_standby --scenario=fanout --keys_dir="$keys" --channels="$channels" \
+    --stream_target="localhost:$standby_port" --stream_server_pid="$standby_pid" \
+    --sessions="$fan_sessions" --subscribers=4 \
+    --mode=open --rate="$pg_fan_rate" --duration="$duration"
+  # The standby first, so that it does not take over.
+  server_pid=$standby_pid
+  stop_server
+  server_pid=$leader_pid
+  stop_server
+fi
 
 # 4. Idle streams: SendMessage at saturation while N streams are held.
 for n in "$idle_small" "$idle_large"; do
