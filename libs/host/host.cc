@@ -15,6 +15,7 @@
 #include "libs/events/postgres_outbox.h"
 #include "libs/host/leader_lease.h"
 #include "libs/log/log.h"
+#include "libs/tls/certificates.h"
 #include "libs/storage/postgres.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -365,6 +366,37 @@ class WithoutPlugins : public grpc::ServerBuilderOption {
   }
 };
 
+// How a standby with a TLS port dials its leader: as one more client of
+// the service, presenting the service's own certificate (which serves as a
+// client certificate too) and checking the leader's against
+// --tls_client_ca_file (the CA that signs the service's certificates). The
+// leader serves the same certificate but is dialled at its pod's address,
+// which the certificate does not name, so the name checked is the first DNS
+// name of this process's own certificate.
+absl::StatusOr<client::ChannelSecurity> TlsToLeader(const server::ServerTlsOptions& tls) {
+  if (tls.client_ca_file.empty()) {
+    return absl::FailedPreconditionError(
+        "the gRPC port serves TLS without --tls_client_ca_file, so this standby cannot check "
+        "the leader's certificate; it does not listen until it leads");
+  }
+  absl::StatusOr<tls::CertificateInfo> own =
+      tls::CheckKeyPair(tls.cert_file, "--tls_cert_file", tls.key_file, "--tls_key_file",
+                        absl::Now());
+  if (!own.ok()) return own.status();
+  if (own->dns_names.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--tls_cert_file (", tls.cert_file, ") names no DNS name to check the leader's "
+        "certificate against; this standby does not listen until it leads"));
+  }
+  client::ClientTlsOptions options;
+  options.ca_file = tls.client_ca_file;
+  options.cert_file = tls.cert_file;
+  options.key_file = tls.key_file;
+  options.server_name = own->dns_names.front();
+  options.reload_interval = tls.reload_interval;
+  return client::ChannelSecurity::Create(options, "tls_");
+}
+
 }  // namespace
 
 int Host::StartForwarding() {
@@ -374,20 +406,24 @@ int Host::StartForwarding() {
     forward_server_.reset();
     return 0;
   };
+  client::ChannelSecurity to_leader;
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (server_.tls.enabled()) {
-    // The leader's certificate names the service, not the address a
-    // standby would dial.
-    return not_forwarding(
-        "the gRPC port serves TLS, and forwarding to the leader is plaintext only; this "
-        "standby does not listen until it leads");
+    absl::StatusOr<client::ChannelSecurity> tls = TlsToLeader(server_.tls);
+    if (!tls.ok()) return not_forwarding(tls.status().message());
+    to_leader = *std::move(tls);
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> serving =
+        server::MakeServerCredentials(server_.tls, info_.name);
+    if (!serving.ok()) return not_forwarding(serving.status().message());
+    credentials = *std::move(serving);
   }
-  forwarder_ = std::make_unique<LeaderForwarder>(info_.name, *registry_);
+  forwarder_ = std::make_unique<LeaderForwarder>(info_.name, *registry_, std::move(to_leader));
   // Health and reflection are the leader's, forwarded like any call.
   grpc::EnableDefaultHealthCheckService(false);
   grpc::ServerBuilder builder;
   builder.SetOption(std::make_unique<WithoutPlugins>());
   int port = 0;
-  server::ConfigureBuilder(server_, grpc::InsecureServerCredentials(),
+  server::ConfigureBuilder(server_, credentials,
                            absl::StrCat("switchboard-", info_.name, "-standby"), builder, &port);
   builder.RegisterCallbackGenericService(forwarder_.get());
   forward_server_ = builder.BuildAndStart();

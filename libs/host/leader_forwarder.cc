@@ -195,8 +195,10 @@ class LeaderForwarder::Call : public grpc::ServerGenericBidiReactor {
   std::atomic<int> sides_done_{0};
 };
 
-LeaderForwarder::LeaderForwarder(std::string service, prometheus::Registry& registry)
+LeaderForwarder::LeaderForwarder(std::string service, prometheus::Registry& registry,
+                                 client::ChannelSecurity to_leader)
     : service_(std::move(service)),
+      to_leader_(std::move(to_leader)),
       ended_(prometheus::BuildCounter()
                  .Name("switchboard_forwarded_calls_total")
                  .Help("Calls this standby passed to its leader, or refused because it could "
@@ -238,8 +240,7 @@ void LeaderForwarder::Follow(const std::string& address) {
     // A connection of its own for each (gRPC would share one otherwise).
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt("switchboard.forward_connection", i);
-    stubs_.push_back(std::make_shared<grpc::GenericStub>(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+    stubs_.push_back(std::make_shared<grpc::GenericStub>(to_leader_.Channel(address, args)));
   }
 }
 

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libs/client/tls.h"
 #include "prometheus/counter.h"
 #include "prometheus/registry.h"
 
@@ -36,12 +37,13 @@ namespace switchboard::host {
 
 class LeaderForwarder : public grpc::CallbackGenericService {
  public:
-  // `service` names the service in errors. Plaintext (a standby with a TLS
-  // port does not forward: the leader's certificate names the service, not
-  // the address a standby dials). Each call's end counts in `registry`'s
+  // `service` names the service in errors. Connections to the leader use
+  // `to_leader` (plaintext, or TLS checking the leader's certificate).
+  // Each call's end counts in `registry`'s
   // switchboard_forwarded_calls_total{grpc_code} (kept apart from
   // grpc_server_handled_total, which the leader counts the call in).
-  LeaderForwarder(std::string service, prometheus::Registry& registry);
+  LeaderForwarder(std::string service, prometheus::Registry& registry,
+                  client::ChannelSecurity to_leader = client::ChannelSecurity());
   ~LeaderForwarder() override;
 
   // Forwards new calls to `address` ("host:port"; empty: nobody to forward
@@ -77,6 +79,7 @@ class LeaderForwarder : public grpc::CallbackGenericService {
   void Forget(grpc::ClientContext* context);
 
   const std::string service_;
+  const client::ChannelSecurity to_leader_;
   prometheus::Family<prometheus::Counter>& ended_;
   mutable absl::Mutex mu_;
   std::string address_ ABSL_GUARDED_BY(mu_);

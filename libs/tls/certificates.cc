@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <cerrno>
 #include <cstring>
@@ -78,6 +79,22 @@ std::string Subject(X509* certificate) {
   return std::string(data, size > 0 ? static_cast<size_t>(size) : 0);
 }
 
+std::vector<std::string> DnsNames(X509* certificate) {
+  std::vector<std::string> names;
+  auto* general_names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(certificate, NID_subject_alt_name, nullptr, nullptr));
+  if (general_names == nullptr) return names;
+  for (int i = 0; i < sk_GENERAL_NAME_num(general_names); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(general_names, i);
+    if (name->type != GEN_DNS) continue;
+    const ASN1_IA5STRING* dns = name->d.dNSName;
+    names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                       static_cast<size_t>(ASN1_STRING_length(dns)));
+  }
+  GENERAL_NAMES_free(general_names);
+  return names;
+}
+
 }  // namespace
 
 absl::StatusOr<CertificateInfo> CheckKeyPair(const std::string& cert_file,
@@ -116,6 +133,7 @@ absl::StatusOr<CertificateInfo> CheckKeyPair(const std::string& cert_file,
   info.not_before = ToTime(X509_get0_notBefore(leaf));
   info.not_after = ToTime(X509_get0_notAfter(leaf));
   info.chain_length = static_cast<int>(chain.size());
+  info.dns_names = DnsNames(leaf);
   if (now >= info.not_after) {
     return Invalid(cert_flag, cert_file,
                    absl::StrCat("expired at ", absl::FormatTime(info.not_after)));

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -17,6 +18,8 @@ struct CertificateInfo {
   absl::Time not_after;
   // Certificates in the file: the leaf and the intermediates after it.
   int chain_length = 0;
+  // The leaf's subjectAltName DNS names, in the certificate's order.
+  std::vector<std::string> dns_names;
 };
 
 // Reads a certificate chain (`cert_file`, PEM, leaf first) and its private

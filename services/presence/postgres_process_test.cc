@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/client/peer.h"
+#include "libs/client/tls.h"
 #include "libs/metrics/scrape.h"
 #include "libs/storage/postgres.h"
 #include "libs/storage/test_dir.h"
@@ -21,6 +22,7 @@
 #include "libs/testing/process.h"
 #include "libs/testing/reserved_port.h"
 #include "libs/testing/service_fixture.h"
+#include "libs/testing/test_certificates.h"
 #include "libs/testing/test_tokens.h"
 #include "switchboard/presence/v1/presence_service.grpc.pb.h"
 
@@ -213,6 +215,81 @@ TEST(PresencePostgresProcessTest, AStandbyTakesOverWithTheStateWhenTheLeaderIsKi
   EXPECT_EQ(Count(uri, "SELECT COUNT(*) FROM reservations"), 1);
   EXPECT_FALSE(std::filesystem::exists(dir + "/second/presence.db"));
   EXPECT_EQ(second->Terminate(absl::Seconds(8)), 0) << second->log();
+}
+
+// With TLS on the gRPC port (mTLS here) a standby serves the same
+// certificate and dials its leader as a client of the service, with that
+// certificate, checking the leader's against the client CA under the name
+// its own certificate gives (the leader is dialled at an address its
+// certificate need not name).
+TEST(PresencePostgresProcessTest, OverTlsAStandbyForwardsWithTheServicesCertificate) {
+  const std::string dir = storage::MakeTempDir();
+  testing::PostgresServer postgres;
+  const std::string uri = postgres.CreateDatabase();
+  testing::TestTokens tokens("presence");
+  tokens.WriteFolder(dir + "/keys");
+  testing::TestCertificates pki({"presence", "client"});
+  auto server = [&](const std::string& name, bool client_ca) {
+    std::vector<std::string> flags{
+        "--data_dir=" + dir + "/" + name, "--keys_dir=" + dir + "/keys", "--database=" + uri,
+        "--port=0", "--metrics_port=0", "--bind_address=127.0.0.1",
+        "--tls_cert_file=" + pki.cert("presence"), "--tls_key_file=" + pki.key("presence")};
+    if (client_ca) {
+      flags.push_back("--tls_client_ca_file=" + pki.ca());
+      flags.push_back("--tls_require_client_cert");
+    }
+    return std::make_unique<testing::ServerProcess>(kBinary, flags, dir + "/" + name + ".log");
+  };
+  client::ClientTlsOptions client_tls;
+  client_tls.ca_file = pki.ca();
+  client_tls.cert_file = pki.cert("client");
+  client_tls.key_file = pki.key("client");
+  absl::StatusOr<client::ChannelSecurity> mtls = client::ChannelSecurity::Create(client_tls, "");
+  ASSERT_TRUE(mtls.ok()) << mtls.status();
+  auto stub_at = [](const client::ChannelSecurity& security, int port) {
+    return v1::PresenceService::NewStub(security.Channel(absl::StrCat("127.0.0.1:", port)));
+  };
+  const std::string supervisor = tokens.For(Role::kSupervisor, "sup-1");
+
+  auto leader = server("leader", true);
+  ASSERT_GT(leader->grpc_port(), 0) << leader->log();
+  auto standby = server("standby", true);
+  ASSERT_TRUE(standby->standby()) << standby->log();
+  ASSERT_GT(standby->forwarding_port(), 0) << standby->log();
+
+  v1::SetAgentProfileRequest profile;
+  profile.set_agent_id("ana");
+  profile.mutable_profile()->set_display_name("Ana");
+  v1::SetAgentProfileResponse profiled;
+  grpc::Status status =
+      stub_at(*mtls, standby->forwarding_port())
+          ->SetAgentProfile(testing::ContextWithToken(supervisor).get(), profile, &profiled);
+  ASSERT_TRUE(status.ok()) << status.error_message() << standby->log();
+  v1::GetAgentRequest get;
+  get.set_agent_id("ana");
+  v1::GetAgentResponse got;
+  status = stub_at(*mtls, leader->grpc_port())
+               ->GetAgent(testing::ContextWithToken(supervisor).get(), get, &got);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(got.agent().profile().display_name(), "Ana");
+  // The standby's port asks for TLS and a client certificate, as the
+  // leader's does.
+  status = stub_at(client::ChannelSecurity(), standby->forwarding_port())
+               ->GetAgent(testing::ContextWithToken(supervisor).get(), get, &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+
+  // Without a client CA a standby cannot check the leader's certificate:
+  // it says so and does not listen.
+  auto unchecked = server("unchecked", false);
+  ASSERT_TRUE(unchecked->standby()) << unchecked->log();
+  EXPECT_EQ(unchecked->forwarding_port(), 0) << unchecked->log();
+  EXPECT_NE(unchecked->log().find("standby_not_forwarding"), std::string::npos)
+      << unchecked->log();
+  EXPECT_NE(unchecked->log().find("--tls_client_ca_file"), std::string::npos)
+      << unchecked->log();
+  EXPECT_EQ(unchecked->Terminate(absl::Seconds(8)), 0) << unchecked->log();
+  EXPECT_EQ(standby->Terminate(absl::Seconds(8)), 0) << standby->log();
+  EXPECT_EQ(leader->Terminate(absl::Seconds(8)), 0) << leader->log();
 }
 
 // Ends the database session that holds presence's advisory lock (the only
