@@ -29,8 +29,11 @@
 // With --hold_streams=N any scenario first opens N idle StreamSessionEvents
 // streams on --hold_sessions other sessions, waits until each has caught up,
 // and holds them during the load (server RSS before and after is reported).
-// With --server_pid the server's CPU time over the measured window (from
-// /proc/PID/stat) and its RSS (/proc/PID/status) are reported.
+// --target may list several addresses (comma-separated): the channels go to
+// them in turn, e.g. two replicas of a service. With --server_pid the
+// server's CPU time over the measured window (from /proc/PID/stat) and its
+// RSS (/proc/PID/status) are reported; several pids (comma-separated) are
+// summed.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -47,6 +50,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "libs/auth/grpc_auth.h"
@@ -88,7 +92,8 @@ struct Config {
   int hold_streams = 0;
   int hold_sessions = 1000;
   absl::Duration stream_timeout = absl::Seconds(300);
-  int server_pid = 0;
+  // Comma-separated pids; their CPU and RSS are summed.
+  std::string server_pid;
   // fanout: the pid of the process at stream_target, for its CPU time.
   int stream_server_pid = 0;
   std::string label;
@@ -98,12 +103,15 @@ struct Config {
 
 // ---- channels, tokens ----
 
+// --channels channels over `targets` ("host:port,host:port"), in turn.
 std::vector<std::shared_ptr<grpc::Channel>> MakeChannels(const Config& config,
-                                                         const std::string& target,
+                                                         const std::string& targets,
                                                          const client::ChannelSecurity& security) {
+  const std::vector<std::string> addresses = absl::StrSplit(targets, ',', absl::SkipEmpty());
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < std::max(1, config.channels); ++i) {
-    channels.push_back(security.Channel(target, DistinctChannelArguments(i)));
+    channels.push_back(
+        security.Channel(addresses[i % addresses.size()], DistinctChannelArguments(i)));
   }
   return channels;
 }
@@ -332,7 +340,8 @@ int Run(int argc, char** argv) {
   Config config;
   config::FlagSet flags("loadgen");
   flags.Add("scenario", &config.scenario, "echo, send_message or fanout");
-  flags.Add("target", &config.target, "server host:port");
+  flags.Add("target", &config.target,
+            "server host:port, or several comma-separated (the channels go to them in turn)");
   flags.Add("stream_target", &config.stream_target,
             "fanout: host:port the subscribers' streams dial (default: --target), e.g. a "
             "standby that forwards them to the leader at --target");
@@ -354,7 +363,8 @@ int Run(int argc, char** argv) {
   flags.Add("hold_streams", &config.hold_streams, "idle streams held during the load");
   flags.Add("hold_sessions", &config.hold_sessions, "sessions the idle streams watch");
   flags.Add("stream_timeout", &config.stream_timeout, "how long streams may take to catch up");
-  flags.Add("server_pid", &config.server_pid, "the server's pid, for CPU time and RSS");
+  flags.Add("server_pid", &config.server_pid,
+            "the server's pid, for CPU time and RSS; several comma-separated are summed");
   flags.Add("stream_server_pid", &config.stream_server_pid,
             "fanout: the pid of the process at --stream_target, for its CPU time");
   flags.Add("label", &config.label, "a name for this run in the JSON");
@@ -365,6 +375,20 @@ int Run(int argc, char** argv) {
   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) {
     if (absl::IsCancelled(s)) return 0;
     std::fprintf(stderr, "loadgen: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  std::vector<int> server_pids;
+  for (absl::string_view pid : absl::StrSplit(config.server_pid, ',', absl::SkipEmpty())) {
+    int parsed = 0;
+    if (!absl::SimpleAtoi(pid, &parsed) || parsed <= 0) {
+      std::fprintf(stderr, "loadgen: --server_pid: \"%s\" is not a process id\n",
+                   std::string(pid).c_str());
+      return 2;
+    }
+    server_pids.push_back(parsed);
+  }
+  if (config.target.find_first_not_of(", ") == std::string::npos) {
+    std::fprintf(stderr, "loadgen: --target is empty\n");
     return 2;
   }
   const bool echo = config.scenario == "echo";
@@ -443,7 +467,7 @@ int Run(int argc, char** argv) {
   }
 
   // Idle streams, held through the load.
-  const ProcSample before_hold = SampleProcess(config.server_pid);
+  const ProcSample before_hold = SampleProcesses(server_pids);
   StreamStats hold_stats;
   std::vector<std::unique_ptr<EventStream>> held;
   std::vector<std::unique_ptr<BenchSession>> hold_sessions;
@@ -459,7 +483,7 @@ int Run(int argc, char** argv) {
     hold_ok = OpenStreams(config.hold_streams, hold_sessions, session_stubs, supervisor_token,
                           config.stream_timeout, &hold_stats, &held);
     absl::SleepFor(absl::Seconds(1));  // let the server settle its buffers
-    after_hold = SampleProcess(config.server_pid);
+    after_hold = SampleProcesses(server_pids);
     std::fprintf(stderr, "loadgen: %lld idle streams caught up, %lld ended\n",
                  static_cast<long long>(hold_stats.caught_up.load()),
                  static_cast<long long>(hold_stats.ended.load()));
@@ -542,13 +566,13 @@ int Run(int argc, char** argv) {
   RunLoad(
       options, start,
       [&] {
-        window_start = SampleProcess(config.server_pid);
+        window_start = SampleProcesses(server_pids);
         stream_window_start = SampleProcess(config.stream_server_pid);
         fan_stats.record_from = NowNanos();
         if (!config.window_marker.empty()) std::ofstream(config.window_marker) << "open\n";
       },
       [&] {
-        window_end = SampleProcess(config.server_pid);
+        window_end = SampleProcesses(server_pids);
         stream_window_end = SampleProcess(config.stream_server_pid);
       },
       &result);
@@ -571,9 +595,10 @@ int Run(int argc, char** argv) {
       CodesJson(result.codes, true), LatencyJson(result.latency));
   if (!echo) absl::StrAppend(&json, ",\"sessions\":", config.sessions);
   absl::StrAppendFormat(&json,
-                        ",\"server\":{\"pid\":%d,\"cpu_seconds\":%.3f,"
+                        ",\"server\":{\"pid\":%d,\"processes\":%d,\"cpu_seconds\":%.3f,"
                         "\"cpu_us_per_request\":%.2f,\"rss_kib\":%d}",
-                        config.server_pid, server_cpu, cpu_us_per_request, window_end.rss_kib);
+                        server_pids.empty() ? 0 : server_pids.front(), server_pids.size(),
+                        server_cpu, cpu_us_per_request, window_end.rss_kib);
   if (fanout) {
     absl::StrAppendFormat(
         &json,

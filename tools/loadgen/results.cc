@@ -45,6 +45,19 @@ ProcSample SampleProcess(int pid) {
   return sample;
 }
 
+ProcSample SampleProcesses(const std::vector<int>& pids) {
+  if (pids.empty()) return ProcSample();
+  ProcSample total{0, 0};
+  for (int pid : pids) {
+    const ProcSample one = SampleProcess(pid);
+    total.cpu_seconds = one.cpu_seconds < 0 || total.cpu_seconds < 0
+                            ? -1
+                            : total.cpu_seconds + one.cpu_seconds;
+    total.rss_kib = one.rss_kib < 0 || total.rss_kib < 0 ? -1 : total.rss_kib + one.rss_kib;
+  }
+  return total;
+}
+
 double LoadAverage() {
   std::ifstream in("/proc/loadavg");
   double one_minute = -1;

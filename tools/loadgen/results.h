@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tools/loadgen/histogram.h"
 
@@ -17,6 +18,10 @@ struct ProcSample {
 
 // -1 figures when `pid` is not positive or /proc cannot be read.
 ProcSample SampleProcess(int pid);
+
+// The processes' figures summed: CPU -1 when any one's is unknown, RSS
+// likewise; -1 figures for no process.
+ProcSample SampleProcesses(const std::vector<int>& pids);
 
 // The 1-minute load average of the machine (/proc/loadavg), -1 if unknown:
 // the benchmarks state it because the machine may be shared.

@@ -17,8 +17,8 @@ fi
 
 fail() { echo "smoke_test: $*" >&2; cat "$out/REPORT.md" >&2; exit 1; }
 report="$out/report.json"
-for run in echo_bare echo_bootstrap send_message fanout send_message_postgres fanout_postgres \
-  fanout_postgres_standby idle_200 idle_1000; do
+for run in echo_bare echo_bootstrap send_message fanout send_message_postgres \
+  send_message_postgres_replicas fanout_postgres fanout_postgres_standby idle_200 idle_1000; do
   jq -e --arg r "$run" '.runs[$r].ok > 0' "$report" >/dev/null || fail "$run: no successful call"
   jq -e --arg r "$run" '.runs[$r].failed == 0 and .runs[$r].not_drained == 0' "$report" >/dev/null ||
     fail "$run: calls failed: $(jq -c --arg r "$run" '.runs[$r].errors' "$report")"
@@ -29,6 +29,8 @@ for run in fanout fanout_postgres fanout_postgres_standby; do
   jq -e --arg r "$run" '.runs[$r].fanout | .all_caught_up and .delivery.count > 0' \
     "$report" >/dev/null || fail "$run: subscribers saw no message"
 done
+jq -e '.runs.send_message_postgres_replicas.server.processes == 2' "$report" >/dev/null ||
+  fail "send_message_postgres_replicas: not both processes measured"
 # The streams of the cross-process run were on the standby, not the leader.
 jq -e '.runs.fanout_postgres_standby | .fanout.stream_target != .target
   and .fanout.stream_server.cpu_seconds >= 0' "$report" >/dev/null ||

@@ -10,7 +10,8 @@
 # --kafka: also run //libs/events:relay_kafka_benchmark (starts a broker).
 # --postgres: also the same measures on PostgreSQL (a local server from
 #   tools/postgres/server.sh, on the servers' core, a fresh database per
-#   measure): durable SendMessage with sessions on it; the fan-out with
+#   measure): durable SendMessage with sessions on it, on one process and
+#   spread over two (the leader and a standby that forwards); the fan-out with
 #   the streams on the sessions process, then on a hot standby of it (each
 #   delivery crosses processes); and (full runs) journeys with every service
 #   on it, one process each and then two of every service (bot and feedback
@@ -74,7 +75,8 @@ keys="$work/keys"
 [[ -d "$keys" ]] || "$bin/tools/mint_token/mint_token" --generate_keys="$keys" >/dev/null
 
 # start_server NAME READY_PATTERN CMD...: starts CMD (stderr to the log),
-# waits for READY_PATTERN in its log, sets $server_pid and $server_port.
+# waits for READY_PATTERN in its log, sets $server_pid, $server_port and
+# $target (what run loads).
 start_server() {
   local name=$1 pattern=$2
   shift 2
@@ -95,6 +97,7 @@ start_server() {
   else
     server_port=${line##* }
   fi
+  target="localhost:$server_port"
 }
 
 stop_server() {
@@ -122,7 +125,7 @@ run() {
   echo "suite: $name" >&2
   # A run that saw failures (errors, streams that ended) still wrote its
   # figures, and its row says what failed; the other measures go on.
-  if ! "${loadgen_cpu[@]}" "$loadgen" --label="$name" --target="localhost:$server_port" \
+  if ! "${loadgen_cpu[@]}" "$loadgen" --label="$name" --target="$target" \
     --server_pid="$server_pid" --warmup="$warmup" --json_out="$out/json/$name.json" "$@" \
     >&2 2>>"$out/logs/loadgen.log"; then
     echo "suite: $name reported failures (see its row and $out/logs/loadgen.log)" >&2
@@ -185,6 +188,22 @@ if $postgres; then
   run send_message_postgres --scenario=send_message --keys_dir="$keys" --channels="$channels" \
     --sessions="$sessions" --concurrency="$send_callers" --duration="$duration"
   stop_server
+  # Two sessions processes on one database, the calls spread over both: the
+  # leader and a hot standby that passes its half on to the leader. The CPU
+  # per call is both processes'.
+  send_database=$(new_database send_message_replicas)
+  start_sessions sessions_send_leader --database="$send_database"
+  leader_pid=$server_pid leader_port=$server_port
+  start_sessions sessions_send_standby --database="$send_database"
+  standby_pid=$server_pid standby_port=$server_port
+  server_pid="$leader_pid,$standby_pid" target="localhost:$leader_port,localhost:$standby_port"
+  run send_message_postgres_replicas --scenario=send_message --keys_dir="$keys" \
+    --channels="$channels" --sessions="$sessions" --concurrency="$send_callers" \
+    --duration="$duration"
+  server_pid=$standby_pid
+  stop_server
+  server_pid=$leader_pid
+  stop_server
 fi
 
 # 3. Fan-out at half the saturation rate: 4 subscribers per session.
@@ -213,7 +232,7 @@ if $postgres; then
   leader_pid=$server_pid leader_port=$server_port
   start_sessions sessions_fanout_standby --database="$fan_database"
   standby_pid=$server_pid standby_port=$server_port
-  server_pid=$leader_pid server_port=$leader_port
+  server_pid=$leader_pid target="localhost:$leader_port"
   run fanout_postgres_standby --scenario=fanout --keys_dir="$keys" --channels="$channels" \
     --stream_target="localhost:$standby_port" --stream_server_pid="$standby_pid" \
     --sessions="$fan_sessions" --subscribers=4 \
