@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/descriptor.h"
 #include "libs/metrics/grpc_metrics.h"
 
 namespace switchboard::host {
@@ -25,6 +26,44 @@ bool OwnedByGrpc(absl::string_view key) {
 // database makes every process look like 127.0.0.1 to it) would otherwise
 // send calls round in a loop.
 constexpr char kForwardedBy[] = "x-switchboard-forwarded-by";
+
+// The context of a call towards the leader: the caller's metadata (its
+// token), the forwarding mark and the caller's deadline.
+std::shared_ptr<grpc::ClientContext> UpstreamContext(
+    const grpc::GenericCallbackServerContext& context, const std::string& service) {
+  auto upstream = std::make_shared<grpc::ClientContext>();
+  for (const auto& [key, value] : context.client_metadata()) {
+    const absl::string_view name(key.data(), key.size());
+    if (OwnedByGrpc(name)) continue;
+    upstream->AddMetadata(std::string(name), std::string(value.data(), value.size()));
+  }
+  upstream->AddMetadata(kForwardedBy, service);
+  upstream->set_deadline(context.deadline());
+  return upstream;
+}
+
+// Whether `method` ("/package.Service/Method") is a unary method of a
+// service linked into this binary. Unknown methods count as streaming,
+// which forwards any call.
+bool IsUnary(const std::string& method) {
+  const size_t slash = method.rfind('/');
+  if (method.size() < 3 || method[0] != '/' || slash == 0) return false;
+  const std::string full_name =
+      absl::StrCat(method.substr(1, slash - 1), ".", method.substr(slash + 1));
+  const google::protobuf::MethodDescriptor* descriptor =
+      google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full_name);
+  return descriptor != nullptr && !descriptor->client_streaming() &&
+         !descriptor->server_streaming();
+}
+
+// Copies the leader's trailing metadata (retry-after) to the caller's call.
+void PassTrailers(grpc::ClientContext& upstream, grpc::GenericCallbackServerContext& context) {
+  for (const auto& [key, value] : upstream.GetServerTrailingMetadata()) {
+    const absl::string_view name(key.data(), key.size());
+    if (OwnedByGrpc(name)) continue;
+    context.AddTrailingMetadata(std::string(name), std::string(value.data(), value.size()));
+  }
+}
 
 }  // namespace
 
@@ -59,16 +98,8 @@ class LeaderForwarder::Call : public grpc::ServerGenericBidiReactor {
       : forwarder_(forwarder),
         context_(context),
         stub_(std::move(stub)),
-        upstream_context_(std::make_shared<grpc::ClientContext>()),
+        upstream_context_(UpstreamContext(*context, forwarder->service_)),
         upstream_(this) {
-    for (const auto& [key, value] : context->client_metadata()) {
-      const absl::string_view name(key.data(), key.size());
-      if (OwnedByGrpc(name)) continue;
-      upstream_context_->AddMetadata(std::string(name),
-                                     std::string(value.data(), value.size()));
-    }
-    upstream_context_->AddMetadata(kForwardedBy, forwarder_->service_);
-    upstream_context_->set_deadline(context->deadline());
     forwarder_->Remember(upstream_context_);
     stub_->PrepareBidiStreamingCall(upstream_context_.get(), context->method(),
                                     grpc::StubOptions(), &upstream_);
@@ -157,17 +188,8 @@ class LeaderForwarder::Call : public grpc::ServerGenericBidiReactor {
   }
 
   void UpstreamDone(const grpc::Status& status) {
-    for (const auto& [key, value] : upstream_context_->GetServerTrailingMetadata()) {
-      const absl::string_view name(key.data(), key.size());
-      if (OwnedByGrpc(name)) continue;
-      context_->AddTrailingMetadata(std::string(name), std::string(value.data(), value.size()));
-    }
-    grpc::Status ended = status;
-    if (status.error_code() == grpc::StatusCode::CANCELLED && forwarder_->stopping()) {
-      ended = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                           absl::StrCat("this ", forwarder_->service_,
-                                        " standby is taking over as the leader; retry the call"));
-    }
+    PassTrailers(*upstream_context_, *context_);
+    grpc::Status ended = forwarder_->Outcome(status);
     forwarder_->Ended(ended.error_code());
     Finish(std::move(ended));
     Release();
@@ -194,6 +216,66 @@ class LeaderForwarder::Call : public grpc::ServerGenericBidiReactor {
   bool write_hold_released_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<int> sides_done_{0};
 };
+
+// One forwarded call of a unary method: the request read, one unary call
+// to the leader (a single batch, where Call takes a step per message and
+// half-close each way), then the answer written with the status.
+class LeaderForwarder::UnaryCall : public grpc::ServerGenericBidiReactor {
+ public:
+  UnaryCall(LeaderForwarder* forwarder, grpc::GenericCallbackServerContext* context,
+            std::shared_ptr<grpc::GenericStub> stub)
+      : forwarder_(forwarder),
+        context_(context),
+        stub_(std::move(stub)),
+        upstream_context_(UpstreamContext(*context, forwarder->service_)) {
+    forwarder_->Remember(upstream_context_);
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The caller went away, or half-closed without its request.
+      forwarder_->Ended(grpc::StatusCode::CANCELLED);
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call ended before its request"));
+      return;
+    }
+    stub_->UnaryCall(upstream_context_.get(), context_->method(), grpc::StubOptions(), &request_,
+                     &response_, [this](grpc::Status status) { Answer(std::move(status)); });
+  }
+  void OnCancel() override { upstream_context_->TryCancel(); }
+  void OnDone() override {
+    forwarder_->Forget(upstream_context_.get());
+    delete this;
+  }
+
+ private:
+  void Answer(const grpc::Status& status) {
+    PassTrailers(*upstream_context_, *context_);
+    grpc::Status ended = forwarder_->Outcome(status);
+    forwarder_->Ended(ended.error_code());
+    if (ended.ok()) {
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), std::move(ended));
+    } else {
+      Finish(std::move(ended));
+    }
+  }
+
+  LeaderForwarder* const forwarder_;
+  grpc::GenericCallbackServerContext* const context_;
+  const std::shared_ptr<grpc::GenericStub> stub_;
+  const std::shared_ptr<grpc::ClientContext> upstream_context_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+};
+
+grpc::Status LeaderForwarder::Outcome(const grpc::Status& status) const {
+  if (status.error_code() == grpc::StatusCode::CANCELLED && stopping()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        absl::StrCat("this ", service_,
+                                     " standby is taking over as the leader; retry the call"));
+  }
+  return status;
+}
 
 LeaderForwarder::LeaderForwarder(std::string service, prometheus::Registry& registry,
                                  client::ChannelSecurity to_leader)
@@ -291,6 +373,7 @@ grpc::ServerGenericBidiReactor* LeaderForwarder::CreateReactor(
                                     std::string(stub.status().message())));
   }
   // Outside the lock: the call's reactions may run on this thread.
+  if (IsUnary(context->method())) return new UnaryCall(this, context, *std::move(stub));
   return new Call(this, context, *std::move(stub));
 }
 

@@ -67,8 +67,12 @@ class LeaderForwarder : public grpc::CallbackGenericService {
 
  private:
   class Call;
+  class UnaryCall;
   class Refusal;
   bool stopping() const;
+  // How a forwarded call ends: the leader's status, but UNAVAILABLE for
+  // one cancelled because this process takes over.
+  grpc::Status Outcome(const grpc::Status& status) const;
   // Counts a call's end.
   void Ended(grpc::StatusCode code);
   // The next connection to the leader for a new call; UNAVAILABLE naming

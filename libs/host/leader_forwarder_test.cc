@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -53,7 +55,13 @@ std::string MetadataValue(const grpc::GenericCallbackServerContext& context,
 // client's half-close; Refuse ends RESOURCE_EXHAUSTED with a retry-after
 // trailer; Metadata answers the caller's token, the forwarding mark and
 // whether a deadline under a minute came along; Hang reads and never ends
-// until cancelled.
+// until cancelled. Methods of gRPC's health service, which is linked in:
+// Check (unary) answers its request's bytes reversed, with the caller's
+// token as a trailer, once the request is half-closed (a request "hang" is
+// never answered); Watch (streaming) ends NOT_FOUND naming its request.
+constexpr char kCheck[] = "/grpc.health.v1.Health/Check";
+constexpr char kWatch[] = "/grpc.health.v1.Health/Watch";
+
 class FakeLeader : public grpc::CallbackGenericService {
  public:
   grpc::ServerGenericBidiReactor* CreateReactor(
@@ -64,7 +72,8 @@ class FakeLeader : public grpc::CallbackGenericService {
  private:
   class Call : public grpc::ServerGenericBidiReactor {
    public:
-    explicit Call(grpc::GenericCallbackServerContext* context) : method_(context->method()) {
+    explicit Call(grpc::GenericCallbackServerContext* context)
+        : context_(context), method_(context->method()) {
       if (method_ == "/test.Leader/Refuse") {
         context->AddTrailingMetadata("retry-after", "3");
         End(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "busy: try later"));
@@ -82,6 +91,24 @@ class FakeLeader : public grpc::CallbackGenericService {
       }
     }
     void OnReadDone(bool ok) override {
+      if (method_ == kCheck) {
+        if (ok) {
+          request_ = Text(in_);
+          StartRead(&in_);  // answered at the half-close
+          return;
+        }
+        if (request_ == "hang") return;
+        std::reverse(request_.begin(), request_.end());
+        out_ = Buffer(request_);
+        context_->AddTrailingMetadata("token", MetadataValue(*context_, "authorization"));
+        absl::MutexLock lock(&mu_);
+        finished_ = true;
+        StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
+        return;
+      }
+      if (method_ == kWatch && ok) {
+        return End(grpc::Status(grpc::StatusCode::NOT_FOUND, "no " + Text(in_)));
+      }
       if (method_ == "/test.Leader/Echo") {
         if (!ok) return End(grpc::Status::OK);
         out_ = in_;
@@ -104,7 +131,9 @@ class FakeLeader : public grpc::CallbackGenericService {
       Finish(std::move(status));
     }
 
+    grpc::GenericCallbackServerContext* const context_;
     const std::string method_;
+    std::string request_;
     grpc::ByteBuffer in_;
     grpc::ByteBuffer out_;
     absl::Mutex mu_;
@@ -294,6 +323,71 @@ TEST_F(LeaderForwarderTest, PassesTheLeadersStatusMessageAndTrailers) {
   ASSERT_NE(retry_after, trailers.end());
   EXPECT_EQ(std::string(retry_after->second.data(), retry_after->second.size()), "3");
   EXPECT_EQ(forwarder_.ended(grpc::StatusCode::RESOURCE_EXHAUSTED), 1);
+}
+
+// A unary method goes to the leader as one unary call: request, answer,
+// status, trailers and the caller's token; a streaming one as a stream.
+TEST_F(LeaderForwarderTest, ForwardsAUnaryMethodAsOneCall) {
+  FollowTheLeader();
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer t0ken");
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  grpc::ByteBuffer request = Buffer("abc");
+  grpc::ByteBuffer response;
+  absl::Notification done;
+  grpc::Status status;
+  stub_->UnaryCall(&context, kCheck, grpc::StubOptions(), &request, &response,
+                   [&](grpc::Status s) {
+                     status = std::move(s);
+                     done.Notify();
+                   });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(Text(response), "cba");
+  auto token = context.GetServerTrailingMetadata().find("token");
+  ASSERT_NE(token, context.GetServerTrailingMetadata().end());
+  EXPECT_EQ(std::string(token->second.data(), token->second.size()), "Bearer t0ken");
+
+  // The request reaches the leader half-closed, though this caller has not
+  // half-closed yet: the standby sent one unary call.
+  Client open(*stub_, kCheck);
+  ASSERT_TRUE(open.Write("xyz"));
+  EXPECT_EQ(open.Read(), "zyx");
+  EXPECT_TRUE(open.End().ok());
+
+  Client watch(*stub_, kWatch);
+  ASSERT_TRUE(watch.Write("service-x"));
+  EXPECT_EQ(watch.Read(), std::nullopt);
+  status = watch.End();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(status.error_message(), "no service-x");
+  EXPECT_TRUE(forwarder_.WaitUntilIdle(absl::Seconds(5)));
+  EXPECT_EQ(forwarder_.ended(grpc::StatusCode::OK), 2);
+  EXPECT_EQ(forwarder_.ended(grpc::StatusCode::NOT_FOUND), 1);
+}
+
+// A unary call in flight when the standby takes over ends UNAVAILABLE.
+TEST_F(LeaderForwarderTest, StopEndsAUnaryCallInFlightUnavailable) {
+  FollowTheLeader();
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  grpc::ByteBuffer request = Buffer("hang");
+  grpc::ByteBuffer response;
+  absl::Notification done;
+  grpc::Status status;
+  stub_->UnaryCall(&context, kCheck, grpc::StubOptions(), &request,
+                   &response, [&](grpc::Status s) {
+                     status = std::move(s);
+                     done.Notify();
+                   });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(done.HasBeenNotified());
+  forwarder_.Stop();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(),
+            "this test standby is taking over as the leader; retry the call");
+  EXPECT_TRUE(forwarder_.WaitUntilIdle(absl::Seconds(5)));
 }
 
 // Calls wait for a connection that takes long to set up rather than fail:
