@@ -15,7 +15,9 @@
 // (the services send none). While no leader has published its address, or
 // once Stop was called, calls fail UNAVAILABLE naming the reason; a call
 // the leader's death breaks fails as the leader's channel says
-// (UNAVAILABLE), and the client retries.
+// (UNAVAILABLE), and the client retries. A method the binary's protobuf
+// descriptors know as unary is forwarded as one unary call (cheaper); any
+// other as a stream.
 
 #include <memory>
 #include <string>
