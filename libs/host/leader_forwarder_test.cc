@@ -348,6 +348,20 @@ TEST_F(LeaderForwarderTest, ForwardsAUnaryMethodAsOneCall) {
   ASSERT_NE(token, context.GetServerTrailingMetadata().end());
   EXPECT_EQ(std::string(token->second.data(), token->second.size()), "Bearer t0ken");
 
+  // An empty request and answer (an empty message) pass too.
+  grpc::ClientContext empty_context;
+  grpc::ByteBuffer empty_request = Buffer("");
+  grpc::ByteBuffer empty_response;
+  absl::Notification empty_done;
+  stub_->UnaryCall(&empty_context, kCheck, grpc::StubOptions(), &empty_request, &empty_response,
+                   [&](grpc::Status s) {
+                     status = std::move(s);
+                     empty_done.Notify();
+                   });
+  ASSERT_TRUE(empty_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(Text(empty_response), "");
+
   // The request reaches the leader half-closed, though this caller has not
   // half-closed yet: the standby sent one unary call.
   Client open(*stub_, kCheck);
@@ -362,7 +376,7 @@ TEST_F(LeaderForwarderTest, ForwardsAUnaryMethodAsOneCall) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(status.error_message(), "no service-x");
   EXPECT_TRUE(forwarder_.WaitUntilIdle(absl::Seconds(5)));
-  EXPECT_EQ(forwarder_.ended(grpc::StatusCode::OK), 2);
+  EXPECT_EQ(forwarder_.ended(grpc::StatusCode::OK), 3);
   EXPECT_EQ(forwarder_.ended(grpc::StatusCode::NOT_FOUND), 1);
 }
 
