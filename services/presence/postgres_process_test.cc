@@ -272,6 +272,17 @@ TEST(PresencePostgresProcessTest, OverTlsAStandbyForwardsWithTheServicesCertific
                ->GetAgent(testing::ContextWithToken(supervisor).get(), get, &got);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(got.agent().profile().display_name(), "Ana");
+  // A stream through the standby, over TLS both ways: the snapshot.
+  auto watch_context = testing::ContextWithToken(supervisor);
+  auto watch = stub_at(*mtls, standby->forwarding_port())
+                   ->WatchPresence(watch_context.get(), v1::WatchPresenceRequest());
+  v1::WatchPresenceResponse seen;
+  ASSERT_TRUE(watch->Read(&seen)) << watch->Finish().error_message();
+  EXPECT_TRUE(seen.has_snapshot_complete());
+  watch_context->TryCancel();
+  while (watch->Read(&seen)) {
+  }
+  watch->Finish();
   // The standby's port asks for TLS and a client certificate, as the
   // leader's does.
   status = stub_at(client::ChannelSecurity(), standby->forwarding_port())
