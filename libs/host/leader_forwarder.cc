@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/descriptor.h"
+#include "libs/log/log.h"
 #include "libs/metrics/grpc_metrics.h"
 
 namespace switchboard::host {
@@ -303,6 +304,10 @@ void LeaderForwarder::Follow(const std::string& address) {
   if (address == address_) return;
   address_ = address;
   stubs_.clear();
+  // Where this standby's calls go, for whoever reads its log after a
+  // takeover elsewhere.
+  log::Info("forwarding_to", {{"service", service_},
+                              {"address", address.empty() ? "none published" : address}});
   if (address.empty()) return;
   for (int i = 0; i < kConnections; ++i) {
     grpc::ChannelArguments args;

@@ -108,6 +108,12 @@ TEST(PresencePostgresProcessTest, AStandbyTakesOverWithTheStateWhenTheLeaderIsKi
     ASSERT_TRUE(second->standby()) << second->log();
     EXPECT_NE(second->log().find("\"holder\""), std::string::npos) << second->log();
     ASSERT_EQ(second->forwarding_port(), standby_port.port()) << second->log();
+    // It says where it forwards: the leader's published address.
+    EXPECT_NE(second->log().find(absl::StrCat("\"event\":\"forwarding_to\",\"service\":"
+                                              "\"presence\",\"address\":\"127.0.0.1:",
+                                              first->grpc_port(), "\"")),
+              std::string::npos)
+        << second->log();
     EXPECT_EQ(testing::LeaderGauge(*second, "presence"), 0);
     EXPECT_EQ(testing::LeaderGauge(*first, "presence"), 1);
 
