@@ -252,6 +252,38 @@ class Client : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
+// One unary call, started at once; End waits for its status.
+class UnaryClient {
+ public:
+  UnaryClient(grpc::GenericStub& stub, const std::string& method, const std::string& request,
+              const std::string& token = "")
+      : request_(Buffer(request)) {
+    context_.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    if (!token.empty()) context_.AddMetadata("authorization", token);
+    stub.UnaryCall(&context_, method, grpc::StubOptions(), &request_, &response_,
+                   [this](grpc::Status status) {
+                     status_ = std::move(status);
+                     done_.Notify();
+                   });
+  }
+  grpc::Status End() {
+    if (!done_.WaitForNotificationWithTimeout(absl::Seconds(15))) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the call never ended");
+    }
+    return status_;
+  }
+  bool done() const { return done_.HasBeenNotified(); }
+  std::string response() const { return Text(response_); }
+  grpc::ClientContext& context() { return context_; }
+
+ private:
+  grpc::ClientContext context_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer response_;
+  grpc::Status status_;
+  absl::Notification done_;
+};
+
 class LeaderForwarderTest : public ::testing::Test {
  protected:
   LeaderForwarderTest() {
@@ -329,38 +361,19 @@ TEST_F(LeaderForwarderTest, PassesTheLeadersStatusMessageAndTrailers) {
 // status, trailers and the caller's token; a streaming one as a stream.
 TEST_F(LeaderForwarderTest, ForwardsAUnaryMethodAsOneCall) {
   FollowTheLeader();
-  grpc::ClientContext context;
-  context.AddMetadata("authorization", "Bearer t0ken");
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-  grpc::ByteBuffer request = Buffer("abc");
-  grpc::ByteBuffer response;
-  absl::Notification done;
-  grpc::Status status;
-  stub_->UnaryCall(&context, kCheck, grpc::StubOptions(), &request, &response,
-                   [&](grpc::Status s) {
-                     status = std::move(s);
-                     done.Notify();
-                   });
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  UnaryClient check(*stub_, kCheck, "abc", "Bearer t0ken");
+  grpc::Status status = check.End();
   ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(Text(response), "cba");
-  auto token = context.GetServerTrailingMetadata().find("token");
-  ASSERT_NE(token, context.GetServerTrailingMetadata().end());
+  EXPECT_EQ(check.response(), "cba");
+  auto token = check.context().GetServerTrailingMetadata().find("token");
+  ASSERT_NE(token, check.context().GetServerTrailingMetadata().end());
   EXPECT_EQ(std::string(token->second.data(), token->second.size()), "Bearer t0ken");
 
   // An empty request and answer (an empty message) pass too.
-  grpc::ClientContext empty_context;
-  grpc::ByteBuffer empty_request = Buffer("");
-  grpc::ByteBuffer empty_response;
-  absl::Notification empty_done;
-  stub_->UnaryCall(&empty_context, kCheck, grpc::StubOptions(), &empty_request, &empty_response,
-                   [&](grpc::Status s) {
-                     status = std::move(s);
-                     empty_done.Notify();
-                   });
-  ASSERT_TRUE(empty_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  UnaryClient empty(*stub_, kCheck, "");
+  status = empty.End();
   ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(Text(empty_response), "");
+  EXPECT_EQ(empty.response(), "");
 
   // The request reaches the leader half-closed, though this caller has not
   // half-closed yet: the standby sent one unary call.
@@ -383,21 +396,11 @@ TEST_F(LeaderForwarderTest, ForwardsAUnaryMethodAsOneCall) {
 // A unary call in flight when the standby takes over ends UNAVAILABLE.
 TEST_F(LeaderForwarderTest, StopEndsAUnaryCallInFlightUnavailable) {
   FollowTheLeader();
-  grpc::ClientContext context;
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
-  grpc::ByteBuffer request = Buffer("hang");
-  grpc::ByteBuffer response;
-  absl::Notification done;
-  grpc::Status status;
-  stub_->UnaryCall(&context, kCheck, grpc::StubOptions(), &request,
-                   &response, [&](grpc::Status s) {
-                     status = std::move(s);
-                     done.Notify();
-                   });
+  UnaryClient hanging(*stub_, kCheck, "hang");
   absl::SleepFor(absl::Milliseconds(200));
-  EXPECT_FALSE(done.HasBeenNotified());
+  EXPECT_FALSE(hanging.done());
   forwarder_.Stop();
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  const grpc::Status status = hanging.End();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(status.error_message(),
             "this test standby is taking over as the leader; retry the call");

@@ -118,6 +118,27 @@ start_sessions() {
     --keys_dir="$keys" "$@"
 }
 
+# start_standby NAME DATABASE: a second sessions process on the current
+# server's PostgreSQL database, which waits as its hot standby; sets
+# $standby_pid and $standby_port and leaves $server_pid, $server_port and
+# $target the leader's.
+start_standby() {
+  local leader_pid=$server_pid leader_port=$server_port
+  start_sessions "$1" --database="$2"
+  standby_pid=$server_pid standby_port=$server_port
+  server_pid=$leader_pid server_port=$leader_port target="localhost:$leader_port"
+}
+
+# stop_with_standby: stops the standby, then the current server, so that
+# the standby does not take over from it.
+stop_with_standby() {
+  local leader_pid=$server_pid
+  server_pid=$standby_pid
+  stop_server
+  server_pid=$leader_pid
+  stop_server
+}
+
 # run NAME LOADGEN_FLAGS...: runs the load generator against the current server.
 run() {
   local name=$1
@@ -193,17 +214,14 @@ if $postgres; then
   # per call is both processes'.
   send_database=$(new_database send_message_replicas)
   start_sessions sessions_send_leader --database="$send_database"
-  leader_pid=$server_pid leader_port=$server_port
-  start_sessions sessions_send_standby --database="$send_database"
-  standby_pid=$server_pid standby_port=$server_port
-  server_pid="$leader_pid,$standby_pid" target="localhost:$leader_port,localhost:$standby_port"
+  start_standby sessions_send_standby "$send_database"
+  leader_pid=$server_pid
+  server_pid="$leader_pid,$standby_pid" target="$target,localhost:$standby_port"
   run send_message_postgres_replicas --scenario=send_message --keys_dir="$keys" \
     --channels="$channels" --sessions="$sessions" --concurrency="$send_callers" \
     --duration="$duration"
-  server_pid=$standby_pid
-  stop_server
   server_pid=$leader_pid
-  stop_server
+  stop_with_standby
 fi
 
 # 3. Fan-out at half the saturation rate: 4 subscribers per session.
@@ -229,19 +247,12 @@ if $postgres; then
   start_sessions sessions_fanout_postgres --database="$fan_database"
   run fanout_postgres --scenario=fanout --keys_dir="$keys" --channels="$channels" \
     --sessions="$fan_sessions" --subscribers=4 --mode=open --rate="$pg_fan_rate" --duration="$duration"
-  leader_pid=$server_pid leader_port=$server_port
-  start_sessions sessions_fanout_standby --database="$fan_database"
-  standby_pid=$server_pid standby_port=$server_port
-  server_pid=$leader_pid target="localhost:$leader_port"
+  start_standby sessions_fanout_standby "$fan_database"
   run fanout_postgres_standby --scenario=fanout --keys_dir="$keys" --channels="$channels" \
     --stream_target="localhost:$standby_port" --stream_server_pid="$standby_pid" \
     --sessions="$fan_sessions" --subscribers=4 \
     --mode=open --rate="$pg_fan_rate" --duration="$duration"
-  # The standby first, so that it does not take over.
-  server_pid=$standby_pid
-  stop_server
-  server_pid=$leader_pid
-  stop_server
+  stop_with_standby
 fi
 
 # 4. Idle streams: SendMessage at saturation while N streams are held.
