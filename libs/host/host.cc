@@ -306,11 +306,12 @@ std::optional<int> Host::BecomeLeader() {
       metrics::MetricsExposer::Start(server_.bind_address, server_.metrics_port, registry_);
   if (!exposer.ok()) return FailStep("listen", exposer.status());
   metrics_exposer_ = *std::move(exposer);
-  prometheus::Gauge& leader =
-      prometheus::BuildGauge()
+  leader_gauge_ =
+      &prometheus::BuildGauge()
           .Name("switchboard_leader")
           .Help("1 while this process is its service's leader on the PostgreSQL database and "
-                "serves, 0 while it waits as a standby")
+                "serves, 0 while it waits as a standby, and again once a stopping leader has "
+                "released its lock")
           .Register(*registry_)
           .Add({{"service", info_.name}});
   const int64_t key = OneProcessLockKey(info_.name);
@@ -349,7 +350,7 @@ std::optional<int> Host::BecomeLeader() {
   if (!epoch.ok()) return FailStep("open_database", epoch.status());
   epoch_ = *epoch;
   leader_lock_ = *std::move(db);
-  leader.Set(1);
+  leader_gauge_->Set(1);
   log::Info("leader_elected", {{"service", info_.name}, {"epoch", epoch_}, {"holder", holder}});
   return std::nullopt;
 }
@@ -649,6 +650,14 @@ void Host::StopAll() {
   if (postgres_committer_ != nullptr) postgres_committer_->Stop();
   // Until the end the leader checks it still leads (its lock goes last).
   if (keeper_ != nullptr) keeper_->Stop();
+  // Nothing writes any more: a standby may take over now rather than when
+  // the process ends, which the server's metrics endpoint (civetweb stops
+  // its listener within 1 to 2 s) and the parts' destructors would delay.
+  if (leader_lock_ != nullptr) {
+    leader_lock_.reset();
+    leader_gauge_->Set(0);
+    log::Info("leadership_released", {{"service", info_.name}, {"epoch", epoch_}});
+  }
 }
 
 }  // namespace switchboard::host

@@ -61,6 +61,7 @@
 #include "libs/storage/database.h"
 #include "libs/storage/group_commit.h"
 #include "libs/storage/postgres_group_commit.h"
+#include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 
 namespace switchboard::host {
@@ -266,8 +267,10 @@ class Host {
   // hooks and the periodic tasks, waits for SIGTERM or SIGINT, then stops,
   // in order: the server drains (drain hooks, then in-flight calls get
   // --drain_deadline), periodic tasks, stop hooks, the workers, the relay
-  // (flushing the outbox for up to relay_flush_deadline), the committer.
-  // Returns the exit code: 0, or 1 when the server could not start.
+  // (flushing the outbox for up to relay_flush_deadline), the committer,
+  // then a leader's lock (StoreOptions::one_process), so that a standby
+  // takes over while this process still ends. Returns the exit code: 0,
+  // or 1 when the server could not start.
   int Serve(const std::vector<grpc::Service*>& services);
 
   // How long the relay may take to publish what is left in the outbox at
@@ -314,12 +317,14 @@ class Host {
 
   auth::ServiceKeys keys_;
   std::string database_path_;
-  // StoreOptions::one_process's lock, released with this connection, after
-  // everything else has stopped (declared first of the store's parts); the
-  // keeper's connection while leading.
+  // StoreOptions::one_process's lock, released with this connection at the
+  // end of the ordered stop (StopAll), once nothing writes; the keeper's
+  // connection while leading.
   std::unique_ptr<storage::PostgresConnection> leader_lock_;
   // The leader's epoch (StoreOptions::one_process).
   int64_t epoch_ = 0;
+  // switchboard_leader: 1 from the election until the lock is released.
+  prometheus::Gauge* leader_gauge_ = nullptr;
   // --advertise_address, and the address PostgreSQL saw the lock's
   // connection come from (the default's host when bound to any address).
   std::string advertise_address_;

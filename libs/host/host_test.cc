@@ -564,6 +564,34 @@ TEST(HostTest, OnPostgresTheKeeperSeesWhoHoldsTheLock) {
   EXPECT_EQ(look->lock, LeaseLook::Lock::kHeld);
 }
 
+// A leader stopped by SIGTERM lets go of its lock at the end of its ordered
+// stop, before the Host (its parts, the server's metrics endpoint) is
+// destroyed: a standby takes over while the old process is still ending.
+TEST(HostTest, OnPostgresASigtermedLeaderLetsGoOfItsLockBeforeItIsDestroyed) {
+  testing::PostgresServer server;
+  const std::string uri = server.CreateDatabase();
+  Opened leader = OpenOneProcess(uri);
+  ASSERT_EQ(leader.exit, std::nullopt);
+  std::thread stopper;
+  leader.host->OnServing([&] { stopper = std::thread([] { kill(getpid(), SIGTERM); }); });
+  EXPECT_EQ(leader.host->Serve({}), 0);
+  stopper.join();
+
+  auto other = storage::PostgresConnection::Open(*storage::WithSchema(uri, "hosttest"));
+  ASSERT_TRUE(other.ok()) << other.status();
+  const int64_t key = OneProcessLockKey("hosttest");
+  // The server ends the leader's session a moment after its client closed
+  // it.
+  absl::StatusOr<LeaseLook> look;
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  do {
+    look = LookAtLease(**other, key);
+    ASSERT_TRUE(look.ok()) << look.status();
+  } while (look->lock == LeaseLook::Lock::kTakenByAnother && absl::Now() < give_up);
+  EXPECT_EQ(look->lock, LeaseLook::Lock::kRetaken);
+  EXPECT_NE(leader.host, nullptr);
+}
+
 TEST(HostTest, TheKeeperCarriesOnOnlyWhileTheEpochIsItsOwn) {
   using Lock = LeaseLook::Lock;
   EXPECT_EQ(Judge(LeaseLook{Lock::kHeld, 3}, 3), Leadership::kKept);
