@@ -1,18 +1,24 @@
 // Scale-out on one PostgreSQL database: two processes of every service (bot,
 // feedback and identity replicas sharing the calls; presence, routing and
 // sessions a leader and a hot standby), 200 customer journeys from 30
-// concurrent customers spread over both replicas (round_robin), and midway
-// one process of each service killed with SIGKILL: the leaders of sessions,
-// routing and presence (their standbys take over) and one replica each of
-// bot, feedback and identity. Clients retry UNAVAILABLE and DEADLINE_EXCEEDED
-// with the same idempotency keys; customers' streams resume after the last
-// sequence they saw. At the end: every journey completed; each party's
-// messages stored exactly once, in the order sent; every stream gapless and
-// without repeats across resumes; each session assigned once, to one agent,
-// through one accepted offer; no agent ever over capacity; every events file
-// in order per key, and every session's events published (at least once)
-// across the replicas' files. Before the kills the standbys must have passed
-// calls to their leaders. Prints the takeover times clients saw.
+// concurrent customers spread over both replicas (round_robin), while
+// processes go away in two ways:
+// - midway, one process of each service killed with SIGKILL: the leaders of
+//   sessions, routing and presence (their standbys take over) and one
+//   replica each of bot, feedback and identity. Prints the takeover times
+//   clients saw;
+// - a rolling restart: every process in turn stopped with SIGTERM and
+//   started again, as a rollout replaces pods (leaders hand over on their
+//   way out).
+// Clients retry UNAVAILABLE and DEADLINE_EXCEEDED with the same idempotency
+// keys; customers' streams resume after the last sequence they saw. At the
+// end: every journey completed; each party's messages stored exactly once,
+// in the order sent; every stream gapless and without repeats across
+// resumes; each session assigned once, to one agent, through one accepted
+// offer; no agent ever over capacity; every events file in order per key,
+// and every session's events published (at least once) across the
+// replicas' files. Before the kills the standbys must have passed calls to
+// their leaders.
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -143,115 +149,78 @@ double ForwardedOk(const Platform::Process& standby) {
   return value;
 }
 
-TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
-  testing::PostgresServer postgres;
+// Two processes of every service, identity included, on `postgres`.
+Platform::Options ScaleoutOptions(const testing::PostgresServer& postgres) {
   Platform::Options options;
   options.database = postgres.uri();
   options.replicas = 2;
   options.identity = true;
-  Platform platform(options);
-  for (const char* service : {"presence", "routing", "sessions"}) {
-    const std::optional<Platform::Process> leader = platform.Leader(service);
-    ASSERT_TRUE(leader.has_value()) << service;
-    EXPECT_EQ(leader->name, service) << "the process started first leads";
-  }
+  return options;
+}
 
+// Clients retry UNAVAILABLE and DEADLINE_EXCEEDED for up to a minute.
+loadgen::RetryPolicy ClientRetries() {
   loadgen::RetryPolicy retry;
   retry.give_up_after = absl::Seconds(60);
   retry.max_backoff = absl::Milliseconds(500);
   retry.attempt_deadline = absl::Seconds(5);
-  const PlatformClients clients(platform, retry);
-  auto agents = std::make_unique<loadgen::OnlineAgents>(clients, "agent", kAgents, kCapacity,
-                                                        absl::Seconds(1));
-  ASSERT_TRUE(agents->status().ok()) << agents->status();
+  return retry;
+}
 
-  // The customers: each takes the next journey until all are played.
-  loadgen::JourneyOptions journey_options;
-  journey_options.messages = kMessages;
-  journey_options.watch = true;
-  std::vector<Journey> journeys(kJourneys);
-  std::atomic<int> next{0}, finished{0};
-  const absl::Time start = absl::Now();
-  std::vector<std::thread> customers;
-  for (int c = 0; c < kCustomers; ++c) {
-    customers.emplace_back([&] {
-      for (int i = next.fetch_add(1); i < kJourneys; i = next.fetch_add(1)) {
-        journeys[i] =
-            PlayJourney(clients, journey_options, absl::StrCat("customer-", i), i);
-        finished.fetch_add(1);
-      }
-    });
+// kCustomers customers playing kJourneys journeys (kMessages messages each
+// way, streams watched), each taking the next until all are played.
+class Customers {
+ public:
+  explicit Customers(const PlatformClients& clients) : journeys_(kJourneys), start_(absl::Now()) {
+    loadgen::JourneyOptions options;
+    options.messages = kMessages;
+    options.watch = true;
+    for (int c = 0; c < kCustomers; ++c) {
+      threads_.emplace_back([this, &clients, options] {
+        for (int i = next_.fetch_add(1); i < kJourneys; i = next_.fetch_add(1)) {
+          journeys_[i] = PlayJourney(clients, options, absl::StrCat("customer-", i), i);
+          finished_.fetch_add(1);
+        }
+      });
+    }
   }
+  ~Customers() { Join(); }
 
-  // Midway, one process of each service, a few journeys apart: the leaders
-  // of sessions, routing and presence, then a replica each of the others.
-  std::vector<Kill> kills;
-  kills.reserve(6);  // the watchers hold indexes into it
-  std::vector<std::thread> watchers;
-  absl::Mutex kills_mu;
-  int after = kJourneys * 3 / 10;
-  bool counted_forwarding = false;
-  for (const char* service : {"sessions", "routing", "presence", "bot", "feedback", "identity"}) {
-    while (finished.load() < after && absl::Now() - start < absl::Minutes(3)) {
+  int finished() const { return finished_.load(); }
+  // Waits until `count` journeys have finished, or 3 minutes have passed
+  // since the first began.
+  void AwaitFinished(int count) const {
+    while (finished() < count && absl::Now() - start_ < absl::Minutes(3)) {
       absl::SleepFor(absl::Milliseconds(10));
     }
-    // Before the first kill: clients balance over the standbys too, which
-    // pass those calls to their leaders.
-    if (!counted_forwarding) {
-      counted_forwarding = true;
-      for (const char* elected : {"sessions", "routing", "presence"}) {
-        for (const Platform::Process& process : platform.processes()) {
-          if (process.name != absl::StrCat(elected, "-2")) continue;
-          const double forwarded = ForwardedOk(process);
-          std::printf("%s forwarded %.0f calls to its leader\n", process.name.c_str(), forwarded);
-          EXPECT_GT(forwarded, 0) << process.name;
-        }
-      }
-    }
-    after += kJourneys / 20;
-    const bool elected = std::string(service) == "presence" ||
-                         std::string(service) == "routing" ||
-                         std::string(service) == "sessions";
-    std::string victim = service;
-    if (elected) {
-      const std::optional<Platform::Process> leader = platform.Leader(service);
-      if (!leader.has_value()) {
-        ADD_FAILURE() << service << " has no leader to kill";
-        continue;
-      }
-      victim = leader->name;
-    }
-    platform.Kill(victim);
-    const size_t k = kills.size();
-    kills.push_back({service, victim, absl::Now()});
-    std::printf("killed %s after %d journeys\n", victim.c_str(), finished.load());
-    if (!elected) continue;
-    // How long clients wait, and the standby takes, to lead.
-    watchers.emplace_back([&, k, killed_at = kills[k].at, service = std::string(service)] {
-      std::optional<absl::Duration> served, leading;
-      std::string leader;
-      while ((!served || !leading) && absl::Now() - killed_at < absl::Seconds(60)) {
-        if (!served && Probe(clients, service)) served = absl::Now() - killed_at;
-        if (!leading) {
-          if (std::optional<Platform::Process> now = platform.Leader(service)) {
-            leading = absl::Now() - killed_at;
-            leader = now->name;
-          }
-        }
-        absl::SleepFor(absl::Milliseconds(20));
-      }
-      absl::MutexLock lock(&kills_mu);
-      kills[k].served_after = served;
-      kills[k].leading_after = leading;
-      kills[k].new_leader = leader;
-    });
   }
-  for (std::thread& t : customers) t.join();
-  for (std::thread& t : watchers) t.join();
-  const absl::Duration took = absl::Now() - start;
-  ASSERT_EQ(kills.size(), 6u);
+  // Waits for every journey; returns them and how long they took.
+  const std::vector<Journey>& Join() {
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    if (took_ == absl::ZeroDuration()) took_ = absl::Now() - start_;
+    return journeys_;
+  }
+  absl::Duration took() const { return took_; }
 
-  // Every journey completed.
+ private:
+  std::vector<Journey> journeys_;
+  const absl::Time start_;
+  std::atomic<int> next_{0}, finished_{0};
+  absl::Duration took_ = absl::ZeroDuration();
+  std::vector<std::thread> threads_;
+};
+
+// Every journey completed, and nothing of it was lost, doubled or
+// reordered (the file's header says what is checked); then the platform
+// stops, every process but the `killed` with exit 0, and the outboxes are
+// empty.
+void ExpectEveryJourneyWhole(Platform& platform, const PlatformClients& clients,
+                             std::unique_ptr<loadgen::OnlineAgents> agents,
+                             const std::vector<Journey>& journeys, absl::Duration took,
+                             const std::set<std::string>& killed,
+                             const testing::PostgresServer& postgres) {
   int completed = 0, retries = 0, resumes = 0;
   for (const Journey& journey : journeys) {
     if (journey.failed_stage.empty()) {
@@ -264,27 +233,10 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
     resumes += journey.stream_resumes;
   }
   EXPECT_EQ(completed, kJourneys);
-
-  // The standbys took over.
   std::printf("%d of %d journeys completed in %.1f s, %d retried calls, %d stream resumes, %d "
               "lost heartbeats\n",
               completed, kJourneys, absl::ToDoubleSeconds(took), retries, resumes,
               agents->lost_heartbeats());
-  for (const Kill& kill : kills) {
-    if (kill.service == "presence" || kill.service == "routing" || kill.service == "sessions") {
-      EXPECT_TRUE(kill.served_after.has_value())
-          << kill.service << " served no client again; " << kill.service << "-2's log:\n"
-          << LogTail(platform, kill.service + "-2");
-      EXPECT_TRUE(kill.leading_after.has_value()) << kill.service << ": no standby took over";
-      EXPECT_EQ(kill.new_leader, kill.service + "-2");
-      std::printf("takeover of %s by %s: leading after %s, clients served after %s\n",
-                  kill.process.c_str(), kill.new_leader.c_str(),
-                  absl::FormatDuration(kill.leading_after.value_or(absl::InfiniteDuration()))
-                      .c_str(),
-                  absl::FormatDuration(kill.served_after.value_or(absl::InfiniteDuration()))
-                      .c_str());
-    }
-  }
 
   // Each party's messages exactly once, in the order sent, with the
   // sequences acknowledged; each stream gapless from 1 to the end, nothing
@@ -367,8 +319,6 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
   // through the one offer routing saw accepted, never re-queued, resolved,
   // every stored message published; presence never reported a load over
   // the capacity.
-  std::set<std::string> killed;
-  for (const Kill& kill : kills) killed.insert(kill.process);
   std::map<std::string, std::vector<events::v1::Event>> by_session;  // deduplicated
   std::map<std::string, std::set<std::string>> accepted_offers;      // session -> offer ids
   // Routing's events by session, as "process: type" in file order, for
@@ -441,6 +391,143 @@ TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
         << LinesWith(platform.data_dir() + "/routing-2.log", journey.session_id);
     EXPECT_EQ(published, message_sequences[journey.session_id]) << journey.session_id;
   }
+}
+
+TEST(ScaleoutTest, JourneysCompleteWhileOneProcessOfEveryServiceIsKilled) {
+  testing::PostgresServer postgres;
+  Platform platform(ScaleoutOptions(postgres));
+  for (const char* service : {"presence", "routing", "sessions"}) {
+    const std::optional<Platform::Process> leader = platform.Leader(service);
+    ASSERT_TRUE(leader.has_value()) << service;
+    EXPECT_EQ(leader->name, service) << "the process started first leads";
+  }
+
+  const PlatformClients clients(platform, ClientRetries());
+  auto agents = std::make_unique<loadgen::OnlineAgents>(clients, "agent", kAgents, kCapacity,
+                                                        absl::Seconds(1));
+  ASSERT_TRUE(agents->status().ok()) << agents->status();
+
+  Customers customers(clients);
+
+  // Midway, one process of each service, a few journeys apart: the leaders
+  // of sessions, routing and presence, then a replica each of the others.
+  std::vector<Kill> kills;
+  kills.reserve(6);  // the watchers hold indexes into it
+  std::vector<std::thread> watchers;
+  absl::Mutex kills_mu;
+  int after = kJourneys * 3 / 10;
+  bool counted_forwarding = false;
+  for (const char* service : {"sessions", "routing", "presence", "bot", "feedback", "identity"}) {
+    customers.AwaitFinished(after);
+    // Before the first kill: clients balance over the standbys too, which
+    // pass those calls to their leaders.
+    if (!counted_forwarding) {
+      counted_forwarding = true;
+      for (const char* elected : {"sessions", "routing", "presence"}) {
+        for (const Platform::Process& process : platform.processes()) {
+          if (process.name != absl::StrCat(elected, "-2")) continue;
+          const double forwarded = ForwardedOk(process);
+          std::printf("%s forwarded %.0f calls to its leader\n", process.name.c_str(), forwarded);
+          EXPECT_GT(forwarded, 0) << process.name;
+        }
+      }
+    }
+    after += kJourneys / 20;
+    const bool elected = std::string(service) == "presence" ||
+                         std::string(service) == "routing" ||
+                         std::string(service) == "sessions";
+    std::string victim = service;
+    if (elected) {
+      const std::optional<Platform::Process> leader = platform.Leader(service);
+      if (!leader.has_value()) {
+        ADD_FAILURE() << service << " has no leader to kill";
+        continue;
+      }
+      victim = leader->name;
+    }
+    platform.Kill(victim);
+    const size_t k = kills.size();
+    kills.push_back({service, victim, absl::Now()});
+    std::printf("killed %s after %d journeys\n", victim.c_str(), customers.finished());
+    if (!elected) continue;
+    // How long clients wait, and the standby takes, to lead.
+    watchers.emplace_back([&, k, killed_at = kills[k].at, service = std::string(service)] {
+      std::optional<absl::Duration> served, leading;
+      std::string leader;
+      while ((!served || !leading) && absl::Now() - killed_at < absl::Seconds(60)) {
+        if (!served && Probe(clients, service)) served = absl::Now() - killed_at;
+        if (!leading) {
+          if (std::optional<Platform::Process> now = platform.Leader(service)) {
+            leading = absl::Now() - killed_at;
+            leader = now->name;
+          }
+        }
+        absl::SleepFor(absl::Milliseconds(20));
+      }
+      absl::MutexLock lock(&kills_mu);
+      kills[k].served_after = served;
+      kills[k].leading_after = leading;
+      kills[k].new_leader = leader;
+    });
+  }
+  const std::vector<Journey>& journeys = customers.Join();
+  for (std::thread& t : watchers) t.join();
+  ASSERT_EQ(kills.size(), 6u);
+
+  // The standbys took over.
+  for (const Kill& kill : kills) {
+    if (kill.service == "presence" || kill.service == "routing" || kill.service == "sessions") {
+      EXPECT_TRUE(kill.served_after.has_value())
+          << kill.service << " served no client again; " << kill.service << "-2's log:\n"
+          << LogTail(platform, kill.service + "-2");
+      EXPECT_TRUE(kill.leading_after.has_value()) << kill.service << ": no standby took over";
+      EXPECT_EQ(kill.new_leader, kill.service + "-2");
+      std::printf("takeover of %s by %s: leading after %s, clients served after %s\n",
+                  kill.process.c_str(), kill.new_leader.c_str(),
+                  absl::FormatDuration(kill.leading_after.value_or(absl::InfiniteDuration()))
+                      .c_str(),
+                  absl::FormatDuration(kill.served_after.value_or(absl::InfiniteDuration()))
+                      .c_str());
+    }
+  }
+
+  std::set<std::string> killed;
+  for (const Kill& kill : kills) killed.insert(kill.process);
+  ExpectEveryJourneyWhole(platform, clients, std::move(agents), journeys, customers.took(), killed,
+                          postgres);
+}
+
+// A rollout of every service while the journeys run: each process replaced
+// in turn (SIGTERM, its exit awaited, started again on its port and
+// folder), each service's first process before its second, so that the
+// leaders of presence, routing and sessions hand over to their standbys on
+// SIGTERM and take over again from them. Every process exits 0, and every
+// journey completes whole, as after the kills.
+TEST(ScaleoutTest, JourneysCompleteThroughARollingRestartOfEveryProcess) {
+  testing::PostgresServer postgres;
+  Platform platform(ScaleoutOptions(postgres));
+  const PlatformClients clients(platform, ClientRetries());
+  auto agents = std::make_unique<loadgen::OnlineAgents>(clients, "agent", kAgents, kCapacity,
+                                                        absl::Seconds(1));
+  ASSERT_TRUE(agents->status().ok()) << agents->status();
+  Customers customers(clients);
+
+  // One after the other from a tenth of the journeys on, as a rollout
+  // goes: each process is stopped once it has started again.
+  customers.AwaitFinished(kJourneys / 10);
+  for (const char* service : {"sessions", "routing", "presence", "feedback", "bot", "identity"}) {
+    for (const std::string& name : {std::string(service), absl::StrCat(service, "-2")}) {
+      const absl::Time stopping = absl::Now();
+      const int code = platform.Restart(name);
+      EXPECT_EQ(code, 0) << name << ":\n" << LogTail(platform, name);
+      std::printf("restarted %s after %d journeys: %s from SIGTERM to started again\n",
+                  name.c_str(), customers.finished(),
+                  absl::FormatDuration(absl::Now() - stopping).c_str());
+    }
+  }
+  const std::vector<Journey>& journeys = customers.Join();
+  ExpectEveryJourneyWhole(platform, clients, std::move(agents), journeys, customers.took(), {},
+                          postgres);
 }
 
 }  // namespace

@@ -136,6 +136,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
                    builder, &port);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
+  auto in_flight = std::make_unique<InFlightCalls>();
+  interceptors.push_back(in_flight->InterceptorFactory());
   interceptors.push_back(MakeParseFailureInterceptorFactory());
   interceptors.push_back(metrics::MakeGrpcServerMetricsInterceptorFactory(*registry));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
@@ -181,14 +183,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
                    "bind to loopback (--bind_address=127.0.0.1)"}});
   }
   return std::unique_ptr<Server>(
-      new Server(options, std::move(stream_queues), std::move(server), port,
-                 std::move(*exposer)));
+      new Server(options, std::move(in_flight), std::move(stream_queues), std::move(server),
+                 port, std::move(*exposer)));
 }
 
-Server::Server(ServerOptions options, std::unique_ptr<StreamQueues> stream_queues,
-               std::unique_ptr<grpc::Server> server, int port,
-               std::unique_ptr<metrics::MetricsExposer> exposer)
+Server::Server(ServerOptions options, std::unique_ptr<InFlightCalls> in_flight,
+               std::unique_ptr<StreamQueues> stream_queues, std::unique_ptr<grpc::Server> server,
+               int port, std::unique_ptr<metrics::MetricsExposer> exposer)
     : options_(std::move(options)),
+      in_flight_(std::move(in_flight)),
       stream_queues_(std::move(stream_queues)),
       server_(std::move(server)),
       port_(port),
@@ -223,14 +226,20 @@ void Server::Shutdown() {
   server_->GetHealthCheckService()->Shutdown();
   for (auto& hook : hooks) hook();
   const absl::Time start = absl::Now();
-  server_->Shutdown(absl::ToChronoTime(start + options_.drain_deadline));
+  // gRPC's Shutdown would wait out its deadline for the health watches,
+  // which end only when cancelled: wait for the other calls here instead,
+  // then let it cancel at once what is left.
+  const bool idle = in_flight_->AwaitNone(start + options_.drain_deadline);
+  const int cancelled = idle ? 0 : in_flight_->count();
+  server_->Shutdown(absl::ToChronoTime(absl::Now()));
   server_->Wait();
   // Streams served on queues of their own return their last operations
   // there after the server ended them.
   if (stream_queues_ != nullptr) stream_queues_->Stop();
   log::Info("server_stopped",
             {{"service", options_.service_name},
-             {"drain_seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
+             {"drain_seconds", absl::ToDoubleSeconds(absl::Now() - start)},
+             {"calls_cancelled", cancelled}});
 }
 
 void BlockTerminationSignals() {

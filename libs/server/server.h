@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "libs/config/flags.h"
 #include "libs/metrics/exposer.h"
+#include "libs/server/in_flight_calls.h"
 #include "libs/server/stream_queues.h"
 #include "libs/server/tls.h"
 #include "prometheus/registry.h"
@@ -130,17 +131,22 @@ class Server {
   // end their open streams there with a clear status.
   void OnDrain(std::function<void()> hook);
 
-  // Drains and stops: health turns NOT_SERVING, drain hooks run, new calls
-  // are refused, in-flight calls get `drain_deadline` to finish and are then
-  // cancelled. Idempotent; returns once the server has stopped.
+  // Drains and stops: health turns NOT_SERVING, drain hooks run, then the
+  // server serves on (calls from clients that have not seen NOT_SERVING yet)
+  // until no call is in flight, health watches aside (InFlightCalls), or
+  // `drain_deadline` has passed; then it stops, ending the health watches
+  // and cancelling what is left. Idempotent; returns once the server has
+  // stopped.
   void Shutdown();
 
  private:
-  Server(ServerOptions options, std::unique_ptr<StreamQueues> stream_queues,
-         std::unique_ptr<grpc::Server> server, int port,
-         std::unique_ptr<metrics::MetricsExposer> exposer);
+  Server(ServerOptions options, std::unique_ptr<InFlightCalls> in_flight,
+         std::unique_ptr<StreamQueues> stream_queues, std::unique_ptr<grpc::Server> server,
+         int port, std::unique_ptr<metrics::MetricsExposer> exposer);
 
   const ServerOptions options_;
+  // Before server_, which its interceptors point to.
+  std::unique_ptr<InFlightCalls> in_flight_;
   // Before server_: gRPC wants the queues to outlive the server.
   std::unique_ptr<StreamQueues> stream_queues_;
   std::unique_ptr<grpc::Server> server_;

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -72,19 +73,19 @@ Platform::Platform(Options options)
                                absl::StrCat("--port=", port), "--metrics_port=0",
                                "--bind_address=127.0.0.1", "--drain_deadline=3s"});
     if (!options.database.empty()) flags.push_back("--database=" + options.database);
+    Server& server = servers_.emplace_back();
+    server.process = {name, service, 0, port, 0};
+    server.binary = absl::StrCat("services/", service, "/", service, "_server");
+    server.flags = std::move(flags);
+    StartChild(server);
     // A standby logs "standby" and passes its calls to the leader until it
     // leads.
     const bool standby = replica > 1 && LeaderElected(service);
-    auto child = std::make_unique<testing::ServerProcess>(
-        absl::StrCat("services/", service, "/", service, "_server"), flags,
-        absl::StrCat(dir_, "/", name, ".log"));
-    if (standby ? !child->standby() : child->grpc_port() == 0) {
-      std::fprintf(stderr, "%s did not start%s:\n%s\n", name.c_str(),
-                   standby ? " as a standby" : "", child->log().c_str());
+    if (standby != server.child->standby()) {
+      std::fprintf(stderr, "%s started %s\n", name.c_str(),
+                   standby ? "serving, not as a standby" : "as a standby");
       std::exit(1);
     }
-    servers_.push_back(
-        {{name, service, child->pid(), port, child->metrics_port()}, standby, std::move(child)});
   };
   // Each service's first process before the standbys, so that it leads.
   for (const std::string& service : services) {
@@ -134,6 +135,30 @@ std::optional<Platform::Process> Platform::Leader(const std::string& service) co
   return std::nullopt;
 }
 
+void Platform::StartChild(Server& server) {
+  const std::string& name = server.process.name;
+  server.child = std::make_unique<testing::ServerProcess>(server.binary, server.flags,
+                                                          absl::StrCat(dir_, "/", name, ".log"));
+  if (!server.child->standby() && server.child->grpc_port() == 0) {
+    std::fprintf(stderr, "%s did not start:\n%s\n", name.c_str(), server.child->log().c_str());
+    std::exit(1);
+  }
+  server.process.pid = server.child->pid();
+  server.process.metrics_port = server.child->metrics_port();
+  server.stopped = false;
+}
+
+int Platform::Restart(const std::string& name) {
+  for (Server& server : servers_) {
+    if (server.process.name != name || server.stopped) continue;
+    const int code = server.child->Terminate(absl::Seconds(10));
+    StartChild(server);
+    return code;
+  }
+  std::fprintf(stderr, "platform: no running process %s\n", name.c_str());
+  std::exit(1);
+}
+
 void Platform::Kill(const std::string& name) {
   for (Server& server : servers_) {
     if (server.process.name == name && !server.stopped) {
@@ -145,9 +170,13 @@ void Platform::Kill(const std::string& name) {
 
 std::map<std::string, int> Platform::Stop() {
   std::map<std::string, int> codes;
-  for (bool standbys : {true, false}) {
+  std::set<std::string> leaders;
+  for (const std::string& service : {"presence", "routing", "sessions"}) {
+    if (std::optional<Process> leader = Leader(service)) leaders.insert(leader->name);
+  }
+  for (bool leading : {false, true}) {
     for (Server& server : servers_) {
-      if (server.stopped || server.standby != standbys) continue;
+      if (server.stopped || leaders.count(server.process.name) != leading) continue;
       codes[server.process.name] = server.child->Terminate(absl::Seconds(10));
       server.stopped = true;
     }

@@ -78,8 +78,15 @@ class Platform {
 
   // SIGKILLs the process `name` (no drain, no flush).
   void Kill(const std::string& name);
-  // Stops every process still running with SIGTERM (the standbys first, so
-  // that none takes over from a draining leader) and returns each one's
+  // Replaces the process `name` as a rollout does: SIGTERM (it drains,
+  // flushes its outbox and, if it leads, hands over to a standby), waits
+  // for it to exit, then starts it again with the same flags, ports and data
+  // folder; it comes back as a standby while another process of its service
+  // leads. Returns the old process's exit code (-1 as Stop says); exits the
+  // program if the new one does not start.
+  int Restart(const std::string& name);
+  // Stops every process still running with SIGTERM (all but the leaders
+  // first, so that none takes over from a draining leader) and returns each one's
   // exit code by name (-1: it did not exit in 10 s or died of a signal;
   // each drains for at most 3 s).
   std::map<std::string, int> Stop();
@@ -95,10 +102,16 @@ class Platform {
  private:
   struct Server {
     Process process;
-    bool standby;
+    // How it was started (Restart starts it so again).
+    std::string binary;
+    std::vector<std::string> flags;
     std::unique_ptr<testing::ServerProcess> child;
     bool stopped = false;
   };
+
+  // Starts `server`'s child from its binary and flags; exits the program if
+  // it neither serves nor waits as a standby.
+  void StartChild(Server& server);
 
   std::string dir_;
   bool keep_data_;

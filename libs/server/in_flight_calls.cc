@@ -1,0 +1,59 @@
+#include "libs/server/in_flight_calls.h"
+
+#include <cstring>
+
+namespace switchboard::server {
+
+// Counts its call from creation (the call has arrived) to destruction (gRPC
+// is done with it).
+class CountedCall : public grpc::experimental::Interceptor {
+ public:
+  explicit CountedCall(InFlightCalls* calls) : calls_(calls) { calls_->Add(1); }
+  ~CountedCall() override { calls_->Add(-1); }
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+
+ private:
+  InFlightCalls* const calls_;
+};
+
+namespace {
+
+class CountedCallFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit CountedCallFactory(InFlightCalls* calls) : calls_(calls) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    if (std::strcmp(info->method(), "/grpc.health.v1.Health/Watch") == 0) return nullptr;
+    return new CountedCall(calls_);
+  }
+
+ private:
+  InFlightCalls* const calls_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+InFlightCalls::InterceptorFactory() {
+  return std::make_unique<CountedCallFactory>(this);
+}
+
+void InFlightCalls::Add(int delta) {
+  absl::MutexLock lock(&mu_);
+  count_ += delta;
+}
+
+int InFlightCalls::count() const {
+  absl::MutexLock lock(&mu_);
+  return count_;
+}
+
+bool InFlightCalls::AwaitNone(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto none = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return count_ == 0; };
+  return mu_.AwaitWithDeadline(absl::Condition(&none), deadline);
+}
+
+}  // namespace switchboard::server
