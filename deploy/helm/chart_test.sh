@@ -109,11 +109,12 @@ scaleout="$work/scaleout.yaml"
     pass || fail "scaleout: sessions is not given --database"
   grep -q 'name: PGPASSWORD' "$scaleout" && pass || fail "scaleout: no PGPASSWORD"
   # Presence, sessions and routing run as a leader and hot standbys: their
-  # replicas are kept, the old pods go first (no new version forwards to an
-  # old leader), a standby is alive (startup and liveness fetch /metrics)
-  # and ready only as gRPC health answers (forwarded to the leader), each
-  # pod advertises its own IP to its standbys, and their disruption budgets
-  # count the standbys as unavailable already.
+  # replicas are kept and rolled like the others' (a new pod waits as a
+  # standby, ready through the leader, before an old one goes), a standby
+  # is alive (startup and liveness fetch /metrics) and ready only as gRPC
+  # health answers (forwarded to the leader), each pod advertises its own
+  # IP to its standbys, and their disruption budgets count pods as the
+  # others' do.
   if python3 - "$scaleout" >"$work/standbys" 2>&1 <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -128,7 +129,7 @@ for name, replicas in (("presence", 2), ("sessions", 2), ("routing", 3), ("feedb
     if spec["replicas"] != replicas:
         problems.append(f"{name}: replicas {spec['replicas']}, want {replicas}")
     strategy = spec["strategy"]["type"]
-    if strategy != ("Recreate" if standbys else "RollingUpdate"):
+    if strategy != "RollingUpdate":
         problems.append(f"{name}: strategy {strategy}")
     container = spec["template"]["spec"]["containers"][0]
     for kind in ("startupProbe", "livenessProbe"):
@@ -143,10 +144,8 @@ for name, replicas in (("presence", 2), ("sessions", 2), ("routing", 3), ("feedb
     pod_ip = env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
     if standbys != (advertised == f"$(POD_IP):{port}" and pod_ip == "status.podIP"):
         problems.append(f"{name}: advertise address {advertised}, POD_IP from {pod_ip}")
-    want_budget = replicas if standbys else 1
-    if budgets[name] != want_budget:
-        problems.append(f"{name}: PodDisruptionBudget maxUnavailable {budgets[name]}, "
-                        f"want {want_budget}")
+    if budgets[name] != 1:
+        problems.append(f"{name}: PodDisruptionBudget maxUnavailable {budgets[name]}, want 1")
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 PY
@@ -189,8 +188,6 @@ refuse "services.sessions.replicas=2: SQLite is embedded" "${key_args[@]}" \
   --set services.sessions.replicas=2
 refuse "services.presence.replicas=2: SQLite is embedded" "${key_args[@]}" \
   --set services.presence.replicas=2
-refuse "services.routing.maxUnavailable=50%: give a number of pods" "${key_args[@]}" \
-  -f deploy/helm/testdata/postgres_tls.yaml --set services.routing.maxUnavailable=50%
 refuse "database.postgresqlUrl needs kafka.brokers" "${key_args[@]}" \
   --set database.postgresqlUrl=postgresql://u@db/x --set database.password=p
 refuse "database.postgresqlUrl holds a password" "${key_args[@]}" \

@@ -68,9 +68,9 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{/* Services that serve from one process at a time on PostgreSQL: they
 decide in memory loaded at start, so replicas beyond the first are hot
 standbys. One leader decides; the others wait, passing the gRPC calls
-they get to it (without TLS; with TLS they do not listen and are never
-ready), and the first to take the database's lock when the leader dies
-takes over (docs/scaling.md). A space-separated list. */}}
+they get to it (ready while it serves), and the first to take the
+database's lock when the leader goes takes over (docs/scaling.md). A
+space-separated list. */}}
 {{- define "switchboard.leaderAndStandbys" -}}
 presence sessions routing
 {{- end }}
@@ -215,9 +215,6 @@ deploy/helm/chart_test.sh keeps equal to the binary's --help).
 {{- end }}
 {{- if and (gt (int $service.replicas) 1) (not $postgres) }}
 {{- fail (printf "services.%s.replicas=%d: SQLite is embedded, one replica per service; set database.postgresqlUrl for more" $name (int $service.replicas)) }}
-{{- end }}
-{{- if and $postgres (has $name (include "switchboard.leaderAndStandbys" $ | splitList " ")) (kindIs "string" $service.maxUnavailable) }}
-{{- fail (printf "services.%s.maxUnavailable=%s: give a number of pods; %s's standbys may not be ready, so a percentage of its replicas would count them (docs/scaling.md)" $name $service.maxUnavailable $name) }}
 {{- end }}
 {{- if eq (int $service.port) (int $service.metricsPort) }}
 {{- fail (printf "services.%s: port and metricsPort must differ" $name) }}
