@@ -216,6 +216,8 @@ void Router::WakeLocked() {
   work_.SignalAll();
 }
 
+void Router::StopMakingOffers() { offers_stopped_ = true; }
+
 void Router::Wake() {
   absl::MutexLock lock(&mu_);
   WakeLocked();
@@ -2218,6 +2220,7 @@ Dispatcher::~Dispatcher() { Stop(); }
 
 void Dispatcher::Stop() {
   stop_ = true;
+  router_->StopMakingOffers();
   router_->Wake();
   if (thread_.joinable()) thread_.join();
 }
@@ -2255,7 +2258,7 @@ void Router::MakeOffers() {
         return in_flight.deciding < limit || in_flight.stop;
       };
       in_flight.mu.Await(absl::Condition(&room));
-      if (in_flight.stop) break;
+      if (in_flight.stop || offers_stopped_) break;
       finished_before = in_flight.finished;
     }
     std::string key;

@@ -257,6 +257,10 @@ class Router {
   void WaitForWork(absl::Duration max);
   // Wakes WaitForWork.
   void Wake();
+  // From now on passes make no new offers; the decisions under way finish.
+  // For a stop: a pass can make offers for seconds when peers are slow, and
+  // a leader hands over to a standby only once its last pass has returned.
+  void StopMakingOffers();
 
  private:
   struct Entry;
@@ -452,6 +456,7 @@ class Router {
   // commit callbacks.
   std::atomic<int64_t> holder_ceiling_{0};
   std::atomic<bool> raising_ceiling_{false};
+  std::atomic<bool> offers_stopped_{false};
   absl::Time next_reconcile_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_reconcile_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int reconcile_failures_ ABSL_GUARDED_BY(mu_) = 0;

@@ -737,6 +737,33 @@ TEST_F(RouterTest, NoMoreOffersThanConcurrentOffersAreDecidedAtOnce) {
   }
 }
 
+// A stopping dispatcher's pass makes no more offers than those being
+// decided: they finish, the rest wait for the next leader.
+TEST_F(RouterTest, OnceOffersAreStoppedAPassOnlyFinishesTheDecisionsUnderWay) {
+  options_.concurrent_offers = 2;
+  Restart();
+  std::vector<presence::v1::Agent> agents;
+  for (int i = 0; i < 4; ++i) {
+    agents.push_back(AgentOnline("a" + std::to_string(i), 1, absl::Minutes(10 - i)));
+  }
+  ASSERT_TRUE(router_->ResetPresence(agents).ok());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(Enqueue("s-" + std::to_string(i)).ok());
+    clock_.Advance(absl::Seconds(1));
+  }
+  presence_.Pause("Reserve");
+  std::thread pass([&] { router_->RunOnce(); });
+  ASSERT_TRUE(presence_.AwaitPaused("Reserve", 2));
+  router_->StopMakingOffers();
+  presence_.Resume("Reserve");
+  pass.join();
+  EXPECT_EQ(Entry("s-0").state(), v1::ENTRY_STATE_OFFERED);
+  EXPECT_EQ(Entry("s-1").state(), v1::ENTRY_STATE_OFFERED);
+  EXPECT_EQ(Entry("s-2").state(), v1::ENTRY_STATE_WAITING);
+  EXPECT_EQ(Entry("s-3").state(), v1::ENTRY_STATE_WAITING);
+  EXPECT_EQ(presence_.calls("Reserve"), 2);
+}
+
 // s-1's longest idle agent turns out full (routing's view was behind
 // presence) and its next agent goes to s-2, decided at the same time, or
 // presence refuses it there too. A refusal is not a reason to wait: s-1 is
