@@ -136,6 +136,20 @@ class RouterTest : public ::testing::Test {
     return router_->EnqueueSession(c);
   }
 
+  // Agents a0..a3 ONLINE with room for one chat each, a0 idle the longest;
+  // sessions s-0..s-3 waiting, in that order.
+  void FourFreeAgentsAndFourWaiting() {
+    std::vector<presence::v1::Agent> agents;
+    for (int i = 0; i < 4; ++i) {
+      agents.push_back(AgentOnline("a" + std::to_string(i), 1, absl::Minutes(10 - i)));
+    }
+    ASSERT_TRUE(router_->ResetPresence(agents).ok());
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(Enqueue("s-" + std::to_string(i)).ok());
+      clock_.Advance(absl::Seconds(1));
+    }
+  }
+
   v1::QueueEntry Entry(const std::string& session) {
     absl::StatusOr<Router::EntryView> view = router_->GetEntry(v1::ENTRY_KIND_SESSION, session);
     EXPECT_TRUE(view.ok()) << view.status();
@@ -695,15 +709,7 @@ TEST_F(RouterTest, ConcurrentDispatchersNeverExceedCapacity) {
 // there): offers are decided at once, each at an agent of its own, in queue
 // order to the longest idle.
 TEST_F(RouterTest, OffersAreDecidedAtOnceEachAtAnAgentOfItsOwn) {
-  std::vector<presence::v1::Agent> agents;
-  for (int i = 0; i < 4; ++i) {
-    agents.push_back(AgentOnline("a" + std::to_string(i), 1, absl::Minutes(10 - i)));
-  }
-  ASSERT_TRUE(router_->ResetPresence(agents).ok());
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(Enqueue("s-" + std::to_string(i)).ok());
-    clock_.Advance(absl::Seconds(1));
-  }
+  FourFreeAgentsAndFourWaiting();
   presence_.Pause("Reserve");
   std::thread pass([&] { router_->RunOnce(); });
   EXPECT_TRUE(presence_.AwaitPaused("Reserve", 4)) << "reservations were made one at a time";
@@ -719,12 +725,7 @@ TEST_F(RouterTest, OffersAreDecidedAtOnceEachAtAnAgentOfItsOwn) {
 TEST_F(RouterTest, NoMoreOffersThanConcurrentOffersAreDecidedAtOnce) {
   options_.concurrent_offers = 2;
   Restart();
-  std::vector<presence::v1::Agent> agents;
-  for (int i = 0; i < 4; ++i) {
-    agents.push_back(AgentOnline("a" + std::to_string(i), 1, absl::Minutes(10 - i)));
-  }
-  ASSERT_TRUE(router_->ResetPresence(agents).ok());
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Enqueue("s-" + std::to_string(i)).ok());
+  FourFreeAgentsAndFourWaiting();
   presence_.Pause("Reserve");
   std::thread pass([&] { router_->RunOnce(); });
   ASSERT_TRUE(presence_.AwaitPaused("Reserve", 2));
@@ -742,15 +743,7 @@ TEST_F(RouterTest, NoMoreOffersThanConcurrentOffersAreDecidedAtOnce) {
 TEST_F(RouterTest, OnceOffersAreStoppedAPassOnlyFinishesTheDecisionsUnderWay) {
   options_.concurrent_offers = 2;
   Restart();
-  std::vector<presence::v1::Agent> agents;
-  for (int i = 0; i < 4; ++i) {
-    agents.push_back(AgentOnline("a" + std::to_string(i), 1, absl::Minutes(10 - i)));
-  }
-  ASSERT_TRUE(router_->ResetPresence(agents).ok());
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(Enqueue("s-" + std::to_string(i)).ok());
-    clock_.Advance(absl::Seconds(1));
-  }
+  FourFreeAgentsAndFourWaiting();
   presence_.Pause("Reserve");
   std::thread pass([&] { router_->RunOnce(); });
   ASSERT_TRUE(presence_.AwaitPaused("Reserve", 2));
