@@ -1,5 +1,6 @@
 #include "libs/server/in_flight_calls.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace switchboard::server {
@@ -43,6 +44,7 @@ InFlightCalls::InterceptorFactory() {
 void InFlightCalls::Add(int delta) {
   absl::MutexLock lock(&mu_);
   count_ += delta;
+  if (delta > 0) begun_ += delta;
 }
 
 int InFlightCalls::count() const {
@@ -50,10 +52,17 @@ int InFlightCalls::count() const {
   return count_;
 }
 
-bool InFlightCalls::AwaitNone(absl::Time deadline) const {
+bool InFlightCalls::AwaitQuiet(absl::Duration quiet, absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
   auto none = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return count_ == 0; };
-  return mu_.AwaitWithDeadline(absl::Condition(&none), deadline);
+  while (mu_.AwaitWithDeadline(absl::Condition(&none), deadline)) {
+    const int64_t begun = begun_;
+    auto another = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return begun_ != begun; };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&another), std::min(absl::Now() + quiet, deadline))) {
+      return absl::Now() < deadline || count_ == 0;
+    }
+  }
+  return false;
 }
 
 }  // namespace switchboard::server

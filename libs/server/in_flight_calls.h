@@ -2,6 +2,7 @@
 
 #include <grpcpp/support/server_interceptor.h>
 
+#include <cstdint>
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
@@ -20,9 +21,9 @@ class InFlightCalls {
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> InterceptorFactory();
 
   int count() const;
-  // Waits until no counted call is in flight, or until `deadline`; true if
-  // none is.
-  bool AwaitNone(absl::Time deadline) const;
+  // Waits until no counted call has been in flight or begun for `quiet`, or
+  // until `deadline`; true if that quiet came.
+  bool AwaitQuiet(absl::Duration quiet, absl::Time deadline) const;
 
  private:
   friend class CountedCall;
@@ -30,6 +31,8 @@ class InFlightCalls {
 
   mutable absl::Mutex mu_;
   int count_ ABSL_GUARDED_BY(mu_) = 0;
+  // Calls begun so far.
+  int64_t begun_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace switchboard::server

@@ -50,6 +50,9 @@ void AddServerFlags(config::FlagSet& flags, ServerOptions* options) {
 
 namespace {
 
+// How long a draining server must see no call before it stops.
+constexpr absl::Duration kDrainQuiet = absl::Milliseconds(100);
+
 absl::Status Validate(const ServerOptions& options) {
   if (options.port < 0 || options.port > 65535 || options.metrics_port < 0 ||
       options.metrics_port > 65535) {
@@ -228,8 +231,10 @@ void Server::Shutdown() {
   const absl::Time start = absl::Now();
   // gRPC's Shutdown would wait out its deadline for the health watches,
   // which end only when cancelled: wait for the other calls here instead,
-  // then let it cancel at once what is left.
-  const bool idle = in_flight_->AwaitNone(start + options_.drain_deadline);
+  // then let it cancel at once what is left. Quiet for a moment first: a
+  // call reaching a server as it stops ends CANCELLED, which clients do
+  // not retry, and clients stop calling a moment after NOT_SERVING.
+  const bool idle = in_flight_->AwaitQuiet(kDrainQuiet, start + options_.drain_deadline);
   const int cancelled = idle ? 0 : in_flight_->count();
   server_->Shutdown(absl::ToChronoTime(absl::Now()));
   server_->Wait();

@@ -133,9 +133,9 @@ class Server {
 
   // Drains and stops: health turns NOT_SERVING, drain hooks run, then the
   // server serves on (calls from clients that have not seen NOT_SERVING yet)
-  // until no call is in flight, health watches aside (InFlightCalls), or
-  // `drain_deadline` has passed; then it stops, ending the health watches
-  // and cancelling what is left. Idempotent; returns once the server has
+  // until it has had no call, health watches aside (InFlightCalls), for
+  // 100 ms, or `drain_deadline` has passed; then it stops, ending the
+  // health watches and cancelling what is left. Idempotent; returns once the server has
   // stopped.
   void Shutdown();
 
