@@ -56,11 +56,12 @@ bool InFlightCalls::AwaitQuiet(absl::Duration quiet, absl::Time deadline) const 
   absl::MutexLock lock(&mu_);
   auto none = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return count_ == 0; };
   while (mu_.AwaitWithDeadline(absl::Condition(&none), deadline)) {
+    // Quiet once `quiet` passes with no call begun; a call begun starts
+    // the wait over.
     const int64_t begun = begun_;
     auto another = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return begun_ != begun; };
-    if (!mu_.AwaitWithDeadline(absl::Condition(&another), std::min(absl::Now() + quiet, deadline))) {
-      return absl::Now() < deadline || count_ == 0;
-    }
+    const absl::Time quiet_until = std::min(absl::Now() + quiet, deadline);
+    if (!mu_.AwaitWithDeadline(absl::Condition(&another), quiet_until)) return true;
   }
   return false;
 }

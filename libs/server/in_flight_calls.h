@@ -22,7 +22,7 @@ class InFlightCalls {
 
   int count() const;
   // Waits until no counted call has been in flight or begun for `quiet`, or
-  // until `deadline`; true if that quiet came.
+  // until `deadline`; true if no call is in flight when it returns.
   bool AwaitQuiet(absl::Duration quiet, absl::Time deadline) const;
 
  private:

@@ -171,8 +171,11 @@ void Platform::Kill(const std::string& name) {
 std::map<std::string, int> Platform::Stop() {
   std::map<std::string, int> codes;
   std::set<std::string> leaders;
-  for (const std::string& service : {"presence", "routing", "sessions"}) {
-    if (std::optional<Process> leader = Leader(service)) leaders.insert(leader->name);
+  for (const Server& server : servers_) {
+    if (!LeaderElected(server.process.service)) continue;
+    if (std::optional<Process> leader = Leader(server.process.service)) {
+      leaders.insert(leader->name);
+    }
   }
   for (bool leading : {false, true}) {
     for (Server& server : servers_) {
